@@ -1,0 +1,796 @@
+// tollgate-bench-memory: the memory store through the C ABI (rl_check).
+//
+// Prints one table (or JSON with --json): checks/s on one hot key and on
+// 1,000,000 distinct keys with 1 and 2 threads, p50/p99 ns per check, RSS
+// bytes per key, and the same figures for a baseline measured in the same
+// process (std::unordered_map<std::string, int64_t> under one std::mutex
+// doing the same lookup + GCRA update), so results can be read as ratios on
+// a noisy machine. It is not a test: it never fails because of speed.
+//
+// It uses nothing but tollgate.h. See docs/benchmarks.md.
+//
+//   tollgate-bench-memory [--quick] [--json] [--duration SEC] [--keys N]
+//                         [--max-keys N] [--shards N] [--no-pin]
+
+#include "tollgate.h"
+
+#include <pthread.h>
+#include <sched.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cinttypes>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+namespace {
+
+// ---- Options ----------------------------------------------------------------
+
+struct Options {
+  bool quick = false;
+  bool json = false;
+  bool pin = true;
+  double duration = 1.5;      // seconds per throughput figure
+  uint64_t keys = 1000000;    // distinct keys
+  uint64_t max_keys = 0;      // 0: = keys
+  uint32_t shards = 0;        // 0: library default
+};
+
+[[noreturn]] void usage(const char *argv0) {
+  std::fprintf(stderr,
+               "usage: %s [--quick] [--json] [--duration SEC] [--keys N] "
+               "[--max-keys N] [--shards N] [--no-pin]\n"
+               "  --quick      smoke run: 0.2 s per figure, 100,000 keys\n"
+               "  --json       print JSON instead of the table\n"
+               "  --duration   seconds per throughput figure (default 1.5)\n"
+               "  --keys       distinct keys (default 1,000,000; max 8,999,999)\n"
+               "  --max-keys   limiter max_keys (default: = --keys)\n"
+               "  --shards     limiter shards (default: library default)\n"
+               "  --no-pin     do not pin worker threads to CPUs\n",
+               argv0);
+  std::exit(2);
+}
+
+Options parse(int argc, char **argv) {
+  Options o;
+  bool keys_set = false, dur_set = false;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    auto next = [&]() -> const char * {
+      if (i + 1 >= argc) usage(argv[0]);
+      return argv[++i];
+    };
+    if (a == "--quick") o.quick = true;
+    else if (a == "--json") o.json = true;
+    else if (a == "--no-pin") o.pin = false;
+    else if (a == "--duration") { o.duration = std::atof(next()); dur_set = true; }
+    else if (a == "--keys") { o.keys = std::strtoull(next(), nullptr, 10); keys_set = true; }
+    else if (a == "--max-keys") o.max_keys = std::strtoull(next(), nullptr, 10);
+    else if (a == "--shards") o.shards = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else usage(argv[0]);
+  }
+  if (o.quick) {
+    if (!dur_set) o.duration = 0.2;
+    if (!keys_set) o.keys = 100000;
+  }
+  if (o.keys < 2 || o.keys > 8999999 || o.duration <= 0) usage(argv[0]);
+  if (o.max_keys == 0) o.max_keys = o.keys;
+  return o;
+}
+
+// ---- Small helpers ------------------------------------------------------------
+
+using Clock = std::chrono::steady_clock;
+
+inline int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             Clock::now().time_since_epoch())
+      .count();
+}
+
+[[noreturn]] void die_rc(const char *what, int rc) {
+  std::fprintf(stderr, "tollgate-bench-memory: %s failed: %s (%s)\n", what,
+               rl_strerror(rc), rl_last_error());
+  std::exit(1);
+}
+
+[[noreturn]] void die(const char *what) {
+  std::fprintf(stderr, "tollgate-bench-memory: %s\n", what);
+  std::exit(1);
+}
+
+// VmRSS of this process in bytes, from /proc/self/status.
+int64_t vm_rss_bytes() {
+  FILE *f = std::fopen("/proc/self/status", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "VmRSS:", 6) == 0) {
+      kb = std::strtoll(line + 6, nullptr, 10);
+      break;
+    }
+  }
+  std::fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
+std::string cpu_model() {
+  FILE *f = std::fopen("/proc/cpuinfo", "r");
+  if (!f) return "unknown";
+  char line[512];
+  std::string model = "unknown";
+  while (std::fgets(line, sizeof line, f)) {
+    if (std::strncmp(line, "model name", 10) == 0) {
+      const char *p = std::strchr(line, ':');
+      if (p) {
+        model = p + 1;
+        while (!model.empty() && (model.front() == ' ' || model.front() == '\t'))
+          model.erase(model.begin());
+        while (!model.empty() && (model.back() == '\n' || model.back() == ' '))
+          model.pop_back();
+      }
+      break;
+    }
+  }
+  std::fclose(f);
+  return model;
+}
+
+std::string clocksource() {
+  FILE *f = std::fopen(
+      "/sys/devices/system/clocksource/clocksource0/current_clocksource", "r");
+  if (!f) return "unknown";
+  char buf[64] = {0};
+  if (!std::fgets(buf, sizeof buf, f)) buf[0] = 0;
+  std::fclose(f);
+  std::string s = buf;
+  while (!s.empty() && s.back() == '\n') s.pop_back();
+  return s.empty() ? "unknown" : s;
+}
+
+std::vector<int> usable_cpus() {
+  std::vector<int> cpus;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof set, &set) == 0)
+    for (int c = 0; c < CPU_SETSIZE; ++c)
+      if (CPU_ISSET(c, &set)) cpus.push_back(c);
+  return cpus;
+}
+
+double percentile(std::vector<double> &v, double p) {
+  if (v.empty()) return 0;
+  size_t k = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  std::nth_element(v.begin(), v.begin() + static_cast<ptrdiff_t>(k), v.end());
+  return v[k];
+}
+
+// ---- Policies -------------------------------------------------------------------
+
+// "Never denies": GCRA, 1e9 units per 1e12 ms (~31.7 years), burst 0 (= limit).
+// The emission interval T = ceil(1e15 us / 1e9) = 1 s and tau = 1e9 s, so a
+// key may take 1e9 units at once: nothing in this run is ever denied. Every
+// allowed unit moves the key's TAT 1 s ahead, i.e. keeps it alive (a GCRA key
+// expires at its TAT). capacity * T = 1e15 us <= 2^50: inside the bounds.
+rl_policy allow_policy() {
+  rl_policy p = RL_POLICY_INIT;
+  p.algorithm = RL_ALG_GCRA;
+  p.limit = 1000000000;
+  p.period_ms = 1000000000000;
+  p.burst = 0;
+  return p;
+}
+
+// "Almost always denies": GCRA, 1 unit per hour. The warm-up call on each key
+// is allowed (and keeps the key alive for an hour); every timed call is denied.
+rl_policy deny_policy() {
+  rl_policy p = RL_POLICY_INIT;
+  p.algorithm = RL_ALG_GCRA;
+  p.limit = 1;
+  p.period_ms = 3600000;
+  p.burst = 0;
+  return p;
+}
+
+// Warm-up cost on the "allow" policy: 3600 units = TAT one hour ahead, so no
+// key expires (and is silently re-created) between the timed phases.
+constexpr int64_t kWarmCost = 3600;
+
+rl_limiter *make_limiter(uint64_t max_keys, uint32_t shards) {
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = "memory://";
+  o.max_keys = max_keys;
+  o.shards = shards;
+  rl_limiter *lim = nullptr;
+  int rc = rl_create(&lim, &o);
+  if (rc != RL_OK) die_rc("rl_create", rc);
+  return lim;
+}
+
+rl_health_info health(rl_limiter *lim) {
+  rl_health_info h = RL_HEALTH_INIT;
+  int rc = rl_health(lim, &h);
+  if (rc != RL_OK) die_rc("rl_health", rc);
+  return h;
+}
+
+// One check; returns allowed (0/1). Errors abort the benchmark.
+inline int check(rl_limiter *lim, const char *key, size_t len,
+                 const rl_policy *pol, int64_t cost) {
+  rl_decision d = RL_DECISION_INIT;
+  int rc = rl_check(lim, &d, key, len, pol, 1, cost);
+  if (__builtin_expect(rc != RL_OK, 0)) die_rc("rl_check", rc);
+  return d.allowed;
+}
+
+// ---- Keys -----------------------------------------------------------------------
+
+// Keys "user:%u" with ids 1,000,000 .. 1,000,000 + N - 1: always 12 bytes.
+// Stored in flat buffers with a 16-byte stride, formatted before any timing.
+constexpr size_t kStride = 16;
+constexpr size_t kKeyLen = 12;
+
+struct KeyBuf {
+  std::vector<char> bytes;
+  size_t n = 0;
+  const char *key(size_t i) const { return bytes.data() + i * kStride; }
+};
+
+void put_key(KeyBuf &kb, size_t slot, uint64_t id) {
+  char tmp[32];
+  int len = std::snprintf(tmp, sizeof tmp, "user:%" PRIu64, id + 1000000);
+  if (len != static_cast<int>(kKeyLen)) die("key length is not 12");
+  std::memcpy(kb.bytes.data() + slot * kStride, tmp, kKeyLen);
+}
+
+// Ids {id in [0, n) : id % parts == part}, in a shuffled order (fixed seed).
+// Insertion uses part 0 of 1 unshuffled; the timed passes use shuffled
+// orders, so the store cannot profit from allocation order = access order.
+KeyBuf make_keys(uint64_t n, unsigned parts, unsigned part, bool shuffle,
+                 uint32_t seed) {
+  std::vector<uint64_t> ids;
+  ids.reserve(n / parts + 1);
+  for (uint64_t id = part; id < n; id += parts) ids.push_back(id);
+  if (shuffle) {
+    std::mt19937_64 rng(seed);
+    std::shuffle(ids.begin(), ids.end(), rng);
+  }
+  KeyBuf kb;
+  kb.n = ids.size();
+  kb.bytes.assign(kb.n * kStride, 0);
+  for (size_t i = 0; i < kb.n; ++i) put_key(kb, i, ids[i]);
+  return kb;
+}
+
+// ---- Baseline: unordered_map + one mutex ------------------------------------------
+
+struct SvHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const noexcept {
+    return std::hash<std::string_view>{}(s);
+  }
+};
+
+// The same work per call as the limiter's single-policy GCRA check, written
+// the obvious way: read the wall clock, lock, find-or-insert, GCRA update.
+struct Baseline {
+  std::unordered_map<std::string, int64_t, SvHash, std::equal_to<>> map;
+  std::mutex mu;
+  int64_t T = 1000000;              // us per unit (the allow policy)
+  int64_t tau = 1000000000LL * T;   // burst * T
+
+  __attribute__((noinline)) int check(const char *key, size_t len, int64_t cost) {
+    timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    int64_t now = static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+    std::string_view k(key, len);
+    std::lock_guard<std::mutex> g(mu);
+    auto it = map.find(k);
+    if (it == map.end()) it = map.emplace(std::string(k), now).first;
+    int64_t base = std::max(it->second, now);
+    int64_t new_tat = base + cost * T;
+    if (now < new_tat - tau) return 0;
+    it->second = new_tat;
+    return 1;
+  }
+};
+
+// ---- Throughput ----------------------------------------------------------------------
+
+struct Throughput {
+  double ops_per_s = 0;
+  uint64_t ops = 0;
+  uint64_t allowed = 0;
+};
+
+// Runs `threads` workers for `seconds`. body(t, pos, allowed) performs exactly
+// kChunk operations for worker t and returns; the deadline is checked between
+// chunks. Workers are pinned to distinct CPUs when possible.
+constexpr int kChunk = 512;
+
+Throughput run_threads(int threads, double seconds, const Options &opt,
+                       const std::function<void(int, size_t &, uint64_t &)> &body) {
+  std::vector<int> cpus = usable_cpus();
+  bool pin = opt.pin && static_cast<int>(cpus.size()) >= threads;
+  std::atomic<int> ready{0};
+  std::atomic<bool> go{false};
+  std::atomic<int64_t> start{0};
+  std::vector<uint64_t> ops(static_cast<size_t>(threads)), allowed(ops.size());
+  std::vector<int64_t> end(ops.size());
+  std::vector<std::thread> ws;
+  for (int t = 0; t < threads; ++t) {
+    ws.emplace_back([&, t] {
+      if (pin) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(cpus[static_cast<size_t>(t)], &set);
+        pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+      }
+      size_t pos = 0;
+      uint64_t n = 0, ok = 0;
+      // A short untimed warm-up so caches and branch predictors settle.
+      for (int i = 0; i < 8; ++i) body(t, pos, ok);
+      ok = 0;
+      ready.fetch_add(1);
+      while (!go.load(std::memory_order_acquire)) {
+      }
+      const int64_t deadline =
+          start.load() + static_cast<int64_t>(seconds * 1e9);
+      int64_t now;
+      do {
+        body(t, pos, ok);
+        n += kChunk;
+      } while ((now = now_ns()) < deadline);
+      ops[static_cast<size_t>(t)] = n;
+      allowed[static_cast<size_t>(t)] = ok;
+      end[static_cast<size_t>(t)] = now;
+    });
+  }
+  while (ready.load() < threads) std::this_thread::yield();
+  start.store(now_ns());
+  go.store(true, std::memory_order_release);
+  for (auto &w : ws) w.join();
+  Throughput r;
+  int64_t last = 0;
+  for (size_t t = 0; t < ops.size(); ++t) {
+    r.ops += ops[t];
+    r.allowed += allowed[t];
+    last = std::max(last, end[t]);
+  }
+  r.ops_per_s = static_cast<double>(r.ops) / (static_cast<double>(last - start.load()) / 1e9);
+  return r;
+}
+
+// ---- Latency --------------------------------------------------------------------------
+
+struct Latency {
+  double p50 = 0, p99 = 0;              // per call, timer overhead subtracted
+  double raw_p50 = 0, raw_p99 = 0;      // per call, as measured
+  double batch_p50 = 0, batch_p99 = 0;  // batches of 64, divided by 64
+};
+
+constexpr int kBatch = 64;
+
+struct TimerOverhead {
+  double p50 = 0, p99 = 0;
+};
+
+TimerOverhead measure_timer_overhead(size_t samples) {
+  std::vector<double> v(samples);
+  for (size_t i = 0; i < samples; ++i) {
+    int64_t a = now_ns();
+    asm volatile("" ::: "memory");
+    int64_t b = now_ns();
+    v[i] = static_cast<double>(b - a);
+  }
+  TimerOverhead o;
+  o.p50 = percentile(v, 0.50);
+  o.p99 = percentile(v, 0.99);
+  return o;
+}
+
+// op(i) performs the i-th check. `samples` per-call samples, then
+// samples / 64 batch samples (the same number of checks).
+template <class Op>
+Latency measure_latency(size_t samples, const TimerOverhead &ovh, Op &&op) {
+  Latency L;
+  std::vector<double> v(samples);
+  size_t i = 0;
+  for (size_t s = 0; s < samples; ++s) {
+    int64_t a = now_ns();
+    op(i++);
+    int64_t b = now_ns();
+    v[s] = static_cast<double>(b - a);
+  }
+  L.raw_p50 = percentile(v, 0.50);
+  L.raw_p99 = percentile(v, 0.99);
+  L.p50 = std::max(0.0, L.raw_p50 - ovh.p50);
+  L.p99 = std::max(0.0, L.raw_p99 - ovh.p50);
+  size_t batches = std::max<size_t>(samples / kBatch, 100);
+  std::vector<double> b(batches);
+  for (size_t s = 0; s < batches; ++s) {
+    int64_t a = now_ns();
+    for (int k = 0; k < kBatch; ++k) op(i++);
+    int64_t e = now_ns();
+    b[s] = static_cast<double>(e - a) / kBatch;
+  }
+  L.batch_p50 = percentile(b, 0.50);
+  L.batch_p99 = percentile(b, 0.99);
+  return L;
+}
+
+// ---- Memory (in a forked child, so nothing else is in the heap) ------------------------
+
+struct MemResult {
+  int64_t rss_before = 0, rss_after = 0;
+  uint64_t keys = 0, live_keys = 0, evictions = 0;
+  double bytes_per_key = 0;
+  int ok = 0;
+};
+
+// Key of exactly `len` bytes: "user:" + zero-padded id, formatted into a stack
+// buffer (this is not timed; nothing is held outside the store).
+inline size_t fixed_key(char *buf, size_t len, uint64_t id) {
+  std::snprintf(buf, 64, "user:%0*" PRIu64, static_cast<int>(len - 5), id);
+  return len;
+}
+
+MemResult mem_child(bool baseline, size_t key_len, uint64_t n, uint64_t max_keys,
+                    uint32_t shards) {
+  MemResult r;
+  r.keys = n;
+  char key[64];
+  if (!baseline) {
+    r.rss_before = vm_rss_bytes();
+    rl_limiter *lim = make_limiter(max_keys, shards);
+    rl_policy pol = allow_policy();
+    for (uint64_t id = 0; id < n; ++id)
+      check(lim, key, fixed_key(key, key_len, id), &pol, kWarmCost);
+    r.rss_after = vm_rss_bytes();
+    rl_health_info h = health(lim);
+    r.live_keys = h.live_keys;
+    r.evictions = h.evictions;
+    // Not destroyed: the child exits right away.
+  } else {
+    r.rss_before = vm_rss_bytes();
+    auto *b = new Baseline;
+    for (uint64_t id = 0; id < n; ++id)
+      b->check(key, fixed_key(key, key_len, id), kWarmCost);
+    r.rss_after = vm_rss_bytes();
+    r.live_keys = b->map.size();
+  }
+  r.bytes_per_key =
+      static_cast<double>(r.rss_after - r.rss_before) / static_cast<double>(n);
+  r.ok = 1;
+  return r;
+}
+
+MemResult measure_memory(bool baseline, size_t key_len, uint64_t n,
+                         uint64_t max_keys, uint32_t shards) {
+  int fds[2];
+  if (pipe(fds) != 0) die("pipe failed");
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) die("fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    MemResult r = mem_child(baseline, key_len, n, max_keys, shards);
+    ssize_t w = write(fds[1], &r, sizeof r);
+    _exit(w == static_cast<ssize_t>(sizeof r) ? 0 : 1);
+  }
+  close(fds[1]);
+  MemResult r;
+  ssize_t got = read(fds[0], &r, sizeof r);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (got != static_cast<ssize_t>(sizeof r) || !r.ok) die("memory child failed");
+  return r;
+}
+
+// ---- Output -----------------------------------------------------------------------------
+
+struct Row {
+  const char *name;
+  Throughput t1, t2;
+};
+
+double mops(const Throughput &t) { return t.ops_per_s / 1e6; }
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  const Options opt = parse(argc, argv);
+  const uint64_t N = opt.keys;
+  const size_t samples = static_cast<size_t>(std::min<uint64_t>(N, 1000000));
+  const int64_t run_t0 = now_ns();
+  auto log = [&](const char *what) {
+    if (!opt.json)
+      std::fprintf(stderr, "  [%5.1f s] %s\n", static_cast<double>(now_ns() - run_t0) / 1e9, what);
+  };
+
+  if (rl_version_number() != RL_VERSION_NUMBER)
+    die("header and library versions differ");
+
+  // -- Memory first, each in its own child process.
+  log("memory: 16-byte keys");
+  MemResult m16 = measure_memory(false, 16, N, opt.max_keys, opt.shards);
+  log("memory: 24-byte keys");
+  MemResult m24 = measure_memory(false, 24, N, opt.max_keys, opt.shards);
+  log("memory: baseline");
+  MemResult b16 = measure_memory(true, 16, N, opt.max_keys, opt.shards);
+  MemResult b24 = measure_memory(true, 24, N, opt.max_keys, opt.shards);
+
+  // -- Keys, formatted before anything is timed.
+  log("formatting keys");
+  KeyBuf ins = make_keys(N, 1, 0, false, 0);
+  KeyBuf all = make_keys(N, 1, 0, true, 1);
+  KeyBuf half[2] = {make_keys(N, 2, 0, true, 2), make_keys(N, 2, 1, true, 3)};
+  const char *hot = "user:hotkey1";  // 12 bytes, like the others
+  const size_t hot_len = std::strlen(hot);
+
+  const rl_policy allow = allow_policy();
+  const rl_policy deny = deny_policy();
+  const TimerOverhead ovh = measure_timer_overhead(samples);
+
+  // Body factories.
+  auto lim_hot = [&](rl_limiter *lim, const rl_policy *pol) {
+    return [=](int, size_t &, uint64_t &ok) {
+      for (int k = 0; k < kChunk; ++k) ok += check(lim, hot, hot_len, pol, 1);
+    };
+  };
+  auto lim_keys = [&](rl_limiter *lim, const rl_policy *pol, int threads) {
+    return [=, &all, &half](int t, size_t &pos, uint64_t &ok) {
+      const KeyBuf &kb = threads == 1 ? all : half[t];
+      for (int k = 0; k < kChunk; ++k) {
+        ok += check(lim, kb.key(pos), kKeyLen, pol, 1);
+        if (++pos == kb.n) pos = 0;
+      }
+    };
+  };
+
+  // -- Hot key.
+  Row hot_allow{"hot key, allowed", {}, {}}, hot_deny{"hot key, denied", {}, {}};
+  Latency lat_hot_allow, lat_hot_deny;
+  {
+    log("hot key, allowed");
+    rl_limiter *lim = make_limiter(opt.max_keys, opt.shards);
+    check(lim, hot, hot_len, &allow, kWarmCost);
+    hot_allow.t1 = run_threads(1, opt.duration, opt, lim_hot(lim, &allow));
+    hot_allow.t2 = run_threads(2, opt.duration, opt, lim_hot(lim, &allow));
+    lat_hot_allow = measure_latency(samples, ovh, [&](size_t) {
+      check(lim, hot, hot_len, &allow, 1);
+    });
+    rl_health_info h = health(lim);
+    if (h.denied != 0) die("the allow policy denied a hot-key call");
+    rl_destroy(lim);
+  }
+  {
+    log("hot key, denied");
+    rl_limiter *lim = make_limiter(opt.max_keys, opt.shards);
+    if (!check(lim, hot, hot_len, &deny, 1)) die("first hot-key call denied");
+    hot_deny.t1 = run_threads(1, opt.duration, opt, lim_hot(lim, &deny));
+    hot_deny.t2 = run_threads(2, opt.duration, opt, lim_hot(lim, &deny));
+    lat_hot_deny = measure_latency(samples, ovh, [&](size_t) {
+      check(lim, hot, hot_len, &deny, 1);
+    });
+    rl_destroy(lim);
+  }
+
+  // -- N distinct keys.
+  Row keys_allow{"1M keys, allowed", {}, {}}, keys_deny{"1M keys, denied", {}, {}};
+  Latency lat_keys_allow, lat_keys_deny;
+  double insert_allow_ops = 0, insert_deny_ops = 0;
+  rl_health_info h_allow{}, h_deny{};
+  for (int variant = 0; variant < 2; ++variant) {
+    const bool is_allow = variant == 0;
+    log(is_allow ? "distinct keys, allowed" : "distinct keys, denied");
+    const rl_policy *pol = is_allow ? &allow : &deny;
+    rl_limiter *lim = make_limiter(opt.max_keys, opt.shards);
+    int64_t a = now_ns();
+    for (size_t i = 0; i < ins.n; ++i)
+      check(lim, ins.key(i), kKeyLen, pol, is_allow ? kWarmCost : 1);
+    double ins_rate = static_cast<double>(ins.n) / (static_cast<double>(now_ns() - a) / 1e9);
+    Row &row = is_allow ? keys_allow : keys_deny;
+    row.t1 = run_threads(1, opt.duration, opt, lim_keys(lim, pol, 1));
+    row.t2 = run_threads(2, opt.duration, opt, lim_keys(lim, pol, 2));
+    size_t lpos = 0;
+    Latency L = measure_latency(samples, ovh, [&](size_t) {
+      check(lim, all.key(lpos), kKeyLen, pol, 1);
+      if (++lpos == all.n) lpos = 0;
+    });
+    rl_health_info h = health(lim);
+    if (is_allow) {
+      lat_keys_allow = L;
+      insert_allow_ops = ins_rate;
+      h_allow = h;
+      if (h.denied != 0) die("the allow policy denied a call");
+    } else {
+      lat_keys_deny = L;
+      insert_deny_ops = ins_rate;
+      h_deny = h;
+    }
+    rl_destroy(lim);
+  }
+
+  // -- Baseline, same process, same keys and access orders.
+  Row base_hot{"baseline map+mutex, hot key", {}, {}};
+  Row base_keys{"baseline map+mutex, 1M keys", {}, {}};
+  Latency lat_base_hot, lat_base_keys;
+  {
+    log("baseline, hot key");
+    Baseline b;
+    b.check(hot, hot_len, kWarmCost);
+    auto body = [&](int, size_t &, uint64_t &ok) {
+      for (int k = 0; k < kChunk; ++k) ok += b.check(hot, hot_len, 1);
+    };
+    base_hot.t1 = run_threads(1, opt.duration, opt, body);
+    base_hot.t2 = run_threads(2, opt.duration, opt, body);
+    lat_base_hot = measure_latency(samples, ovh, [&](size_t) { b.check(hot, hot_len, 1); });
+  }
+  {
+    log("baseline, distinct keys");
+    auto *b = new Baseline;
+    b->map.reserve(N);
+    for (size_t i = 0; i < ins.n; ++i) b->check(ins.key(i), kKeyLen, kWarmCost);
+    auto body = [&](int threads) {
+      return [&, threads](int t, size_t &pos, uint64_t &ok) {
+        const KeyBuf &kb = threads == 1 ? all : half[t];
+        for (int k = 0; k < kChunk; ++k) {
+          ok += b->check(kb.key(pos), kKeyLen, 1);
+          if (++pos == kb.n) pos = 0;
+        }
+      };
+    };
+    base_keys.t1 = run_threads(1, opt.duration, opt, body(1));
+    base_keys.t2 = run_threads(2, opt.duration, opt, body(2));
+    size_t lpos = 0;
+    lat_base_keys = measure_latency(samples, ovh, [&](size_t) {
+      b->check(all.key(lpos), kKeyLen, 1);
+      if (++lpos == all.n) lpos = 0;
+    });
+    delete b;
+  }
+  const double total_s = static_cast<double>(now_ns() - run_t0) / 1e9;
+
+  // -- Report.
+  const std::vector<int> cpus = usable_cpus();
+  const unsigned ncpu = std::thread::hardware_concurrency();
+  const std::string model = cpu_model();
+  const std::string csrc = clocksource();
+  const Row *rows[] = {&hot_allow, &hot_deny, &keys_allow, &keys_deny, &base_hot, &base_keys};
+  struct LatRow {
+    const char *name;
+    const Latency *l;
+  } lats[] = {{"hot key, allowed", &lat_hot_allow},
+              {"hot key, denied", &lat_hot_deny},
+              {"1M keys, allowed", &lat_keys_allow},
+              {"1M keys, denied", &lat_keys_deny},
+              {"baseline, hot key", &lat_base_hot},
+              {"baseline, 1M keys", &lat_base_keys}};
+
+  if (opt.json) {
+    std::printf("{\n  \"tollgate_version\": \"%s\",\n", rl_version_string());
+    std::printf("  \"machine\": {\"nproc\": %u, \"cpus_usable\": %zu, \"cpu_model\": \"%s\", \"clocksource\": \"%s\"},\n",
+                ncpu, cpus.size(), model.c_str(), csrc.c_str());
+    std::printf("  \"config\": {\"keys\": %" PRIu64 ", \"key_len\": %zu, \"max_keys\": %" PRIu64
+                ", \"shards\": %u, \"duration_s\": %.3f, \"quick\": %s, \"pinned\": %s},\n",
+                N, kKeyLen, opt.max_keys, opt.shards, opt.duration, opt.quick ? "true" : "false",
+                (opt.pin && cpus.size() >= 2) ? "true" : "false");
+    std::printf("  \"throughput\": [\n");
+    for (size_t i = 0; i < std::size(rows); ++i) {
+      const Row &r = *rows[i];
+      std::printf("    {\"name\": \"%s\", \"t1_ops\": %.0f, \"t2_ops\": %.0f, \"t2_over_t1\": %.3f, "
+                  "\"t1_allowed_fraction\": %.6f}%s\n",
+                  r.name, r.t1.ops_per_s, r.t2.ops_per_s, r.t2.ops_per_s / r.t1.ops_per_s,
+                  r.t1.ops ? static_cast<double>(r.t1.allowed) / static_cast<double>(r.t1.ops) : 0.0,
+                  i + 1 < std::size(rows) ? "," : "");
+    }
+    std::printf("  ],\n  \"insert_ops\": {\"allowed\": %.0f, \"denied\": %.0f},\n", insert_allow_ops,
+                insert_deny_ops);
+    std::printf("  \"timer_overhead_ns\": {\"p50\": %.1f, \"p99\": %.1f},\n", ovh.p50, ovh.p99);
+    std::printf("  \"latency_ns\": [\n");
+    for (size_t i = 0; i < std::size(lats); ++i) {
+      const Latency &l = *lats[i].l;
+      std::printf("    {\"name\": \"%s\", \"p50\": %.1f, \"p99\": %.1f, \"raw_p50\": %.1f, \"raw_p99\": %.1f, "
+                  "\"batch64_p50\": %.1f, \"batch64_p99\": %.1f}%s\n",
+                  lats[i].name, l.p50, l.p99, l.raw_p50, l.raw_p99, l.batch_p50, l.batch_p99,
+                  i + 1 < std::size(lats) ? "," : "");
+    }
+    std::printf("  ],\n  \"memory\": [\n");
+    const struct {
+      const char *name;
+      size_t len;
+      const MemResult *m;
+    } mems[] = {{"tollgate", 16, &m16}, {"tollgate", 24, &m24}, {"baseline", 16, &b16}, {"baseline", 24, &b24}};
+    for (size_t i = 0; i < std::size(mems); ++i) {
+      const MemResult &m = *mems[i].m;
+      std::printf("    {\"name\": \"%s\", \"key_len\": %zu, \"keys\": %" PRIu64 ", \"live_keys\": %" PRIu64
+                  ", \"evictions\": %" PRIu64 ", \"rss_before\": %" PRId64 ", \"rss_after\": %" PRId64
+                  ", \"bytes_per_key\": %.1f}%s\n",
+                  mems[i].name, mems[i].len, m.keys, m.live_keys, m.evictions, m.rss_before, m.rss_after,
+                  m.bytes_per_key, i + 1 < std::size(mems) ? "," : "");
+    }
+    std::printf("  ],\n  \"limiter\": {\"live_keys_allow\": %" PRIu64 ", \"evictions_allow\": %" PRIu64
+                ", \"live_keys_deny\": %" PRIu64 ", \"evictions_deny\": %" PRIu64 "},\n",
+                h_allow.live_keys, h_allow.evictions, h_deny.live_keys, h_deny.evictions);
+    std::printf("  \"total_s\": %.1f\n}\n", total_s);
+    return 0;
+  }
+
+  std::printf("tollgate-bench-memory  (tollgate %s, memory store via rl_check, 1 GCRA policy)\n",
+              rl_version_string());
+  std::printf("machine: nproc %u (%zu usable), %s, clocksource %s\n", ncpu, cpus.size(), model.c_str(),
+              csrc.c_str());
+  std::printf("config:  %" PRIu64 " distinct keys \"user:%%u\" (%zu bytes), max_keys %" PRIu64
+              ", shards %s, %.1f s per throughput figure, threads %s%s\n",
+              N, kKeyLen, opt.max_keys, opt.shards ? std::to_string(opt.shards).c_str() : "default",
+              opt.duration, (opt.pin && cpus.size() >= 2) ? "pinned" : "not pinned",
+              opt.quick ? ", QUICK" : "");
+  std::printf("store after the distinct-key runs: allowed variant %" PRIu64 " live keys, %" PRIu64
+              " evictions; denied variant %" PRIu64 " live keys, %" PRIu64 " evictions%s\n",
+              h_allow.live_keys, h_allow.evictions, h_deny.live_keys, h_deny.evictions,
+              (h_allow.evictions || h_deny.evictions) ? "  <-- WARNING: evictions" : "");
+  std::printf("(\"1M keys\" below means %" PRIu64 " keys)\n\n", N);
+
+  std::printf("Throughput, M checks/s            1 thread  2 threads  2T/1T  allowed%%(1T)\n");
+  for (const Row *r : rows)
+    std::printf("  %-30s %9.2f  %9.2f  %5.2fx  %10.1f\n", r->name, mops(r->t1), mops(r->t2),
+                r->t2.ops_per_s / r->t1.ops_per_s,
+                r->t1.ops ? 100.0 * static_cast<double>(r->t1.allowed) / static_cast<double>(r->t1.ops) : 0.0);
+  std::printf("  tollgate / baseline, hot key    %8.2fx  %8.2fx\n", hot_allow.t1.ops_per_s / base_hot.t1.ops_per_s,
+              hot_allow.t2.ops_per_s / base_hot.t2.ops_per_s);
+  std::printf("  tollgate / baseline, 1M keys    %8.2fx  %8.2fx\n",
+              keys_allow.t1.ops_per_s / base_keys.t1.ops_per_s, keys_allow.t2.ops_per_s / base_keys.t2.ops_per_s);
+  std::printf("  first insert of every key, 1 thread: %.2f M checks/s (allowed policy), %.2f M/s (denied policy)\n\n",
+              insert_allow_ops / 1e6, insert_deny_ops / 1e6);
+
+  std::printf("Latency, ns per check (1 thread)     per call: p50    p99 | raw p50  raw p99 | batch64: p50    p99\n");
+  for (const auto &lr : lats)
+    std::printf("  %-30s %14.0f %6.0f | %7.0f  %7.0f | %13.1f %6.1f\n", lr.name, lr.l->p50, lr.l->p99,
+                lr.l->raw_p50, lr.l->raw_p99, lr.l->batch_p50, lr.l->batch_p99);
+  std::printf("  timer overhead (steady_clock pair): p50 %.0f ns, p99 %.0f ns; \"per call\" = raw - overhead p50\n\n",
+              ovh.p50, ovh.p99);
+
+  std::printf("Memory, %" PRIu64 " keys (VmRSS after inserting - before creating)   bytes/key  live keys  evictions\n", N);
+  std::printf("  tollgate, 16-byte keys                                       %9.1f  %9" PRIu64 "  %9" PRIu64 "\n",
+              m16.bytes_per_key, m16.live_keys, m16.evictions);
+  std::printf("  tollgate, 24-byte keys                                       %9.1f  %9" PRIu64 "  %9" PRIu64 "\n",
+              m24.bytes_per_key, m24.live_keys, m24.evictions);
+  std::printf("  baseline unordered_map<string,int64_t>, 16-byte keys         %9.1f  %9" PRIu64 "\n",
+              b16.bytes_per_key, b16.live_keys);
+  std::printf("  baseline unordered_map<string,int64_t>, 24-byte keys         %9.1f  %9" PRIu64 "\n\n",
+              b24.bytes_per_key, b24.live_keys);
+
+  auto verdict = [](bool ok) { return ok ? "met" : "NOT met"; };
+  const double hot1 = mops(hot_allow.t1);
+  const double p50k = lat_keys_allow.batch_p50;
+  const double p50k_call = lat_keys_allow.p50;
+  const double worst_mem = std::max(m16.bytes_per_key, m24.bytes_per_key);
+  const double speedup = keys_allow.t2.ops_per_s / keys_allow.t1.ops_per_s;
+  std::printf("Targets\n");
+  std::printf("  >= 10 M checks/s, 1 thread, hot key        %6.2f M/s        %s\n", hot1, verdict(hot1 >= 10));
+  std::printf("  p50 <= 150 ns at 1M keys (allowed)         %6.0f ns (batch64), %.0f ns (per call)  %s\n", p50k,
+              p50k_call, verdict(std::max(p50k, p50k_call) <= 150));
+  std::printf("  <= 128 bytes/key, keys up to 24 bytes      %6.1f B          %s\n", worst_mem,
+              verdict(worst_mem <= 128));
+  std::printf("  ~2x with 2 threads, distinct keys          %6.2fx           %s\n", speedup,
+              verdict(speedup >= 1.8));
+  std::printf("total run time %.1f s\n", total_s);
+  return 0;
+}

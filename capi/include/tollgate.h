@@ -1,0 +1,253 @@
+/*
+ * tollgate.h - the stable C ABI of tollgate, a rate limiter shared by many
+ * processes and many languages.
+ *
+ * This header is the only contract: the Python and Node packages and every C
+ * program see nothing else. It compiles as C99 and as C++.
+ *
+ * Conventions
+ *   - Every function returns int: RL_OK (0) or a negative RL_E_* code. Codes
+ *     are never renumbered. Results come back through out-parameters, which
+ *     come first in the argument list.
+ *   - After a failure, rl_last_error() describes it. The text is
+ *     thread-local, never NULL, and valid until the next tollgate call on the
+ *     same thread. It never contains a password or other secret.
+ *   - Structs passed in or out start with `uint32_t version`. Initialise them
+ *     with their RL_*_INIT macro; the library checks the version and reads or
+ *     writes only the fields that version has. New fields are only ever
+ *     appended, with a new version number.
+ *   - Keys are (pointer, length) pairs: binary-safe, no NUL terminator needed.
+ *   - Times in decisions are milliseconds. Internally tollgate keeps integer
+ *     microseconds, so there is no floating-point drift.
+ *   - No C++ exception ever crosses this boundary.
+ */
+#ifndef TOLLGATE_H
+#define TOLLGATE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Export macro -------------------------------------------------------- */
+
+#if defined(TOLLGATE_STATIC)
+#define RL_API
+#elif defined(_WIN32)
+#if defined(TOLLGATE_BUILDING)
+#define RL_API __declspec(dllexport)
+#else
+#define RL_API __declspec(dllimport)
+#endif
+#elif defined(__GNUC__)
+#define RL_API __attribute__((visibility("default")))
+#else
+#define RL_API
+#endif
+
+/* ---- Versions -------------------------------------------------------------- */
+
+#define RL_VERSION_MAJOR 0
+#define RL_VERSION_MINOR 1
+#define RL_VERSION_PATCH 0
+/* major * 10000 + minor * 100 + patch */
+#define RL_VERSION_NUMBER \
+  (RL_VERSION_MAJOR * 10000 + RL_VERSION_MINOR * 100 + RL_VERSION_PATCH)
+#define RL_VERSION_STRING "0.1.0"
+/* The ABI major is the SONAME suffix: libtollgate.so.1. It changes only if a
+ * released symbol or struct layout ever changes incompatibly. */
+#define RL_ABI_MAJOR 1
+
+/* The version of the library actually loaded (compare with
+ * RL_VERSION_NUMBER to detect a header/library mismatch). Thread-safe. */
+RL_API unsigned rl_version_number(void);
+/* Static string, e.g. "0.1.0". Thread-safe. */
+RL_API const char *rl_version_string(void);
+
+/* ---- Error codes (never renumbered) ---------------------------------------- */
+
+#define RL_OK 0
+/* A required pointer is NULL, a cost is negative, or another argument is out
+ * of its documented range. */
+#define RL_E_INVALID_ARG (-1)
+/* The key is empty, or NULL with a non-zero length. */
+#define RL_E_KEY_INVALID (-2)
+/* The key is longer than the limiter's max_key_len. */
+#define RL_E_KEY_TOO_LONG (-3)
+/* A policy is invalid: limit or period <= 0, negative burst, unknown
+ * algorithm, non-zero flags, or mixed struct versions in one array. */
+#define RL_E_POLICY (-4)
+/* A value would overflow tollgate's integer arithmetic (the bounds are in
+ * docs/algorithms.md); refused rather than wrapped. */
+#define RL_E_OVERFLOW (-5)
+/* A struct's version field is 0 or newer than this library knows. */
+#define RL_E_VERSION (-6)
+/* Out of memory. */
+#define RL_E_NOMEM (-7)
+/* The store URL is malformed or names an unknown scheme or option. */
+#define RL_E_URL (-8)
+/* The request is valid but this store or build does not support it. */
+#define RL_E_UNSUPPORTED (-9)
+/* An unexpected internal failure (a bug: please report it). */
+#define RL_E_INTERNAL (-10)
+
+/* Static English text for a code, never NULL ("unknown error code" for
+ * codes this version does not know). Thread-safe. */
+RL_API const char *rl_strerror(int code);
+
+/* Detail of the last failure on the calling thread; never NULL ("" when the
+ * last call succeeded). Valid until the next tollgate call on this thread. */
+RL_API const char *rl_last_error(void);
+
+/* ---- Algorithms and policies ----------------------------------------------- */
+
+/* The algorithms (see docs/algorithms.md for exact integer formulas). */
+#define RL_ALG_GCRA 0           /* generic cell rate; the default */
+#define RL_ALG_TOKEN_BUCKET 1   /* capacity = burst, refill limit/period */
+#define RL_ALG_FIXED_WINDOW 2   /* epoch-aligned windows of `period` */
+#define RL_ALG_SLIDING_WINDOW 3 /* two-window weighted counter */
+
+/* A policy: at most `limit` units per `period_ms`. */
+#define RL_POLICY_VERSION 1
+typedef struct rl_policy {
+  uint32_t version;  /* RL_POLICY_VERSION */
+  int32_t algorithm; /* RL_ALG_* */
+  int64_t limit;     /* >= 1 */
+  int64_t period_ms; /* >= 1 */
+  /* GCRA and token bucket: how many units may pass at once (bucket
+   * capacity). 0 means "same as limit", so "100 per hour" lets 100 through
+   * at once. Must be 0 for the window algorithms. */
+  int64_t burst;
+  uint32_t flags; /* reserved for future behaviour bits; must be 0 */
+} rl_policy;
+#define RL_POLICY_INIT {RL_POLICY_VERSION, RL_ALG_GCRA, 0, 0, 0, 0}
+
+/* ---- Decisions --------------------------------------------------------------- */
+
+/* Which path produced a decision, so a degraded answer is never mistaken
+ * for a real one. Values are never renumbered. */
+#define RL_SOURCE_STORE 0 /* the configured store decided */
+
+/* retry_after_ms when the request can never pass under its policy (its
+ * cost exceeds the policy's capacity). */
+#define RL_RETRY_NEVER (-1)
+
+#define RL_DECISION_VERSION 1
+typedef struct rl_decision {
+  uint32_t version;       /* set by the caller: RL_DECISION_VERSION */
+  int32_t allowed;        /* 1 allowed (and charged), 0 denied (nothing charged) */
+  int64_t limit;          /* the deciding policy's limit */
+  int64_t remaining;      /* units still available now, after this call */
+  int64_t reset_after_ms; /* until the state is back to full (0 if full) */
+  int64_t retry_after_ms; /* 0 if allowed; else wait before the same call
+                             can pass, or RL_RETRY_NEVER */
+  int32_t source;         /* RL_SOURCE_* */
+  uint32_t policy_index;  /* index of the policy this decision reports */
+} rl_decision;
+#define RL_DECISION_INIT {RL_DECISION_VERSION, 0, 0, 0, 0, 0, 0, 0}
+
+/* ---- Limiter ------------------------------------------------------------------ */
+
+typedef struct rl_limiter rl_limiter;
+
+/* An optional clock: microseconds since the Unix epoch. Used by the memory
+ * store instead of the system clock (simulations, deterministic tests). It is
+ * called on the checking thread, possibly from many threads at once, with the
+ * store's shard lock NOT held. Returning a value outside [0, 2^52) makes the
+ * check fail with RL_E_OVERFLOW. */
+typedef int64_t (*rl_clock_fn)(void *user_data);
+
+#define RL_STORE_MEMORY 1
+
+#define RL_OPTIONS_VERSION 1
+typedef struct rl_options {
+  uint32_t version; /* RL_OPTIONS_VERSION */
+  /* NULL, "" or "memory://": the in-process memory store. */
+  const char *url;
+  /* Memory store: maximum live keys; beyond it the least recently used key
+   * is evicted (expired keys first). 0 = default, 1,000,000. */
+  uint64_t max_keys;
+  /* Maximum key length in bytes, 1 .. 65536. 0 = default, 512. */
+  uint32_t max_key_len;
+  /* Memory store: number of lock shards, rounded up to a power of two,
+   * 1 .. 1024. 0 = default (64, fewer for small max_keys). */
+  uint32_t shards;
+  /* Memory store: a clock to use instead of CLOCK_REALTIME. NULL = system. */
+  rl_clock_fn clock;
+  void *clock_user_data;
+} rl_options;
+#define RL_OPTIONS_INIT {RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL}
+
+/* Create a limiter. `options` may be NULL (memory store, defaults). On
+ * success *out owns the new limiter; free it with rl_destroy. On failure
+ * *out is set to NULL. The options struct and its strings are copied and
+ * need not outlive the call. Thread-safe. */
+RL_API int rl_create(rl_limiter **out, const rl_options *options);
+
+/* Destroy a limiter. NULL is a no-op. No other call on this limiter may be
+ * running or start afterwards. Every callback of an accepted rl_check_async
+ * has run before rl_destroy returns. */
+RL_API void rl_destroy(rl_limiter *limiter);
+
+/* Check `key` against `n_policies` policies and, if every one allows it,
+ * charge `cost` units to all of them; if any denies, none is charged.
+ *   out        decision, caller-owned, out->version set (RL_DECISION_INIT).
+ *              Allowed: the policy with the fewest remaining units.
+ *              Denied: the denying policy with the longest retry_after.
+ *   key        binary-safe, 1 .. max_key_len bytes.
+ *   policies   array of n_policies (1 .. 16) structs of one version.
+ *   cost       >= 0; 0 peeks: nothing is charged and `allowed` says whether
+ *              a cost of 1 would pass now. A cost above a policy's capacity
+ *              is denied with retry_after_ms = RL_RETRY_NEVER.
+ * Thread-safe: one limiter serves any number of threads at once. */
+RL_API int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
+                    size_t key_len, const rl_policy *policies,
+                    size_t n_policies, int64_t cost);
+
+/* Completion of an asynchronous check. `status` is RL_OK or an RL_E_* code;
+ * `decision` is valid (and owned by the library) only during the call and
+ * only when status is RL_OK. */
+typedef void (*rl_check_cb)(int status, const rl_decision *decision,
+                            void *user_data);
+
+/* rl_check without waiting. Arguments are validated and copied before the
+ * call returns. If it returns RL_OK, `callback` runs exactly once; if it
+ * returns an error, the callback never runs.
+ * On which thread: the memory store answers inline, on the calling thread,
+ * before rl_check_async returns. Network stores call it from their I/O
+ * thread. Either way the callback must return quickly, must not block, and
+ * must not call rl_destroy on this limiter. Thread-safe. */
+RL_API int rl_check_async(rl_limiter *limiter, const char *key,
+                          size_t key_len, const rl_policy *policies,
+                          size_t n_policies, int64_t cost,
+                          rl_check_cb callback, void *user_data);
+
+/* Forget every policy's state for `key` (the next check starts fresh).
+ * Resetting a key that has no state succeeds. Thread-safe. */
+RL_API int rl_reset(rl_limiter *limiter, const char *key, size_t key_len);
+
+#define RL_HEALTH_VERSION 1
+typedef struct rl_health_info {
+  uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */
+  int32_t store_kind; /* RL_STORE_* */
+  uint64_t checks;    /* calls that reached a decision */
+  uint64_t allowed;
+  uint64_t denied;
+  uint64_t errors;    /* calls that failed with an error code */
+  uint64_t live_keys; /* keys currently held by the store */
+  uint64_t evictions; /* keys evicted to stay within max_keys */
+} rl_health_info;
+#define RL_HEALTH_INIT {RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0}
+
+/* Fill a snapshot of the limiter's state and counters (caller-owned `out`
+ * with out->version set). Counters are exact but may be read while other
+ * threads run, so they need not add up to one instant. Thread-safe. */
+RL_API int rl_health(rl_limiter *limiter, rl_health_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TOLLGATE_H */

@@ -1,0 +1,275 @@
+// The C ABI over the core. Every entry point catches everything: no C++
+// exception or type crosses this boundary.
+#include "tollgate.h"
+
+#include <new>
+#include <string>
+#include <string_view>
+
+#include "tollgate/error.hpp"
+#include "tollgate/limiter.hpp"
+#include "tollgate/policy.hpp"
+
+using tollgate::Errc;
+
+static_assert(RL_E_INVALID_ARG == static_cast<int>(Errc::invalid_arg));
+static_assert(RL_E_KEY_INVALID == static_cast<int>(Errc::key_invalid));
+static_assert(RL_E_KEY_TOO_LONG == static_cast<int>(Errc::key_too_long));
+static_assert(RL_E_POLICY == static_cast<int>(Errc::policy));
+static_assert(RL_E_OVERFLOW == static_cast<int>(Errc::overflow));
+static_assert(RL_E_VERSION == static_cast<int>(Errc::version));
+static_assert(RL_E_NOMEM == static_cast<int>(Errc::nomem));
+static_assert(RL_E_URL == static_cast<int>(Errc::url));
+static_assert(RL_E_UNSUPPORTED == static_cast<int>(Errc::unsupported));
+static_assert(RL_E_INTERNAL == static_cast<int>(Errc::internal));
+static_assert(RL_ALG_GCRA == static_cast<int>(tollgate::Algorithm::gcra));
+static_assert(RL_ALG_TOKEN_BUCKET ==
+              static_cast<int>(tollgate::Algorithm::token_bucket));
+static_assert(RL_ALG_FIXED_WINDOW ==
+              static_cast<int>(tollgate::Algorithm::fixed_window));
+static_assert(RL_ALG_SLIDING_WINDOW ==
+              static_cast<int>(tollgate::Algorithm::sliding_window));
+static_assert(RL_RETRY_NEVER == tollgate::kRetryNever);
+static_assert(RL_STORE_MEMORY == static_cast<int>(tollgate::StoreKind::memory));
+static_assert(RL_SOURCE_STORE == static_cast<int>(tollgate::Source::store));
+
+struct rl_limiter {
+  std::unique_ptr<tollgate::Limiter> impl;
+};
+
+namespace {
+
+int code(Errc e) { return static_cast<int>(e); }
+
+int failed(Errc e, std::string message) {
+  return code(tollgate::fail(e, std::move(message)));
+}
+
+// Runs `body` (returning Errc) with every exception mapped to a code.
+template <typename F>
+int guarded(F &&body) noexcept {
+  try {
+    tollgate::clear_last_error();
+    return code(body());
+  } catch (const std::bad_alloc &) {
+    return failed(Errc::nomem, "out of memory");
+  } catch (const std::exception &ex) {
+    return failed(Errc::internal, std::string("internal error: ") + ex.what());
+  } catch (...) {
+    return failed(Errc::internal, "internal error");
+  }
+}
+
+// Microseconds to whole milliseconds, rounded up (never early); the
+// RL_RETRY_NEVER sentinel passes through.
+int64_t ceil_ms(int64_t us) { return us <= 0 ? us : (us + 999) / 1000; }
+
+Errc convert_policies(const rl_policy *in, size_t n,
+                      tollgate::Policy (&out)[tollgate::kMaxPoliciesPerCheck]) {
+  if (n == 0 || n > tollgate::kMaxPoliciesPerCheck)
+    return tollgate::fail(Errc::invalid_arg,
+                          "policies: expected 1 to 16 policies, got " +
+                              std::to_string(n));
+  if (in == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "policies: NULL array");
+  const uint32_t version = in[0].version;
+  if (version == 0 || version > RL_POLICY_VERSION)
+    return tollgate::fail(Errc::version,
+                          "policies: rl_policy version " +
+                              std::to_string(version) +
+                              " is not supported (this library knows 1.." +
+                              std::to_string(RL_POLICY_VERSION) + ")");
+  for (size_t i = 0; i < n; ++i) {
+    const rl_policy &p = in[i];
+    if (p.version != version)
+      return tollgate::fail(Errc::policy,
+                            "policies: policy " + std::to_string(i) +
+                                " has version " + std::to_string(p.version) +
+                                ", policy 0 has " + std::to_string(version));
+    const Errc rc = tollgate::make_policy(p.algorithm, p.limit, p.period_ms,
+                                          p.burst, p.flags, out[i]);
+    if (rc != Errc::ok) {
+      if (n > 1)
+        tollgate::fail(rc, "policies[" + std::to_string(i) + "]: " +
+                               tollgate::last_error_message());
+      return rc;
+    }
+  }
+  return Errc::ok;
+}
+
+Errc check_version(uint32_t version, uint32_t current, const char *what) {
+  if (version == 0 || version > current)
+    return tollgate::fail(Errc::version,
+                          std::string(what) + ": version " +
+                              std::to_string(version) +
+                              " is not supported (this library knows 1.." +
+                              std::to_string(current) +
+                              "); initialise it with its RL_*_INIT macro");
+  return Errc::ok;
+}
+
+void fill(rl_decision &out, const tollgate::Decision &d) {
+  // Version 1 is the only layout so far; later versions append fields.
+  out.allowed = d.allowed ? 1 : 0;
+  out.limit = d.limit;
+  out.remaining = d.remaining;
+  out.reset_after_ms = ceil_ms(d.reset_after_us);
+  out.retry_after_ms = ceil_ms(d.retry_after_us);
+  out.source = static_cast<int32_t>(d.source);
+  out.policy_index = d.policy_index;
+}
+
+// Validates the arguments shared by rl_check and rl_check_async and runs
+// the check.
+Errc run_check(rl_limiter *limiter, const char *key, size_t key_len,
+               const rl_policy *policies, size_t n_policies, int64_t cost,
+               tollgate::Decision &d) {
+  if (limiter == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+  if (key == nullptr && key_len > 0) {
+    limiter->impl->count_error();
+    return tollgate::fail(Errc::key_invalid,
+                          "key: NULL pointer with non-zero length");
+  }
+  tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+  Errc rc = convert_policies(policies, n_policies, converted);
+  if (rc != Errc::ok) {
+    limiter->impl->count_error();
+    return rc;
+  }
+  return limiter->impl->check(
+      std::string_view(key ? key : "", key_len),
+      std::span<const tollgate::Policy>(converted, n_policies), cost, d);
+}
+
+}  // namespace
+
+extern "C" {
+
+unsigned rl_version_number(void) { return RL_VERSION_NUMBER; }
+
+const char *rl_version_string(void) { return RL_VERSION_STRING; }
+
+const char *rl_strerror(int code) {
+  switch (code) {
+    case RL_OK: return "success";
+    case RL_E_INVALID_ARG: return "invalid argument";
+    case RL_E_KEY_INVALID: return "invalid key (empty or NULL)";
+    case RL_E_KEY_TOO_LONG: return "key longer than max_key_len";
+    case RL_E_POLICY: return "invalid policy";
+    case RL_E_OVERFLOW: return "value out of range (would overflow)";
+    case RL_E_VERSION: return "unsupported struct version";
+    case RL_E_NOMEM: return "out of memory";
+    case RL_E_URL: return "malformed or unknown store URL";
+    case RL_E_UNSUPPORTED: return "not supported by this store or build";
+    case RL_E_INTERNAL: return "internal error";
+    default: return "unknown error code";
+  }
+}
+
+const char *rl_last_error(void) { return tollgate::last_error_message(); }
+
+int rl_create(rl_limiter **out, const rl_options *options) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    *out = nullptr;
+    tollgate::LimiterConfig config;
+    if (options != nullptr) {
+      Errc rc = check_version(options->version, RL_OPTIONS_VERSION, "rl_options");
+      if (rc != Errc::ok) return rc;
+      if (options->url) config.url = options->url;
+      config.max_keys = options->max_keys;
+      config.max_key_len = options->max_key_len;
+      config.shards = options->shards;
+      config.clock = options->clock;
+      config.clock_user_data = options->clock_user_data;
+    }
+    auto handle = std::make_unique<rl_limiter>();
+    Errc rc = tollgate::Limiter::create(config, handle->impl);
+    if (rc != Errc::ok) return rc;
+    *out = handle.release();
+    return Errc::ok;
+  });
+}
+
+void rl_destroy(rl_limiter *limiter) { delete limiter; }
+
+int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
+             size_t key_len, const rl_policy *policies, size_t n_policies,
+             int64_t cost) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr) {
+      if (limiter) limiter->impl->count_error();
+      return tollgate::fail(Errc::invalid_arg, "out: NULL decision pointer");
+    }
+    Errc rc = check_version(out->version, RL_DECISION_VERSION, "rl_decision");
+    if (rc != Errc::ok) {
+      if (limiter) limiter->impl->count_error();
+      return rc;
+    }
+    tollgate::Decision d;
+    rc = run_check(limiter, key, key_len, policies, n_policies, cost, d);
+    if (rc == Errc::ok) fill(*out, d);
+    return rc;
+  });
+}
+
+int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
+                   const rl_policy *policies, size_t n_policies, int64_t cost,
+                   rl_check_cb callback, void *user_data) {
+  tollgate::Decision d;
+  const int rc = guarded([&]() -> Errc {
+    if (callback == nullptr) {
+      if (limiter) limiter->impl->count_error();
+      return tollgate::fail(Errc::invalid_arg, "callback: NULL");
+    }
+    return run_check(limiter, key, key_len, policies, n_policies, cost, d);
+  });
+  if (rc != RL_OK) return rc;
+  // The memory store answers inline, on the calling thread.
+  rl_decision out = RL_DECISION_INIT;
+  fill(out, d);
+  try {
+    callback(RL_OK, &out, user_data);
+  } catch (...) {
+    // A callback must not throw; if a C++ one does, it stops here.
+  }
+  return RL_OK;
+}
+
+int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (key == nullptr && key_len > 0) {
+      limiter->impl->count_error();
+      return tollgate::fail(Errc::key_invalid,
+                            "key: NULL pointer with non-zero length");
+    }
+    return limiter->impl->reset(std::string_view(key ? key : "", key_len));
+  });
+}
+
+int rl_health(rl_limiter *limiter, rl_health_info *out) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    Errc rc = check_version(out->version, RL_HEALTH_VERSION, "rl_health_info");
+    if (rc != Errc::ok) return rc;
+    const tollgate::Health h = limiter->impl->health();
+    out->store_kind = static_cast<int32_t>(h.store_kind);
+    out->checks = h.checks;
+    out->allowed = h.allowed;
+    out->denied = h.denied;
+    out->errors = h.errors;
+    out->live_keys = h.live_keys;
+    out->evictions = h.evictions;
+    return Errc::ok;
+  });
+}
+
+}  // extern "C"

@@ -1,0 +1,18 @@
+# Warnings and sanitizers shared by every target of this project.
+add_library(tollgate_flags INTERFACE)
+target_compile_options(tollgate_flags INTERFACE -Wall -Wextra)
+if(TOLLGATE_WERROR)
+  target_compile_options(tollgate_flags INTERFACE -Werror)
+endif()
+
+if(TOLLGATE_SANITIZE STREQUAL "address")
+  set(_san -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
+elseif(TOLLGATE_SANITIZE STREQUAL "thread")
+  set(_san -fsanitize=thread -fno-omit-frame-pointer)
+elseif(NOT TOLLGATE_SANITIZE STREQUAL "")
+  message(FATAL_ERROR "TOLLGATE_SANITIZE must be '', 'address' or 'thread'")
+endif()
+if(_san)
+  add_compile_options(${_san})
+  add_link_options(${_san})
+endif()

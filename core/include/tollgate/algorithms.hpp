@@ -1,0 +1,41 @@
+// The four algorithms as pure functions: (stored state, now, policy, cost)
+// -> outcome and new state. No clock, no I/O, integer microseconds only.
+// The formulas are specified in docs/algorithms.md.
+#pragma once
+
+#include <cstdint>
+
+#include "tollgate/policy.hpp"
+
+namespace tollgate {
+
+// Per-policy stored state. Meaning by algorithm:
+//   GCRA:           a = tat
+//   token bucket:   a = tokens, b = last refill time
+//   fixed window:   a = window index, b = count
+//   sliding window: a = window index, b = current count, c = previous count
+struct State {
+  int64_t a = 0;
+  int64_t b = 0;
+  int64_t c = 0;
+};
+
+inline constexpr int64_t kRetryNever = -1;
+
+struct Outcome {
+  bool allowed = false;
+  bool write = false;  // true: store `next` (only when allowed, cost >= 1)
+  int64_t remaining = 0;
+  int64_t reset_after_us = 0;
+  int64_t retry_after_us = 0;  // 0 when allowed; kRetryNever if impossible
+  State next;
+  int64_t expires_at_us = 0;  // when `next` stops mattering (for the TTL)
+};
+
+// `stored` is nullptr for a key with no state under this policy.
+// Preconditions (checked by callers): policy made by make_policy,
+// 0 <= now < kMaxTimeUs, cost >= 0.
+Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
+                 int64_t cost) noexcept;
+
+}  // namespace tollgate

@@ -1,0 +1,58 @@
+// The in-process store: a sharded hash map from key to per-policy state,
+// bounded by a maximum key count. No timer per key: expired keys are
+// reclaimed a few at a time as new keys arrive, and at the bound a sampled
+// least-recently-used key is evicted (an expired one first).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "tollgate/algorithms.hpp"
+
+namespace tollgate {
+
+struct MemoryStoreConfig {
+  uint64_t max_keys = 1000000;
+  uint32_t shards = 0;  // 0: automatic
+};
+
+struct MemoryStoreStats {
+  uint64_t live_keys = 0;
+  uint64_t evictions = 0;
+  uint64_t expired_reclaimed = 0;
+};
+
+class MemoryStore {
+ public:
+  explicit MemoryStore(const MemoryStoreConfig &config);
+  ~MemoryStore();
+  MemoryStore(const MemoryStore &) = delete;
+  MemoryStore &operator=(const MemoryStore &) = delete;
+
+  // Evaluates every policy for `key` at `now`, under one shard lock. If all
+  // allow (and cost >= 1) every policy's new state is stored; otherwise
+  // nothing is. outcomes[i] receives policy i's outcome. Returns true if
+  // every policy allowed. Throws std::bad_alloc only.
+  bool check(std::string_view key, std::span<const Policy> policies,
+             int64_t now, int64_t cost, Outcome *outcomes);
+
+  // Drops all state for `key`. Returns true if the key was present.
+  bool reset(std::string_view key);
+
+  MemoryStoreStats stats() const;
+  uint32_t shard_count() const noexcept;
+  uint64_t max_keys() const noexcept { return max_keys_; }
+
+ private:
+  struct Shard;
+  Shard &shard_for(uint64_t hash) const noexcept;
+
+  uint64_t seed_;
+  uint64_t max_keys_;
+  uint32_t shard_bits_;
+  std::unique_ptr<Shard[]> shards_;
+};
+
+}  // namespace tollgate

@@ -1,0 +1,199 @@
+#include "tollgate/algorithms.hpp"
+
+#include <algorithm>
+
+namespace tollgate {
+namespace {
+
+// Floor division for a possibly negative numerator and positive divisor.
+int64_t floor_div(int64_t a, int64_t b) noexcept {
+  int64_t q = a / b;
+  if ((a % b != 0) && (a < 0)) --q;
+  return q;
+}
+
+Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
+  const int64_t T = p.interval_us;
+  const int64_t tau = p.capacity * T;
+  const int64_t base = s ? std::max(s->a, now) : now;
+  Outcome o;
+  o.remaining = std::max<int64_t>(0, floor_div(now + tau - base, T));
+  o.reset_after_us = base - now;
+  if (cost > p.capacity) {
+    o.retry_after_us = kRetryNever;
+    return o;
+  }
+  const int64_t n = cost == 0 ? 1 : cost;
+  const int64_t allow_at = base + n * T - tau;
+  if (now < allow_at) {
+    o.retry_after_us = allow_at - now;
+    return o;
+  }
+  o.allowed = true;
+  if (cost == 0) return o;
+  const int64_t new_tat = base + cost * T;
+  o.write = true;
+  o.next.a = new_tat;
+  o.expires_at_us = new_tat;
+  o.remaining = floor_div(now + tau - new_tat, T);
+  o.reset_after_us = new_tat - now;
+  return o;
+}
+
+Outcome token_bucket(const Policy &p, const State *s, int64_t now,
+                     int64_t cost) {
+  const int64_t T = p.interval_us;
+  const int64_t C = p.capacity;
+  int64_t tokens = s ? s->a : C;
+  int64_t last = s ? s->b : now;
+  const int64_t t = std::max(now, last);
+  const int64_t n = (t - last) / T;
+  if (n >= C - tokens) {  // full (also guards tokens + n overflow)
+    tokens = C;
+    last = t;
+  } else {
+    tokens += n;
+    last += n * T;
+  }
+  auto reset_after = [&](int64_t k) {
+    return k >= C ? 0 : (C - k) * T - (t - last);
+  };
+  Outcome o;
+  o.remaining = tokens;
+  o.reset_after_us = reset_after(tokens);
+  if (cost > C) {
+    o.retry_after_us = kRetryNever;
+    return o;
+  }
+  const int64_t need = cost == 0 ? 1 : cost;
+  if (tokens < need) {
+    o.retry_after_us = (need - tokens) * T - (t - last);
+    return o;
+  }
+  o.allowed = true;
+  if (cost == 0) return o;
+  tokens -= cost;
+  o.write = true;
+  o.next.a = tokens;
+  o.next.b = last;
+  o.expires_at_us = last + (C - tokens) * T;
+  o.remaining = tokens;
+  o.reset_after_us = reset_after(tokens);
+  return o;
+}
+
+Outcome fixed_window(const Policy &p, const State *s, int64_t now,
+                     int64_t cost) {
+  const int64_t P = p.period_us;
+  int64_t w = now / P;
+  int64_t count = 0;
+  if (s && s->a >= w) {  // same window, or a newer one (clock stepped back)
+    w = s->a;
+    count = s->b;
+  }
+  const int64_t end = (w + 1) * P;
+  Outcome o;
+  o.remaining = std::max<int64_t>(0, p.limit - count);
+  o.reset_after_us = count > 0 ? end - now : 0;
+  if (cost > p.limit) {
+    o.retry_after_us = kRetryNever;
+    return o;
+  }
+  const int64_t need = cost == 0 ? 1 : cost;
+  if (count + need > p.limit) {
+    o.retry_after_us = end - now;
+    return o;
+  }
+  o.allowed = true;
+  if (cost == 0) return o;
+  count += cost;
+  o.write = true;
+  o.next.a = w;
+  o.next.b = count;
+  o.expires_at_us = end;
+  o.remaining = p.limit - count;
+  o.reset_after_us = end - now;
+  return o;
+}
+
+Outcome sliding_window(const Policy &p, const State *s, int64_t now,
+                       int64_t cost) {
+  const int64_t P = p.period_us;
+  const int64_t Pm = p.period_ms;
+  int64_t w = now / P;
+  int64_t curr = 0, prev = 0;
+  if (s) {
+    if (s->a == w) {
+      curr = s->b;
+      prev = s->c;
+    } else if (s->a == w - 1) {
+      prev = s->b;
+    } else if (s->a > w) {  // clock stepped back: stay in the stored window
+      w = s->a;
+      now = w * P;
+      curr = s->b;
+      prev = s->c;
+    }
+  }
+  const int64_t start = w * P;
+  const int64_t end = start + P;
+  const int64_t rem = Pm - (now - start) / 1000;  // 1 .. Pm
+  const int64_t cap = p.limit * Pm;
+  const int64_t used = prev * rem + curr * Pm;
+  auto fits = [&](int64_t c) { return used + c * Pm <= cap; };
+  auto wait = [&](int64_t c) -> int64_t {
+    const int64_t S = cap - (curr + c) * Pm;
+    if (S >= 0) {
+      const int64_t r = S / prev;  // prev > 0 here, or fits(c) held
+      return start + (Pm - r) * 1000 - now;
+    }
+    const int64_t r2 = (cap - c * Pm) / curr;  // curr > 0 here
+    return r2 >= Pm ? end - now : end + (Pm - r2) * 1000 - now;
+  };
+  auto reset_after = [&](int64_t cur) -> int64_t {
+    if (cur > 0) return end + P - now;
+    if (prev > 0) return end - now;
+    return 0;
+  };
+  Outcome o;
+  o.remaining = std::max<int64_t>(0, (cap - used) / Pm);
+  o.reset_after_us = reset_after(curr);
+  if (cost > p.limit) {
+    o.retry_after_us = kRetryNever;
+    return o;
+  }
+  const int64_t need = cost == 0 ? 1 : cost;
+  if (!fits(need)) {
+    o.retry_after_us = wait(need);
+    return o;
+  }
+  o.allowed = true;
+  if (cost == 0) return o;
+  curr += cost;
+  o.write = true;
+  o.next.a = w;
+  o.next.b = curr;
+  o.next.c = prev;
+  o.expires_at_us = end + P;
+  o.remaining = std::max<int64_t>(0, (cap - prev * rem - curr * Pm) / Pm);
+  o.reset_after_us = reset_after(curr);
+  return o;
+}
+
+}  // namespace
+
+Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
+                 int64_t cost) noexcept {
+  switch (policy.algorithm) {
+    case Algorithm::gcra: return gcra(policy, stored, now, cost);
+    case Algorithm::token_bucket:
+      return token_bucket(policy, stored, now, cost);
+    case Algorithm::fixed_window:
+      return fixed_window(policy, stored, now, cost);
+    case Algorithm::sliding_window:
+      return sliding_window(policy, stored, now, cost);
+  }
+  return Outcome{};
+}
+
+}  // namespace tollgate

@@ -1,0 +1,89 @@
+/*
+ * tollgate.h must stand alone as strict C99: this file includes nothing
+ * else and is compiled with -std=c99 -Wall -Wextra -pedantic -Werror. It
+ * uses every type and every *_INIT macro once, and pins every function's
+ * exact signature by assigning it to a pointer of the documented type. It
+ * is compiled, never linked or run.
+ */
+#include "tollgate.h"
+
+#if !defined(RL_VERSION_MAJOR) || !defined(RL_VERSION_MINOR) || \
+    !defined(RL_VERSION_PATCH) || !defined(RL_ABI_MAJOR)
+#error "tollgate.h: version macros missing"
+#endif
+#if RL_VERSION_NUMBER != \
+    RL_VERSION_MAJOR * 10000 + RL_VERSION_MINOR * 100 + RL_VERSION_PATCH
+#error "tollgate.h: RL_VERSION_NUMBER is inconsistent"
+#endif
+#if RL_OK != 0 || RL_E_INVALID_ARG != -1 || RL_E_KEY_INVALID != -2 ||       \
+    RL_E_KEY_TOO_LONG != -3 || RL_E_POLICY != -4 || RL_E_OVERFLOW != -5 ||  \
+    RL_E_VERSION != -6 || RL_E_NOMEM != -7 || RL_E_URL != -8 ||             \
+    RL_E_UNSUPPORTED != -9 || RL_E_INTERNAL != -10
+#error "tollgate.h: an error code was renumbered"
+#endif
+#if RL_ALG_GCRA != 0 || RL_ALG_TOKEN_BUCKET != 1 || RL_ALG_FIXED_WINDOW != 2 || \
+    RL_ALG_SLIDING_WINDOW != 3 || RL_SOURCE_STORE != 0 || RL_STORE_MEMORY != 1 || \
+    RL_RETRY_NEVER != -1
+#error "tollgate.h: a constant was renumbered"
+#endif
+
+/* Compile-time assertions that work in C99. */
+#define HC_ASSERT(name, cond) typedef char hc_assert_##name[(cond) ? 1 : -1]
+HC_ASSERT(version_first_policy, offsetof(rl_policy, version) == 0);
+HC_ASSERT(version_first_decision, offsetof(rl_decision, version) == 0);
+HC_ASSERT(version_first_options, offsetof(rl_options, version) == 0);
+HC_ASSERT(version_first_health, offsetof(rl_health_info, version) == 0);
+HC_ASSERT(policy_fields, sizeof(((rl_policy *)0)->limit) == 8 &&
+                             sizeof(((rl_policy *)0)->period_ms) == 8 &&
+                             sizeof(((rl_policy *)0)->burst) == 8);
+
+static int64_t hc_clock(void *user_data) {
+  (void)user_data;
+  return 0;
+}
+
+static void hc_callback(int status, const rl_decision *decision,
+                        void *user_data) {
+  (void)status;
+  (void)decision;
+  (void)user_data;
+}
+
+int tollgate_header_c99_uses_everything(void);
+
+int tollgate_header_c99_uses_everything(void) {
+  rl_policy policy = RL_POLICY_INIT;
+  rl_decision decision = RL_DECISION_INIT;
+  rl_options options = RL_OPTIONS_INIT;
+  rl_health_info health = RL_HEALTH_INIT;
+  rl_limiter *limiter = NULL;
+  rl_clock_fn clock_fn = hc_clock;
+  rl_check_cb callback = hc_callback;
+
+  /* Every function, with its exact type. */
+  unsigned (*p_version_number)(void) = rl_version_number;
+  const char *(*p_version_string)(void) = rl_version_string;
+  const char *(*p_strerror)(int) = rl_strerror;
+  const char *(*p_last_error)(void) = rl_last_error;
+  int (*p_create)(rl_limiter **, const rl_options *) = rl_create;
+  void (*p_destroy)(rl_limiter *) = rl_destroy;
+  int (*p_check)(rl_limiter *, rl_decision *, const char *, size_t,
+                 const rl_policy *, size_t, int64_t) = rl_check;
+  int (*p_check_async)(rl_limiter *, const char *, size_t, const rl_policy *,
+                       size_t, int64_t, rl_check_cb, void *) = rl_check_async;
+  int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
+  int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
+
+  options.clock = clock_fn;
+  options.clock_user_data = &health;
+  policy.flags = 0u;
+
+  return (int)(policy.version + decision.version + options.version +
+               health.version) +
+         (limiter == NULL) + (callback != NULL) + (p_version_number != NULL) +
+         (p_version_string != NULL) + (p_strerror != NULL) +
+         (p_last_error != NULL) + (p_create != NULL) + (p_destroy != NULL) +
+         (p_check != NULL) + (p_check_async != NULL) + (p_reset != NULL) +
+         (p_health != NULL) + (options.clock != NULL) +
+         (sizeof(RL_VERSION_STRING) > 1);
+}

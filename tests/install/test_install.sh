@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# Usage: test_install.sh SOURCE_DIR WORK_DIR
+#
+# Builds SOURCE_DIR from scratch (Release, Ninja, warnings as errors, no
+# tests/bench/examples), installs it into WORK_DIR/prefix, and checks that a
+# consumer can use the installed package:
+#   (a) examples/c built with make + pkg-config, run against the shared lib;
+#   (b) examples/c as a standalone CMake project via find_package(tollgate);
+#   (c) the installed files are all there.
+# WORK_DIR is deleted first. Any failure stops the script with non-zero.
+set -Eeuo pipefail
+
+if [[ $# -ne 2 ]]; then
+  echo "usage: $0 SOURCE_DIR WORK_DIR" >&2
+  exit 2
+fi
+src=$(cd "$1" && pwd)
+work=$2
+case $work in
+  "" | / | "$src" | "$HOME")
+    echo "test_install: refusing to use '$work' as WORK_DIR" >&2
+    exit 2
+    ;;
+esac
+
+step() { printf '\n=== test_install: %s\n' "$*"; }
+trap 'echo "test_install: FAILED (exit $?) at line $LINENO: $BASH_COMMAND" >&2' ERR
+
+step "clean $work"
+rm -rf -- "$work"
+mkdir -p -- "$work"
+work=$(cd "$work" && pwd)
+prefix=$work/prefix
+# Do not let the caller's environment pick another tollgate.
+unset PKG_CONFIG_PATH CMAKE_PREFIX_PATH tollgate_DIR || true
+
+step "configure $src"
+cmake -S "$src" -B "$work/build" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_INSTALL_PREFIX="$prefix" \
+  -DTOLLGATE_BUILD_TESTS=OFF \
+  -DTOLLGATE_BUILD_BENCH=OFF \
+  -DTOLLGATE_BUILD_EXAMPLES=OFF \
+  -DTOLLGATE_WERROR=ON
+
+step "build"
+cmake --build "$work/build"
+
+step "install to $prefix"
+cmake --install "$work/build"
+
+# GNUInstallDirs gives lib, lib64 or lib/<multiarch> depending on the system.
+libdir=
+for d in "$prefix"/lib "$prefix"/lib64 "$prefix"/lib/*-linux-gnu*; do
+  if [[ -f $d/pkgconfig/tollgate.pc ]]; then
+    libdir=$d
+    break
+  fi
+done
+if [[ -z $libdir ]]; then
+  echo "test_install: no tollgate.pc under $prefix:" >&2
+  find "$prefix" >&2
+  exit 1
+fi
+echo "libdir: $libdir"
+
+step "(c) installed files"
+missing=0
+for f in \
+  "$prefix/include/tollgate.h" \
+  "$libdir/libtollgate.so" \
+  "$libdir/libtollgate.so.1" \
+  "$libdir/libtollgate.a" \
+  "$libdir/pkgconfig/tollgate.pc" \
+  "$libdir/cmake/tollgate/tollgateConfig.cmake" \
+  "$libdir/cmake/tollgate/tollgateConfigVersion.cmake" \
+  "$libdir/cmake/tollgate/tollgateTargets.cmake"; do
+  if [[ -e $f ]]; then
+    echo "  ok       $f"
+  else
+    echo "  MISSING  $f" >&2
+    missing=1
+  fi
+done
+if [[ $missing -ne 0 ]]; then
+  echo "test_install: installed tree:" >&2
+  find "$prefix" >&2
+  exit 1
+fi
+soname=$(readelf -d "$libdir/libtollgate.so.1" | sed -n 's/.*(SONAME).*\[\(.*\)\].*/\1/p')
+if [[ $soname != libtollgate.so.1 ]]; then
+  echo "test_install: SONAME of the installed library is '$soname'" >&2
+  exit 1
+fi
+
+# Build the consumers from copies so the source tree stays clean.
+cp -R "$src/examples/c" "$work/consumer-make"
+cp -R "$src/examples/c" "$work/consumer-cmake"
+rm -rf "$work/consumer-make/build" "$work/consumer-make/quickstart" \
+  "$work/consumer-cmake/build" "$work/consumer-cmake/quickstart"
+
+step "(a) make + pkg-config"
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+echo "pkg-config --cflags --libs tollgate: $(pkg-config --cflags --libs tollgate)"
+pkg_version=$(pkg-config --modversion tollgate)
+echo "pkg-config --modversion tollgate: $pkg_version"
+make -C "$work/consumer-make" CFLAGS="-O2 -Werror"
+LD_LIBRARY_PATH=$libdir "$work/consumer-make/quickstart"
+# It must run against the installed library, not one from elsewhere.
+if command -v ldd >/dev/null; then
+  LD_LIBRARY_PATH=$libdir ldd "$work/consumer-make/quickstart" | grep -F "$libdir/libtollgate.so.1"
+fi
+unset PKG_CONFIG_PATH
+
+step "(b) standalone CMake project + find_package(tollgate)"
+cmake -S "$work/consumer-cmake" -B "$work/consumer-cmake/build" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCMAKE_C_FLAGS="-Wall -Wextra -Werror"
+cmake --build "$work/consumer-cmake/build"
+# CMake puts the install libdir in the build RPATH; LD_LIBRARY_PATH as well
+# in case the toolchain does not.
+LD_LIBRARY_PATH=$libdir "$work/consumer-cmake/build/quickstart"
+
+step "PASS"
