@@ -369,7 +369,22 @@ bool MemoryStore::check(std::string_view key,
     all = all && outcomes[i].allowed;
   }
   if (e) e->last_used = s.clock;
-  if (!all || cost == 0) return all;
+  if (cost == 0) return all;
+  if (!all) {
+    // Nothing is charged: policies that would have allowed report their
+    // state as it stays, not as it would have become.
+    for (size_t i = 0; i < policies.size(); ++i) {
+      if (!outcomes[i].allowed) continue;
+      const int slot = e ? find_slot(*e, policies[i].id) : -1;
+      const State *st =
+          slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
+      const Outcome now_state = evaluate(policies[i], st, now, 0);
+      outcomes[i].write = false;
+      outcomes[i].remaining = now_state.remaining;
+      outcomes[i].reset_after_us = now_state.reset_after_us;
+    }
+    return false;
+  }
 
   // Commit: every allocation happens before the first state is written, so
   // a bad_alloc leaves the key as it was.

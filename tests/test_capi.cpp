@@ -1,0 +1,229 @@
+// The C ABI: the bad-input matrix, async completion, health, versions.
+#include <catch2/catch.hpp>
+
+#include <cstring>
+#include <string>
+
+#include "tollgate.h"
+
+namespace {
+
+struct Lim {
+  rl_limiter *p = nullptr;
+  explicit Lim(const rl_options *o = nullptr) { REQUIRE(rl_create(&p, o) == RL_OK); }
+  ~Lim() { rl_destroy(p); }
+};
+
+rl_policy policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
+  rl_policy p = RL_POLICY_INIT;
+  p.algorithm = alg;
+  p.limit = limit;
+  p.period_ms = period_ms;
+  return p;
+}
+
+bool mentions(const char *needle) {
+  return std::string(rl_last_error()).find(needle) != std::string::npos;
+}
+
+}  // namespace
+
+TEST_CASE("bad input returns the right code and message", "[capi]") {
+  Lim lim;
+  const rl_policy ok = policy(10, 1000);
+  rl_decision d = RL_DECISION_INIT;
+
+  SECTION("NULL limiter") {
+    CHECK(rl_check(nullptr, &d, "k", 1, &ok, 1, 1) == RL_E_INVALID_ARG);
+    CHECK(mentions("limiter"));
+    CHECK(rl_reset(nullptr, "k", 1) == RL_E_INVALID_ARG);
+    rl_health_info h = RL_HEALTH_INIT;
+    CHECK(rl_health(nullptr, &h) == RL_E_INVALID_ARG);
+  }
+  SECTION("NULL key with a length") {
+    CHECK(rl_check(lim.p, &d, nullptr, 5, &ok, 1, 1) == RL_E_KEY_INVALID);
+    CHECK(mentions("NULL"));
+    CHECK(rl_reset(lim.p, nullptr, 5) == RL_E_KEY_INVALID);
+  }
+  SECTION("empty key") {
+    CHECK(rl_check(lim.p, &d, "", 0, &ok, 1, 1) == RL_E_KEY_INVALID);
+    CHECK(mentions("empty"));
+    CHECK(rl_check(lim.p, &d, nullptr, 0, &ok, 1, 1) == RL_E_KEY_INVALID);
+  }
+  SECTION("oversized key") {
+    const std::string key(513, 'k');
+    CHECK(rl_check(lim.p, &d, key.data(), key.size(), &ok, 1, 1) ==
+          RL_E_KEY_TOO_LONG);
+    CHECK(mentions("513"));
+    CHECK(rl_check(lim.p, &d, key.data(), 512, &ok, 1, 1) == RL_OK);
+  }
+  SECTION("zero or negative limit") {
+    const rl_policy zero = policy(0, 1000), neg = policy(-3, 1000);
+    CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
+    CHECK(mentions("limit"));
+    CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
+  }
+  SECTION("zero or negative period") {
+    const rl_policy zero = policy(10, 0), neg = policy(10, -1);
+    CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
+    CHECK(mentions("period"));
+    CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
+  }
+  SECTION("unknown algorithm") {
+    const rl_policy bad = policy(10, 1000, 42);
+    CHECK(rl_check(lim.p, &d, "k", 1, &bad, 1, 1) == RL_E_POLICY);
+    CHECK(mentions("algorithm"));
+  }
+  SECTION("overflowing values") {
+    const rl_policy huge = policy(INT64_MAX, 1000);
+    CHECK(rl_check(lim.p, &d, "k", 1, &huge, 1, 1) == RL_E_OVERFLOW);
+    CHECK(mentions("limit"));
+  }
+  SECTION("negative cost") {
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, -1) == RL_E_INVALID_ARG);
+    CHECK(mentions("cost"));
+  }
+  SECTION("no policies, too many, NULL array, duplicates") {
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 0, 1) == RL_E_INVALID_ARG);
+    rl_policy many[17];
+    for (int i = 0; i < 17; ++i) many[i] = policy(i + 1, 1000);
+    CHECK(rl_check(lim.p, &d, "k", 1, many, 17, 1) == RL_E_INVALID_ARG);
+    CHECK(rl_check(lim.p, &d, "k", 1, nullptr, 1, 1) == RL_E_INVALID_ARG);
+    const rl_policy dup[2] = {ok, ok};
+    CHECK(rl_check(lim.p, &d, "k", 1, dup, 2, 1) == RL_E_POLICY);
+    CHECK(mentions("repeats"));
+  }
+  SECTION("wrong struct versions") {
+    rl_options o = RL_OPTIONS_INIT;
+    rl_limiter *l = reinterpret_cast<rl_limiter *>(0x1);
+    o.version = 0;
+    CHECK(rl_create(&l, &o) == RL_E_VERSION);
+    CHECK(l == nullptr);
+    CHECK(mentions("rl_options"));
+    o.version = 99;
+    CHECK(rl_create(&l, &o) == RL_E_VERSION);
+    rl_decision bad = RL_DECISION_INIT;
+    bad.version = 2;
+    CHECK(rl_check(lim.p, &bad, "k", 1, &ok, 1, 1) == RL_E_VERSION);
+    rl_policy pv = ok;
+    pv.version = 0;
+    CHECK(rl_check(lim.p, &d, "k", 1, &pv, 1, 1) == RL_E_VERSION);
+    rl_policy mixed[2] = {ok, policy(5, 1000)};
+    mixed[1].version = 7;
+    CHECK(rl_check(lim.p, &d, "k", 1, mixed, 2, 1) == RL_E_POLICY);
+    rl_health_info h = RL_HEALTH_INIT;
+    h.version = 0;
+    CHECK(rl_health(lim.p, &h) == RL_E_VERSION);
+  }
+  SECTION("bad options and URLs") {
+    rl_limiter *l = nullptr;
+    rl_options o = RL_OPTIONS_INIT;
+    o.url = "foo://x";
+    CHECK(rl_create(&l, &o) == RL_E_URL);
+    CHECK(mentions("foo"));
+    o.url = "no scheme at all";
+    CHECK(rl_create(&l, &o) == RL_E_URL);
+    o.url = "redis://:hunter2@localhost:6379";
+    CHECK(rl_create(&l, &o) == RL_E_UNSUPPORTED);
+    CHECK_FALSE(mentions("hunter2"));
+    o.url = "memory://";
+    o.max_key_len = 70000;
+    CHECK(rl_create(&l, &o) == RL_E_INVALID_ARG);
+    CHECK(mentions("max_key_len"));
+    CHECK(rl_create(nullptr, nullptr) == RL_E_INVALID_ARG);
+  }
+  SECTION("NULL out pointers and callbacks") {
+    CHECK(rl_check(lim.p, nullptr, "k", 1, &ok, 1, 1) == RL_E_INVALID_ARG);
+    CHECK(rl_health(lim.p, nullptr) == RL_E_INVALID_ARG);
+    CHECK(rl_check_async(lim.p, "k", 1, &ok, 1, 1, nullptr, nullptr) ==
+          RL_E_INVALID_ARG);
+  }
+}
+
+TEST_CASE("errors are counted and cleared", "[capi]") {
+  Lim lim;
+  const rl_policy ok = policy(10, 1000);
+  rl_decision d = RL_DECISION_INIT;
+  CHECK(rl_check(lim.p, &d, "", 0, &ok, 1, 1) == RL_E_KEY_INVALID);
+  CHECK(std::strlen(rl_last_error()) > 0);
+  CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, 1) == RL_OK);
+  CHECK(std::string(rl_last_error()).empty());
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim.p, &h) == RL_OK);
+  CHECK(h.errors == 1);
+  CHECK(h.checks == 1);
+  CHECK(h.store_kind == RL_STORE_MEMORY);
+  CHECK(h.live_keys == 1);
+}
+
+TEST_CASE("strerror and versions", "[capi]") {
+  for (int c = 0; c >= RL_E_INTERNAL; --c) {
+    CHECK(rl_strerror(c) != nullptr);
+    CHECK(std::string(rl_strerror(c)) != "unknown error code");
+  }
+  CHECK(std::string(rl_strerror(-999)) == "unknown error code");
+  CHECK(rl_version_number() == RL_VERSION_NUMBER);
+  CHECK(std::string(rl_version_string()) == RL_VERSION_STRING);
+  rl_destroy(nullptr);
+}
+
+TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
+  Lim a, b;
+  const rl_policy p = policy(3, 60000);
+  struct Got {
+    int calls = 0;
+    int status = -100;
+    rl_decision d = RL_DECISION_INIT;
+  };
+  for (int i = 0; i < 5; ++i) {
+    Got got;
+    REQUIRE(rl_check_async(
+                a.p, "user", 4, &p, 1, 1,
+                [](int status, const rl_decision *d, void *u) {
+                  Got *g = static_cast<Got *>(u);
+                  ++g->calls;
+                  g->status = status;
+                  g->d = *d;
+                },
+                &got) == RL_OK);
+    CHECK(got.calls == 1);  // inline, before rl_check_async returned
+    CHECK(got.status == RL_OK);
+    rl_decision sync = RL_DECISION_INIT;
+    REQUIRE(rl_check(b.p, &sync, "user", 4, &p, 1, 1) == RL_OK);
+    CHECK(got.d.allowed == sync.allowed);
+    CHECK(got.d.remaining == sync.remaining);
+    CHECK(got.d.retry_after_ms == sync.retry_after_ms);
+    CHECK(got.d.allowed == (i < 3 ? 1 : 0));
+  }
+  // Invalid input: an error code, and the callback never runs.
+  int calls = 0;
+  CHECK(rl_check_async(
+            a.p, "", 0, &p, 1, 1,
+            [](int, const rl_decision *, void *u) { ++*static_cast<int *>(u); },
+            &calls) == RL_E_KEY_INVALID);
+  CHECK(calls == 0);
+}
+
+TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
+  rl_options o = RL_OPTIONS_INIT;
+  o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
+  Lim lim(&o);
+  const rl_policy ps[2] = {policy(3, 1000), policy(2, 60000, RL_ALG_FIXED_WINDOW)};
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.policy_index == 1);  // fewest remaining
+  CHECK(d.remaining == 1);
+  CHECK(d.limit == 2);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.policy_index == 1);
+  CHECK(d.retry_after_ms > 0);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 5) == RL_OK);
+  CHECK(d.retry_after_ms == RL_RETRY_NEVER);
+  // 3 per second: T = 333334 us -> 334 ms after one unit.
+  REQUIRE(rl_check(lim.p, &d, "other", 5, &ps[0], 1, 1) == RL_OK);
+  CHECK(d.reset_after_ms == 334);
+  CHECK(d.source == RL_SOURCE_STORE);
+}

@@ -1,0 +1,189 @@
+// The memory store: bounded key count, expiry reclaim, LRU eviction,
+// binary-safe keys, multi-policy all-or-nothing, reset.
+#include <catch2/catch.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "tollgate/memory_store.hpp"
+
+using namespace tollgate;
+
+namespace {
+
+constexpr int64_t kSec = 1'000'000;
+constexpr int64_t kT0 = 1'700'000'000'000'000;
+
+Policy make(Algorithm a, int64_t limit, int64_t period_ms, int64_t burst = 0) {
+  Policy p;
+  REQUIRE(make_policy(static_cast<int32_t>(a), limit, period_ms, burst, 0, p) ==
+          Errc::ok);
+  return p;
+}
+
+bool hit(MemoryStore &s, std::string_view key, const Policy &p, int64_t now,
+         int64_t cost = 1) {
+  Outcome o;
+  return s.check(key, std::span<const Policy>(&p, 1), now, cost, &o);
+}
+
+uint64_t rss_bytes() {
+  std::ifstream f("/proc/self/status");
+  std::string line;
+  while (std::getline(f, line))
+    if (line.rfind("VmRSS:", 0) == 0) return std::stoull(line.substr(6)) * 1024;
+  return 0;
+}
+
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+constexpr bool kSanitized = true;
+#else
+constexpr bool kSanitized = false;
+#endif
+
+}  // namespace
+
+TEST_CASE("keys are binary-safe and distinct", "[memory]") {
+  MemoryStore s({1000, 0});
+  const Policy p = make(Algorithm::fixed_window, 1, 60000);
+  const std::string a("a\0b", 3), b("a\0c", 3), c("a", 1);
+  const std::string long_key(300, '\xff');  // longer than the inline buffer
+  std::string long_key2 = long_key;
+  long_key2.back() = '\xfe';
+  for (const std::string *k : {&a, &b, &c, &long_key, &std::as_const(long_key2)}) {
+    REQUIRE(hit(s, *k, p, kT0));
+    REQUIRE_FALSE(hit(s, *k, p, kT0));
+  }
+  REQUIRE(s.stats().live_keys == 5);
+}
+
+TEST_CASE("reset forgets every policy of a key", "[memory]") {
+  MemoryStore s({1000, 0});
+  const Policy p1 = make(Algorithm::gcra, 1, 60000);
+  const Policy p2 = make(Algorithm::sliding_window, 1, 60000);
+  REQUIRE(hit(s, "k", p1, kT0));
+  REQUIRE(hit(s, "k", p2, kT0));
+  REQUIRE_FALSE(hit(s, "k", p1, kT0));
+  REQUIRE(s.reset("k"));
+  REQUIRE_FALSE(s.reset("k"));
+  REQUIRE(hit(s, "k", p1, kT0));
+  REQUIRE(hit(s, "k", p2, kT0));
+}
+
+TEST_CASE("multi-policy checks are all-or-nothing", "[memory]") {
+  MemoryStore s({1000, 0});
+  const Policy both[] = {make(Algorithm::gcra, 2, 1000),
+                         make(Algorithm::fixed_window, 5, 60000)};
+  Outcome o[2];
+  const int64_t t = (kT0 / (60 * kSec)) * 60 * kSec;
+  for (int i = 0; i < 2; ++i) REQUIRE(s.check("k", both, t, 1, o));
+  // The per-second policy denies: the per-minute one must not be charged.
+  for (int i = 0; i < 10; ++i) REQUIRE_FALSE(s.check("k", both, t, 1, o));
+  REQUIRE_FALSE(o[0].allowed);
+  REQUIRE(o[1].allowed);
+  REQUIRE(o[1].remaining == 3);
+  // A second later two more pass; two seconds later the per-minute policy
+  // denies while the per-second one would allow.
+  REQUIRE(s.check("k", both, t + kSec, 1, o));
+  REQUIRE(s.check("k", both, t + kSec, 1, o));
+  REQUIRE(o[1].remaining == 1);
+  REQUIRE(s.check("k", both, t + 2 * kSec, 1, o));
+  REQUIRE_FALSE(s.check("k", both, t + 2 * kSec, 1, o));
+  REQUIRE(o[0].allowed);
+  REQUIRE(o[0].remaining == 1);  // not charged by the denied call
+  REQUIRE_FALSE(o[1].allowed);
+}
+
+TEST_CASE("a key remembers many policies and stays bounded", "[memory]") {
+  MemoryStore s({10, 1});
+  // 40 different policies on one key: more than the per-key slot limit.
+  for (int i = 1; i <= 40; ++i)
+    REQUIRE(hit(s, "k", make(Algorithm::gcra, i, 60000), kT0 + i));
+  // The most recent one is remembered (it was charged once).
+  const Policy p40 = make(Algorithm::gcra, 40, 60000);
+  for (int i = 0; i < 39; ++i) REQUIRE(hit(s, "k", p40, kT0 + 200));
+  REQUIRE_FALSE(hit(s, "k", p40, kT0 + 200));
+  REQUIRE(s.stats().live_keys == 1);
+}
+
+TEST_CASE("the key count never exceeds max_keys; LRU keys go first",
+          "[memory]") {
+  MemoryStore s({1000, 4});
+  const Policy p = make(Algorithm::fixed_window, 5, 3600 * 1000);
+  const int64_t t = kT0;
+  // A hot set of 100 keys touched between every batch of new keys.
+  for (int round = 0; round < 50; ++round) {
+    for (int h = 0; h < 100; ++h) hit(s, "hot" + std::to_string(h), p, t, 0);
+    for (int i = 0; i < 200; ++i)
+      hit(s, "cold" + std::to_string(round * 200 + i), p, t);
+    REQUIRE(s.stats().live_keys <= 1000);
+  }
+  const MemoryStoreStats st = s.stats();
+  REQUIRE(st.live_keys <= 1000);
+  REQUIRE(st.evictions > 8000);
+  // Peeks do not create keys, so charge the hot set once, then churn again.
+  for (int h = 0; h < 100; ++h) REQUIRE(hit(s, "hot" + std::to_string(h), p, t));
+  for (int round = 0; round < 20; ++round) {
+    for (int h = 0; h < 100; ++h) hit(s, "hot" + std::to_string(h), p, t, 0);
+    for (int i = 0; i < 200; ++i)
+      hit(s, "churn" + std::to_string(round * 200 + i), p, t);
+  }
+  // Recently used keys survive: each still holds its one charged unit.
+  int survived = 0;
+  for (int h = 0; h < 100; ++h) {
+    Outcome o;
+    const std::string key = "hot" + std::to_string(h);
+    s.check(key, std::span<const Policy>(&p, 1), t, 0, &o);
+    if (o.remaining == 4) ++survived;
+  }
+  CHECK(survived >= 95);  // sampled LRU: nearly all, by design
+  // The oldest cold keys are gone.
+  int old_alive = 0;
+  for (int i = 0; i < 200; ++i) {
+    Outcome o;
+    s.check("cold" + std::to_string(i), std::span<const Policy>(&p, 1), t, 0, &o);
+    if (o.remaining < 5) ++old_alive;
+  }
+  CHECK(old_alive == 0);
+}
+
+TEST_CASE("expired keys are reclaimed without timers", "[memory]") {
+  MemoryStore s({100000, 1});
+  const Policy p = make(Algorithm::gcra, 10, 1000);  // state lives <= 1 s
+  for (int i = 0; i < 20000; ++i) hit(s, "old" + std::to_string(i), p, kT0);
+  REQUIRE(s.stats().live_keys == 20000);
+  // Much later, new traffic sweeps the expired keys out as it arrives.
+  const int64_t later = kT0 + 3600 * kSec;
+  for (int i = 0; i < 40000; ++i) hit(s, "new" + std::to_string(i), p, later);
+  const MemoryStoreStats st = s.stats();
+  CHECK(st.expired_reclaimed > 15000);
+  CHECK(st.evictions == 0);
+  CHECK(st.live_keys < 40000 + 5000);
+}
+
+TEST_CASE("a flood of 5 M unique keys stays within the bound",
+          "[memory][flood]") {
+  const uint64_t before = rss_bytes();
+  {
+    MemoryStore s({1000000, 0});
+    const Policy p = make(Algorithm::gcra, 100, 3600 * 1000);
+    char key[32];
+    for (int i = 0; i < 5000000; ++i) {
+      const int n = std::snprintf(key, sizeof key, "ip:10.%d.%d.%d", i >> 16,
+                                  (i >> 8) & 255, i & 255);
+      REQUIRE(hit(s, std::string_view(key, static_cast<size_t>(n)), p, kT0));
+      if (i % 500000 == 0) REQUIRE(s.stats().live_keys <= 1000000);
+    }
+    const MemoryStoreStats st = s.stats();
+    REQUIRE(st.live_keys <= 1000000);
+    REQUIRE(st.live_keys >= 990000);
+    REQUIRE(st.evictions >= 4000000);
+    const uint64_t grown = rss_bytes() - before;
+    INFO("RSS growth " << grown << " bytes for " << st.live_keys << " keys");
+    // Documented ceiling (README): 160 MB for the default 1 M keys.
+    if (!kSanitized) REQUIRE(grown < 160ull * 1024 * 1024);
+  }
+}
