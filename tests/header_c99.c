@@ -15,15 +15,15 @@
     RL_VERSION_MAJOR * 10000 + RL_VERSION_MINOR * 100 + RL_VERSION_PATCH
 #error "tollgate.h: RL_VERSION_NUMBER is inconsistent"
 #endif
-#if RL_OK != 0 || RL_E_INVALID_ARG != -1 || RL_E_KEY_INVALID != -2 ||       \
-    RL_E_KEY_TOO_LONG != -3 || RL_E_POLICY != -4 || RL_E_OVERFLOW != -5 ||  \
-    RL_E_VERSION != -6 || RL_E_NOMEM != -7 || RL_E_URL != -8 ||             \
+#if RL_OK != 0 || RL_E_INVALID_ARG != -1 || RL_E_KEY_INVALID != -2 ||      \
+    RL_E_KEY_TOO_LONG != -3 || RL_E_POLICY != -4 || RL_E_OVERFLOW != -5 || \
+    RL_E_VERSION != -6 || RL_E_NOMEM != -7 || RL_E_URL != -8 ||            \
     RL_E_UNSUPPORTED != -9 || RL_E_INTERNAL != -10
 #error "tollgate.h: an error code was renumbered"
 #endif
-#if RL_ALG_GCRA != 0 || RL_ALG_TOKEN_BUCKET != 1 || RL_ALG_FIXED_WINDOW != 2 || \
-    RL_ALG_SLIDING_WINDOW != 3 || RL_SOURCE_STORE != 0 || RL_STORE_MEMORY != 1 || \
-    RL_RETRY_NEVER != -1
+#if RL_ALG_GCRA != 0 || RL_ALG_TOKEN_BUCKET != 1 ||           \
+    RL_ALG_FIXED_WINDOW != 2 || RL_ALG_SLIDING_WINDOW != 3 || \
+    RL_SOURCE_STORE != 0 || RL_STORE_MEMORY != 1 || RL_RETRY_NEVER != -1
 #error "tollgate.h: a constant was renumbered"
 #endif
 

@@ -2,8 +2,8 @@
  * quickstart.c - tollgate from C in five minutes.
  *
  * Build against an installed tollgate:
- *   cc -std=c99 quickstart.c $(pkg-config --cflags --libs tollgate) -o quickstart
- * or with CMake:  find_package(tollgate) + tollgate::tollgate (see
+ *   cc -std=c99 quickstart.c $(pkg-config --cflags --libs tollgate) -o
+ * quickstart or with CMake:  find_package(tollgate) + tollgate::tollgate (see
  * CMakeLists.txt next to this file).
  *
  * It allows 5 requests per second for one user, checks 7 requests in a row
@@ -17,12 +17,12 @@
 
 static int failures = 0;
 
-#define EXPECT(cond, what)                                    \
-  do {                                                        \
-    if (!(cond)) {                                            \
-      fprintf(stderr, "quickstart: UNEXPECTED: %s\n", what);  \
-      ++failures;                                             \
-    }                                                         \
+#define EXPECT(cond, what)                                   \
+  do {                                                       \
+    if (!(cond)) {                                           \
+      fprintf(stderr, "quickstart: UNEXPECTED: %s\n", what); \
+      ++failures;                                            \
+    }                                                        \
   } while (0)
 
 int main(void) {
@@ -60,11 +60,13 @@ int main(void) {
       rl_destroy(limiter);
       return 1;
     }
-    printf("request %d: %-7s remaining=%lld reset_after_ms=%lld "
-           "retry_after_ms=%lld\n",
-           i, d.allowed ? "allowed" : "DENIED", (long long)d.remaining,
-           (long long)d.reset_after_ms, (long long)d.retry_after_ms);
-    if (i <= 5) EXPECT(d.allowed == 1, "one of the first 5 requests was denied");
+    printf(
+        "request %d: %-7s remaining=%lld reset_after_ms=%lld "
+        "retry_after_ms=%lld\n",
+        i, d.allowed ? "allowed" : "DENIED", (long long)d.remaining,
+        (long long)d.reset_after_ms, (long long)d.retry_after_ms);
+    if (i <= 5)
+      EXPECT(d.allowed == 1, "one of the first 5 requests was denied");
     if (i == 6) {
       EXPECT(d.allowed == 0, "the 6th request was allowed");
       EXPECT(d.retry_after_ms > 0, "a denial without retry_after_ms");
@@ -81,7 +83,8 @@ int main(void) {
     printf("a policy with limit 0: rc=%d (%s): %s\n", rc, rl_strerror(rc),
            rl_last_error());
     EXPECT(rc == RL_E_POLICY, "limit 0 was not refused with RL_E_POLICY");
-    EXPECT(rl_last_error()[0] != '\0', "rl_last_error() is empty after an error");
+    EXPECT(rl_last_error()[0] != '\0',
+           "rl_last_error() is empty after an error");
   }
 
   /* 5. Reset forgets the key: the next request passes again. */
@@ -92,18 +95,19 @@ int main(void) {
     rc = rl_check(limiter, &d, key, strlen(key), &policy, 1, 1);
     printf("after rl_reset: %s, remaining=%lld\n",
            d.allowed ? "allowed" : "DENIED", (long long)d.remaining);
-    EXPECT(rc == RL_OK && d.allowed == 1, "the request after rl_reset was denied");
+    EXPECT(rc == RL_OK && d.allowed == 1,
+           "the request after rl_reset was denied");
   }
 
   /* 6. Health: counters and the store's state. */
   rc = rl_health(limiter, &health);
   EXPECT(rc == RL_OK, "rl_health failed");
-  printf("health: store_kind=%d checks=%llu allowed=%llu denied=%llu "
-         "errors=%llu live_keys=%llu\n",
-         (int)health.store_kind, (unsigned long long)health.checks,
-         (unsigned long long)health.allowed, (unsigned long long)health.denied,
-         (unsigned long long)health.errors,
-         (unsigned long long)health.live_keys);
+  printf(
+      "health: store_kind=%d checks=%llu allowed=%llu denied=%llu "
+      "errors=%llu live_keys=%llu\n",
+      (int)health.store_kind, (unsigned long long)health.checks,
+      (unsigned long long)health.allowed, (unsigned long long)health.denied,
+      (unsigned long long)health.errors, (unsigned long long)health.live_keys);
   EXPECT(health.store_kind == RL_STORE_MEMORY, "store_kind is not memory");
 
   /* 7. Done. */

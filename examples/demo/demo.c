@@ -20,9 +20,10 @@
  * request line in, one reply line out:
  *
  *   balancer -> server   CHECK <key>
+ *                        RESET <key>      (answered OK or ERROR)
  *   server -> balancer   READY <pid>                       (once, at start)
- *                        ALLOW|DENY <remaining> <reset_after_ms> <retry_after_ms>
- *                        ERROR <code> <message>
+ *                        ALLOW|DENY <remaining> <reset_after_ms>
+ * <retry_after_ms> ERROR <code> <message>
  *
  * At the end the balancer closes every server's input; the servers destroy
  * their limiters and exit, and the balancer reaps each one by pid. A server
@@ -143,6 +144,19 @@ static int serve(int in_fd, int out_fd, const char *store_url) {
     const char *key;
 
     line[len] = '\0';
+    if (strncmp(line, "RESET ", 6) == 0) {
+      key = line + 6;
+      rc = rl_reset(limiter, key, strlen(key));
+      if (rc != RL_OK) {
+        snprintf(msg, sizeof msg, "%s", rl_last_error());
+        one_line(msg);
+        fprintf(out, "ERROR %d %s\n", rc, msg);
+      } else {
+        fprintf(out, "OK\n");
+      }
+      if (fflush(out) != 0) break;
+      continue;
+    }
     if (strncmp(line, "CHECK ", 6) != 0) {
       fprintf(out, "ERROR %d bad request line\n", RL_E_INVALID_ARG);
       fflush(out);
@@ -326,8 +340,9 @@ static int spawn_server(int idx, const char *store_url) {
   return 0;
 }
 
-/* Close every server's input, wait for each to exit, reap each by pid. */
-static int stop_servers(void) {
+/* Close every server's input, wait for each to exit, reap each by pid.
+ * Returns non-zero if one crashed or failed (reported unless quiet). */
+static int stop_servers(int quiet) {
   int i, bad = 0;
   char line[LINE_CAP];
 
@@ -341,8 +356,11 @@ static int stop_servers(void) {
     while ((r = read_line(s, line, sizeof line, REPLY_TIMEOUT_MS)) == 1) {
     }
     if (r < 0) {
-      fprintf(stderr, "tollgate-demo: server %d (pid %ld) does not exit; "
-              "killing it\n", i + 1, (long)s->pid);
+      if (!quiet)
+        fprintf(stderr,
+                "tollgate-demo: server %d (pid %ld) does not exit; "
+                "killing it\n",
+                i + 1, (long)s->pid);
       kill(s->pid, SIGKILL);
     }
     close_fd(&s->from_fd);
@@ -353,14 +371,19 @@ static int stop_servers(void) {
       }
     }
     s->reaped = 1;
-    if (WIFSIGNALED(s->exit_status)) {
-      fprintf(stderr, "tollgate-demo: server %d (pid %ld) was killed by "
-              "signal %d\n", i + 1, (long)s->pid, WTERMSIG(s->exit_status));
+    if (quiet) {
+      bad |= !WIFEXITED(s->exit_status) || WEXITSTATUS(s->exit_status) != 0;
+    } else if (WIFSIGNALED(s->exit_status)) {
+      fprintf(stderr,
+              "tollgate-demo: server %d (pid %ld) was killed by "
+              "signal %d\n",
+              i + 1, (long)s->pid, WTERMSIG(s->exit_status));
       bad = 1;
     } else if (WIFEXITED(s->exit_status) && WEXITSTATUS(s->exit_status) != 0) {
-      fprintf(stderr, "tollgate-demo: server %d (pid %ld) exited with "
-              "status %d\n", i + 1, (long)s->pid,
-              WEXITSTATUS(s->exit_status));
+      fprintf(stderr,
+              "tollgate-demo: server %d (pid %ld) exited with "
+              "status %d\n",
+              i + 1, (long)s->pid, WEXITSTATUS(s->exit_status));
       bad = 1;
     }
   }
@@ -488,8 +511,9 @@ int main(int argc, char **argv) {
 
   printf("tollgate demo: one organization, %d app servers, one rate limit\n",
          n_servers);
-  printf("  plan " PLAN_NAME ": %d requests per hour (GCRA) for organization "
-         ORG_KEY "\n", PLAN_LIMIT);
+  printf("  plan " PLAN_NAME
+         ": %d requests per hour (GCRA) for organization " ORG_KEY "\n",
+         PLAN_LIMIT);
   printf("  store: %s\n", store_url ? store_url
                                     : "memory (default; each server process "
                                       "has its own)");
@@ -526,15 +550,33 @@ int main(int argc, char **argv) {
       failed_start = 1;
     }
   }
+  /* Start from a clean slate: forget org-123's usage so far. With the
+   * memory store this changes nothing (every server is new); with a shared
+   * store it makes every run of the demo tell the same story. */
+  if (!failed_start) {
+    static const char reset[] = "RESET " ORG_KEY "\n";
+    char line[LINE_CAP];
+    int r = -1;
+    if (write_all(servers[0].to_fd, reset, sizeof reset - 1) == 0)
+      r = read_line(&servers[0], line, sizeof line, REPLY_TIMEOUT_MS);
+    if (r != 1 || strcmp(line, "OK") != 0) {
+      fprintf(stderr, "tollgate-demo: could not reset " ORG_KEY ": %s\n",
+              r == 1 ? line : "server 1 did not answer");
+      failed_start = 1;
+    }
+  }
   if (failed_start) {
-    stop_servers();
+    stop_servers(1);
     return 2;
   }
 
   /* The load balancer: request k goes to server k mod N. */
-  for (i = 0; i < requests; ++i) route(&servers[i % n_servers], (int)(i % n_servers));
+  for (i = 0; i < requests; ++i) {
+    int k = (int)(i % n_servers);
+    route(&servers[k], k);
+  }
 
-  if (stop_servers() != 0) exit_code = 1;
+  if (stop_servers(0) != 0) exit_code = 1;
 
   printf("  server   pid       received  admitted  denied  failed\n");
   rule();
@@ -563,23 +605,30 @@ int main(int argc, char **argv) {
       printf("; the %d servers admitted %ld between them, each up to %d",
              n_servers, total_admitted, PLAN_LIMIT);
     printf(": the limit is per process, not shared.\n");
-    printf("Each server counted only the requests it saw itself, in its own "
-           "memory,\nso organization " ORG_KEY " got %.1fx its plan. Use a "
-           "shared Redis store:\n  tollgate-demo --store "
-           "redis://localhost:6379\n",
-           (double)total_admitted / PLAN_LIMIT);
+    printf(
+        "Each server counted only the requests it saw itself, in its own "
+        "memory,\nso organization " ORG_KEY
+        " got %.1fx its plan. Use a "
+        "shared Redis store:\n  tollgate-demo --store "
+        "redis://localhost:6379\n",
+        (double)total_admitted / PLAN_LIMIT);
   } else if (requests > PLAN_LIMIT) {
-    printf("; %ld admitted across %d servers: the limit held, because every "
-           "server\nchecks one counter in the shared store.\n",
-           total_admitted, n_servers);
+    printf(
+        "; %ld admitted across %d servers: the limit held,\n"
+        "because every server checks the same counter in the shared "
+        "store.\n",
+        total_admitted, n_servers);
   } else {
-    printf("; only %ld requests were sent, so none had to be denied. Send "
-           "more than\n%d (--requests) to see the limit act.\n",
-           requests, PLAN_LIMIT);
+    printf(
+        "; only %ld requests were sent, so none had to be denied.\n"
+        "Send more than %d (--requests N) to see the limit act.\n",
+        requests, PLAN_LIMIT);
   }
   if (total_failed > 0) {
-    printf("\n%ld requests failed: a server died or stopped answering (see "
-           "above).\n", total_failed);
+    printf(
+        "\n%ld requests failed: a server died or stopped answering (see "
+        "above).\n",
+        total_failed);
     exit_code = 1;
   }
   return exit_code;

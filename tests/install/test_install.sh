@@ -6,7 +6,9 @@
 # consumer can use the installed package:
 #   (a) examples/c built with make + pkg-config, run against the shared lib;
 #   (b) examples/c as a standalone CMake project via find_package(tollgate);
-#   (c) the installed files are all there.
+#   (c) the installed files are all there;
+#   (d) examples/c linked against libtollgate.a (tollgate::tollgate_static),
+#       with no dependency on libtollgate.so at run time.
 # WORK_DIR is deleted first. Any failure stops the script with non-zero.
 set -Eeuo pipefail
 
@@ -121,5 +123,18 @@ cmake --build "$work/consumer-cmake/build"
 # CMake puts the install libdir in the build RPATH; LD_LIBRARY_PATH as well
 # in case the toolchain does not.
 LD_LIBRARY_PATH=$libdir "$work/consumer-cmake/build/quickstart"
+
+step "(d) standalone CMake project + tollgate::tollgate_static"
+cmake -S "$work/consumer-cmake" -B "$work/consumer-cmake/build-static" -G Ninja \
+  -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$prefix" \
+  -DQUICKSTART_STATIC=ON \
+  -DCMAKE_C_FLAGS="-Wall -Wextra -Werror"
+cmake --build "$work/consumer-cmake/build-static"
+if readelf -d "$work/consumer-cmake/build-static/quickstart" | grep -F libtollgate; then
+  echo "test_install: the static build still needs libtollgate.so" >&2
+  exit 1
+fi
+"$work/consumer-cmake/build-static/quickstart"
 
 step "PASS"
