@@ -55,8 +55,11 @@ Outcome token_bucket(const Policy &p, const State *s, int64_t now,
     tokens += n;
     last += n * T;
   }
+  // Durations are measured from the real `now`, which lies before `t` only
+  // if the clock stepped back behind the stored refill time.
+  const int64_t skew = t - now;
   auto reset_after = [&](int64_t k) {
-    return k >= C ? 0 : (C - k) * T - (t - last);
+    return k >= C ? 0 : (C - k) * T - (t - last) + skew;
   };
   Outcome o;
   o.remaining = tokens;
@@ -67,7 +70,7 @@ Outcome token_bucket(const Policy &p, const State *s, int64_t now,
   }
   const int64_t need = cost == 0 ? 1 : cost;
   if (tokens < need) {
-    o.retry_after_us = (need - tokens) * T - (t - last);
+    o.retry_after_us = (need - tokens) * T - (t - last) + skew;
     return o;
   }
   o.allowed = true;
@@ -130,11 +133,14 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
       prev = s->b;
     } else if (s->a > w) {  // clock stepped back: stay in the stored window
       w = s->a;
-      now = w * P;
       curr = s->b;
       prev = s->c;
     }
   }
+  // Evaluate from the stored window's start if the clock is behind it, but
+  // measure every duration from the real `now`.
+  const int64_t real_now = now;
+  now = std::max(now, w * P);
   const int64_t start = w * P;
   const int64_t end = start + P;
   const int64_t rem = Pm - (now - start) / 1000;  // 1 .. Pm
@@ -145,14 +151,16 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
     const int64_t S = cap - (curr + c) * Pm;
     if (S >= 0) {
       const int64_t r = S / prev;  // prev > 0 here, or fits(c) held
-      return start + (Pm - r) * 1000 - now;
+      return start + (Pm - r) * 1000 - real_now;
     }
-    const int64_t r2 = (cap - c * Pm) / curr;  // curr > 0 here
-    return r2 >= Pm ? end - now : end + (Pm - r2) * 1000 - now;
+    // curr > 0 here (else c > limit, refused earlier). r2 < Pm always holds
+    // when S < 0, so the wait runs into the next window.
+    const int64_t r2 = (cap - c * Pm) / curr;
+    return end + (Pm - r2) * 1000 - real_now;
   };
   auto reset_after = [&](int64_t cur) -> int64_t {
-    if (cur > 0) return end + P - now;
-    if (prev > 0) return end - now;
+    if (cur > 0) return end + P - real_now;
+    if (prev > 0) return end - real_now;
     return 0;
   };
   Outcome o;

@@ -1,0 +1,210 @@
+// Replays the shared vectors in tests/vectors/*.json through the C ABI.
+//
+// Every case gets a fresh limiter whose clock is a test-controlled
+// microsecond counter; every step sets the clock, calls rl_check (or
+// rl_reset) and compares each expected field. The vectors come from
+// tests/vectors/reference.py, an independent Python model of
+// docs/algorithms.md; tests/vectors/README.md describes the format.
+#include <tollgate.h>
+
+#include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <fstream>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#ifndef TOLLGATE_VECTORS_DIR
+#error "TOLLGATE_VECTORS_DIR must name the tests/vectors directory"
+#endif
+
+namespace {
+
+using json = nlohmann::json;
+
+const char *const kVectorFiles[] = {"gcra.json", "token_bucket.json",
+                                    "fixed_window.json", "sliding_window.json",
+                                    "multi_policy.json"};
+
+std::string vector_path(const std::string &file) {
+  return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
+}
+
+json load_vectors(const std::string &file) {
+  std::ifstream in(vector_path(file));
+  INFO("reading " << vector_path(file));
+  REQUIRE(in.good());
+  json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
+  REQUIRE_FALSE(doc.is_discarded());
+  REQUIRE(doc.is_object());
+  REQUIRE(doc.at("format").get<int>() == 1);
+  REQUIRE(doc.at("cases").is_array());
+  return doc;
+}
+
+int32_t algorithm_code(const std::string &name) {
+  if (name == "gcra") return RL_ALG_GCRA;
+  if (name == "token_bucket") return RL_ALG_TOKEN_BUCKET;
+  if (name == "fixed_window") return RL_ALG_FIXED_WINDOW;
+  if (name == "sliding_window") return RL_ALG_SLIDING_WINDOW;
+  FAIL("unknown algorithm in vectors: " << name);
+  return -1;
+}
+
+int error_code(const std::string &name) {
+  static const struct {
+    const char *name;
+    int code;
+  } kCodes[] = {
+      {"RL_E_INVALID_ARG", RL_E_INVALID_ARG},
+      {"RL_E_KEY_INVALID", RL_E_KEY_INVALID},
+      {"RL_E_KEY_TOO_LONG", RL_E_KEY_TOO_LONG},
+      {"RL_E_POLICY", RL_E_POLICY},
+      {"RL_E_OVERFLOW", RL_E_OVERFLOW},
+      {"RL_E_VERSION", RL_E_VERSION},
+      {"RL_E_NOMEM", RL_E_NOMEM},
+      {"RL_E_URL", RL_E_URL},
+      {"RL_E_UNSUPPORTED", RL_E_UNSUPPORTED},
+      {"RL_E_INTERNAL", RL_E_INTERNAL},
+  };
+  for (const auto &c : kCodes) {
+    if (name == c.name) return c.code;
+  }
+  FAIL("unknown error name in vectors: " << name);
+  return 0;
+}
+
+// The limiter's clock: whatever the current step says.
+struct TestClock {
+  int64_t now_us = 0;
+};
+
+int64_t test_clock(void *user_data) {
+  return static_cast<TestClock *>(user_data)->now_us;
+}
+
+struct LimiterDeleter {
+  void operator()(rl_limiter *l) const { rl_destroy(l); }
+};
+using LimiterPtr = std::unique_ptr<rl_limiter, LimiterDeleter>;
+
+int64_t step_time_us(const json &step) {
+  const bool has_ms = step.contains("t_ms");
+  const bool has_us = step.contains("t_us");
+  REQUIRE(has_ms != has_us);  // exactly one of them
+  return has_ms ? step.at("t_ms").get<int64_t>() * 1000
+                : step.at("t_us").get<int64_t>();
+}
+
+void replay_case(const std::string &file, const json &c) {
+  const std::string name = c.at("name").get<std::string>();
+  const std::string case_key = c.at("key").get<std::string>();
+
+  std::vector<rl_policy> policies;
+  for (const json &p : c.at("policies")) {
+    rl_policy pol = RL_POLICY_INIT;
+    pol.algorithm = algorithm_code(p.at("algorithm").get<std::string>());
+    pol.limit = p.at("limit").get<int64_t>();
+    pol.period_ms = p.at("period_ms").get<int64_t>();
+    pol.burst = p.value("burst", int64_t{0});
+    policies.push_back(pol);
+  }
+  REQUIRE_FALSE(policies.empty());
+
+  TestClock clock;
+  rl_options opts = RL_OPTIONS_INIT;
+  opts.clock = &test_clock;
+  opts.clock_user_data = &clock;
+  rl_limiter *raw = nullptr;
+  REQUIRE(rl_create(&raw, &opts) == RL_OK);
+  REQUIRE(raw != nullptr);
+  LimiterPtr limiter(raw);
+
+  const json &steps = c.at("steps");
+  REQUIRE(steps.is_array());
+  REQUIRE_FALSE(steps.empty());
+  for (size_t i = 0; i < steps.size(); ++i) {
+    const json &step = steps[i];
+    INFO(file << ", case \"" << name << "\", step " << i << ": "
+              << step.dump());
+    clock.now_us = step_time_us(step);
+    const std::string key = step.value("key", case_key);
+    const std::string op = step.value("op", std::string("check"));
+
+    if (op == "reset") {
+      REQUIRE(rl_reset(limiter.get(), key.data(), key.size()) == RL_OK);
+      continue;
+    }
+    REQUIRE(op == "check");
+    const int64_t cost = step.at("cost").get<int64_t>();
+    rl_decision d = RL_DECISION_INIT;
+    const int rc = rl_check(limiter.get(), &d, key.data(), key.size(),
+                            policies.data(), policies.size(), cost);
+
+    if (step.contains("expect_error")) {
+      const std::string err = step.at("expect_error").get<std::string>();
+      INFO("expected " << err << ", rl_last_error: " << rl_last_error());
+      REQUIRE(rc == error_code(err));
+      continue;
+    }
+    INFO("rl_last_error: " << rl_last_error());
+    REQUIRE(rc == RL_OK);
+    const json &e = step.at("expect");
+    REQUIRE(d.allowed == (e.at("allowed").get<bool>() ? 1 : 0));
+    REQUIRE(d.limit == e.at("limit").get<int64_t>());
+    REQUIRE(d.remaining == e.at("remaining").get<int64_t>());
+    REQUIRE(d.reset_after_ms == e.at("reset_after_ms").get<int64_t>());
+    REQUIRE(d.retry_after_ms == e.at("retry_after_ms").get<int64_t>());
+    REQUIRE(d.policy_index == e.at("policy_index").get<uint32_t>());
+    REQUIRE(d.source == RL_SOURCE_STORE);
+  }
+}
+
+// One section per case: a failing case is reported and the others still run.
+void replay_file(const std::string &file) {
+  const json doc = load_vectors(file);
+  for (const json &c : doc.at("cases")) {
+    DYNAMIC_SECTION(file << ": " << c.at("name").get<std::string>()) {
+      replay_case(file, c);
+    }
+  }
+}
+
+}  // namespace
+
+TEST_CASE("vectors: all five files exist and hold cases", "[vectors]") {
+  for (const char *file : kVectorFiles) {
+    INFO(file);
+    const json doc = load_vectors(file);
+    REQUIRE(doc.at("algorithm").is_string());
+    REQUIRE_FALSE(doc.at("cases").empty());
+    std::set<std::string> names;
+    for (const json &c : doc.at("cases")) {
+      REQUIRE(c.at("name").is_string());
+      REQUIRE(names.insert(c.at("name").get<std::string>()).second);
+      REQUIRE_FALSE(c.at("policies").empty());
+      REQUIRE_FALSE(c.at("steps").empty());
+    }
+  }
+}
+
+TEST_CASE("vectors: GCRA", "[vectors]") { replay_file("gcra.json"); }
+
+TEST_CASE("vectors: token bucket", "[vectors]") {
+  replay_file("token_bucket.json");
+}
+
+TEST_CASE("vectors: fixed window", "[vectors]") {
+  replay_file("fixed_window.json");
+}
+
+TEST_CASE("vectors: sliding window", "[vectors]") {
+  replay_file("sliding_window.json");
+}
+
+TEST_CASE("vectors: multiple policies", "[vectors]") {
+  replay_file("multi_policy.json");
+}

@@ -1,0 +1,1707 @@
+#!/usr/bin/env python3
+"""Reference model of docs/algorithms.md and generator of the shared vectors.
+
+This file is independent of the C++ core: it is written from the integer
+formulas in docs/algorithms.md only (Python ints, `//` floor division, time in
+microseconds internally, durations reported in milliseconds rounded up).
+
+    python3 tests/vectors/reference.py --write   # regenerate the *.json files
+    python3 tests/vectors/reference.py --check   # exit 1 if they are stale
+    python3 tests/vectors/reference.py           # same as --check
+
+Every run also replays all scenarios through a set of self-checks (exact
+retry_after and reset_after found by probing, GCRA == token bucket, fixed
+window never admits more than `limit` per window, no value beyond 2^53, ...),
+so a scenario that does not show what its name says fails loudly here
+rather than producing a misleading vector.
+
+The file format is described in README.md beside this file.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+FORMAT = 1
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+RL_RETRY_NEVER = -1
+ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2,
+              "sliding_window": 3}
+# Error names a vector may expect (tollgate.h).
+ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2}
+
+MAX_LIMIT = 1 << 40
+MAX_PERIOD_MS = 1 << 40
+MAX_BUCKET_SPAN = 1 << 50     # capacity * T (GCRA, token bucket), us
+MAX_SLIDING_PRODUCT = 1 << 51  # limit * period_ms (sliding window)
+MAX_NOW = 1 << 52             # memory store clock, exclusive, us
+MAX_SAFE = (1 << 53) - 1      # every integer in a vector (JSON, JS, Lua)
+
+
+def ceil_div(a, b):
+    return -(-a // b)
+
+
+def us_to_ms(us):
+    """A duration in us as reported in a decision: ms rounded up."""
+    if us == RL_RETRY_NEVER:
+        return RL_RETRY_NEVER
+    assert us >= 0, us
+    return ceil_div(us, 1000)
+
+
+# --------------------------------------------------------------------------
+# Policies
+
+
+class Policy:
+    def __init__(self, algorithm, limit, period_ms, burst=0):
+        assert algorithm in ALGORITHMS, algorithm
+        self.algorithm = algorithm
+        self.limit = limit
+        self.period_ms = period_ms
+        self.burst = burst
+        # Vectors hold only valid policies (invalid ones are the C tests'
+        # business): check the bounds of docs/algorithms.md here.
+        assert 1 <= limit <= MAX_LIMIT, limit
+        assert 1 <= period_ms <= MAX_PERIOD_MS, period_ms
+        assert 0 <= burst <= MAX_LIMIT, burst
+        if algorithm in ("fixed_window", "sliding_window"):
+            assert burst == 0, "windows take no burst"
+        self.P = period_ms * 1000
+        if algorithm in ("gcra", "token_bucket"):
+            self.capacity = burst if burst != 0 else limit
+            self.T = ceil_div(self.P, limit)
+            assert self.capacity * self.T <= MAX_BUCKET_SPAN, self
+        else:
+            self.capacity = limit
+        if algorithm == "sliding_window":
+            assert limit * period_ms <= MAX_SLIDING_PRODUCT, self
+
+    def ident(self):
+        return (self.algorithm, self.limit, self.period_ms, self.burst)
+
+    def to_json(self):
+        return {"algorithm": self.algorithm, "limit": self.limit,
+                "period_ms": self.period_ms, "burst": self.burst}
+
+    def __repr__(self):
+        return "Policy(%s, %d, %d, %d)" % self.ident()
+
+
+def gcra(limit, period_ms, burst=0):
+    return Policy("gcra", limit, period_ms, burst)
+
+
+def token_bucket(limit, period_ms, burst=0):
+    return Policy("token_bucket", limit, period_ms, burst)
+
+
+def fixed_window(limit, period_ms):
+    return Policy("fixed_window", limit, period_ms)
+
+
+def sliding_window(limit, period_ms):
+    return Policy("sliding_window", limit, period_ms)
+
+
+def bucket(alg, limit, period_ms, burst=0):
+    return Policy(alg, limit, period_ms, burst)
+
+
+# --------------------------------------------------------------------------
+# The four algorithms. Each takes (policy, stored state or None, now in us,
+# cost >= 0) and returns an Outcome; `state` is what an allowed call with
+# cost >= 1 stores (None otherwise), `expires` the time it may be dropped.
+
+
+class Outcome:
+    def __init__(self, allowed, remaining, reset_us, retry_us, state=None,
+                 expires=None):
+        self.allowed = allowed
+        self.remaining = remaining
+        self.reset_us = reset_us
+        self.retry_us = retry_us
+        self.state = state
+        self.expires = expires
+
+    def key(self):
+        return (self.allowed, self.remaining, self.reset_us, self.retry_us)
+
+    def __repr__(self):
+        return ("Outcome(allowed=%s, remaining=%d, reset_us=%d, retry_us=%d)"
+                % (self.allowed, self.remaining, self.reset_us,
+                   self.retry_us))
+
+
+def eval_gcra(p, st, now, cost):
+    T = p.T
+    tau = p.capacity * T
+    tat = now if st is None else st
+    base = max(tat, now)
+    free = max(0, (now + tau - base) // T)
+    if cost == 0:
+        limit_at = base + T - tau
+        allowed = limit_at <= now
+        return Outcome(allowed, free, base - now, max(0, limit_at - now))
+    if cost > p.capacity:
+        return Outcome(False, free, base - now, RL_RETRY_NEVER)
+    new_tat = base + cost * T
+    allow_at = new_tat - tau
+    if now < allow_at:
+        return Outcome(False, free, base - now, allow_at - now)
+    return Outcome(True, (now + tau - new_tat) // T, new_tat - now, 0,
+                   state=new_tat, expires=new_tat)
+
+
+def eval_token_bucket(p, st, now, cost):
+    T = p.T
+    C = p.capacity
+    tokens, last = (C, now) if st is None else st
+    t = max(now, last)
+    n = (t - last) // T
+    tokens += n
+    last += n * T
+    if tokens >= C:
+        tokens, last = C, t
+
+    skew = t - now  # > 0 only if the clock stepped back behind `last`
+
+    def reset_after(k):
+        return 0 if k == C else (C - k) * T - (t - last) + skew
+
+    if cost == 0:
+        allowed = tokens >= 1
+        retry = 0 if allowed else T - (t - last) + skew
+        return Outcome(allowed, tokens, reset_after(tokens), retry)
+    if cost > C:
+        return Outcome(False, tokens, reset_after(tokens), RL_RETRY_NEVER)
+    if tokens >= cost:
+        tokens -= cost
+        return Outcome(True, tokens, reset_after(tokens), 0,
+                       state=(tokens, last), expires=last + (C - tokens) * T)
+    return Outcome(False, tokens, reset_after(tokens),
+                   (cost - tokens) * T - (t - last) + skew)
+
+
+def eval_fixed_window(p, st, now, cost):
+    P = p.P
+    w = now // P
+    if st is None or st[0] < w:
+        window, count = w, 0
+    else:  # the current window, or a newer one (clock stepped back)
+        window, count = st
+    E = (window + 1) * P
+    limit = p.limit
+    out_state = None
+    if cost == 0:
+        allowed = count + 1 <= limit
+        retry = 0 if allowed else E - now
+    elif cost > limit:
+        allowed, retry = False, RL_RETRY_NEVER
+    elif count + cost <= limit:
+        count += cost
+        allowed, retry = True, 0
+        out_state = (window, count)
+    else:
+        allowed, retry = False, E - now
+    reset = E - now if count > 0 else 0
+    return Outcome(allowed, limit - count, reset, retry, state=out_state,
+                   expires=E if out_state else None)
+
+
+def eval_sliding_window(p, st, now, cost):
+    P = p.P
+    Pm = p.period_ms
+    w = now // P
+    if st is None or st[0] < w - 1:
+        curr = prev = 0
+    elif st[0] == w:
+        _, curr, prev = st
+    elif st[0] == w - 1:
+        prev, curr = st[1], 0
+    else:  # newer than now: the clock stepped back
+        w, curr, prev = st
+    real_now = now
+    now = max(now, w * P)
+    skew = now - real_now  # durations below are measured from real_now
+    start = w * P
+    E = start + P
+    e = (now - start) // 1000
+    rem = Pm - e
+    assert 1 <= rem <= Pm
+    cap = p.limit * Pm
+
+    def used():
+        return prev * rem + curr * Pm
+
+    def fits(c):
+        return used() + c * Pm <= cap
+
+    def wait(c):
+        S = cap - (curr + c) * Pm
+        if S >= 0:
+            r = S // prev
+            return start + (Pm - r) * 1000 - now
+        S2 = cap - c * Pm
+        r2 = S2 // curr
+        if r2 >= Pm:
+            return E - now
+        return E + (Pm - r2) * 1000 - now
+
+    out_state = None
+    if cost == 0:
+        allowed = fits(1)
+        retry = 0 if allowed else wait(1) + skew
+    elif cost > p.limit:
+        allowed, retry = False, RL_RETRY_NEVER
+    elif fits(cost):
+        curr += cost
+        allowed, retry = True, 0
+        out_state = (w, curr, prev)
+    else:
+        allowed, retry = False, wait(cost) + skew
+    # remaining and reset_after describe the state after this call.
+    remaining = max(0, (cap - used()) // Pm)
+    if curr > 0:
+        reset = E + P - real_now
+    elif prev > 0:
+        reset = E - real_now
+    else:
+        reset = 0
+    return Outcome(allowed, remaining, reset, retry, state=out_state,
+                   expires=E + P if out_state else None)
+
+
+EVAL = {"gcra": eval_gcra, "token_bucket": eval_token_bucket,
+        "fixed_window": eval_fixed_window,
+        "sliding_window": eval_sliding_window}
+
+
+# --------------------------------------------------------------------------
+# The store: state per (key, policy); multi-policy checks.
+
+
+class Decision:
+    def __init__(self, allowed, limit, remaining, reset_us, retry_us, index):
+        self.allowed = allowed
+        self.limit = limit
+        self.remaining = remaining
+        self.reset_us = reset_us
+        self.retry_us = retry_us
+        self.policy_index = index
+
+    @property
+    def reset_ms(self):
+        return us_to_ms(self.reset_us)
+
+    @property
+    def retry_ms(self):
+        return us_to_ms(self.retry_us)
+
+    def to_json(self):
+        return {"allowed": self.allowed, "limit": self.limit,
+                "remaining": self.remaining,
+                "reset_after_ms": self.reset_ms,
+                "retry_after_ms": self.retry_ms,
+                "policy_index": self.policy_index}
+
+    def __repr__(self):
+        return "Decision(%r)" % self.to_json()
+
+
+def select(outcomes, allowed, to_ms=False):
+    """Index of the policy a multi-policy decision reports."""
+    if not allowed:
+        def longest(i):
+            r = outcomes[i].retry_us
+            if r == RL_RETRY_NEVER:
+                return float("inf")
+            return us_to_ms(r) if to_ms else r
+        best = None
+        for i, o in enumerate(outcomes):
+            if not o.allowed and (best is None or longest(i) > longest(best)):
+                best = i
+        return best
+    best = 0
+    for i, o in enumerate(outcomes):
+        if o.remaining < outcomes[best].remaining:
+            best = i
+    return best
+
+
+class ModelError(Exception):
+    def __init__(self, code):
+        Exception.__init__(self, code)
+        self.code = code
+
+
+class Store:
+    """The memory store of the model. States live per (key, policy)."""
+
+    def __init__(self):
+        self.states = {}   # (key, policy ident) -> (state, expires)
+        self.max_now = None
+
+    def _state(self, key, p, now, cost):
+        entry = self.states.get((key, p.ident()))
+        if entry is None:
+            return None
+        state, expires = entry
+        if expires <= now:
+            # A store may already have dropped the state: both readings must
+            # agree, or the vector would depend on when a store expires keys.
+            a = EVAL[p.algorithm](p, state, now, cost).key()
+            b = EVAL[p.algorithm](p, None, now, cost).key()
+            assert a == b, ("expired state still matters", p, a, b)
+            return None
+        if self.max_now is not None and expires <= self.max_now:
+            # The clock went past this state's expiry and came back: whether
+            # the state is still there depends on the store. Not a vector.
+            raise AssertionError("clock stepped back over an expiry: %r" % p)
+        return state
+
+    def evaluate(self, key, policies, now, cost):
+        """All per-policy outcomes, without writing anything."""
+        if cost < 0:
+            raise ModelError("RL_E_INVALID_ARG")
+        if len(key) == 0:
+            raise ModelError("RL_E_KEY_INVALID")
+        assert 1 <= len(policies) <= 16
+        assert 0 <= now < MAX_NOW
+        return [EVAL[p.algorithm](p, self._state(key, p, now, cost), now, cost)
+                for p in policies]
+
+    def check(self, key, policies, now, cost):
+        outs = self.evaluate(key, policies, now, cost)
+        allowed = all(o.allowed for o in outs)
+        if allowed and cost >= 1:
+            for p, o in zip(policies, outs):
+                self.states[(key, p.ident())] = (o.state, o.expires)
+        self.max_now = now if self.max_now is None else max(self.max_now, now)
+        i = select(outs, allowed)
+        # Whether ties in retry_after are judged in us or in ms is not said
+        # by the doc; keep the vectors independent of that choice.
+        assert i == select(outs, allowed, to_ms=True), (
+            "reported policy depends on us/ms retry comparison", outs)
+        o = outs[i]
+        d = Decision(allowed, policies[i].limit, o.remaining, o.reset_us,
+                     o.retry_us, i)
+        return d, outs
+
+    def reset(self, key):
+        for k in [k for k in self.states if k[0] == key]:
+            del self.states[k]
+
+
+# --------------------------------------------------------------------------
+# Scenario builder
+
+
+T0 = 1_700_000_000_000  # ms since the epoch: 2023-11-14T22:13:20Z
+
+
+def align(t_ms, period_ms):
+    """Start of the epoch-aligned window of period_ms that holds t_ms."""
+    return t_ms - t_ms % period_ms
+
+
+class Case:
+    def __init__(self, name, policies, key="user:1", clock_back=False):
+        if not isinstance(policies, list):
+            policies = [policies]
+        idents = [p.ident() for p in policies]
+        assert len(set(idents)) == len(idents), "duplicate policy in a case"
+        assert clock_back == ("clock step back" in name), name
+        self.name = name
+        self.key = key
+        self.policies = policies
+        self.clock_back = clock_back
+        self.steps = []
+        self.store = Store()
+        self.now = None  # us
+        self.monotone = True
+        self.admitted = {}  # fixed-window invariant: (key, ident, w) -> units
+
+    # time ------------------------------------------------------------------
+    def at(self, t_ms):
+        return self.at_us(t_ms * 1000)
+
+    def at_us(self, t_us):
+        if self.now is not None and t_us < self.now:
+            assert self.clock_back, "time goes backwards in %r" % self.name
+            self.monotone = False
+        self.now = t_us
+        return self
+
+    def wait(self, ms):
+        return self.at_us(self.now + ms * 1000)
+
+    def wait_us(self, us):
+        return self.at_us(self.now + us)
+
+    def _time(self):
+        assert self.now is not None, "set the time first"
+        if self.now % 1000 == 0:
+            return {"t_ms": self.now // 1000}
+        return {"t_us": self.now}
+
+    # steps -----------------------------------------------------------------
+    def check(self, cost=1, key=None, note=None, allowed=None, remaining=None,
+              reset=None, retry=None, index=None):
+        """One rl_check; the keyword arguments are hand-computed values that
+        the model must agree with (reset and retry in ms)."""
+        k = self.key if key is None else key
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["cost"] = cost
+        d, outs = self.store.check(k, self.policies, self.now, cost)
+        step["expect"] = d.to_json()
+        if note:
+            step["note"] = note
+        self.steps.append(step)
+        for name, want, got in (("allowed", allowed, d.allowed),
+                                ("remaining", remaining, d.remaining),
+                                ("reset_after_ms", reset, d.reset_ms),
+                                ("retry_after_ms", retry, d.retry_ms),
+                                ("policy_index", index, d.policy_index)):
+            assert want is None or want == got, (
+                "%s, step %d: %s is %r, the scenario says %r"
+                % (self.name, len(self.steps) - 1, name, got, want))
+        self._self_check(k, cost, d, outs)
+        return d
+
+    def peek(self, **kw):
+        return self.check(0, **kw)
+
+    def error(self, cost, code, key=None, note=None):
+        assert code in ERRORS
+        k = self.key if key is None else key
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["cost"] = cost
+        step["expect_error"] = code
+        if note:
+            step["note"] = note
+        try:
+            self.store.check(k, self.policies, self.now, cost)
+        except ModelError as e:
+            assert e.code == code, (e.code, code)
+        else:
+            raise AssertionError("expected %s" % code)
+        self.steps.append(step)
+
+    def reset(self, key=None, note=None):
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["op"] = "reset"
+        if note:
+            step["note"] = note
+        self.store.reset(self.key if key is None else key)
+        self.steps.append(step)
+        for k in [k for k in self.admitted
+                  if k[0] == (self.key if key is None else key)]:
+            del self.admitted[k]
+
+    # self-checks -----------------------------------------------------------
+    def _self_check(self, key, cost, d, outs):
+        for v in (d.remaining, d.reset_us, d.retry_us, d.limit):
+            assert -1 <= v <= MAX_SAFE
+        assert d.remaining >= 0 and d.reset_us >= 0
+        assert d.allowed == (d.retry_us == 0), d
+        if not self.monotone:
+            return
+        now = self.now
+        store = self.store
+        probe_cost = max(cost, 1)
+        # The fixed window never admits more than `limit` in a window.
+        if d.allowed and cost >= 1:
+            for p in self.policies:
+                if p.algorithm == "fixed_window":
+                    w = (key, p.ident(), now // p.P)
+                    self.admitted[w] = self.admitted.get(w, 0) + cost
+                    assert self.admitted[w] <= p.limit
+        for p, o in zip(self.policies, outs):
+            one = [p]
+            # retry_after is exact: passing at now + retry, not 1 us before,
+            # and so waiting the reported ms passes, 1 ms less does not.
+            if not o.allowed:
+                if o.retry_us == RL_RETRY_NEVER:
+                    assert probe_cost > p.capacity
+                    far = store.evaluate(key, one, MAX_NOW - 1, probe_cost)
+                    assert not far[0].allowed
+                elif now + us_to_ms(o.retry_us) * 1000 < MAX_NOW:
+                    r = o.retry_us
+                    assert r > 0
+                    def passes(at):
+                        return store.evaluate(key, one, at,
+                                              probe_cost)[0].allowed
+                    assert passes(now + r)
+                    assert not passes(now + r - 1)
+                    rm = us_to_ms(r) * 1000
+                    assert passes(now + rm)
+                    assert not passes(now + rm - 1000)
+                    # ... and still denied half-way there.
+                    mid = now + r // 2
+                    if r // 2 > 0:
+                        assert not passes(mid)
+            # reset_after is exact: the state is back to full then.
+            if o.allowed and cost >= 1 and not d.allowed:
+                continue  # what this policy would have stored: it was not
+            if now + o.reset_us >= MAX_NOW:
+                continue  # beyond the memory store's clock
+            full = store.evaluate(key, one, now + o.reset_us, 0)[0]
+            assert full.reset_us == 0 and full.remaining == p.capacity, (
+                self.name, p, o, full)
+            if o.reset_us > 0:
+                before = store.evaluate(key, one, now + o.reset_us - 1, 0)[0]
+                assert before.reset_us > 0
+
+    def to_json(self):
+        return {"name": self.name, "key": self.key,
+                "policies": [p.to_json() for p in self.policies],
+                "steps": self.steps}
+
+
+def check_bucket_equivalence(case):
+    """Replays a monotone case with GCRA and token bucket swapped; the
+    decisions must be identical (docs: both are the same rate limiter)."""
+    if not case.monotone:
+        return
+    if not all(p.algorithm in ("gcra", "token_bucket") for p in case.policies):
+        return
+    swap = {"gcra": "token_bucket", "token_bucket": "gcra"}
+    policies = [Policy(swap[p.algorithm], p.limit, p.period_ms, p.burst)
+                for p in case.policies]
+    if len({p.ident() for p in policies}) != len(policies):
+        return
+    store = Store()
+    for step in case.steps:
+        now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
+        key = step.get("key", case.key)
+        if step.get("op") == "reset":
+            store.reset(key)
+        elif "expect" in step:
+            d, _ = store.check(key, policies, now, step["cost"])
+            assert d.to_json() == step["expect"], (case.name, step, d)
+
+
+# --------------------------------------------------------------------------
+# Scenarios: GCRA and token bucket (the same scenarios, run on each)
+
+
+def bucket_cases(alg):
+    B = lambda *a: bucket(alg, *a)  # noqa: E731
+    cases = []
+
+    c = Case("fresh key, default burst", B(5, 1000))
+    c.at(T0 + 123)
+    c.check(allowed=True, remaining=4, reset=200, retry=0, index=0,
+            note="T = 200 ms")
+    c.check(key="user:2", allowed=True, remaining=4, reset=200,
+            note="another fresh key")
+    c.peek(key="user:3", allowed=True, remaining=5, reset=0, retry=0,
+           note="a fresh key peeks full")
+    cases.append(c)
+
+    c = Case("burst exhausted then denied with exact retry_after", B(5, 1000))
+    c.at(T0 + 500)
+    for i in range(5):
+        c.check(allowed=True, remaining=4 - i, reset=200 * (i + 1))
+    c.check(allowed=False, remaining=0, reset=1000, retry=200,
+            note="6th unit at once")
+    c.wait(199).check(allowed=False, retry=1, reset=801,
+                      note="1 ms before retry_after")
+    c.wait(1).check(allowed=True, remaining=0, reset=1000,
+                    note="exactly retry_after later")
+    c.check(allowed=False, retry=200)
+    cases.append(c)
+
+    c = Case("non-integer interval: retry_after rounds up", B(3, 1000))
+    c.at(T0 + 7)
+    for i in range(3):
+        c.check(allowed=True, remaining=2 - i)
+    c.check(allowed=False, retry=334, reset=1001,
+            note="T = 333334 us, retry 333334 us")
+    c.wait(333).check(allowed=False, retry=1, note="333 ms: 334 us short")
+    c.wait(1).check(allowed=True, remaining=0, note="334 ms")
+    base = (T0 + 7) * 1000
+    c.at_us(base + 666667).check(allowed=False, retry=1, note="1 us early")
+    c.at_us(base + 666668).check(allowed=True, note="exactly on time, in us")
+    c.at_us(base + 1000001).check(allowed=False, retry=1,
+                                  note="3 T - 1 us after the burst")
+    c.at_us(base + 1000002).peek(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("burst 1 spaces every unit one interval apart", B(10, 1000, 1))
+    c.at(T0 + 40)
+    c.check(allowed=True, remaining=0, reset=100)
+    c.check(allowed=False, retry=100, reset=100)
+    c.wait(50).check(allowed=False, retry=50, reset=50)
+    c.wait(50).check(allowed=True, remaining=0, reset=100)
+    c.wait(99).check(allowed=False, retry=1)
+    c.wait(1).check(allowed=True)
+    c.wait(5000).check(allowed=True, remaining=0,
+                       note="idle time buys no burst")
+    c.check(allowed=False, retry=100)
+    c.check(2, allowed=False, retry=RL_RETRY_NEVER, remaining=0,
+            note="cost 2 > burst 1")
+    cases.append(c)
+
+    c = Case("burst between 1 and limit", B(10, 1000, 4))
+    c.at(T0 + 3)
+    for i in range(4):
+        c.check(allowed=True, remaining=3 - i, reset=100 * (i + 1))
+    c.check(allowed=False, remaining=0, retry=100, reset=400)
+    c.wait(100).check(allowed=True, remaining=0, reset=400)
+    c.wait(250).check(2, allowed=True, remaining=0, reset=350,
+                      note="2.5 T refilled 2 units")
+    c.check(allowed=False, retry=50)
+    c.wait(1000).check(4, allowed=True, remaining=0)
+    c.check(5, allowed=False, retry=RL_RETRY_NEVER, note="cost 5 > burst 4")
+    cases.append(c)
+
+    c = Case("burst equal to limit given explicitly", B(5, 1000, 5))
+    c.at(T0 + 999)
+    for i in range(5):
+        c.check(allowed=True, remaining=4 - i)
+    c.check(allowed=False, retry=200, reset=1000)
+    c.wait(1000).peek(allowed=True, remaining=5, reset=0)
+    cases.append(c)
+
+    c = Case("burst greater than limit", B(5, 1000, 12))
+    c.at(T0 + 250)
+    c.check(10, allowed=True, remaining=2, reset=2000)
+    c.check(2, allowed=True, remaining=0, reset=2400)
+    c.check(allowed=False, retry=200, reset=2400)
+    c.wait(200).check(allowed=True, remaining=0)
+    c.wait(2400).check(12, allowed=True, remaining=0, reset=2400,
+                       note="full again: all 12 at once")
+    c.wait(2400).check(13, allowed=False, retry=RL_RETRY_NEVER, remaining=12,
+                       reset=0, note="cost 13 > burst 12")
+    cases.append(c)
+
+    c = Case("peek on a fresh key and after use", B(5, 1000))
+    c.at(T0 + 10)
+    c.peek(allowed=True, remaining=5, reset=0, retry=0)
+    c.check(2, allowed=True, remaining=3, reset=400)
+    c.peek(allowed=True, remaining=3, reset=400, retry=0)
+    c.peek(allowed=True, remaining=3, reset=400, note="peeks charge nothing")
+    c.wait(100).peek(allowed=True, remaining=3, reset=300)
+    c.check(allowed=True, remaining=2, reset=500)
+    cases.append(c)
+
+    c = Case("peek denied when exhausted, and peeks charge nothing",
+             B(5, 1000))
+    c.at(T0 + 20)
+    c.check(5, allowed=True, remaining=0, reset=1000)
+    c.peek(allowed=False, remaining=0, reset=1000, retry=200)
+    c.wait(150).peek(allowed=False, remaining=0, reset=850, retry=50)
+    c.wait(49).peek(allowed=False, retry=1)
+    c.wait(1).peek(allowed=True, remaining=1, reset=800, retry=0)
+    c.peek(allowed=True, remaining=1)
+    c.check(allowed=True, remaining=0, reset=1000)
+    c.peek(allowed=False, retry=200)
+    cases.append(c)
+
+    c = Case("cost above capacity is never allowed", B(5, 1000))
+    c.at(T0 + 30)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=5, reset=0,
+            note="fresh key")
+    c.check(2, allowed=True, remaining=3, reset=400)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=3, reset=400)
+    c.check(MAX_SAFE, allowed=False, retry=RL_RETRY_NEVER, remaining=3,
+            note="2^53 - 1")
+    c.check(4, allowed=False, retry=200, note="not charged by the above")
+    c.wait(400).check(5, allowed=True, remaining=0, reset=1000,
+                      note="cost = capacity passes when full")
+    cases.append(c)
+
+    c = Case("weighted costs", B(10, 1000))
+    c.at(T0 + 77)
+    c.check(3, allowed=True, remaining=7, reset=300)
+    c.check(4, allowed=True, remaining=3, reset=700)
+    c.check(3, allowed=True, remaining=0, reset=1000)
+    c.check(2, allowed=False, remaining=0, retry=200)
+    c.wait(199).check(2, allowed=False, retry=1)
+    c.wait(1).check(2, allowed=True, remaining=0, reset=1000)
+    c.wait(550).check(5, allowed=True, remaining=0, reset=950,
+                      note="5.5 T refilled 5 units")
+    cases.append(c)
+
+    c = Case("rejected weighted request is not charged", B(10, 1000))
+    c.at(T0 + 1)
+    c.check(8, allowed=True, remaining=2, reset=800)
+    c.check(5, allowed=False, remaining=2, reset=800, retry=300)
+    c.check(3, allowed=False, remaining=2, retry=100)
+    c.check(2, allowed=True, remaining=0, reset=1000,
+            note="the denied costs were not charged")
+    c.wait(300).check(3, allowed=True, remaining=0, reset=1000)
+    cases.append(c)
+
+    c = Case("reset forgets the key", B(5, 1000))
+    c.at(T0 + 2)
+    c.check(5, allowed=True, remaining=0)
+    c.check(allowed=False, retry=200)
+    c.reset()
+    c.check(allowed=True, remaining=4, reset=200, note="fresh after reset")
+    c.reset(key="nobody", note="resetting an unknown key succeeds")
+    c.check(allowed=True, remaining=3, note="other keys are untouched")
+    cases.append(c)
+
+    c = Case("limit 1", B(1, 1000))
+    c.at(T0 + 600)
+    c.check(allowed=True, remaining=0, reset=1000)
+    c.check(allowed=False, retry=1000, reset=1000)
+    c.wait(999).check(allowed=False, retry=1, reset=1)
+    c.wait(1).check(allowed=True, remaining=0, reset=1000)
+    c.wait(2500).peek(allowed=True, remaining=1, reset=0)
+    cases.append(c)
+
+    c = Case("steady rate at the interval is never denied", B(5, 1000))
+    c.at(T0 + 5)
+    c.check(5, allowed=True, remaining=0)
+    for _ in range(6):
+        c.wait(200).check(allowed=True, remaining=0, reset=1000)
+    c.wait(100).check(allowed=False, retry=100)
+    c.wait(100).check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("partial refill counts whole units only", B(5, 1000))
+    c.at(T0 + 11)
+    c.check(5, allowed=True, remaining=0, reset=1000)
+    c.wait(199).peek(allowed=False, remaining=0, reset=801, retry=1)
+    c.wait(1).peek(allowed=True, remaining=1, reset=800)
+    c.wait(199).peek(allowed=True, remaining=1, reset=601)
+    c.wait(1).peek(allowed=True, remaining=2, reset=600)
+    c.check(2, allowed=True, remaining=0, reset=1000)
+    c.wait(399).check(2, allowed=False, retry=1, remaining=1)
+    cases.append(c)
+
+    c = Case("keys are independent", B(2, 1000))
+    c.at(T0 + 300)
+    c.check(2, key="a", allowed=True, remaining=0)
+    c.check(key="a", allowed=False, retry=500)
+    c.check(key="b", allowed=True, remaining=1)
+    c.check(key="user:1", allowed=True, remaining=1)
+    c.wait(500).check(key="a", allowed=True, remaining=0)
+    c.check(key="b", allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("negative cost and empty key are errors and charge nothing",
+             B(5, 1000))
+    c.at(T0 + 400)
+    c.check(allowed=True, remaining=4)
+    c.error(-1, "RL_E_INVALID_ARG")
+    c.error(-5, "RL_E_INVALID_ARG")
+    c.error(1, "RL_E_KEY_INVALID", key="")
+    c.check(allowed=True, remaining=3, note="errors charged nothing")
+    cases.append(c)
+
+    c = Case("limit near 2^40 with a one-second period", B(1 << 40, 1000))
+    c.at(T0 + 50)
+    c.check(1 << 39, allowed=True, remaining=1 << 39,
+            reset=ceil_div(1 << 39, 1000), note="T = 1 us")
+    c.check(1 << 39, allowed=True, remaining=0,
+            reset=ceil_div(1 << 40, 1000))
+    c.check(allowed=False, retry=1, note="1 us rounds up to 1 ms")
+    c.wait(1).check(1000, allowed=True, remaining=0,
+                    note="1 ms refilled 1000 units")
+    c.check((1 << 40) + 1, allowed=False, retry=RL_RETRY_NEVER)
+    cases.append(c)
+
+    c = Case("limit 2^40 over 2^40 ms, the largest valid policy",
+             B(1 << 40, 1 << 40))
+    c.at(T0 + 60)
+    c.check((1 << 40) - 1, allowed=True, remaining=1,
+            reset=(1 << 40) - 1, note="T = 1000 us")
+    c.check(allowed=True, remaining=0, reset=1 << 40)
+    c.check(allowed=False, retry=1, reset=1 << 40)
+    c.wait(1).check(allowed=True, remaining=0, reset=1 << 40)
+    c.wait(1000).check(1000, allowed=True, remaining=0)
+    c.check(1001, allowed=False, retry=1001)
+    cases.append(c)
+
+    c = Case("long period: 1 unit per 2^40 ms", B(1, 1 << 40))
+    c.at(T0 + 70)
+    c.check(allowed=True, remaining=0, reset=1 << 40)
+    c.wait(86_400_000).check(allowed=False, retry=(1 << 40) - 86_400_000,
+                             note="a day later")
+    c.at(T0 + 70 + (1 << 40) - 1).check(allowed=False, retry=1)
+    c.wait(1).check(allowed=True, remaining=0, reset=1 << 40,
+                    note="2^40 ms (34.8 years) later")
+    cases.append(c)
+
+    c = Case("1000 per 365 days", B(1000, 365 * 86_400_000))
+    c.at(T0 + 80)
+    c.check(999, allowed=True, remaining=1)
+    c.check(2, allowed=False, retry=31_536_000, note="T = 8.76 h")
+    c.check(allowed=True, remaining=0, reset=365 * 86_400_000)
+    c.wait(31_536_000 - 1).peek(allowed=False, retry=1)
+    c.wait(1).peek(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("clock step back: state in the future is not rewound",
+             B(5, 1000), clock_back=True)
+    c.at(T0 + 900)
+    c.check(3, allowed=True, remaining=2, reset=600)
+    c.at(T0 + 400).peek(note="500 ms back")
+    c.check()
+    c.check(2)
+    c.at(T0 + 700).check()
+    c.at(T0 + 900).check()
+    cases.append(c)
+
+    if alg == "token_bucket":
+        c = Case("fractional refill carries over, no drift", B(3, 1000))
+        c.at(T0 + 100)
+        c.check(3, allowed=True, remaining=0, reset=1001)
+        c.wait(500).check(allowed=True, remaining=0, reset=834,
+                          note="1.5 T: one token, half a token kept")
+        c.wait(200).check(allowed=True, remaining=0,
+                          note="2.1 T after the burst: the kept half counts")
+        c.wait(300).check(allowed=False, retry=1,
+                          note="3 T after the burst less 2 us")
+        c.wait(1).check(allowed=True, remaining=0)
+        cases.append(c)
+
+        c = Case("a full bucket drops the partial token", B(4, 1000))
+        c.at(T0 + 100)
+        c.check(allowed=True, remaining=3, reset=250)
+        c.wait(370).check(4, allowed=True, remaining=0, reset=1000,
+                          note="full after 250 ms, the 120 ms extra is lost")
+        c.wait(249).check(allowed=False, retry=1)
+        c.wait(1).check(allowed=True, remaining=0)
+        cases.append(c)
+    else:
+        c = Case("idle time beyond a full refill is not banked", B(4, 1000))
+        c.at(T0 + 100)
+        c.check(allowed=True, remaining=3, reset=250)
+        c.wait(370).check(4, allowed=True, remaining=0, reset=1000,
+                          note="tat was in the past: base = now")
+        c.wait(249).check(allowed=False, retry=1)
+        c.wait(1).check(allowed=True, remaining=0)
+        cases.append(c)
+
+        c = Case("sub-millisecond times", B(3, 1000))
+        base = (T0 + 100) * 1000 + 250
+        c.at_us(base).check(3, allowed=True, remaining=0, reset=1001)
+        c.at_us(base + 333333).check(allowed=False, retry=1)
+        c.at_us(base + 333334).check(allowed=True, remaining=0)
+        c.at_us(base + 333335).check(allowed=False, retry=334)
+        cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Scenarios: fixed window
+
+
+def fixed_window_cases():
+    cases = []
+    S = align(T0, 1000)  # T0 is on a second boundary
+    assert S == T0
+    M = align(T0, 60_000)  # T0 is 20 s into its minute
+
+    c = Case("fresh key mid-window", fixed_window(5, 1000))
+    c.at(S + 250)
+    c.check(allowed=True, remaining=4, reset=750, retry=0, index=0)
+    c.check(key="user:2", allowed=True, remaining=4, reset=750)
+    c.peek(key="user:3", allowed=True, remaining=5, reset=0, retry=0)
+    cases.append(c)
+
+    c = Case("exhausted, denied until the window ends", fixed_window(5, 1000))
+    c.at(S + 100)
+    for i in range(5):
+        c.check(allowed=True, remaining=4 - i, reset=900)
+    c.check(allowed=False, remaining=0, reset=900, retry=900)
+    c.at(S + 998).check(allowed=False, retry=2, reset=2)
+    c.at(S + 999).check(allowed=False, retry=1, reset=1,
+                        note="last ms of the window")
+    c.at(S + 1000).check(allowed=True, remaining=4, reset=1000,
+                         note="first ms of the next window")
+    cases.append(c)
+
+    c = Case("window edges: full at the last ms and again at the first",
+             fixed_window(5, 1000))
+    c.at(S + 2999).check(5, allowed=True, remaining=0, reset=1,
+                         note="last ms of a window")
+    c.check(allowed=False, retry=1)
+    c.at(S + 3000).check(5, allowed=True, remaining=0, reset=1000,
+                         note="first ms of the next: 10 units in 2 ms")
+    c.check(allowed=False, retry=1000)
+    cases.append(c)
+
+    c = Case("wait exactly retry_after from a time not aligned to the window",
+             fixed_window(10, 60_000))
+    t = T0 + 1234
+    assert t - M == 21_234
+    c.at(t).check(10, allowed=True, remaining=0, reset=38_766)
+    c.check(allowed=False, retry=38_766)
+    c.wait(38_765).check(allowed=False, retry=1, note="1 ms less")
+    c.wait(1).check(allowed=True, remaining=9, reset=60_000,
+                    note="exactly retry_after")
+    cases.append(c)
+
+    c = Case("sub-millisecond times round durations up", fixed_window(3, 1000))
+    c.at(S + 5000).check(3, allowed=True, remaining=0, reset=1000)
+    base = (S + 5000) * 1000
+    c.at_us(base + 999_500).check(allowed=False, retry=1, reset=1,
+                                  note="500 us before the end")
+    c.at_us(base + 999_999).check(allowed=False, retry=1)
+    c.at_us(base + 1_000_000).check(allowed=True, remaining=2)
+    c.at_us(base + 1_000_001).check(allowed=True, remaining=1, reset=1000,
+                                    note="999.999 ms left")
+    cases.append(c)
+
+    c = Case("peek allowed and denied, peeks charge nothing",
+             fixed_window(3, 1000))
+    c.at(S + 6100)
+    c.peek(allowed=True, remaining=3, reset=0, retry=0)
+    c.check(2, allowed=True, remaining=1, reset=900)
+    c.peek(allowed=True, remaining=1, reset=900)
+    c.peek(allowed=True, remaining=1)
+    c.check(allowed=True, remaining=0)
+    c.wait(50).peek(allowed=False, remaining=0, reset=850, retry=850)
+    c.at(S + 7000).peek(allowed=True, remaining=3, reset=0)
+    cases.append(c)
+
+    c = Case("cost above limit is never allowed", fixed_window(5, 1000))
+    c.at(S + 8200)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=5, reset=0)
+    c.check(2, allowed=True, remaining=3, reset=800)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=3, reset=800)
+    c.check(MAX_SAFE, allowed=False, retry=RL_RETRY_NEVER)
+    c.at(S + 9000).check(5, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("weighted costs", fixed_window(10, 1000))
+    c.at(S + 10_300)
+    c.check(3, allowed=True, remaining=7)
+    c.check(4, allowed=True, remaining=3)
+    c.check(3, allowed=True, remaining=0, reset=700)
+    c.check(allowed=False, retry=700)
+    c.at(S + 11_000).check(10, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("rejected weighted request is not charged",
+             fixed_window(10, 1000))
+    c.at(S + 12_450)
+    c.check(8, allowed=True, remaining=2)
+    c.check(5, allowed=False, remaining=2, retry=550, reset=550)
+    c.check(3, allowed=False, remaining=2)
+    c.check(2, allowed=True, remaining=0,
+            note="the denied costs were not charged")
+    cases.append(c)
+
+    c = Case("reset forgets the key", fixed_window(3, 1000))
+    c.at(S + 13_010)
+    c.check(3, allowed=True, remaining=0)
+    c.check(allowed=False, retry=990)
+    c.reset()
+    c.check(allowed=True, remaining=2, reset=990)
+    c.reset(key="nobody")
+    c.check(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("limit 1", fixed_window(1, 1000))
+    c.at(S + 14_001)
+    c.check(allowed=True, remaining=0, reset=999)
+    c.check(allowed=False, retry=999)
+    c.at(S + 14_999).check(allowed=False, retry=1)
+    c.at(S + 15_000).check(allowed=True, remaining=0, reset=1000)
+    cases.append(c)
+
+    c = Case("limit 2^40 in one-second windows", fixed_window(1 << 40, 1000))
+    c.at(S + 16_500)
+    c.check((1 << 40) - 1, allowed=True, remaining=1, reset=500)
+    c.check(2, allowed=False, retry=500, remaining=1)
+    c.check(allowed=True, remaining=0)
+    c.check((1 << 40) + 1, allowed=False, retry=RL_RETRY_NEVER)
+    c.at(S + 17_000).check(1 << 40, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("limit 2^40 in windows of 2^40 ms",
+             fixed_window(1 << 40, 1 << 40))
+    W = 1 << 40
+    start = align(T0, W)
+    assert start == W
+    c.at(T0).check(1 << 39, allowed=True, remaining=1 << 39,
+                   reset=start + W - T0)
+    c.check(1 << 39, allowed=True, remaining=0)
+    c.check(allowed=False, retry=start + W - T0)
+    c.at(start + W - 1).check(allowed=False, retry=1)
+    c.at(start + W).check(allowed=True, remaining=(1 << 40) - 1, reset=W)
+    cases.append(c)
+
+    c = Case("hour windows from a time not aligned to the hour",
+             fixed_window(100, 3_600_000))
+    H = align(T0, 3_600_000)
+    c.at(T0).check(60, allowed=True, remaining=40, reset=H + 3_600_000 - T0)
+    c.wait(1_000_000).check(41, allowed=False,
+                            retry=H + 3_600_000 - T0 - 1_000_000)
+    c.check(40, allowed=True, remaining=0)
+    c.at(H + 3_600_000).check(100, allowed=True, remaining=0, reset=3_600_000)
+    cases.append(c)
+
+    c = Case("day windows are aligned to midnight UTC",
+             fixed_window(1000, 86_400_000))
+    D = align(T0, 86_400_000)
+    c.at(T0).check(1000, allowed=True, remaining=0, reset=D + 86_400_000 - T0)
+    c.check(allowed=False, retry=D + 86_400_000 - T0)
+    c.at(D + 86_400_000 - 1).check(allowed=False, retry=1)
+    c.at(D + 86_400_000).check(allowed=True, remaining=999)
+    cases.append(c)
+
+    c = Case("windows of 7 ms are epoch aligned", fixed_window(2, 7))
+    s7 = align(T0, 7)
+    assert T0 - s7 == 1
+    c.at(T0).check(2, allowed=True, remaining=0, reset=6)
+    c.check(allowed=False, retry=6)
+    c.at(s7 + 6).check(allowed=False, retry=1)
+    c.at(s7 + 7).check(allowed=True, remaining=1, reset=7)
+    c.at(s7 + 13).check(allowed=True, remaining=0, reset=1)
+    c.at(s7 + 14).check(2, allowed=True, remaining=0, reset=7)
+    cases.append(c)
+
+    c = Case("a count from an older window is forgotten",
+             fixed_window(3, 1000))
+    c.at(S + 20_500).check(3, allowed=True, remaining=0)
+    c.at(S + 21_400).peek(allowed=True, remaining=3, reset=0,
+                          note="the next window")
+    c.at(S + 24_999).check(3, allowed=True, remaining=0, reset=1)
+    c.at(S + 25_000).peek(allowed=True, remaining=3, reset=0)
+    cases.append(c)
+
+    c = Case("keys are independent", fixed_window(2, 1000))
+    c.at(S + 26_100)
+    c.check(2, key="a", allowed=True, remaining=0)
+    c.check(key="a", allowed=False, retry=900)
+    c.check(key="b", allowed=True, remaining=1)
+    c.check(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("negative cost and empty key are errors and charge nothing",
+             fixed_window(5, 1000))
+    c.at(S + 27_100)
+    c.check(allowed=True, remaining=4)
+    c.error(-1, "RL_E_INVALID_ARG")
+    c.error(1, "RL_E_KEY_INVALID", key="")
+    c.check(allowed=True, remaining=3)
+    cases.append(c)
+
+    c = Case("clock step back: a newer window is used with its own end",
+             fixed_window(5, 1000), clock_back=True)
+    c.at(S + 31_100).check(5, allowed=True, remaining=0, reset=900)
+    c.at(S + 30_900).check(note="back into the previous window")
+    c.peek()
+    c.at(S + 31_999).check()
+    c.at(S + 32_000).check()
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Scenarios: sliding window
+
+
+def sliding_window_cases():
+    cases = []
+    S = T0  # on a second boundary
+    M = align(T0, 60_000)
+
+    c = Case("fresh key mid-window", sliding_window(10, 1000))
+    c.at(S + 250)
+    c.check(allowed=True, remaining=9, reset=1750, retry=0, index=0)
+    c.check(key="user:2", allowed=True, remaining=9, reset=1750)
+    c.peek(key="user:3", allowed=True, remaining=10, reset=0, retry=0)
+    cases.append(c)
+
+    c = Case("previous window weighted at several elapsed points",
+             sliding_window(10, 1000))
+    c.at(S + 500).check(10, allowed=True, remaining=0, reset=1500)
+    n = S + 1000
+    c.at(n).peek(allowed=False, remaining=0, reset=1000, retry=100,
+                 note="e = 0: the previous window counts in full")
+    c.at(n + 1).peek(allowed=False, remaining=0, retry=99, note="e = 1")
+    c.at(n + 100).peek(allowed=True, remaining=1, reset=900, note="e = 100")
+    c.at(n + 250).peek(allowed=True, remaining=2, note="e = 250")
+    c.at(n + 500).peek(allowed=True, remaining=5, note="e = 500")
+    c.at(n + 750).peek(allowed=True, remaining=7, note="e = 750")
+    c.at(n + 999).peek(allowed=True, remaining=9, reset=1, note="e = 999")
+    c.at(n + 1000).peek(allowed=True, remaining=10, reset=0,
+                        note="two windows later")
+    cases.append(c)
+
+    c = Case("previous and current windows together", sliding_window(10, 1000))
+    c.at(S + 2100).check(6, allowed=True, remaining=4)
+    n = S + 3000
+    c.at(n + 300).check(5, allowed=True, remaining=0, reset=1700,
+                        note="used 6 * 700 / 1000 = 4.2")
+    c.check(allowed=False, retry=34, note="fits at e = 334")
+    c.at(n + 333).check(allowed=False, retry=1)
+    c.at(n + 334).check(allowed=True, remaining=0)
+    c.check(allowed=False, retry=166, note="fits again at e = 500")
+    cases.append(c)
+
+    c = Case("waiting exactly retry_after passes, 1 ms less is denied",
+             sliding_window(4, 1000))
+    c.at(S + 4100).check(4, allowed=True, remaining=0)
+    c.at(S + 5100).check(allowed=False, retry=150,
+                         note="4 * (1000 - e) + 1000 <= 4000 at e = 250")
+    c.wait(149).check(allowed=False, retry=1)
+    c.wait(1).check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("retry that crosses into the next window",
+             sliding_window(10, 1000))
+    c.at(S + 6200).check(10, allowed=True, remaining=0, reset=1800)
+    c.check(allowed=False, retry=900,
+            note="the current window alone is full: wait until e = 100 next")
+    c.at(S + 6999).check(allowed=False, retry=101, reset=1001)
+    c.at(S + 7000).peek(allowed=False, retry=100, reset=1000,
+                        note="first ms of the next window")
+    c.at(S + 7099).check(allowed=False, retry=1)
+    c.at(S + 7100).check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("weighted retry that crosses into the next window",
+             sliding_window(10, 1000))
+    c.at(S + 8000).check(4, allowed=True, remaining=6)
+    c.at(S + 9500).check(8, allowed=True, remaining=0,
+                         note="used 4 * 500 / 1000 + 8 = 10")
+    c.check(3, allowed=False, retry=625, note="8 * (1000 - e) + 3000 <= 10000")
+    c.check(allowed=False, retry=250, note="1 unit fits in this window")
+    c.at(S + 10_124).check(3, allowed=False, retry=1)
+    c.at(S + 10_125).check(3, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("window edges: the last ms and the first ms of the next",
+             sliding_window(4, 1000))
+    c.at(S + 11_999).check(4, allowed=True, remaining=0, reset=1001,
+                           note="last ms of a window")
+    c.at(S + 12_000).check(allowed=False, retry=250, reset=1000,
+                           note="first ms: the previous window counts fully")
+    c.at(S + 12_999).check(3, allowed=True, remaining=0, reset=1001,
+                           note="last ms: the previous counts 4 * 1/1000")
+    c.at(S + 13_000).check(allowed=True, remaining=0, reset=2000,
+                           note="first ms: the previous 3 count fully")
+    c.check(allowed=False, retry=334, remaining=0, reset=2000)
+    cases.append(c)
+
+    c = Case("peek allowed and denied, peeks charge nothing",
+             sliding_window(3, 1000))
+    c.at(S + 14_100)
+    c.peek(allowed=True, remaining=3, reset=0, retry=0)
+    c.check(2, allowed=True, remaining=1, reset=1900)
+    c.peek(allowed=True, remaining=1)
+    c.peek(allowed=True, remaining=1)
+    c.check(allowed=True, remaining=0)
+    c.peek(allowed=False, remaining=0, retry=1234, reset=1900,
+           note="fits at e = 334 of the next window")
+    c.at(S + 15_500).peek(allowed=True, remaining=1, reset=500)
+    c.peek(allowed=True, remaining=1)
+    c.check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("cost above limit is never allowed", sliding_window(5, 1000))
+    c.at(S + 16_200)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=5, reset=0)
+    c.check(2, allowed=True, remaining=3, reset=1800)
+    c.check(6, allowed=False, retry=RL_RETRY_NEVER, remaining=3, reset=1800)
+    c.check(MAX_SAFE, allowed=False, retry=RL_RETRY_NEVER)
+    c.at(S + 18_000).check(5, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("weighted costs", sliding_window(10, 1000))
+    c.at(S + 19_000)
+    c.check(3, allowed=True, remaining=7)
+    c.check(4, allowed=True, remaining=3)
+    c.check(3, allowed=True, remaining=0)
+    c.at(S + 20_400).check(4, allowed=True, remaining=0,
+                           note="used 10 * 600 / 1000 = 6")
+    cases.append(c)
+
+    c = Case("rejected weighted request is not charged",
+             sliding_window(10, 1000))
+    c.at(S + 21_450)
+    c.check(8, allowed=True, remaining=2)
+    c.check(5, allowed=False, remaining=2, reset=1550)
+    c.check(3, allowed=False, remaining=2)
+    c.check(2, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("reset forgets the key", sliding_window(3, 1000))
+    c.at(S + 22_010).check(3, allowed=True, remaining=0)
+    c.at(S + 23_010).check(allowed=False)
+    c.reset()
+    c.check(allowed=True, remaining=2, reset=1990,
+            note="the previous window is forgotten too")
+    c.reset(key="nobody")
+    c.check(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("limit 1", sliding_window(1, 1000))
+    c.at(S + 24_000).check(allowed=True, remaining=0, reset=2000)
+    c.check(allowed=False, retry=2000,
+            note="the next window is blocked by the previous in full")
+    c.at(S + 25_000).peek(allowed=False, retry=1000, reset=1000)
+    c.at(S + 25_999).peek(allowed=False, retry=1)
+    c.at(S + 26_000).check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("limit 2^40 with limit * period = 2^51",
+             sliding_window(1 << 40, 2048))
+    W = 2048
+    s = align(T0, W)
+    c.at(s + 1024).check(1 << 40, allowed=True, remaining=0)
+    c.check(allowed=False)
+    c.at(s + W + 512).check(allowed=True, note="a quarter of the window gone")
+    c.check(1 << 38, allowed=False)
+    c.peek()
+    c.at(s + W + 1536).check(1 << 39, allowed=True)
+    cases.append(c)
+
+    c = Case("long period: 1 unit per 2^40 ms", sliding_window(1, 1 << 40))
+    W = 1 << 40
+    s = align(T0, W)
+    c.at(T0).check(allowed=True, remaining=0, reset=s + 2 * W - T0)
+    c.check(allowed=False, retry=s + 2 * W - T0)
+    c.at(s + W).peek(allowed=False, retry=W, reset=W)
+    c.at(s + 2 * W - 1).peek(allowed=False, retry=1)
+    c.at(s + 2 * W).check(allowed=True)
+    cases.append(c)
+
+    c = Case("minute windows from a time not aligned to the minute",
+             sliding_window(10, 60_000))
+    c.at(T0).check(10, allowed=True, remaining=0, reset=M + 120_000 - T0)
+    c.check(allowed=False)
+    c.at(M + 60_000 + 15_000).peek(allowed=True, remaining=2,
+                                    note="e = 15 s: the previous counts 3/4")
+    c.check(3, allowed=False)
+    c.check(2, allowed=True, remaining=0)
+    c.check(allowed=False)
+    cases.append(c)
+
+    c = Case("elapsed time is counted in whole ms", sliding_window(10, 1000))
+    c.at(S + 27_000).check(10, allowed=True)
+    base = (S + 28_000) * 1000
+    c.at_us(base + 99_999).peek(allowed=False, retry=1, remaining=0,
+                                note="e = 99")
+    c.at_us(base + 100_000).peek(allowed=True, remaining=1, note="e = 100")
+    c.at_us(base + 100_999).peek(allowed=True, remaining=1, note="e = 100")
+    c.at_us(base + 199_999).check(2, allowed=False, retry=1, note="e = 199")
+    c.at_us(base + 200_001).check(2, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("state older than the previous window is forgotten",
+             sliding_window(5, 1000))
+    c.at(S + 29_300).check(5, allowed=True)
+    c.at(S + 30_900).peek(allowed=True, remaining=4, reset=100)
+    c.at(S + 31_000).peek(allowed=True, remaining=5, reset=0)
+    c.check(5, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("keys are independent", sliding_window(2, 1000))
+    c.at(S + 32_100)
+    c.check(2, key="a", allowed=True, remaining=0)
+    c.check(key="a", allowed=False)
+    c.check(key="b", allowed=True, remaining=1)
+    c.check(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("negative cost and empty key are errors and charge nothing",
+             sliding_window(5, 1000))
+    c.at(S + 33_100)
+    c.check(allowed=True, remaining=4)
+    c.error(-1, "RL_E_INVALID_ARG")
+    c.error(1, "RL_E_KEY_INVALID", key="")
+    c.check(allowed=True, remaining=3)
+    cases.append(c)
+
+    c = Case("clock step back: a newer window is used from its start",
+             sliding_window(5, 1000), clock_back=True)
+    c.at(S + 35_100).check(3, allowed=True, remaining=2, reset=1900)
+    c.at(S + 34_900).peek(note="back into the previous window")
+    c.check(2)
+    c.check()
+    c.at(S + 35_500).check()
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Scenarios: several policies at once
+
+
+def multi_policy_cases():
+    cases = []
+    S = T0
+    M = align(T0, 60_000)
+
+    c = Case("3 per second and 10 per minute, GCRA",
+             [gcra(3, 1000), gcra(10, 60_000)])
+    c.at(S + 100)
+    c.check(allowed=True, remaining=2, index=0)
+    c.check(allowed=True, remaining=1, index=0)
+    c.check(allowed=True, remaining=0, index=0)
+    c.check(allowed=False, retry=334, index=0, note="the second denies")
+    c.at(S + 1100).check(3, allowed=False, index=0, retry=1,
+                         note="3 T is 2 us more than a second")
+    c.at(S + 1101).check(3, allowed=True, index=0, remaining=0)
+    c.at(S + 2102).check(3, allowed=True, index=0, remaining=0,
+                         note="the minute has 1 left")
+    c.at(S + 3103).check(allowed=True, remaining=0, index=1,
+                         note="the 10th unit in 3 s: the minute has 0 left")
+    c.check(allowed=False, index=1, retry=2997, note="the minute denies")
+    c.at(S + 4100).check(allowed=False, index=1, retry=2000)
+    c.peek(allowed=False, index=1, retry=2000)
+    c.at(S + 6100).check(allowed=True, index=1, remaining=0)
+    cases.append(c)
+
+    c = Case("3 per second and 10 per minute, fixed windows",
+             [fixed_window(3, 1000), fixed_window(10, 60_000)])
+    t = T0 + 100
+    end = M + 60_000
+    c.at(t).check(3, allowed=True, remaining=0, index=0, reset=900)
+    c.check(allowed=False, index=0, retry=900)
+    c.at(t + 1000).check(3, allowed=True, remaining=0, index=0)
+    c.at(t + 2000).check(3, allowed=True, remaining=0, index=0)
+    c.at(t + 3000).check(allowed=True, remaining=0, index=1,
+                         note="the minute has 0 left, the second 2")
+    c.check(allowed=False, index=1, retry=end - (t + 3000))
+    c.at(end - 1).check(allowed=False, index=1, retry=1)
+    c.at(end).check(3, allowed=True, remaining=0, index=0)
+    cases.append(c)
+
+    c = Case("3 per second and 10 per minute, sliding windows",
+             [sliding_window(3, 1000), sliding_window(10, 60_000)])
+    c.at(M + 30_000).check(3, allowed=True, remaining=0, index=0)
+    c.at(M + 31_000).peek(allowed=False, index=0, retry=334,
+                          note="the previous second counts in full")
+    c.at(M + 31_334).check(allowed=True, remaining=0, index=0)
+    c.at(M + 33_000).check(3, allowed=True, remaining=0, index=0,
+                           note="the minute holds 7")
+    c.at(M + 35_000).check(allowed=True, remaining=2, index=0,
+                           note="both have 2 left: lowest index")
+    c.at(M + 37_000).check(2, allowed=True, remaining=0, index=1,
+                           note="the minute is full")
+    c.at(M + 39_000).check(allowed=False, index=1, retry=27_000,
+                           note="fits at 6 s into the next minute")
+    c.at(M + 60_000).peek(allowed=False, index=1, retry=6000)
+    c.at(M + 66_000).check(allowed=True, remaining=0, index=1)
+    cases.append(c)
+
+    c = Case("all or nothing: the denying policy keeps the others uncharged",
+             [gcra(10, 1000), fixed_window(6, 60_000)])
+    t = M + 60_000 - 100
+    c.at(t).check(5, allowed=True, remaining=1, index=1)
+    c.check(5, allowed=False, index=1, retry=100,
+            note="the minute denies; the second would allow")
+    c.at(M + 60_000).check(5, allowed=True, remaining=1, index=0,
+                           note="GCRA has 6: the denied 5 were not charged")
+    c.check(allowed=True, remaining=0, index=0, note="both at 0: lowest index")
+    c.check(allowed=False, index=1, retry=60_000,
+            note="both deny: the minute waits longer")
+    cases.append(c)
+
+    c = Case("all or nothing: an allowed policy is not charged either way",
+             [fixed_window(4, 1000), gcra(2, 1000)])
+    c.at(S + 200).check(2, allowed=True, remaining=0, index=1)
+    c.check(allowed=False, index=1, retry=500)
+    c.check(allowed=False, index=1)
+    c.at(S + 700).check(allowed=True, remaining=0, index=1,
+                        note="the window holds 3 of 4: the two denied calls "
+                        "were not charged to it")
+    c.at(S + 1200).check(allowed=True, index=1, remaining=0,
+                         note="a new second window")
+    c.at(S + 1700).check(allowed=True, index=1, remaining=0)
+    c.at(S + 2200).check(allowed=True, index=1)
+    c.at(S + 2700).peek(allowed=True, index=1, remaining=1)
+    c.check(2, allowed=False, index=1, retry=500)
+    c.check(allowed=True, index=1, remaining=0)
+    c.at(S + 2701).peek(allowed=False, index=1, retry=499)
+    cases.append(c)
+
+    c = Case("denied: the policy with the longest retry_after is reported",
+             [fixed_window(2, 1000), fixed_window(3, 60_000)])
+    t = M + 20_500
+    c.at(t).check(2, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, index=0, retry=500, note="only the second denies")
+    c.at(t + 500).check(allowed=True, remaining=0, index=1)
+    c.check(allowed=False, index=1, retry=39_000,
+            note="both deny: the minute waits longer")
+    c.peek(allowed=False, index=1, retry=39_000)
+    cases.append(c)
+
+    c = Case("denied: the earlier policy wins a tie in retry_after",
+             [fixed_window(2, 1000), fixed_window(3, 2000)])
+    A = align(T0, 2000)
+    c.at(A + 1300).check(2, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, retry=700, index=0, note="only the first denies")
+    c.check(2, allowed=False, retry=700, index=0,
+            note="both deny, both windows end together: lowest index")
+    c.at(A + 2200).check(2, allowed=True, remaining=0, index=0)
+    c.at(A + 3100).check(allowed=True, remaining=0, index=1,
+                         note="the 2 s window is full")
+    c.check(allowed=False, retry=900, index=1, note="only the second denies")
+    c.check(2, allowed=False, retry=900, index=0, note="both deny, tie")
+    c.at(A + 4000).check(2, allowed=True, remaining=0, index=0)
+    cases.append(c)
+
+    c = Case("RL_RETRY_NEVER counts as the longest retry_after",
+             [fixed_window(10, 60_000), gcra(5, 1000)])
+    c.at(M + 1000).check(10, allowed=False, index=1, retry=RL_RETRY_NEVER,
+                         remaining=5, note="10 > burst 5 of the GCRA")
+    c.check(5, allowed=True, index=1, remaining=0)
+    c.at(M + 2000).check(5, allowed=True, index=0, remaining=0)
+    c.check(6, allowed=False, index=1, retry=RL_RETRY_NEVER,
+            note="the window's 58 s wait is shorter than never")
+    c.check(11, allowed=False, index=0, retry=RL_RETRY_NEVER,
+            note="both never: lowest index")
+    c.check(allowed=False, index=0, retry=58_000)
+    cases.append(c)
+
+    c = Case("allowed: the fewest remaining is reported, ties to the earlier",
+             [gcra(10, 1000), token_bucket(4, 1000), fixed_window(6, 1000)])
+    c.at(S + 100).check(allowed=True, remaining=3, index=1)
+    c.check(allowed=True, remaining=2, index=1)
+    c.check(allowed=True, remaining=1, index=1)
+    c.check(allowed=True, remaining=0, index=1)
+    c.at(S + 600).check(2, allowed=True, remaining=0, index=1,
+                        note="bucket and window both at 0: lowest index")
+    c.at(S + 1000).check(allowed=True, remaining=0, index=1)
+    c.at(S + 2000).check(4, allowed=True, remaining=0, index=1)
+    c.at(S + 3000).check(2, allowed=True, remaining=2, index=1)
+    c.check(2, allowed=True, remaining=0, index=1)
+    c.at(S + 3750).check(allowed=True, remaining=1, index=2,
+                         note="the bucket refilled 3, the window did not")
+    c.check(allowed=True, remaining=0, index=2)
+    c.at(S + 3999).peek(allowed=False, index=2, retry=1)
+    cases.append(c)
+
+    c = Case("allowed: a remaining tie goes to the lowest index",
+             [gcra(5, 1000), sliding_window(5, 1000)])
+    c.at(S + 5000).check(allowed=True, remaining=4, index=0)
+    c.check(3, allowed=True, remaining=1, index=0)
+    c.peek(allowed=True, remaining=1, index=0)
+    c.at(S + 6000).peek(allowed=True, index=1, remaining=1,
+                        note="GCRA refilled; the sliding window still "
+                        "counts 4")
+    cases.append(c)
+
+    c = Case("peek across policies",
+             [token_bucket(2, 1000), fixed_window(5, 60_000)])
+    c.at(M + 5000)
+    c.peek(allowed=True, remaining=2, reset=0, index=0)
+    c.check(2, allowed=True, remaining=0, index=0)
+    c.peek(allowed=False, index=0, retry=500, note="the bucket denies")
+    c.at(M + 6000).check(2, allowed=True, remaining=0, index=0)
+    c.at(M + 7000).check(allowed=True, remaining=0, index=1)
+    c.peek(allowed=False, index=1, retry=53_000,
+           note="both deny a peek: the window waits longer")
+    c.at(M + 60_000).peek(allowed=True, index=0, remaining=2)
+    cases.append(c)
+
+    c = Case("mixed algorithms: all four at once",
+             [gcra(5, 1000), token_bucket(6, 3000), fixed_window(10, 60_000),
+              sliding_window(10, 60_000)])
+    c.at(M + 10_000).check(4, allowed=True, index=0, remaining=1)
+    c.check(2, allowed=False, index=0, retry=200)
+    c.at(M + 11_000).check(2, allowed=True, index=1, remaining=2)
+    c.check(3, allowed=False, index=1, retry=500,
+            note="only the bucket denies")
+    c.at(M + 12_000).check(2, allowed=True, index=1, remaining=2,
+                           note="three at 2: lowest index")
+    c.at(M + 14_000).check(2, allowed=True, index=2, remaining=0,
+                           note="window and sliding window at 0")
+    c.check(allowed=False, index=3, retry=52_000,
+            note="the sliding window waits 6 s into the next minute")
+    c.at(M + 60_000).peek(allowed=False, index=3, retry=6000)
+    c.at(M + 66_000).check(allowed=True, index=3, remaining=0)
+    cases.append(c)
+
+    c = Case("token bucket per second with a sliding window per hour",
+             [token_bucket(10, 1000, 20), sliding_window(30, 3_600_000)])
+    H = align(T0, 3_600_000)
+    c.at(T0).check(20, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, index=0, retry=100)
+    c.at(T0 + 1000).check(10, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, index=1, note="the hour is used up")
+    c.at(H + 3_600_000 + 1_800_000).peek(allowed=True, index=1, remaining=15,
+                                         note="half the previous hour counts")
+    c.check(15, allowed=True, index=1, remaining=0)
+    cases.append(c)
+
+    c = Case("reset clears every policy of the key",
+             [gcra(2, 1000), fixed_window(3, 60_000)])
+    c.at(M + 40_000).check(2, allowed=True, index=0, remaining=0)
+    c.at(M + 41_000).check(allowed=True, index=1, remaining=0)
+    c.check(allowed=False, index=1)
+    c.reset()
+    c.check(allowed=True, index=0, remaining=1)
+    c.check(allowed=True, index=0, remaining=0)
+    c.check(allowed=False, index=0)
+    cases.append(c)
+
+    c = Case("keys are independent under several policies",
+             [gcra(2, 1000), fixed_window(3, 60_000)])
+    c.at(M + 42_000)
+    c.check(2, key="a", allowed=True, index=0)
+    c.check(key="a", allowed=False, index=0)
+    c.check(key="b", allowed=True, index=0, remaining=1)
+    c.at(M + 43_000).check(key="a", allowed=True, index=1, remaining=0)
+    c.check(key="b", allowed=True, index=0, remaining=1)
+    cases.append(c)
+
+    c = Case("same limit and period under two algorithms keep separate state",
+             [fixed_window(5, 1000), sliding_window(5, 1000)])
+    c.at(S + 7900).check(5, allowed=True, remaining=0, index=0)
+    c.at(S + 8000).peek(allowed=False, index=1, remaining=0,
+                        note="the fixed window is empty again, the "
+                        "sliding not")
+    c.at(S + 8600).check(3, allowed=True, index=1, remaining=0)
+    c.check(allowed=False, index=1)
+    cases.append(c)
+
+    c = Case("16 policies, the most a call takes",
+             [gcra(k, 1000 * k) for k in range(16, 0, -1)])
+    c.at(S + 9000).check(allowed=True, index=15, remaining=0)
+    c.check(allowed=False, index=15, retry=1000)
+    c.wait(1000).check(allowed=True, index=15, remaining=0)
+    c.check(2, allowed=False, index=15, retry=RL_RETRY_NEVER)
+    cases.append(c)
+
+    c = Case("negative cost and empty key are errors and charge nothing",
+             [gcra(3, 1000), fixed_window(5, 60_000)])
+    c.at(M + 50_000).check(allowed=True, remaining=2, index=0)
+    c.error(-1, "RL_E_INVALID_ARG")
+    c.error(2, "RL_E_KEY_INVALID", key="")
+    c.check(2, allowed=True, remaining=0, index=0)
+    c.peek(allowed=False, index=0)
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Files
+
+
+FILES = [
+    ("gcra.json", "gcra",
+     "GCRA (docs/algorithms.md): burst tolerance, exact retry_after, peeks, "
+     "weights, large values.", lambda: bucket_cases("gcra")),
+    ("token_bucket.json", "token_bucket",
+     "Token bucket (docs/algorithms.md): the GCRA scenarios plus whole-token "
+     "refill that keeps partial time.", lambda: bucket_cases("token_bucket")),
+    ("fixed_window.json", "fixed_window",
+     "Fixed window aligned to the Unix epoch (docs/algorithms.md).",
+     fixed_window_cases),
+    ("sliding_window.json", "sliding_window",
+     "Sliding-window counter with the previous window weighted in whole ms "
+     "(docs/algorithms.md).", sliding_window_cases),
+    ("multi_policy.json", "multi",
+     "Several policies in one call: all or nothing, and which policy the "
+     "decision reports (docs/algorithms.md).", multi_policy_cases),
+]
+
+
+def dumps(value):
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def render(algorithm, description, cases):
+    names = [c.name for c in cases]
+    assert len(set(names)) == len(names), "duplicate case names"
+    out = ["{", '  "format": %d,' % FORMAT,
+           '  "algorithm": %s,' % dumps(algorithm),
+           '  "description": %s,' % dumps(description), '  "cases": [']
+    for ci, case in enumerate(cases):
+        assert case.steps
+        out.append("    {")
+        out.append('      "name": %s,' % dumps(case.name))
+        out.append('      "key": %s,' % dumps(case.key))
+        out.append('      "policies": %s,'
+                   % dumps([p.to_json() for p in case.policies]))
+        out.append('      "steps": [')
+        for si, step in enumerate(case.steps):
+            assert ("t_ms" in step) != ("t_us" in step)
+            comma = "," if si + 1 < len(case.steps) else ""
+            out.append("        %s%s" % (dumps(step), comma))
+        out.append("      ]")
+        out.append("    }%s" % ("," if ci + 1 < len(cases) else ""))
+    out.append("  ]")
+    out.append("}")
+    text = "\n".join(out) + "\n"
+    assert json.loads(text)["cases"][0]["name"] == cases[0].name
+    walk_ints(json.loads(text))
+    return text
+
+
+def walk_ints(v):
+    if isinstance(v, bool):
+        return
+    if isinstance(v, int):
+        assert -MAX_SAFE <= v <= MAX_SAFE, v
+    elif isinstance(v, dict):
+        for x in v.values():
+            walk_ints(x)
+    elif isinstance(v, list):
+        for x in v:
+            walk_ints(x)
+
+
+def generate():
+    texts = {}
+    for fname, alg, desc, make in FILES:
+        cases = make()
+        for case in cases:
+            check_bucket_equivalence(case)
+            if alg != "multi":
+                assert all(p.algorithm == alg
+                           for p in case.policies), case.name
+        texts[fname] = render(alg, desc, cases)
+    return texts
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    g = ap.add_mutually_exclusive_group()
+    g.add_argument("--write", action="store_true",
+                   help="regenerate the JSON files")
+    g.add_argument("--check", action="store_true",
+                   help="exit 1 if the JSON files differ (default)")
+    args = ap.parse_args()
+    texts = generate()
+    if args.write:
+        for fname, text in texts.items():
+            with open(os.path.join(HERE, fname), "w", encoding="utf-8") as f:
+                f.write(text)
+            n = len(json.loads(text)["cases"])
+            print("wrote %s (%d cases)" % (fname, n))
+        return 0
+    stale = []
+    for fname, text in texts.items():
+        path = os.path.join(HERE, fname)
+        try:
+            with open(path, encoding="utf-8") as f:
+                current = f.read()
+        except OSError:
+            current = None
+        if current != text:
+            stale.append(fname)
+    if stale:
+        print("stale or missing: %s; run %s --write"
+              % (", ".join(stale), os.path.relpath(__file__)), file=sys.stderr)
+        return 1
+    print("vectors up to date (%d files)" % len(texts))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
