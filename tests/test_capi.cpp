@@ -10,7 +10,9 @@ namespace {
 
 struct Lim {
   rl_limiter *p = nullptr;
-  explicit Lim(const rl_options *o = nullptr) { REQUIRE(rl_create(&p, o) == RL_OK); }
+  explicit Lim(const rl_options *o = nullptr) {
+    REQUIRE(rl_create(&p, o) == RL_OK);
+  }
   ~Lim() { rl_destroy(p); }
 };
 
@@ -208,7 +210,8 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim lim(&o);
-  const rl_policy ps[2] = {policy(3, 1000), policy(2, 60000, RL_ALG_FIXED_WINDOW)};
+  const rl_policy ps[2] = {policy(3, 1000),
+                           policy(2, 60000, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
   CHECK(d.allowed == 1);

@@ -17,7 +17,9 @@ constexpr int kCallsPerThread = 100000;
 #endif
 constexpr int kThreads = 8;
 
-int64_t pinned_clock(void *) { return 1'700'000'000'123'456; }
+int64_t pinned_clock(void *) {
+  return 1'700'000'000'123'456;
+}
 
 int64_t admitted(rl_limiter *lim, const rl_policy *policies, size_t n) {
   std::atomic<int64_t> total{0};

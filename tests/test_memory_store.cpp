@@ -53,7 +53,8 @@ TEST_CASE("keys are binary-safe and distinct", "[memory]") {
   const std::string long_key(300, '\xff');  // longer than the inline buffer
   std::string long_key2 = long_key;
   long_key2.back() = '\xfe';
-  for (const std::string *k : {&a, &b, &c, &long_key, &std::as_const(long_key2)}) {
+  for (const std::string *k :
+       {&a, &b, &c, &long_key, &std::as_const(long_key2)}) {
     REQUIRE(hit(s, *k, p, kT0));
     REQUIRE_FALSE(hit(s, *k, p, kT0));
   }
@@ -125,7 +126,8 @@ TEST_CASE("the key count never exceeds max_keys; LRU keys go first",
   REQUIRE(st.live_keys <= 1000);
   REQUIRE(st.evictions > 8000);
   // Peeks do not create keys, so charge the hot set once, then churn again.
-  for (int h = 0; h < 100; ++h) REQUIRE(hit(s, "hot" + std::to_string(h), p, t));
+  for (int h = 0; h < 100; ++h)
+    REQUIRE(hit(s, "hot" + std::to_string(h), p, t));
   for (int round = 0; round < 20; ++round) {
     for (int h = 0; h < 100; ++h) hit(s, "hot" + std::to_string(h), p, t, 0);
     for (int i = 0; i < 200; ++i)
@@ -144,7 +146,8 @@ TEST_CASE("the key count never exceeds max_keys; LRU keys go first",
   int old_alive = 0;
   for (int i = 0; i < 200; ++i) {
     Outcome o;
-    s.check("cold" + std::to_string(i), std::span<const Policy>(&p, 1), t, 0, &o);
+    s.check("cold" + std::to_string(i), std::span<const Policy>(&p, 1), t, 0,
+            &o);
     if (o.remaining < 5) ++old_alive;
   }
   CHECK(old_alive == 0);

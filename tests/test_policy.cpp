@@ -21,24 +21,26 @@ TEST_CASE("policy validation", "[policy]") {
   CHECK(std::string(last_error_message()).find("period") != std::string::npos);
   CHECK(make_policy(0, 10, -1, 0, 0, p) == Errc::policy);
   CHECK(make_policy(7, 10, 1000, 0, 0, p) == Errc::policy);
-  CHECK(std::string(last_error_message()).find("algorithm") != std::string::npos);
+  CHECK(std::string(last_error_message()).find("algorithm") !=
+        std::string::npos);
   CHECK(make_policy(-1, 10, 1000, 0, 0, p) == Errc::policy);
   CHECK(make_policy(0, 10, 1000, -1, 0, p) == Errc::policy);
   CHECK(make_policy(2, 10, 1000, 5, 0, p) == Errc::policy);  // burst on window
   CHECK(make_policy(0, 10, 1000, 0, 1, p) == Errc::policy);  // flags
 
-  CHECK(make_policy(0, (int64_t{1} << 40) + 1, 1000, 0, 0, p) == Errc::overflow);
+  CHECK(make_policy(0, (int64_t{1} << 40) + 1, 1000, 0, 0, p) ==
+        Errc::overflow);
   CHECK(make_policy(0, 10, (int64_t{1} << 40) + 1, 0, 0, p) == Errc::overflow);
   CHECK(make_policy(0, 1, int64_t{1} << 40, 2, 0, p) == Errc::overflow);
   CHECK(make_policy(0, 10, INT64_MAX, 0, 0, p) == Errc::overflow);
   CHECK(make_policy(0, INT64_MAX, 1000, 0, 0, p) == Errc::overflow);
   CHECK(make_policy(3, int64_t{1} << 30, int64_t{1} << 30, 0, 0, p) ==
         Errc::overflow);
-  CHECK(make_policy(3, int64_t{1} << 20, int64_t{1} << 31, 0, 0, p) == Errc::ok);
+  CHECK(make_policy(3, int64_t{1} << 20, int64_t{1} << 31, 0, 0, p) ==
+        Errc::ok);
 }
 
-TEST_CASE("policy ids depend on every parameter and nothing else",
-          "[policy]") {
+TEST_CASE("policy ids depend on every parameter and nothing else", "[policy]") {
   Policy a, b;
   REQUIRE(make_policy(0, 100, 1000, 0, 0, a) == Errc::ok);
   REQUIRE(make_policy(0, 100, 1000, 100, 0, b) == Errc::ok);

@@ -191,7 +191,9 @@ TEST_CASE("vectors: all five files exist and hold cases", "[vectors]") {
   }
 }
 
-TEST_CASE("vectors: GCRA", "[vectors]") { replay_file("gcra.json"); }
+TEST_CASE("vectors: GCRA", "[vectors]") {
+  replay_file("gcra.json");
+}
 
 TEST_CASE("vectors: token bucket", "[vectors]") {
   replay_file("token_bucket.json");

@@ -47,7 +47,8 @@ extern "C" {
 #define RL_API
 #endif
 
-/* ---- Versions -------------------------------------------------------------- */
+/* ---- Versions --------------------------------------------------------------
+ */
 
 #define RL_VERSION_MAJOR 0
 #define RL_VERSION_MINOR 1
@@ -66,7 +67,8 @@ RL_API unsigned rl_version_number(void);
 /* Static string, e.g. "0.1.0". Thread-safe. */
 RL_API const char *rl_version_string(void);
 
-/* ---- Error codes (never renumbered) ---------------------------------------- */
+/* ---- Error codes (never renumbered) ----------------------------------------
+ */
 
 #define RL_OK 0
 /* A required pointer is NULL, a cost is negative, or another argument is out
@@ -101,7 +103,8 @@ RL_API const char *rl_strerror(int code);
  * last call succeeded). Valid until the next tollgate call on this thread. */
 RL_API const char *rl_last_error(void);
 
-/* ---- Algorithms and policies ----------------------------------------------- */
+/* ---- Algorithms and policies -----------------------------------------------
+ */
 
 /* The algorithms (see docs/algorithms.md for exact integer formulas). */
 #define RL_ALG_GCRA 0           /* generic cell rate; the default */
@@ -122,9 +125,11 @@ typedef struct rl_policy {
   int64_t burst;
   uint32_t flags; /* reserved for future behaviour bits; must be 0 */
 } rl_policy;
-#define RL_POLICY_INIT {RL_POLICY_VERSION, RL_ALG_GCRA, 0, 0, 0, 0}
+#define RL_POLICY_INIT \
+  { RL_POLICY_VERSION, RL_ALG_GCRA, 0, 0, 0, 0 }
 
-/* ---- Decisions --------------------------------------------------------------- */
+/* ---- Decisions
+ * --------------------------------------------------------------- */
 
 /* Which path produced a decision, so a degraded answer is never mistaken
  * for a real one. Values are never renumbered. */
@@ -136,19 +141,21 @@ typedef struct rl_policy {
 
 #define RL_DECISION_VERSION 1
 typedef struct rl_decision {
-  uint32_t version;       /* set by the caller: RL_DECISION_VERSION */
-  int32_t allowed;        /* 1 allowed (and charged), 0 denied (nothing charged) */
-  int64_t limit;          /* the deciding policy's limit */
-  int64_t remaining;      /* units still available now, after this call */
+  uint32_t version;  /* set by the caller: RL_DECISION_VERSION */
+  int32_t allowed;   /* 1 allowed (and charged), 0 denied (nothing charged) */
+  int64_t limit;     /* the deciding policy's limit */
+  int64_t remaining; /* units still available now, after this call */
   int64_t reset_after_ms; /* until the state is back to full (0 if full) */
   int64_t retry_after_ms; /* 0 if allowed; else wait before the same call
                              can pass, or RL_RETRY_NEVER */
   int32_t source;         /* RL_SOURCE_* */
   uint32_t policy_index;  /* index of the policy this decision reports */
 } rl_decision;
-#define RL_DECISION_INIT {RL_DECISION_VERSION, 0, 0, 0, 0, 0, 0, 0}
+#define RL_DECISION_INIT \
+  { RL_DECISION_VERSION, 0, 0, 0, 0, 0, 0, 0 }
 
-/* ---- Limiter ------------------------------------------------------------------ */
+/* ---- Limiter
+ * ------------------------------------------------------------------ */
 
 typedef struct rl_limiter rl_limiter;
 
@@ -178,7 +185,8 @@ typedef struct rl_options {
   rl_clock_fn clock;
   void *clock_user_data;
 } rl_options;
-#define RL_OPTIONS_INIT {RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL}
+#define RL_OPTIONS_INIT \
+  { RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL }
 
 /* Create a limiter. `options` may be NULL (memory store, defaults). On
  * success *out owns the new limiter; free it with rl_destroy. On failure
@@ -219,10 +227,9 @@ typedef void (*rl_check_cb)(int status, const rl_decision *decision,
  * before rl_check_async returns. Network stores call it from their I/O
  * thread. Either way the callback must return quickly, must not block, and
  * must not call rl_destroy on this limiter. Thread-safe. */
-RL_API int rl_check_async(rl_limiter *limiter, const char *key,
-                          size_t key_len, const rl_policy *policies,
-                          size_t n_policies, int64_t cost,
-                          rl_check_cb callback, void *user_data);
+RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
+                          const rl_policy *policies, size_t n_policies,
+                          int64_t cost, rl_check_cb callback, void *user_data);
 
 /* Forget every policy's state for `key` (the next check starts fresh).
  * Resetting a key that has no state succeeds. Thread-safe. */
@@ -239,7 +246,8 @@ typedef struct rl_health_info {
   uint64_t live_keys; /* keys currently held by the store */
   uint64_t evictions; /* keys evicted to stay within max_keys */
 } rl_health_info;
-#define RL_HEALTH_INIT {RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0}
+#define RL_HEALTH_INIT \
+  { RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0 }
 
 /* Fill a snapshot of the limiter's state and counters (caller-owned `out`
  * with out->version set). Counters are exact but may be read while other

@@ -39,7 +39,9 @@ struct rl_limiter {
 
 namespace {
 
-int code(Errc e) { return static_cast<int>(e); }
+int code(Errc e) {
+  return static_cast<int>(e);
+}
 
 int failed(Errc e, std::string message) {
   return code(tollgate::fail(e, std::move(message)));
@@ -62,14 +64,16 @@ int guarded(F &&body) noexcept {
 
 // Microseconds to whole milliseconds, rounded up (never early); the
 // RL_RETRY_NEVER sentinel passes through.
-int64_t ceil_ms(int64_t us) { return us <= 0 ? us : (us + 999) / 1000; }
+int64_t ceil_ms(int64_t us) {
+  return us <= 0 ? us : (us + 999) / 1000;
+}
 
 Errc convert_policies(const rl_policy *in, size_t n,
                       tollgate::Policy (&out)[tollgate::kMaxPoliciesPerCheck]) {
   if (n == 0 || n > tollgate::kMaxPoliciesPerCheck)
-    return tollgate::fail(Errc::invalid_arg,
-                          "policies: expected 1 to 16 policies, got " +
-                              std::to_string(n));
+    return tollgate::fail(
+        Errc::invalid_arg,
+        "policies: expected 1 to 16 policies, got " + std::to_string(n));
   if (in == nullptr)
     return tollgate::fail(Errc::invalid_arg, "policies: NULL array");
   const uint32_t version = in[0].version;
@@ -90,8 +94,8 @@ Errc convert_policies(const rl_policy *in, size_t n,
                                           p.burst, p.flags, out[i]);
     if (rc != Errc::ok) {
       if (n > 1)
-        tollgate::fail(rc, "policies[" + std::to_string(i) + "]: " +
-                               tollgate::last_error_message());
+        tollgate::fail(rc, "policies[" + std::to_string(i) +
+                               "]: " + tollgate::last_error_message());
       return rc;
     }
   }
@@ -147,28 +151,46 @@ Errc run_check(rl_limiter *limiter, const char *key, size_t key_len,
 
 extern "C" {
 
-unsigned rl_version_number(void) { return RL_VERSION_NUMBER; }
+unsigned rl_version_number(void) {
+  return RL_VERSION_NUMBER;
+}
 
-const char *rl_version_string(void) { return RL_VERSION_STRING; }
+const char *rl_version_string(void) {
+  return RL_VERSION_STRING;
+}
 
 const char *rl_strerror(int code) {
   switch (code) {
-    case RL_OK: return "success";
-    case RL_E_INVALID_ARG: return "invalid argument";
-    case RL_E_KEY_INVALID: return "invalid key (empty or NULL)";
-    case RL_E_KEY_TOO_LONG: return "key longer than max_key_len";
-    case RL_E_POLICY: return "invalid policy";
-    case RL_E_OVERFLOW: return "value out of range (would overflow)";
-    case RL_E_VERSION: return "unsupported struct version";
-    case RL_E_NOMEM: return "out of memory";
-    case RL_E_URL: return "malformed or unknown store URL";
-    case RL_E_UNSUPPORTED: return "not supported by this store or build";
-    case RL_E_INTERNAL: return "internal error";
-    default: return "unknown error code";
+    case RL_OK:
+      return "success";
+    case RL_E_INVALID_ARG:
+      return "invalid argument";
+    case RL_E_KEY_INVALID:
+      return "invalid key (empty or NULL)";
+    case RL_E_KEY_TOO_LONG:
+      return "key longer than max_key_len";
+    case RL_E_POLICY:
+      return "invalid policy";
+    case RL_E_OVERFLOW:
+      return "value out of range (would overflow)";
+    case RL_E_VERSION:
+      return "unsupported struct version";
+    case RL_E_NOMEM:
+      return "out of memory";
+    case RL_E_URL:
+      return "malformed or unknown store URL";
+    case RL_E_UNSUPPORTED:
+      return "not supported by this store or build";
+    case RL_E_INTERNAL:
+      return "internal error";
+    default:
+      return "unknown error code";
   }
 }
 
-const char *rl_last_error(void) { return tollgate::last_error_message(); }
+const char *rl_last_error(void) {
+  return tollgate::last_error_message();
+}
 
 int rl_create(rl_limiter **out, const rl_options *options) {
   return guarded([&]() -> Errc {
@@ -177,7 +199,8 @@ int rl_create(rl_limiter **out, const rl_options *options) {
     *out = nullptr;
     tollgate::LimiterConfig config;
     if (options != nullptr) {
-      Errc rc = check_version(options->version, RL_OPTIONS_VERSION, "rl_options");
+      Errc rc =
+          check_version(options->version, RL_OPTIONS_VERSION, "rl_options");
       if (rc != Errc::ok) return rc;
       if (options->url) config.url = options->url;
       config.max_keys = options->max_keys;
@@ -194,7 +217,9 @@ int rl_create(rl_limiter **out, const rl_options *options) {
   });
 }
 
-void rl_destroy(rl_limiter *limiter) { delete limiter; }
+void rl_destroy(rl_limiter *limiter) {
+  delete limiter;
+}
 
 int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
              size_t key_len, const rl_policy *policies, size_t n_policies,

@@ -193,7 +193,8 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
 Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
                  int64_t cost) noexcept {
   switch (policy.algorithm) {
-    case Algorithm::gcra: return gcra(policy, stored, now, cost);
+    case Algorithm::gcra:
+      return gcra(policy, stored, now, cost);
     case Algorithm::token_bucket:
       return token_bucket(policy, stored, now, cost);
     case Algorithm::fixed_window:

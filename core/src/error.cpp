@@ -12,7 +12,9 @@ Errc fail(Errc code, std::string message) {
   return code;
 }
 
-const char *last_error_message() noexcept { return t_last_error.c_str(); }
+const char *last_error_message() noexcept {
+  return t_last_error.c_str();
+}
 
 void clear_last_error() noexcept {
   if (!t_last_error.empty()) t_last_error.clear();

@@ -11,7 +11,8 @@ namespace {
 // Index of the calling thread's counter stripe, fixed per thread.
 size_t thread_stripe_index() noexcept {
   static std::atomic<size_t> next{0};
-  thread_local const size_t index = next.fetch_add(1, std::memory_order_relaxed);
+  thread_local const size_t index =
+      next.fetch_add(1, std::memory_order_relaxed);
   return index;
 }
 
@@ -58,30 +59,31 @@ Errc Limiter::create(const LimiterConfig &config,
   if (!url.empty() && url != "memory://") {
     const auto scheme_end = url.find("://");
     if (scheme_end == std::string::npos || scheme_end == 0)
-      return fail(Errc::url, "url: expected <scheme>://..., e.g. memory:// "
-                             "(the URL is not echoed: it may hold a password)");
+      return fail(Errc::url,
+                  "url: expected <scheme>://..., e.g. memory:// "
+                  "(the URL is not echoed: it may hold a password)");
     const std::string scheme = url.substr(0, scheme_end);
     if (scheme == "memory")
       return fail(Errc::url, "url: memory:// takes no host, path or options");
     if (scheme == "redis" || scheme == "rediss" || scheme == "unix")
-      return fail(Errc::unsupported,
-                  "url: the " + scheme + ":// store is not available in this "
-                  "build (only memory://)");
+      return fail(Errc::unsupported, "url: the " + scheme +
+                                         ":// store is not available in this "
+                                         "build (only memory://)");
     if (scheme.size() > 16 ||
         scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+-.") !=
             std::string::npos)
       return fail(Errc::url, "url: malformed scheme");
-    return fail(Errc::url, "url: unknown scheme '" + scheme +
-                               "' (expected memory://)");
+    return fail(Errc::url,
+                "url: unknown scheme '" + scheme + "' (expected memory://)");
   }
   if (config.max_key_len > kMaxMaxKeyLen)
     return fail(Errc::invalid_arg, "options: max_key_len " +
                                        std::to_string(config.max_key_len) +
                                        " exceeds 65536");
   if (config.shards > 1024)
-    return fail(Errc::invalid_arg, "options: shards " +
-                                       std::to_string(config.shards) +
-                                       " exceeds 1024");
+    return fail(
+        Errc::invalid_arg,
+        "options: shards " + std::to_string(config.shards) + " exceeds 1024");
   MemoryStoreConfig mc;
   mc.max_keys = config.max_keys ? config.max_keys : kDefaultMaxKeys;
   mc.shards = config.shards;
@@ -99,10 +101,9 @@ Errc Limiter::create(const LimiterConfig &config,
 Errc Limiter::validate_key(std::string_view key) {
   if (key.empty()) return fail(Errc::key_invalid, "key: must not be empty");
   if (key.size() > max_key_len_)
-    return fail(Errc::key_too_long,
-                "key: " + std::to_string(key.size()) +
-                    " bytes exceeds max_key_len " +
-                    std::to_string(max_key_len_));
+    return fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
+                                        " bytes exceeds max_key_len " +
+                                        std::to_string(max_key_len_));
   return Errc::ok;
 }
 
@@ -117,8 +118,8 @@ Errc Limiter::now(int64_t &out) {
 Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
                     int64_t cost, Decision &out) {
   Errc rc = validate_key(key);
-  if (rc == Errc::ok && (policies.empty() ||
-                         policies.size() > kMaxPoliciesPerCheck))
+  if (rc == Errc::ok &&
+      (policies.empty() || policies.size() > kMaxPoliciesPerCheck))
     rc = fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
                                      std::to_string(policies.size()));
   if (rc == Errc::ok && cost < 0)
@@ -171,7 +172,9 @@ Errc Limiter::reset(std::string_view key) {
   return Errc::ok;
 }
 
-void Limiter::count_error() noexcept { bump(stripe().errors); }
+void Limiter::count_error() noexcept {
+  bump(stripe().errors);
+}
 
 Health Limiter::health() const {
   Health h;

@@ -149,8 +149,8 @@ struct alignas(64) MemoryStore::Shard {
     for (uint64_t j = (i + 1) & mask; table[j] != 0; j = (j + 1) & mask) {
       const uint64_t home = (table[j] >> 32) & mask;
       // Move j back to the hole at i unless its home lies in (i, j].
-      const bool stays = (i < j) ? (home > i && home <= j)
-                                 : (home > i || home <= j);
+      const bool stays =
+          (i < j) ? (home > i && home <= j) : (home > i || home <= j);
       if (!stays) {
         table[i] = table[j];
         table[j] = 0;
@@ -302,8 +302,8 @@ Slot &slot_for(Entry &e, uint64_t id,
   int stalest = -1;
   for (uint32_t i = 0; i < e.nslots; ++i) {
     if (in_use(e.slot(i).policy_id)) continue;
-    if (stalest < 0 ||
-        e.slot(i).expires_at < e.slot(static_cast<uint32_t>(stalest)).expires_at)
+    if (stalest < 0 || e.slot(i).expires_at <
+                           e.slot(static_cast<uint32_t>(stalest)).expires_at)
       stalest = static_cast<int>(i);
   }
   // kMaxSlots exceeds the most policies one check may carry, so some slot
@@ -349,9 +349,8 @@ MemoryStore::Shard &MemoryStore::shard_for(uint64_t hash) const noexcept {
   return shards_[i];
 }
 
-bool MemoryStore::check(std::string_view key,
-                        std::span<const Policy> policies, int64_t now,
-                        int64_t cost, Outcome *outcomes) {
+bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
+                        int64_t now, int64_t cost, Outcome *outcomes) {
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
   std::lock_guard<std::mutex> lock(s.mu);
@@ -363,8 +362,8 @@ bool MemoryStore::check(std::string_view key,
   for (size_t i = 0; i < policies.size(); ++i) {
     const int slot = e ? find_slot(*e, policies[i].id) : -1;
     if (slot < 0) ++missing;
-    const State *st = slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state
-                                : nullptr;
+    const State *st =
+        slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
     outcomes[i] = evaluate(policies[i], st, now, cost);
     all = all && outcomes[i].allowed;
   }

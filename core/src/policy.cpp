@@ -8,10 +8,14 @@ namespace tollgate {
 
 const char *algorithm_name(Algorithm a) noexcept {
   switch (a) {
-    case Algorithm::gcra: return "gcra";
-    case Algorithm::token_bucket: return "token_bucket";
-    case Algorithm::fixed_window: return "fixed_window";
-    case Algorithm::sliding_window: return "sliding_window";
+    case Algorithm::gcra:
+      return "gcra";
+    case Algorithm::token_bucket:
+      return "token_bucket";
+    case Algorithm::fixed_window:
+      return "fixed_window";
+    case Algorithm::sliding_window:
+      return "sliding_window";
   }
   return "unknown";
 }
@@ -19,14 +23,14 @@ const char *algorithm_name(Algorithm a) noexcept {
 Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
                  int64_t burst, uint32_t flags, Policy &out) {
   if (algorithm < 0 || algorithm > 3)
-    return fail(Errc::policy, "policy: unknown algorithm " +
-                                  std::to_string(algorithm) +
-                                  " (expected RL_ALG_GCRA, RL_ALG_TOKEN_BUCKET, "
-                                  "RL_ALG_FIXED_WINDOW or RL_ALG_SLIDING_WINDOW)");
+    return fail(Errc::policy,
+                "policy: unknown algorithm " + std::to_string(algorithm) +
+                    " (expected RL_ALG_GCRA, RL_ALG_TOKEN_BUCKET, "
+                    "RL_ALG_FIXED_WINDOW or RL_ALG_SLIDING_WINDOW)");
   const auto alg = static_cast<Algorithm>(algorithm);
   if (flags != 0)
-    return fail(Errc::policy, "policy: flags must be 0 (got " +
-                                  std::to_string(flags) + ")");
+    return fail(Errc::policy,
+                "policy: flags must be 0 (got " + std::to_string(flags) + ")");
   if (limit <= 0)
     return fail(Errc::policy, "policy: limit must be >= 1 (got " +
                                   std::to_string(limit) + ")");

@@ -58,7 +58,8 @@ class Limiter {
  public:
   // Parses the URL and builds the store. Errors: url, unsupported,
   // invalid_arg (option out of range).
-  static Errc create(const LimiterConfig &config, std::unique_ptr<Limiter> &out);
+  static Errc create(const LimiterConfig &config,
+                     std::unique_ptr<Limiter> &out);
 
   // One check: all policies or none are charged. `policies` must come from
   // make_policy. Errors: key_invalid, key_too_long, invalid_arg, policy

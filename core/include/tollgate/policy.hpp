@@ -17,7 +17,7 @@ enum class Algorithm : int32_t {
 
 inline constexpr int64_t kMaxLimit = int64_t{1} << 40;
 inline constexpr int64_t kMaxPeriodMs = int64_t{1} << 40;
-inline constexpr int64_t kMaxSpanUs = int64_t{1} << 50;    // capacity * T
+inline constexpr int64_t kMaxSpanUs = int64_t{1} << 50;         // capacity * T
 inline constexpr int64_t kMaxWindowProduct = int64_t{1} << 51;  // limit*Pm
 inline constexpr int64_t kMaxTimeUs = int64_t{1} << 52;
 
