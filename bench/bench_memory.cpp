@@ -48,7 +48,7 @@ struct Options {
   double duration = 1.5;    // seconds per throughput figure (all reps)
   int reps = 3;             // runs per figure; the median is reported
   uint64_t keys = 1000000;  // distinct keys
-  uint64_t max_keys = 0;    // 0: keys + keys / 8 (see below)
+  uint64_t max_keys = 0;    // 0: the key count
   uint32_t shards = 0;      // 0: library default
 };
 
@@ -62,7 +62,7 @@ struct Options {
       "  --duration   seconds per throughput figure (default 1.5)\n"
       "  --reps       runs per figure, median reported (default 3)\n"
       "  --keys       distinct keys (default 1,000,000; max 8,999,999)\n"
-      "  --max-keys   limiter max_keys (default: keys + keys/8)\n"
+      "  --max-keys   limiter max_keys (default: the key count)\n"
       "  --shards     limiter shards (default: library default)\n"
       "  --no-pin     do not pin worker threads to CPUs\n",
       argv0);
@@ -105,10 +105,8 @@ Options parse(int argc, char **argv) {
   }
   if (o.keys < 2 || o.keys > 8999999 || o.duration <= 0 || o.reps < 1)
     usage(argv[0]);
-  // The store splits max_keys evenly over its shards and evicts when one
-  // shard is full, so max_keys == keys would evict a little (shards are not
-  // filled exactly evenly). 12.5% headroom keeps every shard below its cap.
-  if (o.max_keys == 0) o.max_keys = o.keys + o.keys / 8;
+  // max_keys is a store-wide bound: exactly `keys` holds them all.
+  if (o.max_keys == 0) o.max_keys = o.keys;
   return o;
 }
 

@@ -68,6 +68,21 @@ int64_t ceil_ms(int64_t us) {
   return us <= 0 ? us : (us + 999) / 1000;
 }
 
+// The last policies each thread converted, by position: a caller checks the
+// same policies again and again, so validation and id hashing are skipped
+// when the fields are unchanged.
+struct PolicyCache {
+  rl_policy raw[tollgate::kMaxPoliciesPerCheck];
+  tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+  bool valid[tollgate::kMaxPoliciesPerCheck];
+};
+thread_local PolicyCache t_policy_cache{};
+
+bool same_fields(const rl_policy &a, const rl_policy &b) {
+  return a.algorithm == b.algorithm && a.limit == b.limit &&
+         a.period_ms == b.period_ms && a.burst == b.burst && a.flags == b.flags;
+}
+
 Errc convert_policies(const rl_policy *in, size_t n,
                       tollgate::Policy (&out)[tollgate::kMaxPoliciesPerCheck]) {
   if (n == 0 || n > tollgate::kMaxPoliciesPerCheck)
@@ -90,8 +105,18 @@ Errc convert_policies(const rl_policy *in, size_t n,
                             "policies: policy " + std::to_string(i) +
                                 " has version " + std::to_string(p.version) +
                                 ", policy 0 has " + std::to_string(version));
+    PolicyCache &cache = t_policy_cache;
+    if (cache.valid[i] && same_fields(cache.raw[i], p)) {
+      out[i] = cache.converted[i];
+      continue;
+    }
     const Errc rc = tollgate::make_policy(p.algorithm, p.limit, p.period_ms,
                                           p.burst, p.flags, out[i]);
+    cache.valid[i] = rc == Errc::ok;
+    if (rc == Errc::ok) {
+      cache.raw[i] = p;
+      cache.converted[i] = out[i];
+    }
     if (rc != Errc::ok) {
       if (n > 1)
         tollgate::fail(rc, "policies[" + std::to_string(i) +

@@ -16,7 +16,7 @@ Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
   const int64_t T = p.interval_us;
   const int64_t tau = p.capacity * T;
   const int64_t base = s ? std::max(s->a, now) : now;
-  Outcome o;
+  Outcome o{};
   o.remaining = std::max<int64_t>(0, floor_div(now + tau - base, T));
   o.reset_after_us = base - now;
   if (cost > p.capacity) {
@@ -61,7 +61,7 @@ Outcome token_bucket(const Policy &p, const State *s, int64_t now,
   auto reset_after = [&](int64_t k) {
     return k >= C ? 0 : (C - k) * T - (t - last) + skew;
   };
-  Outcome o;
+  Outcome o{};
   o.remaining = tokens;
   o.reset_after_us = reset_after(tokens);
   if (cost > C) {
@@ -95,7 +95,7 @@ Outcome fixed_window(const Policy &p, const State *s, int64_t now,
     count = s->b;
   }
   const int64_t end = (w + 1) * P;
-  Outcome o;
+  Outcome o{};
   o.remaining = std::max<int64_t>(0, p.limit - count);
   o.reset_after_us = count > 0 ? end - now : 0;
   if (cost > p.limit) {
@@ -163,7 +163,7 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
     if (prev > 0) return end - real_now;
     return 0;
   };
-  Outcome o;
+  Outcome o{};
   o.remaining = std::max<int64_t>(0, (cap - used) / Pm);
   o.reset_after_us = reset_after(curr);
   if (cost > p.limit) {

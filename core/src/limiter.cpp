@@ -87,11 +87,11 @@ Errc Limiter::create(const LimiterConfig &config,
   MemoryStoreConfig mc;
   mc.max_keys = config.max_keys ? config.max_keys : kDefaultMaxKeys;
   mc.shards = config.shards;
-  // Per-shard counts are 32-bit; keep each shard well inside that.
-  if (mc.max_keys > (uint64_t{1} << 31) * 1024 ||
-      mc.max_keys / (config.shards ? config.shards : 64) >= (uint64_t{1} << 31))
-    return fail(Errc::invalid_arg,
-                "options: max_keys too large for the shard count");
+  // Entries are indexed with 32 bits per shard.
+  if (mc.max_keys >= (uint64_t{1} << 32) - 1)
+    return fail(Errc::invalid_arg, "options: max_keys " +
+                                       std::to_string(mc.max_keys) +
+                                       " exceeds 4294967294");
   std::unique_ptr<Limiter> lim(new Limiter(config));
   lim->memory_ = std::make_unique<MemoryStore>(mc);
   out = std::move(lim);
@@ -139,7 +139,7 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
     return rc;
   }
 
-  Outcome outcomes[kMaxPoliciesPerCheck];
+  Outcome outcomes[kMaxPoliciesPerCheck];  // filled by the store
   bool allowed;
   try {
     allowed = memory_->check(key, policies, t, cost, outcomes);
@@ -155,10 +155,7 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
   out.retry_after_us = allowed ? 0 : outcomes[i].retry_after_us;
   out.source = Source::store;
   out.policy_index = static_cast<uint32_t>(i);
-
-  CounterStripe &c = stripe();
-  bump(c.checks);
-  bump(allowed ? c.allowed : c.denied);
+  // checks, allowed and denied are counted by the store under its lock.
   return Errc::ok;
 }
 
@@ -179,13 +176,12 @@ void Limiter::count_error() noexcept {
 Health Limiter::health() const {
   Health h;
   h.store_kind = StoreKind::memory;
-  for (const CounterStripe &c : counters_) {
-    h.checks += c.checks.load(std::memory_order_relaxed);
-    h.allowed += c.allowed.load(std::memory_order_relaxed);
-    h.denied += c.denied.load(std::memory_order_relaxed);
+  for (const CounterStripe &c : counters_)
     h.errors += c.errors.load(std::memory_order_relaxed);
-  }
   const MemoryStoreStats s = memory_->stats();
+  h.checks = s.checks;
+  h.allowed = s.allowed;
+  h.denied = s.denied;
   h.live_keys = s.live_keys;
   h.evictions = s.evictions;
   return h;

@@ -1,10 +1,12 @@
 #include "tollgate/memory_store.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <random>
+#include <thread>
 #include <vector>
 
 #include "tollgate/hash.hpp"
@@ -55,6 +57,26 @@ struct Entry {
 };
 static_assert(sizeof(Entry) == 96, "keep the per-key footprint small");
 
+// Spins briefly before sleeping: shard critical sections are short, and a
+// futex sleep costs far more than the wait it avoids.
+void lock_spinning(std::mutex &mu) noexcept {
+  for (int i = 0; i < 100; ++i) {
+    if (mu.try_lock()) return;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#endif
+  }
+  mu.lock();
+}
+
+struct SpinGuard {
+  explicit SpinGuard(std::mutex &m) : mu(m) { lock_spinning(mu); }
+  ~SpinGuard() { mu.unlock(); }
+  SpinGuard(const SpinGuard &) = delete;
+  SpinGuard &operator=(const SpinGuard &) = delete;
+  std::mutex &mu;
+};
+
 uint32_t round_pow2(uint64_t v) {
   uint32_t p = 1;
   while (p < v && p < (1u << 30)) p <<= 1;
@@ -71,11 +93,13 @@ struct alignas(64) MemoryStore::Shard {
   uint32_t slab_size = 0;  // entries ever handed out (high-water mark)
   uint32_t free_head = kNone;
   uint32_t count = 0;
-  uint32_t cap = 0;
   uint32_t clock = 0;
   uint64_t rng = 0;
   uint64_t evictions = 0;
   uint64_t reclaimed = 0;
+  uint64_t checks = 0;
+  uint64_t allowed = 0;
+  std::atomic<uint64_t> *total = nullptr;  // the store's key count
 
   ~Shard() {
     for (uint32_t i = 0; i < slab_size; ++i) release(at(i));
@@ -166,6 +190,7 @@ struct alignas(64) MemoryStore::Shard {
     e.next_free = free_head;
     free_head = idx;
     --count;
+    total->fetch_sub(1, std::memory_order_relaxed);
   }
 
   // Picks a random live entry, or kNone after a few misses.
@@ -221,11 +246,10 @@ struct alignas(64) MemoryStore::Shard {
     free_entry(victim);
   }
 
-  // Inserts a new key (not present). May throw std::bad_alloc before any
-  // change is made.
-  uint32_t insert(uint64_t h, std::string_view key, int64_t now) {
-    if (count > 0) reclaim_some(now);
-    if (count >= cap) evict_one(now);
+  // Inserts a new key (not present) once `reserve_slot` made room for it in
+  // the store's total. May throw std::bad_alloc (the reservation is then
+  // returned by the caller).
+  uint32_t insert(uint64_t h, std::string_view key) {
     reserve_one();
     if (free_head == kNone && (slab_size & (kChunkSize - 1)) == 0 &&
         (slab_size >> kChunkBits) >= chunks.size()) {
@@ -256,7 +280,7 @@ struct alignas(64) MemoryStore::Shard {
       std::memcpy(e.k.inline_key, key.data(), key.size());
     }
     table_put(tag_of(h), idx);
-    ++count;
+    ++count;  // the store's total was counted by the reservation
     return idx;
   }
 };
@@ -323,7 +347,6 @@ MemoryStore::MemoryStore(const MemoryStoreConfig &config) {
     if (n == 0) n = 1;
   }
   n = round_pow2(std::min<uint32_t>(n, 1024));
-  while (n > 1 && n > max_keys_) n >>= 1;
   shard_bits_ = 0;
   while ((1u << shard_bits_) < n) ++shard_bits_;
 
@@ -332,7 +355,7 @@ MemoryStore::MemoryStore(const MemoryStoreConfig &config) {
   shards_ = std::make_unique<Shard[]>(n);
   for (uint32_t i = 0; i < n; ++i) {
     Shard &s = shards_[i];
-    s.cap = static_cast<uint32_t>(max_keys_ / n + (i < max_keys_ % n ? 1 : 0));
+    s.total = &total_keys_;
     s.rng = hash_mix(seed_ + i + 1) | 1;
   }
 }
@@ -349,12 +372,26 @@ MemoryStore::Shard &MemoryStore::shard_for(uint64_t hash) const noexcept {
   return shards_[i];
 }
 
+bool MemoryStore::evict_elsewhere(const Shard *self, int64_t now) noexcept {
+  const uint32_t n = shard_count();
+  for (uint32_t i = 0; i < n; ++i) {
+    Shard &other = shards_[i];
+    if (&other == self || !other.mu.try_lock()) continue;
+    const bool took = other.count > 0;
+    if (took) other.evict_one(now);
+    other.mu.unlock();
+    if (took) return true;
+  }
+  return false;
+}
+
 bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
                         int64_t now, int64_t cost, Outcome *outcomes) {
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
-  std::lock_guard<std::mutex> lock(s.mu);
+  SpinGuard lock(s.mu);
   ++s.clock;
+  ++s.checks;
   uint32_t idx = s.find(h, key);
   Entry *e = idx == kNone ? nullptr : &s.at(idx);
   bool all = true;
@@ -368,6 +405,7 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     all = all && outcomes[i].allowed;
   }
   if (e) e->last_used = s.clock;
+  if (all) ++s.allowed;
   if (cost == 0) return all;
   if (!all) {
     // Nothing is charged: policies that would have allowed report their
@@ -388,7 +426,29 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
   // Commit: every allocation happens before the first state is written, so
   // a bad_alloc leaves the key as it was.
   if (!e) {
-    idx = s.insert(h, key, now);
+    // Count the new key against the store-wide bound first: reclaim expired
+    // keys, then evict here, or from another shard if this one is empty.
+    if (s.count > 0) s.reclaim_some(now);
+    for (;;) {
+      uint64_t cur = total_keys_.load(std::memory_order_relaxed);
+      if (cur < max_keys_) {
+        if (total_keys_.compare_exchange_weak(cur, cur + 1,
+                                              std::memory_order_relaxed))
+          break;
+        continue;
+      }
+      if (s.count > 0) {
+        s.evict_one(now);
+      } else if (!evict_elsewhere(&s, now)) {
+        std::this_thread::yield();
+      }
+    }
+    try {
+      idx = s.insert(h, key);
+    } catch (...) {
+      total_keys_.fetch_sub(1, std::memory_order_relaxed);
+      throw;
+    }
     e = &s.at(idx);
   }
   try {
@@ -410,7 +470,7 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
 bool MemoryStore::reset(std::string_view key) {
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
-  std::lock_guard<std::mutex> lock(s.mu);
+  SpinGuard lock(s.mu);
   const uint32_t idx = s.find(h, key);
   if (idx == kNone) return false;
   s.free_entry(idx);
@@ -422,10 +482,13 @@ MemoryStoreStats MemoryStore::stats() const {
   for (uint32_t i = 0; i < shard_count(); ++i) {
     Shard &s = shards_[i];
     std::lock_guard<std::mutex> lock(s.mu);
+    out.checks += s.checks;
+    out.allowed += s.allowed;
     out.live_keys += s.count;
     out.evictions += s.evictions;
     out.expired_reclaimed += s.reclaimed;
   }
+  out.denied = out.checks - out.allowed;
   return out;
 }
 

@@ -58,7 +58,7 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
     return fail(Errc::overflow, "policy: burst " + std::to_string(burst) +
                                     " exceeds the maximum 2^40");
 
-  Policy p;
+  Policy p{};
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;

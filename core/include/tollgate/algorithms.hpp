@@ -22,14 +22,16 @@ struct State {
 
 inline constexpr int64_t kRetryNever = -1;
 
+// No default member initialisers: arrays of these on the hot path are left
+// uninitialised; evaluate() value-initialises what it returns.
 struct Outcome {
-  bool allowed = false;
-  bool write = false;  // true: store `next` (only when allowed, cost >= 1)
-  int64_t remaining = 0;
-  int64_t reset_after_us = 0;
-  int64_t retry_after_us = 0;  // 0 when allowed; kRetryNever if impossible
+  bool allowed;
+  bool write;  // true: store `next` (only when allowed, cost >= 1)
+  int64_t remaining;
+  int64_t reset_after_us;
+  int64_t retry_after_us;  // 0 when allowed; kRetryNever if impossible
   State next;
-  int64_t expires_at_us = 0;  // when `next` stops mattering (for the TTL)
+  int64_t expires_at_us;  // when `next` stops mattering (for the TTL)
 };
 
 // `stored` is nullptr for a key with no state under this policy.

@@ -84,7 +84,7 @@ class Limiter {
 
   // Counters striped over cache lines so threads do not share one line.
   struct alignas(64) CounterStripe {
-    std::atomic<uint64_t> checks{0}, allowed{0}, denied{0}, errors{0};
+    std::atomic<uint64_t> errors{0};
   };
   static constexpr size_t kStripes = 16;
   CounterStripe &stripe() noexcept;

@@ -1,9 +1,10 @@
 // The in-process store: a sharded hash map from key to per-policy state,
-// bounded by a maximum key count. No timer per key: expired keys are
-// reclaimed a few at a time as new keys arrive, and at the bound a sampled
-// least-recently-used key is evicted (an expired one first).
+// bounded by a maximum key count across all shards. No timer per key:
+// expired keys are reclaimed a few at a time as new keys arrive, and at the
+// bound a sampled least-recently-used key is evicted (an expired one first).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -19,6 +20,9 @@ struct MemoryStoreConfig {
 };
 
 struct MemoryStoreStats {
+  uint64_t checks = 0;
+  uint64_t allowed = 0;
+  uint64_t denied = 0;
   uint64_t live_keys = 0;
   uint64_t evictions = 0;
   uint64_t expired_reclaimed = 0;
@@ -48,9 +52,13 @@ class MemoryStore {
  private:
   struct Shard;
   Shard &shard_for(uint64_t hash) const noexcept;
+  // Evicts one key from some shard other than `self` that is not locked
+  // right now; false if none could be taken without waiting.
+  bool evict_elsewhere(const Shard *self, int64_t now) noexcept;
 
   uint64_t seed_;
   uint64_t max_keys_;
+  std::atomic<uint64_t> total_keys_{0};
   uint32_t shard_bits_;
   std::unique_ptr<Shard[]> shards_;
 };

@@ -21,15 +21,17 @@ inline constexpr int64_t kMaxSpanUs = int64_t{1} << 50;         // capacity * T
 inline constexpr int64_t kMaxWindowProduct = int64_t{1} << 51;  // limit*Pm
 inline constexpr int64_t kMaxTimeUs = int64_t{1} << 52;
 
+// Filled only by make_policy (no default member initialisers, so arrays of
+// policies on the hot path cost nothing to declare).
 struct Policy {
-  Algorithm algorithm = Algorithm::gcra;
-  int64_t limit = 0;
-  int64_t period_ms = 0;
-  int64_t burst = 0;        // as given (0 = default)
-  int64_t period_us = 0;    // P
-  int64_t capacity = 0;     // burst or limit
-  int64_t interval_us = 0;  // T = ceil(P / limit), GCRA and token bucket
-  uint64_t id = 0;          // identifies the policy's state under a key
+  Algorithm algorithm;
+  int64_t limit;
+  int64_t period_ms;
+  int64_t burst;        // as given (0 = default)
+  int64_t period_us;    // P
+  int64_t capacity;     // burst or limit
+  int64_t interval_us;  // T = ceil(P / limit), GCRA and token bucket
+  uint64_t id;          // identifies the policy's state under a key
 };
 
 // Validates the raw fields and fills `out`. On failure returns the error
