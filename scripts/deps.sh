@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config git
-          catch2 nlohmann-json3-dev clang-format)
+          catch2 nlohmann-json3-dev clang-format python3)
 
 missing=()
 for p in "${packages[@]}"; do
