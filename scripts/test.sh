@@ -14,13 +14,13 @@ git ls-files '*.c' '*.h' '*.cpp' '*.hpp' | xargs clang-format --dry-run -Werror
 
 step "release build, -Wall -Wextra -Werror"
 cmake -S . -B build/ci -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DTOLLGATE_WERROR=ON >/dev/null
+  -DTOLLGATE_WERROR=ON -DTOLLGATE_TESTING=ON >/dev/null
 cmake --build build/ci -j "$jobs"
 (cd build/ci && ctest --output-on-failure -j "$jobs" --timeout 900)
 
 step "ASan+UBSan build"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
-  -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=address -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
+  -DTOLLGATE_WERROR=ON -DTOLLGATE_TESTING=ON -DTOLLGATE_SANITIZE=address -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
 cmake --build build/asan -j "$jobs"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
@@ -28,7 +28,7 @@ cmake --build build/asan -j "$jobs"
 
 step "TSan build"
 cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DTOLLGATE_WERROR=ON -DTOLLGATE_SANITIZE=thread -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
+  -DTOLLGATE_WERROR=ON -DTOLLGATE_TESTING=ON -DTOLLGATE_SANITIZE=thread -DTOLLGATE_BUILD_BENCH=OFF >/dev/null
 cmake --build build/tsan -j "$jobs"
 # TSan's shadow layout needs ASLR off on kernels with high mmap entropy.
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \

@@ -94,6 +94,24 @@ RL_API const char *rl_version_string(void);
 #define RL_E_UNSUPPORTED (-9)
 /* An unexpected internal failure (a bug: please report it). */
 #define RL_E_INTERNAL (-10)
+/* Network stores. A check returns these only with RL_FAIL_ERROR; the other
+ * failure modes answer with a decision whose `source` says so. */
+/* The store could not be reached (refused, reset, unreachable, down). */
+#define RL_E_CONNECT (-11)
+/* The call's deadline passed before the store answered. */
+#define RL_E_TIMEOUT (-12)
+/* The store refused the credentials (the password is never echoed). */
+#define RL_E_AUTH (-13)
+/* TLS failed: handshake, certificate verification, hostname mismatch. */
+#define RL_E_TLS (-14)
+/* The store sent a malformed, oversized or unexpected reply. */
+#define RL_E_PROTOCOL (-15)
+/* The store answered with an error reply (e.g. out of memory, READONLY). */
+#define RL_E_STORE (-16)
+/* The limiter was destroyed while the call was pending. */
+#define RL_E_CLOSED (-17)
+/* rl_keys_next: the listing has no more entries (not a failure). */
+#define RL_E_DONE (-18)
 
 /* Static English text for a code, never NULL ("unknown error code" for
  * codes this version does not know). Thread-safe. */
@@ -133,7 +151,11 @@ typedef struct rl_policy {
 
 /* Which path produced a decision, so a degraded answer is never mistaken
  * for a real one. Values are never renumbered. */
-#define RL_SOURCE_STORE 0 /* the configured store decided */
+#define RL_SOURCE_STORE 0       /* the configured store decided */
+#define RL_SOURCE_DENY_CACHE 1  /* a recent store denial, answered locally */
+#define RL_SOURCE_FAIL_OPEN 2   /* store unavailable: allowed (RL_FAIL_OPEN) */
+#define RL_SOURCE_FAIL_CLOSED 3 /* store unavailable: denied (RL_FAIL_CLOSED) */
+#define RL_SOURCE_LOCAL 4       /* store unavailable: local limiter decided */
 
 /* retry_after_ms when the request can never pass under its policy (its
  * cost exceeds the policy's capacity). */
@@ -167,8 +189,16 @@ typedef struct rl_limiter rl_limiter;
 typedef int64_t (*rl_clock_fn)(void *user_data);
 
 #define RL_STORE_MEMORY 1
+#define RL_STORE_REDIS 2
 
-#define RL_OPTIONS_VERSION 1
+/* What a network store's limiter answers when the store cannot. */
+#define RL_FAIL_DEFAULT 0 /* = RL_FAIL_OPEN */
+#define RL_FAIL_OPEN 1    /* allow (source RL_SOURCE_FAIL_OPEN) */
+#define RL_FAIL_CLOSED 2  /* deny (source RL_SOURCE_FAIL_CLOSED) */
+#define RL_FAIL_LOCAL 3   /* an in-process limiter with limit / local_divisor */
+#define RL_FAIL_ERROR 4   /* return the error code (RL_E_CONNECT, ...) */
+
+#define RL_OPTIONS_VERSION 2
 typedef struct rl_options {
   uint32_t version; /* RL_OPTIONS_VERSION */
   /* NULL, "" or "memory://": the in-process memory store. */
@@ -181,12 +211,40 @@ typedef struct rl_options {
   /* Memory store: number of lock shards, rounded up to a power of two,
    * 1 .. 1024. 0 = default (64, fewer for small max_keys). */
   uint32_t shards;
-  /* Memory store: a clock to use instead of CLOCK_REALTIME. NULL = system. */
+  /* Memory store: a clock to use instead of CLOCK_REALTIME. NULL = system.
+   * The Redis store always uses the server's TIME and refuses a clock
+   * (RL_E_UNSUPPORTED), except in builds made for tollgate's own tests. */
   rl_clock_fn clock;
   void *clock_user_data;
+
+  /* ---- version 2: network stores. Zero/NULL means "default" or "as in
+   * the URL"; a non-zero field here overrides the URL's query option. */
+  uint32_t connect_timeout_ms; /* TCP + TLS + AUTH; default 1000 */
+  uint32_t timeout_ms;         /* each call's deadline; default 200 */
+  const char *key_prefix;      /* default "tollgate:" */
+  int32_t failure_mode;        /* RL_FAIL_*; default RL_FAIL_OPEN */
+  uint32_t local_divisor;      /* RL_FAIL_LOCAL: N servers share the
+                                  limit, each allows limit / N; default 1 */
+  int32_t deny_cache;          /* 0 default (on), 1 on, -1 off */
+  uint32_t deny_cache_size;    /* entries; default 10000 */
+  uint32_t connections;        /* per Redis endpoint; default 1 */
+  uint32_t reconnect_max_ms;   /* backoff cap; default 2000 */
+  const char *username;        /* ACL user (overrides the URL's) */
+  const char *password;        /* overrides the URL's; never echoed */
+  const char *tls_ca_file;     /* PEM CA bundle; default: system store */
+  const char *tls_ca_dir;      /* hashed CA directory */
+  const char *tls_cert_file;   /* client certificate (mutual TLS) */
+  const char *tls_key_file;    /* client private key (mutual TLS) */
+  const char *tls_server_name; /* SNI and name to verify; default: host */
+  /* 0 default (verify), 1 verify, -1 DO NOT verify the server certificate
+   * (insecure: for tests and closed networks only). */
+  int32_t tls_verify;
 } rl_options;
-#define RL_OPTIONS_INIT \
-  { RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL }
+#define RL_OPTIONS_INIT                                                    \
+  {                                                                         \
+    RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, \
+        0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                   \
+  }
 
 /* Create a limiter. `options` may be NULL (memory store, defaults). On
  * success *out owns the new limiter; free it with rl_destroy. On failure
@@ -232,10 +290,12 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                           int64_t cost, rl_check_cb callback, void *user_data);
 
 /* Forget every policy's state for `key` (the next check starts fresh).
- * Resetting a key that has no state succeeds. Thread-safe. */
+ * Resetting a key that has no state succeeds. The Redis store deletes every
+ * `<prefix>{key}:*` key (one SCAN of that pattern, then DEL); blocking, up
+ * to the limiter's timeout. Thread-safe. */
 RL_API int rl_reset(rl_limiter *limiter, const char *key, size_t key_len);
 
-#define RL_HEALTH_VERSION 1
+#define RL_HEALTH_VERSION 2
 typedef struct rl_health_info {
   uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */
   int32_t store_kind; /* RL_STORE_* */
@@ -245,14 +305,70 @@ typedef struct rl_health_info {
   uint64_t errors;    /* calls that failed with an error code */
   uint64_t live_keys; /* keys currently held by the store */
   uint64_t evictions; /* keys evicted to stay within max_keys */
+
+  /* ---- version 2 */
+  int32_t connection;        /* RL_CONN_* */
+  uint32_t in_flight;        /* store calls awaiting a reply */
+  uint64_t reconnects;       /* connections re-established */
+  int64_t last_ping_us;      /* last PING round trip; -1 if none yet */
+  uint64_t store_errors;     /* store calls that failed */
+  uint64_t fail_open;        /* answers by each failure path */
+  uint64_t fail_closed;
+  uint64_t local_fallback;
+  uint64_t deny_cache_hits;  /* answers from the local deny cache */
+  char server_version[32];   /* e.g. "7.0.15"; "" if unknown */
+  char last_error[256];      /* last store error; never holds a secret */
 } rl_health_info;
 #define RL_HEALTH_INIT \
-  { RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+  { RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "" }
+
+#define RL_CONN_NONE 0       /* no connection is involved (memory store) */
+#define RL_CONN_CONNECTING 1 /* connecting or handshaking */
+#define RL_CONN_READY 2
+#define RL_CONN_DOWN 3 /* down; reconnecting with backoff */
 
 /* Fill a snapshot of the limiter's state and counters (caller-owned `out`
  * with out->version set). Counters are exact but may be read while other
  * threads run, so they need not add up to one instant. Thread-safe. */
 RL_API int rl_health(rl_limiter *limiter, rl_health_info *out);
+
+/* One round trip to the store (PING), waiting up to the connect timeout if
+ * a connection is being made. RL_OK with *rtt_us set, or the precise error
+ * (RL_E_CONNECT, RL_E_AUTH, RL_E_TLS, RL_E_TIMEOUT, ...): use it for
+ * readiness probes and to surface configuration mistakes at start-up. The
+ * memory store answers RL_OK with 0. `rtt_us` may be NULL. Thread-safe. */
+RL_API int rl_ping(rl_limiter *limiter, int64_t *rtt_us);
+
+/* ---- Listing current limits (admin) -------------------------------------- */
+
+typedef struct rl_keys rl_keys;
+
+#define RL_KEY_INFO_VERSION 1
+typedef struct rl_key_info {
+  uint32_t version;      /* set by the caller: RL_KEY_INFO_VERSION */
+  const char *key;       /* the user key (not NUL-terminated); owned by the
+                            iterator, valid until the next rl_keys_next */
+  size_t key_len;
+  rl_policy policy;      /* the policy this state belongs to */
+  int64_t remaining;     /* as a cost-0 check would report now */
+  int64_t reset_after_ms;
+} rl_key_info;
+#define RL_KEY_INFO_INIT {RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_INIT, 0, 0}
+
+/* Start listing every (key, policy) state under the limiter's key prefix.
+ * The Redis store walks the keyspace with SCAN (never KEYS), a page at a
+ * time; keys changing meanwhile may be seen once, twice or not at all, as
+ * with SCAN. The memory store returns RL_E_UNSUPPORTED. Free *out with
+ * rl_keys_free. The iterator is not thread-safe; the limiter must outlive
+ * it. */
+RL_API int rl_keys_open(rl_limiter *limiter, rl_keys **out);
+
+/* The next entry: RL_OK, RL_E_DONE at the end, or an error. Blocks for at
+ * most the limiter's timeout per page. */
+RL_API int rl_keys_next(rl_keys *it, rl_key_info *out);
+
+/* Free an iterator. NULL is a no-op. */
+RL_API void rl_keys_free(rl_keys *it);
 
 #ifdef __cplusplus
 }

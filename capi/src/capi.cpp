@@ -2,13 +2,17 @@
 // exception or type crosses this boundary.
 #include "tollgate.h"
 
+#include <algorithm>
+#include <cstring>
 #include <new>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include "tollgate/error.hpp"
 #include "tollgate/limiter.hpp"
 #include "tollgate/policy.hpp"
+#include "tollgate/redis/redis_store.hpp"
 
 using tollgate::Errc;
 
@@ -22,6 +26,22 @@ static_assert(RL_E_NOMEM == static_cast<int>(Errc::nomem));
 static_assert(RL_E_URL == static_cast<int>(Errc::url));
 static_assert(RL_E_UNSUPPORTED == static_cast<int>(Errc::unsupported));
 static_assert(RL_E_INTERNAL == static_cast<int>(Errc::internal));
+static_assert(RL_E_CONNECT == static_cast<int>(Errc::connect));
+static_assert(RL_E_TIMEOUT == static_cast<int>(Errc::timeout));
+static_assert(RL_E_AUTH == static_cast<int>(Errc::auth));
+static_assert(RL_E_TLS == static_cast<int>(Errc::tls));
+static_assert(RL_E_PROTOCOL == static_cast<int>(Errc::protocol));
+static_assert(RL_E_STORE == static_cast<int>(Errc::store));
+static_assert(RL_E_CLOSED == static_cast<int>(Errc::closed));
+static_assert(RL_E_DONE == static_cast<int>(Errc::done));
+static_assert(RL_SOURCE_DENY_CACHE ==
+              static_cast<int>(tollgate::Source::deny_cache));
+static_assert(RL_SOURCE_FAIL_OPEN ==
+              static_cast<int>(tollgate::Source::fail_open));
+static_assert(RL_SOURCE_FAIL_CLOSED ==
+              static_cast<int>(tollgate::Source::fail_closed));
+static_assert(RL_SOURCE_LOCAL == static_cast<int>(tollgate::Source::local));
+static_assert(RL_STORE_REDIS == static_cast<int>(tollgate::StoreKind::redis));
 static_assert(RL_ALG_GCRA == static_cast<int>(tollgate::Algorithm::gcra));
 static_assert(RL_ALG_TOKEN_BUCKET ==
               static_cast<int>(tollgate::Algorithm::token_bucket));
@@ -35,6 +55,10 @@ static_assert(RL_SOURCE_STORE == static_cast<int>(tollgate::Source::store));
 
 struct rl_limiter {
   std::unique_ptr<tollgate::Limiter> impl;
+};
+
+struct rl_keys {
+  std::unique_ptr<tollgate::KeyIterator> impl;
 };
 
 namespace {
@@ -149,11 +173,11 @@ void fill(rl_decision &out, const tollgate::Decision &d) {
   out.policy_index = d.policy_index;
 }
 
-// Validates the arguments shared by rl_check and rl_check_async and runs
-// the check.
-Errc run_check(rl_limiter *limiter, const char *key, size_t key_len,
-               const rl_policy *policies, size_t n_policies, int64_t cost,
-               tollgate::Decision &d) {
+// Validates the pointer-level arguments shared by rl_check and
+// rl_check_async and converts the policies.
+Errc prepare(rl_limiter *limiter, const char *key, size_t key_len,
+             const rl_policy *policies, size_t n_policies,
+             tollgate::Policy (&converted)[tollgate::kMaxPoliciesPerCheck]) {
   if (limiter == nullptr)
     return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
   if (key == nullptr && key_len > 0) {
@@ -161,61 +185,69 @@ Errc run_check(rl_limiter *limiter, const char *key, size_t key_len,
     return tollgate::fail(Errc::key_invalid,
                           "key: NULL pointer with non-zero length");
   }
-  tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
-  Errc rc = convert_policies(policies, n_policies, converted);
-  if (rc != Errc::ok) {
-    limiter->impl->count_error();
-    return rc;
+  const Errc rc = convert_policies(policies, n_policies, converted);
+  if (rc != Errc::ok) limiter->impl->count_error();
+  return rc;
+}
+
+// Carries an async check's user callback to the completion.
+struct AsyncCall {
+  rl_check_cb callback;
+  void *user_data;
+};
+
+void async_done(void *user, Errc code, const tollgate::Decision *d) {
+  AsyncCall call = *static_cast<AsyncCall *>(user);
+  delete static_cast<AsyncCall *>(user);
+  rl_decision out = RL_DECISION_INIT;
+  if (d) fill(out, *d);
+  try {
+    call.callback(static_cast<int>(code), d ? &out : nullptr, call.user_data);
+  } catch (...) {
+    // A callback must not throw; if a C++ one does, it stops here.
   }
-  return limiter->impl->check(
-      std::string_view(key ? key : "", key_len),
-      std::span<const tollgate::Policy>(converted, n_policies), cost, d);
+}
+
+void copy_text(char *dst, size_t size, const std::string &src) {
+  const size_t n = std::min(size - 1, src.size());
+  std::memcpy(dst, src.data(), n);
+  dst[n] = '\0';
 }
 
 }  // namespace
 
 extern "C" {
 
-unsigned rl_version_number(void) {
-  return RL_VERSION_NUMBER;
-}
+unsigned rl_version_number(void) { return RL_VERSION_NUMBER; }
 
-const char *rl_version_string(void) {
-  return RL_VERSION_STRING;
-}
+const char *rl_version_string(void) { return RL_VERSION_STRING; }
 
 const char *rl_strerror(int code) {
   switch (code) {
-    case RL_OK:
-      return "success";
-    case RL_E_INVALID_ARG:
-      return "invalid argument";
-    case RL_E_KEY_INVALID:
-      return "invalid key (empty or NULL)";
-    case RL_E_KEY_TOO_LONG:
-      return "key longer than max_key_len";
-    case RL_E_POLICY:
-      return "invalid policy";
-    case RL_E_OVERFLOW:
-      return "value out of range (would overflow)";
-    case RL_E_VERSION:
-      return "unsupported struct version";
-    case RL_E_NOMEM:
-      return "out of memory";
-    case RL_E_URL:
-      return "malformed or unknown store URL";
-    case RL_E_UNSUPPORTED:
-      return "not supported by this store or build";
-    case RL_E_INTERNAL:
-      return "internal error";
-    default:
-      return "unknown error code";
+    case RL_OK: return "success";
+    case RL_E_INVALID_ARG: return "invalid argument";
+    case RL_E_KEY_INVALID: return "invalid key (empty or NULL)";
+    case RL_E_KEY_TOO_LONG: return "key longer than max_key_len";
+    case RL_E_POLICY: return "invalid policy";
+    case RL_E_OVERFLOW: return "value out of range (would overflow)";
+    case RL_E_VERSION: return "unsupported struct version";
+    case RL_E_NOMEM: return "out of memory";
+    case RL_E_URL: return "malformed or unknown store URL";
+    case RL_E_UNSUPPORTED: return "not supported by this store or build";
+    case RL_E_INTERNAL: return "internal error";
+    case RL_E_CONNECT: return "cannot reach the store";
+    case RL_E_TIMEOUT: return "the store did not answer before the deadline";
+    case RL_E_AUTH: return "the store refused the credentials";
+    case RL_E_TLS: return "TLS failure (handshake or certificate)";
+    case RL_E_PROTOCOL: return "malformed or unexpected reply from the store";
+    case RL_E_STORE: return "the store answered with an error";
+    case RL_E_CLOSED: return "the limiter was destroyed";
+    case RL_E_DONE: return "no more entries";
+    default: return "unknown error code";
   }
 }
 
-const char *rl_last_error(void) {
-  return tollgate::last_error_message();
-}
+const char *rl_last_error(void) { return tollgate::last_error_message(); }
 
 int rl_create(rl_limiter **out, const rl_options *options) {
   return guarded([&]() -> Errc {
@@ -233,6 +265,29 @@ int rl_create(rl_limiter **out, const rl_options *options) {
       config.shards = options->shards;
       config.clock = options->clock;
       config.clock_user_data = options->clock_user_data;
+      if (options->version >= 2) {
+        auto opt = [](const char *v) -> std::optional<std::string> {
+          if (v == nullptr) return std::nullopt;
+          return std::string(v);
+        };
+        config.connect_timeout_ms = options->connect_timeout_ms;
+        config.timeout_ms = options->timeout_ms;
+        config.key_prefix = opt(options->key_prefix);
+        config.failure_mode = options->failure_mode;
+        config.local_divisor = options->local_divisor;
+        config.deny_cache = options->deny_cache;
+        config.deny_cache_size = options->deny_cache_size;
+        config.connections = options->connections;
+        config.reconnect_max_ms = options->reconnect_max_ms;
+        config.username = opt(options->username);
+        config.password = opt(options->password);
+        config.tls_ca_file = opt(options->tls_ca_file);
+        config.tls_ca_dir = opt(options->tls_ca_dir);
+        config.tls_cert_file = opt(options->tls_cert_file);
+        config.tls_key_file = opt(options->tls_key_file);
+        config.tls_server_name = opt(options->tls_server_name);
+        config.tls_verify = options->tls_verify;
+      }
     }
     auto handle = std::make_unique<rl_limiter>();
     Errc rc = tollgate::Limiter::create(config, handle->impl);
@@ -243,7 +298,11 @@ int rl_create(rl_limiter **out, const rl_options *options) {
 }
 
 void rl_destroy(rl_limiter *limiter) {
-  delete limiter;
+  try {
+    delete limiter;
+  } catch (...) {
+    // Destructors do not throw; nothing may cross the boundary regardless.
+  }
 }
 
 int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
@@ -259,8 +318,13 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
       if (limiter) limiter->impl->count_error();
       return rc;
     }
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    rc = prepare(limiter, key, key_len, policies, n_policies, converted);
+    if (rc != Errc::ok) return rc;
     tollgate::Decision d;
-    rc = run_check(limiter, key, key_len, policies, n_policies, cost, d);
+    rc = limiter->impl->check(
+        std::string_view(key ? key : "", key_len),
+        std::span<const tollgate::Policy>(converted, n_policies), cost, d);
     if (rc == Errc::ok) fill(*out, d);
     return rc;
   });
@@ -269,24 +333,23 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
 int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                    const rl_policy *policies, size_t n_policies, int64_t cost,
                    rl_check_cb callback, void *user_data) {
-  tollgate::Decision d;
-  const int rc = guarded([&]() -> Errc {
+  return guarded([&]() -> Errc {
     if (callback == nullptr) {
       if (limiter) limiter->impl->count_error();
       return tollgate::fail(Errc::invalid_arg, "callback: NULL");
     }
-    return run_check(limiter, key, key_len, policies, n_policies, cost, d);
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    Errc rc = prepare(limiter, key, key_len, policies, n_policies, converted);
+    if (rc != Errc::ok) return rc;
+    auto call = std::make_unique<AsyncCall>(AsyncCall{callback, user_data});
+    rc = limiter->impl->check_async(
+        std::string_view(key ? key : "", key_len),
+        std::span<const tollgate::Policy>(converted, n_policies), cost,
+        async_done, call.get());
+    // On success the completion owns (and frees) the call.
+    if (rc == Errc::ok) call.release();
+    return rc;
   });
-  if (rc != RL_OK) return rc;
-  // The memory store answers inline, on the calling thread.
-  rl_decision out = RL_DECISION_INIT;
-  fill(out, d);
-  try {
-    callback(RL_OK, &out, user_data);
-  } catch (...) {
-    // A callback must not throw; if a C++ one does, it stops here.
-  }
-  return RL_OK;
 }
 
 int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
@@ -318,8 +381,75 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
     out->errors = h.errors;
     out->live_keys = h.live_keys;
     out->evictions = h.evictions;
+    if (out->version >= 2) {
+      out->connection = h.connection;
+      out->in_flight = h.in_flight;
+      out->reconnects = h.reconnects;
+      out->last_ping_us = h.last_ping_us;
+      out->store_errors = h.store_errors;
+      out->fail_open = h.fail_open;
+      out->fail_closed = h.fail_closed;
+      out->local_fallback = h.local_fallback;
+      out->deny_cache_hits = h.deny_cache_hits;
+      copy_text(out->server_version, sizeof out->server_version,
+                h.server_version);
+      copy_text(out->last_error, sizeof out->last_error, h.last_error);
+    }
     return Errc::ok;
   });
 }
+
+int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    int64_t rtt = 0;
+    const Errc rc = limiter->impl->ping(rtt);
+    if (rc == Errc::ok && rtt_us) *rtt_us = rtt;
+    return rc;
+  });
+}
+
+int rl_keys_open(rl_limiter *limiter, rl_keys **out) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    *out = nullptr;
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    auto it = std::make_unique<rl_keys>();
+    const Errc rc = limiter->impl->open_keys(it->impl);
+    if (rc != Errc::ok) return rc;
+    *out = it.release();
+    return Errc::ok;
+  });
+}
+
+int rl_keys_next(rl_keys *it, rl_key_info *out) {
+  return guarded([&]() -> Errc {
+    if (it == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "iterator: NULL handle");
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    Errc rc = check_version(out->version, RL_KEY_INFO_VERSION, "rl_key_info");
+    if (rc != Errc::ok) return rc;
+    const tollgate::redis::KeyEntry *e = nullptr;
+    rc = it->impl->next(e);
+    if (rc != Errc::ok) return rc;
+    out->key = e->key.data();
+    out->key_len = e->key.size();
+    const rl_policy fresh = RL_POLICY_INIT;
+    out->policy = fresh;
+    out->policy.algorithm = static_cast<int32_t>(e->policy.algorithm);
+    out->policy.limit = e->policy.limit;
+    out->policy.period_ms = e->policy.period_ms;
+    out->policy.burst = e->policy.burst;
+    out->remaining = e->remaining;
+    out->reset_after_ms = ceil_ms(e->reset_after_us);
+    return Errc::ok;
+  });
+}
+
+void rl_keys_free(rl_keys *it) { delete it; }
 
 }  // extern "C"

@@ -1,9 +1,15 @@
 #include "tollgate/limiter.hpp"
 
+#include <condition_variable>
+#include <mutex>
 #include <new>
 #include <string>
 
 #include "tollgate/clock.hpp"
+#include "tollgate/deny_cache.hpp"
+#include "tollgate/hash.hpp"
+#include "tollgate/redis/redis_store.hpp"
+#include "tollgate/redis/url.hpp"
 
 namespace tollgate {
 namespace {
@@ -39,7 +45,79 @@ size_t pick_reported(const Outcome *o, size_t n, bool allowed) noexcept {
     if (b == kRetryNever) continue;
     if (a == kRetryNever || a > b) best = i;
   }
-  return best;
+  return best < n ? best : 0;
+}
+
+Decision reported(std::span<const Policy> policies, const Outcome *o,
+                  bool allowed) {
+  const size_t i = pick_reported(o, policies.size(), allowed);
+  Decision d;
+  d.allowed = allowed;
+  d.limit = policies[i].limit;
+  d.remaining = o[i].remaining;
+  d.reset_after_us = o[i].reset_after_us;
+  d.retry_after_us = allowed ? 0 : o[i].retry_after_us;
+  d.source = Source::store;
+  d.policy_index = static_cast<uint32_t>(i);
+  return d;
+}
+
+uint64_t policy_signature(std::span<const Policy> policies) {
+  uint64_t h = 0x7461676c6c6f74ULL;
+  for (const Policy &p : policies) h = hash_mix(h ^ p.id);
+  return h;
+}
+
+// How long a fail-closed answer tells clients to wait.
+constexpr int64_t kFailClosedRetryUs = 1'000'000;
+
+Errc apply_overrides(const LimiterConfig &c, redis::Settings &s) {
+  if (c.connect_timeout_ms) s.connect_timeout_ms = c.connect_timeout_ms;
+  if (c.timeout_ms) s.timeout_ms = c.timeout_ms;
+  if (c.key_prefix) {
+    const std::string &p = *c.key_prefix;
+    if (p.empty() || p.size() > 128 || p.find_first_of("{}") != p.npos)
+      return fail(Errc::invalid_arg,
+                  "options: key_prefix must be 1..128 bytes without { or }");
+    s.key_prefix = p;
+  }
+  if (c.failure_mode < 0 || c.failure_mode > 4)
+    return fail(Errc::invalid_arg, "options: failure_mode " +
+                                       std::to_string(c.failure_mode) +
+                                       " is not an RL_FAIL_* value");
+  if (c.failure_mode > 0)
+    s.failure_mode = static_cast<redis::FailureMode>(c.failure_mode);
+  if (c.local_divisor) s.local_divisor = c.local_divisor;
+  if (c.deny_cache < -1 || c.deny_cache > 1)
+    return fail(Errc::invalid_arg, "options: deny_cache must be -1, 0 or 1");
+  if (c.deny_cache) s.deny_cache = c.deny_cache > 0;
+  if (c.deny_cache_size) s.deny_cache_size = c.deny_cache_size;
+  if (c.connections > 64)
+    return fail(Errc::invalid_arg, "options: connections must be 1..64");
+  if (c.connections) s.connections = c.connections;
+  if (c.reconnect_max_ms) s.reconnect_max_ms = c.reconnect_max_ms;
+  if (c.username) s.username = *c.username;
+  if (c.password) s.password = *c.password;
+  const bool any_tls = c.tls_ca_file || c.tls_ca_dir || c.tls_cert_file ||
+                       c.tls_key_file || c.tls_server_name || c.tls_verify;
+  if (any_tls && !s.tls.enabled)
+    return fail(Errc::invalid_arg,
+                "options: TLS options require a rediss:// URL");
+  if (c.tls_ca_file) s.tls.ca_file = *c.tls_ca_file;
+  if (c.tls_ca_dir) s.tls.ca_dir = *c.tls_ca_dir;
+  if (c.tls_cert_file) s.tls.cert_file = *c.tls_cert_file;
+  if (c.tls_key_file) s.tls.key_file = *c.tls_key_file;
+  if (c.tls_server_name) s.tls.server_name = *c.tls_server_name;
+  if (c.tls_verify < -1 || c.tls_verify > 1)
+    return fail(Errc::invalid_arg, "options: tls_verify must be -1, 0 or 1");
+  if (c.tls_verify) s.tls.verify = c.tls_verify > 0;
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty())
+    return fail(Errc::invalid_arg,
+                "options: a TLS client certificate needs its key and the "
+                "key its certificate");
+  if (s.local_divisor == 0 || s.local_divisor > 1000000)
+    return fail(Errc::invalid_arg, "options: local_divisor must be 1..1000000");
+  return Errc::ok;
 }
 
 }  // namespace
@@ -49,41 +127,27 @@ Limiter::CounterStripe &Limiter::stripe() noexcept {
 }
 
 Limiter::Limiter(const LimiterConfig &config)
-    : max_key_len_(config.max_key_len ? config.max_key_len : kDefaultMaxKeyLen),
+    : max_key_len_(config.max_key_len ? config.max_key_len
+                                      : kDefaultMaxKeyLen),
       clock_(config.clock),
       clock_user_data_(config.clock_user_data) {}
+
+Limiter::~Limiter() {
+  // The transport answers pending checks (closed) before the rest goes.
+  redis_.reset();
+}
 
 Errc Limiter::create(const LimiterConfig &config,
                      std::unique_ptr<Limiter> &out) {
   const std::string &url = config.url;
-  if (!url.empty() && url != "memory://") {
-    const auto scheme_end = url.find("://");
-    if (scheme_end == std::string::npos || scheme_end == 0)
-      return fail(Errc::url,
-                  "url: expected <scheme>://..., e.g. memory:// "
-                  "(the URL is not echoed: it may hold a password)");
-    const std::string scheme = url.substr(0, scheme_end);
-    if (scheme == "memory")
-      return fail(Errc::url, "url: memory:// takes no host, path or options");
-    if (scheme == "redis" || scheme == "rediss" || scheme == "unix")
-      return fail(Errc::unsupported, "url: the " + scheme +
-                                         ":// store is not available in this "
-                                         "build (only memory://)");
-    if (scheme.size() > 16 ||
-        scheme.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+-.") !=
-            std::string::npos)
-      return fail(Errc::url, "url: malformed scheme");
-    return fail(Errc::url,
-                "url: unknown scheme '" + scheme + "' (expected memory://)");
-  }
   if (config.max_key_len > kMaxMaxKeyLen)
     return fail(Errc::invalid_arg, "options: max_key_len " +
                                        std::to_string(config.max_key_len) +
                                        " exceeds 65536");
   if (config.shards > 1024)
-    return fail(
-        Errc::invalid_arg,
-        "options: shards " + std::to_string(config.shards) + " exceeds 1024");
+    return fail(Errc::invalid_arg, "options: shards " +
+                                       std::to_string(config.shards) +
+                                       " exceeds 1024");
   MemoryStoreConfig mc;
   mc.max_keys = config.max_keys ? config.max_keys : kDefaultMaxKeys;
   mc.shards = config.shards;
@@ -92,37 +156,60 @@ Errc Limiter::create(const LimiterConfig &config,
     return fail(Errc::invalid_arg, "options: max_keys " +
                                        std::to_string(mc.max_keys) +
                                        " exceeds 4294967294");
+
   std::unique_ptr<Limiter> lim(new Limiter(config));
-  lim->memory_ = std::make_unique<MemoryStore>(mc);
+  if (url.empty() || url == "memory://") {
+    lim->memory_ = std::make_unique<MemoryStore>(mc);
+    out = std::move(lim);
+    return Errc::ok;
+  }
+  if (!redis::is_redis_url(url)) {
+    const auto scheme_end = url.find("://");
+    if (scheme_end == std::string::npos || scheme_end == 0 ||
+        scheme_end > 16 ||
+        url.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+-.") <
+            scheme_end)
+      return fail(Errc::url,
+                  "url: expected <scheme>://..., e.g. memory:// or "
+                  "redis://host:6379 (the URL is not echoed: it may hold a "
+                  "password)");
+    const std::string scheme = url.substr(0, scheme_end);
+    if (scheme == "memory")
+      return fail(Errc::url, "url: memory:// takes no host, path or options");
+    return fail(Errc::url, "url: unknown scheme '" + scheme +
+                               "' (expected memory://, redis://, rediss:// "
+                               "or unix://)");
+  }
+  auto settings = std::make_unique<redis::Settings>();
+  Errc rc = redis::parse_url(url, *settings);
+  if (rc != Errc::ok) return rc;
+  rc = apply_overrides(config, *settings);
+  if (rc != Errc::ok) return rc;
+  rc = redis::RedisStore::create(*settings, config.clock != nullptr,
+                                 lim->redis_);
+  if (rc != Errc::ok) return rc;
+  if (settings->deny_cache)
+    lim->deny_cache_ = std::make_unique<DenyCache>(settings->deny_cache_size);
+  if (settings->failure_mode == redis::FailureMode::local)
+    lim->local_ = std::make_unique<MemoryStore>(mc);
+  lim->settings_ = std::move(settings);
   out = std::move(lim);
   return Errc::ok;
 }
 
-Errc Limiter::validate_key(std::string_view key) {
-  if (key.empty()) return fail(Errc::key_invalid, "key: must not be empty");
-  if (key.size() > max_key_len_)
-    return fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
-                                        " bytes exceeds max_key_len " +
-                                        std::to_string(max_key_len_));
-  return Errc::ok;
-}
-
-Errc Limiter::now(int64_t &out) {
-  out = clock_ ? clock_(clock_user_data_) : realtime_us();
-  if (out < 0 || out >= kMaxTimeUs)
-    return fail(Errc::overflow, "clock: time " + std::to_string(out) +
-                                    " us is outside [0, 2^52)");
-  return Errc::ok;
-}
-
-Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
-                    int64_t cost, Decision &out) {
-  Errc rc = validate_key(key);
-  if (rc == Errc::ok &&
-      (policies.empty() || policies.size() > kMaxPoliciesPerCheck))
+Errc Limiter::validate(std::string_view key, std::span<const Policy> policies,
+                       int64_t cost) {
+  Errc rc = Errc::ok;
+  if (key.empty())
+    rc = fail(Errc::key_invalid, "key: must not be empty");
+  else if (key.size() > max_key_len_)
+    rc = fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
+                                      " bytes exceeds max_key_len " +
+                                      std::to_string(max_key_len_));
+  else if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
     rc = fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
                                      std::to_string(policies.size()));
-  if (rc == Errc::ok && cost < 0)
+  else if (cost < 0)
     rc = fail(Errc::invalid_arg,
               "cost: must be >= 0 (got " + std::to_string(cost) + ")");
   for (size_t i = 0; rc == Errc::ok && i < policies.size(); ++i)
@@ -132,13 +219,26 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
                                     " repeats policy " + std::to_string(j));
         break;
       }
-  int64_t t = 0;
-  if (rc == Errc::ok) rc = now(t);
-  if (rc != Errc::ok) {
-    count_error();
-    return rc;
-  }
+  if (rc != Errc::ok) count_error();
+  return rc;
+}
 
+Errc Limiter::now(int64_t &out) {
+  out = clock_ ? clock_(clock_user_data_) : realtime_us();
+  if (out < 0 || out >= kMaxTimeUs) {
+    count_error();
+    return fail(Errc::overflow, "clock: time " + std::to_string(out) +
+                                    " us is outside [0, 2^52)");
+  }
+  return Errc::ok;
+}
+
+Errc Limiter::check_memory(std::string_view key,
+                           std::span<const Policy> policies, int64_t cost,
+                           Decision &out) {
+  int64_t t = 0;
+  Errc rc = now(t);
+  if (rc != Errc::ok) return rc;
   Outcome outcomes[kMaxPoliciesPerCheck];  // filled by the store
   bool allowed;
   try {
@@ -147,44 +247,323 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
     count_error();
     return fail(Errc::nomem, "memory store: out of memory");
   }
-  const size_t i = pick_reported(outcomes, policies.size(), allowed);
-  out.allowed = allowed;
-  out.limit = policies[i].limit;
-  out.remaining = outcomes[i].remaining;
-  out.reset_after_us = outcomes[i].reset_after_us;
-  out.retry_after_us = allowed ? 0 : outcomes[i].retry_after_us;
-  out.source = Source::store;
-  out.policy_index = static_cast<uint32_t>(i);
+  out = reported(policies, outcomes, allowed);
   // checks, allowed and denied are counted by the store under its lock.
   return Errc::ok;
 }
 
+Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
+                       int64_t cost, Errc code, const std::string &message,
+                       Decision &out) {
+  CounterStripe &c = stripe();
+  bump(c.store_errors);
+  switch (settings_->failure_mode) {
+    case redis::FailureMode::error:
+      bump(c.errors);
+      return fail(code, message);
+    case redis::FailureMode::open:
+      bump(c.fail_open);
+      out = Decision{};
+      out.allowed = true;
+      out.limit = policies[0].limit;
+      out.remaining = policies[0].limit;  // unknown: the store is away
+      out.source = Source::fail_open;
+      return Errc::ok;
+    case redis::FailureMode::closed:
+      bump(c.fail_closed);
+      out = Decision{};
+      out.allowed = false;
+      out.limit = policies[0].limit;
+      out.retry_after_us = kFailClosedRetryUs;
+      out.source = Source::fail_closed;
+      return Errc::ok;
+    case redis::FailureMode::local:
+      break;
+  }
+  bump(c.local_fallback);
+  // Each of N servers allows limit / N while the shared store is away.
+  const int64_t n = settings_->local_divisor;
+  Policy scaled[kMaxPoliciesPerCheck];
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const Policy &p = policies[i];
+    const int64_t limit = std::max<int64_t>(1, p.limit / n);
+    const int64_t burst = p.burst ? std::max<int64_t>(1, p.burst / n) : 0;
+    if (make_policy(static_cast<int32_t>(p.algorithm), limit, p.period_ms,
+                    burst, 0, scaled[i]) != Errc::ok)
+      scaled[i] = p;
+  }
+  Outcome outcomes[kMaxPoliciesPerCheck];
+  bool allowed;
+  try {
+    allowed = local_->check(key, std::span<const Policy>(scaled, policies.size()),
+                            realtime_us(), cost, outcomes);
+  } catch (const std::bad_alloc &) {
+    bump(c.errors);
+    return fail(Errc::nomem, "local fallback: out of memory");
+  }
+  out = reported(std::span<const Policy>(scaled, policies.size()), outcomes,
+                 allowed);
+  out.source = Source::local;
+  return Errc::ok;
+}
+
+void Limiter::finish_redis(std::string_view key,
+                           std::span<const Policy> policies, int64_t cost,
+                           bool allowed, const void *outcomes_raw,
+                           Decision &out) {
+  const auto *outcomes = static_cast<const Outcome *>(outcomes_raw);
+  out = reported(policies, outcomes, allowed);
+  CounterStripe &c = stripe();
+  bump(c.checks);
+  bump(allowed ? c.allowed : c.denied);
+  if (!allowed && deny_cache_ && out.retry_after_us > 0) {
+    const int64_t now_ns = redis::monotonic_ns();
+    CachedDenial d;
+    d.until_ns = now_ns + out.retry_after_us * 1000;
+    d.cost = cost == 0 ? 1 : cost;
+    d.limit = out.limit;
+    d.remaining = out.remaining;
+    d.reset_at_ns = now_ns + out.reset_after_us * 1000;
+    d.policy_index = out.policy_index;
+    deny_cache_->insert(key, policy_signature(policies), d, now_ns);
+  }
+}
+
+// One Redis check in flight: everything needed to finish it on the I/O
+// thread after the caller's buffers are gone.
+struct RedisCheck {
+  Limiter *lim;
+  std::string key;
+  Policy policies[kMaxPoliciesPerCheck];
+  size_t n;
+  int64_t cost;
+  CheckCallback cb;
+  void *user;
+
+  static void done(void *ctx, redis::StoreCheck &r) {
+    std::unique_ptr<RedisCheck> self(static_cast<RedisCheck *>(ctx));
+    const std::span<const Policy> ps(self->policies, self->n);
+    Decision d;
+    Errc rc = Errc::ok;
+    if (r.code == Errc::ok) {
+      self->lim->finish_redis(self->key, ps, self->cost, r.allowed, r.outcomes,
+                              d);
+    } else if (r.code == Errc::closed) {
+      // rl_destroy with the call pending: an error, never a made-up answer.
+      rc = fail(Errc::closed, r.message);
+    } else {
+      rc = self->lim->fallback(self->key, ps, self->cost, r.code, r.message, d);
+    }
+    self->cb(self->user, rc, rc == Errc::ok ? &d : nullptr);
+  }
+};
+
+Errc Limiter::check_async(std::string_view key,
+                          std::span<const Policy> policies, int64_t cost,
+                          CheckCallback cb, void *user) {
+  Errc rc = validate(key, policies, cost);
+  if (rc != Errc::ok) return rc;
+  Decision d;
+  if (memory_) {
+    rc = check_memory(key, policies, cost, d);
+    if (rc != Errc::ok) return rc;
+    cb(user, Errc::ok, &d);
+    return Errc::ok;
+  }
+  int64_t t = 0;
+  if (clock_) {
+    rc = now(t);
+    if (rc != Errc::ok) return rc;
+  }
+  if (deny_cache_) {
+    const int64_t now_ns = redis::monotonic_ns();
+    CachedDenial hit;
+    if (deny_cache_->lookup(key, policy_signature(policies), cost, now_ns,
+                            hit)) {
+      CounterStripe &c = stripe();
+      bump(c.checks);
+      bump(c.denied);
+      bump(c.deny_cache_hits);
+      d.allowed = false;
+      d.limit = hit.limit;
+      d.remaining = hit.remaining;
+      d.retry_after_us = std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
+      d.reset_after_us = std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
+      d.source = Source::deny_cache;
+      d.policy_index = hit.policy_index;
+      cb(user, Errc::ok, &d);
+      return Errc::ok;
+    }
+  }
+  auto ctx = std::make_unique<RedisCheck>();
+  ctx->lim = this;
+  ctx->key.assign(key.data(), key.size());
+  std::copy(policies.begin(), policies.end(), ctx->policies);
+  ctx->n = policies.size();
+  ctx->cost = cost;
+  ctx->cb = cb;
+  ctx->user = user;
+  const int64_t deadline =
+      redis::monotonic_ns() + static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  redis_->check(key, policies, cost, t, deadline, &RedisCheck::done,
+                ctx.release());
+  return Errc::ok;
+}
+
+namespace {
+struct SyncDecision {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Errc code = Errc::ok;
+  Decision d;
+  std::string message;
+};
+void sync_decision_done(void *user, Errc code, const Decision *d) {
+  auto *s = static_cast<SyncDecision *>(user);
+  std::string msg = code == Errc::ok ? "" : last_error_message();
+  {
+    std::lock_guard<std::mutex> lock(s->mu);
+    s->code = code;
+    if (d) s->d = *d;
+    s->message = std::move(msg);
+    s->done = true;
+  }
+  s->cv.notify_one();
+}
+}  // namespace
+
+Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
+                    int64_t cost, Decision &out) {
+  if (memory_) {
+    Errc rc = validate(key, policies, cost);
+    if (rc != Errc::ok) return rc;
+    return check_memory(key, policies, cost, out);
+  }
+  // The transport answers every check by its deadline (it owns the
+  // timers), so this wait is bounded by timeout_ms plus scheduling.
+  SyncDecision s;
+  Errc rc = check_async(key, policies, cost, sync_decision_done, &s);
+  if (rc != Errc::ok) return rc;
+  std::unique_lock<std::mutex> lock(s.mu);
+  s.cv.wait(lock, [&] { return s.done; });
+  if (s.code != Errc::ok) return fail(s.code, s.message);
+  out = s.d;
+  return Errc::ok;
+}
+
 Errc Limiter::reset(std::string_view key) {
-  Errc rc = validate_key(key);
+  Errc rc = Errc::ok;
+  if (key.empty())
+    rc = fail(Errc::key_invalid, "key: must not be empty");
+  else if (key.size() > max_key_len_)
+    rc = fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
+                                      " bytes exceeds max_key_len " +
+                                      std::to_string(max_key_len_));
   if (rc != Errc::ok) {
     count_error();
     return rc;
   }
-  memory_->reset(key);
+  if (memory_) {
+    memory_->reset(key);
+    return Errc::ok;
+  }
+  if (local_) local_->reset(key);
+  const int64_t deadline = redis::monotonic_ns() +
+                           static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  rc = redis_->reset(key, deadline);
+  if (rc != Errc::ok) count_error();
+  return rc;
+}
+
+Errc Limiter::ping(int64_t &rtt_us) {
+  if (memory_) {
+    rtt_us = 0;
+    return Errc::ok;
+  }
+  const int64_t deadline =
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->connect_timeout_ms + settings_->timeout_ms) *
+          1000000;
+  return redis_->ping(deadline, rtt_us);
+}
+
+Errc Limiter::open_keys(std::unique_ptr<KeyIterator> &out) {
+  if (memory_)
+    return fail(Errc::unsupported,
+                "keys: the memory store does not list keys (the Redis store "
+                "does)");
+  out = std::make_unique<KeyIterator>(*this);
   return Errc::ok;
 }
 
-void Limiter::count_error() noexcept {
-  bump(stripe().errors);
-}
+void Limiter::count_error() noexcept { bump(stripe().errors); }
 
 Health Limiter::health() const {
   Health h;
-  h.store_kind = StoreKind::memory;
-  for (const CounterStripe &c : counters_)
+  for (const CounterStripe &c : counters_) {
     h.errors += c.errors.load(std::memory_order_relaxed);
-  const MemoryStoreStats s = memory_->stats();
-  h.checks = s.checks;
-  h.allowed = s.allowed;
-  h.denied = s.denied;
-  h.live_keys = s.live_keys;
-  h.evictions = s.evictions;
+    h.checks += c.checks.load(std::memory_order_relaxed);
+    h.allowed += c.allowed.load(std::memory_order_relaxed);
+    h.denied += c.denied.load(std::memory_order_relaxed);
+    h.store_errors += c.store_errors.load(std::memory_order_relaxed);
+    h.fail_open += c.fail_open.load(std::memory_order_relaxed);
+    h.fail_closed += c.fail_closed.load(std::memory_order_relaxed);
+    h.local_fallback += c.local_fallback.load(std::memory_order_relaxed);
+    h.deny_cache_hits += c.deny_cache_hits.load(std::memory_order_relaxed);
+  }
+  if (memory_) {
+    h.store_kind = StoreKind::memory;
+    const MemoryStoreStats s = memory_->stats();
+    h.checks += s.checks;
+    h.allowed += s.allowed;
+    h.denied += s.denied;
+    h.live_keys = s.live_keys;
+    h.evictions = s.evictions;
+    return h;
+  }
+  h.store_kind = StoreKind::redis;
+  // Failure-mode answers are checks too.
+  h.checks += h.fail_open + h.fail_closed + h.local_fallback;
+  h.allowed += h.fail_open;
+  h.denied += h.fail_closed;
+  if (local_) {
+    const MemoryStoreStats s = local_->stats();
+    h.allowed += s.allowed;
+    h.denied += s.denied;
+  }
+  const redis::TransportStats t = redis_->stats();
+  h.connection = static_cast<int32_t>(t.state);
+  h.in_flight = t.in_flight;
+  h.reconnects = t.reconnects;
+  h.last_ping_us = t.last_ping_us;
+  h.server_version = t.server_version;
+  h.last_error = t.last_error;
   return h;
+}
+
+KeyIterator::KeyIterator(Limiter &limiter) : limiter_(limiter) {}
+KeyIterator::~KeyIterator() = default;
+
+Errc KeyIterator::next(const redis::KeyEntry *&entry) {
+  while (pos_ >= page_.size()) {
+    if (started_ && cursor_ == "0") return Errc::done;
+    started_ = true;
+    page_.clear();
+    pos_ = 0;
+    int64_t t = 0;
+    if (limiter_.clock_) {
+      Errc rc = limiter_.now(t);
+      if (rc != Errc::ok) return rc;
+    }
+    const int64_t deadline =
+        redis::monotonic_ns() +
+        static_cast<int64_t>(limiter_.settings_->timeout_ms) * 1000000;
+    Errc rc = limiter_.redis_->scan_page(cursor_, page_, t, deadline);
+    if (rc != Errc::ok) return rc;
+  }
+  entry = &page_[pos_++];
+  return Errc::ok;
 }
 
 }  // namespace tollgate

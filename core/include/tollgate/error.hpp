@@ -19,6 +19,14 @@ enum class Errc : int {
   url = -8,
   unsupported = -9,
   internal = -10,
+  connect = -11,
+  timeout = -12,
+  auth = -13,
+  tls = -14,
+  protocol = -15,
+  store = -16,
+  closed = -17,
+  done = -18,
 };
 
 // Records `message` as the calling thread's last error and returns `code`,

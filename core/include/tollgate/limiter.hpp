@@ -1,15 +1,18 @@
-// The limiter: validates a check, reads the clock, asks the store, picks the
-// reported decision and counts everything for health. Stores below it; the
-// C ABI above it.
+// The limiter: validates a check, asks the store (memory, or Redis through
+// the deny cache), applies the failure mode when the store cannot answer,
+// picks the reported decision and counts everything for health. Stores
+// below it; the C ABI above it.
 #pragma once
 
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tollgate/error.hpp"
 #include "tollgate/memory_store.hpp"
@@ -17,21 +20,48 @@
 
 namespace tollgate {
 
+namespace redis {
+class RedisStore;
+struct Settings;
+struct KeyEntry;
+}  // namespace redis
+class DenyCache;
+
 inline constexpr size_t kMaxPoliciesPerCheck = 16;
 inline constexpr uint32_t kDefaultMaxKeyLen = 512;
 inline constexpr uint32_t kMaxMaxKeyLen = 65536;
 inline constexpr uint64_t kDefaultMaxKeys = 1000000;
 
-enum class StoreKind : int32_t { memory = 1 };
-enum class Source : int32_t { store = 0 };
+enum class StoreKind : int32_t { memory = 1, redis = 2 };
+enum class Source : int32_t {
+  store = 0,
+  deny_cache = 1,
+  fail_open = 2,
+  fail_closed = 3,
+  local = 4,
+};
 
 struct LimiterConfig {
-  std::string url;  // "", "memory://"
+  std::string url;  // "", "memory://", "redis://...", "rediss://", "unix://"
   uint64_t max_keys = 0;
   uint32_t max_key_len = 0;
   uint32_t shards = 0;
   int64_t (*clock)(void *) = nullptr;
   void *clock_user_data = nullptr;
+  // Network-store overrides of the URL's options (0 / nullopt: the URL's).
+  uint32_t connect_timeout_ms = 0;
+  uint32_t timeout_ms = 0;
+  std::optional<std::string> key_prefix;
+  int32_t failure_mode = 0;
+  uint32_t local_divisor = 0;
+  int32_t deny_cache = 0;
+  uint32_t deny_cache_size = 0;
+  uint32_t connections = 0;
+  uint32_t reconnect_max_ms = 0;
+  std::optional<std::string> username, password;
+  std::optional<std::string> tls_ca_file, tls_ca_dir, tls_cert_file,
+      tls_key_file, tls_server_name;
+  int32_t tls_verify = 0;
 };
 
 struct Decision {
@@ -52,22 +82,45 @@ struct Health {
   uint64_t errors = 0;
   uint64_t live_keys = 0;
   uint64_t evictions = 0;
+  int32_t connection = 0;  // 0 none, 1 connecting, 2 ready, 3 down
+  uint32_t in_flight = 0;
+  uint64_t reconnects = 0;
+  int64_t last_ping_us = -1;
+  uint64_t store_errors = 0;
+  uint64_t fail_open = 0;
+  uint64_t fail_closed = 0;
+  uint64_t local_fallback = 0;
+  uint64_t deny_cache_hits = 0;
+  std::string server_version;
+  std::string last_error;
 };
+
+// Completion of check_async: `code` ok with a decision, or an error.
+using CheckCallback = void (*)(void *user, Errc code, const Decision *d);
+
+class KeyIterator;
 
 class Limiter {
  public:
-  // Parses the URL and builds the store. Errors: url, unsupported,
-  // invalid_arg (option out of range).
-  static Errc create(const LimiterConfig &config,
-                     std::unique_ptr<Limiter> &out);
+  static Errc create(const LimiterConfig &config, std::unique_ptr<Limiter> &out);
+  ~Limiter();
 
   // One check: all policies or none are charged. `policies` must come from
   // make_policy. Errors: key_invalid, key_too_long, invalid_arg, policy
-  // (duplicate), overflow (clock out of range), nomem.
+  // (duplicate), overflow (clock out of range), nomem; with failure mode
+  // "error" also the store's (connect, timeout, auth, tls, protocol, store).
   Errc check(std::string_view key, std::span<const Policy> policies,
              int64_t cost, Decision &out);
 
+  // The same without waiting. Validation errors are returned (the callback
+  // never runs); otherwise `cb` runs exactly once: inline for the memory
+  // store and for answers known at once, else on the I/O thread.
+  Errc check_async(std::string_view key, std::span<const Policy> policies,
+                   int64_t cost, CheckCallback cb, void *user);
+
   Errc reset(std::string_view key);
+  Errc ping(int64_t &rtt_us);
+  Errc open_keys(std::unique_ptr<KeyIterator> &out);
 
   Health health() const;
 
@@ -78,13 +131,26 @@ class Limiter {
   uint32_t max_key_len() const noexcept { return max_key_len_; }
 
  private:
+  friend class KeyIterator;
+  friend struct RedisCheck;
   explicit Limiter(const LimiterConfig &config);
-  Errc validate_key(std::string_view key);
+  Errc validate(std::string_view key, std::span<const Policy> policies,
+                int64_t cost);
   Errc now(int64_t &out);
+  Errc check_memory(std::string_view key, std::span<const Policy> policies,
+                    int64_t cost, Decision &out);
+  // The answer when the store could not decide (by failure mode).
+  Errc fallback(std::string_view key, std::span<const Policy> policies,
+                int64_t cost, Errc code, const std::string &message,
+                Decision &out);
+  void finish_redis(std::string_view key, std::span<const Policy> policies,
+                    int64_t cost, bool allowed, const void *outcomes,
+                    Decision &out);
 
-  // Counters striped over cache lines so threads do not share one line.
   struct alignas(64) CounterStripe {
-    std::atomic<uint64_t> errors{0};
+    std::atomic<uint64_t> errors{0}, checks{0}, allowed{0}, denied{0},
+        store_errors{0}, fail_open{0}, fail_closed{0}, local_fallback{0},
+        deny_cache_hits{0};
   };
   static constexpr size_t kStripes = 16;
   CounterStripe &stripe() noexcept;
@@ -93,7 +159,28 @@ class Limiter {
   int64_t (*clock_)(void *);
   void *clock_user_data_;
   std::unique_ptr<MemoryStore> memory_;
+  // Network store state (null for the memory store).
+  std::unique_ptr<redis::Settings> settings_;
+  std::unique_ptr<redis::RedisStore> redis_;
+  std::unique_ptr<DenyCache> deny_cache_;
+  std::unique_ptr<MemoryStore> local_;  // RL_FAIL_LOCAL
   mutable std::array<CounterStripe, kStripes> counters_;
+};
+
+// Walks the limiter's keys a SCAN page at a time.
+class KeyIterator {
+ public:
+  explicit KeyIterator(Limiter &limiter);
+  ~KeyIterator();
+  // ok with *entry set, done at the end, or an error.
+  Errc next(const redis::KeyEntry *&entry);
+
+ private:
+  Limiter &limiter_;
+  std::string cursor_ = "0";
+  bool started_ = false;
+  std::vector<redis::KeyEntry> page_;
+  size_t pos_ = 0;
 };
 
 }  // namespace tollgate

@@ -1,0 +1,90 @@
+// The Redis store: runs the algorithm scripts over the transport. Keys are
+// `<prefix>{<user key>}:<algorithm>:<limit>:<period_ms>:<capacity>`, so all
+// of one subject's policies share a cluster slot and a multi-policy check is
+// one atomic script.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tollgate/algorithms.hpp"
+#include "tollgate/redis/transport.hpp"
+#include "tollgate/redis/url.hpp"
+
+namespace tollgate::redis {
+
+inline constexpr size_t kMaxPolicies = 16;
+
+// A finished store check. On success `outcomes[0..n)` hold each policy's
+// allowed, remaining, reset_after_us and retry_after_us.
+struct StoreCheck {
+  Errc code = Errc::ok;
+  std::string message;
+  bool allowed = false;
+  size_t n = 0;
+  Outcome outcomes[kMaxPolicies];
+};
+
+using CheckDone = void (*)(void *ctx, StoreCheck &result);
+
+// One listed (key, policy) state.
+struct KeyEntry {
+  std::string key;
+  Policy policy;
+  int64_t remaining = 0;
+  int64_t reset_after_us = 0;
+};
+
+class RedisStore {
+ public:
+  // `pinned_clock`: use the scripts that take the time from the caller
+  // (only present in TOLLGATE_TESTING builds).
+  static Errc create(const Settings &settings, bool pinned_clock,
+                     std::unique_ptr<RedisStore> &out);
+  ~RedisStore();
+
+  // Runs one check; `done` runs exactly once, on the I/O thread or inline.
+  // `now_us` is used only with pinned-clock scripts.
+  void check(std::string_view key, std::span<const Policy> policies,
+             int64_t cost, int64_t now_us, int64_t deadline_ns, CheckDone done,
+             void *ctx);
+
+  // Deletes every policy's state of `key` (SCAN for the key's pattern, then
+  // DEL). Blocking until `deadline_ns`.
+  Errc reset(std::string_view key, int64_t deadline_ns);
+
+  // One PING round trip.
+  Errc ping(int64_t deadline_ns, int64_t &rtt_us);
+
+  // One SCAN page of the limiter's keys with each state's remaining and
+  // reset (a cost-0 check). `cursor` starts as "0" and is "0" again at the
+  // end.
+  Errc scan_page(std::string &cursor, std::vector<KeyEntry> &out,
+                 int64_t now_us, int64_t deadline_ns);
+
+  TransportStats stats() const { return transport_->stats(); }
+  const Settings &settings() const { return settings_; }
+
+  // `<prefix>{<key>}:<policy suffix>`.
+  std::string redis_key(std::string_view key, const Policy &p) const;
+
+ private:
+  RedisStore(const Settings &settings, bool pinned,
+             std::unique_ptr<Transport> transport);
+  CallResult call(std::vector<std::string_view> argv, int64_t deadline_ns);
+
+  Settings settings_;
+  bool pinned_;
+  std::unique_ptr<Transport> transport_;
+};
+
+// Parses a listed Redis key back into (user key, policy); false if it is
+// not one of tollgate's keys under `prefix`.
+bool parse_redis_key(std::string_view redis_key, std::string_view prefix,
+                     std::string &user_key, Policy &policy);
+
+}  // namespace tollgate::redis

@@ -1,0 +1,28 @@
+// The Lua scripts that run the algorithms inside Redis (one per algorithm
+// plus one for multi-policy checks), embedded at build time from
+// core/src/redis/lua/. See docs/redis.md for the calling convention.
+#pragma once
+
+#include <string_view>
+
+#include "tollgate/policy.hpp"
+
+namespace tollgate::redis {
+
+struct Script {
+  std::string_view name;  // "gcra", "token_bucket", ..., "multi"
+  std::string_view body;  // Lua source
+  std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
+};
+
+// The script for one policy of `algorithm`, or for several policies.
+// `pinned_clock`: the variant that reads the time from ARGV[2] instead of
+// TIME; it exists only in builds configured with TOLLGATE_TESTING=ON and is
+// used only when a test sets rl_options.clock. Returns nullptr if absent.
+const Script *script_for(Algorithm algorithm, bool pinned_clock);
+const Script *multi_script(bool pinned_clock);
+
+// Whether this build carries the pinned-clock variants.
+bool has_pinned_clock_scripts();
+
+}  // namespace tollgate::redis

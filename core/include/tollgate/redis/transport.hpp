@@ -1,0 +1,74 @@
+// The Redis transport: a few multiplexed connections per endpoint, shared by
+// every thread, driven by one I/O thread per limiter. Commands submitted
+// while a write is in flight leave together in the next write
+// (auto-pipelining); replies are matched in order. Every command has a
+// deadline; a dropped connection is re-established with capped exponential
+// backoff and jitter, and while it is known to be down commands fail at once.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "tollgate/error.hpp"
+#include "tollgate/redis/resp.hpp"
+#include "tollgate/redis/url.hpp"
+
+namespace tollgate::redis {
+
+enum class ConnState : int32_t { connecting = 1, ready = 2, down = 3 };
+
+// The outcome of one command. `code` is ok when a reply arrived (which may
+// itself be an error reply), else connect, timeout, auth, tls, protocol or
+// closed, with `message` saying why (never a secret).
+struct CallResult {
+  Errc code = Errc::ok;
+  std::string message;
+  std::unique_ptr<Reply> reply;
+};
+
+// Called exactly once per submitted command: on the I/O thread, or on the
+// submitting thread when the command fails at once (connection known down,
+// transport closing). Must not block.
+using Completion = void (*)(void *ctx, CallResult &&result);
+
+struct TransportStats {
+  ConnState state = ConnState::connecting;
+  uint32_t in_flight = 0;
+  uint64_t reconnects = 0;
+  int64_t last_ping_us = -1;
+  std::string server_version;
+  std::string last_error;
+};
+
+// Monotonic nanoseconds (CLOCK_MONOTONIC), the time base of deadlines.
+int64_t monotonic_ns() noexcept;
+
+class Transport {
+ public:
+  // Validates the TLS material (CA, client certificate and key) so that a
+  // bad file is an error at creation, not at the first call.
+  static Errc create(const Settings &settings, std::unique_ptr<Transport> &out);
+  ~Transport();  // fails pending commands with Errc::closed
+  Transport(const Transport &) = delete;
+  Transport &operator=(const Transport &) = delete;
+
+  // Queues one RESP-formatted command. Thread-safe. The I/O thread starts
+  // on first use, and again in a forked child (which never shares its
+  // parent's sockets).
+  void submit(std::string command, int64_t deadline_ns, Completion done,
+              void *ctx);
+
+  TransportStats stats() const;
+
+ private:
+  struct Core;
+  struct Shared;
+  explicit Transport(std::shared_ptr<Shared> shared);
+  Core *core();
+  std::shared_ptr<Shared> shared_;
+  std::atomic<Core *> core_{nullptr};
+};
+
+}  // namespace tollgate::redis

@@ -1,0 +1,21 @@
+-- Fixed window (docs/algorithms.md): state "<window> <count>".
+local function fixed_window(key, now, cost, limit, period_ms)
+  local P = period_ms * 1000
+  local w = idiv(now, P)
+  local count = 0
+  local sw, sc = load_state(key, '^(%d+) (%d+)$')
+  -- The same window, or a newer one (the clock stepped back).
+  if sw and sw >= w then w, count = sw, sc end
+  local E = (w + 1) * P
+  local remaining = limit - count
+  if remaining < 0 then remaining = 0 end
+  local reset_after = 0
+  if count > 0 then reset_after = E - now end
+  if cost > limit then return 0, remaining, reset_after, -1 end
+  local need = cost
+  if need == 0 then need = 1 end
+  if count + need > limit then return 0, remaining, reset_after, E - now end
+  if cost == 0 then return 1, remaining, reset_after, 0 end
+  count = count + cost
+  return 1, limit - count, E - now, 0, fmt('%d %d', w, count), E
+end

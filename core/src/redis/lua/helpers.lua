@@ -1,0 +1,44 @@
+-- Numbers in Redis Lua 5.1 are doubles. Every value below stays under 2^53
+-- (docs/algorithms.md, "Bounds"), so +, - and * are exact; only division
+-- rounds, and the state is formatted with %d, never tostring or `..`
+-- (which use %.14g and drop digits of a 16-digit microsecond time).
+local floor = math.floor
+local fmt = string.format
+local match = string.match
+local call = redis.call
+
+-- Exact floor division for b > 0: a / b is rounded to the nearest double,
+-- which near 2^53 can land on the next integer; correct by one either way.
+local function idiv(a, b)
+  local q = floor(a / b)
+  if q * b > a then
+    q = q - 1
+  elseif (q + 1) * b <= a then
+    q = q + 1
+  end
+  return q
+end
+
+-- The stored state: decimal integers separated by single spaces. A missing
+-- or malformed value is read as no state.
+local function load_state(key, pattern)
+  local s = call('GET', key)
+  if not s then return nil end
+  local a, b, c = match(s, pattern)
+  if not a then return nil end
+  return tonumber(a), b and tonumber(b), c and tonumber(c)
+end
+
+-- SET with a TTL that ends when the state stops mattering:
+-- max(TTL_FLOOR_MS, ceil((expires_at - now) / 1000)) ms.
+local function store(key, state, expires_at, now)
+  local ttl = -idiv(now - expires_at, 1000)
+  if ttl < TTL_FLOOR_MS then ttl = TTL_FLOOR_MS end
+  call('SET', key, state, 'PX', fmt('%d', ttl))
+end
+
+-- Each algorithm below is
+--   f(key, now, cost, limit, period_ms, capacity, interval_us)
+--     -> allowed (1/0), remaining, reset_after_us, retry_after_us,
+--        new_state (string, only when allowed and cost >= 1), expires_at_us
+-- It reads the key's state and writes nothing; the caller stores new_state.

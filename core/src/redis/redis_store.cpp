@@ -1,0 +1,401 @@
+#include "tollgate/redis/redis_store.hpp"
+
+#include <charconv>
+#include <condition_variable>
+#include <mutex>
+
+#include "tollgate/redis/resp.hpp"
+#include "tollgate/redis/scripts.hpp"
+
+namespace tollgate::redis {
+namespace {
+
+std::string policy_suffix(const Policy &p) {
+  std::string s = algorithm_name(p.algorithm);
+  s += ':';
+  s += std::to_string(p.limit);
+  s += ':';
+  s += std::to_string(p.period_ms);
+  s += ':';
+  s += std::to_string(p.capacity);
+  return s;
+}
+
+// Escapes glob metacharacters for SCAN MATCH.
+std::string glob_escape(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() + 8);
+  for (char ch : in) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
+      out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+// A blocking call: the completion fills it; shared so a completion that
+// arrives after the waiter gave up writes into live memory.
+struct SyncCall {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  CallResult result;
+};
+
+void sync_done(void *ctx, CallResult &&r) {
+  auto *holder = static_cast<std::shared_ptr<SyncCall> *>(ctx);
+  std::shared_ptr<SyncCall> call = std::move(*holder);
+  delete holder;
+  {
+    std::lock_guard<std::mutex> lock(call->mu);
+    call->result = std::move(r);
+    call->done = true;
+  }
+  call->cv.notify_one();
+}
+
+// How long a blocking caller waits past the deadline for the I/O thread's
+// own timeout answer before giving up by itself.
+constexpr int64_t kSlackNs = 50'000'000;
+
+CallResult wait_for(const std::shared_ptr<SyncCall> &call,
+                    int64_t deadline_ns) {
+  std::unique_lock<std::mutex> lock(call->mu);
+  while (!call->done) {
+    const int64_t left = deadline_ns + kSlackNs - monotonic_ns();
+    if (left <= 0) {
+      CallResult r;
+      r.code = Errc::timeout;
+      r.message = "timeout: the store did not answer before the deadline";
+      return r;
+    }
+    call->cv.wait_for(lock, std::chrono::nanoseconds(left));
+  }
+  return std::move(call->result);
+}
+
+Errc from_error_reply(const std::string &text, std::string &message) {
+  if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0) {
+    message = "auth: " + text;
+    return Errc::auth;
+  }
+  message = "store: " + text;
+  return Errc::store;
+}
+
+// State of one check in flight: what is needed to read the reply and, on
+// NOSCRIPT, to send the script body with EVAL.
+struct CheckCtx {
+  RedisStore *store;
+  Transport *transport;
+  CheckDone done;
+  void *ctx;
+  size_t n;
+  int64_t deadline;
+  const Script *script;
+  std::vector<std::string> args;  // numkeys, keys..., argv...
+  bool retried = false;
+};
+
+void deliver(CheckCtx *c, StoreCheck &result) {
+  CheckDone done = c->done;
+  void *ctx = c->ctx;
+  delete c;
+  done(ctx, result);
+}
+
+std::string build_command(const char *verb, std::string_view first,
+                          const std::vector<std::string> &args) {
+  std::vector<std::string_view> argv;
+  argv.reserve(args.size() + 2);
+  argv.push_back(verb);
+  argv.push_back(first);
+  for (const std::string &a : args) argv.push_back(a);
+  std::string cmd;
+  format_command(argv, cmd);
+  return cmd;
+}
+
+void on_check_reply(void *ctx, CallResult &&r) {
+  auto *c = static_cast<CheckCtx *>(ctx);
+  StoreCheck out;
+  out.n = c->n;
+  if (r.code != Errc::ok) {
+    out.code = r.code;
+    out.message = std::move(r.message);
+    deliver(c, out);
+    return;
+  }
+  const Reply &reply = *r.reply;
+  if (reply.type == Reply::Type::error) {
+    if (!c->retried && reply.str.rfind("NOSCRIPT", 0) == 0) {
+      // Redis lost the script (restart, failover, SCRIPT FLUSH): send the
+      // body once with EVAL, which also caches it for the next EVALSHA.
+      c->retried = true;
+      c->transport->submit(build_command("EVAL", c->script->body, c->args),
+                           c->deadline, on_check_reply, c);
+      return;
+    }
+    out.code = from_error_reply(reply.str, out.message);
+    deliver(c, out);
+    return;
+  }
+  const size_t want = 1 + 4 * c->n;
+  bool ok = reply.type == Reply::Type::array && reply.elements.size() == want;
+  for (size_t i = 0; ok && i < want; ++i)
+    ok = reply.elements[i]->type == Reply::Type::integer;
+  if (!ok) {
+    out.code = Errc::protocol;
+    out.message = "protocol: unexpected reply to the check script";
+    deliver(c, out);
+    return;
+  }
+  out.allowed = reply.elements[0]->integer == 1;
+  for (size_t i = 0; i < c->n; ++i) {
+    Outcome &o = out.outcomes[i];
+    o = Outcome{};
+    o.allowed = reply.elements[1 + 4 * i]->integer == 1;
+    o.remaining = reply.elements[2 + 4 * i]->integer;
+    o.reset_after_us = reply.elements[3 + 4 * i]->integer;
+    o.retry_after_us = reply.elements[4 + 4 * i]->integer;
+  }
+  deliver(c, out);
+}
+
+bool parse_i64(std::string_view s, int64_t &out) {
+  if (s.empty()) return false;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+Errc RedisStore::create(const Settings &settings, bool pinned_clock,
+                        std::unique_ptr<RedisStore> &out) {
+  if (pinned_clock && !has_pinned_clock_scripts())
+    return fail(Errc::unsupported,
+                "options: the Redis store always uses the server's clock; "
+                "rl_options.clock is for the memory store");
+  std::unique_ptr<Transport> transport;
+  const Errc rc = Transport::create(settings, transport);
+  if (rc != Errc::ok) return rc;
+  out.reset(new RedisStore(settings, pinned_clock, std::move(transport)));
+  return Errc::ok;
+}
+
+RedisStore::RedisStore(const Settings &settings, bool pinned,
+                       std::unique_ptr<Transport> transport)
+    : settings_(settings), pinned_(pinned), transport_(std::move(transport)) {}
+
+RedisStore::~RedisStore() = default;
+
+std::string RedisStore::redis_key(std::string_view key,
+                                  const Policy &p) const {
+  std::string k;
+  k.reserve(settings_.key_prefix.size() + key.size() + 48);
+  k += settings_.key_prefix;
+  k += '{';
+  k += key;
+  k += "}:";
+  k += policy_suffix(p);
+  return k;
+}
+
+void RedisStore::check(std::string_view key, std::span<const Policy> policies,
+                       int64_t cost, int64_t now_us, int64_t deadline_ns,
+                       CheckDone done, void *ctx) {
+  const size_t n = policies.size();
+  const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
+                                : multi_script(pinned_);
+  auto *c = new CheckCtx{this, transport_.get(), done, ctx, n,
+                         deadline_ns, script, {}, false};
+  c->args.reserve(3 + 6 * n);
+  c->args.push_back(std::to_string(n));
+  for (const Policy &p : policies) c->args.push_back(redis_key(key, p));
+  c->args.push_back(std::to_string(cost));
+  c->args.push_back(std::to_string(pinned_ ? now_us : 0));
+  for (const Policy &p : policies) {
+    c->args.push_back(std::to_string(static_cast<int>(p.algorithm)));
+    c->args.push_back(std::to_string(p.limit));
+    c->args.push_back(std::to_string(p.period_ms));
+    c->args.push_back(std::to_string(p.capacity));
+    c->args.push_back(std::to_string(p.interval_us));
+  }
+  transport_->submit(build_command("EVALSHA", script->sha1, c->args),
+                     deadline_ns, on_check_reply, c);
+}
+
+CallResult RedisStore::call(std::vector<std::string_view> argv,
+                            int64_t deadline_ns) {
+  std::string cmd;
+  format_command(argv, cmd);
+  auto call = std::make_shared<SyncCall>();
+  transport_->submit(std::move(cmd), deadline_ns, sync_done,
+                     new std::shared_ptr<SyncCall>(call));
+  return wait_for(call, deadline_ns);
+}
+
+namespace {
+
+// Turns a transport result into an error code, or ok if a non-error reply
+// came back.
+Errc check_result(const CallResult &r, const char *what) {
+  if (r.code != Errc::ok) return fail(r.code, r.message);
+  if (r.reply->type == Reply::Type::error) {
+    std::string msg;
+    const Errc code = from_error_reply(r.reply->str, msg);
+    return fail(code, std::string(what) + ": " + msg);
+  }
+  return Errc::ok;
+}
+
+bool scan_reply(const Reply &reply, std::string &cursor,
+                std::vector<std::string> &keys) {
+  if (reply.type != Reply::Type::array || reply.elements.size() != 2 ||
+      reply.elements[0]->type != Reply::Type::string ||
+      reply.elements[1]->type != Reply::Type::array)
+    return false;
+  cursor = reply.elements[0]->str;
+  for (const auto &e : reply.elements[1]->elements) {
+    if (e->type != Reply::Type::string) return false;
+    keys.push_back(e->str);
+  }
+  return true;
+}
+
+}  // namespace
+
+Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
+  std::string pattern = glob_escape(settings_.key_prefix);
+  pattern += '{';
+  pattern += glob_escape(key);
+  pattern += "}:*";
+  std::string cursor = "0";
+  do {
+    CallResult r =
+        call({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, deadline_ns);
+    Errc rc = check_result(r, "reset");
+    if (rc != Errc::ok) return rc;
+    std::vector<std::string> keys;
+    if (!scan_reply(*r.reply, cursor, keys))
+      return fail(Errc::protocol, "protocol: unexpected reply to SCAN");
+    if (!keys.empty()) {
+      std::vector<std::string_view> argv{"DEL"};
+      for (const std::string &k : keys) argv.push_back(k);
+      CallResult d = call(argv, deadline_ns);
+      rc = check_result(d, "reset");
+      if (rc != Errc::ok) return rc;
+    }
+  } while (cursor != "0");
+  return Errc::ok;
+}
+
+Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {
+  const int64_t start = monotonic_ns();
+  CallResult r = call({"PING"}, deadline_ns);
+  const Errc rc = check_result(r, "ping");
+  if (rc != Errc::ok) return rc;
+  rtt_us = (monotonic_ns() - start) / 1000;
+  return Errc::ok;
+}
+
+bool parse_redis_key(std::string_view rk, std::string_view prefix,
+                     std::string &user_key, Policy &policy) {
+  if (rk.size() < prefix.size() + 4 || rk.substr(0, prefix.size()) != prefix ||
+      rk[prefix.size()] != '{')
+    return false;
+  // The policy suffix is the last four ':'-separated fields.
+  std::string_view fields[4];
+  size_t end = rk.size();
+  for (int f = 3; f >= 0; --f) {
+    const size_t colon = rk.rfind(':', end - 1);
+    if (colon == std::string_view::npos || colon < prefix.size()) return false;
+    fields[f] = rk.substr(colon + 1, end - colon - 1);
+    end = colon;
+  }
+  // rk[end] == ':' and the user key ends with '}' just before it.
+  if (end < prefix.size() + 2 || rk[end - 1] != '}') return false;
+  user_key = std::string(rk.substr(prefix.size() + 1, end - prefix.size() - 2));
+  int32_t alg = -1;
+  for (int32_t a = 0; a <= 3; ++a)
+    if (fields[0] == algorithm_name(static_cast<Algorithm>(a))) alg = a;
+  int64_t limit, period, capacity;
+  if (alg < 0 || !parse_i64(fields[1], limit) ||
+      !parse_i64(fields[2], period) || !parse_i64(fields[3], capacity))
+    return false;
+  const bool windowed = alg >= 2;
+  const int64_t burst = windowed || capacity == limit ? 0 : capacity;
+  return make_policy(alg, limit, period, burst, 0, policy) == Errc::ok;
+}
+
+namespace {
+
+// Collects the peeks of one SCAN page.
+struct PeekBatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;
+};
+struct PeekCtx {
+  std::shared_ptr<PeekBatch> batch;
+  StoreCheck result;
+};
+void peek_done(void *ctx, StoreCheck &r) {
+  auto *p = static_cast<PeekCtx *>(ctx);
+  p->result = r;
+  std::shared_ptr<PeekBatch> batch = p->batch;
+  {
+    std::lock_guard<std::mutex> lock(batch->mu);
+    --batch->left;
+  }
+  batch->cv.notify_one();
+}
+
+}  // namespace
+
+Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
+                           int64_t now_us, int64_t deadline_ns) {
+  const std::string pattern = glob_escape(settings_.key_prefix) + "{*";
+  CallResult r =
+      call({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"}, deadline_ns);
+  Errc rc = check_result(r, "keys");
+  if (rc != Errc::ok) return rc;
+  std::vector<std::string> keys;
+  if (!scan_reply(*r.reply, cursor, keys))
+    return fail(Errc::protocol, "protocol: unexpected reply to SCAN");
+
+  std::vector<KeyEntry> entries;
+  for (const std::string &k : keys) {
+    KeyEntry e;
+    if (parse_redis_key(k, settings_.key_prefix, e.key, e.policy))
+      entries.push_back(std::move(e));
+  }
+  if (entries.empty()) return Errc::ok;
+  // Peek every state (cost 0), all pipelined, then wait for the batch.
+  auto batch = std::make_shared<PeekBatch>();
+  batch->left = entries.size();
+  std::vector<std::unique_ptr<PeekCtx>> peeks;
+  peeks.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    peeks.push_back(std::make_unique<PeekCtx>());
+    peeks.back()->batch = batch;
+  }
+  for (size_t i = 0; i < entries.size(); ++i)
+    check(entries[i].key, std::span<const Policy>(&entries[i].policy, 1), 0,
+          now_us, deadline_ns, peek_done, peeks[i].get());
+  {
+    // The transport answers every check by its deadline, so this wait ends.
+    std::unique_lock<std::mutex> lock(batch->mu);
+    batch->cv.wait(lock, [&] { return batch->left == 0; });
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const StoreCheck &res = peeks[i]->result;
+    if (res.code != Errc::ok) return fail(res.code, res.message);
+    entries[i].remaining = res.outcomes[0].remaining;
+    entries[i].reset_after_us = res.outcomes[0].reset_after_us;
+    out.push_back(std::move(entries[i]));
+  }
+  return Errc::ok;
+}
+
+}  // namespace tollgate::redis

@@ -1,0 +1,169 @@
+#include "tollgate/redis/resp.hpp"
+
+#include <hiredis/hiredis.h>
+#include <hiredis/read.h>
+
+#include <string>
+
+namespace tollgate::redis {
+namespace {
+
+// hiredis calls the object functions below from inside
+// redisReaderGetReply; they find their reader's limits through this
+// pointer, set for the duration of that call.
+struct ParseScope;
+thread_local ParseScope *t_scope = nullptr;
+
+struct ParseScope {
+  const ReaderLimits &limits;
+  std::string refused;  // why a create function returned NULL
+};
+
+int depth_of(const redisReadTask *task) {
+  int d = 0;
+  for (const redisReadTask *t = task->parent; t != nullptr; t = t->parent) ++d;
+  return d;
+}
+
+// Attaches a new node to its parent array (hiredis passes the parent task).
+void *attach(const redisReadTask *task, Reply *node) {
+  if (task->parent != nullptr) {
+    auto *parent = static_cast<Reply *>(task->parent->obj);
+    parent->elements.emplace_back(node);
+  }
+  return node;
+}
+
+void *refuse(std::string why) {
+  if (t_scope) t_scope->refused = std::move(why);
+  return nullptr;
+}
+
+void *create_string(const redisReadTask *task, char *str, size_t len) {
+  if (t_scope && len > t_scope->limits.max_bulk_len)
+    return refuse("protocol: a string of " + std::to_string(len) +
+                  " bytes exceeds the limit of " +
+                  std::to_string(t_scope->limits.max_bulk_len));
+  auto *r = new Reply;
+  switch (task->type) {
+    case REDIS_REPLY_ERROR: r->type = Reply::Type::error; break;
+    case REDIS_REPLY_STATUS: r->type = Reply::Type::status; break;
+    default: r->type = Reply::Type::string; break;
+  }
+  r->str.assign(str, len);
+  return attach(task, r);
+}
+
+void *create_array(const redisReadTask *task, int elements) {
+  if (t_scope) {
+    if (elements < 0 ||
+        static_cast<size_t>(elements) > t_scope->limits.max_elements)
+      return refuse("protocol: an array of " + std::to_string(elements) +
+                    " elements exceeds the limit of " +
+                    std::to_string(t_scope->limits.max_elements));
+    if (depth_of(task) >= t_scope->limits.max_depth)
+      return refuse("protocol: replies nested deeper than " +
+                    std::to_string(t_scope->limits.max_depth));
+  }
+  auto *r = new Reply;
+  r->type = Reply::Type::array;
+  // Reserve what is cheap; elements are appended as they are parsed.
+  r->elements.reserve(static_cast<size_t>(std::min(elements, 1024)));
+  return attach(task, r);
+}
+
+void *create_integer(const redisReadTask *task, long long value) {
+  auto *r = new Reply;
+  r->type = Reply::Type::integer;
+  r->integer = value;
+  return attach(task, r);
+}
+
+void *create_nil(const redisReadTask *task) {
+  auto *r = new Reply;
+  r->type = Reply::Type::nil;
+  return attach(task, r);
+}
+
+// hiredis frees only the root (children belong to their parent).
+void free_object(void *obj) { delete static_cast<Reply *>(obj); }
+
+redisReplyObjectFunctions g_functions = {create_string, create_array,
+                                         create_integer, create_nil,
+                                         free_object};
+
+}  // namespace
+
+struct Reader::Impl {
+  ReaderLimits limits;
+  redisReader *reader = nullptr;
+  bool broken = false;
+};
+
+Reader::Reader(const ReaderLimits &limits) : impl_(std::make_unique<Impl>()) {
+  impl_->limits = limits;
+  impl_->reader = redisReaderCreateWithFunctions(&g_functions);
+  if (impl_->reader == nullptr) throw std::bad_alloc();
+}
+
+Reader::~Reader() {
+  if (impl_->reader) redisReaderFree(impl_->reader);
+}
+
+bool Reader::feed(const char *data, size_t len) {
+  if (impl_->broken) return false;
+  redisReader *r = impl_->reader;
+  const size_t buffered = r->len - r->pos;
+  if (buffered + len > impl_->limits.max_buffer) {
+    error_ = "protocol: more than " +
+             std::to_string(impl_->limits.max_buffer) +
+             " bytes of an incomplete reply";
+    impl_->broken = true;
+    return false;
+  }
+  if (redisReaderFeed(r, data, len) != REDIS_OK) {
+    error_ = std::string("protocol: ") + r->errstr;
+    impl_->broken = true;
+    return false;
+  }
+  return true;
+}
+
+Reader::Status Reader::next(std::unique_ptr<Reply> &out) {
+  if (impl_->broken) return Status::error;
+  ParseScope scope{impl_->limits, {}};
+  t_scope = &scope;
+  void *reply = nullptr;
+  const int rc = redisReaderGetReply(impl_->reader, &reply);
+  t_scope = nullptr;
+  if (rc != REDIS_OK) {
+    error_ = !scope.refused.empty()
+                 ? scope.refused
+                 : std::string("protocol: ") + impl_->reader->errstr;
+    impl_->broken = true;
+    return Status::error;
+  }
+  if (reply == nullptr) return Status::more;
+  out.reset(static_cast<Reply *>(reply));
+  return Status::reply;
+}
+
+void format_command(const std::vector<std::string_view> &argv,
+                    std::string &out) {
+  std::vector<const char *> ptrs;
+  std::vector<size_t> lens;
+  ptrs.reserve(argv.size());
+  lens.reserve(argv.size());
+  for (std::string_view a : argv) {
+    ptrs.push_back(a.data());
+    lens.push_back(a.size());
+  }
+  char *cmd = nullptr;
+  const int n = redisFormatCommandArgv(&cmd, static_cast<int>(argv.size()),
+                                       ptrs.data(), lens.data());
+  if (n < 0 || cmd == nullptr) throw std::bad_alloc();
+  out.append(cmd, static_cast<size_t>(n));
+  redisFreeCommand(cmd);
+}
+
+}  // namespace tollgate::redis

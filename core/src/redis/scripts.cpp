@@ -1,0 +1,50 @@
+#include "tollgate/redis/scripts.hpp"
+
+#include <cstddef>
+
+namespace tollgate::redis {
+namespace detail {
+
+// Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
+// the order gcra, token_bucket, fixed_window, sliding_window, multi: the
+// first four follow the Algorithm enum.
+extern const Script kProductionScripts[5];
+#if defined(TOLLGATE_TESTING)
+extern const Script kPinnedScripts[5];
+#endif
+
+}  // namespace detail
+
+namespace {
+
+constexpr size_t kMultiIndex = 4;
+
+const Script *scripts(bool pinned_clock) {
+  if (!pinned_clock) return detail::kProductionScripts;
+#if defined(TOLLGATE_TESTING)
+  return detail::kPinnedScripts;
+#else
+  return nullptr;
+#endif
+}
+
+}  // namespace
+
+const Script *script_for(Algorithm algorithm, bool pinned_clock) {
+  const auto i = static_cast<int32_t>(algorithm);
+  if (i < 0 || i > static_cast<int32_t>(Algorithm::sliding_window))
+    return nullptr;
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[i] : nullptr;
+}
+
+const Script *multi_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kMultiIndex] : nullptr;
+}
+
+bool has_pinned_clock_scripts() {
+  return scripts(true) != nullptr;
+}
+
+}  // namespace tollgate::redis

@@ -1,0 +1,987 @@
+#include "tollgate/redis/transport.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <random>
+#include <thread>
+#include <vector>
+
+namespace tollgate::redis {
+namespace {
+
+constexpr int64_t kMs = 1000000;  // ns
+constexpr int64_t kPingIntervalNs = 1000 * kMs;
+constexpr int64_t kFirstBackoffNs = 50 * kMs;
+constexpr size_t kReadChunk = 64 * 1024;
+
+// Bumped in every forked child, so a transport notices it is in a new
+// process and builds fresh sockets and a fresh I/O thread.
+std::atomic<uint64_t> g_fork_generation{0};
+void on_fork_child() {
+  g_fork_generation.fetch_add(1, std::memory_order_relaxed);
+}
+void register_fork_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] { pthread_atfork(nullptr, nullptr, on_fork_child); });
+}
+
+std::string errno_text(int err) {
+  char buf[128];
+  // GNU strerror_r returns the message pointer.
+  return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+std::string openssl_errors() {
+  std::string out;
+  while (unsigned long e = ERR_get_error()) {
+    char buf[256];
+    ERR_error_string_n(e, buf, sizeof buf);
+    if (!out.empty()) out += "; ";
+    out += buf;
+  }
+  return out;
+}
+
+bool is_ip_literal(const std::string &host) {
+  unsigned char buf[sizeof(in6_addr)];
+  return inet_pton(AF_INET, host.c_str(), buf) == 1 ||
+         inet_pton(AF_INET6, host.c_str(), buf) == 1;
+}
+
+enum class Kind : uint8_t { user, auth, select, info, ping };
+
+struct Request {
+  std::string cmd;
+  int64_t deadline = 0;
+  Completion done = nullptr;
+  void *ctx = nullptr;
+};
+
+struct InFlight {
+  Completion done;
+  void *ctx;
+  int64_t deadline;
+  int64_t sent_ns;
+  Kind kind;
+  bool finished;
+};
+
+enum class Phase { down, tcp, tls, hello, ready };
+
+struct Conn {
+  int fd = -1;
+  SSL *ssl = nullptr;
+  Phase phase = Phase::down;
+  std::string wbuf;
+  size_t wpos = 0;
+  std::unique_ptr<Reader> reader;
+  std::deque<InFlight> inflight;
+  int64_t phase_deadline = 0;
+  int64_t retry_at = 0;
+  int attempts = 0;
+  bool ever_ready = false;
+  bool tls_wants_write = false;
+  uint32_t events = 0;
+  int handshake_left = 0;
+};
+
+void finish(Completion done, void *ctx, Errc code, const std::string &msg) {
+  CallResult r;
+  r.code = code;
+  r.message = msg;
+  done(ctx, std::move(r));
+}
+
+}  // namespace
+
+int64_t monotonic_ns() noexcept {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// What every Core of one Transport shares: the settings and the TLS
+// context (validated once, at creation).
+struct Transport::Shared {
+  Settings settings;
+  SSL_CTX *ssl_ctx = nullptr;
+  ~Shared() {
+    if (ssl_ctx) SSL_CTX_free(ssl_ctx);
+  }
+};
+
+// One process's connections and I/O thread.
+struct Transport::Core {
+  explicit Core(std::shared_ptr<Shared> sh)
+      : shared(std::move(sh)),
+        s(shared->settings),
+        generation(g_fork_generation.load()) {
+    conns.resize(s.connections ? s.connections : 1);
+    std::random_device rd;
+    rng.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  }
+  ~Core() { shutdown(); }
+
+  std::shared_ptr<Shared> shared;
+  const Settings &s;
+  uint64_t generation;
+
+  // Shared with submitters, under `mu`.
+  mutable std::mutex mu;
+  std::vector<Request> queue;
+  bool stopping = false;
+  bool started = false;
+  Errc down_code = Errc::connect;
+  std::string down_message;
+  TransportStats stats;
+  std::atomic<int32_t> state{static_cast<int32_t>(ConnState::connecting)};
+  std::atomic<uint32_t> in_flight{0};
+
+  int wake_fd = -1;
+  int ep_fd = -1;
+  std::thread thread;
+
+  // The I/O thread's own.
+  std::vector<Conn> conns;
+  std::deque<Request> waiting;  // while no connection is ready
+  size_t rr = 0;
+  int64_t next_ping = 0;
+  int64_t next_deadline = INT64_MAX;
+  std::mt19937_64 rng;
+
+  void start() {  // under mu
+    wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    ep_fd = epoll_create1(EPOLL_CLOEXEC);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u32 = 0;
+    epoll_ctl(ep_fd, EPOLL_CTL_ADD, wake_fd, &ev);
+    thread = std::thread([this] { run(); });
+    started = true;
+  }
+
+  void wake() {
+    const uint64_t one = 1;
+    ssize_t n;
+    do {
+      n = write(wake_fd, &one, sizeof one);
+    } while (n < 0 && errno == EINTR);
+  }
+
+  void shutdown() {
+    bool join = false;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopping) return;
+      stopping = true;
+      join = started;
+    }
+    if (join) {
+      wake();
+      thread.join();
+    }
+    std::vector<Request> left;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      left.swap(queue);
+    }
+    for (Request &r : left)
+      finish(r.done, r.ctx, Errc::closed, "closed: the limiter was destroyed");
+    if (wake_fd >= 0) close(wake_fd);
+    if (ep_fd >= 0) close(ep_fd);
+  }
+
+  void submit(Request r) {
+    if (state.load(std::memory_order_acquire) ==
+        static_cast<int32_t>(ConnState::down)) {
+      Errc code;
+      std::string msg;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        code = down_code;
+        msg = down_message;
+      }
+      finish(r.done, r.ctx, code, msg);
+      return;
+    }
+    bool was_empty = false;
+    bool closed = false;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      if (stopping) {
+        closed = true;
+      } else {
+        if (!started) start();
+        was_empty = queue.empty();
+        queue.push_back(std::move(r));
+      }
+    }
+    if (closed) {
+      finish(r.done, r.ctx, Errc::closed, "closed: the limiter was destroyed");
+      return;
+    }
+    // Only the first of a burst wakes the I/O thread; the rest ride along
+    // in the same write (auto-pipelining).
+    if (was_empty) wake();
+  }
+
+  // ---- I/O thread --------------------------------------------------------
+
+  void run() {
+    // SIGPIPE from a write to a dead TLS connection stays pending on this
+    // thread instead of killing the host process.
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+    const int64_t now0 = monotonic_ns();
+    for (size_t i = 0; i < conns.size(); ++i) start_connect(i, now0);
+    std::vector<Request> batch;
+    epoll_event evs[32];
+    for (;;) {
+      const int n = epoll_wait(ep_fd, evs, 32, timeout_ms(monotonic_ns()));
+      int64_t now = monotonic_ns();
+      for (int i = 0; i < n; ++i) {
+        if (evs[i].data.u32 == 0) {
+          uint64_t v;
+          while (read(wake_fd, &v, sizeof v) > 0) {
+          }
+          continue;
+        }
+        on_io(evs[i].data.u32 - 1, evs[i].events, now);
+      }
+      bool stop;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        batch.swap(queue);
+        stop = stopping;
+      }
+      if (stop) {
+        for (Request &r : batch) queue.push_back(std::move(r));
+        close_all();
+        return;
+      }
+      now = monotonic_ns();
+      for (Request &r : batch) dispatch(std::move(r), now);
+      batch.clear();
+      timers(now);
+      for (size_t i = 0; i < conns.size(); ++i) flush(i, now);
+      publish_state();
+    }
+  }
+
+  int timeout_ms(int64_t now) const {
+    int64_t next = std::min(next_deadline, next_ping);
+    for (const Conn &c : conns) {
+      if (c.phase == Phase::down)
+        next = std::min(next, c.retry_at);
+      else if (c.phase != Phase::ready)
+        next = std::min(next, c.phase_deadline);
+    }
+    if (next == INT64_MAX) return 1000;
+    const int64_t wait = next - now;
+    if (wait <= 0) return 0;
+    return static_cast<int>(std::min<int64_t>((wait + kMs - 1) / kMs, 1000));
+  }
+
+  void publish_state() {
+    ConnState st = ConnState::down;
+    for (const Conn &c : conns) {
+      if (c.phase == Phase::ready) {
+        st = ConnState::ready;
+        break;
+      }
+      if (c.phase != Phase::down) st = ConnState::connecting;
+    }
+    state.store(static_cast<int32_t>(st), std::memory_order_release);
+    std::lock_guard<std::mutex> lock(mu);
+    stats.state = st;
+  }
+
+  void set_error(Errc code, const std::string &msg) {
+    std::lock_guard<std::mutex> lock(mu);
+    down_code = code;
+    down_message = msg;
+    stats.last_error = msg;
+  }
+
+  void note_deadline(int64_t d) { next_deadline = std::min(next_deadline, d); }
+
+  void dispatch(Request r, int64_t now) {
+    if (r.deadline <= now) {
+      finish(r.done, r.ctx, Errc::timeout,
+             "timeout: the deadline passed before the command was sent");
+      return;
+    }
+    const size_t n = conns.size();
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (rr + k) % n;
+      if (conns[i].phase == Phase::ready) {
+        rr = i + 1;
+        send_on(i, std::move(r), Kind::user, now);
+        return;
+      }
+    }
+    for (const Conn &c : conns) {
+      if (c.phase != Phase::down) {  // a connection is being made: wait
+        note_deadline(r.deadline);
+        waiting.push_back(std::move(r));
+        return;
+      }
+    }
+    Errc code;
+    std::string msg;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      code = down_code;
+      msg = down_message;
+    }
+    finish(r.done, r.ctx, code, msg);
+  }
+
+  void send_on(size_t i, Request r, Kind kind, int64_t now) {
+    Conn &c = conns[i];
+    c.wbuf += r.cmd;
+    c.inflight.push_back(
+        InFlight{r.done, r.ctx, r.deadline, now, kind, false});
+    if (kind == Kind::user) {
+      in_flight.fetch_add(1, std::memory_order_relaxed);
+      note_deadline(r.deadline);
+    }
+  }
+
+  void send_internal(size_t i, std::vector<std::string_view> argv, Kind kind,
+                     int64_t now) {
+    Request r;
+    format_command(argv, r.cmd);
+    r.deadline = INT64_MAX;
+    send_on(i, std::move(r), kind, now);
+  }
+
+  // ---- connecting ----------------------------------------------------------
+
+  int64_t backoff_ns(int attempts) {
+    const int64_t cap =
+        static_cast<int64_t>(s.reconnect_max_ms ? s.reconnect_max_ms : 2000) *
+        kMs;
+    int64_t d = kFirstBackoffNs;
+    for (int k = 1; k < attempts && d < cap; ++k) d *= 2;
+    d = std::min(d, cap);
+    // Jitter in [d/2, d]: processes that lost Redis together do not all
+    // come back in the same millisecond.
+    return d / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
+  }
+
+  void watch(size_t i, uint32_t events) {
+    Conn &c = conns[i];
+    if (c.events == events) return;
+    epoll_event ev{};
+    ev.events = events;
+    ev.data.u32 = static_cast<uint32_t>(i + 1);
+    epoll_ctl(ep_fd, c.events == 0 ? EPOLL_CTL_ADD : EPOLL_CTL_MOD, c.fd, &ev);
+    c.events = events;
+  }
+
+  void start_connect(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    c.phase_deadline =
+        now + static_cast<int64_t>(s.connect_timeout_ms ? s.connect_timeout_ms
+                                                        : 1000) *
+                  kMs;
+    sockaddr_storage addr{};
+    socklen_t addr_len = 0;
+    int family = AF_UNIX;
+    if (s.unix_socket) {
+      sockaddr_un un{};
+      un.sun_family = AF_UNIX;
+      if (s.path.size() >= sizeof un.sun_path) {
+        conn_failed(i, Errc::connect, "connect: unix socket path too long",
+                    now);
+        return;
+      }
+      std::memcpy(un.sun_path, s.path.data(), s.path.size());
+      std::memcpy(&addr, &un, sizeof un);
+      addr_len = sizeof un;
+    } else {
+      addrinfo hints{};
+      hints.ai_socktype = SOCK_STREAM;
+      hints.ai_flags = AI_NUMERICSERV;
+      addrinfo *res = nullptr;
+      const std::string port = std::to_string(s.port);
+      const int rc = getaddrinfo(s.host.c_str(), port.c_str(), &hints, &res);
+      if (rc != 0 || res == nullptr) {
+        conn_failed(i, Errc::connect,
+                    "connect: cannot resolve host '" + s.host +
+                        "': " + gai_strerror(rc),
+                    now);
+        return;
+      }
+      std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
+      addr_len = res->ai_addrlen;
+      family = res->ai_family;
+      freeaddrinfo(res);
+    }
+    c.fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c.fd < 0) {
+      conn_failed(i, Errc::connect, "connect: socket: " + errno_text(errno),
+                  now);
+      return;
+    }
+    if (family != AF_UNIX) {
+      const int one = 1;
+      setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    c.events = 0;
+    c.reader = std::make_unique<Reader>();
+    c.wbuf.clear();
+    c.wpos = 0;
+    int rc;
+    do {
+      rc = connect(c.fd, reinterpret_cast<sockaddr *>(&addr), addr_len);
+    } while (rc < 0 && errno == EINTR);
+    if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
+      conn_failed(i, Errc::connect, "connect: " + where() + ": " +
+                                        errno_text(errno),
+                  now);
+      return;
+    }
+    c.phase = Phase::tcp;
+    watch(i, EPOLLOUT | EPOLLIN);
+  }
+
+  std::string where() const {
+    return s.unix_socket ? s.path : s.host + ":" + std::to_string(s.port);
+  }
+
+  void tcp_connected(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0) {
+      conn_failed(i, Errc::connect,
+                  "connect: " + where() + ": " + errno_text(err), now);
+      return;
+    }
+    if (s.tls.enabled) {
+      c.ssl = SSL_new(shared->ssl_ctx);
+      if (!c.ssl) {
+        conn_failed(i, Errc::tls, "tls: " + openssl_errors(), now);
+        return;
+      }
+      SSL_set_fd(c.ssl, c.fd);
+      const std::string &name =
+          s.tls.server_name.empty() ? s.host : s.tls.server_name;
+      if (!is_ip_literal(name)) SSL_set_tlsext_host_name(c.ssl, name.c_str());
+      if (s.tls.verify) {
+        if (is_ip_literal(name))
+          X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(c.ssl), name.c_str());
+        else
+          SSL_set1_host(c.ssl, name.c_str());
+      }
+      c.phase = Phase::tls;
+      tls_step(i, now);
+    } else {
+      start_hello(i, now);
+    }
+  }
+
+  void tls_step(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    ERR_clear_error();
+    const int rc = SSL_connect(c.ssl);
+    if (rc == 1) {
+      start_hello(i, now);
+      return;
+    }
+    const int err = SSL_get_error(c.ssl, rc);
+    if (err == SSL_ERROR_WANT_READ) {
+      watch(i, EPOLLIN);
+      return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+      watch(i, EPOLLIN | EPOLLOUT);
+      return;
+    }
+    std::string why;
+    const long verify = SSL_get_verify_result(c.ssl);
+    if (verify != X509_V_OK) {
+      why = std::string("certificate verification failed: ") +
+            X509_verify_cert_error_string(verify);
+    } else {
+      why = openssl_errors();
+      if (why.empty())
+        why = err == SSL_ERROR_SYSCALL
+                  ? "connection closed during the TLS handshake"
+                  : "handshake failed";
+    }
+    conn_failed(i, Errc::tls, "tls: " + where() + ": " + why, now);
+  }
+
+  void start_hello(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    c.phase = Phase::hello;
+    c.handshake_left = 0;
+    watch(i, EPOLLIN | EPOLLOUT);
+    if (!s.password.empty()) {
+      if (s.username.empty())
+        send_internal(i, {"AUTH", s.password}, Kind::auth, now);
+      else
+        send_internal(i, {"AUTH", s.username, s.password}, Kind::auth, now);
+      ++c.handshake_left;
+    }
+    if (s.db != 0) {
+      const std::string db = std::to_string(s.db);
+      send_internal(i, {"SELECT", db}, Kind::select, now);
+      ++c.handshake_left;
+    }
+    // INFO also proves the session is authorised (NOAUTH otherwise) and
+    // tells the server's version.
+    send_internal(i, {"INFO", "server"}, Kind::info, now);
+    ++c.handshake_left;
+  }
+
+  void became_ready(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    c.phase = Phase::ready;
+    c.attempts = 0;
+    if (c.ever_ready) {
+      std::lock_guard<std::mutex> lock(mu);
+      ++stats.reconnects;
+    }
+    c.ever_ready = true;
+    watch(i, EPOLLIN | EPOLLOUT);
+    std::deque<Request> w;
+    w.swap(waiting);
+    for (Request &r : w) dispatch(std::move(r), now);
+    publish_state();
+  }
+
+  // Closes connection i, fails what it carried, and schedules a reconnect.
+  void conn_failed(size_t i, Errc code, const std::string &msg, int64_t now) {
+    Conn &c = conns[i];
+    const bool was_ready = c.phase == Phase::ready;
+    close_conn(c);
+    const std::string lost =
+        was_ready ? "connection lost: " + msg : msg;
+    const Errc lost_code =
+        was_ready && code == Errc::protocol ? Errc::protocol : code;
+    for (InFlight &f : c.inflight) {
+      if (f.kind != Kind::user || f.finished) continue;
+      in_flight.fetch_sub(1, std::memory_order_relaxed);
+      finish(f.done, f.ctx, lost_code, lost);
+    }
+    c.inflight.clear();
+    c.phase = Phase::down;
+    ++c.attempts;
+    c.retry_at = now + backoff_ns(c.attempts);
+    set_error(code, msg);
+    bool any_alive = false;
+    for (const Conn &o : conns) any_alive |= o.phase != Phase::down;
+    if (!any_alive) {
+      // Nothing can carry the waiting commands: answer them now.
+      std::deque<Request> w;
+      w.swap(waiting);
+      for (Request &r : w) finish(r.done, r.ctx, code, msg);
+    }
+    publish_state();
+  }
+
+  void close_conn(Conn &c) {
+    if (c.ssl) {
+      SSL_free(c.ssl);
+      c.ssl = nullptr;
+    }
+    if (c.fd >= 0) {
+      epoll_ctl(ep_fd, EPOLL_CTL_DEL, c.fd, nullptr);
+      close(c.fd);
+      c.fd = -1;
+    }
+    c.events = 0;
+    c.wbuf.clear();
+    c.wpos = 0;
+    c.tls_wants_write = false;
+  }
+
+  void close_all() {
+    for (Conn &c : conns) {
+      close_conn(c);
+      for (InFlight &f : c.inflight) {
+        if (f.kind != Kind::user || f.finished) continue;
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        finish(f.done, f.ctx, Errc::closed,
+               "closed: the limiter was destroyed");
+      }
+      c.inflight.clear();
+    }
+    for (Request &r : waiting)
+      finish(r.done, r.ctx, Errc::closed, "closed: the limiter was destroyed");
+    waiting.clear();
+  }
+
+  // ---- I/O ---------------------------------------------------------------
+
+  void on_io(size_t i, uint32_t events, int64_t now) {
+    Conn &c = conns[i];
+    if (c.fd < 0) return;
+    switch (c.phase) {
+      case Phase::tcp:
+        tcp_connected(i, now);
+        return;
+      case Phase::tls:
+        tls_step(i, now);
+        return;
+      case Phase::hello:
+      case Phase::ready:
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_some(i, now);
+        if (conns[i].fd >= 0 && (events & EPOLLOUT)) flush(i, now);
+        return;
+      case Phase::down:
+        return;
+    }
+  }
+
+  void read_some(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    char buf[kReadChunk];
+    for (;;) {
+      ssize_t n;
+      if (c.ssl) {
+        ERR_clear_error();
+        const int rc = SSL_read(c.ssl, buf, sizeof buf);
+        if (rc <= 0) {
+          const int err = SSL_get_error(c.ssl, rc);
+          if (err == SSL_ERROR_WANT_READ) break;
+          if (err == SSL_ERROR_WANT_WRITE) {
+            c.tls_wants_write = true;
+            break;
+          }
+          const std::string detail = openssl_errors();
+          if (!detail.empty()) {
+            conn_failed(i, Errc::tls, "tls: " + detail, now);
+          } else {
+            conn_failed(i, Errc::connect, closed_text(c), now);
+          }
+          return;
+        }
+        n = rc;
+      } else {
+        n = recv(c.fd, buf, sizeof buf, 0);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          conn_failed(i, Errc::connect, "read: " + errno_text(errno), now);
+          return;
+        }
+        if (n == 0) {
+          conn_failed(i, Errc::connect, closed_text(c), now);
+          return;
+        }
+      }
+      if (!c.reader->feed(buf, static_cast<size_t>(n))) {
+        conn_failed(i, Errc::protocol, c.reader->error(), now);
+        return;
+      }
+      if (!drain_replies(i, now)) return;
+    }
+  }
+
+  std::string closed_text(const Conn &c) const {
+    if (c.phase == Phase::hello)
+      return "connection closed by " + where() +
+             " during the handshake" +
+             (s.tls.enabled ? "" : " (a TLS port needs rediss://)");
+    return "connection closed by " + where();
+  }
+
+  // Parses every complete reply; false if the connection was dropped.
+  bool drain_replies(size_t i, int64_t now) {
+    for (;;) {
+      Conn &c = conns[i];
+      std::unique_ptr<Reply> reply;
+      const Reader::Status st = c.reader->next(reply);
+      if (st == Reader::Status::more) return true;
+      if (st == Reader::Status::error) {
+        conn_failed(i, Errc::protocol, c.reader->error(), now);
+        return false;
+      }
+      if (c.inflight.empty()) {
+        conn_failed(i, Errc::protocol,
+                    "protocol: a reply arrived with no command waiting", now);
+        return false;
+      }
+      InFlight f = c.inflight.front();
+      c.inflight.pop_front();
+      if (!on_reply(i, f, std::move(reply), now)) return false;
+    }
+  }
+
+  bool on_reply(size_t i, const InFlight &f, std::unique_ptr<Reply> reply,
+                int64_t now) {
+    Conn &c = conns[i];
+    const bool is_error = reply->type == Reply::Type::error;
+    switch (f.kind) {
+      case Kind::user: {
+        if (f.finished) return true;  // timed out earlier; drop the reply
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        CallResult r;
+        r.reply = std::move(reply);
+        f.done(f.ctx, std::move(r));
+        return true;
+      }
+      case Kind::ping:
+        if (!is_error) {
+          std::lock_guard<std::mutex> lock(mu);
+          stats.last_ping_us = (now - f.sent_ns) / 1000;
+        }
+        return true;
+      case Kind::auth:
+      case Kind::select:
+      case Kind::info:
+        break;
+    }
+    if (is_error) {
+      const std::string &text = reply->str;
+      const bool auth = f.kind == Kind::auth ||
+                        text.rfind("NOAUTH", 0) == 0 ||
+                        text.rfind("WRONGPASS", 0) == 0;
+      const char *step = f.kind == Kind::auth     ? "AUTH"
+                         : f.kind == Kind::select ? "SELECT"
+                                                  : "INFO";
+      conn_failed(i, auth ? Errc::auth : Errc::store,
+                  std::string(auth ? "auth: " : "handshake: ") + step +
+                      " refused by " + where() + ": " + text,
+                  now);
+      return false;
+    }
+    if (f.kind == Kind::info) {
+      const std::string &text = reply->str;
+      const auto pos = text.find("redis_version:");
+      if (pos != std::string::npos) {
+        const auto end = text.find_first_of("\r\n", pos);
+        std::lock_guard<std::mutex> lock(mu);
+        stats.server_version = text.substr(pos + 14, end - pos - 14);
+      }
+    }
+    if (--c.handshake_left == 0) became_ready(i, now);
+    return true;
+  }
+
+  void flush(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    if (c.fd < 0 || (c.phase != Phase::hello && c.phase != Phase::ready))
+      return;
+    while (c.wpos < c.wbuf.size()) {
+      const char *p = c.wbuf.data() + c.wpos;
+      const size_t len = c.wbuf.size() - c.wpos;
+      ssize_t n;
+      if (c.ssl) {
+        ERR_clear_error();
+        const int rc = SSL_write(c.ssl, p, static_cast<int>(std::min<size_t>(
+                                               len, 1 << 30)));
+        if (rc <= 0) {
+          const int err = SSL_get_error(c.ssl, rc);
+          if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) break;
+          const std::string detail = openssl_errors();
+          conn_failed(i, detail.empty() ? Errc::connect : Errc::tls,
+                      detail.empty() ? "write: connection closed"
+                                     : "tls: " + detail,
+                      now);
+          return;
+        }
+        n = rc;
+      } else {
+        n = send(c.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0) {
+          if (errno == EINTR) continue;
+          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+          conn_failed(i, Errc::connect, "write: " + errno_text(errno), now);
+          return;
+        }
+      }
+      c.wpos += static_cast<size_t>(n);
+    }
+    if (c.wpos == c.wbuf.size()) {
+      c.wbuf.clear();
+      c.wpos = 0;
+      watch(i, c.tls_wants_write ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    } else {
+      if (c.wpos > (1 << 20)) {
+        c.wbuf.erase(0, c.wpos);
+        c.wpos = 0;
+      }
+      watch(i, EPOLLIN | EPOLLOUT);
+    }
+  }
+
+  // ---- timers --------------------------------------------------------------
+
+  void timers(int64_t now) {
+    for (size_t i = 0; i < conns.size(); ++i) {
+      Conn &c = conns[i];
+      if (c.phase == Phase::down && c.retry_at <= now) {
+        start_connect(i, now);
+      } else if ((c.phase == Phase::tcp || c.phase == Phase::tls ||
+                  c.phase == Phase::hello) &&
+                 c.phase_deadline <= now) {
+        conn_failed(i, Errc::connect,
+                    "connect: " + where() + ": no answer within " +
+                        std::to_string(s.connect_timeout_ms) + " ms",
+                    now);
+      }
+    }
+    if (now >= next_ping) {
+      next_ping = now + kPingIntervalNs;
+      for (size_t i = 0; i < conns.size(); ++i)
+        if (conns[i].phase == Phase::ready)
+          send_internal(i, {"PING"}, Kind::ping, now);
+    }
+    if (now >= next_deadline) expire(now);
+  }
+
+  // Answers every command whose deadline has passed. A command already on
+  // the wire stays in the FIFO (its reply must still be consumed in order)
+  // but is marked finished.
+  void expire(int64_t now) {
+    int64_t next = INT64_MAX;
+    for (auto it = waiting.begin(); it != waiting.end();) {
+      if (it->deadline <= now) {
+        finish(it->done, it->ctx, Errc::timeout,
+               "timeout: no connection to " + where() +
+                   " became ready before the deadline");
+        it = waiting.erase(it);
+      } else {
+        next = std::min(next, it->deadline);
+        ++it;
+      }
+    }
+    for (Conn &c : conns) {
+      for (InFlight &f : c.inflight) {
+        if (f.kind != Kind::user || f.finished) continue;
+        if (f.deadline <= now) {
+          f.finished = true;
+          in_flight.fetch_sub(1, std::memory_order_relaxed);
+          finish(f.done, f.ctx, Errc::timeout,
+                 "timeout: " + where() + " did not answer before the deadline");
+        } else {
+          next = std::min(next, f.deadline);
+        }
+      }
+    }
+    next_deadline = next;
+  }
+};
+
+Errc Transport::create(const Settings &settings,
+                       std::unique_ptr<Transport> &out) {
+  register_fork_handler();
+  auto shared = std::make_shared<Shared>();
+  shared->settings = settings;
+  if (settings.tls.enabled) {
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    if (!ctx) return fail(Errc::tls, "tls: cannot create a TLS context");
+    shared->ssl_ctx = ctx;
+    SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+    SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+                              SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    const TlsSettings &t = settings.tls;
+    if (t.verify) {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+      if (!t.ca_file.empty() || !t.ca_dir.empty()) {
+        if (SSL_CTX_load_verify_locations(
+                ctx, t.ca_file.empty() ? nullptr : t.ca_file.c_str(),
+                t.ca_dir.empty() ? nullptr : t.ca_dir.c_str()) != 1)
+          return fail(Errc::tls, "tls: cannot load the CA from " +
+                                     (t.ca_file.empty() ? t.ca_dir : t.ca_file) +
+                                     ": " + openssl_errors());
+      } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+        return fail(Errc::tls, "tls: cannot load the system CA store: " +
+                                   openssl_errors());
+      }
+    } else {
+      SSL_CTX_set_verify(ctx, SSL_VERIFY_NONE, nullptr);
+    }
+    if (!t.cert_file.empty()) {
+      if (SSL_CTX_use_certificate_chain_file(ctx, t.cert_file.c_str()) != 1)
+        return fail(Errc::tls, "tls: cannot load the client certificate " +
+                                   t.cert_file + ": " + openssl_errors());
+      if (SSL_CTX_use_PrivateKey_file(ctx, t.key_file.c_str(),
+                                      SSL_FILETYPE_PEM) != 1)
+        return fail(Errc::tls, "tls: cannot load the client key " +
+                                   t.key_file + ": " + openssl_errors());
+      if (SSL_CTX_check_private_key(ctx) != 1)
+        return fail(Errc::tls,
+                    "tls: the client key does not match the certificate");
+    }
+  }
+  out.reset(new Transport(std::move(shared)));
+  return Errc::ok;
+}
+
+Transport::Transport(std::shared_ptr<Shared> shared)
+    : shared_(std::move(shared)) {
+  core_.store(new Core(shared_));
+}
+
+Transport::~Transport() {
+  Core *c = core_.load();
+  // A core made by another process (before a fork) has no thread here and
+  // its sockets belong to the parent: leave it.
+  if (c && c->generation == g_fork_generation.load()) delete c;
+}
+
+Transport::Core *Transport::core() {
+  Core *c = core_.load(std::memory_order_acquire);
+  const uint64_t gen = g_fork_generation.load(std::memory_order_relaxed);
+  if (c->generation == gen) return c;
+  // First use in a forked child: start over with our own sockets and
+  // thread. The parent's core is abandoned, not freed: its mutex may have
+  // been held by a thread that does not exist here.
+  Core *fresh = new Core(shared_);
+  if (core_.compare_exchange_strong(c, fresh, std::memory_order_acq_rel))
+    return fresh;
+  delete fresh;
+  return c;
+}
+
+void Transport::submit(std::string command, int64_t deadline_ns,
+                       Completion done, void *ctx) {
+  Request r;
+  r.cmd = std::move(command);
+  r.deadline = deadline_ns;
+  r.done = done;
+  r.ctx = ctx;
+  core()->submit(std::move(r));
+}
+
+TransportStats Transport::stats() const {
+  Core *c = const_cast<Transport *>(this)->core();
+  std::lock_guard<std::mutex> lock(c->mu);
+  TransportStats out = c->stats;
+  out.state = static_cast<ConnState>(c->state.load());
+  out.in_flight = c->in_flight.load(std::memory_order_relaxed);
+  return out;
+}
+
+}  // namespace tollgate::redis

@@ -1,0 +1,273 @@
+#include "tollgate/redis/url.hpp"
+
+#include <arpa/inet.h>
+
+#include <charconv>
+#include <set>
+#include <string_view>
+
+namespace tollgate::redis {
+namespace {
+
+Errc bad(std::string message) { return fail(Errc::url, "url: " + message); }
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decodes `in`; `what` names the part for the error (never the
+// text itself, which may be a password).
+Errc decode(std::string_view in, const char *what, std::string &out) {
+  out.clear();
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '%') {
+      out += in[i];
+      continue;
+    }
+    if (i + 2 >= in.size())
+      return bad(std::string("malformed %-escape in the ") + what);
+    const int hi = hex_value(in[i + 1]);
+    const int lo = hex_value(in[i + 2]);
+    if (hi < 0 || lo < 0)
+      return bad(std::string("malformed %-escape in the ") + what);
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return Errc::ok;
+}
+
+bool parse_u64(std::string_view s, uint64_t &out) {
+  if (s.empty() || s.size() > 19) return false;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+Errc number(std::string_view key, std::string_view value, uint64_t lo,
+            uint64_t hi, uint64_t &out) {
+  if (!parse_u64(value, out) || out < lo || out > hi)
+    return bad("option " + std::string(key) + " expects an integer in " +
+               std::to_string(lo) + ".." + std::to_string(hi));
+  return Errc::ok;
+}
+
+Errc boolean(std::string_view key, std::string_view v, bool &out) {
+  if (v == "1" || v == "true" || v == "yes" || v == "on") {
+    out = true;
+  } else if (v == "0" || v == "false" || v == "no" || v == "off") {
+    out = false;
+  } else {
+    return bad("option " + std::string(key) +
+               " expects 1|0|true|false|yes|no|on|off");
+  }
+  return Errc::ok;
+}
+
+Errc apply_option(std::string_view key, const std::string &value, bool unix,
+                  Settings &s) {
+  uint64_t n = 0;
+  Errc rc = Errc::ok;
+  const bool tls_option = key.rfind("tls_", 0) == 0;
+  if (tls_option && !s.tls.enabled)
+    return bad("option " + std::string(key) + " requires rediss://");
+  if (key == "connect_timeout_ms") {
+    rc = number(key, value, 1, 600000, n);
+    s.connect_timeout_ms = static_cast<uint32_t>(n);
+  } else if (key == "timeout_ms") {
+    rc = number(key, value, 1, 600000, n);
+    s.timeout_ms = static_cast<uint32_t>(n);
+  } else if (key == "prefix") {
+    if (value.empty() || value.size() > 128 ||
+        value.find_first_of("{}") != std::string::npos)
+      return bad("option prefix expects 1..128 bytes without { or }");
+    s.key_prefix = value;
+  } else if (key == "tls_ca") {
+    s.tls.ca_file = value;
+  } else if (key == "tls_ca_dir") {
+    s.tls.ca_dir = value;
+  } else if (key == "tls_cert") {
+    s.tls.cert_file = value;
+  } else if (key == "tls_key") {
+    s.tls.key_file = value;
+  } else if (key == "tls_server_name") {
+    s.tls.server_name = value;
+  } else if (key == "tls_verify") {
+    rc = boolean(key, value, s.tls.verify);
+  } else if (key == "failure_mode") {
+    if (value == "open")
+      s.failure_mode = FailureMode::open;
+    else if (value == "closed")
+      s.failure_mode = FailureMode::closed;
+    else if (value == "local")
+      s.failure_mode = FailureMode::local;
+    else if (value == "error")
+      s.failure_mode = FailureMode::error;
+    else
+      return bad("option failure_mode expects open|closed|local|error");
+  } else if (key == "local_divisor") {
+    rc = number(key, value, 1, 1000000, n);
+    s.local_divisor = static_cast<uint32_t>(n);
+  } else if (key == "deny_cache") {
+    rc = boolean(key, value, s.deny_cache);
+  } else if (key == "deny_cache_size") {
+    rc = number(key, value, 1, 10000000, n);
+    s.deny_cache_size = static_cast<uint32_t>(n);
+  } else if (key == "connections") {
+    rc = number(key, value, 1, 64, n);
+    s.connections = static_cast<uint32_t>(n);
+  } else if (key == "reconnect_max_ms") {
+    rc = number(key, value, 10, 600000, n);
+    s.reconnect_max_ms = static_cast<uint32_t>(n);
+  } else if (key == "db") {
+    if (!unix)
+      return bad("option db is for unix:// URLs; redis:// takes the database "
+                 "in the path (redis://host:6379/2)");
+    rc = number(key, value, 0, 2147483647, n);
+    s.db = static_cast<int>(n);
+  } else {
+    return bad("unknown option '" + std::string(key) + "'");
+  }
+  return rc;
+}
+
+Errc parse_query(std::string_view query, bool unix, Settings &s) {
+  std::set<std::string> seen;
+  size_t start = 0;
+  while (start <= query.size()) {
+    size_t amp = query.find('&', start);
+    if (amp == std::string_view::npos) amp = query.size();
+    const std::string_view pair = query.substr(start, amp - start);
+    start = amp + 1;
+    if (pair.empty()) return bad("empty option in the query");
+    const size_t eq = pair.find('=');
+    if (eq == std::string_view::npos || eq == 0)
+      return bad("options are key=value pairs");
+    std::string key, value;
+    Errc rc = decode(pair.substr(0, eq), "option name", key);
+    if (rc != Errc::ok) return rc;
+    rc = decode(pair.substr(eq + 1), "option value", value);
+    if (rc != Errc::ok) return rc;
+    if (!seen.insert(key).second)
+      return bad("option '" + key + "' given twice");
+    rc = apply_option(key, value, unix, s);
+    if (rc != Errc::ok) return rc;
+    if (amp == query.size()) break;
+  }
+  return Errc::ok;
+}
+
+}  // namespace
+
+bool is_redis_url(const std::string &url) {
+  return url.rfind("redis://", 0) == 0 || url.rfind("rediss://", 0) == 0 ||
+         url.rfind("unix://", 0) == 0;
+}
+
+Errc parse_url(const std::string &url, Settings &out) {
+  Settings s = out;
+  std::string_view rest(url);
+  bool unix = false;
+  if (rest.rfind("redis://", 0) == 0) {
+    rest.remove_prefix(8);
+  } else if (rest.rfind("rediss://", 0) == 0) {
+    rest.remove_prefix(9);
+    s.tls.enabled = true;
+  } else if (rest.rfind("unix://", 0) == 0) {
+    rest.remove_prefix(7);
+    unix = true;
+  } else {
+    return bad("expected redis://, rediss:// or unix://");
+  }
+  if (rest.find('#') != std::string_view::npos)
+    return bad("fragments (#...) are not allowed");
+  std::string_view query;
+  const size_t q = rest.find('?');
+  if (q != std::string_view::npos) {
+    query = rest.substr(q + 1);
+    rest = rest.substr(0, q);
+    if (query.empty()) return bad("empty query after '?'");
+  }
+
+  if (unix) {
+    s.unix_socket = true;
+    if (rest.empty() || rest[0] != '/')
+      return bad("unix:// needs an absolute socket path (unix:///path)");
+    Errc rc = decode(rest, "socket path", s.path);
+    if (rc != Errc::ok) return rc;
+    if (s.path.size() > 107) return bad("unix socket path is too long");
+  } else {
+    // [userinfo@]host[:port][/db]
+    const size_t slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    const size_t at = authority.rfind('@');
+    if (at != std::string_view::npos) {
+      const std::string_view userinfo = authority.substr(0, at);
+      authority = authority.substr(at + 1);
+      const size_t colon = userinfo.find(':');
+      Errc rc = decode(userinfo.substr(0, colon), "user name", s.username);
+      if (rc != Errc::ok) return rc;
+      if (colon != std::string_view::npos) {
+        rc = decode(userinfo.substr(colon + 1), "password", s.password);
+        if (rc != Errc::ok) return rc;
+      } else if (!s.username.empty()) {
+        // redis://secret@host is the old form: the single field is the
+        // password, as in redis-py and ioredis.
+        s.password = s.username;
+        s.username.clear();
+      }
+    }
+    std::string_view host = authority, port;
+    if (!authority.empty() && authority[0] == '[') {
+      const size_t close = authority.find(']');
+      if (close == std::string_view::npos)
+        return bad("unterminated [ in an IPv6 host");
+      host = authority.substr(1, close - 1);
+      const std::string_view after = authority.substr(close + 1);
+      if (!after.empty()) {
+        if (after[0] != ':') return bad("expected :port after ]");
+        port = after.substr(1);
+        if (port.empty()) return bad("empty port");
+      }
+      unsigned char buf[16];
+      if (inet_pton(AF_INET6, std::string(host).c_str(), buf) != 1)
+        return bad("malformed IPv6 address in brackets");
+    } else {
+      const size_t colon = authority.find(':');
+      if (colon != std::string_view::npos) {
+        host = authority.substr(0, colon);
+        port = authority.substr(colon + 1);
+        if (port.empty()) return bad("empty port");
+      }
+    }
+    if (host.empty()) return bad("missing host");
+    if (host.find_first_of(" %/?#@") != std::string_view::npos)
+      return bad("malformed host");
+    s.host = std::string(host);
+    if (!port.empty()) {
+      uint64_t p = 0;
+      if (!parse_u64(port, p) || p < 1 || p > 65535)
+        return bad("port must be 1..65535");
+      s.port = static_cast<uint16_t>(p);
+    }
+    if (!path.empty() && path != "/") {
+      uint64_t db = 0;
+      if (!parse_u64(path.substr(1), db) || db > 2147483647)
+        return bad("the path must be a database number (/0 .. /2147483647)");
+      s.db = static_cast<int>(db);
+    }
+  }
+  if (!query.empty()) {
+    Errc rc = parse_query(query, unix, s);
+    if (rc != Errc::ok) return rc;
+  }
+  if (s.tls.cert_file.empty() != s.tls.key_file.empty())
+    return bad("tls_cert and tls_key go together (mutual TLS needs both)");
+  out = std::move(s);
+  return Errc::ok;
+}
+
+}  // namespace tollgate::redis
