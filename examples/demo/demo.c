@@ -514,9 +514,18 @@ int main(int argc, char **argv) {
   printf("  plan " PLAN_NAME
          ": %d requests per hour (GCRA) for organization " ORG_KEY "\n",
          PLAN_LIMIT);
-  printf("  store: %s\n", store_url ? store_url
-                                    : "memory (default; each server process "
-                                      "has its own)");
+  if (store_url) {
+    /* Never print a password: show the URL without its user info. */
+    const char *scheme_end = strstr(store_url, "://");
+    const char *at = strchr(store_url, '@');
+    if (scheme_end && at && at > scheme_end)
+      printf("  store: %.*s***@%s\n", (int)(scheme_end + 3 - store_url),
+             store_url, at + 1);
+    else
+      printf("  store: %s\n", store_url);
+  } else {
+    printf("  store: memory (default; each server process has its own)\n");
+  }
   printf("  load balancer: %ld requests, round-robin over %d servers\n\n",
          requests, n_servers);
 

@@ -1,0 +1,401 @@
+// The Redis store against a real redis-server that the tests start: shared
+// limits, scripts, deadlines, reconnects, failure modes, the deny cache,
+// health, admin listing, auth and TLS.
+#include <catch2/catch.hpp>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixtures/redis_server.hpp"
+#include "tollgate.h"
+
+using fixtures::RedisServer;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Lim {
+  rl_limiter *p = nullptr;
+  explicit Lim(const rl_options &o) {
+    const int rc = rl_create(&p, &o);
+    INFO("rl_create: " << rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Lim() { rl_destroy(p); }
+};
+
+// Options for `url`; the URL text is kept alive for the whole test run.
+rl_options opts_for(const std::string &url, int32_t failure_mode = 0) {
+  static std::mutex mu;
+  static std::deque<std::string> urls;
+  std::lock_guard<std::mutex> lock(mu);
+  urls.push_back(url);
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = urls.back().c_str();
+  o.failure_mode = failure_mode;
+  return o;
+}
+
+rl_policy policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
+  rl_policy p = RL_POLICY_INIT;
+  p.algorithm = alg;
+  p.limit = limit;
+  p.period_ms = period_ms;
+  return p;
+}
+
+int check(rl_limiter *lim, const std::string &key, const rl_policy &p,
+          rl_decision &d, int64_t cost = 1) {
+  const rl_decision fresh = RL_DECISION_INIT;
+  d = fresh;
+  return rl_check(lim, &d, key.data(), key.size(), &p, 1, cost);
+}
+
+rl_health_info health(rl_limiter *lim) {
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim, &h) == RL_OK);
+  return h;
+}
+
+// Waits until `pred` holds, up to `ms`.
+template <typename F>
+bool eventually(F pred, int ms) {
+  const auto end = Clock::now() + std::chrono::milliseconds(ms);
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return pred();
+}
+
+int64_t elapsed_ms(Clock::time_point since) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
+                                                               since)
+      .count();
+}
+
+}  // namespace
+
+TEST_CASE("redis: a limit is shared and exact", "[redis]") {
+  RedisServer server;
+  const std::string url = server.url();
+  rl_options o = opts_for(url, RL_FAIL_ERROR);
+  Lim a(o), b(o);
+  const rl_policy p = policy(5, 3600 * 1000);
+  rl_decision d;
+  int admitted = 0;
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(check(i % 2 ? a.p : b.p, "org-123", p, d) == RL_OK);
+    CHECK((d.source == RL_SOURCE_STORE || d.source == RL_SOURCE_DENY_CACHE));
+    admitted += d.allowed;
+  }
+  CHECK(admitted == 5);
+  // Keys carry a TTL and the documented schema.
+  const std::string ttl =
+      server.command({"PTTL", "tollgate:{org-123}:gcra:5:3600000:5"});
+  CHECK(std::stoll(ttl) > 0);
+  rl_health_info h = health(a.p);
+  CHECK(h.store_kind == RL_STORE_REDIS);
+  CHECK(h.connection == RL_CONN_READY);
+  CHECK(std::string(h.server_version).rfind("7.", 0) == 0);
+}
+
+TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
+          "[redis]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  const rl_policy ps[2] = {policy(2, 3600 * 1000),
+                           policy(3, 3600 * 1000, RL_ALG_FIXED_WINDOW)};
+  rl_decision d = RL_DECISION_INIT;
+  for (int i = 0; i < 2; ++i)
+    REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.policy_index == 0);
+  // The fixed window was charged twice, not three times.
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &ps[1], 1, 0) == RL_OK);
+  CHECK(d.remaining == 1);
+}
+
+TEST_CASE("redis: NOSCRIPT after SCRIPT FLUSH is recovered", "[redis]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  const rl_policy p = policy(100, 60000);
+  rl_decision d;
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  server.command({"SCRIPT", "FLUSH"});
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.remaining == 98);
+}
+
+TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  const rl_policy p = policy(1, 60000);
+  rl_decision d;
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.source == RL_SOURCE_STORE);
+  for (int i = 0; i < 5; ++i) {
+    REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+    CHECK(d.allowed == 0);
+    CHECK(d.source == RL_SOURCE_DENY_CACHE);
+    CHECK(d.retry_after_ms > 0);
+  }
+  CHECK(health(lim.p).deny_cache_hits == 5);
+
+  rl_options off = opts_for(server.url(), RL_FAIL_ERROR);
+  off.deny_cache = -1;
+  Lim plain(off);
+  REQUIRE(check(plain.p, "k", p, d) == RL_OK);
+  CHECK(d.source == RL_SOURCE_STORE);
+  CHECK(health(plain.p).deny_cache_hits == 0);
+}
+
+TEST_CASE("redis: reset and the admin listing", "[redis]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  const rl_policy p = policy(10, 60000), w = policy(7, 60000, RL_ALG_FIXED_WINDOW);
+  rl_decision d;
+  const std::string glob_key = "user*[1]?";  // glob characters are escaped
+  REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
+  REQUIRE(check(lim.p, "org-2", w, d, 2) == RL_OK);
+  REQUIRE(check(lim.p, glob_key, p, d) == RL_OK);
+  REQUIRE(check(lim.p, "user-x", p, d) == RL_OK);
+
+  rl_keys *it = nullptr;
+  REQUIRE(rl_keys_open(lim.p, &it) == RL_OK);
+  int seen = 0;
+  bool saw_org1 = false, saw_org2 = false;
+  for (;;) {
+    rl_key_info info = RL_KEY_INFO_INIT;
+    const int rc = rl_keys_next(it, &info);
+    if (rc == RL_E_DONE) break;
+    REQUIRE(rc == RL_OK);
+    ++seen;
+    const std::string key(info.key, info.key_len);
+    if (key == "org-1") {
+      saw_org1 = true;
+      CHECK(info.policy.algorithm == RL_ALG_GCRA);
+      CHECK(info.policy.limit == 10);
+      CHECK(info.remaining == 7);
+      CHECK(info.reset_after_ms > 0);
+    }
+    if (key == "org-2") {
+      saw_org2 = true;
+      CHECK(info.policy.algorithm == RL_ALG_FIXED_WINDOW);
+      CHECK(info.remaining == 5);
+    }
+  }
+  rl_keys_free(it);
+  CHECK(seen == 4);
+  CHECK(saw_org1);
+  CHECK(saw_org2);
+
+  // Reset one key with glob characters: only it goes.
+  REQUIRE(rl_reset(lim.p, glob_key.data(), glob_key.size()) == RL_OK);
+  REQUIRE(check(lim.p, "user-x", p, d, 0) == RL_OK);
+  CHECK(d.remaining == 9);
+  REQUIRE(check(lim.p, glob_key, p, d, 0) == RL_OK);
+  CHECK(d.remaining == 10);
+}
+
+TEST_CASE("redis: Redis killed under load, then restarted", "[redis][chaos]") {
+  RedisServer server;
+  rl_options o = opts_for(server.url(), RL_FAIL_CLOSED);
+  o.timeout_ms = 200;
+  o.reconnect_max_ms = 500;
+  Lim lim(o);
+  const rl_policy p = policy(1000000, 60000);
+  rl_decision d;
+  REQUIRE(check(lim.p, "warm", p, d) == RL_OK);
+  REQUIRE(d.source == RL_SOURCE_STORE);
+
+  std::atomic<bool> stop{false};
+  std::atomic<int64_t> worst_ms{0}, calls{0}, closed_answers{0}, bad{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const std::string key = "load" + std::to_string(t);
+      while (!stop) {
+        rl_decision dd = RL_DECISION_INIT;
+        const auto start = Clock::now();
+        const int rc = rl_check(lim.p, &dd, key.data(), key.size(), &p, 1, 1);
+        const int64_t ms = elapsed_ms(start);
+        int64_t prev = worst_ms.load();
+        while (ms > prev && !worst_ms.compare_exchange_weak(prev, ms)) {
+        }
+        ++calls;
+        if (rc != RL_OK) ++bad;
+        if (dd.source == RL_SOURCE_FAIL_CLOSED) {
+          ++closed_answers;
+          if (dd.allowed) ++bad;
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  server.kill9();
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  // While it is known down, answers come at once (no timeout each).
+  const auto t0 = Clock::now();
+  REQUIRE(check(lim.p, "down", p, d) == RL_OK);
+  CHECK(d.source == RL_SOURCE_FAIL_CLOSED);
+  CHECK(d.allowed == 0);
+  CHECK(elapsed_ms(t0) < 100);
+  CHECK(health(lim.p).connection != RL_CONN_READY);
+
+  server.restart();
+  // Back within the backoff cap (500 ms) plus a connect, same limiter.
+  CHECK(eventually(
+      [&] {
+        rl_decision dd;
+        return check(lim.p, "after", p, dd) == RL_OK &&
+               dd.source == RL_SOURCE_STORE;
+      },
+      3000));
+  stop = true;
+  for (auto &th : threads) th.join();
+  CHECK(bad == 0);
+  CHECK(closed_answers > 0);
+  INFO("calls " << calls << ", worst " << worst_ms << " ms");
+  CHECK(worst_ms <= 200 + 150);  // deadline plus slack
+  // The restarted Redis had no scripts: NOSCRIPT was answered by EVAL.
+  REQUIRE(check(lim.p, "after2", p, d) == RL_OK);
+  CHECK(d.source == RL_SOURCE_STORE);
+  const rl_health_info h = health(lim.p);
+  CHECK(h.reconnects >= 1);
+  CHECK(h.fail_closed > 0);
+  CHECK(h.store_errors > 0);
+  CHECK(std::strlen(h.last_error) > 0);
+}
+
+TEST_CASE("redis: a frozen Redis (SIGSTOP) is bounded by the deadline",
+          "[redis][chaos]") {
+  RedisServer server;
+  rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
+  o.timeout_ms = 150;
+  Lim lim(o);
+  const rl_policy p = policy(1000, 60000);
+  rl_decision d;
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  REQUIRE(d.source == RL_SOURCE_STORE);
+  server.stop();
+  for (int i = 0; i < 5; ++i) {
+    const auto t0 = Clock::now();
+    REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+    const int64_t ms = elapsed_ms(t0);
+    CHECK(d.source == RL_SOURCE_FAIL_OPEN);
+    CHECK(d.allowed == 1);
+    CHECK(ms >= 140);
+    CHECK(ms <= 150 + 100);
+  }
+  server.cont();
+  CHECK(eventually(
+      [&] {
+        rl_decision dd;
+        return check(lim.p, "k", p, dd) == RL_OK &&
+               dd.source == RL_SOURCE_STORE;
+      },
+      3000));
+}
+
+TEST_CASE("redis: local fallback divides the limit", "[redis][chaos]") {
+  RedisServer server;
+  rl_options o = opts_for(server.url(), RL_FAIL_LOCAL);
+  o.local_divisor = 4;
+  Lim lim(o);
+  server.kill9();
+  const rl_policy p = policy(100, 3600 * 1000);
+  int admitted = 0;
+  for (int i = 0; i < 60; ++i) {
+    rl_decision d;
+    REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+    CHECK(d.source == RL_SOURCE_LOCAL);
+    admitted += d.allowed;
+  }
+  CHECK(admitted == 25);
+  CHECK(health(lim.p).local_fallback == 60);
+}
+
+TEST_CASE("redis: connection refused answers at once with the error",
+          "[redis]") {
+  RedisServer server;
+  const std::string url = server.url();
+  server.kill9();
+  Lim lim(opts_for(url, RL_FAIL_ERROR));
+  const rl_policy p = policy(10, 1000);
+  rl_decision d;
+  const auto t0 = Clock::now();
+  const int rc = check(lim.p, "k", p, d);
+  CHECK((rc == RL_E_CONNECT || rc == RL_E_TIMEOUT));
+  CHECK(elapsed_ms(t0) <= 250);
+  int64_t rtt = 0;
+  CHECK(rl_ping(lim.p, &rtt) == RL_E_CONNECT);
+}
+
+TEST_CASE("redis: auth errors are clear and never echo the password",
+          "[redis][auth]") {
+  RedisServer::Options so;
+  so.password = "correct-horse";
+  so.acl_users = {{"alice", "alice-pass-123"}};
+  RedisServer server(so);
+  const std::string base =
+      "redis://127.0.0.1:" + std::to_string(server.port());
+
+  SECTION("wrong password") {
+    const std::string url = "redis://:Wr0ngPa55word@127.0.0.1:" +
+                            std::to_string(server.port());
+    Lim lim(opts_for(url, RL_FAIL_ERROR));
+    int64_t rtt;
+    CHECK(rl_ping(lim.p, &rtt) == RL_E_AUTH);
+    const std::string err = rl_last_error();
+    CHECK(err.find("Wr0ngPa55word") == std::string::npos);
+    CHECK(err.find("auth") != std::string::npos);
+    rl_decision d;
+    CHECK(check(lim.p, "k", policy(1, 1000), d) == RL_E_AUTH);
+    CHECK(std::string(rl_last_error()).find("Wr0ngPa55word") ==
+          std::string::npos);
+    CHECK(std::string(health(lim.p).last_error).find("Wr0ngPa55word") ==
+          std::string::npos);
+  }
+  SECTION("wrong ACL user") {
+    rl_options o = opts_for(base, RL_FAIL_ERROR);
+    o.username = "mallory";
+    o.password = "alice-pass-123";
+    Lim lim(o);
+    int64_t rtt;
+    CHECK(rl_ping(lim.p, &rtt) == RL_E_AUTH);
+    CHECK(std::string(rl_last_error()).find("alice-pass-123") ==
+          std::string::npos);
+  }
+  SECTION("no password at all") {
+    Lim lim(opts_for(base, RL_FAIL_ERROR));
+    int64_t rtt;
+    CHECK(rl_ping(lim.p, &rtt) == RL_E_AUTH);
+  }
+  SECTION("right ACL user and password in the URL") {
+    const std::string url = "redis://alice:alice-pass-123@127.0.0.1:" +
+                            std::to_string(server.port()) + "/2";
+    Lim lim(opts_for(url, RL_FAIL_ERROR));
+    int64_t rtt = -1;
+    REQUIRE(rl_ping(lim.p, &rtt) == RL_OK);
+    CHECK(rtt >= 0);
+    rl_decision d;
+    REQUIRE(check(lim.p, "k", policy(1, 1000), d) == RL_OK);
+    CHECK(d.source == RL_SOURCE_STORE);
+  }
+}
