@@ -399,3 +399,166 @@ TEST_CASE("redis: auth errors are clear and never echo the password",
     CHECK(d.source == RL_SOURCE_STORE);
   }
 }
+
+TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
+          "[redis][tls]") {
+  const fixtures::Certs &certs = fixtures::Certs::get();
+  const rl_policy p = policy(10, 60000);
+  rl_decision d;
+
+  SECTION("the right CA works") {
+    RedisServer::Options so;
+    so.tls = true;
+    RedisServer server(so);
+    rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
+    o.tls_ca_file = certs.ca.c_str();
+    Lim lim(o);
+    int64_t rtt;
+    REQUIRE(rl_ping(lim.p, &rtt) == RL_OK);
+    REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+    CHECK(d.source == RL_SOURCE_STORE);
+    CHECK(d.remaining == 9);
+    // By name too: the certificate carries DNS:localhost.
+    rl_options byname = opts_for(
+        "rediss://localhost:" + std::to_string(server.port()), RL_FAIL_ERROR);
+    byname.tls_ca_file = certs.ca.c_str();
+    Lim named(byname);
+    CHECK(rl_ping(named.p, &rtt) == RL_OK);
+  }
+  SECTION("the wrong CA is refused") {
+    RedisServer::Options so;
+    so.tls = true;
+    RedisServer server(so);
+    rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
+    o.tls_ca_file = certs.other_ca.c_str();
+    Lim lim(o);
+    int64_t rtt;
+    CHECK(rl_ping(lim.p, &rtt) == RL_E_TLS);
+    CHECK(std::string(rl_last_error()).find("certificate verif") !=
+          std::string::npos);
+    // Turning verification off is explicit, and then it connects.
+    rl_options insecure = opts_for(server.url(), RL_FAIL_ERROR);
+    insecure.tls_verify = -1;
+    Lim lim2(insecure);
+    CHECK(rl_ping(lim2.p, &rtt) == RL_OK);
+  }
+  SECTION("a hostname mismatch is refused") {
+    RedisServer::Options so;
+    so.tls = true;
+    so.tls_wrong_name = true;  // certificate for wrong.example
+    RedisServer server(so);
+    rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
+    o.tls_ca_file = certs.ca.c_str();
+    Lim lim(o);
+    int64_t rtt;
+    CHECK(rl_ping(lim.p, &rtt) == RL_E_TLS);
+    CHECK(std::string(rl_last_error()).find("mismatch") != std::string::npos);
+    rl_options named = opts_for(server.url(), RL_FAIL_ERROR);
+    named.tls_ca_file = certs.ca.c_str();
+    named.tls_server_name = "localhost";
+    Lim lim2(named);
+    CHECK(rl_ping(lim2.p, &rtt) == RL_E_TLS);
+  }
+  SECTION("a plaintext client to a TLS port is refused") {
+    RedisServer::Options so;
+    so.tls = true;
+    RedisServer server(so);
+    Lim lim(opts_for("redis://127.0.0.1:" + std::to_string(server.port()),
+                     RL_FAIL_ERROR));
+    int64_t rtt;
+    const int rc = rl_ping(lim.p, &rtt);
+    CHECK(rc != RL_OK);
+    CHECK((rc == RL_E_CONNECT || rc == RL_E_TIMEOUT || rc == RL_E_PROTOCOL));
+    INFO(rl_last_error());
+    CHECK(std::strlen(rl_last_error()) > 0);
+  }
+  SECTION("mutual TLS: no client certificate fails, the right one works") {
+    RedisServer::Options so;
+    so.tls = true;
+    so.tls_auth_clients = true;
+    RedisServer server(so);
+    rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
+    o.tls_ca_file = certs.ca.c_str();
+    Lim without(o);
+    int64_t rtt;
+    CHECK(rl_ping(without.p, &rtt) == RL_E_TLS);
+    o.tls_cert_file = certs.client_cert.c_str();
+    o.tls_key_file = certs.client_key.c_str();
+    Lim with(o);
+    REQUIRE(rl_ping(with.p, &rtt) == RL_OK);
+    REQUIRE(check(with.p, "k", p, d) == RL_OK);
+    CHECK(d.source == RL_SOURCE_STORE);
+  }
+  SECTION("bad TLS files are errors at creation") {
+    RedisServer::Options so;
+    so.tls = true;
+    RedisServer server(so);
+    rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
+    o.tls_ca_file = "/nonexistent/ca.pem";
+    rl_limiter *lim = nullptr;
+    CHECK(rl_create(&lim, &o) == RL_E_TLS);
+    CHECK(lim == nullptr);
+    o.tls_ca_file = certs.ca.c_str();
+    o.tls_cert_file = certs.client_cert.c_str();
+    o.tls_key_file = certs.wrong_key.c_str();  // does not match
+    CHECK(rl_create(&lim, &o) == RL_E_TLS);
+  }
+}
+
+TEST_CASE("redis: malformed and oversized replies are protocol errors",
+          "[redis][protocol]") {
+  auto statm_rss_mb = [] {
+    long pages = 0, rss = 0;
+    FILE *f = std::fopen("/proc/self/statm", "r");
+    if (f) {
+      if (std::fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+      std::fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE) / (1024 * 1024);
+  };
+  const std::string info_body = "# Server\r\nredis_version:9.9.9\r\n";
+  const std::string info =
+      "$" + std::to_string(info_body.size()) + "\r\n" + info_body + "\r\n";
+  const rl_policy p = policy(10, 60000);
+
+  struct Case {
+    const char *name;
+    std::vector<std::string> replies;
+    int expect;
+  };
+  const std::string huge_bulk_then_data =
+      "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
+  const Case cases[] = {
+      {"absurd array in the handshake", {"*888888880\r\n"}, RL_E_PROTOCOL},
+      {"absurd array as a check reply", {info, "*888888880\r\n"},
+       RL_E_PROTOCOL},
+      {"absurd bulk length, then megabytes", {info, huge_bulk_then_data},
+       RL_E_PROTOCOL},
+      {"garbage type byte", {info, "!garbage\r\n"}, RL_E_PROTOCOL},
+      {"wrong reply shape", {info, ":1\r\n"}, RL_E_PROTOCOL},
+      {"error reply", {info, "-ERR something broke\r\n"}, RL_E_STORE},
+      {"closed mid-reply", {info, "*5\r\n:1\r\n<close>"}, RL_E_CONNECT},
+      {"silent after the handshake", {info}, RL_E_TIMEOUT},
+  };
+  for (const Case &c : cases) {
+    SECTION(c.name) {
+      fixtures::FakeServer fake(c.replies);
+      rl_options o = opts_for(
+          "redis://127.0.0.1:" + std::to_string(fake.port()), RL_FAIL_ERROR);
+      o.timeout_ms = 300;
+      o.deny_cache = -1;
+      const long before = statm_rss_mb();
+      Lim lim(o);
+      rl_decision dd;
+      const auto t0 = Clock::now();
+      const int rc = check(lim.p, "k", p, dd);
+      INFO(rl_last_error());
+      CHECK(rc == c.expect);
+      CHECK(elapsed_ms(t0) <= 300 + 150);
+      CHECK(statm_rss_mb() - before < 64);  // nothing of the announced size
+      if (c.expect == RL_E_PROTOCOL)
+        CHECK(std::string(rl_last_error()).find("protocol") !=
+              std::string::npos);
+    }
+  }
+}
