@@ -2,7 +2,8 @@
  * key against a shared store and the process prints how many calls were
  * admitted, e.g. "admitted 37 denied 4963 errors 0 degraded 0".
  *
- *   tollgate-test-worker URL KEY ALGORITHM LIMIT PERIOD_MS THREADS CALLS [multi]
+ *   tollgate-test-worker URL KEY ALGORITHM LIMIT PERIOD_MS THREADS CALLS
+ * [multi]
  *
  * ALGORITHM is 0..3 (RL_ALG_*). With "multi" a second, looser policy (the
  * same algorithm family, 10x the limit) is checked in the same call. */

@@ -169,7 +169,8 @@ TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
 TEST_CASE("redis: reset and the admin listing", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(10, 60000), w = policy(7, 60000, RL_ALG_FIXED_WINDOW);
+  const rl_policy p = policy(10, 60000),
+                  w = policy(7, 60000, RL_ALG_FIXED_WINDOW);
   rl_decision d;
   const std::string glob_key = "user*[1]?";  // glob characters are escaped
   REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
@@ -353,12 +354,11 @@ TEST_CASE("redis: auth errors are clear and never echo the password",
   so.password = "correct-horse";
   so.acl_users = {{"alice", "alice-pass-123"}};
   RedisServer server(so);
-  const std::string base =
-      "redis://127.0.0.1:" + std::to_string(server.port());
+  const std::string base = "redis://127.0.0.1:" + std::to_string(server.port());
 
   SECTION("wrong password") {
-    const std::string url = "redis://:Wr0ngPa55word@127.0.0.1:" +
-                            std::to_string(server.port());
+    const std::string url =
+        "redis://:Wr0ngPa55word@127.0.0.1:" + std::to_string(server.port());
     Lim lim(opts_for(url, RL_FAIL_ERROR));
     int64_t rtt;
     CHECK(rl_ping(lim.p, &rtt) == RL_E_AUTH);
@@ -530,9 +530,11 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
       "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
   const Case cases[] = {
       {"absurd array in the handshake", {"*888888880\r\n"}, RL_E_PROTOCOL},
-      {"absurd array as a check reply", {info, "*888888880\r\n"},
+      {"absurd array as a check reply",
+       {info, "*888888880\r\n"},
        RL_E_PROTOCOL},
-      {"absurd bulk length, then megabytes", {info, huge_bulk_then_data},
+      {"absurd bulk length, then megabytes",
+       {info, huge_bulk_then_data},
        RL_E_PROTOCOL},
       {"garbage type byte", {info, "!garbage\r\n"}, RL_E_PROTOCOL},
       {"wrong reply shape", {info, ":1\r\n"}, RL_E_PROTOCOL},

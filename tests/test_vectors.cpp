@@ -10,6 +10,8 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
+#include "fixtures/redis_server.hpp"
+
 #include <cstdint>
 #include <fstream>
 #include <memory>
@@ -99,7 +101,10 @@ int64_t step_time_us(const json &step) {
                 : step.at("t_us").get<int64_t>();
 }
 
-void replay_case(const std::string &file, const json &c) {
+// Replays one case; `url` empty means the memory store, else a Redis URL
+// (the pinned-clock scripts of a TOLLGATE_TESTING build take the clock).
+void replay_case(const std::string &file, const json &c,
+                 const std::string &url = "", const std::string &prefix = "") {
   const std::string name = c.at("name").get<std::string>();
   const std::string case_key = c.at("key").get<std::string>();
 
@@ -118,6 +123,12 @@ void replay_case(const std::string &file, const json &c) {
   rl_options opts = RL_OPTIONS_INIT;
   opts.clock = &test_clock;
   opts.clock_user_data = &clock;
+  if (!url.empty()) {
+    opts.url = url.c_str();
+    opts.key_prefix = prefix.c_str();  // cases do not share keys
+    opts.deny_cache = -1;  // the vectors describe the store's own answers
+    opts.failure_mode = RL_FAIL_ERROR;
+  }
   rl_limiter *raw = nullptr;
   REQUIRE(rl_create(&raw, &opts) == RL_OK);
   REQUIRE(raw != nullptr);
@@ -164,11 +175,14 @@ void replay_case(const std::string &file, const json &c) {
 }
 
 // One section per case: a failing case is reported and the others still run.
-void replay_file(const std::string &file) {
+void replay_file(const std::string &file, const std::string &url = "") {
   const json doc = load_vectors(file);
+  int index = 0;
   for (const json &c : doc.at("cases")) {
+    const std::string prefix =
+        "vt:" + file + ":" + std::to_string(index++) + ":";
     DYNAMIC_SECTION(file << ": " << c.at("name").get<std::string>()) {
-      replay_case(file, c);
+      replay_case(file, c, url, prefix);
     }
   }
 }
@@ -210,3 +224,13 @@ TEST_CASE("vectors: sliding window", "[vectors]") {
 TEST_CASE("vectors: multiple policies", "[vectors]") {
   replay_file("multi_policy.json");
 }
+
+#ifdef TOLLGATE_TESTING
+// The same files against a real Redis: the Lua scripts must give the
+// memory store's decisions exactly.
+TEST_CASE("vectors on Redis: every file", "[vectors][redis]") {
+  fixtures::RedisServer server;
+  const std::string url = server.url();
+  for (const char *file : kVectorFiles) replay_file(file, url);
+}
+#endif

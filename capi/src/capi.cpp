@@ -218,36 +218,62 @@ void copy_text(char *dst, size_t size, const std::string &src) {
 
 extern "C" {
 
-unsigned rl_version_number(void) { return RL_VERSION_NUMBER; }
+unsigned rl_version_number(void) {
+  return RL_VERSION_NUMBER;
+}
 
-const char *rl_version_string(void) { return RL_VERSION_STRING; }
+const char *rl_version_string(void) {
+  return RL_VERSION_STRING;
+}
 
 const char *rl_strerror(int code) {
   switch (code) {
-    case RL_OK: return "success";
-    case RL_E_INVALID_ARG: return "invalid argument";
-    case RL_E_KEY_INVALID: return "invalid key (empty or NULL)";
-    case RL_E_KEY_TOO_LONG: return "key longer than max_key_len";
-    case RL_E_POLICY: return "invalid policy";
-    case RL_E_OVERFLOW: return "value out of range (would overflow)";
-    case RL_E_VERSION: return "unsupported struct version";
-    case RL_E_NOMEM: return "out of memory";
-    case RL_E_URL: return "malformed or unknown store URL";
-    case RL_E_UNSUPPORTED: return "not supported by this store or build";
-    case RL_E_INTERNAL: return "internal error";
-    case RL_E_CONNECT: return "cannot reach the store";
-    case RL_E_TIMEOUT: return "the store did not answer before the deadline";
-    case RL_E_AUTH: return "the store refused the credentials";
-    case RL_E_TLS: return "TLS failure (handshake or certificate)";
-    case RL_E_PROTOCOL: return "malformed or unexpected reply from the store";
-    case RL_E_STORE: return "the store answered with an error";
-    case RL_E_CLOSED: return "the limiter was destroyed";
-    case RL_E_DONE: return "no more entries";
-    default: return "unknown error code";
+    case RL_OK:
+      return "success";
+    case RL_E_INVALID_ARG:
+      return "invalid argument";
+    case RL_E_KEY_INVALID:
+      return "invalid key (empty or NULL)";
+    case RL_E_KEY_TOO_LONG:
+      return "key longer than max_key_len";
+    case RL_E_POLICY:
+      return "invalid policy";
+    case RL_E_OVERFLOW:
+      return "value out of range (would overflow)";
+    case RL_E_VERSION:
+      return "unsupported struct version";
+    case RL_E_NOMEM:
+      return "out of memory";
+    case RL_E_URL:
+      return "malformed or unknown store URL";
+    case RL_E_UNSUPPORTED:
+      return "not supported by this store or build";
+    case RL_E_INTERNAL:
+      return "internal error";
+    case RL_E_CONNECT:
+      return "cannot reach the store";
+    case RL_E_TIMEOUT:
+      return "the store did not answer before the deadline";
+    case RL_E_AUTH:
+      return "the store refused the credentials";
+    case RL_E_TLS:
+      return "TLS failure (handshake or certificate)";
+    case RL_E_PROTOCOL:
+      return "malformed or unexpected reply from the store";
+    case RL_E_STORE:
+      return "the store answered with an error";
+    case RL_E_CLOSED:
+      return "the limiter was destroyed";
+    case RL_E_DONE:
+      return "no more entries";
+    default:
+      return "unknown error code";
   }
 }
 
-const char *rl_last_error(void) { return tollgate::last_error_message(); }
+const char *rl_last_error(void) {
+  return tollgate::last_error_message();
+}
 
 int rl_create(rl_limiter **out, const rl_options *options) {
   return guarded([&]() -> Errc {
@@ -450,6 +476,8 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
   });
 }
 
-void rl_keys_free(rl_keys *it) { delete it; }
+void rl_keys_free(rl_keys *it) {
+  delete it;
+}
 
 }  // extern "C"

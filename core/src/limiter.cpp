@@ -127,8 +127,7 @@ Limiter::CounterStripe &Limiter::stripe() noexcept {
 }
 
 Limiter::Limiter(const LimiterConfig &config)
-    : max_key_len_(config.max_key_len ? config.max_key_len
-                                      : kDefaultMaxKeyLen),
+    : max_key_len_(config.max_key_len ? config.max_key_len : kDefaultMaxKeyLen),
       clock_(config.clock),
       clock_user_data_(config.clock_user_data) {}
 
@@ -145,9 +144,9 @@ Errc Limiter::create(const LimiterConfig &config,
                                        std::to_string(config.max_key_len) +
                                        " exceeds 65536");
   if (config.shards > 1024)
-    return fail(Errc::invalid_arg, "options: shards " +
-                                       std::to_string(config.shards) +
-                                       " exceeds 1024");
+    return fail(
+        Errc::invalid_arg,
+        "options: shards " + std::to_string(config.shards) + " exceeds 1024");
   MemoryStoreConfig mc;
   mc.max_keys = config.max_keys ? config.max_keys : kDefaultMaxKeys;
   mc.shards = config.shards;
@@ -165,8 +164,7 @@ Errc Limiter::create(const LimiterConfig &config,
   }
   if (!redis::is_redis_url(url)) {
     const auto scheme_end = url.find("://");
-    if (scheme_end == std::string::npos || scheme_end == 0 ||
-        scheme_end > 16 ||
+    if (scheme_end == std::string::npos || scheme_end == 0 || scheme_end > 16 ||
         url.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789+-.") <
             scheme_end)
       return fail(Errc::url,
@@ -295,8 +293,9 @@ Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
   Outcome outcomes[kMaxPoliciesPerCheck];
   bool allowed;
   try {
-    allowed = local_->check(key, std::span<const Policy>(scaled, policies.size()),
-                            realtime_us(), cost, outcomes);
+    allowed =
+        local_->check(key, std::span<const Policy>(scaled, policies.size()),
+                      realtime_us(), cost, outcomes);
   } catch (const std::bad_alloc &) {
     bump(c.errors);
     return fail(Errc::nomem, "local fallback: out of memory");
@@ -387,8 +386,10 @@ Errc Limiter::check_async(std::string_view key,
       d.allowed = false;
       d.limit = hit.limit;
       d.remaining = hit.remaining;
-      d.retry_after_us = std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
-      d.reset_after_us = std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
+      d.retry_after_us =
+          std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
+      d.reset_after_us =
+          std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
       d.source = Source::deny_cache;
       d.policy_index = hit.policy_index;
       cb(user, Errc::ok, &d);
@@ -404,7 +405,8 @@ Errc Limiter::check_async(std::string_view key,
   ctx->cb = cb;
   ctx->user = user;
   const int64_t deadline =
-      redis::monotonic_ns() + static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->timeout_ms) * 1000000;
   redis_->check(key, policies, cost, t, deadline, &RedisCheck::done,
                 ctx.release());
   return Errc::ok;
@@ -469,8 +471,9 @@ Errc Limiter::reset(std::string_view key) {
     return Errc::ok;
   }
   if (local_) local_->reset(key);
-  const int64_t deadline = redis::monotonic_ns() +
-                           static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  const int64_t deadline =
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->timeout_ms) * 1000000;
   rc = redis_->reset(key, deadline);
   if (rc != Errc::ok) count_error();
   return rc;
@@ -481,10 +484,10 @@ Errc Limiter::ping(int64_t &rtt_us) {
     rtt_us = 0;
     return Errc::ok;
   }
-  const int64_t deadline =
-      redis::monotonic_ns() +
-      static_cast<int64_t>(settings_->connect_timeout_ms + settings_->timeout_ms) *
-          1000000;
+  const int64_t deadline = redis::monotonic_ns() +
+                           static_cast<int64_t>(settings_->connect_timeout_ms +
+                                                settings_->timeout_ms) *
+                               1000000;
   return redis_->ping(deadline, rtt_us);
 }
 
@@ -497,7 +500,9 @@ Errc Limiter::open_keys(std::unique_ptr<KeyIterator> &out) {
   return Errc::ok;
 }
 
-void Limiter::count_error() noexcept { bump(stripe().errors); }
+void Limiter::count_error() noexcept {
+  bump(stripe().errors);
+}
 
 Health Limiter::health() const {
   Health h;

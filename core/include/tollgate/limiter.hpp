@@ -102,7 +102,8 @@ class KeyIterator;
 
 class Limiter {
  public:
-  static Errc create(const LimiterConfig &config, std::unique_ptr<Limiter> &out);
+  static Errc create(const LimiterConfig &config,
+                     std::unique_ptr<Limiter> &out);
   ~Limiter();
 
   // One check: all policies or none are charged. `policies` must come from

@@ -189,8 +189,7 @@ RedisStore::RedisStore(const Settings &settings, bool pinned,
 
 RedisStore::~RedisStore() = default;
 
-std::string RedisStore::redis_key(std::string_view key,
-                                  const Policy &p) const {
+std::string RedisStore::redis_key(std::string_view key, const Policy &p) const {
   std::string k;
   k.reserve(settings_.key_prefix.size() + key.size() + 48);
   k += settings_.key_prefix;
@@ -207,8 +206,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   const size_t n = policies.size();
   const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
                                 : multi_script(pinned_);
-  auto *c = new CheckCtx{this, transport_.get(), done, ctx, n,
-                         deadline_ns, script, {}, false};
+  auto *c = new CheckCtx{this,        transport_.get(), done, ctx,  n,
+                         deadline_ns, script,           {},   false};
   c->args.reserve(3 + 6 * n);
   c->args.push_back(std::to_string(n));
   for (const Policy &p : policies) c->args.push_back(redis_key(key, p));

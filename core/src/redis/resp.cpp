@@ -46,9 +46,15 @@ void *create_string(const redisReadTask *task, char *str, size_t len) {
                   std::to_string(t_scope->limits.max_bulk_len));
   auto *r = new Reply;
   switch (task->type) {
-    case REDIS_REPLY_ERROR: r->type = Reply::Type::error; break;
-    case REDIS_REPLY_STATUS: r->type = Reply::Type::status; break;
-    default: r->type = Reply::Type::string; break;
+    case REDIS_REPLY_ERROR:
+      r->type = Reply::Type::error;
+      break;
+    case REDIS_REPLY_STATUS:
+      r->type = Reply::Type::status;
+      break;
+    default:
+      r->type = Reply::Type::string;
+      break;
   }
   r->str.assign(str, len);
   return attach(task, r);
@@ -86,11 +92,12 @@ void *create_nil(const redisReadTask *task) {
 }
 
 // hiredis frees only the root (children belong to their parent).
-void free_object(void *obj) { delete static_cast<Reply *>(obj); }
+void free_object(void *obj) {
+  delete static_cast<Reply *>(obj);
+}
 
-redisReplyObjectFunctions g_functions = {create_string, create_array,
-                                         create_integer, create_nil,
-                                         free_object};
+redisReplyObjectFunctions g_functions = {
+    create_string, create_array, create_integer, create_nil, free_object};
 
 }  // namespace
 
@@ -115,8 +122,7 @@ bool Reader::feed(const char *data, size_t len) {
   redisReader *r = impl_->reader;
   const size_t buffered = r->len - r->pos;
   if (buffered + len > impl_->limits.max_buffer) {
-    error_ = "protocol: more than " +
-             std::to_string(impl_->limits.max_buffer) +
+    error_ = "protocol: more than " + std::to_string(impl_->limits.max_buffer) +
              " bytes of an incomplete reply";
     impl_->broken = true;
     return false;

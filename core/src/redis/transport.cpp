@@ -363,8 +363,7 @@ struct Transport::Core {
   void send_on(size_t i, Request r, Kind kind, int64_t now) {
     Conn &c = conns[i];
     c.wbuf += r.cmd;
-    c.inflight.push_back(
-        InFlight{r.done, r.ctx, r.deadline, now, kind, false});
+    c.inflight.push_back(InFlight{r.done, r.ctx, r.deadline, now, kind, false});
     if (kind == Kind::user) {
       in_flight.fetch_add(1, std::memory_order_relaxed);
       note_deadline(r.deadline);
@@ -390,7 +389,8 @@ struct Transport::Core {
     d = std::min(d, cap);
     // Jitter in [d/2, d]: processes that lost Redis together do not all
     // come back in the same millisecond.
-    return d / 2 + static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
+    return d / 2 +
+           static_cast<int64_t>(rng() % static_cast<uint64_t>(d / 2 + 1));
   }
 
   void watch(size_t i, uint32_t events) {
@@ -461,9 +461,8 @@ struct Transport::Core {
       rc = connect(c.fd, reinterpret_cast<sockaddr *>(&addr), addr_len);
     } while (rc < 0 && errno == EINTR);
     if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
-      conn_failed(i, Errc::connect, "connect: " + where() + ": " +
-                                        errno_text(errno),
-                  now);
+      conn_failed(i, Errc::connect,
+                  "connect: " + where() + ": " + errno_text(errno), now);
       return;
     }
     c.phase = Phase::tcp;
@@ -583,8 +582,7 @@ struct Transport::Core {
     Conn &c = conns[i];
     const bool was_ready = c.phase == Phase::ready;
     close_conn(c);
-    const std::string lost =
-        was_ready ? "connection lost: " + msg : msg;
+    const std::string lost = was_ready ? "connection lost: " + msg : msg;
     const Errc lost_code =
         was_ready && code == Errc::protocol ? Errc::protocol : code;
     for (InFlight &f : c.inflight) {
@@ -709,8 +707,7 @@ struct Transport::Core {
 
   std::string closed_text(const Conn &c) const {
     if (c.phase == Phase::hello)
-      return "connection closed by " + where() +
-             " during the handshake" +
+      return "connection closed by " + where() + " during the handshake" +
              (s.tls.enabled ? "" : " (a TLS port needs rediss://)");
     return "connection closed by " + where();
   }
@@ -763,8 +760,7 @@ struct Transport::Core {
     }
     if (is_error) {
       const std::string &text = reply->str;
-      const bool auth = f.kind == Kind::auth ||
-                        text.rfind("NOAUTH", 0) == 0 ||
+      const bool auth = f.kind == Kind::auth || text.rfind("NOAUTH", 0) == 0 ||
                         text.rfind("WRONGPASS", 0) == 0;
       const char *step = f.kind == Kind::auth     ? "AUTH"
                          : f.kind == Kind::select ? "SELECT"
@@ -798,16 +794,16 @@ struct Transport::Core {
       ssize_t n;
       if (c.ssl) {
         ERR_clear_error();
-        const int rc = SSL_write(c.ssl, p, static_cast<int>(std::min<size_t>(
-                                               len, 1 << 30)));
+        const int rc = SSL_write(
+            c.ssl, p, static_cast<int>(std::min<size_t>(len, 1 << 30)));
         if (rc <= 0) {
           const int err = SSL_get_error(c.ssl, rc);
           if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) break;
           const std::string detail = openssl_errors();
-          conn_failed(i, detail.empty() ? Errc::connect : Errc::tls,
-                      detail.empty() ? "write: connection closed"
-                                     : "tls: " + detail,
-                      now);
+          conn_failed(
+              i, detail.empty() ? Errc::connect : Errc::tls,
+              detail.empty() ? "write: connection closed" : "tls: " + detail,
+              now);
           return;
         }
         n = rc;
@@ -912,9 +908,10 @@ Errc Transport::create(const Settings &settings,
         if (SSL_CTX_load_verify_locations(
                 ctx, t.ca_file.empty() ? nullptr : t.ca_file.c_str(),
                 t.ca_dir.empty() ? nullptr : t.ca_dir.c_str()) != 1)
-          return fail(Errc::tls, "tls: cannot load the CA from " +
-                                     (t.ca_file.empty() ? t.ca_dir : t.ca_file) +
-                                     ": " + openssl_errors());
+          return fail(Errc::tls,
+                      "tls: cannot load the CA from " +
+                          (t.ca_file.empty() ? t.ca_dir : t.ca_file) + ": " +
+                          openssl_errors());
       } else if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
         return fail(Errc::tls, "tls: cannot load the system CA store: " +
                                    openssl_errors());
@@ -928,8 +925,8 @@ Errc Transport::create(const Settings &settings,
                                    t.cert_file + ": " + openssl_errors());
       if (SSL_CTX_use_PrivateKey_file(ctx, t.key_file.c_str(),
                                       SSL_FILETYPE_PEM) != 1)
-        return fail(Errc::tls, "tls: cannot load the client key " +
-                                   t.key_file + ": " + openssl_errors());
+        return fail(Errc::tls, "tls: cannot load the client key " + t.key_file +
+                                   ": " + openssl_errors());
       if (SSL_CTX_check_private_key(ctx) != 1)
         return fail(Errc::tls,
                     "tls: the client key does not match the certificate");

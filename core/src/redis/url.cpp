@@ -9,7 +9,9 @@
 namespace tollgate::redis {
 namespace {
 
-Errc bad(std::string message) { return fail(Errc::url, "url: " + message); }
+Errc bad(std::string message) {
+  return fail(Errc::url, "url: " + message);
+}
 
 int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -122,8 +124,9 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
     s.reconnect_max_ms = static_cast<uint32_t>(n);
   } else if (key == "db") {
     if (!unix)
-      return bad("option db is for unix:// URLs; redis:// takes the database "
-                 "in the path (redis://host:6379/2)");
+      return bad(
+          "option db is for unix:// URLs; redis:// takes the database "
+          "in the path (redis://host:6379/2)");
     rc = number(key, value, 0, 2147483647, n);
     s.db = static_cast<int>(n);
   } else {
@@ -201,8 +204,9 @@ Errc parse_url(const std::string &url, Settings &out) {
     // [userinfo@]host[:port][/db]
     const size_t slash = rest.find('/');
     std::string_view authority = rest.substr(0, slash);
-    std::string_view path =
-        slash == std::string_view::npos ? std::string_view() : rest.substr(slash);
+    std::string_view path = slash == std::string_view::npos
+                                ? std::string_view()
+                                : rest.substr(slash);
     const size_t at = authority.rfind('@');
     if (at != std::string_view::npos) {
       const std::string_view userinfo = authority.substr(0, at);

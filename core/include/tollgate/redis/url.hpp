@@ -21,12 +21,12 @@ enum class FailureMode : int32_t {
 };
 
 struct TlsSettings {
-  bool enabled = false;  // rediss://
-  bool verify = true;    // tls_verify=0 turns it off (explicit, insecure)
-  std::string ca_file;   // tls_ca
-  std::string ca_dir;    // tls_ca_dir
-  std::string cert_file; // tls_cert
-  std::string key_file;  // tls_key
+  bool enabled = false;     // rediss://
+  bool verify = true;       // tls_verify=0 turns it off (explicit, insecure)
+  std::string ca_file;      // tls_ca
+  std::string ca_dir;       // tls_ca_dir
+  std::string cert_file;    // tls_cert
+  std::string key_file;     // tls_key
   std::string server_name;  // tls_server_name; default: the host
 };
 
@@ -35,8 +35,8 @@ struct Settings {
   bool unix_socket = false;
   std::string host;  // IPv6 literals without brackets
   uint16_t port = 6379;
-  std::string path;  // unix socket path
-  int db = 0;        // /N or ?db=N, 0 .. 2^31-1
+  std::string path;      // unix socket path
+  int db = 0;            // /N or ?db=N, 0 .. 2^31-1
   std::string username;  // ACL user; empty: none
   std::string password;  // empty: no AUTH
   TlsSettings tls;
