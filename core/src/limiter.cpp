@@ -424,13 +424,13 @@ struct SyncDecision {
 void sync_decision_done(void *user, Errc code, const Decision *d) {
   auto *s = static_cast<SyncDecision *>(user);
   std::string msg = code == Errc::ok ? "" : last_error_message();
-  {
-    std::lock_guard<std::mutex> lock(s->mu);
-    s->code = code;
-    if (d) s->d = *d;
-    s->message = std::move(msg);
-    s->done = true;
-  }
+  // Notify with the lock held: the waiter owns `s` on its stack and may
+  // destroy it as soon as it sees `done`.
+  std::lock_guard<std::mutex> lock(s->mu);
+  s->code = code;
+  if (d) s->d = *d;
+  s->message = std::move(msg);
+  s->done = true;
   s->cv.notify_one();
 }
 }  // namespace
