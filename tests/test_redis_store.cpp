@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <deque>
@@ -563,4 +564,80 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
               std::string::npos);
     }
   }
+}
+
+TEST_CASE("redis: many async checks in flight complete without a thread each",
+          "[redis][async]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  const rl_policy p = policy(500, 3600 * 1000);
+  struct Counter {
+    std::mutex mu;
+    std::condition_variable cv;
+    int done = 0, allowed = 0, errors = 0, store = 0;
+  } c;
+  auto cb = [](int status, const rl_decision *d, void *user) {
+    auto *k = static_cast<Counter *>(user);
+    std::lock_guard<std::mutex> lock(k->mu);
+    ++k->done;
+    if (status != RL_OK) {
+      ++k->errors;
+    } else {
+      k->allowed += d->allowed;
+      k->store += d->source == RL_SOURCE_STORE;
+    }
+    k->cv.notify_one();
+  };
+  constexpr int kCalls = 2000;
+  for (int i = 0; i < kCalls; ++i)
+    REQUIRE(rl_check_async(lim.p, "burst", 5, &p, 1, 1, cb, &c) == RL_OK);
+  {
+    std::unique_lock<std::mutex> lock(c.mu);
+    REQUIRE(c.cv.wait_for(lock, std::chrono::seconds(10),
+                          [&] { return c.done == kCalls; }));
+  }
+  CHECK(c.errors == 0);
+  CHECK(c.allowed == 500);
+  // Thousands were in flight at once on one connection: they were
+  // pipelined, not one round trip after another.
+  const rl_health_info h = health(lim.p);
+  CHECK(h.in_flight == 0);
+  CHECK(h.checks == kCalls);
+}
+
+TEST_CASE("redis: destroying a limiter answers pending async checks",
+          "[redis][async]") {
+  RedisServer server;
+  auto cb = [](int status, const rl_decision *, void *user) {
+    auto *counts = static_cast<std::atomic<int> *>(user);
+    if (status == RL_E_CLOSED) ++counts[0];
+    ++counts[1];
+  };
+  std::atomic<int> counts[2] = {{0}, {0}};
+  {
+    rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
+    Lim lim(o);
+    server.stop();  // nothing will be answered by Redis
+    const rl_policy p = policy(10, 1000);
+    for (int i = 0; i < 50; ++i)
+      REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, cb, counts) == RL_OK);
+  }  // rl_destroy: every accepted callback has run before it returns
+  CHECK(counts[1] == 50);  // each exactly once
+  CHECK(counts[0] == 50);  // as RL_E_CLOSED, never a made-up decision
+  server.cont();
+}
+
+TEST_CASE("redis: unix socket with a database number", "[redis]") {
+  RedisServer::Options so;
+  so.unix_socket = true;
+  RedisServer server(so);
+  const std::string url = "unix://" + server.unix_path() + "?db=3";
+  Lim lim(opts_for(url, RL_FAIL_ERROR));
+  const rl_policy p = policy(2, 60000);
+  rl_decision d;
+  REQUIRE(check(lim.p, "k", p, d) == RL_OK);
+  CHECK(d.source == RL_SOURCE_STORE);
+  CHECK(d.remaining == 1);
+  CHECK(server.command({"-n", "3", "DBSIZE"}) == "1");
+  CHECK(server.command({"DBSIZE"}) == "0");
 }
