@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(build-essential cmake ninja-build pkg-config git
-          catch2 nlohmann-json3-dev clang-format python3)
+          catch2 nlohmann-json3-dev clang-format python3
+          libhiredis-dev libssl-dev openssl redis-server redis-tools)
 
 missing=()
 for p in "${packages[@]}"; do
