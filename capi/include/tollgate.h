@@ -154,7 +154,8 @@ typedef struct rl_policy {
 #define RL_SOURCE_STORE 0       /* the configured store decided */
 #define RL_SOURCE_DENY_CACHE 1  /* a recent store denial, answered locally */
 #define RL_SOURCE_FAIL_OPEN 2   /* store unavailable: allowed (RL_FAIL_OPEN) */
-#define RL_SOURCE_FAIL_CLOSED 3 /* store unavailable: denied (RL_FAIL_CLOSED) */
+#define RL_SOURCE_FAIL_CLOSED 3 /* store unavailable: denied (RL_FAIL_CLOSED) \
+                                 */
 #define RL_SOURCE_LOCAL 4       /* store unavailable: local limiter decided */
 
 /* retry_after_ms when the request can never pass under its policy (its
@@ -240,10 +241,10 @@ typedef struct rl_options {
    * (insecure: for tests and closed networks only). */
   int32_t tls_verify;
 } rl_options;
-#define RL_OPTIONS_INIT                                                    \
-  {                                                                         \
-    RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, \
-        0, 0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                   \
+#define RL_OPTIONS_INIT                                                       \
+  {                                                                           \
+    RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, \
+        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0                        \
   }
 
 /* Create a limiter. `options` may be NULL (memory store, defaults). On
@@ -307,17 +308,17 @@ typedef struct rl_health_info {
   uint64_t evictions; /* keys evicted to stay within max_keys */
 
   /* ---- version 2 */
-  int32_t connection;        /* RL_CONN_* */
-  uint32_t in_flight;        /* store calls awaiting a reply */
-  uint64_t reconnects;       /* connections re-established */
-  int64_t last_ping_us;      /* last PING round trip; -1 if none yet */
-  uint64_t store_errors;     /* store calls that failed */
-  uint64_t fail_open;        /* answers by each failure path */
+  int32_t connection;    /* RL_CONN_* */
+  uint32_t in_flight;    /* store calls awaiting a reply */
+  uint64_t reconnects;   /* connections re-established */
+  int64_t last_ping_us;  /* last PING round trip; -1 if none yet */
+  uint64_t store_errors; /* store calls that failed */
+  uint64_t fail_open;    /* answers by each failure path */
   uint64_t fail_closed;
   uint64_t local_fallback;
-  uint64_t deny_cache_hits;  /* answers from the local deny cache */
-  char server_version[32];   /* e.g. "7.0.15"; "" if unknown */
-  char last_error[256];      /* last store error; never holds a secret */
+  uint64_t deny_cache_hits; /* answers from the local deny cache */
+  char server_version[32];  /* e.g. "7.0.15"; "" if unknown */
+  char last_error[256];     /* last store error; never holds a secret */
 } rl_health_info;
 #define RL_HEALTH_INIT \
   { RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "" }
@@ -345,15 +346,16 @@ typedef struct rl_keys rl_keys;
 
 #define RL_KEY_INFO_VERSION 1
 typedef struct rl_key_info {
-  uint32_t version;      /* set by the caller: RL_KEY_INFO_VERSION */
-  const char *key;       /* the user key (not NUL-terminated); owned by the
-                            iterator, valid until the next rl_keys_next */
+  uint32_t version; /* set by the caller: RL_KEY_INFO_VERSION */
+  const char *key;  /* the user key (not NUL-terminated); owned by the
+                       iterator, valid until the next rl_keys_next */
   size_t key_len;
-  rl_policy policy;      /* the policy this state belongs to */
-  int64_t remaining;     /* as a cost-0 check would report now */
+  rl_policy policy;  /* the policy this state belongs to */
+  int64_t remaining; /* as a cost-0 check would report now */
   int64_t reset_after_ms;
 } rl_key_info;
-#define RL_KEY_INFO_INIT {RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_INIT, 0, 0}
+#define RL_KEY_INFO_INIT \
+  { RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_INIT, 0, 0 }
 
 /* Start listing every (key, policy) state under the limiter's key prefix.
  * The Redis store walks the keyspace with SCAN (never KEYS), a page at a
