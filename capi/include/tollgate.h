@@ -151,12 +151,16 @@ typedef struct rl_policy {
 
 /* Which path produced a decision, so a degraded answer is never mistaken
  * for a real one. Values are never renumbered. */
-#define RL_SOURCE_STORE 0       /* the configured store decided */
-#define RL_SOURCE_DENY_CACHE 1  /* a recent store denial, answered locally */
-#define RL_SOURCE_FAIL_OPEN 2   /* store unavailable: allowed (RL_FAIL_OPEN) */
-#define RL_SOURCE_FAIL_CLOSED 3 /* store unavailable: denied (RL_FAIL_CLOSED) \
-                                 */
-#define RL_SOURCE_LOCAL 4       /* store unavailable: local limiter decided */
+/* the configured store decided */
+#define RL_SOURCE_STORE 0
+/* a recent store denial, answered locally */
+#define RL_SOURCE_DENY_CACHE 1
+/* store unavailable: allowed (RL_FAIL_OPEN) */
+#define RL_SOURCE_FAIL_OPEN 2
+/* store unavailable: denied (RL_FAIL_CLOSED) */
+#define RL_SOURCE_FAIL_CLOSED 3
+/* store unavailable: an in-process limiter decided (RL_FAIL_LOCAL) */
+#define RL_SOURCE_LOCAL 4
 
 /* retry_after_ms when the request can never pass under its policy (its
  * cost exceeds the policy's capacity). */
