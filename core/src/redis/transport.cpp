@@ -678,6 +678,15 @@ struct Transport::Core {
           const std::string detail = openssl_errors();
           if (!detail.empty()) {
             conn_failed(i, Errc::tls, "tls: " + detail, now);
+          } else if (c.phase == Phase::hello) {
+            // With TLS 1.3 a server that rejects the client (no or a bad
+            // client certificate) may just close after the handshake.
+            conn_failed(i, Errc::tls,
+                        "tls: " + where() +
+                            " closed the connection right after the TLS "
+                            "handshake (does it require a client "
+                            "certificate? see tls_cert / tls_key)",
+                        now);
           } else {
             conn_failed(i, Errc::connect, closed_text(c), now);
           }
@@ -800,10 +809,17 @@ struct Transport::Core {
           const int err = SSL_get_error(c.ssl, rc);
           if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) break;
           const std::string detail = openssl_errors();
-          conn_failed(
-              i, detail.empty() ? Errc::connect : Errc::tls,
-              detail.empty() ? "write: connection closed" : "tls: " + detail,
-              now);
+          if (!detail.empty())
+            conn_failed(i, Errc::tls, "tls: " + detail, now);
+          else if (c.phase == Phase::hello)
+            conn_failed(i, Errc::tls,
+                        "tls: " + where() +
+                            " closed the connection right after the TLS "
+                            "handshake (does it require a client "
+                            "certificate? see tls_cert / tls_key)",
+                        now);
+          else
+            conn_failed(i, Errc::connect, "write: connection closed", now);
           return;
         }
         n = rc;

@@ -1,0 +1,293 @@
+// The Redis store through the C ABI, against baselines measured in the same
+// process on the same Redis: a plain blocking client (one command per round
+// trip, like most client libraries) and a hand-pipelined raw client.
+//
+//   tollgate-bench-redis redis://127.0.0.1:PORT [seconds per figure]
+//
+// (tests/with_redis.sh starts a throwaway redis-server: see
+// docs/benchmarks.md.) It prints a table; it never fails on speed.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tollgate.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+// A minimal blocking RESP client for the baselines: it only needs to count
+// complete top-level replies of known shapes (simple, integer or array of
+// integers), so it scans lines.
+struct RawClient {
+  int fd = -1;
+  std::string buf;
+  explicit RawClient(uint16_t port) {
+    fd = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, reinterpret_cast<sockaddr *>(&a), sizeof a) != 0) {
+      std::perror("connect");
+      std::exit(1);
+    }
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  ~RawClient() { close(fd); }
+  void send_all(const std::string &s) {
+    size_t off = 0;
+    while (off < s.size()) {
+      const ssize_t n = ::send(fd, s.data() + off, s.size() - off, 0);
+      if (n <= 0) std::exit(1);
+      off += static_cast<size_t>(n);
+    }
+  }
+  // Reads until `replies` complete replies arrived. A reply is a line
+  // starting with + - : or an array header "*N" followed by N such lines.
+  void read_replies(int replies) {
+    size_t pos = 0;
+    int done = 0, pending_elems = 0;
+    for (;;) {
+      size_t eol;
+      while ((eol = buf.find("\r\n", pos)) != std::string::npos) {
+        const char t = buf[pos];
+        if (t == '*') {
+          pending_elems = std::atoi(buf.c_str() + pos + 1);
+          if (pending_elems == 0) ++done;
+        } else if (pending_elems > 0) {
+          if (--pending_elems == 0) ++done;
+        } else {
+          ++done;
+        }
+        pos = eol + 2;
+        if (done == replies) {
+          buf.erase(0, pos);
+          return;
+        }
+      }
+      char tmp[65536];
+      const ssize_t n = ::recv(fd, tmp, sizeof tmp, 0);
+      if (n <= 0) std::exit(1);
+      buf.append(tmp, static_cast<size_t>(n));
+    }
+  }
+};
+
+std::string resp(const std::vector<std::string> &args) {
+  std::string s;
+  s.append("*").append(std::to_string(args.size())).append("\r\n");
+  for (const std::string &a : args) {
+    s.append("$").append(std::to_string(a.size())).append("\r\n");
+    s.append(a).append("\r\n");
+  }
+  return s;
+}
+
+// The script tollgate runs, loaded by the baseline itself (same work per
+// call on the server).
+const char *kGcraLike =
+    "local t = redis.call('TIME') local now = t[1] * 1000000 + t[2] "
+    "local tat = tonumber(redis.call('GET', KEYS[1]) or now) "
+    "if tat < now then tat = now end "
+    "local new = tat + 36000 "
+    "redis.call('SET', KEYS[1], string.format('%d', new), 'PX', 60000) "
+    "return {1, 1, 99, 36000, 0}";
+
+struct Stats {
+  double per_sec;
+  double p50_us, p99_us;
+};
+
+Stats percentiles(std::vector<double> &us, double secs) {
+  std::sort(us.begin(), us.end());
+  return {us.size() / secs, us[us.size() / 2], us[us.size() * 99 / 100]};
+}
+
+uint16_t port_of(const std::string &url) {
+  const size_t colon = url.rfind(':');
+  return static_cast<uint16_t>(std::atoi(url.c_str() + colon + 1));
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: %s redis://127.0.0.1:PORT [seconds]\n",
+                 argv[0]);
+    return 2;
+  }
+  const std::string url = argv[1];
+  const double secs = argc > 2 ? std::atof(argv[2]) : 2.0;
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  o.timeout_ms = 2000;
+  o.deny_cache = -1;
+  rl_limiter *lim = nullptr;
+  if (rl_create(&lim, &o) != RL_OK) {
+    std::fprintf(stderr, "rl_create: %s\n", rl_last_error());
+    return 1;
+  }
+  rl_policy p = RL_POLICY_INIT;
+  p.limit = 1000000000;  // never denies: every call writes, the worst case
+  p.period_ms = 3600 * 1000;
+  int64_t rtt;
+  if (rl_ping(lim, &rtt) != RL_OK) {
+    std::fprintf(stderr, "ping: %s\n", rl_last_error());
+    return 1;
+  }
+  char key[32];
+  int key_n = 0;
+
+  // 1. Sequential, one call after another.
+  std::vector<double> lat;
+  auto t0 = Clock::now();
+  while (seconds_since(t0) < secs) {
+    key_n = std::snprintf(key, sizeof key, "user:%d",
+                          static_cast<int>(lat.size() % 1000));
+    rl_decision d = RL_DECISION_INIT;
+    const auto s = Clock::now();
+    if (rl_check(lim, &d, key, static_cast<size_t>(key_n), &p, 1, 1) != RL_OK)
+      return 1;
+    lat.push_back(seconds_since(s) * 1e6);
+  }
+  const Stats seq = percentiles(lat, seconds_since(t0));
+
+  // 2. 64 checks in flight from one thread (rl_check_async).
+  struct Window {
+    std::mutex mu;
+    std::condition_variable cv;
+    int in_flight = 0;
+    long done = 0, errors = 0;
+  } w;
+  auto cb = [](int status, const rl_decision *, void *u) {
+    auto *win = static_cast<Window *>(u);
+    std::lock_guard<std::mutex> lock(win->mu);
+    --win->in_flight;
+    ++win->done;
+    if (status != RL_OK) ++win->errors;
+    win->cv.notify_one();
+  };
+  t0 = Clock::now();
+  long issued = 0;
+  while (seconds_since(t0) < secs) {
+    {
+      std::unique_lock<std::mutex> lock(w.mu);
+      w.cv.wait(lock, [&] { return w.in_flight < 64; });
+      ++w.in_flight;
+    }
+    key_n = std::snprintf(key, sizeof key, "user:%ld", issued++ % 1000);
+    if (rl_check_async(lim, key, static_cast<size_t>(key_n), &p, 1, 1, cb,
+                       &w) != RL_OK)
+      return 1;
+  }
+  {
+    std::unique_lock<std::mutex> lock(w.mu);
+    w.cv.wait(lock, [&] { return w.in_flight == 0; });
+  }
+  const double async_rate = w.done / seconds_since(t0);
+
+  // 3. 8 threads calling the blocking rl_check at once (auto-pipelining).
+  std::atomic<long> threaded{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> threads;
+  t0 = Clock::now();
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      char k[32];
+      long n = 0;
+      while (!stop) {
+        const int kn = std::snprintf(k, sizeof k, "t%d:%ld", t, n++ % 100);
+        rl_decision d = RL_DECISION_INIT;
+        if (rl_check(lim, &d, k, static_cast<size_t>(kn), &p, 1, 1) == RL_OK)
+          ++threaded;
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::duration<double>(secs));
+  stop = true;
+  for (auto &th : threads) th.join();
+  const double threaded_rate = threaded / seconds_since(t0);
+
+  // Baselines on the same server: a blocking client, one EVALSHA per round
+  // trip, and the same client pipelining 64 at a time.
+  RawClient raw(port_of(url));
+  raw.send_all(resp({"SCRIPT", "LOAD", kGcraLike}));
+  // The reply is "$40\r\n<sha1>\r\n".
+  while (raw.buf.size() < 47) {
+    char tmp[256];
+    const ssize_t n = ::recv(raw.fd, tmp, sizeof tmp, 0);
+    if (n <= 0) return 1;
+    raw.buf.append(tmp, static_cast<size_t>(n));
+  }
+  const std::string sha = raw.buf.substr(raw.buf.find("\r\n") + 2, 40);
+  raw.buf.clear();
+  lat.clear();
+  t0 = Clock::now();
+  while (seconds_since(t0) < secs) {
+    const std::string cmd = resp(
+        {"EVALSHA", sha, "1", "base:" + std::to_string(lat.size() % 1000)});
+    const auto s = Clock::now();
+    raw.send_all(cmd);
+    raw.read_replies(1);
+    lat.push_back(seconds_since(s) * 1e6);
+  }
+  const Stats raw_seq = percentiles(lat, seconds_since(t0));
+  t0 = Clock::now();
+  long raw_done = 0;
+  while (seconds_since(t0) < secs) {
+    std::string batch;
+    for (int i = 0; i < 64; ++i)
+      batch += resp({"EVALSHA", sha, "1",
+                     "base:" + std::to_string((raw_done + i) % 1000)});
+    raw.send_all(batch);
+    raw.read_replies(64);
+    raw_done += 64;
+  }
+  const double raw_pipe_rate = raw_done / seconds_since(t0);
+
+  rl_health_info h = RL_HEALTH_INIT;
+  rl_health(lim, &h);
+  std::printf("tollgate-bench-redis (%s, Redis %s, %.1f s per figure)\n",
+              rl_version_string(), h.server_version, secs);
+  std::printf("%-58s %12s %9s %9s\n", "", "checks/s", "p50 us", "p99 us");
+  std::printf("%-58s %12.0f %9.1f %9.1f\n",
+              "tollgate rl_check, sequential, 1 thread", seq.per_sec,
+              seq.p50_us, seq.p99_us);
+  std::printf("%-58s %12.0f %9.1f %9.1f\n",
+              "baseline: blocking client, EVALSHA per round trip",
+              raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us);
+  std::printf("%-58s %12.0f\n",
+              "tollgate rl_check_async, 64 in flight, 1 thread", async_rate);
+  std::printf("%-58s %12.0f\n", "tollgate rl_check, 8 threads (auto-pipelined)",
+              threaded_rate);
+  std::printf("%-58s %12.0f\n", "baseline: raw client pipelining 64 EVALSHA",
+              raw_pipe_rate);
+  std::printf(
+      "ratios: sequential p50 tollgate/baseline %.2fx; 64 in flight "
+      "vs sequential %.1fx; async vs raw pipelined %.2fx\n",
+      seq.p50_us / raw_seq.p50_us, async_rate / seq.per_sec,
+      async_rate / raw_pipe_rate);
+  std::printf("errors: %ld async\n", w.errors);
+  rl_destroy(lim);
+  return 0;
+}
