@@ -1,5 +1,6 @@
 #include "tollgate/limiter.hpp"
 
+#include <chrono>
 #include <condition_variable>
 #include <mutex>
 #include <new>
@@ -413,6 +414,9 @@ Errc Limiter::check_async(std::string_view key,
 }
 
 namespace {
+// A blocking check's meeting point with its completion. Shared: if the
+// I/O thread were ever late (e.g. stuck resolving a host name), the caller
+// gives up at its deadline and the completion later writes into live memory.
 struct SyncDecision {
   std::mutex mu;
   std::condition_variable cv;
@@ -422,10 +426,10 @@ struct SyncDecision {
   std::string message;
 };
 void sync_decision_done(void *user, Errc code, const Decision *d) {
-  auto *s = static_cast<SyncDecision *>(user);
+  auto *holder = static_cast<std::shared_ptr<SyncDecision> *>(user);
+  std::shared_ptr<SyncDecision> s = std::move(*holder);
+  delete holder;
   std::string msg = code == Errc::ok ? "" : last_error_message();
-  // Notify with the lock held: the waiter owns `s` on its stack and may
-  // destroy it as soon as it sees `done`.
   std::lock_guard<std::mutex> lock(s->mu);
   s->code = code;
   if (d) s->d = *d;
@@ -433,6 +437,9 @@ void sync_decision_done(void *user, Errc code, const Decision *d) {
   s->done = true;
   s->cv.notify_one();
 }
+// How long past its deadline a blocking caller waits for the I/O thread's
+// own answer before answering by the failure mode itself.
+constexpr int64_t kSyncSlackMs = 100;
 }  // namespace
 
 Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
@@ -442,15 +449,28 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
     if (rc != Errc::ok) return rc;
     return check_memory(key, policies, cost, out);
   }
+  auto s = std::make_shared<SyncDecision>();
+  auto *holder = new std::shared_ptr<SyncDecision>(s);
+  Errc rc = check_async(key, policies, cost, sync_decision_done, holder);
+  if (rc != Errc::ok) {
+    delete holder;  // the callback never runs on a validation error
+    return rc;
+  }
   // The transport answers every check by its deadline (it owns the
-  // timers), so this wait is bounded by timeout_ms plus scheduling.
-  SyncDecision s;
-  Errc rc = check_async(key, policies, cost, sync_decision_done, &s);
-  if (rc != Errc::ok) return rc;
-  std::unique_lock<std::mutex> lock(s.mu);
-  s.cv.wait(lock, [&] { return s.done; });
-  if (s.code != Errc::ok) return fail(s.code, s.message);
-  out = s.d;
+  // timers); the extra bound below only guards against a stalled thread.
+  std::unique_lock<std::mutex> lock(s->mu);
+  const bool answered = s->cv.wait_for(
+      lock, std::chrono::milliseconds(settings_->timeout_ms + kSyncSlackMs),
+      [&] { return s->done; });
+  if (!answered) {
+    lock.unlock();
+    return fallback(key, policies, cost, Errc::timeout,
+                    "timeout: no answer from the store's I/O thread before "
+                    "the deadline",
+                    out);
+  }
+  if (s->code != Errc::ok) return fail(s->code, s->message);
+  out = s->d;
   return Errc::ok;
 }
 
