@@ -533,19 +533,27 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
   };
   const std::string huge_bulk_then_data =
       "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
+  // The handshake: INFO, then one SCRIPT LOAD per script (five).
+  auto after_handshake = [&](std::vector<std::string> rest) {
+    std::vector<std::string> all = {info};
+    for (int i = 0; i < 5; ++i)
+      all.push_back("$40\r\n" + std::string(40, 'a' + i) + "\r\n");
+    all.insert(all.end(), rest.begin(), rest.end());
+    return all;
+  };
   const Case cases[] = {
       {"absurd array in the handshake", {"*888888880\r\n"}, RL_E_PROTOCOL},
-      {"absurd array as a check reply",
-       {info, "*888888880\r\n"},
+      {"absurd array as a check reply", after_handshake({"*888888880\r\n"}),
        RL_E_PROTOCOL},
       {"absurd bulk length, then megabytes",
-       {info, huge_bulk_then_data},
-       RL_E_PROTOCOL},
-      {"garbage type byte", {info, "!garbage\r\n"}, RL_E_PROTOCOL},
-      {"wrong reply shape", {info, ":1\r\n"}, RL_E_PROTOCOL},
-      {"error reply", {info, "-ERR something broke\r\n"}, RL_E_STORE},
-      {"closed mid-reply", {info, "*5\r\n:1\r\n<close>"}, RL_E_CONNECT},
-      {"silent after the handshake", {info}, RL_E_TIMEOUT},
+       after_handshake({huge_bulk_then_data}), RL_E_PROTOCOL},
+      {"garbage type byte", after_handshake({"!garbage\r\n"}), RL_E_PROTOCOL},
+      {"wrong reply shape", after_handshake({":1\r\n"}), RL_E_PROTOCOL},
+      {"error reply", after_handshake({"-ERR something broke\r\n"}),
+       RL_E_STORE},
+      {"closed mid-reply", after_handshake({"*5\r\n:1\r\n<close>"}),
+       RL_E_CONNECT},
+      {"silent after the handshake", after_handshake({}), RL_E_TIMEOUT},
   };
   for (const Case &c : cases) {
     SECTION(c.name) {

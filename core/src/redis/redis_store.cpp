@@ -176,8 +176,13 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
     return fail(Errc::unsupported,
                 "options: the Redis store always uses the server's clock; "
                 "rl_options.clock is for the memory store");
+  std::vector<std::string> preload;
+  for (int a = 0; a <= 3; ++a)
+    preload.emplace_back(
+        script_for(static_cast<Algorithm>(a), pinned_clock)->body);
+  preload.emplace_back(multi_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
-  const Errc rc = Transport::create(settings, transport);
+  const Errc rc = Transport::create(settings, std::move(preload), transport);
   if (rc != Errc::ok) return rc;
   out.reset(new RedisStore(settings, pinned_clock, std::move(transport)));
   return Errc::ok;

@@ -68,7 +68,7 @@ bool is_ip_literal(const std::string &host) {
          inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
-enum class Kind : uint8_t { user, auth, select, info, ping };
+enum class Kind : uint8_t { user, auth, select, info, load, ping };
 
 struct Request {
   std::string cmd;
@@ -124,6 +124,7 @@ int64_t monotonic_ns() noexcept {
 // context (validated once, at creation).
 struct Transport::Shared {
   Settings settings;
+  std::vector<std::string> preload;
   SSL_CTX *ssl_ctx = nullptr;
   ~Shared() {
     if (ssl_ctx) SSL_CTX_free(ssl_ctx);
@@ -559,6 +560,12 @@ struct Transport::Core {
     // tells the server's version.
     send_internal(i, {"INFO", "server"}, Kind::info, now);
     ++c.handshake_left;
+    // SCRIPT LOAD once per connection; EVALSHA after. (A later NOSCRIPT,
+    // e.g. after SCRIPT FLUSH, is answered by the store with EVAL.)
+    for (const std::string &body : shared->preload) {
+      send_internal(i, {"SCRIPT", "LOAD", body}, Kind::load, now);
+      ++c.handshake_left;
+    }
   }
 
   void became_ready(size_t i, int64_t now) {
@@ -762,6 +769,11 @@ struct Transport::Core {
           stats.last_ping_us = (now - f.sent_ns) / 1000;
         }
         return true;
+      case Kind::load:
+        // A failed load is not fatal: the store falls back to EVAL.
+        if (is_error) set_error(Errc::store, "SCRIPT LOAD: " + reply->str);
+        if (--c.handshake_left == 0) became_ready(i, now);
+        return true;
       case Kind::auth:
       case Kind::select:
       case Kind::info:
@@ -906,10 +918,12 @@ struct Transport::Core {
 };
 
 Errc Transport::create(const Settings &settings,
+                       std::vector<std::string> preload,
                        std::unique_ptr<Transport> &out) {
   register_fork_handler();
   auto shared = std::make_shared<Shared>();
   shared->settings = settings;
+  shared->preload = std::move(preload);
   if (settings.tls.enabled) {
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     if (!ctx) return fail(Errc::tls, "tls: cannot create a TLS context");

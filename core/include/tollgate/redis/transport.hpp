@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "tollgate/error.hpp"
 #include "tollgate/redis/resp.hpp"
@@ -48,8 +49,12 @@ int64_t monotonic_ns() noexcept;
 class Transport {
  public:
   // Validates the TLS material (CA, client certificate and key) so that a
-  // bad file is an error at creation, not at the first call.
-  static Errc create(const Settings &settings, std::unique_ptr<Transport> &out);
+  // bad file is an error at creation, not at the first call. `preload`:
+  // scripts sent with SCRIPT LOAD on every (re)connect, before the
+  // connection is declared ready, so EVALSHA finds them.
+  static Errc create(const Settings &settings,
+                     std::vector<std::string> preload,
+                     std::unique_ptr<Transport> &out);
   ~Transport();  // fails pending commands with Errc::closed
   Transport(const Transport &) = delete;
   Transport &operator=(const Transport &) = delete;
