@@ -73,14 +73,24 @@ int tollgate_header_c99_uses_everything(void) {
                        size_t, int64_t, rl_check_cb, void *) = rl_check_async;
   int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
+  int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
+  int (*p_keys_open)(rl_limiter *, rl_keys **) = rl_keys_open;
+  int (*p_keys_next)(rl_keys *, rl_key_info *) = rl_keys_next;
+  void (*p_keys_free)(rl_keys *) = rl_keys_free;
+  int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,
+                   const char *, size_t) = rl_headers_format;
+  rl_key_info key_info = RL_KEY_INFO_INIT;
+  rl_headers headers = RL_HEADERS_INIT;
 
   options.clock = clock_fn;
   options.clock_user_data = &health;
   policy.flags = 0u;
 
   return (int)(policy.version + decision.version + options.version +
-               health.version) +
-         (limiter == NULL) + (callback != NULL) + (p_version_number != NULL) +
+               health.version + key_info.version + headers.version) +
+         (p_ping != NULL) + (p_keys_open != NULL) + (p_keys_next != NULL) +
+         (p_keys_free != NULL) + (p_headers != NULL) + (limiter == NULL) +
+         (callback != NULL) + (p_version_number != NULL) +
          (p_version_string != NULL) + (p_strerror != NULL) +
          (p_last_error != NULL) + (p_create != NULL) + (p_destroy != NULL) +
          (p_check != NULL) + (p_check_async != NULL) + (p_reset != NULL) +

@@ -259,3 +259,63 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
   CHECK(d.reset_after_ms == 334);
   CHECK(d.source == RL_SOURCE_STORE);
 }
+
+TEST_CASE("rate-limit headers are formatted by one function",
+          "[capi][headers]") {
+  rl_policy p = RL_POLICY_INIT;
+  p.limit = 100;
+  p.period_ms = 3600 * 1000;
+  rl_decision d = RL_DECISION_INIT;
+  d.allowed = 1;
+  d.limit = 100;
+  d.remaining = 99;
+  d.reset_after_ms = 36000;
+  rl_headers h = RL_HEADERS_INIT;
+  REQUIRE(rl_headers_format(&h, &d, &p, "FREE", 4) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"FREE\";q=100;w=3600");
+  CHECK(std::string(h.ratelimit) == "\"FREE\";r=99;t=36");
+  CHECK(std::string(h.x_ratelimit_limit) == "100");
+  CHECK(std::string(h.x_ratelimit_remaining) == "99");
+  CHECK(std::string(h.x_ratelimit_reset) == "36");
+  CHECK(std::string(h.retry_after).empty());
+
+  // Denied: Retry-After in whole seconds, rounded up.
+  d.allowed = 0;
+  d.remaining = 0;
+  d.retry_after_ms = 35001;
+  d.reset_after_ms = 3600000;
+  REQUIRE(rl_headers_format(&h, &d, &p, nullptr, 0) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"default\";q=100;w=3600");
+  CHECK(std::string(h.ratelimit) == "\"default\";r=0;t=3600");
+  CHECK(std::string(h.retry_after) == "36");
+  d.retry_after_ms = 1;
+  REQUIRE(rl_headers_format(&h, &d, &p, nullptr, 0) == RL_OK);
+  CHECK(std::string(h.retry_after) == "1");
+  // Never: one window.
+  d.retry_after_ms = RL_RETRY_NEVER;
+  REQUIRE(rl_headers_format(&h, &d, &p, nullptr, 0) == RL_OK);
+  CHECK(std::string(h.retry_after) == "3600");
+
+  // Names are sf-strings: quotes and backslashes escaped, controls dropped.
+  const char name[] = "a\"b\\c\nd\xff";
+  REQUIRE(rl_headers_format(&h, &d, &p, name, sizeof name - 1) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"a\\\"b\\\\cd\";q=100;w=3600");
+
+  // Sub-second windows round up to one second.
+  p.period_ms = 250;
+  REQUIRE(rl_headers_format(&h, &d, &p, "x", 1) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"x\";q=100;w=1");
+
+  // Bad input.
+  CHECK(rl_headers_format(nullptr, &d, &p, nullptr, 0) == RL_E_INVALID_ARG);
+  CHECK(rl_headers_format(&h, &d, &p, nullptr, 3) == RL_E_INVALID_ARG);
+  const std::string longname(101, 'n');
+  CHECK(rl_headers_format(&h, &d, &p, longname.data(), longname.size()) ==
+        RL_E_INVALID_ARG);
+  rl_policy bad = p;
+  bad.limit = 0;
+  CHECK(rl_headers_format(&h, &d, &bad, nullptr, 0) == RL_E_POLICY);
+  rl_headers wrong = RL_HEADERS_INIT;
+  wrong.version = 9;
+  CHECK(rl_headers_format(&wrong, &d, &p, nullptr, 0) == RL_E_VERSION);
+}

@@ -344,6 +344,37 @@ RL_API int rl_health(rl_limiter *limiter, rl_health_info *out);
  * memory store answers RL_OK with 0. `rtt_us` may be NULL. Thread-safe. */
 RL_API int rl_ping(rl_limiter *limiter, int64_t *rtt_us);
 
+/* ---- HTTP headers ----------------------------------------------------------
+ */
+
+/* The rate-limit response headers for a decision, as text: the IETF draft
+ * fields (draft-ietf-httpapi-ratelimit-headers) `RateLimit-Policy` and
+ * `RateLimit`, the legacy `X-RateLimit-Limit/Remaining/Reset` (reset in
+ * seconds from now), and `Retry-After` (whole seconds, rounded up; "" when
+ * allowed). Every binding calls this one function, so their headers are
+ * byte-identical for the same decision. */
+#define RL_HEADERS_VERSION 1
+typedef struct rl_headers {
+  uint32_t version;           /* set by the caller: RL_HEADERS_VERSION */
+  char ratelimit_policy[256]; /* "<name>";q=<limit>;w=<window seconds> */
+  char ratelimit[256];        /* "<name>";r=<remaining>;t=<reset seconds> */
+  char x_ratelimit_limit[24];
+  char x_ratelimit_remaining[24];
+  char x_ratelimit_reset[24];
+  char retry_after[24];
+} rl_headers;
+#define RL_HEADERS_INIT \
+  { RL_HEADERS_VERSION, "", "", "", "", "", "" }
+
+/* Fill `out` for `decision`, which reported `policy` (the caller's
+ * policies[decision->policy_index]). `name` (binary, up to 100 bytes; NULL
+ * or empty: "default") names the policy in the structured fields; bytes
+ * outside printable ASCII are dropped, `"` and `\` escaped. A retry that can
+ * never succeed (RL_RETRY_NEVER) is sent as one window. Thread-safe. */
+RL_API int rl_headers_format(rl_headers *out, const rl_decision *decision,
+                             const rl_policy *policy, const char *name,
+                             size_t name_len);
+
 /* ---- Listing current limits (admin) -------------------------------------- */
 
 typedef struct rl_keys rl_keys;

@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "tollgate/error.hpp"
+#include "tollgate/headers.hpp"
 #include "tollgate/limiter.hpp"
 #include "tollgate/policy.hpp"
 #include "tollgate/redis/redis_store.hpp"
@@ -478,6 +479,46 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
 
 void rl_keys_free(rl_keys *it) {
   delete it;
+}
+
+int rl_headers_format(rl_headers *out, const rl_decision *decision,
+                      const rl_policy *policy, const char *name,
+                      size_t name_len) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr || decision == nullptr || policy == nullptr)
+      return tollgate::fail(Errc::invalid_arg,
+                            "headers: out, decision and policy are required");
+    Errc rc = check_version(out->version, RL_HEADERS_VERSION, "rl_headers");
+    if (rc == Errc::ok)
+      rc = check_version(decision->version, RL_DECISION_VERSION, "rl_decision");
+    if (rc == Errc::ok)
+      rc = check_version(policy->version, RL_POLICY_VERSION, "rl_policy");
+    if (rc != Errc::ok) return rc;
+    if (name == nullptr && name_len > 0)
+      return tollgate::fail(Errc::invalid_arg,
+                            "headers: NULL name with a non-zero length");
+    if (name_len > 100)
+      return tollgate::fail(Errc::invalid_arg,
+                            "headers: the policy name exceeds 100 bytes");
+    tollgate::Policy p;
+    rc = tollgate::make_policy(policy->algorithm, policy->limit,
+                               policy->period_ms, policy->burst, policy->flags,
+                               p);
+    if (rc != Errc::ok) return rc;
+    const tollgate::HeaderValues h = tollgate::format_headers(
+        decision->allowed != 0, decision->limit, decision->remaining,
+        decision->reset_after_ms, decision->retry_after_ms, p.period_ms,
+        std::string_view(name ? name : "", name_len));
+    copy_text(out->ratelimit_policy, sizeof out->ratelimit_policy,
+              h.ratelimit_policy);
+    copy_text(out->ratelimit, sizeof out->ratelimit, h.ratelimit);
+    copy_text(out->x_ratelimit_limit, sizeof out->x_ratelimit_limit, h.x_limit);
+    copy_text(out->x_ratelimit_remaining, sizeof out->x_ratelimit_remaining,
+              h.x_remaining);
+    copy_text(out->x_ratelimit_reset, sizeof out->x_ratelimit_reset, h.x_reset);
+    copy_text(out->retry_after, sizeof out->retry_after, h.retry_after);
+    return Errc::ok;
+  });
 }
 
 }  // extern "C"
