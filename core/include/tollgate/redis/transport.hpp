@@ -52,8 +52,7 @@ class Transport {
   // bad file is an error at creation, not at the first call. `preload`:
   // scripts sent with SCRIPT LOAD on every (re)connect, before the
   // connection is declared ready, so EVALSHA finds them.
-  static Errc create(const Settings &settings,
-                     std::vector<std::string> preload,
+  static Errc create(const Settings &settings, std::vector<std::string> preload,
                      std::unique_ptr<Transport> &out);
   ~Transport();  // fails pending commands with Errc::closed
   Transport(const Transport &) = delete;
