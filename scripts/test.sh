@@ -35,4 +35,13 @@ cmake --build build/tsan -j "$jobs"
   setarch "$(uname -m)" -R ctest --output-on-failure -j "$jobs" --timeout 900 \
   -E "install_and_consume")
 
+step "Python package: pip install from source, then pytest"
+# Built the way a user installs it (pip, scikit-build-core, pybind11 from
+# PyPI), with the pinned-clock scripts so the shared vectors replay on Redis.
+python3 -m venv build/pyvenv
+build/pyvenv/bin/pip install -q --upgrade pip
+build/pyvenv/bin/pip install -q ./bindings/python -Ccmake.define.TOLLGATE_TESTING=ON \
+  -r bindings/python/requirements-test.txt
+build/pyvenv/bin/python -m pytest bindings/python/tests -q
+
 step "all test suites passed"

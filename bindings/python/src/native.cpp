@@ -1,0 +1,1354 @@
+// tollgate._native: the Python extension over the tollgate C ABI.
+//
+// It includes tollgate.h and nothing else of tollgate (the build puts only
+// capi/include on its include path). The Python layer (tollgate/__init__.py)
+// validates Limiter options and defines the exception classes; this module
+// holds the types on the hot path (Policy, Decision, Limiter.check) so a
+// check costs one C call and no Python-level code.
+//
+// Rules kept here:
+//   - The GIL is released around every C call that may block (rl_check,
+//     rl_reset, rl_ping, rl_keys_next, rl_destroy).
+//   - rl_last_error() is read right after the failing call, on the same
+//     thread, before any other tollgate call.
+//   - rl_destroy never runs while another call on the limiter is in progress
+//     (ABI rule): calls are counted, close() waits for them, then frees open
+//     key iterators, then destroys.
+#include <pybind11/pybind11.h>
+
+#include <tollgate.h>
+
+#if defined(__GLIBCXX__)
+#include <cxxabi.h>  // abi::__forced_unwind
+#endif
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+// ---- Errors ----------------------------------------------------------------
+
+// Raises the tollgate.Error subclass for `code` (built by tollgate._errors so
+// the class hierarchy lives in Python) with `message`.
+[[noreturn]] void raise_code(int code, const std::string &message) {
+  py::object make = py::module_::import("tollgate._errors").attr("_make");
+  py::object exc =
+      make(code, message.empty() ? std::string(rl_strerror(code)) : message);
+  PyErr_SetObject(reinterpret_cast<PyObject *>(Py_TYPE(exc.ptr())), exc.ptr());
+  throw py::error_already_set();
+}
+
+[[noreturn]] void raise_type_error(const std::string &message) {
+  PyErr_SetString(PyExc_TypeError, message.c_str());
+  throw py::error_already_set();
+}
+
+// The last error text of this thread, or the code's static text.
+std::string last_error_text(int code) {
+  const char *m = rl_last_error();
+  return (m && *m) ? std::string(m) : std::string(rl_strerror(code));
+}
+
+std::string type_name(py::handle h) {
+  return Py_TYPE(h.ptr())->tp_name;
+}
+
+// ---- The GIL ---------------------------------------------------------------
+
+// While the interpreter finalizes, CPython before 3.14 ends a (daemon)
+// thread that asks for the GIL with pthread_exit. With glibc that is a forced
+// unwind: through a noexcept destructor (~gil_scoped_release) it aborts the
+// process, and through pybind11's frames it runs Py_DECREFs without the GIL
+// (a crash). So a thread that is told to exit here parks instead, as CPython
+// 3.14 itself does; the process is exiting anyway. The finalizing thread
+// itself is never told to exit, so close() at exit still works.
+[[noreturn]] void park_forever() {
+  for (;;) std::this_thread::sleep_for(std::chrono::hours(24));
+}
+
+void retake_gil(PyThreadState *state) {
+#if defined(__GLIBCXX__)
+  try {
+    PyEval_RestoreThread(state);
+  } catch (abi::__forced_unwind &) {
+    park_forever();  // never leaves the handler, so nothing is swallowed
+  }
+#else
+  PyEval_RestoreThread(state);
+#endif
+}
+
+PyGILState_STATE take_gil() {
+#if defined(__GLIBCXX__)
+  try {
+    return PyGILState_Ensure();
+  } catch (abi::__forced_unwind &) {
+    park_forever();
+  }
+#else
+  return PyGILState_Ensure();
+#endif
+}
+
+// Runs `f` with the GIL released (not an RAII guard: see retake_gil). `f`
+// does no Python work and must not throw.
+template <class F>
+void without_gil(F &&f) {
+  static_assert(noexcept(f()), "without_gil needs a noexcept callable");
+  PyThreadState *state = PyEval_SaveThread();
+  f();
+  retake_gil(state);
+}
+
+// ---- Integers --------------------------------------------------------------
+
+// An int (or an object with __index__), never a bool or a float.
+int64_t to_int64(py::handle h, const char *what) {
+  if (PyBool_Check(h.ptr()))
+    raise_type_error(std::string(what) + " must be an int, not bool");
+  if (!PyLong_Check(h.ptr()) && !PyIndex_Check(h.ptr()))
+    raise_type_error(std::string(what) + " must be an int, not " +
+                     type_name(h));
+  py::object as_int =
+      py::reinterpret_steal<py::object>(PyNumber_Index(h.ptr()));
+  if (!as_int) throw py::error_already_set();
+  int overflow = 0;
+  const long long v = PyLong_AsLongLongAndOverflow(as_int.ptr(), &overflow);
+  if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
+  if (overflow != 0)
+    raise_code(RL_E_OVERFLOW,
+               std::string(what) + ": value out of the 64-bit integer range");
+  return static_cast<int64_t>(v);
+}
+
+// ---- Policy ----------------------------------------------------------------
+
+const char *const kAlgorithmNames[] = {"gcra", "token_bucket", "fixed_window",
+                                       "sliding_window"};
+static_assert(RL_ALG_GCRA == 0 && RL_ALG_TOKEN_BUCKET == 1 &&
+              RL_ALG_FIXED_WINDOW == 2 && RL_ALG_SLIDING_WINDOW == 3);
+
+int32_t algorithm_code(py::handle h) {
+  if (!PyUnicode_Check(h.ptr()))
+    raise_type_error("algorithm must be a str, not " + type_name(h));
+  const std::string name = h.cast<std::string>();
+  for (int32_t i = 0; i < 4; ++i)
+    if (name == kAlgorithmNames[i]) return i;
+  raise_code(RL_E_POLICY, "algorithm: unknown '" + name +
+                              "' (expected 'gcra', 'token_bucket', "
+                              "'fixed_window' or 'sliding_window')");
+}
+
+// "500ms", "1s", "1.5s", "15m", "1h", "1d" -> milliseconds.
+int64_t parse_period_text(const std::string &text) {
+  const char *usage =
+      "period: expected seconds (int or float) or a string such as "
+      "\"500ms\", \"1s\", \"15m\", \"1h\" or \"1d\"";
+  size_t i = 0;
+  const size_t n = text.size();
+  auto skip_space = [&] {
+    while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
+  };
+  skip_space();
+  const size_t num_start = i;
+  while (i < n && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
+  const std::string number = text.substr(num_start, i - num_start);
+  skip_space();
+  const size_t unit_start = i;
+  while (i < n && text[i] >= 'a' && text[i] <= 'z') ++i;
+  const std::string unit = text.substr(unit_start, i - unit_start);
+  skip_space();
+  if (number.empty() || i != n || number.find('.') != number.rfind('.') ||
+      number == "." || unit.empty())
+    raise_code(RL_E_POLICY, std::string(usage) + ", got '" + text + "'");
+  int64_t unit_ms = 0;
+  if (unit == "ms")
+    unit_ms = 1;
+  else if (unit == "s")
+    unit_ms = 1000;
+  else if (unit == "m")
+    unit_ms = 60 * 1000;
+  else if (unit == "h")
+    unit_ms = 3600 * 1000;
+  else if (unit == "d")
+    unit_ms = 86400 * 1000;
+  else
+    raise_code(RL_E_POLICY, "period: unknown unit '" + unit +
+                                "' (expected ms, s, m, h or d)");
+  // Exact decimal arithmetic: integer part and fraction, no float rounding.
+  const size_t dot = number.find('.');
+  const std::string whole = number.substr(0, dot);
+  const std::string frac =
+      dot == std::string::npos ? std::string() : number.substr(dot + 1);
+  const int64_t kMax = int64_t{1} << 52;
+  int64_t ms = 0;
+  for (char c : whole) {
+    ms = ms * 10 + (c - '0');
+    if (ms > kMax)
+      raise_code(RL_E_OVERFLOW, "period: '" + text + "' is too long");
+  }
+  if (ms > kMax / unit_ms)
+    raise_code(RL_E_OVERFLOW, "period: '" + text + "' is too long");
+  ms *= unit_ms;
+  // The fraction must come to whole milliseconds.
+  int64_t scale = 1;
+  int64_t frac_value = 0;
+  for (char c : frac) {
+    if (scale > kMax / 10)
+      raise_code(RL_E_POLICY, "period: '" + text + "' has too many digits");
+    scale *= 10;
+    frac_value = frac_value * 10 + (c - '0');
+  }
+  if (frac_value != 0) {
+    // frac_value / scale * unit_ms must be an integer.
+    if ((frac_value * unit_ms) % scale != 0)
+      raise_code(RL_E_POLICY, "period: '" + text +
+                                  "' is not a whole number of milliseconds");
+    ms += frac_value * unit_ms / scale;
+  }
+  return ms;
+}
+
+// A period: seconds (int or float), a string with a unit, or a
+// datetime.timedelta. Returns milliseconds (> 0 is checked by the caller).
+int64_t period_ms_of(py::handle h) {
+  PyObject *o = h.ptr();
+  if (PyBool_Check(o))
+    raise_type_error(
+        "period must be seconds (int or float), a str or a "
+        "datetime.timedelta, not bool");
+  if (PyUnicode_Check(o)) return parse_period_text(h.cast<std::string>());
+  if (PyFloat_Check(o)) {
+    const double s = PyFloat_AsDouble(o);
+    if (!std::isfinite(s) || s <= 0)
+      raise_code(RL_E_POLICY, "period: must be > 0 seconds (got " +
+                                  py::repr(h).cast<std::string>() + ")");
+    const double ms = s * 1000.0;
+    if (ms > 9.0e15) raise_code(RL_E_OVERFLOW, "period: too long");
+    const double rounded = std::round(ms);
+    if (std::fabs(ms - rounded) > 1e-6 * std::max(1.0, ms))
+      raise_code(RL_E_POLICY, "period: " + py::repr(h).cast<std::string>() +
+                                  " s is not a whole number of milliseconds");
+    return static_cast<int64_t>(rounded);
+  }
+  if (PyLong_Check(o) || PyIndex_Check(o)) {
+    const int64_t s = to_int64(h, "period");
+    if (s > (int64_t{1} << 52) / 1000)
+      raise_code(RL_E_OVERFLOW, "period: too long");
+    return s * 1000;
+  }
+  py::object timedelta = py::module_::import("datetime").attr("timedelta");
+  if (py::isinstance(h, timedelta)) {
+    const int64_t days = h.attr("days").cast<int64_t>();
+    const int64_t secs = h.attr("seconds").cast<int64_t>();
+    const int64_t micros = h.attr("microseconds").cast<int64_t>();
+    if (micros % 1000 != 0)
+      raise_code(RL_E_POLICY,
+                 "period: the timedelta is not a whole number of milliseconds");
+    if (days > (int64_t{1} << 40) / 86400000 || days < -(int64_t{1} << 40))
+      raise_code(RL_E_OVERFLOW, "period: too long");
+    return days * 86400000 + secs * 1000 + micros / 1000;
+  }
+  raise_type_error(
+      "period must be seconds (int or float), a str such as "
+      "\"1s\" or \"15m\", or a datetime.timedelta, not " +
+      type_name(h));
+}
+
+struct Policy {
+  rl_policy p = RL_POLICY_INIT;
+};
+
+// Checks a policy with the library's own rules (bounds included): the ABI
+// has no rl_policy_validate, but rl_headers_format validates its policy
+// argument first.
+void validate_policy(const rl_policy &p) {
+  rl_decision d = RL_DECISION_INIT;
+  d.allowed = 1;
+  d.limit = p.limit;
+  rl_headers h = RL_HEADERS_INIT;
+  const int rc = rl_headers_format(&h, &d, &p, nullptr, 0);
+  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+}
+
+Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
+                   py::handle burst) {
+  Policy out;
+  out.p.limit = to_int64(limit, "limit");
+  if (out.p.limit < 1)
+    raise_code(RL_E_POLICY,
+               "limit: must be >= 1 (got " + std::to_string(out.p.limit) + ")");
+  out.p.period_ms = period_ms_of(period);
+  if (out.p.period_ms < 1)
+    raise_code(RL_E_POLICY, "period: must be at least 1 ms (got " +
+                                std::to_string(out.p.period_ms) + " ms)");
+  out.p.algorithm = algorithm_code(algorithm);
+  if (!burst.is_none()) {
+    out.p.burst = to_int64(burst, "burst");
+    if (out.p.algorithm == RL_ALG_FIXED_WINDOW ||
+        out.p.algorithm == RL_ALG_SLIDING_WINDOW)
+      raise_code(RL_E_POLICY,
+                 std::string("burst: applies to 'gcra' and 'token_bucket' "
+                             "only, not '") +
+                     kAlgorithmNames[out.p.algorithm] + "' (leave it None)");
+    if (out.p.burst < 1)
+      raise_code(RL_E_POLICY, "burst: must be >= 1 (got " +
+                                  std::to_string(out.p.burst) +
+                                  "; None means the same as limit)");
+  }
+  validate_policy(out.p);
+  return out;
+}
+
+// "1h", "15m", "1500ms": the shortest exact spelling of a period.
+std::string period_text(int64_t ms) {
+  static const struct {
+    int64_t ms;
+    const char *unit;
+  } kUnits[] = {{86400000, "d"}, {3600000, "h"}, {60000, "m"}, {1000, "s"}};
+  for (const auto &u : kUnits)
+    if (ms % u.ms == 0) return std::to_string(ms / u.ms) + u.unit;
+  return std::to_string(ms) + "ms";
+}
+
+std::string policy_repr(const Policy &self) {
+  std::string r = "Policy(" + std::to_string(self.p.limit) + ", '" +
+                  period_text(self.p.period_ms) + "'";
+  if (self.p.algorithm != RL_ALG_GCRA)
+    r += std::string(", algorithm='") + kAlgorithmNames[self.p.algorithm] + "'";
+  if (self.p.burst != 0) r += ", burst=" + std::to_string(self.p.burst);
+  return r + ")";
+}
+
+bool same_policy(const rl_policy &a, const rl_policy &b) {
+  return a.algorithm == b.algorithm && a.limit == b.limit &&
+         a.period_ms == b.period_ms && a.burst == b.burst;
+}
+
+// ---- Decision --------------------------------------------------------------
+
+struct Decision {
+  rl_decision d = RL_DECISION_INIT;
+};
+
+const char *source_name(int32_t source) {
+  switch (source) {
+    case RL_SOURCE_STORE:
+      return "store";
+    case RL_SOURCE_DENY_CACHE:
+      return "deny_cache";
+    case RL_SOURCE_FAIL_OPEN:
+      return "fail_open";
+    case RL_SOURCE_FAIL_CLOSED:
+      return "fail_closed";
+    case RL_SOURCE_LOCAL:
+      return "local";
+    default:
+      return "unknown";
+  }
+}
+
+// The source names as interned Python strings (made once; never freed).
+py::handle source_str(int32_t source) {
+  static PyObject *cache[6] = {};
+  const int idx = (source >= 0 && source <= 4) ? source : 5;
+  if (cache[idx] == nullptr)
+    cache[idx] = PyUnicode_InternFromString(source_name(source));
+  return cache[idx];
+}
+
+double ms_to_seconds(int64_t ms) {
+  return static_cast<double>(ms) / 1000.0;
+}
+
+double retry_seconds(int64_t ms) {
+  return ms == RL_RETRY_NEVER ? std::numeric_limits<double>::infinity()
+                              : ms_to_seconds(ms);
+}
+
+std::string decision_repr(const Decision &self) {
+  const rl_decision &d = self.d;
+  std::string retry =
+      d.retry_after_ms == RL_RETRY_NEVER
+          ? std::string("inf")
+          : py::repr(py::float_(retry_seconds(d.retry_after_ms)))
+                .cast<std::string>();
+  return std::string("Decision(allowed=") + (d.allowed ? "True" : "False") +
+         ", limit=" + std::to_string(d.limit) +
+         ", remaining=" + std::to_string(d.remaining) + ", reset_after=" +
+         py::repr(py::float_(ms_to_seconds(d.reset_after_ms)))
+             .cast<std::string>() +
+         ", retry_after=" + retry + ", source='" + source_name(d.source) +
+         "', policy_index=" + std::to_string(d.policy_index) + ")";
+}
+
+bool same_decision(const rl_decision &a, const rl_decision &b) {
+  return a.allowed == b.allowed && a.limit == b.limit &&
+         a.remaining == b.remaining && a.reset_after_ms == b.reset_after_ms &&
+         a.retry_after_ms == b.retry_after_ms && a.source == b.source &&
+         a.policy_index == b.policy_index;
+}
+
+// ---- Keys ------------------------------------------------------------------
+
+// A borrowed view of a str (UTF-8) or bytes key. The caller keeps the object
+// alive; both types are immutable, so the bytes stay put without the GIL.
+struct KeyView {
+  const char *data = nullptr;
+  size_t size = 0;
+};
+
+KeyView key_view(py::handle key) {
+  KeyView v;
+  Py_ssize_t n = 0;
+  if (PyUnicode_Check(key.ptr())) {
+    v.data = PyUnicode_AsUTF8AndSize(key.ptr(), &n);
+    if (v.data == nullptr) throw py::error_already_set();
+  } else if (PyBytes_Check(key.ptr())) {
+    char *p = nullptr;
+    if (PyBytes_AsStringAndSize(key.ptr(), &p, &n) != 0)
+      throw py::error_already_set();
+    v.data = p;
+  } else {
+    raise_type_error("key must be str or bytes, not " + type_name(key));
+  }
+  v.size = static_cast<size_t>(n);
+  return v;
+}
+
+// ---- The clock trampoline --------------------------------------------------
+
+// A Python exception raised by a clock callable, kept until the C call that
+// invoked the clock returns on this thread (the memory store calls the clock
+// on the checking thread).
+thread_local py::error_already_set *t_clock_error = nullptr;
+thread_local int t_in_clock = 0;
+
+int64_t clock_trampoline(void *user_data) {
+  // Called from C with the GIL released: take it for the Python call.
+  const PyGILState_STATE gil = take_gil();
+  ++t_in_clock;
+  int64_t value = -1;  // outside [0, 2^52): the C call fails (RL_E_OVERFLOW)
+  PyObject *r =
+      PyObject_CallObject(static_cast<PyObject *>(user_data), nullptr);
+  if (r == nullptr) {
+    if (t_clock_error == nullptr)
+      t_clock_error = new py::error_already_set();  // fetches and clears
+    else
+      PyErr_Clear();
+  } else if (PyBool_Check(r) || !PyLong_Check(r)) {
+    if (t_clock_error == nullptr) {
+      PyErr_Format(PyExc_TypeError,
+                   "clock must return int microseconds, not %s",
+                   Py_TYPE(r)->tp_name);
+      t_clock_error = new py::error_already_set();
+    }
+  } else {
+    int overflow = 0;
+    const long long v = PyLong_AsLongLongAndOverflow(r, &overflow);
+    if (v == -1 && PyErr_Occurred())
+      PyErr_Clear();
+    else if (overflow == 0)
+      value = v;
+  }
+  Py_XDECREF(r);
+  --t_in_clock;
+  PyGILState_Release(gil);
+  return value;
+}
+
+// After a C call returns (GIL held): re-raise the clock's exception, if any.
+void rethrow_clock_error() {
+  if (t_clock_error == nullptr) return;
+  std::unique_ptr<py::error_already_set> e(t_clock_error);
+  t_clock_error = nullptr;
+  e->restore();
+  throw py::error_already_set();
+}
+
+// ---- Limiter ---------------------------------------------------------------
+
+struct KeysState;
+
+struct Core;
+
+// Every live Core. Only touched with the GIL held (Cores are made and freed
+// by Python objects), so the set is consistent whenever os.fork() runs.
+std::unordered_set<Core *> &live_cores() {
+  static auto *cores = new std::unordered_set<Core *>();  // never freed
+  return *cores;
+}
+
+// What a Limiter and its key iterators share. Guarded by the active-call
+// count (calls) and `mu` (iterators, destruction).
+struct Core {
+  rl_limiter *lim = nullptr;
+  std::atomic<int64_t> active{0};
+  std::atomic<bool> closed{false};
+  std::mutex mu;
+  std::unordered_set<KeysState *> iterators;
+
+  Core() { live_cores().insert(this); }
+  ~Core() { live_cores().erase(this); }
+  Core(const Core &) = delete;
+  Core &operator=(const Core &) = delete;
+};
+
+// One iterator's C handle; `it` is freed by the iterator or by close().
+struct KeysState {
+  std::mutex mu;  // the C iterator is not thread-safe
+  rl_keys *it = nullptr;
+};
+
+// os.register_at_fork(after_in_child=...): the child has only the forking
+// thread, so calls the parent's other threads had in progress never finish
+// here, and locks they held stay locked. Forget both, so close() (and exit)
+// in the child do not wait for them. The C library makes its own per-fork
+// arrangements (a new Redis connection on first use).
+void after_fork_in_child() {
+  for (Core *core : live_cores()) {
+    core->active.store(0);
+    new (&core->mu) std::mutex();
+    for (KeysState *st : core->iterators) new (&st->mu) std::mutex();
+  }
+}
+
+[[noreturn]] void raise_closed() {
+  raise_code(RL_E_CLOSED, "the limiter is closed");
+}
+
+// Counts a call in progress; refuses a closed limiter. Constructed with the
+// GIL held.
+class CallGuard {
+ public:
+  explicit CallGuard(Core &core) : core_(core) {
+    core_.active.fetch_add(1);
+    if (core_.closed.load()) {
+      core_.active.fetch_sub(1);
+      raise_closed();
+    }
+  }
+  ~CallGuard() { core_.active.fetch_sub(1); }
+  CallGuard(const CallGuard &) = delete;
+  CallGuard &operator=(const CallGuard &) = delete;
+
+ private:
+  Core &core_;
+};
+
+// An option value from the dict the Python layer built (already checked).
+uint64_t opt_uint(const py::dict &opts, const char *name, uint64_t max) {
+  if (!opts.contains(name)) return 0;
+  const int64_t v = to_int64(opts[name], name);
+  if (v < 0 || static_cast<uint64_t>(v) > max)
+    raise_code(RL_E_INVALID_ARG, std::string(name) + ": out of range");
+  return static_cast<uint64_t>(v);
+}
+
+// ---- asyncio
+// -----------------------------------------------------------------
+
+// rl_check_async completes on tollgate's I/O thread (inline for the memory
+// store). The completion never takes the GIL: it queues the result and bumps
+// an eventfd; the asyncio loop watches that fd (loop.add_reader) and, on its
+// own thread with the GIL, drains the queue and resolves the futures. No
+// thread per call, and the event loop never blocks.
+struct AsyncResult {
+  uint64_t token;
+  int status;
+  rl_decision d;
+  std::string error;
+};
+
+struct AsyncBridge {
+  int fd = -1;
+  std::mutex mu;
+  std::vector<AsyncResult> done;
+  AsyncBridge() {
+    fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (fd < 0) throw std::runtime_error("eventfd failed");
+  }
+  ~AsyncBridge() { close(fd); }
+  AsyncBridge(const AsyncBridge &) = delete;
+  AsyncBridge &operator=(const AsyncBridge &) = delete;
+};
+
+struct AsyncCall {
+  std::shared_ptr<AsyncBridge> bridge;
+  uint64_t token;
+};
+
+void async_complete(int status, const rl_decision *d, void *user) {
+  std::unique_ptr<AsyncCall> call(static_cast<AsyncCall *>(user));
+  AsyncResult r;
+  r.token = call->token;
+  r.status = status;
+  const rl_decision fresh = RL_DECISION_INIT;
+  r.d = d ? *d : fresh;
+  if (status != RL_OK) r.error = rl_last_error();
+  {
+    std::lock_guard<std::mutex> lock(call->bridge->mu);
+    call->bridge->done.push_back(std::move(r));
+  }
+  const uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(call->bridge->fd, &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+}
+
+class Limiter {
+ public:
+  Limiter(py::object url, py::dict opts) : core_(std::make_shared<Core>()) {
+    static const char *const kKnown[] = {
+        "max_keys",           "max_key_len",   "shards",
+        "connect_timeout_ms", "timeout_ms",    "key_prefix",
+        "failure_mode",       "local_divisor", "deny_cache",
+        "deny_cache_size",    "connections",   "reconnect_max_ms",
+        "username",           "password",      "tls_ca_file",
+        "tls_ca_dir",         "tls_cert_file", "tls_key_file",
+        "tls_server_name",    "tls_verify",    "clock"};
+    for (auto item : opts) {
+      if (!PyUnicode_Check(item.first.ptr()))
+        raise_type_error("option names must be str");
+      const std::string name = item.first.cast<std::string>();
+      bool known = false;
+      for (const char *k : kKnown) known = known || name == k;
+      if (!known)
+        raise_type_error("Limiter() got an unexpected option '" + name + "'");
+    }
+
+    rl_options o = RL_OPTIONS_INIT;
+    std::string url_s;
+    if (!url.is_none()) {
+      if (!PyUnicode_Check(url.ptr()))
+        raise_type_error("url must be a str or None, not " + type_name(url));
+      url_s = url.cast<std::string>();
+      if (url_s.find('\0') != std::string::npos)
+        raise_code(RL_E_URL, "url: contains a NUL character");
+      o.url = url_s.c_str();
+    }
+    constexpr uint64_t u32 = std::numeric_limits<uint32_t>::max();
+    o.max_keys =
+        opt_uint(opts, "max_keys", std::numeric_limits<int64_t>::max());
+    o.max_key_len = static_cast<uint32_t>(opt_uint(opts, "max_key_len", u32));
+    o.shards = static_cast<uint32_t>(opt_uint(opts, "shards", u32));
+    o.connect_timeout_ms =
+        static_cast<uint32_t>(opt_uint(opts, "connect_timeout_ms", u32));
+    o.timeout_ms = static_cast<uint32_t>(opt_uint(opts, "timeout_ms", u32));
+    o.local_divisor =
+        static_cast<uint32_t>(opt_uint(opts, "local_divisor", u32));
+    o.deny_cache_size =
+        static_cast<uint32_t>(opt_uint(opts, "deny_cache_size", u32));
+    o.connections = static_cast<uint32_t>(opt_uint(opts, "connections", u32));
+    o.reconnect_max_ms =
+        static_cast<uint32_t>(opt_uint(opts, "reconnect_max_ms", u32));
+    if (opts.contains("failure_mode"))
+      o.failure_mode =
+          static_cast<int32_t>(to_int64(opts["failure_mode"], "failure_mode"));
+    if (opts.contains("deny_cache"))
+      o.deny_cache =
+          static_cast<int32_t>(to_int64(opts["deny_cache"], "deny_cache"));
+    if (opts.contains("tls_verify"))
+      o.tls_verify =
+          static_cast<int32_t>(to_int64(opts["tls_verify"], "tls_verify"));
+
+    // String options: copied here, and by rl_create.
+    struct StrOpt {
+      const char *name;
+      const char **field;
+      std::string value;
+    } strs[] = {{"key_prefix", &o.key_prefix, {}},
+                {"username", &o.username, {}},
+                {"password", &o.password, {}},
+                {"tls_ca_file", &o.tls_ca_file, {}},
+                {"tls_ca_dir", &o.tls_ca_dir, {}},
+                {"tls_cert_file", &o.tls_cert_file, {}},
+                {"tls_key_file", &o.tls_key_file, {}},
+                {"tls_server_name", &o.tls_server_name, {}}};
+    for (auto &s : strs) {
+      if (!opts.contains(s.name)) continue;
+      py::object v = opts[s.name];
+      // Never echo the value: it may be a password.
+      if (!PyUnicode_Check(v.ptr()))
+        raise_type_error(std::string(s.name) + " must be a str, not " +
+                         type_name(v));
+      s.value = v.cast<std::string>();
+      if (s.value.find('\0') != std::string::npos)
+        raise_code(RL_E_INVALID_ARG,
+                   std::string(s.name) + ": contains a NUL character");
+      *s.field = s.value.c_str();
+    }
+
+    if (opts.contains("clock")) {
+      py::object clock = opts["clock"];
+      if (!clock.is_none()) {
+        if (!PyCallable_Check(clock.ptr()))
+          raise_type_error(
+              "clock must be callable (returning int "
+              "microseconds since the epoch), not " +
+              type_name(clock));
+        clock_ = clock;
+        o.clock = &clock_trampoline;
+        o.clock_user_data = clock_.ptr();
+      }
+    }
+
+    rl_limiter *lim = nullptr;
+    const int rc = rl_create(&lim, &o);
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    core_->lim = lim;
+    rl_health_info h = RL_HEALTH_INIT;
+    if (rl_health(lim, &h) == RL_OK) store_kind_ = h.store_kind;
+  }
+
+  ~Limiter() {
+    try {
+      close();
+    } catch (...) {
+      // Destructors never throw; close() only raises for a re-entrant call.
+    }
+  }
+
+  Limiter(const Limiter &) = delete;
+  Limiter &operator=(const Limiter &) = delete;
+
+  py::object check(py::handle key, py::args policies, py::handle cost_obj) {
+    const KeyView k = key_view(key);
+    const size_t n = policies.size();
+    if (n == 0)
+      raise_type_error(
+          "check() needs at least one tollgate.Policy after the key");
+    rl_policy stack[16];
+    std::unique_ptr<rl_policy[]> heap;
+    rl_policy *ps = stack;
+    if (n > 16) {
+      heap.reset(new rl_policy[n]);
+      ps = heap.get();
+    }
+    for (size_t i = 0; i < n; ++i) {
+      py::handle h = policies[i];
+      if (!py::isinstance<Policy>(h))
+        raise_type_error("check() policies must be tollgate.Policy, not " +
+                         type_name(h) + " (argument " + std::to_string(i + 2) +
+                         ")");
+      ps[i] = h.cast<const Policy &>().p;
+    }
+    const int64_t cost = to_int64(cost_obj, "cost");
+
+    CallGuard guard(*core_);
+    Decision out;
+    int rc = RL_OK;
+    without_gil([&]() noexcept {
+      rc = rl_check(core_->lim, &out.d, k.data, k.size, ps, n, cost);
+    });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    return py::cast(out);
+  }
+
+  void reset(py::handle key) {
+    const KeyView k = key_view(key);
+    CallGuard guard(*core_);
+    int rc = RL_OK;
+    without_gil([&]() noexcept { rc = rl_reset(core_->lim, k.data, k.size); });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  }
+
+  double ping() {
+    CallGuard guard(*core_);
+    int64_t rtt_us = 0;
+    int rc = RL_OK;
+    without_gil([&]() noexcept { rc = rl_ping(core_->lim, &rtt_us); });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    return static_cast<double>(rtt_us) / 1e6;
+  }
+
+  py::dict health() {
+    CallGuard guard(*core_);
+    rl_health_info h = RL_HEALTH_INIT;
+    int rc = RL_OK;
+    without_gil([&]() noexcept { rc = rl_health(core_->lim, &h); });
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    const char *conn = "none";
+    switch (h.connection) {
+      case RL_CONN_CONNECTING:
+        conn = "connecting";
+        break;
+      case RL_CONN_READY:
+        conn = "ready";
+        break;
+      case RL_CONN_DOWN:
+        conn = "down";
+        break;
+      default:
+        break;
+    }
+    py::dict d;
+    d["store"] = store_name(h.store_kind);
+    d["connection"] = conn;
+    d["checks"] = h.checks;
+    d["allowed"] = h.allowed;
+    d["denied"] = h.denied;
+    d["errors"] = h.errors;
+    d["live_keys"] = h.live_keys;
+    d["evictions"] = h.evictions;
+    d["in_flight"] = h.in_flight;
+    d["reconnects"] = h.reconnects;
+    d["last_ping"] = h.last_ping_us < 0
+                         ? py::object(py::none())
+                         : py::object(py::float_(h.last_ping_us / 1e6));
+    d["store_errors"] = h.store_errors;
+    d["fail_open"] = h.fail_open;
+    d["fail_closed"] = h.fail_closed;
+    d["local_fallback"] = h.local_fallback;
+    d["deny_cache_hits"] = h.deny_cache_hits;
+    d["server_version"] = std::string(
+        h.server_version, strnlen(h.server_version, sizeof h.server_version));
+    d["last_error"] =
+        std::string(h.last_error, strnlen(h.last_error, sizeof h.last_error));
+    return d;
+  }
+
+  // Waits for calls in progress, frees open key iterators, destroys the
+  // limiter. Idempotent.
+  // ---- asyncio (driven by tollgate/__init__.py's check_async) ----------
+
+  // The eventfd the event loop watches; made on first use.
+  int async_fd() {
+    if (!bridge_) bridge_ = std::make_shared<AsyncBridge>();
+    return bridge_->fd;
+  }
+
+  // Per-limiter Python state of the asyncio layer (pending futures, loops).
+  py::dict async_state() { return async_state_; }
+
+  // Starts one check; its result arrives through async_drain().
+  void async_submit(uint64_t token, py::handle key, py::args policies,
+                    py::handle cost_obj) {
+    const KeyView k = key_view(key);
+    const size_t n = policies.size();
+    if (n == 0)
+      raise_type_error(
+          "check_async() needs at least one tollgate.Policy after the key");
+    if (n > 16)
+      raise_code(RL_E_INVALID_ARG, "policies: expected 1 to 16 policies, got " +
+                                       std::to_string(n));
+    rl_policy ps[16];
+    for (size_t i = 0; i < n; ++i) {
+      py::handle h = policies[i];
+      if (!py::isinstance<Policy>(h))
+        raise_type_error(
+            "check_async() policies must be tollgate.Policy, "
+            "not " +
+            type_name(h) + " (argument " + std::to_string(i + 2) + ")");
+      ps[i] = h.cast<const Policy &>().p;
+    }
+    const int64_t cost = to_int64(cost_obj, "cost");
+    async_fd();
+    CallGuard guard(*core_);
+    auto call = std::make_unique<AsyncCall>(AsyncCall{bridge_, token});
+    // Validation happens before the call returns; network stores then
+    // complete on tollgate's I/O thread, the memory store inline.
+    const int rc = rl_check_async(core_->lim, k.data, k.size, ps, n, cost,
+                                  &async_complete, call.get());
+    if (rc != RL_OK) {
+      const std::string err = last_error_text(rc);
+      rethrow_clock_error();
+      raise_code(rc, err);
+    }
+    call.release();  // the completion owns it now
+  }
+
+  // Completed checks: [(token, status, Decision or None, message)].
+  py::list async_drain() {
+    py::list out;
+    if (!bridge_) return out;
+    uint64_t count;
+    while (read(bridge_->fd, &count, sizeof count) > 0) {
+    }
+    std::vector<AsyncResult> done;
+    {
+      std::lock_guard<std::mutex> lock(bridge_->mu);
+      done.swap(bridge_->done);
+    }
+    for (AsyncResult &r : done) {
+      if (r.status == RL_OK) {
+        Decision d;
+        d.d = r.d;
+        out.append(py::make_tuple(r.token, r.status, py::cast(d), ""));
+      } else {
+        out.append(py::make_tuple(r.token, r.status, py::none(), r.error));
+      }
+    }
+    return out;
+  }
+
+  void close() {
+    if (t_in_clock > 0)
+      throw std::runtime_error("a limiter cannot be closed from its clock");
+    if (core_->closed.exchange(true)) return;
+    Core &core = *core_;
+    without_gil([&core]() noexcept {
+      while (core.active.load() != 0)
+        std::this_thread::sleep_for(std::chrono::microseconds(200));
+      std::lock_guard<std::mutex> lock(core.mu);
+      for (KeysState *st : core.iterators) {
+        rl_keys_free(st->it);
+        st->it = nullptr;
+      }
+      core.iterators.clear();
+      rl_destroy(core.lim);
+      core.lim = nullptr;
+    });
+    clock_ = py::object();  // after rl_destroy: nothing calls it any more
+    // rl_destroy answered every pending async check (RL_E_CLOSED); let the
+    // Python layer deliver them and stop watching the eventfd.
+    if (bridge_ && async_state_.contains("close")) async_state_["close"](this);
+  }
+
+  bool closed() const { return core_->closed.load(); }
+  const char *store() const { return store_name(store_kind_); }
+
+  std::shared_ptr<Core> core() const { return core_; }
+
+  static const char *store_name(int32_t kind) {
+    return kind == RL_STORE_REDIS ? "redis" : "memory";
+  }
+
+ private:
+  std::shared_ptr<Core> core_;
+  py::object clock_;
+  int32_t store_kind_ = RL_STORE_MEMORY;
+  std::shared_ptr<AsyncBridge> bridge_;
+  py::dict async_state_;
+};
+
+// Iterates rl_keys_open/next, yielding tollgate.KeyState tuples.
+class KeysIterator {
+ public:
+  KeysIterator(Limiter &limiter, bool raw)
+      : core_(limiter.core()), st_(std::make_unique<KeysState>()), raw_(raw) {
+    key_state_ = py::module_::import("tollgate._types").attr("KeyState");
+    CallGuard guard(*core_);
+    rl_keys *it = nullptr;
+    int rc = RL_OK;
+    without_gil([&]() noexcept { rc = rl_keys_open(core_->lim, &it); });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    st_->it = it;
+    std::lock_guard<std::mutex> lock(core_->mu);
+    core_->iterators.insert(st_.get());
+  }
+
+  // Without dropping the GIL: the locks are only ever held briefly here (no
+  // other reference means no next() in progress).
+  ~KeysIterator() { release(/*drop_gil=*/false); }
+
+  KeysIterator(const KeysIterator &) = delete;
+  KeysIterator &operator=(const KeysIterator &) = delete;
+
+  py::object next() {
+    if (done_) throw py::stop_iteration();
+    CallGuard guard(*core_);
+    rl_key_info info = RL_KEY_INFO_INIT;
+    std::string key;
+    int rc = RL_OK;
+    KeysState &st = *st_;
+    without_gil([&]() noexcept {
+      std::lock_guard<std::mutex> lock(st.mu);
+      if (st.it == nullptr) {
+        rc = RL_E_DONE;
+        return;
+      }
+      rc = rl_keys_next(st.it, &info);
+      if (rc != RL_OK) return;
+      try {
+        key.assign(info.key, info.key_len);  // valid until the next call
+      } catch (...) {
+        rc = RL_E_NOMEM;
+      }
+    });
+    rethrow_clock_error();
+    if (rc == RL_E_DONE) {
+      release(/*drop_gil=*/true);
+      throw py::stop_iteration();
+    }
+    if (rc == RL_E_NOMEM) throw std::bad_alloc();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+
+    py::object key_obj;
+    if (raw_) {
+      key_obj = py::bytes(key);
+    } else {
+      PyObject *s = PyUnicode_DecodeUTF8(
+          key.data(), static_cast<Py_ssize_t>(key.size()), "strict");
+      if (s != nullptr) {
+        key_obj = py::reinterpret_steal<py::object>(s);
+      } else {
+        PyErr_Clear();
+        key_obj = py::bytes(key);  // not UTF-8: the raw bytes
+      }
+    }
+    Policy p;
+    p.p = info.policy;
+    return key_state_(key_obj, py::cast(p), info.remaining,
+                      ms_to_seconds(info.reset_after_ms));
+  }
+
+  // Frees the C iterator now (also done at the end and by the limiter's
+  // close()).
+  void release(bool drop_gil) {
+    done_ = true;
+    KeysState *st = st_.get();
+    Core &core = *core_;
+    auto free_it = [st, &core]() noexcept {
+      std::lock_guard<std::mutex> it_lock(st->mu);
+      std::lock_guard<std::mutex> lock(core.mu);
+      if (core.iterators.erase(st) != 0) {
+        rl_keys_free(st->it);
+        st->it = nullptr;
+      }
+    };
+    if (drop_gil)
+      without_gil(free_it);
+    else
+      free_it();
+  }
+
+ private:
+  std::shared_ptr<Core> core_;
+  std::unique_ptr<KeysState> st_;
+  py::object key_state_;
+  bool raw_ = false;
+  bool done_ = false;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_native, m) {
+  m.doc() =
+      "tollgate's C ABI for Python (use the tollgate package, not this "
+      "module)";
+
+  py::module_::import("os").attr("register_at_fork")(
+      py::arg("after_in_child") = py::cpp_function(&after_fork_in_child));
+
+  m.attr("VERSION") = rl_version_string();
+  m.attr("VERSION_NUMBER") = rl_version_number();
+  m.attr("HEADER_VERSION_NUMBER") = static_cast<unsigned>(RL_VERSION_NUMBER);
+  py::dict codes;
+  codes["RL_E_INVALID_ARG"] = RL_E_INVALID_ARG;
+  codes["RL_E_KEY_INVALID"] = RL_E_KEY_INVALID;
+  codes["RL_E_KEY_TOO_LONG"] = RL_E_KEY_TOO_LONG;
+  codes["RL_E_POLICY"] = RL_E_POLICY;
+  codes["RL_E_OVERFLOW"] = RL_E_OVERFLOW;
+  codes["RL_E_VERSION"] = RL_E_VERSION;
+  codes["RL_E_NOMEM"] = RL_E_NOMEM;
+  codes["RL_E_URL"] = RL_E_URL;
+  codes["RL_E_UNSUPPORTED"] = RL_E_UNSUPPORTED;
+  codes["RL_E_INTERNAL"] = RL_E_INTERNAL;
+  codes["RL_E_CONNECT"] = RL_E_CONNECT;
+  codes["RL_E_TIMEOUT"] = RL_E_TIMEOUT;
+  codes["RL_E_AUTH"] = RL_E_AUTH;
+  codes["RL_E_TLS"] = RL_E_TLS;
+  codes["RL_E_PROTOCOL"] = RL_E_PROTOCOL;
+  codes["RL_E_STORE"] = RL_E_STORE;
+  codes["RL_E_CLOSED"] = RL_E_CLOSED;
+  codes["RL_E_DONE"] = RL_E_DONE;
+  m.attr("ERROR_CODES") = codes;
+  py::dict modes;
+  modes["open"] = RL_FAIL_OPEN;
+  modes["closed"] = RL_FAIL_CLOSED;
+  modes["local"] = RL_FAIL_LOCAL;
+  modes["error"] = RL_FAIL_ERROR;
+  m.attr("FAILURE_MODES") = modes;
+  m.def(
+      "rate_limit_headers",
+      [](const Decision &decision, const Policy &policy, py::handle name) {
+        std::string n = "default";
+        if (!name.is_none()) {
+          if (!py::isinstance<py::str>(name))
+            raise_type_error("name must be a str, not " + type_name(name));
+          n = name.cast<std::string>();
+        }
+        rl_headers h = RL_HEADERS_INIT;
+        const int rc =
+            rl_headers_format(&h, &decision.d, &policy.p, n.data(), n.size());
+        if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+        py::dict out;
+        out["RateLimit-Policy"] = h.ratelimit_policy;
+        out["RateLimit"] = h.ratelimit;
+        out["X-RateLimit-Limit"] = h.x_ratelimit_limit;
+        out["X-RateLimit-Remaining"] = h.x_ratelimit_remaining;
+        out["X-RateLimit-Reset"] = h.x_ratelimit_reset;
+        if (h.retry_after[0] != '\0') out["Retry-After"] = h.retry_after;
+        return out;
+      },
+      py::arg("decision"), py::arg("policy"), py::arg("name") = "default",
+      "rate_limit_headers(decision, policy, name='default') -> dict\n\n"
+      "The response headers for `decision` (which reported `policy`): "
+      "RateLimit-Policy, RateLimit, X-RateLimit-Limit/Remaining/Reset and, "
+      "when denied, Retry-After. The text comes from the C library, so every "
+      "tollgate binding emits the same bytes.");
+  m.def(
+      "strerror", [](int code) { return std::string(rl_strerror(code)); },
+      py::arg("code"), "The library's static text for an RL_E_* code.");
+
+  py::class_<Policy>(m, "Policy", py::is_final(), R"doc(
+A rate limit: at most `limit` units per `period`.
+
+Policy(limit, period, algorithm="gcra", burst=None)
+
+  limit      int >= 1
+  period     seconds (int or float, whole milliseconds), a str such as
+             "500ms", "1s", "15m", "1h", "1d", or a datetime.timedelta
+  algorithm  "gcra" (default), "token_bucket", "fixed_window" or
+             "sliding_window"
+  burst      gcra and token_bucket: units that may pass at once (the bucket
+             capacity); None means the same as limit
+
+Immutable and hashable. Invalid values raise tollgate.InvalidArgument (a
+ValueError); wrong types raise TypeError.
+)doc")
+      .def(py::init(&make_policy), py::arg("limit"), py::arg("period"),
+           py::arg("algorithm") = "gcra", py::arg("burst") = py::none())
+      .def_property_readonly(
+          "limit", [](const Policy &s) { return s.p.limit; },
+          "Units allowed per period.")
+      .def_property_readonly(
+          "period",
+          [](const Policy &s) { return ms_to_seconds(s.p.period_ms); },
+          "The period in seconds (float).")
+      .def_property_readonly(
+          "period_ms", [](const Policy &s) { return s.p.period_ms; },
+          "The period in milliseconds (int).")
+      .def_property_readonly(
+          "algorithm",
+          [](const Policy &s) {
+            return std::string(kAlgorithmNames[s.p.algorithm]);
+          },
+          "The algorithm's name.")
+      .def_property_readonly(
+          "burst",
+          [](const Policy &s) -> py::object {
+            if (s.p.burst == 0) return py::none();
+            return py::int_(s.p.burst);
+          },
+          "The burst (bucket capacity), or None for the same as limit.")
+      .def("__repr__", &policy_repr)
+      .def("__eq__",
+           [](const Policy &a, py::handle b) -> py::object {
+             if (!py::isinstance<Policy>(b))
+               return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+             return py::bool_(same_policy(a.p, b.cast<const Policy &>().p));
+           })
+      .def("__ne__",
+           [](const Policy &a, py::handle b) -> py::object {
+             if (!py::isinstance<Policy>(b))
+               return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+             return py::bool_(!same_policy(a.p, b.cast<const Policy &>().p));
+           })
+      .def("__hash__",
+           [](const Policy &s) {
+             return py::hash(py::make_tuple(s.p.algorithm, s.p.limit,
+                                            s.p.period_ms, s.p.burst));
+           })
+      .def(py::pickle(
+          [](const Policy &s) {
+            return py::make_tuple(s.p.limit, s.p.period_ms,
+                                  std::string(kAlgorithmNames[s.p.algorithm]),
+                                  s.p.burst);
+          },
+          [](const py::tuple &t) {
+            if (t.size() != 4) throw std::runtime_error("bad Policy state");
+            Policy p;
+            p.p.limit = t[0].cast<int64_t>();
+            p.p.period_ms = t[1].cast<int64_t>();
+            p.p.algorithm = algorithm_code(t[2]);
+            p.p.burst = t[3].cast<int64_t>();
+            validate_policy(p.p);
+            return p;
+          }));
+
+  py::class_<Decision>(m, "Decision", py::is_final(), R"doc(
+The answer to a check. Immutable.
+
+  allowed         True if the call passed (and was charged)
+  limit           the deciding policy's limit
+  remaining       units still available after this call
+  reset_after     seconds until the state is back to full (0.0 if full)
+  retry_after     seconds to wait before the same call can pass (0.0 if
+                  allowed; math.inf if it never can: cost above capacity)
+  source          which path decided: "store", "deny_cache", "fail_open",
+                  "fail_closed" or "local"
+  policy_index    index (in the check's policies) of the reported policy
+  reset_after_ms, retry_after_ms
+                  the same durations as the library's integer milliseconds
+                  (retry_after_ms is -1 for never)
+
+bool(decision) is decision.allowed.
+)doc")
+      .def_property_readonly("allowed",
+                             [](const Decision &s) { return s.d.allowed != 0; })
+      .def_property_readonly("limit",
+                             [](const Decision &s) { return s.d.limit; })
+      .def_property_readonly("remaining",
+                             [](const Decision &s) { return s.d.remaining; })
+      .def_property_readonly(
+          "reset_after",
+          [](const Decision &s) { return ms_to_seconds(s.d.reset_after_ms); })
+      .def_property_readonly(
+          "retry_after",
+          [](const Decision &s) { return retry_seconds(s.d.retry_after_ms); })
+      .def_property_readonly(
+          "reset_after_ms",
+          [](const Decision &s) { return s.d.reset_after_ms; })
+      .def_property_readonly(
+          "retry_after_ms",
+          [](const Decision &s) { return s.d.retry_after_ms; })
+      .def_property_readonly(
+          "source",
+          [](const Decision &s) {
+            return py::reinterpret_borrow<py::object>(source_str(s.d.source));
+          })
+      .def_property_readonly("policy_index",
+                             [](const Decision &s) { return s.d.policy_index; })
+      .def("__bool__", [](const Decision &s) { return s.d.allowed != 0; })
+      .def("__repr__", &decision_repr)
+      .def("__eq__",
+           [](const Decision &a, py::handle b) -> py::object {
+             if (!py::isinstance<Decision>(b))
+               return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+             return py::bool_(same_decision(a.d, b.cast<const Decision &>().d));
+           })
+      .def(
+          "__ne__",
+          [](const Decision &a, py::handle b) -> py::object {
+            if (!py::isinstance<Decision>(b))
+              return py::reinterpret_borrow<py::object>(Py_NotImplemented);
+            return py::bool_(!same_decision(a.d, b.cast<const Decision &>().d));
+          })
+      .def("__hash__", [](const Decision &s) {
+        return py::hash(py::make_tuple(s.d.allowed, s.d.limit, s.d.remaining,
+                                       s.d.reset_after_ms, s.d.retry_after_ms,
+                                       s.d.source, s.d.policy_index));
+      });
+
+  py::class_<KeysIterator>(m, "KeysIterator", py::is_final(),
+                           "Iterator over a limiter's stored (key, policy) "
+                           "states (tollgate.KeyState).")
+      .def("__iter__", [](py::object self) { return self; })
+      .def("__next__", &KeysIterator::next)
+      .def(
+          "close", [](KeysIterator &self) { self.release(/*drop_gil=*/true); },
+          "Free the listing now (it is also freed at the end).");
+
+  py::class_<Limiter>(m, "Limiter", py::is_final(), R"doc(
+Limiter(url=None, **options)
+
+A rate limiter over one store. No URL (or "memory://") keeps the counters in
+this process; "redis://", "rediss://" (TLS) and "unix://" URLs share them
+through Redis (docs/redis.md describes the URL and its query options).
+Creating a limiter does no I/O: ping() probes the store.
+
+Options (keyword only; None means the default), as in the C struct
+rl_options:
+  memory store   max_keys, max_key_len, shards
+  Redis          connect_timeout_ms, timeout_ms, key_prefix,
+                 failure_mode ("open", "closed", "local", "error"),
+                 local_divisor, deny_cache (bool), deny_cache_size,
+                 connections, reconnect_max_ms, username, password,
+                 tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file,
+                 tls_server_name, tls_verify (bool)
+  clock          a callable returning integer microseconds since the Unix
+                 epoch, used by the memory store instead of the system clock
+                 (simulations, tests); called on the checking thread
+
+An unknown option raises TypeError. One limiter serves any number of
+threads; every call that may block releases the GIL. Use it as a context
+manager, or call close().
+)doc")
+      .def(py::init([](py::object url, py::kwargs options) {
+             if (!url.is_none() && !PyUnicode_Check(url.ptr()))
+               // Never echo the value: a URL may hold a password.
+               raise_type_error("url must be a str or None, not " +
+                                type_name(url));
+             py::dict opts = py::module_::import("tollgate._options")
+                                 .attr("normalize")(options);
+             return std::make_unique<Limiter>(url, opts);
+           }),
+           py::arg("url") = py::none())
+      .def("check", &Limiter::check, py::arg("key"), py::arg("cost") = 1,
+           "check(key, *policies, cost=1) -> Decision\n\n"
+           "Check `key` (str or bytes) against every policy and, if all "
+           "allow, charge `cost` units to each; if any denies, nothing is "
+           "charged. cost=0 peeks.")
+      .def("_async_fd", &Limiter::async_fd)
+      .def_property_readonly("_async_state", &Limiter::async_state)
+      .def("_async_submit", &Limiter::async_submit, py::arg("token"),
+           py::arg("key"), py::arg("cost") = 1)
+      .def("_async_drain", &Limiter::async_drain)
+      .def("reset", &Limiter::reset, py::arg("key"),
+           "Forget every policy's state for `key`.")
+      .def("ping", &Limiter::ping,
+           "One round trip to the store; returns the round-trip time in "
+           "seconds (0.0 for the memory store). Raises the precise error "
+           "(TollgateConnectionError, AuthError, TLSError, ...).")
+      .def("health", &Limiter::health,
+           "A snapshot of the limiter's state and counters (a dict).")
+      .def("close", &Limiter::close,
+           "Wait for calls in progress, then release the limiter. "
+           "Idempotent; later calls raise TollgateConnectionError "
+           "(RL_E_CLOSED).")
+      .def(
+          "keys",
+          [](Limiter &self, bool raw) {
+            return std::make_unique<KeysIterator>(self, raw);
+          },
+          py::kw_only(), py::arg("raw") = false, py::keep_alive<0, 1>(),
+          "keys(*, raw=False) -> Iterator[KeyState]\n\n"
+          "Every stored (key, policy) state under the key prefix (Redis: a "
+          "SCAN walk, never KEYS). Keys are str when valid UTF-8, else "
+          "bytes; raw=True gives bytes always. The memory store raises "
+          "UnsupportedError.")
+      .def("__enter__", [](py::object self) { return self; })
+      .def("__exit__",
+           [](Limiter &self, py::args) {
+             self.close();
+             return false;
+           })
+      .def("__repr__",
+           [](const Limiter &self) {
+             // The URL is not shown: it may hold a password.
+             return std::string("<tollgate.Limiter ") + self.store() +
+                    (self.closed() ? " closed>" : ">");
+           })
+      .def_property_readonly("closed", &Limiter::closed,
+                             "True once close() was called.")
+      .def_property_readonly("store", &Limiter::store,
+                             "\"memory\" or \"redis\".");
+}

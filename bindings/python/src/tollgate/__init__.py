@@ -1,0 +1,178 @@
+"""tollgate: a rate limiter that many servers and many languages share.
+
+    >>> import tollgate
+    >>> limiter = tollgate.Limiter()                      # in-process memory store
+    >>> per_hour = tollgate.Policy(100, "1h")
+    >>> d = limiter.check("org-123", per_hour)
+    >>> d.allowed, d.remaining
+    (True, 99)
+
+Point the limiter at Redis (``Limiter("redis://host:6379/0")``) and every
+process, in any language, that uses the same Redis enforces the same limit on
+the same keys. This package is a thin layer over tollgate's C library: the
+decisions are the library's, byte for byte.
+"""
+
+from __future__ import annotations
+
+from typing import Union
+
+from . import _native
+from ._errors import (
+    AuthError,
+    Error,
+    InvalidArgument,
+    ProtocolError,
+    TLSError,
+    TollgateConnectionError,
+    TollgateTimeoutError,
+    UnsupportedError,
+)
+from ._native import Decision, Policy
+from ._types import KeyState
+
+__version__ = "0.1.0"
+
+#: The version of the C library compiled into this package.
+LIBRARY_VERSION: str = _native.VERSION
+
+Key = Union[str, bytes]
+
+# Limiter is the native class (its options are checked by _options.py).
+Limiter = _native.Limiter
+
+for _cls in (
+    Limiter,
+    Policy,
+    Decision,
+    KeyState,
+    Error,
+    TollgateConnectionError,
+    TollgateTimeoutError,
+    AuthError,
+    TLSError,
+    ProtocolError,
+    InvalidArgument,
+    UnsupportedError,
+):
+    _cls.__module__ = __name__
+del _cls
+
+__all__ = [
+    "Limiter",
+    "Policy",
+    "Decision",
+    "KeyState",
+    "Key",
+    "Error",
+    "TollgateConnectionError",
+    "TollgateTimeoutError",
+    "AuthError",
+    "TLSError",
+    "ProtocolError",
+    "InvalidArgument",
+    "UnsupportedError",
+    "LIBRARY_VERSION",
+    "__version__",
+]
+
+
+# ---- asyncio -------------------------------------------------------------
+#
+# check_async rides on the C library's async entry point: the completion
+# runs on tollgate's I/O thread (inline for the memory store), queues the
+# result without the GIL and bumps an eventfd. Each event loop that awaits a
+# check watches that fd (loop.add_reader); its reader drains the queue on
+# the loop's own thread and resolves the futures. No thread per call, and
+# the loop never blocks.
+
+import asyncio as _asyncio
+import itertools as _itertools
+import weakref as _weakref
+
+from . import _errors
+
+_tokens = _itertools.count(1)
+
+
+def _deliver(fut: "_asyncio.Future[Decision]", value: object, exc: object) -> None:
+    if fut.done():  # cancelled meanwhile: the result is dropped
+        return
+    if exc is not None:
+        fut.set_exception(exc)  # type: ignore[arg-type]
+    else:
+        fut.set_result(value)  # type: ignore[arg-type]
+
+
+def _async_drain(limiter: "_native.Limiter") -> None:
+    state = limiter._async_state
+    pending = state.get("pending", {})
+    try:
+        running = _asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    for token, status, decision, message in limiter._async_drain():
+        fut = pending.pop(token, None)
+        if fut is None:
+            continue
+        exc = None if status == 0 else _errors._make(status, message)
+        loop = fut.get_loop()
+        if loop is running:
+            _deliver(fut, decision, exc)
+        elif not loop.is_closed():
+            loop.call_soon_threadsafe(_deliver, fut, decision, exc)
+
+
+def _async_close(limiter: "_native.Limiter") -> None:
+    # Called by close() after rl_destroy answered every pending check.
+    _async_drain(limiter)
+    state = limiter._async_state
+    fd = limiter._async_fd()
+    for loop in list(state.get("loops", ())):
+        if not loop.is_closed():
+            try:
+                loop.remove_reader(fd)
+            except (RuntimeError, ValueError):
+                pass
+    state.get("loops", _weakref.WeakSet()).clear()
+
+
+async def _check_async(
+    self: "_native.Limiter", key: Key, *policies: Policy, cost: int = 1
+) -> Decision:
+    """check_async(key, *policies, cost=1) -> Decision (a coroutine)
+
+    The same check as check(), without blocking the event loop: Redis checks
+    complete on tollgate's I/O thread and are handed to this loop through an
+    eventfd it watches. Cancelling the awaiting task is safe: the result,
+    when it arrives, is dropped (a check already sent may still be charged).
+    """
+    loop = _asyncio.get_running_loop()
+    state = self._async_state
+    if "pending" not in state:
+        state["pending"] = {}
+        state["loops"] = _weakref.WeakSet()
+        state["close"] = _async_close
+    loops = state["loops"]
+    if loop not in loops:
+        loop.add_reader(self._async_fd(), _async_drain, self)
+        loops.add(loop)
+    token = next(_tokens)
+    fut: "_asyncio.Future[Decision]" = loop.create_future()
+    pending = state["pending"]
+    pending[token] = fut
+    try:
+        self._async_submit(token, key, *policies, cost=cost)
+    except BaseException:
+        pending.pop(token, None)
+        raise
+    try:
+        return await fut
+    except _asyncio.CancelledError:
+        pending.pop(token, None)
+        raise
+
+
+Limiter.check_async = _check_async  # type: ignore[attr-defined]
+rate_limit_headers = _native.rate_limit_headers
+__all__ += ["rate_limit_headers"]

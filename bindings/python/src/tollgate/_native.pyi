@@ -1,0 +1,131 @@
+"""Type stubs of tollgate._native, the extension over tollgate.h."""
+
+import datetime
+import os
+from typing import Any, Callable, Dict, Iterator, Literal, Optional, Tuple, Union
+
+from ._types import KeyState
+
+Key = Union[str, bytes]
+Period = Union[int, float, str, datetime.timedelta]
+Algorithm = Literal["gcra", "token_bucket", "fixed_window", "sliding_window"]
+Source = Literal["store", "deny_cache", "fail_open", "fail_closed", "local"]
+FailureMode = Literal["open", "closed", "local", "error"]
+
+VERSION: str
+VERSION_NUMBER: int
+HEADER_VERSION_NUMBER: int
+ERROR_CODES: Dict[str, int]
+FAILURE_MODES: Dict[str, int]
+
+def strerror(code: int) -> str: ...
+
+class Policy:
+    """A rate limit: at most `limit` units per `period`."""
+
+    def __init__(
+        self,
+        limit: int,
+        period: Period,
+        algorithm: Algorithm = "gcra",
+        burst: Optional[int] = None,
+    ) -> None: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def period(self) -> float:
+        """The period in seconds."""
+    @property
+    def period_ms(self) -> int: ...
+    @property
+    def algorithm(self) -> Algorithm: ...
+    @property
+    def burst(self) -> Optional[int]: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __getstate__(self) -> Tuple[int, int, str, int]: ...
+    def __setstate__(self, state: Tuple[int, int, str, int]) -> None: ...
+
+class Decision:
+    """The answer to a check. Immutable; bool(decision) is decision.allowed."""
+
+    @property
+    def allowed(self) -> bool: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def remaining(self) -> int: ...
+    @property
+    def reset_after(self) -> float:
+        """Seconds until the state is back to full (0.0 if full)."""
+    @property
+    def retry_after(self) -> float:
+        """Seconds before the same call can pass; 0.0 if allowed, math.inf if never."""
+    @property
+    def reset_after_ms(self) -> int: ...
+    @property
+    def retry_after_ms(self) -> int:
+        """Milliseconds; -1 (RL_RETRY_NEVER) if never."""
+    @property
+    def source(self) -> Source: ...
+    @property
+    def policy_index(self) -> int: ...
+    def __bool__(self) -> bool: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+
+class KeysIterator(Iterator[KeyState]):
+    def __iter__(self) -> "KeysIterator": ...
+    def __next__(self) -> KeyState: ...
+    def close(self) -> None: ...
+
+class Limiter:
+    """A rate limiter over one store (memory, or Redis by URL)."""
+
+    def __init__(
+        self,
+        url: Optional[str] = None,
+        *,
+        max_keys: Optional[int] = ...,
+        max_key_len: Optional[int] = ...,
+        shards: Optional[int] = ...,
+        connect_timeout_ms: Optional[int] = ...,
+        timeout_ms: Optional[int] = ...,
+        key_prefix: Optional[str] = ...,
+        failure_mode: Optional[FailureMode] = ...,
+        local_divisor: Optional[int] = ...,
+        deny_cache: Optional[bool] = ...,
+        deny_cache_size: Optional[int] = ...,
+        connections: Optional[int] = ...,
+        reconnect_max_ms: Optional[int] = ...,
+        username: Optional[str] = ...,
+        password: Optional[str] = ...,
+        tls_ca_file: Optional[Union[str, os.PathLike[str]]] = ...,
+        tls_ca_dir: Optional[Union[str, os.PathLike[str]]] = ...,
+        tls_cert_file: Optional[Union[str, os.PathLike[str]]] = ...,
+        tls_key_file: Optional[Union[str, os.PathLike[str]]] = ...,
+        tls_server_name: Optional[str] = ...,
+        tls_verify: Optional[bool] = ...,
+        clock: Optional[Callable[[], int]] = ...,
+    ) -> None: ...
+    def check(self, key: Key, *policies: Policy, cost: int = 1) -> Decision: ...
+    async def check_async(
+        self, key: Key, *policies: Policy, cost: int = 1
+    ) -> Decision: ...
+    def reset(self, key: Key) -> None: ...
+    def ping(self) -> float: ...
+    def health(self) -> Dict[str, Any]: ...
+    def keys(self, *, raw: bool = False) -> KeysIterator: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "Limiter": ...
+    def __exit__(self, *exc_info: object) -> bool: ...
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def store(self) -> Literal["memory", "redis"]: ...
+
+def rate_limit_headers(
+    decision: Decision, policy: Policy, name: str = "default"
+) -> Dict[str, str]: ...

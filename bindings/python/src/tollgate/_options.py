@@ -1,0 +1,82 @@
+"""Checks tollgate.Limiter's keyword options and converts them to the values
+of the C struct rl_options (capi/include/tollgate.h; docs/redis.md has the
+ranges). Called by the extension's Limiter constructor.
+
+None means "the default" for every option. Messages name the option and
+never echo a value: it may be a password.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict
+
+from . import _native
+from ._errors import InvalidArgument
+
+_UINT32_OPTIONS = (
+    "max_key_len",
+    "shards",
+    "connect_timeout_ms",
+    "timeout_ms",
+    "local_divisor",
+    "deny_cache_size",
+    "connections",
+    "reconnect_max_ms",
+)
+_STR_OPTIONS = ("key_prefix", "username", "password", "tls_server_name")
+_PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
+_BOOL_OPTIONS = ("deny_cache", "tls_verify")
+OPTIONS = frozenset(
+    ("max_keys", "failure_mode", "clock") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
+)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__
+
+
+def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    for name, value in options.items():
+        if name not in OPTIONS:
+            raise TypeError(
+                "Limiter() got an unexpected option %r (known options: %s)" % (name, ", ".join(sorted(OPTIONS)))
+            )
+        if value is None:
+            continue
+        if name == "max_keys" or name in _UINT32_OPTIONS:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError("%s must be an int, not %s" % (name, _type_name(value)))
+            top = 2**63 - 1 if name == "max_keys" else 2**32 - 1
+            if not 1 <= value <= top:
+                raise InvalidArgument("%s: must be between 1 and %d (got %d)" % (name, top, value), "RL_E_INVALID_ARG")
+            out[name] = value
+        elif name in _STR_OPTIONS or name in _PATH_OPTIONS:
+            if name in _PATH_OPTIONS and isinstance(value, os.PathLike):
+                value = os.fspath(value)
+            if not isinstance(value, str):
+                kinds = "a str or os.PathLike" if name in _PATH_OPTIONS else "a str"
+                raise TypeError("%s must be %s, not %s" % (name, kinds, _type_name(value)))
+            if "\0" in value:
+                raise InvalidArgument("%s: contains a NUL character" % name, "RL_E_INVALID_ARG")
+            out[name] = value
+        elif name in _BOOL_OPTIONS:
+            if not isinstance(value, bool):
+                raise TypeError("%s must be a bool, not %s" % (name, _type_name(value)))
+            out[name] = 1 if value else -1
+        elif name == "failure_mode":
+            if not isinstance(value, str):
+                raise TypeError("failure_mode must be a str, not %s" % _type_name(value))
+            modes = _native.FAILURE_MODES
+            if value not in modes:
+                raise InvalidArgument(
+                    "failure_mode: unknown %r (expected 'open', 'closed', 'local' or 'error')" % value,
+                    "RL_E_INVALID_ARG",
+                )
+            out[name] = modes[value]
+        elif name == "clock":
+            if not callable(value):
+                raise TypeError("clock must be callable, not %s" % _type_name(value))
+            out[name] = value
+    return out

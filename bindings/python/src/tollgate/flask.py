@@ -1,0 +1,254 @@
+"""Rate limiting for Flask: an extension with a global limit and a
+per-route decorator.
+
+::
+
+    import tollgate
+    from flask import Flask
+    from tollgate.flask import RateLimiter
+    from tollgate.plans import DEFAULT_PLANS, organization_key
+
+    app = Flask(__name__)
+    limits = RateLimiter(
+        app,
+        limiter=tollgate.Limiter("redis://127.0.0.1:6379/0"),
+        key=organization_key("X-Org-Id"),
+        plans=DEFAULT_PLANS,
+        plan_of=lambda request: PLANS_BY_ORG.get(request.headers.get("X-Org-Id"), "FREE"),
+    )
+
+    @app.post("/search")
+    @limits.limit(tollgate.Policy(10, "1m"))
+    def search(): ...
+
+Checks use the synchronous ``limiter.check`` (the GIL is released while it
+waits for Redis). Every response carries ``RateLimit-Policy``, ``RateLimit``
+and ``X-RateLimit-Limit/Remaining/Reset``; a denied request gets ``429``
+with ``Retry-After`` (whole seconds) and the body
+``{"detail":"Rate limit exceeded","retry_after":<seconds>}``, exactly as
+``tollgate.asgi`` answers. The header values come from the C library
+(``tollgate.rate_limit_headers``).
+
+The module is ``tollgate.flask``; it does not shadow the ``flask`` package
+(``from tollgate.flask import RateLimiter``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from typing import Any, Callable, List, Optional, TypeVar, Union
+
+try:
+    import flask as _flask
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError("tollgate.flask needs Flask: pip install flask") from exc
+
+import tollgate as _tollgate
+from tollgate import Limiter, Policy
+
+from .plans import (
+    HEADER_NAMES,
+    KeyFunc,
+    Limits,
+    Outcome,
+    PolicySpec,
+    binding,
+    check_cost,
+    check_key,
+    check_key_func,
+    client_address,
+    denied_body,
+    headers_for,
+    resolve_cost,
+    scoped_key,
+)
+
+__all__ = ["RateLimiter"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: The flask.g attribute that collects a request's outcomes.
+_G_KEY = "_tollgate_outcomes"
+
+
+def _outcomes() -> List[Outcome]:
+    outcomes: Optional[List[Outcome]] = _flask.g.get(_G_KEY)
+    if outcomes is None:
+        outcomes = []
+        setattr(_flask.g, _G_KEY, outcomes)
+    return outcomes
+
+
+def _set_headers(response: Any, outcomes: List[Outcome]) -> None:
+    headers = headers_for(binding(outcomes))
+    for field in HEADER_NAMES:
+        if field == "Retry-After" and field not in headers:
+            continue  # keep an app's own Retry-After (e.g. on a 503)
+        response.headers.pop(field, None)
+    for field, value in headers.items():
+        response.headers[field] = value
+
+
+def _denied_response(outcomes: List[Outcome]) -> Any:
+    headers = headers_for(binding(outcomes))
+    return _flask.current_app.response_class(
+        denied_body(headers), status=429, headers=headers, mimetype="application/json"
+    )
+
+
+class RateLimiter:
+    """The Flask extension.
+
+    - ``app``: the application, or ``None`` and :meth:`init_app` later.
+    - ``limiter``: a :class:`tollgate.Limiter`. ``None``: ``init_app``
+      creates one from ``app.config["TOLLGATE_URL"]`` (memory store when
+      unset) and the options in ``app.config["TOLLGATE_OPTIONS"]`` (a dict).
+    - ``policies``, ``plans``, ``plan_of``, ``name``, ``cost``: the global
+      limit, checked for every request in a ``before_request`` hook; as in
+      :class:`tollgate.asgi.RateLimitMiddleware`. With neither ``policies``
+      nor ``plans`` there is no global limit, only the :meth:`limit`
+      decorators.
+    - ``key``: the key function (request -> str, bytes or None; ``None``
+      leaves the request unlimited); default the client address
+      (``request.remote_addr``; see :mod:`tollgate.plans` for proxies).
+
+    An ``after_request`` hook adds the headers to every response, describing
+    the limit that binds first when a global and a per-route limit both
+    applied. A check that raises (a limiter with ``failure_mode="error"``
+    while Redis is away) propagates: choose the behaviour with the
+    limiter's ``failure_mode``.
+    """
+
+    def __init__(
+        self,
+        app: Optional[_flask.Flask] = None,
+        limiter: Optional[Limiter] = None,
+        policies: Optional[PolicySpec] = None,
+        key: KeyFunc = client_address,
+        plans: Optional[Any] = None,
+        plan_of: Optional[Callable[[Any], Any]] = None,
+        name: Optional[str] = None,
+        cost: Union[int, Callable[[Any], int]] = 1,
+    ) -> None:
+        check_key_func(key)
+        check_cost(cost)
+        self.limiter: Optional[Limiter] = limiter
+        self.key = key
+        self.cost = cost
+        self.limits = Limits(policies, plans, plan_of, name)
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: _flask.Flask) -> None:
+        """Install the hooks on ``app`` (and create the limiter if none was
+        given). ``app.extensions["tollgate"]`` is this extension."""
+        if self.limiter is None:
+            options = dict(app.config.get("TOLLGATE_OPTIONS") or {})
+            self.limiter = _tollgate.Limiter(app.config.get("TOLLGATE_URL") or None, **options)
+        app.extensions["tollgate"] = self
+        app.before_request(self._before_request)
+        app.after_request(self._after_request)
+
+    def _limiter(self) -> Limiter:
+        if self.limiter is None:
+            raise RuntimeError("tollgate.flask.RateLimiter has no limiter: pass limiter= or call init_app(app)")
+        return self.limiter
+
+    def _before_request(self) -> Any:
+        if self.limits.empty:
+            return None
+        request = _flask.request
+        key = self.key(request)
+        if key is None:
+            return None
+        key = check_key(key)
+        plan = self.limits.plan_of(request) if self.limits.plan_of is not None else None
+        policies, name = self.limits.for_plan(plan)
+        decision = self._limiter().check(key, *policies, cost=resolve_cost(self.cost, request))
+        outcomes = _outcomes()
+        outcomes.append(Outcome.of(decision, policies, name))
+        if not decision.allowed:
+            return _denied_response(outcomes)
+        return None
+
+    def _after_request(self, response: Any) -> Any:
+        outcomes = _flask.g.get(_G_KEY)
+        if outcomes:
+            _set_headers(response, outcomes)
+        return response
+
+    def limit(
+        self,
+        *policies: Policy,
+        key: Optional[KeyFunc] = None,
+        cost: Union[int, Callable[[Any], int]] = 1,
+        name: Optional[str] = None,
+        scope: Optional[str] = None,
+    ) -> Callable[[F], F]:
+        """A decorator limiting one view, placed under the route decorator::
+
+            @app.get("/search")
+            @limits.limit(Policy(10, "1m"))
+            def search(): ...
+
+        ``key`` defaults to the extension's key function. Each view has its
+        own counters: the key is ``"<scope>|<key>"``, ``scope`` defaulting
+        to the endpoint name (``request.endpoint``, e.g. ``"search"``, the
+        same name FastAPI gives the route, so the two frameworks build the
+        same keys). A denied request gets the 429 without the view running.
+        Works for ``async def`` views too.
+        """
+        limits = Limits(policies if policies else None, None, None, name)
+        if limits.empty:
+            raise ValueError("limit() needs at least one tollgate.Policy")
+        if key is not None:
+            check_key_func(key)
+        check_cost(cost)
+        if scope is not None and not isinstance(scope, str):
+            raise TypeError("scope must be a str, not %s" % type(scope).__name__)
+        route_policies, route_name = limits.for_plan(None)
+
+        def check() -> Any:
+            """None to go on, or the 429 response."""
+            request = _flask.request
+            k = (key or self.key)(request)
+            if k is None:
+                return None
+            k = scoped_key(scope if scope is not None else (request.endpoint or request.path), check_key(k))
+            decision = self._limiter().check(k, *route_policies, cost=resolve_cost(cost, request))
+            outcomes = _outcomes()
+            outcomes.append(Outcome.of(decision, route_policies, route_name))
+            if not decision.allowed:
+                return _denied_response(outcomes)
+            return None
+
+        def finish(rv: Any) -> Any:
+            # Set the headers here too, so the decorator works on an app
+            # without init_app's after_request hook.
+            response = _flask.current_app.make_response(rv)
+            _set_headers(response, _outcomes())
+            return response
+
+        def decorator(view: F) -> F:
+            if inspect.iscoroutinefunction(view):
+
+                @functools.wraps(view)
+                async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                    denied = check()
+                    if denied is not None:
+                        return denied
+                    return finish(await view(*args, **kwargs))
+
+                return async_wrapper  # type: ignore[return-value]
+
+            @functools.wraps(view)
+            def wrapper(*args: Any, **kwargs: Any) -> Any:
+                denied = check()
+                if denied is not None:
+                    return denied
+                return finish(view(*args, **kwargs))
+
+            return wrapper  # type: ignore[return-value]
+
+        return decorator

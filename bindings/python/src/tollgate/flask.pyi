@@ -1,0 +1,35 @@
+"""Type stubs of tollgate.flask."""
+
+from typing import Any, Callable, Mapping, Optional, TypeVar, Union
+
+from flask import Flask
+
+from tollgate import Limiter, Policy
+from tollgate.plans import KeyFunc, Limits, PolicySpec
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+class RateLimiter:
+    limiter: Optional[Limiter]
+    key: KeyFunc
+    limits: Limits
+    def __init__(
+        self,
+        app: Optional[Flask] = None,
+        limiter: Optional[Limiter] = None,
+        policies: Optional[PolicySpec] = None,
+        key: KeyFunc = ...,
+        plans: Optional[Mapping[str, PolicySpec]] = None,
+        plan_of: Optional[Callable[[Any], Any]] = None,
+        name: Optional[str] = None,
+        cost: Union[int, Callable[[Any], int]] = 1,
+    ) -> None: ...
+    def init_app(self, app: Flask) -> None: ...
+    def limit(
+        self,
+        *policies: Policy,
+        key: Optional[KeyFunc] = None,
+        cost: Union[int, Callable[[Any], int]] = 1,
+        name: Optional[str] = None,
+        scope: Optional[str] = None,
+    ) -> Callable[[F], F]: ...

@@ -1,0 +1,486 @@
+"""Plans, key functions and the pieces the web integrations share.
+
+``tollgate.asgi`` (Starlette / FastAPI) and ``tollgate.flask`` both decide
+*who* a request is with a **key function** and *what limit* applies with a
+**plan-to-policy map**; this module holds both, framework-agnostic.
+
+Key functions
+=============
+
+A key function takes the framework's request object (a Starlette
+``Request`` or ``flask.request``) and returns the rate-limit key as ``str``
+or ``bytes``, or ``None`` to leave the request unlimited (e.g. health
+checks). The ones here work with both frameworks, and name their keys with a
+prefix so that different subjects never share a counter:
+
+=========================================  ==================================
+``client_address`` (the default)           ``"ip:203.0.113.7"``; IPv6 by its
+                                           /64 network: ``"ip:2001:db8::/64"``
+``client_address(trust_forwarded=True)``   the address an own proxy put in
+                                           ``X-Forwarded-For``
+``header_key("X-API-Key")``                ``"x-api-key:<value>"``
+``organization_key("X-Org-Id")``           ``"org:<id>"``
+=========================================  ==================================
+
+A Node or C service that shares a Redis with a Python app enforces the same
+limit when it builds the same key strings.
+
+``X-Forwarded-For`` is **not** trusted by default: any client can send it,
+so keying by it lets a client pick its own key. Behind a reverse proxy that
+you run, use ``client_address(trust_forwarded=True, trusted_proxies=N)``
+where N is the number of your proxies in front of the app: the client is the
+N-th address from the right (the entries left of it were written by the
+client and are ignored).
+
+``header_key`` and ``organization_key`` fall back to the client address
+when the value is missing, so leaving the header out does not escape the
+limit; values longer than 128 bytes are replaced by their SHA-256
+(keys stay short; ``hash=True`` hashes every value, e.g. API keys, which
+should not appear in Redis key names). Keying by a header is only as good as
+the header: key by an API key or organization **after** the application has
+authenticated it (``organization_key(getter=...)`` reads it from wherever
+the app stores the authenticated principal), or a client can rotate values
+to get fresh limits.
+
+Plans
+=====
+
+``DEFAULT_PLANS`` maps the plan names FREE, PRO and ENTERPRISE to 100, 1,000
+and 10,000 requests per hour. A plan's value is one :class:`tollgate.Policy`
+or a sequence of them (all must allow: e.g. ``(Policy(1000, "1h"),
+Policy(20, "1s"))``). The integrations take ``plans=`` and a
+``plan_of(request)`` function that returns the plan's name, or ``None`` for
+the integration's ``policies=``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import math
+import types
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    List,
+    Mapping,
+    NamedTuple,
+    Optional,
+    Sequence,
+    Tuple,
+    Union,
+)
+
+import tollgate as _tollgate
+from tollgate import Decision, Policy
+
+__all__ = [
+    "DEFAULT_PLANS",
+    "HEADER_NAMES",
+    "KeyFunc",
+    "Limits",
+    "Outcome",
+    "client_address",
+    "header_key",
+    "organization_key",
+]
+
+Key = Union[str, bytes]
+#: A key function: request -> key, or None to leave the request unlimited.
+KeyFunc = Callable[[Any], Optional[Key]]
+PolicySpec = Union[Policy, Sequence[Policy]]
+
+#: The seed's plans: requests per hour by plan.
+DEFAULT_PLANS: Mapping[str, Policy] = types.MappingProxyType(
+    {
+        "FREE": Policy(100, "1h"),
+        "PRO": Policy(1000, "1h"),
+        "ENTERPRISE": Policy(10000, "1h"),
+    }
+)
+
+#: The headers the integrations set (Retry-After only on a denial), as
+#: ``tollgate.rate_limit_headers`` names them.
+HEADER_NAMES: Tuple[str, ...] = (
+    "RateLimit-Policy",
+    "RateLimit",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+    "Retry-After",
+)
+
+#: Values longer than this (in UTF-8 bytes) are keyed by their SHA-256, so a
+#: client cannot send a key longer than the limiter's max_key_len (512).
+MAX_KEY_VALUE = 128
+
+
+# ---- key functions -----------------------------------------------------------
+
+
+def _peer_address(request: Any) -> Optional[str]:
+    """The TCP peer's address: werkzeug's ``remote_addr``, Starlette's
+    ``client.host``."""
+    addr = getattr(request, "remote_addr", None)
+    if addr is None:
+        client = getattr(request, "client", None)
+        if client is not None:
+            addr = client[0]
+    return addr or None
+
+
+def _header_lines(request: Any, name: str) -> List[str]:
+    headers = request.headers
+    getlist = getattr(headers, "getlist", None)
+    if getlist is not None:
+        return [str(v) for v in getlist(name)]
+    value = headers.get(name)
+    return [] if value is None else [str(value)]
+
+
+def _header_value(request: Any, name: str) -> Optional[str]:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _normalize_address(text: str, ipv6_prefix: Optional[int]) -> Optional[str]:
+    """A canonical address, or None if `text` is not an IP address."""
+    text = text.strip()
+    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
+        text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "203.0.113.7:5000"
+        text = text.split(":", 1)[0]
+    try:
+        ip = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if ipv6_prefix is not None and ipv6_prefix < 128:
+            return str(ipaddress.ip_network("%s/%d" % (ip, ipv6_prefix), strict=False))
+    return str(ip)
+
+
+def client_address(
+    request: Any = None,
+    *,
+    trust_forwarded: bool = False,
+    trusted_proxies: int = 1,
+    ipv6_prefix: Optional[int] = 64,
+) -> Any:
+    """Key by the client's IP address: ``"ip:<address>"``. The default key.
+
+    Used directly as a key function (``key=client_address``) it keys by the
+    TCP peer and ignores ``X-Forwarded-For``. Called without a request it
+    returns a key function with other options::
+
+        key=client_address(trust_forwarded=True, trusted_proxies=2)
+
+    - ``trust_forwarded``: take the address from ``X-Forwarded-For``. Only
+      behind proxies you run, which append the peer they saw: the client is
+      the ``trusted_proxies``-th entry from the right. A header with fewer
+      entries, or one that is not an IP address there, is ignored (the peer
+      address is used).
+    - ``ipv6_prefix``: an IPv6 client is keyed by its network of this many
+      bits (default 64: one subscriber's usual allocation, so a client
+      cannot rotate through its /64); ``None`` or 128 keys single addresses.
+      IPv4-mapped IPv6 addresses are keyed as IPv4.
+
+    A request whose address is unknown is keyed ``"ip:unknown"`` (all such
+    requests share one limit rather than escaping it).
+    """
+    if isinstance(trust_forwarded, bool) is False:
+        raise TypeError("trust_forwarded must be a bool, not %s" % type(trust_forwarded).__name__)
+    if isinstance(trusted_proxies, bool) or not isinstance(trusted_proxies, int):
+        raise TypeError("trusted_proxies must be an int, not %s" % type(trusted_proxies).__name__)
+    if trusted_proxies < 1:
+        raise ValueError("trusted_proxies must be >= 1 (got %d)" % trusted_proxies)
+    if ipv6_prefix is not None and (
+        isinstance(ipv6_prefix, bool) or not isinstance(ipv6_prefix, int) or not 1 <= ipv6_prefix <= 128
+    ):
+        raise ValueError("ipv6_prefix must be None or an int in 1..128 (got %r)" % (ipv6_prefix,))
+
+    if request is None:
+
+        def client_address_key(req: Any) -> str:
+            key: str = client_address(
+                req, trust_forwarded=trust_forwarded, trusted_proxies=trusted_proxies, ipv6_prefix=ipv6_prefix
+            )
+            return key
+
+        client_address_key.__qualname__ = "client_address(trust_forwarded=%r, trusted_proxies=%d)" % (
+            trust_forwarded,
+            trusted_proxies,
+        )
+        return client_address_key
+
+    addr: Optional[str] = None
+    if trust_forwarded:
+        hops = [p.strip() for line in _header_lines(request, "X-Forwarded-For") for p in line.split(",")]
+        hops = [h for h in hops if h]
+        if len(hops) >= trusted_proxies:
+            addr = _normalize_address(hops[-trusted_proxies], ipv6_prefix)
+    if addr is None:
+        peer = _peer_address(request)
+        if peer is not None:
+            addr = _normalize_address(peer, ipv6_prefix) or peer
+    return "ip:" + (addr or "unknown")
+
+
+def _value_key(prefix: str, value: str, hash_all: bool) -> str:
+    raw = value.encode("utf-8", "surrogatepass")
+    if hash_all or len(raw) > MAX_KEY_VALUE:
+        return prefix + "sha256:" + hashlib.sha256(raw).hexdigest()
+    return prefix + value
+
+
+def _check_fallback(fallback: Optional[KeyFunc]) -> None:
+    if fallback is not None and not callable(fallback):
+        raise TypeError("fallback must be a key function or None, not %s" % type(fallback).__name__)
+
+
+def header_key(
+    name: str,
+    *,
+    prefix: Optional[str] = None,
+    fallback: Optional[KeyFunc] = client_address,
+    hash: bool = False,
+) -> KeyFunc:
+    """A key function keyed by a request header, e.g. ``header_key("X-API-Key")``.
+
+    The key is ``prefix + value``; ``prefix`` defaults to the lower-cased
+    header name and a colon (``"x-api-key:"``). ``hash=True`` keys by the
+    SHA-256 of the value instead (``"x-api-key:sha256:<hex>"``), so that
+    secrets such as API keys never appear in Redis key names or in
+    ``Limiter.keys()``; values over 128 bytes (UTF-8) are always hashed.
+
+    A request without the header (or with an empty one) is keyed by
+    ``fallback`` (default: the client address); ``fallback=None`` leaves
+    such requests unlimited.
+    """
+    if not isinstance(name, str) or not name:
+        raise TypeError("header_key: the header name must be a non-empty str")
+    if prefix is None:
+        prefix = name.lower() + ":"
+    elif not isinstance(prefix, str):
+        raise TypeError("prefix must be a str, not %s" % type(prefix).__name__)
+    _check_fallback(fallback)
+    hash_all = bool(hash)
+
+    def key(request: Any) -> Optional[Key]:
+        value = _header_value(request, name)
+        if value is None:
+            return fallback(request) if fallback is not None else None
+        return _value_key(prefix, value, hash_all)
+
+    key.__qualname__ = "header_key(%r)" % name
+    return key
+
+
+def organization_key(
+    header: Optional[str] = "X-Org-Id",
+    *,
+    getter: Optional[Callable[[Any], Optional[str]]] = None,
+    fallback: Optional[KeyFunc] = client_address,
+) -> KeyFunc:
+    """A key function keyed by organization: ``"org:<id>"``.
+
+    The id comes from ``getter(request)`` when given (e.g. ``lambda r:
+    r.state.user.org_id`` in Starlette, ``lambda r: g.user.org_id`` in
+    Flask: the organization the app authenticated), else from the request
+    header ``header`` (default ``X-Org-Id``). A missing or empty id is
+    keyed by ``fallback`` (default: the client address; ``None`` leaves the
+    request unlimited). Ids over 128 bytes (UTF-8) are keyed by their SHA-256.
+    """
+    if getter is None:
+        if not isinstance(header, str) or not header:
+            raise TypeError("organization_key: give a header name or a getter")
+    elif not callable(getter):
+        raise TypeError("getter must be callable, not %s" % type(getter).__name__)
+    _check_fallback(fallback)
+
+    def key(request: Any) -> Optional[Key]:
+        if getter is not None:
+            org = getter(request)
+            org = None if org is None else str(org).strip() or None
+        else:
+            org = _header_value(request, header)  # type: ignore[arg-type]
+        if org is None:
+            return fallback(request) if fallback is not None else None
+        return _value_key("org:", org, False)
+
+    key.__qualname__ = "organization_key(%r)" % (header if getter is None else getter,)
+    return key
+
+
+# ---- policies by plan ------------------------------------------------------------
+
+
+def _policy_tuple(spec: Any, what: str) -> Tuple[Policy, ...]:
+    if isinstance(spec, Policy):
+        return (spec,)
+    if isinstance(spec, (str, bytes)) or not isinstance(spec, Sequence):
+        raise TypeError("%s must be a tollgate.Policy or a sequence of them, not %s" % (what, type(spec).__name__))
+    out = tuple(spec)
+    if not out:
+        raise ValueError("%s: at least one Policy is needed" % what)
+    for p in out:
+        if not isinstance(p, Policy):
+            raise TypeError("%s must hold tollgate.Policy objects, not %s" % (what, type(p).__name__))
+    return out
+
+
+class Limits:
+    """Which policies apply to a request, and under which name.
+
+    ``policies``: the policies when there are no plans, or when
+    ``plan_of`` returns ``None`` (default then: the first plan in ``plans``).
+    ``plans``: plan name -> Policy or sequence of policies; ``plan_of``
+    without ``plans`` uses :data:`DEFAULT_PLANS`. ``name``: the policy name in
+    the ``RateLimit-Policy`` and ``RateLimit`` headers; default the plan's
+    name, or ``"default"``. A plan name missing from ``plans`` is a
+    ``KeyError`` (a configuration error, not a reason to grant a limit).
+    """
+
+    __slots__ = ("_default", "_plans", "plan_of", "_name")
+
+    def __init__(
+        self,
+        policies: Optional[PolicySpec] = None,
+        plans: Optional[Mapping[str, PolicySpec]] = None,
+        plan_of: Optional[Callable[[Any], Any]] = None,
+        name: Optional[str] = None,
+    ) -> None:
+        if name is not None and not isinstance(name, str):
+            raise TypeError("name must be a str, not %s" % type(name).__name__)
+        if plan_of is not None and not callable(plan_of):
+            raise TypeError("plan_of must be callable, not %s" % type(plan_of).__name__)
+        if plans is not None and plan_of is None:
+            raise ValueError("plans need plan_of, a function request -> plan name")
+        if plan_of is not None and plans is None:
+            plans = DEFAULT_PLANS
+        self._plans: Dict[str, Tuple[Policy, ...]] = {}
+        if plans is not None:
+            if not isinstance(plans, Mapping):
+                raise TypeError("plans must be a mapping of plan name to policies, not %s" % type(plans).__name__)
+            for plan, spec in plans.items():
+                self._plans[plan] = _policy_tuple(spec, "plans[%r]" % (plan,))
+            if not self._plans:
+                raise ValueError("plans is empty")
+        if policies is not None:
+            default: Optional[Tuple[Tuple[Policy, ...], str]] = (_policy_tuple(policies, "policies"), name or "default")
+        elif self._plans:
+            first = next(iter(self._plans))
+            default = (self._plans[first], name or str(first))
+        else:
+            default = None
+        self._default = default
+        self.plan_of = plan_of
+        self._name = name
+
+    @property
+    def empty(self) -> bool:
+        """True when neither policies nor plans were given."""
+        return self._default is None
+
+    def for_plan(self, plan: Any) -> Tuple[Tuple[Policy, ...], str]:
+        """(policies, name) for the plan name ``plan`` (None: the default)."""
+        if plan is None:
+            if self._default is None:
+                raise ValueError("no policies: give policies= or plans=")
+            return self._default
+        try:
+            policies = self._plans[plan]
+        except KeyError:
+            raise KeyError(
+                "plan_of returned %r, which is not in plans (%s)" % (plan, ", ".join(map(repr, self._plans)))
+            ) from None
+        return policies, self._name or str(plan)
+
+
+def resolve_cost(cost: Any, request: Any) -> int:
+    value = cost(request) if callable(cost) else cost
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("cost must be an int (or a function returning one), not %s" % type(value).__name__)
+    return value
+
+
+def check_cost(cost: Any) -> None:
+    if callable(cost):
+        return
+    if isinstance(cost, bool) or not isinstance(cost, int):
+        raise TypeError("cost must be an int or a function request -> int, not %s" % type(cost).__name__)
+    if cost < 0:
+        raise ValueError("cost must be >= 0 (got %d)" % cost)
+
+
+def check_key_func(key: Any) -> None:
+    if not callable(key):
+        raise TypeError("key must be a key function (request -> str | bytes | None), not %s" % type(key).__name__)
+
+
+def check_key(key: Any) -> Key:
+    if not isinstance(key, (str, bytes)):
+        raise TypeError("the key function returned %s; expected str, bytes or None" % type(key).__name__)
+    return key
+
+
+def scoped_key(scope: str, key: Key) -> Key:
+    """The key of a per-route limit: ``"<scope>|<key>"``."""
+    if isinstance(key, bytes):
+        return scope.encode("utf-8") + b"|" + key
+    return scope + "|" + key
+
+
+# ---- outcomes and headers -----------------------------------------------------------
+
+
+class Outcome(NamedTuple):
+    """One check made for a request: its decision, the policy the decision
+    reports (``policies[decision.policy_index]``) and the policy's name."""
+
+    decision: Decision
+    policy: Policy
+    name: str
+
+    @classmethod
+    def of(cls, decision: Decision, policies: Sequence[Policy], name: str) -> "Outcome":
+        return cls(decision, policies[decision.policy_index], name)
+
+
+def _retry_ms(o: Outcome) -> float:
+    ms = o.decision.retry_after_ms
+    return math.inf if ms < 0 else ms
+
+
+def binding(outcomes: Sequence[Outcome]) -> Outcome:
+    """The outcome a response's headers describe when a request passed
+    several checks (a global limit and a per-route one): a denial if any,
+    the one with the longest retry; else the one with the fewest remaining
+    (the core's own rule for the policies of one check)."""
+    denied = [o for o in outcomes if not o.decision.allowed]
+    if denied:
+        return max(denied, key=_retry_ms)
+    return min(outcomes, key=lambda o: o.decision.remaining)
+
+
+def headers_for(outcome: Outcome) -> Dict[str, str]:
+    """The response headers of an outcome, as the core formats them
+    (``tollgate.rate_limit_headers``: byte-identical in every binding)."""
+    return dict(_tollgate.rate_limit_headers(outcome.decision, outcome.policy, name=outcome.name))
+
+
+def denied_body(headers: Mapping[str, str]) -> bytes:
+    """The JSON body of a 429: ``{"detail": "Rate limit exceeded",
+    "retry_after": <seconds>}``."""
+    try:
+        retry = int(headers.get("Retry-After", "1"))
+    except ValueError:
+        retry = 1
+    return json.dumps({"detail": "Rate limit exceeded", "retry_after": retry}, separators=(",", ":")).encode()
