@@ -73,6 +73,17 @@ uint64_t policy_signature(std::span<const Policy> policies) {
 constexpr int64_t kFailClosedRetryUs = 1'000'000;
 
 Errc apply_overrides(const LimiterConfig &c, redis::Settings &s) {
+  // The same ranges as the URL's query options (docs/redis.md).
+  if (c.connect_timeout_ms > 600000 || c.timeout_ms > 600000)
+    return fail(Errc::invalid_arg,
+                "options: connect_timeout_ms and timeout_ms must be 1..600000");
+  if (c.reconnect_max_ms &&
+      (c.reconnect_max_ms < 10 || c.reconnect_max_ms > 600000))
+    return fail(Errc::invalid_arg,
+                "options: reconnect_max_ms must be 10..600000");
+  if (c.deny_cache_size > 10000000)
+    return fail(Errc::invalid_arg,
+                "options: deny_cache_size must be 1..10000000");
   if (c.connect_timeout_ms) s.connect_timeout_ms = c.connect_timeout_ms;
   if (c.timeout_ms) s.timeout_ms = c.timeout_ms;
   if (c.key_prefix) {

@@ -344,7 +344,6 @@ def test_bad_redis_options(redis_server):
         assert info.value.code == "RL_E_INVALID_ARG", options
 
 
-@pytest.mark.xfail(reason="the core checks these ranges in the URL but not in rl_options", strict=False)
 def test_option_ranges_match_the_url_ranges(redis_server):
     # docs/redis.md: timeout_ms and connect_timeout_ms are 1..600000,
     # reconnect_max_ms 10..600000, deny_cache_size 1..10000000.

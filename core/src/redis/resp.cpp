@@ -93,16 +93,16 @@ void *attach(const redisReadTask *task, std::unique_ptr<Reply> node) {
 void *create_string(const redisReadTask *task, char *str, size_t len) {
   ReaderState &st = state_of(task);
   try {
-    auto node = std::make_unique<Reply>();
+    Reply::Type type;
     switch (task->type) {
       case REDIS_REPLY_STRING:
-        node->type = Reply::Type::string;
+        type = Reply::Type::string;
         break;
       case REDIS_REPLY_STATUS:
-        node->type = Reply::Type::status;
+        type = Reply::Type::status;
         break;
       case REDIS_REPLY_ERROR:
-        node->type = Reply::Type::error;
+        type = Reply::Type::error;
         break;
       default:
         return st.refuse("protocol: unsupported reply type " +
@@ -122,6 +122,8 @@ void *create_string(const redisReadTask *task, char *str, size_t len) {
         (str[len] != '\r' || str[len + 1] != '\n'))
       return st.refuse("protocol: a bulk string of " + std::to_string(len) +
                        " bytes is not followed by CRLF");
+    auto node = std::make_unique<Reply>();
+    node->type = type;
     node->str.assign(str, len);
     return attach(task, std::move(node));
   } catch (...) {
@@ -214,7 +216,7 @@ std::string pending_item_problem(const redisReader *r,
       // hiredis has checked the line's syntax (or will, once the LF is
       // here); only the value matters.
       unsigned long long len = 0;
-      for (size_t i = 0; i < line; ++i) {
+      for (size_t i = 0; i < line && len <= lim.max_bulk_len; ++i) {
         if (p[i] < '0' || p[i] > '9') return {};  // -1, or hiredis's to judge
         len = len * 10 + static_cast<unsigned>(p[i] - '0');
       }
