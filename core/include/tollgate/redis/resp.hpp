@@ -25,17 +25,10 @@ struct Reply {
 // so the limits are tight: a hostile or broken server cannot make the
 // client allocate or buffer much.
 struct ReaderLimits {
-  // One bulk string, status or error line; a bulk header announcing more
-  // is refused as soon as the header is read.
-  size_t max_bulk_len = 4 * 1024 * 1024;
-  size_t max_elements = 1024 * 1024;  // one array's announced length
-  // Array levels: 1 allows a flat array only (hiredis itself stops at 8).
-  int max_depth = 7;
-  size_t max_buffer = 8 * 1024 * 1024;  // unparsed bytes held
-  // All arrays of one reply together. Without it, nested arrays could
-  // announce max_elements ^ max_depth nodes, each built as it arrives
-  // (a node costs ~100 bytes against 4 bytes of ":1\r\n" on the wire).
-  size_t max_total_elements = 1024 * 1024;
+  size_t max_bulk_len = 4 * 1024 * 1024;  // one bulk string
+  size_t max_elements = 1024 * 1024;      // one array's announced length
+  int max_depth = 7;                      // nesting (hiredis allows 7)
+  size_t max_buffer = 8 * 1024 * 1024;    // unparsed bytes held
 };
 
 class Reader {
