@@ -42,6 +42,7 @@ python3 -m venv build/pyvenv
 build/pyvenv/bin/pip install -q --upgrade pip
 build/pyvenv/bin/pip install -q ./bindings/python -Ccmake.define.TOLLGATE_TESTING=ON \
   -r bindings/python/requirements-test.txt
-build/pyvenv/bin/python -m pytest bindings/python/tests -q
+TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
+  build/pyvenv/bin/python -m pytest bindings/python/tests -q
 
 step "all test suites passed"
