@@ -42,6 +42,11 @@ python3 -m venv build/pyvenv
 build/pyvenv/bin/pip install -q --upgrade pip
 build/pyvenv/bin/pip install -q ./bindings/python -Ccmake.define.TOLLGATE_TESTING=ON \
   -r bindings/python/requirements-test.txt
+build/pyvenv/bin/pip install -q build
+# TOLLGATE_TEST_SDIST: build an sdist from the tree and install it into a
+# clean virtualenv; TOLLGATE_TEST_WORKER: the C worker for the C + Python
+# processes test.
+TOLLGATE_TEST_SDIST=1 \
 TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   build/pyvenv/bin/python -m pytest bindings/python/tests -q
 
