@@ -688,12 +688,7 @@ struct Transport::Core {
           } else if (c.phase == Phase::hello) {
             // With TLS 1.3 a server that rejects the client (no or a bad
             // client certificate) may just close after the handshake.
-            conn_failed(i, Errc::tls,
-                        "tls: " + where() +
-                            " closed the connection right after the TLS "
-                            "handshake (does it require a client "
-                            "certificate? see tls_cert / tls_key)",
-                        now);
+            conn_failed(i, Errc::tls, rejected_after_handshake(), now);
           } else {
             conn_failed(i, Errc::connect, closed_text(c), now);
           }
@@ -719,6 +714,14 @@ struct Transport::Core {
       }
       if (!drain_replies(i, now)) return;
     }
+  }
+
+  // With TLS 1.3 a server that rejects the client (no or a bad client
+  // certificate) may just close after the handshake, before any reply.
+  std::string rejected_after_handshake() const {
+    return "tls: " + where() +
+           " closed the connection right after the TLS handshake (does it "
+           "require a client certificate? see tls_cert / tls_key)";
   }
 
   std::string closed_text(const Conn &c) const {
@@ -824,12 +827,7 @@ struct Transport::Core {
           if (!detail.empty())
             conn_failed(i, Errc::tls, "tls: " + detail, now);
           else if (c.phase == Phase::hello)
-            conn_failed(i, Errc::tls,
-                        "tls: " + where() +
-                            " closed the connection right after the TLS "
-                            "handshake (does it require a client "
-                            "certificate? see tls_cert / tls_key)",
-                        now);
+            conn_failed(i, Errc::tls, rejected_after_handshake(), now);
           else
             conn_failed(i, Errc::connect, "write: connection closed", now);
           return;
