@@ -7,8 +7,9 @@
 // check costs one C call and no Python-level code.
 //
 // Rules kept here:
-//   - The GIL is released around every C call that may block (rl_check,
-//     rl_reset, rl_ping, rl_keys_next, rl_destroy).
+//   - The GIL is released around every C call that may block (rl_check on
+//     a network store, rl_reset, rl_ping, rl_keys_next, rl_destroy). A
+//     memory-store rl_check never waits on I/O and keeps it (Limiter::check).
 //   - rl_last_error() is read right after the failing call, on the same
 //     thread, before any other tollgate call.
 //   - rl_destroy never runs while another call on the limiter is in progress
@@ -280,6 +281,23 @@ struct Policy {
   rl_policy p = RL_POLICY_INIT;
 };
 
+PyTypeObject *g_policy_type = nullptr;  // set by the module init
+
+// The C++ object inside a pybind11 instance of a final class, or nullptr if
+// it was never initialized (T.__new__(T) without __init__).
+template <class T>
+T *pybind_value(PyObject *o) {
+  auto *inst = reinterpret_cast<py::detail::instance *>(o);
+  return static_cast<T *>(
+      inst->get_value_and_holder(nullptr, false).value_ptr());
+}
+
+// The Policy inside `o`, or nullptr if `o` is not an initialized Policy.
+const Policy *policy_of(PyObject *o) {
+  if (Py_TYPE(o) != g_policy_type) return nullptr;  // the class is final
+  return pybind_value<Policy>(o);
+}
+
 // Checks a policy with the library's own rules (bounds included): the ABI
 // has no rl_policy_validate, but rl_headers_format validates its policy
 // argument first.
@@ -347,10 +365,16 @@ bool same_policy(const rl_policy &a, const rl_policy &b) {
 }
 
 // ---- Decision --------------------------------------------------------------
+//
+// A plain CPython type (not a pybind11 class): a check's answer is built on
+// every call, and a pybind11 instance costs a registry insert and erase
+// (about as much as the check itself). Immutable: no setters, no __dict__.
 
-struct Decision {
-  rl_decision d = RL_DECISION_INIT;
+struct DecisionObject {
+  PyObject_HEAD rl_decision d;
 };
+
+PyTypeObject *g_decision_type = nullptr;  // made by the module init
 
 const char *source_name(int32_t source) {
   switch (source) {
@@ -370,7 +394,7 @@ const char *source_name(int32_t source) {
 }
 
 // The source names as interned Python strings (made once; never freed).
-py::handle source_str(int32_t source) {
+PyObject *source_str(int32_t source) {
   static PyObject *cache[6] = {};
   const int idx = (source >= 0 && source <= 4) ? source : 5;
   if (cache[idx] == nullptr)
@@ -387,20 +411,51 @@ double retry_seconds(int64_t ms) {
                               : ms_to_seconds(ms);
 }
 
-std::string decision_repr(const Decision &self) {
-  const rl_decision &d = self.d;
-  std::string retry =
-      d.retry_after_ms == RL_RETRY_NEVER
-          ? std::string("inf")
-          : py::repr(py::float_(retry_seconds(d.retry_after_ms)))
-                .cast<std::string>();
-  return std::string("Decision(allowed=") + (d.allowed ? "True" : "False") +
-         ", limit=" + std::to_string(d.limit) +
-         ", remaining=" + std::to_string(d.remaining) + ", reset_after=" +
-         py::repr(py::float_(ms_to_seconds(d.reset_after_ms)))
-             .cast<std::string>() +
-         ", retry_after=" + retry + ", source='" + source_name(d.source) +
-         "', policy_index=" + std::to_string(d.policy_index) + ")";
+// A new Decision (a new reference), or nullptr with MemoryError set.
+PyObject *new_decision(const rl_decision &d) {
+  DecisionObject *o = PyObject_New(DecisionObject, g_decision_type);
+  if (o != nullptr) o->d = d;
+  return reinterpret_cast<PyObject *>(o);
+}
+
+// The decision inside `h`, or nullptr if `h` is not a Decision.
+const rl_decision *decision_of(PyObject *h) {
+  if (Py_TYPE(h) != g_decision_type) return nullptr;
+  return &reinterpret_cast<DecisionObject *>(h)->d;
+}
+
+const rl_decision &dec(PyObject *self) {
+  return reinterpret_cast<DecisionObject *>(self)->d;
+}
+
+std::string float_repr(double v) {
+  PyObject *f = PyFloat_FromDouble(v);
+  PyObject *r = f ? PyObject_Repr(f) : nullptr;
+  Py_XDECREF(f);
+  std::string out = "?";
+  if (r != nullptr) {
+    const char *u = PyUnicode_AsUTF8(r);
+    if (u != nullptr) out = u;
+    Py_DECREF(r);
+  }
+  PyErr_Clear();
+  return out;
+}
+
+PyObject *decision_repr(PyObject *self) {
+  const rl_decision &d = dec(self);
+  const std::string retry = d.retry_after_ms == RL_RETRY_NEVER
+                                ? std::string("inf")
+                                : float_repr(retry_seconds(d.retry_after_ms));
+  const std::string r =
+      std::string("Decision(allowed=") + (d.allowed ? "True" : "False") +
+      ", limit=" + std::to_string(d.limit) +
+      ", remaining=" + std::to_string(d.remaining) +
+      ", reset_after=" + float_repr(ms_to_seconds(d.reset_after_ms)) +
+      ", retry_after=" + retry + ", source='" + source_name(d.source) +
+      "', policy_index=" + std::to_string(d.policy_index) + ")";
+  return PyUnicode_FromStringAndSize(r.data(),
+                                     static_cast<Py_ssize_t>(r.size()));
 }
 
 bool same_decision(const rl_decision &a, const rl_decision &b) {
@@ -408,6 +463,135 @@ bool same_decision(const rl_decision &a, const rl_decision &b) {
          a.remaining == b.remaining && a.reset_after_ms == b.reset_after_ms &&
          a.retry_after_ms == b.retry_after_ms && a.source == b.source &&
          a.policy_index == b.policy_index;
+}
+
+PyObject *decision_richcompare(PyObject *a, PyObject *b, int op) {
+  const rl_decision *x = decision_of(a);
+  const rl_decision *y = decision_of(b);
+  if (x == nullptr || y == nullptr || (op != Py_EQ && op != Py_NE))
+    Py_RETURN_NOTIMPLEMENTED;
+  const bool same = same_decision(*x, *y);
+  return PyBool_FromLong((op == Py_EQ) == same);
+}
+
+Py_hash_t decision_hash(PyObject *self) {
+  const rl_decision &d = dec(self);
+  PyObject *t = Py_BuildValue(
+      "(iLLLLii)", static_cast<int>(d.allowed), static_cast<long long>(d.limit),
+      static_cast<long long>(d.remaining),
+      static_cast<long long>(d.reset_after_ms),
+      static_cast<long long>(d.retry_after_ms), static_cast<int>(d.source),
+      static_cast<int>(d.policy_index));
+  if (t == nullptr) return -1;
+  const Py_hash_t h = PyObject_Hash(t);
+  Py_DECREF(t);
+  return h;
+}
+
+int decision_bool(PyObject *self) {
+  return dec(self).allowed != 0;
+}
+
+void decision_dealloc(PyObject *self) {
+  PyTypeObject *tp = Py_TYPE(self);
+  PyObject_Free(self);
+  Py_DECREF(tp);  // a heap type: each instance holds a reference
+}
+
+PyObject *decision_reduce(PyObject *self, PyObject *) {
+  PyErr_Format(PyExc_TypeError, "cannot pickle '%s' object",
+               Py_TYPE(self)->tp_name);
+  (void)self;
+  return nullptr;
+}
+
+#define TOLLGATE_DECISION_GETTER(name, expr)              \
+  PyObject *decision_get_##name(PyObject *self, void *) { \
+    const rl_decision &d = dec(self);                     \
+    return expr;                                          \
+  }
+TOLLGATE_DECISION_GETTER(allowed, PyBool_FromLong(d.allowed != 0))
+TOLLGATE_DECISION_GETTER(limit, PyLong_FromLongLong(d.limit))
+TOLLGATE_DECISION_GETTER(remaining, PyLong_FromLongLong(d.remaining))
+TOLLGATE_DECISION_GETTER(reset_after,
+                         PyFloat_FromDouble(ms_to_seconds(d.reset_after_ms)))
+TOLLGATE_DECISION_GETTER(retry_after,
+                         PyFloat_FromDouble(retry_seconds(d.retry_after_ms)))
+TOLLGATE_DECISION_GETTER(reset_after_ms, PyLong_FromLongLong(d.reset_after_ms))
+TOLLGATE_DECISION_GETTER(retry_after_ms, PyLong_FromLongLong(d.retry_after_ms))
+TOLLGATE_DECISION_GETTER(source, (Py_INCREF(source_str(d.source)),
+                                  source_str(d.source)))
+TOLLGATE_DECISION_GETTER(policy_index, PyLong_FromLong(d.policy_index))
+#undef TOLLGATE_DECISION_GETTER
+
+PyGetSetDef g_decision_getset[] = {
+    {"allowed", decision_get_allowed, nullptr,
+     "True if the call passed (and was charged).", nullptr},
+    {"limit", decision_get_limit, nullptr, "The deciding policy's limit.",
+     nullptr},
+    {"remaining", decision_get_remaining, nullptr,
+     "Units still available after this call.", nullptr},
+    {"reset_after", decision_get_reset_after, nullptr,
+     "Seconds until the state is back to full (0.0 if full).", nullptr},
+    {"retry_after", decision_get_retry_after, nullptr,
+     "Seconds to wait before the same call can pass (0.0 if allowed; "
+     "math.inf if it never can).",
+     nullptr},
+    {"reset_after_ms", decision_get_reset_after_ms, nullptr,
+     "reset_after in integer milliseconds.", nullptr},
+    {"retry_after_ms", decision_get_retry_after_ms, nullptr,
+     "retry_after in integer milliseconds (-1: never).", nullptr},
+    {"source", decision_get_source, nullptr,
+     "Which path decided: store, deny_cache, fail_open, fail_closed, local.",
+     nullptr},
+    {"policy_index", decision_get_policy_index, nullptr,
+     "Index (in the check's policies) of the reported policy.", nullptr},
+    {nullptr, nullptr, nullptr, nullptr, nullptr}};
+
+PyMethodDef g_decision_methods[] = {
+    {"__reduce__", decision_reduce, METH_NOARGS, nullptr},
+    {nullptr, nullptr, 0, nullptr}};
+
+const char *const kDecisionDoc = R"doc(The answer to a check. Immutable.
+
+  allowed         True if the call passed (and was charged)
+  limit           the deciding policy's limit
+  remaining       units still available after this call
+  reset_after     seconds until the state is back to full (0.0 if full)
+  retry_after     seconds to wait before the same call can pass (0.0 if
+                  allowed; math.inf if it never can: cost above capacity)
+  source          which path decided: "store", "deny_cache", "fail_open",
+                  "fail_closed" or "local"
+  policy_index    index (in the check's policies) of the reported policy
+  reset_after_ms, retry_after_ms
+                  the same durations as the library's integer milliseconds
+                  (retry_after_ms is -1 for never)
+
+bool(decision) is decision.allowed.
+)doc";
+
+PyTypeObject *make_decision_type() {
+  static PyType_Slot slots[] = {
+      {Py_tp_doc, const_cast<char *>(kDecisionDoc)},
+      {Py_tp_dealloc, reinterpret_cast<void *>(&decision_dealloc)},
+      {Py_tp_repr, reinterpret_cast<void *>(&decision_repr)},
+      {Py_tp_hash, reinterpret_cast<void *>(&decision_hash)},
+      {Py_tp_richcompare, reinterpret_cast<void *>(&decision_richcompare)},
+      {Py_nb_bool, reinterpret_cast<void *>(&decision_bool)},
+      {Py_tp_getset, g_decision_getset},
+      {Py_tp_methods, g_decision_methods},
+      {0, nullptr}};
+  unsigned flags = Py_TPFLAGS_DEFAULT;
+#ifdef Py_TPFLAGS_IMMUTABLETYPE
+  flags |= Py_TPFLAGS_IMMUTABLETYPE;  // 3.10+: no class attribute changes
+#endif
+#ifdef Py_TPFLAGS_DISALLOW_INSTANTIATION
+  flags |= Py_TPFLAGS_DISALLOW_INSTANTIATION;  // only checks make Decisions
+#endif
+  static PyType_Spec spec = {"tollgate.Decision",
+                             static_cast<int>(sizeof(DecisionObject)), 0, flags,
+                             slots};
+  return reinterpret_cast<PyTypeObject *>(PyType_FromSpec(&spec));
 }
 
 // ---- Keys ------------------------------------------------------------------
@@ -734,38 +918,69 @@ class Limiter {
   Limiter(const Limiter &) = delete;
   Limiter &operator=(const Limiter &) = delete;
 
-  py::object check(py::handle key, py::args policies, py::handle cost_obj) {
-    const KeyView k = key_view(key);
-    const size_t n = policies.size();
+  // check(key, *policies, cost=1): the hot path, called through
+  // check_vectorcall (METH_FASTCALL) with no pybind11 argument handling.
+  PyObject *check(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
+    if (nargs < 1) raise_type_error("check() missing the key (str or bytes)");
+    const KeyView k = key_view(args[0]);
+    const size_t n = static_cast<size_t>(nargs - 1);
     if (n == 0)
       raise_type_error(
           "check() needs at least one tollgate.Policy after the key");
-    rl_policy stack[16];
-    std::unique_ptr<rl_policy[]> heap;
-    rl_policy *ps = stack;
-    if (n > 16) {
-      heap.reset(new rl_policy[n]);
-      ps = heap.get();
-    }
+    if (n > 16)
+      raise_code(RL_E_INVALID_ARG, "policies: expected 1 to 16 policies, got " +
+                                       std::to_string(n));
+    rl_policy ps[16];
     for (size_t i = 0; i < n; ++i) {
-      py::handle h = policies[i];
-      if (!py::isinstance<Policy>(h))
+      const Policy *p = policy_of(args[i + 1]);
+      if (p == nullptr && Py_TYPE(args[i + 1]) == g_policy_type)
+        raise_type_error("check(): the Policy (argument " +
+                         std::to_string(i + 2) + ") was never initialized");
+      if (p == nullptr)
         raise_type_error("check() policies must be tollgate.Policy, not " +
-                         type_name(h) + " (argument " + std::to_string(i + 2) +
-                         ")");
-      ps[i] = h.cast<const Policy &>().p;
+                         type_name(args[i + 1]) + " (argument " +
+                         std::to_string(i + 2) + ")");
+      ps[i] = p->p;
     }
-    const int64_t cost = to_int64(cost_obj, "cost");
+    int64_t cost = 1;
+    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+    for (Py_ssize_t i = 0; i < nkw; ++i) {
+      PyObject *name = PyTuple_GET_ITEM(kwnames, i);
+      if (PyUnicode_CompareWithASCIIString(name, "cost") != 0)
+        raise_type_error("check() got an unexpected keyword argument '" +
+                         py::str(name).cast<std::string>() + "'");
+      PyObject *v = args[nargs + i];
+      if (PyLong_CheckExact(v)) {
+        int overflow = 0;
+        cost = PyLong_AsLongLongAndOverflow(v, &overflow);
+        if (overflow != 0)
+          raise_code(RL_E_OVERFLOW,
+                     "cost: value out of the 64-bit integer range");
+      } else {
+        cost = to_int64(v, "cost");
+      }
+    }
 
-    CallGuard guard(*core_);
-    Decision out;
+    rl_decision out = RL_DECISION_INIT;
     int rc = RL_OK;
-    without_gil([&]() noexcept {
-      rc = rl_check(core_->lim, &out.d, k.data, k.size, ps, n, cost);
-    });
-    rethrow_clock_error();
+    if (store_kind_ == RL_STORE_MEMORY && !clock_) {
+      // The memory store never waits on I/O (a check is ~0.1 us; it may
+      // spin briefly on a shard lock, whose holders never need the GIL):
+      // keeping the GIL costs less than handing it over twice. close() sets
+      // `closed` with the GIL held, so no check here can race rl_destroy.
+      if (core_->closed.load(std::memory_order_relaxed)) raise_closed();
+      rc = rl_check(core_->lim, &out, k.data, k.size, ps, n, cost);
+    } else {
+      CallGuard guard(*core_);
+      without_gil([&]() noexcept {
+        rc = rl_check(core_->lim, &out, k.data, k.size, ps, n, cost);
+      });
+      rethrow_clock_error();
+    }
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
-    return py::cast(out);
+    PyObject *d = new_decision(out);
+    if (d == nullptr) throw py::error_already_set();
+    return d;
   }
 
   void reset(py::handle key) {
@@ -897,9 +1112,9 @@ class Limiter {
     }
     for (AsyncResult &r : done) {
       if (r.status == RL_OK) {
-        Decision d;
-        d.d = r.d;
-        out.append(py::make_tuple(r.token, r.status, py::cast(d), ""));
+        py::object d = py::reinterpret_steal<py::object>(new_decision(r.d));
+        if (!d) throw py::error_already_set();
+        out.append(py::make_tuple(r.token, r.status, d, ""));
       } else {
         out.append(py::make_tuple(r.token, r.status, py::none(), r.error));
       }
@@ -1047,6 +1262,36 @@ class KeysIterator {
   bool done_ = false;
 };
 
+// Limiter.check as a METH_FASTCALL method: pybind11's dispatcher (overload
+// resolution, py::args, kwargs dict) costs several times the check itself.
+PyObject *limiter_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames) {
+  try {
+    Limiter *lim = pybind_value<Limiter>(self);
+    if (lim == nullptr) {
+      PyErr_SetString(PyExc_TypeError, "the Limiter was never initialized");
+      return nullptr;
+    }
+    return lim->check(args, nargs, kwnames);
+  } catch (py::error_already_set &e) {
+    e.restore();
+  } catch (const std::bad_alloc &) {
+    PyErr_NoMemory();
+  } catch (const std::exception &e) {
+    PyErr_SetString(PyExc_RuntimeError, e.what());
+  }
+  return nullptr;
+}
+
+PyMethodDef g_check_def = {
+    "check",
+    reinterpret_cast<PyCFunction>(reinterpret_cast<void *>(&limiter_check)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "check($self, key, /, *policies, cost=1)\n--\n\n"
+    "Check `key` (str or bytes) against every policy and, if all allow, "
+    "charge `cost` units to each; if any denies, nothing is charged. cost=0 "
+    "peeks. Returns a tollgate.Decision."};
+
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
@@ -1088,7 +1333,11 @@ PYBIND11_MODULE(_native, m) {
   m.attr("FAILURE_MODES") = modes;
   m.def(
       "rate_limit_headers",
-      [](const Decision &decision, const Policy &policy, py::handle name) {
+      [](py::handle decision, const Policy &policy, py::handle name) {
+        const rl_decision *d = decision_of(decision.ptr());
+        if (d == nullptr)
+          raise_type_error("decision must be a tollgate.Decision, not " +
+                           type_name(decision));
         std::string n = "default";
         if (!name.is_none()) {
           if (!py::isinstance<py::str>(name))
@@ -1096,8 +1345,7 @@ PYBIND11_MODULE(_native, m) {
           n = name.cast<std::string>();
         }
         rl_headers h = RL_HEADERS_INIT;
-        const int rc =
-            rl_headers_format(&h, &decision.d, &policy.p, n.data(), n.size());
+        const int rc = rl_headers_format(&h, d, &policy.p, n.data(), n.size());
         if (rc != RL_OK) raise_code(rc, last_error_text(rc));
         py::dict out;
         out["RateLimit-Policy"] = h.ratelimit_policy;
@@ -1194,69 +1442,11 @@ ValueError); wrong types raise TypeError.
             return p;
           }));
 
-  py::class_<Decision>(m, "Decision", py::is_final(), R"doc(
-The answer to a check. Immutable.
-
-  allowed         True if the call passed (and was charged)
-  limit           the deciding policy's limit
-  remaining       units still available after this call
-  reset_after     seconds until the state is back to full (0.0 if full)
-  retry_after     seconds to wait before the same call can pass (0.0 if
-                  allowed; math.inf if it never can: cost above capacity)
-  source          which path decided: "store", "deny_cache", "fail_open",
-                  "fail_closed" or "local"
-  policy_index    index (in the check's policies) of the reported policy
-  reset_after_ms, retry_after_ms
-                  the same durations as the library's integer milliseconds
-                  (retry_after_ms is -1 for never)
-
-bool(decision) is decision.allowed.
-)doc")
-      .def_property_readonly("allowed",
-                             [](const Decision &s) { return s.d.allowed != 0; })
-      .def_property_readonly("limit",
-                             [](const Decision &s) { return s.d.limit; })
-      .def_property_readonly("remaining",
-                             [](const Decision &s) { return s.d.remaining; })
-      .def_property_readonly(
-          "reset_after",
-          [](const Decision &s) { return ms_to_seconds(s.d.reset_after_ms); })
-      .def_property_readonly(
-          "retry_after",
-          [](const Decision &s) { return retry_seconds(s.d.retry_after_ms); })
-      .def_property_readonly(
-          "reset_after_ms",
-          [](const Decision &s) { return s.d.reset_after_ms; })
-      .def_property_readonly(
-          "retry_after_ms",
-          [](const Decision &s) { return s.d.retry_after_ms; })
-      .def_property_readonly(
-          "source",
-          [](const Decision &s) {
-            return py::reinterpret_borrow<py::object>(source_str(s.d.source));
-          })
-      .def_property_readonly("policy_index",
-                             [](const Decision &s) { return s.d.policy_index; })
-      .def("__bool__", [](const Decision &s) { return s.d.allowed != 0; })
-      .def("__repr__", &decision_repr)
-      .def("__eq__",
-           [](const Decision &a, py::handle b) -> py::object {
-             if (!py::isinstance<Decision>(b))
-               return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-             return py::bool_(same_decision(a.d, b.cast<const Decision &>().d));
-           })
-      .def(
-          "__ne__",
-          [](const Decision &a, py::handle b) -> py::object {
-            if (!py::isinstance<Decision>(b))
-              return py::reinterpret_borrow<py::object>(Py_NotImplemented);
-            return py::bool_(!same_decision(a.d, b.cast<const Decision &>().d));
-          })
-      .def("__hash__", [](const Decision &s) {
-        return py::hash(py::make_tuple(s.d.allowed, s.d.limit, s.d.remaining,
-                                       s.d.reset_after_ms, s.d.retry_after_ms,
-                                       s.d.source, s.d.policy_index));
-      });
+  g_policy_type = reinterpret_cast<PyTypeObject *>(m.attr("Policy").ptr());
+  g_decision_type = make_decision_type();
+  if (g_decision_type == nullptr) throw py::error_already_set();
+  m.attr("Decision") =
+      py::handle(reinterpret_cast<PyObject *>(g_decision_type));
 
   py::class_<KeysIterator>(m, "KeysIterator", py::is_final(),
                            "Iterator over a limiter's stored (key, policy) "
@@ -1302,11 +1492,6 @@ manager, or call close().
              return std::make_unique<Limiter>(url, opts);
            }),
            py::arg("url") = py::none())
-      .def("check", &Limiter::check, py::arg("key"), py::arg("cost") = 1,
-           "check(key, *policies, cost=1) -> Decision\n\n"
-           "Check `key` (str or bytes) against every policy and, if all "
-           "allow, charge `cost` units to each; if any denies, nothing is "
-           "charged. cost=0 peeks.")
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_submit", &Limiter::async_submit, py::arg("token"),
@@ -1351,4 +1536,13 @@ manager, or call close().
                              "True once close() was called.")
       .def_property_readonly("store", &Limiter::store,
                              "\"memory\" or \"redis\".");
+
+  {
+    PyTypeObject *type =
+        reinterpret_cast<PyTypeObject *>(m.attr("Limiter").ptr());
+    py::object check = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(type, &g_check_def));
+    if (!check) throw py::error_already_set();
+    m.attr("Limiter").attr("check") = check;
+  }
 }

@@ -124,8 +124,16 @@ def test_check_arguments():
         lim.check("k", p, cost=True)
     with pytest.raises(TypeError, match="cost must be an int, not str"):
         lim.check("k", p, cost="1")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'weight'"):
         lim.check("k", p, weight=1)
+    with pytest.raises(TypeError, match="missing the key"):
+        lim.check()
+    with pytest.raises(TypeError, match="key must be str or bytes, not int"):
+        lim.check(7, p)
+    with pytest.raises(TypeError, match="never initialized"):
+        Limiter.__new__(Limiter).check("k", p)
+    with pytest.raises(TypeError, match=r"Policy \(argument 2\) was never initialized"):
+        lim.check("k", Policy.__new__(Policy))  # an uninitialized Policy
     with pytest.raises(InvalidArgument) as info:
         lim.check("k", p, cost=-1)
     assert info.value.code == "RL_E_INVALID_ARG"

@@ -60,6 +60,12 @@ def test_decision_is_immutable_and_comparable():
     assert d != lim.check("k", Policy(2, 1))
     assert "allowed=True" in repr(d) and "source='store'" in repr(d)
     assert isinstance(d.retry_after, float) and isinstance(d.reset_after, float)
+    assert bool(d) is True and type(d).__name__ == "Decision"
+    with pytest.raises(TypeError):
+        Decision()  # only checks make decisions
+    with pytest.raises(TypeError, match="cannot pickle"):
+        pickle.dumps(d)
+    assert (d == 1) is False and d != "x"
 
 
 def test_str_and_bytes_keys_are_the_same_key():

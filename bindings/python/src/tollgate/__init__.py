@@ -41,10 +41,10 @@ Key = Union[str, bytes]
 # Limiter is the native class (its options are checked by _options.py).
 Limiter = _native.Limiter
 
+# (Decision is a static C type already named tollgate.Decision.)
 for _cls in (
     Limiter,
     Policy,
-    Decision,
     KeyState,
     Error,
     TollgateConnectionError,
