@@ -758,8 +758,13 @@ uint64_t opt_uint(const py::dict &opts, const char *name, uint64_t max) {
 // an eventfd; the asyncio loop watches that fd (loop.add_reader) and, on its
 // own thread with the GIL, drains the queue and resolves the futures. No
 // thread per call, and the event loop never blocks.
+// A completed check waiting for the event loop. `fut` and `loop` are
+// strong references taken (with the GIL) when the check started; the
+// completion only moves the pointers, and the drain (with the GIL) releases
+// them.
 struct AsyncResult {
-  uint64_t token;
+  PyObject *fut;
+  PyObject *loop;
   int status;
   rl_decision d;
   std::string error;
@@ -780,26 +785,122 @@ struct AsyncBridge {
 
 struct AsyncCall {
   std::shared_ptr<AsyncBridge> bridge;
-  uint64_t token;
+  PyObject *fut;
+  PyObject *loop;
 };
 
 void async_complete(int status, const rl_decision *d, void *user) {
   std::unique_ptr<AsyncCall> call(static_cast<AsyncCall *>(user));
   AsyncResult r;
-  r.token = call->token;
+  r.fut = call->fut;
+  r.loop = call->loop;
   r.status = status;
   const rl_decision fresh = RL_DECISION_INIT;
   r.d = d ? *d : fresh;
   if (status != RL_OK) r.error = rl_last_error();
+  bool was_empty;
   {
     std::lock_guard<std::mutex> lock(call->bridge->mu);
+    was_empty = call->bridge->done.empty();
     call->bridge->done.push_back(std::move(r));
   }
+  // One wake-up per batch: the drain reads the eventfd before it takes the
+  // queue, so a result queued behind a non-empty queue is always seen.
+  if (!was_empty) return;
   const uint64_t one = 1;
   ssize_t n;
   do {
     n = write(call->bridge->fd, &one, sizeof one);
   } while (n < 0 && errno == EINTR);
+}
+
+// The parsed arguments of check(key, *policies, cost=1) (and check_async).
+// The key's bytes are borrowed from args[0].
+struct CheckArgs {
+  KeyView key;
+  rl_policy policies[16];
+  size_t n = 0;
+  int64_t cost = 1;
+};
+
+void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
+                      PyObject *kwnames, CheckArgs &out) {
+  const std::string name(fn);
+  if (nargs < 1) raise_type_error(name + "() missing the key (str or bytes)");
+  out.key = key_view(args[0]);
+  const size_t n = static_cast<size_t>(nargs - 1);
+  if (n == 0)
+    raise_type_error(name +
+                     "() needs at least one tollgate.Policy after the key");
+  if (n > 16)
+    raise_code(RL_E_INVALID_ARG,
+               "policies: expected 1 to 16 policies, got " + std::to_string(n));
+  for (size_t i = 0; i < n; ++i) {
+    const Policy *p = policy_of(args[i + 1]);
+    if (p == nullptr && Py_TYPE(args[i + 1]) == g_policy_type)
+      raise_type_error(name + "(): the Policy (argument " +
+                       std::to_string(i + 2) + ") was never initialized");
+    if (p == nullptr)
+      raise_type_error(name + "() policies must be tollgate.Policy, not " +
+                       type_name(args[i + 1]) + " (argument " +
+                       std::to_string(i + 2) + ")");
+    out.policies[i] = p->p;
+  }
+  out.n = n;
+  const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+  for (Py_ssize_t i = 0; i < nkw; ++i) {
+    PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
+    if (PyUnicode_CompareWithASCIIString(kw, "cost") != 0)
+      raise_type_error(name + "() got an unexpected keyword argument '" +
+                       py::str(kw).cast<std::string>() + "'");
+    PyObject *v = args[nargs + i];
+    if (PyLong_CheckExact(v)) {
+      int overflow = 0;
+      out.cost = PyLong_AsLongLongAndOverflow(v, &overflow);
+      if (overflow != 0)
+        raise_code(RL_E_OVERFLOW,
+                   "cost: value out of the 64-bit integer range");
+    } else {
+      out.cost = to_int64(v, "cost");
+    }
+  }
+}
+
+// asyncio's C-accelerated helpers, looked up once.
+struct AsyncioRefs {
+  PyObject *get_running_loop = nullptr;  // asyncio.events._get_running_loop
+  PyObject *make_error = nullptr;        // tollgate._errors._make
+  PyObject *deliver = nullptr;           // tollgate._deliver (other loops)
+  PyObject *watch = nullptr;             // tollgate._async_watch
+  PyObject *s_create_future = nullptr;
+  PyObject *s_done = nullptr;
+  PyObject *s_set_result = nullptr;
+  PyObject *s_set_exception = nullptr;
+  PyObject *s_is_closed = nullptr;
+  PyObject *s_call_soon_threadsafe = nullptr;
+};
+
+// Never freed: the module lives until the process ends.
+AsyncioRefs &asyncio_refs() {
+  static AsyncioRefs *refs = [] {
+    auto *r = new AsyncioRefs();
+    auto keep = [](py::object o) { return o.release().ptr(); };
+    r->get_running_loop =
+        keep(py::module_::import("asyncio.events").attr("_get_running_loop"));
+    r->make_error = keep(py::module_::import("tollgate._errors").attr("_make"));
+    py::module_ pkg = py::module_::import("tollgate");
+    r->deliver = keep(pkg.attr("_deliver"));
+    r->watch = keep(pkg.attr("_async_watch"));
+    r->s_create_future = PyUnicode_InternFromString("create_future");
+    r->s_done = PyUnicode_InternFromString("done");
+    r->s_set_result = PyUnicode_InternFromString("set_result");
+    r->s_set_exception = PyUnicode_InternFromString("set_exception");
+    r->s_is_closed = PyUnicode_InternFromString("is_closed");
+    r->s_call_soon_threadsafe =
+        PyUnicode_InternFromString("call_soon_threadsafe");
+    return r;
+  }();
+  return *refs;
 }
 
 class Limiter {
@@ -921,46 +1022,17 @@ class Limiter {
   // check(key, *policies, cost=1): the hot path, called through
   // check_vectorcall (METH_FASTCALL) with no pybind11 argument handling.
   PyObject *check(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames) {
-    if (nargs < 1) raise_type_error("check() missing the key (str or bytes)");
-    const KeyView k = key_view(args[0]);
-    const size_t n = static_cast<size_t>(nargs - 1);
-    if (n == 0)
-      raise_type_error(
-          "check() needs at least one tollgate.Policy after the key");
-    if (n > 16)
-      raise_code(RL_E_INVALID_ARG, "policies: expected 1 to 16 policies, got " +
-                                       std::to_string(n));
-    rl_policy ps[16];
-    for (size_t i = 0; i < n; ++i) {
-      const Policy *p = policy_of(args[i + 1]);
-      if (p == nullptr && Py_TYPE(args[i + 1]) == g_policy_type)
-        raise_type_error("check(): the Policy (argument " +
-                         std::to_string(i + 2) + ") was never initialized");
-      if (p == nullptr)
-        raise_type_error("check() policies must be tollgate.Policy, not " +
-                         type_name(args[i + 1]) + " (argument " +
-                         std::to_string(i + 2) + ")");
-      ps[i] = p->p;
-    }
-    int64_t cost = 1;
-    const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
-    for (Py_ssize_t i = 0; i < nkw; ++i) {
-      PyObject *name = PyTuple_GET_ITEM(kwnames, i);
-      if (PyUnicode_CompareWithASCIIString(name, "cost") != 0)
-        raise_type_error("check() got an unexpected keyword argument '" +
-                         py::str(name).cast<std::string>() + "'");
-      PyObject *v = args[nargs + i];
-      if (PyLong_CheckExact(v)) {
-        int overflow = 0;
-        cost = PyLong_AsLongLongAndOverflow(v, &overflow);
-        if (overflow != 0)
-          raise_code(RL_E_OVERFLOW,
-                     "cost: value out of the 64-bit integer range");
-      } else {
-        cost = to_int64(v, "cost");
-      }
-    }
+    CheckArgs c;
+    parse_check_args("check", args, nargs, kwnames, c);
+    return check_now(c);
+  }
 
+  // The synchronous check of parsed arguments; a new Decision.
+  PyObject *check_now(const CheckArgs &c) {
+    const KeyView &k = c.key;
+    const rl_policy *ps = c.policies;
+    const size_t n = c.n;
+    const int64_t cost = c.cost;
     rl_decision out = RL_DECISION_INIT;
     int rc = RL_OK;
     if (store_kind_ == RL_STORE_MEMORY && !clock_) {
@@ -1061,47 +1133,55 @@ class Limiter {
   // Per-limiter Python state of the asyncio layer (pending futures, loops).
   py::dict async_state() { return async_state_; }
 
-  // Starts one check; its result arrives through async_drain().
-  void async_submit(uint64_t token, py::handle key, py::args policies,
-                    py::handle cost_obj) {
-    const KeyView k = key_view(key);
-    const size_t n = policies.size();
-    if (n == 0)
-      raise_type_error(
-          "check_async() needs at least one tollgate.Policy after the key");
-    if (n > 16)
-      raise_code(RL_E_INVALID_ARG, "policies: expected 1 to 16 policies, got " +
-                                       std::to_string(n));
-    rl_policy ps[16];
-    for (size_t i = 0; i < n; ++i) {
-      py::handle h = policies[i];
-      if (!py::isinstance<Policy>(h))
-        raise_type_error(
-            "check_async() policies must be tollgate.Policy, "
-            "not " +
-            type_name(h) + " (argument " + std::to_string(i + 2) + ")");
-      ps[i] = h.cast<const Policy &>().p;
-    }
-    const int64_t cost = to_int64(cost_obj, "cost");
+  // check_async's start (tollgate/__init__.py awaits what it returns): a
+  // Decision at once for the memory store, else a future of the running
+  // loop that async_drain() resolves.
+  PyObject *async_start(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames) {
+    CheckArgs c;
+    parse_check_args("check_async", args, nargs, kwnames, c);
+    if (store_kind_ == RL_STORE_MEMORY && !clock_) return check_now(c);
+    AsyncioRefs &refs = asyncio_refs();
+    py::object loop = py::reinterpret_steal<py::object>(
+        PyObject_CallNoArgs(refs.get_running_loop));
+    if (!loop) throw py::error_already_set();
+    if (loop.is_none())
+      throw std::runtime_error(
+          "check_async() must be awaited in a running asyncio event loop");
     async_fd();
+    if (!is_last_loop(loop.ptr())) {  // first check here: watch the eventfd
+      py::handle(refs.watch)(py::handle(self), loop);
+      last_loop_ = py::reinterpret_steal<py::object>(
+          PyWeakref_NewRef(loop.ptr(), nullptr));
+      if (!last_loop_) throw py::error_already_set();
+    }
+    py::object fut = py::reinterpret_steal<py::object>(
+        PyObject_CallMethodNoArgs(loop.ptr(), refs.s_create_future));
+    if (!fut) throw py::error_already_set();
     CallGuard guard(*core_);
-    auto call = std::make_unique<AsyncCall>(AsyncCall{bridge_, token});
+    auto call = std::make_unique<AsyncCall>(
+        AsyncCall{bridge_, fut.inc_ref().ptr(), loop.inc_ref().ptr()});
     // Validation happens before the call returns; network stores then
-    // complete on tollgate's I/O thread, the memory store inline.
-    const int rc = rl_check_async(core_->lim, k.data, k.size, ps, n, cost,
-                                  &async_complete, call.get());
+    // complete on tollgate's I/O thread.
+    const int rc =
+        rl_check_async(core_->lim, c.key.data, c.key.size, c.policies, c.n,
+                       c.cost, &async_complete, call.get());
     if (rc != RL_OK) {
       const std::string err = last_error_text(rc);
+      Py_DECREF(call->fut);
+      Py_DECREF(call->loop);
       rethrow_clock_error();
       raise_code(rc, err);
     }
     call.release();  // the completion owns it now
+    return fut.release().ptr();
   }
 
-  // Completed checks: [(token, status, Decision or None, message)].
-  py::list async_drain() {
-    py::list out;
-    if (!bridge_) return out;
+  // Resolves the futures of every completed check (the event loop's reader
+  // callback; also run by close()). Futures of other loops are handed to
+  // them with call_soon_threadsafe; cancelled ones are dropped.
+  void async_drain() {
+    if (!bridge_) return;
     uint64_t count;
     while (read(bridge_->fd, &count, sizeof count) > 0) {
     }
@@ -1110,16 +1190,85 @@ class Limiter {
       std::lock_guard<std::mutex> lock(bridge_->mu);
       done.swap(bridge_->done);
     }
+    if (done.empty()) return;
+    AsyncioRefs &refs = asyncio_refs();
+    PyObject *running = PyObject_CallNoArgs(refs.get_running_loop);
+    if (running == nullptr) PyErr_Clear();
     for (AsyncResult &r : done) {
-      if (r.status == RL_OK) {
-        py::object d = py::reinterpret_steal<py::object>(new_decision(r.d));
-        if (!d) throw py::error_already_set();
-        out.append(py::make_tuple(r.token, r.status, d, ""));
-      } else {
-        out.append(py::make_tuple(r.token, r.status, py::none(), r.error));
-      }
+      deliver(refs, r, running);
+      Py_DECREF(r.fut);
+      Py_DECREF(r.loop);
     }
-    return out;
+    Py_XDECREF(running);
+  }
+
+  bool is_last_loop(PyObject *loop) const {
+    if (!last_loop_) return false;
+#if PY_VERSION_HEX >= 0x030D0000
+    PyObject *obj = nullptr;
+    if (PyWeakref_GetRef(last_loop_.ptr(), &obj) < 0) PyErr_Clear();
+    Py_XDECREF(obj);  // only the identity is compared
+    return obj == loop;
+#else
+    return PyWeakref_GetObject(last_loop_.ptr()) == loop;
+#endif
+  }
+
+  // Settles one future; a failure is reported as unraisable and never stops
+  // the other deliveries.
+  static void deliver(AsyncioRefs &refs, const AsyncResult &r,
+                      PyObject *running) {
+    PyObject *value = nullptr;
+    PyObject *exc = nullptr;
+    if (r.status == RL_OK) {
+      value = new_decision(r.d);
+    } else {
+      const std::string msg =
+          r.error.empty() ? std::string(rl_strerror(r.status)) : r.error;
+      PyObject *code = PyLong_FromLong(r.status);
+      PyObject *text = PyUnicode_DecodeUTF8(
+          msg.data(), static_cast<Py_ssize_t>(msg.size()), "replace");
+      if (code != nullptr && text != nullptr)
+        exc =
+            PyObject_CallFunctionObjArgs(refs.make_error, code, text, nullptr);
+      Py_XDECREF(code);
+      Py_XDECREF(text);
+    }
+    if (value == nullptr && exc == nullptr) {
+      // Building the result failed (MemoryError): the future gets that.
+      PyObject *type = nullptr, *tb = nullptr;
+      PyErr_Fetch(&type, &exc, &tb);
+      PyErr_NormalizeException(&type, &exc, &tb);
+      Py_XDECREF(type);
+      Py_XDECREF(tb);
+      if (exc == nullptr) return;
+    }
+    PyObject *res = nullptr;
+    if (r.loop == running) {
+      PyObject *is_done = PyObject_CallMethodNoArgs(r.fut, refs.s_done);
+      const int done = is_done ? PyObject_IsTrue(is_done) : -1;
+      Py_XDECREF(is_done);
+      if (done == 0)
+        res = value
+                  ? PyObject_CallMethodOneArg(r.fut, refs.s_set_result, value)
+                  : PyObject_CallMethodOneArg(r.fut, refs.s_set_exception, exc);
+      else if (done == 1)  // cancelled meanwhile: the result is dropped
+        res = (Py_INCREF(Py_None), Py_None);
+    } else {
+      PyObject *is_closed = PyObject_CallMethodNoArgs(r.loop, refs.s_is_closed);
+      const int closed = is_closed ? PyObject_IsTrue(is_closed) : -1;
+      Py_XDECREF(is_closed);
+      if (closed == 0)
+        res = PyObject_CallMethodObjArgs(
+            r.loop, refs.s_call_soon_threadsafe, refs.deliver, r.fut,
+            value ? value : Py_None, exc ? exc : Py_None, nullptr);
+      else if (closed == 1)
+        res = (Py_INCREF(Py_None), Py_None);
+    }
+    if (res == nullptr) PyErr_WriteUnraisable(r.fut);
+    Py_XDECREF(res);
+    Py_XDECREF(value);
+    Py_XDECREF(exc);
   }
 
   void close() {
@@ -1145,10 +1294,16 @@ class Limiter {
     if (bridge_ && async_state_.contains("close")) async_state_["close"](this);
   }
 
-  bool closed() const { return core_->closed.load(); }
-  const char *store() const { return store_name(store_kind_); }
+  bool closed() const {
+    return core_->closed.load();
+  }
+  const char *store() const {
+    return store_name(store_kind_);
+  }
 
-  std::shared_ptr<Core> core() const { return core_; }
+  std::shared_ptr<Core> core() const {
+    return core_;
+  }
 
   static const char *store_name(int32_t kind) {
     return kind == RL_STORE_REDIS ? "redis" : "memory";
@@ -1160,6 +1315,7 @@ class Limiter {
   int32_t store_kind_ = RL_STORE_MEMORY;
   std::shared_ptr<AsyncBridge> bridge_;
   py::dict async_state_;
+  py::object last_loop_;  // a weak reference to the last loop watched
 };
 
 // Iterates rl_keys_open/next, yielding tollgate.KeyState tuples.
@@ -1262,17 +1418,18 @@ class KeysIterator {
   bool done_ = false;
 };
 
-// Limiter.check as a METH_FASTCALL method: pybind11's dispatcher (overload
-// resolution, py::args, kwargs dict) costs several times the check itself.
-PyObject *limiter_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
-                        PyObject *kwnames) {
+// Limiter.check and Limiter._async_start as METH_FASTCALL methods:
+// pybind11's dispatcher (overload resolution, py::args, a kwargs dict) costs
+// several times the check itself.
+template <class F>
+PyObject *call_limiter(PyObject *self, F &&f) noexcept {
   try {
     Limiter *lim = pybind_value<Limiter>(self);
     if (lim == nullptr) {
       PyErr_SetString(PyExc_TypeError, "the Limiter was never initialized");
       return nullptr;
     }
-    return lim->check(args, nargs, kwnames);
+    return f(*lim);
   } catch (py::error_already_set &e) {
     e.restore();
   } catch (const std::bad_alloc &) {
@@ -1282,6 +1439,26 @@ PyObject *limiter_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
   }
   return nullptr;
 }
+
+PyObject *limiter_check(PyObject *self, PyObject *const *args, Py_ssize_t nargs,
+                        PyObject *kwnames) {
+  return call_limiter(
+      self, [&](Limiter &lim) { return lim.check(args, nargs, kwnames); });
+}
+
+PyObject *limiter_async_start(PyObject *self, PyObject *const *args,
+                              Py_ssize_t nargs, PyObject *kwnames) {
+  return call_limiter(self, [&](Limiter &lim) {
+    return lim.async_start(self, args, nargs, kwnames);
+  });
+}
+
+PyMethodDef g_async_start_def = {
+    "_async_start",
+    reinterpret_cast<PyCFunction>(
+        reinterpret_cast<void *>(&limiter_async_start)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "Starts check_async(): a Decision (memory store) or a future."};
 
 PyMethodDef g_check_def = {
     "check",
@@ -1494,8 +1671,6 @@ manager, or call close().
            py::arg("url") = py::none())
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
-      .def("_async_submit", &Limiter::async_submit, py::arg("token"),
-           py::arg("key"), py::arg("cost") = 1)
       .def("_async_drain", &Limiter::async_drain)
       .def("reset", &Limiter::reset, py::arg("key"),
            "Forget every policy's state for `key`.")
@@ -1544,5 +1719,9 @@ manager, or call close().
         PyDescr_NewMethod(type, &g_check_def));
     if (!check) throw py::error_already_set();
     m.attr("Limiter").attr("check") = check;
+    py::object start = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(type, &g_async_start_def));
+    if (!start) throw py::error_already_set();
+    m.attr("Limiter").attr("_async_start") = start;
   }
 }

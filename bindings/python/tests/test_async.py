@@ -41,6 +41,34 @@ def test_many_concurrent_checks_on_redis(redis_server, prefix) -> None:
     asyncio.run(main())
 
 
+def test_one_limiter_serves_loops_in_several_threads(redis_server, prefix) -> None:
+    # Each thread runs its own event loop; whichever loop drains the shared
+    # queue hands the other loops' results over with call_soon_threadsafe.
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
+    p = tollgate.Policy(300, "1h")
+    allowed = []
+    errors = []
+
+    def run() -> None:
+        async def main() -> int:
+            got = await asyncio.gather(*(lim.check_async("shared", p) for _ in range(200)))
+            return sum(d.allowed for d in got)
+
+        try:
+            allowed.append(asyncio.run(main()))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert not errors, errors
+    assert len(allowed) == 4 and sum(allowed) == 300
+    lim.close()
+
+
 def test_the_loop_keeps_running_while_redis_is_frozen(own_redis) -> None:
     async def main() -> None:
         lim = tollgate.Limiter(own_redis.url, timeout_ms=300)
@@ -118,7 +146,7 @@ def test_close_answers_pending_checks(own_redis) -> None:
             await asyncio.sleep(0.05)
             lim.close()
             done = await asyncio.gather(*tasks, return_exceptions=True)
-            assert all(isinstance(e, tollgate.Error) for e in done)
+            assert all(isinstance(e, tollgate.Error) for e in done), done
         finally:
             own_redis.thaw()
 

@@ -80,22 +80,18 @@ __all__ = [
 # ---- asyncio -------------------------------------------------------------
 #
 # check_async rides on the C library's async entry point: the completion
-# runs on tollgate's I/O thread (inline for the memory store), queues the
-# result without the GIL and bumps an eventfd. Each event loop that awaits a
-# check watches that fd (loop.add_reader); its reader drains the queue on
-# the loop's own thread and resolves the futures. No thread per call, and
-# the loop never blocks.
+# runs on tollgate's I/O thread, queues the result without the GIL and bumps
+# an eventfd (once per batch). Each event loop that awaits a check watches
+# that fd (loop.add_reader); its reader (Limiter._async_drain, in C) drains
+# the queue on the loop's own thread and resolves the futures. No thread per
+# call, and the loop never blocks. A memory-store check is answered at once.
 
 import asyncio as _asyncio
-import itertools as _itertools
 import weakref as _weakref
-
-from . import _errors
-
-_tokens = _itertools.count(1)
 
 
 def _deliver(fut: "_asyncio.Future[Decision]", value: object, exc: object) -> None:
+    """Settles `fut` on its own loop (a result drained by another loop)."""
     if fut.done():  # cancelled meanwhile: the result is dropped
         return
     if exc is not None:
@@ -104,28 +100,21 @@ def _deliver(fut: "_asyncio.Future[Decision]", value: object, exc: object) -> No
         fut.set_result(value)  # type: ignore[arg-type]
 
 
-def _async_drain(limiter: "_native.Limiter") -> None:
+def _async_watch(limiter: "_native.Limiter", loop: "_asyncio.AbstractEventLoop") -> None:
+    """Makes `loop` watch the limiter's eventfd (once per loop)."""
     state = limiter._async_state
-    pending = state.get("pending", {})
-    try:
-        running = _asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    for token, status, decision, message in limiter._async_drain():
-        fut = pending.pop(token, None)
-        if fut is None:
-            continue
-        exc = None if status == 0 else _errors._make(status, message)
-        loop = fut.get_loop()
-        if loop is running:
-            _deliver(fut, decision, exc)
-        elif not loop.is_closed():
-            loop.call_soon_threadsafe(_deliver, fut, decision, exc)
+    if "loops" not in state:
+        state["loops"] = _weakref.WeakSet()
+        state["close"] = _async_close
+    loops = state["loops"]
+    if loop not in loops:
+        loop.add_reader(limiter._async_fd(), limiter._async_drain)
+        loops.add(loop)
 
 
 def _async_close(limiter: "_native.Limiter") -> None:
     # Called by close() after rl_destroy answered every pending check.
-    _async_drain(limiter)
+    limiter._async_drain()
     state = limiter._async_state
     fd = limiter._async_fd()
     for loop in list(state.get("loops", ())):
@@ -147,30 +136,10 @@ async def _check_async(
     eventfd it watches. Cancelling the awaiting task is safe: the result,
     when it arrives, is dropped (a check already sent may still be charged).
     """
-    loop = _asyncio.get_running_loop()
-    state = self._async_state
-    if "pending" not in state:
-        state["pending"] = {}
-        state["loops"] = _weakref.WeakSet()
-        state["close"] = _async_close
-    loops = state["loops"]
-    if loop not in loops:
-        loop.add_reader(self._async_fd(), _async_drain, self)
-        loops.add(loop)
-    token = next(_tokens)
-    fut: "_asyncio.Future[Decision]" = loop.create_future()
-    pending = state["pending"]
-    pending[token] = fut
-    try:
-        self._async_submit(token, key, *policies, cost=cost)
-    except BaseException:
-        pending.pop(token, None)
-        raise
-    try:
-        return await fut
-    except _asyncio.CancelledError:
-        pending.pop(token, None)
-        raise
+    started = self._async_start(key, *policies, cost=cost)
+    if type(started) is Decision:  # the memory store answers at once
+        return started
+    return await started
 
 
 Limiter.check_async = _check_async  # type: ignore[attr-defined]
