@@ -372,6 +372,12 @@ struct RedisCheck {
 Errc Limiter::check_async(std::string_view key,
                           std::span<const Policy> policies, int64_t cost,
                           CheckCallback cb, void *user) {
+  return start_check(key, policies, cost, cb, user, false);
+}
+
+Errc Limiter::start_check(std::string_view key,
+                          std::span<const Policy> policies, int64_t cost,
+                          CheckCallback cb, void *user, bool blocking) {
   Errc rc = validate(key, policies, cost);
   if (rc != Errc::ok) return rc;
   Decision d;
@@ -420,7 +426,7 @@ Errc Limiter::check_async(std::string_view key,
       redis::monotonic_ns() +
       static_cast<int64_t>(settings_->timeout_ms) * 1000000;
   redis_->check(key, policies, cost, t, deadline, &RedisCheck::done,
-                ctx.release());
+                ctx.release(), blocking);
   return Errc::ok;
 }
 
@@ -462,7 +468,8 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
   }
   auto s = std::make_shared<SyncDecision>();
   auto *holder = new std::shared_ptr<SyncDecision>(s);
-  Errc rc = check_async(key, policies, cost, sync_decision_done, holder);
+  Errc rc = start_check(key, policies, cost, sync_decision_done, holder,
+                        /*blocking=*/true);
   if (rc != Errc::ok) {
     delete holder;  // the callback never runs on a validation error
     return rc;

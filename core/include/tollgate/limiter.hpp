@@ -123,6 +123,13 @@ class Limiter {
   Errc ping(int64_t &rtt_us);
   Errc open_keys(std::unique_ptr<KeyIterator> &out);
 
+ private:
+  // check_async; `blocking`: the caller waits for the answer anyway, so a
+  // Redis check may run on its thread (redis::Transport::Mode::blocking).
+  Errc start_check(std::string_view key, std::span<const Policy> policies,
+                   int64_t cost, CheckCallback cb, void *user, bool blocking);
+
+ public:
   Health health() const;
 
   // Counts a call that failed before reaching the limiter (e.g. the C ABI

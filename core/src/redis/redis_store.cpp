@@ -207,7 +207,7 @@ std::string RedisStore::redis_key(std::string_view key, const Policy &p) const {
 
 void RedisStore::check(std::string_view key, std::span<const Policy> policies,
                        int64_t cost, int64_t now_us, int64_t deadline_ns,
-                       CheckDone done, void *ctx) {
+                       CheckDone done, void *ctx, bool blocking) {
   const size_t n = policies.size();
   const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
                                 : multi_script(pinned_);
@@ -225,8 +225,10 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
     c->args.push_back(std::to_string(p.capacity));
     c->args.push_back(std::to_string(p.interval_us));
   }
-  transport_->submit(build_command("EVALSHA", script->sha1, c->args),
-                     deadline_ns, on_check_reply, c);
+  transport_->submit(
+      build_command("EVALSHA", script->sha1, c->args), deadline_ns,
+      on_check_reply, c,
+      blocking ? Transport::Mode::blocking : Transport::Mode::queued);
 }
 
 CallResult RedisStore::call(std::vector<std::string_view> argv,

@@ -117,6 +117,14 @@ Reader::~Reader() {
   if (impl_->reader) redisReaderFree(impl_->reader);
 }
 
+bool Reader::idle() const {
+  const redisReader *r = impl_->reader;
+  // hiredis leaves ridx at 0 (not -1) after a call that found no bytes; a
+  // started aggregate reply has ridx >= 1, a started plain one consumes
+  // nothing until it is whole.
+  return !impl_->broken && r->pos == r->len && r->ridx <= 0;
+}
+
 bool Reader::feed(const char *data, size_t len) {
   if (impl_->broken) return false;
   redisReader *r = impl_->reader;

@@ -8,6 +8,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -19,6 +20,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <deque>
 #include <mutex>
@@ -103,7 +105,23 @@ struct Conn {
   bool tls_wants_write = false;
   uint32_t events = 0;
   int handshake_left = 0;
+  // Set by a caller that found the connection broken on the direct path;
+  // the I/O thread fails the connection when it takes it back.
+  bool broken = false;
+  Errc broken_code = Errc::connect;
+  std::string broken_msg;
 };
+
+// Who may touch a connection (Core::owner). The I/O thread owns every
+// connection, and lends an idle one (ready, nothing in flight) so that a
+// blocking caller can carry its own command without two thread hand-offs:
+//   io -> idle            I/O thread lends it (store, release)
+//   idle -> io            I/O thread takes it back (CAS)
+//   idle -> caller        a blocking caller borrows it (CAS)
+//   caller -> idle        the caller is done and it is still clean
+//   caller -> returned    the caller left a late reply or a broken socket
+//   returned -> io        I/O thread takes it back (CAS) and deals with it
+enum Owner : int { kOwnIo = 0, kOwnIdle = 1, kOwnCaller = 2, kOwnReturned = 3 };
 
 void finish(Completion done, void *ctx, Errc code, const std::string &msg) {
   CallResult r;
@@ -138,6 +156,11 @@ struct Transport::Core {
         s(shared->settings),
         generation(g_fork_generation.load()) {
     conns.resize(s.connections ? s.connections : 1);
+    owner = std::make_unique<std::atomic<int>[]>(conns.size());
+    for (size_t i = 0; i < conns.size(); ++i) owner[i].store(kOwnIo);
+    // TLS stays on the I/O thread: SSL_write on a caller's thread could
+    // raise SIGPIPE there (the I/O thread blocks it).
+    direct_ok = !s.tls.enabled;
     std::random_device rd;
     rng.seed((static_cast<uint64_t>(rd()) << 32) ^ rd());
   }
@@ -161,6 +184,12 @@ struct Transport::Core {
   int wake_fd = -1;
   int ep_fd = -1;
   std::thread thread;
+
+  // The direct path (see Owner).
+  std::unique_ptr<std::atomic<int>[]> owner;
+  std::atomic<bool> want_conn{false};  // I/O thread waits for a lent conn
+  std::atomic<uint32_t> direct_rr{0};
+  bool direct_ok = true;
 
   // The I/O thread's own.
   std::vector<Conn> conns;
@@ -263,6 +292,8 @@ struct Transport::Core {
     for (;;) {
       const int n = epoll_wait(ep_fd, evs, 32, timeout_ms(monotonic_ns()));
       int64_t now = monotonic_ns();
+      want_conn.store(false);
+      reclaim(now);
       for (int i = 0; i < n; ++i) {
         if (evs[i].data.u32 == 0) {
           uint64_t v;
@@ -270,8 +301,10 @@ struct Transport::Core {
           }
           continue;
         }
-        on_io(evs[i].data.u32 - 1, evs[i].events, now);
+        const size_t ci = evs[i].data.u32 - 1;
+        if (owned(ci)) on_io(ci, evs[i].events, now);
       }
+      if (!waiting.empty()) redispatch_waiting(now);
       bool stop;
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -286,9 +319,209 @@ struct Transport::Core {
       now = monotonic_ns();
       for (Request &r : batch) dispatch(std::move(r), now);
       batch.clear();
+      if (want_conn.load()) {
+        // Parked behind a lent connection: a caller that returned it
+        // before seeing want_conn did not wake us, so look again.
+        reclaim(now);
+        redispatch_waiting(now);
+      }
       timers(now);
-      for (size_t i = 0; i < conns.size(); ++i) flush(i, now);
+      for (size_t i = 0; i < conns.size(); ++i)
+        if (owned(i)) flush(i, now);
+      lend_idle();
       publish_state();
+    }
+  }
+
+  // ---- lending connections to blocking callers ----------------------------
+
+  bool owned(size_t i) const {
+    return owner[i].load(std::memory_order_relaxed) == kOwnIo;
+  }
+
+  // Takes back every idle or returned connection.
+  void reclaim(int64_t now) {
+    for (size_t i = 0; i < conns.size(); ++i) {
+      int v = owner[i].load();
+      if (v != kOwnIdle && v != kOwnReturned) continue;
+      if (!owner[i].compare_exchange_strong(v, kOwnIo)) continue;  // borrowed
+      Conn &c = conns[i];
+      if (c.broken) {
+        c.broken = false;
+        conn_failed(i, c.broken_code, c.broken_msg, now);
+      } else if (c.fd >= 0) {
+        watch(i, EPOLLIN);
+        // Bytes a borrower read past its reply (a late reply it gave up on,
+        // or one nobody asked for) are judged now, not at the next read.
+        if (!c.reader->idle()) drain_replies(i, now);
+      }
+    }
+  }
+
+  // Lends every idle ready connection. While lent, only the peer closing
+  // (EPOLLRDHUP) wakes this thread, not the borrowers' replies.
+  void lend_idle() {
+    if (!direct_ok || !waiting.empty()) return;
+    for (size_t i = 0; i < conns.size(); ++i) {
+      Conn &c = conns[i];
+      if (!owned(i) || c.phase != Phase::ready || c.fd < 0 ||
+          !c.inflight.empty() || !c.wbuf.empty() || c.tls_wants_write ||
+          !c.reader->idle())
+        continue;
+      watch(i, EPOLLRDHUP);
+      owner[i].store(kOwnIdle, std::memory_order_release);
+    }
+  }
+
+  void redispatch_waiting(int64_t now) {
+    std::deque<Request> w;
+    w.swap(waiting);
+    for (Request &r : w) dispatch(std::move(r), now);
+  }
+
+  // The caller's side: carries `r` on a borrowed idle connection and runs
+  // its completion on this thread. False (r untouched) if no connection
+  // was idle or the borrowed one turned out closed before anything was
+  // sent: the caller then queues it.
+  bool try_direct(Request &r) {
+    if (!direct_ok || state.load(std::memory_order_acquire) !=
+                          static_cast<int32_t>(ConnState::ready))
+      return false;
+    const size_t n = conns.size();
+    const size_t start = direct_rr.fetch_add(1, std::memory_order_relaxed);
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (start + k) % n;
+      int v = kOwnIdle;
+      if (owner[i].compare_exchange_strong(v, kOwnCaller)) return direct(i, r);
+    }
+    return false;
+  }
+
+  // Gives a borrowed connection back.
+  void give_back(size_t i, int to) {
+    owner[i].store(to);
+    if (to == kOwnReturned || want_conn.load()) wake();
+  }
+
+  void give_back_broken(size_t i, Errc code, std::string msg) {
+    Conn &c = conns[i];
+    c.broken = true;
+    c.broken_code = code;
+    c.broken_msg = std::move(msg);
+    give_back(i, kOwnReturned);
+  }
+
+  bool direct(size_t i, Request &r) {
+    Conn &c = conns[i];
+    // A peer that closed the idle connection shows as EOF (or stray bytes)
+    // before we write: then nothing is lost by queueing instead.
+    char probe;
+    const ssize_t pn = recv(c.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (pn == 0 ||
+        (pn < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      give_back_broken(i, Errc::connect,
+                       pn == 0 ? closed_text(c) : "read: " + errno_text(errno));
+      return false;
+    }
+    if (pn > 0) {  // bytes nobody asked for: the I/O thread sorts it out
+      give_back(i, kOwnReturned);
+      return false;
+    }
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    const int64_t sent_ns = monotonic_ns();
+    size_t off = 0;
+    CallResult res;
+    bool timed_out = false;
+    while (off < r.cmd.size()) {
+      const ssize_t w = send(c.fd, r.cmd.data() + off, r.cmd.size() - off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w >= 0) {
+        off += static_cast<size_t>(w);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        const std::string why = "write: " + errno_text(errno);
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        give_back_broken(i, Errc::connect, why);
+        if (off == 0) return false;  // nothing left: queue it instead
+        finish(r.done, r.ctx, Errc::connect, "connection lost: " + why);
+        return true;
+      }
+      if (!wait_fd(c.fd, POLLOUT, r.deadline)) {
+        timed_out = true;
+        break;
+      }
+    }
+    std::unique_ptr<Reply> reply;
+    char buf[4096];
+    while (!timed_out) {
+      const Reader::Status st = c.reader->next(reply);
+      if (st == Reader::Status::reply) break;
+      if (st == Reader::Status::error) {
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        const std::string why = c.reader->error();
+        give_back_broken(i, Errc::protocol, why);
+        finish(r.done, r.ctx, Errc::protocol, "connection lost: " + why);
+        return true;
+      }
+      const ssize_t got = recv(c.fd, buf, sizeof buf, MSG_DONTWAIT);
+      if (got > 0) {
+        if (!c.reader->feed(buf, static_cast<size_t>(got))) {
+          in_flight.fetch_sub(1, std::memory_order_relaxed);
+          const std::string why = c.reader->error();
+          give_back_broken(i, Errc::protocol, why);
+          finish(r.done, r.ctx, Errc::protocol, "connection lost: " + why);
+          return true;
+        }
+        continue;
+      }
+      if (got < 0 && errno == EINTR) continue;
+      if (got == 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+        const std::string why =
+            got == 0 ? closed_text(c) : "read: " + errno_text(errno);
+        in_flight.fetch_sub(1, std::memory_order_relaxed);
+        give_back_broken(i, Errc::connect, why);
+        finish(r.done, r.ctx, Errc::connect, "connection lost: " + why);
+        return true;
+      }
+      if (!wait_fd(c.fd, POLLIN, r.deadline)) timed_out = true;
+    }
+    in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (timed_out) {
+      // The reply may still come: the I/O thread consumes and drops it.
+      if (off < r.cmd.size()) {
+        give_back_broken(i, Errc::timeout,
+                         "timeout: a command was cut off mid-write");
+      } else {
+        c.inflight.push_back(
+            InFlight{nullptr, nullptr, INT64_MAX, sent_ns, Kind::user, true});
+        give_back(i, kOwnReturned);
+      }
+      finish(r.done, r.ctx, Errc::timeout,
+             "timeout: " + where() + " did not answer before the deadline");
+      return true;
+    }
+    if (c.reader->idle())
+      give_back(i, kOwnIdle);
+    else  // more than one reply's worth of bytes: let the I/O thread judge
+      give_back(i, kOwnReturned);
+    res.reply = std::move(reply);
+    r.done(r.ctx, std::move(res));
+    return true;
+  }
+
+  // Waits until `fd` is ready for `events` or the deadline passes.
+  static bool wait_fd(int fd, short events, int64_t deadline) {
+    for (;;) {
+      const int64_t left = deadline - monotonic_ns();
+      if (left <= 0) return false;
+      pollfd p{fd, events, 0};
+      const int rc = poll(
+          &p, 1,
+          static_cast<int>(std::min<int64_t>((left + kMs - 1) / kMs, 1 << 30)));
+      if (rc > 0) return true;  // ready, or an error the next call reports
+      if (rc < 0 && errno != EINTR) return true;
     }
   }
 
@@ -338,14 +571,16 @@ struct Transport::Core {
     const size_t n = conns.size();
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (rr + k) % n;
-      if (conns[i].phase == Phase::ready) {
+      if (conns[i].phase == Phase::ready && owned(i)) {
         rr = i + 1;
         send_on(i, std::move(r), Kind::user, now);
         return;
       }
     }
-    for (const Conn &c : conns) {
-      if (c.phase != Phase::down) {  // a connection is being made: wait
+    for (size_t i = 0; i < n; ++i) {
+      // A connection is being made, or lent to a blocking caller: wait.
+      if (conns[i].phase != Phase::down) {
+        if (!owned(i)) want_conn.store(true);
         note_deadline(r.deadline);
         waiting.push_back(std::move(r));
         return;
@@ -630,6 +865,16 @@ struct Transport::Core {
   }
 
   void close_all() {
+    // A borrower (a call still in progress, against the ABI's rules) is
+    // bounded by its deadline: let it finish first.
+    for (size_t i = 0; i < conns.size(); ++i) {
+      for (;;) {
+        int v = owner[i].load();
+        if (v != kOwnCaller && owner[i].compare_exchange_strong(v, kOwnIo))
+          break;
+        std::this_thread::sleep_for(std::chrono::microseconds(100));
+      }
+    }
     for (Conn &c : conns) {
       close_conn(c);
       for (InFlight &f : c.inflight) {
@@ -659,7 +904,8 @@ struct Transport::Core {
         return;
       case Phase::hello:
       case Phase::ready:
-        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP)) read_some(i, now);
+        if (events & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))
+          read_some(i, now);
         if (conns[i].fd >= 0 && (events & EPOLLOUT)) flush(i, now);
         return;
       case Phase::down:
@@ -862,6 +1108,7 @@ struct Transport::Core {
   void timers(int64_t now) {
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn &c = conns[i];
+      if (!owned(i)) continue;
       if (c.phase == Phase::down && c.retry_at <= now) {
         start_connect(i, now);
       } else if ((c.phase == Phase::tcp || c.phase == Phase::tls ||
@@ -876,7 +1123,7 @@ struct Transport::Core {
     if (now >= next_ping) {
       next_ping = now + kPingIntervalNs;
       for (size_t i = 0; i < conns.size(); ++i)
-        if (conns[i].phase == Phase::ready)
+        if (conns[i].phase == Phase::ready && owned(i))
           send_internal(i, {"PING"}, Kind::ping, now);
     }
     if (now >= next_deadline) expire(now);
@@ -898,8 +1145,9 @@ struct Transport::Core {
         ++it;
       }
     }
-    for (Conn &c : conns) {
-      for (InFlight &f : c.inflight) {
+    for (size_t i = 0; i < conns.size(); ++i) {
+      if (!owned(i)) continue;  // a borrower keeps its own deadline
+      for (InFlight &f : conns[i].inflight) {
         if (f.kind != Kind::user || f.finished) continue;
         if (f.deadline <= now) {
           f.finished = true;
@@ -991,13 +1239,15 @@ Transport::Core *Transport::core() {
 }
 
 void Transport::submit(std::string command, int64_t deadline_ns,
-                       Completion done, void *ctx) {
+                       Completion done, void *ctx, Mode mode) {
   Request r;
   r.cmd = std::move(command);
   r.deadline = deadline_ns;
   r.done = done;
   r.ctx = ctx;
-  core()->submit(std::move(r));
+  Core *c = core();
+  if (mode == Mode::blocking && c->try_direct(r)) return;
+  c->submit(std::move(r));
 }
 
 TransportStats Transport::stats() const {

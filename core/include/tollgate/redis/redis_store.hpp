@@ -48,10 +48,12 @@ class RedisStore {
   ~RedisStore();
 
   // Runs one check; `done` runs exactly once, on the I/O thread or inline.
-  // `now_us` is used only with pinned-clock scripts.
+  // `now_us` is used only with pinned-clock scripts. `blocking`: the caller
+  // waits for `done` anyway, so it may carry the command on its own thread
+  // (Transport::Mode::blocking).
   void check(std::string_view key, std::span<const Policy> policies,
              int64_t cost, int64_t now_us, int64_t deadline_ns, CheckDone done,
-             void *ctx);
+             void *ctx, bool blocking = false);
 
   // Deletes every policy's state of `key` (SCAN for the key's pattern, then
   // DEL). Blocking until `deadline_ns`.

@@ -51,6 +51,9 @@ class Reader {
 
   const std::string &error() const { return error_; }
 
+  // True if no byte of an unfinished reply is buffered.
+  bool idle() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

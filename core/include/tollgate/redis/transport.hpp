@@ -31,7 +31,8 @@ struct CallResult {
 
 // Called exactly once per submitted command: on the I/O thread, or on the
 // submitting thread when the command fails at once (connection known down,
-// transport closing). Must not block.
+// transport closing) or was carried by that thread (Mode::blocking). Must
+// not block.
 using Completion = void (*)(void *ctx, CallResult &&result);
 
 struct TransportStats {
@@ -58,11 +59,18 @@ class Transport {
   Transport(const Transport &) = delete;
   Transport &operator=(const Transport &) = delete;
 
-  // Queues one RESP-formatted command. Thread-safe. The I/O thread starts
+  // queued: the I/O thread sends the command and runs the completion.
+  // blocking: for a caller that waits for the answer anyway. If a
+  // connection is idle, the calling thread borrows it, sends the command,
+  // waits for the reply (or the deadline) and runs the completion itself
+  // before submit returns: no thread hand-off. Otherwise as queued.
+  enum class Mode { queued, blocking };
+
+  // Submits one RESP-formatted command. Thread-safe. The I/O thread starts
   // on first use, and again in a forked child (which never shares its
   // parent's sockets).
   void submit(std::string command, int64_t deadline_ns, Completion done,
-              void *ctx);
+              void *ctx, Mode mode = Mode::queued);
 
   TransportStats stats() const;
 

@@ -1,0 +1,285 @@
+// The Redis transport's two paths: commands queued to the I/O thread, and
+// blocking commands that the calling thread carries itself on an idle
+// connection it borrows. Against a real redis-server (and a fake one for
+// bad replies): replies never go to the wrong caller, deadlines hold on both
+// paths, and a connection that broke under a borrower is repaired.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "fixtures/redis_server.hpp"
+#include "tollgate/redis/resp.hpp"
+#include "tollgate/redis/transport.hpp"
+#include "tollgate/redis/url.hpp"
+
+using fixtures::RedisServer;
+using tollgate::Errc;
+using tollgate::redis::CallResult;
+using tollgate::redis::format_command;
+using tollgate::redis::monotonic_ns;
+using tollgate::redis::Reply;
+using tollgate::redis::Settings;
+using tollgate::redis::Transport;
+
+namespace {
+
+using Mode = Transport::Mode;
+constexpr int64_t kMsNs = 1000000;
+
+// One command's outcome and the thread its completion ran on.
+struct Outcome {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  Errc code = Errc::ok;
+  std::string message;
+  Reply::Type type = Reply::Type::nil;
+  int64_t integer = 0;
+  std::string str;
+  std::thread::id thread;
+};
+
+void on_done(void *ctx, CallResult &&r) {
+  auto *o = static_cast<Outcome *>(ctx);
+  std::lock_guard<std::mutex> lock(o->mu);
+  o->code = r.code;
+  o->message = r.message;
+  if (r.reply) {
+    o->type = r.reply->type;
+    o->integer = r.reply->integer;
+    o->str = r.reply->str;
+  }
+  o->thread = std::this_thread::get_id();
+  o->done = true;
+  o->cv.notify_all();
+}
+
+std::unique_ptr<Transport> make(const std::string &url, uint32_t timeout_ms,
+                                uint32_t connections = 1) {
+  Settings s;
+  REQUIRE(tollgate::redis::parse_url(url, s) == Errc::ok);
+  s.timeout_ms = timeout_ms;
+  s.connect_timeout_ms = 1000;
+  s.connections = connections;
+  s.reconnect_max_ms = 200;
+  std::unique_ptr<Transport> t;
+  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
+  return t;
+}
+
+std::string cmd(std::vector<std::string_view> argv) {
+  std::string out;
+  format_command(argv, out);
+  return out;
+}
+
+// Submits and waits (up to 500 ms past the deadline) for the completion;
+// false if it never came. Safe on any thread (no Catch assertions).
+bool submit_wait(Transport &t, Outcome &o, const std::string &command,
+                 Mode mode, int64_t timeout_ms) {
+  t.submit(command, monotonic_ns() + timeout_ms * kMsNs, on_done, &o, mode);
+  std::unique_lock<std::mutex> lock(o.mu);
+  return o.cv.wait_for(lock, std::chrono::milliseconds(timeout_ms + 500),
+                       [&] { return o.done; });
+}
+
+// The same on the test's thread, asserting that the completion came.
+Outcome &run(Transport &t, Outcome &o, const std::string &command, Mode mode,
+             int64_t timeout_ms = 500) {
+  REQUIRE(submit_wait(t, o, command, mode, timeout_ms));
+  return o;
+}
+
+// Waits until a PING answers on the I/O thread's side and the connection
+// had time to go idle (so the next blocking command can borrow it).
+void settle(Transport &t) {
+  for (int i = 0; i < 100; ++i) {
+    Outcome o;
+    run(t, o, cmd({"PING"}), Mode::queued, 1000);
+    if (o.code == Errc::ok && o.str == "PONG") break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
+int64_t ms_since(int64_t t0) {
+  return (monotonic_ns() - t0) / kMsNs;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "transport: a blocking command on an idle connection runs on the "
+    "caller's thread",
+    "[redis][transport]") {
+  RedisServer server;
+  auto t = make(server.url(), 1000);
+  settle(*t);
+  Outcome direct;
+  run(*t, direct, cmd({"PING"}), Mode::blocking);
+  CHECK(direct.code == Errc::ok);
+  CHECK(direct.str == "PONG");
+  CHECK(direct.thread == std::this_thread::get_id());
+  Outcome queued;
+  run(*t, queued, cmd({"PING"}), Mode::queued);
+  CHECK(queued.code == Errc::ok);
+  CHECK(queued.thread != std::this_thread::get_id());
+  // Error replies come back as replies on both paths.
+  Outcome err;
+  run(*t, err, cmd({"NOSUCHCOMMAND"}), Mode::blocking);
+  CHECK(err.code == Errc::ok);
+  CHECK(err.type == Reply::Type::error);
+}
+
+TEST_CASE(
+    "transport: blocking and queued commands from many threads never "
+    "get each other's replies",
+    "[redis][transport]") {
+  RedisServer server;
+  for (uint32_t conns : {1u, 2u}) {
+    auto t = make(server.url(), 2000, conns);
+    settle(*t);
+    const std::string key = "counter-" + std::to_string(conns);
+    constexpr int kThreads = 4;
+    constexpr int kCalls = 400;
+    std::atomic<int> wrong{0};
+    std::atomic<int> errors{0};
+    std::vector<std::thread> threads;
+    for (int w = 0; w < kThreads; ++w) {
+      threads.emplace_back([&, w] {
+        // Each thread owns a key of its own (its INCR replies must count
+        // 1, 2, 3, ...) and shares one counter with the others.
+        const std::string mine = key + "-" + std::to_string(w);
+        for (int i = 1; i <= kCalls; ++i) {
+          const Mode mode = (i + w) % 3 == 0 ? Mode::queued : Mode::blocking;
+          Outcome own;
+          if (!submit_wait(*t, own, cmd({"INCR", mine}), mode, 2000) ||
+              own.code != Errc::ok)
+            ++errors;
+          else if (own.type != Reply::Type::integer || own.integer != i)
+            ++wrong;
+          Outcome shared;
+          if (!submit_wait(*t, shared, cmd({"INCR", key}), mode, 2000) ||
+              shared.code != Errc::ok)
+            ++errors;
+        }
+      });
+    }
+    for (auto &th : threads) th.join();
+    CHECK(errors.load() == 0);
+    CHECK(wrong.load() == 0);
+    CHECK(server.command({"GET", key}) == std::to_string(kThreads * kCalls));
+  }
+}
+
+TEST_CASE(
+    "transport: a borrower that times out leaves the late reply to the "
+    "I/O thread",
+    "[redis][transport][chaos]") {
+  RedisServer server;
+  auto t = make(server.url(), 1000);
+  settle(*t);
+  Outcome first;
+  run(*t, first, cmd({"INCR", "late"}), Mode::blocking);
+  REQUIRE(first.integer == 1);
+  server.stop();
+  const int64_t t0 = monotonic_ns();
+  Outcome frozen;
+  run(*t, frozen, cmd({"INCR", "late"}), Mode::blocking, 150);
+  const int64_t took = ms_since(t0);
+  CHECK(frozen.code == Errc::timeout);
+  CHECK(frozen.thread == std::this_thread::get_id());  // it was borrowed
+  CHECK(took >= 140);
+  CHECK(took <= 150 + 100);
+  server.cont();
+  // The frozen INCR runs when Redis resumes (2); its reply must be dropped,
+  // not handed to the next command, which sees 3.
+  Outcome next;
+  run(*t, next, cmd({"INCR", "late"}), Mode::blocking, 1000);
+  CHECK(next.code == Errc::ok);
+  CHECK(next.integer == 3);
+  settle(*t);
+  Outcome again;
+  run(*t, again, cmd({"INCR", "late"}), Mode::blocking, 1000);
+  CHECK(again.integer == 4);
+  CHECK(again.thread == std::this_thread::get_id());  // idle and lent again
+}
+
+TEST_CASE("transport: Redis killed while a connection is lent, then restarted",
+          "[redis][transport][chaos]") {
+  RedisServer server;
+  auto t = make(server.url(), 300);
+  settle(*t);
+  server.kill9();
+  // The I/O thread sees the close (EPOLLRDHUP) or the borrower does: either
+  // way the answer is an error within the deadline, never a hang.
+  for (int i = 0; i < 5; ++i) {
+    const int64_t t0 = monotonic_ns();
+    Outcome o;
+    run(*t, o, cmd({"PING"}), Mode::blocking, 300);
+    CHECK(o.code != Errc::ok);
+    CHECK(ms_since(t0) <= 300 + 100);
+  }
+  server.restart();
+  bool back = false;
+  for (int i = 0; i < 100 && !back; ++i) {
+    Outcome o;
+    run(*t, o, cmd({"PING"}), Mode::blocking, 300);
+    back = o.code == Errc::ok && o.str == "PONG";
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  }
+  CHECK(back);
+  CHECK(t->stats().reconnects == 1);
+}
+
+TEST_CASE(
+    "transport: bad replies to a borrower are protocol errors and the "
+    "connection is replaced",
+    "[redis][transport][protocol]") {
+  struct Case {
+    const char *name;
+    std::string reply;
+    Errc expect;
+  };
+  const std::string info_body = "# Server\r\nredis_version:9.9.9\r\n";
+  const std::string info =
+      "$" + std::to_string(info_body.size()) + "\r\n" + info_body + "\r\n";
+  const Case cases[] = {
+      {"garbage type byte", "!garbage\r\n", Errc::protocol},
+      {"absurd array", "*888888880\r\n", Errc::protocol},
+      {"closed mid-reply", "*5\r\n:1\r\n<close>", Errc::connect},
+      {"two replies for one command", "+PONG\r\n+PONG\r\n", Errc::ok},
+      {"silence", "", Errc::timeout},
+  };
+  for (const Case &c : cases) {
+    SECTION(c.name) {
+      // Handshake (INFO), the settling PING, then the case's reply.
+      std::vector<std::string> replies = {info, "+PONG\r\n"};
+      if (!c.reply.empty()) replies.push_back(c.reply);
+      fixtures::FakeServer fake(replies);
+      auto t = make("redis://127.0.0.1:" + std::to_string(fake.port()), 300);
+      settle(*t);
+      const int64_t t0 = monotonic_ns();
+      Outcome o;
+      run(*t, o, cmd({"PING"}), Mode::blocking, 300);
+      INFO(o.message);
+      CHECK(o.code == c.expect);
+      CHECK(ms_since(t0) <= 300 + 100);
+      if (c.expect == Errc::ok) {
+        // The stray second reply makes the connection suspect: the I/O
+        // thread drops it instead of handing the extra bytes to anyone.
+        CHECK(o.str == "PONG");
+        Outcome next;
+        run(*t, next, cmd({"PING"}), Mode::blocking, 300);
+        CHECK(next.code != Errc::ok);
+      }
+    }
+  }
+}
