@@ -629,13 +629,28 @@ KeyView key_view(py::handle key) {
 thread_local py::error_already_set *t_clock_error = nullptr;
 thread_local int t_in_clock = 0;
 
+// Calls the clock. While the interpreter finalizes, the Python code may
+// itself drop and retake the GIL (the eval loop's switch interval) and be
+// told to exit there: that forced unwind must not cross the C library's
+// frames (and the noexcept lambda around rl_check), so the thread parks.
+PyObject *call_clock(PyObject *clock) {
+#if defined(__GLIBCXX__)
+  try {
+    return PyObject_CallObject(clock, nullptr);
+  } catch (abi::__forced_unwind &) {
+    park_forever();
+  }
+#else
+  return PyObject_CallObject(clock, nullptr);
+#endif
+}
+
 int64_t clock_trampoline(void *user_data) {
   // Called from C with the GIL released: take it for the Python call.
   const PyGILState_STATE gil = take_gil();
   ++t_in_clock;
   int64_t value = -1;  // outside [0, 2^52): the C call fails (RL_E_OVERFLOW)
-  PyObject *r =
-      PyObject_CallObject(static_cast<PyObject *>(user_data), nullptr);
+  PyObject *r = call_clock(static_cast<PyObject *>(user_data));
   if (r == nullptr) {
     if (t_clock_error == nullptr)
       t_clock_error = new py::error_already_set();  // fetches and clears
