@@ -1,0 +1,91 @@
+'use strict';
+// tollgate's error classes. Every error the library raises is a
+// TollgateError whose `code` is the C library's RL_E_* name; wrong argument
+// types raise a plain TypeError instead.
+
+class TollgateError extends Error {
+  constructor(message, code = 'RL_E_INTERNAL') {
+    super(message);
+    this.code = code;
+  }
+}
+Object.defineProperty(TollgateError.prototype, 'name', {
+  value: 'TollgateError', writable: true, configurable: true,
+});
+
+function subclass(name) {
+  const C = class extends TollgateError {};
+  Object.defineProperty(C, 'name', { value: name });
+  Object.defineProperty(C.prototype, 'name', {
+    value: name, writable: true, configurable: true,
+  });
+  return C;
+}
+
+const ConnectionError = subclass('ConnectionError');
+const TimeoutError = subclass('TimeoutError');
+const AuthError = subclass('AuthError');
+const TLSError = subclass('TLSError');
+const ProtocolError = subclass('ProtocolError');
+const InvalidArgumentError = subclass('InvalidArgumentError');
+const UnsupportedError = subclass('UnsupportedError');
+
+// RL_E_* codes (never renumbered; tollgate.h).
+const CODES = Object.freeze({
+  RL_E_INVALID_ARG: -1,
+  RL_E_KEY_INVALID: -2,
+  RL_E_KEY_TOO_LONG: -3,
+  RL_E_POLICY: -4,
+  RL_E_OVERFLOW: -5,
+  RL_E_VERSION: -6,
+  RL_E_NOMEM: -7,
+  RL_E_URL: -8,
+  RL_E_UNSUPPORTED: -9,
+  RL_E_INTERNAL: -10,
+  RL_E_CONNECT: -11,
+  RL_E_TIMEOUT: -12,
+  RL_E_AUTH: -13,
+  RL_E_TLS: -14,
+  RL_E_PROTOCOL: -15,
+  RL_E_STORE: -16,
+  RL_E_CLOSED: -17,
+  RL_E_DONE: -18,
+});
+const NAMES = new Map(Object.entries(CODES).map(([k, v]) => [v, k]));
+
+const CLASS_OF = {
+  RL_E_CONNECT: ConnectionError,
+  RL_E_CLOSED: ConnectionError,
+  RL_E_TIMEOUT: TimeoutError,
+  RL_E_AUTH: AuthError,
+  RL_E_TLS: TLSError,
+  RL_E_PROTOCOL: ProtocolError,
+  RL_E_STORE: ProtocolError,
+  RL_E_INVALID_ARG: InvalidArgumentError,
+  RL_E_KEY_INVALID: InvalidArgumentError,
+  RL_E_KEY_TOO_LONG: InvalidArgumentError,
+  RL_E_POLICY: InvalidArgumentError,
+  RL_E_OVERFLOW: InvalidArgumentError,
+  RL_E_URL: InvalidArgumentError,
+  RL_E_UNSUPPORTED: UnsupportedError,
+};
+
+// The error for a code (a number, as the C library returns, or its name).
+function makeError(code, message) {
+  const name = typeof code === 'number' ? (NAMES.get(code) || 'RL_E_INTERNAL') : code;
+  const C = CLASS_OF[name] || TollgateError;
+  return new C(message, name);
+}
+
+module.exports = {
+  TollgateError,
+  ConnectionError,
+  TimeoutError,
+  AuthError,
+  TLSError,
+  ProtocolError,
+  InvalidArgumentError,
+  UnsupportedError,
+  CODES,
+  makeError,
+};

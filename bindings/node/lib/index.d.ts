@@ -1,0 +1,209 @@
+// Types for tollgate's Node.js API (lib/index.js).
+
+export type Algorithm = 'gcra' | 'token_bucket' | 'fixed_window' | 'sliding_window';
+export type FailureMode = 'open' | 'closed' | 'local' | 'error';
+export type DecisionSource = 'store' | 'deny_cache' | 'fail_open' | 'fail_closed' | 'local';
+/** Integer milliseconds, or text such as "500ms", "1s", "1.5s", "15m", "1h", "1d". */
+export type Period = number | string;
+export type Key = string | Buffer | Uint8Array;
+
+export interface PolicyOptions {
+  /** Default 'gcra'. */
+  algorithm?: Algorithm;
+  /** gcra and token_bucket: units that may pass at once; default: limit. */
+  burst?: number;
+}
+
+/** A policy as a plain object (validated on first use, re-checked after changes). */
+export interface PolicyInput extends PolicyOptions {
+  limit: number;
+  period: Period;
+}
+
+/** A validated policy (immutable): at most `limit` units per `period` ms. */
+export class Policy {
+  constructor(limit: number, period: Period, options?: PolicyOptions);
+  readonly limit: number;
+  /** Milliseconds. */
+  readonly period: number;
+  readonly algorithm: Algorithm;
+  readonly burst: number | undefined;
+  toString(): string;
+  toJSON(): { limit: number; period: number; algorithm: Algorithm; burst?: number };
+}
+
+export type PolicyLike = Policy | PolicyInput;
+
+/** Same as `new Policy(limit, period, options)`. */
+export function policy(limit: number, period: Period, options?: PolicyOptions): Policy;
+
+/** Parses a period (integer ms or text such as "1.5s") to milliseconds. */
+export function parsePeriod(period: Period): number;
+
+/** The answer to a check (a frozen plain object). */
+export interface Decision {
+  readonly allowed: boolean;
+  /** The deciding policy's limit. */
+  readonly limit: number;
+  /** Units still available after this call. */
+  readonly remaining: number;
+  /** Milliseconds until the state is back to full (0 if full). */
+  readonly resetAfter: number;
+  /** Milliseconds before the same call can pass: 0 if allowed; Infinity if it never can. */
+  readonly retryAfter: number;
+  /** Which path decided, so a degraded answer is never mistaken for a real one. */
+  readonly source: DecisionSource;
+  /** Index (in the check's policies) of the reported policy. */
+  readonly policyIndex: number;
+}
+
+export interface CheckOptions {
+  /** Units to charge (integer >= 0; default 1; 0 peeks). */
+  cost?: number;
+}
+
+export interface LimiterOptions {
+  /** No URL (or "memory://"): the in-process memory store. "redis://", "rediss://", "unix://": Redis. */
+  url?: string;
+  maxKeys?: number;
+  maxKeyLen?: number;
+  shards?: number;
+  connectTimeoutMs?: number;
+  timeoutMs?: number;
+  keyPrefix?: string;
+  failureMode?: FailureMode;
+  localDivisor?: number;
+  denyCache?: boolean;
+  denyCacheSize?: number;
+  connections?: number;
+  reconnectMaxMs?: number;
+  username?: string;
+  /** Never echoed in any error message. */
+  password?: string;
+  tlsCaFile?: string;
+  tlsCaDir?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  tlsServerName?: string;
+  tlsVerify?: boolean;
+  /**
+   * Integer microseconds since the epoch (number or bigint), used instead of
+   * the system clock by the memory store (and by Redis in builds made with
+   * -DTOLLGATE_TESTING=ON). Called on the JS thread.
+   */
+  clock?: () => number | bigint;
+}
+
+export interface HealthInfo {
+  store: 'memory' | 'redis';
+  connection: 'none' | 'connecting' | 'ready' | 'down';
+  checks: number;
+  allowed: number;
+  denied: number;
+  errors: number;
+  liveKeys: number;
+  evictions: number;
+  inFlight: number;
+  reconnects: number;
+  /** Last PING round trip in ms; null if none yet. */
+  lastPingMs: number | null;
+  storeErrors: number;
+  failOpen: number;
+  failClosed: number;
+  localFallback: number;
+  denyCacheHits: number;
+  serverVersion: string;
+  lastError: string;
+}
+
+export interface KeyState {
+  /** A string when the stored key is valid UTF-8, else a Buffer. */
+  key: string | Buffer;
+  policy: Policy;
+  remaining: number;
+  /** Milliseconds. */
+  resetAfter: number;
+}
+
+export class Limiter {
+  constructor(options?: LimiterOptions);
+  readonly store: 'memory' | 'redis';
+  readonly closed: boolean;
+  /** Checks `key` and, if every policy allows it, charges `cost` to each (1 to 16 policies). */
+  check(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Promise<Decision>;
+  /** The memory store's synchronous check; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
+  checkSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Decision;
+  /** Forgets every policy's state for `key`. */
+  reset(key: Key): Promise<void>;
+  /** One round trip to the store; resolves to the round-trip time in ms (0 for memory). */
+  ping(): Promise<number>;
+  health(): HealthInfo;
+  /** Every stored (key, policy) state under the key prefix (Redis: SCAN; memory: UnsupportedError). */
+  keys(): AsyncIterableIterator<KeyState>;
+  /** Waits for calls in progress, then releases the limiter. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The rate-limit response headers for `decision` (which reported `policy`,
+ * or `policies[decision.policyIndex]`), formatted by the C library.
+ */
+export function rateLimitHeaders(
+  decision: Decision,
+  policy: PolicyLike | readonly PolicyLike[],
+  name?: string,
+): Record<string, string>;
+
+/** The loaded C library's version, e.g. "0.1.0". */
+export const version: string;
+export const versionNumber: number;
+
+export type ErrorCode =
+  | 'RL_E_INVALID_ARG' | 'RL_E_KEY_INVALID' | 'RL_E_KEY_TOO_LONG' | 'RL_E_POLICY' | 'RL_E_OVERFLOW'
+  | 'RL_E_VERSION' | 'RL_E_NOMEM' | 'RL_E_URL' | 'RL_E_UNSUPPORTED' | 'RL_E_INTERNAL' | 'RL_E_CONNECT'
+  | 'RL_E_TIMEOUT' | 'RL_E_AUTH' | 'RL_E_TLS' | 'RL_E_PROTOCOL' | 'RL_E_STORE' | 'RL_E_CLOSED' | 'RL_E_DONE';
+
+export const CODES: Readonly<Record<ErrorCode, number>>;
+
+export class TollgateError extends Error {
+  constructor(message: string, code?: ErrorCode);
+  readonly code: ErrorCode;
+}
+/** RL_E_CONNECT, RL_E_CLOSED */
+export class ConnectionError extends TollgateError {}
+/** RL_E_TIMEOUT */
+export class TimeoutError extends TollgateError {}
+/** RL_E_AUTH */
+export class AuthError extends TollgateError {}
+/** RL_E_TLS */
+export class TLSError extends TollgateError {}
+/** RL_E_PROTOCOL, RL_E_STORE */
+export class ProtocolError extends TollgateError {}
+/** RL_E_INVALID_ARG, RL_E_KEY_INVALID, RL_E_KEY_TOO_LONG, RL_E_POLICY, RL_E_OVERFLOW, RL_E_URL */
+export class InvalidArgumentError extends TollgateError {}
+/** RL_E_UNSUPPORTED */
+export class UnsupportedError extends TollgateError {}
+
+/** The TollgateError subclass for an RL_E_* code (number or name). */
+export function makeError(code: number | ErrorCode, message: string): TollgateError;
+
+declare const tollgate: {
+  Limiter: typeof Limiter;
+  Policy: typeof Policy;
+  policy: typeof policy;
+  parsePeriod: typeof parsePeriod;
+  rateLimitHeaders: typeof rateLimitHeaders;
+  version: string;
+  versionNumber: number;
+  CODES: typeof CODES;
+  makeError: typeof makeError;
+  TollgateError: typeof TollgateError;
+  ConnectionError: typeof ConnectionError;
+  TimeoutError: typeof TimeoutError;
+  AuthError: typeof AuthError;
+  TLSError: typeof TLSError;
+  ProtocolError: typeof ProtocolError;
+  InvalidArgumentError: typeof InvalidArgumentError;
+  UnsupportedError: typeof UnsupportedError;
+};
+export default tollgate;

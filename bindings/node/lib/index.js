@@ -1,0 +1,527 @@
+'use strict';
+// tollgate for Node.js: a rate limiter shared by many servers and many
+// languages. This file validates arguments and shapes results; the checks,
+// the stores and the header text are the C library's (src/addon.cpp over
+// tollgate.h), so every binding decides and formats alike.
+
+const path = require('node:path');
+const errors = require('./errors');
+
+const {
+  TollgateError,
+  InvalidArgumentError,
+  UnsupportedError,
+  makeError,
+} = errors;
+
+function loadAddon() {
+  const candidates = [];
+  if (process.env.TOLLGATE_NODE_ADDON) candidates.push(process.env.TOLLGATE_NODE_ADDON);
+  const root = path.join(__dirname, '..');
+  candidates.push(
+    path.join(root, 'build', 'Release', 'tollgate.node'),
+    path.join(root, 'build', 'Debug', 'tollgate.node'),
+    path.join(root, 'build', 'RelWithDebInfo', 'tollgate.node'),
+  );
+  let firstError = null;
+  for (const file of candidates) {
+    try {
+      return require(file);
+    } catch (e) {
+      if (e && e.code === 'MODULE_NOT_FOUND') continue;
+      firstError = firstError || e;
+    }
+  }
+  if (firstError) throw firstError;
+  throw new Error(
+    'tollgate: the native addon is not built (looked in ' + candidates.join(', ') +
+      '); run `npm run build` in the tollgate package (needs cmake, a C++ ' +
+      'compiler, libhiredis-dev and libssl-dev)',
+  );
+}
+
+const native = loadAddon();
+
+// ---- Shared result buffers and factories ------------------------------------
+
+const SOURCES = Object.freeze(['store', 'deny_cache', 'fail_open', 'fail_closed', 'local']);
+const SOURCE_CODES = new Map(SOURCES.map((s, i) => [s, i]));
+
+// The synchronous check writes its decision here (allowed, limit, remaining,
+// resetAfter, retryAfter, source, policyIndex); multi-policy ids go in IDS.
+const OUT = new Float64Array(7);
+const IDS = new Int32Array(16);
+
+function makeDecision(allowed, limit, remaining, resetAfter, retryAfter, source, policyIndex) {
+  return Object.freeze({
+    allowed,
+    limit,
+    remaining,
+    resetAfter,
+    retryAfter: retryAfter < 0 ? Infinity : retryAfter,
+    source: SOURCES[source] || 'unknown',
+    policyIndex,
+  });
+}
+
+function readDecision() {
+  const o = OUT;
+  const retry = o[4];
+  return Object.freeze({
+    allowed: o[0] === 1,
+    limit: o[1],
+    remaining: o[2],
+    resetAfter: o[3],
+    retryAfter: retry < 0 ? Infinity : retry,
+    source: SOURCES[o[5]] || 'unknown',
+    policyIndex: o[6],
+  });
+}
+
+native.setup(makeError, makeDecision, OUT, IDS);
+const nativeCheck = native.check;
+
+// ---- Small helpers ----------------------------------------------------------
+
+function typeOf(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'object') {
+    const name = v.constructor && v.constructor.name;
+    return name ? 'an instance of ' + name : 'an object';
+  }
+  return typeof v;
+}
+
+function typeError(what, expected, v) {
+  return new TypeError(`${what} must be ${expected}, received ${typeOf(v)}`);
+}
+
+function closedError() {
+  return makeError('RL_E_CLOSED', 'the limiter is closed');
+}
+
+function isKey(key) {
+  return typeof key === 'string' || key instanceof Uint8Array;
+}
+
+function keyTypeError(key) {
+  return typeError('key', 'a string, Buffer or Uint8Array', key);
+}
+
+// ---- Policies ---------------------------------------------------------------
+
+const ALGORITHMS = Object.freeze(['gcra', 'token_bucket', 'fixed_window', 'sliding_window']);
+const ALGORITHM_CODES = new Map(ALGORITHMS.map((a, i) => [a, i]));
+const MAX_MS = 2 ** 52;
+
+const PERIOD_USAGE =
+  'period: expected integer milliseconds or a string such as "500ms", "1s", ' +
+  '"1.5s", "15m", "1h" or "1d"';
+const UNITS = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
+
+// "500ms", "1s", "1.5s", "15m", "1h", "1d" -> milliseconds, with the rules of
+// the Python binding's parse_period_text (exact decimals, whole ms).
+function parsePeriodText(text) {
+  const m = /^[ \t]*([0-9.]*)[ \t]*([a-z]*)[ \t]*$/.exec(text);
+  const number = m ? m[1] : '';
+  const unit = m ? m[2] : '';
+  if (!m || number === '' || number === '.' || number.indexOf('.') !== number.lastIndexOf('.') || unit === '')
+    throw new InvalidArgumentError(`${PERIOD_USAGE}, got ${JSON.stringify(text)}`, 'RL_E_POLICY');
+  const unitMs = UNITS[unit];
+  if (unitMs === undefined)
+    throw new InvalidArgumentError(`period: unknown unit '${unit}' (expected ms, s, m, h or d)`, 'RL_E_POLICY');
+  const dot = number.indexOf('.');
+  const whole = dot < 0 ? number : number.slice(0, dot);
+  const frac = dot < 0 ? '' : number.slice(dot + 1);
+  const kMax = BigInt(MAX_MS);
+  const w = BigInt(whole === '' ? '0' : whole);
+  const u = BigInt(unitMs);
+  let ms = w * u;
+  if (w > kMax || ms > kMax)
+    throw new InvalidArgumentError(`period: ${JSON.stringify(text)} is too long`, 'RL_E_OVERFLOW');
+  if (frac.length > 15)
+    throw new InvalidArgumentError(`period: ${JSON.stringify(text)} has too many digits`, 'RL_E_POLICY');
+  if (frac !== '') {
+    const scale = 10n ** BigInt(frac.length);
+    const f = BigInt(frac);
+    if (f !== 0n) {
+      if ((f * u) % scale !== 0n)
+        throw new InvalidArgumentError(
+          `period: ${JSON.stringify(text)} is not a whole number of milliseconds`, 'RL_E_POLICY');
+      ms += (f * u) / scale;
+    }
+  }
+  return Number(ms);
+}
+
+function periodMsOf(period) {
+  if (typeof period === 'number') {
+    if (!Number.isInteger(period))
+      throw new InvalidArgumentError(
+        `period: ${period} is not a whole number of milliseconds`, 'RL_E_POLICY');
+    return period;
+  }
+  if (typeof period === 'string') return parsePeriodText(period);
+  throw typeError('period', 'integer milliseconds (number) or a string such as "1s" or "15m"', period);
+}
+
+function intOption(v, what) {
+  if (typeof v !== 'number') throw typeError(what, 'an integer (number)', v);
+  if (!Number.isInteger(v)) throw new TypeError(`${what} must be an integer, received ${v}`);
+  return v;
+}
+
+const kId = Symbol('tollgate.policyId');
+
+// A validated policy: at most `limit` units per `period` (milliseconds).
+class Policy {
+  constructor(limit, period, opts) {
+    if (opts !== undefined && (opts === null || typeof opts !== 'object'))
+      throw typeError('policy options', 'an object', opts);
+    const algorithm = opts && opts.algorithm !== undefined ? opts.algorithm : 'gcra';
+    const burst = opts && opts.burst !== undefined && opts.burst !== null ? opts.burst : undefined;
+    intOption(limit, 'limit');
+    const periodMs = periodMsOf(period);
+    if (typeof algorithm !== 'string') throw typeError('algorithm', 'a string', algorithm);
+    const alg = ALGORITHM_CODES.get(algorithm);
+    if (alg === undefined)
+      throw new InvalidArgumentError(
+        `algorithm: unknown '${algorithm}' (expected 'gcra', 'token_bucket', 'fixed_window' or 'sliding_window')`,
+        'RL_E_POLICY');
+    if (limit < 1)
+      throw new InvalidArgumentError(`limit: must be >= 1 (got ${limit})`, 'RL_E_POLICY');
+    if (periodMs < 1)
+      throw new InvalidArgumentError(`period: must be at least 1 ms (got ${periodMs} ms)`, 'RL_E_POLICY');
+    let b = 0;
+    if (burst !== undefined) {
+      intOption(burst, 'burst');
+      if (alg >= 2)
+        throw new InvalidArgumentError(
+          `burst: applies to 'gcra' and 'token_bucket' only, not '${algorithm}' (leave it out)`,
+          'RL_E_POLICY');
+      if (burst < 1)
+        throw new InvalidArgumentError(
+          `burst: must be >= 1 (got ${burst}; leave it out for the same as limit)`, 'RL_E_POLICY');
+      b = burst;
+    }
+    const id = native.compilePolicy(alg, limit, periodMs, b);
+    this.limit = limit;
+    this.period = periodMs;
+    this.algorithm = algorithm;
+    this.burst = b === 0 ? undefined : b;
+    Object.defineProperty(this, kId, { value: id });
+    Object.freeze(this);
+  }
+
+  toString() {
+    let r = `Policy(${this.limit}, ${periodText(this.period)}`;
+    if (this.algorithm !== 'gcra') r += `, ${this.algorithm}`;
+    if (this.burst !== undefined) r += `, burst=${this.burst}`;
+    return r + ')';
+  }
+
+  toJSON() {
+    const o = { limit: this.limit, period: this.period, algorithm: this.algorithm };
+    if (this.burst !== undefined) o.burst = this.burst;
+    return o;
+  }
+}
+
+function periodText(ms) {
+  for (const [u, n] of [['d', 86400000], ['h', 3600000], ['m', 60000], ['s', 1000]])
+    if (ms % n === 0) return `${ms / n}${u}`;
+  return `${ms}ms`;
+}
+
+function policy(limit, period, opts) {
+  return new Policy(limit, period, opts);
+}
+
+// Plain-object policies: compiled once per object, re-checked on each use
+// (the object may have been changed since).
+const plainCache = new WeakMap();
+
+function policyId(p, where) {
+  if (p !== null && typeof p === 'object') {
+    const id = p[kId];
+    if (id !== undefined) return id;
+    if (Array.isArray(p)) throw typeError(where, 'a Policy or a policy object', p);
+    const c = plainCache.get(p);
+    if (c !== undefined && c.limit === p.limit && c.period === p.period &&
+        c.algorithm === p.algorithm && c.burst === p.burst)
+      return c.policy[kId];
+    const compiled = new Policy(p.limit, p.period, { algorithm: p.algorithm, burst: p.burst });
+    plainCache.set(p, {
+      limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, policy: compiled,
+    });
+    return compiled[kId];
+  }
+  throw typeError(where, 'a Policy or a policy object', p);
+}
+
+// The Policy for a policy input (a Policy, or a plain object's compiled copy).
+function asPolicy(p) {
+  if (p instanceof Policy) return p;
+  policyId(p, 'policy');
+  return plainCache.get(p).policy;
+}
+
+// One policy -> its id; an array of 1..16 -> -n with the ids in IDS.
+function policyArg(p) {
+  if (!Array.isArray(p)) return policyId(p, 'policy');
+  const n = p.length;
+  if (n < 1 || n > 16)
+    throw new InvalidArgumentError(`policies: expected 1 to 16 policies, got ${n}`, 'RL_E_INVALID_ARG');
+  if (n === 1) return policyId(p[0], 'policies[0]');
+  for (let i = 0; i < n; ++i) IDS[i] = policyId(p[i], `policies[${i}]`);
+  return -n;
+}
+
+function costArg(options) {
+  if (options === undefined) return 1;
+  if (options === null || typeof options !== 'object')
+    throw typeError('check options', 'an object such as { cost: 1 }', options);
+  const cost = options.cost;
+  if (cost === undefined) return 1;
+  if (typeof cost !== 'number') throw typeError('cost', 'an integer (number)', cost);
+  if (!Number.isInteger(cost)) throw new TypeError(`cost must be an integer, received ${cost}`);
+  if (cost > Number.MAX_SAFE_INTEGER)
+    throw new InvalidArgumentError('cost: beyond 2^53 (not exact in JS)', 'RL_E_OVERFLOW');
+  return cost;
+}
+
+// ---- Limiter options ---------------------------------------------------------
+
+const NUMBER_OPTIONS = [
+  'maxKeys', 'maxKeyLen', 'shards', 'connectTimeoutMs', 'timeoutMs', 'localDivisor',
+  'denyCacheSize', 'connections', 'reconnectMaxMs',
+];
+const STRING_OPTIONS = [
+  'url', 'keyPrefix', 'username', 'password', 'tlsCaFile', 'tlsCaDir', 'tlsCertFile',
+  'tlsKeyFile', 'tlsServerName',
+];
+const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify'];
+const KNOWN_OPTIONS = new Set([
+  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock',
+]);
+const FAILURE_MODES = native.failureModes;
+
+function nativeOptions(options) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== 'object' || Array.isArray(options))
+    throw typeError('Limiter options', 'an object', options);
+  const out = {};
+  for (const name of Object.keys(options)) {
+    if (!KNOWN_OPTIONS.has(name)) throw new TypeError(`Limiter: unknown option '${name}'`);
+  }
+  for (const name of NUMBER_OPTIONS) {
+    const v = options[name];
+    if (v === undefined) continue;
+    // Never echo a value here (a wrong option may hold a secret).
+    if (typeof v !== 'number') throw typeError(name, 'a non-negative integer (number)', v);
+    if (!Number.isInteger(v) || v < 0)
+      throw new InvalidArgumentError(`${name}: must be a non-negative integer`, 'RL_E_INVALID_ARG');
+    out[name] = v;
+  }
+  for (const name of STRING_OPTIONS) {
+    const v = options[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'string') throw typeError(name, 'a string', v);
+    out[name] = v;
+  }
+  for (const name of BOOLEAN_OPTIONS) {
+    const v = options[name];
+    if (v === undefined) continue;
+    if (typeof v !== 'boolean') throw typeError(name, 'a boolean', v);
+    out[name] = v ? 1 : -1;
+  }
+  if (options.failureMode !== undefined) {
+    const v = options.failureMode;
+    if (typeof v !== 'string') throw typeError('failureMode', "'open', 'closed', 'local' or 'error'", v);
+    if (!Object.prototype.hasOwnProperty.call(FAILURE_MODES, v))
+      throw new InvalidArgumentError(
+        `failureMode: unknown '${v}' (expected 'open', 'closed', 'local' or 'error')`, 'RL_E_INVALID_ARG');
+    out.failureMode = FAILURE_MODES[v];
+  }
+  if (options.clock !== undefined) {
+    if (typeof options.clock !== 'function')
+      throw typeError('clock', 'a function returning integer microseconds since the epoch', options.clock);
+    out.clock = options.clock;
+  }
+  return out;
+}
+
+// ---- Limiter -----------------------------------------------------------------
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+
+function keyOut(buf) {
+  try {
+    return utf8.decode(buf);
+  } catch {
+    return buf;
+  }
+}
+
+class Limiter {
+  #native;
+  #handle;
+  #redis;
+  #closed = false;
+  #closing = null;
+
+  constructor(options) {
+    const opts = nativeOptions(options);
+    this.#native = new native.NativeLimiter(opts);
+    this.#redis = this.#native.storeKind === 'redis';
+    this.#handle = this.#native.handle;
+  }
+
+  /** 'memory' or 'redis'. */
+  get store() {
+    return this.#redis ? 'redis' : 'memory';
+  }
+
+  get closed() {
+    return this.#closed;
+  }
+
+  /** Checks `key` and, if every policy allows, charges `cost` (default 1). */
+  check(key, policies, options) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      const pid = policyArg(policies);
+      const cost = costArg(options);
+      if (this.#redis) return this.#native.checkAsync(key, pid, cost);
+      nativeCheck(this.#handle, key, pid, cost);
+      return Promise.resolve(readDecision());
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** The memory store's synchronous check (a Redis limiter refuses it). */
+  checkSync(key, policies, options) {
+    if (this.#closed) throw closedError();
+    if (this.#redis)
+      throw new UnsupportedError(
+        'checkSync: a Redis limiter answers asynchronously (it never blocks the event loop); use await limiter.check()',
+        'RL_E_UNSUPPORTED');
+    if (!isKey(key)) throw keyTypeError(key);
+    nativeCheck(this.#handle, key, policyArg(policies), costArg(options));
+    return readDecision();
+  }
+
+  /** Forgets every policy's state for `key`. */
+  reset(key) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      return this.#native.reset(key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** One round trip to the store; resolves to the round-trip time in ms. */
+  ping() {
+    try {
+      if (this.#closed) throw closedError();
+      return this.#native.ping();
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  health() {
+    if (this.#closed) throw closedError();
+    return this.#native.health();
+  }
+
+  /** Every stored (key, policy) state under the key prefix (Redis: SCAN). */
+  async *keys() {
+    if (this.#closed) throw closedError();
+    const it = this.#native.keysOpen();
+    try {
+      for (;;) {
+        const e = await it.next();
+        if (e === null) return;
+        yield {
+          key: keyOut(e.key),
+          policy: new Policy(e.limit, e.periodMs, {
+            algorithm: ALGORITHMS[e.algorithm],
+            burst: e.burst === 0 ? undefined : e.burst,
+          }),
+          remaining: e.remaining,
+          resetAfter: e.resetAfter,
+        };
+      }
+    } finally {
+      it.free();
+    }
+  }
+
+  /** Waits for calls in progress, then releases the limiter. Idempotent. */
+  close() {
+    if (this.#closing === null) {
+      this.#closed = true;
+      this.#closing = this.#native.close();
+    }
+    return this.#closing;
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'Limiter';
+  }
+}
+
+// ---- Headers -----------------------------------------------------------------
+
+/**
+ * The rate-limit response headers for `decision` (which reported `policy`),
+ * as the C library formats them (byte-identical in every binding).
+ */
+function rateLimitHeaders(decision, policyOrPolicies, name = 'default') {
+  if (decision === null || typeof decision !== 'object')
+    throw typeError('decision', 'a Decision', decision);
+  if (typeof name !== 'string') throw typeError('name', 'a string', name);
+  let p = policyOrPolicies;
+  if (Array.isArray(p)) {
+    p = p[decision.policyIndex];
+    if (p === undefined)
+      throw new InvalidArgumentError('policies: no policy at decision.policyIndex', 'RL_E_INVALID_ARG');
+  }
+  const pid = policyId(p, 'policy');
+  const source = SOURCE_CODES.get(decision.source);
+  if (source === undefined) throw typeError('decision.source', 'a Decision source', decision.source);
+  for (const f of ['limit', 'remaining', 'resetAfter', 'retryAfter', 'policyIndex'])
+    if (typeof decision[f] !== 'number') throw typeError('decision.' + f, 'a number', decision[f]);
+  const retry = decision.retryAfter === Infinity ? -1 : decision.retryAfter;
+  return native.headers(
+    decision.allowed === true,
+    decision.limit,
+    decision.remaining,
+    decision.resetAfter,
+    retry,
+    source,
+    decision.policyIndex,
+    pid,
+    name,
+  );
+}
+
+module.exports = {
+  Limiter,
+  Policy,
+  policy,
+  rateLimitHeaders,
+  parsePeriod: periodMsOf,
+  version: native.version,
+  versionNumber: native.versionNumber,
+  ...errors,
+  // Internal: whether the addon was built with -DTOLLGATE_TESTING=ON.
+  _testing: native.testing,
+  _asPolicy: asPolicy,
+};

@@ -1,0 +1,23 @@
+// ESM entry: a thin re-export of the CommonJS module.
+import tollgate from './index.js';
+
+export const {
+  Limiter,
+  Policy,
+  policy,
+  rateLimitHeaders,
+  parsePeriod,
+  version,
+  versionNumber,
+  TollgateError,
+  ConnectionError,
+  TimeoutError,
+  AuthError,
+  TLSError,
+  ProtocolError,
+  InvalidArgumentError,
+  UnsupportedError,
+  CODES,
+  makeError,
+} = tollgate;
+export default tollgate;

@@ -1,0 +1,1249 @@
+// tollgate.node: the Node.js addon over the tollgate C ABI.
+//
+// It includes tollgate.h and nothing else of tollgate (the build puts only
+// capi/include on its include path). lib/index.js validates arguments and
+// builds the JS objects; this file holds what must be native:
+//
+//   - Policies are validated once (rl_headers_format checks a policy with
+//     the library's own rules) and interned in a per-instance table; a check
+//     passes a policy id, not an object.
+//   - The synchronous check (memory store) writes its decision into a
+//     Float64Array shared with JS and returns the status: no object is made
+//     here on the hot path.
+//   - Redis checks go through rl_check_async. The completion runs on
+//     tollgate's I/O thread: it queues the result under a mutex and, only
+//     when the queue was empty, pokes ONE thread-safe function per limiter
+//     (non-blocking). On the JS thread that function drains the whole queue
+//     and settles the promises. No libuv threadpool work per check.
+//   - reset, ping, keys-next and rl_destroy block, so they run as
+//     Napi::AsyncWorkers; close() waits for the ones in progress (ABI rule:
+//     rl_destroy never runs concurrently with another call).
+//
+// Context-aware: all state hangs off the instance data (worker_threads each
+// load their own instance); no static JS handles.
+#include <napi.h>
+
+#include <tollgate.h>
+
+#include <atomic>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <tuple>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace {
+
+constexpr size_t kMaxPolicies = 16;
+constexpr int kOutSlots = 7;  // allowed, limit, remaining, reset, retry,
+                              // source, policy_index
+
+// ---- Per-instance data -----------------------------------------------------
+
+struct LimiterState;
+
+struct Addon {
+  // JS factories set by lib/index.js: (code, message) -> Error and
+  // (allowed, limit, remaining, resetAfter, retryAfter, source, index) ->
+  // frozen Decision.
+  Napi::FunctionReference make_error;
+  Napi::FunctionReference make_decision;
+  // The buffers shared with JS: check results and multi-policy ids.
+  Napi::Reference<Napi::Float64Array> out_ref;
+  Napi::Reference<Napi::Int32Array> ids_ref;
+  double *out = nullptr;
+  int32_t *ids = nullptr;
+  // Interned policies: id -> policy, (alg, limit, period, burst) -> id.
+  std::vector<rl_policy> policies;
+  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t>, int32_t> policy_ids;
+  Napi::FunctionReference limiter_ctor;
+  Napi::FunctionReference keys_ctor;
+  // Open limiters by handle: the hot path passes a small integer instead of
+  // unwrapping an object (napi_unwrap is a private-property lookup).
+  std::vector<LimiterState *> handles;
+  std::vector<int32_t> free_handles;
+};
+
+Addon &addon(Napi::Env env) {
+  return *env.GetInstanceData<Addon>();
+}
+
+// ---- Errors ----------------------------------------------------------------
+
+std::string last_error_text(int code) {
+  const char *m = rl_last_error();
+  return (m && *m) ? std::string(m) : std::string(rl_strerror(code));
+}
+
+// The TollgateError subclass for `code` (built by lib/errors.js).
+Napi::Value make_error(Napi::Env env, int code, const std::string &message) {
+  Addon &a = addon(env);
+  const std::string text = message.empty() ? rl_strerror(code) : message;
+  if (a.make_error.IsEmpty()) return Napi::Error::New(env, text).Value();
+  return a.make_error.Call(
+      {Napi::Number::New(env, code), Napi::String::New(env, text)});
+}
+
+[[noreturn]] void throw_code(Napi::Env env, int code,
+                             const std::string &message) {
+  throw Napi::Error(env, make_error(env, code, message));
+}
+
+[[noreturn]] void throw_type(Napi::Env env, const std::string &message) {
+  throw Napi::TypeError::New(env, message);
+}
+
+// ---- Keys ------------------------------------------------------------------
+
+// A key argument: a string (as UTF-8) or bytes (Buffer / Uint8Array). The
+// bytes are borrowed from JS and valid until JS runs again.
+class KeyArg {
+ public:
+  KeyArg(Napi::Env env, napi_value v) {
+    napi_valuetype t;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_typeof(env, v, &t));
+    if (t == napi_string) {
+      size_t n = 0;
+      NAPI_THROW_IF_FAILED_VOID(
+          env, napi_get_value_string_utf8(env, v, small_, sizeof small_, &n));
+      // Truncation stops before a partial character, so up to 3 bytes
+      // short of the buffer may still be a cut string: check again then.
+      if (n + 4 < sizeof small_) {
+        data_ = small_;
+        len_ = n;
+        return;
+      }
+      NAPI_THROW_IF_FAILED_VOID(
+          env, napi_get_value_string_utf8(env, v, nullptr, 0, &n));
+      big_.resize(n + 1);
+      NAPI_THROW_IF_FAILED_VOID(
+          env, napi_get_value_string_utf8(env, v, big_.data(), n + 1, &n));
+      data_ = big_.data();
+      len_ = n;
+      return;
+    }
+    bool is_ta = false;
+    NAPI_THROW_IF_FAILED_VOID(env, napi_is_typedarray(env, v, &is_ta));
+    if (is_ta) {
+      napi_typedarray_type type;
+      size_t length = 0;
+      void *data = nullptr;
+      NAPI_THROW_IF_FAILED_VOID(
+          env, napi_get_typedarray_info(env, v, &type, &length, &data, nullptr,
+                                        nullptr));
+      if (type == napi_uint8_array) {
+        data_ = static_cast<const char *>(data);
+        len_ = length;
+        if (data_ == nullptr) data_ = small_;  // empty: rl_* rejects it
+        return;
+      }
+    }
+    throw_type(env, "key must be a string, Buffer or Uint8Array");
+  }
+  KeyArg(const KeyArg &) = delete;
+  KeyArg &operator=(const KeyArg &) = delete;
+
+  const char *data() const { return data_; }
+  size_t size() const { return len_; }
+
+ private:
+  char small_[256];
+  std::vector<char> big_;
+  const char *data_ = small_;
+  size_t len_ = 0;
+};
+
+// ---- Policies --------------------------------------------------------------
+
+// Checks a policy with the library's own rules (bounds included): the ABI
+// has no rl_policy_validate, but rl_headers_format validates its policy
+// argument first.
+int validate_policy(const rl_policy &p) {
+  rl_decision d = RL_DECISION_INIT;
+  d.allowed = 1;
+  d.limit = p.limit;
+  rl_headers h = RL_HEADERS_INIT;
+  return rl_headers_format(&h, &d, &p, nullptr, 0);
+}
+
+int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
+  if (!v.IsNumber()) throw_type(env, std::string(what) + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || std::trunc(d) != d)
+    throw_code(env, RL_E_INVALID_ARG,
+               std::string(what) + ": must be an integer");
+  if (std::fabs(d) > 9007199254740992.0)
+    throw_code(env, RL_E_OVERFLOW,
+               std::string(what) + ": beyond 2^53 (not exact in JS)");
+  return static_cast<int64_t>(d);
+}
+
+// compilePolicy(algorithm, limit, periodMs, burst) -> id
+Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  rl_policy p = RL_POLICY_INIT;
+  p.algorithm = static_cast<int32_t>(int64_arg(env, info[0], "algorithm"));
+  p.limit = int64_arg(env, info[1], "limit");
+  p.period_ms = int64_arg(env, info[2], "period");
+  p.burst = int64_arg(env, info[3], "burst");
+  const int rc = validate_policy(p);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  Addon &a = addon(env);
+  const auto key = std::make_tuple(p.algorithm, p.limit, p.period_ms, p.burst);
+  auto it = a.policy_ids.find(key);
+  if (it != a.policy_ids.end()) return Napi::Number::New(env, it->second);
+  if (a.policies.size() >= (size_t{1} << 30))
+    throw_code(env, RL_E_NOMEM, "policies: too many distinct policies");
+  const int32_t id = static_cast<int32_t>(a.policies.size());
+  a.policies.push_back(p);
+  a.policy_ids.emplace(key, id);
+  return Napi::Number::New(env, id);
+}
+
+// The policies of a check: `pid` >= 0 is one policy id; -n means n ids in
+// the shared Int32Array. Returns the count.
+size_t gather_policies(Napi::Env env, Addon &a, int32_t pid,
+                       rl_policy (&ps)[kMaxPolicies]) {
+  const size_t table = a.policies.size();
+  if (pid >= 0) {
+    if (static_cast<size_t>(pid) >= table)
+      throw_type(env, "policy: not a compiled policy");
+    ps[0] = a.policies[static_cast<size_t>(pid)];
+    return 1;
+  }
+  const size_t n = static_cast<size_t>(-static_cast<int64_t>(pid));
+  if (n > kMaxPolicies || a.ids == nullptr)
+    throw_code(env, RL_E_INVALID_ARG, "policies: expected 1 to 16 policies");
+  for (size_t i = 0; i < n; ++i) {
+    const int32_t id = a.ids[i];
+    if (id < 0 || static_cast<size_t>(id) >= table)
+      throw_type(env, "policy: not a compiled policy");
+    ps[i] = a.policies[static_cast<size_t>(id)];
+  }
+  return n;
+}
+
+void write_decision(double *out, const rl_decision &d) {
+  out[0] = d.allowed ? 1 : 0;
+  out[1] = static_cast<double>(d.limit);
+  out[2] = static_cast<double>(d.remaining);
+  out[3] = static_cast<double>(d.reset_after_ms);
+  out[4] = static_cast<double>(d.retry_after_ms);
+  out[5] = d.source;
+  out[6] = d.policy_index;
+}
+
+Napi::Value decision_value(Napi::Env env, const rl_decision &d) {
+  Addon &a = addon(env);
+  return a.make_decision.Call(
+      {Napi::Boolean::New(env, d.allowed != 0),
+       Napi::Number::New(env, static_cast<double>(d.limit)),
+       Napi::Number::New(env, static_cast<double>(d.remaining)),
+       Napi::Number::New(env, static_cast<double>(d.reset_after_ms)),
+       Napi::Number::New(env, static_cast<double>(d.retry_after_ms)),
+       Napi::Number::New(env, d.source),
+       Napi::Number::New(env, d.policy_index)});
+}
+
+// ---- Limiter state ---------------------------------------------------------
+
+struct AsyncCall;
+
+struct KeysSlot {
+  std::mutex mu;
+  rl_keys *it = nullptr;
+};
+
+// What a Limiter, its pending calls, workers and key iterators share. Only
+// `queue` (under queue_mu), `pinned_now` and `iterators` (under iter_mu) are
+// touched off the JS thread.
+struct LimiterState : std::enable_shared_from_this<LimiterState> {
+  napi_env env = nullptr;
+  std::thread::id js_thread;
+  rl_limiter *lim = nullptr;
+  int32_t store_kind = RL_STORE_MEMORY;
+  bool closed = false;     // close() was called: no new calls
+  bool destroyed = false;  // rl_destroy ran
+  bool destroy_started = false;
+  bool hook_added = false;
+  int32_t handle = -1;  // index in Addon::handles
+
+  // The JS clock (memory store; Redis in TOLLGATE_TESTING builds).
+  Napi::FunctionReference clock;
+  std::atomic<int64_t> pinned_now{0};  // for a clock read off the JS thread
+  napi_ref clock_error = nullptr;      // an exception thrown by the clock
+
+  // Async checks: results queued by the I/O thread.
+  napi_threadsafe_function tsfn = nullptr;
+  std::mutex queue_mu;
+  std::vector<AsyncCall *> queue;
+  size_t pending = 0;  // submitted async checks not yet settled
+  size_t active = 0;   // AsyncWorkers in progress
+  bool tsfn_ref = false;
+  napi_ref self_ref = nullptr;  // keeps the JS Limiter alive while busy
+  bool self_held = false;
+
+  std::mutex iter_mu;
+  std::unordered_set<KeysSlot *> iterators;
+
+  std::vector<napi_deferred> close_waiters;
+
+  void busy_changed();
+  void destroy_now();
+  void finish_close();
+  void maybe_start_destroy();
+};
+
+struct AsyncCall {
+  std::shared_ptr<LimiterState> state;
+  napi_deferred deferred = nullptr;
+  bool submitting = true;
+  bool done_inline = false;
+  int status = RL_OK;
+  rl_decision d = RL_DECISION_INIT;
+  std::string error;
+};
+
+// Holds the JS limiter object and the TSFN's loop reference while anything
+// is in flight; lets both go when idle (an idle limiter does not keep the
+// process alive).
+void LimiterState::busy_changed() {
+  const bool busy = pending != 0 || active != 0;
+  if (self_ref != nullptr && busy != self_held) {
+    uint32_t count = 0;
+    if (busy)
+      napi_reference_ref(env, self_ref, &count);
+    else
+      napi_reference_unref(env, self_ref, &count);
+    self_held = busy;
+  }
+  const bool want_ref = pending != 0;
+  if (tsfn != nullptr && want_ref != tsfn_ref) {
+    if (want_ref)
+      napi_ref_threadsafe_function(env, tsfn);
+    else
+      napi_unref_threadsafe_function(env, tsfn);
+    tsfn_ref = want_ref;
+  }
+}
+
+void env_cleanup_hook(void *arg);
+
+// Frees iterators and destroys the limiter (blocking: joins the I/O thread).
+void free_native(LimiterState &st) {
+  {
+    std::lock_guard<std::mutex> lock(st.iter_mu);
+    for (KeysSlot *slot : st.iterators) {
+      std::lock_guard<std::mutex> slot_lock(slot->mu);
+      rl_keys_free(slot->it);
+      slot->it = nullptr;
+    }
+    st.iterators.clear();
+  }
+  rl_destroy(st.lim);
+  st.lim = nullptr;
+}
+
+// Settles every queued async result (JS thread).
+void drain(LimiterState &st, napi_env env) {
+  std::vector<AsyncCall *> done;
+  {
+    std::lock_guard<std::mutex> lock(st.queue_mu);
+    done.swap(st.queue);
+  }
+  if (done.empty()) return;
+  Napi::Env e(env);
+  for (AsyncCall *call : done) {
+    std::unique_ptr<AsyncCall> owned(call);
+    Napi::HandleScope scope(e);
+    try {
+      if (call->status == RL_OK)
+        napi_resolve_deferred(env, call->deferred, decision_value(e, call->d));
+      else
+        napi_reject_deferred(env, call->deferred,
+                             make_error(e, call->status, call->error));
+    } catch (const Napi::Error &err) {
+      napi_reject_deferred(env, call->deferred, err.Value());
+    }
+  }
+  st.pending -= done.size();
+  st.busy_changed();
+}
+
+// The TSFN's JS-thread side. `env` is NULL while the environment tears down.
+void tsfn_call_js(napi_env env, napi_value, void *context, void *) {
+  if (env == nullptr) return;
+  auto *st = static_cast<LimiterState *>(context);
+  drain(*st, env);
+}
+
+void tsfn_finalize(napi_env, void *data, void *) {
+  // The TSFN held a strong reference to the state. It can be finalized by
+  // the environment's teardown before the limiter is destroyed: forget it so
+  // late completions do not use it.
+  auto *hold = static_cast<std::shared_ptr<LimiterState> *>(data);
+  {
+    std::lock_guard<std::mutex> lock((*hold)->queue_mu);
+    (*hold)->tsfn = nullptr;
+  }
+  delete hold;
+}
+
+// Any thread (tollgate's I/O thread, or inline on the JS thread).
+void async_complete(int status, const rl_decision *d, void *user) {
+  auto *call = static_cast<AsyncCall *>(user);
+  call->status = status;
+  if (d != nullptr) call->d = *d;
+  if (status != RL_OK) call->error = last_error_text(status);
+  LimiterState &st = *call->state;
+  if (call->submitting && std::this_thread::get_id() == st.js_thread) {
+    call->done_inline = true;  // answered before rl_check_async returned
+    return;
+  }
+  // Under the lock: tsfn_finalize may clear st.tsfn (environment teardown).
+  // The non-blocking call only queues and signals the loop.
+  std::lock_guard<std::mutex> lock(st.queue_mu);
+  const bool was_empty = st.queue.empty();
+  st.queue.push_back(call);
+  if (was_empty && st.tsfn != nullptr)
+    napi_call_threadsafe_function(st.tsfn, nullptr, napi_tsfn_nonblocking);
+}
+
+// The clock trampoline: on the JS thread, calls the JS clock; elsewhere (an
+// AsyncWorker reading keys) answers the time read before the work started.
+int64_t clock_trampoline(void *user) {
+  auto *st = static_cast<LimiterState *>(user);
+  if (std::this_thread::get_id() != st->js_thread || st->clock.IsEmpty())
+    return st->pinned_now.load();
+  napi_env env = st->env;
+  napi_handle_scope scope;
+  if (napi_open_handle_scope(env, &scope) != napi_ok) return -1;
+  int64_t value = -1;  // outside [0, 2^52): the call fails (RL_E_OVERFLOW)
+  napi_value fn = st->clock.Value();
+  napi_value undefined, result;
+  napi_get_undefined(env, &undefined);
+  const napi_status s =
+      napi_call_function(env, undefined, fn, 0, nullptr, &result);
+  if (s == napi_ok) {
+    napi_valuetype t;
+    napi_typeof(env, result, &t);
+    double d = 0;
+    bool lossless = true;
+    int64_t i = 0;
+    if (t == napi_number && napi_get_value_double(env, result, &d) == napi_ok &&
+        std::isfinite(d) && std::trunc(d) == d) {
+      value = d < 0 || d >= 9007199254740992.0 ? -1 : static_cast<int64_t>(d);
+    } else if (t == napi_bigint &&
+               napi_get_value_bigint_int64(env, result, &i, &lossless) ==
+                   napi_ok &&
+               lossless) {
+      value = i;
+    } else if (st->clock_error == nullptr) {
+      napi_value msg, err;
+      napi_create_string_utf8(
+          env, "clock must return integer microseconds (a number)",
+          NAPI_AUTO_LENGTH, &msg);
+      napi_create_type_error(env, nullptr, msg, &err);
+      napi_create_reference(env, err, 1, &st->clock_error);
+    }
+  } else {
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      if (st->clock_error == nullptr)
+        napi_create_reference(env, err, 1, &st->clock_error);
+    }
+  }
+  napi_close_handle_scope(env, scope);
+  return value;
+}
+
+// After a C call that may have run the clock: rethrow what it threw.
+void rethrow_clock_error(LimiterState &st, Napi::Env env) {
+  if (st.clock_error == nullptr) return;
+  napi_value err;
+  napi_get_reference_value(env, st.clock_error, &err);
+  napi_delete_reference(env, st.clock_error);
+  st.clock_error = nullptr;
+  throw Napi::Error(env, err);
+}
+
+// Reads the JS clock now (JS thread) for work that runs off it.
+void pin_clock(LimiterState &st, Napi::Env env) {
+  if (st.clock.IsEmpty()) return;
+  const int64_t t = clock_trampoline(&st);
+  rethrow_clock_error(st, env);
+  st.pinned_now.store(t);
+}
+
+// rl_destroy ran (or runs now): settle what it answered, release the TSFN
+// and the hooks, resolve close() promises. JS thread.
+void LimiterState::finish_close() {
+  destroyed = true;
+  Napi::Env e(env);
+  drain(*this, env);
+  napi_threadsafe_function f;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu);
+    f = tsfn;
+    tsfn = nullptr;
+  }
+  if (f != nullptr) napi_release_threadsafe_function(f, napi_tsfn_release);
+  tsfn_ref = false;
+  if (hook_added) {
+    napi_remove_env_cleanup_hook(env, env_cleanup_hook, this);
+    hook_added = false;
+  }
+  if (!clock.IsEmpty()) clock.Reset();
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  for (napi_deferred d : close_waiters)
+    napi_resolve_deferred(env, d, undefined);
+  close_waiters.clear();
+}
+
+// Synchronous destroy, for the memory store (no I/O thread to join) and for
+// the environment's teardown.
+void LimiterState::destroy_now() {
+  destroy_started = true;
+  free_native(*this);
+  finish_close();
+}
+
+class DestroyWorker : public Napi::AsyncWorker {
+ public:
+  DestroyWorker(Napi::Env env, std::shared_ptr<LimiterState> st)
+      : Napi::AsyncWorker(env, "tollgate:close"), st_(std::move(st)) {}
+  void Execute() override { free_native(*st_); }
+  void OnOK() override { Done(); }
+  void OnError(const Napi::Error &) override { Done(); }
+
+ private:
+  void Done() {
+    st_->finish_close();
+    st_->busy_changed();
+  }
+  std::shared_ptr<LimiterState> st_;
+};
+
+void LimiterState::maybe_start_destroy() {
+  if (!closed || destroy_started || active != 0) return;
+  destroy_started = true;
+  if (store_kind == RL_STORE_MEMORY) {
+    destroy_now();
+    return;
+  }
+  auto *w = new DestroyWorker(Napi::Env(env), shared_from_this());
+  ++active;  // keeps the JS limiter alive until it is done
+  busy_changed();
+  --active;  // not counted as a call (maybe_start_destroy checks active)
+  w->Queue();
+}
+
+// The environment is going away (worker thread exit, process exit) with the
+// limiter still open: destroy it now, blocking briefly.
+void env_cleanup_hook(void *arg) {
+  auto *st = static_cast<LimiterState *>(arg);
+  st->hook_added = false;
+  if (st->destroyed) return;
+  st->closed = true;
+  st->destroy_started = true;
+  free_native(*st);
+  st->destroyed = true;
+  // No JS may run now: queued results are dropped with the environment.
+  std::lock_guard<std::mutex> lock(st->queue_mu);
+  for (AsyncCall *c : st->queue) delete c;
+  st->queue.clear();
+}
+
+// ---- Blocking work ---------------------------------------------------------
+
+// Runs one blocking C call on the libuv threadpool and settles a promise.
+class CallWorker : public Napi::AsyncWorker {
+ public:
+  using Run = std::function<int(LimiterState &)>;
+  using Result = std::function<Napi::Value(Napi::Env)>;
+
+  CallWorker(Napi::Env env, std::shared_ptr<LimiterState> st, const char *name,
+             Run run, Result result)
+      : Napi::AsyncWorker(env, name),
+        st_(std::move(st)),
+        run_(std::move(run)),
+        result_(std::move(result)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise Start() {
+    ++st_->active;
+    st_->busy_changed();
+    Napi::Promise p = deferred_.Promise();
+    Queue();
+    return p;
+  }
+
+  void Execute() override {
+    rc_ = run_(*st_);
+    if (rc_ != RL_OK && rc_ != RL_E_DONE) error_ = last_error_text(rc_);
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    --st_->active;
+    try {
+      if (rc_ != RL_OK && rc_ != RL_E_DONE)
+        deferred_.Reject(make_error(env, rc_, error_));
+      else
+        deferred_.Resolve(rc_ == RL_E_DONE ? env.Null() : result_(env));
+    } catch (const Napi::Error &e) {
+      deferred_.Reject(e.Value());
+    }
+    st_->busy_changed();
+    st_->maybe_start_destroy();
+  }
+  void OnError(const Napi::Error &e) override {
+    --st_->active;
+    deferred_.Reject(e.Value());
+    st_->busy_changed();
+    st_->maybe_start_destroy();
+  }
+
+  int rc() const { return rc_; }
+
+ private:
+  std::shared_ptr<LimiterState> st_;
+  Run run_;
+  Result result_;
+  Napi::Promise::Deferred deferred_;
+  int rc_ = RL_OK;
+  std::string error_;
+};
+
+Napi::Value resolved(Napi::Env env, Napi::Value v) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Resolve(v);
+  return d.Promise();
+}
+
+Napi::Value rejected(Napi::Env env, Napi::Value v) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(v);
+  return d.Promise();
+}
+
+// ---- Option helpers --------------------------------------------------------
+
+uint64_t opt_uint(Napi::Env env, const Napi::Object &o, const char *name,
+                  uint64_t max) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return 0;
+  const int64_t i = int64_arg(env, v, name);
+  if (i < 0 || static_cast<uint64_t>(i) > max)
+    throw_code(env, RL_E_INVALID_ARG, std::string(name) + ": out of range");
+  return static_cast<uint64_t>(i);
+}
+
+int32_t opt_int(Napi::Env env, const Napi::Object &o, const char *name) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined() || v.IsNull()) return 0;
+  return static_cast<int32_t>(int64_arg(env, v, name));
+}
+
+// ---- The Limiter class -----------------------------------------------------
+
+class Limiter : public Napi::ObjectWrap<Limiter> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeLimiter",
+                       {InstanceMethod<&Limiter::CheckAsync>("checkAsync"),
+                        InstanceMethod<&Limiter::Reset>("reset"),
+                        InstanceMethod<&Limiter::Ping>("ping"),
+                        InstanceMethod<&Limiter::Health>("health"),
+                        InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
+                        InstanceMethod<&Limiter::Close>("close"),
+                        InstanceAccessor<&Limiter::StoreKind>("storeKind"),
+                        InstanceAccessor<&Limiter::Handle>("handle")});
+  }
+
+  // new NativeLimiter(options): options already checked by lib/index.js.
+  explicit Limiter(const Napi::CallbackInfo &info)
+      : Napi::ObjectWrap<Limiter>(info), st_(std::make_shared<LimiterState>()) {
+    Napi::Env env = info.Env();
+    st_->env = env;
+    st_->js_thread = std::this_thread::get_id();
+    if (!info[0].IsObject()) throw_type(env, "options must be an object");
+    Napi::Object o = info[0].As<Napi::Object>();
+
+    rl_options opts = RL_OPTIONS_INIT;
+    constexpr uint64_t u32 = 0xffffffffu;
+    opts.max_keys = opt_uint(env, o, "maxKeys", uint64_t{1} << 53);
+    opts.max_key_len =
+        static_cast<uint32_t>(opt_uint(env, o, "maxKeyLen", u32));
+    opts.shards = static_cast<uint32_t>(opt_uint(env, o, "shards", u32));
+    opts.connect_timeout_ms =
+        static_cast<uint32_t>(opt_uint(env, o, "connectTimeoutMs", u32));
+    opts.timeout_ms = static_cast<uint32_t>(opt_uint(env, o, "timeoutMs", u32));
+    opts.local_divisor =
+        static_cast<uint32_t>(opt_uint(env, o, "localDivisor", u32));
+    opts.deny_cache_size =
+        static_cast<uint32_t>(opt_uint(env, o, "denyCacheSize", u32));
+    opts.connections =
+        static_cast<uint32_t>(opt_uint(env, o, "connections", u32));
+    opts.reconnect_max_ms =
+        static_cast<uint32_t>(opt_uint(env, o, "reconnectMaxMs", u32));
+    opts.failure_mode = opt_int(env, o, "failureMode");
+    opts.deny_cache = opt_int(env, o, "denyCache");
+    opts.tls_verify = opt_int(env, o, "tlsVerify");
+
+    // String options (never echoed: they may hold a password).
+    struct StrOpt {
+      const char *name;
+      const char **field;
+      std::string value;
+    } strs[] = {{"url", &opts.url, {}},
+                {"keyPrefix", &opts.key_prefix, {}},
+                {"username", &opts.username, {}},
+                {"password", &opts.password, {}},
+                {"tlsCaFile", &opts.tls_ca_file, {}},
+                {"tlsCaDir", &opts.tls_ca_dir, {}},
+                {"tlsCertFile", &opts.tls_cert_file, {}},
+                {"tlsKeyFile", &opts.tls_key_file, {}},
+                {"tlsServerName", &opts.tls_server_name, {}}};
+    for (auto &s : strs) {
+      Napi::Value v = o.Get(s.name);
+      if (v.IsUndefined() || v.IsNull()) continue;
+      if (!v.IsString())
+        throw_type(env, std::string(s.name) + " must be a string");
+      s.value = v.As<Napi::String>().Utf8Value();
+      if (s.value.find('\0') != std::string::npos)
+        throw_code(env, s.field == &opts.url ? RL_E_URL : RL_E_INVALID_ARG,
+                   std::string(s.name) + ": contains a NUL character");
+      *s.field = s.value.c_str();
+    }
+
+    Napi::Value clock = o.Get("clock");
+    if (clock.IsFunction()) {
+      st_->clock = Napi::Persistent(clock.As<Napi::Function>());
+      opts.clock = &clock_trampoline;
+      opts.clock_user_data = st_.get();
+    }
+
+    rl_limiter *lim = nullptr;
+    const int rc = rl_create(&lim, &opts);
+    if (rc != RL_OK) {
+      st_->clock.Reset();
+      throw_code(env, rc, last_error_text(rc));
+    }
+    st_->lim = lim;
+    rl_health_info h = RL_HEALTH_INIT;
+    if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
+    Addon &a = addon(env);
+    if (!a.free_handles.empty()) {
+      st_->handle = a.free_handles.back();
+      a.free_handles.pop_back();
+      a.handles[static_cast<size_t>(st_->handle)] = st_.get();
+    } else {
+      st_->handle = static_cast<int32_t>(a.handles.size());
+      a.handles.push_back(st_.get());
+    }
+    napi_create_reference(env, info.This(), 0, &st_->self_ref);
+    if (napi_add_env_cleanup_hook(env, env_cleanup_hook, st_.get()) == napi_ok)
+      st_->hook_added = true;
+  }
+
+  ~Limiter() override {
+    // Garbage collected (never while busy: busy_changed() holds a strong
+    // reference) or torn down with the environment.
+    LimiterState &st = *st_;
+    if (!st.destroyed && !st.destroy_started) {
+      st.closed = true;
+      st.destroy_started = true;
+      free_native(st);
+      st.destroyed = true;
+      napi_threadsafe_function f;
+      {
+        std::lock_guard<std::mutex> lock(st.queue_mu);
+        f = st.tsfn;
+        st.tsfn = nullptr;
+      }
+      if (f != nullptr) napi_release_threadsafe_function(f, napi_tsfn_abort);
+    }
+    if (st.hook_added) {
+      napi_remove_env_cleanup_hook(st.env, env_cleanup_hook, &st);
+      st.hook_added = false;
+    }
+    Addon *a = nullptr;
+    if (st.handle >= 0 &&
+        napi_get_instance_data(st.env, reinterpret_cast<void **>(&a)) ==
+            napi_ok &&
+        a != nullptr && static_cast<size_t>(st.handle) < a->handles.size() &&
+        a->handles[static_cast<size_t>(st.handle)] == &st) {
+      a->handles[static_cast<size_t>(st.handle)] = nullptr;
+      a->free_handles.push_back(st.handle);
+    }
+    st.handle = -1;
+    if (st.self_ref != nullptr) {
+      napi_delete_reference(st.env, st.self_ref);
+      st.self_ref = nullptr;
+    }
+    if (st.clock_error != nullptr) {
+      napi_delete_reference(st.env, st.clock_error);
+      st.clock_error = nullptr;
+    }
+  }
+
+ private:
+  void ensure_open(Napi::Env env) {
+    if (st_->closed) throw_code(env, RL_E_CLOSED, "the limiter is closed");
+  }
+
+  Napi::Value Handle(const Napi::CallbackInfo &info) {
+    return Napi::Number::New(info.Env(), st_->handle);
+  }
+
+  // checkAsync(key, pid, cost) -> Promise<Decision>.
+  Napi::Value CheckAsync(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    Addon &a = addon(env);
+    KeyArg key(env, info[0]);
+    rl_policy ps[kMaxPolicies];
+    const size_t n =
+        gather_policies(env, a, info[1].As<Napi::Number>().Int32Value(), ps);
+    const int64_t cost =
+        static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue());
+    ensure_tsfn(env);
+
+    auto call = std::make_unique<AsyncCall>();
+    call->state = st_;
+    napi_value promise;
+    NAPI_THROW_IF_FAILED(env,
+                         napi_create_promise(env, &call->deferred, &promise),
+                         Napi::Value());
+    const int rc = rl_check_async(st_->lim, key.data(), key.size(), ps, n, cost,
+                                  &async_complete, call.get());
+    call->submitting = false;
+    if (rc != RL_OK) {
+      const std::string err = last_error_text(rc);
+      Napi::Value e;
+      if (st_->clock_error != nullptr) {
+        napi_value v;
+        napi_get_reference_value(env, st_->clock_error, &v);
+        napi_delete_reference(env, st_->clock_error);
+        st_->clock_error = nullptr;
+        e = Napi::Value(env, v);
+      } else {
+        e = make_error(env, rc, err);
+      }
+      napi_reject_deferred(env, call->deferred, e);
+      return Napi::Value(env, promise);
+    }
+    AsyncCall *c = call.release();  // the completion owns it now
+    if (c->done_inline) {
+      std::unique_ptr<AsyncCall> owned(c);
+      if (c->status == RL_OK)
+        napi_resolve_deferred(env, c->deferred, decision_value(env, c->d));
+      else
+        napi_reject_deferred(env, c->deferred,
+                             make_error(env, c->status, c->error));
+      return Napi::Value(env, promise);
+    }
+    ++st_->pending;
+    st_->busy_changed();
+    return Napi::Value(env, promise);
+  }
+
+  void ensure_tsfn(Napi::Env env) {
+    if (st_->tsfn != nullptr) return;
+    auto *hold = new std::shared_ptr<LimiterState>(st_);
+    napi_value name = Napi::String::New(env, "tollgate:check");
+    napi_status s = napi_create_threadsafe_function(
+        env, nullptr, nullptr, name, 0, 1, hold, &tsfn_finalize, st_.get(),
+        &tsfn_call_js, &st_->tsfn);
+    if (s != napi_ok) {
+      delete hold;
+      throw_code(env, RL_E_INTERNAL, "napi_create_threadsafe_function failed");
+    }
+    napi_unref_threadsafe_function(env, st_->tsfn);
+    st_->tsfn_ref = false;
+  }
+
+  // reset(key) -> Promise<void>
+  Napi::Value Reset(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    KeyArg key(env, info[0]);
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      const int rc = rl_reset(st_->lim, key.data(), key.size());
+      if (rc != RL_OK)
+        return rejected(env, make_error(env, rc, last_error_text(rc)));
+      return resolved(env, env.Undefined());
+    }
+    std::string k(key.data(), key.size());
+    auto *w = new CallWorker(
+        env, st_, "tollgate:reset",
+        [k](LimiterState &st) { return rl_reset(st.lim, k.data(), k.size()); },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+    return w->Start();
+  }
+
+  // ping() -> Promise<number> (round trip in ms, fractional)
+  Napi::Value Ping(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (st_->store_kind == RL_STORE_MEMORY)
+      return resolved(env, Napi::Number::New(env, 0));
+    auto rtt = std::make_shared<int64_t>(0);
+    auto *w = new CallWorker(
+        env, st_, "tollgate:ping",
+        [rtt](LimiterState &st) { return rl_ping(st.lim, rtt.get()); },
+        [rtt](Napi::Env e) -> Napi::Value {
+          return Napi::Number::New(e, static_cast<double>(*rtt) / 1000.0);
+        });
+    return w->Start();
+  }
+
+  Napi::Value Health(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    rl_health_info h = RL_HEALTH_INIT;
+    const int rc = rl_health(st_->lim, &h);
+    if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+    Napi::Object o = Napi::Object::New(env);
+    const char *conn = "none";
+    switch (h.connection) {
+      case RL_CONN_CONNECTING:
+        conn = "connecting";
+        break;
+      case RL_CONN_READY:
+        conn = "ready";
+        break;
+      case RL_CONN_DOWN:
+        conn = "down";
+        break;
+      default:
+        break;
+    }
+    auto num = [&](uint64_t v) {
+      return Napi::Number::New(env, static_cast<double>(v));
+    };
+    o.Set("store", h.store_kind == RL_STORE_REDIS ? "redis" : "memory");
+    o.Set("connection", conn);
+    o.Set("checks", num(h.checks));
+    o.Set("allowed", num(h.allowed));
+    o.Set("denied", num(h.denied));
+    o.Set("errors", num(h.errors));
+    o.Set("liveKeys", num(h.live_keys));
+    o.Set("evictions", num(h.evictions));
+    o.Set("inFlight", num(h.in_flight));
+    o.Set("reconnects", num(h.reconnects));
+    if (h.last_ping_us < 0)
+      o.Set("lastPingMs", env.Null());
+    else
+      o.Set("lastPingMs",
+            Napi::Number::New(env, static_cast<double>(h.last_ping_us) / 1e3));
+    o.Set("storeErrors", num(h.store_errors));
+    o.Set("failOpen", num(h.fail_open));
+    o.Set("failClosed", num(h.fail_closed));
+    o.Set("localFallback", num(h.local_fallback));
+    o.Set("denyCacheHits", num(h.deny_cache_hits));
+    o.Set("serverVersion",
+          std::string(h.server_version,
+                      strnlen(h.server_version, sizeof h.server_version)));
+    o.Set("lastError", std::string(h.last_error,
+                                   strnlen(h.last_error, sizeof h.last_error)));
+    return o;
+  }
+
+  Napi::Value KeysOpen(const Napi::CallbackInfo &info);
+
+  // close() -> Promise<void>; idempotent.
+  Napi::Value Close(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    LimiterState &st = *st_;
+    if (st.destroyed) return resolved(env, env.Undefined());
+    napi_deferred d;
+    napi_value promise;
+    NAPI_THROW_IF_FAILED(env, napi_create_promise(env, &d, &promise),
+                         Napi::Value());
+    st.close_waiters.push_back(d);
+    st.closed = true;
+    st.maybe_start_destroy();
+    return Napi::Value(env, promise);
+  }
+
+  Napi::Value StoreKind(const Napi::CallbackInfo &info) {
+    return Napi::String::New(
+        info.Env(), st_->store_kind == RL_STORE_REDIS ? "redis" : "memory");
+  }
+
+ public:
+  std::shared_ptr<LimiterState> state() const { return st_; }
+
+ private:
+  std::shared_ptr<LimiterState> st_;
+};
+
+// ---- Key listing -----------------------------------------------------------
+
+// One rl_keys iterator. next() -> Promise<entry | null>; free() releases it.
+class Keys : public Napi::ObjectWrap<Keys> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeKeys",
+                       {InstanceMethod<&Keys::Next>("next"),
+                        InstanceMethod<&Keys::Free>("free")});
+  }
+
+  explicit Keys(const Napi::CallbackInfo &info)
+      : Napi::ObjectWrap<Keys>(info), slot_(std::make_shared<KeysSlot>()) {}
+
+  ~Keys() override { release(); }
+
+  void attach(std::shared_ptr<LimiterState> st, rl_keys *it) {
+    st_ = std::move(st);
+    slot_->it = it;
+    std::lock_guard<std::mutex> lock(st_->iter_mu);
+    st_->iterators.insert(slot_.get());
+  }
+
+ private:
+  struct Entry {
+    std::string key;
+    rl_policy policy = RL_POLICY_INIT;
+    int64_t remaining = 0;
+    int64_t reset_after_ms = 0;
+  };
+
+  Napi::Value Next(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    if (!st_ || st_->closed)
+      return rejected(env,
+                      make_error(env, RL_E_CLOSED, "the limiter is closed"));
+    pin_clock(*st_, env);
+    auto entry = std::make_shared<Entry>();
+    std::shared_ptr<KeysSlot> slot = slot_;
+    auto *w = new CallWorker(
+        env, st_, "tollgate:keys",
+        [slot, entry](LimiterState &) {
+          std::lock_guard<std::mutex> lock(slot->mu);
+          if (slot->it == nullptr) return RL_E_DONE;
+          rl_key_info ki = RL_KEY_INFO_INIT;
+          const int rc = rl_keys_next(slot->it, &ki);
+          if (rc != RL_OK) return rc;
+          try {
+            entry->key.assign(ki.key, ki.key_len);
+          } catch (...) {
+            return RL_E_NOMEM;
+          }
+          entry->policy = ki.policy;
+          entry->remaining = ki.remaining;
+          entry->reset_after_ms = ki.reset_after_ms;
+          return RL_OK;
+        },
+        [entry](Napi::Env e) -> Napi::Value {
+          Napi::Object o = Napi::Object::New(e);
+          o.Set("key", Napi::Buffer<char>::Copy(e, entry->key.data(),
+                                                entry->key.size()));
+          o.Set("algorithm", entry->policy.algorithm);
+          o.Set("limit", static_cast<double>(entry->policy.limit));
+          o.Set("periodMs", static_cast<double>(entry->policy.period_ms));
+          o.Set("burst", static_cast<double>(entry->policy.burst));
+          o.Set("remaining", static_cast<double>(entry->remaining));
+          o.Set("resetAfter", static_cast<double>(entry->reset_after_ms));
+          return o;
+        });
+    return w->Start();
+  }
+
+  Napi::Value Free(const Napi::CallbackInfo &info) {
+    release();
+    return info.Env().Undefined();
+  }
+
+  // Not while a next() is running: JS awaits each next() before free().
+  void release() {
+    if (!st_) return;
+    {
+      std::lock_guard<std::mutex> lock(st_->iter_mu);
+      if (st_->iterators.erase(slot_.get()) != 0) {
+        std::lock_guard<std::mutex> slot_lock(slot_->mu);
+        rl_keys_free(slot_->it);
+        slot_->it = nullptr;
+      }
+    }
+    st_.reset();
+  }
+
+  std::shared_ptr<LimiterState> st_;
+  std::shared_ptr<KeysSlot> slot_;
+};
+
+Napi::Value Limiter::KeysOpen(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  ensure_open(env);
+  rl_keys *it = nullptr;
+  const int rc = rl_keys_open(st_->lim, &it);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  Napi::Object obj;
+  try {
+    obj = addon(env).keys_ctor.New({});
+  } catch (...) {
+    rl_keys_free(it);
+    throw;
+  }
+  Keys::Unwrap(obj)->attach(st_, it);
+  return obj;
+}
+
+// check(handle, key, pid, cost): the synchronous check (memory store). The
+// decision goes to the shared Float64Array; errors throw. The function's
+// data pointer is the Addon, so the hot path makes no instance-data or
+// unwrap lookup.
+Napi::Value FastCheck(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Addon &a = *static_cast<Addon *>(info.Data());
+  const int32_t h = info[0].As<Napi::Number>().Int32Value();
+  LimiterState *st = h >= 0 && static_cast<size_t>(h) < a.handles.size()
+                         ? a.handles[static_cast<size_t>(h)]
+                         : nullptr;
+  if (st == nullptr || st->closed)
+    throw_code(env, RL_E_CLOSED, "the limiter is closed");
+  KeyArg key(env, info[1]);
+  rl_policy ps[kMaxPolicies];
+  const size_t n =
+      gather_policies(env, a, info[2].As<Napi::Number>().Int32Value(), ps);
+  const int64_t cost =
+      static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+  rl_decision d = RL_DECISION_INIT;
+  const int rc = rl_check(st->lim, &d, key.data(), key.size(), ps, n, cost);
+  if (st->clock_error != nullptr) rethrow_clock_error(*st, env);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  write_decision(a.out, d);
+  return Napi::Value();
+}
+
+// ---- Module ----------------------------------------------------------------
+
+// setup(makeError, makeDecision, outFloat64Array, idsInt32Array)
+Napi::Value Setup(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Addon &a = addon(env);
+  if (!info[0].IsFunction() || !info[1].IsFunction() ||
+      !info[2].IsTypedArray() || !info[3].IsTypedArray())
+    throw_type(env, "setup(makeError, makeDecision, out, ids)");
+  a.make_error = Napi::Persistent(info[0].As<Napi::Function>());
+  a.make_decision = Napi::Persistent(info[1].As<Napi::Function>());
+  Napi::Float64Array out = info[2].As<Napi::Float64Array>();
+  Napi::Int32Array ids = info[3].As<Napi::Int32Array>();
+  if (out.ElementLength() < static_cast<size_t>(kOutSlots) ||
+      ids.ElementLength() < kMaxPolicies)
+    throw_type(env, "setup: buffers too small");
+  a.out_ref = Napi::Persistent(out);
+  a.ids_ref = Napi::Persistent(ids);
+  a.out = out.Data();
+  a.ids = ids.Data();
+  return env.Undefined();
+}
+
+// lastError() -> string: rl_last_error() of this thread.
+Napi::Value LastError(const Napi::CallbackInfo &info) {
+  return Napi::String::New(info.Env(), rl_last_error());
+}
+
+// headers(allowed, limit, remaining, resetAfter, retryAfter, source,
+//         policyIndex, policyId, name) -> object
+Napi::Value Headers(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  Addon &a = addon(env);
+  rl_decision d = RL_DECISION_INIT;
+  d.allowed = info[0].ToBoolean().Value() ? 1 : 0;
+  d.limit = int64_arg(env, info[1], "decision.limit");
+  d.remaining = int64_arg(env, info[2], "decision.remaining");
+  d.reset_after_ms = int64_arg(env, info[3], "decision.resetAfter");
+  d.retry_after_ms = int64_arg(env, info[4], "decision.retryAfter");
+  d.source = static_cast<int32_t>(int64_arg(env, info[5], "decision.source"));
+  d.policy_index =
+      static_cast<uint32_t>(int64_arg(env, info[6], "decision.policyIndex"));
+  rl_policy ps[kMaxPolicies];
+  gather_policies(env, a, info[7].As<Napi::Number>().Int32Value(), ps);
+  std::string name = info[8].As<Napi::String>().Utf8Value();
+  rl_headers h = RL_HEADERS_INIT;
+  const int rc = rl_headers_format(&h, &d, &ps[0], name.data(), name.size());
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("RateLimit-Policy", h.ratelimit_policy);
+  o.Set("RateLimit", h.ratelimit);
+  o.Set("X-RateLimit-Limit", h.x_ratelimit_limit);
+  o.Set("X-RateLimit-Remaining", h.x_ratelimit_remaining);
+  o.Set("X-RateLimit-Reset", h.x_ratelimit_reset);
+  if (h.retry_after[0] != '\0') o.Set("Retry-After", h.retry_after);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto *a = new Addon();
+  env.SetInstanceData<Addon>(a);  // deleted with the environment
+
+  Napi::Function limiter = Limiter::Define(env);
+  a->limiter_ctor = Napi::Persistent(limiter);
+  Napi::Function keys = Keys::Define(env);
+  a->keys_ctor = Napi::Persistent(keys);
+
+  exports.Set("NativeLimiter", limiter);
+  exports.Set("setup", Napi::Function::New<Setup>(env, "setup"));
+  exports.Set("compilePolicy",
+              Napi::Function::New<CompilePolicy>(env, "compilePolicy"));
+  exports.Set("lastError", Napi::Function::New<LastError>(env, "lastError"));
+  exports.Set("check", Napi::Function::New<FastCheck>(env, "check", a));
+  exports.Set("headers", Napi::Function::New<Headers>(env, "headers"));
+  exports.Set("version", rl_version_string());
+  exports.Set("versionNumber", Napi::Number::New(env, rl_version_number()));
+  exports.Set("headerVersionNumber", Napi::Number::New(env, RL_VERSION_NUMBER));
+#ifdef TOLLGATE_NODE_TESTING
+  exports.Set("testing", true);
+#else
+  exports.Set("testing", false);
+#endif
+  Napi::Object codes = Napi::Object::New(env);
+  const std::pair<const char *, int> kCodes[] = {
+      {"RL_E_INVALID_ARG", RL_E_INVALID_ARG},
+      {"RL_E_KEY_INVALID", RL_E_KEY_INVALID},
+      {"RL_E_KEY_TOO_LONG", RL_E_KEY_TOO_LONG},
+      {"RL_E_POLICY", RL_E_POLICY},
+      {"RL_E_OVERFLOW", RL_E_OVERFLOW},
+      {"RL_E_VERSION", RL_E_VERSION},
+      {"RL_E_NOMEM", RL_E_NOMEM},
+      {"RL_E_URL", RL_E_URL},
+      {"RL_E_UNSUPPORTED", RL_E_UNSUPPORTED},
+      {"RL_E_INTERNAL", RL_E_INTERNAL},
+      {"RL_E_CONNECT", RL_E_CONNECT},
+      {"RL_E_TIMEOUT", RL_E_TIMEOUT},
+      {"RL_E_AUTH", RL_E_AUTH},
+      {"RL_E_TLS", RL_E_TLS},
+      {"RL_E_PROTOCOL", RL_E_PROTOCOL},
+      {"RL_E_STORE", RL_E_STORE},
+      {"RL_E_CLOSED", RL_E_CLOSED},
+      {"RL_E_DONE", RL_E_DONE}};
+  for (const auto &c : kCodes) codes.Set(c.first, c.second);
+  exports.Set("codes", codes);
+  Napi::Object fm = Napi::Object::New(env);
+  fm.Set("open", RL_FAIL_OPEN);
+  fm.Set("closed", RL_FAIL_CLOSED);
+  fm.Set("local", RL_FAIL_LOCAL);
+  fm.Set("error", RL_FAIL_ERROR);
+  exports.Set("failureModes", fm);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(tollgate, Init)

@@ -1,0 +1,93 @@
+'use strict';
+// [slow] The package installs from source outside this checkout: an
+// `npm pack` tarball into a clean project, and `npm install --install-links`
+// of this folder into another. Each builds the C library and the addon with
+// cmake-js (Node-API headers from the node-api-headers package: nothing is
+// downloaded but npm packages). About a minute each; TOLLGATE_SKIP_SLOW=1
+// skips them.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFile } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const { PACKAGE_ROOT } = require('./helpers');
+
+const skip = process.env.TOLLGATE_SKIP_SLOW === '1' && 'TOLLGATE_SKIP_SLOW=1';
+const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
+
+function sh(cmd, args, cwd) {
+  return new Promise((resolve, reject) => {
+    // Without the npm_* variables of an enclosing `npm test`, so the child
+    // npm reads its own configuration.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    execFile(cmd, args, { cwd, env, maxBuffer: 64 << 20, timeout: 300000 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${cmd} ${args.join(' ')} failed in ${cwd}: ${err.message}\n${stdout}\n${stderr}`));
+      else resolve(stdout + stderr);
+    });
+  });
+}
+
+function tempProject(name) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), `tollgate-node-${name}-`));
+  fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'consumer', version: '1.0.0', private: true }));
+  return dir;
+}
+
+// Loads the installed package (CommonJS and ESM) and runs a check.
+async function smoke(dir) {
+  const cjs = `
+    const t = require('tollgate');
+    const lim = new t.Limiter();
+    const p = t.policy(2, '1s');
+    const ds = [1, 2, 3].map(() => lim.checkSync('k', p).allowed);
+    const h = t.rateLimitHeaders(lim.checkSync('k', p), p);
+    console.log(JSON.stringify({ ds, version: t.version, h: h['X-RateLimit-Limit'] }));`;
+  const out = JSON.parse(await sh(process.execPath, ['-e', cjs], dir));
+  assert.deepEqual(out.ds, [true, true, false]);
+  assert.equal(out.h, '2');
+  const esm = `
+    import { Limiter, policy } from 'tollgate';
+    const lim = new Limiter();
+    const d = await lim.check('k', policy(1, '1m'));
+    await lim.close();
+    console.log(d.allowed);`;
+  assert.equal((await sh(process.execPath, ['--input-type=module', '-e', esm], dir)).trim(), 'true');
+  const pkg = path.join(dir, 'node_modules', 'tollgate');
+  assert.ok(fs.existsSync(path.join(pkg, 'lib', 'index.d.ts')));
+  assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'tollgate.node')));
+}
+
+test('[slow] an npm pack tarball installs and builds in a clean project', { skip, timeout: 600000 }, async (t) => {
+  const dest = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-node-pack-'));
+  const dir = tempProject('tarball');
+  t.after(() => {
+    fs.rmSync(dest, { recursive: true, force: true });
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await sh(NPM, ['pack', '--pack-destination', dest], PACKAGE_ROOT);
+  const tgz = fs.readdirSync(dest).find((f) => f.endsWith('.tgz'));
+  assert.ok(tgz, 'npm pack made no tarball');
+  // the tarball carries the C sources; the checkout is left clean
+  const listing = await sh('tar', ['-tzf', path.join(dest, tgz)], dest);
+  for (const f of ['package/native-src/CMakeLists.txt', 'package/native-src/capi/include/tollgate.h',
+    'package/native-src/core/CMakeLists.txt', 'package/native-src/cmake/EmbedScripts.cmake',
+    'package/src/addon.cpp', 'package/CMakeLists.txt', 'package/lib/index.js'])
+    assert.ok(listing.includes(f), f);
+  assert.ok(!listing.includes('package/build/'), 'the tarball holds a build directory');
+  assert.ok(!listing.includes('package/node_modules/'), 'the tarball holds node_modules');
+  const log = await sh(NPM, ['install', '--foreground-scripts', path.join(dest, tgz)], dir);
+  assert.ok(!/\bDWNL\b/.test(log), 'cmake-js downloaded headers:\n' + log);
+  await smoke(dir);
+});
+
+test('[slow] npm install --install-links of this folder builds in a clean project', { skip, timeout: 600000 }, async (t) => {
+  const dir = tempProject('links');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const log = await sh(NPM, ['install', '--foreground-scripts', '--install-links', PACKAGE_ROOT], dir);
+  assert.ok(!/\bDWNL\b/.test(log), 'cmake-js downloaded headers:\n' + log);
+  assert.ok(!fs.lstatSync(path.join(dir, 'node_modules', 'tollgate')).isSymbolicLink());
+  await smoke(dir);
+});

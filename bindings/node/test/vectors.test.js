@@ -1,0 +1,139 @@
+'use strict';
+// The shared vectors (tests/vectors/*.json at the repository root) replayed
+// through the Node API with a clock the test controls: on the memory store
+// always, on Redis when the addon was built with -DTOLLGATE_TESTING=ON (a
+// release build refuses a clock for Redis, so the time cannot be pinned):
+//
+//   npx cmake-js rebuild --CDTOLLGATE_TESTING=ON
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const fs = require('node:fs');
+const path = require('node:path');
+
+const tollgate = require('..');
+const { Limiter, Policy, TollgateError, _testing } = tollgate;
+const { RedisServer, REDIS_SERVER } = require('./redis-server');
+const { VECTORS_DIR, prefix } = require('./helpers');
+
+const FILES = ['gcra.json', 'token_bucket.json', 'fixed_window.json', 'sliding_window.json', 'multi_policy.json'];
+
+function load(name) {
+  const doc = JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, name), 'utf8'));
+  assert.equal(doc.format, 1);
+  return doc;
+}
+
+function cases() {
+  if (!VECTORS_DIR) return [];
+  const out = [];
+  for (const file of FILES) for (const c of load(file).cases) out.push({ file, c });
+  return out;
+}
+
+async function replay(file, c, limiter, clock, { sync }) {
+  const policies = c.policies.map(
+    (p) =>
+      new Policy(p.limit, p.period_ms % 1000 === 0 ? `${p.period_ms / 1000}s` : p.period_ms, {
+        algorithm: p.algorithm,
+        burst: p.burst || undefined,
+      }),
+  );
+  policies.forEach((p, i) => assert.equal(p.period, c.policies[i].period_ms));
+  for (const [i, step] of c.steps.entries()) {
+    const where = `${file}, case ${JSON.stringify(c.name)}, step ${i}: ${JSON.stringify(step)}`;
+    assert.ok(('t_ms' in step) !== ('t_us' in step), where);
+    clock.nowUs = 't_ms' in step ? step.t_ms * 1000 : step.t_us;
+    const key = step.key ?? c.key;
+    const op = step.op ?? 'check';
+    if (op === 'reset') {
+      await limiter.reset(key);
+      continue;
+    }
+    assert.equal(op, 'check', where);
+    const run = () =>
+      sync ? limiter.checkSync(key, policies, { cost: step.cost }) : limiter.check(key, policies, { cost: step.cost });
+    if ('expect_error' in step) {
+      await assert.rejects(
+        async () => run(),
+        (e) => e instanceof TollgateError && e.code === step.expect_error,
+        where,
+      );
+      continue;
+    }
+    const d = await run();
+    const e = step.expect;
+    assert.deepEqual(
+      {
+        allowed: d.allowed,
+        limit: d.limit,
+        remaining: d.remaining,
+        reset_after_ms: d.resetAfter,
+        retry_after_ms: d.retryAfter === Infinity ? -1 : d.retryAfter,
+        policy_index: d.policyIndex,
+      },
+      {
+        allowed: e.allowed,
+        limit: e.limit,
+        remaining: e.remaining,
+        reset_after_ms: e.reset_after_ms,
+        retry_after_ms: e.retry_after_ms,
+        policy_index: e.policy_index,
+      },
+      where,
+    );
+    assert.equal(d.source, 'store', where);
+    assert.ok(Object.isFrozen(d), where);
+  }
+}
+
+test('vectors: every file has cases', { skip: !VECTORS_DIR && 'tests/vectors not found' }, () => {
+  for (const f of FILES) assert.ok(load(f).cases.length > 0, f);
+});
+
+test('vectors on the memory store (checkSync and check)', { skip: !VECTORS_DIR && 'tests/vectors not found' }, async (t) => {
+  for (const { file, c } of cases()) {
+    for (const sync of [true, false]) {
+      await t.test(`${file}: ${c.name} (${sync ? 'checkSync' : 'check'})`, async () => {
+        const clock = { nowUs: 0 };
+        const lim = new Limiter({ clock: () => clock.nowUs });
+        try {
+          await replay(file, c, lim, clock, { sync });
+        } finally {
+          await lim.close();
+        }
+      });
+    }
+  }
+});
+
+test('vectors on Redis', {
+  skip: !VECTORS_DIR ? 'tests/vectors not found'
+    : !REDIS_SERVER ? 'redis-server is not installed'
+    : !_testing ? 'this addon takes no clock for Redis: build it with -DTOLLGATE_TESTING=ON (npx cmake-js rebuild --CDTOLLGATE_TESTING=ON)'
+    : false,
+}, async (t) => {
+  const server = await RedisServer.start();
+  try {
+    for (const { file, c } of cases()) {
+      await t.test(`${file}: ${c.name}`, async () => {
+        const clock = { nowUs: 0 };
+        const lim = new Limiter({
+          url: server.url,
+          clock: () => clock.nowUs,
+          keyPrefix: prefix(),
+          denyCache: false,
+          failureMode: 'error',
+          timeoutMs: 2000,
+        });
+        try {
+          await replay(file, c, lim, clock, { sync: false });
+        } finally {
+          await lim.close();
+        }
+      });
+    }
+  } finally {
+    await server.stop();
+  }
+});
