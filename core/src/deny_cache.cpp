@@ -62,4 +62,17 @@ void DenyCache::insert(std::string_view key, uint64_t sig,
   s.map[std::move(k)] = d;
 }
 
+void DenyCache::erase_key(std::string_view key) {
+  for (size_t i = 0; i < kShards; ++i) {
+    Shard &s = shards_[i];
+    std::lock_guard<std::mutex> lock(s.mu);
+    for (auto it = s.map.begin(); it != s.map.end();) {
+      const std::string &k = it->first;  // the policy signature, then the key
+      const bool match = k.size() == sizeof(uint64_t) + key.size() &&
+                         k.compare(sizeof(uint64_t), key.size(), key) == 0;
+      it = match ? s.map.erase(it) : std::next(it);
+    }
+  }
+}
+
 }  // namespace tollgate

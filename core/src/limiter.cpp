@@ -513,6 +513,8 @@ Errc Limiter::reset(std::string_view key) {
       redis::monotonic_ns() +
       static_cast<int64_t>(settings_->timeout_ms) * 1000000;
   rc = redis_->reset(key, deadline);
+  // After the store's reset, so that a denial cached meanwhile goes too.
+  if (deny_cache_) deny_cache_->erase_key(key);
   if (rc != Errc::ok) count_error();
   return rc;
 }

@@ -302,6 +302,7 @@ Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {
   const Errc rc = check_result(r, "ping");
   if (rc != Errc::ok) return rc;
   rtt_us = (monotonic_ns() - start) / 1000;
+  transport_->note_ping(rtt_us);  // rl_health's last_ping_us
   return Errc::ok;
 }
 

@@ -1250,6 +1250,12 @@ void Transport::submit(std::string command, int64_t deadline_ns,
   c->submit(std::move(r));
 }
 
+void Transport::note_ping(int64_t rtt_us) {
+  Core *c = core();
+  std::lock_guard<std::mutex> lock(c->mu);
+  c->stats.last_ping_us = rtt_us;
+}
+
 TransportStats Transport::stats() const {
   Core *c = const_cast<Transport *>(this)->core();
   std::lock_guard<std::mutex> lock(c->mu);

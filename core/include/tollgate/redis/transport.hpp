@@ -74,6 +74,9 @@ class Transport {
 
   TransportStats stats() const;
 
+  // Records a round trip measured by a caller (rl_ping) as the last ping.
+  void note_ping(int64_t rtt_us);
+
  private:
   struct Core;
   struct Shared;
