@@ -50,4 +50,15 @@ TOLLGATE_TEST_SDIST=1 \
 TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   build/pyvenv/bin/python -m pytest bindings/python/tests -q
 
+step "Node package: npm builds the addon from source, then node --test"
+# cmake-js compiles the addon offline (headers from node-api-headers) with
+# the pinned-clock scripts (shared vectors on Redis) and -Werror. The C
+# worker and the Python venv above join the C + Python + Node test.
+root=$PWD
+(cd bindings/node && rm -rf build &&
+  TOLLGATE_TESTING=ON TOLLGATE_NODE_WERROR=ON npm ci --no-audit --no-fund --loglevel=error &&
+  TOLLGATE_TEST_WORKER="$root/build/ci/tests/tollgate-test-worker" \
+  TOLLGATE_TEST_PYTHON="$root/build/pyvenv/bin/python" \
+  npm test)
+
 step "all test suites passed"
