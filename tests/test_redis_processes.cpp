@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "fixtures/redis_server.hpp"
+#include "support/redis_server.hpp"
 
 namespace {
 
@@ -51,7 +51,7 @@ Totals run_workers(const std::string &url, const std::string &key, int alg,
 
 TEST_CASE("8 processes x 8 threads on one Redis key admit exactly L",
           "[redis][processes]") {
-  fixtures::RedisServer server;
+  tollgate_test::RedisServer server;
   const std::string url = server.url();
   const char *names[] = {"gcra", "token_bucket", "fixed_window",
                          "sliding_window"};

@@ -18,10 +18,13 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures/redis_server.hpp"
+#include "support/certs.hpp"
+#include "support/fake_server.hpp"
+#include "support/redis_server.hpp"
 #include "tollgate.h"
 
-using fixtures::RedisServer;
+using tollgate_test::FakeReply;
+using tollgate_test::RedisServer;
 
 namespace {
 
@@ -81,6 +84,16 @@ bool eventually(F pred, int ms) {
   return pred();
 }
 
+// DBSIZE of database `db` (SELECT inside a script affects only the script).
+long long dbsize(const RedisServer &server, int db) {
+  const tollgate_test::RespValue r = server.query(
+      {"EVAL", "redis.call('SELECT', ARGV[1]) return redis.call('DBSIZE')", "0",
+       std::to_string(db)});
+  INFO(r.str);
+  REQUIRE(r.type == ':');
+  return r.integer;
+}
+
 int64_t elapsed_ms(Clock::time_point since) {
   return std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() -
                                                                since)
@@ -104,9 +117,10 @@ TEST_CASE("redis: a limit is shared and exact", "[redis]") {
   }
   CHECK(admitted == 5);
   // Keys carry a TTL and the documented schema.
-  const std::string ttl =
-      server.command({"PTTL", "tollgate:{org-123}:gcra:5:3600000:5"});
-  CHECK(std::stoll(ttl) > 0);
+  const tollgate_test::RespValue ttl =
+      server.query({"PTTL", "tollgate:{org-123}:gcra:5:3600000:5"});
+  CHECK(ttl.type == ':');
+  CHECK(ttl.integer > 0);
   // The I/O thread pings every second and reports the round trip.
   CHECK(eventually([&] { return health(a.p).last_ping_us >= 0; }, 2500));
   rl_health_info h = health(a.p);
@@ -407,7 +421,7 @@ TEST_CASE("redis: auth errors are clear and never echo the password",
 
 TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
           "[redis][tls]") {
-  const fixtures::Certs &certs = fixtures::Certs::get();
+  const tollgate_test::Certs &certs = tollgate_test::test_certs();
   const rl_policy p = policy(10, 60000);
   rl_decision d;
 
@@ -416,7 +430,7 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
     so.tls = true;
     RedisServer server(so);
     rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
-    o.tls_ca_file = certs.ca.c_str();
+    o.tls_ca_file = certs.ca_cert.c_str();
     Lim lim(o);
     int64_t rtt;
     REQUIRE(rl_ping(lim.p, &rtt) == RL_OK);
@@ -426,7 +440,7 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
     // By name too: the certificate carries DNS:localhost.
     rl_options byname = opts_for(
         "rediss://localhost:" + std::to_string(server.port()), RL_FAIL_ERROR);
-    byname.tls_ca_file = certs.ca.c_str();
+    byname.tls_ca_file = certs.ca_cert.c_str();
     Lim named(byname);
     CHECK(rl_ping(named.p, &rtt) == RL_OK);
   }
@@ -435,7 +449,7 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
     so.tls = true;
     RedisServer server(so);
     rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
-    o.tls_ca_file = certs.other_ca.c_str();
+    o.tls_ca_file = certs.other_ca_cert.c_str();
     Lim lim(o);
     int64_t rtt;
     CHECK(rl_ping(lim.p, &rtt) == RL_E_TLS);
@@ -450,16 +464,17 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
   SECTION("a hostname mismatch is refused") {
     RedisServer::Options so;
     so.tls = true;
-    so.tls_wrong_name = true;  // certificate for wrong.example
+    so.tls_cert_file = certs.wrong_cert;  // certificate for wrong.example
+    so.tls_key_file = certs.wrong_key;
     RedisServer server(so);
     rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
-    o.tls_ca_file = certs.ca.c_str();
+    o.tls_ca_file = certs.ca_cert.c_str();
     Lim lim(o);
     int64_t rtt;
     CHECK(rl_ping(lim.p, &rtt) == RL_E_TLS);
     CHECK(std::string(rl_last_error()).find("mismatch") != std::string::npos);
     rl_options named = opts_for(server.url(), RL_FAIL_ERROR);
-    named.tls_ca_file = certs.ca.c_str();
+    named.tls_ca_file = certs.ca_cert.c_str();
     named.tls_server_name = "localhost";
     Lim lim2(named);
     CHECK(rl_ping(lim2.p, &rtt) == RL_E_TLS);
@@ -480,10 +495,10 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
   SECTION("mutual TLS: no client certificate fails, the right one works") {
     RedisServer::Options so;
     so.tls = true;
-    so.tls_auth_clients = true;
+    so.tls_auth_clients = "yes";
     RedisServer server(so);
     rl_options o = opts_for(server.url(), RL_FAIL_ERROR);
-    o.tls_ca_file = certs.ca.c_str();
+    o.tls_ca_file = certs.ca_cert.c_str();
     Lim without(o);
     int64_t rtt;
     CHECK(rl_ping(without.p, &rtt) == RL_E_TLS);
@@ -503,7 +518,7 @@ TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
     rl_limiter *lim = nullptr;
     CHECK(rl_create(&lim, &o) == RL_E_TLS);
     CHECK(lim == nullptr);
-    o.tls_ca_file = certs.ca.c_str();
+    o.tls_ca_file = certs.ca_cert.c_str();
     o.tls_cert_file = certs.client_cert.c_str();
     o.tls_key_file = certs.wrong_key.c_str();  // does not match
     CHECK(rl_create(&lim, &o) == RL_E_TLS);
@@ -528,38 +543,43 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
 
   struct Case {
     const char *name;
-    std::vector<std::string> replies;
+    std::vector<FakeReply> replies;
     int expect;
   };
   const std::string huge_bulk_then_data =
       "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
   // The handshake: INFO, then one SCRIPT LOAD per script (five).
-  auto after_handshake = [&](std::vector<std::string> rest) {
-    std::vector<std::string> all = {info};
+  auto after_handshake = [&](std::vector<FakeReply> rest) {
+    std::vector<FakeReply> all = {FakeReply::send(info)};
     for (int i = 0; i < 5; ++i)
-      all.push_back("$40\r\n" + std::string(40, 'a' + i) + "\r\n");
+      all.push_back(
+          FakeReply::send("$40\r\n" + std::string(40, 'a' + i) + "\r\n"));
     all.insert(all.end(), rest.begin(), rest.end());
     return all;
   };
   const Case cases[] = {
-      {"absurd array in the handshake", {"*888888880\r\n"}, RL_E_PROTOCOL},
-      {"absurd array as a check reply", after_handshake({"*888888880\r\n"}),
+      {"absurd array in the handshake",
+       {FakeReply::send("*888888880\r\n")},
        RL_E_PROTOCOL},
+      {"absurd array as a check reply",
+       after_handshake({FakeReply::send("*888888880\r\n")}), RL_E_PROTOCOL},
       {"absurd bulk length, then megabytes",
-       after_handshake({huge_bulk_then_data}), RL_E_PROTOCOL},
-      {"garbage type byte", after_handshake({"!garbage\r\n"}), RL_E_PROTOCOL},
-      {"wrong reply shape", after_handshake({":1\r\n"}), RL_E_PROTOCOL},
-      {"error reply", after_handshake({"-ERR something broke\r\n"}),
+       after_handshake({FakeReply::send(huge_bulk_then_data)}), RL_E_PROTOCOL},
+      {"garbage type byte", after_handshake({FakeReply::send("!garbage\r\n")}),
+       RL_E_PROTOCOL},
+      {"wrong reply shape", after_handshake({FakeReply::send(":1\r\n")}),
+       RL_E_PROTOCOL},
+      {"error reply",
+       after_handshake({FakeReply::send("-ERR something broke\r\n")}),
        RL_E_STORE},
-      {"closed mid-reply", after_handshake({"*5\r\n:1\r\n<close>"}),
+      {"closed mid-reply", after_handshake({FakeReply::close("*5\r\n:1\r\n")}),
        RL_E_CONNECT},
       {"silent after the handshake", after_handshake({}), RL_E_TIMEOUT},
   };
   for (const Case &c : cases) {
     SECTION(c.name) {
-      fixtures::FakeServer fake(c.replies);
-      rl_options o = opts_for(
-          "redis://127.0.0.1:" + std::to_string(fake.port()), RL_FAIL_ERROR);
+      tollgate_test::FakeServer fake(c.replies);
+      rl_options o = opts_for(fake.url(), RL_FAIL_ERROR);
       o.timeout_ms = 300;
       o.deny_cache = -1;
       const long before = statm_rss_mb();
@@ -650,8 +670,8 @@ TEST_CASE("redis: unix socket with a database number", "[redis]") {
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   CHECK(d.source == RL_SOURCE_STORE);
   CHECK(d.remaining == 1);
-  CHECK(server.command({"-n", "3", "DBSIZE"}) == "1");
-  CHECK(server.command({"DBSIZE"}) == "0");
+  CHECK(dbsize(server, 3) == 1);
+  CHECK(dbsize(server, 0) == 0);
 }
 
 #if !defined(__SANITIZE_THREAD__)

@@ -14,12 +14,12 @@
 #include <thread>
 #include <vector>
 
-#include "fixtures/redis_server.hpp"
+#include "support/fake_server.hpp"
+#include "support/redis_server.hpp"
 #include "tollgate/redis/resp.hpp"
 #include "tollgate/redis/transport.hpp"
 #include "tollgate/redis/url.hpp"
 
-using fixtures::RedisServer;
 using tollgate::Errc;
 using tollgate::redis::CallResult;
 using tollgate::redis::format_command;
@@ -27,6 +27,8 @@ using tollgate::redis::monotonic_ns;
 using tollgate::redis::Reply;
 using tollgate::redis::Settings;
 using tollgate::redis::Transport;
+using tollgate_test::FakeReply;
+using tollgate_test::RedisServer;
 
 namespace {
 
@@ -175,7 +177,9 @@ TEST_CASE(
     for (auto &th : threads) th.join();
     CHECK(errors.load() == 0);
     CHECK(wrong.load() == 0);
-    CHECK(server.command({"GET", key}) == std::to_string(kThreads * kCalls));
+    const tollgate_test::RespValue total = server.query({"GET", key});
+    CHECK(total.type == '$');
+    CHECK(total.str == std::to_string(kThreads * kCalls));
   }
 }
 
@@ -245,26 +249,26 @@ TEST_CASE(
     "[redis][transport][protocol]") {
   struct Case {
     const char *name;
-    std::string reply;
+    FakeReply reply;  // to the PING under test
     Errc expect;
   };
   const std::string info_body = "# Server\r\nredis_version:9.9.9\r\n";
   const std::string info =
       "$" + std::to_string(info_body.size()) + "\r\n" + info_body + "\r\n";
   const Case cases[] = {
-      {"garbage type byte", "!garbage\r\n", Errc::protocol},
-      {"absurd array", "*888888880\r\n", Errc::protocol},
-      {"closed mid-reply", "*5\r\n:1\r\n<close>", Errc::connect},
-      {"two replies for one command", "+PONG\r\n+PONG\r\n", Errc::ok},
-      {"silence", "", Errc::timeout},
+      {"garbage type byte", FakeReply::send("!garbage\r\n"), Errc::protocol},
+      {"absurd array", FakeReply::send("*888888880\r\n"), Errc::protocol},
+      {"closed mid-reply", FakeReply::close("*5\r\n:1\r\n"), Errc::connect},
+      {"two replies for one command", FakeReply::send("+PONG\r\n+PONG\r\n"),
+       Errc::ok},
+      {"silence", FakeReply::silent(), Errc::timeout},
   };
   for (const Case &c : cases) {
     SECTION(c.name) {
       // Handshake (INFO), the settling PING, then the case's reply.
-      std::vector<std::string> replies = {info, "+PONG\r\n"};
-      if (!c.reply.empty()) replies.push_back(c.reply);
-      fixtures::FakeServer fake(replies);
-      auto t = make("redis://127.0.0.1:" + std::to_string(fake.port()), 300);
+      tollgate_test::FakeServer fake(
+          {FakeReply::send(info), FakeReply::send("+PONG\r\n"), c.reply});
+      auto t = make(fake.url(), 300);
       settle(*t);
       const int64_t t0 = monotonic_ns();
       Outcome o;

@@ -10,7 +10,7 @@
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
-#include "fixtures/redis_server.hpp"
+#include "support/redis_server.hpp"
 
 #include <cstdint>
 #include <fstream>
@@ -229,7 +229,7 @@ TEST_CASE("vectors: multiple policies", "[vectors]") {
 // The same files against a real Redis: the Lua scripts must give the
 // memory store's decisions exactly.
 TEST_CASE("vectors on Redis: every file", "[vectors][redis]") {
-  fixtures::RedisServer server;
+  tollgate_test::RedisServer server;
   const std::string url = server.url();
   for (const char *file : kVectorFiles) replay_file(file, url);
 }
