@@ -59,6 +59,7 @@ root=$PWD
   TOLLGATE_TESTING=ON TOLLGATE_NODE_WERROR=ON npm ci --no-audit --no-fund --loglevel=error &&
   TOLLGATE_TEST_WORKER="$root/build/ci/tests/tollgate-test-worker" \
   TOLLGATE_TEST_PYTHON="$root/build/pyvenv/bin/python" \
+  TOLLGATE_TEST_DEMO="$root/build/ci/examples/tollgate-demo" \
   npm test)
 
 step "all test suites passed"

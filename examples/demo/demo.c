@@ -30,7 +30,16 @@
  * that dies or stops answering is counted as failed, killed if needed and
  * reaped: it never hangs the balancer.
  *
+ * Servers in other languages speak the same line protocol: --server-cmd
+ * "python3 examples/demo/server.py" (repeatable; server k runs command
+ * k mod the number of commands) execs that command instead of this binary,
+ * with "--store URL" appended ("c" means this binary). examples/demo/server.py
+ * and server.js are the
+ * Python and Node servers, so one run can put a C, a Python and a Node
+ * server behind the same balancer, on the same Redis key.
+ *
  * Usage: tollgate-demo [--store URL] [--servers N] [--requests N]
+ *                      [--server-cmd CMD]...
  *
  * C99 + POSIX.1-2008.
  */
@@ -67,6 +76,7 @@
  * exit) before it gives up on that server. */
 #define REPLY_TIMEOUT_MS 10000
 #define LINE_CAP 1024
+#define MAX_CMD_WORDS 15
 
 /* ------------------------------------------------------------------------ */
 /* Small I/O helpers                                                        */
@@ -202,6 +212,36 @@ struct server {
 static struct server servers[MAX_SERVERS];
 static int n_servers;
 
+/* --server-cmd: commands run as servers instead of this binary. */
+static const char *server_cmds[MAX_SERVERS];
+static int n_server_cmds;
+
+/* The command server idx runs, or NULL for this binary (no --server-cmd,
+ * or the command "c"). */
+static const char *server_cmd(int idx) {
+  const char *cmd = n_server_cmds > 0 ? server_cmds[idx % n_server_cmds] : NULL;
+  return cmd != NULL && strcmp(cmd, "c") != 0 ? cmd : NULL;
+}
+
+/* The name shown for server idx: "c" for this binary, else the basename of
+ * the command's program (e.g. "python3", "node"). */
+static void server_label(int idx, char *out, size_t cap) {
+  const char *cmd = server_cmd(idx), *end, *base;
+  size_t len;
+  if (cmd == NULL) {
+    snprintf(out, cap, "c");
+    return;
+  }
+  while (*cmd == ' ') ++cmd;
+  end = cmd + strcspn(cmd, " ");
+  base = cmd;
+  for (const char *p = cmd; p < end; ++p)
+    if (*p == '/') base = p + 1;
+  len = (size_t)(end - base);
+  if (len > 8) len = 8; /* the table's column */
+  snprintf(out, cap, "%.*s", (int)(len < cap ? len : cap - 1), base);
+}
+
 static void close_fd(int *fd) {
   if (*fd >= 0) {
     close(*fd);
@@ -317,6 +357,26 @@ static int spawn_server(int idx, const char *store_url) {
     close(out);
     signal(SIGPIPE, SIG_DFL);
 
+    if (server_cmd(idx) != NULL) {
+      /* Another language's server: split the command on spaces. */
+      static char words[LINE_CAP];
+      const char *argvx[MAX_CMD_WORDS + 3];
+      int nw = 0;
+      char *save = NULL, *w;
+      snprintf(words, sizeof words, "%s", server_cmd(idx));
+      for (w = strtok_r(words, " ", &save); w && nw < MAX_CMD_WORDS;
+           w = strtok_r(NULL, " ", &save))
+        argvx[nw++] = w;
+      if (store_url != NULL) {
+        argvx[nw++] = "--store";
+        argvx[nw++] = store_url;
+      }
+      argvx[nw] = NULL;
+      if (nw > 0) execvp(argvx[0], (char *const *)argvx);
+      fprintf(stderr, "tollgate-demo: cannot run '%s': %s\n", server_cmd(idx),
+              strerror(errno));
+      _exit(127);
+    }
     args[n_args++] = "tollgate-demo";
     args[n_args++] = "--serve";
     if (store_url != NULL) {
@@ -432,19 +492,26 @@ static void route(struct server *s, int idx) {
 }
 
 static void usage(FILE *f) {
-  fprintf(f,
-          "usage: tollgate-demo [--store URL] [--servers N] [--requests N]\n"
-          "\n"
-          "Starts N app servers (processes, default %d), each limiting\n"
-          "organization " ORG_KEY " to the " PLAN_NAME
-          " plan (%d requests per hour,\n"
-          "GCRA), and sends them requests round-robin (default %d).\n"
-          "\n"
-          "  --store URL     store for every server's limiter (default: the\n"
-          "                  in-process memory store, one per server)\n"
-          "  --servers N     number of server processes, 1..%d\n"
-          "  --requests N    requests sent by the load balancer\n",
-          DEFAULT_SERVERS, PLAN_LIMIT, DEFAULT_REQUESTS, MAX_SERVERS);
+  fprintf(
+      f,
+      "usage: tollgate-demo [--store URL] [--servers N] [--requests N]\n"
+      "                     [--server-cmd CMD]...\n"
+      "\n"
+      "Starts N app servers (processes, default %d), each limiting\n"
+      "organization " ORG_KEY " to the " PLAN_NAME
+      " plan (%d requests per hour,\n"
+      "GCRA), and sends them requests round-robin (default %d).\n"
+      "\n"
+      "  --store URL     store for every server's limiter (default: the\n"
+      "                  in-process memory store, one per server)\n"
+      "  --servers N     number of server processes, 1..%d\n"
+      "  --requests N    requests sent by the load balancer\n"
+      "  --server-cmd C  run server k as command C (space-separated,\n"
+      "                  \"--store URL\" appended) instead of this\n"
+      "                  binary (\"c\": this binary); repeatable: server k\n"
+      "                  runs command k mod the number given (e.g. a\n"
+      "                  Python or Node server)\n",
+      DEFAULT_SERVERS, PLAN_LIMIT, DEFAULT_REQUESTS, MAX_SERVERS);
 }
 
 static int parse_count(const char *opt, const char *text, long lo, long hi,
@@ -463,7 +530,7 @@ static int parse_count(const char *opt, const char *text, long lo, long hi,
 }
 
 static void rule(void) {
-  printf("  -------  --------  --------  --------  ------  ------\n");
+  printf("  -------  --------  --------  --------  --------  ------  ------\n");
 }
 
 int main(int argc, char **argv) {
@@ -485,6 +552,13 @@ int main(int argc, char **argv) {
       if (parse_count(a, argv[++i], 1, MAX_SERVERS, &n) != 0) return 2;
     } else if (strcmp(a, "--requests") == 0 && i + 1 < argc) {
       if (parse_count(a, argv[++i], 0, MAX_REQUESTS, &requests) != 0) return 2;
+    } else if (strcmp(a, "--server-cmd") == 0 && i + 1 < argc) {
+      if (n_server_cmds == MAX_SERVERS) {
+        fprintf(stderr, "tollgate-demo: at most %d --server-cmd\n",
+                MAX_SERVERS);
+        return 2;
+      }
+      server_cmds[n_server_cmds++] = argv[++i];
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       return 0;
@@ -544,13 +618,15 @@ int main(int argc, char **argv) {
     if (r == 1 && strncmp(line, "READY ", 6) == 0) {
       s->alive = 1;
     } else if (r == 1 && strncmp(line, "ERROR ", 6) == 0) {
+      /* "ERROR <code> <message>": the code is a number (RL_E_*) from the C
+       * server, the code's name from the Python and Node ones. */
       int code = 0, off = 0;
-      sscanf(line + 6, "%d %n", &code, &off);
+      if (sscanf(line + 6, "%d %n", &code, &off) < 1) off = 0;
       fprintf(stderr,
               "tollgate-demo: server %ld could not create its limiter for "
-              "store '%s': %s (%s)\n",
+              "store '%s': %s%s%s%s\n",
               i + 1, store_url ? store_url : "memory", line + 6 + off,
-              rl_strerror(code));
+              code ? " (" : "", code ? rl_strerror(code) : "", code ? ")" : "");
       failed_start = 1;
     } else {
       fprintf(stderr, "tollgate-demo: server %ld (pid %ld) did not start\n",
@@ -587,20 +663,22 @@ int main(int argc, char **argv) {
 
   if (stop_servers(0) != 0) exit_code = 1;
 
-  printf("  server   pid       received  admitted  denied  failed\n");
+  printf("  server   language  pid       received  admitted  denied  failed\n");
   rule();
   for (i = 0; i < n_servers; ++i) {
     const struct server *s = &servers[i];
-    printf("  app-%-3ld  %-8ld  %8ld  %8ld  %6ld  %6ld\n", i + 1, (long)s->pid,
-           s->received, s->admitted, s->denied, s->failed);
+    char label[16];
+    server_label((int)i, label, sizeof label);
+    printf("  app-%-3ld  %-8s  %-8ld  %8ld  %8ld  %6ld  %6ld\n", i + 1, label,
+           (long)s->pid, s->received, s->admitted, s->denied, s->failed);
     total_received += s->received;
     total_admitted += s->admitted;
     total_denied += s->denied;
     total_failed += s->failed;
   }
   rule();
-  printf("  total              %8ld  %8ld  %6ld  %6ld\n\n", total_received,
-         total_admitted, total_denied, total_failed);
+  printf("  total                        %8ld  %8ld  %6ld  %6ld\n\n",
+         total_received, total_admitted, total_denied, total_failed);
 
   printf("admitted in total: %ld\n", total_admitted);
   printf("limit was %d per hour", PLAN_LIMIT);
