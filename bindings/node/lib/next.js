@@ -1,0 +1,163 @@
+'use strict';
+// Rate limiting for Next.js App Router route handlers (and middleware) on
+// the Node.js runtime. tollgate is a native addon: it cannot load on the
+// Edge runtime, so this module refuses to run there with a clear message.
+
+const {
+  Limits,
+  checkCost,
+  checkKey,
+  checkKeyFunc,
+  clientAddress,
+  deniedBody,
+  headersFor,
+  outcomeOf,
+  resolveCost,
+  scopedKey,
+} = require('./plans.js');
+
+const EDGE_MESSAGE =
+  'tollgate is a native Node.js addon and cannot run on the Edge runtime. ' +
+  "Add `export const runtime = 'nodejs'` to the route (or `export const config = { runtime: 'nodejs' }` " +
+  "to middleware, Next.js >= 15.5) and list 'tollgate' in next.config's serverExternalPackages.";
+
+function assertNodeRuntime() {
+  // Next.js defines the global EdgeRuntime (a string) on the Edge runtime only.
+  if (typeof globalThis.EdgeRuntime === 'string' || typeof process === 'undefined' || !process.versions || !process.versions.node) {
+    throw new Error(EDGE_MESSAGE);
+  }
+}
+assertNodeRuntime();
+
+/**
+ * The default key in Next.js. Route handlers get a Web Request with no
+ * socket; Next.js's server writes the TCP peer into X-Forwarded-For when the
+ * request has none, and a reverse proxy in front appends the peer it saw,
+ * so the right-most entry is the client as the nearest trusted hop saw it.
+ * Behind N proxies of your own use clientAddress({ trustForwarded: true,
+ * trustedProxies: N }). Directly exposed, a client can send its own
+ * X-Forwarded-For: key by an authenticated id (organizationKey with getter).
+ */
+const defaultKey = clientAddress({ trustForwarded: true, trustedProxies: 1 });
+
+function compile(options) {
+  const o = options || {};
+  const limiter = o.limiter;
+  if (limiter == null || typeof limiter.check !== 'function') {
+    throw new TypeError('tollgate/next needs { limiter }: a tollgate Limiter');
+  }
+  const key = o.key === undefined ? defaultKey : o.key;
+  checkKeyFunc(key);
+  const cost = o.cost === undefined ? 1 : o.cost;
+  checkCost(cost);
+  if (o.scope != null && typeof o.scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof o.scope}`);
+  const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
+  if (limits.empty) throw new TypeError('tollgate/next needs policy (or policies), or plans with plan(request)');
+  return { limiter, key, cost, scope: o.scope, limits };
+}
+
+// Options objects are compiled once and remembered (a handler calling
+// limit(request, OPTIONS) with a module-level OPTIONS pays nothing per call).
+const compiled = new WeakMap();
+function compiledOf(options) {
+  if (options != null && typeof options === 'object') {
+    let c = compiled.get(options);
+    if (c === undefined) {
+      c = compile(options);
+      compiled.set(options, c);
+    }
+    return c;
+  }
+  return compile(options);
+}
+
+function deniedResponse(headers) {
+  return new Response(deniedBody(headers), {
+    status: 429,
+    headers: { ...headers, 'Content-Type': 'application/json' },
+  });
+}
+
+async function limitWith(c, request) {
+  let k = await c.key(request);
+  if (k == null) return { decision: null, headers: {}, key: null };
+  k = checkKey(k);
+  if (c.scope != null) k = scopedKey(c.scope, k);
+  const plan = c.limits.plan ? await c.limits.plan(request) : null;
+  const { policies, name } = c.limits.forPlan(plan);
+  const decision = await c.limiter.check(k, policies, { cost: resolveCost(c.cost, request) });
+  const outcome = outcomeOf(decision, policies, name);
+  const headers = headersFor(outcome);
+  const out = { decision, headers, key: k, policy: outcome.policy, name };
+  if (!decision.allowed) out.response = deniedResponse(headers);
+  return out;
+}
+
+/**
+ * Check one request: { decision, headers, response? }.
+ *
+ *   const { headers, response } = await limit(request, { limiter, policy });
+ *   if (response) return response;          // the 429, ready to return
+ *   return Response.json(data, { headers }); // the headers on the answer
+ *
+ * `response` is set only when denied. A key function returning null skips
+ * the check: { decision: null, headers: {} }. A rejected check (failureMode
+ * 'error') rejects.
+ */
+function limit(request, options) {
+  assertNodeRuntime();
+  return limitWith(compiledOf(options), request);
+}
+
+/** `response` with `headers` added (a copy when its headers are immutable,
+ * as on a Response from fetch() or Response.redirect()). */
+function withHeaders(response, headers) {
+  try {
+    for (const [field, value] of Object.entries(headers)) response.headers.set(field, value);
+    return response;
+  } catch (err) {
+    if (!(err instanceof TypeError)) throw err;
+    const copy = new Response(response.body, {
+      status: response.status,
+      statusText: response.statusText,
+      headers: response.headers,
+    });
+    for (const [field, value] of Object.entries(headers)) copy.headers.set(field, value);
+    return copy;
+  }
+}
+
+/**
+ * Wrap an App Router route handler:
+ *
+ *   export const runtime = 'nodejs';
+ *   export const GET = withRateLimit(async (request) => Response.json({ hello: 'world' }),
+ *                                    { limiter, policy: { limit: 10, period: '1m' } });
+ *
+ * Allowed: the handler runs and its Response gets the rate-limit headers.
+ * Denied: a 429 with the headers, Retry-After and the JSON body, without the
+ * handler running. Options as for limit(); `onError(err, request, ctx)` may
+ * return a Response for a rejected check (default: the error propagates and
+ * Next.js answers 500).
+ */
+function withRateLimit(handler, options) {
+  if (typeof handler !== 'function') throw new TypeError('withRateLimit(handler, options): handler must be a function');
+  const c = compile(options);
+  const onError = options.onError;
+  if (onError != null && typeof onError !== 'function') throw new TypeError('onError must be a function');
+  return async function rateLimitedHandler(request, ctx) {
+    let r;
+    try {
+      r = await limitWith(c, request);
+    } catch (err) {
+      if (onError) return onError(err, request, ctx);
+      throw err;
+    }
+    if (r.response) return r.response;
+    const response = await handler(request, ctx);
+    if (r.decision === null || !(response instanceof Response)) return response;
+    return withHeaders(response, r.headers);
+  };
+}
+
+module.exports = { limit, withRateLimit, withHeaders, EDGE_MESSAGE };

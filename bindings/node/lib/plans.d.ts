@@ -1,0 +1,95 @@
+// Types of tollgate/plans.
+import type { Decision, Key, PolicyLike } from './index';
+
+/** Anything a key function may be handed: an Express / node:http request or a Web Request. */
+export type AnyRequest = any;
+export type { Key };
+/** request -> key, or null/undefined to leave the request unlimited. May be async. */
+export type KeyFunc<R = AnyRequest> = (request: R) => Key | null | undefined | Promise<Key | null | undefined>;
+export type PolicySpec = PolicyLike | readonly PolicyLike[];
+export type PlanMap = Readonly<Record<string, PolicySpec>> | ReadonlyMap<string, PolicySpec>;
+
+/** FREE 100/h, PRO 1000/h, ENTERPRISE 10000/h (Python's DEFAULT_PLANS). */
+export declare const PLANS: Readonly<{
+  FREE: Readonly<{ limit: 100; period: '1h' }>;
+  PRO: Readonly<{ limit: 1000; period: '1h' }>;
+  ENTERPRISE: Readonly<{ limit: 10000; period: '1h' }>;
+}>;
+export declare const DEFAULT_PLANS: typeof PLANS;
+export declare const HEADER_NAMES: readonly [
+  'RateLimit-Policy',
+  'RateLimit',
+  'X-RateLimit-Limit',
+  'X-RateLimit-Remaining',
+  'X-RateLimit-Reset',
+  'Retry-After',
+];
+export declare const MAX_KEY_VALUE: 128;
+
+export interface ClientAddressOptions {
+  /** Take the address from X-Forwarded-For (only behind proxies you run). Default false. */
+  trustForwarded?: boolean;
+  /** How many of your proxies stand in front: the client is the N-th entry from the right. Default 1. */
+  trustedProxies?: number;
+  /** Key IPv6 clients by their network of this many bits (default 64); null keys whole addresses. */
+  ipv6Prefix?: number | null;
+}
+
+/** Key by client address: "ip:203.0.113.7", "ip:2001:db8:1:2::/64". Called with a
+ * request it is the key function; called with options it returns one. */
+export declare function clientAddress(options?: ClientAddressOptions): (request: AnyRequest) => string;
+export declare function clientAddress(request: object): string;
+
+export interface HeaderKeyOptions {
+  /** Default: the lower-cased header name and ":". */
+  prefix?: string;
+  /** Key for requests without the header; default clientAddress; null leaves them unlimited. */
+  fallback?: KeyFunc | null;
+  /** Key by the value's SHA-256 ("<prefix>sha256:<hex>"). Values over 128 bytes always are. */
+  hash?: boolean;
+}
+export declare function headerKey(name: string, options?: HeaderKeyOptions): KeyFunc;
+
+export interface OrganizationKeyOptions {
+  /** The organization the app authenticated (may be async); used instead of the header. */
+  getter?: (request: AnyRequest) => string | null | undefined | Promise<string | null | undefined>;
+  fallback?: KeyFunc | null;
+}
+/** "org:<id>" from the header (default "X-Org-Id") or from options.getter. */
+export declare function organizationKey(header?: string | null, options?: OrganizationKeyOptions): KeyFunc;
+export declare function organizationKey(options: OrganizationKeyOptions): KeyFunc;
+
+export interface LimitsOptions<R = AnyRequest> {
+  policy?: PolicySpec;
+  policies?: PolicySpec;
+  plans?: PlanMap;
+  /** request -> plan name; null/undefined: the default policy (or the first plan). */
+  plan?: (request: R) => string | null | undefined | Promise<string | null | undefined>;
+  /** The policy name in the RateLimit headers; default the plan's name, or "default". */
+  name?: string;
+}
+
+export declare class Limits<R = AnyRequest> {
+  constructor(options?: LimitsOptions<R>);
+  readonly empty: boolean;
+  readonly plan: ((request: R) => string | null | undefined | Promise<string | null | undefined>) | null;
+  /** Throws a RangeError for a plan name missing from plans. */
+  forPlan(plan: string | null | undefined): { policies: PolicyLike[]; name: string };
+}
+
+/** The policies of a plan: policiesFor('PRO') -> [{ limit: 1000, period: '1h' }]. */
+export declare function policiesFor(plan: string, plans?: PlanMap): PolicyLike[];
+
+/** "203.0.113.7", "2001:db8::/64" (as Python's ipaddress writes them), or null. */
+export declare function normalizeAddress(text: string, ipv6Prefix?: number | null): string | null;
+
+export interface Outcome {
+  decision: Decision;
+  policy: PolicyLike;
+  name: string;
+}
+export type RateLimitHeaderFields = Record<string, string>;
+export declare function binding(outcomes: readonly Outcome[]): Outcome;
+export declare function headersFor(outcome: Outcome): RateLimitHeaderFields;
+export declare function deniedBody(headers: RateLimitHeaderFields): string;
+export declare function scopedKey(scope: string, key: Key): Key;

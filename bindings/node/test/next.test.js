@@ -1,0 +1,230 @@
+'use strict';
+// examples/node/next-app end to end: `npm pack` this package, install the
+// tarball into a temporary copy of the example, `next build`, `next start` on
+// a free loopback port, call the routes until they answer 429, check the
+// headers, stop the server by its PID.
+//
+// Next.js and React come from npm at test time. The tarball is installed
+// with --ignore-scripts and the addon this checkout already built
+// (build/Release/tollgate.node) is copied in, so the test does not compile
+// the C++ core a second time; TOLLGATE_TEST_NEXT_COMPILE=1 lets npm build it
+// from the tarball instead (several minutes). Skips without npm access or
+// without a built addon. About a minute with a warm npm cache.
+
+const { test } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+
+const PKG = path.resolve(__dirname, '..');
+const REPO = path.resolve(PKG, '..', '..');
+const EXAMPLE = path.join(REPO, 'examples', 'node', 'next-app');
+const ADDON = path.join(PKG, 'build', 'Release', 'tollgate.node');
+const COMPILE = process.env.TOLLGATE_TEST_NEXT_COMPILE === '1';
+
+function run(cmd, args, opts) {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000, ...opts });
+  if (r.status !== 0) {
+    const out = `${r.stdout || ''}\n${r.stderr || ''}`.slice(-3000);
+    throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal ?? r.error}):\n${out}`);
+  }
+  return r.stdout;
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function copyExample(dest) {
+  fs.cpSync(EXAMPLE, dest, {
+    recursive: true,
+    filter: (src) => !/(^|\/)(node_modules|\.next)(\/|$)/.test(path.relative(EXAMPLE, src)),
+  });
+}
+
+async function waitFor(url, proc, ms) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    if (proc.exitCode !== null) throw new Error(`next start exited with ${proc.exitCode}`);
+    try {
+      const r = await fetch(url, { headers: { 'X-Org-Id': 'probe' } });
+      await r.arrayBuffer();
+      return;
+    } catch (e) {
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not answer: ${last}`);
+}
+
+test('limit() and withRateLimit() on Web Requests (no Next.js needed)', async () => {
+  const { Limiter } = require(PKG);
+  const { limit, withRateLimit } = require(path.join(PKG, 'lib', 'next.js'));
+  const limiter = new Limiter();
+  try {
+    const opts = { limiter, policy: { limit: 2, period: '1m' } };
+    const req = () => new Request('http://app/api', { headers: { 'x-forwarded-for': '203.0.113.7' } });
+    let r = await limit(req(), opts);
+    assert.equal(r.decision.allowed, true);
+    assert.equal(r.key, 'ip:203.0.113.7');
+    assert.equal(r.headers['RateLimit-Policy'], '"default";q=2;w=60');
+    assert.equal(r.response, undefined);
+    await limit(req(), opts);
+    r = await limit(req(), opts);
+    assert.equal(r.decision.allowed, false);
+    assert.equal(r.response.status, 429);
+    assert.equal(r.response.headers.get('retry-after'), r.headers['Retry-After']);
+    assert.deepEqual(await r.response.json(), { detail: 'Rate limit exceeded', retry_after: Number(r.headers['Retry-After']) });
+
+    let ran = 0;
+    const GET = withRateLimit(
+      async () => {
+        ran++;
+        return Response.redirect('http://app/elsewhere', 307); // immutable headers: copied
+      },
+      { limiter, policy: { limit: 1, period: '1h' }, key: () => 'k' },
+    );
+    let res = await GET(req(), {});
+    assert.equal(res.status, 307);
+    assert.equal(res.headers.get('location'), 'http://app/elsewhere');
+    assert.equal(res.headers.get('x-ratelimit-remaining'), '0');
+    res = await GET(req(), {});
+    assert.equal(res.status, 429);
+    assert.equal(ran, 1);
+    const free = withRateLimit(async () => new Response('ok'), { limiter, policy: { limit: 1, period: '1h' }, key: () => null });
+    res = await free(req(), {});
+    assert.equal(res.headers.get('ratelimit'), null);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('tollgate/next refuses the Edge runtime with a clear message', () => {
+  const r = spawnSync(process.execPath, ['-e', `globalThis.EdgeRuntime = 'edge-runtime'; require(${JSON.stringify(path.join(PKG, 'lib', 'next.js'))})`], {
+    encoding: 'utf8',
+  });
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /cannot run on the Edge runtime/);
+  assert.match(r.stderr, /runtime = 'nodejs'/);
+});
+
+test('Next.js App Router example: headers, then 429', { timeout: 480_000 }, async (t) => {
+  if (!COMPILE && !fs.existsSync(ADDON)) return t.skip(`no built addon at ${ADDON} (npm install in bindings/node first)`);
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-next-'));
+  const app = path.join(tmp, 'app');
+  let server = null;
+  let log = '';
+  try {
+    copyExample(app);
+    // The package as users get it: a tarball made by npm pack.
+    const packed = JSON.parse(run('npm', ['pack', '--json', '--pack-destination', tmp], { cwd: PKG }));
+    const tarball = path.join(tmp, packed[0].filename);
+    const pj = JSON.parse(fs.readFileSync(path.join(app, 'package.json'), 'utf8'));
+    pj.dependencies.tollgate = `file:${tarball}`;
+    fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pj, null, 2));
+    const install = ['install', '--no-audit', '--no-fund', '--loglevel=error'];
+    try {
+      run('npm', COMPILE ? install : [...install, '--ignore-scripts'], { cwd: app, timeout: 600_000 });
+    } catch (e) {
+      if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network/i.test(e.message)) return t.skip(`npm cannot install: ${e.message.slice(0, 200)}`);
+      throw e;
+    }
+    if (!COMPILE) {
+      const dest = path.join(app, 'node_modules', 'tollgate', 'build', 'Release');
+      fs.mkdirSync(dest, { recursive: true });
+      fs.copyFileSync(ADDON, path.join(dest, 'tollgate.node'));
+    }
+    const env = { ...process.env, NEXT_TELEMETRY_DISABLED: '1' };
+    delete env.TOLLGATE_URL; // the memory store: the example's default
+    const nextBin = path.join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
+    run(process.execPath, [nextBin, 'build'], { cwd: app, env, timeout: 400_000 });
+
+    const port = await freePort();
+    server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
+      cwd: app,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: true, // its own process group, stopped below by our PID
+    });
+    server.stdout.on('data', (d) => (log += d));
+    server.stderr.on('data', (d) => (log += d));
+    const base = `http://127.0.0.1:${port}`;
+    await waitFor(`${base}/api/hello`, server, 60_000);
+
+    // withRateLimit, plans by X-Org-Id: initech is on FREE (100 per hour).
+    const statuses = [];
+    let first = null;
+    let denied = null;
+    for (let i = 0; i < 102 && !denied; i++) {
+      const r = await fetch(`${base}/api/hello`, { headers: { 'X-Org-Id': 'initech' } });
+      const body = await r.text();
+      statuses.push(r.status);
+      if (i === 0) first = { r, body };
+      if (r.status === 429) denied = { r, body };
+    }
+    assert.equal(first.r.status, 200, log);
+    assert.deepEqual(JSON.parse(first.body), { hello: 'initech' });
+    assert.equal(first.r.headers.get('ratelimit-policy'), '"FREE";q=100;w=3600');
+    assert.equal(first.r.headers.get('ratelimit'), '"FREE";r=99;t=36');
+    assert.equal(first.r.headers.get('x-ratelimit-limit'), '100');
+    assert.equal(first.r.headers.get('x-ratelimit-remaining'), '99');
+    assert.equal(first.r.headers.get('x-ratelimit-reset'), '36');
+    assert.equal(first.r.headers.get('retry-after'), null);
+    assert.ok(denied, `no 429 after ${statuses.length} requests`);
+    assert.equal(statuses.length, 101, 'the 101st request is the first denied');
+    assert.ok(statuses.slice(0, 100).every((s) => s === 200));
+    // One 36 s emission interval minus the time the 100 requests took.
+    const retry = Number(denied.r.headers.get('retry-after'));
+    assert.ok(retry >= 1 && retry <= 36, `Retry-After ${retry}`);
+    assert.equal(denied.r.headers.get('x-ratelimit-remaining'), '0');
+    assert.equal(denied.r.headers.get('content-type'), 'application/json');
+    assert.equal(denied.body, `{"detail":"Rate limit exceeded","retry_after":${retry}}`);
+
+    // Another organization on another plan is not affected.
+    const pro = await fetch(`${base}/api/hello`, { headers: { 'X-Org-Id': 'globex' } });
+    assert.equal(pro.status, 200);
+    assert.equal(pro.headers.get('ratelimit-policy'), '"PRO";q=1000;w=3600');
+
+    // limit() inside a handler: its own 10 per minute counter.
+    let last = null;
+    for (let i = 0; i < 11; i++) {
+      last = await fetch(`${base}/api/search?q=x`, { headers: { 'X-Org-Id': 'initech' } });
+      const body = await last.json();
+      if (i === 0) {
+        assert.equal(last.status, 200);
+        assert.equal(body.remaining, 9);
+        assert.equal(last.headers.get('ratelimit-policy'), '"default";q=10;w=60');
+      }
+    }
+    assert.equal(last.status, 429);
+    const searchRetry = Number(last.headers.get('retry-after'));
+    assert.ok(searchRetry >= 1 && searchRetry <= 6, `Retry-After ${searchRetry}`);
+  } finally {
+    if (server && server.exitCode === null) {
+      const exited = new Promise((r) => server.once('exit', r));
+      try {
+        process.kill(-server.pid, 'SIGTERM');
+      } catch {}
+      const timer = setTimeout(() => {
+        try {
+          process.kill(-server.pid, 'SIGKILL');
+        } catch {}
+      }, 5000);
+      await exited;
+      clearTimeout(timer);
+    }
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+});

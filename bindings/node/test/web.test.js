@@ -1,0 +1,597 @@
+'use strict';
+// tollgate/express and tollgate/plans through a real HTTP server on a free
+// loopback port, on the memory store and on a throwaway redis-server.
+//
+// Express comes from npm at test time (installed once into a cache folder
+// under the OS temp dir; TOLLGATE_TEST_NPM_CACHE_DIR overrides it); the tests
+// that need it skip when npm cannot install it. With TOLLGATE_TEST_PYTHON set
+// to a Python that has the tollgate package, the headers, the 429 body and
+// the key strings are compared byte for byte with Python's.
+
+const { test, describe, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+const { spawn, spawnSync } = require('node:child_process');
+const crypto = require('node:crypto');
+const fs = require('node:fs');
+const http = require('node:http');
+const net = require('node:net');
+const os = require('node:os');
+const path = require('node:path');
+const { createRequire } = require('node:module');
+
+const PKG = path.resolve(__dirname, '..');
+const { Limiter } = require(PKG);
+const { rateLimit } = require(path.join(PKG, 'lib', 'express.js'));
+const plans = require(path.join(PKG, 'lib', 'plans.js'));
+
+const PYTHON = process.env.TOLLGATE_TEST_PYTHON || '';
+const OUR_HEADERS = ['RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'];
+
+// ---- helpers ------------------------------------------------------------------
+
+/** Install npm packages once into a cache folder; require() from there. */
+function npmDeps(specs) {
+  const id = crypto.createHash('sha256').update(specs.join(' ')).digest('hex').slice(0, 12);
+  const base = process.env.TOLLGATE_TEST_NPM_CACHE_DIR || path.join(os.tmpdir(), 'tollgate-node-test-deps');
+  const dir = path.join(base, id);
+  const marker = path.join(dir, '.installed');
+  if (!fs.existsSync(marker)) {
+    fs.mkdirSync(dir, { recursive: true });
+    fs.writeFileSync(path.join(dir, 'package.json'), JSON.stringify({ name: 'deps', private: true }));
+    const r = spawnSync('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error', ...specs], {
+      cwd: dir,
+      encoding: 'utf8',
+      timeout: 180_000,
+    });
+    if (r.status !== 0) return { error: `npm install ${specs.join(' ')} failed: ${(r.stderr || r.error || '').toString().slice(-500)}` };
+    fs.writeFileSync(marker, '');
+  }
+  return { require: createRequire(path.join(dir, 'package.json')) };
+}
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function redisPing(port) {
+  return new Promise((resolve) => {
+    const c = net.connect(port, '127.0.0.1');
+    let buf = '';
+    c.setTimeout(500);
+    c.on('connect', () => c.write('PING\r\n'));
+    c.on('data', (d) => {
+      buf += d;
+      if (buf.includes('\r\n')) {
+        c.destroy();
+        resolve(buf.startsWith('+PONG'));
+      }
+    });
+    c.on('error', () => resolve(false));
+    c.on('timeout', () => {
+      c.destroy();
+      resolve(false);
+    });
+  });
+}
+
+/** A throwaway redis-server on a free loopback port (stopped by PID), or null. */
+async function startRedis() {
+  const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
+  if (which.status !== 0) return null;
+  const port = await freePort();
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-web-redis-'));
+  const proc = spawn(
+    'redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
+    { stdio: 'ignore' },
+  );
+  for (let i = 0; i < 100; i++) {
+    if (await redisPing(port)) {
+      return {
+        url: `redis://127.0.0.1:${port}`,
+        pid: proc.pid,
+        async stop() {
+          const exited = new Promise((r) => proc.once('exit', r));
+          try {
+            process.kill(proc.pid, 'SIGTERM');
+          } catch {}
+          await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
+          fs.rmSync(dir, { recursive: true, force: true });
+        },
+      };
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  try {
+    process.kill(proc.pid, 'SIGKILL');
+  } catch {}
+  fs.rmSync(dir, { recursive: true, force: true });
+  return null;
+}
+
+async function listen(app) {
+  const server = http.createServer(app);
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  return {
+    port: server.address().port,
+    close: () =>
+      new Promise((r) => {
+        server.closeAllConnections();
+        server.close(r);
+      }),
+  };
+}
+
+/** GET with raw header names (to check their exact spelling). */
+function get(port, urlPath, headers = {}) {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, path: urlPath, headers, agent: false }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d) => (body += d));
+      res.on('end', () => {
+        const raw = {};
+        for (let i = 0; i < res.rawHeaders.length; i += 2) raw[res.rawHeaders[i]] = res.rawHeaders[i + 1];
+        resolve({ status: res.statusCode, raw, body });
+      });
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function ours(raw) {
+  const out = {};
+  for (const f of [...OUR_HEADERS, 'Retry-After']) if (raw[f] !== undefined) out[f] = raw[f];
+  return out;
+}
+
+function python(script, arg) {
+  const r = spawnSync(PYTHON, ['-c', script, JSON.stringify(arg)], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) throw new Error(`python failed: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
+// Python's headers and 429 body for n checks of one fresh key (a memory
+// limiter; every check within the same second as Node's, so the whole-second
+// header values agree whatever the store).
+const PY_HEADERS = `
+import json, sys, tollgate
+from tollgate.plans import denied_body
+a = json.loads(sys.argv[1])
+lim = tollgate.Limiter()
+pol = tollgate.Policy(a["limit"], a["period"])
+out = []
+for _ in range(a["n"]):
+    h = tollgate.rate_limit_headers(lim.check("k", pol), pol, name=a["name"])
+    out.append({"headers": h, "body": denied_body(h).decode() if "Retry-After" in h else None})
+print(json.dumps(out))
+`;
+
+let express = null;
+let expressSkip = false;
+let expressDir = null;
+before(() => {
+  const deps = npmDeps(['express@5.1.0']);
+  if (deps.error) expressSkip = deps.error;
+  else {
+    express = deps.require('express');
+    expressDir = path.dirname(deps.require.resolve('express/package.json'));
+  }
+});
+
+/** 6 requests against limit 5: five allowed with headers, the 6th a 429. */
+async function limitPlusOne(limiter, t) {
+  if (expressSkip) return t.skip(expressSkip);
+  const app = express();
+  app.use(rateLimit({ limiter, policy: { limit: 5, period: '1h' } }));
+  app.get('/', (req, res) => res.json({ ok: true }));
+  const srv = await listen(app);
+  try {
+    const answers = [];
+    for (let i = 0; i < 6; i++) answers.push(await get(srv.port, '/'));
+    for (let i = 0; i < 5; i++) {
+      const a = answers[i];
+      assert.equal(a.status, 200);
+      assert.deepEqual(JSON.parse(a.body), { ok: true });
+      for (const f of OUR_HEADERS) assert.ok(a.raw[f] !== undefined, `response ${i + 1} lacks ${f}`);
+      assert.equal(a.raw['Retry-After'], undefined);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=5;w=3600');
+      assert.equal(a.raw['X-RateLimit-Limit'], '5');
+      assert.equal(a.raw['X-RateLimit-Remaining'], String(4 - i));
+      assert.equal(a.raw.RateLimit, `"default";r=${4 - i};t=${720 * (i + 1)}`);
+    }
+    const denied = answers[5];
+    assert.equal(denied.status, 429);
+    assert.equal(denied.raw['Content-Type'], 'application/json');
+    assert.equal(denied.raw['Retry-After'], '720');
+    assert.equal(denied.raw['X-RateLimit-Remaining'], '0');
+    assert.equal(denied.body, '{"detail":"Rate limit exceeded","retry_after":720}');
+    if (PYTHON) {
+      const py = python(PY_HEADERS, { limit: 5, period: '1h', n: 6, name: 'default' });
+      for (let i = 0; i < 6; i++) assert.deepEqual(ours(answers[i].raw), py[i].headers, `response ${i + 1} vs Python`);
+      assert.equal(denied.body, py[5].body);
+    }
+  } finally {
+    await srv.close();
+  }
+}
+
+// ---- plans and key functions ----------------------------------------------------------
+
+describe('tollgate/plans', () => {
+  test('PLANS match Python DEFAULT_PLANS', () => {
+    assert.deepEqual(plans.PLANS, {
+      FREE: { limit: 100, period: '1h' },
+      PRO: { limit: 1000, period: '1h' },
+      ENTERPRISE: { limit: 10000, period: '1h' },
+    });
+    assert.ok(Object.isFrozen(plans.PLANS));
+    assert.deepEqual(plans.policiesFor('PRO'), [{ limit: 1000, period: '1h' }]);
+    assert.throws(() => plans.policiesFor('GOLD'), RangeError);
+  });
+
+  test('Limits picks policies by plan', () => {
+    const l = new plans.Limits({ plans: plans.PLANS, plan: () => null });
+    assert.deepEqual(l.forPlan(null), { policies: [plans.PLANS.FREE], name: 'FREE' });
+    assert.deepEqual(l.forPlan('PRO'), { policies: [plans.PLANS.PRO], name: 'PRO' });
+    assert.throws(() => l.forPlan('GOLD'), /not in plans/);
+    const d = new plans.Limits({ policy: { limit: 1, period: 1000 } });
+    assert.equal(d.forPlan(null).name, 'default');
+    assert.ok(new plans.Limits({}).empty);
+    assert.throws(() => new plans.Limits({ plans: plans.PLANS }), /plans need plan/);
+  });
+
+  const req = (peer, headers = {}) => {
+    const h = {};
+    for (const [k, v] of Object.entries(headers)) h[k.toLowerCase()] = v;
+    return { headers: h, socket: { remoteAddress: peer } };
+  };
+
+  test('key strings', () => {
+    const { clientAddress, headerKey, organizationKey } = plans;
+    assert.equal(clientAddress(req('203.0.113.7')), 'ip:203.0.113.7');
+    assert.equal(clientAddress(req('::ffff:127.0.0.1')), 'ip:127.0.0.1');
+    assert.equal(clientAddress(req('2001:db8:1:2:3:4:5:6')), 'ip:2001:db8:1:2::/64');
+    assert.equal(clientAddress({ ipv6Prefix: null })(req('2001:db8:1:2:3:4:5:6')), 'ip:2001:db8:1:2:3:4:5:6');
+    assert.equal(clientAddress(req(undefined)), 'ip:unknown');
+    // X-Forwarded-For is ignored unless trusted; then the N-th from the right.
+    const fwd = req('10.0.0.1', { 'X-Forwarded-For': '6.6.6.6, 198.51.100.4, 10.0.0.9' });
+    assert.equal(clientAddress(fwd), 'ip:10.0.0.1');
+    assert.equal(clientAddress({ trustForwarded: true })(fwd), 'ip:10.0.0.9');
+    assert.equal(clientAddress({ trustForwarded: true, trustedProxies: 2 })(fwd), 'ip:198.51.100.4');
+    assert.equal(clientAddress({ trustForwarded: true, trustedProxies: 4 })(fwd), 'ip:10.0.0.1');
+    assert.throws(() => clientAddress({ trustedProxies: 0 }), RangeError);
+    // A Web Request (no socket).
+    const web = new Request('http://x/', { headers: { 'x-forwarded-for': '198.51.100.4', 'x-org-id': 'acme' } });
+    assert.equal(clientAddress(web), 'ip:unknown');
+    assert.equal(clientAddress({ trustForwarded: true })(web), 'ip:198.51.100.4');
+    assert.equal(organizationKey('X-Org-Id')(web), 'org:acme');
+
+    assert.equal(headerKey('X-API-Key')(req('1.2.3.4', { 'X-API-Key': ' k1 ' })), 'x-api-key:k1');
+    assert.equal(headerKey('X-API-Key')(req('1.2.3.4')), 'ip:1.2.3.4');
+    assert.equal(headerKey('X-API-Key', { fallback: null })(req('1.2.3.4')), null);
+    const sha = crypto.createHash('sha256').update('k1').digest('hex');
+    assert.equal(headerKey('X-API-Key', { hash: true })(req('1.2.3.4', { 'X-API-Key': 'k1' })), `x-api-key:sha256:${sha}`);
+    const long = 'a'.repeat(129);
+    const longSha = crypto.createHash('sha256').update(long).digest('hex');
+    assert.equal(organizationKey()(req('1.2.3.4', { 'X-Org-Id': long })), `org:sha256:${longSha}`);
+    assert.equal(organizationKey('X-Org-Id')(req('1.2.3.4', { 'X-Org-Id': 'acme' })), 'org:acme');
+    assert.equal(organizationKey({ getter: (r) => r.user })({ ...req('1.2.3.4'), user: 'initech' }), 'org:initech');
+  });
+
+  test('key strings equal Python tollgate.plans', { skip: !PYTHON && 'set TOLLGATE_TEST_PYTHON' }, () => {
+    const cases = [
+      ['203.0.113.7', {}],
+      ['::ffff:192.0.2.1', {}],
+      ['2001:db8:1:2:3:4:5:6', {}],
+      ['2001:0db8:0000:0000:0000:0000:0000:0001', {}],
+      ['fe80::1', {}],
+      [null, {}],
+      ['10.0.0.1', { 'X-Forwarded-For': '6.6.6.6, 198.51.100.4, 10.0.0.9' }],
+      ['10.0.0.1', { 'X-Forwarded-For': '[2001:db8::5]:443, 203.0.113.9:8080' }],
+      ['10.0.0.1', { 'X-Forwarded-For': 'not-an-ip' }],
+      ['10.0.0.1', { 'X-Forwarded-For': ' , 01.2.3.4' }],
+      ['10.0.0.1', { 'X-API-Key': 'secret', 'X-Org-Id': 'acme' }],
+      ['10.0.0.1', { 'X-API-Key': '  ', 'X-Org-Id': 'ä-org' }],
+      ['10.0.0.1', { 'X-Org-Id': 'x'.repeat(200) }],
+    ];
+    const fns = {
+      client_address: plans.clientAddress,
+      'client_address(trust_forwarded=True)': plans.clientAddress({ trustForwarded: true }),
+      'client_address(trust_forwarded=True, trusted_proxies=2)': plans.clientAddress({ trustForwarded: true, trustedProxies: 2 }),
+      'client_address(ipv6_prefix=None)': plans.clientAddress({ ipv6Prefix: null }),
+      'client_address(ipv6_prefix=48)': plans.clientAddress({ ipv6Prefix: 48 }),
+      'header_key("X-API-Key")': plans.headerKey('X-API-Key'),
+      'header_key("X-API-Key", hash=True)': plans.headerKey('X-API-Key', { hash: true }),
+      'organization_key("X-Org-Id")': plans.organizationKey('X-Org-Id'),
+      'organization_key("X-Org-Id", fallback=None)': plans.organizationKey('X-Org-Id', { fallback: null }),
+    };
+    const py = python(
+      `
+import json, sys
+from tollgate.plans import client_address, header_key, organization_key
+class H(dict):
+    def get(self, name, default=None):
+        for k, v in self.items():
+            if k.lower() == name.lower():
+                return v
+        return default
+class R:
+    def __init__(self, peer, headers):
+        self.remote_addr = peer
+        self.headers = H(headers)
+a = json.loads(sys.argv[1])
+out = []
+for peer, headers in a["cases"]:
+    row = {}
+    for name in a["fns"]:
+        row[name] = eval(name)(R(peer, headers))
+    out.append(row)
+print(json.dumps(out))
+`,
+      { cases, fns: Object.keys(fns) },
+    );
+    cases.forEach(([peer, headers], i) => {
+      for (const [name, fn] of Object.entries(fns)) {
+        assert.equal(fn(req(peer || undefined, headers)), py[i][name], `${name} on case ${i}`);
+      }
+    });
+  });
+});
+
+// ---- Express -------------------------------------------------------------------------
+
+describe('tollgate/express, memory store', () => {
+  test('limit+1: headers on every answer, then 429 with Retry-After', async (t) => {
+    const limiter = new Limiter();
+    try {
+      await limitPlusOne(limiter, t);
+    } finally {
+      await limiter.close();
+    }
+  });
+
+  test('plans keyed by organization', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter();
+    const PLAN_BY_ORG = { initech: 'FREE', globex: 'PRO', acme: 'ENTERPRISE' };
+    const app = express();
+    app.use(
+      rateLimit({
+        limiter,
+        key: plans.organizationKey('X-Org-Id'),
+        plans: plans.PLANS,
+        plan: (req) => PLAN_BY_ORG[req.get('X-Org-Id')] || 'FREE',
+      }),
+    );
+    app.get('/', (req, res) => res.send('hi'));
+    const srv = await listen(app);
+    try {
+      let a = await get(srv.port, '/', { 'X-Org-Id': 'globex' });
+      assert.equal(a.status, 200);
+      assert.equal(a.raw['RateLimit-Policy'], '"PRO";q=1000;w=3600');
+      assert.equal(a.raw['X-RateLimit-Remaining'], '999');
+      a = await get(srv.port, '/', { 'X-Org-Id': 'acme' });
+      assert.equal(a.raw['RateLimit-Policy'], '"ENTERPRISE";q=10000;w=3600');
+      a = await get(srv.port, '/');
+      assert.equal(a.raw['RateLimit-Policy'], '"FREE";q=100;w=3600');
+      a = await get(srv.port, '/', { 'X-Org-Id': 'globex' });
+      assert.equal(a.raw['X-RateLimit-Remaining'], '998');
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('a null key skips limiting; route limits and the binding headers', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter();
+    const app = express();
+    app.use(
+      rateLimit({
+        limiter,
+        policy: { limit: 100, period: '1h' },
+        key: (req) => (req.path === '/health' ? null : plans.clientAddress(req)),
+      }),
+    );
+    app.get('/health', (req, res) => res.send('ok'));
+    app.get('/search', rateLimit({ limiter, policy: { limit: 2, period: '1m' }, scope: 'search' }), (req, res) => res.send('found'));
+    app.get('/busy', (req, res) => res.set('Retry-After', '30').status(503).send('busy'));
+    const srv = await listen(app);
+    try {
+      let a = await get(srv.port, '/health');
+      assert.equal(a.status, 200);
+      for (const f of OUR_HEADERS) assert.equal(a.raw[f], undefined);
+      // The route's 2/min binds before the global 100/h.
+      a = await get(srv.port, '/search');
+      assert.equal(a.status, 200);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=60');
+      a = await get(srv.port, '/search');
+      assert.equal(a.raw['X-RateLimit-Remaining'], '0');
+      a = await get(srv.port, '/search');
+      assert.equal(a.status, 429);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=60');
+      // The global limit was charged 3 times (the denied request too).
+      a = await get(srv.port, '/busy');
+      assert.equal(a.status, 503);
+      assert.equal(a.raw['X-RateLimit-Remaining'], '96');
+      assert.equal(a.raw['Retry-After'], '30'); // the app's own, kept
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('works as plain node:http middleware, and rejects bad options', async () => {
+    assert.throws(() => rateLimit({}), /limiter/);
+    const limiter = new Limiter();
+    assert.throws(() => rateLimit({ limiter }), /policy/);
+    const mw = rateLimit({ limiter, policy: { limit: 1, period: '1s' } });
+    const srv = await listen((req, res) => mw(req, res, () => res.end('ok')));
+    try {
+      assert.equal((await get(srv.port, '/')).status, 200);
+      const a = await get(srv.port, '/');
+      assert.equal(a.status, 429);
+      assert.equal(a.raw['Retry-After'], '1');
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+});
+
+describe('tollgate/express, Redis store', () => {
+  let redis = null;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    if (redis) await redis.stop();
+  });
+
+  test('limit+1 on Redis, headers equal Python', async (t) => {
+    if (!redis) return t.skip('no redis-server');
+    const limiter = new Limiter({ url: redis.url, keyPrefix: `webtest:${process.pid}:` });
+    try {
+      await limitPlusOne(limiter, t);
+    } finally {
+      await limiter.close();
+    }
+  });
+
+  test('two limiters (two servers) share one limit', async (t) => {
+    if (!redis) return t.skip('no redis-server');
+    if (expressSkip) return t.skip(expressSkip);
+    const prefix = `webshare:${process.pid}:`;
+    const a = new Limiter({ url: redis.url, keyPrefix: prefix });
+    const b = new Limiter({ url: redis.url, keyPrefix: prefix });
+    const servers = [];
+    try {
+      for (const limiter of [a, b]) {
+        const app = express();
+        app.use(rateLimit({ limiter, key: plans.organizationKey(), policy: { limit: 3, period: '1h' } }));
+        app.get('/', (req, res) => res.send('ok'));
+        servers.push(await listen(app));
+      }
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await get(servers[i % 2].port, '/', { 'X-Org-Id': 'acme' })).status);
+      assert.deepEqual(statuses, [200, 200, 200, 429, 429, 429]);
+    } finally {
+      for (const s of servers) await s.close();
+      await a.close();
+      await b.close();
+    }
+  });
+});
+
+describe('tollgate/express, Redis unreachable: the failure mode decides', () => {
+  let deadUrl;
+  before(async () => {
+    deadUrl = `redis://127.0.0.1:${await freePort()}`;
+  });
+
+  async function oneRequest(limiterOptions, mwOptions = {}) {
+    const limiter = new Limiter({ url: deadUrl, timeoutMs: 200, connectTimeoutMs: 200, ...limiterOptions });
+    const app = express();
+    app.use(rateLimit({ limiter, policy: { limit: 10, period: '1m' }, ...mwOptions }));
+    app.get('/', (req, res) => res.json({ source: res.locals.rateLimit.decision.source }));
+    app.use((err, req, res, next) => res.status(500).json({ error: err.code || err.name }));
+    const srv = await listen(app);
+    try {
+      return await get(srv.port, '/');
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  }
+
+  test("'open' lets the request through, with headers", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const a = await oneRequest({ failureMode: 'open' });
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body), { source: 'fail_open' });
+    assert.equal(a.raw['X-RateLimit-Limit'], '10');
+  });
+
+  test("'closed' answers 429", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const a = await oneRequest({ failureMode: 'closed' });
+    assert.equal(a.status, 429);
+    assert.ok(Number(a.raw['Retry-After']) >= 1);
+  });
+
+  test("'local' answers from the in-process fallback", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const a = await oneRequest({ failureMode: 'local' });
+    assert.equal(a.status, 200);
+    assert.deepEqual(JSON.parse(a.body), { source: 'local' });
+  });
+
+  test("'error' goes to next(err), or to onError", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    let a = await oneRequest({ failureMode: 'error' });
+    assert.equal(a.status, 500);
+    assert.match(JSON.parse(a.body).error, /RL_E_|Error/);
+    a = await oneRequest(
+      { failureMode: 'error' },
+      { onError: (err, req, res) => res.status(503).set('Retry-After', '5').send('limiter down') },
+    );
+    assert.equal(a.status, 503);
+    assert.equal(a.body, 'limiter down');
+  });
+});
+
+describe('examples/node/express-app', () => {
+  test('plans by X-Org-Id and the /search limit, as a user runs it', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    // node server.js, resolving express from the test's npm cache and
+    // tollgate from this checkout (NODE_PATH), on a free port.
+    const example = path.resolve(PKG, '..', '..', 'examples', 'node', 'express-app');
+    const mods = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-example-'));
+    fs.symlinkSync(PKG, path.join(mods, 'tollgate'));
+    const port = await freePort();
+    const env = { ...process.env, PORT: String(port), NODE_PATH: [mods, path.dirname(expressDir)].join(path.delimiter) };
+    delete env.TOLLGATE_URL;
+    const proc = spawn(process.execPath, [path.join(example, 'server.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let log = '';
+    proc.stderr.on('data', (d) => (log += d));
+    try {
+      await new Promise((resolve, reject) => {
+        proc.stdout.on('data', (d) => {
+          log += d;
+          if (log.includes('listening')) resolve();
+        });
+        proc.once('exit', (code) => reject(new Error(`server.js exited ${code}: ${log}`)));
+      });
+      let a = await get(port, '/', { 'X-Org-Id': 'globex' });
+      assert.equal(a.status, 200, log);
+      assert.deepEqual(JSON.parse(a.body), { hello: 'globex', plan: 'PRO' });
+      assert.equal(a.raw['RateLimit-Policy'], '"PRO";q=1000;w=3600');
+      a = await get(port, '/');
+      assert.equal(a.raw['RateLimit-Policy'], '"FREE";q=100;w=3600');
+      for (let i = 0; i < 10; i++) assert.equal((await get(port, '/search', { 'X-Org-Id': 'acme' })).status, 200);
+      a = await get(port, '/search', { 'X-Org-Id': 'acme' });
+      assert.equal(a.status, 429);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=10;w=60');
+      assert.ok(Number(a.raw['Retry-After']) >= 1);
+      // The plan's limit was charged by every /search call, the denied one too.
+      a = await get(port, '/', { 'X-Org-Id': 'acme' });
+      assert.equal(a.raw['X-RateLimit-Remaining'], String(10000 - 12));
+    } finally {
+      if (proc.exitCode === null) {
+        const exited = new Promise((r) => proc.once('exit', r));
+        process.kill(proc.pid, 'SIGTERM');
+        await exited;
+      }
+      fs.rmSync(mods, { recursive: true, force: true });
+    }
+  });
+});
