@@ -117,6 +117,26 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     h.version = 0;
     CHECK(rl_health(lim.p, &h) == RL_E_VERSION);
   }
+  SECTION("rl_options version 3: spin_us, and older versions still work") {
+    rl_options o = RL_OPTIONS_INIT;
+    o.url = "redis://127.0.0.1:1";  // nothing is connected at creation
+    rl_limiter *l = nullptr;
+    o.spin_us = -2;
+    CHECK(rl_create(&l, &o) == RL_E_INVALID_ARG);
+    CHECK(mentions("spin_us"));
+    o.spin_us = 1001;
+    CHECK(rl_create(&l, &o) == RL_E_INVALID_ARG);
+    for (int32_t v : {-1, 0, 1, 1000}) {
+      o.spin_us = v;
+      REQUIRE(rl_create(&l, &o) == RL_OK);
+      rl_destroy(l);
+    }
+    // A version-2 caller's struct ends before spin_us: never read.
+    o.spin_us = 12345;
+    o.version = 2;
+    REQUIRE(rl_create(&l, &o) == RL_OK);
+    rl_destroy(l);
+  }
   SECTION("bad options and URLs") {
     rl_limiter *l = nullptr;
     rl_options o = RL_OPTIONS_INIT;

@@ -72,7 +72,7 @@ TEST_CASE("url: accepted forms", "[url]") {
   s = parse_ok(
       "redis://h?connect_timeout_ms=250&timeout_ms=75&prefix=app%3Arl%3A"
       "&failure_mode=local&local_divisor=3&deny_cache=off&deny_cache_size=99"
-      "&connections=2&reconnect_max_ms=900");
+      "&connections=2&reconnect_max_ms=900&spin_us=0");
   CHECK(s.connect_timeout_ms == 250);
   CHECK(s.timeout_ms == 75);
   CHECK(s.key_prefix == "app:rl:");
@@ -82,6 +82,9 @@ TEST_CASE("url: accepted forms", "[url]") {
   CHECK(s.deny_cache_size == 99);
   CHECK(s.connections == 2);
   CHECK(s.reconnect_max_ms == 900);
+  CHECK(s.spin_us == 0);
+  CHECK(parse_ok("redis://h").spin_us == 50);
+  CHECK(parse_ok("redis://h?spin_us=1000").spin_us == 1000);
   for (const char *m : {"open", "closed", "local", "error"})
     parse_ok(std::string("redis://h?failure_mode=") + m);
   CHECK(is_redis_url("redis://x"));
@@ -113,6 +116,7 @@ TEST_CASE("url: refusals name the problem, never the password", "[url]") {
       {"redis://:" + enc + "@host?failure_mode=maybe", "failure_mode"},
       {"redis://:" + enc + "@host?deny_cache=perhaps", "deny_cache"},
       {"redis://:" + enc + "@host?connections=65", "connections"},
+      {"redis://:" + enc + "@host?spin_us=1001", "spin_us"},
       {"redis://:" + enc + "@host?prefix=a{b", "prefix"},
       {"redis://:" + enc + "@host?db=1", "path"},
       {"redis://:" + enc + "@host?tls_ca=/x", "rediss"},

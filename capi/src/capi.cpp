@@ -303,6 +303,7 @@ int rl_create(rl_limiter **out, const rl_options *options) {
         config.failure_mode = options->failure_mode;
         config.local_divisor = options->local_divisor;
         config.deny_cache = options->deny_cache;
+        if (options->version >= 3) config.spin_us = options->spin_us;
         config.deny_cache_size = options->deny_cache_size;
         config.connections = options->connections;
         config.reconnect_max_ms = options->reconnect_max_ms;

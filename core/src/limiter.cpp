@@ -103,6 +103,9 @@ Errc apply_overrides(const LimiterConfig &c, redis::Settings &s) {
   if (c.deny_cache < -1 || c.deny_cache > 1)
     return fail(Errc::invalid_arg, "options: deny_cache must be -1, 0 or 1");
   if (c.deny_cache) s.deny_cache = c.deny_cache > 0;
+  if (c.spin_us < -1 || c.spin_us > 1000)
+    return fail(Errc::invalid_arg, "options: spin_us must be -1 .. 1000");
+  if (c.spin_us) s.spin_us = c.spin_us > 0 ? c.spin_us : 0;
   if (c.deny_cache_size) s.deny_cache_size = c.deny_cache_size;
   if (c.connections > 64)
     return fail(Errc::invalid_arg, "options: connections must be 1..64");

@@ -922,13 +922,17 @@ class Limiter {
  public:
   Limiter(py::object url, py::dict opts) : core_(std::make_shared<Core>()) {
     static const char *const kKnown[] = {
-        "max_keys",           "max_key_len",   "shards",
-        "connect_timeout_ms", "timeout_ms",    "key_prefix",
-        "failure_mode",       "local_divisor", "deny_cache",
-        "deny_cache_size",    "connections",   "reconnect_max_ms",
-        "username",           "password",      "tls_ca_file",
-        "tls_ca_dir",         "tls_cert_file", "tls_key_file",
-        "tls_server_name",    "tls_verify",    "clock"};
+        "max_keys",        "max_key_len",
+        "shards",          "connect_timeout_ms",
+        "timeout_ms",      "key_prefix",
+        "failure_mode",    "local_divisor",
+        "deny_cache",      "deny_cache_size",
+        "connections",     "reconnect_max_ms",
+        "username",        "password",
+        "tls_ca_file",     "tls_ca_dir",
+        "tls_cert_file",   "tls_key_file",
+        "tls_server_name", "tls_verify",
+        "clock",           "spin_us"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -970,6 +974,8 @@ class Limiter {
     if (opts.contains("deny_cache"))
       o.deny_cache =
           static_cast<int32_t>(to_int64(opts["deny_cache"], "deny_cache"));
+    if (opts.contains("spin_us"))
+      o.spin_us = static_cast<int32_t>(to_int64(opts["spin_us"], "spin_us"));
     if (opts.contains("tls_verify"))
       o.tls_verify =
           static_cast<int32_t>(to_int64(opts["tls_verify"], "tls_verify"));

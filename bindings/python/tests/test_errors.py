@@ -178,6 +178,12 @@ def test_limiter_options_types_and_values():
         Limiter(timeout_ms=-1)
     with pytest.raises(InvalidArgument, match="connections: must be between"):
         Limiter(connections=2**32)
+    with pytest.raises(TypeError, match="spin_us must be an int, not float"):
+        Limiter("redis://127.0.0.1:1", spin_us=1.5)
+    with pytest.raises(InvalidArgument, match="spin_us: must be between 0 and 1000"):
+        Limiter("redis://127.0.0.1:1", spin_us=1001)
+    for spin in (0, 1, 1000):
+        Limiter("redis://127.0.0.1:1", spin_us=spin).close()
     with pytest.raises(InvalidArgument) as info:
         Limiter(max_key_len=70000)  # the library's own bound
     assert info.value.code == "RL_E_INVALID_ARG"

@@ -46,6 +46,18 @@ def test_two_limiters_share_one_limit(redis_server, prefix):
             assert c.check("org-1", p).allowed
 
 
+@pytest.mark.parametrize("spin_us", [0, 1000])
+def test_blocking_checks_with_and_without_the_spin(redis_server, prefix, spin_us):
+    # Sequential checks ride the caller-thread path on the idle connection;
+    # spinning (or not) before sleeping changes no decision.
+    p = Policy(20, "1h", algorithm="fixed_window")
+    with Limiter(redis_server.url, key_prefix=prefix, spin_us=spin_us, deny_cache=False) as lim:
+        got = [lim.check("seq", p) for _ in range(30)]
+    assert [d.allowed for d in got] == [True] * 20 + [False] * 10
+    assert [d.remaining for d in got[:20]] == list(range(19, -1, -1))
+    assert all(d.source == "store" for d in got)
+
+
 def test_decisions_and_admin(redis_server, prefix):
     with Limiter(redis_server.url, key_prefix=prefix, deny_cache=False) as lim:
         assert lim.store == "redis"

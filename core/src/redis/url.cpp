@@ -122,6 +122,9 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
   } else if (key == "reconnect_max_ms") {
     rc = number(key, value, 10, 600000, n);
     s.reconnect_max_ms = static_cast<uint32_t>(n);
+  } else if (key == "spin_us") {
+    rc = number(key, value, 0, 1000, n);
+    s.spin_us = static_cast<uint32_t>(n);
   } else if (key == "db") {
     if (!unix)
       return bad(

@@ -109,6 +109,7 @@ class Limiter:
         tls_server_name: Optional[str] = ...,
         tls_verify: Optional[bool] = ...,
         clock: Optional[Callable[[], int]] = ...,
+        spin_us: Optional[int] = ...,
     ) -> None: ...
     def check(self, key: Key, *policies: Policy, cost: int = 1) -> Decision: ...
     async def check_async(

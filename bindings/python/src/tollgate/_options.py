@@ -28,7 +28,7 @@ _STR_OPTIONS = ("key_prefix", "username", "password", "tls_server_name")
 _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
+    ("max_keys", "failure_mode", "clock", "spin_us") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
 )
 
 
@@ -75,6 +75,13 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
                     "RL_E_INVALID_ARG",
                 )
             out[name] = modes[value]
+        elif name == "spin_us":
+            # 0 means "never spin" here; the C field's 0 is "the default".
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError("spin_us must be an int, not %s" % _type_name(value))
+            if not 0 <= value <= 1000:
+                raise InvalidArgument("spin_us: must be between 0 and 1000 (got %d)" % value, "RL_E_INVALID_ARG")
+            out[name] = value if value > 0 else -1
         elif name == "clock":
             if not callable(value):
                 raise TypeError("clock must be callable, not %s" % _type_name(value))

@@ -50,6 +50,7 @@ struct Settings {
   uint32_t deny_cache_size = 10000;
   uint32_t connections = 1;
   uint32_t reconnect_max_ms = 2000;
+  uint32_t spin_us = 50;  // blocking calls: spin before sleeping (0: never)
 };
 
 // True if `url` names a Redis store (redis://, rediss://, unix://).
