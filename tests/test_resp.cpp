@@ -129,4 +129,12 @@ TEST_CASE("resp: formatted commands round-trip through the reader", "[resp]") {
   CHECK(out->elements[0]->str == "EVALSHA");
   CHECK(out->elements[3]->str == binary);
   CHECK(out->elements[4]->str.empty());
+  // Exact bytes, as Redis documents the request format.
+  std::string set;
+  format_command({"SET", "k", ""}, set);
+  CHECK(set == "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$0\r\n\r\n");
+  std::string big;
+  format_command({std::string(12345, 'x')}, big);
+  CHECK(big.rfind("*1\r\n$12345\r\n", 0) == 0);
+  CHECK(big.size() == 4 + 8 + 12345 + 2);
 }

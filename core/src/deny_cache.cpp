@@ -33,7 +33,11 @@ std::string entry_key(std::string_view key, uint64_t sig) {
 bool DenyCache::lookup(std::string_view key, uint64_t sig, int64_t cost,
                        int64_t now_ns, CachedDenial &out) {
   Shard &s = shards_[hash_bytes(key, seed_ ^ sig) % kShards];
-  const std::string k = entry_key(key, sig);
+  // Every check looks here first: build the map key in a per-thread buffer
+  // instead of allocating one per call.
+  thread_local std::string k;
+  k.assign(reinterpret_cast<const char *>(&sig), sizeof sig);
+  k.append(key.data(), key.size());
   std::lock_guard<std::mutex> lock(s.mu);
   auto it = s.map.find(k);
   if (it == s.map.end()) return false;
