@@ -187,7 +187,8 @@ struct Transport::Core {
 
   // The direct path (see Owner).
   std::unique_ptr<std::atomic<int>[]> owner;
-  std::atomic<bool> want_conn{false};  // I/O thread waits for a lent conn
+  std::atomic<bool> want_conn{false};    // I/O thread waits for a lent conn
+  std::atomic<bool> io_sleeping{false};  // in (or about to be in) epoll_wait
   std::atomic<uint32_t> direct_rr{0};
   bool direct_ok = true;
 
@@ -254,7 +255,6 @@ struct Transport::Core {
       finish(r.done, r.ctx, code, msg);
       return;
     }
-    bool was_empty = false;
     bool closed = false;
     {
       std::lock_guard<std::mutex> lock(mu);
@@ -262,7 +262,6 @@ struct Transport::Core {
         closed = true;
       } else {
         if (!started) start();
-        was_empty = queue.empty();
         queue.push_back(std::move(r));
       }
     }
@@ -270,9 +269,10 @@ struct Transport::Core {
       finish(r.done, r.ctx, Errc::closed, "closed: the limiter was destroyed");
       return;
     }
-    // Only the first of a burst wakes the I/O thread; the rest ride along
-    // in the same write (auto-pipelining).
-    if (was_empty) wake();
+    // Only a sleeping I/O thread is woken, once: commands queued while it
+    // is busy ride along in its next write (auto-pipelining), and it looks
+    // at the queue again before it sleeps.
+    if (io_sleeping.load() && io_sleeping.exchange(false)) wake();
   }
 
   // ---- I/O thread --------------------------------------------------------
@@ -290,7 +290,17 @@ struct Transport::Core {
     std::vector<Request> batch;
     epoll_event evs[32];
     for (;;) {
-      const int n = epoll_wait(ep_fd, evs, 32, timeout_ms(monotonic_ns()));
+      // Announce the sleep, then look at the queue: a submitter that pushes
+      // after this look sees io_sleeping and wakes us (see submit).
+      io_sleeping.store(true);
+      bool pending;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        pending = !queue.empty() || stopping;
+      }
+      const int n =
+          epoll_wait(ep_fd, evs, 32, pending ? 0 : timeout_ms(monotonic_ns()));
+      io_sleeping.store(false);
       int64_t now = monotonic_ns();
       want_conn.store(false);
       reclaim(now);
