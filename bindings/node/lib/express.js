@@ -4,14 +4,12 @@
 // Flask extension. Same keys, same headers (from the C core), same 429 body.
 
 const {
-  Limits,
-  HEADER_NAMES,
   binding,
-  checkCost,
   checkKey,
-  checkKeyFunc,
   clientAddress,
+  compileOptions,
   deniedBody,
+  HEADER_NAMES,
   headersFor,
   outcomeOf,
   resolveCost,
@@ -59,21 +57,7 @@ function sendDenied(res, headers) {
  * away, or a bad key) goes to onError, or to next(err) without one.
  */
 function rateLimit(options) {
-  const o = options || {};
-  const limiter = o.limiter;
-  if (limiter == null || typeof limiter.check !== 'function') {
-    throw new TypeError('rateLimit needs { limiter }: a tollgate Limiter');
-  }
-  const key = o.key === undefined ? clientAddress : o.key;
-  checkKeyFunc(key);
-  const cost = o.cost === undefined ? 1 : o.cost;
-  checkCost(cost);
-  const scope = o.scope;
-  if (scope != null && typeof scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof scope}`);
-  const onError = o.onError;
-  if (onError != null && typeof onError !== 'function') throw new TypeError('onError must be a function');
-  const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
-  if (limits.empty) throw new TypeError('rateLimit needs policy (or policies), or plans with plan(req)');
+  const { limiter, key, cost, scope, limits, onError } = compileOptions(options, 'rateLimit', clientAddress);
 
   async function run(req, res) {
     let k = await key(req);

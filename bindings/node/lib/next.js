@@ -4,11 +4,9 @@
 // Edge runtime, so this module refuses to run there with a clear message.
 
 const {
-  Limits,
-  checkCost,
   checkKey,
-  checkKeyFunc,
   clientAddress,
+  compileOptions,
   deniedBody,
   headersFor,
   outcomeOf,
@@ -41,19 +39,7 @@ assertNodeRuntime();
 const defaultKey = clientAddress({ trustForwarded: true, trustedProxies: 1 });
 
 function compile(options) {
-  const o = options || {};
-  const limiter = o.limiter;
-  if (limiter == null || typeof limiter.check !== 'function') {
-    throw new TypeError('tollgate/next needs { limiter }: a tollgate Limiter');
-  }
-  const key = o.key === undefined ? defaultKey : o.key;
-  checkKeyFunc(key);
-  const cost = o.cost === undefined ? 1 : o.cost;
-  checkCost(cost);
-  if (o.scope != null && typeof o.scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof o.scope}`);
-  const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
-  if (limits.empty) throw new TypeError('tollgate/next needs policy (or policies), or plans with plan(request)');
-  return { limiter, key, cost, scope: o.scope, limits };
+  return compileOptions(options, 'tollgate/next', defaultKey);
 }
 
 // Options objects are compiled once and remembered (a handler calling
@@ -143,8 +129,7 @@ function withHeaders(response, headers) {
 function withRateLimit(handler, options) {
   if (typeof handler !== 'function') throw new TypeError('withRateLimit(handler, options): handler must be a function');
   const c = compile(options);
-  const onError = options.onError;
-  if (onError != null && typeof onError !== 'function') throw new TypeError('onError must be a function');
+  const onError = c.onError;
   return async function rateLimitedHandler(request, ctx) {
     let r;
     try {

@@ -497,8 +497,32 @@ function deniedBody(headers) {
   return JSON.stringify({ detail: 'Rate limit exceeded', retry_after: retry });
 }
 
+/**
+ * The options every integration takes, checked once: { limiter, key, cost,
+ * scope, limits, onError }. `what` names the caller in error messages
+ * ("rateLimit", "tollgate/next") and `defaultKey` is its key function when
+ * none is given.
+ */
+function compileOptions(options, what, defaultKey) {
+  const o = options || {};
+  const limiter = o.limiter;
+  if (limiter == null || typeof limiter.check !== 'function') {
+    throw new TypeError(`${what} needs { limiter }: a tollgate Limiter`);
+  }
+  const key = o.key === undefined ? defaultKey : o.key;
+  checkKeyFunc(key);
+  const cost = o.cost === undefined ? 1 : o.cost;
+  checkCost(cost);
+  if (o.scope != null && typeof o.scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof o.scope}`);
+  if (o.onError != null && typeof o.onError !== 'function') throw new TypeError('onError must be a function');
+  const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
+  if (limits.empty) throw new TypeError(`${what} needs policy (or policies), or plans with plan(request)`);
+  return { limiter, key, cost, scope: o.scope, limits, onError: o.onError };
+}
+
 module.exports = {
   PLANS,
+  compileOptions,
   DEFAULT_PLANS: PLANS,
   HEADER_NAMES,
   MAX_KEY_VALUE,

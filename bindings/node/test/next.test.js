@@ -11,11 +11,11 @@
 // from the tarball instead (several minutes). Skips without npm access or
 // without a built addon. About a minute with a warm npm cache.
 
+const { freePort } = require('./redis-server');
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
@@ -32,17 +32,6 @@ function run(cmd, args, opts) {
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal ?? r.error}):\n${out}`);
   }
   return r.stdout;
-}
-
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function copyExample(dest) {

@@ -14,10 +14,11 @@ const { spawn, spawnSync } = require('node:child_process');
 const crypto = require('node:crypto');
 const fs = require('node:fs');
 const http = require('node:http');
-const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 const { createRequire } = require('node:module');
+
+const { RedisServer, REDIS_SERVER, freePort } = require('./redis-server');
 
 const PKG = path.resolve(__dirname, '..');
 const { Limiter } = require(PKG);
@@ -49,71 +50,13 @@ function npmDeps(specs) {
   return { require: createRequire(path.join(dir, 'package.json')) };
 }
 
-function freePort() {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address();
-      s.close(() => resolve(port));
-    });
-  });
-}
-
-function redisPing(port) {
-  return new Promise((resolve) => {
-    const c = net.connect(port, '127.0.0.1');
-    let buf = '';
-    c.setTimeout(500);
-    c.on('connect', () => c.write('PING\r\n'));
-    c.on('data', (d) => {
-      buf += d;
-      if (buf.includes('\r\n')) {
-        c.destroy();
-        resolve(buf.startsWith('+PONG'));
-      }
-    });
-    c.on('error', () => resolve(false));
-    c.on('timeout', () => {
-      c.destroy();
-      resolve(false);
-    });
-  });
-}
-
-/** A throwaway redis-server on a free loopback port (stopped by PID), or null. */
+/** A throwaway redis-server on a free loopback port (stopped by PID), or
+ * null when redis-server is not installed. */
 async function startRedis() {
-  const which = spawnSync('sh', ['-c', 'command -v redis-server'], { encoding: 'utf8' });
-  if (which.status !== 0) return null;
-  const port = await freePort();
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-web-redis-'));
-  const proc = spawn(
-    'redis-server',
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir],
-    { stdio: 'ignore' },
-  );
-  for (let i = 0; i < 100; i++) {
-    if (await redisPing(port)) {
-      return {
-        url: `redis://127.0.0.1:${port}`,
-        pid: proc.pid,
-        async stop() {
-          const exited = new Promise((r) => proc.once('exit', r));
-          try {
-            process.kill(proc.pid, 'SIGTERM');
-          } catch {}
-          await Promise.race([exited, new Promise((r) => setTimeout(r, 3000))]);
-          fs.rmSync(dir, { recursive: true, force: true });
-        },
-      };
-    }
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  try {
-    process.kill(proc.pid, 'SIGKILL');
-  } catch {}
-  fs.rmSync(dir, { recursive: true, force: true });
-  return null;
+  if (!REDIS_SERVER) return null;
+  const server = new RedisServer();
+  await server.start();
+  return server;
 }
 
 async function listen(app) {
