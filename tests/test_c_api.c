@@ -250,7 +250,10 @@ static void test_lifecycle(void) {
   CHECK_EQ_LL(h.allowed, 8);
   CHECK_EQ_LL(h.allowed + h.denied, h.checks);
   CHECK_EQ_LL(h.errors, 0);
-  CHECK(h.live_keys >= 2 && h.live_keys <= 3);
+  /* The checked key, and maybe "big" and the peeked one: keys whose state
+   * is already back to full (expired) may be reclaimed by the random
+   * probes of a later insert at any time. */
+  CHECK(h.live_keys >= 1 && h.live_keys <= 3);
   CHECK_EQ_LL(h.evictions, 0);
   printf(
       "  health: checks=%llu allowed=%llu denied=%llu errors=%llu "
