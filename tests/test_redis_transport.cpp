@@ -287,3 +287,41 @@ TEST_CASE(
     }
   }
 }
+
+TEST_CASE(
+    "transport: an async command written by the caller on an idle "
+    "connection keeps its deadline and its place",
+    "[redis][transport][chaos]") {
+  RedisServer server;
+  auto t = make(server.url(), 1000);
+  settle(*t);
+  Outcome first;
+  run(*t, first, cmd({"INCR", "async"}), Mode::queued);
+  REQUIRE(first.integer == 1);
+  CHECK(first.thread != std::this_thread::get_id());  // read by the I/O thread
+  settle(*t);
+  server.stop();
+  const int64_t t0 = monotonic_ns();
+  Outcome frozen;
+  run(*t, frozen, cmd({"INCR", "async"}), Mode::queued, 150);
+  const int64_t took = ms_since(t0);
+  CHECK(frozen.code == Errc::timeout);
+  CHECK(took >= 140);
+  CHECK(took <= 150 + 100);
+  server.cont();
+  Outcome next;
+  run(*t, next, cmd({"INCR", "async"}), Mode::queued, 1000);
+  CHECK(next.code == Errc::ok);
+  CHECK(next.integer == 3);  // the frozen INCR ran (2); its reply was dropped
+
+  // A command larger than the socket takes at once: the caller writes what
+  // it can and the I/O thread sends the rest.
+  settle(*t);
+  const std::string big(8 * 1024 * 1024, 'v');
+  Outcome set;
+  run(*t, set, cmd({"SET", "big", big}), Mode::queued, 5000);
+  CHECK(set.code == Errc::ok);
+  CHECK(set.str == "OK");
+  CHECK(server.query({"STRLEN", "big"}).integer ==
+        static_cast<long long>(big.size()));
+}

@@ -360,7 +360,11 @@ struct Transport::Core {
         c.broken = false;
         conn_failed(i, c.broken_code, c.broken_msg, now);
       } else if (c.fd >= 0) {
-        watch(i, EPOLLIN);
+        // An async borrower's command awaits its reply (and maybe the rest
+        // of its bytes in wbuf): its deadline is ours now.
+        for (const InFlight &f : c.inflight)
+          if (f.kind == Kind::user && !f.finished) note_deadline(f.deadline);
+        watch(i, c.wbuf.empty() ? EPOLLIN : EPOLLIN | EPOLLOUT);
         // Bytes a borrower read past its reply (a late reply it gave up on,
         // or one nobody asked for) are judged now, not at the next read.
         if (!c.reader->idle()) drain_replies(i, now);
@@ -393,7 +397,7 @@ struct Transport::Core {
   // its completion on this thread. False (r untouched) if no connection
   // was idle or the borrowed one turned out closed before anything was
   // sent: the caller then queues it.
-  bool try_direct(Request &r) {
+  bool try_direct(Request &r, bool wait) {
     if (!direct_ok || state.load(std::memory_order_acquire) !=
                           static_cast<int32_t>(ConnState::ready))
       return false;
@@ -402,9 +406,62 @@ struct Transport::Core {
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (start + k) % n;
       int v = kOwnIdle;
-      if (owner[i].compare_exchange_strong(v, kOwnCaller)) return direct(i, r);
+      if (owner[i].compare_exchange_strong(v, kOwnCaller))
+        return wait ? direct(i, r) : direct_send(i, r);
     }
     return false;
+  }
+
+  // A borrower's first step: a peer that closed the idle connection shows
+  // as EOF (or stray bytes) before we write, and then nothing is lost by
+  // queueing instead. False: the connection was handed back.
+  bool probe_borrowed(size_t i) {
+    Conn &c = conns[i];
+    char probe;
+    const ssize_t pn = recv(c.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (pn == 0 ||
+        (pn < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+      give_back_broken(i, Errc::connect,
+                       pn == 0 ? closed_text(c) : "read: " + errno_text(errno));
+      return false;
+    }
+    if (pn > 0) {  // bytes nobody asked for: the I/O thread sorts it out
+      give_back(i, kOwnReturned);
+      return false;
+    }
+    return true;
+  }
+
+  // The async caller's side: writes `r` on the borrowed idle connection
+  // (never waiting: what the socket does not take goes to the write
+  // buffer) and hands the connection back to the I/O thread, which reads
+  // the reply and runs the completion. The command leaves at once; the I/O
+  // thread wakes up while Redis works.
+  bool direct_send(size_t i, Request &r) {
+    if (!probe_borrowed(i)) return false;
+    Conn &c = conns[i];
+    size_t off = 0;
+    while (off < r.cmd.size()) {
+      const ssize_t w = send(c.fd, r.cmd.data() + off, r.cmd.size() - off,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (w >= 0) {
+        off += static_cast<size_t>(w);
+        continue;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;  // the rest: wbuf
+      if (off == 0) {  // nothing sent: the caller queues it instead
+        give_back_broken(i, Errc::connect, "write: " + errno_text(errno));
+        return false;
+      }
+      break;  // the I/O thread's flush meets the same error and fails it
+    }
+    if (off < r.cmd.size()) c.wbuf.append(r.cmd, off, std::string::npos);
+    c.inflight.push_back(
+        InFlight{r.done, r.ctx, r.deadline, monotonic_ns(), Kind::user, false});
+    in_flight.fetch_add(1, std::memory_order_relaxed);
+    give_back(i, kOwnReturned);  // wakes the I/O thread to read the reply
+    return true;
   }
 
   // Gives a borrowed connection back.
@@ -422,21 +479,8 @@ struct Transport::Core {
   }
 
   bool direct(size_t i, Request &r) {
+    if (!probe_borrowed(i)) return false;
     Conn &c = conns[i];
-    // A peer that closed the idle connection shows as EOF (or stray bytes)
-    // before we write: then nothing is lost by queueing instead.
-    char probe;
-    const ssize_t pn = recv(c.fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (pn == 0 ||
-        (pn < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-      give_back_broken(i, Errc::connect,
-                       pn == 0 ? closed_text(c) : "read: " + errno_text(errno));
-      return false;
-    }
-    if (pn > 0) {  // bytes nobody asked for: the I/O thread sorts it out
-      give_back(i, kOwnReturned);
-      return false;
-    }
     in_flight.fetch_add(1, std::memory_order_relaxed);
     const int64_t sent_ns = monotonic_ns();
     size_t off = 0;
@@ -1267,7 +1311,7 @@ void Transport::submit(std::string command, int64_t deadline_ns,
   r.done = done;
   r.ctx = ctx;
   Core *c = core();
-  if (mode == Mode::blocking && c->try_direct(r)) return;
+  if (c->try_direct(r, mode == Mode::blocking)) return;
   c->submit(std::move(r));
 }
 

@@ -59,7 +59,10 @@ class Transport {
   Transport(const Transport &) = delete;
   Transport &operator=(const Transport &) = delete;
 
-  // queued: the I/O thread sends the command and runs the completion.
+  // queued: if a connection is idle, the calling thread writes the command
+  // on it (never waiting: what the socket does not take is left to the I/O
+  // thread) and the I/O thread reads the reply and runs the completion;
+  // otherwise the command is queued for the I/O thread to send.
   // blocking: for a caller that waits for the answer anyway. If a
   // connection is idle, the calling thread borrows it, sends the command,
   // waits for the reply (or the deadline) and runs the completion itself
