@@ -115,6 +115,28 @@ int64_t ms_since(int64_t t0) {
   return (monotonic_ns() - t0) / kMsNs;
 }
 
+// With `key`'s counter at 1, freezes Redis under an INCR sent with `mode`:
+// the INCR times out within its 150 ms deadline. Once Redis resumes it runs
+// (2) and its late reply must be dropped, not handed to the next command,
+// which sees 3. Returns the thread that answered the frozen INCR.
+std::thread::id late_reply_is_dropped(RedisServer &server, Transport &t,
+                                      Mode mode, const std::string &key) {
+  server.stop();
+  const int64_t t0 = monotonic_ns();
+  Outcome frozen;
+  run(t, frozen, cmd({"INCR", key}), mode, 150);
+  const int64_t took = ms_since(t0);
+  CHECK(frozen.code == Errc::timeout);
+  CHECK(took >= 140);
+  CHECK(took <= 150 + 100);
+  server.cont();
+  Outcome next;
+  run(t, next, cmd({"INCR", key}), mode, 1000);
+  CHECK(next.code == Errc::ok);
+  CHECK(next.integer == 3);
+  return frozen.thread;
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -193,22 +215,8 @@ TEST_CASE(
   Outcome first;
   run(*t, first, cmd({"INCR", "late"}), Mode::blocking);
   REQUIRE(first.integer == 1);
-  server.stop();
-  const int64_t t0 = monotonic_ns();
-  Outcome frozen;
-  run(*t, frozen, cmd({"INCR", "late"}), Mode::blocking, 150);
-  const int64_t took = ms_since(t0);
-  CHECK(frozen.code == Errc::timeout);
-  CHECK(frozen.thread == std::this_thread::get_id());  // it was borrowed
-  CHECK(took >= 140);
-  CHECK(took <= 150 + 100);
-  server.cont();
-  // The frozen INCR runs when Redis resumes (2); its reply must be dropped,
-  // not handed to the next command, which sees 3.
-  Outcome next;
-  run(*t, next, cmd({"INCR", "late"}), Mode::blocking, 1000);
-  CHECK(next.code == Errc::ok);
-  CHECK(next.integer == 3);
+  CHECK(late_reply_is_dropped(server, *t, Mode::blocking, "late") ==
+        std::this_thread::get_id());  // it was borrowed
   settle(*t);
   Outcome again;
   run(*t, again, cmd({"INCR", "late"}), Mode::blocking, 1000);
@@ -300,19 +308,7 @@ TEST_CASE(
   REQUIRE(first.integer == 1);
   CHECK(first.thread != std::this_thread::get_id());  // read by the I/O thread
   settle(*t);
-  server.stop();
-  const int64_t t0 = monotonic_ns();
-  Outcome frozen;
-  run(*t, frozen, cmd({"INCR", "async"}), Mode::queued, 150);
-  const int64_t took = ms_since(t0);
-  CHECK(frozen.code == Errc::timeout);
-  CHECK(took >= 140);
-  CHECK(took <= 150 + 100);
-  server.cont();
-  Outcome next;
-  run(*t, next, cmd({"INCR", "async"}), Mode::queued, 1000);
-  CHECK(next.code == Errc::ok);
-  CHECK(next.integer == 3);  // the frozen INCR ran (2); its reply was dropped
+  late_reply_is_dropped(server, *t, Mode::queued, "async");
 
   // A command larger than the socket takes at once: the caller writes what
   // it can and the I/O thread sends the rest.
