@@ -11,16 +11,16 @@
 # needlessly.
 #
 # The generated file defines, in namespace tollgate::redis::detail,
-# kProductionScripts[5] and (PINNED only) kPinnedScripts[5], each in the order
-# gcra, token_bucket, fixed_window, sliding_window, multi; scripts.cpp
+# kProductionScripts[6] and (PINNED only) kPinnedScripts[6], each in the order
+# gcra, token_bucket, fixed_window, sliding_window, multi, batch; scripts.cpp
 # declares them. tests/redis_scripts_check.py parses the same file.
 
 set(_TOLLGATE_LUA_DELIM "tollgate_lua")
 
 function(_tollgate_compose_script out_body lua_dir prelude name)
   set(algorithms gcra token_bucket fixed_window sliding_window)
-  if(name STREQUAL "multi")
-    set(parts ${prelude} helpers ${algorithms} multi)
+  if(name STREQUAL "multi" OR name STREQUAL "batch")
+    set(parts ${prelude} helpers ${algorithms} check ${name})
     set(tail "")
   else()
     set(parts ${prelude} helpers ${name} single)
@@ -43,10 +43,10 @@ function(_tollgate_compose_script out_body lua_dir prelude name)
   set(${out_body} "${body}" PARENT_SCOPE)
 endfunction()
 
-# Appends the C++ array `array` holding the five scripts with `prelude`.
+# Appends the C++ array `array` holding the six scripts with `prelude`.
 function(_tollgate_emit_array out_text lua_dir prelude array)
-  set(text "extern const Script ${array}[5];\nconst Script ${array}[5] = {\n")
-  foreach(name gcra token_bucket fixed_window sliding_window multi)
+  set(text "extern const Script ${array}[6];\nconst Script ${array}[6] = {\n")
+  foreach(name gcra token_bucket fixed_window sliding_window multi batch)
     _tollgate_compose_script(body "${lua_dir}" ${prelude} ${name})
     string(SHA1 sha "${body}")
     string(APPEND text
@@ -61,7 +61,7 @@ endfunction()
 function(tollgate_embed_scripts)
   cmake_parse_arguments(ARG "" "OUTPUT;LUA_DIR;PINNED" "" ${ARGN})
   set(parts prelude_production prelude_pinned helpers gcra token_bucket
-            fixed_window sliding_window single multi)
+            fixed_window sliding_window single check multi batch)
   foreach(part IN LISTS parts)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
                  "${ARG_LUA_DIR}/${part}.lua")

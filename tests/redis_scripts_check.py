@@ -49,7 +49,8 @@ from pathlib import Path
 
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2, "sliding_window": 3}
-SCRIPT_ORDER = ["gcra", "token_bucket", "fixed_window", "sliding_window", "multi"]
+SCRIPT_ORDER = ["gcra", "token_bucket", "fixed_window", "sliding_window", "multi",
+                "batch"]
 SKIP = 77
 
 
@@ -196,7 +197,7 @@ def load_embedded(build_dir):
     if not path.is_file():
         raise SystemExit("%s not found: configure %s first" % (path, build_dir))
     text = path.read_text()
-    pinned_at = text.find("kPinnedScripts[5] = {")
+    pinned_at = text.find("kPinnedScripts[6] = {")
     if pinned_at < 0:
         raise SystemExit("%s has no pinned scripts: configure with "
                          "-DTOLLGATE_TESTING=ON" % path)
@@ -235,6 +236,22 @@ def script_argv(cost, now_us, policies):
     for p in policies:
         argv += [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"]]
     return argv
+
+
+def batch_call(now_us, checks):
+    """KEYS and ARGV of one batch-script call (docs/redis.md, "Joined
+    checks"): `checks` is a list of (cost, keys, policies)."""
+    distinct, keys, tail = [], [], []
+    for cost, ks, pols in checks:
+        keys += ks
+        tail += [len(pols), cost]
+        for p in pols:
+            v = [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"]]
+            if v not in distinct:
+                distinct.append(v)
+            tail.append(distinct.index(v) + 1)
+    argv = [len(distinct), now_us] + [x for v in distinct for x in v] + tail
+    return keys, argv
 
 
 def ms(us):
@@ -296,7 +313,7 @@ class Replay:
     def run_case(self, fname, case, mode, run_id):
         policies = [derive(p) for p in case["policies"]]
         prefix = b"tgcheck:%d:" % run_id
-        sha = self.sha["multi"] if mode == "multi" else self.sha[policies[0]["alg"]]
+        sha = self.sha[mode] if mode != "single" else self.sha[policies[0]["alg"]]
         self.runs += 1
         for idx, step in enumerate(case["steps"]):
             where = "%s / %s / step %d (%s script)" % (fname, case["name"], idx, mode)
@@ -313,8 +330,11 @@ class Replay:
             cost = step["cost"]
             before = self.r.call("MGET", *keys)
             try:
-                reply = self.r.call("EVALSHA", sha, len(keys), *keys,
-                                    *script_argv(cost, now, policies))
+                if mode == "batch":  # a batch of this one check
+                    _, argv = batch_call(now, [(cost, keys, policies)])
+                else:
+                    argv = script_argv(cost, now, policies)
+                reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
                 allowed, outcomes = parse_reply(reply, len(policies))
             except (RedisError, AssertionError) as e:
                 self.fail(where, str(e))
@@ -356,7 +376,7 @@ def replay_vectors(r, pinned_sha):
         data = json.loads(path.read_text())
         before = (rep.steps_checked, len(rep.failures))
         for case in data["cases"]:
-            modes = ["multi"]
+            modes = ["multi", "batch"]
             if len(case["policies"]) == 1:
                 modes.insert(0, "single")
             for mode in modes:
@@ -495,6 +515,88 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
         for k in s["keys"]:
             if r.call("EXISTS", k) and r.call("PTTL", k) <= 0:
                 errors.append("fuzz: key %r has no TTL" % k)
+    return steps, errors
+
+
+def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
+    """The batch script against the model: each round is ONE call carrying a
+    check of every subject (some subjects twice, so a key meets itself
+    within a call), at one time for all; every check's outcomes must equal
+    the model's, applied in the call's order."""
+    ref = load_reference()
+    rng = random.Random(seed)
+    subs = []
+    for j in range(subjects):
+        pols, keys = [], []
+        for _ in range(rng.choice([1, 1, 1, 2, 3])):
+            p = random_policy(ref, rng)
+            d = derive(p.to_json())
+            k = redis_key(b"tgbatch:%d:" % j, "b", d)
+            if k not in keys:
+                pols.append((p, d))
+                keys.append(k)
+        subs.append({"pols": pols, "keys": keys, "model": {}})
+    now = rng.randint(0, (1 << 52) - (1 << 50))
+    errors, steps = [], 0
+    for rnd in range(rounds):
+        now = min(now + rng.choice([0, 1, 999, 1000, 100000, rng.randint(0, 10 ** 7)]),
+                  (1 << 52) - 1)
+        order = subs + rng.sample(subs, min(len(subs), 8))
+        rng.shuffle(order)
+        plan = []
+        for s in order:
+            cap = s["pols"][0][0].capacity
+            cost = rng.choice([0, 1, 1, 1, 2, rng.randint(0, cap), cap, cap + 1])
+            plan.append((s, cost))
+        keys, argv = batch_call(now, [(c, s["keys"], [d for _, d in s["pols"]])
+                                      for s, c in plan])
+        try:
+            reply = r.call("EVALSHA", pinned_sha["batch"], len(keys), *keys, *argv)
+        except RedisError as e:
+            errors.append("batch round %d: %s" % (rnd, e))
+            break
+        want_len = sum(1 + 4 * len(s["pols"]) for s, _ in plan)
+        if not isinstance(reply, list) or len(reply) != want_len:
+            errors.append("batch round %d: reply of %r items, want %d"
+                          % (rnd, len(reply) if isinstance(reply, list) else reply,
+                             want_len))
+            break
+        off = 0
+        for s, cost in plan:
+            steps += 1
+            n = len(s["pols"])
+            got = reply[off: off + 1 + 4 * n]
+            off += 1 + 4 * n
+            outs = [ref.EVAL[p.algorithm](p, s["model"].get(p.ident()), now, cost)
+                    for p, _ in s["pols"]]
+            want = [int(all(o.allowed for o in outs))]
+            for o in outs:
+                want += [int(o.allowed), o.remaining, o.reset_us, o.retry_us]
+            if got != want:
+                errors.append("batch round %d: %r now=%d cost=%d\n    model %r\n"
+                              "    redis %r" % (rnd, [p for p, _ in s["pols"]], now,
+                                                cost, want, got))
+                return steps, errors
+            if all(o.allowed for o in outs) and cost >= 1:
+                for (p, _), o in zip(s["pols"], outs):
+                    s["model"][p.ident()] = o.state
+    # Malformed calls are refused before anything is written.
+    k = redis_key(b"tgbatch:bad:", "b", subs[0]["pols"][0][1])
+    d = subs[0]["pols"][0][1]
+    pol = [d["alg_id"], d["limit"], d["period_ms"], d["capacity"], d["interval"]]
+    for label, nkeys, argv in [
+            ("policy number out of range", 1, [1, now] + pol + [1, 1, 2]),
+            ("too few keys", 0, [1, now] + pol + [1, 1, 1]),
+            ("a check cut short", 1, [1, now] + pol + [1, 1, 1, 1, 1]),
+            ("unknown algorithm", 1, [1, now, 9] + pol[1:] + [1, 1, 1])]:
+        try:
+            r.call("EVALSHA", pinned_sha["batch"], nkeys, *([k] * nkeys), *argv)
+            errors.append("batch: %s was accepted" % label)
+        except RedisError as e:
+            if "tollgate" not in str(e):
+                errors.append("batch: %s: %s" % (label, e))
+        if r.call("EXISTS", k):
+            errors.append("batch: %s wrote a key" % label)
     return steps, errors
 
 
@@ -662,6 +764,11 @@ def main():
         print("random steps against tests/vectors/reference.py: %d, %s"
               % (nsteps, "ok" if not fuzz_errors else "%d problems" % len(fuzz_errors)))
         problems += fuzz_errors
+
+        nsteps, batch_errors = fuzz_batch(r, pinned_sha)
+        print("batch script, random joined calls against the model: %d checks, %s"
+              % (nsteps, "ok" if not batch_errors else "%d problems" % len(batch_errors)))
+        problems += batch_errors
 
         prod_errors = check_production(r, prod_sha)
         print("production scripts against TIME: %s"

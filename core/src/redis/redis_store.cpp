@@ -1,5 +1,6 @@
 #include "tollgate/redis/redis_store.hpp"
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <mutex>
@@ -116,6 +117,36 @@ std::string build_command(const char *verb, std::string_view first,
   return cmd;
 }
 
+// Reads one check's 1 + 4n integers from reply.elements[off..] (the layout
+// of every script's reply); false if they are not all there or not all
+// integers.
+bool parse_check(const Reply &reply, size_t off, size_t n, StoreCheck &out) {
+  const size_t want = 1 + 4 * n;
+  if (reply.type != Reply::Type::array || reply.elements.size() < off + want)
+    return false;
+  for (size_t i = off; i < off + want; ++i)
+    if (reply.elements[i]->type != Reply::Type::integer) return false;
+  const auto at = [&](size_t i) { return reply.elements[off + i]->integer; };
+  out.allowed = at(0) == 1;
+  for (size_t i = 0; i < n; ++i) {
+    Outcome &o = out.outcomes[i];
+    o = Outcome{};
+    o.allowed = at(1 + 4 * i) == 1;
+    o.remaining = at(2 + 4 * i);
+    o.reset_after_us = at(3 + 4 * i);
+    o.retry_after_us = at(4 + 4 * i);
+  }
+  return true;
+}
+
+void fail_check(CheckCtx *c, Errc code, std::string message) {
+  StoreCheck out;
+  out.n = c->n;
+  out.code = code;
+  out.message = std::move(message);
+  deliver(c, out);
+}
+
 void on_check_reply(void *ctx, CallResult &&r) {
   auto *c = static_cast<CheckCtx *>(ctx);
   StoreCheck out;
@@ -140,26 +171,198 @@ void on_check_reply(void *ctx, CallResult &&r) {
     deliver(c, out);
     return;
   }
-  const size_t want = 1 + 4 * c->n;
-  bool ok = reply.type == Reply::Type::array && reply.elements.size() == want;
-  for (size_t i = 0; ok && i < want; ++i)
-    ok = reply.elements[i]->type == Reply::Type::integer;
-  if (!ok) {
-    out.code = Errc::protocol;
-    out.message = "protocol: unexpected reply to the check script";
-    deliver(c, out);
+  if (reply.elements.size() != 1 + 4 * c->n ||
+      !parse_check(reply, 0, c->n, out)) {
+    fail_check(c, Errc::protocol,
+               "protocol: unexpected reply to the check script");
     return;
   }
-  out.allowed = reply.elements[0]->integer == 1;
-  for (size_t i = 0; i < c->n; ++i) {
-    Outcome &o = out.outcomes[i];
-    o = Outcome{};
-    o.allowed = reply.elements[1 + 4 * i]->integer == 1;
-    o.remaining = reply.elements[2 + 4 * i]->integer;
-    o.reset_after_us = reply.elements[3 + 4 * i]->integer;
-    o.retry_after_us = reply.elements[4 + 4 * i]->integer;
-  }
   deliver(c, out);
+}
+
+// ---- joined checks (Transport's Joiner) ----------------------------------
+//
+// Checks queued back to back leave as one call of the batch script: the
+// distinct policies once, then per check its n, cost and policy numbers
+// (docs/redis.md, "Joined checks"). A part's args are those of its own
+// script: numkeys, keys..., cost, pinned time, 5 values per policy.
+
+// The most distinct policies in one joined call: two checks of
+// kMaxPolicies each always fit, so a join takes at least two parts.
+constexpr size_t kMaxJoinPolicies = 4 * kMaxPolicies;
+
+void put_bulk(std::string &out, std::string_view a) {
+  char len[24];
+  const auto r = std::to_chars(len, len + sizeof len, a.size());
+  out += '$';
+  out.append(len, r.ptr);
+  out += "\r\n";
+  out.append(a);
+  out += "\r\n";
+}
+
+void put_int(std::string &out, size_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  put_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+}
+
+// The policy values of part `c`'s policy i: args[n + 3 + 5i ..].
+const std::string *policy_args(const CheckCtx *c, size_t i) {
+  return &c->args[c->n + 3 + 5 * i];
+}
+
+// Chooses how many of `parts` (2 or more) one call carries, numbers their
+// distinct policies (`index` gets one entry per policy of each part taken,
+// `distinct` the first part's args of each) and formats the call.
+size_t format_batch(const char *verb, std::string_view script,
+                    std::span<CheckCtx *const> parts, std::string &out) {
+  std::vector<const std::string *> distinct;
+  std::vector<uint8_t> index;
+  size_t taken = 0, keys = 0, check_args = 0;
+  const std::string &pinned = parts[0]->args[parts[0]->n + 2];
+  for (const CheckCtx *c : parts) {
+    // The pinned-clock scripts (tests) take one time per call.
+    if (c->args[c->n + 2] != pinned) break;
+    const size_t before_distinct = distinct.size(), before_index = index.size();
+    bool fits = true;
+    for (size_t i = 0; i < c->n && fits; ++i) {
+      const std::string *p = policy_args(c, i);
+      size_t d = 0;
+      while (d < distinct.size() &&
+             !std::equal(p, p + 5, distinct[d], distinct[d] + 5))
+        ++d;
+      if (d == distinct.size()) {
+        if (distinct.size() == kMaxJoinPolicies)
+          fits = false;
+        else
+          distinct.push_back(p);
+      }
+      index.push_back(static_cast<uint8_t>(d + 1));
+    }
+    if (!fits) {
+      distinct.resize(before_distinct);
+      index.resize(before_index);
+      break;
+    }
+    ++taken;
+    keys += c->n;
+    check_args += 2 + c->n;
+  }
+  const size_t argc = 3 + keys + 2 + 5 * distinct.size() + check_args;
+  out.reserve(out.size() + 64 * argc);
+  out += '*';
+  out += std::to_string(argc);
+  out += "\r\n";
+  put_bulk(out, verb);
+  put_bulk(out, script);
+  put_int(out, keys);
+  for (size_t p = 0; p < taken; ++p)
+    for (size_t i = 0; i < parts[p]->n; ++i)
+      put_bulk(out, parts[p]->args[1 + i]);
+  put_int(out, distinct.size());
+  put_bulk(out, pinned);
+  for (const std::string *d : distinct)
+    for (size_t v = 0; v < 5; ++v) put_bulk(out, d[v]);
+  size_t at = 0;
+  for (size_t p = 0; p < taken; ++p) {
+    const CheckCtx *c = parts[p];
+    put_int(out, c->n);
+    put_bulk(out, c->args[c->n + 1]);  // cost
+    for (size_t i = 0; i < c->n; ++i) put_int(out, index[at++]);
+  }
+  return taken;
+}
+
+// One joined call in flight.
+struct BatchCtx {
+  Transport *transport;
+  const Script *script;
+  std::vector<CheckCtx *> parts;
+  int64_t deadline;
+  bool retried = false;
+};
+
+void on_batch_reply(void *ctx, CallResult &&r) {
+  std::unique_ptr<BatchCtx> b(static_cast<BatchCtx *>(ctx));
+  if (r.code != Errc::ok) {
+    for (CheckCtx *c : b->parts) fail_check(c, r.code, r.message);
+    return;
+  }
+  const Reply &reply = *r.reply;
+  if (reply.type == Reply::Type::error) {
+    if (!b->retried && reply.str.rfind("NOSCRIPT", 0) == 0) {
+      // As for one check: send the body once with EVAL.
+      b->retried = true;
+      std::string cmd;
+      format_batch("EVAL", b->script->body, b->parts, cmd);
+      BatchCtx *again = b.release();
+      again->transport->submit(std::move(cmd), again->deadline, on_batch_reply,
+                               again);
+      return;
+    }
+    std::string message;
+    const Errc code = from_error_reply(reply.str, message);
+    for (CheckCtx *c : b->parts) fail_check(c, code, message);
+    return;
+  }
+  size_t want = 0;
+  for (const CheckCtx *c : b->parts) want += 1 + 4 * c->n;
+  if (reply.type != Reply::Type::array || reply.elements.size() != want) {
+    for (CheckCtx *c : b->parts)
+      fail_check(c, Errc::protocol,
+                 "protocol: unexpected reply to the batch script");
+    return;
+  }
+  size_t off = 0;
+  for (CheckCtx *c : b->parts) {
+    StoreCheck out;
+    out.n = c->n;
+    const size_t n = c->n;
+    if (parse_check(reply, off, n, out))
+      deliver(c, out);
+    else
+      fail_check(c, Errc::protocol,
+                 "protocol: unexpected reply to the batch script");
+    off += 1 + 4 * n;
+  }
+}
+
+class CheckJoiner final : public Joiner {
+ public:
+  explicit CheckJoiner(const Script *batch) : batch_(batch) {}
+
+  void single(void *part, std::string &cmd) const override {
+    const auto *c = static_cast<const CheckCtx *>(part);
+    cmd = build_command("EVALSHA", c->script->sha1, c->args);
+  }
+
+  size_t join(std::span<void *const> parts, std::string &cmd, Completion &done,
+              void *&ctx) const override {
+    auto *b = new BatchCtx{static_cast<CheckCtx *>(parts[0])->transport,
+                           batch_,
+                           {},
+                           INT64_MAX,
+                           false};
+    b->parts.reserve(parts.size());
+    for (void *p : parts) b->parts.push_back(static_cast<CheckCtx *>(p));
+    const size_t k = format_batch("EVALSHA", batch_->sha1, b->parts, cmd);
+    b->parts.resize(k);
+    for (const CheckCtx *c : b->parts)
+      b->deadline = std::min(b->deadline, c->deadline);
+    done = on_batch_reply;
+    ctx = b;
+    return k;
+  }
+
+ private:
+  const Script *batch_;
+};
+
+const CheckJoiner &joiner_for(bool pinned_clock) {
+  static const CheckJoiner production(batch_script(false));
+  static const CheckJoiner pinned(batch_script(true));
+  return pinned_clock ? pinned : production;
 }
 
 bool parse_i64(std::string_view s, int64_t &out) {
@@ -181,6 +384,7 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
     preload.emplace_back(
         script_for(static_cast<Algorithm>(a), pinned_clock)->body);
   preload.emplace_back(multi_script(pinned_clock)->body);
+  preload.emplace_back(batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
   const Errc rc = Transport::create(settings, std::move(preload), transport);
   if (rc != Errc::ok) return rc;
@@ -225,9 +429,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
     c->args.push_back(std::to_string(p.capacity));
     c->args.push_back(std::to_string(p.interval_us));
   }
-  transport_->submit(
-      build_command("EVALSHA", script->sha1, c->args), deadline_ns,
-      on_check_reply, c,
+  transport_->submit_joinable(
+      &joiner_for(pinned_), c, deadline_ns, on_check_reply,
       blocking ? Transport::Mode::blocking : Transport::Mode::queued);
 }
 

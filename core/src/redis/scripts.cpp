@@ -6,11 +6,11 @@ namespace tollgate::redis {
 namespace detail {
 
 // Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
-// the order gcra, token_bucket, fixed_window, sliding_window, multi: the
-// first four follow the Algorithm enum.
-extern const Script kProductionScripts[5];
+// the order gcra, token_bucket, fixed_window, sliding_window, multi, batch:
+// the first four follow the Algorithm enum.
+extern const Script kProductionScripts[6];
 #if defined(TOLLGATE_TESTING)
-extern const Script kPinnedScripts[5];
+extern const Script kPinnedScripts[6];
 #endif
 
 }  // namespace detail
@@ -18,6 +18,7 @@ extern const Script kPinnedScripts[5];
 namespace {
 
 constexpr size_t kMultiIndex = 4;
+constexpr size_t kBatchIndex = 5;
 
 const Script *scripts(bool pinned_clock) {
   if (!pinned_clock) return detail::kProductionScripts;
@@ -41,6 +42,11 @@ const Script *script_for(Algorithm algorithm, bool pinned_clock) {
 const Script *multi_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kMultiIndex] : nullptr;
+}
+
+const Script *batch_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kBatchIndex] : nullptr;
 }
 
 bool has_pinned_clock_scripts() {

@@ -73,11 +73,17 @@ bool is_ip_literal(const std::string &host) {
 enum class Kind : uint8_t { user, auth, select, info, load, ping };
 
 struct Request {
-  std::string cmd;
+  std::string cmd;  // empty for a joinable command until it is sent
   int64_t deadline = 0;
   Completion done = nullptr;
   void *ctx = nullptr;
+  const Joiner *joiner = nullptr;  // set: joinable, ctx is its part
 };
+
+// Gives a joinable command its own text, unless it has it already.
+void materialize(Request &r) {
+  if (r.joiner && r.cmd.empty()) r.joiner->single(r.ctx, r.cmd);
+}
 
 struct InFlight {
   Completion done;
@@ -180,6 +186,10 @@ struct Transport::Core {
   TransportStats stats;
   std::atomic<int32_t> state{static_cast<int32_t>(ConnState::connecting)};
   std::atomic<uint32_t> in_flight{0};
+  // Of those, the ones whose reply the I/O thread reads: while there are
+  // any, it wakes by itself (a reply, or a deadline), so a submitter need
+  // not wake it.
+  std::atomic<uint32_t> io_waits{0};
 
   int wake_fd = -1;
   int ep_fd = -1;
@@ -195,6 +205,7 @@ struct Transport::Core {
   // The I/O thread's own.
   std::vector<Conn> conns;
   std::deque<Request> waiting;  // while no connection is ready
+  std::vector<void *> join_parts;
   size_t rr = 0;
   int64_t next_ping = 0;
   int64_t next_deadline = INT64_MAX;
@@ -271,8 +282,14 @@ struct Transport::Core {
     }
     // Only a sleeping I/O thread is woken, once: commands queued while it
     // is busy ride along in its next write (auto-pipelining), and it looks
-    // at the queue again before it sleeps.
-    if (io_sleeping.load() && io_sleeping.exchange(false)) wake();
+    // at the queue again before it sleeps. Nor is it woken while it awaits
+    // replies: it wakes for them (or their deadline) anyway, and then sends
+    // everything queued meanwhile in one write, joined (Joiner). That costs
+    // a queued command at most the round trip in progress, and saves a
+    // thread wake-up per command, which on a VM costs about as much.
+    if (io_sleeping.load() && io_waits.load() == 0 &&
+        io_sleeping.exchange(false))
+      wake();
   }
 
   // ---- I/O thread --------------------------------------------------------
@@ -287,7 +304,7 @@ struct Transport::Core {
 
     const int64_t now0 = monotonic_ns();
     for (size_t i = 0; i < conns.size(); ++i) start_connect(i, now0);
-    std::vector<Request> batch;
+    std::vector<Request> batch, joined;
     epoll_event evs[32];
     for (;;) {
       // Announce the sleep, then look at the queue: a submitter that pushes
@@ -327,7 +344,9 @@ struct Transport::Core {
         return;
       }
       now = monotonic_ns();
-      for (Request &r : batch) dispatch(std::move(r), now);
+      join_runs(batch, joined, now);
+      for (Request &r : joined) dispatch(std::move(r), now);
+      joined.clear();
       batch.clear();
       if (want_conn.load()) {
         // Parked behind a lent connection: a caller that returned it
@@ -406,8 +425,10 @@ struct Transport::Core {
     for (size_t k = 0; k < n; ++k) {
       const size_t i = (start + k) % n;
       int v = kOwnIdle;
-      if (owner[i].compare_exchange_strong(v, kOwnCaller))
+      if (owner[i].compare_exchange_strong(v, kOwnCaller)) {
+        materialize(r);
         return wait ? direct(i, r) : direct_send(i, r);
+      }
     }
     return false;
   }
@@ -460,6 +481,7 @@ struct Transport::Core {
     c.inflight.push_back(
         InFlight{r.done, r.ctx, r.deadline, monotonic_ns(), Kind::user, false});
     in_flight.fetch_add(1, std::memory_order_relaxed);
+    io_waits.fetch_add(1);
     give_back(i, kOwnReturned);  // wakes the I/O thread to read the reply
     return true;
   }
@@ -627,6 +649,55 @@ struct Transport::Core {
 
   void note_deadline(int64_t d) { next_deadline = std::min(next_deadline, d); }
 
+  // Moves `batch` into `out`, joining each run of joinable commands with
+  // the same joiner (see Joiner) into as few commands as it takes. A part
+  // whose deadline has passed is answered at once, as dispatch would.
+  void join_runs(std::vector<Request> &batch, std::vector<Request> &out,
+                 int64_t now) {
+    std::vector<void *> &parts = join_parts;
+    size_t i = 0;
+    while (i < batch.size()) {
+      const Joiner *j = batch[i].joiner;
+      size_t end = i + 1;
+      while (j && end < batch.size() && batch[end].joiner == j) ++end;
+      if (end - i < 2) {
+        out.push_back(std::move(batch[i]));
+        i = end;
+        continue;
+      }
+      // [i, end): one run. Its live parts, in order.
+      size_t live = i;
+      for (size_t k = i; k < end; ++k) {
+        if (batch[k].deadline <= now) {
+          finish(batch[k].done, batch[k].ctx, Errc::timeout,
+                 "timeout: the deadline passed before the command was sent");
+          continue;
+        }
+        if (live != k) batch[live] = std::move(batch[k]);
+        ++live;
+      }
+      size_t k = i;
+      while (k < live) {
+        if (live - k == 1) {
+          out.push_back(std::move(batch[k]));
+          break;
+        }
+        parts.clear();
+        const size_t take = std::min(live - k, kMaxJoin);
+        for (size_t m = 0; m < take; ++m) parts.push_back(batch[k + m].ctx);
+        Request joined;
+        const size_t got = j->join(std::span<void *const>(parts.data(), take),
+                                   joined.cmd, joined.done, joined.ctx);
+        joined.deadline = INT64_MAX;
+        for (size_t m = 0; m < got; ++m)
+          joined.deadline = std::min(joined.deadline, batch[k + m].deadline);
+        out.push_back(std::move(joined));
+        k += got;
+      }
+      i = end;
+    }
+  }
+
   void dispatch(Request r, int64_t now) {
     if (r.deadline <= now) {
       finish(r.done, r.ctx, Errc::timeout,
@@ -663,10 +734,12 @@ struct Transport::Core {
 
   void send_on(size_t i, Request r, Kind kind, int64_t now) {
     Conn &c = conns[i];
+    materialize(r);
     c.wbuf += r.cmd;
     c.inflight.push_back(InFlight{r.done, r.ctx, r.deadline, now, kind, false});
     if (kind == Kind::user) {
       in_flight.fetch_add(1, std::memory_order_relaxed);
+      io_waits.fetch_add(1);
       note_deadline(r.deadline);
     }
   }
@@ -895,6 +968,7 @@ struct Transport::Core {
     for (InFlight &f : c.inflight) {
       if (f.kind != Kind::user || f.finished) continue;
       in_flight.fetch_sub(1, std::memory_order_relaxed);
+      io_waits.fetch_sub(1);
       finish(f.done, f.ctx, lost_code, lost);
     }
     c.inflight.clear();
@@ -945,6 +1019,7 @@ struct Transport::Core {
       for (InFlight &f : c.inflight) {
         if (f.kind != Kind::user || f.finished) continue;
         in_flight.fetch_sub(1, std::memory_order_relaxed);
+        io_waits.fetch_sub(1);
         finish(f.done, f.ctx, Errc::closed,
                "closed: the limiter was destroyed");
       }
@@ -1072,6 +1147,7 @@ struct Transport::Core {
       case Kind::user: {
         if (f.finished) return true;  // timed out earlier; drop the reply
         in_flight.fetch_sub(1, std::memory_order_relaxed);
+        io_waits.fetch_sub(1);
         CallResult r;
         r.reply = std::move(reply);
         f.done(f.ctx, std::move(r));
@@ -1217,6 +1293,7 @@ struct Transport::Core {
         if (f.deadline <= now) {
           f.finished = true;
           in_flight.fetch_sub(1, std::memory_order_relaxed);
+          io_waits.fetch_sub(1);
           finish(f.done, f.ctx, Errc::timeout,
                  "timeout: " + where() + " did not answer before the deadline");
         } else {
@@ -1310,6 +1387,19 @@ void Transport::submit(std::string command, int64_t deadline_ns,
   r.deadline = deadline_ns;
   r.done = done;
   r.ctx = ctx;
+  Core *c = core();
+  if (c->try_direct(r, mode == Mode::blocking)) return;
+  c->submit(std::move(r));
+}
+
+void Transport::submit_joinable(const Joiner *joiner, void *part,
+                                int64_t deadline_ns, Completion done,
+                                Mode mode) {
+  Request r;
+  r.deadline = deadline_ns;
+  r.done = done;
+  r.ctx = part;
+  r.joiner = joiner;
   Core *c = core();
   if (c->try_direct(r, mode == Mode::blocking)) return;
   c->submit(std::move(r));

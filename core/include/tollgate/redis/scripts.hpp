@@ -1,5 +1,6 @@
-// The Lua scripts that run the algorithms inside Redis (one per algorithm
-// plus one for multi-policy checks), embedded at build time from
+// The Lua scripts that run the algorithms inside Redis (one per algorithm,
+// one for multi-policy checks, one for checks joined into one call),
+// embedded at build time from
 // core/src/redis/lua/. See docs/redis.md for the calling convention.
 #pragma once
 
@@ -10,7 +11,7 @@
 namespace tollgate::redis {
 
 struct Script {
-  std::string_view name;  // "gcra", "token_bucket", ..., "multi"
+  std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
 };
@@ -21,6 +22,9 @@ struct Script {
 // used only when a test sets rl_options.clock. Returns nullptr if absent.
 const Script *script_for(Algorithm algorithm, bool pinned_clock);
 const Script *multi_script(bool pinned_clock);
+// Several checks, each of one or more policies, in one call (the transport
+// joins checks queued back to back; docs/redis.md, "Joined checks").
+const Script *batch_script(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();

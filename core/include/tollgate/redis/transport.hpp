@@ -1,7 +1,8 @@
 // The Redis transport: a few multiplexed connections per endpoint, shared by
 // every thread, driven by one I/O thread per limiter. Commands submitted
 // while a write is in flight leave together in the next write
-// (auto-pipelining); replies are matched in order. Every command has a
+// (auto-pipelining), and joinable commands queued back to back leave as one
+// command (see Joiner); replies are matched in order. Every command has a
 // deadline; a dropped connection is re-established with capped exponential
 // backoff and jitter, and while it is known to be down commands fail at once.
 #pragma once
@@ -9,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,28 @@ struct CallResult {
 // transport closing) or was carried by that thread (Mode::blocking). Must
 // not block.
 using Completion = void (*)(void *ctx, CallResult &&result);
+
+// Commands that may travel as one. A joinable command is submitted as its
+// part (the completion's context) with no wire text; the transport asks
+// the Joiner for the text when it sends it: of the part alone (`single`),
+// or, for parts queued back to back, of one command carrying the first k of
+// them (`join`, 1 <= k <= parts.size(), chosen by the joiner). The joined
+// command's completion and context come from `join` too, and that
+// completion must complete each of the k parts exactly once (through the
+// parts' own completions, which the joiner knows). Called on the I/O thread,
+// or on a submitting thread that carries its own command.
+class Joiner {
+ public:
+  virtual void single(void *part, std::string &cmd) const = 0;
+  virtual size_t join(std::span<void *const> parts, std::string &cmd,
+                      Completion &done, void *&ctx) const = 0;
+
+ protected:
+  ~Joiner() = default;
+};
+
+// The most parts the transport offers one join.
+inline constexpr size_t kMaxJoin = 64;
 
 struct TransportStats {
   ConnState state = ConnState::connecting;
@@ -74,6 +98,11 @@ class Transport {
   // parent's sockets).
   void submit(std::string command, int64_t deadline_ns, Completion done,
               void *ctx, Mode mode = Mode::queued);
+
+  // Submits a joinable command: `part` is `done`'s context and `joiner`
+  // makes its text (see Joiner). Otherwise as submit.
+  void submit_joinable(const Joiner *joiner, void *part, int64_t deadline_ns,
+                       Completion done, Mode mode = Mode::queued);
 
   TransportStats stats() const;
 

@@ -1,0 +1,45 @@
+-- One check of n policies (shared by the multi and batch scripts). Its keys
+-- are KEYS[k + 1 .. k + n]; its policy i is pols[i], or pols[ARGV[ix + i]]
+-- when `ix` is given. A policy is {evaluate, limit, period_ms, capacity,
+-- interval_us}. Every policy is evaluated against the state as it is; the
+-- states are written only if every policy allows and cost >= 1 (all or
+-- nothing). Writes reply[r + 1 ..]: all_allowed, then per policy allowed,
+-- remaining, reset_after_us, retry_after_us. Returns the next free index.
+local function run_check(k, n, cost, pols, ix, now, reply, r)
+  local all = 1
+  local states, expiries
+  for i = 1, n do
+    local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
+    local allowed, remaining, reset_after, retry_after, state, expires_at =
+      p[1](KEYS[k + i], now, cost, p[2], p[3], p[4], p[5])
+    if allowed == 0 then all = 0 end
+    local o = r + 1 + (i - 1) * 4
+    reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4] =
+      allowed, remaining, reset_after, retry_after
+    if n == 1 then
+      states, expiries = state, expires_at
+    else
+      states = states or {}
+      expiries = expiries or {}
+      states[i], expiries[i] = state, expires_at
+    end
+  end
+  reply[r + 1] = all
+  if all == 1 and cost >= 1 then
+    if n == 1 then
+      store(KEYS[k + 1], states, expiries, now)
+    else
+      for i = 1, n do store(KEYS[k + i], states[i], expiries[i], now) end
+    end
+  end
+  return r + 1 + 4 * n
+end
+
+-- Reads the policy at ARGV[j .. j + 4]; nil if the algorithm is unknown.
+local algorithms = {[0] = gcra, token_bucket, fixed_window, sliding_window}
+local function read_policy(j)
+  local evaluate = algorithms[tonumber(ARGV[j])]
+  if not evaluate then return nil end
+  return {evaluate, tonumber(ARGV[j + 1]), tonumber(ARGV[j + 2]),
+    tonumber(ARGV[j + 3]), tonumber(ARGV[j + 4])}
+end
