@@ -11,17 +11,6 @@
 namespace tollgate::redis {
 namespace {
 
-std::string policy_suffix(const Policy &p) {
-  std::string s = algorithm_name(p.algorithm);
-  s += ':';
-  s += std::to_string(p.limit);
-  s += ':';
-  s += std::to_string(p.period_ms);
-  s += ':';
-  s += std::to_string(p.capacity);
-  return s;
-}
-
 // Escapes glob metacharacters for SCAN MATCH.
 std::string glob_escape(std::string_view in) {
   std::string out;
@@ -84,18 +73,75 @@ Errc from_error_reply(const std::string &text, std::string &message) {
   return Errc::store;
 }
 
+void put_bulk(std::string &out, std::string_view a) {
+  char len[24];
+  const auto r = std::to_chars(len, len + sizeof len, a.size());
+  out += '$';
+  out.append(len, r.ptr);
+  out += "\r\n";
+  out.append(a);
+  out += "\r\n";
+}
+
+void put_int(std::string &out, size_t v) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, v);
+  put_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
+}
+
+void put_header(std::string &out, size_t argc) {
+  char buf[24];
+  const auto r = std::to_chars(buf, buf + sizeof buf, argc);
+  out += '*';
+  out.append(buf, r.ptr);
+  out += "\r\n";
+}
+
 // State of one check in flight: what is needed to read the reply and, on
-// NOSCRIPT, to send the script body with EVAL.
+// NOSCRIPT, to send the script body with EVAL. The script's arguments
+// (numkeys, keys..., cost, pinned time, then five values per policy) lie
+// back to back in `buf`, argument i at [off[i], off[i + 1]): one allocation
+// for all of them, made on the caller's thread and freed on the I/O thread.
 struct CheckCtx {
-  RedisStore *store;
-  Transport *transport;
-  CheckDone done;
-  void *ctx;
-  size_t n;
-  int64_t deadline;
-  const Script *script;
-  std::vector<std::string> args;  // numkeys, keys..., argv...
+  Transport *transport = nullptr;
+  CheckDone done = nullptr;
+  void *ctx = nullptr;
+  size_t n = 0;
+  int64_t deadline = 0;
+  const Script *script = nullptr;
   bool retried = false;
+  size_t argc = 0;
+  std::string buf;
+  uint32_t off[3 + 6 * kMaxPolicies + 1];
+
+  void push_arg(std::string_view a) {
+    buf.append(a);
+    off[++argc] = static_cast<uint32_t>(buf.size());
+  }
+  void push_int(int64_t v) {
+    char tmp[24];
+    const auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    push_arg(std::string_view(tmp, static_cast<size_t>(r.ptr - tmp)));
+  }
+  std::string_view arg(size_t i) const {
+    return std::string_view(buf).substr(off[i], off[i + 1] - off[i]);
+  }
+  std::string_view key(size_t i) const { return arg(1 + i); }
+  std::string_view cost() const { return arg(n + 1); }
+  std::string_view pinned() const { return arg(n + 2); }
+  // Policy i's five values start at argument policy(i).
+  size_t policy(size_t i) const { return n + 3 + 5 * i; }
+
+  // `verb` `first` and the arguments, as RESP.
+  std::string command(std::string_view verb, std::string_view first) const {
+    std::string cmd;
+    cmd.reserve(buf.size() + 8 * argc + first.size() + 32);
+    put_header(cmd, argc + 2);
+    put_bulk(cmd, verb);
+    put_bulk(cmd, first);
+    for (size_t i = 0; i < argc; ++i) put_bulk(cmd, arg(i));
+    return cmd;
+  }
 };
 
 void deliver(CheckCtx *c, StoreCheck &result) {
@@ -103,18 +149,6 @@ void deliver(CheckCtx *c, StoreCheck &result) {
   void *ctx = c->ctx;
   delete c;
   done(ctx, result);
-}
-
-std::string build_command(const char *verb, std::string_view first,
-                          const std::vector<std::string> &args) {
-  std::vector<std::string_view> argv;
-  argv.reserve(args.size() + 2);
-  argv.push_back(verb);
-  argv.push_back(first);
-  for (const std::string &a : args) argv.push_back(a);
-  std::string cmd;
-  format_command(argv, cmd);
-  return cmd;
 }
 
 // Reads one check's 1 + 4n integers from reply.elements[off..] (the layout
@@ -163,8 +197,8 @@ void on_check_reply(void *ctx, CallResult &&r) {
       // Redis lost the script (restart, failover, SCRIPT FLUSH): send the
       // body once with EVAL, which also caches it for the next EVALSHA.
       c->retried = true;
-      c->transport->submit(build_command("EVAL", c->script->body, c->args),
-                           c->deadline, on_check_reply, c);
+      c->transport->submit(c->command("EVAL", c->script->body), c->deadline,
+                           on_check_reply, c);
       return;
     }
     out.code = from_error_reply(reply.str, out.message);
@@ -191,52 +225,44 @@ void on_check_reply(void *ctx, CallResult &&r) {
 // kMaxPolicies each always fit, so a join takes at least two parts.
 constexpr size_t kMaxJoinPolicies = 4 * kMaxPolicies;
 
-void put_bulk(std::string &out, std::string_view a) {
-  char len[24];
-  const auto r = std::to_chars(len, len + sizeof len, a.size());
-  out += '$';
-  out.append(len, r.ptr);
-  out += "\r\n";
-  out.append(a);
-  out += "\r\n";
-}
-
-void put_int(std::string &out, size_t v) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  put_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
-}
-
-// The policy values of part `c`'s policy i: args[n + 3 + 5i ..].
-const std::string *policy_args(const CheckCtx *c, size_t i) {
-  return &c->args[c->n + 3 + 5 * i];
+// Whether policy i of `a` and policy j of `b` have the same five values.
+bool same_policy(const CheckCtx *a, size_t i, const CheckCtx *b, size_t j) {
+  const size_t x = a->policy(i), y = b->policy(j);
+  for (size_t v = 0; v < 5; ++v)
+    if (a->arg(x + v) != b->arg(y + v)) return false;
+  return true;
 }
 
 // Chooses how many of `parts` (2 or more) one call carries, numbers their
 // distinct policies (`index` gets one entry per policy of each part taken,
 // `distinct` the first part's args of each) and formats the call.
-size_t format_batch(const char *verb, std::string_view script,
+size_t format_batch(std::string_view verb, std::string_view script,
                     std::span<CheckCtx *const> parts, std::string &out) {
-  std::vector<const std::string *> distinct;
+  struct Distinct {
+    const CheckCtx *c;
+    size_t i;
+  };
+  std::vector<Distinct> distinct;
   std::vector<uint8_t> index;
-  size_t taken = 0, keys = 0, check_args = 0;
-  const std::string &pinned = parts[0]->args[parts[0]->n + 2];
+  distinct.reserve(8);
+  index.reserve(parts.size());
+  size_t taken = 0, keys = 0, check_args = 0, bytes = 0;
+  const std::string_view pinned = parts[0]->pinned();
   for (const CheckCtx *c : parts) {
     // The pinned-clock scripts (tests) take one time per call.
-    if (c->args[c->n + 2] != pinned) break;
+    if (c->pinned() != pinned) break;
     const size_t before_distinct = distinct.size(), before_index = index.size();
     bool fits = true;
     for (size_t i = 0; i < c->n && fits; ++i) {
-      const std::string *p = policy_args(c, i);
       size_t d = 0;
       while (d < distinct.size() &&
-             !std::equal(p, p + 5, distinct[d], distinct[d] + 5))
+             !same_policy(c, i, distinct[d].c, distinct[d].i))
         ++d;
       if (d == distinct.size()) {
         if (distinct.size() == kMaxJoinPolicies)
           fits = false;
         else
-          distinct.push_back(p);
+          distinct.push_back({c, i});
       }
       index.push_back(static_cast<uint8_t>(d + 1));
     }
@@ -248,27 +274,26 @@ size_t format_batch(const char *verb, std::string_view script,
     ++taken;
     keys += c->n;
     check_args += 2 + c->n;
+    bytes += c->buf.size();
   }
   const size_t argc = 3 + keys + 2 + 5 * distinct.size() + check_args;
-  out.reserve(out.size() + 64 * argc);
-  out += '*';
-  out += std::to_string(argc);
-  out += "\r\n";
+  out.reserve(out.size() + bytes + 8 * argc + script.size() + 64);
+  put_header(out, argc);
   put_bulk(out, verb);
   put_bulk(out, script);
   put_int(out, keys);
   for (size_t p = 0; p < taken; ++p)
-    for (size_t i = 0; i < parts[p]->n; ++i)
-      put_bulk(out, parts[p]->args[1 + i]);
+    for (size_t i = 0; i < parts[p]->n; ++i) put_bulk(out, parts[p]->key(i));
   put_int(out, distinct.size());
   put_bulk(out, pinned);
-  for (const std::string *d : distinct)
-    for (size_t v = 0; v < 5; ++v) put_bulk(out, d[v]);
+  for (const Distinct &d : distinct)
+    for (size_t v = 0; v < 5; ++v)
+      put_bulk(out, d.c->arg(d.c->policy(d.i) + v));
   size_t at = 0;
   for (size_t p = 0; p < taken; ++p) {
     const CheckCtx *c = parts[p];
     put_int(out, c->n);
-    put_bulk(out, c->args[c->n + 1]);  // cost
+    put_bulk(out, c->cost());
     for (size_t i = 0; i < c->n; ++i) put_int(out, index[at++]);
   }
   return taken;
@@ -334,7 +359,7 @@ class CheckJoiner final : public Joiner {
 
   void single(void *part, std::string &cmd) const override {
     const auto *c = static_cast<const CheckCtx *>(part);
-    cmd = build_command("EVALSHA", c->script->sha1, c->args);
+    cmd = c->command("EVALSHA", c->script->sha1);
   }
 
   size_t join(std::span<void *const> parts, std::string &cmd, Completion &done,
@@ -400,13 +425,23 @@ RedisStore::~RedisStore() = default;
 
 std::string RedisStore::redis_key(std::string_view key, const Policy &p) const {
   std::string k;
-  k.reserve(settings_.key_prefix.size() + key.size() + 48);
-  k += settings_.key_prefix;
-  k += '{';
-  k += key;
-  k += "}:";
-  k += policy_suffix(p);
+  append_redis_key(k, key, p);
   return k;
+}
+
+void RedisStore::append_redis_key(std::string &out, std::string_view key,
+                                  const Policy &p) const {
+  out += settings_.key_prefix;
+  out += '{';
+  out += key;
+  out += "}:";
+  out += algorithm_name(p.algorithm);
+  for (const int64_t v : {p.limit, p.period_ms, p.capacity}) {
+    char tmp[24];
+    const auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+    out += ':';
+    out.append(tmp, r.ptr);
+  }
 }
 
 void RedisStore::check(std::string_view key, std::span<const Policy> policies,
@@ -415,19 +450,28 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   const size_t n = policies.size();
   const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
                                 : multi_script(pinned_);
-  auto *c = new CheckCtx{this,        transport_.get(), done, ctx,  n,
-                         deadline_ns, script,           {},   false};
-  c->args.reserve(3 + 6 * n);
-  c->args.push_back(std::to_string(n));
-  for (const Policy &p : policies) c->args.push_back(redis_key(key, p));
-  c->args.push_back(std::to_string(cost));
-  c->args.push_back(std::to_string(pinned_ ? now_us : 0));
+  auto *c = new CheckCtx;
+  c->transport = transport_.get();
+  c->done = done;
+  c->ctx = ctx;
+  c->n = n;
+  c->deadline = deadline_ns;
+  c->script = script;
+  c->off[0] = 0;
+  c->buf.reserve(n * (settings_.key_prefix.size() + key.size() + 96) + 48);
+  c->push_int(static_cast<int64_t>(n));
   for (const Policy &p : policies) {
-    c->args.push_back(std::to_string(static_cast<int>(p.algorithm)));
-    c->args.push_back(std::to_string(p.limit));
-    c->args.push_back(std::to_string(p.period_ms));
-    c->args.push_back(std::to_string(p.capacity));
-    c->args.push_back(std::to_string(p.interval_us));
+    append_redis_key(c->buf, key, p);
+    c->off[++c->argc] = static_cast<uint32_t>(c->buf.size());
+  }
+  c->push_int(cost);
+  c->push_int(pinned_ ? now_us : 0);
+  for (const Policy &p : policies) {
+    c->push_int(static_cast<int64_t>(p.algorithm));
+    c->push_int(p.limit);
+    c->push_int(p.period_ms);
+    c->push_int(p.capacity);
+    c->push_int(p.interval_us);
   }
   transport_->submit_joinable(
       &joiner_for(pinned_), c, deadline_ns, on_check_reply,

@@ -78,6 +78,7 @@ struct Request {
   Completion done = nullptr;
   void *ctx = nullptr;
   const Joiner *joiner = nullptr;  // set: joinable, ctx is its part
+  uint32_t parts = 1;              // commands it carries (joined: several)
 };
 
 // Gives a joinable command its own text, unless it has it already.
@@ -92,6 +93,7 @@ struct InFlight {
   int64_t sent_ns;
   Kind kind;
   bool finished;
+  uint32_t parts = 1;
 };
 
 enum class Phase { down, tcp, tls, hello, ready };
@@ -186,9 +188,9 @@ struct Transport::Core {
   TransportStats stats;
   std::atomic<int32_t> state{static_cast<int32_t>(ConnState::connecting)};
   std::atomic<uint32_t> in_flight{0};
-  // Of those, the ones whose reply the I/O thread reads: while there are
-  // any, it wakes by itself (a reply, or a deadline), so a submitter need
-  // not wake it.
+  // The commands (joined ones counted by their parts) whose reply the I/O
+  // thread awaits: while there are any, it wakes by itself (a reply, or a
+  // deadline). See submit.
   std::atomic<uint32_t> io_waits{0};
 
   int wake_fd = -1;
@@ -267,6 +269,7 @@ struct Transport::Core {
       return;
     }
     bool closed = false;
+    size_t queued = 0;
     {
       std::lock_guard<std::mutex> lock(mu);
       if (stopping) {
@@ -274,6 +277,7 @@ struct Transport::Core {
       } else {
         if (!started) start();
         queue.push_back(std::move(r));
+        queued = queue.size();
       }
     }
     if (closed) {
@@ -282,12 +286,15 @@ struct Transport::Core {
     }
     // Only a sleeping I/O thread is woken, once: commands queued while it
     // is busy ride along in its next write (auto-pipelining), and it looks
-    // at the queue again before it sleeps. Nor is it woken while it awaits
-    // replies: it wakes for them (or their deadline) anyway, and then sends
-    // everything queued meanwhile in one write, joined (Joiner). That costs
-    // a queued command at most the round trip in progress, and saves a
-    // thread wake-up per command, which on a VM costs about as much.
-    if (io_sleeping.load() && io_waits.load() == 0 &&
+    // at the queue again before it sleeps. While it awaits replies, it is
+    // woken only once as many commands are queued as are in flight: it
+    // wakes for the replies (or their deadline) anyway, and then sends
+    // everything queued meanwhile in one write, joined (Joiner). Under load
+    // this keeps about two joined calls in flight, one in Redis while the
+    // callers work on the other's answers, and saves a thread wake-up (on
+    // a VM as costly as a round trip) per command. A queued command waits
+    // at most for the replies in flight.
+    if (io_sleeping.load() && queued >= io_waits.load() &&
         io_sleeping.exchange(false))
       wake();
   }
@@ -689,6 +696,7 @@ struct Transport::Core {
         const size_t got = j->join(std::span<void *const>(parts.data(), take),
                                    joined.cmd, joined.done, joined.ctx);
         joined.deadline = INT64_MAX;
+        joined.parts = static_cast<uint32_t>(got);
         for (size_t m = 0; m < got; ++m)
           joined.deadline = std::min(joined.deadline, batch[k + m].deadline);
         out.push_back(std::move(joined));
@@ -736,10 +744,11 @@ struct Transport::Core {
     Conn &c = conns[i];
     materialize(r);
     c.wbuf += r.cmd;
-    c.inflight.push_back(InFlight{r.done, r.ctx, r.deadline, now, kind, false});
+    c.inflight.push_back(
+        InFlight{r.done, r.ctx, r.deadline, now, kind, false, r.parts});
     if (kind == Kind::user) {
       in_flight.fetch_add(1, std::memory_order_relaxed);
-      io_waits.fetch_add(1);
+      io_waits.fetch_add(r.parts);
       note_deadline(r.deadline);
     }
   }
@@ -968,7 +977,7 @@ struct Transport::Core {
     for (InFlight &f : c.inflight) {
       if (f.kind != Kind::user || f.finished) continue;
       in_flight.fetch_sub(1, std::memory_order_relaxed);
-      io_waits.fetch_sub(1);
+      io_waits.fetch_sub(f.parts);
       finish(f.done, f.ctx, lost_code, lost);
     }
     c.inflight.clear();
@@ -1019,7 +1028,7 @@ struct Transport::Core {
       for (InFlight &f : c.inflight) {
         if (f.kind != Kind::user || f.finished) continue;
         in_flight.fetch_sub(1, std::memory_order_relaxed);
-        io_waits.fetch_sub(1);
+        io_waits.fetch_sub(f.parts);
         finish(f.done, f.ctx, Errc::closed,
                "closed: the limiter was destroyed");
       }
@@ -1147,7 +1156,7 @@ struct Transport::Core {
       case Kind::user: {
         if (f.finished) return true;  // timed out earlier; drop the reply
         in_flight.fetch_sub(1, std::memory_order_relaxed);
-        io_waits.fetch_sub(1);
+        io_waits.fetch_sub(f.parts);
         CallResult r;
         r.reply = std::move(reply);
         f.done(f.ctx, std::move(r));
@@ -1293,7 +1302,7 @@ struct Transport::Core {
         if (f.deadline <= now) {
           f.finished = true;
           in_flight.fetch_sub(1, std::memory_order_relaxed);
-          io_waits.fetch_sub(1);
+          io_waits.fetch_sub(f.parts);
           finish(f.done, f.ctx, Errc::timeout,
                  "timeout: " + where() + " did not answer before the deadline");
         } else {

@@ -73,6 +73,8 @@ class RedisStore {
 
   // `<prefix>{<key>}:<policy suffix>`.
   std::string redis_key(std::string_view key, const Policy &p) const;
+  void append_redis_key(std::string &out, std::string_view key,
+                        const Policy &p) const;
 
  private:
   RedisStore(const Settings &settings, bool pinned,
