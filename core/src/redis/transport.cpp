@@ -313,6 +313,7 @@ struct Transport::Core {
     for (size_t i = 0; i < conns.size(); ++i) start_connect(i, now0);
     std::vector<Request> batch, joined;
     epoll_event evs[32];
+    const int64_t spin_ns = static_cast<int64_t>(s.spin_us) * 1000;
     for (;;) {
       // Announce the sleep, then look at the queue: a submitter that pushes
       // after this look sees io_sleeping and wakes us (see submit).
@@ -322,8 +323,22 @@ struct Transport::Core {
         std::lock_guard<std::mutex> lock(mu);
         pending = !queue.empty() || stopping;
       }
-      const int n =
-          epoll_wait(ep_fd, evs, 32, pending ? 0 : timeout_ms(monotonic_ns()));
+      int n;
+      if (!pending && spin_ns > 0 && io_waits.load() == 1) {
+        // One reply awaited, nothing else to do: a lone caller waits for
+        // it (a sequential async check). Poll for up to spin_us before
+        // sleeping, so that the reply does not also wait for this thread's
+        // wake-up (on a VM as costly as the round trip). A submitter still
+        // writes the eventfd (io_sleeping), which ends the spin.
+        const int64_t until = monotonic_ns() + spin_ns;
+        do {
+          n = epoll_wait(ep_fd, evs, 32, 0);
+        } while (n == 0 && monotonic_ns() < until);
+        if (n == 0) n = epoll_wait(ep_fd, evs, 32, timeout_ms(monotonic_ns()));
+      } else {
+        n = epoll_wait(ep_fd, evs, 32,
+                       pending ? 0 : timeout_ms(monotonic_ns()));
+      }
       io_sleeping.store(false);
       int64_t now = monotonic_ns();
       want_conn.store(false);
