@@ -146,11 +146,6 @@ Limiter::Limiter(const LimiterConfig &config)
       clock_(config.clock),
       clock_user_data_(config.clock_user_data) {}
 
-Limiter::~Limiter() {
-  // The transport answers pending checks (closed) before the rest goes.
-  redis_.reset();
-}
-
 Errc Limiter::create(const LimiterConfig &config,
                      std::unique_ptr<Limiter> &out) {
   const std::string &url = config.url;
@@ -201,6 +196,7 @@ Errc Limiter::create(const LimiterConfig &config,
   rc = redis::RedisStore::create(*settings, config.clock != nullptr,
                                  lim->redis_);
   if (rc != Errc::ok) return rc;
+  lim->redis_checks_ = std::make_unique<FreeList<RedisCheck>>();
   if (settings->deny_cache)
     lim->deny_cache_ = std::make_unique<DenyCache>(settings->deny_cache_size);
   if (settings->failure_mode == redis::FailureMode::local)
@@ -354,8 +350,13 @@ struct RedisCheck {
   CheckCallback cb;
   void *user;
 
+  // Gives the object back to its limiter's stash when done.
+  struct Release {
+    void operator()(RedisCheck *c) const { c->lim->redis_checks_->give(c); }
+  };
+
   static void done(void *ctx, redis::StoreCheck &r) {
-    std::unique_ptr<RedisCheck> self(static_cast<RedisCheck *>(ctx));
+    std::unique_ptr<RedisCheck, Release> self(static_cast<RedisCheck *>(ctx));
     const std::span<const Policy> ps(self->policies, self->n);
     Decision d;
     Errc rc = Errc::ok;
@@ -371,6 +372,11 @@ struct RedisCheck {
     self->cb(self->user, rc, rc == Errc::ok ? &d : nullptr);
   }
 };
+
+Limiter::~Limiter() {
+  // The transport answers pending checks (closed) before the rest goes.
+  redis_.reset();
+}
 
 Errc Limiter::check_async(std::string_view key,
                           std::span<const Policy> policies, int64_t cost,
@@ -417,7 +423,7 @@ Errc Limiter::start_check(std::string_view key,
       return Errc::ok;
     }
   }
-  auto ctx = std::make_unique<RedisCheck>();
+  std::unique_ptr<RedisCheck, RedisCheck::Release> ctx(redis_checks_->take());
   ctx->lim = this;
   ctx->key.assign(key.data(), key.size());
   std::copy(policies.begin(), policies.end(), ctx->policies);

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tollgate/error.hpp"
+#include "tollgate/free_list.hpp"
 #include "tollgate/memory_store.hpp"
 #include "tollgate/policy.hpp"
 
@@ -26,6 +27,7 @@ struct Settings;
 struct KeyEntry;
 }  // namespace redis
 class DenyCache;
+struct RedisCheck;
 
 inline constexpr size_t kMaxPoliciesPerCheck = 16;
 inline constexpr uint32_t kDefaultMaxKeyLen = 512;
@@ -173,6 +175,8 @@ class Limiter {
   std::unique_ptr<redis::RedisStore> redis_;
   std::unique_ptr<DenyCache> deny_cache_;
   std::unique_ptr<MemoryStore> local_;  // RL_FAIL_LOCAL
+  // Async Redis checks in flight (made here, finished on the I/O thread).
+  std::unique_ptr<FreeList<RedisCheck>> redis_checks_;
   mutable std::array<CounterStripe, kStripes> counters_;
 };
 

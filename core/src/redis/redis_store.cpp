@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "tollgate/free_list.hpp"
 #include "tollgate/redis/resp.hpp"
 #include "tollgate/redis/scripts.hpp"
 
@@ -103,6 +104,7 @@ void put_header(std::string &out, size_t argc) {
 // back to back in `buf`, argument i at [off[i], off[i + 1]): one allocation
 // for all of them, made on the caller's thread and freed on the I/O thread.
 struct CheckCtx {
+  RedisStore::CheckPool *pool = nullptr;
   Transport *transport = nullptr;
   CheckDone done = nullptr;
   void *ctx = nullptr;
@@ -144,10 +146,17 @@ struct CheckCtx {
   }
 };
 
+}  // namespace
+
+// Checks in flight, reused (see FreeList).
+struct RedisStore::CheckPool : FreeList<CheckCtx> {};
+
+namespace {
+
 void deliver(CheckCtx *c, StoreCheck &result) {
   CheckDone done = c->done;
   void *ctx = c->ctx;
-  delete c;
+  c->pool->give(c);
   done(ctx, result);
 }
 
@@ -419,7 +428,10 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
 
 RedisStore::RedisStore(const Settings &settings, bool pinned,
                        std::unique_ptr<Transport> transport)
-    : settings_(settings), pinned_(pinned), transport_(std::move(transport)) {}
+    : settings_(settings),
+      pinned_(pinned),
+      pool_(std::make_unique<CheckPool>()),
+      transport_(std::move(transport)) {}
 
 RedisStore::~RedisStore() = default;
 
@@ -450,7 +462,11 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   const size_t n = policies.size();
   const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
                                 : multi_script(pinned_);
-  auto *c = new CheckCtx;
+  CheckCtx *c = pool_->take();
+  c->pool = pool_.get();
+  c->retried = false;
+  c->argc = 0;
+  c->buf.clear();
   c->transport = transport_.get();
   c->done = done;
   c->ctx = ctx;

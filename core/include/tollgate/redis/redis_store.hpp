@@ -83,6 +83,14 @@ class RedisStore {
 
   Settings settings_;
   bool pinned_;
+
+ public:
+  struct CheckPool;  // checks in flight, reused
+
+ private:
+  // Before transport_: pending checks come back to it while the transport
+  // shuts down.
+  std::unique_ptr<CheckPool> pool_;
   std::unique_ptr<Transport> transport_;
 };
 
