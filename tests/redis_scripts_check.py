@@ -17,16 +17,20 @@ port (stopped by its PID at the end, also on failure):
    scripts (time in ARGV[2]), comparing every expected field exactly:
    decisions in ms are ceil(us / 1000) (except -1), and with several
    policies the reported one is chosen as in docs/algorithms.md
-   "Multi-policy checks". Single-policy cases run twice: through their
-   algorithm's script and through the multi-policy script. A "reset" step
+   "Multi-policy checks". Single-policy cases run through their
+   algorithm's script, and every case through the multi-policy script and
+   through the batch script (a joined call of one check). A "reset" step
    DELs the case's keys. Steps that expect an error are input validation done
    by the C++ layer before any script runs; they are counted and skipped.
    After every step: each existing key has a TTL (PTTL > 0), and a denied
    call or a peek changed no key.
-3. Run the PRODUCTION gcra and multi scripts against the real TIME and check
+3. Send random joined calls of the batch script (checks of many subjects,
+   some twice, at one time per call) and compare every check with the
+   model in tests/vectors/reference.py; malformed calls write nothing.
+4. Run the PRODUCTION gcra and multi scripts against the real TIME and check
    the answers and the stored state against the server's clock.
-4. Measure the server-side cost per call (INFO commandstats, usec_per_call)
-   of the production gcra and multi scripts, pipelined.
+5. Measure the server-side cost per call (INFO commandstats, usec_per_call)
+   of the production gcra, multi and batch scripts, pipelined.
 
 Exit status: 0 all passed, 1 a failure, 77 redis-server not found (skip).
 Standard library only.
@@ -672,6 +676,7 @@ def bench(r, prod_sha, calls, batch=500):
         ("multi script, 2 gcra policies", "multi", ["gcra", "gcra"]),
         ("multi script, 4 policies (one per algorithm)", "multi",
          ["gcra", "token_bucket", "fixed_window", "sliding_window"]),
+        ("batch script, 32 checks of 1 gcra policy", "batch", ["gcra"]),
     ]
     results = []
     noop = r.call("SCRIPT", "LOAD", "return 1").decode()
@@ -685,9 +690,15 @@ def bench(r, prod_sha, calls, batch=500):
             if script is None:
                 payloads.append(Redis.encode("EVALSHA", noop, 0))
                 continue
-            keys = [redis_key(b"tgbench:", "k%d" % k, p) for p in pols]
+            if script == "batch":
+                checks = [(1, [redis_key(b"tgbench:", "k%d" % ((32 * k + c) % 1000), p)
+                               for p in pols], pols) for c in range(32)]
+                keys, argv = batch_call(0, checks)
+            else:
+                keys = [redis_key(b"tgbench:", "k%d" % k, p) for p in pols]
+                argv = script_argv(1, 0, pols)
             payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys), *keys,
-                                         *script_argv(1, 0, pols)))
+                                         *argv))
         r.call("FLUSHDB")
         r.call("CONFIG", "RESETSTAT")
         done = 0
@@ -779,8 +790,9 @@ def main():
             print("cost per call (server side, INFO commandstats; %d pipelined "
                   "EVALSHA each, every call allowed and written):" % args.bench_calls)
             for label, ncalls, usec, rate in bench(r, prod_sha, args.bench_calls):
+                per = "  (%.2f us per check)" % (usec / 32) if "32 checks" in label else ""
                 print("  %-46s %6.2f us/call  (%d calls, %.0f calls/s from "
-                      "this client)" % (label, usec, ncalls, rate))
+                      "this client)%s" % (label, usec, ncalls, rate, per))
         r.close()
     except Exception:
         print("redis-server log:\n" + server.log_text(), file=sys.stderr)
