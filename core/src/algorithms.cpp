@@ -17,20 +17,29 @@ Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
   const int64_t tau = p.capacity * T;
   const int64_t base = s ? std::max(s->a, now) : now;
   Outcome o{};
-  o.remaining = std::max<int64_t>(0, floor_div(now + tau - base, T));
-  o.reset_after_us = base - now;
+  // Before this check's charge; an allowed charge overwrites both below, so
+  // that path makes one division, not two.
+  auto report_current = [&] {
+    o.remaining = std::max<int64_t>(0, floor_div(now + tau - base, T));
+    o.reset_after_us = base - now;
+  };
   if (cost > p.capacity) {
+    report_current();
     o.retry_after_us = kRetryNever;
     return o;
   }
   const int64_t n = cost == 0 ? 1 : cost;
   const int64_t allow_at = base + n * T - tau;
   if (now < allow_at) {
+    report_current();
     o.retry_after_us = allow_at - now;
     return o;
   }
   o.allowed = true;
-  if (cost == 0) return o;
+  if (cost == 0) {
+    report_current();
+    return o;
+  }
   const int64_t new_tat = base + cost * T;
   o.write = true;
   o.next.a = new_tat;

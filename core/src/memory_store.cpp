@@ -57,24 +57,46 @@ struct Entry {
 };
 static_assert(sizeof(Entry) == 96, "keep the per-key footprint small");
 
-// Spins briefly before sleeping: shard critical sections are short, and a
-// futex sleep costs far more than the wait it avoids.
-void lock_spinning(std::mutex &mu) noexcept {
-  for (int i = 0; i < 100; ++i) {
-    if (mu.try_lock()) return;
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_ia32_pause();
-#endif
+// The shard lock: a futex-style mutex whose uncontended lock and unlock are
+// one atomic instruction each, inline (std::mutex goes through
+// pthread_mutex_trylock/unlock calls). It spins briefly before sleeping:
+// shard critical sections are short, and a futex sleep costs far more than
+// the wait it avoids. state: 0 free, 1 held, 2 held with possible sleepers.
+class ShardLock {
+ public:
+  bool try_lock() noexcept {
+    uint32_t expected = 0;
+    return state_.compare_exchange_strong(
+        expected, 1, std::memory_order_acquire, std::memory_order_relaxed);
   }
-  mu.lock();
-}
+  void lock() noexcept {
+    if (!try_lock()) lock_slow();
+  }
+  void unlock() noexcept {
+    if (state_.exchange(0, std::memory_order_release) == 2) state_.notify_one();
+  }
+
+ private:
+  void lock_slow() noexcept {
+    for (int i = 0; i < 100; ++i) {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#endif
+      if (state_.load(std::memory_order_relaxed) == 0 && try_lock()) return;
+    }
+    // Mark the lock contended so the holder's unlock wakes a sleeper.
+    while (state_.exchange(2, std::memory_order_acquire) != 0)
+      state_.wait(2, std::memory_order_relaxed);
+  }
+  std::atomic<uint32_t> state_{0};
+};
 
 struct SpinGuard {
-  explicit SpinGuard(std::mutex &m) : mu(m) { lock_spinning(mu); }
+  explicit SpinGuard(ShardLock &m) : mu(m) { mu.lock(); }
   ~SpinGuard() { mu.unlock(); }
   SpinGuard(const SpinGuard &) = delete;
   SpinGuard &operator=(const SpinGuard &) = delete;
-  std::mutex &mu;
+  ShardLock &mu;
 };
 
 uint32_t round_pow2(uint64_t v) {
@@ -86,7 +108,7 @@ uint32_t round_pow2(uint64_t v) {
 }  // namespace
 
 struct alignas(64) MemoryStore::Shard {
-  std::mutex mu;
+  ShardLock mu;
   std::vector<uint64_t> table;  // (low 32 hash bits << 32) | (index + 1)
   uint64_t mask = 0;
   std::vector<std::unique_ptr<Entry[]>> chunks;
@@ -481,7 +503,7 @@ MemoryStoreStats MemoryStore::stats() const {
   MemoryStoreStats out;
   for (uint32_t i = 0; i < shard_count(); ++i) {
     Shard &s = shards_[i];
-    std::lock_guard<std::mutex> lock(s.mu);
+    std::lock_guard<ShardLock> lock(s.mu);
     out.checks += s.checks;
     out.allowed += s.allowed;
     out.live_keys += s.count;

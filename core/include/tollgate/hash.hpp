@@ -32,8 +32,21 @@ inline uint64_t hash_bytes(std::string_view s, uint64_t seed) noexcept {
     n -= 8;
   }
   if (n > 0) {
-    uint64_t w = 0;
-    std::memcpy(&w, p, n);
+    // The n < 8 tail bytes, little-endian, as memcpy into a zeroed word
+    // would give, from overlapping loads: a byte loop into a stack word
+    // stalls the load that reads it back (store forwarding).
+    uint64_t w;
+    if (n >= 4) {
+      uint32_t lo, hi;
+      std::memcpy(&lo, p, 4);
+      std::memcpy(&hi, p + n - 4, 4);
+      w = lo | (static_cast<uint64_t>(hi) << (8 * (n - 4)));
+    } else {
+      const auto *b = reinterpret_cast<const unsigned char *>(p);
+      w = static_cast<uint64_t>(b[0]) |
+          (static_cast<uint64_t>(b[n / 2]) << (8 * (n / 2))) |
+          (static_cast<uint64_t>(b[n - 1]) << (8 * (n - 1)));
+    }
     h = (h ^ hash_mix(w ^ (static_cast<uint64_t>(n) << 56))) * k;
   }
   return hash_mix(h);
