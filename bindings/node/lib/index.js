@@ -51,6 +51,9 @@ const SOURCE_CODES = new Map(SOURCES.map((s, i) => [s, i]));
 // resetAfter, retryAfter, source, policyIndex); multi-policy ids go in IDS.
 const OUT = new Float64Array(7);
 const IDS = new Int32Array(16);
+// The synchronous check's numeric arguments (handle, policy id, cost): typed
+// array stores are cheaper than napi reads of three more arguments.
+const IN = new Float64Array(3);
 
 function makeDecision(allowed, limit, remaining, resetAfter, retryAfter, source, policyIndex) {
   return Object.freeze({
@@ -78,8 +81,26 @@ function readDecision() {
   });
 }
 
-native.setup(makeError, makeDecision, OUT, IDS);
-const nativeCheck = native.check;
+native.setup(makeError, makeDecision, OUT, IDS, IN);
+const nativeCheckKey = native.check;
+
+// The string key whose UTF-8 bytes the addon keeps from the last check that
+// answered true: the same string again is passed as no key at all, and not
+// converted again (a hot key). Strings are immutable, so the bytes match.
+let lastKey = null;
+
+// The synchronous check: the decision lands in OUT (read it with
+// readDecision()); errors throw.
+function nativeCheck(handle, key, pid, cost) {
+  IN[0] = handle;
+  IN[1] = pid;
+  IN[2] = cost;
+  if (key === lastKey) {
+    nativeCheckKey();
+  } else if (nativeCheckKey(key) === true) {
+    lastKey = key;
+  }
+}
 
 // ---- Small helpers ----------------------------------------------------------
 
@@ -241,21 +262,32 @@ function policy(limit, period, opts) {
 // Plain-object policies: compiled once per object, re-checked on each use
 // (the object may have been changed since).
 const plainCache = new WeakMap();
+// The plain object used last and its plainCache entry: a caller passes the
+// same object again and again, and this skips the WeakMap lookup.
+let lastPlain = null;
+let lastPlainEntry = null;
 
 function policyId(p, where) {
   if (p !== null && typeof p === 'object') {
     const id = p[kId];
     if (id !== undefined) return id;
     if (Array.isArray(p)) throw typeError(where, 'a Policy or a policy object', p);
-    const c = plainCache.get(p);
+    const c = p === lastPlain ? lastPlainEntry : plainCache.get(p);
     if (c !== undefined && c.limit === p.limit && c.period === p.period &&
-        c.algorithm === p.algorithm && c.burst === p.burst)
-      return c.policy[kId];
+        c.algorithm === p.algorithm && c.burst === p.burst) {
+      lastPlain = p;
+      lastPlainEntry = c;
+      return c.id;
+    }
     const compiled = new Policy(p.limit, p.period, { algorithm: p.algorithm, burst: p.burst });
-    plainCache.set(p, {
+    const entry = {
       limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, policy: compiled,
-    });
-    return compiled[kId];
+      id: compiled[kId],
+    };
+    plainCache.set(p, entry);
+    lastPlain = p;
+    lastPlainEntry = entry;
+    return entry.id;
   }
   throw typeError(where, 'a Policy or a policy object', p);
 }

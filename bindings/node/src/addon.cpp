@@ -61,6 +61,16 @@ struct Addon {
   Napi::Reference<Napi::Int32Array> ids_ref;
   double *out = nullptr;
   int32_t *ids = nullptr;
+  // The synchronous check's numeric arguments (handle, policy id, cost),
+  // written by JS before each call: no napi call reads them.
+  Napi::Reference<Napi::Float64Array> in_ref;
+  double *in = nullptr;
+  // The UTF-8 bytes of the last string key the synchronous check converted
+  // (lib/index.js remembers which string): check() without a key uses them,
+  // so a hot key is not converted again on every call.
+  char key_cache[256];
+  size_t key_cache_len = 0;
+  bool key_cache_valid = false;
   // Interned policies: id -> policy, (alg, limit, period, burst) -> id.
   std::vector<rl_policy> policies;
   std::map<std::tuple<int32_t, int64_t, int64_t, int64_t>, int32_t> policy_ids;
@@ -108,17 +118,18 @@ Napi::Value make_error(Napi::Env env, int code, const std::string &message) {
 class KeyArg {
  public:
   KeyArg(Napi::Env env, napi_value v) {
-    napi_valuetype t;
-    NAPI_THROW_IF_FAILED_VOID(env, napi_typeof(env, v, &t));
-    if (t == napi_string) {
-      size_t n = 0;
-      NAPI_THROW_IF_FAILED_VOID(
-          env, napi_get_value_string_utf8(env, v, small_, sizeof small_, &n));
+    // A string first, without a napi_typeof call: anything else answers
+    // napi_string_expected and nothing else.
+    size_t n = 0;
+    const napi_status s =
+        napi_get_value_string_utf8(env, v, small_, sizeof small_, &n);
+    if (s == napi_ok) {
       // Truncation stops before a partial character, so up to 3 bytes
       // short of the buffer may still be a cut string: check again then.
       if (n + 4 < sizeof small_) {
         data_ = small_;
         len_ = n;
+        small_string_ = true;
         return;
       }
       NAPI_THROW_IF_FAILED_VOID(
@@ -130,6 +141,7 @@ class KeyArg {
       len_ = n;
       return;
     }
+    if (s != napi_string_expected) NAPI_THROW_IF_FAILED_VOID(env, s);
     bool is_ta = false;
     NAPI_THROW_IF_FAILED_VOID(env, napi_is_typedarray(env, v, &is_ta));
     if (is_ta) {
@@ -148,17 +160,25 @@ class KeyArg {
     }
     throw_type(env, "key must be a string, Buffer or Uint8Array");
   }
+  // A copy of `n` bytes (n < 252) that are known to be a string's UTF-8.
+  KeyArg(const char *bytes, size_t n) : len_(n), small_string_(true) {
+    std::memcpy(small_, bytes, n);
+  }
   KeyArg(const KeyArg &) = delete;
   KeyArg &operator=(const KeyArg &) = delete;
 
   const char *data() const { return data_; }
   size_t size() const { return len_; }
+  // A string converted whole into the inline buffer (not bytes borrowed
+  // from JS, not a long string).
+  bool small_string() const { return small_string_; }
 
  private:
   char small_[256];
   std::vector<char> big_;
   const char *data_ = small_;
   size_t len_ = 0;
+  bool small_string_ = false;
 };
 
 // ---- Policies --------------------------------------------------------------
@@ -1104,53 +1124,93 @@ Napi::Value Limiter::KeysOpen(const Napi::CallbackInfo &info) {
   return obj;
 }
 
-// check(handle, key, pid, cost): the synchronous check (memory store). The
-// decision goes to the shared Float64Array; errors throw. The function's
-// data pointer is the Addon, so the hot path makes no instance-data or
+// check(key?), with handle, pid and cost in the shared input Float64Array:
+// the synchronous check (memory store). The decision goes to the shared
+// output Float64Array; errors throw. Without a key argument the key is the
+// last string key that a check here converted and answered `true` for
+// (lib/index.js passes no key only when it is that same string). A plain
+// napi callback (no Napi::CallbackInfo) whose data pointer is the Addon, so
+// the hot path makes one napi call for its arguments and no instance-data or
 // unwrap lookup.
-Napi::Value FastCheck(const Napi::CallbackInfo &info) {
-  Napi::Env env = info.Env();
-  Addon &a = *static_cast<Addon *>(info.Data());
-  const int32_t h = info[0].As<Napi::Number>().Int32Value();
-  LimiterState *st = h >= 0 && static_cast<size_t>(h) < a.handles.size()
-                         ? a.handles[static_cast<size_t>(h)]
+napi_value fast_check(napi_env e, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value key_value;
+  void *data = nullptr;
+  Napi::Env env(e);
+  NAPI_THROW_IF_FAILED(
+      env, napi_get_cb_info(e, info, &argc, &key_value, nullptr, &data),
+      nullptr);
+  Addon &a = *static_cast<Addon *>(data);
+  if (a.in == nullptr) throw_type(env, "setup() was not called");
+  const double hd = a.in[0];
+  LimiterState *st = hd >= 0 && hd < static_cast<double>(a.handles.size())
+                         ? a.handles[static_cast<size_t>(hd)]
                          : nullptr;
   if (st == nullptr || st->closed)
     throw_code(env, RL_E_CLOSED, "the limiter is closed");
-  KeyArg key(env, info[1]);
+  const bool cached = argc < 1;
+  if (cached && !a.key_cache_valid) throw_type(env, "check: no key");
+  // A copy even of the cached bytes: a JS clock may run a nested check.
+  KeyArg key =
+      cached ? KeyArg(a.key_cache, a.key_cache_len) : KeyArg(env, key_value);
+  const int32_t pid = static_cast<int32_t>(a.in[1]);
+  const int64_t cost = static_cast<int64_t>(a.in[2]);
+  // A copy: a JS clock may compile policies (growing the table) mid-check.
   rl_policy ps[kMaxPolicies];
-  const size_t n =
-      gather_policies(env, a, info[2].As<Napi::Number>().Int32Value(), ps);
-  const int64_t cost =
-      static_cast<int64_t>(info[3].As<Napi::Number>().DoubleValue());
+  const size_t n = gather_policies(env, a, pid, ps);
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(st->lim, &d, key.data(), key.size(), ps, n, cost);
   if (st->clock_error != nullptr) rethrow_clock_error(*st, env);
   if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   write_decision(a.out, d);
-  return Napi::Value();
+  if (cached || !key.small_string()) return nullptr;
+  // After the check: whatever a nested check cached meanwhile, this key's
+  // bytes are the cache now, and JS remembers this key when it gets true.
+  std::memcpy(a.key_cache, key.data(), key.size());
+  a.key_cache_len = key.size();
+  a.key_cache_valid = true;
+  napi_value t = nullptr;
+  napi_get_boolean(e, true, &t);
+  return t;
+}
+
+napi_value FastCheck(napi_env env, napi_callback_info info) {
+  try {
+    return fast_check(env, info);
+  } catch (const Napi::Error &e) {
+    e.ThrowAsJavaScriptException();
+  }
+  return nullptr;
 }
 
 // ---- Module ----------------------------------------------------------------
 
-// setup(makeError, makeDecision, outFloat64Array, idsInt32Array)
+// setup(makeError, makeDecision, outFloat64Array, idsInt32Array,
+//       inFloat64Array)
 Napi::Value Setup(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Addon &a = addon(env);
   if (!info[0].IsFunction() || !info[1].IsFunction() ||
-      !info[2].IsTypedArray() || !info[3].IsTypedArray())
-    throw_type(env, "setup(makeError, makeDecision, out, ids)");
+      !info[2].IsTypedArray() || !info[3].IsTypedArray() ||
+      !info[4].IsTypedArray() ||
+      info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      info[3].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_type(env, "setup(makeError, makeDecision, out, ids, in)");
   a.make_error = Napi::Persistent(info[0].As<Napi::Function>());
   a.make_decision = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   Napi::Int32Array ids = info[3].As<Napi::Int32Array>();
+  Napi::Float64Array in = info[4].As<Napi::Float64Array>();
   if (out.ElementLength() < static_cast<size_t>(kOutSlots) ||
-      ids.ElementLength() < kMaxPolicies)
+      ids.ElementLength() < kMaxPolicies || in.ElementLength() < 3)
     throw_type(env, "setup: buffers too small");
   a.out_ref = Napi::Persistent(out);
   a.ids_ref = Napi::Persistent(ids);
+  a.in_ref = Napi::Persistent(in);
   a.out = out.Data();
   a.ids = ids.Data();
+  a.in = in.Data();
   return env.Undefined();
 }
 
@@ -1203,7 +1263,12 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("compilePolicy",
               Napi::Function::New<CompilePolicy>(env, "compilePolicy"));
   exports.Set("lastError", Napi::Function::New<LastError>(env, "lastError"));
-  exports.Set("check", Napi::Function::New<FastCheck>(env, "check", a));
+  napi_value check_fn;
+  NAPI_THROW_IF_FAILED(env,
+                       napi_create_function(env, "check", NAPI_AUTO_LENGTH,
+                                            FastCheck, a, &check_fn),
+                       exports);
+  exports.Set("check", check_fn);
   exports.Set("headers", Napi::Function::New<Headers>(env, "headers"));
   exports.Set("version", rl_version_string());
   exports.Set("versionNumber", Napi::Number::New(env, rl_version_number()));
