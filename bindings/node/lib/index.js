@@ -81,7 +81,55 @@ function readDecision() {
   });
 }
 
-native.setup(makeError, makeDecision, OUT, IDS, IN);
+// Async checks (Redis) in flight: each promise's resolve and reject by slot.
+// The addon writes finished checks into DONE (8 values each: the slot, then
+// the decision as in OUT) and calls settle(count) once per batch, instead of
+// settling each promise through Node-API.
+const DONE_ENTRIES = 256;
+const DONE = new Float64Array(DONE_ENTRIES * 8);
+const resolvers = [];
+const rejecters = [];
+const freeSlots = [];
+
+function takeSlot(resolve, reject) {
+  const slot = freeSlots.length > 0 ? freeSlots.pop() : resolvers.length;
+  resolvers[slot] = resolve;
+  rejecters[slot] = reject;
+  return slot;
+}
+
+function releaseSlot(slot) {
+  resolvers[slot] = undefined;
+  rejecters[slot] = undefined;
+  freeSlots.push(slot);
+}
+
+function settle(count) {
+  const d = DONE;
+  for (let i = 0, o = 0; i < count; i++, o += 8) {
+    const slot = d[o];
+    const resolve = resolvers[slot];
+    releaseSlot(slot);
+    const retry = d[o + 5];
+    resolve(Object.freeze({
+      allowed: d[o + 1] === 1,
+      limit: d[o + 2],
+      remaining: d[o + 3],
+      resetAfter: d[o + 4],
+      retryAfter: retry < 0 ? Infinity : retry,
+      source: SOURCES[d[o + 6]] || 'unknown',
+      policyIndex: d[o + 7],
+    }));
+  }
+}
+
+function settleError(slot, err) {
+  const reject = rejecters[slot];
+  releaseSlot(slot);
+  reject(err);
+}
+
+native.setup(makeError, makeDecision, OUT, IDS, IN, settle, settleError, DONE);
 const nativeCheckKey = native.check;
 
 // The string key whose UTF-8 bytes the addon keeps from the last check that
@@ -426,12 +474,24 @@ class Limiter {
       if (!isKey(key)) throw keyTypeError(key);
       const pid = policyArg(policies);
       const cost = costArg(options);
-      if (this.#redis) return this.#native.checkAsync(key, pid, cost);
+      if (this.#redis) return this.#checkRedis(key, pid, cost);
       nativeCheck(this.#handle, key, pid, cost);
       return Promise.resolve(readDecision());
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  #checkRedis(key, pid, cost) {
+    return new Promise((resolve, reject) => {
+      const slot = takeSlot(resolve, reject);
+      try {
+        this.#native.checkAsync(key, pid, cost, slot);
+      } catch (e) {
+        releaseSlot(slot);
+        reject(e);
+      }
+    });
   }
 
   /** The memory store's synchronous check (a Redis limiter refuses it). */

@@ -43,8 +43,9 @@
 namespace {
 
 constexpr size_t kMaxPolicies = 16;
-constexpr int kOutSlots = 7;  // allowed, limit, remaining, reset, retry,
-                              // source, policy_index
+constexpr int kDoneSlots = 8;  // slot, then the kOutSlots values
+constexpr int kOutSlots = 7;   // allowed, limit, remaining, reset, retry,
+                               // source, policy_index
 
 // ---- Per-instance data -----------------------------------------------------
 
@@ -56,6 +57,14 @@ struct Addon {
   // frozen Decision.
   Napi::FunctionReference make_error;
   Napi::FunctionReference make_decision;
+  // Async checks settle in JS: settle(count) resolves the promises of the
+  // first `count` entries of `done` (kDoneSlots values each: the promise's
+  // slot, then the decision as in `out`); settleError(slot, error) rejects.
+  Napi::FunctionReference settle;
+  Napi::FunctionReference settle_error;
+  Napi::Reference<Napi::Float64Array> done_ref;
+  double *done = nullptr;
+  size_t done_cap = 0;  // entries
   // The buffers shared with JS: check results and multi-policy ids.
   Napi::Reference<Napi::Float64Array> out_ref;
   Napi::Reference<Napi::Int32Array> ids_ref;
@@ -261,18 +270,6 @@ void write_decision(double *out, const rl_decision &d) {
   out[6] = d.policy_index;
 }
 
-Napi::Value decision_value(Napi::Env env, const rl_decision &d) {
-  Addon &a = addon(env);
-  return a.make_decision.Call(
-      {Napi::Boolean::New(env, d.allowed != 0),
-       Napi::Number::New(env, static_cast<double>(d.limit)),
-       Napi::Number::New(env, static_cast<double>(d.remaining)),
-       Napi::Number::New(env, static_cast<double>(d.reset_after_ms)),
-       Napi::Number::New(env, static_cast<double>(d.retry_after_ms)),
-       Napi::Number::New(env, d.source),
-       Napi::Number::New(env, d.policy_index)});
-}
-
 // ---- Limiter state ---------------------------------------------------------
 
 struct AsyncCall;
@@ -324,7 +321,7 @@ struct LimiterState : std::enable_shared_from_this<LimiterState> {
 
 struct AsyncCall {
   std::shared_ptr<LimiterState> state;
-  napi_deferred deferred = nullptr;
+  double slot = -1;  // the JS promise's slot (lib/index.js)
   bool submitting = true;
   bool done_inline = false;
   int status = RL_OK;
@@ -372,6 +369,50 @@ void free_native(LimiterState &st) {
   st.lim = nullptr;
 }
 
+// Settles finished async checks in JS (JS thread) and frees them: the
+// decisions go through the shared `done` buffer, one settle(count) call per
+// bufferful; an error rejects its promise through settleError.
+void settle_calls(napi_env env, const std::vector<AsyncCall *> &calls) {
+  Napi::Env e(env);
+  Addon &a = addon(e);
+  size_t n = 0;
+  const auto flush = [&] {
+    if (n == 0) return;
+    Napi::HandleScope scope(e);
+    const napi_value count = Napi::Number::New(e, static_cast<double>(n));
+    n = 0;
+    try {
+      a.settle.Call({count});
+    } catch (const Napi::Error &x) {  // a bug in lib/index.js: surface it
+      napi_fatal_exception(env, x.Value());
+    }
+  };
+  for (AsyncCall *call : calls) {
+    std::unique_ptr<AsyncCall> owned(call);
+    if (call->status == RL_OK) {
+      double *slot = a.done + n * kDoneSlots;
+      slot[0] = call->slot;
+      write_decision(slot + 1, call->d);
+      if (++n == a.done_cap) flush();
+      continue;
+    }
+    flush();
+    Napi::HandleScope scope(e);
+    Napi::Value err;
+    try {
+      err = make_error(e, call->status, call->error);
+    } catch (const Napi::Error &x) {
+      err = x.Value();
+    }
+    try {
+      a.settle_error.Call({Napi::Number::New(e, call->slot), err});
+    } catch (const Napi::Error &x) {
+      napi_fatal_exception(env, x.Value());
+    }
+  }
+  flush();
+}
+
 // Settles every queued async result (JS thread).
 void drain(LimiterState &st, napi_env env) {
   std::vector<AsyncCall *> done;
@@ -380,20 +421,7 @@ void drain(LimiterState &st, napi_env env) {
     done.swap(st.queue);
   }
   if (done.empty()) return;
-  Napi::Env e(env);
-  for (AsyncCall *call : done) {
-    std::unique_ptr<AsyncCall> owned(call);
-    Napi::HandleScope scope(e);
-    try {
-      if (call->status == RL_OK)
-        napi_resolve_deferred(env, call->deferred, decision_value(e, call->d));
-      else
-        napi_reject_deferred(env, call->deferred,
-                             make_error(e, call->status, call->error));
-    } catch (const Napi::Error &err) {
-      napi_reject_deferred(env, call->deferred, err.Value());
-    }
-  }
+  settle_calls(env, done);
   st.pending -= done.size();
   st.busy_changed();
 }
@@ -829,56 +857,42 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     return Napi::Number::New(info.Env(), st_->handle);
   }
 
-  // checkAsync(key, pid, cost) -> Promise<Decision>.
+  // checkAsync(key, pid, cost, slot): starts the check whose promise
+  // lib/index.js keeps in `slot`; the answer comes through settle() (at once
+  // if the check answered before returning). Throws if it could not start.
   Napi::Value CheckAsync(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     ensure_open(env);
     Addon &a = addon(env);
+    if (a.done == nullptr) throw_type(env, "setup() was not called");
     KeyArg key(env, info[0]);
     rl_policy ps[kMaxPolicies];
     const size_t n =
         gather_policies(env, a, info[1].As<Napi::Number>().Int32Value(), ps);
     const int64_t cost =
         static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue());
+    const double slot = info[3].As<Napi::Number>().DoubleValue();
     ensure_tsfn(env);
 
     auto call = std::make_unique<AsyncCall>();
     call->state = st_;
-    napi_value promise;
-    NAPI_THROW_IF_FAILED(env,
-                         napi_create_promise(env, &call->deferred, &promise),
-                         Napi::Value());
+    call->slot = slot;
     const int rc = rl_check_async(st_->lim, key.data(), key.size(), ps, n, cost,
                                   &async_complete, call.get());
     call->submitting = false;
     if (rc != RL_OK) {
       const std::string err = last_error_text(rc);
-      Napi::Value e;
-      if (st_->clock_error != nullptr) {
-        napi_value v;
-        napi_get_reference_value(env, st_->clock_error, &v);
-        napi_delete_reference(env, st_->clock_error);
-        st_->clock_error = nullptr;
-        e = Napi::Value(env, v);
-      } else {
-        e = make_error(env, rc, err);
-      }
-      napi_reject_deferred(env, call->deferred, e);
-      return Napi::Value(env, promise);
+      rethrow_clock_error(*st_, env);
+      throw_code(env, rc, err);
     }
     AsyncCall *c = call.release();  // the completion owns it now
     if (c->done_inline) {
-      std::unique_ptr<AsyncCall> owned(c);
-      if (c->status == RL_OK)
-        napi_resolve_deferred(env, c->deferred, decision_value(env, c->d));
-      else
-        napi_reject_deferred(env, c->deferred,
-                             make_error(env, c->status, c->error));
-      return Napi::Value(env, promise);
+      settle_calls(env, {c});
+      return env.Undefined();
     }
     ++st_->pending;
     st_->busy_changed();
-    return Napi::Value(env, promise);
+    return env.Undefined();
   }
 
   void ensure_tsfn(Napi::Env env) {
@@ -1186,7 +1200,7 @@ napi_value FastCheck(napi_env env, napi_callback_info info) {
 // ---- Module ----------------------------------------------------------------
 
 // setup(makeError, makeDecision, outFloat64Array, idsInt32Array,
-//       inFloat64Array)
+//       inFloat64Array, settle, settleError, doneFloat64Array)
 Napi::Value Setup(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Addon &a = addon(env);
@@ -1195,15 +1209,22 @@ Napi::Value Setup(const Napi::CallbackInfo &info) {
       !info[4].IsTypedArray() ||
       info[2].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
       info[3].As<Napi::TypedArray>().TypedArrayType() != napi_int32_array ||
-      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(env, "setup(makeError, makeDecision, out, ids, in)");
+      info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array ||
+      !info[5].IsFunction() || !info[6].IsFunction() ||
+      !info[7].IsTypedArray() ||
+      info[7].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+    throw_type(env,
+               "setup(makeError, makeDecision, out, ids, in, settle, "
+               "settleError, done)");
   a.make_error = Napi::Persistent(info[0].As<Napi::Function>());
   a.make_decision = Napi::Persistent(info[1].As<Napi::Function>());
   Napi::Float64Array out = info[2].As<Napi::Float64Array>();
   Napi::Int32Array ids = info[3].As<Napi::Int32Array>();
   Napi::Float64Array in = info[4].As<Napi::Float64Array>();
+  Napi::Float64Array done = info[7].As<Napi::Float64Array>();
   if (out.ElementLength() < static_cast<size_t>(kOutSlots) ||
-      ids.ElementLength() < kMaxPolicies || in.ElementLength() < 3)
+      ids.ElementLength() < kMaxPolicies || in.ElementLength() < 3 ||
+      done.ElementLength() < static_cast<size_t>(kDoneSlots))
     throw_type(env, "setup: buffers too small");
   a.out_ref = Napi::Persistent(out);
   a.ids_ref = Napi::Persistent(ids);
@@ -1211,6 +1232,11 @@ Napi::Value Setup(const Napi::CallbackInfo &info) {
   a.out = out.Data();
   a.ids = ids.Data();
   a.in = in.Data();
+  a.settle = Napi::Persistent(info[5].As<Napi::Function>());
+  a.settle_error = Napi::Persistent(info[6].As<Napi::Function>());
+  a.done_ref = Napi::Persistent(done);
+  a.done = done.Data();
+  a.done_cap = done.ElementLength() / kDoneSlots;
   return env.Undefined();
 }
 
