@@ -107,6 +107,34 @@ class RedisServer {
     return `redis://${auth}127.0.0.1:${this.port}`;
   }
 
+  // INFO <section>: the reply's text (a bulk string), over a connection of
+  // its own (AUTH first when the server has a password).
+  info(section) {
+    const cmd = (args) => `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(a)}\r\n${a}\r\n`).join('');
+    const out = (this.password ? cmd(['AUTH', this.password]) : '') + cmd(['INFO', section]);
+    return new Promise((resolve, reject) => {
+      const sock = net.connect({ host: '127.0.0.1', port: this.port });
+      let buf = Buffer.alloc(0);
+      sock.setTimeout(5000, () => {
+        sock.destroy();
+        reject(new Error('INFO timed out'));
+      });
+      sock.on('error', reject);
+      sock.on('connect', () => sock.write(out));
+      sock.on('data', (d) => {
+        buf = Buffer.concat([buf, d]);
+        const text = buf.toString('latin1');
+        const at = text.indexOf('$');
+        const eol = text.indexOf('\r\n', at);
+        if (at < 0 || eol < 0) return;
+        const len = Number(text.slice(at + 1, eol));
+        if (buf.length < eol + 2 + len) return;
+        sock.destroy();
+        resolve(buf.subarray(eol + 2, eol + 2 + len).toString());
+      });
+    });
+  }
+
   freeze() {
     process.kill(this.pid, 'SIGSTOP');
   }

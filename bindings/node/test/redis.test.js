@@ -14,6 +14,31 @@ const { prefix, uniqueKey } = require('./helpers');
 
 const skip = !REDIS_SERVER && 'redis-server is not installed';
 
+test('Redis: thousands of checks at once settle exactly, joined into few script calls', { skip }, async (t) => {
+  const server = await RedisServer.start();
+  t.after(() => server.stop());
+  const lim = new Limiter({ url: server.url, keyPrefix: prefix(), failureMode: 'error', timeoutMs: 5000 });
+  t.after(() => lim.close());
+  // Three keys, three algorithms, 1,000 checks each, all in flight at once:
+  // more completions than one settle() batch (256), and joined calls.
+  const keys = ['gcra', 'fixed_window', 'sliding_window'].map((a) => [uniqueKey(a), policy(300, '1h', { algorithm: a })]);
+  const calls = [];
+  for (let i = 0; i < 1000; i++) for (const [k, p] of keys) calls.push(lim.check(k, p).then((d) => [k, d]));
+  const done = await Promise.all(calls);
+  for (const [k] of keys) {
+    const mine = done.filter(([key]) => key === k).map(([, d]) => d);
+    const allowed = mine.filter((d) => d.allowed);
+    assert.equal(allowed.length, 300, k);
+    // Each admitted check saw the state its predecessors left: every
+    // remaining count from 299 down to 0, once.
+    assert.deepEqual(allowed.map((d) => d.remaining).sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i));
+    for (const d of mine.filter((x) => !x.allowed)) assert.ok(d.retryAfter > 0 && Object.isFrozen(d));
+  }
+  const stats = await server.info('commandstats');
+  const evalsha = Number((/cmdstat_evalsha:calls=(\d+)/.exec(stats) || [0, 0])[1]);
+  assert.ok(evalsha > 0 && evalsha < calls.length / 4, `${evalsha} EVALSHA calls for ${calls.length} checks`);
+});
+
 test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (t) => {
   const server = await RedisServer.start();
   t.after(() => server.stop());
