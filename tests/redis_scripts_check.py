@@ -641,6 +641,28 @@ def check_production(r, prod_sha):
     expect(reply[0] == 0 and reply[2] == 0 and 0 < reply[4] <= 100000,
            "gcra 11th call should be denied with retry <= T: %r" % (reply,))
 
+    # Windows: a second write in the same window keeps the key's TTL (SET
+    # KEEPTTL on Redis 7); either way the key must expire at the window's
+    # end, never before, never much after.
+    for alg, state_window_end in (("fixed_window", 1), ("sliding_window", 2)):
+        w = derive({"algorithm": alg, "limit": 100, "period_ms": 60000, "burst": 0})
+        wkey = redis_key(b"tgcheck:prod:", "win", w)
+        r.call("DEL", wkey)
+        for call in range(3):
+            t0 = server_now_us(r)
+            r.call("EVALSHA", prod_sha[alg], 1, wkey, *script_argv(1, 1, [w]))
+            t1 = server_now_us(r)
+            P = 60000 * 1000
+            # The window end the state expires at (sliding: one window later).
+            end = (t0 // P + state_window_end) * P
+            pttl = r.call("PTTL", wkey)
+            expect(t0 // P != t1 // P or
+                   0 < pttl <= -(-(end - t0) // 1000) + 1,
+                   "%s write %d: PTTL %d ms, window state ends in %d ms"
+                   % (alg, call, pttl, (end - t0) // 1000))
+        expect(r.call("GET", wkey).split(b" ")[1] == b"3",
+               "%s: 3 writes in one window: %r" % (alg, r.call("GET", wkey)))
+
     # The multi script with all four algorithms, fresh keys, real clock.
     pols = [derive({"algorithm": a, "limit": 5, "period_ms": 1000, "burst": 0})
             for a in ALGORITHMS]

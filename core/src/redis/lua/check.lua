@@ -7,29 +7,32 @@
 -- remaining, reset_after_us, retry_after_us. Returns the next free index.
 local function run_check(k, n, cost, pols, ix, now, reply, r)
   local all = 1
-  local states, expiries
+  local states, expiries, sames
   for i = 1, n do
     local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
-    local allowed, remaining, reset_after, retry_after, state, expires_at =
-      p[1](KEYS[k + i], now, cost, p[2], p[3], p[4], p[5])
+    local allowed, remaining, reset_after, retry_after, state, expires_at,
+      same = p[1](KEYS[k + i], now, cost, p[2], p[3], p[4], p[5])
     if allowed == 0 then all = 0 end
     local o = r + 1 + (i - 1) * 4
     reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4] =
       allowed, remaining, reset_after, retry_after
     if n == 1 then
-      states, expiries = state, expires_at
+      states, expiries, sames = state, expires_at, same
     else
       states = states or {}
       expiries = expiries or {}
-      states[i], expiries[i] = state, expires_at
+      sames = sames or {}
+      states[i], expiries[i], sames[i] = state, expires_at, same
     end
   end
   reply[r + 1] = all
   if all == 1 and cost >= 1 then
     if n == 1 then
-      store(KEYS[k + 1], states, expiries, now)
+      store(KEYS[k + 1], states, expiries, now, sames)
     else
-      for i = 1, n do store(KEYS[k + i], states[i], expiries[i], now) end
+      for i = 1, n do
+        store(KEYS[k + i], states[i], expiries[i], now, sames[i])
+      end
     end
   end
   return r + 1 + 4 * n

@@ -5,7 +5,8 @@ local function fixed_window(key, now, cost, limit, period_ms)
   local count = 0
   local sw, sc = load_state(key, '^(%d+) (%d+)$')
   -- The same window, or a newer one (the clock stepped back).
-  if sw and sw >= w then w, count = sw, sc end
+  local same = sw ~= nil and sw >= w
+  if same then w, count = sw, sc end
   local E = (w + 1) * P
   local remaining = limit - count
   if remaining < 0 then remaining = 0 end
@@ -17,5 +18,5 @@ local function fixed_window(key, now, cost, limit, period_ms)
   if count + need > limit then return 0, remaining, reset_after, E - now end
   if cost == 0 then return 1, remaining, reset_after, 0 end
   count = count + cost
-  return 1, limit - count, E - now, 0, fmt('%d %d', w, count), E
+  return 1, limit - count, E - now, 0, fmt('%d %d', w, count), E, same
 end

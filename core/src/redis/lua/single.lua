@@ -9,9 +9,9 @@ local function run_single(evaluate)
   end
   local now = now_us()
   local key = KEYS[1]
-  local allowed, remaining, reset_after, retry_after, state, expires_at =
+  local allowed, remaining, reset_after, retry_after, state, expires_at, same =
     evaluate(key, now, cost, tonumber(ARGV[4]), tonumber(ARGV[5]),
       tonumber(ARGV[6]), tonumber(ARGV[7]))
-  if state then store(key, state, expires_at, now) end
+  if state then store(key, state, expires_at, now, same) end
   return {allowed, allowed, remaining, reset_after, retry_after}
 end

@@ -6,6 +6,8 @@ local function sliding_window(key, now, cost, limit, Pm)
   local w = idiv(now, P)
   local curr, prev = 0, 0
   local sw, sc, sp = load_state(key, '^(%d+) (%d+) (%d+)$')
+  -- The state stays in its window: its expiry does not move.
+  local same = sw ~= nil and sw >= w
   if sw then
     if sw == w then
       curr, prev = sc, sp
@@ -50,5 +52,6 @@ local function sliding_window(key, now, cost, limit, Pm)
   curr = curr + cost
   remaining = idiv(cap - prev * rem - curr * Pm, Pm)
   if remaining < 0 then remaining = 0 end
-  return 1, remaining, E + P - now, 0, fmt('%d %d %d', w, curr, prev), E + P
+  return 1, remaining, E + P - now, 0, fmt('%d %d %d', w, curr, prev), E + P,
+    same
 end
