@@ -152,14 +152,22 @@ Errc convert_policies(const rl_policy *in, size_t n,
   return Errc::ok;
 }
 
-Errc check_version(uint32_t version, uint32_t current, const char *what) {
-  if (version == 0 || version > current)
-    return tollgate::fail(Errc::version,
-                          std::string(what) + ": version " +
-                              std::to_string(version) +
-                              " is not supported (this library knows 1.." +
-                              std::to_string(current) +
-                              "); initialise it with its RL_*_INIT macro");
+[[gnu::cold, gnu::noinline]] Errc bad_version(uint32_t version,
+                                              uint32_t current,
+                                              const char *what) {
+  return tollgate::fail(Errc::version,
+                        std::string(what) + ": version " +
+                            std::to_string(version) +
+                            " is not supported (this library knows 1.." +
+                            std::to_string(current) +
+                            "); initialise it with its RL_*_INIT macro");
+}
+
+// Inline: rl_check calls it on every check; the message is built out of line.
+inline Errc check_version(uint32_t version, uint32_t current,
+                          const char *what) {
+  if (version == 0 || version > current) [[unlikely]]
+    return bad_version(version, current, what);
   return Errc::ok;
 }
 

@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <mutex>
 #include <new>
 #include <string>
@@ -61,6 +62,21 @@ Decision reported(std::span<const Policy> policies, const Outcome *o,
   d.source = Source::store;
   d.policy_index = static_cast<uint32_t>(i);
   return d;
+}
+
+// reported(), written field by field into `d` (the memory store's path):
+// building a Decision and copying it whole reads back, with wide loads,
+// fields just written with narrow stores, which stalls store forwarding.
+void report_into(Decision &d, std::span<const Policy> policies,
+                 const Outcome *o, bool allowed) noexcept {
+  const size_t i = pick_reported(o, policies.size(), allowed);
+  d.allowed = allowed;
+  d.limit = policies[i].limit;
+  d.remaining = o[i].remaining;
+  d.reset_after_us = o[i].reset_after_us;
+  d.retry_after_us = allowed ? 0 : o[i].retry_after_us;
+  d.source = Source::store;
+  d.policy_index = static_cast<uint32_t>(i);
 }
 
 uint64_t policy_signature(std::span<const Policy> policies) {
@@ -206,38 +222,57 @@ Errc Limiter::create(const LimiterConfig &config,
   return Errc::ok;
 }
 
+namespace {
+// The error path of Limiter::validate, out of line: names the first problem.
+[[gnu::cold, gnu::noinline]] Errc invalid_check(
+    std::string_view key, std::span<const Policy> policies, int64_t cost,
+    uint32_t max_key_len) {
+  if (key.empty()) return fail(Errc::key_invalid, "key: must not be empty");
+  if (key.size() > max_key_len)
+    return fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
+                                        " bytes exceeds max_key_len " +
+                                        std::to_string(max_key_len));
+  if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
+    return fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
+                                       std::to_string(policies.size()));
+  if (cost < 0)
+    return fail(Errc::invalid_arg,
+                "cost: must be >= 0 (got " + std::to_string(cost) + ")");
+  for (size_t i = 0; i < policies.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (policies[i].id == policies[j].id)
+        return fail(Errc::policy, "policies: policy " + std::to_string(i) +
+                                      " repeats policy " + std::to_string(j));
+  return Errc::internal;  // not reached: validate() found a problem
+}
+
+[[gnu::cold, gnu::noinline]] Errc clock_out_of_range(int64_t t) {
+  return fail(Errc::overflow,
+              "clock: time " + std::to_string(t) + " us is outside [0, 2^52)");
+}
+}  // namespace
+
 Errc Limiter::validate(std::string_view key, std::span<const Policy> policies,
                        int64_t cost) {
-  Errc rc = Errc::ok;
-  if (key.empty())
-    rc = fail(Errc::key_invalid, "key: must not be empty");
-  else if (key.size() > max_key_len_)
-    rc = fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
-                                      " bytes exceeds max_key_len " +
-                                      std::to_string(max_key_len_));
-  else if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
-    rc = fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
-                                     std::to_string(policies.size()));
-  else if (cost < 0)
-    rc = fail(Errc::invalid_arg,
-              "cost: must be >= 0 (got " + std::to_string(cost) + ")");
-  for (size_t i = 0; rc == Errc::ok && i < policies.size(); ++i)
+  bool ok = !key.empty() && key.size() <= max_key_len_ && !policies.empty() &&
+            policies.size() <= kMaxPoliciesPerCheck && cost >= 0;
+  for (size_t i = 1; ok && i < policies.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (policies[i].id == policies[j].id) {
-        rc = fail(Errc::policy, "policies: policy " + std::to_string(i) +
-                                    " repeats policy " + std::to_string(j));
+        ok = false;
         break;
       }
-  if (rc != Errc::ok) count_error();
-  return rc;
+  if (ok) [[likely]]
+    return Errc::ok;
+  count_error();
+  return invalid_check(key, policies, cost, max_key_len_);
 }
 
 Errc Limiter::now(int64_t &out) {
   out = clock_ ? clock_(clock_user_data_) : realtime_us();
-  if (out < 0 || out >= kMaxTimeUs) {
+  if (out < 0 || out >= kMaxTimeUs) [[unlikely]] {
     count_error();
-    return fail(Errc::overflow, "clock: time " + std::to_string(out) +
-                                    " us is outside [0, 2^52)");
+    return clock_out_of_range(out);
   }
   return Errc::ok;
 }
@@ -248,7 +283,11 @@ Errc Limiter::check_memory(std::string_view key,
   int64_t t = 0;
   Errc rc = now(t);
   if (rc != Errc::ok) return rc;
-  Outcome outcomes[kMaxPoliciesPerCheck];  // filled by the store
+  // Filled by the store, which constructs outcomes[i] for each policy in
+  // place. Raw storage, not `Outcome[16]`: State's member initialisers would
+  // zero 16 * 24 bytes per check (Outcome is an implicit-lifetime type).
+  alignas(Outcome) std::byte storage[sizeof(Outcome) * kMaxPoliciesPerCheck];
+  Outcome *outcomes = reinterpret_cast<Outcome *>(storage);
   bool allowed;
   try {
     allowed = memory_->check(key, policies, t, cost, outcomes);
@@ -256,7 +295,7 @@ Errc Limiter::check_memory(std::string_view key,
     count_error();
     return fail(Errc::nomem, "memory store: out of memory");
   }
-  out = reported(policies, outcomes, allowed);
+  report_into(out, policies, outcomes, allowed);
   // checks, allowed and denied are counted by the store under its lock.
   return Errc::ok;
 }

@@ -423,7 +423,11 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     if (slot < 0) ++missing;
     const State *st =
         slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
-    outcomes[i] = evaluate(policies[i], st, now, cost);
+    // Constructed in place (guaranteed elision): evaluate() writes straight
+    // into outcomes[i]. Copying its returned temporary with wide moves read
+    // fields just written with narrower stores (a store-forwarding stall).
+    ::new (static_cast<void *>(&outcomes[i]))
+        Outcome(evaluate(policies[i], st, now, cost));
     all = all && outcomes[i].allowed;
   }
   if (e) e->last_used = s.clock;
