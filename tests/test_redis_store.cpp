@@ -598,6 +598,77 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
   }
 }
 
+TEST_CASE("redis: a joined call's bad reply answers every check in it",
+          "[redis][protocol][join]") {
+  // A fake Redis: the handshake goes through, then every script call gets
+  // `reply`. 200 async checks at once: the first may go alone, the rest
+  // are joined; every one must get the error, within the deadline.
+  const std::string info_body = "# Server\r\nredis_version:9.9.9\r\n";
+  const std::string info =
+      "$" + std::to_string(info_body.size()) + "\r\n" + info_body + "\r\n";
+  struct Case {
+    const char *name;
+    std::string reply;
+    int expect;
+  };
+  const Case cases[] = {
+      {"wrong shape", ":1\r\n", RL_E_PROTOCOL},
+      {"array of the wrong length", "*3\r\n:1\r\n:1\r\n:1\r\n", RL_E_PROTOCOL},
+      {"error reply", "-ERR boom\r\n", RL_E_STORE},
+      // NOSCRIPT every time: one EVAL retry per call, then the error.
+      {"NOSCRIPT forever", "-NOSCRIPT No matching script\r\n", RL_E_STORE},
+  };
+  for (const Case &c : cases) {
+    SECTION(c.name) {
+      std::atomic<int> joined{0};
+      tollgate_test::FakeScript script;
+      script.responder = [&](const tollgate_test::FakeCommand &cmd) {
+        if (!cmd.args.empty() && cmd.args[0] == "INFO")
+          return FakeReply::send(info);
+        if (cmd.args.size() >= 2 && cmd.args[0] == "SCRIPT")
+          return FakeReply::send("$40\r\n" + std::string(40, 'a') + "\r\n");
+        // EVALSHA <sha> <numkeys> ...: more than one key is a joined call.
+        if (cmd.args.size() > 3 && cmd.args[2] != "1") ++joined;
+        return FakeReply::send(c.reply);
+      };
+      tollgate_test::FakeServer fake(std::move(script));
+      rl_options o = opts_for(fake.url(), RL_FAIL_ERROR);
+      o.timeout_ms = 500;
+      o.deny_cache = -1;
+      Lim lim(o);
+      const rl_policy p = policy(1000, 60000);
+      struct Counter {
+        std::mutex mu;
+        std::condition_variable cv;
+        int done = 0, expected = 0, other = 0;
+      } k;
+      auto cb = [](int status, const rl_decision *, void *user) {
+        auto *k = static_cast<Counter *>(user);
+        std::lock_guard<std::mutex> lock(k->mu);
+        ++k->done;
+        if (status != k->expected) ++k->other;
+        k->cv.notify_one();
+      };
+      k.expected = c.expect;
+      constexpr int kCalls = 200;
+      const auto t0 = Clock::now();
+      for (int i = 0; i < kCalls; ++i) {
+        const std::string key = "k" + std::to_string(i % 20);
+        REQUIRE(rl_check_async(lim.p, key.data(), key.size(), &p, 1, 1, cb,
+                               &k) == RL_OK);
+      }
+      {
+        std::unique_lock<std::mutex> lock(k.mu);
+        REQUIRE(k.cv.wait_for(lock, std::chrono::seconds(5),
+                              [&] { return k.done == kCalls; }));
+      }
+      CHECK(elapsed_ms(t0) <= 500 + 300);
+      CHECK(k.other == 0);
+      CHECK(joined.load() > 0);
+    }
+  }
+}
+
 TEST_CASE("redis: many async checks in flight complete without a thread each",
           "[redis][async]") {
   RedisServer server;
