@@ -321,3 +321,79 @@ TEST_CASE(
   CHECK(server.query({"STRLEN", "big"}).integer ==
         static_cast<long long>(big.size()));
 }
+
+TEST_CASE(
+    "transport: commands queued behind a busy connection are written by "
+    "their caller, in order, and keep their deadlines",
+    "[redis][transport][caller_write]") {
+  RedisServer server;
+  auto t = make(server.url(), 300);
+  settle(*t);
+  // Order: a BLPOP holds the connection busy (Redis answers it in 200
+  // ms), and the I/O thread knows it is in flight; 400 INCRs submitted
+  // behind it are written by this thread in batches. Every reply still
+  // reaches its own command.
+  constexpr int kCalls = 400;
+  std::vector<Outcome> outs(kCalls);
+  const int64_t deadline = monotonic_ns() + 5000 * kMsNs;
+  Outcome busy;
+  t->submit(cmd({"BLPOP", "cw-none", "0.2"}), deadline, on_done, &busy,
+            Mode::queued);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  for (int i = 0; i < kCalls; ++i)
+    t->submit(cmd({"INCR", "cw"}), deadline, on_done, &outs[i], Mode::queued);
+  for (int i = 0; i < kCalls; ++i) {
+    std::unique_lock<std::mutex> lock(outs[i].mu);
+    REQUIRE(outs[i].cv.wait_for(lock, std::chrono::seconds(5),
+                                [&] { return outs[i].done; }));
+    INFO("command " << i << ": " << outs[i].message);
+    REQUIRE(outs[i].code == Errc::ok);
+    CHECK(outs[i].integer == i + 1);
+  }
+  const uint64_t written = t->stats().caller_written;
+  CHECK(written > 0);
+
+  {
+    std::unique_lock<std::mutex> lock(busy.mu);
+    REQUIRE(busy.cv.wait_for(lock, std::chrono::seconds(5),
+                             [&] { return busy.done; }));
+    CHECK(busy.code == Errc::ok);
+    CHECK(busy.type == Reply::Type::nil);
+  }
+
+  // Deadlines: Redis frozen with a command in flight; what callers write
+  // behind it still times out by its own deadline (the I/O thread learns
+  // of those commands when it wakes for the first one's deadline).
+  settle(*t);
+  server.stop();
+  const int64_t t0 = monotonic_ns();
+  Outcome first;
+  t->submit(cmd({"PING"}), monotonic_ns() + 300 * kMsNs, on_done, &first,
+            Mode::queued);
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  constexpr int kFrozen = 60;
+  std::vector<Outcome> frozen(kFrozen);
+  for (int i = 0; i < kFrozen; ++i)
+    t->submit(cmd({"INCR", "cw"}), monotonic_ns() + 300 * kMsNs, on_done,
+              &frozen[i], Mode::queued);
+  for (int i = 0; i < kFrozen; ++i) {
+    std::unique_lock<std::mutex> lock(frozen[i].mu);
+    REQUIRE(frozen[i].cv.wait_for(lock, std::chrono::seconds(3),
+                                  [&] { return frozen[i].done; }));
+    CHECK(frozen[i].code == Errc::timeout);
+  }
+  CHECK(ms_since(t0) <= 20 + 300 + 150);
+  {
+    std::unique_lock<std::mutex> lock(first.mu);
+    REQUIRE(first.cv.wait_for(lock, std::chrono::seconds(3),
+                              [&] { return first.done; }));
+    CHECK(first.code == Errc::timeout);
+  }
+  CHECK(t->stats().caller_written > written);
+  server.cont();
+  // The late replies are dropped, not handed to the next command.
+  Outcome next;
+  run(*t, next, cmd({"INCR", "cw"}), Mode::queued, 2000);
+  CHECK(next.code == Errc::ok);
+  CHECK(next.integer > kCalls);
+}

@@ -120,6 +120,24 @@ struct Conn {
   std::string broken_msg;
 };
 
+// The write side of a connection the I/O thread owns, shared with callers
+// that write queued commands themselves while the I/O thread awaits
+// replies (Core::caller_write). Under `mu`: writes to the socket, the
+// connection's write buffer and in-flight list (Conn::wbuf, Conn::inflight
+// appends), `handed` and `open`. The bytes on the socket are always the
+// commands of Conn::inflight, then those of `handed`, in order; the I/O
+// thread moves `handed` to Conn::inflight (absorb) before it appends, reads
+// replies, times commands out or closes the connection.
+struct WriteSide {
+  std::mutex mu;
+  std::vector<InFlight> handed;  // written by callers, not yet absorbed
+  bool open = false;             // ready, plain TCP, owned by the I/O thread
+  // Commands in Conn::inflight as of the I/O thread's last look: while
+  // there are any, it wakes by itself (a reply or their deadline, which
+  // comes before that of anything a caller adds) and then absorbs.
+  std::atomic<uint32_t> io_known{0};
+};
+
 // Who may touch a connection (Core::owner). The I/O thread owns every
 // connection, and lends an idle one (ready, nothing in flight) so that a
 // blocking caller can carry its own command without two thread hand-offs:
@@ -165,6 +183,7 @@ struct Transport::Core {
         generation(g_fork_generation.load()) {
     conns.resize(s.connections ? s.connections : 1);
     owner = std::make_unique<std::atomic<int>[]>(conns.size());
+    ws = std::make_unique<WriteSide[]>(conns.size());
     for (size_t i = 0; i < conns.size(); ++i) owner[i].store(kOwnIo);
     // TLS stays on the I/O thread: SSL_write on a caller's thread could
     // raise SIGPIPE there (the I/O thread blocks it).
@@ -199,9 +218,12 @@ struct Transport::Core {
 
   // The direct path (see Owner).
   std::unique_ptr<std::atomic<int>[]> owner;
+  std::unique_ptr<WriteSide[]> ws;
   std::atomic<bool> want_conn{false};    // I/O thread waits for a lent conn
   std::atomic<bool> io_sleeping{false};  // in (or about to be in) epoll_wait
   std::atomic<uint32_t> direct_rr{0};
+  std::atomic<uint32_t> rr_hint{0};
+  std::atomic<uint64_t> caller_written{0};
   bool direct_ok = true;
 
   // The I/O thread's own.
@@ -294,9 +316,12 @@ struct Transport::Core {
     // callers work on the other's answers, and saves a thread wake-up (on
     // a VM as costly as a round trip) per command. A queued command waits
     // at most for the replies in flight.
-    if (io_sleeping.load() && queued >= io_waits.load() &&
-        io_sleeping.exchange(false))
-      wake();
+    if (queued < io_waits.load()) return;
+    // The batch is due. While the I/O thread awaits replies on a plain
+    // connection, this thread writes it (no wake-up, which on a VM costs
+    // about a round trip); otherwise the I/O thread is woken to send it.
+    if (caller_write()) return;
+    if (io_sleeping.load() && io_sleeping.exchange(false)) wake();
   }
 
   // ---- I/O thread --------------------------------------------------------
@@ -318,6 +343,11 @@ struct Transport::Core {
       // Announce the sleep, then look at the queue: a submitter that pushes
       // after this look sees io_sleeping and wakes us (see submit).
       io_sleeping.store(true);
+      // What callers wrote meanwhile becomes ours (its deadlines count for
+      // the sleep below); from here until the wake-up, io_known is exact.
+      if (direct_ok)
+        for (size_t i = 0; i < conns.size(); ++i)
+          if (owned(i)) absorb(i);  // a lent one has nothing handed
       bool pending;
       {
         std::lock_guard<std::mutex> lock(mu);
@@ -366,7 +396,7 @@ struct Transport::Core {
         return;
       }
       now = monotonic_ns();
-      join_runs(batch, joined, now);
+      join_runs(batch, joined, now, join_parts);
       for (Request &r : joined) dispatch(std::move(r), now);
       joined.clear();
       batch.clear();
@@ -419,10 +449,15 @@ struct Transport::Core {
     if (!direct_ok || !waiting.empty()) return;
     for (size_t i = 0; i < conns.size(); ++i) {
       Conn &c = conns[i];
-      if (!owned(i) || c.phase != Phase::ready || c.fd < 0 ||
-          !c.inflight.empty() || !c.wbuf.empty() || c.tls_wants_write ||
-          !c.reader->idle())
+      if (!owned(i) || c.phase != Phase::ready || c.fd < 0) continue;
+      // Under the write lock: not while a caller's commands are being
+      // written or await their replies, and once lent no caller writes
+      // here (a caller checks the owner under this lock).
+      std::lock_guard<std::mutex> lock(ws[i].mu);
+      if (!c.inflight.empty() || !c.wbuf.empty() || c.tls_wants_write ||
+          !c.reader->idle() || !ws[i].handed.empty())
         continue;
+      ws[i].io_known.store(0, std::memory_order_relaxed);
       watch(i, EPOLLRDHUP);
       owner[i].store(kOwnIdle, std::memory_order_release);
     }
@@ -671,12 +706,110 @@ struct Transport::Core {
 
   void note_deadline(int64_t d) { next_deadline = std::min(next_deadline, d); }
 
+  // Moves what callers wrote (WriteSide::handed) to the in-flight list.
+  // Under ws[i].mu.
+  void absorb_locked(size_t i) {
+    WriteSide &w = ws[i];
+    Conn &c = conns[i];
+    for (const InFlight &f : w.handed) {
+      note_deadline(f.deadline);
+      c.inflight.push_back(f);
+    }
+    w.handed.clear();
+    w.io_known.store(static_cast<uint32_t>(c.inflight.size()),
+                     std::memory_order_relaxed);
+  }
+
+  void absorb(size_t i) {
+    std::lock_guard<std::mutex> lock(ws[i].mu);
+    absorb_locked(i);
+  }
+
+  // A caller's side: while the I/O thread awaits replies on a plain
+  // connection with nothing waiting to be written, takes the whole queue,
+  // joins it and writes it on that connection itself; the I/O thread
+  // absorbs the commands when it next wakes (for a reply, or the deadline
+  // of one it knows). False if no connection qualifies.
+  bool caller_write() {
+    if (!direct_ok) return false;
+    const size_t n = conns.size();
+    for (size_t k = 0; k < n; ++k) {
+      const size_t i = (rr_hint.fetch_add(1, std::memory_order_relaxed)) % n;
+      WriteSide &w = ws[i];
+      if (w.io_known.load(std::memory_order_relaxed) == 0) continue;
+      std::unique_lock<std::mutex> wlock(w.mu, std::try_to_lock);
+      if (!wlock.owns_lock()) continue;
+      Conn &c = conns[i];
+      // The owner first: only lend_idle, under this lock, moves a
+      // connection away from the I/O thread, and a borrower's buffers are
+      // its own.
+      if (owner[i].load() != kOwnIo || !w.open ||
+          w.io_known.load(std::memory_order_relaxed) == 0 || c.fd < 0 ||
+          !c.wbuf.empty())
+        continue;
+      std::vector<Request> batch, joined, expired;
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        if (stopping) return false;
+        batch.swap(queue);
+      }
+      if (batch.empty()) return true;
+      const int64_t now = monotonic_ns();
+      std::vector<void *> scratch;
+      // Completions never run under the write lock: late parts are
+      // answered after it is released.
+      join_runs(batch, joined, now, scratch, &expired);
+      std::string out;
+      uint32_t parts = 0;
+      const size_t before = w.handed.size();
+      for (Request &r : joined) {
+        materialize(r);
+        out += r.cmd;
+        w.handed.push_back(InFlight{r.done, r.ctx, r.deadline, now, Kind::user,
+                                    false, r.parts});
+        parts += r.parts;
+      }
+      in_flight.fetch_add(static_cast<uint32_t>(w.handed.size() - before),
+                          std::memory_order_relaxed);
+      caller_written.fetch_add(w.handed.size() - before,
+                               std::memory_order_relaxed);
+      io_waits.fetch_add(parts);
+      size_t off = 0;
+      while (off < out.size()) {
+        const ssize_t sent = send(c.fd, out.data() + off, out.size() - off,
+                                  MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (sent > 0) {
+          off += static_cast<size_t>(sent);
+          continue;
+        }
+        if (sent < 0 && errno == EINTR) continue;
+        break;  // EAGAIN, or an error the I/O thread's write meets again
+      }
+      // The rest goes to the write buffer; the I/O thread writes it (or
+      // fails the connection, answering these commands).
+      const bool rest = off < out.size();
+      if (rest) c.wbuf.append(out, off, std::string::npos);
+      wlock.unlock();
+      for (Request &r : expired)
+        finish(r.done, r.ctx, Errc::timeout,
+               "timeout: the deadline passed before the command was sent");
+      if (rest) {
+        io_sleeping.store(false);
+        wake();
+      }
+      return true;
+    }
+    return false;
+  }
+
   // Moves `batch` into `out`, joining each run of joinable commands with
   // the same joiner (see Joiner) into as few commands as it takes. A part
   // whose deadline has passed is answered at once, as dispatch would.
+  // `expired`: where parts past their deadline go (to be answered by the
+  // caller) instead of being answered here.
   void join_runs(std::vector<Request> &batch, std::vector<Request> &out,
-                 int64_t now) {
-    std::vector<void *> &parts = join_parts;
+                 int64_t now, std::vector<void *> &parts,
+                 std::vector<Request> *expired = nullptr) {
     size_t i = 0;
     while (i < batch.size()) {
       const Joiner *j = batch[i].joiner;
@@ -691,8 +824,11 @@ struct Transport::Core {
       size_t live = i;
       for (size_t k = i; k < end; ++k) {
         if (batch[k].deadline <= now) {
-          finish(batch[k].done, batch[k].ctx, Errc::timeout,
-                 "timeout: the deadline passed before the command was sent");
+          if (expired)
+            expired->push_back(std::move(batch[k]));
+          else
+            finish(batch[k].done, batch[k].ctx, Errc::timeout,
+                   "timeout: the deadline passed before the command was sent");
           continue;
         }
         if (live != k) batch[live] = std::move(batch[k]);
@@ -758,9 +894,15 @@ struct Transport::Core {
   void send_on(size_t i, Request r, Kind kind, int64_t now) {
     Conn &c = conns[i];
     materialize(r);
-    c.wbuf += r.cmd;
-    c.inflight.push_back(
-        InFlight{r.done, r.ctx, r.deadline, now, kind, false, r.parts});
+    {
+      std::lock_guard<std::mutex> lock(ws[i].mu);
+      absorb_locked(i);
+      c.wbuf += r.cmd;
+      c.inflight.push_back(
+          InFlight{r.done, r.ctx, r.deadline, now, kind, false, r.parts});
+      ws[i].io_known.store(static_cast<uint32_t>(c.inflight.size()),
+                           std::memory_order_relaxed);
+    }
     if (kind == Kind::user) {
       in_flight.fetch_add(1, std::memory_order_relaxed);
       io_waits.fetch_add(r.parts);
@@ -969,6 +1111,10 @@ struct Transport::Core {
     Conn &c = conns[i];
     c.phase = Phase::ready;
     c.attempts = 0;
+    {
+      std::lock_guard<std::mutex> lock(ws[i].mu);
+      ws[i].open = direct_ok;
+    }
     if (c.ever_ready) {
       std::lock_guard<std::mutex> lock(mu);
       ++stats.reconnects;
@@ -1012,6 +1158,10 @@ struct Transport::Core {
   }
 
   void close_conn(Conn &c) {
+    const size_t i = static_cast<size_t>(&c - conns.data());
+    std::lock_guard<std::mutex> lock(ws[i].mu);
+    absorb_locked(i);  // callers' commands are failed with the others
+    ws[i].open = false;
     if (c.ssl) {
       SSL_free(c.ssl);
       c.ssl = nullptr;
@@ -1152,6 +1302,7 @@ struct Transport::Core {
         conn_failed(i, Errc::protocol, c.reader->error(), now);
         return false;
       }
+      if (c.inflight.empty()) absorb(i);  // a caller's command, written
       if (c.inflight.empty()) {
         conn_failed(i, Errc::protocol,
                     "protocol: a reply arrived with no command waiting", now);
@@ -1223,49 +1374,68 @@ struct Transport::Core {
     Conn &c = conns[i];
     if (c.fd < 0 || (c.phase != Phase::hello && c.phase != Phase::ready))
       return;
-    while (c.wpos < c.wbuf.size()) {
-      const char *p = c.wbuf.data() + c.wpos;
-      const size_t len = c.wbuf.size() - c.wpos;
-      ssize_t n;
-      if (c.ssl) {
-        ERR_clear_error();
-        const int rc = SSL_write(
-            c.ssl, p, static_cast<int>(std::min<size_t>(len, 1 << 30)));
-        if (rc <= 0) {
-          const int err = SSL_get_error(c.ssl, rc);
-          if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) break;
-          const std::string detail = openssl_errors();
-          if (!detail.empty())
-            conn_failed(i, Errc::tls, "tls: " + detail, now);
-          else if (c.phase == Phase::hello)
-            conn_failed(i, Errc::tls, rejected_after_handshake(), now);
-          else
-            conn_failed(i, Errc::connect, "write: connection closed", now);
-          return;
+    // Under the write lock (callers may write on this socket too); a
+    // failure is handled after it is released.
+    Errc fail_code = Errc::ok;
+    std::string fail_msg;
+    bool pending;
+    {
+      std::lock_guard<std::mutex> lock(ws[i].mu);
+      while (c.wpos < c.wbuf.size()) {
+        const char *p = c.wbuf.data() + c.wpos;
+        const size_t len = c.wbuf.size() - c.wpos;
+        ssize_t n;
+        if (c.ssl) {
+          ERR_clear_error();
+          const int rc = SSL_write(
+              c.ssl, p, static_cast<int>(std::min<size_t>(len, 1 << 30)));
+          if (rc <= 0) {
+            const int err = SSL_get_error(c.ssl, rc);
+            if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
+              break;
+            const std::string detail = openssl_errors();
+            if (!detail.empty()) {
+              fail_code = Errc::tls;
+              fail_msg = "tls: " + detail;
+            } else if (c.phase == Phase::hello) {
+              fail_code = Errc::tls;
+              fail_msg = rejected_after_handshake();
+            } else {
+              fail_code = Errc::connect;
+              fail_msg = "write: connection closed";
+            }
+            break;
+          }
+          n = rc;
+        } else {
+          n = send(c.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (n < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+            fail_code = Errc::connect;
+            fail_msg = "write: " + errno_text(errno);
+            break;
+          }
         }
-        n = rc;
-      } else {
-        n = send(c.fd, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n < 0) {
-          if (errno == EINTR) continue;
-          if (errno == EAGAIN || errno == EWOULDBLOCK) break;
-          conn_failed(i, Errc::connect, "write: " + errno_text(errno), now);
-          return;
-        }
+        c.wpos += static_cast<size_t>(n);
       }
-      c.wpos += static_cast<size_t>(n);
-    }
-    if (c.wpos == c.wbuf.size()) {
-      c.wbuf.clear();
-      c.wpos = 0;
-      watch(i, c.tls_wants_write ? EPOLLIN | EPOLLOUT : EPOLLIN);
-    } else {
-      if (c.wpos > (1 << 20)) {
+      pending = c.wpos < c.wbuf.size();
+      if (!pending) {
+        c.wbuf.clear();
+        c.wpos = 0;
+      } else if (c.wpos > (1 << 20)) {
         c.wbuf.erase(0, c.wpos);
         c.wpos = 0;
       }
-      watch(i, EPOLLIN | EPOLLOUT);
     }
+    if (fail_code != Errc::ok) {
+      conn_failed(i, fail_code, fail_msg, now);
+      return;
+    }
+    if (!pending)
+      watch(i, c.tls_wants_write ? EPOLLIN | EPOLLOUT : EPOLLIN);
+    else
+      watch(i, EPOLLIN | EPOLLOUT);
   }
 
   // ---- timers --------------------------------------------------------------
@@ -1441,6 +1611,7 @@ TransportStats Transport::stats() const {
   TransportStats out = c->stats;
   out.state = static_cast<ConnState>(c->state.load());
   out.in_flight = c->in_flight.load(std::memory_order_relaxed);
+  out.caller_written = c->caller_written.load(std::memory_order_relaxed);
   return out;
 }
 

@@ -64,6 +64,9 @@ struct TransportStats {
   uint32_t in_flight = 0;
   uint64_t reconnects = 0;
   int64_t last_ping_us = -1;
+  // Commands their caller wrote on a connection busy with others (joined
+  // calls count once).
+  uint64_t caller_written = 0;
   std::string server_version;
   std::string last_error;
 };
