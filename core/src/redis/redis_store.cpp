@@ -441,19 +441,70 @@ std::string RedisStore::redis_key(std::string_view key, const Policy &p) const {
   return k;
 }
 
+namespace {
+
+// A policy's text in a check: its key suffix (":<alg>:<limit>:<period_ms>
+// :<capacity>") and its five script arguments, formatted once per thread
+// for the last few policies used (a check formats the same few policies
+// over and over).
+struct PolicyText {
+  bool valid = false;
+  Algorithm algorithm{};
+  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0;
+  std::string suffix;
+  std::string args;     // the five values back to back
+  uint8_t len[5] = {};  // their lengths
+};
+
+void append_int(std::string &out, int64_t v) {
+  char tmp[24];
+  const auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
+  out.append(tmp, r.ptr);
+}
+
+const PolicyText &policy_text(const Policy &p) {
+  constexpr unsigned kSlots = 8;
+  thread_local PolicyText cache[kSlots];
+  thread_local unsigned next = 0;
+  for (const PolicyText &e : cache)
+    if (e.valid && e.algorithm == p.algorithm && e.limit == p.limit &&
+        e.period_ms == p.period_ms && e.capacity == p.capacity &&
+        e.interval_us == p.interval_us)
+      return e;
+  PolicyText &e = cache[next++ % kSlots];
+  e.valid = true;
+  e.algorithm = p.algorithm;
+  e.limit = p.limit;
+  e.period_ms = p.period_ms;
+  e.capacity = p.capacity;
+  e.interval_us = p.interval_us;
+  e.suffix.clear();
+  e.suffix += ':';
+  e.suffix += algorithm_name(p.algorithm);
+  for (const int64_t v : {p.limit, p.period_ms, p.capacity}) {
+    e.suffix += ':';
+    append_int(e.suffix, v);
+  }
+  e.args.clear();
+  const int64_t values[5] = {static_cast<int64_t>(p.algorithm), p.limit,
+                             p.period_ms, p.capacity, p.interval_us};
+  for (size_t i = 0; i < 5; ++i) {
+    const size_t before = e.args.size();
+    append_int(e.args, values[i]);
+    e.len[i] = static_cast<uint8_t>(e.args.size() - before);
+  }
+  return e;
+}
+
+}  // namespace
+
 void RedisStore::append_redis_key(std::string &out, std::string_view key,
                                   const Policy &p) const {
   out += settings_.key_prefix;
   out += '{';
   out += key;
-  out += "}:";
-  out += algorithm_name(p.algorithm);
-  for (const int64_t v : {p.limit, p.period_ms, p.capacity}) {
-    char tmp[24];
-    const auto r = std::to_chars(tmp, tmp + sizeof tmp, v);
-    out += ':';
-    out.append(tmp, r.ptr);
-  }
+  out += '}';
+  out += policy_text(p).suffix;
 }
 
 void RedisStore::check(std::string_view key, std::span<const Policy> policies,
@@ -483,11 +534,12 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   c->push_int(cost);
   c->push_int(pinned_ ? now_us : 0);
   for (const Policy &p : policies) {
-    c->push_int(static_cast<int64_t>(p.algorithm));
-    c->push_int(p.limit);
-    c->push_int(p.period_ms);
-    c->push_int(p.capacity);
-    c->push_int(p.interval_us);
+    const PolicyText &t = policy_text(p);
+    size_t at = 0;
+    for (size_t v = 0; v < 5; ++v) {
+      c->push_arg(std::string_view(t.args).substr(at, t.len[v]));
+      at += t.len[v];
+    }
   }
   transport_->submit_joinable(
       &joiner_for(pinned_), c, deadline_ns, on_check_reply,
