@@ -632,8 +632,14 @@ def check_production(r, prod_sha):
     # tat = now_script + T with t0 <= now_script <= t1.
     expect(t0 + 100000 <= tat <= t1 + 100000,
            "stored tat %d is not TIME + T (TIME was %d .. %d)" % (tat, t0, t1))
+    # The state expires at tat rounded up to a whole second.
     pttl = r.call("PTTL", key)
-    expect(0 < pttl <= 100, "PTTL %d, want 1..100 ms" % pttl)
+    grain = 1000000
+    ends = -(-tat // grain) * grain
+    expect(0 < pttl <= -(-(ends - t0) // 1000) + 1 and
+           pttl >= (tat - t1) // 1000 - 1,
+           "PTTL %d, want ~%d ms (tat %d rounded up to a second)"
+           % (pttl, (ends - t0) // 1000, tat))
     reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *script_argv(9, 1, [gcra]))
     expect(reply == [1, 1, 0, reply[3], 0] and 999000 < reply[3] <= 1000000,
            "gcra 9 more at once: %r" % (reply,))

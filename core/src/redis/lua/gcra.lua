@@ -1,4 +1,6 @@
--- GCRA (docs/algorithms.md): state "<tat>".
+-- GCRA (docs/algorithms.md): state "<tat>". It expires at tat rounded up
+-- to a whole EXPIRY_GRAIN_US, a function of the stored state: a write whose
+-- tat rounds to the same instant leaves the TTL as it is (see store).
 local function gcra(key, now, cost, limit, period_ms, capacity, T)
   local tau = capacity * T
   local base = now
@@ -10,8 +12,11 @@ local function gcra(key, now, cost, limit, period_ms, capacity, T)
   if cost >= 1 and cost <= capacity and now >= allow_at then
     -- Allowed and charged: only the state after the charge is reported.
     local new_tat = base + cost * T
+    local expires = -idiv(-new_tat, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US
+    local same = tat ~= nil and
+      -idiv(-tat, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US == expires
     return 1, idiv(now + tau - new_tat, T), new_tat - now, 0,
-      fmt('%d', new_tat), new_tat
+      fmt('%d', new_tat), expires, same
   end
   local remaining = idiv(now + tau - base, T)
   if remaining < 0 then remaining = 0 end

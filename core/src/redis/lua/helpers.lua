@@ -32,12 +32,16 @@ end
 -- Redis 7 (the first with redis.REDIS_VERSION_NUM) has SET ... KEEPTTL.
 local KEEPTTL = redis.REDIS_VERSION_NUM ~= nil
 
+-- GCRA's state expires at tat rounded up to this (us): at most a second
+-- late, and the same expiry for every write within that second.
+local EXPIRY_GRAIN_US = 1000000
+
 -- SET with a TTL that ends when the state stops mattering:
 -- max(TTL_FLOOR_MS, ceil((expires_at - now) / 1000)) ms. `same`: the key
 -- already holds state that expires at expires_at (another write in the
--- same window), so its TTL stays as it is: SET ... KEEPTTL spares Redis
--- taking the key out of its expiry table and putting it back, about a
--- sixth of a check's cost in Redis.
+-- same window, or a GCRA tat within the same second), so its TTL stays as
+-- it is: SET ... KEEPTTL spares Redis taking the key out of its expiry
+-- table and putting it back, about a sixth of a check's cost in Redis.
 local function store(key, state, expires_at, now, same)
   if same and KEEPTTL then
     call('SET', key, state, 'KEEPTTL')
