@@ -77,6 +77,12 @@ export interface LimiterOptions {
   denyCacheSize?: number;
   connections?: number;
   reconnectMaxMs?: number;
+  /**
+   * Redis: how long (us, 0 .. 1000) tollgate's I/O thread polls for a lone
+   * outstanding reply before it sleeps; default 50, 0 never. The event
+   * loop itself never waits.
+   */
+  spinUs?: number;
   username?: string;
   /** Never echoed in any error message. */
   password?: string;

@@ -383,7 +383,7 @@ const STRING_OPTIONS = [
 ];
 const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify'];
 const KNOWN_OPTIONS = new Set([
-  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock',
+  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs',
 ]);
 const FAILURE_MODES = native.failureModes;
 
@@ -423,6 +423,14 @@ function nativeOptions(options) {
       throw new InvalidArgumentError(
         `failureMode: unknown '${v}' (expected 'open', 'closed', 'local' or 'error')`, 'RL_E_INVALID_ARG');
     out.failureMode = FAILURE_MODES[v];
+  }
+  if (options.spinUs !== undefined) {
+    // 0 means "never spin" here; the C field's 0 is "the default".
+    const v = options.spinUs;
+    if (typeof v !== 'number') throw typeError('spinUs', 'an integer 0 .. 1000 (number)', v);
+    if (!Number.isInteger(v) || v < 0 || v > 1000)
+      throw new InvalidArgumentError('spinUs: must be an integer 0 .. 1000', 'RL_E_INVALID_ARG');
+    out.spinUs = v > 0 ? v : -1;
   }
   if (options.clock !== undefined) {
     if (typeof options.clock !== 'function')

@@ -750,6 +750,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     opts.failure_mode = opt_int(env, o, "failureMode");
     opts.deny_cache = opt_int(env, o, "denyCache");
     opts.tls_verify = opt_int(env, o, "tlsVerify");
+    opts.spin_us = opt_int(env, o, "spinUs");
 
     // String options (never echoed: they may hold a password).
     struct StrOpt {

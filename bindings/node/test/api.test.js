@@ -177,6 +177,10 @@ test('Limiter options: unknown, wrong types, bad values, no secret echoed', () =
   assert.throws(() => new Limiter('redis://x'), TypeError);
   assert.throws(() => new Limiter({ failureMode: 'maybe' }), (e) => e instanceof InvalidArgumentError);
   assert.throws(() => new Limiter({ maxKeyLen: 100000 }), (e) => e instanceof TollgateError);
+  assert.throws(() => new Limiter({ spinUs: '5' }), TypeError);
+  for (const bad of [-1, 1001, 2.5])
+    assert.throws(() => new Limiter({ spinUs: bad }), (e) => e instanceof InvalidArgumentError && /spinUs/.test(e.message));
+  for (const ok of [0, 1, 50, 1000]) new Limiter({ spinUs: ok }).close();
   const secret = 's3cr3t-pw';
   for (const url of [`redis://:${secret}@127.0.0.1:1/?bogus=1`, `nope://:${secret}@host`, `redis://:${secret}@[bad`]) {
     try {

@@ -39,6 +39,20 @@ test('Redis: thousands of checks at once settle exactly, joined into few script 
   assert.ok(evalsha > 0 && evalsha < calls.length / 4, `${evalsha} EVALSHA calls for ${calls.length} checks`);
 });
 
+test('Redis: spinUs 0 (never poll) and 1000 both answer sequential checks', { skip }, async (t) => {
+  const server = await RedisServer.start();
+  t.after(() => server.stop());
+  for (const spinUs of [0, 1000]) {
+    const lim = new Limiter({ url: server.url, keyPrefix: prefix(), failureMode: 'error', spinUs });
+    const key = uniqueKey('spin' + spinUs);
+    const p = policy(3, '1m');
+    const got = [];
+    for (let i = 0; i < 5; i++) got.push((await lim.check(key, p)).allowed);
+    assert.deepEqual(got, [true, true, true, false, false]);
+    await lim.close();
+  }
+});
+
 test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (t) => {
   const server = await RedisServer.start();
   t.after(() => server.stop());
