@@ -452,6 +452,23 @@ def random_policy(ref, rng):
             continue
 
 
+def random_subjects(ref, rng, count, prefix, policy_counts):
+    """`count` subjects, each with a random number (from `policy_counts`)
+    of random policies and their keys, and an empty model."""
+    subs = []
+    for j in range(count):
+        pols, keys = [], []
+        for _ in range(rng.choice(policy_counts)):
+            p = random_policy(ref, rng)
+            d = derive(p.to_json())
+            k = redis_key(b"%s:%d:" % (prefix, j), "s", d)
+            if k not in keys:
+                pols.append((p, d))
+                keys.append(k)
+        subs.append({"pols": pols, "keys": keys, "model": {}})
+    return subs
+
+
 def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
     """Random policies (up to the bounds), times (up to 2^52 us, with small
     steps back), costs (0, 1, capacity, capacity + 1, 2^53 - 1, ...): every
@@ -460,18 +477,9 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
     decides like a missing key."""
     ref = load_reference()
     rng = random.Random(seed)
-    subs = []
-    for j in range(subjects):
-        pols, keys = [], []
-        for _ in range(rng.choice([1, 1, 1, 2, 3, 4])):
-            p = random_policy(ref, rng)
-            d = derive(p.to_json())
-            k = redis_key(b"tgfuzz:%d:" % j, "f", d)
-            if k not in keys:
-                pols.append((p, d))
-                keys.append(k)
-        now = rng.randint(0, (1 << 52) - (1 << 50))
-        subs.append({"pols": pols, "keys": keys, "now": now, "model": {}})
+    subs = random_subjects(ref, rng, subjects, b"tgfuzz", [1, 1, 1, 2, 3, 4])
+    for s in subs:
+        s["now"] = rng.randint(0, (1 << 52) - (1 << 50))
     errors, steps = [], 0
     for rnd in range(rounds):
         payload, plan = [], []
@@ -529,17 +537,7 @@ def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
     the model's, applied in the call's order."""
     ref = load_reference()
     rng = random.Random(seed)
-    subs = []
-    for j in range(subjects):
-        pols, keys = [], []
-        for _ in range(rng.choice([1, 1, 1, 2, 3])):
-            p = random_policy(ref, rng)
-            d = derive(p.to_json())
-            k = redis_key(b"tgbatch:%d:" % j, "b", d)
-            if k not in keys:
-                pols.append((p, d))
-                keys.append(k)
-        subs.append({"pols": pols, "keys": keys, "model": {}})
+    subs = random_subjects(ref, rng, subjects, b"tgbatch", [1, 1, 1, 2, 3])
     now = rng.randint(0, (1 << 52) - (1 << 50))
     errors, steps = [], 0
     for rnd in range(rounds):

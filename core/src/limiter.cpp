@@ -50,23 +50,10 @@ size_t pick_reported(const Outcome *o, size_t n, bool allowed) noexcept {
   return best < n ? best : 0;
 }
 
-Decision reported(std::span<const Policy> policies, const Outcome *o,
-                  bool allowed) {
-  const size_t i = pick_reported(o, policies.size(), allowed);
-  Decision d;
-  d.allowed = allowed;
-  d.limit = policies[i].limit;
-  d.remaining = o[i].remaining;
-  d.reset_after_us = o[i].reset_after_us;
-  d.retry_after_us = allowed ? 0 : o[i].retry_after_us;
-  d.source = Source::store;
-  d.policy_index = static_cast<uint32_t>(i);
-  return d;
-}
-
-// reported(), written field by field into `d` (the memory store's path):
-// building a Decision and copying it whole reads back, with wide loads,
-// fields just written with narrow stores, which stalls store forwarding.
+// The decision to report, written field by field into `d`: building a
+// Decision and copying it whole reads back, with wide loads, fields just
+// written with narrow stores, which stalls store forwarding (the memory
+// store's hot path).
 void report_into(Decision &d, std::span<const Policy> policies,
                  const Outcome *o, bool allowed) noexcept {
   const size_t i = pick_reported(o, policies.size(), allowed);
@@ -77,6 +64,13 @@ void report_into(Decision &d, std::span<const Policy> policies,
   d.retry_after_us = allowed ? 0 : o[i].retry_after_us;
   d.source = Source::store;
   d.policy_index = static_cast<uint32_t>(i);
+}
+
+Decision reported(std::span<const Policy> policies, const Outcome *o,
+                  bool allowed) {
+  Decision d;
+  report_into(d, policies, o, allowed);
+  return d;
 }
 
 uint64_t policy_signature(std::span<const Policy> policies) {
