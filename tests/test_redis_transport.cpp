@@ -397,3 +397,29 @@ TEST_CASE(
   CHECK(next.code == Errc::ok);
   CHECK(next.integer > kCalls);
 }
+
+TEST_CASE(
+    "transport: a late reply owed on a connection is no reason to skip "
+    "waking the I/O thread",
+    "[redis][transport][caller_write]") {
+  RedisServer server;
+  auto t = make(server.url(), 150);
+  settle(*t);
+  server.stop();
+  // A blocking command on the idle connection times out on the caller's
+  // thread: its late reply is still owed there, with no deadline left.
+  Outcome blocked;
+  run(*t, blocked, cmd({"PING"}), Mode::blocking, 150);
+  CHECK(blocked.code == Errc::timeout);
+  std::this_thread::sleep_for(std::chrono::milliseconds(30));
+  // A queued command behind it must still be timed out by the I/O thread
+  // at its own deadline, not whenever that thread next wakes.
+  for (int i = 0; i < 3; ++i) {
+    const int64_t t0 = monotonic_ns();
+    Outcome queued;
+    run(*t, queued, cmd({"INCR", "owed"}), Mode::queued, 150);
+    CHECK(queued.code == Errc::timeout);
+    CHECK(ms_since(t0) <= 150 + 100);
+  }
+  server.cont();
+}

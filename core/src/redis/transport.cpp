@@ -132,9 +132,10 @@ struct WriteSide {
   std::mutex mu;
   std::vector<InFlight> handed;  // written by callers, not yet absorbed
   bool open = false;             // ready, plain TCP, owned by the I/O thread
-  // Commands in Conn::inflight as of the I/O thread's last look: while
-  // there are any, it wakes by itself (a reply or their deadline, which
-  // comes before that of anything a caller adds) and then absorbs.
+  // Users' commands in Conn::inflight that the I/O thread times out, as of
+  // its last look: while there are any, it wakes by itself (a reply or
+  // their deadline, which comes before that of anything a caller adds) and
+  // then absorbs.
   std::atomic<uint32_t> io_known{0};
 };
 
@@ -706,6 +707,17 @@ struct Transport::Core {
 
   void note_deadline(int64_t d) { next_deadline = std::min(next_deadline, d); }
 
+  // The commands awaiting a reply that this thread times out: users'
+  // commands not yet answered. (A late reply owed to a caller that gave up,
+  // or a ping, has no deadline here, so it does not count: it is no promise
+  // that this thread wakes in time for what a caller adds behind it.)
+  static uint32_t timed(const Conn &c) {
+    uint32_t n = 0;
+    for (const InFlight &f : c.inflight)
+      n += f.kind == Kind::user && !f.finished;
+    return n;
+  }
+
   // Moves what callers wrote (WriteSide::handed) to the in-flight list.
   // Under ws[i].mu.
   void absorb_locked(size_t i) {
@@ -716,8 +728,7 @@ struct Transport::Core {
       c.inflight.push_back(f);
     }
     w.handed.clear();
-    w.io_known.store(static_cast<uint32_t>(c.inflight.size()),
-                     std::memory_order_relaxed);
+    w.io_known.store(timed(c), std::memory_order_relaxed);
   }
 
   void absorb(size_t i) {
@@ -900,8 +911,7 @@ struct Transport::Core {
       c.wbuf += r.cmd;
       c.inflight.push_back(
           InFlight{r.done, r.ctx, r.deadline, now, kind, false, r.parts});
-      ws[i].io_known.store(static_cast<uint32_t>(c.inflight.size()),
-                           std::memory_order_relaxed);
+      ws[i].io_known.store(timed(c), std::memory_order_relaxed);
     }
     if (kind == Kind::user) {
       in_flight.fetch_add(1, std::memory_order_relaxed);
