@@ -74,28 +74,11 @@ Errc from_error_reply(const std::string &text, std::string &message) {
   return Errc::store;
 }
 
-void put_bulk(std::string &out, std::string_view a) {
-  char len[24];
-  const auto r = std::to_chars(len, len + sizeof len, a.size());
-  out += '$';
-  out.append(len, r.ptr);
-  out += "\r\n";
-  out.append(a);
-  out += "\r\n";
-}
-
+// A number as a bulk string.
 void put_int(std::string &out, size_t v) {
   char buf[24];
   const auto r = std::to_chars(buf, buf + sizeof buf, v);
-  put_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
-}
-
-void put_header(std::string &out, size_t argc) {
-  char buf[24];
-  const auto r = std::to_chars(buf, buf + sizeof buf, argc);
-  out += '*';
-  out.append(buf, r.ptr);
-  out += "\r\n";
+  append_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
 }
 
 // State of one check in flight: what is needed to read the reply and, on
@@ -138,10 +121,10 @@ struct CheckCtx {
   std::string command(std::string_view verb, std::string_view first) const {
     std::string cmd;
     cmd.reserve(buf.size() + 8 * argc + first.size() + 32);
-    put_header(cmd, argc + 2);
-    put_bulk(cmd, verb);
-    put_bulk(cmd, first);
-    for (size_t i = 0; i < argc; ++i) put_bulk(cmd, arg(i));
+    append_array_header(cmd, argc + 2);
+    append_bulk(cmd, verb);
+    append_bulk(cmd, first);
+    for (size_t i = 0; i < argc; ++i) append_bulk(cmd, arg(i));
     return cmd;
   }
 };
@@ -287,22 +270,22 @@ size_t format_batch(std::string_view verb, std::string_view script,
   }
   const size_t argc = 3 + keys + 2 + 5 * distinct.size() + check_args;
   out.reserve(out.size() + bytes + 8 * argc + script.size() + 64);
-  put_header(out, argc);
-  put_bulk(out, verb);
-  put_bulk(out, script);
+  append_array_header(out, argc);
+  append_bulk(out, verb);
+  append_bulk(out, script);
   put_int(out, keys);
   for (size_t p = 0; p < taken; ++p)
-    for (size_t i = 0; i < parts[p]->n; ++i) put_bulk(out, parts[p]->key(i));
+    for (size_t i = 0; i < parts[p]->n; ++i) append_bulk(out, parts[p]->key(i));
   put_int(out, distinct.size());
-  put_bulk(out, pinned);
+  append_bulk(out, pinned);
   for (const Distinct &d : distinct)
     for (size_t v = 0; v < 5; ++v)
-      put_bulk(out, d.c->arg(d.c->policy(d.i) + v));
+      append_bulk(out, d.c->arg(d.c->policy(d.i) + v));
   size_t at = 0;
   for (size_t p = 0; p < taken; ++p) {
     const CheckCtx *c = parts[p];
     put_int(out, c->n);
-    put_bulk(out, c->cost());
+    append_bulk(out, c->cost());
     for (size_t i = 0; i < c->n; ++i) put_int(out, index[at++]);
   }
   return taken;

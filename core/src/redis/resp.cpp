@@ -175,6 +175,16 @@ void append_header(std::string &out, char prefix, size_t n) {
 }
 }  // namespace
 
+void append_array_header(std::string &out, size_t n) {
+  append_header(out, '*', n);
+}
+
+void append_bulk(std::string &out, std::string_view a) {
+  append_header(out, '$', a.size());
+  out.append(a.data(), a.size());
+  out.append("\r\n", 2);
+}
+
 // The RESP array of bulk strings Redis expects (what hiredis's
 // redisFormatCommandArgv makes, without its printf and allocations: this
 // runs for every check).
@@ -183,12 +193,8 @@ void format_command(const std::vector<std::string_view> &argv,
   size_t total = 16;
   for (std::string_view a : argv) total += a.size() + 24;
   out.reserve(out.size() + total);
-  append_header(out, '*', argv.size());
-  for (std::string_view a : argv) {
-    append_header(out, '$', a.size());
-    out.append(a.data(), a.size());
-    out.append("\r\n", 2);
-  }
+  append_array_header(out, argv.size());
+  for (std::string_view a : argv) append_bulk(out, a);
 }
 
 }  // namespace tollgate::redis

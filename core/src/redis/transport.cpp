@@ -25,6 +25,7 @@
 #include <deque>
 #include <mutex>
 #include <random>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -51,6 +52,24 @@ std::string errno_text(int err) {
   char buf[128];
   // GNU strerror_r returns the message pointer.
   return std::string(strerror_r(err, buf, sizeof buf));
+}
+
+// Writes what a plain socket takes now of `data`, from `off` (advanced):
+// 0 when it is all written or the socket would block, else the errno of
+// the failure.
+int send_now(int fd, std::string_view data, size_t &off) {
+  while (off < data.size()) {
+    const ssize_t w = send(fd, data.data() + off, data.size() - off,
+                           MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (w >= 0) {
+      off += static_cast<size_t>(w);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return 0;
+    return errno;
+  }
+  return 0;
 }
 
 std::string openssl_errors() {
@@ -520,21 +539,13 @@ struct Transport::Core {
     if (!probe_borrowed(i)) return false;
     Conn &c = conns[i];
     size_t off = 0;
-    while (off < r.cmd.size()) {
-      const ssize_t w = send(c.fd, r.cmd.data() + off, r.cmd.size() - off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w >= 0) {
-        off += static_cast<size_t>(w);
-        continue;
-      }
-      if (errno == EINTR) continue;
-      if (errno == EAGAIN || errno == EWOULDBLOCK) break;  // the rest: wbuf
-      if (off == 0) {  // nothing sent: the caller queues it instead
-        give_back_broken(i, Errc::connect, "write: " + errno_text(errno));
-        return false;
-      }
-      break;  // the I/O thread's flush meets the same error and fails it
+    const int err = send_now(c.fd, r.cmd, off);
+    if (err != 0 && off == 0) {  // nothing sent: the caller queues it instead
+      give_back_broken(i, Errc::connect, "write: " + errno_text(err));
+      return false;
     }
+    // The rest (would block, or an error the I/O thread's flush meets again
+    // and fails the connection with) goes to the write buffer.
     if (off < r.cmd.size()) c.wbuf.append(r.cmd, off, std::string::npos);
     c.inflight.push_back(
         InFlight{r.done, r.ctx, r.deadline, monotonic_ns(), Kind::user, false});
@@ -566,22 +577,17 @@ struct Transport::Core {
     size_t off = 0;
     CallResult res;
     bool timed_out = false;
-    while (off < r.cmd.size()) {
-      const ssize_t w = send(c.fd, r.cmd.data() + off, r.cmd.size() - off,
-                             MSG_NOSIGNAL | MSG_DONTWAIT);
-      if (w >= 0) {
-        off += static_cast<size_t>(w);
-        continue;
-      }
-      if (errno == EINTR) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        const std::string why = "write: " + errno_text(errno);
+    for (;;) {
+      const int err = send_now(c.fd, r.cmd, off);
+      if (err != 0) {
+        const std::string why = "write: " + errno_text(err);
         in_flight.fetch_sub(1, std::memory_order_relaxed);
         give_back_broken(i, Errc::connect, why);
         if (off == 0) return false;  // nothing left: queue it instead
         finish(r.done, r.ctx, Errc::connect, "connection lost: " + why);
         return true;
       }
+      if (off == r.cmd.size()) break;
       if (!wait_fd(c.fd, POLLOUT, r.deadline)) {
         timed_out = true;
         break;
@@ -786,18 +792,10 @@ struct Transport::Core {
                                std::memory_order_relaxed);
       io_waits.fetch_add(parts);
       size_t off = 0;
-      while (off < out.size()) {
-        const ssize_t sent = send(c.fd, out.data() + off, out.size() - off,
-                                  MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (sent > 0) {
-          off += static_cast<size_t>(sent);
-          continue;
-        }
-        if (sent < 0 && errno == EINTR) continue;
-        break;  // EAGAIN, or an error the I/O thread's write meets again
-      }
-      // The rest goes to the write buffer; the I/O thread writes it (or
-      // fails the connection, answering these commands).
+      send_now(c.fd, out, off);
+      // The rest (would block, or an error the I/O thread's write meets
+      // again) goes to the write buffer; the I/O thread writes it (or fails
+      // the connection, answering these commands).
       const bool rest = off < out.size();
       if (rest) c.wbuf.append(out, off, std::string::npos);
       wlock.unlock();
@@ -1586,12 +1584,8 @@ Transport::Core *Transport::core() {
 
 void Transport::submit(std::string command, int64_t deadline_ns,
                        Completion done, void *ctx, Mode mode) {
-  Request r;
-  r.cmd = std::move(command);
-  r.deadline = deadline_ns;
-  r.done = done;
-  r.ctx = ctx;
   Core *c = core();
+  Request r{std::move(command), deadline_ns, done, ctx};
   if (c->try_direct(r, mode == Mode::blocking)) return;
   c->submit(std::move(r));
 }
@@ -1599,12 +1593,8 @@ void Transport::submit(std::string command, int64_t deadline_ns,
 void Transport::submit_joinable(const Joiner *joiner, void *part,
                                 int64_t deadline_ns, Completion done,
                                 Mode mode) {
-  Request r;
-  r.deadline = deadline_ns;
-  r.done = done;
-  r.ctx = part;
-  r.joiner = joiner;
   Core *c = core();
+  Request r{{}, deadline_ns, done, part, joiner};
   if (c->try_direct(r, mode == Mode::blocking)) return;
   c->submit(std::move(r));
 }

@@ -60,6 +60,11 @@ class Reader {
   std::string error_;
 };
 
+// The pieces of a command, for callers that build one argument at a time:
+// "*<n>\r\n", then n bulk strings "$<len>\r\n<bytes>\r\n".
+void append_array_header(std::string &out, size_t n);
+void append_bulk(std::string &out, std::string_view a);
+
 // Encodes one command (binary-safe arguments) as RESP, appending to `out`.
 void format_command(const std::vector<std::string_view> &argv,
                     std::string &out);
