@@ -40,7 +40,7 @@ export function policy(limit: number, period: Period, options?: PolicyOptions): 
 /** Parses a period (integer ms or text such as "1.5s") to milliseconds. */
 export function parsePeriod(period: Period): number;
 
-/** The answer to a check (a frozen plain object). */
+/** The answer to a check: a plain object, read-only here (not frozen at run time). */
 export interface Decision {
   readonly allowed: boolean;
   /** The deciding policy's limit. */

@@ -32,7 +32,7 @@ test('Redis: thousands of checks at once settle exactly, joined into few script 
     // Each admitted check saw the state its predecessors left: every
     // remaining count from 299 down to 0, once.
     assert.deepEqual(allowed.map((d) => d.remaining).sort((a, b) => a - b), Array.from({ length: 300 }, (_, i) => i));
-    for (const d of mine.filter((x) => !x.allowed)) assert.ok(d.retryAfter > 0 && Object.isFrozen(d));
+    for (const d of mine.filter((x) => !x.allowed)) assert.ok(d.retryAfter > 0 && ['store', 'deny_cache'].includes(d.source));
   }
   const stats = await server.info('commandstats');
   const evalsha = Number((/cmdstat_evalsha:calls=(\d+)/.exec(stats) || [0, 0])[1]);
@@ -68,7 +68,7 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   const ds = await Promise.all(Array.from({ length: 8 }, () => lim.check(key, p)));
   assert.equal(ds.filter((d) => d.allowed).length, 5);
   for (const d of ds) {
-    assert.ok(Object.isFrozen(d));
+    assert.deepEqual(Object.keys(d), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter', 'source', 'policyIndex']);
     assert.ok(['store', 'deny_cache'].includes(d.source));
     assert.equal(d.limit, 5);
   }
