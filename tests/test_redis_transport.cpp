@@ -423,3 +423,53 @@ TEST_CASE(
   }
   server.cont();
 }
+
+TEST_CASE(
+    "transport: waiters spin only while lone replies come back within "
+    "spin_us",
+    "[redis][transport][spin]") {
+  RedisServer server;
+  Settings s;
+  REQUIRE(tollgate::redis::parse_url(server.url(), s) == Errc::ok);
+  s.timeout_ms = 2000;
+  s.connect_timeout_ms = 1000;
+  s.spin_us = 1000;
+  std::unique_ptr<Transport> t;
+  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
+  settle(*t);
+  // Nothing learnt yet: the first lone waits spun.
+  CHECK(t->stats().spun_waits >= 1);
+
+  // Twelve replies that each take 20 ms (Redis stopped meanwhile), on
+  // both paths: the smoothed wait climbs past spin_us.
+  for (int i = 0; i < 12; ++i) {
+    server.stop();
+    std::thread resume([&] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      server.cont();
+    });
+    Outcome o;
+    run(*t, o, cmd({"PING"}), i % 2 ? Mode::blocking : Mode::queued, 2000);
+    resume.join();
+    CHECK(o.code == Errc::ok);
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  const auto slow = t->stats();
+  CHECK(slow.lone_wait_us > 1000);
+  // So the next lone waits sleep at once instead of spinning.
+  Outcome a;
+  run(*t, a, cmd({"PING"}), Mode::blocking);
+  CHECK(a.code == Errc::ok);
+  Outcome b;
+  run(*t, b, cmd({"PING"}), Mode::queued);
+  CHECK(b.code == Errc::ok);
+  CHECK(t->stats().spun_waits == slow.spun_waits);
+
+  // Fast replies bring the estimate down again.
+  for (int i = 0; i < 40; ++i) {
+    Outcome o;
+    run(*t, o, cmd({"PING"}), i % 2 ? Mode::blocking : Mode::queued);
+    CHECK(o.code == Errc::ok);
+  }
+  CHECK(t->stats().lone_wait_us < slow.lone_wait_us);
+}

@@ -83,7 +83,7 @@ TEST_CASE("url: accepted forms", "[url]") {
   CHECK(s.connections == 2);
   CHECK(s.reconnect_max_ms == 900);
   CHECK(s.spin_us == 0);
-  CHECK(parse_ok("redis://h").spin_us == 50);
+  CHECK(parse_ok("redis://h").spin_us == 200);
   CHECK(parse_ok("redis://h?spin_us=1000").spin_us == 1000);
   for (const char *m : {"open", "closed", "local", "error"})
     parse_ok(std::string("redis://h?failure_mode=") + m);

@@ -245,11 +245,14 @@ typedef struct rl_options {
    * (insecure: for tests and closed networks only). */
   int32_t tls_verify;
 
-  /* ---- version 3. A blocking rl_check that finds the Redis connection
-   * idle carries its own command and, before it sleeps for the reply, spins
-   * up to this many microseconds: on virtual machines waking an idle CPU
-   * costs tens of microseconds, which the spin saves. 0 default (50),
-   * 1 .. 1000 spin up to that, -1 never spin. Async checks never spin. */
+  /* ---- version 3. A lone wait for a Redis reply (a blocking rl_check
+   * that carries its own command on an idle connection, or tollgate's I/O
+   * thread with a single reply awaited) polls up to this many microseconds
+   * before it sleeps: on virtual machines waking an idle CPU costs tens of
+   * microseconds, which the poll saves. Waiters poll only while recent lone
+   * replies came back within this time (on a slower network nobody polls).
+   * 0 default (200), 1 .. 1000 up to that, -1 never. The thread that calls
+   * rl_check_async never waits. */
   int32_t spin_us;
 } rl_options;
 #define RL_OPTIONS_INIT                                                       \

@@ -79,8 +79,9 @@ export interface LimiterOptions {
   reconnectMaxMs?: number;
   /**
    * Redis: how long (us, 0 .. 1000) tollgate's I/O thread polls for a lone
-   * outstanding reply before it sleeps; default 50, 0 never. The event
-   * loop itself never waits.
+   * outstanding reply before it sleeps, while lone replies have been coming
+   * back within that time; default 200, 0 never. The event loop itself
+   * never waits.
    */
   spinUs?: number;
   username?: string;

@@ -231,6 +231,24 @@ struct Transport::Core {
   // thread awaits: while there are any, it wakes by itself (a reply, or a
   // deadline). See submit.
   std::atomic<uint32_t> io_waits{0};
+  // How long a lone reply kept its waiter waiting (a blocking caller, or
+  // the I/O thread with one reply awaited), smoothed (1/8 per sample, a
+  // sample at most 4 x spin_us). Waiters spin only while this is within
+  // spin_us: on a network whose round trip is longer, the spin would not
+  // catch the reply, so nobody spins. Relaxed: a lost update only nudges
+  // a heuristic.
+  std::atomic<int64_t> lone_wait_ns{0};
+
+  bool spin_pays(int64_t spin_ns) const {
+    return spin_ns > 0 &&
+           lone_wait_ns.load(std::memory_order_relaxed) <= spin_ns;
+  }
+
+  void note_lone_wait(int64_t waited_ns, int64_t spin_ns) {
+    const int64_t x = std::min(waited_ns, 4 * spin_ns);
+    const int64_t e = lone_wait_ns.load(std::memory_order_relaxed);
+    lone_wait_ns.store(e + (x - e) / 8, std::memory_order_relaxed);
+  }
 
   int wake_fd = -1;
   int ep_fd = -1;
@@ -244,6 +262,7 @@ struct Transport::Core {
   std::atomic<uint32_t> direct_rr{0};
   std::atomic<uint32_t> rr_hint{0};
   std::atomic<uint64_t> caller_written{0};
+  std::atomic<uint64_t> spun_waits{0};
   bool direct_ok = true;
 
   // The I/O thread's own.
@@ -386,13 +405,17 @@ struct Transport::Core {
         pending = due_locked() || stopping;
       }
       int n;
-      if (!pending && spin_ns > 0 && io_waits.load() == 1) {
-        // One reply awaited, nothing else to do: a lone caller waits for
-        // it (a sequential async check). Poll for up to spin_us before
-        // sleeping, so that the reply does not also wait for this thread's
-        // wake-up (on a VM as costly as the round trip). A submitter still
-        // writes the eventfd (io_sleeping), which ends the spin.
-        const int64_t until = monotonic_ns() + spin_ns;
+      // One reply awaited, nothing else to do: a lone caller waits for it
+      // (a sequential async check).
+      const bool lone = !pending && spin_ns > 0 && io_waits.load() == 1;
+      const int64_t wait_from = lone ? monotonic_ns() : 0;
+      if (lone && spin_pays(spin_ns)) {
+        spun_waits.fetch_add(1, std::memory_order_relaxed);
+        // Poll for up to spin_us before sleeping, so that the reply does
+        // not also wait for this thread's wake-up (on a VM as costly as
+        // the round trip). A submitter still writes the eventfd
+        // (io_sleeping), which ends the spin.
+        const int64_t until = wait_from + spin_ns;
         do {
           n = epoll_wait(ep_fd, evs, 32, 0);
         } while (n == 0 && monotonic_ns() < until);
@@ -403,6 +426,12 @@ struct Transport::Core {
       }
       io_sleeping.store(false);
       int64_t now = monotonic_ns();
+      if (lone)
+        for (int i = 0; i < n; ++i)
+          if (evs[i].data.u32 != 0) {  // a connection, not a submitter
+            note_lone_wait(now - wait_from, spin_ns);
+            break;
+          }
       want_conn.store(false);
       reclaim(now);
       for (int i = 0; i < n; ++i) {
@@ -612,6 +641,7 @@ struct Transport::Core {
     // as a loopback round trip. Bounded, and only on this path (a caller
     // that would otherwise sleep with nothing else to do).
     const int64_t spin_ns = static_cast<int64_t>(s.spin_us) * 1000;
+    int64_t wait_from = -1;  // when the first read found nothing
     int64_t spin_until = -1;
     while (!timed_out) {
       const Reader::Status st = c.reader->next(reply);
@@ -643,13 +673,18 @@ struct Transport::Core {
         finish(r.done, r.ctx, Errc::connect, "connection lost: " + why);
         return true;
       }
-      if (spin_ns > 0) {
-        const int64_t now = monotonic_ns();
-        if (spin_until < 0) spin_until = std::min(now + spin_ns, r.deadline);
-        if (now < spin_until) continue;
+      if (wait_from < 0) {
+        wait_from = monotonic_ns();
+        if (spin_pays(spin_ns)) {
+          spun_waits.fetch_add(1, std::memory_order_relaxed);
+          spin_until = std::min(wait_from + spin_ns, r.deadline);
+        }
       }
+      if (spin_until >= 0 && monotonic_ns() < spin_until) continue;
       if (!wait_fd(c.fd, POLLIN, r.deadline)) timed_out = true;
     }
+    if (wait_from >= 0 && !timed_out && spin_ns > 0)
+      note_lone_wait(monotonic_ns() - wait_from, spin_ns);
     in_flight.fetch_sub(1, std::memory_order_relaxed);
     if (timed_out) {
       // The reply may still come: the I/O thread consumes and drops it.
@@ -1624,6 +1659,8 @@ TransportStats Transport::stats() const {
   out.state = static_cast<ConnState>(c->state.load());
   out.in_flight = c->in_flight.load(std::memory_order_relaxed);
   out.caller_written = c->caller_written.load(std::memory_order_relaxed);
+  out.spun_waits = c->spun_waits.load(std::memory_order_relaxed);
+  out.lone_wait_us = c->lone_wait_ns.load(std::memory_order_relaxed) / 1000;
   return out;
 }
 

@@ -67,6 +67,11 @@ struct TransportStats {
   // Commands their caller wrote on a connection busy with others (joined
   // calls count once).
   uint64_t caller_written = 0;
+  // Lone waits (see Settings::spin_us) that spun before sleeping, and the
+  // smoothed time a lone reply has kept its waiter waiting: waiters spin
+  // only while that is within spin_us.
+  uint64_t spun_waits = 0;
+  int64_t lone_wait_us = 0;
   std::string server_version;
   std::string last_error;
 };

@@ -50,7 +50,10 @@ struct Settings {
   uint32_t deny_cache_size = 10000;
   uint32_t connections = 1;
   uint32_t reconnect_max_ms = 2000;
-  uint32_t spin_us = 50;  // blocking calls: spin before sleeping (0: never)
+  // A lone wait (a blocking call on an idle connection, or the I/O thread
+  // with one reply awaited) polls up to this long before it sleeps, while
+  // lone replies have been coming back within it (0: never).
+  uint32_t spin_us = 200;
 };
 
 // True if `url` names a Redis store (redis://, rediss://, unix://).
