@@ -3,11 +3,15 @@
 // connection it borrows. Against a real redis-server (and a fake one for
 // bad replies): replies never go to the wrong caller, deadlines hold on both
 // paths, and a connection that broke under a borrower is repaired.
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -472,4 +476,139 @@ TEST_CASE(
     CHECK(o.code == Errc::ok);
   }
   CHECK(t->stats().lone_wait_us < slow.lone_wait_us);
+}
+
+namespace {
+
+// Resolvers for the tests below (set_resolver takes a plain function, so
+// their answers come from these globals).
+std::atomic<uint16_t> g_good_port{0};
+std::atomic<uint16_t> g_dead_port{0};
+std::atomic<int> g_slow_ms{0};
+
+tollgate::redis::Endpoint loopback(uint16_t port) {
+  sockaddr_in in{};
+  in.sin_family = AF_INET;
+  in.sin_port = htons(port);
+  in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  tollgate::redis::Endpoint e;
+  std::memcpy(&e.addr, &in, sizeof in);
+  e.len = sizeof in;
+  return e;
+}
+
+// "slow.test" answers after g_slow_ms; "two.test" has a refusing address
+// first; "dead.test" only refusing ones; anything else does not exist.
+int test_resolver(const std::string &host, uint16_t,
+                  std::vector<tollgate::redis::Endpoint> &out) {
+  if (host == "slow.test") {
+    std::this_thread::sleep_for(std::chrono::milliseconds(g_slow_ms.load()));
+    out.push_back(loopback(g_good_port.load()));
+    return 0;
+  }
+  if (host == "two.test") {
+    out.push_back(loopback(g_dead_port.load()));
+    out.push_back(loopback(g_good_port.load()));
+    return 0;
+  }
+  if (host == "dead.test") {
+    out.push_back(loopback(g_dead_port.load()));
+    out.push_back(loopback(g_dead_port.load()));
+    return 0;
+  }
+  return EAI_NONAME;
+}
+
+struct ResolverScope {
+  explicit ResolverScope(tollgate::redis::Resolver r) {
+    tollgate::redis::set_resolver(r);
+  }
+  ~ResolverScope() { tollgate::redis::set_resolver(nullptr); }
+};
+
+std::unique_ptr<Transport> make_host(const std::string &host, uint16_t port,
+                                     uint32_t timeout_ms,
+                                     uint32_t connect_timeout_ms) {
+  Settings s;
+  REQUIRE(tollgate::redis::parse_url(
+              "redis://" + host + ":" + std::to_string(port), s) == Errc::ok);
+  s.timeout_ms = timeout_ms;
+  s.connect_timeout_ms = connect_timeout_ms;
+  s.reconnect_max_ms = 100;
+  std::unique_ptr<Transport> t;
+  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
+  return t;
+}
+
+// PINGs until one answers PONG, for up to `ms`.
+bool pong_within(Transport &t, int ms) {
+  const int64_t until = monotonic_ns() + ms * kMsNs;
+  while (monotonic_ns() < until) {
+    Outcome o;
+    if (submit_wait(t, o, cmd({"PING"}), Mode::queued, 200) &&
+        o.code == Errc::ok && o.str == "PONG")
+      return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "transport: a slow host lookup runs beside the I/O thread, whose "
+    "deadlines still hold",
+    "[redis][transport][resolve]") {
+  RedisServer server;
+  g_good_port = server.port();
+  g_slow_ms = 800;
+  ResolverScope scope(test_resolver);
+  auto t = make_host("slow.test", server.port(), 150, 3000);
+  // While the name is being looked up, commands wait for the connection
+  // and are answered at their own deadline, not at the lookup's end.
+  for (int i = 0; i < 3; ++i) {
+    const int64_t t0 = monotonic_ns();
+    Outcome o;
+    run(*t, o, cmd({"PING"}), i == 1 ? Mode::blocking : Mode::queued, 150);
+    const int64_t took = ms_since(t0);
+    CHECK(o.code != Errc::ok);
+    CHECK(took <= 150 + 100);
+  }
+  // Then the lookup ends and the connection is made.
+  CHECK(pong_within(*t, 3000));
+}
+
+TEST_CASE("transport: a name's addresses are tried in order until one connects",
+          "[redis][transport][resolve]") {
+  RedisServer server;
+  g_good_port = server.port();
+  g_dead_port = tollgate_test::free_port();
+  ResolverScope scope(test_resolver);
+  {
+    auto t = make_host("two.test", server.port(), 500, 1000);
+    CHECK(pong_within(*t, 3000));
+  }
+  {
+    // Every address refuses: the error says so, at once.
+    auto t = make_host("dead.test", server.port(), 500, 1000);
+    Outcome o;
+    run(*t, o, cmd({"PING"}), Mode::queued, 500);
+    CHECK(o.code == Errc::connect);
+    CHECK(o.message.find("refused") != std::string::npos);
+  }
+  {
+    auto t = make_host("nowhere.test", server.port(), 500, 1000);
+    Outcome o;
+    run(*t, o, cmd({"PING"}), Mode::queued, 500);
+    CHECK(o.code == Errc::connect);
+    CHECK(o.message.find("cannot resolve host 'nowhere.test'") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE("transport: a host name through the system resolver (localhost)",
+          "[redis][transport][resolve]") {
+  RedisServer server;
+  auto t = make_host("localhost", server.port(), 1000, 2000);
+  CHECK(pong_within(*t, 3000));
 }

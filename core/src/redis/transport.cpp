@@ -90,6 +90,43 @@ bool is_ip_literal(const std::string &host) {
          inet_pton(AF_INET6, host.c_str(), buf) == 1;
 }
 
+// ---- name resolution -------------------------------------------------------
+
+std::atomic<Resolver> g_resolver{nullptr};
+
+int resolve_flags(const std::string &host, uint16_t port, int flags,
+                  std::vector<Endpoint> &out) {
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_NUMERICSERV | flags;
+  addrinfo *res = nullptr;
+  const std::string p = std::to_string(port);
+  const int rc = getaddrinfo(host.c_str(), p.c_str(), &hints, &res);
+  if (rc != 0) return rc;
+  for (const addrinfo *a = res; a != nullptr; a = a->ai_next) {
+    if (a->ai_addrlen > sizeof(sockaddr_storage)) continue;
+    Endpoint e;
+    std::memcpy(&e.addr, a->ai_addr, a->ai_addrlen);
+    e.len = a->ai_addrlen;
+    out.push_back(e);
+  }
+  freeaddrinfo(res);
+  return out.empty() ? EAI_NONAME : 0;
+}
+
+int resolve_with_getaddrinfo(const std::string &host, uint16_t port,
+                             std::vector<Endpoint> &out) {
+  return resolve_flags(host, port, 0, out);
+}
+
+// A host name's resolution, done by a helper thread (see start_resolving).
+struct Resolution {
+  std::mutex mu;
+  bool done = false;
+  int rc = 0;
+  std::vector<Endpoint> addrs;
+};
+
 enum class Kind : uint8_t { user, auth, select, info, load, ping };
 
 struct Request {
@@ -116,7 +153,7 @@ struct InFlight {
   uint32_t parts = 1;
 };
 
-enum class Phase { down, tcp, tls, hello, ready };
+enum class Phase { down, resolving, tcp, tls, hello, ready };
 
 struct Conn {
   int fd = -1;
@@ -127,6 +164,9 @@ struct Conn {
   std::unique_ptr<Reader> reader;
   std::deque<InFlight> inflight;
   int64_t phase_deadline = 0;
+  std::shared_ptr<Resolution> resolving;  // Phase::resolving
+  std::vector<Endpoint> addrs;            // the addresses to try, in order
+  size_t next_addr = 0;
   int64_t retry_at = 0;
   int attempts = 0;
   bool ever_ready = false;
@@ -460,6 +500,9 @@ struct Transport::Core {
         const size_t ci = evs[i].data.u32 - 1;
         if (owned(ci)) on_io(ci, evs[i].events, now);
       }
+      for (size_t i = 0; i < conns.size(); ++i)
+        if (conns[i].phase == Phase::resolving && owned(i))
+          check_resolution(i, now);
       if (!waiting.empty()) redispatch_waiting(now);
       bool stop;
       {
@@ -1026,9 +1069,8 @@ struct Transport::Core {
         now + static_cast<int64_t>(s.connect_timeout_ms ? s.connect_timeout_ms
                                                         : 1000) *
                   kMs;
-    sockaddr_storage addr{};
-    socklen_t addr_len = 0;
-    int family = AF_UNIX;
+    c.addrs.clear();
+    c.next_addr = 0;
     if (s.unix_socket) {
       sockaddr_un un{};
       un.sun_family = AF_UNIX;
@@ -1038,52 +1080,133 @@ struct Transport::Core {
         return;
       }
       std::memcpy(un.sun_path, s.path.data(), s.path.size());
-      std::memcpy(&addr, &un, sizeof un);
-      addr_len = sizeof un;
-    } else {
-      addrinfo hints{};
-      hints.ai_socktype = SOCK_STREAM;
-      hints.ai_flags = AI_NUMERICSERV;
-      addrinfo *res = nullptr;
-      const std::string port = std::to_string(s.port);
-      const int rc = getaddrinfo(s.host.c_str(), port.c_str(), &hints, &res);
-      if (rc != 0 || res == nullptr) {
+      Endpoint e;
+      std::memcpy(&e.addr, &un, sizeof un);
+      e.len = sizeof un;
+      c.addrs.push_back(e);
+      connect_next(i, now);
+      return;
+    }
+    if (is_ip_literal(s.host)) {  // no lookup: resolved here
+      const int rc = resolve_flags(s.host, s.port, AI_NUMERICHOST, c.addrs);
+      if (rc != 0) {
         conn_failed(i, Errc::connect,
                     "connect: cannot resolve host '" + s.host +
                         "': " + gai_strerror(rc),
                     now);
         return;
       }
-      std::memcpy(&addr, res->ai_addr, res->ai_addrlen);
-      addr_len = res->ai_addrlen;
-      family = res->ai_family;
-      freeaddrinfo(res);
+      connect_next(i, now);
+      return;
     }
-    c.fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (c.fd < 0) {
-      conn_failed(i, Errc::connect, "connect: socket: " + errno_text(errno),
+    start_resolving(i, now);
+  }
+
+  // A host name is looked up on a helper thread of its own, never on this
+  // one: a resolver that takes seconds (a DNS server that does not answer)
+  // must not hold up every other deadline. The helper writes its own copy
+  // of the wake-up eventfd when done, so it may outlive the transport; the
+  // connection's deadline (connect_timeout_ms) covers the lookup.
+  void start_resolving(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    auto r = std::make_shared<Resolution>();
+    const int fd = dup(wake_fd);
+    if (fd < 0) {
+      conn_failed(i, Errc::connect, "connect: dup: " + errno_text(errno), now);
+      return;
+    }
+    const Resolver custom = g_resolver.load();
+    try {
+      std::thread([r, fd, custom, host = s.host, port = s.port] {
+        std::vector<Endpoint> found;
+        const int rc = custom ? custom(host, port, found)
+                              : resolve_with_getaddrinfo(host, port, found);
+        {
+          std::lock_guard<std::mutex> lock(r->mu);
+          r->rc = rc;
+          r->addrs = std::move(found);
+          r->done = true;
+        }
+        const uint64_t one = 1;
+        ssize_t n;
+        do {
+          n = write(fd, &one, sizeof one);
+        } while (n < 0 && errno == EINTR);
+        close(fd);
+      }).detach();
+    } catch (const std::exception &e) {
+      close(fd);
+      conn_failed(
+          i, Errc::connect,
+          std::string("connect: cannot start a resolver thread: ") + e.what(),
+          now);
+      return;
+    }
+    c.resolving = std::move(r);
+    c.phase = Phase::resolving;
+  }
+
+  // A finished lookup (after a wake-up) moves on to connecting.
+  void check_resolution(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    int rc;
+    std::vector<Endpoint> found;
+    {
+      std::lock_guard<std::mutex> lock(c.resolving->mu);
+      if (!c.resolving->done) return;
+      rc = c.resolving->rc;
+      found = std::move(c.resolving->addrs);
+    }
+    c.resolving.reset();
+    if (rc != 0 || found.empty()) {
+      conn_failed(i, Errc::connect,
+                  "connect: cannot resolve host '" + s.host +
+                      "': " + (rc != 0 ? gai_strerror(rc) : "no address"),
                   now);
       return;
     }
-    if (family != AF_UNIX) {
-      const int one = 1;
-      setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    c.addrs = std::move(found);
+    c.next_addr = 0;
+    connect_next(i, now);
+  }
+
+  // Connects to the addresses left, in order, until one connects or is in
+  // progress; a host whose first address refuses (say ::1, where Redis
+  // listens on 127.0.0.1 only) is reached on the next. With none left the
+  // connection failed, with the last address's error.
+  void connect_next(size_t i, int64_t now) {
+    Conn &c = conns[i];
+    std::string last = "no address";
+    while (c.next_addr < c.addrs.size()) {
+      const Endpoint &e = c.addrs[c.next_addr++];
+      const int family = e.addr.ss_family;
+      c.fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+      if (c.fd < 0) {
+        last = "socket: " + errno_text(errno);
+        continue;
+      }
+      if (family != AF_UNIX) {
+        const int one = 1;
+        setsockopt(c.fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      }
+      c.events = 0;
+      int rc;
+      do {
+        rc = connect(c.fd, reinterpret_cast<const sockaddr *>(&e.addr), e.len);
+      } while (rc < 0 && errno == EINTR);
+      if (rc == 0 || errno == EINPROGRESS || errno == EAGAIN) {
+        c.reader = std::make_unique<Reader>();
+        c.wbuf.clear();
+        c.wpos = 0;
+        c.phase = Phase::tcp;
+        watch(i, EPOLLOUT | EPOLLIN);
+        return;
+      }
+      last = errno_text(errno);
+      close(c.fd);
+      c.fd = -1;
     }
-    c.events = 0;
-    c.reader = std::make_unique<Reader>();
-    c.wbuf.clear();
-    c.wpos = 0;
-    int rc;
-    do {
-      rc = connect(c.fd, reinterpret_cast<sockaddr *>(&addr), addr_len);
-    } while (rc < 0 && errno == EINTR);
-    if (rc < 0 && errno != EINPROGRESS && errno != EAGAIN) {
-      conn_failed(i, Errc::connect,
-                  "connect: " + where() + ": " + errno_text(errno), now);
-      return;
-    }
-    c.phase = Phase::tcp;
-    watch(i, EPOLLOUT | EPOLLIN);
+    conn_failed(i, Errc::connect, "connect: " + where() + ": " + last, now);
   }
 
   std::string where() const {
@@ -1095,6 +1218,15 @@ struct Transport::Core {
     int err = 0;
     socklen_t len = sizeof err;
     getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 && c.next_addr < c.addrs.size()) {
+      // This address failed; the next one, within the same deadline.
+      epoll_ctl(ep_fd, EPOLL_CTL_DEL, c.fd, nullptr);
+      close(c.fd);
+      c.fd = -1;
+      c.events = 0;
+      connect_next(i, now);
+      return;
+    }
     if (err != 0) {
       conn_failed(i, Errc::connect,
                   "connect: " + where() + ": " + errno_text(err), now);
@@ -1219,6 +1351,7 @@ struct Transport::Core {
       finish(f.done, f.ctx, lost_code, lost);
     }
     c.inflight.clear();
+    c.resolving.reset();  // a lookup still running finishes unheard
     c.phase = Phase::down;
     ++c.attempts;
     c.retry_at = now + backoff_ns(c.attempts);
@@ -1300,6 +1433,7 @@ struct Transport::Core {
         if (conns[i].fd >= 0 && (events & EPOLLOUT)) flush(i, now);
         return;
       case Phase::down:
+      case Phase::resolving:
         return;
     }
   }
@@ -1523,6 +1657,11 @@ struct Transport::Core {
       if (!owned(i)) continue;
       if (c.phase == Phase::down && c.retry_at <= now) {
         start_connect(i, now);
+      } else if (c.phase == Phase::resolving && c.phase_deadline <= now) {
+        conn_failed(i, Errc::connect,
+                    "connect: resolving host '" + s.host + "' took over " +
+                        std::to_string(s.connect_timeout_ms) + " ms",
+                    now);
       } else if ((c.phase == Phase::tcp || c.phase == Phase::tls ||
                   c.phase == Phase::hello) &&
                  c.phase_deadline <= now) {
@@ -1672,6 +1811,10 @@ void Transport::note_ping(int64_t rtt_us) {
   Core *c = core();
   std::lock_guard<std::mutex> lock(c->mu);
   c->stats.last_ping_us = rtt_us;
+}
+
+void set_resolver(Resolver resolver) noexcept {
+  g_resolver.store(resolver);
 }
 
 TransportStats Transport::stats() const {

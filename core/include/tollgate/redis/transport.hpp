@@ -7,6 +7,8 @@
 // backoff and jitter, and while it is known to be down commands fail at once.
 #pragma once
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <cstdint>
 #include <memory>
@@ -78,6 +80,24 @@ struct TransportStats {
 
 // Monotonic nanoseconds (CLOCK_MONOTONIC), the time base of deadlines.
 int64_t monotonic_ns() noexcept;
+
+// One address a host name resolved to.
+struct Endpoint {
+  sockaddr_storage addr{};
+  socklen_t len = 0;
+};
+
+// Resolves `host` (a name, not an IP literal) and `port` to the addresses
+// to try, in order; 0 or a getaddrinfo error code (gai_strerror). The
+// transport calls it on a helper thread of its own, never on the I/O
+// thread, so a slow resolver delays only the connection, not deadlines.
+using Resolver = int (*)(const std::string &host, uint16_t port,
+                         std::vector<Endpoint> &out);
+
+// The resolver transports use from now on (nullptr: getaddrinfo). For
+// tests (a slow resolver, or names with several addresses); not
+// synchronized with connections being opened.
+void set_resolver(Resolver resolver) noexcept;
 
 class Transport {
  public:
