@@ -1110,7 +1110,7 @@ struct Transport::Core {
   void start_resolving(size_t i, int64_t now) {
     Conn &c = conns[i];
     auto r = std::make_shared<Resolution>();
-    const int fd = dup(wake_fd);
+    const int fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
       conn_failed(i, Errc::connect, "connect: dup: " + errno_text(errno), now);
       return;
