@@ -645,42 +645,6 @@ def check_production(r, prod_sha):
     expect(reply[0] == 0 and reply[2] == 0 and 0 < reply[4] <= 100000,
            "gcra 11th call should be denied with retry <= T: %r" % (reply,))
 
-    # Token bucket: the state expires when the bucket is full again, rounded
-    # up to a whole second like GCRA's tat; writes whose full time rounds to
-    # the same second keep the TTL (SET KEEPTTL on Redis 7: the absolute
-    # expiry, PEXPIRETIME, stays put, where a fresh PX would move it with
-    # each write's 0.6 ms charge).
-    tb = derive({"algorithm": "token_bucket", "limit": 100000, "period_ms": 60000,
-                 "burst": 0})
-    tkey = redis_key(b"tgcheck:prod:", "tb", tb)
-    r.call("DEL", tkey)
-    keep_ttl = int(r.call("INFO", "server").split(b"redis_version:")[1].split(b".")[0]) >= 7
-    expiries, rounded = [], []
-    for call in range(3):
-        t0 = server_now_us(r)
-        reply = r.call("EVALSHA", prod_sha["token_bucket"], 1, tkey,
-                       *script_argv(1, 1, [tb]))
-        t1 = server_now_us(r)
-        # (Tokens refill every 0.6 ms: a later call may find some back.)
-        expect(reply[0] == 1 and
-               tb["capacity"] - 1 - call <= reply[2] <= tb["capacity"] - 1,
-               "token bucket call %d: %r" % (call, reply))
-        tokens, last = (int(x) for x in r.call("GET", tkey).split(b" "))
-        full = last + (tb["capacity"] - tokens) * tb["interval"]
-        ends = -(-full // grain) * grain
-        rounded.append(ends)
-        pttl = r.call("PTTL", tkey)
-        expect(0 < pttl <= -(-(ends - t0) // 1000) + 1 and
-               pttl >= (full - t1) // 1000 - 1,
-               "token bucket write %d: PTTL %d, want ~%d ms (full at %d "
-               "rounded up to a second)" % (call, pttl, (ends - t0) // 1000, full))
-        if keep_ttl:
-            expiries.append(r.call("PEXPIRETIME", tkey))
-    if keep_ttl and len(set(rounded)) == 1:
-        expect(len(set(expiries)) == 1,
-               "token bucket: writes within one rounded second moved the "
-               "expiry: PEXPIRETIME %r" % (expiries,))
-
     # Windows: a second write in the same window keeps the key's TTL (SET
     # KEEPTTL on Redis 7); either way the key must expire at the window's
     # end, never before, never much after.

@@ -1,15 +1,6 @@
--- Token bucket (docs/algorithms.md): state "<tokens> <last>". It expires
--- when the bucket is full again, rounded up to a whole EXPIRY_GRAIN_US (as
--- GCRA's tat): a function of the stored state, so a write whose full time
--- rounds to the same instant leaves the TTL as it is (see store).
-local function full_at_rounded(tokens, last, C, T)
-  return -idiv(-(last + (C - tokens) * T), EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US
-end
-
+-- Token bucket (docs/algorithms.md): state "<tokens> <last>".
 local function token_bucket(key, now, cost, limit, period_ms, C, T)
   local tokens, last = load_state(key, '^(%d+) (%d+)$')
-  local stored_expiry
-  if tokens then stored_expiry = full_at_rounded(tokens, last, C, T) end
   if not tokens then tokens, last = C, now end
   local t = now
   if last > t then t = last end
@@ -34,7 +25,6 @@ local function token_bucket(key, now, cost, limit, period_ms, C, T)
   tokens = tokens - cost
   reset_after = 0
   if tokens < C then reset_after = (C - tokens) * T - (t - last) + skew end
-  local expires = full_at_rounded(tokens, last, C, T)
   return 1, tokens, reset_after, 0,
-    fmt('%d %d', tokens, last), expires, stored_expiry == expires
+    fmt('%d %d', tokens, last), last + (C - tokens) * T
 end
