@@ -698,6 +698,7 @@ def bench(r, prod_sha, calls, batch=500):
     big = {"limit": 1 << 40, "period_ms": 1000, "burst": 0}
     cases = [
         ("gcra script, 1 policy", "gcra", ["gcra"]),
+        ("token_bucket script, 1 policy", "token_bucket", ["token_bucket"]),
         ("multi script, 1 gcra policy", "multi", ["gcra"]),
         ("multi script, 2 gcra policies", "multi", ["gcra", "gcra"]),
         ("multi script, 4 policies (one per algorithm)", "multi",
