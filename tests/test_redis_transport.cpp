@@ -485,6 +485,8 @@ namespace {
 std::atomic<uint16_t> g_good_port{0};
 std::atomic<uint16_t> g_dead_port{0};
 std::atomic<int> g_slow_ms{0};
+std::atomic<int> g_slow_running{0};  // lookups of slow.test under way
+std::atomic<int> g_slow_most{0};     // the most at once
 
 tollgate::redis::Endpoint loopback(uint16_t port) {
   sockaddr_in in{};
@@ -502,7 +504,13 @@ tollgate::redis::Endpoint loopback(uint16_t port) {
 int test_resolver(const std::string &host, uint16_t,
                   std::vector<tollgate::redis::Endpoint> &out) {
   if (host == "slow.test") {
+    const int now_running = ++g_slow_running;
+    int most = g_slow_most.load();
+    while (now_running > most &&
+           !g_slow_most.compare_exchange_weak(most, now_running)) {
+    }
     std::this_thread::sleep_for(std::chrono::milliseconds(g_slow_ms.load()));
+    --g_slow_running;
     out.push_back(loopback(g_good_port.load()));
     return 0;
   }
@@ -564,6 +572,10 @@ TEST_CASE(
   g_slow_ms = 800;
   ResolverScope scope(test_resolver);
   auto t = make_host("slow.test", server.port(), 150, 3000);
+  // A second transport whose connect deadline (100 ms) ends long before
+  // the lookup does: its retries wait for that lookup instead of starting
+  // more of them, and it connects once the lookup answers.
+  auto retrying = make_host("slow.test", server.port(), 150, 100);
   // While the name is being looked up, commands wait for the connection
   // and are answered at their own deadline, not at the lookup's end.
   for (int i = 0; i < 3; ++i) {
@@ -576,6 +588,9 @@ TEST_CASE(
   }
   // Then the lookup ends and the connection is made.
   CHECK(pong_within(*t, 3000));
+  CHECK(pong_within(*retrying, 3000));
+  // One lookup per transport at most, however often the second retried.
+  CHECK(g_slow_most.load() <= 2);
 }
 
 TEST_CASE("transport: a name's addresses are tried in order until one connects",

@@ -1109,6 +1109,11 @@ struct Transport::Core {
   // connection's deadline (connect_timeout_ms) covers the lookup.
   void start_resolving(size_t i, int64_t now) {
     Conn &c = conns[i];
+    if (c.resolving) {  // the previous attempt's lookup, maybe done
+      c.phase = Phase::resolving;
+      check_resolution(i, now);
+      return;
+    }
     auto r = std::make_shared<Resolution>();
     const int fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
     if (fd < 0) {
@@ -1351,7 +1356,9 @@ struct Transport::Core {
       finish(f.done, f.ctx, lost_code, lost);
     }
     c.inflight.clear();
-    c.resolving.reset();  // a lookup still running finishes unheard
+    // A lookup that outlived its deadline is kept (c.resolving): the next
+    // attempt waits for it rather than starting another, so a resolver
+    // that hangs cannot pile up threads.
     c.phase = Phase::down;
     ++c.attempts;
     c.retry_at = now + backoff_ns(c.attempts);
