@@ -20,6 +20,11 @@
  *   - Times in decisions are milliseconds. Internally tollgate keeps integer
  *     microseconds, so there is no floating-point drift.
  *   - No C++ exception ever crosses this boundary.
+ *   - fork(): a Redis limiter is safe to use in the child (it opens its own
+ *     connection). A memory limiter is not if another thread was using it
+ *     at the moment of the fork (a lock it held stays held in the child):
+ *     create memory limiters after forking, or fork while no other thread
+ *     checks.
  */
 #ifndef TOLLGATE_H
 #define TOLLGATE_H
