@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -67,14 +68,17 @@ void on_done(void *ctx, CallResult &&r) {
   o->cv.notify_all();
 }
 
-std::unique_ptr<Transport> make(const std::string &url, uint32_t timeout_ms,
-                                uint32_t connections = 1) {
+// `adjust` changes the settings further before the transport is made.
+std::unique_ptr<Transport> make(
+    const std::string &url, uint32_t timeout_ms, uint32_t connections = 1,
+    const std::function<void(Settings &)> &adjust = {}) {
   Settings s;
   REQUIRE(tollgate::redis::parse_url(url, s) == Errc::ok);
   s.timeout_ms = timeout_ms;
   s.connect_timeout_ms = 1000;
   s.connections = connections;
   s.reconnect_max_ms = 200;
+  if (adjust) adjust(s);
   std::unique_ptr<Transport> t;
   REQUIRE(Transport::create(s, {}, t) == Errc::ok);
   return t;
@@ -433,13 +437,7 @@ TEST_CASE(
     "spin_us",
     "[redis][transport][spin]") {
   RedisServer server;
-  Settings s;
-  REQUIRE(tollgate::redis::parse_url(server.url(), s) == Errc::ok);
-  s.timeout_ms = 2000;
-  s.connect_timeout_ms = 1000;
-  s.spin_us = 1000;
-  std::unique_ptr<Transport> t;
-  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
+  auto t = make(server.url(), 2000, 1, [](Settings &s) { s.spin_us = 1000; });
   settle(*t);
   // Nothing learnt yet: the first lone waits spun.
   CHECK(t->stats().spun_waits >= 1);
@@ -537,15 +535,11 @@ struct ResolverScope {
 std::unique_ptr<Transport> make_host(const std::string &host, uint16_t port,
                                      uint32_t timeout_ms,
                                      uint32_t connect_timeout_ms) {
-  Settings s;
-  REQUIRE(tollgate::redis::parse_url(
-              "redis://" + host + ":" + std::to_string(port), s) == Errc::ok);
-  s.timeout_ms = timeout_ms;
-  s.connect_timeout_ms = connect_timeout_ms;
-  s.reconnect_max_ms = 100;
-  std::unique_ptr<Transport> t;
-  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
-  return t;
+  return make("redis://" + host + ":" + std::to_string(port), timeout_ms, 1,
+              [&](Settings &s) {
+                s.connect_timeout_ms = connect_timeout_ms;
+                s.reconnect_max_ms = 100;
+              });
 }
 
 // PINGs until one answers PONG, for up to `ms`.

@@ -114,11 +114,6 @@ int resolve_flags(const std::string &host, uint16_t port, int flags,
   return out.empty() ? EAI_NONAME : 0;
 }
 
-int resolve_with_getaddrinfo(const std::string &host, uint16_t port,
-                             std::vector<Endpoint> &out) {
-  return resolve_flags(host, port, 0, out);
-}
-
 // A host name's resolution, done by a helper thread (see start_resolving).
 struct Resolution {
   std::mutex mu;
@@ -1125,7 +1120,7 @@ struct Transport::Core {
       std::thread([r, fd, custom, host = s.host, port = s.port] {
         std::vector<Endpoint> found;
         const int rc = custom ? custom(host, port, found)
-                              : resolve_with_getaddrinfo(host, port, found);
+                              : resolve_flags(host, port, 0, found);
         {
           std::lock_guard<std::mutex> lock(r->mu);
           r->rc = rc;
@@ -1225,10 +1220,7 @@ struct Transport::Core {
     getsockopt(c.fd, SOL_SOCKET, SO_ERROR, &err, &len);
     if (err != 0 && c.next_addr < c.addrs.size()) {
       // This address failed; the next one, within the same deadline.
-      epoll_ctl(ep_fd, EPOLL_CTL_DEL, c.fd, nullptr);
-      close(c.fd);
-      c.fd = -1;
-      c.events = 0;
+      close_conn(c);
       connect_next(i, now);
       return;
     }
