@@ -38,6 +38,12 @@ stamp=$( { git ls-files -s CMakeLists.txt cmake core capi bindings/python/CMakeL
              bindings/python/pyproject.toml; git diff HEAD -- CMakeLists.txt cmake core capi \
              bindings/python/CMakeLists.txt bindings/python/pyproject.toml; } | sha1sum | cut -c1-16)
 mkdir -p "$OUT"
+# One run at a time: a second one would delete the copy under the first.
+exec 9>"$OUT/lock"
+if ! flock -n 9; then
+  echo "mutate/python: another run holds $OUT/lock" >&2
+  exit 2
+fi
 if [ ! -x "$PY" ]; then
   echo "mutate/python: creating $VENV" >&2
   python3 -m venv "$VENV"
