@@ -228,7 +228,7 @@ TEST_CASE("vectors: multiple policies", "[vectors]") {
 #ifdef TOLLGATE_TESTING
 // The same files against a real Redis: the Lua scripts must give the
 // memory store's decisions exactly.
-TEST_CASE("vectors on Redis: every file", "[vectors][redis]") {
+TEST_CASE("vectors on Redis: every file", "[vectors][redis][slow]") {
   tollgate_test::RedisServer server;
   const std::string url = server.url();
   for (const char *file : kVectorFiles) replay_file(file, url);
