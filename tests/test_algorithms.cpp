@@ -1,6 +1,7 @@
 // The pure algorithms, called directly with explicit time.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <random>
 #include <vector>
 
@@ -160,7 +161,7 @@ TEST_CASE("sliding window weights the previous window", "[algorithms]") {
   REQUIRE(k.hit(t + 100 * kMs).allowed);
 }
 
-TEST_CASE("GCRA burst 1 spaces units; burst between spreads the rest",
+TEST_CASE("GCRA burst 1 spaces units, burst between spreads the rest",
           "[algorithms]") {
   Key spaced{make(Algorithm::gcra, 10, 1000, 1)};
   REQUIRE(spaced.hit(kT0).allowed);
@@ -267,4 +268,49 @@ TEST_CASE("large but valid values stay exact", "[algorithms]") {
   // The largest time the store accepts.
   Key late{make(Algorithm::token_bucket, 1000, 1000)};
   REQUIRE(late.hit(kMaxTimeUs - 1).allowed);
+}
+
+TEST_CASE(
+    "every denial is exact at its boundary, limits above 1, every algorithm",
+    "[algorithms]") {
+  // Random arrivals and costs; at each denial, a copy of the key one
+  // microsecond before retry_after is still denied and a copy exactly at it
+  // is allowed (a `>` for `>=`, or an off-by-one in any formula, fails).
+  // Limits, bursts and periods chosen so intervals are whole and fractional.
+  std::mt19937_64 rng(20261204);
+  struct Shape {
+    int64_t limit, period_ms, burst;
+  };
+  const Shape shapes[] = {{2, 1000, 0},       {3, 1000, 0},  {5, 1000, 1},
+                          {7, 60000, 3},      {10, 1000, 0}, {60, 60000, 0},
+                          {100, 3600000, 40}, {2, 7, 0}};
+  for (Algorithm a : kAll) {
+    for (const Shape &sh : shapes) {
+      const bool windowed =
+          a == Algorithm::fixed_window || a == Algorithm::sliding_window;
+      if (windowed && sh.burst != 0) continue;
+      INFO(algorithm_name(a)
+           << " " << sh.limit << "/" << sh.period_ms << " burst " << sh.burst);
+      Key k{make(a, sh.limit, sh.period_ms, sh.burst)};
+      int64_t t = kT0 + static_cast<int64_t>(rng() % kSec);
+      int denials = 0;
+      for (int i = 0; i < 400; ++i) {
+        t += static_cast<int64_t>(rng() % (sh.period_ms * kMs / sh.limit + 1));
+        const int64_t cost =
+            1 +
+            static_cast<int64_t>(rng() % std::min<int64_t>(k.p.capacity, 3));
+        const Key before = k;
+        const Outcome o = k.hit(t, cost);
+        if (o.allowed) continue;
+        ++denials;
+        INFO("denied at +" << (t - kT0) << " us, cost " << cost << ", retry "
+                           << o.retry_after_us);
+        REQUIRE(o.retry_after_us > 0);
+        Key early = before, exact = before;
+        REQUIRE_FALSE(early.hit(t + o.retry_after_us - 1, cost).allowed);
+        REQUIRE(exact.hit(t + o.retry_after_us, cost).allowed);
+      }
+      CHECK(denials > 10);
+    }
+  }
 }

@@ -1,6 +1,7 @@
-// Limiter-level behaviour on Redis through the C ABI: what rl_reset and
-// rl_ping leave behind (the deny cache, the health snapshot), and async
-// checks joined into one script call.
+// Limiter-level behaviour through the C ABI, mostly on Redis: what rl_reset
+// and rl_ping leave behind (the deny cache, the health snapshot), a cached
+// denial lapsing, multi-policy checks on both stores, and async checks
+// joined into one script call.
 #include <catch2/catch.hpp>
 
 #include <chrono>
@@ -9,6 +10,7 @@
 #include <mutex>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/redis_server.hpp"
@@ -60,6 +62,129 @@ TEST_CASE("redis: rl_reset also forgets the key's cached denials",
   CHECK(after.source == RL_SOURCE_STORE);
   // Other keys keep theirs.
   CHECK(check(lim.p, "other", p).source == RL_SOURCE_DENY_CACHE);
+}
+
+TEST_CASE("redis: a cached denial lapses at its retry_after",
+          "[redis][deny_cache]") {
+  // GCRA 2 per 2 s: T = 1 s. After the burst a denial is cached for its
+  // retry_after; once that has passed the store answers (and allows)
+  // again, instead of the cache denying forever. The one-second interval
+  // leaves a slow machine ample time between the calls.
+  tollgate_test::RedisServer server;
+  Lim lim(server.url());
+  rl_policy p = RL_POLICY_INIT;
+  p.limit = 2;
+  p.period_ms = 2000;
+  REQUIRE(check(lim.p, "k", p).allowed == 1);
+  REQUIRE(check(lim.p, "k", p).allowed == 1);
+  const auto before = std::chrono::steady_clock::now();
+  const rl_decision denied = check(lim.p, "k", p);
+  const auto denied_at = std::chrono::steady_clock::now();
+  REQUIRE(denied.allowed == 0);
+  REQUIRE(denied.source == RL_SOURCE_STORE);
+  REQUIRE(denied.retry_after_ms > 0);
+  REQUIRE(denied.retry_after_ms <= 1000);
+  const rl_decision cached = check(lim.p, "k", p);
+  const auto cached_at = std::chrono::steady_clock::now();
+  if (cached_at - before < std::chrono::milliseconds(denied.retry_after_ms)) {
+    REQUIRE(cached.allowed == 0);
+    REQUIRE(cached.source == RL_SOURCE_DENY_CACHE);
+    REQUIRE(cached.retry_after_ms <= denied.retry_after_ms);
+  }
+  // The denial was made and cached before `denied_at`: past its
+  // retry_after from then, the cache must have let go and Redis allows.
+  std::this_thread::sleep_until(
+      denied_at + std::chrono::milliseconds(denied.retry_after_ms + 20));
+  const rl_decision again = check(lim.p, "k", p);
+  CHECK(again.source == RL_SOURCE_STORE);
+  CHECK(again.allowed == 1);
+}
+
+namespace {
+
+// One multi-policy check on `lim`: three policies, the one at `deny_at`
+// already exhausted on `key`. A denied check charges none of them; the
+// decision names the denying one. Then, once the exhausted policy is left
+// out, an allowed check charges every policy in it exactly once.
+void multi_policy_denial_at(rl_limiter *lim, const std::string &key,
+                            int deny_at, int32_t deny_alg) {
+  INFO("key " << key << ", denying policy at " << deny_at << ", algorithm "
+              << deny_alg);
+  const int32_t others[2] = {(deny_alg + 1) % 4, (deny_alg + 2) % 4};
+  rl_policy ps[3];
+  for (int i = 0, o = 0; i < 3; ++i) {
+    ps[i] = RL_POLICY_INIT;
+    // About 32 years: no window boundary passes during the test.
+    ps[i].period_ms = 1'000'000'000'000;
+    if (i == deny_at) {
+      ps[i].algorithm = deny_alg;
+      ps[i].limit = 2;
+    } else {
+      ps[i].algorithm = others[o++];
+      ps[i].limit = 10 + i;  // distinct from each other
+    }
+  }
+  rl_decision d = RL_DECISION_INIT;
+  // Exhaust the denying policy on its own.
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(rl_check(lim, &d, key.data(), key.size(), &ps[deny_at], 1, 1) ==
+            RL_OK);
+    REQUIRE(d.allowed == 1);
+  }
+  for (int round = 0; round < 3; ++round) {
+    REQUIRE(rl_check(lim, &d, key.data(), key.size(), ps, 3, 1) == RL_OK);
+    CHECK(d.allowed == 0);
+    CHECK(d.policy_index == static_cast<uint32_t>(deny_at));
+    CHECK(d.limit == 2);
+  }
+  // No policy was charged by the denied checks (a peek reads each alone).
+  for (int i = 0; i < 3; ++i) {
+    REQUIRE(rl_check(lim, &d, key.data(), key.size(), &ps[i], 1, 0) == RL_OK);
+    CHECK(d.remaining == (i == deny_at ? 0 : ps[i].limit));
+  }
+  // The two others together: allowed, and each charged once.
+  rl_policy pair[2];
+  for (int i = 0, o = 0; i < 3; ++i)
+    if (i != deny_at) pair[o++] = ps[i];
+  REQUIRE(rl_check(lim, &d, key.data(), key.size(), pair, 2, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  for (const rl_policy &p : pair) {
+    REQUIRE(rl_check(lim, &d, key.data(), key.size(), &p, 1, 0) == RL_OK);
+    CHECK(d.remaining == p.limit - 1);
+  }
+}
+
+void multi_policy_every_position(rl_limiter *lim) {
+  for (int32_t alg = 0; alg < 4; ++alg)
+    for (int at = 0; at < 3; ++at)
+      multi_policy_denial_at(
+          lim, "multi-" + std::to_string(alg) + "-" + std::to_string(at), at,
+          alg);
+}
+
+}  // namespace
+
+TEST_CASE("a denying policy first, in the middle or last charges no other",
+          "[memory][multi]") {
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, nullptr) == RL_OK);
+  multi_policy_every_position(lim);
+  rl_destroy(lim);
+}
+
+TEST_CASE(
+    "redis: a denying policy first, in the middle or last charges no other",
+    "[redis][multi]") {
+  tollgate_test::RedisServer server;
+  rl_options o = RL_OPTIONS_INIT;
+  const std::string url = server.url();
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  o.deny_cache = -1;  // every check reaches the scripts
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  multi_policy_every_position(lim);
+  rl_destroy(lim);
 }
 
 TEST_CASE("redis: rl_ping's round trip shows in rl_health", "[redis][health]") {
