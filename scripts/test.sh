@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Every test: a warnings-as-errors build with the full suite, then the same
-# suite under ASan+UBSan and under TSan, and a formatting check.
+# suite under ASan+UBSan and under TSan, a formatting check, the Python and
+# Node packages built the way users install them with their suites, and a
+# fast sample of mutation testing (docs/testing.md). After each suite,
+# tests/check_tests_ran.py checks that every test defined ran (nothing
+# filtered away, no file silently skipped).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -16,7 +20,11 @@ step "release build, -Wall -Wextra -Werror"
 cmake -S . -B build/ci -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DTOLLGATE_WERROR=ON -DTOLLGATE_TESTING=ON >/dev/null
 cmake --build build/ci -j "$jobs"
-(cd build/ci && ctest --output-on-failure -j "$jobs" --timeout 900)
+# Each test has its own timeout (tests/CMakeLists.txt); --timeout is only the
+# default for any that has none.
+(cd build/ci && ctest --output-on-failure -j "$jobs" --timeout 120)
+python3 tests/check_tests_ran.py catch build/ci/tests/tollgate_tests \
+  build/ci/Testing/Temporary/LastTest.log
 
 step "ASan+UBSan build"
 cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
@@ -24,7 +32,9 @@ cmake -S . -B build/asan -G Ninja -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build/asan -j "$jobs"
 (cd build/asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-  ctest --output-on-failure -j "$jobs" --timeout 900 -E "install_and_consume")
+  ctest --output-on-failure -j "$jobs" --timeout 120 -E "install_and_consume")
+python3 tests/check_tests_ran.py catch build/asan/tests/tollgate_tests \
+  build/asan/Testing/Temporary/LastTest.log
 
 step "TSan build"
 cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
@@ -32,8 +42,10 @@ cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 cmake --build build/tsan -j "$jobs"
 # TSan's shadow layout needs ASLR off on kernels with high mmap entropy.
 (cd build/tsan && TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
-  setarch "$(uname -m)" -R ctest --output-on-failure -j "$jobs" --timeout 900 \
+  setarch "$(uname -m)" -R ctest --output-on-failure -j "$jobs" --timeout 120 \
   -E "install_and_consume")
+setarch "$(uname -m)" -R python3 tests/check_tests_ran.py catch \
+  build/tsan/tests/tollgate_tests build/tsan/Testing/Temporary/LastTest.log
 
 step "Python package: pip install from source, then pytest"
 # Built the way a user installs it (pip, scikit-build-core, pybind11 from
@@ -46,9 +58,13 @@ build/pyvenv/bin/pip install -q build
 # TOLLGATE_TEST_SDIST: build an sdist from the tree and install it into a
 # clean virtualenv; TOLLGATE_TEST_WORKER: the C worker for the C + Python
 # processes test.
+# Every test has a timeout (pytest-timeout; slower ones mark their own), and
+# no test may be skipped here: every prerequisite is present.
 TOLLGATE_TEST_SDIST=1 \
 TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
-  build/pyvenv/bin/python -m pytest bindings/python/tests -q
+  build/pyvenv/bin/python -m pytest bindings/python/tests -q --timeout 60 \
+  --junitxml build/pytest.xml
+python3 tests/check_tests_ran.py pytest build/pytest.xml bindings/python/tests
 
 step "Node package: npm builds the addon from source, then node --test"
 # cmake-js compiles the addon offline (headers from node-api-headers) with
@@ -60,6 +76,16 @@ root=$PWD
   TOLLGATE_TEST_WORKER="$root/build/ci/tests/tollgate-test-worker" \
   TOLLGATE_TEST_PYTHON="$root/build/pyvenv/bin/python" \
   TOLLGATE_TEST_DEMO="$root/build/ci/examples/tollgate-demo" \
-  npm test)
+  node --test --test-timeout=60000 \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter="$root/tests/node_tests_ran.mjs" \
+    --test-reporter-destination="$root/build/node-tests.jsonl" \
+    test/*.test.js)
+python3 tests/check_tests_ran.py node build/node-tests.jsonl bindings/node/test
+
+step "mutation testing: a fixed sample of each part against its target"
+# universalmutator (C++ core, Lua), mutmut (Python), Stryker (Node); each
+# part in a private copy under build/. docs/testing.md has the full runs.
+bash scripts/mutate.sh --ci
 
 step "all test suites passed"
