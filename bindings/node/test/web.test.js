@@ -529,12 +529,15 @@ describe('examples/node/express-app', () => {
       a = await get(port, '/', { 'X-Org-Id': 'acme' });
       assert.equal(a.raw['X-RateLimit-Remaining'], String(10000 - 12));
     } finally {
-      if (proc.exitCode === null) {
-        const exited = new Promise((r) => proc.once('exit', r));
-        process.kill(proc.pid, 'SIGTERM');
-        await exited;
-      }
+      // The server ran until we stopped it, and then ended by our signal (or
+      // exited 0): a crash after its last answer fails the test too.
+      const running = proc.exitCode === null && proc.signalCode === null;
+      const exited = new Promise((r) => proc.once('exit', (code, signal) => r({ code, signal })));
+      if (running) process.kill(proc.pid, 'SIGTERM');
+      const end = running ? await exited : { code: proc.exitCode, signal: proc.signalCode };
       fs.rmSync(mods, { recursive: true, force: true });
+      assert.ok(running, `server.js exited before the test ended: ${log}`);
+      assert.ok(end.code === 0 || end.signal === 'SIGTERM', `server.js ended with ${JSON.stringify(end)}: ${log}`);
     }
   });
 });
