@@ -12,6 +12,11 @@
 #   --timeout S  the limit for one mutant's test run (default 90)
 #   --module M   only mutants of module M (repeatable; for triage)
 #   --list       print the picked mutants and stop
+#   --resume F   carry over the killed mutants of an earlier run's results
+#                file F (build/mutate-python/results.json is the last run's;
+#                copy it first) instead of rerunning them
+#   --from-cache F  report on an earlier run's .mutmut-cache; run nothing
+#   --drop-test NAME  run without tests/NAME (repeatable; the "before" score)
 #
 # The last line printed is
 #   MUTATION python killed=<k> survived=<s> equivalent=<e> total=<t> score=<pct>%
@@ -67,8 +72,9 @@ native=$("$PY" -c 'import glob, os, sysconfig; print(glob.glob(os.path.join(sysc
 cp "$native" "$WORK/bindings/python/src/tollgate/"
 
 cd "$WORK/bindings/python"
-exec nice -n 10 "$ROOT/$PY" "$ROOT/scripts/mutate/python_mutate.py" \
+MUTATE_ROOT=$ROOT exec nice -n 10 "$ROOT/$PY" "$ROOT/scripts/mutate/python_mutate.py" \
   --python "$ROOT/$PY" \
   --runner "$ROOT/scripts/mutate/python-runner.sh" \
   --equivalents "$ROOT/scripts/mutate/python-equivalent.txt" \
+  --results "$OUT/results.json" \
   "$@"

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from typing import Dict, List, NamedTuple, Tuple
+from typing import Any, Dict, List, NamedTuple, Tuple
 
 from mutmut import Context, RelativeMutationID, list_mutations, mutate
 
@@ -38,14 +38,17 @@ SRC = "src/tollgate"
 # The fast tests that exercise each module, first the ones most likely to
 # fail early (pytest -x stops at the first failure).
 TESTS_OF: Dict[str, List[str]] = {
-    "__init__.py": ["tests/test_memory.py", "tests/test_async.py", "tests/test_errors.py"],
-    "_errors.py": ["tests/test_errors.py", "tests/test_memory.py"],
+    "__init__.py": ["tests/test_package.py", "tests/test_memory.py", "tests/test_async.py", "tests/test_errors.py"],
+    "_errors.py": ["tests/test_package.py", "tests/test_errors.py", "tests/test_memory.py"],
     "_options.py": ["tests/test_errors.py", "tests/test_options.py", "tests/test_memory.py", "tests/test_redis.py"],
     "_types.py": ["tests/test_memory.py"],
     "plans.py": ["tests/test_plans.py", "tests/test_web.py"],
     "asgi.py": ["tests/test_web.py", "tests/test_web_edges.py"],
     "flask.py": ["tests/test_web.py", "tests/test_web_edges.py"],
 }
+
+
+KILLED = ("ok_killed", "ok_suspicious", "bad_timeout")
 
 
 class Mutant(NamedTuple):
@@ -153,8 +156,24 @@ def main() -> int:
     ap.add_argument("--min", type=float, default=None)
     ap.add_argument("--module", action="append", default=[], help="only mutants of these modules (e.g. plans.py)")
     ap.add_argument("--list", action="store_true", help="list the picked mutants and stop")
+    ap.add_argument("--drop-test", action="append", default=[],
+                    help="remove tests/NAME from the copy first (to measure without some tests)")
+    ap.add_argument("--from-cache", default=None, help="report on this .mutmut-cache of an earlier run; run nothing")
+    ap.add_argument("--results", default=None, help="write each picked mutant's status here (JSON)")
+    ap.add_argument("--resume", default=None,
+                    help="a --results file of an earlier run: its killed mutants (same line, same mutation) "
+                         "count as killed without a rerun; tests only added since, so they stay killed")
     args = ap.parse_args()
+    # Paths given on python.sh's command line are relative to the checkout.
+    root = os.environ.get("MUTATE_ROOT", ".")
+    for name in ("from_cache", "results", "resume"):
+        value = getattr(args, name)
+        if value:
+            setattr(args, name, os.path.join(root, value))
 
+    for name in args.drop_test:
+        os.remove(os.path.join("tests", os.path.basename(name)))
+        print("without tests/%s" % os.path.basename(name))
     everything = list_all()
     if args.module:
         everything = [r for r in everything if r.module in args.module]
@@ -183,9 +202,19 @@ def main() -> int:
             if i not in used:
                 print("warning: %s matches no mutant (stale entry): %s || %s" % (args.equivalents, e[0], e[1]))
 
+    carried: Dict[str, str] = {}
+    if args.resume:
+        with open(args.resume) as f:
+            before = json.load(f)
+        for m in picked:
+            old = before.get(key_of(m))
+            if old and old["line"] == m.line and old["mutated"] == m.mutated and old["status"] in KILLED:
+                carried[key_of(m)] = old["status"]
+        print("resumed from %s: %d killed mutants carried over, not rerun" % (args.resume, len(carried)))
+
     plan: Dict[str, str] = {}
     for m in picked:
-        if key_of(m) in equivalent:
+        if key_of(m) in equivalent or key_of(m) in carried:
             continue
         tests = [t for t in TESTS_OF[m.module] if os.path.exists(t)]
         plan[key_of(m)] = " ".join(
@@ -197,6 +226,20 @@ def main() -> int:
                                           " (equivalent)" if key_of(m) in equivalent else "", m.mutated.strip()))
         return 0
 
+    if args.from_cache:
+        elapsed = mutant_phase = 0.0
+        db = sqlite3.connect(args.from_cache)
+    elif not plan:
+        elapsed = mutant_phase = 0.0
+        db = None  # nothing left to run
+    else:
+        db, elapsed, mutant_phase = run_mutmut(args, picked, plan)
+        if db is None:
+            return 2
+    return report(args, picked, equivalent, carried, db, elapsed, mutant_phase)
+
+
+def run_mutmut(args: argparse.Namespace, picked: List[Mutant], plan: Dict[str, str]) -> Tuple[Any, float, float]:
     with open("mutate-plan.json", "w") as f:
         json.dump(plan, f)
     with open("mutmut_config.py", "w") as f:
@@ -225,15 +268,19 @@ def main() -> int:
         mutant_phase = elapsed
     if rc & 1 and not os.path.exists(".mutmut-cache"):  # mutmut's fatal-error bit
         print("mutmut failed (exit %d)" % rc)
-        return 2
+        return None, elapsed, mutant_phase
+    return sqlite3.connect(".mutmut-cache"), elapsed, mutant_phase
 
-    db = sqlite3.connect(".mutmut-cache")
+
+def report(args: argparse.Namespace, picked: List[Mutant], equivalent: Dict[str, str], carried: Dict[str, str],
+           db: Any, elapsed: float, mutant_phase: float) -> int:
     status: Dict[str, str] = {}
-    for filename, line_number, index, st in db.execute(
+    for filename, line_number, index, st in [] if db is None else db.execute(
         "SELECT sf.filename, l.line_number, m.\"index\", m.status FROM Mutant m "
         "JOIN Line l ON m.line = l.id JOIN SourceFile sf ON l.sourcefile = sf.id"
     ):
         status["%s:%d:%d" % (os.path.basename(filename), line_number, index)] = st
+    status.update(carried)
 
     counts: Dict[str, Dict[str, int]] = defaultdict(lambda: defaultdict(int))
     survivors: List[Mutant] = []
@@ -246,7 +293,7 @@ def main() -> int:
             c["equivalent"] += 1
             continue
         st = status.get(k, "untested")
-        if st in ("ok_killed", "ok_suspicious", "bad_timeout"):
+        if st in KILLED:
             c["killed"] += 1
             if st == "bad_timeout":
                 c["timeout"] += 1
@@ -257,6 +304,11 @@ def main() -> int:
             c["untested"] += 1
             untested.append(m)
 
+    if args.results:
+        with open(args.results, "w") as f:
+            json.dump({key_of(m): {"module": m.module, "line": m.line, "mutated": m.mutated,
+                                   "status": "equivalent" if key_of(m) in equivalent else status.get(key_of(m), "untested")}
+                       for m in picked}, f, indent=0)
     for m in survivors:
         print("\nSURVIVED %s line %d (#%d)\n%s" % (m.module, m.line_number + 1, m.index, m.diff.rstrip("\n")))
     for m in untested:

@@ -41,9 +41,10 @@ def test_int_bounds_are_named() -> None:
         Limiter(NOWHERE, timeout_ms=2**32)
     with pytest.raises(InvalidArgument, match=r"shards: must be between 1 and 4294967295 \(got -3\)"):
         Limiter(shards=-3)
-    with pytest.raises(InvalidArgument) as info:
-        Limiter(max_keys=-1)
-    assert info.value.code == "RL_E_INVALID_ARG"
+    for options in ({"max_keys": -1}, {"timeout_ms": 0}):
+        with pytest.raises(InvalidArgument) as info:
+            Limiter(NOWHERE, **options)
+        assert info.value.code == "RL_E_INVALID_ARG"
     # The lowest values are accepted.
     with Limiter(max_keys=1, shards=1, max_key_len=1) as lim:
         assert lim.check("k", Policy(1, "1s")).allowed
@@ -83,17 +84,18 @@ def test_string_and_path_options() -> None:
 
 
 def test_other_option_messages() -> None:
-    with pytest.raises(TypeError, match="failure_mode must be a str, not NoneType|failure_mode must be a str, not bytes"):
+    with pytest.raises(TypeError, match="failure_mode must be a str, not bytes"):
         Limiter(NOWHERE, failure_mode=b"open")
     with pytest.raises(InvalidArgument, match=r"failure_mode: unknown 'OPEN' \(expected 'open', 'closed', 'local' or 'error'\)"):
         Limiter(NOWHERE, failure_mode="OPEN")
     with pytest.raises(TypeError, match="spin_us must be an int, not str"):
         Limiter(NOWHERE, spin_us="5")
-    with pytest.raises(InvalidArgument, match=r"spin_us: must be between 0 and 1000 \(got -1\)"):
+    with pytest.raises(InvalidArgument, match=r"spin_us: must be between 0 and 1000 \(got -1\)") as info:
         Limiter(NOWHERE, spin_us=-1)
+    assert info.value.code == "RL_E_INVALID_ARG"
     with pytest.raises(TypeError, match="clock must be callable, not int"):
         Limiter(clock=5)
-    with pytest.raises(TypeError, match="deny_cache must be a bool, not NoneType|deny_cache must be a bool, not str"):
+    with pytest.raises(TypeError, match="deny_cache must be a bool, not str"):
         Limiter(NOWHERE, deny_cache="off")
     for mode in ("open", "closed", "local", "error"):
         Limiter(NOWHERE, failure_mode=mode).close()

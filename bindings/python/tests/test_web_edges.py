@@ -411,6 +411,23 @@ def test_flask_global_and_route_limit_on_one_request() -> None:
     assert lim.check("search|org", Policy(1, "10s"), cost=0).remaining == 0
 
 
+def test_flask_async_view_is_keyed_by_its_own_name() -> None:
+    pytest.importorskip("asgiref")  # Flask runs async views through asgiref
+    lim = limiter()
+    app = flask.Flask(__name__)
+    ext = RateLimiter(app, limiter=lim)
+
+    @app.get("/report")
+    @ext.limit(Policy(3, "1m"), key=lambda r: "u")
+    async def report() -> str:
+        return "r"
+
+    assert app.view_functions["report"].__name__ == "report"
+    r = app.test_client().get("/report")
+    assert r.status_code == 200 and r.headers["RateLimit"] == '"default";r=2;t=20'
+    assert lim.check("report|u", Policy(3, "1m"), cost=0).remaining == 2
+
+
 def test_flask_argument_checks() -> None:
     ext = RateLimiter(limiter=limiter())
     p = Policy(1, "1s")
