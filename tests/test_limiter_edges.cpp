@@ -454,3 +454,58 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     CHECK(h.denied == 9);
   }
 }
+
+TEST_CASE("limiter: failure mode left at 0 keeps the URL's, open by default",
+          "[limiter]") {
+  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 10, 60000)};
+  const std::string url = refused_url();
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = url.c_str();
+  o.connect_timeout_ms = 200;
+  o.timeout_ms = 200;
+  {
+    Lim lim(o);  // failure_mode 0: the URL has none, so open
+    REQUIRE(lim.rc == RL_OK);
+    const rl_decision d = check(lim.p, "k", ps);
+    CHECK(d.allowed == 1);
+    CHECK(d.source == RL_SOURCE_FAIL_OPEN);
+  }
+  const std::string closed_url = url + "?failure_mode=closed";
+  o.url = closed_url.c_str();
+  {
+    Lim lim(o);  // failure_mode 0: the URL's closed stands
+    REQUIRE(lim.rc == RL_OK);
+    const rl_decision d = check(lim.p, "k", ps);
+    CHECK(d.allowed == 0);
+    CHECK(d.source == RL_SOURCE_FAIL_CLOSED);
+  }
+  o.failure_mode = RL_FAIL_OPEN;  // an explicit option overrides the URL
+  {
+    Lim lim(o);
+    REQUIRE(lim.rc == RL_OK);
+    CHECK(check(lim.p, "k", ps).source == RL_SOURCE_FAIL_OPEN);
+  }
+}
+
+TEST_CASE("limiter: TLS options on a rediss URL are checked too", "[limiter]") {
+  const std::string url =
+      "rediss://127.0.0.1:" + std::to_string(tollgate_test::free_port());
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = url.c_str();
+  o.connect_timeout_ms = 50;
+  o.timeout_ms = 50;
+  o.tls_verify = -1;
+  CHECK(create_rc(o) == RL_OK);
+  o.tls_verify = 1;
+  CHECK(create_rc(o) == RL_OK);
+  o.tls_verify = 2;
+  CHECK(create_rc(o) == RL_E_INVALID_ARG);
+  o.tls_verify = -2;
+  CHECK(create_rc(o) == RL_E_INVALID_ARG);
+  o.tls_verify = 0;
+  o.tls_cert_file = "/nonexistent/c.pem";  // a certificate needs its key
+  CHECK(create_rc(o) == RL_E_INVALID_ARG);
+  o.tls_cert_file = nullptr;
+  o.tls_key_file = "/nonexistent/k.pem";
+  CHECK(create_rc(o) == RL_E_INVALID_ARG);
+}
