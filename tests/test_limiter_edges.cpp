@@ -14,6 +14,10 @@ namespace {
 
 int64_t g_now_us = 1'700'000'000'000'000;
 
+// About 32 years: on the real clock no refill or window boundary can fall
+// between a test's calls, however slow the machine.
+constexpr int64_t kLongMs = 1'000'000'000'000;
+
 struct Lim {
   rl_limiter *p = nullptr;
   int rc = RL_OK;
@@ -361,8 +365,8 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
   o.url = url.c_str();
   o.connect_timeout_ms = 200;
   o.timeout_ms = 200;
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 10, 60000),
-                                     policy(RL_ALG_GCRA, 20, 60000)};
+  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 10, kLongMs),
+                                     policy(RL_ALG_GCRA, 20, kLongMs)};
 
   SECTION("open: allowed, remaining unknown so the full limit") {
     o.failure_mode = RL_FAIL_OPEN;
@@ -418,8 +422,10 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     o.local_divisor = 4;
     Lim lim(o);
     REQUIRE(lim.rc == RL_OK);
-    // 10 / 4 = 2 per minute locally.
-    const std::vector<rl_policy> one = {policy(RL_ALG_FIXED_WINDOW, 10, 60000)};
+    // 10 / 4 = 2 per window locally. The local store runs on the real
+    // clock: windows that never end keep the counts exact.
+    const std::vector<rl_policy> one = {
+        policy(RL_ALG_FIXED_WINDOW, 10, kLongMs)};
     int allowed = 0;
     for (int i = 0; i < 5; ++i) {
       const rl_decision d = check(lim.p, "k", one);
@@ -430,12 +436,12 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     CHECK(allowed == 2);
     // 3 / 4 rounds down to 0: still 1.
     const std::vector<rl_policy> small = {
-        policy(RL_ALG_FIXED_WINDOW, 3, 60000)};
+        policy(RL_ALG_FIXED_WINDOW, 3, kLongMs)};
     allowed = 0;
     for (int i = 0; i < 3; ++i) allowed += check(lim.p, "s", small).allowed;
     CHECK(allowed == 1);
-    // A burst is divided too: GCRA 8 per minute with burst 8 -> burst 2.
-    const std::vector<rl_policy> burst = {policy(RL_ALG_GCRA, 8, 60000, 8)};
+    // A burst is divided too: GCRA 8 per period with burst 8 -> burst 2.
+    const std::vector<rl_policy> burst = {policy(RL_ALG_GCRA, 8, kLongMs, 8)};
     allowed = 0;
     for (int i = 0; i < 4; ++i) allowed += check(lim.p, "b", burst).allowed;
     CHECK(allowed == 2);

@@ -30,6 +30,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// About 32 years: on Redis' clock no refill or window boundary falls
+// between a test's calls, so exact counts hold however slow the machine.
+constexpr int64_t kLongMs = 1'000'000'000'000;
+
 struct Lim {
   rl_limiter *p = nullptr;
   explicit Lim(const rl_options &o) {
@@ -134,7 +138,7 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
   const rl_policy ps[2] = {policy(2, 3600 * 1000),
-                           policy(3, 3600 * 1000, RL_ALG_FIXED_WINDOW)};
+                           policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   for (int i = 0; i < 2; ++i)
     REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
@@ -149,7 +153,7 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
 TEST_CASE("redis: NOSCRIPT after SCRIPT FLUSH is recovered", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(100, 60000);
+  const rl_policy p = policy(100, kLongMs);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   server.command({"SCRIPT", "FLUSH"});
@@ -161,7 +165,7 @@ TEST_CASE("redis: NOSCRIPT after SCRIPT FLUSH is recovered", "[redis]") {
 TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(1, 60000);
+  const rl_policy p = policy(1, kLongMs);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
@@ -186,8 +190,8 @@ TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
 TEST_CASE("redis: reset and the admin listing", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(10, 60000),
-                  w = policy(7, 60000, RL_ALG_FIXED_WINDOW);
+  const rl_policy p = policy(10, kLongMs),
+                  w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
   rl_decision d;
   const std::string glob_key = "user*[1]?";  // glob characters are escaped
   REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
@@ -673,7 +677,7 @@ TEST_CASE("redis: many async checks in flight complete without a thread each",
           "[redis][async]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(500, 3600 * 1000);
+  const rl_policy p = policy(500, kLongMs);
   struct Counter {
     std::mutex mu;
     std::condition_variable cv;
