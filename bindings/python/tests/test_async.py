@@ -27,7 +27,9 @@ def test_memory_store_async_matches_sync() -> None:
 def test_many_concurrent_checks_on_redis(redis_server, prefix) -> None:
     async def main() -> None:
         lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
-        p = tollgate.Policy(500, "1h")
+        # ~32 years: nothing refills while the 2000 checks run (at 500/h one
+        # unit came back every 7.2 s, and a loaded machine can take that).
+        p = tollgate.Policy(500, 1_000_000_000)
         threads_before = threading.active_count()
         results = await asyncio.gather(
             *(lim.check_async("burst", p) for _ in range(2000))
@@ -45,7 +47,9 @@ def test_one_limiter_serves_loops_in_several_threads(redis_server, prefix) -> No
     # Each thread runs its own event loop; whichever loop drains the shared
     # queue hands the other loops' results over with call_soon_threadsafe.
     lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
-    p = tollgate.Policy(300, "1h")
+    # ~32 years: nothing refills while the threads run (at 300/h one unit
+    # came back every 12 s, within the threads' 30 s join).
+    p = tollgate.Policy(300, 1_000_000_000)
     allowed = []
     errors = []
 
@@ -154,7 +158,9 @@ def test_close_answers_pending_checks(own_redis) -> None:
 
 
 def test_headers_come_from_the_core() -> None:
-    lim = tollgate.Limiter()
+    # A pinned clock: on the real one, Retry-After reads 29 once a second
+    # passes between the first check and the denied one.
+    lim = tollgate.Limiter(clock=lambda: 1_700_000_000_000_000)
     p = tollgate.Policy(2, "1m")
     d = lim.check("k", p)
     h = tollgate.rate_limit_headers(d, p, "FREE")

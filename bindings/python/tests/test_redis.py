@@ -50,7 +50,9 @@ def test_two_limiters_share_one_limit(redis_server, prefix):
 def test_blocking_checks_with_and_without_the_spin(redis_server, prefix, spin_us):
     # Sequential checks ride the caller-thread path on the idle connection;
     # spinning (or not) before sleeping changes no decision.
-    p = Policy(20, "1h", algorithm="fixed_window")
+    # A window of ~32 years: no window boundary (which resets the count)
+    # falls between the checks, however slowly they run.
+    p = Policy(20, 1_000_000_000, algorithm="fixed_window")
     with Limiter(redis_server.url, key_prefix=prefix, spin_us=spin_us, deny_cache=False) as lim:
         got = [lim.check("seq", p) for _ in range(30)]
     assert [d.allowed for d in got] == [True] * 20 + [False] * 10
@@ -63,11 +65,13 @@ def test_decisions_and_admin(redis_server, prefix):
         assert lim.store == "redis"
         rtt = lim.ping()
         assert 0 <= rtt < 1
-        per_sec, per_hour = Policy(2, "1s"), Policy(10, "1h", "sliding_window")
-        assert lim.check("user:α", per_sec, per_hour).allowed
-        assert lim.check(b"bin\xff", per_sec).allowed
-        lim.check("user:α", per_sec, per_hour, cost=1)
-        d = lim.check("user:α", per_sec, per_hour)
+        # GCRA 2/h (T = 30 min): the third check is denied however slowly
+        # the calls run (at 2 per second a 0.5 s pause would let it pass).
+        tight, per_hour = Policy(2, "1h"), Policy(10, "1h", "sliding_window")
+        assert lim.check("user:α", tight, per_hour).allowed
+        assert lim.check(b"bin\xff", tight).allowed
+        lim.check("user:α", tight, per_hour, cost=1)
+        d = lim.check("user:α", tight, per_hour)
         assert not d.allowed and d.policy_index == 0 and d.source == "store"
         never = lim.check("user:α", per_hour, cost=11)
         assert never.retry_after == math.inf
@@ -75,9 +79,9 @@ def test_decisions_and_admin(redis_server, prefix):
         states = list(lim.keys())
         assert all(isinstance(s, KeyState) for s in states)
         listed = {(s.key, s.policy) for s in states}
-        assert ("user:α", per_sec) in listed
+        assert ("user:α", tight) in listed
         assert ("user:α", per_hour) in listed
-        assert (b"bin\xff", per_sec) in listed  # not UTF-8: bytes
+        assert (b"bin\xff", tight) in listed  # not UTF-8: bytes
         hour = next(s for s in states if s.key == "user:α" and s.policy == per_hour)
         # a sliding window is full again at the end of the next window
         assert hour.remaining == 8 and 0 < hour.reset_after <= 7200
@@ -86,7 +90,7 @@ def test_decisions_and_admin(redis_server, prefix):
 
         lim.reset("user:α")
         assert {s.key for s in lim.keys()} == {b"bin\xff"}
-        assert lim.check("user:α", per_sec).remaining == 1
+        assert lim.check("user:α", tight).remaining == 1
 
         h = lim.health()
         assert h["store"] == "redis" and h["connection"] == "ready"

@@ -44,8 +44,9 @@ def hammer(lim: Limiter, key: str, policy: Policy, per_thread: int) -> int:
 def test_16_threads_one_key_memory_admit_exactly_limit(algorithm):
     limit = 1000
     with Limiter() as lim:
-        # a long period: nothing refills during the test
-        policy = Policy(limit, "1d", algorithm)
+        # ~32 years on the real clock: nothing refills and no window
+        # boundary (with "1d", midnight UTC) falls during the test
+        policy = Policy(limit, 1_000_000_000, algorithm)
         assert hammer(lim, "hot-key", policy, per_thread=500) == limit
         h = lim.health()
         assert h["allowed"] == limit and h["checks"] == THREADS * 500

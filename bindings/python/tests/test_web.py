@@ -15,6 +15,7 @@ import hashlib
 import importlib.util
 import json
 import re
+import time
 import warnings
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -640,11 +641,19 @@ def test_examples_share_a_limit_over_redis(
     a = AsgiClient(fastapi_example.create_app(a_lim))
     f = FlaskClient(flask_example.create_app(f_lim))
     try:
+        # Redis' clock runs on: GCRA 100/h gives one unit back every 36 s
+        # after the first request. The first 100 pass however slowly; the
+        # rest are denied if the run takes less than that, and a slower run
+        # may admit one more per 36 s it took, never more.
+        started = time.monotonic()
         statuses = [(a if i % 3 else f).get("/", FREE).status for i in range(110)]
-        assert statuses.count(200) == 100 and statuses[:100] == [200] * 100
-        for client in (a, f):
-            denied = client.get("/", FREE)
-            assert denied.status == 429
+        denials = [client.get("/", FREE) for client in (a, f)]
+        returned = int((time.monotonic() - started) // 36)
+        assert statuses[:100] == [200] * 100
+        admitted = statuses.count(200) + sum(d.status == 200 for d in denials)
+        assert 100 <= admitted <= 100 + returned, (admitted, returned)
+        for denied in denials:
+            assert denied.status == 429 or returned > 0
             assert_well_formed(denied)
     finally:
         a.close()
