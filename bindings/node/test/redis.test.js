@@ -21,7 +21,9 @@ test('Redis: thousands of checks at once settle exactly, joined into few script 
   t.after(() => lim.close());
   // Three keys, three algorithms, 1,000 checks each, all in flight at once:
   // more completions than one settle() batch (256), and joined calls.
-  const keys = ['gcra', 'fixed_window', 'sliding_window'].map((a) => [uniqueKey(a), policy(300, '1h', { algorithm: a })]);
+  // Periods of ~32 years: Redis' clock runs on, and at 300/h a GCRA unit
+  // came back every 12 s, or an hour's window could end, mid-burst.
+  const keys = ['gcra', 'fixed_window', 'sliding_window'].map((a) => [uniqueKey(a), policy(300, 1e12, { algorithm: a })]);
   const calls = [];
   for (let i = 0; i < 1000; i++) for (const [k, p] of keys) calls.push(lim.check(k, p).then((d) => [k, d]));
   const done = await Promise.all(calls);
@@ -45,7 +47,7 @@ test('Redis: spinUs 0 (never poll) and 1000 both answer sequential checks', { sk
   for (const spinUs of [0, 1000]) {
     const lim = new Limiter({ url: server.url, keyPrefix: prefix(), failureMode: 'error', spinUs });
     const key = uniqueKey('spin' + spinUs);
-    const p = policy(3, '1m');
+    const p = policy(3, '1h'); // T = 20 min: the 4th is denied however slow the calls
     const got = [];
     for (let i = 0; i < 5; i++) got.push((await lim.check(key, p)).allowed);
     assert.deepEqual(got, [true, true, true, false, false]);
@@ -63,7 +65,7 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   assert.equal(typeof rtt, 'number');
   assert.ok(rtt >= 0 && rtt < 1000);
 
-  const p = policy(5, '1m');
+  const p = policy(5, '1h'); // T = 12 min: still exhausted when keys() lists it
   const key = uniqueKey('basic');
   const ds = await Promise.all(Array.from({ length: 8 }, () => lim.check(key, p)));
   assert.equal(ds.filter((d) => d.allowed).length, 5);
@@ -78,8 +80,9 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   // checkSync refuses (it would block) with a clear message
   assert.throws(() => lim.checkSync(key, p), (e) => e instanceof UnsupportedError && e.code === 'RL_E_UNSUPPORTED' && /await limiter.check/.test(e.message));
 
-  // multi-policy, binary keys, cost
-  const ps = [policy(2, '1s'), policy(10, '1h', { algorithm: 'sliding_window' })];
+  // multi-policy, binary keys, cost (2/h, not 2/s: the third check must
+  // be denied even if half a second passes after the first)
+  const ps = [policy(2, '1h'), policy(10, '1h', { algorithm: 'sliding_window' })];
   const bkey = Buffer.from([0xff, 0x00, 0x41, 0x7b]);
   assert.equal((await lim.check(bkey, ps, { cost: 2 })).allowed, true);
   const third = await lim.check(bkey, ps);
@@ -92,7 +95,7 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   const basic = seen.find((e) => e.key === key);
   assert.ok(basic, JSON.stringify(seen));
   assert.equal(basic.policy.limit, 5);
-  assert.equal(basic.policy.period, 60000);
+  assert.equal(basic.policy.period, 3600000);
   assert.equal(basic.remaining, 0);
   assert.ok(basic.resetAfter > 0);
   const bin = seen.filter((e) => Buffer.isBuffer(e.key) && e.key.equals(bkey));
@@ -151,7 +154,7 @@ test('Redis: nothing listening -> ConnectionError, or the failure mode answer', 
   const { freePort } = require('./redis-server');
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  const p = policy(1, '1s');
+  const p = policy(1, '1h'); // the local fallback's second check: denied however late
   const err = new Limiter({ url, failureMode: 'error', timeoutMs: 300, connectTimeoutMs: 300 });
   await assert.rejects(err.check('a', p), (e) => e instanceof ConnectionError || e instanceof TimeoutError);
   await assert.rejects(err.ping(), (e) => e instanceof ConnectionError || e instanceof TimeoutError);

@@ -26,6 +26,7 @@ const { rateLimit } = require(path.join(PKG, 'lib', 'express.js'));
 const plans = require(path.join(PKG, 'lib', 'plans.js'));
 
 const PYTHON = process.env.TOLLGATE_TEST_PYTHON || '';
+const T0 = 1700000000000000; // a pinned clock for memory limiters, microseconds
 const OUR_HEADERS = ['RateLimit-Policy', 'RateLimit', 'X-RateLimit-Limit', 'X-RateLimit-Remaining', 'X-RateLimit-Reset'];
 
 // ---- helpers ------------------------------------------------------------------
@@ -103,13 +104,13 @@ function python(script, arg) {
 }
 
 // Python's headers and 429 body for n checks of one fresh key (a memory
-// limiter; every check within the same second as Node's, so the whole-second
-// header values agree whatever the store).
+// limiter whose clock stands still, so every value is the one a check at the
+// same instant as the first gets).
 const PY_HEADERS = `
 import json, sys, tollgate
 from tollgate.plans import denied_body
 a = json.loads(sys.argv[1])
-lim = tollgate.Limiter()
+lim = tollgate.Limiter(clock=lambda: ${T0})
 pol = tollgate.Policy(a["limit"], a["period"])
 out = []
 for _ in range(a["n"]):
@@ -130,8 +131,13 @@ before(() => {
   }
 });
 
-/** 6 requests against limit 5: five allowed with headers, the 6th a 429. */
-async function limitPlusOne(limiter, t) {
+/** 6 requests against limit 5: five allowed with headers, the 6th a 429.
+ * GCRA 5/h frees a unit every 720 s: RateLimit's t counts down from 720 per
+ * unit charged and Retry-After from 720, from the first check. `pinned`: the
+ * limiter's clock stands still, so both are exact. Otherwise (Redis' clock)
+ * each may be lower by the whole seconds since the first request, measured
+ * around the calls; in a run under a second they are exact too. */
+async function limitPlusOne(limiter, t, pinned = false) {
   if (expressSkip) return t.skip(expressSkip);
   const app = express();
   app.use(rateLimit({ limiter, policy: { limit: 5, period: '1h' } }));
@@ -139,7 +145,12 @@ async function limitPlusOne(limiter, t) {
   const srv = await listen(app);
   try {
     const answers = [];
-    for (let i = 0; i < 6; i++) answers.push(await get(srv.port, '/'));
+    const late = [];
+    const start = performance.now();
+    for (let i = 0; i < 6; i++) {
+      answers.push(await get(srv.port, '/'));
+      late.push(pinned ? 0 : Math.floor((performance.now() - start) / 1000));
+    }
     for (let i = 0; i < 5; i++) {
       const a = answers[i];
       assert.equal(a.status, 200);
@@ -149,15 +160,19 @@ async function limitPlusOne(limiter, t) {
       assert.equal(a.raw['RateLimit-Policy'], '"default";q=5;w=3600');
       assert.equal(a.raw['X-RateLimit-Limit'], '5');
       assert.equal(a.raw['X-RateLimit-Remaining'], String(4 - i));
-      assert.equal(a.raw.RateLimit, `"default";r=${4 - i};t=${720 * (i + 1)}`);
+      const reset = Number((/;t=(\d+)$/.exec(a.raw.RateLimit) || [])[1]);
+      assert.ok(reset <= 720 * (i + 1) && reset >= 720 * (i + 1) - late[i], `response ${i + 1}: ${a.raw.RateLimit}`);
+      assert.equal(a.raw.RateLimit, `"default";r=${4 - i};t=${reset}`);
     }
     const denied = answers[5];
     assert.equal(denied.status, 429);
     assert.equal(denied.raw['Content-Type'], 'application/json');
-    assert.equal(denied.raw['Retry-After'], '720');
+    const retry = Number(denied.raw['Retry-After']);
+    assert.ok(retry <= 720 && retry >= 720 - late[5], `Retry-After: ${denied.raw['Retry-After']}`);
+    assert.equal(denied.raw['Retry-After'], String(retry));
     assert.equal(denied.raw['X-RateLimit-Remaining'], '0');
-    assert.equal(denied.body, '{"detail":"Rate limit exceeded","retry_after":720}');
-    if (PYTHON) {
+    assert.equal(denied.body, `{"detail":"Rate limit exceeded","retry_after":${retry}}`);
+    if (PYTHON && late[5] === 0) {
       const py = python(PY_HEADERS, { limit: 5, period: '1h', n: 6, name: 'default' });
       for (let i = 0; i < 6; i++) assert.deepEqual(ours(answers[i].raw), py[i].headers, `response ${i + 1} vs Python`);
       assert.equal(denied.body, py[5].body);
@@ -294,9 +309,9 @@ print(json.dumps(out))
 
 describe('tollgate/express, memory store', () => {
   test('limit+1: headers on every answer, then 429 with Retry-After', async (t) => {
-    const limiter = new Limiter();
+    const limiter = new Limiter({ clock: () => T0 });
     try {
-      await limitPlusOne(limiter, t);
+      await limitPlusOne(limiter, t, true);
     } finally {
       await limiter.close();
     }
@@ -304,7 +319,9 @@ describe('tollgate/express, memory store', () => {
 
   test('plans keyed by organization', async (t) => {
     if (expressSkip) return t.skip(expressSkip);
-    const limiter = new Limiter();
+    // Pinned: on the real clock PRO's 1000/h gives a unit back every 3.6 s,
+    // and globex's remaining would then read 999 again.
+    const limiter = new Limiter({ clock: () => T0 });
     const PLAN_BY_ORG = { initech: 'FREE', globex: 'PRO', acme: 'ENTERPRISE' };
     const app = express();
     app.use(
@@ -336,7 +353,7 @@ describe('tollgate/express, memory store', () => {
 
   test('a null key skips limiting; route limits and the binding headers', async (t) => {
     if (expressSkip) return t.skip(expressSkip);
-    const limiter = new Limiter();
+    const limiter = new Limiter({ clock: () => T0 }); // exact counts however slow
     const app = express();
     app.use(
       rateLimit({
@@ -375,7 +392,9 @@ describe('tollgate/express, memory store', () => {
 
   test('works as plain node:http middleware, and rejects bad options', async () => {
     assert.throws(() => rateLimit({}), /limiter/);
-    const limiter = new Limiter();
+    // Pinned: at 1/s on the real clock a second between the two requests
+    // lets the second through.
+    const limiter = new Limiter({ clock: () => T0 });
     assert.throws(() => rateLimit({ limiter }), /policy/);
     const mw = rateLimit({ limiter, policy: { limit: 1, period: '1s' } });
     const srv = await listen((req, res) => mw(req, res, () => res.end('ok')));
@@ -520,14 +539,30 @@ describe('examples/node/express-app', () => {
       assert.equal(a.raw['RateLimit-Policy'], '"PRO";q=1000;w=3600');
       a = await get(port, '/');
       assert.equal(a.raw['RateLimit-Policy'], '"FREE";q=100;w=3600');
-      for (let i = 0; i < 10; i++) assert.equal((await get(port, '/search', { 'X-Org-Id': 'acme' })).status, 200);
-      a = await get(port, '/search', { 'X-Org-Id': 'acme' });
-      assert.equal(a.status, 429);
-      assert.equal(a.raw['RateLimit-Policy'], '"default";q=10;w=60');
-      assert.ok(Number(a.raw['Retry-After']) >= 1);
-      // The plan's limit was charged by every /search call, the denied one too.
-      a = await get(port, '/', { 'X-Org-Id': 'acme' });
-      assert.equal(a.raw['X-RateLimit-Remaining'], String(10000 - 12));
+      // The server runs on the real clock: /search's 10/min gives a unit
+      // back 6 s after an organization's first search, its plan's 100/h
+      // (FREE, for an organization it does not know) 36 s after. An attempt
+      // that took 6 s or more proves nothing and is made again with a fresh
+      // organization. (ENTERPRISE's 10000/h gave one back every 0.36 s.)
+      let exact = false;
+      for (let attempt = 0; attempt < 3 && !exact; attempt++) {
+        const org = { 'X-Org-Id': `search-${attempt}` };
+        const started = performance.now();
+        const searches = [];
+        for (let i = 0; i < 11; i++) searches.push(await get(port, '/search', org));
+        // The plan's limit was charged by every /search call, the denied one too.
+        const plan = await get(port, '/', org);
+        for (const s of searches.slice(0, 10)) assert.equal(s.status, 200, log);
+        if (performance.now() - started >= 6000) continue;
+        exact = true;
+        a = searches[10];
+        assert.equal(a.status, 429);
+        assert.equal(a.raw['RateLimit-Policy'], '"default";q=10;w=60');
+        assert.ok(Number(a.raw['Retry-After']) >= 1);
+        assert.equal(plan.raw['RateLimit-Policy'], '"FREE";q=100;w=3600');
+        assert.equal(plan.raw['X-RateLimit-Remaining'], String(100 - 12));
+      }
+      assert.ok(exact, 'three attempts each took 6 s or more');
     } finally {
       // The server ran until we stopped it, and then ended by our signal (or
       // exited 0): a crash after its last answer fails the test too.
