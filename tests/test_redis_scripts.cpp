@@ -1,0 +1,121 @@
+// The production Lua scripts called directly, as another client could call
+// them: a malformed call is refused with an error and writes nothing; a
+// well-formed one answers in the documented layout.
+#include <catch2/catch.hpp>
+
+#include <string>
+#include <vector>
+
+#include "support/redis_server.hpp"
+#include "tollgate/redis/scripts.hpp"
+
+using tollgate::Algorithm;
+using tollgate::redis::batch_script;
+using tollgate::redis::multi_script;
+using tollgate::redis::script_for;
+using tollgate_test::RedisServer;
+using tollgate_test::RespValue;
+
+namespace {
+
+// EVAL body numkeys keys... args...
+RespValue eval(const RedisServer &server, std::string_view body,
+               const std::vector<std::string> &keys,
+               const std::vector<std::string> &args) {
+  std::vector<std::string> cmd = {"EVAL", std::string(body),
+                                  std::to_string(keys.size())};
+  cmd.insert(cmd.end(), keys.begin(), keys.end());
+  cmd.insert(cmd.end(), args.begin(), args.end());
+  return server.query(cmd);
+}
+
+long long dbsize(const RedisServer &server) {
+  return server.query({"DBSIZE"}).integer;
+}
+
+// GCRA 10 per minute: algorithm, limit, period_ms, capacity, interval_us.
+const std::vector<std::string> kGcra = {"0", "10", "60000", "10", "6000000"};
+
+std::vector<std::string> cat(std::vector<std::string> a,
+                             const std::vector<std::string> &b) {
+  a.insert(a.end(), b.begin(), b.end());
+  return a;
+}
+
+}  // namespace
+
+TEST_CASE("redis scripts: the single-policy script refuses malformed calls",
+          "[redis][scripts]") {
+  RedisServer server;
+  const std::string_view body = script_for(Algorithm::gcra, false)->body;
+  const std::vector<std::string> args = cat({"1", "0"}, kGcra);
+  // Well formed: allowed, the layout of one policy, one key written.
+  RespValue ok = eval(server, body, {"k"}, args);
+  REQUIRE(ok.type == '*');
+  REQUIRE(ok.elements.size() == 5);
+  CHECK(ok.elements[0].integer == 1);
+  CHECK(ok.elements[1].integer == 1);
+  CHECK(ok.elements[2].integer == 9);
+  CHECK(dbsize(server) == 1);
+  REQUIRE(server.query({"FLUSHALL"}).type == '+');
+
+  struct Bad {
+    const char *what;
+    std::vector<std::string> keys, args;
+  };
+  const Bad bad[] = {
+      {"no key", {}, args},
+      {"two keys", {"k", "k2"}, args},
+      {"6 arguments",
+       {"k"},
+       std::vector<std::string>(args.begin(), args.end() - 1)},
+      {"8 arguments", {"k"}, cat(args, {"1"})},
+      {"cost not a number", {"k"}, cat({"x", "0"}, kGcra)},
+  };
+  for (const Bad &b : bad) {
+    INFO(b.what);
+    const RespValue r = eval(server, body, b.keys, b.args);
+    CHECK(r.is_error());
+    CHECK(r.str.find("tollgate") != std::string::npos);
+    CHECK(dbsize(server) == 0);
+  }
+}
+
+TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
+          "[redis][scripts]") {
+  RedisServer server;
+  const std::string_view body = multi_script(false)->body;
+  const std::vector<std::string> two =
+      cat(cat({"1", "0"}, kGcra), {"2", "5", "60000", "5", "0"});
+  RespValue ok = eval(server, body, {"a", "b"}, two);
+  REQUIRE(ok.type == '*');
+  REQUIRE(ok.elements.size() == 9);
+  CHECK(ok.elements[0].integer == 1);
+  CHECK(ok.elements[2].integer == 9);  // GCRA: 9 left
+  CHECK(ok.elements[6].integer == 4);  // fixed window: 4 left
+  CHECK(dbsize(server) == 2);
+  REQUIRE(server.query({"FLUSHALL"}).type == '+');
+
+  struct Bad {
+    const char *what;
+    std::vector<std::string> keys, args;
+  };
+  const Bad bad[] = {
+      {"no key", {}, {"1", "0"}},
+      {"one key too many", {"a", "b", "c"}, two},
+      {"one key too few", {"a"}, two},
+      {"cost not a number",
+       {"a", "b"},
+       cat(cat({"x", "0"}, kGcra), {"2", "5", "60000", "5", "0"})},
+      {"unknown algorithm",
+       {"a", "b"},
+       cat(cat({"1", "0"}, kGcra), {"7", "5", "60000", "5", "0"})},
+  };
+  for (const Bad &b : bad) {
+    INFO(b.what);
+    const RespValue r = eval(server, body, b.keys, b.args);
+    CHECK(r.is_error());
+    CHECK(r.str.find("tollgate") != std::string::npos);
+    CHECK(dbsize(server) == 0);
+  }
+}
