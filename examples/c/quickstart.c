@@ -46,10 +46,12 @@ int main(void) {
     return 1;
   }
 
-  /* 2. A policy: at most 5 requests per second, GCRA (the default). */
+  /* 2. A policy: at most 5 requests per minute, GCRA (the default). (Per
+   *    second, a 200 ms pause between two checks would free a unit, and
+   *    the 6th might pass on a busy machine.) */
   policy.algorithm = RL_ALG_GCRA;
   policy.limit = 5;
-  policy.period_ms = 1000;
+  policy.period_ms = 60 * 1000;
 
   /* 3. Check the key once per request. */
   for (i = 1; i <= 7; ++i) {
