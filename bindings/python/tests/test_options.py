@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import pathlib
 
+import re
+
 import pytest
 
 from tollgate import InvalidArgument, Limiter, Policy
 
 from conftest import needs_redis
+
+
+def exactly(text: str) -> str:
+    """A pytest.raises(match=...) pattern for the whole message."""
+    return "^" + re.escape(text) + "$"
+
 
 NOWHERE = "redis://127.0.0.1:1"  # a Limiter connects lazily: never reached here
 
@@ -28,18 +36,18 @@ def test_unknown_option_lists_the_known_ones() -> None:
 
 @pytest.mark.parametrize("name", ["max_keys", "shards", "max_key_len", "timeout_ms", "connections", "spin_us"])
 def test_int_options_refuse_bool(name: str) -> None:
-    with pytest.raises(TypeError, match="%s must be an int, not bool" % name):
+    with pytest.raises(TypeError, match=exactly("%s must be an int, not bool" % name)):
         Limiter(NOWHERE, **{name: True})
 
 
 def test_int_bounds_are_named() -> None:
-    with pytest.raises(InvalidArgument, match=r"max_keys: must be between 1 and 9223372036854775807 \(got 9223372036854775808\)"):
+    with pytest.raises(InvalidArgument, match=r"^max_keys: must be between 1 and 9223372036854775807 \(got 9223372036854775808\)$"):
         Limiter(max_keys=2**63)
-    with pytest.raises(InvalidArgument, match=r"max_keys: must be between 1 and 9223372036854775807 \(got 0\)"):
+    with pytest.raises(InvalidArgument, match=r"^max_keys: must be between 1 and 9223372036854775807 \(got 0\)$"):
         Limiter(max_keys=0)
-    with pytest.raises(InvalidArgument, match=r"timeout_ms: must be between 1 and 4294967295 \(got 4294967296\)"):
+    with pytest.raises(InvalidArgument, match=r"^timeout_ms: must be between 1 and 4294967295 \(got 4294967296\)$"):
         Limiter(NOWHERE, timeout_ms=2**32)
-    with pytest.raises(InvalidArgument, match=r"shards: must be between 1 and 4294967295 \(got -3\)"):
+    with pytest.raises(InvalidArgument, match=r"^shards: must be between 1 and 4294967295 \(got -3\)$"):
         Limiter(shards=-3)
     for options in ({"max_keys": -1}, {"timeout_ms": 0}):
         with pytest.raises(InvalidArgument) as info:
@@ -70,32 +78,32 @@ def test_max_key_len_reaches_the_library() -> None:
 
 
 def test_string_and_path_options() -> None:
-    with pytest.raises(TypeError, match="key_prefix must be a str, not PosixPath"):
+    with pytest.raises(TypeError, match=exactly("key_prefix must be a str, not PosixPath")):
         Limiter(NOWHERE, key_prefix=pathlib.Path("x"))
-    with pytest.raises(TypeError, match="tls_ca_file must be a str or os.PathLike, not bytes"):
+    with pytest.raises(TypeError, match=exactly("tls_ca_file must be a str or os.PathLike, not bytes")):
         Limiter("rediss://127.0.0.1:1", tls_ca_file=b"/ca.pem")
-    with pytest.raises(TypeError, match="username must be a str, not int"):
+    with pytest.raises(TypeError, match=exactly("username must be a str, not int")):
         Limiter(NOWHERE, username=1)
-    with pytest.raises(InvalidArgument, match="tls_ca_file: contains a NUL character") as info:
+    with pytest.raises(InvalidArgument, match=exactly("tls_ca_file: contains a NUL character")) as info:
         Limiter("rediss://127.0.0.1:1", tls_ca_file=pathlib.Path("/a\0b"))
     assert info.value.code == "RL_E_INVALID_ARG"
-    with pytest.raises(InvalidArgument, match="password: contains a NUL character"):
+    with pytest.raises(InvalidArgument, match=exactly("password: contains a NUL character")):
         Limiter(NOWHERE, password="a\0b")
 
 
 def test_other_option_messages() -> None:
-    with pytest.raises(TypeError, match="failure_mode must be a str, not bytes"):
+    with pytest.raises(TypeError, match=exactly("failure_mode must be a str, not bytes")):
         Limiter(NOWHERE, failure_mode=b"open")
-    with pytest.raises(InvalidArgument, match=r"failure_mode: unknown 'OPEN' \(expected 'open', 'closed', 'local' or 'error'\)"):
+    with pytest.raises(InvalidArgument, match=r"^failure_mode: unknown 'OPEN' \(expected 'open', 'closed', 'local' or 'error'\)$"):
         Limiter(NOWHERE, failure_mode="OPEN")
-    with pytest.raises(TypeError, match="spin_us must be an int, not str"):
+    with pytest.raises(TypeError, match=exactly("spin_us must be an int, not str")):
         Limiter(NOWHERE, spin_us="5")
-    with pytest.raises(InvalidArgument, match=r"spin_us: must be between 0 and 1000 \(got -1\)") as info:
+    with pytest.raises(InvalidArgument, match=r"^spin_us: must be between 0 and 1000 \(got -1\)$") as info:
         Limiter(NOWHERE, spin_us=-1)
     assert info.value.code == "RL_E_INVALID_ARG"
-    with pytest.raises(TypeError, match="clock must be callable, not int"):
+    with pytest.raises(TypeError, match=exactly("clock must be callable, not int")):
         Limiter(clock=5)
-    with pytest.raises(TypeError, match="deny_cache must be a bool, not str"):
+    with pytest.raises(TypeError, match=exactly("deny_cache must be a bool, not str")):
         Limiter(NOWHERE, deny_cache="off")
     for mode in ("open", "closed", "local", "error"):
         Limiter(NOWHERE, failure_mode=mode).close()
