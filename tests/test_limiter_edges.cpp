@@ -197,6 +197,20 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   CHECK(create_rc(big) == RL_E_INVALID_ARG);
 }
 
+TEST_CASE("limiter: an unknown algorithm's error lists the known ones",
+          "[limiter]") {
+  Lim lim(pinned_memory());
+  REQUIRE(lim.rc == RL_OK);
+  const rl_policy p = policy(7, 100, 1000);
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_E_POLICY);
+  const std::string msg = rl_last_error();
+  CHECK(msg.find("unknown algorithm 7") != std::string::npos);
+  for (const char *name : {"RL_ALG_GCRA", "RL_ALG_TOKEN_BUCKET",
+                           "RL_ALG_FIXED_WINDOW", "RL_ALG_SLIDING_WINDOW"})
+    CHECK(msg.find(name) != std::string::npos);
+}
+
 TEST_CASE("limiter: the clock must be in [0, 2^52) microseconds", "[limiter]") {
   const int64_t saved = g_now_us;
   Lim lim(pinned_memory());
