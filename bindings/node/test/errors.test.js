@@ -1,0 +1,37 @@
+'use strict';
+// tollgate's error classes as a caller meets them: class by RL_E_* code,
+// names, codes, and the properties a caller (or a logger) may set.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+
+const tollgate = require('..');
+
+const { TollgateError, CODES, makeError } = tollgate;
+
+test('an error\'s name can be overwritten, as on any Error', () => {
+  const e = new TollgateError('m');
+  assert.equal(e.name, 'TollgateError');
+  e.name = 'Renamed'; // strict mode: a read-only inherited name would throw
+  assert.equal(e.name, 'Renamed');
+  const c = makeError('RL_E_CONNECT', 'down');
+  assert.equal(c.name, 'ConnectionError');
+  c.name = 'Mine';
+  assert.equal(c.name, 'Mine');
+});
+
+test('every error class has its own name, on the class and on its errors', () => {
+  const names = ['ConnectionError', 'TimeoutError', 'AuthError', 'TLSError', 'ProtocolError',
+    'InvalidArgumentError', 'UnsupportedError'];
+  for (const name of names) {
+    const C = tollgate[name];
+    assert.equal(C.name, name);
+    const e = new C('boom', 'RL_E_INTERNAL');
+    assert.equal(e.name, name);
+    assert.equal(String(e), `${name}: boom`);
+    assert.ok(e instanceof TollgateError);
+  }
+  assert.equal(makeError('RL_E_TIMEOUT', 't').name, 'TimeoutError');
+  assert.equal(makeError(CODES.RL_E_PROTOCOL, 'p').name, 'ProtocolError');
+  assert.equal(makeError(CODES.RL_E_STORE, 's').code, 'RL_E_STORE');
+});

@@ -1,0 +1,150 @@
+'use strict';
+// tollgate's argument checks and texts (lib/index.js) as a caller meets
+// them: period strings, Policy's text, plain-object policies, Limiter
+// options, check options, rateLimitHeaders' arguments, and loading the addon.
+
+const test = require('node:test');
+const assert = require('node:assert/strict');
+const { execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const tollgate = require('..');
+
+const { Limiter, policy, parsePeriod, rateLimitHeaders, InvalidArgumentError } = tollgate;
+
+const T0 = 1700000000000000; // a fixed clock, microseconds
+
+function throwsWith(fn, Class, message, code) {
+  assert.throws(fn, (e) => {
+    assert.ok(e instanceof Class, `${e && e.constructor && e.constructor.name}: ${e && e.message}`);
+    if (message instanceof RegExp) assert.match(e.message, message);
+    else assert.equal(e.message, message);
+    if (code !== undefined) assert.equal(e.code, code);
+    return true;
+  });
+}
+
+test('period text: the usage message, and nothing after the unit', () => {
+  const usage = 'period: expected integer milliseconds or a string such as "500ms", "1s", ' +
+    '"1.5s", "15m", "1h" or "1d"';
+  for (const bad of ['soon', 's', '.s', '1.2.3s', '1s!', '1 s x', '10'])
+    throwsWith(() => parsePeriod(bad), InvalidArgumentError, `${usage}, got ${JSON.stringify(bad)}`, 'RL_E_POLICY');
+  assert.equal(parsePeriod(' 1.5s '), 1500);
+  assert.equal(parsePeriod('.5s'), 500);
+});
+
+test('period text: too long, too many digits, not whole milliseconds', () => {
+  throwsWith(() => parsePeriod('99999999999999999d'), InvalidArgumentError,
+    'period: "99999999999999999d" is too long', 'RL_E_OVERFLOW');
+  throwsWith(() => parsePeriod('100000000000000h'), InvalidArgumentError, /is too long/, 'RL_E_OVERFLOW');
+  assert.equal(parsePeriod('4503599627370496ms'), 2 ** 52);
+  throwsWith(() => parsePeriod('0.1234567890123456s'), InvalidArgumentError, /has too many digits/, 'RL_E_POLICY');
+  throwsWith(() => parsePeriod('1.0001s'), InvalidArgumentError, /not a whole number of milliseconds/, 'RL_E_POLICY');
+  throwsWith(() => parsePeriod(1.5), InvalidArgumentError,
+    'period: 1.5 is not a whole number of milliseconds', 'RL_E_POLICY');
+});
+
+test('Policy text names only what differs from the defaults', () => {
+  assert.equal(String(policy(10, '1m')), 'Policy(10, 1m)');
+  assert.equal(String(policy(1, '2h')), 'Policy(1, 2h)');
+  assert.equal(String(policy(1, 86400000)), 'Policy(1, 1d)');
+  assert.equal(String(policy(3, 1500)), 'Policy(3, 1500ms)');
+  assert.equal(String(policy(3, '2s', { algorithm: 'token_bucket', burst: 5 })), 'Policy(3, 2s, token_bucket, burst=5)');
+  assert.equal(String(policy(3, '30s', { algorithm: 'fixed_window' })), 'Policy(3, 30s, fixed_window)');
+});
+
+test('a plain-object policy whose algorithm changed is checked with the new one', () => {
+  const lim = new Limiter({ clock: () => T0 });
+  try {
+    const p = { limit: 2, period: '1m' };
+    const gcra = lim.checkSync('a', p);
+    p.algorithm = 'fixed_window';
+    const fixed = lim.checkSync('b', p);
+    const expected = lim.checkSync('c', policy(2, '1m', { algorithm: 'fixed_window' }));
+    assert.notEqual(gcra.resetAfter, expected.resetAfter); // the two are told apart
+    assert.deepEqual(fixed, expected);
+  } finally {
+    lim.close();
+  }
+});
+
+test('policies: the count message; check options: the default cost and the message', () => {
+  const lim = new Limiter();
+  try {
+    const p = policy(5, '1h');
+    throwsWith(() => lim.checkSync('k', Array(17).fill(p)), InvalidArgumentError,
+      'policies: expected 1 to 16 policies, got 17', 'RL_E_INVALID_ARG');
+    throwsWith(() => lim.checkSync('k', [], {}), InvalidArgumentError, /got 0/);
+    throwsWith(() => lim.checkSync('k', p, 3), TypeError,
+      'check options must be an object such as { cost: 1 }, received number');
+    // {} and { cost: undefined } charge the default cost of 1.
+    assert.equal(lim.checkSync('k', p, {}).remaining, 4);
+    assert.equal(lim.checkSync('k', p, { cost: undefined }).remaining, 3);
+  } finally {
+    lim.close();
+  }
+});
+
+test('Limiter options: every name is known, wrong types are named, 0 is allowed', () => {
+  const strings = ['url', 'keyPrefix', 'username', 'password', 'tlsCaFile', 'tlsCaDir', 'tlsCertFile',
+    'tlsKeyFile', 'tlsServerName'];
+  for (const name of strings)
+    throwsWith(() => new Limiter({ [name]: 42 }), TypeError, `${name} must be a string, received number`);
+  const numbers = ['maxKeys', 'maxKeyLen', 'shards', 'connectTimeoutMs', 'timeoutMs', 'localDivisor',
+    'denyCacheSize', 'connections', 'reconnectMaxMs'];
+  for (const name of numbers) {
+    throwsWith(() => new Limiter({ [name]: 1.5 }), InvalidArgumentError,
+      `${name}: must be a non-negative integer`, 'RL_E_INVALID_ARG');
+    throwsWith(() => new Limiter({ [name]: -1 }), InvalidArgumentError, /non-negative/);
+    new Limiter({ [name]: 0 }).close(); // 0: the library's default
+  }
+  throwsWith(() => new Limiter({ failureMode: 1 }), TypeError,
+    "failureMode must be 'open', 'closed', 'local' or 'error', received number");
+  throwsWith(() => new Limiter({ clock: 5 }), TypeError,
+    'clock must be a function returning integer microseconds since the epoch, received number');
+});
+
+test('rateLimitHeaders: its argument checks', () => {
+  const lim = new Limiter();
+  try {
+    const p = policy(5, '1m');
+    const d = lim.checkSync('k', p);
+    throwsWith(() => rateLimitHeaders(null, p), TypeError, 'decision must be a Decision, received null');
+    throwsWith(() => rateLimitHeaders(d, p, 42), TypeError, 'name must be a string, received number');
+    throwsWith(() => rateLimitHeaders({ ...d, limit: '5' }, p), TypeError,
+      'decision.limit must be a number, received string');
+    assert.equal(rateLimitHeaders(d, p, 'api')['RateLimit-Policy'], '"api";q=5;w=60');
+  } finally {
+    lim.close();
+  }
+});
+
+test('loading the addon: a missing one says how to build it, a broken one its own error', (t) => {
+  // A copy of lib/ with no build/ beside it, so only TOLLGATE_NODE_ADDON counts.
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-load-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.cpSync(path.join(__dirname, '..', 'lib'), path.join(dir, 'lib'), { recursive: true });
+  const broken = path.join(dir, 'broken.node');
+  fs.writeFileSync(broken, 'not an ELF file');
+  const load = (addon) => {
+    try {
+      execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(dir, 'lib', 'index.js'))})`], {
+        env: { ...process.env, TOLLGATE_NODE_ADDON: addon },
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      return '';
+    } catch (e) {
+      return e.stderr;
+    }
+  };
+  const missing = load(path.join(dir, 'missing.node'));
+  const looked = [path.join(dir, 'missing.node'), path.join(dir, 'build', 'Release', 'tollgate.node'),
+    path.join(dir, 'build', 'Debug', 'tollgate.node'), path.join(dir, 'build', 'RelWithDebInfo', 'tollgate.node')];
+  assert.ok(missing.includes(`the native addon is not built (looked in ${looked.join(', ')})`), missing);
+  const bad = load(broken);
+  assert.doesNotMatch(bad, /not built/);
+  assert.match(bad, /ERR_DLOPEN_FAILED|invalid ELF header|file too short/, bad);
+});
