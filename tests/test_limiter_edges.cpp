@@ -211,7 +211,8 @@ TEST_CASE("limiter: an unknown algorithm's error lists the known ones",
     CHECK(msg.find(name) != std::string::npos);
 }
 
-TEST_CASE("limiter: the clock must be in [0, 2^52) microseconds", "[limiter]") {
+TEST_CASE("limiter: the clock must be from 0 to under 2^52 microseconds",
+          "[limiter]") {
   const int64_t saved = g_now_us;
   Lim lim(pinned_memory());
   REQUIRE(lim.rc == RL_OK);
