@@ -41,7 +41,7 @@ async function smoke(dir) {
   const cjs = `
     const t = require('tollgate');
     const lim = new t.Limiter();
-    const p = t.policy(2, '1s');
+    const p = t.policy(2, '1h'); // not 2/s: a 0.5 s pause would let the third pass
     const ds = [1, 2, 3].map(() => lim.checkSync('k', p).allowed);
     const h = t.rateLimitHeaders(lim.checkSync('k', p), p);
     console.log(JSON.stringify({ ds, version: t.version, h: h['X-RateLimit-Limit'] }));`;
