@@ -96,8 +96,13 @@ def materialize(r: Rid, sources: Dict[str, str]) -> Mutant:
     mutated_source, _ = mutate(Context(source=source, filename=r.path, mutation_id=r.rid))
     lines, mlines = source.split("\n"), mutated_source.split("\n")
     n = r.rid.line_number
-    mutated = mlines[n] if len(mlines) == len(lines) else "<multi-line>"
-    return Mutant(r.module, n, r.rid.index, lines[n], mutated, _diff(r.path, source, mutated_source))
+    diff = _diff(r.path, source, mutated_source)
+    if len(mlines) == len(lines):
+        mutated = mlines[n]
+    else:  # lines removed (a decorator) or joined: the first added line, if any
+        added = [d[1:] for d in diff.splitlines() if d.startswith("+") and not d.startswith("+++")]
+        mutated = added[0] if added else "<removed>"
+    return Mutant(r.module, n, r.rid.index, lines[n], mutated, diff)
 
 
 def key_of(m: "Mutant | Rid") -> str:
@@ -236,7 +241,7 @@ def main() -> int:
         db, elapsed, mutant_phase = run_mutmut(args, picked, plan)
         if db is None:
             return 2
-    return report(args, picked, equivalent, carried, db, elapsed, mutant_phase)
+    return report(args, picked, equivalent, carried, db, elapsed, mutant_phase, len(plan))
 
 
 def run_mutmut(args: argparse.Namespace, picked: List[Mutant], plan: Dict[str, str]) -> Tuple[Any, float, float]:
@@ -273,7 +278,7 @@ def run_mutmut(args: argparse.Namespace, picked: List[Mutant], plan: Dict[str, s
 
 
 def report(args: argparse.Namespace, picked: List[Mutant], equivalent: Dict[str, str], carried: Dict[str, str],
-           db: Any, elapsed: float, mutant_phase: float) -> int:
+           db: Any, elapsed: float, mutant_phase: float, ran_now: int) -> int:
     status: Dict[str, str] = {}
     for filename, line_number, index, st in [] if db is None else db.execute(
         "SELECT sf.filename, l.line_number, m.\"index\", m.status FROM Mutant m "
@@ -323,8 +328,11 @@ def report(args: argparse.Namespace, picked: List[Mutant], equivalent: Dict[str,
         print("  %-12s killed=%d survived=%d equivalent=%d total=%d timeout=%d" % (
             mod, c["killed"], c["survived"], c["equivalent"], c["total"], c["timeout"]))
     ran = tot["total"] - tot["equivalent"]
-    print("time: %.0f s in all; %.0f s for the %d mutants run: %.1f s per mutant" % (
-        elapsed, mutant_phase, ran, mutant_phase / ran if ran else 0.0))
+    if args.from_cache:
+        print("(reported from %s)" % args.from_cache)
+    else:
+        print("time: %.0f s in all; %.0f s for the %d mutants run: %.1f s per mutant" % (
+            elapsed, mutant_phase, ran_now, mutant_phase / ran_now if ran_now else 0.0))
     # Not-run mutants (none expected) count as survivors in the score.
     score = 100.0 * tot["killed"] / ran if ran else 100.0
     below = args.min is not None and score < args.min

@@ -12,7 +12,7 @@ import re
 
 import pytest
 
-from tollgate import InvalidArgument, Limiter, Policy
+from tollgate import InvalidArgument, Limiter, Policy, TLSError
 
 from conftest import needs_redis
 
@@ -91,11 +91,26 @@ def test_string_and_path_options() -> None:
         Limiter(NOWHERE, password="a\0b")
 
 
+def test_every_path_option_takes_a_pathlike() -> None:
+    missing = pathlib.Path("/nonexistent/tollgate-test.pem")
+    Limiter("rediss://127.0.0.1:1", tls_ca_dir=pathlib.Path("/nonexistent")).close()  # read when used
+    for options in (
+        {"tls_ca_file": missing},
+        {"tls_cert_file": missing, "tls_key_file": pathlib.Path("/nonexistent/key.pem")},
+        {"tls_key_file": missing, "tls_cert_file": pathlib.Path("/nonexistent/cert.pem")},
+    ):
+        # Loaded when the limiter is made: the path arrived as a str.
+        with pytest.raises(TLSError) as info:
+            Limiter("rediss://127.0.0.1:1", **options)
+        assert info.value.code == "RL_E_TLS"
+
+
 def test_other_option_messages() -> None:
     with pytest.raises(TypeError, match=exactly("failure_mode must be a str, not bytes")):
         Limiter(NOWHERE, failure_mode=b"open")
-    with pytest.raises(InvalidArgument, match=r"^failure_mode: unknown 'OPEN' \(expected 'open', 'closed', 'local' or 'error'\)$"):
+    with pytest.raises(InvalidArgument, match=r"^failure_mode: unknown 'OPEN' \(expected 'open', 'closed', 'local' or 'error'\)$") as info:
         Limiter(NOWHERE, failure_mode="OPEN")
+    assert info.value.code == "RL_E_INVALID_ARG"
     with pytest.raises(TypeError, match=exactly("spin_us must be an int, not str")):
         Limiter(NOWHERE, spin_us="5")
     with pytest.raises(InvalidArgument, match=r"^spin_us: must be between 0 and 1000 \(got -1\)$") as info:
