@@ -122,29 +122,52 @@ test('rateLimitHeaders: its argument checks', () => {
 });
 
 test('loading the addon: a missing one says how to build it, a broken one its own error', (t) => {
-  // A copy of lib/ with no build/ beside it, so only TOLLGATE_NODE_ADDON counts.
+  // A copy of lib/ with no build/ beside it, so only TOLLGATE_NODE_ADDON
+  // counts; loaded in this process (a fresh module each time).
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-load-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const saved = process.env.TOLLGATE_NODE_ADDON;
+  t.after(() => {
+    if (saved === undefined) delete process.env.TOLLGATE_NODE_ADDON;
+    else process.env.TOLLGATE_NODE_ADDON = saved;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
   fs.cpSync(path.join(__dirname, '..', 'lib'), path.join(dir, 'lib'), { recursive: true });
-  const broken = path.join(dir, 'broken.node');
-  fs.writeFileSync(broken, 'not an ELF file');
+  const index = path.join(dir, 'lib', 'index.js');
   const load = (addon) => {
+    process.env.TOLLGATE_NODE_ADDON = addon;
+    for (const k of Object.keys(require.cache)) if (k.startsWith(dir)) delete require.cache[k];
     try {
-      execFileSync(process.execPath, ['-e', `require(${JSON.stringify(path.join(dir, 'lib', 'index.js'))})`], {
-        env: { ...process.env, TOLLGATE_NODE_ADDON: addon },
-        encoding: 'utf8',
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      return '';
+      require(index);
     } catch (e) {
-      return e.stderr;
+      return e;
     }
+    return null;
   };
   const missing = load(path.join(dir, 'missing.node'));
   const looked = [path.join(dir, 'missing.node'), path.join(dir, 'build', 'Release', 'tollgate.node'),
     path.join(dir, 'build', 'Debug', 'tollgate.node'), path.join(dir, 'build', 'RelWithDebInfo', 'tollgate.node')];
-  assert.ok(missing.includes(`the native addon is not built (looked in ${looked.join(', ')})`), missing);
+  assert.ok(missing instanceof Error);
+  assert.ok(missing.message.startsWith(`tollgate: the native addon is not built (looked in ${looked.join(', ')}); run \`npm run build\``),
+    missing.message);
+  const broken = path.join(dir, 'broken.node');
+  fs.writeFileSync(broken, 'not an ELF file');
   const bad = load(broken);
-  assert.doesNotMatch(bad, /not built/);
-  assert.match(bad, /ERR_DLOPEN_FAILED|invalid ELF header|file too short/, bad);
+  assert.ok(bad instanceof Error, String(bad));
+  assert.equal(bad.code, 'ERR_DLOPEN_FAILED');
+  assert.doesNotMatch(bad.message, /not built/);
+});
+
+test('wrong argument shapes are named: policy options, policy lists, Limiter options, decisions', async () => {
+  throwsWith(() => policy(1, '1s', null), TypeError, 'policy options must be an object, received null');
+  throwsWith(() => policy(1, '1s', 'gcra'), TypeError, 'policy options must be an object, received string');
+  for (const bad of [[], 'x', 5])
+    throwsWith(() => new Limiter(bad), TypeError, /^Limiter options must be an object, received /);
+  const lim = new Limiter();
+  const p = policy(5, '1m');
+  throwsWith(() => lim.checkSync('k', [5]), TypeError, 'policies[0] must be a Policy or a policy object, received number');
+  throwsWith(() => lim.checkSync('k', [p, 'x']), TypeError, 'policies[1] must be a Policy or a policy object, received string');
+  throwsWith(() => rateLimitHeaders(5, p), TypeError, 'decision must be a Decision, received number');
+  await lim.close();
+  await assert.rejects(lim.keys().next(), (e) => e instanceof tollgate.ConnectionError && e.code === 'RL_E_CLOSED' &&
+    e.message === 'the limiter is closed');
 });

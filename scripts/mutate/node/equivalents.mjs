@@ -1,11 +1,13 @@
 // scripts/mutate/node-equivalent.txt: one mutant a line,
-//   <file>:<line>:<column> <mutator> <replacement as a JSON string> -- <reason>
-// (line and column as Stryker's report gives them, both 1-based). Blank
-// lines and lines starting with # are comments.
+//   <file>:<line>:<column>-<line>:<column> <mutator> <replacement as a JSON string> -- <reason>
+// (start and end as Stryker's report gives them, lines and columns 1-based;
+// the end is part of the name: `a || b` -> false and `a` -> false start at
+// the same place). Blank lines and lines starting with # are comments.
 import fs from 'node:fs';
 
 export function keyOf(m) {
-  return `${m.file}:${m.location.start.line}:${m.location.start.column} ${m.mutatorName} ${JSON.stringify(m.replacement)}`;
+  const { start, end } = m.location;
+  return `${m.file}:${start.line}:${start.column}-${end.line}:${end.column} ${m.mutatorName} ${JSON.stringify(m.replacement)}`;
 }
 
 export function readEquivalents(file) {
@@ -14,8 +16,8 @@ export function readEquivalents(file) {
   const lines = fs.readFileSync(file, 'utf8').split('\n');
   lines.forEach((line, i) => {
     if (line.trim() === '' || line.startsWith('#')) return;
-    const m = /^(\S+:\d+:\d+) (\S+) ("(?:[^"\\]|\\.)*") -- (.+)$/.exec(line);
-    if (!m) throw new Error(`${file}:${i + 1}: expected '<file>:<line>:<col> <mutator> "<replacement>" -- <reason>'`);
+    const m = /^(\S+:\d+:\d+-\d+:\d+) (\S+) ("(?:[^"\\]|\\.)*") -- (.+)$/.exec(line);
+    if (!m) throw new Error(`${file}:${i + 1}: expected '<file>:<line>:<col>-<line>:<col> <mutator> "<replacement>" -- <reason>'`);
     out.set(`${m[1]} ${m[2]} ${JSON.stringify(JSON.parse(m[3]))}`, m[4]);
   });
   return out;
