@@ -118,4 +118,53 @@ TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
     CHECK(r.str.find("tollgate") != std::string::npos);
     CHECK(dbsize(server) == 0);
   }
+  // The refusal names the algorithm number it does not know.
+  const RespValue r = eval(server, body, {"a", "b"}, bad[4].args);
+  CHECK(r.str.find("unknown algorithm 7") != std::string::npos);
+}
+
+TEST_CASE("redis scripts: the batch script checks every part before any runs",
+          "[redis][scripts]") {
+  RedisServer server;
+  const std::string_view body = batch_script(false)->body;
+  // One distinct policy (P = 1), production time (0); two checks of one
+  // policy each: n = 1, cost 1, policy number 1.
+  const std::vector<std::string> head = cat({"1", "0"}, kGcra);
+  const std::vector<std::string> two =
+      cat(head, {"1", "1", "1", "1", "1", "1"});
+  RespValue ok = eval(server, body, {"a", "b"}, two);
+  REQUIRE(ok.type == '*');
+  REQUIRE(ok.elements.size() == 10);
+  CHECK(ok.elements[0].integer == 1);
+  CHECK(ok.elements[5].integer == 1);
+  CHECK(dbsize(server) == 2);
+  REQUIRE(server.query({"FLUSHALL"}).type == '+');
+
+  struct Bad {
+    const char *what;
+    std::vector<std::string> keys, args;
+  };
+  const Bad bad[] = {
+      {"a policy one value short", {}, {"1", "0", "0", "10", "60000", "10"}},
+      {"no policies", {"a"}, {"0", "0", "1", "1", "1"}},
+      {"the second check's cost is not a number",
+       {"a", "b"},
+       cat(head, {"1", "1", "1", "1", "x", "1"})},
+      {"the second check names policy 2 of 1",
+       {"a", "b"},
+       cat(head, {"1", "1", "1", "1", "1", "2"})},
+      {"the second check is missing its policy number",
+       {"a", "b"},
+       cat(head, {"1", "1", "1", "1", "1"})},
+      {"a key too many", {"a", "b", "c"}, two},
+      {"a key too few", {"a"}, two},
+      {"n is 0", {"a"}, cat(head, {"1", "1", "1", "0", "1"})},
+  };
+  for (const Bad &b : bad) {
+    INFO(b.what);
+    const RespValue r = eval(server, body, b.keys, b.args);
+    CHECK(r.is_error());
+    CHECK(r.str.find("tollgate: malformed batch") != std::string::npos);
+    CHECK(dbsize(server) == 0);
+  }
 }
