@@ -229,6 +229,10 @@ def stratified(mutants_by_file, n, seed):
     quota = {}
     for f, v in mutants_by_file.items():
         quota[f] = min(len(v), max(floor, n * len(v) // total))
+    # The floor may have given out more than n: take back from the largest.
+    while sum(quota.values()) > n:
+        f = max(quota, key=lambda f: (quota[f], f))
+        quota[f] -= 1
     # Hand out what rounding left, largest files first.
     left = n - sum(quota.values())
     for f in sorted(mutants_by_file, key=lambda f: -len(mutants_by_file[f])):
