@@ -26,7 +26,9 @@
 # sample-plugin.mjs (an ignorer and a checker) keep any other mutant from
 # running. Same sources + N + seed = same mutants.
 #
-# Environment: STRYKER_CONCURRENCY (default 1), NICE (default 10).
+# Environment: STRYKER_CONCURRENCY (default 1), NICE (default 10),
+# TOLLGATE_MUTATE_NODE_TESTS (the folder the tests are copied from; default
+# bindings/node/test: point it at another copy to score another suite).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -34,6 +36,7 @@ root=$(cd "$here/../.." && pwd)
 tools="$here/node"
 work=${TOLLGATE_MUTATE_NODE_DIR:-$root/build/mutate-node}
 pkg="$root/bindings/node"
+tests_from=${TOLLGATE_MUTATE_NODE_TESTS:-$pkg/test}
 nice_n=${NICE:-10}
 concurrency=${STRYKER_CONCURRENCY:-1}
 
@@ -88,7 +91,8 @@ addon="$work/build/Release/tollgate.node"
 # <work>/.stryker-tmp/sandbox-*, so the tests' repository root (../.. from
 # the package) is <work>: tests/ and examples/ point at the checkout.
 rm -rf "$work/lib" "$work/test" "$work/reports" "$work/.stryker-tmp"
-cp -r "$pkg/lib" "$pkg/test" "$work/"
+cp -r "$pkg/lib" "$work/lib"
+cp -r "$tests_from" "$work/test"
 ln -sfn "$root/tests" "$work/tests"
 ln -sfn "$root/examples" "$work/examples"
 mkdir -p "$work/reports"
