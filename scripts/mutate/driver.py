@@ -15,8 +15,8 @@ refuses to load (Lua) is invalid and not counted. The tests run per mutant
 are those relevant to the file (FILTERS below), each with a timeout of three
 times its clean run.
 
-A mutant listed in scripts/mutate/<part>-equivalent.txt (matched by file and
-the mutated line's text) is counted as equivalent and not run. Every survivor
+A mutant listed in scripts/mutate/<part>-equivalent.txt (matched by file, the
+original line and the mutated line) is counted as equivalent and not run. Every survivor
 is printed with file:line and its diff. The last line printed is
 
   MUTATION <part> killed=K survived=S equivalent=E total=T score=P%
@@ -212,9 +212,12 @@ def load_equivalents(part):
             if not raw.strip() or raw.startswith("#"):
                 continue
             cols = raw.split("\t")
-            if len(cols) < 4:
-                sys.exit(f"{path}: want file<TAB>line<TAB>mutated text<TAB>reason: {raw!r}")
-            eq[(cols[0], cols[2].strip())] = cols[3]  # already normalised
+            if len(cols) != 5:
+                sys.exit(f"{path}: want file<TAB>line<TAB>original line<TAB>"
+                         f"mutated line<TAB>reason: {raw!r}")
+            # Texts are stored normalised (norm); the line number is for the
+            # reader: edits elsewhere in the file move it.
+            eq[(cols[0], cols[2].strip(), cols[3].strip())] = cols[4]
     return eq
 
 
@@ -439,7 +442,7 @@ def main():
     try:
         for i, (rel, (line, orig, text)) in enumerate(plan, 1):
             tag = f"[{i}/{len(plan)}] {rel}:{line}"
-            key = (rel, norm(text))
+            key = (rel, norm(orig), norm(text))
             if key in equivalents:
                 counts[rel]["equivalent"] += 1
                 results.append(dict(file=rel, line=line, orig=orig, mutant=text,
