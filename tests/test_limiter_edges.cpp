@@ -4,11 +4,14 @@
 #include <catch2/catch.hpp>
 
 #include <cstdint>
+#include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "support/redis_server.hpp"
 #include "tollgate.h"
+#include "tollgate/limiter.hpp"
 
 namespace {
 
@@ -529,4 +532,25 @@ TEST_CASE("limiter: TLS options on a rediss URL are checked too", "[limiter]") {
   o.tls_cert_file = nullptr;
   o.tls_key_file = "/nonexistent/k.pem";
   CHECK(create_rc(o) == RL_E_INVALID_ARG);
+}
+
+TEST_CASE("limiter: the C++ limiter refuses 0 or 17 policies itself",
+          "[limiter]") {
+  // The C ABI refuses these before the limiter sees them; the limiter's
+  // own contract (limiter.hpp) is checked here, on the class itself.
+  std::unique_ptr<tollgate::Limiter> lim;
+  REQUIRE(tollgate::Limiter::create(tollgate::LimiterConfig{}, lim) ==
+          tollgate::Errc::ok);
+  std::vector<tollgate::Policy> ps(17);
+  for (int i = 0; i < 17; ++i)
+    REQUIRE(tollgate::make_policy(0, i + 1, 1000, 0, 0, ps[i]) ==
+            tollgate::Errc::ok);
+  tollgate::Decision d;
+  CHECK(lim->check("k", std::span<const tollgate::Policy>(ps.data(), 0), 1,
+                   d) == tollgate::Errc::invalid_arg);
+  CHECK(lim->check("k", std::span<const tollgate::Policy>(ps.data(), 17), 1,
+                   d) == tollgate::Errc::invalid_arg);
+  CHECK(lim->check("k", std::span<const tollgate::Policy>(ps.data(), 16), 1,
+                   d) == tollgate::Errc::ok);
+  CHECK(lim->health().errors == 2);
 }
