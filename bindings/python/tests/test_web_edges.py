@@ -175,10 +175,6 @@ def test_asgi_middleware_and_route_limit_on_one_request() -> None:
 
 def test_asgi_key_function_results() -> None:
     lim = limiter()
-
-    async def index(request: Request) -> Response:
-        return Response("ok")
-
     for bad in (5, ["k"]):
         wrapped = RateLimitMiddleware(_raw_app([]), limiter=lim, policies=Policy(1, "1m"), key=lambda r, b=bad: b)
         with TestClient(wrapped) as client:
