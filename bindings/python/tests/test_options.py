@@ -58,6 +58,15 @@ def test_int_bounds_are_named() -> None:
         assert lim.check("k", Policy(1, "1s")).allowed
 
 
+def test_the_top_of_each_range_passes_to_the_library() -> None:
+    # The Python check's upper bounds are inclusive: the top value reaches
+    # the library, whose own (narrower) range then names it.
+    with pytest.raises(InvalidArgument, match="^options: max_keys 9223372036854775807 exceeds "):
+        Limiter(max_keys=2**63 - 1)
+    with pytest.raises(InvalidArgument, match="^options: shards 4294967295 exceeds "):
+        Limiter(shards=2**32 - 1)
+
+
 def test_max_keys_reaches_the_store() -> None:
     now = [1_700_000_000_000_000]
     with Limiter(max_keys=2, shards=1, clock=lambda: now[0]) as lim:

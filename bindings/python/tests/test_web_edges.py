@@ -173,6 +173,37 @@ def test_asgi_middleware_and_route_limit_on_one_request() -> None:
     assert denied.json() == {"detail": "Rate limit exceeded", "retry_after": 10}
 
 
+def test_asgi_outcomes_are_in_the_scope() -> None:
+    """tollgate.asgi.SCOPE_KEY: the scope entry an app can read."""
+    from tollgate.asgi import SCOPE_KEY
+
+    assert SCOPE_KEY == "tollgate.outcomes"
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, limiter=limiter(), policies=Policy(5, "1m"), key=lambda r: "k", name="g")
+
+    @app.get("/")
+    async def index(request: Request) -> Dict[str, Any]:
+        outcomes = request.scope["tollgate.outcomes"]
+        return {"n": len(outcomes), "name": outcomes[0].name, "remaining": outcomes[0].decision.remaining}
+
+    with TestClient(app) as client:
+        assert client.get("/").json() == {"n": 1, "name": "g", "remaining": 4}
+
+
+def test_import_errors_name_the_missing_framework(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+    import sys
+
+    monkeypatch.setitem(sys.modules, "starlette.exceptions", None)
+    monkeypatch.delitem(sys.modules, "tollgate.asgi")
+    with pytest.raises(ImportError, match=exactly("tollgate.asgi needs Starlette: pip install starlette (or fastapi)")):
+        importlib.import_module("tollgate.asgi")
+    monkeypatch.setitem(sys.modules, "flask", None)
+    monkeypatch.delitem(sys.modules, "tollgate.flask")
+    with pytest.raises(ImportError, match=exactly("tollgate.flask needs Flask: pip install flask")):
+        importlib.import_module("tollgate.flask")
+
+
 def test_asgi_key_function_results() -> None:
     lim = limiter()
     for bad in (5, ["k"]):
