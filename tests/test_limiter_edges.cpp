@@ -212,6 +212,14 @@ TEST_CASE("limiter: an unknown algorithm's error lists the known ones",
   for (const char *name : {"RL_ALG_GCRA", "RL_ALG_TOKEN_BUCKET",
                            "RL_ALG_FIXED_WINDOW", "RL_ALG_SLIDING_WINDOW"})
     CHECK(msg.find(name) != std::string::npos);
+  // Just past either end of the known values (0..3).
+  for (int32_t alg : {-1, 4}) {
+    INFO("algorithm " << alg);
+    const rl_policy q = policy(alg, 100, 1000);
+    CHECK(rl_check(lim.p, &d, "k", 1, &q, 1, 1) == RL_E_POLICY);
+  }
+  const rl_policy last = policy(3, 100, 1000);
+  CHECK(rl_check(lim.p, &d, "k", 1, &last, 1, 1) == RL_OK);
 }
 
 TEST_CASE("limiter: the clock must be from 0 to under 2^52 microseconds",
