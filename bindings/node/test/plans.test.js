@@ -153,3 +153,70 @@ test('the integrations refuse a limiter without check()', () => {
     limiter.close();
   }
 });
+
+test('more key and address cases: blank headers, short IPv4, "::a.b.c.d", spaces, no arguments, Buffer scopes', () => {
+  const { normalizeAddress, headerKey, clientAddress, scopedKey } = plans;
+  const node = (peer, headers = {}) => ({ headers, socket: { remoteAddress: peer } });
+  assert.equal(headerKey('X-API-Key')(node('1.2.3.4', { 'x-api-key': '   ' })), 'ip:1.2.3.4');
+  assert.equal(normalizeAddress('1.2.3'), null);
+  assert.equal(normalizeAddress('1.2.3.4.5'), null);
+  assert.equal(normalizeAddress('::1.2.3.4'), '::102:304');
+  assert.equal(normalizeAddress(' 1.2.3.4 '), '1.2.3.4');
+  const byPeer = clientAddress();
+  assert.equal(typeof byPeer, 'function');
+  assert.equal(byPeer(node('1.2.3.4')), 'ip:1.2.3.4');
+  assert.throws(() => headerKey('X', { prefix: 5 }), (e) => e instanceof TypeError && e.message === 'prefix must be a string, not number');
+  assert.deepEqual(scopedKey('s', Buffer.from('k')), Buffer.from('s|k'));
+  assert.equal(scopedKey('s', 'k'), 's|k');
+});
+
+test('Limits without policies: forPlan(null) names the mistake; an empty list names its option', () => {
+  assert.throws(() => new plans.Limits({}).forPlan(null),
+    (e) => e instanceof TypeError && e.message === 'no policies: give policy or plans');
+  assert.throws(() => new plans.Limits({ policy: [] }),
+    (e) => e instanceof RangeError && e.message === 'policy: at least one policy is needed');
+});
+
+test('binding: a denial wins over an allowed outcome with fewer remaining', () => {
+  const o = (allowed, remaining, retryAfter) => ({ decision: { allowed, remaining, retryAfter }, policy: {}, name: 'n' });
+  const denied = o(false, 2, 1000); // a cost of 3 against 2 remaining
+  assert.equal(plans.binding([denied, o(true, 1, 0)]), denied);
+});
+
+test('rateLimit charges the cost option', async () => {
+  const limiter = new Limiter();
+  try {
+    const mw = rateLimit({ limiter, policy: { limit: 10, period: '1h' }, cost: 3, key: () => 'k' });
+    const headers = {};
+    const res = {
+      headersSent: false,
+      locals: {},
+      setHeader: (f, v) => { headers[f] = String(v); },
+      removeHeader: (f) => { delete headers[f]; },
+    };
+    await new Promise((resolve, reject) => mw({ headers: {} }, res, (err) => (err ? reject(err) : resolve())));
+    assert.equal(headers['X-RateLimit-Remaining'], '7');
+    assert.equal(res.locals.rateLimit.decision.remaining, 7);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('withRateLimit: onError answers a rejected check; without it the rejection propagates', async () => {
+  const down = { check: () => Promise.reject(new Error('store down')) };
+  const policy = { limit: 1, period: '1m' };
+  const handler = async () => new Response('ok');
+  const guarded = withRateLimit(handler, { limiter: down, policy, key: () => 'k', onError: (err) => new Response(err.message, { status: 503 }) });
+  const r = await guarded(new Request('http://x/'), {});
+  assert.equal(r.status, 503);
+  assert.equal(await r.text(), 'store down');
+  const bare = withRateLimit(handler, { limiter: down, policy, key: () => 'k' });
+  await assert.rejects(bare(new Request('http://x/'), {}), /store down/);
+});
+
+test('the Edge runtime message says what to change', () => {
+  const { EDGE_MESSAGE } = require('../lib/next.js');
+  assert.match(EDGE_MESSAGE, /^tollgate is a native Node\.js addon and cannot run on the Edge runtime\. /);
+  assert.ok(EDGE_MESSAGE.includes("export const runtime = 'nodejs'"));
+  assert.ok(EDGE_MESSAGE.includes("Next.js >= 15.5) and list 'tollgate' in next.config's serverExternalPackages."));
+});

@@ -171,3 +171,25 @@ test('wrong argument shapes are named: policy options, policy lists, Limiter opt
   await assert.rejects(lim.keys().next(), (e) => e instanceof tollgate.ConnectionError && e.code === 'RL_E_CLOSED' &&
     e.message === 'the limiter is closed');
 });
+
+test('more messages: wrong types name what they received; Policy JSON', () => {
+  const lim = new Limiter();
+  const p = policy(5, '1m');
+  try {
+    throwsWith(() => lim.checkSync(new Date(0), p), TypeError, 'key must be a string, Buffer or Uint8Array, received an instance of Date');
+    throwsWith(() => lim.checkSync(Object.create(null), p), TypeError, 'key must be a string, Buffer or Uint8Array, received an object');
+    throwsWith(() => policy(1.5, '1s'), TypeError, 'limit must be an integer, received 1.5');
+    throwsWith(() => policy(0, '1s'), InvalidArgumentError, 'limit: must be >= 1 (got 0)', 'RL_E_POLICY');
+    throwsWith(() => lim.checkSync('k', p, { cost: '1' }), TypeError, 'cost must be an integer (number), received string');
+    throwsWith(() => new Limiter({ denyCache: 1 }), TypeError, 'denyCache must be a boolean, received number');
+    throwsWith(() => new Limiter({ spinUs: '1' }), TypeError, 'spinUs must be an integer 0 .. 1000 (number), received string');
+    const d = lim.checkSync('k', p);
+    throwsWith(() => rateLimitHeaders(d, 5), TypeError, 'policy must be a Policy or a policy object, received number');
+    throwsWith(() => rateLimitHeaders({ ...d, source: 'x' }, p), TypeError, 'decision.source must be a Decision source, received string');
+  } finally {
+    lim.close();
+  }
+  assert.equal(JSON.stringify(policy(3, '2s', { algorithm: 'token_bucket', burst: 5 })),
+    '{"limit":3,"period":2000,"algorithm":"token_bucket","burst":5}');
+  assert.equal(JSON.stringify(policy(3, '2s')), '{"limit":3,"period":2000,"algorithm":"gcra"}');
+});
