@@ -1,9 +1,13 @@
 // Redis key names read back for the admin listing: which names are a
-// tollgate key under a prefix, and what user key and policy they hold.
+// tollgate key under a prefix, what user key and policy they hold, and that
+// distinct policies get distinct keys.
 #include <catch2/catch.hpp>
 
+#include <set>
 #include <string>
 
+#include "support/redis_server.hpp"
+#include "tollgate.h"
 #include "tollgate/redis/redis_store.hpp"
 
 using tollgate::Algorithm;
@@ -67,4 +71,36 @@ TEST_CASE("redis keys: names that are not tollgate keys are skipped",
   }
   // The fields must come after the prefix, not inside it.
   CHECK_FALSE(parse_redis_key("a:1:2:3{k}", "a:1:2:3", user, p));
+}
+
+TEST_CASE("redis keys: policies that differ only in their limit keep apart",
+          "[redis][keys]") {
+  // GCRA with burst 10 over 1000 s: limits 600000 and 600001 have the same
+  // capacity (10) and the same emission interval (1667 us); only the limit
+  // tells them apart, and it must still give each its own Redis key.
+  tollgate_test::RedisServer server;
+  rl_options o = RL_OPTIONS_INIT;
+  const std::string url = server.url();
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_policy a = RL_POLICY_INIT;
+  a.limit = 600000;
+  a.period_ms = 1000 * 1000;
+  a.burst = 10;
+  rl_policy b = a;
+  b.limit = 600001;
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim, &d, "k", 1, &a, 1, 1) == RL_OK);
+  REQUIRE(rl_check(lim, &d, "k", 1, &b, 1, 1) == RL_OK);
+  CHECK(server.query({"DBSIZE"}).integer == 2);
+  rl_keys *it = nullptr;
+  REQUIRE(rl_keys_open(lim, &it) == RL_OK);
+  std::set<int64_t> limits;
+  rl_key_info info = RL_KEY_INFO_INIT;
+  while (rl_keys_next(it, &info) == RL_OK) limits.insert(info.policy.limit);
+  rl_keys_free(it);
+  CHECK(limits == std::set<int64_t>{600000, 600001});
+  rl_destroy(lim);
 }
