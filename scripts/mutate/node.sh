@@ -68,7 +68,10 @@ stryker="$tools/node_modules/.bin/stryker"
 log "$("$stryker" --version 2>/dev/null | tail -1 | sed 's/^/Stryker /')"
 
 # 2. The addon, built once in the work copy (incremental afterwards).
+# One run at a time per work copy (a second would delete the first's files).
 mkdir -p "$work"
+exec 9> "$work/.lock"
+flock -n 9 || { echo "node.sh: another run is using $work (set TOLLGATE_MUTATE_NODE_DIR)" >&2; exit 1; }
 for f in package.json package-lock.json CMakeLists.txt; do
   cmp -s "$pkg/$f" "$work/$f" || cp "$pkg/$f" "$work/$f"
 done

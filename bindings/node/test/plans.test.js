@@ -166,6 +166,7 @@ test('more key and address cases: blank headers, short IPv4, "::a.b.c.d", spaces
   assert.equal(typeof byPeer, 'function');
   assert.equal(byPeer(node('1.2.3.4')), 'ip:1.2.3.4');
   assert.throws(() => headerKey('X', { prefix: 5 }), (e) => e instanceof TypeError && e.message === 'prefix must be a string, not number');
+  assert.equal(headerKey('X-API-Key', { prefix: 'key:' })(node('1.2.3.4', { 'x-api-key': 'k1' })), 'key:k1');
   assert.deepEqual(scopedKey('s', Buffer.from('k')), Buffer.from('s|k'));
   assert.equal(scopedKey('s', 'k'), 's|k');
 });
