@@ -71,6 +71,15 @@ TEST_CASE("redis keys: names that are not tollgate keys are skipped",
   }
   // The fields must come after the prefix, not inside it.
   CHECK_FALSE(parse_redis_key("a:1:2:3{k}", "a:1:2:3", user, p));
+  // Another prefix of the same length is another prefix.
+  CHECK_FALSE(
+      parse_redis_key("tollgats:{k}:gcra:10:60000:10", "tollgate:", user, p));
+  // A prefix without ':' and a name with too few ':' (none, or three).
+  CHECK_FALSE(parse_redis_key("app{k}", "app", user, p));
+  CHECK_FALSE(parse_redis_key("app{k}gcra10600010", "app", user, p));
+  CHECK_FALSE(parse_redis_key("app{k}:10:60000:10", "app", user, p));
+  CHECK(parse_redis_key("app{k}:gcra:10:60000:10", "app", user, p));
+  CHECK(user == "k");
 }
 
 TEST_CASE("redis keys: policies that differ only in their limit keep apart",
