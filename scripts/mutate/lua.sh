@@ -5,7 +5,7 @@
 #
 # Works in build/mutate-lua/ (a private copy of the tree and its build);
 # the working tree is never changed. See scripts/mutate/driver.py for what
-# is run per mutant, and docs/mutation-cpp.md for the scores.
+# is run per mutant, and docs/testing.md ("Mutation testing") for the scores.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 if ! python3 -c 'import universalmutator' 2>/dev/null; then

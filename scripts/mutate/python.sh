@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Mutation testing of the Python package's Python code (bindings/python/src/
-# tollgate/*.py) with mutmut 2.5.1. docs/mutation-python.md has the scores.
+# tollgate/*.py) with mutmut 2.5.1. docs/testing.md, "Mutation testing" has the scores.
 #
 #   scripts/mutate/python.sh [--sample N | --all] [--seed S] [--min PCT]
 #                            [--timeout S] [--module plans.py]... [--list]

@@ -26,7 +26,7 @@ const ADDON = path.join(PKG, 'build', 'Release', 'tollgate.node');
 const COMPILE = process.env.TOLLGATE_TEST_NEXT_COMPILE === '1';
 
 function run(cmd, args, opts) {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 300_000, ...opts });
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: 180_000, ...opts });
   if (r.status !== 0) {
     const out = `${r.stdout || ''}\n${r.stderr || ''}`.slice(-3000);
     throw new Error(`${cmd} ${args.join(' ')} failed (${r.status ?? r.signal ?? r.error}):\n${out}`);
@@ -109,7 +109,7 @@ test('tollgate/next refuses the Edge runtime with a clear message', () => {
   assert.match(r.stderr, /runtime = 'nodejs'/);
 });
 
-test('Next.js App Router example: headers, then 429', { timeout: 480_000 }, async (t) => {
+test('Next.js App Router example: headers, then 429', { timeout: 240_000 }, async (t) => {
   if (!COMPILE && !fs.existsSync(ADDON)) return t.skip(`no built addon at ${ADDON} (npm install in bindings/node first)`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-next-'));
   const app = path.join(tmp, 'app');
@@ -125,7 +125,7 @@ test('Next.js App Router example: headers, then 429', { timeout: 480_000 }, asyn
     fs.writeFileSync(path.join(app, 'package.json'), JSON.stringify(pj, null, 2));
     const install = ['install', '--no-audit', '--no-fund', '--loglevel=error'];
     try {
-      run('npm', COMPILE ? install : [...install, '--ignore-scripts'], { cwd: app, timeout: 600_000 });
+      run('npm', COMPILE ? install : [...install, '--ignore-scripts'], { cwd: app, timeout: 180_000 });
     } catch (e) {
       if (/ENOTFOUND|EAI_AGAIN|ECONNREFUSED|ETIMEDOUT|network/i.test(e.message)) return t.skip(`npm cannot install: ${e.message.slice(0, 200)}`);
       throw e;
@@ -138,7 +138,7 @@ test('Next.js App Router example: headers, then 429', { timeout: 480_000 }, asyn
     const env = { ...process.env, NEXT_TELEMETRY_DISABLED: '1' };
     delete env.TOLLGATE_URL; // the memory store: the example's default
     const nextBin = path.join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
-    run(process.execPath, [nextBin, 'build'], { cwd: app, env, timeout: 400_000 });
+    run(process.execPath, [nextBin, 'build'], { cwd: app, env, timeout: 180_000 });
 
     const port = await freePort();
     server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {

@@ -23,7 +23,7 @@ function sh(cmd, args, cwd) {
     // Without the npm_* variables of an enclosing `npm test`, so the child
     // npm reads its own configuration.
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
-    execFile(cmd, args, { cwd, env, maxBuffer: 64 << 20, timeout: 300000 }, (err, stdout, stderr) => {
+    execFile(cmd, args, { cwd, env, maxBuffer: 64 << 20, timeout: 150000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(' ')} failed in ${cwd}: ${err.message}\n${stdout}\n${stderr}`));
       else resolve(stdout + stderr);
     });
@@ -60,7 +60,7 @@ async function smoke(dir) {
   assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'tollgate.node')));
 }
 
-test('[slow] an npm pack tarball installs and builds in a clean project', { skip, timeout: 600000 }, async (t) => {
+test('[slow] an npm pack tarball installs and builds in a clean project', { skip, timeout: 180000 }, async (t) => {
   const dest = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-node-pack-'));
   const dir = tempProject('tarball');
   t.after(() => {
@@ -83,7 +83,7 @@ test('[slow] an npm pack tarball installs and builds in a clean project', { skip
   await smoke(dir);
 });
 
-test('[slow] npm install --install-links of this folder builds in a clean project', { skip, timeout: 600000 }, async (t) => {
+test('[slow] npm install --install-links of this folder builds in a clean project', { skip, timeout: 180000 }, async (t) => {
   const dir = tempProject('links');
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const log = await sh(NPM, ['install', '--foreground-scripts', '--install-links', PACKAGE_ROOT], dir);

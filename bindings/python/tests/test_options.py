@@ -1,7 +1,7 @@
 """tollgate.Limiter's keyword options (tollgate/_options.py): the exact
 messages and bounds, and that each converted value reaches the library with
 its meaning (a bool option turned off is off). Added for the mutation run
-(docs/mutation-python.md). The Redis tests use the conftest's redis-server.
+(docs/testing.md, "Mutation testing"). The Redis tests use the conftest's redis-server.
 """
 
 from __future__ import annotations

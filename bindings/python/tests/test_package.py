@@ -1,7 +1,7 @@
 """The package's own Python layer (tollgate/__init__.py, tollgate/_errors.py):
 public names, each error class's code, the code of an unknown C error, and
 that close() detaches the limiter from every event loop that awaited a
-check. Added for the mutation run (docs/mutation-python.md); the Redis test
+check. Added for the mutation run (docs/testing.md, "Mutation testing"); the Redis test
 uses the conftest's redis-server.
 """
 

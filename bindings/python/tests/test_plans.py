@@ -2,7 +2,7 @@
 outcome and the 429 body, without a web server. Requests are real
 Starlette requests and Flask request contexts (plus one plain object for a
 framework whose headers have no ``getlist``). Added for the mutation run
-(docs/mutation-python.md): each test pins a behaviour a user relies on.
+(docs/testing.md, "Mutation testing"): each test pins a behaviour a user relies on.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 reach: traffic that is not HTTP, an app's own rate-limit headers, a global
 and a per-route limit on one request, shared scopes, configuration from
 app.config, and the argument checks. Added for the mutation run
-(docs/mutation-python.md). Limiters use a pinned clock; the one Redis test
+(docs/testing.md, "Mutation testing"). Limiters use a pinned clock; the one Redis test
 uses the conftest's redis-server.
 """
 
