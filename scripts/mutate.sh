@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 declare -A target=([cpp]=90 [lua]=90 [python]=80 [node]=80)
 # Samples (mutants per part): the stated sample of a full run, and the CI one.
 declare -A full_sample=([cpp]=300 [lua]=150 [python]=120 [node]=300)
-declare -A ci_sample=([cpp]=32 [lua]=16 [python]=40 [node]=40)
+declare -A ci_sample=([cpp]=64 [lua]=16 [python]=40 [node]=40)
 
 ci=0
 parts=()
