@@ -111,6 +111,41 @@ TEST_CASE("redis: a cached denial lapses at its retry_after",
   CHECK(again.allowed == 1);
 }
 
+TEST_CASE("redis: each policy's reset_after and retry_after reach the decision",
+          "[redis][multi]") {
+  // GCRA over ~32 years: T = period / limit, and a fresh key's first unit
+  // resets after exactly T whatever the clock reads, so the figures are
+  // exact; each one must come from its own policy's place in the reply.
+  tollgate_test::RedisServer server;
+  Lim lim(server.url());
+  constexpr int64_t kPeriodMs = 1'000'000'000'000;
+  rl_policy ps[2] = {RL_POLICY_INIT, RL_POLICY_INIT};
+  ps[0].limit = 10;  // T = 1e11 ms
+  ps[0].period_ms = kPeriodMs;
+  ps[1].limit = 4;  // T = 2.5e11 ms
+  ps[1].period_ms = kPeriodMs;
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "a", 1, &ps[0], 1, 1) == RL_OK);
+  CHECK(d.reset_after_ms == 100'000'000'000);
+  CHECK(d.retry_after_ms == 0);
+  REQUIRE(rl_check(lim.p, &d, "b", 1, ps, 2, 1) == RL_OK);
+  REQUIRE(d.allowed == 1);
+  CHECK(d.policy_index == 1);  // fewest remaining
+  CHECK(d.remaining == 3);
+  CHECK(d.reset_after_ms == 250'000'000'000);
+  REQUIRE(rl_check(lim.p, &d, "b", 1, ps, 2, 3) == RL_OK);
+  REQUIRE(d.allowed == 1);
+  // The second policy is spent: it denies, with a retry of one of its
+  // intervals less the few ms the calls took.
+  REQUIRE(rl_check(lim.p, &d, "b", 1, ps, 2, 1) == RL_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.policy_index == 1);
+  CHECK(d.retry_after_ms <= 250'000'000'000);
+  CHECK(d.retry_after_ms > 250'000'000'000 - 600'000);
+  CHECK(d.reset_after_ms > 1'000'000'000'000 - 600'000);
+  CHECK(d.reset_after_ms <= 1'000'000'000'000);
+}
+
 namespace {
 
 // One multi-policy check on `lim`: three policies, the one at `deny_at`
