@@ -58,7 +58,7 @@ async function waitFor(url, proc, ms) {
   throw new Error(`${url} did not answer: ${last}`);
 }
 
-test('limit() and withRateLimit() on Web Requests (no Next.js needed)', async () => {
+test('limit() and withRateLimit() on Web Requests (no Next.js needed)', { timeout: 60_000 }, async () => {
   const { Limiter } = require(PKG);
   const { limit, withRateLimit } = require(path.join(PKG, 'lib', 'next.js'));
   const limiter = new Limiter({ clock: () => 1700000000000000 }); // pinned: exact however slow
@@ -100,7 +100,7 @@ test('limit() and withRateLimit() on Web Requests (no Next.js needed)', async ()
   }
 });
 
-test('tollgate/next refuses the Edge runtime with a clear message', () => {
+test('tollgate/next refuses the Edge runtime with a clear message', { timeout: 60_000 }, () => {
   const r = spawnSync(process.execPath, ['-e', `globalThis.EdgeRuntime = 'edge-runtime'; require(${JSON.stringify(path.join(PKG, 'lib', 'next.js'))})`], {
     encoding: 'utf8',
   });
