@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -113,14 +114,34 @@ const char *kGcraLike =
     "redis.call('SET', KEYS[1], string.format('%d', new), 'PX', 60000) "
     "return {1, 1, 99, 36000, 0}";
 
+// CPU time of the whole process (every thread: the caller's and the
+// transport's I/O thread), in microseconds.
+double cpu_us() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 + ru.ru_utime.tv_usec +
+         ru.ru_stime.tv_usec;
+}
+
+double load_average() {
+  double l = -1;
+  if (FILE *f = std::fopen("/proc/loadavg", "r")) {
+    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
+    std::fclose(f);
+  }
+  return l;
+}
+
 struct Stats {
   double per_sec;
   double p50_us, p99_us;
+  double cpu_us;  // process CPU per check
 };
 
-Stats percentiles(std::vector<double> &us, double secs) {
+Stats percentiles(std::vector<double> &us, double secs, double cpu) {
   std::sort(us.begin(), us.end());
-  return {us.size() / secs, us[us.size() / 2], us[us.size() * 99 / 100]};
+  return {us.size() / secs, us[us.size() / 2], us[us.size() * 99 / 100],
+          cpu / us.size()};
 }
 
 uint16_t port_of(const std::string &url) {
@@ -159,8 +180,10 @@ int main(int argc, char **argv) {
   char key[32];
   int key_n = 0;
 
+  const double load_before = load_average();
   // 1. Sequential, one call after another.
   std::vector<double> lat;
+  double c0 = cpu_us();
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     key_n = std::snprintf(key, sizeof key, "user:%d",
@@ -171,7 +194,7 @@ int main(int argc, char **argv) {
       return 1;
     lat.push_back(seconds_since(s) * 1e6);
   }
-  const Stats seq = percentiles(lat, seconds_since(t0));
+  const Stats seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
 
   // 2. 64 checks in flight from one thread (rl_check_async).
   struct Window {
@@ -188,6 +211,7 @@ int main(int argc, char **argv) {
     if (status != RL_OK) ++win->errors;
     win->cv.notify_one();
   };
+  c0 = cpu_us();
   t0 = Clock::now();
   long issued = 0;
   while (seconds_since(t0) < secs) {
@@ -206,11 +230,13 @@ int main(int argc, char **argv) {
     w.cv.wait(lock, [&] { return w.in_flight == 0; });
   }
   const double async_rate = w.done / seconds_since(t0);
+  const double async_cpu = (cpu_us() - c0) / w.done;
 
   // 3. 8 threads calling the blocking rl_check at once (auto-pipelining).
   std::atomic<long> threaded{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
+  c0 = cpu_us();
   t0 = Clock::now();
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&, t] {
@@ -227,6 +253,7 @@ int main(int argc, char **argv) {
   stop = true;
   for (auto &th : threads) th.join();
   const double threaded_rate = threaded / seconds_since(t0);
+  const double threaded_cpu = (cpu_us() - c0) / threaded.load();
 
   // Baselines on the same server: a blocking client, one EVALSHA per round
   // trip, and the same client pipelining 64 at a time.
@@ -242,6 +269,7 @@ int main(int argc, char **argv) {
   const std::string sha = raw.buf.substr(raw.buf.find("\r\n") + 2, 40);
   raw.buf.clear();
   lat.clear();
+  c0 = cpu_us();
   t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     const std::string cmd = resp(
@@ -251,7 +279,8 @@ int main(int argc, char **argv) {
     raw.read_replies(1);
     lat.push_back(seconds_since(s) * 1e6);
   }
-  const Stats raw_seq = percentiles(lat, seconds_since(t0));
+  const Stats raw_seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
+  c0 = cpu_us();
   t0 = Clock::now();
   long raw_done = 0;
   while (seconds_since(t0) < secs) {
@@ -264,24 +293,31 @@ int main(int argc, char **argv) {
     raw_done += 64;
   }
   const double raw_pipe_rate = raw_done / seconds_since(t0);
+  const double raw_pipe_cpu = (cpu_us() - c0) / raw_done;
 
   rl_health_info h = RL_HEALTH_INIT;
   rl_health(lim, &h);
   std::printf("tollgate-bench-redis (%s, Redis %s, %.1f s per figure)\n",
               rl_version_string(), h.server_version, secs);
-  std::printf("%-58s %12s %9s %9s\n", "", "checks/s", "p50 us", "p99 us");
-  std::printf("%-58s %12.0f %9.1f %9.1f\n",
+  std::printf("load average (1 min): %.2f before, %.2f after\n", load_before,
+              load_average());
+  std::printf("%-52s %10s %8s %8s %11s\n", "", "checks/s", "p50 us", "p99 us",
+              "CPU us/chk");
+  std::printf("%-52s %10.0f %8.1f %8.1f %11.2f\n",
               "tollgate rl_check, sequential, 1 thread", seq.per_sec,
-              seq.p50_us, seq.p99_us);
-  std::printf("%-58s %12.0f %9.1f %9.1f\n",
+              seq.p50_us, seq.p99_us, seq.cpu_us);
+  std::printf("%-52s %10.0f %8.1f %8.1f %11.2f\n",
               "baseline: blocking client, EVALSHA per round trip",
-              raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us);
-  std::printf("%-58s %12.0f\n",
-              "tollgate rl_check_async, 64 in flight, 1 thread", async_rate);
-  std::printf("%-58s %12.0f\n", "tollgate rl_check, 8 threads (auto-pipelined)",
-              threaded_rate);
-  std::printf("%-58s %12.0f\n", "baseline: raw client pipelining 64 EVALSHA",
-              raw_pipe_rate);
+              raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us, raw_seq.cpu_us);
+  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
+              "tollgate rl_check_async, 64 in flight, 1 thread", async_rate, "",
+              "", async_cpu);
+  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
+              "tollgate rl_check, 8 threads (auto-pipelined)", threaded_rate,
+              "", "", threaded_cpu);
+  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
+              "baseline: raw client pipelining 64 EVALSHA", raw_pipe_rate, "",
+              "", raw_pipe_cpu);
   std::printf(
       "ratios: sequential p50 tollgate/baseline %.2fx; 64 in flight "
       "vs sequential %.1fx; async vs raw pipelined %.2fx\n",

@@ -1,0 +1,83 @@
+// The I/O thread of one transport (in one process): an epoll loop over the
+// connections of every pipeline, woken through an eventfd by submitters
+// that find it asleep. It starts on first use. It also keeps the lone-wait
+// heuristic that the I/O thread and blocking callers share: whether
+// spinning for a reply pays on this machine and network.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <mutex>
+#include <thread>
+#include <utility>
+#include <vector>
+
+namespace tollgate::redis {
+
+class Pipeline;
+
+class IoLoop {
+ public:
+  explicit IoLoop(uint32_t spin_us);
+  ~IoLoop();  // stops the thread (see stop) and closes the descriptors
+  IoLoop(const IoLoop &) = delete;
+  IoLoop &operator=(const IoLoop &) = delete;
+
+  int ep_fd() const { return ep_fd_; }
+  int wake_fd() const { return wake_fd_; }
+
+  // Before the thread starts (or on it): a pipeline the loop drives, and
+  // the epoll tokens of its connections.
+  uint32_t add(Pipeline *p, uint32_t connections);
+
+  // Starts the thread unless it runs; false if the loop is stopping.
+  bool ensure_started();
+  bool stopping() const { return stopping_.load(); }
+  // Stops the thread and waits for it; each pipeline then answers what is
+  // left in its queue (closed).
+  void stop();
+
+  void wake();
+  // Wakes the thread only if it sleeps (or is about to), once.
+  void wake_if_sleeping() {
+    if (io_sleeping_.load() && io_sleeping_.exchange(false)) wake();
+  }
+  void set_awake() { io_sleeping_.store(false); }
+
+  // The lone-wait heuristic. How long a lone reply kept its waiter waiting
+  // (a blocking caller, or the I/O thread with one reply awaited),
+  // smoothed (1/8 per sample, a sample at most 4 x spin_us). Waiters spin
+  // only while this is within spin_us: on a network whose round trip is
+  // longer the spin would not catch the reply, so nobody spins. Relaxed: a
+  // lost update only nudges a heuristic.
+  int64_t spin_ns() const { return spin_ns_; }
+  bool spin_pays() const {
+    return spin_ns_ > 0 &&
+           lone_wait_ns_.load(std::memory_order_relaxed) <= spin_ns_;
+  }
+  static void spin_pause(int64_t spun_ns);
+  void note_lone_wait(int64_t waited_ns);
+  void count_spin() { spun_waits_.fetch_add(1, std::memory_order_relaxed); }
+  uint64_t spun_waits() const { return spun_waits_.load(); }
+  int64_t lone_wait_us() const { return lone_wait_ns_.load() / 1000; }
+
+ private:
+  void run();
+  int timeout_ms(int64_t now) const;
+
+  const int64_t spin_ns_;
+  int wake_fd_ = -1;
+  int ep_fd_ = -1;
+  std::mutex start_mu_;
+  bool started_ = false;
+  std::atomic<bool> stopping_{false};
+  std::thread thread_;
+  std::atomic<bool> io_sleeping_{false};  // in (or about to be in) epoll_wait
+  std::atomic<int64_t> lone_wait_ns_{0};
+  std::atomic<uint64_t> spun_waits_{0};
+
+  std::vector<Pipeline *> pipelines_;
+  std::vector<std::pair<Pipeline *, uint32_t>> tokens_;  // token - 1
+};
+
+}  // namespace tollgate::redis

@@ -1,0 +1,122 @@
+// The commands for one endpoint: the queue every thread submits to, the
+// connections that carry them (a few, multiplexed), joining of joinable
+// commands queued back to back, deadlines, and the completion of every
+// command exactly once. Driven by the I/O loop (io_loop.hpp); the direct
+// path (lender.hpp) lets callers skip the I/O thread where they can.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "connection.hpp"
+#include "lender.hpp"
+#include "request.hpp"
+
+namespace tollgate::redis {
+
+class IoLoop;
+
+class Pipeline final : public ConnectionOwner {
+ public:
+  // `connections` sockets to `address`, driven by `loop` (which it joins).
+  Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
+           uint32_t connections);
+  Pipeline(const Pipeline &) = delete;
+  Pipeline &operator=(const Pipeline &) = delete;
+
+  // Any thread: queues `r` (or answers it at once if the endpoint is known
+  // to be down or the transport is closing), waking the I/O thread or
+  // writing the batch itself when it is due (see the .cpp).
+  void submit(Request r);
+  // Any thread: carries `r` on an idle connection, if there is one (the
+  // direct path). False: `r` untouched, queue it.
+  bool try_direct(Request &r, bool wait);
+
+  // I/O thread, once per loop turn (see IoLoop::run).
+  void before_sleep();  // absorb what callers wrote
+  bool due();           // the queue is due (under mu)
+  uint32_t awaited() const { return io_waits.load(); }
+  int64_t next_timer() const;    // earliest deadline or connection timer
+  void after_wake(int64_t now);  // take back lent connections
+  void on_io(size_t conn, uint32_t events, int64_t now);
+  void send_due(int64_t now);      // the queue, joined, onto connections
+  void housekeeping(int64_t now);  // timers, flush, lend, publish
+  void start(int64_t now);         // first connections
+  void close_all();                // I/O thread, at the end
+  void fail_queue(Errc code, const std::string &msg);  // after the thread
+
+  TransportStats stats() const;
+  void note_ping(int64_t rtt_us);
+  const Address &address() const { return address_; }
+  std::string where() const { return address_.text(); }
+  ConnState state_now() const {
+    return static_cast<ConnState>(state.load(std::memory_order_acquire));
+  }
+
+  // ConnectionOwner.
+  void conn_ready(Connection &c, bool reconnect, int64_t now) override;
+  bool conn_reply(Connection &c, const InFlight &f,
+                  std::unique_ptr<Reply> reply, int64_t now) override;
+  void conn_failed(Connection &c, std::deque<InFlight> &lost, Errc lost_code,
+                   const std::string &lost_msg, Errc code,
+                   const std::string &msg, int64_t now) override;
+  void conn_note(Errc code, const std::string &msg) override;
+  void conn_version(std::string version) override;
+  void note_deadline(int64_t d) override {
+    next_deadline = std::min(next_deadline, d);
+  }
+
+ private:
+  friend class Lender;
+
+  void join_runs(std::vector<Request> &batch, std::vector<Request> &out,
+                 int64_t now, std::vector<void *> &parts,
+                 std::vector<Request> *expired = nullptr);
+  void dispatch(Request r, int64_t now);
+  void send_on(Connection &c, Request r, int64_t now);
+  void redispatch_waiting(int64_t now);
+  void expire(int64_t now);
+  void publish_state();
+  void set_error(Errc code, const std::string &msg);
+  void answer_down(Request &r);
+
+  IoLoop &loop_;
+  Lender lender_;
+  Address address_;
+  const bool direct_ok_;  // plain TCP: callers may use the sockets
+
+  // Shared with submitters, under `mu`.
+  mutable std::mutex mu;
+  std::vector<Request> queue;
+  Errc down_code = Errc::connect;
+  std::string down_message;
+  TransportStats stats_;
+
+  std::atomic<int32_t> state{static_cast<int32_t>(ConnState::connecting)};
+  std::atomic<uint32_t> in_flight{0};
+  // The commands (joined ones counted by their parts) whose reply the I/O
+  // thread awaits: while there are any, it wakes by itself (a reply, or a
+  // deadline). See submit.
+  std::atomic<uint32_t> io_waits{0};
+  std::atomic<bool> want_conn{false};  // I/O thread waits for a lent conn
+  std::atomic<uint32_t> direct_rr{0};
+  std::atomic<uint32_t> rr_hint{0};
+  std::atomic<uint64_t> caller_written{0};
+
+  // The I/O thread's own.
+  std::vector<std::unique_ptr<Connection>> conns;
+  std::deque<Request> waiting;  // while no connection is ready
+  std::vector<Request> batch_, joined_;
+  std::vector<void *> join_parts;
+  size_t rr = 0;
+  int64_t next_ping = 0;
+  int64_t next_deadline = INT64_MAX;
+};
+
+}  // namespace tollgate::redis
