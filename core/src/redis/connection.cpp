@@ -1,9 +1,7 @@
 #include "connection.hpp"
 
-#include <netdb.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
-#include <sys/un.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -45,7 +43,8 @@ Connection::Connection(ConnectionShared &shared, Address address,
       address_(std::move(address)),
       token_(token),
       owner_(owner),
-      rng_(seed) {}
+      rng_(seed),
+      dialer_(address_, s_, shared.ssl_ctx, shared.wake_fd) {}
 
 int64_t Connection::next_timer() const {
   if (phase_ == Phase::down) return retry_at_;
@@ -84,137 +83,47 @@ void Connection::start_connect(int64_t now) {
       now + static_cast<int64_t>(s_.connect_timeout_ms ? s_.connect_timeout_ms
                                                        : 1000) *
                 kMs;
-  addrs_.clear();
-  next_addr_ = 0;
-  if (address_.unix_socket) {
-    sockaddr_un un{};
-    un.sun_family = AF_UNIX;
-    if (address_.path.size() >= sizeof un.sun_path) {
-      fail(Errc::connect, "connect: unix socket path too long", now);
-      return;
-    }
-    std::memcpy(un.sun_path, address_.path.data(), address_.path.size());
-    Endpoint e;
-    std::memcpy(&e.addr, &un, sizeof un);
-    e.len = sizeof un;
-    addrs_.push_back(e);
-    connect_next(now);
-    return;
-  }
-  if (is_ip_literal(address_.host)) {  // no lookup: resolved here
-    const int rc =
-        resolve_now(address_.host, address_.port, AI_NUMERICHOST, addrs_);
-    if (rc != 0) {
-      fail(Errc::connect,
-           "connect: cannot resolve host '" + address_.host +
-               "': " + gai_strerror(rc),
-           now);
-      return;
-    }
-    connect_next(now);
-    return;
-  }
-  start_lookup(now);
-}
-
-// A host name is looked up on a helper thread, never on the I/O thread: a
-// resolver that takes seconds must not hold up every other deadline. The
-// connection's deadline (connect_timeout_ms) covers the lookup.
-void Connection::start_lookup(int64_t now) {
-  phase_ = Phase::resolving;
-  if (lookup_) {  // the previous attempt's lookup, maybe done
-    check_lookup(now);
-    return;
-  }
-  std::string error;
-  lookup_ = Lookup::start(address_.host, address_.port, shared_.wake_fd, error);
-  if (!lookup_) fail(Errc::connect, error, now);
+  dialed(dialer_.start(stream_), now);
 }
 
 void Connection::check_lookup(int64_t now) {
-  if (phase_ != Phase::resolving || !lookup_) return;
-  int rc = 0;
-  std::vector<Endpoint> found;
-  if (!lookup_->take(rc, found)) return;
-  lookup_.reset();
-  if (rc != 0 || found.empty()) {
-    fail(Errc::connect,
-         "connect: cannot resolve host '" + address_.host +
-             "': " + (rc != 0 ? gai_strerror(rc) : "no address"),
-         now);
-    return;
-  }
-  addrs_ = std::move(found);
-  next_addr_ = 0;
-  connect_next(now);
+  if (phase_ == Phase::resolving) dialed(dialer_.check_lookup(stream_), now);
 }
 
-// Connects to the addresses left, in order, until one connects or is in
-// progress; a host whose first address refuses (say ::1, where Redis
-// listens on 127.0.0.1 only) is reached on the next. With none left the
-// connection failed, with the last address's error.
-void Connection::connect_next(int64_t now) {
-  std::string last = "no address";
-  while (next_addr_ < addrs_.size()) {
-    const int err = stream_.open(addrs_[next_addr_++]);
-    if (err != 0) {
-      last = errno_text(err);
-      continue;
+// Follows the dialer's step: the phase it is in, what to watch, and the
+// handshake once the stream is connected.
+void Connection::dialed(DialStep step, int64_t now) {
+  for (;;) {
+    switch (step.state) {
+      case DialStep::resolving:
+        phase_ = Phase::resolving;
+        return;
+      case DialStep::tcp:
+        if (phase_ != Phase::tcp) {  // a new socket
+          events_ = 0;
+          reader = std::make_unique<Reader>();
+          wbuf.clear();
+          wpos_ = 0;
+        }
+        phase_ = Phase::tcp;
+        watch(step.events);
+        return;
+      case DialStep::tls:
+        phase_ = Phase::tls;
+        watch(step.events);
+        return;
+      case DialStep::retry:
+        close();
+        phase_ = Phase::down;
+        step = dialer_.next(stream_);
+        continue;
+      case DialStep::connected:
+        start_hello(now);
+        return;
+      case DialStep::failed:
+        fail(step.code, step.why, now);
+        return;
     }
-    events_ = 0;
-    reader = std::make_unique<Reader>();
-    wbuf.clear();
-    wpos_ = 0;
-    phase_ = Phase::tcp;
-    watch(EPOLLOUT | EPOLLIN);
-    return;
-  }
-  fail(Errc::connect, "connect: " + where() + ": " + last, now);
-}
-
-void Connection::tcp_connected(int64_t now) {
-  const int err = stream_.connect_error();
-  if (err != 0 && next_addr_ < addrs_.size()) {
-    // This address failed; the next one, within the same deadline.
-    close();
-    connect_next(now);
-    return;
-  }
-  if (err != 0) {
-    fail(Errc::connect, "connect: " + where() + ": " + errno_text(err), now);
-    return;
-  }
-  if (!shared_.ssl_ctx) {
-    start_hello(now);
-    return;
-  }
-  const std::string why = stream_.start_tls(
-      shared_.ssl_ctx,
-      s_.tls.server_name.empty() ? address_.host : s_.tls.server_name,
-      s_.tls.verify);
-  if (!why.empty()) {
-    fail(Errc::tls, "tls: " + why, now);
-    return;
-  }
-  phase_ = Phase::tls;
-  tls_step(now);
-}
-
-void Connection::tls_step(int64_t now) {
-  std::string why;
-  switch (stream_.tls_handshake(why)) {
-    case Stream::Step::done:
-      start_hello(now);
-      return;
-    case Stream::Step::want_read:
-      watch(EPOLLIN);
-      return;
-    case Stream::Step::want_write:
-      watch(EPOLLIN | EPOLLOUT);
-      return;
-    case Stream::Step::failed:
-      fail(Errc::tls, "tls: " + where() + ": " + why, now);
-      return;
   }
 }
 
@@ -267,9 +176,6 @@ void Connection::fail(Errc code, const std::string &msg, int64_t now) {
       was_ready && code == Errc::protocol ? Errc::protocol : code;
   std::deque<InFlight> carried;
   carried.swap(inflight);
-  // A lookup that outlived its deadline is kept (lookup_): the next attempt
-  // waits for it rather than starting another, so a resolver that hangs
-  // cannot pile up threads.
   phase_ = Phase::down;
   ++attempts_;
   retry_at_ = now + backoff_ns();
@@ -396,10 +302,8 @@ void Connection::on_io(uint32_t events, int64_t now) {
   if (fd() < 0) return;
   switch (phase_) {
     case Phase::tcp:
-      tcp_connected(now);
-      return;
     case Phase::tls:
-      tls_step(now);
+      dialed(dialer_.on_io(stream_), now);
       return;
     case Phase::hello:
     case Phase::ready:

@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "dialer.hpp"
 #include "request.hpp"
 #include "resolver.hpp"
 #include "stream.hpp"
@@ -155,10 +156,7 @@ class Connection {
   std::string broken_msg;
 
  private:
-  void start_lookup(int64_t now);
-  void connect_next(int64_t now);
-  void tcp_connected(int64_t now);
-  void tls_step(int64_t now);
+  void dialed(DialStep step, int64_t now);
   void start_hello(int64_t now);
   void read_some(int64_t now);
   bool handshake_reply(const InFlight &f, const Reply &reply, int64_t now);
@@ -177,9 +175,7 @@ class Connection {
   Phase phase_ = Phase::down;
   size_t wpos_ = 0;
   int64_t phase_deadline_ = 0;
-  std::shared_ptr<Lookup> lookup_;  // Phase::resolving (or a late one)
-  std::vector<Endpoint> addrs_;     // the addresses to try, in order
-  size_t next_addr_ = 0;
+  Dialer dialer_;
   int64_t retry_at_ = 0;
   int attempts_ = 0;
   bool ever_ready_ = false;
