@@ -6,19 +6,19 @@
 #   bench/ab_redis.sh <bench A> <bench B> [rounds] [seconds per figure]
 # docs/benchmarks.md shows how the two builds were made.
 set -euo pipefail
-a=$1 b=$2 rounds=${3:-3} secs=${4:-2}
+AB_A=$1 AB_B=$2 AB_ROUNDS=${3:-3} AB_SECS=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 run() {
   local url=$1
-  for r in $(seq "$rounds"); do
+  for r in $(seq "$AB_ROUNDS"); do
     for which in A B; do
-      bin=$a
-      [ "$which" = B ] && bin=$b
+      bin=$AB_A
+      [ "$which" = B ] && bin=$AB_B
       echo "=== round $r, $which: $bin"
-      "$bin" "$url" "$secs"
+      "$bin" "$url" "$AB_SECS"
     done
   done
 }
 export -f run
-export a b rounds secs
+export AB_A AB_B AB_ROUNDS AB_SECS
 "$here/../tests/with_redis.sh" bash -c 'run "$TOLLGATE_TEST_REDIS_URL"'
