@@ -1,14 +1,22 @@
 // Redis key names read back for the admin listing: which names are a
 // tollgate key under a prefix, what user key and policy they hold, and that
-// distinct policies get distinct keys.
+// distinct policies get distinct keys; and the cluster hash slot of a key
+// (CRC16, hash tags), checked against a real redis-server's CLUSTER KEYSLOT.
 #include <catch2/catch.hpp>
 
+#include <stdlib.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
 #include <set>
 #include <string>
+#include <vector>
 
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 #include "tollgate/redis/redis_store.hpp"
+#include "tollgate/redis/slot.hpp"
 
 using tollgate::Algorithm;
 using tollgate::Policy;
@@ -112,4 +120,173 @@ TEST_CASE("redis keys: policies that differ only in their limit keep apart",
   rl_keys_free(it);
   CHECK(limits == std::set<int64_t>{600000, 600001});
   rl_destroy(lim);
+}
+
+// ---- Cluster hash slots ---------------------------------------------------
+
+using tollgate::redis::crc16_xmodem;
+using tollgate::redis::hash_slot;
+
+namespace {
+
+// A redis-server in cluster mode (no slots assigned: CLUSTER KEYSLOT works,
+// data commands do not). Its nodes.conf lives in a directory of its own
+// made with mkdtemp, removed with the server.
+struct ClusterModeServer {
+  std::string conf_dir;
+  std::unique_ptr<tollgate_test::RedisServer> server;
+
+  ClusterModeServer() {
+    std::string tmpl =
+        (std::filesystem::temp_directory_path() / "tollgate-slot-XXXXXX")
+            .string();
+    REQUIRE(mkdtemp(tmpl.data()) != nullptr);
+    conf_dir = tmpl;
+    tollgate_test::RedisOptions o;
+    o.extra_args = {"--cluster-enabled", "yes", "--cluster-config-file",
+                    conf_dir + "/nodes.conf"};
+    server = std::make_unique<tollgate_test::RedisServer>(o);
+  }
+  ~ClusterModeServer() {
+    server.reset();
+    std::error_code ec;
+    std::filesystem::remove_all(conf_dir, ec);
+  }
+
+  long long keyslot(const std::string &key) const {
+    const tollgate_test::RespValue v =
+        server->query({"CLUSTER", "KEYSLOT", key});
+    INFO(v.str);
+    REQUIRE(v.type == ':');
+    return v.integer;
+  }
+};
+
+}  // namespace
+
+TEST_CASE("slot: CRC16 XMODEM check value and hash tags of the cluster spec",
+          "[slot]") {
+  CHECK(crc16_xmodem("123456789") == 0x31C3);
+  CHECK(crc16_xmodem("") == 0);
+  CHECK(crc16_xmodem(std::string_view("\0", 1)) == 0);
+  CHECK(crc16_xmodem("A") == 0x58E5);
+  CHECK(hash_slot("123456789") == (0x31C3 & 16383));
+
+  // The examples of the Redis Cluster specification.
+  CHECK(hash_slot("{user1000}.following") == hash_slot("{user1000}.followers"));
+  CHECK(hash_slot("{user1000}.following") == hash_slot("user1000"));
+  CHECK(hash_slot("foo{}{bar}") == crc16_xmodem("foo{}{bar}") % 16384);
+  CHECK(hash_slot("foo{{bar}}zap") == hash_slot("{bar"));
+  CHECK(hash_slot("foo{{bar}}zap") == crc16_xmodem("{bar") % 16384);
+  CHECK(hash_slot("foo{bar}{zap}") == hash_slot("bar"));
+  CHECK(hash_slot("foo{bar}{zap}") == crc16_xmodem("bar") % 16384);
+
+  // No tag: an unterminated '{', a '}' only before the '{', no braces.
+  CHECK(hash_slot("foo{bar") == crc16_xmodem("foo{bar") % 16384);
+  CHECK(hash_slot("}foo{bar") == crc16_xmodem("}foo{bar") % 16384);
+  CHECK(hash_slot("{}") == crc16_xmodem("{}") % 16384);
+  // A one-byte tag counts; the tag may hold anything but '}'.
+  CHECK(hash_slot("a{b}c") == hash_slot("b"));
+  CHECK(hash_slot("x{a:b{c}y") == hash_slot("a:b{c"));
+}
+
+TEST_CASE("slot: hash_slot agrees with CLUSTER KEYSLOT of a real redis-server",
+          "[slot][redis]") {
+  using namespace std::string_literals;
+  ClusterModeServer cluster;
+  const std::vector<std::string> keys = {
+      "",
+      "a",
+      "foo",
+      "123456789",
+      "{user1000}.following",
+      "{user1000}.followers",
+      "foo{}{bar}",
+      "foo{{bar}}zap",
+      "foo{bar}{zap}",
+      "foo{bar",
+      "}foo{bar}",
+      "{}",
+      "{a}",
+      "tollgate:{org-1}:gcra:10:60000:10",
+      "app:rl:{a:b}{c}:token_bucket:5:1000:20",
+      "bin\0ary{\xff\x00\x80}"s,
+      std::string("\xff\xfe\xfd\xfc"),
+      "caf\xc3\xa9 \xe2\x98\x95",
+      std::string(1000, 'k'),
+      std::string(600, 'x') + "{" + std::string(300, 'y') + "}",
+      "ends with a brace {",
+      "two {tags} and {more}",
+  };
+  for (const std::string &k : keys) {
+    INFO("key of " << k.size() << " bytes: " << k);
+    CHECK(hash_slot(k) == cluster.keyslot(k));
+  }
+}
+
+TEST_CASE("slot: every policy key of one user key lands in one slot",
+          "[slot][redis]") {
+  // The keys the store really writes (KEYS on a plain server), grouped by
+  // user key: each group has one slot, and it is the slot CLUSTER KEYSLOT
+  // gives. User keys may hold ':', '{' and '}', but not start with '}': then
+  // the tag would be empty ("<prefix>{}...") and the whole name is hashed,
+  // so such a key's policies would not share a slot (not covered here).
+  tollgate_test::RedisServer plain;
+  ClusterModeServer cluster;
+  const std::vector<std::string> users = {
+      "org-1",   "u",     "a:b",         "x{y}z",      "{nested}",
+      "a}b{c}d", "tail{", "caf\xc3\xa9", "with space", std::string(200, 'q')};
+  rl_policy policies[6];
+  const int32_t algs[6] = {RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET,
+                           RL_ALG_FIXED_WINDOW, RL_ALG_SLIDING_WINDOW,
+                           RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET};
+  for (int i = 0; i < 6; ++i) {
+    policies[i] = RL_POLICY_INIT;
+    policies[i].algorithm = algs[i];
+    policies[i].limit = 10 + i;
+    policies[i].period_ms = 1000 * (i + 1);
+    if (algs[i] == RL_ALG_GCRA || algs[i] == RL_ALG_TOKEN_BUCKET)
+      policies[i].burst = 20 + i;
+  }
+  for (const char *prefix : {"tollgate:", "app:rl:"}) {
+    INFO("prefix " << prefix);
+    REQUIRE(plain.query({"FLUSHALL"}).str == "OK");
+    rl_options o = RL_OPTIONS_INIT;
+    const std::string url = plain.url() + "?prefix=" + prefix;
+    o.url = url.c_str();
+    o.failure_mode = RL_FAIL_ERROR;
+    rl_limiter *lim = nullptr;
+    REQUIRE(rl_create(&lim, &o) == RL_OK);
+    rl_decision d = RL_DECISION_INIT;
+    for (const std::string &u : users) {
+      // One multi-policy check and one single-policy check per user key.
+      REQUIRE(rl_check(lim, &d, u.data(), u.size(), policies, 4, 1) == RL_OK);
+      REQUIRE(rl_check(lim, &d, u.data(), u.size(), policies + 4, 1, 1) ==
+              RL_OK);
+      REQUIRE(rl_check(lim, &d, u.data(), u.size(), policies + 5, 1, 1) ==
+              RL_OK);
+    }
+    rl_destroy(lim);
+
+    const tollgate_test::RespValue listed = plain.query({"KEYS", "*"});
+    REQUIRE(listed.type == '*');
+    REQUIRE(listed.elements.size() == users.size() * 6);
+    std::map<std::string, std::set<uint16_t>> slots;
+    for (const tollgate_test::RespValue &k : listed.elements) {
+      std::string user;
+      tollgate::Policy p{};
+      INFO(k.str);
+      REQUIRE(parse_redis_key(k.str, prefix, user, p));
+      const uint16_t slot = hash_slot(k.str);
+      // The prefix holds no brace, so the tag starts at the user key.
+      CHECK(slot == hash_slot("{" + user + "}"));
+      CHECK(slot == cluster.keyslot(k.str));
+      slots[user].insert(slot);
+    }
+    REQUIRE(slots.size() == users.size());
+    for (const auto &[user, s] : slots) {
+      INFO("user key " << user);
+      CHECK(s.size() == 1);
+    }
+  }
 }

@@ -215,3 +215,77 @@ TEST_CASE("url: a refused URL leaves the settings as they were", "[url]") {
   CHECK(s.host == "h2");
   CHECK(s.spin_us == 3);
 }
+
+TEST_CASE("url: seed ports at their bounds and default ports", "[url]") {
+  Settings s = parse_ok("redis+cluster://a:1,b:65535,c,[::1],[::2]:9");
+  REQUIRE(s.seeds.size() == 5);
+  CHECK(s.seeds[0].port == 1);
+  CHECK(s.seeds[1].port == 65535);
+  CHECK(s.seeds[2].port == 6379);
+  CHECK(s.seeds[3].host == "::1");
+  CHECK(s.seeds[3].port == 6379);
+  CHECK(s.seeds[4].port == 9);
+  s = parse_ok("redis+sentinel://a,[::1],b:1/m");
+  REQUIRE(s.seeds.size() == 3);
+  CHECK(s.seeds[0].port == 26379);
+  CHECK(s.seeds[1].port == 26379);
+  CHECK(s.seeds[2].port == 1);
+  // The first seed is also host/port, whatever port the caller had set.
+  Settings pre;
+  pre.port = 1234;
+  REQUIRE(parse_url("redis+cluster://x", pre) == Errc::ok);
+  CHECK(pre.host == "x");
+  CHECK(pre.port == 6379);
+  // The same seed twice is allowed (the client dedupes by address).
+  CHECK(parse_ok("redis+cluster://h:1,h:1").seeds.size() == 2);
+  for (const char *bad : {"redis+cluster://a:0", "redis+cluster://a:65536",
+                          "redis+cluster://a:+1", "redis+cluster://a: 1",
+                          "redis+cluster://a:1,b:65536",
+                          "redis+sentinel://a:0/m", "redis+sentinel://a,b:+1/m",
+                          "redis+cluster://a:1:2", "redis+cluster://a b:1"}) {
+    INFO(bad);
+    CHECK(refused(bad));
+  }
+}
+
+TEST_CASE("url: cluster and sentinel paths end where they should", "[url]") {
+  CHECK(parse_ok("redis+cluster://h/").db == 0);
+  CHECK(parse_ok("redis+cluster://h/?timeout_ms=3").timeout_ms == 3);
+  CHECK(refused("redis+cluster://h//"));
+  CHECK(refused("redis+cluster://h/0"));
+  CHECK(parse_ok("redis+sentinel://s/m/").master_name == "m");
+  CHECK(parse_ok("redis+sentinel://s/m/").db == 0);
+  CHECK(parse_ok("redis+sentinel://s/m/2147483647").db == 2147483647);
+  CHECK(parse_ok("redis+sentinel://s/m%2Fx").master_name == "m/x");
+  CHECK(parse_ok("redis+sentinel://s/M-1_a.b").master_name == "M-1_a.b");
+  CHECK(refused("redis+sentinel://s/m/2147483648"));
+  CHECK(refused("redis+sentinel://s/m/1/"));
+  CHECK(refused("redis+sentinel://s/m/-1"));
+  CHECK(refused("redis+sentinel://s"));
+  CHECK(refused("redis+sentinel://s/%20"));
+  CHECK(refused("redis+sentinel://s/m%7F"));
+  CHECK(refused("redis+sentinel://s/?db=1"));
+  // Empty option values are allowed for the sentinel credentials.
+  Settings s = parse_ok("redis+sentinel://s/m?sentinel_password=");
+  CHECK(s.sentinel_password.empty());
+}
+
+TEST_CASE("url: a new URL replaces the seeds and the master name", "[url]") {
+  Settings s;
+  REQUIRE(parse_url("redis+sentinel://s1,s2/m/4", s) == Errc::ok);
+  CHECK(s.seeds.size() == 2);
+  REQUIRE(parse_url("redis+cluster://c1:7000", s) == Errc::ok);
+  CHECK(s.topology == TopologyKind::cluster);
+  REQUIRE(s.seeds.size() == 1);
+  CHECK(s.seeds[0].host == "c1");
+  CHECK(s.master_name.empty());
+  CHECK(s.db == 0);  // a cluster has only database 0, whatever came before
+  REQUIRE(parse_url("redis://h", s) == Errc::ok);
+  CHECK(s.topology == TopologyKind::standalone);
+  CHECK(s.seeds.empty());
+  // A refused URL changes nothing.
+  REQUIRE(parse_url("redis+cluster://c1:7000", s) == Errc::ok);
+  REQUIRE(parse_url("redis+sentinel://s/m?bogus=1", s) == Errc::url);
+  CHECK(s.topology == TopologyKind::cluster);
+  CHECK(s.seeds.size() == 1);
+}

@@ -195,8 +195,9 @@ Errc Limiter::create(const LimiterConfig &config,
     if (scheme == "memory")
       return fail(Errc::url, "url: memory:// takes no host, path or options");
     return fail(Errc::url, "url: unknown scheme '" + scheme +
-                               "' (expected memory://, redis://, rediss:// "
-                               "or unix://)");
+                               "' (expected memory://, redis://, rediss://, "
+                               "unix://, redis+cluster://, rediss+cluster://, "
+                               "redis+sentinel:// or rediss+sentinel://)");
   }
   auto settings = std::make_unique<redis::Settings>();
   Errc rc = redis::parse_url(url, *settings);

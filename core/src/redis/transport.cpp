@@ -112,6 +112,10 @@ Errc Transport::create(const Settings &settings,
                        std::vector<std::string> preload,
                        std::unique_ptr<Transport> &out) {
   register_fork_handler();
+  if (settings.topology != TopologyKind::standalone)
+    return fail(Errc::unsupported,
+                "url: cluster and sentinel URLs parse, but this build cannot "
+                "connect to them yet");
   auto shared = std::make_shared<Shared>();
   shared->settings = settings;
   shared->preload = std::move(preload);

@@ -73,7 +73,14 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
   Errc rc = Errc::ok;
   const bool tls_option = key.rfind("tls_", 0) == 0;
   if (tls_option && !s.tls.enabled)
-    return bad("option " + std::string(key) + " requires rediss://");
+    return bad("option " + std::string(key) +
+               " requires rediss:// (or rediss+cluster://, "
+               "rediss+sentinel://)");
+  const bool sentinel_option =
+      key == "sentinel_username" || key == "sentinel_password";
+  if (sentinel_option && s.topology != TopologyKind::sentinel)
+    return bad("option " + std::string(key) +
+               " requires redis+sentinel:// or rediss+sentinel://");
   if (key == "connect_timeout_ms") {
     rc = number(key, value, 1, 600000, n);
     s.connect_timeout_ms = static_cast<uint32_t>(n);
@@ -125,11 +132,25 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
   } else if (key == "spin_us") {
     rc = number(key, value, 0, 1000, n);
     s.spin_us = static_cast<uint32_t>(n);
+  } else if (key == "sentinel_username") {
+    // The sentinels' own ACL user and password (AUTH to each sentinel);
+    // the URL's user info is for the data nodes. Never echoed.
+    s.sentinel_username = value;
+  } else if (key == "sentinel_password") {
+    s.sentinel_password = value;
   } else if (key == "db") {
+    if (s.topology == TopologyKind::cluster) {
+      // A cluster has only database 0; ?db=0 is accepted as a no-op.
+      if (!parse_u64(value, n) || n != 0)
+        return bad("option db: a cluster has only database 0");
+      s.db = 0;
+      return Errc::ok;
+    }
     if (!unix)
       return bad(
-          "option db is for unix:// URLs; redis:// takes the database "
-          "in the path (redis://host:6379/2)");
+          "option db is for unix:// URLs; redis:// and redis+sentinel:// "
+          "take the database in the path (redis://host:6379/2, "
+          "redis+sentinel://host:26379/mymaster/2)");
     rc = number(key, value, 0, 2147483647, n);
     s.db = static_cast<int>(n);
   } else {
@@ -164,28 +185,160 @@ Errc parse_query(std::string_view query, bool unix, Settings &s) {
   return Errc::ok;
 }
 
+// The database in a path's last part ("2" of /2 or /mymaster/2).
+Errc parse_db(std::string_view digits, const char *form, Settings &s) {
+  uint64_t db = 0;
+  if (!parse_u64(digits, db) || db > 2147483647)
+    return bad(std::string("the path must be ") + form);
+  s.db = static_cast<int>(db);
+  return Errc::ok;
+}
+
+// host, host:port, [v6] or [v6]:port. `where` starts each message ("" for
+// the one host of a redis:// URL, "seed 2: " in a list). The port stays
+// `out.port` when the text has none.
+Errc parse_host_port(std::string_view authority, const std::string &where,
+                     HostPort &out) {
+  std::string_view host = authority, port;
+  if (!authority.empty() && authority[0] == '[') {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos)
+      return bad(where + "unterminated [ in an IPv6 host");
+    host = authority.substr(1, close - 1);
+    const std::string_view after = authority.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return bad(where + "expected :port after ]");
+      port = after.substr(1);
+      if (port.empty()) return bad(where + "empty port");
+    }
+    unsigned char buf[16];
+    if (inet_pton(AF_INET6, std::string(host).c_str(), buf) != 1)
+      return bad(where + "malformed IPv6 address in brackets");
+  } else {
+    const size_t colon = authority.find(':');
+    if (colon != std::string_view::npos) {
+      host = authority.substr(0, colon);
+      port = authority.substr(colon + 1);
+      if (port.empty()) return bad(where + "empty port");
+    }
+  }
+  if (host.empty()) return bad(where + "missing host");
+  if (host.find_first_of(" %/?#@[]") != std::string_view::npos)
+    return bad(where + "malformed host");
+  out.host = std::string(host);
+  if (!port.empty()) {
+    uint64_t p = 0;
+    if (!parse_u64(port, p) || p < 1 || p > 65535)
+      return bad(where + "port must be 1..65535");
+    out.port = static_cast<uint16_t>(p);
+  }
+  return Errc::ok;
+}
+
+// A comma-separated seed list (cluster nodes or sentinels). A seed's port
+// is optional, as in redis-py (whose ClusterNode defaults to 6379) and in
+// most sentinel clients (26379, the port Sentinel listens on by default):
+// `default_port` is 6379 for cluster seeds and 26379 for sentinels. (The
+// Python limits library requires an explicit port on every seed; every
+// URL it accepts means the same here.)
+Errc parse_seeds(std::string_view list, uint16_t default_port,
+                 std::vector<HostPort> &out) {
+  out.clear();
+  if (list.find_first_not_of(',') == std::string_view::npos)
+    return bad(
+        "empty seed list: expected host[:port][,host[:port]...] (unix "
+        "sockets are not supported with cluster or sentinel)");
+  size_t start = 0;
+  for (size_t i = 1;; ++i) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    const std::string_view seed = list.substr(start, comma - start);
+    const std::string where = "seed " + std::to_string(i) + ": ";
+    if (seed.empty()) return bad(where + "empty (a stray ',')");
+    HostPort hp;
+    hp.port = default_port;
+    const Errc rc = parse_host_port(seed, where, hp);
+    if (rc != Errc::ok) return rc;
+    out.push_back(std::move(hp));
+    if (comma == list.size()) break;
+    start = comma + 1;
+  }
+  return Errc::ok;
+}
+
+// The master name and optional database of a sentinel URL's path:
+// /<master-name>[/db] (a trailing '/' after either is allowed).
+Errc parse_sentinel_path(std::string_view path, Settings &s) {
+  if (!path.empty()) path.remove_prefix(1);  // the '/'
+  const size_t slash = path.find('/');
+  const std::string_view name = path.substr(0, slash);
+  if (name.empty())
+    return bad(
+        "missing master name: expected "
+        "redis+sentinel://host[:port][,host[:port]...]/<master-name>[/db]");
+  Errc rc = decode(name, "master name", s.master_name);
+  if (rc != Errc::ok) return rc;
+  for (const char c : s.master_name)
+    if (static_cast<unsigned char>(c) <= 0x20 || c == 0x7f)
+      return bad("malformed master name (spaces or control characters)");
+  if (slash == std::string_view::npos) return Errc::ok;
+  const std::string_view db = path.substr(slash + 1);
+  if (db.empty()) return Errc::ok;
+  return parse_db(db, "/<master-name>/<db>, a database number 0 .. 2147483647",
+                  s);
+}
+
+struct Scheme {
+  std::string_view prefix;
+  TopologyKind topology;
+  bool tls;
+  bool unix;
+};
+
+constexpr Scheme kSchemes[] = {
+    {"redis://", TopologyKind::standalone, false, false},
+    {"rediss://", TopologyKind::standalone, true, false},
+    {"unix://", TopologyKind::standalone, false, true},
+    {"redis+cluster://", TopologyKind::cluster, false, false},
+    {"rediss+cluster://", TopologyKind::cluster, true, false},
+    {"redis+sentinel://", TopologyKind::sentinel, false, false},
+    {"rediss+sentinel://", TopologyKind::sentinel, true, false},
+};
+
+bool unix_topology_scheme(std::string_view url) {
+  return url.rfind("unix+cluster://", 0) == 0 ||
+         url.rfind("unix+sentinel://", 0) == 0;
+}
+
 }  // namespace
 
 bool is_redis_url(const std::string &url) {
-  return url.rfind("redis://", 0) == 0 || url.rfind("rediss://", 0) == 0 ||
-         url.rfind("unix://", 0) == 0;
+  for (const Scheme &scheme : kSchemes)
+    if (url.rfind(scheme.prefix, 0) == 0) return true;
+  return unix_topology_scheme(url);
 }
 
 Errc parse_url(const std::string &url, Settings &out) {
   Settings s = out;
   std::string_view rest(url);
-  bool unix = false;
-  if (rest.rfind("redis://", 0) == 0) {
-    rest.remove_prefix(8);
-  } else if (rest.rfind("rediss://", 0) == 0) {
-    rest.remove_prefix(9);
-    s.tls.enabled = true;
-  } else if (rest.rfind("unix://", 0) == 0) {
-    rest.remove_prefix(7);
-    unix = true;
-  } else {
-    return bad("expected redis://, rediss:// or unix://");
+  const Scheme *scheme = nullptr;
+  for (const Scheme &candidate : kSchemes)
+    if (rest.rfind(candidate.prefix, 0) == 0) scheme = &candidate;
+  if (scheme == nullptr) {
+    if (unix_topology_scheme(rest))
+      return bad(
+          "unix sockets are not supported with cluster or sentinel: use "
+          "redis+cluster:// or redis+sentinel:// with host[:port] seeds");
+    return bad(
+        "expected redis://, rediss://, unix://, redis+cluster://, "
+        "rediss+cluster://, redis+sentinel:// or rediss+sentinel://");
   }
+  rest.remove_prefix(scheme->prefix.size());
+  const bool unix = scheme->unix;
+  s.topology = scheme->topology;
+  if (scheme->tls) s.tls.enabled = true;
+  s.seeds.clear();  // from the URL only, never from `out`
+  s.master_name.clear();
   if (rest.find('#') != std::string_view::npos)
     return bad("fragments (#...) are not allowed");
   std::string_view query;
@@ -204,7 +357,7 @@ Errc parse_url(const std::string &url, Settings &out) {
     if (rc != Errc::ok) return rc;
     if (s.path.size() > 107) return bad("unix socket path is too long");
   } else {
-    // [userinfo@]host[:port][/db]
+    // [userinfo@]host[:port][/db], or [userinfo@]seed[,seed...][/path]
     const size_t slash = rest.find('/');
     std::string_view authority = rest.substr(0, slash);
     std::string_view path = slash == std::string_view::npos
@@ -227,44 +380,38 @@ Errc parse_url(const std::string &url, Settings &out) {
         s.username.clear();
       }
     }
-    std::string_view host = authority, port;
-    if (!authority.empty() && authority[0] == '[') {
-      const size_t close = authority.find(']');
-      if (close == std::string_view::npos)
-        return bad("unterminated [ in an IPv6 host");
-      host = authority.substr(1, close - 1);
-      const std::string_view after = authority.substr(close + 1);
-      if (!after.empty()) {
-        if (after[0] != ':') return bad("expected :port after ]");
-        port = after.substr(1);
-        if (port.empty()) return bad("empty port");
+    if (s.topology == TopologyKind::standalone) {
+      if (authority.find(',') != std::string_view::npos)
+        return bad(
+            "a host list needs redis+cluster:// or redis+sentinel:// "
+            "(redis:// takes one host)");
+      HostPort hp;
+      hp.port = s.port;
+      const Errc rc = parse_host_port(authority, "", hp);
+      if (rc != Errc::ok) return rc;
+      s.host = std::move(hp.host);
+      s.port = hp.port;
+      if (!path.empty() && path != "/") {
+        const Errc prc = parse_db(path.substr(1),
+                                  "a database number (/0 .. /2147483647)", s);
+        if (prc != Errc::ok) return prc;
       }
-      unsigned char buf[16];
-      if (inet_pton(AF_INET6, std::string(host).c_str(), buf) != 1)
-        return bad("malformed IPv6 address in brackets");
     } else {
-      const size_t colon = authority.find(':');
-      if (colon != std::string_view::npos) {
-        host = authority.substr(0, colon);
-        port = authority.substr(colon + 1);
-        if (port.empty()) return bad("empty port");
+      const bool cluster = s.topology == TopologyKind::cluster;
+      Errc rc = parse_seeds(authority, cluster ? 6379 : 26379, s.seeds);
+      if (rc != Errc::ok) return rc;
+      s.host = s.seeds[0].host;
+      s.port = s.seeds[0].port;
+      if (cluster) {
+        s.db = 0;  // whatever `out` had: a cluster has only database 0
+        if (!path.empty() && path != "/")
+          return bad(
+              "redis+cluster:// takes no /db path: a cluster has only "
+              "database 0");
+      } else {
+        rc = parse_sentinel_path(path, s);
+        if (rc != Errc::ok) return rc;
       }
-    }
-    if (host.empty()) return bad("missing host");
-    if (host.find_first_of(" %/?#@") != std::string_view::npos)
-      return bad("malformed host");
-    s.host = std::string(host);
-    if (!port.empty()) {
-      uint64_t p = 0;
-      if (!parse_u64(port, p) || p < 1 || p > 65535)
-        return bad("port must be 1..65535");
-      s.port = static_cast<uint16_t>(p);
-    }
-    if (!path.empty() && path != "/") {
-      uint64_t db = 0;
-      if (!parse_u64(path.substr(1), db) || db > 2147483647)
-        return bad("the path must be a database number (/0 .. /2147483647)");
-      s.db = static_cast<int>(db);
     }
   }
   if (!query.empty()) {
@@ -273,6 +420,8 @@ Errc parse_url(const std::string &url, Settings &out) {
   }
   if (s.tls.cert_file.empty() != s.tls.key_file.empty())
     return bad("tls_cert and tls_key go together (mutual TLS needs both)");
+  if (!s.sentinel_username.empty() && s.sentinel_password.empty())
+    return bad("sentinel_username needs sentinel_password");
   out = std::move(s);
   return Errc::ok;
 }

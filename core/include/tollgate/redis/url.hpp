@@ -2,12 +2,18 @@
 //   redis://[user[:password]@]host[:port][/db][?options]
 //   rediss://...                       (TLS)
 //   unix:///path/to/redis.sock[?db=N&options]
+//   redis+cluster://[user[:password]@]host[:port][,host[:port]...][?options]
+//   rediss+cluster://...               (TLS)
+//   redis+sentinel://[user[:password]@]host[:port][,host[:port]...]
+//       /<master-name>[/db][?options]
+//   rediss+sentinel://...              (TLS, to the sentinels and the nodes)
 // Parsing is strict: unknown options, bad values and malformed URLs are
 // errors that name the problem without echoing the password.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "tollgate/error.hpp"
 
@@ -30,15 +36,36 @@ struct TlsSettings {
   std::string server_name;  // tls_server_name; default: the host
 };
 
+enum class TopologyKind {
+  standalone,  // redis://, rediss://, unix://
+  cluster,     // redis+cluster://, rediss+cluster://
+  sentinel,    // redis+sentinel://, rediss+sentinel://
+};
+
+struct HostPort {
+  std::string host;  // IPv6 literals without brackets
+  uint16_t port = 0;
+};
+
 struct Settings {
-  // Where: TCP host/port, or a unix socket path.
+  TopologyKind topology = TopologyKind::standalone;
+  // Where: TCP host/port, or a unix socket path. For a cluster or sentinel
+  // URL, host and port are those of the first seed.
   bool unix_socket = false;
   std::string host;  // IPv6 literals without brackets
   uint16_t port = 6379;
-  std::string path;      // unix socket path
-  int db = 0;            // /N or ?db=N, 0 .. 2^31-1
-  std::string username;  // ACL user; empty: none
-  std::string password;  // empty: no AUTH
+  std::string path;  // unix socket path
+  // Cluster: the seed nodes; sentinel: the sentinels; in URL order, at
+  // least one. Empty for standalone URLs.
+  std::vector<HostPort> seeds;
+  std::string master_name;  // sentinel: the monitored master's name
+  int db = 0;               // /N or ?db=N, 0 .. 2^31-1 (always 0: cluster)
+  std::string username;     // ACL user of the data nodes; empty: none
+  std::string password;     // the data nodes'; empty: no AUTH
+  // Sentinel: AUTH for the sentinels themselves (?sentinel_username=,
+  // ?sentinel_password=); the URL's user info is for the data nodes.
+  std::string sentinel_username;
+  std::string sentinel_password;
   TlsSettings tls;
 
   uint32_t connect_timeout_ms = 1000;
@@ -56,12 +83,15 @@ struct Settings {
   uint32_t spin_us = 200;
 };
 
-// True if `url` names a Redis store (redis://, rediss://, unix://).
+// True if `url` names a Redis store: redis://, rediss://, unix://,
+// redis+cluster://, rediss+cluster://, redis+sentinel://, rediss+sentinel://
+// (and unix+cluster:// or unix+sentinel://, which parse_url refuses with a
+// message saying why).
 bool is_redis_url(const std::string &url);
 
-// Parses a redis://, rediss:// or unix:// URL into `out` (which starts with
-// its defaults). Errors: Errc::url with a message naming the part or option
-// at fault; the password never appears in it.
+// Parses one of the URLs above into `out` (which starts with its defaults).
+// Errors: Errc::url with a message naming the part or option at fault; the
+// password never appears in it.
 Errc parse_url(const std::string &url, Settings &out);
 
 }  // namespace tollgate::redis
