@@ -315,7 +315,7 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
  * to the limiter's timeout. Thread-safe. */
 RL_API int rl_reset(rl_limiter *limiter, const char *key, size_t key_len);
 
-#define RL_HEALTH_VERSION 2
+#define RL_HEALTH_VERSION 3
 typedef struct rl_health_info {
   uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */
   int32_t store_kind; /* RL_STORE_* */
@@ -338,9 +338,24 @@ typedef struct rl_health_info {
   uint64_t deny_cache_hits; /* answers from the local deny cache */
   char server_version[32];  /* e.g. "7.0.15"; "" if unknown */
   char last_error[256];     /* last store error; never holds a secret */
+
+  /* ---- version 3 */
+  int32_t topology;            /* RL_TOPOLOGY_*; 0 for the memory store */
+  uint32_t nodes;              /* Redis nodes known: see rl_health_node */
+  int64_t slot_map_age_ms;     /* cluster: age of the slot map; -1: none */
+  uint64_t slot_map_refreshes; /* cluster: slot maps read */
+  uint64_t moved;              /* cluster: -MOVED redirections followed */
+  uint64_t ask;                /* cluster: -ASK redirections followed */
 } rl_health_info;
-#define RL_HEALTH_INIT \
-  { RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "" }
+#define RL_HEALTH_INIT                                                         \
+  {                                                                            \
+    RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", \
+        0, 0, -1, 0, 0, 0                                                      \
+  }
+
+#define RL_TOPOLOGY_STANDALONE 1 /* redis://, rediss://, unix:// */
+#define RL_TOPOLOGY_CLUSTER 2    /* redis+cluster://, rediss+cluster:// */
+#define RL_TOPOLOGY_SENTINEL 3   /* redis+sentinel://, rediss+sentinel:// */
 
 #define RL_CONN_NONE 0       /* no connection is involved (memory store) */
 #define RL_CONN_CONNECTING 1 /* connecting or handshaking */
@@ -351,6 +366,31 @@ typedef struct rl_health_info {
  * with out->version set). Counters are exact but may be read while other
  * threads run, so they need not add up to one instant. Thread-safe. */
 RL_API int rl_health(rl_limiter *limiter, rl_health_info *out);
+
+/* One Redis node as rl_health sees it: standalone, the server; a cluster,
+ * every node the limiter has met (the URL's seeds, the slot map's
+ * primaries, targets of redirections). */
+#define RL_NODE_VERSION 1
+typedef struct rl_node_info {
+  uint32_t version;    /* set by the caller: RL_NODE_VERSION */
+  int32_t role;        /* RL_ROLE_* */
+  int32_t connection;  /* RL_CONN_*; RL_CONN_NONE: not connected to yet */
+  uint32_t in_flight;  /* calls awaiting its reply */
+  uint64_t errors;     /* connections to it lost or refused */
+  uint64_t reconnects; /* connections to it re-established */
+  char address[64];    /* host:port, or the unix socket path */
+  char last_error[256];
+} rl_node_info;
+#define RL_NODE_INIT \
+  { RL_NODE_VERSION, 0, 0, 0, 0, 0, "", "" }
+
+#define RL_ROLE_PRIMARY 1 /* serves slots (standalone: the server) */
+#define RL_ROLE_OTHER 2   /* a seed, a replica or a former primary */
+
+/* Node `index` of the `nodes` that rl_health reported (0 .. nodes-1).
+ * RL_E_INVALID_ARG past the end (the list only grows while the limiter
+ * lives) or for the memory store. Thread-safe. */
+RL_API int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out);
 
 /* One round trip to the store (PING), waiting up to the connect timeout if
  * a connection is being made. RL_OK with *rtt_us set, or the precise error

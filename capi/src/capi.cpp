@@ -431,6 +431,40 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
                 h.server_version);
       copy_text(out->last_error, sizeof out->last_error, h.last_error);
     }
+    if (out->version >= 3) {
+      out->topology = h.topology;
+      out->nodes = static_cast<uint32_t>(h.nodes.size());
+      out->slot_map_age_ms = h.slot_map_age_ms;
+      out->slot_map_refreshes = h.slot_map_refreshes;
+      out->moved = h.moved;
+      out->ask = h.ask;
+    }
+    return Errc::ok;
+  });
+}
+
+int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    Errc rc = check_version(out->version, RL_NODE_VERSION, "rl_node_info");
+    if (rc != Errc::ok) return rc;
+    const tollgate::Health h = limiter->impl->health();
+    if (index >= h.nodes.size())
+      return tollgate::fail(Errc::invalid_arg,
+                            "index: " + std::to_string(index) +
+                                " is past the last node (" +
+                                std::to_string(h.nodes.size()) + " known)");
+    const tollgate::NodeHealth &n = h.nodes[index];
+    out->role = n.primary ? RL_ROLE_PRIMARY : RL_ROLE_OTHER;
+    out->connection = n.started ? n.connection : RL_CONN_NONE;
+    out->in_flight = n.in_flight;
+    out->errors = n.failures;
+    out->reconnects = n.reconnects;
+    copy_text(out->address, sizeof out->address, n.address);
+    copy_text(out->last_error, sizeof out->last_error, n.last_error);
     return Errc::ok;
   });
 }

@@ -627,6 +627,22 @@ Health Limiter::health() const {
   h.last_ping_us = t.last_ping_us;
   h.server_version = t.server_version;
   h.last_error = t.last_error;
+  h.topology = 1 + static_cast<int32_t>(settings_->topology);
+  for (const redis::NodeStats &s : t.nodes)
+    h.nodes.push_back(NodeHealth{s.address, s.primary, s.started,
+                                 static_cast<int32_t>(s.state), s.in_flight,
+                                 s.failures, s.reconnects, s.last_error});
+  if (!t.cluster)  // the one server
+    h.nodes.push_back(NodeHealth{
+        settings_->unix_socket
+            ? settings_->path
+            : settings_->host + ":" + std::to_string(settings_->port),
+        true, true, static_cast<int32_t>(t.state), t.in_flight, t.failures,
+        t.reconnects, t.last_error});
+  h.slot_map_age_ms = t.slot_map_age_ms;
+  h.slot_map_refreshes = t.slot_map_refreshes;
+  h.moved = t.moved;
+  h.ask = t.ask;
   return h;
 }
 

@@ -77,6 +77,18 @@ struct Decision {
   uint32_t policy_index = 0;
 };
 
+// One Redis node (rl_health_node).
+struct NodeHealth {
+  std::string address;
+  bool primary = false;
+  bool started = false;    // connections opened
+  int32_t connection = 0;  // as Health::connection
+  uint32_t in_flight = 0;
+  uint64_t failures = 0;
+  uint64_t reconnects = 0;
+  std::string last_error;
+};
+
 struct Health {
   StoreKind store_kind = StoreKind::memory;
   uint64_t checks = 0;
@@ -96,6 +108,12 @@ struct Health {
   uint64_t deny_cache_hits = 0;
   std::string server_version;
   std::string last_error;
+  int32_t topology = 0;  // 0 memory, 1 standalone, 2 cluster, 3 sentinel
+  std::vector<NodeHealth> nodes;
+  int64_t slot_map_age_ms = -1;
+  uint64_t slot_map_refreshes = 0;
+  uint64_t moved = 0;
+  uint64_t ask = 0;
 };
 
 // Completion of check_async: `code` ok with a decision, or an error.

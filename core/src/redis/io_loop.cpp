@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "pipeline.hpp"
+#include "request.hpp"
 
 namespace tollgate::redis {
 namespace {
@@ -43,11 +44,38 @@ IoLoop::~IoLoop() {
   if (ep_fd_ >= 0) close(ep_fd_);
 }
 
-uint32_t IoLoop::add(Pipeline *p, uint32_t connections) {
-  pipelines_.push_back(p);
-  const uint32_t first = static_cast<uint32_t>(tokens_.size()) + 1;
-  for (uint32_t k = 0; k < connections; ++k) tokens_.emplace_back(p, k);
+uint32_t IoLoop::reserve(uint32_t connections) {
+  std::lock_guard<std::mutex> lock(add_mu_);
+  const uint32_t first = next_token_;
+  next_token_ += connections;
   return first;
+}
+
+void IoLoop::attach(Pipeline *p) {
+  {
+    std::lock_guard<std::mutex> lock(add_mu_);
+    pending_.push_back(p);
+    all_.push_back(p);
+    has_pending_.store(true);
+  }
+  wake();
+}
+
+// I/O thread: the pipelines attached since the last turn join the loop.
+void IoLoop::adopt(int64_t now) {
+  std::vector<Pipeline *> fresh;
+  {
+    std::lock_guard<std::mutex> lock(add_mu_);
+    fresh.swap(pending_);
+    has_pending_.store(false);
+  }
+  for (Pipeline *p : fresh) {
+    pipelines_.push_back(p);
+    const uint32_t first = p->first_token(), n = p->connection_count();
+    if (tokens_.size() < first - 1 + n) tokens_.resize(first - 1 + n);
+    for (uint32_t k = 0; k < n; ++k) tokens_[first - 1 + k] = {p, k};
+    if (!p->lazy()) p->start(now);
+  }
 }
 
 bool IoLoop::ensure_started() {
@@ -71,8 +99,12 @@ void IoLoop::stop() {
     wake();
     thread_.join();
   }
-  for (Pipeline *p : pipelines_)
-    p->fail_queue(Errc::closed, "closed: the limiter was destroyed");
+  std::vector<Pipeline *> all;
+  {
+    std::lock_guard<std::mutex> lock(add_mu_);
+    all = all_;
+  }
+  for (Pipeline *p : all) p->fail_queue(Errc::closed, kClosedText);
 }
 
 void IoLoop::wake() {
@@ -94,7 +126,7 @@ void IoLoop::note_lone_wait(int64_t waited_ns) {
 }
 
 int IoLoop::timeout_ms(int64_t now) const {
-  int64_t next = INT64_MAX;
+  int64_t next = ticker_ ? ticker_->next_tick() : INT64_MAX;
   for (const Pipeline *p : pipelines_) next = std::min(next, p->next_timer());
   if (next == INT64_MAX) return 1000;
   const int64_t wait = next - now;
@@ -110,10 +142,9 @@ void IoLoop::run() {
   sigaddset(&set, SIGPIPE);
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
 
-  const int64_t now0 = monotonic_ns();
-  for (Pipeline *p : pipelines_) p->start(now0);
   epoll_event evs[32];
   for (;;) {
+    if (has_pending_.load()) adopt(monotonic_ns());
     // Announce the sleep, then look at the queues: a submitter that pushes
     // after this look sees io_sleeping and wakes us (Pipeline::submit).
     io_sleeping_.store(true);
@@ -172,6 +203,7 @@ void IoLoop::run() {
       return;
     }
     now = monotonic_ns();
+    if (ticker_) ticker_->tick(now);
     for (Pipeline *p : pipelines_) p->send_due(now);
     for (Pipeline *p : pipelines_) p->housekeeping(now);
   }

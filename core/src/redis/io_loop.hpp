@@ -16,6 +16,17 @@ namespace tollgate::redis {
 
 class Pipeline;
 
+// Work of a topology's own that the I/O thread does on every turn: retries
+// that wait for a moment or for a new slot map, and map refreshes.
+class LoopTicker {
+ public:
+  virtual void tick(int64_t now) = 0;
+  virtual int64_t next_tick() const = 0;  // INT64_MAX: nothing planned
+
+ protected:
+  ~LoopTicker() = default;
+};
+
 class IoLoop {
  public:
   explicit IoLoop(uint32_t spin_us);
@@ -26,9 +37,12 @@ class IoLoop {
   int ep_fd() const { return ep_fd_; }
   int wake_fd() const { return wake_fd_; }
 
-  // Before the thread starts (or on it): a pipeline the loop drives, and
-  // the epoll tokens of its connections.
-  uint32_t add(Pipeline *p, uint32_t connections);
+  // Any thread: epoll tokens for `connections` sockets (the first one is
+  // returned), then the pipeline they belong to, which the I/O thread
+  // adopts on its next turn (and starts it unless it is lazy).
+  uint32_t reserve(uint32_t connections);
+  void attach(Pipeline *p);
+  void set_ticker(LoopTicker *t) { ticker_ = t; }  // before the thread runs
 
   // Starts the thread unless it runs; false if the loop is stopping.
   bool ensure_started();
@@ -63,6 +77,7 @@ class IoLoop {
 
  private:
   void run();
+  void adopt(int64_t now);
   int timeout_ms(int64_t now) const;
 
   const int64_t spin_ns_;
@@ -75,6 +90,15 @@ class IoLoop {
   std::atomic<bool> io_sleeping_{false};  // in (or about to be in) epoll_wait
   std::atomic<int64_t> lone_wait_ns_{0};
   std::atomic<uint64_t> spun_waits_{0};
+
+  // Under add_mu_: tokens handed out and pipelines not yet adopted.
+  std::mutex add_mu_;
+  uint32_t next_token_ = 1;
+  std::vector<Pipeline *> pending_;
+  std::atomic<bool> has_pending_{false};
+  // Every attached pipeline (for stop); the I/O thread's own list below.
+  std::vector<Pipeline *> all_;
+  LoopTicker *ticker_ = nullptr;
 
   std::vector<Pipeline *> pipelines_;
   std::vector<std::pair<Pipeline *, uint32_t>> tokens_;  // token - 1

@@ -251,12 +251,19 @@ bool Lender::caller_write() {
     const size_t before = w.handed.size();
     for (Request &r : joined) {
       materialize(r);
+      if (r.asking) {
+        out += kAskingCommand;
+        w.handed.push_back(
+            InFlight{nullptr, nullptr, INT64_MAX, now, Kind::asking, false});
+      }
       out += r.cmd;
       w.handed.push_back(
           InFlight{r.done, r.ctx, r.deadline, now, Kind::user, false, r.parts});
       parts += r.parts;
     }
-    const size_t added = w.handed.size() - before;
+    size_t added = 0;
+    for (size_t k = before; k < w.handed.size(); ++k)
+      added += w.handed[k].kind == Kind::user;
     p_.in_flight.fetch_add(static_cast<uint32_t>(added),
                            std::memory_order_relaxed);
     p_.caller_written.fetch_add(added, std::memory_order_relaxed);

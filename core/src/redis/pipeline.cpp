@@ -12,12 +12,14 @@ constexpr int64_t kPingIntervalNs = 1000 * kMs;
 }  // namespace
 
 Pipeline::Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
-                   uint32_t connections)
+                   uint32_t connections, bool lazy)
     : loop_(loop),
       lender_(*this, loop),
       address_(std::move(address)),
-      direct_ok_(shared.ssl_ctx == nullptr) {
-  const uint32_t first_token = loop.add(this, connections);
+      direct_ok_(shared.ssl_ctx == nullptr),
+      lazy_(lazy),
+      first_token_(loop.reserve(connections)) {
+  const uint32_t first_token = first_token_;
   std::random_device rd;
   for (uint32_t k = 0; k < connections; ++k)
     conns.push_back(std::make_unique<Connection>(
@@ -97,6 +99,7 @@ bool Pipeline::due() {
 }
 
 void Pipeline::start(int64_t now) {
+  if (started_.exchange(true)) return;
   for (auto &c : conns) c->start_connect(now);
 }
 
@@ -132,6 +135,7 @@ void Pipeline::send_due(int64_t now) {
     std::lock_guard<std::mutex> lock(mu);
     if (!queue.empty() && queue.size() >= io_waits.load()) batch_.swap(queue);
   }
+  if (!started_.load() && (!batch_.empty() || !waiting.empty())) start(now);
   if (!batch_.empty()) {
     join_runs(batch_, joined_, now, join_parts);
     for (Request &r : joined_) dispatch(std::move(r), now);
@@ -147,6 +151,7 @@ void Pipeline::send_due(int64_t now) {
 }
 
 void Pipeline::housekeeping(int64_t now) {
+  if (!started_.load()) return;  // lazy: nothing opened, nothing to time
   for (auto &c : conns)
     if (c->owned()) c->timers(now);
   if (now >= next_ping) {
@@ -241,6 +246,7 @@ void Pipeline::dispatch(Request r, int64_t now) {
 }
 
 void Pipeline::send_on(Connection &c, Request r, int64_t now) {
+  if (r.asking) c.send_internal({"ASKING"}, Kind::asking, now);
   c.send(r, Kind::user, now);
   in_flight.fetch_add(1, std::memory_order_relaxed);
   io_waits.fetch_add(r.parts);
@@ -362,7 +368,8 @@ bool Pipeline::conn_reply(Connection &, const InFlight &f,
     }
     return true;
   }
-  if (f.kind != Kind::user || f.finished) return true;  // dropped
+  // ASKING's +OK, or a reply to a command that timed out: dropped.
+  if (f.kind != Kind::user || f.finished) return true;
   in_flight.fetch_sub(1, std::memory_order_relaxed);
   io_waits.fetch_sub(f.parts);
   CallResult r;
@@ -374,6 +381,7 @@ bool Pipeline::conn_reply(Connection &, const InFlight &f,
 void Pipeline::conn_failed(Connection &, std::deque<InFlight> &lost,
                            Errc lost_code, const std::string &lost_msg,
                            Errc code, const std::string &msg, int64_t) {
+  failures_.fetch_add(1, std::memory_order_relaxed);
   for (InFlight &f : lost) {
     if (f.kind != Kind::user || f.finished) continue;
     in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -407,6 +415,7 @@ TransportStats Pipeline::stats() const {
   out.state = state_now();
   out.in_flight = in_flight.load(std::memory_order_relaxed);
   out.caller_written = caller_written.load(std::memory_order_relaxed);
+  out.failures = failures_.load(std::memory_order_relaxed);
   out.spun_waits = loop_.spun_waits();
   out.lone_wait_us = loop_.lone_wait_us();
   return out;

@@ -24,9 +24,10 @@ class IoLoop;
 
 class Pipeline final : public ConnectionOwner {
  public:
-  // `connections` sockets to `address`, driven by `loop` (which it joins).
+  // `connections` sockets to `address`, driven by `loop` once attached
+  // (IoLoop::attach). `lazy`: they open when the first command comes.
   Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
-           uint32_t connections);
+           uint32_t connections, bool lazy = false);
   Pipeline(const Pipeline &) = delete;
   Pipeline &operator=(const Pipeline &) = delete;
 
@@ -54,6 +55,12 @@ class Pipeline final : public ConnectionOwner {
   TransportStats stats() const;
   void note_ping(int64_t rtt_us);
   const Address &address() const { return address_; }
+  uint32_t first_token() const { return first_token_; }
+  uint32_t connection_count() const {
+    return static_cast<uint32_t>(conns.size());
+  }
+  bool lazy() const { return lazy_; }
+  bool started() const { return started_.load(); }
   std::string where() const { return address_.text(); }
   ConnState state_now() const {
     return static_cast<ConnState>(state.load(std::memory_order_acquire));
@@ -90,6 +97,10 @@ class Pipeline final : public ConnectionOwner {
   Lender lender_;
   Address address_;
   const bool direct_ok_;  // plain TCP: callers may use the sockets
+  const bool lazy_;
+  uint32_t first_token_;
+  std::atomic<bool> started_{false};
+  std::atomic<uint64_t> failures_{0};
 
   // Shared with submitters, under `mu`.
   mutable std::mutex mu;

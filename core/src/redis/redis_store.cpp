@@ -5,24 +5,24 @@
 #include <condition_variable>
 #include <mutex>
 
+#include "store_admin.hpp"
 #include "tollgate/free_list.hpp"
 #include "tollgate/redis/resp.hpp"
 #include "tollgate/redis/scripts.hpp"
+#include "tollgate/redis/slot.hpp"
 
 namespace tollgate::redis {
-namespace {
 
-// Escapes glob metacharacters for SCAN MATCH.
-std::string glob_escape(std::string_view in) {
-  std::string out;
-  out.reserve(in.size() + 8);
-  for (char ch : in) {
-    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
-      out += '\\';
-    out += ch;
+Errc from_error_reply(const std::string &text, std::string &message) {
+  if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0) {
+    message = "auth: " + text;
+    return Errc::auth;
   }
-  return out;
+  message = "store: " + text;
+  return Errc::store;
 }
+
+namespace {
 
 // A blocking call: the completion fills it; shared so a completion that
 // arrives after the waiter gave up writes into live memory.
@@ -65,15 +65,6 @@ CallResult wait_for(const std::shared_ptr<SyncCall> &call,
   return std::move(call->result);
 }
 
-Errc from_error_reply(const std::string &text, std::string &message) {
-  if (text.rfind("NOAUTH", 0) == 0 || text.rfind("WRONGPASS", 0) == 0) {
-    message = "auth: " + text;
-    return Errc::auth;
-  }
-  message = "store: " + text;
-  return Errc::store;
-}
-
 // A number as a bulk string.
 void put_int(std::string &out, size_t v) {
   char buf[24];
@@ -94,6 +85,7 @@ struct CheckCtx {
   size_t n = 0;
   int64_t deadline = 0;
   const Script *script = nullptr;
+  int slot = kAnySlot;  // cluster: the keys' slot
   bool retried = false;
   size_t argc = 0;
   std::string buf;
@@ -190,7 +182,7 @@ void on_check_reply(void *ctx, CallResult &&r) {
       // body once with EVAL, which also caches it for the next EVALSHA.
       c->retried = true;
       c->transport->submit(c->command("EVAL", c->script->body), c->deadline,
-                           on_check_reply, c);
+                           on_check_reply, c, Transport::Mode::queued, c->slot);
       return;
     }
     out.code = from_error_reply(reply.str, out.message);
@@ -382,12 +374,6 @@ const CheckJoiner &joiner_for(bool pinned_clock) {
   return pinned_clock ? pinned : production;
 }
 
-bool parse_i64(std::string_view s, int64_t &out) {
-  if (s.empty()) return false;
-  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
-  return ec == std::errc() && p == s.data() + s.size();
-}
-
 }  // namespace
 
 Errc RedisStore::create(const Settings &settings, bool pinned_clock,
@@ -414,7 +400,8 @@ RedisStore::RedisStore(const Settings &settings, bool pinned,
     : settings_(settings),
       pinned_(pinned),
       pool_(std::make_unique<CheckPool>()),
-      transport_(std::move(transport)) {}
+      transport_(std::move(transport)),
+      clustered_(transport_->clustered()) {}
 
 RedisStore::~RedisStore() = default;
 
@@ -514,6 +501,9 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
     append_redis_key(c->buf, key, p);
     c->off[++c->argc] = static_cast<uint32_t>(c->buf.size());
   }
+  // A cluster sends it to the primary of its keys' slot (one slot: the
+  // hash tag is the user key).
+  c->slot = clustered_ ? hash_slot(c->key(0)) : kAnySlot;
   c->push_int(cost);
   c->push_int(pinned_ ? now_us : 0);
   for (const Policy &p : policies) {
@@ -526,181 +516,23 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   }
   transport_->submit_joinable(
       &joiner_for(pinned_), c, deadline_ns, on_check_reply,
-      blocking ? Transport::Mode::blocking : Transport::Mode::queued);
+      blocking ? Transport::Mode::blocking : Transport::Mode::queued, c->slot);
 }
 
 CallResult RedisStore::call(std::vector<std::string_view> argv,
-                            int64_t deadline_ns) {
+                            int64_t deadline_ns, int slot,
+                            const std::string *node) {
   std::string cmd;
   format_command(argv, cmd);
   auto call = std::make_shared<SyncCall>();
-  transport_->submit(std::move(cmd), deadline_ns, sync_done,
-                     new std::shared_ptr<SyncCall>(call));
+  if (node && !node->empty())
+    transport_->submit_to(*node, std::move(cmd), deadline_ns, sync_done,
+                          new std::shared_ptr<SyncCall>(call));
+  else
+    transport_->submit(std::move(cmd), deadline_ns, sync_done,
+                       new std::shared_ptr<SyncCall>(call),
+                       Transport::Mode::queued, slot);
   return wait_for(call, deadline_ns);
-}
-
-namespace {
-
-// Turns a transport result into an error code, or ok if a non-error reply
-// came back.
-Errc check_result(const CallResult &r, const char *what) {
-  if (r.code != Errc::ok) return fail(r.code, r.message);
-  if (r.reply->type == Reply::Type::error) {
-    std::string msg;
-    const Errc code = from_error_reply(r.reply->str, msg);
-    return fail(code, std::string(what) + ": " + msg);
-  }
-  return Errc::ok;
-}
-
-bool scan_reply(const Reply &reply, std::string &cursor,
-                std::vector<std::string> &keys) {
-  if (reply.type != Reply::Type::array || reply.elements.size() != 2 ||
-      reply.elements[0]->type != Reply::Type::string ||
-      reply.elements[1]->type != Reply::Type::array)
-    return false;
-  cursor = reply.elements[0]->str;
-  for (const auto &e : reply.elements[1]->elements) {
-    if (e->type != Reply::Type::string) return false;
-    keys.push_back(e->str);
-  }
-  return true;
-}
-
-}  // namespace
-
-Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
-  std::string pattern = glob_escape(settings_.key_prefix);
-  pattern += '{';
-  pattern += glob_escape(key);
-  pattern += "}:*";
-  std::string cursor = "0";
-  do {
-    CallResult r =
-        call({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"}, deadline_ns);
-    Errc rc = check_result(r, "reset");
-    if (rc != Errc::ok) return rc;
-    std::vector<std::string> keys;
-    if (!scan_reply(*r.reply, cursor, keys))
-      return fail(Errc::protocol, "protocol: unexpected reply to SCAN");
-    if (!keys.empty()) {
-      std::vector<std::string_view> argv{"DEL"};
-      for (const std::string &k : keys) argv.push_back(k);
-      CallResult d = call(argv, deadline_ns);
-      rc = check_result(d, "reset");
-      if (rc != Errc::ok) return rc;
-    }
-  } while (cursor != "0");
-  return Errc::ok;
-}
-
-Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {
-  const int64_t start = monotonic_ns();
-  CallResult r = call({"PING"}, deadline_ns);
-  const Errc rc = check_result(r, "ping");
-  if (rc != Errc::ok) return rc;
-  rtt_us = (monotonic_ns() - start) / 1000;
-  transport_->note_ping(rtt_us);  // rl_health's last_ping_us
-  return Errc::ok;
-}
-
-bool parse_redis_key(std::string_view rk, std::string_view prefix,
-                     std::string &user_key, Policy &policy) {
-  if (rk.size() < prefix.size() + 4 || rk.substr(0, prefix.size()) != prefix ||
-      rk[prefix.size()] != '{')
-    return false;
-  // The policy suffix is the last four ':'-separated fields.
-  std::string_view fields[4];
-  size_t end = rk.size();
-  for (int f = 3; f >= 0; --f) {
-    const size_t colon = rk.rfind(':', end - 1);
-    if (colon == std::string_view::npos || colon < prefix.size()) return false;
-    fields[f] = rk.substr(colon + 1, end - colon - 1);
-    end = colon;
-  }
-  // rk[end] == ':' and the user key ends with '}' just before it.
-  if (end < prefix.size() + 2 || rk[end - 1] != '}') return false;
-  user_key = std::string(rk.substr(prefix.size() + 1, end - prefix.size() - 2));
-  int32_t alg = -1;
-  for (int32_t a = 0; a <= 3; ++a)
-    if (fields[0] == algorithm_name(static_cast<Algorithm>(a))) alg = a;
-  int64_t limit, period, capacity;
-  if (alg < 0 || !parse_i64(fields[1], limit) ||
-      !parse_i64(fields[2], period) || !parse_i64(fields[3], capacity))
-    return false;
-  const bool windowed = alg >= 2;
-  const int64_t burst = windowed || capacity == limit ? 0 : capacity;
-  return make_policy(alg, limit, period, burst, 0, policy) == Errc::ok;
-}
-
-namespace {
-
-// Collects the peeks of one SCAN page.
-struct PeekBatch {
-  std::mutex mu;
-  std::condition_variable cv;
-  size_t left = 0;
-};
-struct PeekCtx {
-  std::shared_ptr<PeekBatch> batch;
-  StoreCheck result;
-};
-void peek_done(void *ctx, StoreCheck &r) {
-  auto *p = static_cast<PeekCtx *>(ctx);
-  p->result = r;
-  std::shared_ptr<PeekBatch> batch = p->batch;
-  {
-    std::lock_guard<std::mutex> lock(batch->mu);
-    --batch->left;
-  }
-  batch->cv.notify_one();
-}
-
-}  // namespace
-
-Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
-                           int64_t now_us, int64_t deadline_ns) {
-  const std::string pattern = glob_escape(settings_.key_prefix) + "{*";
-  CallResult r =
-      call({"SCAN", cursor, "MATCH", pattern, "COUNT", "500"}, deadline_ns);
-  Errc rc = check_result(r, "keys");
-  if (rc != Errc::ok) return rc;
-  std::vector<std::string> keys;
-  if (!scan_reply(*r.reply, cursor, keys))
-    return fail(Errc::protocol, "protocol: unexpected reply to SCAN");
-
-  std::vector<KeyEntry> entries;
-  for (const std::string &k : keys) {
-    KeyEntry e;
-    if (parse_redis_key(k, settings_.key_prefix, e.key, e.policy))
-      entries.push_back(std::move(e));
-  }
-  if (entries.empty()) return Errc::ok;
-  // Peek every state (cost 0), all pipelined, then wait for the batch.
-  auto batch = std::make_shared<PeekBatch>();
-  batch->left = entries.size();
-  std::vector<std::unique_ptr<PeekCtx>> peeks;
-  peeks.reserve(entries.size());
-  for (size_t i = 0; i < entries.size(); ++i) {
-    peeks.push_back(std::make_unique<PeekCtx>());
-    peeks.back()->batch = batch;
-  }
-  for (size_t i = 0; i < entries.size(); ++i)
-    check(entries[i].key, std::span<const Policy>(&entries[i].policy, 1), 0,
-          now_us, deadline_ns, peek_done, peeks[i].get());
-  {
-    // The transport answers every check by its deadline, so this wait ends.
-    std::unique_lock<std::mutex> lock(batch->mu);
-    batch->cv.wait(lock, [&] { return batch->left == 0; });
-  }
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const StoreCheck &res = peeks[i]->result;
-    if (res.code != Errc::ok) return fail(res.code, res.message);
-    entries[i].remaining = res.outcomes[0].remaining;
-    entries[i].reset_after_us = res.outcomes[0].reset_after_us;
-    out.push_back(std::move(entries[i]));
-  }
-  return Errc::ok;
 }
 
 }  // namespace tollgate::redis

@@ -23,6 +23,7 @@ struct Request {
   void *ctx = nullptr;
   const Joiner *joiner = nullptr;  // set: joinable, ctx is its part
   uint32_t parts = 1;              // commands it carries (joined: several)
+  bool asking = false;  // cluster: preceded by ASKING on the same socket
 };
 
 // Gives a joinable command its own text, unless it has it already.
@@ -49,6 +50,7 @@ inline void finish(Completion done, void *ctx, Errc code,
 }
 
 inline constexpr const char *kClosedText = "closed: the limiter was destroyed";
+inline constexpr std::string_view kAskingCommand = "*1\r\n$6\r\nASKING\r\n";
 inline constexpr const char *kUnsentText =
     "timeout: the deadline passed before the command was sent";
 

@@ -1,7 +1,6 @@
 #include "topology.hpp"
 
 namespace tollgate::redis {
-namespace {
 
 Address address_of(const Settings &s) {
   Address a;
@@ -12,11 +11,10 @@ Address address_of(const Settings &s) {
   return a;
 }
 
-}  // namespace
-
 StandaloneTopology::StandaloneTopology(IoLoop &loop, ConnectionShared &shared)
     : pipeline_(loop, shared, address_of(shared.settings),
                 shared.settings.connections ? shared.settings.connections : 1) {
+  loop.attach(&pipeline_);
 }
 
 }  // namespace tollgate::redis

@@ -13,6 +13,7 @@
 
 #include <mutex>
 
+#include "cluster.hpp"
 #include "io_loop.hpp"
 #include "topology.hpp"
 
@@ -97,7 +98,13 @@ struct Transport::Core {
         loop(shared->settings.spin_us),
         conn_shared{shared->settings, shared->ssl_ctx, shared->preload,
                     loop.ep_fd(), loop.wake_fd()},
-        topology(std::make_unique<StandaloneTopology>(loop, conn_shared)) {}
+        topology(make_topology()) {}
+
+  std::unique_ptr<Topology> make_topology() {
+    if (shared->settings.topology == TopologyKind::cluster)
+      return std::make_unique<ClusterTopology>(loop, conn_shared);
+    return std::make_unique<StandaloneTopology>(loop, conn_shared);
+  }
   // The thread stops (answering what is queued) before the pipelines go.
   ~Core() { loop.stop(); }
 
@@ -112,10 +119,10 @@ Errc Transport::create(const Settings &settings,
                        std::vector<std::string> preload,
                        std::unique_ptr<Transport> &out) {
   register_fork_handler();
-  if (settings.topology != TopologyKind::standalone)
+  if (settings.topology == TopologyKind::sentinel)
     return fail(Errc::unsupported,
-                "url: cluster and sentinel URLs parse, but this build cannot "
-                "connect to them yet");
+                "url: sentinel URLs parse, but this build cannot connect to "
+                "them yet");
   auto shared = std::make_shared<Shared>();
   shared->settings = settings;
   shared->preload = std::move(preload);
@@ -154,20 +161,30 @@ Transport::Core *Transport::core() {
 }
 
 void Transport::submit(std::string command, int64_t deadline_ns,
-                       Completion done, void *ctx, Mode mode) {
-  Pipeline &p = core()->topology->route();
-  Request r{std::move(command), deadline_ns, done, ctx};
-  if (p.try_direct(r, mode == Mode::blocking)) return;
-  p.submit(std::move(r));
+                       Completion done, void *ctx, Mode mode, int slot) {
+  core()->topology->submit(Request{std::move(command), deadline_ns, done, ctx},
+                           slot, mode == Mode::blocking);
 }
 
 void Transport::submit_joinable(const Joiner *joiner, void *part,
-                                int64_t deadline_ns, Completion done,
-                                Mode mode) {
-  Pipeline &p = core()->topology->route();
-  Request r{{}, deadline_ns, done, part, joiner};
-  if (p.try_direct(r, mode == Mode::blocking)) return;
-  p.submit(std::move(r));
+                                int64_t deadline_ns, Completion done, Mode mode,
+                                int slot) {
+  core()->topology->submit(Request{{}, deadline_ns, done, part, joiner}, slot,
+                           mode == Mode::blocking);
+}
+
+bool Transport::clustered() const {
+  return shared_->settings.topology == TopologyKind::cluster;
+}
+
+std::vector<std::string> Transport::primaries() {
+  return core()->topology->primaries();
+}
+
+void Transport::submit_to(const std::string &primary, std::string command,
+                          int64_t deadline_ns, Completion done, void *ctx) {
+  core()->topology->submit_to(
+      primary, Request{std::move(command), deadline_ns, done, ctx});
 }
 
 void Transport::note_ping(int64_t rtt_us) {

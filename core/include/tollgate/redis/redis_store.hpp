@@ -79,7 +79,16 @@ class RedisStore {
  private:
   RedisStore(const Settings &settings, bool pinned,
              std::unique_ptr<Transport> transport);
-  CallResult call(std::vector<std::string_view> argv, int64_t deadline_ns);
+  // One command, waited for. `slot`: a cluster sends it to that slot's
+  // primary; `node`: to that primary (host:port) instead.
+  CallResult call(std::vector<std::string_view> argv, int64_t deadline_ns,
+                  int slot = kAnySlot, const std::string *node = nullptr);
+  // The nodes a command for every primary goes to: standalone, the one
+  // server (""); a cluster, its primaries (after waiting for a slot map).
+  Errc primaries(int64_t deadline_ns, std::vector<std::string> &out);
+  Errc scan_node(const std::string &node, int slot, const std::string &pattern,
+                 std::string &cursor, std::vector<std::string> &keys,
+                 const char *what, int64_t deadline_ns);
 
   Settings settings_;
   bool pinned_;
@@ -92,6 +101,7 @@ class RedisStore {
   // shuts down.
   std::unique_ptr<CheckPool> pool_;
   std::unique_ptr<Transport> transport_;
+  bool clustered_;
 };
 
 // Parses a listed Redis key back into (user key, policy); false if it is

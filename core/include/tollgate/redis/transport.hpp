@@ -61,6 +61,18 @@ class Joiner {
 // The most parts the transport offers one join.
 inline constexpr size_t kMaxJoin = 64;
 
+// One node of a cluster, as rl_health reports it.
+struct NodeStats {
+  std::string address;   // host:port
+  bool primary = false;  // it serves slots in the current map
+  ConnState state = ConnState::connecting;
+  bool started = false;  // connections opened (they open at first use)
+  uint32_t in_flight = 0;
+  uint64_t failures = 0;  // connections lost or refused
+  uint64_t reconnects = 0;
+  std::string last_error;
+};
+
 struct TransportStats {
   ConnState state = ConnState::connecting;
   uint32_t in_flight = 0;
@@ -76,7 +88,18 @@ struct TransportStats {
   int64_t lone_wait_us = 0;
   std::string server_version;
   std::string last_error;
+  uint64_t failures = 0;  // connections lost or refused
+  // Cluster only.
+  bool cluster = false;
+  std::vector<NodeStats> nodes;
+  int64_t slot_map_age_ms = -1;  // -1: no map yet
+  uint64_t slot_map_refreshes = 0;
+  uint64_t moved = 0;  // -MOVED replies followed
+  uint64_t ask = 0;    // -ASK replies followed
 };
+
+// A command's cluster slot (hash_slot of its keys); kAnySlot: no key.
+inline constexpr int kAnySlot = -1;
 
 // Monotonic nanoseconds (CLOCK_MONOTONIC), the time base of deadlines.
 int64_t monotonic_ns() noexcept;
@@ -124,13 +147,26 @@ class Transport {
   // Submits one RESP-formatted command. Thread-safe. The I/O thread starts
   // on first use, and again in a forked child (which never shares its
   // parent's sockets).
+  // `slot`: where the command's keys hash to (hash_slot); a cluster sends
+  // it to that slot's primary and follows -MOVED and -ASK. Standalone and
+  // sentinel transports ignore it.
   void submit(std::string command, int64_t deadline_ns, Completion done,
-              void *ctx, Mode mode = Mode::queued);
+              void *ctx, Mode mode = Mode::queued, int slot = kAnySlot);
 
   // Submits a joinable command: `part` is `done`'s context and `joiner`
   // makes its text (see Joiner). Otherwise as submit.
   void submit_joinable(const Joiner *joiner, void *part, int64_t deadline_ns,
-                       Completion done, Mode mode = Mode::queued);
+                       Completion done, Mode mode = Mode::queued,
+                       int slot = kAnySlot);
+
+  // True for a cluster: commands on different slots never travel as one.
+  bool clustered() const;
+  // The primaries now, host:port (standalone: the one server), for
+  // commands that must reach each (SCAN, PING); and submission to one of
+  // them by its address (one no longer known fails with Errc::store).
+  std::vector<std::string> primaries();
+  void submit_to(const std::string &primary, std::string command,
+                 int64_t deadline_ns, Completion done, void *ctx);
 
   TransportStats stats() const;
 

@@ -1,0 +1,279 @@
+// The Redis store's administration: reset a key, PING, list keys. On a
+// cluster, a reset goes to the primary of the key's slot, and PING and the
+// key listing visit every primary.
+#include <algorithm>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "store_admin.hpp"
+#include "tollgate/redis/redis_store.hpp"
+#include "tollgate/redis/slot.hpp"
+
+namespace tollgate::redis {
+namespace {
+
+// Escapes glob metacharacters for SCAN MATCH.
+std::string glob_escape(std::string_view in) {
+  std::string out;
+  out.reserve(in.size() + 8);
+  for (char ch : in) {
+    if (ch == '*' || ch == '?' || ch == '[' || ch == ']' || ch == '\\')
+      out += '\\';
+    out += ch;
+  }
+  return out;
+}
+
+bool parse_i64(std::string_view s, int64_t &out) {
+  if (s.empty()) return false;
+  const auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), out);
+  return ec == std::errc() && p == s.data() + s.size();
+}
+
+}  // namespace
+
+namespace {
+
+// Turns a transport result into an error code, or ok if a non-error reply
+// came back.
+Errc check_result(const CallResult &r, const char *what) {
+  if (r.code != Errc::ok) return fail(r.code, r.message);
+  if (r.reply->type == Reply::Type::error) {
+    std::string msg;
+    const Errc code = from_error_reply(r.reply->str, msg);
+    return fail(code, std::string(what) + ": " + msg);
+  }
+  return Errc::ok;
+}
+
+bool scan_reply(const Reply &reply, std::string &cursor,
+                std::vector<std::string> &keys) {
+  if (reply.type != Reply::Type::array || reply.elements.size() != 2 ||
+      reply.elements[0]->type != Reply::Type::string ||
+      reply.elements[1]->type != Reply::Type::array)
+    return false;
+  cursor = reply.elements[0]->str;
+  for (const auto &e : reply.elements[1]->elements) {
+    if (e->type != Reply::Type::string) return false;
+    keys.push_back(e->str);
+  }
+  return true;
+}
+
+}  // namespace
+
+Errc RedisStore::primaries(int64_t deadline_ns, std::vector<std::string> &out) {
+  out.clear();
+  if (!clustered_) {
+    out.emplace_back();
+    return Errc::ok;
+  }
+  out = transport_->primaries();
+  if (!out.empty()) return Errc::ok;
+  // No slot map yet: a PING to any slot waits for one (or fails saying why).
+  const Errc rc = check_result(call({"PING"}, deadline_ns, 0), "cluster");
+  if (rc != Errc::ok) return rc;
+  out = transport_->primaries();
+  if (out.empty())
+    return fail(Errc::store, "store: cluster: no primary serves any slot");
+  return Errc::ok;
+}
+
+// One SCAN page on one node (or the slot's primary, or the one server).
+Errc RedisStore::scan_node(const std::string &node, int slot,
+                           const std::string &pattern, std::string &cursor,
+                           std::vector<std::string> &keys, const char *what,
+                           int64_t deadline_ns) {
+  CallResult r = call({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"},
+                      deadline_ns, slot, &node);
+  const Errc rc = check_result(r, what);
+  if (rc != Errc::ok) return rc;
+  if (!scan_reply(*r.reply, cursor, keys))
+    return fail(Errc::protocol, "protocol: unexpected reply to SCAN");
+  return Errc::ok;
+}
+
+Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
+  std::string pattern = glob_escape(settings_.key_prefix);
+  pattern += '{';
+  pattern += glob_escape(key);
+  pattern += "}:*";
+  // On a cluster the key's states all live in the slot of its hash tag
+  // (the user key), so its primary holds them all. A user key that leaves
+  // the tag empty (it starts with '}') hashes whole names: every primary.
+  std::vector<std::string> nodes{""};
+  int slot = kAnySlot;
+  if (clustered_) {
+    if (!key.empty() && key[0] != '}') {
+      slot = hash_slot(settings_.key_prefix + "{" + std::string(key) + "}");
+    } else {
+      const Errc rc = primaries(deadline_ns, nodes);
+      if (rc != Errc::ok) return rc;
+    }
+  }
+  for (const std::string &node : nodes) {
+    std::string cursor = "0";
+    do {
+      std::vector<std::string> keys;
+      Errc rc =
+          scan_node(node, slot, pattern, cursor, keys, "reset", deadline_ns);
+      if (rc != Errc::ok) return rc;
+      // One DEL per slot (a cluster refuses keys of several slots).
+      std::map<int, std::vector<std::string_view>> by_slot;
+      for (const std::string &k : keys)
+        by_slot[clustered_ ? hash_slot(k) : kAnySlot].push_back(k);
+      for (auto &[s, ks] : by_slot) {
+        ks.insert(ks.begin(), "DEL");
+        rc = check_result(call(ks, deadline_ns, s), "reset");
+        if (rc != Errc::ok) return rc;
+      }
+    } while (cursor != "0");
+  }
+  return Errc::ok;
+}
+
+Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {
+  const int64_t start = monotonic_ns();
+  std::vector<std::string> nodes;
+  Errc rc = primaries(deadline_ns, nodes);
+  if (rc != Errc::ok) return rc;
+  // A cluster: every primary answers, or the first that does not is named.
+  for (const std::string &node : nodes) {
+    rc = check_result(call({"PING"}, deadline_ns, kAnySlot, &node),
+                      node.empty() ? "ping" : ("ping " + node).c_str());
+    if (rc != Errc::ok) return rc;
+  }
+  rtt_us = (monotonic_ns() - start) / 1000;
+  transport_->note_ping(rtt_us);  // rl_health's last_ping_us
+  return Errc::ok;
+}
+
+bool parse_redis_key(std::string_view rk, std::string_view prefix,
+                     std::string &user_key, Policy &policy) {
+  if (rk.size() < prefix.size() + 4 || rk.substr(0, prefix.size()) != prefix ||
+      rk[prefix.size()] != '{')
+    return false;
+  // The policy suffix is the last four ':'-separated fields.
+  std::string_view fields[4];
+  size_t end = rk.size();
+  for (int f = 3; f >= 0; --f) {
+    const size_t colon = rk.rfind(':', end - 1);
+    if (colon == std::string_view::npos || colon < prefix.size()) return false;
+    fields[f] = rk.substr(colon + 1, end - colon - 1);
+    end = colon;
+  }
+  // rk[end] == ':' and the user key ends with '}' just before it.
+  if (end < prefix.size() + 2 || rk[end - 1] != '}') return false;
+  user_key = std::string(rk.substr(prefix.size() + 1, end - prefix.size() - 2));
+  int32_t alg = -1;
+  for (int32_t a = 0; a <= 3; ++a)
+    if (fields[0] == algorithm_name(static_cast<Algorithm>(a))) alg = a;
+  int64_t limit, period, capacity;
+  if (alg < 0 || !parse_i64(fields[1], limit) ||
+      !parse_i64(fields[2], period) || !parse_i64(fields[3], capacity))
+    return false;
+  const bool windowed = alg >= 2;
+  const int64_t burst = windowed || capacity == limit ? 0 : capacity;
+  return make_policy(alg, limit, period, burst, 0, policy) == Errc::ok;
+}
+
+namespace {
+
+// Collects the peeks of one SCAN page.
+struct PeekBatch {
+  std::mutex mu;
+  std::condition_variable cv;
+  size_t left = 0;
+};
+struct PeekCtx {
+  std::shared_ptr<PeekBatch> batch;
+  StoreCheck result;
+};
+void peek_done(void *ctx, StoreCheck &r) {
+  auto *p = static_cast<PeekCtx *>(ctx);
+  p->result = r;
+  std::shared_ptr<PeekBatch> batch = p->batch;
+  {
+    std::lock_guard<std::mutex> lock(batch->mu);
+    --batch->left;
+  }
+  batch->cv.notify_one();
+}
+
+}  // namespace
+
+Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
+                           int64_t now_us, int64_t deadline_ns) {
+  const std::string pattern = glob_escape(settings_.key_prefix) + "{*";
+  std::vector<std::string> nodes;
+  Errc rc = primaries(deadline_ns, nodes);
+  if (rc != Errc::ok) return rc;
+  // A cluster's cursor is "<primary>:<its SCAN cursor>", the primaries in
+  // the order the transport lists them; "0" starts at the first and comes
+  // back after the last. (A failover between pages may repeat or skip
+  // keys, as SCAN does during a resize.)
+  size_t at = 0;
+  std::string node_cursor = cursor;
+  if (clustered_) {
+    const size_t colon = cursor.find(':');
+    if (colon != std::string::npos) {
+      at = static_cast<size_t>(std::strtoull(cursor.c_str(), nullptr, 10));
+      node_cursor = cursor.substr(colon + 1);
+    }
+    if (at >= nodes.size()) {
+      cursor.clear();  // (not = "0": GCC 12 -O3 warns, -Wrestrict)
+      cursor.push_back('0');
+      return Errc::ok;
+    }
+  }
+  std::vector<std::string> keys;
+  rc = scan_node(nodes[at], kAnySlot, pattern, node_cursor, keys, "keys",
+                 deadline_ns);
+  if (rc != Errc::ok) return rc;
+  if (!clustered_)
+    cursor = node_cursor;
+  else if (node_cursor != "0")
+    cursor = std::to_string(at) + ":" + node_cursor;
+  else if (at + 1 < nodes.size())
+    cursor = std::to_string(at + 1) + ":0";
+  else
+    cursor = node_cursor;  // "0": the last primary is done
+
+  std::vector<KeyEntry> entries;
+  for (const std::string &k : keys) {
+    KeyEntry e;
+    if (parse_redis_key(k, settings_.key_prefix, e.key, e.policy))
+      entries.push_back(std::move(e));
+  }
+  if (entries.empty()) return Errc::ok;
+  // Peek every state (cost 0), all pipelined, then wait for the batch.
+  auto batch = std::make_shared<PeekBatch>();
+  batch->left = entries.size();
+  std::vector<std::unique_ptr<PeekCtx>> peeks;
+  peeks.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    peeks.push_back(std::make_unique<PeekCtx>());
+    peeks.back()->batch = batch;
+  }
+  for (size_t i = 0; i < entries.size(); ++i)
+    check(entries[i].key, std::span<const Policy>(&entries[i].policy, 1), 0,
+          now_us, deadline_ns, peek_done, peeks[i].get());
+  {
+    // The transport answers every check by its deadline, so this wait ends.
+    std::unique_lock<std::mutex> lock(batch->mu);
+    batch->cv.wait(lock, [&] { return batch->left == 0; });
+  }
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const StoreCheck &res = peeks[i]->result;
+    if (res.code != Errc::ok) return fail(res.code, res.message);
+    entries[i].remaining = res.outcomes[0].remaining;
+    entries[i].reset_after_us = res.outcomes[0].reset_after_us;
+    out.push_back(std::move(entries[i]));
+  }
+  return Errc::ok;
+}
+
+}  // namespace tollgate::redis

@@ -1,0 +1,456 @@
+// tollgate on a real Redis Cluster (3 primaries, 3 replicas, started by
+// tests/servers/topology.py): routing by hash slot, exact counting with
+// several limiters, redirections while a slot migrates, failovers, admin
+// calls on every primary, and the errors of a cluster URL that cannot work.
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/redis_server.hpp"
+#include "support/topology.hpp"
+#include "tollgate.h"
+
+using tollgate_test::Topology;
+using tollgate_test::TopologyOptions;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+struct Lim {
+  rl_limiter *p = nullptr;
+  explicit Lim(const std::string &base, int failure_mode = RL_FAIL_ERROR,
+               int timeout_ms = 1000, const std::string &ca = "") {
+    const std::string url = ca.empty() ? base : base + "?tls_ca=" + ca;
+    rl_options o = RL_OPTIONS_INIT;
+    o.url = url.c_str();
+    o.failure_mode = failure_mode;
+    o.timeout_ms = timeout_ms;
+    o.deny_cache = -1;  // every check reaches Redis
+    const int rc = rl_create(&p, &o);
+    INFO(rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Lim() { rl_destroy(p); }
+  int check(const std::string &key, const rl_policy &pol, rl_decision &d) {
+    d = RL_DECISION_INIT;
+    return rl_check(p, &d, key.data(), key.size(), &pol, 1, 1);
+  }
+};
+
+rl_policy per_year(int64_t limit) {
+  rl_policy p = RL_POLICY_INIT;
+  p.limit = limit;
+  p.period_ms = 1'000'000'000'000;  // ~32 years: no window rolls over
+  return p;
+}
+
+long long dbsize(const Topology &t, uint16_t port) {
+  return t.query(port, {"DBSIZE"}).integer;
+}
+
+// A user key whose slot (that of "tollgate:{<key>}:...", i.e. of <key>)
+// is served by `port`.
+std::string key_on(const Topology &t, uint16_t port, const std::string &stem) {
+  for (int i = 0; i < 10000; ++i) {
+    const std::string k = stem + std::to_string(i);
+    if (t.owner_of_slot(t.key_slot(k)) == port) return k;
+  }
+  FAIL("no key found for port " << port);
+  return {};
+}
+
+}  // namespace
+
+TEST_CASE(
+    "cluster: limiters on keys over every primary admit exactly the limit",
+    "[redis][cluster]") {
+  Topology t;
+  Lim a(t.url()), b(t.url());
+  const rl_policy pol = per_year(4);
+  std::map<std::string, int> allowed;
+  for (int round = 0; round < 6; ++round)
+    for (int k = 0; k < 60; ++k) {
+      const std::string key = "user:" + std::to_string(k);
+      rl_decision d;
+      const int rc = (round % 2 ? a : b).check(key, pol, d);
+      INFO(key << ": " << rl_last_error());
+      REQUIRE(rc == RL_OK);
+      CHECK(d.source == RL_SOURCE_STORE);
+      allowed[key] += d.allowed;
+    }
+  for (const auto &[key, n] : allowed) {
+    INFO(key);
+    CHECK(n == 4);
+  }
+  // The keys are spread: every primary holds some.
+  const std::vector<uint16_t> primaries = t.primary_ports();
+  REQUIRE(primaries.size() == 3);
+  long long total = 0;
+  for (uint16_t port : primaries) {
+    INFO("primary " << port);
+    const long long n = dbsize(t, port);
+    CHECK(n > 0);
+    total += n;
+  }
+  CHECK(total == 60);
+
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(a.p, &h) == RL_OK);
+  CHECK(h.topology == RL_TOPOLOGY_CLUSTER);
+  CHECK(h.connection == RL_CONN_READY);
+  CHECK(h.slot_map_refreshes >= 1);
+  CHECK(h.slot_map_age_ms >= 0);
+  CHECK(h.moved == 0);
+  std::set<std::string> seen_primaries;
+  for (uint32_t i = 0; i < h.nodes; ++i) {
+    rl_node_info n = RL_NODE_INIT;
+    REQUIRE(rl_health_node(a.p, i, &n) == RL_OK);
+    if (n.role == RL_ROLE_PRIMARY) {
+      seen_primaries.insert(n.address);
+      CHECK(n.connection == RL_CONN_READY);
+    }
+  }
+  std::set<std::string> want;
+  for (uint16_t port : primaries)
+    want.insert("127.0.0.1:" + std::to_string(port));
+  CHECK(seen_primaries == want);
+  rl_node_info past = RL_NODE_INIT;
+  CHECK(rl_health_node(a.p, h.nodes, &past) == RL_E_INVALID_ARG);
+
+  // Admin: PING reaches every primary; reset goes to the key's primary;
+  // the key listing visits every primary.
+  int64_t rtt = -1;
+  REQUIRE(rl_ping(a.p, &rtt) == RL_OK);
+  CHECK(rtt >= 0);
+  REQUIRE(rl_reset(a.p, "user:7", 6) == RL_OK);
+  rl_decision d;
+  REQUIRE(a.check("user:7", pol, d) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.remaining == 3);
+  rl_keys *it = nullptr;
+  REQUIRE(rl_keys_open(a.p, &it) == RL_OK);
+  std::set<std::string> listed;
+  rl_key_info ki = RL_KEY_INFO_INIT;
+  int rc;
+  while ((rc = rl_keys_next(it, &ki)) == RL_OK)
+    listed.insert(std::string(ki.key, ki.key_len));
+  rl_keys_free(it);
+  CHECK(rc == RL_E_DONE);
+  CHECK(listed.size() == 60);
+}
+
+TEST_CASE("cluster: a multi-policy check stays one script in one slot",
+          "[redis][cluster]") {
+  Topology t;
+  Lim a(t.url());
+  rl_policy pols[2] = {per_year(3), per_year(5)};
+  pols[1].algorithm = RL_ALG_SLIDING_WINDOW;
+  for (int k = 0; k < 20; ++k) {
+    const std::string key = "org:" + std::to_string(k);
+    int allowed = 0;
+    for (int i = 0; i < 5; ++i) {
+      rl_decision d = RL_DECISION_INIT;
+      REQUIRE(rl_check(a.p, &d, key.data(), key.size(), pols, 2, 1) == RL_OK);
+      allowed += d.allowed;
+    }
+    CHECK(allowed == 3);
+  }
+}
+
+TEST_CASE(
+    "cluster: a slot migrated while checks run keeps exactness, and "
+    "health counts the MOVED and ASK",
+    "[redis][cluster][slow]") {
+  Topology t;
+  const std::vector<uint16_t> primaries = t.primary_ports();
+  const uint16_t src = primaries[0], dst = primaries[1];
+  // Several user keys in one slot would need a shared tag; tollgate tags
+  // each user key, so the slot is that of one key and its new keys come
+  // from a second limiter on the same key.
+  const std::string key = key_on(t, src, "mig:");
+  const int slot = t.key_slot(key);
+  const rl_policy pol = per_year(1'000'000);
+  Lim a(t.url(), RL_FAIL_ERROR, 2000);
+  rl_decision d;
+  REQUIRE(a.check(key, pol, d) == RL_OK);  // the key exists on src
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, errors{0};
+  std::thread worker([&] {
+    Lim w(t.url(), RL_FAIL_ERROR, 2000);
+    while (!stop.load()) {
+      rl_decision wd;
+      if (w.check(key, pol, wd) == RL_OK && wd.allowed)
+        ok.fetch_add(1);
+      else
+        errors.fetch_add(1);
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const std::string src_id = t.node(src).id, dst_id = t.node(dst).id;
+  REQUIRE(t.query(dst, {"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING",
+                        src_id})
+              .str == "OK");
+  REQUIRE(t.query(src, {"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING",
+                        dst_id})
+              .str == "OK");
+  // The key moves; while the slot is migrating, src answers -ASK for it.
+  const auto keys =
+      t.query(src, {"CLUSTER", "GETKEYSINSLOT", std::to_string(slot), "100"});
+  REQUIRE(keys.elements.size() >= 1);
+  std::vector<std::string> migrate{
+      "MIGRATE", "127.0.0.1", std::to_string(dst), "", "0", "5000", "KEYS"};
+  for (const auto &k : keys.elements) migrate.push_back(k.str);
+  REQUIRE(t.query(src, migrate).str == "OK");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (uint16_t port : primaries)
+    REQUIRE(t.query(port, {"CLUSTER", "SETSLOT", std::to_string(slot), "NODE",
+                           dst_id})
+                .str == "OK");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  stop.store(true);
+  worker.join();
+  CHECK(errors.load() == 0);
+  REQUIRE(ok.load() > 10);
+
+  // Exactness: the state counts every admitted check once.
+  REQUIRE(a.check(key, pol, d) == RL_OK);
+  CHECK(d.remaining == 1'000'000 - 1 - ok.load() - 1);
+  CHECK(t.owner_of_slot(slot) == dst);
+  CHECK(dbsize(t, dst) >= 1);
+
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(a.p, &h) == RL_OK);
+  // `a` itself met the move with its last check: MOVED at least once. The
+  // worker's limiter saw the migration (ASK) but is gone; a fresh check
+  // during a migration shows ASK in the next case.
+  CHECK(h.moved >= 1);
+}
+
+TEST_CASE(
+    "cluster: a key created during a migration goes to the importing "
+    "node after ASKING, and health counts it",
+    "[redis][cluster]") {
+  Topology t;
+  const std::vector<uint16_t> primaries = t.primary_ports();
+  const uint16_t src = primaries[0], dst = primaries[1];
+  const std::string key = key_on(t, src, "ask:");
+  const int slot = t.key_slot(key);
+  Lim a(t.url());
+  rl_decision d;
+  REQUIRE(a.check(key_on(t, src, "warm:"), per_year(5), d) == RL_OK);
+  REQUIRE(t.query(dst, {"CLUSTER", "SETSLOT", std::to_string(slot), "IMPORTING",
+                        t.node(src).id})
+              .str == "OK");
+  REQUIRE(t.query(src, {"CLUSTER", "SETSLOT", std::to_string(slot), "MIGRATING",
+                        t.node(dst).id})
+              .str == "OK");
+  // The key does not exist on src: src answers -ASK, dst takes it.
+  REQUIRE(a.check(key, per_year(5), d) == RL_OK);
+  CHECK(d.allowed == 1);
+  REQUIRE(a.check(key, per_year(5), d) == RL_OK);
+  CHECK(d.remaining == 3);
+  CHECK(dbsize(t, dst) == 1);
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(a.p, &h) == RL_OK);
+  CHECK(h.ask >= 2);
+  CHECK(h.moved == 0);
+}
+
+namespace {
+
+// Checks on `key` from a thread until told to stop, recording each call's
+// duration and when calls started to succeed again after `since`.
+struct Prober {
+  Lim lim;
+  std::string key;
+  rl_policy pol = per_year(1'000'000'000);
+  std::atomic<bool> stop{false};
+  std::atomic<long> ok{0}, failed{0};
+  std::atomic<int64_t> longest_us{0};
+  std::atomic<int64_t> last_fail_us{-1};
+  Clock::time_point t0 = Clock::now();
+  std::thread th;
+  Prober(const std::string &url, std::string k, int timeout_ms)
+      : lim(url, RL_FAIL_ERROR, timeout_ms), key(std::move(k)) {
+    th = std::thread([this] {
+      while (!stop.load()) {
+        const auto s = Clock::now();
+        rl_decision d;
+        const int rc = lim.check(key, pol, d);
+        const auto e = Clock::now();
+        const int64_t us =
+            std::chrono::duration_cast<std::chrono::microseconds>(e - s)
+                .count();
+        if (us > longest_us.load()) longest_us.store(us);
+        if (rc == RL_OK) {
+          ok.fetch_add(1);
+        } else {
+          failed.fetch_add(1);
+          last_fail_us.store(
+              std::chrono::duration_cast<std::chrono::microseconds>(e - t0)
+                  .count());
+          std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        }
+      }
+    });
+  }
+  ~Prober() { finish(); }
+  void finish() {
+    stop.store(true);
+    if (th.joinable()) th.join();
+  }
+  int64_t now_us() const {
+    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
+                                                                 t0)
+        .count();
+  }
+};
+
+}  // namespace
+
+TEST_CASE(
+    "cluster: a killed primary: checks resume on the promoted replica, "
+    "and no call outlives its deadline",
+    "[redis][cluster][slow]") {
+  Topology t;
+  const uint16_t victim = t.primary_ports()[0];
+  const std::string key = key_on(t, victim, "kill:");
+  const int slot = t.key_slot(key);
+  constexpr int kTimeoutMs = 300;
+  Prober p(t.url(), key, kTimeoutMs);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  REQUIRE(p.ok.load() > 0);
+  const int64_t killed_at = p.now_us();
+  t.kill9(victim);
+  REQUIRE(t.wait_for_new_primary_of(slot, victim, std::chrono::seconds(20)) !=
+          0);
+  // Then calls succeed again (the documented bound: docs/redis.md).
+  const long ok_before = p.ok.load();
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (p.ok.load() < ok_before + 20 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  CHECK(p.ok.load() >= ok_before + 20);
+  const int64_t resumed_after_ms = (p.last_fail_us.load() - killed_at) / 1000;
+  WARN("checks failed for " << resumed_after_ms
+                            << " ms after the SIGKILL; longest call "
+                            << p.longest_us.load() / 1000 << " ms");
+  CHECK(p.failed.load() > 0);
+  CHECK(resumed_after_ms < 15000);
+  // Every call ended by its deadline (plus scheduling slack).
+  CHECK(p.longest_us.load() < (kTimeoutMs + 250) * 1000);
+}
+
+TEST_CASE(
+    "cluster: CLUSTER FAILOVER on a replica: checks follow the new "
+    "primary without losing admissions",
+    "[redis][cluster][slow]") {
+  Topology t;
+  const uint16_t old_primary = t.primary_ports()[0];
+  const std::string key = key_on(t, old_primary, "fo:");
+  const int slot = t.key_slot(key);
+  uint16_t replica = 0;
+  for (const auto &n : t.nodes())
+    if (n.role == "replica" && n.primary_port == old_primary) replica = n.port;
+  REQUIRE(replica != 0);
+  Prober p(t.url(), key, 500);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  // A forced failover waits for the replica to catch up: nothing is lost.
+  REQUIRE(t.query(replica, {"CLUSTER", "FAILOVER"}).str == "OK");
+  REQUIRE(t.wait_for_new_primary_of(slot, old_primary,
+                                    std::chrono::seconds(20)) == replica);
+  const long ok_before = p.ok.load();
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (p.ok.load() < ok_before + 20 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  p.finish();
+  CHECK(p.ok.load() >= ok_before + 20);
+  CHECK(p.longest_us.load() < (500 + 250) * 1000);
+  // Exactness across the failover: the state on the new primary counts
+  // every admitted check.
+  Lim a(t.url());
+  rl_decision d;
+  REQUIRE(a.check(key, per_year(1'000'000'000), d) == RL_OK);
+  CHECK(d.remaining == 1'000'000'000 - p.ok.load() - 1);
+  // The old primary, now a replica, answers a write with READONLY or
+  // MOVED; tollgate follows either.
+  const auto r = t.query(old_primary, {"SET", "tollgate:{" + key + "}:x", "1"});
+  CHECK(r.is_error());
+}
+
+TEST_CASE("cluster: a TLS cluster", "[redis][cluster][tls]") {
+  TopologyOptions o;
+  o.tls = true;
+  Topology t(o);
+  Lim a(t.url(), RL_FAIL_ERROR, 1000, t.ca_file());
+  int allowed = 0;
+  for (int k = 0; k < 30; ++k)
+    for (int i = 0; i < 3; ++i) {
+      rl_decision d;
+      REQUIRE(a.check("tls:" + std::to_string(k), per_year(2), d) == RL_OK);
+      allowed += d.allowed;
+    }
+  CHECK(allowed == 60);
+  for (uint16_t port : t.primary_ports()) CHECK(dbsize(t, port) > 0);
+}
+
+TEST_CASE(
+    "cluster: a URL that cannot work fails with an error that names the "
+    "problem, within the timeout",
+    "[redis][cluster]") {
+  SECTION("a server without cluster mode") {
+    tollgate_test::RedisServer plain;
+    const std::string url =
+        "redis+cluster://127.0.0.1:" + std::to_string(plain.port());
+    Lim a(url, RL_FAIL_ERROR, 500);
+    const auto s = Clock::now();
+    rl_decision d;
+    const int rc = a.check("k", per_year(5), d);
+    CHECK(rc == RL_E_STORE);
+    CHECK(std::string(rl_last_error()).find("not in cluster mode") !=
+          std::string::npos);
+    CHECK(Clock::now() - s < std::chrono::milliseconds(1500));
+    int64_t rtt;
+    CHECK(rl_ping(a.p, &rtt) == RL_E_STORE);
+  }
+  SECTION("seeds that do not answer") {
+    const uint16_t port = tollgate_test::free_port();
+    const std::string url =
+        "redis+cluster://:s3cr3t-pass@127.0.0.1:" + std::to_string(port) +
+        ",127.0.0.1:" + std::to_string(tollgate_test::free_port());
+    Lim a(url, RL_FAIL_ERROR, 300);
+    const auto s = Clock::now();
+    rl_decision d;
+    const int rc = a.check("k", per_year(5), d);
+    CHECK((rc == RL_E_TIMEOUT || rc == RL_E_CONNECT));
+    const std::string msg = rl_last_error();
+    CHECK(msg.find("slot map") != std::string::npos);
+    CHECK(msg.find("s3cr3t") == std::string::npos);
+    CHECK(Clock::now() - s < std::chrono::milliseconds(1500));
+  }
+  SECTION("a slot no node serves") {
+    Topology t;
+    const uint16_t owner = t.primary_ports()[0];
+    const std::string key = key_on(t, owner, "gone:");
+    const int slot = t.key_slot(key);
+    for (uint16_t port : t.primary_ports())
+      t.query(port, {"CLUSTER", "DELSLOTS", std::to_string(slot)});
+    // Every node forgets the slot only where told; the owner's map now
+    // lacks it, and a fresh limiter reads that map.
+    Lim a("redis+cluster://127.0.0.1:" + std::to_string(owner), RL_FAIL_ERROR,
+          300);
+    rl_decision d;
+    const int rc = a.check(key, per_year(5), d);
+    CHECK(rc != RL_OK);
+    const std::string msg = rl_last_error();
+    INFO(msg);
+    CHECK((msg.find("not served") != std::string::npos ||
+           msg.find("CLUSTERDOWN") != std::string::npos));
+  }
+}
