@@ -28,31 +28,8 @@ struct ClusterTopology::Node {
   Pipeline pipeline;
 };
 
-struct ClusterTopology::Call {
-  Call(ClusterTopology *t, std::string command, Completion d, void *x,
-       int64_t dl, int s)
-      : topo(t),
-        cmd(std::move(command)),
-        done(d),
-        ctx(x),
-        deadline(dl),
-        slot(s) {}
-  ClusterTopology *topo;
-  std::string cmd;
-  Completion done;
-  void *ctx;
-  int64_t deadline;
-  int slot;
-  int hops = 0;
-  int ask_node = -1;  // -ASK: this node, once, after ASKING
-  int pinned = -1;    // submit_to: this node only
-  Errc last_code = Errc::ok;
-  std::string last_error;
-  int64_t retry_at = 0;
-};
-
 ClusterTopology::ClusterTopology(IoLoop &loop, ConnectionShared &shared)
-    : loop_(loop),
+    : RoutedTopology(loop),
       shared_(shared),
       s_(shared.settings),
       nodes_(std::make_unique<std::atomic<Node *>[]>(kMaxNodes)),
@@ -68,18 +45,8 @@ ClusterTopology::ClusterTopology(IoLoop &loop, ConnectionShared &shared)
 
 ClusterTopology::~ClusterTopology() {
   // The I/O thread has stopped (Transport::Core); what still waits for a
-  // map or a retry is answered now.
-  std::deque<Call *> left;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    left.swap(parked_);
-  }
-  for (Call *c : left) {
-    CallResult r;
-    r.code = Errc::closed;
-    r.message = kClosedText;
-    deliver(c, std::move(r));
-  }
+  // map or a retry is answered now, before the nodes go.
+  fail_parked();
   for (size_t i = 0; i < node_count_.load(); ++i) delete nodes_[i].load();
 }
 
@@ -110,14 +77,7 @@ std::string ClusterTopology::seed_text() const {
   return out;
 }
 
-// ---- sending
-// -------------------------------------------------------------------
-
-void ClusterTopology::submit(Request r, int slot, bool blocking) {
-  materialize(r);
-  auto *c = new Call(this, std::move(r.cmd), r.done, r.ctx, r.deadline, slot);
-  route(c, blocking);
-}
+// ---- sending ---------------------------------------------------------------
 
 void ClusterTopology::submit_to(const std::string &primary, Request r) {
   int node = -1;
@@ -145,7 +105,7 @@ void ClusterTopology::route(Call *c, bool blocking) {
   if (node >= 0) {
     const bool asking = c->ask_node >= 0;
     c->ask_node = -1;
-    send(c, node, asking, blocking);
+    send(c, nodes_[node].load()->pipeline, asking, blocking);
     return;
   }
   std::string why;
@@ -166,43 +126,24 @@ void ClusterTopology::route(Call *c, bool blocking) {
   }
   want_refresh();
   if (fatal) {
-    CallResult r;
-    r.code = code;
-    r.message = why;
-    deliver(c, std::move(r));
+    deliver_error(c, code, why);
     return;
   }
   park(c, monotonic_ns() + kRetryNs, code, why);
 }
 
-void ClusterTopology::send(Call *c, int node, bool asking, bool blocking) {
-  Request r{c->cmd, c->deadline, &ClusterTopology::on_reply, c};
-  r.asking = asking;
-  Pipeline &p = nodes_[node].load()->pipeline;
-  if (!asking && p.try_direct(r, blocking)) return;
-  p.submit(std::move(r));
-}
+// ---- answers ---------------------------------------------------------------
 
-// ---- answers
-// -------------------------------------------------------------------
-
-void ClusterTopology::on_reply(void *ctx, CallResult &&r) {
-  auto *c = static_cast<Call *>(ctx);
-  ClusterTopology *t = c->topo;
-  if (r.code == Errc::ok && r.reply && r.reply->type == Reply::Type::error &&
-      t->redirected(c, r.reply->str))
-    return;
-  if ((r.code == Errc::connect || r.code == Errc::protocol) && c->pinned < 0) {
+bool ClusterTopology::handled(Call *c, CallResult &r) {
+  if (r.code != Errc::ok) {
     // The node is down, or its connection broke: the cluster may be
     // failing over. Ask for a new map and try again until the deadline.
-    t->want_refresh();
-    t->park(c, monotonic_ns() + kRetryNs, r.code, r.message);
-    return;
+    if (c->pinned >= 0) return false;
+    want_refresh();
+    park(c, monotonic_ns() + kRetryNs, r.code, r.message);
+    return true;
   }
-  t->deliver(c, std::move(r));
-}
-
-bool ClusterTopology::redirected(Call *c, const std::string &text) {
+  const std::string &text = r.reply->str;
   int slot;
   std::string host;
   uint16_t port;
@@ -237,56 +178,15 @@ bool ClusterTopology::redirected(Call *c, const std::string &text) {
   return false;
 }
 
-void ClusterTopology::park(Call *c, int64_t retry_at, Errc code,
-                           std::string why) {
-  c->last_code = code;
-  c->last_error = std::move(why);
-  if (retry_at >= c->deadline) retry_at = c->deadline;
-  c->retry_at = retry_at;
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    parked_.push_back(c);
-  }
-  int64_t next = next_tick_.load();
-  while (retry_at < next && !next_tick_.compare_exchange_weak(next, retry_at)) {
-  }
-  // The I/O thread retries it (and starts on first use, which may be this
-  // call: a first check waits for the slot map here).
-  loop_.ensure_started();
-  loop_.wake();
-}
+// ---- the slot map
+// ------------------------------------------------------------
 
-void ClusterTopology::deliver(Call *c, CallResult &&r) {
-  const Completion done = c->done;
-  void *ctx = c->ctx;
-  delete c;
-  done(ctx, std::move(r));
-}
-
-// ---- the I/O thread's turn
-// -----------------------------------------------------
-
-int64_t ClusterTopology::next_tick() const {
-  return next_tick_.load();
-}
-
-void ClusterTopology::tick(int64_t now) {
-  if (next_tick_.load() > now) return;
-  std::vector<Call *> due;
+int64_t ClusterTopology::periodic(int64_t now) {
   Request refresh;
   int refresh_node = -1;
   int64_t next = INT64_MAX;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    for (auto it = parked_.begin(); it != parked_.end();) {
-      if ((*it)->retry_at <= now) {
-        due.push_back(*it);
-        it = parked_.erase(it);
-      } else {
-        next = std::min(next, (*it)->retry_at);
-        ++it;
-      }
-    }
     if (refresh_wanted_.load() && !refresh_in_flight_) {
       if (now >= last_refresh_ns_ + kRefreshGapNs) {
         // Ask the primaries in turn, then any node we know (the seeds).
@@ -311,29 +211,18 @@ void ClusterTopology::tick(int64_t now) {
         refresh.done = &ClusterTopology::on_map;
         refresh.ctx = this;
       } else {
-        next = std::min(next, last_refresh_ns_ + kRefreshGapNs);
+        next = last_refresh_ns_ + kRefreshGapNs;
       }
     }
-    next_tick_.store(next);
   }
   if (refresh_node >= 0)
     nodes_[refresh_node].load()->pipeline.submit(std::move(refresh));
-  for (Call *c : due) {
-    if (c->deadline <= now) {
-      CallResult r;
-      r.code = Errc::timeout;
-      r.message = "timeout: " + c->last_error;
-      deliver(c, std::move(r));
-    } else {
-      route(c, false);
-    }
-  }
+  return next;
 }
 
 void ClusterTopology::want_refresh() {
   if (refresh_wanted_.exchange(true)) return;
-  next_tick_.store(0);
-  loop_.wake();
+  retry_parked_now();  // runs periodic on the I/O thread's next turn
 }
 
 void ClusterTopology::on_map(void *ctx, CallResult &&r) {
@@ -386,12 +275,9 @@ void ClusterTopology::map_answered(CallResult &&r) {
       map_code_ = code;
       map_error_ = why;
     }
-    if (fatal)  // what waits for a map is answered now (see route)
-      for (Call *c : parked_) c->retry_at = 0;
   }
-  if (fatal) {
-    next_tick_.store(0);
-    loop_.wake();
+  if (fatal) {  // what waits for a map is answered now (see route)
+    retry_parked_now();
     return;
   }
   if (code != Errc::ok) {
@@ -399,6 +285,7 @@ void ClusterTopology::map_answered(CallResult &&r) {
     return;
   }
   install(map);
+  retry_parked_now();  // what waited for a map goes now
 }
 
 void ClusterTopology::install(const ClusterMap &map) {
@@ -425,13 +312,9 @@ void ClusterTopology::install(const ClusterMap &map) {
   have_map_.store(true);
   map_at_ns_.store(monotonic_ns());
   refreshes_.fetch_add(1, std::memory_order_relaxed);
-  // What waited for a map goes now.
-  for (Call *c : parked_) c->retry_at = 0;
-  next_tick_.store(0);
 }
 
-// ---- admin
-// -------------------------------------------------------------------
+// ---- admin -----------------------------------------------------------------
 
 std::vector<std::string> ClusterTopology::primaries() {
   std::lock_guard<std::mutex> lock(mu_);

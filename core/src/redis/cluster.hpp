@@ -13,51 +13,41 @@
 #pragma once
 
 #include <atomic>
-#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
 
 #include "cluster_map.hpp"
-#include "topology.hpp"
+#include "routed.hpp"
 
 namespace tollgate::redis {
 
-class ClusterTopology final : public Topology, public LoopTicker {
+class ClusterTopology final : public RoutedTopology {
  public:
   ClusterTopology(IoLoop &loop, ConnectionShared &shared);
   ~ClusterTopology() override;
 
-  void submit(Request r, int slot, bool blocking) override;
   std::vector<std::string> primaries() override;
   void submit_to(const std::string &primary, Request r) override;
   bool clustered() const override { return true; }
   TransportStats stats() const override;
   void note_ping(int64_t rtt_us) override;
 
-  void tick(int64_t now) override;
-  int64_t next_tick() const override;
-
-  struct Call;  // one command on its way, with what a redirection needs
   struct Node;
 
  private:
-  static void on_reply(void *ctx, CallResult &&r);
+  void route(Call *c, bool blocking) override;
+  bool handled(Call *c, CallResult &r) override;
+  int64_t periodic(int64_t now) override;
+
   static void on_map(void *ctx, CallResult &&r);
-  void route(Call *call, bool blocking);
-  void send(Call *call, int node, bool asking, bool blocking);
-  bool redirected(Call *call, const std::string &error);
-  void park(Call *call, int64_t retry_at, Errc code, std::string why);
-  void deliver(Call *call, CallResult &&r);
   int node_for(const std::string &host, uint16_t port);  // under mu_
   void want_refresh();
-  void start_refresh(int64_t now);  // under mu_
   void map_answered(CallResult &&r);
   void install(const ClusterMap &map);
   std::string seed_text() const;
 
-  IoLoop &loop_;
   ConnectionShared &shared_;
   const Settings &s_;
 
@@ -72,10 +62,8 @@ class ClusterTopology final : public Topology, public LoopTicker {
   std::atomic<int64_t> map_at_ns_{0};
   std::atomic<uint64_t> refreshes_{0}, moved_{0}, ask_{0};
   std::atomic<bool> refresh_wanted_{true};
-  std::atomic<int64_t> next_tick_{0};
 
   mutable std::mutex mu_;  // below, and node creation
-  std::deque<Call *> parked_;
   bool refresh_in_flight_ = false;
   int64_t last_refresh_ns_ = INT64_MIN / 2;
   size_t refresh_rr_ = 0;
