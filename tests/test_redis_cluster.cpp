@@ -12,43 +12,19 @@
 #include <thread>
 #include <vector>
 
+#include "support/prober.hpp"
 #include "support/redis_server.hpp"
 #include "support/topology.hpp"
 #include "tollgate.h"
 
+using tollgate_test::Lim;
+using tollgate_test::per_year;
+using tollgate_test::Prober;
 using tollgate_test::Topology;
 using tollgate_test::TopologyOptions;
 using Clock = std::chrono::steady_clock;
 
 namespace {
-
-struct Lim {
-  rl_limiter *p = nullptr;
-  explicit Lim(const std::string &base, int failure_mode = RL_FAIL_ERROR,
-               int timeout_ms = 1000, const std::string &ca = "") {
-    const std::string url = ca.empty() ? base : base + "?tls_ca=" + ca;
-    rl_options o = RL_OPTIONS_INIT;
-    o.url = url.c_str();
-    o.failure_mode = failure_mode;
-    o.timeout_ms = timeout_ms;
-    o.deny_cache = -1;  // every check reaches Redis
-    const int rc = rl_create(&p, &o);
-    INFO(rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Lim() { rl_destroy(p); }
-  int check(const std::string &key, const rl_policy &pol, rl_decision &d) {
-    d = RL_DECISION_INIT;
-    return rl_check(p, &d, key.data(), key.size(), &pol, 1, 1);
-  }
-};
-
-rl_policy per_year(int64_t limit) {
-  rl_policy p = RL_POLICY_INIT;
-  p.limit = limit;
-  p.period_ms = 1'000'000'000'000;  // ~32 years: no window rolls over
-  return p;
-}
 
 long long dbsize(const Topology &t, uint16_t port) {
   return t.query(port, {"DBSIZE"}).integer;
@@ -263,61 +239,10 @@ TEST_CASE(
   CHECK(h.moved == 0);
 }
 
-namespace {
-
-// Checks on `key` from a thread until told to stop, recording each call's
-// duration and when calls started to succeed again after `since`.
-struct Prober {
-  Lim lim;
-  std::string key;
-  rl_policy pol = per_year(1'000'000'000);
-  std::atomic<bool> stop{false};
-  std::atomic<long> ok{0}, failed{0};
-  std::atomic<int64_t> longest_us{0};
-  std::atomic<int64_t> last_fail_us{-1};
-  Clock::time_point t0 = Clock::now();
-  std::thread th;
-  Prober(const std::string &url, std::string k, int timeout_ms)
-      : lim(url, RL_FAIL_ERROR, timeout_ms), key(std::move(k)) {
-    th = std::thread([this] {
-      while (!stop.load()) {
-        const auto s = Clock::now();
-        rl_decision d;
-        const int rc = lim.check(key, pol, d);
-        const auto e = Clock::now();
-        const int64_t us =
-            std::chrono::duration_cast<std::chrono::microseconds>(e - s)
-                .count();
-        if (us > longest_us.load()) longest_us.store(us);
-        if (rc == RL_OK) {
-          ok.fetch_add(1);
-        } else {
-          failed.fetch_add(1);
-          last_fail_us.store(
-              std::chrono::duration_cast<std::chrono::microseconds>(e - t0)
-                  .count());
-          std::this_thread::sleep_for(std::chrono::milliseconds(5));
-        }
-      }
-    });
-  }
-  ~Prober() { finish(); }
-  void finish() {
-    stop.store(true);
-    if (th.joinable()) th.join();
-  }
-  int64_t now_us() const {
-    return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() -
-                                                                 t0)
-        .count();
-  }
-};
-
-}  // namespace
-
 TEST_CASE(
     "cluster: a killed primary: checks resume on the promoted replica, "
-    "and no call outlives its deadline",
+    "no call outlives its deadline, and only the last admissions can "
+    "be lost",
     "[redis][cluster][slow]") {
   Topology t;
   const uint16_t victim = t.primary_ports()[0];
@@ -325,26 +250,31 @@ TEST_CASE(
   const int slot = t.key_slot(key);
   constexpr int kTimeoutMs = 300;
   Prober p(t.url(), key, kTimeoutMs);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  REQUIRE(p.ok.load() > 0);
+  p.wait_ok(200, std::chrono::seconds(5));
+  REQUIRE(p.ok() >= 200);
   const int64_t killed_at = p.now_us();
   t.kill9(victim);
   REQUIRE(t.wait_for_new_primary_of(slot, victim, std::chrono::seconds(20)) !=
           0);
-  // Then calls succeed again (the documented bound: docs/redis.md).
-  const long ok_before = p.ok.load();
-  const auto until = Clock::now() + std::chrono::seconds(10);
-  while (p.ok.load() < ok_before + 20 && Clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  CHECK(p.ok.load() >= ok_before + 20);
-  const int64_t resumed_after_ms = (p.last_fail_us.load() - killed_at) / 1000;
-  WARN("checks failed for " << resumed_after_ms
-                            << " ms after the SIGKILL; longest call "
-                            << p.longest_us.load() / 1000 << " ms");
-  CHECK(p.failed.load() > 0);
-  CHECK(resumed_after_ms < 15000);
-  // Every call ended by its deadline (plus scheduling slack).
-  CHECK(p.longest_us.load() < (kTimeoutMs + 250) * 1000);
+  p.wait_ok(50, std::chrono::seconds(10));
+  p.finish();
+  CHECK(p.failed() > 0);
+  const int64_t down_ms = (p.last_fail_us() - killed_at) / 1000;
+  // Every call ended by its deadline (plus scheduling slack), and checks
+  // resumed within the bound docs/redis.md states.
+  CHECK(p.longest_us() < (kTimeoutMs + 250) * 1000);
+  CHECK(down_ms < 15000);
+  // Replication is asynchronous: what the replica had not received when
+  // the primary died is lost, so those checks may be admitted again. On
+  // loopback that is at most the last few milliseconds' admissions.
+  const long lost = p.ok() - tollgate_test::counted(t.url(), key);
+  const long last_100ms = p.admitted_between(killed_at - 100'000, killed_at);
+  WARN("SIGKILL of a primary: checks failed for "
+       << down_ms << " ms; longest call " << p.longest_us() / 1000
+       << " ms; admissions lost " << lost
+       << " (admitted in the last 100 ms: " << last_100ms << ")");
+  CHECK(lost >= 0);
+  CHECK(lost <= last_100ms);
 }
 
 TEST_CASE(
@@ -359,29 +289,24 @@ TEST_CASE(
   for (const auto &n : t.nodes())
     if (n.role == "replica" && n.primary_port == old_primary) replica = n.port;
   REQUIRE(replica != 0);
-  Prober p(t.url(), key, 500);
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  // A forced failover waits for the replica to catch up: nothing is lost.
+  constexpr int kTimeoutMs = 500;
+  Prober p(t.url(), key, kTimeoutMs);
+  p.wait_ok(200, std::chrono::seconds(5));
+  // A coordinated failover: the primary stops taking writes until the
+  // replica has them all, so nothing is lost.
   REQUIRE(t.query(replica, {"CLUSTER", "FAILOVER"}).str == "OK");
   REQUIRE(t.wait_for_new_primary_of(slot, old_primary,
                                     std::chrono::seconds(20)) == replica);
-  const long ok_before = p.ok.load();
-  const auto until = Clock::now() + std::chrono::seconds(10);
-  while (p.ok.load() < ok_before + 20 && Clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  p.wait_ok(50, std::chrono::seconds(10));
   p.finish();
-  CHECK(p.ok.load() >= ok_before + 20);
-  CHECK(p.longest_us.load() < (500 + 250) * 1000);
-  // Exactness across the failover: the state on the new primary counts
-  // every admitted check.
-  Lim a(t.url());
-  rl_decision d;
-  REQUIRE(a.check(key, per_year(1'000'000'000), d) == RL_OK);
-  CHECK(d.remaining == 1'000'000'000 - p.ok.load() - 1);
-  // The old primary, now a replica, answers a write with READONLY or
-  // MOVED; tollgate follows either.
-  const auto r = t.query(old_primary, {"SET", "tollgate:{" + key + "}:x", "1"});
-  CHECK(r.is_error());
+  CHECK(p.longest_us() < (kTimeoutMs + 250) * 1000);
+  const long lost = p.ok() - tollgate_test::counted(t.url(), key);
+  WARN("CLUSTER FAILOVER: admitted " << p.ok() << ", lost " << lost
+                                     << ", failed calls " << p.failed());
+  CHECK(lost == 0);
+  // The old primary, now a replica, refuses writes to the slot.
+  CHECK(t.query(old_primary, {"SET", "tollgate:{" + key + "}:x", "1"})
+            .is_error());
 }
 
 TEST_CASE("cluster: a TLS cluster", "[redis][cluster][tls]") {

@@ -346,11 +346,12 @@ typedef struct rl_health_info {
   uint64_t slot_map_refreshes; /* cluster: slot maps read */
   uint64_t moved;              /* cluster: -MOVED redirections followed */
   uint64_t ask;                /* cluster: -ASK redirections followed */
+  uint64_t master_switches;    /* sentinel: moves to another master */
 } rl_health_info;
 #define RL_HEALTH_INIT                                                         \
   {                                                                            \
     RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", \
-        0, 0, -1, 0, 0, 0                                                      \
+        0, 0, -1, 0, 0, 0, 0                                                   \
   }
 
 #define RL_TOPOLOGY_STANDALONE 1 /* redis://, rediss://, unix:// */

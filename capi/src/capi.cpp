@@ -438,6 +438,7 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
       out->slot_map_refreshes = h.slot_map_refreshes;
       out->moved = h.moved;
       out->ask = h.ask;
+      out->master_switches = h.master_switches;
     }
     return Errc::ok;
   });

@@ -632,7 +632,7 @@ Health Limiter::health() const {
     h.nodes.push_back(NodeHealth{s.address, s.primary, s.started,
                                  static_cast<int32_t>(s.state), s.in_flight,
                                  s.failures, s.reconnects, s.last_error});
-  if (!t.cluster)  // the one server
+  if (t.nodes.empty())  // standalone: the one server
     h.nodes.push_back(NodeHealth{
         settings_->unix_socket
             ? settings_->path
@@ -643,6 +643,7 @@ Health Limiter::health() const {
   h.slot_map_refreshes = t.slot_map_refreshes;
   h.moved = t.moved;
   h.ask = t.ask;
+  h.master_switches = t.master_switches;
   return h;
 }
 

@@ -114,6 +114,7 @@ struct Health {
   uint64_t slot_map_refreshes = 0;
   uint64_t moved = 0;
   uint64_t ask = 0;
+  uint64_t master_switches = 0;
 };
 
 // Completion of check_async: `code` ok with a decision, or an error.

@@ -22,7 +22,9 @@ bool starts_with(const std::string &s, std::string_view p) {
 
 struct ClusterTopology::Node {
   Node(IoLoop &loop, ConnectionShared &shared, Address a, uint32_t conns)
-      : address(a), text(a.text()), pipeline(loop, shared, a, conns, true) {}
+      : address(a),
+        text(a.text()),
+        pipeline(loop, shared, a, conns, PipelineOptions{.lazy = true}) {}
   Address address;
   std::string text;
   Pipeline pipeline;

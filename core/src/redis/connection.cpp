@@ -37,13 +37,15 @@ std::string Address::text() const {
 }
 
 Connection::Connection(ConnectionShared &shared, Address address,
-                       uint32_t token, ConnectionOwner &owner, uint64_t seed)
+                       uint32_t token, ConnectionOwner &owner, uint64_t seed,
+                       bool subscriber)
     : shared_(shared),
       s_(shared.settings),
       address_(std::move(address)),
       token_(token),
       owner_(owner),
       rng_(seed),
+      subscriber_(subscriber),
       dialer_(address_, s_, shared.ssl_ctx, shared.wake_fd) {}
 
 int64_t Connection::next_timer() const {
@@ -370,6 +372,14 @@ bool Connection::drain_replies(int64_t now) {
     if (st == Reader::Status::error) {
       fail(Errc::protocol, reader->error(), now);
       return false;
+    }
+    if (subscriber_ && reply->type == Reply::Type::array &&
+        reply->elements.size() >= 3 &&
+        reply->elements[0]->type == Reply::Type::string &&
+        (reply->elements[0]->str == "message" ||
+         reply->elements[0]->str == "pmessage")) {
+      owner_.conn_push(*this, *reply);
+      continue;
     }
     if (inflight.empty()) absorb();  // a caller's command, written
     if (inflight.empty()) {

@@ -65,6 +65,8 @@ class ConnectionOwner {
                            Errc code, const std::string &msg, int64_t now) = 0;
   virtual void conn_note(Errc code, const std::string &msg) = 0;
   virtual void conn_version(std::string version) = 0;
+  // A subscriber connection's pub/sub message (not a reply to a command).
+  virtual void conn_push(Connection &, const Reply &) {}
   virtual void note_deadline(int64_t deadline) = 0;
 
  protected:
@@ -104,8 +106,10 @@ enum Owner : int { kOwnIo = 0, kOwnIdle = 1, kOwnCaller = 2, kOwnReturned = 3 };
 
 class Connection {
  public:
+  // `subscriber`: pub/sub messages ("message" arrays) arriving between
+  // replies go to ConnectionOwner::conn_push instead of the FIFO.
   Connection(ConnectionShared &shared, Address address, uint32_t token,
-             ConnectionOwner &owner, uint64_t seed);
+             ConnectionOwner &owner, uint64_t seed, bool subscriber = false);
   ~Connection() { close(); }
   Connection(const Connection &) = delete;
   Connection &operator=(const Connection &) = delete;
@@ -170,6 +174,7 @@ class Connection {
   uint32_t token_;
   ConnectionOwner &owner_;
   std::mt19937_64 rng_;
+  bool subscriber_;
 
   Stream stream_;
   Phase phase_ = Phase::down;

@@ -12,19 +12,20 @@ constexpr int64_t kPingIntervalNs = 1000 * kMs;
 }  // namespace
 
 Pipeline::Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
-                   uint32_t connections, bool lazy)
+                   uint32_t connections, PipelineOptions options)
     : loop_(loop),
       lender_(*this, loop),
       address_(std::move(address)),
-      direct_ok_(shared.ssl_ctx == nullptr),
-      lazy_(lazy),
+      direct_ok_(shared.ssl_ctx == nullptr && options.direct),
+      lazy_(options.lazy),
+      hooks_(options.hooks),
       first_token_(loop.reserve(connections)) {
   const uint32_t first_token = first_token_;
   std::random_device rd;
   for (uint32_t k = 0; k < connections; ++k)
     conns.push_back(std::make_unique<Connection>(
         shared, address_, first_token + k, *this,
-        (static_cast<uint64_t>(rd()) << 32) ^ rd()));
+        (static_cast<uint64_t>(rd()) << 32) ^ rd(), options.subscriber));
 }
 
 // ---- submitters
@@ -135,7 +136,9 @@ void Pipeline::send_due(int64_t now) {
     std::lock_guard<std::mutex> lock(mu);
     if (!queue.empty() && queue.size() >= io_waits.load()) batch_.swap(queue);
   }
-  if (!started_.load() && (!batch_.empty() || !waiting.empty())) start(now);
+  if (!started_.load() &&
+      (!batch_.empty() || !waiting.empty() || start_wanted_.load()))
+    start(now);
   if (!batch_.empty()) {
     join_runs(batch_, joined_, now, join_parts);
     for (Request &r : joined_) dispatch(std::move(r), now);
@@ -357,6 +360,17 @@ void Pipeline::conn_ready(Connection &, bool reconnect, int64_t now) {
   }
   redispatch_waiting(now);
   publish_state();
+  if (hooks_) hooks_->pipeline_ready(*this);
+}
+
+void Pipeline::conn_push(Connection &, const Reply &reply) {
+  if (hooks_) hooks_->pipeline_push(*this, reply);
+}
+
+void Pipeline::want_start() {
+  start_wanted_.store(true);
+  loop_.ensure_started();
+  loop_.wake();
 }
 
 bool Pipeline::conn_reply(Connection &, const InFlight &f,
@@ -398,6 +412,7 @@ void Pipeline::conn_failed(Connection &, std::deque<InFlight> &lost,
     for (Request &r : w) finish(r.done, r.ctx, code, msg);
   }
   publish_state();
+  if (hooks_) hooks_->pipeline_failed(*this);
 }
 
 void Pipeline::conn_note(Errc code, const std::string &msg) {

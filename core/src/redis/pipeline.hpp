@@ -21,13 +21,35 @@
 namespace tollgate::redis {
 
 class IoLoop;
+class Pipeline;
+
+// What a topology wants to hear from a pipeline of its own (Sentinel).
+class PipelineHooks {
+ public:
+  virtual void pipeline_ready(Pipeline &) {}
+  virtual void pipeline_failed(Pipeline &) {}
+  virtual void pipeline_push(Pipeline &, const Reply &) {}
+
+ protected:
+  ~PipelineHooks() = default;
+};
+
+struct PipelineOptions {
+  bool lazy = false;        // connections open when the first command comes
+  bool direct = true;       // callers may use the sockets (plain TCP only)
+  bool subscriber = false;  // pub/sub: see Connection
+  PipelineHooks *hooks = nullptr;
+};
 
 class Pipeline final : public ConnectionOwner {
  public:
   // `connections` sockets to `address`, driven by `loop` once attached
-  // (IoLoop::attach). `lazy`: they open when the first command comes.
+  // (IoLoop::attach).
   Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
-           uint32_t connections, bool lazy = false);
+           uint32_t connections, PipelineOptions options = {});
+  // Any thread: a lazy pipeline opens its connections on the I/O thread's
+  // next turn, with nothing queued.
+  void want_start();
   Pipeline(const Pipeline &) = delete;
   Pipeline &operator=(const Pipeline &) = delete;
 
@@ -75,6 +97,7 @@ class Pipeline final : public ConnectionOwner {
                    const std::string &msg, int64_t now) override;
   void conn_note(Errc code, const std::string &msg) override;
   void conn_version(std::string version) override;
+  void conn_push(Connection &c, const Reply &reply) override;
   void note_deadline(int64_t d) override {
     next_deadline = std::min(next_deadline, d);
   }
@@ -98,8 +121,10 @@ class Pipeline final : public ConnectionOwner {
   Address address_;
   const bool direct_ok_;  // plain TCP: callers may use the sockets
   const bool lazy_;
+  PipelineHooks *hooks_;
   uint32_t first_token_;
   std::atomic<bool> started_{false};
+  std::atomic<bool> start_wanted_{false};
   std::atomic<uint64_t> failures_{0};
 
   // Shared with submitters, under `mu`.

@@ -15,6 +15,7 @@
 
 #include "cluster.hpp"
 #include "io_loop.hpp"
+#include "sentinel.hpp"
 #include "topology.hpp"
 
 namespace tollgate::redis {
@@ -103,6 +104,8 @@ struct Transport::Core {
   std::unique_ptr<Topology> make_topology() {
     if (shared->settings.topology == TopologyKind::cluster)
       return std::make_unique<ClusterTopology>(loop, conn_shared);
+    if (shared->settings.topology == TopologyKind::sentinel)
+      return std::make_unique<SentinelTopology>(loop, conn_shared);
     return std::make_unique<StandaloneTopology>(loop, conn_shared);
   }
   // The thread stops (answering what is queued) before the pipelines go.
@@ -119,10 +122,6 @@ Errc Transport::create(const Settings &settings,
                        std::vector<std::string> preload,
                        std::unique_ptr<Transport> &out) {
   register_fork_handler();
-  if (settings.topology == TopologyKind::sentinel)
-    return fail(Errc::unsupported,
-                "url: sentinel URLs parse, but this build cannot connect to "
-                "them yet");
   auto shared = std::make_shared<Shared>();
   shared->settings = settings;
   shared->preload = std::move(preload);

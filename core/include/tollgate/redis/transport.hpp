@@ -96,6 +96,8 @@ struct TransportStats {
   uint64_t slot_map_refreshes = 0;
   uint64_t moved = 0;  // -MOVED replies followed
   uint64_t ask = 0;    // -ASK replies followed
+  // Sentinel only: times the limiter moved to another master.
+  uint64_t master_switches = 0;
 };
 
 // A command's cluster slot (hash_slot of its keys); kAnySlot: no key.
