@@ -101,6 +101,21 @@ export interface LimiterOptions {
   clock?: () => number | bigint;
 }
 
+/** One Redis node a limiter has met (`HealthInfo.nodes`). */
+export interface HealthNode {
+  /** host:port, or the unix socket path. */
+  address: string;
+  /** 'primary': serves slots (standalone: the server); 'other': a seed, a replica or a former primary. */
+  role: 'primary' | 'other';
+  /** 'none': not connected to yet. */
+  connection: 'none' | 'connecting' | 'ready' | 'down';
+  inFlight: number;
+  /** Connections to it lost or refused. */
+  errors: number;
+  reconnects: number;
+  lastError: string;
+}
+
 export interface HealthInfo {
   store: 'memory' | 'redis';
   connection: 'none' | 'connecting' | 'ready' | 'down';
@@ -121,6 +136,16 @@ export interface HealthInfo {
   denyCacheHits: number;
   serverVersion: string;
   lastError: string;
+  topology: 'memory' | 'standalone' | 'cluster' | 'sentinel';
+  /** Cluster: age of the slot map in ms; null until one is read. */
+  slotMapAgeMs: number | null;
+  /** Cluster: slot maps read. */
+  slotMapRefreshes: number;
+  /** Cluster: -MOVED and -ASK redirections followed. */
+  moved: number;
+  ask: number;
+  /** Every Redis node the limiter has met (memory: empty). */
+  nodes: HealthNode[];
 }
 
 export interface KeyState {

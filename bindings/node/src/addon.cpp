@@ -950,28 +950,22 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     Napi::Env env = info.Env();
     ensure_open(env);
     rl_health_info h = RL_HEALTH_INIT;
-    const int rc = rl_health(st_->lim, &h);
+    int rc = rl_health(st_->lim, &h);
     if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
-    Napi::Object o = Napi::Object::New(env);
-    const char *conn = "none";
-    switch (h.connection) {
-      case RL_CONN_CONNECTING:
-        conn = "connecting";
-        break;
-      case RL_CONN_READY:
-        conn = "ready";
-        break;
-      case RL_CONN_DOWN:
-        conn = "down";
-        break;
-      default:
-        break;
+    // Every node rl_health counted (the list only grows while the limiter
+    // lives, so each index below h.nodes stays valid).
+    std::vector<rl_node_info> nodes(h.nodes);
+    for (uint32_t i = 0; i < h.nodes; ++i) {
+      nodes[i] = RL_NODE_INIT;
+      rc = rl_health_node(st_->lim, i, &nodes[i]);
+      if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
     }
+    Napi::Object o = Napi::Object::New(env);
     auto num = [&](uint64_t v) {
       return Napi::Number::New(env, static_cast<double>(v));
     };
     o.Set("store", h.store_kind == RL_STORE_REDIS ? "redis" : "memory");
-    o.Set("connection", conn);
+    o.Set("connection", connection_name(h.connection));
     o.Set("checks", num(h.checks));
     o.Set("allowed", num(h.allowed));
     o.Set("denied", num(h.denied));
@@ -995,7 +989,60 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
                       strnlen(h.server_version, sizeof h.server_version)));
     o.Set("lastError", std::string(h.last_error,
                                    strnlen(h.last_error, sizeof h.last_error)));
+    const char *topology = "memory";
+    switch (h.topology) {
+      case RL_TOPOLOGY_STANDALONE:
+        topology = "standalone";
+        break;
+      case RL_TOPOLOGY_CLUSTER:
+        topology = "cluster";
+        break;
+      case RL_TOPOLOGY_SENTINEL:
+        topology = "sentinel";
+        break;
+      default:
+        break;
+    }
+    o.Set("topology", topology);
+    if (h.slot_map_age_ms < 0)
+      o.Set("slotMapAgeMs", env.Null());
+    else
+      o.Set("slotMapAgeMs",
+            Napi::Number::New(env, static_cast<double>(h.slot_map_age_ms)));
+    o.Set("slotMapRefreshes", num(h.slot_map_refreshes));
+    o.Set("moved", num(h.moved));
+    o.Set("ask", num(h.ask));
+    Napi::Array list = Napi::Array::New(env, nodes.size());
+    for (size_t i = 0; i < nodes.size(); ++i) {
+      const rl_node_info &n = nodes[i];
+      Napi::Object no = Napi::Object::New(env);
+      no.Set("address",
+             std::string(n.address, strnlen(n.address, sizeof n.address)));
+      no.Set("role", n.role == RL_ROLE_PRIMARY ? "primary" : "other");
+      no.Set("connection", connection_name(n.connection));
+      no.Set("inFlight", num(n.in_flight));
+      no.Set("errors", num(n.errors));
+      no.Set("reconnects", num(n.reconnects));
+      no.Set("lastError",
+             std::string(n.last_error,
+                         strnlen(n.last_error, sizeof n.last_error)));
+      list.Set(static_cast<uint32_t>(i), no);
+    }
+    o.Set("nodes", list);
     return o;
+  }
+
+  static const char *connection_name(int32_t connection) {
+    switch (connection) {
+      case RL_CONN_CONNECTING:
+        return "connecting";
+      case RL_CONN_READY:
+        return "ready";
+      case RL_CONN_DOWN:
+        return "down";
+      default:
+        return "none";
+    }
   }
 
   Napi::Value KeysOpen(const Napi::CallbackInfo &info);

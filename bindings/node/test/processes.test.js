@@ -1,7 +1,8 @@
 'use strict';
 // Many callers on one Redis key enforce one limit: 16 worker_threads (each
 // its own Limiter), three Node processes, the C worker and Node processes,
-// and C + Python + Node together admit exactly `limit` in total.
+// and C + Python + Node together (on a standalone server, and on one key of
+// a Redis Cluster) admit exactly `limit` in total.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -9,7 +10,7 @@ const { spawn } = require('node:child_process');
 const fs = require('node:fs');
 const { Worker } = require('node:worker_threads');
 
-const { RedisServer, REDIS_SERVER } = require('./redis-server');
+const { RedisServer, REDIS_SERVER, redisCommand, startTopology, topologySkip } = require('./redis-server');
 const { uniqueKey } = require('./helpers');
 
 const INDEX = require.resolve('..');
@@ -137,4 +138,26 @@ test('C, Python and Node processes admit exactly the limit', {
   ]);
   assert.equal(counts.reduce((a, b) => a + b, 0), LIMIT, String(counts));
   assert.ok(counts.every((c) => c >= 0));
+});
+
+test('C, Python and Node processes on one key of a Redis Cluster admit exactly the limit', {
+  skip: topologySkip || (!fs.existsSync(WORKER) && 'set TOLLGATE_TEST_WORKER to the built tollgate-test-worker') ||
+    (!PYTHON && 'set TOLLGATE_TEST_PYTHON to a python with the tollgate package'),
+}, async (t) => {
+  const cluster = await startTopology('cluster');
+  t.after(() => cluster.close());
+  const key = uniqueKey('cluster-c-py-node');
+  const counts = await Promise.all([
+    cWorker(cluster.url, key),
+    pythonProcess(cluster.url, key), pythonProcess(cluster.url, key),
+    nodeProcess(cluster.url, key, 300), nodeProcess(cluster.url, key, 300),
+  ]);
+  assert.equal(counts.reduce((a, b) => a + b, 0), LIMIT, String(counts));
+  // The key's state lives on exactly one primary (its slot's).
+  const holders = [];
+  for (const port of cluster.primaryPorts) {
+    const keys = await redisCommand(port, 'KEYS', `tollgate:{${key}}:*`);
+    if (keys.length) holders.push(port);
+  }
+  assert.equal(holders.length, 1, String(holders));
 });

@@ -2,6 +2,8 @@
 // Throwaway redis-server processes for the tests: each on a free 127.0.0.1
 // port with its own temporary directory, no persistence, stopped by its PID
 // (never by name). Tests that need Redis skip when redis-server is missing.
+// A Redis Cluster or Sentinel set comes from the repository's
+// tests/servers/topology.py (startTopology).
 
 const { spawn } = require('node:child_process');
 const fs = require('node:fs');
@@ -9,9 +11,11 @@ const net = require('node:net');
 const os = require('node:os');
 const path = require('node:path');
 
-function findRedisServer() {
+const { PACKAGE_ROOT, REPO_ROOT } = require('./helpers');
+
+function findExecutable(name) {
   for (const dir of (process.env.PATH || '').split(path.delimiter).concat(['/usr/bin', '/usr/local/bin'])) {
-    const file = path.join(dir, 'redis-server');
+    const file = path.join(dir, name);
     try {
       fs.accessSync(file, fs.constants.X_OK);
       return file;
@@ -20,7 +24,19 @@ function findRedisServer() {
   return null;
 }
 
-const REDIS_SERVER = findRedisServer();
+const REDIS_SERVER = findExecutable('redis-server');
+const PYTHON3 = findExecutable('python3');
+// The cluster and sentinel harness (docs/testing.md, "Cluster and Sentinel
+// servers"): the repository's, or a copy a packed package would carry in
+// native-src/ (it carries none today).
+const TOPOLOGY_SCRIPT = [
+  path.join(REPO_ROOT, 'tests', 'servers', 'topology.py'),
+  path.join(PACKAGE_ROOT, 'native-src', 'tests', 'servers', 'topology.py'),
+].find((f) => fs.existsSync(f)) || null;
+// Why a topology test cannot run here, or false.
+const topologySkip = (!REDIS_SERVER && 'redis-server is not installed') ||
+  (!PYTHON3 && 'python3 is not installed') ||
+  (!TOPOLOGY_SCRIPT && 'tests/servers/topology.py not found (a packed package does not carry it)');
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -173,4 +189,166 @@ class RedisServer {
   }
 }
 
-module.exports = { RedisServer, REDIS_SERVER, freePort, sleep };
+// ---- Raw RESP ---------------------------------------------------------------
+
+// Parses one RESP value of buf at pos: [value, next pos], or null if buf
+// holds no complete value yet. Bulk strings come back as strings; an error
+// reply as an Error object (not thrown).
+function parseResp(buf, pos = 0) {
+  const eol = buf.indexOf('\r\n', pos);
+  if (eol < 0) return null;
+  const kind = String.fromCharCode(buf[pos]);
+  const line = buf.toString('latin1', pos + 1, eol);
+  pos = eol + 2;
+  if (kind === '+') return [line, pos];
+  if (kind === '-') return [new Error(line), pos];
+  if (kind === ':') return [Number(line), pos];
+  if (kind === '$') {
+    const n = Number(line);
+    if (n < 0) return [null, pos];
+    if (buf.length < pos + n + 2) return null;
+    return [buf.toString('utf8', pos, pos + n), pos + n + 2];
+  }
+  if (kind === '*') {
+    const n = Number(line);
+    if (n < 0) return [null, pos];
+    const items = [];
+    for (let i = 0; i < n; i++) {
+      const r = parseResp(buf, pos);
+      if (r === null) return null;
+      items.push(r[0]);
+      pos = r[1];
+    }
+    return [items, pos];
+  }
+  throw new Error('unexpected RESP reply: ' + JSON.stringify(buf.toString('latin1', pos - line.length - 3, pos)));
+}
+
+// One command to 127.0.0.1:<port> on a connection of its own; rejects on an
+// error reply.
+function redisCommand(port, ...args) {
+  const out = `*${args.length}\r\n` + args.map((a) => `$${Buffer.byteLength(String(a))}\r\n${a}\r\n`).join('');
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let buf = Buffer.alloc(0);
+    sock.setTimeout(5000, () => {
+      sock.destroy();
+      reject(new Error(`${args[0]} to port ${port} timed out`));
+    });
+    sock.on('error', reject);
+    sock.on('connect', () => sock.write(out));
+    sock.on('data', (d) => {
+      buf = Buffer.concat([buf, d]);
+      let r;
+      try {
+        r = parseResp(buf);
+      } catch (e) {
+        sock.destroy();
+        reject(e);
+        return;
+      }
+      if (r === null) return;
+      sock.destroy();
+      if (r[0] instanceof Error) reject(r[0]);
+      else resolve(r[0]);
+    });
+  });
+}
+
+// ---- Cluster and Sentinel -----------------------------------------------------
+
+// startTopology('cluster' | 'sentinel', [extra args, e.g. '--tls']) runs
+// tests/servers/topology.py and resolves, once every node is ready, to
+//   { kind, url, nodes, info, primaryPorts, pid, command(line), close() }
+// `info` is the script's JSON line (sentinel: also masterName, sentinels);
+// command('ping' | 'restart <port>') resolves to its JSON answer; close()
+// ends the script's stdin (it stops every process it started by PID and
+// removes its temp dir) and waits, SIGKILL by PID after 15 s.
+function startTopology(kind, extra = []) {
+  if (topologySkip) return Promise.reject(new Error(topologySkip));
+  const child = spawn(PYTHON3, [TOPOLOGY_SCRIPT, kind, '--timeout', '30', ...extra], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+  });
+  let exited = child.exitCode !== null;
+  const exit = new Promise((resolve) => child.once('exit', () => {
+    exited = true;
+    resolve();
+  }));
+  let stderr = '';
+  child.stderr.on('data', (d) => {
+    stderr = (stderr + d).slice(-65536);
+  });
+  // stdout, line by line, to whoever waits for the next line.
+  child.stdout.setEncoding('utf8');
+  let pending = '';
+  const lines = [];
+  const waiters = [];
+  const deliver = () => {
+    while (lines.length && waiters.length) waiters.shift().resolve(lines.shift());
+  };
+  child.stdout.on('data', (d) => {
+    pending += d;
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      lines.push(pending.slice(0, nl));
+      pending = pending.slice(nl + 1);
+    }
+    deliver();
+  });
+  // 'close': the script exited and its output is all read.
+  let ended = false;
+  const endedError = () => new Error(`topology.py ${kind} ended (exit ${child.exitCode}):\n${stderr}`);
+  child.once('close', () => {
+    ended = true;
+    for (const w of waiters.splice(0)) w.reject(endedError());
+  });
+  const nextLine = () => new Promise((resolve, reject) => {
+    if (ended && !lines.length) {
+      reject(endedError());
+      return;
+    }
+    waiters.push({ resolve, reject });
+    deliver();
+  });
+  child.stdin.on('error', () => {}); // EPIPE if the script is gone
+
+  async function close() {
+    if (!child.stdin.destroyed) child.stdin.end();
+    if (exited) return;
+    const timer = setTimeout(() => {
+      try {
+        process.kill(child.pid, 'SIGKILL');
+      } catch {}
+    }, 15000);
+    await exit;
+    clearTimeout(timer);
+  }
+
+  return nextLine().then(
+    (line) => {
+      const info = JSON.parse(line);
+      return {
+        kind,
+        info,
+        url: info.url,
+        nodes: info.nodes,
+        primaryPorts: info.nodes.filter((n) => n.role === 'primary').map((n) => n.port),
+        pid: child.pid,
+        async command(cmd) {
+          const answer = nextLine();
+          child.stdin.write(cmd + '\n');
+          return JSON.parse(await answer);
+        },
+        close,
+      };
+    },
+    async (e) => {
+      await close();
+      throw e;
+    },
+  );
+}
+
+module.exports = {
+  RedisServer, REDIS_SERVER, freePort, sleep, redisCommand, startTopology, topologySkip, TOPOLOGY_SCRIPT,
+};

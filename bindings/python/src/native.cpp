@@ -1098,26 +1098,30 @@ class Limiter {
   py::dict health() {
     CallGuard guard(*core_);
     rl_health_info h = RL_HEALTH_INIT;
+    // Each node rl_health counted (the list only grows, so every index
+    // below h.nodes stays valid); read without the GIL like the snapshot.
+    std::vector<rl_node_info> nodes;
     int rc = RL_OK;
-    without_gil([&]() noexcept { rc = rl_health(core_->lim, &h); });
+    without_gil([&]() noexcept {
+      rc = rl_health(core_->lim, &h);
+      if (rc != RL_OK) return;
+      try {
+        nodes.reserve(h.nodes);
+      } catch (...) {
+        rc = RL_E_NOMEM;
+        return;
+      }
+      for (uint32_t i = 0; i < h.nodes; ++i) {
+        rl_node_info n = RL_NODE_INIT;
+        rc = rl_health_node(core_->lim, i, &n);
+        if (rc != RL_OK) return;
+        nodes.push_back(n);
+      }
+    });
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
-    const char *conn = "none";
-    switch (h.connection) {
-      case RL_CONN_CONNECTING:
-        conn = "connecting";
-        break;
-      case RL_CONN_READY:
-        conn = "ready";
-        break;
-      case RL_CONN_DOWN:
-        conn = "down";
-        break;
-      default:
-        break;
-    }
     py::dict d;
     d["store"] = store_name(h.store_kind);
-    d["connection"] = conn;
+    d["connection"] = connection_name(h.connection);
     d["checks"] = h.checks;
     d["allowed"] = h.allowed;
     d["denied"] = h.denied;
@@ -1138,7 +1142,56 @@ class Limiter {
         h.server_version, strnlen(h.server_version, sizeof h.server_version));
     d["last_error"] =
         std::string(h.last_error, strnlen(h.last_error, sizeof h.last_error));
+    const char *topology = "memory";
+    switch (h.topology) {
+      case RL_TOPOLOGY_STANDALONE:
+        topology = "standalone";
+        break;
+      case RL_TOPOLOGY_CLUSTER:
+        topology = "cluster";
+        break;
+      case RL_TOPOLOGY_SENTINEL:
+        topology = "sentinel";
+        break;
+      default:
+        break;
+    }
+    d["topology"] = topology;
+    d["slot_map_age_ms"] = h.slot_map_age_ms < 0
+                               ? py::object(py::none())
+                               : py::object(py::int_(h.slot_map_age_ms));
+    d["slot_map_refreshes"] = h.slot_map_refreshes;
+    d["moved"] = h.moved;
+    d["ask"] = h.ask;
+    py::list node_list;
+    for (const rl_node_info &n : nodes) {
+      py::dict nd;
+      nd["address"] =
+          std::string(n.address, strnlen(n.address, sizeof n.address));
+      nd["role"] = n.role == RL_ROLE_PRIMARY ? "primary" : "other";
+      nd["connection"] = connection_name(n.connection);
+      nd["in_flight"] = n.in_flight;
+      nd["errors"] = n.errors;
+      nd["reconnects"] = n.reconnects;
+      nd["last_error"] =
+          std::string(n.last_error, strnlen(n.last_error, sizeof n.last_error));
+      node_list.append(std::move(nd));
+    }
+    d["nodes"] = std::move(node_list);
     return d;
+  }
+
+  static const char *connection_name(int32_t connection) {
+    switch (connection) {
+      case RL_CONN_CONNECTING:
+        return "connecting";
+      case RL_CONN_READY:
+        return "ready";
+      case RL_CONN_DOWN:
+        return "down";
+      default:
+        return "none";
+    }
   }
 
   // Waits for calls in progress, frees open key iterators, destroys the

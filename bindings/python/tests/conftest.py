@@ -3,20 +3,24 @@
 Every server is started by these fixtures with its own temporary directory,
 bound to 127.0.0.1, without persistence, and stopped by its PID (never by
 name). Tests that need Redis are skipped when redis-server is not installed.
+A Redis Cluster (or a Sentinel set) comes from the repository's
+tests/servers/topology.py (`Topology`, the `redis_cluster` fixture).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
@@ -31,6 +35,21 @@ VECTORS_DIR = next(
         if (d / "gcra.json").is_file()
     ),
     REPO_ROOT / "tests" / "vectors",
+)
+
+# The cluster and sentinel harness (docs/testing.md, "Cluster and Sentinel
+# servers"): the repository's, or a copy an unpacked sdist would carry (the
+# sdist does not carry one today: there the fixtures below skip).
+TOPOLOGY_SCRIPT = next(
+    (
+        p
+        for p in (
+            REPO_ROOT / "tests" / "servers" / "topology.py",
+            PACKAGE_ROOT / "_tollgate_src" / "tests" / "servers" / "topology.py",
+        )
+        if p.is_file()
+    ),
+    None,
 )
 
 REDIS_SERVER = shutil.which("redis-server") or (
@@ -162,3 +181,130 @@ def own_redis() -> Iterator[RedisServer]:
 def prefix() -> str:
     """A key prefix no other test uses (tests share the session server)."""
     return "tgpy:%s:" % uuid.uuid4().hex[:12]
+
+
+# ---- Raw RESP -----------------------------------------------------------------
+
+
+def _resp_read(f: Any) -> Any:
+    line = f.readline()
+    if not line.endswith(b"\r\n"):
+        raise ConnectionError("connection closed mid-reply")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        raise RuntimeError("Redis error: " + rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [_resp_read(f) for _ in range(n)]
+    raise RuntimeError("unexpected RESP reply: %r" % line)
+
+
+def redis_command(port: int, *args: Any, timeout: float = 5.0) -> Any:
+    """One command to 127.0.0.1:`port` on a connection of its own; bulk
+    strings come back as bytes, an error reply raises RuntimeError."""
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        b = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(b), b))
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(b"".join(out))
+        with s.makefile("rb") as f:
+            return _resp_read(f)
+
+
+# ---- Cluster and Sentinel -------------------------------------------------------
+
+
+class Topology:
+    """A Redis Cluster (`kind` "cluster") or Sentinel set ("sentinel")
+    started by tests/servers/topology.py on free loopback ports. `info` is
+    the script's JSON line (`url`, `nodes`, and for sentinel `master_name`
+    and `sentinels`); the script stops every process it started when its
+    stdin closes (`close`)."""
+
+    def __init__(self, kind: str, *args: str, timeout: float = 30) -> None:
+        assert TOPOLOGY_SCRIPT is not None
+        self.kind = kind
+        self._stderr = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen(
+            [sys.executable, str(TOPOLOGY_SCRIPT), kind, "--timeout", str(timeout), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            text=True,
+        )
+        # The script bounds its own start-up (--timeout) and exits 1 with the
+        # failing node's log on stderr, which ends this read.
+        line = self.proc.stdout.readline() if self.proc.stdout else ""
+        if not line:
+            self._stop()
+            self._stderr.seek(0)
+            err = self._stderr.read().decode(errors="replace")
+            self._stderr.close()
+            raise RuntimeError("topology.py %s did not start (exit %s):\n%s" % (kind, self.proc.returncode, err))
+        self.info: Dict[str, Any] = json.loads(line)
+        self.url: str = self.info["url"]
+        self.nodes: List[Dict[str, Any]] = self.info["nodes"]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    @property
+    def primary_ports(self) -> List[int]:
+        """The ports of the nodes that started as primaries."""
+        return [n["port"] for n in self.nodes if n["role"] == "primary"]
+
+    def command(self, line: str) -> Dict[str, Any]:
+        """One stdin command (`ping`, `restart <port>`); its JSON answer."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        return json.loads(self.proc.stdout.readline())
+
+    def close(self) -> None:
+        """Closes the script's stdin (it stops its servers by PID and removes
+        its temp dir) and waits; SIGKILL by PID after 15 s."""
+        self._stop()
+        self._stderr.close()
+
+    def _stop(self) -> None:
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        try:
+            self.proc.wait(15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+def start_topology(kind: str, *args: str) -> Topology:
+    """A Topology, or a skip when redis-server or the script is missing."""
+    if REDIS_SERVER is None:
+        pytest.skip("redis-server is not installed")
+    if TOPOLOGY_SCRIPT is None:
+        pytest.skip("tests/servers/topology.py not found (an unpacked sdist does not carry it)")
+    return Topology(kind, *args)
+
+
+@pytest.fixture(scope="module")
+def redis_cluster() -> Iterator[Topology]:
+    """A 3-primary + 3-replica Redis Cluster shared by one test module."""
+    topo = start_topology("cluster")
+    yield topo
+    topo.close()

@@ -2,7 +2,7 @@
 
 import datetime
 import os
-from typing import Any, Callable, Dict, Iterator, Literal, Optional, Tuple, Union
+from typing import Callable, Dict, Iterator, List, Literal, Optional, Tuple, TypedDict, Union
 
 from ._types import KeyState
 
@@ -11,6 +11,46 @@ Period = Union[int, float, str, datetime.timedelta]
 Algorithm = Literal["gcra", "token_bucket", "fixed_window", "sliding_window"]
 Source = Literal["store", "deny_cache", "fail_open", "fail_closed", "local"]
 FailureMode = Literal["open", "closed", "local", "error"]
+Connection = Literal["none", "connecting", "ready", "down"]
+
+class HealthNode(TypedDict):
+    """One Redis node of ``Limiter.health()["nodes"]`` (stub only)."""
+
+    address: str  # "host:port", or the unix socket path
+    role: Literal["primary", "other"]  # other: a seed, a replica, a former primary
+    connection: Connection  # "none": not connected to yet
+    in_flight: int
+    errors: int
+    reconnects: int
+    last_error: str
+
+class HealthInfo(TypedDict):
+    """What ``Limiter.health()`` returns (stub only: a plain dict at run time)."""
+
+    store: Literal["memory", "redis"]
+    connection: Connection
+    checks: int
+    allowed: int
+    denied: int
+    errors: int
+    live_keys: int
+    evictions: int
+    in_flight: int
+    reconnects: int
+    last_ping: Optional[float]
+    store_errors: int
+    fail_open: int
+    fail_closed: int
+    local_fallback: int
+    deny_cache_hits: int
+    server_version: str
+    last_error: str
+    topology: Literal["memory", "standalone", "cluster", "sentinel"]
+    slot_map_age_ms: Optional[int]  # cluster: None until a slot map is read
+    slot_map_refreshes: int
+    moved: int
+    ask: int
+    nodes: List[HealthNode]
 
 VERSION: str
 VERSION_NUMBER: int
@@ -117,7 +157,7 @@ class Limiter:
     ) -> Decision: ...
     def reset(self, key: Key) -> None: ...
     def ping(self) -> float: ...
-    def health(self) -> Dict[str, Any]: ...
+    def health(self) -> HealthInfo: ...
     def keys(self, *, raw: bool = False) -> KeysIterator: ...
     def close(self) -> None: ...
     def __enter__(self) -> "Limiter": ...

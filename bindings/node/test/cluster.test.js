@@ -1,0 +1,206 @@
+'use strict';
+// Redis Cluster through the Node API: a `redis+cluster://` URL on a real
+// 3-primary + 3-replica cluster (tests/servers/topology.py, one for the whole
+// file), checks from two limiters exact per key with the keys spread over
+// every primary (awaited one at a time, and all in flight at once), health's
+// cluster fields and nodes, reset, ping and keys(), and bad cluster URLs.
+
+const { test, before, after } = require('node:test');
+const assert = require('node:assert/strict');
+
+const {
+  Limiter, policy, InvalidArgumentError, ProtocolError, UnsupportedError, TollgateError,
+} = require('..');
+const { RedisServer, redisCommand, startTopology, topologySkip } = require('./redis-server');
+const { prefix } = require('./helpers');
+
+const skip = topologySkip;
+const KEYS = Array.from({ length: 60 }, (_, i) => `user:${i}`);
+const YEARS = 10 * 365 * 24 * 3600 * 1000; // ten years: no refill in a test
+
+let cluster = null;
+before(async () => {
+  if (!skip) cluster = await startTopology('cluster');
+});
+after(async () => {
+  if (cluster) await cluster.close();
+});
+
+const addr = (port) => `127.0.0.1:${port}`;
+
+// Every primary holds some of the prefix's keys, one state key per user key.
+async function assertSpread(pfx, nKeys) {
+  assert.equal(cluster.primaryPorts.length, 3);
+  let total = 0;
+  for (const port of cluster.primaryPorts) {
+    const keys = await redisCommand(port, 'KEYS', pfx + '*');
+    assert.ok(keys.length > 0, `primary ${port} holds none of the keys`);
+    assert.ok((await redisCommand(port, 'DBSIZE')) >= keys.length);
+    total += keys.length;
+  }
+  assert.equal(total, nKeys);
+}
+
+function newLimiter(pfx, extra = {}) {
+  return new Limiter({ url: cluster.url, keyPrefix: pfx, failureMode: 'error', timeoutMs: 5000, ...extra });
+}
+
+test('cluster: checks awaited one by one from two limiters admit exactly the limit, on every primary', { skip }, async (t) => {
+  const pfx = prefix();
+  const a = newLimiter(pfx);
+  const b = newLimiter(pfx);
+  t.after(() => Promise.all([a.close(), b.close()]));
+  const p = policy(4, YEARS);
+  const allowed = new Map(KEYS.map((k) => [k, 0]));
+  for (let round = 0; round < 6; round++) {
+    for (const key of KEYS) {
+      const d = await (round % 2 ? a : b).check(key, p);
+      assert.ok(['store', 'deny_cache'].includes(d.source), `${key}: ${d.source}`);
+      allowed.set(key, allowed.get(key) + d.allowed);
+    }
+  }
+  for (const [key, n] of allowed) assert.equal(n, 4, key);
+  await assertSpread(pfx, KEYS.length);
+  // A Redis limiter has no synchronous check.
+  assert.throws(() => a.checkSync(KEYS[0], p), (e) => e instanceof UnsupportedError && e.code === 'RL_E_UNSUPPORTED');
+});
+
+test('cluster: checks all in flight at once from two limiters admit exactly the limit', { skip }, async (t) => {
+  const pfx = prefix();
+  const a = newLimiter(pfx);
+  const b = newLimiter(pfx);
+  t.after(() => Promise.all([a.close(), b.close()]));
+  const p = policy(5, YEARS);
+  const calls = [];
+  for (let i = 0; i < 8; i++) for (const key of KEYS) calls.push([key, i % 2 ? a : b]);
+  const got = await Promise.all(calls.map(([key, lim]) => lim.check(key, p)));
+  for (const key of KEYS) {
+    const mine = got.filter((_, i) => calls[i][0] === key);
+    for (const d of mine) assert.ok(['store', 'deny_cache'].includes(d.source), `${key}: ${d.source}`);
+    // Exactly 5 admitted, each after its predecessors: remaining 4 .. 0.
+    const left = mine.filter((d) => d.allowed).map((d) => d.remaining).sort((x, y) => x - y);
+    assert.deepEqual(left, [0, 1, 2, 3, 4], key);
+  }
+  await assertSpread(pfx, KEYS.length);
+});
+
+test('cluster: health reports the topology, the slot map and every node', { skip }, async (t) => {
+  const lim = newLimiter(prefix());
+  t.after(() => lim.close());
+  const seeds = new Set(cluster.nodes.map((n) => addr(n.port)));
+  const before = lim.health();
+  assert.equal(before.topology, 'cluster');
+  assert.equal(before.store, 'redis');
+  assert.deepEqual(new Set(before.nodes.map((n) => n.address)), seeds); // the URL's seeds
+  for (const key of KEYS.slice(0, 20)) assert.equal((await lim.check(key, policy(3, YEARS))).allowed, true);
+  const h = lim.health();
+  assert.equal(h.topology, 'cluster');
+  assert.equal(h.connection, 'ready');
+  assert.ok(h.slotMapRefreshes >= 1, String(h.slotMapRefreshes));
+  assert.ok(Number.isInteger(h.slotMapAgeMs) && h.slotMapAgeMs >= 0, String(h.slotMapAgeMs));
+  assert.equal(h.moved, 0); // a stable cluster
+  assert.equal(h.ask, 0);
+  assert.equal(h.checks, 20);
+  assert.equal(h.allowed, 20);
+  assert.deepEqual(new Set(h.nodes.map((n) => n.address)), seeds);
+  assert.equal(h.nodes.length, seeds.size); // each node once
+  const primaries = h.nodes.filter((n) => n.role === 'primary');
+  assert.deepEqual(new Set(primaries.map((n) => n.address)), new Set(cluster.primaryPorts.map(addr)));
+  assert.equal(primaries.length, 3);
+  for (const n of h.nodes) {
+    assert.deepEqual(Object.keys(n), ['address', 'role', 'connection', 'inFlight', 'errors', 'reconnects', 'lastError']);
+    assert.ok(['primary', 'other'].includes(n.role));
+    assert.ok(['none', 'connecting', 'ready', 'down'].includes(n.connection));
+    assert.equal(n.errors, 0);
+    assert.equal(n.reconnects, 0);
+    assert.equal(n.lastError, '');
+    assert.ok(Number.isInteger(n.inFlight) && n.inFlight >= 0);
+  }
+  for (const n of primaries) assert.equal(n.connection, 'ready', n.address);
+  // The existing fields are all still there.
+  for (const f of ['store', 'connection', 'checks', 'allowed', 'denied', 'errors', 'liveKeys', 'evictions', 'inFlight',
+    'reconnects', 'lastPingMs', 'storeErrors', 'failOpen', 'failClosed', 'localFallback', 'denyCacheHits',
+    'serverVersion', 'lastError']) assert.ok(f in h, f);
+});
+
+test('health: the memory and standalone stores report their topology', { skip }, async (t) => {
+  const mem = new Limiter();
+  const hm = mem.health();
+  assert.equal(hm.topology, 'memory');
+  assert.deepEqual(hm.nodes, []);
+  assert.equal(hm.slotMapAgeMs, null);
+  assert.deepEqual([hm.slotMapRefreshes, hm.moved, hm.ask], [0, 0, 0]);
+  await mem.close();
+  const server = await RedisServer.start();
+  t.after(() => server.stop());
+  const lim = new Limiter({ url: server.url, failureMode: 'error' });
+  t.after(() => lim.close());
+  await lim.ping();
+  const h = lim.health();
+  assert.equal(h.topology, 'standalone');
+  assert.equal(h.slotMapAgeMs, null);
+  assert.equal(h.slotMapRefreshes, 0);
+  assert.equal(h.nodes.length, 1);
+  assert.equal(h.nodes[0].address, addr(server.port));
+  assert.equal(h.nodes[0].role, 'primary');
+  assert.equal(h.nodes[0].connection, 'ready');
+});
+
+test('cluster: ping, reset and keys() reach every primary', { skip }, async (t) => {
+  const lim = newLimiter(prefix());
+  t.after(() => lim.close());
+  const rtt = await lim.ping();
+  assert.ok(typeof rtt === 'number' && rtt >= 0);
+  const p = policy(2, YEARS);
+  const mine = KEYS.slice(0, 30);
+  for (const key of mine) {
+    const got = [];
+    for (let i = 0; i < 3; i++) got.push((await lim.check(key, p)).allowed);
+    assert.deepEqual(got, [true, true, false], key);
+  }
+  const listed = [];
+  for await (const s of lim.keys()) listed.push(s);
+  assert.deepEqual(listed.map((s) => s.key).sort(), [...mine].sort());
+  for (const s of listed) {
+    assert.equal(s.policy.limit, 2);
+    assert.equal(s.remaining, 0);
+  }
+  for (const key of mine.filter((_, i) => i % 3 === 0)) {
+    await lim.reset(key);
+    const d = await lim.check(key, p);
+    assert.equal(d.allowed, true, key);
+    assert.equal(d.remaining, 1, key);
+  }
+  assert.equal((await lim.check(mine[1], p)).allowed, false);
+});
+
+test('cluster: a cluster URL to a server without cluster mode fails clearly', { skip }, async (t) => {
+  const server = await RedisServer.start();
+  t.after(() => server.stop());
+  const lim = new Limiter({ url: `redis+cluster://127.0.0.1:${server.port}`, failureMode: 'error', timeoutMs: 500 });
+  t.after(() => lim.close());
+  await assert.rejects(lim.check('k', policy(5, YEARS)), (e) => e instanceof ProtocolError && /not in cluster mode/.test(e.message));
+});
+
+test('cluster: bad cluster URLs throw the URL error, never showing the password', () => {
+  const secret = 's3cr3t-cluster-pw';
+  for (const url of [
+    'redis+cluster://',
+    'rediss+cluster://',
+    'redis+cluster://,,',
+    `redis+cluster://:${secret}@`,
+    `redis+cluster://:${secret}@127.0.0.1:7000,,127.0.0.1:7002`,
+    `redis+cluster://:${secret}@127.0.0.1:7000,127.0.0.1:70000`,
+    'redis+cluster://127.0.0.1:7000/1',
+    'redis+cluster://127.0.0.1:7000?tls_ca=/x',
+    'redis+cluster:///tmp/redis.sock',
+    `redis://:${secret}@127.0.0.1:7000,127.0.0.1:7001`,
+  ]) {
+    assert.throws(() => new Limiter({ url }), (e) => {
+      assert.ok(e instanceof InvalidArgumentError && e instanceof TollgateError, `${url}: ${e}`);
+      assert.equal(e.code, 'RL_E_URL', url);
+      assert.ok(e.message && !e.message.includes(secret), e.message);
+      return true;
+    });
+  }
+});
