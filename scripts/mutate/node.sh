@@ -105,11 +105,13 @@ for f in "$work"/lib/*.js; do files+=("lib/$(basename "$f")"); done
 
 # The tests Stryker runs, one file at a time, bailing at the first failure.
 # Left out: package.test.js (npm pack + a full build, minutes) and
-# demo.test.js (needs the C demo and Python). next.test.js's Next.js build
-# skips in the sandbox (it has no build/ folder).
+# demo.test.js (needs the C demo and Python), cluster.test.js and
+# sentinel.test.js (a Redis topology per run, ~2.5 s each; lib/ only passes
+# their URLs and health through, which api.test.js covers). next.test.js's
+# Next.js build skips in the sandbox (it has no build/ folder).
 test_list=()
 for f in "$work"/test/*.test.js; do
-  case "$(basename "$f")" in package.test.js|demo.test.js) ;; *) test_list+=("test/$(basename "$f")") ;; esac
+  case "$(basename "$f")" in package.test.js|demo.test.js|cluster.test.js|sentinel.test.js) ;; *) test_list+=("test/$(basename "$f")") ;; esac
 done
 
 write_config() { # <config file> <mutate JSON array> <runner: list|tap> <report name>
