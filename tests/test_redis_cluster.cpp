@@ -158,6 +158,7 @@ TEST_CASE(
 
   std::atomic<bool> stop{false};
   std::atomic<int> ok{0}, errors{0};
+  rl_health_info worker_health = RL_HEALTH_INIT;
   std::thread worker([&] {
     Lim w(t.url(), RL_FAIL_ERROR, 2000);
     while (!stop.load()) {
@@ -167,6 +168,7 @@ TEST_CASE(
       else
         errors.fetch_add(1);
     }
+    rl_health(w.p, &worker_health);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   const std::string src_id = t.node(src).id, dst_id = t.node(dst).id;
@@ -201,11 +203,15 @@ TEST_CASE(
   CHECK(t.owner_of_slot(slot) == dst);
   CHECK(dbsize(t, dst) >= 1);
 
+  // The worker met the migration: -ASK while the key had moved but the
+  // slot had not, -MOVED once it had; `a`, idle meanwhile, met MOVED.
+  WARN("worker: " << worker_health.ask << " ASK, " << worker_health.moved
+                  << " MOVED, " << worker_health.slot_map_refreshes
+                  << " map refreshes");
+  CHECK(worker_health.ask >= 1);
+  CHECK(worker_health.moved >= 1);
   rl_health_info h = RL_HEALTH_INIT;
   REQUIRE(rl_health(a.p, &h) == RL_OK);
-  // `a` itself met the move with its last check: MOVED at least once. The
-  // worker's limiter saw the migration (ASK) but is gone; a fresh check
-  // during a migration shows ASK in the next case.
   CHECK(h.moved >= 1);
 }
 

@@ -207,9 +207,7 @@ int64_t ClusterTopology::periodic(int64_t now) {
                            ? std::vector<std::string_view>{"CLUSTER", "SLOTS"}
                            : std::vector<std::string_view>{"CLUSTER", "SHARDS"},
                        refresh.cmd);
-        const uint32_t wait =
-            std::max(s_.connect_timeout_ms, 1u) + std::max(s_.timeout_ms, 1u);
-        refresh.deadline = now + static_cast<int64_t>(wait) * kMs;
+        refresh.deadline = own_deadline(s_, now);
         refresh.done = &ClusterTopology::on_map;
         refresh.ctx = this;
       } else {

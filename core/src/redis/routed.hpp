@@ -7,6 +7,7 @@
 // fails with the last reason it was given.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <deque>
 #include <mutex>
@@ -15,6 +16,14 @@
 #include "topology.hpp"
 
 namespace tollgate::redis {
+
+// The deadline of a topology's own request (a slot map, a sentinel's
+// answer, ROLE, SUBSCRIBE): a connection may have to be made first.
+inline int64_t own_deadline(const Settings &s, int64_t now) {
+  return now + static_cast<int64_t>(std::max(s.connect_timeout_ms, 1u) +
+                                    std::max(s.timeout_ms, 1u)) *
+                   kMs;
+}
 
 class RoutedTopology : public Topology, public LoopTicker {
  public:

@@ -194,10 +194,7 @@ SentinelTopology::Send SentinelTopology::ask_next(int64_t now) {
   asking_ = true;
   format_command({"SENTINEL", "GET-MASTER-ADDR-BY-NAME", s_.master_name},
                  out.r.cmd);
-  out.r.deadline =
-      now + static_cast<int64_t>(std::max(s_.connect_timeout_ms, 1u) +
-                                 std::max(s_.timeout_ms, 1u)) *
-                kMs;
+  out.r.deadline = own_deadline(s_, now);
   out.r.done = &SentinelTopology::on_master_addr;
   out.r.ctx = this;
   out.p = queries_[asking_sentinel_].get();
@@ -210,10 +207,7 @@ SentinelTopology::Send SentinelTopology::role_request(int node, int64_t now) {
   confirming_ = node;
   confirm_epoch_ = epoch_;
   format_command({"ROLE"}, out.r.cmd);
-  out.r.deadline =
-      now + static_cast<int64_t>(std::max(s_.connect_timeout_ms, 1u) +
-                                 std::max(s_.timeout_ms, 1u)) *
-                kMs;
+  out.r.deadline = own_deadline(s_, now);
   out.r.done = &SentinelTopology::on_role;
   out.r.ctx = this;
   out.p = &nodes_[node].load()->pipeline;
@@ -343,10 +337,7 @@ void SentinelTopology::pipeline_ready(Pipeline &p) {
   // (Re)connected: subscribe again (a new connection has no subscription).
   Request r;
   format_command({"SUBSCRIBE", "+switch-master"}, r.cmd);
-  r.deadline = monotonic_ns() +
-               static_cast<int64_t>(std::max(s_.connect_timeout_ms, 1u) +
-                                    std::max(s_.timeout_ms, 1u)) *
-                   kMs;
+  r.deadline = own_deadline(s_, monotonic_ns());
   r.done = &SentinelTopology::on_subscribed;
   r.ctx = this;
   p.submit(std::move(r));

@@ -14,6 +14,19 @@
 #include "resolver.hpp"
 
 namespace tollgate::redis {
+namespace {
+
+// After SSL_read or SSL_write failed for good: closed (the peer went away
+// without a TLS error) or failed, with OpenSSL's reason.
+Stream::Io tls_failure(Errc &code, std::string &why) {
+  const std::string detail = openssl_errors();
+  if (detail.empty()) return Stream::Io::closed;
+  code = Errc::tls;
+  why = "tls: " + detail;
+  return Stream::Io::failed;
+}
+
+}  // namespace
 
 int Stream::open(const Endpoint &e) {
   const int family = e.addr.ss_family;
@@ -91,11 +104,7 @@ Stream::Io Stream::read(char *buf, size_t cap, size_t &got, Errc &code,
       wants_write_ = true;
       return Io::again;
     }
-    const std::string detail = openssl_errors();
-    if (detail.empty()) return Io::closed;
-    code = Errc::tls;
-    why = "tls: " + detail;
-    return Io::failed;
+    return tls_failure(code, why);
   }
   for (;;) {
     const ssize_t n = recv(fd_, buf, cap, 0);
@@ -125,11 +134,7 @@ Stream::Io Stream::write(const char *p, size_t len, size_t &wrote, Errc &code,
     const int err = SSL_get_error(ssl_, rc);
     if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ)
       return Io::again;
-    const std::string detail = openssl_errors();
-    if (detail.empty()) return Io::closed;
-    code = Errc::tls;
-    why = "tls: " + detail;
-    return Io::failed;
+    return tls_failure(code, why);
   }
   for (;;) {
     const ssize_t n = ::send(fd_, p, len, MSG_NOSIGNAL | MSG_DONTWAIT);
