@@ -144,6 +144,8 @@ export interface HealthInfo {
   /** Cluster: -MOVED and -ASK redirections followed. */
   moved: number;
   ask: number;
+  /** Sentinel: moves to another master (failovers followed). */
+  masterSwitches: number;
   /** Every Redis node the limiter has met (memory: empty). */
   nodes: HealthNode[];
 }

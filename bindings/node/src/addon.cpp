@@ -1012,6 +1012,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     o.Set("slotMapRefreshes", num(h.slot_map_refreshes));
     o.Set("moved", num(h.moved));
     o.Set("ask", num(h.ask));
+    o.Set("masterSwitches", num(h.master_switches));
     Napi::Array list = Napi::Array::New(env, nodes.size());
     for (size_t i = 0; i < nodes.size(); ++i) {
       const rl_node_info &n = nodes[i];

@@ -260,7 +260,10 @@ function redisCommand(port, ...args) {
 // startTopology('cluster' | 'sentinel', [extra args, e.g. '--tls']) runs
 // tests/servers/topology.py and resolves, once every node is ready, to
 //   { kind, url, nodes, info, primaryPorts, pid, command(line), close() }
-// `info` is the script's JSON line (sentinel: also masterName, sentinels);
+// and for a sentinel set also { masterName, sentinels, sentinelPorts,
+// currentMaster(i = 0) }: currentMaster asks sentinel i for the master
+// (SENTINEL GET-MASTER-ADDR-BY-NAME) and resolves to its port.
+// `info` is the script's JSON line;
 // command('ping' | 'restart <port>') resolves to its JSON answer; close()
 // ends the script's stdin (it stops every process it started by PID and
 // removes its temp dir) and waits, SIGKILL by PID after 15 s.
@@ -327,12 +330,21 @@ function startTopology(kind, extra = []) {
   return nextLine().then(
     (line) => {
       const info = JSON.parse(line);
+      const sentinels = info.sentinels || [];
       return {
         kind,
         info,
         url: info.url,
         nodes: info.nodes,
         primaryPorts: info.nodes.filter((n) => n.role === 'primary').map((n) => n.port),
+        masterName: info.master_name || null,
+        sentinels,
+        sentinelPorts: sentinels.map((s) => s.port),
+        async currentMaster(i = 0) {
+          const [host, port] = await redisCommand(sentinels[i].port, 'SENTINEL', 'GET-MASTER-ADDR-BY-NAME', info.master_name);
+          if (host !== '127.0.0.1') throw new Error(`the sentinel names ${host}:${port}`);
+          return Number(port);
+        },
         pid: child.pid,
         async command(cmd) {
           const answer = nextLine();

@@ -1163,6 +1163,7 @@ class Limiter {
     d["slot_map_refreshes"] = h.slot_map_refreshes;
     d["moved"] = h.moved;
     d["ask"] = h.ask;
+    d["master_switches"] = h.master_switches;
     py::list node_list;
     for (const rl_node_info &n : nodes) {
       py::dict nd;

@@ -4,7 +4,8 @@ Every server is started by these fixtures with its own temporary directory,
 bound to 127.0.0.1, without persistence, and stopped by its PID (never by
 name). Tests that need Redis are skipped when redis-server is not installed.
 A Redis Cluster (or a Sentinel set) comes from the repository's
-tests/servers/topology.py (`Topology`, the `redis_cluster` fixture).
+tests/servers/topology.py (`Topology`, the `redis_cluster` and
+`redis_sentinel` fixtures).
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ VECTORS_DIR = next(
 )
 
 # The cluster and sentinel harness (docs/testing.md, "Cluster and Sentinel
-# servers"): the repository's, or a copy an unpacked sdist would carry (the
-# sdist does not carry one today: there the fixtures below skip).
+# servers"): the repository's, or the copy an unpacked sdist carries
+# (pyproject.toml's force-include).
 TOPOLOGY_SCRIPT = next(
     (
         p
@@ -265,6 +266,25 @@ class Topology:
         """The ports of the nodes that started as primaries."""
         return [n["port"] for n in self.nodes if n["role"] == "primary"]
 
+    @property
+    def master_name(self) -> str:
+        """Sentinel: the name the sentinels monitor the master by."""
+        return self.info["master_name"]
+
+    @property
+    def sentinel_ports(self) -> List[int]:
+        """Sentinel: the sentinels' ports (the URL's hosts)."""
+        return [s["port"] for s in self.info["sentinels"]]
+
+    def current_master(self, sentinel: int = 0) -> int:
+        """Sentinel: the master's port as one sentinel names it now
+        (SENTINEL GET-MASTER-ADDR-BY-NAME)."""
+        host, port = redis_command(
+            self.sentinel_ports[sentinel], "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.master_name
+        )
+        assert host == b"127.0.0.1", host
+        return int(port)
+
     def command(self, line: str) -> Dict[str, Any]:
         """One stdin command (`ping`, `restart <port>`); its JSON answer."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -298,7 +318,7 @@ def start_topology(kind: str, *args: str) -> Topology:
     if REDIS_SERVER is None:
         pytest.skip("redis-server is not installed")
     if TOPOLOGY_SCRIPT is None:
-        pytest.skip("tests/servers/topology.py not found (an unpacked sdist does not carry it)")
+        pytest.skip("tests/servers/topology.py not found (in the checkout or in _tollgate_src)")
     return Topology(kind, *args)
 
 
@@ -306,5 +326,22 @@ def start_topology(kind: str, *args: str) -> Topology:
 def redis_cluster() -> Iterator[Topology]:
     """A 3-primary + 3-replica Redis Cluster shared by one test module."""
     topo = start_topology("cluster")
+    yield topo
+    topo.close()
+
+
+@pytest.fixture(scope="module")
+def redis_sentinel() -> Iterator[Topology]:
+    """A primary, a replica and 3 sentinels shared by one test module (a
+    stable master: tests that fail over take `own_redis_sentinel`)."""
+    topo = start_topology("sentinel")
+    yield topo
+    topo.close()
+
+
+@pytest.fixture
+def own_redis_sentinel() -> Iterator[Topology]:
+    """A Sentinel set of the test's own (to fail over); about 2 s to start."""
+    topo = start_topology("sentinel")
     yield topo
     topo.close()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tarfile
 import textwrap
 from pathlib import Path
 
@@ -55,6 +56,14 @@ def test_sdist_installs_in_a_clean_virtualenv(tmp_path: Path):
     dist = tmp_path / "dist"
     run([sys.executable, "-m", "build", "--sdist", "--outdir", str(dist), str(PACKAGE_ROOT)])
     (sdist,) = dist.glob("tollgate-*.tar.gz")
+    # What the sdist's own tests need from the repository (conftest.py looks
+    # in _tollgate_src/): the shared vectors and the Cluster and Sentinel
+    # harness.
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    for need in ("_tollgate_src/tests/vectors/gcra.json", "_tollgate_src/tests/servers/topology.py"):
+        assert need in names, need
+    assert not any("__pycache__" in n for n in names)
 
     venv = tmp_path / "venv"
     run([sys.executable, "-m", "venv", str(venv)])

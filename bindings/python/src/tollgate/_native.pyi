@@ -50,6 +50,7 @@ class HealthInfo(TypedDict):
     slot_map_refreshes: int
     moved: int
     ask: int
+    master_switches: int  # sentinel: moves to another master
     nodes: List[HealthNode]
 
 VERSION: str
