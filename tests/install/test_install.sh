@@ -8,7 +8,10 @@
 #   (b) examples/c as a standalone CMake project via find_package(tollgate);
 #   (c) the installed files are all there;
 #   (d) examples/c linked against libtollgate.a (tollgate::tollgate_static),
-#       with no dependency on libtollgate.so at run time.
+#       with no dependency on libtollgate.so at run time;
+#   (e) the install is relocatable: `cmake --install --prefix` to a second
+#       prefix, and the first one moved elsewhere, each still serve (a) and
+#       (b) from their own files (tollgate.pc is ${pcfiledir}-relative).
 # WORK_DIR is deleted first. Any failure stops the script with non-zero.
 set -Eeuo pipefail
 
@@ -136,5 +139,48 @@ if readelf -d "$work/consumer-cmake/build-static/quickstart" | grep -F libtollga
   exit 1
 fi
 "$work/consumer-cmake/build-static/quickstart"
+
+# A prefix's libdir (lib, lib64 or lib/<multiarch>).
+libdir_of() {
+  local d
+  for d in "$1"/lib "$1"/lib64 "$1"/lib/*-linux-gnu*; do
+    if [[ -f $d/pkgconfig/tollgate.pc ]]; then
+      echo "$d"
+      return
+    fi
+  done
+  echo "test_install: no tollgate.pc under $1" >&2
+  return 1
+}
+
+step "(e) relocatable: a second prefix at install time, the first one moved"
+cmake --install "$work/build" --prefix "$work/second"
+mv "$prefix" "$work/moved"
+for p in "$work/second" "$work/moved"; do
+  pl=$(libdir_of "$p")
+  export PKG_CONFIG_PATH=$pl/pkgconfig
+  got=$(cd "$(pkg-config --variable=prefix tollgate)" && pwd -P)
+  if [[ $got != "$(cd "$p" && pwd -P)" ]]; then
+    echo "test_install: tollgate.pc under $p names prefix $got" >&2
+    exit 1
+  fi
+  rm -rf "$work/consumer-e"
+  cp -R "$src/examples/c" "$work/consumer-e"
+  rm -rf "$work/consumer-e/build" "$work/consumer-e/quickstart"
+  make -C "$work/consumer-e" CFLAGS="-O2 -Werror"
+  LD_LIBRARY_PATH=$pl "$work/consumer-e/quickstart"
+  if command -v ldd >/dev/null; then
+    LD_LIBRARY_PATH=$pl ldd "$work/consumer-e/quickstart" | grep -F "$pl/libtollgate.so.1"
+  fi
+  unset PKG_CONFIG_PATH
+  cmake -S "$work/consumer-e" -B "$work/consumer-e/build" -G Ninja \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$p" \
+    -DCMAKE_C_FLAGS="-Wall -Wextra -Werror"
+  cmake --build "$work/consumer-e/build"
+  LD_LIBRARY_PATH=$pl "$work/consumer-e/build/quickstart"
+  if command -v ldd >/dev/null; then
+    LD_LIBRARY_PATH=$pl ldd "$work/consumer-e/build/quickstart" | grep -F "$pl/libtollgate.so.1"
+  fi
+done
 
 step "PASS"
