@@ -11,7 +11,9 @@
 #       with no dependency on libtollgate.so at run time;
 #   (e) the install is relocatable: `cmake --install --prefix` to a second
 #       prefix, and the first one moved elsewhere, each still serve (a) and
-#       (b) from their own files (tollgate.pc is ${pcfiledir}-relative).
+#       (b) from their own files (tollgate.pc is ${pcfiledir}-relative);
+#   (f) the C code blocks of README.md and docs/ marked runnable (```c run)
+#       build with pkg-config against the install and run.
 # WORK_DIR is deleted first. Any failure stops the script with non-zero.
 set -Eeuo pipefail
 
@@ -182,5 +184,9 @@ for p in "$work/second" "$work/moved"; do
     LD_LIBRARY_PATH=$pl ldd "$work/consumer-e/build/quickstart" | grep -F "$pl/libtollgate.so.1"
   fi
 done
+
+step "(f) the runnable C blocks of README.md and docs/ against the install"
+python3 "$src/tests/run_doc_snippets.py" c --pkg-config-path \
+  "$(libdir_of "$work/second")/pkgconfig" "$src/README.md" "$src"/docs/*.md
 
 step "PASS"
