@@ -68,6 +68,10 @@
 #define PLAN_PERIOD_MS (60LL * 60 * 1000) /* one hour */
 #define ORG_KEY "org-123"
 
+/* How this program was started (argv[0]): the closing hint names it, so
+ * that the command it suggests runs as printed. */
+static const char *g_program = "tollgate-demo";
+
 #define DEFAULT_SERVERS 3
 #define DEFAULT_REQUESTS 300
 #define MAX_SERVERS 64
@@ -534,6 +538,7 @@ static void rule(void) {
 }
 
 int main(int argc, char **argv) {
+  if (argc > 0 && argv[0] && argv[0][0]) g_program = argv[0];
   const char *store_url = NULL;
   long requests = DEFAULT_REQUESTS, n = DEFAULT_SERVERS;
   long total_received = 0, total_admitted = 0, total_denied = 0;
@@ -696,9 +701,9 @@ int main(int argc, char **argv) {
         "Each server counted only the requests it saw itself, in its own "
         "memory,\nso organization " ORG_KEY
         " got %.1fx its plan. Use a "
-        "shared Redis store:\n  tollgate-demo --store "
+        "shared Redis store:\n  %s --store "
         "redis://localhost:6379\n",
-        (double)total_admitted / PLAN_LIMIT);
+        (double)total_admitted / PLAN_LIMIT, g_program);
   } else if (requests > PLAN_LIMIT) {
     printf(
         "; %ld admitted across %d servers: the limit held,\n"
