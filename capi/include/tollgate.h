@@ -302,8 +302,10 @@ typedef void (*rl_check_cb)(int status, const rl_decision *decision,
  * call returns. If it returns RL_OK, `callback` runs exactly once; if it
  * returns an error, the callback never runs.
  * On which thread: the memory store answers inline, on the calling thread,
- * before rl_check_async returns. Network stores call it from their I/O
- * thread. Either way the callback must return quickly, must not block, and
+ * before rl_check_async returns. The Redis store calls it from its I/O
+ * thread, or inline, on the calling thread, when the answer is known at
+ * once (a deny-cache hit, or a store known to be down: the failure mode's
+ * answer). Either way the callback must return quickly, must not block, and
  * must not call rl_destroy on this limiter. Thread-safe. */
 RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                           const rl_policy *policies, size_t n_policies,
@@ -312,7 +314,8 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
 /* Forget every policy's state for `key` (the next check starts fresh).
  * Resetting a key that has no state succeeds. The Redis store deletes every
  * `<prefix>{key}:*` key (one SCAN of that pattern, then DEL); blocking, up
- * to the limiter's timeout. Thread-safe. */
+ * to the limiter's timeout (on a cluster: the primary of the key's slot).
+ * Thread-safe. */
 RL_API int rl_reset(rl_limiter *limiter, const char *key, size_t key_len);
 
 #define RL_HEALTH_VERSION 3
@@ -393,8 +396,9 @@ typedef struct rl_node_info {
  * lives) or for the memory store. Thread-safe. */
 RL_API int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out);
 
-/* One round trip to the store (PING), waiting up to the connect timeout if
- * a connection is being made. RL_OK with *rtt_us set, or the precise error
+/* One round trip to the store (PING; on a cluster, to every primary),
+ * waiting up to connect_timeout_ms + timeout_ms if a connection is being
+ * made. RL_OK with *rtt_us set, or the precise error
  * (RL_E_CONNECT, RL_E_AUTH, RL_E_TLS, RL_E_TIMEOUT, ...): use it for
  * readiness probes and to surface configuration mistakes at start-up. The
  * memory store answers RL_OK with 0. `rtt_us` may be NULL. Thread-safe. */

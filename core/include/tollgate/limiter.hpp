@@ -57,7 +57,7 @@ struct LimiterConfig {
   int32_t failure_mode = 0;
   uint32_t local_divisor = 0;
   int32_t deny_cache = 0;
-  int32_t spin_us = 0;  // 0: the URL's (default 50); -1: never; 1..1000
+  int32_t spin_us = 0;  // 0: the URL's (default 200); -1: never; 1..1000
   uint32_t deny_cache_size = 0;
   uint32_t connections = 0;
   uint32_t reconnect_max_ms = 0;

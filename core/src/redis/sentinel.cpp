@@ -314,9 +314,11 @@ void SentinelTopology::on_role(void *ctx, CallResult &&r) {
       t->code_ = reply ? Errc::store : r.code;
       t->error_ =
           "sentinel: " + who +
-          (reply ? " is not the master (ROLE: " +
-                       (role.empty() ? std::string("no answer") : role) + ")"
-                 : ": " + r.message);
+          (!reply ? ": " + r.message
+           : reply->type == Reply::Type::error
+               ? ": ROLE refused: " + reply->str
+               : " is not the master (ROLE: " +
+                     (role.empty() ? std::string("no answer") : role) + ")");
       t->discovery_wanted_.store(true);
     }
   }
