@@ -60,6 +60,10 @@ build/pyvenv/bin/pip install -q build
 # processes test.
 # Every test has a timeout (pytest-timeout; slower ones mark their own), and
 # no test may be skipped here: every prerequisite is present.
+# The binary wheel (auditwheel-repaired, in dist/) is installed into a venv
+# with no compiler on PATH by test_wheel.py.
+bash scripts/package.sh
+TOLLGATE_TEST_WHEEL="$PWD/dist" \
 TOLLGATE_TEST_SDIST=1 \
 TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   build/pyvenv/bin/python -m pytest bindings/python/tests -q --timeout 60 \
