@@ -4,6 +4,8 @@
 // calls on every primary, and the errors of a cluster URL that cannot work.
 #include <catch2/catch.hpp>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <chrono>
 #include <map>
@@ -96,6 +98,20 @@ TEST_CASE(
   for (uint16_t port : primaries)
     want.insert("127.0.0.1:" + std::to_string(port));
   CHECK(seen_primaries == want);
+  // Nodes never used (the replicas among the seeds) cost nothing: the I/O
+  // thread sleeps while the limiter is idle (it once spun on their unset
+  // timers, a whole CPU).
+  {
+    rusage before{}, after{};
+    getrusage(RUSAGE_SELF, &before);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1000));
+    getrusage(RUSAGE_SELF, &after);
+    auto us = [](const rusage &r) {
+      return (r.ru_utime.tv_sec + r.ru_stime.tv_sec) * 1'000'000LL +
+             r.ru_utime.tv_usec + r.ru_stime.tv_usec;
+    };
+    CHECK(us(after) - us(before) < 300'000);
+  }
   rl_node_info past = RL_NODE_INIT;
   CHECK(rl_health_node(a.p, h.nodes, &past) == RL_E_INVALID_ARG);
 

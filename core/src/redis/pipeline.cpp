@@ -113,6 +113,9 @@ void Pipeline::before_sleep() {
 }
 
 int64_t Pipeline::next_timer() const {
+  // A lazy pipeline not yet started has nothing to time (its ping is not
+  // due): the I/O thread must not wake for it.
+  if (!started_.load()) return INT64_MAX;
   int64_t next = std::min(next_deadline, next_ping);
   for (const auto &c : conns) next = std::min(next, c->next_timer());
   return next;
