@@ -215,8 +215,7 @@ void on_async(int status, const rl_decision *d, void *u) {
   auto *slot = static_cast<Window::Slot *>(u);
   Window *w = slot->w;
   const double us =
-      std::chrono::duration<double, std::micro>(Clock::now() - slot->t)
-          .count();
+      std::chrono::duration<double, std::micro>(Clock::now() - slot->t).count();
   std::lock_guard<std::mutex> lock(w->mu);
   if (status != RL_OK) {
     ++w->errors;
@@ -423,8 +422,8 @@ int main(int argc, char **argv) {
   const double secs = argc > 3 ? std::atof(argv[3]) : 2.0;
   const int rounds = argc > 4 ? std::max(1, std::atoi(argv[4])) : 3;
   std::vector<Target> targets;
-  targets.push_back({argv[1], "standalone",
-                     parse_pids("TOLLGATE_BENCH_STANDALONE_PIDS")});
+  targets.push_back(
+      {argv[1], "standalone", parse_pids("TOLLGATE_BENCH_STANDALONE_PIDS")});
   std::vector<std::string> cluster_urls = {argv[2]};
   if (argc > 5) cluster_urls.push_back(argv[5]);
   for (const std::string &url : cluster_urls) {
@@ -448,8 +447,8 @@ int main(int argc, char **argv) {
 
   // fig[round][mode][target]
   std::vector<std::vector<std::vector<Figure>>> fig(
-      rounds, std::vector<std::vector<Figure>>(kModes,
-                                               std::vector<Figure>(nt)));
+      rounds,
+      std::vector<std::vector<Figure>>(kModes, std::vector<Figure>(nt)));
   long total_errors = 0, total_denied = 0;
   uint64_t moved = 0, ask = 0;
   auto label = [&](size_t t, int m) {
