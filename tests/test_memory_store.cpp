@@ -216,7 +216,12 @@ TEST_CASE("at the key bound expired keys go before live ones, then the LRU",
   for (int i = 0; i < 100; ++i)
     REQUIRE(hit(s, "new" + std::to_string(i), live, later));
   const MemoryStoreStats st = s.stats();
-  CHECK(st.live_keys == 200);
+  // Every insert also frees the expired keys its random probes meet, so a
+  // few "brief" keys may be gone beyond what the new keys needed: the store
+  // ends at or slightly under its bound, never over it (the probes depend on
+  // the store's random seed; CI once saw 199).
+  CHECK(st.live_keys <= 200);
+  CHECK(st.live_keys >= 190);
   // Sampling finds nearly every expired key first; the few that hide from
   // the samples cost a live key each (about 10 here; choosing victims by
   // LRU alone costs 40 or more).
