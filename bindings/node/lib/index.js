@@ -15,29 +15,29 @@ const {
 } = errors;
 
 function loadAddon() {
-  const candidates = [];
-  if (process.env.TOLLGATE_NODE_ADDON) candidates.push(process.env.TOLLGATE_NODE_ADDON);
-  const root = path.join(__dirname, '..');
-  candidates.push(
-    path.join(root, 'build', 'Release', 'tollgate.node'),
-    path.join(root, 'build', 'Debug', 'tollgate.node'),
-    path.join(root, 'build', 'RelWithDebInfo', 'tollgate.node'),
-  );
-  let firstError = null;
-  for (const file of candidates) {
-    try {
-      return require(file);
-    } catch (e) {
-      if (e && e.code === 'MODULE_NOT_FOUND') continue;
-      firstError = firstError || e;
-    }
-  }
-  if (firstError) throw firstError;
-  throw new Error(
-    'tollgate: the native addon is not built (looked in ' + candidates.join(', ') +
-      '); run `npm run build` in the tollgate package (needs cmake, a C++ ' +
-      'compiler, libhiredis-dev and libssl-dev)',
-  );
+  // The native addon, found by lib/native.js; the first of these that loads:
+  //   - TOLLGATE_NODE_ADDON, a path (tests and tools);
+  //   - this package's own build, build/Release (or Debug, RelWithDebInfo):
+  //     made by the install script (scripts/install.js) when no prebuilt
+  //     addon fits this machine, or by `npm run build` in a checkout;
+  //   - the prebuilt addon the npm tarball carries for this platform,
+  //     prebuilds/<platform>-<arch>/tollgate.node (Node-API 8: one binary
+  //     serves every Node.js >= 18; scripts/package-node.sh makes it).
+  // When none loads, the error says what was there, what went wrong and
+  // what to run: no prebuilt addon for this platform and the install script
+  // skipped (--ignore-scripts), a prebuilt addon this system cannot load
+  // (with its dlopen error), or this file bundled away from its package
+  // (webpack, e.g. a Next.js build of a linked package).
+  const { loadNative } = require('./native');
+  return loadNative(path.join(__dirname, '..'), {
+    env: process.env,
+    platform: process.platform,
+    arch: process.arch,
+    // webpack defines __webpack_require__ in every module it bundles (and
+    // replaces this typeof with "function"); Node.js has no such variable.
+    // eslint-disable-next-line no-undef
+    bundled: typeof __webpack_require__ === 'function',
+  });
 }
 
 const native = loadAddon();

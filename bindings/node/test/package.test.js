@@ -1,10 +1,13 @@
 'use strict';
-// [slow] The package installs from source outside this checkout: an
-// `npm pack` tarball into a clean project, and `npm install --install-links`
-// of this folder into another. Each builds the C library and the addon with
+// [slow] The package builds from source outside this checkout: an `npm
+// pack` tarball into a clean project, and `npm install --install-links` of
+// this folder into another. Each builds the C library and the addon with
 // cmake-js (Node-API headers from the node-api-headers package: nothing is
-// downloaded but npm packages). About a minute each; TOLLGATE_SKIP_SLOW=1
-// skips them.
+// downloaded but npm packages); TOLLGATE_BUILD_FROM_SOURCE=1 makes the
+// install script build even when this checkout holds a prebuilt addon
+// (scripts/package-node.sh leaves one in prebuilds/). About a minute each;
+// TOLLGATE_SKIP_SLOW=1 skips them. install.test.js has the prebuilt addon,
+// linked folders and the examples.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -21,8 +24,10 @@ const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
 function sh(cmd, args, cwd) {
   return new Promise((resolve, reject) => {
     // Without the npm_* variables of an enclosing `npm test`, so the child
-    // npm reads its own configuration.
-    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)));
+    // npm reads its own configuration, and without TOLLGATE_* (the addon to
+    // load, build options) but for a build from source.
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|TOLLGATE_)/i.test(k)));
+    env.TOLLGATE_BUILD_FROM_SOURCE = '1';
     execFile(cmd, args, { cwd, env, maxBuffer: 64 << 20, timeout: 150000 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`${cmd} ${args.join(' ')} failed in ${cwd}: ${err.message}\n${stdout}\n${stderr}`));
       else resolve(stdout + stderr);
@@ -58,6 +63,13 @@ async function smoke(dir) {
   const pkg = path.join(dir, 'node_modules', 'tollgate');
   assert.ok(fs.existsSync(path.join(pkg, 'lib', 'index.d.ts')));
   assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'tollgate.node')));
+  assert.ok(!fs.lstatSync(pkg).isSymbolicLink());
+}
+
+function builtFromSource(log) {
+  assert.ok(!/\bDWNL\b/.test(log), 'cmake-js downloaded headers:\n' + log);
+  assert.match(log, /tollgate: building the addon from source: TOLLGATE_BUILD_FROM_SOURCE is set\n/);
+  assert.match(log, /tollgate: built .*node_modules\/tollgate\/build\/Release\/tollgate\.node\n/);
 }
 
 test('[slow] an npm pack tarball installs and builds in a clean project', { skip, timeout: 180000 }, async (t) => {
@@ -79,7 +91,7 @@ test('[slow] an npm pack tarball installs and builds in a clean project', { skip
   assert.ok(!listing.includes('package/build/'), 'the tarball holds a build directory');
   assert.ok(!listing.includes('package/node_modules/'), 'the tarball holds node_modules');
   const log = await sh(NPM, ['install', '--foreground-scripts', path.join(dest, tgz)], dir);
-  assert.ok(!/\bDWNL\b/.test(log), 'cmake-js downloaded headers:\n' + log);
+  builtFromSource(log);
   await smoke(dir);
 });
 
@@ -87,7 +99,6 @@ test('[slow] npm install --install-links of this folder builds in a clean projec
   const dir = tempProject('links');
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const log = await sh(NPM, ['install', '--foreground-scripts', '--install-links', PACKAGE_ROOT], dir);
-  assert.ok(!/\bDWNL\b/.test(log), 'cmake-js downloaded headers:\n' + log);
-  assert.ok(!fs.lstatSync(path.join(dir, 'node_modules', 'tollgate')).isSymbolicLink());
+  builtFromSource(log);
   await smoke(dir);
 });

@@ -122,8 +122,9 @@ test('rateLimitHeaders: its argument checks', () => {
 });
 
 test('loading the addon: a missing one says how to build it, a broken one its own error', (t) => {
-  // A copy of lib/ with no build/ beside it, so only TOLLGATE_NODE_ADDON
-  // counts; loaded in this process (a fresh module each time).
+  // A copy of lib/ (and package.json) with no build/ or prebuilds/ beside
+  // it, so only TOLLGATE_NODE_ADDON counts; loaded in this process (a fresh
+  // module each time). test/loader.test.js has the other cases.
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-load-'));
   const saved = process.env.TOLLGATE_NODE_ADDON;
   t.after(() => {
@@ -132,6 +133,7 @@ test('loading the addon: a missing one says how to build it, a broken one its ow
     fs.rmSync(dir, { recursive: true, force: true });
   });
   fs.cpSync(path.join(__dirname, '..', 'lib'), path.join(dir, 'lib'), { recursive: true });
+  fs.copyFileSync(path.join(__dirname, '..', 'package.json'), path.join(dir, 'package.json'));
   const index = path.join(dir, 'lib', 'index.js');
   const load = (addon) => {
     process.env.TOLLGATE_NODE_ADDON = addon;
@@ -145,16 +147,20 @@ test('loading the addon: a missing one says how to build it, a broken one its ow
   };
   const missing = load(path.join(dir, 'missing.node'));
   const looked = [path.join(dir, 'missing.node'), path.join(dir, 'build', 'Release', 'tollgate.node'),
-    path.join(dir, 'build', 'Debug', 'tollgate.node'), path.join(dir, 'build', 'RelWithDebInfo', 'tollgate.node')];
+    path.join(dir, 'build', 'Debug', 'tollgate.node'), path.join(dir, 'build', 'RelWithDebInfo', 'tollgate.node'),
+    path.join(dir, 'prebuilds', `${process.platform}-${process.arch}`, 'tollgate.node')];
   assert.ok(missing instanceof Error);
-  assert.ok(missing.message.startsWith(`tollgate: the native addon is not built (looked in ${looked.join(', ')}); run \`npm run build\``),
+  assert.ok(missing.message.startsWith(`tollgate: no native addon for ${process.platform}-${process.arch} (looked in ${looked.join(', ')}). `),
     missing.message);
+  assert.match(missing.message, /Run `npm rebuild tollgate` in your project/);
   const broken = path.join(dir, 'broken.node');
   fs.writeFileSync(broken, 'not an ELF file');
   const bad = load(broken);
   assert.ok(bad instanceof Error, String(bad));
   assert.equal(bad.code, 'ERR_DLOPEN_FAILED');
-  assert.doesNotMatch(bad.message, /not built/);
+  assert.ok(bad.message.startsWith(`tollgate: cannot load the native addon ${broken}: `), bad.message);
+  assert.match(bad.message, /file too short/);
+  assert.doesNotMatch(bad.message, /no native addon/);
 });
 
 test('wrong argument shapes are named: policy options, policy lists, Limiter options, decisions', async () => {
