@@ -79,7 +79,7 @@ root=$PWD
 # whose tests install and build packages (each test sets its own 180-240 s)
 # run in a second invocation whose ceiling covers the whole file; every other
 # test file, and each test in it, gets 60 s.
-slow_files="test/next.test.js test/package.test.js"
+slow_files="test/next.test.js test/package.test.js test/install.test.js"
 node_tests() { # <timeout ms> <events file> <test files...>
   local ms=$1 events=$2
   shift 2

@@ -237,6 +237,19 @@ test('[slow] scripts/package-node.sh: the tarball carries a linux-x64 prebuilt a
   await memoryCheck(plain, env);
 });
 
+test('[slow] the runnable js blocks of README.md and docs/*.md run against the installed tarball', { skip, timeout: 360_000 }, async () => {
+  const { tarball } = await prebuiltCheckout();
+  const project = tempProject('doc-snippets');
+  await npm(['install', tarball], { cwd: project });
+  const docs = [path.join(REPO_ROOT, 'README.md'),
+    ...fs.readdirSync(path.join(REPO_ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => path.join(REPO_ROOT, 'docs', f))];
+  const out = await run('python3', [path.join(REPO_ROOT, 'tests', 'run_doc_snippets.py'), 'node', '--node-project', project, ...docs],
+    { cwd: project });
+  // The runner fails on any block that does not exit 0; these two must be among those it ran.
+  assert.match(out, /README\.md:\d+/);
+  assert.match(out, /node\.md:\d+/);
+});
+
 test('[slow] a tarball whose prebuilt addon does not load here: npm install builds from source', { skip, timeout: 420_000 }, async () => {
   const { tarball } = await prebuiltCheckout();
   // The same tarball with a prebuilt addon this system cannot load (as one
