@@ -64,6 +64,7 @@ int tollgate_header_c99_uses_everything(void) {
   unsigned (*p_version_number)(void) = rl_version_number;
   const char *(*p_version_string)(void) = rl_version_string;
   const char *(*p_strerror)(int) = rl_strerror;
+  const char *(*p_error_name)(int) = rl_error_name;
   const char *(*p_last_error)(void) = rl_last_error;
   int (*p_create)(rl_limiter **, const rl_options *) = rl_create;
   void (*p_destroy)(rl_limiter *) = rl_destroy;
@@ -92,8 +93,8 @@ int tollgate_header_c99_uses_everything(void) {
          (p_keys_free != NULL) + (p_headers != NULL) + (limiter == NULL) +
          (callback != NULL) + (p_version_number != NULL) +
          (p_version_string != NULL) + (p_strerror != NULL) +
-         (p_last_error != NULL) + (p_create != NULL) + (p_destroy != NULL) +
-         (p_check != NULL) + (p_check_async != NULL) + (p_reset != NULL) +
-         (p_health != NULL) + (options.clock != NULL) +
-         (sizeof(RL_VERSION_STRING) > 1);
+         (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
+         (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
+         (p_check_async != NULL) + (p_reset != NULL) + (p_health != NULL) +
+         (options.clock != NULL) + (sizeof(RL_VERSION_STRING) > 1);
 }

@@ -127,6 +127,52 @@ static void test_versions(void) {
   CHECK_EQ_LL(RL_ABI_MAJOR, 1);
 }
 
+/* rl_error_name spells every code as the header does; NULL past the known
+ * codes (RL_OK down to RL_E_DONE). */
+static void test_error_name(void) {
+#define NAME_CASE(c) \
+  { c, #c }
+  static const struct {
+    int code;
+    const char *name;
+  } known[] = {NAME_CASE(RL_OK),
+               NAME_CASE(RL_E_INVALID_ARG),
+               NAME_CASE(RL_E_KEY_INVALID),
+               NAME_CASE(RL_E_KEY_TOO_LONG),
+               NAME_CASE(RL_E_POLICY),
+               NAME_CASE(RL_E_OVERFLOW),
+               NAME_CASE(RL_E_VERSION),
+               NAME_CASE(RL_E_NOMEM),
+               NAME_CASE(RL_E_URL),
+               NAME_CASE(RL_E_UNSUPPORTED),
+               NAME_CASE(RL_E_INTERNAL),
+               NAME_CASE(RL_E_CONNECT),
+               NAME_CASE(RL_E_TIMEOUT),
+               NAME_CASE(RL_E_AUTH),
+               NAME_CASE(RL_E_TLS),
+               NAME_CASE(RL_E_PROTOCOL),
+               NAME_CASE(RL_E_STORE),
+               NAME_CASE(RL_E_CLOSED),
+               NAME_CASE(RL_E_DONE)};
+#undef NAME_CASE
+  size_t i;
+  printf("rl_error_name\n");
+  for (i = 0; i < sizeof known / sizeof known[0]; ++i) {
+    const char *got = rl_error_name(known[i].code);
+    /* The codes are consecutive: 0, -1, ..., RL_E_DONE. */
+    CHECK(known[i].code == -(int)i);
+    if (got == NULL || strcmp(got, known[i].name) != 0) {
+      ++g_failures;
+      fprintf(stderr, "rl_error_name(%d) = %s, want %s\n", known[i].code,
+              got ? got : "NULL", known[i].name);
+    }
+  }
+  CHECK(rl_error_name(RL_E_DONE - 1) == NULL);
+  CHECK(rl_error_name(1) == NULL);
+  CHECK(rl_error_name(-12345) == NULL);
+  CHECK(RL_MAX_POLICIES == 16);
+}
+
 static void test_strerror(void) {
   static const int codes[] = {
       RL_OK,       RL_E_INVALID_ARG, RL_E_KEY_INVALID, RL_E_KEY_TOO_LONG,
@@ -475,6 +521,7 @@ static void test_defaults(void) {
 int main(void) {
   test_versions();
   test_strerror();
+  test_error_name();
   test_lifecycle();
   test_async();
   test_bad_input();

@@ -122,6 +122,11 @@ RL_API const char *rl_version_string(void);
  * codes this version does not know). Thread-safe. */
 RL_API const char *rl_strerror(int code);
 
+/* The code's name as this header spells it ("RL_OK", "RL_E_TIMEOUT", ...),
+ * static, or NULL for a code this version does not know: bindings build
+ * their error classes from it instead of copying the list. Thread-safe. */
+RL_API const char *rl_error_name(int code);
+
 /* Detail of the last failure on the calling thread; never NULL ("" when the
  * last call succeeded). Valid until the next tollgate call on this thread. */
 RL_API const char *rl_last_error(void);
@@ -134,6 +139,9 @@ RL_API const char *rl_last_error(void);
 #define RL_ALG_TOKEN_BUCKET 1   /* capacity = burst, refill limit/period */
 #define RL_ALG_FIXED_WINDOW 2   /* epoch-aligned windows of `period` */
 #define RL_ALG_SLIDING_WINDOW 3 /* two-window weighted counter */
+
+/* The most policies one check takes (rl_check's n_policies). */
+#define RL_MAX_POLICIES 16
 
 /* A policy: at most `limit` units per `period_ms`. */
 #define RL_POLICY_VERSION 1
@@ -283,7 +291,8 @@ RL_API void rl_destroy(rl_limiter *limiter);
  *              Allowed: the policy with the fewest remaining units.
  *              Denied: the denying policy with the longest retry_after.
  *   key        binary-safe, 1 .. max_key_len bytes.
- *   policies   array of n_policies (1 .. 16) structs of one version.
+ *   policies   array of n_policies (1 .. RL_MAX_POLICIES) structs of one
+ *              version.
  *   cost       >= 0; 0 peeks: nothing is charged and `allowed` says whether
  *              a cost of 1 would pass now. A cost above a policy's capacity
  *              is denied with retry_after_ms = RL_RETRY_NEVER.

@@ -17,6 +17,7 @@
 
 using tollgate::Errc;
 
+static_assert(RL_MAX_POLICIES == tollgate::kMaxPoliciesPerCheck);
 static_assert(RL_E_INVALID_ARG == static_cast<int>(Errc::invalid_arg));
 static_assert(RL_E_KEY_INVALID == static_cast<int>(Errc::key_invalid));
 static_assert(RL_E_KEY_TOO_LONG == static_cast<int>(Errc::key_too_long));
@@ -111,9 +112,10 @@ bool same_fields(const rl_policy &a, const rl_policy &b) {
 Errc convert_policies(const rl_policy *in, size_t n,
                       tollgate::Policy (&out)[tollgate::kMaxPoliciesPerCheck]) {
   if (n == 0 || n > tollgate::kMaxPoliciesPerCheck)
-    return tollgate::fail(
-        Errc::invalid_arg,
-        "policies: expected 1 to 16 policies, got " + std::to_string(n));
+    return tollgate::fail(Errc::invalid_arg,
+                          "policies: expected 1 to " +
+                              std::to_string(RL_MAX_POLICIES) +
+                              " policies, got " + std::to_string(n));
   if (in == nullptr)
     return tollgate::fail(Errc::invalid_arg, "policies: NULL array");
   const uint32_t version = in[0].version;
@@ -277,6 +279,36 @@ const char *rl_strerror(int code) {
       return "no more entries";
     default:
       return "unknown error code";
+  }
+}
+
+const char *rl_error_name(int code) {
+  switch (code) {
+#define TOLLGATE_NAME(c) \
+  case c:                \
+    return #c;
+    TOLLGATE_NAME(RL_OK)
+    TOLLGATE_NAME(RL_E_INVALID_ARG)
+    TOLLGATE_NAME(RL_E_KEY_INVALID)
+    TOLLGATE_NAME(RL_E_KEY_TOO_LONG)
+    TOLLGATE_NAME(RL_E_POLICY)
+    TOLLGATE_NAME(RL_E_OVERFLOW)
+    TOLLGATE_NAME(RL_E_VERSION)
+    TOLLGATE_NAME(RL_E_NOMEM)
+    TOLLGATE_NAME(RL_E_URL)
+    TOLLGATE_NAME(RL_E_UNSUPPORTED)
+    TOLLGATE_NAME(RL_E_INTERNAL)
+    TOLLGATE_NAME(RL_E_CONNECT)
+    TOLLGATE_NAME(RL_E_TIMEOUT)
+    TOLLGATE_NAME(RL_E_AUTH)
+    TOLLGATE_NAME(RL_E_TLS)
+    TOLLGATE_NAME(RL_E_PROTOCOL)
+    TOLLGATE_NAME(RL_E_STORE)
+    TOLLGATE_NAME(RL_E_CLOSED)
+    TOLLGATE_NAME(RL_E_DONE)
+#undef TOLLGATE_NAME
+    default:
+      return nullptr;
   }
 }
 

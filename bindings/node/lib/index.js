@@ -50,7 +50,8 @@ const SOURCE_CODES = new Map(SOURCES.map((s, i) => [s, i]));
 // The synchronous check writes its decision here (allowed, limit, remaining,
 // resetAfter, retryAfter, source, policyIndex); multi-policy ids go in IDS.
 const OUT = new Float64Array(7);
-const IDS = new Int32Array(16);
+const MAX_POLICIES = native.maxPolicies; // RL_MAX_POLICIES
+const IDS = new Int32Array(MAX_POLICIES);
 // The synchronous check's numeric arguments (handle, policy id, cost): typed
 // array stores are cheaper than napi reads of three more arguments.
 const IN = new Float64Array(3);
@@ -349,12 +350,12 @@ function asPolicy(p) {
   return plainCache.get(p).policy;
 }
 
-// One policy -> its id; an array of 1..16 -> -n with the ids in IDS.
+// One policy -> its id; an array of 1..MAX_POLICIES -> -n with the ids in IDS.
 function policyArg(p) {
   if (!Array.isArray(p)) return policyId(p, 'policy');
   const n = p.length;
-  if (n < 1 || n > 16)
-    throw new InvalidArgumentError(`policies: expected 1 to 16 policies, got ${n}`, 'RL_E_INVALID_ARG');
+  if (n < 1 || n > MAX_POLICIES)
+    throw new InvalidArgumentError(`policies: expected 1 to ${MAX_POLICIES} policies, got ${n}`, 'RL_E_INVALID_ARG');
   if (n === 1) return policyId(p[0], 'policies[0]');
   for (let i = 0; i < n; ++i) IDS[i] = policyId(p[i], `policies[${i}]`);
   return -n;

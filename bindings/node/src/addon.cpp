@@ -42,7 +42,7 @@
 
 namespace {
 
-constexpr size_t kMaxPolicies = 16;
+constexpr size_t kMaxPolicies = RL_MAX_POLICIES;
 constexpr int kDoneSlots = 8;  // slot, then the kOutSlots values
 constexpr int kOutSlots = 7;   // allowed, limit, remaining, reset, retry,
                                // source, policy_index
@@ -250,7 +250,9 @@ size_t gather_policies(Napi::Env env, Addon &a, int32_t pid,
   }
   const size_t n = static_cast<size_t>(-static_cast<int64_t>(pid));
   if (n > kMaxPolicies || a.ids == nullptr)
-    throw_code(env, RL_E_INVALID_ARG, "policies: expected 1 to 16 policies");
+    throw_code(env, RL_E_INVALID_ARG,
+               "policies: expected 1 to " + std::to_string(kMaxPolicies) +
+                   " policies");
   for (size_t i = 0; i < n; ++i) {
     const int32_t id = a.ids[i];
     if (id < 0 || static_cast<size_t>(id) >= table)
@@ -1354,26 +1356,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("testing", false);
 #endif
   Napi::Object codes = Napi::Object::New(env);
-  const std::pair<const char *, int> kCodes[] = {
-      {"RL_E_INVALID_ARG", RL_E_INVALID_ARG},
-      {"RL_E_KEY_INVALID", RL_E_KEY_INVALID},
-      {"RL_E_KEY_TOO_LONG", RL_E_KEY_TOO_LONG},
-      {"RL_E_POLICY", RL_E_POLICY},
-      {"RL_E_OVERFLOW", RL_E_OVERFLOW},
-      {"RL_E_VERSION", RL_E_VERSION},
-      {"RL_E_NOMEM", RL_E_NOMEM},
-      {"RL_E_URL", RL_E_URL},
-      {"RL_E_UNSUPPORTED", RL_E_UNSUPPORTED},
-      {"RL_E_INTERNAL", RL_E_INTERNAL},
-      {"RL_E_CONNECT", RL_E_CONNECT},
-      {"RL_E_TIMEOUT", RL_E_TIMEOUT},
-      {"RL_E_AUTH", RL_E_AUTH},
-      {"RL_E_TLS", RL_E_TLS},
-      {"RL_E_PROTOCOL", RL_E_PROTOCOL},
-      {"RL_E_STORE", RL_E_STORE},
-      {"RL_E_CLOSED", RL_E_CLOSED},
-      {"RL_E_DONE", RL_E_DONE}};
-  for (const auto &c : kCodes) codes.Set(c.first, c.second);
+  // Every code the library knows, by its own names (RL_OK down to the
+  // first code rl_error_name does not know).
+  for (int c = -1; rl_error_name(c) != nullptr; --c)
+    codes.Set(rl_error_name(c), c);
+  exports.Set("maxPolicies", RL_MAX_POLICIES);
   exports.Set("codes", codes);
   Napi::Object fm = Napi::Object::New(env);
   fm.Set("open", RL_FAIL_OPEN);

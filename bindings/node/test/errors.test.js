@@ -45,3 +45,14 @@ test('CODES: the RL_E_* numbers of tollgate.h', () => {
   });
   for (const [name, n] of Object.entries(CODES)) assert.equal(makeError(n, 'x').code, name);
 });
+
+test('CODES matches the codes the C library names (rl_error_name), and RL_MAX_POLICIES', () => {
+  const path = require('node:path');
+  const addon = require('../lib/native').loadNative(path.join(__dirname, '..'));
+  assert.deepEqual({ ...addon.codes }, { ...CODES });
+  assert.equal(addon.maxPolicies, 16);
+  const limiter = new tollgate.Limiter();
+  const p = { limit: 5, period: '1s' };
+  assert.throws(() => limiter.checkSync('k', Array(17).fill(p)), { code: 'RL_E_INVALID_ARG', message: /expected 1 to 16 policies, got 17/ });
+  limiter.close();
+});

@@ -833,7 +833,7 @@ void async_complete(int status, const rl_decision *d, void *user) {
 // The key's bytes are borrowed from args[0].
 struct CheckArgs {
   KeyView key;
-  rl_policy policies[16];
+  rl_policy policies[RL_MAX_POLICIES];
   size_t n = 0;
   int64_t cost = 1;
 };
@@ -847,9 +847,10 @@ void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
   if (n == 0)
     raise_type_error(name +
                      "() needs at least one tollgate.Policy after the key");
-  if (n > 16)
-    raise_code(RL_E_INVALID_ARG,
-               "policies: expected 1 to 16 policies, got " + std::to_string(n));
+  if (n > RL_MAX_POLICIES)
+    raise_code(RL_E_INVALID_ARG, "policies: expected 1 to " +
+                                     std::to_string(RL_MAX_POLICIES) +
+                                     " policies, got " + std::to_string(n));
   for (size_t i = 0; i < n; ++i) {
     const Policy *p = policy_of(args[i + 1]);
     if (p == nullptr && Py_TYPE(args[i + 1]) == g_policy_type)
@@ -1558,25 +1559,12 @@ PYBIND11_MODULE(_native, m) {
   m.attr("VERSION_NUMBER") = rl_version_number();
   m.attr("HEADER_VERSION_NUMBER") = static_cast<unsigned>(RL_VERSION_NUMBER);
   py::dict codes;
-  codes["RL_E_INVALID_ARG"] = RL_E_INVALID_ARG;
-  codes["RL_E_KEY_INVALID"] = RL_E_KEY_INVALID;
-  codes["RL_E_KEY_TOO_LONG"] = RL_E_KEY_TOO_LONG;
-  codes["RL_E_POLICY"] = RL_E_POLICY;
-  codes["RL_E_OVERFLOW"] = RL_E_OVERFLOW;
-  codes["RL_E_VERSION"] = RL_E_VERSION;
-  codes["RL_E_NOMEM"] = RL_E_NOMEM;
-  codes["RL_E_URL"] = RL_E_URL;
-  codes["RL_E_UNSUPPORTED"] = RL_E_UNSUPPORTED;
-  codes["RL_E_INTERNAL"] = RL_E_INTERNAL;
-  codes["RL_E_CONNECT"] = RL_E_CONNECT;
-  codes["RL_E_TIMEOUT"] = RL_E_TIMEOUT;
-  codes["RL_E_AUTH"] = RL_E_AUTH;
-  codes["RL_E_TLS"] = RL_E_TLS;
-  codes["RL_E_PROTOCOL"] = RL_E_PROTOCOL;
-  codes["RL_E_STORE"] = RL_E_STORE;
-  codes["RL_E_CLOSED"] = RL_E_CLOSED;
-  codes["RL_E_DONE"] = RL_E_DONE;
+  // Every code the library knows, by its own names (RL_OK down to the
+  // first code rl_error_name does not know).
+  for (int c = -1; rl_error_name(c) != nullptr; --c)
+    codes[rl_error_name(c)] = c;
   m.attr("ERROR_CODES") = codes;
+  m.attr("MAX_POLICIES") = RL_MAX_POLICIES;
   py::dict modes;
   modes["open"] = RL_FAIL_OPEN;
   modes["closed"] = RL_FAIL_CLOSED;

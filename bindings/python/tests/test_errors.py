@@ -260,3 +260,18 @@ def test_clock_with_redis_is_unsupported_in_release_builds():
 def test_version():
     assert tollgate.LIBRARY_VERSION == "0.1.0"
     assert tollgate.__version__ == "0.1.0"
+
+
+def test_error_codes_come_from_the_library() -> None:
+    from tollgate import _native
+
+    # rl_error_name names every code from -1 down to RL_E_DONE, as tollgate.h.
+    names = ["INVALID_ARG", "KEY_INVALID", "KEY_TOO_LONG", "POLICY", "OVERFLOW", "VERSION",
+             "NOMEM", "URL", "UNSUPPORTED", "INTERNAL", "CONNECT", "TIMEOUT", "AUTH", "TLS",
+             "PROTOCOL", "STORE", "CLOSED", "DONE"]
+    assert _native.ERROR_CODES == {"RL_E_" + n: -(i + 1) for i, n in enumerate(names)}
+    assert _native.MAX_POLICIES == 16
+    limiter = tollgate.Limiter()
+    policies = [tollgate.Policy(5, "1s")] * 17
+    with pytest.raises(tollgate.InvalidArgument, match="expected 1 to 16 policies, got 17"):
+        limiter.check("k", *policies)

@@ -57,6 +57,7 @@ VERSION: str
 VERSION_NUMBER: int
 HEADER_VERSION_NUMBER: int
 ERROR_CODES: Dict[str, int]
+MAX_POLICIES: int
 FAILURE_MODES: Dict[str, int]
 
 def strerror(code: int) -> str: ...
