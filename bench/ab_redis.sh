@@ -4,7 +4,7 @@
 # code before it in the same run (this machine's load moves the absolute
 # figures; alternating A B A B ... spreads it over both):
 #   bench/ab_redis.sh <bench A> <bench B> [rounds] [seconds per figure]
-# docs/benchmarks.md shows how the two builds were made.
+# bench/NOTES.md, "The transport split", shows how the two builds were made.
 set -euo pipefail
 AB_A=$1 AB_B=$2 AB_ROUNDS=${3:-3} AB_SECS=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)

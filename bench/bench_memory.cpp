@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -180,6 +181,20 @@ std::string clocksource() {
   std::string s = buf;
   while (!s.empty() && s.back() == '\n') s.pop_back();
   return s.empty() ? "unknown" : s;
+}
+
+#if defined(__clang__)
+constexpr const char *kCompiler = "clang " __clang_version__;
+#elif defined(__GNUC__)
+constexpr const char *kCompiler = "GCC " __VERSION__;
+#else
+constexpr const char *kCompiler = "unknown";
+#endif
+
+std::string kernel_release() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  return std::string(u.sysname) + " " + u.release;
 }
 
 // The 1-minute load average: other work on the machine skews every figure.
@@ -378,7 +393,15 @@ struct Throughput {
   double ops_per_s = 0;
   uint64_t ops = 0;
   uint64_t allowed = 0;
+  double cpu_ns = 0;  // CPU time of the workers while timed, all threads
 };
+
+// CPU time of the calling thread, in nanoseconds.
+double thread_cpu_ns() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<double>(ts.tv_sec) * 1e9 + static_cast<double>(ts.tv_nsec);
+}
 
 // Runs `threads` workers for `seconds`. body(t, pos, allowed) performs exactly
 // kChunk operations for worker t and returns; the deadline is checked between
@@ -395,6 +418,7 @@ Throughput run_threads(
   std::atomic<int64_t> start{0};
   std::vector<uint64_t> ops(static_cast<size_t>(threads)), allowed(ops.size());
   std::vector<int64_t> end(ops.size());
+  std::vector<double> cpu(ops.size());
   std::vector<std::thread> ws;
   for (int t = 0; t < threads; ++t) {
     ws.emplace_back([&, t] {
@@ -414,11 +438,13 @@ Throughput run_threads(
       }
       const int64_t deadline =
           start.load() + static_cast<int64_t>(seconds * 1e9);
+      const double cpu0 = thread_cpu_ns();
       int64_t now;
       do {
         body(t, pos, ok);
         n += kChunk;
       } while ((now = now_ns()) < deadline);
+      cpu[static_cast<size_t>(t)] = thread_cpu_ns() - cpu0;
       ops[static_cast<size_t>(t)] = n;
       allowed[static_cast<size_t>(t)] = ok;
       end[static_cast<size_t>(t)] = now;
@@ -433,6 +459,7 @@ Throughput run_threads(
   for (size_t t = 0; t < ops.size(); ++t) {
     r.ops += ops[t];
     r.allowed += allowed[t];
+    r.cpu_ns += cpu[t];
     last = std::max(last, end[t]);
   }
   r.ops_per_s = static_cast<double>(r.ops) /
@@ -444,6 +471,7 @@ Throughput run_threads(
 struct Stat {
   double ops_per_s = 0, min = 0, max = 0;
   uint64_t ops = 0, allowed = 0;
+  double cpu_ns_per_call = 0;  // of the median run
 };
 
 Stat summarize(std::vector<Throughput> v) {
@@ -455,6 +483,7 @@ Stat summarize(std::vector<Throughput> v) {
   s.ops_per_s = m.ops_per_s;
   s.ops = m.ops;
   s.allowed = m.allowed;
+  s.cpu_ns_per_call = m.ops ? m.cpu_ns / static_cast<double>(m.ops) : 0;
   s.min = v.front().ops_per_s;
   s.max = v.back().ops_per_s;
   return s;
@@ -847,12 +876,12 @@ int main(int argc, char **argv) {
     std::printf("{\n  \"tollgate_version\": \"%s\",\n", rl_version_string());
     std::printf(
         "  \"machine\": {\"nproc\": %u, \"cpus_usable\": %zu, \"cpu_model\": "
-        "\"%s\", "
+        "\"%s\", \"kernel\": \"%s\", \"compiler\": \"%s\", "
         "\"clocksource\": \"%s\", \"memory_latency_ns\": %.1f, "
         "\"loadavg_start\": %.2f, \"loadavg_end\": %.2f, "
         "\"other_processes_cpu_pct\": %.1f, \"steal_pct\": %.1f},\n",
-        ncpu, cpus.size(), model.c_str(), csrc.c_str(), dram_ns, load_start,
-        load_end, others_pct, steal_pct);
+        ncpu, cpus.size(), model.c_str(), kernel_release().c_str(), kCompiler,
+        csrc.c_str(), dram_ns, load_start, load_end, others_pct, steal_pct);
     std::printf("  \"config\": {\"keys\": %" PRIu64
                 ", \"key_len\": %zu, \"max_keys\": %" PRIu64
                 ", \"shards\": %u, \"duration_s\": %.3f, \"reps\": %d, "
@@ -866,13 +895,22 @@ int main(int argc, char **argv) {
           "    {\"name\": \"%s\", \"t1\": %.0f, \"t1_min\": %.0f, \"t1_max\": "
           "%.0f, \"t2\": %.0f, "
           "\"t2_min\": %.0f, \"t2_max\": %.0f, \"t2_over_t1\": %.3f, "
-          "\"t1_allowed_fraction\": %.6f}%s\n",
+          "\"t1_allowed_fraction\": %.6f, \"t1_cpu_ns_per_call\": %.1f, "
+          "\"t2_cpu_ns_per_call\": %.1f}%s\n",
           r.name, r.t1.ops_per_s, r.t1.min, r.t1.max, r.t2.ops_per_s, r.t2.min,
           r.t2.max, r.t2.ops_per_s / r.t1.ops_per_s, frac_allowed(r.t1),
+          r.t1.cpu_ns_per_call, r.t2.cpu_ns_per_call,
           i + 1 < std::size(rows) ? "," : "");
     }
     std::printf(
-        "  ],\n  \"insert_checks_per_s\": {\"allowed\": %.0f, \"denied\": "
+        "  ],\n  \"tollgate_over_baseline\": {\"hot_key_t1\": %.3f, "
+        "\"hot_key_t2\": %.3f, \"keys_t1\": %.3f, \"keys_t2\": %.3f},\n",
+        hot_allow.t1.ops_per_s / base_hot.t1.ops_per_s,
+        hot_allow.t2.ops_per_s / base_hot.t2.ops_per_s,
+        keys_allow.t1.ops_per_s / base_keys.t1.ops_per_s,
+        keys_allow.t2.ops_per_s / base_keys.t2.ops_per_s);
+    std::printf(
+        "  \"insert_checks_per_s\": {\"allowed\": %.0f, \"denied\": "
         "%.0f},\n",
         insert_allow_ops, insert_deny_ops);
     std::printf(

@@ -2,15 +2,17 @@
 // process on the same Redis: a plain blocking client (one command per round
 // trip, like most client libraries) and a hand-pipelined raw client.
 //
-//   tollgate-bench-redis redis://127.0.0.1:PORT [seconds per figure]
+//   tollgate-bench-redis [--json] redis://127.0.0.1:PORT [seconds per figure]
 //
 // (tests/with_redis.sh starts a throwaway redis-server: see
-// docs/benchmarks.md.) It prints a table; it never fails on speed.
+// docs/benchmarks.md.) It prints a table, or JSON with --json (the input of
+// bench/plot.py); it never fails on speed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -94,6 +96,33 @@ struct RawClient {
   }
 };
 
+// redis-server's own CPU time (INFO cpu: used_cpu_user + used_cpu_sys), in
+// microseconds, read over a connection of its own so no figure pays for it.
+double server_cpu_us(RawClient &c) {
+  const std::string cmd = "*2\r\n$4\r\nINFO\r\n$3\r\ncpu\r\n";
+  c.send_all(cmd);
+  // The reply is one bulk string: "$<len>\r\n<len bytes>\r\n".
+  size_t eol;
+  while ((eol = c.buf.find("\r\n")) == std::string::npos ||
+         c.buf.size() <
+             eol + 2 + std::strtoul(c.buf.c_str() + 1, nullptr, 10) + 2) {
+    char tmp[4096];
+    const ssize_t n = ::recv(c.fd, tmp, sizeof tmp, 0);
+    if (n <= 0) std::exit(1);
+    c.buf.append(tmp, static_cast<size_t>(n));
+  }
+  const size_t len = std::strtoul(c.buf.c_str() + 1, nullptr, 10);
+  const std::string body = c.buf.substr(eol + 2, len);
+  c.buf.erase(0, eol + 2 + len + 2);
+  double total = 0;
+  for (const char *field : {"used_cpu_sys:", "used_cpu_user:"}) {
+    const size_t at = body.find(field);
+    if (at != std::string::npos)
+      total += std::atof(body.c_str() + at + std::strlen(field));
+  }
+  return total * 1e6;
+}
+
 std::string resp(const std::vector<std::string> &args) {
   std::string s;
   s.append("*").append(std::to_string(args.size())).append("\r\n");
@@ -135,13 +164,38 @@ double load_average() {
 struct Stats {
   double per_sec;
   double p50_us, p99_us;
-  double cpu_us;  // process CPU per check
+  double cpu_us;             // process CPU per check
+  double server_cpu_us = 0;  // redis-server CPU per check
 };
 
 Stats percentiles(std::vector<double> &us, double secs, double cpu) {
   std::sort(us.begin(), us.end());
   return {us.size() / secs, us[us.size() / 2], us[us.size() * 99 / 100],
           cpu / us.size()};
+}
+
+std::string cpu_model() {
+  std::string model = "unknown";
+  if (FILE *f = std::fopen("/proc/cpuinfo", "r")) {
+    char line[512];
+    while (std::fgets(line, sizeof line, f)) {
+      if (std::strncmp(line, "model name", 10) != 0) continue;
+      if (const char *p = std::strchr(line, ':')) {
+        model = p + 1;
+        model.erase(0, model.find_first_not_of(" \t"));
+        model.erase(model.find_last_not_of(" \n") + 1);
+      }
+      break;
+    }
+    std::fclose(f);
+  }
+  return model;
+}
+
+std::string kernel_release() {
+  utsname u{};
+  if (uname(&u) != 0) return "unknown";
+  return std::string(u.sysname) + " " + u.release;
 }
 
 uint16_t port_of(const std::string &url) {
@@ -152,13 +206,24 @@ uint16_t port_of(const std::string &url) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 2) {
-    std::fprintf(stderr, "usage: %s redis://127.0.0.1:PORT [seconds]\n",
+  bool json = false;
+  std::vector<std::string> pos;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0)
+      json = true;
+    else
+      pos.emplace_back(argv[i]);
+  }
+  if (pos.empty()) {
+    std::fprintf(stderr,
+                 "usage: %s [--json] redis://127.0.0.1:PORT [seconds]\n",
                  argv[0]);
     return 2;
   }
-  const std::string url = argv[1];
-  const double secs = argc > 2 ? std::atof(argv[2]) : 2.0;
+  const std::string url = pos[0];
+  const double secs = pos.size() > 1 ? std::atof(pos[1].c_str()) : 2.0;
+  RawClient info(port_of(url));
+  double s0 = 0;  // redis-server CPU at the start of a figure
   rl_options o = RL_OPTIONS_INIT;
   o.url = url.c_str();
   o.failure_mode = RL_FAIL_ERROR;
@@ -183,6 +248,7 @@ int main(int argc, char **argv) {
   const double load_before = load_average();
   // 1. Sequential, one call after another.
   std::vector<double> lat;
+  s0 = server_cpu_us(info);
   double c0 = cpu_us();
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
@@ -194,7 +260,8 @@ int main(int argc, char **argv) {
       return 1;
     lat.push_back(seconds_since(s) * 1e6);
   }
-  const Stats seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
+  Stats seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
+  seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
 
   // 2. 64 checks in flight from one thread (rl_check_async).
   struct Window {
@@ -211,6 +278,7 @@ int main(int argc, char **argv) {
     if (status != RL_OK) ++win->errors;
     win->cv.notify_one();
   };
+  s0 = server_cpu_us(info);
   c0 = cpu_us();
   t0 = Clock::now();
   long issued = 0;
@@ -231,11 +299,13 @@ int main(int argc, char **argv) {
   }
   const double async_rate = w.done / seconds_since(t0);
   const double async_cpu = (cpu_us() - c0) / w.done;
+  const double async_server = (server_cpu_us(info) - s0) / w.done;
 
   // 3. 8 threads calling the blocking rl_check at once (auto-pipelining).
   std::atomic<long> threaded{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
+  s0 = server_cpu_us(info);
   c0 = cpu_us();
   t0 = Clock::now();
   for (int t = 0; t < 8; ++t)
@@ -254,6 +324,7 @@ int main(int argc, char **argv) {
   for (auto &th : threads) th.join();
   const double threaded_rate = threaded / seconds_since(t0);
   const double threaded_cpu = (cpu_us() - c0) / threaded.load();
+  const double threaded_server = (server_cpu_us(info) - s0) / threaded.load();
 
   // Baselines on the same server: a blocking client, one EVALSHA per round
   // trip, and the same client pipelining 64 at a time.
@@ -269,6 +340,7 @@ int main(int argc, char **argv) {
   const std::string sha = raw.buf.substr(raw.buf.find("\r\n") + 2, 40);
   raw.buf.clear();
   lat.clear();
+  s0 = server_cpu_us(info);
   c0 = cpu_us();
   t0 = Clock::now();
   while (seconds_since(t0) < secs) {
@@ -279,7 +351,9 @@ int main(int argc, char **argv) {
     raw.read_replies(1);
     lat.push_back(seconds_since(s) * 1e6);
   }
-  const Stats raw_seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
+  Stats raw_seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
+  raw_seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
+  s0 = server_cpu_us(info);
   c0 = cpu_us();
   t0 = Clock::now();
   long raw_done = 0;
@@ -294,13 +368,64 @@ int main(int argc, char **argv) {
   }
   const double raw_pipe_rate = raw_done / seconds_since(t0);
   const double raw_pipe_cpu = (cpu_us() - c0) / raw_done;
+  const double raw_pipe_server = (server_cpu_us(info) - s0) / raw_done;
+  const double load_after = load_average();
 
   rl_health_info h = RL_HEALTH_INIT;
   rl_health(lim, &h);
+  if (json) {
+    std::printf("{\n  \"bench\": \"redis\",\n  \"tollgate_version\": \"%s\",\n",
+                rl_version_string());
+    std::printf("  \"redis_version\": \"%s\",\n", h.server_version);
+    std::printf(
+        "  \"machine\": {\"nproc\": %u, \"cpu_model\": \"%s\", \"kernel\": "
+        "\"%s\", \"loadavg_start\": %.2f, \"loadavg_end\": %.2f},\n",
+        std::thread::hardware_concurrency(), cpu_model().c_str(),
+        kernel_release().c_str(), load_before, load_after);
+    std::printf("  \"seconds_per_figure\": %.2f,\n  \"errors\": %ld,\n", secs,
+                w.errors);
+    struct JRow {
+      const char *id, *name;
+      double rate, p50, p99, cpu, server;
+    };
+    const JRow rows[] = {
+        {"seq", "tollgate rl_check, sequential, 1 thread", seq.per_sec,
+         seq.p50_us, seq.p99_us, seq.cpu_us, seq.server_cpu_us},
+        {"raw_seq", "baseline: blocking client, EVALSHA per round trip",
+         raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us, raw_seq.cpu_us,
+         raw_seq.server_cpu_us},
+        {"async64", "tollgate rl_check_async, 64 in flight, 1 thread",
+         async_rate, -1, -1, async_cpu, async_server},
+        {"threads8", "tollgate rl_check, 8 threads (auto-pipelined)",
+         threaded_rate, -1, -1, threaded_cpu, threaded_server},
+        {"raw_pipe64", "baseline: raw client pipelining 64 EVALSHA",
+         raw_pipe_rate, -1, -1, raw_pipe_cpu, raw_pipe_server},
+    };
+    std::printf("  \"rows\": [\n");
+    for (size_t i = 0; i < std::size(rows); ++i) {
+      const JRow &r = rows[i];
+      std::printf(
+          "    {\"id\": \"%s\", \"name\": \"%s\", \"checks_per_s\": %.0f", r.id,
+          r.name, r.rate);
+      if (r.p50 >= 0)
+        std::printf(", \"p50_us\": %.1f, \"p99_us\": %.1f", r.p50, r.p99);
+      std::printf(
+          ", \"cpu_us_per_check\": %.2f, \"server_cpu_us_per_check\": "
+          "%.2f}%s\n",
+          r.cpu, r.server, i + 1 < std::size(rows) ? "," : "");
+    }
+    std::printf(
+        "  ],\n  \"ratios\": {\"seq_p50_over_blocking\": %.3f, "
+        "\"async64_over_seq\": %.3f, \"async64_over_raw_pipe64\": %.3f}\n}\n",
+        seq.p50_us / raw_seq.p50_us, async_rate / seq.per_sec,
+        async_rate / raw_pipe_rate);
+    rl_destroy(lim);
+    return 0;
+  }
   std::printf("tollgate-bench-redis (%s, Redis %s, %.1f s per figure)\n",
               rl_version_string(), h.server_version, secs);
   std::printf("load average (1 min): %.2f before, %.2f after\n", load_before,
-              load_average());
+              load_after);
   std::printf("%-52s %10s %8s %8s %11s\n", "", "checks/s", "p50 us", "p99 us",
               "CPU us/chk");
   std::printf("%-52s %10.0f %8.1f %8.1f %11.2f\n",

@@ -329,7 +329,14 @@ async function versions(a) {
 async function main() {
   const a = parseArgs(process.argv);
   const groups = buildGroups(a);
-  const out = { args: a, versions: await versions(a), groups: [] };
+  const cpus = os.cpus();
+  const machine = {
+    nproc: cpus.length,
+    cpu_model: cpus[0] ? cpus[0].model.trim() : 'unknown',
+    kernel: `${os.type()} ${os.release()}`,
+    loadavg_start: os.loadavg()[0],
+  };
+  const out = { bench: 'node', args: a, versions: await versions(a), machine, groups: [] };
   if (!a.json) {
     console.log(`tollgate Node benchmark: ${JSON.stringify(out.versions)}`);
     console.log(`median of ${a.reps} interleaved repetitions of ${a.seconds} s${global.gc ? '' : ' (run with --expose-gc for a GC before each loop)'}`);
@@ -403,6 +410,7 @@ async function main() {
     }
   }
   out.ratios = ratios;
+  machine.loadavg_end = os.loadavg()[0];
   if (a.json) console.log(JSON.stringify(out, null, 2));
   else {
     console.log('\n## ratios (target)');

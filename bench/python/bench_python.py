@@ -37,6 +37,15 @@ from itertools import cycle
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 clock = time.perf_counter
+cpu_clock = time.process_time  # this process, every thread (tollgate's I/O thread too)
+
+
+def _no_server_cpu() -> float:
+    return 0.0
+
+
+# redis-server's own CPU seconds (INFO cpu); set by main() when there is one.
+server_cpu: Callable[[], float] = _no_server_cpu
 
 BIG = 10**9  # the "never denied" limit, per hour
 
@@ -130,10 +139,13 @@ def run_sync(case: Case, rep: int, keys: List[str], seconds: float, latency: boo
         warm([keys], 0.0, clock)  # one full pass: creates every key (and, in a denied row, uses its one unit)
         loop = _compile(_LATENCY_LOOP if latency else _SYNC_LOOP, expr, ns, "loop")
         gc.collect()
+        r0, c0 = server_cpu(), cpu_clock()
         n, denied, elapsed, lat = loop(_chunks(keys), seconds, clock)
+        c1, r1 = cpu_clock(), server_cpu()
     finally:
         close()
-    out = {"rate": n / elapsed, "calls": n, "denied_share": denied / n}
+    out = {"rate": n / elapsed, "calls": n, "denied_share": denied / n,
+           "cpu_us": (c1 - c0) * 1e6 / n, "redis_cpu_us": (r1 - r0) * 1e6 / n}
     if lat:
         lat.sort()
         out["p50_us"] = lat[len(lat) // 2] * 1e6
@@ -151,17 +163,20 @@ def run_async(case: Case, rep: int, keys: List[str], seconds: float, concurrency
             # Warm-up: every key once, all tasks in flight (untimed).
             await asyncio.gather(*(worker(p, float("inf"), clock) for p in parts))
             gc.collect()
+            r0, c0 = server_cpu(), cpu_clock()
             start = clock()
             end = start + seconds
             res = await asyncio.gather(*(worker(cycle(p), end, clock) for p in parts))
             elapsed = clock() - start
+            c1, r1 = cpu_clock(), server_cpu()
         finally:
             r = close()
             if asyncio.iscoroutine(r):
                 await r
         n = sum(r[0] for r in res)
         denied = sum(r[1] for r in res)
-        return {"rate": n / elapsed, "calls": n, "denied_share": denied / n}
+        return {"rate": n / elapsed, "calls": n, "denied_share": denied / n,
+                "cpu_us": (c1 - c0) * 1e6 / n, "redis_cpu_us": (r1 - r0) * 1e6 / n}
 
     return asyncio.run(main())
 
@@ -481,6 +496,10 @@ def main() -> int:
     redis_keys = ["user:%d" % (1000000 + i) for i in range(args.redis_keys)]
     noise = Noise(args.redis)
     noise_by_group: Dict[str, Dict[str, float]] = {}
+    global server_cpu
+    if args.redis:
+        server_cpu = noise._redis_cpu
+    load_start = os.getloadavg()[0]
 
     for gname, cases in groups.items():
         noise.start()
@@ -504,6 +523,10 @@ def main() -> int:
         noise_by_group[gname] = noise.stop()
 
     result = build_result(groups, noise_by_group, args)
+    result["machine"]["loadavg_start"] = load_start
+    result["machine"]["loadavg_end"] = os.getloadavg()[0]
+    if args.redis:
+        result["versions"]["redis-server"] = noise._client.info("server")["redis_version"]
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -526,6 +549,8 @@ def build_result(groups: Dict[str, List[Case]], noise_by_group: Dict[str, Dict[s
                     denied_share=max(s["denied_share"] for s in c.samples),
                     p50_us=median_of(c.samples, "p50_us"),
                     p99_us=median_of(c.samples, "p99_us"),
+                    cpu_us=median_of(c.samples, "cpu_us"),
+                    redis_cpu_us=median_of(c.samples, "redis_cpu_us"),
                     reps=len(c.samples),
                 )
             if c.error:
@@ -575,7 +600,9 @@ def build_result(groups: Dict[str, List[Case]], noise_by_group: Dict[str, Dict[s
 
     return {
         "versions": versions(),
-        "machine": {"nproc": os.cpu_count(), "cpu": _cpu_model(), "platform": platform.platform()},
+        "bench": "python",
+        "machine": {"nproc": os.cpu_count(), "cpu": _cpu_model(), "platform": platform.platform(),
+                    "kernel": "%s %s" % (platform.system(), platform.release())},
         "settings": {"seconds": args.seconds, "reps": args.reps, "keys": args.keys,
                      "redis_keys": args.redis_keys, "concurrency": args.concurrency},
         "noise": noise_by_group,
