@@ -11,22 +11,34 @@
 # needlessly.
 #
 # The generated file defines, in namespace tollgate::redis::detail,
-# kProductionScripts[6] and (PINNED only) kPinnedScripts[6], each in the order
-# gcra, token_bucket, fixed_window, sliding_window, multi, batch; scripts.cpp
-# declares them. tests/redis_scripts_check.py parses the same file.
+# kProductionScripts[7] and (PINNED only) kPinnedScripts[7], each in the order
+# gcra, token_bucket, fixed_window, sliding_window, multi, batch,
+# batch_cluster (the batch script for one cluster node: a first line that
+# lets its keys lie in several slots, the keys in ARGV, each check guarded);
+# scripts.cpp declares them. tests/redis_scripts_check.py parses the same file.
 
 set(_TOLLGATE_LUA_DELIM "tollgate_lua")
 
 function(_tollgate_compose_script out_body lua_dir prelude name)
   set(algorithms gcra token_bucket fixed_window sliding_window)
-  if(name STREQUAL "multi" OR name STREQUAL "batch")
-    set(parts ${prelude} helpers ${algorithms} check ${name})
+  set(body "")
+  if(name STREQUAL "batch_cluster")
+    # The batch script for a Redis Cluster node: its checks' keys lie in
+    # several slots, all served by that node (Redis 7.0+ shebang flag), and
+    # travel in ARGV.
+    set(parts ${prelude} helpers ${algorithms} check batch_cluster_keys batch)
+    set(tail "")
+    set(body "#!lua flags=allow-cross-slot-keys\n")
+  elseif(name STREQUAL "batch")
+    set(parts ${prelude} helpers ${algorithms} check batch_keys batch)
+    set(tail "")
+  elseif(name STREQUAL "multi")
+    set(parts ${prelude} helpers ${algorithms} check multi)
     set(tail "")
   else()
     set(parts ${prelude} helpers ${name} single)
     set(tail "return run_single(${name})\n")
   endif()
-  set(body "")
   foreach(part IN LISTS parts)
     file(READ "${lua_dir}/${part}.lua" text)
     string(REPLACE "\r" "" text "${text}")
@@ -43,10 +55,11 @@ function(_tollgate_compose_script out_body lua_dir prelude name)
   set(${out_body} "${body}" PARENT_SCOPE)
 endfunction()
 
-# Appends the C++ array `array` holding the six scripts with `prelude`.
+# Appends the C++ array `array` holding the seven scripts with `prelude`.
 function(_tollgate_emit_array out_text lua_dir prelude array)
-  set(text "extern const Script ${array}[6];\nconst Script ${array}[6] = {\n")
-  foreach(name gcra token_bucket fixed_window sliding_window multi batch)
+  set(text "extern const Script ${array}[7];\nconst Script ${array}[7] = {\n")
+  foreach(name gcra token_bucket fixed_window sliding_window multi batch
+               batch_cluster)
     _tollgate_compose_script(body "${lua_dir}" ${prelude} ${name})
     string(SHA1 sha "${body}")
     string(APPEND text
@@ -61,7 +74,8 @@ endfunction()
 function(tollgate_embed_scripts)
   cmake_parse_arguments(ARG "" "OUTPUT;LUA_DIR;PINNED" "" ${ARGN})
   set(parts prelude_production prelude_pinned helpers gcra token_bucket
-            fixed_window sliding_window single check multi batch)
+            fixed_window sliding_window single check multi batch batch_keys
+            batch_cluster_keys)
   foreach(part IN LISTS parts)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
                  "${ARG_LUA_DIR}/${part}.lua")

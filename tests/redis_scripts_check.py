@@ -57,7 +57,8 @@ from pathlib import Path
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2, "sliding_window": 3}
 SCRIPT_ORDER = ["gcra", "token_bucket", "fixed_window", "sliding_window", "multi",
-                "batch"]
+                "batch", "batch_cluster"]
+CLUSTER_SHEBANG = b"#!lua flags=allow-cross-slot-keys\n"
 SKIP = 77
 
 
@@ -203,7 +204,7 @@ def parse_embedded(path):
     """The production and (if present) pinned scripts of a generated
     scripts_data.cpp: {name: (body, sha1)} each."""
     text = path.read_text()
-    pinned_at = text.find("kPinnedScripts[6] = {")
+    pinned_at = text.find("kPinnedScripts[7] = {")
     prod, pinned = {}, {}
     for m in ENTRY.finditer(text):
         (pinned if 0 <= pinned_at < m.start() else prod)[m.group(1)] = (
@@ -232,6 +233,11 @@ def load_embedded(build_dir):
     for table, what in ((prod, "production"), (pinned, "pinned")):
         if sorted(table) != sorted(SCRIPT_ORDER):
             raise SystemExit("%s: %s scripts found: %s" % (lib, what, sorted(table)))
+        # The cluster's batch script opens with the flags line that lets its
+        # keys lie in several slots of one node.
+        if not table["batch_cluster"][0].startswith(CLUSTER_SHEBANG):
+            raise SystemExit("%s: %s batch_cluster does not start with %r"
+                             % (lib, what, CLUSTER_SHEBANG))
     return prod, pinned
 
 
@@ -550,14 +556,26 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
     return steps, errors
 
 
-def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
+def send_batch(r, sha, cluster, nkeys, keys, argv):
+    """One call of the batch script, or of the cluster's form (no declared
+    keys; ARGV ends with the keys and their number)."""
+    if cluster:
+        return r.call("EVALSHA", sha["batch_cluster"], 0, *argv, *keys, nkeys)
+    return r.call("EVALSHA", sha["batch"], nkeys, *keys, *argv)
+
+
+def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242,
+               cluster=False):
     """The batch script against the model: each round is ONE call carrying a
     check of every subject (some subjects twice, so a key meets itself
     within a call), at one time for all; every check's outcomes must equal
-    the model's, applied in the call's order."""
+    the model's, applied in the call's order. `cluster`: the same through
+    the cluster's form of the script (here on a standalone server, where
+    every key is local)."""
     ref = load_reference()
     rng = random.Random(seed)
-    subs = random_subjects(ref, rng, subjects, b"tgbatch", [1, 1, 1, 2, 3])
+    tag = b"tgbatchc" if cluster else b"tgbatch"
+    subs = random_subjects(ref, rng, subjects, tag, [1, 1, 1, 2, 3])
     now = rng.randint(0, (1 << 52) - (1 << 50))
     errors, steps = [], 0
     for rnd in range(rounds):
@@ -573,7 +591,7 @@ def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
         keys, argv = batch_call(now, [(c, s["keys"], [d for _, d in s["pols"]])
                                       for s, c in plan])
         try:
-            reply = r.call("EVALSHA", pinned_sha["batch"], len(keys), *keys, *argv)
+            reply = send_batch(r, pinned_sha, cluster, len(keys), keys, argv)
         except RedisError as e:
             errors.append("batch round %d: %s" % (rnd, e))
             break
@@ -603,7 +621,7 @@ def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
                 for (p, _), o in zip(s["pols"], outs):
                     s["model"][p.ident()] = o.state
     # Malformed calls are refused before anything is written.
-    k = redis_key(b"tgbatch:bad:", "b", subs[0]["pols"][0][1])
+    k = redis_key(tag + b":bad:", "b", subs[0]["pols"][0][1])
     d = subs[0]["pols"][0][1]
     pol = [d["alg_id"], d["limit"], d["period_ms"], d["capacity"], d["interval"]]
     for label, nkeys, argv in [
@@ -612,7 +630,7 @@ def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242):
             ("a check cut short", 1, [1, now] + pol + [1, 1, 1, 1, 1]),
             ("unknown algorithm", 1, [1, now, 9] + pol[1:] + [1, 1, 1])]:
         try:
-            r.call("EVALSHA", pinned_sha["batch"], nkeys, *([k] * nkeys), *argv)
+            send_batch(r, pinned_sha, cluster, nkeys, [k] * nkeys, argv)
             errors.append("batch: %s was accepted" % label)
         except RedisError as e:
             if "tollgate" not in str(e):
@@ -744,14 +762,14 @@ def state_expiry(p, state):
 
 
 def check_production_ttls(r, prod_sha):
-    """Every key every production script writes (single, multi and batch
-    script, each algorithm) expires when its state stops mattering, and the
+    """Every key every production script writes (single, multi, batch and
+    batch_cluster script, each algorithm) expires when its state stops mattering, and the
     state holds the server's TIME, in microseconds. Bounds come from TIME
     read around each call, so a slow machine cannot make this fail."""
     errors = []
     pols = [derive({"algorithm": a, "limit": 10, "period_ms": 10000, "burst": 0})
             for a in ALGORITHMS]
-    for entry in ("single", "multi", "batch"):
+    for entry in ("single", "multi", "batch", "batch_cluster"):
         for i, p in enumerate(pols):
             key = redis_key(b"tgcheck:ttl:", "%s-%d" % (entry, i), p)
             r.call("DEL", key)
@@ -764,7 +782,8 @@ def check_production_ttls(r, prod_sha):
                     r.call("EVALSHA", prod_sha["multi"], 1, key, *script_argv(3, 1, [p]))
                 else:
                     keys, argv = batch_call(1, [(3, [key], [p])])
-                    r.call("EVALSHA", prod_sha["batch"], len(keys), *keys, *argv)
+                    send_batch(r, prod_sha, entry == "batch_cluster", len(keys),
+                               keys, argv)
                 t1 = server_now_us(r)
                 state = r.call("GET", key)
                 pttl = r.call("PTTL", key)
@@ -913,15 +932,17 @@ def main():
               % (nsteps, "ok" if not fuzz_errors else "%d problems" % len(fuzz_errors)))
         problems += fuzz_errors
 
-        nsteps, batch_errors = fuzz_batch(r, pinned_sha)
-        print("batch script, random joined calls against the model: %d checks, %s"
-              % (nsteps, "ok" if not batch_errors else "%d problems" % len(batch_errors)))
-        problems += batch_errors
+        for cluster in (False, True):
+            nsteps, batch_errors = fuzz_batch(r, pinned_sha, cluster=cluster)
+            print("%s script, random joined calls against the model: %d checks, %s"
+                  % ("batch_cluster" if cluster else "batch", nsteps,
+                     "ok" if not batch_errors else "%d problems" % len(batch_errors)))
+            problems += batch_errors
 
         prod_errors = check_production(r, prod_sha)
         ttl_errors = check_production_ttls(r, prod_sha)
-        print("production scripts, TTL of every key (single, multi, batch x "
-              "4 algorithms): %s"
+        print("production scripts, TTL of every key (single, multi, batch, "
+              "batch_cluster x 4 algorithms): %s"
               % ("ok" if not ttl_errors else "%d problems" % len(ttl_errors)))
         prod_errors += ttl_errors
         print("production scripts against TIME: %s"

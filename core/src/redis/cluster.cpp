@@ -81,6 +81,17 @@ std::string ClusterTopology::seed_text() const {
 
 // ---- sending ---------------------------------------------------------------
 
+void ClusterTopology::submit(Request r, int slot, bool blocking) {
+  if (r.joiner && slot >= 0) {
+    const int node = owner_[slot].load(std::memory_order_relaxed);
+    if (node >= 0) {
+      send_via(nodes_[node].load()->pipeline, r, blocking);
+      return;
+    }
+  }
+  RoutedTopology::submit(std::move(r), slot, blocking);
+}
+
 void ClusterTopology::submit_to(const std::string &primary, Request r) {
   int node = -1;
   for (size_t i = 0; i < node_count_.load(); ++i)

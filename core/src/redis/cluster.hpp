@@ -28,6 +28,12 @@ class ClusterTopology final : public RoutedTopology {
   ClusterTopology(IoLoop &loop, ConnectionShared &shared);
   ~ClusterTopology() override;
 
+  // A joinable command (a check) whose slot has a known owner goes
+  // straight to that node's pipeline, where checks queued together leave
+  // as one call; its completion sends it again through route() if the
+  // node answers that it did not run it (redis_store.cpp). Anything else
+  // travels as a Call (routed.hpp).
+  void submit(Request r, int slot, bool blocking) override;
   std::vector<std::string> primaries() override;
   void submit_to(const std::string &primary, Request r) override;
   bool clustered() const override { return true; }

@@ -87,6 +87,10 @@ struct CheckCtx {
   const Script *script = nullptr;
   int slot = kAnySlot;  // cluster: the keys' slot
   bool retried = false;
+  // Cluster: sent through the topology's routing (which follows
+  // redirections and waits out failovers), not straight to a node.
+  bool rerouted = false;
+  std::atomic<bool> *cluster_join = nullptr;  // the store's switch
   size_t argc = 0;
   std::string buf;
   uint32_t off[3 + 6 * kMaxPolicies + 1];
@@ -165,8 +169,53 @@ void fail_check(CheckCtx *c, Errc code, std::string message) {
   deliver(c, out);
 }
 
+void on_check_reply(void *ctx, CallResult &&r);
+
+bool starts_with(const std::string &s, std::string_view p) {
+  return s.size() >= p.size() && std::string_view(s).substr(0, p.size()) == p;
+}
+
+// Cluster: a reply that says the command did not run because of where or
+// when it was sent (a redirection, a migration, a failover under way).
+bool cluster_not_run(const std::string &text) {
+  for (std::string_view p : {"MOVED ", "ASK ", "TRYAGAIN", "CLUSTERDOWN",
+                             "READONLY", "MASTERDOWN", "LOADING", "CROSSSLOT"})
+    if (starts_with(text, p)) return true;
+  return false;
+}
+
+// Cluster: a node that cannot run the joined script at all (before Redis
+// 7.0 the flags line does not compile).
+bool cluster_script_refused(const std::string &text) {
+  return text.find("shebang") != std::string::npos ||
+         text.find("compiling script") != std::string::npos;
+}
+
+// Sends a cluster check alone through the topology's routing.
+void resend_alone(CheckCtx *c) {
+  c->rerouted = true;
+  c->transport->submit(c->command("EVALSHA", c->script->sha1), c->deadline,
+                       on_check_reply, c, Transport::Mode::queued, c->slot);
+}
+
+// A cluster check that went straight to its slot's node (alone or
+// joined) and came back unrun: send it again alone, through the
+// topology's routing, which follows the redirection or waits for the
+// cluster within the check's deadline. Once only.
+bool reroute(CheckCtx *c, const CallResult &r) {
+  if (c->slot == kAnySlot || c->rerouted) return false;
+  const bool unrun = r.code == Errc::ok
+                         ? r.reply && r.reply->type == Reply::Type::error &&
+                               cluster_not_run(r.reply->str)
+                         : r.code == Errc::connect || r.code == Errc::protocol;
+  if (!unrun) return false;
+  resend_alone(c);
+  return true;
+}
+
 void on_check_reply(void *ctx, CallResult &&r) {
   auto *c = static_cast<CheckCtx *>(ctx);
+  if (reroute(c, r)) return;
   StoreCheck out;
   out.n = c->n;
   if (r.code != Errc::ok) {
@@ -220,8 +269,11 @@ bool same_policy(const CheckCtx *a, size_t i, const CheckCtx *b, size_t j) {
 // Chooses how many of `parts` (2 or more) one call carries, numbers their
 // distinct policies (`index` gets one entry per policy of each part taken,
 // `distinct` the first part's args of each) and formats the call.
+// `keys_in_argv`: the cluster's form (batch_cluster_keys.lua): no
+// declared keys, ARGV ending with the keys and their number.
 size_t format_batch(std::string_view verb, std::string_view script,
-                    std::span<CheckCtx *const> parts, std::string &out) {
+                    bool keys_in_argv, std::span<CheckCtx *const> parts,
+                    std::string &out) {
   struct Distinct {
     const CheckCtx *c;
     size_t i;
@@ -260,14 +312,19 @@ size_t format_batch(std::string_view verb, std::string_view script,
     check_args += 2 + c->n;
     bytes += c->buf.size();
   }
-  const size_t argc = 3 + keys + 2 + 5 * distinct.size() + check_args;
+  const size_t argc =
+      3 + keys + 2 + 5 * distinct.size() + check_args + (keys_in_argv ? 1 : 0);
   out.reserve(out.size() + bytes + 8 * argc + script.size() + 64);
   append_array_header(out, argc);
   append_bulk(out, verb);
   append_bulk(out, script);
-  put_int(out, keys);
-  for (size_t p = 0; p < taken; ++p)
-    for (size_t i = 0; i < parts[p]->n; ++i) append_bulk(out, parts[p]->key(i));
+  const auto put_keys = [&] {
+    for (size_t p = 0; p < taken; ++p)
+      for (size_t i = 0; i < parts[p]->n; ++i)
+        append_bulk(out, parts[p]->key(i));
+  };
+  put_int(out, keys_in_argv ? 0 : keys);
+  if (!keys_in_argv) put_keys();
   put_int(out, distinct.size());
   append_bulk(out, pinned);
   for (const Distinct &d : distinct)
@@ -280,6 +337,10 @@ size_t format_batch(std::string_view verb, std::string_view script,
     append_bulk(out, c->cost());
     for (size_t i = 0; i < c->n; ++i) put_int(out, index[at++]);
   }
+  if (keys_in_argv) {
+    put_keys();
+    put_int(out, keys);
+  }
   return taken;
 }
 
@@ -287,13 +348,35 @@ size_t format_batch(std::string_view verb, std::string_view script,
 struct BatchCtx {
   Transport *transport;
   const Script *script;
+  bool keys_in_argv;
   std::vector<CheckCtx *> parts;
   int64_t deadline;
   bool retried = false;
 };
 
+// A joined cluster call that came back unrun (or that its node cannot
+// run): every check in it goes again alone; true if so.
+bool reroute_parts(BatchCtx &b, const CallResult &r) {
+  CheckCtx *first = b.parts[0];
+  if (first->slot == kAnySlot) return false;
+  const bool error_reply =
+      r.code == Errc::ok && r.reply->type == Reply::Type::error;
+  const bool refused = error_reply && cluster_script_refused(r.reply->str);
+  if (refused && first->cluster_join) first->cluster_join->store(false);
+  if (!refused) {
+    if (r.code == Errc::ok && !error_reply) return false;
+    // Parts are never marked rerouted before they are joined.
+    if (!(error_reply ? cluster_not_run(r.reply->str)
+                      : r.code == Errc::connect || r.code == Errc::protocol))
+      return false;
+  }
+  for (CheckCtx *c : b.parts) resend_alone(c);
+  return true;
+}
+
 void on_batch_reply(void *ctx, CallResult &&r) {
   std::unique_ptr<BatchCtx> b(static_cast<BatchCtx *>(ctx));
+  if (reroute_parts(*b, r)) return;
   if (r.code != Errc::ok) {
     for (CheckCtx *c : b->parts) fail_check(c, r.code, r.message);
     return;
@@ -304,10 +387,14 @@ void on_batch_reply(void *ctx, CallResult &&r) {
       // As for one check: send the body once with EVAL.
       b->retried = true;
       std::string cmd;
-      format_batch("EVAL", b->script->body, b->parts, cmd);
+      format_batch("EVAL", b->script->body, b->keys_in_argv, b->parts, cmd);
       BatchCtx *again = b.release();
+      // A cluster's joined call goes back to its node: the owner of its
+      // first check's slot (if the map moved meanwhile, the node answers
+      // with a redirection and every check goes again alone).
       again->transport->submit(std::move(cmd), again->deadline, on_batch_reply,
-                               again);
+                               again, Transport::Mode::queued,
+                               again->parts[0]->slot);
       return;
     }
     std::string message;
@@ -328,7 +415,13 @@ void on_batch_reply(void *ctx, CallResult &&r) {
     StoreCheck out;
     out.n = c->n;
     const size_t n = c->n;
-    if (parse_check(reply, off, n, out))
+    const Reply &first = *reply.elements[off];
+    if (b->keys_in_argv && first.type == Reply::Type::integer &&
+        first.integer == -1) {
+      // A cluster node that does not serve this check's slot (any more)
+      // ran the others: this one goes again alone, routed.
+      resend_alone(c);
+    } else if (parse_check(reply, off, n, out))
       deliver(c, out);
     else
       fail_check(c, Errc::protocol,
@@ -339,7 +432,8 @@ void on_batch_reply(void *ctx, CallResult &&r) {
 
 class CheckJoiner final : public Joiner {
  public:
-  explicit CheckJoiner(const Script *batch) : batch_(batch) {}
+  CheckJoiner(const Script *batch, bool keys_in_argv)
+      : batch_(batch), keys_in_argv_(keys_in_argv) {}
 
   void single(void *part, std::string &cmd) const override {
     const auto *c = static_cast<const CheckCtx *>(part);
@@ -350,12 +444,14 @@ class CheckJoiner final : public Joiner {
               void *&ctx) const override {
     auto *b = new BatchCtx{static_cast<CheckCtx *>(parts[0])->transport,
                            batch_,
+                           keys_in_argv_,
                            {},
                            INT64_MAX,
                            false};
     b->parts.reserve(parts.size());
     for (void *p : parts) b->parts.push_back(static_cast<CheckCtx *>(p));
-    const size_t k = format_batch("EVALSHA", batch_->sha1, b->parts, cmd);
+    const size_t k =
+        format_batch("EVALSHA", batch_->sha1, keys_in_argv_, b->parts, cmd);
     b->parts.resize(k);
     for (const CheckCtx *c : b->parts)
       b->deadline = std::min(b->deadline, c->deadline);
@@ -366,11 +462,16 @@ class CheckJoiner final : public Joiner {
 
  private:
   const Script *batch_;
+  bool keys_in_argv_;
 };
 
-const CheckJoiner &joiner_for(bool pinned_clock) {
-  static const CheckJoiner production(batch_script(false));
-  static const CheckJoiner pinned(batch_script(true));
+const CheckJoiner &joiner_for(bool pinned_clock, bool cluster) {
+  static const CheckJoiner production(batch_script(false), false);
+  static const CheckJoiner pinned(batch_script(true), false);
+  static const CheckJoiner cluster_production(cluster_batch_script(false),
+                                              true);
+  static const CheckJoiner cluster_pinned(cluster_batch_script(true), true);
+  if (cluster) return pinned_clock ? cluster_pinned : cluster_production;
   return pinned_clock ? pinned : production;
 }
 
@@ -388,6 +489,8 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
         script_for(static_cast<Algorithm>(a), pinned_clock)->body);
   preload.emplace_back(multi_script(pinned_clock)->body);
   preload.emplace_back(batch_script(pinned_clock)->body);
+  if (settings.topology == TopologyKind::cluster)
+    preload.emplace_back(cluster_batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
   const Errc rc = Transport::create(settings, std::move(preload), transport);
   if (rc != Errc::ok) return rc;
@@ -486,6 +589,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   CheckCtx *c = pool_->take();
   c->pool = pool_.get();
   c->retried = false;
+  c->rerouted = false;
+  c->cluster_join = &cluster_join_;
   c->argc = 0;
   c->buf.clear();
   c->transport = transport_.get();
@@ -514,9 +619,17 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
       at += t.len[v];
     }
   }
-  transport_->submit_joinable(
-      &joiner_for(pinned_), c, deadline_ns, on_check_reply,
-      blocking ? Transport::Mode::blocking : Transport::Mode::queued, c->slot);
+  const auto mode =
+      blocking ? Transport::Mode::blocking : Transport::Mode::queued;
+  if (clustered_ && !cluster_join_.load(std::memory_order_relaxed)) {
+    // Not joined: the topology routes the check alone.
+    c->rerouted = true;
+    transport_->submit(c->command("EVALSHA", script->sha1), deadline_ns,
+                       on_check_reply, c, mode, c->slot);
+    return;
+  }
+  transport_->submit_joinable(&joiner_for(pinned_, clustered_), c, deadline_ns,
+                              on_check_reply, mode, c->slot);
 }
 
 CallResult RedisStore::call(std::vector<std::string_view> argv,

@@ -6,11 +6,11 @@ namespace tollgate::redis {
 namespace detail {
 
 // Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
-// the order gcra, token_bucket, fixed_window, sliding_window, multi, batch:
-// the first four follow the Algorithm enum.
-extern const Script kProductionScripts[6];
+// the order gcra, token_bucket, fixed_window, sliding_window, multi, batch,
+// batch_cluster: the first four follow the Algorithm enum.
+extern const Script kProductionScripts[7];
 #if defined(TOLLGATE_TESTING)
-extern const Script kPinnedScripts[6];
+extern const Script kPinnedScripts[7];
 #endif
 
 }  // namespace detail
@@ -19,6 +19,7 @@ namespace {
 
 constexpr size_t kMultiIndex = 4;
 constexpr size_t kBatchIndex = 5;
+constexpr size_t kClusterBatchIndex = 6;
 
 const Script *scripts(bool pinned_clock) {
   if (!pinned_clock) return detail::kProductionScripts;
@@ -47,6 +48,11 @@ const Script *multi_script(bool pinned_clock) {
 const Script *batch_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kBatchIndex] : nullptr;
+}
+
+const Script *cluster_batch_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kClusterBatchIndex] : nullptr;
 }
 
 bool has_pinned_clock_scripts() {

@@ -4,6 +4,8 @@
 // one atomic script.
 #pragma once
 
+#include <atomic>
+
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -102,6 +104,10 @@ class RedisStore {
   std::unique_ptr<CheckPool> pool_;
   std::unique_ptr<Transport> transport_;
   bool clustered_;
+  // Cluster: checks for one node travel joined (the batch_cluster script)
+  // until a node cannot run that script (Redis before 7.0); then each
+  // check goes alone.
+  std::atomic<bool> cluster_join_{true};
 };
 
 // Parses a listed Redis key back into (user key, policy); false if it is

@@ -11,7 +11,8 @@
 namespace tollgate::redis {
 
 struct Script {
-  std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch"
+  std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch",
+                          // "batch_cluster"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
 };
@@ -25,6 +26,10 @@ const Script *multi_script(bool pinned_clock);
 // Several checks, each of one or more policies, in one call (the transport
 // joins checks queued back to back; docs/redis.md, "Joined checks").
 const Script *batch_script(bool pinned_clock);
+// The batch script for one Redis Cluster node (Redis 7.0 or later): the
+// same text after a first line, `#!lua flags=allow-cross-slot-keys`, so
+// its checks' keys may lie in several slots of that node.
+const Script *cluster_batch_script(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();

@@ -1,17 +1,17 @@
 -- One check of n policies (shared by the multi and batch scripts). Its keys
--- are KEYS[k + 1 .. k + n]; its policy i is pols[i], or pols[ARGV[ix + i]]
+-- are keys[k + 1 .. k + n]; its policy i is pols[i], or pols[ARGV[ix + i]]
 -- when `ix` is given. A policy is {evaluate, limit, period_ms, capacity,
 -- interval_us}. Every policy is evaluated against the state as it is; the
 -- states are written only if every policy allows and cost >= 1 (all or
 -- nothing). Writes reply[r + 1 ..]: all_allowed, then per policy allowed,
 -- remaining, reset_after_us, retry_after_us. Returns the next free index.
-local function run_check(k, n, cost, pols, ix, now, reply, r)
+local function run_check(keys, k, n, cost, pols, ix, now, reply, r)
   local all = 1
   local states, expiries, sames
   for i = 1, n do
     local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
     local allowed, remaining, reset_after, retry_after, state, expires_at,
-      same = p[1](KEYS[k + i], now, cost, p[2], p[3], p[4], p[5])
+      same = p[1](keys[k + i], now, cost, p[2], p[3], p[4], p[5])
     if allowed == 0 then all = 0 end
     local o = r + 1 + (i - 1) * 4
     reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4] =
@@ -28,10 +28,10 @@ local function run_check(k, n, cost, pols, ix, now, reply, r)
   reply[r + 1] = all
   if all == 1 and cost >= 1 then
     if n == 1 then
-      store(KEYS[k + 1], states, expiries, now, sames)
+      store(keys[k + 1], states, expiries, now, sames)
     else
       for i = 1, n do
-        store(KEYS[k + i], states[i], expiries[i], now, sames[i])
+        store(keys[k + i], states[i], expiries[i], now, sames[i])
       end
     end
   end

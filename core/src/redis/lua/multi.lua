@@ -18,5 +18,5 @@ for i = 1, n do
   end
 end
 local reply = {}
-run_check(0, n, cost, pols, nil, now_us(), reply, 0)
+run_check(KEYS, 0, n, cost, pols, nil, now_us(), reply, 0)
 return reply
