@@ -2,8 +2,8 @@
 // standalone server, measured alternately in one run so that the machine's
 // noise hits both:
 //
-//   tollgate-bench-cluster <standalone url> <cluster url> [seconds] [rounds]
-//                          [second cluster url]
+//   tollgate-bench-cluster [--json] <standalone url> <cluster url>
+//                          [seconds] [rounds] [second cluster url]
 //
 // Each round measures, for every target in turn (the order rotates every
 // round): sequential blocking rl_check on 1 thread (the default spin_us,
@@ -43,9 +43,12 @@
 #include <string>
 #include <vector>
 
+#include "machine.hpp"
 #include "tollgate.h"
 
 namespace {
+
+using tollgate_bench::load_average;
 
 using Clock = std::chrono::steady_clock;
 
@@ -67,15 +70,6 @@ Usage usage() {
   return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
               ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
           static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
-}
-
-double load_average() {
-  double l = -1;
-  if (FILE *f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
-    std::fclose(f);
-  }
-  return l;
 }
 
 const double kTick = static_cast<double>(sysconf(_SC_CLK_TCK));
@@ -409,23 +403,106 @@ void row(const std::string &label, const Figure &f) {
       f.steal, f.errors);
 }
 
+// The JSON of a run: the medians of every figure, and the client CPU
+// ratios the issue's target is about (docs/benchmarks.md, "Redis
+// Cluster"). Targets are "standalone" and "cluster_<n>_seeds"; modes
+// "seq", "seq_nospin" and "async64".
+void write_json(FILE *f, const std::vector<Target> &targets,
+                const std::vector<std::vector<Figure>> &med, int rounds,
+                double secs, long errors, double load_before,
+                double load_after) {
+  static const char *const kModeId[kModes] = {"seq", "seq_nospin", "async64"};
+  const auto target_id = [&](size_t t) {
+    std::string id = targets[t].name;
+    for (char &c : id)
+      if (c == ',' || c == ' ') c = '_';
+    std::string out;
+    for (char c : id)
+      if (!(c == '_' && !out.empty() && out.back() == '_')) out += c;
+    return out;
+  };
+  const char *replicas = std::getenv("TOLLGATE_BENCH_CLUSTER_REPLICAS");
+  std::fprintf(
+      f,
+      "{\n  \"bench\": \"cluster\",\n  \"tollgate_version\": \"%s\",\n"
+      "  \"machine\": {\"nproc\": %ld, \"cpu_model\": \"%s\", "
+      "\"kernel\": \"%s\", \"loadavg_start\": %.2f, \"loadavg_end\": "
+      "%.2f},\n"
+      "  \"seconds_per_figure\": %.1f,\n  \"rounds\": %d,\n  \"keys\": %d,\n"
+      "  \"primaries\": 3,\n  \"replicas_per_primary\": %d,\n"
+      "  \"errors\": %ld,\n  \"rows\": [",
+      rl_version_string(), sysconf(_SC_NPROCESSORS_ONLN),
+      tollgate_bench::cpu_model().c_str(),
+      tollgate_bench::kernel_release().c_str(), load_before, load_after, secs,
+      rounds, kKeys, replicas ? std::atoi(replicas) : 1, errors);
+  bool first = true;
+  for (int m = 0; m < kModes; ++m)
+    for (size_t t = 0; t < targets.size(); ++t) {
+      const Figure &x = med[m][t];
+      std::fprintf(f,
+                   "%s\n    {\"id\": \"%s_%s\", \"target\": \"%s\", "
+                   "\"mode\": \"%s\", \"name\": \"%s, %s\", "
+                   "\"checks_per_s\": %.0f, \"p50_us\": %.1f, \"p99_us\": "
+                   "%.1f, \"cpu_us_per_check\": %.2f, "
+                   "\"context_switches_per_check\": %.2f, "
+                   "\"server_cpu_us_per_check\": %.2f}",
+                   first ? "" : ",", target_id(t).c_str(), kModeId[m],
+                   target_id(t).c_str(), kModeId[m], targets[t].name.c_str(),
+                   kModeName[m], x.rate, x.p50, x.p99, x.cpu, x.cs, x.server);
+      first = false;
+    }
+  std::fprintf(f, "\n  ],\n  \"ratios\": {");
+  first = true;
+  for (size_t t = 1; t < targets.size(); ++t) {
+    for (int m = 0; m < kModes; ++m) {
+      std::fprintf(f, "%s\n    \"%s_over_standalone_cpu_%s\": %.3f",
+                   first ? "" : ",", target_id(t).c_str(), kModeId[m],
+                   med[m][t].cpu / med[m][0].cpu);
+      first = false;
+    }
+    std::fprintf(f, ",\n    \"%s_over_standalone_rate_async64\": %.3f",
+                 target_id(t).c_str(),
+                 med[kAsync][t].rate / med[kAsync][0].rate);
+  }
+  std::fprintf(f, "\n  }\n}\n");
+}
+
 }  // namespace
 
 int main(int argc, char **argv) {
-  if (argc < 3) {
+  // --json: the medians as JSON on standard output (bench/plot.py reads
+  // them), and the running tables on standard error.
+  bool json = false;
+  std::vector<std::string> arg;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0)
+      json = true;
+    else
+      arg.emplace_back(argv[i]);
+  }
+  if (arg.size() < 2) {
     std::fprintf(stderr,
-                 "usage: %s <standalone url> <cluster url> [seconds per "
-                 "figure] [rounds] [second cluster url]\n",
+                 "usage: %s [--json] <standalone url> <cluster url> [seconds "
+                 "per figure] [rounds] [second cluster url]\n",
                  argv[0]);
     return 2;
   }
-  const double secs = argc > 3 ? std::atof(argv[3]) : 2.0;
-  const int rounds = argc > 4 ? std::max(1, std::atoi(argv[4])) : 3;
+  FILE *json_out = nullptr;
+  if (json) {
+    json_out = fdopen(dup(STDOUT_FILENO), "w");
+    if (!json_out || dup2(STDERR_FILENO, STDOUT_FILENO) < 0) {
+      std::perror("bench: --json");
+      return 2;
+    }
+  }
+  const double secs = arg.size() > 2 ? std::atof(arg[2].c_str()) : 2.0;
+  const int rounds =
+      arg.size() > 3 ? std::max(1, std::atoi(arg[3].c_str())) : 3;
   std::vector<Target> targets;
   targets.push_back(
-      {argv[1], "standalone", parse_pids("TOLLGATE_BENCH_STANDALONE_PIDS")});
-  std::vector<std::string> cluster_urls = {argv[2]};
-  if (argc > 5) cluster_urls.push_back(argv[5]);
+      {arg[0], "standalone", parse_pids("TOLLGATE_BENCH_STANDALONE_PIDS")});
+  std::vector<std::string> cluster_urls = {arg[1]};
+  if (arg.size() > 4) cluster_urls.push_back(arg[4]);
   for (const std::string &url : cluster_urls) {
     const long seeds = 1 + std::count(url.begin(), url.end(), ',');
     targets.push_back({url, "cluster, " + std::to_string(seeds) + " seeds",
@@ -541,7 +618,13 @@ int main(int argc, char **argv) {
               total_errors, total_denied,
               static_cast<unsigned long long>(moved),
               static_cast<unsigned long long>(ask));
+  const double load_after = load_average();
   std::printf("load average (1 min): %.2f before, %.2f after\n", load_before,
-              load_average());
+              load_after);
+  if (json_out) {
+    write_json(json_out, targets, med, rounds, secs, total_errors, load_before,
+               load_after);
+    std::fclose(json_out);
+  }
   return 0;
 }

@@ -27,9 +27,14 @@
 #include <thread>
 #include <vector>
 
+#include "machine.hpp"
 #include "tollgate.h"
 
 namespace {
+
+using tollgate_bench::cpu_model;
+using tollgate_bench::kernel_release;
+using tollgate_bench::load_average;
 
 using Clock = std::chrono::steady_clock;
 
@@ -152,15 +157,6 @@ double cpu_us() {
          ru.ru_stime.tv_usec;
 }
 
-double load_average() {
-  double l = -1;
-  if (FILE *f = std::fopen("/proc/loadavg", "r")) {
-    if (std::fscanf(f, "%lf", &l) != 1) l = -1;
-    std::fclose(f);
-  }
-  return l;
-}
-
 struct Stats {
   double per_sec;
   double p50_us, p99_us;
@@ -172,30 +168,6 @@ Stats percentiles(std::vector<double> &us, double secs, double cpu) {
   std::sort(us.begin(), us.end());
   return {us.size() / secs, us[us.size() / 2], us[us.size() * 99 / 100],
           cpu / us.size()};
-}
-
-std::string cpu_model() {
-  std::string model = "unknown";
-  if (FILE *f = std::fopen("/proc/cpuinfo", "r")) {
-    char line[512];
-    while (std::fgets(line, sizeof line, f)) {
-      if (std::strncmp(line, "model name", 10) != 0) continue;
-      if (const char *p = std::strchr(line, ':')) {
-        model = p + 1;
-        model.erase(0, model.find_first_not_of(" \t"));
-        model.erase(model.find_last_not_of(" \n") + 1);
-      }
-      break;
-    }
-    std::fclose(f);
-  }
-  return model;
-}
-
-std::string kernel_release() {
-  utsname u{};
-  if (uname(&u) != 0) return "unknown";
-  return std::string(u.sysname) + " " + u.release;
 }
 
 uint16_t port_of(const std::string &url) {

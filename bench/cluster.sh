@@ -4,7 +4,9 @@
 # tests/servers/topology.py), both on free loopback ports; the cluster twice,
 # with every node as a seed (the URL topology.py prints) and with the 3
 # primaries only:
-#   bench/cluster.sh [seconds per figure] [rounds]
+#   bench/cluster.sh [--json] [seconds per figure] [rounds]
+# --json: the benchmark's JSON (bench/results/cluster.json, read by
+# bench/plot.py) on standard output; everything else on standard error.
 # CLUSTER_REPLICAS (default 1) sets the replicas per primary.
 # The binary is $BENCH_BIN, default build/bench/bench/tollgate-bench-cluster
 # (docs/benchmarks.md, "Redis Cluster", shows how it is built). Every
@@ -13,6 +15,8 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
+json=()
+if [ "${1:-}" = "--json" ]; then json=(--json); shift; fi
 secs=${1:-2}
 rounds=${2:-3}
 bin=${BENCH_BIN:-$root/build/bench/bench/tollgate-bench-cluster}
@@ -45,13 +49,13 @@ cleanup() {
     echo "cluster.sh: still running:$left" >&2
     exit 1
   fi
-  echo "cluster.sh: every server stopped (ps shows none of: $redis_pid $topo_pid $node_pids)"
+  echo "cluster.sh: every server stopped (ps shows none of: $redis_pid $topo_pid $node_pids)" >&2
   exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-echo "cluster.sh: load average (1 min) at start: $(cut -d' ' -f1 /proc/loadavg)"
+echo "cluster.sh: load average (1 min) at start: $(cut -d' ' -f1 /proc/loadavg)" >&2
 
 # The standalone server (as tests/with_redis.sh starts one).
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
@@ -94,11 +98,12 @@ p = ",".join("%s:%d" % (n["host"], n["port"]) for n in t["nodes"]
 print(t["url"], "redis+cluster://" + p,
       ",".join(str(n["pid"]) for n in t["nodes"]))' "$dir/topo.out")
 node_pids=${node_pids//,/ }
-echo "cluster.sh: standalone pid $redis_pid; cluster: topology.py pid $topo_pid, nodes $node_pids"
+echo "cluster.sh: standalone pid $redis_pid; cluster: topology.py pid $topo_pid, nodes $node_pids" >&2
 
 second=("$primaries_url")
 [ "$primaries_url" = "$cluster_url" ] && second=()  # no replicas
 TOLLGATE_BENCH_STANDALONE_PIDS="$redis_pid" \
 TOLLGATE_BENCH_CLUSTER_PIDS="$node_pids" \
-  "$bin" "redis://127.0.0.1:$port" "$cluster_url" "$secs" "$rounds" \
-  "${second[@]}"
+TOLLGATE_BENCH_CLUSTER_REPLICAS="${CLUSTER_REPLICAS:-1}" \
+  "$bin" "${json[@]}" "redis://127.0.0.1:$port" "$cluster_url" "$secs" \
+  "$rounds" "${second[@]}"
