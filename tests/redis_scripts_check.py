@@ -309,7 +309,9 @@ def pick_reported(outcomes, allowed):
     return best
 
 
-def parse_reply(reply, n):
+def parse_reply(reply, n, refund=False):
+    """(all_allowed, outcomes). For a refund every policy allows and the
+    first field says whether any had usage to give back."""
     if not isinstance(reply, list) or len(reply) != 1 + 4 * n or not all(
             isinstance(x, int) for x in reply):
         raise AssertionError("malformed reply %r" % (reply,))
@@ -318,7 +320,10 @@ def parse_reply(reply, n):
         a, rem, reset, retry = reply[1 + 4 * i: 5 + 4 * i]
         outcomes.append({"allowed": a == 1, "remaining": rem, "reset": reset,
                          "retry": retry})
-    if reply[0] != int(all(o["allowed"] for o in outcomes)):
+    if refund:
+        if reply[0] not in (0, 1) or not all(o["allowed"] for o in outcomes):
+            raise AssertionError("refund reply %r" % (reply,))
+    elif reply[0] != int(all(o["allowed"] for o in outcomes)):
         raise AssertionError("all_allowed %d disagrees with %r" % (reply[0], reply))
     return reply[0] == 1, outcomes
 
@@ -354,8 +359,12 @@ class Replay:
                 self.r.call("DEL", *keys)
                 self.resets += 1
                 continue
-            if "expect_error" in step:
-                self.steps_skipped += 1  # validated in C++ before any script runs
+            # A refund with nothing to give back runs: the script says so
+            # (first field 0) and writes nothing. Other errors are refused
+            # in C++ before any script runs.
+            nothing = step.get("expect_error") == "RL_E_NOT_FOUND"
+            if "expect_error" in step and not nothing:
+                self.steps_skipped += 1
                 continue
             cost = step["cost"]
             before = self.r.call("MGET", *keys)
@@ -365,11 +374,17 @@ class Replay:
                 else:
                     argv = script_argv(cost, now, policies)
                 reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
-                allowed, outcomes = parse_reply(reply, len(policies))
+                allowed, outcomes = parse_reply(reply, len(policies), cost < 0)
             except (RedisError, AssertionError) as e:
                 self.fail(where, str(e))
                 continue
             self.steps_checked += 1
+            if nothing:
+                if allowed:
+                    self.fail(where, "a refund with nothing to give back "
+                              "answered %r" % (reply,))
+                self.check_writes(where, keys, before, False)
+                continue
             i = pick_reported(outcomes, allowed)
             o = outcomes[i]
             got = {"allowed": allowed, "limit": policies[i]["limit"],
@@ -380,7 +395,8 @@ class Replay:
             if got != want:
                 self.fail(where, "t_us=%d cost=%d\n    expected %s\n    got      %s"
                           "\n    raw reply %s" % (now, cost, want, got, reply))
-            self.check_writes(where, keys, before, allowed and cost >= 1)
+            self.check_writes(where, keys, before,
+                              (allowed and cost >= 1) or cost < 0)
 
     def check_writes(self, where, keys, before, wrote):
         after = self.r.call("MGET", *keys)
@@ -497,7 +513,8 @@ def random_subjects(ref, rng, count, prefix, policy_counts):
 
 def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
     """Random policies (up to the bounds), times (up to 2^52 us, with small
-    steps back), costs (0, 1, capacity, capacity + 1, 2^53 - 1, ...): every
+    steps back), costs (0, 1, capacity, capacity + 1, 2^53 - 1, refunds down
+    to -(2^53 - 1), ...): every
     per-policy outcome in us must equal the model's. Both sides keep state
     past its expiry (Redis: the pinned TTL floor), which the doc says
     decides like a missing key."""
@@ -518,7 +535,8 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
             s["now"] = min(max(0, s["now"] + dt), (1 << 52) - 1)
             cap = p0.capacity
             cost = rng.choice([0, 1, 1, 1, 2, rng.randint(0, cap), cap, cap + 1,
-                               (1 << 53) - 1])
+                               (1 << 53) - 1, -1, -rng.randint(1, cap + 1),
+                               -((1 << 53) - 1)])
             single = len(s["pols"]) == 1 and rng.random() < 0.5
             sha = pinned_sha[s["pols"][0][1]["alg"] if single else "multi"]
             payload.append(Redis.encode(
@@ -537,12 +555,20 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
                     for p, _ in s["pols"]]
             want = [(int(o.allowed), o.remaining, o.reset_us, o.retry_us) for o in outs]
             got = [tuple(reply[1 + 4 * i: 5 + 4 * i]) for i in range(len(outs))]
-            if got != want or reply[0] != int(all(o.allowed for o in outs)):
+            if cost < 0:  # a refund: did any policy have usage to give back
+                first = int(any(o.state is not None for o in outs))
+            else:
+                first = int(all(o.allowed for o in outs))
+            if got != want or reply[0] != first:
                 errors.append("fuzz round %d: %r now=%d cost=%d state=%r\n"
                               "    model %r\n    redis %r" % (
                                   rnd, [p for p, _ in s["pols"]], now, cost,
                                   s["model"], want, reply))
                 s["model"] = None  # out of step with Redis: drop the subject
+            elif cost < 0:
+                for (p, _), o in zip(s["pols"], outs):
+                    if o.state is not None:
+                        s["model"][p.ident()] = o.state
             elif all(o.allowed for o in outs) and cost >= 1:
                 for (p, _), o in zip(s["pols"], outs):
                     s["model"][p.ident()] = o.state

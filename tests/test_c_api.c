@@ -128,7 +128,7 @@ static void test_versions(void) {
 }
 
 /* rl_error_name spells every code as the header does; NULL past the known
- * codes (RL_OK down to RL_E_DONE). */
+ * codes (RL_OK down to RL_E_NOT_FOUND). */
 static void test_error_name(void) {
 #define NAME_CASE(c) \
   { c, #c }
@@ -153,13 +153,14 @@ static void test_error_name(void) {
                NAME_CASE(RL_E_PROTOCOL),
                NAME_CASE(RL_E_STORE),
                NAME_CASE(RL_E_CLOSED),
-               NAME_CASE(RL_E_DONE)};
+               NAME_CASE(RL_E_DONE),
+               NAME_CASE(RL_E_NOT_FOUND)};
 #undef NAME_CASE
   size_t i;
   printf("rl_error_name\n");
   for (i = 0; i < sizeof known / sizeof known[0]; ++i) {
     const char *got = rl_error_name(known[i].code);
-    /* The codes are consecutive: 0, -1, ..., RL_E_DONE. */
+    /* The codes are consecutive: 0, -1, ..., RL_E_NOT_FOUND. */
     CHECK(known[i].code == -(int)i);
     if (got == NULL || strcmp(got, known[i].name) != 0) {
       ++g_failures;
@@ -167,7 +168,7 @@ static void test_error_name(void) {
               got ? got : "NULL", known[i].name);
     }
   }
-  CHECK(rl_error_name(RL_E_DONE - 1) == NULL);
+  CHECK(rl_error_name(RL_E_NOT_FOUND - 1) == NULL);
   CHECK(rl_error_name(1) == NULL);
   CHECK(rl_error_name(-12345) == NULL);
   CHECK(RL_MAX_POLICIES == 16);
@@ -474,7 +475,11 @@ static void test_bad_input(void) {
                RL_E_INVALID_ARG, "");
   EXPECT_ERROR("NULL policies", rl_check(l, &d, "k", 1, NULL, 1, 1),
                RL_E_INVALID_ARG, "");
-  EXPECT_ERROR("negative cost", rl_check(l, &d, "k", 1, &p, 1, -1),
+  EXPECT_ERROR("refund of a key never charged",
+               rl_check(l, &d, "never-charged", 13, &p, 1, -1), RL_E_NOT_FOUND,
+               "nothing to give back");
+  EXPECT_ERROR("refund beyond 2^53 - 1 units",
+               rl_check(l, &d, "k", 1, &p, 1, -9007199254740992LL),
                RL_E_INVALID_ARG, "cost");
   EXPECT_ERROR("NULL limiter for rl_reset", rl_reset(NULL, "k", 1),
                RL_E_INVALID_ARG, "limiter");

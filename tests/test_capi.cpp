@@ -81,9 +81,14 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     CHECK(rl_check(lim.p, &d, "k", 1, &huge, 1, 1) == RL_E_OVERFLOW);
     CHECK(mentions("limit"));
   }
-  SECTION("negative cost") {
-    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, -1) == RL_E_INVALID_ARG);
-    CHECK(mentions("cost"));
+  SECTION("a refund beyond 2^53 - 1 units, and one with nothing to give") {
+    const int64_t too_far = -(int64_t{1} << 53);
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, too_far) == RL_E_INVALID_ARG);
+    CHECK(mentions("2^53"));
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, INT64_MIN) == RL_E_INVALID_ARG);
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, -1) == RL_E_NOT_FOUND);
+    CHECK(mentions("nothing to give back"));
+    CHECK(rl_check(lim.p, &d, "k", 1, &ok, 1, too_far + 1) == RL_E_NOT_FOUND);
   }
   SECTION("no policies, too many, NULL array, duplicates") {
     CHECK(rl_check(lim.p, &d, "k", 1, &ok, 0, 1) == RL_E_INVALID_ARG);
@@ -258,6 +263,30 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
             [](int, const rl_decision *, void *u) { ++*static_cast<int *>(u); },
             &calls) == RL_E_KEY_INVALID);
   CHECK(calls == 0);
+}
+
+TEST_CASE(
+    "memory store: a refund never creates a key, and gives back only "
+    "what was used",
+    "[capi][refund]") {
+  Lim lim;
+  const rl_policy p = policy(5, 60000, RL_ALG_FIXED_WINDOW);
+  rl_decision d = RL_DECISION_INIT;
+  CHECK(rl_check(lim.p, &d, "new", 3, &p, 1, -2) == RL_E_NOT_FOUND);
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim.p, &h) == RL_OK);
+  CHECK(h.live_keys == 0);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &p, 1, 4) == RL_OK);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &p, 1, -3) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.remaining == 4);
+  CHECK(d.retry_after_ms == 0);
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &p, 1, -100) == RL_OK);
+  CHECK(d.remaining == 5);
+  CHECK(d.reset_after_ms == 0);
+  CHECK(rl_check(lim.p, &d, "k", 1, &p, 1, -1) == RL_E_NOT_FOUND);
+  REQUIRE(rl_health(lim.p, &h) == RL_OK);
+  CHECK(h.live_keys == 1);
 }
 
 TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {

@@ -168,9 +168,12 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 16, 1) == RL_OK);
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 17, 1) == RL_E_INVALID_ARG);
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 0, 1) == RL_E_INVALID_ARG);
-  // Cost 0 peeks; below 0 is refused.
+  // Cost 0 peeks; a refund gives back up to 2^53 - 1 units, not 2^53.
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 1, 0) == RL_OK);
-  CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 1, -1) == RL_E_INVALID_ARG);
+  const int64_t most = (int64_t{1} << 53) - 1;
+  CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 1, -most) == RL_OK);
+  CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 1, -most - 1) ==
+        RL_E_INVALID_ARG);
   // A policy repeated anywhere in the list, not only next to itself.
   std::vector<rl_policy> dup = {ps[0], ps[1], ps[2], ps[0]};
   CHECK(rl_check(lim.p, &d, "k", 1, dup.data(), 4, 1) == RL_E_POLICY);
@@ -183,7 +186,7 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   rl_health_info h = RL_HEALTH_INIT;
   REQUIRE(rl_health(lim.p, &h) == RL_OK);
   CHECK(h.errors == 9);
-  CHECK(h.checks == 3);
+  CHECK(h.checks == 4);
 
   rl_options big = pinned_memory();
   big.max_key_len = 65536;

@@ -117,3 +117,28 @@ TEST_CASE("redis deny cache: a call that can never pass is not cached",
   // Nothing was charged: the whole capacity is still there.
   CHECK(check(lim.p, "k", &p, 1, 2).allowed == 1);
 }
+
+TEST_CASE("redis deny cache: a refund clears the key's cached denial",
+          "[redis][deny_cache][refund]") {
+  tollgate_test::RedisServer server;
+  Lim lim(server.url());
+  const rl_policy p = policy(RL_ALG_GCRA, 2, 3600 * 1000);
+  REQUIRE(check(lim.p, "k", &p, 1, 2).allowed == 1);
+  REQUIRE(check(lim.p, "k", &p, 1, 1).source == RL_SOURCE_STORE);  // denied
+  REQUIRE(check(lim.p, "k", &p, 1, 1).source == RL_SOURCE_DENY_CACHE);
+  // The refund reaches the store (a cached denial never answers one) ...
+  const rl_decision back = check(lim.p, "k", &p, 1, -1);
+  CHECK(back.allowed == 1);
+  CHECK(back.source == RL_SOURCE_STORE);
+  CHECK(back.remaining == 1);
+  // ... and the next check asks the store again, which admits it.
+  const rl_decision next = check(lim.p, "k", &p, 1, 1);
+  CHECK(next.source == RL_SOURCE_STORE);
+  CHECK(next.allowed == 1);
+  CHECK(next.remaining == 0);
+  // Nothing to give back on a key never charged: an error, nothing written.
+  rl_decision d = RL_DECISION_INIT;
+  CHECK(rl_check(lim.p, &d, "never", 5, &p, 1, -1) == RL_E_NOT_FOUND);
+  CHECK(server.query({"EXISTS", "tollgate:{never}:gcra:2:3600000:2"}).integer ==
+        0);
+}

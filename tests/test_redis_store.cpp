@@ -355,6 +355,54 @@ TEST_CASE("redis: local fallback divides the limit", "[redis][chaos]") {
   CHECK(health(lim.p).local_fallback == 60);
 }
 
+TEST_CASE("redis: charges and refunds from many threads stay exact",
+          "[redis][refund]") {
+  RedisServer server;
+  Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
+  // A fixed window of ~32 years: nothing refills while the test runs.
+  const rl_policy p =
+      policy(1'000'000'000, 1'000'000'000'000, RL_ALG_FIXED_WINDOW);
+  constexpr int kThreads = 6, kRounds = 150;
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < kRounds; ++i) {
+        rl_decision d;
+        // 3 charged, then 1 given back: 2 per round stay used.
+        if (check(lim.p, "k", p, d, 3) != RL_OK || !d.allowed) ++errors;
+        if (check(lim.p, "k", p, d, -1) != RL_OK || !d.allowed) ++errors;
+      }
+    });
+  for (auto &th : threads) th.join();
+  CHECK(errors.load() == 0);
+  rl_decision peek;
+  REQUIRE(check(lim.p, "k", p, peek, 0) == RL_OK);
+  CHECK(peek.remaining == 1'000'000'000 - 2 * kThreads * kRounds);
+  // Everything back at once, then nothing left to give.
+  REQUIRE(check(lim.p, "k", p, peek, -(int64_t{1} << 40)) == RL_OK);
+  CHECK(peek.remaining == 1'000'000'000);
+  CHECK(check(lim.p, "k", p, peek, -1) == RL_E_NOT_FOUND);
+}
+
+TEST_CASE("redis: a refund while Redis is away gets the failure mode's answer",
+          "[redis][refund][chaos]") {
+  RedisServer server;
+  rl_options o = opts_for(server.url(), RL_FAIL_LOCAL);
+  Lim local(o);
+  Lim closed(opts_for(server.url(), RL_FAIL_CLOSED));
+  const rl_policy p = policy(10, 3600 * 1000);
+  rl_decision d;
+  REQUIRE(check(local.p, "k", p, d) == RL_OK);
+  server.kill9();
+  // The local limiter never saw a charge, and still answers allowed.
+  REQUIRE(check(local.p, "k", p, d, -1) == RL_OK);
+  CHECK(d.source == RL_SOURCE_LOCAL);
+  CHECK(d.allowed == 1);
+  REQUIRE(check(closed.p, "k", p, d, -1) == RL_OK);
+  CHECK(d.source == RL_SOURCE_FAIL_CLOSED);
+}
+
 TEST_CASE("redis: connection refused answers at once with the error",
           "[redis]") {
   RedisServer server;

@@ -27,9 +27,9 @@ namespace {
 
 using json = nlohmann::json;
 
-const char *const kVectorFiles[] = {"gcra.json", "token_bucket.json",
+const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
                                     "fixed_window.json", "sliding_window.json",
-                                    "multi_policy.json"};
+                                    "multi_policy.json", "refund.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -71,6 +71,7 @@ int error_code(const std::string &name) {
       {"RL_E_URL", RL_E_URL},
       {"RL_E_UNSUPPORTED", RL_E_UNSUPPORTED},
       {"RL_E_INTERNAL", RL_E_INTERNAL},
+      {"RL_E_NOT_FOUND", RL_E_NOT_FOUND},
   };
   for (const auto &c : kCodes) {
     if (name == c.name) return c.code;
@@ -189,7 +190,7 @@ void replay_file(const std::string &file, const std::string &url = "") {
 
 }  // namespace
 
-TEST_CASE("vectors: all five files exist and hold cases", "[vectors]") {
+TEST_CASE("vectors: every file exists and holds cases", "[vectors]") {
   for (const char *file : kVectorFiles) {
     INFO(file);
     const json doc = load_vectors(file);
@@ -223,6 +224,10 @@ TEST_CASE("vectors: sliding window", "[vectors]") {
 
 TEST_CASE("vectors: multiple policies", "[vectors]") {
   replay_file("multi_policy.json");
+}
+
+TEST_CASE("vectors: refunds", "[vectors]") {
+  replay_file("refund.json");
 }
 
 #ifdef TOLLGATE_TESTING

@@ -117,6 +117,10 @@ RL_API const char *rl_version_string(void);
 #define RL_E_CLOSED (-17)
 /* rl_keys_next: the listing has no more entries (not a failure). */
 #define RL_E_DONE (-18)
+/* A refund (negative cost) found nothing to give back: the key has no
+ * usage under any of the check's policies (never charged, already given
+ * back, or refilled). Nothing was written. */
+#define RL_E_NOT_FOUND (-19)
 
 /* Static English text for a code, never NULL ("unknown error code" for
  * codes this version does not know). Thread-safe. */
@@ -293,9 +297,14 @@ RL_API void rl_destroy(rl_limiter *limiter);
  *   key        binary-safe, 1 .. max_key_len bytes.
  *   policies   array of n_policies (1 .. RL_MAX_POLICIES) structs of one
  *              version.
- *   cost       >= 0; 0 peeks: nothing is charged and `allowed` says whether
+ *   cost       0 peeks: nothing is charged and `allowed` says whether
  *              a cost of 1 would pass now. A cost above a policy's capacity
- *              is denied with retry_after_ms = RL_RETRY_NEVER.
+ *              is denied with retry_after_ms = RL_RETRY_NEVER. A negative
+ *              cost is a refund (-cost units back, down to -(2^53 - 1)):
+ *              every policy with usage gets them back, never beyond full,
+ *              atomically; the decision is allowed and reports the state
+ *              after it. RL_E_NOT_FOUND if no policy had usage to give
+ *              back (docs/algorithms.md, "Refunds").
  * Thread-safe: one limiter serves any number of threads at once. */
 RL_API int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
                     size_t key_len, const rl_policy *policies,

@@ -36,6 +36,7 @@ static_assert(RL_E_PROTOCOL == static_cast<int>(Errc::protocol));
 static_assert(RL_E_STORE == static_cast<int>(Errc::store));
 static_assert(RL_E_CLOSED == static_cast<int>(Errc::closed));
 static_assert(RL_E_DONE == static_cast<int>(Errc::done));
+static_assert(RL_E_NOT_FOUND == static_cast<int>(Errc::not_found));
 static_assert(RL_SOURCE_DENY_CACHE ==
               static_cast<int>(tollgate::Source::deny_cache));
 static_assert(RL_SOURCE_FAIL_OPEN ==
@@ -277,6 +278,8 @@ const char *rl_strerror(int code) {
       return "the limiter was destroyed";
     case RL_E_DONE:
       return "no more entries";
+    case RL_E_NOT_FOUND:
+      return "nothing to give back: the key has no usage under its policies";
     default:
       return "unknown error code";
   }
@@ -306,6 +309,7 @@ const char *rl_error_name(int code) {
     TOLLGATE_NAME(RL_E_STORE)
     TOLLGATE_NAME(RL_E_CLOSED)
     TOLLGATE_NAME(RL_E_DONE)
+    TOLLGATE_NAME(RL_E_NOT_FOUND)
 #undef TOLLGATE_NAME
     default:
       return nullptr;

@@ -15,7 +15,7 @@ int64_t floor_div(int64_t a, int64_t b) noexcept {
 Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
   const int64_t T = p.interval_us;
   const int64_t tau = p.capacity * T;
-  const int64_t base = s ? std::max(s->a, now) : now;
+  int64_t base = s ? std::max(s->a, now) : now;
   Outcome o{};
   // Before this check's charge; an allowed charge overwrites both below, so
   // that path makes one division, not two.
@@ -23,6 +23,20 @@ Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
     o.remaining = std::max<int64_t>(0, floor_div(now + tau - base, T));
     o.reset_after_us = base - now;
   };
+  if (cost < 0) {
+    // A refund: the debt shrinks by -cost cells, never below none.
+    o.allowed = true;
+    if (base > now) {
+      const int64_t back =
+          -cost >= (base - now + T - 1) / T ? base - now : -cost * T;
+      base -= back;
+      o.write = true;
+      o.next.a = base;
+      o.expires_at_us = base;
+    }
+    report_current();
+    return o;
+  }
   if (cost > p.capacity) {
     report_current();
     o.retry_after_us = kRetryNever;
@@ -71,6 +85,27 @@ Outcome token_bucket(const Policy &p, const State *s, int64_t now,
     return k >= C ? 0 : (C - k) * T - (t - last) + skew;
   };
   Outcome o{};
+  if (cost < 0) {
+    // A refund: -cost tokens back, never above the capacity.
+    o.allowed = true;
+    if (tokens < C) {
+      // Back to full forgets the partial refill time, as a refill to full
+      // does (and as GCRA, whose debt cannot go below none).
+      if (-cost >= C - tokens) {
+        tokens = C;
+        last = t;
+      } else {
+        tokens -= cost;
+      }
+      o.write = true;
+      o.next.a = tokens;
+      o.next.b = last;
+      o.expires_at_us = last + (C - tokens) * T;
+    }
+    o.remaining = tokens;
+    o.reset_after_us = reset_after(tokens);
+    return o;
+  }
   o.remaining = tokens;
   o.reset_after_us = reset_after(tokens);
   if (cost > C) {
@@ -105,8 +140,20 @@ Outcome fixed_window(const Policy &p, const State *s, int64_t now,
   }
   const int64_t end = (w + 1) * P;
   Outcome o{};
+  if (cost < 0 && count > 0) {
+    // A refund: the window's count goes down by -cost, never below 0.
+    count = -cost >= count ? 0 : count + cost;
+    o.write = true;
+    o.next.a = w;
+    o.next.b = count;
+    o.expires_at_us = end;
+  }
   o.remaining = std::max<int64_t>(0, p.limit - count);
   o.reset_after_us = count > 0 ? end - now : 0;
+  if (cost < 0) {
+    o.allowed = true;
+    return o;
+  }
   if (cost > p.limit) {
     o.retry_after_us = kRetryNever;
     return o;
@@ -154,6 +201,19 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
   const int64_t end = start + P;
   const int64_t rem = Pm - (now - start) / 1000;  // 1 .. Pm
   const int64_t cap = p.limit * Pm;
+  Outcome o{};
+  if (cost < 0 && curr + prev > 0) {
+    // A refund: -cost units back from the current window's count, then
+    // from the previous one's, never below 0.
+    const int64_t from_curr = std::min(-cost, curr);
+    curr -= from_curr;
+    prev -= std::min(-cost - from_curr, prev);
+    o.write = true;
+    o.next.a = w;
+    o.next.b = curr;
+    o.next.c = prev;
+    o.expires_at_us = end + P;
+  }
   const int64_t used = prev * rem + curr * Pm;
   auto fits = [&](int64_t c) { return used + c * Pm <= cap; };
   auto wait = [&](int64_t c) -> int64_t {
@@ -172,9 +232,12 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
     if (prev > 0) return end - real_now;
     return 0;
   };
-  Outcome o{};
   o.remaining = std::max<int64_t>(0, (cap - used) / Pm);
   o.reset_after_us = reset_after(curr);
+  if (cost < 0) {
+    o.allowed = true;
+    return o;
+  }
   if (cost > p.limit) {
     o.retry_after_us = kRetryNever;
     return o;

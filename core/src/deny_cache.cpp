@@ -66,6 +66,13 @@ void DenyCache::insert(std::string_view key, uint64_t sig,
   s.map[std::move(k)] = d;
 }
 
+void DenyCache::erase(std::string_view key, uint64_t sig) {
+  Shard &s = shards_[hash_bytes(key, seed_ ^ sig) % kShards];
+  const std::string k = entry_key(key, sig);
+  std::lock_guard<std::mutex> lock(s.mu);
+  s.map.erase(k);
+}
+
 void DenyCache::erase_key(std::string_view key) {
   for (size_t i = 0; i < kShards; ++i) {
     Shard &s = shards_[i];

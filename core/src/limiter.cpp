@@ -218,6 +218,16 @@ Errc Limiter::create(const LimiterConfig &config,
 }
 
 namespace {
+// A refund gives back at most 2^53 - 1 units: exact in Redis Lua's doubles.
+constexpr int64_t kMinCost = -((int64_t{1} << 53) - 1);
+
+[[gnu::cold, gnu::noinline]] Errc nothing_to_refund() {
+  return fail(Errc::not_found,
+              "refund: nothing to give back: the key has no usage under any "
+              "of its policies (never charged, given back already, or "
+              "refilled)");
+}
+
 // The error path of Limiter::validate, out of line: names the first problem.
 [[gnu::cold, gnu::noinline]] Errc invalid_check(
     std::string_view key, std::span<const Policy> policies, int64_t cost,
@@ -230,9 +240,10 @@ namespace {
   if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
     return fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
                                        std::to_string(policies.size()));
-  if (cost < 0)
+  if (cost < kMinCost)
     return fail(Errc::invalid_arg,
-                "cost: must be >= 0 (got " + std::to_string(cost) + ")");
+                "cost: a refund gives back at most 2^53 - 1 units (got " +
+                    std::to_string(cost) + ")");
   for (size_t i = 0; i < policies.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (policies[i].id == policies[j].id)
@@ -250,7 +261,7 @@ namespace {
 Errc Limiter::validate(std::string_view key, std::span<const Policy> policies,
                        int64_t cost) {
   bool ok = !key.empty() && key.size() <= max_key_len_ && !policies.empty() &&
-            policies.size() <= kMaxPoliciesPerCheck && cost >= 0;
+            policies.size() <= kMaxPoliciesPerCheck && cost >= kMinCost;
   for (size_t i = 1; ok && i < policies.size(); ++i)
     for (size_t j = 0; j < i; ++j)
       if (policies[i].id == policies[j].id) {
@@ -289,6 +300,13 @@ Errc Limiter::check_memory(std::string_view key,
   } catch (const std::bad_alloc &) {
     count_error();
     return fail(Errc::nomem, "memory store: out of memory");
+  }
+  if (cost < 0) {
+    // A refund: `allowed` says whether any policy had usage to give back.
+    if (!allowed) {
+      count_error();
+      return nothing_to_refund();
+    }
   }
   report_into(out, policies, outcomes, allowed);
   // checks, allowed and denied are counted by the store under its lock.
@@ -345,6 +363,9 @@ Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
     bump(c.errors);
     return fail(Errc::nomem, "local fallback: out of memory");
   }
+  // A refund is allowed locally whether or not the local limiter had
+  // usage to give back: it cannot know what the store had.
+  if (cost < 0) allowed = true;
   out = reported(std::span<const Policy>(scaled, policies.size()), outcomes,
                  allowed);
   out.source = Source::local;
@@ -394,7 +415,10 @@ struct RedisCheck {
     const std::span<const Policy> ps(self->policies, self->n);
     Decision d;
     Errc rc = Errc::ok;
-    if (r.code == Errc::ok) {
+    if (r.code == Errc::ok && self->cost < 0 && !r.allowed) {
+      self->lim->count_error();
+      rc = nothing_to_refund();
+    } else if (r.code == Errc::ok) {
       self->lim->finish_redis(self->key, ps, self->cost, r.allowed, r.outcomes,
                               d);
     } else if (r.code == Errc::closed) {
@@ -435,7 +459,11 @@ Errc Limiter::start_check(std::string_view key,
     rc = now(t);
     if (rc != Errc::ok) return rc;
   }
-  if (deny_cache_) {
+  if (deny_cache_ && cost < 0) {
+    // A refund goes to the store, and the key's cached denial under these
+    // policies goes: it may no longer hold.
+    deny_cache_->erase(key, policy_signature(policies));
+  } else if (deny_cache_) {
     const int64_t now_ns = redis::monotonic_ns();
     CachedDenial hit;
     if (deny_cache_->lookup(key, policy_signature(policies), cost, now_ns,

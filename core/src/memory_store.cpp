@@ -431,6 +431,13 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     all = all && outcomes[i].allowed;
   }
   if (e) e->last_used = s.clock;
+  if (cost < 0) {
+    // A refund writes only where there was usage to give back, and never
+    // creates a key: it answers whether anything was given back.
+    all = false;
+    for (size_t i = 0; i < policies.size(); ++i) all = all || outcomes[i].write;
+    if (!all) return false;
+  }
   if (all) ++s.allowed;
   if (cost == 0) return all;
   if (!all) {

@@ -30,7 +30,8 @@ RL_RETRY_NEVER = -1
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2,
               "sliding_window": 3}
 # Error names a vector may expect (tollgate.h).
-ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2}
+ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2,
+          "RL_E_NOT_FOUND": -19}
 
 MAX_LIMIT = 1 << 40
 MAX_PERIOD_MS = 1 << 40
@@ -113,8 +114,10 @@ def bucket(alg, limit, period_ms, burst=0):
 
 # --------------------------------------------------------------------------
 # The four algorithms. Each takes (policy, stored state or None, now in us,
-# cost >= 0) and returns an Outcome; `state` is what an allowed call with
+# cost) and returns an Outcome; `state` is what an allowed call with
 # cost >= 1 stores (None otherwise), `expires` the time it may be dropped.
+# A negative cost is a refund (docs/algorithms.md, "Refunds"): allowed, and
+# `state` set only when the policy had usage to give back.
 
 
 class Outcome:
@@ -141,6 +144,12 @@ def eval_gcra(p, st, now, cost):
     tau = p.capacity * T
     tat = now if st is None else st
     base = max(tat, now)
+    if cost < 0:
+        if base == now:
+            return Outcome(True, tau // T, 0, 0)
+        base = max(now, base + cost * T)
+        return Outcome(True, (now + tau - base) // T, base - now, 0,
+                       state=base, expires=base)
     free = max(0, (now + tau - base) // T)
     if cost == 0:
         limit_at = base + T - tau
@@ -172,6 +181,15 @@ def eval_token_bucket(p, st, now, cost):
     def reset_after(k):
         return 0 if k == C else (C - k) * T - (t - last) + skew
 
+    if cost < 0:
+        if tokens == C:
+            return Outcome(True, C, 0, 0)
+        if tokens - cost >= C:
+            tokens, last = C, t  # full again: the partial time goes
+        else:
+            tokens -= cost
+        return Outcome(True, tokens, reset_after(tokens), 0,
+                       state=(tokens, last), expires=last + (C - tokens) * T)
     if cost == 0:
         allowed = tokens >= 1
         retry = 0 if allowed else T - (t - last) + skew
@@ -196,7 +214,12 @@ def eval_fixed_window(p, st, now, cost):
     E = (window + 1) * P
     limit = p.limit
     out_state = None
-    if cost == 0:
+    if cost < 0:
+        allowed, retry = True, 0
+        if count > 0:
+            count = max(0, count + cost)
+            out_state = (window, count)
+    elif cost == 0:
         allowed = count + 1 <= limit
         retry = 0 if allowed else E - now
     elif cost > limit:
@@ -252,7 +275,15 @@ def eval_sliding_window(p, st, now, cost):
         return E + (Pm - r2) * 1000 - now
 
     out_state = None
-    if cost == 0:
+    if cost < 0:
+        allowed, retry = True, 0
+        if curr + prev > 0:
+            back = -cost
+            take = min(back, curr)
+            curr -= take
+            prev -= min(back - take, prev)
+            out_state = (w, curr, prev)
+    elif cost == 0:
         allowed = fits(1)
         retry = 0 if allowed else wait(1) + skew
     elif cost > p.limit:
@@ -365,7 +396,7 @@ class Store:
 
     def evaluate(self, key, policies, now, cost):
         """All per-policy outcomes, without writing anything."""
-        if cost < 0:
+        if cost < -MAX_SAFE:
             raise ModelError("RL_E_INVALID_ARG")
         if len(key) == 0:
             raise ModelError("RL_E_KEY_INVALID")
@@ -377,7 +408,15 @@ class Store:
     def check(self, key, policies, now, cost):
         outs = self.evaluate(key, policies, now, cost)
         allowed = all(o.allowed for o in outs)
-        if allowed and cost >= 1:
+        if cost < 0:
+            # A refund: every policy with usage gets it back; none had any:
+            # an error, and nothing is written.
+            if all(o.state is None for o in outs):
+                raise ModelError("RL_E_NOT_FOUND")
+            for p, o in zip(policies, outs):
+                if o.state is not None:
+                    self.states[(key, p.ident())] = (o.state, o.expires)
+        elif allowed and cost >= 1:
             for p, o in zip(policies, outs):
                 self.states[(key, p.ident())] = (o.state, o.expires)
         self.max_now = now if self.max_now is None else max(self.max_now, now)
@@ -519,8 +558,13 @@ class Case:
         now = self.now
         store = self.store
         probe_cost = max(cost, 1)
-        # The fixed window never admits more than `limit` in a window.
-        if d.allowed and cost >= 1:
+        # The fixed window never admits more than `limit` in a window; a
+        # refund takes units back out of the count.
+        if cost < 0:
+            for p, o in zip(self.policies, outs):
+                if p.algorithm == "fixed_window" and o.state is not None:
+                    self.admitted[(key, p.ident(), o.state[0])] = o.state[1]
+        elif d.allowed and cost >= 1:
             for p in self.policies:
                 if p.algorithm == "fixed_window":
                     w = (key, p.ident(), now // p.P)
@@ -793,12 +837,10 @@ def bucket_cases(alg):
     c.check(key="b", allowed=True, remaining=1)
     cases.append(c)
 
-    c = Case("negative cost and empty key are errors and charge nothing",
+    c = Case("an empty key is an error and charges nothing",
              B(5, 1000))
     c.at(T0 + 400)
     c.check(allowed=True, remaining=4)
-    c.error(-1, "RL_E_INVALID_ARG")
-    c.error(-5, "RL_E_INVALID_ARG")
     c.error(1, "RL_E_KEY_INVALID", key="")
     c.check(allowed=True, remaining=3, note="errors charged nothing")
     cases.append(c)
@@ -1086,11 +1128,10 @@ def fixed_window_cases():
     c.check(allowed=True, remaining=1)
     cases.append(c)
 
-    c = Case("negative cost and empty key are errors and charge nothing",
+    c = Case("an empty key is an error and charges nothing",
              fixed_window(5, 1000))
     c.at(S + 27_100)
     c.check(allowed=True, remaining=4)
-    c.error(-1, "RL_E_INVALID_ARG")
     c.error(1, "RL_E_KEY_INVALID", key="")
     c.check(allowed=True, remaining=3)
     cases.append(c)
@@ -1315,11 +1356,10 @@ def sliding_window_cases():
     c.check(allowed=True, remaining=1)
     cases.append(c)
 
-    c = Case("negative cost and empty key are errors and charge nothing",
+    c = Case("an empty key is an error and charges nothing",
              sliding_window(5, 1000))
     c.at(S + 33_100)
     c.check(allowed=True, remaining=4)
-    c.error(-1, "RL_E_INVALID_ARG")
     c.error(1, "RL_E_KEY_INVALID", key="")
     c.check(allowed=True, remaining=3)
     cases.append(c)
@@ -1577,13 +1617,104 @@ def multi_policy_cases():
     c.check(2, allowed=False, index=15, retry=RL_RETRY_NEVER)
     cases.append(c)
 
-    c = Case("negative cost and empty key are errors and charge nothing",
+    c = Case("an empty key is an error and charges nothing",
              [gcra(3, 1000), fixed_window(5, 60_000)])
     c.at(M + 50_000).check(allowed=True, remaining=2, index=0)
-    c.error(-1, "RL_E_INVALID_ARG")
     c.error(2, "RL_E_KEY_INVALID", key="")
     c.check(2, allowed=True, remaining=0, index=0)
     c.peek(allowed=False, index=0)
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Scenarios: refunds (a negative cost), every algorithm
+
+
+def refund_cases():
+    cases = []
+    S = T0
+    for alg in ("gcra", "token_bucket"):
+        B = lambda *a: bucket(alg, *a)  # noqa: E731
+        c = Case("%s: a refund gives units back, never beyond full" % alg,
+                 B(5, 1000))
+        c.at(S + 10)
+        c.check(3, allowed=True, remaining=2)
+        c.check(-2, allowed=True, remaining=4, retry=0,
+                note="two of the three come back")
+        c.check(-5, allowed=True, remaining=5, reset=0,
+                note="only the one still used comes back: full")
+        c.error(-1, "RL_E_NOT_FOUND", note="full: nothing to give back")
+        c.check(5, allowed=True, remaining=0)
+        c.check(allowed=False)
+        cases.append(c)
+
+        c = Case("%s: a refund after a denial lets the next call through"
+                 % alg, B(2, 1000))
+        c.at(S + 20)
+        c.check(2, allowed=True, remaining=0)
+        c.check(allowed=False, retry=500)
+        c.wait_us(123_456).check(-1, allowed=True, remaining=1,
+                                 note="the refill's partial time is kept")
+        c.check(allowed=True, remaining=0)
+        c.check(allowed=False, retry=377, note="500 ms - 123.456 ms")
+        cases.append(c)
+
+        c = Case("%s: a refund on a key never charged is an error" % alg,
+                 B(3, 60_000), key="user:new")
+        c.at(S + 30)
+        c.error(-1, "RL_E_NOT_FOUND")
+        c.check(1, allowed=True, remaining=2,
+                note="the failed refund wrote nothing")
+        c.wait(60_000).error(-1, "RL_E_NOT_FOUND",
+                             note="refilled by time: nothing to give back")
+        cases.append(c)
+
+    M = align(T0, 60_000) + 60_000
+    c = Case("fixed_window: a refund lowers this window's count, never "
+             "below 0", fixed_window(5, 60_000))
+    c.at(M + 1000)
+    c.check(4, allowed=True, remaining=1)
+    c.check(2, allowed=False, retry=59_000)
+    c.check(-2, allowed=True, remaining=3, reset=59_000)
+    c.check(2, allowed=True, remaining=1)
+    c.check(-9, allowed=True, remaining=5, reset=0, note="back to 0")
+    c.error(-1, "RL_E_NOT_FOUND")
+    c.check(1, allowed=True, remaining=4)
+    c.at(M + 60_000).error(
+        -1, "RL_E_NOT_FOUND", note="a new window: the old count is gone")
+    cases.append(c)
+
+    c = Case("sliding_window: a refund takes from the current window, then "
+             "the previous one", sliding_window(10, 1000))
+    W = align(T0, 1000) + 1000
+    c.at(W + 500)
+    c.check(6, allowed=True, remaining=4)
+    c.at(W + 1250)
+    c.check(3, allowed=True, note="6 in the previous window weigh 4.5")
+    c.check(-4, allowed=True,
+            note="3 from this window, 1 from the previous one")
+    c.peek(allowed=True)
+    c.check(-10, allowed=True, remaining=10, reset=0)
+    c.error(-1, "RL_E_NOT_FOUND")
+    c.at(W + 3000).check(2, allowed=True, remaining=8)
+    c.check(-1, allowed=True, remaining=9)
+    cases.append(c)
+
+    c = Case("several policies: a refund goes to every policy with usage",
+             [gcra(3, 1000), fixed_window(10, 60_000)])
+    c.at(M + 100)
+    c.check(3, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, index=0)
+    c.check(-2, allowed=True, remaining=2, index=0,
+            note="both get 2 back: 9 of 10 in the minute, 2 of 3")
+    c.check(2, allowed=True, remaining=0, index=0)
+    c.at(M + 1200)
+    c.check(-1, allowed=True, index=0,
+            note="GCRA refilled fully: only the window has usage")
+    c.check(-100, allowed=True, remaining=3, index=0,
+            note="the window back to 0; GCRA was full already")
+    c.error(-1, "RL_E_NOT_FOUND", note="neither policy has usage")
     cases.append(c)
     return cases
 
@@ -1608,6 +1739,10 @@ FILES = [
     ("multi_policy.json", "multi",
      "Several policies in one call: all or nothing, and which policy the "
      "decision reports (docs/algorithms.md).", multi_policy_cases),
+    ("refund.json", "multi",
+     "Refunds, a negative cost: units back to every policy with usage, never "
+     "beyond full; nothing to give back is RL_E_NOT_FOUND (docs/algorithms.md, "
+     "\"Refunds\").", refund_cases),
 ]
 
 

@@ -16,7 +16,14 @@ const { Limiter, Policy, TollgateError, _testing } = tollgate;
 const { RedisServer, REDIS_SERVER } = require('./redis-server');
 const { VECTORS_DIR, prefix } = require('./helpers');
 
-const FILES = ['gcra.json', 'token_bucket.json', 'fixed_window.json', 'sliding_window.json', 'multi_policy.json'];
+const FILES = [
+  'gcra.json',
+  'token_bucket.json',
+  'fixed_window.json',
+  'sliding_window.json',
+  'multi_policy.json',
+  'refund.json',
+];
 
 function load(name) {
   const doc = JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, name), 'utf8'));

@@ -21,7 +21,8 @@ from tollgate import Limiter, Policy
 
 from conftest import VECTORS_DIR
 
-FILES = ["gcra.json", "token_bucket.json", "fixed_window.json", "sliding_window.json", "multi_policy.json"]
+FILES = ["gcra.json", "token_bucket.json", "fixed_window.json", "sliding_window.json", "multi_policy.json",
+         "refund.json"]
 
 pytestmark = pytest.mark.skipif(
     not VECTORS_DIR.is_dir(), reason="the repository's tests/vectors/ is not available"

@@ -36,7 +36,8 @@ struct Outcome {
 
 // `stored` is nullptr for a key with no state under this policy.
 // Preconditions (checked by callers): policy made by make_policy,
-// 0 <= now < kMaxTimeUs, cost >= 0.
+// 0 <= now < kMaxTimeUs, cost >= -(2^53 - 1). A negative cost is a refund:
+// allowed, and `write` only if the policy had usage to give back.
 Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
                  int64_t cost) noexcept;
 

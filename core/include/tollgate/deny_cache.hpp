@@ -30,6 +30,8 @@ class DenyCache {
               CachedDenial &out);
   void insert(std::string_view key, uint64_t sig, const CachedDenial &d,
               int64_t now_ns);
+  // Forgets the denial of `key` under policy set `sig` (a refund).
+  void erase(std::string_view key, uint64_t sig);
   // Forgets every denial of `key`, under any policy set (rl_reset). Walks
   // the whole cache: resets are rare.
   void erase_key(std::string_view key);

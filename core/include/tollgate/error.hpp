@@ -27,6 +27,7 @@ enum class Errc : int {
   store = -16,
   closed = -17,
   done = -18,
+  not_found = -19,
 };
 
 // Records `message` as the calling thread's last error and returns `code`,

@@ -37,9 +37,11 @@ class MemoryStore {
 
   // Evaluates every policy for `key` at `now`, under one shard lock. If all
   // allow (and cost >= 1) every policy's new state is stored; otherwise
-  // nothing is. outcomes[i] is constructed (placement new) with policy i's
-  // outcome, so `outcomes` may be raw storage. Returns true if
-  // every policy allowed. Throws std::bad_alloc only.
+  // nothing is. A refund (cost < 0) stores the state of every policy that
+  // had usage to give back, and returns whether any had. outcomes[i] is
+  // constructed (placement new) with policy i's outcome, so `outcomes` may
+  // be raw storage. Returns true if every policy allowed. Throws
+  // std::bad_alloc only.
   bool check(std::string_view key, std::span<const Policy> policies,
              int64_t now, int64_t cost, Outcome *outcomes);
 

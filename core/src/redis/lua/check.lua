@@ -25,6 +25,21 @@ local function run_check(keys, k, n, cost, pols, ix, now, reply, r)
       states[i], expiries[i], sames[i] = state, expires_at, same
     end
   end
+  if cost < 0 then
+    -- A refund: every policy with usage gets it back; all_allowed says
+    -- whether any had usage to give back.
+    all = 0
+    for i = 1, n do
+      local state, expires_at, same = states, expiries, sames
+      if n > 1 then state, expires_at, same = states[i], expiries[i], sames[i] end
+      if state then
+        store(keys[k + i], state, expires_at, now, same)
+        all = 1
+      end
+    end
+    reply[r + 1] = all
+    return r + 1 + 4 * n
+  end
   reply[r + 1] = all
   if all == 1 and cost >= 1 then
     if n == 1 then

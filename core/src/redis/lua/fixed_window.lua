@@ -8,6 +8,16 @@ local function fixed_window(key, now, cost, limit, period_ms)
   local same = sw ~= nil and sw >= w
   if same then w, count = sw, sc end
   local E = (w + 1) * P
+  if cost < 0 then
+    -- A refund: the window's count goes down by -cost, never below 0.
+    if count == 0 then return 1, limit, 0, 0 end
+    if -cost >= count then count = 0 else count = count + cost end
+    local reset = 0
+    if count > 0 then reset = E - now end
+    local left = limit - count
+    if left < 0 then left = 0 end
+    return 1, left, reset, 0, fmt('%d %d', w, count), E, same
+  end
   local remaining = limit - count
   if remaining < 0 then remaining = 0 end
   local reset_after = 0

@@ -6,6 +6,15 @@ local function gcra(key, now, cost, limit, period_ms, capacity, T)
   local base = now
   local tat = load_state(key, '^(%d+)$')
   if tat and tat > now then base = tat end
+  if cost < 0 then
+    -- A refund: the debt shrinks by -cost cells, never below none.
+    if base == now then return 1, idiv(tau, T), 0, 0 end
+    if -cost >= -idiv(now - base, T) then base = now else base = base + cost * T end
+    local expires = -idiv(-base, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US
+    local same = -idiv(-tat, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US == expires
+    return 1, idiv(now + tau - base, T), base - now, 0, fmt('%d', base),
+      expires, same
+  end
   local n = cost
   if n == 0 then n = 1 end
   local allow_at = base + n * T - tau

@@ -13,5 +13,8 @@ local function run_single(evaluate)
     evaluate(key, now, cost, tonumber(ARGV[4]), tonumber(ARGV[5]),
       tonumber(ARGV[6]), tonumber(ARGV[7]))
   if state then store(key, state, expires_at, now, same) end
-  return {allowed, allowed, remaining, reset_after, retry_after}
+  -- A refund's first field says whether there was usage to give back.
+  local all = allowed
+  if cost < 0 and not state then all = 0 end
+  return {all, allowed, remaining, reset_after, retry_after}
 end

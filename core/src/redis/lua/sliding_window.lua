@@ -25,6 +25,19 @@ local function sliding_window(key, now, cost, limit, Pm)
   if t < start then t = start end
   local rem = Pm - idiv(t - start, 1000) -- 1 .. Pm
   local cap = limit * Pm
+  local refunded = false
+  if cost < 0 and curr + prev > 0 then
+    -- A refund: -cost units back from the current window's count, then
+    -- from the previous one's, never below 0.
+    local back = -cost
+    if back >= curr then
+      back, curr = back - curr, 0
+    else
+      back, curr = 0, curr - back
+    end
+    if back >= prev then prev = 0 else prev = prev - back end
+    refunded = true
+  end
   local used = prev * rem + curr * Pm
   local remaining = idiv(cap - used, Pm)
   if remaining < 0 then remaining = 0 end
@@ -33,6 +46,11 @@ local function sliding_window(key, now, cost, limit, Pm)
     reset_after = E + P - now
   elseif prev > 0 then
     reset_after = E - now
+  end
+  if cost < 0 then
+    if not refunded then return 1, remaining, reset_after, 0 end
+    return 1, remaining, reset_after, 0, fmt('%d %d %d', w, curr, prev),
+      E + P, same
   end
   if cost > limit then return 0, remaining, reset_after, -1 end
   local need = cost
