@@ -14,9 +14,8 @@ local function fixed_window(key, now, cost, limit, period_ms)
     if -cost >= count then count = 0 else count = count + cost end
     local reset = 0
     if count > 0 then reset = E - now end
-    local left = limit - count
-    if left < 0 then left = 0 end
-    return 1, left, reset, 0, fmt('%d %d', w, count), E, same
+    -- count <= limit always (a charge needs count + cost <= limit).
+    return 1, limit - count, reset, 0, fmt('%d %d', w, count), E, same
   end
   local remaining = limit - count
   if remaining < 0 then remaining = 0 end
