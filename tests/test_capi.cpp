@@ -5,6 +5,7 @@
 #include <string>
 
 #include "tollgate.h"
+#include "support/policy_specs.hpp"
 
 namespace {
 
@@ -16,8 +17,8 @@ struct Lim {
   ~Lim() { rl_destroy(p); }
 };
 
-rl_policy policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -32,7 +33,7 @@ bool mentions(const char *needle) {
 
 TEST_CASE("bad input returns the right code and message", "[capi]") {
   Lim lim;
-  const rl_policy ok = policy(10, 1000);
+  const rl_policy_spec ok = policy(10, 1000);
   rl_decision d = RL_DECISION_INIT;
 
   SECTION("NULL limiter") {
@@ -60,24 +61,24 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     CHECK(rl_check(lim.p, &d, key.data(), 512, &ok, 1, 1) == RL_OK);
   }
   SECTION("zero or negative limit") {
-    const rl_policy zero = policy(0, 1000), neg = policy(-3, 1000);
+    const rl_policy_spec zero = policy(0, 1000), neg = policy(-3, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
     CHECK(mentions("limit"));
     CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
   }
   SECTION("zero or negative period") {
-    const rl_policy zero = policy(10, 0), neg = policy(10, -1);
+    const rl_policy_spec zero = policy(10, 0), neg = policy(10, -1);
     CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
     CHECK(mentions("period"));
     CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
   }
   SECTION("unknown algorithm") {
-    const rl_policy bad = policy(10, 1000, 42);
+    const rl_policy_spec bad = policy(10, 1000, 42);
     CHECK(rl_check(lim.p, &d, "k", 1, &bad, 1, 1) == RL_E_POLICY);
     CHECK(mentions("algorithm"));
   }
   SECTION("overflowing values") {
-    const rl_policy huge = policy(INT64_MAX, 1000);
+    const rl_policy_spec huge = policy(INT64_MAX, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, &huge, 1, 1) == RL_E_OVERFLOW);
     CHECK(mentions("limit"));
   }
@@ -87,11 +88,12 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
   }
   SECTION("no policies, too many, NULL array, duplicates") {
     CHECK(rl_check(lim.p, &d, "k", 1, &ok, 0, 1) == RL_E_INVALID_ARG);
-    rl_policy many[17];
+    rl_policy_spec many[17];
     for (int i = 0; i < 17; ++i) many[i] = policy(i + 1, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, many, 17, 1) == RL_E_INVALID_ARG);
-    CHECK(rl_check(lim.p, &d, "k", 1, nullptr, 1, 1) == RL_E_INVALID_ARG);
-    const rl_policy dup[2] = {ok, ok};
+    CHECK(rl_check(lim.p, &d, "k", 1, static_cast<rl_policy *const *>(nullptr),
+                   1, 1) == RL_E_INVALID_ARG);
+    const rl_policy_spec dup[2] = {ok, ok};
     CHECK(rl_check(lim.p, &d, "k", 1, dup, 2, 1) == RL_E_POLICY);
     CHECK(mentions("repeats"));
   }
@@ -107,12 +109,14 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     rl_decision bad = RL_DECISION_INIT;
     bad.version = 2;
     CHECK(rl_check(lim.p, &bad, "k", 1, &ok, 1, 1) == RL_E_VERSION);
-    rl_policy pv = ok;
+    rl_policy_spec pv = ok;
     pv.version = 0;
-    CHECK(rl_check(lim.p, &d, "k", 1, &pv, 1, 1) == RL_E_VERSION);
-    rl_policy mixed[2] = {ok, policy(5, 1000)};
-    mixed[1].version = 7;
-    CHECK(rl_check(lim.p, &d, "k", 1, mixed, 2, 1) == RL_E_POLICY);
+    rl_policy *h0 = nullptr;
+    CHECK(rl_policy_create(&h0, &pv) == RL_E_VERSION);
+    CHECK(h0 == nullptr);
+    pv.version = 7;
+    CHECK(rl_policy_create(&h0, &pv) == RL_E_VERSION);
+    CHECK(mentions("rl_policy_spec"));
     rl_health_info h = RL_HEALTH_INIT;
     h.version = 0;
     CHECK(rl_health(lim.p, &h) == RL_E_VERSION);
@@ -193,7 +197,7 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
 
 TEST_CASE("errors are counted and cleared", "[capi]") {
   Lim lim;
-  const rl_policy ok = policy(10, 1000);
+  const rl_policy_spec ok = policy(10, 1000);
   rl_decision d = RL_DECISION_INIT;
   CHECK(rl_check(lim.p, &d, "", 0, &ok, 1, 1) == RL_E_KEY_INVALID);
   CHECK(std::strlen(rl_last_error()) > 0);
@@ -225,7 +229,7 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim a(&o), b(&o);
-  const rl_policy p = policy(3, 60000);
+  const rl_policy_spec p = policy(3, 60000);
   struct Got {
     int calls = 0;
     int status = -100;
@@ -235,7 +239,7 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
     Got got;
     REQUIRE(rl_check_async(
                 a.p, "user", 4, &p, 1, 1,
-                [](int status, const rl_decision *d, void *u) {
+                [](int status, const rl_decision *d, const char *, void *u) {
                   Got *g = static_cast<Got *>(u);
                   ++g->calls;
                   g->status = status;
@@ -255,7 +259,7 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
   int calls = 0;
   CHECK(rl_check_async(
             a.p, "", 0, &p, 1, 1,
-            [](int, const rl_decision *, void *u) { ++*static_cast<int *>(u); },
+            [](int, const rl_decision *, const char *, void *u) { ++*static_cast<int *>(u); },
             &calls) == RL_E_KEY_INVALID);
   CHECK(calls == 0);
 }
@@ -264,7 +268,7 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim lim(&o);
-  const rl_policy ps[2] = {policy(3, 1000),
+  const rl_policy_spec ps[2] = {policy(3, 1000),
                            policy(2, 60000, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
@@ -287,7 +291,7 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
 
 TEST_CASE("rate-limit headers are formatted by one function",
           "[capi][headers]") {
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 100;
   p.period_ms = 3600 * 1000;
   rl_decision d = RL_DECISION_INIT;
@@ -337,7 +341,7 @@ TEST_CASE("rate-limit headers are formatted by one function",
   const std::string longname(101, 'n');
   CHECK(rl_headers_format(&h, &d, &p, longname.data(), longname.size()) ==
         RL_E_INVALID_ARG);
-  rl_policy bad = p;
+  rl_policy_spec bad = p;
   bad.limit = 0;
   CHECK(rl_headers_format(&h, &d, &bad, nullptr, 0) == RL_E_POLICY);
   rl_headers wrong = RL_HEADERS_INIT;

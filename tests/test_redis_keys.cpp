@@ -15,6 +15,7 @@
 
 #include "support/redis_server.hpp"
 #include "tollgate.h"
+#include "support/policy_specs.hpp"
 #include "tollgate/redis/redis_store.hpp"
 #include "tollgate/redis/slot.hpp"
 
@@ -102,11 +103,11 @@ TEST_CASE("redis keys: policies that differ only in their limit keep apart",
   o.failure_mode = RL_FAIL_ERROR;
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
-  rl_policy a = RL_POLICY_INIT;
+  rl_policy_spec a = RL_POLICY_SPEC_INIT;
   a.limit = 600000;
   a.period_ms = 1000 * 1000;
   a.burst = 10;
-  rl_policy b = a;
+  rl_policy_spec b = a;
   b.limit = 600001;
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim, &d, "k", 1, &a, 1, 1) == RL_OK);
@@ -236,12 +237,12 @@ TEST_CASE("slot: every policy key of one user key lands in one slot",
   const std::vector<std::string> users = {
       "org-1",   "u",     "a:b",         "x{y}z",      "{nested}",
       "a}b{c}d", "tail{", "caf\xc3\xa9", "with space", std::string(200, 'q')};
-  rl_policy policies[6];
+  rl_policy_spec policies[6];
   const int32_t algs[6] = {RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET,
                            RL_ALG_FIXED_WINDOW, RL_ALG_SLIDING_WINDOW,
                            RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET};
   for (int i = 0; i < 6; ++i) {
-    policies[i] = RL_POLICY_INIT;
+    policies[i] = RL_POLICY_SPEC_INIT;
     policies[i].algorithm = algs[i];
     policies[i].limit = 10 + i;
     policies[i].period_ms = 1000 * (i + 1);
