@@ -317,13 +317,15 @@ Errc set_option(rl_options *opts, const char *name, const char *value) {
   }
   // The password is the only secret; no value is echoed for it anyway.
   const bool secret = wanted == "password";
-  auto bad = [&](const std::string &why) {
-    return tollgate::fail(
-        Errc::invalid_arg,
-        "options: " + std::string(f->name) + ": " +
-            (secret || value == nullptr ? std::string("the value")
-                                        : "'" + std::string(value) + "'") +
-            " " + why);
+  auto bad = [&](const char *why) {
+    std::string m = "options: ";
+    m.append(f->name).append(": ");
+    if (secret || value == nullptr)
+      m.append("the value");
+    else
+      m.append("'").append(value).append("'");
+    m.append(" ").append(why);
+    return tollgate::fail(Errc::invalid_arg, std::move(m));
   };
   if (value == nullptr) return bad("is NULL (expected a number)");
   int64_t v = 0;
@@ -338,8 +340,9 @@ Errc set_option(rl_options *opts, const char *name, const char *value) {
     return bad(f->words ? "is neither a whole number nor a known word"
                         : "is not a whole number");
   if (v < f->min || v > f->max)
-    return bad("is out of range (" + std::to_string(f->min) + " .. " +
-               std::to_string(f->max) + ")");
+    return bad(("is out of range (" + std::to_string(f->min) + " .. " +
+                std::to_string(f->max) + ")")
+                   .c_str());
   if (f->kind == OptKind::u64) {
     const uint64_t u = static_cast<uint64_t>(v);
     std::memcpy(field, &u, sizeof u);

@@ -316,11 +316,16 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
       return fail_at(error_offset, word_at, Errc::policy,
                      "policy: unexpected character '" +
                          std::string(1, c.peek()) + "'");
+    // "name = value" may have spaces around '='; a bare name may not eat
+    // the space that separates it from the next option.
+    const size_t after_word = c.pos;
     c.skip_space();
     const bool assigned = c.peek() == '=';
     if (assigned) {
       ++c.pos;
       c.skip_space();
+    } else {
+      c.pos = after_word;
     }
     if (word == "burst") {
       if (!assigned)
