@@ -123,6 +123,41 @@ TEST_CASE("redis keys: policies that differ only in their limit keep apart",
   rl_destroy(lim);
 }
 
+TEST_CASE(
+    "redis keys: an iterator outlives rl_destroy of its limiter and answers "
+    "RL_E_CLOSED",
+    "[redis][keys]") {
+  tollgate_test::RedisServer server;
+  rl_options o = RL_OPTIONS_INIT;
+  const std::string url = server.url();
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_policy *p = nullptr;
+  REQUIRE(rl_policy_parse(&p, "10/m", 4, nullptr) == RL_OK);
+  rl_decision d = RL_DECISION_INIT;
+  for (const char *k : {"a", "b", "c"})
+    REQUIRE(rl_check(lim, &d, k, 1, &p, 1, 1) == RL_OK);
+  rl_policy_release(p);  // before the limiter: nothing depends on it
+  rl_keys *read = nullptr, *unread = nullptr, *kept = nullptr;
+  REQUIRE(rl_keys_open(lim, &read) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &unread) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &kept) == RL_OK);
+  rl_key_info info = RL_KEY_INFO_INIT;
+  REQUIRE(rl_keys_next(read, &info) == RL_OK);
+  CHECK(info.policy.limit == 10);
+  CHECK(info.policy.period_ms == 60000);
+  rl_keys_free(kept);  // freed before the limiter
+  rl_destroy(lim);
+  CHECK(rl_keys_next(read, &info) == RL_E_CLOSED);
+  CHECK(std::string(rl_last_error()).find("destroyed") != std::string::npos);
+  CHECK(rl_keys_next(read, &info) == RL_E_CLOSED);
+  CHECK(rl_keys_next(unread, &info) == RL_E_CLOSED);
+  rl_keys_free(unread);
+  rl_keys_free(read);
+}
+
 // ---- Cluster hash slots ---------------------------------------------------
 
 using tollgate::redis::crc16_xmodem;

@@ -16,6 +16,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/certs.hpp"
@@ -741,6 +742,100 @@ TEST_CASE("redis: destroying a limiter answers pending async checks",
   CHECK(counts[1] == 50);  // each exactly once
   CHECK(counts[0] == 50);  // as RL_E_CLOSED, never a made-up decision
   server.cont();
+}
+
+namespace {
+// Completions of async checks, with their messages (copied in the callback,
+// where the library's text is valid).
+struct Completions {
+  std::mutex mu;
+  std::vector<std::pair<int, std::string>> got;
+  static void cb(int status, const rl_decision *d, const char *message,
+                 void *user) {
+    auto *c = static_cast<Completions *>(user);
+    std::lock_guard<std::mutex> lock(c->mu);
+    // The decision comes with RL_OK only; the message with errors only.
+    c->got.emplace_back(status, std::string(message ? message : "(NULL)") +
+                                    (status == RL_OK && d == nullptr
+                                         ? " (no decision)"
+                                         : ""));
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.size();
+  }
+};
+
+rl_policy *handle(int64_t limit, int64_t period_ms) {
+  rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+  spec.limit = limit;
+  spec.period_ms = period_ms;
+  rl_policy *h = nullptr;
+  REQUIRE(rl_policy_create(&h, &spec) == RL_OK);
+  return h;
+}
+}  // namespace
+
+TEST_CASE(
+    "redis: pending async checks at rl_destroy get RL_E_CLOSED and a message, "
+    "their policies released at once",
+    "[redis][async]") {
+  RedisServer server;
+  Completions c;
+  {
+    rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
+    Lim lim(o);
+    server.stop();  // nothing will be answered by Redis
+    for (int i = 0; i < 20; ++i) {
+      rl_policy *p = handle(10, 1000);
+      REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+              RL_OK);
+      rl_policy_release(p);  // the call keeps what it needs
+    }
+  }  // rl_destroy
+  REQUIRE(c.size() == 20);
+  for (const auto &[status, message] : c.got) {
+    CHECK(status == RL_E_CLOSED);
+    CHECK(message.find("destroyed") != std::string::npos);
+  }
+  server.cont();
+}
+
+TEST_CASE("redis: an async error carries its message (RL_FAIL_ERROR, no Redis)",
+          "[redis][async]") {
+  // A port nothing listens on: the check fails to connect.
+  RedisServer server;
+  const std::string url = server.url();
+  server.kill9();
+  rl_options o = opts_for(url, RL_FAIL_ERROR);
+  o.connect_timeout_ms = 300;
+  o.timeout_ms = 300;
+  Completions c;
+  {
+    Lim lim(o);
+    rl_policy *p = handle(10, 1000);
+    REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+            RL_OK);
+    rl_policy_release(p);
+    for (int i = 0; i < 200 && c.size() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(c.size() == 1);
+    // And with the store known to be down, the answer comes inline.
+    p = handle(10, 1000);
+    REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+            RL_OK);
+    rl_policy_release(p);
+    for (int i = 0; i < 200 && c.size() < 2; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(c.size() == 2);
+  for (const auto &[status, message] : c.got) {
+    CHECK((status == RL_E_CONNECT || status == RL_E_TIMEOUT));
+    CHECK(!message.empty());
+    CHECK(message != "(NULL)");
+    INFO(message);
+    CHECK(message.find("password") == std::string::npos);
+  }
 }
 
 TEST_CASE("redis: unix socket with a database number", "[redis]") {
