@@ -314,8 +314,8 @@ rl_health_info health(rl_limiter *lim) {
 }
 
 // One check; returns allowed (0/1). Errors abort the benchmark.
-inline int check(rl_limiter *lim, const char *key, size_t len,
-                 rl_policy *pol, int64_t cost) {
+inline int check(rl_limiter *lim, const char *key, size_t len, rl_policy *pol,
+                 int64_t cost) {
   rl_decision d = RL_DECISION_INIT;
   int rc = rl_check(lim, &d, key, len, &pol, 1, cost);
   if (__builtin_expect(rc != RL_OK, 0)) die_rc("rl_check", rc);

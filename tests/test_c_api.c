@@ -461,8 +461,7 @@ static void test_bad_input(void) {
     rl_policy_spec bad = per_second_spec(5);
     rl_policy *h = NULL;
     bad.period_ms = 0;
-    EXPECT_ERROR("period 0", rl_policy_create(&h, &bad), RL_E_POLICY,
-                 "period");
+    EXPECT_ERROR("period 0", rl_policy_create(&h, &bad), RL_E_POLICY, "period");
   }
   {
     rl_policy_spec bad = per_second_spec(5);
@@ -584,8 +583,8 @@ static void test_policy_handles(void) {
   CHECK_EQ_LL(got.burst, 9);
   CHECK_EQ_LL(got.flags, 0);
   got.version = 0;
-  EXPECT_ERROR("rl_policy_get version 0", rl_policy_get(p, &got),
-               RL_E_VERSION, "version");
+  EXPECT_ERROR("rl_policy_get version 0", rl_policy_get(p, &got), RL_E_VERSION,
+               "version");
   EXPECT_ERROR("rl_policy_get NULL", rl_policy_get(NULL, &got),
                RL_E_INVALID_ARG, "policy");
 
@@ -643,8 +642,9 @@ static void expect_parsed(int line, const char *text, int32_t algorithm,
   size_t offset = 999;
   int rc = rl_policy_parse(&p, text, strlen(text), &offset);
   ++g_checks;
-  if (rc != RL_OK || rl_policy_get(p, &s) != RL_OK || s.algorithm != algorithm ||
-      s.limit != limit || s.period_ms != period_ms || s.burst != burst) {
+  if (rc != RL_OK || rl_policy_get(p, &s) != RL_OK ||
+      s.algorithm != algorithm || s.limit != limit ||
+      s.period_ms != period_ms || s.burst != burst) {
     ++g_failures;
     fprintf(stderr,
             "%s:%d: '%s': rc %d (%s), got alg %d limit %lld period %lld "
@@ -679,10 +679,10 @@ static void test_policy_text(void) {
   EXPECT_PARSED("100 per hour", RL_ALG_GCRA, 100, 3600000, 0);
   EXPECT_PARSED("100 per 15m", RL_ALG_GCRA, 100, 900000, 0);
   EXPECT_PARSED("10/1.5s burst=20", RL_ALG_GCRA, 10, 1500, 20);
-  EXPECT_PARSED("10/s, burst = 20, token_bucket", RL_ALG_TOKEN_BUCKET, 10,
-                1000, 20);
-  EXPECT_PARSED("5000/d sliding_window", RL_ALG_SLIDING_WINDOW, 5000,
-                86400000, 0);
+  EXPECT_PARSED("10/s, burst = 20, token_bucket", RL_ALG_TOKEN_BUCKET, 10, 1000,
+                20);
+  EXPECT_PARSED("5000/d sliding_window", RL_ALG_SLIDING_WINDOW, 5000, 86400000,
+                0);
   EXPECT_PARSED("3/250ms algorithm=fixed_window", RL_ALG_FIXED_WINDOW, 3, 250,
                 0);
   EXPECT_PARSED("1 per 2 minutes", RL_ALG_GCRA, 1, 120000, 0);

@@ -4,8 +4,8 @@
 #include <cstring>
 #include <string>
 
-#include "tollgate.h"
 #include "support/policy_specs.hpp"
+#include "tollgate.h"
 
 namespace {
 
@@ -17,7 +17,8 @@ struct Lim {
   ~Lim() { rl_destroy(p); }
 };
 
-rl_policy_spec policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
+rl_policy_spec policy(int64_t limit, int64_t period_ms,
+                      int32_t alg = RL_ALG_GCRA) {
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
@@ -259,7 +260,9 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
   int calls = 0;
   CHECK(rl_check_async(
             a.p, "", 0, &p, 1, 1,
-            [](int, const rl_decision *, const char *, void *u) { ++*static_cast<int *>(u); },
+            [](int, const rl_decision *, const char *, void *u) {
+              ++*static_cast<int *>(u);
+            },
             &calls) == RL_E_KEY_INVALID);
   CHECK(calls == 0);
 }
@@ -269,7 +272,7 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim lim(&o);
   const rl_policy_spec ps[2] = {policy(3, 1000),
-                           policy(2, 60000, RL_ALG_FIXED_WINDOW)};
+                                policy(2, 60000, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
   CHECK(d.allowed == 1);

@@ -6,8 +6,8 @@
 #include <thread>
 #include <vector>
 
-#include "tollgate.h"
 #include "support/policy_specs.hpp"
+#include "tollgate.h"
 
 namespace {
 

@@ -9,9 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 #include "tollgate/limiter.hpp"
 
 namespace {
@@ -38,7 +38,7 @@ rl_options pinned_memory() {
 }
 
 rl_policy_spec policy(int32_t alg, int64_t limit, int64_t period_ms,
-                 int64_t burst = 0) {
+                      int64_t burst = 0) {
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
@@ -76,8 +76,8 @@ TEST_CASE("limiter: a denial reports the policy with the longest wait",
   // After one unit each: GCRA 1 per 1 s waits 1 s, GCRA 1 per 10 s waits
   // 10 s, token bucket 1 per 5 s waits 5 s.
   const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 1, 1000),
-                                     policy(RL_ALG_GCRA, 1, 10000),
-                                     policy(RL_ALG_TOKEN_BUCKET, 1, 5000)};
+                                          policy(RL_ALG_GCRA, 1, 10000),
+                                          policy(RL_ALG_TOKEN_BUCKET, 1, 5000)};
   REQUIRE(check(lim.p, "k", ps).allowed == 1);
   rl_decision d = check(lim.p, "k", ps);
   CHECK(d.allowed == 0);
@@ -93,22 +93,22 @@ TEST_CASE("limiter: a denial reports the policy with the longest wait",
   // A policy the call can never pass outranks any finite wait, wherever it
   // stands in the list.
   const std::vector<rl_policy_spec> never = {policy(RL_ALG_GCRA, 1, 10000),
-                                        policy(RL_ALG_GCRA, 5, 1000)};
+                                             policy(RL_ALG_GCRA, 5, 1000)};
   REQUIRE(check(lim.p, "n", never).allowed == 1);
   d = check(lim.p, "n", never, 2);  // 2 > capacity 1 of policy 0
   CHECK(d.allowed == 0);
   CHECK(d.policy_index == 0);
   CHECK(d.retry_after_ms == RL_RETRY_NEVER);
   const std::vector<rl_policy_spec> never2 = {policy(RL_ALG_GCRA, 5, 1000),
-                                         policy(RL_ALG_GCRA, 1, 10000)};
+                                              policy(RL_ALG_GCRA, 1, 10000)};
   REQUIRE(check(lim.p, "n2", never2).allowed == 1);
   d = check(lim.p, "n2", never2, 2);
   CHECK(d.policy_index == 1);
   CHECK(d.retry_after_ms == RL_RETRY_NEVER);
   // ... and a finite wait never displaces it.
   const std::vector<rl_policy_spec> never3 = {policy(RL_ALG_GCRA, 1, 1000),
-                                         policy(RL_ALG_GCRA, 1, 60000),
-                                         policy(RL_ALG_GCRA, 3, 1000)};
+                                              policy(RL_ALG_GCRA, 1, 60000),
+                                              policy(RL_ALG_GCRA, 3, 1000)};
   d = check(lim.p, "n3", never3, 2);
   CHECK(d.allowed == 0);
   CHECK(d.policy_index == 0);
@@ -121,7 +121,7 @@ TEST_CASE("limiter: equal waits and equal remaining go to the first policy",
   REQUIRE(lim.rc == RL_OK);
   // GCRA and token bucket with the same limit and period wait alike.
   const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 2, 2000),
-                                     policy(RL_ALG_TOKEN_BUCKET, 2, 2000)};
+                                          policy(RL_ALG_TOKEN_BUCKET, 2, 2000)};
   rl_decision d = check(lim.p, "k", ps);
   CHECK(d.allowed == 1);
   CHECK(d.remaining == 1);
@@ -140,8 +140,8 @@ TEST_CASE("limiter: equal waits and equal remaining go to the first policy",
   CHECK(d.policy_index == 0);
   // Allowed: the fewest remaining, wherever it is.
   const std::vector<rl_policy_spec> three = {policy(RL_ALG_GCRA, 10, 1000),
-                                        policy(RL_ALG_GCRA, 4, 1000),
-                                        policy(RL_ALG_GCRA, 7, 1000)};
+                                             policy(RL_ALG_GCRA, 4, 1000),
+                                             policy(RL_ALG_GCRA, 7, 1000)};
   d = check(lim.p, "k3", three);
   CHECK(d.allowed == 1);
   CHECK(d.policy_index == 1);
@@ -393,7 +393,7 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
   o.connect_timeout_ms = 200;
   o.timeout_ms = 200;
   const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 10, kLongMs),
-                                     policy(RL_ALG_GCRA, 20, kLongMs)};
+                                          policy(RL_ALG_GCRA, 20, kLongMs)};
 
   SECTION("open: allowed, remaining unknown so the full limit") {
     o.failure_mode = RL_FAIL_OPEN;
@@ -468,7 +468,8 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     for (int i = 0; i < 3; ++i) allowed += check(lim.p, "s", small).allowed;
     CHECK(allowed == 1);
     // A burst is divided too: GCRA 8 per period with burst 8 -> burst 2.
-    const std::vector<rl_policy_spec> burst = {policy(RL_ALG_GCRA, 8, kLongMs, 8)};
+    const std::vector<rl_policy_spec> burst = {
+        policy(RL_ALG_GCRA, 8, kLongMs, 8)};
     allowed = 0;
     for (int i = 0; i < 4; ++i) allowed += check(lim.p, "b", burst).allowed;
     CHECK(allowed == 2);

@@ -14,11 +14,11 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/prober.hpp"
 #include "support/redis_server.hpp"
 #include "support/topology.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 using tollgate_test::Lim;
 using tollgate_test::per_year;

@@ -6,9 +6,9 @@
 
 #include <string>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 namespace {
 
@@ -27,8 +27,8 @@ struct Lim {
   Lim &operator=(const Lim &) = delete;
 };
 
-rl_decision check(rl_limiter *lim, const std::string &key, const rl_policy_spec *ps,
-                  size_t n, int64_t cost) {
+rl_decision check(rl_limiter *lim, const std::string &key,
+                  const rl_policy_spec *ps, size_t n, int64_t cost) {
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(lim, &d, key.data(), key.size(), ps, n, cost);
   INFO(rl_last_error());
@@ -52,7 +52,7 @@ TEST_CASE("redis deny cache: a cached denial repeats the store's decision",
   Lim lim(server.url());
   // Two policies; the hour-long one denies (its retry is the longer).
   const rl_policy_spec ps[2] = {policy(RL_ALG_GCRA, 5, 1000),
-                           policy(RL_ALG_GCRA, 1, 3600 * 1000)};
+                                policy(RL_ALG_GCRA, 1, 3600 * 1000)};
   REQUIRE(check(lim.p, "k", ps, 2, 1).allowed == 1);
   const rl_decision store = check(lim.p, "k", ps, 2, 1);
   REQUIRE(store.allowed == 0);

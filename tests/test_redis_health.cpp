@@ -7,9 +7,9 @@
 #include <string>
 #include <thread>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 TEST_CASE("redis health: checks waiting on a frozen server are in flight",
           "[redis][health]") {

@@ -9,9 +9,9 @@
 #include <string>
 #include <thread>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 namespace {
 

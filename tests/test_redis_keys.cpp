@@ -13,9 +13,9 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 #include "tollgate/redis/redis_store.hpp"
 #include "tollgate/redis/slot.hpp"
 

@@ -13,9 +13,9 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 namespace {
 
@@ -34,7 +34,8 @@ struct Lim {
   Lim &operator=(const Lim &) = delete;
 };
 
-rl_decision check(rl_limiter *lim, const std::string &key, const rl_policy_spec &p) {
+rl_decision check(rl_limiter *lim, const std::string &key,
+                  const rl_policy_spec &p) {
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(lim, &d, key.data(), key.size(), &p, 1, 1);
   INFO(rl_last_error());
@@ -304,7 +305,7 @@ TEST_CASE(
   std::vector<rl_policy_spec> pols;
   for (int k = 0; k < kKeys; ++k) pols.push_back(make(k % 4, 20 + k));
   const rl_policy_spec both[2] = {make(RL_ALG_GCRA, 40),
-                             make(RL_ALG_FIXED_WINDOW, 25)};
+                                  make(RL_ALG_FIXED_WINDOW, 25)};
   constexpr int kRounds = 60;
 
   for (int pass = 0; pass < 2; ++pass) {

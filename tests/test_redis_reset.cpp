@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 TEST_CASE("redis reset: every policy of the key goes, across SCAN pages",
           "[redis][reset]") {

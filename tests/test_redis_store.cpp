@@ -21,9 +21,9 @@
 
 #include "support/certs.hpp"
 #include "support/fake_server.hpp"
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 using tollgate_test::FakeReply;
 using tollgate_test::RedisServer;
@@ -58,7 +58,8 @@ rl_options opts_for(const std::string &url, int32_t failure_mode = 0) {
   return o;
 }
 
-rl_policy_spec policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
+rl_policy_spec policy(int64_t limit, int64_t period_ms,
+                      int32_t alg = RL_ALG_GCRA) {
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
@@ -140,7 +141,7 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
   const rl_policy_spec ps[2] = {policy(2, 3600 * 1000),
-                           policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
+                                policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   for (int i = 0; i < 2; ++i)
     REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
@@ -193,7 +194,7 @@ TEST_CASE("redis: reset and the admin listing", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
   const rl_policy_spec p = policy(10, kLongMs),
-                  w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
+                       w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
   rl_decision d;
   const std::string glob_key = "user*[1]?";  // glob characters are escaped
   REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
@@ -755,10 +756,9 @@ struct Completions {
     auto *c = static_cast<Completions *>(user);
     std::lock_guard<std::mutex> lock(c->mu);
     // The decision comes with RL_OK only; the message with errors only.
-    c->got.emplace_back(status, std::string(message ? message : "(NULL)") +
-                                    (status == RL_OK && d == nullptr
-                                         ? " (no decision)"
-                                         : ""));
+    c->got.emplace_back(
+        status, std::string(message ? message : "(NULL)") +
+                    (status == RL_OK && d == nullptr ? " (no decision)" : ""));
   }
   size_t size() {
     std::lock_guard<std::mutex> lock(mu);

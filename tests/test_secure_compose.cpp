@@ -47,10 +47,10 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "support/topology.hpp"
 #include "tollgate.h"
-#include "support/policy_specs.hpp"
 
 using tollgate_test::AclUser;
 using tollgate_test::free_port;
@@ -242,7 +242,7 @@ void async_burst(rl_limiter *lim, const std::string &stem, int n,
   };
   const rl_policy_spec one[1] = {policy(RL_ALG_GCRA, 10, 3600000)};
   const rl_policy_spec two[2] = {policy(RL_ALG_GCRA, 10, 3600000),
-                            policy(RL_ALG_SLIDING_WINDOW, 20, 3600000)};
+                                 policy(RL_ALG_SLIDING_WINDOW, 20, 3600000)};
   int started = 0;
   for (int i = 0; i < n + n / 2; ++i) {
     const bool multi = i >= n;
@@ -323,9 +323,9 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   }
   // The multi script: one policy of each algorithm, all or nothing.
   const rl_policy_spec four[4] = {policy(RL_ALG_GCRA, 6, 3600000),
-                             policy(RL_ALG_TOKEN_BUCKET, 6, 3600000),
-                             policy(RL_ALG_FIXED_WINDOW, 6, 3600000),
-                             policy(RL_ALG_SLIDING_WINDOW, 6, 3600000)};
+                                  policy(RL_ALG_TOKEN_BUCKET, 6, 3600000),
+                                  policy(RL_ALG_FIXED_WINDOW, 6, 3600000),
+                                  policy(RL_ALG_SLIDING_WINDOW, 6, 3600000)};
   const std::string multi = cfg.stem + "multi";
   if (check("rl_check 4 policies", multi, four, 4, 1, 5))
     check("rl_check 4 policies", multi, four, 4, 1, 4);

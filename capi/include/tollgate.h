@@ -368,10 +368,10 @@ typedef void (*rl_check_cb)(int status, const rl_decision *decision,
 
 /* rl_check without waiting. Arguments are validated and copied before the
  * call returns (the policies' compiled form included): the caller may
- * release its policies as soon as rl_check_async returns. If it returns RL_OK, `callback` runs exactly once; if it
- * returns an error, the callback never runs.
- * On which thread: the memory store answers inline, on the calling thread,
- * before rl_check_async returns. The Redis store calls it from its I/O
+ * release its policies as soon as rl_check_async returns. If it returns RL_OK,
+ * `callback` runs exactly once; if it returns an error, the callback never
+ * runs. On which thread: the memory store answers inline, on the calling
+ * thread, before rl_check_async returns. The Redis store calls it from its I/O
  * thread, or inline, on the calling thread, when the answer is known at
  * once (a deny-cache hit, or a store known to be down: the failure mode's
  * answer). Either way the callback must return quickly, must not block, and
@@ -515,7 +515,7 @@ typedef struct rl_key_info {
                        iterator, valid until the next rl_keys_next */
   size_t key_len;
   rl_policy_spec policy; /* the policy this state belongs to */
-  int64_t remaining; /* as a cost-0 check would report now */
+  int64_t remaining;     /* as a cost-0 check would report now */
   int64_t reset_after_ms;
 } rl_key_info;
 #define RL_KEY_INFO_INIT \

@@ -214,7 +214,8 @@ void copy_text(char *dst, size_t size, const std::string &src) {
   dst[n] = '\0';
 }
 
-// ---- rl_options_set ----------------------------------------------------------
+// ---- rl_options_set
+// ----------------------------------------------------------
 
 enum class OptKind { text, u64, u32, i32 };
 
@@ -236,7 +237,7 @@ constexpr std::pair<const char *, int32_t> kSwitchWords[] = {
     {"default", 0}, {"on", 1}, {"off", -1}, {nullptr, 0}};
 
 #define TOLLGATE_OPT(field, since, kind, min, max, words) \
-  {#field, since, OptKind::kind, offsetof(rl_options, field), min, max, words}
+  { #field, since, OptKind::kind, offsetof(rl_options, field), min, max, words }
 constexpr int64_t kU32 = UINT32_MAX;
 constexpr OptField kOptFields[] = {
     TOLLGATE_OPT(url, 1, text, 0, 0, nullptr),

@@ -140,12 +140,12 @@ int64_t unit_ms(std::string_view unit) {
     const char *name;
     int64_t ms;
   } kUnits[] = {
-      {"ms", 1},          {"millisecond", 1}, {"milliseconds", 1},
-      {"s", 1000},        {"sec", 1000},      {"second", 1000},
-      {"seconds", 1000},  {"m", 60000},       {"min", 60000},
-      {"minute", 60000},  {"minutes", 60000}, {"h", 3600000},
-      {"hour", 3600000},  {"hours", 3600000}, {"d", 86400000},
-      {"day", 86400000},  {"days", 86400000},
+      {"ms", 1},         {"millisecond", 1}, {"milliseconds", 1},
+      {"s", 1000},       {"sec", 1000},      {"second", 1000},
+      {"seconds", 1000}, {"m", 60000},       {"min", 60000},
+      {"minute", 60000}, {"minutes", 60000}, {"h", 3600000},
+      {"hour", 3600000}, {"hours", 3600000}, {"d", 86400000},
+      {"day", 86400000}, {"days", 86400000},
   };
   for (const auto &u : kUnits)
     if (unit == u.name) return u.ms;
@@ -160,8 +160,7 @@ Errc parse_period_at(Cursor &c, bool number_required, int64_t &period_ms,
   const std::string_view number = c.take_while(is_number_char);
   const bool has_digit =
       number.find_first_of("0123456789") != std::string_view::npos;
-  if (!number.empty() &&
-      (!has_digit || number.find('.') != number.rfind('.')))
+  if (!number.empty() && (!has_digit || number.find('.') != number.rfind('.')))
     return fail_at(error_offset, start, Errc::policy,
                    "period: malformed number '" + std::string(number) + "'");
   if (number.empty() && number_required)
@@ -313,9 +312,9 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
     const size_t word_at = c.pos;
     const std::string_view word = c.take_while(is_word_char);
     if (word.empty())
-      return fail_at(error_offset, word_at, Errc::policy,
-                     "policy: unexpected character '" +
-                         std::string(1, c.peek()) + "'");
+      return fail_at(
+          error_offset, word_at, Errc::policy,
+          "policy: unexpected character '" + std::string(1, c.peek()) + "'");
     // "name = value" may have spaces around '='; a bare name may not eat
     // the space that separates it from the next option.
     const size_t after_word = c.pos;

@@ -53,10 +53,9 @@ inline int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
                   cost);
 }
 
-inline int rl_check_async(rl_limiter *limiter, const char *key,
-                          size_t key_len, const rl_policy_spec *policies,
-                          size_t n_policies, int64_t cost,
-                          rl_check_cb callback, void *user_data) {
+inline int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
+                          const rl_policy_spec *policies, size_t n_policies,
+                          int64_t cost, rl_check_cb callback, void *user_data) {
   tollgate_test::SpecHandles hs(policies, n_policies);
   if (hs.rc != RL_OK) return hs.rc;
   // rl_check_async copies what it needs: the handles may go at once.

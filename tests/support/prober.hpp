@@ -13,8 +13,8 @@
 #include <thread>
 #include <vector>
 
-#include "tollgate.h"
 #include "support/policy_specs.hpp"
+#include "tollgate.h"
 
 namespace tollgate_test {
 
