@@ -3,6 +3,8 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "support/policy_specs.hpp"
 #include "tollgate.h"
@@ -350,4 +352,60 @@ TEST_CASE("rate-limit headers are formatted by one function",
   rl_headers wrong = RL_HEADERS_INIT;
   wrong.version = 9;
   CHECK(rl_headers_format(&wrong, &d, &p, nullptr, 0) == RL_E_VERSION);
+}
+
+TEST_CASE("policy handles: shared by threads, retained and released at once",
+          "[capi][policy]") {
+  rl_policy *p = nullptr;
+  REQUIRE(rl_policy_parse(&p, "1000000/s", 9, nullptr) == RL_OK);
+  Lim lim;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const std::string key = "k" + std::to_string(t);
+      for (int i = 0; i < 2000; ++i) {
+        rl_policy *mine = rl_policy_retain(p);
+        rl_decision d = RL_DECISION_INIT;
+        if (rl_check(lim.p, &d, key.data(), key.size(), &mine, 1, 1) != RL_OK)
+          std::abort();
+        rl_policy_release(mine);
+      }
+    });
+  for (auto &t : threads) t.join();
+  rl_policy_spec s = RL_POLICY_SPEC_INIT;
+  REQUIRE(rl_policy_get(p, &s) == RL_OK);  // still alive: one reference left
+  CHECK(s.limit == 1000000);
+  CHECK(s.period_ms == 1000);
+  rl_policy_release(p);
+}
+
+TEST_CASE("policy handles: a check's array holds pointers, one may be NULL",
+          "[capi][policy]") {
+  Lim lim;
+  rl_policy *a = nullptr, *b = nullptr;
+  REQUIRE(rl_policy_parse(&a, "5/s", 3, nullptr) == RL_OK);
+  REQUIRE(rl_policy_parse(&b, "100 per hour, fixed_window", 26, nullptr) ==
+          RL_OK);
+  rl_policy *both[2] = {a, b};
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "k", 1, both, 2, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.policy_index == 0);  // 4 left of 5, 99 of 100
+  both[1] = nullptr;
+  CHECK(rl_check(lim.p, &d, "k", 1, both, 2, 1) == RL_E_INVALID_ARG);
+  CHECK(mentions("policies[1]"));
+  int calls = 0;
+  CHECK(rl_check_async(
+            lim.p, "k", 1, both, 2, 1,
+            [](int, const rl_decision *, const char *, void *u) {
+              ++*static_cast<int *>(u);
+            },
+            &calls) == RL_E_INVALID_ARG);
+  CHECK(calls == 0);
+  // Headers from the handle of the reporting policy (policy_index 0).
+  rl_headers h = RL_HEADERS_INIT;
+  REQUIRE(rl_headers_format(&h, &d, a, "fast", 4) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"fast\";q=5;w=1");
+  rl_policy_release(a);
+  rl_policy_release(b);
 }
