@@ -76,15 +76,17 @@ RL_API const char *rl_version_string(void);
  */
 
 #define RL_OK 0
-/* A required pointer is NULL, a cost is negative, or another argument is out
- * of its documented range. */
+/* A required pointer is NULL (a NULL entry in a check's policy array
+ * included), a cost is negative, an option name is unknown, or another
+ * argument is out of its documented range. */
 #define RL_E_INVALID_ARG (-1)
 /* The key is empty, or NULL with a non-zero length. */
 #define RL_E_KEY_INVALID (-2)
 /* The key is longer than the limiter's max_key_len. */
 #define RL_E_KEY_TOO_LONG (-3)
 /* A policy is invalid: limit or period <= 0, negative burst, unknown
- * algorithm, non-zero flags, or mixed struct versions in one array. */
+ * algorithm, non-zero flags, the same policy twice in one check, or a
+ * policy or period text that does not parse. */
 #define RL_E_POLICY (-4)
 /* A value would overflow tollgate's integer arithmetic (the bounds are in
  * docs/algorithms.md); refused rather than wrapped. */
