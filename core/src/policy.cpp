@@ -183,9 +183,18 @@ Errc parse_period_at(Cursor &c, bool number_required, int64_t &period_ms,
   const size_t dot = number.find('.');
   const std::string_view whole =
       number.empty() ? std::string_view("1") : number.substr(0, dot);
-  const std::string_view frac = dot == std::string_view::npos
-                                    ? std::string_view()
-                                    : number.substr(dot + 1);
+  std::string_view frac = dot == std::string_view::npos
+                              ? std::string_view()
+                              : number.substr(dot + 1);
+  while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
+  // 10^k divides f * unit only for k <= 10 once f has no trailing zero
+  // (unit <= 86400000 = 2^10 * 3^3 * 5^5), so a longer fraction is never
+  // whole milliseconds, and a shorter one cannot overflow below.
+  if (frac.size() > 10)
+    return fail_at(error_offset, start, Errc::policy,
+                   "period: '" +
+                       std::string(c.text.substr(start, c.pos - start)) +
+                       "' is not a whole number of milliseconds");
   int64_t ms = 0;
   for (char d : whole) {
     ms = ms * 10 + (d - '0');
@@ -200,14 +209,11 @@ Errc parse_period_at(Cursor &c, bool number_required, int64_t &period_ms,
   int64_t scale = 1;
   int64_t frac_value = 0;
   for (char d : frac) {
-    if (scale > (int64_t{1} << 40))
-      return fail_at(error_offset, start, Errc::policy,
-                     "period: too many decimal digits");
     scale *= 10;
     frac_value = frac_value * 10 + (d - '0');
   }
   if (frac_value != 0) {
-    // frac_value * ums < 2^40 * 2^27: no overflow.
+    // frac_value < 10^10 and ums < 2^27: no overflow.
     if ((frac_value * ums) % scale != 0)
       return fail_at(error_offset, start, Errc::policy,
                      "period: '" +
