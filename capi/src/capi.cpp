@@ -4,8 +4,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cerrno>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -68,11 +66,10 @@ struct rl_policy {
 };
 
 // What a limiter and its key iterators share, so that either may go first:
-// rl_destroy frees every open iterator's store state (under the iterator's
-// own lock) and marks the rest closed.
+// rl_destroy frees the store state of every iterator still open (under the
+// iterator's own lock), which then answers RL_E_CLOSED.
 struct KeysRegistry {
   std::mutex mu;
-  bool closed = false;
   std::vector<rl_keys *> open;
 };
 
@@ -593,7 +590,6 @@ void rl_destroy(rl_limiter *limiter) {
     // limiter); their handles stay valid and answer RL_E_CLOSED.
     {
       std::lock_guard<std::mutex> lock(limiter->keys->mu);
-      limiter->keys->closed = true;
       for (rl_keys *it : limiter->keys->open) {
         std::lock_guard<std::mutex> it_lock(it->mu);
         it->impl.reset();
