@@ -205,7 +205,7 @@ struct Window {
   std::string first_error;
 };
 
-void on_async(int status, const rl_decision *d, void *u) {
+void on_async(int status, const rl_decision *d, const char *, void *u) {
   auto *slot = static_cast<Window::Slot *>(u);
   Window *w = slot->w;
   const double us =
@@ -227,9 +227,14 @@ void on_async(int status, const rl_decision *d, void *u) {
 class Bench {
  public:
   Bench(const Keys &keys, double secs) : keys_(keys), secs_(secs) {
-    policy_.limit = 1000000000;  // never denies: every call writes
-    policy_.period_ms = 3600 * 1000;
+    rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+    spec.limit = 1000000000;  // never denies: every call writes
+    spec.period_ms = 3600 * 1000;
+    if (rl_policy_create(&policy_, &spec) != RL_OK) std::abort();
   }
+  ~Bench() { rl_policy_release(policy_); }
+  Bench(const Bench &) = delete;
+  Bench &operator=(const Bench &) = delete;
 
   // One figure on a limiter of its own; false if it cannot be created.
   bool run(const Target &target, Mode mode, Figure &out) {
@@ -369,7 +374,7 @@ class Bench {
 
   const Keys &keys_;
   const double secs_;
-  rl_policy policy_ = RL_POLICY_INIT;
+  rl_policy *policy_ = nullptr;
 };
 
 double median(std::vector<double> v) {

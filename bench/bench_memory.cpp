@@ -258,29 +258,37 @@ double percentile(std::vector<double> &v, double p) {
 
 // ---- Policies -------------------------------------------------------------
 
+// A policy handle for the whole run (never released: the process exits).
+rl_policy *make_policy(const rl_policy_spec &spec) {
+  rl_policy *p = nullptr;
+  const int rc = rl_policy_create(&p, &spec);
+  if (rc != RL_OK) die_rc("rl_policy_create", rc);
+  return p;
+}
+
 // "Never denies": GCRA, 1e9 units per 1e12 ms (~31.7 years), burst 0 (= limit).
 // The emission interval T = ceil(1e15 us / 1e9) = 1 s and tau = 1e9 s, so a
 // key may take 1e9 units at once: nothing in this run is ever denied. Every
 // allowed unit moves the key's TAT 1 s ahead, i.e. keeps it alive (a GCRA key
 // expires at its TAT). capacity * T = 1e15 us <= 2^50: inside the bounds.
-rl_policy allow_policy() {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy *allow_policy() {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = RL_ALG_GCRA;
   p.limit = 1000000000;
   p.period_ms = 1000000000000;
   p.burst = 0;
-  return p;
+  return make_policy(p);
 }
 
 // "Almost always denies": GCRA, 1 unit per hour. The warm-up call on each key
 // is allowed (and keeps the key alive for an hour); every timed call is denied.
-rl_policy deny_policy() {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy *deny_policy() {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = RL_ALG_GCRA;
   p.limit = 1;
   p.period_ms = 3600000;
   p.burst = 0;
-  return p;
+  return make_policy(p);
 }
 
 // Warm-up cost on the "allow" policy: 3600 units = TAT one hour ahead, so no
@@ -306,10 +314,10 @@ rl_health_info health(rl_limiter *lim) {
 }
 
 // One check; returns allowed (0/1). Errors abort the benchmark.
-inline int check(rl_limiter *lim, const char *key, size_t len,
-                 const rl_policy *pol, int64_t cost) {
+inline int check(rl_limiter *lim, const char *key, size_t len, rl_policy *pol,
+                 int64_t cost) {
   rl_decision d = RL_DECISION_INIT;
-  int rc = rl_check(lim, &d, key, len, pol, 1, cost);
+  int rc = rl_check(lim, &d, key, len, &pol, 1, cost);
   if (__builtin_expect(rc != RL_OK, 0)) die_rc("rl_check", rc);
   return d.allowed;
 }
@@ -607,9 +615,9 @@ MemResult mem_child(bool baseline, size_t key_len, uint64_t n,
   if (!baseline) {
     r.rss_before = vm_rss_bytes();
     rl_limiter *lim = make_limiter(max_keys, shards);
-    rl_policy pol = allow_policy();
+    rl_policy *pol = allow_policy();
     for (uint64_t id = 0; id < n; ++id)
-      check(lim, key, fixed_key(key, key_len, id), &pol, kWarmCost);
+      check(lim, key, fixed_key(key, key_len, id), pol, kWarmCost);
     r.rss_after = vm_rss_bytes();
     rl_health_info h = health(lim);
     r.live_keys = h.live_keys;
@@ -705,17 +713,17 @@ int main(int argc, char **argv) {
   const char *const hot = "user:hotkey1";  // 12 bytes, like the others
   const size_t hot_len = std::strlen(hot);
 
-  const rl_policy allow = allow_policy();
-  const rl_policy deny = deny_policy();
+  rl_policy *const allow = allow_policy();
+  rl_policy *const deny = deny_policy();
   const TimerOverhead ovh = measure_timer_overhead(samples);
 
   // Bodies: kChunk checks each.
-  auto lim_hot = [&](rl_limiter *lim, const rl_policy *pol) {
+  auto lim_hot = [&](rl_limiter *lim, rl_policy *pol) {
     return [=](int, size_t &, uint64_t &ok) {
       for (int k = 0; k < kChunk; ++k) ok += check(lim, hot, hot_len, pol, 1);
     };
   };
-  auto lim_keys = [&](rl_limiter *lim, const rl_policy *pol, int threads) {
+  auto lim_keys = [&](rl_limiter *lim, rl_policy *pol, int threads) {
     return [=, &all, &half](int t, size_t &pos, uint64_t &ok) {
       const KeyBuf &kb = threads == 1 ? all : half[t];
       for (int k = 0; k < kChunk; ++k) {
@@ -732,7 +740,7 @@ int main(int argc, char **argv) {
   for (int variant = 0; variant < 2; ++variant) {
     const bool is_allow = variant == 0;
     log(is_allow ? "hot key, allowed" : "hot key, denied");
-    const rl_policy *pol = is_allow ? &allow : &deny;
+    rl_policy *pol = is_allow ? allow : deny;
     rl_limiter *lim = make_limiter(opt.max_keys, opt.shards);
     if (!check(lim, hot, hot_len, pol, is_allow ? kWarmCost : 1))
       die("first hot-key call denied");
@@ -756,7 +764,7 @@ int main(int argc, char **argv) {
   for (int variant = 0; variant < 2; ++variant) {
     const bool is_allow = variant == 0;
     log(is_allow ? "distinct keys, allowed" : "distinct keys, denied");
-    const rl_policy *pol = is_allow ? &allow : &deny;
+    rl_policy *pol = is_allow ? allow : deny;
     rl_limiter *lim = make_limiter(opt.max_keys, opt.shards);
     int64_t a = now_ns();
     for (size_t i = 0; i < ins.n; ++i)

@@ -206,9 +206,14 @@ int main(int argc, char **argv) {
     std::fprintf(stderr, "rl_create: %s\n", rl_last_error());
     return 1;
   }
-  rl_policy p = RL_POLICY_INIT;
-  p.limit = 1000000000;  // never denies: every call writes, the worst case
-  p.period_ms = 3600 * 1000;
+  rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+  spec.limit = 1000000000;  // never denies: every call writes, the worst case
+  spec.period_ms = 3600 * 1000;
+  rl_policy *p = nullptr;  // lives until the process exits
+  if (rl_policy_create(&p, &spec) != RL_OK) {
+    std::fprintf(stderr, "rl_policy_create: %s\n", rl_last_error());
+    return 1;
+  }
   int64_t rtt;
   if (rl_ping(lim, &rtt) != RL_OK) {
     std::fprintf(stderr, "ping: %s\n", rl_last_error());
@@ -242,7 +247,7 @@ int main(int argc, char **argv) {
     int in_flight = 0;
     long done = 0, errors = 0;
   } w;
-  auto cb = [](int status, const rl_decision *, void *u) {
+  auto cb = [](int status, const rl_decision *, const char *, void *u) {
     auto *win = static_cast<Window *>(u);
     std::lock_guard<std::mutex> lock(win->mu);
     --win->in_flight;

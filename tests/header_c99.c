@@ -29,13 +29,13 @@
 
 /* Compile-time assertions that work in C99. */
 #define HC_ASSERT(name, cond) typedef char hc_assert_##name[(cond) ? 1 : -1]
-HC_ASSERT(version_first_policy, offsetof(rl_policy, version) == 0);
+HC_ASSERT(version_first_policy, offsetof(rl_policy_spec, version) == 0);
 HC_ASSERT(version_first_decision, offsetof(rl_decision, version) == 0);
 HC_ASSERT(version_first_options, offsetof(rl_options, version) == 0);
 HC_ASSERT(version_first_health, offsetof(rl_health_info, version) == 0);
-HC_ASSERT(policy_fields, sizeof(((rl_policy *)0)->limit) == 8 &&
-                             sizeof(((rl_policy *)0)->period_ms) == 8 &&
-                             sizeof(((rl_policy *)0)->burst) == 8);
+HC_ASSERT(policy_fields, sizeof(((rl_policy_spec *)0)->limit) == 8 &&
+                             sizeof(((rl_policy_spec *)0)->period_ms) == 8 &&
+                             sizeof(((rl_policy_spec *)0)->burst) == 8);
 
 static int64_t hc_clock(void *user_data) {
   (void)user_data;
@@ -43,16 +43,18 @@ static int64_t hc_clock(void *user_data) {
 }
 
 static void hc_callback(int status, const rl_decision *decision,
-                        void *user_data) {
+                        const char *message, void *user_data) {
   (void)status;
   (void)decision;
+  (void)message;
   (void)user_data;
 }
 
 int tollgate_header_c99_uses_everything(void);
 
 int tollgate_header_c99_uses_everything(void) {
-  rl_policy policy = RL_POLICY_INIT;
+  rl_policy_spec policy = RL_POLICY_SPEC_INIT;
+  rl_policy *handle = NULL;
   rl_decision decision = RL_DECISION_INIT;
   rl_options options = RL_OPTIONS_INIT;
   rl_health_info health = RL_HEALTH_INIT;
@@ -69,9 +71,19 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_create)(rl_limiter **, const rl_options *) = rl_create;
   void (*p_destroy)(rl_limiter *) = rl_destroy;
   int (*p_check)(rl_limiter *, rl_decision *, const char *, size_t,
-                 const rl_policy *, size_t, int64_t) = rl_check;
-  int (*p_check_async)(rl_limiter *, const char *, size_t, const rl_policy *,
+                 rl_policy *const *, size_t, int64_t) = rl_check;
+  int (*p_check_async)(rl_limiter *, const char *, size_t, rl_policy *const *,
                        size_t, int64_t, rl_check_cb, void *) = rl_check_async;
+  int (*p_policy_create)(rl_policy **, const rl_policy_spec *) =
+      rl_policy_create;
+  int (*p_policy_parse)(rl_policy **, const char *, size_t, size_t *) =
+      rl_policy_parse;
+  int (*p_period_parse)(const char *, size_t, int64_t *) = rl_period_parse;
+  rl_policy *(*p_policy_retain)(rl_policy *) = rl_policy_retain;
+  void (*p_policy_release)(rl_policy *) = rl_policy_release;
+  int (*p_policy_get)(const rl_policy *, rl_policy_spec *) = rl_policy_get;
+  int (*p_options_set)(rl_options *, const char *, const char *) =
+      rl_options_set;
   int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
@@ -86,6 +98,7 @@ int tollgate_header_c99_uses_everything(void) {
   options.clock = clock_fn;
   options.clock_user_data = &health;
   policy.flags = 0u;
+  handle = p_policy_retain(handle);
 
   return (int)(policy.version + decision.version + options.version +
                health.version + key_info.version + headers.version) +
@@ -96,5 +109,8 @@ int tollgate_header_c99_uses_everything(void) {
          (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
          (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
          (p_check_async != NULL) + (p_reset != NULL) + (p_health != NULL) +
-         (options.clock != NULL) + (sizeof(RL_VERSION_STRING) > 1);
+         (options.clock != NULL) + (sizeof(RL_VERSION_STRING) > 1) +
+         (p_policy_create != NULL) + (p_policy_parse != NULL) +
+         (p_period_parse != NULL) + (p_policy_release != NULL) +
+         (p_policy_get != NULL) + (p_options_set != NULL) + (handle == NULL);
 }

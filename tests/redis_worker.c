@@ -18,7 +18,7 @@
 typedef struct {
   rl_limiter *lim;
   const char *key;
-  rl_policy policies[2];
+  rl_policy *policies[2];
   size_t n_policies;
   long calls;
   long admitted, denied, errors, degraded;
@@ -69,15 +69,21 @@ int main(int argc, char **argv) {
     memset(&w[t], 0, sizeof w[t]);
     w[t].lim = lim;
     w[t].key = argv[2];
-    rl_policy p = RL_POLICY_INIT;
+    rl_policy_spec p = RL_POLICY_SPEC_INIT;
     p.algorithm = atoi(argv[3]);
     p.limit = atoll(argv[4]);
     p.period_ms = atoll(argv[5]);
-    w[t].policies[0] = p;
+    if (rl_policy_create(&w[t].policies[0], &p) != RL_OK) {
+      fprintf(stderr, "rl_policy_create: %s\n", rl_last_error());
+      return 1;
+    }
     w[t].n_policies = 1;
     if (argc > 8 && strcmp(argv[8], "multi") == 0) {
       p.limit *= 10;
-      w[t].policies[1] = p;
+      if (rl_policy_create(&w[t].policies[1], &p) != RL_OK) {
+        fprintf(stderr, "rl_policy_create: %s\n", rl_last_error());
+        return 1;
+      }
       w[t].n_policies = 2;
     }
     w[t].calls = atol(argv[7]);
@@ -90,6 +96,8 @@ int main(int argc, char **argv) {
     denied += w[t].denied;
     errors += w[t].errors;
     degraded += w[t].degraded;
+    for (size_t i = 0; i < w[t].n_policies; ++i)
+      rl_policy_release(w[t].policies[i]);
   }
   printf("admitted %ld denied %ld errors %ld degraded %ld\n", admitted, denied,
          errors, degraded);

@@ -86,11 +86,22 @@ static void expect_error(int line, const char *what, int rc, int want,
 #define EXPECT_ERROR(what, call, want, word) \
   expect_error(__LINE__, what, (call), want, word)
 
-static rl_policy per_second(int64_t limit) {
-  rl_policy p = RL_POLICY_INIT;
+static rl_policy_spec per_second_spec(int64_t limit) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = RL_ALG_GCRA;
   p.limit = limit;
   p.period_ms = 1000;
+  return p;
+}
+
+/* A new policy handle (the caller releases it). */
+static rl_policy *per_second(int64_t limit) {
+  rl_policy_spec spec = per_second_spec(limit);
+  rl_policy *p = NULL;
+  if (rl_policy_create(&p, &spec) != RL_OK || p == NULL) {
+    fprintf(stderr, "rl_policy_create failed: %s\n", rl_last_error());
+    exit(1);
+  }
   return p;
 }
 
@@ -210,7 +221,7 @@ static void test_strerror(void) {
 
 static void test_lifecycle(void) {
   rl_limiter *l;
-  rl_policy p = per_second(5); /* T = 200 ms, burst 5 */
+  rl_policy *p = per_second(5); /* T = 200 ms, burst 5 */
   rl_health_info h = RL_HEALTH_INIT;
   const char *key = "user:1";
   int i, rc;
@@ -321,6 +332,7 @@ static void test_lifecycle(void) {
 
   rl_destroy(l);
   rl_destroy(NULL); /* a no-op */
+  rl_policy_release(p);
 }
 
 /* ---- rl_check_async
@@ -332,16 +344,19 @@ struct async_result {
   rl_decision decision;
 };
 
-static void on_done(int status, const rl_decision *d, void *user_data) {
+static void on_done(int status, const rl_decision *d, const char *message,
+                    void *user_data) {
   struct async_result *r = (struct async_result *)user_data;
   r->calls++;
   r->status = status;
+  CHECK(message != NULL);
+  if (message != NULL && status == RL_OK) CHECK(message[0] == '\0');
   if (status == RL_OK && d != NULL) r->decision = *d;
 }
 
 static void test_async(void) {
   rl_limiter *sync_l, *async_l;
-  rl_policy p = per_second(3);
+  rl_policy *p = per_second(3);
   int i, rc;
 
   printf("rl_check_async\n");
@@ -384,8 +399,21 @@ static void test_async(void) {
     CHECK_EQ_LL(rc, RL_E_INVALID_ARG);
     CHECK(rl_last_error()[0] != '\0');
   }
+  /* The caller may release its policies as soon as the call returns, and
+   * a policy may outlive (or die before) its limiters. */
+  {
+    struct async_result got;
+    rl_policy *q = per_second(2);
+    memset(&got, 0, sizeof got);
+    rc = rl_check_async(async_l, "released", 8, &q, 1, 1, on_done, &got);
+    rl_policy_release(q);
+    CHECK_EQ_LL(rc, RL_OK);
+    CHECK_EQ_LL(got.calls, 1);
+    CHECK_EQ_LL(got.decision.limit, 2);
+  }
   rl_destroy(sync_l);
   rl_destroy(async_l);
+  rl_policy_release(p);
 }
 
 /* ---- bad input
@@ -393,7 +421,7 @@ static void test_async(void) {
 
 static void test_bad_input(void) {
   rl_limiter *l;
-  rl_policy p = per_second(5);
+  rl_policy *p = per_second(5);
   rl_decision d = RL_DECISION_INIT;
   char *long_key;
   int rc;
@@ -422,25 +450,39 @@ static void test_bad_input(void) {
   }
 
   {
-    rl_policy bad = per_second(5);
+    rl_policy_spec bad = per_second_spec(5);
+    rl_policy *h = p; /* must be overwritten with NULL */
     bad.limit = 0;
-    EXPECT_ERROR("limit 0", rl_check(l, &d, "k", 1, &bad, 1, 1), RL_E_POLICY,
-                 "limit");
+    EXPECT_ERROR("limit 0", rl_policy_create(&h, &bad), RL_E_POLICY, "limit");
+    CHECK(h == NULL);
     bad.limit = -3;
-    EXPECT_ERROR("limit -3", rl_check(l, &d, "k", 1, &bad, 1, 1), RL_E_POLICY,
-                 "limit");
+    EXPECT_ERROR("limit -3", rl_policy_create(&h, &bad), RL_E_POLICY, "limit");
   }
   {
-    rl_policy bad = per_second(5);
+    rl_policy_spec bad = per_second_spec(5);
+    rl_policy *h = NULL;
     bad.period_ms = 0;
-    EXPECT_ERROR("period 0", rl_check(l, &d, "k", 1, &bad, 1, 1), RL_E_POLICY,
-                 "period");
+    EXPECT_ERROR("period 0", rl_policy_create(&h, &bad), RL_E_POLICY, "period");
   }
   {
-    rl_policy bad = per_second(5);
+    rl_policy_spec bad = per_second_spec(5);
+    rl_policy *h = NULL;
     bad.algorithm = 99;
-    EXPECT_ERROR("algorithm 99", rl_check(l, &d, "k", 1, &bad, 1, 1),
-                 RL_E_POLICY, "algorithm");
+    EXPECT_ERROR("algorithm 99", rl_policy_create(&h, &bad), RL_E_POLICY,
+                 "algorithm");
+    bad = per_second_spec(5);
+    bad.version = 0;
+    EXPECT_ERROR("spec version 0", rl_policy_create(&h, &bad), RL_E_VERSION,
+                 "version");
+    EXPECT_ERROR("NULL spec", rl_policy_create(&h, NULL), RL_E_INVALID_ARG,
+                 "spec");
+  }
+  {
+    rl_policy *two[2];
+    two[0] = p;
+    two[1] = NULL;
+    EXPECT_ERROR("NULL policy in the array", rl_check(l, &d, "k", 1, two, 2, 1),
+                 RL_E_INVALID_ARG, "policies[1]");
   }
   {
     rl_decision bad_d = RL_DECISION_INIT;
@@ -499,6 +541,7 @@ static void test_bad_input(void) {
   CHECK(rl_last_error()[0] == '\0');
 
   rl_destroy(l);
+  rl_policy_release(p);
 }
 
 /* A limiter with the default options (NULL) uses the memory store. */
@@ -523,6 +566,235 @@ static void test_defaults(void) {
   rl_destroy(l);
 }
 
+/* ---- policy handles, text syntax, options by name ------------------------
+ */
+
+static void test_policy_handles(void) {
+  rl_policy_spec spec = per_second_spec(7);
+  rl_policy_spec got = RL_POLICY_SPEC_INIT;
+  rl_policy *p = NULL, *q;
+  rl_limiter *l;
+  rl_decision d = RL_DECISION_INIT;
+
+  printf("policy handles\n");
+  spec.algorithm = RL_ALG_TOKEN_BUCKET;
+  spec.burst = 9;
+  CHECK_EQ_LL(rl_policy_create(&p, &spec), RL_OK);
+  CHECK(p != NULL);
+  CHECK_EQ_LL(rl_policy_get(p, &got), RL_OK);
+  CHECK_EQ_LL(got.algorithm, RL_ALG_TOKEN_BUCKET);
+  CHECK_EQ_LL(got.limit, 7);
+  CHECK_EQ_LL(got.period_ms, 1000);
+  CHECK_EQ_LL(got.burst, 9);
+  CHECK_EQ_LL(got.flags, 0);
+  got.version = 0;
+  EXPECT_ERROR("rl_policy_get version 0", rl_policy_get(p, &got), RL_E_VERSION,
+               "version");
+  EXPECT_ERROR("rl_policy_get NULL", rl_policy_get(NULL, &got),
+               RL_E_INVALID_ARG, "policy");
+
+  /* Two more references: the policy lives until the last release. */
+  q = rl_policy_retain(p);
+  CHECK(q == p);
+  CHECK(rl_policy_retain(NULL) == NULL);
+  rl_policy_retain(p);
+  rl_policy_release(p);
+  rl_policy_release(p);
+  got.version = RL_POLICY_SPEC_VERSION;
+  CHECK_EQ_LL(rl_policy_get(q, &got), RL_OK);
+  CHECK_EQ_LL(got.limit, 7);
+  rl_policy_release(NULL); /* a no-op */
+
+  /* Released after its limiter... */
+  l = make_limiter();
+  CHECK_EQ_LL(rl_check(l, &d, "k", 1, &q, 1, 1), RL_OK);
+  CHECK_EQ_LL(d.limit, 7);
+  rl_destroy(l);
+  rl_policy_release(q);
+
+  /* ...or before it. */
+  l = make_limiter();
+  p = per_second(4);
+  CHECK_EQ_LL(rl_check(l, &d, "k", 1, &p, 1, 1), RL_OK);
+  rl_policy_release(p);
+  p = per_second(4);
+  CHECK_EQ_LL(rl_check(l, &d, "k", 1, &p, 1, 1), RL_OK);
+  CHECK_EQ_LL(d.remaining, 2); /* the same policy state as before */
+  rl_policy_release(p);
+  rl_destroy(l);
+}
+
+static void expect_parse_error(int line, const char *text, int want,
+                               size_t want_offset, const char *word) {
+  rl_policy *p = (rl_policy *)&g_checks; /* must become NULL */
+  size_t offset = 999;
+  int rc = rl_policy_parse(&p, text, strlen(text), &offset);
+  expect_error(line, text, rc, want, word);
+  ++g_checks;
+  if (p != NULL || offset != want_offset) {
+    ++g_failures;
+    fprintf(stderr, "%s:%d: '%s': offset %zu (want %zu), out %s\n", __FILE__,
+            line, text, offset, want_offset, p ? "not NULL" : "NULL");
+  }
+}
+#define EXPECT_PARSE_ERROR(text, want, offset, word) \
+  expect_parse_error(__LINE__, text, want, offset, word)
+
+static void expect_parsed(int line, const char *text, int32_t algorithm,
+                          int64_t limit, int64_t period_ms, int64_t burst) {
+  rl_policy *p = NULL;
+  rl_policy_spec s = RL_POLICY_SPEC_INIT;
+  size_t offset = 999;
+  int rc = rl_policy_parse(&p, text, strlen(text), &offset);
+  ++g_checks;
+  if (rc != RL_OK || rl_policy_get(p, &s) != RL_OK ||
+      s.algorithm != algorithm || s.limit != limit ||
+      s.period_ms != period_ms || s.burst != burst) {
+    ++g_failures;
+    fprintf(stderr,
+            "%s:%d: '%s': rc %d (%s), got alg %d limit %lld period %lld "
+            "burst %lld\n",
+            __FILE__, line, text, rc, rl_last_error(), (int)s.algorithm,
+            (long long)s.limit, (long long)s.period_ms, (long long)s.burst);
+  }
+  rl_policy_release(p);
+}
+#define EXPECT_PARSED(text, alg, limit, period, burst) \
+  expect_parsed(__LINE__, text, alg, limit, period, burst)
+
+static void expect_period(int line, const char *text, int want_rc,
+                          int64_t want_ms) {
+  int64_t ms = -1;
+  int rc = rl_period_parse(text, strlen(text), &ms);
+  ++g_checks;
+  if (rc != want_rc || (rc == RL_OK && ms != want_ms)) {
+    ++g_failures;
+    fprintf(stderr, "%s:%d: period '%s': rc %d ms %lld, want rc %d ms %lld\n",
+            __FILE__, line, text, rc, (long long)ms, want_rc,
+            (long long)want_ms);
+  }
+}
+#define EXPECT_PERIOD(text, rc, ms) expect_period(__LINE__, text, rc, ms)
+
+static void test_policy_text(void) {
+  rl_policy *p = NULL;
+  printf("policy text\n");
+  EXPECT_PARSED("100/h", RL_ALG_GCRA, 100, 3600000, 0);
+  EXPECT_PARSED(" 100 / 1h ", RL_ALG_GCRA, 100, 3600000, 0);
+  EXPECT_PARSED("100 per hour", RL_ALG_GCRA, 100, 3600000, 0);
+  EXPECT_PARSED("100 per 15m", RL_ALG_GCRA, 100, 900000, 0);
+  EXPECT_PARSED("10/1.5s burst=20", RL_ALG_GCRA, 10, 1500, 20);
+  EXPECT_PARSED("10/s, burst = 20, token_bucket", RL_ALG_TOKEN_BUCKET, 10, 1000,
+                20);
+  EXPECT_PARSED("5000/d sliding_window", RL_ALG_SLIDING_WINDOW, 5000, 86400000,
+                0);
+  EXPECT_PARSED("3/250ms algorithm=fixed_window", RL_ALG_FIXED_WINDOW, 3, 250,
+                0);
+  EXPECT_PARSED("1 per 2 minutes", RL_ALG_GCRA, 1, 120000, 0);
+
+  EXPECT_PARSE_ERROR("", RL_E_POLICY, 0, "limit");
+  EXPECT_PARSE_ERROR("0/h", RL_E_POLICY, 0, "limit");
+  EXPECT_PARSE_ERROR("100", RL_E_POLICY, 3, "per");
+  EXPECT_PARSE_ERROR("100 h", RL_E_POLICY, 4, "per");
+  EXPECT_PARSE_ERROR("100/", RL_E_POLICY, 4, "unit");
+  EXPECT_PARSE_ERROR("100/3fortnights", RL_E_POLICY, 5, "fortnights");
+  EXPECT_PARSE_ERROR("100/1.0005s", RL_E_POLICY, 4, "millisecond");
+  EXPECT_PARSE_ERROR("100/h burst=0", RL_E_POLICY, 12, "burst");
+  EXPECT_PARSE_ERROR("100/h burst", RL_E_POLICY, 11, "=");
+  EXPECT_PARSE_ERROR("100/h leaky", RL_E_POLICY, 6, "leaky");
+  EXPECT_PARSE_ERROR("100/h colour=red", RL_E_POLICY, 6, "colour");
+  EXPECT_PARSE_ERROR("100/h gcra gcra", RL_E_POLICY, 11, "twice");
+  EXPECT_PARSE_ERROR("100/h fixed_window burst=5", RL_E_POLICY, 19, "burst");
+  EXPECT_PARSE_ERROR("100/h;", RL_E_POLICY, 5, "option");
+  EXPECT_PARSE_ERROR("2000000000000/h", RL_E_OVERFLOW, 0, "limit");
+  EXPECT_PARSE_ERROR("1/100000000000d", RL_E_OVERFLOW, 2, "period");
+  EXPECT_ERROR("rl_policy_parse NULL out",
+               rl_policy_parse(NULL, "1/s", 3, NULL), RL_E_INVALID_ARG, "out");
+  /* Not NUL-terminated: only `len` bytes are read. */
+  CHECK_EQ_LL(rl_policy_parse(&p, "7/sXYZ", 3, NULL), RL_OK);
+  rl_policy_release(p);
+
+  EXPECT_PERIOD("1h", RL_OK, 3600000);
+  EXPECT_PERIOD("30s", RL_OK, 30000);
+  EXPECT_PERIOD("250ms", RL_OK, 250);
+  EXPECT_PERIOD(" 1 minute ", RL_OK, 60000);
+  EXPECT_PERIOD("1.5s", RL_OK, 1500);
+  EXPECT_PERIOD(".5s", RL_OK, 500);
+  EXPECT_PERIOD("2 days", RL_OK, 172800000);
+  EXPECT_PERIOD("h", RL_E_POLICY, 0);
+  EXPECT_PERIOD("10", RL_E_POLICY, 0);
+  EXPECT_PERIOD("0s", RL_E_POLICY, 0);
+  EXPECT_PERIOD("1.2.3s", RL_E_POLICY, 0);
+  EXPECT_PERIOD("0.0001s", RL_E_POLICY, 0);
+  EXPECT_PERIOD("1w", RL_E_POLICY, 0);
+  EXPECT_PERIOD("1s later", RL_E_POLICY, 0);
+  EXPECT_PERIOD("99999999999999999999d", RL_E_OVERFLOW, 0);
+  EXPECT_PERIOD("0.99999999999999999999d", RL_E_POLICY, 0);
+  EXPECT_PERIOD("0.0000000001d", RL_E_POLICY, 0);
+  EXPECT_PERIOD("0.5000000000000000000d", RL_OK, 43200000);
+  EXPECT_PERIOD("0.00000000115740740740740740740d", RL_E_POLICY, 0);
+  EXPECT_PERIOD("1s", RL_OK, 1000);
+  CHECK_EQ_LL(rl_period_parse("1s", 2, NULL), RL_E_INVALID_ARG);
+}
+
+static void test_options_set(void) {
+  rl_options o = RL_OPTIONS_INIT;
+  rl_limiter *l = NULL;
+  const char *url = "memory://";
+  printf("rl_options_set\n");
+  CHECK_EQ_LL(rl_options_set(&o, "url", url), RL_OK);
+  CHECK(o.url == url);
+  CHECK_EQ_LL(rl_options_set(&o, "max_keys", "5000"), RL_OK);
+  CHECK_EQ_LL((long long)o.max_keys, 5000);
+  CHECK_EQ_LL(rl_options_set(&o, "max_key_len", "64"), RL_OK);
+  CHECK_EQ_LL(o.max_key_len, 64);
+  CHECK_EQ_LL(rl_options_set(&o, "timeout_ms", "150"), RL_OK);
+  CHECK_EQ_LL(o.timeout_ms, 150);
+  CHECK_EQ_LL(rl_options_set(&o, "failure_mode", "closed"), RL_OK);
+  CHECK_EQ_LL(o.failure_mode, RL_FAIL_CLOSED);
+  CHECK_EQ_LL(rl_options_set(&o, "failure_mode", "4"), RL_OK);
+  CHECK_EQ_LL(o.failure_mode, RL_FAIL_ERROR);
+  CHECK_EQ_LL(rl_options_set(&o, "deny_cache", "off"), RL_OK);
+  CHECK_EQ_LL(o.deny_cache, -1);
+  CHECK_EQ_LL(rl_options_set(&o, "spin_us", "-1"), RL_OK);
+  CHECK_EQ_LL(o.spin_us, -1);
+  CHECK_EQ_LL(rl_options_set(&o, "password", "hunter2"), RL_OK);
+  CHECK(o.password != NULL && strcmp(o.password, "hunter2") == 0);
+  CHECK_EQ_LL(rl_options_set(&o, "password", NULL), RL_OK);
+  CHECK(o.password == NULL);
+
+  EXPECT_ERROR("unknown option", rl_options_set(&o, "colour", "red"),
+               RL_E_INVALID_ARG, "colour");
+  EXPECT_ERROR("not a number", rl_options_set(&o, "timeout_ms", "12ms"),
+               RL_E_INVALID_ARG, "timeout_ms");
+  EXPECT_ERROR("out of range", rl_options_set(&o, "spin_us", "5000"),
+               RL_E_INVALID_ARG, "range");
+  EXPECT_ERROR("negative u32", rl_options_set(&o, "shards", "-1"),
+               RL_E_INVALID_ARG, "shards");
+  EXPECT_ERROR("empty number", rl_options_set(&o, "shards", ""),
+               RL_E_INVALID_ARG, "shards");
+  EXPECT_ERROR("unknown word", rl_options_set(&o, "failure_mode", "maybe"),
+               RL_E_INVALID_ARG, "failure_mode");
+  EXPECT_ERROR("clock by name", rl_options_set(&o, "clock", "x"),
+               RL_E_INVALID_ARG, "clock");
+  EXPECT_ERROR("NULL options", rl_options_set(NULL, "url", "x"),
+               RL_E_INVALID_ARG, "options");
+  o.version = 1;
+  EXPECT_ERROR("a version 2 field on a version 1 struct",
+               rl_options_set(&o, "timeout_ms", "5"), RL_E_VERSION, "version");
+  o.version = RL_OPTIONS_VERSION;
+  CHECK(o.timeout_ms == 150);
+
+  /* The options set by name make a working limiter. */
+  CHECK_EQ_LL(rl_options_set(&o, "failure_mode", "default"), RL_OK);
+  CHECK_EQ_LL(rl_options_set(&o, "deny_cache", "default"), RL_OK);
+  CHECK_EQ_LL(rl_options_set(&o, "spin_us", "0"), RL_OK);
+  CHECK_EQ_LL(rl_options_set(&o, "timeout_ms", "0"), RL_OK);
+  CHECK_EQ_LL(rl_create(&l, &o), RL_OK);
+  CHECK(l != NULL);
+  rl_destroy(l);
+}
+
 int main(void) {
   test_versions();
   test_strerror();
@@ -531,6 +803,9 @@ int main(void) {
   test_async();
   test_bad_input();
   test_defaults();
+  test_policy_handles();
+  test_policy_text();
+  test_options_set();
   if (g_failures != 0) {
     fprintf(stderr, "test_c_api: %d of %d checks FAILED\n", g_failures,
             g_checks);

@@ -3,7 +3,10 @@
 
 #include <cstring>
 #include <string>
+#include <thread>
+#include <vector>
 
+#include "support/policy_specs.hpp"
 #include "tollgate.h"
 
 namespace {
@@ -16,8 +19,9 @@ struct Lim {
   ~Lim() { rl_destroy(p); }
 };
 
-rl_policy policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int64_t limit, int64_t period_ms,
+                      int32_t alg = RL_ALG_GCRA) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -32,7 +36,7 @@ bool mentions(const char *needle) {
 
 TEST_CASE("bad input returns the right code and message", "[capi]") {
   Lim lim;
-  const rl_policy ok = policy(10, 1000);
+  const rl_policy_spec ok = policy(10, 1000);
   rl_decision d = RL_DECISION_INIT;
 
   SECTION("NULL limiter") {
@@ -60,24 +64,24 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     CHECK(rl_check(lim.p, &d, key.data(), 512, &ok, 1, 1) == RL_OK);
   }
   SECTION("zero or negative limit") {
-    const rl_policy zero = policy(0, 1000), neg = policy(-3, 1000);
+    const rl_policy_spec zero = policy(0, 1000), neg = policy(-3, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
     CHECK(mentions("limit"));
     CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
   }
   SECTION("zero or negative period") {
-    const rl_policy zero = policy(10, 0), neg = policy(10, -1);
+    const rl_policy_spec zero = policy(10, 0), neg = policy(10, -1);
     CHECK(rl_check(lim.p, &d, "k", 1, &zero, 1, 1) == RL_E_POLICY);
     CHECK(mentions("period"));
     CHECK(rl_check(lim.p, &d, "k", 1, &neg, 1, 1) == RL_E_POLICY);
   }
   SECTION("unknown algorithm") {
-    const rl_policy bad = policy(10, 1000, 42);
+    const rl_policy_spec bad = policy(10, 1000, 42);
     CHECK(rl_check(lim.p, &d, "k", 1, &bad, 1, 1) == RL_E_POLICY);
     CHECK(mentions("algorithm"));
   }
   SECTION("overflowing values") {
-    const rl_policy huge = policy(INT64_MAX, 1000);
+    const rl_policy_spec huge = policy(INT64_MAX, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, &huge, 1, 1) == RL_E_OVERFLOW);
     CHECK(mentions("limit"));
   }
@@ -92,11 +96,12 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
   }
   SECTION("no policies, too many, NULL array, duplicates") {
     CHECK(rl_check(lim.p, &d, "k", 1, &ok, 0, 1) == RL_E_INVALID_ARG);
-    rl_policy many[17];
+    rl_policy_spec many[17];
     for (int i = 0; i < 17; ++i) many[i] = policy(i + 1, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, many, 17, 1) == RL_E_INVALID_ARG);
-    CHECK(rl_check(lim.p, &d, "k", 1, nullptr, 1, 1) == RL_E_INVALID_ARG);
-    const rl_policy dup[2] = {ok, ok};
+    CHECK(rl_check(lim.p, &d, "k", 1, static_cast<rl_policy *const *>(nullptr),
+                   1, 1) == RL_E_INVALID_ARG);
+    const rl_policy_spec dup[2] = {ok, ok};
     CHECK(rl_check(lim.p, &d, "k", 1, dup, 2, 1) == RL_E_POLICY);
     CHECK(mentions("repeats"));
   }
@@ -112,12 +117,14 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     rl_decision bad = RL_DECISION_INIT;
     bad.version = 2;
     CHECK(rl_check(lim.p, &bad, "k", 1, &ok, 1, 1) == RL_E_VERSION);
-    rl_policy pv = ok;
+    rl_policy_spec pv = ok;
     pv.version = 0;
-    CHECK(rl_check(lim.p, &d, "k", 1, &pv, 1, 1) == RL_E_VERSION);
-    rl_policy mixed[2] = {ok, policy(5, 1000)};
-    mixed[1].version = 7;
-    CHECK(rl_check(lim.p, &d, "k", 1, mixed, 2, 1) == RL_E_POLICY);
+    rl_policy *h0 = nullptr;
+    CHECK(rl_policy_create(&h0, &pv) == RL_E_VERSION);
+    CHECK(h0 == nullptr);
+    pv.version = 7;
+    CHECK(rl_policy_create(&h0, &pv) == RL_E_VERSION);
+    CHECK(mentions("rl_policy_spec"));
     rl_health_info h = RL_HEALTH_INIT;
     h.version = 0;
     CHECK(rl_health(lim.p, &h) == RL_E_VERSION);
@@ -198,7 +205,7 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
 
 TEST_CASE("errors are counted and cleared", "[capi]") {
   Lim lim;
-  const rl_policy ok = policy(10, 1000);
+  const rl_policy_spec ok = policy(10, 1000);
   rl_decision d = RL_DECISION_INIT;
   CHECK(rl_check(lim.p, &d, "", 0, &ok, 1, 1) == RL_E_KEY_INVALID);
   CHECK(std::strlen(rl_last_error()) > 0);
@@ -230,7 +237,7 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim a(&o), b(&o);
-  const rl_policy p = policy(3, 60000);
+  const rl_policy_spec p = policy(3, 60000);
   struct Got {
     int calls = 0;
     int status = -100;
@@ -240,7 +247,7 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
     Got got;
     REQUIRE(rl_check_async(
                 a.p, "user", 4, &p, 1, 1,
-                [](int status, const rl_decision *d, void *u) {
+                [](int status, const rl_decision *d, const char *, void *u) {
                   Got *g = static_cast<Got *>(u);
                   ++g->calls;
                   g->status = status;
@@ -260,7 +267,9 @@ TEST_CASE("async completes inline, exactly once, like rl_check", "[capi]") {
   int calls = 0;
   CHECK(rl_check_async(
             a.p, "", 0, &p, 1, 1,
-            [](int, const rl_decision *, void *u) { ++*static_cast<int *>(u); },
+            [](int, const rl_decision *, const char *, void *u) {
+              ++*static_cast<int *>(u);
+            },
             &calls) == RL_E_KEY_INVALID);
   CHECK(calls == 0);
 }
@@ -270,7 +279,7 @@ TEST_CASE(
     "what was used",
     "[capi][refund]") {
   Lim lim;
-  const rl_policy p = policy(5, 60000, RL_ALG_FIXED_WINDOW);
+  const rl_policy_spec p = policy(5, 60000, RL_ALG_FIXED_WINDOW);
   rl_decision d = RL_DECISION_INIT;
   CHECK(rl_check(lim.p, &d, "new", 3, &p, 1, -2) == RL_E_NOT_FOUND);
   rl_health_info h = RL_HEALTH_INIT;
@@ -293,8 +302,8 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = [](void *) -> int64_t { return 1'700'000'000'000'000; };
   Lim lim(&o);
-  const rl_policy ps[2] = {policy(3, 1000),
-                           policy(2, 60000, RL_ALG_FIXED_WINDOW)};
+  const rl_policy_spec ps[2] = {policy(3, 1000),
+                                policy(2, 60000, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
   CHECK(d.allowed == 1);
@@ -316,7 +325,7 @@ TEST_CASE("decisions report ms rounded up and the deciding policy", "[capi]") {
 
 TEST_CASE("rate-limit headers are formatted by one function",
           "[capi][headers]") {
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 100;
   p.period_ms = 3600 * 1000;
   rl_decision d = RL_DECISION_INIT;
@@ -366,10 +375,66 @@ TEST_CASE("rate-limit headers are formatted by one function",
   const std::string longname(101, 'n');
   CHECK(rl_headers_format(&h, &d, &p, longname.data(), longname.size()) ==
         RL_E_INVALID_ARG);
-  rl_policy bad = p;
+  rl_policy_spec bad = p;
   bad.limit = 0;
   CHECK(rl_headers_format(&h, &d, &bad, nullptr, 0) == RL_E_POLICY);
   rl_headers wrong = RL_HEADERS_INIT;
   wrong.version = 9;
   CHECK(rl_headers_format(&wrong, &d, &p, nullptr, 0) == RL_E_VERSION);
+}
+
+TEST_CASE("policy handles: shared by threads, retained and released at once",
+          "[capi][policy]") {
+  rl_policy *p = nullptr;
+  REQUIRE(rl_policy_parse(&p, "1000000/s", 9, nullptr) == RL_OK);
+  Lim lim;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&, t] {
+      const std::string key = "k" + std::to_string(t);
+      for (int i = 0; i < 2000; ++i) {
+        rl_policy *mine = rl_policy_retain(p);
+        rl_decision d = RL_DECISION_INIT;
+        if (rl_check(lim.p, &d, key.data(), key.size(), &mine, 1, 1) != RL_OK)
+          std::abort();
+        rl_policy_release(mine);
+      }
+    });
+  for (auto &t : threads) t.join();
+  rl_policy_spec s = RL_POLICY_SPEC_INIT;
+  REQUIRE(rl_policy_get(p, &s) == RL_OK);  // still alive: one reference left
+  CHECK(s.limit == 1000000);
+  CHECK(s.period_ms == 1000);
+  rl_policy_release(p);
+}
+
+TEST_CASE("policy handles: a check's array holds pointers, one may be NULL",
+          "[capi][policy]") {
+  Lim lim;
+  rl_policy *a = nullptr, *b = nullptr;
+  REQUIRE(rl_policy_parse(&a, "5/s", 3, nullptr) == RL_OK);
+  REQUIRE(rl_policy_parse(&b, "100 per hour, fixed_window", 26, nullptr) ==
+          RL_OK);
+  rl_policy *both[2] = {a, b};
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "k", 1, both, 2, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.policy_index == 0);  // 4 left of 5, 99 of 100
+  both[1] = nullptr;
+  CHECK(rl_check(lim.p, &d, "k", 1, both, 2, 1) == RL_E_INVALID_ARG);
+  CHECK(mentions("policies[1]"));
+  int calls = 0;
+  CHECK(rl_check_async(
+            lim.p, "k", 1, both, 2, 1,
+            [](int, const rl_decision *, const char *, void *u) {
+              ++*static_cast<int *>(u);
+            },
+            &calls) == RL_E_INVALID_ARG);
+  CHECK(calls == 0);
+  // Headers from the handle of the reporting policy (policy_index 0).
+  rl_headers h = RL_HEADERS_INIT;
+  REQUIRE(rl_headers_format(&h, &d, a, "fast", 4) == RL_OK);
+  CHECK(std::string(h.ratelimit_policy) == "\"fast\";q=5;w=1");
+  rl_policy_release(a);
+  rl_policy_release(b);
 }

@@ -6,6 +6,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "tollgate.h"
 
 namespace {
@@ -21,7 +22,7 @@ int64_t pinned_clock(void *) {
   return 1'700'000'000'123'456;
 }
 
-int64_t admitted(rl_limiter *lim, const rl_policy *policies, size_t n) {
+int64_t admitted(rl_limiter *lim, const rl_policy_spec *policies, size_t n) {
   std::atomic<int64_t> total{0};
   std::atomic<int> errors{0};
   std::vector<std::thread> threads;
@@ -51,7 +52,7 @@ TEST_CASE("8 threads on one key admit exactly the limit", "[concurrency]") {
     opts.clock = pinned_clock;  // no refill during the run: exactly L
     rl_limiter *lim = nullptr;
     REQUIRE(rl_create(&lim, &opts) == RL_OK);
-    rl_policy p = RL_POLICY_INIT;
+    rl_policy_spec p = RL_POLICY_SPEC_INIT;
     p.algorithm = alg;
     p.limit = 12345;
     p.period_ms = 3600 * 1000;
@@ -70,7 +71,7 @@ TEST_CASE("8 threads on the real clock admit exactly the limit",
   // A long period: no refill can happen while the test runs.
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, nullptr) == RL_OK);
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 5000;
   p.period_ms = 86400LL * 1000 * 1000;  // 1000 days: T is 4.8 hours
   CHECK(admitted(lim, &p, 1) == 5000);
@@ -83,7 +84,7 @@ TEST_CASE("8 threads, multi-policy: the tighter policy bounds the total",
   opts.clock = pinned_clock;
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &opts) == RL_OK);
-  rl_policy p[2] = {RL_POLICY_INIT, RL_POLICY_INIT};
+  rl_policy_spec p[2] = {RL_POLICY_SPEC_INIT, RL_POLICY_SPEC_INIT};
   p[0].algorithm = RL_ALG_SLIDING_WINDOW;
   p[0].limit = 4000;
   p[0].period_ms = 1000;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 #include "tollgate/limiter.hpp"
@@ -36,9 +37,9 @@ rl_options pinned_memory() {
   return o;
 }
 
-rl_policy policy(int32_t alg, int64_t limit, int64_t period_ms,
-                 int64_t burst = 0) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int32_t alg, int64_t limit, int64_t period_ms,
+                      int64_t burst = 0) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -47,7 +48,7 @@ rl_policy policy(int32_t alg, int64_t limit, int64_t period_ms,
 }
 
 rl_decision check(rl_limiter *lim, const std::string &key,
-                  const std::vector<rl_policy> &ps, int64_t cost = 1) {
+                  const std::vector<rl_policy_spec> &ps, int64_t cost = 1) {
   rl_decision d = RL_DECISION_INIT;
   const int rc =
       rl_check(lim, &d, key.data(), key.size(), ps.data(), ps.size(), cost);
@@ -74,9 +75,9 @@ TEST_CASE("limiter: a denial reports the policy with the longest wait",
   REQUIRE(lim.rc == RL_OK);
   // After one unit each: GCRA 1 per 1 s waits 1 s, GCRA 1 per 10 s waits
   // 10 s, token bucket 1 per 5 s waits 5 s.
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 1, 1000),
-                                     policy(RL_ALG_GCRA, 1, 10000),
-                                     policy(RL_ALG_TOKEN_BUCKET, 1, 5000)};
+  const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 1, 1000),
+                                          policy(RL_ALG_GCRA, 1, 10000),
+                                          policy(RL_ALG_TOKEN_BUCKET, 1, 5000)};
   REQUIRE(check(lim.p, "k", ps).allowed == 1);
   rl_decision d = check(lim.p, "k", ps);
   CHECK(d.allowed == 0);
@@ -84,30 +85,30 @@ TEST_CASE("limiter: a denial reports the policy with the longest wait",
   CHECK(d.limit == 1);
   CHECK(d.retry_after_ms == 10000);
   // Reversed order: the same policy, at its new index.
-  const std::vector<rl_policy> rev = {ps[2], ps[1], ps[0]};
+  const std::vector<rl_policy_spec> rev = {ps[2], ps[1], ps[0]};
   REQUIRE(check(lim.p, "r", rev).allowed == 1);
   d = check(lim.p, "r", rev);
   CHECK(d.policy_index == 1);
   CHECK(d.retry_after_ms == 10000);
   // A policy the call can never pass outranks any finite wait, wherever it
   // stands in the list.
-  const std::vector<rl_policy> never = {policy(RL_ALG_GCRA, 1, 10000),
-                                        policy(RL_ALG_GCRA, 5, 1000)};
+  const std::vector<rl_policy_spec> never = {policy(RL_ALG_GCRA, 1, 10000),
+                                             policy(RL_ALG_GCRA, 5, 1000)};
   REQUIRE(check(lim.p, "n", never).allowed == 1);
   d = check(lim.p, "n", never, 2);  // 2 > capacity 1 of policy 0
   CHECK(d.allowed == 0);
   CHECK(d.policy_index == 0);
   CHECK(d.retry_after_ms == RL_RETRY_NEVER);
-  const std::vector<rl_policy> never2 = {policy(RL_ALG_GCRA, 5, 1000),
-                                         policy(RL_ALG_GCRA, 1, 10000)};
+  const std::vector<rl_policy_spec> never2 = {policy(RL_ALG_GCRA, 5, 1000),
+                                              policy(RL_ALG_GCRA, 1, 10000)};
   REQUIRE(check(lim.p, "n2", never2).allowed == 1);
   d = check(lim.p, "n2", never2, 2);
   CHECK(d.policy_index == 1);
   CHECK(d.retry_after_ms == RL_RETRY_NEVER);
   // ... and a finite wait never displaces it.
-  const std::vector<rl_policy> never3 = {policy(RL_ALG_GCRA, 1, 1000),
-                                         policy(RL_ALG_GCRA, 1, 60000),
-                                         policy(RL_ALG_GCRA, 3, 1000)};
+  const std::vector<rl_policy_spec> never3 = {policy(RL_ALG_GCRA, 1, 1000),
+                                              policy(RL_ALG_GCRA, 1, 60000),
+                                              policy(RL_ALG_GCRA, 3, 1000)};
   d = check(lim.p, "n3", never3, 2);
   CHECK(d.allowed == 0);
   CHECK(d.policy_index == 0);
@@ -119,8 +120,8 @@ TEST_CASE("limiter: equal waits and equal remaining go to the first policy",
   Lim lim(pinned_memory());
   REQUIRE(lim.rc == RL_OK);
   // GCRA and token bucket with the same limit and period wait alike.
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 2, 2000),
-                                     policy(RL_ALG_TOKEN_BUCKET, 2, 2000)};
+  const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 2, 2000),
+                                          policy(RL_ALG_TOKEN_BUCKET, 2, 2000)};
   rl_decision d = check(lim.p, "k", ps);
   CHECK(d.allowed == 1);
   CHECK(d.remaining == 1);
@@ -130,7 +131,7 @@ TEST_CASE("limiter: equal waits and equal remaining go to the first policy",
   CHECK(d.allowed == 0);
   CHECK(d.retry_after_ms == 1000);
   CHECK(d.policy_index == 0);
-  const std::vector<rl_policy> rev = {ps[1], ps[0]};
+  const std::vector<rl_policy_spec> rev = {ps[1], ps[0]};
   d = check(lim.p, "k2", rev);
   CHECK(d.policy_index == 0);
   REQUIRE(check(lim.p, "k2", rev).allowed == 1);
@@ -138,9 +139,9 @@ TEST_CASE("limiter: equal waits and equal remaining go to the first policy",
   CHECK(d.allowed == 0);
   CHECK(d.policy_index == 0);
   // Allowed: the fewest remaining, wherever it is.
-  const std::vector<rl_policy> three = {policy(RL_ALG_GCRA, 10, 1000),
-                                        policy(RL_ALG_GCRA, 4, 1000),
-                                        policy(RL_ALG_GCRA, 7, 1000)};
+  const std::vector<rl_policy_spec> three = {policy(RL_ALG_GCRA, 10, 1000),
+                                             policy(RL_ALG_GCRA, 4, 1000),
+                                             policy(RL_ALG_GCRA, 7, 1000)};
   d = check(lim.p, "k3", three);
   CHECK(d.allowed == 1);
   CHECK(d.policy_index == 1);
@@ -154,7 +155,7 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   o.max_key_len = 8;
   Lim lim(o);
   REQUIRE(lim.rc == RL_OK);
-  const rl_policy p = policy(RL_ALG_GCRA, 100, 1000);
+  const rl_policy_spec p = policy(RL_ALG_GCRA, 100, 1000);
   rl_decision d = RL_DECISION_INIT;
   CHECK(rl_check(lim.p, &d, "12345678", 8, &p, 1, 1) == RL_OK);
   CHECK(rl_check(lim.p, &d, "123456789", 9, &p, 1, 1) == RL_E_KEY_TOO_LONG);
@@ -163,7 +164,7 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   CHECK(rl_reset(lim.p, "", 0) == RL_E_KEY_INVALID);
 
   // 16 policies per check, not 17; none is not a check.
-  std::vector<rl_policy> ps;
+  std::vector<rl_policy_spec> ps;
   for (int i = 1; i <= 17; ++i) ps.push_back(policy(RL_ALG_GCRA, i, 1000));
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 16, 1) == RL_OK);
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 17, 1) == RL_E_INVALID_ARG);
@@ -175,7 +176,7 @@ TEST_CASE("limiter: input bounds are inclusive", "[limiter]") {
   CHECK(rl_check(lim.p, &d, "k", 1, ps.data(), 1, -most - 1) ==
         RL_E_INVALID_ARG);
   // A policy repeated anywhere in the list, not only next to itself.
-  std::vector<rl_policy> dup = {ps[0], ps[1], ps[2], ps[0]};
+  std::vector<rl_policy_spec> dup = {ps[0], ps[1], ps[2], ps[0]};
   CHECK(rl_check(lim.p, &d, "k", 1, dup.data(), 4, 1) == RL_E_POLICY);
   dup = {ps[0], ps[1], ps[2], ps[2]};
   CHECK(rl_check(lim.p, &d, "k", 1, dup.data(), 4, 1) == RL_E_POLICY);
@@ -207,7 +208,7 @@ TEST_CASE("limiter: an unknown algorithm's error lists the known ones",
           "[limiter]") {
   Lim lim(pinned_memory());
   REQUIRE(lim.rc == RL_OK);
-  const rl_policy p = policy(7, 100, 1000);
+  const rl_policy_spec p = policy(7, 100, 1000);
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_E_POLICY);
   const std::string msg = rl_last_error();
@@ -218,10 +219,10 @@ TEST_CASE("limiter: an unknown algorithm's error lists the known ones",
   // Just past either end of the known values (0..3).
   for (int32_t alg : {-1, 4}) {
     INFO("algorithm " << alg);
-    const rl_policy q = policy(alg, 100, 1000);
+    const rl_policy_spec q = policy(alg, 100, 1000);
     CHECK(rl_check(lim.p, &d, "k", 1, &q, 1, 1) == RL_E_POLICY);
   }
-  const rl_policy last = policy(3, 100, 1000);
+  const rl_policy_spec last = policy(3, 100, 1000);
   CHECK(rl_check(lim.p, &d, "k", 1, &last, 1, 1) == RL_OK);
 }
 
@@ -230,7 +231,7 @@ TEST_CASE("limiter: the clock must be from 0 to under 2^52 microseconds",
   const int64_t saved = g_now_us;
   Lim lim(pinned_memory());
   REQUIRE(lim.rc == RL_OK);
-  const rl_policy p = policy(RL_ALG_GCRA, 100, 1000);
+  const rl_policy_spec p = policy(RL_ALG_GCRA, 100, 1000);
   rl_decision d = RL_DECISION_INIT;
   g_now_us = 0;
   CHECK(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_OK);
@@ -249,7 +250,7 @@ TEST_CASE("limiter: the clock must be from 0 to under 2^52 microseconds",
 TEST_CASE("limiter: memory health counts checks and keys", "[limiter]") {
   Lim lim(pinned_memory());
   REQUIRE(lim.rc == RL_OK);
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 2, 1000)};
+  const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 2, 1000)};
   check(lim.p, "a", ps);
   check(lim.p, "a", ps);
   check(lim.p, "a", ps);  // denied
@@ -394,8 +395,8 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
   o.url = url.c_str();
   o.connect_timeout_ms = 200;
   o.timeout_ms = 200;
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 10, kLongMs),
-                                     policy(RL_ALG_GCRA, 20, kLongMs)};
+  const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 10, kLongMs),
+                                          policy(RL_ALG_GCRA, 20, kLongMs)};
 
   SECTION("open: allowed, remaining unknown so the full limit") {
     o.failure_mode = RL_FAIL_OPEN;
@@ -453,7 +454,7 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     REQUIRE(lim.rc == RL_OK);
     // 10 / 4 = 2 per window locally. The local store runs on the real
     // clock: windows that never end keep the counts exact.
-    const std::vector<rl_policy> one = {
+    const std::vector<rl_policy_spec> one = {
         policy(RL_ALG_FIXED_WINDOW, 10, kLongMs)};
     int allowed = 0;
     for (int i = 0; i < 5; ++i) {
@@ -464,13 +465,14 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
     }
     CHECK(allowed == 2);
     // 3 / 4 rounds down to 0: still 1.
-    const std::vector<rl_policy> small = {
+    const std::vector<rl_policy_spec> small = {
         policy(RL_ALG_FIXED_WINDOW, 3, kLongMs)};
     allowed = 0;
     for (int i = 0; i < 3; ++i) allowed += check(lim.p, "s", small).allowed;
     CHECK(allowed == 1);
     // A burst is divided too: GCRA 8 per period with burst 8 -> burst 2.
-    const std::vector<rl_policy> burst = {policy(RL_ALG_GCRA, 8, kLongMs, 8)};
+    const std::vector<rl_policy_spec> burst = {
+        policy(RL_ALG_GCRA, 8, kLongMs, 8)};
     allowed = 0;
     for (int i = 0; i < 4; ++i) allowed += check(lim.p, "b", burst).allowed;
     CHECK(allowed == 2);
@@ -492,7 +494,7 @@ TEST_CASE("limiter: failure modes answer when the store is unreachable",
 
 TEST_CASE("limiter: failure mode left at 0 keeps the URL's, open by default",
           "[limiter]") {
-  const std::vector<rl_policy> ps = {policy(RL_ALG_GCRA, 10, 60000)};
+  const std::vector<rl_policy_spec> ps = {policy(RL_ALG_GCRA, 10, 60000)};
   const std::string url = refused_url();
   rl_options o = RL_OPTIONS_INIT;
   o.url = url.c_str();

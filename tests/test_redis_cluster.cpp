@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/prober.hpp"
 #include "support/redis_server.hpp"
 #include "support/topology.hpp"
@@ -50,7 +51,7 @@ TEST_CASE(
     "[redis][cluster]") {
   Topology t;
   Lim a(t.url()), b(t.url());
-  const rl_policy pol = per_year(4);
+  const rl_policy_spec pol = per_year(4);
   std::map<std::string, int> allowed;
   for (int round = 0; round < 6; ++round)
     for (int k = 0; k < 60; ++k) {
@@ -141,7 +142,7 @@ TEST_CASE("cluster: a multi-policy check stays one script in one slot",
           "[redis][cluster]") {
   Topology t;
   Lim a(t.url());
-  rl_policy pols[2] = {per_year(3), per_year(5)};
+  rl_policy_spec pols[2] = {per_year(3), per_year(5)};
   pols[1].algorithm = RL_ALG_SLIDING_WINDOW;
   for (int k = 0; k < 20; ++k) {
     const std::string key = "org:" + std::to_string(k);
@@ -167,7 +168,7 @@ TEST_CASE(
   // from a second limiter on the same key.
   const std::string key = key_on(t, src, "mig:");
   const int slot = t.key_slot(key);
-  const rl_policy pol = per_year(1'000'000);
+  const rl_policy_spec pol = per_year(1'000'000);
   Lim a(t.url(), RL_FAIL_ERROR, 2000);
   rl_decision d;
   REQUIRE(a.check(key, pol, d) == RL_OK);  // the key exists on src

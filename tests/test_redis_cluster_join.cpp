@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/prober.hpp"
 #include "support/topology.hpp"
 #include "tollgate.h"
@@ -26,7 +27,7 @@ namespace {
 // was allowed, and the calls that failed (with the last message).
 class Driver {
  public:
-  Driver(rl_limiter *lim, const rl_policy &pol, size_t window)
+  Driver(rl_limiter *lim, const rl_policy_spec &pol, size_t window)
       : lim_(lim), pol_(pol), window_(window) {}
 
   // Sends `key` once the window has room; false if the call was refused.
@@ -67,7 +68,8 @@ class Driver {
     Driver *d;
     std::string key;
   };
-  static void on_done(int status, const rl_decision *dec, void *user) {
+  static void on_done(int status, const rl_decision *dec, const char *message,
+                      void *user) {
     auto *c = static_cast<Call *>(user);
     Driver *d = c->d;
     {
@@ -75,7 +77,7 @@ class Driver {
       if (status == RL_OK)
         d->allowed_[c->key] += dec->allowed;
       else
-        d->last_error_ = rl_strerror(status);
+        d->last_error_ = message;
     }
     if (status != RL_OK) d->errors_.fetch_add(1);
     delete c;
@@ -83,7 +85,7 @@ class Driver {
   }
 
   rl_limiter *lim_;
-  rl_policy pol_;
+  rl_policy_spec pol_;
   size_t window_;
   std::atomic<size_t> in_flight_{0};
   std::atomic<int> errors_{0};
@@ -112,7 +114,7 @@ TEST_CASE(
   REQUIRE(primaries.size() == 3);
   constexpr int kKeys = 300, kTries = 6, kLimit = 4;
   Lim lim(t.url(), RL_FAIL_ERROR, 10000);
-  const rl_policy pol = per_year(kLimit);
+  const rl_policy_spec pol = per_year(kLimit);
   rl_decision d;
   REQUIRE(lim.check("warm", pol, d) == RL_OK);  // the slot map is known
   for (uint16_t port : primaries)
@@ -166,7 +168,7 @@ TEST_CASE(
   const std::string moving = keys[0];
   const int slot = t.key_slot(moving);
   // A fixed window of ~32 years: nothing refills while the test runs.
-  rl_policy pol = per_year(1'000'000'000);
+  rl_policy_spec pol = per_year(1'000'000'000);
   pol.algorithm = RL_ALG_FIXED_WINDOW;
   Lim lim(t.url(), RL_FAIL_ERROR, 5000);
   rl_decision d;

@@ -6,6 +6,7 @@
 
 #include <string>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -26,8 +27,8 @@ struct Lim {
   Lim &operator=(const Lim &) = delete;
 };
 
-rl_decision check(rl_limiter *lim, const std::string &key, const rl_policy *ps,
-                  size_t n, int64_t cost) {
+rl_decision check(rl_limiter *lim, const std::string &key,
+                  const rl_policy_spec *ps, size_t n, int64_t cost) {
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(lim, &d, key.data(), key.size(), ps, n, cost);
   INFO(rl_last_error());
@@ -35,8 +36,8 @@ rl_decision check(rl_limiter *lim, const std::string &key, const rl_policy *ps,
   return d;
 }
 
-rl_policy policy(int32_t alg, int64_t limit, int64_t period_ms) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int32_t alg, int64_t limit, int64_t period_ms) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -50,8 +51,8 @@ TEST_CASE("redis deny cache: a cached denial repeats the store's decision",
   tollgate_test::RedisServer server;
   Lim lim(server.url());
   // Two policies; the hour-long one denies (its retry is the longer).
-  const rl_policy ps[2] = {policy(RL_ALG_GCRA, 5, 1000),
-                           policy(RL_ALG_GCRA, 1, 3600 * 1000)};
+  const rl_policy_spec ps[2] = {policy(RL_ALG_GCRA, 5, 1000),
+                                policy(RL_ALG_GCRA, 1, 3600 * 1000)};
   REQUIRE(check(lim.p, "k", ps, 2, 1).allowed == 1);
   const rl_decision store = check(lim.p, "k", ps, 2, 1);
   REQUIRE(store.allowed == 0);
@@ -83,7 +84,7 @@ TEST_CASE("redis deny cache: only costs at least the denied one are cached",
           "[redis][deny_cache]") {
   tollgate_test::RedisServer server;
   Lim lim(server.url());
-  const rl_policy p = policy(RL_ALG_FIXED_WINDOW, 3, 3600 * 1000);
+  const rl_policy_spec p = policy(RL_ALG_FIXED_WINDOW, 3, 3600 * 1000);
   REQUIRE(check(lim.p, "k", &p, 1, 2).allowed == 1);
   // Cost 2 is denied (1 left) and cached; cost 1 still goes to the store
   // and passes; a larger cost is answered by the cache.
@@ -107,7 +108,7 @@ TEST_CASE("redis deny cache: a call that can never pass is not cached",
           "[redis][deny_cache]") {
   tollgate_test::RedisServer server;
   Lim lim(server.url());
-  const rl_policy p = policy(RL_ALG_GCRA, 2, 3600 * 1000);
+  const rl_policy_spec p = policy(RL_ALG_GCRA, 2, 3600 * 1000);
   for (int i = 0; i < 3; ++i) {
     const rl_decision d = check(lim.p, "k", &p, 1, 3);  // above capacity 2
     CHECK(d.allowed == 0);
@@ -122,7 +123,7 @@ TEST_CASE("redis deny cache: a refund clears the key's cached denial",
           "[redis][deny_cache][refund]") {
   tollgate_test::RedisServer server;
   Lim lim(server.url());
-  const rl_policy p = policy(RL_ALG_GCRA, 2, 3600 * 1000);
+  const rl_policy_spec p = policy(RL_ALG_GCRA, 2, 3600 * 1000);
   REQUIRE(check(lim.p, "k", &p, 1, 2).allowed == 1);
   REQUIRE(check(lim.p, "k", &p, 1, 1).source == RL_SOURCE_STORE);  // denied
   REQUIRE(check(lim.p, "k", &p, 1, 1).source == RL_SOURCE_DENY_CACHE);

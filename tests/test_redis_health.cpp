@@ -7,6 +7,7 @@
 #include <string>
 #include <thread>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -20,7 +21,7 @@ TEST_CASE("redis health: checks waiting on a frozen server are in flight",
   o.timeout_ms = 20000;  // far beyond the test: nothing times out
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 100;
   p.period_ms = 60000;
   rl_decision d = RL_DECISION_INIT;
@@ -28,7 +29,7 @@ TEST_CASE("redis health: checks waiting on a frozen server are in flight",
 
   server.stop();
   // counts[0]: callbacks run; counts[1]: of them, answered RL_OK.
-  auto cb = [](int status, const rl_decision *, void *user) {
+  auto cb = [](int status, const rl_decision *, const char *, void *user) {
     auto *counts = static_cast<std::atomic<int> *>(user);
     if (status == RL_OK) counts[1].fetch_add(1);
     counts[0].fetch_add(1);

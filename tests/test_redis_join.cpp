@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -25,7 +26,7 @@ struct Call {
   std::string key;
 };
 
-void on_done(int status, const rl_decision *d, void *user) {
+void on_done(int status, const rl_decision *d, const char *, void *user) {
   auto *c = static_cast<Call *>(user);
   if (status != RL_OK) {
     c->r->errors.fetch_add(1);
@@ -37,8 +38,8 @@ void on_done(int status, const rl_decision *d, void *user) {
   delete c;
 }
 
-rl_policy policy(int32_t alg, int64_t limit, int64_t period_ms) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int32_t alg, int64_t limit, int64_t period_ms) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -59,8 +60,8 @@ TEST_CASE("redis join: joined checks of different policies keep their own",
   REQUIRE(rl_create(&lim, &o) == RL_OK);
   // Every value of `a` sorts after the same value of `b` (as text): GCRA
   // 1 per second, and a token bucket of 3 per 9 s.
-  const rl_policy b = policy(RL_ALG_GCRA, 1, 1000);
-  const rl_policy a = policy(RL_ALG_TOKEN_BUCKET, 3, 9000);
+  const rl_policy_spec b = policy(RL_ALG_GCRA, 1, 1000);
+  const rl_policy_spec a = policy(RL_ALG_TOKEN_BUCKET, 3, 9000);
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim, &d, "warm", 4, &b, 1, 1) == RL_OK);  // connected
 
@@ -68,7 +69,7 @@ TEST_CASE("redis join: joined checks of different policies keep their own",
   // to leave together as one joined call when Redis answers again.
   server.stop();
   Results r;
-  auto send = [&](const std::string &key, const rl_policy &p) {
+  auto send = [&](const std::string &key, const rl_policy_spec &p) {
     REQUIRE(rl_check_async(lim, key.data(), key.size(), &p, 1, 1, on_done,
                            new Call{&r, key}) == RL_OK);
   };

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 #include "tollgate/redis/redis_store.hpp"
@@ -102,11 +103,11 @@ TEST_CASE("redis keys: policies that differ only in their limit keep apart",
   o.failure_mode = RL_FAIL_ERROR;
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
-  rl_policy a = RL_POLICY_INIT;
+  rl_policy_spec a = RL_POLICY_SPEC_INIT;
   a.limit = 600000;
   a.period_ms = 1000 * 1000;
   a.burst = 10;
-  rl_policy b = a;
+  rl_policy_spec b = a;
   b.limit = 600001;
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim, &d, "k", 1, &a, 1, 1) == RL_OK);
@@ -120,6 +121,41 @@ TEST_CASE("redis keys: policies that differ only in their limit keep apart",
   rl_keys_free(it);
   CHECK(limits == std::set<int64_t>{600000, 600001});
   rl_destroy(lim);
+}
+
+TEST_CASE(
+    "redis keys: an iterator outlives rl_destroy of its limiter and answers "
+    "RL_E_CLOSED",
+    "[redis][keys]") {
+  tollgate_test::RedisServer server;
+  rl_options o = RL_OPTIONS_INIT;
+  const std::string url = server.url();
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_policy *p = nullptr;
+  REQUIRE(rl_policy_parse(&p, "10/m", 4, nullptr) == RL_OK);
+  rl_decision d = RL_DECISION_INIT;
+  for (const char *k : {"a", "b", "c"})
+    REQUIRE(rl_check(lim, &d, k, 1, &p, 1, 1) == RL_OK);
+  rl_policy_release(p);  // before the limiter: nothing depends on it
+  rl_keys *read = nullptr, *unread = nullptr, *kept = nullptr;
+  REQUIRE(rl_keys_open(lim, &read) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &unread) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &kept) == RL_OK);
+  rl_key_info info = RL_KEY_INFO_INIT;
+  REQUIRE(rl_keys_next(read, &info) == RL_OK);
+  CHECK(info.policy.limit == 10);
+  CHECK(info.policy.period_ms == 60000);
+  rl_keys_free(kept);  // freed before the limiter
+  rl_destroy(lim);
+  CHECK(rl_keys_next(read, &info) == RL_E_CLOSED);
+  CHECK(std::string(rl_last_error()).find("destroyed") != std::string::npos);
+  CHECK(rl_keys_next(read, &info) == RL_E_CLOSED);
+  CHECK(rl_keys_next(unread, &info) == RL_E_CLOSED);
+  rl_keys_free(unread);
+  rl_keys_free(read);
 }
 
 // ---- Cluster hash slots ---------------------------------------------------
@@ -236,12 +272,12 @@ TEST_CASE("slot: every policy key of one user key lands in one slot",
   const std::vector<std::string> users = {
       "org-1",   "u",     "a:b",         "x{y}z",      "{nested}",
       "a}b{c}d", "tail{", "caf\xc3\xa9", "with space", std::string(200, 'q')};
-  rl_policy policies[6];
+  rl_policy_spec policies[6];
   const int32_t algs[6] = {RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET,
                            RL_ALG_FIXED_WINDOW, RL_ALG_SLIDING_WINDOW,
                            RL_ALG_GCRA,         RL_ALG_TOKEN_BUCKET};
   for (int i = 0; i < 6; ++i) {
-    policies[i] = RL_POLICY_INIT;
+    policies[i] = RL_POLICY_SPEC_INIT;
     policies[i].algorithm = algs[i];
     policies[i].limit = 10 + i;
     policies[i].period_ms = 1000 * (i + 1);

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -33,7 +34,8 @@ struct Lim {
   Lim &operator=(const Lim &) = delete;
 };
 
-rl_decision check(rl_limiter *lim, const std::string &key, const rl_policy &p) {
+rl_decision check(rl_limiter *lim, const std::string &key,
+                  const rl_policy_spec &p) {
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(lim, &d, key.data(), key.size(), &p, 1, 1);
   INFO(rl_last_error());
@@ -47,7 +49,7 @@ TEST_CASE("redis: rl_reset also forgets the key's cached denials",
           "[redis][deny_cache]") {
   tollgate_test::RedisServer server;
   Lim lim(server.url());
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 1;
   p.period_ms = 3600 * 1000;
   REQUIRE(check(lim.p, "k", p).allowed == 1);
@@ -71,7 +73,7 @@ TEST_CASE("redis: a cached denial lapses at its retry_after",
   // again, instead of the cache denying forever.
   tollgate_test::RedisServer server;
   Lim lim(server.url());
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 2;
   p.period_ms = 2000;
   // The third call is denied only if the three land within T; a machine
@@ -119,7 +121,7 @@ TEST_CASE("redis: each policy's reset_after and retry_after reach the decision",
   tollgate_test::RedisServer server;
   Lim lim(server.url());
   constexpr int64_t kPeriodMs = 1'000'000'000'000;
-  rl_policy ps[2] = {RL_POLICY_INIT, RL_POLICY_INIT};
+  rl_policy_spec ps[2] = {RL_POLICY_SPEC_INIT, RL_POLICY_SPEC_INIT};
   ps[0].limit = 10;  // T = 1e11 ms
   ps[0].period_ms = kPeriodMs;
   ps[1].limit = 4;  // T = 2.5e11 ms
@@ -157,9 +159,9 @@ void multi_policy_denial_at(rl_limiter *lim, const std::string &key,
   INFO("key " << key << ", denying policy at " << deny_at << ", algorithm "
               << deny_alg);
   const int32_t others[2] = {(deny_alg + 1) % 4, (deny_alg + 2) % 4};
-  rl_policy ps[3];
+  rl_policy_spec ps[3];
   for (int i = 0, o = 0; i < 3; ++i) {
-    ps[i] = RL_POLICY_INIT;
+    ps[i] = RL_POLICY_SPEC_INIT;
     // About 32 years: no window boundary passes during the test.
     ps[i].period_ms = 1'000'000'000'000;
     if (i == deny_at) {
@@ -189,12 +191,12 @@ void multi_policy_denial_at(rl_limiter *lim, const std::string &key,
     CHECK(d.remaining == (i == deny_at ? 0 : ps[i].limit));
   }
   // The two others together: allowed, and each charged once.
-  rl_policy pair[2];
+  rl_policy_spec pair[2];
   for (int i = 0, o = 0; i < 3; ++i)
     if (i != deny_at) pair[o++] = ps[i];
   REQUIRE(rl_check(lim, &d, key.data(), key.size(), pair, 2, 1) == RL_OK);
   CHECK(d.allowed == 1);
-  for (const rl_policy &p : pair) {
+  for (const rl_policy_spec &p : pair) {
     REQUIRE(rl_check(lim, &d, key.data(), key.size(), &p, 1, 0) == RL_OK);
     CHECK(d.remaining == p.limit - 1);
   }
@@ -258,7 +260,7 @@ struct Call {
   Burst *burst;
   std::string key;
 };
-void on_done(int status, const rl_decision *d, void *user) {
+void on_done(int status, const rl_decision *d, const char *, void *user) {
   auto *call = static_cast<Call *>(user);
   Burst &b = *call->burst;
   std::lock_guard<std::mutex> lock(b.mu);
@@ -279,8 +281,8 @@ long evalsha_calls(const tollgate_test::RedisServer &server) {
   return at == std::string::npos ? 0 : std::stol(info.substr(at + tag.size()));
 }
 
-rl_policy make(int32_t alg, int64_t limit) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec make(int32_t alg, int64_t limit) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   // About 32 years: on Redis' clock no refill or window boundary falls
@@ -300,10 +302,10 @@ TEST_CASE(
   // Eight keys, each with its own policy (every algorithm twice), and one
   // key checked against two policies at once.
   constexpr int kKeys = 8;
-  std::vector<rl_policy> pols;
+  std::vector<rl_policy_spec> pols;
   for (int k = 0; k < kKeys; ++k) pols.push_back(make(k % 4, 20 + k));
-  const rl_policy both[2] = {make(RL_ALG_GCRA, 40),
-                             make(RL_ALG_FIXED_WINDOW, 25)};
+  const rl_policy_spec both[2] = {make(RL_ALG_GCRA, 40),
+                                  make(RL_ALG_FIXED_WINDOW, 25)};
   constexpr int kRounds = 60;
 
   for (int pass = 0; pass < 2; ++pass) {

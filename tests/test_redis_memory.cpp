@@ -5,6 +5,7 @@
 
 #include <string>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -24,7 +25,7 @@ TEST_CASE("redis memory: blocking checks do not grow the heap",
   o.failure_mode = RL_FAIL_ERROR;
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = 1000000000;
   p.period_ms = 3600 * 1000;
   rl_decision d = RL_DECISION_INIT;

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -27,16 +28,16 @@ TEST_CASE("redis reset: every policy of the key goes, across SCAN pages",
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
 
-  std::vector<rl_policy> ps;
+  std::vector<rl_policy_spec> ps;
   for (int i = 0; i < 16; ++i) {
-    rl_policy p = RL_POLICY_INIT;
+    rl_policy_spec p = RL_POLICY_SPEC_INIT;
     p.algorithm = RL_ALG_FIXED_WINDOW;
     p.limit = 1;
     p.period_ms = 3600 * 1000 + i;  // 16 distinct policies, 16 Redis keys
     ps.push_back(p);
   }
   rl_decision d = RL_DECISION_INIT;
-  for (const rl_policy &p : ps) {
+  for (const rl_policy_spec &p : ps) {
     REQUIRE(rl_check(lim, &d, "target", 6, &p, 1, 1) == RL_OK);
     REQUIRE(d.allowed == 1);
     REQUIRE(rl_check(lim, &d, "target", 6, &p, 1, 1) == RL_OK);
@@ -47,7 +48,7 @@ TEST_CASE("redis reset: every policy of the key goes, across SCAN pages",
   REQUIRE(rl_reset(lim, "target", 6) == RL_OK);
   CHECK(server.query({"DBSIZE"}).integer == 5000);
   int fresh = 0;
-  for (const rl_policy &p : ps) {
+  for (const rl_policy_spec &p : ps) {
     REQUIRE(rl_check(lim, &d, "target", 6, &p, 1, 0) == RL_OK);
     fresh += d.remaining == 1;
   }

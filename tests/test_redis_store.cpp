@@ -16,10 +16,12 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "support/certs.hpp"
 #include "support/fake_server.hpp"
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -56,15 +58,16 @@ rl_options opts_for(const std::string &url, int32_t failure_mode = 0) {
   return o;
 }
 
-rl_policy policy(int64_t limit, int64_t period_ms, int32_t alg = RL_ALG_GCRA) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int64_t limit, int64_t period_ms,
+                      int32_t alg = RL_ALG_GCRA) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
   return p;
 }
 
-int check(rl_limiter *lim, const std::string &key, const rl_policy &p,
+int check(rl_limiter *lim, const std::string &key, const rl_policy_spec &p,
           rl_decision &d, int64_t cost = 1) {
   const rl_decision fresh = RL_DECISION_INIT;
   d = fresh;
@@ -111,7 +114,7 @@ TEST_CASE("redis: a limit is shared and exact", "[redis]") {
   const std::string url = server.url();
   rl_options o = opts_for(url, RL_FAIL_ERROR);
   Lim a(o), b(o);
-  const rl_policy p = policy(5, 3600 * 1000);
+  const rl_policy_spec p = policy(5, 3600 * 1000);
   rl_decision d;
   int admitted = 0;
   for (int i = 0; i < 10; ++i) {
@@ -137,8 +140,8 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
           "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy ps[2] = {policy(2, 3600 * 1000),
-                           policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
+  const rl_policy_spec ps[2] = {policy(2, 3600 * 1000),
+                                policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
   rl_decision d = RL_DECISION_INIT;
   for (int i = 0; i < 2; ++i)
     REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);
@@ -153,7 +156,7 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
 TEST_CASE("redis: NOSCRIPT after SCRIPT FLUSH is recovered", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(100, kLongMs);
+  const rl_policy_spec p = policy(100, kLongMs);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   server.command({"SCRIPT", "FLUSH"});
@@ -165,7 +168,7 @@ TEST_CASE("redis: NOSCRIPT after SCRIPT FLUSH is recovered", "[redis]") {
 TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(1, kLongMs);
+  const rl_policy_spec p = policy(1, kLongMs);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
@@ -190,8 +193,8 @@ TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
 TEST_CASE("redis: reset and the admin listing", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(10, kLongMs),
-                  w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
+  const rl_policy_spec p = policy(10, kLongMs),
+                       w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
   rl_decision d;
   const std::string glob_key = "user*[1]?";  // glob characters are escaped
   REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
@@ -242,7 +245,7 @@ TEST_CASE("redis: Redis killed under load, then restarted", "[redis][chaos]") {
   o.timeout_ms = 200;
   o.reconnect_max_ms = 500;
   Lim lim(o);
-  const rl_policy p = policy(1000000, 60000);
+  const rl_policy_spec p = policy(1000000, 60000);
   rl_decision d;
   REQUIRE(check(lim.p, "warm", p, d) == RL_OK);
   REQUIRE(d.source == RL_SOURCE_STORE);
@@ -313,7 +316,7 @@ TEST_CASE("redis: a frozen Redis (SIGSTOP) is bounded by the deadline",
   rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
   o.timeout_ms = 150;
   Lim lim(o);
-  const rl_policy p = policy(1000, 60000);
+  const rl_policy_spec p = policy(1000, 60000);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   REQUIRE(d.source == RL_SOURCE_STORE);
@@ -343,7 +346,7 @@ TEST_CASE("redis: local fallback divides the limit", "[redis][chaos]") {
   o.local_divisor = 4;
   Lim lim(o);
   server.kill9();
-  const rl_policy p = policy(100, 3600 * 1000);
+  const rl_policy_spec p = policy(100, 3600 * 1000);
   int admitted = 0;
   for (int i = 0; i < 60; ++i) {
     rl_decision d;
@@ -360,7 +363,7 @@ TEST_CASE("redis: charges and refunds from many threads stay exact",
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
   // A fixed window of ~32 years: nothing refills while the test runs.
-  const rl_policy p =
+  const rl_policy_spec p =
       policy(1'000'000'000, 1'000'000'000'000, RL_ALG_FIXED_WINDOW);
   constexpr int kThreads = 6, kRounds = 150;
   std::atomic<int> errors{0};
@@ -391,7 +394,7 @@ TEST_CASE("redis: a refund while Redis is away gets the failure mode's answer",
   rl_options o = opts_for(server.url(), RL_FAIL_LOCAL);
   Lim local(o);
   Lim closed(opts_for(server.url(), RL_FAIL_CLOSED));
-  const rl_policy p = policy(10, 3600 * 1000);
+  const rl_policy_spec p = policy(10, 3600 * 1000);
   rl_decision d;
   REQUIRE(check(local.p, "k", p, d) == RL_OK);
   server.kill9();
@@ -409,7 +412,7 @@ TEST_CASE("redis: connection refused answers at once with the error",
   const std::string url = server.url();
   server.kill9();
   Lim lim(opts_for(url, RL_FAIL_ERROR));
-  const rl_policy p = policy(10, 1000);
+  const rl_policy_spec p = policy(10, 1000);
   rl_decision d;
   const auto t0 = Clock::now();
   const int rc = check(lim.p, "k", p, d);
@@ -474,7 +477,7 @@ TEST_CASE("redis: auth errors are clear and never echo the password",
 TEST_CASE("redis: TLS verification, names, plaintext and mutual TLS",
           "[redis][tls]") {
   const tollgate_test::Certs &certs = tollgate_test::test_certs();
-  const rl_policy p = policy(10, 60000);
+  const rl_policy_spec p = policy(10, 60000);
   rl_decision d;
 
   SECTION("the right CA works") {
@@ -591,7 +594,7 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
   const std::string info_body = "# Server\r\nredis_version:9.9.9\r\n";
   const std::string info =
       "$" + std::to_string(info_body.size()) + "\r\n" + info_body + "\r\n";
-  const rl_policy p = policy(10, 60000);
+  const rl_policy_spec p = policy(10, 60000);
 
   struct Case {
     const char *name;
@@ -694,13 +697,13 @@ TEST_CASE("redis: a joined call's bad reply answers every check in it",
       o.timeout_ms = 5000;
       o.deny_cache = -1;
       Lim lim(o);
-      const rl_policy p = policy(1000, 60000);
+      const rl_policy_spec p = policy(1000, 60000);
       struct Counter {
         std::mutex mu;
         std::condition_variable cv;
         int done = 0, expected = 0, other = 0;
       } k;
-      auto cb = [](int status, const rl_decision *, void *user) {
+      auto cb = [](int status, const rl_decision *, const char *, void *user) {
         auto *k = static_cast<Counter *>(user);
         std::lock_guard<std::mutex> lock(k->mu);
         ++k->done;
@@ -733,13 +736,13 @@ TEST_CASE("redis: many async checks in flight complete without a thread each",
   // 2000 calls queued at once: the default 200 ms deadline is about speed,
   // which a loaded machine need not meet; this test is about completions.
   Lim lim(opts_for(server.url() + "?timeout_ms=20000", RL_FAIL_ERROR));
-  const rl_policy p = policy(500, kLongMs);
+  const rl_policy_spec p = policy(500, kLongMs);
   struct Counter {
     std::mutex mu;
     std::condition_variable cv;
     int done = 0, allowed = 0, errors = 0, store = 0;
   } c;
-  auto cb = [](int status, const rl_decision *d, void *user) {
+  auto cb = [](int status, const rl_decision *d, const char *, void *user) {
     auto *k = static_cast<Counter *>(user);
     std::lock_guard<std::mutex> lock(k->mu);
     ++k->done;
@@ -771,7 +774,7 @@ TEST_CASE("redis: many async checks in flight complete without a thread each",
 TEST_CASE("redis: destroying a limiter answers pending async checks",
           "[redis][async]") {
   RedisServer server;
-  auto cb = [](int status, const rl_decision *, void *user) {
+  auto cb = [](int status, const rl_decision *, const char *, void *user) {
     auto *counts = static_cast<std::atomic<int> *>(user);
     if (status == RL_E_CLOSED) ++counts[0];
     ++counts[1];
@@ -781,7 +784,7 @@ TEST_CASE("redis: destroying a limiter answers pending async checks",
     rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
     Lim lim(o);
     server.stop();  // nothing will be answered by Redis
-    const rl_policy p = policy(10, 1000);
+    const rl_policy_spec p = policy(10, 1000);
     for (int i = 0; i < 50; ++i)
       REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, cb, counts) == RL_OK);
   }  // rl_destroy: every accepted callback has run before it returns
@@ -790,13 +793,106 @@ TEST_CASE("redis: destroying a limiter answers pending async checks",
   server.cont();
 }
 
+namespace {
+// Completions of async checks, with their messages (copied in the callback,
+// where the library's text is valid).
+struct Completions {
+  std::mutex mu;
+  std::vector<std::pair<int, std::string>> got;
+  static void cb(int status, const rl_decision *d, const char *message,
+                 void *user) {
+    auto *c = static_cast<Completions *>(user);
+    std::lock_guard<std::mutex> lock(c->mu);
+    // The decision comes with RL_OK only; the message with errors only.
+    c->got.emplace_back(
+        status, std::string(message ? message : "(NULL)") +
+                    (status == RL_OK && d == nullptr ? " (no decision)" : ""));
+  }
+  size_t size() {
+    std::lock_guard<std::mutex> lock(mu);
+    return got.size();
+  }
+};
+
+rl_policy *handle(int64_t limit, int64_t period_ms) {
+  rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+  spec.limit = limit;
+  spec.period_ms = period_ms;
+  rl_policy *h = nullptr;
+  REQUIRE(rl_policy_create(&h, &spec) == RL_OK);
+  return h;
+}
+}  // namespace
+
+TEST_CASE(
+    "redis: pending async checks at rl_destroy get RL_E_CLOSED and a message, "
+    "their policies released at once",
+    "[redis][async]") {
+  RedisServer server;
+  Completions c;
+  {
+    rl_options o = opts_for(server.url(), RL_FAIL_OPEN);
+    Lim lim(o);
+    server.stop();  // nothing will be answered by Redis
+    for (int i = 0; i < 20; ++i) {
+      rl_policy *p = handle(10, 1000);
+      REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+              RL_OK);
+      rl_policy_release(p);  // the call keeps what it needs
+    }
+  }  // rl_destroy
+  REQUIRE(c.size() == 20);
+  for (const auto &[status, message] : c.got) {
+    CHECK(status == RL_E_CLOSED);
+    CHECK(message.find("destroyed") != std::string::npos);
+  }
+  server.cont();
+}
+
+TEST_CASE("redis: an async error carries its message (RL_FAIL_ERROR, no Redis)",
+          "[redis][async]") {
+  // A port nothing listens on: the check fails to connect.
+  RedisServer server;
+  const std::string url = server.url();
+  server.kill9();
+  rl_options o = opts_for(url, RL_FAIL_ERROR);
+  o.connect_timeout_ms = 300;
+  o.timeout_ms = 300;
+  Completions c;
+  {
+    Lim lim(o);
+    rl_policy *p = handle(10, 1000);
+    REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+            RL_OK);
+    rl_policy_release(p);
+    for (int i = 0; i < 200 && c.size() == 0; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    REQUIRE(c.size() == 1);
+    // And with the store known to be down, the answer comes inline.
+    p = handle(10, 1000);
+    REQUIRE(rl_check_async(lim.p, "k", 1, &p, 1, 1, &Completions::cb, &c) ==
+            RL_OK);
+    rl_policy_release(p);
+    for (int i = 0; i < 200 && c.size() < 2; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  REQUIRE(c.size() == 2);
+  for (const auto &[status, message] : c.got) {
+    CHECK((status == RL_E_CONNECT || status == RL_E_TIMEOUT));
+    CHECK(!message.empty());
+    CHECK(message != "(NULL)");
+    INFO(message);
+    CHECK(message.find("password") == std::string::npos);
+  }
+}
+
 TEST_CASE("redis: unix socket with a database number", "[redis]") {
   RedisServer::Options so;
   so.unix_socket = true;
   RedisServer server(so);
   const std::string url = "unix://" + server.unix_path() + "?db=3";
   Lim lim(opts_for(url, RL_FAIL_ERROR));
-  const rl_policy p = policy(2, 60000);
+  const rl_policy_spec p = policy(2, 60000);
   rl_decision d;
   REQUIRE(check(lim.p, "k", p, d) == RL_OK);
   CHECK(d.source == RL_SOURCE_STORE);
@@ -809,7 +905,7 @@ TEST_CASE("redis: unix socket with a database number", "[redis]") {
 TEST_CASE("redis: a forked child makes its own connection", "[redis][fork]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy p = policy(3, 3600 * 1000);
+  const rl_policy_spec p = policy(3, 3600 * 1000);
   rl_decision d;
   REQUIRE(check(lim.p, "shared", p, d) == RL_OK);  // parent's thread runs
   const pid_t child = fork();

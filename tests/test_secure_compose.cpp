@@ -47,6 +47,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "support/topology.hpp"
 #include "tollgate.h"
@@ -180,8 +181,8 @@ LimiterPtr make_limiter(const Connect &c) {
   return LimiterPtr(p);
 }
 
-rl_policy policy(int32_t alg, int64_t limit, int64_t period_ms) {
-  rl_policy p = RL_POLICY_INIT;
+rl_policy_spec policy(int32_t alg, int64_t limit, int64_t period_ms) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = alg;
   p.limit = limit;
   p.period_ms = period_ms;
@@ -230,7 +231,7 @@ void async_burst(rl_limiter *lim, const std::string &stem, int n,
   // it may still come).
   auto *wp = new Wait;
   Wait &w = *wp;
-  auto cb = [](int status, const rl_decision *d, void *user) {
+  auto cb = [](int status, const rl_decision *d, const char *, void *user) {
     auto *w = static_cast<Wait *>(user);
     std::lock_guard<std::mutex> lock(w->mu);
     if (status != RL_OK)
@@ -239,9 +240,9 @@ void async_burst(rl_limiter *lim, const std::string &stem, int n,
       ++w->denied;
     if (--w->left == 0) w->cv.notify_all();
   };
-  const rl_policy one[1] = {policy(RL_ALG_GCRA, 10, 3600000)};
-  const rl_policy two[2] = {policy(RL_ALG_GCRA, 10, 3600000),
-                            policy(RL_ALG_SLIDING_WINDOW, 20, 3600000)};
+  const rl_policy_spec one[1] = {policy(RL_ALG_GCRA, 10, 3600000)};
+  const rl_policy_spec two[2] = {policy(RL_ALG_GCRA, 10, 3600000),
+                                 policy(RL_ALG_SLIDING_WINDOW, 20, 3600000)};
   int started = 0;
   for (int i = 0; i < n + n / 2; ++i) {
     const bool multi = i >= n;
@@ -290,7 +291,7 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
       rep.failed.push_back({op, rc, bad});
   };
   auto check = [&](const std::string &op, const std::string &key,
-                   const rl_policy *ps, size_t n, int64_t cost,
+                   const rl_policy_spec *ps, size_t n, int64_t cost,
                    int64_t want_remaining) {
     rl_decision d = RL_DECISION_INIT;
     const int rc = rl_check(lim, &d, key.data(), key.size(), ps, n, cost);
@@ -312,19 +313,19 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   // Each algorithm's own script, twice: the second call reads the state.
   const std::string single = cfg.stem + "single";
   for (int32_t alg = 0; alg < 4; ++alg) {
-    const rl_policy p = policy(alg, 5, 3600000);
+    const rl_policy_spec p = policy(alg, 5, 3600000);
     const std::string op = std::string("rl_check ") + alg_name(alg);
     if (check(op, single, &p, 1, 1, 4)) check(op, single, &p, 1, 1, 3);
   }
   {
-    const rl_policy p = policy(RL_ALG_GCRA, 5, 3600000);
+    const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
     check("rl_check peek (cost 0)", single, &p, 1, 0, 3);
   }
   // The multi script: one policy of each algorithm, all or nothing.
-  const rl_policy four[4] = {policy(RL_ALG_GCRA, 6, 3600000),
-                             policy(RL_ALG_TOKEN_BUCKET, 6, 3600000),
-                             policy(RL_ALG_FIXED_WINDOW, 6, 3600000),
-                             policy(RL_ALG_SLIDING_WINDOW, 6, 3600000)};
+  const rl_policy_spec four[4] = {policy(RL_ALG_GCRA, 6, 3600000),
+                                  policy(RL_ALG_TOKEN_BUCKET, 6, 3600000),
+                                  policy(RL_ALG_FIXED_WINDOW, 6, 3600000),
+                                  policy(RL_ALG_SLIDING_WINDOW, 6, 3600000)};
   const std::string multi = cfg.stem + "multi";
   if (check("rl_check 4 policies", multi, four, 4, 1, 5))
     check("rl_check 4 policies", multi, four, 4, 1, 4);
@@ -365,7 +366,7 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   // Reset: SCAN of the key's states, then DEL; the next check starts fresh.
   record("rl_reset", rl_reset(lim, single.data(), single.size()), "");
   {
-    const rl_policy p = policy(RL_ALG_GCRA, 5, 3600000);
+    const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
     check("rl_check after rl_reset", single, &p, 1, 0, 5);
   }
 
@@ -373,7 +374,7 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   // fails and the store sends EVAL (single, multi and joined calls).
   if (cfg.flush_scripts) {
     cfg.flush_scripts();
-    const rl_policy p = policy(RL_ALG_TOKEN_BUCKET, 7, 3600000);
+    const rl_policy_spec p = policy(RL_ALG_TOKEN_BUCKET, 7, 3600000);
     check("rl_check after SCRIPT FLUSH", cfg.stem + "noscript", &p, 1, 1, 6);
     cfg.flush_scripts();
     check("rl_check 4 policies after SCRIPT FLUSH", cfg.stem + "noscript4",
@@ -680,7 +681,7 @@ int check_during_migration(const Topology &t, rl_limiter *lim,
   REQUIRE(
       t.query(src, {"CLUSTER", "SETSLOT", slot, "MIGRATING", t.node(dst).id})
           .str == "OK");
-  const rl_policy p = policy(RL_ALG_GCRA, 5, 3600000);
+  const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(lim, &d, key.data(), key.size(), &p, 1, 1);
   message = rc == RL_OK ? "" : rl_last_error();
@@ -738,7 +739,7 @@ TEST_CASE(
     if (dropped == "+asking") {
       rc = check_during_migration(t, lim.get(), "noask:", m);
     } else {
-      const rl_policy p = policy(RL_ALG_GCRA, 5, 3600000);
+      const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
       rl_decision d = RL_DECISION_INIT;
       rc = rl_check(lim.get(), &d, "k", 1, &p, 1, 1);
       m = rc == RL_OK ? "" : rl_last_error();
@@ -782,7 +783,7 @@ TEST_CASE(
       if (r != dropped) less.push_back(r);
     set_user_everywhere(t, less);
     LimiterPtr lim = make_limiter({user_url(t.url()), "", "", "", 1000});
-    const rl_policy p = policy(RL_ALG_GCRA, 5, 3600000);
+    const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
     rl_decision d = RL_DECISION_INIT;
     const int rc = rl_check(lim.get(), &d, "k", 1, &p, 1, 1);
     const std::string m = rc == RL_OK ? "" : rl_last_error();
@@ -1205,14 +1206,14 @@ long long used_memory(const RedisServer &s) {
 }
 
 // N keys of one algorithm through tollgate (async, in flight 512 at most).
-void fill(rl_limiter *lim, const rl_policy &p, const std::string &prefix,
+void fill(rl_limiter *lim, const rl_policy_spec &p, const std::string &prefix,
           size_t key_len, long n) {
   struct Wait {
     std::mutex mu;
     std::condition_variable cv;
     long in_flight = 0, errors = 0;
   } w;
-  auto cb = [](int status, const rl_decision *, void *user) {
+  auto cb = [](int status, const rl_decision *, const char *, void *user) {
     auto *w = static_cast<Wait *>(user);
     std::lock_guard<std::mutex> lock(w->mu);
     if (status != RL_OK) ++w->errors;
@@ -1239,7 +1240,7 @@ void fill(rl_limiter *lim, const rl_policy &p, const std::string &prefix,
   REQUIRE(w.errors == 0);
 }
 
-std::string key_name(const rl_policy &p, const std::string &user_key) {
+std::string key_name(const rl_policy_spec &p, const std::string &user_key) {
   const int64_t cap = p.algorithm >= 2 || p.burst == 0 ? p.limit : p.burst;
   return "tollgate:{" + user_key + "}:" + alg_name(p.algorithm) + ":" +
          std::to_string(p.limit) + ":" + std::to_string(p.period_ms) + ":" +
@@ -1300,7 +1301,7 @@ TEST_CASE(
   RedisServer srv;
   LimiterPtr lim = make_limiter({srv.url()});
   // Connect and load the scripts before the first baseline.
-  const rl_policy warm = policy(RL_ALG_GCRA, 10, 86400000);
+  const rl_policy_spec warm = policy(RL_ALG_GCRA, 10, 86400000);
   rl_decision d = RL_DECISION_INIT;
   REQUIRE(rl_check(lim.get(), &d, "warm", 4, &warm, 1, 1) == RL_OK);
   const std::string info = srv.query({"INFO", "server"}).str;
@@ -1316,7 +1317,7 @@ TEST_CASE(
       // 10 per day: every key outlives the run (GCRA's state ends 2.4 h
       // after one charge; the windows' at the end of the UTC day or the
       // next).
-      const rl_policy p = policy(alg, 10, 86400000);
+      const rl_policy_spec p = policy(alg, 10, 86400000);
       REQUIRE(srv.query({"FLUSHALL", "SYNC"}).str == "OK");
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       const long long before = used_memory(srv);

@@ -7,6 +7,8 @@
 // docs/algorithms.md; tests/vectors/README.md describes the format.
 #include <tollgate.h>
 
+#include "support/policy_specs.hpp"
+
 #include <catch2/catch.hpp>
 #include <nlohmann/json.hpp>
 
@@ -109,9 +111,9 @@ void replay_case(const std::string &file, const json &c,
   const std::string name = c.at("name").get<std::string>();
   const std::string case_key = c.at("key").get<std::string>();
 
-  std::vector<rl_policy> policies;
+  std::vector<rl_policy_spec> policies;
   for (const json &p : c.at("policies")) {
-    rl_policy pol = RL_POLICY_INIT;
+    rl_policy_spec pol = RL_POLICY_SPEC_INIT;
     pol.algorithm = algorithm_code(p.at("algorithm").get<std::string>());
     pol.limit = p.at("limit").get<int64_t>();
     pol.period_ms = p.at("period_ms").get<int64_t>();

@@ -76,15 +76,17 @@ RL_API const char *rl_version_string(void);
  */
 
 #define RL_OK 0
-/* A required pointer is NULL, a cost is negative, or another argument is out
- * of its documented range. */
+/* A required pointer is NULL (a NULL entry in a check's policy array
+ * included), a cost is negative, an option name is unknown, or another
+ * argument is out of its documented range. */
 #define RL_E_INVALID_ARG (-1)
 /* The key is empty, or NULL with a non-zero length. */
 #define RL_E_KEY_INVALID (-2)
 /* The key is longer than the limiter's max_key_len. */
 #define RL_E_KEY_TOO_LONG (-3)
 /* A policy is invalid: limit or period <= 0, negative burst, unknown
- * algorithm, non-zero flags, or mixed struct versions in one array. */
+ * algorithm, non-zero flags, the same policy twice in one check, or a
+ * policy or period text that does not parse. */
 #define RL_E_POLICY (-4)
 /* A value would overflow tollgate's integer arithmetic (the bounds are in
  * docs/algorithms.md); refused rather than wrapped. */
@@ -147,10 +149,12 @@ RL_API const char *rl_last_error(void);
 /* The most policies one check takes (rl_check's n_policies). */
 #define RL_MAX_POLICIES 16
 
-/* A policy: at most `limit` units per `period_ms`. */
-#define RL_POLICY_VERSION 1
-typedef struct rl_policy {
-  uint32_t version;  /* RL_POLICY_VERSION */
+/* The fields of a policy: at most `limit` units per `period_ms`. Used to
+ * create a policy handle (rl_policy_create) and to read one back
+ * (rl_policy_get, rl_key_info). */
+#define RL_POLICY_SPEC_VERSION 1
+typedef struct rl_policy_spec {
+  uint32_t version;  /* RL_POLICY_SPEC_VERSION */
   int32_t algorithm; /* RL_ALG_* */
   int64_t limit;     /* >= 1 */
   int64_t period_ms; /* >= 1 */
@@ -159,9 +163,47 @@ typedef struct rl_policy {
    * at once. Must be 0 for the window algorithms. */
   int64_t burst;
   uint32_t flags; /* reserved for future behaviour bits; must be 0 */
-} rl_policy;
-#define RL_POLICY_INIT \
-  { RL_POLICY_VERSION, RL_ALG_GCRA, 0, 0, 0, 0 }
+} rl_policy_spec;
+#define RL_POLICY_SPEC_INIT \
+  { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0 }
+
+/* A validated policy: immutable and reference-counted. Checks take arrays
+ * of handle pointers. A handle may be used by any number of threads at once
+ * and released in any order relative to limiters, iterators and pending
+ * asynchronous checks (each of which keeps what it needs). */
+typedef struct rl_policy rl_policy;
+
+/* Create a policy from its fields, validated exactly as a check validates
+ * them (RL_E_POLICY, RL_E_OVERFLOW, RL_E_VERSION). On success *out holds one
+ * reference (free it with rl_policy_release); on failure *out is NULL.
+ * Thread-safe. */
+RL_API int rl_policy_create(rl_policy **out, const rl_policy_spec *spec);
+
+/* Parse the policy text syntax (docs/api-c.md, "Policy text"), e.g.
+ * "100/h", "100 per 15m", "10/s burst=20", "5000/d sliding_window".
+ * `text` is `len` bytes (no NUL needed). On failure returns RL_E_POLICY (or
+ * RL_E_OVERFLOW), *out is NULL and, if `error_offset` is not NULL, it holds
+ * the byte offset of the problem; rl_last_error() names it. Thread-safe. */
+RL_API int rl_policy_parse(rl_policy **out, const char *text, size_t len,
+                           size_t *error_offset);
+
+/* Parse a period ("1h", "30s", "250ms", "1.5s", "1 minute", "2 days") into
+ * whole milliseconds. RL_E_POLICY for malformed text, a unit not in the
+ * syntax or a period that is not a whole number of milliseconds;
+ * RL_E_OVERFLOW beyond 2^40 ms. Thread-safe. */
+RL_API int rl_period_parse(const char *text, size_t len, int64_t *period_ms);
+
+/* Add a reference to `policy` and return it (NULL stays NULL).
+ * Thread-safe. */
+RL_API rl_policy *rl_policy_retain(rl_policy *policy);
+
+/* Drop a reference; the last one frees the policy. NULL is a no-op.
+ * Thread-safe. */
+RL_API void rl_policy_release(rl_policy *policy);
+
+/* Copy a policy's fields into `out` (out->version set by the caller:
+ * RL_POLICY_SPEC_INIT). Thread-safe. */
+RL_API int rl_policy_get(const rl_policy *policy, rl_policy_spec *out);
 
 /* ---- Decisions
  * --------------------------------------------------------------- */
@@ -278,6 +320,19 @@ typedef struct rl_options {
         0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0                     \
   }
 
+/* Set one field of `opts` by its name (the field's name in rl_options, e.g.
+ * "url", "timeout_ms", "failure_mode", "password") from text, so a caller
+ * need not depend on the struct's layout. Numbers are decimal integers,
+ * parsed strictly and range-checked; failure_mode also takes "open",
+ * "closed", "local" or "error"; deny_cache and tls_verify also take "on"
+ * and "off". String fields store the pointer `value` itself: it must stay
+ * valid until rl_create (NULL resets the field). `clock` and
+ * `clock_user_data` cannot be set by name. An unknown name or a bad value
+ * is RL_E_INVALID_ARG (the message never echoes a password). Not
+ * thread-safe for one `opts`. */
+RL_API int rl_options_set(rl_options *opts, const char *name,
+                          const char *value);
+
 /* Create a limiter. `options` may be NULL (memory store, defaults). On
  * success *out owns the new limiter; free it with rl_destroy. On failure
  * *out is set to NULL. The options struct and its strings are copied and
@@ -286,7 +341,10 @@ RL_API int rl_create(rl_limiter **out, const rl_options *options);
 
 /* Destroy a limiter. NULL is a no-op. No other call on this limiter may be
  * running or start afterwards. Every callback of an accepted rl_check_async
- * has run before rl_destroy returns. */
+ * has run before rl_destroy returns (with its result, or RL_E_CLOSED if the
+ * store had not answered). Key iterators of this limiter stay valid handles:
+ * their next rl_keys_next returns RL_E_CLOSED; free them with rl_keys_free
+ * before or after. Policies are independent of limiters. */
 RL_API void rl_destroy(rl_limiter *limiter);
 
 /* Check `key` against `n_policies` policies and, if every one allows it,
@@ -295,8 +353,9 @@ RL_API void rl_destroy(rl_limiter *limiter);
  *              Allowed: the policy with the fewest remaining units.
  *              Denied: the denying policy with the longest retry_after.
  *   key        binary-safe, 1 .. max_key_len bytes.
- *   policies   array of n_policies (1 .. RL_MAX_POLICIES) structs of one
- *              version.
+ *   policies   array of n_policies (1 .. RL_MAX_POLICIES) policy handles
+ *              (a NULL entry is RL_E_INVALID_ARG); the check does not keep
+ *              them after it returns.
  *   cost       0 peeks: nothing is charged and `allowed` says whether
  *              a cost of 1 would pass now. A cost above a policy's capacity
  *              is denied with retry_after_ms = RL_RETRY_NEVER. A negative
@@ -307,26 +366,29 @@ RL_API void rl_destroy(rl_limiter *limiter);
  *              back (docs/algorithms.md, "Refunds").
  * Thread-safe: one limiter serves any number of threads at once. */
 RL_API int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
-                    size_t key_len, const rl_policy *policies,
+                    size_t key_len, rl_policy *const *policies,
                     size_t n_policies, int64_t cost);
 
 /* Completion of an asynchronous check. `status` is RL_OK or an RL_E_* code;
  * `decision` is valid (and owned by the library) only during the call and
- * only when status is RL_OK. */
+ * only when status is RL_OK (NULL otherwise). `message` is never NULL: ""
+ * on success, else the error's detail (what rl_last_error() would say; it
+ * never holds a secret), valid only during the call. */
 typedef void (*rl_check_cb)(int status, const rl_decision *decision,
-                            void *user_data);
+                            const char *message, void *user_data);
 
 /* rl_check without waiting. Arguments are validated and copied before the
- * call returns. If it returns RL_OK, `callback` runs exactly once; if it
- * returns an error, the callback never runs.
- * On which thread: the memory store answers inline, on the calling thread,
- * before rl_check_async returns. The Redis store calls it from its I/O
+ * call returns (the policies' compiled form included): the caller may
+ * release its policies as soon as rl_check_async returns. If it returns RL_OK,
+ * `callback` runs exactly once; if it returns an error, the callback never
+ * runs. On which thread: the memory store answers inline, on the calling
+ * thread, before rl_check_async returns. The Redis store calls it from its I/O
  * thread, or inline, on the calling thread, when the answer is known at
  * once (a deny-cache hit, or a store known to be down: the failure mode's
  * answer). Either way the callback must return quickly, must not block, and
  * must not call rl_destroy on this limiter. Thread-safe. */
 RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
-                          const rl_policy *policies, size_t n_policies,
+                          rl_policy *const *policies, size_t n_policies,
                           int64_t cost, rl_check_cb callback, void *user_data);
 
 /* Forget every policy's state for `key` (the next check starts fresh).
@@ -463,23 +525,24 @@ typedef struct rl_key_info {
   const char *key;  /* the user key (not NUL-terminated); owned by the
                        iterator, valid until the next rl_keys_next */
   size_t key_len;
-  rl_policy policy;  /* the policy this state belongs to */
-  int64_t remaining; /* as a cost-0 check would report now */
+  rl_policy_spec policy; /* the policy this state belongs to */
+  int64_t remaining;     /* as a cost-0 check would report now */
   int64_t reset_after_ms;
 } rl_key_info;
 #define RL_KEY_INFO_INIT \
-  { RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_INIT, 0, 0 }
+  { RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_SPEC_INIT, 0, 0 }
 
 /* Start listing every (key, policy) state under the limiter's key prefix.
  * The Redis store walks the keyspace with SCAN (never KEYS), a page at a
  * time; keys changing meanwhile may be seen once, twice or not at all, as
  * with SCAN. The memory store returns RL_E_UNSUPPORTED. Free *out with
- * rl_keys_free. The iterator is not thread-safe; the limiter must outlive
- * it. */
+ * rl_keys_free. The iterator is not thread-safe. It may outlive its
+ * limiter: after rl_destroy, rl_keys_next returns RL_E_CLOSED. */
 RL_API int rl_keys_open(rl_limiter *limiter, rl_keys **out);
 
-/* The next entry: RL_OK, RL_E_DONE at the end, or an error. Blocks for at
- * most the limiter's timeout per page. */
+/* The next entry: RL_OK, RL_E_DONE at the end, RL_E_CLOSED once the limiter
+ * was destroyed, or an error. Blocks for at most the limiter's timeout per
+ * page. */
 RL_API int rl_keys_next(rl_keys *it, rl_key_info *out);
 
 /* Free an iterator. NULL is a no-op. */

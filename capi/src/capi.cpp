@@ -3,11 +3,15 @@
 #include "tollgate.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstring>
+#include <memory>
+#include <mutex>
 #include <new>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "tollgate/error.hpp"
 #include "tollgate/headers.hpp"
@@ -56,12 +60,29 @@ static_assert(RL_RETRY_NEVER == tollgate::kRetryNever);
 static_assert(RL_STORE_MEMORY == static_cast<int>(tollgate::StoreKind::memory));
 static_assert(RL_SOURCE_STORE == static_cast<int>(tollgate::Source::store));
 
+// A policy handle: validated once, immutable, shared by reference count.
+struct rl_policy {
+  std::atomic<uint64_t> refs{1};
+  tollgate::Policy compiled;
+};
+
+// What a limiter and its key iterators share, so that either may go first:
+// rl_destroy frees the store state of every iterator still open (under the
+// iterator's own lock), which then answers RL_E_CLOSED.
+struct KeysRegistry {
+  std::mutex mu;
+  std::vector<rl_keys *> open;
+};
+
 struct rl_limiter {
   std::unique_ptr<tollgate::Limiter> impl;
+  std::shared_ptr<KeysRegistry> keys = std::make_shared<KeysRegistry>();
 };
 
 struct rl_keys {
-  std::unique_ptr<tollgate::KeyIterator> impl;
+  std::mutex mu;  // held by rl_keys_next and by rl_destroy's closing
+  std::unique_ptr<tollgate::KeyIterator> impl;  // null once closed
+  std::shared_ptr<KeysRegistry> registry;
 };
 
 namespace {
@@ -95,22 +116,7 @@ int64_t ceil_ms(int64_t us) {
   return us <= 0 ? us : (us + 999) / 1000;
 }
 
-// The last policies each thread converted, by position: a caller checks the
-// same policies again and again, so validation and id hashing are skipped
-// when the fields are unchanged.
-struct PolicyCache {
-  rl_policy raw[tollgate::kMaxPoliciesPerCheck];
-  tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
-  bool valid[tollgate::kMaxPoliciesPerCheck];
-};
-thread_local PolicyCache t_policy_cache{};
-
-bool same_fields(const rl_policy &a, const rl_policy &b) {
-  return a.algorithm == b.algorithm && a.limit == b.limit &&
-         a.period_ms == b.period_ms && a.burst == b.burst && a.flags == b.flags;
-}
-
-Errc convert_policies(const rl_policy *in, size_t n,
+Errc convert_policies(rl_policy *const *in, size_t n,
                       tollgate::Policy (&out)[tollgate::kMaxPoliciesPerCheck]) {
   if (n == 0 || n > tollgate::kMaxPoliciesPerCheck)
     return tollgate::fail(Errc::invalid_arg,
@@ -119,38 +125,11 @@ Errc convert_policies(const rl_policy *in, size_t n,
                               " policies, got " + std::to_string(n));
   if (in == nullptr)
     return tollgate::fail(Errc::invalid_arg, "policies: NULL array");
-  const uint32_t version = in[0].version;
-  if (version == 0 || version > RL_POLICY_VERSION)
-    return tollgate::fail(Errc::version,
-                          "policies: rl_policy version " +
-                              std::to_string(version) +
-                              " is not supported (this library knows 1.." +
-                              std::to_string(RL_POLICY_VERSION) + ")");
   for (size_t i = 0; i < n; ++i) {
-    const rl_policy &p = in[i];
-    if (p.version != version)
-      return tollgate::fail(Errc::policy,
-                            "policies: policy " + std::to_string(i) +
-                                " has version " + std::to_string(p.version) +
-                                ", policy 0 has " + std::to_string(version));
-    PolicyCache &cache = t_policy_cache;
-    if (cache.valid[i] && same_fields(cache.raw[i], p)) {
-      out[i] = cache.converted[i];
-      continue;
-    }
-    const Errc rc = tollgate::make_policy(p.algorithm, p.limit, p.period_ms,
-                                          p.burst, p.flags, out[i]);
-    cache.valid[i] = rc == Errc::ok;
-    if (rc == Errc::ok) {
-      cache.raw[i] = p;
-      cache.converted[i] = out[i];
-    }
-    if (rc != Errc::ok) {
-      if (n > 1)
-        tollgate::fail(rc, "policies[" + std::to_string(i) +
-                               "]: " + tollgate::last_error_message());
-      return rc;
-    }
+    if (in[i] == nullptr) [[unlikely]]
+      return tollgate::fail(Errc::invalid_arg, "policies[" + std::to_string(i) +
+                                                   "]: NULL policy handle");
+    out[i] = in[i]->compiled;
   }
   return Errc::ok;
 }
@@ -188,7 +167,7 @@ void fill(rl_decision &out, const tollgate::Decision &d) {
 // Validates the pointer-level arguments shared by rl_check and
 // rl_check_async and converts the policies.
 Errc prepare(rl_limiter *limiter, const char *key, size_t key_len,
-             const rl_policy *policies, size_t n_policies,
+             rl_policy *const *policies, size_t n_policies,
              tollgate::Policy (&converted)[tollgate::kMaxPoliciesPerCheck]) {
   if (limiter == nullptr)
     return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
@@ -213,8 +192,15 @@ void async_done(void *user, Errc code, const tollgate::Decision *d) {
   delete static_cast<AsyncCall *>(user);
   rl_decision out = RL_DECISION_INIT;
   if (d) fill(out, *d);
+  // The core records an error's detail on the completing thread.
+  const char *message = "";
+  if (code != Errc::ok) {
+    message = tollgate::last_error_message();
+    if (*message == '\0') message = rl_strerror(static_cast<int>(code));
+  }
   try {
-    call.callback(static_cast<int>(code), d ? &out : nullptr, call.user_data);
+    call.callback(static_cast<int>(code), d ? &out : nullptr, message,
+                  call.user_data);
   } catch (...) {
     // A callback must not throw; if a C++ one does, it stops here.
   }
@@ -224,6 +210,149 @@ void copy_text(char *dst, size_t size, const std::string &src) {
   const size_t n = std::min(size - 1, src.size());
   std::memcpy(dst, src.data(), n);
   dst[n] = '\0';
+}
+
+// ---- rl_options_set
+// ----------------------------------------------------------
+
+enum class OptKind { text, u64, u32, i32 };
+
+struct OptField {
+  const char *name;
+  uint32_t since;  // the rl_options version that has the field
+  OptKind kind;
+  size_t offset;
+  int64_t min, max;
+  // Words accepted besides numbers ({word, value} pairs, nullptr-ended).
+  const std::pair<const char *, int32_t> *words;
+};
+
+constexpr std::pair<const char *, int32_t> kFailureWords[] = {
+    {"default", RL_FAIL_DEFAULT}, {"open", RL_FAIL_OPEN},
+    {"closed", RL_FAIL_CLOSED},   {"local", RL_FAIL_LOCAL},
+    {"error", RL_FAIL_ERROR},     {nullptr, 0}};
+constexpr std::pair<const char *, int32_t> kSwitchWords[] = {
+    {"default", 0}, {"on", 1}, {"off", -1}, {nullptr, 0}};
+
+#define TOLLGATE_OPT(field, since, kind, min, max, words) \
+  { #field, since, OptKind::kind, offsetof(rl_options, field), min, max, words }
+constexpr int64_t kU32 = UINT32_MAX;
+constexpr OptField kOptFields[] = {
+    TOLLGATE_OPT(url, 1, text, 0, 0, nullptr),
+    TOLLGATE_OPT(max_keys, 1, u64, 0, INT64_MAX, nullptr),
+    TOLLGATE_OPT(max_key_len, 1, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(shards, 1, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(connect_timeout_ms, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(timeout_ms, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(key_prefix, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(failure_mode, 2, i32, 0, RL_FAIL_ERROR, kFailureWords),
+    TOLLGATE_OPT(local_divisor, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(deny_cache, 2, i32, -1, 1, kSwitchWords),
+    TOLLGATE_OPT(deny_cache_size, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(connections, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(reconnect_max_ms, 2, u32, 0, kU32, nullptr),
+    TOLLGATE_OPT(username, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(password, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_ca_file, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_ca_dir, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_cert_file, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_key_file, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_server_name, 2, text, 0, 0, nullptr),
+    TOLLGATE_OPT(tls_verify, 2, i32, -1, 1, kSwitchWords),
+    TOLLGATE_OPT(spin_us, 3, i32, -1, 1000, nullptr),
+};
+#undef TOLLGATE_OPT
+
+// A strict decimal integer: optional '-', digits, nothing else.
+bool parse_int(const char *text, int64_t &out) {
+  if (text == nullptr || *text == '\0') return false;
+  const char *p = text;
+  const bool negative = *p == '-';
+  if (negative) ++p;
+  if (*p == '\0') return false;
+  int64_t v = 0;
+  for (; *p; ++p) {
+    if (*p < '0' || *p > '9') return false;
+    if (v > (INT64_MAX - (*p - '0')) / 10) return false;
+    v = v * 10 + (*p - '0');
+  }
+  out = negative ? -v : v;
+  return true;
+}
+
+Errc set_option(rl_options *opts, const char *name, const char *value) {
+  if (opts == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "options: NULL pointer");
+  if (name == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "options: NULL name");
+  Errc rc = check_version(opts->version, RL_OPTIONS_VERSION, "rl_options");
+  if (rc != Errc::ok) return rc;
+  const std::string_view wanted(name);
+  const OptField *f = nullptr;
+  for (const OptField &o : kOptFields)
+    if (wanted == o.name) f = &o;
+  if (f == nullptr) {
+    std::string known;
+    for (const OptField &o : kOptFields)
+      known += std::string(known.empty() ? "" : ", ") + o.name;
+    if (wanted == "clock" || wanted == "clock_user_data")
+      return tollgate::fail(Errc::invalid_arg,
+                            "options: " + std::string(wanted) +
+                                " is a pointer; set the field directly");
+    return tollgate::fail(Errc::invalid_arg, "options: unknown option '" +
+                                                 std::string(wanted) +
+                                                 "' (known: " + known + ")");
+  }
+  if (opts->version < f->since)
+    return tollgate::fail(Errc::version,
+                          "options: " + std::string(f->name) +
+                              " needs rl_options version " +
+                              std::to_string(f->since) + " (this struct has " +
+                              std::to_string(opts->version) + ")");
+  char *field = reinterpret_cast<char *>(opts) + f->offset;
+  if (f->kind == OptKind::text) {
+    std::memcpy(field, &value, sizeof value);
+    return Errc::ok;
+  }
+  // The password is the only secret; no value is echoed for it anyway.
+  const bool secret = wanted == "password";
+  auto bad = [&](const char *why) {
+    std::string m = "options: ";
+    m.append(f->name).append(": ");
+    if (secret || value == nullptr)
+      m.append("the value");
+    else
+      m.append("'").append(value).append("'");
+    m.append(" ").append(why);
+    return tollgate::fail(Errc::invalid_arg, std::move(m));
+  };
+  if (value == nullptr) return bad("is NULL (expected a number)");
+  int64_t v = 0;
+  bool found = false;
+  if (f->words)
+    for (auto *w = f->words; w->first; ++w)
+      if (std::strcmp(w->first, value) == 0) {
+        v = w->second;
+        found = true;
+      }
+  if (!found && !parse_int(value, v))
+    return bad(f->words ? "is neither a whole number nor a known word"
+                        : "is not a whole number");
+  if (v < f->min || v > f->max)
+    return bad(("is out of range (" + std::to_string(f->min) + " .. " +
+                std::to_string(f->max) + ")")
+                   .c_str());
+  if (f->kind == OptKind::u64) {
+    const uint64_t u = static_cast<uint64_t>(v);
+    std::memcpy(field, &u, sizeof u);
+  } else if (f->kind == OptKind::u32) {
+    const uint32_t u = static_cast<uint32_t>(v);
+    std::memcpy(field, &u, sizeof u);
+  } else {
+    const int32_t i = static_cast<int32_t>(v);
+    std::memcpy(field, &i, sizeof i);
+  }
+  return Errc::ok;
 }
 
 }  // namespace
@@ -320,6 +449,95 @@ const char *rl_last_error(void) {
   return tollgate::last_error_message();
 }
 
+int rl_policy_create(rl_policy **out, const rl_policy_spec *spec) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    *out = nullptr;
+    if (spec == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "spec: NULL pointer");
+    Errc rc =
+        check_version(spec->version, RL_POLICY_SPEC_VERSION, "rl_policy_spec");
+    if (rc != Errc::ok) return rc;
+    auto p = std::make_unique<rl_policy>();
+    rc = tollgate::make_policy(spec->algorithm, spec->limit, spec->period_ms,
+                               spec->burst, spec->flags, p->compiled);
+    if (rc != Errc::ok) return rc;
+    *out = p.release();
+    return Errc::ok;
+  });
+}
+
+int rl_policy_parse(rl_policy **out, const char *text, size_t len,
+                    size_t *error_offset) {
+  return guarded([&]() -> Errc {
+    if (error_offset) *error_offset = 0;
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    *out = nullptr;
+    if (text == nullptr && len > 0)
+      return tollgate::fail(Errc::invalid_arg,
+                            "text: NULL pointer with non-zero length");
+    auto p = std::make_unique<rl_policy>();
+    tollgate::PolicyFields fields;
+    size_t offset = 0;
+    const Errc rc = tollgate::parse_policy(
+        std::string_view(text ? text : "", len), p->compiled, fields, offset);
+    if (rc != Errc::ok) {
+      if (error_offset) *error_offset = offset;
+      return rc;
+    }
+    *out = p.release();
+    return Errc::ok;
+  });
+}
+
+int rl_period_parse(const char *text, size_t len, int64_t *period_ms) {
+  return guarded([&]() -> Errc {
+    if (period_ms == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "period_ms: NULL pointer");
+    if (text == nullptr && len > 0)
+      return tollgate::fail(Errc::invalid_arg,
+                            "text: NULL pointer with non-zero length");
+    size_t offset = 0;
+    return tollgate::parse_period(std::string_view(text ? text : "", len),
+                                  *period_ms, offset);
+  });
+}
+
+rl_policy *rl_policy_retain(rl_policy *policy) {
+  if (policy) policy->refs.fetch_add(1, std::memory_order_relaxed);
+  return policy;
+}
+
+void rl_policy_release(rl_policy *policy) {
+  if (policy && policy->refs.fetch_sub(1, std::memory_order_acq_rel) == 1)
+    delete policy;
+}
+
+int rl_policy_get(const rl_policy *policy, rl_policy_spec *out) {
+  return guarded([&]() -> Errc {
+    if (policy == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "policy: NULL handle");
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    const Errc rc =
+        check_version(out->version, RL_POLICY_SPEC_VERSION, "rl_policy_spec");
+    if (rc != Errc::ok) return rc;
+    const tollgate::Policy &p = policy->compiled;
+    out->algorithm = static_cast<int32_t>(p.algorithm);
+    out->limit = p.limit;
+    out->period_ms = p.period_ms;
+    out->burst = p.burst;
+    out->flags = 0;
+    return Errc::ok;
+  });
+}
+
+int rl_options_set(rl_options *opts, const char *name, const char *value) {
+  return guarded([&]() -> Errc { return set_option(opts, name, value); });
+}
+
 int rl_create(rl_limiter **out, const rl_options *options) {
   return guarded([&]() -> Errc {
     if (out == nullptr)
@@ -370,7 +588,18 @@ int rl_create(rl_limiter **out, const rl_options *options) {
 }
 
 void rl_destroy(rl_limiter *limiter) {
+  if (limiter == nullptr) return;
   try {
+    // Iterators still open lose their store state now (it points into the
+    // limiter); their handles stay valid and answer RL_E_CLOSED.
+    {
+      std::lock_guard<std::mutex> lock(limiter->keys->mu);
+      for (rl_keys *it : limiter->keys->open) {
+        std::lock_guard<std::mutex> it_lock(it->mu);
+        it->impl.reset();
+      }
+      limiter->keys->open.clear();
+    }
     delete limiter;
   } catch (...) {
     // Destructors do not throw; nothing may cross the boundary regardless.
@@ -378,7 +607,7 @@ void rl_destroy(rl_limiter *limiter) {
 }
 
 int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
-             size_t key_len, const rl_policy *policies, size_t n_policies,
+             size_t key_len, rl_policy *const *policies, size_t n_policies,
              int64_t cost) {
   return guarded([&]() -> Errc {
     if (out == nullptr) {
@@ -403,7 +632,7 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
 }
 
 int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
-                   const rl_policy *policies, size_t n_policies, int64_t cost,
+                   rl_policy *const *policies, size_t n_policies, int64_t cost,
                    rl_check_cb callback, void *user_data) {
   return guarded([&]() -> Errc {
     if (callback == nullptr) {
@@ -527,6 +756,11 @@ int rl_keys_open(rl_limiter *limiter, rl_keys **out) {
     auto it = std::make_unique<rl_keys>();
     const Errc rc = limiter->impl->open_keys(it->impl);
     if (rc != Errc::ok) return rc;
+    it->registry = limiter->keys;
+    {
+      std::lock_guard<std::mutex> lock(it->registry->mu);
+      it->registry->open.push_back(it.get());
+    }
     *out = it.release();
     return Errc::ok;
   });
@@ -540,12 +774,16 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
       return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
     Errc rc = check_version(out->version, RL_KEY_INFO_VERSION, "rl_key_info");
     if (rc != Errc::ok) return rc;
+    std::lock_guard<std::mutex> lock(it->mu);
+    if (!it->impl)
+      return tollgate::fail(Errc::closed,
+                            "iterator: its limiter was destroyed");
     const tollgate::redis::KeyEntry *e = nullptr;
     rc = it->impl->next(e);
     if (rc != Errc::ok) return rc;
     out->key = e->key.data();
     out->key_len = e->key.size();
-    const rl_policy fresh = RL_POLICY_INIT;
+    const rl_policy_spec fresh = RL_POLICY_SPEC_INIT;
     out->policy = fresh;
     out->policy.algorithm = static_cast<int32_t>(e->policy.algorithm);
     out->policy.limit = e->policy.limit;
@@ -558,7 +796,17 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
 }
 
 void rl_keys_free(rl_keys *it) {
-  delete it;
+  if (it == nullptr) return;
+  try {
+    {
+      std::lock_guard<std::mutex> lock(it->registry->mu);
+      auto &open = it->registry->open;
+      open.erase(std::remove(open.begin(), open.end(), it), open.end());
+    }
+    delete it;
+  } catch (...) {
+    // Nothing may cross the boundary.
+  }
 }
 
 int rl_headers_format(rl_headers *out, const rl_decision *decision,
@@ -571,8 +819,6 @@ int rl_headers_format(rl_headers *out, const rl_decision *decision,
     Errc rc = check_version(out->version, RL_HEADERS_VERSION, "rl_headers");
     if (rc == Errc::ok)
       rc = check_version(decision->version, RL_DECISION_VERSION, "rl_decision");
-    if (rc == Errc::ok)
-      rc = check_version(policy->version, RL_POLICY_VERSION, "rl_policy");
     if (rc != Errc::ok) return rc;
     if (name == nullptr && name_len > 0)
       return tollgate::fail(Errc::invalid_arg,
@@ -580,11 +826,7 @@ int rl_headers_format(rl_headers *out, const rl_decision *decision,
     if (name_len > 100)
       return tollgate::fail(Errc::invalid_arg,
                             "headers: the policy name exceeds 100 bytes");
-    tollgate::Policy p;
-    rc = tollgate::make_policy(policy->algorithm, policy->limit,
-                               policy->period_ms, policy->burst, policy->flags,
-                               p);
-    if (rc != Errc::ok) return rc;
+    const tollgate::Policy &p = policy->compiled;
     const tollgate::HeaderValues h = tollgate::format_headers(
         decision->allowed != 0, decision->limit, decision->remaining,
         decision->reset_after_ms, decision->retry_after_ms, p.period_ms,

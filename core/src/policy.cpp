@@ -1,6 +1,7 @@
 #include "tollgate/policy.hpp"
 
 #include <string>
+#include <string_view>
 
 #include "tollgate/hash.hpp"
 
@@ -85,6 +86,297 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
   h = hash_mix(h ^ static_cast<uint64_t>(p.capacity));
   p.id = h;
   out = p;
+  return Errc::ok;
+}
+
+// ---- Text syntax ------------------------------------------------------------
+//
+//   policy = ws limit ws ("/" | "per") ws period { sep option } ws
+//   period = [number ws] unit      ("100/h" is 100 per 1 h)
+//   number = digits ["." digits] | "." digits
+//   unit   = ms | millisecond[s] | s | sec | second[s] | m | min | minute[s]
+//          | h | hour[s] | d | day[s]
+//   option = "burst" ws "=" ws digits | ["algorithm" ws "=" ws] algorithm
+//   sep    = ws | ws "," ws
+// The period alone (rl_period_parse) needs its number: "ws number ws unit
+// ws". Decimals are exact: a fraction must come to whole milliseconds.
+
+namespace {
+
+struct Cursor {
+  std::string_view text;
+  size_t pos = 0;
+
+  bool at_end() const { return pos >= text.size(); }
+  char peek() const { return at_end() ? '\0' : text[pos]; }
+  void skip_space() {
+    while (!at_end() && (text[pos] == ' ' || text[pos] == '\t')) ++pos;
+  }
+  std::string_view take_while(bool (*pred)(char)) {
+    const size_t start = pos;
+    while (!at_end() && pred(text[pos])) ++pos;
+    return text.substr(start, pos - start);
+  }
+};
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+bool is_number_char(char c) {
+  return is_digit(c) || c == '.';
+}
+bool is_word_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+}
+
+Errc fail_at(size_t &error_offset, size_t where, Errc code,
+             const std::string &message) {
+  error_offset = where;
+  return fail(code, message + " (at byte " + std::to_string(where) + ")");
+}
+
+int64_t unit_ms(std::string_view unit) {
+  static const struct {
+    const char *name;
+    int64_t ms;
+  } kUnits[] = {
+      {"ms", 1},         {"millisecond", 1}, {"milliseconds", 1},
+      {"s", 1000},       {"sec", 1000},      {"second", 1000},
+      {"seconds", 1000}, {"m", 60000},       {"min", 60000},
+      {"minute", 60000}, {"minutes", 60000}, {"h", 3600000},
+      {"hour", 3600000}, {"hours", 3600000}, {"d", 86400000},
+      {"day", 86400000}, {"days", 86400000},
+  };
+  for (const auto &u : kUnits)
+    if (unit == u.name) return u.ms;
+  return 0;
+}
+
+// Parses [number ws] unit at the cursor. `number_required`: the period
+// alone needs its number; after "/" it may be left out ("100/h").
+Errc parse_period_at(Cursor &c, bool number_required, int64_t &period_ms,
+                     size_t &error_offset) {
+  const size_t start = c.pos;
+  const std::string_view number = c.take_while(is_number_char);
+  const bool has_digit =
+      number.find_first_of("0123456789") != std::string_view::npos;
+  if (!number.empty() && (!has_digit || number.find('.') != number.rfind('.')))
+    return fail_at(error_offset, start, Errc::policy,
+                   "period: malformed number '" + std::string(number) + "'");
+  if (number.empty() && number_required)
+    return fail_at(error_offset, start, Errc::policy,
+                   "period: expected a number and a unit, such as \"500ms\", "
+                   "\"1s\", \"1.5s\", \"15m\", \"1h\" or \"1d\"");
+  c.skip_space();
+  const size_t unit_start = c.pos;
+  const std::string_view unit = c.take_while(is_word_char);
+  if (unit.empty())
+    return fail_at(error_offset, unit_start, Errc::policy,
+                   "period: expected a unit (ms, s, m, h or d)");
+  const int64_t ums = unit_ms(unit);
+  if (ums == 0)
+    return fail_at(error_offset, unit_start, Errc::policy,
+                   "period: unknown unit '" + std::string(unit) +
+                       "' (expected ms, s, m, h or d, or millisecond(s), "
+                       "second(s), minute(s), hour(s), day(s))");
+  // Exact decimal arithmetic: whole part and fraction, no float rounding.
+  const size_t dot = number.find('.');
+  const std::string_view whole =
+      number.empty() ? std::string_view("1") : number.substr(0, dot);
+  std::string_view frac = dot == std::string_view::npos
+                              ? std::string_view()
+                              : number.substr(dot + 1);
+  while (!frac.empty() && frac.back() == '0') frac.remove_suffix(1);
+  // 10^k divides f * unit only for k <= 10 once f has no trailing zero
+  // (unit <= 86400000 = 2^10 * 3^3 * 5^5), so a longer fraction is never
+  // whole milliseconds, and a shorter one cannot overflow below.
+  if (frac.size() > 10)
+    return fail_at(error_offset, start, Errc::policy,
+                   "period: '" +
+                       std::string(c.text.substr(start, c.pos - start)) +
+                       "' is not a whole number of milliseconds");
+  int64_t ms = 0;
+  for (char d : whole) {
+    ms = ms * 10 + (d - '0');
+    if (ms > kMaxPeriodMs)
+      return fail_at(error_offset, start, Errc::overflow,
+                     "period: exceeds the maximum 2^40 ms");
+  }
+  if (ms > kMaxPeriodMs / ums)
+    return fail_at(error_offset, start, Errc::overflow,
+                   "period: exceeds the maximum 2^40 ms");
+  ms *= ums;
+  int64_t scale = 1;
+  int64_t frac_value = 0;
+  for (char d : frac) {
+    scale *= 10;
+    frac_value = frac_value * 10 + (d - '0');
+  }
+  if (frac_value != 0) {
+    // frac_value < 10^10 and ums < 2^27: no overflow.
+    if ((frac_value * ums) % scale != 0)
+      return fail_at(error_offset, start, Errc::policy,
+                     "period: '" +
+                         std::string(c.text.substr(start, c.pos - start)) +
+                         "' is not a whole number of milliseconds");
+    ms += frac_value * ums / scale;
+  }
+  if (ms > kMaxPeriodMs)
+    return fail_at(error_offset, start, Errc::overflow,
+                   "period: exceeds the maximum 2^40 ms");
+  if (ms < 1)
+    return fail_at(error_offset, start, Errc::policy,
+                   "period: must be at least 1 ms");
+  period_ms = ms;
+  return Errc::ok;
+}
+
+// A decimal integer at the cursor, 1 .. kMaxLimit.
+Errc parse_count(Cursor &c, const char *what, int64_t &out,
+                 size_t &error_offset) {
+  const size_t start = c.pos;
+  const std::string_view digits = c.take_while(is_digit);
+  if (digits.empty())
+    return fail_at(error_offset, start, Errc::policy,
+                   std::string(what) + ": expected a whole number");
+  int64_t v = 0;
+  for (char d : digits) {
+    v = v * 10 + (d - '0');
+    if (v > kMaxLimit)
+      return fail_at(error_offset, start, Errc::overflow,
+                     std::string(what) + ": exceeds the maximum 2^40");
+  }
+  if (v < 1)
+    return fail_at(error_offset, start, Errc::policy,
+                   std::string(what) + ": must be >= 1");
+  out = v;
+  return Errc::ok;
+}
+
+int32_t algorithm_code(std::string_view name) {
+  for (int32_t i = 0; i <= 3; ++i)
+    if (name == algorithm_name(static_cast<Algorithm>(i))) return i;
+  return -1;
+}
+
+}  // namespace
+
+Errc parse_period(std::string_view text, int64_t &period_ms,
+                  size_t &error_offset) {
+  Cursor c{text};
+  c.skip_space();
+  Errc rc = parse_period_at(c, true, period_ms, error_offset);
+  if (rc != Errc::ok) return rc;
+  c.skip_space();
+  if (!c.at_end())
+    return fail_at(error_offset, c.pos, Errc::policy,
+                   "period: unexpected text after the unit");
+  return Errc::ok;
+}
+
+Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
+                  size_t &error_offset) {
+  Cursor c{text};
+  PolicyFields f;
+  c.skip_space();
+  Errc rc = parse_count(c, "limit", f.limit, error_offset);
+  if (rc != Errc::ok) return rc;
+  c.skip_space();
+  const size_t sep = c.pos;
+  if (c.peek() == '/') {
+    ++c.pos;
+  } else if (c.text.substr(c.pos, 3) == "per" &&
+             !is_word_char(c.pos + 3 < c.text.size() ? c.text[c.pos + 3]
+                                                     : '\0')) {
+    c.pos += 3;
+  } else {
+    return fail_at(error_offset, sep, Errc::policy,
+                   "policy: expected '/' or 'per' after the limit, as in "
+                   "\"100/h\" or \"100 per 15m\"");
+  }
+  c.skip_space();
+  rc = parse_period_at(c, false, f.period_ms, error_offset);
+  if (rc != Errc::ok) return rc;
+  bool seen_algorithm = false;
+  bool seen_burst = false;
+  size_t burst_at = 0;
+  for (;;) {
+    const size_t before = c.pos;
+    c.skip_space();
+    if (c.peek() == ',') {
+      ++c.pos;
+      c.skip_space();
+      if (c.at_end())
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected an option after ','");
+    } else if (c.at_end()) {
+      break;
+    } else if (c.pos == before) {
+      return fail_at(error_offset, c.pos, Errc::policy,
+                     "policy: expected a space or ',' before an option");
+    }
+    const size_t word_at = c.pos;
+    const std::string_view word = c.take_while(is_word_char);
+    if (word.empty())
+      return fail_at(
+          error_offset, word_at, Errc::policy,
+          "policy: unexpected character '" + std::string(1, c.peek()) + "'");
+    // "name = value" may have spaces around '='; a bare name may not eat
+    // the space that separates it from the next option.
+    const size_t after_word = c.pos;
+    c.skip_space();
+    const bool assigned = c.peek() == '=';
+    if (assigned) {
+      ++c.pos;
+      c.skip_space();
+    } else {
+      c.pos = after_word;
+    }
+    if (word == "burst") {
+      if (!assigned)
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '=' after burst, as in burst=20");
+      if (seen_burst)
+        return fail_at(error_offset, word_at, Errc::policy,
+                       "policy: burst given twice");
+      seen_burst = true;
+      burst_at = word_at;
+      rc = parse_count(c, "burst", f.burst, error_offset);
+      if (rc != Errc::ok) return rc;
+      continue;
+    }
+    size_t name_at = word_at;
+    std::string_view name = word;
+    if (word == "algorithm") {
+      if (!assigned)
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '=' after algorithm");
+      name_at = c.pos;
+      name = c.take_while(is_word_char);
+    } else if (assigned) {
+      return fail_at(error_offset, word_at, Errc::policy,
+                     "policy: unknown option '" + std::string(word) +
+                         "' (expected burst or algorithm)");
+    }
+    const int32_t alg = algorithm_code(name);
+    if (alg < 0)
+      return fail_at(error_offset, name_at, Errc::policy,
+                     "policy: unknown algorithm '" + std::string(name) +
+                         "' (expected gcra, token_bucket, fixed_window or "
+                         "sliding_window)");
+    if (seen_algorithm)
+      return fail_at(error_offset, word_at, Errc::policy,
+                     "policy: algorithm given twice");
+    seen_algorithm = true;
+    f.algorithm = alg;
+  }
+  rc = make_policy(f.algorithm, f.limit, f.period_ms, f.burst, 0, out);
+  if (rc != Errc::ok) {
+    error_offset = seen_burst ? burst_at : 0;
+    return fail(rc, std::string(last_error_message()) + " (at byte " +
+                        std::to_string(error_offset) + ")");
+  }
+  fields = f;
   return Errc::ok;
 }
 

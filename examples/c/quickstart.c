@@ -28,7 +28,7 @@ static int failures = 0;
 int main(void) {
   rl_limiter *limiter = NULL;
   rl_options options = RL_OPTIONS_INIT;
-  rl_policy policy = RL_POLICY_INIT;
+  rl_policy *policy = NULL;
   rl_health_info health = RL_HEALTH_INIT;
   const char *key = "user:42";
   int rc, i;
@@ -48,10 +48,15 @@ int main(void) {
 
   /* 2. A policy: at most 5 requests per minute, GCRA (the default). (Per
    *    second, a 200 ms pause between two checks would free a unit, and
-   *    the 6th might pass on a busy machine.) */
-  policy.algorithm = RL_ALG_GCRA;
-  policy.limit = 5;
-  policy.period_ms = 60 * 1000;
+   *    the 6th might pass on a busy machine.) A policy is an immutable,
+   *    reference-counted handle: parse it (or rl_policy_create it from an
+   *    rl_policy_spec) once, use it from any thread, release it when done. */
+  rc = rl_policy_parse(&policy, "5/m", 3, NULL);
+  if (rc != RL_OK) {
+    fprintf(stderr, "rl_policy_parse: %s\n", rl_last_error());
+    rl_destroy(limiter);
+    return 1;
+  }
 
   /* 3. Check the key once per request. */
   for (i = 1; i <= 7; ++i) {
@@ -59,6 +64,7 @@ int main(void) {
     rc = rl_check(limiter, &d, key, strlen(key), &policy, 1, 1);
     if (rc != RL_OK) {
       fprintf(stderr, "rl_check: %s: %s\n", rl_strerror(rc), rl_last_error());
+      rl_policy_release(policy);
       rl_destroy(limiter);
       return 1;
     }
@@ -78,15 +84,22 @@ int main(void) {
   /* 4. Errors: every call returns RL_OK or a negative RL_E_* code, and
    *    rl_last_error() says what was wrong. */
   {
-    rl_policy bad = policy;
-    rl_decision d = RL_DECISION_INIT;
-    bad.limit = 0;
-    rc = rl_check(limiter, &d, key, strlen(key), &bad, 1, 1);
+    rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+    rl_policy *bad = NULL;
+    size_t offset = 0;
+    spec.limit = 0;
+    spec.period_ms = 60 * 1000;
+    rc = rl_policy_create(&bad, &spec);
     printf("a policy with limit 0: rc=%d (%s): %s\n", rc, rl_strerror(rc),
            rl_last_error());
     EXPECT(rc == RL_E_POLICY, "limit 0 was not refused with RL_E_POLICY");
+    EXPECT(bad == NULL, "a refused policy was handed out");
     EXPECT(rl_last_error()[0] != '\0',
            "rl_last_error() is empty after an error");
+    rc = rl_policy_parse(&bad, "5/fortnight", 11, &offset);
+    printf("\"5/fortnight\": rc=%d, at byte %zu: %s\n", rc, offset,
+           rl_last_error());
+    EXPECT(rc == RL_E_POLICY && offset == 2, "a bad unit was not pointed at");
   }
 
   /* 5. Reset forgets the key: the next request passes again. */
@@ -112,8 +125,9 @@ int main(void) {
       (unsigned long long)health.errors, (unsigned long long)health.live_keys);
   EXPECT(health.store_kind == RL_STORE_MEMORY, "store_kind is not memory");
 
-  /* 7. Done. */
+  /* 7. Done (in either order: a policy does not belong to a limiter). */
   rl_destroy(limiter);
+  rl_policy_release(policy);
 
   if (failures > 0) {
     fprintf(stderr, "quickstart: %d unexpected result(s)\n", failures);

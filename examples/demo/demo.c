@@ -121,7 +121,8 @@ static int serve(int in_fd, int out_fd, const char *store_url) {
   FILE *in = fdopen(in_fd, "r");
   FILE *out = fdopen(out_fd, "w");
   rl_options options = RL_OPTIONS_INIT;
-  rl_policy plan = RL_POLICY_INIT;
+  rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+  rl_policy *plan = NULL;
   rl_limiter *limiter = NULL;
   char line[LINE_CAP];
   char msg[LINE_CAP];
@@ -147,10 +148,20 @@ static int serve(int in_fd, int out_fd, const char *store_url) {
   fprintf(out, "READY %ld\n", (long)getpid());
   fflush(out);
 
-  plan.algorithm = RL_ALG_GCRA;
-  plan.limit = PLAN_LIMIT;
-  plan.period_ms = PLAN_PERIOD_MS;
-  plan.burst = 0; /* same as limit: the 100 may come at once */
+  spec.algorithm = RL_ALG_GCRA;
+  spec.limit = PLAN_LIMIT;
+  spec.period_ms = PLAN_PERIOD_MS;
+  spec.burst = 0; /* same as limit: the 100 may come at once */
+  rc = rl_policy_create(&plan, &spec);
+  if (rc != RL_OK) {
+    snprintf(msg, sizeof msg, "%s", rl_last_error());
+    one_line(msg);
+    fprintf(out, "ERROR %d %s\n", rc, msg);
+    fclose(out);
+    fclose(in);
+    rl_destroy(limiter);
+    return 1;
+  }
 
   while (fgets(line, sizeof line, in) != NULL) {
     rl_decision d = RL_DECISION_INIT;
@@ -191,6 +202,7 @@ static int serve(int in_fd, int out_fd, const char *store_url) {
   }
 
   rl_destroy(limiter);
+  rl_policy_release(plan);
   fclose(out);
   fclose(in);
   return 0;

@@ -13,6 +13,7 @@
 #include <thread>
 #include <vector>
 
+#include "support/policy_specs.hpp"
 #include "tollgate.h"
 
 namespace tollgate_test {
@@ -35,7 +36,7 @@ struct Lim {
   ~Lim() { rl_destroy(p); }
   Lim(const Lim &) = delete;
   Lim &operator=(const Lim &) = delete;
-  int check(const std::string &key, const rl_policy &pol, rl_decision &d) {
+  int check(const std::string &key, const rl_policy_spec &pol, rl_decision &d) {
     d = RL_DECISION_INIT;
     return rl_check(p, &d, key.data(), key.size(), &pol, 1, 1);
   }
@@ -46,8 +47,8 @@ struct Lim {
   }
 };
 
-inline rl_policy per_year(int64_t limit) {
-  rl_policy p = RL_POLICY_INIT;
+inline rl_policy_spec per_year(int64_t limit) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.limit = limit;
   p.period_ms = 1'000'000'000'000;  // ~32 years: no window rolls over
   return p;
@@ -100,7 +101,7 @@ class Prober {
         .count();
   }
   void run() {
-    const rl_policy pol = per_year(kLimit);
+    const rl_policy_spec pol = per_year(kLimit);
     admitted_at_.reserve(1 << 20);
     while (!stop_.load()) {
       const auto s = Clock::now();
@@ -135,7 +136,7 @@ inline long counted(const std::string &url, const std::string &key,
                     const std::string &ca = "") {
   Lim a(url, RL_FAIL_ERROR, 2000, ca);
   rl_decision d = RL_DECISION_INIT;
-  const rl_policy pol = per_year(Prober::kLimit);
+  const rl_policy_spec pol = per_year(Prober::kLimit);
   REQUIRE(rl_check(a.p, &d, key.data(), key.size(), &pol, 1, 0) == RL_OK);
   return static_cast<long>(Prober::kLimit - d.remaining);
 }

@@ -23,6 +23,12 @@ export interface PolicyInput extends PolicyOptions {
 /** A validated policy (immutable): at most `limit` units per `period` ms. */
 export class Policy {
   constructor(limit: number, period: Period, options?: PolicyOptions);
+  /**
+   * A policy from the library's one text syntax: "100/h", "100 per 15m",
+   * "10/s burst=20", "5000/d sliding_window". Throws InvalidArgumentError
+   * (RL_E_POLICY or RL_E_OVERFLOW) naming the byte offset of the problem.
+   */
+  static parse(text: string): Policy;
   readonly limit: number;
   /** Milliseconds. */
   readonly period: number;
@@ -37,7 +43,8 @@ export type PolicyLike = Policy | PolicyInput;
 /** Same as `new Policy(limit, period, options)`. */
 export function policy(limit: number, period: Period, options?: PolicyOptions): Policy;
 
-/** Parses a period (integer ms or text such as "1.5s") to milliseconds. */
+/** Parses a period (integer ms, or text such as "1.5s" or "2 minutes", read
+ * by the library's period syntax) to milliseconds. */
 export function parsePeriod(period: Period): number;
 
 /** The answer to a check: a plain object, read-only here (not frozen at run time). */

@@ -185,46 +185,12 @@ function keyTypeError(key) {
 
 const ALGORITHMS = Object.freeze(['gcra', 'token_bucket', 'fixed_window', 'sliding_window']);
 const ALGORITHM_CODES = new Map(ALGORITHMS.map((a, i) => [a, i]));
-const MAX_MS = 2 ** 52;
 
-const PERIOD_USAGE =
-  'period: expected integer milliseconds or a string such as "500ms", "1s", ' +
-  '"1.5s", "15m", "1h" or "1d"';
-const UNITS = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 };
-
-// "500ms", "1s", "1.5s", "15m", "1h", "1d" -> milliseconds, with the rules of
-// the Python binding's parse_period_text (exact decimals, whole ms).
+// "500ms", "1.5s", "15m", "1 hour" -> milliseconds: the library's one
+// period syntax (rl_period_parse), so every language reads a period alike.
+// Its errors are InvalidArgumentErrors (RL_E_POLICY, RL_E_OVERFLOW).
 function parsePeriodText(text) {
-  const m = /^[ \t]*([0-9.]*)[ \t]*([a-z]*)[ \t]*$/.exec(text);
-  const number = m ? m[1] : '';
-  const unit = m ? m[2] : '';
-  if (!m || number === '' || number === '.' || number.indexOf('.') !== number.lastIndexOf('.') || unit === '')
-    throw new InvalidArgumentError(`${PERIOD_USAGE}, got ${JSON.stringify(text)}`, 'RL_E_POLICY');
-  const unitMs = UNITS[unit];
-  if (unitMs === undefined)
-    throw new InvalidArgumentError(`period: unknown unit '${unit}' (expected ms, s, m, h or d)`, 'RL_E_POLICY');
-  const dot = number.indexOf('.');
-  const whole = dot < 0 ? number : number.slice(0, dot);
-  const frac = dot < 0 ? '' : number.slice(dot + 1);
-  const kMax = BigInt(MAX_MS);
-  const w = BigInt(whole === '' ? '0' : whole);
-  const u = BigInt(unitMs);
-  let ms = w * u;
-  if (w > kMax || ms > kMax)
-    throw new InvalidArgumentError(`period: ${JSON.stringify(text)} is too long`, 'RL_E_OVERFLOW');
-  if (frac.length > 15)
-    throw new InvalidArgumentError(`period: ${JSON.stringify(text)} has too many digits`, 'RL_E_POLICY');
-  if (frac !== '') {
-    const scale = 10n ** BigInt(frac.length);
-    const f = BigInt(frac);
-    if (f !== 0n) {
-      if ((f * u) % scale !== 0n)
-        throw new InvalidArgumentError(
-          `period: ${JSON.stringify(text)} is not a whole number of milliseconds`, 'RL_E_POLICY');
-      ms += (f * u) / scale;
-    }
-  }
-  return Number(ms);
+  return native.parsePeriod(text);
 }
 
 function periodMsOf(period) {
@@ -284,6 +250,19 @@ class Policy {
     this.burst = b === 0 ? undefined : b;
     Object.defineProperty(this, kId, { value: id });
     Object.freeze(this);
+  }
+
+  /**
+   * A policy from the library's one text syntax (rl_policy_parse): "100/h",
+   * "100 per 15m", "10/s burst=20", "5000/d sliding_window".
+   */
+  static parse(text) {
+    if (typeof text !== 'string') throw typeError('policy text', 'a string', text);
+    const f = native.parsePolicy(text);
+    return new Policy(f.limit, f.periodMs, {
+      algorithm: ALGORITHMS[f.algorithm],
+      burst: f.burst === 0 ? undefined : f.burst,
+    });
   }
 
   toString() {

@@ -80,8 +80,11 @@ struct Addon {
   char key_cache[256];
   size_t key_cache_len = 0;
   bool key_cache_valid = false;
-  // Interned policies: id -> policy, (alg, limit, period, burst) -> id.
-  std::vector<rl_policy> policies;
+  // Interned policy handles: id -> handle (one reference each, released
+  // with the environment), (alg, limit, period, burst) -> id. Checks copy
+  // the pointers, so the table may grow mid-check (a JS clock may compile a
+  // policy) without moving a policy under a running call.
+  std::vector<rl_policy *> policies;
   std::map<std::tuple<int32_t, int64_t, int64_t, int64_t>, int32_t> policy_ids;
   Napi::FunctionReference limiter_ctor;
   Napi::FunctionReference keys_ctor;
@@ -89,6 +92,14 @@ struct Addon {
   // unwrapping an object (napi_unwrap is a private-property lookup).
   std::vector<LimiterState *> handles;
   std::vector<int32_t> free_handles;
+
+  Addon() = default;
+  Addon(const Addon &) = delete;
+  Addon &operator=(const Addon &) = delete;
+  // Policies are independent of limiters: released in any order.
+  ~Addon() {
+    for (rl_policy *p : policies) rl_policy_release(p);
+  }
 };
 
 Addon &addon(Napi::Env env) {
@@ -192,17 +203,6 @@ class KeyArg {
 
 // ---- Policies --------------------------------------------------------------
 
-// Checks a policy with the library's own rules (bounds included): the ABI
-// has no rl_policy_validate, but rl_headers_format validates its policy
-// argument first.
-int validate_policy(const rl_policy &p) {
-  rl_decision d = RL_DECISION_INIT;
-  d.allowed = 1;
-  d.limit = p.limit;
-  rl_headers h = RL_HEADERS_INIT;
-  return rl_headers_format(&h, &d, &p, nullptr, 0);
-}
-
 int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
   if (!v.IsNumber()) throw_type(env, std::string(what) + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();
@@ -218,29 +218,68 @@ int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
 // compilePolicy(algorithm, limit, periodMs, burst) -> id
 Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
   p.algorithm = static_cast<int32_t>(int64_arg(env, info[0], "algorithm"));
   p.limit = int64_arg(env, info[1], "limit");
   p.period_ms = int64_arg(env, info[2], "period");
   p.burst = int64_arg(env, info[3], "burst");
-  const int rc = validate_policy(p);
-  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   Addon &a = addon(env);
   const auto key = std::make_tuple(p.algorithm, p.limit, p.period_ms, p.burst);
   auto it = a.policy_ids.find(key);
   if (it != a.policy_ids.end()) return Napi::Number::New(env, it->second);
   if (a.policies.size() >= (size_t{1} << 30))
     throw_code(env, RL_E_NOMEM, "policies: too many distinct policies");
+  rl_policy *h = nullptr;
+  const int rc = rl_policy_create(&h, &p);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   const int32_t id = static_cast<int32_t>(a.policies.size());
-  a.policies.push_back(p);
+  try {
+    a.policies.push_back(h);
+  } catch (...) {
+    rl_policy_release(h);
+    throw;
+  }
   a.policy_ids.emplace(key, id);
   return Napi::Number::New(env, id);
+}
+
+// parsePolicy(text) -> { algorithm, limit, periodMs, burst }: the library's
+// one policy syntax ("100/h", "10/s burst=20", "5000/d sliding_window").
+Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_type(env, "policy text must be a string");
+  const std::string text = info[0].As<Napi::String>().Utf8Value();
+  rl_policy *h = nullptr;
+  size_t offset = 0;
+  int rc = rl_policy_parse(&h, text.data(), text.size(), &offset);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  rl_policy_spec s = RL_POLICY_SPEC_INIT;
+  rc = rl_policy_get(h, &s);
+  rl_policy_release(h);  // JS interns its own handle via compilePolicy
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("algorithm", s.algorithm);
+  o.Set("limit", static_cast<double>(s.limit));
+  o.Set("periodMs", static_cast<double>(s.period_ms));
+  o.Set("burst", static_cast<double>(s.burst));
+  return o;
+}
+
+// parsePeriod(text) -> milliseconds, by the library's period syntax.
+Napi::Value ParsePeriod(const Napi::CallbackInfo &info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsString()) throw_type(env, "period text must be a string");
+  const std::string text = info[0].As<Napi::String>().Utf8Value();
+  int64_t ms = 0;
+  const int rc = rl_period_parse(text.data(), text.size(), &ms);
+  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  return Napi::Number::New(env, static_cast<double>(ms));
 }
 
 // The policies of a check: `pid` >= 0 is one policy id; -n means n ids in
 // the shared Int32Array. Returns the count.
 size_t gather_policies(Napi::Env env, Addon &a, int32_t pid,
-                       rl_policy (&ps)[kMaxPolicies]) {
+                       rl_policy *(&ps)[kMaxPolicies]) {
   const size_t table = a.policies.size();
   if (pid >= 0) {
     if (static_cast<size_t>(pid) >= table)
@@ -448,11 +487,13 @@ void tsfn_finalize(napi_env, void *data, void *) {
 }
 
 // Any thread (tollgate's I/O thread, or inline on the JS thread).
-void async_complete(int status, const rl_decision *d, void *user) {
+void async_complete(int status, const rl_decision *d, const char *message,
+                    void *user) {
   auto *call = static_cast<AsyncCall *>(user);
   call->status = status;
   if (d != nullptr) call->d = *d;
-  if (status != RL_OK) call->error = last_error_text(status);
+  if (status != RL_OK)
+    call->error = (message && *message) ? message : rl_strerror(status);
   LimiterState &st = *call->state;
   if (call->submitting && std::this_thread::get_id() == st.js_thread) {
     call->done_inline = true;  // answered before rl_check_async returned
@@ -869,7 +910,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     Addon &a = addon(env);
     if (a.done == nullptr) throw_type(env, "setup() was not called");
     KeyArg key(env, info[0]);
-    rl_policy ps[kMaxPolicies];
+    rl_policy *ps[kMaxPolicies];
     const size_t n =
         gather_policies(env, a, info[1].As<Napi::Number>().Int32Value(), ps);
     const int64_t cost =
@@ -1103,7 +1144,7 @@ class Keys : public Napi::ObjectWrap<Keys> {
  private:
   struct Entry {
     std::string key;
-    rl_policy policy = RL_POLICY_INIT;
+    rl_policy_spec policy = RL_POLICY_SPEC_INIT;
     int64_t remaining = 0;
     int64_t reset_after_ms = 0;
   };
@@ -1220,8 +1261,9 @@ napi_value fast_check(napi_env e, napi_callback_info info) {
       cached ? KeyArg(a.key_cache, a.key_cache_len) : KeyArg(env, key_value);
   const int32_t pid = static_cast<int32_t>(a.in[1]);
   const int64_t cost = static_cast<int64_t>(a.in[2]);
-  // A copy: a JS clock may compile policies (growing the table) mid-check.
-  rl_policy ps[kMaxPolicies];
+  // The handles, copied out: a JS clock may compile policies (growing the
+  // table) mid-check.
+  rl_policy *ps[kMaxPolicies];
   const size_t n = gather_policies(env, a, pid, ps);
   rl_decision d = RL_DECISION_INIT;
   const int rc = rl_check(st->lim, &d, key.data(), key.size(), ps, n, cost);
@@ -1310,11 +1352,11 @@ Napi::Value Headers(const Napi::CallbackInfo &info) {
   d.source = static_cast<int32_t>(int64_arg(env, info[5], "decision.source"));
   d.policy_index =
       static_cast<uint32_t>(int64_arg(env, info[6], "decision.policyIndex"));
-  rl_policy ps[kMaxPolicies];
+  rl_policy *ps[kMaxPolicies];
   gather_policies(env, a, info[7].As<Napi::Number>().Int32Value(), ps);
   std::string name = info[8].As<Napi::String>().Utf8Value();
   rl_headers h = RL_HEADERS_INIT;
-  const int rc = rl_headers_format(&h, &d, &ps[0], name.data(), name.size());
+  const int rc = rl_headers_format(&h, &d, ps[0], name.data(), name.size());
   if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   Napi::Object o = Napi::Object::New(env);
   o.Set("RateLimit-Policy", h.ratelimit_policy);
@@ -1339,6 +1381,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setup", Napi::Function::New<Setup>(env, "setup"));
   exports.Set("compilePolicy",
               Napi::Function::New<CompilePolicy>(env, "compilePolicy"));
+  exports.Set("parsePolicy",
+              Napi::Function::New<ParsePolicy>(env, "parsePolicy"));
+  exports.Set("parsePeriod",
+              Napi::Function::New<ParsePeriod>(env, "parsePeriod"));
   exports.Set("lastError", Napi::Function::New<LastError>(env, "lastError"));
   napi_value check_fn;
   NAPI_THROW_IF_FAILED(env,

@@ -12,7 +12,7 @@ const path = require('node:path');
 
 const tollgate = require('..');
 
-const { Limiter, policy, parsePeriod, rateLimitHeaders, InvalidArgumentError } = tollgate;
+const { Limiter, Policy, policy, parsePeriod, rateLimitHeaders, InvalidArgumentError } = tollgate;
 
 const T0 = 1700000000000000; // a fixed clock, microseconds
 
@@ -26,24 +26,55 @@ function throwsWith(fn, Class, message, code) {
   });
 }
 
-test('period text: the usage message, and nothing after the unit', () => {
-  const usage = 'period: expected integer milliseconds or a string such as "500ms", "1s", ' +
-    '"1.5s", "15m", "1h" or "1d"';
-  for (const bad of ['soon', 's', '.s', '1.2.3s', '1s!', '1 s x', '10'])
-    throwsWith(() => parsePeriod(bad), InvalidArgumentError, `${usage}, got ${JSON.stringify(bad)}`, 'RL_E_POLICY');
+test('period text: the library parses it (rl_period_parse) and names the problem', () => {
+  for (const [bad, re] of [['soon', /expected a number and a unit/], ['s', /expected a number and a unit/],
+    ['.s', /malformed number/], ['1.2.3s', /malformed number/], ['1s!', /unexpected text after the unit/],
+    ['1 s x', /unexpected text after the unit/], ['10', /expected a unit/], ['1 fortnight', /unknown unit 'fortnight'/]])
+    throwsWith(() => parsePeriod(bad), InvalidArgumentError, re, 'RL_E_POLICY');
   assert.equal(parsePeriod(' 1.5s '), 1500);
   assert.equal(parsePeriod('.5s'), 500);
+  assert.equal(parsePeriod('2 minutes'), 120000);
+  assert.equal(parsePeriod('1 hour'), 3600000);
 });
 
 test('period text: too long, too many digits, not whole milliseconds', () => {
   throwsWith(() => parsePeriod('99999999999999999d'), InvalidArgumentError,
-    'period: "99999999999999999d" is too long', 'RL_E_OVERFLOW');
-  throwsWith(() => parsePeriod('100000000000000h'), InvalidArgumentError, /is too long/, 'RL_E_OVERFLOW');
-  assert.equal(parsePeriod('4503599627370496ms'), 2 ** 52);
-  throwsWith(() => parsePeriod('0.1234567890123456s'), InvalidArgumentError, /has too many digits/, 'RL_E_POLICY');
+    /period: exceeds the maximum 2\^40 ms/, 'RL_E_OVERFLOW');
+  throwsWith(() => parsePeriod('100000000000000h'), InvalidArgumentError, /exceeds the maximum/, 'RL_E_OVERFLOW');
+  assert.equal(parsePeriod('1099511627776ms'), 2 ** 40);
+  throwsWith(() => parsePeriod('1099511627777ms'), InvalidArgumentError, /exceeds the maximum/, 'RL_E_OVERFLOW');
+  throwsWith(() => parsePeriod('0.1234567890123456s'), InvalidArgumentError, /not a whole number of milliseconds/, 'RL_E_POLICY');
+  assert.equal(parsePeriod('1.50000000000000000000s'), 1500);
   throwsWith(() => parsePeriod('1.0001s'), InvalidArgumentError, /not a whole number of milliseconds/, 'RL_E_POLICY');
   throwsWith(() => parsePeriod(1.5), InvalidArgumentError,
     'period: 1.5 is not a whole number of milliseconds', 'RL_E_POLICY');
+});
+
+test('Policy.parse: the library\'s one policy syntax', () => {
+  const same = (text, p) => assert.deepEqual(Policy.parse(text).toJSON(), p.toJSON());
+  same('100/h', policy(100, '1h'));
+  same('100 per hour', policy(100, '1h'));
+  same('100 per 15m', policy(100, '15m'));
+  same('10/1.5s burst=20', policy(10, '1.5s', { algorithm: 'gcra', burst: 20 }));
+  same('10/s, burst=20, token_bucket', policy(10, '1s', { algorithm: 'token_bucket', burst: 20 }));
+  same('5000/d sliding_window', policy(5000, '1d', { algorithm: 'sliding_window' }));
+  same('3/250ms algorithm=fixed_window', policy(3, 250, { algorithm: 'fixed_window' }));
+  assert.ok(Policy.parse('1/s') instanceof Policy);
+  const lim = new Limiter({ clock: () => T0 });
+  try {
+    assert.equal(lim.checkSync('k', Policy.parse('2/h')).remaining, 1);
+    assert.equal(lim.checkSync('k', policy(2, '1h')).remaining, 0); // the same state
+  } finally {
+    lim.close();
+  }
+});
+
+test('Policy.parse: errors name the byte offset of the problem', () => {
+  for (const [text, code, offset] of [['100', 'RL_E_POLICY', 3], ['100/3fortnights', 'RL_E_POLICY', 5],
+    ['100/h leaky', 'RL_E_POLICY', 6], ['100/h fixed_window burst=5', 'RL_E_POLICY', 19],
+    ['0/h', 'RL_E_POLICY', 0], ['2000000000000/h', 'RL_E_OVERFLOW', 0]])
+    throwsWith(() => Policy.parse(text), InvalidArgumentError, new RegExp(`at byte ${offset}\\)`), code);
+  assert.throws(() => Policy.parse(100), TypeError);
 });
 
 test('Policy text names only what differs from the defaults', () => {

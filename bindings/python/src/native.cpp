@@ -161,73 +161,12 @@ int32_t algorithm_code(py::handle h) {
                               "'fixed_window' or 'sliding_window')");
 }
 
-// "500ms", "1s", "1.5s", "15m", "1h", "1d" -> milliseconds.
+// A period's text ("500ms", "1.5s", "15m", "1 hour") -> milliseconds, by
+// the library's one period syntax.
 int64_t parse_period_text(const std::string &text) {
-  const char *usage =
-      "period: expected seconds (int or float) or a string such as "
-      "\"500ms\", \"1s\", \"15m\", \"1h\" or \"1d\"";
-  size_t i = 0;
-  const size_t n = text.size();
-  auto skip_space = [&] {
-    while (i < n && (text[i] == ' ' || text[i] == '\t')) ++i;
-  };
-  skip_space();
-  const size_t num_start = i;
-  while (i < n && ((text[i] >= '0' && text[i] <= '9') || text[i] == '.')) ++i;
-  const std::string number = text.substr(num_start, i - num_start);
-  skip_space();
-  const size_t unit_start = i;
-  while (i < n && text[i] >= 'a' && text[i] <= 'z') ++i;
-  const std::string unit = text.substr(unit_start, i - unit_start);
-  skip_space();
-  if (number.empty() || i != n || number.find('.') != number.rfind('.') ||
-      number == "." || unit.empty())
-    raise_code(RL_E_POLICY, std::string(usage) + ", got '" + text + "'");
-  int64_t unit_ms = 0;
-  if (unit == "ms")
-    unit_ms = 1;
-  else if (unit == "s")
-    unit_ms = 1000;
-  else if (unit == "m")
-    unit_ms = 60 * 1000;
-  else if (unit == "h")
-    unit_ms = 3600 * 1000;
-  else if (unit == "d")
-    unit_ms = 86400 * 1000;
-  else
-    raise_code(RL_E_POLICY, "period: unknown unit '" + unit +
-                                "' (expected ms, s, m, h or d)");
-  // Exact decimal arithmetic: integer part and fraction, no float rounding.
-  const size_t dot = number.find('.');
-  const std::string whole = number.substr(0, dot);
-  const std::string frac =
-      dot == std::string::npos ? std::string() : number.substr(dot + 1);
-  const int64_t kMax = int64_t{1} << 52;
   int64_t ms = 0;
-  for (char c : whole) {
-    ms = ms * 10 + (c - '0');
-    if (ms > kMax)
-      raise_code(RL_E_OVERFLOW, "period: '" + text + "' is too long");
-  }
-  if (ms > kMax / unit_ms)
-    raise_code(RL_E_OVERFLOW, "period: '" + text + "' is too long");
-  ms *= unit_ms;
-  // The fraction must come to whole milliseconds.
-  int64_t scale = 1;
-  int64_t frac_value = 0;
-  for (char c : frac) {
-    if (scale > kMax / 10)
-      raise_code(RL_E_POLICY, "period: '" + text + "' has too many digits");
-    scale *= 10;
-    frac_value = frac_value * 10 + (c - '0');
-  }
-  if (frac_value != 0) {
-    // frac_value / scale * unit_ms must be an integer.
-    if ((frac_value * unit_ms) % scale != 0)
-      raise_code(RL_E_POLICY, "period: '" + text +
-                                  "' is not a whole number of milliseconds");
-    ms += frac_value * unit_ms / scale;
-  }
+  const int rc = rl_period_parse(text.data(), text.size(), &ms);
+  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
   return ms;
 }
 
@@ -277,9 +216,44 @@ int64_t period_ms_of(py::handle h) {
       type_name(h));
 }
 
+// A tollgate.Policy: one reference to an immutable library policy handle,
+// and a copy of its fields for the attribute getters.
 struct Policy {
-  rl_policy p = RL_POLICY_INIT;
+  rl_policy *h = nullptr;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+
+  Policy() = default;
+  // Takes over the reference `handle` (which must not be NULL).
+  explicit Policy(rl_policy *handle) : h(handle) {
+    const int rc = rl_policy_get(h, &p);
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  }
+  Policy(const Policy &o) : h(rl_policy_retain(o.h)), p(o.p) {}
+  Policy(Policy &&o) noexcept : h(o.h), p(o.p) { o.h = nullptr; }
+  Policy &operator=(const Policy &o) {
+    if (this != &o) {
+      rl_policy *old = h;
+      h = rl_policy_retain(o.h);
+      p = o.p;
+      rl_policy_release(old);
+    }
+    return *this;
+  }
+  Policy &operator=(Policy &&o) noexcept {
+    std::swap(h, o.h);
+    std::swap(p, o.p);
+    return *this;
+  }
+  ~Policy() { rl_policy_release(h); }
 };
+
+// A Policy made from fields by the library (which validates them).
+Policy policy_from_spec(const rl_policy_spec &spec) {
+  rl_policy *h = nullptr;
+  const int rc = rl_policy_create(&h, &spec);
+  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  return Policy(h);
+}
 
 PyTypeObject *g_policy_type = nullptr;  // set by the module init
 
@@ -298,21 +272,11 @@ const Policy *policy_of(PyObject *o) {
   return pybind_value<Policy>(o);
 }
 
-// Checks a policy with the library's own rules (bounds included): the ABI
-// has no rl_policy_validate, but rl_headers_format validates its policy
-// argument first.
-void validate_policy(const rl_policy &p) {
-  rl_decision d = RL_DECISION_INIT;
-  d.allowed = 1;
-  d.limit = p.limit;
-  rl_headers h = RL_HEADERS_INIT;
-  const int rc = rl_headers_format(&h, &d, &p, nullptr, 0);
-  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
-}
-
 Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
                    py::handle burst) {
-  Policy out;
+  struct {
+    rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  } out;
   out.p.limit = to_int64(limit, "limit");
   if (out.p.limit < 1)
     raise_code(RL_E_POLICY,
@@ -335,8 +299,17 @@ Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
                                   std::to_string(out.p.burst) +
                                   "; None means the same as limit)");
   }
-  validate_policy(out.p);
-  return out;
+  return policy_from_spec(out.p);
+}
+
+// Policy.parse(text): the library's one policy syntax ("100/h",
+// "10/s burst=20", "5000/d sliding_window").
+Policy parse_policy(const std::string &text) {
+  rl_policy *h = nullptr;
+  size_t offset = 0;
+  const int rc = rl_policy_parse(&h, text.data(), text.size(), &offset);
+  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  return Policy(h);
 }
 
 // "1h", "15m", "1500ms": the shortest exact spelling of a period.
@@ -359,7 +332,7 @@ std::string policy_repr(const Policy &self) {
   return r + ")";
 }
 
-bool same_policy(const rl_policy &a, const rl_policy &b) {
+bool same_policy(const rl_policy_spec &a, const rl_policy_spec &b) {
   return a.algorithm == b.algorithm && a.limit == b.limit &&
          a.period_ms == b.period_ms && a.burst == b.burst;
 }
@@ -804,7 +777,8 @@ struct AsyncCall {
   PyObject *loop;
 };
 
-void async_complete(int status, const rl_decision *d, void *user) {
+void async_complete(int status, const rl_decision *d, const char *message,
+                    void *user) {
   std::unique_ptr<AsyncCall> call(static_cast<AsyncCall *>(user));
   AsyncResult r;
   r.fut = call->fut;
@@ -812,7 +786,7 @@ void async_complete(int status, const rl_decision *d, void *user) {
   r.status = status;
   const rl_decision fresh = RL_DECISION_INIT;
   r.d = d ? *d : fresh;
-  if (status != RL_OK) r.error = rl_last_error();
+  if (status != RL_OK) r.error = message;
   bool was_empty;
   {
     std::lock_guard<std::mutex> lock(call->bridge->mu);
@@ -833,7 +807,7 @@ void async_complete(int status, const rl_decision *d, void *user) {
 // The key's bytes are borrowed from args[0].
 struct CheckArgs {
   KeyView key;
-  rl_policy policies[RL_MAX_POLICIES];
+  rl_policy *policies[RL_MAX_POLICIES];
   size_t n = 0;
   int64_t cost = 1;
 };
@@ -860,7 +834,7 @@ void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
       raise_type_error(name + "() policies must be tollgate.Policy, not " +
                        type_name(args[i + 1]) + " (argument " +
                        std::to_string(i + 2) + ")");
-    out.policies[i] = p->p;
+    out.policies[i] = p->h;
   }
   out.n = n;
   const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
@@ -1052,7 +1026,7 @@ class Limiter {
   // The synchronous check of parsed arguments; a new Decision.
   PyObject *check_now(const CheckArgs &c) {
     const KeyView &k = c.key;
-    const rl_policy *ps = c.policies;
+    rl_policy *const *ps = c.policies;
     const size_t n = c.n;
     const int64_t cost = c.cost;
     rl_decision out = RL_DECISION_INIT;
@@ -1460,8 +1434,7 @@ class KeysIterator {
         key_obj = py::bytes(key);  // not UTF-8: the raw bytes
       }
     }
-    Policy p;
-    p.p = info.policy;
+    Policy p = policy_from_spec(info.policy);
     return key_state_(key_obj, py::cast(p), info.remaining,
                       ms_to_seconds(info.reset_after_ms));
   }
@@ -1585,7 +1558,7 @@ PYBIND11_MODULE(_native, m) {
           n = name.cast<std::string>();
         }
         rl_headers h = RL_HEADERS_INIT;
-        const int rc = rl_headers_format(&h, d, &policy.p, n.data(), n.size());
+        const int rc = rl_headers_format(&h, d, policy.h, n.data(), n.size());
         if (rc != RL_OK) raise_code(rc, last_error_text(rc));
         py::dict out;
         out["RateLimit-Policy"] = h.ratelimit_policy;
@@ -1610,10 +1583,12 @@ PYBIND11_MODULE(_native, m) {
 A rate limit: at most `limit` units per `period`.
 
 Policy(limit, period, algorithm="gcra", burst=None)
+Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket")
 
   limit      int >= 1
   period     seconds (int or float, whole milliseconds), a str such as
-             "500ms", "1s", "15m", "1h", "1d", or a datetime.timedelta
+             "500ms", "1.5s", "15m", "1h", "1d", "2 minutes" (the
+             library's period syntax), or a datetime.timedelta
   algorithm  "gcra" (default), "token_bucket", "fixed_window" or
              "sliding_window"
   burst      gcra and token_bucket: units that may pass at once (the bucket
@@ -1624,6 +1599,13 @@ ValueError); wrong types raise TypeError.
 )doc")
       .def(py::init(&make_policy), py::arg("limit"), py::arg("period"),
            py::arg("algorithm") = "gcra", py::arg("burst") = py::none())
+      .def_static("parse", &parse_policy, py::arg("text"),
+                  "Policy.parse(text) -> Policy\n\n"
+                  "A policy from the library's one text syntax: \"100/h\", "
+                  "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
+                  "sliding_window\". A malformed text raises "
+                  "tollgate.InvalidArgument naming the byte offset of the "
+                  "problem.")
       .def_property_readonly(
           "limit", [](const Policy &s) { return s.p.limit; },
           "Units allowed per period.")
@@ -1673,13 +1655,12 @@ ValueError); wrong types raise TypeError.
           },
           [](const py::tuple &t) {
             if (t.size() != 4) throw std::runtime_error("bad Policy state");
-            Policy p;
-            p.p.limit = t[0].cast<int64_t>();
-            p.p.period_ms = t[1].cast<int64_t>();
-            p.p.algorithm = algorithm_code(t[2]);
-            p.p.burst = t[3].cast<int64_t>();
-            validate_policy(p.p);
-            return p;
+            rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+            spec.limit = t[0].cast<int64_t>();
+            spec.period_ms = t[1].cast<int64_t>();
+            spec.algorithm = algorithm_code(t[2]);
+            spec.burst = t[3].cast<int64_t>();
+            return policy_from_spec(spec);
           }));
 
   g_policy_type = reinterpret_cast<PyTypeObject *>(m.attr("Policy").ptr());

@@ -159,3 +159,60 @@ def test_index_like_integers():
 
     assert Policy(Seven(), Seven()).limit == 7  # type: ignore[arg-type]
     assert Policy(Seven(), Seven()).period_ms == 7000  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("100/h", Policy(100, "1h")),
+        ("100 per hour", Policy(100, "1h")),
+        ("100 per 15m", Policy(100, "15m")),
+        ("10/1.5s burst=20", Policy(10, "1.5s", burst=20)),
+        ("10/s, burst=20, token_bucket", Policy(10, 1, "token_bucket", burst=20)),
+        ("5000/d sliding_window", Policy(5000, "1d", "sliding_window")),
+        ("3/250ms algorithm=fixed_window", Policy(3, "250ms", "fixed_window")),
+    ],
+)
+def test_parse(text, expected):
+    p = Policy.parse(text)
+    assert p == expected
+    assert isinstance(p, Policy)
+    assert repr(p) == repr(expected)
+
+
+@pytest.mark.parametrize(
+    "text, code, offset",
+    [
+        ("100", "RL_E_POLICY", 3),
+        ("100/3fortnights", "RL_E_POLICY", 5),
+        ("100/h leaky", "RL_E_POLICY", 6),
+        ("100/h fixed_window burst=5", "RL_E_POLICY", 19),
+        ("0/h", "RL_E_POLICY", 0),
+        ("2000000000000/h", "RL_E_OVERFLOW", 0),
+    ],
+)
+def test_parse_errors_name_the_offset(text, code, offset):
+    with pytest.raises(InvalidArgument) as info:
+        Policy.parse(text)
+    assert info.value.code == code
+    assert f"at byte {offset}" in str(info.value)
+
+
+def test_parse_needs_a_str():
+    with pytest.raises(TypeError):
+        Policy.parse(100)  # type: ignore[arg-type]
+
+
+def test_policies_outlive_and_predecease_limiters():
+    # A Policy holds its own reference to the library's handle: the limiter
+    # may go first, or the policy may.
+    lim = tollgate.Limiter()
+    p = Policy.parse("2/h")
+    assert lim.check("k", p).allowed
+    lim.close()
+    del lim
+    assert p.limit == 2
+    lim = tollgate.Limiter()
+    assert lim.check("k", Policy.parse("2/h")).remaining == 1
+    assert lim.check("k", Policy(2, "1h")).remaining == 0  # the same state
+    lim.close()

@@ -2,7 +2,9 @@
 // integer quantities every algorithm uses. See docs/algorithms.md.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 
 #include "tollgate/error.hpp"
 
@@ -40,5 +42,26 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
                  int64_t burst, uint32_t flags, Policy &out);
 
 const char *algorithm_name(Algorithm a) noexcept;
+
+// The raw fields of a policy as the text syntax gives them (not validated:
+// make_policy does that).
+struct PolicyFields {
+  int32_t algorithm = 0;
+  int64_t limit = 0;
+  int64_t period_ms = 0;
+  int64_t burst = 0;
+};
+
+// A period such as "1h", "30s", "250ms", "1.5s" or "2 minutes" -> whole
+// milliseconds, 1 .. kMaxPeriodMs. On failure returns policy (or overflow)
+// with a message, and `error_offset` is the byte offset of the problem.
+Errc parse_period(std::string_view text, int64_t &period_ms,
+                  size_t &error_offset);
+
+// The one policy text syntax ("100/h", "100 per 15m", "10/s burst=20",
+// "5000/d sliding_window"; see docs/api-c.md), parsed and validated by
+// make_policy. On failure `error_offset` is the byte offset of the problem.
+Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
+                  size_t &error_offset);
 
 }  // namespace tollgate

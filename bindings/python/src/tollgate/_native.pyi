@@ -72,6 +72,10 @@ class Policy:
         algorithm: Algorithm = "gcra",
         burst: Optional[int] = None,
     ) -> None: ...
+    @staticmethod
+    def parse(text: str) -> "Policy":
+        """A policy from the library's text syntax, e.g. "100/h",
+        "10/s burst=20" or "5000/d sliding_window"."""
     @property
     def limit(self) -> int: ...
     @property
