@@ -12,6 +12,7 @@ from tollgate import (
     Error,
     InvalidArgument,
     Limiter,
+    NothingToRefund,
     Policy,
     ProtocolError,
     TLSError,
@@ -36,6 +37,7 @@ def test_hierarchy():
         TollgateConnectionError,
         TollgateTimeoutError,
         UnsupportedError,
+        NothingToRefund,
     ):
         assert issubclass(cls, Error)
         e = cls("message")
@@ -61,6 +63,7 @@ def test_every_code_maps_to_a_class():
         "RL_E_TLS": TLSError,
         "RL_E_PROTOCOL": ProtocolError,
         "RL_E_STORE": ProtocolError,
+        "RL_E_NOT_FOUND": NothingToRefund,
         "RL_E_NOMEM": Error,
         "RL_E_INTERNAL": Error,
     }
@@ -135,8 +138,11 @@ def test_check_arguments():
     with pytest.raises(TypeError, match=r"Policy \(argument 2\) was never initialized"):
         lim.check("k", Policy.__new__(Policy))  # an uninitialized Policy
     with pytest.raises(InvalidArgument) as info:
-        lim.check("k", p, cost=-1)
+        lim.check("k", p, cost=-(2**53))  # a refund of more than 2^53 - 1
     assert info.value.code == "RL_E_INVALID_ARG"
+    with pytest.raises(NothingToRefund) as info2:
+        lim.check("k", p, cost=-1)  # "k" was never charged
+    assert info2.value.code == "RL_E_NOT_FOUND" and isinstance(info2.value, LookupError)
     with pytest.raises(InvalidArgument) as info:
         lim.check("k", p, cost=2**64)
     assert info.value.code == "RL_E_OVERFLOW"
@@ -265,10 +271,10 @@ def test_version():
 def test_error_codes_come_from_the_library() -> None:
     from tollgate import _native
 
-    # rl_error_name names every code from -1 down to RL_E_DONE, as tollgate.h.
+    # rl_error_name names every code from -1 down to RL_E_NOT_FOUND, as tollgate.h.
     names = ["INVALID_ARG", "KEY_INVALID", "KEY_TOO_LONG", "POLICY", "OVERFLOW", "VERSION",
              "NOMEM", "URL", "UNSUPPORTED", "INTERNAL", "CONNECT", "TIMEOUT", "AUTH", "TLS",
-             "PROTOCOL", "STORE", "CLOSED", "DONE"]
+             "PROTOCOL", "STORE", "CLOSED", "DONE", "NOT_FOUND"]
     assert _native.ERROR_CODES == {"RL_E_" + n: -(i + 1) for i, n in enumerate(names)}
     assert _native.MAX_POLICIES == 16
     limiter = tollgate.Limiter()

@@ -22,6 +22,7 @@ from ._errors import (
     AuthError,
     Error,
     InvalidArgument,
+    NothingToRefund,
     ProtocolError,
     TLSError,
     TollgateConnectionError,
@@ -54,6 +55,7 @@ for _cls in (
     ProtocolError,
     InvalidArgument,
     UnsupportedError,
+    NothingToRefund,
 ):
     _cls.__module__ = __name__
 del _cls
@@ -72,6 +74,7 @@ __all__ = [
     "ProtocolError",
     "InvalidArgument",
     "UnsupportedError",
+    "NothingToRefund",
     "LIBRARY_VERSION",
     "__version__",
 ]
@@ -143,5 +146,35 @@ async def _check_async(
 
 
 Limiter.check_async = _check_async  # type: ignore[attr-defined]
+
+
+def _refund_amount(amount: object) -> int:
+    if type(amount) is not int:
+        raise TypeError("amount must be an int, not %s" % type(amount).__name__)
+    if amount < 1:
+        raise InvalidArgument("amount: must be >= 1 (got %d)" % amount, "RL_E_INVALID_ARG")
+    return -amount
+
+
+def _refund(self: "_native.Limiter", key: Key, *policies: Policy, amount: int = 1) -> Decision:
+    """refund(key, *policies, amount=1) -> Decision
+
+    Gives ``amount`` units back to every policy of ``key`` that has usage,
+    never beyond full, atomically (the same as ``check(..., cost=-amount)``;
+    docs/algorithms.md, "Refunds"): a request that failed is not counted.
+    The decision is allowed and reports the state after the refund. Raises
+    :class:`NothingToRefund` if no policy had usage to give back.
+    """
+    return self.check(key, *policies, cost=_refund_amount(amount))
+
+
+async def _refund_async(self: "_native.Limiter", key: Key, *policies: Policy, amount: int = 1) -> Decision:
+    """refund_async(key, *policies, amount=1) -> Decision (a coroutine):
+    :meth:`refund` without blocking the event loop."""
+    return await _check_async(self, key, *policies, cost=_refund_amount(amount))
+
+
+Limiter.refund = _refund  # type: ignore[attr-defined]
+Limiter.refund_async = _refund_async  # type: ignore[attr-defined]
 rate_limit_headers = _native.rate_limit_headers
 __all__ += ["rate_limit_headers"]

@@ -5,6 +5,7 @@ from typing import List, Union
 from ._errors import AuthError as AuthError
 from ._errors import Error as Error
 from ._errors import InvalidArgument as InvalidArgument
+from ._errors import NothingToRefund as NothingToRefund
 from ._errors import ProtocolError as ProtocolError
 from ._errors import TLSError as TLSError
 from ._errors import TollgateConnectionError as TollgateConnectionError

@@ -70,6 +70,14 @@ class UnsupportedError(Error):
     default_code = "RL_E_UNSUPPORTED"
 
 
+class NothingToRefund(Error, LookupError):
+    """A refund found no usage to give back under any of its policies: the
+    key was never charged, was given back already, or time refilled it
+    (RL_E_NOT_FOUND). Nothing was written."""
+
+    default_code = "RL_E_NOT_FOUND"
+
+
 _CLASS_OF: Dict[str, Type[Error]] = {
     "RL_E_INVALID_ARG": InvalidArgument,
     "RL_E_KEY_INVALID": InvalidArgument,
@@ -86,6 +94,7 @@ _CLASS_OF: Dict[str, Type[Error]] = {
     "RL_E_TLS": TLSError,
     "RL_E_PROTOCOL": ProtocolError,
     "RL_E_STORE": ProtocolError,
+    "RL_E_NOT_FOUND": NothingToRefund,
     # RL_E_NOMEM, RL_E_INTERNAL and unknown codes: the base class.
 }
 
@@ -120,5 +129,6 @@ __all__: Tuple[str, ...] = (
     "ProtocolError",
     "InvalidArgument",
     "UnsupportedError",
+    "NothingToRefund",
     "error_class",
 )

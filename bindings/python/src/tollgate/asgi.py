@@ -49,20 +49,23 @@ try:
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("tollgate.asgi needs Starlette: pip install starlette (or fastapi)") from exc
 
-from tollgate import Decision, Limiter, Policy
+from tollgate import Decision, Error, Limiter, Policy
 
 from .plans import (
     HEADER_NAMES,
     KeyFunc,
     Limits,
     Outcome,
+    Pending,
     PolicySpec,
     binding,
     check_cost,
+    check_count,
     check_key,
     check_key_func,
     client_address,
     denied_body,
+    failed_response,
     headers_for,
     resolve_cost,
     scoped_key,
@@ -112,6 +115,16 @@ async def _send_denied(send: Send, headers: Dict[str, str]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _give_back(limiter: Limiter, pending: Pending) -> None:
+    """Refunds a charge whose response does not count. The response has
+    gone: a refund that fails (nothing to give back, the store away) is
+    dropped."""
+    try:
+        await limiter.refund_async(pending.key, *pending.policies, amount=pending.cost)
+    except Error:
+        pass
+
+
 class RateLimitMiddleware:
     """ASGI middleware that rate-limits every HTTP request.
 
@@ -128,6 +141,13 @@ class RateLimitMiddleware:
     - ``name``: the policy name in the ``RateLimit*`` headers; default the
       plan's name, or ``"default"``.
     - ``cost``: units per request, an int or a function request -> int.
+    - ``count``: which requests keep their charge: ``"all"`` (default),
+      ``"failed"`` (only those answered with a failed status: e.g. count
+      only failed logins) or ``"successful"``; ``failed`` (status -> bool,
+      default 4xx and 5xx) says which statuses failed. The request is
+      checked and charged before the app runs, so concurrent requests stay
+      limited; a response that does not count gets its units back with a
+      refund (``limiter.refund_async``). An app that raises counts as 500.
 
     The key and plan functions receive a ``starlette.requests.Request``
     built on the scope (headers, client, URL; not the body). WebSocket and
@@ -146,11 +166,16 @@ class RateLimitMiddleware:
         plan_of: Optional[Callable[[Request], Any]] = None,
         name: Optional[str] = None,
         cost: Union[int, Callable[[Request], int]] = 1,
+        count: str = "all",
+        failed: Callable[[int], bool] = failed_response,
     ) -> None:
         if limiter is None:
             raise TypeError("RateLimitMiddleware needs a tollgate.Limiter (limiter=...)")
         check_key_func(key)
         check_cost(cost)
+        check_count(count, failed)
+        self.count = count
+        self.failed = failed
         self.app = app
         self.limiter = limiter
         self.key = key
@@ -184,14 +209,26 @@ class RateLimitMiddleware:
             await _send_denied(send, headers_for(binding(outcomes)))
             return
 
+        status = 500  # an app that raises before it answers
+
         async def send_with_headers(message: Message) -> None:
+            nonlocal status
             if message["type"] == "http.response.start":
+                status = message["status"]
                 headers = headers_for(binding(outcomes))
                 message = dict(message)
                 message["headers"] = _with_headers(message.get("headers") or [], headers)
             await send(message)
 
-        await self.app(scope, receive, send_with_headers)
+        if self.count == "all":
+            await self.app(scope, receive, send_with_headers)
+            return
+        try:
+            await self.app(scope, receive, send_with_headers)
+        finally:
+            pending = Pending(key, policies, cost, self.count, self.failed)
+            if pending.gives_back(status):
+                await _give_back(self.limiter, pending)
 
 
 class RateLimitExceeded(HTTPException):

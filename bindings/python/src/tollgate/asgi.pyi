@@ -1,6 +1,6 @@
 """Type stubs of tollgate.asgi (Starlette / FastAPI)."""
 
-from typing import Any, Awaitable, Callable, Dict, Mapping, MutableMapping, Optional, Union
+from typing import Any, Awaitable, Callable, Dict, Literal, Mapping, MutableMapping, Optional, Union
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -33,6 +33,8 @@ class RateLimitMiddleware:
         plan_of: Optional[Callable[[Request], Any]] = None,
         name: Optional[str] = None,
         cost: Union[int, Callable[[Request], int]] = 1,
+        count: Literal["all", "failed", "successful"] = "all",
+        failed: Callable[[int], bool] = ...,
     ) -> None: ...
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None: ...
 

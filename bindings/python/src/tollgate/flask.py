@@ -41,6 +41,7 @@ from typing import Any, Callable, List, Optional, TypeVar, Union
 
 try:
     import flask as _flask
+    from werkzeug.exceptions import HTTPException as _HTTPException
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("tollgate.flask needs Flask: pip install flask") from exc
 
@@ -52,13 +53,16 @@ from .plans import (
     KeyFunc,
     Limits,
     Outcome,
+    Pending,
     PolicySpec,
     binding,
     check_cost,
+    check_count,
     check_key,
     check_key_func,
     client_address,
     denied_body,
+    failed_response,
     headers_for,
     resolve_cost,
     scoped_key,
@@ -78,6 +82,23 @@ def _outcomes() -> List[Outcome]:
         outcomes = []
         setattr(_flask.g, _G_KEY, outcomes)
     return outcomes
+
+
+#: The flask.g attribute holding the request's charges that its response
+#: may give back (``count`` other than "all").
+_G_PENDING = "_tollgate_pending"
+
+
+def _give_back(limiter: Limiter, pending: Pending, status: int) -> None:
+    """Refunds `pending` if a response with `status` does not count. The
+    response is made: a refund that fails (nothing to give back, the store
+    away) is dropped."""
+    if not pending.gives_back(status):
+        return
+    try:
+        limiter.refund(pending.key, *pending.policies, amount=pending.cost)
+    except _tollgate.Error:
+        pass
 
 
 def _set_headers(response: Any, outcomes: List[Outcome]) -> None:
@@ -112,6 +133,11 @@ class RateLimiter:
     - ``key``: the key function (request -> str, bytes or None; ``None``
       leaves the request unlimited); default the client address
       (``request.remote_addr``; see :mod:`tollgate.plans` for proxies).
+    - ``count`` and ``failed``: which requests keep their charge, as in
+      :class:`tollgate.asgi.RateLimitMiddleware` (``"all"``, ``"failed"`` or
+      ``"successful"``; ``failed`` default 4xx and 5xx): the global limit's
+      charge of a response that does not count is refunded in the
+      ``after_request`` hook; :meth:`limit` takes its own.
 
     An ``after_request`` hook adds the headers to every response, describing
     the limit that binds first when a global and a per-route limit both
@@ -130,9 +156,14 @@ class RateLimiter:
         plan_of: Optional[Callable[[Any], Any]] = None,
         name: Optional[str] = None,
         cost: Union[int, Callable[[Any], int]] = 1,
+        count: str = "all",
+        failed: Callable[[int], bool] = failed_response,
     ) -> None:
         check_key_func(key)
         check_cost(cost)
+        check_count(count, failed)
+        self.count = count
+        self.failed = failed
         self.limiter: Optional[Limiter] = limiter
         self.key = key
         self.cost = cost
@@ -165,17 +196,23 @@ class RateLimiter:
         key = check_key(key)
         plan = self.limits.plan_of(request) if self.limits.plan_of is not None else None
         policies, name = self.limits.for_plan(plan)
-        decision = self._limiter().check(key, *policies, cost=resolve_cost(self.cost, request))
+        cost = resolve_cost(self.cost, request)
+        decision = self._limiter().check(key, *policies, cost=cost)
         outcomes = _outcomes()
         outcomes.append(Outcome.of(decision, policies, name))
         if not decision.allowed:
             return _denied_response(outcomes)
+        if self.count != "all":
+            setattr(_flask.g, _G_PENDING, Pending(key, policies, cost, self.count, self.failed))
         return None
 
     def _after_request(self, response: Any) -> Any:
         outcomes = _flask.g.get(_G_KEY)
         if outcomes:
             _set_headers(response, outcomes)
+        pending: Optional[Pending] = _flask.g.pop(_G_PENDING, None)
+        if pending is not None:
+            _give_back(self._limiter(), pending, response.status_code)
         return response
 
     def limit(
@@ -185,6 +222,8 @@ class RateLimiter:
         cost: Union[int, Callable[[Any], int]] = 1,
         name: Optional[str] = None,
         scope: Optional[str] = None,
+        count: Optional[str] = None,
+        failed: Optional[Callable[[int], bool]] = None,
     ) -> Callable[[F], F]:
         """A decorator limiting one view, placed under the route decorator::
 
@@ -197,8 +236,12 @@ class RateLimiter:
         to the endpoint name (``request.endpoint``, e.g. ``"search"``, the
         same name FastAPI gives the route, so the two frameworks build the
         same keys). A denied request gets the 429 without the view running.
-        Works for ``async def`` views too.
+        ``count`` and ``failed`` default to the extension's; a view that
+        raises counts as a 500 (``abort(code)`` as its code). Works for ``async def`` views too.
         """
+        route_count = self.count if count is None else count
+        route_failed = self.failed if failed is None else failed
+        check_count(route_count, route_failed)
         limits = Limits(policies if policies else None, None, None, name)
         if limits.empty:
             raise ValueError("limit() needs at least one tollgate.Policy")
@@ -210,44 +253,66 @@ class RateLimiter:
         route_policies, route_name = limits.for_plan(None)
 
         def check() -> Any:
-            """None to go on, or the 429 response."""
+            """(None, the charge a response may give back, or None) to go
+            on, or (the 429 response, None)."""
             request = _flask.request
             k = (key or self.key)(request)
             if k is None:
-                return None
+                return None, None
             k = scoped_key(scope if scope is not None else (request.endpoint or request.path), check_key(k))
-            decision = self._limiter().check(k, *route_policies, cost=resolve_cost(cost, request))
+            c = resolve_cost(cost, request)
+            decision = self._limiter().check(k, *route_policies, cost=c)
             outcomes = _outcomes()
             outcomes.append(Outcome.of(decision, route_policies, route_name))
             if not decision.allowed:
-                return _denied_response(outcomes)
-            return None
+                return _denied_response(outcomes), None
+            if route_count == "all":
+                return None, None
+            return None, Pending(k, route_policies, c, route_count, route_failed)
 
-        def finish(rv: Any) -> Any:
+        def finish(rv: Any, pending: Optional[Pending]) -> Any:
             # Set the headers here too, so the decorator works on an app
             # without init_app's after_request hook.
             response = _flask.current_app.make_response(rv)
             _set_headers(response, _outcomes())
+            if pending is not None:
+                _give_back(self._limiter(), pending, response.status_code)
             return response
+
+        def raised(pending: Optional[Pending], exc: BaseException) -> None:
+            # abort(401) answers 401; anything else a 500.
+            if pending is not None:
+                status = exc.code if isinstance(exc, _HTTPException) and exc.code else 500
+                _give_back(self._limiter(), pending, status)
 
         def decorator(view: F) -> F:
             if inspect.iscoroutinefunction(view):
 
                 @functools.wraps(view)
                 async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                    denied = check()
+                    denied, pending = check()
                     if denied is not None:
                         return denied
-                    return finish(await view(*args, **kwargs))
+                    try:
+                        rv = await view(*args, **kwargs)
+                    except BaseException as exc:
+                        raised(pending, exc)
+                        raise
+                    return finish(rv, pending)
 
                 return async_wrapper  # type: ignore[return-value]
 
             @functools.wraps(view)
             def wrapper(*args: Any, **kwargs: Any) -> Any:
-                denied = check()
+                denied, pending = check()
                 if denied is not None:
                     return denied
-                return finish(view(*args, **kwargs))
+                try:
+                    rv = view(*args, **kwargs)
+                except BaseException as exc:
+                    raised(pending, exc)
+                    raise
+                return finish(rv, pending)
 
             return wrapper  # type: ignore[return-value]
 

@@ -1,6 +1,6 @@
 """Type stubs of tollgate.flask."""
 
-from typing import Any, Callable, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union
 
 from flask import Flask
 
@@ -23,6 +23,8 @@ class RateLimiter:
         plan_of: Optional[Callable[[Any], Any]] = None,
         name: Optional[str] = None,
         cost: Union[int, Callable[[Any], int]] = 1,
+        count: Literal["all", "failed", "successful"] = "all",
+        failed: Callable[[int], bool] = ...,
     ) -> None: ...
     def init_app(self, app: Flask) -> None: ...
     def limit(
@@ -32,4 +34,6 @@ class RateLimiter:
         cost: Union[int, Callable[[Any], int]] = 1,
         name: Optional[str] = None,
         scope: Optional[str] = None,
+        count: Optional[Literal["all", "failed", "successful"]] = None,
+        failed: Optional[Callable[[int], bool]] = None,
     ) -> Callable[[F], F]: ...

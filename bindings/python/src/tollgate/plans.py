@@ -83,6 +83,7 @@ __all__ = [
     "Limits",
     "Outcome",
     "client_address",
+    "failed_response",
     "header_key",
     "organization_key",
 ]
@@ -418,6 +419,49 @@ def check_cost(cost: Any) -> None:
         raise TypeError("cost must be an int or a function request -> int, not %s" % type(cost).__name__)
     if cost < 0:
         raise ValueError("cost must be >= 0 (got %d)" % cost)
+
+
+# ---- which responses count ----------------------------------------------------------
+
+#: The ``count`` modes of the web integrations: every request counts
+#: ("all"), or only those whose response failed ("failed": e.g. count only
+#: failed logins) or succeeded ("successful"). The request is checked and
+#: charged before it runs, so concurrent requests stay limited; a response
+#: that does not count gets its units back with a refund.
+COUNT_MODES = ("all", "failed", "successful")
+
+
+def failed_response(status: int) -> bool:
+    """The default ``failed`` predicate: a 4xx or 5xx response."""
+    return status >= 400
+
+
+def check_count(count: Any, failed: Any) -> None:
+    if count not in COUNT_MODES:
+        raise ValueError("count must be 'all', 'failed' or 'successful', not %r" % (count,))
+    if not callable(failed):
+        raise TypeError("failed must be a function status -> bool, not %s" % type(failed).__name__)
+
+
+def counted(count: str, failed: Callable[[int], bool], status: int) -> bool:
+    """Whether a response with ``status`` keeps the units its request was
+    charged, under ``count``."""
+    if count == "all":
+        return True
+    return bool(failed(status)) == (count == "failed")
+
+
+class Pending(NamedTuple):
+    """A charge that a response may give back (``count`` other than "all")."""
+
+    key: Key
+    policies: Tuple[Policy, ...]
+    cost: int
+    count: str
+    failed: Callable[[int], bool]
+
+    def gives_back(self, status: int) -> bool:
+        return self.cost >= 1 and not counted(self.count, self.failed, status)
 
 
 def check_key_func(key: Any) -> None:
