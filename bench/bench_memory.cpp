@@ -602,6 +602,7 @@ struct MemResult {
   int64_t rss_before = 0, rss_after = 0;
   uint64_t keys = 0, live_keys = 0, evictions = 0;
   double bytes_per_key = 0;
+  int64_t huge_bytes = 0;  // AnonHugePages (A/B mode only)
   int ok = 0;
 };
 
@@ -680,8 +681,8 @@ inline int64_t now_us() {
 tollgate::Policy ab_policy() {
   const rl_policy r = allow_policy();
   tollgate::Policy p{};
-  if (tollgate::make_policy(r.algorithm, r.limit, r.period_ms, r.burst, 0,
-                            p) != tollgate::Errc::ok)
+  if (tollgate::make_policy(r.algorithm, r.limit, r.period_ms, r.burst, 0, p) !=
+      tollgate::Errc::ok)
     die("make_policy failed");
   return p;
 }
@@ -702,6 +703,21 @@ struct AbFigures {
   double bytes16 = 0, bytes24 = 0;
 };
 
+// AnonHugePages of this process: table memory on transparent huge pages.
+int64_t anon_huge_bytes() {
+  FILE *f = std::fopen("/proc/self/smaps_rollup", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "AnonHugePages:", 14) == 0) {
+      kb = std::strtoll(line + 14, nullptr, 10);
+      break;
+    }
+  std::fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
 template <class Store, class Config>
 MemResult ab_mem_child(size_t key_len, uint64_t n, uint32_t shards) {
   MemResult r;
@@ -713,6 +729,7 @@ MemResult ab_mem_child(size_t key_len, uint64_t n, uint32_t shards) {
   for (uint64_t id = 0; id < n; ++id)
     ab_check(*s, p, key, fixed_key(key, key_len, id), kWarmCost);
   r.rss_after = vm_rss_bytes();
+  r.huge_bytes = anon_huge_bytes();
   r.live_keys = s->stats().live_keys;
   r.evictions = s->stats().evictions;
   r.bytes_per_key =
@@ -722,7 +739,7 @@ MemResult ab_mem_child(size_t key_len, uint64_t n, uint32_t shards) {
 }
 
 template <class Store, class Config>
-double ab_bytes_per_key(size_t key_len, uint64_t n, uint32_t shards) {
+MemResult ab_memory(size_t key_len, uint64_t n, uint32_t shards) {
   int fds[2];
   if (pipe(fds) != 0) die("pipe failed");
   std::fflush(nullptr);
@@ -742,7 +759,7 @@ double ab_bytes_per_key(size_t key_len, uint64_t n, uint32_t shards) {
   waitpid(pid, &status, 0);
   if (got != static_cast<ssize_t>(sizeof r) || !r.ok)
     die("memory child failed");
-  return r.bytes_per_key;
+  return r;
 }
 
 struct AbKeys {
@@ -803,8 +820,6 @@ AbFigures ab_round(const Options &opt, const AbKeys &k,
     f.hot_p99 = L.p99;
     delete s;
   }
-  f.bytes16 = ab_bytes_per_key<Store, Config>(16, k.ins.n, opt.shards);
-  f.bytes24 = ab_bytes_per_key<Store, Config>(24, k.ins.n, opt.shards);
   return f;
 }
 
@@ -820,6 +835,27 @@ int run_ab(const Options &opt) {
   const int64_t t0 = now_ns();
   std::fprintf(stderr, "A/B: %d rounds, %" PRIu64 " keys, loadavg %.2f\n",
                opt.ab_rounds, opt.keys, load_start);
+  // Bytes per key first, in children forked before this process allocates
+  // anything large (a child's allocator could otherwise reuse memory the
+  // parent freed, already resident, and look cheaper than it is).
+  std::vector<double> mem[2][2];  // [new][24-byte]
+  double huge_new = 0;
+  for (int r = 0; r < opt.ab_rounds; ++r)
+    for (int side = 0; side < 2; ++side) {
+      const bool is_new = (side == 0) == (r % 2 == 1);
+      for (int l = 0; l < 2; ++l) {
+        const size_t len = l ? 24 : 16;
+        const MemResult m =
+            is_new
+                ? ab_memory<tollgate::MemoryStore, tollgate::MemoryStoreConfig>(
+                      len, opt.keys, opt.shards)
+                : ab_memory<tollgate_old::OldMemoryStore,
+                            tollgate_old::OldMemoryStoreConfig>(len, opt.keys,
+                                                                opt.shards);
+        mem[is_new][l].push_back(m.bytes_per_key);
+        if (is_new) huge_new = static_cast<double>(m.huge_bytes);
+      }
+    }
   AbKeys k;
   k.ins = make_keys(opt.keys, 1, 0, false, 0);
   k.all = make_keys(opt.keys, 1, 0, true, 1);
@@ -843,11 +879,17 @@ int run_ab(const Options &opt) {
             ab_round<tollgate::MemoryStore, tollgate::MemoryStoreConfig>(
                 opt, k, ovh, samples));
       else
-        olds.push_back(ab_round<tollgate_old::OldMemoryStore,
-                                tollgate_old::OldMemoryStoreConfig>(
-            opt, k, ovh, samples));
+        olds.push_back(
+            ab_round<tollgate_old::OldMemoryStore,
+                     tollgate_old::OldMemoryStoreConfig>(opt, k, ovh, samples));
       loads.push_back(loadavg1());
     }
+  }
+  for (size_t r = 0; r < olds.size(); ++r) {
+    olds[r].bytes16 = mem[0][0][r];
+    olds[r].bytes24 = mem[0][1][r];
+    news[r].bytes16 = mem[1][0][r];
+    news[r].bytes24 = mem[1][1][r];
   }
   const double load_end = loadavg1();
   std::printf(
@@ -859,9 +901,8 @@ int run_ab(const Options &opt) {
       "random memory load %.0f ns; timer overhead p50 %.0f ns (subtracted); "
       "loadavg start %.2f, end %.2f\n\n",
       opt.ab_rounds, opt.keys,
-      opt.shards ? std::to_string(opt.shards).c_str() : "default",
-      opt.duration, opt.reps, opt.ab_rounds, dram_ns, ovh.p50, load_start,
-      load_end);
+      opt.shards ? std::to_string(opt.shards).c_str() : "default", opt.duration,
+      opt.reps, opt.ab_rounds, dram_ns, ovh.p50, load_start, load_end);
   struct Line {
     const char *name;
     double AbFigures::*v;
@@ -883,10 +924,10 @@ int run_ab(const Options &opt) {
        &AbFigures::keys_t1_cpu, false},
       {"1M keys, batch-of-64 p50 ns", &AbFigures::keys_batch_p50,
        &AbFigures::keys_t1_cpu, false},
-      {"hot key, p50 ns per check", &AbFigures::hot_p50,
-       &AbFigures::hot_t1_cpu, false},
-      {"hot key, p99 ns per check", &AbFigures::hot_p99,
-       &AbFigures::hot_t1_cpu, false},
+      {"hot key, p50 ns per check", &AbFigures::hot_p50, &AbFigures::hot_t1_cpu,
+       false},
+      {"hot key, p99 ns per check", &AbFigures::hot_p99, &AbFigures::hot_t1_cpu,
+       false},
       {"bytes per key, 16-byte keys", &AbFigures::bytes16, nullptr, false},
       {"bytes per key, 24-byte keys", &AbFigures::bytes24, nullptr, false},
   };
@@ -915,8 +956,11 @@ int run_ab(const Options &opt) {
     std::printf("  round %zu: %.0f, %.2f | %.0f, %.2f   (load after %.2f)\n",
                 r + 1, olds[r].keys_p50, olds[r].keys_t1 / 1e6,
                 news[r].keys_p50, news[r].keys_t1 / 1e6, loads[2 * r + 1]);
-  std::printf("CPU ns: workers' CPU time per check in the throughput run "
-              "(beside a latency: of the 1-thread run)\n");
+  std::printf(
+      "CPU ns: workers' CPU time per check in the throughput run "
+      "(beside a latency: of the 1-thread run)\n"
+      "new store's tables on transparent huge pages: %.1f MiB\n",
+      huge_new / 1048576.0);
   return 0;
 }
 

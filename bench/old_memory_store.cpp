@@ -410,8 +410,9 @@ bool OldMemoryStore::evict_elsewhere(const Shard *self, int64_t now) noexcept {
   return false;
 }
 
-bool OldMemoryStore::check(std::string_view key, std::span<const Policy> policies,
-                        int64_t now, int64_t cost, Outcome *outcomes) {
+bool OldMemoryStore::check(std::string_view key,
+                           std::span<const Policy> policies, int64_t now,
+                           int64_t cost, Outcome *outcomes) {
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
   SpinGuard lock(s.mu);

@@ -2,8 +2,8 @@
 // item 7), kept only so tollgate-bench-memory --ab-rounds can measure the
 // old and the new layout in the same process on the same keys. Not built
 // into the library; the namespace is renamed so both link.
-// (old layout) The in-process store: a sharded hash map from key to per-policy state,
-// bounded by a maximum key count across all shards. No timer per key:
+// (old layout) The in-process store: a sharded hash map from key to per-policy
+// state, bounded by a maximum key count across all shards. No timer per key:
 // expired keys are reclaimed a few at a time as new keys arrive, and at the
 // bound a sampled least-recently-used key is evicted (an expired one first).
 #pragma once

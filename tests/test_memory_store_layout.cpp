@@ -48,9 +48,9 @@ TEST_CASE("memory layout: keys inline, at the edge and out of line",
   std::vector<std::string> keys;
   // 18 bytes fit inline; 19 and longer go out of line, up to the limiter's
   // largest max_key_len (65536) and past 16 bits of length.
-  for (size_t len : {size_t{1}, size_t{17}, size_t{18}, size_t{19},
-                     size_t{24}, size_t{300}, size_t{65535}, size_t{65536},
-                     size_t{70000}}) {
+  for (size_t len :
+       {size_t{1}, size_t{17}, size_t{18}, size_t{19}, size_t{24}, size_t{300},
+        size_t{65535}, size_t{65536}, size_t{70000}}) {
     keys.push_back(std::string(len, 'k'));
     keys.push_back(std::string(len - 1, 'k') + 'z');  // differs at the end
   }
@@ -75,7 +75,8 @@ TEST_CASE("memory layout: a short key moves out of line with a 2nd policy",
   const Policy a = make(Algorithm::gcra, 5, 60000);
   const Policy b = make(Algorithm::fixed_window, 7, 60000);
   const Policy c = make(Algorithm::token_bucket, 9, 60000);
-  for (const std::string key : {"", "u", "exactly-18-bytes!!", "a-key-of-24-bytes-------"}) {
+  for (const std::string key :
+       {"", "u", "exactly-18-bytes!!", "a-key-of-24-bytes-------"}) {
     INFO(key.size());
     REQUIRE(hit(s, key, a, kT0));  // one slot, inline if short
     const Policy both[] = {a, b};
@@ -107,8 +108,7 @@ TEST_CASE("memory layout: the table grows under a shard's keys", "[memory]") {
   REQUIRE(s.stats().live_keys == n);
   int wrong = 0;
   for (int i = 0; i < n; ++i)
-    if (remaining(s, "grow:" + std::to_string(i), p, kT0) != 4 - i % 4)
-      ++wrong;
+    if (remaining(s, "grow:" + std::to_string(i), p, kT0) != 4 - i % 4) ++wrong;
   CHECK(wrong == 0);
   CHECK(s.stats().evictions == 0);
 }
@@ -134,7 +134,8 @@ TEST_CASE("memory layout: churn of inserts and resets matches a map",
     }
     if (step % 5000 == 0) {
       REQUIRE(s.stats().live_keys == ref.size());
-      for (const auto &[k, n] : ref) REQUIRE(remaining(s, k, p, kT0) == 1000 - n);
+      for (const auto &[k, n] : ref)
+        REQUIRE(remaining(s, k, p, kT0) == 1000 - n);
     }
   }
   REQUIRE(s.stats().live_keys == ref.size());
@@ -150,8 +151,8 @@ TEST_CASE("memory layout: the bound holds with keys out of line and shards",
   MemoryStore s({2000, 8});
   const Policy p = make(Algorithm::gcra, 10, 3600 * 1000);
   for (int i = 0; i < 20000; ++i) {
-    const std::string key = (i % 2 ? std::string(40, 'x') : std::string("s")) +
-                            std::to_string(i);
+    const std::string key =
+        (i % 2 ? std::string(40, 'x') : std::string("s")) + std::to_string(i);
     REQUIRE(hit(s, key, p, kT0));
     if (i % 1000 == 0) REQUIRE(s.stats().live_keys <= 2000);
   }
@@ -161,8 +162,8 @@ TEST_CASE("memory layout: the bound holds with keys out of line and shards",
   CHECK(st.evictions >= 18000);
   int recent = 0;
   for (int i = 19900; i < 20000; ++i) {
-    const std::string key = (i % 2 ? std::string(40, 'x') : std::string("s")) +
-                            std::to_string(i);
+    const std::string key =
+        (i % 2 ? std::string(40, 'x') : std::string("s")) + std::to_string(i);
     if (remaining(s, key, p, kT0) == 9) ++recent;
   }
   CHECK(recent >= 95);

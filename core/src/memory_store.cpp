@@ -163,18 +163,13 @@ size_t mapped_bytes(uint64_t cap) noexcept {
   return (cap * sizeof(Entry) + kPage - 1) & ~(kPage - 1);
 }
 
-Entry *map_table(uint64_t cap) {
-  const size_t bytes = mapped_bytes(cap);
-  if (bytes < kHugePage) {
-    void *p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) throw std::bad_alloc();
-    return static_cast<Entry *>(p);
-  }
+// Maps `bytes` (a multiple of kPage) starting on a 2 MiB boundary, advised
+// to use transparent huge pages; nullptr if the kernel refuses.
+void *map_huge(size_t bytes, int flags) noexcept {
   const size_t span = bytes + kHugePage;
   void *p = mmap(nullptr, span, PROT_READ | PROT_WRITE,
-                 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (p == MAP_FAILED) throw std::bad_alloc();
+                 MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
   const uintptr_t base = reinterpret_cast<uintptr_t>(p);
   const uintptr_t start = (base + kHugePage - 1) & ~(kHugePage - 1);
   if (start > base) munmap(p, start - base);
@@ -183,7 +178,21 @@ Entry *map_table(uint64_t cap) {
 #ifdef MADV_HUGEPAGE
   madvise(reinterpret_cast<void *>(start), bytes, MADV_HUGEPAGE);
 #endif
-  return reinterpret_cast<Entry *>(start);
+  return reinterpret_cast<void *>(start);
+}
+
+Entry *map_table(uint64_t cap) {
+  const size_t bytes = mapped_bytes(cap);
+  void *p = nullptr;
+  if (bytes < kHugePage) {
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) p = nullptr;
+  } else {
+    p = map_huge(bytes, 0);
+  }
+  if (!p) throw std::bad_alloc();
+  return static_cast<Entry *>(p);
 }
 
 void unmap_table(Entry *t, uint64_t cap) noexcept {
@@ -221,6 +230,10 @@ struct alignas(64) MemoryStore::Shard {
   std::atomic<Entry *> table{nullptr};
   std::atomic<uint32_t> cap{0};
   uint32_t full_cap = kMinCapacity;  // room for this shard's share of max_keys
+  // This shard's part of the store's arena (full_cap entries), taken when
+  // the table grows to full_cap; nullptr once taken, or without an arena.
+  Entry *slice = nullptr;
+  Entry *in_slice = nullptr;  // the table, while it lives in the slice
   uint32_t count = 0;
   uint32_t clock = 0;
   uint64_t seed = 0;
@@ -235,7 +248,18 @@ struct alignas(64) MemoryStore::Shard {
     Entry *t = tab();
     const uint32_t c = capacity();
     for (uint32_t i = 0; i < c; ++i) release(t[i]);
-    unmap_table(t, c);
+    drop_table(t, c);
+  }
+
+  // The arena belongs to the store: a table there is given back with
+  // MADV_DONTNEED, not unmapped.
+  void drop_table(Entry *t, uint32_t c) noexcept {
+    if (t && t == in_slice) {
+      madvise(t, mapped_bytes(c), MADV_DONTNEED);
+      in_slice = nullptr;
+    } else {
+      unmap_table(t, c);
+    }
   }
 
   Entry *tab() const noexcept { return table.load(std::memory_order_relaxed); }
@@ -247,7 +271,8 @@ struct alignas(64) MemoryStore::Shard {
   // shard was chosen by the high bits), so capacities need not be powers of
   // two and the table can be sized to the bound.
   static uint32_t home(uint64_t h, uint32_t c) noexcept {
-    return static_cast<uint32_t>((static_cast<uint64_t>(static_cast<uint32_t>(h)) * c) >> 32);
+    return static_cast<uint32_t>(
+        (static_cast<uint64_t>(static_cast<uint32_t>(h)) * c) >> 32);
   }
   uint32_t home_of(const Entry &e, uint32_t c) const noexcept {
     return home(hash_bytes(e.key(), seed), c);
@@ -274,18 +299,25 @@ struct alignas(64) MemoryStore::Shard {
     }
   }
 
-  // Grows the table before an insert would push its load above 4/5: by
+  // Grows the table before an insert would push its load above 17/20: by
   // half, but first to exactly full_cap, the size for this shard's share of
-  // the bound (load about 7/10 there), so a store at its bound is not left
-  // in a half-empty table.
+  // the bound (load 4/5 there), so a store at its bound is not left in a
+  // half-empty table, and a shard may hold 6% over its share before the
+  // next growth.
   void reserve_one() {
     const uint32_t c = capacity();
-    if (c != 0 && (uint64_t{count} + 1) * 5 <= uint64_t{c} * 4) return;
+    if (c != 0 && (uint64_t{count} + 1) * 20 <= uint64_t{c} * 17) return;
     uint64_t want = c == 0 ? kMinCapacity : uint64_t{c} + c / 2;
     if (c < full_cap && want > full_cap) want = full_cap;
     want = std::min<uint64_t>(want, UINT32_MAX);
     if (want <= c) throw std::bad_alloc();
-    Entry *fresh = map_table(want);
+    Entry *fresh;
+    if (slice && want == full_cap) {
+      fresh = in_slice = slice;  // untouched, so all empty
+      slice = nullptr;
+    } else {
+      fresh = map_table(want);
+    }
     Entry *old = tab();
     const uint32_t n = static_cast<uint32_t>(want);
     for (uint32_t i = 0; i < c; ++i) {
@@ -297,7 +329,7 @@ struct alignas(64) MemoryStore::Shard {
     }
     table.store(fresh, std::memory_order_relaxed);
     cap.store(n, std::memory_order_relaxed);
-    unmap_table(old, c);
+    drop_table(old, c);
   }
 
   // Removes `victim` with backward-shift deletion: each entry after it in
@@ -314,8 +346,7 @@ struct alignas(64) MemoryStore::Shard {
       Entry &e = t[j];
       if (e.kind == kEmpty) break;
       const uint32_t h = home_of(e, c);
-      const bool stays =
-          hole < j ? (h > hole && h <= j) : (h > hole || h <= j);
+      const bool stays = hole < j ? (h > hole && h <= j) : (h > hole || h <= j);
       if (stays) continue;
       t[hole] = e;
       e.kind = kEmpty;
@@ -490,20 +521,39 @@ MemoryStore::MemoryStore(const MemoryStoreConfig &config) {
 
   std::random_device rd;
   seed_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
-  // Each shard's table is sized for its share of the bound at load 7/10.
+  // Each shard's table is sized for its share of the bound at load 4/5.
   const uint64_t share = (max_keys_ + n - 1) / n;
-  const uint64_t full = std::min<uint64_t>(UINT32_MAX, share * 10 / 7 + 1);
+  const uint64_t full = std::min<uint64_t>(UINT32_MAX, share * 5 / 4 + 1);
+  const uint32_t full_cap =
+      static_cast<uint32_t>(std::max<uint64_t>(kMinCapacity, full));
+  // The full-size tables of all shards side by side in one mapping (address
+  // space only until a shard grows into its part), so that at the bound
+  // nearly every table byte sits on a 2 MiB transparent huge page: shard
+  // tables of 1-2 MiB each would get none on their own. Without it (small
+  // stores, or a kernel that refuses the mapping) tables are mapped one by
+  // one.
+  const size_t slice_bytes = mapped_bytes(full_cap);
+  if (slice_bytes * n >= kHugePage && slice_bytes * n / n == slice_bytes) {
+    arena_ = map_huge(slice_bytes * n, MAP_NORESERVE);
+    if (arena_) arena_bytes_ = slice_bytes * n;
+  }
   shards_ = std::make_unique<Shard[]>(n);
   for (uint32_t i = 0; i < n; ++i) {
     Shard &s = shards_[i];
     s.total = &total_keys_;
     s.seed = seed_;
-    s.full_cap = static_cast<uint32_t>(std::max<uint64_t>(kMinCapacity, full));
+    s.full_cap = full_cap;
+    if (arena_)
+      s.slice = reinterpret_cast<Entry *>(static_cast<char *>(arena_) +
+                                          slice_bytes * i);
     s.rng = hash_mix(seed_ + i + 1) | 1;
   }
 }
 
-MemoryStore::~MemoryStore() = default;
+MemoryStore::~MemoryStore() {
+  shards_.reset();  // their tables may live in the arena
+  if (arena_) munmap(arena_, arena_bytes_);
+}
 
 uint32_t MemoryStore::shard_count() const noexcept {
   return 1u << shard_bits_;
@@ -540,7 +590,12 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
   {
     Entry *t = s.tab();
     const uint32_t c = s.capacity();
-    if (t) __builtin_prefetch(&t[Shard::home(h, c)], 1, 3);
+    if (t) {
+      // The home slot and the next: most keys sit at or one past home.
+      const uint32_t pos = Shard::home(h, c);
+      __builtin_prefetch(&t[pos], 1, 3);
+      if (pos + 1 < c) __builtin_prefetch(&t[pos + 1], 1, 3);
+    }
   }
   SpinGuard lock(s.mu);
   ++s.clock;

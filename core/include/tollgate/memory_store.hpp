@@ -9,6 +9,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -68,6 +69,8 @@ class MemoryStore {
   uint64_t max_keys_;
   std::atomic<uint64_t> total_keys_{0};
   uint32_t shard_bits_;
+  void *arena_ = nullptr;  // the shards' full-size tables, one mapping
+  size_t arena_bytes_ = 0;
   std::unique_ptr<Shard[]> shards_;
 };
 
