@@ -113,6 +113,9 @@ static_assert(sizeof(Entry) == 64, "one cache line per key");
 // the wait it avoids. state: 0 free, 1 held, 2 held with possible sleepers.
 class ShardLock {
  public:
+  bool held() const noexcept {
+    return state_.load(std::memory_order_relaxed) != 0;
+  }
   bool try_lock() noexcept {
     uint32_t expected = 0;
     return state_.compare_exchange_strong(
@@ -584,18 +587,17 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     throw std::length_error("memory store: key too long");
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
-  // Start the key's cache miss before waiting for the lock. The table may
-  // be replaced meanwhile; a prefetch never faults, and the lookup below
-  // reads the table again under the lock.
-  {
-    Entry *t = s.tab();
+  // Start the key's cache miss before taking the lock. The table may be
+  // replaced meanwhile; a prefetch never faults, and the lookup below reads
+  // the table again under the lock. Not while another thread holds the
+  // lock: that thread is likely writing the same line (one hot key), and
+  // pulling it away would slow its critical section.
+  if (Entry *t = s.tab(); t && !s.mu.held()) {
     const uint32_t c = s.capacity();
-    if (t) {
-      // The home slot and the next: most keys sit at or one past home.
-      const uint32_t pos = Shard::home(h, c);
-      __builtin_prefetch(&t[pos], 1, 3);
-      if (pos + 1 < c) __builtin_prefetch(&t[pos + 1], 1, 3);
-    }
+    // The home slot and the next: most keys sit at or one past home.
+    const uint32_t pos = Shard::home(h, c);
+    __builtin_prefetch(&t[pos], 0, 3);
+    if (pos + 1 < c) __builtin_prefetch(&t[pos + 1], 0, 3);
   }
   SpinGuard lock(s.mu);
   ++s.clock;
