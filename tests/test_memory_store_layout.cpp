@@ -168,3 +168,27 @@ TEST_CASE("memory layout: the bound holds with keys out of line and shards",
   }
   CHECK(recent >= 95);
 }
+
+TEST_CASE("memory layout: a shard grows into the store's arena", "[memory]") {
+  // 40,000 keys in one shard: its full-size table (50,001 lines, 3.2 MB)
+  // lives in the huge-page arena. The table grows from 16 slots into it,
+  // keeps every key across that move, then evicts at the bound.
+  MemoryStore s({40000, 1});
+  const Policy p = make(Algorithm::fixed_window, 5, 60000);
+  for (int i = 0; i < 40000; ++i)
+    REQUIRE(hit(s, "arena:" + std::to_string(i), p, kT0, 1 + i % 3));
+  int wrong = 0;
+  for (int i = 0; i < 40000; ++i)
+    if (remaining(s, "arena:" + std::to_string(i), p, kT0) != 4 - i % 3)
+      ++wrong;
+  CHECK(wrong == 0);
+  CHECK(s.stats().evictions == 0);
+  for (int i = 40000; i < 60000; ++i)
+    REQUIRE(hit(s, "arena:" + std::to_string(i), p, kT0));
+  CHECK(s.stats().live_keys == 40000);
+  CHECK(s.stats().evictions == 20000);
+  int recent = 0;
+  for (int i = 59000; i < 60000; ++i)
+    if (remaining(s, "arena:" + std::to_string(i), p, kT0) == 4) ++recent;
+  CHECK(recent >= 950);
+}
