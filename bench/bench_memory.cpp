@@ -7,12 +7,21 @@
 // doing the same lookup + GCRA update), so results can be read as ratios on
 // a noisy machine. It is not a test: it never fails because of speed.
 //
-// It uses nothing but tollgate.h. See docs/benchmarks.md.
+// It uses nothing but tollgate.h, except the A/B mode (--ab-rounds N),
+// which calls the store directly: the current MemoryStore against the
+// layout it replaced (bench/old_memory_store.cpp), alternately, N rounds on
+// the same keys, medians reported. See docs/benchmarks.md and bench/NOTES.md.
 //
 //   tollgate-bench-memory [--quick] [--json] [--duration SEC] [--keys N]
 //                         [--max-keys N] [--shards N] [--reps N] [--no-pin]
+//                         [--ab-rounds N]
 
 #include "tollgate.h"
+
+// The A/B mode only: both stores, called directly.
+#include "old_memory_store.hpp"
+#include "tollgate/memory_store.hpp"
+#include "tollgate/policy.hpp"
 
 #include <pthread.h>
 #include <sched.h>
@@ -51,13 +60,14 @@ struct Options {
   uint64_t keys = 1000000;  // distinct keys
   uint64_t max_keys = 0;    // 0: the key count
   uint32_t shards = 0;      // 0: library default
+  int ab_rounds = 0;        // > 0: old vs new store, that many rounds
 };
 
 [[noreturn]] void usage(const char *argv0) {
   std::fprintf(
       stderr,
       "usage: %s [--quick] [--json] [--duration SEC] [--keys N] "
-      "[--max-keys N] [--shards N] [--reps N] [--no-pin]\n"
+      "[--max-keys N] [--shards N] [--reps N] [--no-pin] [--ab-rounds N]\n"
       "  --quick      smoke run: 0.2 s per figure, 100,000 keys\n"
       "  --json       print JSON instead of the table\n"
       "  --duration   seconds per throughput figure (default 1.5)\n"
@@ -65,7 +75,8 @@ struct Options {
       "  --keys       distinct keys (default 1,000,000; max 8,999,999)\n"
       "  --max-keys   limiter max_keys (default: the key count)\n"
       "  --shards     limiter shards (default: library default)\n"
-      "  --no-pin     do not pin worker threads to CPUs\n",
+      "  --no-pin     do not pin worker threads to CPUs\n"
+      "  --ab-rounds  old vs new memory store, N alternating rounds\n",
       argv0);
   std::exit(2);
 }
@@ -97,6 +108,8 @@ Options parse(int argc, char **argv) {
       o.reps = std::atoi(next());
     else if (a == "--shards")
       o.shards = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
+    else if (a == "--ab-rounds")
+      o.ab_rounds = std::atoi(next());
     else
       usage(argv[0]);
   }
@@ -597,6 +610,7 @@ struct MemResult {
   int64_t rss_before = 0, rss_after = 0;
   uint64_t keys = 0, live_keys = 0, evictions = 0;
   double bytes_per_key = 0;
+  int64_t huge_bytes = 0;  // AnonHugePages (A/B mode only)
   int ok = 0;
 };
 
@@ -661,6 +675,306 @@ MemResult measure_memory(bool baseline, size_t key_len, uint64_t n,
   return r;
 }
 
+// ---- A/B: the store before and after the one-cache-line layout ----------
+
+// Both stores directly (no limiter, no policy cache): what differs between
+// them is the store alone. Every check reads CLOCK_REALTIME as the limiter
+// does, so per-check figures stay comparable with the rl_check ones.
+inline int64_t now_us() {
+  timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+tollgate::Policy ab_policy() {
+  rl_policy *h = allow_policy();
+  rl_policy_spec r = RL_POLICY_SPEC_INIT;
+  if (rl_policy_get(h, &r) != RL_OK) die("rl_policy_get failed");
+  rl_policy_release(h);
+  tollgate::Policy p{};
+  if (tollgate::make_policy(r.algorithm, r.limit, r.period_ms, r.burst, 0, p) !=
+      tollgate::Errc::ok)
+    die("make_policy failed");
+  return p;
+}
+
+template <class Store>
+inline int ab_check(Store &s, const tollgate::Policy &p, const char *key,
+                    size_t len, int64_t cost) {
+  tollgate::Outcome o;
+  return s.check(std::string_view(key, len),
+                 std::span<const tollgate::Policy>(&p, 1), now_us(), cost, &o);
+}
+
+struct AbFigures {
+  double keys_t1 = 0, keys_t2 = 0, hot_t1 = 0, hot_t2 = 0;  // checks/s
+  double keys_t1_cpu = 0, keys_t2_cpu = 0, hot_t1_cpu = 0, hot_t2_cpu = 0;
+  double keys_p50 = 0, keys_p99 = 0, hot_p50 = 0, hot_p99 = 0;
+  double keys_batch_p50 = 0;
+  double bytes16 = 0, bytes24 = 0;
+};
+
+// AnonHugePages of this process: table memory on transparent huge pages.
+int64_t anon_huge_bytes() {
+  FILE *f = std::fopen("/proc/self/smaps_rollup", "r");
+  if (!f) return -1;
+  char line[256];
+  int64_t kb = -1;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "AnonHugePages:", 14) == 0) {
+      kb = std::strtoll(line + 14, nullptr, 10);
+      break;
+    }
+  std::fclose(f);
+  return kb < 0 ? -1 : kb * 1024;
+}
+
+template <class Store, class Config>
+MemResult ab_mem_child(size_t key_len, uint64_t n, uint32_t shards) {
+  MemResult r;
+  r.keys = n;
+  char key[64];
+  const tollgate::Policy p = ab_policy();
+  r.rss_before = vm_rss_bytes();
+  auto *s = new Store(Config{n, shards});
+  for (uint64_t id = 0; id < n; ++id)
+    ab_check(*s, p, key, fixed_key(key, key_len, id), kWarmCost);
+  r.rss_after = vm_rss_bytes();
+  r.huge_bytes = anon_huge_bytes();
+  r.live_keys = s->stats().live_keys;
+  r.evictions = s->stats().evictions;
+  r.bytes_per_key =
+      static_cast<double>(r.rss_after - r.rss_before) / static_cast<double>(n);
+  r.ok = 1;
+  return r;  // not destroyed: the child exits right away
+}
+
+template <class Store, class Config>
+MemResult ab_memory(size_t key_len, uint64_t n, uint32_t shards) {
+  int fds[2];
+  if (pipe(fds) != 0) die("pipe failed");
+  std::fflush(nullptr);
+  pid_t pid = fork();
+  if (pid < 0) die("fork failed");
+  if (pid == 0) {
+    close(fds[0]);
+    MemResult r = ab_mem_child<Store, Config>(key_len, n, shards);
+    ssize_t w = write(fds[1], &r, sizeof r);
+    _exit(w == static_cast<ssize_t>(sizeof r) ? 0 : 1);
+  }
+  close(fds[1]);
+  MemResult r;
+  ssize_t got = read(fds[0], &r, sizeof r);
+  close(fds[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  if (got != static_cast<ssize_t>(sizeof r) || !r.ok)
+    die("memory child failed");
+  return r;
+}
+
+struct AbKeys {
+  KeyBuf ins, all, half[2];
+};
+
+template <class Store, class Config>
+AbFigures ab_round(const Options &opt, const AbKeys &k,
+                   const TimerOverhead &ovh, size_t samples) {
+  AbFigures f;
+  const tollgate::Policy p = ab_policy();
+  const char *const hot = "user:hotkey1";
+  const size_t hot_len = std::strlen(hot);
+  {
+    auto *s = new Store(Config{k.ins.n, opt.shards});
+    for (size_t i = 0; i < k.ins.n; ++i)
+      if (!ab_check(*s, p, k.ins.key(i), kKeyLen, kWarmCost))
+        die("first call on a key denied");
+    auto body = [&](int threads) {
+      return [&, threads](int t, size_t &pos, uint64_t &ok) {
+        const KeyBuf &kb = threads == 1 ? k.all : k.half[t];
+        for (int c = 0; c < kChunk; ++c) {
+          ok += ab_check(*s, p, kb.key(pos), kKeyLen, 1);
+          if (++pos == kb.n) pos = 0;
+        }
+      };
+    };
+    const auto [t1, t2] = measure_pair(opt, body(1), body(2));
+    f.keys_t1 = t1.ops_per_s;
+    f.keys_t2 = t2.ops_per_s;
+    f.keys_t1_cpu = t1.cpu_ns_per_call;
+    f.keys_t2_cpu = t2.cpu_ns_per_call;
+    size_t lpos = 0;
+    const Latency L = measure_latency(samples, ovh, [&](size_t) {
+      ab_check(*s, p, k.all.key(lpos), kKeyLen, 1);
+      if (++lpos == k.all.n) lpos = 0;
+    });
+    f.keys_p50 = L.p50;
+    f.keys_p99 = L.p99;
+    f.keys_batch_p50 = L.batch_p50;
+    if (s->stats().evictions != 0) die("A/B: evictions in the key run");
+    delete s;
+  }
+  {
+    auto *s = new Store(Config{k.ins.n, opt.shards});
+    ab_check(*s, p, hot, hot_len, kWarmCost);
+    auto body = [&](int, size_t &, uint64_t &ok) {
+      for (int c = 0; c < kChunk; ++c) ok += ab_check(*s, p, hot, hot_len, 1);
+    };
+    const auto [t1, t2] = measure_pair(opt, body, body);
+    f.hot_t1 = t1.ops_per_s;
+    f.hot_t2 = t2.ops_per_s;
+    f.hot_t1_cpu = t1.cpu_ns_per_call;
+    f.hot_t2_cpu = t2.cpu_ns_per_call;
+    const Latency L = measure_latency(
+        samples, ovh, [&](size_t) { ab_check(*s, p, hot, hot_len, 1); });
+    f.hot_p50 = L.p50;
+    f.hot_p99 = L.p99;
+    delete s;
+  }
+  return f;
+}
+
+double median_of(std::vector<AbFigures> &v, double AbFigures::*m) {
+  std::vector<double> x;
+  for (const AbFigures &f : v) x.push_back(f.*m);
+  std::sort(x.begin(), x.end());
+  return x[x.size() / 2];
+}
+
+int run_ab(const Options &opt) {
+  const double load_start = loadavg1();
+  const int64_t t0 = now_ns();
+  std::fprintf(stderr, "A/B: %d rounds, %" PRIu64 " keys, loadavg %.2f\n",
+               opt.ab_rounds, opt.keys, load_start);
+  // Bytes per key first, in children forked before this process allocates
+  // anything large (a child's allocator could otherwise reuse memory the
+  // parent freed, already resident, and look cheaper than it is).
+  std::vector<double> mem[2][2];  // [new][24-byte]
+  double huge_new = 0;
+  for (int r = 0; r < opt.ab_rounds; ++r)
+    for (int side = 0; side < 2; ++side) {
+      const bool is_new = (side == 0) == (r % 2 == 1);
+      for (int l = 0; l < 2; ++l) {
+        const size_t len = l ? 24 : 16;
+        const MemResult m =
+            is_new
+                ? ab_memory<tollgate::MemoryStore, tollgate::MemoryStoreConfig>(
+                      len, opt.keys, opt.shards)
+                : ab_memory<tollgate_old::OldMemoryStore,
+                            tollgate_old::OldMemoryStoreConfig>(len, opt.keys,
+                                                                opt.shards);
+        mem[is_new][l].push_back(m.bytes_per_key);
+        if (is_new) huge_new = static_cast<double>(m.huge_bytes);
+      }
+    }
+  AbKeys k;
+  k.ins = make_keys(opt.keys, 1, 0, false, 0);
+  k.all = make_keys(opt.keys, 1, 0, true, 1);
+  k.half[0] = make_keys(opt.keys, 2, 0, true, 2);
+  k.half[1] = make_keys(opt.keys, 2, 1, true, 3);
+  const size_t samples =
+      static_cast<size_t>(std::min<uint64_t>(opt.keys, 1000000));
+  const TimerOverhead ovh = measure_timer_overhead(samples);
+  const double dram_ns = memory_latency_ns(opt.quick);
+  std::vector<AbFigures> olds, news;
+  std::vector<double> loads;
+  for (int r = 0; r < opt.ab_rounds; ++r) {
+    // Alternate which store goes first, so drift hits both alike.
+    for (int side = 0; side < 2; ++side) {
+      const bool is_new = (side == 0) == (r % 2 == 1);
+      std::fprintf(stderr, "  [%5.1f s] round %d, %s store (load %.2f)\n",
+                   static_cast<double>(now_ns() - t0) / 1e9, r + 1,
+                   is_new ? "new" : "old", loadavg1());
+      if (is_new)
+        news.push_back(
+            ab_round<tollgate::MemoryStore, tollgate::MemoryStoreConfig>(
+                opt, k, ovh, samples));
+      else
+        olds.push_back(
+            ab_round<tollgate_old::OldMemoryStore,
+                     tollgate_old::OldMemoryStoreConfig>(opt, k, ovh, samples));
+      loads.push_back(loadavg1());
+    }
+  }
+  for (size_t r = 0; r < olds.size(); ++r) {
+    olds[r].bytes16 = mem[0][0][r];
+    olds[r].bytes24 = mem[0][1][r];
+    news[r].bytes16 = mem[1][0][r];
+    news[r].bytes24 = mem[1][1][r];
+  }
+  const double load_end = loadavg1();
+  std::printf(
+      "tollgate-bench-memory --ab-rounds %d: store A/B, old layout (slab + "
+      "index table) vs new (one cache line per key)\n"
+      "%" PRIu64
+      " keys of 12 bytes, one GCRA policy that never denies, shards %s, "
+      "%.2f s per throughput figure (median of %d), medians of %d rounds\n"
+      "random memory load %.0f ns; timer overhead p50 %.0f ns (subtracted); "
+      "loadavg start %.2f, end %.2f\n\n",
+      opt.ab_rounds, opt.keys,
+      opt.shards ? std::to_string(opt.shards).c_str() : "default", opt.duration,
+      opt.reps, opt.ab_rounds, dram_ns, ovh.p50, load_start, load_end);
+  struct Line {
+    const char *name;
+    double AbFigures::*v;
+    double AbFigures::*cpu;
+    bool higher_better;
+  };
+  const Line lines[] = {
+      {"1M keys, 1 thread, checks/s", &AbFigures::keys_t1,
+       &AbFigures::keys_t1_cpu, true},
+      {"1M keys, 2 threads, checks/s", &AbFigures::keys_t2,
+       &AbFigures::keys_t2_cpu, true},
+      {"hot key, 1 thread, checks/s", &AbFigures::hot_t1,
+       &AbFigures::hot_t1_cpu, true},
+      {"hot key, 2 threads, checks/s", &AbFigures::hot_t2,
+       &AbFigures::hot_t2_cpu, true},
+      {"1M keys, p50 ns per check", &AbFigures::keys_p50,
+       &AbFigures::keys_t1_cpu, false},
+      {"1M keys, p99 ns per check", &AbFigures::keys_p99,
+       &AbFigures::keys_t1_cpu, false},
+      {"1M keys, batch-of-64 p50 ns", &AbFigures::keys_batch_p50,
+       &AbFigures::keys_t1_cpu, false},
+      {"hot key, p50 ns per check", &AbFigures::hot_p50, &AbFigures::hot_t1_cpu,
+       false},
+      {"hot key, p99 ns per check", &AbFigures::hot_p99, &AbFigures::hot_t1_cpu,
+       false},
+      {"bytes per key, 16-byte keys", &AbFigures::bytes16, nullptr, false},
+      {"bytes per key, 24-byte keys", &AbFigures::bytes24, nullptr, false},
+  };
+  std::printf("%-32s %12s %8s %12s %8s %9s\n", "", "old", "CPU ns", "new",
+              "CPU ns", "new/old");
+  for (const Line &l : lines) {
+    const double o = median_of(olds, l.v), n = median_of(news, l.v);
+    const bool rate = l.higher_better;
+    char ob[32], nb[32], oc[16] = "-", nc[16] = "-";
+    if (rate) {
+      std::snprintf(ob, sizeof ob, "%.2f M", o / 1e6);
+      std::snprintf(nb, sizeof nb, "%.2f M", n / 1e6);
+    } else {
+      std::snprintf(ob, sizeof ob, "%.1f", o);
+      std::snprintf(nb, sizeof nb, "%.1f", n);
+    }
+    if (l.cpu) {
+      std::snprintf(oc, sizeof oc, "%.1f", median_of(olds, l.cpu));
+      std::snprintf(nc, sizeof nc, "%.1f", median_of(news, l.cpu));
+    }
+    std::printf("%-32s %12s %8s %12s %8s %8.2fx\n", l.name, ob, oc, nb, nc,
+                o > 0 ? n / o : 0.0);
+  }
+  std::printf("\nper round (old | new): 1M-key p50 ns, 1T M checks/s\n");
+  for (size_t r = 0; r < olds.size(); ++r)
+    std::printf("  round %zu: %.0f, %.2f | %.0f, %.2f   (load after %.2f)\n",
+                r + 1, olds[r].keys_p50, olds[r].keys_t1 / 1e6,
+                news[r].keys_p50, news[r].keys_t1 / 1e6, loads[2 * r + 1]);
+  std::printf(
+      "CPU ns: workers' CPU time per check in the throughput run "
+      "(beside a latency: of the 1-thread run)\n"
+      "new store's tables on transparent huge pages: %.1f MiB\n",
+      huge_new / 1048576.0);
+  return 0;
+}
+
 // ---- Output ---------------------------------------------------------------
 
 struct Row {
@@ -680,6 +994,7 @@ double frac_allowed(const Stat &t) {
 
 int main(int argc, char **argv) {
   const Options opt = parse(argc, argv);
+  if (opt.ab_rounds > 0) return run_ab(opt);
   const uint64_t N = opt.keys;
   const size_t samples = static_cast<size_t>(std::min<uint64_t>(N, 1000000));
   const int64_t run_t0 = now_ns();

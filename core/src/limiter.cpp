@@ -14,6 +14,9 @@
 #include "tollgate/redis/url.hpp"
 
 namespace tollgate {
+
+static_assert(kMaxMaxKeyLen < MemoryStore::kMaxKeyLen,
+              "the memory store must hold the longest key a check accepts");
 namespace {
 
 // Index of the calling thread's counter stripe, fixed per thread.

@@ -1,27 +1,36 @@
 #include "tollgate/memory_store.hpp"
 
+#include <sys/mman.h>
+
 #include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <mutex>
 #include <new>
 #include <random>
+#include <stdexcept>
 #include <thread>
-#include <vector>
 
 #include "tollgate/hash.hpp"
 
 namespace tollgate {
 namespace {
 
-constexpr uint32_t kInlineKey = 24;  // keys up to this size need no heap
-constexpr uint32_t kFree = UINT32_MAX;
-constexpr uint32_t kNone = UINT32_MAX;
-constexpr uint32_t kChunkBits = 10;  // slab chunks of 1024 entries
-constexpr uint32_t kChunkSize = 1u << kChunkBits;
+// Each key is one 64-byte cache line in its shard's open-addressing table:
+// the key (inline up to kInlineKey bytes), the first policy's state and its
+// expiry, so finding a key at 1 M keys costs one dependent cache miss.
+constexpr uint32_t kInlineKey = 18;
+// Entry::kind: kEmpty marks an unused table slot (a fresh mapping is all
+// zeros, so all empty); 1 + length marks a key kept inline; kSpilled (with
+// the key length's bits above 16) a key kept out of line.
+constexpr uint8_t kEmpty = 0;
+constexpr uint8_t kSpilled = 0x80;
 constexpr uint16_t kMaxSlots = 32;  // policies remembered per key
 constexpr int kEvictionSamples = 8;
 constexpr int kReclaimSamples = 2;
+constexpr uint32_t kMinCapacity = 16;
+constexpr size_t kPage = 4096;
+constexpr size_t kHugePage = size_t{2} << 20;
 
 struct Slot {
   uint64_t policy_id;
@@ -29,33 +38,73 @@ struct Slot {
   State state;
 };
 
-// 96 bytes. Entries live in a chunked slab and are never moved, so the hash
-// table holds 32-bit indices plus 32 bits of hash.
-struct Entry {
-  uint64_t hash;
-  uint32_t key_len;    // kFree marks a free entry
-  uint32_t last_used;  // the shard's access counter at the last touch
-  uint32_t next_free;
-  uint16_t nslots;
-  uint16_t extra_cap;
-  union {
-    char inline_key[kInlineKey];
-    char *heap_key;
-  } k;
-  Slot slot0;
-  Slot *extra;  // slots 1 .. nslots-1
+// Slots 1 .. nslots-1 of a key with several policies, out of line.
+struct Extra {
+  uint32_t cap;
+  uint32_t unused;
+  Slot *slots() noexcept { return reinterpret_cast<Slot *>(this + 1); }
+};
 
-  const char *key() const noexcept {
-    return key_len <= kInlineKey ? k.inline_key : k.heap_key;
+// A key that is longer than kInlineKey, or that holds more than one policy,
+// keeps its bytes and its extra slots out of line; the entry then holds
+// (unaligned, hence memcpy) the key pointer, the Extra pointer and the low
+// 16 bits of the key length.
+struct Spilled {
+  char *key;
+  Extra *extra;
+  uint16_t len_low;
+};
+
+struct alignas(64) Entry {
+  Slot slot0;
+  uint32_t last_used;  // the shard's access counter at the last touch
+  uint8_t kind;
+  uint8_t nslots;
+  char bytes[kInlineKey];  // the key, or a Spilled
+
+  bool spilled() const noexcept { return kind >= kSpilled; }
+  Spilled spill() const noexcept {
+    Spilled s;
+    std::memcpy(&s.key, bytes, 8);
+    std::memcpy(&s.extra, bytes + 8, 8);
+    std::memcpy(&s.len_low, bytes + 16, 2);
+    return s;
   }
-  Slot &slot(uint32_t i) noexcept { return i == 0 ? slot0 : extra[i - 1]; }
+  void set_spill(char *key, Extra *extra, size_t len) noexcept {
+    kind = static_cast<uint8_t>(kSpilled | (len >> 16));
+    const uint16_t low = static_cast<uint16_t>(len);
+    std::memcpy(bytes, &key, 8);
+    std::memcpy(bytes + 8, &extra, 8);
+    std::memcpy(bytes + 16, &low, 2);
+  }
+  std::string_view key() const noexcept {
+    if (!spilled()) return {bytes, kind - 1u};
+    const Spilled s = spill();
+    return {s.key, (static_cast<size_t>(kind & 0x7f) << 16) | s.len_low};
+  }
+  bool holds(std::string_view k) const noexcept {
+    if (!spilled())
+      return kind == k.size() + 1 &&
+             (k.empty() || std::memcmp(bytes, k.data(), k.size()) == 0);
+    const std::string_view mine = key();
+    return mine.size() == k.size() &&
+           (k.empty() || std::memcmp(mine.data(), k.data(), k.size()) == 0);
+  }
+  Extra *extra() const noexcept { return spilled() ? spill().extra : nullptr; }
+  uint32_t extra_cap() const noexcept {
+    const Extra *x = extra();
+    return x ? x->cap : 0;
+  }
+  Slot &slot(uint32_t i) noexcept {
+    return i == 0 ? slot0 : spill().extra->slots()[i - 1];
+  }
   bool expired(int64_t now) noexcept {
     for (uint32_t i = 0; i < nslots; ++i)
       if (slot(i).expires_at > now) return false;
     return true;
   }
 };
-static_assert(sizeof(Entry) == 96, "keep the per-key footprint small");
+static_assert(sizeof(Entry) == 64, "one cache line per key");
 
 // The shard lock: a futex-style mutex whose uncontended lock and unlock are
 // one atomic instruction each, inline (std::mutex goes through
@@ -64,6 +113,9 @@ static_assert(sizeof(Entry) == 96, "keep the per-key footprint small");
 // the wait it avoids. state: 0 free, 1 held, 2 held with possible sleepers.
 class ShardLock {
  public:
+  bool held() const noexcept {
+    return state_.load(std::memory_order_relaxed) != 0;
+  }
   bool try_lock() noexcept {
     uint32_t expected = 0;
     return state_.compare_exchange_strong(
@@ -105,17 +157,89 @@ uint32_t round_pow2(uint64_t v) {
   return p;
 }
 
+// Tables are mapped, not allocated: a fresh mapping reads as all empty
+// slots without being written, and a table of 2 MiB or more starts on a
+// 2 MiB boundary and is advised to use transparent huge pages, so random
+// lookups over a large table miss the TLB far less (one entry per 2 MiB
+// instead of per 4 KiB).
+size_t mapped_bytes(uint64_t cap) noexcept {
+  return (cap * sizeof(Entry) + kPage - 1) & ~(kPage - 1);
+}
+
+// Maps `bytes` (a multiple of kPage) starting on a 2 MiB boundary, advised
+// to use transparent huge pages; nullptr if the kernel refuses.
+void *map_huge(size_t bytes, int flags) noexcept {
+  const size_t span = bytes + kHugePage;
+  void *p = mmap(nullptr, span, PROT_READ | PROT_WRITE,
+                 MAP_PRIVATE | MAP_ANONYMOUS | flags, -1, 0);
+  if (p == MAP_FAILED) return nullptr;
+  const uintptr_t base = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t start = (base + kHugePage - 1) & ~(kHugePage - 1);
+  if (start > base) munmap(p, start - base);
+  const size_t tail = span - (start - base) - bytes;
+  if (tail > 0) munmap(reinterpret_cast<void *>(start + bytes), tail);
+#ifdef MADV_HUGEPAGE
+  madvise(reinterpret_cast<void *>(start), bytes, MADV_HUGEPAGE);
+#endif
+  return reinterpret_cast<void *>(start);
+}
+
+Entry *map_table(uint64_t cap) {
+  const size_t bytes = mapped_bytes(cap);
+  void *p = nullptr;
+  if (bytes < kHugePage) {
+    p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE,
+             MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) p = nullptr;
+  } else {
+    p = map_huge(bytes, 0);
+  }
+  if (!p) throw std::bad_alloc();
+  return static_cast<Entry *>(p);
+}
+
+void unmap_table(Entry *t, uint64_t cap) noexcept {
+  if (t) munmap(t, mapped_bytes(cap));
+}
+
+// Frees what an entry holds out of line and marks its slot empty.
+void release(Entry &e) noexcept {
+  if (e.spilled()) {
+    const Spilled s = e.spill();
+    delete[] s.key;
+    ::operator delete(s.extra);
+  }
+  e.kind = kEmpty;
+  e.nslots = 0;
+}
+
+Extra *new_extra(uint32_t cap) {
+  void *mem = ::operator new(sizeof(Extra) + cap * sizeof(Slot));
+  Extra *x = ::new (mem) Extra{cap, 0};
+  return x;
+}
+
+char *copy_key(std::string_view key) {
+  char *p = new char[key.empty() ? 1 : key.size()];
+  if (!key.empty()) std::memcpy(p, key.data(), key.size());
+  return p;
+}
+
 }  // namespace
 
 struct alignas(64) MemoryStore::Shard {
   ShardLock mu;
-  std::vector<uint64_t> table;  // (low 32 hash bits << 32) | (index + 1)
-  uint64_t mask = 0;
-  std::vector<std::unique_ptr<Entry[]>> chunks;
-  uint32_t slab_size = 0;  // entries ever handed out (high-water mark)
-  uint32_t free_head = kNone;
+  // Written under the lock; read without it only to prefetch a slot.
+  std::atomic<Entry *> table{nullptr};
+  std::atomic<uint32_t> cap{0};
+  uint32_t full_cap = kMinCapacity;  // room for this shard's share of max_keys
+  // This shard's part of the store's arena (full_cap entries), taken when
+  // the table grows to full_cap; nullptr once taken, or without an arena.
+  Entry *slice = nullptr;
+  Entry *in_slice = nullptr;  // the table, while it lives in the slice
   uint32_t count = 0;
   uint32_t clock = 0;
+  uint64_t seed = 0;
   uint64_t rng = 0;
   uint64_t evictions = 0;
   uint64_t reclaimed = 0;
@@ -124,19 +248,37 @@ struct alignas(64) MemoryStore::Shard {
   std::atomic<uint64_t> *total = nullptr;  // the store's key count
 
   ~Shard() {
-    for (uint32_t i = 0; i < slab_size; ++i) release(at(i));
+    Entry *t = tab();
+    const uint32_t c = capacity();
+    for (uint32_t i = 0; i < c; ++i) release(t[i]);
+    drop_table(t, c);
   }
 
-  Entry &at(uint32_t i) noexcept {
-    return chunks[i >> kChunkBits][i & (kChunkSize - 1)];
+  // The arena belongs to the store: a table there is given back with
+  // MADV_DONTNEED, not unmapped.
+  void drop_table(Entry *t, uint32_t c) noexcept {
+    if (t && t == in_slice) {
+      madvise(t, mapped_bytes(c), MADV_DONTNEED);
+      in_slice = nullptr;
+    } else {
+      unmap_table(t, c);
+    }
   }
 
-  static void release(Entry &e) noexcept {
-    if (e.key_len == kFree) return;
-    if (e.key_len > kInlineKey) delete[] e.k.heap_key;
-    delete[] e.extra;
-    e.extra = nullptr;
-    e.key_len = kFree;
+  Entry *tab() const noexcept { return table.load(std::memory_order_relaxed); }
+  uint32_t capacity() const noexcept {
+    return cap.load(std::memory_order_relaxed);
+  }
+
+  // A key's home slot: the low 32 hash bits scaled to the capacity (the
+  // shard was chosen by the high bits), so capacities need not be powers of
+  // two and the table can be sized to the bound.
+  static uint32_t home(uint64_t h, uint32_t c) noexcept {
+    return static_cast<uint32_t>(
+        (static_cast<uint64_t>(static_cast<uint32_t>(h)) * c) >> 32);
+  }
+  uint32_t home_of(const Entry &e, uint32_t c) const noexcept {
+    return home(hash_bytes(e.key(), seed), c);
   }
 
   uint64_t next_random() noexcept {  // xorshift64
@@ -146,91 +288,96 @@ struct alignas(64) MemoryStore::Shard {
     return rng;
   }
 
-  static uint32_t tag_of(uint64_t h) noexcept {
-    return static_cast<uint32_t>(h);
-  }
-
-  uint32_t find(uint64_t h, std::string_view key) noexcept {
-    if (table.empty()) return kNone;
-    const uint32_t tag = tag_of(h);
-    for (uint64_t pos = h & mask;; pos = (pos + 1) & mask) {
-      const uint64_t v = table[pos];
-      if (v == 0) return kNone;
-      if (static_cast<uint32_t>(v >> 32) == tag) {
-        const uint32_t idx = static_cast<uint32_t>(v) - 1;
-        Entry &e = at(idx);
-        if (e.hash == h && e.key_len == key.size() &&
-            std::memcmp(e.key(), key.data(), key.size()) == 0)
-          return idx;
-      }
+  // Linear probing from the home slot: the probe's next slots share the
+  // cache line's page and are usually one line away.
+  Entry *find(uint64_t h, std::string_view key) noexcept {
+    const uint32_t c = capacity();
+    if (c == 0) return nullptr;
+    Entry *t = tab();
+    for (uint32_t pos = home(h, c);;) {
+      Entry &e = t[pos];
+      if (e.kind == kEmpty) return nullptr;
+      if (e.holds(key)) return &e;
+      if (++pos == c) pos = 0;
     }
   }
 
-  // The low 32 hash bits are both the tag and the home position (tables
-  // never exceed 2^32 slots), so rehashing needs no entry reads.
-  void table_put(uint32_t tag, uint32_t idx) noexcept {
-    uint64_t pos = tag & mask;
-    while (table[pos] != 0) pos = (pos + 1) & mask;
-    table[pos] = (static_cast<uint64_t>(tag) << 32) | (idx + 1);
-  }
-
-  // Grows the table before an insert would push its load above 3/4.
+  // Grows the table before an insert would push its load above 17/20: by
+  // half, but first to exactly full_cap, the size for this shard's share of
+  // the bound (load 4/5 there), so a store at its bound is not left in a
+  // half-empty table, and a shard may hold 6% over its share before the
+  // next growth.
   void reserve_one() {
-    if (!table.empty() && (count + 1) * 4 <= table.size() * 3) return;
-    const size_t size = table.empty() ? 16 : table.size() * 2;
-    std::vector<uint64_t> old(size, 0);
-    old.swap(table);
-    mask = size - 1;
-    for (uint64_t v : old)
-      if (v != 0)
-        table_put(static_cast<uint32_t>(v >> 32), static_cast<uint32_t>(v) - 1);
-  }
-
-  // Removes index `idx` from the table with backward-shift deletion, so the
-  // table never holds tombstones.
-  void table_erase(uint64_t h, uint32_t idx) noexcept {
-    uint64_t i = h & mask;
-    while (static_cast<uint32_t>(table[i]) != idx + 1) i = (i + 1) & mask;
-    table[i] = 0;
-    for (uint64_t j = (i + 1) & mask; table[j] != 0; j = (j + 1) & mask) {
-      const uint64_t home = (table[j] >> 32) & mask;
-      // Move j back to the hole at i unless its home lies in (i, j].
-      const bool stays =
-          (i < j) ? (home > i && home <= j) : (home > i || home <= j);
-      if (!stays) {
-        table[i] = table[j];
-        table[j] = 0;
-        i = j;
-      }
+    const uint32_t c = capacity();
+    if (c != 0 && (uint64_t{count} + 1) * 20 <= uint64_t{c} * 17) return;
+    uint64_t want = c == 0 ? kMinCapacity : uint64_t{c} + c / 2;
+    if (c < full_cap && want > full_cap) want = full_cap;
+    want = std::min<uint64_t>(want, UINT32_MAX);
+    if (want <= c) throw std::bad_alloc();
+    Entry *fresh;
+    if (slice && want == full_cap) {
+      fresh = in_slice = slice;  // untouched, so all empty
+      slice = nullptr;
+    } else {
+      fresh = map_table(want);
     }
+    Entry *old = tab();
+    const uint32_t n = static_cast<uint32_t>(want);
+    for (uint32_t i = 0; i < c; ++i) {
+      if (old[i].kind == kEmpty) continue;
+      uint32_t pos = home_of(old[i], n);
+      while (fresh[pos].kind != kEmpty)
+        if (++pos == n) pos = 0;
+      fresh[pos] = old[i];
+    }
+    table.store(fresh, std::memory_order_relaxed);
+    cap.store(n, std::memory_order_relaxed);
+    drop_table(old, c);
   }
 
-  void free_entry(uint32_t idx) noexcept {
-    Entry &e = at(idx);
-    table_erase(e.hash, idx);
-    release(e);
-    e.next_free = free_head;
-    free_head = idx;
+  // Removes `victim` with backward-shift deletion: each entry after it in
+  // the probe run moves back into the hole unless that would put it before
+  // its home, so the table never holds tombstones and every remaining key
+  // stays reachable from its home.
+  void erase(Entry &victim) noexcept {
+    release(victim);
+    Entry *t = tab();
+    const uint32_t c = capacity();
+    uint32_t hole = static_cast<uint32_t>(&victim - t);
+    for (uint32_t j = hole;;) {
+      if (++j == c) j = 0;
+      Entry &e = t[j];
+      if (e.kind == kEmpty) break;
+      const uint32_t h = home_of(e, c);
+      const bool stays = hole < j ? (h > hole && h <= j) : (h > hole || h <= j);
+      if (stays) continue;
+      t[hole] = e;
+      e.kind = kEmpty;
+      e.nslots = 0;
+      hole = j;
+    }
     --count;
     total->fetch_sub(1, std::memory_order_relaxed);
   }
 
-  // Picks a random live entry, or kNone after a few misses.
-  uint32_t sample() noexcept {
+  // Picks a random live entry, or nullptr after a few misses.
+  Entry *sample() noexcept {
+    const uint32_t c = capacity();
+    if (c == 0) return nullptr;
     for (int tries = 0; tries < 4; ++tries) {
-      const uint32_t idx = static_cast<uint32_t>(next_random() % slab_size);
-      if (at(idx).key_len != kFree) return idx;
+      Entry &e = tab()[next_random() % c];
+      if (e.kind != kEmpty) return &e;
     }
-    return kNone;
+    return nullptr;
   }
 
   // A few random probes free expired keys: the cost is spread over inserts
   // and no timer per key is needed.
   void reclaim_some(int64_t now) noexcept {
     for (int i = 0; i < kReclaimSamples && count > 0; ++i) {
-      const uint32_t idx = sample();
-      if (idx != kNone && at(idx).expired(now)) {
-        free_entry(idx);
+      Entry *e = sample();
+      if (e && e->expired(now)) {
+        erase(*e);
         ++reclaimed;
       }
     }
@@ -239,71 +386,62 @@ struct alignas(64) MemoryStore::Shard {
   // At the bound: among sampled keys, an expired one goes first, else the
   // least recently used of the sample (Redis's approximated LRU).
   void evict_one(int64_t now) noexcept {
-    uint32_t victim = kNone;
+    Entry *victim = nullptr;
     uint32_t oldest_age = 0;
     for (int i = 0; i < kEvictionSamples; ++i) {
-      const uint32_t idx = sample();
-      if (idx == kNone) continue;
-      Entry &e = at(idx);
-      if (e.expired(now)) {
-        victim = idx;
+      Entry *e = sample();
+      if (!e) continue;
+      if (e->expired(now)) {
+        victim = e;
         ++reclaimed;
         break;
       }
-      const uint32_t age = clock - e.last_used;
-      if (victim == kNone || age > oldest_age) {
-        victim = idx;
+      const uint32_t age = clock - e->last_used;
+      if (!victim || age > oldest_age) {
+        victim = e;
         oldest_age = age;
       }
     }
-    if (victim == kNone) {  // unlucky samples: take the first live entry
-      for (uint32_t i = 0; i < slab_size; ++i)
-        if (at(i).key_len != kFree) {
-          victim = i;
+    if (!victim) {  // unlucky samples: take the first live entry
+      Entry *t = tab();
+      for (uint32_t i = 0; i < capacity(); ++i)
+        if (t[i].kind != kEmpty) {
+          victim = &t[i];
           break;
         }
     }
-    if (victim == kNone) return;
-    if (!at(victim).expired(now)) ++evictions;
-    free_entry(victim);
+    if (!victim) return;
+    if (!victim->expired(now)) ++evictions;
+    erase(*victim);
   }
 
-  // Inserts a new key (not present) once `reserve_slot` made room for it in
-  // the store's total. May throw std::bad_alloc (the reservation is then
-  // returned by the caller).
-  uint32_t insert(uint64_t h, std::string_view key) {
-    reserve_one();
-    if (free_head == kNone && (slab_size & (kChunkSize - 1)) == 0 &&
-        (slab_size >> kChunkBits) >= chunks.size()) {
-      chunks.emplace_back(new Entry[kChunkSize]);
+  // Inserts a new key (not present) once the caller counted it in the
+  // store's total. May throw std::bad_alloc before changing anything (the
+  // reservation is then returned by the caller).
+  Entry &insert(uint64_t h, std::string_view key) {
+    char *out = key.size() > kInlineKey ? copy_key(key) : nullptr;
+    try {
+      reserve_one();
+    } catch (...) {
+      delete[] out;
+      throw;
     }
-    char *heap = nullptr;
-    if (key.size() > kInlineKey) heap = new char[key.size()];
-
-    uint32_t idx;
-    if (free_head != kNone) {
-      idx = free_head;
-      free_head = at(idx).next_free;
-    } else {
-      idx = slab_size++;
-    }
-    Entry &e = at(idx);
-    e.hash = h;
-    e.key_len = static_cast<uint32_t>(key.size());
+    Entry *t = tab();
+    const uint32_t c = capacity();
+    uint32_t pos = home(h, c);
+    while (t[pos].kind != kEmpty)
+      if (++pos == c) pos = 0;
+    Entry &e = t[pos];
     e.last_used = clock;
-    e.next_free = kNone;
     e.nslots = 0;
-    e.extra_cap = 0;
-    e.extra = nullptr;
-    if (heap) {
-      std::memcpy(heap, key.data(), key.size());
-      e.k.heap_key = heap;
+    if (out) {
+      e.set_spill(out, nullptr, key.size());
     } else {
-      std::memcpy(e.k.inline_key, key.data(), key.size());
+      e.kind = static_cast<uint8_t>(key.size() + 1);
+      if (!key.empty()) std::memcpy(e.bytes, key.data(), key.size());
     }
-    table_put(tag_of(h), idx);
     ++count;  // the store's total was counted by the reservation
-    return idx;
+    return e;
   }
 };
 
@@ -316,16 +454,28 @@ int find_slot(Entry &e, uint64_t id) noexcept {
 }
 
 // Makes room for `more` new slots in `e` (may throw before changing `e`).
+// A key that needs a second slot moves its bytes out of line, next to the
+// extra slots.
 void reserve_slots(Entry &e, uint32_t more) {
   const uint32_t want = std::min<uint32_t>(e.nslots + more, kMaxSlots);
-  if (want <= 1u + e.extra_cap) return;
-  uint32_t cap = e.extra_cap ? e.extra_cap : 1;
+  const uint32_t have = e.extra_cap();
+  if (want <= 1u + have) return;
+  uint32_t cap = have ? have : 1;
   while (1u + cap < want) cap *= 2;
-  Slot *grown = new Slot[cap];
-  if (e.nslots > 1) std::copy(e.extra, e.extra + (e.nslots - 1), grown);
-  delete[] e.extra;
-  e.extra = grown;
-  e.extra_cap = static_cast<uint16_t>(cap);
+  const std::string_view key = e.key();
+  char *moved = e.spilled() ? nullptr : copy_key(key);
+  Extra *grown;
+  try {
+    grown = new_extra(cap);
+  } catch (...) {
+    delete[] moved;
+    throw;
+  }
+  Extra *old = e.extra();
+  if (e.nslots > 1)
+    std::copy(old->slots(), old->slots() + (e.nslots - 1), grown->slots());
+  ::operator delete(old);
+  e.set_spill(moved ? moved : e.spill().key, grown, key.size());
 }
 
 // Returns a slot for policy `id`, adding one, or, when the key already
@@ -335,7 +485,7 @@ Slot &slot_for(Entry &e, uint64_t id,
                std::span<const Policy> committing) noexcept {
   const int found = find_slot(e, id);
   if (found >= 0) return e.slot(static_cast<uint32_t>(found));
-  if (e.nslots < kMaxSlots && e.nslots < 1u + e.extra_cap) {
+  if (e.nslots < kMaxSlots && e.nslots < 1u + e.extra_cap()) {
     Slot &s = e.slot(e.nslots++);
     s.policy_id = id;
     return s;
@@ -374,15 +524,39 @@ MemoryStore::MemoryStore(const MemoryStoreConfig &config) {
 
   std::random_device rd;
   seed_ = (static_cast<uint64_t>(rd()) << 32) ^ rd();
+  // Each shard's table is sized for its share of the bound at load 4/5.
+  const uint64_t share = (max_keys_ + n - 1) / n;
+  const uint64_t full = std::min<uint64_t>(UINT32_MAX, share * 5 / 4 + 1);
+  const uint32_t full_cap =
+      static_cast<uint32_t>(std::max<uint64_t>(kMinCapacity, full));
+  // The full-size tables of all shards side by side in one mapping (address
+  // space only until a shard grows into its part), so that at the bound
+  // nearly every table byte sits on a 2 MiB transparent huge page: shard
+  // tables of 1-2 MiB each would get none on their own. Without it (small
+  // stores, or a kernel that refuses the mapping) tables are mapped one by
+  // one.
+  const size_t slice_bytes = mapped_bytes(full_cap);
+  if (slice_bytes * n >= kHugePage && slice_bytes * n / n == slice_bytes) {
+    arena_ = map_huge(slice_bytes * n, MAP_NORESERVE);
+    if (arena_) arena_bytes_ = slice_bytes * n;
+  }
   shards_ = std::make_unique<Shard[]>(n);
   for (uint32_t i = 0; i < n; ++i) {
     Shard &s = shards_[i];
     s.total = &total_keys_;
+    s.seed = seed_;
+    s.full_cap = full_cap;
+    if (arena_)
+      s.slice = reinterpret_cast<Entry *>(static_cast<char *>(arena_) +
+                                          slice_bytes * i);
     s.rng = hash_mix(seed_ + i + 1) | 1;
   }
 }
 
-MemoryStore::~MemoryStore() = default;
+MemoryStore::~MemoryStore() {
+  shards_.reset();  // their tables may live in the arena
+  if (arena_) munmap(arena_, arena_bytes_);
+}
 
 uint32_t MemoryStore::shard_count() const noexcept {
   return 1u << shard_bits_;
@@ -409,13 +583,26 @@ bool MemoryStore::evict_elsewhere(const Shard *self, int64_t now) noexcept {
 
 bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
                         int64_t now, int64_t cost, Outcome *outcomes) {
+  if (key.size() >= kMaxKeyLen)
+    throw std::length_error("memory store: key too long");
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
+  // Start the key's cache miss before taking the lock. The table may be
+  // replaced meanwhile; a prefetch never faults, and the lookup below reads
+  // the table again under the lock. Not while another thread holds the
+  // lock: that thread is likely writing the same line (one hot key), and
+  // pulling it away would slow its critical section.
+  if (Entry *t = s.tab(); t && !s.mu.held()) {
+    const uint32_t c = s.capacity();
+    // The home slot and the next: most keys sit at or one past home.
+    const uint32_t pos = Shard::home(h, c);
+    __builtin_prefetch(&t[pos], 0, 3);
+    if (pos + 1 < c) __builtin_prefetch(&t[pos + 1], 0, 3);
+  }
   SpinGuard lock(s.mu);
   ++s.clock;
   ++s.checks;
-  uint32_t idx = s.find(h, key);
-  Entry *e = idx == kNone ? nullptr : &s.at(idx);
+  Entry *e = s.find(h, key);
   bool all = true;
   uint32_t missing = 0;
   for (size_t i = 0; i < policies.size(); ++i) {
@@ -477,17 +664,16 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
       }
     }
     try {
-      idx = s.insert(h, key);
+      e = &s.insert(h, key);
     } catch (...) {
       total_keys_.fetch_sub(1, std::memory_order_relaxed);
       throw;
     }
-    e = &s.at(idx);
   }
   try {
     reserve_slots(*e, missing);
   } catch (...) {
-    if (e->nslots == 0) s.free_entry(idx);
+    if (e->nslots == 0) s.erase(*e);
     throw;
   }
   for (size_t i = 0; i < policies.size(); ++i) {
@@ -504,9 +690,9 @@ bool MemoryStore::reset(std::string_view key) {
   const uint64_t h = hash_bytes(key, seed_);
   Shard &s = shard_for(h);
   SpinGuard lock(s.mu);
-  const uint32_t idx = s.find(h, key);
-  if (idx == kNone) return false;
-  s.free_entry(idx);
+  Entry *e = s.find(h, key);
+  if (!e) return false;
+  s.erase(*e);
   return true;
 }
 

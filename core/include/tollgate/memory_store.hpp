@@ -1,10 +1,15 @@
 // The in-process store: a sharded hash map from key to per-policy state,
-// bounded by a maximum key count across all shards. No timer per key:
-// expired keys are reclaimed a few at a time as new keys arrive, and at the
-// bound a sampled least-recently-used key is evicted (an expired one first).
+// bounded by a maximum key count across all shards. Each key is one 64-byte
+// cache line in its shard's open-addressing table (linear probing), holding
+// the key (up to 18 bytes inline; longer keys, and keys with several
+// policies, keep the rest out of line), the first policy's state and its
+// expiry. No timer per key: expired keys are reclaimed a few at a time as
+// new keys arrive, and at the bound a sampled least-recently-used key is
+// evicted (an expired one first).
 #pragma once
 
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -30,6 +35,8 @@ struct MemoryStoreStats {
 
 class MemoryStore {
  public:
+  static constexpr size_t kMaxKeyLen = size_t{1} << 23;
+
   explicit MemoryStore(const MemoryStoreConfig &config);
   ~MemoryStore();
   MemoryStore(const MemoryStore &) = delete;
@@ -41,7 +48,8 @@ class MemoryStore {
   // had usage to give back, and returns whether any had. outcomes[i] is
   // constructed (placement new) with policy i's outcome, so `outcomes` may
   // be raw storage. Returns true if every policy allowed. Throws
-  // std::bad_alloc only.
+  // std::bad_alloc, or std::length_error for a key of kMaxKeyLen bytes or
+  // more (the limiter allows at most 65536).
   bool check(std::string_view key, std::span<const Policy> policies,
              int64_t now, int64_t cost, Outcome *outcomes);
 
@@ -63,6 +71,8 @@ class MemoryStore {
   uint64_t max_keys_;
   std::atomic<uint64_t> total_keys_{0};
   uint32_t shard_bits_;
+  void *arena_ = nullptr;  // the shards' full-size tables, one mapping
+  size_t arena_bytes_ = 0;
   std::unique_ptr<Shard[]> shards_;
 };
 
