@@ -525,10 +525,12 @@ function typeOfValue(v) {
 
 /**
  * What a request was charged, to give back if its response does not count:
- * null when nothing was charged (count 'all', a denial, a null key, cost 0).
+ * null when nothing is to be given back (count 'all', or a denial, which
+ * charged nothing). A cost of 0 is not a refund amount: its refund is
+ * refused (InvalidArgumentError) and ignored like any failed refund.
  */
 function chargeOf(c, key, policies, decision, cost) {
-  if (c.count === 'all' || !decision.allowed || cost <= 0) return null;
+  if (c.count === 'all' || !decision.allowed) return null;
   return { key, policies, cost };
 }
 
