@@ -353,22 +353,6 @@ function costArg(options) {
   return cost;
 }
 
-// A refund's amount -> the negative cost that gives it back.
-function refundCost(options) {
-  if (options === undefined) return -1;
-  if (options === null || typeof options !== 'object')
-    throw typeError('refund options', 'an object such as { amount: 1 }', options);
-  const amount = options.amount;
-  if (amount === undefined) return -1;
-  if (typeof amount !== 'number') throw typeError('amount', 'a positive integer (number)', amount);
-  if (!Number.isInteger(amount)) throw new TypeError(`amount must be an integer, received ${amount}`);
-  if (amount < 1)
-    throw new InvalidArgumentError(`amount: must be >= 1 (got ${amount})`, 'RL_E_INVALID_ARG');
-  if (amount > Number.MAX_SAFE_INTEGER)
-    throw new InvalidArgumentError('amount: at most 2^53 - 1 (beyond is not exact in JS)', 'RL_E_INVALID_ARG');
-  return -amount;
-}
-
 // ---- Limiter options ---------------------------------------------------------
 
 const NUMBER_OPTIONS = [
@@ -436,6 +420,22 @@ function nativeOptions(options) {
     out.clock = options.clock;
   }
   return out;
+}
+
+// A refund's amount -> the negative cost that gives it back.
+function refundCost(options) {
+  if (options === undefined) return -1;
+  if (options === null || typeof options !== 'object')
+    throw typeError('refund options', 'an object such as { amount: 1 }', options);
+  const amount = options.amount;
+  if (amount === undefined) return -1;
+  if (typeof amount !== 'number') throw typeError('amount', 'a positive integer (number)', amount);
+  if (!Number.isInteger(amount)) throw new TypeError(`amount must be an integer, received ${amount}`);
+  if (amount < 1)
+    throw new InvalidArgumentError(`amount: must be >= 1 (got ${amount})`, 'RL_E_INVALID_ARG');
+  if (amount > Number.MAX_SAFE_INTEGER)
+    throw new InvalidArgumentError('amount: at most 2^53 - 1 (beyond is not exact in JS)', 'RL_E_INVALID_ARG');
+  return -amount;
 }
 
 // ---- Limiter -----------------------------------------------------------------

@@ -151,7 +151,7 @@ test('withRateLimit count: a custom failed predicate; a thrown error or no Respo
       count: 'failed',
       failed: (status) => {
         seen.push(status);
-        return status === 418;
+        return status === 418 ? 1 : 0; // truthy and falsy do, as JS conditions go
       },
     });
     assert.deepEqual(await statusesOf(GET, [401, 500, 401, 200]), [401, 500, 401, 200]);
