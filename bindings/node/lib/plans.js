@@ -516,6 +516,9 @@ function countOptions(o) {
   if (typeof failed !== 'function') {
     throw new TypeError(`failed must be a function status -> boolean, not ${typeOfValue(failed)}`);
   }
+  if (count !== 'all' && typeof o.limiter.refund !== 'function') {
+    throw new TypeError(`count '${count}' needs a limiter with refund(): a tollgate Limiter`);
+  }
   return { count, failed };
 }
 
@@ -559,9 +562,9 @@ function settleCharge(c, charge, status) {
 
 /**
  * The options every integration takes, checked once: { limiter, key, cost,
- * scope, limits, onError, count, failed }. `what` names the caller in error messages
- * ("rateLimit", "tollgate/next") and `defaultKey` is its key function when
- * none is given.
+ * scope, limits, onError, count, failed }. `what` names the caller in error
+ * messages ("rateLimit", "tollgate/next") and `defaultKey` is its key
+ * function when none is given.
  */
 function compileOptions(options, what, defaultKey) {
   const o = options || {};

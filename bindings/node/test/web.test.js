@@ -598,6 +598,11 @@ describe('tollgate/express, count: charge after the response', () => {
     assert.throws(() => rateLimit({ ...base, count: null }), { name: 'TypeError', message: `count must be 'all', 'failed' or 'successful', not null` });
     assert.throws(() => rateLimit({ ...base, count: 'failed', failed: 400 }), { name: 'TypeError', message: 'failed must be a function status -> boolean, not number' });
     for (const count of ['all', 'failed', 'successful']) assert.equal(typeof rateLimit({ ...base, count }), 'function');
+    // Giving back needs refund(): a limiter-like object with check() only
+    // does for count 'all'.
+    const checkOnly = { check: (...a) => limiter.check(...a) };
+    assert.throws(() => rateLimit({ ...base, limiter: checkOnly, count: 'failed' }), { name: 'TypeError', message: "count 'failed' needs a limiter with refund(): a tollgate Limiter" });
+    assert.equal(typeof rateLimit({ ...base, limiter: checkOnly }), 'function');
     assert.deepEqual(plans.COUNT_MODES, ['all', 'failed', 'successful']);
     limiter.close();
   });
