@@ -29,6 +29,10 @@ const TLSError = subclass('TLSError');
 const ProtocolError = subclass('ProtocolError');
 const InvalidArgumentError = subclass('InvalidArgumentError');
 const UnsupportedError = subclass('UnsupportedError');
+// A refund found no usage to give back under any of its policies: the key
+// was never charged, was given back already, or time refilled it. Nothing
+// was written.
+const NothingToRefundError = subclass('NothingToRefundError');
 
 // RL_E_* codes (never renumbered; tollgate.h).
 const CODES = Object.freeze({
@@ -50,6 +54,7 @@ const CODES = Object.freeze({
   RL_E_STORE: -16,
   RL_E_CLOSED: -17,
   RL_E_DONE: -18,
+  RL_E_NOT_FOUND: -19,
 });
 const NAMES = new Map(Object.entries(CODES).map(([k, v]) => [v, k]));
 
@@ -68,6 +73,7 @@ const CLASS_OF = {
   RL_E_OVERFLOW: InvalidArgumentError,
   RL_E_URL: InvalidArgumentError,
   RL_E_UNSUPPORTED: UnsupportedError,
+  RL_E_NOT_FOUND: NothingToRefundError,
 };
 
 // The error for a code (a number, as the C library returns, or its name).
@@ -86,6 +92,7 @@ module.exports = {
   ProtocolError,
   InvalidArgumentError,
   UnsupportedError,
+  NothingToRefundError,
   CODES,
   makeError,
 };

@@ -1,9 +1,9 @@
 // Types of tollgate/express.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limiter } from './index';
-import type { KeyFunc, LimitsOptions, Outcome } from './plans';
+import type { CountOptions, KeyFunc, LimitsOptions, Outcome } from './plans';
 
-export interface RateLimitOptions<Req = IncomingMessage> extends LimitsOptions<Req> {
+export interface RateLimitOptions<Req = IncomingMessage> extends LimitsOptions<Req>, CountOptions {
   limiter: Limiter;
   /** Default clientAddress (the TCP peer; X-Forwarded-For ignored). */
   key?: KeyFunc<Req>;
@@ -20,4 +20,5 @@ export type Middleware = (req: any, res: any, next: (err?: unknown) => void) => 
 /** Express / node:http middleware: headers on every response, 429 + Retry-After when denied. */
 export declare function rateLimit<Req = any>(options: RateLimitOptions<Req>): Middleware;
 export declare const OUTCOMES: unique symbol;
+export type { CountMode, CountOptions } from './plans';
 export type { Outcome };

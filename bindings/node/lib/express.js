@@ -5,6 +5,7 @@
 
 const {
   binding,
+  chargeOf,
   checkKey,
   clientAddress,
   compileOptions,
@@ -14,6 +15,7 @@ const {
   outcomeOf,
   resolveCost,
   scopedKey,
+  settleCharge,
 } = require('./plans.js');
 
 /** Where a request's outcomes are kept (several rateLimit middlewares on one
@@ -49,15 +51,23 @@ function sendDenied(res, headers) {
  * (default clientAddress; may be async; null/undefined skips the request),
  * name (the policy name in the headers; default the plan's name or
  * "default"), cost (integer or req -> integer), scope (per-route counters:
- * the key becomes "<scope>|<key>"), onError(err, req, res, next).
+ * the key becomes "<scope>|<key>"), onError(err, req, res, next),
+ * count ('all', 'failed' or 'successful': which responses keep their
+ * charge; default 'all') and failed(status) (default status >= 400).
  *
  * Allowed: the rate-limit headers are set and next() runs. Denied: 429 with
  * the headers, Retry-After and {"detail":"Rate limit exceeded","retry_after":N}.
  * A check that rejects (a limiter with failureMode 'error' while Redis is
  * away, or a bad key) goes to onError, or to next(err) without one.
+ *
+ * count 'failed' / 'successful': the request is still checked and charged
+ * before the handler runs (so concurrent requests stay limited); when the
+ * response finishes, one that does not count gets its units back (a refund;
+ * one that fails is ignored).
  */
 function rateLimit(options) {
-  const { limiter, key, cost, scope, limits, onError } = compileOptions(options, 'rateLimit', clientAddress);
+  const c = compileOptions(options, 'rateLimit', clientAddress);
+  const { limiter, key, cost, scope, limits, onError } = c;
 
   async function run(req, res) {
     let k = await key(req);
@@ -66,7 +76,10 @@ function rateLimit(options) {
     if (scope != null) k = scopedKey(scope, k);
     const plan = limits.plan ? await limits.plan(req) : null;
     const { policies, name } = limits.forPlan(plan);
-    const decision = await limiter.check(k, policies, { cost: resolveCost(cost, req) });
+    const units = resolveCost(cost, req);
+    const decision = await limiter.check(k, policies, { cost: units });
+    const charge = chargeOf(c, k, policies, decision, units);
+    if (charge !== null) res.once('finish', () => settleCharge(c, charge, res.statusCode));
     const outcomes = res[OUTCOMES] || (res[OUTCOMES] = []);
     outcomes.push(outcomeOf(decision, policies, name));
     const bound = binding(outcomes);

@@ -65,8 +65,13 @@ export interface Decision {
 }
 
 export interface CheckOptions {
-  /** Units to charge (integer >= 0; default 1; 0 peeks). */
+  /** Units to charge (integer; default 1; 0 peeks; a negative cost is a refund, see Limiter.refund). */
   cost?: number;
+}
+
+export interface RefundOptions {
+  /** Units to give back: a positive integer up to 2^53 - 1 (default 1). */
+  amount?: number;
 }
 
 export interface LimiterOptions {
@@ -174,6 +179,15 @@ export class Limiter {
   check(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Promise<Decision>;
   /** The memory store's synchronous check; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
   checkSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Decision;
+  /**
+   * Gives `amount` units (default 1) back to every policy of `key` that has
+   * usage, never beyond full, atomically: the same as a check with cost
+   * `-amount`. Resolves to the state after it (allowed). Rejects with
+   * NothingToRefundError (RL_E_NOT_FOUND) when no policy has usage to give back.
+   */
+  refund(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: RefundOptions): Promise<Decision>;
+  /** The memory store's synchronous refund; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
+  refundSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: RefundOptions): Decision;
   /** Forgets every policy's state for `key`. */
   reset(key: Key): Promise<void>;
   /** One round trip to the store; resolves to the round-trip time in ms (0 for memory). */
@@ -202,7 +216,8 @@ export const versionNumber: number;
 export type ErrorCode =
   | 'RL_E_INVALID_ARG' | 'RL_E_KEY_INVALID' | 'RL_E_KEY_TOO_LONG' | 'RL_E_POLICY' | 'RL_E_OVERFLOW'
   | 'RL_E_VERSION' | 'RL_E_NOMEM' | 'RL_E_URL' | 'RL_E_UNSUPPORTED' | 'RL_E_INTERNAL' | 'RL_E_CONNECT'
-  | 'RL_E_TIMEOUT' | 'RL_E_AUTH' | 'RL_E_TLS' | 'RL_E_PROTOCOL' | 'RL_E_STORE' | 'RL_E_CLOSED' | 'RL_E_DONE';
+  | 'RL_E_TIMEOUT' | 'RL_E_AUTH' | 'RL_E_TLS' | 'RL_E_PROTOCOL' | 'RL_E_STORE' | 'RL_E_CLOSED' | 'RL_E_DONE'
+  | 'RL_E_NOT_FOUND';
 
 export const CODES: Readonly<Record<ErrorCode, number>>;
 
@@ -224,6 +239,8 @@ export class ProtocolError extends TollgateError {}
 export class InvalidArgumentError extends TollgateError {}
 /** RL_E_UNSUPPORTED */
 export class UnsupportedError extends TollgateError {}
+/** RL_E_NOT_FOUND: a refund found no usage to give back (never charged, given back already, or refilled); nothing was written. */
+export class NothingToRefundError extends TollgateError {}
 
 /** The TollgateError subclass for an RL_E_* code (number or name). */
 export function makeError(code: number | ErrorCode, message: string): TollgateError;
@@ -246,5 +263,6 @@ declare const tollgate: {
   ProtocolError: typeof ProtocolError;
   InvalidArgumentError: typeof InvalidArgumentError;
   UnsupportedError: typeof UnsupportedError;
+  NothingToRefundError: typeof NothingToRefundError;
 };
 export default tollgate;

@@ -422,6 +422,22 @@ function nativeOptions(options) {
   return out;
 }
 
+// A refund's amount -> the negative cost that gives it back.
+function refundCost(options) {
+  if (options === undefined) return -1;
+  if (options === null || typeof options !== 'object')
+    throw typeError('refund options', 'an object such as { amount: 1 }', options);
+  const amount = options.amount;
+  if (amount === undefined) return -1;
+  if (typeof amount !== 'number') throw typeError('amount', 'a positive integer (number)', amount);
+  if (!Number.isInteger(amount)) throw new TypeError(`amount must be an integer, received ${amount}`);
+  if (amount < 1)
+    throw new InvalidArgumentError(`amount: must be >= 1 (got ${amount})`, 'RL_E_INVALID_ARG');
+  if (amount > Number.MAX_SAFE_INTEGER)
+    throw new InvalidArgumentError('amount: at most 2^53 - 1 (beyond is not exact in JS)', 'RL_E_INVALID_ARG');
+  return -amount;
+}
+
 // ---- Limiter -----------------------------------------------------------------
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -494,6 +510,31 @@ class Limiter {
     if (!isKey(key)) throw keyTypeError(key);
     nativeCheck(this.#handle, key, policyArg(policies), costArg(options));
     return readDecision();
+  }
+
+  /**
+   * Gives `amount` units (default 1) back to every policy of `key` that has
+   * usage, never beyond full: a check with cost -amount. Rejects with
+   * NothingToRefundError (RL_E_NOT_FOUND) when there is nothing to give back.
+   */
+  refund(key, policies, options) {
+    let cost;
+    try {
+      cost = refundCost(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return this.check(key, policies, { cost });
+  }
+
+  /** The memory store's synchronous refund (a Redis limiter refuses it). */
+  refundSync(key, policies, options) {
+    if (this.#closed) throw closedError();
+    if (this.#redis)
+      throw new UnsupportedError(
+        'refundSync: a Redis limiter answers asynchronously (it never blocks the event loop); use await limiter.refund()',
+        'RL_E_UNSUPPORTED');
+    return this.checkSync(key, policies, { cost: refundCost(options) });
   }
 
   /** Forgets every policy's state for `key`. */

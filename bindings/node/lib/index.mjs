@@ -17,6 +17,7 @@ export const {
   ProtocolError,
   InvalidArgumentError,
   UnsupportedError,
+  NothingToRefundError,
   CODES,
   makeError,
 } = tollgate;

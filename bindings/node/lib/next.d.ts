@@ -1,8 +1,8 @@
 // Types of tollgate/next (Node.js runtime only).
 import type { Decision, Key, Limiter, PolicyLike } from './index';
-import type { KeyFunc, LimitsOptions } from './plans';
+import type { CountOptions, KeyFunc, LimitsOptions } from './plans';
 
-export interface NextRateLimitOptions extends LimitsOptions<Request> {
+export interface NextRateLimitOptions extends LimitsOptions<Request>, CountOptions {
   limiter: Limiter;
   /** Default clientAddress({ trustForwarded: true }): see docs/node.md. */
   key?: KeyFunc<Request>;
@@ -20,6 +20,13 @@ export interface LimitResult {
   key: Key | null;
   policy?: PolicyLike;
   name?: string;
+  /**
+   * With count 'failed' or 'successful': pass the answer (or its status)
+   * before returning it; a response that does not count gets its units back.
+   * Resolves to whether they came back (false for count 'all', a denial, a
+   * null key, or a second call); never rejects for a failed refund.
+   */
+  settle(response: Response | number): Promise<boolean>;
 }
 
 export declare function limit(request: Request, options: NextRateLimitOptions): Promise<LimitResult>;
@@ -36,3 +43,4 @@ export declare function withRateLimit<C = any>(
 
 export declare function withHeaders(response: Response, headers: Record<string, string>): Response;
 export declare const EDGE_MESSAGE: string;
+export type { CountMode, CountOptions } from './plans';

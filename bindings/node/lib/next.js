@@ -4,6 +4,7 @@
 // Edge runtime, so this module refuses to run there with a clear message.
 
 const {
+  chargeOf,
   checkKey,
   clientAddress,
   compileOptions,
@@ -12,6 +13,7 @@ const {
   outcomeOf,
   resolveCost,
   scopedKey,
+  settleCharge,
 } = require('./plans.js');
 
 const EDGE_MESSAGE =
@@ -64,23 +66,47 @@ function deniedResponse(headers) {
   });
 }
 
+/** The status of what a handler answered: a Response's, 500 for anything
+ * else (Next.js answers 500 to a handler that returns no Response). */
+function statusOf(response) {
+  return response instanceof Response ? response.status : 500;
+}
+
+/** settle(response | status) of a limit() result: gives the charge back
+ * once, when the response does not count. */
+function settlerOf(c, charge) {
+  let left = charge;
+  return function settle(responseOrStatus) {
+    const r = responseOrStatus;
+    const status = typeof r === 'number' || r == null ? r : r.status;
+    if (!Number.isInteger(status)) {
+      return Promise.reject(new TypeError('settle(response | status): expected a Response or an HTTP status (integer)'));
+    }
+    const once = left;
+    left = null;
+    return settleCharge(c, once, status);
+  };
+}
+
 async function limitWith(c, request) {
   let k = await c.key(request);
-  if (k == null) return { decision: null, headers: {}, key: null };
+  if (k == null) return { decision: null, headers: {}, key: null, settle: settlerOf(c, null) };
   k = checkKey(k);
   if (c.scope != null) k = scopedKey(c.scope, k);
   const plan = c.limits.plan ? await c.limits.plan(request) : null;
   const { policies, name } = c.limits.forPlan(plan);
-  const decision = await c.limiter.check(k, policies, { cost: resolveCost(c.cost, request) });
+  const units = resolveCost(c.cost, request);
+  const decision = await c.limiter.check(k, policies, { cost: units });
   const outcome = outcomeOf(decision, policies, name);
   const headers = headersFor(outcome);
-  const out = { decision, headers, key: k, policy: outcome.policy, name };
+  const settle = settlerOf(c, chargeOf(c, k, policies, decision, units));
+  const out = { decision, headers, key: k, policy: outcome.policy, name, settle };
   if (!decision.allowed) out.response = deniedResponse(headers);
   return out;
 }
 
 /**
- * Check one request: { decision, headers, response? }.
+ * Check one request: { decision, headers, response?, settle }.
  *
  *   const { headers, response } = await limit(request, { limiter, policy });
  *   if (response) return response;          // the 429, ready to return
@@ -89,6 +115,11 @@ async function limitWith(c, request) {
  * `response` is set only when denied. A key function returning null skips
  * the check: { decision: null, headers: {} }. A rejected check (failureMode
  * 'error') rejects.
+ *
+ * With count 'failed' or 'successful', pass the answer (or its status) to
+ * `settle(response | status)` before returning it: a response that does not
+ * count gets its units back. It resolves to whether they came back, never
+ * rejects for a failed refund, and gives back at most once.
  */
 function limit(request, options) {
   assertNodeRuntime();
@@ -124,7 +155,8 @@ function withHeaders(response, headers) {
  * Denied: a 429 with the headers, Retry-After and the JSON body, without the
  * handler running. Options as for limit(); `onError(err, request, ctx)` may
  * return a Response for a rejected check (default: the error propagates and
- * Next.js answers 500).
+ * Next.js answers 500). With count 'failed' or 'successful', a response that
+ * does not count gets its units back (an error the handler throws is a 500).
  */
 function withRateLimit(handler, options) {
   if (typeof handler !== 'function') throw new TypeError('withRateLimit(handler, options): handler must be a function');
@@ -139,7 +171,14 @@ function withRateLimit(handler, options) {
       throw err;
     }
     if (r.response) return r.response;
-    const response = await handler(request, ctx);
+    let response;
+    try {
+      response = await handler(request, ctx);
+    } catch (err) {
+      r.settle(500);
+      throw err;
+    }
+    r.settle(statusOf(response));
     if (r.decision === null || !(response instanceof Response)) return response;
     return withHeaders(response, r.headers);
   };

@@ -59,6 +59,22 @@ export interface OrganizationKeyOptions {
 export declare function organizationKey(header?: string | null, options?: OrganizationKeyOptions): KeyFunc;
 export declare function organizationKey(options: OrganizationKeyOptions): KeyFunc;
 
+/** Which responses keep their charge: every one ('all', the default), the failed ones only, or the successful ones only. */
+export type CountMode = 'all' | 'failed' | 'successful';
+export declare const COUNT_MODES: readonly ['all', 'failed', 'successful'];
+
+/**
+ * Charge after the response: the request is still checked (and charged)
+ * before the handler runs; a response that does not count under `count` gets
+ * its units back (a refund). A refund that fails is ignored.
+ */
+export interface CountOptions {
+  /** Default 'all'. 'failed': e.g. count failed logins only. */
+  count?: CountMode;
+  /** Whether a response status is a failure; default status >= 400. One that throws keeps the charge. */
+  failed?: (status: number) => boolean;
+}
+
 export interface LimitsOptions<R = AnyRequest> {
   policy?: PolicySpec;
   policies?: PolicySpec;

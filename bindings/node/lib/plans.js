@@ -497,11 +497,74 @@ function deniedBody(headers) {
   return JSON.stringify({ detail: 'Rate limit exceeded', retry_after: retry });
 }
 
+// ---- which responses count ---------------------------------------------------
+
+const COUNT_MODES = Object.freeze(['all', 'failed', 'successful']);
+
+/** The default `failed` predicate: an error status (4xx, 5xx). */
+function failedStatus(status) {
+  return status >= 400;
+}
+
+function countOptions(o) {
+  const count = o.count === undefined ? 'all' : o.count;
+  if (!COUNT_MODES.includes(count)) {
+    const got = typeof count === 'string' ? JSON.stringify(count) : typeOfValue(count);
+    throw new TypeError(`count must be 'all', 'failed' or 'successful', not ${got}`);
+  }
+  const failed = o.failed === undefined ? failedStatus : o.failed;
+  if (typeof failed !== 'function') {
+    throw new TypeError(`failed must be a function status -> boolean, not ${typeOfValue(failed)}`);
+  }
+  if (count !== 'all' && typeof o.limiter.refund !== 'function') {
+    throw new TypeError(`count '${count}' needs a limiter with refund(): a tollgate Limiter`);
+  }
+  return { count, failed };
+}
+
+function typeOfValue(v) {
+  return v === null ? 'null' : typeof v;
+}
+
+/**
+ * What a request was charged, to give back if its response does not count:
+ * null when nothing is to be given back (count 'all', or a denial, which
+ * charged nothing). A cost of 0 is not a refund amount: its refund is
+ * refused (InvalidArgumentError) and ignored like any failed refund.
+ */
+function chargeOf(c, key, policies, decision, cost) {
+  if (c.count === 'all' || !decision.allowed) return null;
+  return { key, policies, cost };
+}
+
+/**
+ * Settles a charge once the response's status is known: a response that
+ * does not count ('failed' counts failed ones only, 'successful' the others)
+ * gets its units back. Resolves to true when they came back; never rejects
+ * (a refund that fails, such as nothing left to give back or the store away,
+ * is ignored: the response has gone). A `failed` predicate that throws keeps
+ * the charge.
+ */
+function settleCharge(c, charge, status) {
+  if (charge === null) return Promise.resolve(false);
+  let failed;
+  try {
+    failed = Boolean(c.failed(status));
+  } catch {
+    return Promise.resolve(false);
+  }
+  if (failed === (c.count === 'failed')) return Promise.resolve(false);
+  return c.limiter.refund(charge.key, charge.policies, { amount: charge.cost }).then(
+    () => true,
+    () => false,
+  );
+}
+
 /**
  * The options every integration takes, checked once: { limiter, key, cost,
- * scope, limits, onError }. `what` names the caller in error messages
- * ("rateLimit", "tollgate/next") and `defaultKey` is its key function when
- * none is given.
+ * scope, limits, onError, count, failed }. `what` names the caller in error
+ * messages ("rateLimit", "tollgate/next") and `defaultKey` is its key
+ * function when none is given.
  */
 function compileOptions(options, what, defaultKey) {
   const o = options || {};
@@ -517,12 +580,14 @@ function compileOptions(options, what, defaultKey) {
   if (o.onError != null && typeof o.onError !== 'function') throw new TypeError('onError must be a function');
   const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
   if (limits.empty) throw new TypeError(`${what} needs policy (or policies), or plans with plan(request)`);
-  return { limiter, key, cost, scope: o.scope, limits, onError: o.onError };
+  const { count, failed } = countOptions(o);
+  return { limiter, key, cost, scope: o.scope, limits, onError: o.onError, count, failed };
 }
 
 module.exports = {
   PLANS,
   compileOptions,
+  COUNT_MODES,
   DEFAULT_PLANS: PLANS,
   HEADER_NAMES,
   MAX_KEY_VALUE,
@@ -543,4 +608,6 @@ module.exports = {
   headersFor,
   deniedBody,
   headerValue,
+  chargeOf,
+  settleCharge,
 };

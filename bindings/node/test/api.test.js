@@ -67,7 +67,9 @@ test('check() resolves like checkSync and never throws synchronously', async () 
   const bad = lim.check(42, p);
   assert.ok(bad instanceof Promise);
   await assert.rejects(bad, TypeError);
-  await assert.rejects(lim.check('k', p, { cost: -1 }), (e) => e instanceof InvalidArgumentError && e.code === 'RL_E_INVALID_ARG');
+  // A negative cost is a refund, down to -(2^53 - 1).
+  await assert.rejects(lim.check('k', p, { cost: -(2 ** 53) }), (e) => e instanceof InvalidArgumentError && e.code === 'RL_E_INVALID_ARG');
+  assert.equal((await lim.check('k', p, { cost: -1 })).remaining, 2);
 });
 
 test('keys: string, Buffer and Uint8Array are the same bytes', () => {
@@ -167,7 +169,9 @@ test('cost: wrong types and ranges', () => {
   assert.throws(() => lim.checkSync('a', p, { cost: '1' }), (e) => e instanceof TypeError && /cost/.test(e.message));
   assert.throws(() => lim.checkSync('a', p, { cost: 1.5 }), TypeError);
   assert.throws(() => lim.checkSync('a', p, { cost: 2 ** 60 }), (e) => e.code === 'RL_E_OVERFLOW');
-  assert.throws(() => lim.checkSync('a', p, { cost: -2 }), (e) => e.code === 'RL_E_INVALID_ARG');
+  assert.throws(() => lim.checkSync('a', p, { cost: -(2 ** 53) }), (e) => e.code === 'RL_E_INVALID_ARG');
+  // A refund of a key never charged: nothing to give back.
+  assert.throws(() => lim.checkSync('a', p, { cost: -2 }), (e) => e instanceof tollgate.NothingToRefundError && e.code === 'RL_E_NOT_FOUND');
   assert.throws(() => lim.checkSync('a', p, 3), TypeError);
 });
 

@@ -22,7 +22,7 @@ test('an error\'s name can be overwritten, as on any Error', () => {
 
 test('every error class has its own name, on the class and on its errors', () => {
   const names = ['ConnectionError', 'TimeoutError', 'AuthError', 'TLSError', 'ProtocolError',
-    'InvalidArgumentError', 'UnsupportedError'];
+    'InvalidArgumentError', 'UnsupportedError', 'NothingToRefundError'];
   for (const name of names) {
     const C = tollgate[name];
     assert.equal(C.name, name);
@@ -34,6 +34,10 @@ test('every error class has its own name, on the class and on its errors', () =>
   assert.equal(makeError('RL_E_TIMEOUT', 't').name, 'TimeoutError');
   assert.equal(makeError(CODES.RL_E_PROTOCOL, 'p').name, 'ProtocolError');
   assert.equal(makeError(CODES.RL_E_STORE, 's').code, 'RL_E_STORE');
+  const nf = makeError(-19, 'nothing to give back');
+  assert.ok(nf instanceof tollgate.NothingToRefundError);
+  assert.equal(nf.name, 'NothingToRefundError');
+  assert.equal(nf.code, 'RL_E_NOT_FOUND');
 });
 
 test('CODES: the RL_E_* numbers of tollgate.h', () => {
@@ -41,7 +45,7 @@ test('CODES: the RL_E_* numbers of tollgate.h', () => {
     RL_E_INVALID_ARG: -1, RL_E_KEY_INVALID: -2, RL_E_KEY_TOO_LONG: -3, RL_E_POLICY: -4, RL_E_OVERFLOW: -5,
     RL_E_VERSION: -6, RL_E_NOMEM: -7, RL_E_URL: -8, RL_E_UNSUPPORTED: -9, RL_E_INTERNAL: -10,
     RL_E_CONNECT: -11, RL_E_TIMEOUT: -12, RL_E_AUTH: -13, RL_E_TLS: -14, RL_E_PROTOCOL: -15,
-    RL_E_STORE: -16, RL_E_CLOSED: -17, RL_E_DONE: -18,
+    RL_E_STORE: -16, RL_E_CLOSED: -17, RL_E_DONE: -18, RL_E_NOT_FOUND: -19,
   });
   for (const [name, n] of Object.entries(CODES)) assert.equal(makeError(n, 'x').code, name);
 });

@@ -100,6 +100,142 @@ test('limit() and withRateLimit() on Web Requests (no Next.js needed)', { timeou
   }
 });
 
+// count 'failed' / 'successful' (no Next.js needed): the request is charged
+// before the handler; a Response that does not count gets its unit back.
+function countHandler(options, answer = (s) => new Response('x', { status: s })) {
+  const { withRateLimit } = require(path.join(PKG, 'lib', 'next.js'));
+  return withRateLimit(async (request) => answer(Number(new URL(request.url).searchParams.get('s'))), {
+    key: () => 'client',
+    policy: { limit: 3, period: '1h' },
+    ...options,
+  });
+}
+
+async function statusesOf(handler, wanted) {
+  const out = [];
+  for (const s of wanted) out.push((await handler(new Request(`http://app/api?s=${s}`), {})).status);
+  return out;
+}
+
+test("withRateLimit count 'failed' and 'successful'", { timeout: 60_000 }, async () => {
+  const { Limiter } = require(PKG);
+  const limiter = new Limiter({ clock: () => 1700000000000000 });
+  try {
+    let GET = countHandler({ limiter, count: 'failed' });
+    const res = await GET(new Request('http://app/api?s=200'), {});
+    assert.equal(res.headers.get('x-ratelimit-remaining'), '2'); // the state after the charge
+    assert.deepEqual(await statusesOf(GET, [200, 201, 200, 202]), [200, 201, 200, 202]);
+    assert.deepEqual(await statusesOf(GET, [401, 401, 401, 401, 200]), [401, 401, 401, 429, 429]);
+
+    await limiter.reset('client');
+    GET = countHandler({ limiter, count: 'successful' });
+    assert.deepEqual(await statusesOf(GET, [401, 500, 404, 401, 403]), [401, 500, 404, 401, 403]);
+    // 429s charged nothing and give nothing back.
+    assert.deepEqual(await statusesOf(GET, [200, 200, 200, 200, 404, 200]), [200, 200, 200, 429, 429, 429]);
+
+    await limiter.reset('client');
+    GET = countHandler({ limiter }); // count 'all': every response counts
+    assert.deepEqual(await statusesOf(GET, [500, 200, 401, 200]), [500, 200, 401, 429]);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('withRateLimit count: a custom failed predicate; a thrown error or no Response is a 500', { timeout: 60_000 }, async () => {
+  const { Limiter } = require(PKG);
+  const limiter = new Limiter({ clock: () => 1700000000000000 });
+  try {
+    const seen = [];
+    let GET = countHandler({
+      limiter,
+      count: 'failed',
+      failed: (status) => {
+        seen.push(status);
+        return status === 418 ? 1 : 0; // truthy and falsy do, as JS conditions go
+      },
+    });
+    assert.deepEqual(await statusesOf(GET, [401, 500, 401, 200]), [401, 500, 401, 200]);
+    assert.deepEqual(await statusesOf(GET, [418, 418, 418, 200]), [418, 418, 418, 429]);
+    assert.deepEqual(seen, [401, 500, 401, 200, 418, 418, 418]);
+
+    // A thrown error counts as failed (500): it keeps its charge with
+    // count 'failed' and gets it back with count 'successful'.
+    const boom = () => {
+      throw new Error('boom');
+    };
+    await limiter.reset('client');
+    GET = countHandler({ limiter, count: 'failed' }, boom);
+    for (let i = 0; i < 3; i++) await assert.rejects(GET(new Request('http://app/api'), {}), /boom/);
+    assert.equal((await GET(new Request('http://app/api'), {})).status, 429);
+    await limiter.reset('client');
+    GET = countHandler({ limiter, count: 'successful' }, boom);
+    for (let i = 0; i < 5; i++) await assert.rejects(GET(new Request('http://app/api'), {}), /boom/);
+    // A handler that returns no Response: Next.js answers 500.
+    await limiter.reset('client');
+    GET = countHandler({ limiter, count: 'successful' }, () => 'not a response');
+    for (let i = 0; i < 5; i++) assert.equal(await GET(new Request('http://app/api'), {}), 'not a response');
+    GET = countHandler({ limiter, count: 'failed' }, () => undefined);
+    for (let i = 0; i < 3; i++) await GET(new Request('http://app/api'), {});
+    assert.equal((await GET(new Request('http://app/api'), {})).status, 429);
+  } finally {
+    await limiter.close();
+  }
+});
+
+test("limit() returns settle(response | status): gives the charge back once, when it does not count", { timeout: 60_000 }, async () => {
+  const { Limiter } = require(PKG);
+  const { limit } = require(path.join(PKG, 'lib', 'next.js'));
+  const limiter = new Limiter({ clock: () => 1700000000000000 });
+  const p = { limit: 3, period: '1h' };
+  const remaining = () => limiter.checkSync('client', p, { cost: 0 }).remaining;
+  try {
+    const opts = { limiter, policy: p, key: () => 'client', count: 'failed', cost: 2 };
+    let r = await limit(new Request('http://app/api'), opts);
+    assert.equal(r.decision.remaining, 1);
+    const other = await limit(new Request('http://app/api'), { ...opts, cost: 1 });
+    assert.equal(other.decision.remaining, 0);
+    assert.equal(await r.settle(new Response('ok')), true);
+    assert.equal(remaining(), 2);
+    assert.equal(await r.settle(200), false, 'a second settle gives nothing back');
+    assert.equal(remaining(), 2);
+    assert.equal(await other.settle(401), false);
+    assert.equal(remaining(), 2);
+    r = await limit(new Request('http://app/api'), opts);
+    assert.equal(r.decision.remaining, 0);
+    // Denied: nothing was charged, nothing comes back.
+    r = await limit(new Request('http://app/api'), opts);
+    assert.equal(r.response.status, 429);
+    assert.equal(await r.settle(200), false);
+    assert.equal(remaining(), 0);
+    // A refund that fails resolves to false (here: nothing left to give back).
+    await limiter.reset('client');
+    r = await limit(new Request('http://app/api'), { ...opts, cost: 1 });
+    await limiter.reset('client');
+    assert.equal(await r.settle(200), false);
+    // Bad arguments reject with a TypeError.
+    r = await limit(new Request('http://app/api'), opts);
+    for (const bad of ['200', null, undefined, {}, 200.5]) {
+      await assert.rejects(r.settle(bad), { name: 'TypeError', message: 'settle(response | status): expected a Response or an HTTP status (integer)' });
+    }
+    assert.equal(remaining(), 1, 'a bad settle() gives nothing back');
+    // count 'all' (default), and a null key: settle() is there and does nothing.
+    r = await limit(new Request('http://app/api'), { limiter, policy: p, key: () => 'client' });
+    assert.equal(await r.settle(500), false);
+    assert.equal(remaining(), 0);
+    r = await limit(new Request('http://app/api'), { limiter, policy: p, key: () => null, count: 'successful' });
+    assert.equal(r.decision, null);
+    assert.equal(await r.settle(500), false);
+    // count 'successful' through limit().
+    await limiter.reset('client');
+    r = await limit(new Request('http://app/api'), { ...opts, count: 'successful', cost: 1 });
+    assert.equal(await r.settle(new Response('no', { status: 503 })), true);
+    assert.equal(remaining(), 3);
+    assert.throws(() => limit(new Request('http://app/api'), { ...opts, count: 'sometimes' }), { name: 'TypeError', message: /count must be 'all', 'failed' or 'successful', not "sometimes"/ });
+  } finally {
+    await limiter.close();
+  }
+});
+
 test('tollgate/next refuses the Edge runtime with a clear message', { timeout: 60_000 }, () => {
   const r = spawnSync(process.execPath, ['-e', `globalThis.EdgeRuntime = 'edge-runtime'; require(${JSON.stringify(path.join(PKG, 'lib', 'next.js'))})`], {
     encoding: 'utf8',

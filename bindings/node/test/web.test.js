@@ -454,6 +454,160 @@ describe('tollgate/express, Redis store', () => {
   });
 });
 
+// count 'failed' / 'successful': every request is charged before the
+// handler; a response that does not count gets its units back on 'finish'.
+// The route answers the status in ?s= (default 200).
+async function countApp(limiter, options) {
+  const app = express();
+  app.use(rateLimit({ limiter, key: () => 'client', policy: { limit: 3, period: '1h' }, ...options }));
+  app.get('/', (req, res) => res.status(Number(req.query.s || 200)).send('answer'));
+  return listen(app);
+}
+
+/** The statuses of GETs answering each of `wanted`, one after another (a
+ * turn of the event loop between them: the refund follows 'finish'). */
+async function statuses(port, wanted) {
+  const out = [];
+  for (const s of wanted) {
+    out.push((await get(port, `/?s=${s}`)).status);
+    await new Promise((r) => setImmediate(r));
+  }
+  return out;
+}
+
+describe('tollgate/express, count: charge after the response', () => {
+  let redis = null;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    if (redis) await redis.stop();
+  });
+
+  test("count 'failed': successful responses give their unit back, failed ones keep it", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    const srv = await countApp(limiter, { count: 'failed' });
+    try {
+      const first = await get(srv.port, '/');
+      assert.equal(first.status, 200);
+      // The headers describe the state after the charge.
+      assert.equal(first.raw['X-RateLimit-Remaining'], '2');
+      assert.deepEqual(await statuses(srv.port, [200, 200, 200, 200]), [200, 200, 200, 200]);
+      // 400 is the first failed status by default.
+      assert.deepEqual(await statuses(srv.port, [399, 400, 401, 403, 401, 200]), [399, 400, 401, 403, 429, 429]);
+      assert.equal(limiter.checkSync('client', { limit: 3, period: '1h' }, { cost: 0 }).remaining, 0);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test("count 'successful': failed responses give their unit back; a 429 gives nothing back", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    const srv = await countApp(limiter, { count: 'successful' });
+    try {
+      assert.deepEqual(await statuses(srv.port, [401, 500, 404, 401, 403]), [401, 500, 404, 401, 403]);
+      // The denied requests (429, a failed status) charged nothing: no refund
+      // lets a later one through.
+      assert.deepEqual(await statuses(srv.port, [200, 201, 200, 200, 200, 401]), [200, 201, 200, 429, 429, 429]);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test("the default count 'all' keeps every charge; a custom failed predicate", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    let srv = await countApp(limiter, {});
+    try {
+      assert.deepEqual(await statuses(srv.port, [500, 200, 401, 200]), [500, 200, 401, 429]);
+    } finally {
+      await srv.close();
+    }
+    await limiter.reset('client');
+    // Only 5xx and 418 count as failed: 401s are successes here.
+    const seen = [];
+    srv = await countApp(limiter, {
+      count: 'failed',
+      failed: (status) => {
+        seen.push(status);
+        return status === 418 || status >= 500;
+      },
+    });
+    try {
+      assert.deepEqual(await statuses(srv.port, [401, 401, 401, 401, 200]), [401, 401, 401, 401, 200]);
+      assert.deepEqual(await statuses(srv.port, [418, 503, 418, 401]), [418, 503, 418, 429]);
+      assert.deepEqual(seen, [401, 401, 401, 401, 200, 418, 503, 418]);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('a refund that fails is ignored, as is a failed predicate that throws', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    let srv = await countApp(limiter, { count: 'failed', failed: () => { throw new Error('predicate'); } });
+    try {
+      // A throwing predicate keeps the charge (and the server runs on).
+      assert.deepEqual(await statuses(srv.port, [200, 200, 200, 200]), [200, 200, 200, 429]);
+    } finally {
+      await srv.close();
+    }
+    await limiter.reset('client');
+    // The key is reset between the charge and the refund: nothing to give
+    // back (NothingToRefundError), ignored.
+    const app = express();
+    app.use(rateLimit({ limiter, key: () => 'client', policy: { limit: 3, period: '1h' }, count: 'failed' }));
+    app.get('/', async (req, res) => {
+      await limiter.reset('client');
+      res.send('ok');
+    });
+    srv = await listen(app);
+    try {
+      assert.deepEqual(await statuses(srv.port, [200, 200]), [200, 200]);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test("count 'failed' on Redis, with cost 2", async (t) => {
+    if (!redis) return t.skip('no redis-server');
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ url: redis.url, keyPrefix: `webcount:${process.pid}:`, failureMode: 'error' });
+    const srv = await countApp(limiter, { count: 'failed', policy: { limit: 6, period: '1h' }, cost: 2 });
+    try {
+      assert.deepEqual(await statuses(srv.port, [200, 200, 200, 200, 200]), [200, 200, 200, 200, 200]);
+      assert.equal((await limiter.check('client', { limit: 6, period: '1h' }, { cost: 0 })).remaining, 6);
+      assert.deepEqual(await statuses(srv.port, [401, 401, 401, 200]), [401, 401, 401, 429]);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('count and failed are validated', () => {
+    const limiter = new Limiter();
+    const base = { limiter, policy: { limit: 1, period: '1s' } };
+    assert.throws(() => rateLimit({ ...base, count: 'some' }), { name: 'TypeError', message: `count must be 'all', 'failed' or 'successful', not "some"` });
+    assert.throws(() => rateLimit({ ...base, count: 1 }), { name: 'TypeError', message: `count must be 'all', 'failed' or 'successful', not number` });
+    assert.throws(() => rateLimit({ ...base, count: null }), { name: 'TypeError', message: `count must be 'all', 'failed' or 'successful', not null` });
+    assert.throws(() => rateLimit({ ...base, count: 'failed', failed: 400 }), { name: 'TypeError', message: 'failed must be a function status -> boolean, not number' });
+    for (const count of ['all', 'failed', 'successful']) assert.equal(typeof rateLimit({ ...base, count }), 'function');
+    // Giving back needs refund(): a limiter-like object with check() only
+    // does for count 'all'.
+    const checkOnly = { check: (...a) => limiter.check(...a) };
+    assert.throws(() => rateLimit({ ...base, limiter: checkOnly, count: 'failed' }), { name: 'TypeError', message: "count 'failed' needs a limiter with refund(): a tollgate Limiter" });
+    assert.equal(typeof rateLimit({ ...base, limiter: checkOnly }), 'function');
+    assert.deepEqual(plans.COUNT_MODES, ['all', 'failed', 'successful']);
+    limiter.close();
+  });
+});
+
 describe('tollgate/express, Redis unreachable: the failure mode decides', () => {
   let deadUrl;
   before(async () => {
