@@ -5,7 +5,7 @@ itself.
 
     python3 bench/plot.py [--root DIR] [--results DIR] [--out DIR] [--page-out FILE]
 
-It reads bench/results/{memory,redis,python,node}.json (made by the
+It reads bench/results/{memory,redis,python,node,cluster}.json (made by the
 commands in docs/benchmarks.md, "Reproduce"), writes one SVG per chart to
 docs/benchmarks/ (or --out) and rewrites each block of docs/benchmarks.md
 that lies between `<!-- generated:NAME -->` and `<!-- /generated:NAME -->`
@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-RESULTS = ("memory", "redis", "python", "node")
+RESULTS = ("memory", "redis", "python", "node", "cluster")
 
 # ---------------------------------------------------------------------------
 # Number formats: one place, so the page and the plots agree.
@@ -131,6 +131,7 @@ def t_machine(data: Dict[str, dict]) -> str:
 def t_runs(data: Dict[str, dict]) -> str:
     rows = []
     for name, what in (("memory", "C, memory store"), ("redis", "C, Redis store"),
+                       ("cluster", "C, Redis Cluster against standalone"),
                        ("python", "Python"), ("node", "Node")):
         mach = data[name]["machine"]
         rows.append(["`bench/results/%s.json`" % name, what,
@@ -194,6 +195,39 @@ def t_c_redis(data: Dict[str, dict]) -> str:
     ]
     return table(["", "checks/s", "p50 / p99 us", "client CPU us per check",
                   "redis-server CPU us per check", "tollgate / baseline"], rows)
+
+
+CLUSTER_MODES = (
+    ("seq", "`rl_check`, sequential"),
+    ("seq_nospin", "`rl_check`, sequential, `spin_us=-1`"),
+    ("async64", "`rl_check_async`, 64 in flight"),
+)
+
+
+def t_c_cluster(data: Dict[str, dict]) -> str:
+    """Each cluster figure beside the standalone one of the same mode (the
+    same run, alternating); the last column is cluster / standalone."""
+    d = data["cluster"]
+    rs = d["rows"]
+    rows = []
+    for mode, label in CLUSTER_MODES:
+        base = row(rs, "standalone_" + mode, "id")
+        for r in rs:
+            if r["mode"] != mode:
+                continue
+            ratio = "-"
+            if r is not base:
+                ratio = "CPU %s" % f_ratio(r["cpu_us_per_check"] / base["cpu_us_per_check"])
+                if mode == "async64":
+                    ratio += ", checks/s %s" % f_ratio(r["checks_per_s"] / base["checks_per_s"])
+            target = r["target"].replace("_", " ").replace("cluster ", "cluster, ")
+            rows.append(["%s, %s" % (target, label), f_int(r["checks_per_s"]),
+                         "%s / %s" % (f1(r["p50_us"]), f1(r["p99_us"])),
+                         f2(r["cpu_us_per_check"]), f2(r["context_switches_per_check"]),
+                         f2(r["server_cpu_us_per_check"]), ratio])
+    return table(["", "checks/s", "p50 / p99 us", "client CPU us per check",
+                  "client context switches per check", "redis-server CPU us per check",
+                  "cluster / standalone"], rows)
 
 
 # Python: each peer row is compared with tollgate's like-for-like row.
@@ -313,6 +347,7 @@ TABLES = {
     "runs": t_runs,
     "c-memory": t_c_memory,
     "c-redis": t_c_redis,
+    "c-cluster": t_c_cluster,
     "python-memory": t_py_memory,
     "python-redis": t_py_redis,
     "python-asyncio": t_py_async,
