@@ -38,13 +38,14 @@ SRC = "src/tollgate"
 # The fast tests that exercise each module, first the ones most likely to
 # fail early (pytest -x stops at the first failure).
 TESTS_OF: Dict[str, List[str]] = {
-    "__init__.py": ["tests/test_package.py", "tests/test_memory.py", "tests/test_async.py", "tests/test_errors.py"],
-    "_errors.py": ["tests/test_package.py", "tests/test_errors.py", "tests/test_memory.py"],
+    "__init__.py": ["tests/test_package.py", "tests/test_memory.py", "tests/test_async.py", "tests/test_errors.py",
+                    "tests/test_refund.py"],
+    "_errors.py": ["tests/test_package.py", "tests/test_errors.py", "tests/test_memory.py", "tests/test_refund.py"],
     "_options.py": ["tests/test_errors.py", "tests/test_options.py", "tests/test_memory.py", "tests/test_redis.py"],
     "_types.py": ["tests/test_memory.py"],
-    "plans.py": ["tests/test_plans.py", "tests/test_web.py"],
-    "asgi.py": ["tests/test_web.py", "tests/test_web_edges.py"],
-    "flask.py": ["tests/test_web.py", "tests/test_web_edges.py"],
+    "plans.py": ["tests/test_plans.py", "tests/test_web.py", "tests/test_refund.py"],
+    "asgi.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py"],
+    "flask.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py"],
 }
 
 

@@ -132,9 +132,10 @@ def test_asgi_count_failed_charges_only_failed_responses(store: str, request: An
         def get(code: Any) -> int:
             return client.get("/login", params={"status": code}).status_code
 
-        # Five good logins cost nothing; three failures use the limit up.
-        assert _statuses(get, [200] * 5) == [200] * 5
-        assert _statuses(get, [401, 401, 401]) == [401, 401, 401]
+        # Good logins (and a 399) cost nothing; three failures, from 400
+        # up, use the limit up.
+        assert _statuses(get, [200] * 5 + [399]) == [200] * 5 + [399]
+        assert _statuses(get, [400, 401, 401]) == [400, 401, 401]
         assert get(200) == 429
         assert lim.check("client", Policy(3, "1h"), cost=0).remaining == 0
 
