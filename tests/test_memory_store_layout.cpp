@@ -192,3 +192,26 @@ TEST_CASE("memory layout: a shard grows into the store's arena", "[memory]") {
     if (remaining(s, "arena:" + std::to_string(i), p, kT0) == 4) ++recent;
   CHECK(recent >= 950);
 }
+
+TEST_CASE(
+    "memory layout: a small shard always evicts its least recently "
+    "used key",
+    "[memory]") {
+  // The eviction sample is the next live entries from a random slot, so
+  // with no more keys than samples every key is compared: over many fresh
+  // stores (each a new random hash seed and table layout) the oldest key
+  // goes every time, never a newer one.
+  const Policy p = make(Algorithm::gcra, 1, 3600 * 1000);
+  for (int round = 0; round < 300; ++round) {
+    MemoryStore s({4, 1});
+    int64_t now = kT0;
+    for (const char *k : {"a", "b", "c", "d", "e"}) {  // "e" evicts "a"
+      REQUIRE(hit(s, k, p, now));
+      now += 1000;
+    }
+    INFO("round " << round);
+    REQUIRE(s.stats().live_keys == 4);
+    REQUIRE(hit(s, "a", p, now));  // evicted: a fresh key again
+    for (const char *k : {"c", "d", "e"}) REQUIRE_FALSE(hit(s, k, p, now));
+  }
+}

@@ -384,26 +384,36 @@ struct alignas(64) MemoryStore::Shard {
   }
 
   // At the bound: among sampled keys, an expired one goes first, else the
-  // least recently used of the sample (Redis's approximated LRU).
+  // least recently used of the sample (Redis's approximated LRU). A shard
+  // of no more keys than samples compares them all: random probes of its
+  // (sparse) table could miss its least recently used key.
   void evict_one(int64_t now) noexcept {
     Entry *victim = nullptr;
     uint32_t oldest_age = 0;
-    for (int i = 0; i < kEvictionSamples; ++i) {
-      Entry *e = sample();
-      if (!e) continue;
+    const auto consider = [&](Entry *e) {
       if (e->expired(now)) {
         victim = e;
         ++reclaimed;
-        break;
+        return false;  // an expired key goes first: stop looking
       }
       const uint32_t age = clock - e->last_used;
       if (!victim || age > oldest_age) {
         victim = e;
         oldest_age = age;
       }
+      return true;
+    };
+    Entry *t = tab();
+    if (count <= static_cast<uint32_t>(kEvictionSamples)) {
+      for (uint32_t i = 0; i < capacity(); ++i)
+        if (t[i].kind != kEmpty && !consider(&t[i])) break;
+    } else {
+      for (int i = 0; i < kEvictionSamples; ++i) {
+        Entry *e = sample();
+        if (e && !consider(e)) break;
+      }
     }
     if (!victim) {  // unlucky samples: take the first live entry
-      Entry *t = tab();
       for (uint32_t i = 0; i < capacity(); ++i)
         if (t[i].kind != kEmpty) {
           victim = &t[i];
