@@ -438,3 +438,74 @@ TEST_CASE("policy handles: a check's array holds pointers, one may be NULL",
   rl_policy_release(a);
   rl_policy_release(b);
 }
+
+namespace {
+// rl_policy_parse of `text`: the code, and on success the policy's fields.
+int parse(const std::string &text, rl_policy_spec &out, size_t &at) {
+  rl_policy *p = nullptr;
+  at = 12345;
+  const int rc = rl_policy_parse(&p, text.data(), text.size(), &at);
+  out = RL_POLICY_SPEC_INIT;
+  if (rc == RL_OK) {
+    REQUIRE(rl_policy_get(p, &out) == RL_OK);
+    rl_policy_release(p);
+  } else {
+    CHECK(p == nullptr);
+  }
+  return rc;
+}
+}  // namespace
+
+TEST_CASE("policy text: options, algorithm names and their errors",
+          "[capi][policy]") {
+  rl_policy_spec s;
+  size_t at = 0;
+  REQUIRE(parse("100/h burst=20", s, at) == RL_OK);
+  CHECK(s.limit == 100);
+  CHECK(s.period_ms == 3600 * 1000);
+  CHECK(s.burst == 20);
+  CHECK(s.algorithm == RL_ALG_GCRA);
+  REQUIRE(parse("100 per 15m algorithm=token_bucket burst = 5", s, at) ==
+          RL_OK);
+  CHECK(s.algorithm == RL_ALG_TOKEN_BUCKET);
+  CHECK(s.burst == 5);
+  CHECK(s.period_ms == 15 * 60 * 1000);
+  REQUIRE(parse("5000/d sliding_window", s, at) == RL_OK);
+  CHECK(s.algorithm == RL_ALG_SLIDING_WINDOW);
+  // An assignment to anything but burst or algorithm is refused where the
+  // word starts, whatever it sorts before or after.
+  for (const char *word : {"abc", "aaa", "zzz", "algorithmx"}) {
+    INFO(word);
+    const std::string text = std::string("100/h ") + word + "=gcra";
+    CHECK(parse(text, s, at) == RL_E_POLICY);
+    CHECK(at == 6);
+    CHECK(mentions("unknown option"));
+  }
+  CHECK(parse("100/h algorithm", s, at) == RL_E_POLICY);
+  CHECK(mentions("expected '=' after algorithm"));
+  CHECK(parse("100/h burst", s, at) == RL_E_POLICY);
+  CHECK(mentions("expected '=' after burst"));
+}
+
+TEST_CASE(
+    "memory store: at a bound of one key, a key in an empty shard "
+    "evicts the one in another shard",
+    "[memory]") {
+  rl_options o = RL_OPTIONS_INIT;
+  o.max_keys = 1;
+  o.shards = 64;
+  Lim lim(&o);
+  const rl_policy_spec p = policy(5, 3600 * 1000);
+  for (int i = 0; i < 50; ++i) {
+    const std::string key = "k" + std::to_string(i);
+    rl_decision d = RL_DECISION_INIT;
+    REQUIRE(rl_check(lim.p, &d, key.data(), key.size(), &p, 1, 1) == RL_OK);
+    REQUIRE(d.allowed == 1);
+    rl_health_info h = RL_HEALTH_INIT;
+    REQUIRE(rl_health(lim.p, &h) == RL_OK);
+    REQUIRE(h.live_keys == 1);
+  }
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim.p, &h) == RL_OK);
+  CHECK(h.evictions == 49);
+}
