@@ -87,7 +87,8 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
-  int (*p_keys_open)(rl_limiter *, rl_keys **) = rl_keys_open;
+  int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
+      rl_keys_open;
   int (*p_keys_next)(rl_keys *, rl_key_info *) = rl_keys_next;
   void (*p_keys_free)(rl_keys *) = rl_keys_free;
   int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,

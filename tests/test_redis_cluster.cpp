@@ -127,7 +127,10 @@ TEST_CASE(
   CHECK(d.allowed == 1);
   CHECK(d.remaining == 3);
   rl_keys *it = nullptr;
-  REQUIRE(rl_keys_open(a.p, &it) == RL_OK);
+  rl_policy *handle = nullptr;
+  REQUIRE(rl_policy_create(&handle, &pol) == RL_OK);
+  REQUIRE(rl_keys_open(a.p, &handle, 1, &it) == RL_OK);
+  rl_policy_release(handle);
   std::set<std::string> listed;
   rl_key_info ki = RL_KEY_INFO_INIT;
   int rc;

@@ -22,105 +22,176 @@
 using tollgate::Algorithm;
 using tollgate::Policy;
 using tollgate::redis::parse_redis_key;
+using tollgate::redis::StateName;
 
-TEST_CASE("redis keys: a key name gives back its user key and policy",
+TEST_CASE("redis keys: a key name gives back its user key and identity",
           "[redis][keys]") {
-  std::string user;
-  Policy p{};
-  REQUIRE(parse_redis_key("tollgate:{org-1}:gcra:10:60000:10",
-                          "tollgate:", user, p));
-  CHECK(user == "org-1");
-  CHECK(p.algorithm == Algorithm::gcra);
-  CHECK(p.limit == 10);
-  CHECK(p.period_ms == 60000);
-  CHECK(p.burst == 0);
-  CHECK(p.capacity == 10);
+  StateName n;
+  // Position 0 has no suffix; a later position and a name have one.
+  REQUIRE(parse_redis_key("tollgate:v2:{org-1}", "tollgate:", n));
+  CHECK(n.user_key == "org-1");
+  CHECK(n.name.empty());
+  CHECK(n.position == 0);
+  REQUIRE(parse_redis_key("t:v2:{k}:3", "t:", n));
+  CHECK(n.user_key == "k");
+  CHECK(n.position == 3);
+  CHECK(n.name.empty());
+  REQUIRE(parse_redis_key("t:v2:{k}:daily-quota.v1", "t:", n));
+  CHECK(n.user_key == "k");
+  CHECK(n.name == "daily-quota.v1");
+  REQUIRE(parse_redis_key("t:v2:{k}:15", "t:", n));
+  CHECK(n.position == 15);
 
-  // A burst is a capacity other than the limit.
-  REQUIRE(parse_redis_key("t:{k}:token_bucket:5:1000:20", "t:", user, p));
-  CHECK(user == "k");
-  CHECK(p.algorithm == Algorithm::token_bucket);
-  CHECK(p.burst == 20);
-  CHECK(p.capacity == 20);
-  REQUIRE(parse_redis_key("t:{k}:fixed_window:5:1000:5", "t:", user, p));
-  CHECK(p.algorithm == Algorithm::fixed_window);
-  REQUIRE(parse_redis_key("t:{k}:sliding_window:3:1000:3", "t:", user, p));
-  CHECK(p.algorithm == Algorithm::sliding_window);
-  CHECK(p.limit == 3);
-
-  // The user key may hold ':', '{' and '}'; only the last four fields are
-  // the policy. A prefix may hold ':' too.
-  REQUIRE(parse_redis_key("app:rl:{a:b}{c}:gcra:1:1000:1", "app:rl:", user, p));
-  CHECK(user == "a:b}{c");
-  CHECK(p.limit == 1);
-  // A one-byte user key.
-  REQUIRE(parse_redis_key("p{x}:gcra:2:1000:2", "p", user, p));
-  CHECK(user == "x");
+  // The user key may hold ':', '{' and '}' (an identity never does: the
+  // last ':' splits). A prefix may hold ':' too.
+  REQUIRE(parse_redis_key("app:rl:v2:{a:b}{c}:x", "app:rl:", n));
+  CHECK(n.user_key == "a:b}{c");
+  CHECK(n.name == "x");
+  REQUIRE(parse_redis_key("app:rl:v2:{a}:1}", "app:rl:", n));
+  CHECK(n.user_key == "a}:1");
+  CHECK(n.position == 0);
+  REQUIRE(parse_redis_key("pv2:{x}", "p", n));
+  CHECK(n.user_key == "x");
 }
 
 TEST_CASE("redis keys: names that are not tollgate keys are skipped",
           "[redis][keys]") {
-  std::string user;
-  Policy p{};
+  StateName n;
   for (const char *bad : {
-           "other:{k}:gcra:10:60000:10",      // another prefix
-           "tollgate:k}:gcra:10:60000:10",    // no '{'
-           "tollgate:{k:gcra:10:60000:10",    // no '}' before the suffix
-           "tollgate:{k}:leaky:10:60000:10",  // unknown algorithm
-           "tollgate:{k}:gcra:ten:60000:10",  // not a number
-           "tollgate:{k}:gcra:10:60000:",     // empty field
-           "tollgate:{k}:gcra:10:60000",      // three fields
-           "tollgate:{k}:gcra:0:60000:0",     // not a valid policy
-           "tollgate:{k}:gcra:10:-5:10",      // not a valid policy
-           "tollgate:{",                      // too short
+           "other:v2:{k}",                   // another prefix
+           "tollgate:{k}:gcra:10:60000:10",  // key format 1: ignored
+           "tollgate:v3:{k}",                // another format
+           "tollgate:v2:k}",                 // no '{'
+           "tollgate:v2:{k",                 // no '}'
+           "tollgate:v2:{k}:",               // empty identity
+           "tollgate:v2:{k}x",               // no ':' before it
+           "tollgate:v2:{k}:0",              // position 0 has none
+           "tollgate:v2:{k}:16",             // beyond RL_MAX_POLICIES
+           "tollgate:v2:{k}:07",             // not a decimal position
+           "tollgate:v2:{k}:1a",             // not a position
+           "tollgate:v2:{k}:_x",             // a name starts with a letter
+           "tollgate:v2:{k}:a b",            // nor holds a space
+           "tollgate:v2:{k}:abcdefghijabcdefghijabcdefghijabc",  // 33 bytes
+           "tollgate:v2:{",                                      // too short
            "tollgate:",
        }) {
     INFO(bad);
-    CHECK_FALSE(parse_redis_key(bad, "tollgate:", user, p));
+    CHECK_FALSE(parse_redis_key(bad, "tollgate:", n));
   }
-  // The fields must come after the prefix, not inside it.
-  CHECK_FALSE(parse_redis_key("a:1:2:3{k}", "a:1:2:3", user, p));
   // Another prefix of the same length is another prefix.
-  CHECK_FALSE(
-      parse_redis_key("tollgats:{k}:gcra:10:60000:10", "tollgate:", user, p));
-  // A prefix without ':' and a name with too few ':' (none, or three).
-  CHECK_FALSE(parse_redis_key("app{k}", "app", user, p));
-  CHECK_FALSE(parse_redis_key("app{k}gcra10600010", "app", user, p));
-  CHECK_FALSE(parse_redis_key("app{k}:10:60000:10", "app", user, p));
-  CHECK(parse_redis_key("app{k}:gcra:10:60000:10", "app", user, p));
-  CHECK(user == "k");
+  CHECK_FALSE(parse_redis_key("tollgats:v2:{k}", "tollgate:", n));
 }
 
-TEST_CASE("redis keys: policies that differ only in their limit keep apart",
+namespace {
+
+struct TestLimiter {
+  rl_limiter *p = nullptr;
+  explicit TestLimiter(const std::string &url) {
+    rl_options o = RL_OPTIONS_INIT;
+    o.url = url.c_str();
+    o.failure_mode = RL_FAIL_ERROR;
+    REQUIRE(rl_create(&p, &o) == RL_OK);
+  }
+  ~TestLimiter() { rl_destroy(p); }
+};
+
+}  // namespace
+
+TEST_CASE("redis keys: the names format 2 writes, and what a listing reads",
           "[redis][keys]") {
-  // GCRA with burst 10 over 1000 s: limits 600000 and 600001 have the same
-  // capacity (10) and the same emission interval (1667 us); only the limit
-  // tells them apart, and it must still give each its own Redis key.
   tollgate_test::RedisServer server;
-  rl_options o = RL_OPTIONS_INIT;
-  const std::string url = server.url();
-  o.url = url.c_str();
-  o.failure_mode = RL_FAIL_ERROR;
-  rl_limiter *lim = nullptr;
-  REQUIRE(rl_create(&lim, &o) == RL_OK);
-  rl_policy_spec a = RL_POLICY_SPEC_INIT;
-  a.limit = 600000;
-  a.period_ms = 1000 * 1000;
-  a.burst = 10;
-  rl_policy_spec b = a;
-  b.limit = 600001;
+  TestLimiter lim(server.url());
+  rl_policy_spec a = RL_POLICY_SPEC_INIT, b = RL_POLICY_SPEC_INIT,
+                 c = RL_POLICY_SPEC_INIT;
+  a.limit = 10;
+  a.period_ms = 60000;
+  b.limit = 100;
+  b.period_ms = 3600000;
+  b.algorithm = RL_ALG_SLIDING_WINDOW;
+  c = a;
+  c.name = "daily";
+  c.name_len = 5;
+  const rl_policy_spec three[3] = {a, b, c};
   rl_decision d = RL_DECISION_INIT;
-  REQUIRE(rl_check(lim, &d, "k", 1, &a, 1, 1) == RL_OK);
-  REQUIRE(rl_check(lim, &d, "k", 1, &b, 1, 1) == RL_OK);
-  CHECK(server.query({"DBSIZE"}).integer == 2);
+  REQUIRE(rl_check(lim.p, &d, "u{1}", 4, three, 3, 1) == RL_OK);
+  const tollgate_test::RespValue listed = server.query({"KEYS", "*"});
+  std::set<std::string> names;
+  for (const auto &k : listed.elements) names.insert(k.str);
+  CHECK(names == std::set<std::string>{"tollgate:v2:{u{1}}",
+                                       "tollgate:v2:{u{1}}:1",
+                                       "tollgate:v2:{u{1}}:daily"});
+
+  // The listing reads each state with the policy of its identity; states of
+  // identities not asked for are skipped.
+  rl_policy *handles[2] = {nullptr, nullptr};
+  REQUIRE(rl_policy_create(&handles[0], &c) == RL_OK);
+  REQUIRE(rl_policy_create(&handles[1], &b) == RL_OK);
   rl_keys *it = nullptr;
-  REQUIRE(rl_keys_open(lim, &it) == RL_OK);
-  std::set<int64_t> limits;
+  REQUIRE(rl_keys_open(lim.p, handles, 2, &it) == RL_OK);
+  rl_policy_release(handles[0]);
+  rl_policy_release(handles[1]);
+  std::map<size_t, std::string> seen;
   rl_key_info info = RL_KEY_INFO_INIT;
-  while (rl_keys_next(it, &info) == RL_OK) limits.insert(info.policy.limit);
+  int rc;
+  while ((rc = rl_keys_next(it, &info)) == RL_OK) {
+    CHECK(std::string(info.key, info.key_len) == "u{1}");
+    seen[info.policy_index] =
+        info.policy.name ? std::string(info.policy.name, info.policy.name_len)
+                         : std::string("-");
+    CHECK(info.remaining == (info.policy_index == 0 ? 9 : 99));
+  }
+  CHECK(rc == RL_E_DONE);
   rl_keys_free(it);
-  CHECK(limits == std::set<int64_t>{600000, 600001});
-  rl_destroy(lim);
+  // "daily" is found by name at index 0; b by its position 1.
+  CHECK(seen == std::map<size_t, std::string>{{0, "daily"}, {1, "-"}});
+
+  // An rl_key_info of version 1 is refused with RL_E_VERSION.
+  rl_policy *one = nullptr;
+  REQUIRE(rl_policy_create(&one, &a) == RL_OK);
+  REQUIRE(rl_keys_open(lim.p, &one, 1, &it) == RL_OK);
+  rl_key_info old = RL_KEY_INFO_INIT;
+  old.version = 1;
+  CHECK(rl_keys_next(it, &old) == RL_E_VERSION);
+  rl_keys_free(it);
+  // No policies, or a NULL list: RL_E_INVALID_ARG.
+  CHECK(rl_keys_open(lim.p, &one, 0, &it) == RL_E_INVALID_ARG);
+  CHECK(it == nullptr);
+  CHECK(rl_keys_open(lim.p, nullptr, 1, &it) == RL_E_INVALID_ARG);
+  rl_policy_release(one);
+
+  // Reset removes every identity's state of the key, and only that key's
+  // (a user key "u{1}}:1" would match the glob "{u{1}}*").
+  REQUIRE(rl_check(lim.p, &d, "u{1}}:1", 7, &a, 1, 1) == RL_OK);
+  REQUIRE(rl_reset(lim.p, "u{1}", 4) == RL_OK);
+  const tollgate_test::RespValue left = server.query({"KEYS", "*"});
+  REQUIRE(left.elements.size() == 1);
+  CHECK(left.elements[0].str == "tollgate:v2:{u{1}}:1}");
+}
+
+TEST_CASE("redis keys: state written by key format 1 is never read",
+          "[redis][keys]") {
+  tollgate_test::RedisServer server;
+  // A format-1 name and value of the same subject and policy: spent.
+  server.query({"SET", "tollgate:{k}:gcra:2:60000:2", "99999999999999999"});
+  TestLimiter lim(server.url());
+  rl_policy_spec a = RL_POLICY_SPEC_INIT;
+  a.limit = 2;
+  a.period_ms = 60000;
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim.p, &d, "k", 1, &a, 1, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.remaining == 1);
+  // A listing skips it; a reset leaves it to its own TTL.
+  rl_policy *h = nullptr;
+  REQUIRE(rl_policy_create(&h, &a) == RL_OK);
+  rl_keys *it = nullptr;
+  REQUIRE(rl_keys_open(lim.p, &h, 1, &it) == RL_OK);
+  rl_policy_release(h);
+  int n = 0;
+  rl_key_info info = RL_KEY_INFO_INIT;
+  while (rl_keys_next(it, &info) == RL_OK) ++n;
+  rl_keys_free(it);
+  CHECK(n == 1);
 }
 
 TEST_CASE(
@@ -141,9 +212,11 @@ TEST_CASE(
     REQUIRE(rl_check(lim, &d, k, 1, &p, 1, 1) == RL_OK);
   rl_policy_release(p);  // before the limiter: nothing depends on it
   rl_keys *read = nullptr, *unread = nullptr, *kept = nullptr;
-  REQUIRE(rl_keys_open(lim, &read) == RL_OK);
-  REQUIRE(rl_keys_open(lim, &unread) == RL_OK);
-  REQUIRE(rl_keys_open(lim, &kept) == RL_OK);
+  REQUIRE(rl_policy_parse(&p, "10/m", 4, nullptr) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &p, 1, &read) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &p, 1, &unread) == RL_OK);
+  REQUIRE(rl_keys_open(lim, &p, 1, &kept) == RL_OK);
+  rl_policy_release(p);
   rl_key_info info = RL_KEY_INFO_INIT;
   REQUIRE(rl_keys_next(read, &info) == RL_OK);
   CHECK(info.policy.limit == 10);
@@ -245,7 +318,8 @@ TEST_CASE("slot: hash_slot agrees with CLUSTER KEYSLOT of a real redis-server",
       "{}",
       "{a}",
       "tollgate:{org-1}:gcra:10:60000:10",
-      "app:rl:{a:b}{c}:token_bucket:5:1000:20",
+      "tollgate:v2:{org-1}:2",
+      "app:rl:v2:{a:b}{c}:daily",
       "bin\0ary{\xff\x00\x80}"s,
       std::string("\xff\xfe\xfd\xfc"),
       "caf\xc3\xa9 \xe2\x98\x95",
@@ -306,13 +380,15 @@ TEST_CASE("slot: every policy key of one user key lands in one slot",
 
     const tollgate_test::RespValue listed = plain.query({"KEYS", "*"});
     REQUIRE(listed.type == '*');
-    REQUIRE(listed.elements.size() == users.size() * 6);
+    // The single-policy checks share position 0 with the multi one's first
+    // (a GCRA and a token bucket: one state shape), so 4 names per user key.
+    REQUIRE(listed.elements.size() == users.size() * 4);
     std::map<std::string, std::set<uint16_t>> slots;
     for (const tollgate_test::RespValue &k : listed.elements) {
-      std::string user;
-      tollgate::Policy p{};
+      StateName n;
       INFO(k.str);
-      REQUIRE(parse_redis_key(k.str, prefix, user, p));
+      REQUIRE(parse_redis_key(k.str, prefix, n));
+      const std::string &user = n.user_key;
       const uint16_t slot = hash_slot(k.str);
       // The prefix holds no brace, so the tag starts at the user key.
       CHECK(slot == hash_slot("{" + user + "}"));

@@ -193,8 +193,10 @@ TEST_CASE("redis: deny cache answers repeat denials locally", "[redis]") {
 TEST_CASE("redis: reset and the admin listing", "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy_spec p = policy(10, kLongMs),
-                       w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
+  const rl_policy_spec p = policy(10, kLongMs);
+  rl_policy_spec w = policy(7, kLongMs, RL_ALG_FIXED_WINDOW);
+  w.name = "w";  // its own identity, so it is listed apart from p
+  w.name_len = 1;
   rl_decision d;
   const std::string glob_key = "user*[1]?";  // glob characters are escaped
   REQUIRE(check(lim.p, "org-1", p, d, 3) == RL_OK);
@@ -203,7 +205,13 @@ TEST_CASE("redis: reset and the admin listing", "[redis]") {
   REQUIRE(check(lim.p, "user-x", p, d) == RL_OK);
 
   rl_keys *it = nullptr;
-  REQUIRE(rl_keys_open(lim.p, &it) == RL_OK);
+  rl_policy *listed[2] = {nullptr, nullptr};
+  REQUIRE(rl_policy_create(&listed[0], &p) == RL_OK);
+  REQUIRE(rl_policy_create(&listed[1], &w) == RL_OK);
+  REQUIRE(rl_keys_open(lim.p, listed, 2, &it) == RL_OK);
+  // The iterator keeps what it needs of the handles.
+  rl_policy_release(listed[0]);
+  rl_policy_release(listed[1]);
   int seen = 0;
   bool saw_org1 = false, saw_org2 = false;
   for (;;) {
@@ -223,6 +231,8 @@ TEST_CASE("redis: reset and the admin listing", "[redis]") {
     if (key == "org-2") {
       saw_org2 = true;
       CHECK(info.policy.algorithm == RL_ALG_FIXED_WINDOW);
+      CHECK(std::string(info.policy.name, info.policy.name_len) == "w");
+      CHECK(info.policy_index == 1);
       CHECK(info.remaining == 5);
     }
   }

@@ -311,11 +311,13 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   record("rl_ping", rl_ping(lim, &rtt), "");
 
   // Each algorithm's own script, twice: the second call reads the state.
+  // (One key each: unnamed policies at position 0 share a key's state.)
   const std::string single = cfg.stem + "single";
   for (int32_t alg = 0; alg < 4; ++alg) {
     const rl_policy_spec p = policy(alg, 5, 3600000);
     const std::string op = std::string("rl_check ") + alg_name(alg);
-    if (check(op, single, &p, 1, 1, 4)) check(op, single, &p, 1, 1, 3);
+    const std::string key = alg == 0 ? single : single + alg_name(alg);
+    if (check(op, key, &p, 1, 1, 4)) check(op, key, &p, 1, 1, 3);
   }
   {
     const rl_policy_spec p = policy(RL_ALG_GCRA, 5, 3600000);
@@ -336,7 +338,13 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
   // The listing: SCAN of the prefix, then a peek of every state.
   {
     rl_keys *it = nullptr;
-    int rc = rl_keys_open(lim, &it);
+    // The four identities the checks above used: positions 0 to 3.
+    const rl_policy_spec five = policy(RL_ALG_GCRA, 5, 3600000);
+    rl_policy *listed[4] = {};
+    for (int i = 0; i < 4; ++i)
+      rl_policy_create(&listed[i], i == 0 ? &five : &four[i]);
+    int rc = rl_keys_open(lim, listed, 4, &it);
+    for (rl_policy *lp : listed) rl_policy_release(lp);
     long n = 0;
     int64_t single_gcra = -1;
     std::string last_error;

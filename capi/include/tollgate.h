@@ -152,7 +152,7 @@ RL_API const char *rl_last_error(void);
 /* The fields of a policy: at most `limit` units per `period_ms`. Used to
  * create a policy handle (rl_policy_create) and to read one back
  * (rl_policy_get, rl_key_info). */
-#define RL_POLICY_SPEC_VERSION 1
+#define RL_POLICY_SPEC_VERSION 2
 typedef struct rl_policy_spec {
   uint32_t version;  /* RL_POLICY_SPEC_VERSION */
   int32_t algorithm; /* RL_ALG_* */
@@ -163,9 +163,17 @@ typedef struct rl_policy_spec {
    * at once. Must be 0 for the window algorithms. */
   int64_t burst;
   uint32_t flags; /* reserved for future behaviour bits; must be 0 */
+  /* Version 2. The policy's identity under a key (docs/algorithms.md,
+   * "Identity"): NULL or "" for none (the policy is then known by its
+   * position in a check's list), else 1 to RL_MAX_NAME_LEN bytes of
+   * [A-Za-z0-9_.-] starting with a letter. Not NUL-terminated; read back
+   * (rl_policy_get, rl_key_info) it points into the handle or iterator. */
+  const char *name;
+  size_t name_len;
 } rl_policy_spec;
 #define RL_POLICY_SPEC_INIT \
-  { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0 }
+  { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0, NULL, 0 }
+#define RL_MAX_NAME_LEN 32
 
 /* A validated policy: immutable and reference-counted. Checks take arrays
  * of handle pointers. A handle may be used by any number of threads at once
@@ -519,7 +527,7 @@ RL_API int rl_headers_format(rl_headers *out, const rl_decision *decision,
 
 typedef struct rl_keys rl_keys;
 
-#define RL_KEY_INFO_VERSION 1
+#define RL_KEY_INFO_VERSION 2
 typedef struct rl_key_info {
   uint32_t version; /* set by the caller: RL_KEY_INFO_VERSION */
   const char *key;  /* the user key (not NUL-terminated); owned by the
@@ -528,17 +536,24 @@ typedef struct rl_key_info {
   rl_policy_spec policy; /* the policy this state belongs to */
   int64_t remaining;     /* as a cost-0 check would report now */
   int64_t reset_after_ms;
+  size_t policy_index; /* the policy's position in rl_keys_open's list */
 } rl_key_info;
 #define RL_KEY_INFO_INIT \
-  { RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_SPEC_INIT, 0, 0 }
+  { RL_KEY_INFO_VERSION, NULL, 0, RL_POLICY_SPEC_INIT, 0, 0, 0 }
 
-/* Start listing every (key, policy) state under the limiter's key prefix.
- * The Redis store walks the keyspace with SCAN (never KEYS), a page at a
- * time; keys changing meanwhile may be seen once, twice or not at all, as
- * with SCAN. The memory store returns RL_E_UNSUPPORTED. Free *out with
- * rl_keys_free. The iterator is not thread-safe. It may outlive its
- * limiter: after rl_destroy, rl_keys_next returns RL_E_CLOSED. */
-RL_API int rl_keys_open(rl_limiter *limiter, rl_keys **out);
+/* Start listing the (key, policy) states under the limiter's key prefix
+ * that belong to `policies` (1 to RL_MAX_POLICIES handles, the list the
+ * application checks with): a state is listed with the policy of its
+ * identity (the policy's name, or the position of an unnamed one) and
+ * peeked with it; states of other identities are skipped. The handles may
+ * be released once this returns. The Redis store walks the keyspace with
+ * SCAN (never KEYS), a page at a time; keys changing meanwhile may be seen
+ * once, twice or not at all, as with SCAN. The memory store returns
+ * RL_E_UNSUPPORTED. Free *out with rl_keys_free. The iterator is not
+ * thread-safe. It may outlive its limiter: after rl_destroy, rl_keys_next
+ * returns RL_E_CLOSED. */
+RL_API int rl_keys_open(rl_limiter *limiter, rl_policy *const *policies,
+                        size_t n_policies, rl_keys **out);
 
 /* The next entry: RL_OK, RL_E_DONE at the end, RL_E_CLOSED once the limiter
  * was destroyed, or an error. Blocks for at most the limiter's timeout per

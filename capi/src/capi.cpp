@@ -463,6 +463,14 @@ int rl_policy_create(rl_policy **out, const rl_policy_spec *spec) {
     rc = tollgate::make_policy(spec->algorithm, spec->limit, spec->period_ms,
                                spec->burst, spec->flags, p->compiled);
     if (rc != Errc::ok) return rc;
+    if (spec->version >= 2 && spec->name_len > 0) {
+      if (spec->name == nullptr)
+        return tollgate::fail(Errc::invalid_arg,
+                              "spec: NULL name with non-zero name_len");
+      rc = tollgate::set_policy_name(
+          p->compiled, std::string_view(spec->name, spec->name_len));
+      if (rc != Errc::ok) return rc;
+    }
     *out = p.release();
     return Errc::ok;
   });
@@ -530,6 +538,10 @@ int rl_policy_get(const rl_policy *policy, rl_policy_spec *out) {
     out->period_ms = p.period_ms;
     out->burst = p.burst;
     out->flags = 0;
+    if (out->version >= 2) {
+      out->name = p.name_len ? p.name : nullptr;
+      out->name_len = p.name_len;
+    }
     return Errc::ok;
   });
 }
@@ -746,15 +758,20 @@ int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
   });
 }
 
-int rl_keys_open(rl_limiter *limiter, rl_keys **out) {
+int rl_keys_open(rl_limiter *limiter, rl_policy *const *policies,
+                 size_t n_policies, rl_keys **out) {
   return guarded([&]() -> Errc {
     if (out == nullptr)
       return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
     *out = nullptr;
     if (limiter == nullptr)
       return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    Errc rc = convert_policies(policies, n_policies, converted);
+    if (rc != Errc::ok) return rc;
     auto it = std::make_unique<rl_keys>();
-    const Errc rc = limiter->impl->open_keys(it->impl);
+    rc = limiter->impl->open_keys(
+        std::span<const tollgate::Policy>(converted, n_policies), it->impl);
     if (rc != Errc::ok) return rc;
     it->registry = limiter->keys;
     {
@@ -772,6 +789,13 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
       return tollgate::fail(Errc::invalid_arg, "iterator: NULL handle");
     if (out == nullptr)
       return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    // Version 1 embedded the smaller version-1 policy spec: its layout
+    // cannot be written.
+    if (out->version == 1)
+      return tollgate::fail(Errc::version,
+                            "rl_key_info: version 1 is not supported (this "
+                            "library knows 2); initialise it with "
+                            "RL_KEY_INFO_INIT");
     Errc rc = check_version(out->version, RL_KEY_INFO_VERSION, "rl_key_info");
     if (rc != Errc::ok) return rc;
     std::lock_guard<std::mutex> lock(it->mu);
@@ -789,6 +813,9 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
     out->policy.limit = e->policy.limit;
     out->policy.period_ms = e->policy.period_ms;
     out->policy.burst = e->policy.burst;
+    out->policy.name = e->policy.name_len ? e->policy.name : nullptr;
+    out->policy.name_len = e->policy.name_len;
+    out->policy_index = e->index;
     out->remaining = e->remaining;
     out->reset_after_ms = ceil_ms(e->reset_after_us);
     return Errc::ok;

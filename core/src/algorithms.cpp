@@ -63,78 +63,15 @@ Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
   return o;
 }
 
-Outcome token_bucket(const Policy &p, const State *s, int64_t now,
-                     int64_t cost) {
-  const int64_t T = p.interval_us;
-  const int64_t C = p.capacity;
-  int64_t tokens = s ? s->a : C;
-  int64_t last = s ? s->b : now;
-  const int64_t t = std::max(now, last);
-  const int64_t n = (t - last) / T;
-  if (n >= C - tokens) {  // full (also guards tokens + n overflow)
-    tokens = C;
-    last = t;
-  } else {
-    tokens += n;
-    last += n * T;
-  }
-  // Durations are measured from the real `now`, which lies before `t` only
-  // if the clock stepped back behind the stored refill time.
-  const int64_t skew = t - now;
-  auto reset_after = [&](int64_t k) {
-    return k >= C ? 0 : (C - k) * T - (t - last) + skew;
-  };
-  Outcome o{};
-  if (cost < 0) {
-    // A refund: -cost tokens back, never above the capacity.
-    o.allowed = true;
-    if (tokens < C) {
-      // Back to full forgets the partial refill time, as a refill to full
-      // does (and as GCRA, whose debt cannot go below none).
-      if (-cost >= C - tokens) {
-        tokens = C;
-        last = t;
-      } else {
-        tokens -= cost;
-      }
-      o.write = true;
-      o.next.a = tokens;
-      o.next.b = last;
-      o.expires_at_us = last + (C - tokens) * T;
-    }
-    o.remaining = tokens;
-    o.reset_after_us = reset_after(tokens);
-    return o;
-  }
-  o.remaining = tokens;
-  o.reset_after_us = reset_after(tokens);
-  if (cost > C) {
-    o.retry_after_us = kRetryNever;
-    return o;
-  }
-  const int64_t need = cost == 0 ? 1 : cost;
-  if (tokens < need) {
-    o.retry_after_us = (need - tokens) * T - (t - last) + skew;
-    return o;
-  }
-  o.allowed = true;
-  if (cost == 0) return o;
-  tokens -= cost;
-  o.write = true;
-  o.next.a = tokens;
-  o.next.b = last;
-  o.expires_at_us = last + (C - tokens) * T;
-  o.remaining = tokens;
-  o.reset_after_us = reset_after(tokens);
-  return o;
-}
-
 Outcome fixed_window(const Policy &p, const State *s, int64_t now,
                      int64_t cost) {
   const int64_t P = p.period_us;
   int64_t w = now / P;
   int64_t count = 0;
-  if (s && s->a >= w) {  // same window, or a newer one (clock stepped back)
+  // The same window, or the next one (the clock stepped back into the
+  // window before). Any other stored window is of the past, or of another
+  // period (the policy changed): its count does not carry.
+  if (s && (s->a == w || s->a == w + 1)) {
     w = s->a;
     count = s->b;
   }
@@ -187,7 +124,7 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
       prev = s->c;
     } else if (s->a == w - 1) {
       prev = s->b;
-    } else if (s->a > w) {  // clock stepped back: stay in the stored window
+    } else if (s->a == w + 1) {  // clock stepped back: stay in that window
       w = s->a;
       curr = s->b;
       prev = s->c;
@@ -266,9 +203,10 @@ Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
                  int64_t cost) noexcept {
   switch (policy.algorithm) {
     case Algorithm::gcra:
-      return gcra(policy, stored, now, cost);
     case Algorithm::token_bucket:
-      return token_bucket(policy, stored, now, cost);
+      // The token bucket's state is the time it is full again, which is
+      // GCRA's tat: the two make the same decisions (docs/algorithms.md).
+      return gcra(policy, stored, now, cost);
     case Algorithm::fixed_window:
       return fixed_window(policy, stored, now, cost);
     case Algorithm::sliding_window:

@@ -248,10 +248,17 @@ constexpr int64_t kMinCost = -((int64_t{1} << 53) - 1);
                 "cost: a refund gives back at most 2^53 - 1 units (got " +
                     std::to_string(cost) + ")");
   for (size_t i = 0; i < policies.size(); ++i)
-    for (size_t j = 0; j < i; ++j)
+    for (size_t j = 0; j < i; ++j) {
       if (policies[i].id == policies[j].id)
         return fail(Errc::policy, "policies: policy " + std::to_string(i) +
                                       " repeats policy " + std::to_string(j));
+      if (policies[i].name_id != 0 &&
+          policies[i].name_id == policies[j].name_id)
+        return fail(Errc::policy,
+                    "policies: policy " + std::to_string(i) +
+                        " has the name of policy " + std::to_string(j) + " ('" +
+                        std::string(policy_name(policies[i])) + "')");
+    }
   return Errc::internal;  // not reached: validate() found a problem
 }
 
@@ -267,7 +274,9 @@ Errc Limiter::validate(std::string_view key, std::span<const Policy> policies,
             policies.size() <= kMaxPoliciesPerCheck && cost >= kMinCost;
   for (size_t i = 1; ok && i < policies.size(); ++i)
     for (size_t j = 0; j < i; ++j)
-      if (policies[i].id == policies[j].id) {
+      if (policies[i].id == policies[j].id ||
+          (policies[i].name_id != 0 &&
+           policies[i].name_id == policies[j].name_id)) {
         ok = false;
         break;
       }
@@ -352,8 +361,10 @@ Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
     const Policy &p = policies[i];
     const int64_t limit = std::max<int64_t>(1, p.limit / n);
     const int64_t burst = p.burst ? std::max<int64_t>(1, p.burst / n) : 0;
+    // The scaled policy keeps the name: local state has the same identities.
     if (make_policy(static_cast<int32_t>(p.algorithm), limit, p.period_ms,
-                    burst, 0, scaled[i]) != Errc::ok)
+                    burst, 0, scaled[i]) != Errc::ok ||
+        set_policy_name(scaled[i], policy_name(p)) != Errc::ok)
       scaled[i] = p;
   }
   Outcome outcomes[kMaxPoliciesPerCheck];
@@ -605,12 +616,16 @@ Errc Limiter::ping(int64_t &rtt_us) {
   return redis_->ping(deadline, rtt_us);
 }
 
-Errc Limiter::open_keys(std::unique_ptr<KeyIterator> &out) {
+Errc Limiter::open_keys(std::span<const Policy> policies,
+                        std::unique_ptr<KeyIterator> &out) {
   if (memory_)
     return fail(Errc::unsupported,
                 "keys: the memory store does not list keys (the Redis store "
                 "does)");
-  out = std::make_unique<KeyIterator>(*this);
+  if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
+    return fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
+                                       std::to_string(policies.size()));
+  out = std::make_unique<KeyIterator>(*this, policies);
   return Errc::ok;
 }
 
@@ -678,7 +693,8 @@ Health Limiter::health() const {
   return h;
 }
 
-KeyIterator::KeyIterator(Limiter &limiter) : limiter_(limiter) {}
+KeyIterator::KeyIterator(Limiter &limiter, std::span<const Policy> policies)
+    : limiter_(limiter), policies_(policies.begin(), policies.end()) {}
 KeyIterator::~KeyIterator() = default;
 
 Errc KeyIterator::next(const redis::KeyEntry *&entry) {
@@ -695,7 +711,8 @@ Errc KeyIterator::next(const redis::KeyEntry *&entry) {
     const int64_t deadline =
         redis::monotonic_ns() +
         static_cast<int64_t>(limiter_.settings_->timeout_ms) * 1000000;
-    Errc rc = limiter_.redis_->scan_page(cursor_, page_, t, deadline);
+    Errc rc =
+        limiter_.redis_->scan_page(cursor_, page_, policies_, t, deadline);
     if (rc != Errc::ok) return rc;
   }
   entry = &page_[pos_++];

@@ -457,6 +457,13 @@ struct alignas(64) MemoryStore::Shard {
 
 namespace {
 
+// A state's slot under its key: the policy's identity (name or position)
+// and the shape of its state, so a limit change finds the state and an
+// algorithm of another shape does not read it.
+uint64_t slot_id(const Policy &p, size_t index) noexcept {
+  return hash_mix(identity(p, index) * 4 + state_shape(p.algorithm));
+}
+
 int find_slot(Entry &e, uint64_t id) noexcept {
   for (uint32_t i = 0; i < e.nslots; ++i)
     if (e.slot(i).policy_id == id) return static_cast<int>(i);
@@ -501,8 +508,8 @@ Slot &slot_for(Entry &e, uint64_t id,
     return s;
   }
   auto in_use = [&](uint64_t sid) {
-    for (const Policy &p : committing)
-      if (p.id == sid) return true;
+    for (size_t i = 0; i < committing.size(); ++i)
+      if (slot_id(committing[i], i) == sid) return true;
     return false;
   };
   int stalest = -1;
@@ -616,7 +623,7 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
   bool all = true;
   uint32_t missing = 0;
   for (size_t i = 0; i < policies.size(); ++i) {
-    const int slot = e ? find_slot(*e, policies[i].id) : -1;
+    const int slot = e ? find_slot(*e, slot_id(policies[i], i)) : -1;
     if (slot < 0) ++missing;
     const State *st =
         slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
@@ -642,7 +649,7 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     // state as it stays, not as it would have become.
     for (size_t i = 0; i < policies.size(); ++i) {
       if (!outcomes[i].allowed) continue;
-      const int slot = e ? find_slot(*e, policies[i].id) : -1;
+      const int slot = e ? find_slot(*e, slot_id(policies[i], i)) : -1;
       const State *st =
           slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
       const Outcome now_state = evaluate(policies[i], st, now, 0);
@@ -689,7 +696,7 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
   for (size_t i = 0; i < policies.size(); ++i) {
     const Outcome &o = outcomes[i];
     if (!o.write) continue;
-    Slot &slot = slot_for(*e, policies[i].id, policies);
+    Slot &slot = slot_for(*e, slot_id(policies[i], i), policies);
     slot.state = o.next;
     slot.expires_at = o.expires_at_us;
   }

@@ -1,5 +1,6 @@
 #include "tollgate/policy.hpp"
 
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -20,6 +21,10 @@ const char *algorithm_name(Algorithm a) noexcept {
   }
   return "unknown";
 }
+
+namespace {
+uint64_t parameter_hash(const Policy &p);
+}  // namespace
 
 Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
                  int64_t burst, uint32_t flags, Policy &out) {
@@ -80,12 +85,51 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
   }
   // The id keys this policy's state under a user key: the same parameters
   // give the same id in every process.
-  uint64_t h = hash_mix(static_cast<uint64_t>(algorithm) + 0x51);
-  h = hash_mix(h ^ static_cast<uint64_t>(limit));
-  h = hash_mix(h ^ static_cast<uint64_t>(period_ms));
-  h = hash_mix(h ^ static_cast<uint64_t>(p.capacity));
-  p.id = h;
+  p.id = parameter_hash(p);
+  p.name_id = 0;
+  p.name_len = 0;
   out = p;
+  return Errc::ok;
+}
+
+namespace {
+uint64_t parameter_hash(const Policy &p) {
+  uint64_t h = hash_mix(static_cast<uint64_t>(p.algorithm) + 0x51);
+  h = hash_mix(h ^ static_cast<uint64_t>(p.limit));
+  h = hash_mix(h ^ static_cast<uint64_t>(p.period_ms));
+  return hash_mix(h ^ static_cast<uint64_t>(p.capacity));
+}
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+         (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+}
+}  // namespace
+
+Errc set_policy_name(Policy &p, std::string_view name) {
+  if (name.empty()) {
+    p.name_id = 0;
+    p.name_len = 0;
+    p.id = parameter_hash(p);
+    return Errc::ok;
+  }
+  if (name.size() > kMaxNameLen)
+    return fail(Errc::policy, "policy: name is " + std::to_string(name.size()) +
+                                  " bytes; at most " +
+                                  std::to_string(kMaxNameLen));
+  const char first = name[0];
+  if (!((first >= 'a' && first <= 'z') || (first >= 'A' && first <= 'Z')))
+    return fail(Errc::policy,
+                "policy: a name starts with a letter (A-Z or a-z)");
+  for (size_t i = 0; i < name.size(); ++i)
+    if (!is_name_char(name[i]))
+      return fail(Errc::policy,
+                  "policy: a name is letters, digits, '_', '.' and '-' (byte " +
+                      std::to_string(i) + " is not)");
+  std::memcpy(p.name, name.data(), name.size());
+  p.name_len = static_cast<uint8_t>(name.size());
+  // The top bit keeps a name's identity apart from the positions 1..16.
+  p.name_id = hash_bytes(name, 0x6e616d65) | (uint64_t{1} << 63);
+  p.id = hash_mix(parameter_hash(p) ^ p.name_id);
   return Errc::ok;
 }
 
@@ -96,7 +140,9 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
 //   number = digits ["." digits] | "." digits
 //   unit   = ms | millisecond[s] | s | sec | second[s] | m | min | minute[s]
 //          | h | hour[s] | d | day[s]
-//   option = "burst" ws "=" ws digits | ["algorithm" ws "=" ws] algorithm
+//   option = "burst" ws "=" ws digits | "name" ws "=" ws name
+//          | ["algorithm" ws "=" ws] algorithm
+//   name   = letter { letter | digit | "_" | "." | "-" }  (at most 32)
 //   sep    = ws | ws "," ws
 // The period alone (rl_period_parse) needs its number: "ws number ws unit
 // ws". Decimals are exact: a fraction must come to whole milliseconds.
@@ -300,6 +346,7 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
   bool seen_algorithm = false;
   bool seen_burst = false;
   size_t burst_at = 0;
+  size_t label_at = 0;
   for (;;) {
     const size_t before = c.pos;
     c.skip_space();
@@ -345,6 +392,21 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
       if (rc != Errc::ok) return rc;
       continue;
     }
+    if (word == "name") {
+      if (!assigned)
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '=' after name, as in name=daily");
+      if (!f.name.empty())
+        return fail_at(error_offset, word_at, Errc::policy,
+                       "policy: name given twice");
+      label_at = c.pos;
+      f.name = c.take_while(is_name_char);
+      if (f.name.empty())
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected a name after 'name=', as in "
+                       "name=daily");
+      continue;
+    }
     size_t name_at = word_at;
     std::string_view name = word;
     if (word == "algorithm") {
@@ -356,7 +418,7 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
     } else if (assigned) {
       return fail_at(error_offset, word_at, Errc::policy,
                      "policy: unknown option '" + std::string(word) +
-                         "' (expected burst or algorithm)");
+                         "' (expected burst, name or algorithm)");
     }
     const int32_t alg = algorithm_code(name);
     if (alg < 0)
@@ -373,6 +435,12 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
   rc = make_policy(f.algorithm, f.limit, f.period_ms, f.burst, 0, out);
   if (rc != Errc::ok) {
     error_offset = seen_burst ? burst_at : 0;
+    return fail(rc, std::string(last_error_message()) + " (at byte " +
+                        std::to_string(error_offset) + ")");
+  }
+  rc = set_policy_name(out, f.name);
+  if (rc != Errc::ok) {
+    error_offset = label_at;
     return fail(rc, std::string(last_error_message()) + " (at byte " +
                         std::to_string(error_offset) + ")");
   }

@@ -11,7 +11,7 @@ namespace tollgate {
 
 // Per-policy stored state. Meaning by algorithm:
 //   GCRA:           a = tat
-//   token bucket:   a = tokens, b = last refill time
+//   token bucket:   a = the time the bucket is full again (GCRA's tat)
 //   fixed window:   a = window index, b = count
 //   sliding window: a = window index, b = current count, c = previous count
 struct State {

@@ -143,7 +143,10 @@ class Limiter {
 
   Errc reset(std::string_view key);
   Errc ping(int64_t &rtt_us);
-  Errc open_keys(std::unique_ptr<KeyIterator> &out);
+  // Lists the states of these policies' identities (a name, or the position
+  // of an unnamed one), each peeked with its policy.
+  Errc open_keys(std::span<const Policy> policies,
+                 std::unique_ptr<KeyIterator> &out);
 
  private:
   // check_async; `blocking`: the caller waits for the answer anyway, so a
@@ -202,13 +205,14 @@ class Limiter {
 // Walks the limiter's keys a SCAN page at a time.
 class KeyIterator {
  public:
-  explicit KeyIterator(Limiter &limiter);
+  KeyIterator(Limiter &limiter, std::span<const Policy> policies);
   ~KeyIterator();
   // ok with *entry set, done at the end, or an error.
   Errc next(const redis::KeyEntry *&entry);
 
  private:
   Limiter &limiter_;
+  std::vector<Policy> policies_;
   std::string cursor_ = "0";
   bool started_ = false;
   std::vector<redis::KeyEntry> page_;

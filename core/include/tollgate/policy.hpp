@@ -23,6 +23,10 @@ inline constexpr int64_t kMaxSpanUs = int64_t{1} << 50;         // capacity * T
 inline constexpr int64_t kMaxWindowProduct = int64_t{1} << 51;  // limit*Pm
 inline constexpr int64_t kMaxTimeUs = int64_t{1} << 52;
 
+// A policy name (its identity under a key): 1 to kMaxNameLen bytes of
+// [A-Za-z0-9_.-], starting with a letter (docs/algorithms.md, "Identity").
+inline constexpr size_t kMaxNameLen = 32;
+
 // Filled only by make_policy (no default member initialisers, so arrays of
 // policies on the hot path cost nothing to declare).
 struct Policy {
@@ -33,8 +37,36 @@ struct Policy {
   int64_t period_us;    // P
   int64_t capacity;     // burst or limit
   int64_t interval_us;  // T = ceil(P / limit), GCRA and token bucket
-  uint64_t id;          // identifies the policy's state under a key
+  uint64_t id;          // the parameters and the name: equal ids, same policy
+  uint64_t name_id;     // a hash of the name; 0 when the policy has none
+  uint8_t name_len;
+  char name[kMaxNameLen];
 };
+
+// The identity of the policy at `index` of a check's list: its name, or,
+// without one, its position. State is kept under the identity, not under
+// the limit and period, so a changed limit finds the state of the old one.
+inline uint64_t identity(const Policy &p, size_t index) noexcept {
+  return p.name_id != 0 ? p.name_id : static_cast<uint64_t>(index) + 1;
+}
+
+// The state kept for an identity has one of three shapes: a time (GCRA and
+// token bucket), a fixed window's count, or a sliding window's two counts.
+// The memory store keys state by identity and shape, so state of another
+// shape is never read.
+inline uint64_t state_shape(Algorithm a) noexcept {
+  return a == Algorithm::fixed_window     ? 1
+         : a == Algorithm::sliding_window ? 2
+                                          : 0;
+}
+
+// Names `p` (validated: 1 to kMaxNameLen bytes of [A-Za-z0-9_.-] starting
+// with a letter); an empty name removes it. Updates p.id.
+Errc set_policy_name(Policy &p, std::string_view name);
+
+inline std::string_view policy_name(const Policy &p) noexcept {
+  return std::string_view(p.name, p.name_len);
+}
 
 // Validates the raw fields and fills `out`. On failure returns the error
 // code (policy or overflow) with a message naming the field.
@@ -50,6 +82,7 @@ struct PolicyFields {
   int64_t limit = 0;
   int64_t period_ms = 0;
   int64_t burst = 0;
+  std::string_view name;  // a view into the parsed text
 };
 
 // A period such as "1h", "30s", "250ms", "1.5s" or "2 minutes" -> whole

@@ -508,23 +508,21 @@ RedisStore::RedisStore(const Settings &settings, bool pinned,
 
 RedisStore::~RedisStore() = default;
 
-std::string RedisStore::redis_key(std::string_view key, const Policy &p) const {
+std::string RedisStore::redis_key(std::string_view key, const Policy &p,
+                                  size_t index) const {
   std::string k;
-  append_redis_key(k, key, p);
+  append_redis_key(k, key, p, index);
   return k;
 }
 
 namespace {
 
-// A policy's text in a check: its key suffix (":<alg>:<limit>:<period_ms>
-// :<capacity>") and its five script arguments, formatted once per thread
-// for the last few policies used (a check formats the same few policies
-// over and over).
+// A policy's five script arguments, formatted once per thread for the last
+// few policies used (a check formats the same few policies over and over).
 struct PolicyText {
   bool valid = false;
   Algorithm algorithm{};
   int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0;
-  std::string suffix;
   std::string args;     // the five values back to back
   uint8_t len[5] = {};  // their lengths
 };
@@ -551,13 +549,6 @@ const PolicyText &policy_text(const Policy &p) {
   e.period_ms = p.period_ms;
   e.capacity = p.capacity;
   e.interval_us = p.interval_us;
-  e.suffix.clear();
-  e.suffix += ':';
-  e.suffix += algorithm_name(p.algorithm);
-  for (const int64_t v : {p.limit, p.period_ms, p.capacity}) {
-    e.suffix += ':';
-    append_int(e.suffix, v);
-  }
   e.args.clear();
   const int64_t values[5] = {static_cast<int64_t>(p.algorithm), p.limit,
                              p.period_ms, p.capacity, p.interval_us};
@@ -572,17 +563,24 @@ const PolicyText &policy_text(const Policy &p) {
 }  // namespace
 
 void RedisStore::append_redis_key(std::string &out, std::string_view key,
-                                  const Policy &p) const {
+                                  const Policy &p, size_t index) const {
   out += settings_.key_prefix;
-  out += '{';
+  out += "v2:{";
   out += key;
   out += '}';
-  out += policy_text(p).suffix;
+  if (p.name_len != 0) {
+    out += ':';
+    out += policy_name(p);
+  } else if (index != 0) {
+    out += ':';
+    append_int(out, static_cast<int64_t>(index));
+  }
 }
 
 void RedisStore::check(std::string_view key, std::span<const Policy> policies,
                        int64_t cost, int64_t now_us, int64_t deadline_ns,
-                       CheckDone done, void *ctx, bool blocking) {
+                       CheckDone done, void *ctx, bool blocking,
+                       size_t first_index) {
   const size_t n = policies.size();
   const Script *script = n == 1 ? script_for(policies[0].algorithm, pinned_)
                                 : multi_script(pinned_);
@@ -602,8 +600,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   c->off[0] = 0;
   c->buf.reserve(n * (settings_.key_prefix.size() + key.size() + 96) + 48);
   c->push_int(static_cast<int64_t>(n));
-  for (const Policy &p : policies) {
-    append_redis_key(c->buf, key, p);
+  for (size_t i = 0; i < n; ++i) {
+    append_redis_key(c->buf, key, policies[i], first_index + i);
     c->off[++c->argc] = static_cast<uint32_t>(c->buf.size());
   }
   // A cluster sends it to the primary of its keys' slot (one slot: the

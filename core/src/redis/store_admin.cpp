@@ -97,10 +97,13 @@ Errc RedisStore::scan_node(const std::string &node, int slot,
 }
 
 Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
+  // Every identity's state of the key: `...v2:{<key>}` and `...}:<id>`.
+  // The glob also matches other user keys that start with `<key>}`, so
+  // each name is parsed and kept only if it is this key's.
   std::string pattern = glob_escape(settings_.key_prefix);
-  pattern += '{';
+  pattern += "v2:{";
   pattern += glob_escape(key);
-  pattern += "}:*";
+  pattern += "}*";
   // On a cluster the key's states all live in the slot of its hash tag
   // (the user key), so its primary holds them all. A user key that leaves
   // the tag empty (it starts with '}') hashes whole names: every primary.
@@ -123,8 +126,13 @@ Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
       if (rc != Errc::ok) return rc;
       // One DEL per slot (a cluster refuses keys of several slots).
       std::map<int, std::vector<std::string_view>> by_slot;
-      for (const std::string &k : keys)
+      for (const std::string &k : keys) {
+        StateName name;
+        if (!parse_redis_key(k, settings_.key_prefix, name) ||
+            name.user_key != key)
+          continue;
         by_slot[clustered_ ? hash_slot(k) : kAnySlot].push_back(k);
+      }
       for (auto &[s, ks] : by_slot) {
         ks.insert(ks.begin(), "DEL");
         rc = check_result(call(ks, deadline_ns, s), "reset");
@@ -152,32 +160,42 @@ Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {
 }
 
 bool parse_redis_key(std::string_view rk, std::string_view prefix,
-                     std::string &user_key, Policy &policy) {
-  if (rk.size() < prefix.size() + 4 || rk.substr(0, prefix.size()) != prefix ||
-      rk[prefix.size()] != '{')
+                     StateName &out) {
+  constexpr std::string_view kVersion = "v2:{";
+  if (rk.size() < prefix.size() + kVersion.size() + 1 ||
+      rk.substr(0, prefix.size()) != prefix ||
+      rk.substr(prefix.size(), kVersion.size()) != kVersion)
     return false;
-  // The policy suffix is the last four ':'-separated fields.
-  std::string_view fields[4];
-  size_t end = rk.size();
-  for (int f = 3; f >= 0; --f) {
-    const size_t colon = rk.rfind(':', end - 1);
-    if (colon == std::string_view::npos || colon < prefix.size()) return false;
-    fields[f] = rk.substr(colon + 1, end - colon - 1);
-    end = colon;
+  const std::string_view rest = rk.substr(prefix.size() + kVersion.size());
+  // `<key>}` (position 0) or `<key>}:<id>`; an id never holds '}' or ':',
+  // so the last ':' splits a user key that holds them.
+  if (rest.back() == '}') {
+    out.user_key = std::string(rest.substr(0, rest.size() - 1));
+    out.position = 0;
+    out.name.clear();
+    return true;
   }
-  // rk[end] == ':' and the user key ends with '}' just before it.
-  if (end < prefix.size() + 2 || rk[end - 1] != '}') return false;
-  user_key = std::string(rk.substr(prefix.size() + 1, end - prefix.size() - 2));
-  int32_t alg = -1;
-  for (int32_t a = 0; a <= 3; ++a)
-    if (fields[0] == algorithm_name(static_cast<Algorithm>(a))) alg = a;
-  int64_t limit, period, capacity;
-  if (alg < 0 || !parse_i64(fields[1], limit) ||
-      !parse_i64(fields[2], period) || !parse_i64(fields[3], capacity))
+  const size_t colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0 || rest[colon - 1] != '}')
     return false;
-  const bool windowed = alg >= 2;
-  const int64_t burst = windowed || capacity == limit ? 0 : capacity;
-  return make_policy(alg, limit, period, burst, 0, policy) == Errc::ok;
+  const std::string_view id = rest.substr(colon + 1);
+  if (id.empty() || id.size() > kMaxNameLen) return false;
+  out.user_key = std::string(rest.substr(0, colon - 1));
+  out.name.clear();
+  out.position = 0;
+  if (id[0] >= '1' && id[0] <= '9') {
+    int64_t pos;
+    if (!parse_i64(id, pos) || pos >= static_cast<int64_t>(kMaxPolicies))
+      return false;
+    out.position = static_cast<size_t>(pos);
+    return true;
+  }
+  Policy probe;
+  if (make_policy(0, 1, 1, 0, 0, probe) != Errc::ok ||
+      set_policy_name(probe, id) != Errc::ok)
+    return false;
+  out.name = std::string(id);
+  return true;
 }
 
 namespace {
@@ -206,8 +224,9 @@ void peek_done(void *ctx, StoreCheck &r) {
 }  // namespace
 
 Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
-                           int64_t now_us, int64_t deadline_ns) {
-  const std::string pattern = glob_escape(settings_.key_prefix) + "{*";
+                           std::span<const Policy> policies, int64_t now_us,
+                           int64_t deadline_ns) {
+  const std::string pattern = glob_escape(settings_.key_prefix) + "v2:{*";
   std::vector<std::string> nodes;
   Errc rc = primaries(deadline_ns, nodes);
   if (rc != Errc::ok) return rc;
@@ -244,9 +263,23 @@ Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
 
   std::vector<KeyEntry> entries;
   for (const std::string &k : keys) {
-    KeyEntry e;
-    if (parse_redis_key(k, settings_.key_prefix, e.key, e.policy))
+    StateName name;
+    if (!parse_redis_key(k, settings_.key_prefix, name)) continue;
+    // The policy whose identity this state is: its name, or, unnamed, its
+    // position in the list.
+    for (size_t i = 0; i < policies.size(); ++i) {
+      const Policy &p = policies[i];
+      const bool match = name.name.empty()
+                             ? p.name_len == 0 && i == name.position
+                             : policy_name(p) == name.name;
+      if (!match) continue;
+      KeyEntry e;
+      e.key = std::move(name.user_key);
+      e.policy = p;
+      e.index = i;
       entries.push_back(std::move(e));
+      break;
+    }
   }
   if (entries.empty()) return Errc::ok;
   // Peek every state (cost 0), all pipelined, then wait for the batch.
@@ -260,7 +293,8 @@ Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
   }
   for (size_t i = 0; i < entries.size(); ++i)
     check(entries[i].key, std::span<const Policy>(&entries[i].policy, 1), 0,
-          now_us, deadline_ns, peek_done, peeks[i].get());
+          now_us, deadline_ns, peek_done, peeks[i].get(), false,
+          entries[i].index);
   {
     // The transport answers every check by its deadline, so this wait ends.
     std::unique_lock<std::mutex> lock(batch->mu);

@@ -37,6 +37,7 @@ using CheckDone = void (*)(void *ctx, StoreCheck &result);
 struct KeyEntry {
   std::string key;
   Policy policy;
+  size_t index = 0;  // the policy's position in the listing's list
   int64_t remaining = 0;
   int64_t reset_after_us = 0;
 };
@@ -53,9 +54,11 @@ class RedisStore {
   // `now_us` is used only with pinned-clock scripts. `blocking`: the caller
   // waits for `done` anyway, so it may carry the command on its own thread
   // (Transport::Mode::blocking).
+  // `first_index`: the position of policies[0] in its list (a policy
+  // without a name keeps its state under its position).
   void check(std::string_view key, std::span<const Policy> policies,
              int64_t cost, int64_t now_us, int64_t deadline_ns, CheckDone done,
-             void *ctx, bool blocking = false);
+             void *ctx, bool blocking = false, size_t first_index = 0);
 
   // Deletes every policy's state of `key` (SCAN for the key's pattern, then
   // DEL). Blocking until `deadline_ns`.
@@ -67,16 +70,22 @@ class RedisStore {
   // One SCAN page of the limiter's keys with each state's remaining and
   // reset (a cost-0 check). `cursor` starts as "0" and is "0" again at the
   // end.
+  // Only states of the given policies' identities are listed, each peeked
+  // with its policy; the others are skipped.
   Errc scan_page(std::string &cursor, std::vector<KeyEntry> &out,
-                 int64_t now_us, int64_t deadline_ns);
+                 std::span<const Policy> policies, int64_t now_us,
+                 int64_t deadline_ns);
 
   TransportStats stats() const { return transport_->stats(); }
   const Settings &settings() const { return settings_; }
 
-  // `<prefix>{<key>}:<policy suffix>`.
-  std::string redis_key(std::string_view key, const Policy &p) const;
-  void append_redis_key(std::string &out, std::string_view key,
-                        const Policy &p) const;
+  // Key format 2: `<prefix>v2:{<key>}` for the policy at `index` 0 without a
+  // name, `...}:<index>` for a later one, `...}:<name>` for a named one
+  // (docs/redis.md, "Keys and state").
+  std::string redis_key(std::string_view key, const Policy &p,
+                        size_t index) const;
+  void append_redis_key(std::string &out, std::string_view key, const Policy &p,
+                        size_t index) const;
 
  private:
   RedisStore(const Settings &settings, bool pinned,
@@ -110,9 +119,16 @@ class RedisStore {
   std::atomic<bool> cluster_join_{true};
 };
 
-// Parses a listed Redis key back into (user key, policy); false if it is
-// not one of tollgate's keys under `prefix`.
+// A state's key name, parsed: the user key and the identity (a name, or
+// the position of an unnamed policy).
+struct StateName {
+  std::string user_key;
+  std::string name;
+  size_t position = 0;
+};
+// Parses a listed Redis key (key format 2); false if it is not one of
+// tollgate's keys under `prefix`.
 bool parse_redis_key(std::string_view redis_key, std::string_view prefix,
-                     std::string &user_key, Policy &policy);
+                     StateName &out);
 
 }  // namespace tollgate::redis
