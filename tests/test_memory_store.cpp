@@ -100,11 +100,17 @@ TEST_CASE("multi-policy checks are all-or-nothing", "[memory]") {
 
 TEST_CASE("a key remembers many policies and stays bounded", "[memory]") {
   MemoryStore s({10, 1});
-  // 40 different policies on one key: more than the per-key slot limit.
-  for (int i = 1; i <= 40; ++i)
-    REQUIRE(hit(s, "k", make(Algorithm::gcra, i, 60000), kT0 + i));
+  // 40 policies of their own names on one key: more than the per-key slot
+  // limit.
+  auto named = [](int i) {
+    Policy p = make(Algorithm::gcra, i, 60000);
+    REQUIRE(tollgate::set_policy_name(p, "p" + std::to_string(i)) ==
+            tollgate::Errc::ok);
+    return p;
+  };
+  for (int i = 1; i <= 40; ++i) REQUIRE(hit(s, "k", named(i), kT0 + i));
   // The most recent one is remembered (it was charged once).
-  const Policy p40 = make(Algorithm::gcra, 40, 60000);
+  const Policy p40 = named(40);
   for (int i = 0; i < 39; ++i) REQUIRE(hit(s, "k", p40, kT0 + 200));
   REQUIRE_FALSE(hit(s, "k", p40, kT0 + 200));
   REQUIRE(s.stats().live_keys == 1);

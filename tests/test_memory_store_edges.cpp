@@ -84,9 +84,14 @@ TEST_CASE("memory edges: one key under many policies keeps each state",
   // 32 slots per key. Policies 1..40, one at a time, each charged once
   // (limit 2: one unit left). The first 32 fill the slots; later ones reuse
   // the slot that expires first.
+  // Named: each checked alone, an unnamed one would be known by its
+  // position (0) and share one state with the others.
   std::vector<Policy> ps;
-  for (int i = 1; i <= 40; ++i)
+  for (int i = 1; i <= 40; ++i) {
     ps.push_back(make(Algorithm::fixed_window, 2, 1000 * i));
+    REQUIRE(tollgate::set_policy_name(ps.back(), "p" + std::to_string(i)) ==
+            Errc::ok);
+  }
   for (int i = 0; i < 32; ++i) REQUIRE(hit(s, "k", ps[i], kT0));
   // Every one of the 32 remembers its charge: one more passes, then none.
   for (int i = 0; i < 32; ++i) {

@@ -72,9 +72,14 @@ TEST_CASE("memory layout: keys inline, at the edge and out of line",
 TEST_CASE("memory layout: a short key moves out of line with a 2nd policy",
           "[memory]") {
   MemoryStore s({1000, 1});
-  const Policy a = make(Algorithm::gcra, 5, 60000);
-  const Policy b = make(Algorithm::fixed_window, 7, 60000);
-  const Policy c = make(Algorithm::token_bucket, 9, 60000);
+  // Named: each is also checked alone (an unnamed one is known by its
+  // position in the list).
+  Policy a = make(Algorithm::gcra, 5, 60000);
+  Policy b = make(Algorithm::fixed_window, 7, 60000);
+  Policy c = make(Algorithm::token_bucket, 9, 60000);
+  REQUIRE(tollgate::set_policy_name(a, "a") == tollgate::Errc::ok);
+  REQUIRE(tollgate::set_policy_name(b, "b") == tollgate::Errc::ok);
+  REQUIRE(tollgate::set_policy_name(c, "c") == tollgate::Errc::ok);
   for (const std::string key :
        {"", "u", "exactly-18-bytes!!", "a-key-of-24-bytes-------"}) {
     INFO(key.size());

@@ -160,8 +160,13 @@ void multi_policy_denial_at(rl_limiter *lim, const std::string &key,
               << deny_alg);
   const int32_t others[2] = {(deny_alg + 1) % 4, (deny_alg + 2) % 4};
   rl_policy_spec ps[3];
+  // Named: each is checked alone and in sub-lists, where an unnamed policy
+  // would take its state from its position.
+  static const char *const kNames[3] = {"p0", "p1", "p2"};
   for (int i = 0, o = 0; i < 3; ++i) {
     ps[i] = RL_POLICY_SPEC_INIT;
+    ps[i].name = kNames[i];
+    ps[i].name_len = 2;
     // About 32 years: no window boundary passes during the test.
     ps[i].period_ms = 1'000'000'000'000;
     if (i == deny_at) {

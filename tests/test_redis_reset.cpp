@@ -28,12 +28,19 @@ TEST_CASE("redis reset: every policy of the key goes, across SCAN pages",
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
 
+  // 16 policies of their own names, 16 Redis keys (checked one at a time,
+  // unnamed ones would all be position 0: one key).
+  static const std::string kNames[16] = {"a", "b", "c", "d", "e", "f",
+                                         "g", "h", "i", "j", "k", "l",
+                                         "m", "n", "o", "p"};
   std::vector<rl_policy_spec> ps;
   for (int i = 0; i < 16; ++i) {
     rl_policy_spec p = RL_POLICY_SPEC_INIT;
     p.algorithm = RL_ALG_FIXED_WINDOW;
     p.limit = 1;
-    p.period_ms = 3600 * 1000 + i;  // 16 distinct policies, 16 Redis keys
+    p.period_ms = 3600 * 1000 + i;
+    p.name = kNames[i].data();
+    p.name_len = kNames[i].size();
     ps.push_back(p);
   }
   rl_decision d = RL_DECISION_INIT;

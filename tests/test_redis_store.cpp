@@ -125,7 +125,7 @@ TEST_CASE("redis: a limit is shared and exact", "[redis]") {
   CHECK(admitted == 5);
   // Keys carry a TTL and the documented schema.
   const tollgate_test::RespValue ttl =
-      server.query({"PTTL", "tollgate:{org-123}:gcra:5:3600000:5"});
+      server.query({"PTTL", "tollgate:v2:{org-123}"});
   CHECK(ttl.type == ':');
   CHECK(ttl.integer > 0);
   // The I/O thread pings every second and reports the round trip.
@@ -140,8 +140,10 @@ TEST_CASE("redis: multi-policy checks are atomic and all-or-nothing",
           "[redis]") {
   RedisServer server;
   Lim lim(opts_for(server.url(), RL_FAIL_ERROR));
-  const rl_policy_spec ps[2] = {policy(2, 3600 * 1000),
-                                policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
+  rl_policy_spec ps[2] = {policy(2, 3600 * 1000),
+                          policy(3, kLongMs, RL_ALG_FIXED_WINDOW)};
+  ps[1].name = "window";  // checked alone below: its identity is its name
+  ps[1].name_len = 6;
   rl_decision d = RL_DECISION_INIT;
   for (int i = 0; i < 2; ++i)
     REQUIRE(rl_check(lim.p, &d, "k", 1, ps, 2, 1) == RL_OK);

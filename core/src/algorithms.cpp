@@ -12,6 +12,13 @@ int64_t floor_div(int64_t a, int64_t b) noexcept {
   return q;
 }
 
+// How many windows ahead a stored window may lie and still be read as the
+// clock having stepped back: one, or as many as fit in kMaxClockStepUs. A
+// window further ahead belongs to another period (the policy changed).
+int64_t max_ahead(int64_t P) noexcept {
+  return std::max<int64_t>(1, kMaxClockStepUs / P);
+}
+
 Outcome gcra(const Policy &p, const State *s, int64_t now, int64_t cost) {
   const int64_t T = p.interval_us;
   const int64_t tau = p.capacity * T;
@@ -68,10 +75,10 @@ Outcome fixed_window(const Policy &p, const State *s, int64_t now,
   const int64_t P = p.period_us;
   int64_t w = now / P;
   int64_t count = 0;
-  // The same window, or the next one (the clock stepped back into the
-  // window before). Any other stored window is of the past, or of another
-  // period (the policy changed): its count does not carry.
-  if (s && (s->a == w || s->a == w + 1)) {
+  // The same window, or a newer one not far ahead (the clock stepped back).
+  // Any other stored window is of the past, or of another period (the
+  // policy changed): its count does not carry.
+  if (s && (s->a == w || (s->a > w && s->a - w <= max_ahead(P)))) {
     w = s->a;
     count = s->b;
   }
@@ -124,7 +131,8 @@ Outcome sliding_window(const Policy &p, const State *s, int64_t now,
       prev = s->c;
     } else if (s->a == w - 1) {
       prev = s->b;
-    } else if (s->a == w + 1) {  // clock stepped back: stay in that window
+    } else if (s->a > w && s->a - w <= max_ahead(P)) {
+      // The clock stepped back: stay in the stored window.
       w = s->a;
       curr = s->b;
       prev = s->c;

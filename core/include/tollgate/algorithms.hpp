@@ -22,6 +22,11 @@ struct State {
 
 inline constexpr int64_t kRetryNever = -1;
 
+// The windows read a stored window newer than now's (the clock stepped
+// back) if it starts at most max(1 window, this) ahead; a window further
+// ahead is another period's (docs/algorithms.md, "Identity").
+inline constexpr int64_t kMaxClockStepUs = int64_t{3600} * 1000000;
+
 // No default member initialisers: arrays of these on the hot path are left
 // uninitialised; evaluate() value-initialises what it returns.
 struct Outcome {

@@ -4,10 +4,10 @@ local function fixed_window(key, now, cost, limit, period_ms)
   local w = idiv(now, P)
   local count = 0
   local sw, sc = load_state(key, '^(%d+) (%d+)$')
-  -- The same window, or the next one (the clock stepped back into the
-  -- window before). Any other window is of the past or of another period
-  -- (the policy changed): its count does not carry.
-  local same = sw ~= nil and (sw == w or sw == w + 1)
+  -- The same window, or a newer one not far ahead (the clock stepped
+  -- back). Any other window is of the past or of another period (the
+  -- policy changed): its count does not carry.
+  local same = sw ~= nil and (sw == w or (sw > w and sw - w <= max_ahead(P)))
   if same then w, count = sw, sc end
   local E = (w + 1) * P
   if cost < 0 then

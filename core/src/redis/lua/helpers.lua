@@ -19,6 +19,14 @@ local function idiv(a, b)
   return q
 end
 
+-- How many windows ahead a stored window may lie and still be read as the
+-- clock having stepped back (kMaxClockStepUs in algorithms.hpp: 1 h).
+local function max_ahead(P)
+  local n = idiv(3600000000, P)
+  if n < 1 then n = 1 end
+  return n
+end
+
 -- The stored state: decimal integers separated by single spaces. A missing
 -- or malformed value is read as no state.
 local function load_state(key, pattern)

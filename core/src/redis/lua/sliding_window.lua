@@ -7,15 +7,17 @@ local function sliding_window(key, now, cost, limit, Pm)
   local curr, prev = 0, 0
   local sw, sc, sp = load_state(key, '^(%d+) (%d+) (%d+)$')
   -- The state stays in its window: its expiry does not move.
-  -- Another window than w - 1, w or w + 1 is of the past or of another
-  -- period (the policy changed): its counts do not carry.
-  local same = sw ~= nil and (sw == w or sw == w + 1)
+  -- A window older than w - 1, or too far ahead to be a clock step back,
+  -- is of the past or of another period (the policy changed): its counts
+  -- do not carry.
+  local ahead = sw ~= nil and sw > w and sw - w <= max_ahead(P)
+  local same = sw ~= nil and (sw == w or ahead)
   if sw then
     if sw == w then
       curr, prev = sc, sp
     elseif sw == w - 1 then
       prev = sc
-    elseif sw == w + 1 then -- the clock stepped back: stay in that window
+    elseif ahead then -- the clock stepped back: stay in that window
       w, curr, prev = sw, sc, sp
     end
   end
