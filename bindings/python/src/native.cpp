@@ -272,11 +272,29 @@ const Policy *policy_of(PyObject *o) {
   return pybind_value<Policy>(o);
 }
 
+// The policy's name as a std::string ("" when unnamed).
+std::string name_of(const rl_policy_spec &p) {
+  return p.name_len ? std::string(p.name, p.name_len) : std::string();
+}
+
 Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
-                   py::handle burst) {
+                   py::handle burst, py::handle name) {
   struct {
     rl_policy_spec p = RL_POLICY_SPEC_INIT;
   } out;
+  std::string name_text;
+  if (!name.is_none()) {
+    if (!PyUnicode_Check(name.ptr()))
+      raise_type_error("name must be a str or None, not " + type_name(name));
+    name_text = name.cast<std::string>();
+    if (name_text.empty())
+      raise_code(RL_E_POLICY,
+                 "name: must not be empty (None means no name; a name is 1 "
+                 "to " + std::to_string(RL_MAX_NAME_LEN) +
+                     " of A-Z a-z 0-9 _ . - starting with a letter)");
+    out.p.name = name_text.data();
+    out.p.name_len = name_text.size();
+  }
   out.p.limit = to_int64(limit, "limit");
   if (out.p.limit < 1)
     raise_code(RL_E_POLICY,
@@ -329,12 +347,14 @@ std::string policy_repr(const Policy &self) {
   if (self.p.algorithm != RL_ALG_GCRA)
     r += std::string(", algorithm='") + kAlgorithmNames[self.p.algorithm] + "'";
   if (self.p.burst != 0) r += ", burst=" + std::to_string(self.p.burst);
+  if (self.p.name_len != 0) r += ", name='" + name_of(self.p) + "'";
   return r + ")";
 }
 
 bool same_policy(const rl_policy_spec &a, const rl_policy_spec &b) {
   return a.algorithm == b.algorithm && a.limit == b.limit &&
-         a.period_ms == b.period_ms && a.burst == b.burst;
+         a.period_ms == b.period_ms && a.burst == b.burst &&
+         name_of(a) == name_of(b);
 }
 
 // ---- Decision --------------------------------------------------------------
@@ -1368,16 +1388,53 @@ class Limiter {
   py::object last_loop_;  // a weak reference to the last loop watched
 };
 
+// The policies of keys(): one tollgate.Policy or a list or tuple of 1 to
+// RL_MAX_POLICIES of them, as a tuple.
+py::tuple keys_policies(py::handle arg) {
+  if (policy_of(arg.ptr()) != nullptr) return py::make_tuple(arg);
+  if (arg.is_none())
+    raise_type_error(
+        "keys() needs the policies the application checks with (a "
+        "tollgate.Policy or a list of them): a state is listed with the "
+        "policy of its identity");
+  if (!PyList_Check(arg.ptr()) && !PyTuple_Check(arg.ptr()))
+    raise_type_error(
+        "keys() needs the policies the application checks with: a "
+        "tollgate.Policy or a list of them, not " +
+        type_name(arg));
+  py::tuple t = py::reinterpret_steal<py::tuple>(PySequence_Tuple(arg.ptr()));
+  if (!t) throw py::error_already_set();
+  const size_t n = t.size();
+  if (n < 1 || n > RL_MAX_POLICIES)
+    raise_code(RL_E_INVALID_ARG, "policies: expected 1 to " +
+                                     std::to_string(RL_MAX_POLICIES) +
+                                     " policies, got " + std::to_string(n));
+  for (size_t i = 0; i < n; ++i)
+    if (policy_of(t[i].ptr()) == nullptr)
+      raise_type_error("keys() policies must be tollgate.Policy, not " +
+                       type_name(t[i]) + " (index " + std::to_string(i) +
+                       ")");
+  return t;
+}
+
 // Iterates rl_keys_open/next, yielding tollgate.KeyState tuples.
 class KeysIterator {
  public:
-  KeysIterator(Limiter &limiter, bool raw)
-      : core_(limiter.core()), st_(std::make_unique<KeysState>()), raw_(raw) {
+  KeysIterator(Limiter &limiter, py::handle policies, bool raw)
+      : core_(limiter.core()),
+        st_(std::make_unique<KeysState>()),
+        policies_(keys_policies(policies)),
+        raw_(raw) {
     key_state_ = py::module_::import("tollgate._types").attr("KeyState");
+    rl_policy *handles[RL_MAX_POLICIES];
+    const size_t n = policies_.size();
+    for (size_t i = 0; i < n; ++i) handles[i] = policy_of(policies_[i].ptr())->h;
     CallGuard guard(*core_);
     rl_keys *it = nullptr;
     int rc = RL_OK;
-    without_gil([&]() noexcept { rc = rl_keys_open(core_->lim, &it); });
+    without_gil([&]() noexcept {
+      rc = rl_keys_open(core_->lim, handles, n, &it);
+    });
     rethrow_clock_error();
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
     st_->it = it;
@@ -1434,9 +1491,14 @@ class KeysIterator {
         key_obj = py::bytes(key);  // not UTF-8: the raw bytes
       }
     }
-    Policy p = policy_from_spec(info.policy);
-    return key_state_(key_obj, py::cast(p), info.remaining,
-                      ms_to_seconds(info.reset_after_ms));
+    // The state is listed with the policy of its identity: the caller's own
+    // Policy object at that position.
+    const size_t index = info.policy_index;
+    py::object policy = index < policies_.size()
+                            ? py::reinterpret_borrow<py::object>(policies_[index])
+                            : py::cast(policy_from_spec(info.policy));
+    return key_state_(key_obj, policy, info.remaining,
+                      ms_to_seconds(info.reset_after_ms), index);
   }
 
   // Frees the C iterator now (also done at the end and by the limiter's
@@ -1462,6 +1524,7 @@ class KeysIterator {
  private:
   std::shared_ptr<Core> core_;
   std::unique_ptr<KeysState> st_;
+  py::tuple policies_;
   py::object key_state_;
   bool raw_ = false;
   bool done_ = false;
@@ -1582,8 +1645,9 @@ PYBIND11_MODULE(_native, m) {
   py::class_<Policy>(m, "Policy", py::is_final(), R"doc(
 A rate limit: at most `limit` units per `period`.
 
-Policy(limit, period, algorithm="gcra", burst=None)
-Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket")
+Policy(limit, period, algorithm="gcra", burst=None, name=None)
+Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket"),
+Policy.parse("100/h name=hourly")
 
   limit      int >= 1
   period     seconds (int or float, whole milliseconds), a str such as
@@ -1593,17 +1657,22 @@ Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket")
              "sliding_window"
   burst      gcra and token_bucket: units that may pass at once (the bucket
              capacity); None means the same as limit
+  name       None, or the policy's identity under a key: 1 to 32 of
+             A-Z a-z 0-9 _ . - starting with a letter. A key's state is kept
+             under the name (or, unnamed, under the policy's position in the
+             check's list), so a changed limit keeps what was used.
 
 Immutable and hashable. Invalid values raise tollgate.InvalidArgument (a
 ValueError); wrong types raise TypeError.
 )doc")
       .def(py::init(&make_policy), py::arg("limit"), py::arg("period"),
-           py::arg("algorithm") = "gcra", py::arg("burst") = py::none())
+           py::arg("algorithm") = "gcra", py::arg("burst") = py::none(),
+           py::kw_only(), py::arg("name") = py::none())
       .def_static("parse", &parse_policy, py::arg("text"),
                   "Policy.parse(text) -> Policy\n\n"
                   "A policy from the library's one text syntax: \"100/h\", "
                   "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
-                  "sliding_window\". A malformed text raises "
+                  "sliding_window\", \"100/h name=hourly\". A malformed text raises "
                   "tollgate.InvalidArgument naming the byte offset of the "
                   "problem.")
       .def_property_readonly(
@@ -1629,6 +1698,13 @@ ValueError); wrong types raise TypeError.
             return py::int_(s.p.burst);
           },
           "The burst (bucket capacity), or None for the same as limit.")
+      .def_property_readonly(
+          "name",
+          [](const Policy &s) -> py::object {
+            if (s.p.name_len == 0) return py::none();
+            return py::str(s.p.name, s.p.name_len);
+          },
+          "The policy's name (its identity under a key), or None.")
       .def("__repr__", &policy_repr)
       .def("__eq__",
            [](const Policy &a, py::handle b) -> py::object {
@@ -1645,21 +1721,32 @@ ValueError); wrong types raise TypeError.
       .def("__hash__",
            [](const Policy &s) {
              return py::hash(py::make_tuple(s.p.algorithm, s.p.limit,
-                                            s.p.period_ms, s.p.burst));
+                                            s.p.period_ms, s.p.burst,
+                                            name_of(s.p)));
            })
       .def(py::pickle(
           [](const Policy &s) {
+            py::object name = py::none();
+            if (s.p.name_len != 0) name = py::str(s.p.name, s.p.name_len);
             return py::make_tuple(s.p.limit, s.p.period_ms,
                                   std::string(kAlgorithmNames[s.p.algorithm]),
-                                  s.p.burst);
+                                  s.p.burst, name);
           },
           [](const py::tuple &t) {
-            if (t.size() != 4) throw std::runtime_error("bad Policy state");
+            // 4 fields: a policy pickled before names existed.
+            if (t.size() != 4 && t.size() != 5)
+              throw std::runtime_error("bad Policy state");
             rl_policy_spec spec = RL_POLICY_SPEC_INIT;
             spec.limit = t[0].cast<int64_t>();
             spec.period_ms = t[1].cast<int64_t>();
             spec.algorithm = algorithm_code(t[2]);
             spec.burst = t[3].cast<int64_t>();
+            std::string name;
+            if (t.size() == 5 && !t[4].is_none()) {
+              name = t[4].cast<std::string>();
+              spec.name = name.data();
+              spec.name_len = name.size();
+            }
             return policy_from_spec(spec);
           }));
 
@@ -1730,15 +1817,20 @@ manager, or call close().
            "(RL_E_CLOSED).")
       .def(
           "keys",
-          [](Limiter &self, bool raw) {
-            return std::make_unique<KeysIterator>(self, raw);
+          [](Limiter &self, py::handle policies, bool raw) {
+            return std::make_unique<KeysIterator>(self, policies, raw);
           },
-          py::kw_only(), py::arg("raw") = false, py::keep_alive<0, 1>(),
-          "keys(*, raw=False) -> Iterator[KeyState]\n\n"
-          "Every stored (key, policy) state under the key prefix (Redis: a "
-          "SCAN walk, never KEYS). Keys are str when valid UTF-8, else "
-          "bytes; raw=True gives bytes always. The memory store raises "
-          "UnsupportedError.")
+          py::arg("policies") = py::none(), py::pos_only(), py::kw_only(),
+          py::arg("raw") = false, py::keep_alive<0, 1>(),
+          "keys(policies, /, *, raw=False) -> Iterator[KeyState]\n\n"
+          "The stored (key, policy) states under the key prefix that belong "
+          "to `policies` (a Policy or a list of them: the list the "
+          "application checks with). A state is kept under its policy's "
+          "identity (the name, or the position of an unnamed policy), and "
+          "is listed with that policy of `policies` and its index; states "
+          "of other identities are skipped. Redis: a SCAN walk, never KEYS. "
+          "Keys are str when valid UTF-8, else bytes; raw=True gives bytes "
+          "always. The memory store raises UnsupportedError.")
       .def("__enter__", [](py::object self) { return self; })
       .def("__exit__",
            [](Limiter &self, py::args) {

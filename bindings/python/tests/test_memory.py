@@ -94,8 +94,10 @@ def test_cost_peek_and_never():
 
 def test_denied_charges_nothing_and_multi_policy():
     lim = Limiter(clock=Clock())
-    per_sec = Policy(3, "1s")
-    per_min = Policy(5, "1m")
+    # Named: a policy's state is its name's, wherever it stands in a list
+    # (unnamed, it would be its position's).
+    per_sec = Policy(3, "1s", name="second")
+    per_min = Policy(5, "1m", name="minute")
     for _ in range(3):
         assert lim.check("k", per_sec, per_min).allowed
     d = lim.check("k", per_sec, per_min)
@@ -132,7 +134,7 @@ def test_health_ping_keys_on_memory():
     assert h["last_ping"] is None
     assert lim.ping() == 0.0
     with pytest.raises(UnsupportedError) as info:
-        lim.keys()
+        lim.keys(p)
     assert info.value.code == "RL_E_UNSUPPORTED"
     assert lim.store == "memory"
 
@@ -167,7 +169,7 @@ def test_close_and_context_manager():
         lambda: lim.reset("k"),
         lambda: lim.ping(),
         lambda: lim.health(),
-        lambda: lim.keys(),
+        lambda: lim.keys(Policy(1, 1)),
     ):
         with pytest.raises(tollgate.TollgateConnectionError) as info:
             call()

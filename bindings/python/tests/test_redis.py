@@ -67,7 +67,9 @@ def test_decisions_and_admin(redis_server, prefix):
         assert 0 <= rtt < 1
         # GCRA 2/h (T = 30 min): the third check is denied however slowly
         # the calls run (at 2 per second a 0.5 s pause would let it pass).
-        tight, per_hour = Policy(2, "1h"), Policy(10, "1h", "sliding_window")
+        # per_hour is named: its state is its own wherever it stands in a
+        # check's list (unnamed, it would share position 0 with `tight`).
+        tight, per_hour = Policy(2, "1h"), Policy(10, "1h", "sliding_window", name="hourly")
         assert lim.check("user:α", tight, per_hour).allowed
         assert lim.check(b"bin\xff", tight).allowed
         lim.check("user:α", tight, per_hour, cost=1)
@@ -76,20 +78,19 @@ def test_decisions_and_admin(redis_server, prefix):
         never = lim.check("user:α", per_hour, cost=11)
         assert never.retry_after == math.inf
 
-        states = list(lim.keys())
+        states = list(lim.keys([tight, per_hour]))
         assert all(isinstance(s, KeyState) for s in states)
-        listed = {(s.key, s.policy) for s in states}
-        assert ("user:α", tight) in listed
-        assert ("user:α", per_hour) in listed
-        assert (b"bin\xff", tight) in listed  # not UTF-8: bytes
+        listed = {(s.key, s.policy, s.policy_index) for s in states}
+        assert listed == {("user:α", tight, 0), ("user:α", per_hour, 1), (b"bin\xff", tight, 0)}
+        assert all(s.policy is (tight, per_hour)[s.policy_index] for s in states)
         hour = next(s for s in states if s.key == "user:α" and s.policy == per_hour)
         # a sliding window is full again at the end of the next window
         assert hour.remaining == 8 and 0 < hour.reset_after <= 7200
-        raw = {s.key for s in lim.keys(raw=True)}
+        raw = {s.key for s in lim.keys([tight, per_hour], raw=True)}
         assert raw == {"user:α".encode(), b"bin\xff"}
 
         lim.reset("user:α")
-        assert {s.key for s in lim.keys()} == {b"bin\xff"}
+        assert {s.key for s in lim.keys([tight, per_hour])} == {b"bin\xff"}
         assert lim.check("user:α", tight).remaining == 1
 
         h = lim.health()
@@ -102,13 +103,13 @@ def test_keys_iterator_lifecycle(redis_server, prefix):
     lim = Limiter(redis_server.url, key_prefix=prefix)
     for i in range(30):
         lim.check("k%d" % i, Policy(3, "1h"))
-    it = lim.keys()
+    it = lim.keys(Policy(3, "1h"))
     first = next(it)
     assert isinstance(first, KeyState)
     it.close()
     with pytest.raises(StopIteration):
         next(it)
-    it2 = lim.keys()
+    it2 = lim.keys(Policy(3, "1h"))
     next(it2)
     lim.close()  # frees the open iterator first
     with pytest.raises(TollgateConnectionError):
@@ -116,7 +117,7 @@ def test_keys_iterator_lifecycle(redis_server, prefix):
     del it2
     # an iterator keeps its limiter object alive
     lim3 = Limiter(redis_server.url, key_prefix=prefix)
-    it3 = lim3.keys()
+    it3 = lim3.keys([Policy(3, "1h")])
     del lim3
     assert len(list(it3)) == 30
 

@@ -144,7 +144,7 @@ def test_sentinel_ping_reset_and_keys(redis_sentinel, prefix) -> None:
         p = Policy(2, YEARS)
         for key in KEYS:
             assert [lim.check(key, p).allowed for _ in range(3)] == [True, True, False]
-        listed = list(lim.keys())
+        listed = list(lim.keys(p))
         assert sorted(s.key for s in listed) == sorted(KEYS)
         assert all(s.policy == p and s.remaining == 0 for s in listed)
         lim.reset(KEYS[3])

@@ -406,7 +406,12 @@ def test_flask_global_limit_edges() -> None:
     assert r.headers["RateLimit-Policy"] == '"default";q=3;w=60'
     gold = client.get("/x", headers={"X-Plan": "GOLD"})
     assert gold.headers["RateLimit-Policy"] == '"GOLD";q=10;w=60'
-    assert client.get("/x", headers={"X-Cost": "2"}).status_code == 200
+    # A plan's policy is the same identity as the default's (position 0): the
+    # key keeps its usage across plans. GCRA keeps the time of debt: 20 s
+    # of 3/m plus 6 s of 10/m leave 34 s, 5 units of 10/m and 1 of 3/m.
+    assert gold.headers["X-RateLimit-Remaining"] == "5"
+    assert client.get("/x", headers={"X-Cost": "2"}).status_code == 429
+    assert client.get("/x").status_code == 200
     denied = client.get("/x")
     assert denied.status_code == 429 and denied.mimetype == "application/json"
     assert denied.headers["X-RateLimit-Remaining"] == "0"

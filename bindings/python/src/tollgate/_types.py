@@ -10,7 +10,10 @@ from ._native import Policy
 class KeyState(NamedTuple):
     """One (key, policy) state listed by :meth:`tollgate.Limiter.keys`.
 
-    ``remaining`` and ``reset_after`` (seconds) are what a cost-0 check would
+    ``policy`` is the policy of the state's identity (its name, or the
+    position of an unnamed one) from the list given to ``keys()``, and
+    ``policy_index`` its position in that list. ``remaining`` and
+    ``reset_after`` (seconds) are what a cost-0 check with that policy would
     report now.
     """
 
@@ -18,3 +21,4 @@ class KeyState(NamedTuple):
     policy: Policy
     remaining: int
     reset_after: float
+    policy_index: int
