@@ -140,6 +140,5 @@ TEST_CASE("redis deny cache: a refund clears the key's cached denial",
   // Nothing to give back on a key never charged: an error, nothing written.
   rl_decision d = RL_DECISION_INIT;
   CHECK(rl_check(lim.p, &d, "never", 5, &p, 1, -1) == RL_E_NOT_FOUND);
-  CHECK(server.query({"EXISTS", "tollgate:{never}:gcra:2:3600000:2"}).integer ==
-        0);
+  CHECK(server.query({"EXISTS", "tollgate:v2:{never}"}).integer == 0);
 }
