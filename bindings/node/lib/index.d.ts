@@ -12,6 +12,13 @@ export interface PolicyOptions {
   algorithm?: Algorithm;
   /** gcra and token_bucket: units that may pass at once; default: limit. */
   burst?: number;
+  /**
+   * The policy's identity under a key: 1 to 32 of A-Z a-z 0-9 _ . -,
+   * starting with a letter. A key's state is kept under the name (or,
+   * unnamed, under the policy's position in the check's list), so a changed
+   * limit keeps what was used. Two policies of one check may not share a name.
+   */
+  name?: string;
 }
 
 /** A policy as a plain object (validated on first use, re-checked after changes). */
@@ -25,7 +32,7 @@ export class Policy {
   constructor(limit: number, period: Period, options?: PolicyOptions);
   /**
    * A policy from the library's one text syntax: "100/h", "100 per 15m",
-   * "10/s burst=20", "5000/d sliding_window". Throws InvalidArgumentError
+   * "10/s burst=20", "5000/d sliding_window", "100/h name=hourly". Throws InvalidArgumentError
    * (RL_E_POLICY or RL_E_OVERFLOW) naming the byte offset of the problem.
    */
   static parse(text: string): Policy;
@@ -34,8 +41,10 @@ export class Policy {
   readonly period: number;
   readonly algorithm: Algorithm;
   readonly burst: number | undefined;
+  /** The policy's identity under a key; undefined: known by its position in a check's list. */
+  readonly name: string | undefined;
   toString(): string;
-  toJSON(): { limit: number; period: number; algorithm: Algorithm; burst?: number };
+  toJSON(): { limit: number; period: number; algorithm: Algorithm; burst?: number; name?: string };
 }
 
 export type PolicyLike = Policy | PolicyInput;
@@ -165,7 +174,10 @@ export interface HealthInfo {
 export interface KeyState {
   /** A string when the stored key is valid UTF-8, else a Buffer. */
   key: string | Buffer;
+  /** The policy of the state's identity, from the list given to keys() (a plain object's compiled Policy). */
   policy: Policy;
+  /** That policy's position in the list given to keys(). */
+  policyIndex: number;
   remaining: number;
   /** Milliseconds. */
   resetAfter: number;
@@ -193,8 +205,14 @@ export class Limiter {
   /** One round trip to the store; resolves to the round-trip time in ms (0 for memory). */
   ping(): Promise<number>;
   health(): HealthInfo;
-  /** Every stored (key, policy) state under the key prefix (Redis: SCAN; memory: UnsupportedError). */
-  keys(): AsyncIterableIterator<KeyState>;
+  /**
+   * The stored (key, policy) states under the key prefix that belong to
+   * `policies` (the list the application checks with): each is listed with
+   * the policy of its identity (its name, or the position of an unnamed
+   * policy); states of other identities are skipped. Redis: SCAN; memory:
+   * UnsupportedError.
+   */
+  keys(policies: PolicyLike | readonly PolicyLike[]): AsyncIterableIterator<KeyState>;
   /** Waits for calls in progress, then releases the limiter. Idempotent. */
   close(): Promise<void>;
 }

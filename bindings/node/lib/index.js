@@ -219,6 +219,7 @@ class Policy {
       throw typeError('policy options', 'an object', opts);
     const algorithm = opts && opts.algorithm !== undefined ? opts.algorithm : 'gcra';
     const burst = opts && opts.burst !== undefined && opts.burst !== null ? opts.burst : undefined;
+    const name = opts && opts.name !== undefined && opts.name !== null ? opts.name : undefined;
     intOption(limit, 'limit');
     const periodMs = periodMsOf(period);
     if (typeof algorithm !== 'string') throw typeError('algorithm', 'a string', algorithm);
@@ -243,18 +244,29 @@ class Policy {
           `burst: must be >= 1 (got ${burst}; leave it out for the same as limit)`, 'RL_E_POLICY');
       b = burst;
     }
-    const id = native.compilePolicy(alg, limit, periodMs, b);
+    if (name !== undefined) {
+      if (typeof name !== 'string') throw typeError('name', 'a string', name);
+      if (name === '')
+        throw new InvalidArgumentError(
+          'name: must not be empty (leave it out for no name; a name is 1 to 32 of A-Z a-z 0-9 _ . - starting with a letter)',
+          'RL_E_POLICY');
+    }
+    // The library validates the name (RL_E_POLICY).
+    const id = native.compilePolicy(alg, limit, periodMs, b, name);
     this.limit = limit;
     this.period = periodMs;
     this.algorithm = algorithm;
     this.burst = b === 0 ? undefined : b;
+    // The policy's identity under a key (undefined: its position in a check's list).
+    this.name = name;
     Object.defineProperty(this, kId, { value: id });
     Object.freeze(this);
   }
 
   /**
    * A policy from the library's one text syntax (rl_policy_parse): "100/h",
-   * "100 per 15m", "10/s burst=20", "5000/d sliding_window".
+   * "100 per 15m", "10/s burst=20", "5000/d sliding_window",
+   * "100/h name=hourly".
    */
   static parse(text) {
     if (typeof text !== 'string') throw typeError('policy text', 'a string', text);
@@ -262,6 +274,7 @@ class Policy {
     return new Policy(f.limit, f.periodMs, {
       algorithm: ALGORITHMS[f.algorithm],
       burst: f.burst === 0 ? undefined : f.burst,
+      name: f.name,
     });
   }
 
@@ -269,12 +282,14 @@ class Policy {
     let r = `Policy(${this.limit}, ${periodText(this.period)}`;
     if (this.algorithm !== 'gcra') r += `, ${this.algorithm}`;
     if (this.burst !== undefined) r += `, burst=${this.burst}`;
+    if (this.name !== undefined) r += `, name=${this.name}`;
     return r + ')';
   }
 
   toJSON() {
     const o = { limit: this.limit, period: this.period, algorithm: this.algorithm };
     if (this.burst !== undefined) o.burst = this.burst;
+    if (this.name !== undefined) o.name = this.name;
     return o;
   }
 }
@@ -304,15 +319,15 @@ function policyId(p, where) {
     if (Array.isArray(p)) throw typeError(where, 'a Policy or a policy object', p);
     const c = p === lastPlain ? lastPlainEntry : plainCache.get(p);
     if (c !== undefined && c.limit === p.limit && c.period === p.period &&
-        c.algorithm === p.algorithm && c.burst === p.burst) {
+        c.algorithm === p.algorithm && c.burst === p.burst && c.name === p.name) {
       lastPlain = p;
       lastPlainEntry = c;
       return c.id;
     }
-    const compiled = new Policy(p.limit, p.period, { algorithm: p.algorithm, burst: p.burst });
+    const compiled = new Policy(p.limit, p.period, { algorithm: p.algorithm, burst: p.burst, name: p.name });
     const entry = {
-      limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, policy: compiled,
-      id: compiled[kId],
+      limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, name: p.name,
+      policy: compiled, id: compiled[kId],
     };
     plainCache.set(p, entry);
     lastPlain = p;
@@ -563,20 +578,30 @@ class Limiter {
     return this.#native.health();
   }
 
-  /** Every stored (key, policy) state under the key prefix (Redis: SCAN). */
-  async *keys() {
+  /**
+   * The stored (key, policy) states under the key prefix that belong to
+   * `policies` (a policy or an array of them: the list the application
+   * checks with). A state is kept under its policy's identity (the name, or
+   * the position of an unnamed policy) and is listed with that policy of
+   * `policies` and its index; states of other identities are skipped.
+   * Redis: a SCAN walk; memory: UnsupportedError.
+   */
+  async *keys(policies) {
     if (this.#closed) throw closedError();
-    const it = this.#native.keysOpen();
+    if (policies === undefined)
+      throw new TypeError(
+        'keys(policies): give the policies the application checks with (a Policy or an array of them)');
+    const pid = policyArg(policies);
+    const list = Array.isArray(policies) ? policies.map(asPolicy) : [asPolicy(policies)];
+    const it = this.#native.keysOpen(pid);
     try {
       for (;;) {
         const e = await it.next();
         if (e === null) return;
         yield {
           key: keyOut(e.key),
-          policy: new Policy(e.limit, e.periodMs, {
-            algorithm: ALGORITHMS[e.algorithm],
-            burst: e.burst === 0 ? undefined : e.burst,
-          }),
+          policy: list[e.policyIndex],
+          policyIndex: e.policyIndex,
           remaining: e.remaining,
           resetAfter: e.resetAfter,
         };

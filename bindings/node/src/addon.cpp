@@ -81,11 +81,13 @@ struct Addon {
   size_t key_cache_len = 0;
   bool key_cache_valid = false;
   // Interned policy handles: id -> handle (one reference each, released
-  // with the environment), (alg, limit, period, burst) -> id. Checks copy
+  // with the environment), (alg, limit, period, burst, name) -> id. Checks copy
   // the pointers, so the table may grow mid-check (a JS clock may compile a
   // policy) without moving a policy under a running call.
   std::vector<rl_policy *> policies;
-  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t>, int32_t> policy_ids;
+  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t, std::string>,
+           int32_t>
+      policy_ids;
   Napi::FunctionReference limiter_ctor;
   Napi::FunctionReference keys_ctor;
   // Open limiters by handle: the hot path passes a small integer instead of
@@ -215,7 +217,8 @@ int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
   return static_cast<int64_t>(d);
 }
 
-// compilePolicy(algorithm, limit, periodMs, burst) -> id
+// compilePolicy(algorithm, limit, periodMs, burst, name?) -> id; name is a
+// string (validated by the library) or undefined for none.
 Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
@@ -223,8 +226,16 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   p.limit = int64_arg(env, info[1], "limit");
   p.period_ms = int64_arg(env, info[2], "period");
   p.burst = int64_arg(env, info[3], "burst");
+  std::string name;
+  if (info.Length() > 4 && !info[4].IsUndefined()) {
+    if (!info[4].IsString()) throw_type(env, "name must be a string");
+    name = info[4].As<Napi::String>().Utf8Value();
+    p.name = name.data();
+    p.name_len = name.size();
+  }
   Addon &a = addon(env);
-  const auto key = std::make_tuple(p.algorithm, p.limit, p.period_ms, p.burst);
+  const auto key =
+      std::make_tuple(p.algorithm, p.limit, p.period_ms, p.burst, name);
   auto it = a.policy_ids.find(key);
   if (it != a.policy_ids.end()) return Napi::Number::New(env, it->second);
   if (a.policies.size() >= (size_t{1} << 30))
@@ -243,7 +254,8 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, id);
 }
 
-// parsePolicy(text) -> { algorithm, limit, periodMs, burst }: the library's
+// parsePolicy(text) -> { algorithm, limit, periodMs, burst, name }: the
+// library's
 // one policy syntax ("100/h", "10/s burst=20", "5000/d sliding_window").
 Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
@@ -255,13 +267,19 @@ Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
   if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   rl_policy_spec s = RL_POLICY_SPEC_INIT;
   rc = rl_policy_get(h, &s);
-  rl_policy_release(h);  // JS interns its own handle via compilePolicy
-  if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+  if (rc != RL_OK) {
+    rl_policy_release(h);
+    throw_code(env, rc, last_error_text(rc));
+  }
   Napi::Object o = Napi::Object::New(env);
   o.Set("algorithm", s.algorithm);
   o.Set("limit", static_cast<double>(s.limit));
   o.Set("periodMs", static_cast<double>(s.period_ms));
   o.Set("burst", static_cast<double>(s.burst));
+  // s.name points into the handle: copied before the handle goes.
+  if (s.name_len != 0)
+    o.Set("name", Napi::String::New(env, s.name, s.name_len));
+  rl_policy_release(h);  // JS interns its own handle via compilePolicy
   return o;
 }
 
@@ -1144,9 +1162,9 @@ class Keys : public Napi::ObjectWrap<Keys> {
  private:
   struct Entry {
     std::string key;
-    rl_policy_spec policy = RL_POLICY_SPEC_INIT;
     int64_t remaining = 0;
     int64_t reset_after_ms = 0;
+    size_t policy_index = 0;
   };
 
   Napi::Value Next(const Napi::CallbackInfo &info) {
@@ -1170,7 +1188,7 @@ class Keys : public Napi::ObjectWrap<Keys> {
           } catch (...) {
             return RL_E_NOMEM;
           }
-          entry->policy = ki.policy;
+          entry->policy_index = ki.policy_index;
           entry->remaining = ki.remaining;
           entry->reset_after_ms = ki.reset_after_ms;
           return RL_OK;
@@ -1179,10 +1197,8 @@ class Keys : public Napi::ObjectWrap<Keys> {
           Napi::Object o = Napi::Object::New(e);
           o.Set("key", Napi::Buffer<char>::Copy(e, entry->key.data(),
                                                 entry->key.size()));
-          o.Set("algorithm", entry->policy.algorithm);
-          o.Set("limit", static_cast<double>(entry->policy.limit));
-          o.Set("periodMs", static_cast<double>(entry->policy.period_ms));
-          o.Set("burst", static_cast<double>(entry->policy.burst));
+          // The policy is the caller's: lib/index.js maps the index to it.
+          o.Set("policyIndex", static_cast<double>(entry->policy_index));
           o.Set("remaining", static_cast<double>(entry->remaining));
           o.Set("resetAfter", static_cast<double>(entry->reset_after_ms));
           return o;
@@ -1213,11 +1229,17 @@ class Keys : public Napi::ObjectWrap<Keys> {
   std::shared_ptr<KeysSlot> slot_;
 };
 
+// keysOpen(pid): pid as in a check (one policy id, or -n with n ids in the
+// shared Int32Array).
 Napi::Value Limiter::KeysOpen(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   ensure_open(env);
+  if (!info[0].IsNumber()) throw_type(env, "policies: expected a policy id");
+  const int32_t pid = info[0].As<Napi::Number>().Int32Value();
+  rl_policy *ps[kMaxPolicies];
+  const size_t n = gather_policies(env, addon(env), pid, ps);
   rl_keys *it = nullptr;
-  const int rc = rl_keys_open(st_->lim, &it);
+  const int rc = rl_keys_open(st_->lim, ps, n, &it);
   if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
   Napi::Object obj;
   try {

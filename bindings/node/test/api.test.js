@@ -103,7 +103,9 @@ test('bad keys: empty, too long, wrong type', () => {
 
 test('multi-policy checks: all or nothing, reports the tightest', () => {
   const lim = new Limiter({ clock: () => T0 });
-  const ps = [policy(2, '1s'), policy(3, '1m')];
+  // Named: a policy's state is its name's, wherever it stands in a list
+  // (unnamed, it would be its position's).
+  const ps = [policy(2, '1s', { name: 'second' }), policy(3, '1m', { name: 'minute' })];
   const a = lim.checkSync('m', ps);
   assert.equal(a.allowed, true);
   assert.equal(a.limit, 2);
@@ -143,7 +145,7 @@ test('policies: periods, algorithms, validation', () => {
   assert.throws(() => policy(1, '1s', 'gcra'), TypeError);
   const p = new Policy(5, '1m', { algorithm: 'token_bucket', burst: 10 });
   assert.ok(Object.isFrozen(p));
-  assert.deepEqual({ ...p }, { limit: 5, period: 60000, algorithm: 'token_bucket', burst: 10 });
+  assert.deepEqual({ ...p }, { limit: 5, period: 60000, algorithm: 'token_bucket', burst: 10, name: undefined });
   assert.equal(String(p), 'Policy(5, 1m, token_bucket, burst=10)');
   for (const algorithm of ['gcra', 'token_bucket', 'fixed_window', 'sliding_window']) {
     const lim = new Limiter({ clock: () => T0 });
@@ -240,7 +242,7 @@ test('reset, ping, health, keys on the memory store', async () => {
     assert.equal(typeof h[k], 'number', k);
   assert.equal(h.lastPingMs, null);
   await assert.rejects(async () => {
-    for await (const _ of lim.keys());
+    for await (const _ of lim.keys(p));
   }, (e) => e instanceof UnsupportedError && e.code === 'RL_E_UNSUPPORTED');
   assert.equal(lim.store, 'memory');
 });
@@ -271,7 +273,7 @@ test('close(): idempotent, then every call fails with RL_E_CLOSED', async () => 
   await assert.rejects(lim.ping(), isClosed);
   assert.throws(() => lim.health(), isClosed);
   await assert.rejects(async () => {
-    for await (const _ of lim.keys());
+    for await (const _ of lim.keys(p));
   }, isClosed);
 });
 

@@ -159,7 +159,7 @@ test('cluster: ping, reset and keys() reach every primary', { skip }, async (t) 
     assert.deepEqual(got, [true, true, false], key);
   }
   const listed = [];
-  for await (const s of lim.keys()) listed.push(s);
+  for await (const s of lim.keys(p)) listed.push(s);
   assert.deepEqual(listed.map((s) => s.key).sort(), [...mine].sort());
   for (const s of listed) {
     assert.equal(s.policy.limit, 2);

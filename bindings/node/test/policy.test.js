@@ -205,7 +205,7 @@ test('wrong argument shapes are named: policy options, policy lists, Limiter opt
   throwsWith(() => lim.checkSync('k', [p, 'x']), TypeError, 'policies[1] must be a Policy or a policy object, received string');
   throwsWith(() => rateLimitHeaders(5, p), TypeError, 'decision must be a Decision, received number');
   await lim.close();
-  await assert.rejects(lim.keys().next(), (e) => e instanceof tollgate.ConnectionError && e.code === 'RL_E_CLOSED' &&
+  await assert.rejects(lim.keys(p).next(), (e) => e instanceof tollgate.ConnectionError && e.code === 'RL_E_CLOSED' &&
     e.message === 'the limiter is closed');
 });
 

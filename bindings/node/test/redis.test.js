@@ -89,9 +89,12 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   assert.equal(third.allowed, false);
   assert.equal(third.policyIndex, 0);
 
-  // keys(): every (key, policy) state under the prefix
+  // keys(list): every state under the prefix of the list's identities
+  // (unnamed: positions 0 and 1), each with its policy from the list
+  const listing = [p, ps[1]];
   const seen = [];
-  for await (const e of lim.keys()) seen.push(e);
+  for await (const e of lim.keys(listing)) seen.push(e);
+  for (const e of seen) assert.equal(e.policy, listing[e.policyIndex]);
   const basic = seen.find((e) => e.key === key);
   assert.ok(basic, JSON.stringify(seen));
   assert.equal(basic.policy.limit, 5);
@@ -102,7 +105,7 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   assert.equal(bin.length, 2);
   assert.deepEqual(bin.map((e) => e.policy.algorithm).sort(), ['gcra', 'sliding_window']);
   // breaking out early frees the iterator
-  for await (const _ of lim.keys()) break;
+  for await (const _ of lim.keys(listing)) break;
 
   // reset forgets every policy's state for the key
   await lim.reset(bkey);

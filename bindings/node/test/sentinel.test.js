@@ -162,7 +162,7 @@ test('sentinel: ping, reset and keys() reach the master', { skip }, async (t) =>
     assert.deepEqual(got, [true, true, false], key);
   }
   const listed = [];
-  for await (const s of lim.keys()) listed.push(s);
+  for await (const s of lim.keys(p)) listed.push(s);
   assert.deepEqual(listed.map((s) => s.key).sort(), [...KEYS].sort());
   for (const s of listed) {
     assert.equal(s.policy.limit, 2);
