@@ -251,14 +251,18 @@ def derive(policy):
     capacity = limit if windowed or burst == 0 else burst
     interval = 0 if windowed else -(-(period_ms * 1000) // limit)
     return {"alg": alg, "alg_id": ALGORITHMS[alg], "limit": limit,
-            "period_ms": period_ms, "capacity": capacity, "interval": interval}
+            "period_ms": period_ms, "capacity": capacity, "interval": interval,
+            "name": policy.get("name")}
 
 
-def redis_key(prefix, user_key, p):
-    # <prefix>{<user key>}:<alg>:<limit>:<period_ms>:<capacity>, as the C++
-    # store builds it.
-    return b"%s{%s}:%s:%d:%d:%d" % (prefix, user_key.encode(), p["alg"].encode(),
-                                    p["limit"], p["period_ms"], p["capacity"])
+def redis_key(prefix, user_key, p, index=0):
+    """Key format 2, as the C++ store builds it: <prefix>v2:{<user key>} for
+    the unnamed policy at position 0 of the list, ...}:<index> for a later
+    one, ...}:<name> for a named one (docs/redis.md)."""
+    key = b"%sv2:{%s}" % (prefix, user_key.encode())
+    if p.get("name"):
+        return key + b":" + p["name"].encode()
+    return key + (b":%d" % index if index else b"")
 
 
 def script_argv(cost, now_us, policies):
@@ -346,26 +350,33 @@ class Replay:
         self.failures.append("%s: %s" % (where, msg))
 
     def run_case(self, fname, case, mode, run_id):
+        """`mode`: "single" (each check through its algorithm's script; only
+        for cases whose every list holds one policy), "multi" or "batch"."""
         policies = [derive(p) for p in case["policies"]]
         prefix = b"tgcheck:%d:" % run_id
-        sha = self.sha[mode] if mode != "single" else self.sha[policies[0]["alg"]]
         self.runs += 1
         for idx, step in enumerate(case["steps"]):
             where = "%s / %s / step %d (%s script)" % (fname, case["name"], idx, mode)
+            if "policies" in step:  # from this step on
+                policies = [derive(p) for p in step["policies"]]
             now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
             user_key = step.get("key", case["key"])
-            keys = [redis_key(prefix, user_key, p) for p in policies]
+            keys = [redis_key(prefix, user_key, p, i) for i, p in enumerate(policies)]
             if step.get("op", "check") == "reset":
-                self.r.call("DEL", *keys)
+                # Every identity the case has used under the key.
+                self.r.call("DEL", *self.r.call("KEYS", b"%sv2:{%s}*" % (
+                    prefix, user_key.encode())) or keys)
                 self.resets += 1
                 continue
             # A refund with nothing to give back runs: the script says so
-            # (first field 0) and writes nothing. Other errors are refused
-            # in C++ before any script runs.
+            # (first field 0) and writes nothing. Other errors (an empty
+            # key, a name twice, ...) are refused in C++ before any script
+            # runs.
             nothing = step.get("expect_error") == "RL_E_NOT_FOUND"
             if "expect_error" in step and not nothing:
                 self.steps_skipped += 1
                 continue
+            sha = self.sha[mode] if mode != "single" else self.sha[policies[0]["alg"]]
             cost = step["cost"]
             before = self.r.call("MGET", *keys)
             try:
@@ -423,7 +434,8 @@ def replay_vectors(r, pinned_sha):
         before = (rep.steps_checked, len(rep.failures))
         for case in data["cases"]:
             modes = ["multi", "batch"]
-            if len(case["policies"]) == 1:
+            if all(len(s.get("policies", case["policies"])) == 1
+                   for s in [case] + case["steps"]):
                 modes.insert(0, "single")
             for mode in modes:
                 run_id += 1
@@ -503,10 +515,9 @@ def random_subjects(ref, rng, count, prefix, policy_counts):
         for _ in range(rng.choice(policy_counts)):
             p = random_policy(ref, rng)
             d = derive(p.to_json())
-            k = redis_key(b"%s:%d:" % (prefix, j), "s", d)
-            if k not in keys:
+            if all(p.ident() != q.ident() for q, _ in pols):
+                keys.append(redis_key(b"%s:%d:" % (prefix, j), "s", d, len(pols)))
                 pols.append((p, d))
-                keys.append(k)
         subs.append({"pols": pols, "keys": keys, "model": {}})
     return subs
 
@@ -756,7 +767,7 @@ def check_production(r, prod_sha):
     # The multi script with all four algorithms, fresh keys, real clock.
     pols = [derive({"algorithm": a, "limit": 5, "period_ms": 1000, "burst": 0})
             for a in ALGORITHMS]
-    keys = [redis_key(b"tgcheck:prod:", "m", p) for p in pols]
+    keys = [redis_key(b"tgcheck:prod:", "m", p, i) for i, p in enumerate(pols)]
     r.call("DEL", *keys)
     reply = r.call("EVALSHA", prod_sha["multi"], len(keys), *keys,
                    *script_argv(2, 1, pols))
@@ -778,11 +789,9 @@ def state_expiry(p, state):
     """When a stored state stops mattering (docs/algorithms.md), in us: the
     instant its key must expire."""
     f = [int(x) for x in state.split(b" ")]
-    if p["alg"] == "gcra":
-        return -(-f[0] // 1000000) * 1000000  # tat, rounded up to a second
-    if p["alg"] == "token_bucket":
-        tokens, last = f
-        return last + (p["capacity"] - tokens) * p["interval"]  # full again
+    if p["alg"] in ("gcra", "token_bucket"):
+        # tat (the token bucket's full_at), rounded up to a second
+        return -(-f[0] // 1000000) * 1000000
     P = p["period_ms"] * 1000
     return (f[0] + (1 if p["alg"] == "fixed_window" else 2)) * P
 
@@ -821,10 +830,8 @@ def check_production_ttls(r, prod_sha):
                 f = [int(x) for x in state.split(b" ")]
                 if call == 0:
                     # The state was made from the script's TIME, t0 <= now <= t1.
-                    if p["alg"] == "gcra":
+                    if p["alg"] in ("gcra", "token_bucket"):  # tat, full_at
                         ok = t0 + 3 * p["interval"] <= f[0] <= t1 + 3 * p["interval"]
-                    elif p["alg"] == "token_bucket":
-                        ok = f[0] == p["capacity"] - 3 and t0 <= f[1] <= t1
                     else:
                         P = p["period_ms"] * 1000
                         ok = t0 // P <= f[0] <= t1 // P and f[1] == 3
@@ -873,11 +880,11 @@ def bench(r, prod_sha, calls, batch=500):
                 payloads.append(Redis.encode("EVALSHA", noop, 0))
                 continue
             if script == "batch":
-                checks = [(1, [redis_key(b"tgbench:", "k%d" % ((32 * k + c) % 1000), p)
-                               for p in pols], pols) for c in range(32)]
+                checks = [(1, [redis_key(b"tgbench:", "k%d" % ((32 * k + c) % 1000), p, i)
+                               for i, p in enumerate(pols)], pols) for c in range(32)]
                 keys, argv = batch_call(0, checks)
             else:
-                keys = [redis_key(b"tgbench:", "k%d" % k, p) for p in pols]
+                keys = [redis_key(b"tgbench:", "k%d" % k, p, i) for i, p in enumerate(pols)]
                 argv = script_argv(1, 0, pols)
             payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys), *keys,
                                          *argv))

@@ -31,7 +31,8 @@ using json = nlohmann::json;
 
 const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
                                     "fixed_window.json", "sliding_window.json",
-                                    "multi_policy.json", "refund.json"};
+                                    "multi_policy.json", "refund.json",
+                                    "carry_over.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -44,7 +45,7 @@ json load_vectors(const std::string &file) {
   json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
   REQUIRE_FALSE(doc.is_discarded());
   REQUIRE(doc.is_object());
-  REQUIRE(doc.at("format").get<int>() == 1);
+  REQUIRE(doc.at("format").get<int>() == 2);
   REQUIRE(doc.at("cases").is_array());
   return doc;
 }
@@ -104,6 +105,33 @@ int64_t step_time_us(const json &step) {
                 : step.at("t_us").get<int64_t>();
 }
 
+// The policies a check passes: the specs point into `names`.
+struct PolicyList {
+  std::vector<std::string> names;
+  std::vector<rl_policy_spec> specs;
+};
+
+void read_policies(const json &list, PolicyList &out) {
+  REQUIRE(list.is_array());
+  REQUIRE_FALSE(list.empty());
+  out.names.clear();
+  out.specs.clear();
+  for (const json &p : list) out.names.push_back(p.value("name", ""));
+  for (size_t i = 0; i < list.size(); ++i) {
+    const json &p = list[i];
+    rl_policy_spec pol = RL_POLICY_SPEC_INIT;
+    pol.algorithm = algorithm_code(p.at("algorithm").get<std::string>());
+    pol.limit = p.at("limit").get<int64_t>();
+    pol.period_ms = p.at("period_ms").get<int64_t>();
+    pol.burst = p.value("burst", int64_t{0});
+    if (!out.names[i].empty()) {
+      pol.name = out.names[i].data();
+      pol.name_len = out.names[i].size();
+    }
+    out.specs.push_back(pol);
+  }
+}
+
 // Replays one case; `url` empty means the memory store, else a Redis URL
 // (the pinned-clock scripts of a TOLLGATE_TESTING build take the clock).
 void replay_case(const std::string &file, const json &c,
@@ -111,16 +139,9 @@ void replay_case(const std::string &file, const json &c,
   const std::string name = c.at("name").get<std::string>();
   const std::string case_key = c.at("key").get<std::string>();
 
-  std::vector<rl_policy_spec> policies;
-  for (const json &p : c.at("policies")) {
-    rl_policy_spec pol = RL_POLICY_SPEC_INIT;
-    pol.algorithm = algorithm_code(p.at("algorithm").get<std::string>());
-    pol.limit = p.at("limit").get<int64_t>();
-    pol.period_ms = p.at("period_ms").get<int64_t>();
-    pol.burst = p.value("burst", int64_t{0});
-    policies.push_back(pol);
-  }
-  REQUIRE_FALSE(policies.empty());
+  // The case's policies, replaced by a step's "policies" from that step on.
+  PolicyList policies;
+  read_policies(c.at("policies"), policies);
 
   TestClock clock;
   rl_options opts = RL_OPTIONS_INIT;
@@ -145,6 +166,7 @@ void replay_case(const std::string &file, const json &c,
     INFO(file << ", case \"" << name << "\", step " << i << ": "
               << step.dump());
     clock.now_us = step_time_us(step);
+    if (step.contains("policies")) read_policies(step.at("policies"), policies);
     const std::string key = step.value("key", case_key);
     const std::string op = step.value("op", std::string("check"));
 
@@ -156,7 +178,7 @@ void replay_case(const std::string &file, const json &c,
     const int64_t cost = step.at("cost").get<int64_t>();
     rl_decision d = RL_DECISION_INIT;
     const int rc = rl_check(limiter.get(), &d, key.data(), key.size(),
-                            policies.data(), policies.size(), cost);
+                            policies.specs.data(), policies.specs.size(), cost);
 
     if (step.contains("expect_error")) {
       const std::string err = step.at("expect_error").get<std::string>();
@@ -230,6 +252,10 @@ TEST_CASE("vectors: multiple policies", "[vectors]") {
 
 TEST_CASE("vectors: refunds", "[vectors]") {
   replay_file("refund.json");
+}
+
+TEST_CASE("vectors: policies that change (carry-over)", "[vectors]") {
+  replay_file("carry_over.json");
 }
 
 #ifdef TOLLGATE_TESTING

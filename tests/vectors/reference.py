@@ -23,14 +23,14 @@ import json
 import os
 import sys
 
-FORMAT = 1
+FORMAT = 2
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 RL_RETRY_NEVER = -1
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2,
               "sliding_window": 3}
 # Error names a vector may expect (tollgate.h).
-ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2,
+ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2, "RL_E_POLICY": -4,
           "RL_E_NOT_FOUND": -19}
 
 MAX_LIMIT = 1 << 40
@@ -39,6 +39,17 @@ MAX_BUCKET_SPAN = 1 << 50     # capacity * T (GCRA, token bucket), us
 MAX_SLIDING_PRODUCT = 1 << 51  # limit * period_ms (sliding window)
 MAX_NOW = 1 << 52             # memory store clock, exclusive, us
 MAX_SAFE = (1 << 53) - 1      # every integer in a vector (JSON, JS, Lua)
+MAX_NAME_LEN = 32             # RL_MAX_NAME_LEN
+NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                 "0123456789_.-")
+# The shape of the state an algorithm keeps (a store keeps state per key,
+# identity and shape; state of another shape is not read).
+SHAPES = {"gcra": "time", "token_bucket": "time", "fixed_window": "fixed",
+          "sliding_window": "sliding"}
+# A stored window newer than now's is read as the clock having stepped back
+# if it lies at most max(1, MAX_CLOCK_STEP_US // P) windows ahead; further
+# ahead it is another period's index (the policy changed).
+MAX_CLOCK_STEP_US = 3600 * 1000 * 1000
 
 
 def ceil_div(a, b):
@@ -58,12 +69,17 @@ def us_to_ms(us):
 
 
 class Policy:
-    def __init__(self, algorithm, limit, period_ms, burst=0):
+    def __init__(self, algorithm, limit, period_ms, burst=0, name=None):
         assert algorithm in ALGORITHMS, algorithm
         self.algorithm = algorithm
         self.limit = limit
         self.period_ms = period_ms
         self.burst = burst
+        self.name = name
+        if name is not None:
+            assert 1 <= len(name) <= MAX_NAME_LEN, name
+            assert name[0].isascii() and name[0].isalpha(), name
+            assert set(name) <= NAME_CHARS, name
         # Vectors hold only valid policies (invalid ones are the C tests'
         # business): check the bounds of docs/algorithms.md here.
         assert 1 <= limit <= MAX_LIMIT, limit
@@ -82,34 +98,56 @@ class Policy:
             assert limit * period_ms <= MAX_SLIDING_PRODUCT, self
 
     def ident(self):
-        return (self.algorithm, self.limit, self.period_ms, self.burst)
+        """The policy's parameters, name included: two policies of a list
+        may not be equal in these."""
+        return (self.algorithm, self.limit, self.period_ms, self.burst,
+                self.name)
+
+    @property
+    def shape(self):
+        return SHAPES[self.algorithm]
+
+    def named(self, name):
+        """This policy under a name."""
+        return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
+                      name)
 
     def to_json(self):
-        return {"algorithm": self.algorithm, "limit": self.limit,
-                "period_ms": self.period_ms, "burst": self.burst}
+        j = {"algorithm": self.algorithm, "limit": self.limit,
+             "period_ms": self.period_ms, "burst": self.burst}
+        if self.name is not None:
+            j["name"] = self.name
+        return j
 
     def __repr__(self):
-        return "Policy(%s, %d, %d, %d)" % self.ident()
+        return "Policy(%s, %d, %d, %d, %r)" % self.ident()
 
 
-def gcra(limit, period_ms, burst=0):
-    return Policy("gcra", limit, period_ms, burst)
+def identity(p, index):
+    """The identity a policy's state is kept under (docs/algorithms.md,
+    "Identity"): its name, or without one its position in the check's list.
+    A name starts with a letter, so the two never meet."""
+    return p.name if p.name is not None else index
 
 
-def token_bucket(limit, period_ms, burst=0):
-    return Policy("token_bucket", limit, period_ms, burst)
+def gcra(limit, period_ms, burst=0, name=None):
+    return Policy("gcra", limit, period_ms, burst, name)
 
 
-def fixed_window(limit, period_ms):
-    return Policy("fixed_window", limit, period_ms)
+def token_bucket(limit, period_ms, burst=0, name=None):
+    return Policy("token_bucket", limit, period_ms, burst, name)
 
 
-def sliding_window(limit, period_ms):
-    return Policy("sliding_window", limit, period_ms)
+def fixed_window(limit, period_ms, name=None):
+    return Policy("fixed_window", limit, period_ms, name=name)
 
 
-def bucket(alg, limit, period_ms, burst=0):
-    return Policy(alg, limit, period_ms, burst)
+def sliding_window(limit, period_ms, name=None):
+    return Policy("sliding_window", limit, period_ms, name=name)
+
+
+def bucket(alg, limit, period_ms, burst=0, name=None):
+    return Policy(alg, limit, period_ms, burst, name)
 
 
 # --------------------------------------------------------------------------
@@ -148,7 +186,9 @@ def eval_gcra(p, st, now, cost):
         if base == now:
             return Outcome(True, tau // T, 0, 0)
         base = max(now, base + cost * T)
-        return Outcome(True, (now + tau - base) // T, base - now, 0,
+        # tat may still lie beyond now + tau (a lowered burst or limit, or a
+        # clock step back): then nothing is free yet, remaining is 0.
+        return Outcome(True, max(0, (now + tau - base) // T), base - now, 0,
                        state=base, expires=base)
     free = max(0, (now + tau - base) // T)
     if cost == 0:
@@ -166,51 +206,71 @@ def eval_gcra(p, st, now, cost):
 
 
 def eval_token_bucket(p, st, now, cost):
+    """The bucket holds whole tokens, one more every T, up to C; the time
+    towards the next token is kept. Its state is one time, `full_at`: when
+    the bucket is full again. From it, at `now`: the whole tokens in the
+    bucket, and `last`, when the refill of the next token began. A state
+    made under another limit or burst (the same identity) can say the
+    bucket holds fewer than 0 tokens: that debt is paid back by refill
+    before the next token is given."""
     T = p.T
     C = p.capacity
-    tokens, last = (C, now) if st is None else st
-    t = max(now, last)
-    n = (t - last) // T
-    tokens += n
-    last += n * T
-    if tokens >= C:
-        tokens, last = C, t
+    if st is None or st <= now:
+        tokens, last = C, now
+    else:
+        tokens = (now + C * T - st) // T  # may be < 0, see above
+        last = st - (C - tokens) * T      # now - T < last <= now
+        assert now - T < last <= now
+        if tokens >= C:
+            tokens, last = C, now
 
-    skew = t - now  # > 0 only if the clock stepped back behind `last`
+    def full_at(k):
+        return now if k >= C else last + (C - k) * T
 
     def reset_after(k):
-        return 0 if k == C else (C - k) * T - (t - last) + skew
+        return full_at(k) - now
 
     if cost < 0:
         if tokens == C:
             return Outcome(True, C, 0, 0)
         if tokens - cost >= C:
-            tokens, last = C, t  # full again: the partial time goes
+            tokens, last = C, now  # full again: the partial time goes
         else:
             tokens -= cost
-        return Outcome(True, tokens, reset_after(tokens), 0,
-                       state=(tokens, last), expires=last + (C - tokens) * T)
+        return Outcome(True, max(0, tokens), reset_after(tokens), 0,
+                       state=full_at(tokens), expires=full_at(tokens))
     if cost == 0:
         allowed = tokens >= 1
-        retry = 0 if allowed else T - (t - last) + skew
-        return Outcome(allowed, tokens, reset_after(tokens), retry)
+        retry = 0 if allowed else (1 - tokens) * T - (now - last)
+        return Outcome(allowed, max(0, tokens), reset_after(tokens), retry)
     if cost > C:
-        return Outcome(False, tokens, reset_after(tokens), RL_RETRY_NEVER)
+        return Outcome(False, max(0, tokens), reset_after(tokens),
+                       RL_RETRY_NEVER)
     if tokens >= cost:
         tokens -= cost
         return Outcome(True, tokens, reset_after(tokens), 0,
-                       state=(tokens, last), expires=last + (C - tokens) * T)
-    return Outcome(False, tokens, reset_after(tokens),
-                   (cost - tokens) * T - (t - last) + skew)
+                       state=full_at(tokens), expires=full_at(tokens))
+    return Outcome(False, max(0, tokens), reset_after(tokens),
+                   (cost - tokens) * T - (now - last))
+
+
+def window_ahead(P):
+    """How many windows ahead of now's a stored window may lie and still be
+    read (the clock stepped back by up to an hour, or into the previous
+    window)."""
+    return max(1, MAX_CLOCK_STEP_US // P)
 
 
 def eval_fixed_window(p, st, now, cost):
     P = p.P
     w = now // P
-    if st is None or st[0] < w:
-        window, count = w, 0
-    else:  # the current window, or a newer one (clock stepped back)
+    # The current window, or a newer one not too far ahead (the clock
+    # stepped back). Any other stored window is of the past or of another
+    # period (the policy changed): its count does not carry.
+    if st is not None and 0 <= st[0] - w <= window_ahead(P):
         window, count = st
+    else:
+        window, count = w, 0
     E = (window + 1) * P
     limit = p.limit
     out_state = None
@@ -231,7 +291,10 @@ def eval_fixed_window(p, st, now, cost):
     else:
         allowed, retry = False, E - now
     reset = E - now if count > 0 else 0
-    return Outcome(allowed, limit - count, reset, retry, state=out_state,
+    # A lowered limit (the same identity) can leave count above it: none
+    # left until the window ends.
+    return Outcome(allowed, max(0, limit - count), reset, retry,
+                   state=out_state,
                    expires=E if out_state else None)
 
 
@@ -239,14 +302,17 @@ def eval_sliding_window(p, st, now, cost):
     P = p.P
     Pm = p.period_ms
     w = now // P
-    if st is None or st[0] < w - 1:
-        curr = prev = 0
-    elif st[0] == w:
+    # Windows w - 1, w, and newer ones not too far ahead (the clock stepped
+    # back) are read; any other is of the past or of another period (the
+    # policy changed).
+    if st is not None and st[0] == w:
         _, curr, prev = st
-    elif st[0] == w - 1:
+    elif st is not None and st[0] == w - 1:
         prev, curr = st[1], 0
-    else:  # newer than now: the clock stepped back
-        w, curr, prev = st
+    elif st is not None and 0 < st[0] - w <= window_ahead(P):
+        w, curr, prev = st  # newer than now: the clock stepped back
+    else:
+        curr = prev = 0
     real_now = now
     now = max(now, w * P)
     skew = now - real_now  # durations below are measured from real_now
@@ -370,28 +436,46 @@ class ModelError(Exception):
 
 
 class Store:
-    """The memory store of the model. States live per (key, policy)."""
+    """The memory store of the model. A key's states live per identity (the
+    policy's name, or its position in the list) and shape (docs/algorithms.md,
+    "Identity"), so a policy whose limit changes finds its state, and an
+    algorithm of another shape does not read it."""
 
     def __init__(self):
-        self.states = {}   # (key, policy ident) -> (state, expires)
+        # (key, identity, shape) -> (state, expires)
+        self.states = {}
+        # (key, identity) -> the shape written last. Redis keeps one value
+        # per identity: a write of one shape replaces the other's state,
+        # which the memory store still has. No vector may depend on that.
+        self.last_shape = {}
         self.max_now = None
 
-    def _state(self, key, p, now, cost):
-        entry = self.states.get((key, p.ident()))
+    def _state(self, key, p, index, now, cost):
+        ident = identity(p, index)
+        entry = self.states.get((key, ident, p.shape))
         if entry is None:
             return None
         state, expires = entry
+        ev = EVAL[p.algorithm]
         if expires <= now:
             # A store may already have dropped the state: both readings must
             # agree, or the vector would depend on when a store expires keys.
-            a = EVAL[p.algorithm](p, state, now, cost).key()
-            b = EVAL[p.algorithm](p, None, now, cost).key()
+            a = ev(p, state, now, cost).key()
+            b = ev(p, None, now, cost).key()
             assert a == b, ("expired state still matters", p, a, b)
             return None
         if self.max_now is not None and expires <= self.max_now:
             # The clock went past this state's expiry and came back: whether
             # the state is still there depends on the store. Not a vector.
             raise AssertionError("clock stepped back over an expiry: %r" % p)
+        if self.last_shape[(key, ident)] != p.shape:
+            # Redis replaced this state with one of another shape; the
+            # memory store kept it. Both must decide alike.
+            a = ev(p, state, now, cost)
+            b = ev(p, None, now, cost)
+            assert (a.key(), a.state) == (b.key(), b.state), (
+                "state overwritten by another shape still matters", p)
+            return None
         return state
 
     def evaluate(self, key, policies, now, cost):
@@ -401,9 +485,21 @@ class Store:
         if len(key) == 0:
             raise ModelError("RL_E_KEY_INVALID")
         assert 1 <= len(policies) <= 16
+        for i, p in enumerate(policies):
+            for q in policies[:i]:
+                # The same policy twice, or two policies of one name.
+                if p.ident() == q.ident() or (p.name is not None and
+                                              p.name == q.name):
+                    raise ModelError("RL_E_POLICY")
         assert 0 <= now < MAX_NOW
-        return [EVAL[p.algorithm](p, self._state(key, p, now, cost), now, cost)
-                for p in policies]
+        return [EVAL[p.algorithm](p, self._state(key, p, i, now, cost), now,
+                                  cost)
+                for i, p in enumerate(policies)]
+
+    def _write(self, key, p, index, o):
+        ident = identity(p, index)
+        self.states[(key, ident, p.shape)] = (o.state, o.expires)
+        self.last_shape[(key, ident)] = p.shape
 
     def check(self, key, policies, now, cost):
         outs = self.evaluate(key, policies, now, cost)
@@ -413,12 +509,12 @@ class Store:
             # an error, and nothing is written.
             if all(o.state is None for o in outs):
                 raise ModelError("RL_E_NOT_FOUND")
-            for p, o in zip(policies, outs):
+            for i, (p, o) in enumerate(zip(policies, outs)):
                 if o.state is not None:
-                    self.states[(key, p.ident())] = (o.state, o.expires)
+                    self._write(key, p, i, o)
         elif allowed and cost >= 1:
-            for p, o in zip(policies, outs):
-                self.states[(key, p.ident())] = (o.state, o.expires)
+            for i, (p, o) in enumerate(zip(policies, outs)):
+                self._write(key, p, i, o)
         self.max_now = now if self.max_now is None else max(self.max_now, now)
         i = select(outs, allowed)
         # Whether ties in retry_after are judged in us or in ms is not said
@@ -433,6 +529,8 @@ class Store:
     def reset(self, key):
         for k in [k for k in self.states if k[0] == key]:
             del self.states[k]
+        for k in [k for k in self.last_shape if k[0] == key]:
+            del self.last_shape[k]
 
 
 # --------------------------------------------------------------------------
@@ -451,18 +549,20 @@ class Case:
     def __init__(self, name, policies, key="user:1", clock_back=False):
         if not isinstance(policies, list):
             policies = [policies]
-        idents = [p.ident() for p in policies]
-        assert len(set(idents)) == len(idents), "duplicate policy in a case"
+        assert valid_list(policies), "duplicate policy or name in a case"
         assert clock_back == ("clock step back" in name), name
         self.name = name
         self.key = key
         self.policies = policies
+        self.first_policies = policies
+        self.new_policies = False  # the next step carries self.policies
         self.clock_back = clock_back
         self.steps = []
         self.store = Store()
         self.now = None  # us
         self.monotone = True
-        self.admitted = {}  # fixed-window invariant: (key, ident, w) -> units
+        # fixed-window invariant: (key, identity, P, w) -> units admitted
+        self.admitted = {}
 
     # time ------------------------------------------------------------------
     def at(self, t_ms):
@@ -484,8 +584,24 @@ class Case:
     def _time(self):
         assert self.now is not None, "set the time first"
         if self.now % 1000 == 0:
-            return {"t_ms": self.now // 1000}
-        return {"t_us": self.now}
+            step = {"t_ms": self.now // 1000}
+        else:
+            step = {"t_us": self.now}
+        if self.new_policies:
+            step["policies"] = [p.to_json() for p in self.policies]
+            self.new_policies = False
+        return step
+
+    # policies --------------------------------------------------------------
+    def use(self, policies):
+        """From the next step on, the checks pass `policies` (the step says
+        so in its "policies")."""
+        if not isinstance(policies, list):
+            policies = [policies]
+        assert self.steps, "set the case's own policies instead"
+        self.policies = policies
+        self.new_policies = True
+        return self
 
     # steps -----------------------------------------------------------------
     def check(self, cost=1, key=None, note=None, allowed=None, remaining=None,
@@ -533,6 +649,7 @@ class Case:
         else:
             raise AssertionError("expected %s" % code)
         self.steps.append(step)
+        return self
 
     def reset(self, key=None, note=None):
         step = self._time()
@@ -560,31 +677,33 @@ class Case:
         probe_cost = max(cost, 1)
         # The fixed window never admits more than `limit` in a window; a
         # refund takes units back out of the count.
+        # Counted per identity and period: a limit change keeps the count,
+        # so the window never admits more than its current limit.
         if cost < 0:
-            for p, o in zip(self.policies, outs):
+            for i, (p, o) in enumerate(zip(self.policies, outs)):
                 if p.algorithm == "fixed_window" and o.state is not None:
-                    self.admitted[(key, p.ident(), o.state[0])] = o.state[1]
+                    self.admitted[(key, identity(p, i), p.P, o.state[0])] = (
+                        o.state[1])
         elif d.allowed and cost >= 1:
-            for p in self.policies:
+            for i, p in enumerate(self.policies):
                 if p.algorithm == "fixed_window":
-                    w = (key, p.ident(), now // p.P)
+                    w = (key, identity(p, i), p.P, now // p.P)
                     self.admitted[w] = self.admitted.get(w, 0) + cost
                     assert self.admitted[w] <= p.limit
-        for p, o in zip(self.policies, outs):
-            one = [p]
+        for i, (p, o) in enumerate(zip(self.policies, outs)):
+            one = OnePolicy(store, p, i)
             # retry_after is exact: passing at now + retry, not 1 us before,
             # and so waiting the reported ms passes, 1 ms less does not.
             if not o.allowed:
                 if o.retry_us == RL_RETRY_NEVER:
                     assert probe_cost > p.capacity
-                    far = store.evaluate(key, one, MAX_NOW - 1, probe_cost)
+                    far = one.evaluate(key, MAX_NOW - 1, probe_cost)
                     assert not far[0].allowed
                 elif now + us_to_ms(o.retry_us) * 1000 < MAX_NOW:
                     r = o.retry_us
                     assert r > 0
                     def passes(at):
-                        return store.evaluate(key, one, at,
-                                              probe_cost)[0].allowed
+                        return one.evaluate(key, at, probe_cost)[0].allowed
                     assert passes(now + r)
                     assert not passes(now + r - 1)
                     rm = us_to_ms(r) * 1000
@@ -599,33 +718,60 @@ class Case:
                 continue  # what this policy would have stored: it was not
             if now + o.reset_us >= MAX_NOW:
                 continue  # beyond the memory store's clock
-            full = store.evaluate(key, one, now + o.reset_us, 0)[0]
+            full = one.evaluate(key, now + o.reset_us, 0)[0]
             assert full.reset_us == 0 and full.remaining == p.capacity, (
                 self.name, p, o, full)
             if o.reset_us > 0:
-                before = store.evaluate(key, one, now + o.reset_us - 1, 0)[0]
+                before = one.evaluate(key, now + o.reset_us - 1, 0)[0]
                 assert before.reset_us > 0
 
     def to_json(self):
         return {"name": self.name, "key": self.key,
-                "policies": [p.to_json() for p in self.policies],
+                "policies": [p.to_json() for p in self.first_policies],
                 "steps": self.steps}
 
 
+def valid_list(policies):
+    """No policy twice, no name twice (else RL_E_POLICY)."""
+    idents = [p.ident() for p in policies]
+    names = [p.name for p in policies if p.name is not None]
+    return (len(set(idents)) == len(idents) and
+            len(set(names)) == len(names))
+
+
+class OnePolicy:
+    """The store seen through one policy at its position of the list."""
+
+    def __init__(self, store, p, index):
+        self.store, self.p, self.index = store, p, index
+
+    def evaluate(self, key, now, cost):
+        st = self.store._state(key, self.p, self.index, now, cost)
+        return [EVAL[self.p.algorithm](self.p, st, now, cost)]
+
+
 def check_bucket_equivalence(case):
-    """Replays a monotone case with GCRA and token bucket swapped; the
-    decisions must be identical (docs: both are the same rate limiter)."""
-    if not case.monotone:
-        return
-    if not all(p.algorithm in ("gcra", "token_bucket") for p in case.policies):
-        return
+    """Replays a case with GCRA and token bucket swapped (in every policy
+    list it uses); the decisions must be identical (docs: both are the same
+    rate limiter, over the same state)."""
     swap = {"gcra": "token_bucket", "token_bucket": "gcra"}
-    policies = [Policy(swap[p.algorithm], p.limit, p.period_ms, p.burst)
-                for p in case.policies]
-    if len({p.ident() for p in policies}) != len(policies):
+
+    def swapped(policies):
+        if not all(p.algorithm in swap for p in policies):
+            return None
+        out = [Policy(swap[p.algorithm], p.limit, p.period_ms, p.burst,
+                      p.name) for p in policies]
+        return out if valid_list(out) else None
+
+    policies = swapped(case.first_policies)
+    if policies is None:
         return
     store = Store()
     for step in case.steps:
+        if "policies" in step:
+            policies = swapped(policies_from_json(step["policies"]))
+            if policies is None:
+                return
         now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
         key = step.get("key", case.key)
         if step.get("op") == "reset":
@@ -1144,6 +1290,16 @@ def fixed_window_cases():
     c.at(S + 31_999).check()
     c.at(S + 32_000).check()
     cases.append(c)
+
+    c = Case("clock step back by several windows within an hour: the newer "
+             "window is still used", fixed_window(5, 1000), clock_back=True)
+    c.at(S + 40_100).check(5, allowed=True, remaining=0, reset=900)
+    c.at(S + 37_500).peek(allowed=False, retry=3500,
+                          note="3 windows back: denied until the stored one "
+                          "ends")
+    c.at(S + 40_999).check(allowed=False, retry=1)
+    c.at(S + 41_000).check(allowed=True, remaining=4)
+    cases.append(c)
     return cases
 
 
@@ -1371,6 +1527,17 @@ def sliding_window_cases():
     c.check(2)
     c.check()
     c.at(S + 35_500).check()
+    cases.append(c)
+
+    c = Case("clock step back by several windows within an hour: the newer "
+             "window is used from its start", sliding_window(5, 1000),
+             clock_back=True)
+    c.at(S + 40_100).check(5, allowed=True, remaining=0, reset=1900)
+    c.at(S + 37_500).peek(allowed=False, retry=3700,
+                          note="3 windows back: denied until 200 ms into the "
+                          "window after the stored one")
+    c.at(S + 41_200).check(allowed=True, remaining=0,
+                           note="the 5 weigh 4 now")
     cases.append(c)
     return cases
 
@@ -1720,6 +1887,227 @@ def refund_cases():
 
 
 # --------------------------------------------------------------------------
+# Scenarios: a key's policies change (docs/algorithms.md, "Identity"). State
+# is kept under the policy's name, or without one its position in the list,
+# and its shape: a time (GCRA, token bucket), a fixed window, a sliding
+# window.
+
+
+def carry_over_cases():
+    cases = []
+    HOUR = 3_600_000
+    H = align(T0, HOUR) + HOUR  # the start of an hour
+    M = align(T0, 60_000) + 60_000
+
+    for alg in ("gcra", "token_bucket"):
+        B = lambda *a, **k: bucket(alg, *a, **k)  # noqa: E731
+        c = Case("%s: a raised limit keeps the time until full: 100/h with 60 "
+                 "used shows 600 of 1000 used" % alg, B(100, HOUR))
+        c.at(H + 1000).check(60, allowed=True, remaining=40, reset=2_160_000,
+                             note="full again in 60 x 36 s")
+        c.use(B(1000, HOUR))
+        c.peek(allowed=True, remaining=400, reset=2_160_000,
+               note="the same time until full, at 3.6 s per unit")
+        c.check(400, allowed=True, remaining=0, reset=HOUR)
+        c.check(allowed=False, retry=3600)
+        c.wait(3600).check(allowed=True, remaining=0)
+        cases.append(c)
+
+        c = Case("%s: a lowered limit keeps the time until full: 1000/h with "
+                 "600 used shows 60 of 100 used" % alg, B(1000, HOUR))
+        c.at(H + 2000).check(600, allowed=True, remaining=400,
+                             reset=2_160_000)
+        c.use(B(100, HOUR))
+        c.peek(allowed=True, remaining=40, reset=2_160_000)
+        c.check(40, allowed=True, remaining=0, reset=HOUR)
+        c.check(allowed=False, retry=36_000, note="T = 36 s")
+        c.wait(HOUR).peek(allowed=True, remaining=100, reset=0)
+        cases.append(c)
+
+        c = Case("%s: a changed burst keeps the time until full" % alg,
+                 B(10, 1000))
+        c.at(T0 + 100).check(10, allowed=True, remaining=0, reset=1000)
+        c.use(B(10, 1000, 2))
+        c.peek(allowed=False, remaining=0, reset=1000, retry=900,
+               note="1 s until full, but only 0.2 s of burst: owes 0.8 s")
+        c.check(-2, allowed=True, remaining=0, reset=800,
+                note="a refund while still owing: remaining stays 0")
+        c.peek(allowed=False, remaining=0, retry=700)
+        c.wait(699).check(allowed=False, retry=1)
+        c.wait(1).check(allowed=True, remaining=0, reset=200)
+        c.check(allowed=False, retry=100)
+        c.check(-1, allowed=True, remaining=1, reset=100)
+        c.use(B(10, 1000, 20))
+        c.peek(allowed=True, remaining=19, reset=100,
+               note="the same 0.1 s until full under a burst of 20")
+        c.check(19, allowed=True, remaining=0, reset=2000)
+        c.check(allowed=False, retry=100)
+        cases.append(c)
+
+        c = Case("%s: a changed period keeps the time until full" % alg,
+                 B(10, 1000))
+        c.at(T0 + 200).check(5, allowed=True, remaining=5, reset=500)
+        c.use(B(10, 10_000))
+        c.peek(allowed=True, remaining=9, reset=500,
+               note="0.5 s until full is half a unit of 1 s")
+        c.wait(500).peek(allowed=True, remaining=10, reset=0)
+        cases.append(c)
+
+    c = Case("gcra then token bucket under one identity: the state carries",
+             gcra(10, 1000, name="api"))
+    c.at(T0 + 300).check(6, allowed=True, remaining=4, reset=600)
+    c.use(token_bucket(10, 1000, name="api"))
+    c.peek(allowed=True, remaining=4, reset=600,
+           note="the bucket is full again when GCRA's tat says")
+    c.check(4, allowed=True, remaining=0, reset=1000)
+    c.check(allowed=False, retry=100)
+    c.use(gcra(10, 1000, name="api"))
+    c.peek(allowed=False, remaining=0, reset=1000, retry=100,
+           note="and back: GCRA reads the bucket's full_at as its tat")
+    c.wait(100).check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("gcra then fixed window: state of another shape is not read",
+             gcra(10, 60_000))
+    c.at(M + 1000).check(10, allowed=True, remaining=0, reset=60_000)
+    c.use(fixed_window(10, 60_000))
+    c.peek(allowed=True, remaining=10, reset=0, note="a fresh window")
+    c.use(gcra(10, 60_000))
+    c.peek(allowed=False, remaining=0, retry=6000,
+           note="the window's peek wrote nothing: GCRA's state is there")
+    c.use(fixed_window(10, 60_000))
+    c.check(3, allowed=True, remaining=7, reset=59_000)
+    c.at(M + 61_000).use(gcra(10, 60_000))
+    c.peek(allowed=True, remaining=10, reset=0,
+           note="GCRA full again: its state no longer matters")
+    c.check(allowed=True, remaining=9, reset=6000)
+    cases.append(c)
+
+    for alg, W in (("fixed_window", fixed_window),
+                   ("sliding_window", sliding_window)):
+        c = Case("%s: a raised limit keeps the count: 100/h with 60 used "
+                 "has 940 of 1000 left" % alg, W(100, HOUR))
+        c.at(H + 1000).check(60, allowed=True, remaining=40)
+        c.use(W(1000, HOUR))
+        c.peek(allowed=True, remaining=940)
+        c.check(940, allowed=True, remaining=0)
+        c.check(allowed=False)
+        cases.append(c)
+
+        c = Case("%s: a lowered limit keeps the count: 1000/h with 600 used "
+                 "denies at 100/h" % alg, W(1000, HOUR))
+        c.at(H + 2000).check(600, allowed=True, remaining=400)
+        c.use(W(100, HOUR))
+        if alg == "fixed_window":
+            c.peek(allowed=False, remaining=0, retry=HOUR - 2000,
+                   note="denied until the window ends")
+            c.check(allowed=False, remaining=0, retry=HOUR - 2000)
+            c.at(H + HOUR).peek(allowed=True, remaining=100, reset=0)
+            c.check(100, allowed=True, remaining=0)
+        else:
+            c.peek(allowed=False, remaining=0, retry=HOUR - 2000 + 3_006_000,
+                   note="600 in the previous hour weigh more than 99 until "
+                   "50 min 6 s into the next")
+            c.at(H + HOUR).peek(allowed=False, remaining=0,
+                                retry=3_006_000)
+            c.at(H + HOUR + 3_006_000).check(
+                allowed=True, remaining=0,
+                note="the previous hour's 600 weigh 99 now")
+            c.check(allowed=False)
+        cases.append(c)
+
+        c = Case("%s: a changed period starts afresh" % alg, W(100, HOUR))
+        c.at(H + 3000).check(100, allowed=True, remaining=0)
+        c.check(allowed=False)
+        c.use(W(100, 60_000))
+        c.peek(allowed=True, remaining=100, reset=0,
+               note="the hour's window is not a minute's")
+        c.check(10, allowed=True, remaining=90)
+        c.use(W(100, HOUR))
+        c.peek(allowed=True, remaining=100, reset=0,
+               note="and back: the minute's count replaced the hour's")
+        cases.append(c)
+
+    c = Case("sliding_window: a raised limit keeps the previous window's "
+             "count", sliding_window(10, 1000))
+    W0 = align(T0, 1000) + 5000
+    c.at(W0 + 500).check(10, allowed=True, remaining=0)
+    c.at(W0 + 1500).peek(allowed=True, remaining=5,
+                         note="half of the previous 10 count")
+    c.use(sliding_window(20, 1000))
+    c.peek(allowed=True, remaining=15)
+    c.check(15, allowed=True, remaining=0)
+    c.check(allowed=False)
+    cases.append(c)
+
+    c = Case("a named policy keeps its state when its position moves",
+             [gcra(3, 1000, name="burst"), fixed_window(10, 60_000,
+                                                        name="minute")])
+    c.at(M + 2000).check(3, allowed=True, remaining=0, index=0)
+    c.use([fixed_window(10, 60_000, name="minute"),
+           gcra(3, 1000, name="burst")])
+    c.peek(allowed=False, index=1, retry=334,
+           note="GCRA, now second, still has its state")
+    c.wait(334).check(allowed=True, remaining=0, index=1)
+    c.use([fixed_window(10, 60_000, name="minute")])
+    c.check(6, allowed=True, remaining=0, index=0,
+            note="alone, the window still counts 4")
+    c.check(allowed=False, retry=57_666)
+    cases.append(c)
+
+    c = Case("an unnamed policy whose position moves does not keep its state",
+             [gcra(3, 1000), fixed_window(10, 60_000)])
+    c.at(M + 3000).check(3, allowed=True, remaining=0, index=0)
+    c.use([fixed_window(10, 60_000), gcra(3, 1000)])
+    c.peek(allowed=True, remaining=3, reset=0, index=1,
+           note="both fresh: position 0 held GCRA's state, 1 the window's")
+    c.check(3, allowed=True, remaining=0, index=1)
+    c.check(allowed=False, index=1, retry=334)
+    cases.append(c)
+
+    c = Case("an unnamed policy is known by its position: it finds the state "
+             "of the one there before", [gcra(3, 1000), gcra(60, 60_000)])
+    c.at(M + 4000).check(3, allowed=True, remaining=0, index=0, reset=1001)
+    c.use([gcra(60, 60_000), gcra(3, 1000)])
+    c.peek(allowed=False, remaining=0, index=1, retry=2334,
+           note="the 3/s policy, now at position 1, finds 60/min's 3 s "
+           "until full")
+    c.use([gcra(60, 60_000)])
+    c.peek(allowed=True, remaining=58, reset=1001,
+           note="60/min at position 0 finds 3/s's 1.000002 s until full")
+    c.check(58, allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("naming a policy gives it another identity", gcra(5, 1000))
+    c.at(T0 + 400).check(5, allowed=True, remaining=0)
+    c.use(gcra(5, 1000, name="daily"))
+    c.peek(allowed=True, remaining=5, reset=0, note="fresh under its name")
+    c.check(2, allowed=True, remaining=3)
+    c.use(gcra(5, 1000))
+    c.peek(allowed=False, remaining=0, note="the unnamed state is still there")
+    cases.append(c)
+
+    c = Case("two policies with the same name are refused",
+             gcra(5, 1000, name="a"))
+    c.at(T0 + 500).check(2, allowed=True, remaining=3)
+    c.use([gcra(5, 1000, name="a"), fixed_window(10, 60_000, name="a")])
+    c.error(1, "RL_E_POLICY", note="charges nothing")
+    c.use([gcra(5, 1000, name="a"), gcra(6, 1000, name="a")])
+    c.error(0, "RL_E_POLICY", note="a peek too")
+    c.use([gcra(5, 1000), gcra(5, 1000)])
+    c.error(1, "RL_E_POLICY", note="the same unnamed policy twice")
+    c.use([gcra(5, 1000, name="a"), gcra(5, 1000, name="b")])
+    c.check(allowed=True, remaining=2, index=0,
+            note="the same policy under two names is two identities")
+    c.check(2, allowed=True, remaining=0, index=0)
+    c.check(allowed=False, index=0)
+    c.use(gcra(5, 1000, name="b"))
+    c.peek(allowed=True, remaining=2, index=0)
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
 # Files
 
 
@@ -1743,6 +2131,13 @@ FILES = [
      "Refunds, a negative cost: units back to every policy with usage, never "
      "beyond full; nothing to give back is RL_E_NOT_FOUND (docs/algorithms.md, "
      "\"Refunds\").", refund_cases),
+    ("carry_over.json", "carry_over",
+     "A key's policies change between calls (a step's \"policies\"): state "
+     "is kept under the policy's name, or without one its position, and "
+     "read by an algorithm of the same shape; a limit change keeps the time "
+     "until full (GCRA, token bucket) or the counts (windows), a period "
+     "change starts the windows afresh (docs/algorithms.md, \"Identity\").",
+     carry_over_cases),
 ]
 
 
@@ -1762,7 +2157,7 @@ def render(algorithm, description, cases):
         out.append('      "name": %s,' % dumps(case.name))
         out.append('      "key": %s,' % dumps(case.key))
         out.append('      "policies": %s,'
-                   % dumps([p.to_json() for p in case.policies]))
+                   % dumps([p.to_json() for p in case.first_policies]))
         out.append('      "steps": [')
         for si, step in enumerate(case.steps):
             assert ("t_ms" in step) != ("t_us" in step)
@@ -1791,16 +2186,44 @@ def walk_ints(v):
             walk_ints(x)
 
 
+def policies_from_json(raw):
+    return [Policy(p["algorithm"], p["limit"], p["period_ms"], p["burst"],
+                   p.get("name")) for p in raw]
+
+
+def check_replay(case):
+    """Replays a written case (its JSON) as a replayer does, on a fresh
+    model: every expectation must come out again."""
+    store = Store()
+    policies = policies_from_json(case["policies"])
+    for step in case["steps"]:
+        if "policies" in step:
+            policies = policies_from_json(step["policies"])
+        now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
+        key = step.get("key", case["key"])
+        if step.get("op") == "reset":
+            store.reset(key)
+            continue
+        try:
+            d, _ = store.check(key, policies, now, step["cost"])
+        except ModelError as e:
+            assert step.get("expect_error") == e.code, (case["name"], step)
+            continue
+        assert d.to_json() == step["expect"], (case["name"], step, d)
+
+
 def generate():
     texts = {}
     for fname, alg, desc, make in FILES:
         cases = make()
         for case in cases:
             check_bucket_equivalence(case)
-            if alg != "multi":
+            if alg not in ("multi", "carry_over"):
                 assert all(p.algorithm == alg
                            for p in case.policies), case.name
         texts[fname] = render(alg, desc, cases)
+        for case in json.loads(texts[fname])["cases"]:
+            check_replay(case)
     return texts
 
 
