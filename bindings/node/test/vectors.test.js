@@ -23,11 +23,12 @@ const FILES = [
   'sliding_window.json',
   'multi_policy.json',
   'refund.json',
+  'carry_over.json',
 ];
 
 function load(name) {
   const doc = JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, name), 'utf8'));
-  assert.equal(doc.format, 1);
+  assert.equal(doc.format, 2);
   return doc;
 }
 
@@ -38,17 +39,28 @@ function cases() {
   return out;
 }
 
-async function replay(file, c, limiter, clock, { sync }) {
-  const policies = c.policies.map(
+function makePolicies(raw) {
+  const policies = raw.map(
     (p) =>
       new Policy(p.limit, p.period_ms % 1000 === 0 ? `${p.period_ms / 1000}s` : p.period_ms, {
         algorithm: p.algorithm,
         burst: p.burst || undefined,
+        name: p.name,
       }),
   );
-  policies.forEach((p, i) => assert.equal(p.period, c.policies[i].period_ms));
+  policies.forEach((p, i) => {
+    assert.equal(p.period, raw[i].period_ms);
+    assert.equal(p.name, raw[i].name);
+  });
+  return policies;
+}
+
+async function replay(file, c, limiter, clock, { sync }) {
+  // The case's policies; a step's "policies" replaces them from that step on.
+  let policies = makePolicies(c.policies);
   for (const [i, step] of c.steps.entries()) {
     const where = `${file}, case ${JSON.stringify(c.name)}, step ${i}: ${JSON.stringify(step)}`;
+    if (step.policies) policies = makePolicies(step.policies);
     assert.ok(('t_ms' in step) !== ('t_us' in step), where);
     clock.nowUs = 't_ms' in step ? step.t_ms * 1000 : step.t_us;
     const key = step.key ?? c.key;

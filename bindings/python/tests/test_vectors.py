@@ -22,7 +22,7 @@ from tollgate import Limiter, Policy
 from conftest import VECTORS_DIR
 
 FILES = ["gcra.json", "token_bucket.json", "fixed_window.json", "sliding_window.json", "multi_policy.json",
-         "refund.json"]
+         "refund.json", "carry_over.json"]
 
 pytestmark = pytest.mark.skipif(
     not VECTORS_DIR.is_dir(), reason="the repository's tests/vectors/ is not available"
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.skipif(
 
 def load(name: str) -> Dict[str, Any]:
     doc = json.loads((VECTORS_DIR / name).read_text(encoding="utf-8"))
-    assert doc["format"] == 1
+    assert doc["format"] == 2
     return doc
 
 
@@ -53,20 +53,30 @@ class StepClock:
         return self.now_us
 
 
-def replay(file: str, case: Dict[str, Any], limiter: Limiter, clock: StepClock) -> None:
+def make_policies(raw_list: List[Dict[str, Any]]) -> List[Policy]:
     policies = [
         Policy(
             p["limit"],
             p["period_ms"] / 1000 if p["period_ms"] % 1000 == 0 else "%dms" % p["period_ms"],
             p["algorithm"],
             burst=p.get("burst") or None,
+            name=p.get("name"),
         )
-        for p in case["policies"]
+        for p in raw_list
     ]
-    for p, raw in zip(policies, case["policies"]):
+    for p, raw in zip(policies, raw_list):
         assert p.period_ms == raw["period_ms"]
+        assert p.name == raw.get("name")
+    return policies
+
+
+def replay(file: str, case: Dict[str, Any], limiter: Limiter, clock: StepClock) -> None:
+    # The case's policies; a step's "policies" replaces them from that step on.
+    policies = make_policies(case["policies"])
     for i, step in enumerate(case["steps"]):
         where = "%s, case %r, step %d: %s" % (file, case["name"], i, json.dumps(step))
+        if "policies" in step:
+            policies = make_policies(step["policies"])
         assert ("t_ms" in step) != ("t_us" in step), where
         clock.now_us = step["t_ms"] * 1000 if "t_ms" in step else step["t_us"]
         key = step.get("key", case["key"])
