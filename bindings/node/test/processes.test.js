@@ -156,7 +156,7 @@ test('C, Python and Node processes on one key of a Redis Cluster admit exactly t
   // The key's state lives on exactly one primary (its slot's).
   const holders = [];
   for (const port of cluster.primaryPorts) {
-    const keys = await redisCommand(port, 'KEYS', `tollgate:{${key}}:*`);
+    const keys = await redisCommand(port, 'KEYS', `tollgate:v2:{${key}}*`);
     if (keys.length) holders.push(port);
   }
   assert.equal(holders.length, 1, String(holders));

@@ -12,8 +12,11 @@ local function gcra(key, now, cost, limit, period_ms, capacity, T)
     if -cost >= -idiv(now - base, T) then base = now else base = base + cost * T end
     local expires = -idiv(-base, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US
     local same = -idiv(-tat, EXPIRY_GRAIN_US) * EXPIRY_GRAIN_US == expires
-    return 1, idiv(now + tau - base, T), base - now, 0, fmt('%d', base),
-      expires, same
+    -- A debt beyond the burst (a lowered limit or burst, a clock step
+    -- back) may remain after the refund: nothing is free then.
+    local remaining = idiv(now + tau - base, T)
+    if remaining < 0 then remaining = 0 end
+    return 1, remaining, base - now, 0, fmt('%d', base), expires, same
   end
   local n = cost
   if n == 0 then n = 1 end
