@@ -54,3 +54,24 @@ TEST_CASE("policy ids depend on every parameter and nothing else", "[policy]") {
   REQUIRE(make_policy(0, 100, 1000, 99, 0, b) == Errc::ok);
   CHECK(a.id != b.id);
 }
+
+TEST_CASE("periods with several decimals come to exact milliseconds",
+          "[policy]") {
+  struct Case {
+    const char *text;
+    int64_t ms;
+  };
+  for (const Case c :
+       {Case{"1.25s", 1250}, Case{"0.125s", 125}, Case{"2.75m", 165000},
+        Case{"1.001s", 1001}, Case{".5h", 1800000}, Case{"1.10s", 1100}}) {
+    INFO(c.text);
+    int64_t ms = 0;
+    size_t at = 0;
+    REQUIRE(tollgate::parse_period(c.text, ms, at) == tollgate::Errc::ok);
+    CHECK(ms == c.ms);
+  }
+  // A fraction finer than a millisecond is refused where it starts.
+  int64_t ms = 0;
+  size_t at = 0;
+  CHECK(tollgate::parse_period("1.0005s", ms, at) == tollgate::Errc::policy);
+}
