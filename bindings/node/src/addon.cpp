@@ -85,8 +85,7 @@ struct Addon {
   // the pointers, so the table may grow mid-check (a JS clock may compile a
   // policy) without moving a policy under a running call.
   std::vector<rl_policy *> policies;
-  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t, std::string>,
-           int32_t>
+  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t, std::string>, int32_t>
       policy_ids;
   Napi::FunctionReference limiter_ctor;
   Napi::FunctionReference keys_ctor;

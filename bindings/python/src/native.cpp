@@ -290,7 +290,8 @@ Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
     if (name_text.empty())
       raise_code(RL_E_POLICY,
                  "name: must not be empty (None means no name; a name is 1 "
-                 "to " + std::to_string(RL_MAX_NAME_LEN) +
+                 "to " +
+                     std::to_string(RL_MAX_NAME_LEN) +
                      " of A-Z a-z 0-9 _ . - starting with a letter)");
     out.p.name = name_text.data();
     out.p.name_len = name_text.size();
@@ -1412,8 +1413,7 @@ py::tuple keys_policies(py::handle arg) {
   for (size_t i = 0; i < n; ++i)
     if (policy_of(t[i].ptr()) == nullptr)
       raise_type_error("keys() policies must be tollgate.Policy, not " +
-                       type_name(t[i]) + " (index " + std::to_string(i) +
-                       ")");
+                       type_name(t[i]) + " (index " + std::to_string(i) + ")");
   return t;
 }
 
@@ -1428,13 +1428,13 @@ class KeysIterator {
     key_state_ = py::module_::import("tollgate._types").attr("KeyState");
     rl_policy *handles[RL_MAX_POLICIES];
     const size_t n = policies_.size();
-    for (size_t i = 0; i < n; ++i) handles[i] = policy_of(policies_[i].ptr())->h;
+    for (size_t i = 0; i < n; ++i)
+      handles[i] = policy_of(policies_[i].ptr())->h;
     CallGuard guard(*core_);
     rl_keys *it = nullptr;
     int rc = RL_OK;
-    without_gil([&]() noexcept {
-      rc = rl_keys_open(core_->lim, handles, n, &it);
-    });
+    without_gil(
+        [&]() noexcept { rc = rl_keys_open(core_->lim, handles, n, &it); });
     rethrow_clock_error();
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
     st_->it = it;
@@ -1494,9 +1494,10 @@ class KeysIterator {
     // The state is listed with the policy of its identity: the caller's own
     // Policy object at that position.
     const size_t index = info.policy_index;
-    py::object policy = index < policies_.size()
-                            ? py::reinterpret_borrow<py::object>(policies_[index])
-                            : py::cast(policy_from_spec(info.policy));
+    py::object policy =
+        index < policies_.size()
+            ? py::reinterpret_borrow<py::object>(policies_[index])
+            : py::cast(policy_from_spec(info.policy));
     return key_state_(key_obj, policy, info.remaining,
                       ms_to_seconds(info.reset_after_ms), index);
   }
@@ -1668,13 +1669,14 @@ ValueError); wrong types raise TypeError.
       .def(py::init(&make_policy), py::arg("limit"), py::arg("period"),
            py::arg("algorithm") = "gcra", py::arg("burst") = py::none(),
            py::kw_only(), py::arg("name") = py::none())
-      .def_static("parse", &parse_policy, py::arg("text"),
-                  "Policy.parse(text) -> Policy\n\n"
-                  "A policy from the library's one text syntax: \"100/h\", "
-                  "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
-                  "sliding_window\", \"100/h name=hourly\". A malformed text raises "
-                  "tollgate.InvalidArgument naming the byte offset of the "
-                  "problem.")
+      .def_static(
+          "parse", &parse_policy, py::arg("text"),
+          "Policy.parse(text) -> Policy\n\n"
+          "A policy from the library's one text syntax: \"100/h\", "
+          "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
+          "sliding_window\", \"100/h name=hourly\". A malformed text raises "
+          "tollgate.InvalidArgument naming the byte offset of the "
+          "problem.")
       .def_property_readonly(
           "limit", [](const Policy &s) { return s.p.limit; },
           "Units allowed per period.")
