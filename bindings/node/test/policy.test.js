@@ -230,3 +230,12 @@ test('more messages: wrong types name what they received; Policy JSON', () => {
     '{"limit":3,"period":2000,"algorithm":"token_bucket","burst":5}');
   assert.equal(JSON.stringify(policy(3, '2s')), '{"limit":3,"period":2000,"algorithm":"gcra"}');
 });
+
+test('a period of 0 ms is refused before the library sees it, naming the value', () => {
+  assert.throws(() => new tollgate.Policy(5, 0), (e) => {
+    assert.ok(e instanceof tollgate.InvalidArgumentError);
+    assert.equal(e.code, 'RL_E_POLICY');
+    assert.match(e.message, /^period: must be at least 1 ms \(got 0 ms\)$/);
+    return true;
+  });
+});
