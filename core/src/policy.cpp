@@ -23,7 +23,13 @@ const char *algorithm_name(Algorithm a) noexcept {
 }
 
 namespace {
-uint64_t parameter_hash(const Policy &p);
+// The id of a policy without a name: its parameters.
+uint64_t parameter_hash(const Policy &p) {
+  uint64_t h = hash_mix(static_cast<uint64_t>(p.algorithm) + 0x51);
+  h = hash_mix(h ^ static_cast<uint64_t>(p.limit));
+  h = hash_mix(h ^ static_cast<uint64_t>(p.period_ms));
+  return hash_mix(h ^ static_cast<uint64_t>(p.capacity));
+}
 }  // namespace
 
 Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
@@ -93,25 +99,15 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
 }
 
 namespace {
-uint64_t parameter_hash(const Policy &p) {
-  uint64_t h = hash_mix(static_cast<uint64_t>(p.algorithm) + 0x51);
-  h = hash_mix(h ^ static_cast<uint64_t>(p.limit));
-  h = hash_mix(h ^ static_cast<uint64_t>(p.period_ms));
-  return hash_mix(h ^ static_cast<uint64_t>(p.capacity));
-}
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
          (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
 }
 }  // namespace
 
-Errc set_policy_name(Policy &p, std::string_view name) {
-  if (name.empty()) {
-    p.name_id = 0;
-    p.name_len = 0;
-    p.id = parameter_hash(p);
-    return Errc::ok;
-  }
+Errc check_policy_name(std::string_view name) {
+  if (name.empty())
+    return fail(Errc::policy, "policy: a name must not be empty");
   if (name.size() > kMaxNameLen)
     return fail(Errc::policy, "policy: name is " + std::to_string(name.size()) +
                                   " bytes; at most " +
@@ -125,6 +121,18 @@ Errc set_policy_name(Policy &p, std::string_view name) {
       return fail(Errc::policy,
                   "policy: a name is letters, digits, '_', '.' and '-' (byte " +
                       std::to_string(i) + " is not)");
+  return Errc::ok;
+}
+
+Errc set_policy_name(Policy &p, std::string_view name) {
+  if (name.empty()) {
+    p.name_id = 0;
+    p.name_len = 0;
+    p.id = parameter_hash(p);
+    return Errc::ok;
+  }
+  const Errc rc = check_policy_name(name);
+  if (rc != Errc::ok) return rc;
   std::memcpy(p.name, name.data(), name.size());
   p.name_len = static_cast<uint8_t>(name.size());
   // The top bit keeps a name's identity apart from the positions 1..16.

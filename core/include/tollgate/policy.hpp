@@ -60,6 +60,11 @@ inline uint64_t state_shape(Algorithm a) noexcept {
                                           : 0;
 }
 
+// Validates a policy name: 1 to kMaxNameLen bytes of [A-Za-z0-9_.-]
+// starting with a letter; on failure returns Errc::policy with a message
+// saying what is wrong.
+Errc check_policy_name(std::string_view name);
+
 // Names `p` (validated: 1 to kMaxNameLen bytes of [A-Za-z0-9_.-] starting
 // with a letter); an empty name removes it. Updates p.id.
 Errc set_policy_name(Policy &p, std::string_view name);

@@ -190,10 +190,7 @@ bool parse_redis_key(std::string_view rk, std::string_view prefix,
     out.position = static_cast<size_t>(pos);
     return true;
   }
-  Policy probe;
-  if (make_policy(0, 1, 1, 0, 0, probe) != Errc::ok ||
-      set_policy_name(probe, id) != Errc::ok)
-    return false;
+  if (check_policy_name(id) != Errc::ok) return false;
   out.name = std::string(id);
   return true;
 }
