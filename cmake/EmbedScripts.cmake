@@ -11,10 +11,11 @@
 # needlessly.
 #
 # The generated file defines, in namespace tollgate::redis::detail,
-# kProductionScripts[7] and (PINNED only) kPinnedScripts[7], each in the order
+# kProductionScripts[8] and (PINNED only) kPinnedScripts[8], each in the order
 # gcra, token_bucket, fixed_window, sliding_window, multi, batch,
 # batch_cluster (the batch script for one cluster node: a first line that
-# lets its keys lie in several slots, the keys in ARGV, each check guarded);
+# lets its keys lie in several slots, the keys in ARGV, each check guarded),
+# block (rl_block);
 # scripts.cpp declares them. tests/redis_scripts_check.py parses the same file.
 
 set(_TOLLGATE_LUA_DELIM "tollgate_lua")
@@ -22,25 +23,27 @@ set(_TOLLGATE_LUA_DELIM "tollgate_lua")
 function(_tollgate_compose_script out_body lua_dir prelude name)
   set(algorithms gcra token_bucket fixed_window sliding_window)
   set(body "")
-  if(name STREQUAL "batch_cluster")
+  if(name STREQUAL "block")
+    set(parts ${prelude} helpers block block_cmd)
+    set(tail "")
+  elseif(name STREQUAL "batch_cluster")
     # The batch script for a Redis Cluster node: its checks' keys lie in
     # several slots, all served by that node (Redis 7.0+ shebang flag), and
     # travel in ARGV.
-    set(parts ${prelude} helpers ${algorithms} check batch_cluster_keys batch)
+    set(parts ${prelude} helpers ${algorithms} block check batch_cluster_keys
+              batch)
     set(tail "")
     set(body "#!lua flags=allow-cross-slot-keys\n")
   elseif(name STREQUAL "batch")
-    set(parts ${prelude} helpers ${algorithms} check batch_keys batch)
+    set(parts ${prelude} helpers ${algorithms} block check batch_keys batch)
     set(tail "")
   elseif(name STREQUAL "multi")
-    set(parts ${prelude} helpers ${algorithms} check multi)
+    set(parts ${prelude} helpers ${algorithms} block check multi)
     set(tail "")
-  elseif(name STREQUAL "token_bucket")
-    # The token bucket is GCRA under another name (token_bucket.lua).
-    set(parts ${prelude} helpers gcra token_bucket single)
-    set(tail "return run_single(${name})\n")
   else()
-    set(parts ${prelude} helpers ${name} single)
+    # One policy: every algorithm is defined (check.lua's table names them
+    # all), the script runs its own.
+    set(parts ${prelude} helpers ${algorithms} block check single)
     set(tail "return run_single(${name})\n")
   endif()
   foreach(part IN LISTS parts)
@@ -61,9 +64,9 @@ endfunction()
 
 # Appends the C++ array `array` holding the seven scripts with `prelude`.
 function(_tollgate_emit_array out_text lua_dir prelude array)
-  set(text "extern const Script ${array}[7];\nconst Script ${array}[7] = {\n")
+  set(text "extern const Script ${array}[8];\nconst Script ${array}[8] = {\n")
   foreach(name gcra token_bucket fixed_window sliding_window multi batch
-               batch_cluster)
+               batch_cluster block)
     _tollgate_compose_script(body "${lua_dir}" ${prelude} ${name})
     string(SHA1 sha "${body}")
     string(APPEND text
@@ -79,7 +82,7 @@ function(tollgate_embed_scripts)
   cmake_parse_arguments(ARG "" "OUTPUT;LUA_DIR;PINNED" "" ${ARGN})
   set(parts prelude_production prelude_pinned helpers gcra token_bucket
             fixed_window sliding_window single check multi batch batch_keys
-            batch_cluster_keys)
+            batch_cluster_keys block block_cmd)
   foreach(part IN LISTS parts)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
                  "${ARG_LUA_DIR}/${part}.lua")

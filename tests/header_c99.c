@@ -85,6 +85,8 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_options_set)(rl_options *, const char *, const char *) =
       rl_options_set;
   int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
+  int (*p_block)(rl_limiter *, const char *, size_t, int64_t) = rl_block;
+  int (*p_unblock)(rl_limiter *, const char *, size_t) = rl_unblock;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
   int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
@@ -109,7 +111,8 @@ int tollgate_header_c99_uses_everything(void) {
          (p_version_string != NULL) + (p_strerror != NULL) +
          (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
          (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
-         (p_check_async != NULL) + (p_reset != NULL) + (p_health != NULL) +
+         (p_check_async != NULL) + (p_reset != NULL) + (p_block != NULL) +
+         (p_unblock != NULL) + (p_health != NULL) +
          (options.clock != NULL) + (sizeof(RL_VERSION_STRING) > 1) +
          (p_policy_create != NULL) + (p_policy_parse != NULL) +
          (p_period_parse != NULL) + (p_policy_release != NULL) +

@@ -57,7 +57,7 @@ from pathlib import Path
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2, "sliding_window": 3}
 SCRIPT_ORDER = ["gcra", "token_bucket", "fixed_window", "sliding_window", "multi",
-                "batch", "batch_cluster"]
+                "batch", "batch_cluster", "block"]
 CLUSTER_SHEBANG = b"#!lua flags=allow-cross-slot-keys\n"
 SKIP = 77
 
@@ -204,7 +204,7 @@ def parse_embedded(path):
     """The production and (if present) pinned scripts of a generated
     scripts_data.cpp: {name: (body, sha1)} each."""
     text = path.read_text()
-    pinned_at = text.find("kPinnedScripts[7] = {")
+    pinned_at = text.find("kPinnedScripts[8] = {")
     prod, pinned = {}, {}
     for m in ENTRY.finditer(text):
         (pinned if 0 <= pinned_at < m.start() else prod)[m.group(1)] = (
@@ -252,7 +252,16 @@ def derive(policy):
     interval = 0 if windowed else -(-(period_ms * 1000) // limit)
     return {"alg": alg, "alg_id": ALGORITHMS[alg], "limit": limit,
             "period_ms": period_ms, "capacity": capacity, "interval": interval,
-            "name": policy.get("name")}
+            "name": policy.get("name"),
+            "block_us": policy.get("block_ms", 0) * 1000,
+            "strikes": policy.get("strikes", 0),
+            "strike_us": policy.get("strikes_period_ms", 0) * 1000}
+
+
+def policy_values(p):
+    """A policy's eight script arguments (docs/redis.md)."""
+    return [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"],
+            p["block_us"], p["strikes"], p["strike_us"]]
 
 
 def redis_key(prefix, user_key, p, index=0):
@@ -268,7 +277,7 @@ def redis_key(prefix, user_key, p, index=0):
 def script_argv(cost, now_us, policies):
     argv = [cost, now_us]
     for p in policies:
-        argv += [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"]]
+        argv += policy_values(p)
     return argv
 
 
@@ -280,7 +289,7 @@ def batch_call(now_us, checks):
         keys += ks
         tail += [len(pols), cost]
         for p in pols:
-            v = [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"]]
+            v = policy_values(p)
             if v not in distinct:
                 distinct.append(v)
             tail.append(distinct.index(v) + 1)
@@ -660,7 +669,7 @@ def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242,
     # Malformed calls are refused before anything is written.
     k = redis_key(tag + b":bad:", "b", subs[0]["pols"][0][1])
     d = subs[0]["pols"][0][1]
-    pol = [d["alg_id"], d["limit"], d["period_ms"], d["capacity"], d["interval"]]
+    pol = policy_values(d)
     for label, nkeys, argv in [
             ("policy number out of range", 1, [1, now] + pol + [1, 1, 2]),
             ("too few keys", 0, [1, now] + pol + [1, 1, 1]),

@@ -81,32 +81,33 @@ TEST_CASE("memory edges: keys around the inline buffer size", "[memory]") {
 TEST_CASE("memory edges: one key under many policies keeps each state",
           "[memory]") {
   MemoryStore s({1000, 1});
-  // 32 slots per key. Policies 1..40, one at a time, each charged once
-  // (limit 2: one unit left). The first 32 fill the slots; later ones reuse
+  // 48 slots per key. Policies 1..56, one at a time, each charged once
+  // (limit 2: one unit left). The first 48 fill the slots; later ones reuse
   // the slot that expires first.
   // Named: each checked alone, an unnamed one would be known by its
   // position (0) and share one state with the others.
+  constexpr int kSlots = 48;
   std::vector<Policy> ps;
-  for (int i = 1; i <= 40; ++i) {
+  for (int i = 1; i <= kSlots + 8; ++i) {
     ps.push_back(make(Algorithm::fixed_window, 2, 1000 * i));
     REQUIRE(tollgate::set_policy_name(ps.back(), "p" + std::to_string(i)) ==
             Errc::ok);
   }
-  for (int i = 0; i < 32; ++i) REQUIRE(hit(s, "k", ps[i], kT0));
-  // Every one of the 32 remembers its charge: one more passes, then none.
-  for (int i = 0; i < 32; ++i) {
+  for (int i = 0; i < kSlots; ++i) REQUIRE(hit(s, "k", ps[i], kT0));
+  // Every one of the 48 remembers its charge: one more passes, then none.
+  for (int i = 0; i < kSlots; ++i) {
     INFO("policy " << i);
     Outcome o;
     REQUIRE(s.check("k", std::span<const Policy>(&ps[i], 1), kT0, 0, &o));
     CHECK(o.remaining == 1);
   }
-  // A 33rd policy takes the slot of the policy whose state lapses first
+  // A 49th policy takes the slot of the policy whose state lapses first
   // (policy 0: the 1 s window); the others keep theirs.
-  REQUIRE(hit(s, "k", ps[32], kT0));
+  REQUIRE(hit(s, "k", ps[kSlots], kT0));
   Outcome o;
-  REQUIRE(s.check("k", std::span<const Policy>(&ps[32], 1), kT0, 0, &o));
+  REQUIRE(s.check("k", std::span<const Policy>(&ps[kSlots], 1), kT0, 0, &o));
   CHECK(o.remaining == 1);
-  for (int i = 1; i < 32; ++i) {
+  for (int i = 1; i < kSlots; ++i) {
     INFO("policy " << i);
     REQUIRE(s.check("k", std::span<const Policy>(&ps[i], 1), kT0, 0, &o));
     CHECK(o.remaining == 1);

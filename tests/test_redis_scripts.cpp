@@ -33,8 +33,13 @@ long long dbsize(const RedisServer &server) {
   return server.query({"DBSIZE"}).integer;
 }
 
-// GCRA 10 per minute: algorithm, limit, period_ms, capacity, interval_us.
-const std::vector<std::string> kGcra = {"0", "10", "60000", "10", "6000000"};
+// GCRA 10 per minute: algorithm, limit, period_ms, capacity, interval_us,
+// and no block (block_us, strikes, strike_us).
+const std::vector<std::string> kGcra = {"0",       "10", "60000", "10",
+                                        "6000000", "0",  "0",     "0"};
+// Fixed window 5 per minute, no block.
+const std::vector<std::string> kFixed = {"2", "5", "60000", "5",
+                                         "0", "0", "0",     "0"};
 
 std::vector<std::string> cat(std::vector<std::string> a,
                              const std::vector<std::string> &b) {
@@ -66,11 +71,14 @@ TEST_CASE("redis scripts: the single-policy script refuses malformed calls",
   const Bad bad[] = {
       {"no key", {}, args},
       {"two keys", {"k", "k2"}, args},
-      {"6 arguments",
+      {"9 arguments",
        {"k"},
        std::vector<std::string>(args.begin(), args.end() - 1)},
-      {"8 arguments", {"k"}, cat(args, {"1"})},
+      {"11 arguments", {"k"}, cat(args, {"1"})},
       {"cost not a number", {"k"}, cat({"x", "0"}, kGcra)},
+      {"block not a number",
+       {"k"},
+       cat({"1", "0"}, {"0", "10", "60000", "10", "6000000", "x", "0", "0"})},
   };
   for (const Bad &b : bad) {
     INFO(b.what);
@@ -85,8 +93,7 @@ TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
           "[redis][scripts]") {
   RedisServer server;
   const std::string_view body = multi_script(false)->body;
-  const std::vector<std::string> two =
-      cat(cat({"1", "0"}, kGcra), {"2", "5", "60000", "5", "0"});
+  const std::vector<std::string> two = cat(cat({"1", "0"}, kGcra), kFixed);
   RespValue ok = eval(server, body, {"a", "b"}, two);
   REQUIRE(ok.type == '*');
   REQUIRE(ok.elements.size() == 9);
@@ -104,12 +111,11 @@ TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
       {"no key", {}, {"1", "0"}},
       {"one key too many", {"a", "b", "c"}, two},
       {"one key too few", {"a"}, two},
-      {"cost not a number",
-       {"a", "b"},
-       cat(cat({"x", "0"}, kGcra), {"2", "5", "60000", "5", "0"})},
+      {"cost not a number", {"a", "b"}, cat(cat({"x", "0"}, kGcra), kFixed)},
       {"unknown algorithm",
        {"a", "b"},
-       cat(cat({"1", "0"}, kGcra), {"7", "5", "60000", "5", "0"})},
+       cat(cat({"1", "0"}, kGcra),
+           {"7", "5", "60000", "5", "0", "0", "0", "0"})},
   };
   for (const Bad &b : bad) {
     INFO(b.what);
@@ -145,7 +151,9 @@ TEST_CASE("redis scripts: the batch script checks every part before any runs",
     std::vector<std::string> keys, args;
   };
   const Bad bad[] = {
-      {"a policy one value short", {}, {"1", "0", "0", "10", "60000", "10"}},
+      {"a policy one value short",
+       {},
+       {"1", "0", "0", "10", "60000", "10", "6000000", "0", "0"}},
       {"no policies", {"a"}, {"0", "0", "1", "1", "1"}},
       {"the second check's cost is not a number",
        {"a", "b"},

@@ -378,6 +378,36 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
     check("rl_check after rl_reset", single, &p, 1, 0, 5);
   }
 
+  // Blocks: a policy with a block, denied, blocks the key (the scripts'
+  // HGET, HSET and PEXPIRE on its block hash); the block denies a check of
+  // any policy; rl_unblock (DEL) lifts it and rl_block sets one (the block
+  // script).
+  {
+    const std::string key = cfg.stem + "blocked";
+    rl_policy_spec p = policy(RL_ALG_GCRA, 1, 3600000);
+    p.block_ms = 600000;
+    const rl_policy_spec plain = policy(RL_ALG_FIXED_WINDOW, 5, 3600000);
+    auto denied = [&](const std::string &op, const rl_policy_spec &ps,
+                      int64_t min_retry_ms) {
+      rl_decision d = RL_DECISION_INIT;
+      const int rc = rl_check(lim, &d, key.data(), key.size(), &ps, 1, 1);
+      ++rep.checks_sent;
+      std::string bad;
+      if (rc == RL_OK && (d.allowed || d.retry_after_ms < min_retry_ms))
+        bad = "unexpected decision: allowed " + std::to_string(d.allowed) +
+              ", retry_after_ms " + std::to_string(d.retry_after_ms);
+      record(op, rc, bad);
+    };
+    if (check("rl_check with a block", key, &p, 1, 1, 0)) {
+      denied("rl_check denied: blocks", p, 3600000);
+      denied("rl_check of a blocked key", plain, 500000);
+    }
+    record("rl_unblock", rl_unblock(lim, key.data(), key.size()), "");
+    check("rl_check after rl_unblock", key, &plain, 1, 1, 4);
+    record("rl_block", rl_block(lim, key.data(), key.size(), 60000), "");
+    denied("rl_check after rl_block", plain, 50000);
+  }
+
   // NOSCRIPT: the scripts are flushed behind the limiter's back; EVALSHA
   // fails and the store sends EVAL (single, multi and joined calls).
   if (cfg.flush_scripts) {
@@ -600,7 +630,7 @@ TEST_CASE(
                rl_strerror(rep.failed[0].rc) + ": " + rep.failed[0].message +
                " |\n";
   }
-  CHECK(variants == 11);
+  CHECK(variants == 14);
   std::printf("production ACL, one rule dropped at a time:\n%s", table.c_str());
   std::fflush(stdout);
 }

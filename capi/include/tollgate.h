@@ -85,8 +85,9 @@ RL_API const char *rl_version_string(void);
 /* The key is longer than the limiter's max_key_len. */
 #define RL_E_KEY_TOO_LONG (-3)
 /* A policy is invalid: limit or period <= 0, negative burst, unknown
- * algorithm, non-zero flags, the same policy twice in one check, or a
- * policy or period text that does not parse. */
+ * algorithm, non-zero flags, strikes without a block or a period, the same
+ * policy (or name) twice in one check, or a policy or period text that
+ * does not parse. */
 #define RL_E_POLICY (-4)
 /* A value would overflow tollgate's integer arithmetic (the bounds are in
  * docs/algorithms.md); refused rather than wrapped. */
@@ -152,7 +153,7 @@ RL_API const char *rl_last_error(void);
 /* The fields of a policy: at most `limit` units per `period_ms`. Used to
  * create a policy handle (rl_policy_create) and to read one back
  * (rl_policy_get, rl_key_info). */
-#define RL_POLICY_SPEC_VERSION 2
+#define RL_POLICY_SPEC_VERSION 3
 typedef struct rl_policy_spec {
   uint32_t version;  /* RL_POLICY_SPEC_VERSION */
   int32_t algorithm; /* RL_ALG_* */
@@ -170,9 +171,19 @@ typedef struct rl_policy_spec {
    * (rl_policy_get, rl_key_info) it points into the handle or iterator. */
   const char *name;
   size_t name_len;
+  /* Version 3. A block (docs/algorithms.md, "Blocks"): when this policy
+   * denies a charge, the key is blocked for block_ms (0: no block, else 1 ..
+   * 2^40): every check of it is denied until then, whatever its policies,
+   * with retry_after_ms saying how long. With strikes (0 or 1 .. 2^40) and
+   * strikes_period_ms, the block starts at the strikes-th denial within one
+   * strikes_period_ms window (windows aligned as the fixed window's);
+   * without, at the first. Text: "block=15m strikes=5/h". */
+  int64_t block_ms;
+  int64_t strikes;
+  int64_t strikes_period_ms;
 } rl_policy_spec;
 #define RL_POLICY_SPEC_INIT \
-  { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0, NULL, 0 }
+  { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0, NULL, 0, 0, 0, 0 }
 #define RL_MAX_NAME_LEN 32
 
 /* A validated policy: immutable and reference-counted. Checks take arrays
@@ -188,7 +199,8 @@ typedef struct rl_policy rl_policy;
 RL_API int rl_policy_create(rl_policy **out, const rl_policy_spec *spec);
 
 /* Parse the policy text syntax (docs/api-c.md, "Policy text"), e.g.
- * "100/h", "100 per 15m", "10/s burst=20", "5000/d sliding_window".
+ * "100/h", "100 per 15m", "10/s burst=20", "5000/d sliding_window",
+ * "5/m name=login block=15m strikes=3/h".
  * `text` is `len` bytes (no NUL needed). On failure returns RL_E_POLICY (or
  * RL_E_OVERFLOW), *out is NULL and, if `error_offset` is not NULL, it holds
  * the byte offset of the problem; rl_last_error() names it. Thread-safe. */
@@ -356,7 +368,10 @@ RL_API int rl_create(rl_limiter **out, const rl_options *options);
 RL_API void rl_destroy(rl_limiter *limiter);
 
 /* Check `key` against `n_policies` policies and, if every one allows it,
- * charge `cost` units to all of them; if any denies, none is charged.
+ * charge `cost` units to all of them; if any denies, none is charged. A
+ * blocked key (rl_block, or a policy's block) is denied by every policy.
+ * A denied charge counts a strike against each denying policy that has a
+ * block, and may start the key's block (rl_policy_spec, version 3).
  *   out        decision, caller-owned, out->version set (RL_DECISION_INIT).
  *              Allowed: the policy with the fewest remaining units.
  *              Denied: the denying policy with the longest retry_after.
@@ -399,7 +414,25 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                           rl_policy *const *policies, size_t n_policies,
                           int64_t cost, rl_check_cb callback, void *user_data);
 
-/* Forget every policy's state for `key` (the next check starts fresh).
+/* Block `key` for duration_ms (1 .. 2^40; else RL_E_INVALID_ARG) from now
+ * (the Redis server's clock): until then every check of it is denied,
+ * whatever its policies, with retry_after_ms at least the time left. A
+ * block replaces any block the key has (it may shorten one); rl_unblock or
+ * rl_reset lifts it. A refund (negative cost) still runs while blocked.
+ * Blocking; on a cluster it goes to the primary of the key's slot.
+ * Thread-safe. */
+RL_API int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
+                    int64_t duration_ms);
+
+/* Lift `key`'s block, whether set by rl_block or by a policy's block, and
+ * forget its strike counts. Unblocking a key that is not blocked succeeds.
+ * This limiter's deny cache forgets the key's denials; another process's
+ * deny cache may answer its cached denials until they lapse (at most the
+ * block's time left). Blocking. Thread-safe. */
+RL_API int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len);
+
+/* Forget every policy's state for `key` (the next check starts fresh), its
+ * block and its strike counts included.
  * Resetting a key that has no state succeeds. The Redis store deletes every
  * `<prefix>{key}:*` key (one SCAN of that pattern, then DEL); blocking, up
  * to the limiter's timeout (on a cluster: the primary of the key's slot).
@@ -527,7 +560,7 @@ RL_API int rl_headers_format(rl_headers *out, const rl_decision *decision,
 
 typedef struct rl_keys rl_keys;
 
-#define RL_KEY_INFO_VERSION 2
+#define RL_KEY_INFO_VERSION 3
 typedef struct rl_key_info {
   uint32_t version; /* set by the caller: RL_KEY_INFO_VERSION */
   const char *key;  /* the user key (not NUL-terminated); owned by the

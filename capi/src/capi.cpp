@@ -471,6 +471,11 @@ int rl_policy_create(rl_policy **out, const rl_policy_spec *spec) {
           p->compiled, std::string_view(spec->name, spec->name_len));
       if (rc != Errc::ok) return rc;
     }
+    if (spec->version >= 3) {
+      rc = tollgate::set_policy_block(p->compiled, spec->block_ms,
+                                      spec->strikes, spec->strikes_period_ms);
+      if (rc != Errc::ok) return rc;
+    }
     *out = p.release();
     return Errc::ok;
   });
@@ -541,6 +546,11 @@ int rl_policy_get(const rl_policy *policy, rl_policy_spec *out) {
     if (out->version >= 2) {
       out->name = p.name_len ? p.name : nullptr;
       out->name_len = p.name_len;
+    }
+    if (out->version >= 3) {
+      out->block_ms = p.block_us / 1000;
+      out->strikes = p.strikes;
+      out->strikes_period_ms = p.strike_period_us / 1000;
     }
     return Errc::ok;
   });
@@ -678,6 +688,34 @@ int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
   });
 }
 
+int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
+             int64_t duration_ms) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (key == nullptr && key_len > 0) {
+      limiter->impl->count_error();
+      return tollgate::fail(Errc::key_invalid,
+                            "key: NULL pointer with non-zero length");
+    }
+    return limiter->impl->block(std::string_view(key ? key : "", key_len),
+                                duration_ms);
+  });
+}
+
+int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (key == nullptr && key_len > 0) {
+      limiter->impl->count_error();
+      return tollgate::fail(Errc::key_invalid,
+                            "key: NULL pointer with non-zero length");
+    }
+    return limiter->impl->unblock(std::string_view(key ? key : "", key_len));
+  });
+}
+
 int rl_health(rl_limiter *limiter, rl_health_info *out) {
   return guarded([&]() -> Errc {
     if (limiter == nullptr)
@@ -789,13 +827,14 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
       return tollgate::fail(Errc::invalid_arg, "iterator: NULL handle");
     if (out == nullptr)
       return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
-    // Version 1 embedded the smaller version-1 policy spec: its layout
+    // Versions 1 and 2 embedded older, smaller policy specs: their layouts
     // cannot be written.
-    if (out->version == 1)
+    if (out->version == 1 || out->version == 2)
       return tollgate::fail(Errc::version,
-                            "rl_key_info: version 1 is not supported (this "
-                            "library knows 2); initialise it with "
-                            "RL_KEY_INFO_INIT");
+                            "rl_key_info: version " +
+                                std::to_string(out->version) +
+                                " is not supported (this library knows 3); "
+                                "initialise it with RL_KEY_INFO_INIT");
     Errc rc = check_version(out->version, RL_KEY_INFO_VERSION, "rl_key_info");
     if (rc != Errc::ok) return rc;
     std::lock_guard<std::mutex> lock(it->mu);
@@ -815,6 +854,9 @@ int rl_keys_next(rl_keys *it, rl_key_info *out) {
     out->policy.burst = e->policy.burst;
     out->policy.name = e->policy.name_len ? e->policy.name : nullptr;
     out->policy.name_len = e->policy.name_len;
+    out->policy.block_ms = e->policy.block_us / 1000;
+    out->policy.strikes = e->policy.strikes;
+    out->policy.strikes_period_ms = e->policy.strike_period_us / 1000;
     out->policy_index = e->index;
     out->remaining = e->remaining;
     out->reset_after_ms = ceil_ms(e->reset_after_us);

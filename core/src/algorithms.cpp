@@ -223,4 +223,25 @@ Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
   return Outcome{};
 }
 
+Strike strike(const Policy &p, const State *stored, int64_t now) noexcept {
+  Strike s{};
+  if (p.strikes <= 1) {
+    s.block = true;
+    return s;
+  }
+  const int64_t T = p.strike_period_us;
+  const int64_t w = now / T;
+  // A count of another window (older, or ahead after a clock step) is over.
+  const int64_t count = (stored && stored->a == w ? stored->b : 0) + 1;
+  s.write = true;
+  s.next.a = w;
+  s.expires_at_us = (w + 1) * T;
+  if (count >= p.strikes) {
+    s.block = true;  // the count starts again
+  } else {
+    s.next.b = count;
+  }
+  return s;
+}
+
 }  // namespace tollgate

@@ -364,7 +364,9 @@ Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
     // The scaled policy keeps the name: local state has the same identities.
     if (make_policy(static_cast<int32_t>(p.algorithm), limit, p.period_ms,
                     burst, 0, scaled[i]) != Errc::ok ||
-        set_policy_name(scaled[i], policy_name(p)) != Errc::ok)
+        set_policy_name(scaled[i], policy_name(p)) != Errc::ok ||
+        set_policy_block(scaled[i], p.block_us / 1000, p.strikes,
+                         p.strike_period_us / 1000) != Errc::ok)
       scaled[i] = p;
   }
   Outcome outcomes[kMaxPoliciesPerCheck];
@@ -577,7 +579,7 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
   return Errc::ok;
 }
 
-Errc Limiter::reset(std::string_view key) {
+Errc Limiter::validate_key(std::string_view key) {
   Errc rc = Errc::ok;
   if (key.empty())
     rc = fail(Errc::key_invalid, "key: must not be empty");
@@ -585,10 +587,73 @@ Errc Limiter::reset(std::string_view key) {
     rc = fail(Errc::key_too_long, "key: " + std::to_string(key.size()) +
                                       " bytes exceeds max_key_len " +
                                       std::to_string(max_key_len_));
-  if (rc != Errc::ok) {
+  if (rc != Errc::ok) count_error();
+  return rc;
+}
+
+Errc Limiter::block(std::string_view key, int64_t duration_ms) {
+  Errc rc = validate_key(key);
+  if (rc != Errc::ok) return rc;
+  if (duration_ms < 1 || duration_ms > kMaxPeriodMs) {
     count_error();
-    return rc;
+    return fail(Errc::invalid_arg, "block: the duration must be 1 ms to 2^40 "
+                                   "ms (got " +
+                                       std::to_string(duration_ms) + ")");
   }
+  const int64_t duration_us = duration_ms * 1000;
+  try {
+    if (memory_) {
+      int64_t t = 0;
+      rc = now(t);
+      if (rc != Errc::ok) return rc;
+      memory_->block(key, t + duration_us, t);
+      return Errc::ok;
+    }
+    if (local_) {
+      const int64_t t = realtime_us();
+      local_->block(key, t + duration_us, t);
+    }
+  } catch (const std::bad_alloc &) {
+    count_error();
+    return fail(Errc::nomem, "block: out of memory");
+  }
+  int64_t t = 0;
+  if (clock_) {
+    rc = now(t);
+    if (rc != Errc::ok) return rc;
+  }
+  const int64_t deadline =
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  rc = redis_->block(key, duration_us, t, deadline);
+  if (rc != Errc::ok) count_error();
+  return rc;
+}
+
+Errc Limiter::unblock(std::string_view key) {
+  Errc rc = validate_key(key);
+  if (rc != Errc::ok) return rc;
+  if (memory_) {
+    int64_t t = 0;
+    rc = now(t);
+    if (rc != Errc::ok) return rc;
+    memory_->unblock(key, t);
+    return Errc::ok;
+  }
+  if (local_) local_->unblock(key, realtime_us());
+  const int64_t deadline =
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  rc = redis_->unblock(key, deadline);
+  // After the store's, so that a denial cached meanwhile goes too.
+  if (deny_cache_) deny_cache_->erase_key(key);
+  if (rc != Errc::ok) count_error();
+  return rc;
+}
+
+Errc Limiter::reset(std::string_view key) {
+  Errc rc = validate_key(key);
+  if (rc != Errc::ok) return rc;
   if (memory_) {
     memory_->reset(key);
     return Errc::ok;

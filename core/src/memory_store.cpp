@@ -25,7 +25,9 @@ constexpr uint32_t kInlineKey = 18;
 // the key length's bits above 16) a key kept out of line.
 constexpr uint8_t kEmpty = 0;
 constexpr uint8_t kSpilled = 0x80;
-constexpr uint16_t kMaxSlots = 32;  // policies remembered per key
+// States remembered per key: a check's 16 policies, their 16 strike counts,
+// the block, and room for identities of other checks.
+constexpr uint16_t kMaxSlots = 48;
 constexpr int kEvictionSamples = 8;
 constexpr int kReclaimSamples = 2;
 constexpr uint32_t kMinCapacity = 16;
@@ -460,8 +462,35 @@ namespace {
 // A state's slot under its key: the policy's identity (name or position)
 // and the shape of its state, so a limit change finds the state and an
 // algorithm of another shape does not read it.
+// A policy state's id has its low two bits clear; the key's block (id 3)
+// and the strike counts (low bits 11) are told apart by them.
 uint64_t slot_id(const Policy &p, size_t index) noexcept {
-  return hash_mix(identity(p, index) * 4 + state_shape(p.algorithm));
+  return hash_mix(identity(p, index) * 4 + state_shape(p.algorithm)) &
+         ~uint64_t{3};
+}
+constexpr uint64_t kBlockSlot = 3;  // state.a: blocked until
+uint64_t strike_slot_id(const Policy &p, size_t index) noexcept {
+  return hash_mix(identity(p, index) * 4 + 3) | 3;
+}
+bool is_block_slot(uint64_t id) noexcept {
+  return (id & 3) == 3;
+}
+
+// A check of a key blocked until `until`: denied, nothing charged. The
+// wait is the block's, or the policy's own if longer (an impossible cost
+// stays impossible); nothing is available meanwhile.
+void deny_blocked(Outcome &o, const Policy &p, const State *st, int64_t now,
+                  int64_t until) noexcept {
+  const int64_t wait = until - now;
+  const Outcome current = evaluate(p, st, now, 0);
+  if (o.allowed)
+    o.retry_after_us = wait;
+  else if (o.retry_after_us != kRetryNever)
+    o.retry_after_us = std::max(o.retry_after_us, wait);
+  o.allowed = false;
+  o.write = false;
+  o.remaining = 0;
+  o.reset_after_us = std::max(current.reset_after_us, wait);
 }
 
 int find_slot(Entry &e, uint64_t id) noexcept {
@@ -620,6 +649,24 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
   ++s.clock;
   ++s.checks;
   Entry *e = s.find(h, key);
+  if (e && cost >= 0) {
+    // A blocked key is denied whatever its policies say (a refund runs).
+    const int b = find_slot(*e, kBlockSlot);
+    const int64_t until =
+        b >= 0 ? e->slot(static_cast<uint32_t>(b)).state.a : 0;
+    if (until > now) {
+      e->last_used = s.clock;
+      for (size_t i = 0; i < policies.size(); ++i) {
+        const int slot = find_slot(*e, slot_id(policies[i], i));
+        const State *st =
+            slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
+        ::new (static_cast<void *>(&outcomes[i]))
+            Outcome(evaluate(policies[i], st, now, cost));
+        deny_blocked(outcomes[i], policies[i], st, now, until);
+      }
+      return false;
+    }
+  }
   bool all = true;
   uint32_t missing = 0;
   for (size_t i = 0; i < policies.size(); ++i) {
@@ -657,36 +704,13 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
       outcomes[i].remaining = now_state.remaining;
       outcomes[i].reset_after_us = now_state.reset_after_us;
     }
+    strike(s, e, h, key, policies, now, outcomes);
     return false;
   }
 
   // Commit: every allocation happens before the first state is written, so
   // a bad_alloc leaves the key as it was.
-  if (!e) {
-    // Count the new key against the store-wide bound first: reclaim expired
-    // keys, then evict here, or from another shard if this one is empty.
-    if (s.count > 0) s.reclaim_some(now);
-    for (;;) {
-      uint64_t cur = total_keys_.load(std::memory_order_relaxed);
-      if (cur < max_keys_) {
-        if (total_keys_.compare_exchange_weak(cur, cur + 1,
-                                              std::memory_order_relaxed))
-          break;
-        continue;
-      }
-      if (s.count > 0) {
-        s.evict_one(now);
-      } else if (!evict_elsewhere(&s, now)) {
-        std::this_thread::yield();
-      }
-    }
-    try {
-      e = &s.insert(h, key);
-    } catch (...) {
-      total_keys_.fetch_sub(1, std::memory_order_relaxed);
-      throw;
-    }
-  }
+  if (!e) e = static_cast<Entry *>(add_key(s, h, key, now));
   try {
     reserve_slots(*e, missing);
   } catch (...) {
@@ -701,6 +725,125 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     slot.expires_at = o.expires_at_us;
   }
   return true;
+}
+
+void *MemoryStore::add_key(Shard &s, uint64_t h, std::string_view key,
+                           int64_t now) {
+  // Count the new key against the store-wide bound first: reclaim expired
+  // keys, then evict here, or from another shard if this one is empty.
+  if (s.count > 0) s.reclaim_some(now);
+  for (;;) {
+    uint64_t cur = total_keys_.load(std::memory_order_relaxed);
+    if (cur < max_keys_) {
+      if (total_keys_.compare_exchange_weak(cur, cur + 1,
+                                            std::memory_order_relaxed))
+        break;
+      continue;
+    }
+    if (s.count > 0) {
+      s.evict_one(now);
+    } else if (!evict_elsewhere(&s, now)) {
+      std::this_thread::yield();
+    }
+  }
+  try {
+    return &s.insert(h, key);
+  } catch (...) {
+    total_keys_.fetch_sub(1, std::memory_order_relaxed);
+    throw;
+  }
+}
+
+void MemoryStore::strike(Shard &s, void *entry, uint64_t h,
+                         std::string_view key,
+                         std::span<const Policy> policies, int64_t now,
+                         Outcome *outcomes) {
+  // Denials that count: by a policy with a block, of a cost that could
+  // pass some day.
+  uint32_t striking = 0;
+  for (size_t i = 0; i < policies.size(); ++i)
+    if (!outcomes[i].allowed && policies[i].block_us != 0 &&
+        outcomes[i].retry_after_us != kRetryNever)
+      ++striking;
+  if (striking == 0) return;
+  auto *e = static_cast<Entry *>(entry);
+  if (!e) e = static_cast<Entry *>(add_key(s, h, key, now));
+  try {
+    reserve_slots(*e, striking + 1);
+  } catch (...) {
+    if (e->nslots == 0) s.erase(*e);
+    throw;
+  }
+  int64_t until = 0;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    const Policy &p = policies[i];
+    if (outcomes[i].allowed || p.block_us == 0 ||
+        outcomes[i].retry_after_us == kRetryNever)
+      continue;
+    const uint64_t id = strike_slot_id(p, i);
+    const int found = find_slot(*e, id);
+    const Strike k = tollgate::strike(
+        p, found >= 0 ? &e->slot(static_cast<uint32_t>(found)).state : nullptr,
+        now);
+    if (k.write) {
+      Slot &slot = slot_for(*e, id, policies);
+      slot.state = k.next;
+      slot.expires_at = k.expires_at_us;
+    }
+    if (k.block) until = std::max(until, now + p.block_us);
+  }
+  if (until == 0) return;
+  Slot &b = slot_for(*e, kBlockSlot, policies);
+  // A longer block in place stays.
+  if (b.state.a > until) until = b.state.a;
+  b.state = State{until, 0, 0};
+  b.expires_at = until;
+  for (size_t i = 0; i < policies.size(); ++i) {
+    Outcome &o = outcomes[i];
+    o.remaining = 0;
+    o.reset_after_us = std::max(o.reset_after_us, until - now);
+    if (!o.allowed && o.retry_after_us != kRetryNever)
+      o.retry_after_us = std::max(o.retry_after_us, until - now);
+  }
+}
+
+void MemoryStore::block(std::string_view key, int64_t until, int64_t now) {
+  if (key.size() >= kMaxKeyLen)
+    throw std::length_error("memory store: key too long");
+  const uint64_t h = hash_bytes(key, seed_);
+  Shard &s = shard_for(h);
+  SpinGuard lock(s.mu);
+  ++s.clock;
+  Entry *e = s.find(h, key);
+  if (!e) e = static_cast<Entry *>(add_key(s, h, key, now));
+  try {
+    reserve_slots(*e, 1);
+  } catch (...) {
+    if (e->nslots == 0) s.erase(*e);
+    throw;
+  }
+  e->last_used = s.clock;
+  Slot &b = slot_for(*e, kBlockSlot, {});
+  b.state = State{until, 0, 0};
+  b.expires_at = until;
+}
+
+bool MemoryStore::unblock(std::string_view key, int64_t now) {
+  const uint64_t h = hash_bytes(key, seed_);
+  Shard &s = shard_for(h);
+  SpinGuard lock(s.mu);
+  Entry *e = s.find(h, key);
+  if (!e) return false;
+  bool was = false;
+  for (uint32_t i = 0; i < e->nslots; ++i) {
+    Slot &slot = e->slot(i);
+    if (!is_block_slot(slot.policy_id)) continue;
+    if (slot.policy_id == kBlockSlot && slot.state.a > now) was = true;
+    // Emptied in place: a block until 0, a count of window 0.
+    slot.state = State{};
+    slot.expires_at = 0;
+  }
+  return was;
 }
 
 bool MemoryStore::reset(std::string_view key) {

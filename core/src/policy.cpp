@@ -23,12 +23,25 @@ const char *algorithm_name(Algorithm a) noexcept {
 }
 
 namespace {
-// The id of a policy without a name: its parameters.
+// The id of a policy without a name: its parameters (a block's only when
+// it has one).
 uint64_t parameter_hash(const Policy &p) {
   uint64_t h = hash_mix(static_cast<uint64_t>(p.algorithm) + 0x51);
   h = hash_mix(h ^ static_cast<uint64_t>(p.limit));
   h = hash_mix(h ^ static_cast<uint64_t>(p.period_ms));
-  return hash_mix(h ^ static_cast<uint64_t>(p.capacity));
+  h = hash_mix(h ^ static_cast<uint64_t>(p.capacity));
+  if (p.block_us != 0) {
+    h = hash_mix(h ^ static_cast<uint64_t>(p.block_us));
+    h = hash_mix(h ^ static_cast<uint64_t>(p.strikes));
+    h = hash_mix(h ^ static_cast<uint64_t>(p.strike_period_us));
+  }
+  return h;
+}
+
+// The id: the parameters, and the name if there is one.
+uint64_t policy_id(const Policy &p) {
+  return p.name_id == 0 ? parameter_hash(p)
+                        : hash_mix(parameter_hash(p) ^ p.name_id);
 }
 }  // namespace
 
@@ -91,9 +104,12 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
   }
   // The id keys this policy's state under a user key: the same parameters
   // give the same id in every process.
-  p.id = parameter_hash(p);
   p.name_id = 0;
   p.name_len = 0;
+  p.block_us = 0;
+  p.strikes = 0;
+  p.strike_period_us = 0;
+  p.id = parameter_hash(p);
   out = p;
   return Errc::ok;
 }
@@ -128,7 +144,7 @@ Errc set_policy_name(Policy &p, std::string_view name) {
   if (name.empty()) {
     p.name_id = 0;
     p.name_len = 0;
-    p.id = parameter_hash(p);
+    p.id = policy_id(p);
     return Errc::ok;
   }
   const Errc rc = check_policy_name(name);
@@ -137,7 +153,35 @@ Errc set_policy_name(Policy &p, std::string_view name) {
   p.name_len = static_cast<uint8_t>(name.size());
   // The top bit keeps a name's identity apart from the positions 1..16.
   p.name_id = hash_bytes(name, 0x6e616d65) | (uint64_t{1} << 63);
-  p.id = hash_mix(parameter_hash(p) ^ p.name_id);
+  p.id = policy_id(p);
+  return Errc::ok;
+}
+
+Errc set_policy_block(Policy &p, int64_t block_ms, int64_t strikes,
+                      int64_t strikes_period_ms) {
+  if (block_ms < 0)
+    return fail(Errc::policy, "policy: block must be >= 0 ms (got " +
+                                  std::to_string(block_ms) + ")");
+  if (block_ms > kMaxPeriodMs)
+    return fail(Errc::overflow, "policy: block " + std::to_string(block_ms) +
+                                    " ms exceeds the maximum 2^40 ms");
+  if (strikes < 0 || strikes_period_ms < 0)
+    return fail(Errc::policy, "policy: strikes and their period must be >= 0");
+  if (strikes > kMaxLimit || strikes_period_ms > kMaxPeriodMs)
+    return fail(Errc::overflow,
+                "policy: strikes and their period must be at most 2^40");
+  if (strikes != 0 && block_ms == 0)
+    return fail(Errc::policy,
+                "policy: strikes need a block duration (block=...): they "
+                "say after how many denials the block starts");
+  if ((strikes == 0) != (strikes_period_ms == 0))
+    return fail(Errc::policy,
+                "policy: strikes need their period and a period its strikes "
+                "(as in strikes=5/h)");
+  p.block_us = block_ms * 1000;
+  p.strikes = strikes;
+  p.strike_period_us = strikes_period_ms * 1000;
+  p.id = policy_id(p);
   return Errc::ok;
 }
 
@@ -149,6 +193,7 @@ Errc set_policy_name(Policy &p, std::string_view name) {
 //   unit   = ms | millisecond[s] | s | sec | second[s] | m | min | minute[s]
 //          | h | hour[s] | d | day[s]
 //   option = "burst" ws "=" ws digits | "name" ws "=" ws name
+//          | "block" ws "=" ws period | "strikes" ws "=" ws digits "/" period
 //          | ["algorithm" ws "=" ws] algorithm
 //   name   = letter { letter | digit | "_" | "." | "-" }  (at most 32)
 //   sep    = ws | ws "," ws
@@ -355,6 +400,8 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
   bool seen_burst = false;
   size_t burst_at = 0;
   size_t label_at = 0;
+  size_t block_at = 0;
+  size_t strikes_at = 0;
   for (;;) {
     const size_t before = c.pos;
     c.skip_space();
@@ -415,6 +462,38 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
                        "name=daily");
       continue;
     }
+    if (word == "block") {
+      if (!assigned)
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '=' after block, as in block=15m");
+      if (f.block_ms != 0)
+        return fail_at(error_offset, word_at, Errc::policy,
+                       "policy: block given twice");
+      block_at = word_at;
+      rc = parse_period_at(c, true, f.block_ms, error_offset);
+      if (rc != Errc::ok) return rc;
+      continue;
+    }
+    if (word == "strikes") {
+      if (!assigned)
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '=' after strikes, as in "
+                       "strikes=5/h");
+      if (f.strikes != 0)
+        return fail_at(error_offset, word_at, Errc::policy,
+                       "policy: strikes given twice");
+      strikes_at = word_at;
+      rc = parse_count(c, "strikes", f.strikes, error_offset);
+      if (rc != Errc::ok) return rc;
+      if (c.peek() != '/')
+        return fail_at(error_offset, c.pos, Errc::policy,
+                       "policy: expected '/' and a period after the strikes, "
+                       "as in strikes=5/h");
+      ++c.pos;
+      rc = parse_period_at(c, false, f.strikes_period_ms, error_offset);
+      if (rc != Errc::ok) return rc;
+      continue;
+    }
     size_t name_at = word_at;
     std::string_view name = word;
     if (word == "algorithm") {
@@ -426,7 +505,8 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
     } else if (assigned) {
       return fail_at(error_offset, word_at, Errc::policy,
                      "policy: unknown option '" + std::string(word) +
-                         "' (expected burst, name or algorithm)");
+                         "' (expected burst, name, block, strikes or "
+                         "algorithm)");
     }
     const int32_t alg = algorithm_code(name);
     if (alg < 0)
@@ -449,6 +529,12 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
   rc = set_policy_name(out, f.name);
   if (rc != Errc::ok) {
     error_offset = label_at;
+    return fail(rc, std::string(last_error_message()) + " (at byte " +
+                        std::to_string(error_offset) + ")");
+  }
+  rc = set_policy_block(out, f.block_ms, f.strikes, f.strikes_period_ms);
+  if (rc != Errc::ok) {
+    error_offset = f.strikes != 0 ? strikes_at : block_at;
     return fail(rc, std::string(last_error_message()) + " (at byte " +
                         std::to_string(error_offset) + ")");
   }

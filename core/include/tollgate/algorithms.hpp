@@ -46,4 +46,17 @@ struct Outcome {
 Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
                  int64_t cost) noexcept;
 
+// One denial under a policy with a block (docs/algorithms.md, "Blocks"):
+// a charge denied by the policy, other than one that can never pass. With
+// strikes N/T the denial is counted in the current window of T (stored:
+// a = window index, b = count; nullptr for none) and the N-th blocks; with
+// no strikes the first denial blocks.
+struct Strike {
+  bool block;        // block the key for policy.block_us from now
+  bool write;        // store `next` (the strike count) until expires_at_us
+  State next;
+  int64_t expires_at_us;
+};
+Strike strike(const Policy &policy, const State *stored, int64_t now) noexcept;
+
 }  // namespace tollgate

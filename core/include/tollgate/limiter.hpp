@@ -142,6 +142,11 @@ class Limiter {
                    int64_t cost, CheckCallback cb, void *user);
 
   Errc reset(std::string_view key);
+  // Blocks `key` for duration_ms (1 .. 2^40): every check of it is denied
+  // until then, whatever its policies (docs/algorithms.md, "Blocks").
+  Errc block(std::string_view key, int64_t duration_ms);
+  // Lifts `key`'s block and forgets its strike counts.
+  Errc unblock(std::string_view key);
   Errc ping(int64_t &rtt_us);
   // Lists the states of these policies' identities (a name, or the position
   // of an unnamed one), each peeked with its policy.
@@ -169,6 +174,9 @@ class Limiter {
   explicit Limiter(const LimiterConfig &config);
   Errc validate(std::string_view key, std::span<const Policy> policies,
                 int64_t cost);
+  // The key of an admin call (reset, block, unblock), counted as an error
+  // if it is refused.
+  Errc validate_key(std::string_view key);
   Errc now(int64_t &out);
   Errc check_memory(std::string_view key, std::span<const Policy> policies,
                     int64_t cost, Decision &out);

@@ -53,8 +53,16 @@ class MemoryStore {
   bool check(std::string_view key, std::span<const Policy> policies,
              int64_t now, int64_t cost, Outcome *outcomes);
 
-  // Drops all state for `key`. Returns true if the key was present.
+  // Drops all state for `key` (blocks and strikes included). Returns true
+  // if the key was present.
   bool reset(std::string_view key);
+
+  // Blocks `key` until `until` (replacing any block it has): every check
+  // of it is denied until then. Throws std::bad_alloc.
+  void block(std::string_view key, int64_t until, int64_t now);
+  // Lifts `key`'s block and forgets its strikes. Returns true if it was
+  // blocked at `now`.
+  bool unblock(std::string_view key, int64_t now);
 
   MemoryStoreStats stats() const;
   uint32_t shard_count() const noexcept;
@@ -66,6 +74,15 @@ class MemoryStore {
   // Evicts one key from some shard other than `self` that is not locked
   // right now; false if none could be taken without waiting.
   bool evict_elsewhere(const Shard *self, int64_t now) noexcept;
+  // Adds `key` (absent, hash h) to locked shard `s`, counted against the
+  // bound (evicting if need be); returns its Entry. Throws std::bad_alloc.
+  void *add_key(Shard &s, uint64_t h, std::string_view key, int64_t now);
+  // After a denial (locked shard): counts the strikes of denying policies
+  // with a block and blocks the key if one is due, adjusting `outcomes`.
+  // `entry` is the key's Entry or nullptr.
+  void strike(Shard &s, void *entry, uint64_t h, std::string_view key,
+              std::span<const Policy> policies, int64_t now,
+              Outcome *outcomes);
 
   uint64_t seed_;
   uint64_t max_keys_;

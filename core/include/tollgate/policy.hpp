@@ -39,6 +39,12 @@ struct Policy {
   int64_t interval_us;  // T = ceil(P / limit), GCRA and token bucket
   uint64_t id;          // the parameters and the name: equal ids, same policy
   uint64_t name_id;     // a hash of the name; 0 when the policy has none
+  // A denial blocks the key for block_us (0: never), at the strikes-th
+  // denial within one strike window of strike_period_us (strikes 0 or 1:
+  // at the first). docs/algorithms.md, "Blocks".
+  int64_t block_us;
+  int64_t strikes;
+  int64_t strike_period_us;
   uint8_t name_len;
   char name[kMaxNameLen];
 };
@@ -69,6 +75,13 @@ Errc check_policy_name(std::string_view name);
 // with a letter); an empty name removes it. Updates p.id.
 Errc set_policy_name(Policy &p, std::string_view name);
 
+// Gives `p` a block: a denial blocks the key for block_ms (0 removes the
+// block), at the strikes-th denial within one window of strikes_period_ms
+// (strikes 0: at the first; then strikes_period_ms must be 0). Validated
+// (policy or overflow, with a message naming the field). Updates p.id.
+Errc set_policy_block(Policy &p, int64_t block_ms, int64_t strikes,
+                      int64_t strikes_period_ms);
+
 inline std::string_view policy_name(const Policy &p) noexcept {
   return std::string_view(p.name, p.name_len);
 }
@@ -88,6 +101,9 @@ struct PolicyFields {
   int64_t period_ms = 0;
   int64_t burst = 0;
   std::string_view name;  // a view into the parsed text
+  int64_t block_ms = 0;
+  int64_t strikes = 0;
+  int64_t strikes_period_ms = 0;
 };
 
 // A period such as "1h", "30s", "250ms", "1.5s" or "2 minutes" -> whole

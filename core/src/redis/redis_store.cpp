@@ -74,7 +74,8 @@ void put_int(std::string &out, size_t v) {
 
 // State of one check in flight: what is needed to read the reply and, on
 // NOSCRIPT, to send the script body with EVAL. The script's arguments
-// (numkeys, keys..., cost, pinned time, then five values per policy) lie
+// (numkeys, the n state keys, cost, pinned time, then kPolicyArgs values
+// per policy) lie
 // back to back in `buf`, argument i at [off[i], off[i + 1]): one allocation
 // for all of them, made on the caller's thread and freed on the I/O thread.
 struct CheckCtx {
@@ -93,7 +94,7 @@ struct CheckCtx {
   std::atomic<bool> *cluster_join = nullptr;  // the store's switch
   size_t argc = 0;
   std::string buf;
-  uint32_t off[3 + 6 * kMaxPolicies + 1];
+  uint32_t off[3 + (1 + kPolicyArgs) * kMaxPolicies + 1];
 
   void push_arg(std::string_view a) {
     buf.append(a);
@@ -110,8 +111,8 @@ struct CheckCtx {
   std::string_view key(size_t i) const { return arg(1 + i); }
   std::string_view cost() const { return arg(n + 1); }
   std::string_view pinned() const { return arg(n + 2); }
-  // Policy i's five values start at argument policy(i).
-  size_t policy(size_t i) const { return n + 3 + 5 * i; }
+  // Policy i's kPolicyArgs values start at argument policy(i).
+  size_t policy(size_t i) const { return n + 3 + kPolicyArgs * i; }
 
   // `verb` `first` and the arguments, as RESP.
   std::string command(std::string_view verb, std::string_view first) const {
@@ -252,16 +253,17 @@ void on_check_reply(void *ctx, CallResult &&r) {
 // Checks queued back to back leave as one call of the batch script: the
 // distinct policies once, then per check its n, cost and policy numbers
 // (docs/redis.md, "Joined checks"). A part's args are those of its own
-// script: numkeys, keys..., cost, pinned time, 5 values per policy.
+// script: numkeys, keys..., cost, pinned time, kPolicyArgs values per
+// policy.
 
 // The most distinct policies in one joined call: two checks of
 // kMaxPolicies each always fit, so a join takes at least two parts.
 constexpr size_t kMaxJoinPolicies = 4 * kMaxPolicies;
 
-// Whether policy i of `a` and policy j of `b` have the same five values.
+// Whether policy i of `a` and policy j of `b` have the same values.
 bool same_policy(const CheckCtx *a, size_t i, const CheckCtx *b, size_t j) {
   const size_t x = a->policy(i), y = b->policy(j);
-  for (size_t v = 0; v < 5; ++v)
+  for (size_t v = 0; v < kPolicyArgs; ++v)
     if (a->arg(x + v) != b->arg(y + v)) return false;
   return true;
 }
@@ -312,8 +314,8 @@ size_t format_batch(std::string_view verb, std::string_view script,
     check_args += 2 + c->n;
     bytes += c->buf.size();
   }
-  const size_t argc =
-      3 + keys + 2 + 5 * distinct.size() + check_args + (keys_in_argv ? 1 : 0);
+  const size_t argc = 3 + keys + 2 + kPolicyArgs * distinct.size() +
+                      check_args + (keys_in_argv ? 1 : 0);
   out.reserve(out.size() + bytes + 8 * argc + script.size() + 64);
   append_array_header(out, argc);
   append_bulk(out, verb);
@@ -328,7 +330,7 @@ size_t format_batch(std::string_view verb, std::string_view script,
   put_int(out, distinct.size());
   append_bulk(out, pinned);
   for (const Distinct &d : distinct)
-    for (size_t v = 0; v < 5; ++v)
+    for (size_t v = 0; v < kPolicyArgs; ++v)
       append_bulk(out, d.c->arg(d.c->policy(d.i) + v));
   size_t at = 0;
   for (size_t p = 0; p < taken; ++p) {
@@ -489,6 +491,7 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
         script_for(static_cast<Algorithm>(a), pinned_clock)->body);
   preload.emplace_back(multi_script(pinned_clock)->body);
   preload.emplace_back(batch_script(pinned_clock)->body);
+  preload.emplace_back(block_script(pinned_clock)->body);
   if (settings.topology == TopologyKind::cluster)
     preload.emplace_back(cluster_batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
@@ -517,14 +520,15 @@ std::string RedisStore::redis_key(std::string_view key, const Policy &p,
 
 namespace {
 
-// A policy's five script arguments, formatted once per thread for the last
-// few policies used (a check formats the same few policies over and over).
+// A policy's script arguments, formatted once per thread for the last few
+// policies used (a check formats the same few policies over and over).
 struct PolicyText {
   bool valid = false;
   Algorithm algorithm{};
-  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0;
-  std::string args;     // the five values back to back
-  uint8_t len[5] = {};  // their lengths
+  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0,
+          block_us = 0, strikes = 0, strike_period_us = 0;
+  std::string args;               // the values back to back
+  uint8_t len[kPolicyArgs] = {};  // their lengths
 };
 
 void append_int(std::string &out, int64_t v) {
@@ -540,7 +544,8 @@ const PolicyText &policy_text(const Policy &p) {
   for (const PolicyText &e : cache)
     if (e.valid && e.algorithm == p.algorithm && e.limit == p.limit &&
         e.period_ms == p.period_ms && e.capacity == p.capacity &&
-        e.interval_us == p.interval_us)
+        e.interval_us == p.interval_us && e.block_us == p.block_us &&
+        e.strikes == p.strikes && e.strike_period_us == p.strike_period_us)
       return e;
   PolicyText &e = cache[next++ % kSlots];
   e.valid = true;
@@ -549,10 +554,14 @@ const PolicyText &policy_text(const Policy &p) {
   e.period_ms = p.period_ms;
   e.capacity = p.capacity;
   e.interval_us = p.interval_us;
+  e.block_us = p.block_us;
+  e.strikes = p.strikes;
+  e.strike_period_us = p.strike_period_us;
   e.args.clear();
-  const int64_t values[5] = {static_cast<int64_t>(p.algorithm), p.limit,
-                             p.period_ms, p.capacity, p.interval_us};
-  for (size_t i = 0; i < 5; ++i) {
+  const int64_t values[kPolicyArgs] = {
+      static_cast<int64_t>(p.algorithm), p.limit, p.period_ms, p.capacity,
+      p.interval_us, p.block_us, p.strikes, p.strike_period_us};
+  for (size_t i = 0; i < kPolicyArgs; ++i) {
     const size_t before = e.args.size();
     append_int(e.args, values[i]);
     e.len[i] = static_cast<uint8_t>(e.args.size() - before);
@@ -575,6 +584,14 @@ void RedisStore::append_redis_key(std::string &out, std::string_view key,
     out += ':';
     append_int(out, static_cast<int64_t>(index));
   }
+}
+
+void RedisStore::append_block_key(std::string &out,
+                                  std::string_view key) const {
+  out += settings_.key_prefix;
+  out += "v2:{";
+  out += key;
+  out += "}:!";
 }
 
 void RedisStore::check(std::string_view key, std::span<const Policy> policies,
@@ -612,7 +629,7 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   for (const Policy &p : policies) {
     const PolicyText &t = policy_text(p);
     size_t at = 0;
-    for (size_t v = 0; v < 5; ++v) {
+    for (size_t v = 0; v < kPolicyArgs; ++v) {
       c->push_arg(std::string_view(t.args).substr(at, t.len[v]));
       at += t.len[v];
     }

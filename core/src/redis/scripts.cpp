@@ -7,10 +7,10 @@ namespace detail {
 
 // Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
 // the order gcra, token_bucket, fixed_window, sliding_window, multi, batch,
-// batch_cluster: the first four follow the Algorithm enum.
-extern const Script kProductionScripts[7];
+// batch_cluster, block: the first four follow the Algorithm enum.
+extern const Script kProductionScripts[8];
 #if defined(TOLLGATE_TESTING)
-extern const Script kPinnedScripts[7];
+extern const Script kPinnedScripts[8];
 #endif
 
 }  // namespace detail
@@ -20,6 +20,7 @@ namespace {
 constexpr size_t kMultiIndex = 4;
 constexpr size_t kBatchIndex = 5;
 constexpr size_t kClusterBatchIndex = 6;
+constexpr size_t kBlockIndex = 7;
 
 const Script *scripts(bool pinned_clock) {
   if (!pinned_clock) return detail::kProductionScripts;
@@ -53,6 +54,11 @@ const Script *batch_script(bool pinned_clock) {
 const Script *cluster_batch_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kClusterBatchIndex] : nullptr;
+}
+
+const Script *block_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kBlockIndex] : nullptr;
 }
 
 bool has_pinned_clock_scripts() {

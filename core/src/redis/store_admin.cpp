@@ -10,6 +10,7 @@
 
 #include "store_admin.hpp"
 #include "tollgate/redis/redis_store.hpp"
+#include "tollgate/redis/scripts.hpp"
 #include "tollgate/redis/slot.hpp"
 
 namespace tollgate::redis {
@@ -97,7 +98,8 @@ Errc RedisStore::scan_node(const std::string &node, int slot,
 }
 
 Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
-  // Every identity's state of the key: `...v2:{<key>}` and `...}:<id>`.
+  // Every identity's state of the key, `...v2:{<key>}` and `...}:<id>`,
+  // and its block hash `...}:!`.
   // The glob also matches other user keys that start with `<key>}`, so
   // each name is parsed and kept only if it is this key's.
   std::string pattern = glob_escape(settings_.key_prefix);
@@ -126,10 +128,13 @@ Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
       if (rc != Errc::ok) return rc;
       // One DEL per slot (a cluster refuses keys of several slots).
       std::map<int, std::vector<std::string_view>> by_slot;
+      std::string block_key;
+      append_block_key(block_key, key);
       for (const std::string &k : keys) {
         StateName name;
-        if (!parse_redis_key(k, settings_.key_prefix, name) ||
-            name.user_key != key)
+        if (k != block_key &&
+            (!parse_redis_key(k, settings_.key_prefix, name) ||
+             name.user_key != key))
           continue;
         by_slot[clustered_ ? hash_slot(k) : kAnySlot].push_back(k);
       }
@@ -141,6 +146,34 @@ Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
     } while (cursor != "0");
   }
   return Errc::ok;
+}
+
+Errc RedisStore::block(std::string_view key, int64_t duration_us,
+                       int64_t now_us, int64_t deadline_ns) {
+  std::string block_key;
+  append_block_key(block_key, key);
+  const int slot = clustered_ ? hash_slot(block_key) : kAnySlot;
+  const std::string duration = std::to_string(duration_us);
+  const std::string now = std::to_string(pinned_ ? now_us : 0);
+  const Script *script = block_script(pinned_);
+  CallResult r = call({"EVALSHA", script->sha1, "1", block_key, duration, now},
+                      deadline_ns, slot);
+  if (r.code == Errc::ok && r.reply->type == Reply::Type::error &&
+      r.reply->str.rfind("NOSCRIPT", 0) == 0)
+    r = call({"EVAL", script->body, "1", block_key, duration, now},
+             deadline_ns, slot);
+  const Errc rc = check_result(r, "block");
+  if (rc != Errc::ok) return rc;
+  if (r.reply->type != Reply::Type::integer)
+    return fail(Errc::protocol, "protocol: unexpected reply to the block script");
+  return Errc::ok;
+}
+
+Errc RedisStore::unblock(std::string_view key, int64_t deadline_ns) {
+  std::string block_key;
+  append_block_key(block_key, key);
+  const int slot = clustered_ ? hash_slot(block_key) : kAnySlot;
+  return check_result(call({"DEL", block_key}, deadline_ns, slot), "unblock");
 }
 
 Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {

@@ -1,6 +1,6 @@
 // The Redis store: runs the algorithm scripts over the transport. Keys are
-// `<prefix>{<user key>}:<algorithm>:<limit>:<period_ms>:<capacity>`, so all
-// of one subject's policies share a cluster slot and a multi-policy check is
+// `<prefix>v2:{<user key>}...` (redis_key below), so all of one subject's
+// policies and its block share a cluster slot and a multi-policy check is
 // one atomic script.
 #pragma once
 
@@ -20,6 +20,9 @@
 namespace tollgate::redis {
 
 inline constexpr size_t kMaxPolicies = 16;
+// The values a check script takes per policy: algorithm, limit, period_ms,
+// capacity, interval_us, block_us, strikes, strike_period_us.
+inline constexpr size_t kPolicyArgs = 8;
 
 // A finished store check. On success `outcomes[0..n)` hold each policy's
 // allowed, remaining, reset_after_us and retry_after_us.
@@ -86,6 +89,17 @@ class RedisStore {
                         size_t index) const;
   void append_redis_key(std::string &out, std::string_view key, const Policy &p,
                         size_t index) const;
+  // The key's block hash: `<prefix>v2:{<key>}:!` (its block and strike
+  // counts; docs/redis.md, "Blocks").
+  void append_block_key(std::string &out, std::string_view key) const;
+
+  // Blocks `key` for `duration_us` from the server's now (or `now_us` with
+  // pinned-clock scripts), replacing any block it has. Blocking until
+  // `deadline_ns`.
+  Errc block(std::string_view key, int64_t duration_us, int64_t now_us,
+             int64_t deadline_ns);
+  // Lifts `key`'s block and forgets its strikes (DEL of its block hash).
+  Errc unblock(std::string_view key, int64_t deadline_ns);
 
  private:
   RedisStore(const Settings &settings, bool pinned,

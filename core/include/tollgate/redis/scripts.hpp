@@ -12,7 +12,7 @@ namespace tollgate::redis {
 
 struct Script {
   std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch",
-                          // "batch_cluster"
+                          // "batch_cluster", "block"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
 };
@@ -30,6 +30,9 @@ const Script *batch_script(bool pinned_clock);
 // same text after a first line, `#!lua flags=allow-cross-slot-keys`, so
 // its checks' keys may lie in several slots of that node.
 const Script *cluster_batch_script(bool pinned_clock);
+
+// rl_block: blocks one key for a duration (docs/redis.md, "Blocks").
+const Script *block_script(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();

@@ -1,8 +1,8 @@
 -- Checks joined into one call by the transport (docs/redis.md, "Joined
 -- checks"). ARGV[1] = P, the number of distinct policies; then the pinned
--- time; ARGV[3 .. 2 + 5P] = the policies, five values each as in multi;
--- then per check: n, cost and the numbers (1..P) of its n policies. The
--- keys, every check's n in order, come from batch_keys (KEYS, or on a
+-- time; ARGV[3 .. 2 + 8P] = the policies, POLICY_ARGS values each as in
+-- multi; then per check: n, cost and the numbers (1..P) of its n policies.
+-- The keys, every check's n in order, come from batch_keys (KEYS, or on a
 -- cluster node the end of ARGV). The checks run one after another, each
 -- exactly as the multi script runs it. Reply: flat, per check all_allowed
 -- then per policy allowed, remaining, reset_after_us, retry_after_us
@@ -12,16 +12,16 @@
 local keys, last, guarded = batch_keys()
 local P = tonumber(ARGV[1])
 local bad = 'ERR tollgate: malformed batch'
-if not keys or not P or P < 1 or last < 2 + 5 * P then
+if not keys or not P or P < 1 or last < 2 + POLICY_ARGS * P then
   return redis.error_reply(bad)
 end
 local pols = {}
 for i = 1, P do
-  pols[i] = read_policy(3 + (i - 1) * 5)
+  pols[i] = read_policy(3 + (i - 1) * POLICY_ARGS)
   if not pols[i] then return redis.error_reply(bad) end
 end
 -- Every check is well formed before the first one runs.
-local j, k = 3 + 5 * P, 0
+local j, k = 3 + POLICY_ARGS * P, 0
 while j <= last do
   local n, cost = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
   if not n or not cost or n < 1 or j + 1 + n > last then
@@ -36,7 +36,7 @@ if k ~= #keys then return redis.error_reply(bad) end
 local now = now_us()
 local reply = {}
 local r = 0
-j, k = 3 + 5 * P, 0
+j, k = 3 + POLICY_ARGS * P, 0
 while j <= last do
   local n, cost = tonumber(ARGV[j]), tonumber(ARGV[j + 1])
   if guarded then
