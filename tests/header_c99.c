@@ -112,9 +112,9 @@ int tollgate_header_c99_uses_everything(void) {
          (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
          (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
          (p_check_async != NULL) + (p_reset != NULL) + (p_block != NULL) +
-         (p_unblock != NULL) + (p_health != NULL) +
-         (options.clock != NULL) + (sizeof(RL_VERSION_STRING) > 1) +
-         (p_policy_create != NULL) + (p_policy_parse != NULL) +
-         (p_period_parse != NULL) + (p_policy_release != NULL) +
-         (p_policy_get != NULL) + (p_options_set != NULL) + (handle == NULL);
+         (p_unblock != NULL) + (p_health != NULL) + (options.clock != NULL) +
+         (sizeof(RL_VERSION_STRING) > 1) + (p_policy_create != NULL) +
+         (p_policy_parse != NULL) + (p_period_parse != NULL) +
+         (p_policy_release != NULL) + (p_policy_get != NULL) +
+         (p_options_set != NULL) + (handle == NULL);
 }

@@ -596,9 +596,10 @@ Errc Limiter::block(std::string_view key, int64_t duration_ms) {
   if (rc != Errc::ok) return rc;
   if (duration_ms < 1 || duration_ms > kMaxPeriodMs) {
     count_error();
-    return fail(Errc::invalid_arg, "block: the duration must be 1 ms to 2^40 "
-                                   "ms (got " +
-                                       std::to_string(duration_ms) + ")");
+    return fail(Errc::invalid_arg,
+                "block: the duration must be 1 ms to 2^40 "
+                "ms (got " +
+                    std::to_string(duration_ms) + ")");
   }
   const int64_t duration_us = duration_ms * 1000;
   try {

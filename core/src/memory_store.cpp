@@ -755,9 +755,8 @@ void *MemoryStore::add_key(Shard &s, uint64_t h, std::string_view key,
 }
 
 void MemoryStore::strike(Shard &s, void *entry, uint64_t h,
-                         std::string_view key,
-                         std::span<const Policy> policies, int64_t now,
-                         Outcome *outcomes) {
+                         std::string_view key, std::span<const Policy> policies,
+                         int64_t now, Outcome *outcomes) {
   // Denials that count: by a policy with a block, of a cost that could
   // pass some day.
   uint32_t striking = 0;

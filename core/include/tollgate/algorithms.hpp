@@ -52,8 +52,8 @@ Outcome evaluate(const Policy &policy, const State *stored, int64_t now,
 // a = window index, b = count; nullptr for none) and the N-th blocks; with
 // no strikes the first denial blocks.
 struct Strike {
-  bool block;        // block the key for policy.block_us from now
-  bool write;        // store `next` (the strike count) until expires_at_us
+  bool block;  // block the key for policy.block_us from now
+  bool write;  // store `next` (the strike count) until expires_at_us
   State next;
   int64_t expires_at_us;
 };

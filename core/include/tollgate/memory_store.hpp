@@ -81,8 +81,7 @@ class MemoryStore {
   // with a block and blocks the key if one is due, adjusting `outcomes`.
   // `entry` is the key's Entry or nullptr.
   void strike(Shard &s, void *entry, uint64_t h, std::string_view key,
-              std::span<const Policy> policies, int64_t now,
-              Outcome *outcomes);
+              std::span<const Policy> policies, int64_t now, Outcome *outcomes);
 
   uint64_t seed_;
   uint64_t max_keys_;

@@ -525,8 +525,8 @@ namespace {
 struct PolicyText {
   bool valid = false;
   Algorithm algorithm{};
-  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0,
-          block_us = 0, strikes = 0, strike_period_us = 0;
+  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0, block_us = 0,
+          strikes = 0, strike_period_us = 0;
   std::string args;               // the values back to back
   uint8_t len[kPolicyArgs] = {};  // their lengths
 };
@@ -558,9 +558,14 @@ const PolicyText &policy_text(const Policy &p) {
   e.strikes = p.strikes;
   e.strike_period_us = p.strike_period_us;
   e.args.clear();
-  const int64_t values[kPolicyArgs] = {
-      static_cast<int64_t>(p.algorithm), p.limit, p.period_ms, p.capacity,
-      p.interval_us, p.block_us, p.strikes, p.strike_period_us};
+  const int64_t values[kPolicyArgs] = {static_cast<int64_t>(p.algorithm),
+                                       p.limit,
+                                       p.period_ms,
+                                       p.capacity,
+                                       p.interval_us,
+                                       p.block_us,
+                                       p.strikes,
+                                       p.strike_period_us};
   for (size_t i = 0; i < kPolicyArgs; ++i) {
     const size_t before = e.args.size();
     append_int(e.args, values[i]);

@@ -160,12 +160,13 @@ Errc RedisStore::block(std::string_view key, int64_t duration_us,
                       deadline_ns, slot);
   if (r.code == Errc::ok && r.reply->type == Reply::Type::error &&
       r.reply->str.rfind("NOSCRIPT", 0) == 0)
-    r = call({"EVAL", script->body, "1", block_key, duration, now},
-             deadline_ns, slot);
+    r = call({"EVAL", script->body, "1", block_key, duration, now}, deadline_ns,
+             slot);
   const Errc rc = check_result(r, "block");
   if (rc != Errc::ok) return rc;
   if (r.reply->type != Reply::Type::integer)
-    return fail(Errc::protocol, "protocol: unexpected reply to the block script");
+    return fail(Errc::protocol,
+                "protocol: unexpected reply to the block script");
   return Errc::ok;
 }
 
