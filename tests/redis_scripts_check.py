@@ -377,6 +377,23 @@ class Replay:
                     prefix, user_key.encode())) or keys)
                 self.resets += 1
                 continue
+            if step.get("op") in ("block", "unblock"):
+                # The key's block hash (docs/redis.md, "Blocks"). A refused
+                # block (a bad duration, an empty key) is refused in C++.
+                bkey = b"%sv2:{%s}:!" % (prefix, user_key.encode())
+                if "expect_error" in step:
+                    self.steps_skipped += 1
+                elif step["op"] == "unblock":
+                    self.r.call("DEL", bkey)
+                else:
+                    try:
+                        till = self.r.call("EVALSHA", self.sha["block"], 1, bkey,
+                                           step["duration_ms"] * 1000, now)
+                        if till != now + step["duration_ms"] * 1000:
+                            self.fail(where, "block answered %r" % (till,))
+                    except RedisError as e:
+                        self.fail(where, str(e))
+                continue
             # A refund with nothing to give back runs: the script says so
             # (first field 0) and writes nothing. Other errors (an empty
             # key, a name twice, ...) are refused in C++ before any script

@@ -32,7 +32,7 @@ using json = nlohmann::json;
 const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
                                     "fixed_window.json", "sliding_window.json",
                                     "multi_policy.json", "refund.json",
-                                    "carry_over.json"};
+                                    "carry_over.json",   "block.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -124,6 +124,9 @@ void read_policies(const json &list, PolicyList &out) {
     pol.limit = p.at("limit").get<int64_t>();
     pol.period_ms = p.at("period_ms").get<int64_t>();
     pol.burst = p.value("burst", int64_t{0});
+    pol.block_ms = p.value("block_ms", int64_t{0});
+    pol.strikes = p.value("strikes", int64_t{0});
+    pol.strikes_period_ms = p.value("strikes_period_ms", int64_t{0});
     if (!out.names[i].empty()) {
       pol.name = out.names[i].data();
       pol.name_len = out.names[i].size();
@@ -172,6 +175,18 @@ void replay_case(const std::string &file, const json &c,
 
     if (op == "reset") {
       REQUIRE(rl_reset(limiter.get(), key.data(), key.size()) == RL_OK);
+      continue;
+    }
+    if (op == "block" || op == "unblock") {
+      const int rc = op == "block"
+                         ? rl_block(limiter.get(), key.data(), key.size(),
+                                    step.at("duration_ms").get<int64_t>())
+                         : rl_unblock(limiter.get(), key.data(), key.size());
+      INFO("rl_last_error: " << rl_last_error());
+      REQUIRE(rc ==
+              (step.contains("expect_error")
+                   ? error_code(step.at("expect_error").get<std::string>())
+                   : RL_OK));
       continue;
     }
     REQUIRE(op == "check");
@@ -256,6 +271,10 @@ TEST_CASE("vectors: refunds", "[vectors]") {
 
 TEST_CASE("vectors: policies that change (carry-over)", "[vectors]") {
   replay_file("carry_over.json");
+}
+
+TEST_CASE("vectors: blocks", "[vectors]") {
+  replay_file("block.json");
 }
 
 #ifdef TOLLGATE_TESTING

@@ -792,9 +792,11 @@ void MemoryStore::strike(Shard &s, void *entry, uint64_t h,
     if (k.block) until = std::max(until, now + p.block_us);
   }
   if (until == 0) return;
-  Slot &b = slot_for(*e, kBlockSlot, policies);
   // A longer block in place stays.
-  if (b.state.a > until) until = b.state.a;
+  const int held = find_slot(*e, kBlockSlot);
+  if (held >= 0)
+    until = std::max(until, e->slot(static_cast<uint32_t>(held)).state.a);
+  Slot &b = slot_for(*e, kBlockSlot, policies);
   b.state = State{until, 0, 0};
   b.expires_at = until;
   for (size_t i = 0; i < policies.size(); ++i) {

@@ -69,8 +69,18 @@ def us_to_ms(us):
 
 
 class Policy:
-    def __init__(self, algorithm, limit, period_ms, burst=0, name=None):
+    def __init__(self, algorithm, limit, period_ms, burst=0, name=None,
+                 block_ms=0, strikes=0, strikes_period_ms=0):
         assert algorithm in ALGORITHMS, algorithm
+        # A block (docs/algorithms.md, "Blocks"): a denial under this policy
+        # blocks the key for block_ms, at the strikes-th denial within one
+        # epoch-aligned strikes_period_ms window (no strikes: the first).
+        assert 0 <= block_ms <= MAX_PERIOD_MS, block_ms
+        assert (strikes == 0) == (strikes_period_ms == 0)
+        assert strikes == 0 or block_ms > 0
+        assert 0 <= strikes <= MAX_LIMIT and 0 <= strikes_period_ms <= MAX_PERIOD_MS
+        self.block_ms, self.strikes = block_ms, strikes
+        self.strikes_period_ms = strikes_period_ms
         self.algorithm = algorithm
         self.limit = limit
         self.period_ms = period_ms
@@ -101,7 +111,8 @@ class Policy:
         """The policy's parameters, name included: two policies of a list
         may not be equal in these."""
         return (self.algorithm, self.limit, self.period_ms, self.burst,
-                self.name)
+                self.name, self.block_ms, self.strikes,
+                self.strikes_period_ms)
 
     @property
     def shape(self):
@@ -110,17 +121,28 @@ class Policy:
     def named(self, name):
         """This policy under a name."""
         return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
-                      name)
+                      name, self.block_ms, self.strikes,
+                      self.strikes_period_ms)
+
+    def blocking(self, block_ms, strikes=0, strikes_period_ms=0):
+        """This policy with a block."""
+        return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
+                      self.name, block_ms, strikes, strikes_period_ms)
 
     def to_json(self):
         j = {"algorithm": self.algorithm, "limit": self.limit,
              "period_ms": self.period_ms, "burst": self.burst}
         if self.name is not None:
             j["name"] = self.name
+        if self.block_ms:
+            j["block_ms"] = self.block_ms
+        if self.strikes:
+            j["strikes"] = self.strikes
+            j["strikes_period_ms"] = self.strikes_period_ms
         return j
 
     def __repr__(self):
-        return "Policy(%s, %d, %d, %d, %r)" % self.ident()
+        return "Policy(%s, %d, %d, %d, %r, %d, %d, %d)" % self.ident()
 
 
 def identity(p, index):
@@ -449,6 +471,13 @@ class Store:
         # which the memory store still has. No vector may depend on that.
         self.last_shape = {}
         self.max_now = None
+        # key -> the time (us) it is blocked until (docs/algorithms.md,
+        # "Blocks"); (key, identity) -> (strike window, count)
+        self.blocks = {}
+        self.strike_counts = {}
+
+    def blocked(self, key, now):
+        return self.blocks.get(key, 0) > now
 
     def _state(self, key, p, index, now, cost):
         ident = identity(p, index)
@@ -503,7 +532,21 @@ class Store:
 
     def check(self, key, policies, now, cost):
         outs = self.evaluate(key, policies, now, cost)
+        if cost >= 0 and self.blocked(key, now):
+            # Blocked: denied by every policy, nothing written. The wait is
+            # the block's, or the policy's own if longer (never stays
+            # never); nothing is available meanwhile.
+            wait = self.blocks[key] - now
+            peeks = self.evaluate(key, policies, now, 0)
+            outs = [Outcome(False, 0, max(q.reset_us, wait),
+                            wait if o.allowed else
+                            (o.retry_us if o.retry_us == RL_RETRY_NEVER
+                             else max(o.retry_us, wait)))
+                    for o, q in zip(outs, peeks)]
+            return self._decide(policies, outs, False, now), outs
         allowed = all(o.allowed for o in outs)
+        if not allowed and cost >= 1:
+            outs = self._strike(key, policies, outs, now)
         if cost < 0:
             # A refund: every policy with usage gets it back; none had any:
             # an error, and nothing is written.
@@ -515,6 +558,50 @@ class Store:
         elif allowed and cost >= 1:
             for i, (p, o) in enumerate(zip(policies, outs)):
                 self._write(key, p, i, o)
+        return self._decide(policies, outs, allowed, now), outs
+
+    def _strike(self, key, policies, outs, now):
+        """A denied charge: each denying policy with a block counts a
+        strike; the key is blocked if one is due (every wait then lasts at
+        least until the block ends, and nothing is available)."""
+        till = 0
+        for i, (p, o) in enumerate(zip(policies, outs)):
+            if o.allowed or not p.block_ms or o.retry_us == RL_RETRY_NEVER:
+                continue
+            if p.strikes <= 1:
+                till = max(till, now + p.block_ms * 1000)
+                continue
+            T = p.strikes_period_ms * 1000
+            w = now // T
+            sw, count = self.strike_counts.get((key, identity(p, i)), (None, 0))
+            count = (count if sw == w else 0) + 1
+            if count >= p.strikes:
+                count = 0
+                till = max(till, now + p.block_ms * 1000)
+            self.strike_counts[(key, identity(p, i))] = (w, count)
+        if till == 0:
+            return outs
+        till = max(till, self.blocks.get(key, 0))
+        self.blocks[key] = till
+        wait = till - now
+        return [Outcome(o.allowed, 0, max(o.reset_us, wait),
+                        o.retry_us if o.allowed or o.retry_us == RL_RETRY_NEVER
+                        else max(o.retry_us, wait))
+                for o in outs]
+
+    def block(self, key, now, duration_ms):
+        if len(key) == 0:
+            raise ModelError("RL_E_KEY_INVALID")
+        if not 1 <= duration_ms <= MAX_PERIOD_MS:
+            raise ModelError("RL_E_INVALID_ARG")
+        self.blocks[key] = now + duration_ms * 1000
+
+    def unblock(self, key):
+        self.blocks.pop(key, None)
+        for k in [k for k in self.strike_counts if k[0] == key]:
+            del self.strike_counts[k]
+
+    def _decide(self, policies, outs, allowed, now):
         self.max_now = now if self.max_now is None else max(self.max_now, now)
         i = select(outs, allowed)
         # Whether ties in retry_after are judged in us or in ms is not said
@@ -522,11 +609,11 @@ class Store:
         assert i == select(outs, allowed, to_ms=True), (
             "reported policy depends on us/ms retry comparison", outs)
         o = outs[i]
-        d = Decision(allowed, policies[i].limit, o.remaining, o.reset_us,
-                     o.retry_us, i)
-        return d, outs
+        return Decision(allowed, policies[i].limit, o.remaining, o.reset_us,
+                        o.retry_us, i)
 
     def reset(self, key):
+        self.unblock(key)
         for k in [k for k in self.states if k[0] == key]:
             del self.states[k]
         for k in [k for k in self.last_shape if k[0] == key]:
@@ -664,12 +751,47 @@ class Case:
                   if k[0] == (self.key if key is None else key)]:
             del self.admitted[k]
 
+    def block(self, duration_ms, key=None, note=None, error=None):
+        """rl_block; `error`: the code it must fail with."""
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["op"] = "block"
+        step["duration_ms"] = duration_ms
+        if error:
+            step["expect_error"] = error
+        if note:
+            step["note"] = note
+        replay_op(self.store, step, self.key if key is None else key,
+                  self.now)
+        self.steps.append(step)
+        return self
+
+    def unblock(self, key=None, note=None):
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["op"] = "unblock"
+        if note:
+            step["note"] = note
+        self.store.unblock(self.key if key is None else key)
+        self.steps.append(step)
+        return self
+
     # self-checks -----------------------------------------------------------
     def _self_check(self, key, cost, d, outs):
         for v in (d.remaining, d.reset_us, d.retry_us, d.limit):
             assert -1 <= v <= MAX_SAFE
         assert d.remaining >= 0 and d.reset_us >= 0
         assert d.allowed == (d.retry_us == 0), d
+        if cost >= 0 and self.store.blocked(key, self.now):
+            # The block decides the waits; the policies' own exactness is
+            # checked by the cases without one. Nothing passes before it
+            # ends, and the decision says so.
+            assert not d.allowed and d.remaining == 0
+            assert d.retry_us == RL_RETRY_NEVER or (
+                d.retry_us >= self.store.blocks[key] - self.now)
+            return
         if not self.monotone:
             return
         now = self.now
@@ -760,7 +882,8 @@ def check_bucket_equivalence(case):
         if not all(p.algorithm in swap for p in policies):
             return None
         out = [Policy(swap[p.algorithm], p.limit, p.period_ms, p.burst,
-                      p.name) for p in policies]
+                      p.name, p.block_ms, p.strikes, p.strikes_period_ms)
+               for p in policies]
         return out if valid_list(out) else None
 
     policies = swapped(case.first_policies)
@@ -774,8 +897,8 @@ def check_bucket_equivalence(case):
                 return
         now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
         key = step.get("key", case.key)
-        if step.get("op") == "reset":
-            store.reset(key)
+        if step.get("op") in ("reset", "block", "unblock"):
+            replay_op(store, step, key, now)
         elif "expect" in step:
             d, _ = store.check(key, policies, now, step["cost"])
             assert d.to_json() == step["expect"], (case.name, step, d)
@@ -2108,6 +2231,158 @@ def carry_over_cases():
 
 
 # --------------------------------------------------------------------------
+# Scenarios: blocks (docs/algorithms.md, "Blocks")
+
+
+def block_cases():
+    cases = []
+    M = 60_000
+    for alg in ("gcra", "token_bucket"):
+        p = bucket(alg, 2, 1000).blocking(M)
+        c = Case("%s: the first denial blocks the key for the block" % alg, p)
+        c.at(T0 + 10)
+        c.check(2, allowed=True, remaining=0)
+        c.check(allowed=False, remaining=0, retry=M, reset=M,
+                note="denied: blocked for 60 s, though 1 unit is back in 500 ms")
+        c.wait(1000).check(allowed=False, remaining=0, retry=M - 1000,
+                           note="refilled, still blocked")
+        c.peek(allowed=False, retry=M - 1000,
+               note="a peek says a unit would not pass")
+        c.wait(M - 1000).check(allowed=True, remaining=1,
+                               note="the block is over: the bucket refilled "
+                               "meanwhile")
+        cases.append(c)
+    p = fixed_window(3, 1000).blocking(5000)
+    c = Case("fixed_window: a block outlasts the window", p)
+    c.at(align(T0, 1000) + 900)
+    c.check(3, allowed=True, remaining=0)
+    c.check(allowed=False, retry=5000, reset=5000,
+            note="the window ends in 100 ms; the block in 5 s")
+    c.wait(100).check(allowed=False, retry=4900, note="a new window")
+    c.wait(4900).check(allowed=True, remaining=2)
+    cases.append(c)
+
+    p = sliding_window(2, M).blocking(10 * M, 3, M)
+    c = Case("sliding_window: the third denial within a minute blocks", p)
+    c.at(align(T0, M) + 1000)
+    c.check(2, allowed=True, remaining=0)
+    c.check(allowed=False, note="strike 1")
+    c.wait(1000).check(allowed=False, note="strike 2")
+    c.wait(1000).check(allowed=False, retry=10 * M,
+                       note="strike 3: blocked for 10 minutes")
+    c.wait(2 * M).check(allowed=False, retry=8 * M,
+                        note="two minutes on: both windows empty, still blocked")
+    c.wait(8 * M).check(allowed=True)
+    cases.append(c)
+
+    p = gcra(1, M).blocking(10 * M, 3, M)
+    c = Case("gcra: strikes count within one window only", p)
+    start = align(T0, M)
+    c.at(start + M - 3000)
+    c.check(allowed=True, remaining=0)
+    c.check(allowed=False, note="strike 1 of this window")
+    c.wait(1000).check(allowed=False, note="strike 2 of this window")
+    c.at(start + M).check(allowed=False,
+                          note="a new window: strike 1 again, no block")
+    c.wait(1000).check(allowed=False, note="strike 2")
+    c.wait(1000).check(allowed=False, retry=10 * M, note="strike 3: blocked")
+    cases.append(c)
+
+    p = gcra(1, M).blocking(10 * M, 2, M)
+    c = Case("gcra: unblock lifts the block and forgets the strikes", p)
+    c.at(align(T0, M) + 1000)
+    c.check(allowed=True)
+    c.check(allowed=False, note="strike 1")
+    c.wait(10).check(allowed=False, retry=10 * M, note="strike 2: blocked")
+    c.wait(10).unblock()
+    c.wait(10).check(allowed=False, note="denied by the limit alone: strike 1 "
+                     "again, not 3")
+    assert c.steps[-1]["expect"]["retry_after_ms"] < M
+    c.wait(10).check(allowed=False, retry=10 * M, note="strike 2: blocked")
+    cases.append(c)
+
+    c = Case("an explicit block denies every policy, then lifts",
+             [gcra(10, M), fixed_window(100, 3_600_000)])
+    c.at(T0)
+    c.check(allowed=True, remaining=9, index=0)
+    c.block(30_000, note="rl_block for 30 s")
+    c.check(allowed=False, remaining=0, retry=30_000, reset=30_000, index=0)
+    c.use(sliding_window(5, 1000))
+    c.check(allowed=False, retry=30_000, reset=30_000,
+            note="another policy list: blocked all the same")
+    c.wait(1000).unblock()
+    c.check(allowed=True, remaining=4)
+    cases.append(c)
+
+    c = Case("a block replaces a block; a policy's block keeps a longer one",
+             gcra(1, 1000).blocking(2000))
+    c.at(T0)
+    c.block(60_000)
+    c.check(allowed=False, retry=60_000)
+    c.block(1000, note="shortened to 1 s")
+    c.check(allowed=False, retry=1000)
+    c.wait(1000).check(allowed=True)
+    c.block(60_000)
+    c.wait(1000).check(allowed=False, retry=59_000,
+                       note="blocked: no strike while blocked")
+    c.unblock()
+    c.check(allowed=True)
+    c.check(allowed=False, retry=2000, note="the policy's own block: 2 s")
+    c.block(60_000)
+    c.check(allowed=False, retry=60_000)
+    cases.append(c)
+
+    c = Case("a refund runs while the key is blocked", gcra(5, 1000))
+    c.at(T0)
+    c.check(3, allowed=True, remaining=2)
+    c.block(10_000)
+    c.check(-2, allowed=True, remaining=4, note="two units back")
+    c.check(allowed=False, retry=10_000, remaining=0)
+    c.wait(10_000).check(allowed=True, remaining=4)
+    cases.append(c)
+
+    c = Case("a reset lifts a block", fixed_window(1, 1000).blocking(M))
+    c.at(align(T0, 1000))
+    c.check(allowed=True)
+    c.check(allowed=False, retry=M)
+    c.wait(10).reset()
+    c.check(allowed=True, remaining=0)
+    cases.append(c)
+
+    c = Case("a cost that can never pass does not block",
+             gcra(2, 1000).blocking(M))
+    c.at(T0)
+    c.check(3, allowed=False, retry=RL_RETRY_NEVER)
+    c.check(allowed=True, remaining=1)
+    cases.append(c)
+
+    c = Case("only a denying policy with a block blocks",
+             [gcra(1, 1000), fixed_window(5, M).blocking(5 * M)])
+    c.at(align(T0, M))
+    c.check(allowed=True, index=0)
+    c.check(allowed=False, index=0, retry=1000,
+            note="denied by the policy without a block: no block")
+    c.wait(1000).check(allowed=True)
+    for _ in range(3):
+        c.wait(1000).check(allowed=True)
+    c.wait(1000).check(allowed=False, index=1, retry=5 * M,
+                       note="the windowed policy denies: blocked 5 minutes")
+    c.wait(1000).check(allowed=False, retry=5 * M - 1000)
+    cases.append(c)
+
+    c = Case("blocks: bad input", gcra(1, 1000))
+    c.at(T0)
+    c.block(0, error="RL_E_INVALID_ARG", note="a block of 0 ms")
+    c.block(-5, error="RL_E_INVALID_ARG", note="a negative block")
+    c.block(MAX_PERIOD_MS + 1, error="RL_E_INVALID_ARG",
+            note="longer than 2^40 ms")
+    c.block(1000, key="", error="RL_E_KEY_INVALID")
+    c.check(allowed=True, note="nothing was blocked")
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
 # Files
 
 
@@ -2138,6 +2413,11 @@ FILES = [
      "until full (GCRA, token bucket) or the counts (windows), a period "
      "change starts the windows afresh (docs/algorithms.md, \"Identity\").",
      carry_over_cases),
+    ("block.json", "block",
+     "Blocks: a denial under a policy with a block (after its strikes) "
+     "blocks the key, and rl_block / rl_unblock; a blocked key is denied by "
+     "every policy with retry_after at least the block's time left "
+     "(docs/algorithms.md, \"Blocks\").", block_cases),
 ]
 
 
@@ -2188,7 +2468,24 @@ def walk_ints(v):
 
 def policies_from_json(raw):
     return [Policy(p["algorithm"], p["limit"], p["period_ms"], p["burst"],
-                   p.get("name")) for p in raw]
+                   p.get("name"), p.get("block_ms", 0), p.get("strikes", 0),
+                   p.get("strikes_period_ms", 0)) for p in raw]
+
+
+def replay_op(store, step, key, now):
+    """A reset, block or unblock step."""
+    op = step["op"]
+    if op == "reset":
+        store.reset(key)
+    elif op == "unblock":
+        store.unblock(key)
+    else:
+        try:
+            store.block(key, now, step["duration_ms"])
+        except ModelError as e:
+            assert step.get("expect_error") == e.code, step
+            return
+        assert "expect_error" not in step, step
 
 
 def check_replay(case):
@@ -2201,8 +2498,8 @@ def check_replay(case):
             policies = policies_from_json(step["policies"])
         now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
         key = step.get("key", case["key"])
-        if step.get("op") == "reset":
-            store.reset(key)
+        if step.get("op") in ("reset", "block", "unblock"):
+            replay_op(store, step, key, now)
             continue
         try:
             d, _ = store.check(key, policies, now, step["cost"])
@@ -2218,7 +2515,7 @@ def generate():
         cases = make()
         for case in cases:
             check_bucket_equivalence(case)
-            if alg not in ("multi", "carry_over"):
+            if alg not in ("multi", "carry_over", "block"):
                 assert all(p.algorithm == alg
                            for p in case.policies), case.name
         texts[fname] = render(alg, desc, cases)
