@@ -8,8 +8,9 @@
 //
 // Rules kept here:
 //   - The GIL is released around every C call that may block (rl_check on
-//     a network store, rl_reset, rl_ping, rl_keys_next, rl_destroy). A
-//     memory-store rl_check never waits on I/O and keeps it (Limiter::check).
+//     a network store, rl_reset, rl_block, rl_unblock, rl_ping,
+//     rl_keys_next, rl_destroy). A memory-store rl_check never waits on I/O
+//     and keeps it (Limiter::check).
 //   - rl_last_error() is read right after the failing call, on the same
 //     thread, before any other tollgate call.
 //   - rl_destroy never runs while another call on the limiter is in progress
@@ -161,41 +162,77 @@ int32_t algorithm_code(py::handle h) {
                               "'fixed_window' or 'sliding_window')");
 }
 
+// How a time span's conversion reports a bad value: a policy's period (or
+// block, or strikes_period) refuses non-positive values and malformed text
+// with RL_E_POLICY and too long a span with RL_E_OVERFLOW, as the library's
+// policy validation does; Limiter.block's duration leaves the sign to
+// rl_block and reports everything it refuses itself as RL_E_INVALID_ARG,
+// the code rl_block gives a duration out of 1 .. 2^40 ms.
+struct SpanRules {
+  const char *what;  // the argument's name in messages
+  bool policy;       // true: a policy field; false: a block's duration
+};
+
+constexpr SpanRules kPeriodRules{"period", true};
+
 // A period's text ("500ms", "1.5s", "15m", "1 hour") -> milliseconds, by
-// the library's one period syntax.
-int64_t parse_period_text(const std::string &text) {
+// the library's one period syntax (whose messages say "period: ").
+int64_t parse_period_text(const std::string &text,
+                          const SpanRules &rules = kPeriodRules) {
   int64_t ms = 0;
   const int rc = rl_period_parse(text.data(), text.size(), &ms);
-  if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  if (rc != RL_OK) {
+    std::string message = last_error_text(rc);
+    const std::string lib_prefix = "period: ";
+    if (message.compare(0, lib_prefix.size(), lib_prefix) == 0)
+      message =
+          std::string(rules.what) + ": " + message.substr(lib_prefix.size());
+    raise_code(rules.policy ? rc : RL_E_INVALID_ARG, message);
+  }
   return ms;
 }
 
 // A period: seconds (int or float), a string with a unit, or a
-// datetime.timedelta. Returns milliseconds (> 0 is checked by the caller).
-int64_t period_ms_of(py::handle h) {
+// datetime.timedelta. Returns milliseconds (for a policy field, > 0 is
+// checked by the caller; a duration's sign is left to rl_block).
+int64_t period_ms_of(py::handle h, const SpanRules &rules = kPeriodRules) {
+  const std::string what = rules.what;
+  const int bad = rules.policy ? RL_E_POLICY : RL_E_INVALID_ARG;
+  const int too_long = rules.policy ? RL_E_OVERFLOW : RL_E_INVALID_ARG;
+  const std::string range = rules.policy
+                                ? what + ": too long"
+                                : what + ": must be 1 ms to 2^40 ms (got " +
+                                      py::repr(h).cast<std::string>() + " s)";
   PyObject *o = h.ptr();
   if (PyBool_Check(o))
-    raise_type_error(
-        "period must be seconds (int or float), a str or a "
-        "datetime.timedelta, not bool");
-  if (PyUnicode_Check(o)) return parse_period_text(h.cast<std::string>());
+    raise_type_error(what +
+                     " must be seconds (int or float), a str or a "
+                     "datetime.timedelta, not bool");
+  if (PyUnicode_Check(o))
+    return parse_period_text(h.cast<std::string>(), rules);
   if (PyFloat_Check(o)) {
     const double s = PyFloat_AsDouble(o);
-    if (!std::isfinite(s) || s <= 0)
-      raise_code(RL_E_POLICY, "period: must be > 0 seconds (got " +
-                                  py::repr(h).cast<std::string>() + ")");
+    if (!rules.policy && !std::isfinite(s)) raise_code(bad, range);
+    if (!std::isfinite(s) || (rules.policy && s <= 0))
+      raise_code(bad, what + ": must be > 0 seconds (got " +
+                          py::repr(h).cast<std::string>() + ")");
     const double ms = s * 1000.0;
-    if (ms > 9.0e15) raise_code(RL_E_OVERFLOW, "period: too long");
+    if (std::fabs(ms) > 9.0e15) raise_code(too_long, range);
     const double rounded = std::round(ms);
-    if (std::fabs(ms - rounded) > 1e-6 * std::max(1.0, ms))
-      raise_code(RL_E_POLICY, "period: " + py::repr(h).cast<std::string>() +
-                                  " s is not a whole number of milliseconds");
+    if (std::fabs(ms - rounded) > 1e-6 * std::max(1.0, std::fabs(ms)))
+      raise_code(bad, what + ": " + py::repr(h).cast<std::string>() +
+                          " s is not a whole number of milliseconds");
     return static_cast<int64_t>(rounded);
   }
   if (PyLong_Check(o) || PyIndex_Check(o)) {
-    const int64_t s = to_int64(h, "period");
-    if (s > (int64_t{1} << 52) / 1000)
-      raise_code(RL_E_OVERFLOW, "period: too long");
+    const int64_t s = to_int64(h, rules.what);
+    if (s > (int64_t{1} << 52) / 1000) raise_code(too_long, range);
+    if (s < -(int64_t{1} << 52) / 1000) {
+      if (rules.policy)
+        raise_code(bad, what + ": must be > 0 seconds (got " +
+                            std::to_string(s) + ")");
+      raise_code(too_long, range);
+    }
     return s * 1000;
   }
   py::object timedelta = py::module_::import("datetime").attr("timedelta");
@@ -204,16 +241,17 @@ int64_t period_ms_of(py::handle h) {
     const int64_t secs = h.attr("seconds").cast<int64_t>();
     const int64_t micros = h.attr("microseconds").cast<int64_t>();
     if (micros % 1000 != 0)
-      raise_code(RL_E_POLICY,
-                 "period: the timedelta is not a whole number of milliseconds");
+      raise_code(bad, what +
+                          ": the timedelta is not a whole number of "
+                          "milliseconds");
     if (days > (int64_t{1} << 40) / 86400000 || days < -(int64_t{1} << 40))
-      raise_code(RL_E_OVERFLOW, "period: too long");
+      raise_code(too_long, range);
     return days * 86400000 + secs * 1000 + micros / 1000;
   }
-  raise_type_error(
-      "period must be seconds (int or float), a str such as "
-      "\"1s\" or \"15m\", or a datetime.timedelta, not " +
-      type_name(h));
+  raise_type_error(what +
+                   " must be seconds (int or float), a str such as "
+                   "\"1s\" or \"15m\", or a datetime.timedelta, not " +
+                   type_name(h));
 }
 
 // A tollgate.Policy: one reference to an immutable library policy handle,
@@ -277,8 +315,47 @@ std::string name_of(const rl_policy_spec &p) {
   return p.name_len ? std::string(p.name, p.name_len) : std::string();
 }
 
+// A policy's block or strikes_period: a period (> 0) in milliseconds.
+int64_t policy_span_ms(py::handle h, const char *what) {
+  const int64_t ms = period_ms_of(h, SpanRules{what, true});
+  if (ms < 1)
+    raise_code(RL_E_POLICY, std::string(what) +
+                                ": must be at least 1 ms (got " +
+                                std::to_string(ms) + " ms; None means none)");
+  return ms;
+}
+
+// The block fields of a spec (block=, strikes=, strikes_period=; None for
+// each means none), checked here so the messages name the keywords.
+void set_block_fields(rl_policy_spec &p, py::handle block, py::handle strikes,
+                      py::handle strikes_period) {
+  if (!block.is_none()) p.block_ms = policy_span_ms(block, "block");
+  if (!strikes.is_none()) {
+    p.strikes = to_int64(strikes, "strikes");
+    if (p.strikes < 1)
+      raise_code(RL_E_POLICY, "strikes: must be >= 1 (got " +
+                                  std::to_string(p.strikes) +
+                                  "; None means the first denial blocks)");
+  }
+  if (!strikes_period.is_none())
+    p.strikes_period_ms = policy_span_ms(strikes_period, "strikes_period");
+  if (p.strikes != 0 && p.block_ms == 0)
+    raise_code(RL_E_POLICY,
+               "strikes: need a block (block=...): they say after how many "
+               "denials the block starts");
+  if ((p.strikes == 0) != (p.strikes_period_ms == 0))
+    raise_code(RL_E_POLICY,
+               p.strikes == 0
+                   ? "strikes_period: needs strikes (as in strikes=3, "
+                     "strikes_period=\"1h\": the third denial within an "
+                     "hour blocks)"
+                   : "strikes: need strikes_period, the window they are "
+                     "counted in (as in strikes=3, strikes_period=\"1h\")");
+}
+
 Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
-                   py::handle burst, py::handle name) {
+                   py::handle burst, py::handle name, py::handle block,
+                   py::handle strikes, py::handle strikes_period) {
   struct {
     rl_policy_spec p = RL_POLICY_SPEC_INIT;
   } out;
@@ -318,6 +395,7 @@ Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
                                   std::to_string(out.p.burst) +
                                   "; None means the same as limit)");
   }
+  set_block_fields(out.p, block, strikes, strikes_period);
   return policy_from_spec(out.p);
 }
 
@@ -349,13 +427,19 @@ std::string policy_repr(const Policy &self) {
     r += std::string(", algorithm='") + kAlgorithmNames[self.p.algorithm] + "'";
   if (self.p.burst != 0) r += ", burst=" + std::to_string(self.p.burst);
   if (self.p.name_len != 0) r += ", name='" + name_of(self.p) + "'";
+  if (self.p.block_ms != 0)
+    r += ", block='" + period_text(self.p.block_ms) + "'";
+  if (self.p.strikes != 0)
+    r += ", strikes=" + std::to_string(self.p.strikes) + ", strikes_period='" +
+         period_text(self.p.strikes_period_ms) + "'";
   return r + ")";
 }
 
 bool same_policy(const rl_policy_spec &a, const rl_policy_spec &b) {
   return a.algorithm == b.algorithm && a.limit == b.limit &&
          a.period_ms == b.period_ms && a.burst == b.burst &&
-         name_of(a) == name_of(b);
+         name_of(a) == name_of(b) && a.block_ms == b.block_ms &&
+         a.strikes == b.strikes && a.strikes_period_ms == b.strikes_period_ms;
 }
 
 // ---- Decision --------------------------------------------------------------
@@ -1081,6 +1165,27 @@ class Limiter {
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
   }
 
+  void block(py::handle key, py::handle duration) {
+    const KeyView k = key_view(key);
+    const int64_t ms = period_ms_of(duration, SpanRules{"duration", false});
+    CallGuard guard(*core_);
+    int rc = RL_OK;
+    without_gil(
+        [&]() noexcept { rc = rl_block(core_->lim, k.data, k.size, ms); });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  }
+
+  void unblock(py::handle key) {
+    const KeyView k = key_view(key);
+    CallGuard guard(*core_);
+    int rc = RL_OK;
+    without_gil(
+        [&]() noexcept { rc = rl_unblock(core_->lim, k.data, k.size); });
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  }
+
   double ping() {
     CallGuard guard(*core_);
     int64_t rtt_us = 0;
@@ -1646,9 +1751,10 @@ PYBIND11_MODULE(_native, m) {
   py::class_<Policy>(m, "Policy", py::is_final(), R"doc(
 A rate limit: at most `limit` units per `period`.
 
-Policy(limit, period, algorithm="gcra", burst=None, name=None)
+Policy(limit, period, algorithm="gcra", burst=None, *, name=None,
+       block=None, strikes=None, strikes_period=None)
 Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket"),
-Policy.parse("100/h name=hourly")
+Policy.parse("100/h name=hourly"), Policy.parse("5/m block=15m strikes=3/h")
 
   limit      int >= 1
   period     seconds (int or float, whole milliseconds), a str such as
@@ -1662,21 +1768,30 @@ Policy.parse("100/h name=hourly")
              A-Z a-z 0-9 _ . - starting with a letter. A key's state is kept
              under the name (or, unnamed, under the policy's position in the
              check's list), so a changed limit keeps what was used.
+  block      None, or a period (as `period`): when this policy denies a
+             charge, the key is blocked that long, denied by every check
+             whatever its policies (Limiter.unblock or reset lifts it)
+  strikes, strikes_period
+             None, or both: the block starts at the strikes-th denial
+             within one strikes_period window (epoch-aligned), not the
+             first; they need a block
 
 Immutable and hashable. Invalid values raise tollgate.InvalidArgument (a
 ValueError); wrong types raise TypeError.
 )doc")
       .def(py::init(&make_policy), py::arg("limit"), py::arg("period"),
            py::arg("algorithm") = "gcra", py::arg("burst") = py::none(),
-           py::kw_only(), py::arg("name") = py::none())
-      .def_static(
-          "parse", &parse_policy, py::arg("text"),
-          "Policy.parse(text) -> Policy\n\n"
-          "A policy from the library's one text syntax: \"100/h\", "
-          "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
-          "sliding_window\", \"100/h name=hourly\". A malformed text raises "
-          "tollgate.InvalidArgument naming the byte offset of the "
-          "problem.")
+           py::kw_only(), py::arg("name") = py::none(),
+           py::arg("block") = py::none(), py::arg("strikes") = py::none(),
+           py::arg("strikes_period") = py::none())
+      .def_static("parse", &parse_policy, py::arg("text"),
+                  "Policy.parse(text) -> Policy\n\n"
+                  "A policy from the library's one text syntax: \"100/h\", "
+                  "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
+                  "sliding_window\", \"100/h name=hourly\", \"5/m block=15m "
+                  "strikes=3/h\". A malformed text raises "
+                  "tollgate.InvalidArgument naming the byte offset of the "
+                  "problem.")
       .def_property_readonly(
           "limit", [](const Policy &s) { return s.p.limit; },
           "Units allowed per period.")
@@ -1707,6 +1822,43 @@ ValueError); wrong types raise TypeError.
             return py::str(s.p.name, s.p.name_len);
           },
           "The policy's name (its identity under a key), or None.")
+      .def_property_readonly(
+          "block",
+          [](const Policy &s) -> py::object {
+            if (s.p.block_ms == 0) return py::none();
+            return py::float_(ms_to_seconds(s.p.block_ms));
+          },
+          "How long a denial by this policy blocks the key, in seconds "
+          "(float), or None.")
+      .def_property_readonly(
+          "block_ms",
+          [](const Policy &s) -> py::object {
+            if (s.p.block_ms == 0) return py::none();
+            return py::int_(s.p.block_ms);
+          },
+          "block in milliseconds (int), or None.")
+      .def_property_readonly(
+          "strikes",
+          [](const Policy &s) -> py::object {
+            if (s.p.strikes == 0) return py::none();
+            return py::int_(s.p.strikes);
+          },
+          "The denial within one strikes_period that starts the block, or "
+          "None (the first).")
+      .def_property_readonly(
+          "strikes_period",
+          [](const Policy &s) -> py::object {
+            if (s.p.strikes_period_ms == 0) return py::none();
+            return py::float_(ms_to_seconds(s.p.strikes_period_ms));
+          },
+          "The window strikes are counted in, in seconds (float), or None.")
+      .def_property_readonly(
+          "strikes_period_ms",
+          [](const Policy &s) -> py::object {
+            if (s.p.strikes_period_ms == 0) return py::none();
+            return py::int_(s.p.strikes_period_ms);
+          },
+          "strikes_period in milliseconds (int), or None.")
       .def("__repr__", &policy_repr)
       .def("__eq__",
            [](const Policy &a, py::handle b) -> py::object {
@@ -1722,9 +1874,10 @@ ValueError); wrong types raise TypeError.
            })
       .def("__hash__",
            [](const Policy &s) {
-             return py::hash(py::make_tuple(s.p.algorithm, s.p.limit,
-                                            s.p.period_ms, s.p.burst,
-                                            name_of(s.p)));
+             return py::hash(
+                 py::make_tuple(s.p.algorithm, s.p.limit, s.p.period_ms,
+                                s.p.burst, name_of(s.p), s.p.block_ms,
+                                s.p.strikes, s.p.strikes_period_ms));
            })
       .def(py::pickle(
           [](const Policy &s) {
@@ -1732,11 +1885,13 @@ ValueError); wrong types raise TypeError.
             if (s.p.name_len != 0) name = py::str(s.p.name, s.p.name_len);
             return py::make_tuple(s.p.limit, s.p.period_ms,
                                   std::string(kAlgorithmNames[s.p.algorithm]),
-                                  s.p.burst, name);
+                                  s.p.burst, name, s.p.block_ms, s.p.strikes,
+                                  s.p.strikes_period_ms);
           },
           [](const py::tuple &t) {
-            // 4 fields: a policy pickled before names existed.
-            if (t.size() != 4 && t.size() != 5)
+            // 4 fields: a policy pickled before names existed; 5, before
+            // blocks.
+            if (t.size() != 4 && t.size() != 5 && t.size() != 8)
               throw std::runtime_error("bad Policy state");
             rl_policy_spec spec = RL_POLICY_SPEC_INIT;
             spec.limit = t[0].cast<int64_t>();
@@ -1744,10 +1899,15 @@ ValueError); wrong types raise TypeError.
             spec.algorithm = algorithm_code(t[2]);
             spec.burst = t[3].cast<int64_t>();
             std::string name;
-            if (t.size() == 5 && !t[4].is_none()) {
+            if (t.size() >= 5 && !t[4].is_none()) {
               name = t[4].cast<std::string>();
               spec.name = name.data();
               spec.name_len = name.size();
+            }
+            if (t.size() == 8) {
+              spec.block_ms = t[5].cast<int64_t>();
+              spec.strikes = t[6].cast<int64_t>();
+              spec.strikes_period_ms = t[7].cast<int64_t>();
             }
             return policy_from_spec(spec);
           }));
@@ -1806,7 +1966,20 @@ manager, or call close().
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_drain", &Limiter::async_drain)
       .def("reset", &Limiter::reset, py::arg("key"),
-           "Forget every policy's state for `key`.")
+           "Forget every policy's state for `key`, its block and its strike "
+           "counts included.")
+      .def("block", &Limiter::block, py::arg("key"), py::arg("duration"),
+           "block(key, duration) -> None\n\n"
+           "Block `key` for `duration` from now (seconds as int or float, a "
+           "str such as \"15m\", or a datetime.timedelta; 1 ms to 2^40 ms, "
+           "else tollgate.InvalidArgument, RL_E_INVALID_ARG): until then every "
+           "check of it is denied, whatever its policies. Replaces any block "
+           "the key has. A refund still runs while blocked.")
+      .def("unblock", &Limiter::unblock, py::arg("key"),
+           "unblock(key) -> None\n\n"
+           "Lift `key`'s block (set by block() or by a policy's block) and "
+           "forget its strike counts. Unblocking a key that is not blocked "
+           "succeeds.")
       .def("ping", &Limiter::ping,
            "One round trip to the store; returns the round-trip time in "
            "seconds (0.0 for the memory store). Raises the precise error "

@@ -73,11 +73,15 @@ class Policy:
         burst: Optional[int] = None,
         *,
         name: Optional[str] = None,
+        block: Optional[Period] = None,
+        strikes: Optional[int] = None,
+        strikes_period: Optional[Period] = None,
     ) -> None: ...
     @staticmethod
     def parse(text: str) -> "Policy":
         """A policy from the library's text syntax, e.g. "100/h",
-        "10/s burst=20", "5000/d sliding_window" or "100/h name=hourly"."""
+        "10/s burst=20", "5000/d sliding_window", "100/h name=hourly" or
+        "5/m block=15m strikes=3/h"."""
     @property
     def limit(self) -> int: ...
     @property
@@ -92,11 +96,31 @@ class Policy:
     @property
     def name(self) -> Optional[str]:
         """The policy's identity under a key, or None (known by its position)."""
+    @property
+    def block(self) -> Optional[float]:
+        """Seconds a denial by this policy blocks the key, or None."""
+    @property
+    def block_ms(self) -> Optional[int]: ...
+    @property
+    def strikes(self) -> Optional[int]:
+        """The denial within one strikes_period that starts the block, or None (the first)."""
+    @property
+    def strikes_period(self) -> Optional[float]:
+        """The window strikes are counted in, in seconds, or None."""
+    @property
+    def strikes_period_ms(self) -> Optional[int]: ...
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
-    def __getstate__(self) -> Tuple[int, int, str, int, Optional[str]]: ...
-    def __setstate__(self, state: Tuple[int, int, str, int, Optional[str]]) -> None: ...
+    def __getstate__(self) -> Tuple[int, int, str, int, Optional[str], int, int, int]: ...
+    def __setstate__(
+        self,
+        state: Union[
+            Tuple[int, int, str, int],
+            Tuple[int, int, str, int, Optional[str]],
+            Tuple[int, int, str, int, Optional[str], int, int, int],
+        ],
+    ) -> None: ...
 
 class Decision:
     """The answer to a check. Immutable; bool(decision) is decision.allowed."""
@@ -171,6 +195,8 @@ class Limiter:
         self, key: Key, *policies: Policy, amount: int = 1
     ) -> Decision: ...
     def reset(self, key: Key) -> None: ...
+    def block(self, key: Key, duration: Period) -> None: ...
+    def unblock(self, key: Key) -> None: ...
     def ping(self) -> float: ...
     def health(self) -> HealthInfo: ...
     def keys(
