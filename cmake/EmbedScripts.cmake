@@ -11,11 +11,11 @@
 # needlessly.
 #
 # The generated file defines, in namespace tollgate::redis::detail,
-# kProductionScripts[8] and (PINNED only) kPinnedScripts[8], each in the order
+# kProductionScripts[9] and (PINNED only) kPinnedScripts[9], each in the order
 # gcra, token_bucket, fixed_window, sliding_window, multi, batch,
 # batch_cluster (the batch script for one cluster node: a first line that
 # lets its keys lie in several slots, the keys in ARGV, each check guarded),
-# block (rl_block);
+# block (rl_block), many (rl_check_keys);
 # scripts.cpp declares them. tests/redis_scripts_check.py parses the same file.
 
 set(_TOLLGATE_LUA_DELIM "tollgate_lua")
@@ -25,6 +25,9 @@ function(_tollgate_compose_script out_body lua_dir prelude name)
   set(body "")
   if(name STREQUAL "block")
     set(parts ${prelude} helpers block block_cmd)
+    set(tail "")
+  elseif(name STREQUAL "many")
+    set(parts ${prelude} helpers ${algorithms} block check many)
     set(tail "")
   elseif(name STREQUAL "batch_cluster")
     # The batch script for a Redis Cluster node: its checks' keys lie in
@@ -64,9 +67,9 @@ endfunction()
 
 # Appends the C++ array `array` holding the seven scripts with `prelude`.
 function(_tollgate_emit_array out_text lua_dir prelude array)
-  set(text "extern const Script ${array}[8];\nconst Script ${array}[8] = {\n")
+  set(text "extern const Script ${array}[9];\nconst Script ${array}[9] = {\n")
   foreach(name gcra token_bucket fixed_window sliding_window multi batch
-               batch_cluster block)
+               batch_cluster block many)
     _tollgate_compose_script(body "${lua_dir}" ${prelude} ${name})
     string(SHA1 sha "${body}")
     string(APPEND text
@@ -82,7 +85,7 @@ function(tollgate_embed_scripts)
   cmake_parse_arguments(ARG "" "OUTPUT;LUA_DIR;PINNED" "" ${ARGN})
   set(parts prelude_production prelude_pinned helpers gcra token_bucket
             fixed_window sliding_window single check multi batch batch_keys
-            batch_cluster_keys block block_cmd)
+            batch_cluster_keys block block_cmd many)
   foreach(part IN LISTS parts)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
                  "${ARG_LUA_DIR}/${part}.lua")

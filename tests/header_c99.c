@@ -86,6 +86,12 @@ int tollgate_header_c99_uses_everything(void) {
       rl_options_set;
   int (*p_reset)(rl_limiter *, const char *, size_t) = rl_reset;
   int (*p_block)(rl_limiter *, const char *, size_t, int64_t) = rl_block;
+  int (*p_check_keys)(rl_limiter *, rl_decision *, const char *const *,
+                      const size_t *, size_t, rl_policy *const *,
+                      const size_t *, int64_t) = rl_check_keys;
+  int (*p_check_keys_async)(rl_limiter *, const char *const *, const size_t *,
+                            size_t, rl_policy *const *, const size_t *, int64_t,
+                            rl_check_cb, void *) = rl_check_keys_async;
   int (*p_unblock)(rl_limiter *, const char *, size_t) = rl_unblock;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
@@ -112,6 +118,7 @@ int tollgate_header_c99_uses_everything(void) {
          (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
          (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
          (p_check_async != NULL) + (p_reset != NULL) + (p_block != NULL) +
+         (p_check_keys != NULL) + (p_check_keys_async != NULL) + RL_MAX_KEYS +
          (p_unblock != NULL) + (p_health != NULL) + (options.clock != NULL) +
          (sizeof(RL_VERSION_STRING) > 1) + (p_policy_create != NULL) +
          (p_policy_parse != NULL) + (p_period_parse != NULL) +

@@ -431,6 +431,37 @@ RL_API int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
  * block's time left). Blocking. Thread-safe. */
 RL_API int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len);
 
+/* The most keys one rl_check_keys takes. */
+#define RL_MAX_KEYS 8
+
+/* Several keys in one decision, all or nothing: check `n_keys` (1 ..
+ * RL_MAX_KEYS) distinct keys, key j (keys[j], key_lens[j] bytes) against
+ * its n_policies[j] (>= 1) policies, and charge `cost` to every policy of
+ * every key only if every one allows; if any denies, nothing is charged.
+ * `policies` holds every key's policies, key by key (key 0's first), at
+ * most RL_MAX_POLICIES in all; each key's list works as in rl_check (a
+ * policy's identity is its name or its position in that key's list). The
+ * decision reports one policy as rl_check does, and its policy_index
+ * counts the policies key by key (key 1's first policy has index
+ * n_policies[0]). A negative cost is a refund to every key with usage
+ * (RL_E_NOT_FOUND if none had any). A blocked key denies the check. The
+ * Redis store runs one script; on a Redis Cluster the keys must share a
+ * slot (start them with the same {tag}: "{user:1}:global",
+ * "{user:1}:login"), else RL_E_UNSUPPORTED before anything is sent.
+ * Errors as rl_check's, plus RL_E_INVALID_ARG for a key given twice.
+ * Thread-safe. */
+RL_API int rl_check_keys(rl_limiter *limiter, rl_decision *out,
+                         const char *const *keys, const size_t *key_lens,
+                         size_t n_keys, rl_policy *const *policies,
+                         const size_t *n_policies, int64_t cost);
+
+/* rl_check_keys without waiting, as rl_check_async is to rl_check. */
+RL_API int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
+                               const size_t *key_lens, size_t n_keys,
+                               rl_policy *const *policies,
+                               const size_t *n_policies, int64_t cost,
+                               rl_check_cb callback, void *user_data);
+
 /* Forget every policy's state for `key` (the next check starts fresh), its
  * block and its strike counts included.
  * Resetting a key that has no state succeeds. The Redis store deletes every

@@ -181,6 +181,57 @@ Errc prepare(rl_limiter *limiter, const char *key, size_t key_len,
   return rc;
 }
 
+// The pointer-level arguments of rl_check_keys(_async): the pairs, viewing
+// the caller's keys and `converted` (the policies, pair by pair).
+Errc prepare_keys(
+    rl_limiter *limiter, const char *const *keys, const size_t *key_lens,
+    size_t n_keys, rl_policy *const *policies, const size_t *n_policies,
+    tollgate::Policy (&converted)[tollgate::kMaxPoliciesPerCheck],
+    tollgate::Limiter::KeyPolicies (&items)[tollgate::kMaxKeysPerCheck]) {
+  if (limiter == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+  const auto refuse = [&](Errc code, const std::string &message) {
+    limiter->impl->count_error();
+    return tollgate::fail(code, message);
+  };
+  if (n_keys == 0 || n_keys > tollgate::kMaxKeysPerCheck)
+    return refuse(Errc::invalid_arg,
+                  "keys: expected 1 to " + std::to_string(RL_MAX_KEYS) +
+                      " keys, got " + std::to_string(n_keys));
+  if (keys == nullptr || key_lens == nullptr || n_policies == nullptr)
+    return refuse(Errc::invalid_arg,
+                  "keys, key_lens and n_policies: NULL array");
+  size_t total = 0;
+  for (size_t j = 0; j < n_keys; ++j) {
+    if (keys[j] == nullptr && key_lens[j] > 0)
+      return refuse(Errc::key_invalid, "keys[" + std::to_string(j) +
+                                           "]: NULL pointer with non-zero "
+                                           "length");
+    if (n_policies[j] == 0 || n_policies[j] > tollgate::kMaxPoliciesPerCheck ||
+        total + n_policies[j] > tollgate::kMaxPoliciesPerCheck)
+      return refuse(Errc::invalid_arg,
+                    "n_policies: each pair has 1 or more policies and all "
+                    "the pairs at most " +
+                        std::to_string(RL_MAX_POLICIES));
+    total += n_policies[j];
+  }
+  if (policies == nullptr)
+    return refuse(Errc::invalid_arg, "policies: NULL array");
+  size_t at = 0;
+  for (size_t j = 0; j < n_keys; ++j) {
+    for (size_t i = 0; i < n_policies[j]; ++i, ++at) {
+      if (policies[at] == nullptr) [[unlikely]]
+        return refuse(Errc::invalid_arg, "policies[" + std::to_string(at) +
+                                             "]: NULL policy handle");
+      converted[at] = policies[at]->compiled;
+    }
+    items[j].key = std::string_view(keys[j] ? keys[j] : "", key_lens[j]);
+    items[j].policies = std::span<const tollgate::Policy>(
+        converted + at - n_policies[j], n_policies[j]);
+  }
+  return Errc::ok;
+}
+
 // Carries an async check's user callback to the completion.
 struct AsyncCall {
   rl_check_cb callback;
@@ -670,6 +721,57 @@ int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
         std::span<const tollgate::Policy>(converted, n_policies), cost,
         async_done, call.get());
     // On success the completion owns (and frees) the call.
+    if (rc == Errc::ok) call.release();
+    return rc;
+  });
+}
+
+int rl_check_keys(rl_limiter *limiter, rl_decision *out,
+                  const char *const *keys, const size_t *key_lens,
+                  size_t n_keys, rl_policy *const *policies,
+                  const size_t *n_policies, int64_t cost) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr) {
+      if (limiter) limiter->impl->count_error();
+      return tollgate::fail(Errc::invalid_arg, "out: NULL decision pointer");
+    }
+    Errc rc = check_version(out->version, RL_DECISION_VERSION, "rl_decision");
+    if (rc != Errc::ok) {
+      if (limiter) limiter->impl->count_error();
+      return rc;
+    }
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    tollgate::Limiter::KeyPolicies items[tollgate::kMaxKeysPerCheck];
+    rc = prepare_keys(limiter, keys, key_lens, n_keys, policies, n_policies,
+                      converted, items);
+    if (rc != Errc::ok) return rc;
+    tollgate::Decision d;
+    rc = limiter->impl->check_keys(
+        std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
+        d);
+    if (rc == Errc::ok) fill(*out, d);
+    return rc;
+  });
+}
+
+int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
+                        const size_t *key_lens, size_t n_keys,
+                        rl_policy *const *policies, const size_t *n_policies,
+                        int64_t cost, rl_check_cb callback, void *user_data) {
+  return guarded([&]() -> Errc {
+    if (callback == nullptr) {
+      if (limiter) limiter->impl->count_error();
+      return tollgate::fail(Errc::invalid_arg, "callback: NULL");
+    }
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    tollgate::Limiter::KeyPolicies items[tollgate::kMaxKeysPerCheck];
+    Errc rc = prepare_keys(limiter, keys, key_lens, n_keys, policies,
+                           n_policies, converted, items);
+    if (rc != Errc::ok) return rc;
+    auto call = std::make_unique<AsyncCall>(AsyncCall{callback, user_data});
+    rc = limiter->impl->check_keys_async(
+        std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
+        async_done, call.get());
     if (rc == Errc::ok) call.release();
     return rc;
   });

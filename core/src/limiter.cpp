@@ -76,6 +76,22 @@ Decision reported(std::span<const Policy> policies, const Outcome *o,
   return d;
 }
 
+// A policy as one of n servers enforces it alone (RL_FAIL_LOCAL): limit
+// and burst divided by n, the name and the block kept (local state has the
+// same identities).
+Policy local_share(const Policy &p, int64_t n) {
+  const int64_t limit = std::max<int64_t>(1, p.limit / n);
+  const int64_t burst = p.burst ? std::max<int64_t>(1, p.burst / n) : 0;
+  Policy out;
+  if (make_policy(static_cast<int32_t>(p.algorithm), limit, p.period_ms, burst,
+                  0, out) != Errc::ok ||
+      set_policy_name(out, policy_name(p)) != Errc::ok ||
+      set_policy_block(out, p.block_us / 1000, p.strikes,
+                       p.strike_period_us / 1000) != Errc::ok)
+    out = p;
+  return out;
+}
+
 uint64_t policy_signature(std::span<const Policy> policies) {
   uint64_t h = 0x7461676c6c6f74ULL;
   for (const Policy &p : policies) h = hash_mix(h ^ p.id);
@@ -355,20 +371,9 @@ Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
   }
   bump(c.local_fallback);
   // Each of N servers allows limit / N while the shared store is away.
-  const int64_t n = settings_->local_divisor;
   Policy scaled[kMaxPoliciesPerCheck];
-  for (size_t i = 0; i < policies.size(); ++i) {
-    const Policy &p = policies[i];
-    const int64_t limit = std::max<int64_t>(1, p.limit / n);
-    const int64_t burst = p.burst ? std::max<int64_t>(1, p.burst / n) : 0;
-    // The scaled policy keeps the name: local state has the same identities.
-    if (make_policy(static_cast<int32_t>(p.algorithm), limit, p.period_ms,
-                    burst, 0, scaled[i]) != Errc::ok ||
-        set_policy_name(scaled[i], policy_name(p)) != Errc::ok ||
-        set_policy_block(scaled[i], p.block_us / 1000, p.strikes,
-                         p.strike_period_us / 1000) != Errc::ok)
-      scaled[i] = p;
-  }
+  for (size_t i = 0; i < policies.size(); ++i)
+    scaled[i] = local_share(policies[i], settings_->local_divisor);
   Outcome outcomes[kMaxPoliciesPerCheck];
   bool allowed;
   try {
@@ -414,12 +419,31 @@ void Limiter::finish_redis(std::string_view key,
 // thread after the caller's buffers are gone.
 struct RedisCheck {
   Limiter *lim;
-  std::string key;
+  std::string key;  // several keys: all of them, back to back
   Policy policies[kMaxPoliciesPerCheck];
   size_t n;
   int64_t cost;
   CheckCallback cb;
   void *user;
+  // Several keys (m >= 1; 0 for one key): pair j is the bytes of `key` up
+  // to key_end[j] (from key_end[j - 1]) with counts[j] of `policies`.
+  size_t m;
+  uint32_t key_end[kMaxKeysPerCheck];
+  uint8_t counts[kMaxKeysPerCheck];
+
+  // The pairs, viewing this object's storage.
+  std::span<const Limiter::KeyPolicies> items(
+      Limiter::KeyPolicies (&out)[kMaxKeysPerCheck]) const {
+    uint32_t from = 0;
+    size_t at = 0;
+    for (size_t j = 0; j < m; ++j) {
+      out[j].key = std::string_view(key).substr(from, key_end[j] - from);
+      out[j].policies = std::span<const Policy>(policies + at, counts[j]);
+      from = key_end[j];
+      at += counts[j];
+    }
+    return {out, m};
+  }
 
   // Gives the object back to its limiter's stash when done.
   struct Release {
@@ -428,6 +452,10 @@ struct RedisCheck {
 
   static void done(void *ctx, redis::StoreCheck &r) {
     std::unique_ptr<RedisCheck, Release> self(static_cast<RedisCheck *>(ctx));
+    if (self->m > 0) {
+      done_keys(*self, r);
+      return;
+    }
     const std::span<const Policy> ps(self->policies, self->n);
     Decision d;
     Errc rc = Errc::ok;
@@ -444,6 +472,24 @@ struct RedisCheck {
       rc = self->lim->fallback(self->key, ps, self->cost, r.code, r.message, d);
     }
     self->cb(self->user, rc, rc == Errc::ok ? &d : nullptr);
+  }
+
+  static void done_keys(RedisCheck &self, redis::StoreCheck &r) {
+    Limiter::KeyPolicies storage[kMaxKeysPerCheck];
+    const std::span<const Limiter::KeyPolicies> items = self.items(storage);
+    Decision d;
+    Errc rc = Errc::ok;
+    if (r.code == Errc::ok && self.cost < 0 && !r.allowed) {
+      self.lim->count_error();
+      rc = nothing_to_refund();
+    } else if (r.code == Errc::ok) {
+      self.lim->finish_redis_keys(items, self.cost, r.allowed, r.outcomes, d);
+    } else if (r.code == Errc::closed) {
+      rc = fail(Errc::closed, r.message);
+    } else {
+      rc = self.lim->fallback_keys(items, self.cost, r.code, r.message, d);
+    }
+    self.cb(self.user, rc, rc == Errc::ok ? &d : nullptr);
   }
 };
 
@@ -506,6 +552,7 @@ Errc Limiter::start_check(std::string_view key,
   ctx->key.assign(key.data(), key.size());
   std::copy(policies.begin(), policies.end(), ctx->policies);
   ctx->n = policies.size();
+  ctx->m = 0;
   ctx->cost = cost;
   ctx->cb = cb;
   ctx->user = user;
@@ -573,6 +620,250 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
                     "timeout: no answer from the store's I/O thread before "
                     "the deadline",
                     out);
+  }
+  if (s->code != Errc::ok) return fail(s->code, s->message);
+  out = s->d;
+  return Errc::ok;
+}
+
+// ---- several keys in one decision ------------------------------------------
+
+Errc Limiter::validate_keys(std::span<const KeyPolicies> items, int64_t cost) {
+  if (items.empty() || items.size() > kMaxKeysPerCheck) {
+    count_error();
+    return fail(Errc::invalid_arg,
+                "keys: expected 1 to " + std::to_string(kMaxKeysPerCheck) +
+                    " keys, got " + std::to_string(items.size()));
+  }
+  size_t total = 0;
+  for (size_t j = 0; j < items.size(); ++j) {
+    const Errc rc = validate(items[j].key, items[j].policies, cost);
+    if (rc != Errc::ok)
+      return fail(rc,
+                  "keys[" + std::to_string(j) + "]: " + last_error_message());
+    total += items[j].policies.size();
+    for (size_t i = 0; i < j; ++i)
+      if (items[i].key == items[j].key) {
+        count_error();
+        return fail(Errc::invalid_arg,
+                    "keys: key " + std::to_string(j) + " repeats key " +
+                        std::to_string(i) +
+                        " (give one key all its policies in one pair)");
+      }
+  }
+  if (total > kMaxPoliciesPerCheck) {
+    count_error();
+    return fail(Errc::invalid_arg,
+                "policies: at most " + std::to_string(kMaxPoliciesPerCheck) +
+                    " in all the pairs, got " + std::to_string(total));
+  }
+  return Errc::ok;
+}
+
+namespace {
+// The pairs' policies, pair by pair (a decision's policy_index counts them
+// so). Returns how many.
+size_t flatten(std::span<const Limiter::KeyPolicies> items, Policy *out) {
+  size_t n = 0;
+  for (const Limiter::KeyPolicies &it : items)
+    for (const Policy &p : it.policies) out[n++] = p;
+  return n;
+}
+}  // namespace
+
+void Limiter::finish_redis_keys(std::span<const KeyPolicies> items,
+                                int64_t cost, bool allowed,
+                                const void *outcomes_raw, Decision &out) {
+  Policy flat[kMaxPoliciesPerCheck];
+  const size_t n = flatten(items, flat);
+  const auto *outcomes = static_cast<const Outcome *>(outcomes_raw);
+  out = reported(std::span<const Policy>(flat, n), outcomes, allowed);
+  CounterStripe &c = stripe();
+  bump(c.checks);
+  bump(allowed ? c.allowed : c.denied);
+  if (allowed || !deny_cache_ || out.retry_after_us <= 0) return;
+  // The reported pair's denial holds for that pair alone, in any check of
+  // it: cached under its key and policies, with its own policy index.
+  size_t first = 0;
+  for (const KeyPolicies &it : items) {
+    if (out.policy_index < first + it.policies.size()) {
+      const int64_t now_ns = redis::monotonic_ns();
+      CachedDenial d;
+      d.until_ns = now_ns + out.retry_after_us * 1000;
+      d.cost = cost == 0 ? 1 : cost;
+      d.limit = out.limit;
+      d.remaining = out.remaining;
+      d.reset_at_ns = now_ns + out.reset_after_us * 1000;
+      d.policy_index = static_cast<uint32_t>(out.policy_index - first);
+      deny_cache_->insert(it.key, policy_signature(it.policies), d, now_ns);
+      return;
+    }
+    first += it.policies.size();
+  }
+}
+
+Errc Limiter::fallback_keys(std::span<const KeyPolicies> items, int64_t cost,
+                            Errc code, const std::string &message,
+                            Decision &out) {
+  Policy flat[kMaxPoliciesPerCheck];
+  const size_t n = flatten(items, flat);
+  if (settings_->failure_mode != redis::FailureMode::local)
+    return fallback(items[0].key, std::span<const Policy>(flat, n), cost, code,
+                    message, out);
+  CounterStripe &c = stripe();
+  bump(c.store_errors);
+  bump(c.local_fallback);
+  Policy scaled[kMaxPoliciesPerCheck];
+  KeyPolicies local_items[kMaxKeysPerCheck];
+  size_t at = 0;
+  for (size_t j = 0; j < items.size(); ++j) {
+    for (size_t i = 0; i < items[j].policies.size(); ++i)
+      scaled[at + i] =
+          local_share(items[j].policies[i], settings_->local_divisor);
+    local_items[j].key = items[j].key;
+    local_items[j].policies =
+        std::span<const Policy>(scaled + at, items[j].policies.size());
+    at += items[j].policies.size();
+  }
+  Outcome outcomes[kMaxPoliciesPerCheck];
+  bool allowed;
+  try {
+    allowed = local_->check_many(
+        std::span<const KeyPolicies>(local_items, items.size()), realtime_us(),
+        cost, outcomes);
+  } catch (const std::bad_alloc &) {
+    bump(c.errors);
+    return fail(Errc::nomem, "local fallback: out of memory");
+  }
+  if (cost < 0) allowed = true;
+  out = reported(std::span<const Policy>(scaled, n), outcomes, allowed);
+  out.source = Source::local;
+  return Errc::ok;
+}
+
+Errc Limiter::check_keys_async(std::span<const KeyPolicies> items, int64_t cost,
+                               CheckCallback cb, void *user) {
+  return start_check_keys(items, cost, cb, user, false);
+}
+
+Errc Limiter::start_check_keys(std::span<const KeyPolicies> items, int64_t cost,
+                               CheckCallback cb, void *user, bool blocking) {
+  Errc rc = validate_keys(items, cost);
+  if (rc != Errc::ok) return rc;
+  Decision d;
+  if (memory_) {
+    rc = check_keys(items, cost, d);
+    if (rc != Errc::ok) return rc;
+    cb(user, Errc::ok, &d);
+    return Errc::ok;
+  }
+  if (!redis_->same_slot(items)) {
+    count_error();
+    return fail(Errc::unsupported,
+                "keys: on a Redis Cluster the keys of one check must share a "
+                "slot: start them with the same {tag}, as in "
+                "\"{user:1}:global\" and \"{user:1}:login\"");
+  }
+  int64_t t = 0;
+  if (clock_) {
+    rc = now(t);
+    if (rc != Errc::ok) return rc;
+  }
+  if (deny_cache_) {
+    const int64_t now_ns = redis::monotonic_ns();
+    size_t first = 0;
+    for (const KeyPolicies &it : items) {
+      const uint64_t sig = policy_signature(it.policies);
+      CachedDenial hit;
+      if (cost < 0) {
+        deny_cache_->erase(it.key, sig);
+      } else if (deny_cache_->lookup(it.key, sig, cost, now_ns, hit)) {
+        // One pair denies: the whole check is denied, from the cache.
+        CounterStripe &c = stripe();
+        bump(c.checks);
+        bump(c.denied);
+        bump(c.deny_cache_hits);
+        d.allowed = false;
+        d.limit = hit.limit;
+        d.remaining = hit.remaining;
+        d.retry_after_us =
+            std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
+        d.reset_after_us =
+            std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
+        d.source = Source::deny_cache;
+        d.policy_index = static_cast<uint32_t>(first + hit.policy_index);
+        cb(user, Errc::ok, &d);
+        return Errc::ok;
+      }
+      first += it.policies.size();
+    }
+  }
+  std::unique_ptr<RedisCheck, RedisCheck::Release> ctx(redis_checks_->take());
+  ctx->lim = this;
+  ctx->key.clear();
+  ctx->n = 0;
+  ctx->m = items.size();
+  for (size_t j = 0; j < items.size(); ++j) {
+    ctx->key.append(items[j].key);
+    ctx->key_end[j] = static_cast<uint32_t>(ctx->key.size());
+    ctx->counts[j] = static_cast<uint8_t>(items[j].policies.size());
+    for (const Policy &p : items[j].policies) ctx->policies[ctx->n++] = p;
+  }
+  ctx->cost = cost;
+  ctx->cb = cb;
+  ctx->user = user;
+  const int64_t deadline =
+      redis::monotonic_ns() +
+      static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  redis_->check_many(items, cost, t, deadline, &RedisCheck::done, ctx.release(),
+                     blocking);
+  return Errc::ok;
+}
+
+Errc Limiter::check_keys(std::span<const KeyPolicies> items, int64_t cost,
+                         Decision &out) {
+  if (memory_) {
+    Errc rc = validate_keys(items, cost);
+    if (rc != Errc::ok) return rc;
+    int64_t t = 0;
+    rc = now(t);
+    if (rc != Errc::ok) return rc;
+    alignas(Outcome) std::byte storage[sizeof(Outcome) * kMaxPoliciesPerCheck];
+    Outcome *outcomes = reinterpret_cast<Outcome *>(storage);
+    bool allowed;
+    try {
+      allowed = memory_->check_many(items, t, cost, outcomes);
+    } catch (const std::bad_alloc &) {
+      count_error();
+      return fail(Errc::nomem, "memory store: out of memory");
+    }
+    if (cost < 0 && !allowed) {
+      count_error();
+      return nothing_to_refund();
+    }
+    Policy flat[kMaxPoliciesPerCheck];
+    const size_t n = flatten(items, flat);
+    report_into(out, std::span<const Policy>(flat, n), outcomes, allowed);
+    return Errc::ok;
+  }
+  auto s = std::make_shared<SyncDecision>();
+  auto *holder = new std::shared_ptr<SyncDecision>(s);
+  Errc rc = start_check_keys(items, cost, sync_decision_done, holder,
+                             /*blocking=*/true);
+  if (rc != Errc::ok) {
+    delete holder;
+    return rc;
+  }
+  std::unique_lock<std::mutex> lock(s->mu);
+  const bool answered = s->cv.wait_for(
+      lock, std::chrono::milliseconds(settings_->timeout_ms + kSyncSlackMs),
+      [&] { return s->done; });
+  if (!answered) {
+    lock.unlock();
+    return fallback_keys(items, cost, Errc::timeout,
+                         "timeout: no answer from the store's I/O thread "
+                         "before the deadline",
+                         out);
   }
   if (s->code != Errc::ok) return fail(s->code, s->message);
   out = s->d;

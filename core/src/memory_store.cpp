@@ -708,8 +708,22 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     return false;
   }
 
-  // Commit: every allocation happens before the first state is written, so
-  // a bad_alloc leaves the key as it was.
+  commit(s, e, h, key, policies, now, outcomes, missing);
+  return true;
+}
+
+void MemoryStore::commit(Shard &s, void *entry, uint64_t h,
+                         std::string_view key, std::span<const Policy> policies,
+                         int64_t now, const Outcome *outcomes,
+                         uint32_t missing) {
+  auto *e = static_cast<Entry *>(entry);
+  if (missing == UINT32_MAX) {
+    missing = 0;
+    for (size_t i = 0; i < policies.size(); ++i)
+      if (!e || find_slot(*e, slot_id(policies[i], i)) < 0) ++missing;
+  }
+  // Every allocation happens before the first state is written, so a
+  // bad_alloc leaves the key as it was.
   if (!e) e = static_cast<Entry *>(add_key(s, h, key, now));
   try {
     reserve_slots(*e, missing);
@@ -723,6 +737,122 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     Slot &slot = slot_for(*e, slot_id(policies[i], i), policies);
     slot.state = o.next;
     slot.expires_at = o.expires_at_us;
+  }
+}
+
+bool MemoryStore::check_many(std::span<const KeyPolicies> items, int64_t now,
+                             int64_t cost, Outcome *outcomes) {
+  const size_t m = items.size();
+  if (m == 0 || m > kMaxKeysPerCheck)
+    throw std::length_error("memory store: 1 to 8 keys per check");
+  uint64_t hashes[kMaxKeysPerCheck];
+  uint32_t shard_of[kMaxKeysPerCheck];
+  uint32_t order[kMaxKeysPerCheck];
+  for (size_t j = 0; j < m; ++j) {
+    if (items[j].key.size() >= kMaxKeyLen)
+      throw std::length_error("memory store: key too long");
+    hashes[j] = hash_bytes(items[j].key, seed_);
+    shard_of[j] = static_cast<uint32_t>(&shard_for(hashes[j]) - &shards_[0]);
+    order[j] = shard_of[j];
+  }
+  // Every shard involved, locked in ascending order (no deadlock with
+  // another check of several keys), so the decision is atomic.
+  std::sort(order, order + m);
+  const size_t locked =
+      static_cast<size_t>(std::unique(order, order + m) - order);
+  for (size_t i = 0; i < locked; ++i) {
+    Shard &s = shards_[order[i]];
+    s.mu.lock();
+    ++s.clock;
+  }
+  struct Unlock {
+    MemoryStore *store;
+    const uint32_t *order;
+    size_t n;
+    ~Unlock() {
+      for (size_t i = n; i-- > 0;) store->shards_[order[i]].mu.unlock();
+    }
+  } unlock{this, order, locked};
+  Shard &counted = shards_[shard_of[0]];
+  ++counted.checks;
+  const auto shard = [&](size_t j) -> Shard & { return shards_[shard_of[j]]; };
+  const auto find = [&](size_t j) {
+    return shard(j).find(hashes[j], items[j].key);
+  };
+
+  // Phase one: every pair decides on its own; nothing is written.
+  bool all = true;
+  bool blocked[kMaxKeysPerCheck] = {};
+  size_t off = 0;
+  for (size_t j = 0; j < m; ++j) {
+    const std::span<const Policy> ps = items[j].policies;
+    Outcome *o = outcomes + off;
+    off += ps.size();
+    Entry *e = find(j);
+    if (e) e->last_used = shard(j).clock;
+    int64_t until = 0;
+    if (e && cost >= 0) {
+      const int b = find_slot(*e, kBlockSlot);
+      if (b >= 0) until = e->slot(static_cast<uint32_t>(b)).state.a;
+    }
+    for (size_t i = 0; i < ps.size(); ++i) {
+      const int slot = e ? find_slot(*e, slot_id(ps[i], i)) : -1;
+      const State *st =
+          slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
+      ::new (static_cast<void *>(&o[i]))
+          Outcome(evaluate(ps[i], st, now, cost));
+      if (until > now) deny_blocked(o[i], ps[i], st, now, until);
+      all = all && o[i].allowed;
+    }
+    blocked[j] = until > now;
+  }
+  if (cost < 0) {
+    // A refund: each pair gives back what it can; true if any could.
+    bool any = false;
+    for (size_t i = 0; i < off; ++i) any = any || outcomes[i].write;
+    if (!any) return false;
+    ++counted.allowed;
+    off = 0;
+    for (size_t j = 0; j < m; ++j) {
+      commit(shard(j), find(j), hashes[j], items[j].key, items[j].policies, now,
+             outcomes + off, UINT32_MAX);
+      off += items[j].policies.size();
+    }
+    return true;
+  }
+  if (all) ++counted.allowed;
+  if (cost == 0) return all;
+  off = 0;
+  if (!all) {
+    // Nothing is charged anywhere: policies that would have allowed report
+    // their state as it stays; each pair's denials count their strikes.
+    for (size_t j = 0; j < m; ++j) {
+      const std::span<const Policy> ps = items[j].policies;
+      Outcome *o = outcomes + off;
+      off += ps.size();
+      if (blocked[j]) continue;
+      Entry *e = find(j);
+      for (size_t i = 0; i < ps.size(); ++i) {
+        if (!o[i].allowed) continue;
+        const int slot = e ? find_slot(*e, slot_id(ps[i], i)) : -1;
+        const State *st =
+            slot >= 0 ? &e->slot(static_cast<uint32_t>(slot)).state : nullptr;
+        const Outcome now_state = evaluate(ps[i], st, now, 0);
+        o[i].write = false;
+        o[i].remaining = now_state.remaining;
+        o[i].reset_after_us = now_state.reset_after_us;
+      }
+      strike(shard(j), e, hashes[j], items[j].key, ps, now, o);
+    }
+    return false;
+  }
+  // Phase two: every pair is written. Each entry is looked up again: an
+  // insert for one pair may grow (move) or evict in a shard another pair
+  // shares. A bad_alloc part-way leaves the pairs before it written.
+  for (size_t j = 0; j < m; ++j) {
+    commit(shard(j), find(j), hashes[j], items[j].key, items[j].policies, now,
+           outcomes + off, UINT32_MAX);
+    off += items[j].policies.size();
   }
   return true;
 }

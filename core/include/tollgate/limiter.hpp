@@ -30,6 +30,7 @@ class DenyCache;
 struct RedisCheck;
 
 inline constexpr size_t kMaxPoliciesPerCheck = 16;
+inline constexpr size_t kMaxKeysPerCheck = MemoryStore::kMaxKeysPerCheck;
 inline constexpr uint32_t kDefaultMaxKeyLen = 512;
 inline constexpr uint32_t kMaxMaxKeyLen = 65536;
 inline constexpr uint64_t kDefaultMaxKeys = 1000000;
@@ -141,6 +142,18 @@ class Limiter {
   Errc check_async(std::string_view key, std::span<const Policy> policies,
                    int64_t cost, CheckCallback cb, void *user);
 
+  // Several (key, policies) pairs in one decision, all or nothing: nothing
+  // is charged unless every policy of every pair allows. The decision's
+  // policy_index counts the policies pair by pair (the second pair's first
+  // policy follows the first pair's last). 1 to kMaxKeysPerCheck distinct
+  // keys, at most kMaxPoliciesPerCheck policies in all. On a Redis Cluster
+  // the pairs must share a slot (unsupported otherwise).
+  using KeyPolicies = MemoryStore::KeyPolicies;
+  Errc check_keys(std::span<const KeyPolicies> items, int64_t cost,
+                  Decision &out);
+  Errc check_keys_async(std::span<const KeyPolicies> items, int64_t cost,
+                        CheckCallback cb, void *user);
+
   Errc reset(std::string_view key);
   // Blocks `key` for duration_ms (1 .. 2^40): every check of it is denied
   // until then, whatever its policies (docs/algorithms.md, "Blocks").
@@ -158,6 +171,14 @@ class Limiter {
   // Redis check may run on its thread (redis::Transport::Mode::blocking).
   Errc start_check(std::string_view key, std::span<const Policy> policies,
                    int64_t cost, CheckCallback cb, void *user, bool blocking);
+  Errc start_check_keys(std::span<const KeyPolicies> items, int64_t cost,
+                        CheckCallback cb, void *user, bool blocking);
+  Errc validate_keys(std::span<const KeyPolicies> items, int64_t cost);
+  // Several keys: the store's outcomes (pair by pair) to a decision.
+  void finish_redis_keys(std::span<const KeyPolicies> items, int64_t cost,
+                         bool allowed, const void *outcomes, Decision &out);
+  Errc fallback_keys(std::span<const KeyPolicies> items, int64_t cost,
+                     Errc code, const std::string &message, Decision &out);
 
  public:
   Health health() const;

@@ -53,6 +53,22 @@ class MemoryStore {
   bool check(std::string_view key, std::span<const Policy> policies,
              int64_t now, int64_t cost, Outcome *outcomes);
 
+  // One key and its policies, for check_many.
+  struct KeyPolicies {
+    std::string_view key;
+    std::span<const Policy> policies;
+  };
+  static constexpr size_t kMaxKeysPerCheck = 8;
+
+  // Several keys in one decision: every pair's policies are evaluated
+  // under the locks of all their shards; the states are written only if
+  // every policy of every pair allows (cost >= 1). A refund gives back to
+  // every pair what it can. `outcomes` holds one entry per policy, pair by
+  // pair. A blocked key denies the whole check. The keys must differ.
+  // Returns true if every policy allowed (a refund: if any gave back).
+  bool check_many(std::span<const KeyPolicies> items, int64_t now, int64_t cost,
+                  Outcome *outcomes);
+
   // Drops all state for `key` (blocks and strikes included). Returns true
   // if the key was present.
   bool reset(std::string_view key);
@@ -77,6 +93,12 @@ class MemoryStore {
   // Adds `key` (absent, hash h) to locked shard `s`, counted against the
   // bound (evicting if need be); returns its Entry. Throws std::bad_alloc.
   void *add_key(Shard &s, uint64_t h, std::string_view key, int64_t now);
+  // Writes the allowed (or refunded) outcomes of `key` (locked shard;
+  // `entry` its Entry or nullptr), adding the key and its slots first.
+  // `missing`: slots to add, or UINT32_MAX to count them here.
+  void commit(Shard &s, void *entry, uint64_t h, std::string_view key,
+              std::span<const Policy> policies, int64_t now,
+              const Outcome *outcomes, uint32_t missing);
   // After a denial (locked shard): counts the strikes of denying policies
   // with a block and blocks the key if one is due, adjusting `outcomes`.
   // `entry` is the key's Entry or nullptr.

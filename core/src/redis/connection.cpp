@@ -149,12 +149,6 @@ void Connection::start_hello(int64_t now) {
   // tells the server's version.
   send_internal({"INFO", "server"}, Kind::info, now);
   ++handshake_left_;
-  // SCRIPT LOAD once per connection; EVALSHA after. (A later NOSCRIPT,
-  // e.g. after SCRIPT FLUSH, is answered by the store with EVAL.)
-  for (const std::string &body : shared_.preload) {
-    send_internal({"SCRIPT", "LOAD", body}, Kind::load, now);
-    ++handshake_left_;
-  }
 }
 
 void Connection::became_ready(int64_t now) {
@@ -426,6 +420,15 @@ bool Connection::handshake_reply(const InFlight &f, const Reply &reply,
     if (pos != std::string::npos) {
       const auto end = text.find_first_of("\r\n", pos);
       owner_.conn_version(text.substr(pos + 14, end - pos - 14));
+    }
+    // The session is authorised: SCRIPT LOAD once per connection; EVALSHA
+    // after. (A later NOSCRIPT, e.g. after SCRIPT FLUSH, is answered by the
+    // store with EVAL.) Not before: a server refuses an unauthenticated
+    // client's bulk over 16 KB by closing the connection, which would hide
+    // its NOAUTH.
+    for (const std::string &body : shared_.preload) {
+      send_internal({"SCRIPT", "LOAD", body}, Kind::load, now);
+      ++handshake_left_;
     }
   }
   if (--handshake_left_ == 0) became_ready(now);

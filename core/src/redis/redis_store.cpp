@@ -94,7 +94,9 @@ struct CheckCtx {
   std::atomic<bool> *cluster_join = nullptr;  // the store's switch
   size_t argc = 0;
   std::string buf;
-  uint32_t off[3 + (1 + kPolicyArgs) * kMaxPolicies + 1];
+  // numkeys, keys, cost, time, m and m counts (many), the policies' values.
+  uint32_t off[4 + MemoryStore::kMaxKeysPerCheck +
+               (1 + kPolicyArgs) * kMaxPolicies + 1];
 
   void push_arg(std::string_view a) {
     buf.append(a);
@@ -492,6 +494,7 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
   preload.emplace_back(multi_script(pinned_clock)->body);
   preload.emplace_back(batch_script(pinned_clock)->body);
   preload.emplace_back(block_script(pinned_clock)->body);
+  preload.emplace_back(many_script(pinned_clock)->body);
   if (settings.topology == TopologyKind::cluster)
     preload.emplace_back(cluster_batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
@@ -650,6 +653,67 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   }
   transport_->submit_joinable(&joiner_for(pinned_, clustered_), c, deadline_ns,
                               on_check_reply, mode, c->slot);
+}
+
+bool RedisStore::same_slot(
+    std::span<const MemoryStore::KeyPolicies> items) const {
+  if (!clustered_) return true;
+  std::string k;
+  int slot = kAnySlot;
+  for (const MemoryStore::KeyPolicies &it : items) {
+    k.clear();
+    append_redis_key(k, it.key, it.policies[0], 0);
+    const int s = hash_slot(k);
+    if (slot != kAnySlot && s != slot) return false;
+    slot = s;
+  }
+  return true;
+}
+
+void RedisStore::check_many(std::span<const MemoryStore::KeyPolicies> items,
+                            int64_t cost, int64_t now_us, int64_t deadline_ns,
+                            CheckDone done, void *ctx, bool blocking) {
+  size_t n = 0;
+  for (const MemoryStore::KeyPolicies &it : items) n += it.policies.size();
+  const Script *script = many_script(pinned_);
+  CheckCtx *c = pool_->take();
+  c->pool = pool_.get();
+  c->retried = false;
+  c->rerouted = true;  // sent alone, through the topology's routing
+  c->cluster_join = &cluster_join_;
+  c->argc = 0;
+  c->buf.clear();
+  c->transport = transport_.get();
+  c->done = done;
+  c->ctx = ctx;
+  c->n = n;
+  c->deadline = deadline_ns;
+  c->script = script;
+  c->off[0] = 0;
+  c->push_int(static_cast<int64_t>(n));
+  for (const MemoryStore::KeyPolicies &it : items)
+    for (size_t i = 0; i < it.policies.size(); ++i) {
+      append_redis_key(c->buf, it.key, it.policies[i], i);
+      c->off[++c->argc] = static_cast<uint32_t>(c->buf.size());
+    }
+  c->slot = clustered_ ? hash_slot(c->key(0)) : kAnySlot;
+  c->push_int(cost);
+  c->push_int(pinned_ ? now_us : 0);
+  c->push_int(static_cast<int64_t>(items.size()));
+  for (const MemoryStore::KeyPolicies &it : items)
+    c->push_int(static_cast<int64_t>(it.policies.size()));
+  for (const MemoryStore::KeyPolicies &it : items)
+    for (const Policy &p : it.policies) {
+      const PolicyText &t = policy_text(p);
+      size_t at = 0;
+      for (size_t v = 0; v < kPolicyArgs; ++v) {
+        c->push_arg(std::string_view(t.args).substr(at, t.len[v]));
+        at += t.len[v];
+      }
+    }
+  transport_->submit(
+      c->command("EVALSHA", script->sha1), deadline_ns, on_check_reply, c,
+      blocking ? Transport::Mode::blocking : Transport::Mode::queued, c->slot);
 }
 
 CallResult RedisStore::call(std::vector<std::string_view> argv,

@@ -7,10 +7,10 @@ namespace detail {
 
 // Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
 // the order gcra, token_bucket, fixed_window, sliding_window, multi, batch,
-// batch_cluster, block: the first four follow the Algorithm enum.
-extern const Script kProductionScripts[8];
+// batch_cluster, block, many: the first four follow the Algorithm enum.
+extern const Script kProductionScripts[9];
 #if defined(TOLLGATE_TESTING)
-extern const Script kPinnedScripts[8];
+extern const Script kPinnedScripts[9];
 #endif
 
 }  // namespace detail
@@ -21,6 +21,7 @@ constexpr size_t kMultiIndex = 4;
 constexpr size_t kBatchIndex = 5;
 constexpr size_t kClusterBatchIndex = 6;
 constexpr size_t kBlockIndex = 7;
+constexpr size_t kManyIndex = 8;
 
 const Script *scripts(bool pinned_clock) {
   if (!pinned_clock) return detail::kProductionScripts;
@@ -59,6 +60,11 @@ const Script *cluster_batch_script(bool pinned_clock) {
 const Script *block_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kBlockIndex] : nullptr;
+}
+
+const Script *many_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kManyIndex] : nullptr;
 }
 
 bool has_pinned_clock_scripts() {

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "tollgate/algorithms.hpp"
+#include "tollgate/memory_store.hpp"
 #include "tollgate/redis/transport.hpp"
 #include "tollgate/redis/url.hpp"
 
@@ -62,6 +63,16 @@ class RedisStore {
   void check(std::string_view key, std::span<const Policy> policies,
              int64_t cost, int64_t now_us, int64_t deadline_ns, CheckDone done,
              void *ctx, bool blocking = false, size_t first_index = 0);
+
+  // Several (key, policies) pairs in one decision (the many script):
+  // outcomes come back pair by pair. On a cluster the pairs must share a
+  // slot (same_slot); the caller checks.
+  void check_many(std::span<const MemoryStore::KeyPolicies> items, int64_t cost,
+                  int64_t now_us, int64_t deadline_ns, CheckDone done,
+                  void *ctx, bool blocking = false);
+  // Whether every pair's keys lie in one cluster slot (always true off a
+  // cluster).
+  bool same_slot(std::span<const MemoryStore::KeyPolicies> items) const;
 
   // Deletes every policy's state of `key` (SCAN for the key's pattern, then
   // DEL). Blocking until `deadline_ns`.

@@ -12,7 +12,7 @@ namespace tollgate::redis {
 
 struct Script {
   std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch",
-                          // "batch_cluster", "block"
+                          // "batch_cluster", "block", "many"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
 };
@@ -33,6 +33,10 @@ const Script *cluster_batch_script(bool pinned_clock);
 
 // rl_block: blocks one key for a duration (docs/redis.md, "Blocks").
 const Script *block_script(bool pinned_clock);
+
+// rl_check_keys: several (key, policies) pairs in one decision, all in one
+// slot (docs/redis.md, "Several keys").
+const Script *many_script(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();

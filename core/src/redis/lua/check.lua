@@ -6,13 +6,22 @@
 -- still runs). Otherwise every policy is evaluated against the state as it
 -- is; the states are written only if every policy allows and cost >= 1
 -- (all or nothing), and a denied charge counts the strikes of the denying
--- policies that have a block. Writes reply[r + 1 ..]: all_allowed, then
--- per policy allowed, remaining, reset_after_us, retry_after_us. Returns
--- the next free index.
-local function run_blocked(keys, k, n, cost, pols, ix, now, reply, r, till)
+-- policies that have a block. Policy i's four reply values (allowed,
+-- remaining, reset_after_us, retry_after_us) go to reply[o + 4(i-1) + 1
+-- .. + 4]. A check runs in two phases, so that several checks can make
+-- one decision (the many script): evaluate_check reads and decides its
+-- own policies, commit_check writes once the whole call's verdict is
+-- known.
+
+local function policy_at(pols, ix, i)
+  if ix then return pols[tonumber(ARGV[ix + i])] end
+  return pols[i]
+end
+
+local function run_blocked(keys, k, n, cost, pols, ix, now, reply, o, till)
   local wait = till - now
   for i = 1, n do
-    local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
+    local p = policy_at(pols, ix, i)
     local key = keys[k + i]
     local _, _, reset_after = p[1](key, now, 0, p[2], p[3], p[4], p[5])
     local allowed, _, _, retry = p[1](key, now, cost, p[2], p[3], p[4], p[5])
@@ -22,23 +31,21 @@ local function run_blocked(keys, k, n, cost, pols, ix, now, reply, r, till)
       retry = wait
     end
     if reset_after < wait then reset_after = wait end
-    local o = r + 1 + (i - 1) * 4
-    reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4] =
+    local b = o + (i - 1) * 4
+    reply[b + 1], reply[b + 2], reply[b + 3], reply[b + 4] =
       0, 0, reset_after, retry
   end
-  reply[r + 1] = 0
-  return r + 1 + 4 * n
 end
 
 -- A denied charge: the strikes of the denying policies with a block, and
 -- the block if one is due (every wait then lasts at least until its end).
-local function run_strikes(keys, k, n, pols, ix, now, reply, r)
+local function run_strikes(keys, k, n, pols, ix, now, reply, o)
   local bkey = block_key(keys[k + 1])
   local till = 0
   for i = 1, n do
-    local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
-    local o = r + 1 + (i - 1) * 4
-    if p[6] > 0 and reply[o + 1] == 0 and reply[o + 4] ~= -1 then
+    local p = policy_at(pols, ix, i)
+    local b = o + (i - 1) * 4
+    if p[6] > 0 and reply[b + 1] == 0 and reply[b + 4] ~= -1 then
       local t = strike(bkey, keys[k + i], p, now)
       if t > till then till = t end
     end
@@ -48,72 +55,83 @@ local function run_strikes(keys, k, n, pols, ix, now, reply, r)
   if till == 0 then return end
   local wait = till - now
   for i = 1, n do
-    local o = r + 1 + (i - 1) * 4
-    reply[o + 2] = 0
-    if reply[o + 3] < wait then reply[o + 3] = wait end
-    if reply[o + 1] == 0 and reply[o + 4] ~= -1 and reply[o + 4] < wait then
-      reply[o + 4] = wait
+    local b = o + (i - 1) * 4
+    reply[b + 2] = 0
+    if reply[b + 3] < wait then reply[b + 3] = wait end
+    if reply[b + 1] == 0 and reply[b + 4] ~= -1 and reply[b + 4] < wait then
+      reply[b + 4] = wait
     end
   end
 end
 
-local function run_check(keys, k, n, cost, pols, ix, now, reply, r)
+-- Phase one: evaluates the check without writing. Returns its record:
+-- ev.all (1: every policy allows), ev.blocked, ev.striking (a denying
+-- policy has a block), and per policy i the new state, its expiry and
+-- whether the expiry is unchanged at ev[3i - 2], ev[3i - 1], ev[3i].
+local function evaluate_check(keys, k, n, cost, pols, ix, now, reply, o)
   if cost >= 0 then
     local till = blocked_until(block_key(keys[k + 1]), now)
     if till > 0 then
-      return run_blocked(keys, k, n, cost, pols, ix, now, reply, r, till)
+      run_blocked(keys, k, n, cost, pols, ix, now, reply, o, till)
+      return {all = 0, blocked = true}
     end
   end
-  local all = 1
-  local striking = false
-  local states, expiries, sames
+  local ev = {all = 1}
   for i = 1, n do
-    local p = ix and pols[tonumber(ARGV[ix + i])] or pols[i]
+    local p = policy_at(pols, ix, i)
     local allowed, remaining, reset_after, retry_after, state, expires_at,
       same = p[1](keys[k + i], now, cost, p[2], p[3], p[4], p[5])
     if allowed == 0 then
-      all = 0
-      if p[6] > 0 then striking = true end
+      ev.all = 0
+      if p[6] > 0 then ev.striking = true end
     end
-    local o = r + 1 + (i - 1) * 4
-    reply[o + 1], reply[o + 2], reply[o + 3], reply[o + 4] =
+    local b = o + (i - 1) * 4
+    reply[b + 1], reply[b + 2], reply[b + 3], reply[b + 4] =
       allowed, remaining, reset_after, retry_after
-    if n == 1 then
-      states, expiries, sames = state, expires_at, same
-    else
-      states = states or {}
-      expiries = expiries or {}
-      sames = sames or {}
-      states[i], expiries[i], sames[i] = state, expires_at, same
-    end
+    ev[3 * i - 2], ev[3 * i - 1], ev[3 * i] = state, expires_at, same
   end
+  return ev
+end
+
+-- Phase two, once the call's verdict `all` is known: an allowed charge
+-- writes every state, a refund every state with usage to give back, a
+-- denied charge counts its strikes. Returns whether a refund gave anything
+-- back.
+local function commit_check(keys, k, n, cost, pols, ix, now, reply, o, ev,
+                            all)
+  if ev.blocked then return false end
   if cost < 0 then
-    -- A refund: every policy with usage gets it back; all_allowed says
-    -- whether any had usage to give back.
-    all = 0
+    local any = false
     for i = 1, n do
-      local state, expires_at, same = states, expiries, sames
-      if n > 1 then state, expires_at, same = states[i], expiries[i], sames[i] end
-      if state then
-        store(keys[k + i], state, expires_at, now, same)
-        all = 1
+      if ev[3 * i - 2] then
+        store(keys[k + i], ev[3 * i - 2], ev[3 * i - 1], now, ev[3 * i])
+        any = true
       end
     end
-    reply[r + 1] = all
-    return r + 1 + 4 * n
+    return any
   end
-  reply[r + 1] = all
-  if striking and cost >= 1 then
-    run_strikes(keys, k, n, pols, ix, now, reply, r)
-  end
-  if all == 1 and cost >= 1 then
-    if n == 1 then
-      store(keys[k + 1], states, expiries, now, sames)
-    else
-      for i = 1, n do
-        store(keys[k + i], states[i], expiries[i], now, sames[i])
-      end
+  if cost < 1 then return false end
+  if all == 1 then
+    for i = 1, n do
+      store(keys[k + i], ev[3 * i - 2], ev[3 * i - 1], now, ev[3 * i])
     end
+  elseif ev.striking then
+    run_strikes(keys, k, n, pols, ix, now, reply, o)
+  end
+  return false
+end
+
+-- One check on its own: writes reply[r + 1 ..]: all_allowed (for a
+-- refund: whether any policy had usage to give back), then the four values
+-- per policy. Returns the next free index.
+local function run_check(keys, k, n, cost, pols, ix, now, reply, r)
+  local ev = evaluate_check(keys, k, n, cost, pols, ix, now, reply, r + 1)
+  local any = commit_check(keys, k, n, cost, pols, ix, now, reply, r + 1, ev,
+    ev.all)
+  if cost < 0 then
+    reply[r + 1] = any and 1 or 0
+  else
+    reply[r + 1] = ev.all
   end
   return r + 1 + 4 * n
 end
