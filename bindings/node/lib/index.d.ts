@@ -19,6 +19,20 @@ export interface PolicyOptions {
    * limit keeps what was used. Two policies of one check may not share a name.
    */
   name?: string;
+  /**
+   * When this policy denies a charge, block the key this long (1 ms to 2^40 ms):
+   * until then every check of it is denied, whatever its policies, with
+   * `retryAfter` covering the time left. Refunds still run while blocked.
+   */
+  block?: Period;
+  /**
+   * With `block`: the block starts at the `strikes`-th denial within one
+   * `strikesPeriod` window (epoch-aligned) instead of the first. Needs `block`
+   * and `strikesPeriod`.
+   */
+  strikes?: number;
+  /** The window `strikes` are counted in; given with `strikes`. */
+  strikesPeriod?: Period;
 }
 
 /** A policy as a plain object (validated on first use, re-checked after changes). */
@@ -32,7 +46,8 @@ export class Policy {
   constructor(limit: number, period: Period, options?: PolicyOptions);
   /**
    * A policy from the library's one text syntax: "100/h", "100 per 15m",
-   * "10/s burst=20", "5000/d sliding_window", "100/h name=hourly". Throws InvalidArgumentError
+   * "10/s burst=20", "5000/d sliding_window", "100/h name=hourly",
+   * "5/m name=login block=15m strikes=3/h". Throws InvalidArgumentError
    * (RL_E_POLICY or RL_E_OVERFLOW) naming the byte offset of the problem.
    */
   static parse(text: string): Policy;
@@ -43,8 +58,23 @@ export class Policy {
   readonly burst: number | undefined;
   /** The policy's identity under a key; undefined: known by its position in a check's list. */
   readonly name: string | undefined;
+  /** Milliseconds a denial by this policy blocks the key; undefined: no block. */
+  readonly block: number | undefined;
+  /** Denials within `strikesPeriod` that start the block; undefined: the first denial does. */
+  readonly strikes: number | undefined;
+  /** Milliseconds; undefined without strikes. */
+  readonly strikesPeriod: number | undefined;
   toString(): string;
-  toJSON(): { limit: number; period: number; algorithm: Algorithm; burst?: number; name?: string };
+  toJSON(): {
+    limit: number;
+    period: number;
+    algorithm: Algorithm;
+    burst?: number;
+    name?: string;
+    block?: number;
+    strikes?: number;
+    strikesPeriod?: number;
+  };
 }
 
 export type PolicyLike = Policy | PolicyInput;
@@ -200,8 +230,20 @@ export class Limiter {
   refund(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: RefundOptions): Promise<Decision>;
   /** The memory store's synchronous refund; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
   refundSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: RefundOptions): Decision;
-  /** Forgets every policy's state for `key`. */
+  /** Forgets every policy's state for `key`, its block and its strike counts included. */
   reset(key: Key): Promise<void>;
+  /**
+   * Blocks `key` for `duration` (integer ms or text such as "15m"; 1 ms to
+   * 2^40 ms, else InvalidArgumentError, RL_E_INVALID_ARG): until then every
+   * check of it is denied, whatever its policies, with `retryAfter` at least
+   * the time left. Replaces any block the key has (it may shorten one).
+   */
+  block(key: Key, duration: Period): Promise<void>;
+  /**
+   * Lifts `key`'s block (set by block() or by a policy's `block`) and forgets
+   * its strike counts. Unblocking a key that is not blocked succeeds.
+   */
+  unblock(key: Key): Promise<void>;
   /** One round trip to the store; resolves to the round-trip time in ms (0 for memory). */
   ping(): Promise<number>;
   health(): HealthInfo;

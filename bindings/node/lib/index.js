@@ -204,6 +204,51 @@ function periodMsOf(period) {
   throw typeError('period', 'integer milliseconds (number) or a string such as "1s" or "15m"', period);
 }
 
+// A period text read for `what` (a block, a strikes period): the period
+// parser's error, named after `what` and given `code` (its own if absent).
+function durationText(text, what, code) {
+  try {
+    return parsePeriodText(text);
+  } catch (e) {
+    if (!(e instanceof TollgateError)) throw e;
+    throw new InvalidArgumentError(`${what}: ${e.message.replace(/^period: /, '')}`, code || e.code);
+  }
+}
+
+// A policy's block or strikes period: a period, at least 1 ms (leave the
+// option out for none).
+function policyDurationMs(v, what) {
+  let ms;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v))
+      throw new InvalidArgumentError(`${what}: ${v} is not a whole number of milliseconds`, 'RL_E_POLICY');
+    ms = v;
+  } else if (typeof v === 'string') {
+    ms = durationText(v, what);
+  } else {
+    throw typeError(what, 'integer milliseconds (number) or a string such as "15m" or "1h"', v);
+  }
+  if (ms < 1)
+    throw new InvalidArgumentError(`${what}: must be at least 1 ms (got ${ms} ms; leave it out for none)`, 'RL_E_POLICY');
+  return ms;
+}
+
+// limiter.block()'s duration: a period; the library checks its range
+// (1 ms .. 2^40 ms). Every bad duration is RL_E_INVALID_ARG, as the
+// library's own check says.
+function blockDurationMs(v) {
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v))
+      throw new InvalidArgumentError(
+        `block: the duration ${v} is not a whole number of milliseconds`, 'RL_E_INVALID_ARG');
+    if (!Number.isSafeInteger(v))
+      throw new InvalidArgumentError(`block: the duration must be 1 ms to 2^40 ms (got ${v})`, 'RL_E_INVALID_ARG');
+    return v;
+  }
+  if (typeof v === 'string') return durationText(v, 'block duration', 'RL_E_INVALID_ARG');
+  throw typeError('duration', 'integer milliseconds (number) or a string such as "15m" or "1h"', v);
+}
+
 function intOption(v, what) {
   if (typeof v !== 'number') throw typeError(what, 'an integer (number)', v);
   if (!Number.isInteger(v)) throw new TypeError(`${what} must be an integer, received ${v}`);
@@ -220,6 +265,10 @@ class Policy {
     const algorithm = opts && opts.algorithm !== undefined ? opts.algorithm : 'gcra';
     const burst = opts && opts.burst !== undefined && opts.burst !== null ? opts.burst : undefined;
     const name = opts && opts.name !== undefined && opts.name !== null ? opts.name : undefined;
+    const given = (k) => (opts && opts[k] !== undefined && opts[k] !== null ? opts[k] : undefined);
+    const block = given('block');
+    const strikes = given('strikes');
+    const strikesPeriod = given('strikesPeriod');
     intOption(limit, 'limit');
     const periodMs = periodMsOf(period);
     if (typeof algorithm !== 'string') throw typeError('algorithm', 'a string', algorithm);
@@ -251,14 +300,43 @@ class Policy {
           'name: must not be empty (leave it out for no name; a name is 1 to 32 of A-Z a-z 0-9 _ . - starting with a letter)',
           'RL_E_POLICY');
     }
-    // The library validates the name (RL_E_POLICY).
-    const id = native.compilePolicy(alg, limit, periodMs, b, name);
+    // A block: when this policy denies a charge, the key is denied by every
+    // policy for `block` ms; with strikes, from the strikes-th denial within
+    // one (epoch-aligned) strikesPeriod window.
+    const blockMs = block === undefined ? undefined : policyDurationMs(block, 'block');
+    if (strikes !== undefined) {
+      intOption(strikes, 'strikes');
+      if (strikes < 1)
+        throw new InvalidArgumentError(
+          `strikes: must be >= 1 (got ${strikes}; leave it out for a block at the first denial)`, 'RL_E_POLICY');
+    }
+    const strikesPeriodMs =
+      strikesPeriod === undefined ? undefined : policyDurationMs(strikesPeriod, 'strikesPeriod');
+    if (strikes !== undefined && blockMs === undefined)
+      throw new InvalidArgumentError(
+        "strikes: need a block (the 'block' option, as in { block: '15m', strikes: 3, strikesPeriod: '1h' }): they say after how many denials the block starts",
+        'RL_E_POLICY');
+    if (strikes !== undefined && strikesPeriodMs === undefined)
+      throw new InvalidArgumentError(
+        "strikes: need strikesPeriod, the window they are counted in (as in { strikes: 3, strikesPeriod: '1h' })",
+        'RL_E_POLICY');
+    if (strikesPeriodMs !== undefined && strikes === undefined)
+      throw new InvalidArgumentError(
+        "strikesPeriod: needs strikes, how many denials within it start the block (as in { strikes: 3, strikesPeriod: '1h' })",
+        'RL_E_POLICY');
+    // The library validates the name (RL_E_POLICY) and the block's bounds
+    // (RL_E_OVERFLOW beyond 2^40).
+    const id = native.compilePolicy(alg, limit, periodMs, b, name, blockMs, strikes, strikesPeriodMs);
     this.limit = limit;
     this.period = periodMs;
     this.algorithm = algorithm;
     this.burst = b === 0 ? undefined : b;
     // The policy's identity under a key (undefined: its position in a check's list).
     this.name = name;
+    // Milliseconds, a count and milliseconds; undefined when absent.
+    this.block = blockMs;
+    this.strikes = strikes;
+    this.strikesPeriod = strikesPeriodMs;
     Object.defineProperty(this, kId, { value: id });
     Object.freeze(this);
   }
@@ -266,7 +344,7 @@ class Policy {
   /**
    * A policy from the library's one text syntax (rl_policy_parse): "100/h",
    * "100 per 15m", "10/s burst=20", "5000/d sliding_window",
-   * "100/h name=hourly".
+   * "100/h name=hourly", "5/m name=login block=15m strikes=3/h".
    */
   static parse(text) {
     if (typeof text !== 'string') throw typeError('policy text', 'a string', text);
@@ -275,6 +353,9 @@ class Policy {
       algorithm: ALGORITHMS[f.algorithm],
       burst: f.burst === 0 ? undefined : f.burst,
       name: f.name,
+      block: f.blockMs,
+      strikes: f.strikes,
+      strikesPeriod: f.strikesPeriodMs,
     });
   }
 
@@ -283,6 +364,8 @@ class Policy {
     if (this.algorithm !== 'gcra') r += `, ${this.algorithm}`;
     if (this.burst !== undefined) r += `, burst=${this.burst}`;
     if (this.name !== undefined) r += `, name=${this.name}`;
+    if (this.block !== undefined) r += `, block=${periodText(this.block)}`;
+    if (this.strikes !== undefined) r += `, strikes=${this.strikes}/${periodText(this.strikesPeriod)}`;
     return r + ')';
   }
 
@@ -290,6 +373,11 @@ class Policy {
     const o = { limit: this.limit, period: this.period, algorithm: this.algorithm };
     if (this.burst !== undefined) o.burst = this.burst;
     if (this.name !== undefined) o.name = this.name;
+    if (this.block !== undefined) o.block = this.block;
+    if (this.strikes !== undefined) {
+      o.strikes = this.strikes;
+      o.strikesPeriod = this.strikesPeriod;
+    }
     return o;
   }
 }
@@ -319,14 +407,19 @@ function policyId(p, where) {
     if (Array.isArray(p)) throw typeError(where, 'a Policy or a policy object', p);
     const c = p === lastPlain ? lastPlainEntry : plainCache.get(p);
     if (c !== undefined && c.limit === p.limit && c.period === p.period &&
-        c.algorithm === p.algorithm && c.burst === p.burst && c.name === p.name) {
+        c.algorithm === p.algorithm && c.burst === p.burst && c.name === p.name &&
+        c.block === p.block && c.strikes === p.strikes && c.strikesPeriod === p.strikesPeriod) {
       lastPlain = p;
       lastPlainEntry = c;
       return c.id;
     }
-    const compiled = new Policy(p.limit, p.period, { algorithm: p.algorithm, burst: p.burst, name: p.name });
+    const compiled = new Policy(p.limit, p.period, {
+      algorithm: p.algorithm, burst: p.burst, name: p.name,
+      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod,
+    });
     const entry = {
       limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, name: p.name,
+      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod,
       policy: compiled, id: compiled[kId],
     };
     plainCache.set(p, entry);
@@ -552,12 +645,38 @@ class Limiter {
     return this.checkSync(key, policies, { cost: refundCost(options) });
   }
 
-  /** Forgets every policy's state for `key`. */
+  /** Forgets every policy's state for `key`, its block and its strikes included. */
   reset(key) {
     try {
       if (this.#closed) throw closedError();
       if (!isKey(key)) throw keyTypeError(key);
       return this.#native.reset(key);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Blocks `key` for `duration` (integer ms or a period such as '15m'; 1 ms
+   * to 2^40 ms): until then every check of it is denied, whatever its
+   * policies. Replaces any block the key has; unblock() or reset() lifts it.
+   */
+  block(key, duration) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      return this.#native.block(key, blockDurationMs(duration));
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /** Lifts `key`'s block (limiter.block() or a policy's) and forgets its strikes. */
+  unblock(key) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      return this.#native.unblock(key);
     } catch (e) {
       return Promise.reject(e);
     }

@@ -15,9 +15,10 @@
 //     when the queue was empty, pokes ONE thread-safe function per limiter
 //     (non-blocking). On the JS thread that function drains the whole queue
 //     and settles the promises. No libuv threadpool work per check.
-//   - reset, ping, keys-next and rl_destroy block, so they run as
-//     Napi::AsyncWorkers; close() waits for the ones in progress (ABI rule:
-//     rl_destroy never runs concurrently with another call).
+//   - reset, block, unblock, ping, keys-next and rl_destroy block, so they
+//     run as Napi::AsyncWorkers (the memory store's reset, block and unblock
+//     do no I/O and run inline); close() waits for the ones in progress (ABI
+//     rule: rl_destroy never runs concurrently with another call).
 //
 // Context-aware: all state hangs off the instance data (worker_threads each
 // load their own instance); no static JS handles.
@@ -81,12 +82,14 @@ struct Addon {
   size_t key_cache_len = 0;
   bool key_cache_valid = false;
   // Interned policy handles: id -> handle (one reference each, released
-  // with the environment), (alg, limit, period, burst, name) -> id. Checks copy
-  // the pointers, so the table may grow mid-check (a JS clock may compile a
-  // policy) without moving a policy under a running call.
+  // with the environment), every field of the spec (PolicyKey) -> id. Checks
+  // copy the pointers, so the table may grow mid-check (a JS clock may
+  // compile a policy) without moving a policy under a running call.
+  // (algorithm, limit, period, burst, name, block, strikes, strikes period)
+  using PolicyKey = std::tuple<int32_t, int64_t, int64_t, int64_t, std::string,
+                               int64_t, int64_t, int64_t>;
   std::vector<rl_policy *> policies;
-  std::map<std::tuple<int32_t, int64_t, int64_t, int64_t, std::string>, int32_t>
-      policy_ids;
+  std::map<PolicyKey, int32_t> policy_ids;
   Napi::FunctionReference limiter_ctor;
   Napi::FunctionReference keys_ctor;
   // Open limiters by handle: the hot path passes a small integer instead of
@@ -216,8 +219,10 @@ int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
   return static_cast<int64_t>(d);
 }
 
-// compilePolicy(algorithm, limit, periodMs, burst, name?) -> id; name is a
-// string (validated by the library) or undefined for none.
+// compilePolicy(algorithm, limit, periodMs, burst, name?, blockMs?, strikes?,
+// strikesPeriodMs?) -> id; name is a string (validated by the library) or
+// undefined for none; the block's fields are integers (0 or undefined for
+// none; the library checks them and how they combine).
 Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
@@ -232,9 +237,17 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
     p.name = name.data();
     p.name_len = name.size();
   }
+  const auto opt_int64 = [&](size_t i, const char *what) -> int64_t {
+    if (info.Length() <= i || info[i].IsUndefined()) return 0;
+    return int64_arg(env, info[i], what);
+  };
+  p.block_ms = opt_int64(5, "block");
+  p.strikes = opt_int64(6, "strikes");
+  p.strikes_period_ms = opt_int64(7, "strikesPeriod");
   Addon &a = addon(env);
-  const auto key =
-      std::make_tuple(p.algorithm, p.limit, p.period_ms, p.burst, name);
+  const Addon::PolicyKey key{
+      p.algorithm, p.limit,    p.period_ms, p.burst,
+      name,        p.block_ms, p.strikes,   p.strikes_period_ms};
   auto it = a.policy_ids.find(key);
   if (it != a.policy_ids.end()) return Napi::Number::New(env, it->second);
   if (a.policies.size() >= (size_t{1} << 30))
@@ -253,9 +266,10 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   return Napi::Number::New(env, id);
 }
 
-// parsePolicy(text) -> { algorithm, limit, periodMs, burst, name }: the
-// library's
-// one policy syntax ("100/h", "10/s burst=20", "5000/d sliding_window").
+// parsePolicy(text) -> { algorithm, limit, periodMs, burst, name, blockMs,
+// strikes, strikesPeriodMs } (name and the block's fields only when set):
+// the library's one policy syntax ("100/h", "10/s burst=20",
+// "5000/d sliding_window", "5/m name=login block=15m strikes=3/h").
 Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   if (!info[0].IsString()) throw_type(env, "policy text must be a string");
@@ -278,6 +292,10 @@ Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
   // s.name points into the handle: copied before the handle goes.
   if (s.name_len != 0)
     o.Set("name", Napi::String::New(env, s.name, s.name_len));
+  if (s.block_ms != 0) o.Set("blockMs", static_cast<double>(s.block_ms));
+  if (s.strikes != 0) o.Set("strikes", static_cast<double>(s.strikes));
+  if (s.strikes_period_ms != 0)
+    o.Set("strikesPeriodMs", static_cast<double>(s.strikes_period_ms));
   rl_policy_release(h);  // JS interns its own handle via compilePolicy
   return o;
 }
@@ -773,6 +791,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     return DefineClass(env, "NativeLimiter",
                        {InstanceMethod<&Limiter::CheckAsync>("checkAsync"),
                         InstanceMethod<&Limiter::Reset>("reset"),
+                        InstanceMethod<&Limiter::Block>("block"),
+                        InstanceMethod<&Limiter::Unblock>("unblock"),
                         InstanceMethod<&Limiter::Ping>("ping"),
                         InstanceMethod<&Limiter::Health>("health"),
                         InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
@@ -986,6 +1006,57 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     auto *w = new CallWorker(
         env, st_, "tollgate:reset",
         [k](LimiterState &st) { return rl_reset(st.lim, k.data(), k.size()); },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+    return w->Start();
+  }
+
+  // block(key, durationMs) -> Promise<void>: as reset. The library checks
+  // the duration (1 .. 2^40 ms, else RL_E_INVALID_ARG). The memory store
+  // reads its clock here, on the JS thread; a Redis limiter with a clock
+  // (TOLLGATE_TESTING builds) uses the time pinned before the work starts.
+  Napi::Value Block(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    // Before the key's bytes are borrowed: the clock is JS.
+    if (st_->store_kind != RL_STORE_MEMORY) pin_clock(*st_, env);
+    KeyArg key(env, info[0]);
+    const int64_t duration_ms = int64_arg(env, info[1], "duration");
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      const int rc = rl_block(st_->lim, key.data(), key.size(), duration_ms);
+      const std::string err = rc == RL_OK ? std::string() : last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      if (rc != RL_OK) return rejected(env, make_error(env, rc, err));
+      return resolved(env, env.Undefined());
+    }
+    std::string k(key.data(), key.size());
+    auto *w = new CallWorker(
+        env, st_, "tollgate:block",
+        [k, duration_ms](LimiterState &st) {
+          return rl_block(st.lim, k.data(), k.size(), duration_ms);
+        },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+    return w->Start();
+  }
+
+  // unblock(key) -> Promise<void>: as reset.
+  Napi::Value Unblock(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (st_->store_kind != RL_STORE_MEMORY) pin_clock(*st_, env);
+    KeyArg key(env, info[0]);
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      const int rc = rl_unblock(st_->lim, key.data(), key.size());
+      const std::string err = rc == RL_OK ? std::string() : last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      if (rc != RL_OK) return rejected(env, make_error(env, rc, err));
+      return resolved(env, env.Undefined());
+    }
+    std::string k(key.data(), key.size());
+    auto *w = new CallWorker(
+        env, st_, "tollgate:unblock",
+        [k](LimiterState &st) {
+          return rl_unblock(st.lim, k.data(), k.size());
+        },
         [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
     return w->Start();
   }

@@ -145,7 +145,10 @@ test('policies: periods, algorithms, validation', () => {
   assert.throws(() => policy(1, '1s', 'gcra'), TypeError);
   const p = new Policy(5, '1m', { algorithm: 'token_bucket', burst: 10 });
   assert.ok(Object.isFrozen(p));
-  assert.deepEqual({ ...p }, { limit: 5, period: 60000, algorithm: 'token_bucket', burst: 10, name: undefined });
+  assert.deepEqual({ ...p }, {
+    limit: 5, period: 60000, algorithm: 'token_bucket', burst: 10, name: undefined,
+    block: undefined, strikes: undefined, strikesPeriod: undefined,
+  });
   assert.equal(String(p), 'Policy(5, 1m, token_bucket, burst=10)');
   for (const algorithm of ['gcra', 'token_bucket', 'fixed_window', 'sliding_window']) {
     const lim = new Limiter({ clock: () => T0 });

@@ -16,7 +16,9 @@ const { Limiter, Policy, TollgateError, _testing } = tollgate;
 const { RedisServer, REDIS_SERVER } = require('./redis-server');
 const { VECTORS_DIR, prefix } = require('./helpers');
 
-const FILES = [
+// These files must be there; any other *.json next to them (block.json,
+// ...) is replayed too.
+const REQUIRED = [
   'gcra.json',
   'token_bucket.json',
   'fixed_window.json',
@@ -25,6 +27,11 @@ const FILES = [
   'refund.json',
   'carry_over.json',
 ];
+const FILES = !VECTORS_DIR
+  ? REQUIRED
+  : REQUIRED.concat(
+    fs.readdirSync(VECTORS_DIR).filter((f) => f.endsWith('.json') && !REQUIRED.includes(f)).sort(),
+  );
 
 function load(name) {
   const doc = JSON.parse(fs.readFileSync(path.join(VECTORS_DIR, name), 'utf8'));
@@ -39,18 +46,29 @@ function cases() {
   return out;
 }
 
+// A period in ms, alternately as text and as a number (both forms are read).
+const periodArg = (ms) => (ms % 1000 === 0 ? `${ms / 1000}s` : ms);
+
 function makePolicies(raw) {
+  // A policy's optional block: "block_ms", with "strikes" and
+  // "strikes_period_ms" (absent or 0: none).
   const policies = raw.map(
     (p) =>
-      new Policy(p.limit, p.period_ms % 1000 === 0 ? `${p.period_ms / 1000}s` : p.period_ms, {
+      new Policy(p.limit, periodArg(p.period_ms), {
         algorithm: p.algorithm,
         burst: p.burst || undefined,
         name: p.name,
+        block: p.block_ms ? periodArg(p.block_ms) : undefined,
+        strikes: p.strikes || undefined,
+        strikesPeriod: p.strikes_period_ms || undefined,
       }),
   );
   policies.forEach((p, i) => {
     assert.equal(p.period, raw[i].period_ms);
     assert.equal(p.name, raw[i].name);
+    assert.equal(p.block, raw[i].block_ms || undefined);
+    assert.equal(p.strikes, raw[i].strikes || undefined);
+    assert.equal(p.strikesPeriod, raw[i].strikes_period_ms || undefined);
   });
   return policies;
 }
@@ -65,8 +83,24 @@ async function replay(file, c, limiter, clock, { sync }) {
     clock.nowUs = 't_ms' in step ? step.t_ms * 1000 : step.t_us;
     const key = step.key ?? c.key;
     const op = step.op ?? 'check';
-    if (op === 'reset') {
-      await limiter.reset(key);
+    // reset and unblock must succeed; block must too, unless the step
+    // expects an error.
+    if (op === 'reset' || op === 'unblock') {
+      assert.ok(!('expect_error' in step), where);
+      await limiter[op](key);
+      continue;
+    }
+    if (op === 'block') {
+      assert.equal(typeof step.duration_ms, 'number', where);
+      if ('expect_error' in step) {
+        await assert.rejects(
+          limiter.block(key, step.duration_ms),
+          (e) => e instanceof TollgateError && e.code === step.expect_error,
+          where,
+        );
+      } else {
+        await limiter.block(key, step.duration_ms);
+      }
       continue;
     }
     assert.equal(op, 'check', where);
@@ -106,6 +140,7 @@ async function replay(file, c, limiter, clock, { sync }) {
 }
 
 test('vectors: every file has cases', { skip: !VECTORS_DIR && 'tests/vectors not found' }, () => {
+  for (const f of REQUIRED) assert.ok(FILES.includes(f), f);
   for (const f of FILES) assert.ok(load(f).cases.length > 0, f);
 });
 
