@@ -377,6 +377,9 @@ class Replay:
                     prefix, user_key.encode())) or keys)
                 self.resets += 1
                 continue
+            if step.get("op") == "check_keys":
+                self.run_check_keys(where, prefix, step, now)
+                continue
             if step.get("op") in ("block", "unblock"):
                 # The key's block hash (docs/redis.md, "Blocks"). A refused
                 # block (a bad duration, an empty key) is refused in C++.
@@ -434,6 +437,49 @@ class Replay:
                           "\n    raw reply %s" % (now, cost, want, got, reply))
             self.check_writes(where, keys, before,
                               (allowed and cost >= 1) or cost < 0)
+
+    def run_check_keys(self, where, prefix, step, now):
+        """A step of several keys through the many script (docs/redis.md,
+        "Several keys"); refused steps are refused in C++ first, except a
+        refund with nothing to give back, which the script answers."""
+        nothing = step.get("expect_error") == "RL_E_NOT_FOUND"
+        if "expect_error" in step and not nothing:
+            self.steps_skipped += 1
+            return
+        pairs = [(p["key"], [derive(q) for q in p["policies"]])
+                 for p in step["pairs"]]
+        keys, flat = [], []
+        for user_key, pols in pairs:
+            keys += [redis_key(prefix, user_key, q, i) for i, q in enumerate(pols)]
+            flat += pols
+        argv = [step["cost"], now, len(pairs)] + [len(p) for _, p in pairs]
+        for q in flat:
+            argv += policy_values(q)
+        before = self.r.call("MGET", *keys)
+        try:
+            reply = self.r.call("EVALSHA", self.sha["many"], len(keys), *keys,
+                                *argv)
+            allowed, outcomes = parse_reply(reply, len(flat), step["cost"] < 0)
+        except (RedisError, AssertionError) as e:
+            self.fail(where, str(e))
+            return
+        self.steps_checked += 1
+        if nothing:
+            if allowed:
+                self.fail(where, "a refund with nothing to give back "
+                          "answered %r" % (reply,))
+            self.check_writes(where, keys, before, False)
+            return
+        i = pick_reported(outcomes, allowed)
+        o = outcomes[i]
+        got = {"allowed": allowed, "limit": flat[i]["limit"],
+               "remaining": o["remaining"], "reset_after_ms": ms(o["reset"]),
+               "retry_after_ms": 0 if allowed else ms(o["retry"]),
+               "policy_index": i}
+        want = {k: step["expect"][k] for k in got}
+        if got != want:
+            self.fail(where, "t_us=%d cost=%d\n    expected %s\n    got      %s"
+                      "\n    raw reply %s" % (now, step["cost"], want, got, reply))
 
     def check_writes(self, where, keys, before, wrote):
         after = self.r.call("MGET", *keys)

@@ -29,10 +29,10 @@ namespace {
 
 using json = nlohmann::json;
 
-const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
-                                    "fixed_window.json", "sliding_window.json",
-                                    "multi_policy.json", "refund.json",
-                                    "carry_over.json",   "block.json"};
+const char *const kVectorFiles[] = {
+    "gcra.json",           "token_bucket.json", "fixed_window.json",
+    "sliding_window.json", "multi_policy.json", "refund.json",
+    "carry_over.json",     "block.json",        "multi_key.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -189,11 +189,37 @@ void replay_case(const std::string &file, const json &c,
                    : RL_OK));
       continue;
     }
-    REQUIRE(op == "check");
     const int64_t cost = step.at("cost").get<int64_t>();
     rl_decision d = RL_DECISION_INIT;
-    const int rc = rl_check(limiter.get(), &d, key.data(), key.size(),
-                            policies.specs.data(), policies.specs.size(), cost);
+    int rc;
+    if (op == "check_keys") {
+      // Every pair's policies, back to back, as rl_check_keys takes them.
+      std::vector<PolicyList> lists(step.at("pairs").size());
+      std::vector<std::string> pair_keys;
+      std::vector<const char *> key_ptrs;
+      std::vector<size_t> key_lens, counts;
+      std::vector<rl_policy_spec> all;
+      for (size_t j = 0; j < lists.size(); ++j) {
+        const json &pair = step.at("pairs")[j];
+        pair_keys.push_back(pair.at("key").get<std::string>());
+        read_policies(pair.at("policies"), lists[j]);
+        counts.push_back(lists[j].specs.size());
+        all.insert(all.end(), lists[j].specs.begin(), lists[j].specs.end());
+      }
+      for (const std::string &k : pair_keys) {
+        key_ptrs.push_back(k.data());
+        key_lens.push_back(k.size());
+      }
+      tollgate_test::SpecHandles hs(all.data(), all.size());
+      REQUIRE(hs.rc == RL_OK);
+      rc = rl_check_keys(limiter.get(), &d, key_ptrs.data(), key_lens.data(),
+                         pair_keys.size(), hs.array(all.data()), counts.data(),
+                         cost);
+    } else {
+      REQUIRE(op == "check");
+      rc = rl_check(limiter.get(), &d, key.data(), key.size(),
+                    policies.specs.data(), policies.specs.size(), cost);
+    }
 
     if (step.contains("expect_error")) {
       const std::string err = step.at("expect_error").get<std::string>();
@@ -275,6 +301,10 @@ TEST_CASE("vectors: policies that change (carry-over)", "[vectors]") {
 
 TEST_CASE("vectors: blocks", "[vectors]") {
   replay_file("block.json");
+}
+
+TEST_CASE("vectors: several keys in one decision", "[vectors]") {
+  replay_file("multi_key.json");
 }
 
 #ifdef TOLLGATE_TESTING

@@ -560,6 +560,52 @@ class Store:
                 self._write(key, p, i, o)
         return self._decide(policies, outs, allowed, now), outs
 
+    def check_keys(self, pairs, now, cost):
+        """Several (key, policies) pairs in one decision (rl_check_keys):
+        all or nothing; policy_index counts the policies pair by pair."""
+        assert 1 <= len(pairs) <= 8
+        keys = [k for k, _ in pairs]
+        if cost < -MAX_SAFE:
+            raise ModelError("RL_E_INVALID_ARG")
+        for k, ps in pairs:
+            self.evaluate(k, ps, now, cost)  # each pair's own errors
+        if len(set(keys)) != len(keys):
+            raise ModelError("RL_E_INVALID_ARG")
+        assert sum(len(ps) for _, ps in pairs) <= 16
+        per_pair, blocked = [], []
+        for k, ps in pairs:
+            outs = self.evaluate(k, ps, now, cost)
+            if cost >= 0 and self.blocked(k, now):
+                wait = self.blocks[k] - now
+                peeks = self.evaluate(k, ps, now, 0)
+                outs = [Outcome(False, 0, max(q.reset_us, wait),
+                                wait if o.allowed else
+                                (o.retry_us if o.retry_us == RL_RETRY_NEVER
+                                 else max(o.retry_us, wait)))
+                        for o, q in zip(outs, peeks)]
+                blocked.append(True)
+            else:
+                blocked.append(False)
+            per_pair.append(outs)
+        flat_p = [p for _, ps in pairs for p in ps]
+        allowed = all(o.allowed for outs in per_pair for o in outs)
+        if cost < 0:
+            if all(o.state is None for outs in per_pair for o in outs):
+                raise ModelError("RL_E_NOT_FOUND")
+            for (k, ps), outs in zip(pairs, per_pair):
+                for i, (p, o) in enumerate(zip(ps, outs)):
+                    if o.state is not None:
+                        self._write(k, p, i, o)
+        elif allowed and cost >= 1:
+            for (k, ps), outs in zip(pairs, per_pair):
+                for i, (p, o) in enumerate(zip(ps, outs)):
+                    self._write(k, p, i, o)
+        elif cost >= 1:
+            per_pair = [outs if b else self._strike(k, ps, outs, now)
+                        for (k, ps), outs, b in zip(pairs, per_pair, blocked)]
+        flat_o = [o for outs in per_pair for o in outs]
+        return self._decide(flat_p, flat_o, allowed, now), flat_o
+
     def _strike(self, key, policies, outs, now):
         """A denied charge: each denying policy with a block counts a
         strike; the key is blocked if one is due (every wait then lasts at
@@ -767,6 +813,36 @@ class Case:
         self.steps.append(step)
         return self
 
+    def check_keys(self, pairs, cost=1, note=None, error=None, allowed=None,
+                   remaining=None, retry=None, index=None):
+        """One rl_check_keys of (key, policies) pairs."""
+        step = self._time()
+        step["op"] = "check_keys"
+        step["pairs"] = [{"key": k, "policies": [p.to_json() for p in ps]}
+                         for k, ps in pairs]
+        step["cost"] = cost
+        if note:
+            step["note"] = note
+        try:
+            d, _ = self.store.check_keys(pairs, self.now, cost)
+        except ModelError as e:
+            assert e.code == error, (self.name, e.code, error)
+            step["expect_error"] = error
+            self.steps.append(step)
+            return None
+        assert error is None, (self.name, "expected", error)
+        step["expect"] = d.to_json()
+        self.steps.append(step)
+        for name, want, got in (("allowed", allowed, d.allowed),
+                                ("remaining", remaining, d.remaining),
+                                ("retry_after_ms", retry, d.retry_ms),
+                                ("policy_index", index, d.policy_index)):
+            assert want is None or want == got, (
+                "%s, step %d: %s is %r, the scenario says %r"
+                % (self.name, len(self.steps) - 1, name, got, want))
+        assert d.allowed == (d.retry_us == 0), d
+        return d
+
     def unblock(self, key=None, note=None):
         step = self._time()
         if key is not None:
@@ -887,7 +963,8 @@ def check_bucket_equivalence(case):
         return out if valid_list(out) else None
 
     policies = swapped(case.first_policies)
-    if policies is None:
+    if policies is None or any(st.get("op") == "check_keys"
+                               for st in case.steps):
         return
     store = Store()
     for step in case.steps:
@@ -2383,6 +2460,101 @@ def block_cases():
 
 
 # --------------------------------------------------------------------------
+# Scenarios: several keys in one decision (rl_check_keys)
+
+
+def multi_key_cases():
+    cases = []
+    H = 3_600_000
+    glob = gcra(5, H, name="global")
+    login = fixed_window(2, H, name="login")
+    ip, route = "ip:1", "login|ip:1"
+    c = Case("a route denial charges nothing under the global limit", glob,
+             key=ip)
+    c.at(align(T0, H) + 1000)
+    c.check_keys([(ip, [glob]), (route, [login])], allowed=True, index=1,
+                 remaining=1)
+    c.check_keys([(ip, [glob]), (route, [login])], allowed=True, index=1,
+                 remaining=0)
+    for _ in range(2):
+        c.wait(10).check_keys([(ip, [glob]), (route, [login])], allowed=False,
+                              index=1, note="the route denies")
+    c.peek(allowed=True, remaining=3,
+           note="the global limit was charged twice, not four times")
+    cases.append(c)
+
+    c = Case("a global denial charges nothing on the route",
+             gcra(1, H, name="global"), key=ip)
+    c.at(align(T0, H) + 1000)
+    g1 = gcra(1, H, name="global")
+    c.check_keys([(ip, [g1]), (route, [login])], allowed=True)
+    c.check_keys([(ip, [g1]), (route, [login])], allowed=False, index=0)
+    c.use(login)
+    c.check(key=route, cost=0, allowed=True, remaining=1,
+            note="the route was charged once")
+    cases.append(c)
+
+    a, b = gcra(10, 1000), fixed_window(3, 1000)
+    c = Case("policy_index counts the policies pair by pair",
+             [a, gcra(4, 4000, name="burst")], key="u:1")
+    c.at(align(T0, 1000))
+    pairs = [("u:1", [a, gcra(4, 4000, name="burst")]), ("u:1:api", [b])]
+    c.check_keys(pairs, 3, allowed=True, index=2, remaining=0)
+    c.check_keys(pairs, allowed=False, index=2, retry=1000,
+                 note="the third policy in all: the second key's first")
+    c.wait(1000).check_keys(pairs, 3, allowed=False, index=1,
+                            note="the first key's second policy")
+    cases.append(c)
+
+    c = Case("a refund goes to every key with usage", gcra(5, 1000), key="a")
+    c.at(T0)
+    pa, pb = [gcra(5, 1000)], [fixed_window(5, 1000)]
+    c.check_keys([("a", pa), ("b", pb)], 3, allowed=True)
+    c.check_keys([("a", pa), ("b", pb)], -2, allowed=True,
+                 note="two back on each key")
+    c.check_keys([("a", pa), ("c", pb)], -1, allowed=True,
+                 note="c has nothing to give back; a has")
+    c.check_keys([("c", pa), ("d", pb)], -1, error="RL_E_NOT_FOUND",
+                 note="no key has usage")
+    c.check(0, allowed=True, remaining=5)
+    cases.append(c)
+
+    c = Case("a blocked key denies the whole check", gcra(5, 1000), key="a")
+    c.at(T0)
+    c.block(30_000, key="b")
+    c.check_keys([("a", [gcra(5, 1000)]), ("b", [gcra(5, 1000)])],
+                 allowed=False, retry=30_000, index=1)
+    c.check(0, allowed=True, remaining=5, note="nothing charged on a")
+    c.unblock(key="b")
+    c.check_keys([("a", [gcra(5, 1000)]), ("b", [gcra(5, 1000)])],
+                 allowed=True)
+    cases.append(c)
+
+    c = Case("a denying pair with a block is blocked; the other is not",
+             gcra(5, H), key="a")
+    c.at(T0)
+    strict = gcra(1, H).blocking(60_000)
+    c.check_keys([("a", [gcra(5, H)]), ("b", [strict])], allowed=True)
+    c.check_keys([("a", [gcra(5, H)]), ("b", [strict])], allowed=False,
+                 index=1)
+    c.check(0, allowed=True, remaining=4, note="a is not blocked")
+    c.use(gcra(5, H))
+    c.check(key="b", cost=0, allowed=False, remaining=0,
+            note="b is blocked for a minute (its own wait is longer)")
+    cases.append(c)
+
+    c = Case("several keys: bad input", gcra(5, 1000), key="a")
+    c.at(T0)
+    c.check_keys([("a", [gcra(5, 1000)]), ("a", [fixed_window(5, 1000)])],
+                 error="RL_E_INVALID_ARG", note="a key twice")
+    c.check_keys([("a", [gcra(5, 1000)]), ("", [gcra(5, 1000)])],
+                 error="RL_E_KEY_INVALID", note="an empty key")
+    c.check(0, allowed=True, remaining=5, note="nothing was charged")
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
 # Files
 
 
@@ -2418,6 +2590,11 @@ FILES = [
      "blocks the key, and rl_block / rl_unblock; a blocked key is denied by "
      "every policy with retry_after at least the block's time left "
      "(docs/algorithms.md, \"Blocks\").", block_cases),
+    ("multi_key.json", "multi_key",
+     "Several keys in one decision (rl_check_keys): all or nothing across "
+     "(key, policies) pairs, policy_index counted pair by pair, refunds to "
+     "every key with usage, a blocked key denying the whole check "
+     "(docs/algorithms.md, \"Several keys\").", multi_key_cases),
 ]
 
 
@@ -2501,6 +2678,16 @@ def check_replay(case):
         if step.get("op") in ("reset", "block", "unblock"):
             replay_op(store, step, key, now)
             continue
+        if step.get("op") == "check_keys":
+            pairs = [(p["key"], policies_from_json(p["policies"]))
+                     for p in step["pairs"]]
+            try:
+                d, _ = store.check_keys(pairs, now, step["cost"])
+            except ModelError as e:
+                assert step.get("expect_error") == e.code, (case["name"], step)
+                continue
+            assert d.to_json() == step["expect"], (case["name"], step, d)
+            continue
         try:
             d, _ = store.check(key, policies, now, step["cost"])
         except ModelError as e:
@@ -2515,7 +2702,7 @@ def generate():
         cases = make()
         for case in cases:
             check_bucket_equivalence(case)
-            if alg not in ("multi", "carry_over", "block"):
+            if alg not in ("multi", "carry_over", "block", "multi_key"):
                 assert all(p.algorithm == alg
                            for p in case.policies), case.name
         texts[fname] = render(alg, desc, cases)
