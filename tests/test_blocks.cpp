@@ -240,3 +240,38 @@ TEST_CASE(
   CHECK(server.query({"EXISTS", "tollgate:v2:{user:1}:!"}).integer == 0);
   CHECK(check(a.p, "user:1", p).allowed == 1);
 }
+
+TEST_CASE(
+    "blocks on Redis with the deny cache: strikes all reach the store, "
+    "and a shorter rl_block is seen at once",
+    "[blocks][redis]") {
+  tollgate_test::RedisServer server;
+  Lim lim(server.url(), 1);
+  // Strikes: the denials before the block are not cached (each must count
+  // in Redis); the one that blocks is.
+  const rl_policy_spec p = spec("1/s block=10m strikes=3/h");
+  REQUIRE(check(lim.p, "s", p).allowed == 1);
+  for (int i = 0; i < 2; ++i) {
+    const rl_decision d = check(lim.p, "s", p);
+    CHECK(d.allowed == 0);
+    CHECK(d.source == RL_SOURCE_STORE);
+  }
+  // The third denial blocks for 10 minutes, and is cached from then on.
+  const rl_decision third = check(lim.p, "s", p);
+  CHECK(third.allowed == 0);
+  CHECK(third.source == RL_SOURCE_STORE);
+  CHECK(third.retry_after_ms > 590000);
+  const std::string u = server.query({"HGET", "tollgate:v2:{s}:!", "u"}).str;
+  CHECK_FALSE(u.empty());  // blocked
+  CHECK(check(lim.p, "s", p).source == RL_SOURCE_DENY_CACHE);
+
+  // A block shortened by hand: this limiter's cached denial goes.
+  const rl_policy_spec q = spec("1/s block=5m");
+  REQUIRE(check(lim.p, "t", q).allowed == 1);
+  REQUIRE(check(lim.p, "t", q).retry_after_ms > 290000);
+  CHECK(check(lim.p, "t", q).source == RL_SOURCE_DENY_CACHE);
+  REQUIRE(rl_block(lim.p, "t", 1, 2000) == RL_OK);
+  const rl_decision d = check(lim.p, "t", q);
+  CHECK(d.source == RL_SOURCE_STORE);
+  CHECK(d.retry_after_ms <= 2000);
+}

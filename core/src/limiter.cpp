@@ -92,6 +92,17 @@ Policy local_share(const Policy &p, int64_t n) {
   return out;
 }
 
+// Whether a denial may be cached. A policy with strikes counts each denial
+// in the store: a cached denial would count none. So with strikes in the
+// set, a denial is cached only if it lasts at least as long as the
+// shortest such block (the denial that starts a block does; a later
+// strike could not block the key any longer than the limit denies it).
+bool cacheable_denial(std::span<const Policy> policies, int64_t retry_us) {
+  for (const Policy &p : policies)
+    if (p.strikes > 1 && retry_us < p.block_us) return false;
+  return true;
+}
+
 uint64_t policy_signature(std::span<const Policy> policies) {
   uint64_t h = 0x7461676c6c6f74ULL;
   for (const Policy &p : policies) h = hash_mix(h ^ p.id);
@@ -402,7 +413,8 @@ void Limiter::finish_redis(std::string_view key,
   CounterStripe &c = stripe();
   bump(c.checks);
   bump(allowed ? c.allowed : c.denied);
-  if (!allowed && deny_cache_ && out.retry_after_us > 0) {
+  if (!allowed && deny_cache_ && out.retry_after_us > 0 &&
+      cacheable_denial(policies, out.retry_after_us)) {
     const int64_t now_ns = redis::monotonic_ns();
     CachedDenial d;
     d.until_ns = now_ns + out.retry_after_us * 1000;
@@ -682,6 +694,8 @@ void Limiter::finish_redis_keys(std::span<const KeyPolicies> items,
   bump(c.checks);
   bump(allowed ? c.allowed : c.denied);
   if (allowed || !deny_cache_ || out.retry_after_us <= 0) return;
+  for (const KeyPolicies &it : items)
+    if (!cacheable_denial(it.policies, out.retry_after_us)) return;
   // The reported pair's denial holds for that pair alone, in any check of
   // it: cached under its key and policies, with its own policy index.
   size_t first = 0;
@@ -918,6 +932,8 @@ Errc Limiter::block(std::string_view key, int64_t duration_ms) {
       redis::monotonic_ns() +
       static_cast<int64_t>(settings_->timeout_ms) * 1000000;
   rc = redis_->block(key, duration_us, t, deadline);
+  // A shorter block than a cached denial says must be seen at once.
+  if (deny_cache_) deny_cache_->erase_key(key);
   if (rc != Errc::ok) count_error();
   return rc;
 }
