@@ -673,6 +673,33 @@ def send_batch(r, sha, cluster, nkeys, keys, argv):
     return r.call("EVALSHA", sha["batch"], nkeys, *keys, *argv)
 
 
+def check_guarded(r, pinned_sha):
+    """The cluster's batch script gives back a check whose key this node
+    cannot read (on a cluster: a slot that moved; here: a key of another
+    type, which fails its GET the same way) and runs the others."""
+    errors = []
+    now = 1_700_000_000_000_000
+    p = derive({"algorithm": "gcra", "limit": 5, "period_ms": 1000, "burst": 0})
+    keys = [redis_key(b"tgguard:", k, p) for k in ("a", "b", "c")]
+    r.call("DEL", *keys)
+    r.call("LPUSH", keys[1], "not a state")
+    _, argv = batch_call(now, [(1, [k], [p]) for k in keys])
+    reply = send_batch(r, pinned_sha, True, len(keys), keys, argv)
+    want_first = [1, -1, 1]
+    got_first = [reply[i * 5] for i in range(3)] if len(reply) == 15 else reply
+    if got_first != want_first:
+        errors.append("batch_cluster: a check of an unreadable key: all_allowed "
+                      "%r, want %r (raw %r)" % (got_first, want_first, reply))
+    elif reply[6:10] != [0, 0, 0, 0]:
+        errors.append("batch_cluster: the given-back check's values: %r"
+                      % (reply[5:10],))
+    if r.call("GET", keys[2]) is None or r.call("GET", keys[0]) is None:
+        errors.append("batch_cluster: the checks around the unreadable key "
+                      "were not written")
+    r.call("DEL", *keys)
+    return errors
+
+
 def fuzz_batch(r, pinned_sha, subjects=40, rounds=120, seed=4242,
                cluster=False):
     """The batch script against the model: each round is ONE call carrying a
@@ -1043,6 +1070,11 @@ def main():
                   % ("batch_cluster" if cluster else "batch", nsteps,
                      "ok" if not batch_errors else "%d problems" % len(batch_errors)))
             problems += batch_errors
+
+        guard_errors = check_guarded(r, pinned_sha)
+        print("batch_cluster script, a check of an unreadable key given back: %s"
+              % ("ok" if not guard_errors else "%d problems" % len(guard_errors)))
+        problems += guard_errors
 
         prod_errors = check_production(r, prod_sha)
         ttl_errors = check_production_ttls(r, prod_sha)
