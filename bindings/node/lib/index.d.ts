@@ -103,6 +103,23 @@ export interface Decision {
   readonly policyIndex: number;
 }
 
+/** The answer to checkKeys(): a Decision whose policyIndex counts the policies pair by pair. */
+export interface KeysDecision extends Decision {
+  /**
+   * Index, counted over every pair's policies back to back (pair 0's first),
+   * of the reported policy: with pairs of 1 and 2 policies, 0 is pair 0's
+   * policy and 1 and 2 are pair 1's.
+   */
+  readonly policyIndex: number;
+  /** Index in `pairs` of the pair whose policy the decision reports. */
+  readonly keyIndex: number;
+}
+
+/** One pair of checkKeys(): a key and its policies (one, or an array of 1 to 16). */
+export type KeyPolicies =
+  | readonly [key: Key, policies: PolicyLike | readonly PolicyLike[]]
+  | { readonly key: Key; readonly policies: PolicyLike | readonly PolicyLike[] };
+
 export interface CheckOptions {
   /** Units to charge (integer; default 1; 0 peeks; a negative cost is a refund, see Limiter.refund). */
   cost?: number;
@@ -219,6 +236,17 @@ export class Limiter {
   readonly closed: boolean;
   /** Checks `key` and, if every policy allows it, charges `cost` to each (1 to 16 policies). */
   check(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Promise<Decision>;
+  /**
+   * Several keys in one decision, all or nothing: 1 to 8 [key, policies]
+   * pairs (or { key, policies } objects) with distinct keys and at most 16
+   * policies in all. `cost` is charged to every policy of every pair only if
+   * every one allows; if any denies, nothing is charged anywhere. A negative
+   * cost refunds every pair with usage (NothingToRefundError if none has
+   * any). A blocked key denies. On a Redis Cluster the keys must share a
+   * slot (start them with the same {tag}), else UnsupportedError
+   * (RL_E_UNSUPPORTED) before anything is sent.
+   */
+  checkKeys(pairs: readonly KeyPolicies[], options?: CheckOptions): Promise<KeysDecision>;
   /** The memory store's synchronous check; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
   checkSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Decision;
   /**

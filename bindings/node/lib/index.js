@@ -51,6 +51,7 @@ const SOURCE_CODES = new Map(SOURCES.map((s, i) => [s, i]));
 // resetAfter, retryAfter, source, policyIndex); multi-policy ids go in IDS.
 const OUT = new Float64Array(7);
 const MAX_POLICIES = native.maxPolicies; // RL_MAX_POLICIES
+const MAX_KEYS = native.maxKeys; // RL_MAX_KEYS: the most pairs of one checkKeys
 const IDS = new Int32Array(MAX_POLICIES);
 // The synchronous check's numeric arguments (handle, policy id, cost): typed
 // array stores are cheaper than napi reads of three more arguments.
@@ -448,6 +449,72 @@ function policyArg(p) {
   return -n;
 }
 
+// checkKeys' pairs -> { keys, counts, ids }: each pair's key, its number of
+// policies and every pair's policy ids, pair by pair. A pair is [key,
+// policies] or { key, policies }; policies as check() takes them.
+function pairsArg(pairs) {
+  if (!Array.isArray(pairs))
+    throw typeError('pairs', 'an array of [key, policies] pairs (or { key, policies } objects)', pairs);
+  const n = pairs.length;
+  if (n < 1 || n > MAX_KEYS)
+    throw new InvalidArgumentError(
+      `pairs: expected 1 to ${MAX_KEYS} (key, policies) pairs, got ${n}`, 'RL_E_INVALID_ARG');
+  const keys = new Array(n);
+  const counts = new Array(n);
+  const ids = [];
+  for (let j = 0; j < n; ++j) {
+    const pair = pairs[j];
+    let key;
+    let policies;
+    if (Array.isArray(pair)) {
+      if (pair.length !== 2)
+        throw new TypeError(`pairs[${j}] must be [key, policies] (2 items), received an array of ${pair.length}`);
+      key = pair[0];
+      policies = pair[1];
+    } else if (pair !== null && typeof pair === 'object') {
+      key = pair.key;
+      policies = pair.policies;
+    } else {
+      throw typeError(`pairs[${j}]`, '[key, policies] or { key, policies }', pair);
+    }
+    if (!isKey(key)) throw typeError(`pairs[${j}] key`, 'a string, Buffer or Uint8Array', key);
+    if (Array.isArray(policies)) {
+      const m = policies.length;
+      if (m < 1 || m > MAX_POLICIES)
+        throw new InvalidArgumentError(
+          `pairs[${j}] policies: expected 1 to ${MAX_POLICIES} policies, got ${m}`, 'RL_E_INVALID_ARG');
+      if (ids.length + m > MAX_POLICIES) throw tooManyPolicies(pairs);
+      for (let i = 0; i < m; ++i) ids.push(policyId(policies[i], `pairs[${j}] policies[${i}]`));
+      counts[j] = m;
+    } else {
+      if (ids.length + 1 > MAX_POLICIES) throw tooManyPolicies(pairs);
+      ids.push(policyId(policies, `pairs[${j}] policy`));
+      counts[j] = 1;
+    }
+    keys[j] = key;
+  }
+  return { keys, counts, ids };
+}
+
+function tooManyPolicies(pairs) {
+  let total = 0;
+  for (const pair of pairs) {
+    const p = Array.isArray(pair) ? pair[1] : pair !== null && typeof pair === 'object' ? pair.policies : null;
+    total += Array.isArray(p) ? p.length : 1;
+  }
+  return new InvalidArgumentError(
+    `policies: at most ${MAX_POLICIES} in all the pairs, got ${total}`, 'RL_E_INVALID_ARG');
+}
+
+// The pair a checkKeys decision reports: policyIndex counts the policies
+// pair by pair.
+function pairOf(counts, policyIndex) {
+  let j = 0;
+  let first = 0;
+  while (j < counts.length - 1 && policyIndex >= first + counts[j]) first += counts[j++];
+  return j;
+}
+
 function costArg(options) {
   if (options === undefined) return 1;
   if (options === null || typeof options !== 'object')
@@ -606,6 +673,42 @@ class Limiter {
         reject(e);
       }
     });
+  }
+
+  /**
+   * Several keys in one decision, all or nothing: `pairs` is an array of 1
+   * to 8 [key, policies] pairs (or { key, policies } objects), distinct
+   * keys, at most 16 policies in all. `cost` (default 1) is charged to
+   * every policy of every pair only if every one allows; if any denies,
+   * nothing is charged anywhere. The decision's policyIndex counts the
+   * policies pair by pair; keyIndex is the reported pair's index. A
+   * negative cost refunds every pair with usage. On a Redis Cluster the
+   * keys must share a slot (start them with the same {tag}), else
+   * UnsupportedError (RL_E_UNSUPPORTED) before anything is sent.
+   */
+  checkKeys(pairs, options) {
+    try {
+      if (this.#closed) throw closedError();
+      const { keys, counts, ids } = pairsArg(pairs);
+      const cost = costArg(options);
+      return new Promise((resolve, reject) => {
+        const slot = takeSlot(resolve, reject);
+        try {
+          // Into the shared buffer last: a plain policy's getters (JS) ran
+          // while the ids were gathered.
+          for (let i = 0; i < ids.length; ++i) IDS[i] = ids[i];
+          this.#native.checkKeysAsync(keys, counts, cost, slot);
+        } catch (e) {
+          releaseSlot(slot);
+          reject(e);
+        }
+      }).then((d) => {
+        d.keyIndex = pairOf(counts, d.policyIndex);
+        return d;
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /** The memory store's synchronous check (a Redis limiter refuses it). */

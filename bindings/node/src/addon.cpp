@@ -15,6 +15,9 @@
 //     when the queue was empty, pokes ONE thread-safe function per limiter
 //     (non-blocking). On the JS thread that function drains the whole queue
 //     and settles the promises. No libuv threadpool work per check.
+//   - checkKeys (several keys in one decision) goes through
+//     rl_check_keys_async the same way, on every store (the memory store
+//     answers inline, before the call returns).
 //   - reset, block, unblock, ping, keys-next and rl_destroy block, so they
 //     run as Napi::AsyncWorkers (the memory store's reset, block and unblock
 //     do no I/O and run inline); close() waits for the ones in progress (ABI
@@ -34,6 +37,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <tuple>
@@ -788,17 +792,19 @@ int32_t opt_int(Napi::Env env, const Napi::Object &o, const char *name) {
 class Limiter : public Napi::ObjectWrap<Limiter> {
  public:
   static Napi::Function Define(Napi::Env env) {
-    return DefineClass(env, "NativeLimiter",
-                       {InstanceMethod<&Limiter::CheckAsync>("checkAsync"),
-                        InstanceMethod<&Limiter::Reset>("reset"),
-                        InstanceMethod<&Limiter::Block>("block"),
-                        InstanceMethod<&Limiter::Unblock>("unblock"),
-                        InstanceMethod<&Limiter::Ping>("ping"),
-                        InstanceMethod<&Limiter::Health>("health"),
-                        InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
-                        InstanceMethod<&Limiter::Close>("close"),
-                        InstanceAccessor<&Limiter::StoreKind>("storeKind"),
-                        InstanceAccessor<&Limiter::Handle>("handle")});
+    return DefineClass(
+        env, "NativeLimiter",
+        {InstanceMethod<&Limiter::CheckAsync>("checkAsync"),
+         InstanceMethod<&Limiter::CheckKeysAsync>("checkKeysAsync"),
+         InstanceMethod<&Limiter::Reset>("reset"),
+         InstanceMethod<&Limiter::Block>("block"),
+         InstanceMethod<&Limiter::Unblock>("unblock"),
+         InstanceMethod<&Limiter::Ping>("ping"),
+         InstanceMethod<&Limiter::Health>("health"),
+         InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
+         InstanceMethod<&Limiter::Close>("close"),
+         InstanceAccessor<&Limiter::StoreKind>("storeKind"),
+         InstanceAccessor<&Limiter::Handle>("handle")});
   }
 
   // new NativeLimiter(options): options already checked by lib/index.js.
@@ -968,6 +974,89 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     }
     AsyncCall *c = call.release();  // the completion owns it now
     if (c->done_inline) {
+      settle_calls(env, {c});
+      return env.Undefined();
+    }
+    ++st_->pending;
+    st_->busy_changed();
+    return env.Undefined();
+  }
+
+  // checkKeysAsync(keys, counts, cost, slot): rl_check_keys_async with
+  // keys[j] (a string or bytes) against counts[j] policies, their ids pair
+  // by pair in the shared Int32Array; settled as checkAsync's. lib/index.js
+  // checks the arguments first; what is checked here guards the buffers.
+  Napi::Value CheckKeysAsync(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    Addon &a = addon(env);
+    if (a.done == nullptr || a.ids == nullptr)
+      throw_type(env, "setup() was not called");
+    if (!info[0].IsArray() || !info[1].IsArray())
+      throw_type(env, "checkKeysAsync(keys, counts, cost, slot)");
+    Napi::Array key_values = info[0].As<Napi::Array>();
+    Napi::Array count_values = info[1].As<Napi::Array>();
+    const uint32_t n_keys = key_values.Length();
+    if (n_keys == 0 || n_keys > RL_MAX_KEYS || count_values.Length() != n_keys)
+      throw_code(env, RL_E_INVALID_ARG,
+                 "keys: expected 1 to " + std::to_string(RL_MAX_KEYS) +
+                     " keys, got " + std::to_string(n_keys));
+    size_t counts[RL_MAX_KEYS];
+    size_t total = 0;
+    for (uint32_t j = 0; j < n_keys; ++j) {
+      const int64_t c = int64_arg(env, count_values.Get(j), "policy count");
+      if (c < 1 || static_cast<size_t>(c) > kMaxPolicies - total)
+        throw_code(env, RL_E_INVALID_ARG,
+                   "policies: each pair has 1 or more and all the pairs at "
+                   "most " +
+                       std::to_string(kMaxPolicies));
+      counts[j] = static_cast<size_t>(c);
+      total += counts[j];
+    }
+    // The handles, copied out: a JS clock may compile policies (growing the
+    // table) mid-check.
+    rl_policy *ps[kMaxPolicies];
+    for (size_t i = 0; i < total; ++i) {
+      const int32_t id = a.ids[i];
+      if (id < 0 || static_cast<size_t>(id) >= a.policies.size())
+        throw_type(env, "policy: not a compiled policy");
+      ps[i] = a.policies[static_cast<size_t>(id)];
+    }
+    // Each key's bytes (borrowed from JS: no JS runs until the call below
+    // has copied them).
+    std::optional<KeyArg> keys[RL_MAX_KEYS];
+    const char *key_data[RL_MAX_KEYS];
+    size_t key_lens[RL_MAX_KEYS];
+    for (uint32_t j = 0; j < n_keys; ++j) {
+      keys[j].emplace(env, key_values.Get(j));
+      key_data[j] = keys[j]->data();
+      key_lens[j] = keys[j]->size();
+    }
+    const int64_t cost =
+        static_cast<int64_t>(info[2].As<Napi::Number>().DoubleValue());
+    const double slot = info[3].As<Napi::Number>().DoubleValue();
+    ensure_tsfn(env);
+
+    auto call = std::make_unique<AsyncCall>();
+    call->state = st_;
+    call->slot = slot;
+    const int rc =
+        rl_check_keys_async(st_->lim, key_data, key_lens, n_keys, ps, counts,
+                            cost, &async_complete, call.get());
+    call->submitting = false;
+    if (rc != RL_OK) {
+      const std::string err = last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      throw_code(env, rc, err);
+    }
+    AsyncCall *c = call.release();  // the completion owns it now
+    if (c->done_inline) {
+      // The memory store answers inline: a JS clock that threw is the
+      // answer (as the synchronous check throws it).
+      if (st_->clock_error != nullptr) {
+        std::unique_ptr<AsyncCall> drop(c);
+        rethrow_clock_error(*st_, env);
+      }
       settle_calls(env, {c});
       return env.Undefined();
     }
@@ -1499,6 +1588,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   for (int c = -1; rl_error_name(c) != nullptr; --c)
     codes.Set(rl_error_name(c), c);
   exports.Set("maxPolicies", RL_MAX_POLICIES);
+  exports.Set("maxKeys", RL_MAX_KEYS);
   exports.Set("codes", codes);
   Napi::Object fm = Napi::Object::New(env);
   fm.Set("open", RL_FAIL_OPEN);

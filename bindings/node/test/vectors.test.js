@@ -1,8 +1,9 @@
 'use strict';
 // The shared vectors (tests/vectors/*.json at the repository root) replayed
-// through the Node API with a clock the test controls: on the memory store
-// always, on Redis when the addon was built with -DTOLLGATE_TESTING=ON (a
-// release build refuses a clock for Redis, so the time cannot be pinned):
+// through the Node API (check, checkSync, checkKeys, block, unblock, reset)
+// with a clock the test controls: on the memory store always, on Redis when
+// the addon was built with -DTOLLGATE_TESTING=ON (a release build refuses a
+// clock for Redis, so the time cannot be pinned):
 //
 //   npx cmake-js rebuild --CDTOLLGATE_TESTING=ON
 
@@ -26,6 +27,7 @@ const REQUIRED = [
   'multi_policy.json',
   'refund.json',
   'carry_over.json',
+  'multi_key.json',
 ];
 const FILES = !VECTORS_DIR
   ? REQUIRED
@@ -103,9 +105,21 @@ async function replay(file, c, limiter, clock, { sync }) {
       }
       continue;
     }
-    assert.equal(op, 'check', where);
-    const run = () =>
-      sync ? limiter.checkSync(key, policies, { cost: step.cost }) : limiter.check(key, policies, { cost: step.cost });
+    assert.ok(op === 'check' || op === 'check_keys', where);
+    let run;
+    if (op === 'check_keys') {
+      // Several keys in one decision: pairs in both forms the API takes
+      // ({ key, policies } and [key, policies]), alternately.
+      assert.ok(Array.isArray(step.pairs) && step.pairs.length > 0, where);
+      const pairs = step.pairs.map((p, j) => {
+        const ps = makePolicies(p.policies);
+        return (i + j) % 2 ? [p.key, ps] : { key: p.key, policies: ps };
+      });
+      run = () => limiter.checkKeys(pairs, { cost: step.cost });
+    } else {
+      run = () =>
+        sync ? limiter.checkSync(key, policies, { cost: step.cost }) : limiter.check(key, policies, { cost: step.cost });
+    }
     if ('expect_error' in step) {
       await assert.rejects(
         async () => run(),
@@ -136,6 +150,13 @@ async function replay(file, c, limiter, clock, { sync }) {
       where,
     );
     assert.equal(d.source, 'store', where);
+    if (op === 'check_keys') {
+      // keyIndex: the pair whose policy policyIndex (flattened) names.
+      let first = 0;
+      let j = 0;
+      while (e.policy_index >= first + step.pairs[j].policies.length) first += step.pairs[j++].policies.length;
+      assert.equal(d.keyIndex, j, where);
+    }
   }
 }
 
