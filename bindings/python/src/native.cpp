@@ -623,7 +623,9 @@ PyGetSetDef g_decision_getset[] = {
      "Which path decided: store, deny_cache, fail_open, fail_closed, local.",
      nullptr},
     {"policy_index", decision_get_policy_index, nullptr,
-     "Index (in the check's policies) of the reported policy.", nullptr},
+     "Index (in the check's policies) of the reported policy; check_keys "
+     "counts the policies pair by pair.",
+     nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
 PyMethodDef g_decision_methods[] = {
@@ -640,7 +642,9 @@ const char *const kDecisionDoc = R"doc(The answer to a check. Immutable.
                   allowed; math.inf if it never can: cost above capacity)
   source          which path decided: "store", "deny_cache", "fail_open",
                   "fail_closed" or "local"
-  policy_index    index (in the check's policies) of the reported policy
+  policy_index    index (in the check's policies) of the reported policy;
+                  for check_keys, counted pair by pair (the policies of
+                  every pair back to back, pair 0's first)
   reset_after_ms, retry_after_ms
                   the same durations as the library's integer milliseconds
                   (retry_after_ms is -1 for never)
@@ -961,6 +965,125 @@ void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
   }
 }
 
+// The parsed arguments of check_keys(pairs, cost=1) (and
+// check_keys_async): the C arrays of rl_check_keys. `keep` holds tuple
+// copies of `pairs`, of each pair and of each pair's policy list, so the
+// keys' bytes and the policies stay alive (and unchanged) while the call
+// runs without the GIL, whatever the caller does to its lists meanwhile.
+struct KeysArgs {
+  std::vector<py::object> keep;
+  const char *keys[RL_MAX_KEYS] = {};
+  size_t key_lens[RL_MAX_KEYS] = {};
+  size_t n_policies[RL_MAX_KEYS] = {};
+  std::vector<rl_policy *> policies;
+  size_t n_keys = 0;
+  int64_t cost = 1;
+};
+
+// A tuple copy of `seq` (a new reference), or an error set.
+py::tuple tuple_of(py::handle seq) {
+  py::tuple t = py::reinterpret_steal<py::tuple>(PySequence_Tuple(seq.ptr()));
+  if (!t) throw py::error_already_set();
+  return t;
+}
+
+void parse_keys_args(const char *fn, py::handle pairs, py::handle cost,
+                     KeysArgs &out) {
+  const std::string name(fn);
+  PyObject *o = pairs.ptr();
+  if (PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o) ||
+      !PySequence_Check(o))
+    raise_type_error(name +
+                     "() pairs must be a list of (key, policies) pairs, "
+                     "not " +
+                     type_name(pairs));
+  py::tuple all = tuple_of(pairs);
+  const size_t n = all.size();
+  if (n < 1 || n > RL_MAX_KEYS)
+    raise_code(RL_E_INVALID_ARG,
+               "pairs: expected 1 to " + std::to_string(RL_MAX_KEYS) +
+                   " (key, policies) pairs, got " + std::to_string(n));
+  out.keep.reserve(2 * n + 1);
+  out.keep.push_back(all);
+  out.policies.reserve(RL_MAX_POLICIES);
+  for (size_t j = 0; j < n; ++j) {
+    const std::string at = "pairs[" + std::to_string(j) + "]";
+    py::handle pair = all[j];
+    if (!PyTuple_Check(pair.ptr()) && !PyList_Check(pair.ptr()))
+      raise_type_error(
+          name + "() " + at + " must be a (key, policies) pair, not " +
+          type_name(pair) +
+          (j == 0 && (PyUnicode_Check(pair.ptr()) || PyBytes_Check(pair.ptr()))
+               ? " (pass a list of pairs: [(key, policies), "
+                 "...])"
+               : ""));
+    py::tuple kp = tuple_of(pair);
+    out.keep.push_back(kp);
+    if (kp.size() != 2)
+      raise_type_error(name + "() " + at +
+                       " must be a (key, policies) pair of 2 items, not " +
+                       std::to_string(kp.size()));
+    py::handle key = kp[0];
+    if (!PyUnicode_Check(key.ptr()) && !PyBytes_Check(key.ptr()))
+      raise_type_error(name + "() " + at +
+                       ": the key must be str or bytes, not " + type_name(key));
+    const KeyView k = key_view(key);
+    out.keys[j] = k.data;
+    out.key_lens[j] = k.size;
+    for (size_t i = 0; i < j; ++i)
+      if (k.size != 0 && out.key_lens[i] == k.size &&
+          std::memcmp(out.keys[i], k.data, k.size) == 0)
+        raise_code(RL_E_INVALID_ARG,
+                   at + ": the key of pairs[" + std::to_string(i) +
+                       "] again (a key appears once: give it all its "
+                       "policies in one pair)");
+    py::handle ps = kp[1];
+    const size_t first = out.policies.size();
+    if (const Policy *p = policy_of(ps.ptr())) {
+      out.policies.push_back(p->h);
+    } else if (Py_TYPE(ps.ptr()) == g_policy_type) {
+      raise_type_error(name + "() " + at +
+                       ": the Policy was never initialized");
+    } else if (PyList_Check(ps.ptr()) || PyTuple_Check(ps.ptr())) {
+      py::tuple pt = tuple_of(ps);
+      out.keep.push_back(pt);
+      for (size_t i = 0; i < pt.size(); ++i) {
+        const Policy *p = policy_of(pt[i].ptr());
+        if (p == nullptr)
+          raise_type_error(
+              name + "() " + at + ": policies must be tollgate.Policy, not " +
+              type_name(pt[i]) + " (index " + std::to_string(i) + ")");
+        out.policies.push_back(p->h);
+      }
+    } else {
+      raise_type_error(name + "() " + at +
+                       ": policies must be a tollgate.Policy or a list of "
+                       "them, not " +
+                       type_name(ps));
+    }
+    out.n_policies[j] = out.policies.size() - first;
+    if (out.n_policies[j] == 0)
+      raise_code(RL_E_INVALID_ARG,
+                 at + ": no policies (give a tollgate.Policy or a list of "
+                      "1 or more)");
+  }
+  out.n_keys = n;
+  if (out.policies.size() > RL_MAX_POLICIES)
+    raise_code(RL_E_INVALID_ARG, "pairs: at most " +
+                                     std::to_string(RL_MAX_POLICIES) +
+                                     " policies in all the pairs, got " +
+                                     std::to_string(out.policies.size()));
+  out.cost = to_int64(cost, "cost");
+}
+
+// The library's message for a failed rl_check_keys, in this API's words:
+// its "keys[j]: ..." names the pair ("pairs[j]: ...").
+std::string keys_error_text(int code) {
+  std::string m = last_error_text(code);
+  if (m.compare(0, 5, "keys[") == 0) m.replace(0, 4, "pairs");
+  return m;
+}
+
 // asyncio's C-accelerated helpers, looked up once.
 struct AsyncioRefs {
   PyObject *get_running_loop = nullptr;  // asyncio.events._get_running_loop
@@ -1156,6 +1279,37 @@ class Limiter {
     return d;
   }
 
+  // check_keys(pairs, cost=1): several (key, policies) pairs in one
+  // decision, all or nothing (rl_check_keys).
+  py::object check_keys(py::handle pairs, py::handle cost) {
+    KeysArgs a;
+    parse_keys_args("check_keys", pairs, cost, a);
+    return py::reinterpret_steal<py::object>(check_keys_now(a));
+  }
+
+  // The synchronous rl_check_keys of parsed arguments; a new Decision. The
+  // GIL as in check_now.
+  PyObject *check_keys_now(const KeysArgs &a) {
+    rl_decision out = RL_DECISION_INIT;
+    int rc = RL_OK;
+    if (store_kind_ == RL_STORE_MEMORY && !clock_) {
+      if (core_->closed.load(std::memory_order_relaxed)) raise_closed();
+      rc = rl_check_keys(core_->lim, &out, a.keys, a.key_lens, a.n_keys,
+                         a.policies.data(), a.n_policies, a.cost);
+    } else {
+      CallGuard guard(*core_);
+      without_gil([&]() noexcept {
+        rc = rl_check_keys(core_->lim, &out, a.keys, a.key_lens, a.n_keys,
+                           a.policies.data(), a.n_policies, a.cost);
+      });
+      rethrow_clock_error();
+    }
+    if (rc != RL_OK) raise_code(rc, keys_error_text(rc));
+    PyObject *d = new_decision(out);
+    if (d == nullptr) throw py::error_already_set();
+    return d;
+  }
+
   void reset(py::handle key) {
     const KeyView k = key_view(key);
     CallGuard guard(*core_);
@@ -1317,13 +1471,40 @@ class Limiter {
     CheckArgs c;
     parse_check_args("check_async", args, nargs, kwnames, c);
     if (store_kind_ == RL_STORE_MEMORY && !clock_) return check_now(c);
+    return start_future("check_async", self, [&](AsyncCall *call) {
+      return rl_check_async(core_->lim, c.key.data, c.key.size, c.policies, c.n,
+                            c.cost, &async_complete, call);
+    });
+  }
+
+  // check_keys_async's start, as async_start is check_async's.
+  py::object async_start_keys(py::handle self, py::handle pairs,
+                              py::handle cost) {
+    KeysArgs a;
+    parse_keys_args("check_keys_async", pairs, cost, a);
+    if (store_kind_ == RL_STORE_MEMORY && !clock_)
+      return py::reinterpret_steal<py::object>(check_keys_now(a));
+    return py::reinterpret_steal<py::object>(
+        start_future("check_keys_async", self.ptr(), [&](AsyncCall *call) {
+          return rl_check_keys_async(core_->lim, a.keys, a.key_lens, a.n_keys,
+                                     a.policies.data(), a.n_policies, a.cost,
+                                     &async_complete, call);
+        }));
+  }
+
+  // A future of the running loop, resolved by async_drain() when the
+  // asynchronous call `issue(call)` starts (it returns the C call's code)
+  // completes; a validation error raises at once.
+  template <class Issue>
+  PyObject *start_future(const char *fn, PyObject *self, Issue &&issue) {
     AsyncioRefs &refs = asyncio_refs();
     py::object loop = py::reinterpret_steal<py::object>(
         PyObject_CallNoArgs(refs.get_running_loop));
     if (!loop) throw py::error_already_set();
     if (loop.is_none())
-      throw std::runtime_error(
-          "check_async() must be awaited in a running asyncio event loop");
+      throw std::runtime_error(std::string(fn) +
+                               "() must be awaited in a running asyncio "
+                               "event loop");
     async_fd();
     if (!is_last_loop(loop.ptr())) {  // first check here: watch the eventfd
       py::handle(refs.watch)(py::handle(self), loop);
@@ -1339,11 +1520,9 @@ class Limiter {
         AsyncCall{bridge_, fut.inc_ref().ptr(), loop.inc_ref().ptr()});
     // Validation happens before the call returns; network stores then
     // complete on tollgate's I/O thread.
-    const int rc =
-        rl_check_async(core_->lim, c.key.data, c.key.size, c.policies, c.n,
-                       c.cost, &async_complete, call.get());
+    const int rc = issue(call.get());
     if (rc != RL_OK) {
-      const std::string err = last_error_text(rc);
+      const std::string err = keys_error_text(rc);
       Py_DECREF(call->fut);
       Py_DECREF(call->loop);
       rethrow_clock_error();
@@ -1707,6 +1886,7 @@ PYBIND11_MODULE(_native, m) {
     codes[rl_error_name(c)] = c;
   m.attr("ERROR_CODES") = codes;
   m.attr("MAX_POLICIES") = RL_MAX_POLICIES;
+  m.attr("MAX_KEYS") = RL_MAX_KEYS;
   py::dict modes;
   modes["open"] = RL_FAIL_OPEN;
   modes["closed"] = RL_FAIL_CLOSED;
@@ -1965,6 +2145,27 @@ manager, or call close().
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_drain", &Limiter::async_drain)
+      .def("check_keys", &Limiter::check_keys, py::arg("pairs"), py::kw_only(),
+           py::arg("cost") = 1,
+           "check_keys(pairs, *, cost=1) -> Decision\n\n"
+           "Several (key, policies) pairs in one decision, all or nothing: "
+           "`cost` units are charged to every policy of every pair only if "
+           "every one allows; if any denies, nothing is charged anywhere. "
+           "`pairs` is a list of 1 to 8 (key, policies) pairs, a key (str or "
+           "bytes) at most once, `policies` a tollgate.Policy or a list of "
+           "them (at most 16 policies in all). The decision reports one "
+           "policy as check() does; its policy_index counts the policies "
+           "pair by pair (pair 1's first policy comes after all of pair "
+           "0's). A negative cost refunds every pair with usage. A blocked "
+           "key denies. Redis runs one script; on a Redis Cluster the keys "
+           "must share a slot (start them with the same {tag}), else "
+           "tollgate.UnsupportedError before anything is sent.")
+      .def(
+          "_async_start_keys",
+          [](py::object self, py::handle pairs, py::handle cost) {
+            return self.cast<Limiter &>().async_start_keys(self, pairs, cost);
+          },
+          py::arg("pairs"), py::kw_only(), py::arg("cost") = 1)
       .def("reset", &Limiter::reset, py::arg("key"),
            "Forget every policy's state for `key`, its block and its strike "
            "counts included.")

@@ -23,7 +23,8 @@ from tollgate import Limiter, Policy
 from conftest import VECTORS_DIR
 
 # The files every checkout has; any other tests/vectors/*.json (block.json,
-# and files added later) is replayed too, so a new file cannot be left out.
+# multi_key.json, and files added later) is replayed too, so a new file
+# cannot be left out.
 REQUIRED = ["gcra.json", "token_bucket.json", "fixed_window.json", "sliding_window.json", "multi_policy.json",
             "refund.json", "carry_over.json"]
 FILES = REQUIRED + (
@@ -120,15 +121,26 @@ def replay(file: str, case: Dict[str, Any], limiter: Limiter, clock: StepClock) 
         clock.now_us = step["t_ms"] * 1000 if "t_ms" in step else step["t_us"]
         key = step.get("key", case["key"])
         op = step.get("op", "check")
-        if op != "check":
+        if op == "check_keys":
+            # Several (key, policies) pairs in one decision; policy_index
+            # counts the policies pair by pair.
+            pairs = [(pair["key"], make_policies(pair["policies"])) for pair in step["pairs"]]
+
+            def call(cost: int) -> tollgate.Decision:
+                return limiter.check_keys(pairs, cost=cost)
+        elif op == "check":
+
+            def call(cost: int) -> tollgate.Decision:
+                return limiter.check(key, *policies, cost=cost)
+        else:
             replay_op(op, step, key, limiter, where)
             continue
         if "expect_error" in step:
             with pytest.raises(tollgate.Error) as info:
-                limiter.check(key, *policies, cost=step["cost"])
+                call(step["cost"])
             assert info.value.code == step["expect_error"], where
             continue
-        d = limiter.check(key, *policies, cost=step["cost"])
+        d = call(step["cost"])
         e = step["expect"]
         got = {
             "allowed": d.allowed,
@@ -203,6 +215,45 @@ def test_replayer_handles_block_ops(store, request):
     with Limiter(clock=clock) as lim2, pytest.raises(AssertionError, match="unknown op"):
         replay("synthetic", {"name": "x", "key": "k", "policies": SYNTHETIC["policies"],
                              "steps": [{"t_ms": T, "op": "freeze"}]}, lim2, clock)
+
+
+# The check_keys op on a case of this file's own, as SYNTHETIC is for the
+# block ops: proven whether or not tests/vectors/multi_key.json exists.
+G = {"algorithm": "gcra", "limit": 2, "period_ms": 1000, "name": "global"}
+R = {"algorithm": "fixed_window", "limit": 1, "period_ms": 1000, "name": "route"}
+SYNTHETIC_KEYS = {
+    "name": "check_keys op",
+    "key": "g",
+    "policies": [G],
+    "steps": [
+        {"t_ms": T, "op": "check_keys", "pairs": [{"key": "g", "policies": [G]}, {"key": "r|g", "policies": [R]}],
+         "cost": 1, "expect": {"allowed": True, "limit": 1, "remaining": 0, "reset_after_ms": 1000,
+                               "retry_after_ms": 0, "policy_index": 1}},
+        # the route denies: nothing is charged under the global limit
+        {"t_ms": T + 100, "op": "check_keys",
+         "pairs": [{"key": "g", "policies": [G]}, {"key": "r|g", "policies": [R]}],
+         "cost": 1, "expect": {"allowed": False, "limit": 1, "remaining": 0, "reset_after_ms": 900,
+                               "retry_after_ms": 900, "policy_index": 1}},
+        {"t_ms": T + 100, "cost": 0, "expect": {"allowed": True, "limit": 2, "remaining": 1, "reset_after_ms": 400,
+                                                "retry_after_ms": 0, "policy_index": 0}},
+        {"t_ms": T + 100, "op": "check_keys", "pairs": [{"key": "g", "policies": [G]}, {"key": "g", "policies": [R]}],
+         "cost": 1, "expect_error": "RL_E_INVALID_ARG"},
+    ],
+}
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+def test_replayer_handles_the_check_keys_op(store, request):
+    clock = StepClock()
+    if store == "memory":
+        lim: Optional[Limiter] = Limiter(clock=clock)
+    else:
+        lim = _redis_limiter(request.getfixturevalue("redis_server").url, request.getfixturevalue("prefix"), clock)
+        if lim is None:
+            pytest.skip("this build takes no clock for Redis (configure with -DTOLLGATE_TESTING=ON)")
+    assert lim is not None
+    with lim:
+        replay("synthetic", SYNTHETIC_KEYS, lim, clock)
 
 
 @pytest.mark.parametrize("file, index, case", cases())

@@ -148,6 +148,21 @@ async def _check_async(
 Limiter.check_async = _check_async  # type: ignore[attr-defined]
 
 
+async def _check_keys_async(self: "_native.Limiter", pairs: object, *, cost: int = 1) -> Decision:
+    """check_keys_async(pairs, *, cost=1) -> Decision (a coroutine)
+
+    :meth:`check_keys` without blocking the event loop, as
+    :meth:`check_async` is to :meth:`check`.
+    """
+    started = self._async_start_keys(pairs, cost=cost)
+    if type(started) is Decision:  # the memory store answers at once
+        return started
+    return await started
+
+
+Limiter.check_keys_async = _check_keys_async  # type: ignore[attr-defined]
+
+
 def _refund_amount(amount: object) -> int:
     if type(amount) is not int:
         raise TypeError("amount must be an int, not %s" % type(amount).__name__)

@@ -7,6 +7,8 @@ from typing import Callable, Dict, Iterator, List, Literal, Optional, Sequence, 
 from ._types import KeyState
 
 Key = Union[str, bytes]
+#: One pair of Limiter.check_keys: a key and its policy (or policies).
+KeyPolicies = Tuple[Key, Union["Policy", Sequence["Policy"]]]
 Period = Union[int, float, str, datetime.timedelta]
 Algorithm = Literal["gcra", "token_bucket", "fixed_window", "sliding_window"]
 Source = Literal["store", "deny_cache", "fail_open", "fail_closed", "local"]
@@ -58,6 +60,7 @@ VERSION_NUMBER: int
 HEADER_VERSION_NUMBER: int
 ERROR_CODES: Dict[str, int]
 MAX_POLICIES: int
+MAX_KEYS: int
 FAILURE_MODES: Dict[str, int]
 
 def strerror(code: int) -> str: ...
@@ -145,7 +148,9 @@ class Decision:
     @property
     def source(self) -> Source: ...
     @property
-    def policy_index(self) -> int: ...
+    def policy_index(self) -> int:
+        """The reported policy's index in the check's policies (check_keys:
+        every pair's policies back to back, pair 0's first)."""
     def __bool__(self) -> bool: ...
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
@@ -190,6 +195,10 @@ class Limiter:
     async def check_async(
         self, key: Key, *policies: Policy, cost: int = 1
     ) -> Decision: ...
+    def check_keys(self, pairs: Sequence[KeyPolicies], *, cost: int = 1) -> Decision:
+        """Several (key, policies) pairs in one decision, all or nothing;
+        policy_index counts the policies pair by pair."""
+    async def check_keys_async(self, pairs: Sequence[KeyPolicies], *, cost: int = 1) -> Decision: ...
     def refund(self, key: Key, *policies: Policy, amount: int = 1) -> Decision: ...
     async def refund_async(
         self, key: Key, *policies: Policy, amount: int = 1
