@@ -175,3 +175,99 @@ def test_bad_cluster_urls_raise_the_url_error(url) -> None:
     assert str(info.value)
     assert SECRET not in str(info.value) and SECRET not in repr(info.value)
     assert isinstance(info.value, tollgate.Error)
+
+
+# ---- several keys in one decision (check_keys) -------------------------------------
+
+
+def test_cluster_check_keys_needs_one_slot(redis_cluster, prefix) -> None:
+    """Keys of several slots are refused before anything is sent; keys
+    that start with one {tag} share a slot and are checked all or nothing."""
+    port = redis_cluster.primary_ports[0]
+    assert redis_command(port, "CLUSTER", "KEYSLOT", "org") != redis_command(port, "CLUSTER", "KEYSLOT", "search|org")
+    g, r = Policy(5, YEARS, name="global"), Policy(2, YEARS, name="login")
+    with Limiter(redis_cluster.url, key_prefix=prefix, failure_mode="error", timeout_ms=2000) as lim:
+        with pytest.raises(tollgate.UnsupportedError) as info:
+            lim.check_keys([("org", g), ("search|org", r)])
+        assert info.value.code == "RL_E_UNSUPPORTED"
+        assert lim.check("org", g, cost=0).remaining == 5  # nothing was sent
+        pairs = [("{user:1}:global", g), ("{user:1}:login", [r])]
+        assert [lim.check_keys(pairs).allowed for _ in range(4)] == [True, True, False, False]
+        assert lim.check("{user:1}:global", g, cost=0).remaining == 3
+        assert lim.check_keys(pairs, cost=-1).allowed  # a refund to both
+        assert lim.check("{user:1}:global", g, cost=0).remaining == 4
+        assert lim.check("{user:1}:login", r, cost=0).remaining == 1
+
+        async def main() -> None:
+            d = await lim.check_keys_async([("{user:2}:a", g), ("{user:2}:b", r)])
+            assert d.allowed and d.policy_index == 1
+            with pytest.raises(tollgate.UnsupportedError):
+                await lim.check_keys_async([("org", g), ("search|org", r)])
+
+        asyncio.run(main())
+
+
+@pytest.mark.parametrize("framework", ["flask", "fastapi"])
+def test_cluster_helpers_fall_back_to_two_steps(redis_cluster, prefix, framework) -> None:
+    """On a cluster the global key ("org") and the route's ("search|org")
+    lie in different slots: the helpers check the route alone, then the
+    global limit. A route denial leaves the global limit untouched; a global
+    denial gives the route's charge back."""
+    pytest.importorskip("httpx")
+    pytest.importorskip("fastapi")
+    flask = pytest.importorskip("flask")
+    import warnings
+
+    from fastapi import Depends, FastAPI
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from starlette.testclient import TestClient
+
+    from tollgate.asgi import RateLimitMiddleware, rate_limit
+    from tollgate.flask import RateLimiter
+
+    def client_for(lim: Limiter, glob: Policy, route: Policy):
+        if framework == "flask":
+            app = flask.Flask(__name__)
+            ext = RateLimiter(app, limiter=lim, policies=glob, key=lambda r: "org", name="global")
+
+            @app.get("/search")
+            @ext.limit(route, name="search")
+            def search() -> str:
+                return "ok"
+
+            @app.get("/other")
+            def other() -> str:
+                return "ok"
+
+            c = app.test_client()
+            return lambda path: c.get(path).status_code
+        app = FastAPI()
+        app.add_middleware(RateLimitMiddleware, limiter=lim, policies=glob, key=lambda r: "org", name="global")
+
+        @app.get("/search", dependencies=[Depends(rate_limit(lim, route, key=lambda r: "org", name="search"))])
+        async def search() -> str:
+            return "ok"
+
+        @app.get("/other")
+        async def other() -> str:
+            return "ok"
+
+        tc = TestClient(app)
+        return lambda path: tc.get(path).status_code
+
+    with Limiter(redis_cluster.url, key_prefix=prefix, failure_mode="error", timeout_ms=2000) as lim:
+        glob, route = Policy(100, YEARS), Policy(2, YEARS)
+        get = client_for(lim, glob, route)
+        assert [get("/search") for _ in range(5)] == [200, 200, 429, 429, 429]
+        assert lim.check("org", glob, cost=0).remaining == 98  # the route's denials cost nothing here
+        assert lim.check("search|org", route, cost=0).remaining == 0
+    with Limiter(redis_cluster.url, key_prefix=prefix + "b:", failure_mode="error", timeout_ms=2000) as lim:
+        glob, route = Policy(2, YEARS), Policy(10, YEARS)
+        get = client_for(lim, glob, route)
+        assert [get("/other") for _ in range(2)] == [200, 200]
+        assert get("/search") == 429
+        # The route was charged first, then given back when the global denied.
+        assert lim.check("search|org", route, cost=0).remaining == 10
+        assert lim.check("org", glob, cost=0).remaining == 0

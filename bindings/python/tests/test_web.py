@@ -37,7 +37,7 @@ with warnings.catch_warnings():
 
 import tollgate  # noqa: E402
 from tollgate import Policy  # noqa: E402
-from tollgate.asgi import RateLimitExceeded, RateLimitMiddleware, rate_limit  # noqa: E402
+from tollgate.asgi import RateLimitExceeded, RateLimitMiddleware, rate_limit, rate_limit_exceeded_handler  # noqa: E402
 from tollgate.flask import RateLimiter  # noqa: E402
 from tollgate.plans import (  # noqa: E402
     DEFAULT_PLANS,
@@ -353,11 +353,12 @@ def test_per_route_limit(framework: str, fastapi_example: Any, flask_example: An
         denied = client.get("/search?q=x", PRO)
         assert denied.status == 429
         assert assert_well_formed(denied) == {"name": "search", "q": 10, "w": 60, "r": 0, "t": 60, "retry": 6}
-        # The rest of the app still answers, under the plan's limit (which the
-        # 11 searches were charged to).
+        # The rest of the app still answers, under the plan's limit, which the
+        # 10 searches allowed were charged to, and not the one the route
+        # denied (one check_keys for both limits, all or nothing).
         index = client.get("/", PRO)
         assert index.status == 200
-        assert index.headers["RateLimit"] == '"PRO";r=988;t=44'  # 12 x 3.6 s, rounded up
+        assert index.headers["RateLimit"] == '"PRO";r=989;t=40'  # 11 x 3.6 s, rounded up
         # Another organization has its own search limit.
         assert client.get("/search", ENTERPRISE).status == 200
         clock.advance(6)
@@ -627,6 +628,451 @@ def test_rate_limit_exceeded_is_an_http_exception() -> None:
     d = limiter.check("k", Policy(1, "1s"), cost=2)
     exc = RateLimitExceeded(d, {"Retry-After": "1"})
     assert isinstance(exc, HTTPException) and exc.status_code == 429 and exc.decision is d
+
+
+# ---- a global and a per-route limit: one decision -------------------------------------------
+#
+# A request under the global limit (the Flask extension's, the middleware's)
+# and a per-route one is checked with one Limiter.check_keys: all or
+# nothing. The two-step fallback (route first, then the global limit, whose
+# denial refunds the route) runs when check_keys raises UnsupportedError
+# (keys of several cluster slots; test_cluster.py has it on a real cluster)
+# or cannot take the pairs (different costs, a key twice).
+
+
+class Recorder:
+    """Test-only: a limiter that records the calls the helpers make, and
+    can refuse check_keys as a Redis Cluster refuses keys of several slots."""
+
+    def __init__(self, inner: tollgate.Limiter, unsupported: bool = False) -> None:
+        self.inner = inner
+        self.unsupported = unsupported
+        self.calls: List[Tuple[Any, ...]] = []
+
+    def check(self, key: Any, *policies: Policy, cost: int = 1) -> tollgate.Decision:
+        self.calls.append(("check", key, cost))
+        return self.inner.check(key, *policies, cost=cost)
+
+    async def check_async(self, key: Any, *policies: Policy, cost: int = 1) -> tollgate.Decision:
+        self.calls.append(("check", key, cost))
+        return await self.inner.check_async(key, *policies, cost=cost)
+
+    def _keys(self, pairs: Any, cost: int) -> None:
+        self.calls.append(("check_keys", tuple(k for k, _ in pairs), cost))
+        if self.unsupported:
+            raise tollgate.UnsupportedError(
+                "keys: the keys lie in several cluster slots", "RL_E_UNSUPPORTED"
+            )
+
+    def check_keys(self, pairs: Any, cost: int = 1) -> tollgate.Decision:
+        self._keys(pairs, cost)
+        return self.inner.check_keys(pairs, cost=cost)
+
+    async def check_keys_async(self, pairs: Any, cost: int = 1) -> tollgate.Decision:
+        self._keys(pairs, cost)
+        return await self.inner.check_keys_async(pairs, cost=cost)
+
+    def refund(self, key: Any, *policies: Policy, amount: int = 1) -> tollgate.Decision:
+        self.calls.append(("check", key, -amount))
+        return self.inner.refund(key, *policies, amount=amount)
+
+    async def refund_async(self, key: Any, *policies: Policy, amount: int = 1) -> tollgate.Decision:
+        self.calls.append(("check", key, -amount))
+        return await self.inner.refund_async(key, *policies, amount=amount)
+
+
+def _status_from_query(args: Any) -> int:
+    return int(args.get("status", "200"))
+
+
+def joint_client(
+    framework: str,
+    limiter: Any,
+    glob: Policy,
+    route: Policy,
+    *,
+    key: Any = lambda request: "org",
+    route_key: Any = None,
+    route_cost: int = 1,
+    count: str = "all",
+    handler: bool = True,
+) -> Any:
+    """An app with the global limit `glob` (name "global"), "/search" under
+    `route` too (name "search": key "search|<key>"), and "/other" under the
+    global limit alone; "?status=N" answers N."""
+    if framework == "flask":
+        app = flask.Flask(__name__)
+        ext = RateLimiter(app, limiter=limiter, policies=glob, key=key, name="global", count=count)
+
+        @app.get("/search")
+        @ext.limit(route, name="search", key=route_key, cost=route_cost)
+        def search() -> Any:
+            return {"route": "search"}, _status_from_query(flask.request.args)
+
+        @app.get("/other")
+        def other() -> Any:
+            return {"route": "other"}, _status_from_query(flask.request.args)
+
+        return FlaskClient(app)
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, limiter=limiter, policies=glob, key=key, name="global", count=count)
+    if handler:
+        app.add_exception_handler(RateLimitExceeded, rate_limit_exceeded_handler)
+    dep = rate_limit(limiter, route, key=route_key or key, name="search", cost=route_cost)
+
+    @app.get("/search", dependencies=[Depends(dep)])
+    async def search(request: Request) -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"route": "search"}, status_code=_status_from_query(request.query_params))
+
+    @app.get("/other")
+    async def other(request: Request) -> Any:
+        from fastapi.responses import JSONResponse
+
+        return JSONResponse({"route": "other"}, status_code=_status_from_query(request.query_params))
+
+    return AsgiClient(app)
+
+
+def _peek(limiter: Any, key: str, policy: Policy) -> int:
+    inner = getattr(limiter, "inner", limiter)
+    return inner.check(key, policy, cost=0).remaining
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store_limiter(request: pytest.FixtureRequest) -> Any:
+    """A limiter on the memory store (a pinned clock) or on the session's
+    redis-server (periods long enough that its clock changes nothing)."""
+    if request.param == "memory":
+        lim = make_limiter(clock=Clock())
+    else:
+        server = request.getfixturevalue("redis_server")
+        lim = make_limiter(server.url, key_prefix=request.getfixturevalue("prefix"), failure_mode="error")
+    yield lim
+    lim.close()
+
+
+def test_a_route_denial_costs_nothing_under_the_global_limit(framework: str, store_limiter: Any) -> None:
+    glob, route = Policy(100, "1h"), Policy(2, "1h", "fixed_window")
+    lim = Recorder(store_limiter)
+    client = joint_client(framework, lim, glob, route)
+    try:
+        assert [client.get("/search").status for _ in range(2)] == [200, 200]
+        assert lim.calls == [("check_keys", ("org", "search|org"), 1)] * 2  # one call per request
+        denied = [client.get("/search") for _ in range(3)]
+        assert [r.status for r in denied] == [429] * 3
+        assert denied[0].headers["RateLimit-Policy"].startswith('"search";q=2;w=3600')
+        assert denied[0].headers["X-RateLimit-Remaining"] == "0"
+        # The global limit was charged for the two allowed requests only.
+        assert _peek(lim, "org", glob) == 98
+        assert _peek(lim, "search|org", route) == 0
+        other = client.get("/other")
+        assert other.status == 200 and other.headers["X-RateLimit-Remaining"] == "97"
+        assert lim.calls[-1] == ("check", "org", 1)  # no route limit: one check
+    finally:
+        client.close()
+
+
+def test_a_global_denial_costs_nothing_on_the_route(framework: str, store_limiter: Any) -> None:
+    glob, route = Policy(2, "1h", "fixed_window"), Policy(10, "1h")
+    client = joint_client(framework, store_limiter, glob, route)
+    try:
+        assert [client.get("/other").status for _ in range(2)] == [200, 200]
+        denied = client.get("/search")
+        assert denied.status == 429
+        assert denied.headers["RateLimit-Policy"] == '"global";q=2;w=3600'
+        assert denied.json()["detail"] == "Rate limit exceeded"
+        assert _peek(store_limiter, "search|org", route) == 10  # never charged
+        assert _peek(store_limiter, "org", glob) == 0
+    finally:
+        client.close()
+
+
+def test_the_binding_limit_describes_an_allowed_request(framework: str) -> None:
+    lim = make_limiter(clock=Clock())
+    client = joint_client(framework, lim, Policy(100, "1h"), Policy(3, "1m"))
+    try:
+        r = client.get("/search")
+        assert r.status == 200 and r.json() == {"route": "search"}
+        assert r.headers["RateLimit"] == '"search";r=2;t=20'  # fewer left than the global 99
+        lim.check("org", Policy(100, "1h"), cost=98)
+        r = client.get("/search")
+        assert r.headers["RateLimit"] == '"global";r=0;t=3600'  # now the global binds
+        assert client.get("/search").status == 429
+        assert _peek(lim, "search|org", Policy(3, "1m")) == 1
+    finally:
+        client.close()
+
+
+def test_fallback_when_check_keys_is_unsupported(framework: str, store_limiter: Any) -> None:
+    """check_keys raising UnsupportedError (a cluster, keys of several
+    slots): the route alone first, then the global limit, whose denial gives
+    the route's charge back."""
+    glob, route = Policy(100, "1h"), Policy(2, "1h", "fixed_window")
+    lim = Recorder(store_limiter, unsupported=True)
+    client = joint_client(framework, lim, glob, route)
+    try:
+        assert client.get("/search").status == 200
+        assert lim.calls == [
+            ("check_keys", ("org", "search|org"), 1),
+            ("check", "search|org", 1),
+            ("check", "org", 1),
+        ]
+        assert client.get("/search").status == 200
+        lim.calls.clear()
+        denied = client.get("/search")  # the route denies: the global limit is untouched
+        assert denied.status == 429 and denied.headers["RateLimit-Policy"].startswith('"search"')
+        assert lim.calls == [("check_keys", ("org", "search|org"), 1), ("check", "search|org", 1)]
+        assert _peek(lim, "org", glob) == 98
+    finally:
+        client.close()
+
+    glob2, route2 = Policy(2, "1h", "fixed_window"), Policy(10, "1h")
+    lim2 = Recorder(store_limiter, unsupported=True)
+    client = joint_client(framework, lim2, glob2, route2, key=lambda request: "u")
+    try:
+        assert [client.get("/other").status for _ in range(2)] == [200, 200]
+        lim2.calls.clear()
+        denied = client.get("/search")  # the global limit denies: the route's charge is given back
+        assert denied.status == 429
+        assert denied.headers["RateLimit-Policy"] == '"global";q=2;w=3600'
+        assert lim2.calls == [
+            ("check_keys", ("u", "search|u"), 1),
+            ("check", "search|u", 1),
+            ("check", "u", 1),
+            ("check", "search|u", -1),
+        ]
+        assert _peek(lim2, "search|u", route2) == 10
+    finally:
+        client.close()
+
+
+def test_different_costs_take_two_steps(framework: str) -> None:
+    glob, route = Policy(100, "1h"), Policy(10, "1h")
+    lim = Recorder(make_limiter(clock=Clock()))
+    client = joint_client(framework, lim, glob, route, route_cost=4)
+    try:
+        assert client.get("/search").status == 200
+        assert lim.calls == [("check", "search|org", 4), ("check", "org", 1)]
+        assert [client.get("/search").status for _ in range(2)] == [200, 429]
+        assert _peek(lim, "org", glob) == 98  # the route's denial did not reach it
+        assert _peek(lim, "search|org", route) == 2
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("status", [200, 404])
+def test_count_successful_gives_back_per_key(framework: str, status: int) -> None:
+    """count="successful": a failed response gives its charges back, each
+    key on its own (Flask: the global limit's and the view's, which takes
+    the extension's count; FastAPI: the middleware's; a rate_limit
+    dependency keeps its charge)."""
+    glob, route = Policy(10, "1h"), Policy(5, "1h")
+    lim = make_limiter(clock=Clock())
+    client = joint_client(framework, lim, glob, route, count="successful")
+    try:
+        assert client.get("/search?status=%d" % status).status == status
+        kept = status < 400
+        assert _peek(lim, "org", glob) == (9 if kept else 10)
+        assert _peek(lim, "search|org", route) == (4 if kept or framework == "fastapi" else 5)
+    finally:
+        client.close()
+
+
+def test_a_route_key_of_none_leaves_one_check(framework: str) -> None:
+    glob, route = Policy(10, "1h"), Policy(1, "1h")
+    lim = Recorder(make_limiter(clock=Clock()))
+    client = joint_client(framework, lim, glob, route, route_key=lambda request: None)
+    try:
+        assert [client.get("/search").status for _ in range(3)] == [200] * 3
+        assert lim.calls == [("check", "org", 1)] * 3
+    finally:
+        client.close()
+
+
+def test_flask_stacked_route_limits_in_one_call() -> None:
+    inner = make_limiter(clock=Clock())
+    lim = Recorder(inner)
+    app = flask.Flask(__name__)
+    ext = RateLimiter(app, limiter=lim, policies=Policy(100, "1h"), key=lambda r: "org")
+
+    @app.get("/x")
+    @ext.limit(Policy(5, "1h"), scope="burst")
+    @ext.limit(Policy(2, "1h"), scope="x")
+    def x() -> str:
+        return "x"
+
+    @app.get("/same")
+    @ext.limit(Policy(5, "1h", name="a"))
+    @ext.limit(Policy(3, "1h", name="b"))
+    def same() -> str:
+        return "same"
+
+    client = app.test_client()
+    assert client.get("/x").status_code == 200
+    assert lim.calls == [("check_keys", ("org", "x|org", "burst|org"), 1)]
+    assert client.get("/x").status_code == 200
+    assert client.get("/x").status_code == 429  # x's 2/h
+    assert _peek(lim, "org", Policy(100, "1h")) == 98
+    assert _peek(lim, "burst|org", Policy(5, "1h")) == 3
+    # Two limits on one key cannot go in one call: the two steps, route first.
+    lim.calls.clear()
+    assert client.get("/same").status_code == 200
+    assert lim.calls == [("check", "same|org", 1), ("check", "same|org", 1), ("check", "org", 1)]
+
+
+def test_flask_view_called_directly_checks_its_own_limit() -> None:
+    """The before_request hook takes the limits of the routed view only: a
+    decorated view another view calls checks its limit when called."""
+    lim = make_limiter(clock=Clock())
+    app = flask.Flask(__name__)
+    ext = RateLimiter(app, limiter=lim, policies=Policy(100, "1h"), key=lambda r: "org")
+
+    @app.get("/inner")
+    @ext.limit(Policy(1, "1h"), scope="inner")
+    def inner() -> str:
+        return "inner"
+
+    @app.get("/outer")
+    @ext.limit(Policy(5, "1h"), scope="outer")
+    def outer() -> Any:
+        return inner()
+
+    client = app.test_client()
+    assert client.get("/outer").status_code == 200
+    assert client.get("/outer").status_code == 429  # inner's 1/h, checked when called
+    assert _peek(lim, "outer|org", Policy(5, "1h")) == 3
+    assert _peek(lim, "inner|org", Policy(1, "1h")) == 0
+
+
+def test_fastapi_route_denial_goes_through_the_apps_handler() -> None:
+    """A route denial found by the middleware is answered as the
+    dependency's RateLimitExceeded would be: FastAPI's own handler (its
+    body), or the app's handler for the exception or for 429."""
+    from fastapi.responses import PlainTextResponse
+
+    for handler, body in (
+        (None, {"detail": "Rate limit exceeded"}),
+        ("class", "slow down"),
+        ("status", "429 handler"),
+        ("sync", "sync handler"),
+    ):
+        lim = make_limiter(clock=Clock())
+        app = FastAPI()
+        app.add_middleware(RateLimitMiddleware, limiter=lim, policies=Policy(100, "1h"), key=lambda r: "org")
+        if handler == "class":
+
+            async def on_limit(request: Request, exc: Exception) -> Response:
+                return PlainTextResponse("slow down", status_code=429)
+
+            app.add_exception_handler(RateLimitExceeded, on_limit)
+        elif handler == "status":
+
+            async def on_429(request: Request, exc: Exception) -> Response:
+                return PlainTextResponse("429 handler", status_code=429)
+
+            app.add_exception_handler(429, on_429)
+        elif handler == "sync":
+
+            def on_sync(request: Request, exc: Exception) -> Response:
+                return PlainTextResponse("sync handler", status_code=429)
+
+            app.add_exception_handler(RateLimitExceeded, on_sync)
+        calls: List[int] = []
+        dep = rate_limit(lim, Policy(1, "1m"), key=lambda r: "org", name="search")
+
+        @app.get("/search", dependencies=[Depends(dep)])
+        async def search() -> str:
+            calls.append(1)
+            return "ok"
+
+        with TestClient(app) as client:
+            assert client.get("/search").status_code == 200
+            denied = client.get("/search")
+        assert denied.status_code == 429, handler
+        assert (denied.json() if handler is None else denied.text) == body
+        # our headers, each once, whatever the handler returned
+        assert header_list_of(denied, "RateLimit-Policy") == ['"search";q=1;w=60']
+        assert header_list_of(denied, "Retry-After") == ["60"]
+        assert calls == [1]
+        assert _peek(lim, "org", Policy(100, "1h")) == 99
+
+
+def header_list_of(r: Any, name: str) -> List[str]:
+    return list(r.headers.get_list(name))
+
+
+def test_fastapi_included_router_and_the_dependencys_decision() -> None:
+    """A route of an included router (its limit given to include_router),
+    and a dependency read in the endpoint: one call; the dependency returns
+    the middleware's decision and adds no second outcome."""
+    from fastapi import APIRouter
+    from tollgate.asgi import SCOPE_KEY
+
+    inner = make_limiter(clock=Clock())
+    lim = Recorder(inner)
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, limiter=lim, policies=Policy(100, "1h"), key=lambda r: "org")
+    router = APIRouter()
+    seen: List[Any] = []
+    per_item = rate_limit(lim, Policy(10, "1m"), key=lambda r: "org", name="items")
+
+    @router.get("/items/{item_id}")
+    async def item(item_id: int, request: Request, decision: Any = Depends(per_item)) -> Dict[str, Any]:
+        seen.append((decision, len(request.scope[SCOPE_KEY])))
+        return {"id": item_id}
+
+    admin = APIRouter()
+
+    @admin.get("/stats")
+    async def stats() -> str:
+        return "stats"
+
+    app.include_router(router, prefix="/v1")
+    app.include_router(admin, prefix="/admin", dependencies=[Depends(rate_limit(lim, Policy(1, "1h"),
+                                                                                key=lambda r: "org",
+                                                                                scope="admin"))])
+    with TestClient(app) as client:
+        r = client.get("/v1/items/7")
+        assert r.status_code == 200 and r.json() == {"id": 7}
+        assert lim.calls == [("check_keys", ("org", "item|org"), 1)]
+        decision, n_outcomes = seen[0]
+        assert decision.allowed and decision.limit == 10 and decision.remaining == 9
+        assert n_outcomes == 1
+        assert client.get("/admin/stats").status_code == 200
+        assert lim.calls[-1] == ("check_keys", ("org", "admin|org"), 1)
+        assert client.get("/admin/stats").status_code == 429
+        assert client.get("/nowhere").status_code == 404
+        assert lim.calls[-1] == ("check", "org", 1)
+    assert _peek(lim, "org", Policy(100, "1h")) == 97  # item, stats, the 404; not the denied stats
+
+
+def test_fastapi_overridden_and_foreign_dependencies_check_apart() -> None:
+    """A dependency overridden in app.dependency_overrides, or on another
+    limiter, is not checked by the middleware."""
+    lim = Recorder(make_limiter(clock=Clock()))
+    other = make_limiter(clock=Clock())
+    app = FastAPI()
+    app.add_middleware(RateLimitMiddleware, limiter=lim, policies=Policy(100, "1h"), key=lambda r: "org")
+    mine = rate_limit(lim, Policy(1, "1h"), key=lambda r: "org", scope="mine")
+    foreign = rate_limit(other, Policy(1, "1h"), key=lambda r: "org", scope="foreign")
+
+    @app.get("/mine", dependencies=[Depends(mine)])
+    async def mine_view() -> str:
+        return "mine"
+
+    @app.get("/foreign", dependencies=[Depends(foreign)])
+    async def foreign_view() -> str:
+        return "foreign"
+
+    app.dependency_overrides[mine] = lambda: None
+    with TestClient(app) as client:
+        assert [client.get("/mine").status_code for _ in range(2)] == [200, 200]
+        assert [client.get("/foreign").status_code for _ in range(2)] == [200, 429]
+    assert lim.calls == [("check", "org", 1)] * 4
+    assert _peek(lim, "org", Policy(100, "1h")) == 96  # the middleware let the foreign denial through
+    assert other.check("foreign|org", Policy(1, "1h"), cost=0).remaining == 0
 
 
 # ---- Redis: the two example apps share one limit ---------------------------------------------

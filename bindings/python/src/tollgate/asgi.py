@@ -34,25 +34,60 @@ body ``{"detail":"Rate limit exceeded","retry_after":<seconds>}``. The header
 values come from the C library (``tollgate.rate_limit_headers``), so a Node
 service emits the same bytes for the same decision.
 
-When a request passes both the middleware and a per-route limit, the
-response's headers describe the limit that binds first: a denial if any,
-else the one with the fewest remaining (see ``tollgate.plans.binding``).
+When a request is subject to both the middleware and a per-route
+:func:`rate_limit` dependency (on the same limiter), the middleware checks
+both at once, before the app runs: it finds the route the router will pick
+(FastAPI's routes, included routers too), and makes one
+``Limiter.check_keys_async`` over its (key, policies) and the route's, all
+or nothing. A request the route denies costs nothing under the global
+limit, and one the global limit denies costs nothing on the route; the
+dependency then reports the middleware's decision instead of checking
+again. A route's denial is still answered through the app's exception
+handler for :class:`RateLimitExceeded` (the body is the one the dependency
+would have produced). When one call cannot take both (keys in several Redis
+Cluster slots, different costs), the route's limit is checked alone first,
+then the global one, whose denial refunds the route's charge
+(``tollgate.plans.joint_check_async``).
+
+The response's headers describe the limit that binds first: a denial if
+any, else the one with the fewest remaining (see
+``tollgate.plans.binding``).
 """
 
+import functools
 import inspect
-from typing import Any, Awaitable, Callable, Dict, List, MutableMapping, Optional, Sequence, Tuple, Union
+import json
+from typing import Any, Awaitable, Callable, Dict, Iterable, List, MutableMapping, Optional, Sequence, Set, Tuple, Union
 
 try:
+    from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
     from starlette.responses import Response
+    from starlette.routing import Match
 except ImportError as exc:  # pragma: no cover - depends on the environment
     raise ImportError("tollgate.asgi needs Starlette: pip install starlette (or fastapi)") from exc
+
+try:
+    from starlette._utils import is_async_callable as _is_async_callable
+except ImportError:  # pragma: no cover - a Starlette without it
+
+    def _is_async_callable(obj: Any) -> bool:
+        while isinstance(obj, functools.partial):
+            obj = obj.func
+        return inspect.iscoroutinefunction(obj) or inspect.iscoroutinefunction(getattr(obj, "__call__", None))
+
+
+try:  # FastAPI >= 0.165: included routers are kept apart, with their dependencies
+    from fastapi.routing import iter_route_contexts as _iter_route_contexts
+except ImportError:  # pragma: no cover - older FastAPI (routes flattened) or Starlette alone
+    _iter_route_contexts = None
 
 from tollgate import Decision, Error, Limiter, Policy
 
 from .plans import (
     HEADER_NAMES,
+    Charge,
     KeyFunc,
     Limits,
     Outcome,
@@ -67,6 +102,7 @@ from .plans import (
     denied_body,
     failed_response,
     headers_for,
+    joint_check_async,
     resolve_cost,
     scoped_key,
 )
@@ -82,6 +118,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 #: The scope entry that collects a request's outcomes (the middleware's and
 #: the per-route dependencies'): a list shared by every layer.
 SCOPE_KEY = "tollgate.outcomes"
+
+#: The scope entry of the route limits the middleware checked together with
+#: its own: route limit -> the Outcome to report (None: its key function
+#: left the request unlimited). The dependency then does not check.
+_SCOPE_ROUTES = "tollgate.routes"
+
+#: The ids of the limiters that some rate_limit() dependency uses: only
+#: their middlewares look for the route's limits.
+_LIMITERS_WITH_ROUTES: Set[int] = set()
 
 _OUR_HEADERS = frozenset(n.lower().encode("latin-1") for n in HEADER_NAMES)
 _RETRY_AFTER = b"retry-after"
@@ -125,6 +170,65 @@ async def _give_back(limiter: Limiter, pending: Pending) -> None:
         pass
 
 
+class _RouteLimit:
+    """One :func:`rate_limit` dependency's limit."""
+
+    __slots__ = ("limiter", "policies", "name", "key", "cost", "scope", "call")
+
+    def __init__(
+        self,
+        limiter: Limiter,
+        policies: Tuple[Policy, ...],
+        name: str,
+        key: KeyFunc,
+        cost: Any,
+        scope: Optional[str],
+    ) -> None:
+        self.limiter = limiter
+        self.policies = policies
+        self.name = name
+        self.key = key
+        self.cost = cost
+        self.scope = scope
+        self.call: Any = None  # the dependency function
+
+    async def charge(self, request: Request) -> Optional[Charge]:
+        """The request's (key, policies) under this limit, or None when the
+        key function leaves it unlimited."""
+        k = await _maybe_await(self.key(request))
+        if k is None:
+            return None
+        k = scoped_key(self.scope if self.scope is not None else _route_scope(request), check_key(k))
+        return Charge(k, self.policies, self.name, resolve_cost(self.cost, request))
+
+
+def _route_limits_of(dependant: Any) -> Tuple[_RouteLimit, ...]:
+    """The rate_limit() dependencies anywhere in a FastAPI route's
+    dependency tree (its own, its routers', the app's), each once."""
+    found: List[_RouteLimit] = []
+    seen: Set[int] = set()
+    stack = [dependant]
+    while stack:
+        d = stack.pop()
+        for sub in reversed(getattr(d, "dependencies", None) or ()):
+            route = getattr(getattr(sub, "call", None), "_tollgate_route", None)
+            if isinstance(route, _RouteLimit) and all(route is not r for r in found):
+                found.append(route)
+            if id(sub) not in seen:
+                seen.add(id(sub))
+                stack.append(sub)
+    return tuple(found)
+
+
+def _candidate_routes(app: Any) -> Iterable[Any]:
+    routes = getattr(getattr(app, "router", None), "routes", None)
+    if routes is None:
+        return ()
+    if _iter_route_contexts is not None:
+        return _iter_route_contexts(routes)
+    return routes
+
+
 class RateLimitMiddleware:
     """ASGI middleware that rate-limits every HTTP request.
 
@@ -154,6 +258,12 @@ class RateLimitMiddleware:
     lifespan traffic pass through unchecked. A check that raises (a
     limiter with ``failure_mode="error"`` while Redis is away) propagates:
     choose the behaviour with the limiter's ``failure_mode``.
+
+    A request whose route has :func:`rate_limit` dependencies on the same
+    limiter is checked for them and for this middleware's limit in one
+    decision, before the app runs (the module's docstring has the details):
+    the route's limit is then charged before the route's other
+    dependencies run.
     """
 
     def __init__(
@@ -183,6 +293,49 @@ class RateLimitMiddleware:
         self.limits = Limits(policies, plans, plan_of, name)
         if self.limits.empty:
             raise ValueError("RateLimitMiddleware needs policies= or plans= (with plan_of=)")
+        # Route dependency trees already searched: id(dependant) ->
+        # (dependant, its route limits).
+        self._route_cache: Dict[int, Tuple[Any, Tuple[_RouteLimit, ...]]] = {}
+
+    def _find_route(self, scope: Scope) -> Optional[Tuple[Scope, Tuple[_RouteLimit, ...]]]:
+        """The route the router will pick for `scope`, as (its scope, its
+        rate_limit() limits on this middleware's limiter), or None for a
+        request that no FastAPI route with such limits takes."""
+        app = scope.get("app")
+        probe = dict(scope)
+        for route in _candidate_routes(app):
+            try:
+                match, child = route.matches(probe)
+            except Exception:  # a route type this search does not know
+                return None  # the dependencies check on their own
+            if match is not Match.FULL:
+                continue
+            dependant = getattr(route, "dependant", None)
+            if dependant is None:
+                return None  # a mount, a plain Starlette route
+            cached = self._route_cache.get(id(dependant))
+            if cached is None or cached[0] is not dependant:
+                cached = (dependant, _route_limits_of(dependant))
+                self._route_cache[id(dependant)] = cached
+            overrides = getattr(app, "dependency_overrides", None) or {}
+            limits = tuple(r for r in cached[1] if r.limiter is self.limiter and r.call not in overrides)
+            if not limits:
+                return None
+            probe.update(child)
+            probe["route"] = getattr(route, "original_route", route)
+            return probe, limits
+        return None
+
+    async def _route_charges(self, scope: Scope) -> List[Tuple[_RouteLimit, Optional[Charge]]]:
+        if id(self.limiter) not in _LIMITERS_WITH_ROUTES:
+            return []
+        found = self._find_route(scope)
+        if found is None:
+            return []
+        route_scope, limits = found
+        checked = scope.get(_SCOPE_ROUTES) or {}
+        request = Request(route_scope)
+        return [(r, await r.charge(request)) for r in limits if r not in checked]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -199,15 +352,39 @@ class RateLimitMiddleware:
             plan = await _maybe_await(self.limits.plan_of(request))
         policies, name = self.limits.for_plan(plan)
         cost = resolve_cost(self.cost, request)
-        decision = await self.limiter.check_async(key, *policies, cost=cost)
+        routes = await self._route_charges(scope)
+        route_charges = [c for _, c in routes if c is not None]
         # Per-route dependencies (and other tollgate middleware) add their
         # outcomes to this list; the response's headers describe the one
         # that binds.
         outcomes: List[Outcome] = scope.setdefault(SCOPE_KEY, [])
-        outcomes.append(Outcome.of(decision, policies, name))
-        if not decision.allowed:
-            await _send_denied(send, headers_for(binding(outcomes)))
-            return
+        if route_charges:
+            # This limit and the route's, in one decision.
+            joint = await joint_check_async(self.limiter, [Charge(key, policies, name, cost)] + route_charges)
+            outcomes.extend(joint.reported())
+            if not joint.allowed:
+                headers = headers_for(binding(outcomes))
+                if joint.denied_by == 0:
+                    await _send_denied(send, headers)
+                else:
+                    denied = joint.outcomes[joint.denied_by]
+                    assert denied is not None
+                    await _answer_route_denial(scope, receive, send, RateLimitExceeded(denied.decision, headers))
+                return
+            checked: Dict[_RouteLimit, Optional[Outcome]] = scope.setdefault(_SCOPE_ROUTES, {})
+            it = iter(joint.outcomes[1:])
+            for route, c in routes:
+                checked[route] = None if c is None else next(it)
+        else:
+            decision = await self.limiter.check_async(key, *policies, cost=cost)
+            outcomes.append(Outcome.of(decision, policies, name))
+            if not decision.allowed:
+                await _send_denied(send, headers_for(binding(outcomes)))
+                return
+            if routes:  # every route key function returned None
+                skipped: Dict[_RouteLimit, Optional[Outcome]] = scope.setdefault(_SCOPE_ROUTES, {})
+                for route, _ in routes:
+                    skipped[route] = None
 
         status = 500  # an app that raises before it answers
 
@@ -244,6 +421,35 @@ class RateLimitExceeded(HTTPException):
     def __init__(self, decision: Decision, headers: Dict[str, str]) -> None:
         super().__init__(status_code=429, detail="Rate limit exceeded", headers=headers)
         self.decision = decision
+
+
+async def _answer_route_denial(scope: Scope, receive: Receive, send: Send, exc: RateLimitExceeded) -> None:
+    """Answers a route limit's denial found by the middleware as the app
+    answers the dependency's RateLimitExceeded: with the app's handler for
+    status 429 or for the exception's class (FastAPI's for HTTPException
+    by default), the rate-limit headers set on whatever it returns."""
+    app = scope.get("app")
+    handlers = getattr(app, "exception_handlers", None) or {}
+    handler = handlers.get(429)
+    if handler is None:
+        handler = next((handlers[cls] for cls in type(exc).__mro__ if cls in handlers), None)
+    request = Request(scope, receive, send)
+    if handler is None:
+        body = json.dumps({"detail": exc.detail}).encode()
+        response: Any = Response(body, status_code=429, headers=exc.headers, media_type="application/json")
+    elif _is_async_callable(handler):
+        response = await handler(request, exc)
+    else:
+        response = await run_in_threadpool(handler, request, exc)
+    headers = dict(exc.headers or {})
+
+    async def send_with_headers(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = dict(message)
+            message["headers"] = _with_headers(message.get("headers") or [], headers)
+        await send(message)
+
+    await response(scope, receive, send_with_headers)
 
 
 async def rate_limit_exceeded_handler(request: Request, exc: Exception) -> Response:
@@ -288,6 +494,12 @@ def rate_limit(
     them; the middleware, if installed, still sets the binding limit's).
     Denied: raises :class:`RateLimitExceeded` (a 429 with the headers and
     ``Retry-After``).
+
+    Under a :class:`RateLimitMiddleware` on the same limiter, the middleware
+    checks this limit together with its own before the app runs (one
+    decision, all or nothing); the dependency then returns that decision
+    (which may report the middleware's policy, the one that binds) without
+    checking again.
     """
     if limiter is None:
         raise TypeError("rate_limit needs a tollgate.Limiter")
@@ -299,22 +511,32 @@ def rate_limit(
     if limits.empty:
         raise ValueError("rate_limit needs at least one tollgate.Policy")
     route_policies, route_name = limits.for_plan(None)
+    route = _RouteLimit(limiter, route_policies, route_name, key, cost, scope)
 
     async def tollgate_rate_limit(request: Request, response: Response) -> Optional[Decision]:
-        k = await _maybe_await(key(request))
-        if k is None:
-            return None
-        k = scoped_key(scope if scope is not None else _route_scope(request), check_key(k))
-        decision = await limiter.check_async(k, *route_policies, cost=resolve_cost(cost, request))
-        outcome = Outcome.of(decision, route_policies, route_name)
-        outcomes = request.scope.get(SCOPE_KEY)
-        if outcomes is not None:
-            outcomes.append(outcome)
+        checked = request.scope.get(_SCOPE_ROUTES)
+        if checked is not None and route in checked:
+            # The middleware checked it with its own limit (and allowed it).
+            outcome = checked.pop(route)
+            if outcome is None:
+                return None
+        else:
+            c = await route.charge(request)
+            if c is None:
+                return None
+            decision = await limiter.check_async(c.key, *c.policies, cost=c.cost)
+            outcome = Outcome.of(decision, c.policies, c.name)
+            outcomes = request.scope.get(SCOPE_KEY)
+            if outcomes is not None:
+                outcomes.append(outcome)
         headers = headers_for(outcome)
-        if not decision.allowed:
-            raise RateLimitExceeded(decision, headers)
+        if not outcome.decision.allowed:
+            raise RateLimitExceeded(outcome.decision, headers)
         for field, value in headers.items():
             response.headers[field] = value
-        return decision
+        return outcome.decision
 
+    route.call = tollgate_rate_limit
+    tollgate_rate_limit._tollgate_route = route  # type: ignore[attr-defined]
+    _LIMITERS_WITH_ROUTES.add(id(limiter))
     return tollgate_rate_limit

@@ -29,6 +29,16 @@ with ``Retry-After`` (whole seconds) and the body
 ``tollgate.asgi`` answers. The header values come from the C library
 (``tollgate.rate_limit_headers``).
 
+A request under both the global limit and a view's :meth:`RateLimiter.limit`
+is checked once for both, in the ``before_request`` hook (which finds the
+view's limits through ``request.endpoint``): one ``Limiter.check_keys`` over
+the global (key, policies) and the route's, all or nothing. A request the
+route denies costs nothing under the global limit, and one the global limit
+denies costs nothing on the route. When one call cannot take them (keys in
+several Redis Cluster slots, different costs), the route's limit is checked
+alone first, then the global one, whose denial refunds the route's charge
+(``tollgate.plans.joint_check``).
+
 The module is ``tollgate.flask``; it does not shadow the ``flask`` package
 (``from tollgate.flask import RateLimiter``).
 """
@@ -37,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, List, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
 
 try:
     import flask as _flask
@@ -50,6 +60,7 @@ from tollgate import Limiter, Policy
 
 from .plans import (
     HEADER_NAMES,
+    Charge,
     KeyFunc,
     Limits,
     Outcome,
@@ -64,6 +75,7 @@ from .plans import (
     denied_body,
     failed_response,
     headers_for,
+    joint_check,
     resolve_cost,
     scoped_key,
 )
@@ -87,6 +99,55 @@ def _outcomes() -> List[Outcome]:
 #: The flask.g attribute holding the request's charges that its response
 #: may give back (``count`` other than "all").
 _G_PENDING = "_tollgate_pending"
+
+#: The flask.g attribute holding the route limits that ``before_request``
+#: checked together with the global limit: route limit -> the charge its
+#: response may give back (or None). The view's wrapper then does not check.
+_G_ROUTES = "_tollgate_routes"
+
+#: The attribute of a view wrapped by :meth:`RateLimiter.limit` that lists
+#: its route limits (innermost first), for ``before_request``.
+_VIEW_LIMITS = "_tollgate_limits"
+
+
+class _RouteLimit:
+    """One :meth:`RateLimiter.limit` decorator's limit."""
+
+    __slots__ = ("owner", "policies", "name", "key", "cost", "scope", "count", "failed")
+
+    def __init__(
+        self,
+        owner: "RateLimiter",
+        policies: Tuple[Policy, ...],
+        name: str,
+        key: Optional[KeyFunc],
+        cost: Any,
+        scope: Optional[str],
+        count: str,
+        failed: Callable[[int], bool],
+    ) -> None:
+        self.owner = owner
+        self.policies = policies
+        self.name = name
+        self.key = key
+        self.cost = cost
+        self.scope = scope
+        self.count = count
+        self.failed = failed
+
+    def charge(self, request: Any) -> Optional[Charge]:
+        """The request's (key, policies) under this limit, or None when the
+        key function leaves it unlimited."""
+        k = (self.key or self.owner.key)(request)
+        if k is None:
+            return None
+        k = scoped_key(self.scope if self.scope is not None else (request.endpoint or request.path), check_key(k))
+        return Charge(k, self.policies, self.name, resolve_cost(self.cost, request))
+
+    def pending(self, charge: Charge) -> Optional[Pending]:
+        if self.count == "all":
+            return None
+        return Pending(charge.key, charge.policies, charge.cost, self.count, self.failed)
 
 
 def _give_back(limiter: Limiter, pending: Pending, status: int) -> None:
@@ -138,6 +199,11 @@ class RateLimiter:
       ``"successful"``; ``failed`` default 4xx and 5xx): the global limit's
       charge of a response that does not count is refunded in the
       ``after_request`` hook; :meth:`limit` takes its own.
+
+    A request under the global limit and a view's :meth:`limit` is checked
+    for both at once in ``before_request`` (``Limiter.check_keys``, all or
+    nothing; the module's docstring describes the fallback), so the route's
+    limit is charged before later ``before_request`` hooks run.
 
     An ``after_request`` hook adds the headers to every response, describing
     the limit that binds first when a global and a per-route limit both
@@ -197,14 +263,43 @@ class RateLimiter:
         plan = self.limits.plan_of(request) if self.limits.plan_of is not None else None
         policies, name = self.limits.for_plan(plan)
         cost = resolve_cost(self.cost, request)
-        decision = self._limiter().check(key, *policies, cost=cost)
+        limiter = self._limiter()
+        routes = self._route_charges(request)
+        route_charges = [c for _, c in routes if c is not None]
         outcomes = _outcomes()
-        outcomes.append(Outcome.of(decision, policies, name))
-        if not decision.allowed:
+        if route_charges:
+            # The global limit and the view's, in one decision.
+            joint = joint_check(limiter, [Charge(key, policies, name, cost)] + route_charges)
+            outcomes.extend(joint.reported())
+            allowed = joint.allowed
+        else:
+            decision = limiter.check(key, *policies, cost=cost)
+            outcomes.append(Outcome.of(decision, policies, name))
+            allowed = decision.allowed
+        if not allowed:
             return _denied_response(outcomes)
+        if routes:
+            checked: Dict[_RouteLimit, Optional[Pending]] = _flask.g.setdefault(_G_ROUTES, {})
+            for route, c in routes:
+                checked[route] = None if c is None else route.pending(c)
         if self.count != "all":
             setattr(_flask.g, _G_PENDING, Pending(key, policies, cost, self.count, self.failed))
         return None
+
+    def _route_charges(self, request: Any) -> List[Tuple[_RouteLimit, Optional[Charge]]]:
+        """The request's charges under the limits of this extension on the
+        view it is routed to (None for one whose key function returned
+        None)."""
+        endpoint = request.endpoint
+        if endpoint is None:
+            return []
+        view = _flask.current_app.view_functions.get(endpoint)
+        checked = _flask.g.get(_G_ROUTES) or {}
+        return [
+            (route, route.charge(request))
+            for route in getattr(view, _VIEW_LIMITS, ())
+            if isinstance(route, _RouteLimit) and route.owner is self and route not in checked
+        ]
 
     def _after_request(self, response: Any) -> Any:
         outcomes = _flask.g.get(_G_KEY)
@@ -238,6 +333,13 @@ class RateLimiter:
         same keys). A denied request gets the 429 without the view running.
         ``count`` and ``failed`` default to the extension's; a view that
         raises counts as a 500 (``abort(code)`` as its code). Works for ``async def`` views too.
+
+        Under the extension's global limit, the ``before_request`` hook
+        checks this limit together with the global one (one
+        ``Limiter.check_keys``, all or nothing) and the decorator does not
+        check again; otherwise (no global limit, its key function returned
+        None, or an app without :meth:`init_app`) the decorator checks when
+        the view is called.
         """
         route_count = self.count if count is None else count
         route_failed = self.failed if failed is None else failed
@@ -251,24 +353,24 @@ class RateLimiter:
         if scope is not None and not isinstance(scope, str):
             raise TypeError("scope must be a str, not %s" % type(scope).__name__)
         route_policies, route_name = limits.for_plan(None)
+        route = _RouteLimit(self, route_policies, route_name, key, cost, scope, route_count, route_failed)
 
         def check() -> Any:
             """(None, the charge a response may give back, or None) to go
             on, or (the 429 response, None)."""
-            request = _flask.request
-            k = (key or self.key)(request)
-            if k is None:
+            checked = _flask.g.get(_G_ROUTES)
+            if checked is not None and route in checked:
+                # before_request checked it with the global limit.
+                return None, checked.pop(route)
+            c = route.charge(_flask.request)
+            if c is None:
                 return None, None
-            k = scoped_key(scope if scope is not None else (request.endpoint or request.path), check_key(k))
-            c = resolve_cost(cost, request)
-            decision = self._limiter().check(k, *route_policies, cost=c)
+            decision = self._limiter().check(c.key, *c.policies, cost=c.cost)
             outcomes = _outcomes()
-            outcomes.append(Outcome.of(decision, route_policies, route_name))
+            outcomes.append(Outcome.of(decision, c.policies, c.name))
             if not decision.allowed:
                 return _denied_response(outcomes), None
-            if route_count == "all":
-                return None, None
-            return None, Pending(k, route_policies, c, route_count, route_failed)
+            return None, route.pending(c)
 
         def finish(rv: Any, pending: Optional[Pending]) -> Any:
             # Set the headers here too, so the decorator works on an app
@@ -300,6 +402,7 @@ class RateLimiter:
                         raise
                     return finish(rv, pending)
 
+                setattr(async_wrapper, _VIEW_LIMITS, getattr(view, _VIEW_LIMITS, ()) + (route,))
                 return async_wrapper  # type: ignore[return-value]
 
             @functools.wraps(view)
@@ -314,6 +417,7 @@ class RateLimiter:
                     raise
                 return finish(rv, pending)
 
+            setattr(wrapper, _VIEW_LIMITS, getattr(view, _VIEW_LIMITS, ()) + (route,))
             return wrapper  # type: ignore[return-value]
 
         return decorator

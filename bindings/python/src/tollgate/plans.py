@@ -64,6 +64,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    Generator,
     List,
     Mapping,
     NamedTuple,
@@ -504,10 +505,12 @@ def _retry_ms(o: Outcome) -> float:
 
 
 def binding(outcomes: Sequence[Outcome]) -> Outcome:
-    """The outcome a response's headers describe when a request passed
-    several checks (a global limit and a per-route one): a denial if any,
-    the one with the longest retry; else the one with the fewest remaining
-    (the core's own rule for the policies of one check)."""
+    """The outcome a response's headers describe when a request went through
+    several checks (a global limit and a per-route one checked apart: the
+    two-step fallback of :func:`joint_check`, or limits on two limiters): a
+    denial if any, the one with the longest retry; else the one with the
+    fewest remaining (the core's own rule for the policies of one check, and
+    so for the pairs of one ``check_keys``)."""
     denied = [o for o in outcomes if not o.decision.allowed]
     if denied:
         return max(denied, key=_retry_ms)
@@ -528,3 +531,158 @@ def denied_body(headers: Mapping[str, str]) -> bytes:
     except ValueError:
         retry = 1
     return json.dumps({"detail": "Rate limit exceeded", "retry_after": retry}, separators=(",", ":")).encode()
+
+
+# ---- a global limit and a route's, in one decision ----------------------------------
+#
+# A request subject to a global limit (the Flask extension's, the ASGI
+# middleware's) and to per-route limits is checked once for all of them with
+# Limiter.check_keys: all or nothing, so a request the route denies costs
+# nothing under the global limit, and one the global limit denies costs
+# nothing on the route. When one call cannot take them (keys in several
+# Redis Cluster slots: UnsupportedError; different costs; more than 8 keys
+# or 16 policies; a key twice), the check falls back to two steps: the
+# route's limits alone first (denied: the global limit is untouched), then
+# the global limit, whose denial gives the route's charges back (a refund of
+# the same cost). The generator below is that decision, written once for the
+# synchronous (Flask) and the asyncio (ASGI) drivers.
+
+
+class Charge(NamedTuple):
+    """One (key, policies) pair a request is checked and charged under, with
+    the policy name its headers carry."""
+
+    key: Key
+    policies: Tuple[Policy, ...]
+    name: str
+    cost: int
+
+
+class Joint(NamedTuple):
+    """The result of :func:`joint_check` over a request's charges (the
+    global limit's first).
+
+    ``outcomes`` holds, per charge, the outcome that reports it: the one
+    decision of the single call for every charge, or, after the two-step
+    fallback, each charge's own (``None`` for a charge never checked).
+    ``denied_by`` is the index of the charge whose limit denied, or ``None``.
+    """
+
+    allowed: bool
+    outcomes: Tuple[Optional[Outcome], ...]
+    denied_by: Optional[int]
+
+    def reported(self) -> List[Outcome]:
+        """The distinct outcomes, for the request's outcome list (one after
+        a single call)."""
+        out: List[Outcome] = []
+        for o in self.outcomes:
+            if o is not None and all(o is not x for x in out):
+                out.append(o)
+        return out
+
+
+def _key_bytes(key: Key) -> bytes:
+    return key if isinstance(key, bytes) else key.encode("utf-8", "surrogatepass")
+
+
+def one_call(charges: Sequence[Charge]) -> bool:
+    """Whether ``check_keys`` can take every charge in one call: one cost,
+    distinct keys, at most ``MAX_KEYS`` keys and ``MAX_POLICIES`` policies."""
+    if not 2 <= len(charges) <= _tollgate._native.MAX_KEYS:
+        return False
+    if sum(len(c.policies) for c in charges) > _tollgate._native.MAX_POLICIES:
+        return False
+    if any(c.cost != charges[0].cost for c in charges):
+        return False
+    return len({_key_bytes(c.key) for c in charges}) == len(charges)
+
+
+#: One step of the joint decision: ("keys", pairs, cost), ("check", key,
+#: policies, cost) or ("refund", key, policies, cost); the driver sends back
+#: the Decision (None for a refund, whose failure is dropped) and throws
+#: UnsupportedError into the generator when check_keys raises it.
+Step = Tuple[Any, ...]
+
+
+def _joint_steps(charges: Sequence[Charge]) -> Generator[Step, Any, Joint]:
+    if one_call(charges):
+        try:
+            d = yield ("keys", [(c.key, c.policies) for c in charges], charges[0].cost)
+        except _tollgate.UnsupportedError:
+            pass  # keys in several cluster slots: the two steps below
+        else:
+            # policy_index counts the policies pair by pair: find the pair.
+            index, pair = d.policy_index, 0
+            while index >= len(charges[pair].policies):
+                index -= len(charges[pair].policies)
+                pair += 1
+            outcome = Outcome(d, charges[pair].policies[index], charges[pair].name)
+            return Joint(d.allowed, (outcome,) * len(charges), None if d.allowed else pair)
+    outcomes: List[Optional[Outcome]] = [None] * len(charges)
+    charged: List[Charge] = []
+    for i in list(range(1, len(charges))) + [0]:  # the routes first
+        c = charges[i]
+        d = yield ("check", c.key, c.policies, c.cost)
+        outcomes[i] = Outcome.of(d, c.policies, c.name)
+        if not d.allowed:
+            for done in charged:
+                if done.cost >= 1:
+                    yield ("refund", done.key, done.policies, done.cost)
+            return Joint(False, tuple(outcomes), i)
+        charged.append(c)
+    return Joint(True, tuple(outcomes), None)
+
+
+def joint_check(limiter: Any, charges: Sequence[Charge]) -> Joint:
+    """Checks ``charges`` (the global limit's first, then the route's) all
+    or nothing: one ``limiter.check_keys`` call, or the two-step fallback
+    described above. Errors other than the fallback's propagate."""
+    steps = _joint_steps(charges)
+    try:
+        step = next(steps)
+        while True:
+            if step[0] == "keys":
+                try:
+                    result = limiter.check_keys(step[1], cost=step[2])
+                except _tollgate.UnsupportedError as exc:
+                    step = steps.throw(exc)
+                    continue
+            elif step[0] == "check":
+                result = limiter.check(step[1], *step[2], cost=step[3])
+            else:
+                result = None
+                try:
+                    limiter.check(step[1], *step[2], cost=-step[3])
+                except _tollgate.Error:
+                    pass  # nothing to give back, or the store away
+            step = steps.send(result)
+    except StopIteration as stop:
+        joint: Joint = stop.value
+        return joint
+
+
+async def joint_check_async(limiter: Any, charges: Sequence[Charge]) -> Joint:
+    """:func:`joint_check` with ``check_keys_async`` and ``check_async``."""
+    steps = _joint_steps(charges)
+    try:
+        step = next(steps)
+        while True:
+            if step[0] == "keys":
+                try:
+                    result = await limiter.check_keys_async(step[1], cost=step[2])
+                except _tollgate.UnsupportedError as exc:
+                    step = steps.throw(exc)
+                    continue
+            elif step[0] == "check":
+                result = await limiter.check_async(step[1], *step[2], cost=step[3])
+            else:
+                result = None
+                try:
+                    await limiter.check_async(step[1], *step[2], cost=-step[3])
+                except _tollgate.Error:
+                    pass
+            step = steps.send(result)
+    except StopIteration as stop:
+        joint: Joint = stop.value
+        return joint

@@ -4,6 +4,7 @@ from typing import (
     Any,
     Callable,
     Dict,
+    List,
     Mapping,
     NamedTuple,
     Optional,
@@ -95,3 +96,19 @@ class Pending(NamedTuple):
     def gives_back(self, status: int) -> bool: ...
 def check_key_func(key: Any) -> None: ...
 def check_key(key: Any) -> Key: ...
+
+class Charge(NamedTuple):
+    key: Key
+    policies: Tuple[Policy, ...]
+    name: str
+    cost: int
+
+class Joint(NamedTuple):
+    allowed: bool
+    outcomes: Tuple[Optional[Outcome], ...]
+    denied_by: Optional[int]
+    def reported(self) -> List[Outcome]: ...
+
+def one_call(charges: Sequence[Charge]) -> bool: ...
+def joint_check(limiter: Any, charges: Sequence[Charge]) -> Joint: ...
+async def joint_check_async(limiter: Any, charges: Sequence[Charge]) -> Joint: ...
