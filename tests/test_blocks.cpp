@@ -123,7 +123,8 @@ TEST_CASE("blocks: rl_policy_create checks the block fields", "[blocks]") {
       {(int64_t{1} << 40) + 1, 0, 0, RL_E_OVERFLOW},
   };
   for (const Bad &b : bad) {
-    INFO(b.block_ms << " " << b.strikes << " " << b.strikes_period_ms);
+    INFO(b.block_ms << " " << b.strikes << " " << b.strikes_period_ms << ": "
+                    << rl_last_error());
     rl_policy_spec s = RL_POLICY_SPEC_INIT;
     s.limit = 5;
     s.period_ms = 1000;
@@ -133,6 +134,11 @@ TEST_CASE("blocks: rl_policy_create checks the block fields", "[blocks]") {
     rl_policy *h = nullptr;
     CHECK(rl_policy_create(&h, &s) == b.code);
     CHECK(h == nullptr);
+    // The message names the field.
+    const std::string m = rl_last_error();
+    CHECK(m.rfind("policy: ", 0) == 0);
+    CHECK((m.find("block") != std::string::npos ||
+           m.find("strikes") != std::string::npos));
   }
   // A version-2 spec has no block fields: they are not read.
   rl_policy_spec v2 = RL_POLICY_SPEC_INIT;
@@ -274,4 +280,31 @@ TEST_CASE(
   const rl_decision d = check(lim.p, "t", q);
   CHECK(d.source == RL_SOURCE_STORE);
   CHECK(d.retry_after_ms <= 2000);
+}
+
+namespace {
+int64_t out_of_range_clock(void *) {
+  return -1;
+}
+}  // namespace
+
+TEST_CASE("blocks and several keys: a memory clock out of range is refused",
+          "[blocks][check_keys]") {
+  rl_options o = RL_OPTIONS_INIT;
+  o.clock = out_of_range_clock;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  CHECK(rl_block(lim, "k", 1, 1000) == RL_E_OVERFLOW);
+  CHECK(rl_unblock(lim, "k", 1) == RL_E_OVERFLOW);
+  rl_policy *h = nullptr;
+  REQUIRE(rl_policy_parse(&h, "5/s", 3, nullptr) == RL_OK);
+  const char *keys[2] = {"a", "b"};
+  const size_t lens[2] = {1, 1};
+  rl_policy *ps[2] = {h, h};
+  const size_t ns[2] = {1, 1};
+  rl_decision d = RL_DECISION_INIT;
+  CHECK(rl_check_keys(lim, &d, keys, lens, 2, ps, ns, 1) == RL_E_OVERFLOW);
+  CHECK(std::string(rl_last_error()).find("clock") != std::string::npos);
+  rl_policy_release(h);
+  rl_destroy(lim);
 }

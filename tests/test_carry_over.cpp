@@ -129,6 +129,18 @@ TEST_CASE("carry-over: policy names are validated, in the struct and text",
     CHECK(p == nullptr);
     CHECK(std::string(rl_last_error()).find("name") != std::string::npos);
   }
+  // The first letter may be any of A-Z and a-z, the ends included.
+  for (const char *good : {"A", "Z1", "a.b", "z-_"}) {
+    INFO(good);
+    rl_policy_spec s = spec(RL_ALG_GCRA, 10, good);
+    CHECK(rl_policy_create(&p, &s) == RL_OK);
+    rl_policy_release(p);
+  }
+  for (const char *bad : {"@x", "[x", "`x", "{x"}) {  // just outside them
+    INFO(bad);
+    rl_policy_spec s = spec(RL_ALG_GCRA, 10, bad);
+    CHECK(rl_policy_create(&p, &s) == RL_E_POLICY);
+  }
   // A NULL name with a length.
   rl_policy_spec s = spec(RL_ALG_GCRA, 10);
   s.name_len = 3;
