@@ -64,7 +64,8 @@ long evalsha_calls(const tollgate_test::RedisServer &server) {
 
 }  // namespace
 
-TEST_CASE("blocks: the policy text gives block and strikes", "[blocks]") {
+TEST_CASE("blocks: the policy text gives block and strikes",
+          "[blocks][policy]") {
   const rl_policy_spec s = spec("5/m name=login block=15m strikes=3/h");
   CHECK(s.limit == 5);
   CHECK(s.period_ms == 60000);
@@ -78,7 +79,7 @@ TEST_CASE("blocks: the policy text gives block and strikes", "[blocks]") {
 }
 
 TEST_CASE("blocks: malformed block and strikes name the byte at fault",
-          "[blocks]") {
+          "[blocks][policy]") {
   struct Bad {
     const char *text;
     int code;
@@ -110,7 +111,8 @@ TEST_CASE("blocks: malformed block and strikes name the byte at fault",
   }
 }
 
-TEST_CASE("blocks: rl_policy_create checks the block fields", "[blocks]") {
+TEST_CASE("blocks: rl_policy_create checks the block fields",
+          "[blocks][policy]") {
   struct Bad {
     int64_t block_ms, strikes, strikes_period_ms;
     int code;
@@ -154,7 +156,8 @@ TEST_CASE("blocks: rl_policy_create checks the block fields", "[blocks]") {
   rl_policy_release(h);
 }
 
-TEST_CASE("blocks: rl_block and rl_unblock refuse bad arguments", "[blocks]") {
+TEST_CASE("blocks: rl_block and rl_unblock refuse bad arguments",
+          "[blocks][limiter]") {
   Lim lim;
   for (int64_t d : {int64_t{0}, int64_t{-1}, (int64_t{1} << 40) + 1}) {
     INFO(d);
@@ -289,7 +292,7 @@ int64_t out_of_range_clock(void *) {
 }  // namespace
 
 TEST_CASE("blocks and several keys: a memory clock out of range is refused",
-          "[blocks][check_keys]") {
+          "[blocks][check_keys][limiter]") {
   rl_options o = RL_OPTIONS_INIT;
   o.clock = out_of_range_clock;
   rl_limiter *lim = nullptr;

@@ -119,7 +119,7 @@ TEST_CASE("carry-over: a limit change keeps usage, Redis", "[carry][redis]") {
 }
 
 TEST_CASE("carry-over: policy names are validated, in the struct and text",
-          "[carry]") {
+          "[carry][policy]") {
   rl_policy *p = nullptr;
   for (const char *bad : {"1day", "_x", "a b", "a:b", "a}", "\xc3\xa9t\xc3\xa9",
                           "abcdefghijabcdefghijabcdefghijabc"}) {

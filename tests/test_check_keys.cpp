@@ -100,7 +100,7 @@ void route_denial_leaves_global(rl_limiter *lim) {
 }  // namespace
 
 TEST_CASE("several keys: a denial by one pair charges no other (memory)",
-          "[check_keys]") {
+          "[check_keys][memory]") {
   rl_limiter *lim = make("");
   route_denial_leaves_global(lim);
   rl_destroy(lim);
@@ -170,7 +170,7 @@ TEST_CASE("several keys: the async call and the deny cache per pair",
 }
 
 TEST_CASE("several keys: bad arguments are refused with a clear error",
-          "[check_keys]") {
+          "[check_keys][limiter]") {
   rl_limiter *lim = make("");
   rl_policy *a = parse("5/h");
   const char *two[2] = {"k", "k"};
