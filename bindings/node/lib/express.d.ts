@@ -1,13 +1,13 @@
 // Types of tollgate/express.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Limiter } from './index';
-import type { CountOptions, KeyFunc, LimitsOptions, Outcome } from './plans';
+import type { CountOptions, KeyFunc, LimitsOptions, MultiLimitOptions, Outcome } from './plans';
 
-export interface RateLimitOptions<Req = IncomingMessage> extends LimitsOptions<Req>, CountOptions {
+export interface RateLimitOptions<Req = IncomingMessage> extends LimitsOptions<Req>, MultiLimitOptions<Req>, CountOptions {
   limiter: Limiter;
-  /** Default clientAddress (the TCP peer; X-Forwarded-For ignored). */
+  /** Default clientAddress (the TCP peer; X-Forwarded-For ignored); the default of each of `limits`. */
   key?: KeyFunc<Req>;
-  /** Units per request (default 1). */
+  /** Units per request (default 1), charged to every limit. */
   cost?: number | ((request: Req) => number);
   /** Own counters for this middleware: the key becomes "<scope>|<key>". */
   scope?: string;
@@ -20,5 +20,5 @@ export type Middleware = (req: any, res: any, next: (err?: unknown) => void) => 
 /** Express / node:http middleware: headers on every response, 429 + Retry-After when denied. */
 export declare function rateLimit<Req = any>(options: RateLimitOptions<Req>): Middleware;
 export declare const OUTCOMES: unique symbol;
-export type { CountMode, CountOptions } from './plans';
+export type { CountMode, CountOptions, LimitSpec } from './plans';
 export type { Outcome };

@@ -5,16 +5,14 @@
 
 const {
   binding,
-  chargeOf,
-  checkKey,
   clientAddress,
   compileOptions,
+  decide,
   deniedBody,
+  giveBackCharges,
   HEADER_NAMES,
   headersFor,
-  outcomeOf,
-  resolveCost,
-  scopedKey,
+  recordCharge,
   settleCharge,
 } = require('./plans.js');
 
@@ -46,6 +44,10 @@ function sendDenied(res, headers) {
  *   app.use(rateLimit({ limiter, policy: { limit: 100, period: '1h' } }))
  *   app.use(rateLimit({ limiter, plans: PLANS, plan: (req) => planOf(req),
  *                       key: organizationKey('X-Org-Id') }))
+ *   app.post('/login', rateLimit({ limiter, limits: [
+ *     { policy: { limit: 100, period: '1h' } },                 // global
+ *     { policy: { limit: 5, period: '15m' }, scope: 'login' },  // the route's
+ *   ] }), login)
  *
  * Options: limiter (required), policy | policies, plans + plan(req), key(req)
  * (default clientAddress; may be async; null/undefined skips the request),
@@ -54,11 +56,21 @@ function sendDenied(res, headers) {
  * the key becomes "<scope>|<key>"), onError(err, req, res, next),
  * count ('all', 'failed' or 'successful': which responses keep their
  * charge; default 'all') and failed(status) (default status >= 400).
+ * limits: instead of policy/policies/plans/plan/name/scope, 1 to 8 limits
+ * ({ policy | policies | plans + plan, key?, scope?, name? }; key defaults
+ * to the middleware's), checked in one decision, all or nothing (one
+ * limiter.checkKeys() call; see plans.js, "a request's limits").
  *
  * Allowed: the rate-limit headers are set and next() runs. Denied: 429 with
  * the headers, Retry-After and {"detail":"Rate limit exceeded","retry_after":N}.
  * A check that rejects (a limiter with failureMode 'error' while Redis is
  * away, or a bad key) goes to onError, or to next(err) without one.
+ *
+ * Several rateLimit middlewares on one request (a global app.use and a
+ * route's): each charges its own limits when it allows; one that denies
+ * first gives back what the earlier ones charged this request, so a 429
+ * costs nothing under any of them. The headers describe the limit that
+ * binds first.
  *
  * count 'failed' / 'successful': the request is still checked and charged
  * before the handler runs (so concurrent requests stay limited); when the
@@ -67,29 +79,25 @@ function sendDenied(res, headers) {
  */
 function rateLimit(options) {
   const c = compileOptions(options, 'rateLimit', clientAddress);
-  const { limiter, key, cost, scope, limits, onError } = c;
+  const { onError } = c;
 
   async function run(req, res) {
-    let k = await key(req);
-    if (k == null) return true;
-    k = checkKey(k);
-    if (scope != null) k = scopedKey(scope, k);
-    const plan = limits.plan ? await limits.plan(req) : null;
-    const { policies, name } = limits.forPlan(plan);
-    const units = resolveCost(cost, req);
-    const decision = await limiter.check(k, policies, { cost: units });
-    const charge = chargeOf(c, k, policies, decision, units);
-    if (charge !== null) res.once('finish', () => settleCharge(c, charge, res.statusCode));
+    const r = await decide(c, req);
+    if (r === null) return true;
     const outcomes = res[OUTCOMES] || (res[OUTCOMES] = []);
-    outcomes.push(outcomeOf(decision, policies, name));
+    for (const o of r.outcomes) outcomes.push(o);
     const bound = binding(outcomes);
-    const headers = headersFor(bound);
     if (res.locals) res.locals.rateLimit = bound;
-    if (!decision.allowed) {
-      sendDenied(res, headers);
+    if (!r.allowed) {
+      // Nothing of this request counts: what earlier middlewares charged
+      // for it comes back before the 429 goes out.
+      await giveBackCharges(req);
+      sendDenied(res, headersFor(bound));
       return false;
     }
-    if (!res.headersSent) setHeaders(res, headers);
+    recordCharge(req, r.charge);
+    if (c.count !== 'all') res.once('finish', () => settleCharge(c, r.charge, res.statusCode));
+    if (!res.headersSent) setHeaders(res, headersFor(bound));
     return true;
   }
 

@@ -4,15 +4,14 @@
 // Edge runtime, so this module refuses to run there with a clear message.
 
 const {
-  chargeOf,
-  checkKey,
+  binding,
   clientAddress,
   compileOptions,
+  decide,
   deniedBody,
+  giveBackCharges,
   headersFor,
-  outcomeOf,
-  resolveCost,
-  scopedKey,
+  recordCharge,
   settleCharge,
 } = require('./plans.js');
 
@@ -88,21 +87,37 @@ function settlerOf(c, charge) {
   };
 }
 
+// The outcomes of every limit() and withRateLimit() made for one Request
+// (nested wrappers, limit() called twice): its headers describe the one
+// that binds first, as Express's stacked middlewares do.
+const OUTCOMES = new WeakMap();
+
+function outcomesOf(request) {
+  if (request === null || typeof request !== 'object') return [];
+  let list = OUTCOMES.get(request);
+  if (list === undefined) OUTCOMES.set(request, (list = []));
+  return list;
+}
+
+// limit()'s work: its result and the request's outcome list (withRateLimit
+// reads the list again after the handler, which may have added to it).
 async function limitWith(c, request) {
-  let k = await c.key(request);
-  if (k == null) return { decision: null, headers: {}, key: null, settle: settlerOf(c, null) };
-  k = checkKey(k);
-  if (c.scope != null) k = scopedKey(c.scope, k);
-  const plan = c.limits.plan ? await c.limits.plan(request) : null;
-  const { policies, name } = c.limits.forPlan(plan);
-  const units = resolveCost(c.cost, request);
-  const decision = await c.limiter.check(k, policies, { cost: units });
-  const outcome = outcomeOf(decision, policies, name);
-  const headers = headersFor(outcome);
-  const settle = settlerOf(c, chargeOf(c, k, policies, decision, units));
-  const out = { decision, headers, key: k, policy: outcome.policy, name, settle };
-  if (!decision.allowed) out.response = deniedResponse(headers);
-  return out;
+  const r = await decide(c, request);
+  if (r === null) return { result: { decision: null, headers: {}, key: null, settle: settlerOf(c, null) }, outcomes: null };
+  const outcomes = outcomesOf(request);
+  for (const o of r.outcomes) outcomes.push(o);
+  if (!r.allowed) {
+    // Nothing of this request counts: what earlier calls charged for this
+    // Request comes back before the 429 is returned.
+    await giveBackCharges(request);
+  } else {
+    recordCharge(request, r.charge);
+  }
+  const headers = headersFor(binding(outcomes));
+  const own = r.bound;
+  const result = { decision: own.decision, headers, key: own.key, policy: own.policy, name: own.name, settle: settlerOf(c, r.charge) };
+  if (!r.allowed) result.response = deniedResponse(headers);
+  return { result, outcomes };
 }
 
 /**
@@ -120,10 +135,17 @@ async function limitWith(c, request) {
  * `settle(response | status)` before returning it: a response that does not
  * count gets its units back. It resolves to whether they came back, never
  * rejects for a failed refund, and gives back at most once.
+ *
+ * `limits: [global, route, ...]` instead of policy/plans checks several
+ * limits in one decision, all or nothing (one limiter.checkKeys() call; two
+ * steps when the keys lie in several Redis Cluster slots). Called again with
+ * the same Request (a second limit, a nested withRateLimit), a denial gives
+ * back what the earlier calls charged for it, and `headers` describe the
+ * limit that binds first among all of them.
  */
 function limit(request, options) {
   assertNodeRuntime();
-  return limitWith(compiledOf(options), request);
+  return limitWith(compiledOf(options), request).then((w) => w.result);
 }
 
 /** `response` with `headers` added (a copy when its headers are immutable,
@@ -164,13 +186,15 @@ function withRateLimit(handler, options) {
   const onError = c.onError;
   return async function rateLimitedHandler(request, ctx) {
     let r;
+    let outcomes;
     try {
-      r = await limitWith(c, request);
+      ({ result: r, outcomes } = await limitWith(c, request));
     } catch (err) {
       if (onError) return onError(err, request, ctx);
       throw err;
     }
     if (r.response) return r.response;
+    const seen = outcomes === null ? 0 : outcomes.length;
     let response;
     try {
       response = await handler(request, ctx);
@@ -180,7 +204,10 @@ function withRateLimit(handler, options) {
     }
     r.settle(statusOf(response));
     if (r.decision === null || !(response instanceof Response)) return response;
-    return withHeaders(response, r.headers);
+    // A limit inside the handler (a nested withRateLimit, limit()) may have
+    // decided since: the headers describe the one that binds.
+    const headers = outcomes.length === seen ? r.headers : headersFor(binding(outcomes));
+    return withHeaders(response, headers);
   };
 }
 

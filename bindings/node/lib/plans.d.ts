@@ -85,6 +85,28 @@ export interface LimitsOptions<R = AnyRequest> {
   name?: string;
 }
 
+/**
+ * One limit of an integration's `limits`: its policies (a policy, or plans
+ * chosen by `plan(request)`), its key function (default: the integration's
+ * `key`) and its `scope` ("<scope>|<key>"). `cost`, `count`, `failed`,
+ * `onError` and `limiter` belong to the whole request: give them beside
+ * `limits`.
+ */
+export interface LimitSpec<R = AnyRequest> extends LimitsOptions<R> {
+  key?: KeyFunc<R>;
+  scope?: string;
+}
+
+/**
+ * Several limits checked in one decision, all or nothing (one
+ * Limiter.checkKeys call; two steps when the keys lie in several Redis
+ * Cluster slots): the first is the global one, the others the route's.
+ */
+export interface MultiLimitOptions<R = AnyRequest> {
+  /** 1 to 8 limits; instead of policy / policies / plans / plan / name / scope. */
+  limits?: readonly LimitSpec<R>[];
+}
+
 export declare class Limits<R = AnyRequest> {
   constructor(options?: LimitsOptions<R>);
   readonly empty: boolean;
@@ -103,6 +125,8 @@ export interface Outcome {
   decision: Decision;
   policy: PolicyLike;
   name: string;
+  /** The key the decision's policy was checked under. */
+  key?: Key;
 }
 export type RateLimitHeaderFields = Record<string, string>;
 export declare function binding(outcomes: readonly Outcome[]): Outcome;

@@ -451,10 +451,11 @@ function scopedKey(scope, key) {
 }
 
 /** One check made for a request: its decision, the policy the decision
- * reports (policies[decision.policyIndex]) and the policy's name. */
-function outcomeOf(decision, policies, name) {
+ * reports (policies[decision.policyIndex]), the policy's name and the key
+ * checked. */
+function outcomeOf(decision, policies, name, key) {
   const i = decision.policyIndex || 0;
-  return { decision, policy: policies[i] || policies[0], name };
+  return { decision, policy: policies[i] || policies[0], name, key };
 }
 
 function retryMs(o) {
@@ -526,15 +527,207 @@ function typeOfValue(v) {
   return v === null ? 'null' : typeof v;
 }
 
+// ---- a request's limits, in one decision -------------------------------------
+//
+// A request subject to several limits (a global one and a route's) is
+// checked for all of them at once, all or nothing: a request one limit
+// denies costs nothing under the others. Two ways lead there:
+//
+//   - one integration call with several limits (`limits: [...]`): one
+//     limiter.checkKeys() over every (key, policies) pair. When one call
+//     cannot take them (keys in several Redis Cluster slots: the limiter
+//     rejects with RL_E_UNSUPPORTED before sending anything; a key twice;
+//     more than 16 policies), two steps: the route limits (limits[1..])
+//     alone first, each checked and charged, a denial stopping there (the
+//     global limit untouched); then limits[0], whose denial gives the
+//     route limits' charges back (a refund of the same cost).
+//   - integrations stacked on one request (app.use(rateLimit(global)), then
+//     a route's rateLimit; nested withRateLimit; limit() called twice on one
+//     Request): each charges when it allows and records its charge on the
+//     request; one that denies gives back what the earlier ones charged for
+//     this request before it answers 429.
+
+/** The most limits one integration takes: one checkKeys call's keys (RL_MAX_KEYS). */
+const MAX_LIMITS = 8;
+/** The most policies of one checkKeys call (RL_MAX_POLICIES). */
+const MAX_CALL_POLICIES = 16;
+
+// Options that belong to the whole request, not to one of `limits`.
+const REQUEST_OPTIONS = ['limiter', 'cost', 'count', 'failed', 'onError', 'limits'];
+// Options that belong to one limit, not beside `limits`.
+const LIMIT_OPTIONS = ['policy', 'policies', 'plans', 'plan', 'name', 'scope'];
+
+/** One limit of an integration: { key, scope, limits } (`limits` a Limits). */
+function compileLimit(spec, what, defaultKey, inList) {
+  if (inList) {
+    if (spec === null || typeof spec !== 'object' || Array.isArray(spec)) {
+      throw new TypeError(`${what} must be a limit ({ policy | policies | plans + plan, key?, scope?, name? }), not ${Array.isArray(spec) ? 'an array' : typeOfValue(spec)}`);
+    }
+    for (const f of REQUEST_OPTIONS) {
+      if (spec[f] !== undefined) throw new TypeError(`${what}: ${f} applies to the whole request; give it beside limits`);
+    }
+  }
+  const key = spec.key === undefined ? defaultKey : spec.key;
+  checkKeyFunc(key, inList ? `${what}.key` : 'key');
+  if (spec.scope != null && typeof spec.scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof spec.scope}`);
+  const limits = new Limits({ policy: spec.policy, policies: spec.policies, plans: spec.plans, plan: spec.plan, name: spec.name });
+  if (limits.empty) throw new TypeError(`${what} needs policy (or policies), or plans with plan(request)`);
+  return { key, scope: spec.scope == null ? null : spec.scope, limits };
+}
+
+/** The request's pair under each limit: { key, policies, name }; a limit
+ * whose key function returns null/undefined leaves it out. */
+async function pairsOf(c, request) {
+  const out = [];
+  for (const g of c.groups) {
+    let k = await g.key(request);
+    if (k == null) continue;
+    k = checkKey(k);
+    if (g.scope !== null) k = scopedKey(g.scope, k);
+    const plan = g.limits.plan ? await g.limits.plan(request) : null;
+    const { policies, name } = g.limits.forPlan(plan);
+    out.push({ key: k, policies, name });
+  }
+  return out;
+}
+
+function keyBytes(k) {
+  return typeof k === 'string' ? Buffer.from(k, 'utf8') : k;
+}
+
+function sameKey(a, b) {
+  if (typeof a === 'string' && typeof b === 'string') return a === b;
+  return Buffer.compare(keyBytes(a), keyBytes(b)) === 0;
+}
+
+/** Whether one limiter.checkKeys() call can take these pairs: 2 to 8
+ * distinct keys, 16 policies at most. */
+function oneCall(limiter, pairs) {
+  if (typeof limiter.checkKeys !== 'function') return false;
+  if (pairs.length < 2 || pairs.length > MAX_LIMITS) return false;
+  let total = 0;
+  for (const p of pairs) total += p.policies.length;
+  if (total > MAX_CALL_POLICIES) return false;
+  for (let j = 1; j < pairs.length; j++) {
+    for (let i = 0; i < j; i++) if (sameKey(pairs[i].key, pairs[j].key)) return false;
+  }
+  return true;
+}
+
+function isUnsupported(err) {
+  return err != null && err.code === 'RL_E_UNSUPPORTED';
+}
+
+/** Gives `units` back to each pair (a check with cost -units); resolves to
+ * whether any came back. Never rejects. */
+function giveBackPairs(limiter, pairs, units) {
+  if (!(units >= 1) || pairs.length === 0) return Promise.resolve(false);
+  const one = (p) =>
+    (typeof limiter.refund === 'function'
+      ? limiter.refund(p.key, p.policies, { amount: units })
+      : limiter.check(p.key, p.policies, { cost: -units })
+    ).then(
+      () => true,
+      () => false,
+    );
+  const each = () => Promise.all(pairs.map(one)).then((r) => r.includes(true));
+  if (pairs.length === 1 || !oneCall(limiter, pairs)) return each();
+  return limiter.checkKeys(pairs.map((p) => [p.key, p.policies]), { cost: -units }).then(
+    () => true,
+    (err) => (isUnsupported(err) ? each() : false),
+  );
+}
+
 /**
- * What a request was charged, to give back if its response does not count:
- * null when nothing is to be given back (count 'all', or a denial, which
- * charged nothing). A cost of 0 is not a refund amount: its refund is
- * refused (InvalidArgumentError) and ignored like any failed refund.
+ * Checks a request against every limit of `c` (compileOptions) and charges
+ * `cost` to all of them, all or nothing. Resolves to null when no limit
+ * applies (every key function returned null), else to
+ *   { allowed, outcomes, bound, charge }:
+ * `outcomes` (each { decision, policy, name, key }) one per decision made
+ * (one for a single call; one per limit checked in the two-step fallback),
+ * `bound` the one the response describes (binding()), and `charge` what was
+ * charged ({ limiter, pairs, cost, given }), null when denied.
  */
-function chargeOf(c, key, policies, decision, cost) {
-  if (c.count === 'all' || !decision.allowed) return null;
-  return { key, policies, cost };
+async function decide(c, request) {
+  const pairs = await pairsOf(c, request);
+  if (pairs.length === 0) return null;
+  const units = resolveCost(c.cost, request);
+  const limiter = c.limiter;
+  const finish = (allowed, outcomes) => ({
+    allowed,
+    outcomes,
+    bound: binding(outcomes),
+    charge: allowed ? { limiter, pairs, cost: units, given: false } : null,
+  });
+  if (pairs.length === 1) {
+    const p = pairs[0];
+    const decision = await limiter.check(p.key, p.policies, { cost: units });
+    return finish(decision.allowed, [outcomeOf(decision, p.policies, p.name, p.key)]);
+  }
+  if (oneCall(limiter, pairs)) {
+    try {
+      const decision = await limiter.checkKeys(pairs.map((p) => [p.key, p.policies]), { cost: units });
+      // policyIndex counts the policies pair by pair: find the pair.
+      let i = decision.policyIndex || 0;
+      let j = 0;
+      while (j < pairs.length - 1 && i >= pairs[j].policies.length) i -= pairs[j++].policies.length;
+      const p = pairs[j];
+      return finish(decision.allowed, [{ decision, policy: p.policies[i] || p.policies[0], name: p.name, key: p.key }]);
+    } catch (err) {
+      if (!isUnsupported(err)) throw err;
+      // Keys in several Redis Cluster slots: nothing was sent; two steps.
+    }
+  }
+  // Two steps: the route limits first (pairs[1..]), then the global one.
+  const outcomes = [];
+  const charged = [];
+  for (let n = 1; n <= pairs.length; n++) {
+    const p = pairs[n % pairs.length];
+    const decision = await limiter.check(p.key, p.policies, { cost: units });
+    outcomes.push(outcomeOf(decision, p.policies, p.name, p.key));
+    if (!decision.allowed) {
+      await giveBackPairs(limiter, charged, units);
+      return finish(false, outcomes);
+    }
+    charged.push(p);
+  }
+  return finish(true, outcomes);
+}
+
+// The charges made for a request by the integrations that allowed it, so
+// that one denying it later gives them back: request -> [charge].
+const CHARGES = new WeakMap();
+
+function isObject(v) {
+  return v !== null && (typeof v === 'object' || typeof v === 'function');
+}
+
+/** Records an allowed request's charge, for a later denial to give back. */
+function recordCharge(request, charge) {
+  if (charge === null || !isObject(request)) return;
+  const list = CHARGES.get(request);
+  if (list === undefined) CHARGES.set(request, [charge]);
+  else list.push(charge);
+}
+
+/**
+ * A later limit denied the request: gives back every charge recorded for it
+ * (each once; a charge whose response-time settle already gave it back is
+ * skipped). Resolves when done; never rejects (a refund that fails is
+ * ignored).
+ */
+function giveBackCharges(request) {
+  if (!isObject(request)) return Promise.resolve();
+  const list = CHARGES.get(request);
+  if (list === undefined) return Promise.resolve();
+  CHARGES.delete(request);
+  const pending = [];
+  for (const charge of list) {
+    if (charge.given) continue;
+    charge.given = true;
+    pending.push(giveBackPairs(charge.limiter, charge.pairs, charge.cost));
+  }
+  return Promise.all(pending).then(() => undefined);
 }
 
 /**
@@ -543,10 +736,13 @@ function chargeOf(c, key, policies, decision, cost) {
  * gets its units back. Resolves to true when they came back; never rejects
  * (a refund that fails, such as nothing left to give back or the store away,
  * is ignored: the response has gone). A `failed` predicate that throws keeps
- * the charge.
+ * the charge. Nothing happens for count 'all', for a denial (null: nothing
+ * was charged), or for a charge given back already (a later limit denied
+ * the request, or a second settle). A cost of 0 is not a refund amount:
+ * nothing comes back.
  */
 function settleCharge(c, charge, status) {
-  if (charge === null) return Promise.resolve(false);
+  if (charge === null || charge.given || c.count === 'all') return Promise.resolve(false);
   let failed;
   try {
     failed = Boolean(c.failed(status));
@@ -554,17 +750,16 @@ function settleCharge(c, charge, status) {
     return Promise.resolve(false);
   }
   if (failed === (c.count === 'failed')) return Promise.resolve(false);
-  return c.limiter.refund(charge.key, charge.policies, { amount: charge.cost }).then(
-    () => true,
-    () => false,
-  );
+  charge.given = true;
+  return giveBackPairs(charge.limiter, charge.pairs, charge.cost);
 }
 
 /**
  * The options every integration takes, checked once: { limiter, key, cost,
- * scope, limits, onError, count, failed }. `what` names the caller in error
- * messages ("rateLimit", "tollgate/next") and `defaultKey` is its key
- * function when none is given.
+ * groups, onError, count, failed }, `groups` the compiled limits (one, or
+ * one per entry of `limits`). `what` names the caller in error messages
+ * ("rateLimit", "tollgate/next") and `defaultKey` is its key function when
+ * none is given.
  */
 function compileOptions(options, what, defaultKey) {
   const o = options || {};
@@ -576,12 +771,28 @@ function compileOptions(options, what, defaultKey) {
   checkKeyFunc(key);
   const cost = o.cost === undefined ? 1 : o.cost;
   checkCost(cost);
-  if (o.scope != null && typeof o.scope !== 'string') throw new TypeError(`scope must be a string, not ${typeof o.scope}`);
   if (o.onError != null && typeof o.onError !== 'function') throw new TypeError('onError must be a function');
-  const limits = new Limits({ policy: o.policy, policies: o.policies, plans: o.plans, plan: o.plan, name: o.name });
-  if (limits.empty) throw new TypeError(`${what} needs policy (or policies), or plans with plan(request)`);
+  let groups;
+  if (o.limits !== undefined) {
+    for (const f of LIMIT_OPTIONS) {
+      if (o[f] !== undefined) throw new TypeError(`${what}: give ${f} in each of limits, not beside them`);
+    }
+    if (!Array.isArray(o.limits)) {
+      throw new TypeError(`limits must be an array of limits ({ policy | policies | plans + plan, key?, scope?, name? }), not ${typeOfValue(o.limits)}`);
+    }
+    const n = o.limits.length;
+    if (n < 1 || n > MAX_LIMITS) {
+      throw new RangeError(`limits: 1 to ${MAX_LIMITS} limits (the keys of one checkKeys call), got ${n}`);
+    }
+    if (n > 1 && typeof limiter.checkKeys !== 'function') {
+      throw new TypeError(`${what}: several limits need a limiter with checkKeys(): a tollgate Limiter`);
+    }
+    groups = o.limits.map((spec, i) => compileLimit(spec, `limits[${i}]`, key, true));
+  } else {
+    groups = [compileLimit(o, what, key, false)];
+  }
   const { count, failed } = countOptions(o);
-  return { limiter, key, cost, scope: o.scope, limits, onError: o.onError, count, failed };
+  return { limiter, key, cost, groups, onError: o.onError, count, failed };
 }
 
 module.exports = {
@@ -608,6 +819,8 @@ module.exports = {
   headersFor,
   deniedBody,
   headerValue,
-  chargeOf,
   settleCharge,
+  decide,
+  recordCharge,
+  giveBackCharges,
 };

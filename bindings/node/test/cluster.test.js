@@ -3,7 +3,9 @@
 // 3-primary + 3-replica cluster (tests/servers/topology.py, one for the whole
 // file), checks from two limiters exact per key with the keys spread over
 // every primary (awaited one at a time, and all in flight at once), health's
-// cluster fields and nodes, reset, ping and keys(), and bad cluster URLs.
+// cluster fields and nodes, reset, ping and keys(), bad cluster URLs, and
+// checkKeys: one call for keys of one slot, RL_E_UNSUPPORTED for keys of
+// several, and the web helpers' two-step fallback then.
 
 const { test, before, after } = require('node:test');
 const assert = require('node:assert/strict');
@@ -203,4 +205,88 @@ test('cluster: bad cluster URLs throw the URL error, never showing the password'
       return true;
     });
   }
+});
+
+// ---- several keys in one decision ----------------------------------------------
+
+async function slotOf(key) {
+  return redisCommand(cluster.primaryPorts[0], 'CLUSTER', 'KEYSLOT', key);
+}
+
+test('cluster: checkKeys takes keys of one slot ({tag}) in one call and refuses keys of several before sending', { skip }, async (t) => {
+  const pfx = prefix();
+  const lim = newLimiter(pfx);
+  t.after(() => lim.close());
+  const g = policy(5, YEARS);
+  const r = policy(2, YEARS);
+  // One slot: the keys start with the same {tag}.
+  const tagged = [['{u1}:global', g], ['{u1}:login', r]];
+  assert.equal(await slotOf('{u1}:global'), await slotOf('{u1}:login'));
+  assert.equal((await lim.checkKeys(tagged)).remaining, 1);
+  assert.equal((await lim.checkKeys(tagged)).remaining, 0);
+  const d = await lim.checkKeys(tagged);
+  assert.equal(d.allowed, false);
+  assert.equal(d.keyIndex, 1);
+  assert.equal((await lim.check('{u1}:global', g, { cost: 0 })).remaining, 3);
+  // Several slots: UnsupportedError, and nothing written anywhere.
+  assert.notEqual(await slotOf('client'), await slotOf('login|client'));
+  await assert.rejects(
+    lim.checkKeys([['client', g], ['login|client', r]]),
+    (e) => e instanceof UnsupportedError && e.code === 'RL_E_UNSUPPORTED',
+  );
+  for (const port of cluster.primaryPorts) {
+    const keys = await redisCommand(port, 'KEYS', pfx + '*');
+    assert.ok(keys.every((k) => k.includes('{{u1}')), `${port}: ${keys}`);
+  }
+});
+
+test('cluster: the web helpers check a global limit and a route\'s in two steps when their keys lie in several slots', { skip }, async (t) => {
+  const http = require('node:http');
+  const { limit } = require('../lib/next.js');
+  const { rateLimit } = require('../lib/express.js');
+  const pfx = prefix();
+  const lim = newLimiter(pfx);
+  t.after(() => lim.close());
+  const G = { limit: 5, period: YEARS, name: 'global' };
+  const R = { limit: 2, period: YEARS, name: 'login' };
+  const peek = async (key, p) => (await lim.check(key, p, { cost: 0 })).remaining;
+  assert.notEqual(await slotOf('next'), await slotOf('login|next'));
+  assert.notEqual(await slotOf('express'), await slotOf('login|express'));
+
+  // Next.js: limit() with limits.
+  const opts = { limiter: lim, key: () => 'next', limits: [{ policy: G }, { policy: R, scope: 'login' }] };
+  const call = () => limit(new Request('http://app/login'), opts);
+  assert.equal((await call()).decision.allowed, true);
+  assert.equal((await call()).decision.allowed, true);
+  let res = await call();
+  assert.equal(res.response.status, 429);
+  assert.equal(res.policy, R);
+  assert.equal(await peek('next', G), 3, 'the route denied: the global limit untouched');
+  await lim.reset('login|next');
+  await lim.check('next', G, { cost: 3 });
+  res = await call();
+  assert.equal(res.response.status, 429);
+  assert.equal(res.policy, G);
+  assert.equal(await peek('login|next', R), 2, 'the global limit denied: the route given back');
+
+  // Express (as node:http middleware): rateLimit with limits.
+  const mw = rateLimit({ limiter: lim, key: () => 'express', limits: [{ policy: G }, { policy: R, scope: 'login' }] });
+  const server = http.createServer((req, rsp) => mw(req, rsp, () => rsp.end('in')));
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  t.after(() => new Promise((r) => {
+    server.closeAllConnections();
+    server.close(r);
+  }));
+  const get = () => new Promise((resolve, reject) => {
+    http.get({ host: '127.0.0.1', port: server.address().port, path: '/login', agent: false }, (rsp) => {
+      rsp.resume();
+      rsp.on('end', () => resolve(rsp.statusCode));
+    }).on('error', reject);
+  });
+  assert.deepEqual([await get(), await get(), await get()], [200, 200, 429]);
+  assert.equal(await peek('express', G), 3);
+  await lim.reset('login|express');
+  await lim.check('express', G, { cost: 3 });
+  assert.equal(await get(), 429);
+  assert.equal(await peek('login|express', R), 2);
 });

@@ -11,7 +11,7 @@
 // from the tarball instead (several minutes). Skips without npm access or
 // without a built addon. About a minute with a warm npm cache.
 
-const { freePort } = require('./redis-server');
+const { freePort, RedisServer, REDIS_SERVER } = require('./redis-server');
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
@@ -231,6 +231,122 @@ test("limit() returns settle(response | status): gives the charge back once, whe
     assert.equal(await r.settle(new Response('no', { status: 503 })), true);
     assert.equal(remaining(), 3);
     assert.throws(() => limit(new Request('http://app/api'), { ...opts, count: 'sometimes' }), { name: 'TypeError', message: /count must be 'all', 'failed' or 'successful', not "sometimes"/ });
+  } finally {
+    await limiter.close();
+  }
+});
+
+// A global limit and a route's on one request: a request the route denies
+// costs nothing under the global limit, and one the global limit denies
+// costs nothing on the route. Forms: `limits` (one checkKeys call), nested
+// withRateLimit, and limit() called twice on one Request.
+const GLOBAL = { limit: 5, period: '1h', name: 'global' };
+const ROUTE = { limit: 2, period: '1h', algorithm: 'fixed_window', name: 'login' };
+
+function jointHandlers(limiter) {
+  const { limit, withRateLimit } = require(path.join(PKG, 'lib', 'next.js'));
+  const key = () => 'client';
+  const ok = async () => Response.json({ ok: true });
+  const globalOpts = { limiter, key, policy: GLOBAL };
+  const routeOpts = { limiter, key, policy: ROUTE, scope: 'login' };
+  const limitsOpts = { limiter, key, limits: [{ policy: GLOBAL }, { policy: ROUTE, scope: 'login' }] };
+  return {
+    other: withRateLimit(ok, globalOpts),
+    login: {
+      'limits (withRateLimit)': withRateLimit(ok, limitsOpts),
+      'limits (limit)': async (request) => {
+        const { response, headers } = await limit(request, limitsOpts);
+        return response || Response.json({ ok: true }, { headers });
+      },
+      'nested withRateLimit': withRateLimit(withRateLimit(ok, routeOpts), globalOpts),
+      'limit() twice': async (request) => {
+        const g = await limit(request, globalOpts);
+        if (g.response) return g.response;
+        const r = await limit(request, routeOpts);
+        if (r.response) return r.response;
+        return Response.json({ ok: true }, { headers: r.headers });
+      },
+    },
+  };
+}
+
+async function jointNextChecks(limiter, form) {
+  const h = jointHandlers(limiter);
+  const login = h.login[form];
+  const call = (handler) => handler(new Request('http://app/api/login'), {});
+  const peek = async (key, p) => (await limiter.check(key, p, { cost: 0 })).remaining;
+  await limiter.reset('client');
+  await limiter.reset('login|client');
+  let res = await call(login);
+  assert.equal(res.status, 200, form);
+  // The limit with the fewest remaining: the route's.
+  assert.equal(res.headers.get('ratelimit-policy'), '"default";q=2;w=3600');
+  assert.equal(res.headers.get('x-ratelimit-remaining'), '1');
+  assert.equal((await call(login)).status, 200);
+  for (let i = 0; i < 3; i++) {
+    res = await call(login);
+    assert.equal(res.status, 429, form);
+    assert.equal(res.headers.get('ratelimit-policy'), '"default";q=2;w=3600', form);
+    assert.deepEqual(await res.json(), { detail: 'Rate limit exceeded', retry_after: Number(res.headers.get('retry-after')) });
+  }
+  // The route denied three requests: the global limit is where it was.
+  assert.equal(await peek('client', GLOBAL), 3, form);
+  // The global limit denies: the route is not charged.
+  await limiter.reset('login|client');
+  for (let i = 0; i < 3; i++) assert.equal((await call(h.other)).status, 200);
+  res = await call(login);
+  assert.equal(res.status, 429, form);
+  assert.equal(res.headers.get('ratelimit-policy'), '"default";q=5;w=3600');
+  assert.equal(await peek('login|client', ROUTE), 2, form);
+  assert.equal(await peek('client', GLOBAL), 0, form);
+}
+
+const JOINT_FORMS = ['limits (withRateLimit)', 'limits (limit)', 'nested withRateLimit', 'limit() twice'];
+
+test('a global limit and a route\'s: a route denial leaves the global limit unchanged, and the reverse (memory)', { timeout: 60_000 }, async (t) => {
+  const { Limiter } = require(PKG);
+  const limiter = new Limiter({ clock: () => 1700000000000000 });
+  try {
+    for (const form of JOINT_FORMS) await t.test(form, () => jointNextChecks(limiter, form));
+  } finally {
+    await limiter.close();
+  }
+});
+
+test('a global limit and a route\'s: the same on Redis', { timeout: 60_000, skip: !REDIS_SERVER && 'redis-server is not installed' }, async (t) => {
+  const { Limiter } = require(PKG);
+  const server = await RedisServer.start();
+  t.after(() => server.stop());
+  const limiter = new Limiter({ url: server.url, keyPrefix: `nextjoint:${process.pid}:`, failureMode: 'error' });
+  t.after(() => limiter.close());
+  for (const form of JOINT_FORMS) await t.test(form, () => jointNextChecks(limiter, form));
+});
+
+test('limits in Next.js: limit() reports the binding pair; a null key leaves its limit out', { timeout: 60_000 }, async () => {
+  const { Limiter } = require(PKG);
+  const { limit } = require(path.join(PKG, 'lib', 'next.js'));
+  const limiter = new Limiter({ clock: () => 1700000000000000 });
+  try {
+    const opts = {
+      limiter,
+      key: () => 'client',
+      limits: [{ policy: GLOBAL }, { policy: ROUTE, key: (request) => request.headers.get('x-user'), scope: 'user' }],
+    };
+    let r = await limit(new Request('http://app/api'), opts);
+    assert.equal(r.key, 'client');
+    assert.equal(r.policy, GLOBAL);
+    assert.equal(r.name, 'default');
+    assert.equal(r.decision.remaining, 4);
+    r = await limit(new Request('http://app/api', { headers: { 'x-user': 'ann' } }), opts);
+    assert.equal(r.key, 'user|ann');
+    assert.equal(r.policy, ROUTE);
+    assert.equal(r.decision.keyIndex, 1);
+    assert.equal(r.decision.remaining, 1);
+    assert.equal((await limiter.check('client', GLOBAL, { cost: 0 })).remaining, 3);
+    assert.throws(() => limit(new Request('http://app/api'), { limiter, limits: [{ policy: GLOBAL, cost: 2 }] }), {
+      name: 'TypeError',
+      message: 'limits[0]: cost applies to the whole request; give it beside limits',
+    });
   } finally {
     await limiter.close();
   }

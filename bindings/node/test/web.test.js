@@ -21,7 +21,7 @@ const { createRequire } = require('node:module');
 const { RedisServer, REDIS_SERVER, freePort } = require('./redis-server');
 
 const PKG = path.resolve(__dirname, '..');
-const { Limiter } = require(PKG);
+const { Limiter, UnsupportedError } = require(PKG);
 const { rateLimit } = require(path.join(PKG, 'lib', 'express.js'));
 const plans = require(path.join(PKG, 'lib', 'plans.js'));
 
@@ -379,10 +379,11 @@ describe('tollgate/express, memory store', () => {
       a = await get(srv.port, '/search');
       assert.equal(a.status, 429);
       assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=60');
-      // The global limit was charged 3 times (the denied request too).
+      // The global limit was charged by the 2 allowed searches and /busy:
+      // the route's denial gave the global charge back.
       a = await get(srv.port, '/busy');
       assert.equal(a.status, 503);
-      assert.equal(a.raw['X-RateLimit-Remaining'], '96');
+      assert.equal(a.raw['X-RateLimit-Remaining'], '97');
       assert.equal(a.raw['Retry-After'], '30'); // the app's own, kept
     } finally {
       await srv.close();
@@ -451,6 +452,309 @@ describe('tollgate/express, Redis store', () => {
       await a.close();
       await b.close();
     }
+  });
+});
+
+// A global limit and a route's on one request: a request the route denies
+// costs nothing under the global limit, and one the global limit denies
+// costs nothing on the route. Two forms: one middleware with `limits` (one
+// checkKeys call) and the usual stacking (app.use, then the route's).
+const G = { limit: 5, period: '1h', name: 'global' };
+const R = { limit: 2, period: '1h', algorithm: 'fixed_window', name: 'login' };
+const peek = async (limiter, key, p) => (await limiter.check(key, p, { cost: 0 })).remaining;
+
+/** An app whose /login is limited by G (key "client") and R (scope login),
+ * in the given form; /other by G only. */
+function jointApp(limiter, form, extra = {}) {
+  const key = () => 'client';
+  const app = express();
+  if (form === 'limits') {
+    app.get('/login', rateLimit({ limiter, key, limits: [{ policy: G }, { policy: R, scope: 'login' }], ...extra }), (req, res) => res.send('in'));
+    app.get('/other', rateLimit({ limiter, key, policy: G }), (req, res) => res.send('other'));
+  } else {
+    app.use(rateLimit({ limiter, key, policy: G, ...(extra.global || {}) }));
+    app.get('/login', rateLimit({ limiter, key, policy: R, scope: 'login', ...(extra.route || {}) }), (req, res) => res.send('in'));
+    app.get('/other', (req, res) => res.send('other'));
+  }
+  return listen(app);
+}
+
+/** The checks both forms must pass, on any store. */
+async function jointChecks(limiter, form) {
+  const srv = await jointApp(limiter, form);
+  try {
+    let a = await get(srv.port, '/login');
+    assert.equal(a.status, 200);
+    // The headers describe the limit with the fewest remaining: the route's.
+    assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=3600');
+    assert.equal(a.raw['X-RateLimit-Remaining'], '1');
+    assert.equal((await get(srv.port, '/login')).status, 200);
+    assert.equal(await peek(limiter, 'client', G), 3);
+    for (let i = 0; i < 3; i++) {
+      a = await get(srv.port, '/login');
+      assert.equal(a.status, 429);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=3600');
+      assert.ok(Number(a.raw['Retry-After']) >= 1);
+      assert.equal(a.body, `{"detail":"Rate limit exceeded","retry_after":${a.raw['Retry-After']}}`);
+    }
+    // The route denied three requests: the global limit is where it was.
+    assert.equal(await peek(limiter, 'client', G), 3);
+    // The global limit denies: the route is not charged.
+    await limiter.reset('client');
+    await limiter.reset('login|client');
+    for (let i = 0; i < 5; i++) assert.equal((await get(srv.port, '/other')).status, 200);
+    a = await get(srv.port, '/login');
+    assert.equal(a.status, 429);
+    assert.equal(a.raw['RateLimit-Policy'], '"default";q=5;w=3600');
+    assert.equal(await peek(limiter, 'login|client', R), 2);
+    assert.equal(await peek(limiter, 'client', G), 0);
+  } finally {
+    await srv.close();
+  }
+}
+
+/** The statuses of `n` GETs of `urlPath`, one after another (a turn of
+ * the event loop between them: a refund follows 'finish'). */
+async function statusesAt(port, urlPath, n) {
+  const out = [];
+  for (let i = 0; i < n; i++) {
+    out.push((await get(port, urlPath)).status);
+    await new Promise((r) => setImmediate(r));
+  }
+  return out;
+}
+
+/** A limiter that counts the calls the middleware makes. */
+function counting(limiter, overrides = {}) {
+  const calls = [];
+  const spy = {
+    calls,
+    check: (key, p, o) => {
+      calls.push(`check ${key} ${o.cost}`);
+      return limiter.check(key, p, o);
+    },
+    checkKeys: (pairs, o) => {
+      calls.push(`checkKeys ${pairs.map((x) => x[0]).join(' ')} ${o.cost}`);
+      return limiter.checkKeys(pairs, o);
+    },
+    refund: (key, p, o) => {
+      calls.push(`refund ${key} ${o.amount}`);
+      return limiter.refund(key, p, o);
+    },
+    ...overrides,
+  };
+  return spy;
+}
+
+describe('tollgate/express, a global limit and a route\'s in one decision', () => {
+  let redis = null;
+  before(async () => {
+    redis = await startRedis();
+  });
+  after(async () => {
+    if (redis) await redis.stop();
+  });
+
+  for (const form of ['limits', 'stacked']) {
+    test(`${form}: a route denial leaves the global limit unchanged, and the reverse (memory)`, async (t) => {
+      if (expressSkip) return t.skip(expressSkip);
+      const limiter = new Limiter({ clock: () => T0 });
+      try {
+        await jointChecks(limiter, form);
+      } finally {
+        await limiter.close();
+      }
+    });
+
+    test(`${form}: a route denial leaves the global limit unchanged, and the reverse (Redis)`, async (t) => {
+      if (!redis) return t.skip('no redis-server');
+      if (expressSkip) return t.skip(expressSkip);
+      const limiter = new Limiter({ url: redis.url, keyPrefix: `webjoint:${form}:${process.pid}:`, failureMode: 'error' });
+      try {
+        await jointChecks(limiter, form);
+      } finally {
+        await limiter.close();
+      }
+    });
+  }
+
+  test('limits: one checkKeys call per request; the stacked form gives the global charge back', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    try {
+      let spy = counting(limiter);
+      let srv = await jointApp(spy, 'limits');
+      try {
+        assert.equal((await get(srv.port, '/login')).status, 200);
+        assert.equal((await get(srv.port, '/login')).status, 200);
+        assert.equal((await get(srv.port, '/login')).status, 429);
+        assert.deepEqual(spy.calls, Array(3).fill('checkKeys client login|client 1'));
+      } finally {
+        await srv.close();
+      }
+      await limiter.reset('client');
+      await limiter.reset('login|client');
+      spy = counting(limiter);
+      srv = await jointApp(spy, 'stacked');
+      try {
+        for (let i = 0; i < 3; i++) await get(srv.port, '/login');
+        assert.deepEqual(spy.calls, [
+          'check client 1', 'check login|client 1',
+          'check client 1', 'check login|client 1',
+          'check client 1', 'check login|client 1', 'refund client 1',
+        ]);
+      } finally {
+        await srv.close();
+      }
+    } finally {
+      await limiter.close();
+    }
+  });
+
+  test('stacked: the global charge comes back once, whatever its count mode', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    // count 'successful' on the global limit: a 429 does not count, and its
+    // charge was given back already when the route denied.
+    const srv = await jointApp(limiter, 'stacked', { global: { count: 'successful' }, route: { count: 'failed' } });
+    try {
+      await limiter.check('client', G, { cost: 2 });
+      // Successful logins are free on the route (count 'failed') and count
+      // globally, until the global limit denies (the route untouched).
+      assert.deepEqual(await statusesAt(srv.port, '/login', 4), [200, 200, 200, 429]);
+      assert.equal(await peek(limiter, 'login|client', R), 2);
+      assert.equal(await peek(limiter, 'client', G), 0);
+      await limiter.reset('client');
+      await limiter.check('client', G, { cost: 2 });
+      const app = express();
+      app.use(rateLimit({ limiter, key: () => 'client', policy: G, count: 'successful' }));
+      app.get('/login', rateLimit({ limiter, key: () => 'client', policy: R, scope: 'login' }), (req, res) => res.send('in'));
+      const srv2 = await listen(app);
+      try {
+        await limiter.reset('login|client');
+        // 2 units used already, which a second give-back would eat into.
+        assert.deepEqual(await statusesAt(srv2.port, '/login', 4), [200, 200, 429, 429]);
+        assert.equal(await peek(limiter, 'client', G), 1); // 2 + two logins; the 429s gave theirs back once
+      } finally {
+        await srv2.close();
+      }
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test("limits with count 'failed': a response that does not count gives back on every key", async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    const app = express();
+    app.use(rateLimit({ limiter, key: () => 'client', limits: [{ policy: G }, { policy: R, scope: 'login' }], count: 'failed', cost: 1 }));
+    app.get('/', (req, res) => res.status(Number(req.query.s || 200)).send('answer'));
+    const srv = await listen(app);
+    try {
+      assert.deepEqual(await statuses(srv.port, [200, 200, 200]), [200, 200, 200]);
+      assert.equal(await peek(limiter, 'client', G), 5);
+      assert.equal(await peek(limiter, 'login|client', R), 2);
+      assert.deepEqual(await statuses(srv.port, [401, 401, 401]), [401, 401, 429]);
+      assert.equal(await peek(limiter, 'client', G), 3);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('limits: keys in several cluster slots fall back to two steps (a limiter double for that error)', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    const spy = counting(limiter, {
+      checkKeys: (pairs, o) => {
+        spy.calls.push(`checkKeys ${o.cost}`);
+        return Promise.reject(new UnsupportedError('checkKeys: the keys lie in 2 cluster slots', 'RL_E_UNSUPPORTED'));
+      },
+    });
+    const srv = await jointApp(spy, 'limits');
+    try {
+      assert.deepEqual(await statusesAt(srv.port, '/login', 2), [200, 200]);
+      // The route first: allowed, then the global limit.
+      assert.deepEqual(spy.calls.splice(0), [
+        'checkKeys 1', 'check login|client 1', 'check client 1',
+        'checkKeys 1', 'check login|client 1', 'check client 1',
+      ]);
+      // The route denies: the global limit is not touched.
+      const a = await get(srv.port, '/login');
+      assert.equal(a.status, 429);
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=3600');
+      assert.deepEqual(spy.calls.splice(0), ['checkKeys 1', 'check login|client 1']);
+      assert.equal(await peek(limiter, 'client', G), 3);
+      // The global limit denies: the route's charge is given back.
+      await limiter.reset('login|client');
+      await limiter.check('client', G, { cost: 3 });
+      const b = await get(srv.port, '/login');
+      assert.equal(b.status, 429);
+      assert.equal(b.raw['RateLimit-Policy'], '"default";q=5;w=3600');
+      assert.deepEqual(spy.calls.splice(0), ['checkKeys 1', 'check login|client 1', 'check client 1', 'refund login|client 1']);
+      assert.equal(await peek(limiter, 'login|client', R), 2);
+      // Another error of checkKeys is the request's error (next(err): 500).
+      spy.checkKeys = () => Promise.reject(new Error('store down'));
+      assert.equal((await get(srv.port, '/login')).status, 500);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('limits: a null key leaves its limit out; a key twice is checked in two steps', async (t) => {
+    if (expressSkip) return t.skip(expressSkip);
+    const limiter = new Limiter({ clock: () => T0 });
+    const spy = counting(limiter);
+    const app = express();
+    app.get('/', rateLimit({
+      limiter: spy,
+      key: () => 'client',
+      limits: [
+        { policy: G },
+        { policy: R, key: (req) => req.query.u || null, scope: 'user' },
+      ],
+    }), (req, res) => res.send('ok'));
+    app.get('/same', rateLimit({ limiter: spy, key: () => 'client', limits: [{ policy: G }, { policy: R }] }), (req, res) => res.send('ok'));
+    const srv = await listen(app);
+    try {
+      let a = await get(srv.port, '/');
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=5;w=3600');
+      a = await get(srv.port, '/?u=ann');
+      assert.equal(a.raw['RateLimit-Policy'], '"default";q=2;w=3600');
+      assert.deepEqual(spy.calls.splice(0), ['check client 1', 'checkKeys client user|ann 1']);
+      await limiter.reset('client');
+      a = await get(srv.port, '/same');
+      assert.equal(a.status, 200);
+      assert.deepEqual(spy.calls.splice(0), ['check client 1', 'check client 1']);
+    } finally {
+      await srv.close();
+      await limiter.close();
+    }
+  });
+
+  test('limits: options are validated when the middleware is made', () => {
+    const limiter = new Limiter();
+    const one = { policy: G };
+    const bad = [
+      [{ limits: one }, TypeError, 'limits must be an array of limits ({ policy | policies | plans + plan, key?, scope?, name? }), not object'],
+      [{ limits: [] }, RangeError, 'limits: 1 to 8 limits (the keys of one checkKeys call), got 0'],
+      [{ limits: Array(9).fill(one) }, RangeError, 'limits: 1 to 8 limits (the keys of one checkKeys call), got 9'],
+      [{ limits: [one], policy: G }, TypeError, 'rateLimit: give policy in each of limits, not beside them'],
+      [{ limits: [one], scope: 'x' }, TypeError, 'rateLimit: give scope in each of limits, not beside them'],
+      [{ limits: [one, { policy: R, cost: 2 }] }, TypeError, 'limits[1]: cost applies to the whole request; give it beside limits'],
+      [{ limits: [one, { policy: R, count: 'failed' }] }, TypeError, 'limits[1]: count applies to the whole request; give it beside limits'],
+      [{ limits: [one, {}] }, TypeError, 'limits[1] needs policy (or policies), or plans with plan(request)'],
+      [{ limits: [one, null] }, TypeError, 'limits[1] must be a limit ({ policy | policies | plans + plan, key?, scope?, name? }), not null'],
+      [{ limits: [one, { policy: R, key: 'ip' }] }, TypeError, 'limits[1].key must be a key function (request -> string | Buffer | null), not string'],
+      [{ limits: [one, { policy: R, scope: 3 }] }, TypeError, 'scope must be a string, not number'],
+      [{ limits: [one, one], limiter: { check: () => {} } }, TypeError, 'rateLimit: several limits need a limiter with checkKeys(): a tollgate Limiter'],
+    ];
+    for (const [o, cls, message] of bad) assert.throws(() => rateLimit({ limiter, ...o }), { name: cls.name, message });
+    assert.equal(typeof rateLimit({ limiter: { check: () => {} }, limits: [one] }), 'function');
+    assert.equal(typeof rateLimit({ limiter, limits: [one, { plans: plans.PLANS, plan: () => null, scope: 's' }] }), 'function');
+    limiter.close();
   });
 });
 
@@ -704,7 +1008,8 @@ describe('examples/node/express-app', () => {
         const started = performance.now();
         const searches = [];
         for (let i = 0; i < 11; i++) searches.push(await get(port, '/search', org));
-        // The plan's limit was charged by every /search call, the denied one too.
+        // The plan's limit was charged by every allowed /search call; the
+        // denied one was given back when /search's limit denied it.
         const plan = await get(port, '/', org);
         for (const s of searches.slice(0, 10)) assert.equal(s.status, 200, log);
         if (performance.now() - started >= 6000) continue;
@@ -714,7 +1019,7 @@ describe('examples/node/express-app', () => {
         assert.equal(a.raw['RateLimit-Policy'], '"default";q=10;w=60');
         assert.ok(Number(a.raw['Retry-After']) >= 1);
         assert.equal(plan.raw['RateLimit-Policy'], '"FREE";q=100;w=3600');
-        assert.equal(plan.raw['X-RateLimit-Remaining'], String(100 - 12));
+        assert.equal(plan.raw['X-RateLimit-Remaining'], String(100 - 11));
       }
       assert.ok(exact, 'three attempts each took 6 s or more');
     } finally {
