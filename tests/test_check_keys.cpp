@@ -209,11 +209,6 @@ TEST_CASE("several keys: bad arguments are refused with a clear error",
   const char *null_key[2] = {"a", nullptr};
   bad.push_back({"a NULL key", RL_E_KEY_INVALID, "keys[1]",
                  rl_check_keys(lim, &d, null_key, lens, 2, ps, ones, 1)});
-  bad.push_back(
-      {"the same policy twice in a pair", RL_E_POLICY, "repeats",
-       rl_check_keys(lim, &d, ab, lens, 2, ps, many + 1, 1) == RL_E_INVALID_ARG
-           ? RL_E_POLICY
-           : -99});
   for (const Bad &b : bad) {
     INFO(b.what << ": " << b.rc);
     CHECK(b.rc == b.code);
