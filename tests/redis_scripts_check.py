@@ -381,13 +381,13 @@ class Replay:
                 self.run_check_keys(where, prefix, step, now)
                 continue
             if step.get("op") in ("block", "unblock"):
-                # The key's block hash (docs/redis.md, "Blocks"). A refused
+                # The key's block (docs/redis.md, "Blocks"). A refused
                 # block (a bad duration, an empty key) is refused in C++.
                 bkey = b"%sv2:{%s}:!" % (prefix, user_key.encode())
                 if "expect_error" in step:
                     self.steps_skipped += 1
                 elif step["op"] == "unblock":
-                    self.r.call("DEL", bkey)
+                    self.r.call("DEL", bkey, bkey + b"s")
                 else:
                     try:
                         till = self.r.call("EVALSHA", self.sha["block"], 1, bkey,
@@ -674,29 +674,38 @@ def send_batch(r, sha, cluster, nkeys, keys, argv):
 
 
 def check_guarded(r, pinned_sha):
-    """The cluster's batch script gives back a check whose key this node
-    cannot read (on a cluster: a slot that moved; here: a key of another
-    type, which fails its GET the same way) and runs the others."""
+    """The cluster's batch script gives back a check that fails inside the
+    script (on a cluster: a key whose slot moved; here: a strike count held
+    in a key of another type, whose HGET fails) and runs the others."""
     errors = []
     now = 1_700_000_000_000_000
-    p = derive({"algorithm": "gcra", "limit": 5, "period_ms": 1000, "burst": 0})
-    keys = [redis_key(b"tgguard:", k, p) for k in ("a", "b", "c")]
-    r.call("DEL", *keys)
-    r.call("LPUSH", keys[1], "not a state")
-    _, argv = batch_call(now, [(1, [k], [p]) for k in keys])
+    plain = derive({"algorithm": "gcra", "limit": 5, "period_ms": 1000,
+                    "burst": 0})
+    strict = derive({"algorithm": "gcra", "limit": 1, "period_ms": 3_600_000,
+                     "burst": 0, "block_ms": 60_000, "strikes": 2,
+                     "strikes_period_ms": 3_600_000})
+    keys = [redis_key(b"tgguard:", "a", plain),
+            redis_key(b"tgguard:", "b", strict),
+            redis_key(b"tgguard:", "c", plain)]
+    strikes = b"tgguard:v2:{b}:!s"
+    r.call("DEL", *keys, strikes)
+    r.call("SET", keys[1], b"%d" % (now + 3_600_000_000))  # b is used up
+    r.call("SET", strikes, "not a hash")
+    _, argv = batch_call(now, [(1, [keys[0]], [plain]), (1, [keys[1]], [strict]),
+                               (1, [keys[2]], [plain])])
     reply = send_batch(r, pinned_sha, True, len(keys), keys, argv)
-    want_first = [1, -1, 1]
     got_first = [reply[i * 5] for i in range(3)] if len(reply) == 15 else reply
-    if got_first != want_first:
-        errors.append("batch_cluster: a check of an unreadable key: all_allowed "
-                      "%r, want %r (raw %r)" % (got_first, want_first, reply))
+    if got_first != [1, -1, 1]:
+        errors.append("batch_cluster: a check that fails inside the script: "
+                      "all_allowed %r, want [1, -1, 1] (raw %r)"
+                      % (got_first, reply))
     elif reply[6:10] != [0, 0, 0, 0]:
         errors.append("batch_cluster: the given-back check's values: %r"
                       % (reply[5:10],))
     if r.call("GET", keys[2]) is None or r.call("GET", keys[0]) is None:
-        errors.append("batch_cluster: the checks around the unreadable key "
-                      "were not written")
-    r.call("DEL", *keys)
+        errors.append("batch_cluster: the checks around the failing one were "
+                      "not written")
+    r.call("DEL", *keys, strikes)
     return errors
 
 
@@ -1072,7 +1081,7 @@ def main():
             problems += batch_errors
 
         guard_errors = check_guarded(r, pinned_sha)
-        print("batch_cluster script, a check of an unreadable key given back: %s"
+        print("batch_cluster script, a check that fails inside it given back: %s"
               % ("ok" if not guard_errors else "%d problems" % len(guard_errors)))
         problems += guard_errors
 

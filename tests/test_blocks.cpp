@@ -196,7 +196,7 @@ TEST_CASE(
     CHECK(d.retry_after_ms > 3590000);
   }
   CHECK(evalsha_calls(server) == before);
-  // The block hash is in Redis, with a TTL of about the block.
+  // The block is in Redis, with a TTL of about the block.
   const long long pttl = server.query({"PTTL", "tollgate:v2:{k}:!"}).integer;
   CHECK(pttl > 3590000);
   CHECK(pttl <= 3600000);
@@ -237,7 +237,7 @@ TEST_CASE(
     CHECK(std::string(info.key, info.key_len) == "user:1");
   }
   CHECK(rc == RL_E_DONE);
-  CHECK(listed == 1);  // the state, not the block hash
+  CHECK(listed == 1);  // the state, not the block
   // An older rl_key_info, whose embedded spec was smaller, is refused.
   rl_key_info old = RL_KEY_INFO_INIT;
   old.version = 2;
@@ -270,7 +270,7 @@ TEST_CASE(
   CHECK(third.allowed == 0);
   CHECK(third.source == RL_SOURCE_STORE);
   CHECK(third.retry_after_ms > 590000);
-  const std::string u = server.query({"HGET", "tollgate:v2:{s}:!", "u"}).str;
+  const std::string u = server.query({"GET", "tollgate:v2:{s}:!"}).str;
   CHECK_FALSE(u.empty());  // blocked
   CHECK(check(lim.p, "s", p).source == RL_SOURCE_DENY_CACHE);
 

@@ -402,6 +402,27 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
       denied("rl_check denied: blocks", p, 3600000);
       denied("rl_check of a blocked key", plain, 500000);
     }
+    // Strikes: the denials before the block count in the key's strike hash
+    // (HGET, HSET, PEXPIRE); the second one blocks.
+    {
+      const std::string struck = cfg.stem + "struck";
+      rl_policy_spec s = policy(RL_ALG_GCRA, 1, 3600000);
+      s.block_ms = 600000;
+      s.strikes = 2;
+      s.strikes_period_ms = 3600000;
+      if (check("rl_check with strikes", struck, &s, 1, 1, 0)) {
+        rl_decision d = RL_DECISION_INIT;
+        int rc = rl_check(lim, &d, struck.data(), struck.size(), &s, 1, 1);
+        ++rep.checks_sent;
+        record("rl_check denied: strike 1", rc,
+               rc == RL_OK && d.allowed ? "allowed" : "");
+        d = RL_DECISION_INIT;
+        rc = rl_check(lim, &d, struck.data(), struck.size(), &plain, 1, 0);
+        ++rep.checks_sent;
+        record("rl_check after strike 1: not blocked", rc,
+               rc == RL_OK && !d.allowed ? "blocked after one strike" : "");
+      }
+    }
     record("rl_unblock", rl_unblock(lim, key.data(), key.size()), "");
     check("rl_check after rl_unblock", key, &plain, 1, 1, 4);
     record("rl_block", rl_block(lim, key.data(), key.size(), 60000), "");
@@ -630,7 +651,7 @@ TEST_CASE(
                rl_strerror(rep.failed[0].rc) + ": " + rep.failed[0].message +
                " |\n";
   }
-  CHECK(variants == 14);
+  CHECK(variants == 16);
   std::printf("production ACL, one rule dropped at a time:\n%s", table.c_str());
   std::fflush(stdout);
 }

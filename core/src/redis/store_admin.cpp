@@ -99,7 +99,7 @@ Errc RedisStore::scan_node(const std::string &node, int slot,
 
 Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
   // Every identity's state of the key, `...v2:{<key>}` and `...}:<id>`,
-  // and its block hash `...}:!`.
+  // and its block `...}:!` and strike counts `...}:!s`.
   // The glob also matches other user keys that start with `<key>}`, so
   // each name is parsed and kept only if it is this key's.
   std::string pattern = glob_escape(settings_.key_prefix);
@@ -132,7 +132,7 @@ Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
       append_block_key(block_key, key);
       for (const std::string &k : keys) {
         StateName name;
-        if (k != block_key &&
+        if (k != block_key && k != block_key + "s" &&
             (!parse_redis_key(k, settings_.key_prefix, name) ||
              name.user_key != key))
           continue;
@@ -174,7 +174,9 @@ Errc RedisStore::unblock(std::string_view key, int64_t deadline_ns) {
   std::string block_key;
   append_block_key(block_key, key);
   const int slot = clustered_ ? hash_slot(block_key) : kAnySlot;
-  return check_result(call({"DEL", block_key}, deadline_ns, slot), "unblock");
+  const std::string strikes = block_key + "s";
+  return check_result(call({"DEL", block_key, strikes}, deadline_ns, slot),
+                      "unblock");
 }
 
 Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {

@@ -100,8 +100,8 @@ class RedisStore {
                         size_t index) const;
   void append_redis_key(std::string &out, std::string_view key, const Policy &p,
                         size_t index) const;
-  // The key's block hash: `<prefix>v2:{<key>}:!` (its block and strike
-  // counts; docs/redis.md, "Blocks").
+  // The key's block: `<prefix>v2:{<key>}:!`; its strike counts are the
+  // hash of that name with an `s` appended (docs/redis.md, "Blocks").
   void append_block_key(std::string &out, std::string_view key) const;
 
   // Blocks `key` for `duration_us` from the server's now (or `now_us` with
@@ -109,7 +109,7 @@ class RedisStore {
   // `deadline_ns`.
   Errc block(std::string_view key, int64_t duration_us, int64_t now_us,
              int64_t deadline_ns);
-  // Lifts `key`'s block and forgets its strikes (DEL of its block hash).
+  // Lifts `key`'s block and forgets its strikes (DEL of both keys).
   Errc unblock(std::string_view key, int64_t deadline_ns);
 
  private:

@@ -69,8 +69,8 @@ end
 -- policy has a block), and per policy i the new state, its expiry and
 -- whether the expiry is unchanged at ev[3i - 2], ev[3i - 1], ev[3i].
 local function evaluate_check(keys, k, n, cost, pols, ix, now, reply, o)
+  local till = prefetch(keys, k, block_key(keys[k + 1]), now)
   if cost >= 0 then
-    local till = blocked_until(block_key(keys[k + 1]), now)
     if till > 0 then
       run_blocked(keys, k, n, cost, pols, ix, now, reply, o, till)
       return {all = 0, blocked = true}
