@@ -27,26 +27,31 @@ function(_tollgate_compose_script out_body lua_dir prelude name)
     set(parts ${prelude} helpers block block_cmd)
     set(tail "")
   elseif(name STREQUAL "many")
-    set(parts ${prelude} helpers ${algorithms} block check many)
+    set(parts ${prelude} helpers ${algorithms} block check policies many)
     set(tail "")
   elseif(name STREQUAL "batch_cluster")
     # The batch script for a Redis Cluster node: its checks' keys lie in
     # several slots, all served by that node (Redis 7.0+ shebang flag), and
     # travel in ARGV.
-    set(parts ${prelude} helpers ${algorithms} block check batch_cluster_keys
-              batch)
+    set(parts ${prelude} helpers ${algorithms} block check policies
+              batch_cluster_keys batch)
     set(tail "")
     set(body "#!lua flags=allow-cross-slot-keys\n")
   elseif(name STREQUAL "batch")
-    set(parts ${prelude} helpers ${algorithms} block check batch_keys batch)
+    set(parts ${prelude} helpers ${algorithms} block check policies batch_keys
+              batch)
     set(tail "")
   elseif(name STREQUAL "multi")
-    set(parts ${prelude} helpers ${algorithms} block check multi)
+    set(parts ${prelude} helpers ${algorithms} block check policies multi)
     set(tail "")
+  elseif(name STREQUAL "token_bucket")
+    # The token bucket is GCRA under another name (token_bucket.lua).
+    set(parts ${prelude} helpers gcra token_bucket block check single)
+    set(tail "return run_single(${name})\n")
   else()
-    # One policy: every algorithm is defined (check.lua's table names them
-    # all), the script runs its own.
-    set(parts ${prelude} helpers ${algorithms} block check single)
+    # One policy: only its algorithm's code (every function a script
+    # defines is made again on every call).
+    set(parts ${prelude} helpers ${name} block check single)
     set(tail "return run_single(${name})\n")
   endif()
   foreach(part IN LISTS parts)
@@ -85,7 +90,7 @@ function(tollgate_embed_scripts)
   cmake_parse_arguments(ARG "" "OUTPUT;LUA_DIR;PINNED" "" ${ARGN})
   set(parts prelude_production prelude_pinned helpers gcra token_bucket
             fixed_window sliding_window single check multi batch batch_keys
-            batch_cluster_keys block block_cmd many)
+            batch_cluster_keys block block_cmd many policies)
   foreach(part IN LISTS parts)
     set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
                  "${ARG_LUA_DIR}/${part}.lua")

@@ -55,7 +55,8 @@ CPP_FILES = [
 LUA_DIR = "core/src/redis/lua"
 LUA_FILES = [f"{LUA_DIR}/{n}.lua" for n in (
     "helpers", "gcra", "token_bucket", "fixed_window", "sliding_window",
-    "single", "check", "multi", "batch", "block", "block_cmd", "many",
+    "single", "check", "policies", "multi", "batch", "block", "block_cmd",
+    "many",
     "prelude_production", "prelude_pinned")]
 
 # Catch2 test specs run for a mutant of each file (a list: run in order, the

@@ -42,10 +42,10 @@ end
 -- after now; else 0. Where the node cannot serve the block (a migrating
 -- slot), the state is read with GET later, and there is no block.
 local function prefetch(keys, k, bkey, now)
-  PRE = {}
+  pre_key = nil
   local values = bcall('MGET', keys[k + 1], bkey)
   if not values then return 0 end
-  PRE[keys[k + 1]] = values[1]
+  pre_key, pre_value = keys[k + 1], values[1]
   local u = tonumber(values[2])
   if u and u > now then return u end
   return 0

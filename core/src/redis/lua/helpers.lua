@@ -27,16 +27,16 @@ local function max_ahead(P)
   return n
 end
 
--- States a check read ahead (prefetch in block.lua: one MGET for its
--- states and its block): key -> value, or false for none. Reset by every
--- check; a key not in it is read with GET.
-local PRE = {}
+-- The state a check read ahead (prefetch in block.lua, one MGET with its
+-- block): its key and value (false for none); nil when there is none. Set
+-- by every check; any other key is read with GET.
+local pre_key, pre_value
 
 -- The stored state: decimal integers separated by single spaces. A missing
 -- or malformed value is read as no state.
 local function load_state(key, pattern)
-  local s = PRE[key]
-  if s == nil then s = call('GET', key) end
+  local s
+  if key == pre_key then s = pre_value else s = call('GET', key) end
   if not s then return nil end
   local a, b, c = match(s, pattern)
   if not a then return nil end
