@@ -18,6 +18,8 @@
 -- keys are "<prefix>v2:{<key>}" then an identity that holds no '}' (a key
 -- named otherwise, by another client, gets its own name with ':!').
 local function block_key(skey)
+  -- The unnamed policy at position 0 (the usual first key) ends in '}'.
+  if byte(skey, -1) == 125 then return skey .. ':!' end
   return (match(skey, '^(.*})[^}]*$') or skey) .. ':!'
 end
 

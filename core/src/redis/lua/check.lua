@@ -76,7 +76,8 @@ local function evaluate_check(keys, k, n, cost, pols, ix, now, reply, o)
       return {all = 0, blocked = true}
     end
   end
-  local ev = {all = 1}
+  -- Sized for one policy's three values at once (no regrowth).
+  local ev = {false, false, false, all = 1}
   for i = 1, n do
     local p = policy_at(pols, ix, i)
     local allowed, remaining, reset_after, retry_after, state, expires_at,

@@ -5,6 +5,7 @@
 local floor = math.floor
 local fmt = string.format
 local match = string.match
+local byte = string.byte
 local call = redis.call
 
 -- Exact floor division for b > 0: a / b is rounded to the nearest double,
