@@ -37,14 +37,16 @@ void RoutedTopology::park(Call *c, int64_t retry_at, Errc code,
                           std::string why) {
   c->last_code = code;
   c->last_error = std::move(why);
-  c->retry_at = std::min(retry_at, c->deadline);
+  // Once parked, `c` belongs to the I/O thread, which may retry it (and
+  // even complete and free it) at once: only the local copy is read after.
+  const int64_t at = std::min(retry_at, c->deadline);
   {
     std::lock_guard<std::mutex> lock(park_mu_);
+    c->retry_at = at;
     parked_.push_back(c);
   }
   int64_t next = next_tick_.load();
-  while (c->retry_at < next &&
-         !next_tick_.compare_exchange_weak(next, c->retry_at)) {
+  while (at < next && !next_tick_.compare_exchange_weak(next, at)) {
   }
   poke();
 }
