@@ -232,6 +232,31 @@ Errc prepare_keys(
   return Errc::ok;
 }
 
+// The decision pointer of rl_check and rl_check_keys: not NULL, a version
+// this library knows (a refusal counts as an error of `limiter`).
+Errc check_decision_out(rl_limiter *limiter, const rl_decision *out) {
+  if (out == nullptr) {
+    if (limiter) limiter->impl->count_error();
+    return tollgate::fail(Errc::invalid_arg, "out: NULL decision pointer");
+  }
+  const Errc rc =
+      check_version(out->version, RL_DECISION_VERSION, "rl_decision");
+  if (rc != Errc::ok && limiter) limiter->impl->count_error();
+  return rc;
+}
+
+// The limiter and key pointers of rl_reset, rl_block and rl_unblock.
+Errc check_admin_key(rl_limiter *limiter, const char *key, size_t key_len) {
+  if (limiter == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+  if (key == nullptr && key_len > 0) {
+    limiter->impl->count_error();
+    return tollgate::fail(Errc::key_invalid,
+                          "key: NULL pointer with non-zero length");
+  }
+  return Errc::ok;
+}
+
 // Carries an async check's user callback to the completion.
 struct AsyncCall {
   rl_check_cb callback;
@@ -683,15 +708,8 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
              size_t key_len, rl_policy *const *policies, size_t n_policies,
              int64_t cost) {
   return guarded([&]() -> Errc {
-    if (out == nullptr) {
-      if (limiter) limiter->impl->count_error();
-      return tollgate::fail(Errc::invalid_arg, "out: NULL decision pointer");
-    }
-    Errc rc = check_version(out->version, RL_DECISION_VERSION, "rl_decision");
-    if (rc != Errc::ok) {
-      if (limiter) limiter->impl->count_error();
-      return rc;
-    }
+    Errc rc = check_decision_out(limiter, out);
+    if (rc != Errc::ok) return rc;
     tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
     rc = prepare(limiter, key, key_len, policies, n_policies, converted);
     if (rc != Errc::ok) return rc;
@@ -731,15 +749,8 @@ int rl_check_keys(rl_limiter *limiter, rl_decision *out,
                   size_t n_keys, rl_policy *const *policies,
                   const size_t *n_policies, int64_t cost) {
   return guarded([&]() -> Errc {
-    if (out == nullptr) {
-      if (limiter) limiter->impl->count_error();
-      return tollgate::fail(Errc::invalid_arg, "out: NULL decision pointer");
-    }
-    Errc rc = check_version(out->version, RL_DECISION_VERSION, "rl_decision");
-    if (rc != Errc::ok) {
-      if (limiter) limiter->impl->count_error();
-      return rc;
-    }
+    Errc rc = check_decision_out(limiter, out);
+    if (rc != Errc::ok) return rc;
     tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
     tollgate::Limiter::KeyPolicies items[tollgate::kMaxKeysPerCheck];
     rc = prepare_keys(limiter, keys, key_lens, n_keys, policies, n_policies,
@@ -779,13 +790,8 @@ int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
 
 int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
   return guarded([&]() -> Errc {
-    if (limiter == nullptr)
-      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
-    if (key == nullptr && key_len > 0) {
-      limiter->impl->count_error();
-      return tollgate::fail(Errc::key_invalid,
-                            "key: NULL pointer with non-zero length");
-    }
+    const Errc rc = check_admin_key(limiter, key, key_len);
+    if (rc != Errc::ok) return rc;
     return limiter->impl->reset(std::string_view(key ? key : "", key_len));
   });
 }
@@ -793,13 +799,8 @@ int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
 int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
              int64_t duration_ms) {
   return guarded([&]() -> Errc {
-    if (limiter == nullptr)
-      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
-    if (key == nullptr && key_len > 0) {
-      limiter->impl->count_error();
-      return tollgate::fail(Errc::key_invalid,
-                            "key: NULL pointer with non-zero length");
-    }
+    const Errc rc = check_admin_key(limiter, key, key_len);
+    if (rc != Errc::ok) return rc;
     return limiter->impl->block(std::string_view(key ? key : "", key_len),
                                 duration_ms);
   });
@@ -807,13 +808,8 @@ int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
 
 int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len) {
   return guarded([&]() -> Errc {
-    if (limiter == nullptr)
-      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
-    if (key == nullptr && key_len > 0) {
-      limiter->impl->count_error();
-      return tollgate::fail(Errc::key_invalid,
-                            "key: NULL pointer with non-zero length");
-    }
+    const Errc rc = check_admin_key(limiter, key, key_len);
+    if (rc != Errc::ok) return rc;
     return limiter->impl->unblock(std::string_view(key ? key : "", key_len));
   });
 }

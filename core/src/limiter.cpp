@@ -109,6 +109,34 @@ uint64_t policy_signature(std::span<const Policy> policies) {
   return h;
 }
 
+// A store denial, as the deny cache keeps it (`index`: the reported
+// policy's position in the cached policy set).
+CachedDenial cached_denial(const Decision &out, int64_t cost, uint32_t index,
+                           int64_t now_ns) {
+  CachedDenial d;
+  d.until_ns = now_ns + out.retry_after_us * 1000;
+  d.cost = cost == 0 ? 1 : cost;
+  d.limit = out.limit;
+  d.remaining = out.remaining;
+  d.reset_at_ns = now_ns + out.reset_after_us * 1000;
+  d.policy_index = index;
+  return d;
+}
+
+// The decision a cached denial answers at now_ns (`first`: the position of
+// the cached policy set's first policy in the check's list).
+Decision from_cache(const CachedDenial &hit, int64_t now_ns, size_t first) {
+  Decision d;
+  d.allowed = false;
+  d.limit = hit.limit;
+  d.remaining = hit.remaining;
+  d.retry_after_us = std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
+  d.reset_after_us = std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
+  d.source = Source::deny_cache;
+  d.policy_index = static_cast<uint32_t>(first + hit.policy_index);
+  return d;
+}
+
 // How long a fail-closed answer tells clients to wait.
 constexpr int64_t kFailClosedRetryUs = 1'000'000;
 
@@ -416,14 +444,9 @@ void Limiter::finish_redis(std::string_view key,
   if (!allowed && deny_cache_ && out.retry_after_us > 0 &&
       cacheable_denial(policies, out.retry_after_us)) {
     const int64_t now_ns = redis::monotonic_ns();
-    CachedDenial d;
-    d.until_ns = now_ns + out.retry_after_us * 1000;
-    d.cost = cost == 0 ? 1 : cost;
-    d.limit = out.limit;
-    d.remaining = out.remaining;
-    d.reset_at_ns = now_ns + out.reset_after_us * 1000;
-    d.policy_index = out.policy_index;
-    deny_cache_->insert(key, policy_signature(policies), d, now_ns);
+    deny_cache_->insert(key, policy_signature(policies),
+                        cached_denial(out, cost, out.policy_index, now_ns),
+                        now_ns);
   }
 }
 
@@ -546,15 +569,7 @@ Errc Limiter::start_check(std::string_view key,
       bump(c.checks);
       bump(c.denied);
       bump(c.deny_cache_hits);
-      d.allowed = false;
-      d.limit = hit.limit;
-      d.remaining = hit.remaining;
-      d.retry_after_us =
-          std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
-      d.reset_after_us =
-          std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
-      d.source = Source::deny_cache;
-      d.policy_index = hit.policy_index;
+      d = from_cache(hit, now_ns, 0);
       cb(user, Errc::ok, &d);
       return Errc::ok;
     }
@@ -702,14 +717,12 @@ void Limiter::finish_redis_keys(std::span<const KeyPolicies> items,
   for (const KeyPolicies &it : items) {
     if (out.policy_index < first + it.policies.size()) {
       const int64_t now_ns = redis::monotonic_ns();
-      CachedDenial d;
-      d.until_ns = now_ns + out.retry_after_us * 1000;
-      d.cost = cost == 0 ? 1 : cost;
-      d.limit = out.limit;
-      d.remaining = out.remaining;
-      d.reset_at_ns = now_ns + out.reset_after_us * 1000;
-      d.policy_index = static_cast<uint32_t>(out.policy_index - first);
-      deny_cache_->insert(it.key, policy_signature(it.policies), d, now_ns);
+      deny_cache_->insert(
+          it.key, policy_signature(it.policies),
+          cached_denial(out, cost,
+                        static_cast<uint32_t>(out.policy_index - first),
+                        now_ns),
+          now_ns);
       return;
     }
     first += it.policies.size();
@@ -797,15 +810,7 @@ Errc Limiter::start_check_keys(std::span<const KeyPolicies> items, int64_t cost,
         bump(c.checks);
         bump(c.denied);
         bump(c.deny_cache_hits);
-        d.allowed = false;
-        d.limit = hit.limit;
-        d.remaining = hit.remaining;
-        d.retry_after_us =
-            std::max<int64_t>(1, (hit.until_ns - now_ns + 999) / 1000);
-        d.reset_after_us =
-            std::max<int64_t>(0, (hit.reset_at_ns - now_ns) / 1000);
-        d.source = Source::deny_cache;
-        d.policy_index = static_cast<uint32_t>(first + hit.policy_index);
+        d = from_cache(hit, now_ns, first);
         cb(user, Errc::ok, &d);
         return Errc::ok;
       }
