@@ -11,11 +11,11 @@
 # needlessly.
 #
 # The generated file defines, in namespace tollgate::redis::detail,
-# kProductionScripts[9] and (PINNED only) kPinnedScripts[9], each in the order
+# kProductionScripts[10] and (PINNED only) kPinnedScripts[10], each in the order
 # gcra, token_bucket, fixed_window, sliding_window, multi, batch,
 # batch_cluster (the batch script for one cluster node: a first line that
 # lets its keys lie in several slots, the keys in ARGV, each check guarded),
-# block (rl_block), many (rl_check_keys);
+# block (rl_block), many (rl_check_keys), lease (rl_lease_*);
 # scripts.cpp declares them. tests/redis_scripts_check.py parses the same file.
 
 set(_TOLLGATE_LUA_DELIM "tollgate_lua")
@@ -25,6 +25,9 @@ function(_tollgate_compose_script out_body lua_dir prelude name)
   set(body "")
   if(name STREQUAL "block")
     set(parts ${prelude} helpers block block_cmd)
+    set(tail "")
+  elseif(name STREQUAL "lease")
+    set(parts ${prelude} helpers block lease)
     set(tail "")
   elseif(name STREQUAL "many")
     set(parts ${prelude} helpers ${algorithms} block check policies many)
@@ -72,9 +75,9 @@ endfunction()
 
 # Appends the C++ array `array` holding the seven scripts with `prelude`.
 function(_tollgate_emit_array out_text lua_dir prelude array)
-  set(text "extern const Script ${array}[9];\nconst Script ${array}[9] = {\n")
+  set(text "extern const Script ${array}[10];\nconst Script ${array}[10] = {\n")
   foreach(name gcra token_bucket fixed_window sliding_window multi batch
-               batch_cluster block many)
+               batch_cluster block many lease)
     _tollgate_compose_script(body "${lua_dir}" ${prelude} ${name})
     string(SHA1 sha "${body}")
     string(APPEND text

@@ -101,8 +101,14 @@ int tollgate_header_c99_uses_everything(void) {
   void (*p_keys_free)(rl_keys *) = rl_keys_free;
   int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,
                    const char *, size_t) = rl_headers_format;
+  int (*p_lease_acquire)(rl_limiter *, const char *, size_t, int64_t, int64_t,
+                         rl_lease **, rl_lease_info *) = rl_lease_acquire;
+  int (*p_lease_renew)(rl_limiter *, rl_lease *, int64_t) = rl_lease_renew;
+  int (*p_lease_release)(rl_limiter *, rl_lease *, int *) = rl_lease_release;
+  void (*p_lease_free)(rl_lease *) = rl_lease_free;
   rl_key_info key_info = RL_KEY_INFO_INIT;
   rl_headers headers = RL_HEADERS_INIT;
+  rl_lease_info lease_info = RL_LEASE_INFO_INIT;
 
   options.clock = clock_fn;
   options.clock_user_data = &health;
@@ -123,5 +129,9 @@ int tollgate_header_c99_uses_everything(void) {
          (sizeof(RL_VERSION_STRING) > 1) + (p_policy_create != NULL) +
          (p_policy_parse != NULL) + (p_period_parse != NULL) +
          (p_policy_release != NULL) + (p_policy_get != NULL) +
-         (p_options_set != NULL) + (handle == NULL);
+         (p_options_set != NULL) + (handle == NULL) +
+         (p_lease_acquire != NULL) + (p_lease_renew != NULL) +
+         (p_lease_release != NULL) + (p_lease_free != NULL) +
+         (int)lease_info.version + (RL_MAX_IN_FLIGHT > 0) +
+         (RL_MAX_LEASE_TTL_MS > 0);
 }

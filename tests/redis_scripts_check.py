@@ -57,7 +57,7 @@ from pathlib import Path
 VECTORS_DIR = Path(__file__).resolve().parent / "vectors"
 ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2, "sliding_window": 3}
 SCRIPT_ORDER = ["gcra", "token_bucket", "fixed_window", "sliding_window", "multi",
-                "batch", "batch_cluster", "block", "many"]
+                "batch", "batch_cluster", "block", "many", "lease"]
 CLUSTER_SHEBANG = b"#!lua flags=allow-cross-slot-keys\n"
 SKIP = 77
 
@@ -204,7 +204,7 @@ def parse_embedded(path):
     """The production and (if present) pinned scripts of a generated
     scripts_data.cpp: {name: (body, sha1)} each."""
     text = path.read_text()
-    pinned_at = text.find("kPinnedScripts[9] = {")
+    pinned_at = text.find("const Script kPinnedScripts[")
     prod, pinned = {}, {}
     for m in ENTRY.finditer(text):
         (pinned if 0 <= pinned_at < m.start() else prod)[m.group(1)] = (

@@ -615,10 +615,11 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
   };
   const std::string huge_bulk_then_data =
       "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
-  // The handshake: INFO, then one SCRIPT LOAD per script (eight).
+  // The handshake: INFO, then one SCRIPT LOAD per script (nine: four
+  // algorithms, multi, batch, block, many, lease).
   auto after_handshake = [&](std::vector<FakeReply> rest) {
     std::vector<FakeReply> all = {FakeReply::send(info)};
-    for (int i = 0; i < 8; ++i)
+    for (int i = 0; i < 9; ++i)
       all.push_back(
           FakeReply::send("$40\r\n" + std::string(40, 'a' + i) + "\r\n"));
     all.insert(all.end(), rest.begin(), rest.end());

@@ -429,6 +429,37 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
     denied("rl_check after rl_block", plain, 50000);
   }
 
+  // Leases (the lease script): an acquire (ZREMRANGEBYSCORE, ZCARD, ZADD,
+  // ZRANGE, PEXPIRE), a denied one, a renewal (ZSCORE) and a release (ZREM).
+  {
+    const std::string key = cfg.stem + "leased";
+    rl_lease *lease = nullptr;
+    rl_lease_info info = RL_LEASE_INFO_INIT;
+    int rc =
+        rl_lease_acquire(lim, key.data(), key.size(), 1, 60000, &lease, &info);
+    record("rl_lease_acquire", rc,
+           rc == RL_OK && (!info.acquired || info.source != RL_SOURCE_STORE)
+               ? "not acquired from the store"
+               : "");
+    if (lease != nullptr) {
+      rl_lease *second = nullptr;
+      info = RL_LEASE_INFO_INIT;
+      rc = rl_lease_acquire(lim, key.data(), key.size(), 1, 60000, &second,
+                            &info);
+      record("rl_lease_acquire denied", rc,
+             rc == RL_OK && (second != nullptr || info.retry_after_ms < 50000)
+                 ? "not denied until the first lease ends"
+                 : "");
+      rl_lease_free(second);
+      record("rl_lease_renew", rl_lease_renew(lim, lease, 60000), "");
+      int held = 0;
+      rc = rl_lease_release(lim, lease, &held);
+      record("rl_lease_release", rc,
+             rc == RL_OK && held != 1 ? "the lease was not held" : "");
+      rl_lease_free(lease);
+    }
+  }
+
   // NOSCRIPT: the scripts are flushed behind the limiter's back; EVALSHA
   // fails and the store sends EVAL (single, multi and joined calls).
   if (cfg.flush_scripts) {
@@ -651,7 +682,7 @@ TEST_CASE(
                rl_strerror(rep.failed[0].rc) + ": " + rep.failed[0].message +
                " |\n";
   }
-  CHECK(variants == 16);
+  CHECK(variants == 22);
   std::printf("production ACL, one rule dropped at a time:\n%s", table.c_str());
   std::fflush(stdout);
 }

@@ -470,6 +470,64 @@ RL_API int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
  * Thread-safe. */
 RL_API int rl_reset(rl_limiter *limiter, const char *key, size_t key_len);
 
+/* ---- Concurrency leases (docs/leases.md)
+ * ------------------------------------------------------------------
+ * A lease counts a request while it runs, not when it starts: at most
+ * max_in_flight leases of one key are held at once. Each lease ends when it
+ * is released, or ttl_ms after it was acquired or last renewed (the Redis
+ * server's clock), so a process that dies holding one loses it then. */
+typedef struct rl_lease rl_lease;
+
+/* The largest max_in_flight and ttl_ms. */
+#define RL_MAX_IN_FLIGHT 1000000
+#define RL_MAX_LEASE_TTL_MS (INT64_C(1) << 40)
+
+#define RL_LEASE_INFO_VERSION 1
+typedef struct rl_lease_info {
+  uint32_t version;       /* set by the caller: RL_LEASE_INFO_VERSION */
+  int32_t acquired;       /* 1 the lease is held, 0 denied */
+  int64_t in_flight;      /* leases of the key held after the call (the new
+                             one included); 0 if the store is unavailable */
+  int64_t max_in_flight;  /* as asked */
+  int64_t retry_after_ms; /* 0 if acquired; else until the earliest held
+                             lease ends (>= 1): a release may come sooner */
+  int32_t source;         /* RL_SOURCE_* (fail open: acquired, not stored) */
+  uint32_t reserved;      /* 0 */
+} rl_lease_info;
+#define RL_LEASE_INFO_INIT \
+  { RL_LEASE_INFO_VERSION, 0, 0, 0, 0, 0, 0 }
+
+/* Acquire a lease on `key` if fewer than max_in_flight (1 ..
+ * RL_MAX_IN_FLIGHT) are held; it lasts ttl_ms (1 .. RL_MAX_LEASE_TTL_MS)
+ * unless renewed. Expired leases are dropped in the same atomic step. RL_OK
+ * either way: *lease is the new lease (free it with rl_lease_free) when
+ * info->acquired is 1, NULL when denied. `info` may be NULL. While the store
+ * is unavailable the failure mode answers: open grants a lease that is not
+ * stored, closed denies (retry 1000 ms), local counts in this process
+ * (max_in_flight / local_divisor, at least 1), error returns the error.
+ * Blocking (the limiter's timeout). Thread-safe. */
+RL_API int rl_lease_acquire(rl_limiter *limiter, const char *key,
+                            size_t key_len, int64_t max_in_flight,
+                            int64_t ttl_ms, rl_lease **lease,
+                            rl_lease_info *info);
+
+/* Extend a held lease: it now ends ttl_ms (1 .. RL_MAX_LEASE_TTL_MS) from
+ * now. RL_E_NOT_FOUND if it is no longer held (it expired, or was
+ * released): the work it guarded is no longer counted. RL_E_INVALID_ARG
+ * for a lease acquired through another limiter. Blocking. Thread-safe. */
+RL_API int rl_lease_renew(rl_limiter *limiter, rl_lease *lease, int64_t ttl_ms);
+
+/* End a lease. *was_held (may be NULL) is 1 if the lease was held until
+ * this call, 0 if it had expired or been released already: both are RL_OK
+ * (a late or double release is harmless). RL_E_INVALID_ARG for a lease
+ * acquired through another limiter. Blocking. Thread-safe. */
+RL_API int rl_lease_release(rl_limiter *limiter, rl_lease *lease,
+                            int *was_held);
+
+/* Free a lease handle, before or after its limiter. It does not end a
+ * held lease: release it first, or it ends after its ttl. NULL is a no-op. */
+RL_API void rl_lease_free(rl_lease *lease);
+
 #define RL_HEALTH_VERSION 3
 typedef struct rl_health_info {
   uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */

@@ -74,9 +74,23 @@ struct KeysRegistry {
   std::vector<rl_keys *> open;
 };
 
+// Distinct for every limiter a process makes: a lease names its limiter by
+// it, so a lease shown to another limiter is refused even if that one
+// reuses a destroyed limiter's address.
+std::atomic<uint64_t> g_limiter_serial{0};
+
 struct rl_limiter {
   std::unique_ptr<tollgate::Limiter> impl;
   std::shared_ptr<KeysRegistry> keys = std::make_shared<KeysRegistry>();
+  uint64_t serial = g_limiter_serial.fetch_add(1) + 1;
+};
+
+// A lease: plain data (what the limiter needs to renew or release it), so
+// it may be freed before or after its limiter.
+struct rl_lease {
+  uint64_t limiter_serial;
+  tollgate::Limiter::Lease lease;
+  bool released = false;
 };
 
 struct rl_keys {
@@ -812,6 +826,93 @@ int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len) {
     if (rc != Errc::ok) return rc;
     return limiter->impl->unblock(std::string_view(key ? key : "", key_len));
   });
+}
+
+namespace {
+
+// The limiter and lease pointers of rl_lease_renew and rl_lease_release.
+Errc check_lease(rl_limiter *limiter, const rl_lease *lease) {
+  if (limiter == nullptr)
+    return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+  if (lease == nullptr) {
+    limiter->impl->count_error();
+    return tollgate::fail(Errc::invalid_arg, "lease: NULL handle");
+  }
+  if (lease->limiter_serial != limiter->serial) {
+    limiter->impl->count_error();
+    return tollgate::fail(Errc::invalid_arg,
+                          "lease: acquired through another limiter");
+  }
+  return Errc::ok;
+}
+
+}  // namespace
+
+int rl_lease_acquire(rl_limiter *limiter, const char *key, size_t key_len,
+                     int64_t max_in_flight, int64_t ttl_ms, rl_lease **lease,
+                     rl_lease_info *info) {
+  return guarded([&]() -> Errc {
+    if (lease == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "lease: NULL out pointer");
+    *lease = nullptr;
+    Errc rc = check_admin_key(limiter, key, key_len);
+    if (rc != Errc::ok) return rc;
+    if (info != nullptr) {
+      rc = check_version(info->version, RL_LEASE_INFO_VERSION, "rl_lease_info");
+      if (rc != Errc::ok) return rc;
+    }
+    tollgate::LeaseOutcome out;
+    tollgate::Source source = tollgate::Source::store;
+    auto made = std::make_unique<rl_lease>();
+    made->limiter_serial = limiter->serial;
+    rc = limiter->impl->lease_acquire(std::string_view(key ? key : "", key_len),
+                                      max_in_flight, ttl_ms, out, source,
+                                      made->lease);
+    if (rc != Errc::ok) return rc;
+    if (info != nullptr) {
+      info->acquired = out.acquired ? 1 : 0;
+      info->in_flight = out.in_flight;
+      info->max_in_flight = max_in_flight;
+      info->retry_after_ms =
+          out.acquired
+              ? 0
+              : std::max<int64_t>(1, (out.retry_after_us + 999) / 1000);
+      info->source = static_cast<int32_t>(source);
+      info->reserved = 0;
+    }
+    if (out.acquired) *lease = made.release();
+    return Errc::ok;
+  });
+}
+
+int rl_lease_renew(rl_limiter *limiter, rl_lease *lease, int64_t ttl_ms) {
+  return guarded([&]() -> Errc {
+    const Errc rc = check_lease(limiter, lease);
+    if (rc != Errc::ok) return rc;
+    if (lease->released)
+      return tollgate::fail(Errc::not_found,
+                            "lease: not held (it was released)");
+    return limiter->impl->lease_renew(lease->lease, ttl_ms);
+  });
+}
+
+int rl_lease_release(rl_limiter *limiter, rl_lease *lease, int *was_held) {
+  return guarded([&]() -> Errc {
+    if (was_held != nullptr) *was_held = 0;
+    const Errc rc = check_lease(limiter, lease);
+    if (rc != Errc::ok) return rc;
+    if (lease->released) return Errc::ok;  // a double release: harmless
+    bool held = false;
+    const Errc r = limiter->impl->lease_release(lease->lease, held);
+    if (r != Errc::ok) return r;
+    lease->released = true;
+    if (was_held != nullptr) *was_held = held ? 1 : 0;
+    return Errc::ok;
+  });
+}
+
+void rl_lease_free(rl_lease *lease) {
+  delete lease;
 }
 
 int rl_health(rl_limiter *limiter, rl_health_info *out) {

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <mutex>
 #include <new>
+#include <random>
 #include <string>
 
 #include "tollgate/clock.hpp"
@@ -235,8 +236,12 @@ Errc Limiter::create(const LimiterConfig &config,
                                        " exceeds 4294967294");
 
   std::unique_ptr<Limiter> lim(new Limiter(config));
+  lim->lease_base_ = (uint64_t{std::random_device{}()} << 32) ^
+                     std::random_device{}() ^
+                     static_cast<uint64_t>(realtime_us());
   if (url.empty() || url == "memory://") {
     lim->memory_ = std::make_unique<MemoryStore>(mc);
+    lim->leases_ = std::make_unique<LeaseTable>(mc.max_keys);
     out = std::move(lim);
     return Errc::ok;
   }
@@ -268,8 +273,10 @@ Errc Limiter::create(const LimiterConfig &config,
   lim->redis_checks_ = std::make_unique<FreeList<RedisCheck>>();
   if (settings->deny_cache)
     lim->deny_cache_ = std::make_unique<DenyCache>(settings->deny_cache_size);
-  if (settings->failure_mode == redis::FailureMode::local)
+  if (settings->failure_mode == redis::FailureMode::local) {
     lim->local_ = std::make_unique<MemoryStore>(mc);
+    lim->leases_ = std::make_unique<LeaseTable>(mc.max_keys);
+  }
   lim->settings_ = std::move(settings);
   out = std::move(lim);
   return Errc::ok;
@@ -967,6 +974,7 @@ Errc Limiter::unblock(std::string_view key) {
 Errc Limiter::reset(std::string_view key) {
   Errc rc = validate_key(key);
   if (rc != Errc::ok) return rc;
+  if (leases_) leases_->reset(key);
   if (memory_) {
     memory_->reset(key);
     return Errc::ok;

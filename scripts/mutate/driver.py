@@ -51,12 +51,14 @@ CPP_FILES = [
     "core/src/policy.cpp",
     "core/src/redis/url.cpp",
     "core/src/redis/redis_store.cpp",
+    "core/src/leases.cpp",
+    "core/src/limiter_leases.cpp",
 ]
 LUA_DIR = "core/src/redis/lua"
 LUA_FILES = [f"{LUA_DIR}/{n}.lua" for n in (
     "helpers", "gcra", "token_bucket", "fixed_window", "sliding_window",
     "single", "check", "policies", "multi", "batch", "block", "block_cmd",
-    "many",
+    "many", "lease",
     "prelude_production", "prelude_pinned")]
 
 # Catch2 test specs run for a mutant of each file (a list: run in order, the
@@ -77,6 +79,8 @@ FILTERS = {
                             "[limiter]"],
     "core/src/redis/url.cpp": ["[url],[capi]", "[redis]" + NOT_SLOW],
     "core/src/redis/redis_store.cpp": ["[redis]" + NOT_SLOW, "[limiter]"],
+    "core/src/leases.cpp": ["[leases]~[processes]"],
+    "core/src/limiter_leases.cpp": ["[leases]~[processes]"],
 }
 LUA_FILTERS = ["[redis]" + NOT_SLOW]
 

@@ -16,6 +16,7 @@
 
 #include "tollgate/error.hpp"
 #include "tollgate/free_list.hpp"
+#include "tollgate/leases.hpp"
 #include "tollgate/memory_store.hpp"
 #include "tollgate/policy.hpp"
 
@@ -161,6 +162,27 @@ class Limiter {
   // Lifts `key`'s block and forgets its strike counts.
   Errc unblock(std::string_view key);
   Errc ping(int64_t &rtt_us);
+
+  // Concurrency leases (docs/leases.md). A lease is held by the store (the
+  // memory store, or Redis), by the local failure mode's table, or nowhere
+  // (granted by fail open).
+  enum class LeaseWhere : uint8_t { store, local, unstored };
+  struct Lease {
+    std::string key;
+    uint64_t id = 0;
+    LeaseWhere where = LeaseWhere::store;
+  };
+  // Acquires a lease on `key` if fewer than `max` (1 .. kMaxInFlight) are
+  // held, for ttl_ms (1 .. 2^40). Ok whether acquired or denied
+  // (out.acquired); `lease` is filled when acquired. While the store is
+  // unavailable the failure mode answers (`source`).
+  Errc lease_acquire(std::string_view key, int64_t max, int64_t ttl_ms,
+                     LeaseOutcome &out, Source &source, Lease &lease);
+  // The lease now ends ttl_ms from now; not_found if it is not held.
+  Errc lease_renew(const Lease &lease, int64_t ttl_ms);
+  // Ends the lease; was_held: whether it was held until now.
+  Errc lease_release(const Lease &lease, bool &was_held);
+  static constexpr int64_t kMaxInFlight = 1000000;
   // Lists the states of these policies' identities (a name, or the position
   // of an unnamed one), each peeked with its policy.
   Errc open_keys(std::span<const Policy> policies,
@@ -226,6 +248,15 @@ class Limiter {
   std::unique_ptr<redis::RedisStore> redis_;
   std::unique_ptr<DenyCache> deny_cache_;
   std::unique_ptr<MemoryStore> local_;  // RL_FAIL_LOCAL
+  // Leases held in process: the memory store's, or the local failure
+  // mode's.
+  std::unique_ptr<LeaseTable> leases_;
+  uint64_t lease_base_ = 0;  // random: ids differ across processes
+  std::atomic<uint64_t> lease_seq_{0};
+  // The failure mode's answer to an acquire the store could not decide.
+  Errc lease_fallback(std::string_view key, int64_t max, int64_t ttl_us,
+                      Errc code, LeaseOutcome &out, Source &source,
+                      Lease &lease);
   // Async Redis checks in flight (made here, finished on the I/O thread).
   std::unique_ptr<FreeList<RedisCheck>> redis_checks_;
   mutable std::array<CounterStripe, kStripes> counters_;

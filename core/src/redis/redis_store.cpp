@@ -495,6 +495,7 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
   preload.emplace_back(batch_script(pinned_clock)->body);
   preload.emplace_back(block_script(pinned_clock)->body);
   preload.emplace_back(many_script(pinned_clock)->body);
+  preload.emplace_back(lease_script(pinned_clock)->body);
   if (settings.topology == TopologyKind::cluster)
     preload.emplace_back(cluster_batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;

@@ -7,10 +7,11 @@ namespace detail {
 
 // Defined in the generated scripts_data.cpp (cmake/EmbedScripts.cmake), in
 // the order gcra, token_bucket, fixed_window, sliding_window, multi, batch,
-// batch_cluster, block, many: the first four follow the Algorithm enum.
-extern const Script kProductionScripts[9];
+// batch_cluster, block, many, lease: the first four follow the Algorithm
+// enum.
+extern const Script kProductionScripts[10];
 #if defined(TOLLGATE_TESTING)
-extern const Script kPinnedScripts[9];
+extern const Script kPinnedScripts[10];
 #endif
 
 }  // namespace detail
@@ -22,6 +23,7 @@ constexpr size_t kBatchIndex = 5;
 constexpr size_t kClusterBatchIndex = 6;
 constexpr size_t kBlockIndex = 7;
 constexpr size_t kManyIndex = 8;
+constexpr size_t kLeaseIndex = 9;
 
 const Script *scripts(bool pinned_clock) {
   if (!pinned_clock) return detail::kProductionScripts;
@@ -65,6 +67,11 @@ const Script *block_script(bool pinned_clock) {
 const Script *many_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kManyIndex] : nullptr;
+}
+
+const Script *lease_script(bool pinned_clock) {
+  const Script *all = scripts(pinned_clock);
+  return all ? &all[kLeaseIndex] : nullptr;
 }
 
 bool has_pinned_clock_scripts() {

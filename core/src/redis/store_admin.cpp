@@ -99,7 +99,7 @@ Errc RedisStore::scan_node(const std::string &node, int slot,
 
 Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
   // Every identity's state of the key, `...v2:{<key>}` and `...}:<id>`,
-  // and its block `...}:!` and strike counts `...}:!s`.
+  // its block `...}:!`, strike counts `...}:!s` and leases `...}:!l`.
   // The glob also matches other user keys that start with `<key>}`, so
   // each name is parsed and kept only if it is this key's.
   std::string pattern = glob_escape(settings_.key_prefix);
@@ -132,7 +132,7 @@ Errc RedisStore::reset(std::string_view key, int64_t deadline_ns) {
       append_block_key(block_key, key);
       for (const std::string &k : keys) {
         StateName name;
-        if (k != block_key && k != block_key + "s" &&
+        if (k != block_key && k != block_key + "s" && k != block_key + "l" &&
             (!parse_redis_key(k, settings_.key_prefix, name) ||
              name.user_key != key))
           continue;
@@ -177,6 +177,44 @@ Errc RedisStore::unblock(std::string_view key, int64_t deadline_ns) {
   const std::string strikes = block_key + "s";
   return check_result(call({"DEL", block_key, strikes}, deadline_ns, slot),
                       "unblock");
+}
+
+Errc RedisStore::lease(char op, std::string_view key, std::string_view id,
+                       int64_t max, int64_t ttl_us, int64_t now_us,
+                       int64_t deadline_ns, std::vector<int64_t> &out) {
+  std::string lease_key;
+  append_block_key(lease_key, key);
+  lease_key += 'l';
+  const int slot = clustered_ ? hash_slot(lease_key) : kAnySlot;
+  const std::string o(1, op), m = std::to_string(max),
+                              ttl = std::to_string(ttl_us),
+                              now = std::to_string(pinned_ ? now_us : 0);
+  const Script *script = lease_script(pinned_);
+  CallResult r =
+      call({"EVALSHA", script->sha1, "1", lease_key, o, now, id, m, ttl},
+           deadline_ns, slot);
+  if (r.code == Errc::ok && r.reply->type == Reply::Type::error &&
+      r.reply->str.rfind("NOSCRIPT", 0) == 0)
+    r = call({"EVAL", script->body, "1", lease_key, o, now, id, m, ttl},
+             deadline_ns, slot);
+  const Errc rc = check_result(r, "lease");
+  if (rc != Errc::ok) return rc;
+  out.clear();
+  const Reply &reply = *r.reply;
+  if (reply.type == Reply::Type::integer) {
+    out.push_back(reply.integer);
+  } else if (reply.type == Reply::Type::array) {
+    for (const auto &e : reply.elements) {
+      if (e->type != Reply::Type::integer) break;
+      out.push_back(e->integer);
+    }
+    if (out.size() != reply.elements.size()) out.clear();
+  }
+  const size_t want = op != 'a' ? 1 : (!out.empty() && out[0] == 1 ? 2 : 3);
+  if (out.size() != want)
+    return fail(Errc::protocol,
+                "protocol: unexpected reply to the lease script");
+  return Errc::ok;
 }
 
 Errc RedisStore::ping(int64_t deadline_ns, int64_t &rtt_us) {

@@ -112,6 +112,15 @@ class RedisStore {
   // Lifts `key`'s block and forgets its strikes (DEL of both keys).
   Errc unblock(std::string_view key, int64_t deadline_ns);
 
+  // One lease operation on `key`'s leases, `<prefix>v2:{<key>}:!l` (the
+  // lease script; docs/leases.md): op 'a' acquire (max, ttl_us), 'r' renew
+  // (ttl_us), 'x' release. `out` gets the reply's integers: acquire
+  // {1, held} or {0, held, retry_after_us}; renew and release {1} or {0}.
+  // Blocking until `deadline_ns`.
+  Errc lease(char op, std::string_view key, std::string_view id, int64_t max,
+             int64_t ttl_us, int64_t now_us, int64_t deadline_ns,
+             std::vector<int64_t> &out);
+
  private:
   RedisStore(const Settings &settings, bool pinned,
              std::unique_ptr<Transport> transport);

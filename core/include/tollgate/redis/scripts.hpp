@@ -12,7 +12,7 @@ namespace tollgate::redis {
 
 struct Script {
   std::string_view name;  // "gcra", "token_bucket", ..., "multi", "batch",
-                          // "batch_cluster", "block", "many"
+                          // "batch_cluster", "block", "many", "lease"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
 };
@@ -37,6 +37,9 @@ const Script *block_script(bool pinned_clock);
 // rl_check_keys: several (key, policies) pairs in one decision, all in one
 // slot (docs/redis.md, "Several keys").
 const Script *many_script(bool pinned_clock);
+
+// rl_lease_*: acquires, renews or releases one lease (docs/leases.md).
+const Script *lease_script(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();
