@@ -106,6 +106,12 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_lease_renew)(rl_limiter *, rl_lease *, int64_t) = rl_lease_renew;
   int (*p_lease_release)(rl_limiter *, rl_lease *, int *) = rl_lease_release;
   void (*p_lease_free)(rl_lease *) = rl_lease_free;
+  int (*p_check_wait)(rl_limiter *, rl_decision *, const char *, size_t,
+                      rl_policy *const *, size_t, int64_t, int64_t) =
+      rl_check_wait;
+  int (*p_lease_wait)(rl_limiter *, const char *, size_t, int64_t, int64_t,
+                      int64_t, rl_lease **, rl_lease_info *) =
+      rl_lease_acquire_wait;
   rl_key_info key_info = RL_KEY_INFO_INIT;
   rl_headers headers = RL_HEADERS_INIT;
   rl_lease_info lease_info = RL_LEASE_INFO_INIT;
@@ -133,5 +139,6 @@ int tollgate_header_c99_uses_everything(void) {
          (p_lease_acquire != NULL) + (p_lease_renew != NULL) +
          (p_lease_release != NULL) + (p_lease_free != NULL) +
          (int)lease_info.version + (RL_MAX_IN_FLIGHT > 0) +
-         (RL_MAX_LEASE_TTL_MS > 0);
+         (RL_MAX_LEASE_TTL_MS > 0) + (p_check_wait != NULL) +
+         (p_lease_wait != NULL) + (RL_MAX_WAIT_MS > 0);
 }

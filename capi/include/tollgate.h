@@ -431,6 +431,23 @@ RL_API int rl_block(rl_limiter *limiter, const char *key, size_t key_len,
  * block's time left). Blocking. Thread-safe. */
 RL_API int rl_unblock(rl_limiter *limiter, const char *key, size_t key_len);
 
+/* The longest wait rl_check_wait and rl_lease_acquire_wait take (ms). */
+#define RL_MAX_WAIT_MS (INT64_C(1) << 40)
+
+/* rl_check that waits up to max_wait_ms (0 .. RL_MAX_WAIT_MS; 0 is one
+ * try) for the check to be allowed (docs/waiting.md). After a denial it
+ * sleeps the decision's retry_after_ms and tries again; it never polls
+ * the store faster than that. It returns at once, with the denial, when
+ * retry_after_ms is RL_RETRY_NEVER (the cost exceeds a policy's capacity:
+ * no wait can help) or longer than the wait left (it could not pass in
+ * time). RL_OK with out->allowed 1 or 0 as rl_check; an error ends the
+ * wait with that error. Waiters are not queued: within one process and
+ * across processes the first try after a slot frees takes it. Blocking;
+ * the call may take max_wait_ms plus one check. Thread-safe. */
+RL_API int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
+                         size_t key_len, rl_policy *const *policies,
+                         size_t n_policies, int64_t cost, int64_t max_wait_ms);
+
 /* The most keys one rl_check_keys takes. */
 #define RL_MAX_KEYS 8
 
@@ -523,6 +540,18 @@ RL_API int rl_lease_renew(rl_limiter *limiter, rl_lease *lease, int64_t ttl_ms);
  * acquired through another limiter. Blocking. Thread-safe. */
 RL_API int rl_lease_release(rl_limiter *limiter, rl_lease *lease,
                             int *was_held);
+
+/* rl_lease_acquire that waits up to max_wait_ms (0 .. RL_MAX_WAIT_MS; 0
+ * is one try) for a lease (docs/waiting.md). A denial's retry_after_ms is
+ * the latest a slot frees (a holder may release sooner), so the wait
+ * tries again after 10 ms, then 20, 40, ... up to retry_after_ms, and at
+ * once when a lease of this limiter is released; it ends with the denial
+ * when max_wait_ms has passed. Arguments and results as
+ * rl_lease_acquire's. Blocking. Thread-safe. */
+RL_API int rl_lease_acquire_wait(rl_limiter *limiter, const char *key,
+                                 size_t key_len, int64_t max_in_flight,
+                                 int64_t ttl_ms, int64_t max_wait_ms,
+                                 rl_lease **lease, rl_lease_info *info);
 
 /* Free a lease handle, before or after its limiter. It does not end a
  * held lease: release it first, or it ends after its ttl. NULL is a no-op. */

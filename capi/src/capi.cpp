@@ -11,6 +11,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "tollgate/error.hpp"
@@ -18,6 +19,7 @@
 #include "tollgate/limiter.hpp"
 #include "tollgate/policy.hpp"
 #include "tollgate/redis/redis_store.hpp"
+#include "tollgate/wait.hpp"
 
 using tollgate::Errc;
 
@@ -802,6 +804,39 @@ int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
   });
 }
 
+int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
+                  size_t key_len, rl_policy *const *policies, size_t n_policies,
+                  int64_t cost, int64_t max_wait_ms) {
+  return guarded([&]() -> Errc {
+    Errc rc = check_decision_out(limiter, out);
+    if (rc != Errc::ok) return rc;
+    rc = tollgate::check_max_wait(max_wait_ms);
+    if (rc != Errc::ok) {
+      limiter->impl->count_error();
+      return rc;
+    }
+    tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
+    rc = prepare(limiter, key, key_len, policies, n_policies, converted);
+    if (rc != Errc::ok) return rc;
+    const std::string_view k(key ? key : "", key_len);
+    const std::span<const tollgate::Policy> ps(converted, n_policies);
+    tollgate::Decision d;
+    rc = tollgate::wait_until_allowed(
+        max_wait_ms, tollgate::RetryHint::exact,
+        [&](tollgate::WaitTry &t) {
+          const Errc e = limiter->impl->check(k, ps, cost, d);
+          t.done = d.allowed;
+          t.retry_ms = ceil_ms(d.retry_after_us);
+          return e;
+        },
+        [](tollgate::Steady::time_point until) {
+          std::this_thread::sleep_until(until);
+        });
+    if (rc == Errc::ok) fill(*out, d);
+    return rc;
+  });
+}
+
 int rl_reset(rl_limiter *limiter, const char *key, size_t key_len) {
   return guarded([&]() -> Errc {
     const Errc rc = check_admin_key(limiter, key, key_len);
@@ -882,6 +917,38 @@ int rl_lease_acquire(rl_limiter *limiter, const char *key, size_t key_len,
     }
     if (out.acquired) *lease = made.release();
     return Errc::ok;
+  });
+}
+
+int rl_lease_acquire_wait(rl_limiter *limiter, const char *key, size_t key_len,
+                          int64_t max_in_flight, int64_t ttl_ms,
+                          int64_t max_wait_ms, rl_lease **lease,
+                          rl_lease_info *info) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    const Errc bad = tollgate::check_max_wait(max_wait_ms);
+    if (bad != Errc::ok) {
+      limiter->impl->count_error();
+      return bad;
+    }
+    uint64_t seen = 0;
+    // The result of the last try: its code (and message) is the answer.
+    return tollgate::wait_until_allowed(
+        max_wait_ms, tollgate::RetryHint::at_most,
+        [&](tollgate::WaitTry &t) {
+          seen = limiter->impl->release_count();
+          rl_lease_info local = RL_LEASE_INFO_INIT;
+          rl_lease_info *i = info ? info : &local;
+          const int rc = rl_lease_acquire(limiter, key, key_len, max_in_flight,
+                                          ttl_ms, lease, i);
+          t.done = rc == RL_OK && i->acquired;
+          t.retry_ms = i->retry_after_ms;
+          return static_cast<Errc>(rc);
+        },
+        [&](tollgate::Steady::time_point until) {
+          limiter->impl->sleep_until_release(until, seen);
+        });
   });
 }
 

@@ -181,7 +181,31 @@ Errc Limiter::lease_renew(const Lease &lease, int64_t ttl_ms) {
   return held ? Errc::ok : not_held();
 }
 
+uint64_t Limiter::release_count() {
+  std::lock_guard<std::mutex> lock(release_mu_);
+  return releases_;
+}
+
+void Limiter::sleep_until_release(std::chrono::steady_clock::time_point until,
+                                  uint64_t seen) {
+  std::unique_lock<std::mutex> lock(release_mu_);
+  release_cv_.wait_until(lock, until, [&] { return releases_ != seen; });
+}
+
+void Limiter::signal_release() {
+  {
+    std::lock_guard<std::mutex> lock(release_mu_);
+    ++releases_;
+  }
+  release_cv_.notify_all();
+}
+
 Errc Limiter::lease_release(const Lease &lease, bool &was_held) {
+  // Whatever the outcome, a waiter may try again now: a slot may be free.
+  struct Signal {
+    Limiter &self;
+    ~Signal() { self.signal_release(); }
+  } signal{*this};
   was_held = true;
   switch (lease.where) {
     case LeaseWhere::unstored:

@@ -6,8 +6,11 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -183,6 +186,12 @@ class Limiter {
   // Ends the lease; was_held: whether it was held until now.
   Errc lease_release(const Lease &lease, bool &was_held);
   static constexpr int64_t kMaxInFlight = 1000000;
+  // Lease waiters sleep until `until` or until a lease of this limiter is
+  // released after they read release_count() (`seen`), whichever is first:
+  // a release in this process wakes them at once (docs/waiting.md).
+  uint64_t release_count();
+  void sleep_until_release(std::chrono::steady_clock::time_point until,
+                           uint64_t seen);
   // Lists the states of these policies' identities (a name, or the position
   // of an unnamed one), each peeked with its policy.
   Errc open_keys(std::span<const Policy> policies,
@@ -253,6 +262,10 @@ class Limiter {
   std::unique_ptr<LeaseTable> leases_;
   uint64_t lease_base_ = 0;  // random: ids differ across processes
   std::atomic<uint64_t> lease_seq_{0};
+  std::mutex release_mu_;
+  std::condition_variable release_cv_;
+  uint64_t releases_ = 0;  // under release_mu_
+  void signal_release();
   // The failure mode's answer to an acquire the store could not decide.
   Errc lease_fallback(std::string_view key, int64_t max, int64_t ttl_us,
                       Errc code, LeaseOutcome &out, Source &source,

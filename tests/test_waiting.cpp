@@ -1,0 +1,230 @@
+// Waiting until allowed (docs/waiting.md): rl_check_wait sleeps a denial's
+// retry_after between tries, returns at once when no wait can help or the
+// wait left is too short, and rl_lease_acquire_wait steps up to a lease's
+// retry hint and wakes on a release in this process. Memory and Redis.
+#include <catch2/catch.hpp>
+
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "support/redis_server.hpp"
+#include "tollgate.h"
+
+namespace {
+
+using Steady = std::chrono::steady_clock;
+
+int64_t ms_since(Steady::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(Steady::now() -
+                                                               t0)
+      .count();
+}
+
+struct Lim {
+  rl_limiter *p = nullptr;
+  explicit Lim(const std::string &url = "",
+               int32_t failure_mode = RL_FAIL_ERROR) {
+    rl_options o = RL_OPTIONS_INIT;
+    if (!url.empty()) {
+      o.url = url.c_str();
+      o.failure_mode = failure_mode;
+      o.deny_cache = -1;  // every try reaches the store
+    }
+    o.connect_timeout_ms = 200;
+    o.timeout_ms = 500;
+    const int rc = rl_create(&p, &o);
+    INFO("rl_create: " << rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Lim() { rl_destroy(p); }
+  Lim(const Lim &) = delete;
+  Lim &operator=(const Lim &) = delete;
+};
+
+struct Pol {
+  rl_policy *p = nullptr;
+  explicit Pol(const std::string &text) {
+    const int rc = rl_policy_parse(&p, text.data(), text.size(), nullptr);
+    INFO(rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Pol() { rl_policy_release(p); }
+  Pol(const Pol &) = delete;
+  Pol &operator=(const Pol &) = delete;
+};
+
+uint64_t checks(rl_limiter *lim) {
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim, &h) == RL_OK);
+  return h.checks;
+}
+
+rl_decision wait_check(rl_limiter *lim, const std::string &key, rl_policy *p,
+                       int64_t cost, int64_t max_wait_ms) {
+  rl_decision d = RL_DECISION_INIT;
+  const int rc =
+      rl_check_wait(lim, &d, key.data(), key.size(), &p, 1, cost, max_wait_ms);
+  INFO(rl_last_error());
+  REQUIRE(rc == RL_OK);
+  return d;
+}
+
+void check_waits(const std::string &url) {
+  Lim lim(url);
+  Pol one("1/300ms");  // GCRA: one unit every 300 ms, burst 1
+  const std::string key =
+      "wait:" + std::to_string(Steady::now().time_since_epoch().count());
+
+  // The first passes without waiting; the second waits about 300 ms, in
+  // two tries (denied, then allowed after sleeping retry_after).
+  REQUIRE(wait_check(lim.p, key, one.p, 1, 0).allowed == 1);
+  const uint64_t before = checks(lim.p);
+  auto t0 = Steady::now();
+  rl_decision d = wait_check(lim.p, key, one.p, 1, 5000);
+  CHECK(d.allowed == 1);
+  CHECK(ms_since(t0) < 5000);
+  CHECK(checks(lim.p) - before <= 3);  // no polling in a loop
+
+  // A wait shorter than the retry hint returns at once, denied, with the
+  // hint; nothing was charged (the next full wait still passes).
+  t0 = Steady::now();
+  d = wait_check(lim.p, key, one.p, 1, 100);
+  CHECK(d.allowed == 0);
+  CHECK(d.retry_after_ms > 100);
+  CHECK(ms_since(t0) < 100);
+  // max_wait 0 is one try.
+  CHECK(wait_check(lim.p, key, one.p, 1, 0).allowed == 0);
+
+  // A cost no wait can satisfy: RL_RETRY_NEVER at once, even with a long
+  // wait.
+  t0 = Steady::now();
+  d = wait_check(lim.p, key + ":big", one.p, 2, 60000);
+  CHECK(d.allowed == 0);
+  CHECK(d.retry_after_ms == RL_RETRY_NEVER);
+  CHECK(ms_since(t0) < 1000);
+}
+
+}  // namespace
+
+TEST_CASE("waiting: a check waits retry_after, not longer, not in a loop",
+          "[waiting]") {
+  SECTION("memory") {
+    check_waits("");
+  }
+  SECTION("redis") {
+    tollgate_test::RedisServer server;
+    check_waits(server.url());
+  }
+}
+
+TEST_CASE("waiting: bad waits are errors", "[waiting]") {
+  Lim lim;
+  Pol p("10/s");
+  rl_decision d = RL_DECISION_INIT;
+  for (int64_t bad : {int64_t{-1}, RL_MAX_WAIT_MS + 1}) {
+    CHECK(rl_check_wait(lim.p, &d, "k", 1, &p.p, 1, 1, bad) ==
+          RL_E_INVALID_ARG);
+    CHECK(std::string(rl_last_error()).find("max_wait_ms") !=
+          std::string::npos);
+    rl_lease *lease = nullptr;
+    CHECK(rl_lease_acquire_wait(lim.p, "k", 1, 1, 1000, bad, &lease, nullptr) ==
+          RL_E_INVALID_ARG);
+    CHECK(lease == nullptr);
+  }
+  CHECK(rl_check_wait(nullptr, &d, "k", 1, &p.p, 1, 1, 10) == RL_E_INVALID_ARG);
+  CHECK(rl_lease_acquire_wait(nullptr, "k", 1, 1, 1000, 10, nullptr, nullptr) ==
+        RL_E_INVALID_ARG);
+  // The check's own errors end the wait at once.
+  CHECK(rl_check_wait(lim.p, &d, "", 0, &p.p, 1, 1, 1000) != RL_OK);
+  rl_lease *lease = nullptr;
+  CHECK(rl_lease_acquire_wait(lim.p, "k", 1, 0, 1000, 1000, &lease, nullptr) ==
+        RL_E_INVALID_ARG);
+}
+
+TEST_CASE("waiting: the failure mode's denial ends a short wait at once",
+          "[waiting]") {
+  tollgate_test::RedisServer server;
+  const std::string url = server.url();
+  server.kill9();
+  Lim lim(url, RL_FAIL_CLOSED);
+  Pol p("10/s");
+  const auto t0 = Steady::now();
+  rl_decision d = wait_check(lim.p, "k", p.p, 1, 200);
+  CHECK(d.allowed == 0);
+  CHECK(d.source == RL_SOURCE_FAIL_CLOSED);
+  CHECK(ms_since(t0) < 200 + 1500);  // one connect attempt, no sleep
+}
+
+namespace {
+
+void lease_waits(const std::string &url) {
+  Lim lim(url);
+  const std::string key =
+      "lw:" + std::to_string(Steady::now().time_since_epoch().count());
+  rl_lease *held = nullptr;
+  rl_lease_info info = RL_LEASE_INFO_INIT;
+  REQUIRE(rl_lease_acquire_wait(lim.p, key.data(), key.size(), 1, 60000, 0,
+                                &held, &info) == RL_OK);
+  REQUIRE(info.acquired == 1);
+
+  // Held for a minute: a 150 ms wait ends denied, after the wait and not
+  // much later.
+  rl_lease *got = nullptr;
+  auto t0 = Steady::now();
+  REQUIRE(rl_lease_acquire_wait(lim.p, key.data(), key.size(), 1, 60000, 150,
+                                &got, &info) == RL_OK);
+  CHECK(info.acquired == 0);
+  CHECK(got == nullptr);
+  CHECK(info.retry_after_ms > 150);
+  CHECK(ms_since(t0) >= 150);
+  CHECK(ms_since(t0) < 150 + 1000);
+
+  // A waiter in another thread gets the lease when this one is released.
+  int waiter_rc = -1;
+  rl_lease_info waiter_info = RL_LEASE_INFO_INIT;
+  std::thread waiter([&] {
+    waiter_rc = rl_lease_acquire_wait(lim.p, key.data(), key.size(), 1, 60000,
+                                      20000, &got, &waiter_info);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  int was_held = 0;
+  REQUIRE(rl_lease_release(lim.p, held, &was_held) == RL_OK);
+  CHECK(was_held == 1);
+  rl_lease_free(held);
+  waiter.join();
+  CHECK(waiter_rc == RL_OK);
+  CHECK(waiter_info.acquired == 1);
+  REQUIRE(got != nullptr);
+
+  // A holder that never releases (another process, say): its lease ends
+  // after its ttl and a waiter then gets one.
+  rl_lease *short_lived = nullptr;
+  const std::string key2 = key + ":2";
+  REQUIRE(rl_lease_acquire_wait(lim.p, key2.data(), key2.size(), 1, 300, 0,
+                                &short_lived, &info) == RL_OK);
+  REQUIRE(info.acquired == 1);
+  rl_lease *after = nullptr;
+  REQUIRE(rl_lease_acquire_wait(lim.p, key2.data(), key2.size(), 1, 1000, 10000,
+                                &after, &info) == RL_OK);
+  CHECK(info.acquired == 1);
+  REQUIRE(after != nullptr);
+  REQUIRE(rl_lease_release(lim.p, got, &was_held) == RL_OK);
+  REQUIRE(rl_lease_release(lim.p, after, &was_held) == RL_OK);
+  rl_lease_free(got);
+  rl_lease_free(after);
+  rl_lease_free(short_lived);
+}
+
+}  // namespace
+
+TEST_CASE("waiting: a lease wait ends at a release, an expiry or the wait",
+          "[waiting][leases]") {
+  SECTION("memory") {
+    lease_waits("");
+  }
+  SECTION("redis") {
+    tollgate_test::RedisServer server;
+    lease_waits(server.url());
+  }
+}
