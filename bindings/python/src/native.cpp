@@ -9,8 +9,9 @@
 // Rules kept here:
 //   - The GIL is released around every C call that may block (rl_check on
 //     a network store, rl_reset, rl_block, rl_unblock, rl_ping,
-//     rl_keys_next, rl_destroy). A memory-store rl_check never waits on I/O
-//     and keeps it (Limiter::check).
+//     rl_keys_next, rl_lease_acquire/renew/release, rl_destroy). A
+//     memory-store rl_check never waits on I/O and keeps it
+//     (Limiter::check).
 //   - rl_last_error() is read right after the failing call, on the same
 //     thread, before any other tollgate call.
 //   - rl_destroy never runs while another call on the limiter is in progress
@@ -1121,6 +1122,118 @@ AsyncioRefs &asyncio_refs() {
   return *refs;
 }
 
+// ---- Leases ----------------------------------------------------------------
+
+// A lease acquired by Limiter.acquire (tollgate.Lease). It owns the C
+// handle, freed when the Python object dies, before or after its limiter
+// (rl_lease_free allows both; freeing does not release). It keeps the
+// limiter's Core, not the Limiter: the limiter may be closed or collected
+// first, and a renew or release then raises RL_E_CLOSED. The fields other
+// than `h` and `core` are read and written with the GIL held.
+struct Lease {
+  std::shared_ptr<Core> core;
+  rl_lease *h = nullptr;
+  py::object key;  // as given: str or bytes
+  int64_t max_in_flight = 0;
+  int64_t in_flight = 0;  // when acquired (the new lease included)
+  int64_t ttl_ms = 0;     // as acquired or last renewed
+  int32_t source = RL_SOURCE_STORE;
+  bool memory = false;    // the memory store (calls never wait on I/O)
+  bool released = false;  // release() returned
+
+  Lease() = default;
+  ~Lease() { rl_lease_free(h); }
+  Lease(const Lease &) = delete;
+  Lease &operator=(const Lease &) = delete;
+};
+
+// Raises tollgate._errors.<cls>(message, <code's name>): an Error subclass
+// chosen by the call rather than by the code (a renew's RL_E_NOT_FOUND is
+// LeaseLost, not NothingToRefund).
+[[noreturn]] void raise_error_class(const char *cls, int code,
+                                    const std::string &message) {
+  py::object type = py::module_::import("tollgate._errors").attr(cls);
+  const char *name = rl_error_name(code);
+  py::object exc = type(message, name ? name : "RL_E_INTERNAL");
+  PyErr_SetObject(type.ptr(), exc.ptr());
+  throw py::error_already_set();
+}
+
+int64_t lease_max_in_flight(py::handle h) {
+  const int64_t n = to_int64(h, "max_in_flight");
+  if (n < 1 || n > RL_MAX_IN_FLIGHT)
+    raise_code(RL_E_INVALID_ARG, "max_in_flight: must be 1 to " +
+                                     std::to_string(RL_MAX_IN_FLIGHT) +
+                                     " (got " + std::to_string(n) + ")");
+  return n;
+}
+
+// A lease's ttl: a period (seconds, a str such as "30s", a timedelta) of
+// 1 ms to 2^40 ms, else RL_E_INVALID_ARG.
+int64_t lease_ttl_ms(py::handle h) {
+  const int64_t ms = period_ms_of(h, SpanRules{"ttl", false});
+  if (ms < 1 || ms > RL_MAX_LEASE_TTL_MS)
+    raise_code(RL_E_INVALID_ARG, "ttl: must be 1 ms to 2^40 ms (got " +
+                                     std::to_string(ms) + " ms)");
+  return ms;
+}
+
+Lease &lease_of(py::handle h) {
+  if (!py::isinstance<Lease>(h))
+    raise_type_error("lease must be a tollgate.Lease, not " + type_name(h));
+  return h.cast<Lease &>();
+}
+
+void check_lease_owner(const Core &via, const Lease &lease) {
+  if (&via != lease.core.get())
+    raise_code(RL_E_INVALID_ARG,
+               "lease: acquired through another limiter (renew or release "
+               "it through its own)");
+}
+
+// rl_lease_renew through the limiter of `via`; ttl None: the lease's ttl.
+void lease_renew(Core &via, Lease &lease, py::handle ttl) {
+  check_lease_owner(via, lease);
+  const int64_t ms = ttl.is_none() ? lease.ttl_ms : lease_ttl_ms(ttl);
+  int rc = RL_OK;
+  {
+    CallGuard guard(via);
+    rl_lease *h = lease.h;
+    without_gil([&]() noexcept { rc = rl_lease_renew(via.lim, h, ms); });
+  }
+  const std::string message = rc == RL_OK ? std::string() : last_error_text(rc);
+  rethrow_clock_error();
+  if (rc == RL_E_NOT_FOUND) raise_error_class("LeaseLost", rc, message);
+  if (rc != RL_OK) raise_code(rc, message);
+  lease.ttl_ms = ms;
+}
+
+// rl_lease_release through the limiter of `via`: true if it was held.
+bool lease_release(Core &via, Lease &lease) {
+  check_lease_owner(via, lease);
+  int rc = RL_OK;
+  int was_held = 0;
+  {
+    CallGuard guard(via);
+    rl_lease *h = lease.h;
+    without_gil(
+        [&]() noexcept { rc = rl_lease_release(via.lim, h, &was_held); });
+  }
+  const std::string message = rc == RL_OK ? std::string() : last_error_text(rc);
+  rethrow_clock_error();
+  if (rc != RL_OK) raise_code(rc, message);
+  lease.released = true;
+  return was_held != 0;
+}
+
+std::string lease_repr(const Lease &l) {
+  return "<tollgate.Lease key=" + py::repr(l.key).cast<std::string>() +
+         " in_flight=" + std::to_string(l.in_flight) + "/" +
+         std::to_string(l.max_in_flight) +
+         " ttl=" + float_repr(ms_to_seconds(l.ttl_ms)) + " source='" +
+         source_name(l.source) + "'" + (l.released ? " released>" : ">");
+}
+
 class Limiter {
  public:
   Limiter(py::object url, py::dict opts) : core_(std::make_shared<Core>()) {
@@ -1338,6 +1451,54 @@ class Limiter {
         [&]() noexcept { rc = rl_unblock(core_->lim, k.data, k.size); });
     rethrow_clock_error();
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+  }
+
+  // acquire(key, *, max_in_flight, ttl): a tollgate.LeaseResult, holding a
+  // new Lease when acquired.
+  py::object acquire(py::handle key, py::handle max_in_flight, py::handle ttl) {
+    const KeyView k = key_view(key);
+    const int64_t max = lease_max_in_flight(max_in_flight);
+    const int64_t ttl_ms = lease_ttl_ms(ttl);
+    rl_lease *h = nullptr;
+    rl_lease_info info = RL_LEASE_INFO_INIT;
+    int rc = RL_OK;
+    {
+      CallGuard guard(*core_);
+      without_gil([&]() noexcept {
+        rc = rl_lease_acquire(core_->lim, k.data, k.size, max, ttl_ms, &h,
+                              &info);
+      });
+    }
+    const std::string message =
+        rc == RL_OK ? std::string() : last_error_text(rc);
+    // Owned from here: freed on every path that does not hand it over.
+    std::unique_ptr<rl_lease, void (*)(rl_lease *)> handle(h, &rl_lease_free);
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, message);
+    // Imported before the Lease is made: nothing after it can fail but the
+    // result's construction.
+    py::object result_type =
+        py::module_::import("tollgate._leases").attr("LeaseResult");
+    py::object key_obj = py::reinterpret_borrow<py::object>(key);
+    py::object source =
+        py::reinterpret_borrow<py::object>(py::handle(source_str(info.source)));
+    py::object lease = py::none();
+    if (info.acquired != 0) {
+      if (!handle)
+        raise_code(RL_E_INTERNAL, "rl_lease_acquire: acquired, no lease");
+      auto l = std::make_unique<Lease>();
+      l->core = core_;
+      l->key = key_obj;
+      l->max_in_flight = max;
+      l->in_flight = info.in_flight;
+      l->ttl_ms = ttl_ms;
+      l->source = info.source;
+      l->memory = store_kind_ == RL_STORE_MEMORY;
+      l->h = handle.release();
+      lease = py::cast(std::move(l));
+    }
+    return result_type(key_obj, info.acquired != 0, lease, info.in_flight, max,
+                       info.retry_after_ms, source);
   }
 
   double ping() {
@@ -2107,6 +2268,70 @@ ValueError); wrong types raise TypeError.
           "close", [](KeysIterator &self) { self.release(/*drop_gil=*/true); },
           "Free the listing now (it is also freed at the end).");
 
+  py::class_<Lease>(m, "Lease", py::is_final(), R"doc(
+A concurrency lease, held until released or until its ttl passes (the
+Redis server's clock) without a renew. Made by Limiter.acquire (the
+result's `lease`) or Limiter.lease; never constructed directly.
+
+  key            the key, as given (str or bytes)
+  max_in_flight  as asked
+  in_flight      leases of the key held just after this one was acquired
+                 (this one included; 0 for a fail-open lease, the
+                 count in this process for a local one)
+  ttl, ttl_ms    the ttl of the last acquire or renew (seconds, ms)
+  source         "store", or "fail_open" / "local" when the store was
+                 unavailable (a fail-open lease is not stored)
+  released       True once release() returned
+
+renew(ttl=None) extends it; release() ends it (True if it was still held).
+The C handle is freed when the object dies, before or after its limiter;
+that does not release it: a lease dropped unreleased ends after its ttl.
+)doc")
+      .def_property_readonly(
+          "key", [](const Lease &l) { return l.key; },
+          "The key, as given (str or bytes).")
+      .def_property_readonly(
+          "max_in_flight", [](const Lease &l) { return l.max_in_flight; },
+          "The most leases of the key held at once, as asked.")
+      .def_property_readonly(
+          "in_flight", [](const Lease &l) { return l.in_flight; },
+          "Leases of the key held just after this one was acquired (this "
+          "one included; 0 for a fail-open lease, the count in this process "
+          "for a local one).")
+      .def_property_readonly(
+          "ttl", [](const Lease &l) { return ms_to_seconds(l.ttl_ms); },
+          "Seconds the lease lasts from its acquire or last renew.")
+      .def_property_readonly(
+          "ttl_ms", [](const Lease &l) { return l.ttl_ms; },
+          "ttl in milliseconds (int).")
+      .def_property_readonly(
+          "source",
+          [](const Lease &l) {
+            return py::reinterpret_borrow<py::object>(
+                py::handle(source_str(l.source)));
+          },
+          "Which path granted it: \"store\", or \"fail_open\" / \"local\" "
+          "when the store was unavailable.")
+      .def_property_readonly(
+          "released", [](const Lease &l) { return l.released; },
+          "True once release() returned.")
+      .def_property_readonly("_memory", [](const Lease &l) { return l.memory; })
+      .def(
+          "renew",
+          [](Lease &l, py::handle ttl) { lease_renew(*l.core, l, ttl); },
+          py::arg("ttl") = py::none(),
+          "renew(ttl=None) -> None\n\n"
+          "Extend the lease: it now ends `ttl` from now (a period as for "
+          "acquire; None: its current ttl). Raises tollgate.LeaseLost "
+          "(RL_E_NOT_FOUND) if it is no longer held (it expired or was "
+          "released). Releases the GIL.")
+      .def(
+          "release", [](Lease &l) { return lease_release(*l.core, l); },
+          "release() -> bool\n\n"
+          "End the lease. True if it was held until now; False if it had "
+          "expired or was released already (harmless). Releases the GIL.")
+      .def("__repr__", &lease_repr);
+
   py::class_<Limiter>(m, "Limiter", py::is_final(), R"doc(
 Limiter(url=None, **options)
 
@@ -2181,6 +2406,33 @@ manager, or call close().
            "Lift `key`'s block (set by block() or by a policy's block) and "
            "forget its strike counts. Unblocking a key that is not blocked "
            "succeeds.")
+      .def("acquire", &Limiter::acquire, py::arg("key"), py::kw_only(),
+           py::arg("max_in_flight"), py::arg("ttl"),
+           "acquire(key, *, max_in_flight, ttl) -> LeaseResult\n\n"
+           "Acquire a concurrency lease on `key` if fewer than "
+           "`max_in_flight` (1 to 1000000) are held; it lasts `ttl` (seconds "
+           "as int or float, a str such as \"30s\", or a "
+           "datetime.timedelta; 1 ms to 2^40 ms) unless renewed or "
+           "released. Returns a tollgate.LeaseResult: truthy with its "
+           "`lease` when acquired; falsy, `lease` None and `retry_after` "
+           "(until the earliest held lease ends) when denied. Bad values "
+           "raise tollgate.InvalidArgument. Releases the GIL.")
+      .def(
+          "renew",
+          [](Limiter &self, py::handle lease, py::handle ttl) {
+            lease_renew(*self.core(), lease_of(lease), ttl);
+          },
+          py::arg("lease"), py::arg("ttl") = py::none(),
+          "renew(lease, ttl=None) -> None: lease.renew(ttl) through this "
+          "limiter (tollgate.InvalidArgument for another limiter's lease).")
+      .def(
+          "release",
+          [](Limiter &self, py::handle lease) {
+            return lease_release(*self.core(), lease_of(lease));
+          },
+          py::arg("lease"),
+          "release(lease) -> bool: lease.release() through this limiter "
+          "(tollgate.InvalidArgument for another limiter's lease).")
       .def("ping", &Limiter::ping,
            "One round trip to the store; returns the round-trip time in "
            "seconds (0.0 for the memory store). Raises the precise error "

@@ -22,6 +22,7 @@ from ._errors import (
     AuthError,
     Error,
     InvalidArgument,
+    LeaseLost,
     NothingToRefund,
     ProtocolError,
     TLSError,
@@ -29,7 +30,8 @@ from ._errors import (
     TollgateTimeoutError,
     UnsupportedError,
 )
-from ._native import Decision, Policy
+from ._leases import LeaseContext, LeaseDenied, LeaseResult
+from ._native import Decision, Lease, Policy
 from ._types import KeyState
 
 __version__ = "0.1.0"
@@ -56,6 +58,11 @@ for _cls in (
     InvalidArgument,
     UnsupportedError,
     NothingToRefund,
+    Lease,
+    LeaseResult,
+    LeaseDenied,
+    LeaseLost,
+    LeaseContext,
 ):
     _cls.__module__ = __name__
 del _cls
@@ -75,6 +82,11 @@ __all__ = [
     "InvalidArgument",
     "UnsupportedError",
     "NothingToRefund",
+    "Lease",
+    "LeaseResult",
+    "LeaseDenied",
+    "LeaseLost",
+    "LeaseContext",
     "LIBRARY_VERSION",
     "__version__",
 ]
@@ -193,3 +205,17 @@ Limiter.refund = _refund  # type: ignore[attr-defined]
 Limiter.refund_async = _refund_async  # type: ignore[attr-defined]
 rate_limit_headers = _native.rate_limit_headers
 __all__ += ["rate_limit_headers"]
+
+
+# ---- Concurrency leases (tollgate/_leases.py) ------------------------------
+#
+# acquire / renew / release are native (the C handle is freed when the Lease
+# dies, and every call releases the GIL); the LeaseResult that acquire
+# answers, the context manager and the asyncio twins are Python.
+
+from . import _leases
+
+Limiter.lease = _leases.lease  # type: ignore[attr-defined]
+Limiter.acquire_async = _leases.acquire_async  # type: ignore[attr-defined]
+Lease.renew_async = _leases.renew_async  # type: ignore[attr-defined]
+Lease.release_async = _leases.release_async  # type: ignore[attr-defined]

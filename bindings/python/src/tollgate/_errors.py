@@ -78,6 +78,14 @@ class NothingToRefund(Error, LookupError):
     default_code = "RL_E_NOT_FOUND"
 
 
+class LeaseLost(Error, LookupError):
+    """A lease renewed after it ended: it expired (its ttl passed without a
+    renew) or was released (RL_E_NOT_FOUND). The work it guarded is no
+    longer counted; acquire a new lease to go on."""
+
+    default_code = "RL_E_NOT_FOUND"
+
+
 _CLASS_OF: Dict[str, Type[Error]] = {
     "RL_E_INVALID_ARG": InvalidArgument,
     "RL_E_KEY_INVALID": InvalidArgument,
@@ -130,5 +138,6 @@ __all__: Tuple[str, ...] = (
     "InvalidArgument",
     "UnsupportedError",
     "NothingToRefund",
+    "LeaseLost",
     "error_class",
 )

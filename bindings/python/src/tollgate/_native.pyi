@@ -4,6 +4,7 @@ import datetime
 import os
 from typing import Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
+from ._leases import LeaseContext, LeaseResult
 from ._types import KeyState
 
 Key = Union[str, bytes]
@@ -161,6 +162,43 @@ class KeysIterator(Iterator[KeyState]):
     def __next__(self) -> KeyState: ...
     def close(self) -> None: ...
 
+class Lease:
+    """A held concurrency lease (LeaseResult.lease, or `with
+    Limiter.lease(...) as lease`): held until released or until its ttl
+    passes without a renew. The C handle is freed when the object dies;
+    that does not release it."""
+
+    @property
+    def key(self) -> Key: ...
+    @property
+    def max_in_flight(self) -> int: ...
+    @property
+    def in_flight(self) -> int:
+        """Leases of the key held just after this one was acquired (itself
+        included; 0 for a fail-open lease, the count in this process for a
+        local one)."""
+    @property
+    def ttl(self) -> float:
+        """Seconds it lasts from its acquire or last renew."""
+    @property
+    def ttl_ms(self) -> int: ...
+    @property
+    def source(self) -> Source:
+        """"store", or "fail_open" / "local" when the store was unavailable."""
+    @property
+    def released(self) -> bool:
+        """True once release() returned."""
+    @property
+    def _memory(self) -> bool: ...
+    def renew(self, ttl: Optional[Period] = None) -> None:
+        """Extend it to end `ttl` from now (None: its ttl); LeaseLost if it
+        is no longer held."""
+    async def renew_async(self, ttl: Optional[Period] = None) -> None: ...
+    def release(self) -> bool:
+        """End it; True if it was held until now, False if it had expired
+        or was released already."""
+    async def release_async(self) -> bool: ...
+
 class Limiter:
     """A rate limiter over one store (memory, or Redis by URL)."""
 
@@ -206,6 +244,15 @@ class Limiter:
     def reset(self, key: Key) -> None: ...
     def block(self, key: Key, duration: Period) -> None: ...
     def unblock(self, key: Key) -> None: ...
+    def acquire(self, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult:
+        """Acquire a lease if fewer than max_in_flight leases of key are held:
+        a truthy LeaseResult with its lease, else a falsy one (lease None)
+        with retry_after."""
+    async def acquire_async(self, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult: ...
+    def lease(self, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseContext:
+        """`with` / `async with`: acquire (LeaseDenied if denied), release on exit."""
+    def renew(self, lease: Lease, ttl: Optional[Period] = None) -> None: ...
+    def release(self, lease: Lease) -> bool: ...
     def ping(self) -> float: ...
     def health(self) -> HealthInfo: ...
     def keys(

@@ -1,0 +1,291 @@
+"""Concurrency leases: the Python side of ``Limiter.acquire`` and
+``Limiter.lease`` (docs/python.md, "Leases").
+
+The C handle lives in the native :class:`tollgate.Lease`, which frees it when
+it dies (that does not release it). This module holds what ``acquire``
+answers (:class:`LeaseResult`), the exception a denied ``with`` raises
+(:class:`LeaseDenied`), the context manager (:class:`LeaseContext`) and the
+asyncio twins. The C ABI has no asynchronous lease calls, so on a Redis
+limiter the blocking C call runs in the event loop's default executor (the
+extension releases the GIL around it) and the loop never blocks; a memory
+limiter, which never waits on I/O, answers inline (as ``check_async`` does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Optional, Type, Union
+
+from . import _native
+from ._errors import Error
+
+if TYPE_CHECKING:
+    from ._native import Period, Source
+
+Key = Union[str, bytes]
+
+
+@dataclass(frozen=True)
+class LeaseResult:
+    """What :meth:`Limiter.acquire` answers. Immutable; truthy when acquired.
+
+    Acquired: ``acquired`` True, ``lease`` the held :class:`tollgate.Lease`,
+    ``retry_after`` 0.0. Denied (``max_in_flight`` leases of ``key`` are
+    held): ``acquired`` False, ``lease`` None, ``retry_after`` the seconds
+    until the earliest held lease ends by its ttl (a release may free a
+    place sooner). ``in_flight`` is the leases of the key held after the
+    call, the new one included (0 when the store was unavailable and the
+    failure mode answered open or closed; the count in this process for
+    ``"local"``); ``source`` which path answered (``"store"``, or
+    ``"fail_open"`` / ``"fail_closed"`` / ``"local"``)."""
+
+    key: Key
+    acquired: bool
+    lease: Optional[_native.Lease]
+    in_flight: int
+    max_in_flight: int
+    retry_after_ms: int
+    source: Source
+
+    @property
+    def retry_after(self) -> float:
+        """Seconds until the earliest held lease ends (0.0 when acquired,
+        at least 0.001 when denied)."""
+        return self.retry_after_ms / 1000.0
+
+    def __bool__(self) -> bool:
+        return self.acquired
+
+
+class LeaseDenied(Exception):
+    """Raised by ``with limiter.lease(...)`` and ``async with`` when the
+    lease is denied. ``result`` is the denied :class:`LeaseResult`;
+    ``retry_after`` (seconds), ``retry_after_ms``, ``in_flight``,
+    ``max_in_flight``, ``key`` and ``source`` are its fields. Not a
+    :class:`tollgate.Error`: a denial is an answer, not a failure."""
+
+    def __init__(self, result: LeaseResult) -> None:
+        super().__init__(
+            "lease denied: %d of %d leases of %r held (source %s); retry after %.3f s"
+            % (result.in_flight, result.max_in_flight, result.key, result.source, result.retry_after)
+        )
+        self.result = result
+
+    @property
+    def retry_after(self) -> float:
+        return self.result.retry_after
+
+    @property
+    def retry_after_ms(self) -> int:
+        return self.result.retry_after_ms
+
+    @property
+    def key(self) -> Key:
+        return self.result.key
+
+    @property
+    def in_flight(self) -> int:
+        return self.result.in_flight
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.result.max_in_flight
+
+    @property
+    def source(self) -> Source:
+        return self.result.source
+
+    def __reduce__(self) -> Any:  # pickles with its result (lease None)
+        return (type(self), (self.result,))
+
+
+# ---- asyncio -------------------------------------------------------------
+
+
+def _quiet_release(lease: _native.Lease) -> None:
+    try:
+        lease.release()
+    except Error:  # it ends after its ttl anyway
+        pass
+
+
+def _release_abandoned(fut: asyncio.Future[Any]) -> None:
+    """Done callback of an acquire whose awaiting task was cancelled: a lease
+    it got is released off the loop (nobody will use it)."""
+    if fut.cancelled() or fut.exception() is not None:
+        return
+    lease = fut.result().lease
+    if lease is None:
+        return
+    try:
+        asyncio.get_running_loop().run_in_executor(None, _quiet_release, lease)
+    except RuntimeError:  # the loop or its executor is shutting down
+        threading.Thread(target=_quiet_release, args=(lease,), daemon=True).start()
+
+
+def _retrieve(fut: asyncio.Future[Any]) -> None:
+    # A shielded call whose awaiter was cancelled: mark its error retrieved.
+    if not fut.cancelled():
+        fut.exception()
+
+
+async def acquire_async(limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult:
+    """acquire_async(key, *, max_in_flight, ttl) -> LeaseResult (a
+    coroutine): :meth:`acquire` without blocking the event loop. If the
+    awaiting task is cancelled, a lease acquired meanwhile is released."""
+    if limiter.store == "memory":
+        return limiter.acquire(key, max_in_flight=max_in_flight, ttl=ttl)
+    call = functools.partial(limiter.acquire, key, max_in_flight=max_in_flight, ttl=ttl)
+    fut = asyncio.get_running_loop().run_in_executor(None, call)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_release_abandoned)
+        raise
+
+
+async def renew_async(lease: _native.Lease, ttl: Optional[Period] = None) -> None:
+    """renew_async(ttl=None) -> None (a coroutine): :meth:`renew` without
+    blocking the event loop."""
+    if lease._memory:
+        return lease.renew(ttl)
+    await asyncio.get_running_loop().run_in_executor(None, lease.renew, ttl)
+
+
+async def release_async(lease: _native.Lease) -> bool:
+    """release_async() -> bool (a coroutine): :meth:`release` without
+    blocking the event loop. Cancelling the awaiting task does not stop the
+    release."""
+    if lease._memory:
+        return lease.release()
+    fut = asyncio.get_running_loop().run_in_executor(None, lease.release)
+    try:
+        return await asyncio.shield(fut)
+    except asyncio.CancelledError:
+        fut.add_done_callback(_retrieve)
+        raise
+
+
+# ---- with / async with -----------------------------------------------------
+
+
+class LeaseContext:
+    """What :meth:`Limiter.lease` returns. ``with`` (or ``async with``)
+    acquires the lease, raising :class:`LeaseDenied` when it is denied, and
+    releases it on exit, an exception included; ``as`` binds the
+    :class:`tollgate.Lease`. It holds one lease at a time (entering it again
+    while held raises RuntimeError); ``lease`` is the held lease, or None;
+    ``result`` the last acquire's :class:`LeaseResult`, or None."""
+
+    __slots__ = ("_limiter", "_key", "_max_in_flight", "_ttl", "_lease", "_result", "_busy")
+
+    def __init__(self, limiter: _native.Limiter, key: Key, max_in_flight: int, ttl: Period) -> None:
+        self._limiter = limiter
+        self._key = key
+        self._max_in_flight = max_in_flight
+        self._ttl = ttl
+        self._lease: Optional[_native.Lease] = None
+        self._result: Optional[LeaseResult] = None
+        self._busy = False
+
+    @property
+    def lease(self) -> Optional[_native.Lease]:
+        return self._lease
+
+    @property
+    def result(self) -> Optional[LeaseResult]:
+        return self._result
+
+    def __repr__(self) -> str:
+        return "<tollgate.LeaseContext key=%r max_in_flight=%r ttl=%r%s>" % (
+            self._key,
+            self._max_in_flight,
+            self._ttl,
+            " held" if self._lease is not None else "",
+        )
+
+    def _start(self) -> None:
+        if self._busy:
+            raise RuntimeError("this limiter.lease(...) is already entered: make one per with block")
+        self._busy = True
+
+    def _take(self, result: LeaseResult) -> _native.Lease:
+        self._result = result
+        if result.lease is None:
+            self._busy = False
+            raise LeaseDenied(result)
+        self._lease = result.lease
+        return result.lease
+
+    def _finish(self) -> Optional[_native.Lease]:
+        lease, self._lease, self._busy = self._lease, None, False
+        return None if lease is None or lease.released else lease
+
+    def __enter__(self) -> _native.Lease:
+        self._start()
+        try:
+            result = self._limiter.acquire(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+        except BaseException:
+            self._busy = False
+            raise
+        return self._take(result)
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        lease = self._finish()
+        if lease is None:
+            return
+        if exc_type is None:
+            lease.release()
+            return
+        try:  # the body's exception goes on; a failed release ends after its ttl
+            lease.release()
+        except Error:
+            pass
+
+    async def __aenter__(self) -> _native.Lease:
+        self._start()
+        try:
+            result = await acquire_async(self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+        except BaseException:
+            self._busy = False
+            raise
+        return self._take(result)
+
+    async def __aexit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        lease = self._finish()
+        if lease is None:
+            return
+        if exc_type is None:
+            await release_async(lease)
+            return
+        try:
+            await release_async(lease)
+        except Error:
+            pass
+
+
+def lease(limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseContext:
+    """lease(key, *, max_in_flight, ttl) -> LeaseContext
+
+    ``with limiter.lease(key, max_in_flight=..., ttl=...) as lease:`` (or
+    ``async with``) acquires a lease (:meth:`acquire`'s arguments), raises
+    :class:`LeaseDenied` when it is denied, and releases it on exit, an
+    exception included."""
+    return LeaseContext(limiter, key, max_in_flight, ttl)
+
+
+__all__ = ("LeaseResult", "LeaseDenied", "LeaseContext")
