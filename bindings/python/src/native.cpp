@@ -172,6 +172,7 @@ int32_t algorithm_code(py::handle h) {
 struct SpanRules {
   const char *what;  // the argument's name in messages
   bool policy;       // true: a policy field; false: a block's duration
+  const char *least = "1 ms";  // the shortest span allowed, in messages
 };
 
 constexpr SpanRules kPeriodRules{"period", true};
@@ -200,10 +201,10 @@ int64_t period_ms_of(py::handle h, const SpanRules &rules = kPeriodRules) {
   const std::string what = rules.what;
   const int bad = rules.policy ? RL_E_POLICY : RL_E_INVALID_ARG;
   const int too_long = rules.policy ? RL_E_OVERFLOW : RL_E_INVALID_ARG;
-  const std::string range = rules.policy
-                                ? what + ": too long"
-                                : what + ": must be 1 ms to 2^40 ms (got " +
-                                      py::repr(h).cast<std::string>() + " s)";
+  const std::string range =
+      rules.policy ? what + ": too long"
+                   : what + ": must be " + rules.least + " to 2^40 ms (got " +
+                         py::repr(h).cast<std::string>() + " s)";
   PyObject *o = h.ptr();
   if (PyBool_Check(o))
     raise_type_error(what +
@@ -922,8 +923,11 @@ struct CheckArgs {
   int64_t cost = 1;
 };
 
+// `max_wait`, when not null, takes the keyword max_wait= (check_wait; left
+// null when it was not given); otherwise only cost= is known.
 void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
-                      PyObject *kwnames, CheckArgs &out) {
+                      PyObject *kwnames, CheckArgs &out,
+                      PyObject **max_wait = nullptr) {
   const std::string name(fn);
   if (nargs < 1) raise_type_error(name + "() missing the key (str or bytes)");
   out.key = key_view(args[0]);
@@ -950,6 +954,11 @@ void parse_check_args(const char *fn, PyObject *const *args, Py_ssize_t nargs,
   const Py_ssize_t nkw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
   for (Py_ssize_t i = 0; i < nkw; ++i) {
     PyObject *kw = PyTuple_GET_ITEM(kwnames, i);
+    if (max_wait != nullptr &&
+        PyUnicode_CompareWithASCIIString(kw, "max_wait") == 0) {
+      *max_wait = args[nargs + i];
+      continue;
+    }
     if (PyUnicode_CompareWithASCIIString(kw, "cost") != 0)
       raise_type_error(name + "() got an unexpected keyword argument '" +
                        py::str(kw).cast<std::string>() + "'");
@@ -1178,6 +1187,39 @@ int64_t lease_ttl_ms(py::handle h) {
   return ms;
 }
 
+// The longest a waiting call waits (check_wait's max_wait, lease's wait):
+// a period of 0 to 2^40 ms (RL_MAX_WAIT_MS), else RL_E_INVALID_ARG naming
+// `what`.
+int64_t max_wait_ms_of(py::handle h, const char *what = "max_wait") {
+  const int64_t ms = period_ms_of(h, SpanRules{what, false, "0"});
+  if (ms < 0 || ms > RL_MAX_WAIT_MS)
+    raise_code(RL_E_INVALID_ARG, std::string(what) +
+                                     ": must be 0 to 2^40 ms (got " +
+                                     std::to_string(ms) + " ms)");
+  return ms;
+}
+
+// Called (with the GIL) after every successful release through this module,
+// with the limiter's identity (its Core's address): tollgate._leases wakes
+// the asyncio lease waiters of that limiter. Set once by _set_release_hook;
+// never freed.
+PyObject *g_release_hook = nullptr;
+
+uintptr_t core_id(const Core &core) {
+  return reinterpret_cast<uintptr_t>(&core);
+}
+
+void notify_release(const Core &core) {
+  if (g_release_hook == nullptr) return;
+  PyObject *id = PyLong_FromSize_t(core_id(core));
+  PyObject *r =
+      id ? PyObject_CallOneArg(g_release_hook, id) : nullptr;  // new refs
+  Py_XDECREF(id);
+  if (r == nullptr)  // the release itself succeeded: report, do not raise
+    PyErr_WriteUnraisable(g_release_hook);
+  Py_XDECREF(r);
+}
+
 Lease &lease_of(py::handle h) {
   if (!py::isinstance<Lease>(h))
     raise_type_error("lease must be a tollgate.Lease, not " + type_name(h));
@@ -1223,6 +1265,7 @@ bool lease_release(Core &via, Lease &lease) {
   rethrow_clock_error();
   if (rc != RL_OK) raise_code(rc, message);
   lease.released = true;
+  notify_release(via);
   return was_held != 0;
 }
 
@@ -1392,6 +1435,36 @@ class Limiter {
     return d;
   }
 
+  // check_wait(key, *policies, max_wait, cost=1): rl_check_wait, which
+  // sleeps between tries (docs/waiting.md), always without the GIL.
+  PyObject *check_wait(PyObject *const *args, Py_ssize_t nargs,
+                       PyObject *kwnames) {
+    CheckArgs c;
+    PyObject *max_wait = nullptr;
+    parse_check_args("check_wait", args, nargs, kwnames, c, &max_wait);
+    if (max_wait == nullptr)
+      raise_type_error(
+          "check_wait() missing the keyword argument 'max_wait' (seconds, a "
+          "str such as \"5s\", or a datetime.timedelta)");
+    const int64_t wait_ms = max_wait_ms_of(max_wait);
+    rl_decision out = RL_DECISION_INIT;
+    int rc = RL_OK;
+    {
+      CallGuard guard(*core_);
+      without_gil([&]() noexcept {
+        rc = rl_check_wait(core_->lim, &out, c.key.data, c.key.size, c.policies,
+                           c.n, c.cost, wait_ms);
+      });
+    }
+    const std::string message =
+        rc == RL_OK ? std::string() : last_error_text(rc);
+    rethrow_clock_error();
+    if (rc != RL_OK) raise_code(rc, message);
+    PyObject *d = new_decision(out);
+    if (d == nullptr) throw py::error_already_set();
+    return d;
+  }
+
   // check_keys(pairs, cost=1): several (key, policies) pairs in one
   // decision, all or nothing (rl_check_keys).
   py::object check_keys(py::handle pairs, py::handle cost) {
@@ -1456,17 +1529,34 @@ class Limiter {
   // acquire(key, *, max_in_flight, ttl): a tollgate.LeaseResult, holding a
   // new Lease when acquired.
   py::object acquire(py::handle key, py::handle max_in_flight, py::handle ttl) {
+    return acquire_call(key, max_in_flight, ttl, nullptr);
+  }
+
+  // acquire_wait(key, *, max_in_flight, ttl, max_wait): the same through
+  // rl_lease_acquire_wait (docs/waiting.md).
+  py::object acquire_wait(py::handle key, py::handle max_in_flight,
+                          py::handle ttl, py::handle max_wait) {
+    return acquire_call(key, max_in_flight, ttl, max_wait.ptr());
+  }
+
+  // rl_lease_acquire, or rl_lease_acquire_wait when `max_wait` is given.
+  py::object acquire_call(py::handle key, py::handle max_in_flight,
+                          py::handle ttl, PyObject *max_wait) {
     const KeyView k = key_view(key);
     const int64_t max = lease_max_in_flight(max_in_flight);
     const int64_t ttl_ms = lease_ttl_ms(ttl);
+    const int64_t wait_ms = max_wait ? max_wait_ms_of(max_wait) : -1;
     rl_lease *h = nullptr;
     rl_lease_info info = RL_LEASE_INFO_INIT;
     int rc = RL_OK;
     {
       CallGuard guard(*core_);
       without_gil([&]() noexcept {
-        rc = rl_lease_acquire(core_->lim, k.data, k.size, max, ttl_ms, &h,
-                              &info);
+        rc = wait_ms < 0
+                 ? rl_lease_acquire(core_->lim, k.data, k.size, max, ttl_ms, &h,
+                                    &info)
+                 : rl_lease_acquire_wait(core_->lim, k.data, k.size, max,
+                                         ttl_ms, wait_ms, &h, &info);
       });
     }
     const std::string message =
@@ -2011,6 +2101,28 @@ PyObject *limiter_async_start(PyObject *self, PyObject *const *args,
   });
 }
 
+PyObject *limiter_check_wait(PyObject *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+  return call_limiter(
+      self, [&](Limiter &lim) { return lim.check_wait(args, nargs, kwnames); });
+}
+
+PyMethodDef g_check_wait_def = {
+    "check_wait",
+    reinterpret_cast<PyCFunction>(
+        reinterpret_cast<void *>(&limiter_check_wait)),
+    METH_FASTCALL | METH_KEYWORDS,
+    "check_wait($self, key, /, *policies, max_wait, cost=1)\n--\n\n"
+    "check() that waits up to `max_wait` (seconds as int or float, a str "
+    "such as \"5s\", or a datetime.timedelta; 0 to 2^40 ms, 0 is one try) "
+    "for the check to be allowed (docs/waiting.md): after a denial it "
+    "sleeps the decision's retry_after and tries again. It returns the "
+    "denial at once when retry_after is math.inf (the cost exceeds a "
+    "policy's capacity) or longer than the wait left. Returns a "
+    "tollgate.Decision: the first allowed one, or the last denial. Waiters "
+    "are not queued. Blocks the calling thread, with the GIL released; "
+    "close() waits for it."};
+
 PyMethodDef g_async_start_def = {
     "_async_start",
     reinterpret_cast<PyCFunction>(
@@ -2054,6 +2166,25 @@ PYBIND11_MODULE(_native, m) {
   modes["local"] = RL_FAIL_LOCAL;
   modes["error"] = RL_FAIL_ERROR;
   m.attr("FAILURE_MODES") = modes;
+  m.attr("MAX_WAIT_MS") = static_cast<int64_t>(RL_MAX_WAIT_MS);
+  m.def(
+      "_max_wait_ms",
+      [](py::handle value, const std::string &what) {
+        return max_wait_ms_of(value, what.c_str());
+      },
+      py::arg("value"), py::arg("what") = "max_wait",
+      "A wait (seconds, a str or a datetime.timedelta) in milliseconds, 0 .. "
+      "2^40; InvalidArgument naming `what` otherwise.");
+  m.def(
+      "_set_release_hook",
+      [](py::object hook) {
+        PyObject *old = g_release_hook;
+        g_release_hook = hook.is_none() ? nullptr : hook.release().ptr();
+        Py_XDECREF(old);
+      },
+      py::arg("hook"),
+      "hook(core_id) runs after every successful lease release (the asyncio "
+      "lease waiters' wake-up).");
   m.def(
       "rate_limit_headers",
       [](py::handle decision, const Policy &policy, py::handle name) {
@@ -2433,6 +2564,22 @@ manager, or call close().
           py::arg("lease"),
           "release(lease) -> bool: lease.release() through this limiter "
           "(tollgate.InvalidArgument for another limiter's lease).")
+      .def("acquire_wait", &Limiter::acquire_wait, py::arg("key"),
+           py::kw_only(), py::arg("max_in_flight"), py::arg("ttl"),
+           py::arg("max_wait"),
+           "acquire_wait(key, *, max_in_flight, ttl, max_wait) -> "
+           "LeaseResult\n\n"
+           "acquire() that waits up to `max_wait` (seconds as int or float, "
+           "a str such as \"10s\", or a datetime.timedelta; 0 to 2^40 ms, 0 "
+           "is one try) for a lease (docs/waiting.md): it tries again after "
+           "10 ms, 20, 40, ... (never beyond the denial's retry_after nor the "
+           "wait left), and at once when a lease of this limiter is "
+           "released in this process. Returns the acquired LeaseResult, or "
+           "the last denial when the wait is over. Waiters are not queued. "
+           "Blocks the calling thread, with the GIL released; close() waits "
+           "for it.")
+      .def_property_readonly(
+          "_core_id", [](const Limiter &self) { return core_id(*self.core()); })
       .def("ping", &Limiter::ping,
            "One round trip to the store; returns the round-trip time in "
            "seconds (0.0 for the memory store). Raises the precise error "
@@ -2487,5 +2634,9 @@ manager, or call close().
         PyDescr_NewMethod(type, &g_async_start_def));
     if (!start) throw py::error_already_set();
     m.attr("Limiter").attr("_async_start") = start;
+    py::object check_wait = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(type, &g_check_wait_def));
+    if (!check_wait) throw py::error_already_set();
+    m.attr("Limiter").attr("check_wait") = check_wait;
   }
 }

@@ -104,6 +104,9 @@ __all__ = [
 import asyncio as _asyncio
 import weakref as _weakref
 
+from ._leases import RETRY_NEVER as _RETRY_NEVER
+from ._leases import _ceil_ms
+
 
 def _deliver(fut: "_asyncio.Future[Decision]", value: object, exc: object) -> None:
     """Settles `fut` on its own loop (a result drained by another loop)."""
@@ -175,6 +178,38 @@ async def _check_keys_async(self: "_native.Limiter", pairs: object, *, cost: int
 Limiter.check_keys_async = _check_keys_async  # type: ignore[attr-defined]
 
 
+async def _check_wait_async(
+    self: "_native.Limiter", key: Key, *policies: Policy, max_wait: object, cost: int = 1
+) -> Decision:
+    """check_wait_async(key, *policies, max_wait, cost=1) -> Decision (a coroutine)
+
+    :meth:`check_wait` without blocking the event loop: the same rule
+    (docs/waiting.md) with the loop's timers. After a denial it sleeps the
+    decision's retry_after (``asyncio.sleep``) and checks again; it returns
+    the denial at once when retry_after is math.inf or longer than the wait
+    left, and the first allowed decision as soon as it comes. Cancelling the
+    awaiting task ends the wait (a check already sent may still be charged,
+    as with check_async).
+    """
+    max_wait_ms = _native._max_wait_ms(max_wait)
+    loop = _asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_ms / 1000.0
+    while True:
+        d = await _check_async(self, key, *policies, cost=cost)
+        if d.allowed or d.retry_after_ms == _RETRY_NEVER:
+            return d
+        now = loop.time()
+        if now >= deadline:
+            return d
+        sleep_ms = max(1, d.retry_after_ms)
+        if sleep_ms > _ceil_ms(deadline - now):  # it cannot pass in time
+            return d
+        await _asyncio.sleep(min(deadline - now, sleep_ms / 1000.0))
+
+
+Limiter.check_wait_async = _check_wait_async  # type: ignore[attr-defined]
+
+
 def _refund_amount(amount: object) -> int:
     if type(amount) is not int:
         raise TypeError("amount must be an int, not %s" % type(amount).__name__)
@@ -217,5 +252,6 @@ from . import _leases
 
 Limiter.lease = _leases.lease  # type: ignore[attr-defined]
 Limiter.acquire_async = _leases.acquire_async  # type: ignore[attr-defined]
+Limiter.acquire_wait_async = _leases.acquire_wait_async  # type: ignore[attr-defined]
 Lease.renew_async = _leases.renew_async  # type: ignore[attr-defined]
 Lease.release_async = _leases.release_async  # type: ignore[attr-defined]

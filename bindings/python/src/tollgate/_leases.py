@@ -18,7 +18,7 @@ import functools
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Optional, Type, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple, Type, Union
 
 from . import _native
 from ._errors import Error
@@ -170,6 +170,136 @@ async def release_async(lease: _native.Lease) -> bool:
         raise
 
 
+# ---- Waiting for a lease (docs/waiting.md) ------------------------------------
+#
+# acquire_wait is the C rl_lease_acquire_wait (it blocks its thread).
+# acquire_wait_async follows the same rule on the event loop: after a denial
+# it sleeps 10 ms, then 20, 40, ... (never beyond the denial's retry_after
+# nor the wait left) and tries again, and wakes at once when a lease of the
+# same limiter is released in this process. The wake-up: the extension calls
+# _released(core_id) after every successful release (any thread, any loop,
+# sync or async); each limiter with asyncio waiters has a _Releases here (a
+# release count and the futures of the waiters asleep), and every waiter's
+# future is settled on its own loop with call_soon_threadsafe.
+
+_FIRST_STEP_MS = 10
+RETRY_NEVER = -1  # a denial's retry_after_ms when no wait can help
+
+
+def _ceil_ms(seconds: float) -> int:
+    """Whole milliseconds, rounded up (the wait left, as the C rule has it)."""
+    ms = int(seconds * 1000.0)
+    return ms + 1 if ms < seconds * 1000.0 else ms
+
+
+class _Releases:
+    """The releases seen for one limiter while asyncio waiters watch it."""
+
+    __slots__ = ("count", "users", "asleep")
+
+    def __init__(self) -> None:
+        self.count = 0  # releases since the first waiter came
+        self.users = 0  # waiters watching
+        self.asleep: Set[Tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = set()
+
+
+_releases_lock = threading.Lock()
+_releases: Dict[int, _Releases] = {}  # by the limiter's _core_id, while watched
+
+
+def _wake(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _released(core_id: int) -> None:
+    """Called by the extension (with the GIL) after each successful lease
+    release through the limiter whose _core_id is `core_id`. An entry
+    exists only while a waiter holds that limiter, so the id is never a
+    stale address."""
+    with _releases_lock:
+        r = _releases.get(core_id)
+        if r is None:
+            return
+        r.count += 1
+        asleep, r.asleep = r.asleep, set()
+    for loop, fut in asleep:
+        try:
+            loop.call_soon_threadsafe(_wake, fut)
+        except RuntimeError:  # that loop is closed: its waiter is gone
+            pass
+
+
+_native._set_release_hook(_released)
+
+
+def _watch(core_id: int) -> _Releases:
+    with _releases_lock:
+        r = _releases.get(core_id)
+        if r is None:
+            r = _releases[core_id] = _Releases()
+        r.users += 1
+        return r
+
+
+def _unwatch(core_id: int, r: _Releases) -> None:
+    with _releases_lock:
+        r.users -= 1
+        if r.users == 0 and _releases.get(core_id) is r:
+            del _releases[core_id]
+
+
+async def _sleep_until_release(r: _Releases, seen: int, delay: float) -> None:
+    """Sleeps `delay` seconds, or less if a release comes (or came since the
+    count was `seen`)."""
+    loop = asyncio.get_running_loop()
+    fut: asyncio.Future[None] = loop.create_future()
+    entry = (loop, fut)
+    with _releases_lock:
+        if r.count != seen:
+            return
+        r.asleep.add(entry)
+    timer = loop.call_later(delay, _wake, fut)
+    try:
+        await fut
+    finally:
+        timer.cancel()
+        with _releases_lock:
+            r.asleep.discard(entry)
+
+
+async def acquire_wait_async(
+    limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period, max_wait: Period
+) -> LeaseResult:
+    """acquire_wait_async(key, *, max_in_flight, ttl, max_wait) -> LeaseResult
+    (a coroutine): :meth:`acquire_wait` without blocking the event loop. It
+    follows the same rule with the loop's timers, and wakes at once when a
+    lease of this limiter is released in this process (any thread or loop).
+    Cancelling the awaiting task ends the wait; a lease acquired meanwhile
+    is released."""
+    max_wait_ms = _native._max_wait_ms(max_wait)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + max_wait_ms / 1000.0
+    step_ms = _FIRST_STEP_MS
+    core_id = limiter._core_id
+    watched = _watch(core_id)
+    try:
+        while True:
+            seen = watched.count
+            result = await acquire_async(limiter, key, max_in_flight=max_in_flight, ttl=ttl)
+            if result.acquired or result.retry_after_ms == RETRY_NEVER:
+                return result
+            now = loop.time()
+            if now >= deadline:
+                return result
+            left_ms = _ceil_ms(deadline - now)
+            sleep_ms = min(max(1, result.retry_after_ms), step_ms, left_ms)
+            step_ms = min(step_ms * 2, _native.MAX_WAIT_MS)
+            await _sleep_until_release(watched, seen, min(deadline - now, sleep_ms / 1000.0))
+    finally:
+        _unwatch(core_id, watched)
+
+
 # ---- with / async with -----------------------------------------------------
 
 
@@ -177,17 +307,22 @@ class LeaseContext:
     """What :meth:`Limiter.lease` returns. ``with`` (or ``async with``)
     acquires the lease, raising :class:`LeaseDenied` when it is denied, and
     releases it on exit, an exception included; ``as`` binds the
-    :class:`tollgate.Lease`. It holds one lease at a time (entering it again
-    while held raises RuntimeError); ``lease`` is the held lease, or None;
+    :class:`tollgate.Lease`. With ``wait`` (seconds, a str or a timedelta)
+    it waits up to that long for a place (:meth:`Limiter.acquire_wait`)
+    before it raises. It holds one lease at a time (entering it again while
+    held raises RuntimeError); ``lease`` is the held lease, or None;
     ``result`` the last acquire's :class:`LeaseResult`, or None."""
 
-    __slots__ = ("_limiter", "_key", "_max_in_flight", "_ttl", "_lease", "_result", "_busy")
+    __slots__ = ("_limiter", "_key", "_max_in_flight", "_ttl", "_wait", "_lease", "_result", "_busy")
 
-    def __init__(self, limiter: _native.Limiter, key: Key, max_in_flight: int, ttl: Period) -> None:
+    def __init__(
+        self, limiter: _native.Limiter, key: Key, max_in_flight: int, ttl: Period, wait: Optional[Period] = None
+    ) -> None:
         self._limiter = limiter
         self._key = key
         self._max_in_flight = max_in_flight
         self._ttl = ttl
+        self._wait = wait
         self._lease: Optional[_native.Lease] = None
         self._result: Optional[LeaseResult] = None
         self._busy = False
@@ -201,10 +336,11 @@ class LeaseContext:
         return self._result
 
     def __repr__(self) -> str:
-        return "<tollgate.LeaseContext key=%r max_in_flight=%r ttl=%r%s>" % (
+        return "<tollgate.LeaseContext key=%r max_in_flight=%r ttl=%r%s%s>" % (
             self._key,
             self._max_in_flight,
             self._ttl,
+            "" if self._wait is None else " wait=%r" % (self._wait,),
             " held" if self._lease is not None else "",
         )
 
@@ -228,7 +364,12 @@ class LeaseContext:
     def __enter__(self) -> _native.Lease:
         self._start()
         try:
-            result = self._limiter.acquire(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+            if self._wait is None:
+                result = self._limiter.acquire(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+            else:
+                result = self._limiter.acquire_wait(
+                    self._key, max_in_flight=self._max_in_flight, ttl=self._ttl, max_wait=self._wait
+                )
         except BaseException:
             self._busy = False
             raise
@@ -254,7 +395,14 @@ class LeaseContext:
     async def __aenter__(self) -> _native.Lease:
         self._start()
         try:
-            result = await acquire_async(self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+            if self._wait is None:
+                result = await acquire_async(
+                    self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl
+                )
+            else:
+                result = await acquire_wait_async(
+                    self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl, max_wait=self._wait
+                )
         except BaseException:
             self._busy = False
             raise
@@ -278,14 +426,20 @@ class LeaseContext:
             pass
 
 
-def lease(limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseContext:
-    """lease(key, *, max_in_flight, ttl) -> LeaseContext
+def lease(
+    limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period, wait: Optional[Period] = None
+) -> LeaseContext:
+    """lease(key, *, max_in_flight, ttl, wait=None) -> LeaseContext
 
     ``with limiter.lease(key, max_in_flight=..., ttl=...) as lease:`` (or
     ``async with``) acquires a lease (:meth:`acquire`'s arguments), raises
     :class:`LeaseDenied` when it is denied, and releases it on exit, an
-    exception included."""
-    return LeaseContext(limiter, key, max_in_flight, ttl)
+    exception included. With ``wait`` (0 to 2^40 ms, as ``max_wait`` of
+    :meth:`acquire_wait`) it first waits up to that long for a place, and
+    raises :class:`LeaseDenied` only if none freed in time."""
+    if wait is not None:
+        _native._max_wait_ms(wait, "wait")  # a bad wait raises here, by its name
+    return LeaseContext(limiter, key, max_in_flight, ttl, wait)
 
 
 __all__ = ("LeaseResult", "LeaseDenied", "LeaseContext")

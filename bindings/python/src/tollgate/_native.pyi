@@ -63,8 +63,11 @@ ERROR_CODES: Dict[str, int]
 MAX_POLICIES: int
 MAX_KEYS: int
 FAILURE_MODES: Dict[str, int]
+MAX_WAIT_MS: int
 
 def strerror(code: int) -> str: ...
+def _max_wait_ms(value: Period, what: str = "max_wait") -> int: ...
+def _set_release_hook(hook: Optional[Callable[[int], None]]) -> None: ...
 
 class Policy:
     """A rate limit: at most `limit` units per `period`."""
@@ -233,6 +236,15 @@ class Limiter:
     async def check_async(
         self, key: Key, *policies: Policy, cost: int = 1
     ) -> Decision: ...
+    def check_wait(self, key: Key, *policies: Policy, max_wait: Period, cost: int = 1) -> Decision:
+        """check() that waits up to max_wait (0 to 2^40 ms) for the check to
+        be allowed, sleeping each denial's retry_after (docs/waiting.md);
+        the denial at once when retry_after is math.inf or longer than the
+        wait left. Blocks the thread (the GIL released)."""
+    async def check_wait_async(
+        self, key: Key, *policies: Policy, max_wait: Period, cost: int = 1
+    ) -> Decision:
+        """check_wait() on the event loop's timers: never blocks the loop."""
     def check_keys(self, pairs: Sequence[KeyPolicies], *, cost: int = 1) -> Decision:
         """Several (key, policies) pairs in one decision, all or nothing;
         policy_index counts the policies pair by pair."""
@@ -249,8 +261,21 @@ class Limiter:
         a truthy LeaseResult with its lease, else a falsy one (lease None)
         with retry_after."""
     async def acquire_async(self, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult: ...
-    def lease(self, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseContext:
-        """`with` / `async with`: acquire (LeaseDenied if denied), release on exit."""
+    def acquire_wait(self, key: Key, *, max_in_flight: int, ttl: Period, max_wait: Period) -> LeaseResult:
+        """acquire() that waits up to max_wait (0 to 2^40 ms) for a place:
+        tries after 10 ms, 20, 40, ... (never beyond retry_after nor the
+        wait left), and at once on a release of this limiter in this
+        process. Blocks the thread (the GIL released)."""
+    async def acquire_wait_async(
+        self, key: Key, *, max_in_flight: int, ttl: Period, max_wait: Period
+    ) -> LeaseResult:
+        """acquire_wait() on the event loop's timers: never blocks the loop;
+        a cancelled wait releases a lease it got."""
+    def lease(
+        self, key: Key, *, max_in_flight: int, ttl: Period, wait: Optional[Period] = None
+    ) -> LeaseContext:
+        """`with` / `async with`: acquire (waiting up to `wait` when given;
+        LeaseDenied if denied), release on exit."""
     def renew(self, lease: Lease, ttl: Optional[Period] = None) -> None: ...
     def release(self, lease: Lease) -> bool: ...
     def ping(self) -> float: ...
@@ -265,6 +290,8 @@ class Limiter:
     def closed(self) -> bool: ...
     @property
     def store(self) -> Literal["memory", "redis"]: ...
+    @property
+    def _core_id(self) -> int: ...
 
 def rate_limit_headers(
     decision: Decision, policy: Policy, name: str = "default"
