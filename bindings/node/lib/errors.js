@@ -33,6 +33,29 @@ const UnsupportedError = subclass('UnsupportedError');
 // was never charged, was given back already, or time refilled it. Nothing
 // was written.
 const NothingToRefundError = subclass('NothingToRefundError');
+// A lease's renew found it no longer held: it expired (its ttl passed) or
+// was released. The work it guarded is no longer counted; code
+// RL_E_NOT_FOUND, as the C library answers.
+const LeaseLostError = subclass('LeaseLostError');
+
+// limiter.withLease() was denied: the key has maxInFlight leases held. Not
+// a TollgateError (nothing failed: the limit answered), so a handler that
+// treats TollgateErrors as store trouble does not mistake a denial for one.
+// `retryAfter` is the ms until the earliest held lease ends (a release may
+// come sooner).
+class LeaseDeniedError extends Error {
+  constructor(message, details = {}) {
+    super(message);
+    this.key = details.key;
+    this.retryAfter = details.retryAfter;
+    this.inFlight = details.inFlight;
+    this.maxInFlight = details.maxInFlight;
+    this.source = details.source;
+  }
+}
+Object.defineProperty(LeaseDeniedError.prototype, 'name', {
+  value: 'LeaseDeniedError', writable: true, configurable: true,
+});
 
 // RL_E_* codes (never renumbered; tollgate.h).
 const CODES = Object.freeze({
@@ -93,6 +116,8 @@ module.exports = {
   InvalidArgumentError,
   UnsupportedError,
   NothingToRefundError,
+  LeaseLostError,
+  LeaseDeniedError,
   CODES,
   makeError,
 };

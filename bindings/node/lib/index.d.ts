@@ -7,6 +7,15 @@ export type DecisionSource = 'store' | 'deny_cache' | 'fail_open' | 'fail_closed
 export type Period = number | string;
 export type Key = string | Buffer | Uint8Array;
 
+declare global {
+  // Lease[Symbol.asyncDispose] (`await using`). TypeScript 5.2's
+  // esnext.disposable lib and @types/node 18.18 / 20.4 declare it too (the
+  // declarations merge); this keeps older setups compiling.
+  interface SymbolConstructor {
+    readonly asyncDispose: unique symbol;
+  }
+}
+
 export interface PolicyOptions {
   /** Default 'gcra'. */
   algorithm?: Algorithm;
@@ -230,6 +239,78 @@ export interface KeyState {
   resetAfter: number;
 }
 
+export interface AcquireOptions {
+  /** The most leases of the key held at once: an integer, 1 to 1,000,000. */
+  maxInFlight: number;
+  /**
+   * How long a lease lasts unless renewed or released: integer ms or text
+   * such as "30s" (1 ms to 2^40 ms). A process that dies holding a lease
+   * loses it after this.
+   */
+  ttl: Period;
+}
+
+/**
+ * Which path answered an acquire(): 'store'; 'fail_open' (acquired while the
+ * store was unavailable: the lease is not stored), 'fail_closed' (denied for
+ * that), 'local' (counted in this process).
+ */
+export type LeaseSource = DecisionSource;
+
+/** The answer to acquire() when a lease was acquired. */
+export interface LeaseAcquired {
+  readonly acquired: true;
+  readonly lease: Lease;
+  /** Leases of the key held after the call, this one included (0 if the store was unavailable). */
+  readonly inFlight: number;
+  readonly maxInFlight: number;
+  readonly retryAfter: 0;
+  readonly source: LeaseSource;
+}
+
+/** The answer to acquire() when it was denied (nothing is held). */
+export interface LeaseDenied {
+  readonly acquired: false;
+  readonly lease: null;
+  readonly inFlight: number;
+  readonly maxInFlight: number;
+  /** Milliseconds until the earliest held lease ends (>= 1); a release may come sooner. */
+  readonly retryAfter: number;
+  readonly source: LeaseSource;
+}
+
+/** acquire()'s answer: narrow it on `acquired`. */
+export type LeaseResult = LeaseAcquired | LeaseDenied;
+
+/**
+ * A held concurrency lease (from limiter.acquire()). Release it when the
+ * work it guards is done (try/finally, `await using`, or limiter.withLease()),
+ * or it ends after its ttl. Garbage collection frees the native handle but
+ * does not release the lease.
+ */
+export class Lease {
+  private constructor();
+  /** The key, as given to acquire(). */
+  readonly key: Key;
+  /** 'store', 'fail_open' (acquired while the store was unavailable: not stored) or 'local'. */
+  readonly source: LeaseSource;
+  /** The limiter that acquired it. */
+  readonly limiter: Limiter;
+  /** Milliseconds the lease lasts from its acquisition or last renewal. */
+  readonly ttl: number;
+  /** Whether a release() of it has finished (whatever it answered). */
+  readonly released: boolean;
+  /**
+   * Extends the lease: it now ends `ttl` (default: its current ttl) from now.
+   * Rejects with LeaseLostError (RL_E_NOT_FOUND) if it is no longer held.
+   */
+  renew(ttl?: Period): Promise<void>;
+  /** Ends the lease: true if it was held until now; false if it had expired or was released already (harmless). */
+  release(): Promise<boolean>;
+  /** `await using`: releases the lease unless a release() already finished. */
+  [Symbol.asyncDispose](): Promise<void>;
+}
+
 export class Limiter {
   constructor(options?: LimiterOptions);
   readonly store: 'memory' | 'redis';
@@ -283,6 +364,32 @@ export class Limiter {
    * UnsupportedError.
    */
   keys(policies: PolicyLike | readonly PolicyLike[]): AsyncIterableIterator<KeyState>;
+  /**
+   * Acquires a concurrency lease on `key` if fewer than `maxInFlight` are
+   * held; it lasts `ttl` unless renewed or released. Resolves whether
+   * acquired or denied (narrow on `acquired`). Redis: off the event loop.
+   * Bad options reject with InvalidArgumentError (RL_E_INVALID_ARG) or TypeError.
+   */
+  acquire(key: Key, options: AcquireOptions): Promise<LeaseResult>;
+  /**
+   * Extends `lease` (acquired through this limiter): it now ends `ttl`
+   * (default: its current ttl) from now. LeaseLostError (RL_E_NOT_FOUND)
+   * if it is no longer held; InvalidArgumentError (RL_E_INVALID_ARG) for
+   * another limiter's lease.
+   */
+  renew(lease: Lease, ttl?: Period): Promise<void>;
+  /**
+   * Ends `lease` (acquired through this limiter): true if it was held until
+   * now, false if it had expired or was released already (harmless).
+   * InvalidArgumentError (RL_E_INVALID_ARG) for another limiter's lease.
+   */
+  release(lease: Lease): Promise<boolean>;
+  /**
+   * Runs `fn(lease)` under a lease of `key` and releases it when `fn`
+   * settles (resolved or thrown). Denied: rejects with LeaseDeniedError and
+   * `fn` does not run.
+   */
+  withLease<T>(key: Key, options: AcquireOptions, fn: (lease: Lease) => T | PromiseLike<T>): Promise<T>;
   /** Waits for calls in progress, then releases the limiter. Idempotent. */
   close(): Promise<void>;
 }
@@ -329,12 +436,31 @@ export class InvalidArgumentError extends TollgateError {}
 export class UnsupportedError extends TollgateError {}
 /** RL_E_NOT_FOUND: a refund found no usage to give back (never charged, given back already, or refilled); nothing was written. */
 export class NothingToRefundError extends TollgateError {}
+/** RL_E_NOT_FOUND from a lease's renew: it is no longer held (it expired or was released). */
+export class LeaseLostError extends TollgateError {}
+/**
+ * limiter.withLease() was denied. Not a TollgateError: nothing failed, the
+ * limit answered.
+ */
+export class LeaseDeniedError extends Error {
+  constructor(
+    message: string,
+    details?: { key?: Key; retryAfter?: number; inFlight?: number; maxInFlight?: number; source?: LeaseSource },
+  );
+  readonly key: Key;
+  /** Milliseconds until the earliest held lease ends; a release may come sooner. */
+  readonly retryAfter: number;
+  readonly inFlight: number;
+  readonly maxInFlight: number;
+  readonly source: LeaseSource;
+}
 
 /** The TollgateError subclass for an RL_E_* code (number or name). */
 export function makeError(code: number | ErrorCode, message: string): TollgateError;
 
 declare const tollgate: {
   Limiter: typeof Limiter;
+  Lease: typeof Lease;
   Policy: typeof Policy;
   policy: typeof policy;
   parsePeriod: typeof parsePeriod;
@@ -352,5 +478,7 @@ declare const tollgate: {
   InvalidArgumentError: typeof InvalidArgumentError;
   UnsupportedError: typeof UnsupportedError;
   NothingToRefundError: typeof NothingToRefundError;
+  LeaseLostError: typeof LeaseLostError;
+  LeaseDeniedError: typeof LeaseDeniedError;
 };
 export default tollgate;

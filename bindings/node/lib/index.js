@@ -11,6 +11,8 @@ const {
   TollgateError,
   InvalidArgumentError,
   UnsupportedError,
+  LeaseLostError,
+  LeaseDeniedError,
   makeError,
 } = errors;
 
@@ -613,6 +615,142 @@ function refundCost(options) {
   return -amount;
 }
 
+// ---- Leases ------------------------------------------------------------------
+
+const MAX_IN_FLIGHT = native.maxInFlight; // RL_MAX_IN_FLIGHT
+const MAX_LEASE_TTL = native.maxLeaseTtl; // RL_MAX_LEASE_TTL_MS (2^40)
+
+// acquire()'s options -> [maxInFlight, ttl ms].
+function leaseOptions(options) {
+  if (options === null || typeof options !== 'object')
+    throw typeError('lease options', "an object such as { maxInFlight: 10, ttl: '30s' }", options);
+  const max = options.maxInFlight;
+  if (typeof max !== 'number') throw typeError('maxInFlight', 'an integer (number)', max);
+  if (!Number.isInteger(max)) throw new TypeError(`maxInFlight must be an integer, received ${max}`);
+  if (max < 1 || max > MAX_IN_FLIGHT)
+    throw new InvalidArgumentError(`maxInFlight: must be 1 to ${MAX_IN_FLIGHT} (got ${max})`, 'RL_E_INVALID_ARG');
+  if (options.ttl === undefined)
+    throw new TypeError(
+      "ttl is required: how long a lease lasts unless renewed or released (integer ms or a string such as '30s')");
+  return [max, leaseTtlMs(options.ttl)];
+}
+
+// A lease's ttl: a period, 1 ms to 2^40 ms. Every bad ttl is
+// RL_E_INVALID_ARG, as the library's own check says.
+function leaseTtlMs(v) {
+  let ms;
+  if (typeof v === 'number') {
+    if (!Number.isInteger(v))
+      throw new InvalidArgumentError(`ttl: ${v} is not a whole number of milliseconds`, 'RL_E_INVALID_ARG');
+    ms = v;
+  } else if (typeof v === 'string') {
+    ms = durationText(v, 'ttl', 'RL_E_INVALID_ARG');
+  } else {
+    throw typeError('ttl', 'integer milliseconds (number) or a string such as "30s" or "5m"', v);
+  }
+  if (ms < 1 || ms > MAX_LEASE_TTL)
+    throw new InvalidArgumentError(`ttl: must be 1 ms to 2^40 ms (got ${ms} ms)`, 'RL_E_INVALID_ARG');
+  return ms;
+}
+
+const kLeaseToken = Symbol('tollgate.lease');
+// Lease internals for the Limiter (set in Lease's static block).
+let leaseNative;
+let leaseRenewed;
+let leaseReleased;
+
+/**
+ * A held concurrency lease (limiter.acquire()): release it when the work it
+ * guards is done, or it ends after its ttl. `await using` releases it at the
+ * end of the block; so does `limiter.withLease()`. The native handle is freed
+ * when the object is garbage collected (which does not release the lease).
+ */
+class Lease {
+  #limiter;
+  #native;
+  #ttl;
+  #released = false;
+
+  constructor(token, limiter, nativeLease, key, ttl, source) {
+    if (token !== kLeaseToken) throw new TypeError('Lease: leases come from limiter.acquire()');
+    this.#limiter = limiter;
+    this.#native = nativeLease;
+    this.#ttl = ttl;
+    /** The key, as given to acquire(). */
+    this.key = key;
+    /** 'store', 'fail_open' (acquired while the store was unavailable: not stored) or 'local'. */
+    this.source = source;
+    Object.freeze(this);
+  }
+
+  /** The limiter that acquired it. */
+  get limiter() {
+    return this.#limiter;
+  }
+
+  /** Milliseconds the lease lasts from its acquisition or last renewal. */
+  get ttl() {
+    return this.#ttl;
+  }
+
+  /** Whether a release() of this lease has finished (whatever it answered). */
+  get released() {
+    return this.#released;
+  }
+
+  /**
+   * Extends the lease: it now ends `ttl` (default: its current ttl) from now.
+   * Rejects with LeaseLostError (RL_E_NOT_FOUND) if it is no longer held.
+   */
+  renew(ttl) {
+    return this.#limiter.renew(this, ttl);
+  }
+
+  /** Ends the lease; resolves to whether it was held until now (false: late or repeated, harmless). */
+  release() {
+    return this.#limiter.release(this);
+  }
+
+  get [Symbol.toStringTag]() {
+    return 'Lease';
+  }
+
+  static {
+    leaseNative = (lease) => lease.#native;
+    leaseRenewed = (lease, ttl) => {
+      lease.#ttl = ttl;
+    };
+    leaseReleased = (lease) => {
+      lease.#released = true;
+    };
+  }
+}
+
+// `await using` (and AsyncDisposableStack): releases the lease unless a
+// release() already finished. Defined where the runtime has the symbol.
+if (typeof Symbol.asyncDispose === 'symbol') {
+  Object.defineProperty(Lease.prototype, Symbol.asyncDispose, {
+    value: async function asyncDispose() {
+      if (!this.released) await this.release();
+    },
+    writable: true,
+    configurable: true,
+  });
+}
+
+function isLease(v) {
+  return v instanceof Lease;
+}
+
+// A lease shown to a limiter that did not acquire it (the C library refuses
+// it too: RL_E_INVALID_ARG). It stays held.
+function foreignLeaseError(what) {
+  return new InvalidArgumentError(
+    `${what}: the lease was acquired through another limiter; use lease.${what}() or that limiter's ${what}() ` +
+      '(the lease is still held)',
+    'RL_E_INVALID_ARG');
+}
+
 // ---- Limiter -----------------------------------------------------------------
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
@@ -833,6 +971,113 @@ class Limiter {
     }
   }
 
+  /**
+   * Acquires a concurrency lease on `key` if fewer than `maxInFlight` are
+   * held (1 to 1,000,000); it lasts `ttl` (integer ms or a period such as
+   * '30s'; 1 ms to 2^40 ms) unless renewed or released. Resolves either way:
+   * { acquired: true, lease, ... } or { acquired: false, lease: null,
+   * retryAfter, ... }. Redis: off the event loop (the libuv threadpool).
+   */
+  acquire(key, options) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      const [maxInFlight, ttl] = leaseOptions(options);
+      return this.#native.leaseAcquire(key, maxInFlight, ttl).then((r) => {
+        const source = SOURCES[r.source] || 'unknown';
+        const lease = r.lease === null ? null : new Lease(kLeaseToken, this, r.lease, key, ttl, source);
+        return {
+          acquired: lease !== null,
+          lease,
+          inFlight: r.inFlight,
+          maxInFlight: r.maxInFlight,
+          retryAfter: r.retryAfter < 0 ? Infinity : r.retryAfter,
+          source,
+        };
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Extends `lease` (acquired through this limiter): it now ends `ttl`
+   * (default: its current ttl) from now. Rejects with LeaseLostError
+   * (RL_E_NOT_FOUND) if it is no longer held (expired or released), and
+   * with InvalidArgumentError (RL_E_INVALID_ARG) for another limiter's.
+   */
+  renew(lease, ttl) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isLease(lease)) throw typeError('lease', 'a Lease (from limiter.acquire())', lease);
+      if (lease.limiter !== this) throw foreignLeaseError('renew');
+      const ms = ttl === undefined ? lease.ttl : leaseTtlMs(ttl);
+      return this.#native.leaseRenew(leaseNative(lease), ms).then(
+        () => {
+          leaseRenewed(lease, ms);
+        },
+        (e) => {
+          if (e instanceof TollgateError && e.code === 'RL_E_NOT_FOUND')
+            throw new LeaseLostError(
+              'renew: the lease is no longer held (it expired or was released); the work it guards is no longer counted',
+              'RL_E_NOT_FOUND');
+          throw e;
+        });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Ends `lease` (acquired through this limiter). Resolves to true if it was
+   * held until now, false if it had expired or been released already (a late
+   * or repeated release is harmless). Another limiter's lease rejects with
+   * InvalidArgumentError (RL_E_INVALID_ARG).
+   */
+  release(lease) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isLease(lease)) throw typeError('lease', 'a Lease (from limiter.acquire())', lease);
+      if (lease.limiter !== this) throw foreignLeaseError('release');
+      return this.#native.leaseRelease(leaseNative(lease)).then((wasHeld) => {
+        leaseReleased(lease);
+        return wasHeld;
+      });
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * Runs `fn(lease)` under a lease of `key` (options as acquire()'s) and
+   * releases it when `fn` settles, whether it resolved or threw. Resolves
+   * to what `fn` resolved to. Denied: rejects with LeaseDeniedError
+   * (carrying retryAfter) and `fn` does not run. If `fn` throws, its error
+   * is the rejection (a failed release then goes unreported: the lease ends
+   * after its ttl); if only the release fails, its error is.
+   */
+  async withLease(key, options, fn) {
+    if (typeof fn !== 'function') throw typeError('fn', 'a function (lease) => ...', fn);
+    const r = await this.acquire(key, options);
+    if (!r.acquired) {
+      const wait = r.retryAfter === Infinity ? 'never' : `in ${r.retryAfter} ms`;
+      const held = r.source === 'fail_closed' ? 'the store is unavailable (fail closed)' :
+        `${r.inFlight} of ${r.maxInFlight} leases are held`;
+      throw new LeaseDeniedError(
+        `withLease: denied, ${held}; retry ${wait}`,
+        { key, retryAfter: r.retryAfter, inFlight: r.inFlight, maxInFlight: r.maxInFlight, source: r.source });
+    }
+    let result;
+    try {
+      result = await fn(r.lease);
+    } catch (e) {
+      await r.lease.release().catch(() => {});
+      throw e;
+    }
+    await r.lease.release();
+    return result;
+  }
+
   /** Waits for calls in progress, then releases the limiter. Idempotent. */
   close() {
     if (this.#closing === null) {
@@ -884,6 +1129,7 @@ function rateLimitHeaders(decision, policyOrPolicies, name = 'default') {
 
 module.exports = {
   Limiter,
+  Lease,
   Policy,
   policy,
   rateLimitHeaders,

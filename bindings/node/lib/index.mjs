@@ -3,6 +3,7 @@ import tollgate from './index.js';
 
 export const {
   Limiter,
+  Lease,
   Policy,
   policy,
   rateLimitHeaders,
@@ -18,6 +19,8 @@ export const {
   InvalidArgumentError,
   UnsupportedError,
   NothingToRefundError,
+  LeaseLostError,
+  LeaseDeniedError,
   CODES,
   makeError,
 } = tollgate;

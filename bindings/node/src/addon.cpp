@@ -18,10 +18,14 @@
 //   - checkKeys (several keys in one decision) goes through
 //     rl_check_keys_async the same way, on every store (the memory store
 //     answers inline, before the call returns).
-//   - reset, block, unblock, ping, keys-next and rl_destroy block, so they
-//     run as Napi::AsyncWorkers (the memory store's reset, block and unblock
+//   - reset, block, unblock, ping, keys-next, the lease calls and
+//     rl_destroy block, so they run as Napi::AsyncWorkers on the libuv
+//     threadpool (the memory store's reset, block, unblock and lease calls
 //     do no I/O and run inline); close() waits for the ones in progress (ABI
 //     rule: rl_destroy never runs concurrently with another call).
+//   - A lease handle (rl_lease) is owned by a NativeLease object and by the
+//     renew or release in progress on it, and freed with the last of them
+//     (rl_lease_free runs before or after rl_destroy: both are allowed).
 //
 // Context-aware: all state hangs off the instance data (worker_threads each
 // load their own instance); no static JS handles.
@@ -96,6 +100,7 @@ struct Addon {
   std::map<PolicyKey, int32_t> policy_ids;
   Napi::FunctionReference limiter_ctor;
   Napi::FunctionReference keys_ctor;
+  Napi::FunctionReference lease_ctor;
   // Open limiters by handle: the hot path passes a small integer instead of
   // unwrapping an object (napi_unwrap is a private-property lookup).
   std::vector<LimiterState *> handles;
@@ -787,6 +792,71 @@ int32_t opt_int(Napi::Env env, const Napi::Object &o, const char *name) {
   return static_cast<int32_t>(int64_arg(env, v, name));
 }
 
+// ---- Leases ----------------------------------------------------------------
+
+// One rl_lease handle, freed with its last owner: the NativeLease object (its
+// finalizer, when JS drops the Lease) or a renew or release in progress on
+// it. It does not end a held lease (rl_lease_free never does): release()
+// does, or the lease's ttl.
+struct LeaseBox {
+  rl_lease *lease = nullptr;
+  LeaseBox() = default;
+  LeaseBox(const LeaseBox &) = delete;
+  LeaseBox &operator=(const LeaseBox &) = delete;
+  ~LeaseBox() { rl_lease_free(lease); }
+};
+
+// The native side of lib/index.js's Lease: no methods, only the handle (the
+// limiter's leaseRenew and leaseRelease take it).
+class NativeLease : public Napi::ObjectWrap<NativeLease> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "NativeLease", {});
+  }
+  explicit NativeLease(const Napi::CallbackInfo &info)
+      : Napi::ObjectWrap<NativeLease>(info) {}
+
+  std::shared_ptr<LeaseBox> box;
+};
+
+// A NativeLease argument's handle (a TypeError for anything else).
+std::shared_ptr<LeaseBox> lease_arg(Napi::Env env, const Napi::Value &v) {
+  Addon &a = addon(env);
+  if (!v.IsObject() || a.lease_ctor.IsEmpty() ||
+      !v.As<Napi::Object>().InstanceOf(a.lease_ctor.Value()))
+    throw_type(env, "lease must be a Lease (from limiter.acquire())");
+  NativeLease *l = NativeLease::Unwrap(v.As<Napi::Object>());
+  if (l == nullptr || !l->box || l->box->lease == nullptr)
+    throw_type(env, "lease must be a Lease (from limiter.acquire())");
+  return l->box;
+}
+
+// What rl_lease_acquire answers: its info and, when acquired, the handle.
+struct LeaseAcquired {
+  rl_lease_info info = RL_LEASE_INFO_INIT;
+  std::shared_ptr<LeaseBox> box = std::make_shared<LeaseBox>();
+};
+
+// { acquired, inFlight, maxInFlight, retryAfter, source, lease }: lease is a
+// NativeLease when acquired, else null (lib/index.js shapes the result).
+Napi::Value lease_result(Napi::Env env, LeaseAcquired &r) {
+  Napi::Object o = Napi::Object::New(env);
+  const bool acquired = r.info.acquired != 0 && r.box->lease != nullptr;
+  o.Set("acquired", acquired);
+  o.Set("inFlight", static_cast<double>(r.info.in_flight));
+  o.Set("maxInFlight", static_cast<double>(r.info.max_in_flight));
+  o.Set("retryAfter", static_cast<double>(r.info.retry_after_ms));
+  o.Set("source", r.info.source);
+  if (!acquired) {
+    o.Set("lease", env.Null());
+    return o;  // a denial holds no handle (r.box frees one if it did)
+  }
+  Napi::Object lease = addon(env).lease_ctor.New({});
+  NativeLease::Unwrap(lease)->box = std::move(r.box);
+  o.Set("lease", lease);
+  return o;
+}
+
 // ---- The Limiter class -----------------------------------------------------
 
 class Limiter : public Napi::ObjectWrap<Limiter> {
@@ -802,6 +872,9 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
          InstanceMethod<&Limiter::Ping>("ping"),
          InstanceMethod<&Limiter::Health>("health"),
          InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
+         InstanceMethod<&Limiter::LeaseAcquire>("leaseAcquire"),
+         InstanceMethod<&Limiter::LeaseRenew>("leaseRenew"),
+         InstanceMethod<&Limiter::LeaseRelease>("leaseRelease"),
          InstanceMethod<&Limiter::Close>("close"),
          InstanceAccessor<&Limiter::StoreKind>("storeKind"),
          InstanceAccessor<&Limiter::Handle>("handle")});
@@ -1268,6 +1341,89 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
 
   Napi::Value KeysOpen(const Napi::CallbackInfo &info);
 
+  // leaseAcquire(key, maxInFlight, ttlMs) -> Promise<{ acquired, inFlight,
+  // maxInFlight, retryAfter, source, lease }> (lease_result). Redis: on the
+  // threadpool (rl_lease_acquire waits for the server); memory: inline, as
+  // block(). The library checks the ranges (RL_E_INVALID_ARG).
+  Napi::Value LeaseAcquire(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (st_->store_kind != RL_STORE_MEMORY) pin_clock(*st_, env);
+    KeyArg key(env, info[0]);
+    const int64_t max_in_flight = int64_arg(env, info[1], "maxInFlight");
+    const int64_t ttl_ms = int64_arg(env, info[2], "ttl");
+    auto r = std::make_shared<LeaseAcquired>();
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      const int rc =
+          rl_lease_acquire(st_->lim, key.data(), key.size(), max_in_flight,
+                           ttl_ms, &r->box->lease, &r->info);
+      const std::string err = rc == RL_OK ? std::string() : last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      if (rc != RL_OK) return rejected(env, make_error(env, rc, err));
+      return resolved(env, lease_result(env, *r));
+    }
+    std::string k(key.data(), key.size());
+    auto *w = new CallWorker(
+        env, st_, "tollgate:lease",
+        [k, max_in_flight, ttl_ms, r](LimiterState &st) {
+          return rl_lease_acquire(st.lim, k.data(), k.size(), max_in_flight,
+                                  ttl_ms, &r->box->lease, &r->info);
+        },
+        [r](Napi::Env e) -> Napi::Value { return lease_result(e, *r); });
+    return w->Start();
+  }
+
+  // leaseRenew(nativeLease, ttlMs) -> Promise<void>: RL_E_NOT_FOUND when
+  // the lease is no longer held, RL_E_INVALID_ARG for another limiter's.
+  Napi::Value LeaseRenew(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (st_->store_kind != RL_STORE_MEMORY) pin_clock(*st_, env);
+    std::shared_ptr<LeaseBox> box = lease_arg(env, info[0]);
+    const int64_t ttl_ms = int64_arg(env, info[1], "ttl");
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      const int rc = rl_lease_renew(st_->lim, box->lease, ttl_ms);
+      const std::string err = rc == RL_OK ? std::string() : last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      if (rc != RL_OK) return rejected(env, make_error(env, rc, err));
+      return resolved(env, env.Undefined());
+    }
+    auto *w = new CallWorker(
+        env, st_, "tollgate:lease",
+        [box, ttl_ms](LimiterState &st) {
+          return rl_lease_renew(st.lim, box->lease, ttl_ms);
+        },
+        [](Napi::Env e) -> Napi::Value { return e.Undefined(); });
+    return w->Start();
+  }
+
+  // leaseRelease(nativeLease) -> Promise<boolean>: whether the lease was
+  // held until now (false: it had expired, or was released already).
+  Napi::Value LeaseRelease(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (st_->store_kind != RL_STORE_MEMORY) pin_clock(*st_, env);
+    std::shared_ptr<LeaseBox> box = lease_arg(env, info[0]);
+    if (st_->store_kind == RL_STORE_MEMORY) {
+      int was_held = 0;
+      const int rc = rl_lease_release(st_->lim, box->lease, &was_held);
+      const std::string err = rc == RL_OK ? std::string() : last_error_text(rc);
+      rethrow_clock_error(*st_, env);
+      if (rc != RL_OK) return rejected(env, make_error(env, rc, err));
+      return resolved(env, Napi::Boolean::New(env, was_held != 0));
+    }
+    auto was_held = std::make_shared<int>(0);
+    auto *w = new CallWorker(
+        env, st_, "tollgate:lease",
+        [box, was_held](LimiterState &st) {
+          return rl_lease_release(st.lim, box->lease, was_held.get());
+        },
+        [was_held](Napi::Env e) -> Napi::Value {
+          return Napi::Boolean::New(e, *was_held != 0);
+        });
+    return w->Start();
+  }
+
   // close() -> Promise<void>; idempotent.
   Napi::Value Close(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
@@ -1557,6 +1713,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   a->limiter_ctor = Napi::Persistent(limiter);
   Napi::Function keys = Keys::Define(env);
   a->keys_ctor = Napi::Persistent(keys);
+  a->lease_ctor = Napi::Persistent(NativeLease::Define(env));
 
   exports.Set("NativeLimiter", limiter);
   exports.Set("setup", Napi::Function::New<Setup>(env, "setup"));
@@ -1589,6 +1746,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     codes.Set(rl_error_name(c), c);
   exports.Set("maxPolicies", RL_MAX_POLICIES);
   exports.Set("maxKeys", RL_MAX_KEYS);
+  exports.Set("maxInFlight", Napi::Number::New(env, RL_MAX_IN_FLIGHT));
+  exports.Set("maxLeaseTtl",
+              Napi::Number::New(env, static_cast<double>(RL_MAX_LEASE_TTL_MS)));
   exports.Set("codes", codes);
   Napi::Object fm = Napi::Object::New(env);
   fm.Set("open", RL_FAIL_OPEN);
