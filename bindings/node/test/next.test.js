@@ -2,7 +2,8 @@
 // examples/node/next-app end to end: `npm pack` this package, install the
 // tarball into a temporary copy of the example, `next build`, `next start` on
 // a free loopback port, call the routes until they answer 429, check the
-// headers, stop the server by its PID.
+// headers, run concurrent exports (a lease: at most 2 per organization), then
+// the same with two instances on one redis-server; stop the servers by PID.
 //
 // Next.js and React come from npm at test time. The tarball is installed
 // with --ignore-scripts and the addon this checkout already built
@@ -11,7 +12,7 @@
 // from the tarball instead (several minutes). Skips without npm access or
 // without a built addon. About a minute with a warm npm cache.
 
-const { freePort, RedisServer, REDIS_SERVER } = require('./redis-server');
+const { freePort, RedisServer, REDIS_SERVER, redisCommand } = require('./redis-server');
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
@@ -56,6 +57,56 @@ async function waitFor(url, proc, ms) {
     await new Promise((r) => setTimeout(r, 200));
   }
   throw new Error(`${url} did not answer: ${last}`);
+}
+
+// `next start` of the built app in `app` on a free loopback port, in a
+// process group of its own (stopped by stopNext, by its PID); its output
+// goes to onLog. Resolves once /api/hello answers.
+async function startNext(app, env, onLog) {
+  const nextBin = path.join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
+  const port = await freePort();
+  const proc = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
+    cwd: app,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  proc.stdout.on('data', (d) => onLog(d));
+  proc.stderr.on('data', (d) => onLog(d));
+  const base = `http://127.0.0.1:${port}`;
+  await waitFor(`${base}/api/hello`, proc, 60_000);
+  return { proc, base };
+}
+
+async function stopNext(proc) {
+  if (!proc || proc.exitCode !== null || proc.signalCode !== null) return;
+  const exited = new Promise((r) => proc.once('exit', r));
+  try {
+    process.kill(-proc.pid, 'SIGTERM');
+  } catch {}
+  const timer = setTimeout(() => {
+    try {
+      process.kill(-proc.pid, 'SIGKILL');
+    } catch {}
+  }, 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+// POST /api/export for `org` on the server at `base`: its status,
+// Retry-After, JSON body and when it answered.
+async function exportFor(base, org) {
+  const r = await fetch(`${base}/api/export`, { method: 'POST', headers: { 'X-Org-Id': org } });
+  return { status: r.status, retryAfter: r.headers.get('retry-after'), body: await r.json(), at: performance.now() };
+}
+
+// A denied export: 429, Retry-After in whole seconds up to the lease's ttl
+// (2 min), repeated in the JSON body.
+function assertExportDenied(r) {
+  assert.equal(r.status, 429, JSON.stringify(r));
+  const retry = Number(r.retryAfter);
+  assert.ok(Number.isInteger(retry) && retry >= 1 && retry <= 120, `Retry-After ${r.retryAfter}`);
+  assert.deepEqual(r.body, { detail: 'Too many exports running for this organization', retry_after: retry });
 }
 
 test('limit() and withRateLimit() on Web Requests (no Next.js needed)', { timeout: 60_000 }, async () => {
@@ -361,11 +412,14 @@ test('tollgate/next refuses the Edge runtime with a clear message', { timeout: 6
   assert.match(r.stderr, /runtime = 'nodejs'/);
 });
 
-test('Next.js App Router example: headers, then 429', { timeout: 240_000 }, async (t) => {
+test('Next.js App Router example: headers, then 429; concurrent exports under a lease (memory, then two instances on Redis)', { timeout: 240_000 }, async (t) => {
   if (!COMPILE && !fs.existsSync(ADDON)) return t.skip(`no built addon at ${ADDON} (npm install in bindings/node first)`);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tollgate-next-'));
   const app = path.join(tmp, 'app');
   let server = null;
+  let base = null;
+  const others = []; // the Redis instances, below
+  let redis = null;
   let log = '';
   try {
     copyExample(app);
@@ -392,17 +446,8 @@ test('Next.js App Router example: headers, then 429', { timeout: 240_000 }, asyn
     const nextBin = path.join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
     run(process.execPath, [nextBin, 'build'], { cwd: app, env, timeout: 180_000 });
 
-    const port = await freePort();
-    server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
-      cwd: app,
-      env,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      detached: true, // its own process group, stopped below by our PID
-    });
-    server.stdout.on('data', (d) => (log += d));
-    server.stderr.on('data', (d) => (log += d));
-    const base = `http://127.0.0.1:${port}`;
-    await waitFor(`${base}/api/hello`, server, 60_000);
+    const onLog = (d) => (log += d);
+    ({ proc: server, base } = await startNext(app, env, onLog));
 
     // withRateLimit, plans by X-Org-Id: initech is on FREE (100 per hour).
     // The server's clock runs on: 100 pass at once, then GCRA gives one
@@ -465,20 +510,60 @@ test('Next.js App Router example: headers, then 429', { timeout: 240_000 }, asyn
     assert.ok(searchAdmitted >= 10 && searchAdmitted <= 10 + searchReturned, `${searchAdmitted} searches admitted`);
     const searchRetry = Number(last.headers.get('retry-after'));
     assert.ok(searchRetry >= 1 && searchRetry <= 6, `Retry-After ${searchRetry}`);
-  } finally {
-    if (server && server.exitCode === null) {
-      const exited = new Promise((r) => server.once('exit', r));
-      try {
-        process.kill(-server.pid, 'SIGTERM');
-      } catch {}
-      const timer = setTimeout(() => {
-        try {
-          process.kill(-server.pid, 'SIGKILL');
-        } catch {}
-      }, 5000);
-      await exited;
-      clearTimeout(timer);
+
+    // POST /api/export: a lease, at most 2 exports running at once per
+    // organization. Each export takes EXPORT_MS (3 s): of three started
+    // together for acme, two run and the third is refused at once; globex,
+    // started while acme's two run, is not affected; once acme's finish
+    // (released in finally), acme may export again.
+    const acme = [exportFor(base, 'acme'), exportFor(base, 'acme'), exportFor(base, 'acme')];
+    const refused = await Promise.race(acme);
+    assertExportDenied(refused);
+    const globexSent = performance.now();
+    const globex = exportFor(base, 'globex');
+    const acmeDone = await Promise.all(acme);
+    assert.deepEqual(acmeDone.map((r) => r.status).sort(), [200, 200, 429], log);
+    const ran = acmeDone.filter((r) => r.status === 200);
+    for (const r of ran) {
+      assert.equal(r.body.org, 'org:acme');
+      assert.match(r.body.report, /^\/reports\/org%3Aacme\/\d+\.csv$/);
+      assert.equal(r.body.maxInFlight, 2);
+      assert.ok(r.at > globexSent, 'acme\'s exports ended before globex\'s started: not concurrent');
     }
+    assert.deepEqual(ran.map((r) => r.body.inFlight).sort(), [1, 2]);
+    const other = await globex;
+    assert.equal(other.status, 200, JSON.stringify(other));
+    assert.equal(other.body.inFlight, 1);
+    const again = await exportFor(base, 'acme');
+    assert.equal(again.status, 200, 'acme\'s leases were not released');
+    assert.equal(again.body.inFlight, 1);
+
+    // Two instances on one Redis (TOLLGATE_URL): the 2 are shared, whichever
+    // instance runs an export.
+    if (REDIS_SERVER) {
+      redis = await RedisServer.start();
+      const redisEnv = { ...env, TOLLGATE_URL: redis.url };
+      for (let i = 0; i < 2; i++) others.push(await startNext(app, redisEnv, onLog));
+      const [a, b] = others.map((o) => o.base);
+      const spread = [exportFor(a, 'acme'), exportFor(b, 'acme'), exportFor(a, 'acme'), exportFor(b, 'acme')];
+      const denied = await Promise.race(spread);
+      assertExportDenied(denied);
+      // The two running exports' leases, in Redis (docs/leases.md, "How it is stored").
+      const leaseSet = 'tollgate:v2:{export|org:acme}:!l';
+      assert.equal(await redisCommand(redis.port, 'ZCARD', leaseSet), 2);
+      const moreSent = performance.now();
+      const globexOnB = exportFor(b, 'globex');
+      const all = await Promise.all(spread);
+      assert.deepEqual(all.map((r) => r.status).sort(), [200, 200, 429, 429], log);
+      for (const r of all.filter((x) => x.status === 429)) assertExportDenied(r);
+      for (const r of all.filter((x) => x.status === 200)) assert.ok(r.at > moreSent);
+      assert.equal((await globexOnB).status, 200);
+      assert.equal(await redisCommand(redis.port, 'EXISTS', leaseSet), 0, 'released leases were left behind');
+    }
+  } finally {
+    await stopNext(server);
+    for (const o of others) await stopNext(o.proc);
+    if (redis) await redis.stop();
     fs.rmSync(tmp, { recursive: true, force: true });
   }
 });
