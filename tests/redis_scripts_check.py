@@ -259,9 +259,9 @@ def derive(policy):
 
 
 def policy_values(p):
-    """A policy's eight script arguments (docs/redis.md)."""
+    """A policy's nine script arguments (docs/redis.md)."""
     return [p["alg_id"], p["limit"], p["period_ms"], p["capacity"], p["interval"],
-            p["block_us"], p["strikes"], p["strike_us"]]
+            p["block_us"], p["strikes"], p["strike_us"], 1 if p.get("shadow") else 0]
 
 
 def redis_key(prefix, user_key, p, index=0):

@@ -115,7 +115,7 @@ TEST_CASE("bad input returns the right code and message", "[capi]") {
     o.version = 99;
     CHECK(rl_create(&l, &o) == RL_E_VERSION);
     rl_decision bad = RL_DECISION_INIT;
-    bad.version = 2;
+    bad.version = RL_DECISION_VERSION + 1;
     CHECK(rl_check(lim.p, &bad, "k", 1, &ok, 1, 1) == RL_E_VERSION);
     rl_policy_spec pv = ok;
     pv.version = 0;

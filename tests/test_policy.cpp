@@ -26,7 +26,9 @@ TEST_CASE("policy validation", "[policy]") {
   CHECK(make_policy(-1, 10, 1000, 0, 0, p) == Errc::policy);
   CHECK(make_policy(0, 10, 1000, -1, 0, p) == Errc::policy);
   CHECK(make_policy(2, 10, 1000, 5, 0, p) == Errc::policy);  // burst on window
-  CHECK(make_policy(0, 10, 1000, 0, 1, p) == Errc::policy);  // flags
+  CHECK(make_policy(0, 10, 1000, 0, 2, p) == Errc::policy);  // unknown flag
+  CHECK(make_policy(0, 10, 1000, 0, 1, p) == Errc::ok);      // shadow
+  CHECK(p.shadow);
 
   CHECK(make_policy(0, (int64_t{1} << 40) + 1, 1000, 0, 0, p) ==
         Errc::overflow);

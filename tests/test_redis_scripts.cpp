@@ -34,11 +34,11 @@ long long dbsize(const RedisServer &server) {
 }
 
 // GCRA 10 per minute: algorithm, limit, period_ms, capacity, interval_us,
-// and no block (block_us, strikes, strike_us).
-const std::vector<std::string> kGcra = {"0",       "10", "60000", "10",
-                                        "6000000", "0",  "0",     "0"};
-// Fixed window 5 per minute, no block.
-const std::vector<std::string> kFixed = {"2", "5", "60000", "5",
+// no block (block_us, strikes, strike_us), enforced (shadow 0).
+const std::vector<std::string> kGcra = {"0", "10", "60000", "10", "6000000",
+                                        "0", "0",  "0",     "0"};
+// Fixed window 5 per minute, no block, enforced.
+const std::vector<std::string> kFixed = {"2", "5", "60000", "5", "0",
                                          "0", "0", "0",     "0"};
 
 std::vector<std::string> cat(std::vector<std::string> a,
@@ -115,7 +115,7 @@ TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
       {"unknown algorithm",
        {"a", "b"},
        cat(cat({"1", "0"}, kGcra),
-           {"7", "5", "60000", "5", "0", "0", "0", "0"})},
+           {"7", "5", "60000", "5", "0", "0", "0", "0", "0"})},
   };
   for (const Bad &b : bad) {
     INFO(b.what);

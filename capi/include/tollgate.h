@@ -163,7 +163,12 @@ typedef struct rl_policy_spec {
    * capacity). 0 means "same as limit", so "100 per hour" lets 100 through
    * at once. Must be 0 for the window algorithms. */
   int64_t burst;
-  uint32_t flags; /* reserved for future behaviour bits; must be 0 */
+  /* 0, or RL_POLICY_SHADOW: shadow mode (docs/algorithms.md, "Shadow
+   * mode"): the policy is evaluated and its state kept as if enforced, but
+   * its denial does not deny the check (rl_decision.shadow says so). The
+   * flag is not part of the state's identity: turning it off keeps usage.
+   * Text: "100/h shadow". Other bits are RL_E_POLICY. */
+  uint32_t flags;
   /* Version 2. The policy's identity under a key (docs/algorithms.md,
    * "Identity"): NULL or "" for none (the policy is then known by its
    * position in a check's list), else 1 to RL_MAX_NAME_LEN bytes of
@@ -185,6 +190,7 @@ typedef struct rl_policy_spec {
 #define RL_POLICY_SPEC_INIT \
   { RL_POLICY_SPEC_VERSION, RL_ALG_GCRA, 0, 0, 0, 0, NULL, 0, 0, 0, 0 }
 #define RL_MAX_NAME_LEN 32
+#define RL_POLICY_SHADOW 1u
 
 /* A validated policy: immutable and reference-counted. Checks take arrays
  * of handle pointers. A handle may be used by any number of threads at once
@@ -245,7 +251,7 @@ RL_API int rl_policy_get(const rl_policy *policy, rl_policy_spec *out);
  * cost exceeds the policy's capacity). */
 #define RL_RETRY_NEVER (-1)
 
-#define RL_DECISION_VERSION 1
+#define RL_DECISION_VERSION 2
 typedef struct rl_decision {
   uint32_t version;  /* set by the caller: RL_DECISION_VERSION */
   int32_t allowed;   /* 1 allowed (and charged), 0 denied (nothing charged) */
@@ -256,9 +262,15 @@ typedef struct rl_decision {
                              can pass, or RL_RETRY_NEVER */
   int32_t source;         /* RL_SOURCE_* */
   uint32_t policy_index;  /* index of the policy this decision reports */
+  /* Version 2. 1: allowed only because what denied it is in shadow mode
+   * (a policy with RL_POLICY_SHADOW, or a limiter with options.shadow):
+   * limit, remaining, reset_after_ms, retry_after_ms and policy_index
+   * describe the denial that was not enforced. 0 otherwise. */
+  int32_t shadow;
+  uint32_t reserved; /* 0 */
 } rl_decision;
 #define RL_DECISION_INIT \
-  { RL_DECISION_VERSION, 0, 0, 0, 0, 0, 0, 0 }
+  { RL_DECISION_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0 }
 
 /* ---- Limiter
  * ------------------------------------------------------------------ */
@@ -282,7 +294,7 @@ typedef int64_t (*rl_clock_fn)(void *user_data);
 #define RL_FAIL_LOCAL 3   /* an in-process limiter with limit / local_divisor */
 #define RL_FAIL_ERROR 4   /* return the error code (RL_E_CONNECT, ...) */
 
-#define RL_OPTIONS_VERSION 3
+#define RL_OPTIONS_VERSION 4
 typedef struct rl_options {
   uint32_t version; /* RL_OPTIONS_VERSION */
   /* NULL, "" or "memory://": the in-process memory store. */
@@ -333,11 +345,18 @@ typedef struct rl_options {
    * 0 default (200), 1 .. 1000 up to that, -1 never. The thread that calls
    * rl_check_async never waits. */
   int32_t spin_us;
+
+  /* ---- version 4. 1: the whole limiter is in shadow mode (docs/
+   * algorithms.md, "Shadow mode"): every check is evaluated and charged as
+   * if enforced, and every denial (a policy's, a block's, the deny cache's,
+   * fail closed's) is answered allowed with rl_decision.shadow = 1. 0
+   * default (enforce). */
+  int32_t shadow;
 } rl_options;
 #define RL_OPTIONS_INIT                                                       \
   {                                                                           \
     RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, \
-        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0                     \
+        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0                  \
   }
 
 /* Set one field of `opts` by its name (the field's name in rl_options, e.g.
@@ -557,7 +576,7 @@ RL_API int rl_lease_acquire_wait(rl_limiter *limiter, const char *key,
  * held lease: release it first, or it ends after its ttl. NULL is a no-op. */
 RL_API void rl_lease_free(rl_lease *lease);
 
-#define RL_HEALTH_VERSION 3
+#define RL_HEALTH_VERSION 4
 typedef struct rl_health_info {
   uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */
   int32_t store_kind; /* RL_STORE_* */
@@ -589,11 +608,15 @@ typedef struct rl_health_info {
   uint64_t moved;              /* cluster: -MOVED redirections followed */
   uint64_t ask;                /* cluster: -ASK redirections followed */
   uint64_t master_switches;    /* sentinel: moves to another master */
+
+  /* ---- version 4 */
+  uint64_t shadow_denied; /* checks allowed only by shadow mode (would-be
+                             denials); also counted in `allowed` */
 } rl_health_info;
 #define RL_HEALTH_INIT                                                         \
   {                                                                            \
     RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", \
-        0, 0, -1, 0, 0, 0, 0                                                   \
+        0, 0, -1, 0, 0, 0, 0, 0                                                \
   }
 
 #define RL_TOPOLOGY_STANDALONE 1 /* redis://, rediss://, unix:// */

@@ -85,6 +85,7 @@ struct rl_limiter {
   std::unique_ptr<tollgate::Limiter> impl;
   std::shared_ptr<KeysRegistry> keys = std::make_shared<KeysRegistry>();
   uint64_t serial = g_limiter_serial.fetch_add(1) + 1;
+  bool shadow = false;  // rl_options.shadow: every denial answered allowed
 };
 
 // A lease: plain data (what the limiter needs to renew or release it), so
@@ -170,7 +171,7 @@ inline Errc check_version(uint32_t version, uint32_t current,
 }
 
 void fill(rl_decision &out, const tollgate::Decision &d) {
-  // Version 1 is the only layout so far; later versions append fields.
+  // Later versions append fields: an older caller's struct ends sooner.
   out.allowed = d.allowed ? 1 : 0;
   out.limit = d.limit;
   out.remaining = d.remaining;
@@ -178,6 +179,35 @@ void fill(rl_decision &out, const tollgate::Decision &d) {
   out.retry_after_ms = ceil_ms(d.retry_after_us);
   out.source = static_cast<int32_t>(d.source);
   out.policy_index = d.policy_index;
+  if (out.version >= 2) {
+    out.shadow = d.shadow ? 1 : 0;
+    out.reserved = 0;
+  }
+}
+
+// A limiter in shadow mode answers every denial (a block's, the deny
+// cache's, fail closed's; its policies' are shadowed by the store) allowed,
+// the decision still describing the denial.
+void shadow_flip(const rl_limiter *limiter, tollgate::Decision &d) {
+  if (limiter->shadow && !d.allowed) {
+    d.allowed = true;
+    d.shadow = true;
+  }
+}
+
+// The last step of every check: shadow_flip, and the shadow counter.
+void settle(rl_limiter *limiter, tollgate::Decision &d) {
+  shadow_flip(limiter, d);
+  if (d.shadow) [[unlikely]]
+    limiter->impl->count_shadow();
+}
+
+// A shadow limiter's policies are all in shadow mode.
+void shadow_all(const rl_limiter *limiter, tollgate::Policy *converted,
+                size_t n) {
+  if (!limiter->shadow) return;
+  for (size_t i = 0; i < n; ++i)
+    tollgate::set_policy_shadow(converted[i], true);
 }
 
 // Validates the pointer-level arguments shared by rl_check and
@@ -193,7 +223,11 @@ Errc prepare(rl_limiter *limiter, const char *key, size_t key_len,
                           "key: NULL pointer with non-zero length");
   }
   const Errc rc = convert_policies(policies, n_policies, converted);
-  if (rc != Errc::ok) limiter->impl->count_error();
+  if (rc != Errc::ok) {
+    limiter->impl->count_error();
+    return rc;
+  }
+  shadow_all(limiter, converted, n_policies);
   return rc;
 }
 
@@ -245,6 +279,7 @@ Errc prepare_keys(
     items[j].policies = std::span<const tollgate::Policy>(
         converted + at - n_policies[j], n_policies[j]);
   }
+  shadow_all(limiter, converted, at);
   return Errc::ok;
 }
 
@@ -277,13 +312,18 @@ Errc check_admin_key(rl_limiter *limiter, const char *key, size_t key_len) {
 struct AsyncCall {
   rl_check_cb callback;
   void *user_data;
+  rl_limiter *limiter;  // outlives the call: rl_destroy completes it first
 };
 
 void async_done(void *user, Errc code, const tollgate::Decision *d) {
   AsyncCall call = *static_cast<AsyncCall *>(user);
   delete static_cast<AsyncCall *>(user);
   rl_decision out = RL_DECISION_INIT;
-  if (d) fill(out, *d);
+  if (d) {
+    tollgate::Decision settled = *d;
+    settle(call.limiter, settled);
+    fill(out, settled);
+  }
   // The core records an error's detail on the completing thread.
   const char *message = "";
   if (code != Errc::ok) {
@@ -325,6 +365,8 @@ constexpr std::pair<const char *, int32_t> kFailureWords[] = {
     {"error", RL_FAIL_ERROR},     {nullptr, 0}};
 constexpr std::pair<const char *, int32_t> kSwitchWords[] = {
     {"default", 0}, {"on", 1}, {"off", -1}, {nullptr, 0}};
+constexpr std::pair<const char *, int32_t> kOnOffWords[] = {
+    {"off", 0}, {"on", 1}, {nullptr, 0}};
 
 #define TOLLGATE_OPT(field, since, kind, min, max, words) \
   { #field, since, OptKind::kind, offsetof(rl_options, field), min, max, words }
@@ -352,6 +394,7 @@ constexpr OptField kOptFields[] = {
     TOLLGATE_OPT(tls_server_name, 2, text, 0, 0, nullptr),
     TOLLGATE_OPT(tls_verify, 2, i32, -1, 1, kSwitchWords),
     TOLLGATE_OPT(spin_us, 3, i32, -1, 1000, nullptr),
+    TOLLGATE_OPT(shadow, 4, i32, 0, 1, kOnOffWords),
 };
 #undef TOLLGATE_OPT
 
@@ -634,7 +677,7 @@ int rl_policy_get(const rl_policy *policy, rl_policy_spec *out) {
     out->limit = p.limit;
     out->period_ms = p.period_ms;
     out->burst = p.burst;
-    out->flags = 0;
+    out->flags = p.shadow ? RL_POLICY_SHADOW : 0;
     if (out->version >= 2) {
       out->name = p.name_len ? p.name : nullptr;
       out->name_len = p.name_len;
@@ -694,6 +737,13 @@ int rl_create(rl_limiter **out, const rl_options *options) {
       }
     }
     auto handle = std::make_unique<rl_limiter>();
+    if (options != nullptr && options->version >= 4) {
+      if (options->shadow != 0 && options->shadow != 1)
+        return tollgate::fail(Errc::invalid_arg,
+                              "options: shadow must be 0 or 1 (got " +
+                                  std::to_string(options->shadow) + ")");
+      handle->shadow = options->shadow == 1;
+    }
     Errc rc = tollgate::Limiter::create(config, handle->impl);
     if (rc != Errc::ok) return rc;
     *out = handle.release();
@@ -733,7 +783,10 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
     rc = limiter->impl->check(
         std::string_view(key ? key : "", key_len),
         std::span<const tollgate::Policy>(converted, n_policies), cost, d);
-    if (rc == Errc::ok) fill(*out, d);
+    if (rc == Errc::ok) {
+      settle(limiter, d);
+      fill(*out, d);
+    }
     return rc;
   });
 }
@@ -749,7 +802,8 @@ int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
     tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
     Errc rc = prepare(limiter, key, key_len, policies, n_policies, converted);
     if (rc != Errc::ok) return rc;
-    auto call = std::make_unique<AsyncCall>(AsyncCall{callback, user_data});
+    auto call =
+        std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
     rc = limiter->impl->check_async(
         std::string_view(key ? key : "", key_len),
         std::span<const tollgate::Policy>(converted, n_policies), cost,
@@ -776,7 +830,10 @@ int rl_check_keys(rl_limiter *limiter, rl_decision *out,
     rc = limiter->impl->check_keys(
         std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
         d);
-    if (rc == Errc::ok) fill(*out, d);
+    if (rc == Errc::ok) {
+      settle(limiter, d);
+      fill(*out, d);
+    }
     return rc;
   });
 }
@@ -795,7 +852,8 @@ int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
     Errc rc = prepare_keys(limiter, keys, key_lens, n_keys, policies,
                            n_policies, converted, items);
     if (rc != Errc::ok) return rc;
-    auto call = std::make_unique<AsyncCall>(AsyncCall{callback, user_data});
+    auto call =
+        std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
     rc = limiter->impl->check_keys_async(
         std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
         async_done, call.get());
@@ -825,6 +883,7 @@ int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
         max_wait_ms, tollgate::RetryHint::exact,
         [&](tollgate::WaitTry &t) {
           const Errc e = limiter->impl->check(k, ps, cost, d);
+          shadow_flip(limiter, d);
           t.done = d.allowed;
           t.retry_ms = ceil_ms(d.retry_after_us);
           return e;
@@ -832,7 +891,10 @@ int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
         [](tollgate::Steady::time_point until) {
           std::this_thread::sleep_until(until);
         });
-    if (rc == Errc::ok) fill(*out, d);
+    if (rc == Errc::ok) {
+      settle(limiter, d);
+      fill(*out, d);
+    }
     return rc;
   });
 }
@@ -1021,6 +1083,7 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
       out->ask = h.ask;
       out->master_switches = h.master_switches;
     }
+    if (out->version >= 4) out->shadow_denied = h.shadow_denied;
     return Errc::ok;
   });
 }

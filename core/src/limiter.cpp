@@ -60,14 +60,21 @@ size_t pick_reported(const Outcome *o, size_t n, bool allowed) noexcept {
 // store's hot path).
 void report_into(Decision &d, std::span<const Policy> policies,
                  const Outcome *o, bool allowed) noexcept {
-  const size_t i = pick_reported(o, policies.size(), allowed);
+  // An allowed check with a denying policy: that policy is in shadow mode,
+  // and the decision reports the denial it would have been.
+  bool shadowed = false;
+  if (allowed)
+    for (size_t k = 0; k < policies.size(); ++k) shadowed |= !o[k].allowed;
+  const bool enforced = allowed && !shadowed;
+  const size_t i = pick_reported(o, policies.size(), enforced);
   d.allowed = allowed;
   d.limit = policies[i].limit;
   d.remaining = o[i].remaining;
   d.reset_after_us = o[i].reset_after_us;
-  d.retry_after_us = allowed ? 0 : o[i].retry_after_us;
+  d.retry_after_us = enforced ? 0 : o[i].retry_after_us;
   d.source = Source::store;
   d.policy_index = static_cast<uint32_t>(i);
+  d.shadow = shadowed;
 }
 
 Decision reported(std::span<const Policy> policies, const Outcome *o,
@@ -1019,6 +1026,10 @@ void Limiter::count_error() noexcept {
   bump(stripe().errors);
 }
 
+void Limiter::count_shadow() noexcept {
+  bump(stripe().shadow_denied);
+}
+
 Health Limiter::health() const {
   Health h;
   for (const CounterStripe &c : counters_) {
@@ -1031,6 +1042,7 @@ Health Limiter::health() const {
     h.fail_closed += c.fail_closed.load(std::memory_order_relaxed);
     h.local_fallback += c.local_fallback.load(std::memory_order_relaxed);
     h.deny_cache_hits += c.deny_cache_hits.load(std::memory_order_relaxed);
+    h.shadow_denied += c.shadow_denied.load(std::memory_order_relaxed);
   }
   if (memory_) {
     h.store_kind = StoreKind::memory;

@@ -679,7 +679,9 @@ bool MemoryStore::check(std::string_view key, std::span<const Policy> policies,
     // fields just written with narrower stores (a store-forwarding stall).
     ::new (static_cast<void *>(&outcomes[i]))
         Outcome(evaluate(policies[i], st, now, cost));
-    all = all && outcomes[i].allowed;
+    // A shadow policy's denial is kept (nothing charged to it) but does not
+    // deny the check.
+    all = all && (outcomes[i].allowed || policies[i].shadow);
   }
   if (e) e->last_used = s.clock;
   if (cost < 0) {
@@ -802,7 +804,7 @@ bool MemoryStore::check_many(std::span<const KeyPolicies> items, int64_t now,
       ::new (static_cast<void *>(&o[i]))
           Outcome(evaluate(ps[i], st, now, cost));
       if (until > now) deny_blocked(o[i], ps[i], st, now, until);
-      all = all && o[i].allowed;
+      all = all && (o[i].allowed || (ps[i].shadow && until <= now));
     }
     blocked[j] = until > now;
   }
@@ -892,7 +894,7 @@ void MemoryStore::strike(Shard &s, void *entry, uint64_t h,
   uint32_t striking = 0;
   for (size_t i = 0; i < policies.size(); ++i)
     if (!outcomes[i].allowed && policies[i].block_us != 0 &&
-        outcomes[i].retry_after_us != kRetryNever)
+        !policies[i].shadow && outcomes[i].retry_after_us != kRetryNever)
       ++striking;
   if (striking == 0) return;
   auto *e = static_cast<Entry *>(entry);
@@ -906,7 +908,7 @@ void MemoryStore::strike(Shard &s, void *entry, uint64_t h,
   int64_t until = 0;
   for (size_t i = 0; i < policies.size(); ++i) {
     const Policy &p = policies[i];
-    if (outcomes[i].allowed || p.block_us == 0 ||
+    if (outcomes[i].allowed || p.block_us == 0 || p.shadow ||
         outcomes[i].retry_after_us == kRetryNever)
       continue;
     const uint64_t id = strike_slot_id(p, i);

@@ -35,6 +35,9 @@ uint64_t parameter_hash(const Policy &p) {
     h = hash_mix(h ^ static_cast<uint64_t>(p.strikes));
     h = hash_mix(h ^ static_cast<uint64_t>(p.strike_period_us));
   }
+  // Not the state's identity (that is the name or the position): turning
+  // shadow mode off keeps usage. Part of the id, which tells policies apart.
+  if (p.shadow) h = hash_mix(h ^ 0x736861646f77ULL);
   return h;
 }
 
@@ -53,9 +56,9 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
                     " (expected RL_ALG_GCRA, RL_ALG_TOKEN_BUCKET, "
                     "RL_ALG_FIXED_WINDOW or RL_ALG_SLIDING_WINDOW)");
   const auto alg = static_cast<Algorithm>(algorithm);
-  if (flags != 0)
-    return fail(Errc::policy,
-                "policy: flags must be 0 (got " + std::to_string(flags) + ")");
+  if ((flags & ~kPolicyShadow) != 0)
+    return fail(Errc::policy, "policy: unknown flags " + std::to_string(flags) +
+                                  " (expected 0 or RL_POLICY_SHADOW)");
   if (limit <= 0)
     return fail(Errc::policy, "policy: limit must be >= 1 (got " +
                                   std::to_string(limit) + ")");
@@ -109,6 +112,7 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
   p.block_us = 0;
   p.strikes = 0;
   p.strike_period_us = 0;
+  p.shadow = (flags & kPolicyShadow) != 0;
   p.id = parameter_hash(p);
   out = p;
   return Errc::ok;
@@ -157,6 +161,11 @@ Errc set_policy_name(Policy &p, std::string_view name) {
   return Errc::ok;
 }
 
+void set_policy_shadow(Policy &p, bool shadow) noexcept {
+  p.shadow = shadow;
+  p.id = policy_id(p);
+}
+
 Errc set_policy_block(Policy &p, int64_t block_ms, int64_t strikes,
                       int64_t strikes_period_ms) {
   if (block_ms < 0)
@@ -194,7 +203,7 @@ Errc set_policy_block(Policy &p, int64_t block_ms, int64_t strikes,
 //          | h | hour[s] | d | day[s]
 //   option = "burst" ws "=" ws digits | "name" ws "=" ws name
 //          | "block" ws "=" ws period | "strikes" ws "=" ws digits "/" period
-//          | ["algorithm" ws "=" ws] algorithm
+//          | ["algorithm" ws "=" ws] algorithm | "shadow"
 //   name   = letter { letter | digit | "_" | "." | "-" }  (at most 32)
 //   sep    = ws | ws "," ws
 // The period alone (rl_period_parse) needs its number: "ws number ws unit
@@ -494,6 +503,13 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
       if (rc != Errc::ok) return rc;
       continue;
     }
+    if (word == "shadow" && !assigned) {
+      if (f.shadow)
+        return fail_at(error_offset, word_at, Errc::policy,
+                       "policy: shadow given twice");
+      f.shadow = true;
+      continue;
+    }
     size_t name_at = word_at;
     std::string_view name = word;
     if (word == "algorithm") {
@@ -505,8 +521,8 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
     } else if (assigned) {
       return fail_at(error_offset, word_at, Errc::policy,
                      "policy: unknown option '" + std::string(word) +
-                         "' (expected burst, name, block, strikes or "
-                         "algorithm)");
+                         "' (expected burst, name, block, strikes, shadow "
+                         "or algorithm)");
     }
     const int32_t alg = algorithm_code(name);
     if (alg < 0)
@@ -520,7 +536,8 @@ Errc parse_policy(std::string_view text, Policy &out, PolicyFields &fields,
     seen_algorithm = true;
     f.algorithm = alg;
   }
-  rc = make_policy(f.algorithm, f.limit, f.period_ms, f.burst, 0, out);
+  rc = make_policy(f.algorithm, f.limit, f.period_ms, f.burst,
+                   f.shadow ? kPolicyShadow : 0, out);
   if (rc != Errc::ok) {
     error_offset = seen_burst ? burst_at : 0;
     return fail(rc, std::string(last_error_message()) + " (at byte " +

@@ -80,6 +80,9 @@ struct Decision {
   int64_t retry_after_us = 0;
   Source source = Source::store;
   uint32_t policy_index = 0;
+  // Allowed only because what denied it is in shadow mode: the other
+  // fields describe the denial that was not enforced.
+  bool shadow = false;
 };
 
 // One Redis node (rl_health_node).
@@ -120,6 +123,7 @@ struct Health {
   uint64_t moved = 0;
   uint64_t ask = 0;
   uint64_t master_switches = 0;
+  uint64_t shadow_denied = 0;  // denials answered allowed by shadow mode
 };
 
 // Completion of check_async: `code` ok with a decision, or an error.
@@ -217,6 +221,8 @@ class Limiter {
   // Counts a call that failed before reaching the limiter (e.g. the C ABI
   // rejected a NULL pointer), so health's error count is complete.
   void count_error() noexcept;
+  // A decision answered allowed by shadow mode (rl_health: shadow_denied).
+  void count_shadow() noexcept;
 
   uint32_t max_key_len() const noexcept { return max_key_len_; }
 
@@ -243,7 +249,7 @@ class Limiter {
   struct alignas(64) CounterStripe {
     std::atomic<uint64_t> errors{0}, checks{0}, allowed{0}, denied{0},
         store_errors{0}, fail_open{0}, fail_closed{0}, local_fallback{0},
-        deny_cache_hits{0};
+        deny_cache_hits{0}, shadow_denied{0};
   };
   static constexpr size_t kStripes = 16;
   CounterStripe &stripe() noexcept;

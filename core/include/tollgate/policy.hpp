@@ -46,8 +46,17 @@ struct Policy {
   int64_t strikes;
   int64_t strike_period_us;
   uint8_t name_len;
+  // Shadow mode (docs/algorithms.md, "Shadow mode"): a denial by this
+  // policy is recorded (nothing charged to it) but does not deny the check.
+  bool shadow;
   char name[kMaxNameLen];
 };
+
+// Policy flags (rl_policy_spec.flags).
+inline constexpr uint32_t kPolicyShadow = 1u;
+
+// Puts p in (or out of) shadow mode. Updates p.id; not its identity.
+void set_policy_shadow(Policy &p, bool shadow) noexcept;
 
 // The identity of the policy at `index` of a check's list: its name, or,
 // without one, its position. State is kept under the identity, not under
@@ -104,6 +113,7 @@ struct PolicyFields {
   int64_t block_ms = 0;
   int64_t strikes = 0;
   int64_t strikes_period_ms = 0;
+  bool shadow = false;
 };
 
 // A period such as "1h", "30s", "250ms", "1.5s" or "2 minutes" -> whole

@@ -531,6 +531,7 @@ struct PolicyText {
   Algorithm algorithm{};
   int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0, block_us = 0,
           strikes = 0, strike_period_us = 0;
+  bool shadow = false;
   std::string args;               // the values back to back
   uint8_t len[kPolicyArgs] = {};  // their lengths
 };
@@ -549,7 +550,8 @@ const PolicyText &policy_text(const Policy &p) {
     if (e.valid && e.algorithm == p.algorithm && e.limit == p.limit &&
         e.period_ms == p.period_ms && e.capacity == p.capacity &&
         e.interval_us == p.interval_us && e.block_us == p.block_us &&
-        e.strikes == p.strikes && e.strike_period_us == p.strike_period_us)
+        e.strikes == p.strikes && e.strike_period_us == p.strike_period_us &&
+        e.shadow == p.shadow)
       return e;
   PolicyText &e = cache[next++ % kSlots];
   e.valid = true;
@@ -561,6 +563,7 @@ const PolicyText &policy_text(const Policy &p) {
   e.block_us = p.block_us;
   e.strikes = p.strikes;
   e.strike_period_us = p.strike_period_us;
+  e.shadow = p.shadow;
   e.args.clear();
   const int64_t values[kPolicyArgs] = {static_cast<int64_t>(p.algorithm),
                                        p.limit,
@@ -569,7 +572,8 @@ const PolicyText &policy_text(const Policy &p) {
                                        p.interval_us,
                                        p.block_us,
                                        p.strikes,
-                                       p.strike_period_us};
+                                       p.strike_period_us,
+                                       p.shadow ? 1 : 0};
   for (size_t i = 0; i < kPolicyArgs; ++i) {
     const size_t before = e.args.size();
     append_int(e.args, values[i]);

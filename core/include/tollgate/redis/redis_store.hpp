@@ -23,7 +23,7 @@ namespace tollgate::redis {
 inline constexpr size_t kMaxPolicies = 16;
 // The values a check script takes per policy: algorithm, limit, period_ms,
 // capacity, interval_us, block_us, strikes, strike_period_us.
-inline constexpr size_t kPolicyArgs = 8;
+inline constexpr size_t kPolicyArgs = 9;
 
 // A finished store check. On success `outcomes[0..n)` hold each policy's
 // allowed, remaining, reset_after_us and retry_after_us.

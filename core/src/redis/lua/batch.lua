@@ -1,6 +1,6 @@
 -- Checks joined into one call by the transport (docs/redis.md, "Joined
 -- checks"). ARGV[1] = P, the number of distinct policies; then the pinned
--- time; ARGV[3 .. 2 + 8P] = the policies, POLICY_ARGS values each as in
+-- time; ARGV[3 .. 2 + 9P] = the policies, POLICY_ARGS values each as in
 -- multi; then per check: n, cost and the numbers (1..P) of its n policies.
 -- The keys, every check's n in order, come from batch_keys (KEYS, or on a
 -- cluster node the end of ARGV). The checks run one after another, each

@@ -6,7 +6,9 @@
 -- still runs). Otherwise every policy is evaluated against the state as it
 -- is; the states are written only if every policy allows and cost >= 1
 -- (all or nothing), and a denied charge counts the strikes of the denying
--- policies that have a block. Policy i's four reply values (allowed,
+-- policies that have a block. A policy in shadow mode (p[9] == 1) that
+-- denies does not deny the check: its state is not written (as if it had
+-- denied) and it counts no strike; the others go on as if it allowed. Policy i's four reply values (allowed,
 -- remaining, reset_after_us, retry_after_us) go to reply[o + 4(i-1) + 1
 -- .. + 4]. A check runs in two phases, so that several checks can make
 -- one decision (the many script): evaluate_check reads and decides its
@@ -45,7 +47,8 @@ local function run_strikes(keys, k, n, pols, ix, now, reply, o)
   for i = 1, n do
     local p = policy_at(pols, ix, i)
     local b = o + (i - 1) * 4
-    if p[6] > 0 and reply[b + 1] == 0 and reply[b + 4] ~= -1 then
+    if p[6] > 0 and p[9] == 0 and reply[b + 1] == 0 and
+        reply[b + 4] ~= -1 then
       local t = strike(bkey, keys[k + i], p, now)
       if t > till then till = t end
     end
@@ -82,7 +85,7 @@ local function evaluate_check(keys, k, n, cost, pols, ix, now, reply, o)
     local p = policy_at(pols, ix, i)
     local allowed, remaining, reset_after, retry_after, state, expires_at,
       same = p[1](keys[k + i], now, cost, p[2], p[3], p[4], p[5])
-    if allowed == 0 then
+    if allowed == 0 and p[9] == 0 then
       ev.all = 0
       if p[6] > 0 then ev.striking = true end
     end
@@ -114,7 +117,10 @@ local function commit_check(keys, k, n, cost, pols, ix, now, reply, o, ev,
   if cost < 1 then return false end
   if all == 1 then
     for i = 1, n do
-      store(keys[k + i], ev[3 * i - 2], ev[3 * i - 1], now, ev[3 * i])
+      -- Not a shadow policy's denial: its state stays.
+      if reply[o + (i - 1) * 4 + 1] == 1 then
+        store(keys[k + i], ev[3 * i - 2], ev[3 * i - 1], now, ev[3 * i])
+      end
     end
   elseif ev.striking then
     run_strikes(keys, k, n, pols, ix, now, reply, o)
@@ -144,6 +150,8 @@ local function run_check(keys, k, n, cost, pols, ix, now, reply, r)
       allowed, allowed, remaining, reset_after, retry_after
     if allowed == 1 then
       store(key, state, expires_at, now, same)
+    elseif p[9] == 1 then
+      reply[r + 1] = 1 -- a shadow denial: the check passes, nothing written
     elseif p[6] > 0 then
       run_strikes(keys, k, 1, pols, ix, now, reply, r + 1)
     end

@@ -8,7 +8,7 @@ local n = #KEYS
 local cost = tonumber(ARGV[1])
 if n < 1 or #ARGV ~= 2 + POLICY_ARGS * n or not cost then
   return redis.error_reply(
-    'ERR tollgate: expected n keys and 2 + 8n arguments')
+    'ERR tollgate: expected n keys and 2 + 9n arguments')
 end
 local pols = {}
 for i = 1, n do

@@ -1,0 +1,276 @@
+// Shadow mode (docs/algorithms.md, "Shadow mode"): a policy (or a whole
+// limiter) in shadow mode is evaluated and its state kept as if enforced,
+// but its denials are answered allowed with rl_decision.shadow = 1; turning
+// it off keeps usage. Memory and Redis (single, several policies, several
+// keys, joined async checks).
+#include <catch2/catch.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "support/redis_server.hpp"
+#include "tollgate.h"
+
+namespace {
+
+struct Lim {
+  rl_limiter *p = nullptr;
+  explicit Lim(const std::string &url = "", int32_t shadow = 0,
+               int32_t failure_mode = RL_FAIL_ERROR) {
+    rl_options o = RL_OPTIONS_INIT;
+    if (!url.empty()) {
+      o.url = url.c_str();
+      o.failure_mode = failure_mode;
+    }
+    o.connect_timeout_ms = 300;
+    o.timeout_ms = 2000;
+    o.shadow = shadow;
+    const int rc = rl_create(&p, &o);
+    INFO("rl_create: " << rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Lim() { rl_destroy(p); }
+  Lim(const Lim &) = delete;
+  Lim &operator=(const Lim &) = delete;
+};
+
+struct Pol {
+  rl_policy *p = nullptr;
+  explicit Pol(const std::string &text) {
+    const int rc = rl_policy_parse(&p, text.data(), text.size(), nullptr);
+    INFO(text << ": " << rl_last_error());
+    REQUIRE(rc == RL_OK);
+  }
+  ~Pol() { rl_policy_release(p); }
+  Pol(const Pol &) = delete;
+  Pol &operator=(const Pol &) = delete;
+};
+
+rl_decision check(rl_limiter *lim, const std::string &key,
+                  std::vector<rl_policy *> ps, int64_t cost = 1) {
+  rl_decision d = RL_DECISION_INIT;
+  const int rc =
+      rl_check(lim, &d, key.data(), key.size(), ps.data(), ps.size(), cost);
+  INFO(rl_last_error());
+  REQUIRE(rc == RL_OK);
+  return d;
+}
+
+uint64_t shadow_denied(rl_limiter *lim) {
+  rl_health_info h = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim, &h) == RL_OK);
+  return h.shadow_denied;
+}
+
+std::string fresh(const std::string &stem) {
+  static std::atomic<int> n{0};
+  return stem + ":" +
+         std::to_string(
+             std::chrono::steady_clock::now().time_since_epoch().count()) +
+         ":" + std::to_string(n++);
+}
+
+void policy_shadow(const std::string &url) {
+  Lim lim(url);
+  Pol shadow("1/m shadow");
+  Pol enforced("1/m");
+  const std::string key = fresh("sh");
+
+  rl_decision d = check(lim.p, key, {shadow.p});
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 0);
+  // The second would be denied: allowed, and says what it would have been.
+  for (int i = 0; i < 3; ++i) {
+    d = check(lim.p, key, {shadow.p});
+    CHECK(d.allowed == 1);
+    CHECK(d.shadow == 1);
+    CHECK(d.remaining == 0);
+    CHECK(d.retry_after_ms > 50000);
+    CHECK(d.retry_after_ms <= 60000);
+  }
+  CHECK(shadow_denied(lim.p) == 3);
+  // A shadow denial charges nothing: the wait is still under a minute, as
+  // after the one allowed check.
+  // Turning shadow off keeps usage: the same identity (position 0) is now
+  // enforced and denies.
+  d = check(lim.p, key, {enforced.p});
+  CHECK(d.allowed == 0);
+  CHECK(d.shadow == 0);
+  CHECK(d.retry_after_ms > 50000);
+
+  // A shadow policy next to an enforced one: the enforced one is charged
+  // every time; the shadow one reports its would-be denial.
+  Pol ten("10/m name=enforced");
+  Pol one("1/m name=trial shadow");
+  const std::string key2 = fresh("mixed");
+  CHECK(check(lim.p, key2, {ten.p, one.p}).shadow == 0);
+  d = check(lim.p, key2, {ten.p, one.p});
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 1);
+  CHECK(d.policy_index == 1);
+  CHECK(d.limit == 1);
+  d = check(lim.p, key2, {ten.p}, 0);  // peek
+  CHECK(d.remaining == 8);
+
+  // A shadow policy with a block never blocks: its denials are not
+  // enforced, so they strike nothing.
+  Pol blocking("1/m block=1h shadow name=b");
+  Pol plenty("100/m name=other");
+  const std::string key3 = fresh("block");
+  check(lim.p, key3, {blocking.p});
+  CHECK(check(lim.p, key3, {blocking.p}).shadow == 1);
+  d = check(lim.p, key3, {plenty.p});
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 0);
+
+  // Several keys: a shadow denial on one key does not deny the others.
+  Pol per_key("1/m shadow");
+  const std::string a = fresh("ka"), b = fresh("kb");
+  const char *keys[] = {a.c_str(), b.c_str()};
+  const size_t lens[] = {a.size(), b.size()};
+  rl_policy *ps[] = {per_key.p, ten.p};
+  const size_t counts[] = {1, 1};
+  rl_decision dk = RL_DECISION_INIT;
+  REQUIRE(rl_check_keys(lim.p, &dk, keys, lens, 2, ps, counts, 1) == RL_OK);
+  CHECK(dk.shadow == 0);
+  REQUIRE(rl_check_keys(lim.p, &dk, keys, lens, 2, ps, counts, 1) == RL_OK);
+  CHECK(dk.allowed == 1);
+  CHECK(dk.shadow == 1);
+  CHECK(dk.policy_index == 0);
+  CHECK(check(lim.p, b, {ten.p}, 0).remaining == 8);
+}
+
+void limiter_shadow(const std::string &url) {
+  Lim lim(url, 1);
+  Pol p("1/m");
+  const std::string key = fresh("lim");
+  CHECK(check(lim.p, key, {p.p}).shadow == 0);
+  rl_decision d = check(lim.p, key, {p.p});
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 1);
+  CHECK(d.retry_after_ms > 0);
+  // A blocked key too.
+  const std::string blocked = fresh("blocked");
+  REQUIRE(rl_block(lim.p, blocked.data(), blocked.size(), 60000) == RL_OK);
+  d = check(lim.p, blocked, {p.p});
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 1);
+  CHECK(shadow_denied(lim.p) == 2);
+  // The same key through an enforcing limiter: usage was kept.
+  Lim enforcing(url);
+  if (!url.empty()) CHECK(check(enforcing.p, key, {p.p}).allowed == 0);
+}
+
+}  // namespace
+
+TEST_CASE("shadow: a shadow policy allows, reports and keeps usage",
+          "[shadow]") {
+  SECTION("memory") {
+    policy_shadow("");
+  }
+  SECTION("redis") {
+    tollgate_test::RedisServer server;
+    policy_shadow(server.url());
+  }
+}
+
+TEST_CASE("shadow: a shadow limiter allows every denial", "[shadow]") {
+  SECTION("memory") {
+    limiter_shadow("");
+  }
+  SECTION("redis") {
+    tollgate_test::RedisServer server;
+    limiter_shadow(server.url());
+  }
+  SECTION("redis down, fail closed") {
+    tollgate_test::RedisServer server;
+    const std::string url = server.url();
+    server.kill9();
+    Lim lim(url, 1, RL_FAIL_CLOSED);
+    Pol p("10/s");
+    const rl_decision d = check(lim.p, "k", {p.p});
+    CHECK(d.allowed == 1);
+    CHECK(d.shadow == 1);
+    CHECK(d.source == RL_SOURCE_FAIL_CLOSED);
+  }
+}
+
+TEST_CASE("shadow: joined async checks on Redis", "[shadow][redis]") {
+  tollgate_test::RedisServer server;
+  Lim lim(server.url());
+  Pol p("1/m shadow");
+  struct Tally {
+    std::mutex mu;
+    std::condition_variable cv;
+    int done = 0, allowed = 0, shadowed = 0, errors = 0;
+  } t;
+  auto cb = [](int status, const rl_decision *d, const char *, void *user) {
+    auto *t = static_cast<Tally *>(user);
+    std::lock_guard<std::mutex> lock(t->mu);
+    if (status != RL_OK) {
+      ++t->errors;
+    } else {
+      t->allowed += d->allowed;
+      t->shadowed += d->shadow;
+    }
+    ++t->done;
+    t->cv.notify_all();
+  };
+  const int n = 200;
+  for (int i = 0; i < n; ++i)
+    REQUIRE(rl_check_async(lim.p, "joined", 6, &p.p, 1, 1, cb, &t) == RL_OK);
+  std::unique_lock<std::mutex> lock(t.mu);
+  REQUIRE(t.cv.wait_for(lock, std::chrono::seconds(20),
+                        [&] { return t.done == n; }));
+  CHECK(t.errors == 0);
+  CHECK(t.allowed == n);
+  CHECK(t.shadowed == n - 1);
+}
+
+TEST_CASE("shadow: bad input and older structs", "[shadow]") {
+  rl_policy *h = nullptr;
+  rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+  spec.limit = 10;
+  spec.period_ms = 1000;
+  spec.flags = 2;
+  CHECK(rl_policy_create(&h, &spec) == RL_E_POLICY);
+  CHECK(std::string(rl_last_error()).find("flags") != std::string::npos);
+  spec.flags = RL_POLICY_SHADOW;
+  REQUIRE(rl_policy_create(&h, &spec) == RL_OK);
+  rl_policy_spec back = RL_POLICY_SPEC_INIT;
+  REQUIRE(rl_policy_get(h, &back) == RL_OK);
+  CHECK(back.flags == RL_POLICY_SHADOW);
+  rl_policy_release(h);
+  for (const char *text : {"10/s shadow shadow", "10/s shadow=1"}) {
+    INFO(text);
+    h = nullptr;
+    CHECK(rl_policy_parse(&h, text, std::strlen(text), nullptr) == RL_E_POLICY);
+    CHECK(h == nullptr);
+  }
+
+  rl_options o = RL_OPTIONS_INIT;
+  o.shadow = 2;
+  rl_limiter *lim = nullptr;
+  CHECK(rl_create(&lim, &o) == RL_E_INVALID_ARG);
+  CHECK(std::string(rl_last_error()).find("shadow") != std::string::npos);
+  CHECK(rl_options_set(&o, "shadow", "on") == RL_OK);
+  CHECK(o.shadow == 1);
+  CHECK(rl_options_set(&o, "shadow", "3") == RL_E_INVALID_ARG);
+
+  // A caller built against version 1 of rl_decision: nothing is written
+  // past its end.
+  Lim l;
+  Pol p("1/m shadow");
+  rl_decision d = RL_DECISION_INIT;
+  d.version = 1;
+  d.shadow = 77;
+  REQUIRE(rl_check(l.p, &d, "v1", 2, &p.p, 1, 1) == RL_OK);
+  REQUIRE(rl_check(l.p, &d, "v1", 2, &p.p, 1, 1) == RL_OK);
+  CHECK(d.allowed == 1);
+  CHECK(d.shadow == 77);
+}
