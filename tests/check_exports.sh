@@ -55,7 +55,7 @@ required=(rl_create rl_check rl_check_async rl_health rl_reset rl_destroy
   rl_policy_create rl_policy_parse rl_period_parse rl_policy_retain
   rl_policy_release rl_policy_get rl_options_set
   rl_lease_acquire rl_lease_renew rl_lease_release rl_lease_free
-  rl_check_wait rl_lease_acquire_wait)
+  rl_check_wait rl_lease_acquire_wait rl_set_list)
 missing=()
 for sym in "${required[@]}"; do
   found=0

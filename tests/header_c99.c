@@ -112,6 +112,8 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_lease_wait)(rl_limiter *, const char *, size_t, int64_t, int64_t,
                       int64_t, rl_lease **, rl_lease_info *) =
       rl_lease_acquire_wait;
+  int (*p_set_list)(rl_limiter *, int, const char *const *, const size_t *,
+                    size_t) = rl_set_list;
   rl_key_info key_info = RL_KEY_INFO_INIT;
   rl_headers headers = RL_HEADERS_INIT;
   rl_lease_info lease_info = RL_LEASE_INFO_INIT;
@@ -140,5 +142,7 @@ int tollgate_header_c99_uses_everything(void) {
          (p_lease_release != NULL) + (p_lease_free != NULL) +
          (int)lease_info.version + (RL_MAX_IN_FLIGHT > 0) +
          (RL_MAX_LEASE_TTL_MS > 0) + (p_check_wait != NULL) +
-         (p_lease_wait != NULL) + (RL_MAX_WAIT_MS > 0);
+         (p_lease_wait != NULL) + (RL_MAX_WAIT_MS > 0) + (p_set_list != NULL) +
+         RL_LIST_ALLOW + RL_LIST_DENY + RL_SOURCE_ALLOW_LIST +
+         RL_SOURCE_DENY_LIST + (RL_MAX_LIST_ENTRIES > 0) + RL_POLICY_SHADOW;
 }

@@ -246,6 +246,12 @@ RL_API int rl_policy_get(const rl_policy *policy, rl_policy_spec *out);
 #define RL_SOURCE_FAIL_CLOSED 3
 /* store unavailable: an in-process limiter decided (RL_FAIL_LOCAL) */
 #define RL_SOURCE_LOCAL 4
+/* The key is on the limiter's allow list (rl_set_list): allowed, nothing
+ * charged, remaining = limit. */
+#define RL_SOURCE_ALLOW_LIST 5
+/* The key is on the limiter's deny list: denied, retry_after_ms
+ * RL_RETRY_NEVER, no store call. */
+#define RL_SOURCE_DENY_LIST 6
 
 /* retry_after_ms when the request can never pass under its policy (its
  * cost exceeds the policy's capacity). */
@@ -467,6 +473,31 @@ RL_API int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
                          size_t key_len, rl_policy *const *policies,
                          size_t n_policies, int64_t cost, int64_t max_wait_ms);
 
+/* Allow and deny lists (docs/exemptions.md), evaluated in process before
+ * any store call: a check of a key on the deny list is denied
+ * (RL_SOURCE_DENY_LIST, retry_after_ms RL_RETRY_NEVER); else a check of a
+ * key on the allow list is allowed without charging anything
+ * (RL_SOURCE_ALLOW_LIST). rl_check_keys: denied if any key is on the deny
+ * list, allowed by the list only if every key is on the allow list.
+ * Leases do not consult the lists. */
+#define RL_LIST_ALLOW 1
+#define RL_LIST_DENY 2
+
+/* Replace the allow (RL_LIST_ALLOW) or deny (RL_LIST_DENY) list of
+ * `limiter` with n_entries entries (0 empties it; at most
+ * RL_MAX_LIST_ENTRIES), entry i being entries[i], entry_lens[i] bytes:
+ * an exact key (1 .. max_key_len bytes), or an IPv4 or IPv6 address or
+ * CIDR range ("10.0.0.0/8", "2001:db8::/32") that matches keys which are
+ * IP addresses (an IPv4-mapped IPv6 key matches as IPv4). An entry made of
+ * hex digits, '.', ':' and '/' with a '.' or ':' must parse as an address
+ * or a range. RL_E_INVALID_ARG names the first bad entry by index (its
+ * text is not echoed); the list is then unchanged. Checks that start after
+ * the call returns see the new list. Thread-safe. */
+#define RL_MAX_LIST_ENTRIES 100000
+RL_API int rl_set_list(rl_limiter *limiter, int list,
+                       const char *const *entries, const size_t *entry_lens,
+                       size_t n_entries);
+
 /* The most keys one rl_check_keys takes. */
 #define RL_MAX_KEYS 8
 
@@ -612,11 +643,13 @@ typedef struct rl_health_info {
   /* ---- version 4 */
   uint64_t shadow_denied; /* checks allowed only by shadow mode (would-be
                              denials); also counted in `allowed` */
+  uint64_t list_allowed;  /* checks answered by the allow list */
+  uint64_t list_denied;   /* checks answered by the deny list */
 } rl_health_info;
 #define RL_HEALTH_INIT                                                         \
   {                                                                            \
     RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", \
-        0, 0, -1, 0, 0, 0, 0, 0                                                \
+        0, 0, -1, 0, 0, 0, 0, 0, 0, 0                                          \
   }
 
 #define RL_TOPOLOGY_STANDALONE 1 /* redis://, rediss://, unix:// */

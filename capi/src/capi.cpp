@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tollgate/error.hpp"
+#include "tollgate/exemptions.hpp"
 #include "tollgate/headers.hpp"
 #include "tollgate/limiter.hpp"
 #include "tollgate/policy.hpp"
@@ -50,6 +51,10 @@ static_assert(RL_SOURCE_FAIL_OPEN ==
 static_assert(RL_SOURCE_FAIL_CLOSED ==
               static_cast<int>(tollgate::Source::fail_closed));
 static_assert(RL_SOURCE_LOCAL == static_cast<int>(tollgate::Source::local));
+static_assert(RL_SOURCE_ALLOW_LIST ==
+              static_cast<int>(tollgate::Source::allow_list));
+static_assert(RL_SOURCE_DENY_LIST ==
+              static_cast<int>(tollgate::Source::deny_list));
 static_assert(RL_STORE_REDIS == static_cast<int>(tollgate::StoreKind::redis));
 static_assert(RL_ALG_GCRA == static_cast<int>(tollgate::Algorithm::gcra));
 static_assert(RL_ALG_TOKEN_BUCKET ==
@@ -86,6 +91,13 @@ struct rl_limiter {
   std::shared_ptr<KeysRegistry> keys = std::make_shared<KeysRegistry>();
   uint64_t serial = g_limiter_serial.fetch_add(1) + 1;
   bool shadow = false;  // rl_options.shadow: every denial answered allowed
+  // rl_set_list: replaced whole under lists_mu; read only while any_list.
+  struct Lists {
+    tollgate::KeyList allow, deny;
+  };
+  std::mutex lists_mu;
+  std::shared_ptr<const Lists> lists;
+  std::atomic<bool> any_list{false};
 };
 
 // A lease: plain data (what the limiter needs to renew or release it), so
@@ -200,6 +212,36 @@ void settle(rl_limiter *limiter, tollgate::Decision &d) {
   shadow_flip(limiter, d);
   if (d.shadow) [[unlikely]]
     limiter->impl->count_shadow();
+}
+
+// What the allow and deny lists say of keys[0 .. n): 0 nothing (check the
+// store), else the decision (d filled, counted). Refunds are not listed.
+bool list_answer(rl_limiter *limiter, const std::string_view *keys, size_t n,
+                 const tollgate::Policy &first, int64_t cost,
+                 tollgate::Decision &d) {
+  if (!limiter->any_list.load(std::memory_order_acquire) || cost < 0)
+    return false;
+  std::shared_ptr<const rl_limiter::Lists> lists;
+  {
+    std::lock_guard<std::mutex> lock(limiter->lists_mu);
+    lists = limiter->lists;
+  }
+  if (!lists) return false;
+  bool denied = false, all_allowed = !lists->allow.empty();
+  for (size_t j = 0; j < n; ++j) {
+    denied = denied || lists->deny.contains(keys[j]);
+    all_allowed = all_allowed && lists->allow.contains(keys[j]);
+  }
+  if (!denied && !all_allowed) return false;
+  d = tollgate::Decision{};
+  d.allowed = !denied;
+  d.limit = first.limit;
+  d.remaining = denied ? 0 : first.limit;
+  d.retry_after_us = denied ? tollgate::kRetryNever : 0;
+  d.source =
+      denied ? tollgate::Source::deny_list : tollgate::Source::allow_list;
+  limiter->impl->count_list(!denied);
+  return true;
 }
 
 // A shadow limiter's policies are all in shadow mode.
@@ -780,9 +822,10 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
     rc = prepare(limiter, key, key_len, policies, n_policies, converted);
     if (rc != Errc::ok) return rc;
     tollgate::Decision d;
-    rc = limiter->impl->check(
-        std::string_view(key ? key : "", key_len),
-        std::span<const tollgate::Policy>(converted, n_policies), cost, d);
+    const std::string_view k(key ? key : "", key_len);
+    if (!list_answer(limiter, &k, 1, converted[0], cost, d))
+      rc = limiter->impl->check(
+          k, std::span<const tollgate::Policy>(converted, n_policies), cost, d);
     if (rc == Errc::ok) {
       settle(limiter, d);
       fill(*out, d);
@@ -804,9 +847,14 @@ int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
     if (rc != Errc::ok) return rc;
     auto call =
         std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
+    const std::string_view k(key ? key : "", key_len);
+    tollgate::Decision listed;
+    if (list_answer(limiter, &k, 1, converted[0], cost, listed)) {
+      async_done(call.release(), Errc::ok, &listed);  // inline, as documented
+      return Errc::ok;
+    }
     rc = limiter->impl->check_async(
-        std::string_view(key ? key : "", key_len),
-        std::span<const tollgate::Policy>(converted, n_policies), cost,
+        k, std::span<const tollgate::Policy>(converted, n_policies), cost,
         async_done, call.get());
     // On success the completion owns (and frees) the call.
     if (rc == Errc::ok) call.release();
@@ -827,9 +875,12 @@ int rl_check_keys(rl_limiter *limiter, rl_decision *out,
                       converted, items);
     if (rc != Errc::ok) return rc;
     tollgate::Decision d;
-    rc = limiter->impl->check_keys(
-        std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
-        d);
+    std::string_view ks[tollgate::kMaxKeysPerCheck];
+    for (size_t j = 0; j < n_keys; ++j) ks[j] = items[j].key;
+    if (!list_answer(limiter, ks, n_keys, converted[0], cost, d))
+      rc = limiter->impl->check_keys(
+          std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
+          d);
     if (rc == Errc::ok) {
       settle(limiter, d);
       fill(*out, d);
@@ -854,6 +905,13 @@ int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
     if (rc != Errc::ok) return rc;
     auto call =
         std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
+    std::string_view ks[tollgate::kMaxKeysPerCheck];
+    for (size_t j = 0; j < n_keys; ++j) ks[j] = items[j].key;
+    tollgate::Decision listed;
+    if (list_answer(limiter, ks, n_keys, converted[0], cost, listed)) {
+      async_done(call.release(), Errc::ok, &listed);
+      return Errc::ok;
+    }
     rc = limiter->impl->check_keys_async(
         std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
         async_done, call.get());
@@ -882,7 +940,9 @@ int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
     rc = tollgate::wait_until_allowed(
         max_wait_ms, tollgate::RetryHint::exact,
         [&](tollgate::WaitTry &t) {
-          const Errc e = limiter->impl->check(k, ps, cost, d);
+          Errc e = Errc::ok;
+          if (!list_answer(limiter, &k, 1, converted[0], cost, d))
+            e = limiter->impl->check(k, ps, cost, d);
           shadow_flip(limiter, d);
           t.done = d.allowed;
           t.retry_ms = ceil_ms(d.retry_after_us);
@@ -896,6 +956,46 @@ int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
       fill(*out, d);
     }
     return rc;
+  });
+}
+
+int rl_set_list(rl_limiter *limiter, int list, const char *const *entries,
+                const size_t *entry_lens, size_t n_entries) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (list != RL_LIST_ALLOW && list != RL_LIST_DENY)
+      return tollgate::fail(Errc::invalid_arg,
+                            "list: expected RL_LIST_ALLOW or RL_LIST_DENY");
+    if (n_entries > RL_MAX_LIST_ENTRIES)
+      return tollgate::fail(
+          Errc::invalid_arg,
+          "entries: at most " + std::to_string(RL_MAX_LIST_ENTRIES) +
+              " per list (got " + std::to_string(n_entries) + ")");
+    if (n_entries > 0 && (entries == nullptr || entry_lens == nullptr))
+      return tollgate::fail(Errc::invalid_arg,
+                            "entries, entry_lens: NULL array");
+    std::vector<std::string_view> views;
+    views.reserve(n_entries);
+    for (size_t i = 0; i < n_entries; ++i) {
+      if (entries[i] == nullptr && entry_lens[i] > 0)
+        return tollgate::fail(Errc::invalid_arg,
+                              "entries[" + std::to_string(i) +
+                                  "]: NULL pointer with non-zero length");
+      views.emplace_back(entries[i] ? entries[i] : "", entry_lens[i]);
+    }
+    tollgate::KeyList parsed;
+    const Errc rc =
+        tollgate::KeyList::parse(views, limiter->impl->max_key_len(), parsed);
+    if (rc != Errc::ok) return rc;
+    std::lock_guard<std::mutex> lock(limiter->lists_mu);
+    auto next = std::make_shared<rl_limiter::Lists>();
+    if (limiter->lists) *next = *limiter->lists;
+    (list == RL_LIST_ALLOW ? next->allow : next->deny) = std::move(parsed);
+    const bool any = !next->allow.empty() || !next->deny.empty();
+    limiter->lists = any ? std::move(next) : nullptr;
+    limiter->any_list.store(any, std::memory_order_release);
+    return Errc::ok;
   });
 }
 
@@ -1083,7 +1183,11 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
       out->ask = h.ask;
       out->master_switches = h.master_switches;
     }
-    if (out->version >= 4) out->shadow_denied = h.shadow_denied;
+    if (out->version >= 4) {
+      out->shadow_denied = h.shadow_denied;
+      out->list_allowed = h.list_allowed;
+      out->list_denied = h.list_denied;
+    }
     return Errc::ok;
   });
 }

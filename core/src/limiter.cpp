@@ -1030,6 +1030,13 @@ void Limiter::count_shadow() noexcept {
   bump(stripe().shadow_denied);
 }
 
+void Limiter::count_list(bool allowed) noexcept {
+  CounterStripe &c = stripe();
+  bump(c.checks);
+  bump(allowed ? c.allowed : c.denied);
+  bump(allowed ? c.list_allowed : c.list_denied);
+}
+
 Health Limiter::health() const {
   Health h;
   for (const CounterStripe &c : counters_) {
@@ -1043,6 +1050,8 @@ Health Limiter::health() const {
     h.local_fallback += c.local_fallback.load(std::memory_order_relaxed);
     h.deny_cache_hits += c.deny_cache_hits.load(std::memory_order_relaxed);
     h.shadow_denied += c.shadow_denied.load(std::memory_order_relaxed);
+    h.list_allowed += c.list_allowed.load(std::memory_order_relaxed);
+    h.list_denied += c.list_denied.load(std::memory_order_relaxed);
   }
   if (memory_) {
     h.store_kind = StoreKind::memory;

@@ -53,6 +53,8 @@ CPP_FILES = [
     "core/src/redis/redis_store.cpp",
     "core/src/leases.cpp",
     "core/src/limiter_leases.cpp",
+    "core/src/wait.cpp",
+    "core/src/exemptions.cpp",
 ]
 LUA_DIR = "core/src/redis/lua"
 LUA_FILES = [f"{LUA_DIR}/{n}.lua" for n in (
@@ -81,6 +83,8 @@ FILTERS = {
     "core/src/redis/redis_store.cpp": ["[redis]" + NOT_SLOW, "[limiter]"],
     "core/src/leases.cpp": ["[leases]~[processes]"],
     "core/src/limiter_leases.cpp": ["[leases]~[processes]"],
+    "core/src/wait.cpp": ["[waiting]"],
+    "core/src/exemptions.cpp": ["[exemptions]"],
 }
 LUA_FILTERS = ["[redis]" + NOT_SLOW]
 

@@ -46,6 +46,8 @@ enum class Source : int32_t {
   fail_open = 2,
   fail_closed = 3,
   local = 4,
+  allow_list = 5,
+  deny_list = 6,
 };
 
 struct LimiterConfig {
@@ -124,6 +126,8 @@ struct Health {
   uint64_t ask = 0;
   uint64_t master_switches = 0;
   uint64_t shadow_denied = 0;  // denials answered allowed by shadow mode
+  uint64_t list_allowed = 0;   // checks answered by the allow list
+  uint64_t list_denied = 0;    // checks answered by the deny list
 };
 
 // Completion of check_async: `code` ok with a decision, or an error.
@@ -223,6 +227,8 @@ class Limiter {
   void count_error() noexcept;
   // A decision answered allowed by shadow mode (rl_health: shadow_denied).
   void count_shadow() noexcept;
+  // A check answered by an allow or deny list (docs/exemptions.md).
+  void count_list(bool allowed) noexcept;
 
   uint32_t max_key_len() const noexcept { return max_key_len_; }
 
@@ -249,7 +255,7 @@ class Limiter {
   struct alignas(64) CounterStripe {
     std::atomic<uint64_t> errors{0}, checks{0}, allowed{0}, denied{0},
         store_errors{0}, fail_open{0}, fail_closed{0}, local_fallback{0},
-        deny_cache_hits{0}, shadow_denied{0};
+        deny_cache_hits{0}, shadow_denied{0}, list_allowed{0}, list_denied{0};
   };
   static constexpr size_t kStripes = 16;
   CounterStripe &stripe() noexcept;
