@@ -176,3 +176,62 @@ TEST_CASE("redis scripts: the batch script checks every part before any runs",
     CHECK(dbsize(server) == 0);
   }
 }
+
+TEST_CASE(
+    "redis scripts: the lease script refuses malformed calls and "
+    "keeps its set until the last lease ends",
+    "[redis][scripts][leases]") {
+  RedisServer server;
+  const std::string_view body = tollgate::redis::lease_script(false)->body;
+  const std::string set = "t:v2:{k}:!l";
+  struct Bad {
+    const char *what;
+    std::vector<std::string> keys, args;
+  };
+  const Bad bad[] = {
+      {"no key", {}, {"a", "0", "id1", "3", "1000000"}},
+      {"two keys", {set, "x"}, {"a", "0", "id1", "3", "1000000"}},
+      {"four arguments", {set}, {"a", "0", "id1", "3"}},
+      {"six arguments", {set}, {"a", "0", "id1", "3", "1000000", "1"}},
+      {"unknown op", {set}, {"z", "0", "id1", "3", "1000000"}},
+      {"max not a number", {set}, {"a", "0", "id1", "x", "1000000"}},
+      {"ttl not a number", {set}, {"a", "0", "id1", "3", "x"}},
+  };
+  for (const Bad &b : bad) {
+    INFO(b.what);
+    const RespValue r = eval(server, body, b.keys, b.args);
+    CHECK(r.is_error());
+    CHECK(r.str.find("tollgate: expected 1 key and 5 arguments") !=
+          std::string::npos);
+    CHECK(dbsize(server) == 0);
+  }
+
+  auto call = [&](const char *op, const char *id, const char *max,
+                  const char *ttl_us) {
+    return eval(server, body, {set}, {op, "0", id, max, ttl_us});
+  };
+  auto pttl = [&] { return server.query({"PTTL", set}).integer; };
+  // Three leases ending in 5, 10 and 20 s, acquired out of order: the set
+  // lives until the last ends (20 s), whatever order they came in.
+  REQUIRE(call("a", "mid", "3", "10000000").elements.at(0).integer == 1);
+  REQUIRE(call("a", "late", "3", "20000000").elements.at(0).integer == 1);
+  const RespValue third = call("a", "early", "3", "5000000");
+  REQUIRE(third.elements.at(0).integer == 1);
+  CHECK(third.elements.at(1).integer == 3);
+  CHECK(pttl() > 19000);
+  CHECK(pttl() <= 20000);
+  // Full: denied with the time until the earliest lease ends (5 s).
+  const RespValue denied = call("a", "more", "3", "1000000");
+  REQUIRE(denied.elements.size() == 3);
+  CHECK(denied.elements[0].integer == 0);
+  CHECK(denied.elements[1].integer == 3);
+  CHECK(denied.elements[2].integer > 4000000);
+  CHECK(denied.elements[2].integer <= 5000000);
+  // A renewal past the last end moves the set's end with it.
+  CHECK(call("r", "mid", "0", "30000000").integer == 1);
+  CHECK(pttl() > 29000);
+  CHECK(call("r", "gone", "0", "30000000").integer == 0);
+  CHECK(call("x", "gone", "0", "0").integer == 0);
+  CHECK(call("x", "mid", "0", "0").integer == 1);
+  CHECK(call("x", "mid", "0", "0").integer == 0);
+}
