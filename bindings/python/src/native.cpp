@@ -317,6 +317,11 @@ std::string name_of(const rl_policy_spec &p) {
   return p.name_len ? std::string(p.name, p.name_len) : std::string();
 }
 
+// Whether the policy is in shadow mode (docs/algorithms.md, "Shadow mode").
+bool is_shadow(const rl_policy_spec &p) {
+  return (p.flags & RL_POLICY_SHADOW) != 0;
+}
+
 // A policy's block or strikes_period: a period (> 0) in milliseconds.
 int64_t policy_span_ms(py::handle h, const char *what) {
   const int64_t ms = period_ms_of(h, SpanRules{what, true});
@@ -357,7 +362,8 @@ void set_block_fields(rl_policy_spec &p, py::handle block, py::handle strikes,
 
 Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
                    py::handle burst, py::handle name, py::handle block,
-                   py::handle strikes, py::handle strikes_period) {
+                   py::handle strikes, py::handle strikes_period,
+                   py::handle shadow) {
   struct {
     rl_policy_spec p = RL_POLICY_SPEC_INIT;
   } out;
@@ -398,6 +404,9 @@ Policy make_policy(py::handle limit, py::handle period, py::handle algorithm,
                                   "; None means the same as limit)");
   }
   set_block_fields(out.p, block, strikes, strikes_period);
+  if (!PyBool_Check(shadow.ptr()))
+    raise_type_error("shadow must be a bool, not " + type_name(shadow));
+  if (shadow.ptr() == Py_True) out.p.flags = RL_POLICY_SHADOW;
   return policy_from_spec(out.p);
 }
 
@@ -434,6 +443,7 @@ std::string policy_repr(const Policy &self) {
   if (self.p.strikes != 0)
     r += ", strikes=" + std::to_string(self.p.strikes) + ", strikes_period='" +
          period_text(self.p.strikes_period_ms) + "'";
+  if (is_shadow(self.p)) r += ", shadow=True";
   return r + ")";
 }
 
@@ -441,7 +451,8 @@ bool same_policy(const rl_policy_spec &a, const rl_policy_spec &b) {
   return a.algorithm == b.algorithm && a.limit == b.limit &&
          a.period_ms == b.period_ms && a.burst == b.burst &&
          name_of(a) == name_of(b) && a.block_ms == b.block_ms &&
-         a.strikes == b.strikes && a.strikes_period_ms == b.strikes_period_ms;
+         a.strikes == b.strikes && a.strikes_period_ms == b.strikes_period_ms &&
+         is_shadow(a) == is_shadow(b);
 }
 
 // ---- Decision --------------------------------------------------------------
@@ -533,7 +544,8 @@ PyObject *decision_repr(PyObject *self) {
       ", remaining=" + std::to_string(d.remaining) +
       ", reset_after=" + float_repr(ms_to_seconds(d.reset_after_ms)) +
       ", retry_after=" + retry + ", source='" + source_name(d.source) +
-      "', policy_index=" + std::to_string(d.policy_index) + ")";
+      "', policy_index=" + std::to_string(d.policy_index) +
+      ", shadow=" + (d.shadow ? "True" : "False") + ")";
   return PyUnicode_FromStringAndSize(r.data(),
                                      static_cast<Py_ssize_t>(r.size()));
 }
@@ -542,7 +554,7 @@ bool same_decision(const rl_decision &a, const rl_decision &b) {
   return a.allowed == b.allowed && a.limit == b.limit &&
          a.remaining == b.remaining && a.reset_after_ms == b.reset_after_ms &&
          a.retry_after_ms == b.retry_after_ms && a.source == b.source &&
-         a.policy_index == b.policy_index;
+         a.policy_index == b.policy_index && a.shadow == b.shadow;
 }
 
 PyObject *decision_richcompare(PyObject *a, PyObject *b, int op) {
@@ -557,11 +569,11 @@ PyObject *decision_richcompare(PyObject *a, PyObject *b, int op) {
 Py_hash_t decision_hash(PyObject *self) {
   const rl_decision &d = dec(self);
   PyObject *t = Py_BuildValue(
-      "(iLLLLii)", static_cast<int>(d.allowed), static_cast<long long>(d.limit),
-      static_cast<long long>(d.remaining),
+      "(iLLLLiii)", static_cast<int>(d.allowed),
+      static_cast<long long>(d.limit), static_cast<long long>(d.remaining),
       static_cast<long long>(d.reset_after_ms),
       static_cast<long long>(d.retry_after_ms), static_cast<int>(d.source),
-      static_cast<int>(d.policy_index));
+      static_cast<int>(d.policy_index), static_cast<int>(d.shadow != 0));
   if (t == nullptr) return -1;
   const Py_hash_t h = PyObject_Hash(t);
   Py_DECREF(t);
@@ -602,6 +614,7 @@ TOLLGATE_DECISION_GETTER(retry_after_ms, PyLong_FromLongLong(d.retry_after_ms))
 TOLLGATE_DECISION_GETTER(source, (Py_INCREF(source_str(d.source)),
                                   source_str(d.source)))
 TOLLGATE_DECISION_GETTER(policy_index, PyLong_FromLong(d.policy_index))
+TOLLGATE_DECISION_GETTER(shadow, PyBool_FromLong(d.shadow != 0))
 #undef TOLLGATE_DECISION_GETTER
 
 PyGetSetDef g_decision_getset[] = {
@@ -614,8 +627,9 @@ PyGetSetDef g_decision_getset[] = {
     {"reset_after", decision_get_reset_after, nullptr,
      "Seconds until the state is back to full (0.0 if full).", nullptr},
     {"retry_after", decision_get_retry_after, nullptr,
-     "Seconds to wait before the same call can pass (0.0 if allowed; "
-     "math.inf if it never can).",
+     "Seconds to wait before the same call can pass (0.0 if allowed, "
+     "unless shadow: then the would-be denial's; math.inf if it never "
+     "can).",
      nullptr},
     {"reset_after_ms", decision_get_reset_after_ms, nullptr,
      "reset_after in integer milliseconds.", nullptr},
@@ -627,6 +641,12 @@ PyGetSetDef g_decision_getset[] = {
     {"policy_index", decision_get_policy_index, nullptr,
      "Index (in the check's policies) of the reported policy; check_keys "
      "counts the policies pair by pair.",
+     nullptr},
+    {"shadow", decision_get_shadow, nullptr,
+     "True if the call is allowed only because what denied it is in shadow "
+     "mode (a Policy with shadow=True, or a Limiter with shadow=True); "
+     "limit, remaining, reset_after, retry_after and policy_index then "
+     "describe the denial that was not enforced.",
      nullptr},
     {nullptr, nullptr, nullptr, nullptr, nullptr}};
 
@@ -641,12 +661,17 @@ const char *const kDecisionDoc = R"doc(The answer to a check. Immutable.
   remaining       units still available after this call
   reset_after     seconds until the state is back to full (0.0 if full)
   retry_after     seconds to wait before the same call can pass (0.0 if
-                  allowed; math.inf if it never can: cost above capacity)
+                  allowed, unless shadow; math.inf if it never can: cost
+                  above capacity)
   source          which path decided: "store", "deny_cache", "fail_open",
                   "fail_closed" or "local"
   policy_index    index (in the check's policies) of the reported policy;
                   for check_keys, counted pair by pair (the policies of
                   every pair back to back, pair 0's first)
+  shadow          True if allowed only because what denied the call is in
+                  shadow mode (a shadow policy, or a limiter with
+                  shadow=True); limit, remaining, reset_after, retry_after
+                  and policy_index then describe that would-be denial
   reset_after_ms, retry_after_ms
                   the same durations as the library's integer milliseconds
                   (retry_after_ms is -1 for never)
@@ -1291,7 +1316,8 @@ class Limiter {
         "tls_ca_file",     "tls_ca_dir",
         "tls_cert_file",   "tls_key_file",
         "tls_server_name", "tls_verify",
-        "clock",           "spin_us"};
+        "clock",           "spin_us",
+        "shadow"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -1335,6 +1361,8 @@ class Limiter {
           static_cast<int32_t>(to_int64(opts["deny_cache"], "deny_cache"));
     if (opts.contains("spin_us"))
       o.spin_us = static_cast<int32_t>(to_int64(opts["spin_us"], "spin_us"));
+    if (opts.contains("shadow"))
+      o.shadow = static_cast<int32_t>(to_int64(opts["shadow"], "shadow"));
     if (opts.contains("tls_verify"))
       o.tls_verify =
           static_cast<int32_t>(to_int64(opts["tls_verify"], "tls_verify"));
@@ -1384,6 +1412,7 @@ class Limiter {
     const int rc = rl_create(&lim, &o);
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
     core_->lim = lim;
+    shadow_ = o.shadow != 0;
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) store_kind_ = h.store_kind;
   }
@@ -1644,6 +1673,7 @@ class Limiter {
     d["fail_closed"] = h.fail_closed;
     d["local_fallback"] = h.local_fallback;
     d["deny_cache_hits"] = h.deny_cache_hits;
+    d["shadow_denied"] = h.shadow_denied;
     d["server_version"] = std::string(
         h.server_version, strnlen(h.server_version, sizeof h.server_version));
     d["last_error"] =
@@ -1906,6 +1936,9 @@ class Limiter {
   const char *store() const {
     return store_name(store_kind_);
   }
+  bool shadow() const {
+    return shadow_;
+  }
 
   std::shared_ptr<Core> core() const {
     return core_;
@@ -1919,6 +1952,7 @@ class Limiter {
   std::shared_ptr<Core> core_;
   py::object clock_;
   int32_t store_kind_ = RL_STORE_MEMORY;
+  bool shadow_ = false;
   std::shared_ptr<AsyncBridge> bridge_;
   py::dict async_state_;
   py::object last_loop_;  // a weak reference to the last loop watched
@@ -2224,9 +2258,10 @@ PYBIND11_MODULE(_native, m) {
 A rate limit: at most `limit` units per `period`.
 
 Policy(limit, period, algorithm="gcra", burst=None, *, name=None,
-       block=None, strikes=None, strikes_period=None)
+       block=None, strikes=None, strikes_period=None, shadow=False)
 Policy.parse("100/h"), Policy.parse("10/s burst=20 token_bucket"),
-Policy.parse("100/h name=hourly"), Policy.parse("5/m block=15m strikes=3/h")
+Policy.parse("100/h name=hourly"), Policy.parse("5/m block=15m strikes=3/h"),
+Policy.parse("100/h shadow")
 
   limit      int >= 1
   period     seconds (int or float, whole milliseconds), a str such as
@@ -2247,6 +2282,11 @@ Policy.parse("100/h name=hourly"), Policy.parse("5/m block=15m strikes=3/h")
              None, or both: the block starts at the strikes-th denial
              within one strikes_period window (epoch-aligned), not the
              first; they need a block
+  shadow     True: shadow mode. The policy is evaluated and its state kept
+             as if enforced, but its denial does not deny the check: the
+             decision is allowed with shadow=True and describes the
+             would-be denial. Not part of the identity: turning shadow off
+             keeps the usage.
 
 Immutable and hashable. Invalid values raise tollgate.InvalidArgument (a
 ValueError); wrong types raise TypeError.
@@ -2255,13 +2295,13 @@ ValueError); wrong types raise TypeError.
            py::arg("algorithm") = "gcra", py::arg("burst") = py::none(),
            py::kw_only(), py::arg("name") = py::none(),
            py::arg("block") = py::none(), py::arg("strikes") = py::none(),
-           py::arg("strikes_period") = py::none())
+           py::arg("strikes_period") = py::none(), py::arg("shadow") = false)
       .def_static("parse", &parse_policy, py::arg("text"),
                   "Policy.parse(text) -> Policy\n\n"
                   "A policy from the library's one text syntax: \"100/h\", "
                   "\"100 per 15m\", \"10/s burst=20\", \"5000/d "
                   "sliding_window\", \"100/h name=hourly\", \"5/m block=15m "
-                  "strikes=3/h\". A malformed text raises "
+                  "strikes=3/h\", \"100/h shadow\". A malformed text raises "
                   "tollgate.InvalidArgument naming the byte offset of the "
                   "problem.")
       .def_property_readonly(
@@ -2331,6 +2371,10 @@ ValueError); wrong types raise TypeError.
             return py::int_(s.p.strikes_period_ms);
           },
           "strikes_period in milliseconds (int), or None.")
+      .def_property_readonly(
+          "shadow", [](const Policy &s) { return is_shadow(s.p); },
+          "True if the policy is in shadow mode: evaluated and its state "
+          "kept as if enforced, but its denial does not deny the check.")
       .def("__repr__", &policy_repr)
       .def("__eq__",
            [](const Policy &a, py::handle b) -> py::object {
@@ -2346,24 +2390,29 @@ ValueError); wrong types raise TypeError.
            })
       .def("__hash__",
            [](const Policy &s) {
-             return py::hash(
-                 py::make_tuple(s.p.algorithm, s.p.limit, s.p.period_ms,
-                                s.p.burst, name_of(s.p), s.p.block_ms,
-                                s.p.strikes, s.p.strikes_period_ms));
+             return py::hash(py::make_tuple(
+                 s.p.algorithm, s.p.limit, s.p.period_ms, s.p.burst,
+                 name_of(s.p), s.p.block_ms, s.p.strikes, s.p.strikes_period_ms,
+                 is_shadow(s.p)));
            })
       .def(py::pickle(
           [](const Policy &s) {
             py::object name = py::none();
             if (s.p.name_len != 0) name = py::str(s.p.name, s.p.name_len);
-            return py::make_tuple(s.p.limit, s.p.period_ms,
-                                  std::string(kAlgorithmNames[s.p.algorithm]),
-                                  s.p.burst, name, s.p.block_ms, s.p.strikes,
-                                  s.p.strikes_period_ms);
+            py::tuple t = py::make_tuple(
+                s.p.limit, s.p.period_ms,
+                std::string(kAlgorithmNames[s.p.algorithm]), s.p.burst, name,
+                s.p.block_ms, s.p.strikes, s.p.strikes_period_ms);
+            // A ninth field only in shadow mode: a pickle of an enforced
+            // policy still loads in a version without shadow mode.
+            if (is_shadow(s.p)) return py::tuple(t + py::make_tuple(true));
+            return t;
           },
           [](const py::tuple &t) {
             // 4 fields: a policy pickled before names existed; 5, before
-            // blocks.
-            if (t.size() != 4 && t.size() != 5 && t.size() != 8)
+            // blocks; 9: a shadow policy.
+            if (t.size() != 4 && t.size() != 5 && t.size() != 8 &&
+                t.size() != 9)
               throw std::runtime_error("bad Policy state");
             rl_policy_spec spec = RL_POLICY_SPEC_INIT;
             spec.limit = t[0].cast<int64_t>();
@@ -2376,11 +2425,13 @@ ValueError); wrong types raise TypeError.
               spec.name = name.data();
               spec.name_len = name.size();
             }
-            if (t.size() == 8) {
+            if (t.size() >= 8) {
               spec.block_ms = t[5].cast<int64_t>();
               spec.strikes = t[6].cast<int64_t>();
               spec.strikes_period_ms = t[7].cast<int64_t>();
             }
+            if (t.size() == 9 && t[8].cast<bool>())
+              spec.flags = RL_POLICY_SHADOW;
             return policy_from_spec(spec);
           }));
 
@@ -2483,6 +2534,10 @@ rl_options:
   clock          a callable returning integer microseconds since the Unix
                  epoch, used by the memory store instead of the system clock
                  (simulations, tests); called on the checking thread
+  shadow         True: shadow mode for the whole limiter. Every check is
+                 evaluated and charged as if enforced, and every denial (a
+                 policy's, a block's, the deny cache's, fail closed's) is
+                 answered allowed with decision.shadow True
 
 An unknown option raises TypeError. One limiter serves any number of
 threads; every call that may block releases the GIL. Use it as a context
@@ -2621,7 +2676,10 @@ manager, or call close().
       .def_property_readonly("closed", &Limiter::closed,
                              "True once close() was called.")
       .def_property_readonly("store", &Limiter::store,
-                             "\"memory\" or \"redis\".");
+                             "\"memory\" or \"redis\".")
+      .def_property_readonly(
+          "shadow", &Limiter::shadow,
+          "True if the limiter is in shadow mode (Limiter(shadow=True)).");
 
   {
     PyTypeObject *type =

@@ -46,6 +46,7 @@ class HealthInfo(TypedDict):
     fail_closed: int
     local_fallback: int
     deny_cache_hits: int
+    shadow_denied: int  # would-be denials answered allowed by shadow mode
     server_version: str
     last_error: str
     topology: Literal["memory", "standalone", "cluster", "sentinel"]
@@ -83,12 +84,13 @@ class Policy:
         block: Optional[Period] = None,
         strikes: Optional[int] = None,
         strikes_period: Optional[Period] = None,
+        shadow: bool = False,
     ) -> None: ...
     @staticmethod
     def parse(text: str) -> "Policy":
         """A policy from the library's text syntax, e.g. "100/h",
-        "10/s burst=20", "5000/d sliding_window", "100/h name=hourly" or
-        "5/m block=15m strikes=3/h"."""
+        "10/s burst=20", "5000/d sliding_window", "100/h name=hourly",
+        "5/m block=15m strikes=3/h" or "100/h shadow"."""
     @property
     def limit(self) -> int: ...
     @property
@@ -116,16 +118,26 @@ class Policy:
         """The window strikes are counted in, in seconds, or None."""
     @property
     def strikes_period_ms(self) -> Optional[int]: ...
+    @property
+    def shadow(self) -> bool:
+        """True in shadow mode: evaluated and its state kept as if enforced,
+        but its denial does not deny the check (decision.shadow says so)."""
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
     def __hash__(self) -> int: ...
-    def __getstate__(self) -> Tuple[int, int, str, int, Optional[str], int, int, int]: ...
+    def __getstate__(
+        self,
+    ) -> Union[
+        Tuple[int, int, str, int, Optional[str], int, int, int],
+        Tuple[int, int, str, int, Optional[str], int, int, int, bool],
+    ]: ...
     def __setstate__(
         self,
         state: Union[
             Tuple[int, int, str, int],
             Tuple[int, int, str, int, Optional[str]],
             Tuple[int, int, str, int, Optional[str], int, int, int],
+            Tuple[int, int, str, int, Optional[str], int, int, int, bool],
         ],
     ) -> None: ...
 
@@ -143,7 +155,8 @@ class Decision:
         """Seconds until the state is back to full (0.0 if full)."""
     @property
     def retry_after(self) -> float:
-        """Seconds before the same call can pass; 0.0 if allowed, math.inf if never."""
+        """Seconds before the same call can pass; 0.0 if allowed (a shadow
+        decision: the would-be denial's), math.inf if never."""
     @property
     def reset_after_ms(self) -> int: ...
     @property
@@ -155,6 +168,12 @@ class Decision:
     def policy_index(self) -> int:
         """The reported policy's index in the check's policies (check_keys:
         every pair's policies back to back, pair 0's first)."""
+    @property
+    def shadow(self) -> bool:
+        """True if allowed only because what denied the call is in shadow
+        mode (a shadow Policy, or a Limiter with shadow=True); limit,
+        remaining, reset_after, retry_after and policy_index then describe
+        the would-be denial."""
     def __bool__(self) -> bool: ...
     def __eq__(self, other: object) -> bool: ...
     def __ne__(self, other: object) -> bool: ...
@@ -231,6 +250,7 @@ class Limiter:
         tls_verify: Optional[bool] = ...,
         clock: Optional[Callable[[], int]] = ...,
         spin_us: Optional[int] = ...,
+        shadow: Optional[bool] = ...,
     ) -> None: ...
     def check(self, key: Key, *policies: Policy, cost: int = 1) -> Decision: ...
     async def check_async(
@@ -290,6 +310,9 @@ class Limiter:
     def closed(self) -> bool: ...
     @property
     def store(self) -> Literal["memory", "redis"]: ...
+    @property
+    def shadow(self) -> bool:
+        """True if the whole limiter is in shadow mode (Limiter(shadow=True))."""
     @property
     def _core_id(self) -> int: ...
 

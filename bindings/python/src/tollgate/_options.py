@@ -28,7 +28,7 @@ _STR_OPTIONS = ("key_prefix", "username", "password", "tls_server_name")
 _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock", "spin_us") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
+    ("max_keys", "failure_mode", "clock", "spin_us", "shadow") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
 )
 
 
@@ -82,6 +82,11 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
             if not 0 <= value <= 1000:
                 raise InvalidArgument("spin_us: must be between 0 and 1000 (got %d)" % value, "RL_E_INVALID_ARG")
             out[name] = value if value > 0 else -1
+        elif name == "shadow":
+            # 1: the whole limiter in shadow mode; 0 (the C default): enforce.
+            if not isinstance(value, bool):
+                raise TypeError("shadow must be a bool, not %s" % _type_name(value))
+            out[name] = 1 if value else 0
         elif name == "clock":
             if not callable(value):
                 raise TypeError("clock must be callable, not %s" % _type_name(value))

@@ -32,7 +32,11 @@ blocked and no thread is used per call. Every response carries
 a denied request gets ``429`` with ``Retry-After`` (whole seconds) and the
 body ``{"detail":"Rate limit exceeded","retry_after":<seconds>}``. The header
 values come from the C library (``tollgate.rate_limit_headers``), so a Node
-service emits the same bytes for the same decision.
+service emits the same bytes for the same decision. A decision allowed by
+shadow mode (``decision.shadow``: a shadow policy, or a
+``Limiter(shadow=True)``) is allowed: the request goes through, without
+``Retry-After``, its other headers describing the would-be denial
+(docs/python.md, "Shadow mode").
 
 When a request is subject to both the middleware and a per-route
 :func:`rate_limit` dependency (on the same limiter), the middleware checks

@@ -27,7 +27,10 @@ and ``X-RateLimit-Limit/Remaining/Reset``; a denied request gets ``429``
 with ``Retry-After`` (whole seconds) and the body
 ``{"detail":"Rate limit exceeded","retry_after":<seconds>}``, exactly as
 ``tollgate.asgi`` answers. The header values come from the C library
-(``tollgate.rate_limit_headers``).
+(``tollgate.rate_limit_headers``). A decision allowed by shadow mode
+(``decision.shadow``: a shadow policy, or a ``Limiter(shadow=True)``) is
+allowed: the request goes through, without ``Retry-After``, its other
+headers describing the would-be denial (docs/python.md, "Shadow mode").
 
 A request under both the global limit and a view's :meth:`RateLimiter.limit`
 is checked once for both, in the ``before_request`` hook (which finds the

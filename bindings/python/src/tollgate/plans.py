@@ -103,7 +103,8 @@ DEFAULT_PLANS: Mapping[str, Policy] = types.MappingProxyType(
     }
 )
 
-#: The headers the integrations set (Retry-After only on a denial), as
+#: The headers the integrations set (Retry-After only on a denial, never on
+#: an allowed decision: a shadowed one included), as
 #: ``tollgate.rate_limit_headers`` names them.
 HEADER_NAMES: Tuple[str, ...] = (
     "RateLimit-Policy",
