@@ -134,6 +134,26 @@ export interface CheckOptions {
   cost?: number;
 }
 
+/**
+ * How long a wait may last: integer milliseconds or text such as "500ms" or
+ * "10s", 0 to 2^40 ms (0, a number, is one try). Anything else rejects with
+ * InvalidArgumentError (RL_E_INVALID_ARG, "maxWait: ...").
+ */
+export type MaxWait = Period;
+
+export interface WaitOptions {
+  /** The longest to wait (see MaxWait). */
+  maxWait: MaxWait;
+  /**
+   * Ends the wait: the promise rejects at once with `signal.reason` (an
+   * AbortError DOMException unless abort() was given a reason). A lease that
+   * a try in flight acquires after the abort is released.
+   */
+  signal?: AbortSignal | null;
+}
+
+export interface CheckWaitOptions extends CheckOptions, WaitOptions {}
+
 export interface RefundOptions {
   /** Units to give back: a positive integer up to 2^53 - 1 (default 1). */
   amount?: number;
@@ -250,6 +270,16 @@ export interface AcquireOptions {
   ttl: Period;
 }
 
+export interface AcquireWaitOptions extends AcquireOptions, WaitOptions {}
+
+/** withLease()'s options: acquire()'s, and with `maxWait` (or `signal`) a wait for a place as acquireWait()'s. */
+export interface WithLeaseOptions extends AcquireOptions {
+  /** Wait up to this long for a place before rejecting with LeaseDeniedError; absent: one try. */
+  maxWait?: MaxWait;
+  /** Ends the wait (see WaitOptions.signal); it does not reach `fn`. */
+  signal?: AbortSignal | null;
+}
+
 /**
  * Which path answered an acquire(): 'store'; 'fail_open' (acquired while the
  * store was unavailable: the lease is not stored), 'fail_closed' (denied for
@@ -328,6 +358,15 @@ export class Limiter {
    * (RL_E_UNSUPPORTED) before anything is sent.
    */
   checkKeys(pairs: readonly KeyPolicies[], options?: CheckOptions): Promise<KeysDecision>;
+  /**
+   * check() that waits up to `maxWait` for the check to be allowed
+   * (docs/waiting.md), on the event loop's timers: after a denial it sleeps
+   * the decision's retryAfter and checks again; it resolves to the denial at
+   * once when retryAfter is Infinity or longer than the wait left, else to
+   * the first allowed decision. Waiters are not queued. `signal` ends the
+   * wait (rejects with its reason). An error on any try ends the wait with it.
+   */
+  checkWait(key: Key, policies: PolicyLike | readonly PolicyLike[], options: CheckWaitOptions): Promise<Decision>;
   /** The memory store's synchronous check; a Redis limiter throws UnsupportedError (RL_E_UNSUPPORTED). */
   checkSync(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Decision;
   /**
@@ -372,6 +411,15 @@ export class Limiter {
    */
   acquire(key: Key, options: AcquireOptions): Promise<LeaseResult>;
   /**
+   * acquire() that waits up to `maxWait` for a place (docs/waiting.md): it
+   * tries again after 10 ms, 20, 40, ... (never beyond the denial's
+   * retryAfter nor the wait left), and at once when a lease of this limiter
+   * is released in this process. Resolves to the acquired result, or to the
+   * last denial once the wait is over. `signal` ends the wait (rejects with
+   * its reason) and no lease is kept.
+   */
+  acquireWait(key: Key, options: AcquireWaitOptions): Promise<LeaseResult>;
+  /**
    * Extends `lease` (acquired through this limiter): it now ends `ttl`
    * (default: its current ttl) from now. LeaseLostError (RL_E_NOT_FOUND)
    * if it is no longer held; InvalidArgumentError (RL_E_INVALID_ARG) for
@@ -386,10 +434,11 @@ export class Limiter {
   release(lease: Lease): Promise<boolean>;
   /**
    * Runs `fn(lease)` under a lease of `key` and releases it when `fn`
-   * settles (resolved or thrown). Denied: rejects with LeaseDeniedError and
-   * `fn` does not run.
+   * settles (resolved or thrown). With `maxWait` it first waits for a place
+   * as acquireWait() does. Denied: rejects with LeaseDeniedError and `fn`
+   * does not run.
    */
-  withLease<T>(key: Key, options: AcquireOptions, fn: (lease: Lease) => T | PromiseLike<T>): Promise<T>;
+  withLease<T>(key: Key, options: WithLeaseOptions, fn: (lease: Lease) => T | PromiseLike<T>): Promise<T>;
   /** Waits for calls in progress, then releases the limiter. Idempotent. */
   close(): Promise<void>;
 }

@@ -522,6 +522,14 @@ function costArg(options) {
   if (options === null || typeof options !== 'object')
     throw typeError('check options', 'an object such as { cost: 1 }', options);
   const cost = options.cost;
+  // A wait given to a call that does not wait (a silent one-try otherwise).
+  if (options.maxWait !== undefined)
+    throw new TypeError('maxWait: check(), checkSync() and checkKeys() do not wait; checkWait() does');
+  return costOf(cost);
+}
+
+// A check's `cost` option (undefined: 1).
+function costOf(cost) {
   if (cost === undefined) return 1;
   if (typeof cost !== 'number') throw typeError('cost', 'an integer (number)', cost);
   if (!Number.isInteger(cost)) throw new TypeError(`cost must be an integer, received ${cost}`);
@@ -653,6 +661,59 @@ function leaseTtlMs(v) {
   return ms;
 }
 
+// ---- Waiting (docs/waiting.md) -----------------------------------------------
+
+const MAX_WAIT_MS = 2 ** 40; // RL_MAX_WAIT_MS
+const FIRST_LEASE_STEP_MS = 10; // a lease wait's first step; it doubles
+const TIMER_MAX_MS = 2 ** 31 - 1; // setTimeout's longest delay
+
+// A wait's length (`what`: 'maxWait'): integer ms or a period such as
+// '10s', 0 to 2^40 ms (0: one try; the period text has no zero). Every bad
+// wait is RL_E_INVALID_ARG naming it; another type is a TypeError.
+function maxWaitMs(v, what) {
+  let ms;
+  if (typeof v === 'number') {
+    if (Number.isFinite(v) && !Number.isInteger(v))
+      throw new InvalidArgumentError(`${what}: ${v} is not a whole number of milliseconds`, 'RL_E_INVALID_ARG');
+    ms = v;
+  } else if (typeof v === 'string') {
+    if (/^\s*0+(\.0*)?\s*[a-z][a-z ]*$/i.test(v))
+      throw new InvalidArgumentError(
+        `${what}: the period text has no zero; give 0 (a number) for one try`, 'RL_E_INVALID_ARG');
+    ms = durationText(v, what, 'RL_E_INVALID_ARG');
+  } else if (v === undefined) {
+    throw new TypeError(
+      `${what} is required: the longest to wait, integer ms or a string such as '10s' (0 for one try)`);
+  } else {
+    throw typeError(what, 'integer milliseconds (number) or a string such as "500ms" or "10s"', v);
+  }
+  if (!(ms >= 0 && ms <= MAX_WAIT_MS))
+    throw new InvalidArgumentError(`${what}: must be 0 to 2^40 ms (got ${ms} ms)`, 'RL_E_INVALID_ARG');
+  return ms;
+}
+
+// A wait's `signal`: an AbortSignal, or null for none (undefined or null).
+function signalArg(v) {
+  if (v === undefined || v === null) return null;
+  if (typeof v !== 'object' || typeof v.aborted !== 'boolean' || typeof v.addEventListener !== 'function' ||
+      typeof v.removeEventListener !== 'function')
+    throw typeError('signal', 'an AbortSignal', v);
+  return v;
+}
+
+// What an aborted wait rejects with: the signal's reason (an AbortError
+// DOMException unless abort() was given one).
+function abortReason(signal) {
+  return signal.reason !== undefined ? signal.reason : new DOMException('This operation was aborted', 'AbortError');
+}
+
+// checkWait()'s and acquireWait()'s options -> [maxWait ms, signal].
+function waitOptions(options, what) {
+  if (options === null || typeof options !== 'object')
+    throw typeError(`${what} options`, "an object such as { maxWait: '10s' }", options);
+  return [maxWaitMs(options.maxWait, 'maxWait'), signalArg(options.signal)];
+}
+
 const kLeaseToken = Symbol('tollgate.lease');
 // Lease internals for the Limiter (set in Lease's static block).
 let leaseNative;
@@ -769,6 +830,8 @@ class Limiter {
   #redis;
   #closed = false;
   #closing = null;
+  // The waits in progress (checkWait, acquireWait): { lease, wake() }.
+  #waits = new Set();
 
   constructor(options) {
     const opts = nativeOptions(options);
@@ -811,6 +874,29 @@ class Limiter {
         reject(e);
       }
     });
+  }
+
+  /**
+   * check() that waits up to `maxWait` (integer ms or a period such as
+   * '10s'; 0 to 2^40 ms, 0 is one try) for the check to be allowed, by the
+   * rule of docs/waiting.md, on the event loop's timers: after a denial it
+   * sleeps the decision's retryAfter and checks again; it resolves to the
+   * denial at once when retryAfter is Infinity or longer than the wait left,
+   * and to the first allowed decision as soon as it comes. `signal` (an
+   * AbortSignal) ends the wait: it rejects with signal.reason at once.
+   */
+  checkWait(key, policies, options) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      policyArg(policies);
+      const [maxWait, signal] = waitOptions(options, 'checkWait');
+      const cost = costOf(options.cost);
+      const opts = { cost };
+      return this.#wait(() => this.check(key, policies, opts), maxWait, signal, false);
+    } catch (e) {
+      return Promise.reject(e);
+    }
   }
 
   /**
@@ -983,6 +1069,17 @@ class Limiter {
       if (this.#closed) throw closedError();
       if (!isKey(key)) throw keyTypeError(key);
       const [maxInFlight, ttl] = leaseOptions(options);
+      if (options.maxWait !== undefined)
+        throw new TypeError('maxWait: acquire() does not wait; acquireWait() (or withLease() with maxWait) does');
+      return this.#acquire(key, maxInFlight, ttl);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  #acquire(key, maxInFlight, ttl) {
+    try {
+      if (this.#closed) throw closedError();
       return this.#native.leaseAcquire(key, maxInFlight, ttl).then((r) => {
         const source = SOURCES[r.source] || 'unknown';
         const lease = r.lease === null ? null : new Lease(kLeaseToken, this, r.lease, key, ttl, source);
@@ -998,6 +1095,124 @@ class Limiter {
     } catch (e) {
       return Promise.reject(e);
     }
+  }
+
+  /**
+   * acquire() that waits up to `maxWait` (integer ms or a period such as
+   * '10s'; 0 to 2^40 ms, 0 is one try) for a place, by the rule of
+   * docs/waiting.md on the event loop's timers: after a denial it tries
+   * again after 10 ms, then 20, 40, ... (never beyond the denial's
+   * retryAfter nor the wait left), and at once when a lease of this limiter
+   * is released in this process. Resolves to the acquired LeaseResult, or to
+   * the last denial when the wait is over. `signal` (an AbortSignal) ends
+   * the wait: it rejects with signal.reason at once, and a lease that a try
+   * in flight acquires after that is released.
+   */
+  acquireWait(key, options) {
+    try {
+      if (this.#closed) throw closedError();
+      if (!isKey(key)) throw keyTypeError(key);
+      const [maxInFlight, ttl] = leaseOptions(options);
+      const [maxWait, signal] = waitOptions(options, 'acquireWait');
+      return this.#wait(() => this.#acquire(key, maxInFlight, ttl), maxWait, signal, true);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  // The rule of docs/waiting.md on the event loop's timers (never blocking
+  // it). `attempt()` is one try (a check or an acquire, resolving to its
+  // answer); `lease`: a lease wait (steps of 10 ms doubling, up to the
+  // denial's retryAfter; woken by a release of this limiter), else a check
+  // wait (sleeps exactly the denial's retryAfter). Waiters are not queued.
+  #wait(attempt, maxWait, signal, lease) {
+    return new Promise((resolve, reject) => {
+      if (signal !== null && signal.aborted) {
+        reject(abortReason(signal));
+        return;
+      }
+      const deadline = performance.now() + maxWait;
+      let step = FIRST_LEASE_STEP_MS;
+      let timer = null; // set while asleep
+      let wakeAt = 0;
+      let ended = false;
+      const waiter = { lease, wakes: 0, wake: null };
+      const end = (settle, value) => {
+        ended = true;
+        if (timer !== null) clearTimeout(timer);
+        timer = null;
+        this.#waits.delete(waiter);
+        if (signal !== null) signal.removeEventListener('abort', onAbort);
+        settle(value);
+      };
+      const onAbort = () => {
+        if (!ended) end(reject, abortReason(signal));
+      };
+      const tryNow = () => {
+        const seen = waiter.wakes;
+        let p;
+        try {
+          p = attempt();
+        } catch (e) {
+          end(reject, e);
+          return;
+        }
+        p.then((r) => {
+          if (ended) {
+            // aborted while this try was in flight: keep nothing it got
+            if (lease && r.lease !== null) r.lease.release().catch(() => {});
+            return;
+          }
+          if ((lease ? r.acquired : r.allowed) || r.retryAfter === Infinity) return end(resolve, r);
+          const now = performance.now();
+          if (now >= deadline) return end(resolve, r);
+          if (this.#closed) return end(reject, closedError());
+          const left = Math.ceil(deadline - now);
+          let ms = Math.max(1, r.retryAfter);
+          if (!lease) {
+            if (ms > left) return end(resolve, r); // it cannot pass in time
+          } else {
+            ms = Math.min(ms, step, left);
+            step = Math.min(step * 2, MAX_WAIT_MS);
+            if (waiter.wakes !== seen) return tryNow(); // released during the try
+          }
+          wakeAt = Math.min(deadline, now + ms);
+          timer = setTimeout(onTimer, Math.min(Math.ceil(wakeAt - now), TIMER_MAX_MS));
+        }, (e) => {
+          if (!ended) end(reject, e);
+        });
+      };
+      // A timer may fire a little early (the loop's cached time): sleep on
+      // until wakeAt, so that no try comes before the rule allows it.
+      const onTimer = () => {
+        const rest = wakeAt - performance.now();
+        if (rest > 0) {
+          timer = setTimeout(onTimer, Math.min(Math.ceil(rest), TIMER_MAX_MS));
+          return;
+        }
+        timer = null;
+        tryNow();
+      };
+      // A release of this limiter's lease (lease waits) or close(): asleep,
+      // try now; during a try, try again after it.
+      waiter.wake = () => {
+        waiter.wakes++;
+        if (timer !== null && !ended) {
+          clearTimeout(timer);
+          timer = null;
+          tryNow();
+        }
+      };
+      this.#waits.add(waiter);
+      if (signal !== null) signal.addEventListener('abort', onAbort, { once: true });
+      tryNow();
+    });
+  }
+
+  // Wakes the waits of `which`: 'lease' (a lease was released) or 'all'.
+  #wake(which) {
+    if (this.#waits.size === 0) return;
+    for (const w of [...this.#waits]) if (which === 'all' || w.lease) w.wake();
   }
 
   /**
@@ -1041,6 +1256,7 @@ class Limiter {
       if (lease.limiter !== this) throw foreignLeaseError('release');
       return this.#native.leaseRelease(leaseNative(lease)).then((wasHeld) => {
         leaseReleased(lease);
+        if (wasHeld) this.#wake('lease'); // a place freed: waiters try now
         return wasHeld;
       });
     } catch (e) {
@@ -1051,20 +1267,27 @@ class Limiter {
   /**
    * Runs `fn(lease)` under a lease of `key` (options as acquire()'s) and
    * releases it when `fn` settles, whether it resolved or threw. Resolves
-   * to what `fn` resolved to. Denied: rejects with LeaseDeniedError
+   * to what `fn` resolved to. With `maxWait` (and `signal`) it first waits
+   * for a place as acquireWait() does. Denied: rejects with LeaseDeniedError
    * (carrying retryAfter) and `fn` does not run. If `fn` throws, its error
    * is the rejection (a failed release then goes unreported: the lease ends
    * after its ttl); if only the release fails, its error is.
    */
   async withLease(key, options, fn) {
     if (typeof fn !== 'function') throw typeError('fn', 'a function (lease) => ...', fn);
-    const r = await this.acquire(key, options);
+    // With maxWait (or a signal): acquireWait() (no maxWait: one try).
+    const waits = options !== null && typeof options === 'object' &&
+      (options.maxWait !== undefined || (options.signal !== undefined && options.signal !== null));
+    const r = waits
+      ? await this.acquireWait(key, { ...options, maxWait: options.maxWait === undefined ? 0 : options.maxWait })
+      : await this.acquire(key, options);
     if (!r.acquired) {
       const wait = r.retryAfter === Infinity ? 'never' : `in ${r.retryAfter} ms`;
       const held = r.source === 'fail_closed' ? 'the store is unavailable (fail closed)' :
         `${r.inFlight} of ${r.maxInFlight} leases are held`;
+      const waited = waits ? ` after waiting ${maxWaitMs(options.maxWait ?? 0, 'maxWait')} ms` : '';
       throw new LeaseDeniedError(
-        `withLease: denied, ${held}; retry ${wait}`,
+        `withLease: denied${waited}, ${held}; retry ${wait}`,
         { key, retryAfter: r.retryAfter, inFlight: r.inFlight, maxInFlight: r.maxInFlight, source: r.source });
     }
     let result;
@@ -1083,6 +1306,7 @@ class Limiter {
     if (this.#closing === null) {
       this.#closed = true;
       this.#closing = this.#native.close();
+      this.#wake('all'); // asleep: their next try rejects (RL_E_CLOSED) now
     }
     return this.#closing;
   }
