@@ -479,6 +479,10 @@ const char *source_name(int32_t source) {
       return "fail_closed";
     case RL_SOURCE_LOCAL:
       return "local";
+    case RL_SOURCE_ALLOW_LIST:
+      return "allow_list";
+    case RL_SOURCE_DENY_LIST:
+      return "deny_list";
     default:
       return "unknown";
   }
@@ -486,8 +490,8 @@ const char *source_name(int32_t source) {
 
 // The source names as interned Python strings (made once; never freed).
 PyObject *source_str(int32_t source) {
-  static PyObject *cache[6] = {};
-  const int idx = (source >= 0 && source <= 4) ? source : 5;
+  static PyObject *cache[8] = {};
+  const int idx = (source >= 0 && source <= 6) ? source : 7;
   if (cache[idx] == nullptr)
     cache[idx] = PyUnicode_InternFromString(source_name(source));
   return cache[idx];
@@ -662,9 +666,10 @@ const char *const kDecisionDoc = R"doc(The answer to a check. Immutable.
   reset_after     seconds until the state is back to full (0.0 if full)
   retry_after     seconds to wait before the same call can pass (0.0 if
                   allowed, unless shadow; math.inf if it never can: cost
-                  above capacity)
+                  above capacity, a deny-list denial)
   source          which path decided: "store", "deny_cache", "fail_open",
-                  "fail_closed" or "local"
+                  "fail_closed", "local", or "allow_list" / "deny_list"
+                  (the limiter's lists, decided before any store call)
   policy_index    index (in the check's policies) of the reported policy;
                   for check_keys, counted pair by pair (the policies of
                   every pair back to back, pair 0's first)
@@ -1534,6 +1539,43 @@ class Limiter {
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
   }
 
+  // _set_list(list, entries, what): rl_set_list with `entries` a list of
+  // bytes (tollgate._options.list_entries made it). `what` prefixes the
+  // library's message ("deny: entries[2]: ..."), or nothing when empty.
+  void set_list(int list, py::handle entries, const std::string &what) {
+    if (!PyList_Check(entries.ptr()))
+      raise_type_error("entries must be a list of bytes, not " +
+                       type_name(entries));
+    const Py_ssize_t n = PyList_GET_SIZE(entries.ptr());
+    std::vector<std::string> copies;
+    copies.reserve(static_cast<size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) {
+      PyObject *e = PyList_GET_ITEM(entries.ptr(), i);
+      if (!PyBytes_Check(e))
+        raise_type_error("entries must be a list of bytes, not of " +
+                         type_name(e));
+      copies.emplace_back(PyBytes_AS_STRING(e),
+                          static_cast<size_t>(PyBytes_GET_SIZE(e)));
+    }
+    std::vector<const char *> ptrs;
+    std::vector<size_t> lens;
+    ptrs.reserve(copies.size());
+    lens.reserve(copies.size());
+    for (const std::string &c : copies) {
+      ptrs.push_back(c.data());
+      lens.push_back(c.size());
+    }
+    CallGuard guard(*core_);
+    int rc = RL_OK;
+    without_gil([&]() noexcept {
+      rc = rl_set_list(core_->lim, list, ptrs.data(), lens.data(), ptrs.size());
+    });
+    if (rc != RL_OK) {
+      const std::string message = last_error_text(rc);
+      raise_code(rc, what.empty() ? message : what + ": " + message);
+    }
+  }
+
   void block(py::handle key, py::handle duration) {
     const KeyView k = key_view(key);
     const int64_t ms = period_ms_of(duration, SpanRules{"duration", false});
@@ -1674,6 +1716,8 @@ class Limiter {
     d["local_fallback"] = h.local_fallback;
     d["deny_cache_hits"] = h.deny_cache_hits;
     d["shadow_denied"] = h.shadow_denied;
+    d["list_allowed"] = h.list_allowed;
+    d["list_denied"] = h.list_denied;
     d["server_version"] = std::string(
         h.server_version, strnlen(h.server_version, sizeof h.server_version));
     d["last_error"] =
@@ -2538,6 +2582,11 @@ rl_options:
                  evaluated and charged as if enforced, and every denial (a
                  policy's, a block's, the deny cache's, fail closed's) is
                  answered allowed with decision.shadow True
+  allow, deny    the allow and deny lists (docs/exemptions.md): iterables
+                 of exact keys, IP addresses and CIDR ranges (str, or
+                 ipaddress objects), decided in this process before any
+                 store call (decision.source "allow_list" / "deny_list");
+                 set_allow_list() / set_deny_list() replace them
 
 An unknown option raises TypeError. One limiter serves any number of
 threads; every call that may block releases the GIL. Use it as a context
@@ -2550,9 +2599,18 @@ manager, or call close().
                                 type_name(url));
              py::dict opts = py::module_::import("tollgate._options")
                                  .attr("normalize")(options);
-             return std::make_unique<Limiter>(url, opts);
+             // The lists are set once the limiter exists; a bad entry
+             // destroys it (the unique_ptr) and raises.
+             py::object allow = opts.attr("pop")("allow", py::none());
+             py::object deny = opts.attr("pop")("deny", py::none());
+             auto lim = std::make_unique<Limiter>(url, opts);
+             if (!allow.is_none()) lim->set_list(RL_LIST_ALLOW, allow, "allow");
+             if (!deny.is_none()) lim->set_list(RL_LIST_DENY, deny, "deny");
+             return lim;
            }),
            py::arg("url") = py::none())
+      .def("_set_list", &Limiter::set_list, py::arg("list"), py::arg("entries"),
+           py::arg("what") = std::string())
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_drain", &Limiter::async_drain)

@@ -29,9 +29,9 @@ def test_unknown_option_lists_the_known_ones() -> None:
     with pytest.raises(TypeError) as info:
         Limiter(max_key=5)
     text = str(info.value)
-    assert text.startswith("Limiter() got an unexpected option 'max_key' (known options: clock, connect_timeout_ms,")
+    assert text.startswith("Limiter() got an unexpected option 'max_key' (known options: allow, clock, connect_timeout_ms,")
     assert text.endswith("tls_server_name, tls_verify, username)")
-    assert "max_keys" in text and "spin_us" in text and "key_prefix" in text
+    assert "max_keys" in text and "spin_us" in text and "key_prefix" in text and ", deny, " in text
 
 
 @pytest.mark.parametrize("name", ["max_keys", "shards", "max_key_len", "timeout_ms", "connections", "spin_us"])

@@ -141,9 +141,10 @@ def test_plain_request_object_without_getlist() -> None:
 def test_client_address_argument_checks() -> None:
     with pytest.raises(TypeError, match=exactly("trust_forwarded must be a bool, not int")):
         client_address(trust_forwarded=1)  # type: ignore[call-overload]
-    with pytest.raises(TypeError, match=exactly("trusted_proxies must be an int, not bool")):
+    hop_or_list = "trusted_proxies must be an int (a hop count) or a list of the proxies' addresses and CIDR ranges, not "
+    with pytest.raises(TypeError, match=exactly(hop_or_list + "bool")):
         client_address(trusted_proxies=True)
-    with pytest.raises(TypeError, match=exactly("trusted_proxies must be an int, not str")):
+    with pytest.raises(TypeError, match=exactly(hop_or_list + "str")):
         client_address(trusted_proxies="2")  # type: ignore[call-overload]
     with pytest.raises(ValueError, match=r"^trusted_proxies must be >= 1 \(got 0\)$"):
         client_address(trusted_proxies=0)

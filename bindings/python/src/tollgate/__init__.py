@@ -236,6 +236,41 @@ async def _refund_async(self: "_native.Limiter", key: Key, *policies: Policy, am
     return await _check_async(self, key, *policies, cost=_refund_amount(amount))
 
 
+# ---- Allow and deny lists (docs/exemptions.md) -------------------------------
+
+from . import _options
+
+_LIST_ALLOW = 1  # RL_LIST_ALLOW
+_LIST_DENY = 2  # RL_LIST_DENY
+
+
+def _set_allow_list(self: "_native.Limiter", entries: object) -> None:
+    """set_allow_list(entries) -> None
+
+    Replace the limiter's allow list: a check of a key on it is allowed
+    without a store call and charges nothing (``source`` "allow_list").
+    ``entries``: an iterable of exact keys, IPv4 / IPv6 addresses and CIDR
+    ranges ("10.0.0.0/8", "2001:db8::/32"), as str or ipaddress objects;
+    empty clears the list. A bad entry raises :class:`InvalidArgument`
+    naming it by index (``entries[2]``) and leaves the list unchanged.
+    """
+    self._set_list(_LIST_ALLOW, _options.list_entries(entries, "entries"))  # type: ignore[arg-type]
+
+
+def _set_deny_list(self: "_native.Limiter", entries: object) -> None:
+    """set_deny_list(entries) -> None
+
+    Replace the limiter's deny list: a check of a key on it is denied
+    without a store call (``source`` "deny_list", ``retry_after``
+    math.inf); it wins over the allow list. Entries as for
+    :meth:`set_allow_list`.
+    """
+    self._set_list(_LIST_DENY, _options.list_entries(entries, "entries"))  # type: ignore[arg-type]
+
+
+Limiter.set_allow_list = _set_allow_list  # type: ignore[attr-defined]
+Limiter.set_deny_list = _set_deny_list  # type: ignore[attr-defined]
+
 Limiter.refund = _refund  # type: ignore[attr-defined]
 Limiter.refund_async = _refund_async  # type: ignore[attr-defined]
 rate_limit_headers = _native.rate_limit_headers

@@ -1,8 +1,9 @@
 """Type stubs of tollgate._native, the extension over tollgate.h."""
 
 import datetime
+import ipaddress
 import os
-from typing import Callable, Dict, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
+from typing import Callable, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
 from ._leases import LeaseContext, LeaseResult
 from ._types import KeyState
@@ -12,7 +13,18 @@ Key = Union[str, bytes]
 KeyPolicies = Tuple[Key, Union["Policy", Sequence["Policy"]]]
 Period = Union[int, float, str, datetime.timedelta]
 Algorithm = Literal["gcra", "token_bucket", "fixed_window", "sliding_window"]
-Source = Literal["store", "deny_cache", "fail_open", "fail_closed", "local"]
+Source = Literal["store", "deny_cache", "fail_open", "fail_closed", "local", "allow_list", "deny_list"]
+#: An allow or deny list entry: an exact key, an IP address or a CIDR range.
+ListEntry = Union[
+    str,
+    bytes,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+]
 FailureMode = Literal["open", "closed", "local", "error"]
 Connection = Literal["none", "connecting", "ready", "down"]
 
@@ -47,6 +59,8 @@ class HealthInfo(TypedDict):
     local_fallback: int
     deny_cache_hits: int
     shadow_denied: int  # would-be denials answered allowed by shadow mode
+    list_allowed: int  # checks answered by the allow list
+    list_denied: int  # checks answered by the deny list
     server_version: str
     last_error: str
     topology: Literal["memory", "standalone", "cluster", "sentinel"]
@@ -251,7 +265,16 @@ class Limiter:
         clock: Optional[Callable[[], int]] = ...,
         spin_us: Optional[int] = ...,
         shadow: Optional[bool] = ...,
+        allow: Optional[Iterable[ListEntry]] = ...,
+        deny: Optional[Iterable[ListEntry]] = ...,
     ) -> None: ...
+    def set_allow_list(self, entries: Iterable[ListEntry]) -> None:
+        """Replace the allow list (keys, addresses, CIDR ranges): listed keys
+        are allowed without a store call, nothing charged."""
+    def set_deny_list(self, entries: Iterable[ListEntry]) -> None:
+        """Replace the deny list: listed keys are denied without a store
+        call (retry_after math.inf); it wins over the allow list."""
+    def _set_list(self, list: int, entries: List[bytes], what: str = "") -> None: ...
     def check(self, key: Key, *policies: Policy, cost: int = 1) -> Decision: ...
     async def check_async(
         self, key: Key, *policies: Policy, cost: int = 1

@@ -8,8 +8,9 @@ never echo a value: it may be a password.
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Iterable, List
 
 from . import _native
 from ._errors import InvalidArgument
@@ -27,13 +28,53 @@ _UINT32_OPTIONS = (
 _STR_OPTIONS = ("key_prefix", "username", "password", "tls_server_name")
 _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify")
+_LIST_OPTIONS = ("allow", "deny")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock", "spin_us", "shadow") + _UINT32_OPTIONS + _STR_OPTIONS + _PATH_OPTIONS + _BOOL_OPTIONS
+    ("max_keys", "failure_mode", "clock", "spin_us", "shadow")
+    + _UINT32_OPTIONS
+    + _STR_OPTIONS
+    + _PATH_OPTIONS
+    + _BOOL_OPTIONS
+    + _LIST_OPTIONS
+)
+
+#: The ipaddress objects a list entry may be (taken by their str()).
+IP_OBJECTS = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
 )
 
 
 def _type_name(value: object) -> str:
     return type(value).__name__
+
+
+def list_entries(entries: Iterable[Any], what: str) -> List[bytes]:
+    """The entries of an allow or deny list as the bytes rl_set_list takes:
+    a str (UTF-8), bytes, or an ipaddress address or network (its str()).
+    The library checks the entries themselves (and names a bad one by its
+    index, without echoing it)."""
+    if isinstance(entries, (str, bytes, bytearray)) or not isinstance(entries, Iterable):
+        raise TypeError(
+            "%s must be an iterable of str (keys, IP addresses, CIDR ranges), not %s" % (what, _type_name(entries))
+        )
+    out: List[bytes] = []
+    for i, e in enumerate(entries):
+        if isinstance(e, str):
+            out.append(e.encode("utf-8"))
+        elif isinstance(e, bytes):
+            out.append(e)
+        elif isinstance(e, IP_OBJECTS):
+            out.append(str(e).encode("ascii"))
+        else:
+            raise TypeError(
+                "%s[%d] must be a str, bytes or an ipaddress address or network, not %s" % (what, i, _type_name(e))
+            )
+    return out
 
 
 def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
@@ -87,6 +128,9 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
             if not isinstance(value, bool):
                 raise TypeError("shadow must be a bool, not %s" % _type_name(value))
             out[name] = 1 if value else 0
+        elif name in _LIST_OPTIONS:
+            # Applied by rl_set_list once the limiter exists.
+            out[name] = list_entries(value, name)
         elif name == "clock":
             if not callable(value):
                 raise TypeError("clock must be callable, not %s" % _type_name(value))

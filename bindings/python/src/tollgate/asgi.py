@@ -38,6 +38,13 @@ shadow mode (``decision.shadow``: a shadow policy, or a
 ``Retry-After``, its other headers describing the would-be denial
 (docs/python.md, "Shadow mode").
 
+``allow=`` and ``deny=`` lists (client addresses and CIDR ranges, exact
+keys; docs/python.md, "Exemptions") are evaluated before any check: a
+request on the deny list gets ``403`` with ``{"detail":"Forbidden"}`` and
+no rate-limit headers (no wait helps), one on the allow list is not
+limited. ``trusted_proxies=`` (a hop count, or the proxies' CIDR ranges)
+and ``proxy_header=`` say how the client address is found.
+
 When a request is subject to both the middleware and a per-route
 :func:`rate_limit` dependency (on the same limiter), the middleware checks
 both at once, before the app runs: it finds the route the router will pick
@@ -90,8 +97,10 @@ except ImportError:  # pragma: no cover - older FastAPI (routes flattened) or St
 from tollgate import Decision, Error, Limiter, Policy
 
 from .plans import (
+    FORBIDDEN_BODY,
     HEADER_NAMES,
     Charge,
+    Exemptions,
     KeyFunc,
     Limits,
     Outcome,
@@ -104,14 +113,16 @@ from .plans import (
     check_key_func,
     client_address,
     denied_body,
+    denied_by_list,
     failed_response,
     headers_for,
     joint_check_async,
     resolve_cost,
     scoped_key,
+    web_options,
 )
 
-__all__ = ["RateLimitMiddleware", "RateLimitExceeded", "rate_limit", "rate_limit_exceeded_handler"]
+__all__ = ["RateLimitMiddleware", "RateLimitExceeded", "Forbidden", "rate_limit", "rate_limit_exceeded_handler"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -127,6 +138,10 @@ SCOPE_KEY = "tollgate.outcomes"
 #: its own: route limit -> the Outcome to report (None: its key function
 #: left the request unlimited). The dependency then does not check.
 _SCOPE_ROUTES = "tollgate.routes"
+
+#: The scope entry a middleware sets on a request its allow list exempts:
+#: the rate_limit() dependencies then do not check it either.
+SCOPE_EXEMPT = "tollgate.exempt"
 
 #: The ids of the limiters that some rate_limit() dependency uses: only
 #: their middlewares look for the route's limits.
@@ -164,6 +179,14 @@ async def _send_denied(send: Send, headers: Dict[str, str]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
+async def _send_forbidden(send: Send) -> None:
+    """The answer to a request on a deny list: 403, no rate-limit headers
+    and no Retry-After (waiting does not help)."""
+    raw = [(b"content-type", b"application/json"), (b"content-length", str(len(FORBIDDEN_BODY)).encode())]
+    await send({"type": "http.response.start", "status": 403, "headers": raw})
+    await send({"type": "http.response.body", "body": FORBIDDEN_BODY})
+
+
 async def _give_back(limiter: Limiter, pending: Pending) -> None:
     """Refunds a charge whose response does not count. The response has
     gone: a refund that fails (nothing to give back, the store away) is
@@ -177,7 +200,7 @@ async def _give_back(limiter: Limiter, pending: Pending) -> None:
 class _RouteLimit:
     """One :func:`rate_limit` dependency's limit."""
 
-    __slots__ = ("limiter", "policies", "name", "key", "cost", "scope", "call")
+    __slots__ = ("limiter", "policies", "name", "key", "cost", "scope", "exemptions", "call")
 
     def __init__(
         self,
@@ -187,6 +210,7 @@ class _RouteLimit:
         key: KeyFunc,
         cost: Any,
         scope: Optional[str],
+        exemptions: Optional[Exemptions] = None,
     ) -> None:
         self.limiter = limiter
         self.policies = policies
@@ -194,15 +218,34 @@ class _RouteLimit:
         self.key = key
         self.cost = cost
         self.scope = scope
+        self.exemptions = exemptions
         self.call: Any = None  # the dependency function
 
     async def charge(self, request: Request) -> Optional[Charge]:
         """The request's (key, policies) under this limit, or None when the
-        key function leaves it unlimited."""
+        key function leaves it unlimited, or a list of this dependency
+        (or the middleware's) exempts it. Raises :class:`Forbidden` for a
+        request on this dependency's deny list."""
+        exemptions = self.exemptions
+        ip = None
+        # A shadow limiter lets a deny-listed request go on, as it answers
+        # a key on its own deny list.
+        enforce = exemptions is not None and not self.limiter.shadow
+        if exemptions is not None:
+            ip = exemptions.address(request)
+            if enforce and exemptions.denies(ip):
+                raise Forbidden()
         k = await _maybe_await(self.key(request))
-        if k is None:
+        if k is not None:
+            k = check_key(k)
+        if exemptions is not None:
+            if enforce and exemptions.denies(None, k):
+                raise Forbidden()
+            if exemptions.allows(ip, k):
+                return None
+        if k is None or request.scope.get(SCOPE_EXEMPT):
             return None
-        k = scoped_key(self.scope if self.scope is not None else _route_scope(request), check_key(k))
+        k = scoped_key(self.scope if self.scope is not None else _route_scope(request), k)
         return Charge(k, self.policies, self.name, resolve_cost(self.cost, request))
 
 
@@ -256,6 +299,18 @@ class RateLimitMiddleware:
       checked and charged before the app runs, so concurrent requests stay
       limited; a response that does not count gets its units back with a
       refund (``limiter.refund_async``). An app that raises counts as 500.
+    - ``allow``, ``deny``: allow and deny lists (IP addresses and CIDR
+      ranges matching the client address, exact entries matching the
+      key): a denied request gets ``403`` (no Retry-After) before any
+      check, an allowed one goes through unchecked, its route limits too.
+      A denial of the limiter's own deny list (``decision.source ==
+      "deny_list"``) is answered 403 as well.
+    - ``trusted_proxies``: how the client address is found (for the lists
+      and the default key): None (the peer; or the rule of a
+      ``client_address(...)`` key function), a hop count, or a list of the
+      proxies' addresses and CIDR ranges; ``proxy_header``:
+      ``"x-forwarded-for"``, ``"forwarded"`` (RFC 7239) or ``"auto"``
+      (see :func:`tollgate.plans.client_address`).
 
     The key and plan functions receive a ``starlette.requests.Request``
     built on the scope (headers, client, URL; not the body). WebSocket and
@@ -282,10 +337,15 @@ class RateLimitMiddleware:
         cost: Union[int, Callable[[Request], int]] = 1,
         count: str = "all",
         failed: Callable[[int], bool] = failed_response,
+        allow: Optional[Iterable[Any]] = None,
+        deny: Optional[Iterable[Any]] = None,
+        trusted_proxies: Any = None,
+        proxy_header: str = "x-forwarded-for",
     ) -> None:
         if limiter is None:
             raise TypeError("RateLimitMiddleware needs a tollgate.Limiter (limiter=...)")
         check_key_func(key)
+        key, self.exemptions = web_options(key, allow, deny, trusted_proxies, proxy_header)
         check_cost(cost)
         check_count(count, failed)
         self.count = count
@@ -346,17 +406,39 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
+        exemptions = self.exemptions
+        # A shadow limiter lets a deny-listed request go on, as it answers
+        # a key on its own deny list.
+        enforce = exemptions is not None and not self.limiter.shadow
+        if exemptions is not None:
+            ip = exemptions.address(request)
+            if enforce and exemptions.denies(ip):
+                await _send_forbidden(send)
+                return
         key = await _maybe_await(self.key(request))
+        if key is not None:
+            key = check_key(key)
+        if exemptions is not None:
+            if enforce and exemptions.denies(None, key):
+                await _send_forbidden(send)
+                return
+            if exemptions.allows(ip, key):
+                scope[SCOPE_EXEMPT] = True
+                await self.app(scope, receive, send)
+                return
         if key is None:
             await self.app(scope, receive, send)
             return
-        key = check_key(key)
         plan = None
         if self.limits.plan_of is not None:
             plan = await _maybe_await(self.limits.plan_of(request))
         policies, name = self.limits.for_plan(plan)
         cost = resolve_cost(self.cost, request)
-        routes = await self._route_charges(scope)
+        try:
+            routes = await self._route_charges(scope)
+        except Forbidden:  # a route's deny list
+            await _send_forbidden(send)
+            return
         route_charges = [c for _, c in routes if c is not None]
         # Per-route dependencies (and other tollgate middleware) add their
         # outcomes to this list; the response's headers describe the one
@@ -367,12 +449,16 @@ class RateLimitMiddleware:
             joint = await joint_check_async(self.limiter, [Charge(key, policies, name, cost)] + route_charges)
             outcomes.extend(joint.reported())
             if not joint.allowed:
+                assert joint.denied_by is not None
+                denied = joint.outcomes[joint.denied_by]
+                assert denied is not None
+                if denied_by_list(denied.decision):
+                    await _send_forbidden(send)
+                    return
                 headers = headers_for(binding(outcomes))
                 if joint.denied_by == 0:
                     await _send_denied(send, headers)
                 else:
-                    denied = joint.outcomes[joint.denied_by]
-                    assert denied is not None
                     await _answer_route_denial(scope, receive, send, RateLimitExceeded(denied.decision, headers))
                 return
             checked: Dict[_RouteLimit, Optional[Outcome]] = scope.setdefault(_SCOPE_ROUTES, {})
@@ -382,6 +468,9 @@ class RateLimitMiddleware:
         else:
             decision = await self.limiter.check_async(key, *policies, cost=cost)
             outcomes.append(Outcome.of(decision, policies, name))
+            if denied_by_list(decision):
+                await _send_forbidden(send)
+                return
             if not decision.allowed:
                 await _send_denied(send, headers_for(binding(outcomes)))
                 return
@@ -410,6 +499,18 @@ class RateLimitMiddleware:
             pending = Pending(key, policies, cost, self.count, self.failed)
             if pending.gives_back(status):
                 await _give_back(self.limiter, pending)
+
+
+class Forbidden(HTTPException):
+    """Raised by a :func:`rate_limit` dependency for a request on a deny
+    list (its own ``deny=``, or the limiter's: ``decision.source ==
+    "deny_list"``): a 403 without rate-limit headers or Retry-After.
+    ``decision`` is the limiter's denial, or None for the dependency's
+    list. FastAPI's default handler answers ``{"detail": "Forbidden"}``."""
+
+    def __init__(self, decision: Optional[Decision] = None) -> None:
+        super().__init__(status_code=403, detail="Forbidden")
+        self.decision = decision
 
 
 class RateLimitExceeded(HTTPException):
@@ -478,6 +579,10 @@ def rate_limit(
     cost: Union[int, Callable[[Request], int]] = 1,
     name: Optional[str] = None,
     scope: Optional[str] = None,
+    allow: Optional[Iterable[Any]] = None,
+    deny: Optional[Iterable[Any]] = None,
+    trusted_proxies: Any = None,
+    proxy_header: str = "x-forwarded-for",
 ) -> Callable[[Request, Response], Awaitable[Optional[Decision]]]:
     """A FastAPI dependency that limits one route (or a router)::
 
@@ -499,6 +604,12 @@ def rate_limit(
     Denied: raises :class:`RateLimitExceeded` (a 429 with the headers and
     ``Retry-After``).
 
+    ``allow``, ``deny``, ``trusted_proxies`` and ``proxy_header`` are the
+    middleware's: a request on the deny list (or denied by the limiter's
+    deny list) raises :class:`Forbidden` (403); one on the allow list, or
+    one a middleware's allow list exempted, is not checked (the dependency
+    returns ``None``).
+
     Under a :class:`RateLimitMiddleware` on the same limiter, the middleware
     checks this limit together with its own before the app runs (one
     decision, all or nothing); the dependency then returns that decision
@@ -515,7 +626,8 @@ def rate_limit(
     if limits.empty:
         raise ValueError("rate_limit needs at least one tollgate.Policy")
     route_policies, route_name = limits.for_plan(None)
-    route = _RouteLimit(limiter, route_policies, route_name, key, cost, scope)
+    key, exemptions = web_options(key, allow, deny, trusted_proxies, proxy_header)
+    route = _RouteLimit(limiter, route_policies, route_name, key, cost, scope, exemptions)
 
     async def tollgate_rate_limit(request: Request, response: Response) -> Optional[Decision]:
         checked = request.scope.get(_SCOPE_ROUTES)
@@ -533,6 +645,8 @@ def rate_limit(
             outcomes = request.scope.get(SCOPE_KEY)
             if outcomes is not None:
                 outcomes.append(outcome)
+        if denied_by_list(outcome.decision):
+            raise Forbidden(outcome.decision)
         headers = headers_for(outcome)
         if not outcome.decision.allowed:
             raise RateLimitExceeded(outcome.decision, headers)

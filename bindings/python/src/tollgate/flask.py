@@ -32,6 +32,13 @@ with ``Retry-After`` (whole seconds) and the body
 allowed: the request goes through, without ``Retry-After``, its other
 headers describing the would-be denial (docs/python.md, "Shadow mode").
 
+``allow=`` and ``deny=`` lists (client addresses and CIDR ranges, exact
+keys; docs/python.md, "Exemptions") are evaluated before any check: a
+request on the deny list gets ``403`` with ``{"detail":"Forbidden"}`` and
+no rate-limit headers (no wait helps), one on the allow list is not
+limited. ``trusted_proxies=`` (a hop count, or the proxies' CIDR ranges)
+and ``proxy_header=`` say how the client address is found.
+
 A request under both the global limit and a view's :meth:`RateLimiter.limit`
 is checked once for both, in the ``before_request`` hook (which finds the
 view's limits through ``request.endpoint``): one ``Limiter.check_keys`` over
@@ -50,7 +57,7 @@ from __future__ import annotations
 
 import functools
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple, TypeVar, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, TypeVar, Union
 
 try:
     import flask as _flask
@@ -62,6 +69,7 @@ import tollgate as _tollgate
 from tollgate import Limiter, Policy
 
 from .plans import (
+    FORBIDDEN_BODY,
     HEADER_NAMES,
     Charge,
     KeyFunc,
@@ -76,11 +84,13 @@ from .plans import (
     check_key_func,
     client_address,
     denied_body,
+    denied_by_list,
     failed_response,
     headers_for,
     joint_check,
     resolve_cost,
     scoped_key,
+    web_options,
 )
 
 __all__ = ["RateLimiter"]
@@ -107,6 +117,13 @@ _G_PENDING = "_tollgate_pending"
 #: checked together with the global limit: route limit -> the charge its
 #: response may give back (or None). The view's wrapper then does not check.
 _G_ROUTES = "_tollgate_routes"
+
+#: The flask.g attribute holding each extension's verdict of its lists on
+#: the request: id(extension) -> ("deny" / "allow" / None, the key).
+_G_VERDICT = "_tollgate_verdict"
+
+#: The key of a request not computed yet.
+_UNSET: Any = object()
 
 #: The attribute of a view wrapped by :meth:`RateLimiter.limit` that lists
 #: its route limits (innermost first), for ``before_request``.
@@ -175,6 +192,12 @@ def _set_headers(response: Any, outcomes: List[Outcome]) -> None:
         response.headers[field] = value
 
 
+def _forbidden_response() -> Any:
+    """The answer to a request on a deny list: 403, no rate-limit headers
+    and no Retry-After."""
+    return _flask.current_app.response_class(FORBIDDEN_BODY, status=403, mimetype="application/json")
+
+
 def _denied_response(outcomes: List[Outcome]) -> Any:
     headers = headers_for(binding(outcomes))
     return _flask.current_app.response_class(
@@ -202,6 +225,17 @@ class RateLimiter:
       ``"successful"``; ``failed`` default 4xx and 5xx): the global limit's
       charge of a response that does not count is refunded in the
       ``after_request`` hook; :meth:`limit` takes its own.
+    - ``allow``, ``deny``: allow and deny lists (IP addresses and CIDR
+      ranges matching the client address, exact entries matching the key
+      of ``key``), evaluated in ``before_request`` for every request, with
+      or without a global limit: a denied request gets ``403`` (no
+      Retry-After) and the view does not run; an allowed one is checked by
+      none of this extension's limits (the :meth:`limit` decorators
+      included). A denial of the limiter's own deny list
+      (``decision.source == "deny_list"``) is answered 403 as well.
+    - ``trusted_proxies``, ``proxy_header``: how the client address is
+      found, for the lists and the default key, as in
+      :class:`tollgate.asgi.RateLimitMiddleware`.
 
     A request under the global limit and a view's :meth:`limit` is checked
     for both at once in ``before_request`` (``Limiter.check_keys``, all or
@@ -227,10 +261,15 @@ class RateLimiter:
         cost: Union[int, Callable[[Any], int]] = 1,
         count: str = "all",
         failed: Callable[[int], bool] = failed_response,
+        allow: Optional[Iterable[Any]] = None,
+        deny: Optional[Iterable[Any]] = None,
+        trusted_proxies: Any = None,
+        proxy_header: str = "x-forwarded-for",
     ) -> None:
         check_key_func(key)
         check_cost(cost)
         check_count(count, failed)
+        key, self.exemptions = web_options(key, allow, deny, trusted_proxies, proxy_header)
         self.count = count
         self.failed = failed
         self.limiter: Optional[Limiter] = limiter
@@ -255,11 +294,49 @@ class RateLimiter:
             raise RuntimeError("tollgate.flask.RateLimiter has no limiter: pass limiter= or call init_app(app)")
         return self.limiter
 
+    def _verdict(self, request: Any) -> Tuple[Optional[str], Any]:
+        """The lists' verdict on the request, once per request: ("deny",
+        "allow" or None; the key, or _UNSET when the address alone was
+        denied)."""
+        verdicts: Dict[int, Tuple[Optional[str], Any]] = _flask.g.setdefault(_G_VERDICT, {})
+        cached = verdicts.get(id(self))
+        if cached is not None:
+            return cached
+        exemptions = self.exemptions
+        assert exemptions is not None
+        # A shadow limiter lets a deny-listed request go on, as it answers
+        # a key on its own deny list.
+        enforce = not self._limiter().shadow
+        ip = exemptions.address(request)
+        verdict: Tuple[Optional[str], Any]
+        if enforce and exemptions.denies(ip):
+            verdict = ("deny", _UNSET)
+        else:
+            key = self.key(request)
+            if key is not None:
+                key = check_key(key)
+            if enforce and exemptions.denies(None, key):
+                verdict = ("deny", key)
+            elif exemptions.allows(ip, key):
+                verdict = ("allow", key)
+            else:
+                verdict = (None, key)
+        verdicts[id(self)] = verdict
+        return verdict
+
     def _before_request(self) -> Any:
+        request = _flask.request
+        key = _UNSET
+        if self.exemptions is not None:
+            verdict, key = self._verdict(request)
+            if verdict == "deny":
+                return _forbidden_response()
+            if verdict == "allow":
+                return None
         if self.limits.empty:
             return None
-        request = _flask.request
-        key = self.key(request)
+        if key is _UNSET:
+            key = self.key(request)
         if key is None:
             return None
         key = check_key(key)
@@ -273,10 +350,14 @@ class RateLimiter:
         if route_charges:
             # The global limit and the view's, in one decision.
             joint = joint_check(limiter, [Charge(key, policies, name, cost)] + route_charges)
+            if any(o is not None and denied_by_list(o.decision) for o in joint.outcomes):
+                return _forbidden_response()  # without rate-limit headers
             outcomes.extend(joint.reported())
             allowed = joint.allowed
         else:
             decision = limiter.check(key, *policies, cost=cost)
+            if denied_by_list(decision):
+                return _forbidden_response()
             outcomes.append(Outcome.of(decision, policies, name))
             allowed = decision.allowed
         if not allowed:
@@ -360,7 +441,15 @@ class RateLimiter:
 
         def check() -> Any:
             """(None, the charge a response may give back, or None) to go
-            on, or (the 429 response, None)."""
+            on, or (the 429 or 403 response, None)."""
+            if self.exemptions is not None:
+                # Decided in before_request already, but for an app
+                # without init_app's hooks.
+                verdict, _ = self._verdict(_flask.request)
+                if verdict == "deny":
+                    return _forbidden_response(), None
+                if verdict == "allow":
+                    return None, None
             checked = _flask.g.get(_G_ROUTES)
             if checked is not None and route in checked:
                 # before_request checked it with the global limit.
@@ -369,6 +458,8 @@ class RateLimiter:
             if c is None:
                 return None, None
             decision = self._limiter().check(c.key, *c.policies, cost=c.cost)
+            if denied_by_list(decision):
+                return _forbidden_response(), None
             outcomes = _outcomes()
             outcomes.append(Outcome.of(decision, c.policies, c.name))
             if not decision.allowed:
@@ -379,7 +470,9 @@ class RateLimiter:
             # Set the headers here too, so the decorator works on an app
             # without init_app's after_request hook.
             response = _flask.current_app.make_response(rv)
-            _set_headers(response, _outcomes())
+            outcomes = _outcomes()
+            if outcomes:  # none for a request the lists or the key function exempted
+                _set_headers(response, outcomes)
             if pending is not None:
                 _give_back(self._limiter(), pending, response.status_code)
             return response

@@ -1,11 +1,11 @@
 """Type stubs of tollgate.flask."""
 
-from typing import Any, Callable, Literal, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, TypeVar, Union
 
 from flask import Flask
 
 from tollgate import Limiter, Policy
-from tollgate.plans import KeyFunc, Limits, PolicySpec
+from tollgate.plans import Exemptions, KeyFunc, Limits, ListEntry, PolicySpec, ProxyHeader, TrustedProxies
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -13,6 +13,7 @@ class RateLimiter:
     limiter: Optional[Limiter]
     key: KeyFunc
     limits: Limits
+    exemptions: Optional[Exemptions]
     def __init__(
         self,
         app: Optional[Flask] = None,
@@ -25,6 +26,10 @@ class RateLimiter:
         cost: Union[int, Callable[[Any], int]] = 1,
         count: Literal["all", "failed", "successful"] = "all",
         failed: Callable[[int], bool] = ...,
+        allow: Optional[Iterable[ListEntry]] = None,
+        deny: Optional[Iterable[ListEntry]] = None,
+        trusted_proxies: TrustedProxies = None,
+        proxy_header: ProxyHeader = "x-forwarded-for",
     ) -> None: ...
     def init_app(self, app: Flask) -> None: ...
     def limit(

@@ -30,7 +30,23 @@ so keying by it lets a client pick its own key. Behind a reverse proxy that
 you run, use ``client_address(trust_forwarded=True, trusted_proxies=N)``
 where N is the number of your proxies in front of the app: the client is the
 N-th address from the right (the entries left of it were written by the
-client and are ignored).
+client and are ignored); or ``client_address(trusted_proxies=["10.0.0.0/8"])``
+with your proxies' addresses and ranges: the header is read from the right,
+skipping the proxies, and the first other address is the client.
+``proxy_header="forwarded"`` reads the RFC 7239 ``Forwarded: for=...``
+header instead (``"auto"``: ``Forwarded`` when present, else
+``X-Forwarded-For``).
+
+Allow and deny lists
+====================
+
+The integrations take ``allow=`` and ``deny=`` (the entries of
+``Limiter(allow=..., deny=...)``, docs/exemptions.md): IP addresses and
+CIDR ranges match the client address (found by the integration's
+``trusted_proxies=``, or its ``client_address`` key function's), exact
+entries match the key. A denied request is answered ``403`` before any
+check; an allowed one goes through without any check. :class:`Exemptions`
+holds them.
 
 ``header_key`` and ``organization_key`` fall back to the client address
 when the value is missing, so leaving the header out does not escape the
@@ -55,6 +71,7 @@ the integration's ``policies=``.
 
 from __future__ import annotations
 
+import collections.abc
 import hashlib
 import ipaddress
 import json
@@ -65,6 +82,7 @@ from typing import (
     Callable,
     Dict,
     Generator,
+    Iterable,
     List,
     Mapping,
     NamedTuple,
@@ -80,10 +98,15 @@ from tollgate import Decision, Policy
 __all__ = [
     "DEFAULT_PLANS",
     "HEADER_NAMES",
+    "PROXY_HEADERS",
+    "AddressList",
+    "ClientRule",
+    "Exemptions",
     "KeyFunc",
     "Limits",
     "Outcome",
     "client_address",
+    "forwarded_for",
     "failed_response",
     "header_key",
     "organization_key",
@@ -151,45 +174,393 @@ def _header_value(request: Any, name: str) -> Optional[str]:
     return value or None
 
 
-def _normalize_address(text: str, ipv6_prefix: Optional[int]) -> Optional[str]:
-    """A canonical address, or None if `text` is not an IP address."""
-    text = text.strip()
-    if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
-        text = text[1 : text.index("]")]
-    elif text.count(":") == 1:  # "203.0.113.7:5000"
-        text = text.split(":", 1)[0]
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+
+#: The headers a proxy may write the client's address into, for
+#: ``proxy_header=``: ``"x-forwarded-for"`` (the default), ``"forwarded"``
+#: (RFC 7239 ``for=``), or ``"auto"`` (``Forwarded`` when the request has
+#: one, else ``X-Forwarded-For``).
+PROXY_HEADERS = ("x-forwarded-for", "forwarded", "auto")
+
+_INVALID = "RL_E_INVALID_ARG"
+_HEX = frozenset("0123456789abcdefABCDEF")
+_NOT_AN_ADDRESS = "not an IPv4 or IPv6 address or CIDR range (expected e.g. 10.0.0.0/8 or 2001:db8::/32)"
+
+
+def _parse_ip(text: str) -> Optional[IPAddress]:
+    """An address (IPv4-mapped IPv6 as IPv4), or None."""
+    if not text or "%" in text:  # no IPv6 zone ids: the library has none
+        return None
     try:
         ip = ipaddress.ip_address(text)
     except ValueError:
         return None
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        if ipv6_prefix is not None and ipv6_prefix < 128:
-            return str(ipaddress.ip_network("%s/%d" % (ip, ipv6_prefix), strict=False))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    return ip
+
+
+def _parse_node(text: Optional[str]) -> Optional[IPAddress]:
+    """The address of a proxy header's entry ("203.0.113.7",
+    "203.0.113.7:5000", "[2001:db8::1]:443", "2001:db8::1"), or None
+    (``unknown``, an obfuscated identifier, anything else)."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.startswith("["):
+        end = text.find("]")
+        if end < 0 or (end + 1 < len(text) and text[end + 1] != ":"):
+            return None
+        return _parse_ip(text[1:end])
+    if text.count(":") == 1:  # "203.0.113.7:5000"
+        text = text.split(":", 1)[0]
+    return _parse_ip(text)
+
+
+def _format_address(ip: IPAddress, ipv6_prefix: Optional[int]) -> str:
+    if isinstance(ip, ipaddress.IPv6Address) and ipv6_prefix is not None and ipv6_prefix < 128:
+        return str(ipaddress.ip_network("%s/%d" % (ip, ipv6_prefix), strict=False))
     return str(ip)
+
+
+def _normalize_address(text: str, ipv6_prefix: Optional[int]) -> Optional[str]:
+    """A canonical address, or None if `text` is not an IP address."""
+    ip = _parse_node(text)
+    return None if ip is None else _format_address(ip, ipv6_prefix)
+
+
+def _looks_like_address(text: str) -> bool:
+    # The library's rule: hex digits, '.', ':' and '/' only, with a '.' or a
+    # ':', is meant as an address or a range.
+    return any(c in ".:" for c in text) and all(c in _HEX or c in ".:/" for c in text)
+
+
+def _parse_range(text: str, where: str) -> Optional[IPNetwork]:
+    """`text` as an address or CIDR range when it is meant as one (the
+    library's rule, docs/exemptions.md), None when it is an exact key;
+    InvalidArgument naming `where` (never echoing the text) when it is
+    meant as an address but is not one."""
+    if not text:
+        raise _tollgate.InvalidArgument(where + ": empty", _INVALID)
+    slash = text.find("/")
+    head = text if slash < 0 else text[:slash]
+    if (slash < 0 or _parse_ip(head) is None) and not _looks_like_address(text):
+        return None
+    ip = _parse_ip(head)
+    if ip is None:
+        raise _tollgate.InvalidArgument(where + ": " + _NOT_AN_ADDRESS, _INVALID)
+    max_bits = 32 if ip.version == 4 else 128
+    bits = max_bits
+    if slash >= 0:
+        digits = text[slash + 1 :]
+        bad = "%s: a CIDR prefix length is 0 to %d" % (where, max_bits)
+        if not 1 <= len(digits) <= 3 or not all("0" <= c <= "9" for c in digits):
+            raise _tollgate.InvalidArgument(bad, _INVALID)
+        bits = int(digits)
+        if ip.version == 4 and ":" in head:  # an IPv4-mapped range: ::ffff:10.0.0.0/104
+            if bits < 96:
+                raise _tollgate.InvalidArgument(where + ": an IPv4-mapped range needs a prefix of 96 to 128", _INVALID)
+            bits -= 96
+        if bits > max_bits:
+            raise _tollgate.InvalidArgument(bad, _INVALID)
+    return ipaddress.ip_network((ip, bits), strict=False)
+
+
+#: The ipaddress objects an entry may be (taken by their str()).
+_IP_OBJECTS = (
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+)
+
+
+def _as_network(entry: Any, where: str, keys_too: bool) -> Union[IPNetwork, bytes]:
+    """One list entry: a network (an address is a /32 or /128), or, when
+    `keys_too`, the bytes of an exact key."""
+    if isinstance(entry, _IP_OBJECTS):
+        text = str(entry)
+    elif isinstance(entry, str):
+        text = entry
+    elif isinstance(entry, bytes) and keys_too:
+        try:
+            text = entry.decode("ascii")
+        except UnicodeDecodeError:
+            return entry  # not ASCII: an exact key
+    else:
+        kinds = "a str, bytes or" if keys_too else "a str or"
+        raise TypeError("%s must be %s an ipaddress address or network, not %s" % (where, kinds, type(entry).__name__))
+    network = _parse_range(text, where)
+    if network is not None:
+        return network
+    if not keys_too:
+        raise _tollgate.InvalidArgument(where + ": " + _NOT_AN_ADDRESS, _INVALID)
+    return text.encode("utf-8")
+
+
+def _entries(entries: Any, what: str, kinds: str) -> List[Any]:
+    if isinstance(entries, (str, bytes, bytearray)) or not isinstance(entries, collections.abc.Iterable):
+        raise TypeError("%s must be an iterable of str (%s), not %s" % (what, kinds, type(entries).__name__))
+    return list(entries)
+
+
+class AddressList:
+    """An allow or deny list of a web integration: exact keys (matched
+    against the key the integration's key function gives) and IPv4 / IPv6
+    addresses and CIDR ranges (matched against the client address). The
+    entries are those of ``Limiter(allow=..., deny=...)``
+    (docs/exemptions.md), checked by the same rules: a bad one raises
+    :class:`tollgate.InvalidArgument` naming it by index (``deny[2]``)
+    without echoing it."""
+
+    __slots__ = ("keys", "networks")
+
+    def __init__(self, entries: Iterable[Any], what: str = "entries") -> None:
+        keys = set()
+        networks: List[IPNetwork] = []
+        for i, e in enumerate(_entries(entries, what, "keys, IP addresses, CIDR ranges")):
+            item = _as_network(e, "%s[%d]" % (what, i), keys_too=True)
+            if isinstance(item, bytes):
+                keys.add(item)
+            else:
+                networks.append(item)
+        self.keys: "frozenset[bytes]" = frozenset(keys)
+        self.networks: Tuple[IPNetwork, ...] = tuple(networks)
+
+    def __bool__(self) -> bool:
+        return bool(self.keys or self.networks)
+
+    def has_address(self, ip: Optional[IPAddress]) -> bool:
+        if ip is None:
+            return False
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+    def has_key(self, key: Optional[Key]) -> bool:
+        if key is None or not self.keys:
+            return False
+        return _key_bytes(key) in self.keys
+
+
+def _networks(entries: Any, what: str) -> Tuple[IPNetwork, ...]:
+    out = []
+    for i, e in enumerate(_entries(entries, what, "IP addresses, CIDR ranges")):
+        network = _as_network(e, "%s[%d]" % (what, i), keys_too=False)
+        assert not isinstance(network, bytes)
+        out.append(network)
+    if not out:
+        raise _tollgate.InvalidArgument(
+            what + ": empty (None trusts no proxy; a list holds the proxies' addresses or ranges)", _INVALID
+        )
+    return tuple(out)
+
+
+def _quoted_split(text: str, sep: str) -> List[str]:
+    """`text` split at `sep` outside double quotes (a backslash escapes
+    inside them)."""
+    parts: List[str] = []
+    cur: List[str] = []
+    quoted = escaped = False
+    for c in text:
+        if escaped:
+            escaped = False
+        elif quoted and c == "\\":
+            escaped = True
+        elif c == '"':
+            quoted = not quoted
+        elif c == sep and not quoted:
+            parts.append("".join(cur))
+            cur = []
+            continue
+        cur.append(c)
+    parts.append("".join(cur))
+    return parts
+
+
+def _unquote(value: str) -> Optional[str]:
+    value = value.strip()
+    if not value.startswith('"'):
+        return value if value and '"' not in value else None
+    if len(value) < 2 or not value.endswith('"'):
+        return None
+    out: List[str] = []
+    escaped = False
+    for c in value[1:-1]:
+        if escaped or c != "\\":
+            out.append(c)
+            escaped = False
+        else:
+            escaped = True
+    return "".join(out)
+
+
+def forwarded_for(lines: Sequence[str]) -> List[Optional[str]]:
+    """The ``for=`` node of each element of RFC 7239 ``Forwarded`` header
+    lines, left to right (one per proxy hop; lines are joined as by a
+    comma): ``'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'`` ->
+    ``["192.0.2.60", "[2001:db8::1]:4711"]``. Parameter names are
+    case-insensitive and quoted values unescaped. An element without a
+    ``for=`` (or with two, or malformed) gives ``None``."""
+    out: List[Optional[str]] = []
+    for line in lines:
+        for element in _quoted_split(line, ","):
+            if not element.strip():
+                continue
+            node: Optional[str] = None
+            seen = 0
+            for pair in _quoted_split(element, ";"):
+                name, eq, value = pair.partition("=")
+                if not pair.strip():
+                    continue
+                if not eq:
+                    seen = 2  # malformed: no value
+                    break
+                if name.strip().lower() == "for":
+                    seen += 1
+                    node = _unquote(value)
+            out.append(node if seen == 1 else None)
+    return out
+
+
+class ClientRule:
+    """How a request's client address is found (the key function
+    :func:`client_address` and the lists of the web integrations share it).
+
+    - ``trusted_proxies`` None: the TCP peer.
+    - an int N (with ``trust_forwarded``): the N-th entry from the right of
+      the proxy header; fewer entries, or no address there: the peer.
+    - networks: when the peer is in them, the proxy header is read from the
+      right, skipping the entries inside them; the first other entry is the
+      client (every entry trusted: the left-most). An entry that is no
+      address (``unknown``, an obfuscated ``_id``, garbage) ends the walk:
+      the client is unknown.
+    """
+
+    __slots__ = ("hops", "networks", "header")
+
+    def __init__(self, hops: int = 0, networks: Tuple[IPNetwork, ...] = (), header: str = "x-forwarded-for") -> None:
+        self.hops = hops
+        self.networks = networks
+        self.header = header
+
+    def _trusted(self, ip: IPAddress) -> bool:
+        return any(ip.version == n.version and ip in n for n in self.networks)
+
+    def _entries(self, request: Any) -> List[Optional[str]]:
+        if self.header != "x-forwarded-for":
+            lines = [line for line in _header_lines(request, "Forwarded") if line.strip()]
+            if lines or self.header == "forwarded":
+                return forwarded_for(lines)
+        hops = [p.strip() for line in _header_lines(request, "X-Forwarded-For") for p in line.split(",")]
+        return [h for h in hops if h]
+
+    def resolve(self, request: Any) -> Tuple[Optional[IPAddress], Optional[str]]:
+        """(the client's address, or None; the text to key by when it is
+        not an address: the peer's own text such as "testclient", or None
+        for unknown)."""
+        peer = _peer_address(request)
+        peer_ip = _parse_node(peer) if peer is not None else None
+        if self.networks:
+            if peer_ip is None or not self._trusted(peer_ip):
+                return peer_ip, peer
+            client = peer_ip
+            for entry in reversed(self._entries(request)):
+                ip = _parse_node(entry)
+                if ip is None:
+                    return None, None  # unknown or obfuscated: the walk ends
+                client = ip
+                if not self._trusted(ip):
+                    break
+            return client, None
+        if self.hops:
+            entries = self._entries(request)
+            if len(entries) >= self.hops:
+                ip = _parse_node(entries[-self.hops])
+                if ip is not None:
+                    return ip, None
+        return peer_ip, peer
+
+
+_PEER = ClientRule()
+
+
+def _check_header(proxy_header: Any) -> str:
+    if not isinstance(proxy_header, str):
+        raise TypeError("proxy_header must be a str, not %s" % type(proxy_header).__name__)
+    header = proxy_header.lower()
+    if header not in PROXY_HEADERS:
+        raise ValueError("proxy_header must be 'x-forwarded-for', 'forwarded' or 'auto', not %r" % (proxy_header,))
+    return header
+
+
+def client_rule(
+    trusted_proxies: Any = None, proxy_header: str = "x-forwarded-for", *, trust_forwarded: Optional[bool] = None
+) -> ClientRule:
+    """The :class:`ClientRule` of the options ``trusted_proxies`` (None, a
+    hop count, or addresses / CIDR ranges of the proxies) and
+    ``proxy_header``. A hop count reads the header only with
+    ``trust_forwarded`` (None: yes)."""
+    header = _check_header(proxy_header)
+    if trust_forwarded is not None and not isinstance(trust_forwarded, bool):
+        raise TypeError("trust_forwarded must be a bool, not %s" % type(trust_forwarded).__name__)
+    if trusted_proxies is None:
+        return _PEER
+    if isinstance(trusted_proxies, int) and not isinstance(trusted_proxies, bool):
+        if trusted_proxies < 1:
+            raise ValueError("trusted_proxies must be >= 1 (got %d)" % trusted_proxies)
+        if trust_forwarded is False:
+            return _PEER
+        return ClientRule(hops=trusted_proxies, header=header)
+    if isinstance(trusted_proxies, bool) or isinstance(trusted_proxies, (str, bytes)) or not isinstance(
+        trusted_proxies, collections.abc.Iterable
+    ):
+        raise TypeError(
+            "trusted_proxies must be an int (a hop count) or a list of the proxies' addresses and CIDR ranges, not %s"
+            % type(trusted_proxies).__name__
+        )
+    networks = _networks(trusted_proxies, "trusted_proxies")
+    if trust_forwarded is False:
+        raise ValueError("trusted_proxies as addresses reads the proxy header: trust_forwarded=False contradicts it")
+    return ClientRule(networks=networks, header=header)
 
 
 def client_address(
     request: Any = None,
     *,
-    trust_forwarded: bool = False,
-    trusted_proxies: int = 1,
+    trust_forwarded: Optional[bool] = None,
+    trusted_proxies: Any = 1,
     ipv6_prefix: Optional[int] = 64,
+    proxy_header: str = "x-forwarded-for",
 ) -> Any:
     """Key by the client's IP address: ``"ip:<address>"``. The default key.
 
     Used directly as a key function (``key=client_address``) it keys by the
-    TCP peer and ignores ``X-Forwarded-For``. Called without a request it
+    TCP peer and ignores the proxy headers. Called without a request it
     returns a key function with other options::
 
         key=client_address(trust_forwarded=True, trusted_proxies=2)
+        key=client_address(trusted_proxies=["10.0.0.0/8", "2001:db8::/32"])
 
-    - ``trust_forwarded``: take the address from ``X-Forwarded-For``. Only
-      behind proxies you run, which append the peer they saw: the client is
-      the ``trusted_proxies``-th entry from the right. A header with fewer
-      entries, or one that is not an IP address there, is ignored (the peer
-      address is used).
+    - ``trusted_proxies`` as a hop count N, with ``trust_forwarded=True``:
+      take the address from the proxy header. Only behind proxies you run,
+      which append the peer they saw: the client is the N-th entry from the
+      right. A header with fewer entries, or one that is not an IP address
+      there, is ignored (the peer address is used).
+    - ``trusted_proxies`` as a list of your proxies' addresses and CIDR
+      ranges (str or ``ipaddress`` objects): when the peer is one of them,
+      the header is read from the right, skipping the entries that are
+      proxies too; the first other entry is the client (entries further
+      left were written by the client and are ignored). An entry that is
+      not an address (``unknown``, an obfuscated ``_name``) ends the walk:
+      the client is unknown (``"ip:unknown"``). A bad entry raises
+      :class:`tollgate.InvalidArgument` (``trusted_proxies[1]: ...``).
+    - ``proxy_header``: ``"x-forwarded-for"`` (default), ``"forwarded"``
+      (RFC 7239: the ``for=`` of each element) or ``"auto"`` (``Forwarded``
+      when the request has one, else ``X-Forwarded-For``). Choose the one
+      your proxies write: a header they pass through untouched is the
+      client's to forge.
     - ``ipv6_prefix``: an IPv6 client is keyed by its network of this many
       bits (default 64: one subscriber's usual allocation, so a client
       cannot rotate through its /64); ``None`` or 128 keys single addresses.
@@ -198,42 +569,117 @@ def client_address(
     A request whose address is unknown is keyed ``"ip:unknown"`` (all such
     requests share one limit rather than escaping it).
     """
-    if isinstance(trust_forwarded, bool) is False:
+    if trust_forwarded is not None and not isinstance(trust_forwarded, bool):
         raise TypeError("trust_forwarded must be a bool, not %s" % type(trust_forwarded).__name__)
-    if isinstance(trusted_proxies, bool) or not isinstance(trusted_proxies, int):
-        raise TypeError("trusted_proxies must be an int, not %s" % type(trusted_proxies).__name__)
-    if trusted_proxies < 1:
-        raise ValueError("trusted_proxies must be >= 1 (got %d)" % trusted_proxies)
     if ipv6_prefix is not None and (
         isinstance(ipv6_prefix, bool) or not isinstance(ipv6_prefix, int) or not 1 <= ipv6_prefix <= 128
     ):
         raise ValueError("ipv6_prefix must be None or an int in 1..128 (got %r)" % (ipv6_prefix,))
+    if isinstance(trusted_proxies, int) and not isinstance(trusted_proxies, bool):
+        # A hop count is read only with trust_forwarded=True (the default
+        # of 1 must not make a plain client_address trust the header).
+        rule = client_rule(trusted_proxies, proxy_header, trust_forwarded=bool(trust_forwarded))
+    else:
+        rule = client_rule(trusted_proxies, proxy_header, trust_forwarded=trust_forwarded)
 
     if request is None:
+        return _address_key_function(rule, ipv6_prefix, trusted_proxies if rule is _PEER else rule.hops)
+    return _address_key(rule, request, ipv6_prefix)
 
-        def client_address_key(req: Any) -> str:
-            key: str = client_address(
-                req, trust_forwarded=trust_forwarded, trusted_proxies=trusted_proxies, ipv6_prefix=ipv6_prefix
-            )
-            return key
 
-        client_address_key.__qualname__ = "client_address(trust_forwarded=%r, trusted_proxies=%d)" % (
-            trust_forwarded,
-            trusted_proxies,
-        )
-        return client_address_key
+def _address_key_function(rule: ClientRule, ipv6_prefix: Optional[int], hops: int = 1) -> KeyFunc:
+    """The key function of client_address(...) with `rule`, named after its
+    options; it lends `rule` to the web integrations' lists."""
 
-    addr: Optional[str] = None
-    if trust_forwarded:
-        hops = [p.strip() for line in _header_lines(request, "X-Forwarded-For") for p in line.split(",")]
-        hops = [h for h in hops if h]
-        if len(hops) >= trusted_proxies:
-            addr = _normalize_address(hops[-trusted_proxies], ipv6_prefix)
-    if addr is None:
-        peer = _peer_address(request)
-        if peer is not None:
-            addr = _normalize_address(peer, ipv6_prefix) or peer
-    return "ip:" + (addr or "unknown")
+    def client_address_key(req: Any) -> str:
+        return _address_key(rule, req, ipv6_prefix)
+
+    if rule.networks:
+        shown = "trusted_proxies=[%s]" % ", ".join(str(n) for n in rule.networks)
+    else:
+        shown = "trust_forwarded=%r, trusted_proxies=%d" % (bool(rule.hops), hops)
+    if rule.header != "x-forwarded-for":
+        shown += ", proxy_header=%r" % rule.header
+    client_address_key.__qualname__ = "client_address(%s)" % shown
+    client_address_key._tollgate_rule = rule  # type: ignore[attr-defined]
+    return client_address_key
+
+
+def _address_key(rule: ClientRule, request: Any, ipv6_prefix: Optional[int]) -> str:
+    ip, text = rule.resolve(request)
+    if ip is not None:
+        return "ip:" + _format_address(ip, ipv6_prefix)
+    return "ip:" + (text or "unknown")
+
+
+def rule_of(key: Any) -> Optional[ClientRule]:
+    """The :class:`ClientRule` of a :func:`client_address` key function,
+    else None."""
+    if key is client_address:
+        return _PEER
+    rule = getattr(key, "_tollgate_rule", None)
+    return rule if isinstance(rule, ClientRule) else None
+
+
+class Exemptions:
+    """The allow and deny lists of a web integration (``allow=``,
+    ``deny=``) and the rule finding the client address they match.
+
+    A request is **denied** (403, before any check) when its client address
+    or its key is on the deny list; otherwise **allowed** without any check
+    when its address or key is on the allow list. The deny list wins.
+    """
+
+    __slots__ = ("allow", "deny", "rule")
+
+    def __init__(self, allow: Optional[Iterable[Any]], deny: Optional[Iterable[Any]], rule: ClientRule) -> None:
+        self.allow = AddressList(allow if allow is not None else (), "allow")
+        self.deny = AddressList(deny if deny is not None else (), "deny")
+        self.rule = rule
+
+    def address(self, request: Any) -> Optional[IPAddress]:
+        return self.rule.resolve(request)[0]
+
+    def denies(self, ip: Optional[IPAddress], key: Optional[Key] = None) -> bool:
+        return self.deny.has_address(ip) or self.deny.has_key(key)
+
+    def allows(self, ip: Optional[IPAddress], key: Optional[Key]) -> bool:
+        return self.allow.has_address(ip) or self.allow.has_key(key)
+
+
+def web_options(
+    key: KeyFunc, allow: Any, deny: Any, trusted_proxies: Any, proxy_header: str
+) -> Tuple[KeyFunc, Optional[Exemptions]]:
+    """A web integration's key function and lists from its options:
+    ``trusted_proxies`` (None, a hop count, or the proxies' addresses and
+    ranges) decides the client address the lists match, and makes the
+    default key function (:func:`client_address`) key by that address;
+    without it, a :func:`client_address` key function's own rule is used
+    (else the peer). No lists: no Exemptions."""
+    header = _check_header(proxy_header)
+    if trusted_proxies is not None:
+        rule = client_rule(trusted_proxies, header)
+        if key is client_address:  # the default: key by the client so found
+            key = _address_key_function(rule, 64)  # client_address's ipv6_prefix
+    else:
+        if header != "x-forwarded-for":
+            raise ValueError("proxy_header needs trusted_proxies (which proxies write it)")
+        rule = rule_of(key) or _PEER
+    if allow is None and deny is None:
+        return key, None
+    exemptions = Exemptions(allow, deny, rule)
+    if not exemptions.allow and not exemptions.deny:
+        return key, None
+    return key, exemptions
+
+
+#: The JSON body of a deny-list 403.
+FORBIDDEN_BODY = b'{"detail":"Forbidden"}'
+
+
+def denied_by_list(decision: Decision) -> bool:
+    """Whether a denial is the limiter's deny list's (answered 403)."""
+    return not decision.allowed and decision.source == "deny_list"
 
 
 def _value_key(prefix: str, value: str, hash_all: bool) -> str:

@@ -1,10 +1,14 @@
 """Type stubs of tollgate.plans."""
 
+import ipaddress
 from typing import (
     Any,
     Callable,
     Dict,
+    FrozenSet,
+    Iterable,
     List,
+    Literal,
     Mapping,
     NamedTuple,
     Optional,
@@ -15,31 +19,96 @@ from typing import (
 )
 
 from tollgate import Decision, Policy
+from tollgate._native import ListEntry as ListEntry
 
 Key = Union[str, bytes]
 KeyFunc = Callable[[Any], Optional[Key]]
 PolicySpec = Union[Policy, Sequence[Policy]]
 
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPNetwork = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+ProxyHeader = Literal["x-forwarded-for", "forwarded", "auto"]
+#: A proxy's address or CIDR range.
+ProxyEntry = Union[
+    str,
+    ipaddress.IPv4Address,
+    ipaddress.IPv6Address,
+    ipaddress.IPv4Network,
+    ipaddress.IPv6Network,
+    ipaddress.IPv4Interface,
+    ipaddress.IPv6Interface,
+]
+#: None (the peer), a hop count, or the proxies' addresses and ranges.
+TrustedProxies = Union[None, int, Iterable[ProxyEntry]]
+
 DEFAULT_PLANS: Mapping[str, Policy]
 HEADER_NAMES: Tuple[str, ...]
+PROXY_HEADERS: Tuple[str, ...]
 MAX_KEY_VALUE: int
+FORBIDDEN_BODY: bytes
 
 @overload
 def client_address(
     request: None = None,
     *,
-    trust_forwarded: bool = False,
-    trusted_proxies: int = 1,
+    trust_forwarded: Optional[bool] = None,
+    trusted_proxies: Union[int, Iterable[ProxyEntry]] = 1,
     ipv6_prefix: Optional[int] = 64,
+    proxy_header: ProxyHeader = "x-forwarded-for",
 ) -> Callable[[Any], str]: ...
 @overload
 def client_address(
     request: Any,
     *,
-    trust_forwarded: bool = False,
-    trusted_proxies: int = 1,
+    trust_forwarded: Optional[bool] = None,
+    trusted_proxies: Union[int, Iterable[ProxyEntry]] = 1,
     ipv6_prefix: Optional[int] = 64,
+    proxy_header: ProxyHeader = "x-forwarded-for",
 ) -> str: ...
+def forwarded_for(lines: Sequence[str]) -> List[Optional[str]]: ...
+
+class ClientRule:
+    hops: int
+    networks: Tuple[IPNetwork, ...]
+    header: str
+    def __init__(self, hops: int = 0, networks: Tuple[IPNetwork, ...] = (), header: str = "x-forwarded-for") -> None: ...
+    def resolve(self, request: Any) -> Tuple[Optional[IPAddress], Optional[str]]: ...
+
+def client_rule(
+    trusted_proxies: TrustedProxies = None,
+    proxy_header: ProxyHeader = "x-forwarded-for",
+    *,
+    trust_forwarded: Optional[bool] = None,
+) -> ClientRule: ...
+def rule_of(key: Any) -> Optional[ClientRule]: ...
+
+class AddressList:
+    keys: FrozenSet[bytes]
+    networks: Tuple[IPNetwork, ...]
+    def __init__(self, entries: Iterable[ListEntry], what: str = "entries") -> None: ...
+    def __bool__(self) -> bool: ...
+    def has_address(self, ip: Optional[IPAddress]) -> bool: ...
+    def has_key(self, key: Optional[Key]) -> bool: ...
+
+class Exemptions:
+    allow: AddressList
+    deny: AddressList
+    rule: ClientRule
+    def __init__(
+        self, allow: Optional[Iterable[ListEntry]], deny: Optional[Iterable[ListEntry]], rule: ClientRule
+    ) -> None: ...
+    def address(self, request: Any) -> Optional[IPAddress]: ...
+    def denies(self, ip: Optional[IPAddress], key: Optional[Key] = None) -> bool: ...
+    def allows(self, ip: Optional[IPAddress], key: Optional[Key]) -> bool: ...
+
+def web_options(
+    key: KeyFunc,
+    allow: Optional[Iterable[ListEntry]],
+    deny: Optional[Iterable[ListEntry]],
+    trusted_proxies: TrustedProxies,
+    proxy_header: str,
+) -> Tuple[KeyFunc, Optional[Exemptions]]: ...
+def denied_by_list(decision: Decision) -> bool: ...
 def header_key(
     name: str,
     *,
