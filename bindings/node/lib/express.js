@@ -9,6 +9,7 @@ const {
   compileOptions,
   decide,
   deniedBody,
+  FORBIDDEN_BODY,
   giveBackCharges,
   HEADER_NAMES,
   headersFor,
@@ -36,6 +37,16 @@ function sendDenied(res, headers) {
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.end(body);
+}
+
+/** The answer to a request on a deny list: 403, no rate-limit headers and
+ * no Retry-After (waiting does not help); the Python integrations' body. */
+function sendForbidden(res) {
+  res.statusCode = 403;
+  for (const field of HEADER_NAMES) res.removeHeader(field);
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(FORBIDDEN_BODY));
+  res.end(FORBIDDEN_BODY);
 }
 
 /**
@@ -76,6 +87,18 @@ function sendDenied(res, headers) {
  * before the handler runs (so concurrent requests stay limited); when the
  * response finishes, one that does not count gets its units back (a refund;
  * one that fails is ignored).
+ *
+ * allow, deny: allow and deny lists (IP addresses and CIDR ranges matching
+ * the client address, exact entries matching the key of any of its
+ * limits), decided before any check: a denied request gets 403
+ * {"detail":"Forbidden"} without rate-limit headers or Retry-After, an
+ * allowed one goes through unchecked (by the rateLimit middlewares after
+ * this one too). A denial by the limiter's own deny list (decision.source
+ * 'deny_list') is answered 403 as well. A shadow limiter does not enforce
+ * the deny list. trustedProxies (a hop count, or an array of the proxies'
+ * addresses and CIDR ranges) and proxyHeader ('x-forwarded-for',
+ * 'forwarded' or 'auto') say how the client address is found; with
+ * trustedProxies the default key is that address too.
  */
 function rateLimit(options) {
   const c = compileOptions(options, 'rateLimit', clientAddress);
@@ -84,6 +107,12 @@ function rateLimit(options) {
   async function run(req, res) {
     const r = await decide(c, req);
     if (r === null) return true;
+    if (r.forbidden) {
+      await giveBackCharges(req);
+      if (res.locals && r.decision) res.locals.rateLimit = r.outcomes.find((o) => o.decision === r.decision);
+      sendForbidden(res);
+      return false;
+    }
     const outcomes = res[OUTCOMES] || (res[OUTCOMES] = []);
     for (const o of r.outcomes) outcomes.push(o);
     const bound = binding(outcomes);

@@ -2,7 +2,7 @@
 
 export type Algorithm = 'gcra' | 'token_bucket' | 'fixed_window' | 'sliding_window';
 export type FailureMode = 'open' | 'closed' | 'local' | 'error';
-export type DecisionSource = 'store' | 'deny_cache' | 'fail_open' | 'fail_closed' | 'local';
+export type DecisionSource = 'store' | 'deny_cache' | 'fail_open' | 'fail_closed' | 'local' | 'allow_list' | 'deny_list';
 /** Integer milliseconds, or text such as "500ms", "1s", "1.5s", "15m", "1h", "1d". */
 export type Period = number | string;
 export type Key = string | Buffer | Uint8Array;
@@ -42,6 +42,14 @@ export interface PolicyOptions {
   strikes?: number;
   /** The window `strikes` are counted in; given with `strikes`. */
   strikesPeriod?: Period;
+  /**
+   * Shadow mode (docs/algorithms.md, "Shadow mode"): the policy is evaluated
+   * and its state kept as if enforced, but its denial does not deny the
+   * check: the decision is allowed with `shadow: true` and describes the
+   * would-be denial. Not part of the identity: turning it off keeps usage.
+   * Text: "100/h shadow". Default false.
+   */
+  shadow?: boolean;
 }
 
 /** A policy as a plain object (validated on first use, re-checked after changes). */
@@ -56,7 +64,7 @@ export class Policy {
   /**
    * A policy from the library's one text syntax: "100/h", "100 per 15m",
    * "10/s burst=20", "5000/d sliding_window", "100/h name=hourly",
-   * "5/m name=login block=15m strikes=3/h". Throws InvalidArgumentError
+   * "5/m name=login block=15m strikes=3/h", "100/h shadow". Throws InvalidArgumentError
    * (RL_E_POLICY or RL_E_OVERFLOW) naming the byte offset of the problem.
    */
   static parse(text: string): Policy;
@@ -73,6 +81,8 @@ export class Policy {
   readonly strikes: number | undefined;
   /** Milliseconds; undefined without strikes. */
   readonly strikesPeriod: number | undefined;
+  /** Shadow mode: evaluated and kept as if enforced, but its denial does not deny the check. */
+  readonly shadow: boolean;
   toString(): string;
   toJSON(): {
     limit: number;
@@ -83,6 +93,7 @@ export class Policy {
     block?: number;
     strikes?: number;
     strikesPeriod?: number;
+    shadow?: true;
   };
 }
 
@@ -104,12 +115,27 @@ export interface Decision {
   readonly remaining: number;
   /** Milliseconds until the state is back to full (0 if full). */
   readonly resetAfter: number;
-  /** Milliseconds before the same call can pass: 0 if allowed; Infinity if it never can. */
+  /**
+   * Milliseconds before the same call can pass: 0 if allowed (unless
+   * `shadow`: then the would-be denial's); Infinity if it never can (cost
+   * above capacity, a deny-list denial).
+   */
   readonly retryAfter: number;
-  /** Which path decided, so a degraded answer is never mistaken for a real one. */
+  /**
+   * Which path decided, so a degraded answer is never mistaken for a real
+   * one: 'allow_list' / 'deny_list' are the limiter's lists, decided before
+   * any store call.
+   */
   readonly source: DecisionSource;
   /** Index (in the check's policies) of the reported policy. */
   readonly policyIndex: number;
+  /**
+   * True if the call is allowed only because what denied it is in shadow
+   * mode (a policy with `shadow: true`, or a Limiter with `shadow: true`):
+   * limit, remaining, resetAfter, retryAfter and policyIndex then describe
+   * the denial that was not enforced.
+   */
+  readonly shadow: boolean;
 }
 
 /** The answer to checkKeys(): a Decision whose policyIndex counts the policies pair by pair. */
@@ -196,6 +222,26 @@ export interface LimiterOptions {
    * -DTOLLGATE_TESTING=ON). Called on the JS thread.
    */
   clock?: () => number | bigint;
+  /**
+   * Shadow mode for the whole limiter (docs/algorithms.md, "Shadow mode"):
+   * every check is evaluated and charged as if enforced, and every denial (a
+   * policy's, a block's, the deny cache's, fail closed's, the deny list's)
+   * is answered allowed with `decision.shadow` true. Default false.
+   */
+  shadow?: boolean;
+  /**
+   * The allow list (docs/exemptions.md): exact keys, IPv4 / IPv6 addresses
+   * and CIDR ranges ('10.0.0.0/8', '2001:db8::/32'); a check of a key on it
+   * is allowed without a store call and charges nothing (source
+   * 'allow_list'). setAllowList() replaces it.
+   */
+  allow?: Iterable<string | Uint8Array>;
+  /**
+   * The deny list: a check of a key on it is denied without a store call
+   * (source 'deny_list', retryAfter Infinity); it wins over the allow list.
+   * setDenyList() replaces it.
+   */
+  deny?: Iterable<string | Uint8Array>;
 }
 
 /** One Redis node a limiter has met (`HealthInfo.nodes`). */
@@ -231,6 +277,12 @@ export interface HealthInfo {
   failClosed: number;
   localFallback: number;
   denyCacheHits: number;
+  /** Checks allowed only by shadow mode (would-be denials); also counted in `allowed`. */
+  shadowDenied: number;
+  /** Checks answered by the allow list. */
+  listAllowed: number;
+  /** Checks answered by the deny list. */
+  listDenied: number;
   serverVersion: string;
   lastError: string;
   topology: 'memory' | 'standalone' | 'cluster' | 'sentinel';
@@ -285,7 +337,8 @@ export interface WithLeaseOptions extends AcquireOptions {
  * store was unavailable: the lease is not stored), 'fail_closed' (denied for
  * that), 'local' (counted in this process).
  */
-export type LeaseSource = DecisionSource;
+/** Leases do not consult the allow and deny lists. */
+export type LeaseSource = 'store' | 'deny_cache' | 'fail_open' | 'fail_closed' | 'local';
 
 /** The answer to acquire() when a lease was acquired. */
 export interface LeaseAcquired {
@@ -345,6 +398,17 @@ export class Limiter {
   constructor(options?: LimiterOptions);
   readonly store: 'memory' | 'redis';
   readonly closed: boolean;
+  /** Whether the limiter is in shadow mode (`new Limiter({ shadow: true })`). */
+  readonly shadow: boolean;
+  /**
+   * Replaces the allow list (docs/exemptions.md): exact keys, IP addresses,
+   * CIDR ranges; empty clears it. A bad entry throws InvalidArgumentError
+   * (RL_E_INVALID_ARG) naming it by index (`entries[2]`, never echoed) and
+   * leaves the list unchanged.
+   */
+  setAllowList(entries: Iterable<string | Uint8Array>): void;
+  /** Replaces the deny list; entries as for setAllowList(). */
+  setDenyList(entries: Iterable<string | Uint8Array>): void;
   /** Checks `key` and, if every policy allows it, charges `cost` to each (1 to 16 policies). */
   check(key: Key, policies: PolicyLike | readonly PolicyLike[], options?: CheckOptions): Promise<Decision>;
   /**

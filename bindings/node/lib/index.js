@@ -46,12 +46,15 @@ const native = loadAddon();
 
 // ---- Shared result buffers and factories ------------------------------------
 
-const SOURCES = Object.freeze(['store', 'deny_cache', 'fail_open', 'fail_closed', 'local']);
+const SOURCES = Object.freeze([
+  'store', 'deny_cache', 'fail_open', 'fail_closed', 'local', 'allow_list', 'deny_list',
+]);
 const SOURCE_CODES = new Map(SOURCES.map((s, i) => [s, i]));
 
 // The synchronous check writes its decision here (allowed, limit, remaining,
-// resetAfter, retryAfter, source, policyIndex); multi-policy ids go in IDS.
-const OUT = new Float64Array(7);
+// resetAfter, retryAfter, source, policyIndex, shadow); multi-policy ids go
+// in IDS.
+const OUT = new Float64Array(8);
 const MAX_POLICIES = native.maxPolicies; // RL_MAX_POLICIES
 const MAX_KEYS = native.maxKeys; // RL_MAX_KEYS: the most pairs of one checkKeys
 const IDS = new Int32Array(MAX_POLICIES);
@@ -61,7 +64,7 @@ const IN = new Float64Array(3);
 
 // A Decision is a plain object, read-only in the TypeScript declarations
 // but not frozen: Object.freeze cost about a fifth of a checkSync() call.
-function makeDecision(allowed, limit, remaining, resetAfter, retryAfter, source, policyIndex) {
+function makeDecision(allowed, limit, remaining, resetAfter, retryAfter, source, policyIndex, shadow) {
   return {
     allowed,
     limit,
@@ -70,6 +73,7 @@ function makeDecision(allowed, limit, remaining, resetAfter, retryAfter, source,
     retryAfter: retryAfter < 0 ? Infinity : retryAfter,
     source: SOURCES[source] || 'unknown',
     policyIndex,
+    shadow: shadow === true,
   };
 }
 
@@ -84,15 +88,17 @@ function readDecision() {
     retryAfter: retry < 0 ? Infinity : retry,
     source: SOURCES[o[5]] || 'unknown',
     policyIndex: o[6],
+    shadow: o[7] === 1,
   };
 }
 
 // Async checks (Redis) in flight: each promise's resolve and reject by slot.
-// The addon writes finished checks into DONE (8 values each: the slot, then
+// The addon writes finished checks into DONE (9 values each: the slot, then
 // the decision as in OUT) and calls settle(count) once per batch, instead of
 // settling each promise through Node-API.
 const DONE_ENTRIES = 256;
-const DONE = new Float64Array(DONE_ENTRIES * 8);
+const DONE_STRIDE = 9;
+const DONE = new Float64Array(DONE_ENTRIES * DONE_STRIDE);
 const resolvers = [];
 const rejecters = [];
 const freeSlots = [];
@@ -112,7 +118,7 @@ function releaseSlot(slot) {
 
 function settle(count) {
   const d = DONE;
-  for (let i = 0, o = 0; i < count; i++, o += 8) {
+  for (let i = 0, o = 0; i < count; i++, o += DONE_STRIDE) {
     const slot = d[o];
     const resolve = resolvers[slot];
     releaseSlot(slot);
@@ -125,6 +131,7 @@ function settle(count) {
       retryAfter: retry < 0 ? Infinity : retry,
       source: SOURCES[d[o + 6]] || 'unknown',
       policyIndex: d[o + 7],
+      shadow: d[o + 8] === 1,
     });
   }
 }
@@ -272,6 +279,7 @@ class Policy {
     const block = given('block');
     const strikes = given('strikes');
     const strikesPeriod = given('strikesPeriod');
+    const shadow = given('shadow');
     intOption(limit, 'limit');
     const periodMs = periodMsOf(period);
     if (typeof algorithm !== 'string') throw typeError('algorithm', 'a string', algorithm);
@@ -327,9 +335,12 @@ class Policy {
       throw new InvalidArgumentError(
         "strikesPeriod: needs strikes, how many denials within it start the block (as in { strikes: 3, strikesPeriod: '1h' })",
         'RL_E_POLICY');
+    // Shadow mode (docs/algorithms.md, "Shadow mode"): evaluated and its
+    // state kept as if enforced, but its denial does not deny the check.
+    if (shadow !== undefined && typeof shadow !== 'boolean') throw typeError('shadow', 'a boolean', shadow);
     // The library validates the name (RL_E_POLICY) and the block's bounds
     // (RL_E_OVERFLOW beyond 2^40).
-    const id = native.compilePolicy(alg, limit, periodMs, b, name, blockMs, strikes, strikesPeriodMs);
+    const id = native.compilePolicy(alg, limit, periodMs, b, name, blockMs, strikes, strikesPeriodMs, shadow === true);
     this.limit = limit;
     this.period = periodMs;
     this.algorithm = algorithm;
@@ -340,6 +351,8 @@ class Policy {
     this.block = blockMs;
     this.strikes = strikes;
     this.strikesPeriod = strikesPeriodMs;
+    // Shadow mode: not part of the identity (turning it off keeps usage).
+    this.shadow = shadow === true;
     Object.defineProperty(this, kId, { value: id });
     Object.freeze(this);
   }
@@ -347,7 +360,8 @@ class Policy {
   /**
    * A policy from the library's one text syntax (rl_policy_parse): "100/h",
    * "100 per 15m", "10/s burst=20", "5000/d sliding_window",
-   * "100/h name=hourly", "5/m name=login block=15m strikes=3/h".
+   * "100/h name=hourly", "5/m name=login block=15m strikes=3/h",
+   * "100/h shadow".
    */
   static parse(text) {
     if (typeof text !== 'string') throw typeError('policy text', 'a string', text);
@@ -359,6 +373,7 @@ class Policy {
       block: f.blockMs,
       strikes: f.strikes,
       strikesPeriod: f.strikesPeriodMs,
+      shadow: f.shadow === true,
     });
   }
 
@@ -369,6 +384,7 @@ class Policy {
     if (this.name !== undefined) r += `, name=${this.name}`;
     if (this.block !== undefined) r += `, block=${periodText(this.block)}`;
     if (this.strikes !== undefined) r += `, strikes=${this.strikes}/${periodText(this.strikesPeriod)}`;
+    if (this.shadow) r += ', shadow';
     return r + ')';
   }
 
@@ -381,6 +397,7 @@ class Policy {
       o.strikes = this.strikes;
       o.strikesPeriod = this.strikesPeriod;
     }
+    if (this.shadow) o.shadow = true;
     return o;
   }
 }
@@ -411,18 +428,19 @@ function policyId(p, where) {
     const c = p === lastPlain ? lastPlainEntry : plainCache.get(p);
     if (c !== undefined && c.limit === p.limit && c.period === p.period &&
         c.algorithm === p.algorithm && c.burst === p.burst && c.name === p.name &&
-        c.block === p.block && c.strikes === p.strikes && c.strikesPeriod === p.strikesPeriod) {
+        c.block === p.block && c.strikes === p.strikes && c.strikesPeriod === p.strikesPeriod &&
+        c.shadow === p.shadow) {
       lastPlain = p;
       lastPlainEntry = c;
       return c.id;
     }
     const compiled = new Policy(p.limit, p.period, {
       algorithm: p.algorithm, burst: p.burst, name: p.name,
-      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod,
+      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod, shadow: p.shadow,
     });
     const entry = {
       limit: p.limit, period: p.period, algorithm: p.algorithm, burst: p.burst, name: p.name,
-      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod,
+      block: p.block, strikes: p.strikes, strikesPeriod: p.strikesPeriod, shadow: p.shadow,
       policy: compiled, id: compiled[kId],
     };
     plainCache.set(p, entry);
@@ -550,7 +568,8 @@ const STRING_OPTIONS = [
 ];
 const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify'];
 const KNOWN_OPTIONS = new Set([
-  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs',
+  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs', 'shadow',
+  'allow', 'deny',
 ]);
 const FAILURE_MODES = native.failureModes;
 
@@ -599,10 +618,39 @@ function nativeOptions(options) {
       throw new InvalidArgumentError('spinUs: must be an integer 0 .. 1000', 'RL_E_INVALID_ARG');
     out.spinUs = v > 0 ? v : -1;
   }
+  if (options.shadow !== undefined && options.shadow !== null) {
+    // 1: the whole limiter in shadow mode; 0 (the C default): enforce.
+    if (typeof options.shadow !== 'boolean') throw typeError('shadow', 'a boolean', options.shadow);
+    out.shadow = options.shadow ? 1 : 0;
+  }
+  // The allow and deny lists (docs/exemptions.md): set by the addon once the
+  // limiter exists, before it is handed out.
+  for (const name of ['allow', 'deny']) {
+    if (options[name] !== undefined && options[name] !== null) out[name] = listEntries(options[name], name);
+  }
   if (options.clock !== undefined) {
     if (typeof options.clock !== 'function')
       throw typeError('clock', 'a function returning integer microseconds since the epoch', options.clock);
     out.clock = options.clock;
+  }
+  return out;
+}
+
+// An allow or deny list's entries (an iterable of strings, Buffers and
+// Uint8Arrays: exact keys, IP addresses, CIDR ranges) -> an array for the
+// addon. The library checks the entries themselves and names a bad one by
+// its index, never echoing it.
+function listEntries(entries, what) {
+  if (entries === null || typeof entries !== 'object' || typeof entries[Symbol.iterator] !== 'function' ||
+      entries instanceof Uint8Array)
+    throw typeError(what, 'an array of strings (keys, IP addresses, CIDR ranges)', entries);
+  const out = [];
+  let i = 0;
+  for (const e of entries) {
+    if (typeof e !== 'string' && !(e instanceof Uint8Array))
+      throw typeError(`${what}[${i}]`, 'a string, Buffer or Uint8Array', e);
+    out.push(e);
+    i++;
   }
   return out;
 }
@@ -833,16 +881,47 @@ class Limiter {
   // The waits in progress (checkWait, acquireWait): { lease, wake() }.
   #waits = new Set();
 
+  #shadow;
+
   constructor(options) {
     const opts = nativeOptions(options);
     this.#native = new native.NativeLimiter(opts);
     this.#redis = this.#native.storeKind === 'redis';
     this.#handle = this.#native.handle;
+    this.#shadow = opts.shadow === 1;
   }
 
   /** 'memory' or 'redis'. */
   get store() {
     return this.#redis ? 'redis' : 'memory';
+  }
+
+  /** Whether the limiter is in shadow mode (new Limiter({ shadow: true })). */
+  get shadow() {
+    return this.#shadow;
+  }
+
+  /**
+   * Replaces the allow list (docs/exemptions.md): a check of a key on it is
+   * allowed without a store call and charges nothing (source 'allow_list').
+   * `entries`: exact keys, IPv4 / IPv6 addresses and CIDR ranges
+   * ('10.0.0.0/8', '2001:db8::/32'); empty clears it. A bad entry throws
+   * InvalidArgumentError naming it by index (entries[2]; never echoed) and
+   * leaves the list unchanged.
+   */
+  setAllowList(entries) {
+    if (this.#closed) throw closedError();
+    this.#native.setList(native.listAllow, listEntries(entries, 'entries'));
+  }
+
+  /**
+   * Replaces the deny list: a check of a key on it is denied without a store
+   * call (source 'deny_list', retryAfter Infinity); it wins over the allow
+   * list. Entries as for setAllowList().
+   */
+  setDenyList(entries) {
+    if (this.#closed) throw closedError();
+    this.#native.setList(native.listDeny, listEntries(entries, 'entries'));
   }
 
   get closed() {
@@ -1348,6 +1427,7 @@ function rateLimitHeaders(decision, policyOrPolicies, name = 'default') {
     decision.policyIndex,
     pid,
     name,
+    decision.shadow === true,
   );
 }
 

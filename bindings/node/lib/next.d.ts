@@ -1,8 +1,9 @@
 // Types of tollgate/next (Node.js runtime only).
 import type { Decision, Key, Limiter, PolicyLike } from './index';
-import type { CountOptions, KeyFunc, LimitsOptions, MultiLimitOptions } from './plans';
+import type { CountOptions, ExemptionOptions, KeyFunc, LimitsOptions, MultiLimitOptions } from './plans';
 
-export interface NextRateLimitOptions extends LimitsOptions<Request>, MultiLimitOptions<Request>, CountOptions {
+export interface NextRateLimitOptions
+  extends LimitsOptions<Request>, MultiLimitOptions<Request>, CountOptions, ExemptionOptions {
   limiter: Limiter;
   /** Default clientAddress({ trustForwarded: true }): see docs/node.md. */
   key?: KeyFunc<Request>;
@@ -11,11 +12,11 @@ export interface NextRateLimitOptions extends LimitsOptions<Request>, MultiLimit
 }
 
 export interface LimitResult {
-  /** null when the key function returned null (not limited). With `limits`: the one decision (keyIndex, policyIndex counted pair by pair), or after the two-step fallback the binding one. */
+  /** null when the key function returned null or an allow list exempted the request (not limited), or for a 403 of the helper's deny list. With `limits`: the one decision (keyIndex, policyIndex counted pair by pair), or after the two-step fallback the binding one. */
   decision: Decision | null;
   /** The rate-limit headers (empty when not limited): the binding limit of every check made for this Request. */
   headers: Record<string, string>;
-  /** The 429 to return; set only when denied. */
+  /** The 429 (or the 403 of a deny list) to return; set only when denied. */
   response?: Response;
   /** The key of the reported limit. */
   key: Key | null;
@@ -44,4 +45,4 @@ export declare function withRateLimit<C = any>(
 
 export declare function withHeaders(response: Response, headers: Record<string, string>): Response;
 export declare const EDGE_MESSAGE: string;
-export type { CountMode, CountOptions, LimitSpec } from './plans';
+export type { CountMode, CountOptions, ExemptionOptions, LimitSpec, ProxyHeader } from './plans';

@@ -9,6 +9,7 @@ const {
   compileOptions,
   decide,
   deniedBody,
+  FORBIDDEN_BODY,
   giveBackCharges,
   headersFor,
   recordCharge,
@@ -65,6 +66,12 @@ function deniedResponse(headers) {
   });
 }
 
+/** The answer to a request on a deny list: 403, no rate-limit headers, no
+ * Retry-After. */
+function forbiddenResponse() {
+  return new Response(FORBIDDEN_BODY, { status: 403, headers: { 'Content-Type': 'application/json' } });
+}
+
 /** The status of what a handler answered: a Response's, 500 for anything
  * else (Next.js answers 500 to a handler that returns no Response). */
 function statusOf(response) {
@@ -104,6 +111,14 @@ function outcomesOf(request) {
 async function limitWith(c, request) {
   const r = await decide(c, request);
   if (r === null) return { result: { decision: null, headers: {}, key: null, settle: settlerOf(c, null) }, outcomes: null };
+  if (r.forbidden) {
+    await giveBackCharges(request);
+    const own = r.outcomes.find((o) => o.decision === r.decision);
+    const result = {
+      decision: r.decision, headers: {}, key: own ? own.key : null, settle: settlerOf(c, null), response: forbiddenResponse(),
+    };
+    return { result, outcomes: null };
+  }
   const outcomes = outcomesOf(request);
   for (const o of r.outcomes) outcomes.push(o);
   if (!r.allowed) {
@@ -142,6 +157,12 @@ async function limitWith(c, request) {
  * the same Request (a second limit, a nested withRateLimit), a denial gives
  * back what the earlier calls charged for it, and `headers` describe the
  * limit that binds first among all of them.
+ *
+ * `allow`, `deny`, `trustedProxies`, `proxyHeader`: as tollgate/express's.
+ * A request on the deny list (or denied by the limiter's own deny list)
+ * gets `response` a 403 {"detail":"Forbidden"} without rate-limit headers
+ * (`decision` the limiter's denial, or null for the helper's list); one on
+ * the allow list is not checked ({ decision: null, headers: {} }).
  */
 function limit(request, options) {
   assertNodeRuntime();

@@ -26,14 +26,60 @@ export declare const HEADER_NAMES: readonly [
 ];
 export declare const MAX_KEY_VALUE: 128;
 
+/** The header your proxies write the client's address into: X-Forwarded-For (default), RFC 7239 Forwarded (its for=), or 'auto' (Forwarded when present, else X-Forwarded-For). */
+export type ProxyHeader = 'x-forwarded-for' | 'forwarded' | 'auto';
+export declare const PROXY_HEADERS: readonly ['x-forwarded-for', 'forwarded', 'auto'];
+
 export interface ClientAddressOptions {
-  /** Take the address from X-Forwarded-For (only behind proxies you run). Default false. */
+  /** With a hop count: take the address from the proxy header (only behind proxies you run). Default false. */
   trustForwarded?: boolean;
-  /** How many of your proxies stand in front: the client is the N-th entry from the right. Default 1. */
-  trustedProxies?: number;
+  /**
+   * A hop count N: how many of your proxies stand in front (the client is
+   * the N-th entry from the right; default 1, read only with trustForwarded).
+   * Or your proxies' addresses and CIDR ranges: when the peer is one of
+   * them, the header is read from the right skipping the proxies; the first
+   * other entry is the client; an entry that is no address (unknown, an
+   * obfuscated _id) ends the walk: "ip:unknown". A bad entry throws
+   * InvalidArgumentError naming trustedProxies[i].
+   */
+  trustedProxies?: number | readonly string[];
+  /** Default 'x-forwarded-for'. */
+  proxyHeader?: ProxyHeader;
   /** Key IPv6 clients by their network of this many bits (default 64); null keys whole addresses. */
   ipv6Prefix?: number | null;
 }
+
+/**
+ * Allow and deny lists of a web helper (docs/node.md, "Exemptions"): IP
+ * addresses and CIDR ranges match the client address, exact entries the
+ * key. Decided before any check: a request on the deny list gets 403
+ * {"detail":"Forbidden"} (no rate-limit headers, no Retry-After); one on the
+ * allow list is not checked. The deny list wins; a shadow limiter does not
+ * enforce it.
+ */
+export interface ExemptionOptions {
+  allow?: Iterable<string | Uint8Array>;
+  deny?: Iterable<string | Uint8Array>;
+  /** How the client address is found (and, given, the default key's rule): a hop count or your proxies' addresses and CIDR ranges. */
+  trustedProxies?: number | readonly string[];
+  /** Needs trustedProxies. Default 'x-forwarded-for'. */
+  proxyHeader?: ProxyHeader;
+}
+
+/** An allow or deny list: exact keys and ranges (in CIDR text). */
+export declare class AddressList {
+  constructor(entries: Iterable<string | Uint8Array>, what?: string);
+  readonly keys: ReadonlySet<string>;
+  readonly ranges: readonly string[];
+  readonly size: number;
+  hasAddress(address: string | null): boolean;
+  hasKey(key: Key | null | undefined): boolean;
+}
+
+/** The for= node of each element of RFC 7239 Forwarded header lines (null for an element without one, or malformed). */
+export declare function forwardedFor(lines: string | readonly string[]): (string | null)[];
+/** The JSON body of a deny-list 403. */
+export declare const FORBIDDEN_BODY: '{"detail":"Forbidden"}';
 
 /** Key by client address: "ip:203.0.113.7", "ip:2001:db8:1:2::/64". Called with a
  * request it is the key function; called with options it returns one. */

@@ -6,6 +6,7 @@
 // a Python one sharing a Redis enforce one limit on one key.
 
 const crypto = require('node:crypto');
+const net = require('node:net');
 
 /** The seed's plans: requests per hour by plan (Python's DEFAULT_PLANS). */
 const PLANS = Object.freeze({
@@ -161,36 +162,8 @@ function formatIPv6(groups) {
 /** A canonical address, or null if `text` is not an IP address (Python's
  * plans._normalize_address). */
 function normalizeAddress(text, ipv6Prefix) {
-  text = String(text).trim();
-  if (text.startsWith('[') && text.includes(']')) {
-    text = text.slice(1, text.indexOf(']')); // "[2001:db8::1]:443"
-  } else if (text.split(':').length === 2) {
-    text = text.split(':')[0]; // "203.0.113.7:5000"
-  }
-  const v4 = parseIPv4(text);
-  if (v4 != null) return v4.join('.');
-  let zone = '';
-  const pct = text.indexOf('%');
-  if (pct >= 0) {
-    zone = text.slice(pct);
-    text = text.slice(0, pct);
-    if (zone.length < 2 || zone.includes('/')) return null;
-  }
-  const g = parseIPv6(text);
-  if (g == null) return null;
-  // IPv4-mapped (::ffff:a.b.c.d) is keyed as IPv4.
-  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
-    return [g[6] >> 8, g[6] & 255, g[7] >> 8, g[7] & 255].join('.');
-  }
-  if (ipv6Prefix != null && ipv6Prefix < 128) {
-    const net = g.slice();
-    for (let i = 0; i < 8; i++) {
-      const bits = Math.max(0, Math.min(16, ipv6Prefix - i * 16));
-      net[i] = bits === 0 ? 0 : net[i] & ((0xffff << (16 - bits)) & 0xffff);
-    }
-    return formatIPv6(net) + '/' + ipv6Prefix;
-  }
-  return formatIPv6(g) + zone;
+  const ip = parseNode(String(text));
+  return ip == null ? null : formatAddress(ip, ipv6Prefix);
 }
 
 // ---- key functions -------------------------------------------------------------
@@ -201,27 +174,301 @@ function checkKeyFunc(key, what) {
   }
 }
 
-function clientAddressOptions(opts) {
-  const o = opts || {};
-  const trustForwarded = o.trustForwarded === undefined ? false : o.trustForwarded;
-  const trustedProxies = o.trustedProxies === undefined ? 1 : o.trustedProxies;
-  const ipv6Prefix = o.ipv6Prefix === undefined ? 64 : o.ipv6Prefix;
-  if (typeof trustForwarded !== 'boolean') {
-    throw new TypeError(`trustForwarded must be a boolean, not ${typeof trustForwarded}`);
-  }
-  if (!Number.isInteger(trustedProxies)) {
-    throw new TypeError(`trustedProxies must be an integer, not ${typeof trustedProxies}`);
-  }
-  if (trustedProxies < 1) throw new RangeError(`trustedProxies must be >= 1 (got ${trustedProxies})`);
-  if (ipv6Prefix !== null && !(Number.isInteger(ipv6Prefix) && ipv6Prefix >= 1 && ipv6Prefix <= 128)) {
-    throw new RangeError(`ipv6Prefix must be null or an integer in 1..128 (got ${ipv6Prefix})`);
-  }
-  return { trustForwarded, trustedProxies, ipv6Prefix };
+// ---- addresses of proxy headers, ranges, allow and deny lists ------------------
+//
+// The rules of Python's tollgate.plans (ClientRule, AddressList,
+// Exemptions), so a Node service and a Python one find the same client and
+// exempt the same requests.
+
+/** The headers a proxy may write the client's address into, for
+ * `proxyHeader`: 'x-forwarded-for' (the default), 'forwarded' (RFC 7239
+ * for=), or 'auto' (Forwarded when the request has one, else
+ * X-Forwarded-For). */
+const PROXY_HEADERS = Object.freeze(['x-forwarded-for', 'forwarded', 'auto']);
+
+const NOT_AN_ADDRESS = 'not an IPv4 or IPv6 address or CIDR range (expected e.g. 10.0.0.0/8 or 2001:db8::/32)';
+
+let errorsModule = null;
+function invalidArgument(message) {
+  if (errorsModule === null) errorsModule = require('./errors.js');
+  return new errorsModule.InvalidArgumentError(message, 'RL_E_INVALID_ARG');
 }
 
-function addressKey(request, o) {
-  let addr = null;
-  if (o.trustForwarded) {
+/** An address: { family: 4 | 6, text } in Python's canonical spelling
+ * (IPv4-mapped IPv6 as IPv4), or null. No IPv6 zone ids (the library has
+ * none). */
+function parseIp(text) {
+  if (!text || text.includes('%')) return null;
+  const v4 = parseIPv4(text);
+  if (v4 != null) return { family: 4, text: v4.join('.'), groups: null };
+  const g = parseIPv6(text);
+  if (g == null) return null;
+  if (g[0] === 0 && g[1] === 0 && g[2] === 0 && g[3] === 0 && g[4] === 0 && g[5] === 0xffff) {
+    return { family: 4, text: [g[6] >> 8, g[6] & 255, g[7] >> 8, g[7] & 255].join('.'), groups: null };
+  }
+  return { family: 6, text: formatIPv6(g), groups: g };
+}
+
+/** The address of a proxy header's entry ("203.0.113.7",
+ * "203.0.113.7:5000", "[2001:db8::1]:443", "2001:db8::1"), or null
+ * (unknown, an obfuscated identifier, anything else). */
+function parseNode(text) {
+  if (text == null) return null;
+  text = String(text).trim();
+  if (text.startsWith('[')) {
+    const end = text.indexOf(']');
+    if (end < 0 || (end + 1 < text.length && text[end + 1] !== ':')) return null;
+    return parseIp(text.slice(1, end));
+  }
+  if (text.split(':').length === 2) text = text.split(':')[0]; // "203.0.113.7:5000"
+  return parseIp(text);
+}
+
+function formatAddress(ip, ipv6Prefix) {
+  if (ip.family === 6 && ipv6Prefix != null && ipv6Prefix < 128) {
+    const net6 = ip.groups.slice();
+    for (let i = 0; i < 8; i++) {
+      const bits = Math.max(0, Math.min(16, ipv6Prefix - i * 16));
+      net6[i] = bits === 0 ? 0 : net6[i] & ((0xffff << (16 - bits)) & 0xffff);
+    }
+    return formatIPv6(net6) + '/' + ipv6Prefix;
+  }
+  return ip.text;
+}
+
+// The library's rule: hex digits, '.', ':' and '/' only, with a '.' or a
+// ':', is meant as an address or a range.
+function looksLikeAddress(text) {
+  return /[.:]/.test(text) && /^[0-9a-fA-F.:/]+$/.test(text);
+}
+
+/** `text` as { family, text, bits } when it is meant as an address or CIDR
+ * range (the library's rule, docs/exemptions.md), null when it is an exact
+ * key; InvalidArgumentError naming `where` (never echoing the text) when
+ * it is meant as an address but is not one. */
+function parseRange(text, where) {
+  if (text === '') throw invalidArgument(`${where}: empty`);
+  const slash = text.indexOf('/');
+  const head = slash < 0 ? text : text.slice(0, slash);
+  const ip = parseIp(head);
+  if ((slash < 0 || ip == null) && !looksLikeAddress(text)) return null;
+  if (ip == null) throw invalidArgument(`${where}: ${NOT_AN_ADDRESS}`);
+  const maxBits = ip.family === 4 ? 32 : 128;
+  let bits = maxBits;
+  if (slash >= 0) {
+    const digits = text.slice(slash + 1);
+    const bad = `${where}: a CIDR prefix length is 0 to ${maxBits}`;
+    if (!/^[0-9]{1,3}$/.test(digits)) throw invalidArgument(bad);
+    bits = Number(digits);
+    if (ip.family === 4 && head.includes(':')) { // an IPv4-mapped range: ::ffff:10.0.0.0/104
+      if (bits < 96) throw invalidArgument(`${where}: an IPv4-mapped range needs a prefix of 96 to 128`);
+      bits -= 96;
+    }
+    if (bits > maxBits) throw invalidArgument(bad);
+  }
+  return { family: ip.family, text: ip.text, bits };
+}
+
+function rangeText(r) {
+  return `${r.text}/${r.bits}`;
+}
+
+function entriesOf(entries, what, kinds) {
+  if (entries === null || typeof entries !== 'object' || typeof entries[Symbol.iterator] !== 'function' ||
+      entries instanceof Uint8Array) {
+    throw new TypeError(`${what} must be an array of strings (${kinds}), not ${entries instanceof Uint8Array ? 'a Uint8Array' : typeOfValue(entries)}`);
+  }
+  return [...entries];
+}
+
+/** A key's bytes as a string usable in a Set (latin1 of the UTF-8 bytes). */
+function keyId(key) {
+  return (typeof key === 'string' ? Buffer.from(key, 'utf8') : Buffer.from(key.buffer, key.byteOffset, key.byteLength)).toString('latin1');
+}
+
+/** A set of ranges (net.BlockList) and the ranges themselves. */
+function rangeSet(ranges) {
+  const list = new net.BlockList();
+  for (const r of ranges) list.addSubnet(r.text, r.bits, r.family === 4 ? 'ipv4' : 'ipv6');
+  return list;
+}
+
+function inRanges(list, ip) {
+  return ip != null && list.check(ip.text, ip.family === 4 ? 'ipv4' : 'ipv6');
+}
+
+/**
+ * An allow or deny list of a web helper: exact keys (matched against the
+ * key the helper's key function gives) and IPv4 / IPv6 addresses and CIDR
+ * ranges (matched against the client address). The entries are those of
+ * new Limiter({ allow, deny }) (docs/exemptions.md), checked by the same
+ * rules: a bad one throws InvalidArgumentError naming it by index
+ * (deny[2]) without echoing it.
+ */
+class AddressList {
+  constructor(entries, what = 'entries') {
+    const keys = new Set();
+    const ranges = [];
+    entriesOf(entries, what, 'keys, IP addresses, CIDR ranges').forEach((e, i) => {
+      const where = `${what}[${i}]`;
+      if (e instanceof Uint8Array) {
+        const b = Buffer.from(e.buffer, e.byteOffset, e.byteLength);
+        const ascii = b.every((c) => c < 0x80);
+        const r = ascii ? parseRange(b.toString('latin1'), where) : null;
+        if (r === null) keys.add(keyId(e));
+        else ranges.push(r);
+        return;
+      }
+      if (typeof e !== 'string') throw new TypeError(`${where} must be a string, Buffer or Uint8Array, not ${typeOfValue(e)}`);
+      const r = parseRange(e, where);
+      if (r === null) keys.add(keyId(e));
+      else ranges.push(r);
+    });
+    this.keys = keys;
+    this.ranges = Object.freeze(ranges.map(rangeText));
+    this._list = rangeSet(ranges);
+    this._any = ranges.length > 0;
+  }
+
+  get size() {
+    return this.keys.size + this.ranges.length;
+  }
+
+  /** Whether the address ({ family, text }, or a string) is in a range of the list. */
+  hasAddress(ip) {
+    if (typeof ip === 'string') ip = parseIp(ip);
+    return this._any && inRanges(this._list, ip);
+  }
+
+  /** Whether the key (string or bytes) is an exact entry. */
+  hasKey(key) {
+    return key != null && this.keys.size > 0 && this.keys.has(keyId(key));
+  }
+}
+
+function trustedRanges(entries) {
+  const what = 'trustedProxies';
+  const ranges = entriesOf(entries, what, 'IP addresses, CIDR ranges').map((e, i) => {
+    const where = `${what}[${i}]`;
+    if (typeof e !== 'string') throw new TypeError(`${where} must be a string, not ${typeOfValue(e)}`);
+    const r = parseRange(e, where);
+    if (r === null) throw invalidArgument(`${where}: ${NOT_AN_ADDRESS}`);
+    return r;
+  });
+  if (ranges.length === 0) {
+    throw invalidArgument(`${what}: empty (leave it out to trust no proxy; an array holds the proxies' addresses or ranges)`);
+  }
+  return ranges;
+}
+
+// `text` split at `sep` outside double quotes (a backslash escapes inside them).
+function quotedSplit(text, sep) {
+  const parts = [];
+  let cur = '';
+  let quoted = false;
+  let escaped = false;
+  for (const c of text) {
+    if (escaped) {
+      escaped = false;
+    } else if (quoted && c === '\\') {
+      escaped = true;
+    } else if (c === '"') {
+      quoted = !quoted;
+    } else if (c === sep && !quoted) {
+      parts.push(cur);
+      cur = '';
+      continue;
+    }
+    cur += c;
+  }
+  parts.push(cur);
+  return parts;
+}
+
+function unquote(value) {
+  value = value.trim();
+  if (!value.startsWith('"')) return value && !value.includes('"') ? value : null;
+  if (value.length < 2 || !value.endsWith('"')) return null;
+  let out = '';
+  let escaped = false;
+  for (const c of value.slice(1, -1)) {
+    if (escaped || c !== '\\') {
+      out += c;
+      escaped = false;
+    } else {
+      escaped = true;
+    }
+  }
+  return out;
+}
+
+/**
+ * The for= node of each element of RFC 7239 Forwarded header lines, left
+ * to right (one per proxy hop; lines are joined as by a comma):
+ * 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"' ->
+ * ['192.0.2.60', '[2001:db8::1]:4711']. Parameter names are
+ * case-insensitive and quoted values unescaped. An element without a for=
+ * (or with two, or malformed) gives null.
+ */
+function forwardedFor(lines) {
+  if (typeof lines === 'string') lines = [lines];
+  const out = [];
+  for (const line of lines) {
+    for (const element of quotedSplit(String(line), ',')) {
+      if (!element.trim()) continue;
+      let node = null;
+      let seen = 0;
+      for (const pair of quotedSplit(element, ';')) {
+        if (!pair.trim()) continue;
+        const eq = pair.indexOf('=');
+        if (eq < 0) {
+          seen = 2; // malformed: no value
+          break;
+        }
+        if (pair.slice(0, eq).trim().toLowerCase() === 'for') {
+          seen += 1;
+          node = unquote(pair.slice(eq + 1));
+        }
+      }
+      out.push(seen === 1 ? node : null);
+    }
+  }
+  return out;
+}
+
+/**
+ * How a request's client address is found (clientAddress and the helpers'
+ * lists share it):
+ *
+ * - no trustedProxies: the TCP peer;
+ * - a hop count N (with trustForwarded): the N-th entry from the right of
+ *   the proxy header; fewer entries, or no address there: the peer;
+ * - ranges: when the peer is in them, the proxy header is read from the
+ *   right, skipping the entries inside them; the first other entry is the
+ *   client (every entry trusted: the left-most). An entry that is no
+ *   address (unknown, an obfuscated _id, garbage) ends the walk: the client
+ *   is unknown. A Web Request (Next.js) has no peer: its walk starts at the
+ *   header's right-most entry (the peer Next.js wrote, or the one the
+ *   nearest proxy appended).
+ */
+class ClientRule {
+  constructor(hops = 0, ranges = [], header = 'x-forwarded-for') {
+    this.hops = hops;
+    this.ranges = Object.freeze(ranges.map(rangeText));
+    this.header = header;
+    this._list = rangeSet(ranges);
+    Object.freeze(this);
+  }
+
+  trusted(ip) {
+    return inRanges(this._list, ip);
+  }
+
+  entries(request) {
+    if (this.header !== 'x-forwarded-for') {
+      const lines = headerLines(request, 'Forwarded').filter((l) => l.trim() !== '');
+      if (lines.length > 0 || this.header === 'forwarded') return forwardedFor(lines);
+    }
     const hops = [];
     for (const line of headerLines(request, 'X-Forwarded-For')) {
       for (const p of line.split(',')) {
@@ -229,15 +476,110 @@ function addressKey(request, o) {
         if (h) hops.push(h);
       }
     }
-    if (hops.length >= o.trustedProxies) {
-      addr = normalizeAddress(hops[hops.length - o.trustedProxies], o.ipv6Prefix);
-    }
+    return hops;
   }
-  if (addr == null) {
+
+  /** { ip: the client's address or null, text: what to key by when it is
+   * not an address (the peer's own text, or null for unknown) }. */
+  resolve(request) {
     const peer = peerAddress(request);
-    if (peer) addr = normalizeAddress(peer, o.ipv6Prefix) || peer;
+    const peerIp = peer != null ? parseNode(peer) : null;
+    if (this.ranges.length > 0) {
+      const web = peer == null && request != null && isWebHeaders(request.headers);
+      if (!web && (peerIp == null || !this.trusted(peerIp))) return { ip: peerIp, text: peer };
+      let client = peerIp;
+      const entries = this.entries(request);
+      for (let i = entries.length - 1; i >= 0; i--) {
+        const ip = parseNode(entries[i]);
+        if (ip == null) return { ip: null, text: null }; // unknown or obfuscated: the walk ends
+        client = ip;
+        if (!this.trusted(ip)) break;
+      }
+      return { ip: client, text: null };
+    }
+    if (this.hops) {
+      const entries = this.entries(request);
+      if (entries.length >= this.hops) {
+        const ip = parseNode(entries[entries.length - this.hops]);
+        if (ip != null) return { ip, text: null };
+      }
+    }
+    return { ip: peerIp, text: peer };
   }
-  return 'ip:' + (addr || 'unknown');
+}
+
+const PEER = new ClientRule();
+const kRule = Symbol('tollgate.clientRule');
+
+function checkProxyHeader(proxyHeader) {
+  if (typeof proxyHeader !== 'string') throw new TypeError(`proxyHeader must be a string, not ${typeOfValue(proxyHeader)}`);
+  const header = proxyHeader.toLowerCase();
+  if (!PROXY_HEADERS.includes(header)) {
+    throw new RangeError(`proxyHeader must be 'x-forwarded-for', 'forwarded' or 'auto', not ${JSON.stringify(proxyHeader)}`);
+  }
+  return header;
+}
+
+/** The ClientRule of trustedProxies (undefined/null, a hop count, or the
+ * proxies' addresses and CIDR ranges) and proxyHeader. A hop count reads
+ * the header only with trustForwarded (undefined: yes). */
+function clientRule(trustedProxies, proxyHeader = 'x-forwarded-for', trustForwarded) {
+  const header = checkProxyHeader(proxyHeader);
+  if (trustForwarded !== undefined && typeof trustForwarded !== 'boolean') {
+    throw new TypeError(`trustForwarded must be a boolean, not ${typeOfValue(trustForwarded)}`);
+  }
+  if (trustedProxies == null) return PEER;
+  if (typeof trustedProxies === 'number') {
+    if (!Number.isInteger(trustedProxies)) throw new TypeError(`trustedProxies must be an integer (a hop count), received ${trustedProxies}`);
+    if (trustedProxies < 1) throw new RangeError(`trustedProxies must be >= 1 (got ${trustedProxies})`);
+    if (trustForwarded === false) return PEER;
+    return new ClientRule(trustedProxies, [], header);
+  }
+  if (typeof trustedProxies !== 'object' || typeof trustedProxies[Symbol.iterator] !== 'function') {
+    throw new TypeError(`trustedProxies must be an integer (a hop count) or an array of the proxies' addresses and CIDR ranges, not ${typeOfValue(trustedProxies)}`);
+  }
+  const ranges = trustedRanges(trustedProxies);
+  if (trustForwarded === false) {
+    throw new RangeError('trustedProxies as addresses reads the proxy header: trustForwarded false contradicts it');
+  }
+  return new ClientRule(0, ranges, header);
+}
+
+function clientAddressOptions(opts) {
+  const o = opts || {};
+  const ipv6Prefix = o.ipv6Prefix === undefined ? 64 : o.ipv6Prefix;
+  if (o.trustForwarded !== undefined && typeof o.trustForwarded !== 'boolean') {
+    throw new TypeError(`trustForwarded must be a boolean, not ${typeof o.trustForwarded}`);
+  }
+  if (ipv6Prefix !== null && !(Number.isInteger(ipv6Prefix) && ipv6Prefix >= 1 && ipv6Prefix <= 128)) {
+    throw new RangeError(`ipv6Prefix must be null or an integer in 1..128 (got ${ipv6Prefix})`);
+  }
+  const proxyHeader = o.proxyHeader === undefined ? 'x-forwarded-for' : o.proxyHeader;
+  const trustedProxies = o.trustedProxies === undefined ? 1 : o.trustedProxies;
+  // A hop count is read only with trustForwarded: true (the default of 1
+  // must not make a plain clientAddress trust the header).
+  const rule = typeof trustedProxies === 'number'
+    ? clientRule(trustedProxies, proxyHeader, o.trustForwarded === true)
+    : clientRule(trustedProxies, proxyHeader, o.trustForwarded);
+  const hops = typeof trustedProxies === 'number' ? trustedProxies : 0;
+  return { rule, ipv6Prefix, trustForwarded: rule.hops > 0, hops };
+}
+
+function addressKey(request, rule, ipv6Prefix) {
+  const { ip, text } = rule.resolve(request);
+  if (ip != null) return 'ip:' + formatAddress(ip, ipv6Prefix);
+  return 'ip:' + (text || 'unknown');
+}
+
+function addressKeyFunction(rule, ipv6Prefix, hops) {
+  const fn = (request) => addressKey(request, rule, ipv6Prefix);
+  let shown = rule.ranges.length > 0
+    ? `trustedProxies=[${rule.ranges.join(', ')}]`
+    : `trustForwarded=${rule.hops > 0}, trustedProxies=${rule.hops || hops}`;
+  if (rule.header !== 'x-forwarded-for') shown += `, proxyHeader=${rule.header}`;
+  Object.defineProperty(fn, 'name', { value: `clientAddress(${shown})` });
+  Object.defineProperty(fn, kRule, { value: rule });
+  return fn;
 }
 
 /**
@@ -245,19 +587,82 @@ function addressKey(request, o) {
  * "ip:2001:db8:1:2::/64"). The default key.
  *
  * Used directly as a key function (`key: clientAddress`) it keys by the TCP
- * peer and ignores X-Forwarded-For. Called with options it returns a key
- * function: `clientAddress({ trustForwarded: true, trustedProxies: 2 })`.
+ * peer and ignores the proxy headers. Called with options it returns a key
+ * function: `clientAddress({ trustForwarded: true, trustedProxies: 2 })`
+ * (the 2nd X-Forwarded-For entry from the right), or
+ * `clientAddress({ trustedProxies: ['10.0.0.0/8'] })` (the header read from
+ * the right, skipping your proxies; the first other entry is the client),
+ * with `proxyHeader: 'forwarded'` (RFC 7239 for=) or 'auto'.
  */
 function clientAddress(requestOrOptions) {
   const r = requestOrOptions;
   const looksLikeRequest = r != null && (r.headers !== undefined || r.socket !== undefined);
-  if (looksLikeRequest) return addressKey(r, clientAddressOptions(undefined));
+  if (looksLikeRequest) return addressKey(r, PEER, 64);
   const o = clientAddressOptions(r);
-  const fn = (request) => addressKey(request, o);
-  Object.defineProperty(fn, 'name', {
-    value: `clientAddress(trustForwarded=${o.trustForwarded}, trustedProxies=${o.trustedProxies})`,
-  });
-  return fn;
+  return addressKeyFunction(o.rule, o.ipv6Prefix, o.hops);
+}
+Object.defineProperty(clientAddress, kRule, { value: PEER });
+
+/** The ClientRule of a clientAddress key function, else null. */
+function ruleOf(key) {
+  const rule = key != null ? key[kRule] : undefined;
+  return rule instanceof ClientRule ? rule : null;
+}
+
+/**
+ * The allow and deny lists of a web helper (`allow`, `deny`) and the rule
+ * finding the client address they match. A request is denied (403, before
+ * any check) when its client address or its key is on the deny list;
+ * otherwise allowed without any check when its address or key is on the
+ * allow list. The deny list wins.
+ */
+class Exemptions {
+  constructor(allow, deny, rule) {
+    this.allow = new AddressList(allow == null ? [] : allow, 'allow');
+    this.deny = new AddressList(deny == null ? [] : deny, 'deny');
+    this.rule = rule;
+  }
+
+  address(request) {
+    return this.rule.resolve(request).ip;
+  }
+
+  denies(ip, key) {
+    return this.deny.hasAddress(ip) || this.deny.hasKey(key);
+  }
+
+  allows(ip, key) {
+    return this.allow.hasAddress(ip) || this.allow.hasKey(key);
+  }
+}
+
+/** A helper's key function and lists from its options: trustedProxies
+ * (a hop count, or the proxies' addresses and ranges) decides the client
+ * address the lists match, and makes the default key function key by that
+ * address; without it, a clientAddress key function's own rule is used
+ * (else the peer). No lists: exemptions null. */
+function webOptions(key, defaultKey, allow, deny, trustedProxies, proxyHeader) {
+  const header = checkProxyHeader(proxyHeader === undefined ? 'x-forwarded-for' : proxyHeader);
+  let rule;
+  if (trustedProxies != null) {
+    rule = clientRule(trustedProxies, header);
+    if (key === defaultKey) key = addressKeyFunction(rule, 64, 0); // key by the client so found
+  } else {
+    if (header !== 'x-forwarded-for') throw new TypeError('proxyHeader needs trustedProxies (which proxies write it)');
+    rule = ruleOf(key) || PEER;
+  }
+  if (allow == null && deny == null) return { key, exemptions: null };
+  const exemptions = new Exemptions(allow, deny, rule);
+  if (exemptions.allow.size === 0 && exemptions.deny.size === 0) return { key, exemptions: null };
+  return { key, exemptions };
+}
+
+/** The JSON body of a deny-list 403: the bytes the Python integrations send. */
+const FORBIDDEN_BODY = '{"detail":"Forbidden"}';
+
+/** Whether a denial is the limiter's deny list's (answered 403). */
+function deniedByList(decision) {
+  return decision != null && !decision.allowed && decision.source === 'deny_list';
 }
 
 function valueKey(prefix, value, hashAll) {
@@ -553,7 +958,9 @@ const MAX_LIMITS = 8;
 const MAX_CALL_POLICIES = 16;
 
 // Options that belong to the whole request, not to one of `limits`.
-const REQUEST_OPTIONS = ['limiter', 'cost', 'count', 'failed', 'onError', 'limits'];
+const REQUEST_OPTIONS = [
+  'limiter', 'cost', 'count', 'failed', 'onError', 'limits', 'allow', 'deny', 'trustedProxies', 'proxyHeader',
+];
 // Options that belong to one limit, not beside `limits`.
 const LIMIT_OPTIONS = ['policy', 'policies', 'plans', 'plan', 'name', 'scope'];
 
@@ -575,20 +982,32 @@ function compileLimit(spec, what, defaultKey, inList) {
   return { key, scope: spec.scope == null ? null : spec.scope, limits };
 }
 
-/** The request's pair under each limit: { key, policies, name }; a limit
- * whose key function returns null/undefined leaves it out. */
+/** The request's pair under each limit: { key, policies, name, raw } (raw:
+ * the key before its scope); a limit whose key function returns
+ * null/undefined leaves it out. */
 async function pairsOf(c, request) {
   const out = [];
   for (const g of c.groups) {
     let k = await g.key(request);
     if (k == null) continue;
     k = checkKey(k);
+    const raw = k;
     if (g.scope !== null) k = scopedKey(g.scope, k);
     const plan = g.limits.plan ? await g.limits.plan(request) : null;
     const { policies, name } = g.limits.forPlan(plan);
-    out.push({ key: k, policies, name });
+    out.push({ key: k, policies, name, raw });
   }
   return out;
+}
+
+// Requests a helper's allow list exempted: the helpers stacked after it on
+// the same request do not check it either (Python's SCOPE_EXEMPT).
+const EXEMPT = new WeakSet();
+
+/** The answer of decide() to a request on a deny list (the helper's, or
+ * the limiter's: `decision` then is its denial). */
+function forbidden(decision) {
+  return { forbidden: true, allowed: false, decision: decision || null, outcomes: [], bound: null, charge: null };
 }
 
 function keyBytes(k) {
@@ -649,8 +1068,34 @@ function giveBackPairs(limiter, pairs, units) {
  * charged ({ limiter, pairs, cost, given }), null when denied.
  */
 async function decide(c, request) {
+  const ex = c.exemptions;
+  if (isObject(request) && EXEMPT.has(request)) return null;
+  let ip = null;
+  // A shadow limiter lets a deny-listed request go on, as it answers a key
+  // on its own deny list.
+  const enforce = ex !== null && c.limiter.shadow !== true;
+  if (ex !== null) {
+    ip = ex.address(request);
+    if (enforce && ex.deny.hasAddress(ip)) return forbidden(null);
+  }
   const pairs = await pairsOf(c, request);
+  if (ex !== null) {
+    if (enforce && pairs.some((p) => ex.deny.hasKey(p.raw))) return forbidden(null);
+    if (ex.allow.hasAddress(ip) || pairs.some((p) => ex.allow.hasKey(p.raw))) {
+      if (isObject(request)) EXEMPT.add(request);
+      return null;
+    }
+  }
   if (pairs.length === 0) return null;
+  const r = await decideFor(c, request, pairs);
+  // The limiter's own deny list: 403 as well.
+  if (!r.allowed) {
+    for (const o of r.outcomes) if (deniedByList(o.decision)) return { ...forbidden(o.decision), outcomes: r.outcomes };
+  }
+  return r;
+}
+
+async function decideFor(c, request, pairs) {
   const units = resolveCost(c.cost, request);
   const limiter = c.limiter;
   const finish = (allowed, outcomes) => ({
@@ -767,8 +1212,12 @@ function compileOptions(options, what, defaultKey) {
   if (limiter == null || typeof limiter.check !== 'function') {
     throw new TypeError(`${what} needs { limiter }: a tollgate Limiter`);
   }
-  const key = o.key === undefined ? defaultKey : o.key;
+  let key = o.key === undefined ? defaultKey : o.key;
   checkKeyFunc(key);
+  // Allow and deny lists, and how the client address is found.
+  const web = webOptions(key, defaultKey, o.allow, o.deny, o.trustedProxies, o.proxyHeader);
+  key = web.key;
+  const exemptions = web.exemptions;
   const cost = o.cost === undefined ? 1 : o.cost;
   checkCost(cost);
   if (o.onError != null && typeof o.onError !== 'function') throw new TypeError('onError must be a function');
@@ -792,7 +1241,7 @@ function compileOptions(options, what, defaultKey) {
     groups = [compileLimit(o, what, key, false)];
   }
   const { count, failed } = countOptions(o);
-  return { limiter, key, cost, groups, onError: o.onError, count, failed };
+  return { limiter, key, cost, groups, onError: o.onError, count, failed, exemptions };
 }
 
 module.exports = {
@@ -808,6 +1257,14 @@ module.exports = {
   headerKey,
   organizationKey,
   normalizeAddress,
+  PROXY_HEADERS,
+  AddressList,
+  ClientRule,
+  Exemptions,
+  clientRule,
+  forwardedFor,
+  FORBIDDEN_BODY,
+  deniedByList,
   // shared by the integrations
   checkKeyFunc,
   checkCost,

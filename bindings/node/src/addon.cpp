@@ -52,9 +52,9 @@
 namespace {
 
 constexpr size_t kMaxPolicies = RL_MAX_POLICIES;
-constexpr int kDoneSlots = 8;  // slot, then the kOutSlots values
-constexpr int kOutSlots = 7;   // allowed, limit, remaining, reset, retry,
-                               // source, policy_index
+constexpr int kDoneSlots = 9;  // slot, then the kOutSlots values
+constexpr int kOutSlots = 8;   // allowed, limit, remaining, reset, retry,
+                               // source, policy_index, shadow
 
 // ---- Per-instance data -----------------------------------------------------
 
@@ -93,9 +93,10 @@ struct Addon {
   // with the environment), every field of the spec (PolicyKey) -> id. Checks
   // copy the pointers, so the table may grow mid-check (a JS clock may
   // compile a policy) without moving a policy under a running call.
-  // (algorithm, limit, period, burst, name, block, strikes, strikes period)
+  // (algorithm, limit, period, burst, name, block, strikes, strikes period,
+  // flags)
   using PolicyKey = std::tuple<int32_t, int64_t, int64_t, int64_t, std::string,
-                               int64_t, int64_t, int64_t>;
+                               int64_t, int64_t, int64_t, uint32_t>;
   std::vector<rl_policy *> policies;
   std::map<PolicyKey, int32_t> policy_ids;
   Napi::FunctionReference limiter_ctor;
@@ -229,9 +230,10 @@ int64_t int64_arg(Napi::Env env, const Napi::Value &v, const char *what) {
 }
 
 // compilePolicy(algorithm, limit, periodMs, burst, name?, blockMs?, strikes?,
-// strikesPeriodMs?) -> id; name is a string (validated by the library) or
-// undefined for none; the block's fields are integers (0 or undefined for
-// none; the library checks them and how they combine).
+// strikesPeriodMs?, shadow?) -> id; name is a string (validated by the
+// library) or undefined for none; the block's fields are integers (0 or
+// undefined for none; the library checks them and how they combine); shadow
+// true sets RL_POLICY_SHADOW (docs/algorithms.md, "Shadow mode").
 Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   rl_policy_spec p = RL_POLICY_SPEC_INIT;
@@ -253,10 +255,12 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
   p.block_ms = opt_int64(5, "block");
   p.strikes = opt_int64(6, "strikes");
   p.strikes_period_ms = opt_int64(7, "strikesPeriod");
+  if (info.Length() > 8 && info[8].ToBoolean().Value())
+    p.flags = RL_POLICY_SHADOW;
   Addon &a = addon(env);
   const Addon::PolicyKey key{
-      p.algorithm, p.limit,    p.period_ms, p.burst,
-      name,        p.block_ms, p.strikes,   p.strikes_period_ms};
+      p.algorithm, p.limit,   p.period_ms,         p.burst, name,
+      p.block_ms,  p.strikes, p.strikes_period_ms, p.flags};
   auto it = a.policy_ids.find(key);
   if (it != a.policy_ids.end()) return Napi::Number::New(env, it->second);
   if (a.policies.size() >= (size_t{1} << 30))
@@ -276,7 +280,8 @@ Napi::Value CompilePolicy(const Napi::CallbackInfo &info) {
 }
 
 // parsePolicy(text) -> { algorithm, limit, periodMs, burst, name, blockMs,
-// strikes, strikesPeriodMs } (name and the block's fields only when set):
+// strikes, strikesPeriodMs, shadow } (name, the block's fields and shadow
+// only when set):
 // the library's one policy syntax ("100/h", "10/s burst=20",
 // "5000/d sliding_window", "5/m name=login block=15m strikes=3/h").
 Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
@@ -305,6 +310,7 @@ Napi::Value ParsePolicy(const Napi::CallbackInfo &info) {
   if (s.strikes != 0) o.Set("strikes", static_cast<double>(s.strikes));
   if (s.strikes_period_ms != 0)
     o.Set("strikesPeriodMs", static_cast<double>(s.strikes_period_ms));
+  if ((s.flags & RL_POLICY_SHADOW) != 0) o.Set("shadow", true);
   rl_policy_release(h);  // JS interns its own handle via compilePolicy
   return o;
 }
@@ -353,6 +359,7 @@ void write_decision(double *out, const rl_decision &d) {
   out[4] = static_cast<double>(d.retry_after_ms);
   out[5] = d.source;
   out[6] = d.policy_index;
+  out[7] = d.shadow ? 1 : 0;
 }
 
 // ---- Limiter state ---------------------------------------------------------
@@ -871,6 +878,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
          InstanceMethod<&Limiter::Unblock>("unblock"),
          InstanceMethod<&Limiter::Ping>("ping"),
          InstanceMethod<&Limiter::Health>("health"),
+         InstanceMethod<&Limiter::SetList>("setList"),
          InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
          InstanceMethod<&Limiter::LeaseAcquire>("leaseAcquire"),
          InstanceMethod<&Limiter::LeaseRenew>("leaseRenew"),
@@ -910,6 +918,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     opts.deny_cache = opt_int(env, o, "denyCache");
     opts.tls_verify = opt_int(env, o, "tlsVerify");
     opts.spin_us = opt_int(env, o, "spinUs");
+    opts.shadow = opt_int(env, o, "shadow");
 
     // String options (never echoed: they may hold a password).
     struct StrOpt {
@@ -951,6 +960,23 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       throw_code(env, rc, last_error_text(rc));
     }
     st_->lim = lim;
+    // The allow and deny lists (docs/exemptions.md), set before the limiter
+    // is handed out; a bad entry destroys it and throws ("deny: entries[2]:
+    // ...", the entry never echoed).
+    for (const auto &[list, what] :
+         {std::pair<int, const char *>{RL_LIST_ALLOW, "allow"},
+          std::pair<int, const char *>{RL_LIST_DENY, "deny"}}) {
+      Napi::Value entries = o.Get(what);
+      if (entries.IsUndefined() || entries.IsNull()) continue;
+      try {
+        set_list(env, lim, list, entries, what);
+      } catch (...) {
+        st_->lim = nullptr;
+        rl_destroy(lim);
+        st_->clock.Reset();
+        throw;
+      }
+    }
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
     Addon &a = addon(env);
@@ -1239,6 +1265,59 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     return w->Start();
   }
 
+  // setList(list, entries): rl_set_list (RL_LIST_ALLOW 1, RL_LIST_DENY 2)
+  // with `entries` an array of strings (UTF-8) and Uint8Arrays, checked by
+  // lib/index.js. In process: no I/O, so inline.
+  Napi::Value SetList(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    const int list = static_cast<int>(int64_arg(env, info[0], "list"));
+    set_list(env, st_->lim, list, info[1], nullptr);
+    return env.Undefined();
+  }
+
+  // rl_set_list of `entries` (a JS array); `what` ("allow", "deny") prefixes
+  // the library's message, which names a bad entry by index only.
+  static void set_list(Napi::Env env, rl_limiter *lim, int list,
+                       Napi::Value entries, const char *what) {
+    if (!entries.IsArray())
+      throw_type(env,
+                 std::string(what ? what : "entries") + " must be an array");
+    Napi::Array arr = entries.As<Napi::Array>();
+    const uint32_t n = arr.Length();
+    std::vector<std::string> copies;
+    copies.reserve(n);
+    for (uint32_t i = 0; i < n; ++i) {
+      Napi::Value e = arr.Get(i);
+      if (e.IsString()) {
+        copies.push_back(e.As<Napi::String>().Utf8Value());
+      } else if (e.IsTypedArray() &&
+                 e.As<Napi::TypedArray>().TypedArrayType() ==
+                     napi_uint8_array) {
+        Napi::Uint8Array b = e.As<Napi::Uint8Array>();
+        copies.emplace_back(reinterpret_cast<const char *>(b.Data()),
+                            b.ByteLength());
+      } else {
+        throw_type(env, std::string(what ? what : "entries") + "[" +
+                            std::to_string(i) +
+                            "] must be a string, Buffer or Uint8Array");
+      }
+    }
+    std::vector<const char *> ptrs;
+    std::vector<size_t> lens;
+    ptrs.reserve(copies.size());
+    lens.reserve(copies.size());
+    for (const std::string &c : copies) {
+      ptrs.push_back(c.data());
+      lens.push_back(c.size());
+    }
+    const int rc = rl_set_list(lim, list, ptrs.data(), lens.data(), n);
+    if (rc != RL_OK) {
+      const std::string message = last_error_text(rc);
+      throw_code(env, rc, what ? std::string(what) + ": " + message : message);
+    }
+  }
+
   Napi::Value Health(const Napi::CallbackInfo &info) {
     Napi::Env env = info.Env();
     ensure_open(env);
@@ -1277,6 +1356,9 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     o.Set("failClosed", num(h.fail_closed));
     o.Set("localFallback", num(h.local_fallback));
     o.Set("denyCacheHits", num(h.deny_cache_hits));
+    o.Set("shadowDenied", num(h.shadow_denied));
+    o.Set("listAllowed", num(h.list_allowed));
+    o.Set("listDenied", num(h.list_denied));
     o.Set("serverVersion",
           std::string(h.server_version,
                       strnlen(h.server_version, sizeof h.server_version)));
@@ -1676,7 +1758,7 @@ Napi::Value LastError(const Napi::CallbackInfo &info) {
 }
 
 // headers(allowed, limit, remaining, resetAfter, retryAfter, source,
-//         policyIndex, policyId, name) -> object
+//         policyIndex, policyId, name, shadow) -> object
 Napi::Value Headers(const Napi::CallbackInfo &info) {
   Napi::Env env = info.Env();
   Addon &a = addon(env);
@@ -1689,6 +1771,7 @@ Napi::Value Headers(const Napi::CallbackInfo &info) {
   d.source = static_cast<int32_t>(int64_arg(env, info[5], "decision.source"));
   d.policy_index =
       static_cast<uint32_t>(int64_arg(env, info[6], "decision.policyIndex"));
+  d.shadow = info.Length() > 9 && info[9].ToBoolean().Value() ? 1 : 0;
   rl_policy *ps[kMaxPolicies];
   gather_policies(env, a, info[7].As<Napi::Number>().Int32Value(), ps);
   std::string name = info[8].As<Napi::String>().Utf8Value();
@@ -1756,6 +1839,9 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   fm.Set("local", RL_FAIL_LOCAL);
   fm.Set("error", RL_FAIL_ERROR);
   exports.Set("failureModes", fm);
+  exports.Set("listAllow", RL_LIST_ALLOW);
+  exports.Set("listDeny", RL_LIST_DENY);
+  exports.Set("maxListEntries", Napi::Number::New(env, RL_MAX_LIST_ENTRIES));
   return exports;
 }
 

@@ -44,7 +44,7 @@ test('checkSync: a plain Decision of its own per call, charged only when allowed
   assert.equal(new Set(ds).size, 4);
   assert.equal(ds[2].allowed, true);
   assert.equal(Object.getPrototypeOf(d), Object.prototype);
-  assert.deepEqual(Object.keys(d), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter', 'source', 'policyIndex']);
+  assert.deepEqual(Object.keys(d), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter', 'source', 'policyIndex', 'shadow']);
   assert.equal(d.limit, 3);
   assert.equal(d.source, 'store');
   assert.equal(d.policyIndex, 0);
@@ -147,7 +147,7 @@ test('policies: periods, algorithms, validation', () => {
   assert.ok(Object.isFrozen(p));
   assert.deepEqual({ ...p }, {
     limit: 5, period: 60000, algorithm: 'token_bucket', burst: 10, name: undefined,
-    block: undefined, strikes: undefined, strikesPeriod: undefined,
+    block: undefined, strikes: undefined, strikesPeriod: undefined, shadow: false,
   });
   assert.equal(String(p), 'Policy(5, 1m, token_bucket, burst=10)');
   for (const algorithm of ['gcra', 'token_bucket', 'fixed_window', 'sliding_window']) {

@@ -70,7 +70,7 @@ test('Redis: checks, multi-policy, reset, keys, ping, health', { skip }, async (
   const ds = await Promise.all(Array.from({ length: 8 }, () => lim.check(key, p)));
   assert.equal(ds.filter((d) => d.allowed).length, 5);
   for (const d of ds) {
-    assert.deepEqual(Object.keys(d), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter', 'source', 'policyIndex']);
+    assert.deepEqual(Object.keys(d), ['allowed', 'limit', 'remaining', 'resetAfter', 'retryAfter', 'source', 'policyIndex', 'shadow']);
     assert.ok(['store', 'deny_cache'].includes(d.source));
     assert.equal(d.limit, 5);
   }

@@ -33,7 +33,7 @@ test('refundSync and refund on the memory store: units back, never beyond full',
     assert.equal(lim.checkSync('k', p, { cost: 4 }).remaining, 1);
     let d = lim.refundSync('k', p);
     assert.deepEqual(d, {
-      allowed: true, limit: 5, remaining: 2, resetAfter: 3 * 720000, retryAfter: 0, source: 'store', policyIndex: 0,
+      allowed: true, limit: 5, remaining: 2, resetAfter: 3 * 720000, retryAfter: 0, source: 'store', policyIndex: 0, shadow: false,
     });
     d = await lim.refund('k', p, { amount: 2 });
     assert.equal(d.allowed, true);
