@@ -396,3 +396,49 @@ TEST_CASE("leases: a SIGKILLed holder's lease ends after its ttl",
   CHECK(release(lim.p, got.lease) == 1);
   rl_lease_free(got.lease);
 }
+
+TEST_CASE(
+    "leases: the memory table holds at most max_keys keys, and drops "
+    "keys whose leases have ended to make room",
+    "[leases]") {
+  Clock clock;
+  rl_options o = RL_OPTIONS_INIT;
+  o.max_keys = 16;  // one key per lease shard
+  o.clock = &Clock::read;
+  o.clock_user_data = &clock;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  int held = 0, refused = 0;
+  std::string first_refused;
+  std::vector<rl_lease *> leases;
+  for (int i = 0; i < 100; ++i) {
+    const std::string key = "bound:" + std::to_string(i);
+    rl_lease *l = nullptr;
+    rl_lease_info info = RL_LEASE_INFO_INIT;
+    const int rc =
+        rl_lease_acquire(lim, key.data(), key.size(), 1, 1000, &l, &info);
+    if (rc == RL_OK) {
+      REQUIRE(info.acquired == 1);
+      ++held;
+      leases.push_back(l);
+    } else {
+      CHECK(rc == RL_E_NOMEM);
+      if (first_refused.empty()) first_refused = key;
+      ++refused;
+    }
+  }
+  CHECK(held >= 1);
+  CHECK(held <= 16);  // never more keys than max_keys
+  REQUIRE(refused > 0);
+  // Once every lease has ended, a new key finds room: the ended keys are
+  // dropped when room is needed.
+  clock.now += 1'000'000;
+  rl_lease *l = nullptr;
+  rl_lease_info info = RL_LEASE_INFO_INIT;
+  REQUIRE(rl_lease_acquire(lim, first_refused.data(), first_refused.size(), 1,
+                           1000, &l, &info) == RL_OK);
+  CHECK(info.acquired == 1);
+  rl_lease_free(l);
+  for (rl_lease *x : leases) rl_lease_free(x);
+  rl_destroy(lim);
+}

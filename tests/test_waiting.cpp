@@ -218,6 +218,37 @@ void lease_waits(const std::string &url) {
 
 }  // namespace
 
+TEST_CASE("waiting: a lease wait steps up, it does not poll",
+          "[waiting][leases][redis]") {
+  // Held for a minute by another limiter (no release wakes the waiter): a
+  // 700 ms wait tries at 0, 10, 30, 70, 150, 310 and 630 ms and at the end,
+  // eight tries; a waiter polling every 10 ms would make about 70.
+  tollgate_test::RedisServer server;
+  Lim holder(server.url()), waiter(server.url());
+  rl_lease *held = nullptr;
+  rl_lease_info info = RL_LEASE_INFO_INIT;
+  REQUIRE(rl_lease_acquire(holder.p, "steps", 5, 1, 60000, &held, &info) ==
+          RL_OK);
+  REQUIRE(info.acquired == 1);
+  auto calls = [&] {
+    const std::string stats = server.command({"INFO", "commandstats"});
+    const size_t at = stats.find("cmdstat_evalsha:calls=");
+    REQUIRE(at != std::string::npos);
+    return std::stoll(stats.substr(at + 22));
+  };
+  const long long before = calls();
+  rl_lease *got = nullptr;
+  REQUIRE(rl_lease_acquire_wait(waiter.p, "steps", 5, 1, 60000, 700, &got,
+                                &info) == RL_OK);
+  CHECK(info.acquired == 0);
+  const long long tries = calls() - before;
+  CHECK(tries >= 6);
+  CHECK(tries <= 9);
+  int was_held = 0;
+  REQUIRE(rl_lease_release(holder.p, held, &was_held) == RL_OK);
+  rl_lease_free(held);
+}
+
 TEST_CASE("waiting: a lease wait ends at a release, an expiry or the wait",
           "[waiting][leases]") {
   SECTION("memory") {
