@@ -255,7 +255,8 @@ def derive(policy):
             "name": policy.get("name"),
             "block_us": policy.get("block_ms", 0) * 1000,
             "strikes": policy.get("strikes", 0),
-            "strike_us": policy.get("strikes_period_ms", 0) * 1000}
+            "strike_us": policy.get("strikes_period_ms", 0) * 1000,
+            "shadow": bool(policy.get("shadow", False))}
 
 
 def policy_values(p):
@@ -322,9 +323,11 @@ def pick_reported(outcomes, allowed):
     return best
 
 
-def parse_reply(reply, n, refund=False):
+def parse_reply(reply, n, refund=False, shadow=None):
     """(all_allowed, outcomes). For a refund every policy allows and the
-    first field says whether any had usage to give back."""
+    first field says whether any had usage to give back. `shadow`: per
+    policy, whether it is in shadow mode (its denial does not deny)."""
+    shadow = shadow or [False] * n
     if not isinstance(reply, list) or len(reply) != 1 + 4 * n or not all(
             isinstance(x, int) for x in reply):
         raise AssertionError("malformed reply %r" % (reply,))
@@ -336,7 +339,8 @@ def parse_reply(reply, n, refund=False):
     if refund:
         if reply[0] not in (0, 1) or not all(o["allowed"] for o in outcomes):
             raise AssertionError("refund reply %r" % (reply,))
-    elif reply[0] != int(all(o["allowed"] for o in outcomes)):
+    elif reply[0] != int(all(o["allowed"] or sh
+                             for o, sh in zip(outcomes, shadow))):
         raise AssertionError("all_allowed %d disagrees with %r" % (reply[0], reply))
     return reply[0] == 1, outcomes
 
@@ -414,7 +418,9 @@ class Replay:
                 else:
                     argv = script_argv(cost, now, policies)
                 reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
-                allowed, outcomes = parse_reply(reply, len(policies), cost < 0)
+                allowed, outcomes = parse_reply(
+                    reply, len(policies), cost < 0,
+                    [p["shadow"] for p in policies])
             except (RedisError, AssertionError) as e:
                 self.fail(where, str(e))
                 continue
@@ -425,13 +431,14 @@ class Replay:
                               "answered %r" % (reply,))
                 self.check_writes(where, keys, before, False)
                 continue
-            i = pick_reported(outcomes, allowed)
+            enforced = allowed and all(o["allowed"] for o in outcomes)
+            i = pick_reported(outcomes, enforced)
             o = outcomes[i]
             got = {"allowed": allowed, "limit": policies[i]["limit"],
                    "remaining": o["remaining"], "reset_after_ms": ms(o["reset"]),
-                   "retry_after_ms": 0 if allowed else ms(o["retry"]),
-                   "policy_index": i}
-            want = {k: step["expect"][k] for k in got}
+                   "retry_after_ms": 0 if enforced else ms(o["retry"]),
+                   "policy_index": i, "shadow": allowed and not enforced}
+            want = {k: step["expect"].get(k, False) for k in got}
             if got != want:
                 self.fail(where, "t_us=%d cost=%d\n    expected %s\n    got      %s"
                           "\n    raw reply %s" % (now, cost, want, got, reply))
@@ -459,7 +466,8 @@ class Replay:
         try:
             reply = self.r.call("EVALSHA", self.sha["many"], len(keys), *keys,
                                 *argv)
-            allowed, outcomes = parse_reply(reply, len(flat), step["cost"] < 0)
+            allowed, outcomes = parse_reply(reply, len(flat), step["cost"] < 0,
+                                            [q["shadow"] for q in flat])
         except (RedisError, AssertionError) as e:
             self.fail(where, str(e))
             return
@@ -470,13 +478,14 @@ class Replay:
                           "answered %r" % (reply,))
             self.check_writes(where, keys, before, False)
             return
-        i = pick_reported(outcomes, allowed)
+        enforced = allowed and all(o["allowed"] for o in outcomes)
+        i = pick_reported(outcomes, enforced)
         o = outcomes[i]
         got = {"allowed": allowed, "limit": flat[i]["limit"],
                "remaining": o["remaining"], "reset_after_ms": ms(o["reset"]),
-               "retry_after_ms": 0 if allowed else ms(o["retry"]),
-               "policy_index": i}
-        want = {k: step["expect"][k] for k in got}
+               "retry_after_ms": 0 if enforced else ms(o["retry"]),
+               "policy_index": i, "shadow": allowed and not enforced}
+        want = {k: step["expect"].get(k, False) for k in got}
         if got != want:
             self.fail(where, "t_us=%d cost=%d\n    expected %s\n    got      %s"
                       "\n    raw reply %s" % (now, step["cost"], want, got, reply))

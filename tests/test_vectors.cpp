@@ -29,10 +29,11 @@ namespace {
 
 using json = nlohmann::json;
 
-const char *const kVectorFiles[] = {
-    "gcra.json",           "token_bucket.json", "fixed_window.json",
-    "sliding_window.json", "multi_policy.json", "refund.json",
-    "carry_over.json",     "block.json",        "multi_key.json"};
+const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
+                                    "fixed_window.json", "sliding_window.json",
+                                    "multi_policy.json", "refund.json",
+                                    "carry_over.json",   "block.json",
+                                    "multi_key.json",    "shadow.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -127,6 +128,7 @@ void read_policies(const json &list, PolicyList &out) {
     pol.block_ms = p.value("block_ms", int64_t{0});
     pol.strikes = p.value("strikes", int64_t{0});
     pol.strikes_period_ms = p.value("strikes_period_ms", int64_t{0});
+    if (p.value("shadow", false)) pol.flags = RL_POLICY_SHADOW;
     if (!out.names[i].empty()) {
       pol.name = out.names[i].data();
       pol.name_len = out.names[i].size();
@@ -236,6 +238,7 @@ void replay_case(const std::string &file, const json &c,
     REQUIRE(d.reset_after_ms == e.at("reset_after_ms").get<int64_t>());
     REQUIRE(d.retry_after_ms == e.at("retry_after_ms").get<int64_t>());
     REQUIRE(d.policy_index == e.at("policy_index").get<uint32_t>());
+    REQUIRE(d.shadow == (e.value("shadow", false) ? 1 : 0));
     REQUIRE(d.source == RL_SOURCE_STORE);
   }
 }
@@ -305,6 +308,10 @@ TEST_CASE("vectors: blocks", "[vectors]") {
 
 TEST_CASE("vectors: several keys in one decision", "[vectors]") {
   replay_file("multi_key.json");
+}
+
+TEST_CASE("vectors: shadow mode", "[vectors][shadow]") {
+  replay_file("shadow.json");
 }
 
 #ifdef TOLLGATE_TESTING

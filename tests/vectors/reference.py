@@ -70,8 +70,11 @@ def us_to_ms(us):
 
 class Policy:
     def __init__(self, algorithm, limit, period_ms, burst=0, name=None,
-                 block_ms=0, strikes=0, strikes_period_ms=0):
+                 block_ms=0, strikes=0, strikes_period_ms=0, shadow=False):
         assert algorithm in ALGORITHMS, algorithm
+        # Shadow mode (docs/algorithms.md, "Shadow mode"): evaluated and
+        # kept as if enforced, but its denial does not deny the check.
+        self.shadow = shadow
         # A block (docs/algorithms.md, "Blocks"): a denial under this policy
         # blocks the key for block_ms, at the strikes-th denial within one
         # epoch-aligned strikes_period_ms window (no strikes: the first).
@@ -112,7 +115,7 @@ class Policy:
         may not be equal in these."""
         return (self.algorithm, self.limit, self.period_ms, self.burst,
                 self.name, self.block_ms, self.strikes,
-                self.strikes_period_ms)
+                self.strikes_period_ms, self.shadow)
 
     @property
     def shape(self):
@@ -122,12 +125,19 @@ class Policy:
         """This policy under a name."""
         return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
                       name, self.block_ms, self.strikes,
-                      self.strikes_period_ms)
+                      self.strikes_period_ms, self.shadow)
 
     def blocking(self, block_ms, strikes=0, strikes_period_ms=0):
         """This policy with a block."""
         return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
-                      self.name, block_ms, strikes, strikes_period_ms)
+                      self.name, block_ms, strikes, strikes_period_ms,
+                      self.shadow)
+
+    def shadowed(self, shadow=True):
+        """This policy in (or out of) shadow mode."""
+        return Policy(self.algorithm, self.limit, self.period_ms, self.burst,
+                      self.name, self.block_ms, self.strikes,
+                      self.strikes_period_ms, shadow)
 
     def to_json(self):
         j = {"algorithm": self.algorithm, "limit": self.limit,
@@ -139,10 +149,12 @@ class Policy:
         if self.strikes:
             j["strikes"] = self.strikes
             j["strikes_period_ms"] = self.strikes_period_ms
+        if self.shadow:
+            j["shadow"] = True
         return j
 
     def __repr__(self):
-        return "Policy(%s, %d, %d, %d, %r, %d, %d, %d)" % self.ident()
+        return "Policy(%s, %d, %d, %d, %r, %d, %d, %d, %r)" % self.ident()
 
 
 def identity(p, index):
@@ -404,8 +416,10 @@ EVAL = {"gcra": eval_gcra, "token_bucket": eval_token_bucket,
 
 
 class Decision:
-    def __init__(self, allowed, limit, remaining, reset_us, retry_us, index):
+    def __init__(self, allowed, limit, remaining, reset_us, retry_us, index,
+                 shadow=False):
         self.allowed = allowed
+        self.shadow = shadow
         self.limit = limit
         self.remaining = remaining
         self.reset_us = reset_us
@@ -421,11 +435,14 @@ class Decision:
         return us_to_ms(self.retry_us)
 
     def to_json(self):
-        return {"allowed": self.allowed, "limit": self.limit,
-                "remaining": self.remaining,
-                "reset_after_ms": self.reset_ms,
-                "retry_after_ms": self.retry_ms,
-                "policy_index": self.policy_index}
+        j = {"allowed": self.allowed, "limit": self.limit,
+             "remaining": self.remaining,
+             "reset_after_ms": self.reset_ms,
+             "retry_after_ms": self.retry_ms,
+             "policy_index": self.policy_index}
+        if self.shadow:
+            j["shadow"] = True
+        return j
 
     def __repr__(self):
         return "Decision(%r)" % self.to_json()
@@ -544,7 +561,7 @@ class Store:
                              else max(o.retry_us, wait)))
                     for o, q in zip(outs, peeks)]
             return self._decide(policies, outs, False, now), outs
-        allowed = all(o.allowed for o in outs)
+        allowed = all(o.allowed or p.shadow for p, o in zip(policies, outs))
         if not allowed and cost >= 1:
             outs = self._strike(key, policies, outs, now)
         if cost < 0:
@@ -557,7 +574,8 @@ class Store:
                     self._write(key, p, i, o)
         elif allowed and cost >= 1:
             for i, (p, o) in enumerate(zip(policies, outs)):
-                self._write(key, p, i, o)
+                if o.allowed:  # not a shadow policy's denial
+                    self._write(key, p, i, o)
         return self._decide(policies, outs, allowed, now), outs
 
     def check_keys(self, pairs, now, cost):
@@ -588,7 +606,9 @@ class Store:
                 blocked.append(False)
             per_pair.append(outs)
         flat_p = [p for _, ps in pairs for p in ps]
-        allowed = all(o.allowed for outs in per_pair for o in outs)
+        allowed = all(o.allowed or (p.shadow and not b)
+                      for (k, ps), outs, b in zip(pairs, per_pair, blocked)
+                      for p, o in zip(ps, outs))
         if cost < 0:
             if all(o.state is None for outs in per_pair for o in outs):
                 raise ModelError("RL_E_NOT_FOUND")
@@ -599,7 +619,8 @@ class Store:
         elif allowed and cost >= 1:
             for (k, ps), outs in zip(pairs, per_pair):
                 for i, (p, o) in enumerate(zip(ps, outs)):
-                    self._write(k, p, i, o)
+                    if o.allowed:
+                        self._write(k, p, i, o)
         elif cost >= 1:
             per_pair = [outs if b else self._strike(k, ps, outs, now)
                         for (k, ps), outs, b in zip(pairs, per_pair, blocked)]
@@ -612,7 +633,8 @@ class Store:
         least until the block ends, and nothing is available)."""
         till = 0
         for i, (p, o) in enumerate(zip(policies, outs)):
-            if o.allowed or not p.block_ms or o.retry_us == RL_RETRY_NEVER:
+            if (o.allowed or not p.block_ms or p.shadow or
+                    o.retry_us == RL_RETRY_NEVER):
                 continue
             if p.strikes <= 1:
                 till = max(till, now + p.block_ms * 1000)
@@ -649,14 +671,18 @@ class Store:
 
     def _decide(self, policies, outs, allowed, now):
         self.max_now = now if self.max_now is None else max(self.max_now, now)
-        i = select(outs, allowed)
+        # Allowed with a denying policy: a shadow one; the decision reports
+        # that denial as an enforced one would be reported.
+        shadow = allowed and any(not o.allowed for o in outs)
+        enforced = allowed and not shadow
+        i = select(outs, enforced)
         # Whether ties in retry_after are judged in us or in ms is not said
         # by the doc; keep the vectors independent of that choice.
-        assert i == select(outs, allowed, to_ms=True), (
+        assert i == select(outs, enforced, to_ms=True), (
             "reported policy depends on us/ms retry comparison", outs)
         o = outs[i]
         return Decision(allowed, policies[i].limit, o.remaining, o.reset_us,
-                        o.retry_us, i)
+                        o.retry_us, i, shadow)
 
     def reset(self, key):
         self.unblock(key)
@@ -840,7 +866,7 @@ class Case:
             assert want is None or want == got, (
                 "%s, step %d: %s is %r, the scenario says %r"
                 % (self.name, len(self.steps) - 1, name, got, want))
-        assert d.allowed == (d.retry_us == 0), d
+        assert d.allowed == (d.retry_us == 0) or d.shadow, d
         return d
 
     def unblock(self, key=None, note=None):
@@ -859,6 +885,11 @@ class Case:
         for v in (d.remaining, d.reset_us, d.retry_us, d.limit):
             assert -1 <= v <= MAX_SAFE
         assert d.remaining >= 0 and d.reset_us >= 0
+        if d.shadow:
+            # Allowed, reporting a shadow policy's denial (its wait).
+            assert d.allowed and d.retry_us != 0, d
+            assert self.policies[d.policy_index].shadow, d
+            return
         assert d.allowed == (d.retry_us == 0), d
         if cost >= 0 and self.store.blocked(key, self.now):
             # The block decides the waits; the policies' own exactness is
@@ -958,7 +989,8 @@ def check_bucket_equivalence(case):
         if not all(p.algorithm in swap for p in policies):
             return None
         out = [Policy(swap[p.algorithm], p.limit, p.period_ms, p.burst,
-                      p.name, p.block_ms, p.strikes, p.strikes_period_ms)
+                      p.name, p.block_ms, p.strikes, p.strikes_period_ms,
+                      p.shadow)
                for p in policies]
         return out if valid_list(out) else None
 
@@ -2308,6 +2340,83 @@ def carry_over_cases():
 
 
 # --------------------------------------------------------------------------
+# Scenarios: shadow mode (docs/algorithms.md, "Shadow mode")
+
+
+def shadow_cases():
+    cases = []
+    M = 60_000
+    for alg in ("gcra", "token_bucket", "fixed_window", "sliding_window"):
+        if alg in ("gcra", "token_bucket"):
+            p = bucket(alg, 2, 1000)
+        elif alg == "fixed_window":
+            p = fixed_window(2, 1000)
+        else:
+            p = sliding_window(2, 1000)
+        c = Case("%s: a shadow policy allows, reports, and keeps its usage "
+                 "when enforced" % alg, p.shadowed())
+        c.at(align(T0, 1000) + 100)
+        c.check(allowed=True, remaining=1)
+        c.check(allowed=True, remaining=0)
+        for _ in range(2):
+            d = c.check(allowed=True, remaining=0,
+                        note="a would-be denial: allowed, shadow set, "
+                        "nothing charged")
+            assert d.shadow and d.retry_ms > 0
+        c.use(p)
+        d = c.check(allowed=False, note="shadow off: the same identity, "
+                    "its usage kept, now denies")
+        assert not d.shadow
+        cases.append(c)
+
+    e, s = gcra(10, M, name="enforced"), fixed_window(1, M, name="trial")
+    c = Case("an enforced and a shadow policy: the enforced one is charged "
+             "every time", [e, s.shadowed()])
+    c.at(align(T0, M) + 1000)
+    c.check(allowed=True, index=1, remaining=0)
+    for _ in range(3):
+        d = c.check(allowed=True, index=1, note="the shadow policy would deny")
+        assert d.shadow
+    c.use(e)
+    c.peek(allowed=True, remaining=6, note="charged four times")
+    cases.append(c)
+
+    e, s = gcra(1, M, name="enforced"), gcra(5, M, name="trial")
+    c = Case("an enforced denial charges nothing, shadow policies included",
+             [e, s.shadowed()])
+    c.at(T0 + 10)
+    c.check(allowed=True, index=0, remaining=0)
+    d = c.check(allowed=False, index=0)
+    assert not d.shadow
+    c.use(s)
+    c.check(allowed=True, remaining=3, note="one charge, not two")
+    cases.append(c)
+
+    b = gcra(1, M, name="b").blocking(60 * M).shadowed()
+    c = Case("a shadow policy with a block never blocks the key", b)
+    c.at(T0 + 10)
+    c.check(allowed=True, remaining=0)
+    d = c.check(allowed=True, remaining=0, note="would deny; no strike")
+    assert d.shadow
+    c.use(gcra(100, M, name="other"))
+    c.check(allowed=True, remaining=99, note="not blocked")
+    cases.append(c)
+
+    g, t = gcra(1, M, name="global"), gcra(10, M, name="route")
+    c = Case("several keys: a shadow denial on one key does not deny the "
+             "others", g, key="ip:1")
+    c.at(T0 + 10)
+    pairs = [("ip:1", [g.shadowed()]), ("route|ip:1", [t])]
+    c.check_keys(pairs, allowed=True, index=0, remaining=0)
+    d = c.check_keys(pairs, allowed=True, index=0, remaining=0)
+    assert d.shadow
+    c.use(t)
+    c.peek(key="route|ip:1", allowed=True, remaining=8)
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
 # Scenarios: blocks (docs/algorithms.md, "Blocks")
 
 
@@ -2595,6 +2704,12 @@ FILES = [
      "(key, policies) pairs, policy_index counted pair by pair, refunds to "
      "every key with usage, a blocked key denying the whole check "
      "(docs/algorithms.md, \"Several keys\").", multi_key_cases),
+    ("shadow.json", "shadow",
+     "Shadow mode: a policy with \"shadow\": true is evaluated and kept as "
+     "if enforced but its denial does not deny the check; the decision is "
+     "allowed with \"shadow\": true and reports the would-be denial; a "
+     "shadow denial charges nothing and strikes nothing; turning shadow "
+     "off keeps usage (docs/algorithms.md, \"Shadow mode\").", shadow_cases),
 ]
 
 
@@ -2646,7 +2761,8 @@ def walk_ints(v):
 def policies_from_json(raw):
     return [Policy(p["algorithm"], p["limit"], p["period_ms"], p["burst"],
                    p.get("name"), p.get("block_ms", 0), p.get("strikes", 0),
-                   p.get("strikes_period_ms", 0)) for p in raw]
+                   p.get("strikes_period_ms", 0), p.get("shadow", False))
+            for p in raw]
 
 
 def replay_op(store, step, key, now):
@@ -2702,7 +2818,8 @@ def generate():
         cases = make()
         for case in cases:
             check_bucket_equivalence(case)
-            if alg not in ("multi", "carry_over", "block", "multi_key"):
+            if alg not in ("multi", "carry_over", "block", "multi_key",
+                           "shadow"):
                 assert all(p.algorithm == alg
                            for p in case.policies), case.name
         texts[fname] = render(alg, desc, cases)

@@ -63,6 +63,7 @@ function makePolicies(raw) {
         block: p.block_ms ? periodArg(p.block_ms) : undefined,
         strikes: p.strikes || undefined,
         strikesPeriod: p.strikes_period_ms || undefined,
+        shadow: p.shadow === true,
       }),
   );
   policies.forEach((p, i) => {
@@ -71,6 +72,7 @@ function makePolicies(raw) {
     assert.equal(p.block, raw[i].block_ms || undefined);
     assert.equal(p.strikes, raw[i].strikes || undefined);
     assert.equal(p.strikesPeriod, raw[i].strikes_period_ms || undefined);
+    assert.equal(p.shadow, raw[i].shadow === true);
   });
   return policies;
 }
@@ -138,6 +140,7 @@ async function replay(file, c, limiter, clock, { sync }) {
         reset_after_ms: d.resetAfter,
         retry_after_ms: d.retryAfter === Infinity ? -1 : d.retryAfter,
         policy_index: d.policyIndex,
+        shadow: d.shadow,
       },
       {
         allowed: e.allowed,
@@ -146,6 +149,7 @@ async function replay(file, c, limiter, clock, { sync }) {
         reset_after_ms: e.reset_after_ms,
         retry_after_ms: e.retry_after_ms,
         policy_index: e.policy_index,
+        shadow: e.shadow === true,
       },
       where,
     );

@@ -72,6 +72,7 @@ def make_policies(raw_list: List[Dict[str, Any]]) -> List[Policy]:
             block="%dms" % p["block_ms"] if p.get("block_ms") else None,
             strikes=p.get("strikes") or None,
             strikes_period="%dms" % p["strikes_period_ms"] if p.get("strikes_period_ms") else None,
+            shadow=bool(p.get("shadow", False)),
         )
         for p in raw_list
     ]
@@ -151,6 +152,7 @@ def replay(file: str, case: Dict[str, Any], limiter: Limiter, clock: StepClock) 
             "policy_index": d.policy_index,
         }
         assert got == {k: e[k] for k in got}, where
+        assert d.shadow == e.get("shadow", False), where
         assert d.source == "store", where
         # the float seconds agree with the integer milliseconds
         assert d.reset_after == e["reset_after_ms"] / 1000, where
