@@ -269,9 +269,11 @@ TEST_CASE("leases: while Redis is away the failure mode answers",
     CHECK(c.info.source == RL_SOURCE_LOCAL);
     CHECK(rl_lease_renew(lim.p, a.lease, 1000) == RL_OK);
     CHECK(release(lim.p, a.lease) == 1);
-    CHECK(acquire(lim.p, "k", 8, 1000).info.acquired == 1);
+    Got d = acquire(lim.p, "k", 8, 1000);
+    CHECK(d.info.acquired == 1);
     rl_lease_free(a.lease);
     rl_lease_free(b.lease);
+    rl_lease_free(d.lease);
   }
   {
     Lim lim(url, nullptr, RL_FAIL_ERROR);
