@@ -127,6 +127,10 @@ TEST_CASE("redis scripts: the multi-policy script refuses malformed calls",
   // The refusal names the algorithm number it does not know.
   const RespValue r = eval(server, body, {"a", "b"}, bad[4].args);
   CHECK(r.str.find("unknown algorithm 7") != std::string::npos);
+  // A count mismatch says how many arguments n keys take.
+  const RespValue counts = eval(server, body, bad[1].keys, bad[1].args);
+  CHECK(counts.str.find("expected n keys and 2 + 9n arguments") !=
+        std::string::npos);
 }
 
 TEST_CASE("redis scripts: the batch script checks every part before any runs",

@@ -232,7 +232,7 @@ TEST_CASE("shadow: joined async checks on Redis", "[shadow][redis]") {
   CHECK(t.shadowed == n - 1);
 }
 
-TEST_CASE("shadow: bad input and older structs", "[shadow]") {
+TEST_CASE("shadow: bad input and older structs", "[shadow][policy]") {
   rl_policy *h = nullptr;
   rl_policy_spec spec = RL_POLICY_SPEC_INIT;
   spec.limit = 10;
@@ -246,11 +246,20 @@ TEST_CASE("shadow: bad input and older structs", "[shadow]") {
   REQUIRE(rl_policy_get(h, &back) == RL_OK);
   CHECK(back.flags == RL_POLICY_SHADOW);
   rl_policy_release(h);
-  for (const char *text : {"10/s shadow shadow", "10/s shadow=1"}) {
-    INFO(text);
+  struct BadText {
+    const char *text, *says;
+  };
+  for (const BadText &b :
+       {BadText{"10/s shadow shadow", "shadow given twice"},
+        BadText{"10/s shadow=1", "unknown option"},
+        BadText{"10/s gcra token_bucket", "algorithm given twice"},
+        BadText{"10 s", "as in \"100/h\" or \"100 per 15m\""}}) {
+    INFO(b.text);
     h = nullptr;
-    CHECK(rl_policy_parse(&h, text, std::strlen(text), nullptr) == RL_E_POLICY);
+    CHECK(rl_policy_parse(&h, b.text, std::strlen(b.text), nullptr) ==
+          RL_E_POLICY);
     CHECK(h == nullptr);
+    CHECK(std::string(rl_last_error()).find(b.says) != std::string::npos);
   }
 
   rl_options o = RL_OPTIONS_INIT;
