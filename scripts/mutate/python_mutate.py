@@ -39,13 +39,19 @@ SRC = "src/tollgate"
 # fail early (pytest -x stops at the first failure).
 TESTS_OF: Dict[str, List[str]] = {
     "__init__.py": ["tests/test_package.py", "tests/test_memory.py", "tests/test_async.py", "tests/test_errors.py",
-                    "tests/test_refund.py"],
+                    "tests/test_refund.py", "tests/test_shadow.py", "tests/test_exemptions.py",
+                    "tests/test_waiting.py"],
     "_errors.py": ["tests/test_package.py", "tests/test_errors.py", "tests/test_memory.py", "tests/test_refund.py"],
-    "_options.py": ["tests/test_errors.py", "tests/test_options.py", "tests/test_memory.py", "tests/test_redis.py"],
-    "_types.py": ["tests/test_memory.py"],
-    "plans.py": ["tests/test_plans.py", "tests/test_web.py", "tests/test_refund.py"],
-    "asgi.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py"],
-    "flask.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py"],
+    "_leases.py": ["tests/test_leases.py", "tests/test_waiting.py"],
+    "_options.py": ["tests/test_errors.py", "tests/test_options.py", "tests/test_memory.py", "tests/test_redis.py",
+                    "tests/test_shadow.py", "tests/test_exemptions.py"],
+    "_types.py": ["tests/test_memory.py", "tests/test_shadow.py"],
+    "plans.py": ["tests/test_plans.py", "tests/test_web.py", "tests/test_refund.py", "tests/test_exemptions_web.py",
+                 "tests/test_shadow_web.py"],
+    "asgi.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py",
+                "tests/test_exemptions_web.py", "tests/test_shadow_web.py"],
+    "flask.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py",
+                 "tests/test_exemptions_web.py", "tests/test_shadow_web.py"],
 }
 
 
