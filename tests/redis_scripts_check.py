@@ -24,7 +24,10 @@ port (stopped by its PID at the end, also on failure):
    algorithm's script, and every case through the multi-policy script and
    through the batch script (a joined call of one check). A "reset" step
    DELs the case's keys. Steps that expect an error are input validation done
-   by the C++ layer before any script runs; they are counted and skipped.
+   by the C++ layer before any script runs; they are counted and skipped,
+   as are list steps and checks a list answers (the allow and deny lists
+   are evaluated in C++). Lease steps run the lease script (acquire,
+   renew, release by the label's lease id).
    After every step: each existing key has a TTL (PTTL > 0), and a denied
    call or a peek changed no key.
 3. Send random joined calls of the batch script (checks of many subjects,
@@ -368,6 +371,7 @@ class Replay:
         policies = [derive(p) for p in case["policies"]]
         prefix = b"tgcheck:%d:" % run_id
         self.runs += 1
+        leases = {}  # label -> (Redis key, lease id)
         for idx, step in enumerate(case["steps"]):
             where = "%s / %s / step %d (%s script)" % (fname, case["name"], idx, mode)
             if "policies" in step:  # from this step on
@@ -375,7 +379,16 @@ class Replay:
             now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
             user_key = step.get("key", case["key"])
             keys = [redis_key(prefix, user_key, p, i) for i, p in enumerate(policies)]
-            if step.get("op", "check") == "reset":
+            op = step.get("op", "check")
+            if op == "set_list" or (
+                    step.get("expect", {}).get("source", "store") != "store"):
+                # The allow and deny lists answer in C++, before any script.
+                self.steps_skipped += 1
+                continue
+            if op in ("acquire", "renew", "release"):
+                self.run_lease(where, prefix, user_key, step, now, leases)
+                continue
+            if op == "reset":
                 # Every identity the case has used under the key.
                 self.r.call("DEL", *self.r.call("KEYS", b"%sv2:{%s}*" % (
                     prefix, user_key.encode())) or keys)
@@ -444,6 +457,50 @@ class Replay:
                           "\n    raw reply %s" % (now, cost, want, got, reply))
             self.check_writes(where, keys, before,
                               (allowed and cost >= 1) or cost < 0)
+
+    def run_lease(self, where, prefix, user_key, step, now, leases):
+        """A lease step through the lease script (docs/leases.md): ARGV is
+        op, time, lease id, max_in_flight, ttl (us). Bad arguments are
+        refused in C++ first."""
+        err = step.get("expect_error")
+        if err not in (None, "RL_E_NOT_FOUND"):
+            self.steps_skipped += 1
+            return
+        label = step["lease"]
+        if step["op"] == "acquire":
+            lkey = b"%sv2:{%s}:!l" % (prefix, user_key.encode())
+            lid = b"%s:%s" % (prefix, label.encode())
+            argv = [b"a", now, lid, step["max_in_flight"], step["ttl_ms"] * 1000]
+        else:
+            lkey, lid = leases[label]
+            argv = [{"renew": b"r", "release": b"x"}[step["op"]], now, lid, 1,
+                    step.get("ttl_ms", 1) * 1000]
+        try:
+            reply = self.r.call("EVALSHA", self.sha["lease"], 1, lkey, *argv)
+        except RedisError as e:
+            self.fail(where, str(e))
+            return
+        self.steps_checked += 1
+        if step["op"] == "acquire":
+            if not (isinstance(reply, list) and len(reply) in (2, 3)):
+                self.fail(where, "acquire answered %r" % (reply,))
+                return
+            acquired = reply[0] == 1
+            got = {"acquired": acquired, "in_flight": reply[1],
+                   "max_in_flight": step["max_in_flight"],
+                   "retry_after_ms": 0 if acquired else max(1, ms(reply[2]))}
+            if acquired:
+                leases[label] = (lkey, lid)
+        elif step["op"] == "renew":
+            got, step = reply == 1, {"expect": err is None}
+        else:
+            got = {"was_held": reply == 1}
+        if got != step["expect"]:
+            self.fail(where, "expected %s, got %s (raw reply %r)"
+                      % (step["expect"], got, reply))
+        pttl = self.r.call("PTTL", lkey)
+        if self.r.call("EXISTS", lkey) and pttl <= 0:
+            self.fail(where, "lease set has PTTL %d" % pttl)
 
     def run_check_keys(self, where, prefix, step, now):
         """A step of several keys through the many script (docs/redis.md,

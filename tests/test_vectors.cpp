@@ -16,6 +16,7 @@
 
 #include <cstdint>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <set>
 #include <string>
@@ -33,7 +34,8 @@ const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
                                     "fixed_window.json", "sliding_window.json",
                                     "multi_policy.json", "refund.json",
                                     "carry_over.json",   "block.json",
-                                    "multi_key.json",    "shadow.json"};
+                                    "multi_key.json",    "shadow.json",
+                                    "leases.json",       "lists.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -46,7 +48,7 @@ json load_vectors(const std::string &file) {
   json doc = json::parse(in, nullptr, /*allow_exceptions=*/false);
   REQUIRE_FALSE(doc.is_discarded());
   REQUIRE(doc.is_object());
-  REQUIRE(doc.at("format").get<int>() == 2);
+  REQUIRE(doc.at("format").get<int>() == 3);
   REQUIRE(doc.at("cases").is_array());
   return doc;
 }
@@ -97,6 +99,91 @@ struct LimiterDeleter {
   void operator()(rl_limiter *l) const { rl_destroy(l); }
 };
 using LimiterPtr = std::unique_ptr<rl_limiter, LimiterDeleter>;
+
+struct LeaseDeleter {
+  void operator()(rl_lease *l) const { rl_lease_free(l); }
+};
+using LeasePtr = std::unique_ptr<rl_lease, LeaseDeleter>;
+
+int32_t source_code(const std::string &name) {
+  if (name == "store") return RL_SOURCE_STORE;
+  if (name == "allow_list") return RL_SOURCE_ALLOW_LIST;
+  if (name == "deny_list") return RL_SOURCE_DENY_LIST;
+  FAIL("unknown source in vectors: " << name);
+  return -1;
+}
+
+int expected_rc(const json &step) {
+  return step.contains("expect_error")
+             ? error_code(step.at("expect_error").get<std::string>())
+             : RL_OK;
+}
+
+// The lease and list steps (tests/vectors/README.md): acquire, renew and
+// release name leases by label; set_list replaces a list.
+void replay_lease_or_list(rl_limiter *limiter, const json &step,
+                          const std::string &key, const std::string &op,
+                          std::map<std::string, LeasePtr> &leases) {
+  if (op == "set_list") {
+    const std::string which = step.at("list").get<std::string>();
+    REQUIRE((which == "allow" || which == "deny"));
+    std::vector<std::string> entries;
+    for (const json &e : step.at("entries")) entries.push_back(e);
+    std::vector<const char *> ptrs;
+    std::vector<size_t> lens;
+    for (const std::string &e : entries) {
+      ptrs.push_back(e.data());
+      lens.push_back(e.size());
+    }
+    const int rc =
+        rl_set_list(limiter, which == "allow" ? RL_LIST_ALLOW : RL_LIST_DENY,
+                    ptrs.data(), lens.data(), entries.size());
+    INFO("rl_last_error: " << rl_last_error());
+    REQUIRE(rc == expected_rc(step));
+    return;
+  }
+  const std::string label = step.at("lease").get<std::string>();
+  if (op == "acquire") {
+    rl_lease *raw = nullptr;
+    rl_lease_info info = RL_LEASE_INFO_INIT;
+    const int rc = rl_lease_acquire(
+        limiter, key.data(), key.size(),
+        step.at("max_in_flight").get<int64_t>(),
+        step.at("ttl_ms").get<int64_t>(), &raw, &info);
+    LeasePtr lease(raw);
+    INFO("rl_last_error: " << rl_last_error());
+    REQUIRE(rc == expected_rc(step));
+    if (rc != RL_OK) {
+      REQUIRE(raw == nullptr);
+      return;
+    }
+    const json &e = step.at("expect");
+    REQUIRE(info.acquired == (e.at("acquired").get<bool>() ? 1 : 0));
+    REQUIRE((raw != nullptr) == (info.acquired == 1));
+    REQUIRE(info.in_flight == e.at("in_flight").get<int64_t>());
+    REQUIRE(info.max_in_flight == e.at("max_in_flight").get<int64_t>());
+    REQUIRE(info.retry_after_ms == e.at("retry_after_ms").get<int64_t>());
+    REQUIRE(info.source == RL_SOURCE_STORE);
+    if (raw != nullptr) {
+      REQUIRE(leases.count(label) == 0);  // a label names one lease
+      leases[label] = std::move(lease);
+    }
+    return;
+  }
+  REQUIRE(leases.count(label) == 1);
+  rl_lease *lease = leases.at(label).get();
+  if (op == "renew") {
+    const int rc =
+        rl_lease_renew(limiter, lease, step.at("ttl_ms").get<int64_t>());
+    INFO("rl_last_error: " << rl_last_error());
+    REQUIRE(rc == expected_rc(step));
+    return;
+  }
+  REQUIRE(op == "release");
+  int was_held = -1;
+  REQUIRE(rl_lease_release(limiter, lease, &was_held) == RL_OK);
+  REQUIRE(was_held == (step.at("expect").at("was_held").get<bool>() ? 1 : 0));
+}
 
 int64_t step_time_us(const json &step) {
   const bool has_ms = step.contains("t_ms");
@@ -162,6 +249,8 @@ void replay_case(const std::string &file, const json &c,
   REQUIRE(rl_create(&raw, &opts) == RL_OK);
   REQUIRE(raw != nullptr);
   LimiterPtr limiter(raw);
+  // Declared after the limiter: freed first (either order is allowed).
+  std::map<std::string, LeasePtr> leases;
 
   const json &steps = c.at("steps");
   REQUIRE(steps.is_array());
@@ -177,6 +266,11 @@ void replay_case(const std::string &file, const json &c,
 
     if (op == "reset") {
       REQUIRE(rl_reset(limiter.get(), key.data(), key.size()) == RL_OK);
+      continue;
+    }
+    if (op == "acquire" || op == "renew" || op == "release" ||
+        op == "set_list") {
+      replay_lease_or_list(limiter.get(), step, key, op, leases);
       continue;
     }
     if (op == "block" || op == "unblock") {
@@ -239,7 +333,7 @@ void replay_case(const std::string &file, const json &c,
     REQUIRE(d.retry_after_ms == e.at("retry_after_ms").get<int64_t>());
     REQUIRE(d.policy_index == e.at("policy_index").get<uint32_t>());
     REQUIRE(d.shadow == (e.value("shadow", false) ? 1 : 0));
-    REQUIRE(d.source == RL_SOURCE_STORE);
+    REQUIRE(d.source == source_code(e.value("source", std::string("store"))));
   }
 }
 
@@ -312,6 +406,14 @@ TEST_CASE("vectors: several keys in one decision", "[vectors]") {
 
 TEST_CASE("vectors: shadow mode", "[vectors][shadow]") {
   replay_file("shadow.json");
+}
+
+TEST_CASE("vectors: concurrency leases", "[vectors][leases]") {
+  replay_file("leases.json");
+}
+
+TEST_CASE("vectors: allow and deny lists", "[vectors][lists]") {
+  replay_file("lists.json");
 }
 
 #ifdef TOLLGATE_TESTING

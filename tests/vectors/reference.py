@@ -19,11 +19,12 @@ The file format is described in README.md beside this file.
 """
 
 import argparse
+import ipaddress
 import json
 import os
 import sys
 
-FORMAT = 2
+FORMAT = 3
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 RL_RETRY_NEVER = -1
@@ -32,6 +33,11 @@ ALGORITHMS = {"gcra": 0, "token_bucket": 1, "fixed_window": 2,
 # Error names a vector may expect (tollgate.h).
 ERRORS = {"RL_E_INVALID_ARG": -1, "RL_E_KEY_INVALID": -2, "RL_E_POLICY": -4,
           "RL_E_NOT_FOUND": -19}
+# Which path answered a check (rl_decision.source); "store" is left out of
+# an expectation.
+SOURCES = ("store", "allow_list", "deny_list")
+MAX_IN_FLIGHT = 1_000_000     # RL_MAX_IN_FLIGHT
+MAX_LEASE_TTL_MS = 1 << 40    # RL_MAX_LEASE_TTL_MS
 
 MAX_LIMIT = 1 << 40
 MAX_PERIOD_MS = 1 << 40
@@ -417,9 +423,11 @@ EVAL = {"gcra": eval_gcra, "token_bucket": eval_token_bucket,
 
 class Decision:
     def __init__(self, allowed, limit, remaining, reset_us, retry_us, index,
-                 shadow=False):
+                 shadow=False, source="store"):
+        assert source in SOURCES
         self.allowed = allowed
         self.shadow = shadow
+        self.source = source
         self.limit = limit
         self.remaining = remaining
         self.reset_us = reset_us
@@ -442,6 +450,8 @@ class Decision:
              "policy_index": self.policy_index}
         if self.shadow:
             j["shadow"] = True
+        if self.source != "store":
+            j["source"] = self.source
         return j
 
     def __repr__(self):
@@ -492,6 +502,9 @@ class Store:
         # "Blocks"); (key, identity) -> (strike window, count)
         self.blocks = {}
         self.strike_counts = {}
+        # What the limiter holds beside the state: leases and lists.
+        self.leases = Leases()
+        self.lists = Lists()
 
     def blocked(self, key, now):
         return self.blocks.get(key, 0) > now
@@ -549,6 +562,9 @@ class Store:
 
     def check(self, key, policies, now, cost):
         outs = self.evaluate(key, policies, now, cost)
+        listed = self.lists.answer([key], policies[0], cost)
+        if listed is not None:
+            return listed, None
         if cost >= 0 and self.blocked(key, now):
             # Blocked: denied by every policy, nothing written. The wait is
             # the block's, or the policy's own if longer (never stays
@@ -590,6 +606,9 @@ class Store:
         if len(set(keys)) != len(keys):
             raise ModelError("RL_E_INVALID_ARG")
         assert sum(len(ps) for _, ps in pairs) <= 16
+        listed = self.lists.answer(keys, pairs[0][1][0], cost)
+        if listed is not None:
+            return listed, None
         per_pair, blocked = [], []
         for k, ps in pairs:
             outs = self.evaluate(k, ps, now, cost)
@@ -686,10 +705,166 @@ class Store:
 
     def reset(self, key):
         self.unblock(key)
+        self.leases.reset(key)
         for k in [k for k in self.states if k[0] == key]:
             del self.states[k]
         for k in [k for k in self.last_shape if k[0] == key]:
             del self.last_shape[k]
+
+
+# --------------------------------------------------------------------------
+# Concurrency leases (docs/leases.md)
+
+
+class Leases:
+    """Held leases per key, each known by the label a vector gives it. A
+    lease is held while its end lies after now: one ending exactly now has
+    ended. A label names one lease for the whole case."""
+
+    def __init__(self):
+        self.ends = {}      # key -> {label: end (us)}
+        self.key_of = {}    # label -> key
+        self.released = set()
+
+    def _held(self, key, now):
+        held = self.ends.setdefault(key, {})
+        for label in [l for l, end in held.items() if end <= now]:
+            del held[label]
+        return held
+
+    def acquire(self, key, label, max_in_flight, ttl_ms, now):
+        if len(key) == 0:
+            raise ModelError("RL_E_KEY_INVALID")
+        if not (1 <= max_in_flight <= MAX_IN_FLIGHT and
+                1 <= ttl_ms <= MAX_LEASE_TTL_MS):
+            raise ModelError("RL_E_INVALID_ARG")
+        held = self._held(key, now)
+        out = {"acquired": len(held) < max_in_flight,
+               "max_in_flight": max_in_flight}
+        if out["acquired"]:
+            assert label not in self.key_of, "a label names one lease"
+            held[label] = now + ttl_ms * 1000
+            self.key_of[label] = key
+            out["retry_after_ms"] = 0
+        else:
+            # Until the earliest held lease ends, at least 1 ms.
+            out["retry_after_ms"] = max(1, us_to_ms(min(held.values()) - now))
+        out["in_flight"] = len(held)
+        return out
+
+    def renew(self, label, ttl_ms, now):
+        if not 1 <= ttl_ms <= MAX_LEASE_TTL_MS:
+            raise ModelError("RL_E_INVALID_ARG")
+        held = self._held(self.key_of[label], now)
+        if label in self.released or label not in held:
+            raise ModelError("RL_E_NOT_FOUND")
+        held[label] = now + ttl_ms * 1000
+
+    def release(self, label, now):
+        """Whether the lease was held until this call."""
+        held = self._held(self.key_of[label], now)
+        was_held = label not in self.released and label in held
+        held.pop(label, None)
+        self.released.add(label)
+        return was_held
+
+    def reset(self, key):
+        self.ends.pop(key, None)
+
+
+# --------------------------------------------------------------------------
+# Allow and deny lists (docs/exemptions.md)
+
+
+ADDRESS_CHARS = set("0123456789abcdefABCDEF.:/")
+
+
+def looks_like_address(text):
+    """Hex digits, '.', ':' and '/' only, with a '.' or a ':'."""
+    return (all(c in ADDRESS_CHARS for c in text) and
+            ("." in text or ":" in text))
+
+
+def parse_address(text):
+    """(family, integer) of an IPv4 or IPv6 address, an IPv4-mapped IPv6
+    address being its IPv4 address; None if the text is not one."""
+    if not looks_like_address(text) or "/" in text:
+        return None
+    try:
+        a = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if a.version == 6 and a.ipv4_mapped is not None:
+        return (4, int(a.ipv4_mapped))
+    return (a.version, int(a))
+
+
+class KeyList:
+    def __init__(self, entries=()):
+        """Raises ModelError("RL_E_INVALID_ARG") for an entry that is
+        empty, or meant as an address or range and not one."""
+        self.keys, self.ranges = set(), []
+        for e in entries:
+            if len(e) == 0:
+                raise ModelError("RL_E_INVALID_ARG")
+            head, slash, tail = e.partition("/")
+            if not (slash and parse_address(head)) and not looks_like_address(e):
+                self.keys.add(e)
+                continue
+            addr = parse_address(head)
+            if addr is None:
+                raise ModelError("RL_E_INVALID_ARG")
+            family, value = addr
+            width = 32 if family == 4 else 128
+            bits = width
+            if slash:
+                if not (1 <= len(tail) <= 3 and tail.isdigit() and
+                        tail.isascii()):
+                    raise ModelError("RL_E_INVALID_ARG")
+                bits = int(tail)
+                if family == 4 and ":" in head:  # ::ffff:a.b.c.d/n
+                    if bits < 96:
+                        raise ModelError("RL_E_INVALID_ARG")
+                    bits -= 96
+                if bits > width:
+                    raise ModelError("RL_E_INVALID_ARG")
+            self.ranges.append((family, value >> (width - bits), bits))
+
+    def __bool__(self):
+        return bool(self.keys or self.ranges)
+
+    def contains(self, key):
+        if key in self.keys:
+            return True
+        addr = parse_address(key)
+        if addr is None:
+            return False
+        family, value = addr
+        width = 32 if family == 4 else 128
+        return any(f == family and value >> (width - bits) == net
+                   for f, net, bits in self.ranges)
+
+
+class Lists:
+    def __init__(self):
+        self.allow, self.deny = KeyList(), KeyList()
+
+    def set(self, which, entries):
+        parsed = KeyList(entries)  # a refused list changes nothing
+        setattr(self, which, parsed)
+
+    def answer(self, keys, first_policy, cost):
+        """The decision the lists give, before any store call; None: the
+        store decides. Refunds do not consult them."""
+        if cost < 0:
+            return None
+        if any(self.deny.contains(k) for k in keys):
+            return Decision(False, first_policy.limit, 0, 0, RL_RETRY_NEVER,
+                            0, source="deny_list")
+        if self.allow and all(self.allow.contains(k) for k in keys):
+            return Decision(True, first_policy.limit, first_policy.limit, 0,
+                            0, 0, source="allow_list")
+        return None
 
 
 # --------------------------------------------------------------------------
@@ -764,7 +939,7 @@ class Case:
 
     # steps -----------------------------------------------------------------
     def check(self, cost=1, key=None, note=None, allowed=None, remaining=None,
-              reset=None, retry=None, index=None):
+              reset=None, retry=None, index=None, source=None):
         """One rl_check; the keyword arguments are hand-computed values that
         the model must agree with (reset and retry in ms)."""
         k = self.key if key is None else key
@@ -785,7 +960,10 @@ class Case:
             assert want is None or want == got, (
                 "%s, step %d: %s is %r, the scenario says %r"
                 % (self.name, len(self.steps) - 1, name, got, want))
-        self._self_check(k, cost, d, outs)
+        if source is not None:
+            assert d.source == source, (self.name, d, source)
+        if outs is not None:
+            self._self_check(k, cost, d, outs)
         return d
 
     def peek(self, **kw):
@@ -840,7 +1018,7 @@ class Case:
         return self
 
     def check_keys(self, pairs, cost=1, note=None, error=None, allowed=None,
-                   remaining=None, retry=None, index=None):
+                   remaining=None, retry=None, index=None, source=None):
         """One rl_check_keys of (key, policies) pairs."""
         step = self._time()
         step["op"] = "check_keys"
@@ -866,8 +1044,60 @@ class Case:
             assert want is None or want == got, (
                 "%s, step %d: %s is %r, the scenario says %r"
                 % (self.name, len(self.steps) - 1, name, got, want))
+        if source is not None:
+            assert d.source == source, (self.name, d, source)
         assert d.allowed == (d.retry_us == 0) or d.shadow, d
         return d
+
+    def _op(self, op, fields, key=None, note=None, error=None):
+        """A step that is not a check: the model computes its expectation
+        (acquire, release) or checks the error it must fail with."""
+        step = self._time()
+        if key is not None:
+            step["key"] = key
+        step["op"] = op
+        step.update(fields)
+        if note:
+            step["note"] = note
+        try:
+            got = apply_op(self.store, step, self.key if key is None else key,
+                           self.now)
+        except ModelError as e:
+            assert e.code == error, (self.name, step, e.code, error)
+            step["expect_error"] = error
+            self.steps.append(step)
+            return None
+        assert error is None, (self.name, step, "expected", error)
+        if got is not None:
+            step["expect"] = got
+        self.steps.append(step)
+        return got
+
+    def acquire(self, lease, max_in_flight, ttl_ms, key=None, note=None,
+                error=None, acquired=None, in_flight=None, retry=None):
+        """rl_lease_acquire; `lease` labels the lease for later steps."""
+        got = self._op("acquire", {"lease": lease,
+                                   "max_in_flight": max_in_flight,
+                                   "ttl_ms": ttl_ms}, key, note, error)
+        for name, want in (("acquired", acquired), ("in_flight", in_flight),
+                           ("retry_after_ms", retry)):
+            assert want is None or got[name] == want, (
+                "%s, step %d: %s is %r, the scenario says %r"
+                % (self.name, len(self.steps) - 1, name, got[name], want))
+        return got
+
+    def renew(self, lease, ttl_ms, note=None, error=None):
+        self._op("renew", {"lease": lease, "ttl_ms": ttl_ms}, None, note,
+                 error)
+
+    def release(self, lease, was_held, note=None):
+        got = self._op("release", {"lease": lease}, None, note)
+        assert got["was_held"] == was_held, (self.name, lease, got)
+
+    def set_list(self, which, entries, note=None, error=None):
+        """rl_set_list: `which` is "allow" or "deny"."""
+        self._op("set_list", {"list": which, "entries": entries}, None, note,
+                 error)
 
     def unblock(self, key=None, note=None):
         step = self._time()
@@ -1006,6 +1236,8 @@ def check_bucket_equivalence(case):
                 return
         now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
         key = step.get("key", case.key)
+        if step.get("op") in STEP_OPS:
+            return  # leases and lists: no algorithm to swap
         if step.get("op") in ("reset", "block", "unblock"):
             replay_op(store, step, key, now)
         elif "expect" in step:
@@ -2664,6 +2896,287 @@ def multi_key_cases():
 
 
 # --------------------------------------------------------------------------
+# Scenarios: concurrency leases (docs/leases.md)
+
+
+def lease_cases():
+    cases = []
+    M = 60_000
+    S = 10_000  # a ttl long enough that Redis's own expiry never interferes
+    rate = gcra(100, M)
+
+    c = Case("at most max_in_flight held; a release makes room", rate,
+             key="export:1")
+    c.at(T0)
+    c.acquire("a", 2, S, acquired=True, in_flight=1)
+    c.wait(1).acquire("b", 2, S, acquired=True, in_flight=2)
+    c.wait(1).acquire("c", 2, S, acquired=False, in_flight=2, retry=S - 2,
+                      note="denied until the earliest held lease ends")
+    c.wait(3).release("a", True)
+    c.acquire("d", 2, S, acquired=True, in_flight=2)
+    c.release("b", True)
+    c.release("d", True)
+    c.acquire("e", 2, S, acquired=True, in_flight=1)
+    cases.append(c)
+
+    c = Case("a lease ends after its ttl, exactly then", rate, key="job:7")
+    c.at(T0)
+    c.acquire("a", 1, S, acquired=True, in_flight=1)
+    c.wait_us(S * 1000 - 1).acquire("x", 1, S, acquired=False, in_flight=1,
+                                    retry=1, note="1 us left: 1 ms")
+    c.wait_us(1).acquire("b", 1, S, acquired=True, in_flight=1,
+                         note="the lease ending now has ended")
+    c.release("a", False, note="a release after the end is harmless")
+    c.renew("a", S, error="RL_E_NOT_FOUND",
+            note="so is a renewal, reported not held")
+    c.acquire("y", 1, S, acquired=False, in_flight=1,
+              note="neither brought it back")
+    cases.append(c)
+
+    c = Case("a renewal extends from now, and may shorten", rate, key="job:8")
+    c.at(T0)
+    c.acquire("a", 1, S, acquired=True)
+    c.wait(S - 1).renew("a", S)
+    c.wait(S - 2).acquire("x", 1, S, acquired=False, retry=2,
+                          note="held S ms after the renewal")
+    c.renew("a", 5, note="5 ms from now")
+    c.wait(4).acquire("y", 1, S, acquired=False, retry=1)
+    c.wait(1).acquire("b", 1, S, acquired=True, in_flight=1)
+    c.renew("a", S, error="RL_E_NOT_FOUND")
+    cases.append(c)
+
+    c = Case("a double release is harmless and reported", rate, key="job:9")
+    c.at(T0)
+    c.acquire("a", 3, S, acquired=True)
+    c.acquire("b", 3, S, acquired=True, in_flight=2)
+    c.wait(10).release("a", True)
+    c.release("a", False, note="the second release")
+    c.renew("a", S, error="RL_E_NOT_FOUND", note="a released lease")
+    c.acquire("c", 3, S, acquired=True, in_flight=2,
+              note="b and c: the double release freed nothing more")
+    cases.append(c)
+
+    c = Case("a denial waits for the earliest of several ends", rate,
+             key="job:10")
+    c.at(T0)
+    c.acquire("long", 3, 5 * S, acquired=True)
+    c.wait(100).acquire("short", 3, S, acquired=True)
+    c.wait(100).acquire("mid", 3, 2 * S, acquired=True, in_flight=3)
+    c.wait(1000).acquire("x", 3, S, acquired=False, in_flight=3,
+                         retry=S - 1100, note="'short' ends first")
+    c.release("short", True)
+    c.acquire("y", 2, S, acquired=False, in_flight=2, retry=2 * S + 200 - 1200,
+              note="two held, two allowed: until 'mid' ends")
+    cases.append(c)
+
+    c = Case("max_in_flight is the caller's: each acquire counts what is "
+             "held", rate, key="job:11")
+    c.at(T0)
+    for label in ("a", "b", "c"):
+        c.acquire(label, 3, S, acquired=True)
+    c.acquire("x", 2, S, acquired=False, in_flight=3,
+              note="three held, two allowed")
+    c.acquire("d", 4, S, acquired=True, in_flight=4)
+    cases.append(c)
+
+    c = Case("keys are independent, and leases do not touch the rate",
+             gcra(1, M), key="tenant:a")
+    c.at(T0)
+    c.acquire("a", 1, S, acquired=True)
+    c.acquire("b", 1, S, key="tenant:b", acquired=True, in_flight=1)
+    c.check(allowed=True, remaining=0, note="the rate limit: its own state")
+    c.check(allowed=False)
+    c.acquire("x", 1, S, acquired=False, note="still one lease held")
+    c.release("a", True)
+    c.check(allowed=False, note="a release gives no rate back")
+    cases.append(c)
+
+    c = Case("a reset ends the key's leases", rate, key="job:12")
+    c.at(T0)
+    c.acquire("a", 1, S, acquired=True)
+    c.wait(5).reset()
+    c.acquire("b", 1, S, acquired=True, in_flight=1)
+    c.release("a", False, note="ended by the reset")
+    c.renew("b", S)
+    c.release("b", True)
+    cases.append(c)
+
+    c = Case("bad arguments: a clear error, nothing held", rate, key="job:13")
+    c.at(T0)
+    c.acquire("a", 1, 0, error="RL_E_INVALID_ARG", note="ttl 0")
+    c.acquire("a", 1, -5, error="RL_E_INVALID_ARG", note="negative ttl")
+    c.acquire("a", 1, MAX_LEASE_TTL_MS + 1, error="RL_E_INVALID_ARG",
+              note="ttl over RL_MAX_LEASE_TTL_MS")
+    c.acquire("a", 0, S, error="RL_E_INVALID_ARG", note="max_in_flight 0")
+    c.acquire("a", MAX_IN_FLIGHT + 1, S, error="RL_E_INVALID_ARG",
+              note="max_in_flight over RL_MAX_IN_FLIGHT")
+    c.acquire("a", 1, S, key="", error="RL_E_KEY_INVALID", note="empty key")
+    c.acquire("a", 1, S, acquired=True, in_flight=1,
+              note="none of them held anything")
+    c.renew("a", 0, error="RL_E_INVALID_ARG", note="a renewal of ttl 0")
+    c.wait(S - 1).acquire("x", 1, S, acquired=False, retry=1,
+                          note="the refused renewal changed nothing")
+    c.acquire("b", MAX_IN_FLIGHT, MAX_LEASE_TTL_MS, key="job:14",
+              acquired=True, note="the largest values")
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
+# Scenarios: allow and deny lists (docs/exemptions.md)
+
+
+def list_cases():
+    cases = []
+    M = 60_000
+    p = gcra(2, M)
+
+    c = Case("an allowed key costs nothing; a denied key never passes", p,
+             key="health-check")
+    c.at(T0)
+    c.set_list("allow", ["health-check", "partner:acme"])
+    c.set_list("deny", ["abuser"])
+    for _ in range(3):
+        c.check(allowed=True, remaining=2, source="allow_list")
+    c.check(key="abuser", allowed=False, remaining=0, retry=RL_RETRY_NEVER,
+            source="deny_list")
+    c.check(key="user:1", allowed=True, remaining=1,
+            note="not listed: the store decides")
+    c.set_list("allow", [], note="the allow list emptied")
+    c.check(allowed=True, remaining=1,
+            note="nothing was charged while allowed")
+    cases.append(c)
+
+    c = Case("the deny list wins over the allow list", p, key="10.1.2.3")
+    c.at(T0)
+    c.set_list("allow", ["10.0.0.0/8"])
+    c.set_list("deny", ["10.1.2.3"])
+    c.check(allowed=False, retry=RL_RETRY_NEVER, source="deny_list")
+    c.check(key="10.1.2.4", allowed=True, remaining=2, source="allow_list")
+    cases.append(c)
+
+    c = Case("IPv4 ranges: edges, host bits, every spelling of one address",
+             p, key="10.255.255.255")
+    c.at(T0)
+    c.set_list("deny", ["10.0.0.0/8", "192.168.1.77/24", "172.16.5.4",
+                        "0.0.0.0/32"])
+    c.check(source="deny_list", allowed=False, note="last address of /8")
+    c.check(key="10.0.0.0", source="deny_list", allowed=False)
+    c.check(key="11.0.0.0", source="store", allowed=True, remaining=1)
+    c.check(key="9.255.255.255", source="store", allowed=True)
+    c.check(key="192.168.1.0", source="deny_list", allowed=False,
+            note="an entry's host bits are ignored")
+    c.check(key="192.168.2.1", source="store", allowed=True)
+    c.check(key="172.16.5.4", source="deny_list", allowed=False)
+    c.check(key="172.16.5.5", source="store", allowed=True)
+    c.check(key="::ffff:10.9.8.7", source="deny_list", allowed=False,
+            note="IPv4-mapped IPv6: the IPv4 address")
+    c.check(key="0.0.0.0", source="deny_list", allowed=False)
+    cases.append(c)
+
+    c = Case("IPv6 ranges and spellings", p, key="2001:db8::1")
+    c.at(T0)
+    c.set_list("allow", ["2001:db8::/32", "fe80::1", "::/128"])
+    c.check(allowed=True, remaining=2, source="allow_list")
+    c.check(key="2001:DB8:ffff:ffff:ffff:ffff:ffff:ffff", allowed=True,
+            remaining=2, source="allow_list", note="upper case, last address")
+    c.check(key="2001:db9::", allowed=True, remaining=1, source="store")
+    c.check(key="fe80:0:0:0:0:0:0:1", allowed=True, remaining=2,
+            source="allow_list", note="an address in any spelling")
+    c.check(key="fe80::2", allowed=True, remaining=1, source="store")
+    c.check(key="::", allowed=True, remaining=2, source="allow_list")
+    c.check(key="::ffff:0.0.0.0", allowed=True, remaining=1, source="store",
+            note="IPv4 0.0.0.0, not IPv6 ::")
+    cases.append(c)
+
+    c = Case("IPv4 and IPv4-mapped ranges, whole spaces", p, key="10.1.2.3")
+    c.at(T0)
+    c.set_list("allow", ["::ffff:10.0.0.0/104"])
+    c.check(allowed=True, remaining=2, source="allow_list",
+            note="a mapped range given in IPv6 form holds IPv4 keys")
+    c.check(key="::ffff:10.200.0.1", allowed=True, remaining=2,
+            source="allow_list")
+    c.check(key="11.0.0.1", allowed=True, remaining=1, source="store")
+    c.set_list("allow", ["0.0.0.0/0"])
+    c.check(key="203.0.113.9", allowed=True, remaining=2, source="allow_list")
+    c.check(key="2001:db8::9", allowed=True, remaining=1, source="store",
+            note="an IPv4 range never holds an IPv6 key")
+    c.set_list("allow", ["::/0"])
+    c.check(key="2001:db8::9", allowed=True, remaining=2, source="allow_list")
+    c.check(key="203.0.113.9", allowed=True, remaining=1, source="store",
+            note="nor an IPv6 range an IPv4 key")
+    cases.append(c)
+
+    c = Case("a key that is not an address matches only exactly", p,
+             key="ip:10.1.2.3")
+    c.at(T0)
+    c.set_list("deny", ["10.0.0.0/8", "user:42", "cafe"])
+    c.check(allowed=True, remaining=1, source="store",
+            note="'ip:10.1.2.3' is not an address")
+    c.check(key="user:42", allowed=False, source="deny_list")
+    c.check(key="user:420", allowed=True, source="store")
+    c.check(key="cafe", allowed=False, source="deny_list",
+            note="hex digits without '.' or ':' are a key")
+    c.check(key="Cafe", allowed=True, source="store",
+            note="keys compare byte for byte")
+    cases.append(c)
+
+    c = Case("a refused list changes nothing", p, key="10.0.0.1")
+    c.at(T0)
+    c.set_list("deny", ["10.0.0.0/8"])
+    for bad, why in (("10.0.0.0/33", "prefix beyond 32"),
+                     ("10.0.0.300", "an octet beyond 255"),
+                     ("1.2.3.4/x", "a prefix that is not a number"),
+                     ("1.2.3.4/", "an empty prefix"),
+                     ("::ffff:10.0.0.0/95", "a mapped range under 96 bits"),
+                     ("2001:db8::/129", "prefix beyond 128"),
+                     ("2001:db8:::1", "not an IPv6 address"),
+                     ("", "an empty entry")):
+        c.set_list("deny", ["user:1", bad], error="RL_E_INVALID_ARG",
+                   note=why)
+    c.check(allowed=False, source="deny_list", note="the old list holds")
+    c.check(key="user:1", allowed=True, source="store")
+    cases.append(c)
+
+    c = Case("several keys: one denied key denies; allowed only if all are",
+             p, key="ip:1")
+    c.at(T0)
+    g, r = gcra(5, M, name="global"), fixed_window(2, M, name="route")
+    c.set_list("allow", ["ip:1", "route|ip:1", "ip:2"])
+    c.set_list("deny", ["route|ip:3"])
+    c.check_keys([("ip:1", [g]), ("route|ip:1", [r])], allowed=True,
+                 remaining=5, source="allow_list",
+                 note="every key allowed: the first policy's limit")
+    c.check_keys([("ip:2", [g]), ("route|ip:2", [r])], allowed=True,
+                 source="store", note="one key not allowed: the store decides")
+    c.check_keys([("ip:2", [g]), ("route|ip:3", [r])], allowed=False,
+                 retry=RL_RETRY_NEVER, source="deny_list")
+    c.use(g)
+    c.set_list("allow", [])
+    c.peek(key="ip:2", allowed=True, remaining=4,
+           note="only the store's answer charged ip:2")
+    cases.append(c)
+
+    c = Case("refunds and leases do not consult the lists", p, key="vip")
+    c.at(T0)
+    c.check(allowed=True, remaining=1)
+    c.set_list("allow", ["vip"])
+    c.set_list("deny", ["banned"])
+    c.check(-1, allowed=True, remaining=2, source="store",
+            note="a refund goes to the store")
+    c.error(-1, "RL_E_NOT_FOUND", key="banned",
+            note="nothing to give back, listed or not")
+    c.acquire("a", 1, 10_000, key="banned", acquired=True,
+              note="a lease on a denied key")
+    c.acquire("b", 1, 10_000, key="banned", acquired=False,
+              note="counted as any lease")
+    c.check(0, allowed=True, remaining=2, source="allow_list",
+            note="a peek is a check")
+    cases.append(c)
+    return cases
+
+
+# --------------------------------------------------------------------------
 # Files
 
 
@@ -2710,6 +3223,18 @@ FILES = [
      "allowed with \"shadow\": true and reports the would-be denial; a "
      "shadow denial charges nothing and strikes nothing; turning shadow "
      "off keeps usage (docs/algorithms.md, \"Shadow mode\").", shadow_cases),
+    ("leases.json", "leases",
+     "Concurrency leases (docs/leases.md): at most max_in_flight held per "
+     "key, a lease ends at its end time (exactly), renewals count from now, "
+     "late and double releases are harmless and reported, a reset ends a "
+     "key's leases; bad arguments are errors. Steps \"acquire\", "
+     "\"renew\" and \"release\" name leases by label.", lease_cases),
+    ("lists.json", "lists",
+     "Allow and deny lists (docs/exemptions.md), evaluated before the "
+     "store: exact keys, IPv4 and IPv6 addresses and CIDR ranges, the deny "
+     "list winning, several keys, refunds and leases passing by, refused "
+     "entries changing nothing. Steps \"set_list\" replace a list; "
+     "\"source\" in an expectation says which list answered.", list_cases),
 ]
 
 
@@ -2765,9 +3290,38 @@ def policies_from_json(raw):
             for p in raw]
 
 
-def replay_op(store, step, key, now):
-    """A reset, block or unblock step."""
+def apply_op(store, step, key, now):
+    """A lease or list step on the model: what it answers (the step's
+    "expect"), or None; raises ModelError for its error."""
     op = step["op"]
+    if op == "acquire":
+        return store.leases.acquire(key, step["lease"], step["max_in_flight"],
+                                    step["ttl_ms"], now)
+    if op == "renew":
+        store.leases.renew(step["lease"], step["ttl_ms"], now)
+        return None
+    if op == "release":
+        return {"was_held": store.leases.release(step["lease"], now)}
+    assert op == "set_list" and step["list"] in ("allow", "deny"), step
+    store.lists.set(step["list"], step["entries"])
+    return None
+
+
+STEP_OPS = ("acquire", "renew", "release", "set_list")
+
+
+def replay_op(store, step, key, now):
+    """A reset, block or unblock step, or one of STEP_OPS."""
+    op = step["op"]
+    if op in STEP_OPS:
+        try:
+            got = apply_op(store, step, key, now)
+        except ModelError as e:
+            assert step.get("expect_error") == e.code, step
+            return
+        assert "expect_error" not in step, step
+        assert step.get("expect") == got, (step, got)
+        return
     if op == "reset":
         store.reset(key)
     elif op == "unblock":
@@ -2791,7 +3345,7 @@ def check_replay(case):
             policies = policies_from_json(step["policies"])
         now = step["t_us"] if "t_us" in step else step["t_ms"] * 1000
         key = step.get("key", case["key"])
-        if step.get("op") in ("reset", "block", "unblock"):
+        if step.get("op") in ("reset", "block", "unblock") + STEP_OPS:
             replay_op(store, step, key, now)
             continue
         if step.get("op") == "check_keys":
@@ -2819,7 +3373,7 @@ def generate():
         for case in cases:
             check_bucket_equivalence(case)
             if alg not in ("multi", "carry_over", "block", "multi_key",
-                           "shadow"):
+                           "shadow", "leases", "lists"):
                 assert all(p.algorithm == alg
                            for p in case.policies), case.name
         texts[fname] = render(alg, desc, cases)
