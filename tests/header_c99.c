@@ -97,6 +97,8 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
   int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
       rl_keys_open;
+  int (*p_keys_match)(rl_limiter *, const char *, size_t, rl_policy *const *,
+                      size_t, rl_keys **) = rl_keys_open_match;
   int (*p_keys_next)(rl_keys *, rl_key_info *) = rl_keys_next;
   void (*p_keys_free)(rl_keys *) = rl_keys_free;
   int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,
@@ -144,5 +146,6 @@ int tollgate_header_c99_uses_everything(void) {
          (RL_MAX_LEASE_TTL_MS > 0) + (p_check_wait != NULL) +
          (p_lease_wait != NULL) + (RL_MAX_WAIT_MS > 0) + (p_set_list != NULL) +
          RL_LIST_ALLOW + RL_LIST_DENY + RL_SOURCE_ALLOW_LIST +
-         RL_SOURCE_DENY_LIST + (RL_MAX_LIST_ENTRIES > 0) + RL_POLICY_SHADOW;
+         RL_SOURCE_DENY_LIST + (RL_MAX_LIST_ENTRIES > 0) + RL_POLICY_SHADOW +
+         (p_keys_match != NULL) + (RL_MAX_PATTERN_LEN > 0);
 }

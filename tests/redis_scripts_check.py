@@ -145,8 +145,9 @@ def free_port():
 
 
 class RedisServer:
-    def __init__(self, binary):
+    def __init__(self, binary, extra_args=()):
         self.binary = binary
+        self.extra_args = list(extra_args)
         self.proc = None
         self.dir = tempfile.mkdtemp(prefix="tollgate-redis-")
         self.log = os.path.join(self.dir, "redis.log")
@@ -159,16 +160,22 @@ class RedisServer:
                 self.proc = subprocess.Popen(
                     [self.binary, "--port", str(self.port), "--bind", "127.0.0.1",
                      "--save", "", "--appendonly", "no", "--daemonize", "no",
-                     "--dir", self.dir],
+                     "--dir", self.dir] + self.extra_args,
                     stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
             deadline = time.monotonic() + 10
             while time.monotonic() < deadline and self.proc.poll() is None:
                 try:
                     r = Redis(self.port)
-                    if r.call("PING") == "PONG":
+                    reply = r.call("PING")
+                    if reply == "PONG":
                         return r
                     r.close()
-                except (OSError, RedisError):
+                except RedisError as e:  # NOAUTH: up, with a password
+                    if "NOAUTH" in str(e):
+                        r.close()
+                        return None
+                    time.sleep(0.05)
+                except OSError:
                     time.sleep(0.05)
             self.stop()  # port taken, or too slow: try another port
         raise RuntimeError("redis-server did not start; log:\n" + self.log_text())

@@ -30,12 +30,11 @@ namespace {
 
 using json = nlohmann::json;
 
-const char *const kVectorFiles[] = {"gcra.json",         "token_bucket.json",
-                                    "fixed_window.json", "sliding_window.json",
-                                    "multi_policy.json", "refund.json",
-                                    "carry_over.json",   "block.json",
-                                    "multi_key.json",    "shadow.json",
-                                    "leases.json",       "lists.json"};
+const char *const kVectorFiles[] = {
+    "gcra.json",           "token_bucket.json", "fixed_window.json",
+    "sliding_window.json", "multi_policy.json", "refund.json",
+    "carry_over.json",     "block.json",        "multi_key.json",
+    "shadow.json",         "leases.json",       "lists.json"};
 
 std::string vector_path(const std::string &file) {
   return std::string(TOLLGATE_VECTORS_DIR) + "/" + file;
@@ -146,10 +145,10 @@ void replay_lease_or_list(rl_limiter *limiter, const json &step,
   if (op == "acquire") {
     rl_lease *raw = nullptr;
     rl_lease_info info = RL_LEASE_INFO_INIT;
-    const int rc = rl_lease_acquire(
-        limiter, key.data(), key.size(),
-        step.at("max_in_flight").get<int64_t>(),
-        step.at("ttl_ms").get<int64_t>(), &raw, &info);
+    const int rc =
+        rl_lease_acquire(limiter, key.data(), key.size(),
+                         step.at("max_in_flight").get<int64_t>(),
+                         step.at("ttl_ms").get<int64_t>(), &raw, &info);
     LeasePtr lease(raw);
     INFO("rl_last_error: " << rl_last_error());
     REQUIRE(rc == expected_rc(step));

@@ -762,6 +762,20 @@ typedef struct rl_key_info {
 RL_API int rl_keys_open(rl_limiter *limiter, rl_policy *const *policies,
                         size_t n_policies, rl_keys **out);
 
+/* The longest pattern rl_keys_open_match takes (bytes). */
+#define RL_MAX_PATTERN_LEN 4096
+
+/* rl_keys_open listing only the user keys that match `pattern`
+ * (pattern_len bytes, at most RL_MAX_PATTERN_LEN), a glob as Redis's SCAN
+ * MATCH reads one: '*' any bytes, '?' one byte, '[abc]', '[a-z]' and '[^a]'
+ * a set, '\' makes the next byte literal; it must match the whole key.
+ * The pattern goes into the SCAN's MATCH: Redis still walks every key,
+ * but only the matching ones come back and are peeked. An empty pattern
+ * (pattern_len 0) lists every key, as rl_keys_open. */
+RL_API int rl_keys_open_match(rl_limiter *limiter, const char *pattern,
+                              size_t pattern_len, rl_policy *const *policies,
+                              size_t n_policies, rl_keys **out);
+
 /* The next entry: RL_OK, RL_E_DONE at the end, RL_E_CLOSED once the limiter
  * was destroyed, or an error. Blocks for at most the limiter's timeout per
  * page. */

@@ -1231,18 +1231,33 @@ int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
 
 int rl_keys_open(rl_limiter *limiter, rl_policy *const *policies,
                  size_t n_policies, rl_keys **out) {
+  return rl_keys_open_match(limiter, nullptr, 0, policies, n_policies, out);
+}
+
+int rl_keys_open_match(rl_limiter *limiter, const char *pattern,
+                       size_t pattern_len, rl_policy *const *policies,
+                       size_t n_policies, rl_keys **out) {
   return guarded([&]() -> Errc {
     if (out == nullptr)
       return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
     *out = nullptr;
     if (limiter == nullptr)
       return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (pattern == nullptr && pattern_len > 0)
+      return tollgate::fail(Errc::invalid_arg,
+                            "pattern: NULL pointer with non-zero length");
+    if (pattern_len > RL_MAX_PATTERN_LEN)
+      return tollgate::fail(Errc::invalid_arg,
+                            "pattern: " + std::to_string(pattern_len) +
+                                " bytes; at most " +
+                                std::to_string(RL_MAX_PATTERN_LEN));
     tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
     Errc rc = convert_policies(policies, n_policies, converted);
     if (rc != Errc::ok) return rc;
     auto it = std::make_unique<rl_keys>();
     rc = limiter->impl->open_keys(
-        std::span<const tollgate::Policy>(converted, n_policies), it->impl);
+        std::span<const tollgate::Policy>(converted, n_policies),
+        std::string_view(pattern ? pattern : "", pattern_len), it->impl);
     if (rc != Errc::ok) return rc;
     it->registry = limiter->keys;
     {

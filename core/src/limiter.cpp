@@ -1010,6 +1010,7 @@ Errc Limiter::ping(int64_t &rtt_us) {
 }
 
 Errc Limiter::open_keys(std::span<const Policy> policies,
+                        std::string_view pattern,
                         std::unique_ptr<KeyIterator> &out) {
   if (memory_)
     return fail(Errc::unsupported,
@@ -1018,7 +1019,7 @@ Errc Limiter::open_keys(std::span<const Policy> policies,
   if (policies.empty() || policies.size() > kMaxPoliciesPerCheck)
     return fail(Errc::invalid_arg, "policies: expected 1 to 16 policies, got " +
                                        std::to_string(policies.size()));
-  out = std::make_unique<KeyIterator>(*this, policies);
+  out = std::make_unique<KeyIterator>(*this, policies, pattern);
   return Errc::ok;
 }
 
@@ -1100,8 +1101,11 @@ Health Limiter::health() const {
   return h;
 }
 
-KeyIterator::KeyIterator(Limiter &limiter, std::span<const Policy> policies)
-    : limiter_(limiter), policies_(policies.begin(), policies.end()) {}
+KeyIterator::KeyIterator(Limiter &limiter, std::span<const Policy> policies,
+                         std::string_view pattern)
+    : limiter_(limiter),
+      policies_(policies.begin(), policies.end()),
+      pattern_(pattern) {}
 KeyIterator::~KeyIterator() = default;
 
 Errc KeyIterator::next(const redis::KeyEntry *&entry) {
@@ -1118,8 +1122,8 @@ Errc KeyIterator::next(const redis::KeyEntry *&entry) {
     const int64_t deadline =
         redis::monotonic_ns() +
         static_cast<int64_t>(limiter_.settings_->timeout_ms) * 1000000;
-    Errc rc =
-        limiter_.redis_->scan_page(cursor_, page_, policies_, t, deadline);
+    Errc rc = limiter_.redis_->scan_page(cursor_, page_, policies_, pattern_, t,
+                                         deadline);
     if (rc != Errc::ok) return rc;
   }
   entry = &page_[pos_++];

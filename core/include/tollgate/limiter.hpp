@@ -201,8 +201,9 @@ class Limiter {
   void sleep_until_release(std::chrono::steady_clock::time_point until,
                            uint64_t seen);
   // Lists the states of these policies' identities (a name, or the position
-  // of an unnamed one), each peeked with its policy.
-  Errc open_keys(std::span<const Policy> policies,
+  // of an unnamed one), each peeked with its policy; with a `pattern` (a
+  // glob, redis::glob_match), only user keys that match it.
+  Errc open_keys(std::span<const Policy> policies, std::string_view pattern,
                  std::unique_ptr<KeyIterator> &out);
 
  private:
@@ -290,7 +291,8 @@ class Limiter {
 // Walks the limiter's keys a SCAN page at a time.
 class KeyIterator {
  public:
-  KeyIterator(Limiter &limiter, std::span<const Policy> policies);
+  KeyIterator(Limiter &limiter, std::span<const Policy> policies,
+              std::string_view pattern);
   ~KeyIterator();
   // ok with *entry set, done at the end, or an error.
   Errc next(const redis::KeyEntry *&entry);
@@ -298,6 +300,7 @@ class KeyIterator {
  private:
   Limiter &limiter_;
   std::vector<Policy> policies_;
+  std::string pattern_;
   std::string cursor_ = "0";
   bool started_ = false;
   std::vector<redis::KeyEntry> page_;

@@ -294,10 +294,94 @@ void peek_done(void *ctx, StoreCheck &r) {
 
 }  // namespace
 
+namespace {
+
+// One '[...]' set, `p` starting after its '[': whether byte `c` is in it,
+// read as Redis's stringmatchlen reads it (a ']' right after '[' closes an
+// empty set; "x-y" is a range even when y is ']'; an unclosed set runs to
+// the end of the pattern). `used`: the bytes of `p` it takes.
+bool glob_set(std::string_view p, unsigned char c, size_t &used) {
+  size_t i = 0;
+  const bool negate = i < p.size() && p[i] == '^';
+  if (negate) ++i;
+  bool in = false;
+  while (i < p.size()) {
+    const auto at = [&](size_t j) { return static_cast<unsigned char>(p[j]); };
+    if (p[i] == '\\' && p.size() - i >= 2) {
+      ++i;
+      in = in || at(i) == c;
+    } else if (p[i] == ']') {
+      break;
+    } else if (p.size() - i >= 3 && p[i + 1] == '-') {
+      unsigned char lo = at(i), hi = at(i + 2);
+      if (lo > hi) std::swap(lo, hi);
+      in = in || (c >= lo && c <= hi);
+      i += 2;
+    } else {
+      in = in || at(i) == c;
+    }
+    ++i;
+  }
+  used = i < p.size() ? i + 1 : p.size();
+  return in != negate;
+}
+
+}  // namespace
+
+bool glob_match(std::string_view p, std::string_view t) {
+  // Iterative, with one backtrack point for the last '*': linear in
+  // practice, never recursive (a hostile pattern cannot exhaust the stack).
+  size_t pi = 0, ti = 0, star = std::string_view::npos, star_t = 0;
+  while (ti < t.size()) {
+    if (pi < p.size()) {
+      const char c = p[pi];
+      if (c == '*') {
+        star = ++pi;
+        star_t = ti;
+        continue;
+      }
+      if (c == '?') {
+        ++pi;
+        ++ti;
+        continue;
+      }
+      if (c == '[') {
+        size_t used = 0;
+        if (glob_set(p.substr(pi + 1), static_cast<unsigned char>(t[ti]),
+                     used)) {
+          pi += 1 + used;
+          ++ti;
+          continue;
+        }
+      } else {
+        const bool escaped = c == '\\' && pi + 1 < p.size();
+        if (p[pi + (escaped ? 1 : 0)] == t[ti]) {
+          pi += escaped ? 2 : 1;
+          ++ti;
+          continue;
+        }
+      }
+    }
+    if (star == std::string_view::npos) return false;
+    pi = star;
+    ti = ++star_t;
+  }
+  while (pi < p.size() && p[pi] == '*') ++pi;
+  return pi == p.size();
+}
+
 Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
-                           std::span<const Policy> policies, int64_t now_us,
+                           std::span<const Policy> policies,
+                           std::string_view user_pattern, int64_t now_us,
                            int64_t deadline_ns) {
-  const std::string pattern = glob_escape(settings_.key_prefix) + "v2:{*";
+  // The user pattern goes into MATCH as given (a glob of its own); the
+  // listed user keys are matched against it again below, since in MATCH
+  // its '*' may also run past the key's '}'.
+  const std::string pattern =
+      glob_escape(settings_.key_prefix) + "v2:{" +
+      (user_pattern.empty() ? std::string("*")
+                            : std::string(user_pattern) + "}") +
+      "*";
   std::vector<std::string> nodes;
   Errc rc = primaries(deadline_ns, nodes);
   if (rc != Errc::ok) return rc;
@@ -336,6 +420,8 @@ Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
   for (const std::string &k : keys) {
     StateName name;
     if (!parse_redis_key(k, settings_.key_prefix, name)) continue;
+    if (!user_pattern.empty() && !glob_match(user_pattern, name.user_key))
+      continue;
     // The policy whose identity this state is: its name, or, unnamed, its
     // position in the list.
     for (size_t i = 0; i < policies.size(); ++i) {

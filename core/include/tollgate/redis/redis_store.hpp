@@ -85,10 +85,11 @@ class RedisStore {
   // reset (a cost-0 check). `cursor` starts as "0" and is "0" again at the
   // end.
   // Only states of the given policies' identities are listed, each peeked
-  // with its policy; the others are skipped.
+  // with its policy; the others are skipped. `pattern`: a Redis glob the
+  // whole user key must match (glob_match); empty lists every key.
   Errc scan_page(std::string &cursor, std::vector<KeyEntry> &out,
-                 std::span<const Policy> policies, int64_t now_us,
-                 int64_t deadline_ns);
+                 std::span<const Policy> policies, std::string_view pattern,
+                 int64_t now_us, int64_t deadline_ns);
 
   TransportStats stats() const { return transport_->stats(); }
   const Settings &settings() const { return settings_; }
@@ -162,6 +163,11 @@ struct StateName {
 };
 // Parses a listed Redis key (key format 2); false if it is not one of
 // tollgate's keys under `prefix`.
+// Whether all of `text` matches the glob `pattern` as Redis's SCAN MATCH
+// reads one: '*' any run of bytes, '?' one byte, '[abc]', '[a-z]', '[^a]'
+// a set, '\' makes the next byte literal.
+bool glob_match(std::string_view pattern, std::string_view text);
+
 bool parse_redis_key(std::string_view redis_key, std::string_view prefix,
                      StateName &out);
 
