@@ -5,11 +5,11 @@
 
 #include <array>
 #include <condition_variable>
-#include <cstring>
 #include <mutex>
 #include <string>
 #include <vector>
 
+#include "support/handles.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 #include "tollgate/exemptions.hpp"
@@ -18,6 +18,16 @@ namespace {
 
 using tollgate::Errc;
 using tollgate::KeyList;
+using tollgate_test::health;
+using tollgate_test::Limiter;
+using tollgate_test::Policy;
+using tollgate_test::try_check;
+
+// A limiter on `url` ("" for the memory store), with this file's timeouts.
+tollgate_test::LimiterConfig config(const std::string &url = "",
+                                    int32_t shadow = 0) {
+  return {.url = url, .shadow = shadow, .timeout_ms = 300};
+}
 
 KeyList parsed(const std::vector<std::string_view> &entries) {
   KeyList l;
@@ -27,24 +37,6 @@ KeyList parsed(const std::vector<std::string_view> &entries) {
   return l;
 }
 
-struct Lim {
-  rl_limiter *p = nullptr;
-  explicit Lim(const std::string &url = "", int32_t shadow = 0) {
-    rl_options o = RL_OPTIONS_INIT;
-    if (!url.empty()) {
-      o.url = url.c_str();
-      o.failure_mode = RL_FAIL_ERROR;
-    }
-    o.connect_timeout_ms = 200;
-    o.timeout_ms = 300;
-    o.shadow = shadow;
-    REQUIRE(rl_create(&p, &o) == RL_OK);
-  }
-  ~Lim() { rl_destroy(p); }
-  Lim(const Lim &) = delete;
-  Lim &operator=(const Lim &) = delete;
-};
-
 int set_list(rl_limiter *lim, int list, std::vector<std::string> entries) {
   std::vector<const char *> ptrs;
   std::vector<size_t> lens;
@@ -53,20 +45,6 @@ int set_list(rl_limiter *lim, int list, std::vector<std::string> entries) {
     lens.push_back(e.size());
   }
   return rl_set_list(lim, list, ptrs.data(), lens.data(), entries.size());
-}
-
-struct Pol {
-  rl_policy *p = nullptr;
-  explicit Pol(const char *text) {
-    REQUIRE(rl_policy_parse(&p, text, std::strlen(text), nullptr) == RL_OK);
-  }
-  ~Pol() { rl_policy_release(p); }
-};
-
-int check(rl_limiter *lim, const std::string &key, rl_policy *p, rl_decision &d,
-          int64_t cost = 1) {
-  d = RL_DECISION_INIT;
-  return rl_check(lim, &d, key.data(), key.size(), &p, 1, cost);
 }
 
 }  // namespace
@@ -133,22 +111,22 @@ TEST_CASE("exemptions: keys, addresses and CIDR ranges", "[exemptions]") {
 namespace {
 
 void lists_decide(const std::string &url) {
-  Lim lim(url);
-  Pol p("1/m");
+  Limiter lim(config(url));
+  Policy p("1/m");
   REQUIRE(set_list(lim.p, RL_LIST_DENY, {"abuser", "203.0.113.0/24"}) == RL_OK);
   REQUIRE(set_list(lim.p, RL_LIST_ALLOW,
                    {"health-check", "10.0.0.0/8", "203.0.113.9"}) == RL_OK);
   rl_decision d;
-  REQUIRE(check(lim.p, "abuser", p.p, d) == RL_OK);
+  REQUIRE(try_check(lim.p, "abuser", {p.p}, d) == RL_OK);
   CHECK(d.allowed == 0);
   CHECK(d.source == RL_SOURCE_DENY_LIST);
   CHECK(d.retry_after_ms == RL_RETRY_NEVER);
   // The deny list wins over the allow list.
-  REQUIRE(check(lim.p, "203.0.113.9", p.p, d) == RL_OK);
+  REQUIRE(try_check(lim.p, "203.0.113.9", {p.p}, d) == RL_OK);
   CHECK(d.source == RL_SOURCE_DENY_LIST);
   // Allowed, never charged: a 1/m policy lets it through every time.
   for (int i = 0; i < 5; ++i) {
-    REQUIRE(check(lim.p, "10.1.2.3", p.p, d) == RL_OK);
+    REQUIRE(try_check(lim.p, "10.1.2.3", {p.p}, d) == RL_OK);
     CHECK(d.allowed == 1);
     CHECK(d.source == RL_SOURCE_ALLOW_LIST);
     CHECK(d.remaining == 1);
@@ -187,8 +165,7 @@ void lists_decide(const std::string &url) {
   REQUIRE(rl_check_wait(lim.p, &d, "abuser", 6, &p.p, 1, 1, 60000) == RL_OK);
   CHECK(d.source == RL_SOURCE_DENY_LIST);
 
-  rl_health_info h = RL_HEALTH_INIT;
-  REQUIRE(rl_health(lim.p, &h) == RL_OK);
+  const rl_health_info h = health(lim.p);
   CHECK(h.list_denied == 5);
   CHECK(h.list_allowed == 6);
 
@@ -202,11 +179,11 @@ void lists_decide(const std::string &url) {
 TEST_CASE("exemptions: the lists decide before the store", "[exemptions]") {
   SECTION("memory") {
     lists_decide("");
-    Lim lim;
-    Pol p("1/m");
+    Limiter lim(config());
+    Policy p("1/m");
     rl_decision d;
-    REQUIRE(check(lim.p, "10.1.2.3", p.p, d) == RL_OK);
-    REQUIRE(check(lim.p, "10.1.2.3", p.p, d) == RL_OK);
+    REQUIRE(try_check(lim.p, "10.1.2.3", {p.p}, d) == RL_OK);
+    REQUIRE(try_check(lim.p, "10.1.2.3", {p.p}, d) == RL_OK);
     CHECK(d.allowed == 0);  // no list: the store
   }
   SECTION("redis, down: no store call is made for a listed key") {
@@ -214,36 +191,36 @@ TEST_CASE("exemptions: the lists decide before the store", "[exemptions]") {
     const std::string url = server.url();
     server.kill9();
     lists_decide(url);
-    Lim lim(url);
-    Pol p("1/m");
+    Limiter lim(config(url));
+    Policy p("1/m");
     REQUIRE(set_list(lim.p, RL_LIST_ALLOW, {"10.0.0.0/8"}) == RL_OK);
     rl_decision d;
-    CHECK(check(lim.p, "10.1.2.3", p.p, d) == RL_OK);
-    CHECK(check(lim.p, "11.1.2.3", p.p, d) != RL_OK);  // the store: down
+    CHECK(try_check(lim.p, "10.1.2.3", {p.p}, d) == RL_OK);
+    CHECK(try_check(lim.p, "11.1.2.3", {p.p}, d) != RL_OK);  // the store: down
   }
   SECTION("redis, up: an allowed key is never written") {
     tollgate_test::RedisServer server;
-    Lim lim(server.url());
-    Pol p("1/m");
+    Limiter lim(config(server.url()));
+    Policy p("1/m");
     REQUIRE(set_list(lim.p, RL_LIST_ALLOW, {"vip"}) == RL_OK);
     rl_decision d;
     for (int i = 0; i < 3; ++i) {
-      REQUIRE(check(lim.p, "vip", p.p, d) == RL_OK);
+      REQUIRE(try_check(lim.p, "vip", {p.p}, d) == RL_OK);
       CHECK(d.allowed == 1);
     }
     CHECK(server.command({"DBSIZE"}) == ":0\r\n");
     // A refund is not listed: it goes to the store (nothing to give back).
-    CHECK(check(lim.p, "vip", p.p, d, -1) == RL_E_NOT_FOUND);
+    CHECK(try_check(lim.p, "vip", {p.p}, d, -1) == RL_E_NOT_FOUND);
   }
 }
 
 TEST_CASE("exemptions: a shadow limiter allows a denied key, and says so",
           "[exemptions][shadow]") {
-  Lim lim("", 1);
-  Pol p("10/s");
+  Limiter lim(config("", 1));
+  Policy p("10/s");
   REQUIRE(set_list(lim.p, RL_LIST_DENY, {"abuser"}) == RL_OK);
   rl_decision d;
-  REQUIRE(check(lim.p, "abuser", p.p, d) == RL_OK);
+  REQUIRE(try_check(lim.p, "abuser", {p.p}, d) == RL_OK);
   CHECK(d.allowed == 1);
   CHECK(d.shadow == 1);
   CHECK(d.source == RL_SOURCE_DENY_LIST);
@@ -251,8 +228,8 @@ TEST_CASE("exemptions: a shadow limiter allows a denied key, and says so",
 
 TEST_CASE("exemptions: bad lists are refused and change nothing",
           "[exemptions]") {
-  Lim lim;
-  Pol p("1/m");
+  Limiter lim(config());
+  Policy p("1/m");
   REQUIRE(set_list(lim.p, RL_LIST_DENY, {"abuser"}) == RL_OK);
   CHECK(set_list(lim.p, 3, {"x"}) == RL_E_INVALID_ARG);
   CHECK(set_list(nullptr, RL_LIST_DENY, {"x"}) == RL_E_INVALID_ARG);
@@ -267,8 +244,8 @@ TEST_CASE("exemptions: bad lists are refused and change nothing",
                     RL_MAX_LIST_ENTRIES + 1) == RL_E_INVALID_ARG);
   // The failed calls left the list as it was.
   rl_decision d;
-  REQUIRE(check(lim.p, "abuser", p.p, d) == RL_OK);
+  REQUIRE(try_check(lim.p, "abuser", {p.p}, d) == RL_OK);
   CHECK(d.source == RL_SOURCE_DENY_LIST);
-  REQUIRE(check(lim.p, "ok", p.p, d) == RL_OK);
+  REQUIRE(try_check(lim.p, "ok", {p.p}, d) == RL_OK);
   CHECK(d.source == RL_SOURCE_STORE);
 }

@@ -16,39 +16,14 @@
 #include <thread>
 #include <vector>
 
+#include "support/handles.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
 namespace {
 
-// A clock the test moves (us since the epoch).
-struct Clock {
-  int64_t now = 1'700'000'000'000'000;
-  static int64_t read(void *self) { return static_cast<Clock *>(self)->now; }
-};
-
-struct Lim {
-  rl_limiter *p = nullptr;
-  explicit Lim(const std::string &url = "", Clock *clock = nullptr,
-               int32_t failure_mode = RL_FAIL_ERROR, uint32_t divisor = 0) {
-    rl_options o = RL_OPTIONS_INIT;
-    if (!url.empty()) o.url = url.c_str();
-    if (!url.empty()) o.failure_mode = failure_mode;
-    o.local_divisor = divisor;
-    o.connect_timeout_ms = 200;
-    o.timeout_ms = 500;
-    if (clock) {
-      o.clock = &Clock::read;
-      o.clock_user_data = clock;
-    }
-    const int rc = rl_create(&p, &o);
-    INFO("rl_create: " << rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Lim() { rl_destroy(p); }
-  Lim(const Lim &) = delete;
-  Lim &operator=(const Lim &) = delete;
-};
+using tollgate_test::Limiter;
+using tollgate_test::TestClock;
 
 struct Got {
   rl_lease *lease = nullptr;
@@ -76,8 +51,8 @@ int release(rl_limiter *lim, rl_lease *lease) {
 
 // The semantics every store shares, on a clock the test moves.
 void semantics(const std::string &url) {
-  Clock clock;
-  Lim lim(url, &clock);
+  TestClock clock;
+  Limiter lim({.url = url, .clock = &clock});
   const std::string key = "report:org-7";
   Got a = acquire(lim.p, key, 2, 1000);
   CHECK(a.info.acquired == 1);
@@ -154,7 +129,7 @@ TEST_CASE("leases: at most max_in_flight, release, renew and ttl (Redis)",
   tollgate_test::RedisServer server;
   semantics(server.url());
   // The key's leases are one sorted set, expiring with its last lease.
-  Lim lim(server.url());
+  Limiter lim({.url = server.url()});
   Got a = acquire(lim.p, "k", 3, 60000);
   const std::string name = "tollgate:v2:{k}:!l";
   CHECK(server.command({"TYPE", name}) == "+zset\r\n");
@@ -176,8 +151,8 @@ TEST_CASE("leases: at most max_in_flight, release, renew and ttl (Redis)",
 }
 
 TEST_CASE("leases: bad input gets a clear error", "[leases][limiter]") {
-  Lim lim;
-  Lim other;
+  Limiter lim;
+  Limiter other;
   rl_lease *l = reinterpret_cast<rl_lease *>(0x1);
   rl_lease_info info = RL_LEASE_INFO_INIT;
   auto refused = [&](int64_t max, int64_t ttl, const char *text) {
@@ -226,7 +201,7 @@ TEST_CASE("leases: bad input gets a clear error", "[leases][limiter]") {
 TEST_CASE("leases: a lease may be freed after its limiter", "[leases]") {
   rl_lease *l = nullptr;
   {
-    Lim lim;
+    Limiter lim;
     REQUIRE(rl_lease_acquire(lim.p, "k", 1, 1, 1000, &l, nullptr) == RL_OK);
   }
   rl_lease_free(l);  // ASan: no use of the destroyed limiter
@@ -238,7 +213,7 @@ TEST_CASE("leases: while Redis is away the failure mode answers",
   const std::string url = server.url();
   server.kill9();
   {
-    Lim lim(url, nullptr, RL_FAIL_OPEN);
+    Limiter lim({.url = url, .failure_mode = RL_FAIL_OPEN});
     Got a = acquire(lim.p, "k", 1, 1000);
     CHECK(a.info.acquired == 1);
     CHECK(a.info.source == RL_SOURCE_FAIL_OPEN);
@@ -250,7 +225,7 @@ TEST_CASE("leases: while Redis is away the failure mode answers",
     rl_lease_free(b.lease);
   }
   {
-    Lim lim(url, nullptr, RL_FAIL_CLOSED);
+    Limiter lim({.url = url, .failure_mode = RL_FAIL_CLOSED});
     Got a = acquire(lim.p, "k", 5, 1000);
     CHECK(a.info.acquired == 0);
     CHECK(a.info.source == RL_SOURCE_FAIL_CLOSED);
@@ -258,7 +233,8 @@ TEST_CASE("leases: while Redis is away the failure mode answers",
   }
   {
     // Four processes share the limit: each holds 8 / 4 = 2 on its own.
-    Lim lim(url, nullptr, RL_FAIL_LOCAL, 4);
+    Limiter lim(
+        {.url = url, .failure_mode = RL_FAIL_LOCAL, .local_divisor = 4});
     Got a = acquire(lim.p, "k", 8, 1000);
     Got b = acquire(lim.p, "k", 8, 1000);
     Got c = acquire(lim.p, "k", 8, 1000);
@@ -276,7 +252,7 @@ TEST_CASE("leases: while Redis is away the failure mode answers",
     rl_lease_free(d.lease);
   }
   {
-    Lim lim(url, nullptr, RL_FAIL_ERROR);
+    Limiter lim({.url = url, .failure_mode = RL_FAIL_ERROR});
     rl_lease *l = nullptr;
     CHECK(rl_lease_acquire(lim.p, "k", 1, 1, 1000, &l, nullptr) ==
           RL_E_CONNECT);
@@ -386,7 +362,7 @@ TEST_CASE("leases: a SIGKILLed holder's lease ends after its ttl",
   int status = 0;
   REQUIRE(waitpid(pid, &status, 0) == pid);
   REQUIRE(ok == 'y');
-  Lim lim(url);
+  Limiter lim({.url = url});
   Got denied = acquire(lim.p, "job", 1, 1000);
   CHECK(denied.info.acquired == 0);
   CHECK(denied.info.retry_after_ms >= 1);
@@ -403,11 +379,10 @@ TEST_CASE(
     "leases: the memory table holds at most max_keys keys, and drops "
     "keys whose leases have ended to make room",
     "[leases]") {
-  Clock clock;
+  TestClock clock;
   rl_options o = RL_OPTIONS_INIT;
   o.max_keys = 16;  // one key per lease shard
-  o.clock = &Clock::read;
-  o.clock_user_data = &clock;
+  clock.use_in(o);
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
   int held = 0, refused = 0;

@@ -5,7 +5,6 @@
 // keys, joined async checks).
 #include <catch2/catch.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -13,73 +12,34 @@
 #include <string>
 #include <vector>
 
+#include "support/handles.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
 namespace {
 
-struct Lim {
-  rl_limiter *p = nullptr;
-  explicit Lim(const std::string &url = "", int32_t shadow = 0,
-               int32_t failure_mode = RL_FAIL_ERROR) {
-    rl_options o = RL_OPTIONS_INIT;
-    if (!url.empty()) {
-      o.url = url.c_str();
-      o.failure_mode = failure_mode;
-    }
-    o.connect_timeout_ms = 300;
-    o.timeout_ms = 2000;
-    o.shadow = shadow;
-    const int rc = rl_create(&p, &o);
-    INFO("rl_create: " << rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Lim() { rl_destroy(p); }
-  Lim(const Lim &) = delete;
-  Lim &operator=(const Lim &) = delete;
-};
+using tollgate_test::check;
+using tollgate_test::fresh_key;
+using tollgate_test::health;
+using tollgate_test::Limiter;
+using tollgate_test::Policy;
 
-struct Pol {
-  rl_policy *p = nullptr;
-  explicit Pol(const std::string &text) {
-    const int rc = rl_policy_parse(&p, text.data(), text.size(), nullptr);
-    INFO(text << ": " << rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Pol() { rl_policy_release(p); }
-  Pol(const Pol &) = delete;
-  Pol &operator=(const Pol &) = delete;
-};
-
-rl_decision check(rl_limiter *lim, const std::string &key,
-                  std::vector<rl_policy *> ps, int64_t cost = 1) {
-  rl_decision d = RL_DECISION_INIT;
-  const int rc =
-      rl_check(lim, &d, key.data(), key.size(), ps.data(), ps.size(), cost);
-  INFO(rl_last_error());
-  REQUIRE(rc == RL_OK);
-  return d;
-}
-
-uint64_t shadow_denied(rl_limiter *lim) {
-  rl_health_info h = RL_HEALTH_INIT;
-  REQUIRE(rl_health(lim, &h) == RL_OK);
-  return h.shadow_denied;
-}
-
-std::string fresh(const std::string &stem) {
-  static std::atomic<int> n{0};
-  return stem + ":" +
-         std::to_string(
-             std::chrono::steady_clock::now().time_since_epoch().count()) +
-         ":" + std::to_string(n++);
+// A limiter on `url` ("" for the memory store), with this file's timeouts.
+tollgate_test::LimiterConfig config(const std::string &url = "",
+                                    int32_t shadow = 0,
+                                    int32_t failure_mode = RL_FAIL_ERROR) {
+  return {.url = url,
+          .failure_mode = failure_mode,
+          .shadow = shadow,
+          .connect_timeout_ms = 300,
+          .timeout_ms = 2000};
 }
 
 void policy_shadow(const std::string &url) {
-  Lim lim(url);
-  Pol shadow("1/m shadow");
-  Pol enforced("1/m");
-  const std::string key = fresh("sh");
+  Limiter lim(config(url));
+  Policy shadow("1/m shadow");
+  Policy enforced("1/m");
+  const std::string key = fresh_key("sh");
 
   rl_decision d = check(lim.p, key, {shadow.p});
   CHECK(d.allowed == 1);
@@ -93,7 +53,7 @@ void policy_shadow(const std::string &url) {
     CHECK(d.retry_after_ms > 50000);
     CHECK(d.retry_after_ms <= 60000);
   }
-  CHECK(shadow_denied(lim.p) == 3);
+  CHECK(health(lim.p).shadow_denied == 3);
   // A shadow denial charges nothing: the wait is still under a minute, as
   // after the one allowed check.
   // Turning shadow off keeps usage: the same identity (position 0) is now
@@ -105,9 +65,9 @@ void policy_shadow(const std::string &url) {
 
   // A shadow policy next to an enforced one: the enforced one is charged
   // every time; the shadow one reports its would-be denial.
-  Pol ten("10/m name=enforced");
-  Pol one("1/m name=trial shadow");
-  const std::string key2 = fresh("mixed");
+  Policy ten("10/m name=enforced");
+  Policy one("1/m name=trial shadow");
+  const std::string key2 = fresh_key("mixed");
   CHECK(check(lim.p, key2, {ten.p, one.p}).shadow == 0);
   d = check(lim.p, key2, {ten.p, one.p});
   CHECK(d.allowed == 1);
@@ -119,9 +79,9 @@ void policy_shadow(const std::string &url) {
 
   // A shadow policy with a block never blocks: its denials are not
   // enforced, so they strike nothing.
-  Pol blocking("1/m block=1h shadow name=b");
-  Pol plenty("100/m name=other");
-  const std::string key3 = fresh("block");
+  Policy blocking("1/m block=1h shadow name=b");
+  Policy plenty("100/m name=other");
+  const std::string key3 = fresh_key("block");
   check(lim.p, key3, {blocking.p});
   CHECK(check(lim.p, key3, {blocking.p}).shadow == 1);
   d = check(lim.p, key3, {plenty.p});
@@ -129,8 +89,8 @@ void policy_shadow(const std::string &url) {
   CHECK(d.shadow == 0);
 
   // Several keys: a shadow denial on one key does not deny the others.
-  Pol per_key("1/m shadow");
-  const std::string a = fresh("ka"), b = fresh("kb");
+  Policy per_key("1/m shadow");
+  const std::string a = fresh_key("ka"), b = fresh_key("kb");
   const char *keys[] = {a.c_str(), b.c_str()};
   const size_t lens[] = {a.size(), b.size()};
   rl_policy *ps[] = {per_key.p, ten.p};
@@ -146,23 +106,23 @@ void policy_shadow(const std::string &url) {
 }
 
 void limiter_shadow(const std::string &url) {
-  Lim lim(url, 1);
-  Pol p("1/m");
-  const std::string key = fresh("lim");
+  Limiter lim(config(url, 1));
+  Policy p("1/m");
+  const std::string key = fresh_key("lim");
   CHECK(check(lim.p, key, {p.p}).shadow == 0);
   rl_decision d = check(lim.p, key, {p.p});
   CHECK(d.allowed == 1);
   CHECK(d.shadow == 1);
   CHECK(d.retry_after_ms > 0);
   // A blocked key too.
-  const std::string blocked = fresh("blocked");
+  const std::string blocked = fresh_key("blocked");
   REQUIRE(rl_block(lim.p, blocked.data(), blocked.size(), 60000) == RL_OK);
   d = check(lim.p, blocked, {p.p});
   CHECK(d.allowed == 1);
   CHECK(d.shadow == 1);
-  CHECK(shadow_denied(lim.p) == 2);
+  CHECK(health(lim.p).shadow_denied == 2);
   // The same key through an enforcing limiter: usage was kept.
-  Lim enforcing(url);
+  Limiter enforcing(config(url));
   if (!url.empty()) CHECK(check(enforcing.p, key, {p.p}).allowed == 0);
 }
 
@@ -191,8 +151,8 @@ TEST_CASE("shadow: a shadow limiter allows every denial", "[shadow]") {
     tollgate_test::RedisServer server;
     const std::string url = server.url();
     server.kill9();
-    Lim lim(url, 1, RL_FAIL_CLOSED);
-    Pol p("10/s");
+    Limiter lim(config(url, 1, RL_FAIL_CLOSED));
+    Policy p("10/s");
     const rl_decision d = check(lim.p, "k", {p.p});
     CHECK(d.allowed == 1);
     CHECK(d.shadow == 1);
@@ -202,8 +162,8 @@ TEST_CASE("shadow: a shadow limiter allows every denial", "[shadow]") {
 
 TEST_CASE("shadow: joined async checks on Redis", "[shadow][redis]") {
   tollgate_test::RedisServer server;
-  Lim lim(server.url());
-  Pol p("1/m shadow");
+  Limiter lim(config(server.url()));
+  Policy p("1/m shadow");
   struct Tally {
     std::mutex mu;
     std::condition_variable cv;
@@ -273,8 +233,8 @@ TEST_CASE("shadow: bad input and older structs", "[shadow][policy]") {
 
   // A caller built against version 1 of rl_decision: nothing is written
   // past its end.
-  Lim l;
-  Pol p("1/m shadow");
+  Limiter l(config());
+  Policy p("1/m shadow");
   rl_decision d = RL_DECISION_INIT;
   d.version = 1;
   d.shadow = 77;

@@ -8,6 +8,7 @@
 #include <string>
 #include <thread>
 
+#include "support/handles.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
@@ -21,43 +22,16 @@ int64_t ms_since(Steady::time_point t0) {
       .count();
 }
 
-struct Lim {
-  rl_limiter *p = nullptr;
-  explicit Lim(const std::string &url = "",
-               int32_t failure_mode = RL_FAIL_ERROR) {
-    rl_options o = RL_OPTIONS_INIT;
-    if (!url.empty()) {
-      o.url = url.c_str();
-      o.failure_mode = failure_mode;
-      o.deny_cache = -1;  // every try reaches the store
-    }
-    o.connect_timeout_ms = 200;
-    o.timeout_ms = 500;
-    const int rc = rl_create(&p, &o);
-    INFO("rl_create: " << rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Lim() { rl_destroy(p); }
-  Lim(const Lim &) = delete;
-  Lim &operator=(const Lim &) = delete;
-};
+using tollgate_test::fresh_key;
+using tollgate_test::health;
+using tollgate_test::Limiter;
+using tollgate_test::Policy;
 
-struct Pol {
-  rl_policy *p = nullptr;
-  explicit Pol(const std::string &text) {
-    const int rc = rl_policy_parse(&p, text.data(), text.size(), nullptr);
-    INFO(rl_last_error());
-    REQUIRE(rc == RL_OK);
-  }
-  ~Pol() { rl_policy_release(p); }
-  Pol(const Pol &) = delete;
-  Pol &operator=(const Pol &) = delete;
-};
-
-uint64_t checks(rl_limiter *lim) {
-  rl_health_info h = RL_HEALTH_INIT;
-  REQUIRE(rl_health(lim, &h) == RL_OK);
-  return h.checks;
+// A limiter on `url` ("" for the memory store) whose every try reaches the
+// store.
+tollgate_test::LimiterConfig config(const std::string &url,
+                                    int32_t failure_mode = RL_FAIL_ERROR) {
+  return {.url = url, .failure_mode = failure_mode, .deny_cache = -1};
 }
 
 rl_decision wait_check(rl_limiter *lim, const std::string &key, rl_policy *p,
@@ -71,20 +45,19 @@ rl_decision wait_check(rl_limiter *lim, const std::string &key, rl_policy *p,
 }
 
 void check_waits(const std::string &url) {
-  Lim lim(url);
-  Pol one("1/300ms");  // GCRA: one unit every 300 ms, burst 1
-  const std::string key =
-      "wait:" + std::to_string(Steady::now().time_since_epoch().count());
+  Limiter lim(config(url));
+  Policy one("1/300ms");  // GCRA: one unit every 300 ms, burst 1
+  const std::string key = fresh_key("wait");
 
   // The first passes without waiting; the second waits about 300 ms, in
   // two tries (denied, then allowed after sleeping retry_after).
   REQUIRE(wait_check(lim.p, key, one.p, 1, 0).allowed == 1);
-  const uint64_t before = checks(lim.p);
+  const uint64_t before = health(lim.p).checks;
   auto t0 = Steady::now();
   rl_decision d = wait_check(lim.p, key, one.p, 1, 5000);
   CHECK(d.allowed == 1);
   CHECK(ms_since(t0) < 5000);
-  CHECK(checks(lim.p) - before <= 3);  // no polling in a loop
+  CHECK(health(lim.p).checks - before <= 3);  // no polling in a loop
 
   // A wait shorter than the retry hint returns at once, denied, with the
   // hint; nothing was charged (the next full wait still passes).
@@ -119,8 +92,8 @@ TEST_CASE("waiting: a check waits retry_after, not longer, not in a loop",
 }
 
 TEST_CASE("waiting: bad waits are errors", "[waiting]") {
-  Lim lim;
-  Pol p("10/s");
+  Limiter lim;
+  Policy p("10/s");
   rl_decision d = RL_DECISION_INIT;
   for (int64_t bad : {int64_t{-1}, RL_MAX_WAIT_MS + 1}) {
     CHECK(rl_check_wait(lim.p, &d, "k", 1, &p.p, 1, 1, bad) ==
@@ -147,8 +120,8 @@ TEST_CASE("waiting: the failure mode's denial ends a short wait at once",
   tollgate_test::RedisServer server;
   const std::string url = server.url();
   server.kill9();
-  Lim lim(url, RL_FAIL_CLOSED);
-  Pol p("10/s");
+  Limiter lim(config(url, RL_FAIL_CLOSED));
+  Policy p("10/s");
   const auto t0 = Steady::now();
   rl_decision d = wait_check(lim.p, "k", p.p, 1, 200);
   CHECK(d.allowed == 0);
@@ -159,9 +132,8 @@ TEST_CASE("waiting: the failure mode's denial ends a short wait at once",
 namespace {
 
 void lease_waits(const std::string &url) {
-  Lim lim(url);
-  const std::string key =
-      "lw:" + std::to_string(Steady::now().time_since_epoch().count());
+  Limiter lim(config(url));
+  const std::string key = fresh_key("lw");
   rl_lease *held = nullptr;
   rl_lease_info info = RL_LEASE_INFO_INIT;
   REQUIRE(rl_lease_acquire_wait(lim.p, key.data(), key.size(), 1, 60000, 0,
@@ -224,7 +196,7 @@ TEST_CASE("waiting: a lease wait steps up, it does not poll",
   // 700 ms wait tries at 0, 10, 30, 70, 150, 310 and 630 ms and at the end,
   // eight tries; a waiter polling every 10 ms would make about 70.
   tollgate_test::RedisServer server;
-  Lim holder(server.url()), waiter(server.url());
+  Limiter holder(config(server.url())), waiter(config(server.url()));
   rl_lease *held = nullptr;
   rl_lease_info info = RL_LEASE_INFO_INIT;
   REQUIRE(rl_lease_acquire(holder.p, "steps", 5, 1, 60000, &held, &info) ==
