@@ -6,10 +6,16 @@ name). Tests that need Redis are skipped when redis-server is not installed.
 A Redis Cluster (or a Sentinel set) comes from the repository's
 tests/servers/topology.py (`Topology`, the `redis_cluster` and
 `redis_sentinel` fixtures).
+
+Limiters for tests that run on both stores come from `store` (a `Store`
+that makes them on the memory store or on the session's server, and closes
+them), with a `Clock` the test moves; `framework` runs a web test on
+FastAPI and on Flask.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -24,6 +30,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
+
+import tollgate
+from tollgate import Lease, Limiter
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]  # bindings/python
 REPO_ROOT = PACKAGE_ROOT.parents[1]
@@ -182,6 +191,121 @@ def own_redis() -> Iterator[RedisServer]:
 def prefix() -> str:
     """A key prefix no other test uses (tests share the session server)."""
     return "tgpy:%s:" % uuid.uuid4().hex[:12]
+
+
+# ---- Limiters on either store ---------------------------------------------------
+
+T0 = 1_700_000_000_000_000  # us: a fixed clock reading, 800 s into an hour, 20 s into a minute
+LONG = 30  # seconds: a lease ttl that never passes within a test
+
+
+class Clock:
+    """A clock the test moves (integer microseconds since the epoch), for
+    the Limiter's `clock` option."""
+
+    def __init__(self, now_us: int = T0) -> None:
+        self.now_us = now_us
+
+    def __call__(self) -> int:
+        return self.now_us
+
+    def advance(self, seconds: float) -> None:
+        self.now_us += round(seconds * 1_000_000)
+
+    def advance_ms(self, ms: int) -> None:
+        self.now_us += ms * 1000
+
+
+class Store:
+    """Makes limiters on one store and closes them at the test's end.
+    `memory`: each limiter with state of its own, on the real clock, or on
+    `clock` (one shared by the limiters it makes) when `pinned`. `redis`:
+    the session's server under a key prefix of the test's own, so its
+    limiters share state; `redis_options` (failure mode "error" unless the
+    test changes it) under the options a limiter is given. A clock for Redis
+    needs a -DTOLLGATE_TESTING=ON build: the test is skipped on another."""
+
+    def __init__(self, kind: str, server: Optional[RedisServer] = None, prefix: str = "") -> None:
+        self.kind = kind
+        self.server = server
+        self.prefix = prefix
+        self.clock = Clock()
+        self.pinned = False
+        self.redis_options: Dict[str, Any] = {"failure_mode": "error"}
+        self.made: List[Limiter] = []
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return self.server.url
+
+    def limiter(self, **options: Any) -> Limiter:
+        if self.kind == "memory":
+            if self.pinned:
+                options.setdefault("clock", self.clock)
+            lim = Limiter(**options)
+        else:
+            opts = dict(self.redis_options, key_prefix=self.prefix)
+            opts.update(options)
+            try:
+                lim = Limiter(self.url, **opts)
+            except tollgate.UnsupportedError:
+                if "clock" not in opts:
+                    raise
+                pytest.skip("this build takes no clock for Redis (configure with -DTOLLGATE_TESTING=ON)")
+        self.made.append(lim)
+        return lim
+
+    def stored_keys(self) -> List[bytes]:
+        """Redis: the keys under the test's prefix."""
+        assert self.server is not None
+        found: List[bytes] = redis_command(self.server.port, "KEYS", self.prefix + "*")
+        return found
+
+    def close(self) -> None:
+        for lim in self.made:
+            lim.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """A Store of each kind: the test runs on both. A module that wants its
+    memory limiters on the pinned clock, or other Redis options, overrides
+    this fixture with one that takes it and sets `pinned` or
+    `redis_options`."""
+    if request.param == "memory":
+        s = Store("memory")
+    else:
+        s = Store("redis", request.getfixturevalue("redis_server"), request.getfixturevalue("prefix"))
+    yield s
+    s.close()
+
+
+@pytest.fixture(params=["fastapi", "flask"])
+def framework(request: pytest.FixtureRequest) -> str:
+    """The web integration a test runs on: tollgate.asgi or tollgate.flask."""
+    return str(request.param)
+
+
+def take(lim: Limiter, key: tollgate.Key, max_in_flight: int, ttl: Any = LONG) -> Lease:
+    """A lease that must be acquired."""
+    got = lim.acquire(key, max_in_flight=max_in_flight, ttl=ttl)
+    assert got.acquired and got.lease is not None, got
+    return got.lease
+
+
+async def abandoned_lease_released(lim: Limiter, key: tollgate.Key) -> None:
+    """Waits (20 s at most) until the one lease of `key` that a cancelled
+    task abandoned is released by itself, long before its ttl: the key's
+    one place is free again."""
+    deadline = time.monotonic() + 20
+    while True:
+        got = await lim.acquire_async(key, max_in_flight=1, ttl=LONG)
+        if got.lease is not None:
+            assert got.in_flight == 1 and await got.lease.release_async()
+            return
+        assert time.monotonic() < deadline, "the abandoned lease was not released"
+        await asyncio.sleep(0.02)
 
 
 # ---- Raw RESP -----------------------------------------------------------------

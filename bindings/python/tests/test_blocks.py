@@ -15,22 +15,7 @@ import pytest
 import tollgate
 from tollgate import InvalidArgument, Limiter, NothingToRefund, Policy
 
-from conftest import needs_redis
-
-T0 = 1_700_000_000_000_000  # us: 800 s into an hour, 20 s into a minute
-
-
-class Clock:
-    """A clock the test moves (integer microseconds)."""
-
-    def __init__(self) -> None:
-        self.now_us = T0
-
-    def __call__(self) -> int:
-        return self.now_us
-
-    def advance(self, seconds: float) -> None:
-        self.now_us += round(seconds * 1_000_000)
+from conftest import Clock, needs_redis  # Clock starts at T0: 800 s into an hour, 20 s into a minute
 
 
 @pytest.fixture

@@ -13,56 +13,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import math
-import uuid
-from typing import Any, Iterator, List
+from typing import Any
 
 import pytest
 
 import tollgate
 from tollgate import Decision, InvalidArgument, Limiter, Policy
 
-from conftest import needs_redis, redis_command
-
-
-class Store:
-    """Makes limiters on one store: `memory`, or `redis` (the session
-    server under a key prefix of the test's own)."""
-
-    def __init__(self, kind: str, url: str = "", prefix: str = "", port: int = 0) -> None:
-        self.kind = kind
-        self.url = url
-        self.prefix = prefix
-        self.port = port
-        self.made: List[Limiter] = []
-
-    def limiter(self, **options: Any) -> Limiter:
-        if self.kind == "memory":
-            lim = Limiter(**options)
-        else:
-            options.setdefault("failure_mode", "error")
-            lim = Limiter(self.url, key_prefix=self.prefix, **options)
-        self.made.append(lim)
-        return lim
-
-    def stored_keys(self) -> List[bytes]:
-        assert self.kind == "redis"
-        found: List[bytes] = redis_command(self.port, "KEYS", self.prefix + "*")
-        return found
-
-    def close(self) -> None:
-        for lim in self.made:
-            lim.close()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        s = Store("memory")
-    else:
-        server = request.getfixturevalue("redis_server")
-        s = Store("redis", server.url, request.getfixturevalue("prefix"), server.port)
-    yield s
-    s.close()
+from conftest import Store, needs_redis
 
 
 def denied_by_list(d: Decision) -> None:
@@ -332,9 +290,8 @@ def test_a_closed_limiter_refuses_lists() -> None:
         lim.set_deny_list(["x"])
 
 
-def test_lists_are_per_limiter(redis_server: Any) -> None:
+def test_lists_are_per_limiter(redis_server: Any, prefix: str) -> None:
     # Two limiters on one Redis (one prefix): the lists are each one's own.
-    prefix = "tgpy:%s:" % uuid.uuid4().hex[:12]
     p = Policy(1, "1m")
     with Limiter(redis_server.url, key_prefix=prefix, deny=["k"]) as a, Limiter(redis_server.url, key_prefix=prefix) as b:
         denied_by_list(a.check("k", p))

@@ -16,7 +16,7 @@ import ipaddress
 import json
 import types
 import warnings
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
@@ -41,6 +41,8 @@ from tollgate.plans import (  # noqa: E402
     forwarded_for,
     organization_key,
 )
+
+from conftest import Store  # noqa: E402
 
 PROXIES = ["10.0.0.0/8", "fd00::/8"]
 FORBIDDEN = {"detail": "Forbidden"}
@@ -328,20 +330,10 @@ class App:
             c.close()
 
 
-@pytest.fixture(params=["fastapi", "flask"])
-def framework(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=["memory", "redis"])
-def limiter(request: pytest.FixtureRequest) -> Iterator[Limiter]:
-    if request.param == "memory":
-        lim = Limiter()
-    else:
-        server = request.getfixturevalue("redis_server")
-        lim = Limiter(server.url, key_prefix=request.getfixturevalue("prefix"), failure_mode="error")
-    yield lim
-    lim.close()
+@pytest.fixture
+def limiter(store: Store) -> Limiter:
+    """A limiter on each store (conftest's `store`, which closes it)."""
+    return store.limiter()
 
 
 def forbidden(r: Any) -> None:

@@ -23,7 +23,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -40,61 +40,18 @@ from tollgate import (
     TollgateTimeoutError,
 )
 
-from conftest import needs_redis, redis_command
-
-LONG = 30  # seconds: a ttl that never passes within a test
-
-
-class Clock:
-    """Microseconds since the epoch, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now_us = 1_700_000_000_000_000
-
-    def __call__(self) -> int:
-        return self.now_us
-
-    def advance_ms(self, ms: int) -> None:
-        self.now_us += ms * 1000
-
+from conftest import LONG, Clock, Store, abandoned_lease_released, needs_redis, redis_command, take
 
 MakeLimiter = Callable[..., Limiter]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_limiter(request: pytest.FixtureRequest) -> Iterator[MakeLimiter]:
-    """Makes limiters of one store (closed after the test); every Redis one
-    shares the test's own key prefix, so they see the same leases."""
-    made: List[Limiter] = []
-    if request.param == "memory":
-
-        def make(**options: Any) -> Limiter:
-            made.append(Limiter(**options))
-            return made[-1]
-
-    else:
-        server = request.getfixturevalue("redis_server")
-        prefix = request.getfixturevalue("prefix")
-
-        def make(**options: Any) -> Limiter:
-            opts = dict(key_prefix=prefix, failure_mode="error", timeout_ms=5000)
-            opts.update(options)
-            try:
-                made.append(Limiter(server.url, **opts))
-            except tollgate.UnsupportedError:
-                pytest.skip("this build takes no clock for Redis (configure with -DTOLLGATE_TESTING=ON)")
-            return made[-1]
-
-    yield make
-    for lim in made:
-        lim.close()
-
-
-def take(lim: Limiter, key: tollgate.Key, max_in_flight: int, ttl: Any = LONG) -> Lease:
-    """A lease that must be acquired."""
-    got = lim.acquire(key, max_in_flight=max_in_flight, ttl=ttl)
-    assert got.acquired and got.lease is not None, got
-    return got.lease
+@pytest.fixture
+def make_limiter(store: Store) -> MakeLimiter:
+    """Makes limiters of one store (conftest's `store`: closed after the
+    test); every Redis one shares the test's own key prefix, so they see
+    the same leases."""
+    store.redis_options["timeout_ms"] = 5000
+    return store.limiter
 
 
 def full(lim: Limiter, key: str, max_in_flight: int) -> bool:
@@ -485,14 +442,7 @@ def test_a_cancelled_acquire_releases_the_lease_it_got(own_redis: Any) -> None:
                 await task
         finally:
             own_redis.thaw()
-        deadline = time.monotonic() + 20
-        while True:
-            got = await lim.acquire_async("k", max_in_flight=1, ttl=LONG)
-            if got.lease is not None:
-                assert got.in_flight == 1 and await got.lease.release_async()
-                return
-            assert time.monotonic() < deadline, "the abandoned lease was not released"
-            await asyncio.sleep(0.02)
+        await abandoned_lease_released(lim, "k")
 
     asyncio.run(main())
     lim.close()

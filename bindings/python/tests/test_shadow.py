@@ -15,66 +15,22 @@ import asyncio
 import datetime
 import pickle
 import time
-from typing import Any, Callable, Dict, Iterator, List, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Sequence, Tuple, Union
 
 import pytest
 
 import tollgate
 from tollgate import Decision, InvalidArgument, Limiter, Policy
 
-from conftest import needs_redis
-
-T0 = 1_700_000_000_000_000  # us: 20 s into a minute
+from conftest import Clock, Store, needs_redis
 
 
-class Clock:
-    """A clock the test moves (integer microseconds)."""
-
-    def __init__(self) -> None:
-        self.now_us = T0
-
-    def __call__(self) -> int:
-        return self.now_us
-
-    def advance(self, seconds: float) -> None:
-        self.now_us += round(seconds * 1_000_000)
-
-
-class Store:
-    """Makes limiters on one store: `memory` (one pinned clock shared by
-    the limiters it makes, each with its own state) or `redis` (the session
-    server under a prefix of the test's own, so its limiters share state)."""
-
-    def __init__(self, kind: str, url: str = "", prefix: str = "") -> None:
-        self.kind = kind
-        self.url = url
-        self.prefix = prefix
-        self.clock = Clock()
-        self.made: List[Limiter] = []
-
-    def limiter(self, **options: Any) -> Limiter:
-        if self.kind == "memory":
-            lim = Limiter(clock=self.clock, **options)
-        else:
-            options.setdefault("failure_mode", "error")
-            lim = Limiter(self.url, key_prefix=self.prefix, **options)
-        self.made.append(lim)
-        return lim
-
-    def close(self) -> None:
-        for lim in self.made:
-            lim.close()
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[Store]:
-    if request.param == "memory":
-        s = Store("memory")
-    else:
-        server = request.getfixturevalue("redis_server")
-        s = Store("redis", server.url, request.getfixturevalue("prefix"))
-    yield s
-    s.close()
+@pytest.fixture
+def store(store: Store) -> Store:
+    """conftest's `store`, its memory limiters on one pinned clock (20 s into
+    a minute); Redis ones share state under the test's own prefix."""
+    store.pinned = True
+    return store
 
 
 def would_deny_for_a_minute(d: Decision, store: Store) -> None:

@@ -9,7 +9,7 @@ the session's redis-server."""
 from __future__ import annotations
 
 import warnings
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional
 
 import pytest
 
@@ -29,15 +29,7 @@ from tollgate.asgi import RateLimitMiddleware, rate_limit  # noqa: E402
 from tollgate.flask import RateLimiter  # noqa: E402
 from tollgate.plans import HEADER_NAMES  # noqa: E402
 
-T0 = 1_700_000_000_000_000  # us: 20 s into a minute
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> int:
-        return self.now
+from conftest import Clock, Store  # noqa: E402
 
 
 def key(request: Any) -> str:
@@ -112,26 +104,12 @@ class App:
             self.client.close()
 
 
-@pytest.fixture(params=["fastapi", "flask"])
-def framework(request: pytest.FixtureRequest) -> str:
-    return request.param
-
-
-@pytest.fixture(params=["memory", "redis"])
-def store(request: pytest.FixtureRequest) -> Iterator[Dict[str, Any]]:
-    """Limiter options: a pinned memory clock, or the session's redis-server
-    under the test's own prefix."""
-    if request.param == "memory":
-        yield {"clock": Clock()}
-    else:
-        server = request.getfixturevalue("redis_server")
-        yield {"url": server.url, "key_prefix": request.getfixturevalue("prefix"), "failure_mode": "error"}
-
-
-def make(store: Dict[str, Any], **options: Any) -> Limiter:
-    opts = dict(store)
-    url = opts.pop("url", None)
-    return Limiter(url, **opts, **options)
+@pytest.fixture
+def store(store: Store) -> Store:
+    """conftest's `store`: its memory limiters on the pinned clock (20 s
+    into a minute), Redis ones under the test's own prefix."""
+    store.pinned = True
+    return store
 
 
 def assert_shadowed(status: int, headers: Dict[str, str], body: Any, exact: bool) -> None:
@@ -144,14 +122,14 @@ def assert_shadowed(status: int, headers: Dict[str, str], body: Any, exact: bool
         assert headers["RateLimit-Policy"] == SHADOWED["RateLimit-Policy"]
 
 
-def test_a_shadow_global_limit_lets_the_request_through(framework: str, store: Dict[str, Any]) -> None:
-    with make(store) as lim:
+def test_a_shadow_global_limit_lets_the_request_through(framework: str, store: Store) -> None:
+    with store.limiter() as lim:
         app = App(framework, lim, Policy(1, "1m", shadow=True))
         try:
             status, headers, _ = app.get()
             assert status == 200 and headers["X-RateLimit-Remaining"] == "0" and "Retry-After" not in headers
             for _ in range(3):
-                assert_shadowed(*app.get(), exact="clock" in store)
+                assert_shadowed(*app.get(), exact=store.kind == "memory")
             assert lim.health()["shadow_denied"] == 3
         finally:
             app.close()
@@ -165,10 +143,10 @@ def test_a_shadow_global_limit_lets_the_request_through(framework: str, store: D
             app.close()
 
 
-def test_a_shadow_route_limit_lets_the_request_through(framework: str, store: Dict[str, Any]) -> None:
+def test_a_shadow_route_limit_lets_the_request_through(framework: str, store: Store) -> None:
     """The route's limit alone (the FastAPI dependency returns the shadow
     decision) and under an enforced global limit (one check_keys)."""
-    with make(store) as lim:
+    with store.limiter() as lim:
         for glob in (None, Policy(100, "1h", name="global")):
             app = App(framework, lim, glob, route=Policy(1, "1m", shadow=True, name="r%d" % (glob is None)))
             try:
@@ -185,12 +163,12 @@ def test_a_shadow_route_limit_lets_the_request_through(framework: str, store: Di
         assert lim.health()["shadow_denied"] == 4
 
 
-def test_a_shadow_limiter_passes_denials_and_blocks(framework: str, store: Dict[str, Any]) -> None:
-    with make(store, shadow=True) as lim:
+def test_a_shadow_limiter_passes_denials_and_blocks(framework: str, store: Store) -> None:
+    with store.limiter(shadow=True) as lim:
         app = App(framework, lim, Policy(1, "1m"))
         try:
             assert app.get()[0] == 200
-            assert_shadowed(*app.get(), exact="clock" in store)
+            assert_shadowed(*app.get(), exact=store.kind == "memory")
             lim.block("org", "1h")
             status, headers, body = app.get()
             assert status == 200 and body == {"ran": True} and "Retry-After" not in headers

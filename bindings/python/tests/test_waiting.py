@@ -20,7 +20,7 @@ import datetime
 import math
 import threading
 import time
-from typing import Any, Callable, Iterator, List
+from typing import Any, Callable, List
 
 import pytest
 
@@ -36,38 +36,18 @@ from tollgate import (
     TollgateConnectionError,
 )
 
-from conftest import needs_redis
-
-LONG = 30  # seconds: a ttl that never passes within a test
+from conftest import LONG, Store, abandoned_lease_released, needs_redis, take
 
 MakeLimiter = Callable[..., Limiter]
 
 
-@pytest.fixture(params=["memory", "redis"])
-def make_limiter(request: pytest.FixtureRequest) -> Iterator[MakeLimiter]:
-    """Makes limiters of one store (closed after the test). Redis ones share
-    the test's own key prefix and have no deny cache, so every try reaches
-    the server (and is counted)."""
-    made: List[Limiter] = []
-    if request.param == "memory":
-
-        def make(**options: Any) -> Limiter:
-            made.append(Limiter(**options))
-            return made[-1]
-
-    else:
-        server = request.getfixturevalue("redis_server")
-        prefix = request.getfixturevalue("prefix")
-
-        def make(**options: Any) -> Limiter:
-            opts = dict(key_prefix=prefix, failure_mode="error", timeout_ms=5000, deny_cache=False)
-            opts.update(options)
-            made.append(Limiter(server.url, **opts))
-            return made[-1]
-
-    yield make
-    for lim in made:
-        lim.close()
+@pytest.fixture
+def make_limiter(store: Store) -> MakeLimiter:
+    """Makes limiters of one store (conftest's `store`: closed after the
+    test). Redis ones share the test's own key prefix and have no deny
+    cache, so every try reaches the server (and is counted)."""
+    store.redis_options.update(timeout_ms=5000, deny_cache=False)
+    return store.limiter
 
 
 class Waits:
@@ -110,12 +90,6 @@ def waits(request: pytest.FixtureRequest) -> Waits:
 
 def checks(lim: Limiter) -> int:
     return lim.health()["checks"]
-
-
-def take(lim: Limiter, key: Any, max_in_flight: int, ttl: Any = LONG) -> Lease:
-    got = lim.acquire(key, max_in_flight=max_in_flight, ttl=ttl)
-    assert got.acquired and got.lease is not None, got
-    return got.lease
 
 
 def in_flight_now(lim: Limiter, key: Any) -> int:
@@ -519,14 +493,7 @@ def test_a_lease_wait_cancelled_mid_try_releases_the_lease_it_got(own_redis: Any
                 await task
         finally:
             own_redis.thaw()
-        deadline = time.monotonic() + 20
-        while True:
-            got = await lim.acquire_async("k", max_in_flight=1, ttl=LONG)
-            if got.lease is not None:
-                assert got.in_flight == 1 and await got.lease.release_async()
-                return
-            assert time.monotonic() < deadline, "the abandoned lease was not released"
-            await asyncio.sleep(0.02)
+        await abandoned_lease_released(lim, "k")
 
     asyncio.run(main())
     lim.close()

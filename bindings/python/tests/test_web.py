@@ -48,10 +48,9 @@ from tollgate.plans import (  # noqa: E402
     organization_key,
 )
 
-from conftest import REPO_ROOT, needs_redis  # noqa: E402
+from conftest import REPO_ROOT, Clock, needs_redis  # noqa: E402
 
 EXAMPLES = REPO_ROOT / "examples" / "python"
-T0 = 1_700_000_000_000_000  # microseconds since the epoch
 
 
 # ---- stand-ins for core functions this build may not have yet --------------------
@@ -100,17 +99,6 @@ class _AsyncShim:
 
     async def check_async(self, key: Any, *policies: Policy, cost: int = 1) -> tollgate.Decision:
         return self._inner.check(key, *policies, cost=cost)
-
-
-class Clock:
-    def __init__(self, now: int = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> int:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += int(seconds * 1_000_000)
 
 
 def make_limiter(url: Optional[str] = None, **options: Any) -> Any:
@@ -183,11 +171,6 @@ class FlaskClient:
 
     def close(self) -> None:
         pass
-
-
-@pytest.fixture(params=["fastapi", "flask"])
-def framework(request: pytest.FixtureRequest) -> str:
-    return request.param
 
 
 def example_client(framework: str, fastapi_example: Any, flask_example: Any, limiter: Any) -> Any:

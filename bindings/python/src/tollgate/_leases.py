@@ -14,11 +14,25 @@ limiter, which never waits on I/O, answers inline (as ``check_async`` does).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import threading
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Dict, Optional, Set, Tuple, Type, Union
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Callable,
+    ContextManager,
+    Dict,
+    Iterator,
+    Optional,
+    Set,
+    Tuple,
+    Type,
+    TypeVar,
+    Union,
+)
 
 from . import _native
 from ._errors import Error
@@ -27,6 +41,7 @@ if TYPE_CHECKING:
     from ._native import Period, Source
 
 Key = Union[str, bytes]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -133,19 +148,26 @@ def _retrieve(fut: asyncio.Future[Any]) -> None:
         fut.exception()
 
 
-async def acquire_async(limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult:
-    """acquire_async(key, *, max_in_flight, ttl) -> LeaseResult (a
-    coroutine): :meth:`acquire` without blocking the event loop. If the
-    awaiting task is cancelled, a lease acquired meanwhile is released."""
-    if limiter.store == "memory":
-        return limiter.acquire(key, max_in_flight=max_in_flight, ttl=ttl)
-    call = functools.partial(limiter.acquire, key, max_in_flight=max_in_flight, ttl=ttl)
+async def _shielded(call: Callable[[], T], on_cancel: Callable[[asyncio.Future[T]], None]) -> T:
+    """Runs the blocking `call` in the loop's default executor. Cancelling
+    the awaiting task does not stop it: `on_cancel` is then called with its
+    future once it is done."""
     fut = asyncio.get_running_loop().run_in_executor(None, call)
     try:
         return await asyncio.shield(fut)
     except asyncio.CancelledError:
-        fut.add_done_callback(_release_abandoned)
+        fut.add_done_callback(on_cancel)
         raise
+
+
+async def acquire_async(limiter: _native.Limiter, key: Key, *, max_in_flight: int, ttl: Period) -> LeaseResult:
+    """acquire_async(key, *, max_in_flight, ttl) -> LeaseResult (a
+    coroutine): :meth:`acquire` without blocking the event loop. If the
+    awaiting task is cancelled, a lease acquired meanwhile is released."""
+    call = functools.partial(limiter.acquire, key, max_in_flight=max_in_flight, ttl=ttl)
+    if limiter.store == "memory":
+        return call()
+    return await _shielded(call, _release_abandoned)
 
 
 async def renew_async(lease: _native.Lease, ttl: Optional[Period] = None) -> None:
@@ -162,12 +184,7 @@ async def release_async(lease: _native.Lease) -> bool:
     release."""
     if lease._memory:
         return lease.release()
-    fut = asyncio.get_running_loop().run_in_executor(None, lease.release)
-    try:
-        return await asyncio.shield(fut)
-    except asyncio.CancelledError:
-        fut.add_done_callback(_retrieve)
-        raise
+    return await _shielded(lease.release, _retrieve)
 
 
 # ---- Waiting for a lease (docs/waiting.md) ------------------------------------
@@ -344,10 +361,25 @@ class LeaseContext:
             " held" if self._lease is not None else "",
         )
 
-    def _start(self) -> None:
+    @contextlib.contextmanager
+    def _entering(self) -> Iterator[None]:
+        """Around the acquire of ``__enter__`` / ``__aenter__``: one lease
+        at a time, and entered no more if the acquire raises."""
         if self._busy:
             raise RuntimeError("this limiter.lease(...) is already entered: make one per with block")
         self._busy = True
+        try:
+            yield
+        except BaseException:
+            self._busy = False
+            raise
+
+    def _acquire(self, plain: Callable[..., T], waiting: Callable[..., T]) -> T:
+        """`plain` (acquire's arguments) without ``wait``, else `waiting`
+        (with ``max_wait``): the limiter's calls, or their asyncio twins."""
+        if self._wait is None:
+            return plain(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
+        return waiting(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl, max_wait=self._wait)
 
     def _take(self, result: LeaseResult) -> _native.Lease:
         self._result = result
@@ -361,18 +393,16 @@ class LeaseContext:
         lease, self._lease, self._busy = self._lease, None, False
         return None if lease is None or lease.released else lease
 
+    @staticmethod
+    def _releasing(exc_type: Optional[Type[BaseException]]) -> ContextManager[Any]:
+        """What the release on exit runs under: a failed release raises,
+        except after the body's exception, which goes on (the lease ends
+        after its ttl)."""
+        return contextlib.nullcontext() if exc_type is None else contextlib.suppress(Error)
+
     def __enter__(self) -> _native.Lease:
-        self._start()
-        try:
-            if self._wait is None:
-                result = self._limiter.acquire(self._key, max_in_flight=self._max_in_flight, ttl=self._ttl)
-            else:
-                result = self._limiter.acquire_wait(
-                    self._key, max_in_flight=self._max_in_flight, ttl=self._ttl, max_wait=self._wait
-                )
-        except BaseException:
-            self._busy = False
-            raise
+        with self._entering():
+            result = self._acquire(self._limiter.acquire, self._limiter.acquire_wait)
         return self._take(result)
 
     def __exit__(
@@ -382,30 +412,15 @@ class LeaseContext:
         tb: Optional[TracebackType],
     ) -> None:
         lease = self._finish()
-        if lease is None:
-            return
-        if exc_type is None:
-            lease.release()
-            return
-        try:  # the body's exception goes on; a failed release ends after its ttl
-            lease.release()
-        except Error:
-            pass
+        if lease is not None:
+            with self._releasing(exc_type):
+                lease.release()
 
     async def __aenter__(self) -> _native.Lease:
-        self._start()
-        try:
-            if self._wait is None:
-                result = await acquire_async(
-                    self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl
-                )
-            else:
-                result = await acquire_wait_async(
-                    self._limiter, self._key, max_in_flight=self._max_in_flight, ttl=self._ttl, max_wait=self._wait
-                )
-        except BaseException:
-            self._busy = False
-            raise
+        with self._entering():
+            result = await self._acquire(
+                functools.partial(acquire_async, self._limiter), functools.partial(acquire_wait_async, self._limiter)
+            )
         return self._take(result)
 
     async def __aexit__(
@@ -415,15 +430,9 @@ class LeaseContext:
         tb: Optional[TracebackType],
     ) -> None:
         lease = self._finish()
-        if lease is None:
-            return
-        if exc_type is None:
-            await release_async(lease)
-            return
-        try:
-            await release_async(lease)
-        except Error:
-            pass
+        if lease is not None:
+            with self._releasing(exc_type):
+                await release_async(lease)
 
 
 def lease(
