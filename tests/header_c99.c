@@ -100,6 +100,10 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_keys_match)(rl_limiter *, const char *, size_t, rl_policy *const *,
                       size_t, rl_keys **) = rl_keys_open_match;
   int (*p_keys_next)(rl_keys *, rl_key_info *) = rl_keys_next;
+  int (*p_metrics_read)(rl_limiter *, rl_metrics **) = rl_metrics_read;
+  int (*p_metrics_next)(rl_metrics *, rl_metric *) = rl_metrics_next;
+  void (*p_metrics_free)(rl_metrics *) = rl_metrics_free;
+  rl_metric metric = RL_METRIC_INIT;
   void (*p_keys_free)(rl_keys *) = rl_keys_free;
   int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,
                    const char *, size_t) = rl_headers_format;
@@ -147,5 +151,9 @@ int tollgate_header_c99_uses_everything(void) {
          (p_lease_wait != NULL) + (RL_MAX_WAIT_MS > 0) + (p_set_list != NULL) +
          RL_LIST_ALLOW + RL_LIST_DENY + RL_SOURCE_ALLOW_LIST +
          RL_SOURCE_DENY_LIST + (RL_MAX_LIST_ENTRIES > 0) + RL_POLICY_SHADOW +
-         (p_keys_match != NULL) + (RL_MAX_PATTERN_LEN > 0);
+         (p_keys_match != NULL) + (RL_MAX_PATTERN_LEN > 0) +
+         (p_metrics_read != NULL) + (p_metrics_next != NULL) +
+         (p_metrics_free != NULL) + (int)metric.version + RL_METRIC_COUNTER +
+         RL_METRIC_GAUGE + RL_METRIC_HISTOGRAM + RL_METRIC_MAX_LABELS +
+         options.metrics;
 }

@@ -300,7 +300,7 @@ typedef int64_t (*rl_clock_fn)(void *user_data);
 #define RL_FAIL_LOCAL 3   /* an in-process limiter with limit / local_divisor */
 #define RL_FAIL_ERROR 4   /* return the error code (RL_E_CONNECT, ...) */
 
-#define RL_OPTIONS_VERSION 4
+#define RL_OPTIONS_VERSION 5
 typedef struct rl_options {
   uint32_t version; /* RL_OPTIONS_VERSION */
   /* NULL, "" or "memory://": the in-process memory store. */
@@ -358,11 +358,16 @@ typedef struct rl_options {
    * fail closed's) is answered allowed with rl_decision.shadow = 1. 0
    * default (enforce). */
   int32_t shadow;
+
+  /* ---- version 5. Metrics (docs/metrics.md, rl_metrics_read): 0 default
+   * (on), 1 on, -1 off: decisions are not counted per policy label (the
+   * other series, read from rl_health's counters, remain). */
+  int32_t metrics;
 } rl_options;
 #define RL_OPTIONS_INIT                                                       \
   {                                                                           \
     RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, \
-        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0                  \
+        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0               \
   }
 
 /* Set one field of `opts` by its name (the field's name in rl_options, e.g.
@@ -690,6 +695,59 @@ typedef struct rl_node_info {
  * RL_E_INVALID_ARG past the end (the list only grows while the limiter
  * lives) or for the memory store. Thread-safe. */
 RL_API int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out);
+
+/* ---- Metrics (docs/metrics.md) ------------------------------------------- */
+
+/* A snapshot of a limiter's metrics: series with Prometheus names, types
+ * and labels, read once (rl_metrics_read) and walked (rl_metrics_next). */
+typedef struct rl_metrics rl_metrics;
+
+#define RL_METRIC_COUNTER 1   /* only grows (while the limiter lives) */
+#define RL_METRIC_GAUGE 2     /* goes up and down */
+#define RL_METRIC_HISTOGRAM 3 /* observations in buckets, with their sum */
+#define RL_METRIC_MAX_LABELS 4
+
+#define RL_METRIC_VERSION 1
+typedef struct rl_metric {
+  uint32_t version; /* set by the caller: RL_METRIC_VERSION */
+  int32_t type;     /* RL_METRIC_* */
+  const char *name; /* e.g. "tollgate_checks_total" (Prometheus naming) */
+  const char *help; /* one line */
+  uint32_t n_labels;
+  uint32_t reserved;                             /* 0 */
+  const char *label_names[RL_METRIC_MAX_LABELS]; /* n_labels of them */
+  const char *label_values[RL_METRIC_MAX_LABELS];
+  double value; /* counter or gauge; 0 for a histogram */
+  /* Histograms: `n_buckets` upper bounds (seconds, increasing; the +Inf
+   * bucket is `count`) and the observations at or below each bound
+   * (cumulative, as Prometheus's `le`); their number and sum. */
+  size_t n_buckets;
+  const double *bucket_bounds;
+  const uint64_t *bucket_counts;
+  uint64_t count;
+  double sum;
+} rl_metric;
+#define RL_METRIC_INIT                                                \
+  {                                                                   \
+    RL_METRIC_VERSION, 0, NULL, NULL, 0, 0, {NULL, NULL, NULL, NULL}, \
+        {NULL, NULL, NULL, NULL}, 0, 0, NULL, NULL, 0, 0              \
+  }
+
+/* Read every series of the limiter's metrics now (docs/metrics.md lists
+ * them): decisions per policy label, decision and source; would-be
+ * denials of shadow mode; errors; the memory store's keys; per Redis node
+ * its state, calls in flight, reconnects and the round-trip histogram;
+ * cluster redirections and slot map. Counting costs no lock on the check
+ * path. *out owns the snapshot: free it with rl_metrics_free. Thread-safe. */
+RL_API int rl_metrics_read(rl_limiter *limiter, rl_metrics **out);
+
+/* The next series: RL_OK with `out` filled (its strings and arrays belong
+ * to the snapshot and stay valid until rl_metrics_free), or RL_E_DONE after
+ * the last. A snapshot is for one thread at a time. */
+RL_API int rl_metrics_next(rl_metrics *metrics, rl_metric *out);
+
+/* Free a snapshot (before or after its limiter). NULL is a no-op. */
+RL_API void rl_metrics_free(rl_metrics *metrics);
 
 /* One round trip to the store (PING; on a cluster, to every primary),
  * waiting up to connect_timeout_ms + timeout_ms if a connection is being

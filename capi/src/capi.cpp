@@ -207,11 +207,42 @@ void shadow_flip(const rl_limiter *limiter, tollgate::Decision &d) {
   }
 }
 
-// The last step of every check: shadow_flip, and the shadow counter.
-void settle(rl_limiter *limiter, tollgate::Decision &d) {
+// The metrics labels of a check's policies, by position (all keys' policies
+// in a row for rl_check_keys).
+struct Labels {
+  uint16_t v[tollgate::kMaxPoliciesPerCheck] = {};
+  size_t n = 0;
+  Labels() = default;
+  Labels(const tollgate::Policy *policies, size_t count) : n(count) {
+    for (size_t i = 0; i < count; ++i) v[i] = policies[i].label;
+  }
+};
+
+// How many policies rl_check_keys' n_keys keys hold in all (validated).
+size_t total_policies(const size_t *n_policies, size_t n_keys) {
+  size_t n = 0;
+  for (size_t j = 0; j < n_keys; ++j) n += n_policies[j];
+  return n;
+}
+
+// The last step of every check: shadow_flip, the shadow counter, and the
+// decision counted under the label of the policy it reports.
+void settle(rl_limiter *limiter, tollgate::Decision &d, uint16_t label) {
   shadow_flip(limiter, d);
   if (d.shadow) [[unlikely]]
     limiter->impl->count_shadow();
+  limiter->impl->count_decision(label, d);
+}
+
+// The label of the policy a decision reports, of the `n` checked.
+uint16_t label_of(const tollgate::Decision &d, const tollgate::Policy *policies,
+                  size_t n) {
+  return d.policy_index < n ? policies[d.policy_index].label : 0;
+}
+
+void settle(rl_limiter *limiter, tollgate::Decision &d, const Labels &labels) {
+  settle(limiter, d,
+         d.policy_index < labels.n ? labels.v[d.policy_index] : uint16_t{0});
 }
 
 // What the allow and deny lists say of keys[0 .. n): 0 nothing (check the
@@ -355,6 +386,7 @@ struct AsyncCall {
   rl_check_cb callback;
   void *user_data;
   rl_limiter *limiter;  // outlives the call: rl_destroy completes it first
+  Labels labels;
 };
 
 void async_done(void *user, Errc code, const tollgate::Decision *d) {
@@ -363,7 +395,7 @@ void async_done(void *user, Errc code, const tollgate::Decision *d) {
   rl_decision out = RL_DECISION_INIT;
   if (d) {
     tollgate::Decision settled = *d;
-    settle(call.limiter, settled);
+    settle(call.limiter, settled, call.labels);
     fill(out, settled);
   }
   // The core records an error's detail on the completing thread.
@@ -437,6 +469,7 @@ constexpr OptField kOptFields[] = {
     TOLLGATE_OPT(tls_verify, 2, i32, -1, 1, kSwitchWords),
     TOLLGATE_OPT(spin_us, 3, i32, -1, 1000, nullptr),
     TOLLGATE_OPT(shadow, 4, i32, 0, 1, kOnOffWords),
+    TOLLGATE_OPT(metrics, 5, i32, -1, 1, kSwitchWords),
 };
 #undef TOLLGATE_OPT
 
@@ -653,6 +686,8 @@ int rl_policy_create(rl_policy **out, const rl_policy_spec *spec) {
                                       spec->strikes, spec->strikes_period_ms);
       if (rc != Errc::ok) return rc;
     }
+    p->compiled.label =
+        tollgate::intern_label(tollgate::policy_name(p->compiled));
     *out = p.release();
     return Errc::ok;
   });
@@ -677,6 +712,8 @@ int rl_policy_parse(rl_policy **out, const char *text, size_t len,
       if (error_offset) *error_offset = offset;
       return rc;
     }
+    p->compiled.label =
+        tollgate::intern_label(tollgate::policy_name(p->compiled));
     *out = p.release();
     return Errc::ok;
   });
@@ -777,6 +814,7 @@ int rl_create(rl_limiter **out, const rl_options *options) {
         config.tls_server_name = opt(options->tls_server_name);
         config.tls_verify = options->tls_verify;
       }
+      if (options->version >= 5) config.metrics = options->metrics;
     }
     auto handle = std::make_unique<rl_limiter>();
     if (options != nullptr && options->version >= 4) {
@@ -827,7 +865,7 @@ int rl_check(rl_limiter *limiter, rl_decision *out, const char *key,
       rc = limiter->impl->check(
           k, std::span<const tollgate::Policy>(converted, n_policies), cost, d);
     if (rc == Errc::ok) {
-      settle(limiter, d);
+      settle(limiter, d, label_of(d, converted, n_policies));
       fill(*out, d);
     }
     return rc;
@@ -845,8 +883,8 @@ int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
     tollgate::Policy converted[tollgate::kMaxPoliciesPerCheck];
     Errc rc = prepare(limiter, key, key_len, policies, n_policies, converted);
     if (rc != Errc::ok) return rc;
-    auto call =
-        std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
+    auto call = std::make_unique<AsyncCall>(
+        AsyncCall{callback, user_data, limiter, Labels(converted, n_policies)});
     const std::string_view k(key ? key : "", key_len);
     tollgate::Decision listed;
     if (list_answer(limiter, &k, 1, converted[0], cost, listed)) {
@@ -882,7 +920,7 @@ int rl_check_keys(rl_limiter *limiter, rl_decision *out,
           std::span<const tollgate::Limiter::KeyPolicies>(items, n_keys), cost,
           d);
     if (rc == Errc::ok) {
-      settle(limiter, d);
+      settle(limiter, d, Labels(converted, total_policies(n_policies, n_keys)));
       fill(*out, d);
     }
     return rc;
@@ -903,8 +941,9 @@ int rl_check_keys_async(rl_limiter *limiter, const char *const *keys,
     Errc rc = prepare_keys(limiter, keys, key_lens, n_keys, policies,
                            n_policies, converted, items);
     if (rc != Errc::ok) return rc;
-    auto call =
-        std::make_unique<AsyncCall>(AsyncCall{callback, user_data, limiter});
+    auto call = std::make_unique<AsyncCall>(
+        AsyncCall{callback, user_data, limiter,
+                  Labels(converted, total_policies(n_policies, n_keys))});
     std::string_view ks[tollgate::kMaxKeysPerCheck];
     for (size_t j = 0; j < n_keys; ++j) ks[j] = items[j].key;
     tollgate::Decision listed;
@@ -952,7 +991,7 @@ int rl_check_wait(rl_limiter *limiter, rl_decision *out, const char *key,
           std::this_thread::sleep_until(until);
         });
     if (rc == Errc::ok) {
-      settle(limiter, d);
+      settle(limiter, d, label_of(d, converted, n_policies));
       fill(*out, d);
     }
     return rc;
@@ -1216,6 +1255,64 @@ int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out) {
     copy_text(out->last_error, sizeof out->last_error, n.last_error);
     return Errc::ok;
   });
+}
+
+// A metrics snapshot: the series, read once, and what rl_metric points to.
+struct rl_metrics {
+  std::vector<tollgate::MetricSeries> series;
+  size_t next = 0;
+};
+
+int rl_metrics_read(rl_limiter *limiter, rl_metrics **out) {
+  return guarded([&]() -> Errc {
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    *out = nullptr;
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    auto m = std::make_unique<rl_metrics>();
+    m->series = limiter->impl->metrics();
+    *out = m.release();
+    return Errc::ok;
+  });
+}
+
+int rl_metrics_next(rl_metrics *metrics, rl_metric *out) {
+  return guarded([&]() -> Errc {
+    if (metrics == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "metrics: NULL handle");
+    if (out == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "out: NULL pointer");
+    Errc rc = check_version(out->version, RL_METRIC_VERSION, "rl_metric");
+    if (rc != Errc::ok) return rc;
+    if (metrics->next >= metrics->series.size())
+      return tollgate::fail(Errc::done, "metrics: no more series");
+    const tollgate::MetricSeries &s = metrics->series[metrics->next++];
+    const rl_metric fresh = RL_METRIC_INIT;
+    *out = fresh;
+    out->type = static_cast<int32_t>(s.type);
+    out->name = s.name;
+    out->help = s.help;
+    const size_t n = std::min<size_t>(s.labels.size(), RL_METRIC_MAX_LABELS);
+    out->n_labels = static_cast<uint32_t>(n);
+    for (size_t i = 0; i < n; ++i) {
+      out->label_names[i] = s.labels[i].first;
+      out->label_values[i] = s.labels[i].second.c_str();
+    }
+    out->value = s.value;
+    if (s.type == tollgate::MetricType::histogram) {
+      out->n_buckets = s.cumulative.size();
+      out->bucket_bounds = tollgate::rtt_bounds_seconds();
+      out->bucket_counts = s.cumulative.data();
+      out->count = s.count;
+      out->sum = s.sum;
+    }
+    return Errc::ok;
+  });
+}
+
+void rl_metrics_free(rl_metrics *metrics) {
+  delete metrics;
 }
 
 int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {

@@ -97,6 +97,7 @@ Policy local_share(const Policy &p, int64_t n) {
       set_policy_block(out, p.block_us / 1000, p.strikes,
                        p.strike_period_us / 1000) != Errc::ok)
     out = p;
+  out.label = p.label;
   return out;
 }
 
@@ -220,11 +221,16 @@ Limiter::CounterStripe &Limiter::stripe() noexcept {
 Limiter::Limiter(const LimiterConfig &config)
     : max_key_len_(config.max_key_len ? config.max_key_len : kDefaultMaxKeyLen),
       clock_(config.clock),
-      clock_user_data_(config.clock_user_data) {}
+      clock_user_data_(config.clock_user_data),
+      decisions_(config.metrics == -1 ? nullptr
+                                      : std::make_unique<DecisionCounters>()) {}
 
 Errc Limiter::create(const LimiterConfig &config,
                      std::unique_ptr<Limiter> &out) {
   const std::string &url = config.url;
+  if (config.metrics < -1 || config.metrics > 1)
+    return fail(Errc::invalid_arg, "options: metrics must be -1, 0 or 1 (got " +
+                                       std::to_string(config.metrics) + ")");
   if (config.max_key_len > kMaxMaxKeyLen)
     return fail(Errc::invalid_arg, "options: max_key_len " +
                                        std::to_string(config.max_key_len) +
@@ -1083,16 +1089,16 @@ Health Limiter::health() const {
   h.last_error = t.last_error;
   h.topology = 1 + static_cast<int32_t>(settings_->topology);
   for (const redis::NodeStats &s : t.nodes)
-    h.nodes.push_back(NodeHealth{s.address, s.primary, s.started,
-                                 static_cast<int32_t>(s.state), s.in_flight,
-                                 s.failures, s.reconnects, s.last_error});
+    h.nodes.push_back(NodeHealth{
+        s.address, s.primary, s.started, static_cast<int32_t>(s.state),
+        s.in_flight, s.failures, s.reconnects, s.last_error, s.rtt});
   if (t.nodes.empty())  // standalone: the one server
     h.nodes.push_back(NodeHealth{
         settings_->unix_socket
             ? settings_->path
             : settings_->host + ":" + std::to_string(settings_->port),
         true, true, static_cast<int32_t>(t.state), t.in_flight, t.failures,
-        t.reconnects, t.last_error});
+        t.reconnects, t.last_error, t.rtt});
   h.slot_map_age_ms = t.slot_map_age_ms;
   h.slot_map_refreshes = t.slot_map_refreshes;
   h.moved = t.moved;

@@ -113,6 +113,7 @@ Errc make_policy(int32_t algorithm, int64_t limit, int64_t period_ms,
   p.strikes = 0;
   p.strike_period_us = 0;
   p.shadow = (flags & kPolicyShadow) != 0;
+  p.label = 0;
   p.id = parameter_hash(p);
   out = p;
   return Errc::ok;

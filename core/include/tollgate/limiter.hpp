@@ -21,6 +21,7 @@
 #include "tollgate/free_list.hpp"
 #include "tollgate/leases.hpp"
 #include "tollgate/memory_store.hpp"
+#include "tollgate/metrics.hpp"
 #include "tollgate/policy.hpp"
 
 namespace tollgate {
@@ -72,6 +73,7 @@ struct LimiterConfig {
   std::optional<std::string> tls_ca_file, tls_ca_dir, tls_cert_file,
       tls_key_file, tls_server_name;
   int32_t tls_verify = 0;
+  int32_t metrics = 0;  // 0 or 1: decisions counted per label; -1: not
 };
 
 struct Decision {
@@ -97,6 +99,7 @@ struct NodeHealth {
   uint64_t failures = 0;
   uint64_t reconnects = 0;
   std::string last_error;
+  RttCounts rtt;  // round trips of its commands
 };
 
 struct Health {
@@ -230,6 +233,14 @@ class Limiter {
   void count_shadow() noexcept;
   // A check answered by an allow or deny list (docs/exemptions.md).
   void count_list(bool allowed) noexcept;
+  // A decision given to the caller, under its policy's metrics label
+  // (docs/metrics.md); nothing when metrics are off.
+  void count_decision(uint16_t label, const Decision &d) noexcept {
+    if (decisions_) [[likely]]
+      decisions_->count(label, d.allowed, static_cast<int>(d.source), d.shadow);
+  }
+  // Every series of the metrics (docs/metrics.md), read now.
+  std::vector<MetricSeries> metrics() const;
 
   uint32_t max_key_len() const noexcept { return max_key_len_; }
 
@@ -286,6 +297,7 @@ class Limiter {
   // Async Redis checks in flight (made here, finished on the I/O thread).
   std::unique_ptr<FreeList<RedisCheck>> redis_checks_;
   mutable std::array<CounterStripe, kStripes> counters_;
+  std::unique_ptr<DecisionCounters> decisions_;  // null: metrics off
 };
 
 // Walks the limiter's keys a SCAN page at a time.

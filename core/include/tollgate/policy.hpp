@@ -49,6 +49,9 @@ struct Policy {
   // Shadow mode (docs/algorithms.md, "Shadow mode"): a denial by this
   // policy is recorded (nothing charged to it) but does not deny the check.
   bool shadow;
+  // The metrics label (metrics.hpp): interned from the name when a policy
+  // handle is made; 0 ("default") for unnamed policies. Not part of the id.
+  uint16_t label;
   char name[kMaxNameLen];
 };
 

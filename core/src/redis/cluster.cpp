@@ -363,6 +363,8 @@ TransportStats ClusterTopology::stats() const {
     n.failures = p.failures;
     n.reconnects = p.reconnects;
     n.last_error = p.last_error;
+    n.rtt = p.rtt;
+    out.rtt.add(p.rtt);
     out.in_flight += p.in_flight;
     out.reconnects += p.reconnects;
     out.failures += p.failures;

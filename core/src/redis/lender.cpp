@@ -205,6 +205,7 @@ bool Lender::direct(Connection &c, Request &r) {
            "timeout: " + c.where() + " did not answer before the deadline");
     return true;
   }
+  p_.rtt.record(monotonic_ns() - sent_ns);
   // More than one reply's worth of bytes: let the I/O thread judge.
   give_back(c, c.reader->idle() ? kOwnIdle : kOwnReturned);
   CallResult res;

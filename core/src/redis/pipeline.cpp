@@ -389,6 +389,7 @@ bool Pipeline::conn_reply(Connection &, const InFlight &f,
   if (f.kind != Kind::user || f.finished) return true;
   in_flight.fetch_sub(1, std::memory_order_relaxed);
   io_waits.fetch_sub(f.parts);
+  rtt.record(now - f.sent_ns);
   CallResult r;
   r.reply = std::move(reply);
   f.done(f.ctx, std::move(r));
@@ -436,6 +437,7 @@ TransportStats Pipeline::stats() const {
   out.failures = failures_.load(std::memory_order_relaxed);
   out.spun_waits = loop_.spun_waits();
   out.lone_wait_us = loop_.lone_wait_us();
+  out.rtt = rtt.read();
   return out;
 }
 

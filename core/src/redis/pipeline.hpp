@@ -144,6 +144,8 @@ class Pipeline final : public ConnectionOwner {
   std::atomic<uint32_t> direct_rr{0};
   std::atomic<uint32_t> rr_hint{0};
   std::atomic<uint64_t> caller_written{0};
+  // Round trips of user commands (sent to reply read), for the metrics.
+  RttHistogram rtt;
 
   // The I/O thread's own.
   std::vector<std::unique_ptr<Connection>> conns;

@@ -429,6 +429,8 @@ TransportStats SentinelTopology::stats() const {
     n.failures = ps.failures;
     n.reconnects = ps.reconnects;
     n.last_error = ps.last_error;
+    n.rtt = ps.rtt;
+    out.rtt.add(ps.rtt);
     out.nodes.push_back(std::move(n));
     return ps;
   };

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "tollgate/error.hpp"
+#include "tollgate/metrics.hpp"
 #include "tollgate/redis/resp.hpp"
 #include "tollgate/redis/url.hpp"
 
@@ -71,6 +72,7 @@ struct NodeStats {
   uint64_t failures = 0;  // connections lost or refused
   uint64_t reconnects = 0;
   std::string last_error;
+  RttCounts rtt;  // its commands' round trips
 };
 
 struct TransportStats {
@@ -89,6 +91,7 @@ struct TransportStats {
   std::string server_version;
   std::string last_error;
   uint64_t failures = 0;  // connections lost or refused
+  RttCounts rtt;          // user commands' round trips, all nodes
   // Cluster only.
   bool cluster = false;
   std::vector<NodeStats> nodes;
