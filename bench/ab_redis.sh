@@ -5,6 +5,8 @@
 # figures; alternating A B A B ... spreads it over both):
 #   bench/ab_redis.sh <bench A> <bench B> [rounds] [seconds per figure]
 # bench/NOTES.md, "The transport split", shows how the two builds were made.
+# A bench may carry arguments ("<path> --no-metrics": one build, metrics off
+# against on; bench/NOTES.md, "Metrics").
 set -euo pipefail
 AB_A=$1 AB_B=$2 AB_ROUNDS=${3:-3} AB_SECS=${4:-2}
 here=$(cd "$(dirname "$0")" && pwd)
@@ -15,7 +17,9 @@ run() {
       bin=$AB_A
       [ "$which" = B ] && bin=$AB_B
       echo "=== round $r, $which: $bin"
-      "$bin" "$url" "$AB_SECS"
+      # Unquoted: "<path> <flags>" splits into the command and its flags.
+      # shellcheck disable=SC2086
+      $bin "$url" "$AB_SECS"
     done
   done
 }

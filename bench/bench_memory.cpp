@@ -61,6 +61,7 @@ struct Options {
   uint64_t max_keys = 0;    // 0: the key count
   uint32_t shards = 0;      // 0: library default
   int ab_rounds = 0;        // > 0: old vs new store, that many rounds
+  int metrics_rounds = 0;   // > 0: metrics on vs off, that many rounds
 };
 
 [[noreturn]] void usage(const char *argv0) {
@@ -68,6 +69,7 @@ struct Options {
       stderr,
       "usage: %s [--quick] [--json] [--duration SEC] [--keys N] "
       "[--max-keys N] [--shards N] [--reps N] [--no-pin] [--ab-rounds N]\n"
+      "       [--metrics-ab N]\n"
       "  --quick      smoke run: 0.2 s per figure, 100,000 keys\n"
       "  --json       print JSON instead of the table\n"
       "  --duration   seconds per throughput figure (default 1.5)\n"
@@ -76,7 +78,9 @@ struct Options {
       "  --max-keys   limiter max_keys (default: the key count)\n"
       "  --shards     limiter shards (default: library default)\n"
       "  --no-pin     do not pin worker threads to CPUs\n"
-      "  --ab-rounds  old vs new memory store, N alternating rounds\n",
+      "  --ab-rounds  old vs new memory store, N alternating rounds\n"
+      "  --metrics-ab limiters with metrics on and off (rl_options.metrics),\n"
+      "               N rounds, 1 thread, in this process\n",
       argv0);
   std::exit(2);
 }
@@ -110,6 +114,8 @@ Options parse(int argc, char **argv) {
       o.shards = static_cast<uint32_t>(std::strtoul(next(), nullptr, 10));
     else if (a == "--ab-rounds")
       o.ab_rounds = std::atoi(next());
+    else if (a == "--metrics-ab")
+      o.metrics_rounds = std::atoi(next());
     else
       usage(argv[0]);
   }
@@ -308,11 +314,13 @@ rl_policy *deny_policy() {
 // key expires (and is silently re-created) between the timed phases.
 constexpr int64_t kWarmCost = 3600;
 
-rl_limiter *make_limiter(uint64_t max_keys, uint32_t shards) {
+rl_limiter *make_limiter(uint64_t max_keys, uint32_t shards,
+                         bool metrics = true) {
   rl_options o = RL_OPTIONS_INIT;
   o.url = "memory://";
   o.max_keys = max_keys;
   o.shards = shards;
+  o.metrics = metrics ? 1 : -1;
   rl_limiter *lim = nullptr;
   int rc = rl_create(&lim, &o);
   if (rc != RL_OK) die_rc("rl_create", rc);
@@ -992,9 +1000,98 @@ double frac_allowed(const Stat &t) {
 
 }  // namespace
 
+// The cost of counting decisions per policy label (docs/metrics.md): two
+// limiters, metrics on and off, measured in turns in this process (ABBA
+// within each round, so drift hits both alike); 1 thread, a hot key and
+// `keys` distinct keys, every check allowed.
+int run_metrics_ab(const Options &opt) {
+  const double load_start = loadavg1();
+  const CpuTimes cpu_start = cpu_times();
+  const int64_t wall_start = now_ns();
+  const KeyBuf all = make_keys(opt.keys, 1, 0, true, 1);
+  const char *const hot = "user:hotkey1";
+  rl_policy *const allow = allow_policy();
+  struct Side {
+    rl_limiter *lim;
+    std::vector<Throughput> hot, keys;
+  } on{make_limiter(opt.max_keys, opt.shards, true), {}, {}},
+      off{make_limiter(opt.max_keys, opt.shards, false), {}, {}};
+  for (Side *s : {&on, &off}) {
+    check(s->lim, hot, kKeyLen, allow, kWarmCost);
+    for (size_t i = 0; i < all.n; ++i)
+      check(s->lim, all.key(i), kKeyLen, allow, kWarmCost);
+  }
+  auto body_hot = [&](rl_limiter *lim) {
+    return [=](int, size_t &, uint64_t &ok) {
+      for (int k = 0; k < kChunk; ++k) ok += check(lim, hot, kKeyLen, allow, 1);
+    };
+  };
+  auto body_keys = [&](rl_limiter *lim) {
+    return [=, &all](int, size_t &pos, uint64_t &ok) {
+      for (int k = 0; k < kChunk; ++k) {
+        ok += check(lim, all.key(pos), kKeyLen, allow, 1);
+        if (++pos == all.n) pos = 0;
+      }
+    };
+  };
+  const double each = opt.duration;
+  for (int r = 0; r < opt.metrics_rounds; ++r) {
+    Side *order[4] = {&on, &off, &off, &on};
+    if (r % 2) std::swap(order[0], order[1]), std::swap(order[2], order[3]);
+    for (Side *s : order) {
+      s->hot.push_back(run_threads(1, each / 2, opt, body_hot(s->lim)));
+      s->keys.push_back(run_threads(1, each / 2, opt, body_keys(s->lim)));
+    }
+  }
+  // Metrics on really counted: every check of the "on" limiter is there.
+  rl_metrics *m = nullptr;
+  if (rl_metrics_read(on.lim, &m) != RL_OK) die("rl_metrics_read");
+  rl_metric series = RL_METRIC_INIT;
+  double counted = 0;
+  while (rl_metrics_next(m, &series) == RL_OK)
+    if (std::string_view(series.name) == "tollgate_checks_total")
+      counted += series.value;
+  rl_metrics_free(m);
+  if (counted < static_cast<double>(health(on.lim).checks))
+    die("metrics on: decisions not counted");
+  const double load_end = loadavg1();
+  const CpuTimes cpu_end = cpu_times();
+  const Stat hot_on = summarize(on.hot), hot_off = summarize(off.hot);
+  const Stat keys_on = summarize(on.keys), keys_off = summarize(off.keys);
+  const double cpus_s = static_cast<double>(now_ns() - wall_start) / 1e9 *
+                        static_cast<double>(usable_cpus().size());
+  std::printf(
+      "tollgate-bench-memory --metrics-ab %d: metrics on vs off, 1 thread, "
+      "%" PRIu64
+      " keys, %.2f s per side per round\n"
+      "load %.2f -> %.2f, other processes %.1f%% of the CPUs\n",
+      opt.metrics_rounds, opt.keys, each, load_start, load_end,
+      100.0 *
+          std::max(0.0, (cpu_end.busy_s - cpu_start.busy_s) -
+                            (cpu_end.self_s - cpu_start.self_s)) /
+          std::max(1e-9, cpus_s));
+  std::printf(
+      "| figure | metrics on | metrics off | on / off |\n"
+      "|---|---|---|---|\n");
+  auto row = [](const char *name, const Stat &a, const Stat &b) {
+    std::printf(
+        "| %s, M checks/s (CPU ns per check) | %.2f (%.1f) | %.2f "
+        "(%.1f) | %.3fx |\n",
+        name, a.ops_per_s / 1e6, a.cpu_ns_per_call, b.ops_per_s / 1e6,
+        b.cpu_ns_per_call, a.ops_per_s / b.ops_per_s);
+  };
+  row("hot key, allowed", hot_on, hot_off);
+  row("distinct keys, allowed", keys_on, keys_off);
+  rl_destroy(on.lim);
+  rl_destroy(off.lim);
+  rl_policy_release(allow);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   const Options opt = parse(argc, argv);
   if (opt.ab_rounds > 0) return run_ab(opt);
+  if (opt.metrics_rounds > 0) return run_metrics_ab(opt);
   const uint64_t N = opt.keys;
   const size_t samples = static_cast<size_t>(std::min<uint64_t>(N, 1000000));
   const int64_t run_t0 = now_ns();

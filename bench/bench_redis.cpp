@@ -178,17 +178,20 @@ uint16_t port_of(const std::string &url) {
 }  // namespace
 
 int main(int argc, char **argv) {
-  bool json = false;
+  bool json = false, metrics = true;
   std::vector<std::string> pos;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--json") == 0)
       json = true;
+    else if (std::strcmp(argv[i], "--no-metrics") == 0)
+      metrics = false;  // rl_options.metrics off: the A/B of docs/metrics.md
     else
       pos.emplace_back(argv[i]);
   }
   if (pos.empty()) {
     std::fprintf(stderr,
-                 "usage: %s [--json] redis://127.0.0.1:PORT [seconds]\n",
+                 "usage: %s [--json] [--no-metrics] redis://127.0.0.1:PORT "
+                 "[seconds]\n",
                  argv[0]);
     return 2;
   }
@@ -201,6 +204,7 @@ int main(int argc, char **argv) {
   o.failure_mode = RL_FAIL_ERROR;
   o.timeout_ms = 2000;
   o.deny_cache = -1;
+  o.metrics = metrics ? 1 : -1;
   rl_limiter *lim = nullptr;
   if (rl_create(&lim, &o) != RL_OK) {
     std::fprintf(stderr, "rl_create: %s\n", rl_last_error());

@@ -18,11 +18,16 @@ LabelRegistry &registry() {
   return *r;
 }
 
-size_t stripe_of_thread() noexcept {
-  static std::atomic<size_t> next{0};
-  thread_local const size_t index =
-      next.fetch_add(1, std::memory_order_relaxed);
-  return index;
+// The calling thread's index in the order threads first counted (never
+// reused). A constant-initialised thread_local (no guard on each access).
+std::atomic<size_t> g_next_stripe{0};
+thread_local size_t t_stripe = SIZE_MAX;
+
+inline size_t stripe_of_thread() noexcept {
+  size_t s = t_stripe;
+  if (s == SIZE_MAX) [[unlikely]]
+    s = t_stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed);
+  return s;
 }
 
 }  // namespace
@@ -82,10 +87,25 @@ void DecisionCounters::count(uint16_t label, bool allowed, int source,
   Block *b = block(label);
   if (b == nullptr) [[unlikely]]
     return;
-  Stripe &s = b->stripes[stripe_of_thread() % kStripes];
-  s.n[decision_slot(allowed, source)].fetch_add(1, std::memory_order_relaxed);
+  const size_t t = stripe_of_thread();
+  const size_t slot = decision_slot(allowed, source);
+  if (t < kOwned) [[likely]] {
+    // This thread is the only writer of its stripe: readers see whole
+    // values, and no add is lost.
+    Stripe &s = b->stripes[t];
+    auto add = [](std::atomic<uint64_t> &c) {
+      c.store(c.load(std::memory_order_relaxed) + 1,
+              std::memory_order_relaxed);
+    };
+    add(s.n[slot]);
+    if (shadow) [[unlikely]]
+      add(s.n[kShadowSlot]);
+    return;
+  }
+  Stripe &shared = b->stripes[kOwned];
+  shared.n[slot].fetch_add(1, std::memory_order_relaxed);
   if (shadow) [[unlikely]]
-    s.n[kShadowSlot].fetch_add(1, std::memory_order_relaxed);
+    shared.n[kShadowSlot].fetch_add(1, std::memory_order_relaxed);
 }
 
 std::vector<DecisionCounters::Row> DecisionCounters::read() const {

@@ -49,9 +49,11 @@ class DecisionCounters {
   DecisionCounters(const DecisionCounters &) = delete;
   DecisionCounters &operator=(const DecisionCounters &) = delete;
 
-  // One decision under `label`: lock-free, one relaxed increment on a
-  // stripe of the calling thread (a label's block is made on its first
-  // decision). A shadow decision also counts a would-be denial.
+  // One decision under `label` (a label's block is made on its first
+  // decision). Lock-free: the first kOwned threads of the process each own
+  // a stripe and add with a plain load and store (no read-modify-write);
+  // later threads share one stripe with atomic adds. A shadow decision
+  // also counts a would-be denial.
   void count(uint16_t label, bool allowed, int source, bool shadow) noexcept;
 
   // The sums over stripes: per label with any decision, its counts.
@@ -62,12 +64,12 @@ class DecisionCounters {
   std::vector<Row> read() const;
 
  private:
-  static constexpr size_t kStripes = 8;
+  static constexpr size_t kOwned = 32;
   struct alignas(64) Stripe {
     std::array<std::atomic<uint64_t>, kDecisionSlots> n{};
   };
   struct Block {
-    std::array<Stripe, kStripes> stripes;
+    std::array<Stripe, kOwned + 1> stripes;  // the last one is shared
   };
   Block *block(uint16_t label) noexcept;
 
