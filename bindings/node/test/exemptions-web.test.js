@@ -13,26 +13,20 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
 
 const { Limiter, policy, InvalidArgumentError } = require('..');
 const { rateLimit } = require('../lib/express.js');
 const { limit, withRateLimit } = require('../lib/next.js');
 const plans = require('../lib/plans.js');
-const { RedisServer, REDIS_SERVER } = require('./redis-server');
-const { prefix } = require('./helpers');
+const { noRedis } = require('./redis-server');
+const { limiterStores, serve, get } = require('./helpers');
 
 const { clientAddress, forwardedFor, AddressList } = plans;
-const noRedis = !REDIS_SERVER && 'redis-server is not installed';
 const PROXIES = ['10.0.0.0/8', 'fd00::/8'];
 const XFF = 'X-Forwarded-For';
 const FWD = 'Forwarded';
 
-let shared = null;
-const sharedServer = () => (shared ??= RedisServer.start());
-test.after(async () => {
-  if (shared) await (await shared).stop();
-});
+const stores = limiterStores();
 
 // A node:http-like request: the peer and header lines (each line its own,
 // as IncomingMessage.headersDistinct keeps them).
@@ -227,42 +221,6 @@ test('the helpers parse entries as the library does, and match the same keys', (
 
 // ---- through the helpers ------------------------------------------------------------
 
-async function serve(t, ...middlewares) {
-  const server = http.createServer((rq, res) => {
-    let i = 0;
-    const next = (err) => {
-      if (err) {
-        res.statusCode = 500;
-        res.end(String(err));
-      } else if (i < middlewares.length) {
-        middlewares[i++](rq, res, next);
-      } else {
-        res.end('ok');
-      }
-    };
-    next();
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise((r) => {
-    server.closeAllConnections();
-    server.close(r);
-  }));
-  return server.address().port;
-}
-
-function get(port, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const rq = http.request({ host: '127.0.0.1', port, path: '/', headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    rq.on('error', reject);
-    rq.end();
-  });
-}
-
 function assertForbidden(r) {
   assert.equal(r.status, 403);
   assert.equal(r.body, '{"detail":"Forbidden"}');
@@ -273,13 +231,7 @@ function assertForbidden(r) {
 
 for (const kind of ['memory', 'redis']) {
   const skip = kind === 'redis' && noRedis;
-  const limiterOf = async (t, options = {}) => {
-    const lim = kind === 'memory'
-      ? new Limiter(options)
-      : new Limiter({ url: (await sharedServer()).url, keyPrefix: prefix(), failureMode: 'error', ...options });
-    t.after(() => lim.close());
-    return lim;
-  };
+  const limiterOf = (t, options) => stores.limiterOf(t, kind, options);
 
   test(`${kind}: express: 403 for a deny-listed client, an allow-listed one never limited (trustedProxies CIDR)`, { skip }, async (t) => {
     const lim = await limiterOf(t);

@@ -13,32 +13,10 @@ const test = require('node:test');
 const assert = require('node:assert/strict');
 
 const { Limiter, policy, InvalidArgumentError, ConnectionError, NothingToRefundError } = require('..');
-const { RedisServer, REDIS_SERVER, redisCommand } = require('./redis-server');
-const { prefix } = require('./helpers');
+const { noRedis } = require('./redis-server');
+const { limiterStores, killedServerUrl } = require('./helpers');
 
-const noRedis = !REDIS_SERVER && 'redis-server is not installed';
-
-let shared = null;
-const sharedServer = () => (shared ??= RedisServer.start());
-test.after(async () => {
-  if (shared) await (await shared).stop();
-});
-
-async function storeOf(t, kind) {
-  const pre = prefix();
-  const server = kind === 'redis' ? await sharedServer() : null;
-  return {
-    kind,
-    limiter(options = {}) {
-      const lim = kind === 'memory'
-        ? new Limiter(options)
-        : new Limiter({ url: server.url, keyPrefix: pre, failureMode: 'error', timeoutMs: 5000, ...options });
-      t.after(() => lim.close());
-      return lim;
-    },
-    storedKeys: () => redisCommand(server.port, 'KEYS', pre + '*'),
-  };
-}
+const { storeOf } = limiterStores();
 
 function deniedByList(d) {
   assert.equal(d.allowed, false, JSON.stringify(d));
@@ -155,49 +133,38 @@ for (const kind of ['memory', 'redis']) {
   });
 }
 
-test('redis killed, failureMode error: listed keys are answered, others reject', { skip: noRedis }, async () => {
-  const server = await RedisServer.start();
-  const url = server.url;
-  await server.kill();
+test('redis killed, failureMode error: listed keys are answered, others reject', { skip: noRedis }, async (t) => {
+  const url = await killedServerUrl(t);
   const options = { url, failureMode: 'error', connectTimeoutMs: 200, timeoutMs: 300 };
+  let lim = new Limiter(options);
   try {
-    let lim = new Limiter(options);
-    try {
-      await listsDecide(lim, false);
-    } finally {
-      await lim.close();
-    }
-    lim = new Limiter({ ...options, allow: ['10.0.0.0/8'], deny: ['abuser'] });
-    try {
-      const p = policy(1, '1m');
-      allowedByList(await lim.check('10.1.2.3', p));
-      deniedByList(await lim.check('abuser', p));
-      await assert.rejects(lim.check('11.1.2.3', p), ConnectionError);
-      allowedByList(await lim.checkKeys([['10.1.2.3', p], ['10.1.2.4', p]]));
-      await assert.rejects(lim.checkKeys([['10.1.2.3', p], ['11.1.2.4', p]]), ConnectionError);
-    } finally {
-      await lim.close();
-    }
+    await listsDecide(lim, false);
   } finally {
-    await server.stop();
+    await lim.close();
+  }
+  lim = new Limiter({ ...options, allow: ['10.0.0.0/8'], deny: ['abuser'] });
+  try {
+    const p = policy(1, '1m');
+    allowedByList(await lim.check('10.1.2.3', p));
+    deniedByList(await lim.check('abuser', p));
+    await assert.rejects(lim.check('11.1.2.3', p), ConnectionError);
+    allowedByList(await lim.checkKeys([['10.1.2.3', p], ['10.1.2.4', p]]));
+    await assert.rejects(lim.checkKeys([['10.1.2.3', p], ['11.1.2.4', p]]), ConnectionError);
+  } finally {
+    await lim.close();
   }
 });
 
-test('redis: the lists are each limiter\'s own', { skip: noRedis }, async () => {
-  const server = await sharedServer();
-  const pre = prefix();
+test('redis: the lists are each limiter\'s own', { skip: noRedis }, async (t) => {
+  // Two limiters on one store (one key prefix).
+  const store = await storeOf(t, 'redis');
   const p = policy(1, '1m');
-  const a = new Limiter({ url: server.url, keyPrefix: pre, deny: ['k'] });
-  const b = new Limiter({ url: server.url, keyPrefix: pre });
-  try {
-    deniedByList(await a.check('k', p));
-    assert.equal((await b.check('k', p)).allowed, true);
-    assert.equal((await b.check('k', p)).allowed, false); // b's store state
-    deniedByList(await a.check('k', p));
-  } finally {
-    await a.close();
-    await b.close();
-  }
+  const a = store.limiter({ deny: ['k'] });
+  const b = store.limiter();
+  deniedByList(await a.check('k', p));
+  assert.equal((await b.check('k', p)).allowed, true);
+  assert.equal((await b.check('k', p)).allowed, false); // b's store state
+  deniedByList(await a.check('k', p));
 });
 
 test('addresses match in any spelling; Buffer keys and entries', () => {

@@ -170,34 +170,14 @@ function defineTests() {
     Limiter, Lease, TollgateError, InvalidArgumentError, ConnectionError, LeaseLostError, LeaseDeniedError,
     NothingToRefundError,
   } = tollgate;
-  const { RedisServer, REDIS_SERVER, redisCommand, sleep } = require('./redis-server');
-  const { prefix, uniqueKey } = require('./helpers');
+  const { noRedis, redisCommand, sleep } = require('./redis-server');
+  const { prefix, uniqueKey, limiterStores, ownServer, watchEventLoop } = require('./helpers');
 
-  const noRedis = !REDIS_SERVER && 'redis-server is not installed';
-
-  // One redis-server for the tests that need no server of their own.
-  let shared = null;
-  const sharedServer = () => (shared ??= RedisServer.start());
-  test.after(async () => {
-    if (shared) await (await shared).stop();
-  });
-
-  // A fresh limiter of `kind` ('memory' or 'redis'), closed after the test;
-  // a Redis one has its own key prefix (`.keyPrefix`) and `.server`.
-  async function limiterOf(t, kind, options = {}) {
-    if (kind === 'memory') {
-      const lim = new Limiter(options);
-      t.after(() => lim.close());
-      return lim;
-    }
-    const server = await sharedServer();
-    const keyPrefix = prefix();
-    const lim = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000, ...options });
-    t.after(() => lim.close());
-    lim.server = server;
-    lim.keyPrefix = keyPrefix;
-    return lim;
-  }
+  // One redis-server for the tests that need no server of their own. A
+  // fresh limiter of `kind` ('memory' or 'redis') is closed after the test;
+  // a Redis one has its own key prefix (a store's `.keyPrefix` on its
+  // `.server`).
+  const { sharedServer, storeOf, limiterOf } = limiterStores();
 
   // The Redis keys of `key` under `keyPrefix`: every one of its states,
   // blocks and leases is `<prefix>v2:{<key>}:<something>` (KEYS: a test
@@ -213,7 +193,7 @@ function defineTests() {
     for (const k of keys) if ((await redisCommand(port, 'TYPE', k)) === 'zset') n += await redisCommand(port, 'ZCARD', k);
     return n;
   }
-  const stored = (lim, key) => storedOn(lim.server.port, lim.keyPrefix, key);
+  const stored = (store, key) => storedOn(store.server.port, store.keyPrefix, key); // a Redis storeOf()
 
   function forkWorker(role, args, execArgv = []) {
     const env = { ...process.env, TOLLGATE_LEASE_WORKER: role };
@@ -253,10 +233,11 @@ function defineTests() {
 
   for (const kind of ['memory', 'redis']) {
     const skip = kind === 'redis' && noRedis;
-    const store = kind === 'memory' ? 'memory' : 'Redis';
+    const storeName = kind === 'memory' ? 'memory' : 'Redis';
 
-    test(`${store}: at most maxInFlight leases at once; the next is denied with retryAfter > 0; a release lets one in`, { skip }, async (t) => {
-      const lim = await limiterOf(t, kind);
+    test(`${storeName}: at most maxInFlight leases at once; the next is denied with retryAfter > 0; a release lets one in`, { skip }, async (t) => {
+      const store = await storeOf(t, kind);
+      const lim = store.limiter();
       const key = uniqueKey('max');
       const opts = { maxInFlight: 3, ttl: '1m' };
       const held = await Promise.all([1, 2, 3].map(() => lim.acquire(key, opts)));
@@ -277,7 +258,7 @@ function defineTests() {
       assert.equal(lease.limiter, lim);
       assert.equal(lease.released, false);
       assert.equal(String(lease), '[object Lease]');
-      if (kind === 'redis') assert.equal(await stored(lim, key), 3);
+      if (kind === 'redis') assert.equal(await stored(store, key), 3);
 
       const denied = await lim.acquire(key, opts);
       assert.equal(denied.acquired, false);
@@ -296,7 +277,7 @@ function defineTests() {
       // another key is counted apart
       assert.equal((await lim.acquire(uniqueKey('other'), { maxInFlight: 1, ttl: 1000 })).acquired, true);
       for (const l of [held[0].lease, held[2].lease, next.lease]) assert.equal(await l.release(), true);
-      if (kind === 'redis') assert.equal(await stored(lim, key), 0);
+      if (kind === 'redis') assert.equal(await stored(store, key), 0);
 
       // Many at once: exactly maxInFlight acquire (Redis: one atomic step each).
       const burstKey = uniqueKey('burst');
@@ -307,7 +288,7 @@ function defineTests() {
       assert.deepEqual(released, [true, true, true, true, true]);
     });
 
-    test(`${store}: a lease ends after its ttl; a late release and a double release answer false, harmlessly`, { skip }, async (t) => {
+    test(`${storeName}: a lease ends after its ttl; a late release and a double release answer false, harmlessly`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const key = uniqueKey('ttl');
       const opts = { maxInFlight: 1, ttl: 200 };
@@ -332,7 +313,7 @@ function defineTests() {
       assert.equal(await third.lease.release(), true);
     });
 
-    test(`${store}: renew extends a lease; renewing an expired or released one rejects with LeaseLostError`, { skip }, async (t) => {
+    test(`${storeName}: renew extends a lease; renewing an expired or released one rejects with LeaseLostError`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const key = uniqueKey('renew');
       const opts = { maxInFlight: 1, ttl: 300 };
@@ -368,15 +349,16 @@ function defineTests() {
       await assert.rejects(after.lease.renew(), { name: 'LeaseLostError', code: 'RL_E_NOT_FOUND' });
     });
 
-    test(`${store}: reset(key) drops the key's leases; their release then answers false, their renew LeaseLostError`, { skip }, async (t) => {
-      const lim = await limiterOf(t, kind);
+    test(`${storeName}: reset(key) drops the key's leases; their release then answers false, their renew LeaseLostError`, { skip }, async (t) => {
+      const store = await storeOf(t, kind);
+      const lim = store.limiter();
       const key = uniqueKey('reset');
       const opts = { maxInFlight: 2, ttl: '1m' };
       const a = (await lim.acquire(key, opts)).lease;
       const b = (await lim.acquire(key, opts)).lease;
       assert.equal((await lim.acquire(key, opts)).acquired, false);
       await lim.reset(key);
-      if (kind === 'redis') assert.equal(await stored(lim, key), 0);
+      if (kind === 'redis') assert.equal(await stored(store, key), 0);
       const c = await lim.acquire(key, opts);
       assert.equal(c.acquired, true);
       assert.equal(c.inFlight, 1);
@@ -385,7 +367,7 @@ function defineTests() {
       assert.equal(await c.lease.release(), true);
     });
 
-    test(`${store}: withLease releases on success and on a thrown error; denied, it rejects with LeaseDeniedError`, { skip }, async (t) => {
+    test(`${storeName}: withLease releases on success and on a thrown error; denied, it rejects with LeaseDeniedError`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const key = uniqueKey('with');
       const opts = { maxInFlight: 1, ttl: '30s' };
@@ -430,7 +412,7 @@ function defineTests() {
       await assert.rejects(lim.withLease(key, { maxInFlight: 0, ttl: '1s' }, () => {}), InvalidArgumentError);
     });
 
-    test(`${store}: try/finally releases the lease however the work ends`, { skip }, async (t) => {
+    test(`${storeName}: try/finally releases the lease however the work ends`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const key = uniqueKey('finally');
       const opts = { maxInFlight: 2, ttl: '30s' };
@@ -462,7 +444,7 @@ function defineTests() {
       assert.deepEqual(await Promise.all([a.lease.release(), b.lease.release()]), [true, true]);
     });
 
-    test(`${store}: Symbol.asyncDispose releases the lease (await using)`, { skip }, async (t) => {
+    test(`${storeName}: Symbol.asyncDispose releases the lease (await using)`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const key = uniqueKey('dispose');
       const opts = { maxInFlight: 1, ttl: '30s' };
@@ -505,7 +487,7 @@ function defineTests() {
       }
     });
 
-    test(`${store}: bad input rejects: maxInFlight 0, ttl 0 or negative, another limiter's lease, a closed limiter`, { skip }, async (t) => {
+    test(`${storeName}: bad input rejects: maxInFlight 0, ttl 0 or negative, another limiter's lease, a closed limiter`, { skip }, async (t) => {
       const lim = await limiterOf(t, kind);
       const other = await limiterOf(t, kind);
       const key = uniqueKey('bad');
@@ -578,15 +560,16 @@ function defineTests() {
   });
 
   test('Redis: a key\'s leases are one sorted set under its {key} tag, which expires with its last lease', { skip: noRedis }, async (t) => {
-    const lim = await limiterOf(t, 'redis');
-    const port = lim.server.port;
+    const store = await storeOf(t, 'redis');
+    const lim = store.limiter();
+    const port = store.server.port;
     const key = uniqueKey('layout');
     const a = (await lim.acquire(key, { maxInFlight: 2, ttl: '10s' })).lease;
     const b = (await lim.acquire(key, { maxInFlight: 2, ttl: '20s' })).lease;
-    const keys = await keysOf(port, lim.keyPrefix, key);
+    const keys = await keysOf(port, store.keyPrefix, key);
     assert.equal(keys.length, 1, String(keys));
     const [set] = keys;
-    assert.ok(set.startsWith(`${lim.keyPrefix}v2:{${key}}:`), set); // one cluster slot: the {key} tag's
+    assert.ok(set.startsWith(`${store.keyPrefix}v2:{${key}}:`), set); // one cluster slot: the {key} tag's
     assert.equal(await redisCommand(port, 'TYPE', set), 'zset');
     assert.equal(await redisCommand(port, 'ZCARD', set), 2);
     const pttl = await redisCommand(port, 'PTTL', set);
@@ -601,8 +584,7 @@ function defineTests() {
   // threadpool: the event loop keeps ticking, and the failure mode answers
   // when the deadline passes.
   async function frozen(t, failureMode) {
-    const server = await RedisServer.start();
-    t.after(() => server.stop());
+    const server = await ownServer(t);
     const timeoutMs = 300;
     const lim = new Limiter({ url: server.url, keyPrefix: prefix(), failureMode, timeoutMs, denyCache: false });
     t.after(() => lim.close());
@@ -612,27 +594,11 @@ function defineTests() {
     server.freeze();
     let results;
     try {
-      let last = performance.now();
-      let maxGap = 0;
-      let ticks = 0;
-      const timer = setInterval(() => {
-        const now = performance.now();
-        maxGap = Math.max(maxGap, now - last);
-        last = now;
-        ++ticks;
-      }, 10);
-      let immediates = 0;
-      let spinning = true;
-      const spin = () => {
-        ++immediates;
-        if (spinning) setImmediate(spin);
-      };
-      setImmediate(spin);
+      const loop = watchEventLoop({ immediates: true });
       const start = performance.now();
       results = await Promise.allSettled(Array.from({ length: 16 }, (_, i) => lim.acquire('frozen' + (i % 4), { maxInFlight: 1, ttl: '1m' })));
       const elapsed = performance.now() - start;
-      spinning = false;
-      clearInterval(timer);
+      const { maxGap, ticks, immediates } = loop.stop();
       assert.ok(elapsed >= timeoutMs * 0.8, `answered after ${elapsed} ms, before the deadline`);
       assert.ok(maxGap < 150, `the event loop stalled for ${maxGap} ms`);
       assert.ok(ticks >= 10, `only ${ticks} timer ticks in ${elapsed} ms`);
@@ -721,8 +687,7 @@ function defineTests() {
   }
 
   test('Redis: 8 forked processes on one key with maxInFlight 3 never hold more than 3 at once (sampled continuously)', { skip: noRedis, timeout: 60000 }, async (t) => {
-    const server = await RedisServer.start();
-    t.after(() => server.stop());
+    const server = await ownServer(t);
     const keyPrefix = prefix();
     const key = uniqueKey('procs');
     const counterKey = uniqueKey('holders'); // a plain key: INCR/DECR, no prefix
@@ -762,8 +727,7 @@ function defineTests() {
   });
 
   test('Redis: a SIGKILLed holder\'s lease is denied to others until its ttl, then reclaimed', { skip: noRedis, timeout: 60000 }, async (t) => {
-    const server = await RedisServer.start();
-    t.after(() => server.stop());
+    const server = await ownServer(t);
     const keyPrefix = prefix();
     const key = uniqueKey('killed');
     const TTL = 800;

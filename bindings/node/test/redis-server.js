@@ -25,6 +25,8 @@ function findExecutable(name) {
 }
 
 const REDIS_SERVER = findExecutable('redis-server');
+// Why a test that needs redis-server cannot run here, or false.
+const noRedis = !REDIS_SERVER && 'redis-server is not installed';
 const PYTHON3 = findExecutable('python3');
 // The cluster and sentinel harness (docs/testing.md, "Cluster and Sentinel
 // servers"): the repository's, or a copy a packed package would carry in
@@ -34,7 +36,7 @@ const TOPOLOGY_SCRIPT = [
   path.join(PACKAGE_ROOT, 'native-src', 'tests', 'servers', 'topology.py'),
 ].find((f) => fs.existsSync(f)) || null;
 // Why a topology test cannot run here, or false.
-const topologySkip = (!REDIS_SERVER && 'redis-server is not installed') ||
+const topologySkip = noRedis ||
   (!PYTHON3 && 'python3 is not installed') ||
   (!TOPOLOGY_SCRIPT && 'tests/servers/topology.py not found (a packed package does not carry it)');
 
@@ -362,5 +364,5 @@ function startTopology(kind, extra = []) {
 }
 
 module.exports = {
-  RedisServer, REDIS_SERVER, freePort, sleep, redisCommand, startTopology, topologySkip, TOPOLOGY_SCRIPT,
+  RedisServer, REDIS_SERVER, noRedis, freePort, sleep, redisCommand, startTopology, topologySkip, TOPOLOGY_SCRIPT,
 };

@@ -10,58 +10,17 @@
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
-const http = require('node:http');
 
-const { Limiter, Policy } = require('..');
+const { Policy } = require('..');
 const { rateLimit } = require('../lib/express.js');
 const { limit, withRateLimit } = require('../lib/next.js');
-const { RedisServer, REDIS_SERVER } = require('./redis-server');
-const { prefix } = require('./helpers');
+const { noRedis } = require('./redis-server');
+const { limiterStores, serve, get } = require('./helpers');
 
-const noRedis = !REDIS_SERVER && 'redis-server is not installed';
 const T0 = 1700000000000000;
 
-let shared = null;
-const sharedServer = () => (shared ??= RedisServer.start());
-test.after(async () => {
-  if (shared) await (await shared).stop();
-});
-
-async function limiterOf(t, kind, options = {}) {
-  const lim = kind === 'memory'
-    ? new Limiter({ clock: () => T0, ...options })
-    : new Limiter({ url: (await sharedServer()).url, keyPrefix: prefix(), failureMode: 'error', ...options });
-  t.after(() => lim.close());
-  return lim;
-}
-
-async function serve(t, middleware) {
-  const server = http.createServer((req, res) => {
-    middleware(req, res, (err) => {
-      res.statusCode = err ? 500 : 200;
-      res.end(err ? String(err) : 'ok');
-    });
-  });
-  await new Promise((r) => server.listen(0, '127.0.0.1', r));
-  t.after(() => new Promise((r) => {
-    server.closeAllConnections();
-    server.close(r);
-  }));
-  return server.address().port;
-}
-
-function get(port, headers = {}) {
-  return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, path: '/', headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (d) => (body += d));
-      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body }));
-    });
-    req.on('error', reject);
-    req.end();
-  });
-}
+// Memory limiters' clocks stand at T0.
+const { limiterOf } = limiterStores({ now: T0 });
 
 function assertShadowHeaders(h, kind) {
   assert.equal(h['retry-after'], undefined);

@@ -16,37 +16,15 @@ const assert = require('node:assert/strict');
 
 const tollgate = require('..');
 const { Limiter, Policy, policy, rateLimitHeaders, InvalidArgumentError } = tollgate;
-const { RedisServer, REDIS_SERVER } = require('./redis-server');
-const { prefix } = require('./helpers');
+const { noRedis } = require('./redis-server');
+const { limiterStores, killedServerUrl } = require('./helpers');
 
-const noRedis = !REDIS_SERVER && 'redis-server is not installed';
 const T0 = 1700000000000000; // us: 20 s into a minute
-
-let shared = null;
-const sharedServer = () => (shared ??= RedisServer.start());
-test.after(async () => {
-  if (shared) await (await shared).stop();
-});
 
 // Limiters on one store: memory (one pinned clock shared by the limiters it
 // makes, each with its own state) or redis (the shared server under a
 // prefix of the test's own, so its limiters share state).
-async function storeOf(t, kind) {
-  const clock = { now: T0 };
-  const pre = prefix();
-  const server = kind === 'redis' ? await sharedServer() : null;
-  return {
-    kind,
-    clock,
-    limiter(options = {}) {
-      const lim = kind === 'memory'
-        ? new Limiter({ clock: () => clock.now, ...options })
-        : new Limiter({ url: server.url, keyPrefix: pre, failureMode: 'error', timeoutMs: 5000, ...options });
-      t.after(() => lim.close());
-      return lim;
-    },
-  };
-}
+const { storeOf } = limiterStores({ now: T0 });
 
 // A 1/m policy's shadowed denial right after its one allowed check: allowed,
 // shadow, and the denial's numbers (exact on the pinned clock; the Redis
@@ -216,40 +194,34 @@ for (const kind of ['memory', 'redis']) {
   });
 }
 
-test('redis: a shadow limiter with Redis killed and failureMode closed', { skip: noRedis }, async () => {
-  const server = await RedisServer.start();
-  const url = server.url;
-  await server.kill();
+test('redis: a shadow limiter with Redis killed and failureMode closed', { skip: noRedis }, async (t) => {
+  const url = await killedServerUrl(t);
+  const options = { url, failureMode: 'closed', timeoutMs: 300, connectTimeoutMs: 200, denyCache: false };
+  const enforcing = new Limiter(options);
   try {
-    const options = { url, failureMode: 'closed', timeoutMs: 300, connectTimeoutMs: 200, denyCache: false };
-    const enforcing = new Limiter(options);
-    try {
-      const d = await enforcing.check('k', policy(10, '1s'));
-      assert.equal(d.allowed, false);
-      assert.equal(d.shadow, false);
-      assert.equal(d.source, 'fail_closed');
-    } finally {
-      await enforcing.close();
-    }
-    const lim = new Limiter({ ...options, shadow: true });
-    try {
-      let d = await lim.check('k', policy(10, '1s'));
-      assert.equal(d.allowed, true);
-      assert.equal(d.shadow, true);
-      assert.equal(d.source, 'fail_closed');
-      assert.equal(d.retryAfter, 1000);
-      d = await lim.checkKeys([['k', policy(10, '1s')], ['j', policy(5, '1s')]]);
-      assert.equal(d.allowed, true);
-      assert.equal(d.shadow, true);
-      assert.equal(d.source, 'fail_closed');
-      const h = lim.health();
-      assert.equal(h.shadowDenied, 2);
-      assert.ok(h.failClosed >= 2);
-    } finally {
-      await lim.close();
-    }
+    const d = await enforcing.check('k', policy(10, '1s'));
+    assert.equal(d.allowed, false);
+    assert.equal(d.shadow, false);
+    assert.equal(d.source, 'fail_closed');
   } finally {
-    await server.stop();
+    await enforcing.close();
+  }
+  const lim = new Limiter({ ...options, shadow: true });
+  try {
+    let d = await lim.check('k', policy(10, '1s'));
+    assert.equal(d.allowed, true);
+    assert.equal(d.shadow, true);
+    assert.equal(d.source, 'fail_closed');
+    assert.equal(d.retryAfter, 1000);
+    d = await lim.checkKeys([['k', policy(10, '1s')], ['j', policy(5, '1s')]]);
+    assert.equal(d.allowed, true);
+    assert.equal(d.shadow, true);
+    assert.equal(d.source, 'fail_closed');
+    const h = lim.health();
+    assert.equal(h.shadowDenied, 2);
+    assert.ok(h.failClosed >= 2);
+  } finally {
+    await lim.close();
   }
 });
 

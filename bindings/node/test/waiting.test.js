@@ -16,34 +16,15 @@ const assert = require('node:assert/strict');
 
 const tollgate = require('..');
 const { Limiter, Lease, policy, InvalidArgumentError, ConnectionError, TimeoutError, LeaseDeniedError } = tollgate;
-const { RedisServer, REDIS_SERVER, sleep } = require('./redis-server');
-const { prefix, uniqueKey } = require('./helpers');
+const { noRedis, sleep } = require('./redis-server');
+const { prefix, uniqueKey, limiterStores, ownServer, killedServerUrl } = require('./helpers');
 
-const noRedis = !REDIS_SERVER && 'redis-server is not installed';
 const LONG = '30s'; // a ttl that never passes within a test
-
-let shared = null;
-const sharedServer = () => (shared ??= RedisServer.start());
-test.after(async () => {
-  if (shared) await (await shared).stop();
-});
 
 // A fresh limiter of `kind`, closed after the test. A Redis one has its own
 // key prefix and no deny cache, so every try reaches the server (and is
 // counted).
-async function limiterOf(t, kind, options = {}) {
-  if (kind === 'memory') {
-    const lim = new Limiter(options);
-    t.after(() => lim.close());
-    return lim;
-  }
-  const server = await sharedServer();
-  const lim = new Limiter({
-    url: server.url, keyPrefix: prefix(), failureMode: 'error', timeoutMs: 5000, denyCache: false, ...options,
-  });
-  t.after(() => lim.close());
-  return lim;
-}
+const { limiterOf } = limiterStores({ redis: { denyCache: false } });
 
 const checks = (lim) => lim.health().checks;
 
@@ -368,10 +349,7 @@ for (const kind of ['memory', 'redis']) {
 
 // A limiter on a server that was SIGKILLed before it was made.
 async function down(t, failureMode) {
-  const server = await RedisServer.start();
-  t.after(() => server.stop());
-  const url = server.url;
-  await server.kill();
+  const url = await killedServerUrl(t);
   const lim = new Limiter({ url, failureMode, timeoutMs: 500, connectTimeoutMs: 200, denyCache: false });
   t.after(() => lim.close());
   return lim;
@@ -405,8 +383,7 @@ test('Redis: a lease wait aborted while its try waits on a frozen server release
   // The server is frozen during the wait's first try; the wait is aborted
   // (and rejects at once); the server thaws and the try completes with a
   // lease, which is released by itself, long before its ttl.
-  const server = await RedisServer.start();
-  t.after(() => server.stop());
+  const server = await ownServer(t);
   const lim = new Limiter({ url: server.url, keyPrefix: prefix(), failureMode: 'error', timeoutMs: 10000 });
   t.after(() => lim.close());
   await (await take(lim, 'warm', 1)).release();
