@@ -103,6 +103,7 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_metrics_read)(rl_limiter *, rl_metrics **) = rl_metrics_read;
   int (*p_metrics_next)(rl_metrics *, rl_metric *) = rl_metrics_next;
   void (*p_metrics_free)(rl_metrics *) = rl_metrics_free;
+  int (*p_set_log)(rl_limiter *, int, rl_log_fn, void *) = rl_set_log_handler;
   rl_metric metric = RL_METRIC_INIT;
   void (*p_keys_free)(rl_keys *) = rl_keys_free;
   int (*p_headers)(rl_headers *, const rl_decision *, const rl_policy *,
@@ -155,5 +156,6 @@ int tollgate_header_c99_uses_everything(void) {
          (p_metrics_read != NULL) + (p_metrics_next != NULL) +
          (p_metrics_free != NULL) + (int)metric.version + RL_METRIC_COUNTER +
          RL_METRIC_GAUGE + RL_METRIC_HISTOGRAM + RL_METRIC_MAX_LABELS +
-         options.metrics;
+         options.metrics + (p_set_log != NULL) + RL_LOG_ERROR + RL_LOG_WARN +
+         RL_LOG_INFO + RL_LOG_DEBUG;
 }

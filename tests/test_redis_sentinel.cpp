@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -171,6 +172,20 @@ TEST_CASE(
     if (n.port != old_master) replica = n.port;
   REQUIRE(replica != 0);
   Lim a(t.url());
+  std::mutex log_mu;
+  std::vector<std::string> logged;
+  struct Sink {
+    std::mutex *mu;
+    std::vector<std::string> *lines;
+  } sink{&log_mu, &logged};
+  REQUIRE(rl_set_log_handler(
+              a.p, RL_LOG_INFO,
+              [](int, const char *message, void *u) {
+                auto *s = static_cast<Sink *>(u);
+                std::lock_guard<std::mutex> lock(*s->mu);
+                s->lines->emplace_back(message);
+              },
+              &sink) == RL_OK);
   rl_decision d;
   REQUIRE(a.check("ro", per_year(100), d) == RL_OK);
   // Swap the roles behind the sentinels' back (no +switch-master), then
@@ -196,6 +211,17 @@ TEST_CASE(
   rl_health_info h = RL_HEALTH_INIT;
   REQUIRE(rl_health(a.p, &h) == RL_OK);
   CHECK(h.master_switches >= 1);
+  // The failover followed is logged, once, naming both masters.
+  REQUIRE(rl_set_log_handler(a.p, RL_LOG_INFO, nullptr, nullptr) == RL_OK);
+  const std::string want = "sentinel: following master '" + t.master_name() +
+                           "' to 127.0.0.1:" + std::to_string(replica) +
+                           " (was 127.0.0.1:" + std::to_string(old_master) +
+                           ")";
+  int seen = 0;
+  for (const std::string &line : logged)
+    seen += line.find(want) != std::string::npos;
+  INFO(want);
+  CHECK(seen == static_cast<int>(h.master_switches));
 }
 
 TEST_CASE(

@@ -696,6 +696,34 @@ typedef struct rl_node_info {
  * lives) or for the memory store. Thread-safe. */
 RL_API int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out);
 
+/* ---- Log hook (docs/metrics.md, "Logs") -----------------------------------
+ */
+
+#define RL_LOG_ERROR 1
+#define RL_LOG_WARN 2 /* the store is unreachable, a failover, a fallback */
+#define RL_LOG_INFO 3 /* reconnected, a new slot map, the store is back */
+#define RL_LOG_DEBUG 4
+
+/* A log message: `level` RL_LOG_*, `message` one line without a trailing
+ * newline, valid only during the call. Messages never hold a password or
+ * other secret. */
+typedef void (*rl_log_fn)(int level, const char *message, void *user_data);
+
+/* Send the limiter's log messages at `max_level` or more severe (e.g.
+ * RL_LOG_INFO: error, warn and info) to `handler`; NULL turns them off.
+ * Each episode is logged once, not once per call: a node unreachable and
+ * then reconnected, a Sentinel failover followed, a cluster slot map that
+ * changed, the failure mode entered (the first check the store could not
+ * answer) and left (the next it answered). The handler runs on the thread
+ * that saw the event (tollgate's I/O thread, or a checking thread), one
+ * message at a time per limiter; it must return quickly and must not call
+ * rl_set_log_handler or rl_destroy on this limiter. When this returns, the
+ * previous handler is no longer running and will not be called again.
+ * RL_E_INVALID_ARG for a NULL limiter or a level outside 1 .. 4.
+ * Thread-safe. */
+RL_API int rl_set_log_handler(rl_limiter *limiter, int max_level,
+                              rl_log_fn handler, void *user_data);
+
 /* ---- Metrics (docs/metrics.md) ------------------------------------------- */
 
 /* A snapshot of a limiter's metrics: series with Prometheus names, types

@@ -1257,6 +1257,21 @@ int rl_health_node(rl_limiter *limiter, size_t index, rl_node_info *out) {
   });
 }
 
+int rl_set_log_handler(rl_limiter *limiter, int max_level, rl_log_fn handler,
+                       void *user_data) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (max_level < RL_LOG_ERROR || max_level > RL_LOG_DEBUG)
+      return tollgate::fail(Errc::invalid_arg,
+                            "max_level: expected RL_LOG_ERROR (1) to "
+                            "RL_LOG_DEBUG (4), got " +
+                                std::to_string(max_level));
+    limiter->impl->log().set(handler, user_data, max_level);
+    return Errc::ok;
+  });
+}
+
 // A metrics snapshot: the series, read once, and what rl_metric points to.
 struct rl_metrics {
   std::vector<tollgate::MetricSeries> series;

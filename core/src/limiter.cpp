@@ -280,6 +280,7 @@ Errc Limiter::create(const LimiterConfig &config,
   if (rc != Errc::ok) return rc;
   rc = apply_overrides(config, *settings);
   if (rc != Errc::ok) return rc;
+  settings->log = lim->log_;
   rc = redis::RedisStore::create(*settings, config.clock != nullptr,
                                  lim->redis_);
   if (rc != Errc::ok) return rc;
@@ -403,6 +404,8 @@ Errc Limiter::check_memory(std::string_view key,
 Errc Limiter::fallback(std::string_view key, std::span<const Policy> policies,
                        int64_t cost, Errc code, const std::string &message,
                        Decision &out) {
+  if (!in_fallback_.load(std::memory_order_relaxed)) [[unlikely]]
+    begin_fallback(message);
   CounterStripe &c = stripe();
   bump(c.store_errors);
   switch (settings_->failure_mode) {
@@ -458,6 +461,7 @@ void Limiter::finish_redis(std::string_view key,
                            Decision &out) {
   const auto *outcomes = static_cast<const Outcome *>(outcomes_raw);
   out = reported(policies, outcomes, allowed);
+  note_store_answer();
   CounterStripe &c = stripe();
   bump(c.checks);
   bump(allowed ? c.allowed : c.denied);
@@ -725,6 +729,7 @@ void Limiter::finish_redis_keys(std::span<const KeyPolicies> items,
   const size_t n = flatten(items, flat);
   const auto *outcomes = static_cast<const Outcome *>(outcomes_raw);
   out = reported(std::span<const Policy>(flat, n), outcomes, allowed);
+  note_store_answer();
   CounterStripe &c = stripe();
   bump(c.checks);
   bump(allowed ? c.allowed : c.denied);
@@ -757,6 +762,8 @@ Errc Limiter::fallback_keys(std::span<const KeyPolicies> items, int64_t cost,
   if (settings_->failure_mode != redis::FailureMode::local)
     return fallback(items[0].key, std::span<const Policy>(flat, n), cost, code,
                     message, out);
+  if (!in_fallback_.load(std::memory_order_relaxed)) [[unlikely]]
+    begin_fallback(message);
   CounterStripe &c = stripe();
   bump(c.store_errors);
   bump(c.local_fallback);

@@ -1,6 +1,9 @@
 // The metrics snapshot (docs/metrics.md): the decision counters per policy
-// label, and series read from health's counters and the transport's.
+// label, and series read from health's counters and the transport's; and
+// the fallback episodes the log hook reports.
 #include "tollgate/limiter.hpp"
+#include "tollgate/redis/transport.hpp"
+#include "tollgate/redis/url.hpp"
 
 namespace tollgate {
 namespace {
@@ -132,6 +135,56 @@ std::vector<MetricSeries> Limiter::metrics() const {
                           "Moves to another master after a failover",
                           h.master_switches));
   return out;
+}
+
+}  // namespace tollgate
+
+// ---- fallback episodes (the log hook) --------------------------------------
+
+namespace tollgate {
+namespace {
+
+const char *failure_mode_text(redis::FailureMode m) {
+  switch (m) {
+    case redis::FailureMode::open:
+      return "allowing every check (fail open)";
+    case redis::FailureMode::closed:
+      return "denying every check (fail closed)";
+    case redis::FailureMode::local:
+      return "limiting in this process alone (failure mode local)";
+    case redis::FailureMode::error:
+      return "failing checks with the error";
+  }
+  return "";
+}
+
+}  // namespace
+
+uint64_t Limiter::fallback_answers() const noexcept {
+  uint64_t n = 0;
+  for (const CounterStripe &c : counters_)
+    n += c.store_errors.load(std::memory_order_relaxed);
+  return n;
+}
+
+void Limiter::begin_fallback(const std::string &message) {
+  if (in_fallback_.exchange(true)) return;  // another thread began it
+  fallback_since_ns_.store(redis::monotonic_ns());
+  fallback_answers_at_start_.store(fallback_answers());
+  log_->log(LogLevel::warn,
+            "tollgate: the store cannot answer (" + message + "): " +
+                failure_mode_text(settings_->failure_mode) + " until it can");
+}
+
+void Limiter::end_fallback() {
+  if (!in_fallback_.exchange(false)) return;
+  const int64_t ms =
+      (redis::monotonic_ns() - fallback_since_ns_.load()) / 1000000;
+  const uint64_t n = fallback_answers() - fallback_answers_at_start_.load();
+  log_->log(LogLevel::info, "tollgate: the store answers again after " +
+                                std::to_string(ms) + " ms; " +
+                                std::to_string(n) +
+                                " check(s) were answered without it meanwhile");
 }
 
 }  // namespace tollgate

@@ -94,8 +94,7 @@ void DecisionCounters::count(uint16_t label, bool allowed, int source,
     // values, and no add is lost.
     Stripe &s = b->stripes[t];
     auto add = [](std::atomic<uint64_t> &c) {
-      c.store(c.load(std::memory_order_relaxed) + 1,
-              std::memory_order_relaxed);
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
     };
     add(s.n[slot]);
     if (shadow) [[unlikely]]

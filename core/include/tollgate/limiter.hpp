@@ -20,6 +20,7 @@
 #include "tollgate/error.hpp"
 #include "tollgate/free_list.hpp"
 #include "tollgate/leases.hpp"
+#include "tollgate/log.hpp"
 #include "tollgate/memory_store.hpp"
 #include "tollgate/metrics.hpp"
 #include "tollgate/policy.hpp"
@@ -241,6 +242,8 @@ class Limiter {
   }
   // Every series of the metrics (docs/metrics.md), read now.
   std::vector<MetricSeries> metrics() const;
+  // The log hook (rl_set_log_handler).
+  LogSink &log() noexcept { return *log_; }
 
   uint32_t max_key_len() const noexcept { return max_key_len_; }
 
@@ -298,6 +301,19 @@ class Limiter {
   std::unique_ptr<FreeList<RedisCheck>> redis_checks_;
   mutable std::array<CounterStripe, kStripes> counters_;
   std::unique_ptr<DecisionCounters> decisions_;  // null: metrics off
+  std::shared_ptr<LogSink> log_ = std::make_shared<LogSink>();
+  // A fallback episode: from the first check the store could not answer to
+  // the next one it answered (logged once each way).
+  std::atomic<bool> in_fallback_{false};
+  std::atomic<int64_t> fallback_since_ns_{0};
+  std::atomic<uint64_t> fallback_answers_at_start_{0};
+  void begin_fallback(const std::string &message);
+  void end_fallback();
+  uint64_t fallback_answers() const noexcept;
+  void note_store_answer() noexcept {
+    if (in_fallback_.load(std::memory_order_relaxed)) [[unlikely]]
+      end_fallback();
+  }
 };
 
 // Walks the limiter's keys a SCAN page at a time.

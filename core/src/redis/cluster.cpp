@@ -300,6 +300,14 @@ void ClusterTopology::map_answered(CallResult &&r) {
 }
 
 void ClusterTopology::install(const ClusterMap &map) {
+  std::string changed;  // logged after the lock is released
+  install_locked(map, changed);
+  const std::shared_ptr<LogSink> &log = shared_.settings.log;
+  if (log && !changed.empty()) log->log(LogLevel::info, changed);
+}
+
+void ClusterTopology::install_locked(const ClusterMap &map,
+                                     std::string &changed) {
   std::lock_guard<std::mutex> lock(mu_);
   std::vector<int> index(map.primaries.size(), -1);
   std::vector<int> primaries;
@@ -311,6 +319,14 @@ void ClusterTopology::install(const ClusterMap &map) {
     const int16_t o = map.owner[s];
     owner_[s].store(o < 0 || index[o] < 0 ? -1
                                           : static_cast<int16_t>(index[o]));
+  }
+  if (primaries != primaries_ || !have_map_.load()) {
+    changed =
+        "tollgate: cluster slot map read: " + std::to_string(primaries.size()) +
+        " primaries (";
+    for (size_t i = 0; i < primaries.size(); ++i)
+      changed += (i ? ", " : "") + nodes_[primaries[i]].load()->text;
+    changed += ")";
   }
   primaries_ = std::move(primaries);
   const size_t uncovered = map.uncovered();

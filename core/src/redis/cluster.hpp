@@ -52,6 +52,8 @@ class ClusterTopology final : public RoutedTopology {
   void want_refresh();
   void map_answered(CallResult &&r);
   void install(const ClusterMap &map);
+  // Under mu_; `changed`: the log line when the primaries changed.
+  void install_locked(const ClusterMap &map, std::string &changed);
   std::string seed_text() const;
 
   ConnectionShared &shared_;

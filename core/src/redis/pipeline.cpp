@@ -16,6 +16,7 @@ Pipeline::Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
     : loop_(loop),
       lender_(*this, loop),
       address_(std::move(address)),
+      log_(shared.settings.log),
       direct_ok_(shared.ssl_ctx == nullptr && options.direct),
       lazy_(options.lazy),
       hooks_(options.hooks),
@@ -309,8 +310,25 @@ void Pipeline::publish_state() {
     if (c->phase() != Phase::down) st = ConnState::connecting;
   }
   state.store(static_cast<int32_t>(st), std::memory_order_release);
-  std::lock_guard<std::mutex> lock(mu);
-  stats_.state = st;
+  std::string error;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    stats_.state = st;
+    error = stats_.last_error;
+  }
+  if (!log_) return;
+  if (st == ConnState::down && !down_logged_) {
+    down_logged_ = true;
+    down_since_ns_ = monotonic_ns();
+    log_->log(LogLevel::warn, "tollgate: " + where() + " is unreachable (" +
+                                  error + "); reconnecting with backoff");
+  } else if (st == ConnState::ready && down_logged_) {
+    down_logged_ = false;
+    log_->log(LogLevel::info,
+              "tollgate: reconnected to " + where() + " after " +
+                  std::to_string((monotonic_ns() - down_since_ns_) / kMs) +
+                  " ms");
+  }
 }
 
 void Pipeline::set_error(Errc code, const std::string &msg) {

@@ -119,6 +119,11 @@ class Pipeline final : public ConnectionOwner {
   IoLoop &loop_;
   Lender lender_;
   Address address_;
+  std::shared_ptr<LogSink> log_;
+  // A down episode (the I/O thread's): logged when it starts and when the
+  // pipeline is ready again, not at every failed attempt between.
+  bool down_logged_ = false;
+  int64_t down_since_ns_ = 0;
   const bool direct_ok_;  // plain TCP: callers may use the sockets
   const bool lazy_;
   PipelineHooks *hooks_;

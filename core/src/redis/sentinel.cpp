@@ -287,6 +287,7 @@ void SentinelTopology::on_master_addr(void *ctx, CallResult &&r) {
 void SentinelTopology::on_role(void *ctx, CallResult &&r) {
   auto *t = static_cast<SentinelTopology *>(ctx);
   bool master = false;
+  std::string switched;  // logged after the lock is released
   {
     std::lock_guard<std::mutex> lock(t->mu_);
     t->asking_ = false;
@@ -302,8 +303,10 @@ void SentinelTopology::on_role(void *ctx, CallResult &&r) {
     if (role == "master") {
       master = true;
       if (t->master_.exchange(node) != node) ++t->epoch_;
-      if (t->last_master_ >= 0 && t->last_master_ != node)
+      if (t->last_master_ >= 0 && t->last_master_ != node) {
         t->switches_.fetch_add(1, std::memory_order_relaxed);
+        switched = t->switch_text(t->last_master_, node);
+      }
       t->last_master_ = node;
       t->fatal_ = false;
       t->error_.clear();
@@ -322,8 +325,18 @@ void SentinelTopology::on_role(void *ctx, CallResult &&r) {
       t->discovery_wanted_.store(true);
     }
   }
+  t->log_switch(switched);
   t->retry_parked_now();
   (void)master;
+}
+
+std::string SentinelTopology::switch_text(int from, int to) const {
+  return "tollgate: sentinel: following master '" + s_.master_name + "' to " +
+         nodes_[to].load()->text + " (was " + nodes_[from].load()->text + ")";
+}
+
+void SentinelTopology::log_switch(const std::string &text) const {
+  if (!text.empty() && s_.log) s_.log->log(LogLevel::warn, text);
 }
 
 // ---- following +switch-master
@@ -382,19 +395,23 @@ void SentinelTopology::pipeline_push(Pipeline &, const Reply &reply) {
   if (f.size() != 5 || f[0] != s_.master_name || !parse_port(f[4], port))
     return;
   Send send;
+  std::string switched;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const int node = node_for(f[3], port);
     if (node < 0) return;
     if (master_.exchange(node) != node) ++epoch_;
-    if (last_master_ >= 0 && last_master_ != node)
+    if (last_master_ >= 0 && last_master_ != node) {
       switches_.fetch_add(1, std::memory_order_relaxed);
+      switched = switch_text(last_master_, node);
+    }
     last_master_ = node;
     fatal_ = false;
     error_.clear();
     // Confirm with ROLE (unless an answer is awaited already).
     if (!asking_) send = role_request(node, monotonic_ns());
   }
+  log_switch(switched);
   if (send.p) send.p->submit(std::move(send.r));
   retry_parked_now();
 }

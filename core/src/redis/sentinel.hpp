@@ -54,6 +54,10 @@ class SentinelTopology final : public RoutedTopology, public PipelineHooks {
 
   ConnectionShared &shared_;
   const Settings &s_;
+  // The log line of a move from master `from` to `to` (under mu_), and its
+  // delivery (outside it).
+  std::string switch_text(int from, int to) const;
+  void log_switch(const std::string &text) const;
   // The sentinels' own connection settings: their credentials, no
   // database, no scripts.
   Settings sentinel_settings_;

@@ -12,10 +12,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "tollgate/error.hpp"
+#include "tollgate/log.hpp"
 
 namespace tollgate::redis {
 
@@ -81,6 +83,9 @@ struct Settings {
   // with one reply awaited) polls up to this long before it sleeps, while
   // lone replies have been coming back within it (0: never).
   uint32_t spin_us = 200;
+  // The limiter's log hook (never null once the limiter made it); shared by
+  // every copy of these settings.
+  std::shared_ptr<LogSink> log;
 };
 
 // True if `url` names a Redis store: redis://, rediss://, unix://,
