@@ -4,21 +4,25 @@
 // Exit status: 0 allowed or done, 1 denied, 2 usage error, 3 store error.
 #include <tollgate.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cinttypes>
+#include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <random>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
-namespace {
+#include "cli.hpp"
 
-constexpr int kAllowed = 0;
-constexpr int kDenied = 1;
-constexpr int kUsage = 2;
-constexpr int kStore = 3;
+namespace tollgate_cli {
 
 constexpr const char *kHelp =
     R"(usage: tollgate [options] <command> [arguments]
@@ -39,6 +43,12 @@ commands:
   health                   the store as this limiter sees it, node by node
   ping                     one round trip to the store (every primary of a
                            cluster)
+  bench                    the headline Redis benchmark: tollgate's checks,
+                           one at a time and --in-flight at once, against a
+                           plain pipelined client doing INCR + PEXPIRE on
+                           the same store; checks/s, latency, CPU per check,
+                           ratios and the load average (writes keys under
+                           the prefix and deletes them at the end)
 
 POLICY is the policy text of every binding: "100/h", "10/s burst=20",
 "5/m name=login block=15m". Give the policies your application checks
@@ -52,6 +62,9 @@ options:
   --timeout MS        each store call's deadline (default: 1000)
   --cost N            check: units to charge (default 1)
   --all               keys: list every key (the pattern may be '*')
+  --duration SEC      bench: seconds per figure (default 2)
+  --keys N            bench: distinct keys checked in turn (default 10000)
+  --in-flight N       bench: checks in flight at once (default 64)
   --json              print one JSON object (keys: one per line)
   -o, --option NAME=VALUE
                       any rl_options field by name (tls_ca_file=...,
@@ -60,6 +73,7 @@ options:
   --version           print the library version
 
 exit status: 0 allowed or done, 1 denied, 2 usage error, 3 store error
+(bench: 0 finished, 2 bad arguments, 3 the store failed)
 )";
 
 // ---- output ---------------------------------------------------------------
@@ -145,22 +159,6 @@ const char *topology_name(int32_t t) {
 
 // ---- arguments ------------------------------------------------------------
 
-struct Args {
-  std::string command;
-  std::vector<std::string> positional;
-  std::string url;
-  bool url_given = false;
-  std::string prefix;
-  std::string timeout;
-  std::string cost = "1";
-  bool cost_given = false;
-  bool all = false;
-  bool json = false;
-  // name=value pairs for rl_options_set; the strings live here until
-  // rl_create copies them.
-  std::vector<std::pair<std::string, std::string>> options;
-};
-
 int usage_error(const std::string &message) {
   std::fprintf(stderr, "tollgate: %s\nRun 'tollgate --help' for usage.\n",
                message.c_str());
@@ -209,9 +207,10 @@ int parse_args(int argc, char **argv, Args &a) {
       name = arg.substr(0, eq);
       value = arg.substr(eq + 1);
     }
-    const bool known = name == "--url" || name == "--prefix" ||
-                       name == "--timeout" || name == "--cost" ||
-                       name == "-o" || name == "--option";
+    const bool known =
+        name == "--url" || name == "--prefix" || name == "--timeout" ||
+        name == "--cost" || name == "-o" || name == "--option" ||
+        name == "--duration" || name == "--keys" || name == "--in-flight";
     if (!known) return usage_error("unknown option '" + name + "'");
     if (!inline_value) {
       if (i + 1 >= argc) return usage_error(name + " needs a value");
@@ -227,6 +226,12 @@ int parse_args(int argc, char **argv, Args &a) {
     } else if (name == "--cost") {
       a.cost = value;
       a.cost_given = true;
+    } else if (name == "--duration" || name == "--keys" ||
+               name == "--in-flight") {
+      (name == "--duration" ? a.duration
+       : name == "--keys"   ? a.keys
+                            : a.in_flight) = value;
+      a.bench_option = name;
     } else {
       const size_t at = value.find('=');
       if (at == std::string::npos || at == 0)
@@ -272,18 +277,6 @@ int status_of(int rc) {
       return kStore;
   }
 }
-
-struct Limiter {
-  rl_limiter *p = nullptr;
-  ~Limiter() { rl_destroy(p); }
-};
-
-struct Policies {
-  std::vector<rl_policy *> list;
-  ~Policies() {
-    for (rl_policy *p : list) rl_policy_release(p);
-  }
-};
 
 int open_limiter(Args &a, Limiter &lim) {
   if (!a.url_given) {
@@ -473,7 +466,10 @@ int cmd_keys(Args &a) {
   }
   rl_keys_free(it);
   if (rc != RL_E_DONE) return library_error("keys", rc, status_of(rc));
-  if (!a.json) std::fprintf(stderr, "%zu state(s)\n", n);
+  if (!a.json) {
+    std::fflush(stdout);  // the states first, also when both go to one file
+    std::fprintf(stderr, "%zu state(s)\n", n);
+  }
   return kAllowed;
 }
 
@@ -558,7 +554,9 @@ int cmd_health(Args &a) {
   return ok ? kAllowed : kStore;
 }
 
-}  // namespace
+}  // namespace tollgate_cli
+
+using namespace tollgate_cli;
 
 int main(int argc, char **argv) {
   Args a;
@@ -568,6 +566,9 @@ int main(int argc, char **argv) {
     std::fputs(kHelp, stderr);
     return kUsage;
   }
+  if (a.command == "bench") return cmd_bench(a);
+  if (!a.bench_option.empty())
+    return usage_error(a.bench_option + " is an option of bench");
   if (a.command == "check") return cmd_check(a, false);
   if (a.command == "peek") return cmd_check(a, true);
   if (a.command == "reset" || a.command == "block" || a.command == "unblock")

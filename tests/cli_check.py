@@ -8,6 +8,9 @@ Checks the output (human and --json), the documented exit codes (0
 allowed or done, 1 denied, 2 usage, 3 store error), that `tollgate --help`
 is the text docs/cli.md shows, and that no password is ever printed. The
 servers are started on free loopback ports and stopped by their PIDs.
+`bench` runs briefly on servers of its own: its figures are checked for
+presence and consistency, never for speed, and its keys must be gone
+afterwards.
 Exit status: 0 passed, 1 a failure, 77 redis-server not found (skip).
 """
 
@@ -22,7 +25,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from redis_scripts_check import RedisServer, free_port  # noqa: E402
+from redis_scripts_check import Redis, RedisServer, free_port  # noqa: E402
 
 DOC = HERE.parent / "docs" / "cli.md"
 SECRET = "cli-s3cret-pw"
@@ -231,12 +234,138 @@ def test_bad_input(binary, url):
     check(p.returncode == 2 and "--url" in p.stderr, "URL as command: %r" % p.stderr)
 
 
+def bench_keys_left(r):
+    """The keys of a bench run still in the server (any database 0 key
+    whose name has the bench's sub-prefix)."""
+    cursor, left = "0", []
+    while True:
+        cursor, page = r.call("SCAN", cursor, "MATCH", "*bench:*", "COUNT", 1000)
+        cursor = cursor.decode()
+        left += [k.decode() for k in page]
+        if cursor == "0":
+            return left
+
+
+def check_ratios(d, what):
+    t, b, r = d.get("tollgate", {}), d.get("baseline") or {}, d.get("ratios") or {}
+    for mode in ("sequential", "in_flight"):
+        for field in ("checks_per_s", "cpu_us_per_check"):
+            want = t[mode][field] / b[mode][field]
+            got = r.get(mode, {}).get(field, -1)
+            check(abs(got - want) <= 0.02 * want + 0.001,
+                  "%s: ratio %s %s is %r, the figures give %r" % (what, mode, field, got, want))
+    want = t["sequential"]["p50_us"] / b["sequential"]["p50_us"]
+    got = r.get("sequential", {}).get("p50_us", -1)
+    check(abs(got - want) <= 0.02 * want + 0.001,
+          "%s: ratio of the p50s is %r, the figures give %r" % (what, got, want))
+
+
+def check_figures(d, side, what):
+    figs = d.get(side) or {}
+    for mode in ("sequential", "in_flight"):
+        f = figs.get(mode, {})
+        fields = ["checks", "seconds", "checks_per_s", "cpu_us_per_check"]
+        if mode == "sequential":
+            fields += ["p50_us", "p99_us"]
+        for field in fields:
+            check(isinstance(f.get(field), (int, float)) and f[field] > 0,
+                  "%s: %s %s %s is not a positive number: %r" % (what, side, mode, field, f))
+        if mode == "sequential" and f.get("p50_us") is not None:
+            check(f["p50_us"] <= f.get("p99_us", 0), "%s: %s p50 above p99: %r" % (what, side, f))
+
+
+def test_bench(binary, redis_bin):
+    server = RedisServer(redis_bin)
+    try:
+        r = server.start()
+        # Keys of an application: the bench must leave them alone.
+        r.call("SET", "tollgate:v2:{user:1}", "1")
+        r.call("SET", "tollgate:bench-not-mine", "1")
+        cli = Cli(binary, "redis://127.0.0.1:%d" % server.port)
+        rc, d = cli.json("bench", "--duration", "0.3", "--keys", "100")
+        check(rc == 0, "bench --json: exit %d" % rc)
+        for field, want in (("topology", "standalone"), ("policy", "1000000000/h"),
+                            ("keys", 100), ("in_flight", 64), ("duration_s", 0.3),
+                            ("address", "127.0.0.1:%d" % server.port),
+                            ("baseline_skipped", None)):
+            check(d.get(field, "missing") == want, "bench JSON %s: %r" % (field, d.get(field)))
+        check(re.fullmatch(r"bench:[0-9a-f]{8}:\*", d.get("key_pattern", "")) is not None,
+              "bench key_pattern: %r" % d.get("key_pattern"))
+        check(re.fullmatch(r"\d+\.\d+\.\d+", d.get("redis_version", "")) is not None,
+              "bench redis_version: %r" % d.get("redis_version"))
+        check(d.get("cpus", 0) >= 1, "bench cpus: %r" % d.get("cpus"))
+        for load in ("load_before", "load_after"):
+            check(isinstance(d.get(load), list) and len(d[load]) == 3 and
+                  all(x >= 0 for x in d[load]), "bench %s: %r" % (load, d.get(load)))
+        check_figures(d, "tollgate", "bench")
+        check_figures(d, "baseline", "bench")
+        if d.get("tollgate") and d.get("baseline"):
+            check_ratios(d, "bench")
+        check(d.get("deleted_keys", 0) >= 1, "bench deleted_keys: %r" % d.get("deleted_keys"))
+        check(bench_keys_left(r) == [] and r.call("DBSIZE") == 2,
+              "bench left keys: %r" % bench_keys_left(r))
+        check(r.call("EXISTS", "tollgate:v2:{user:1}", "tollgate:bench-not-mine") == 2,
+              "bench deleted an application's keys")
+
+        # The human table, a --prefix and a database: the same cleanup.
+        cli = Cli(binary, "redis://127.0.0.1:%d/3?prefix=app:" % server.port)
+        p = cli.run("bench", "--duration=0.2", "--keys=20", "--in-flight=8",
+                    "--prefix", "other:")
+        check(p.returncode == 0, "bench human: exit %d, %r" % (p.returncode, p.stderr))
+        for needle in ("tollgate rl_check, sequential", "tollgate rl_check_async, 8 in flight",
+                       "baseline INCR+PEXPIRE, sequential", "baseline INCR+PEXPIRE, 8 in flight",
+                       "tollgate / baseline", "load average before:", "load average after:",
+                       "keys the bench wrote"):
+            check(needle in p.stdout, "bench human output lacks %r: %r" % (needle, p.stdout))
+        r.call("SELECT", 3)
+        check(r.call("DBSIZE") == 0, "bench on db 3 left keys: %r" % bench_keys_left(r))
+        r.close()
+    finally:
+        server.cleanup()
+
+    # A unix socket: no baseline (it speaks TCP), tollgate's figures alone;
+    # its keys are deleted through the limiter (listed, then reset).
+    server = RedisServer(redis_bin)
+    server.extra_args += ["--unixsocket", os.path.join(server.dir, "r.sock")]
+    try:
+        r = server.start()
+        cli = Cli(binary, "unix://" + os.path.join(server.dir, "r.sock"))
+        rc, d = cli.json("bench", "--duration", "0.2", "--keys", "30")
+        check(rc == 0 and d.get("baseline") is None and d.get("ratios") is None and
+              "unix socket" in (d.get("baseline_skipped") or ""),
+              "bench on a unix socket: exit %d, %r" % (rc, d))
+        check_figures(d, "tollgate", "bench unix")
+        check(r.call("DBSIZE") == 0, "bench on a unix socket left keys: %r" % bench_keys_left(r))
+        p = cli.run("bench", "--duration", "0.1", "--keys", "5")
+        check(p.returncode == 0 and "baseline skipped:" in p.stdout and
+              "tollgate / baseline" not in p.stdout, "bench human, unix: %r" % p.stdout)
+        r.close()
+    finally:
+        server.cleanup()
+
+    # Bad arguments: 2, before any store call.
+    cli = Cli(binary, "redis://127.0.0.1:%d" % free_port())
+    for args, needle in ((("--duration", "x"), "--duration expects seconds"),
+                         (("--duration", "0"), "--duration expects seconds"),
+                         (("--keys", "0"), "--keys expects"),
+                         (("--in-flight", "many"), "--in-flight expects"),
+                         (("extra",), "bench takes no arguments")):
+        p = cli.run("bench", *args)
+        check(p.returncode == 2 and needle in p.stderr and "tollgate --help" in p.stderr,
+              "bench %r: exit %d, %r" % (args, p.returncode, p.stderr))
+    p = cli.run("ping", "--keys", "5")
+    check(p.returncode == 2 and "--keys is an option of bench" in p.stderr,
+          "a bench option elsewhere: %r" % p.stderr)
+    p = Cli(binary).run("bench", "--url", "memory://")
+    check(p.returncode == 2 and "shared store" in p.stderr, "bench on memory://: %r" % p.stderr)
+
+
 def test_unreachable(binary):
     port = free_port()  # nothing listens there
     cli = Cli(binary, "redis://:%s@127.0.0.1:%d?connect_timeout_ms=300" % (SECRET, port))
     for args in (("check", "k", "10/m"), ("peek", "k", "10/m"), ("ping",),
                  ("reset", "k"), ("block", "k", "1m"), ("unblock", "k"),
-                 ("keys", "k*", "10/m")):
+                 ("keys", "k*", "10/m"), ("bench", "--duration", "0.1")):
         p = cli.run(*args)
         check(p.returncode == 3 and "RL_E_CONNECT" in p.stderr,
               "%r on an unreachable store: exit %d, %r" % (args, p.returncode, p.stderr))
@@ -255,10 +384,21 @@ def test_wrong_password(binary, redis_bin):
         p = cli.run("check", "k", "10/m")
         check(p.returncode == 3 and "RL_E_AUTH" in p.stderr,
               "wrong password: exit %d, %r" % (p.returncode, p.stderr))
+        p = cli.run("bench", "--duration", "0.1")
+        check(p.returncode == 3 and "RL_E_AUTH" in p.stderr,
+              "bench, wrong password: exit %d, %r" % (p.returncode, p.stderr))
         good = Cli(binary, "redis://:right-pw@127.0.0.1:%d" % server.port)
         p = good.run("ping")
         check(p.returncode == 0 and "right-pw" not in p.stdout + p.stderr,
               "right password: %r" % p.stderr)
+        # bench's own client logs in with the URL's password, and a -o
+        # password overrides it for both clients; neither is printed.
+        for bench in (good, Cli(binary, "redis://:%s@127.0.0.1:%d" % (SECRET, server.port))):
+            extra = () if bench is good else ("-o", "password=right-pw")
+            p = bench.run("bench", "--duration", "0.1", "--keys", "10", *extra)
+            check(p.returncode == 0 and "right-pw" not in p.stdout + p.stderr and
+                  "tollgate / baseline" in p.stdout,
+                  "bench with a password: exit %d, %r" % (p.returncode, p.stderr))
     finally:
         server.cleanup()
 
@@ -280,6 +420,7 @@ def main():
         test_bad_input(a.tollgate, url)
     finally:
         server.cleanup()
+    test_bench(a.tollgate, a.redis_server)
     test_unreachable(a.tollgate)
     test_wrong_password(a.tollgate, a.redis_server)
     if failures:

@@ -38,15 +38,24 @@
  * Python and Node servers, so one run can put a C, a Python and a Node
  * server behind the same balancer, on the same Redis key.
  *
- * Usage: tollgate-demo [--store URL] [--servers N] [--requests N]
- *                      [--server-cmd CMD]...
+ * The closing lines suggest the next command to run: after the memory
+ * store, this program with --store; after a shared store, the tollgate
+ * command-line tool (docs/cli.md) listing the org's state in that store.
+ * Each is printed so that it runs as printed (tests/check_demo_hint.sh).
  *
- * C99 + POSIX.1-2008.
+ * Usage: tollgate-demo [--store URL] [--servers N] [--requests N]
+ *                      [--server-cmd CMD]... [--cli PATH]
+ *
+ * C99 + POSIX.1-2008 (with XSI, for realpath).
  */
 #ifndef _POSIX_C_SOURCE
 #define _POSIX_C_SOURCE 200809L
 #endif
+#ifndef _XOPEN_SOURCE
+#define _XOPEN_SOURCE 700
+#endif
 
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -66,11 +75,17 @@
 #define PLAN_NAME "FREE"
 #define PLAN_LIMIT 100
 #define PLAN_PERIOD_MS (60LL * 60 * 1000) /* one hour */
+/* The same plan in the policy text of the bindings and the CLI (GCRA, burst
+ * = limit), so the CLI reads the state the servers write. */
+#define PLAN_TEXT "100/h"
 #define ORG_KEY "org-123"
 
 /* How this program was started (argv[0]): the closing hint names it, so
  * that the command it suggests runs as printed. */
 static const char *g_program = "tollgate-demo";
+
+/* --cli: the tollgate command-line tool the shared-store hint names. */
+static const char *g_cli = NULL;
 
 #define DEFAULT_SERVERS 3
 #define DEFAULT_REQUESTS 300
@@ -507,11 +522,70 @@ static void route(struct server *s, int idx) {
   }
 }
 
+/* Print `s` as one shell word: as it is if no shell treats any of its
+ * characters specially, else in single quotes. */
+static void print_shell_word(const char *s) {
+  const char *p;
+  int plain = *s != '\0';
+  for (p = s; *p; ++p)
+    if (!isalnum((unsigned char)*p) && strchr("_-./:@%+=,", *p) == NULL)
+      plain = 0;
+  if (plain) {
+    fputs(s, stdout);
+    return;
+  }
+  putchar('\'');
+  for (p = s; *p; ++p) {
+    if (*p == '\'')
+      fputs("'\\''", stdout);
+    else
+      putchar(*p);
+  }
+  putchar('\'');
+}
+
+/* The tollgate CLI to name: --cli PATH; else the one a CMake build made
+ * beside this demo (this binary is <build>/examples/tollgate-demo, the CLI
+ * <build>/cli/tollgate), by its absolute path so the hint runs from any
+ * directory; else "tollgate" on PATH (an installed tollgate). */
+static const char *cli_command(void) {
+  static char found[PATH_MAX];
+  char self[PATH_MAX], candidate[PATH_MAX + 32];
+  char *slash;
+  if (g_cli != NULL) return g_cli;
+  if (strchr(g_program, '/') == NULL || realpath(g_program, self) == NULL)
+    return "tollgate";
+  slash = strrchr(self, '/');
+  *slash = '\0';
+  snprintf(candidate, sizeof candidate, "%s/../cli/tollgate", self);
+  if (access(candidate, X_OK) != 0 || realpath(candidate, found) == NULL)
+    return "tollgate";
+  return found;
+}
+
+/* The closing hint of a shared-store run: the CLI listing the org's state
+ * in that store. A URL with user info (a password) is not printed: the
+ * command then takes it from REDIS_URL. */
+static void print_cli_hint(const char *store_url) {
+  const char *scheme_end = strstr(store_url, "://");
+  const char *at = strchr(store_url, '@');
+  const int secret = scheme_end != NULL && at != NULL && at > scheme_end;
+  printf("\nSee that counter in the store with the tollgate CLI%s:\n  ",
+         secret ? " (REDIS_URL set to the store's URL)" : "");
+  print_shell_word(cli_command());
+  printf(" keys " ORG_KEY " " PLAN_TEXT);
+  if (!secret) {
+    printf(" --url ");
+    print_shell_word(store_url);
+  }
+  printf("\n");
+}
+
 static void usage(FILE *f) {
   fprintf(
       f,
       "usage: tollgate-demo [--store URL] [--servers N] [--requests N]\n"
-      "                     [--server-cmd CMD]...\n"
+      "                     [--server-cmd CMD]... [--cli PATH]\n"
       "\n"
       "Starts N app servers (processes, default %d), each limiting\n"
       "organization " ORG_KEY " to the " PLAN_NAME
@@ -526,7 +600,10 @@ static void usage(FILE *f) {
       "                  \"--store URL\" appended) instead of this\n"
       "                  binary (\"c\": this binary); repeatable: server k\n"
       "                  runs command k mod the number given (e.g. a\n"
-      "                  Python or Node server)\n",
+      "                  Python or Node server)\n"
+      "  --cli PATH      the tollgate CLI that the closing hint of a\n"
+      "                  shared-store run names (default: the one built\n"
+      "                  beside this demo, else tollgate on PATH)\n",
       DEFAULT_SERVERS, PLAN_LIMIT, DEFAULT_REQUESTS, MAX_SERVERS);
 }
 
@@ -576,6 +653,8 @@ int main(int argc, char **argv) {
         return 2;
       }
       server_cmds[n_server_cmds++] = argv[++i];
+    } else if (strcmp(a, "--cli") == 0 && i + 1 < argc) {
+      g_cli = argv[++i];
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       return 0;
@@ -713,9 +792,10 @@ int main(int argc, char **argv) {
         "Each server counted only the requests it saw itself, in its own "
         "memory,\nso organization " ORG_KEY
         " got %.1fx its plan. Use a "
-        "shared Redis store:\n  %s --store "
-        "redis://localhost:6379\n",
-        (double)total_admitted / PLAN_LIMIT, g_program);
+        "shared Redis store:\n  ",
+        (double)total_admitted / PLAN_LIMIT);
+    print_shell_word(g_program);
+    printf(" --store redis://localhost:6379\n");
   } else if (requests > PLAN_LIMIT) {
     printf(
         "; %ld admitted across %d servers: the limit held,\n"
@@ -728,6 +808,9 @@ int main(int argc, char **argv) {
         "Send more than %d (--requests N) to see the limit act.\n",
         requests, PLAN_LIMIT);
   }
+  if (store_url != NULL && *store_url != '\0' &&
+      strcmp(store_url, "memory://") != 0 && total_failed == 0)
+    print_cli_hint(store_url);
   if (total_failed > 0) {
     printf(
         "\n%ld requests failed: a server died or stopped answering (see "
