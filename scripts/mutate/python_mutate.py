@@ -52,6 +52,10 @@ TESTS_OF: Dict[str, List[str]] = {
                 "tests/test_exemptions_web.py", "tests/test_shadow_web.py"],
     "flask.py": ["tests/test_web.py", "tests/test_web_edges.py", "tests/test_refund.py",
                  "tests/test_exemptions_web.py", "tests/test_shadow_web.py"],
+    "_metrics.py": ["tests/test_metrics.py"],
+    "prometheus.py": ["tests/test_metrics.py"],
+    "opentelemetry.py": ["tests/test_metrics.py"],
+    "_cli.py": ["tests/test_cli.py"],
 }
 
 
@@ -187,6 +191,13 @@ def main() -> int:
         os.remove(os.path.join("tests", os.path.basename(name)))
         print("without tests/%s" % os.path.basename(name))
     everything = list_all()
+    # Every module with mutants needs its tests named above: say which one
+    # lacks them before anything runs (not a KeyError after the sample).
+    unmapped = sorted({r.module for r in everything} - set(TESTS_OF))
+    if unmapped:
+        print("python_mutate: no tests named for %s: add them to TESTS_OF in %s"
+              % (", ".join(unmapped), __file__), file=sys.stderr)
+        return 2
     if args.module:
         everything = [r for r in everything if r.module in args.module]
     order = lambda r: (r.module, r.rid.line_number, r.rid.index)  # noqa: E731

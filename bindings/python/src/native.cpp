@@ -1322,7 +1322,7 @@ class Limiter {
         "tls_cert_file",   "tls_key_file",
         "tls_server_name", "tls_verify",
         "clock",           "spin_us",
-        "shadow"};
+        "shadow",          "metrics"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -1371,6 +1371,12 @@ class Limiter {
     if (opts.contains("tls_verify"))
       o.tls_verify =
           static_cast<int32_t>(to_int64(opts["tls_verify"], "tls_verify"));
+    if (opts.contains("metrics")) {
+      // Set by name (1 on, -1 off), so the binding needs no struct layout.
+      const int64_t m = to_int64(opts["metrics"], "metrics");
+      const int rc = rl_options_set(&o, "metrics", m > 0 ? "on" : "off");
+      if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    }
 
     // String options: copied here, and by rl_create.
     struct StrOpt {
@@ -1760,6 +1766,54 @@ class Limiter {
     }
     d["nodes"] = std::move(node_list);
     return d;
+  }
+
+  // metrics(): one snapshot (rl_metrics_read, without the GIL), walked
+  // into tollgate._metrics.MetricSample objects.
+  py::list metrics() {
+    CallGuard guard(*core_);
+    rl_metrics *snap = nullptr;
+    int rc = RL_OK;
+    without_gil([&]() noexcept { rc = rl_metrics_read(core_->lim, &snap); });
+    if (rc != RL_OK) raise_code(rc, last_error_text(rc));
+    std::unique_ptr<rl_metrics, void (*)(rl_metrics *)> owned(snap,
+                                                              &rl_metrics_free);
+    py::object sample_type =
+        py::module_::import("tollgate._metrics").attr("MetricSample");
+    py::list out;
+    rl_metric s = RL_METRIC_INIT;
+    while ((rc = rl_metrics_next(snap, &s)) == RL_OK) {
+      const char *type = nullptr;
+      switch (s.type) {
+        case RL_METRIC_COUNTER:
+          type = "counter";
+          break;
+        case RL_METRIC_GAUGE:
+          type = "gauge";
+          break;
+        case RL_METRIC_HISTOGRAM:
+          type = "histogram";
+          break;
+        default:
+          continue;  // a kind this binding does not know (a newer library)
+      }
+      py::dict labels;
+      for (uint32_t i = 0; i < s.n_labels && i < RL_METRIC_MAX_LABELS; ++i)
+        labels[py::str(s.label_names[i])] = py::str(s.label_values[i]);
+      py::list buckets;
+      if (s.type == RL_METRIC_HISTOGRAM) {
+        for (size_t i = 0; i < s.n_buckets; ++i)
+          buckets.append(
+              py::make_tuple(s.bucket_bounds[i], s.bucket_counts[i]));
+        // The +Inf bucket holds every observation.
+        buckets.append(
+            py::make_tuple(std::numeric_limits<double>::infinity(), s.count));
+      }
+      out.append(sample_type(type, s.name, s.help, std::move(labels), s.value,
+                             std::move(buckets), s.count, s.sum));
+    }
+    if (rc != RL_E_DONE) raise_code(rc, last_error_text(rc));
+    return out;
   }
 
   static const char *connection_name(int32_t connection) {
@@ -2587,6 +2641,11 @@ rl_options:
                  ipaddress objects), decided in this process before any
                  store call (decision.source "allow_list" / "deny_list");
                  set_allow_list() / set_deny_list() replace them
+  metrics        True (the default) or False: whether decisions are counted
+                 per policy name, decision and source for metrics()
+                 (tollgate_checks_total, tollgate_shadow_denials_total; one
+                 lock-free increment per check). False leaves the other
+                 series (errors, store, nodes)
 
 An unknown option raises TypeError. One limiter serves any number of
 threads; every call that may block releases the GIL. Use it as a context
@@ -2699,6 +2758,18 @@ manager, or call close().
            "(TollgateConnectionError, AuthError, TLSError, ...).")
       .def("health", &Limiter::health,
            "A snapshot of the limiter's state and counters (a dict).")
+      .def("metrics", &Limiter::metrics,
+           "metrics() -> list[MetricSample]\n\n"
+           "The limiter's metrics now, as Prometheus names them: one "
+           "tollgate.MetricSample per series (type, name, help, labels, "
+           "value; histograms: buckets, count, sum), read at once "
+           "(rl_metrics_read; no I/O). Decisions per policy name, decision "
+           "and source (tollgate_checks_total, absent with metrics=False), "
+           "shadow mode's would-be denials, errors, the memory store's keys "
+           "and evictions, and per Redis node its state, commands in "
+           "flight, connection failures, reconnects and round-trip "
+           "histogram, with the cluster's and sentinel's series. "
+           "tollgate.prometheus and tollgate.opentelemetry export it.")
       .def("close", &Limiter::close,
            "Wait for calls in progress, then release the limiter. "
            "Idempotent; later calls raise TollgateConnectionError "

@@ -11,6 +11,7 @@ It needs the `build` package in the running interpreter (pip install build).
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -61,7 +62,9 @@ def test_sdist_installs_in_a_clean_virtualenv(tmp_path: Path):
     # harness.
     with tarfile.open(sdist) as tar:
         names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
-    for need in ("_tollgate_src/tests/vectors/gcra.json", "_tollgate_src/tests/servers/topology.py"):
+    # The command-line tool's sources, which the package builds and carries.
+    for need in ("_tollgate_src/tests/vectors/gcra.json", "_tollgate_src/tests/servers/topology.py",
+                 "_tollgate_src/cli/CMakeLists.txt", "_tollgate_src/cli/tollgate_cli.cpp"):
         assert need in names, need
     assert not any("__pycache__" in n for n in names)
 
@@ -75,3 +78,6 @@ def test_sdist_installs_in_a_clean_virtualenv(tmp_path: Path):
     # Run from an empty directory so nothing from this checkout is imported.
     out = run([str(py), "-c", SMOKE], cwd=str(tmp_path)).stdout
     assert "sdist smoke ok" in out
+    # The `tollgate` console script runs the tool built from the sdist.
+    out = run([str(venv / "bin" / "tollgate"), "--version"], cwd=str(tmp_path)).stdout
+    assert re.fullmatch(r"tollgate \d+\.\d+\.\d+\n", out), out

@@ -3,9 +3,10 @@ manylinux wheel: it installs with `pip install --only-binary=:all:` into a
 fresh virtualenv whose PATH has no compiler and no CMake, its extension
 resolves libssl, libcrypto and libhiredis to the copies in the wheel (ldd,
 and the dynamic linker's own bindings at import), and it works: the memory
-store, Redis, and Redis over TLS through the bundled OpenSSL. The wheel and
-the sdist carry the top-level LICENSE, and the wheel the bundled libraries'
-licenses.
+store, Redis, and Redis over TLS through the bundled OpenSSL; so does its
+`tollgate` console script (the command-line tool in the package, repaired
+like the extension). The wheel and the sdist carry the top-level LICENSE,
+and the wheel the bundled libraries' licenses.
 
 It tests the files scripts/package.sh built (building them here would double
 the suite's build time), so it runs only when told where they are:
@@ -150,6 +151,9 @@ def test_wheel_and_sdist_contents(dist: Tuple[Path, Path]) -> None:
         # auditwheel (libssl-<hash>.so.3, ...).
         libs = sorted(n.split("/", 1)[1] for n in names if n.startswith("tollgate.libs/") and not n.endswith("/"))
         assert sorted(re.match(r"(lib[a-z]+)-[0-9a-f]{8}\.so", n).group(1) for n in libs) == list(BUNDLED), libs
+        # The command-line tool, executable (pip keeps the mode it has here).
+        tool = zf.getinfo("tollgate/_bin/tollgate")
+        assert (tool.external_attr >> 16) & 0o111, oct(tool.external_attr >> 16)
         # Not a stale wheel: its Python files are this tree's.
         src = PACKAGE_ROOT / "src" / "tollgate"
         for f in sorted(src.iterdir()):
@@ -256,6 +260,38 @@ def test_extension_resolves_only_bundled_libraries(installed: Installed) -> None
                 # libssl, libcrypto or libhiredis.
                 assert name in SYSTEM_LIBS, "%s needs %s from %s, outside the wheel" % (lib.name, name, resolved)
     assert sorted(found) == list(BUNDLED), found
+
+
+@pytest.mark.timeout(120)
+def test_console_script_runs_the_bundled_tool(installed: Installed, redis_server, tmp_path: Path) -> None:
+    # The command-line tool in the package links libtollgate statically and
+    # resolves hiredis and OpenSSL to the wheel's copies, as the extension
+    # does (auditwheel repaired it too).
+    tool = installed.ext.parent / "_bin" / "tollgate"
+    assert os.access(tool, os.X_OK), tool
+    libs_dir = os.path.realpath(installed.libs_dir)
+    found = set()
+    for name, resolved in _ldd(tool):
+        assert resolved is not None, "tollgate: %s not found" % name
+        if resolved.startswith(libs_dir + os.sep):
+            found.add(BUNDLED_RE.match(name).group(0))
+        else:
+            assert name in SYSTEM_LIBS, "tollgate needs %s from %s, outside the wheel" % (name, resolved)
+    assert sorted(found) == list(BUNDLED), found
+    # `tollgate` by name from the venv's bin/ (pip's console script), with
+    # no compiler or system tollgate on PATH.
+    env = dict(installed.env, PATH=str(installed.venv / "bin") + os.pathsep + installed.path)
+
+    def tollgate_cmd(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["tollgate", *args], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                              timeout=60)
+
+    p = tollgate_cmd("--version")
+    assert p.returncode == 0 and p.stdout.startswith("tollgate "), (p.stdout, p.stderr)
+    p = tollgate_cmd("ping", "--url", redis_server.url)
+    assert p.returncode == 0 and p.stdout.startswith("ok  round trip "), (p.stdout, p.stderr)
+    p = tollgate_cmd("ping", "--url", "redis://127.0.0.1:%d" % free_port())
+    assert p.returncode == 3, (p.stdout, p.stderr)
 
 
 SMOKE = textwrap.dedent(

@@ -11,6 +11,18 @@ Point the limiter at Redis (``Limiter("redis://host:6379/0")``) and every
 process, in any language, that uses the same Redis enforces the same limit on
 the same keys. This package is a thin layer over tollgate's C library: the
 decisions are the library's, byte for byte.
+
+Metrics: ``limiter.metrics()`` reads the library's series (decisions per
+policy name, decision and source; errors; each Redis node's state and
+round-trip histogram) as :class:`MetricSample` objects with their Prometheus
+names. ``tollgate.prometheus.TollgateCollector`` exports them through
+prometheus_client (``pip install tollgate[prometheus]``),
+``tollgate.opentelemetry.TollgateInstruments`` through the OpenTelemetry
+API (``pip install tollgate[opentelemetry]``). ``Limiter(metrics=False)``
+stops counting decisions per policy.
+
+The ``tollgate`` command (docs/cli.md) comes with the package: ``tollgate
+peek KEY POLICY --url redis://...`` and the rest, from a shell.
 """
 
 from __future__ import annotations
@@ -31,6 +43,7 @@ from ._errors import (
     UnsupportedError,
 )
 from ._leases import LeaseContext, LeaseDenied, LeaseResult
+from ._metrics import MetricSample
 from ._native import Decision, Lease, Policy
 from ._types import KeyState
 
@@ -63,6 +76,7 @@ for _cls in (
     LeaseDenied,
     LeaseLost,
     LeaseContext,
+    MetricSample,
 ):
     _cls.__module__ = __name__
 del _cls
@@ -87,6 +101,7 @@ __all__ = [
     "LeaseDenied",
     "LeaseLost",
     "LeaseContext",
+    "MetricSample",
     "LIBRARY_VERSION",
     "__version__",
 ]

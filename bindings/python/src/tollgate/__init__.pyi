@@ -15,6 +15,7 @@ from ._errors import UnsupportedError as UnsupportedError
 from ._leases import LeaseContext as LeaseContext
 from ._leases import LeaseDenied as LeaseDenied
 from ._leases import LeaseResult as LeaseResult
+from ._metrics import MetricSample as MetricSample
 from ._native import Decision as Decision
 from ._native import Lease as Lease
 from ._native import Limiter as Limiter

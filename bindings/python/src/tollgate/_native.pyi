@@ -6,6 +6,7 @@ import os
 from typing import Callable, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
 from ._leases import LeaseContext, LeaseResult
+from ._metrics import MetricSample
 from ._types import KeyState
 
 Key = Union[str, bytes]
@@ -267,6 +268,7 @@ class Limiter:
         shadow: Optional[bool] = ...,
         allow: Optional[Iterable[ListEntry]] = ...,
         deny: Optional[Iterable[ListEntry]] = ...,
+        metrics: Optional[bool] = ...,
     ) -> None: ...
     def set_allow_list(self, entries: Iterable[ListEntry]) -> None:
         """Replace the allow list (keys, addresses, CIDR ranges): listed keys
@@ -323,6 +325,11 @@ class Limiter:
     def release(self, lease: Lease) -> bool: ...
     def ping(self) -> float: ...
     def health(self) -> HealthInfo: ...
+    def metrics(self) -> List[MetricSample]:
+        """Every series of the limiter's metrics now, as Prometheus names
+        them (one snapshot, no I/O): tollgate_checks_total{policy, decision,
+        source} (absent with metrics=False), errors, the memory store's keys,
+        each Redis node's state and round-trip histogram, ..."""
     def keys(
         self, policies: Union[Policy, Sequence[Policy]], /, *, raw: bool = False
     ) -> KeysIterator: ...

@@ -27,7 +27,8 @@ _UINT32_OPTIONS = (
 )
 _STR_OPTIONS = ("key_prefix", "username", "password", "tls_server_name")
 _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
-_BOOL_OPTIONS = ("deny_cache", "tls_verify")
+# True: 1, False: -1 (the C fields' "off"; 0 is "the default").
+_BOOL_OPTIONS = ("deny_cache", "tls_verify", "metrics")
 _LIST_OPTIONS = ("allow", "deny")
 OPTIONS = frozenset(
     ("max_keys", "failure_mode", "clock", "spin_us", "shadow")
