@@ -242,6 +242,75 @@ export interface LimiterOptions {
    * setDenyList() replaces it.
    */
   deny?: Iterable<string | Uint8Array>;
+  /**
+   * Count decisions per policy name, decision and source for metrics()
+   * (`tollgate_checks_total`, `tollgate_shadow_denials_total`;
+   * docs/metrics.md). Default true; false leaves those series out (the
+   * others, read from counters the limiter keeps anyway, remain).
+   */
+  metrics?: boolean;
+  /**
+   * The log handler (docs/metrics.md, "Logs"), set as the limiter is made:
+   * see Limiter.setLogHandler().
+   */
+  onLog?: LogHandler;
+  /** With `onLog`: the least severe level it receives; default 'info'. */
+  logLevel?: LogLevel;
+}
+
+/** A log message's level, most severe first. */
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+/**
+ * A log message (docs/metrics.md, "Logs"): one line, no trailing newline,
+ * never a password or a key. Each episode of the store is logged once,
+ * e.g. warn "tollgate: 127.0.0.1:6379 is unreachable (...); reconnecting
+ * with backoff", then info "tollgate: reconnected to 127.0.0.1:6379 after
+ * 2140 ms".
+ */
+export interface LogEntry {
+  readonly level: LogLevel;
+  readonly message: string;
+}
+
+/** Called on the JS thread, one message at a time; one that throws reports an uncaught exception. */
+export type LogHandler = (entry: LogEntry) => void;
+
+export interface LogOptions {
+  /** The least severe level delivered: 'error', 'warn', 'info' (default) or 'debug'. */
+  level?: LogLevel;
+}
+
+/** A series' type (Prometheus's): a counter only grows while the limiter lives. */
+export type MetricType = 'counter' | 'gauge' | 'histogram';
+
+/** A histogram bucket: the observations at or below `le` seconds (cumulative). */
+export interface MetricBucket {
+  /** The upper bound in seconds; the last bucket's is Infinity (its count is the histogram's count). */
+  readonly le: number;
+  readonly count: number;
+}
+
+/** One series of limiter.metrics(), named as Prometheus names it (docs/metrics.md). */
+export interface MetricSample {
+  readonly type: MetricType;
+  /** e.g. 'tollgate_checks_total' (every counter's ends in _total). */
+  readonly name: string;
+  /** One line saying what it counts. */
+  readonly help: string;
+  /**
+   * e.g. { policy: 'api', decision: 'allowed', source: 'store' }; { node:
+   * 'host:port' } for a Redis node's series; {} for none.
+   */
+  readonly labels: Readonly<Record<string, string>>;
+  /** A counter's or gauge's value; 0 for a histogram. */
+  readonly value: number;
+  /** A histogram's buckets, increasing, the last with le Infinity; [] for the other types. */
+  readonly buckets: readonly MetricBucket[];
+  /** A histogram's observations; 0 for the other types. */
+  readonly count: number;
+  /** Their sum in seconds; 0 for the other types. */
+  readonly sum: number;
 }
 
 /** One Redis node a limiter has met (`HealthInfo.nodes`). */
@@ -459,6 +528,21 @@ export class Limiter {
   /** One round trip to the store; resolves to the round-trip time in ms (0 for memory). */
   ping(): Promise<number>;
   health(): HealthInfo;
+  /**
+   * Every series of the limiter's metrics now (docs/metrics.md): one
+   * snapshot, read without I/O. tollgate/prometheus and
+   * tollgate/opentelemetry export them.
+   */
+  metrics(): MetricSample[];
+  /**
+   * Sends the limiter's log messages at `options.level` (default 'info')
+   * or more severe to `handler`, on the JS thread and never inside another
+   * call of the limiter; null removes it. Replaces the handler set before
+   * (or by the `onLog` option): the old one is not called after this
+   * returns, and none is after close(). A level that is not a LogLevel is
+   * a RangeError, a handler that is not a function a TypeError.
+   */
+  setLogHandler(handler: LogHandler | null, options?: LogOptions): void;
   /**
    * The stored (key, policy) states under the key prefix that belong to
    * `policies` (the list the application checks with): each is listed with

@@ -566,10 +566,12 @@ const STRING_OPTIONS = [
   'url', 'keyPrefix', 'username', 'password', 'tlsCaFile', 'tlsCaDir', 'tlsCertFile',
   'tlsKeyFile', 'tlsServerName',
 ];
-const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify'];
+// true: 1, false: -1 (the C fields' "off"; 0 is "the default"). `metrics`
+// (docs/metrics.md): false stops counting decisions per policy label.
+const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify', 'metrics'];
 const KNOWN_OPTIONS = new Set([
   ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs', 'shadow',
-  'allow', 'deny',
+  'allow', 'deny', 'onLog', 'logLevel',
 ]);
 const FAILURE_MODES = native.failureModes;
 
@@ -633,7 +635,38 @@ function nativeOptions(options) {
       throw typeError('clock', 'a function returning integer microseconds since the epoch', options.clock);
     out.clock = options.clock;
   }
+  // The log hook (docs/metrics.md, "Logs"): the handler and its level; the
+  // Limiter wraps the handler (the addon calls the wrapper).
+  if (options.onLog !== undefined && options.onLog !== null) {
+    out.onLog = logHandlerArg(options.onLog, 'onLog');
+    out.logLevel = logLevelArg(options.logLevel, 'logLevel');
+  } else if (options.logLevel !== undefined) {
+    logLevelArg(options.logLevel, 'logLevel');
+    throw new TypeError(
+      "logLevel: goes with onLog, the handler it filters (as in { onLog: (entry) => ..., logLevel: 'warn' })");
+  }
   return out;
+}
+
+// ---- Logs (docs/metrics.md, "Logs") -------------------------------------------
+
+// RL_LOG_ERROR (1) .. RL_LOG_DEBUG (4), by name.
+const LOG_LEVELS = Object.freeze(['error', 'warn', 'info', 'debug']);
+
+// A log level option -> 1 .. 4; undefined: 'info' (the store's episodes:
+// warn when one starts, info when it ends).
+function logLevelArg(level, what) {
+  if (level === undefined) return 3;
+  if (typeof level !== 'string') throw typeError(what, "'error', 'warn', 'info' or 'debug'", level);
+  const i = LOG_LEVELS.indexOf(level);
+  if (i < 0) throw new RangeError(`${what}: unknown level '${level}' (expected 'error', 'warn', 'info' or 'debug')`);
+  return i + 1;
+}
+
+function logHandlerArg(handler, what) {
+  if (typeof handler !== 'function')
+    throw typeError(what, 'a function ({ level, message }) => void', handler);
+  return handler;
 }
 
 // An allow or deny list's entries (an iterable of strings, Buffers and
@@ -872,6 +905,10 @@ function keyOut(buf) {
   }
 }
 
+// Limiters made with { metrics: false } (the exporters declare no decision
+// series for them).
+const uncounted = new WeakSet();
+
 class Limiter {
   #native;
   #handle;
@@ -882,13 +919,28 @@ class Limiter {
   #waits = new Set();
 
   #shadow;
+  // What the addon calls with each log message (level 1 .. 4, text) on the
+  // JS thread; it holds it weakly, this holds it while the handler is set.
+  #logDispatch = null;
 
   constructor(options) {
     const opts = nativeOptions(options);
+    if (opts.onLog !== undefined) opts.onLog = this.#logDispatch = this.#dispatcher(opts.onLog);
     this.#native = new native.NativeLimiter(opts);
     this.#redis = this.#native.storeKind === 'redis';
     this.#handle = this.#native.handle;
     this.#shadow = opts.shadow === 1;
+    if (opts.metrics === -1) uncounted.add(this);
+  }
+
+  // The dispatcher of `handler`: the entry as the application sees it,
+  // never after the handler was replaced or removed, or the limiter closed.
+  #dispatcher(handler) {
+    const dispatch = (level, message) => {
+      if (this.#closed || this.#logDispatch !== dispatch) return;
+      handler({ level: LOG_LEVELS[level - 1] || 'debug', message });
+    };
+    return dispatch;
   }
 
   /** 'memory' or 'redis'. */
@@ -1101,6 +1153,45 @@ class Limiter {
   health() {
     if (this.#closed) throw closedError();
     return this.#native.health();
+  }
+
+  /**
+   * Every series of the limiter's metrics now (docs/metrics.md), as
+   * Prometheus names them: one snapshot, read without I/O. Each sample is
+   * { type, name, help, labels, value, buckets, count, sum }: a histogram's
+   * buckets are its cumulative { le, count } pairs in seconds, the last
+   * with le Infinity; tollgate/prometheus and tollgate/opentelemetry export
+   * them.
+   */
+  metrics() {
+    if (this.#closed) throw closedError();
+    return this.#native.metrics();
+  }
+
+  /**
+   * Sends the limiter's log messages (docs/metrics.md, "Logs": each episode
+   * of its store once, e.g. a node unreachable, then reconnected) at
+   * `level` ('error', 'warn', 'info' (default) or 'debug') or more severe
+   * to `handler({ level, message })`, on the JS thread, never inside
+   * another call of the limiter; null removes it. Replaces the handler set
+   * before (or by the onLog option); after this returns, the old one is not
+   * called again, and after close() none is. A handler that throws reports
+   * an uncaught exception. Messages never hold a password.
+   */
+  setLogHandler(handler, options) {
+    if (this.#closed) throw closedError();
+    if (options !== undefined && options !== null && (typeof options !== 'object' || Array.isArray(options)))
+      throw typeError('log options', "an object such as { level: 'warn' }", options);
+    const level = logLevelArg(options == null ? undefined : options.level, 'level');
+    if (handler === null || handler === undefined) {
+      this.#logDispatch = null;
+      this.#native.setLogHandler(null, 0);
+      return;
+    }
+    const dispatch = this.#dispatcher(logHandlerArg(handler, 'handler'));
+    this.#logDispatch = null; // the old one is off from here, even if this throws
+    this.#native.setLogHandler(dispatch, level);
+    this.#logDispatch = dispatch;
   }
 
   /**
@@ -1384,6 +1475,7 @@ class Limiter {
   close() {
     if (this.#closing === null) {
       this.#closed = true;
+      this.#logDispatch = null;
       this.#closing = this.#native.close();
       this.#wake('all'); // asleep: their next try rejects (RL_E_CLOSED) now
     }
@@ -1444,4 +1536,7 @@ module.exports = {
   // Internal: whether the addon was built with -DTOLLGATE_TESTING=ON.
   _testing: native.testing,
   _asPolicy: asPolicy,
+  // Internal (lib/metrics.js): whether a limiter counts decisions per
+  // policy label (not made with { metrics: false }).
+  _countsDecisions: (limiter) => !uncounted.has(limiter),
 };

@@ -1,7 +1,9 @@
 'use strict';
 // Finds and loads the native addon (tollgate.node). lib/index.js loads it
 // with loadNative(); scripts/install.js asks prebuildFile() and
-// buildFromSourceRequested() whether `npm install` must build it.
+// buildFromSourceRequested() whether `npm install` must build it. The
+// package's `tollgate` bin (bin/tollgate.js) finds the command-line tool
+// with findCli(), in the same places.
 //
 // Where it may be, in order (the first that loads wins):
 //   1. TOLLGATE_NODE_ADDON, a path (tests and tools);
@@ -138,11 +140,58 @@ function loadNative(root, opts = {}) {
   throw new Error(notFoundMessage(root, tried, o));
 }
 
+// ---- The command-line tool (docs/cli.md) ------------------------------------
+
+// Where the `tollgate` executable may be, in order: TOLLGATE_NODE_CLI (a
+// path); this package's own build, beside the addon (CMakeLists.txt builds
+// it with the addon: build/Release/tollgate); a prebuilt one beside the
+// prebuilt addon (prebuilds/<platform>-<arch>/tollgate).
+function cliCandidates(root, env = process.env, platform = process.platform, arch = process.arch) {
+  const exe = platform === 'win32' ? 'tollgate.exe' : 'tollgate';
+  const list = [];
+  if (env.TOLLGATE_NODE_CLI) list.push(env.TOLLGATE_NODE_CLI);
+  for (const b of BUILDS) list.push(path.join(root, 'build', b, exe));
+  list.push(path.join(root, 'prebuilds', platformKey(platform, arch), exe));
+  return list;
+}
+
+function isExecutableFile(file) {
+  try {
+    if (!fs.statSync(file).isFile()) return false;
+    fs.accessSync(file, fs.constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+// The command-line tool of the package at root: { file } when one is
+// there, else { error } saying where it looked and how to build it.
+function findCli(root, opts = {}) {
+  const env = opts.env || process.env;
+  const platform = opts.platform || process.platform;
+  const arch = opts.arch || process.arch;
+  const tried = cliCandidates(root, env, platform, arch);
+  const file = tried.find(isExecutableFile);
+  if (file) return { file };
+  if (env.TOLLGATE_NODE_CLI)
+    return { error: `tollgate: TOLLGATE_NODE_CLI names ${env.TOLLGATE_NODE_CLI}, which is not an executable file` };
+  return {
+    error:
+      `tollgate: the command-line tool is not built in this install of the package (looked in ${tried.join(', ')}). ` +
+      'It is built from source with the addon; a prebuilt addon comes without it, and an install with ' +
+      '--ignore-scripts builds nothing. Build it with `TOLLGATE_BUILD_FROM_SOURCE=1 npm rebuild tollgate` in your ' +
+      `project (it needs ${SOURCE_NEEDS}).`,
+  };
+}
+
 module.exports = {
   PREBUILD_NEEDS,
   SOURCE_NEEDS,
   buildFromSourceRequested,
   candidates,
+  cliCandidates,
+  findCli,
   loadNative,
   prebuildFile,
 };

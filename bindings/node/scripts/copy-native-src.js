@@ -1,6 +1,8 @@
 'use strict';
 // prepack: copy the tollgate C sources a packed tarball needs into
-// native-src/ (CMakeLists.txt looks at ../.. first, then there).
+// native-src/ (CMakeLists.txt looks at ../.. first, then there): the
+// library, the command-line tool (cli/: the package's `tollgate` bin runs
+// the executable built from it) and the shared test vectors.
 // postpack (--clean): remove the copy again.
 const fs = require('node:fs');
 const path = require('node:path');
@@ -8,7 +10,7 @@ const path = require('node:path');
 const pkg = path.resolve(__dirname, '..');
 const repo = path.resolve(pkg, '..', '..');
 const dest = path.join(pkg, 'native-src');
-const ENTRIES = ['CMakeLists.txt', 'cmake', 'core', 'capi', 'tests/vectors'];
+const ENTRIES = ['CMakeLists.txt', 'cmake', 'core', 'capi', 'cli', 'tests/vectors'];
 
 const inCheckout = fs.existsSync(path.join(repo, 'capi', 'include', 'tollgate.h'));
 if (!inCheckout) {

@@ -5,7 +5,9 @@
 // 1. A prebuilt addon for this platform (prebuilds/<platform>-<arch>/,
 //    carried by the npm tarball) that loads here: nothing to build.
 // 2. Otherwise build from source with cmake-js (`cmake-js compile`, as
-//    `npm run build` does), into build/Release. cmake-js, node-addon-api and
+//    `npm run build` does), into build/Release: the addon, and the
+//    command-line tool the package's `tollgate` bin runs (a prebuilt addon
+//    comes without it). cmake-js, node-addon-api and
 //    node-api-headers are this package's dependencies, so npm has installed
 //    them for a tarball or a registry install. npm does not install the
 //    dependencies of a folder it links (`npm install <folder>`, "file:"
@@ -95,6 +97,9 @@ function build(reason) {
       `It needs ${SOURCE_NEEDS}; CMake's message above says which is missing.`);
   }
   say(`built ${path.join(PKG, 'build', 'Release', 'tollgate.node')}`);
+  // The command-line tool (the package's `tollgate` bin), built with it.
+  const cli = path.join(PKG, 'build', 'Release', 'tollgate');
+  if (fs.existsSync(cli)) say(`built the command-line tool ${cli} (npx tollgate --help)`);
 }
 
 function main() {

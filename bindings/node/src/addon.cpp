@@ -26,6 +26,17 @@
 //   - A lease handle (rl_lease) is owned by a NativeLease object and by the
 //     renew or release in progress on it, and freed with the last of them
 //     (rl_lease_free runs before or after rl_destroy: both are allowed).
+//   - metrics() walks one rl_metrics snapshot (no I/O) into plain objects.
+//   - The log hook (rl_set_log_handler): the handler, called on tollgate's
+//     I/O thread or on whichever thread saw the event, only queues the
+//     message and pokes a thread-safe function of the limiter's (never JS
+//     off the JS thread, nor JS inside a C call on it); on the JS thread the
+//     queue is drained into lib/index.js's dispatcher, which the addon holds
+//     weakly (the JS Limiter holds it). Removing the handler, close() and
+//     every destroy path turn the C handler off first (after
+//     rl_set_log_handler returns it is never called again) and drop what is
+//     queued, so no message reaches JS after that. The thread-safe function
+//     never keeps the event loop alive.
 //
 // Context-aware: all state hangs off the instance data (worker_threads each
 // load their own instance); no static JS handles.
@@ -38,6 +49,7 @@
 #include <cstdint>
 #include <cstring>
 #include <functional>
+#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -362,6 +374,92 @@ void write_decision(double *out, const rl_decision &d) {
   out[7] = d.shadow ? 1 : 0;
 }
 
+// ---- Log hook ----------------------------------------------------------------
+
+// At most this many messages wait for the JS thread (a blocked event loop
+// loses the rest; episodes are logged once each, so this is never reached
+// in practice).
+constexpr size_t kMaxQueuedLogs = 1024;
+
+// A limiter's log hook. `queue` and `tsfn` are shared with the thread that
+// logs (under `mu`); `fn` is the JS thread's.
+struct LogSink {
+  std::mutex mu;
+  std::vector<std::pair<int, std::string>> queue;
+  napi_threadsafe_function tsfn = nullptr;  // cleared by its finalizer
+  // lib/index.js's dispatcher (level, message), weakly: the JS Limiter
+  // keeps it, so a forgotten limiter can still be garbage collected.
+  napi_ref fn = nullptr;
+  // Counts the times the hook was turned off: a batch being delivered
+  // stops when it changes (the handler removed or replaced itself).
+  uint64_t generation = 0;
+};
+
+// The C handler (any thread, one message at a time): queue and poke the
+// JS thread; never wait for it.
+void log_handler(int level, const char *message, void *user) {
+  auto *sink = static_cast<LogSink *>(user);
+  std::lock_guard<std::mutex> lock(sink->mu);
+  if (sink->tsfn == nullptr || sink->queue.size() >= kMaxQueuedLogs) return;
+  const bool was_empty = sink->queue.empty();
+  sink->queue.emplace_back(level, message != nullptr ? message : "");
+  if (was_empty)
+    napi_call_threadsafe_function(sink->tsfn, nullptr, napi_tsfn_nonblocking);
+}
+
+// The JS thread: every queued message, in order, to the dispatcher (unless
+// the handler was removed meanwhile, or its limiter collected). A handler
+// that throws reports an uncaught exception, as an event listener does.
+void log_call_js(napi_env env, napi_value, void *context, void *) {
+  if (env == nullptr) return;  // the environment is being torn down
+  auto *sink = static_cast<LogSink *>(context);
+  std::vector<std::pair<int, std::string>> batch;
+  {
+    std::lock_guard<std::mutex> lock(sink->mu);
+    batch.swap(sink->queue);
+  }
+  const uint64_t generation = sink->generation;
+  for (const auto &[level, text] : batch) {
+    // Removed or replaced (perhaps by the handler itself): the rest of the
+    // batch was logged for the handler that is gone.
+    if (sink->fn == nullptr || sink->generation != generation) return;
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value fn = nullptr;
+    napi_get_reference_value(env, sink->fn, &fn);
+    bool called = false;
+    if (fn != nullptr) {
+      napi_value argv[2], undefined, result;
+      napi_create_int32(env, level, &argv[0]);
+      napi_create_string_utf8(env, text.data(), text.size(), &argv[1]);
+      napi_get_undefined(env, &undefined);
+      called = true;
+      if (napi_call_function(env, undefined, fn, 2, argv, &result) !=
+          napi_ok) {
+        bool pending = false;
+        napi_is_exception_pending(env, &pending);
+        if (pending) {
+          napi_value err;
+          napi_get_and_clear_last_exception(env, &err);
+          napi_fatal_exception(env, err);
+        }
+      }
+    }
+    napi_close_handle_scope(env, scope);
+    if (!called) return;  // the dispatcher was collected with its limiter
+  }
+}
+
+void log_tsfn_finalize(napi_env, void *data, void *) {
+  auto *hold = static_cast<std::shared_ptr<LogSink> *>(data);
+  {
+    std::lock_guard<std::mutex> lock((*hold)->mu);
+    (*hold)->tsfn = nullptr;
+    (*hold)->queue.clear();
+  }
+  delete hold;
+}
+
 // ---- Limiter state ---------------------------------------------------------
 
 struct AsyncCall;
@@ -405,6 +503,10 @@ struct LimiterState : std::enable_shared_from_this<LimiterState> {
 
   std::vector<napi_deferred> close_waiters;
 
+  // The log hook, once a handler was set (JS thread, but for what LogSink
+  // guards with its mutex).
+  std::shared_ptr<LogSink> log;
+
   void busy_changed();
   void destroy_now();
   void finish_close();
@@ -447,7 +549,10 @@ void LimiterState::busy_changed() {
 void env_cleanup_hook(void *arg);
 
 // Frees iterators and destroys the limiter (blocking: joins the I/O thread).
+// The log handler goes first: nothing is logged through it from here on.
 void free_native(LimiterState &st) {
+  if (st.lim != nullptr && st.log)
+    rl_set_log_handler(st.lim, RL_LOG_ERROR, nullptr, nullptr);
   {
     std::lock_guard<std::mutex> lock(st.iter_mu);
     for (KeysSlot *slot : st.iterators) {
@@ -628,6 +733,33 @@ void pin_clock(LimiterState &st, Napi::Env env) {
   st.pinned_now.store(t);
 }
 
+// Turns the log hook off (JS thread): the C handler first (when
+// rl_set_log_handler returns it is never called again), then what it queued
+// is dropped and the dispatcher forgotten. `release`: the thread-safe
+// function too (close, destroy), with `mode`.
+void stop_log(LimiterState &st, bool release,
+              napi_threadsafe_function_release_mode mode = napi_tsfn_release) {
+  if (!st.log) return;
+  LogSink &sink = *st.log;
+  if (st.lim != nullptr && !st.destroyed)
+    rl_set_log_handler(st.lim, RL_LOG_ERROR, nullptr, nullptr);
+  ++sink.generation;
+  napi_threadsafe_function f = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(sink.mu);
+    sink.queue.clear();
+    if (release) {
+      f = sink.tsfn;
+      sink.tsfn = nullptr;
+    }
+  }
+  if (sink.fn != nullptr) {
+    napi_delete_reference(st.env, sink.fn);
+    sink.fn = nullptr;
+  }
+  if (f != nullptr) napi_release_threadsafe_function(f, mode);
+}
+
 // rl_destroy ran (or runs now): settle what it answered, release the TSFN
 // and the hooks, resolve close() promises. JS thread.
 void LimiterState::finish_close() {
@@ -642,6 +774,7 @@ void LimiterState::finish_close() {
   }
   if (f != nullptr) napi_release_threadsafe_function(f, napi_tsfn_release);
   tsfn_ref = false;
+  stop_log(*this, true);
   if (hook_added) {
     napi_remove_env_cleanup_hook(env, env_cleanup_hook, this);
     hook_added = false;
@@ -878,6 +1011,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
          InstanceMethod<&Limiter::Unblock>("unblock"),
          InstanceMethod<&Limiter::Ping>("ping"),
          InstanceMethod<&Limiter::Health>("health"),
+         InstanceMethod<&Limiter::Metrics>("metrics"),
+         InstanceMethod<&Limiter::SetLogHandler>("setLogHandler"),
          InstanceMethod<&Limiter::SetList>("setList"),
          InstanceMethod<&Limiter::KeysOpen>("keysOpen"),
          InstanceMethod<&Limiter::LeaseAcquire>("leaseAcquire"),
@@ -919,6 +1054,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     opts.tls_verify = opt_int(env, o, "tlsVerify");
     opts.spin_us = opt_int(env, o, "spinUs");
     opts.shadow = opt_int(env, o, "shadow");
+    opts.metrics = opt_int(env, o, "metrics");
 
     // String options (never echoed: they may hold a password).
     struct StrOpt {
@@ -977,6 +1113,21 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
         throw;
       }
     }
+    // The log handler (onLog, logLevel), right after rl_create: what the
+    // limiter logs from then on reaches it.
+    Napi::Value on_log = o.Get("onLog");
+    if (on_log.IsFunction()) {
+      try {
+        set_log(env, on_log.As<Napi::Function>(),
+                static_cast<int>(int64_arg(env, o.Get("logLevel"), "logLevel")));
+      } catch (...) {
+        stop_log(*st_, true, napi_tsfn_abort);
+        st_->lim = nullptr;
+        rl_destroy(lim);
+        st_->clock.Reset();
+        throw;
+      }
+    }
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
     Addon &a = addon(env);
@@ -1010,6 +1161,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       }
       if (f != nullptr) napi_release_threadsafe_function(f, napi_tsfn_abort);
     }
+    stop_log(st, true, napi_tsfn_abort);
     if (st.hook_added) {
       napi_remove_env_cleanup_hook(st.env, env_cleanup_hook, &st);
       st.hook_added = false;
@@ -1421,6 +1573,114 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     }
   }
 
+  // metrics() -> [{ type, name, help, labels, value, buckets, count, sum }]:
+  // one rl_metrics snapshot (no I/O). A histogram's buckets are its
+  // cumulative { le, count } pairs, seconds, the last one le: Infinity
+  // (its count is `count`); other types have [] and count 0, sum 0.
+  Napi::Value Metrics(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    rl_metrics *m = nullptr;
+    int rc = rl_metrics_read(st_->lim, &m);
+    if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
+    std::unique_ptr<rl_metrics, void (*)(rl_metrics *)> owned(
+        m, &rl_metrics_free);
+    Napi::Array out = Napi::Array::New(env);
+    uint32_t n = 0;
+    rl_metric s = RL_METRIC_INIT;
+    while ((rc = rl_metrics_next(m, &s)) == RL_OK) {
+      Napi::Object o = Napi::Object::New(env);
+      const bool histogram = s.type == RL_METRIC_HISTOGRAM;
+      o.Set("type", s.type == RL_METRIC_COUNTER ? "counter"
+                    : s.type == RL_METRIC_GAUGE ? "gauge"
+                    : histogram                 ? "histogram"
+                                                : "unknown");
+      o.Set("name", s.name);
+      o.Set("help", s.help);
+      Napi::Object labels = Napi::Object::New(env);
+      for (uint32_t i = 0; i < s.n_labels && i < RL_METRIC_MAX_LABELS; ++i)
+        labels.Set(s.label_names[i], s.label_values[i]);
+      o.Set("labels", labels);
+      o.Set("value", Napi::Number::New(env, histogram ? 0.0 : s.value));
+      Napi::Array buckets = Napi::Array::New(env);
+      if (histogram) {
+        uint32_t b = 0;
+        const auto bucket = [&](double le, uint64_t count) {
+          Napi::Object e = Napi::Object::New(env);
+          e.Set("le", Napi::Number::New(env, le));
+          e.Set("count", Napi::Number::New(env, static_cast<double>(count)));
+          buckets.Set(b++, e);
+        };
+        for (size_t i = 0; i < s.n_buckets; ++i)
+          bucket(s.bucket_bounds[i], s.bucket_counts[i]);
+        bucket(std::numeric_limits<double>::infinity(), s.count);
+      }
+      o.Set("buckets", buckets);
+      o.Set("count",
+            Napi::Number::New(env, histogram ? static_cast<double>(s.count)
+                                             : 0.0));
+      o.Set("sum", Napi::Number::New(env, histogram ? s.sum : 0.0));
+      out.Set(n++, o);
+    }
+    if (rc != RL_E_DONE) throw_code(env, rc, last_error_text(rc));
+    return out;
+  }
+
+  // setLogHandler(dispatch, level): rl_set_log_handler at `level` (1 error
+  // .. 4 debug) with messages delivered to dispatch(level, message) on the
+  // JS thread; setLogHandler(null) turns it off. lib/index.js checks the
+  // arguments.
+  Napi::Value SetLogHandler(const Napi::CallbackInfo &info) {
+    Napi::Env env = info.Env();
+    ensure_open(env);
+    if (!info[0].IsFunction()) {
+      stop_log(*st_, false);
+      return env.Undefined();
+    }
+    set_log(env, info[0].As<Napi::Function>(),
+            static_cast<int>(int64_arg(env, info[1], "level")));
+    return env.Undefined();
+  }
+
+  // Installs `fn` as the dispatcher at `level` (JS thread). The previous
+  // handler is off before anything else, and what it queued is dropped, so
+  // the new one sees only what is logged after this.
+  void set_log(Napi::Env env, Napi::Function fn, int level) {
+    LimiterState &st = *st_;
+    if (level < RL_LOG_ERROR || level > RL_LOG_DEBUG)
+      throw_code(env, RL_E_INVALID_ARG,
+                 "level: expected 1 (error) to 4 (debug), got " +
+                     std::to_string(level));
+    if (!st.log) st.log = std::make_shared<LogSink>();
+    stop_log(st, false);
+    LogSink &sink = *st.log;
+    if (sink.tsfn == nullptr) {
+      auto *hold = new std::shared_ptr<LogSink>(st.log);
+      napi_threadsafe_function f = nullptr;
+      napi_value name = Napi::String::New(env, "tollgate:log");
+      const napi_status s = napi_create_threadsafe_function(
+          env, nullptr, nullptr, name, 0, 1, hold, &log_tsfn_finalize, &sink,
+          &log_call_js, &f);
+      if (s != napi_ok) {
+        delete hold;
+        throw_code(env, RL_E_INTERNAL,
+                   "napi_create_threadsafe_function failed");
+      }
+      // A log hook never keeps the process alive.
+      napi_unref_threadsafe_function(env, f);
+      std::lock_guard<std::mutex> lock(sink.mu);
+      sink.tsfn = f;
+    }
+    NAPI_THROW_IF_FAILED_VOID(env,
+                              napi_create_reference(env, fn, 0, &sink.fn));
+    const int rc = rl_set_log_handler(st.lim, level, &log_handler, &sink);
+    if (rc != RL_OK) {
+      const std::string err = last_error_text(rc);
+      stop_log(st, false);
+      throw_code(env, rc, err);
+    }
+  }
+
   Napi::Value KeysOpen(const Napi::CallbackInfo &info);
 
   // leaseAcquire(key, maxInFlight, ttlMs) -> Promise<{ acquired, inFlight,
@@ -1517,6 +1777,9 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
                          Napi::Value());
     st.close_waiters.push_back(d);
     st.closed = true;
+    // No log message reaches JS after close(), even while calls in
+    // progress hold the destroy back.
+    stop_log(st, true);
     st.maybe_start_destroy();
     return Napi::Value(env, promise);
   }

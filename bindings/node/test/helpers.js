@@ -91,10 +91,11 @@ function limiterStores({ now, redis: redisOptions = {} } = {}) {
 
 // ---- Servers of a test's own ---------------------------------------------------
 
-// A redis-server for the test `t` alone (one it freezes, kills or that
-// forked processes share), stopped after it.
-async function ownServer(t) {
-  const server = await redis().RedisServer.start();
+// A redis-server for the test `t` alone (one it freezes, kills, restarts or
+// that forked processes share), stopped after it. `options`: RedisServer's
+// ({ password }).
+async function ownServer(t, options) {
+  const server = await redis().RedisServer.start(options);
   t.after(() => server.stop());
   return server;
 }

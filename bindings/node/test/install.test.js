@@ -16,7 +16,10 @@
 //   `npm install` in express-app (a linked folder) and in next-app (a copy:
 //   its .npmrc sets install-links), then `next build` and a request; a
 //   linked tollgate, which Next.js bundles, fails the build with a message
-//   that says so.
+//   that says so;
+// - the `tollgate` bin: the command-line tool is built with the addon from
+//   source (and runs); a prebuilt addon comes without it, and the bin says
+//   how to build it.
 //
 // Builds from source take about 40 s each here, package-node.sh about a
 // minute; the file about five minutes. Needs npm's registry (or its cache),
@@ -89,7 +92,7 @@ const npm = (args, opts) => run('npm', ['--no-audit', '--no-fund', '--foreground
 function freshCheckout(name) {
   const dir = tempDir(`checkout-${name}`);
   const skipDirs = /(^|\/)(node_modules|\.next)(\/|$)/;
-  for (const entry of ['CMakeLists.txt', 'cmake', 'core', 'capi', 'tests/vectors', 'examples/node', 'scripts/package-node.sh']) {
+  for (const entry of ['CMakeLists.txt', 'cmake', 'core', 'capi', 'cli', 'tests/vectors', 'examples/node', 'scripts/package-node.sh']) {
     fs.cpSync(path.join(REPO_ROOT, entry), path.join(dir, entry), {
       recursive: true,
       filter: (src) => !skipDirs.test(path.relative(REPO_ROOT, src)),
@@ -115,6 +118,7 @@ async function memoryCheck(dir, env = cleanEnv()) {
     const ds = [1, 2, 3].map(() => lim.checkSync('k', p).allowed);
     const h = t.rateLimitHeaders(lim.checkSync('k', p), p);
     require('tollgate/express'); require('tollgate/plans');
+    require('tollgate/prometheus'); require('tollgate/opentelemetry');
     console.log(JSON.stringify({ ds, h: h['X-RateLimit-Limit'], testing: t._testing }));`;
   const out = JSON.parse(await run(process.execPath, ['-e', cjs], { cwd: dir, env }));
   assert.deepEqual(out, { ds: [true, true, false], h: '2', testing: false });
@@ -148,6 +152,29 @@ async function redisCheck(dir, env = cleanEnv()) {
     assert.match(await server.info('keyspace'), /db0:keys=1,/);
   } finally {
     await server.stop();
+  }
+}
+
+// The installed package's `tollgate` bin (as npx runs it). With the tool
+// built (a build from source): --version answers. Without it (a prebuilt
+// addon): exit 127 and how to build it.
+async function binCheck(dir, built, env = cleanEnv()) {
+  const bin = path.join(dir, 'node_modules', '.bin', 'tollgate');
+  assert.ok(fs.existsSync(bin), 'npm linked no tollgate bin');
+  const r = await new Promise((resolve) => {
+    const child = spawn(bin, ['--version'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+  if (built) {
+    assert.equal(r.code, 0, r.out);
+    assert.match(r.out, /^tollgate \d+\.\d+\.\d+/);
+  } else {
+    assert.equal(r.code, 127, r.out);
+    assert.match(r.out, /tollgate: the command-line tool is not built in this install of the package/);
+    assert.match(r.out, /TOLLGATE_BUILD_FROM_SOURCE=1 npm rebuild tollgate/);
   }
 }
 
@@ -206,7 +233,9 @@ test('[slow] scripts/package-node.sh: the tarball carries a linux-x64 prebuilt a
   assert.match(log, /Node-API: \d+ functions, all in version 8 or earlier/);
   const listing = (await run('tar', ['-tzf', tarball], { cwd: dir })).split('\n');
   for (const f of ['package/prebuilds/linux-x64/tollgate.node', 'package/native-src/capi/include/tollgate.h',
-    'package/scripts/install.js', 'package/lib/native.js', 'package/CMakeLists.txt', 'package/src/addon.cpp'])
+    'package/scripts/install.js', 'package/lib/native.js', 'package/CMakeLists.txt', 'package/src/addon.cpp',
+    'package/bin/tollgate.js', 'package/native-src/cli/tollgate_cli.cpp', 'package/lib/prometheus.js',
+    'package/lib/opentelemetry.js'])
     assert.ok(listing.includes(f), f);
   assert.deepEqual(listing.filter((f) => /^package\/(build|node_modules)\//.test(f)), []);
   assert.deepEqual(listing.filter((f) => f.startsWith('package/prebuilds/')), ['package/prebuilds/linux-x64/tollgate.node']);
@@ -228,6 +257,9 @@ test('[slow] scripts/package-node.sh: the tarball carries a linux-x64 prebuilt a
   assert.ok(!fs.existsSync(path.join(pkg, 'build')), 'a build/ folder in a package installed with --ignore-scripts');
   await memoryCheck(quiet, env);
   await redisCheck(quiet, env);
+  // The prebuilt addon comes without the command-line tool (unless the
+  // tarball carries one beside it).
+  await binCheck(quiet, listing.includes('package/prebuilds/linux-x64/tollgate'), env);
 
   // With its install script: it finds the prebuilt addon fits, builds nothing.
   const plain = tempProject('plain');
@@ -264,6 +296,7 @@ test('[slow] a tarball whose prebuilt addon does not load here: npm install buil
   assert.match(out, /tollgate: building the addon from source: the prebuilt addon prebuilds\/linux-x64\/tollgate\.node does not load here \(Error: .*(invalid ELF header|file too short)/);
   assert.match(out, /tollgate: built .*node_modules\/tollgate\/build\/Release\/tollgate\.node/);
   await memoryCheck(project);
+  await binCheck(project, true); // built from source: the tool too
 });
 
 test('[slow] npm install ./bindings/node from the root of a fresh checkout builds from source', { skip, timeout: 180_000 }, async () => {
@@ -274,7 +307,9 @@ test('[slow] npm install ./bindings/node from the root of a fresh checkout build
   assert.doesNotMatch(out, /are not installed in/);
   assert.ok(fs.lstatSync(path.join(dir, 'node_modules', 'tollgate')).isSymbolicLink());
   assert.ok(fs.existsSync(path.join(dir, 'bindings', 'node', 'build', 'Release', 'tollgate.node')));
+  assert.ok(fs.existsSync(path.join(dir, 'bindings', 'node', 'build', 'Release', 'tollgate')));
   await memoryCheck(dir);
+  await binCheck(dir, true);
 });
 
 test('[slow] npm install /abs/path/bindings/node from a project elsewhere: the linked folder gets its build tools, then builds', { skip, timeout: 180_000 }, async () => {

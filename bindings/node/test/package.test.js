@@ -7,7 +7,9 @@
 // install script build even when this checkout holds a prebuilt addon
 // (scripts/package-node.sh leaves one in prebuilds/). About a minute each;
 // TOLLGATE_SKIP_SLOW=1 skips them. install.test.js has the prebuilt addon,
-// linked folders and the examples.
+// linked folders and the examples. Each installed copy's `tollgate` bin runs
+// the command-line tool built with the addon: its --help is docs/cli.md's,
+// and it reaches a real redis-server.
 
 const test = require('node:test');
 const assert = require('node:assert/strict');
@@ -16,7 +18,8 @@ const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
 
-const { PACKAGE_ROOT } = require('./helpers');
+const { PACKAGE_ROOT, REPO_ROOT } = require('./helpers');
+const { RedisServer, noRedis } = require('./redis-server');
 
 const skip = process.env.TOLLGATE_SKIP_SLOW === '1' && 'TOLLGATE_SKIP_SLOW=1';
 const NPM = process.platform === 'win32' ? 'npm.cmd' : 'npm';
@@ -33,6 +36,53 @@ function sh(cmd, args, cwd) {
       else resolve(stdout + stderr);
     });
   });
+}
+
+// Runs a command without the enclosing npm's or tollgate's variables:
+// { code, stdout, stderr }, whatever the exit status.
+function runStatus(cmd, args, cwd) {
+  return new Promise((resolve) => {
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(npm_|TOLLGATE_)/i.test(k)));
+    execFile(cmd, args, { cwd, env, timeout: 60000 }, (err, stdout, stderr) =>
+      resolve({ code: err ? err.code ?? err.signal : 0, stdout, stderr }));
+  });
+}
+
+// docs/cli.md's usage block: what `tollgate --help` prints.
+function documentedHelp() {
+  const doc = fs.readFileSync(path.join(REPO_ROOT, 'docs', 'cli.md'), 'utf8');
+  const m = /<!-- help -->\n```text\n([\s\S]*?)```\n<!-- \/help -->/.exec(doc);
+  assert.ok(m, 'docs/cli.md has no <!-- help --> block');
+  return m[1];
+}
+
+// The installed package's `tollgate` bin (node_modules/.bin/tollgate, as
+// npx runs it): --help, --version, and a real redis-server reached with
+// the tool's exit statuses passed through (0 allowed or done, 1 denied).
+async function binCheck(dir) {
+  const bin = path.join(dir, 'node_modules', '.bin', 'tollgate');
+  assert.ok(fs.existsSync(bin), 'npm linked no tollgate bin');
+  const pkg = path.join(dir, 'node_modules', 'tollgate');
+  assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'tollgate')), 'the command-line tool was not built');
+  const help = await runStatus(bin, ['--help'], dir);
+  assert.equal(help.code, 0, help.stderr);
+  assert.equal(help.stdout, documentedHelp());
+  const version = await runStatus(bin, ['--version'], dir);
+  assert.equal(version.code, 0, version.stderr);
+  assert.match(version.stdout, /^tollgate \d+\.\d+\.\d+/);
+  assert.equal((await runStatus(bin, ['no-such-command'], dir)).code, 2);
+  if (noRedis) return;
+  const server = await RedisServer.start();
+  try {
+    const ping = await runStatus(bin, ['ping', '--url', server.url], dir);
+    assert.equal(ping.code, 0, ping.stdout + ping.stderr);
+    const check = () => runStatus(bin, ['check', '--url', server.url, 'user:1', '1/h'], dir);
+    assert.equal((await check()).code, 0);
+    const denied = await check();
+    assert.equal(denied.code, 1, denied.stdout + denied.stderr);
+  } finally {
+    await server.stop();
+  }
 }
 
 function tempProject(name) {
@@ -64,6 +114,16 @@ async function smoke(dir) {
   assert.ok(fs.existsSync(path.join(pkg, 'lib', 'index.d.ts')));
   assert.ok(fs.existsSync(path.join(pkg, 'build', 'Release', 'tollgate.node')));
   assert.ok(!fs.lstatSync(pkg).isSymbolicLink());
+  // The exporters load without their optional peers (not installed here):
+  // they use the registry or meter they are given.
+  const peers = `
+    for (const m of ['prom-client', '@opentelemetry/api']) {
+      try { require.resolve(m); console.log(m + ' is installed'); } catch {}
+    }
+    const p = require('tollgate/prometheus'), o = require('tollgate/opentelemetry');
+    console.log(typeof p.registerTollgateMetrics, typeof o.registerTollgateMetrics);`;
+  assert.equal((await sh(process.execPath, ['-e', peers], dir)).trim(), 'function function');
+  await binCheck(dir);
 }
 
 function builtFromSource(log) {
@@ -86,7 +146,11 @@ test('[slow] an npm pack tarball installs and builds in a clean project', { skip
   const listing = await sh('tar', ['-tzf', path.join(dest, tgz)], dest);
   for (const f of ['package/native-src/CMakeLists.txt', 'package/native-src/capi/include/tollgate.h',
     'package/native-src/core/CMakeLists.txt', 'package/native-src/cmake/EmbedScripts.cmake',
-    'package/src/addon.cpp', 'package/CMakeLists.txt', 'package/lib/index.js'])
+    'package/native-src/cli/CMakeLists.txt', 'package/native-src/cli/tollgate_cli.cpp',
+    'package/src/addon.cpp', 'package/CMakeLists.txt', 'package/lib/index.js', 'package/bin/tollgate.js',
+    'package/lib/metrics.js', 'package/lib/prometheus.js', 'package/lib/prometheus.mjs',
+    'package/lib/prometheus.d.ts', 'package/lib/opentelemetry.js', 'package/lib/opentelemetry.mjs',
+    'package/lib/opentelemetry.d.ts'])
     assert.ok(listing.includes(f), f);
   assert.ok(!listing.includes('package/build/'), 'the tarball holds a build directory');
   assert.ok(!listing.includes('package/node_modules/'), 'the tarball holds node_modules');

@@ -87,11 +87,13 @@ class RedisServer {
     return s;
   }
 
-  async start() {
+  // Starts the server on a free port; `samePort` (restart()): on the port it
+  // had.
+  async start(samePort = false) {
     if (!REDIS_SERVER) throw new Error('redis-server is not installed');
     let log = '';
     for (let attempt = 0; attempt < 5; ++attempt) {
-      this.port = await freePort();
+      if (!samePort) this.port = await freePort();
       const args = [
         '--bind', '127.0.0.1', '--port', String(this.port), '--save', '', '--appendonly', 'no',
         '--daemonize', 'no', '--dir', this.dir, '--logfile', path.join(this.dir, 'redis.log'),
@@ -151,6 +153,13 @@ class RedisServer {
         resolve(buf.subarray(eol + 2, eol + 2 + len).toString());
       });
     });
+  }
+
+  // After kill(): the server again, on the same port (a client reconnects
+  // to it), with an empty dataset.
+  async restart() {
+    await this.kill();
+    return this.start(true);
   }
 
   freeze() {
