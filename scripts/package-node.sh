@@ -59,18 +59,29 @@ log "building the addon for $key (Release, Node-API 8, hiredis static) in ${buil
   { tail -40 "$build.log"; echo "package-node.sh: the build failed (log: $build.log)" >&2; exit 1; }
 addon=$build/Release/tollgate.node
 [ -f "$addon" ] || { echo "package-node.sh: no addon at $addon" >&2; exit 1; }
+# The command-line tool, built with the addon (docs/cli.md): the package's
+# `tollgate` bin runs it.
+cli=$build/Release/tollgate
+[ -x "$cli" ] || { echo "package-node.sh: no command-line tool at $cli" >&2; exit 1; }
 
 log "checking it"
 fail() { echo "package-node.sh: $*" >&2; exit 1; }
 if [ "$(uname -s)" = Linux ]; then
-  needed=$(readelf -d "$addon" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
-  for lib in $needed; do
-    case $lib in
-      libc.so.6|libm.so.6|ld-linux-*|libstdc++.so.6|libgcc_s.so.1|libssl.so.3|libcrypto.so.3) ;;
-      *) fail "the addon needs $lib at run time (allowed: glibc, libstdc++, libgcc_s, OpenSSL 3)" ;;
-    esac
-  done
+  runtime_libs() {
+    local needed lib
+    needed=$(readelf -d "$1" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' | sort | tr '\n' ' ')
+    for lib in $needed; do
+      case $lib in
+        libc.so.6|libm.so.6|ld-linux-*|libstdc++.so.6|libgcc_s.so.1|libssl.so.3|libcrypto.so.3) ;;
+        *) fail "$2 needs $lib at run time (allowed: glibc, libstdc++, libgcc_s, OpenSSL 3)" ;;
+      esac
+    done
+    echo "$needed"
+  }
+  needed=$(runtime_libs "$addon" "the addon")
   log "  needs at run time: $needed"
+  log "  the command-line tool needs at run time: $(runtime_libs "$cli" "the command-line tool")"
+  "$cli" --version >/dev/null || fail "the command-line tool does not run"
   # The newest symbol versions it asks for, against what lib/native.js states.
   newest() { objdump -T "$addon" | grep -o "$1[0-9.]*" | sed "s/^$1//" | sort -uV | tail -1; }
   glibc=$(newest GLIBC_)
@@ -113,6 +124,9 @@ mkdir -p "$dest"
 cp "$addon" "$dest/tollgate.node"
 strip --strip-unneeded "$dest/tollgate.node"
 log "  $(du -k "$dest/tollgate.node" | cut -f1) KiB: ${dest#"$root"/}/tollgate.node"
+cp "$cli" "$dest/tollgate"
+strip --strip-unneeded "$dest/tollgate"
+log "  $(du -k "$dest/tollgate" | cut -f1) KiB: ${dest#"$root"/}/tollgate"
 
 mkdir -p "$dist"
 log "npm pack into ${dist#"$root"/}"
@@ -120,6 +134,8 @@ tarball=$(cd "$pkg" && npm pack --silent --pack-destination "$dist" | tail -n 1)
 listing=$(tar -tzf "$dist/$tarball")
 grep -qx "package/prebuilds/$key/tollgate.node" <<<"$listing" ||
   fail "$tarball does not carry prebuilds/$key/tollgate.node"
+grep -qx "package/prebuilds/$key/tollgate" <<<"$listing" ||
+  fail "$tarball does not carry prebuilds/$key/tollgate (the command-line tool)"
 grep -qx "package/native-src/capi/include/tollgate.h" <<<"$listing" ||
   fail "$tarball does not carry the C sources (native-src/)"
 log "$dist/$tarball ($(du -k "$dist/$tarball" | cut -f1) KiB)"
