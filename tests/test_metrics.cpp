@@ -3,6 +3,7 @@
 // C API that walks a snapshot; metrics turned off; bad input.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <map>
 #include <string>
 #include <thread>
@@ -133,6 +134,7 @@ TEST_CASE("metrics: counts are exact under many threads", "[metrics]") {
   Limiter lim;
   Policy p("1000000/s name=hot");
   constexpr int kThreads = 8, kEach = 20000;
+  std::atomic<int> failed{0};  // (Catch2 assertions are for this thread)
   std::vector<std::thread> ts;
   for (int t = 0; t < kThreads; ++t)
     ts.emplace_back([&, t] {
@@ -141,7 +143,7 @@ TEST_CASE("metrics: counts are exact under many threads", "[metrics]") {
       for (int i = 0; i < kEach; ++i) {
         rl_decision d = RL_DECISION_INIT;
         if (rl_check(lim.p, &d, key.data(), key.size(), ps, 1, 1) != RL_OK)
-          FAIL("check failed");
+          ++failed;
       }
     });
   // Snapshots taken while the threads count never exceed the total.
@@ -152,6 +154,7 @@ TEST_CASE("metrics: counts are exact under many threads", "[metrics]") {
     CHECK(a + b <= kThreads * kEach);
   }
   for (auto &t : ts) t.join();
+  CHECK(failed == 0);
   const Snapshot s = read_metrics(lim.p);
   const double a = std::max(0.0, value(s, checks("hot", "allowed", "store")));
   const double b = std::max(0.0, value(s, checks("hot", "denied", "store")));
@@ -159,6 +162,34 @@ TEST_CASE("metrics: counts are exact under many threads", "[metrics]") {
   rl_health_info h = tollgate_test::health(lim.p);
   CHECK(a == static_cast<double>(h.allowed));
   CHECK(b == static_cast<double>(h.denied));
+}
+
+TEST_CASE(
+    "metrics: threads that come and go give their stripes back, and no count "
+    "is lost",
+    "[metrics]") {
+  Limiter lim;
+  Policy p("1000000/s name=churn");
+  // 200 short-lived threads, 4 at a time: more than there are owned
+  // stripes, so indices are reused after threads exit.
+  constexpr int kWaves = 50, kPerWave = 4, kEach = 500;
+  std::atomic<int> failed{0};  // (Catch2 assertions are for this thread)
+  for (int w = 0; w < kWaves; ++w) {
+    std::vector<std::thread> ts;
+    for (int t = 0; t < kPerWave; ++t)
+      ts.emplace_back([&] {
+        rl_policy *ps[] = {p.p};
+        for (int i = 0; i < kEach; ++i) {
+          rl_decision d = RL_DECISION_INIT;
+          if (rl_check(lim.p, &d, "c", 1, ps, 1, 1) != RL_OK) ++failed;
+        }
+      });
+    for (auto &t : ts) t.join();
+  }
+  CHECK(failed == 0);
+  const Snapshot s = read_metrics(lim.p);
+  CHECK(value(s, checks("churn", "allowed", "store")) ==
+        kWaves * kPerWave * kEach);
 }
 
 TEST_CASE("metrics: off by option, on by default", "[metrics]") {

@@ -1,5 +1,6 @@
 #include "tollgate/metrics.hpp"
 
+#include <algorithm>
 #include <mutex>
 #include <unordered_map>
 
@@ -18,16 +19,69 @@ LabelRegistry &registry() {
   return *r;
 }
 
-// The calling thread's index in the order threads first counted (never
-// reused). A constant-initialised thread_local (no guard on each access).
-std::atomic<size_t> g_next_stripe{0};
-thread_local size_t t_stripe = SIZE_MAX;
+// Stripe indices: a thread takes the lowest free one at its first count
+// and gives it back when it exits, so a process that starts threads again
+// and again (a pool that replaces its workers) keeps owning stripes. The
+// mutex orders a thread's last counts before the next owner's first.
+struct StripeIndices {
+  std::mutex mu;
+  std::vector<size_t> free;  // returned by exited threads
+  size_t next = 0;
+};
+
+StripeIndices &stripe_indices() {
+  static StripeIndices *s = new StripeIndices;  // threads exit late
+  return *s;
+}
+
+// A constant-initialised thread_local (no guard on each access); the
+// holder, made on the slow path only, returns the index at thread exit.
+// initial-exec: read at a fixed offset from the thread pointer, not through
+// __tls_get_addr (the library is a shared object; 8 bytes of the static
+// TLS surplus glibc keeps for libraries loaded later, e.g. by Python or
+// Node).
+__attribute__((tls_model("initial-exec"))) thread_local size_t t_stripe =
+    SIZE_MAX;
+
+struct StripeHolder {
+  size_t index;
+  ~StripeHolder() {
+    // Counts made later on this thread (from other thread_local
+    // destructors) go to the shared stripe: the index may be taken again.
+    t_stripe = SIZE_MAX - 1;
+    StripeIndices &s = stripe_indices();
+    std::lock_guard<std::mutex> lock(s.mu);
+    s.free.push_back(index);
+  }
+};
+
+size_t take_stripe() {
+  StripeIndices &s = stripe_indices();
+  size_t index;
+  {
+    std::lock_guard<std::mutex> lock(s.mu);
+    if (!s.free.empty()) {
+      auto lowest = std::min_element(s.free.begin(), s.free.end());
+      index = *lowest;
+      s.free.erase(lowest);
+    } else {
+      index = s.next++;
+    }
+  }
+  thread_local StripeHolder holder{index};
+  t_stripe = index;
+  return index;
+}
 
 inline size_t stripe_of_thread() noexcept {
-  size_t s = t_stripe;
-  if (s == SIZE_MAX) [[unlikely]]
-    s = t_stripe = g_next_stripe.fetch_add(1, std::memory_order_relaxed);
-  return s;
+  const size_t s = t_stripe;
+  if (s != SIZE_MAX) [[likely]]
+    return s;
+  try {
+    return take_stripe();
+  } catch (...) {
+    return SIZE_MAX;  // out of memory: the shared stripe
+  }
 }
 
 }  // namespace

@@ -50,10 +50,11 @@ class DecisionCounters {
   DecisionCounters &operator=(const DecisionCounters &) = delete;
 
   // One decision under `label` (a label's block is made on its first
-  // decision). Lock-free: the first kOwned threads of the process each own
-  // a stripe and add with a plain load and store (no read-modify-write);
-  // later threads share one stripe with atomic adds. A shadow decision
-  // also counts a would-be denial.
+  // decision). Lock-free: up to kOwned threads at a time each own a
+  // stripe and add with a plain load and store (no read-modify-write); a
+  // thread that exits gives its stripe back; threads beyond kOwned share
+  // one stripe with atomic adds. A shadow decision also counts a would-be
+  // denial.
   void count(uint16_t label, bool allowed, int source, bool shadow) noexcept;
 
   // The sums over stripes: per label with any decision, its counts.
