@@ -17,6 +17,13 @@
 //   - rl_destroy never runs while another call on the limiter is in progress
 //     (ABI rule): calls are counted, close() waits for them, then frees open
 //     key iterators, then destroys.
+//   - A Redis limiter's log hook (rl_set_log_handler) takes the GIL on the
+//     thread that logs (tollgate's I/O thread, or a checking thread) while
+//     the library holds the hook's lock. So no thread may wait for that
+//     lock, or for the I/O thread, while it holds the GIL: every call on a
+//     Redis limiter releases the GIL (rl_check_async included: it may log
+//     on the calling thread), and the hook is turned off with the GIL
+//     released (close(), before a fork, at exit). See "Logs" below.
 #include <pybind11/pybind11.h>
 
 #include <tollgate.h>
@@ -813,20 +820,178 @@ std::unordered_set<Core *> &live_cores() {
   return *cores;
 }
 
+// ---- Logs ------------------------------------------------------------------
+//
+// A Redis limiter's log hook sends each message to a callable made by
+// tollgate._log.emitter (the `tollgate` logger, or the `logger` option's),
+// with the GIL taken on the thread that saw the event: tollgate's I/O thread
+// or a checking thread. The library holds the hook's lock while the handler
+// runs, so the rules that keep this from deadlocking are:
+//   - no thread holds the GIL while it waits for that lock or for the I/O
+//     thread: every call on a Redis limiter releases the GIL first, and the
+//     hook is only turned off (rl_set_log_handler, which waits for a message
+//     being delivered) with the GIL released;
+//   - a handler never calls into its own limiter (CallGuard and close()
+//     refuse, with RuntimeError: the library's lock is not re-entrant, and
+//     the I/O thread cannot answer its own call);
+//   - nothing is delivered once close() has begun, and nothing into a
+//     finalizing interpreter: an atexit hook turns every hook off while the
+//     interpreter still runs (a thread asking for the GIL after that would be
+//     ended, or parked, holding the library's lock), and the handler checks
+//     the interpreter's state before it asks;
+//   - a fork happens with every hook off (os.register_at_fork), so that no
+//     handler waiting for the forking thread's GIL holds the library's lock
+//     in the child; both processes turn them on again after it.
+
+// One limiter's hook: what the C handler is given as user_data. Freed (with
+// the GIL) only after rl_set_log_handler turned the handler off.
+struct LogBridge {
+  PyObject *emit;              // emit(level, message); a strong reference
+  std::atomic<bool> on{true};  // false from close() (or exit) on
+  bool installed = false;      // handed to the library (with the GIL)
+
+  explicit LogBridge(py::object e) : emit(e.release().ptr()) {}
+  ~LogBridge() { Py_XDECREF(emit); }
+  LogBridge(const LogBridge &) = delete;
+  LogBridge &operator=(const LogBridge &) = delete;
+};
+
+// Set by the atexit hook: no limiter logs from then on.
+std::atomic<bool> g_logs_off{false};
+// The interpreter's main thread (threading.main_thread().ident).
+unsigned long g_main_thread = 0;
+// The hook whose message this thread is delivering (nullptr: none).
+thread_local const LogBridge *t_log_bridge = nullptr;
+
+bool interpreter_finalizing() {
+#if PY_VERSION_HEX >= 0x030D0000
+  return Py_IsFinalizing() != 0;
+#else
+  return _Py_IsFinalizing() != 0;
+#endif
+}
+
+// Calls emit(level, text); a forced unwind (see call_clock) parks.
+PyObject *call_emit(PyObject *emit, PyObject *level, PyObject *text) {
+#if defined(__GLIBCXX__)
+  try {
+    return PyObject_CallFunctionObjArgs(emit, level, text, nullptr);
+  } catch (abi::__forced_unwind &) {
+    park_forever();
+  }
+#else
+  return PyObject_CallFunctionObjArgs(emit, level, text, nullptr);
+#endif
+}
+
+// The rl_log_fn of every Redis limiter.
+void log_trampoline(int level, const char *message, void *user_data) {
+  auto *b = static_cast<LogBridge *>(user_data);
+  if (!b->on.load() || g_logs_off.load() || interpreter_finalizing()) return;
+  const PyGILState_STATE gil = take_gil();
+  // close() (or the exit) may have begun while this thread waited.
+  if (b->on.load() && !g_logs_off.load()) {
+    PyObject *type = nullptr, *value = nullptr, *tb = nullptr;
+    PyErr_Fetch(&type, &value, &tb);  // this thread's own, if any
+    const LogBridge *outer = t_log_bridge;
+    t_log_bridge = b;
+    PyObject *lv = PyLong_FromLong(level);
+    PyObject *text = PyUnicode_DecodeUTF8(
+        message, static_cast<Py_ssize_t>(std::strlen(message)), "replace");
+    PyObject *r = lv != nullptr && text != nullptr
+                      ? call_emit(b->emit, lv, text)
+                      : nullptr;
+    if (r == nullptr && PyErr_ExceptionMatches(PyExc_KeyboardInterrupt) &&
+        PyThread_get_thread_ident() == g_main_thread) {
+      // Ctrl-C met the handler on the main thread: not lost, raised again
+      // once the call that logged returns to Python.
+      PyErr_Clear();
+      PyErr_SetInterrupt();
+    } else if (r == nullptr) {
+      PyErr_WriteUnraisable(b->emit);
+    }
+    Py_XDECREF(r);
+    Py_XDECREF(text);
+    Py_XDECREF(lv);
+    t_log_bridge = outer;
+    PyErr_Restore(type, value, tb);
+  }
+  PyGILState_Release(gil);
+}
+
 // What a Limiter and its key iterators share. Guarded by the active-call
-// count (calls) and `mu` (iterators, destruction).
-struct Core {
+// count (calls) and `mu` (iterators, destruction). `log` is read and
+// written with the GIL.
+struct Core : std::enable_shared_from_this<Core> {
   rl_limiter *lim = nullptr;
   std::atomic<int64_t> active{0};
   std::atomic<bool> closed{false};
   std::mutex mu;
   std::unordered_set<KeysState *> iterators;
+  std::unique_ptr<LogBridge> log;  // a Redis limiter's log hook
 
   Core() { live_cores().insert(this); }
   ~Core() { live_cores().erase(this); }
   Core(const Core &) = delete;
   Core &operator=(const Core &) = delete;
 };
+
+// Turns the log hook of every live limiter off, waiting (without the GIL)
+// for messages being delivered; `for_good` (at exit): for the rest of the
+// process, else until logs_on(). Skips a hook whose message this thread is
+// delivering (turning it off here would wait for this very thread).
+void logs_off(bool for_good) {
+  if (for_good) g_logs_off.store(true);
+  std::vector<std::shared_ptr<Core>> cores;
+  for (Core *c : live_cores()) {
+    LogBridge *b = c->log.get();
+    if (b == nullptr || b == t_log_bridge) continue;
+    if (for_good) b->on.store(false);
+    if (!b->installed) continue;
+    // Counted as a call: close() (which sets `closed` with the GIL) waits
+    // for it before rl_destroy.
+    c->active.fetch_add(1);
+    if (c->closed.load()) {
+      c->active.fetch_sub(1);
+      continue;
+    }
+    b->installed = false;
+    cores.push_back(c->shared_from_this());
+  }
+  if (cores.empty()) return;
+  without_gil([&cores]() noexcept {
+    for (const std::shared_ptr<Core> &c : cores) {
+      rl_set_log_handler(c->lim, RL_LOG_DEBUG, nullptr, nullptr);
+      c->active.fetch_sub(1);
+    }
+  });
+  // `cores` goes with the GIL held (a Core's last reference frees its hook).
+}
+
+// Hands a limiter's hook to the library. With the GIL held: safe while the
+// hook is off (no handler runs, so none waits for the GIL holding the
+// library's lock) and the limiter is not closing.
+void log_install(Core &c) {
+  LogBridge *b = c.log.get();
+  if (b == nullptr || b->installed || !b->on.load() || g_logs_off.load() ||
+      c.closed.load() || c.lim == nullptr)
+    return;
+  if (rl_set_log_handler(c.lim, RL_LOG_DEBUG, &log_trampoline, b) == RL_OK)
+    b->installed = true;
+}
+
+// After a fork, in the parent and in the child: the hooks logs_off() took.
+void logs_on() {
+  for (Core *c : live_cores()) log_install(*c);
+}
+
+void logs_off_for_fork() {
+  logs_off(false);
+}
+
+void logs_off_at_exit() {
+  logs_off(true);
+}
 
 // One iterator's C handle; `it` is freed by the iterator or by close().
 struct KeysState {
@@ -856,6 +1021,11 @@ void after_fork_in_child() {
 class CallGuard {
  public:
   explicit CallGuard(Core &core) : core_(core) {
+    if (t_log_bridge != nullptr && t_log_bridge == core_.log.get())
+      throw std::runtime_error(
+          "a limiter cannot be called from its own log handler (a handler "
+          "or filter of its logger): hand the record to another thread "
+          "(logging.handlers.QueueHandler)");
     core_.active.fetch_add(1);
     if (core_.closed.load()) {
       core_.active.fetch_sub(1);
@@ -1322,7 +1492,8 @@ class Limiter {
         "tls_cert_file",   "tls_key_file",
         "tls_server_name", "tls_verify",
         "clock",           "spin_us",
-        "shadow",          "metrics"};
+        "shadow",          "metrics",
+        "logger"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -1419,6 +1590,13 @@ class Limiter {
       }
     }
 
+    // Where a Redis limiter's log messages go (tollgate/_log.py): made
+    // before rl_create, so nothing raises once the limiter exists.
+    py::object emit = py::module_::import("tollgate._log")
+                          .attr("emitter")(opts.contains("logger")
+                                               ? py::object(opts["logger"])
+                                               : py::none());
+
     rl_limiter *lim = nullptr;
     const int rc = rl_create(&lim, &o);
     if (rc != RL_OK) raise_code(rc, last_error_text(rc));
@@ -1426,13 +1604,25 @@ class Limiter {
     shadow_ = o.shadow != 0;
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) store_kind_ = h.store_kind;
+    if (store_kind_ != RL_STORE_MEMORY) {
+      // The memory store logs nothing. A new limiter has done no I/O, so no
+      // handler can be waiting for the GIL: installed with it held.
+      core_->log = std::make_unique<LogBridge>(std::move(emit));
+      log_install(*core_);
+    }
   }
 
   ~Limiter() {
     try {
       close();
     } catch (...) {
-      // Destructors never throw; close() only raises for a re-entrant call.
+      // Destructors never throw; close() only raises for a re-entrant call
+      // (from the limiter's clock or its log handler). The C limiter is
+      // then left alive, so its hook stays too, silenced.
+      if (core_->log) {
+        core_->log->on.store(false);
+        (void)core_->log.release();
+      }
     }
   }
 
@@ -1850,7 +2040,7 @@ class Limiter {
     CheckArgs c;
     parse_check_args("check_async", args, nargs, kwnames, c);
     if (store_kind_ == RL_STORE_MEMORY && !clock_) return check_now(c);
-    return start_future("check_async", self, [&](AsyncCall *call) {
+    return start_future("check_async", self, [&](AsyncCall *call) noexcept {
       return rl_check_async(core_->lim, c.key.data, c.key.size, c.policies, c.n,
                             c.cost, &async_complete, call);
     });
@@ -1863,8 +2053,8 @@ class Limiter {
     parse_keys_args("check_keys_async", pairs, cost, a);
     if (store_kind_ == RL_STORE_MEMORY && !clock_)
       return py::reinterpret_steal<py::object>(check_keys_now(a));
-    return py::reinterpret_steal<py::object>(
-        start_future("check_keys_async", self.ptr(), [&](AsyncCall *call) {
+    return py::reinterpret_steal<py::object>(start_future(
+        "check_keys_async", self.ptr(), [&](AsyncCall *call) noexcept {
           return rl_check_keys_async(core_->lim, a.keys, a.key_lens, a.n_keys,
                                      a.policies.data(), a.n_policies, a.cost,
                                      &async_complete, call);
@@ -1898,8 +2088,13 @@ class Limiter {
     auto call = std::make_unique<AsyncCall>(
         AsyncCall{bridge_, fut.inc_ref().ptr(), loop.inc_ref().ptr()});
     // Validation happens before the call returns; network stores then
-    // complete on tollgate's I/O thread.
-    const int rc = issue(call.get());
+    // complete on tollgate's I/O thread. Without the GIL: while the store
+    // is down the call is answered here, and may log here (the failure
+    // mode entered), taking the log hook's lock ("Logs"). The completion
+    // needs no GIL; `fut` keeps this call's own reference.
+    int rc = RL_OK;
+    AsyncCall *started = call.get();
+    without_gil([&]() noexcept { rc = issue(started); });
     if (rc != RL_OK) {
       const std::string err = keys_error_text(rc);
       Py_DECREF(call->fut);
@@ -2008,11 +2203,21 @@ class Limiter {
   void close() {
     if (t_in_clock > 0)
       throw std::runtime_error("a limiter cannot be closed from its clock");
+    if (core_->log && t_log_bridge == core_->log.get())
+      throw std::runtime_error(
+          "a limiter cannot be closed from its own log handler (a handler "
+          "or filter of its logger)");
     if (core_->closed.exchange(true)) return;
     Core &core = *core_;
-    without_gil([&core]() noexcept {
+    LogBridge *log = core.log.get();
+    if (log != nullptr) log->on.store(false);  // nothing delivered from here
+    without_gil([&core, log]() noexcept {
       while (core.active.load() != 0)
         std::this_thread::sleep_for(std::chrono::microseconds(200));
+      // The hook first, with the GIL released: a message being delivered
+      // (it needs the GIL) ends, and the handler is never called again.
+      if (log != nullptr)
+        rl_set_log_handler(core.lim, RL_LOG_DEBUG, nullptr, nullptr);
       std::lock_guard<std::mutex> lock(core.mu);
       for (KeysState *st : core.iterators) {
         rl_keys_free(st->it);
@@ -2022,6 +2227,7 @@ class Limiter {
       rl_destroy(core.lim);
       core.lim = nullptr;
     });
+    core.log.reset();       // after rl_destroy, with the GIL
     clock_ = py::object();  // after rl_destroy: nothing calls it any more
     // rl_destroy answered every pending async check (RL_E_CLOSED); let the
     // Python layer deliver them and stop watching the eventfd.
@@ -2280,6 +2486,21 @@ PYBIND11_MODULE(_native, m) {
 
   py::module_::import("os").attr("register_at_fork")(
       py::arg("after_in_child") = py::cpp_function(&after_fork_in_child));
+  // The log hooks ("Logs"): off across a fork, on again on both sides
+  // (after after_fork_in_child, registered first), and off at exit. logging
+  // is imported first so that its own atexit hook (logging.shutdown, which
+  // flushes the handlers) runs after this one.
+  py::module_::import("os").attr("register_at_fork")(
+      py::arg("before") = py::cpp_function(&logs_off_for_fork),
+      py::arg("after_in_parent") = py::cpp_function(&logs_on),
+      py::arg("after_in_child") = py::cpp_function(&logs_on));
+  py::module_::import("logging");
+  g_main_thread = py::module_::import("threading")
+                      .attr("main_thread")()
+                      .attr("ident")
+                      .cast<unsigned long>();
+  py::module_::import("atexit").attr("register")(
+      py::cpp_function(&logs_off_at_exit));
 
   m.attr("VERSION") = rl_version_string();
   m.attr("VERSION_NUMBER") = rl_version_number();
@@ -2646,6 +2867,10 @@ rl_options:
                  (tollgate_checks_total, tollgate_shadow_denials_total; one
                  lock-free increment per check). False leaves the other
                  series (errors, store, nodes)
+  logger         a logging.Logger or LoggerAdapter: where a Redis limiter
+                 logs each episode of its store (unreachable, reconnected,
+                 the failure mode entered and left; docs/metrics.md,
+                 "Logs"); None (the default): logging.getLogger("tollgate")
 
 An unknown option raises TypeError. One limiter serves any number of
 threads; every call that may block releases the GIL. Use it as a context
@@ -2773,7 +2998,7 @@ manager, or call close().
       .def("close", &Limiter::close,
            "Wait for calls in progress, then release the limiter. "
            "Idempotent; later calls raise TollgateConnectionError "
-           "(RL_E_CLOSED).")
+           "(RL_E_CLOSED). Nothing is logged once it has begun.")
       .def(
           "keys",
           [](Limiter &self, py::handle policies, bool raw) {

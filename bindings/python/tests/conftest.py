@@ -95,11 +95,12 @@ class RedisServer:
         self.proc: Optional[subprocess.Popen] = None
         self.start()
 
-    def start(self) -> None:
+    def start(self, port: Optional[int] = None) -> None:
+        """Starts the server on `port`, or on a free port."""
         assert REDIS_SERVER is not None
         last_log = ""
         for _attempt in range(5):  # a free port can be taken before bind
-            self.port = free_port()
+            self.port = port or free_port()
             args = [
                 REDIS_SERVER,
                 "--bind", "127.0.0.1",
@@ -146,6 +147,12 @@ class RedisServer:
         if self.proc is not None and self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
+
+    def restart(self) -> None:
+        """Starts the server again on its port (after kill(): an outage
+        that ends), with an empty data set."""
+        self.kill()
+        self.start(self.port)
 
     def freeze(self) -> None:
         os.kill(self.pid, signal.SIGSTOP)

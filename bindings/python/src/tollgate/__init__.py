@@ -21,6 +21,11 @@ prometheus_client (``pip install tollgate[prometheus]``),
 API (``pip install tollgate[opentelemetry]``). ``Limiter(metrics=False)``
 stops counting decisions per policy.
 
+Logs: a Redis limiter logs each episode of its store once (a node
+unreachable and reconnected, the failure mode entered and left) to the
+standard logger ``tollgate`` (``logging.getLogger("tollgate")``), or to its
+``logger`` option's; configure it with :mod:`logging`.
+
 The ``tollgate`` command (docs/cli.md) comes with the package: ``tollgate
 peek KEY POLICY --url redis://...`` and the rest, from a shell.
 """

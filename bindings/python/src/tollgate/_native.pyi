@@ -2,6 +2,7 @@
 
 import datetime
 import ipaddress
+import logging
 import os
 from typing import Callable, Dict, Iterable, Iterator, List, Literal, Optional, Sequence, Tuple, TypedDict, Union
 
@@ -269,6 +270,7 @@ class Limiter:
         allow: Optional[Iterable[ListEntry]] = ...,
         deny: Optional[Iterable[ListEntry]] = ...,
         metrics: Optional[bool] = ...,
+        logger: Optional[Union[logging.Logger, "logging.LoggerAdapter[logging.Logger]"]] = ...,
     ) -> None: ...
     def set_allow_list(self, entries: Iterable[ListEntry]) -> None:
         """Replace the allow list (keys, addresses, CIDR ranges): listed keys

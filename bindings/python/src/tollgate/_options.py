@@ -12,7 +12,7 @@ import ipaddress
 import os
 from typing import Any, Dict, Iterable, List
 
-from . import _native
+from . import _log, _native
 from ._errors import InvalidArgument
 
 _UINT32_OPTIONS = (
@@ -31,7 +31,7 @@ _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify", "metrics")
 _LIST_OPTIONS = ("allow", "deny")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock", "spin_us", "shadow")
+    ("max_keys", "failure_mode", "clock", "spin_us", "shadow", "logger")
     + _UINT32_OPTIONS
     + _STR_OPTIONS
     + _PATH_OPTIONS
@@ -136,4 +136,8 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
             if not callable(value):
                 raise TypeError("clock must be callable, not %s" % _type_name(value))
             out[name] = value
+        elif name == "logger":
+            # Where a Redis limiter's log messages go (tollgate/_log.py);
+            # None: the "tollgate" logger.
+            out[name] = _log.check_logger(value)
     return out
