@@ -374,7 +374,8 @@ void write_decision(double *out, const rl_decision &d) {
   out[7] = d.shadow ? 1 : 0;
 }
 
-// ---- Log hook ----------------------------------------------------------------
+// ---- Log hook
+// ----------------------------------------------------------------
 
 // At most this many messages wait for the JS thread (a blocked event loop
 // loses the rest; episodes are logged once each, so this is never reached
@@ -434,8 +435,7 @@ void log_call_js(napi_env env, napi_value, void *context, void *) {
       napi_create_string_utf8(env, text.data(), text.size(), &argv[1]);
       napi_get_undefined(env, &undefined);
       called = true;
-      if (napi_call_function(env, undefined, fn, 2, argv, &result) !=
-          napi_ok) {
+      if (napi_call_function(env, undefined, fn, 2, argv, &result) != napi_ok) {
         bool pending = false;
         napi_is_exception_pending(env, &pending);
         if (pending) {
@@ -1118,8 +1118,9 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     Napi::Value on_log = o.Get("onLog");
     if (on_log.IsFunction()) {
       try {
-        set_log(env, on_log.As<Napi::Function>(),
-                static_cast<int>(int64_arg(env, o.Get("logLevel"), "logLevel")));
+        set_log(
+            env, on_log.As<Napi::Function>(),
+            static_cast<int>(int64_arg(env, o.Get("logLevel"), "logLevel")));
       } catch (...) {
         stop_log(*st_, true, napi_tsfn_abort);
         st_->lim = nullptr;
@@ -1583,8 +1584,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     rl_metrics *m = nullptr;
     int rc = rl_metrics_read(st_->lim, &m);
     if (rc != RL_OK) throw_code(env, rc, last_error_text(rc));
-    std::unique_ptr<rl_metrics, void (*)(rl_metrics *)> owned(
-        m, &rl_metrics_free);
+    std::unique_ptr<rl_metrics, void (*)(rl_metrics *)> owned(m,
+                                                              &rl_metrics_free);
     Napi::Array out = Napi::Array::New(env);
     uint32_t n = 0;
     rl_metric s = RL_METRIC_INIT;
@@ -1616,9 +1617,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
         bucket(std::numeric_limits<double>::infinity(), s.count);
       }
       o.Set("buckets", buckets);
-      o.Set("count",
-            Napi::Number::New(env, histogram ? static_cast<double>(s.count)
-                                             : 0.0));
+      o.Set("count", Napi::Number::New(
+                         env, histogram ? static_cast<double>(s.count) : 0.0));
       o.Set("sum", Napi::Number::New(env, histogram ? s.sum : 0.0));
       out.Set(n++, o);
     }
@@ -1671,8 +1671,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       std::lock_guard<std::mutex> lock(sink.mu);
       sink.tsfn = f;
     }
-    NAPI_THROW_IF_FAILED_VOID(env,
-                              napi_create_reference(env, fn, 0, &sink.fn));
+    NAPI_THROW_IF_FAILED_VOID(env, napi_create_reference(env, fn, 0, &sink.fn));
     const int rc = rl_set_log_handler(st.lim, level, &log_handler, &sink);
     if (rc != RL_OK) {
       const std::string err = last_error_text(rc);
