@@ -36,12 +36,9 @@ StripeIndices &stripe_indices() {
 
 // A constant-initialised thread_local (no guard on each access); the
 // holder, made on the slow path only, returns the index at thread exit.
-// initial-exec: read at a fixed offset from the thread pointer, not through
-// __tls_get_addr (the library is a shared object; 8 bytes of the static
-// TLS surplus glibc keeps for libraries loaded later, e.g. by Python or
-// Node).
-__attribute__((tls_model("initial-exec"))) thread_local size_t t_stripe =
-    SIZE_MAX;
+// (Not initial-exec: the Node addon, loaded with dlopen after many other
+// libraries, then failed with "cannot allocate memory in static TLS block".)
+thread_local size_t t_stripe = SIZE_MAX;
 
 struct StripeHolder {
   size_t index;
