@@ -80,6 +80,7 @@ struct Options {
       "  --no-pin     do not pin worker threads to CPUs\n"
       "  --ab-rounds  old vs new memory store, N alternating rounds\n"
       "  --metrics-ab limiters with metrics on and off (rl_options.metrics),\n"
+      "               and off again as a control,\n"
       "               N rounds, 1 thread, in this process\n",
       argv0);
   std::exit(2);
@@ -1015,8 +1016,11 @@ int run_metrics_ab(const Options &opt) {
     rl_limiter *lim;
     std::vector<Throughput> hot, keys;
   } on{make_limiter(opt.max_keys, opt.shards, true), {}, {}},
-      off{make_limiter(opt.max_keys, opt.shards, false), {}, {}};
-  for (Side *s : {&on, &off}) {
+      off{make_limiter(opt.max_keys, opt.shards, false), {}, {}},
+      // A second limiter with metrics off: off2 / off is the noise floor
+      // of the comparison (the same code measured twice).
+      off2{make_limiter(opt.max_keys, opt.shards, false), {}, {}};
+  for (Side *s : {&on, &off, &off2}) {
     check(s->lim, hot, kKeyLen, allow, kWarmCost);
     for (size_t i = 0; i < all.n; ++i)
       check(s->lim, all.key(i), kKeyLen, allow, kWarmCost);
@@ -1036,8 +1040,8 @@ int run_metrics_ab(const Options &opt) {
   };
   const double each = opt.duration;
   for (int r = 0; r < opt.metrics_rounds; ++r) {
-    Side *order[4] = {&on, &off, &off, &on};
-    if (r % 2) std::swap(order[0], order[1]), std::swap(order[2], order[3]);
+    Side *order[6] = {&on, &off, &off2, &off2, &off, &on};
+    if (r % 2) std::swap(order[0], order[1]), std::swap(order[4], order[5]);
     for (Side *s : order) {
       s->hot.push_back(run_threads(1, each / 2, opt, body_hot(s->lim)));
       s->keys.push_back(run_threads(1, each / 2, opt, body_keys(s->lim)));
@@ -1058,6 +1062,7 @@ int run_metrics_ab(const Options &opt) {
   const CpuTimes cpu_end = cpu_times();
   const Stat hot_on = summarize(on.hot), hot_off = summarize(off.hot);
   const Stat keys_on = summarize(on.keys), keys_off = summarize(off.keys);
+  const Stat hot_off2 = summarize(off2.hot), keys_off2 = summarize(off2.keys);
   const double cpus_s = static_cast<double>(now_ns() - wall_start) / 1e9 *
                         static_cast<double>(usable_cpus().size());
   std::printf(
@@ -1082,8 +1087,14 @@ int run_metrics_ab(const Options &opt) {
   };
   row("hot key, allowed", hot_on, hot_off);
   row("distinct keys, allowed", keys_on, keys_off);
+  std::printf(
+      "control, metrics off twice (second / first): hot key %.3fx, "
+      "distinct keys %.3fx\n",
+      hot_off2.ops_per_s / hot_off.ops_per_s,
+      keys_off2.ops_per_s / keys_off.ops_per_s);
   rl_destroy(on.lim);
   rl_destroy(off.lim);
+  rl_destroy(off2.lim);
   rl_policy_release(allow);
   return 0;
 }

@@ -192,6 +192,39 @@ TEST_CASE(
         kWaves * kPerWave * kEach);
 }
 
+TEST_CASE(
+    "metrics: more live threads than owned stripes share one, and no count "
+    "is lost",
+    "[metrics]") {
+  Limiter lim;
+  Policy p("1000000/s name=crowd");
+  // 100 threads alive at once: more than the 64 owned stripes, so some
+  // homes collide and those threads count in the shared stripe.
+  constexpr int kThreads = 100, kEach = 1000;
+  std::atomic<int> failed{0}, ready{0};  // (assertions are for this thread)
+  std::atomic<bool> go{false};
+  std::vector<std::thread> ts;
+  for (int t = 0; t < kThreads; ++t)
+    ts.emplace_back([&] {
+      ++ready;
+      while (!go.load()) std::this_thread::yield();
+      rl_policy *ps[] = {p.p};
+      for (int i = 0; i < kEach; ++i) {
+        rl_decision d = RL_DECISION_INIT;
+        if (rl_check(lim.p, &d, "c", 1, ps, 1, 1) != RL_OK) ++failed;
+      }
+      // Stay alive until every thread has counted: owners never leave.
+      ++ready;
+      while (ready.load() < 2 * kThreads) std::this_thread::yield();
+    });
+  while (ready.load() < kThreads) std::this_thread::yield();
+  go = true;
+  for (auto &t : ts) t.join();
+  CHECK(failed == 0);
+  const Snapshot s = read_metrics(lim.p);
+  CHECK(value(s, checks("crowd", "allowed", "store")) == kThreads * kEach);
+}
+
 TEST_CASE("metrics: off by option, on by default", "[metrics]") {
   rl_options o = RL_OPTIONS_INIT;
   CHECK(o.metrics == 0);

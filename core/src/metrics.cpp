@@ -5,6 +5,10 @@
 #include <unordered_map>
 
 namespace tollgate {
+using detail::g_stripe_owner;
+using detail::home_stripe;
+using detail::thread_pointer;
+
 namespace {
 
 struct LabelRegistry {
@@ -19,69 +23,58 @@ LabelRegistry &registry() {
   return *r;
 }
 
-// Stripe indices: a thread takes the lowest free one at its first count
-// and gives it back when it exits, so a process that starts threads again
-// and again (a pool that replaces its workers) keeps owning stripes. The
-// mutex orders a thread's last counts before the next owner's first.
-struct StripeIndices {
-  std::mutex mu;
-  std::vector<size_t> free;  // returned by exited threads
-  size_t next = 0;
-};
+// Stripe ownership, shared by every limiter of the process. A thread's
+// home stripe is a hash of its thread pointer; it owns that stripe while
+// the slot below holds its thread pointer (0: free), claimed at its first
+// count and given back when it exits, so a pool that replaces its workers
+// keeps owning stripes. Only the owner writes its stripe. A thread whose
+// home is owned by another live thread counts in the shared stripe.
+//
+// The fast path (DecisionCounters::count, inline) reads the thread
+// pointer and this table (detail::g_stripe_owner): no thread_local, since a
+// thread_local of a shared library costs a call to __tls_get_addr (and the
+// spills around it) on every check, and initial-exec made the Node addon,
+// loaded late with dlopen, fail with "cannot allocate memory in static TLS
+// block".
 
-StripeIndices &stripe_indices() {
-  static StripeIndices *s = new StripeIndices;  // threads exit late
-  return *s;
-}
-
-// A constant-initialised thread_local (no guard on each access); the
-// holder, made on the slow path only, returns the index at thread exit.
-// (Not initial-exec: the Node addon, loaded with dlopen after many other
-// libraries, then failed with "cannot allocate memory in static TLS block".)
-thread_local size_t t_stripe = SIZE_MAX;
+// The slow path's state of this thread: unclaimed, owner (of its home),
+// or exited (thread_local destructors are running: count shared, claim
+// nothing, since the stripe is already given back).
+enum class Claim : unsigned char { unclaimed, owner, exited };
+thread_local Claim t_claim = Claim::unclaimed;
 
 struct StripeHolder {
   size_t index;
+  uintptr_t tp;
   ~StripeHolder() {
-    // Counts made later on this thread (from other thread_local
-    // destructors) go to the shared stripe: the index may be taken again.
-    t_stripe = SIZE_MAX - 1;
-    StripeIndices &s = stripe_indices();
-    std::lock_guard<std::mutex> lock(s.mu);
-    s.free.push_back(index);
+    t_claim = Claim::exited;
+    // Release: this thread's last counts happen before the next owner's.
+    uintptr_t expected = tp;
+    g_stripe_owner[index].compare_exchange_strong(expected, 0,
+                                                  std::memory_order_release);
   }
 };
 
-size_t take_stripe() {
-  StripeIndices &s = stripe_indices();
-  size_t index;
-  {
-    std::lock_guard<std::mutex> lock(s.mu);
-    if (!s.free.empty()) {
-      auto lowest = std::min_element(s.free.begin(), s.free.end());
-      index = *lowest;
-      s.free.erase(lowest);
-    } else {
-      index = s.next++;
-    }
-  }
-  thread_local StripeHolder holder{index};
-  t_stripe = index;
-  return index;
-}
-
-inline size_t stripe_of_thread() noexcept {
-  const size_t s = t_stripe;
-  if (s != SIZE_MAX) [[likely]]
-    return s;
-  try {
-    return take_stripe();
-  } catch (...) {
-    return SIZE_MAX;  // out of memory: the shared stripe
-  }
+// The stripe this thread owns, or kOwnedStripes (the shared one).
+size_t stripe_of_thread() noexcept {
+  const uintptr_t tp = thread_pointer();
+  const size_t home = home_stripe(tp);
+  if (g_stripe_owner[home].load(std::memory_order_acquire) == tp) return home;
+  if (t_claim != Claim::unclaimed) return kOwnedStripes;
+  uintptr_t expected = 0;
+  if (!g_stripe_owner[home].compare_exchange_strong(expected, tp,
+                                                    std::memory_order_acquire))
+    return kOwnedStripes;  // owned by another live thread: try again later
+  t_claim = Claim::owner;
+  thread_local StripeHolder holder{home, tp};
+  return home;
 }
 
 }  // namespace
+
+namespace detail {
+std::atomic<uintptr_t> g_stripe_owner[kOwnedStripes];
+}  // namespace detail
 
 uint16_t intern_label(std::string_view name) {
   if (name.empty()) return kDefaultLabel;
@@ -130,29 +123,20 @@ DecisionCounters::Block *DecisionCounters::block(uint16_t label) noexcept {
   return b;
 }
 
-void DecisionCounters::count(uint16_t label, bool allowed, int source,
-                             bool shadow) noexcept {
-  if (label >= kMaxLabels || source < 0 ||
-      static_cast<size_t>(source) >= kSources) [[unlikely]]
-    return;
+// A label's first decision, or a thread's first count (it takes a stripe),
+// or a thread without a stripe of its own: kept out of line so the fast path
+// stays small.
+void DecisionCounters::count_slow(uint16_t label, size_t slot,
+                                  bool shadow) noexcept {
   Block *b = block(label);
   if (b == nullptr) [[unlikely]]
     return;
   const size_t t = stripe_of_thread();
-  const size_t slot = decision_slot(allowed, source);
-  if (t < kOwned) [[likely]] {
-    // This thread is the only writer of its stripe: readers see whole
-    // values, and no add is lost.
-    Stripe &s = b->stripes[t];
-    auto add = [](std::atomic<uint64_t> &c) {
-      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-    };
-    add(s.n[slot]);
-    if (shadow) [[unlikely]]
-      add(s.n[kShadowSlot]);
+  if (t < kOwnedStripes) {
+    add_owned(b->stripes[t], slot, shadow);
     return;
   }
-  Stripe &shared = b->stripes[kOwned];
+  Stripe &shared = b->stripes[kOwnedStripes];
   shared.n[slot].fetch_add(1, std::memory_order_relaxed);
   if (shadow) [[unlikely]]
     shared.n[kShadowSlot].fetch_add(1, std::memory_order_relaxed);

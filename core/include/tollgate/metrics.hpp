@@ -3,8 +3,11 @@
 // histogram per node, and the snapshot the C API iterates.
 #pragma once
 
+#include <pthread.h>
+
 #include <array>
 #include <atomic>
+#include <bit>
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -42,6 +45,31 @@ inline constexpr size_t decision_slot(bool allowed, int source) noexcept {
   return (allowed ? kSources : 0) + static_cast<size_t>(source);
 }
 
+// Stripes a thread may own (a power of two); one more is shared.
+inline constexpr size_t kOwnedStripes = 64;
+
+namespace detail {
+// The thread owning each stripe (its thread pointer), or 0: metrics.cpp
+// claims and gives back; the inline fast path of count() only compares.
+extern std::atomic<uintptr_t> g_stripe_owner[kOwnedStripes];
+
+inline uintptr_t thread_pointer() noexcept {
+#if defined(__has_builtin) && __has_builtin(__builtin_thread_pointer)
+  return reinterpret_cast<uintptr_t>(__builtin_thread_pointer());
+#else
+  return static_cast<uintptr_t>(pthread_self());  // glibc: the same value
+#endif
+}
+
+// A thread's home stripe: its thread pointer, hashed.
+inline size_t home_stripe(uintptr_t tp) noexcept {
+  static_assert(std::has_single_bit(kOwnedStripes));
+  constexpr int kBits = std::countr_zero(kOwnedStripes);
+  return static_cast<size_t>((uint64_t{tp} * 0x9E3779B97F4A7C15ull) >>
+                             (64 - kBits));
+}
+}  // namespace detail
+
 class DecisionCounters {
  public:
   DecisionCounters();
@@ -50,12 +78,27 @@ class DecisionCounters {
   DecisionCounters &operator=(const DecisionCounters &) = delete;
 
   // One decision under `label` (a label's block is made on its first
-  // decision). Lock-free: up to kOwned threads at a time each own a
-  // stripe and add with a plain load and store (no read-modify-write); a
-  // thread that exits gives its stripe back; threads beyond kOwned share
-  // one stripe with atomic adds. A shadow decision also counts a would-be
-  // denial.
-  void count(uint16_t label, bool allowed, int source, bool shadow) noexcept;
+  // decision). Lock-free: a thread owns the stripe its thread pointer
+  // hashes to (unless another live thread owns it) and adds there with a
+  // plain load and store (no read-modify-write); a thread that exits gives
+  // its stripe back; threads without one share a stripe with atomic adds.
+  // A shadow decision also counts a would-be denial.
+  void count(uint16_t label, bool allowed, int source, bool shadow) noexcept {
+    if (label >= kMaxLabels || source < 0 ||
+        static_cast<size_t>(source) >= kSources) [[unlikely]]
+      return;
+    // The fast path (inline, no lock, no call): the label's block exists
+    // and this thread owns its home stripe, where it is the only writer.
+    Block *b = blocks_[label].load(std::memory_order_acquire);
+    const uintptr_t tp = detail::thread_pointer();
+    const size_t home = detail::home_stripe(tp);
+    if (b != nullptr && detail::g_stripe_owner[home].load(
+                            std::memory_order_relaxed) == tp) [[likely]] {
+      add_owned(b->stripes[home], decision_slot(allowed, source), shadow);
+      return;
+    }
+    count_slow(label, decision_slot(allowed, source), shadow);
+  }
 
   // The sums over stripes: per label with any decision, its counts.
   struct Row {
@@ -65,14 +108,23 @@ class DecisionCounters {
   std::vector<Row> read() const;
 
  private:
-  static constexpr size_t kOwned = 32;
   struct alignas(64) Stripe {
     std::array<std::atomic<uint64_t>, kDecisionSlots> n{};
   };
   struct Block {
-    std::array<Stripe, kOwned + 1> stripes;  // the last one is shared
+    std::array<Stripe, kOwnedStripes + 1> stripes;  // the last one is shared
   };
   Block *block(uint16_t label) noexcept;
+  static void add_owned(Stripe &s, size_t slot, bool shadow) noexcept {
+    auto add = [](std::atomic<uint64_t> &c) {
+      c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+    };
+    add(s.n[slot]);
+    if (shadow) [[unlikely]]
+      add(s.n[kShadowSlot]);
+  }
+  [[gnu::noinline]] void count_slow(uint16_t label, size_t slot,
+                                    bool shadow) noexcept;
 
   std::unique_ptr<std::atomic<Block *>[]> blocks_;
 };
