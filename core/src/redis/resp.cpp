@@ -5,6 +5,7 @@
 
 #include <charconv>
 #include <string>
+#include <string_view>
 
 namespace tollgate::redis {
 namespace {
@@ -158,9 +159,64 @@ Reader::Status Reader::next(std::unique_ptr<Reply> &out) {
     impl_->broken = true;
     return Status::error;
   }
-  if (reply == nullptr) return Status::more;
+  if (reply == nullptr) {
+    // hiredis waits for a whole bulk string, or a whole line, before it
+    // calls a create function: refuse an absurd announcement now, not
+    // after max_buffer bytes of it have arrived.
+    std::string why = pending_header_problem();
+    if (!why.empty()) {
+      error_ = std::move(why);
+      impl_->broken = true;
+      return Status::error;
+    }
+    return Status::more;
+  }
   out.reset(static_cast<Reply *>(reply));
   return Status::reply;
+}
+
+namespace {
+// The type of the reply hiredis is reading (its type byte consumed), or
+// -1 between replies.
+int current_type(const redisReader *r) {
+#if HIREDIS_MAJOR >= 1
+  if (r->ridx < 0 || r->task == nullptr || r->ridx >= r->tasks) return -1;
+  return r->task[r->ridx]->type;
+#else
+  if (r->ridx < 0) return -1;
+  return r->rstack[r->ridx].type;
+#endif
+}
+}  // namespace
+
+std::string Reader::pending_header_problem() const {
+  const redisReader *r = impl_->reader;
+  const int type = current_type(r);
+  if (type < 0 || r->pos >= r->len) return {};
+  const std::string_view rest(r->buf + r->pos, r->len - r->pos);
+  const size_t eol = rest.find("\r\n");
+  if (eol == std::string_view::npos) {
+    // A header, integer, status or error line still without its end.
+    if (rest.size() > impl_->limits.max_line)
+      return "protocol: a line of more than " +
+             std::to_string(impl_->limits.max_line) + " bytes";
+    return {};
+  }
+  if (type != REDIS_REPLY_STRING) return {};
+  // A bulk string's header is whole and its bytes are still coming: its
+  // announced length decides now.
+  const std::string_view digits = rest.substr(0, eol);
+  unsigned long long len = 0;
+  const auto [end, ec] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), len);
+  if (!digits.empty() && digits[0] == '-') return {};  // nil, hiredis's
+  if (ec == std::errc::result_out_of_range ||
+      (ec == std::errc() && end == digits.data() + digits.size() &&
+       len > impl_->limits.max_bulk_len))
+    return "protocol: a string of " + std::string(digits) +
+           " bytes exceeds the limit of " +
+           std::to_string(impl_->limits.max_bulk_len);
+  return {};  // a malformed length is hiredis's to report
 }
 
 namespace {

@@ -29,6 +29,7 @@ struct ReaderLimits {
   size_t max_elements = 1024 * 1024;      // one array's announced length
   int max_depth = 7;                      // nesting (hiredis allows 7)
   size_t max_buffer = 8 * 1024 * 1024;    // unparsed bytes held
+  size_t max_line = 64 * 1024;            // a header or simple reply line
 };
 
 class Reader {
@@ -55,6 +56,11 @@ class Reader {
   bool idle() const;
 
  private:
+  // Why the reply being read must be refused before its bytes arrive (a
+  // bulk string announced beyond max_bulk_len, a line beyond max_line),
+  // or "".
+  std::string pending_header_problem() const;
+
   struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string error_;
