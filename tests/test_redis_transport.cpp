@@ -12,6 +12,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -542,6 +543,15 @@ std::unique_ptr<Transport> make_host(const std::string &host, uint16_t port,
               });
 }
 
+// The threads of this process now.
+size_t thread_count() {
+  size_t n = 0;
+  for ([[maybe_unused]] const auto &e :
+       std::filesystem::directory_iterator("/proc/self/task"))
+    ++n;
+  return n;
+}
+
 // PINGs until one answers PONG, for up to `ms`.
 bool pong_within(Transport &t, int ms) {
   const int64_t until = monotonic_ns() + ms * kMsNs;
@@ -613,6 +623,26 @@ TEST_CASE("transport: a name's addresses are tried in order until one connects",
     CHECK(o.message.find("cannot resolve host 'nowhere.test'") !=
           std::string::npos);
   }
+}
+
+TEST_CASE(
+    "transport: destroying it joins a lookup still under way: no thread of "
+    "its own is left",
+    "[redis][transport][resolve]") {
+  RedisServer server;
+  g_good_port = server.port();
+  g_slow_ms = 600;
+  ResolverScope scope(test_resolver);
+  const size_t before = thread_count();
+  auto t = make_host("slow.test", server.port(), 100, 3000);
+  Outcome o;
+  run(*t, o, cmd({"PING"}), Mode::queued, 100);  // starts the lookup
+  CHECK(o.code != Errc::ok);
+  CHECK(g_slow_running.load() == 1);  // still looking up
+  t.reset();
+  // The I/O thread and the helper were joined: neither runs any more.
+  CHECK(g_slow_running.load() == 0);
+  CHECK(thread_count() == before);
 }
 
 TEST_CASE("transport: a host name through the system resolver (localhost)",

@@ -46,7 +46,7 @@ Connection::Connection(ConnectionShared &shared, Address address,
       owner_(owner),
       rng_(seed),
       subscriber_(subscriber),
-      dialer_(address_, s_, shared.ssl_ctx, shared.wake_fd) {}
+      dialer_(address_, s_, shared.ssl_ctx, shared.wake_fd, shared.lookups) {}
 
 int64_t Connection::next_timer() const {
   if (phase_ == Phase::down) return retry_at_;

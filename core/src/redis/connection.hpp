@@ -45,6 +45,7 @@ struct ConnectionShared {
   const std::vector<std::string> &preload;
   int ep_fd;
   int wake_fd;
+  LookupThreads &lookups;  // the transport's host-name lookups
 };
 
 class Connection;

@@ -44,7 +44,8 @@ DialStep Dialer::start(Stream &stream) {
   stage_ = DialStep::resolving;
   if (lookup_) return check_lookup(stream);  // the previous attempt's
   std::string error;
-  lookup_ = Lookup::start(address_.host, address_.port, wake_fd_, error);
+  lookup_ =
+      Lookup::start(address_.host, address_.port, wake_fd_, lookups_, error);
   if (!lookup_) return failed(Errc::connect, error);
   return DialStep{DialStep::resolving};
 }

@@ -35,8 +35,12 @@ struct DialStep {
 class Dialer {
  public:
   Dialer(const Address &address, const Settings &s, SSL_CTX *ssl_ctx,
-         int wake_fd)
-      : address_(address), s_(s), ssl_ctx_(ssl_ctx), wake_fd_(wake_fd) {}
+         int wake_fd, LookupThreads &lookups)
+      : address_(address),
+        s_(s),
+        ssl_ctx_(ssl_ctx),
+        wake_fd_(wake_fd),
+        lookups_(lookups) {}
 
   DialStep start(Stream &stream);
   DialStep check_lookup(Stream &stream);  // while resolving
@@ -52,6 +56,7 @@ class Dialer {
   const Settings &s_;
   SSL_CTX *ssl_ctx_;
   int wake_fd_;
+  LookupThreads &lookups_;
   DialStep::State stage_ = DialStep::failed;
   // A lookup that outlived its deadline is kept: the next attempt waits
   // for it rather than starting another, so a resolver that hangs cannot

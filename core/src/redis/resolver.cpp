@@ -50,8 +50,35 @@ int resolve_now(const std::string &host, uint16_t port, int flags,
   return out.empty() ? EAI_NONAME : 0;
 }
 
+LookupThreads::~LookupThreads() {
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto &[t, l] : threads_)
+    if (t.joinable()) t.join();
+}
+
+void LookupThreads::add(std::thread t, std::shared_ptr<Lookup> l) {
+  std::lock_guard<std::mutex> lock(mu_);
+  threads_.emplace_back(std::move(t), std::move(l));
+}
+
+void LookupThreads::reap() {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::erase_if(threads_, [](auto &entry) {
+    if (!entry.second->exited_.load(std::memory_order_acquire)) return false;
+    entry.first.join();  // past its last step: returns at once
+    return true;
+  });
+}
+
+size_t LookupThreads::running() {
+  std::lock_guard<std::mutex> lock(mu_);
+  return threads_.size();
+}
+
 std::shared_ptr<Lookup> Lookup::start(const std::string &host, uint16_t port,
-                                      int wake_fd, std::string &error) {
+                                      int wake_fd, LookupThreads &threads,
+                                      std::string &error) {
+  threads.reap();
   auto l = std::make_shared<Lookup>();
   const int fd = fcntl(wake_fd, F_DUPFD_CLOEXEC, 0);
   if (fd < 0) {
@@ -60,7 +87,7 @@ std::shared_ptr<Lookup> Lookup::start(const std::string &host, uint16_t port,
   }
   const Resolver custom = g_resolver.load();
   try {
-    std::thread([l, fd, custom, host, port] {
+    std::thread helper([l, fd, custom, host, port] {
       std::vector<Endpoint> found;
       const int rc = custom ? custom(host, port, found)
                             : resolve_now(host, port, 0, found);
@@ -76,9 +103,16 @@ std::shared_ptr<Lookup> Lookup::start(const std::string &host, uint16_t port,
         n = write(fd, &one, sizeof one);
       } while (n < 0 && errno == EINTR);
       close(fd);
-    }).detach();
+      l->exited_.store(true, std::memory_order_release);
+    });
+    try {
+      threads.add(std::move(helper), l);
+    } catch (...) {
+      helper.join();  // out of memory for the list: wait for it here
+      throw;
+    }
   } catch (const std::exception &e) {
-    close(fd);
+    if (!l->exited_.load()) close(fd);
     error = std::string("connect: cannot start a resolver thread: ") + e.what();
     return nullptr;
   }

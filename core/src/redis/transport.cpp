@@ -98,7 +98,7 @@ struct Transport::Core {
         generation(g_fork_generation.load()),
         loop(shared->settings.spin_us),
         conn_shared{shared->settings, shared->ssl_ctx, shared->preload,
-                    loop.ep_fd(), loop.wake_fd()},
+                    loop.ep_fd(),     loop.wake_fd(),  lookups},
         topology(make_topology()) {}
 
   std::unique_ptr<Topology> make_topology() {
@@ -113,6 +113,8 @@ struct Transport::Core {
 
   std::shared_ptr<Shared> shared;
   uint64_t generation;
+  // Joined last, after the loop has stopped and the dialers are gone.
+  LookupThreads lookups;
   IoLoop loop;
   ConnectionShared conn_shared;
   std::unique_ptr<Topology> topology;
