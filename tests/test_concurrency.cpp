@@ -1,8 +1,11 @@
 // One limiter, many threads, one key: exactly `limit` calls are admitted,
 // for every algorithm and for a multi-policy check.
+#include <sys/wait.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <thread>
 #include <vector>
 
@@ -141,5 +144,72 @@ TEST_CASE(
   CHECK(d.remaining == 100000 - 300);
   rl_policy_release(small);
   rl_policy_release(large);
+  rl_destroy(lim);
+}
+
+// fork() while other threads check on a memory limiter: the child gets
+// every shard whole and unlocked (the store's fork handlers), so its checks
+// work and see the counts the parent had, instead of deadlocking on a
+// shard lock held by a thread the child does not have.
+TEST_CASE("memory store: a child forked while other threads check works",
+          "[memory][fork]") {
+  rl_limiter *lim = nullptr;
+  rl_options o = RL_OPTIONS_INIT;
+  o.shards = 2;  // few shards: a busy thread holds one most of the time
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_policy *ten = nullptr, *wide = nullptr;
+  REQUIRE(rl_policy_parse(&ten, "10/h", 4, nullptr) == RL_OK);
+  REQUIRE(rl_policy_parse(&wide, "1000000000/s", 12, nullptr) == RL_OK);
+  rl_decision d = RL_DECISION_INIT;
+  for (int i = 0; i < 3; ++i)
+    REQUIRE(rl_check(lim, &d, "k", 1, &ten, 1, 1) == RL_OK);
+  REQUIRE(d.remaining == 7);
+
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> busy;
+  for (int t = 0; t < 2; ++t)
+    busy.emplace_back([&, t] {
+      char key[16];
+      for (uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+        const int n = std::snprintf(key, sizeof key, "b%d:%d", t,
+                                    static_cast<int>(i % 256));
+        rl_decision bd = RL_DECISION_INIT;
+        rl_check(lim, &bd, key, static_cast<size_t>(n), &wide, 1, 1);
+      }
+    });
+  int forks = 0, failed = 0, last_status = 0;
+  for (; forks < 200 && failed == 0; ++forks) {
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+      alarm(3);  // a deadlock ends as SIGALRM
+      rl_decision cd = RL_DECISION_INIT;
+      if (rl_check(lim, &cd, "k", 1, &ten, 1, 1) != RL_OK) _exit(2);
+      if (!cd.allowed || cd.remaining != 6) _exit(3);
+      char key[16];
+      for (int i = 0; i < 256; ++i) {
+        const int n = std::snprintf(key, sizeof key, "b0:%d", i);
+        if (rl_check(lim, &cd, key, static_cast<size_t>(n), &wide, 1, 1) !=
+            RL_OK)
+          _exit(4);
+      }
+      _exit(0);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      ++failed;
+      last_status = status;
+    }
+  }
+  stop = true;
+  for (auto &t : busy) t.join();
+  INFO("forks " << forks << ", wait status " << last_status);
+  CHECK(failed == 0);
+  // The parent's own state is untouched by its children.
+  REQUIRE(rl_check(lim, &d, "k", 1, &ten, 1, 1) == RL_OK);
+  CHECK(d.remaining == 6);
+  rl_policy_release(ten);
+  rl_policy_release(wide);
   rl_destroy(lim);
 }

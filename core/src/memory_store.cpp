@@ -1,5 +1,6 @@
 #include "tollgate/memory_store.hpp"
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <algorithm>
@@ -152,6 +153,30 @@ struct SpinGuard {
   SpinGuard &operator=(const SpinGuard &) = delete;
   ShardLock &mu;
 };
+
+// Every live store, for the fork handlers below: fork() waits until no
+// thread is inside any shard of any store (the handler takes every shard
+// lock), so the child gets whole states and free locks, and a child of a
+// process that was checking on other threads works instead of
+// deadlocking on a lock held by a thread it does not have.
+struct LiveStores {
+  std::mutex mu;
+  std::vector<MemoryStore *> stores;
+};
+LiveStores &live_stores() {
+  static LiveStores *r = new LiveStores;  // used while static dtors run
+  return *r;
+}
+void before_fork() {
+  LiveStores &r = live_stores();
+  r.mu.lock();
+  for (MemoryStore *s : r.stores) s->lock_all_for_fork();
+}
+void after_fork() {  // in the parent and in the child, on the forking thread
+  LiveStores &r = live_stores();
+  for (MemoryStore *s : r.stores) s->unlock_all_after_fork();
+  r.mu.unlock();
+}
 
 uint32_t round_pow2(uint64_t v) {
   uint32_t p = 1;
@@ -597,9 +622,29 @@ MemoryStore::MemoryStore(const MemoryStoreConfig &config) {
                                           slice_bytes * i);
     s.rng = hash_mix(seed_ + i + 1) | 1;
   }
+  static std::once_flag once;
+  std::call_once(once,
+                 [] { pthread_atfork(before_fork, after_fork, after_fork); });
+  LiveStores &r = live_stores();
+  std::lock_guard<std::mutex> lock(r.mu);
+  r.stores.push_back(this);
+}
+
+void MemoryStore::lock_all_for_fork() noexcept {
+  // In index order, as check_many takes several.
+  for (uint32_t i = 0; i < shard_count(); ++i) shards_[i].mu.lock();
+}
+
+void MemoryStore::unlock_all_after_fork() noexcept {
+  for (uint32_t i = 0; i < shard_count(); ++i) shards_[i].mu.unlock();
 }
 
 MemoryStore::~MemoryStore() {
+  {
+    LiveStores &r = live_stores();
+    std::lock_guard<std::mutex> lock(r.mu);
+    std::erase(r.stores, this);
+  }
   shards_.reset();  // their tables may live in the arena
   if (arena_) munmap(arena_, arena_bytes_);
 }

@@ -84,6 +84,12 @@ class MemoryStore {
   uint32_t shard_count() const noexcept;
   uint64_t max_keys() const noexcept { return max_keys_; }
 
+  // The fork handlers' (pthread_atfork, registered by the first store):
+  // every shard lock taken before fork(), released after it in the parent
+  // and in the child (docs/api-c.md, "fork()").
+  void lock_all_for_fork() noexcept;
+  void unlock_all_after_fork() noexcept;
+
  private:
   struct Shard;
   Shard &shard_for(uint64_t hash) const noexcept;
