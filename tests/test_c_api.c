@@ -139,7 +139,7 @@ static void test_versions(void) {
 }
 
 /* rl_error_name spells every code as the header does; NULL past the known
- * codes (RL_OK down to RL_E_NOT_FOUND). */
+ * codes (RL_OK down to RL_E_BUSY). */
 static void test_error_name(void) {
 #define NAME_CASE(c) \
   { c, #c }
@@ -165,13 +165,14 @@ static void test_error_name(void) {
                NAME_CASE(RL_E_STORE),
                NAME_CASE(RL_E_CLOSED),
                NAME_CASE(RL_E_DONE),
-               NAME_CASE(RL_E_NOT_FOUND)};
+               NAME_CASE(RL_E_NOT_FOUND),
+               NAME_CASE(RL_E_BUSY)};
 #undef NAME_CASE
   size_t i;
   printf("rl_error_name\n");
   for (i = 0; i < sizeof known / sizeof known[0]; ++i) {
     const char *got = rl_error_name(known[i].code);
-    /* The codes are consecutive: 0, -1, ..., RL_E_NOT_FOUND. */
+    /* The codes are consecutive: 0, -1, ..., RL_E_BUSY. */
     CHECK(known[i].code == -(int)i);
     if (got == NULL || strcmp(got, known[i].name) != 0) {
       ++g_failures;
@@ -179,7 +180,7 @@ static void test_error_name(void) {
               got ? got : "NULL", known[i].name);
     }
   }
-  CHECK(rl_error_name(RL_E_NOT_FOUND - 1) == NULL);
+  CHECK(rl_error_name(RL_E_BUSY - 1) == NULL);
   CHECK(rl_error_name(1) == NULL);
   CHECK(rl_error_name(-12345) == NULL);
   CHECK(RL_MAX_POLICIES == 16);

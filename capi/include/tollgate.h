@@ -124,6 +124,10 @@ RL_API const char *rl_version_string(void);
  * usage under any of the check's policies (never charged, already given
  * back, or refilled). Nothing was written. */
 #define RL_E_NOT_FOUND (-19)
+/* rl_check_async, rl_check_keys_async: the limiter already has max_async
+ * asynchronous calls waiting for the store (rl_options.max_async); this one
+ * is refused at once, its callback never runs, and nothing is queued. */
+#define RL_E_BUSY (-20)
 
 /* Static English text for a code, never NULL ("unknown error code" for
  * codes this version does not know). Thread-safe. */
@@ -300,7 +304,7 @@ typedef int64_t (*rl_clock_fn)(void *user_data);
 #define RL_FAIL_LOCAL 3   /* an in-process limiter with limit / local_divisor */
 #define RL_FAIL_ERROR 4   /* return the error code (RL_E_CONNECT, ...) */
 
-#define RL_OPTIONS_VERSION 5
+#define RL_OPTIONS_VERSION 6
 typedef struct rl_options {
   uint32_t version; /* RL_OPTIONS_VERSION */
   /* NULL, "" or "memory://": the in-process memory store. */
@@ -363,11 +367,23 @@ typedef struct rl_options {
    * (on), 1 on, -1 off: decisions are not counted per policy label (the
    * other series, read from rl_health's counters, remain). */
   int32_t metrics;
+
+  /* ---- version 6. Back-pressure: at most this many rl_check_async and
+   * rl_check_keys_async calls of this limiter may wait for the store at
+   * once (accepted, callback not yet run); beyond it a call fails at once
+   * with RL_E_BUSY and queues nothing, so a store that stops answering
+   * cannot grow the process's memory without bound. Answers known at once
+   * (the memory store, a deny-cache hit, an allow or deny list) are not
+   * queued and never refused. A pending call holds about 3.4 KB. 0 default
+   * (65536: about 220 MB at worst; with the default timeout_ms it is
+   * reached only above ~330,000 checks/s), 1 .. 2147483647 the bound, -1 no
+   * bound. */
+  int32_t max_async;
 } rl_options;
 #define RL_OPTIONS_INIT                                                       \
   {                                                                           \
     RL_OPTIONS_VERSION, NULL, 0, 0, 0, NULL, NULL, 0, 0, NULL, 0, 0, 0, 0, 0, \
-        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0               \
+        0, NULL, NULL, NULL, NULL, NULL, NULL, NULL, 0, 0, 0, 0, 0            \
   }
 
 /* Set one field of `opts` by its name (the field's name in rl_options, e.g.
@@ -434,12 +450,14 @@ typedef void (*rl_check_cb)(int status, const rl_decision *decision,
  * call returns (the policies' compiled form included): the caller may
  * release its policies as soon as rl_check_async returns. If it returns RL_OK,
  * `callback` runs exactly once; if it returns an error, the callback never
- * runs. On which thread: the memory store answers inline, on the calling
- * thread, before rl_check_async returns. The Redis store calls it from its I/O
- * thread, or inline, on the calling thread, when the answer is known at
- * once (a deny-cache hit, or a store known to be down: the failure mode's
- * answer). Either way the callback must return quickly, must not block, and
- * must not call rl_destroy on this limiter. Thread-safe. */
+ * runs. RL_E_BUSY: max_async calls (rl_options) already wait for the store;
+ * nothing was sent or queued, try again later. On which thread: the memory
+ * store answers inline, on the calling thread, before rl_check_async returns.
+ * The Redis store calls it from its I/O thread, or inline, on the calling
+ * thread, when the answer is known at once (a deny-cache hit, or a store known
+ * to be down: the failure mode's answer). Either way the callback must return
+ * quickly, must not block, and must not call rl_destroy on this limiter.
+ * Thread-safe. */
 RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                           rl_policy *const *policies, size_t n_policies,
                           int64_t cost, rl_check_cb callback, void *user_data);
@@ -612,7 +630,7 @@ RL_API int rl_lease_acquire_wait(rl_limiter *limiter, const char *key,
  * held lease: release it first, or it ends after its ttl. NULL is a no-op. */
 RL_API void rl_lease_free(rl_lease *lease);
 
-#define RL_HEALTH_VERSION 4
+#define RL_HEALTH_VERSION 5
 typedef struct rl_health_info {
   uint32_t version;   /* set by the caller: RL_HEALTH_VERSION */
   int32_t store_kind; /* RL_STORE_* */
@@ -650,11 +668,16 @@ typedef struct rl_health_info {
                              denials); also counted in `allowed` */
   uint64_t list_allowed;  /* checks answered by the allow list */
   uint64_t list_denied;   /* checks answered by the deny list */
+
+  /* ---- version 5 */
+  uint64_t async_pending; /* async calls accepted, callback not yet run
+                             (bounded by rl_options.max_async) */
+  uint64_t async_refused; /* async calls refused with RL_E_BUSY */
 } rl_health_info;
 #define RL_HEALTH_INIT                                                         \
   {                                                                            \
     RL_HEALTH_VERSION, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, "", "", \
-        0, 0, -1, 0, 0, 0, 0, 0, 0, 0                                          \
+        0, 0, -1, 0, 0, 0, 0, 0, 0, 0, 0, 0                                    \
   }
 
 #define RL_TOPOLOGY_STANDALONE 1 /* redis://, rediss://, unix:// */

@@ -44,6 +44,7 @@ static_assert(RL_E_STORE == static_cast<int>(Errc::store));
 static_assert(RL_E_CLOSED == static_cast<int>(Errc::closed));
 static_assert(RL_E_DONE == static_cast<int>(Errc::done));
 static_assert(RL_E_NOT_FOUND == static_cast<int>(Errc::not_found));
+static_assert(RL_E_BUSY == static_cast<int>(Errc::busy));
 static_assert(RL_SOURCE_DENY_CACHE ==
               static_cast<int>(tollgate::Source::deny_cache));
 static_assert(RL_SOURCE_FAIL_OPEN ==
@@ -470,6 +471,7 @@ constexpr OptField kOptFields[] = {
     TOLLGATE_OPT(spin_us, 3, i32, -1, 1000, nullptr),
     TOLLGATE_OPT(shadow, 4, i32, 0, 1, kOnOffWords),
     TOLLGATE_OPT(metrics, 5, i32, -1, 1, kSwitchWords),
+    TOLLGATE_OPT(max_async, 6, i32, -1, INT32_MAX, nullptr),
 };
 #undef TOLLGATE_OPT
 
@@ -619,6 +621,8 @@ const char *rl_strerror(int code) {
       return "no more entries";
     case RL_E_NOT_FOUND:
       return "nothing to give back: the key has no usage under its policies";
+    case RL_E_BUSY:
+      return "too many async calls waiting for the store (max_async)";
     default:
       return "unknown error code";
   }
@@ -649,6 +653,7 @@ const char *rl_error_name(int code) {
     TOLLGATE_NAME(RL_E_CLOSED)
     TOLLGATE_NAME(RL_E_DONE)
     TOLLGATE_NAME(RL_E_NOT_FOUND)
+    TOLLGATE_NAME(RL_E_BUSY)
 #undef TOLLGATE_NAME
     default:
       return nullptr;
@@ -815,6 +820,7 @@ int rl_create(rl_limiter **out, const rl_options *options) {
         config.tls_verify = options->tls_verify;
       }
       if (options->version >= 5) config.metrics = options->metrics;
+      if (options->version >= 6) config.max_async = options->max_async;
     }
     auto handle = std::make_unique<rl_limiter>();
     if (options != nullptr && options->version >= 4) {
@@ -1226,6 +1232,10 @@ int rl_health(rl_limiter *limiter, rl_health_info *out) {
       out->shadow_denied = h.shadow_denied;
       out->list_allowed = h.list_allowed;
       out->list_denied = h.list_denied;
+    }
+    if (out->version >= 5) {
+      out->async_pending = h.async_pending;
+      out->async_refused = h.async_refused;
     }
     return Errc::ok;
   });

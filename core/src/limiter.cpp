@@ -183,6 +183,7 @@ Errc apply_overrides(const LimiterConfig &c, redis::Settings &s) {
   if (c.spin_us < -1 || c.spin_us > 1000)
     return fail(Errc::invalid_arg, "options: spin_us must be -1 .. 1000");
   if (c.spin_us) s.spin_us = c.spin_us > 0 ? c.spin_us : 0;
+  if (c.max_async) s.max_async = c.max_async > 0 ? c.max_async : 0;
   if (c.deny_cache_size) s.deny_cache_size = c.deny_cache_size;
   if (c.connections > 64)
     return fail(Errc::invalid_arg, "options: connections must be 1..64");
@@ -231,6 +232,11 @@ Errc Limiter::create(const LimiterConfig &config,
   if (config.metrics < -1 || config.metrics > 1)
     return fail(Errc::invalid_arg, "options: metrics must be -1, 0 or 1 (got " +
                                        std::to_string(config.metrics) + ")");
+  if (config.max_async < -1)
+    return fail(Errc::invalid_arg,
+                "options: max_async must be -1 (no bound), 0 (default) or "
+                "1 .. 2147483647 (got " +
+                    std::to_string(config.max_async) + ")");
   if (config.max_key_len > kMaxMaxKeyLen)
     return fail(Errc::invalid_arg, "options: max_key_len " +
                                        std::to_string(config.max_key_len) +
@@ -291,6 +297,7 @@ Errc Limiter::create(const LimiterConfig &config,
     lim->local_ = std::make_unique<MemoryStore>(mc);
     lim->leases_ = std::make_unique<LeaseTable>(mc.max_keys);
   }
+  lim->max_async_ = settings->max_async;
   lim->settings_ = std::move(settings);
   out = std::move(lim);
   return Errc::ok;
@@ -474,6 +481,14 @@ void Limiter::finish_redis(std::string_view key,
   }
 }
 
+namespace {
+[[gnu::cold, gnu::noinline]] Errc refuse_busy(uint64_t bound) {
+  return fail(Errc::busy,
+              "too many async calls in flight: " + std::to_string(bound) +
+                  " already wait for the store (option max_async)");
+}
+}  // namespace
+
 // One Redis check in flight: everything needed to finish it on the I/O
 // thread after the caller's buffers are gone.
 struct RedisCheck {
@@ -484,6 +499,7 @@ struct RedisCheck {
   int64_t cost;
   CheckCallback cb;
   void *user;
+  bool counted;  // holds one of the limiter's max_async slots
   // Several keys (m >= 1; 0 for one key): pair j is the bytes of `key` up
   // to key_end[j] (from key_end[j - 1]) with counts[j] of `policies`.
   size_t m;
@@ -530,6 +546,7 @@ struct RedisCheck {
     } else {
       rc = self->lim->fallback(self->key, ps, self->cost, r.code, r.message, d);
     }
+    if (self->counted) self->lim->finish_async();
     self->cb(self->user, rc, rc == Errc::ok ? &d : nullptr);
   }
 
@@ -548,6 +565,7 @@ struct RedisCheck {
     } else {
       rc = self.lim->fallback_keys(items, self.cost, r.code, r.message, d);
     }
+    if (self.counted) self.lim->finish_async();
     self.cb(self.user, rc, rc == Errc::ok ? &d : nullptr);
   }
 };
@@ -555,6 +573,18 @@ struct RedisCheck {
 Limiter::~Limiter() {
   // The transport answers pending checks (closed) before the rest goes.
   redis_.reset();
+}
+
+Errc Limiter::admit_async() {
+  // Taken before the check is queued: a flood cannot overshoot the bound.
+  const uint64_t before =
+      async_pending_.fetch_add(1, std::memory_order_relaxed);
+  if (max_async_ == 0 || before < max_async_) [[likely]]
+    return Errc::ok;
+  async_pending_.fetch_sub(1, std::memory_order_relaxed);
+  async_refused_.fetch_add(1, std::memory_order_relaxed);
+  count_error();
+  return refuse_busy(max_async_);
 }
 
 Errc Limiter::check_async(std::string_view key,
@@ -600,6 +630,7 @@ Errc Limiter::start_check(std::string_view key,
   }
   std::unique_ptr<RedisCheck, RedisCheck::Release> ctx(redis_checks_->take());
   ctx->lim = this;
+  ctx->counted = !blocking;
   ctx->key.assign(key.data(), key.size());
   std::copy(policies.begin(), policies.end(), ctx->policies);
   ctx->n = policies.size();
@@ -610,6 +641,12 @@ Errc Limiter::start_check(std::string_view key,
   const int64_t deadline =
       redis::monotonic_ns() +
       static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  // The slot is taken last, once nothing here can throw: the completion
+  // gives it back.
+  if (!blocking) {
+    rc = admit_async();
+    if (rc != Errc::ok) return rc;
+  }
   redis_->check(key, policies, cost, t, deadline, &RedisCheck::done,
                 ctx.release(), blocking);
   return Errc::ok;
@@ -846,6 +883,7 @@ Errc Limiter::start_check_keys(std::span<const KeyPolicies> items, int64_t cost,
   }
   std::unique_ptr<RedisCheck, RedisCheck::Release> ctx(redis_checks_->take());
   ctx->lim = this;
+  ctx->counted = !blocking;
   ctx->key.clear();
   ctx->n = 0;
   ctx->m = items.size();
@@ -861,6 +899,12 @@ Errc Limiter::start_check_keys(std::span<const KeyPolicies> items, int64_t cost,
   const int64_t deadline =
       redis::monotonic_ns() +
       static_cast<int64_t>(settings_->timeout_ms) * 1000000;
+  // The slot is taken last, once nothing here can throw: the completion
+  // gives it back.
+  if (!blocking) {
+    rc = admit_async();
+    if (rc != Errc::ok) return rc;
+  }
   redis_->check_many(items, cost, t, deadline, &RedisCheck::done, ctx.release(),
                      blocking);
   return Errc::ok;
@@ -1053,6 +1097,8 @@ void Limiter::count_list(bool allowed) noexcept {
 
 Health Limiter::health() const {
   Health h;
+  h.async_pending = async_pending_.load(std::memory_order_relaxed);
+  h.async_refused = async_refused_.load(std::memory_order_relaxed);
   for (const CounterStripe &c : counters_) {
     h.errors += c.errors.load(std::memory_order_relaxed);
     h.checks += c.checks.load(std::memory_order_relaxed);

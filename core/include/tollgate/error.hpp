@@ -28,6 +28,7 @@ enum class Errc : int {
   closed = -17,
   done = -18,
   not_found = -19,
+  busy = -20,
 };
 
 // Records `message` as the calling thread's last error and returns `code`,

@@ -75,6 +75,9 @@ struct LimiterConfig {
       tls_key_file, tls_server_name;
   int32_t tls_verify = 0;
   int32_t metrics = 0;  // 0 or 1: decisions counted per label; -1: not
+  // Async checks waiting for the store, at most (0: the URL's, default
+  // 65536; -1: no bound; beyond it Errc::busy).
+  int32_t max_async = 0;
 };
 
 struct Decision {
@@ -132,6 +135,8 @@ struct Health {
   uint64_t shadow_denied = 0;  // denials answered allowed by shadow mode
   uint64_t list_allowed = 0;   // checks answered by the allow list
   uint64_t list_denied = 0;    // checks answered by the deny list
+  uint64_t async_pending = 0;  // async checks waiting for the store
+  uint64_t async_refused = 0;  // async checks refused (busy)
 };
 
 // Completion of check_async: `code` ok with a decision, or an error.
@@ -154,7 +159,9 @@ class Limiter {
 
   // The same without waiting. Validation errors are returned (the callback
   // never runs); otherwise `cb` runs exactly once: inline for the memory
-  // store and for answers known at once, else on the I/O thread.
+  // store and for answers known at once, else on the I/O thread. Errc::busy
+  // (the callback never runs) when max_async checks already wait for the
+  // store.
   Errc check_async(std::string_view key, std::span<const Policy> policies,
                    int64_t cost, CheckCallback cb, void *user);
 
@@ -299,6 +306,17 @@ class Limiter {
                       Lease &lease);
   // Async Redis checks in flight (made here, finished on the I/O thread).
   std::unique_ptr<FreeList<RedisCheck>> redis_checks_;
+  // Back-pressure: async checks accepted and not yet completed (each takes
+  // a slot before it is queued and gives it back once, just before its
+  // callback), bounded by max_async_ (0: no bound); refusals counted.
+  uint64_t max_async_ = 0;
+  alignas(64) std::atomic<uint64_t> async_pending_{0};
+  std::atomic<uint64_t> async_refused_{0};
+  // Takes a slot, or refuses with Errc::busy.
+  Errc admit_async();
+  void finish_async() noexcept {
+    async_pending_.fetch_sub(1, std::memory_order_relaxed);
+  }
   mutable std::array<CounterStripe, kStripes> counters_;
   std::unique_ptr<DecisionCounters> decisions_;  // null: metrics off
   std::shared_ptr<LogSink> log_ = std::make_shared<LogSink>();

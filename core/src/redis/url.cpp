@@ -132,6 +132,9 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
   } else if (key == "spin_us") {
     rc = number(key, value, 0, 1000, n);
     s.spin_us = static_cast<uint32_t>(n);
+  } else if (key == "max_async") {
+    rc = number(key, value, 0, 2147483647, n);
+    s.max_async = static_cast<uint32_t>(n);
   } else if (key == "sentinel_username") {
     // The sentinels' own ACL user and password (AUTH to each sentinel);
     // the URL's user info is for the data nodes. Never echoed.

@@ -83,6 +83,14 @@ struct Settings {
   // with one reply awaited) polls up to this long before it sleeps, while
   // lone replies have been coming back within it (0: never).
   uint32_t spin_us = 200;
+  // Async checks (Limiter::check_async, check_keys_async) waiting for the
+  // store at once, at most; beyond it they are refused with Errc::busy
+  // (0: no bound). 65536: well above what one process keeps in flight to a
+  // healthy or merely slow server (the pending count is about rate x
+  // latency, at most rate x timeout_ms: 65536 at 200 ms is 330,000
+  // checks/s), while a frozen server with a long timeout holds at most
+  // ~220 MB of pending calls (~3.4 KB each, docs/api-c.md).
+  uint32_t max_async = 65536;
   // The limiter's log hook (never null once the limiter made it); shared by
   // every copy of these settings.
   std::shared_ptr<LogSink> log;
