@@ -73,3 +73,20 @@ TEST_CASE("headers: policy names keep printable ASCII only", "[headers]") {
   h = format_headers(true, 1, 1, 0, 0, 1000, "");
   CHECK(h.ratelimit == "\"default\";r=1;t=0");
 }
+
+TEST_CASE("headers: the largest milliseconds round up without overflow",
+          "[headers]") {
+  // Found by tests/fuzz/fuzz_headers: a decision is the caller's and may
+  // hold any int64; INT64_MAX ms used to overflow while rounding up (UBSan).
+  constexpr int64_t kMax = INT64_MAX;  // 9223372036854775807 ms
+  const HeaderValues h = format_headers(false, 1, 0, kMax, kMax, kMax, "p");
+  CHECK(h.x_reset == "9223372036854776");
+  CHECK(h.ratelimit == "\"p\";r=0;t=9223372036854776");
+  CHECK(h.ratelimit_policy == "\"p\";q=1;w=9223372036854776");
+  CHECK(h.retry_after == "9223372036854776");
+  // Just below a whole second, and a whole number of seconds.
+  CHECK(format_headers(true, 1, 0, kMax - 807, 0, 1000, "p").x_reset ==
+        "9223372036854775");
+  CHECK(format_headers(true, 1, 0, kMax - 806, 0, 1000, "p").x_reset ==
+        "9223372036854776");
+}

@@ -5,9 +5,10 @@
 namespace tollgate {
 namespace {
 
-// Whole seconds, rounded up, never negative.
+// Whole seconds, rounded up, never negative. Not (ms + 999) / 1000: a
+// caller's decision may hold any int64, and INT64_MAX + 999 overflows.
 int64_t ceil_s(int64_t ms) {
-  return ms <= 0 ? 0 : (ms + 999) / 1000;
+  return ms <= 0 ? 0 : ms / 1000 + (ms % 1000 != 0);
 }
 
 std::string sf_string(std::string_view name) {
