@@ -224,8 +224,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "backpressure: without the option the default bound, 65536, applies; "
-    "-1 means no bound",
+    "backpressure: without the option the default bound, 65536, applies, "
+    "and -1 means no bound",
     "[redis][backpressure]") {
   constexpr size_t kDefault = 65536;
   constexpr size_t kCalls = kDefault + 1000;
@@ -266,8 +266,8 @@ TEST_CASE(
 }
 
 TEST_CASE(
-    "backpressure: deadlines and rl_destroy give the slots back; the URL "
-    "sets the bound; answers known at once are never refused",
+    "backpressure: deadlines and rl_destroy give the slots back, the URL "
+    "sets the bound, answers known at once are never refused",
     "[redis][backpressure]") {
   tollgate_test::RedisServer server;
   Policy policy;
