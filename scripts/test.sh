@@ -8,6 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
+# toxiproxy, the fault proxy of tests/test_network_faults.cpp, built with Go
+# where Go is installed; without it those tests are reported skipped.
+go_bin=$(command -v go || ls /usr/local/go/bin/go 2>/dev/null || true)
+if [[ -n "$go_bin" ]]; then
+  toxi="$("$go_bin" env GOPATH)/bin/server"
+  if [[ ! -x "$toxi" ]]; then
+    "$go_bin" install github.com/Shopify/toxiproxy/v2/cmd/server@v2.12.0 ||
+      echo "toxiproxy could not be built: its tests will be skipped"
+  fi
+  [[ -x "$toxi" ]] && export TOLLGATE_TOXIPROXY="$toxi"
+fi
 jobs=$(nproc)
 started=$SECONDS
 
