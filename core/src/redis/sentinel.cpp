@@ -35,6 +35,46 @@ Address address(const std::string &host, uint16_t port) {
 
 }  // namespace
 
+MasterAddr parse_master_addr(const Reply &reply, std::string &host,
+                             uint16_t &port) {
+  if (reply.type == Reply::Type::nil ||
+      (reply.type == Reply::Type::array && reply.elements.empty()))
+    return MasterAddr::unknown;
+  if (reply.type == Reply::Type::error) return MasterAddr::refused;
+  if (reply.type != Reply::Type::array || reply.elements.size() != 2 ||
+      reply.elements[0]->type != Reply::Type::string ||
+      reply.elements[1]->type != Reply::Type::string ||
+      !parse_port(reply.elements[1]->str, port))
+    return MasterAddr::malformed;
+  host = reply.elements[0]->str;
+  return MasterAddr::found;
+}
+
+std::string parse_role(const Reply &reply) {
+  if (reply.type == Reply::Type::array && !reply.elements.empty() &&
+      reply.elements[0]->type == Reply::Type::string)
+    return reply.elements[0]->str;
+  return {};
+}
+
+bool parse_switch_master(const Reply &reply, std::string_view master_name,
+                         std::string &host, uint16_t &port) {
+  if (reply.elements.size() != 3 || reply.elements[1]->str != "+switch-master")
+    return false;
+  std::vector<std::string_view> f;
+  std::string_view text = reply.elements[2]->str;
+  while (!text.empty()) {
+    const size_t sp = text.find(' ');
+    f.push_back(text.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    text.remove_prefix(sp + 1);
+  }
+  if (f.size() != 5 || f[0] != master_name || !parse_port(f[4], port))
+    return false;
+  host = std::string(f[3]);
+  return true;
+}
+
 struct SentinelTopology::Node {
   Node(IoLoop &loop, ConnectionShared &shared, Address a, uint32_t conns)
       : text(a.text()),
@@ -257,24 +297,28 @@ void SentinelTopology::on_master_addr(void *ctx, CallResult &&r) {
     std::lock_guard<std::mutex> lock(t->mu_);
     const std::string who = t->queries_[t->asking_sentinel_]->address().text();
     const Reply *reply = r.code == Errc::ok ? r.reply.get() : nullptr;
+    std::string host;
     uint16_t port = 0;
     if (!reply) {
       t->round_errors_.push_back(who + ": " + r.message);
-    } else if (reply->type == Reply::Type::nil ||
-               (reply->type == Reply::Type::array && reply->elements.empty())) {
-      ++t->unknown_;
-      t->round_errors_.push_back(who + " does not know it");
-    } else if (reply->type == Reply::Type::error) {
-      t->round_errors_.push_back(who + ": " + reply->str);
-    } else if (reply->type != Reply::Type::array ||
-               reply->elements.size() != 2 ||
-               reply->elements[0]->type != Reply::Type::string ||
-               reply->elements[1]->type != Reply::Type::string ||
-               !parse_port(reply->elements[1]->str, port)) {
-      t->round_errors_.push_back(who + ": malformed answer");
     } else {
-      const int node = t->node_for(reply->elements[0]->str, port);
-      if (node >= 0) send = t->role_request(node, now);
+      switch (parse_master_addr(*reply, host, port)) {
+        case MasterAddr::unknown:
+          ++t->unknown_;
+          t->round_errors_.push_back(who + " does not know it");
+          break;
+        case MasterAddr::refused:
+          t->round_errors_.push_back(who + ": " + reply->str);
+          break;
+        case MasterAddr::malformed:
+          t->round_errors_.push_back(who + ": malformed answer");
+          break;
+        case MasterAddr::found: {
+          const int node = t->node_for(host, port);
+          if (node >= 0) send = t->role_request(node, now);
+          break;
+        }
+      }
     }
     if (!send.p) send = t->ask_next(now);
   }
@@ -295,11 +339,7 @@ void SentinelTopology::on_role(void *ctx, CallResult &&r) {
     if (t->confirm_epoch_ != t->epoch_) return;  // the master changed since
     const std::string who = t->nodes_[node].load()->text;
     const Reply *reply = r.code == Errc::ok ? r.reply.get() : nullptr;
-    std::string role;
-    if (reply && reply->type == Reply::Type::array &&
-        !reply->elements.empty() &&
-        reply->elements[0]->type == Reply::Type::string)
-      role = reply->elements[0]->str;
+    const std::string role = reply ? parse_role(*reply) : std::string();
     if (role == "master") {
       master = true;
       if (t->master_.exchange(node) != node) ++t->epoch_;
@@ -381,24 +421,14 @@ void SentinelTopology::pipeline_failed(Pipeline &p) {
 void SentinelTopology::pipeline_push(Pipeline &, const Reply &reply) {
   // ["message", "+switch-master", "<name> <old ip> <old port> <new ip>
   // <new port>"]
-  if (reply.elements.size() != 3 || reply.elements[1]->str != "+switch-master")
-    return;
-  std::vector<std::string> f;
-  std::string_view text = reply.elements[2]->str;
-  while (!text.empty()) {
-    const size_t sp = text.find(' ');
-    f.emplace_back(text.substr(0, sp));
-    if (sp == std::string_view::npos) break;
-    text.remove_prefix(sp + 1);
-  }
+  std::string host;
   uint16_t port;
-  if (f.size() != 5 || f[0] != s_.master_name || !parse_port(f[4], port))
-    return;
+  if (!parse_switch_master(reply, s_.master_name, host, port)) return;
   Send send;
   std::string switched;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    const int node = node_for(f[3], port);
+    const int node = node_for(host, port);
     if (node < 0) return;
     if (master_.exchange(node) != node) ++epoch_;
     if (last_master_ >= 0 && last_master_ != node) {

@@ -12,11 +12,28 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "routed.hpp"
 
 namespace tollgate::redis {
+
+// The replies Sentinel's discovery reads, parsed without I/O (the fuzz
+// target tests/fuzz/fuzz_sentinel.cpp calls them too).
+//
+// SENTINEL GET-MASTER-ADDR-BY-NAME: [host, port], or nil / [] when the
+// sentinel does not know the name, or an error reply.
+enum class MasterAddr { found, unknown, refused, malformed };
+MasterAddr parse_master_addr(const Reply &reply, std::string &host,
+                             uint16_t &port);
+// ROLE: the role the node names ("master", "slave", ...), "" if the reply
+// is not a ROLE answer.
+std::string parse_role(const Reply &reply);
+// A +switch-master message for `master_name`: ["message", "+switch-master",
+// "<name> <old ip> <old port> <new ip> <new port>"]: the new address.
+bool parse_switch_master(const Reply &reply, std::string_view master_name,
+                         std::string &host, uint16_t &port);
 
 class SentinelTopology final : public RoutedTopology, public PipelineHooks {
  public:
