@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: a warnings-as-errors build with the full suite, then the same
-# suite under ASan+UBSan and under TSan, a formatting check, the Python and
-# Node packages built the way users install them with their suites, and a
-# fast sample of mutation testing (docs/testing.md). After each suite,
+# suite under ASan+UBSan and under TSan, a short run of every fuzz target
+# (scripts/fuzz.sh), a formatting check, the Python and Node packages built
+# the way users install them with their suites, and a fast sample of
+# mutation testing (docs/testing.md). After each suite,
 # tests/check_tests_ran.py checks that every test defined ran (nothing
 # filtered away, no file silently skipped).
 set -euo pipefail
@@ -57,6 +58,11 @@ cmake --build build/tsan -j "$jobs"
   -E "install_and_consume")
 setarch "$(uname -m)" -R python3 tests/check_tests_ran.py catch \
   build/tsan/tests/tollgate_tests build/tsan/Testing/Temporary/LastTest.log
+
+step "fuzzing: every target for a few seconds"
+# libFuzzer with ASan+UBSan over the parsers (docs/reliability.md); the
+# long runs are `scripts/fuzz.sh --runs 10000000`.
+bash scripts/fuzz.sh 5
 
 step "Python package: pip install from source, then pytest"
 # Built the way a user installs it (pip, scikit-build-core, pybind11 from
