@@ -1,0 +1,313 @@
+#!/usr/bin/env python3
+"""The soak test (scripts/soak.sh runs it): C, Python and Node processes
+check the same keys against one redis-server for a while, and the server is
+frozen and restarted on a schedule meanwhile.
+
+    soak.py --minutes M --c-worker BIN --python PY --node-package DIR
+            [--json OUT] [--svg OUT] [--cycle S]
+
+Every process checks "soak:<slot>" (a new key every 10 s) under one policy,
+"200/30d", failing closed, with a 300 ms deadline and no deny cache (every
+call reaches Redis). The server keeps its data
+across restarts (appendonly, fsync always). Every cycle (default 60 s) it is
+frozen (SIGSTOP) for 3 s and later restarted (SIGTERM, then started again
+on the same port and folder).
+
+It samples each process's resident memory, open descriptors and threads
+every 2 s and fails (exit 1), saying why, unless:
+
+  - no call overran its deadline (by more than 250 ms of scheduling slack);
+  - no key was admitted more than 200 times, counting every process;
+  - every key whose 10 s saw no fault was admitted exactly 200 times;
+  - after the first fifth of the run (warm-up), each process's memory,
+    descriptors and threads stay flat: the last third's highest at most
+    2 MB or 5% above the middle third's highest, descriptors at most 2 and
+    threads at most 1 more.
+"""
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+LIMIT = 200
+POLICY = "200/30d"
+SLOT_S = 10
+TIMEOUT_MS = 300
+SAMPLE_S = 2.0
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Redis:
+    """A redis-server on a free loopback port, stopped by its PID."""
+
+    def __init__(self, folder: str) -> None:
+        self.port = free_port()
+        self.folder = folder
+        self.proc: "subprocess.Popen[bytes] | None" = None
+        self.start()
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+             "--dir", self.folder, "--appendonly", "yes", "--appendfsync",
+             "always", "--save", "", "--daemonize", "no"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), 0.5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(16).startswith(b"+PONG"):
+                        return
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("redis-server did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def freeze(self, seconds: float) -> None:
+        assert self.proc
+        self.proc.send_signal(signal.SIGSTOP)
+        time.sleep(seconds)
+        self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def sample(pid: int) -> "dict[str, float] | None":
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        fds = len(os.listdir(f"/proc/{pid}/fd"))
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+    return {
+        "rss_mb": int(fields["VmRSS"].split()[0]) / 1024.0,
+        "fds": fds,
+        "threads": int(fields["Threads"]),
+    }
+
+
+def flat(series: "list[dict[str, float]]") -> "list[str]":
+    """What grew after warm-up, by the rule in the docstring."""
+    n = len(series)
+    start = n // 5
+    rest = series[start:]
+    if len(rest) < 3:
+        return []
+    third = len(rest) // 3
+    middle, last = rest[third:2 * third], rest[2 * third:]
+    if not middle or not last:
+        return []
+    problems = []
+    m_rss = max(s["rss_mb"] for s in middle)
+    l_rss = max(s["rss_mb"] for s in last)
+    if l_rss > m_rss + max(2.0, 0.05 * m_rss):
+        problems.append(f"memory grew from {m_rss:.1f} to {l_rss:.1f} MB")
+    for key, allowed in (("fds", 2), ("threads", 1)):
+        m = max(s[key] for s in middle)
+        last_max = max(s[key] for s in last)
+        if last_max > m + allowed:
+            problems.append(f"{key} grew from {m:.0f} to {last_max:.0f}")
+    return problems
+
+
+def svg_plot(samples: "dict[str, list[dict[str, float]]]", path: str) -> None:
+    """Resident memory, descriptors and threads of each process over time,
+    three small panels, as a standalone SVG."""
+    colors = {"c": "#1b9e77", "python": "#d95f02", "node": "#7570b3"}
+    panels = [("rss_mb", "resident memory, MB"), ("fds", "open descriptors"),
+              ("threads", "threads")]
+    w, h, pad = 640, 160, 40
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" '
+           f'height="{h * len(panels) + 30}" font-family="sans-serif" font-size="11">']
+    tmax = max((s["t"] for ss in samples.values() for s in ss), default=1.0) or 1.0
+    for i, (key, title) in enumerate(panels):
+        y0 = i * h + 20
+        vmax = max((s[key] for ss in samples.values() for s in ss), default=1.0)
+        vmax = vmax * 1.15 or 1.0
+        out.append(f'<text x="{pad}" y="{y0 - 4}">{title} (0 to {vmax:.0f})</text>')
+        out.append(f'<rect x="{pad}" y="{y0}" width="{w - 2 * pad}" '
+                   f'height="{h - 40}" fill="none" stroke="#999"/>')
+        for lang, ss in samples.items():
+            pts = " ".join(
+                f"{pad + (w - 2 * pad) * s['t'] / tmax:.1f},"
+                f"{y0 + (h - 40) * (1 - s[key] / vmax):.1f}" for s in ss)
+            out.append(f'<polyline points="{pts}" fill="none" '
+                       f'stroke="{colors.get(lang, "#000")}" stroke-width="1.5"/>')
+    legend_y = h * len(panels) + 20
+    x = pad
+    for lang, color in colors.items():
+        out.append(f'<text x="{x}" y="{legend_y}" fill="{color}">{lang}</text>')
+        x += 70
+    out.append(f'<text x="{x + 20}" y="{legend_y}">time: 0 to {tmax / 60:.1f} min</text>')
+    out.append("</svg>")
+    Path(path).write_text("\n".join(out) + "\n")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, required=True)
+    ap.add_argument("--c-worker", required=True)
+    ap.add_argument("--python", required=True)
+    ap.add_argument("--node-package", required=True)
+    ap.add_argument("--cycle", type=float, default=60.0)
+    ap.add_argument("--json")
+    ap.add_argument("--svg")
+    args = ap.parse_args()
+    seconds = args.minutes * 60
+    load_start = os.getloadavg()[0]
+
+    with tempfile.TemporaryDirectory(prefix="tollgate-soak-") as tmp:
+        redis = Redis(tmp)
+        url = f"redis://127.0.0.1:{redis.port}"
+        common = [url, "soak", POLICY, str(SLOT_S), str(TIMEOUT_MS), str(seconds)]
+        env = dict(os.environ, TOLLGATE_SOAK_NODE_PACKAGE=args.node_package)
+        outs = {lang: os.path.join(tmp, f"{lang}.json") for lang in ("c", "python", "node")}
+        cmds = {
+            "c": [args.c_worker, *common, outs["c"]],
+            "python": [args.python, str(HERE / "soak_worker.py"), *common, outs["python"]],
+            "node": ["node", str(HERE / "soak_worker.js"), *common, outs["node"]],
+        }
+        t0 = time.time()
+        procs = {lang: subprocess.Popen(cmd, env=env) for lang, cmd in cmds.items()}
+        samples: "dict[str, list[dict[str, float]]]" = {lang: [] for lang in procs}
+        faults: "list[tuple[str, float, float]]" = []
+        stop = threading.Event()
+
+        def sampler() -> None:
+            while not stop.is_set():
+                for lang, p in procs.items():
+                    s = sample(p.pid)
+                    if s is not None:
+                        s["t"] = round(time.time() - t0, 1)
+                        samples[lang].append(s)
+                stop.wait(SAMPLE_S)
+
+        th = threading.Thread(target=sampler, daemon=True)
+        th.start()
+        try:
+            # The fault schedule, cycle after cycle, until the workers end.
+            cycle = args.cycle
+            while time.time() - t0 < seconds - cycle * 0.4:
+                base = time.time()
+                time.sleep(max(0.0, base + cycle * 0.33 - time.time()))
+                f0 = time.time()
+                redis.freeze(3.0)
+                faults.append(("freeze", f0, time.time()))
+                time.sleep(max(0.0, base + cycle * 0.73 - time.time()))
+                if time.time() - t0 > seconds - 5:
+                    break
+                f0 = time.time()
+                redis.restart()
+                faults.append(("restart", f0, time.time()))
+                time.sleep(max(0.0, base + cycle - time.time()))
+            rcs = {lang: p.wait(seconds + 120) for lang, p in procs.items()}
+        finally:
+            stop.set()
+            th.join()
+            for p in procs.values():
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+            redis.stop()
+        results = {}
+        for lang, path in outs.items():
+            if rcs.get(lang) == 0 and os.path.exists(path):
+                results[lang] = json.loads(Path(path).read_text())
+
+    problems: "list[str]" = []
+    for lang, rc in rcs.items():
+        if rc != 0 or lang not in results:
+            problems.append(f"the {lang} process failed (exit {rc})")
+    totals: "dict[int, int]" = {}
+    for r in results.values():
+        for slot, n in r["admitted"].items():
+            totals[int(slot)] = totals.get(int(slot), 0) + n
+    first_slot = int(t0) // SLOT_S + 1  # whole slots only
+    last_slot = int(t0 + seconds) // SLOT_S - 1
+    # A slot saw a fault if any fault (plus the time to reconnect) overlaps it.
+    faulted = set()
+    for _, a, b in faults:
+        for slot in range(int(a - 1) // SLOT_S, int(b + 3) // SLOT_S + 1):
+            faulted.add(slot)
+    clean = [s for s in range(first_slot, last_slot + 1) if s not in faulted]
+    over = {s: n for s, n in totals.items() if n > LIMIT}
+    short = {s: totals.get(s, 0) for s in clean if totals.get(s, 0) != LIMIT}
+    if over:
+        problems.append(f"keys admitted more than {LIMIT} times: {over}")
+    if short:
+        problems.append(f"keys without a fault not admitted exactly {LIMIT} times: {short}")
+    overruns = sum(r["overruns"] for r in results.values())
+    if overruns:
+        problems.append(f"{overruns} calls overran their deadline")
+    for lang, ss in samples.items():
+        for p in flat(ss):
+            problems.append(f"{lang}: {p}")
+
+    summary = {
+        "minutes": args.minutes,
+        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
+        "faults": {"freeze": sum(1 for f in faults if f[0] == "freeze"),
+                   "restart": sum(1 for f in faults if f[0] == "restart")},
+        "processes": {lang: {k: r[k] for k in ("calls", "errors", "overruns", "longest_ms")}
+                      for lang, r in results.items()},
+        "keys": {"clean": len(clean), "clean_exact": len(clean) - len(short),
+                 "faulted": len([s for s in faulted if first_slot <= s <= last_slot]),
+                 "over_limit": len(over),
+                 "faulted_admitted": {str(s): totals.get(s, 0)
+                                      for s in sorted(faulted) if first_slot <= s <= last_slot}},
+        "samples": samples,
+        "problems": problems,
+    }
+    for lang, ss in samples.items():
+        if ss:
+            warm = ss[len(ss) // 5:] or ss
+            print(f"{lang}: {results.get(lang, {}).get('calls', 0)} calls, "
+                  f"{results.get(lang, {}).get('errors', 0)} errors, "
+                  f"{results.get(lang, {}).get('overruns', 0)} overran, longest "
+                  f"{results.get(lang, {}).get('longest_ms', 0)} ms; after warm-up RSS "
+                  f"{min(s['rss_mb'] for s in warm):.1f}-{max(s['rss_mb'] for s in warm):.1f} MB, "
+                  f"fds {min(s['fds'] for s in warm):.0f}-{max(s['fds'] for s in warm):.0f}, "
+                  f"threads {min(s['threads'] for s in warm):.0f}-{max(s['threads'] for s in warm):.0f}")
+    print(f"faults: {summary['faults']}; keys: {len(clean)} without a fault, "
+          f"{len(clean) - len(short)} of them admitted exactly {LIMIT} times; "
+          f"{summary['keys']['faulted']} with a fault, admitted "
+          f"{sorted(summary['keys']['faulted_admitted'].values())}; "
+          f"over the limit: {len(over)}; load {summary['load'][0]} -> {summary['load'][1]}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+    if args.svg:
+        svg_plot(samples, args.svg)
+    for p in problems:
+        print("FAIL:", p)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
