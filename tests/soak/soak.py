@@ -1,23 +1,32 @@
 #!/usr/bin/env python3
 """The soak test (scripts/soak.sh runs it): C, Python and Node processes
-check the same keys against one redis-server for a while, and the server is
-frozen and restarted on a schedule meanwhile.
+check the same keys against Redis for a while, and Redis is frozen,
+restarted and failed over on a schedule meanwhile. The run has two halves:
+
+  standalone  one redis-server, frozen (SIGSTOP, 3 s) and restarted
+              (SIGTERM, started again on the same port and folder) once
+              per cycle;
+  sentinel    a primary, a replica and 3 sentinels (tests/servers/
+              topology.py), failed over once per cycle on purpose
+              (SENTINEL FAILOVER) and once by freezing the primary for
+              3 s, past the sentinels' 1 s down-after-milliseconds.
 
     soak.py --minutes M --c-worker BIN --python PY --node-package DIR
             [--json OUT] [--svg OUT] [--cycle S]
 
 Every process checks "soak:<slot>" (a new key every 10 s) under one policy,
 "200/30d", failing closed, with a 300 ms deadline and no deny cache (every
-call reaches Redis). The server keeps its data
-across restarts (appendonly, fsync always). Every cycle (default 60 s) it is
-frozen (SIGSTOP) for 3 s and later restarted (SIGTERM, then started again
-on the same port and folder).
+call reaches Redis). The standalone server keeps its data across restarts
+(appendonly, fsync always). A cycle is 60 s (or the half, if shorter).
 
 It samples each process's resident memory, open descriptors and threads
 every 2 s and fails (exit 1), saying why, unless:
 
   - no call overran its deadline (by more than 250 ms of scheduling slack);
-  - no key was admitted more than 200 times, counting every process;
+  - no key was admitted more than 200 times, counting every process,
+    except in the 10 s of a failover (replication is asynchronous: writes
+    the old primary acknowledged and the replica never got are lost), where
+    the excess is reported;
   - every key whose 10 s saw no fault was admitted exactly 200 times;
   - after the first fifth of the run (warm-up), each process's memory,
     descriptors and threads stay flat: the last third's highest at most
@@ -36,6 +45,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 HERE = Path(__file__).resolve().parent
 LIMIT = 200
@@ -97,6 +107,64 @@ class Redis:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def resp_command(port: int, *args: str) -> bytes:
+    """One command to 127.0.0.1:port; the raw reply."""
+    body = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
+    with socket.create_connection(("127.0.0.1", port), 2) as c:
+        c.sendall(body.encode())
+        return c.recv(4096)
+
+
+class Sentinels:
+    """tests/servers/topology.py's Sentinel set: a primary, a replica, 3
+    sentinels; stopped (all of them, by PID) when its stdin closes."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE.parent / "servers" / "topology.py"), "sentinel"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout
+        info = json.loads(self.proc.stdout.readline())
+        self.url = info["url"]
+        self.name = info["master_name"]
+        self.pids = {n["port"]: n["pid"] for n in info["nodes"]}
+        self.sentinel_ports = [x["port"] for x in info["sentinels"]]
+
+    def primary_port(self) -> int:
+        for port in self.sentinel_ports:
+            try:
+                reply = resp_command(port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", self.name)
+            except OSError:
+                continue
+            parts = reply.split(b"\r\n")
+            if len(parts) >= 5:
+                return int(parts[4])
+        raise RuntimeError("no sentinel names the primary")
+
+    def failover(self) -> None:
+        old = self.primary_port()
+        resp_command(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.name)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.primary_port() == old:
+            time.sleep(0.1)
+
+    def freeze_primary(self, seconds: float) -> None:
+        pid = self.pids[self.primary_port()]
+        os.kill(pid, signal.SIGSTOP)
+        time.sleep(seconds)
+        os.kill(pid, signal.SIGCONT)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            assert self.proc.stdin
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def sample(pid: int) -> "dict[str, float] | None":
@@ -170,6 +238,147 @@ def svg_plot(samples: "dict[str, list[dict[str, float]]]", path: str) -> None:
     Path(path).write_text("\n".join(out) + "\n")
 
 
+def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
+              tmp: str) -> "dict[str, object]":
+    """One half of the run: the processes against one topology, faults on
+    schedule; what they saw, sampled, and the problems found."""
+    if kind == "standalone":
+        store: "Redis | Sentinels" = Redis(os.path.join(tmp, "redis"))
+        url = f"redis://127.0.0.1:{store.port}"
+    else:
+        store = Sentinels()
+        url = store.url
+    prefix = f"soak-{kind}"
+    common = [url, prefix, POLICY, str(SLOT_S), str(TIMEOUT_MS), str(seconds)]
+    env = dict(os.environ, TOLLGATE_SOAK_NODE_PACKAGE=args.node_package)
+    outs = {lang: os.path.join(tmp, f"{kind}-{lang}.json") for lang in ("c", "python", "node")}
+    cmds = {
+        "c": [args.c_worker, *common, outs["c"]],
+        "python": [args.python, str(HERE / "soak_worker.py"), *common, outs["python"]],
+        "node": ["node", str(HERE / "soak_worker.js"), *common, outs["node"]],
+    }
+    t0 = time.time()
+    procs = {lang: subprocess.Popen(cmd, env=env) for lang, cmd in cmds.items()}
+    samples: "dict[str, list[dict[str, float]]]" = {lang: [] for lang in procs}
+    faults: "list[tuple[str, float, float]]" = []
+    stop = threading.Event()
+
+    def sampler() -> None:
+        while not stop.is_set():
+            for lang, p in procs.items():
+                s = sample(p.pid)
+                if s is not None:
+                    s["t"] = round(time.time() - t0, 1)
+                    samples[lang].append(s)
+            stop.wait(SAMPLE_S)
+
+    def fault(name: str, action: "Callable[[], None]") -> None:
+        f0 = time.time()
+        action()
+        faults.append((name, f0, time.time()))
+
+    th = threading.Thread(target=sampler, daemon=True)
+    th.start()
+    rcs: "dict[str, int | None]" = {}
+    try:
+        # The fault schedule, cycle after cycle, until the workers end.
+        while time.time() - t0 < seconds - cycle * 0.4:
+            base = time.time()
+            time.sleep(max(0.0, base + cycle * 0.33 - time.time()))
+            if isinstance(store, Redis):
+                fault("freeze", lambda: store.freeze(3.0))
+            else:
+                fault("failover", store.failover)
+            time.sleep(max(0.0, base + cycle * 0.73 - time.time()))
+            if time.time() - t0 > seconds - 5:
+                break
+            if isinstance(store, Redis):
+                fault("restart", store.restart)
+            else:
+                fault("failover", lambda: store.freeze_primary(3.0))
+            time.sleep(max(0.0, base + cycle - time.time()))
+        rcs = {lang: p.wait(seconds + 120) for lang, p in procs.items()}
+    finally:
+        stop.set()
+        th.join()
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        store.stop()
+    results = {}
+    for lang, path in outs.items():
+        if rcs.get(lang) == 0 and os.path.exists(path):
+            results[lang] = json.loads(Path(path).read_text())
+
+    problems: "list[str]" = []
+    for lang in procs:
+        if lang not in results:
+            problems.append(f"{kind}: the {lang} process failed (exit {rcs.get(lang)})")
+    totals: "dict[int, int]" = {}
+    for r in results.values():
+        for slot, n in r["admitted"].items():
+            totals[int(slot)] = totals.get(int(slot), 0) + n
+    first_slot = int(t0) // SLOT_S + 1  # whole slots only
+    last_slot = int(t0 + seconds) // SLOT_S - 1
+    # A slot saw a fault if a fault (plus the time to reconnect) overlaps it.
+    faulted: "dict[int, str]" = {}
+    for name, a, b in faults:
+        for slot in range(int(a - 1) // SLOT_S, int(b + 3) // SLOT_S + 1):
+            if faulted.get(slot) != "failover":
+                faulted[slot] = name
+    whole = range(first_slot, last_slot + 1)
+    clean = [s for s in whole if s not in faulted]
+    over = {s: n for s, n in totals.items() if n > LIMIT}
+    over_failover = {s: n for s, n in over.items() if faulted.get(s) == "failover"}
+    over_other = {s: n for s, n in over.items() if s not in over_failover}
+    short = {s: totals.get(s, 0) for s in clean if totals.get(s, 0) != LIMIT}
+    if over_other:
+        problems.append(f"{kind}: keys admitted more than {LIMIT} times: {over_other}")
+    if short:
+        problems.append(
+            f"{kind}: keys without a fault not admitted exactly {LIMIT} times: {short}")
+    overruns = sum(r["overruns"] for r in results.values())
+    if overruns:
+        problems.append(f"{kind}: {overruns} calls overran their deadline")
+    for lang, ss in samples.items():
+        for p in flat(ss):
+            problems.append(f"{kind}, {lang}: {p}")
+    faulted_whole = {s: k for s, k in faulted.items() if first_slot <= s <= last_slot}
+    summary: "dict[str, object]" = {
+        "kind": kind,
+        "seconds": seconds,
+        "faults": {name: sum(1 for f in faults if f[0] == name)
+                   for name in sorted({f[0] for f in faults})},
+        "processes": {lang: {k: r[k] for k in ("calls", "errors", "overruns", "longest_ms")}
+                      for lang, r in results.items()},
+        "keys": {"clean": len(clean), "clean_exact": len(clean) - len(short),
+                 "faulted": len(faulted_whole),
+                 "faulted_admitted": {str(s): totals.get(s, 0) for s in sorted(faulted_whole)},
+                 "over_limit_in_failover": {str(s): n for s, n in over_failover.items()}},
+        "samples": samples,
+        "problems": problems,
+    }
+    print(f"== {kind}, {seconds / 60:.1f} min")
+    for lang, ss in samples.items():
+        r = results.get(lang, {})
+        if ss:
+            warm = ss[len(ss) // 5:] or ss
+            print(f"{lang}: {r.get('calls', 0)} calls, {r.get('errors', 0)} errors, "
+                  f"{r.get('overruns', 0)} overran, longest {r.get('longest_ms', 0)} ms; "
+                  f"after warm-up RSS {min(s['rss_mb'] for s in warm):.1f}-"
+                  f"{max(s['rss_mb'] for s in warm):.1f} MB, fds "
+                  f"{min(s['fds'] for s in warm):.0f}-{max(s['fds'] for s in warm):.0f}, "
+                  f"threads {min(s['threads'] for s in warm):.0f}-"
+                  f"{max(s['threads'] for s in warm):.0f}")
+    print(f"faults: {summary['faults']}; keys: {len(clean)} without a fault, "
+          f"{len(clean) - len(short)} of them admitted exactly {LIMIT} times; "
+          f"{len(faulted_whole)} with a fault, admitted "
+          f"{sorted(totals.get(s, 0) for s in faulted_whole)}; over {LIMIT} "
+          f"in a failover's 10 s: {len(over_failover)}, elsewhere: {len(over_other)}")
+    return summary
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--minutes", type=float, required=True)
@@ -178,132 +387,28 @@ def main() -> int:
     ap.add_argument("--node-package", required=True)
     ap.add_argument("--cycle", type=float, default=60.0)
     ap.add_argument("--json")
-    ap.add_argument("--svg")
+    ap.add_argument("--svg", help="the standalone half's plot; the sentinel "
+                    "half's goes beside it (-sentinel.svg)")
     args = ap.parse_args()
-    seconds = args.minutes * 60
+    half = args.minutes * 60 / 2
+    cycle = min(args.cycle, half)
     load_start = os.getloadavg()[0]
-
+    phases = []
     with tempfile.TemporaryDirectory(prefix="tollgate-soak-") as tmp:
-        redis = Redis(tmp)
-        url = f"redis://127.0.0.1:{redis.port}"
-        common = [url, "soak", POLICY, str(SLOT_S), str(TIMEOUT_MS), str(seconds)]
-        env = dict(os.environ, TOLLGATE_SOAK_NODE_PACKAGE=args.node_package)
-        outs = {lang: os.path.join(tmp, f"{lang}.json") for lang in ("c", "python", "node")}
-        cmds = {
-            "c": [args.c_worker, *common, outs["c"]],
-            "python": [args.python, str(HERE / "soak_worker.py"), *common, outs["python"]],
-            "node": ["node", str(HERE / "soak_worker.js"), *common, outs["node"]],
-        }
-        t0 = time.time()
-        procs = {lang: subprocess.Popen(cmd, env=env) for lang, cmd in cmds.items()}
-        samples: "dict[str, list[dict[str, float]]]" = {lang: [] for lang in procs}
-        faults: "list[tuple[str, float, float]]" = []
-        stop = threading.Event()
-
-        def sampler() -> None:
-            while not stop.is_set():
-                for lang, p in procs.items():
-                    s = sample(p.pid)
-                    if s is not None:
-                        s["t"] = round(time.time() - t0, 1)
-                        samples[lang].append(s)
-                stop.wait(SAMPLE_S)
-
-        th = threading.Thread(target=sampler, daemon=True)
-        th.start()
-        try:
-            # The fault schedule, cycle after cycle, until the workers end.
-            cycle = args.cycle
-            while time.time() - t0 < seconds - cycle * 0.4:
-                base = time.time()
-                time.sleep(max(0.0, base + cycle * 0.33 - time.time()))
-                f0 = time.time()
-                redis.freeze(3.0)
-                faults.append(("freeze", f0, time.time()))
-                time.sleep(max(0.0, base + cycle * 0.73 - time.time()))
-                if time.time() - t0 > seconds - 5:
-                    break
-                f0 = time.time()
-                redis.restart()
-                faults.append(("restart", f0, time.time()))
-                time.sleep(max(0.0, base + cycle - time.time()))
-            rcs = {lang: p.wait(seconds + 120) for lang, p in procs.items()}
-        finally:
-            stop.set()
-            th.join()
-            for p in procs.values():
-                if p.poll() is None:
-                    p.kill()
-                    p.wait()
-            redis.stop()
-        results = {}
-        for lang, path in outs.items():
-            if rcs.get(lang) == 0 and os.path.exists(path):
-                results[lang] = json.loads(Path(path).read_text())
-
-    problems: "list[str]" = []
-    for lang, rc in rcs.items():
-        if rc != 0 or lang not in results:
-            problems.append(f"the {lang} process failed (exit {rc})")
-    totals: "dict[int, int]" = {}
-    for r in results.values():
-        for slot, n in r["admitted"].items():
-            totals[int(slot)] = totals.get(int(slot), 0) + n
-    first_slot = int(t0) // SLOT_S + 1  # whole slots only
-    last_slot = int(t0 + seconds) // SLOT_S - 1
-    # A slot saw a fault if any fault (plus the time to reconnect) overlaps it.
-    faulted = set()
-    for _, a, b in faults:
-        for slot in range(int(a - 1) // SLOT_S, int(b + 3) // SLOT_S + 1):
-            faulted.add(slot)
-    clean = [s for s in range(first_slot, last_slot + 1) if s not in faulted]
-    over = {s: n for s, n in totals.items() if n > LIMIT}
-    short = {s: totals.get(s, 0) for s in clean if totals.get(s, 0) != LIMIT}
-    if over:
-        problems.append(f"keys admitted more than {LIMIT} times: {over}")
-    if short:
-        problems.append(f"keys without a fault not admitted exactly {LIMIT} times: {short}")
-    overruns = sum(r["overruns"] for r in results.values())
-    if overruns:
-        problems.append(f"{overruns} calls overran their deadline")
-    for lang, ss in samples.items():
-        for p in flat(ss):
-            problems.append(f"{lang}: {p}")
-
-    summary = {
-        "minutes": args.minutes,
-        "load": [round(load_start, 2), round(os.getloadavg()[0], 2)],
-        "faults": {"freeze": sum(1 for f in faults if f[0] == "freeze"),
-                   "restart": sum(1 for f in faults if f[0] == "restart")},
-        "processes": {lang: {k: r[k] for k in ("calls", "errors", "overruns", "longest_ms")}
-                      for lang, r in results.items()},
-        "keys": {"clean": len(clean), "clean_exact": len(clean) - len(short),
-                 "faulted": len([s for s in faulted if first_slot <= s <= last_slot]),
-                 "over_limit": len(over),
-                 "faulted_admitted": {str(s): totals.get(s, 0)
-                                      for s in sorted(faulted) if first_slot <= s <= last_slot}},
-        "samples": samples,
-        "problems": problems,
-    }
-    for lang, ss in samples.items():
-        if ss:
-            warm = ss[len(ss) // 5:] or ss
-            print(f"{lang}: {results.get(lang, {}).get('calls', 0)} calls, "
-                  f"{results.get(lang, {}).get('errors', 0)} errors, "
-                  f"{results.get(lang, {}).get('overruns', 0)} overran, longest "
-                  f"{results.get(lang, {}).get('longest_ms', 0)} ms; after warm-up RSS "
-                  f"{min(s['rss_mb'] for s in warm):.1f}-{max(s['rss_mb'] for s in warm):.1f} MB, "
-                  f"fds {min(s['fds'] for s in warm):.0f}-{max(s['fds'] for s in warm):.0f}, "
-                  f"threads {min(s['threads'] for s in warm):.0f}-{max(s['threads'] for s in warm):.0f}")
-    print(f"faults: {summary['faults']}; keys: {len(clean)} without a fault, "
-          f"{len(clean) - len(short)} of them admitted exactly {LIMIT} times; "
-          f"{summary['keys']['faulted']} with a fault, admitted "
-          f"{sorted(summary['keys']['faulted_admitted'].values())}; "
-          f"over the limit: {len(over)}; load {summary['load'][0]} -> {summary['load'][1]}")
+        os.mkdir(os.path.join(tmp, "redis"))
+        for kind in ("standalone", "sentinel"):
+            phases.append(run_phase(kind, half, cycle, args, tmp))
+    load_end = os.getloadavg()[0]
+    print(f"load {load_start:.2f} -> {load_end:.2f}")
+    problems = [p for ph in phases for p in ph["problems"]]  # type: ignore[attr-defined]
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=1) + "\n")
+        Path(args.json).write_text(json.dumps(
+            {"minutes": args.minutes, "load": [round(load_start, 2), round(load_end, 2)],
+             "phases": phases}, indent=1) + "\n")
     if args.svg:
-        svg_plot(samples, args.svg)
+        svg_plot(phases[0]["samples"], args.svg)  # type: ignore[arg-type]
+        svg_plot(phases[1]["samples"],  # type: ignore[arg-type]
+                 args.svg.removesuffix(".svg") + "-sentinel.svg")
     for p in problems:
         print("FAIL:", p)
     return 1 if problems else 0
