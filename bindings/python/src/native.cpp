@@ -1493,7 +1493,7 @@ class Limiter {
         "tls_server_name", "tls_verify",
         "clock",           "spin_us",
         "shadow",          "metrics",
-        "logger"};
+        "logger",          "max_async"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -1539,6 +1539,9 @@ class Limiter {
       o.spin_us = static_cast<int32_t>(to_int64(opts["spin_us"], "spin_us"));
     if (opts.contains("shadow"))
       o.shadow = static_cast<int32_t>(to_int64(opts["shadow"], "shadow"));
+    if (opts.contains("max_async"))
+      o.max_async =
+          static_cast<int32_t>(to_int64(opts["max_async"], "max_async"));
     if (opts.contains("tls_verify"))
       o.tls_verify =
           static_cast<int32_t>(to_int64(opts["tls_verify"], "tls_verify"));
@@ -1914,6 +1917,8 @@ class Limiter {
     d["shadow_denied"] = h.shadow_denied;
     d["list_allowed"] = h.list_allowed;
     d["list_denied"] = h.list_denied;
+    d["async_pending"] = h.async_pending;
+    d["async_refused"] = h.async_refused;
     d["server_version"] = std::string(
         h.server_version, strnlen(h.server_version, sizeof h.server_version));
     d["last_error"] =
@@ -2850,6 +2855,10 @@ rl_options:
                  connections, reconnect_max_ms, username, password,
                  tls_ca_file, tls_ca_dir, tls_cert_file, tls_key_file,
                  tls_server_name, tls_verify (bool)
+  max_async      back-pressure: at most this many check_async and
+                 check_keys_async calls wait for the store at once; beyond
+                 it a call raises BusyError (RL_E_BUSY) at once. None: the
+                 default, 65536; 0: no bound
   clock          a callable returning integer microseconds since the Unix
                  epoch, used by the memory store instead of the system clock
                  (simulations, tests); called on the checking thread

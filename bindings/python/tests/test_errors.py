@@ -64,6 +64,7 @@ def test_every_code_maps_to_a_class():
         "RL_E_PROTOCOL": ProtocolError,
         "RL_E_STORE": ProtocolError,
         "RL_E_NOT_FOUND": NothingToRefund,
+        "RL_E_BUSY": tollgate.BusyError,
         "RL_E_NOMEM": Error,
         "RL_E_INTERNAL": Error,
     }
@@ -271,10 +272,10 @@ def test_version():
 def test_error_codes_come_from_the_library() -> None:
     from tollgate import _native
 
-    # rl_error_name names every code from -1 down to RL_E_NOT_FOUND, as tollgate.h.
+    # rl_error_name names every code from -1 down to RL_E_BUSY, as tollgate.h.
     names = ["INVALID_ARG", "KEY_INVALID", "KEY_TOO_LONG", "POLICY", "OVERFLOW", "VERSION",
              "NOMEM", "URL", "UNSUPPORTED", "INTERNAL", "CONNECT", "TIMEOUT", "AUTH", "TLS",
-             "PROTOCOL", "STORE", "CLOSED", "DONE", "NOT_FOUND"]
+             "PROTOCOL", "STORE", "CLOSED", "DONE", "NOT_FOUND", "BUSY"]
     assert _native.ERROR_CODES == {"RL_E_" + n: -(i + 1) for i, n in enumerate(names)}
     assert _native.MAX_POLICIES == 16
     limiter = tollgate.Limiter()

@@ -37,6 +37,7 @@ from typing import Union
 from . import _native
 from ._errors import (
     AuthError,
+    BusyError,
     Error,
     InvalidArgument,
     LeaseLost,
@@ -76,6 +77,7 @@ for _cls in (
     InvalidArgument,
     UnsupportedError,
     NothingToRefund,
+    BusyError,
     Lease,
     LeaseResult,
     LeaseDenied,
@@ -101,6 +103,7 @@ __all__ = [
     "InvalidArgument",
     "UnsupportedError",
     "NothingToRefund",
+    "BusyError",
     "Lease",
     "LeaseResult",
     "LeaseDenied",

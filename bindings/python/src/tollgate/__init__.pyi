@@ -3,6 +3,7 @@
 from typing import List, Union
 
 from ._errors import AuthError as AuthError
+from ._errors import BusyError as BusyError
 from ._errors import Error as Error
 from ._errors import InvalidArgument as InvalidArgument
 from ._errors import LeaseLost as LeaseLost

@@ -78,6 +78,15 @@ class NothingToRefund(Error, LookupError):
     default_code = "RL_E_NOT_FOUND"
 
 
+class BusyError(Error):
+    """Back-pressure: the limiter already has ``max_async`` async checks
+    waiting for the store (RL_E_BUSY), so this one was refused at once:
+    nothing was sent or queued. Try again later, or answer the request as
+    your service does when overloaded."""
+
+    default_code = "RL_E_BUSY"
+
+
 class LeaseLost(Error, LookupError):
     """A lease renewed after it ended: it expired (its ttl passed without a
     renew) or was released (RL_E_NOT_FOUND). The work it guarded is no
@@ -103,6 +112,7 @@ _CLASS_OF: Dict[str, Type[Error]] = {
     "RL_E_PROTOCOL": ProtocolError,
     "RL_E_STORE": ProtocolError,
     "RL_E_NOT_FOUND": NothingToRefund,
+    "RL_E_BUSY": BusyError,
     # RL_E_NOMEM, RL_E_INTERNAL and unknown codes: the base class.
 }
 
@@ -138,6 +148,7 @@ __all__: Tuple[str, ...] = (
     "InvalidArgument",
     "UnsupportedError",
     "NothingToRefund",
+    "BusyError",
     "LeaseLost",
     "error_class",
 )

@@ -63,6 +63,8 @@ class HealthInfo(TypedDict):
     shadow_denied: int  # would-be denials answered allowed by shadow mode
     list_allowed: int  # checks answered by the allow list
     list_denied: int  # checks answered by the deny list
+    async_pending: int  # async checks waiting for the store (<= max_async)
+    async_refused: int  # async checks refused with BusyError (RL_E_BUSY)
     server_version: str
     last_error: str
     topology: Literal["memory", "standalone", "cluster", "sentinel"]
@@ -266,6 +268,7 @@ class Limiter:
         tls_verify: Optional[bool] = ...,
         clock: Optional[Callable[[], int]] = ...,
         spin_us: Optional[int] = ...,
+        max_async: Optional[int] = ...,
         shadow: Optional[bool] = ...,
         allow: Optional[Iterable[ListEntry]] = ...,
         deny: Optional[Iterable[ListEntry]] = ...,

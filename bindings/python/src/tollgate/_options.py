@@ -31,7 +31,7 @@ _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify", "metrics")
 _LIST_OPTIONS = ("allow", "deny")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock", "spin_us", "shadow", "logger")
+    ("max_keys", "failure_mode", "clock", "spin_us", "shadow", "logger", "max_async")
     + _UINT32_OPTIONS
     + _STR_OPTIONS
     + _PATH_OPTIONS
@@ -123,6 +123,17 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
                 raise TypeError("spin_us must be an int, not %s" % _type_name(value))
             if not 0 <= value <= 1000:
                 raise InvalidArgument("spin_us: must be between 0 and 1000 (got %d)" % value, "RL_E_INVALID_ARG")
+            out[name] = value if value > 0 else -1
+        elif name == "max_async":
+            # 0 means "no bound" here (as in the URL's ?max_async=0); the C
+            # field's 0 is "the default" and its -1 "no bound".
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError("max_async must be an int, not %s" % _type_name(value))
+            if not 0 <= value <= 2**31 - 1:
+                raise InvalidArgument(
+                    "max_async: must be between 0 (no bound) and %d (got %d)" % (2**31 - 1, value),
+                    "RL_E_INVALID_ARG",
+                )
             out[name] = value if value > 0 else -1
         elif name == "shadow":
             # 1: the whole limiter in shadow mode; 0 (the C default): enforce.
