@@ -68,6 +68,15 @@ int check_source(rl_limiter *lim, rl_policy *p) {
   return d.source;
 }
 
+// Checks until the store answers again (a restarted server), for up to 10 s.
+void wait_for_store(rl_limiter *lim, rl_policy *p) {
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (check_source(lim, p) != RL_SOURCE_STORE &&
+         std::chrono::steady_clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+}
+
 }  // namespace
 
 TEST_CASE(
@@ -100,11 +109,7 @@ TEST_CASE(
   CHECK(log.count(RL_LOG_WARN, " is unreachable (") == 1);
 
   server.restart();
-  const auto until =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (check_source(lim, p.p) != RL_SOURCE_STORE &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_for_store(lim, p.p);
   for (int i = 0; i < 20; ++i) CHECK(check_source(lim, p.p) == RL_SOURCE_STORE);
   CHECK(log.count(RL_LOG_INFO,
                   "reconnected to 127.0.0.1:" + std::to_string(server.port()) +
@@ -135,11 +140,7 @@ TEST_CASE("log: levels, turning it off, bad arguments", "[log][redis]") {
   server.kill9();
   for (int i = 0; i < 5; ++i) check_source(lim, p.p);
   server.restart();
-  const auto until =
-      std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (check_source(lim, p.p) != RL_SOURCE_STORE &&
-         std::chrono::steady_clock::now() < until)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  wait_for_store(lim, p.p);
   INFO(warn_only.all());
   CHECK(warn_only.count(RL_LOG_WARN, "the store cannot answer") == 1);
   CHECK(warn_only.count(RL_LOG_INFO, "") == 0);  // below the level asked
