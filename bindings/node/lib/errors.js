@@ -37,6 +37,10 @@ const NothingToRefundError = subclass('NothingToRefundError');
 // was released. The work it guarded is no longer counted; code
 // RL_E_NOT_FOUND, as the C library answers.
 const LeaseLostError = subclass('LeaseLostError');
+// Back-pressure: the limiter already has maxAsync checks waiting for the
+// store (RL_E_BUSY), so this one was refused at once; nothing was sent or
+// queued.
+const BusyError = subclass('BusyError');
 
 // limiter.withLease() was denied: the key has maxInFlight leases held. Not
 // a TollgateError (nothing failed: the limit answered), so a handler that
@@ -78,6 +82,7 @@ const CODES = Object.freeze({
   RL_E_CLOSED: -17,
   RL_E_DONE: -18,
   RL_E_NOT_FOUND: -19,
+  RL_E_BUSY: -20,
 });
 const NAMES = new Map(Object.entries(CODES).map(([k, v]) => [v, k]));
 
@@ -97,6 +102,7 @@ const CLASS_OF = {
   RL_E_URL: InvalidArgumentError,
   RL_E_UNSUPPORTED: UnsupportedError,
   RL_E_NOT_FOUND: NothingToRefundError,
+  RL_E_BUSY: BusyError,
 };
 
 // The error for a code (a number, as the C library returns, or its name).
@@ -117,6 +123,7 @@ module.exports = {
   UnsupportedError,
   NothingToRefundError,
   LeaseLostError,
+  BusyError,
   LeaseDeniedError,
   CODES,
   makeError,

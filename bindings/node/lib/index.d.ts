@@ -207,6 +207,13 @@ export interface LimiterOptions {
    * never waits.
    */
   spinUs?: number;
+  /**
+   * Redis: back-pressure. At most this many check() and checkKeys() calls
+   * (the async ones) wait for the store at once; beyond it a call rejects
+   * at once with BusyError (RL_E_BUSY), queueing nothing. Default 65536;
+   * 0 no bound.
+   */
+  maxAsync?: number;
   username?: string;
   /** Never echoed in any error message. */
   password?: string;
@@ -352,6 +359,10 @@ export interface HealthInfo {
   listAllowed: number;
   /** Checks answered by the deny list. */
   listDenied: number;
+  /** Async checks waiting for the store (at most `maxAsync`). */
+  asyncPending: number;
+  /** Async checks refused with BusyError (RL_E_BUSY). */
+  asyncRefused: number;
   serverVersion: string;
   lastError: string;
   topology: 'memory' | 'standalone' | 'cluster' | 'sentinel';
@@ -609,7 +620,7 @@ export type ErrorCode =
   | 'RL_E_INVALID_ARG' | 'RL_E_KEY_INVALID' | 'RL_E_KEY_TOO_LONG' | 'RL_E_POLICY' | 'RL_E_OVERFLOW'
   | 'RL_E_VERSION' | 'RL_E_NOMEM' | 'RL_E_URL' | 'RL_E_UNSUPPORTED' | 'RL_E_INTERNAL' | 'RL_E_CONNECT'
   | 'RL_E_TIMEOUT' | 'RL_E_AUTH' | 'RL_E_TLS' | 'RL_E_PROTOCOL' | 'RL_E_STORE' | 'RL_E_CLOSED' | 'RL_E_DONE'
-  | 'RL_E_NOT_FOUND';
+  | 'RL_E_NOT_FOUND' | 'RL_E_BUSY';
 
 export const CODES: Readonly<Record<ErrorCode, number>>;
 
@@ -635,6 +646,12 @@ export class UnsupportedError extends TollgateError {}
 export class NothingToRefundError extends TollgateError {}
 /** RL_E_NOT_FOUND from a lease's renew: it is no longer held (it expired or was released). */
 export class LeaseLostError extends TollgateError {}
+/**
+ * RL_E_BUSY: back-pressure. The limiter already has `maxAsync` checks
+ * waiting for the store, so this one was refused at once (nothing sent or
+ * queued).
+ */
+export class BusyError extends TollgateError {}
 /**
  * limiter.withLease() was denied. Not a TollgateError: nothing failed, the
  * limit answered.
@@ -676,6 +693,7 @@ declare const tollgate: {
   UnsupportedError: typeof UnsupportedError;
   NothingToRefundError: typeof NothingToRefundError;
   LeaseLostError: typeof LeaseLostError;
+  BusyError: typeof BusyError;
   LeaseDeniedError: typeof LeaseDeniedError;
 };
 export default tollgate;

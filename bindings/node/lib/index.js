@@ -570,7 +570,7 @@ const STRING_OPTIONS = [
 // (docs/metrics.md): false stops counting decisions per policy label.
 const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify', 'metrics'];
 const KNOWN_OPTIONS = new Set([
-  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs', 'shadow',
+  ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs', 'maxAsync', 'shadow',
   'allow', 'deny', 'onLog', 'logLevel',
 ]);
 const FAILURE_MODES = native.failureModes;
@@ -619,6 +619,15 @@ function nativeOptions(options) {
     if (!Number.isInteger(v) || v < 0 || v > 1000)
       throw new InvalidArgumentError('spinUs: must be an integer 0 .. 1000', 'RL_E_INVALID_ARG');
     out.spinUs = v > 0 ? v : -1;
+  }
+  if (options.maxAsync !== undefined) {
+    // 0 means "no bound" here (as the URL's ?max_async=0); the C field's 0
+    // is "the default" and its -1 "no bound".
+    const v = options.maxAsync;
+    if (typeof v !== 'number') throw typeError('maxAsync', 'an integer 0 .. 2147483647 (number)', v);
+    if (!Number.isInteger(v) || v < 0 || v > 2147483647)
+      throw new InvalidArgumentError('maxAsync: must be an integer 0 (no bound) .. 2147483647', 'RL_E_INVALID_ARG');
+    out.maxAsync = v > 0 ? v : -1;
   }
   if (options.shadow !== undefined && options.shadow !== null) {
     // 1: the whole limiter in shadow mode; 0 (the C default): enforce.

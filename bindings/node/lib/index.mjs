@@ -20,6 +20,7 @@ export const {
   UnsupportedError,
   NothingToRefundError,
   LeaseLostError,
+  BusyError,
   LeaseDeniedError,
   CODES,
   makeError,

@@ -1053,6 +1053,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     opts.deny_cache = opt_int(env, o, "denyCache");
     opts.tls_verify = opt_int(env, o, "tlsVerify");
     opts.spin_us = opt_int(env, o, "spinUs");
+    opts.max_async = opt_int(env, o, "maxAsync");
     opts.shadow = opt_int(env, o, "shadow");
     opts.metrics = opt_int(env, o, "metrics");
 
@@ -1512,6 +1513,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     o.Set("shadowDenied", num(h.shadow_denied));
     o.Set("listAllowed", num(h.list_allowed));
     o.Set("listDenied", num(h.list_denied));
+    o.Set("asyncPending", num(h.async_pending));
+    o.Set("asyncRefused", num(h.async_refused));
     o.Set("serverVersion",
           std::string(h.server_version,
                       strnlen(h.server_version, sizeof h.server_version)));

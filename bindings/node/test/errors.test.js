@@ -46,6 +46,7 @@ test('CODES: the RL_E_* numbers of tollgate.h', () => {
     RL_E_VERSION: -6, RL_E_NOMEM: -7, RL_E_URL: -8, RL_E_UNSUPPORTED: -9, RL_E_INTERNAL: -10,
     RL_E_CONNECT: -11, RL_E_TIMEOUT: -12, RL_E_AUTH: -13, RL_E_TLS: -14, RL_E_PROTOCOL: -15,
     RL_E_STORE: -16, RL_E_CLOSED: -17, RL_E_DONE: -18, RL_E_NOT_FOUND: -19,
+    RL_E_BUSY: -20,
   });
   for (const [name, n] of Object.entries(CODES)) assert.equal(makeError(n, 'x').code, name);
 });
