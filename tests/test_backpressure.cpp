@@ -21,6 +21,18 @@
 
 namespace {
 
+// The value of the unlabelled series `name` of rl_metrics_read, or -1.
+double metric(rl_limiter *lim, const std::string &name) {
+  rl_metrics *m = nullptr;
+  if (rl_metrics_read(lim, &m) != RL_OK) return -1;
+  rl_metric s = RL_METRIC_INIT;
+  double value = -1;
+  while (rl_metrics_next(m, &s) == RL_OK)
+    if (name == s.name) value = s.value;
+  rl_metrics_free(m);
+  return value;
+}
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 constexpr bool kSanitized = true;  // the sanitizers keep their own heap
 #else
@@ -163,6 +175,8 @@ TEST_CASE(
                                           on_done, &slots[kBound]);
   const std::string keys_message = rl_last_error();
   const rl_health_info frozen = health(lim);
+  const double pending_metric = metric(lim, "tollgate_async_pending");
+  const double refused_metric = metric(lim, "tollgate_async_refused_total");
 
   server.cont();
   const bool all_done =
@@ -193,6 +207,9 @@ TEST_CASE(
   CHECK(f.slowest_refusal < std::chrono::seconds(1));
   CHECK(frozen.async_pending == kBound);
   CHECK(frozen.async_refused == kCalls - kBound + 1);
+  // The same figures as metrics (docs/metrics.md).
+  CHECK(pending_metric == kBound);
+  CHECK(refused_metric == kCalls - kBound + 1);
   if (!kSanitized) {
     // 1000 pending calls hold about 3.4 MB; the 199,001 refused ones
     // nothing (40 bytes kept by each would be 8 MB). Queued instead, they

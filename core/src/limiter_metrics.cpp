@@ -90,6 +90,13 @@ std::vector<MetricSeries> Limiter::metrics() const {
                         "Store calls that failed (each then answered by the "
                         "failure mode)",
                         h.store_errors));
+  out.push_back(gauge("tollgate_async_pending",
+                      "Async checks waiting for the store (at most max_async)",
+                      static_cast<double>(h.async_pending)));
+  out.push_back(counter("tollgate_async_refused_total",
+                        "Async checks refused at once because max_async were "
+                        "already waiting (RL_E_BUSY)",
+                        h.async_refused));
   for (const NodeHealth &n : h.nodes) {
     auto add = [&](MetricSeries s) {
       s.labels = {{"node", n.address}};
