@@ -181,8 +181,11 @@ def sample(pid: int) -> "dict[str, float] | None":
     }
 
 
-def flat(series: "list[dict[str, float]]") -> "list[str]":
-    """What grew after warm-up, by the rule in the docstring."""
+def flat(series: "list[dict[str, float]]", seconds: float) -> "list[str]":
+    """What grew after warm-up, by the rule in the docstring. Samples from
+    the last 3 s are left out: the process has stopped checking and is
+    writing its report."""
+    series = [s for s in series if s["t"] <= seconds - 3]
     n = len(series)
     start = n // 5
     rest = series[start:]
@@ -342,7 +345,7 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
     if overruns:
         problems.append(f"{kind}: {overruns} calls overran their deadline")
     for lang, ss in samples.items():
-        for p in flat(ss):
+        for p in flat(ss, seconds):
             problems.append(f"{kind}, {lang}: {p}")
     faulted_whole = {s: k for s, k in faulted.items() if first_slot <= s <= last_slot}
     summary: "dict[str, object]" = {
@@ -350,7 +353,9 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
         "seconds": seconds,
         "faults": {name: sum(1 for f in faults if f[0] == name)
                    for name in sorted({f[0] for f in faults})},
-        "processes": {lang: {k: r[k] for k in ("calls", "errors", "overruns", "longest_ms")}
+        "processes": {lang: {k: r[k] for k in
+                             ("calls", "errors", "overruns", "longest_ms", "heap_used_mb")
+                             if k in r}
                       for lang, r in results.items()},
         "keys": {"clean": len(clean), "clean_exact": len(clean) - len(short),
                  "faulted": len(faulted_whole),
@@ -364,13 +369,14 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
         r = results.get(lang, {})
         if ss:
             warm = ss[len(ss) // 5:] or ss
+            heap = f", V8 heap used {r['heap_used_mb']} MB" if "heap_used_mb" in r else ""
             print(f"{lang}: {r.get('calls', 0)} calls, {r.get('errors', 0)} errors, "
                   f"{r.get('overruns', 0)} overran, longest {r.get('longest_ms', 0)} ms; "
                   f"after warm-up RSS {min(s['rss_mb'] for s in warm):.1f}-"
                   f"{max(s['rss_mb'] for s in warm):.1f} MB, fds "
                   f"{min(s['fds'] for s in warm):.0f}-{max(s['fds'] for s in warm):.0f}, "
                   f"threads {min(s['threads'] for s in warm):.0f}-"
-                  f"{max(s['threads'] for s in warm):.0f}")
+                  f"{max(s['threads'] for s in warm):.0f}{heap}")
     print(f"faults: {summary['faults']}; keys: {len(clean)} without a fault, "
           f"{len(clean) - len(short)} of them admitted exactly {LIMIT} times; "
           f"{len(faulted_whole)} with a fault, admitted "

@@ -38,12 +38,21 @@ async function main() {
       else if (d.allowed && d.source === 'store') admitted.set(slot, (admitted.get(slot) || 0) + 1);
     }
   };
+  // V8's heap in use, every 5 s after the first fifth (warm-up): with RSS,
+  // which grows in steps as V8 sizes its heap, this tells a leak from that.
+  const heap = [];
+  const heapTimer = setInterval(() => {
+    if (performance.now() - start > Number(seconds) * 200) heap.push(process.memoryUsage().heapUsed / 1048576);
+  }, 5000);
   await Promise.all([loop(), loop(), loop(), loop()]);
+  clearInterval(heapTimer);
   await limiter.close();
   const counts = {};
   for (const [k, v] of [...admitted].sort((a, b) => a[0] - b[0])) counts[String(k)] = v;
   fs.writeFileSync(out, JSON.stringify({
-    lang: 'node', calls, errors, overruns, longest_ms: Math.round(longestMs * 10) / 10, admitted: counts,
+    lang: 'node', calls, errors, overruns, longest_ms: Math.round(longestMs * 10) / 10,
+    heap_used_mb: heap.length ? [Math.min(...heap), Math.max(...heap)].map((x) => Math.round(x * 10) / 10) : [],
+    admitted: counts,
   }));
   return 0;
 }
