@@ -19,6 +19,8 @@ const SERIES = Object.freeze({
   tollgate_memory_keys: ['gauge', 'Keys the memory store holds'],
   tollgate_memory_evictions_total: ['counter', 'Keys evicted to stay within max_keys'],
   tollgate_store_errors_total: ['counter', 'Store calls that failed (each then answered by the failure mode)'],
+  tollgate_async_pending: ['gauge', 'Async checks waiting for the store (at most max_async)'],
+  tollgate_async_refused_total: ['counter', 'Async checks refused at once because max_async were already waiting (RL_E_BUSY)'],
   tollgate_store_up: ['gauge', '1 while a connection to the node is ready, else 0'],
   tollgate_store_primary: ['gauge', "1 if the node serves the limiter's keys (a primary), else 0"],
   tollgate_store_in_flight: ['gauge', 'Commands sent to the node and awaiting its reply'],
@@ -33,7 +35,7 @@ const SERIES = Object.freeze({
 
 // The gauges that count things (they add up across nodes and limiters):
 // OpenTelemetry's up-down counters. The other gauges are states.
-const ADDITIVE_GAUGES = new Set(['tollgate_memory_keys', 'tollgate_store_in_flight']);
+const ADDITIVE_GAUGES = new Set(['tollgate_memory_keys', 'tollgate_store_in_flight', 'tollgate_async_pending']);
 
 // The label (attribute) an exporter's `name` option sets on a limiter's series.
 const LIMITER_LABEL = 'limiter';
@@ -41,7 +43,7 @@ const LIMITER_LABEL = 'limiter';
 const DECISIONS = ['tollgate_checks_total', 'tollgate_shadow_denials_total'];
 const MEMORY = ['tollgate_memory_keys', 'tollgate_memory_evictions_total'];
 const REDIS = [
-  'tollgate_store_errors_total', 'tollgate_store_up', 'tollgate_store_primary', 'tollgate_store_in_flight',
+  'tollgate_store_errors_total', 'tollgate_async_pending', 'tollgate_async_refused_total', 'tollgate_store_up', 'tollgate_store_primary', 'tollgate_store_in_flight',
   'tollgate_store_connection_failures_total', 'tollgate_store_reconnects_total', 'tollgate_store_round_trip_seconds',
 ];
 const CLUSTER = [

@@ -31,8 +31,8 @@ export interface TollgateInstrumentsRegistration {
 /**
  * Observes `limiter`'s metrics through observable instruments on `meter`,
  * read at each collection (one snapshot for all of them): counters as
- * ObservableCounters, tollgate_memory_keys and tollgate_store_in_flight as
- * ObservableUpDownCounters, the other gauges as ObservableGauges, and the
+ * ObservableCounters, tollgate_memory_keys, tollgate_store_in_flight and
+ * tollgate_async_pending as ObservableUpDownCounters, the other gauges as ObservableGauges, and the
  * round-trip histogram as two ObservableCounters, its _count and _sum.
  */
 export declare function registerTollgateMetrics(

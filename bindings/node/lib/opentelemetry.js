@@ -14,7 +14,7 @@
 //
 // - every counter (tollgate_checks_total, ...): an ObservableCounter;
 // - the gauges that count things (tollgate_memory_keys,
-//   tollgate_store_in_flight): ObservableUpDownCounters, the others
+//   tollgate_store_in_flight, tollgate_async_pending): ObservableUpDownCounters, the others
 //   (tollgate_store_up, tollgate_store_primary,
 //   tollgate_cluster_slot_map_age_seconds): ObservableGauges;
 // - the round-trip histogram (tollgate_store_round_trip_seconds, per Redis

@@ -379,6 +379,8 @@ def test_opentelemetry_collection(traffic: Traffic, otel: Otel) -> None:
     assert got[("tollgate_store_primary", node)] == ("gauge", 1.0)
     assert got[("tollgate_store_in_flight", node)] == ("updown", 0)
     assert got[("tollgate_store_errors_total", none)] == ("counter", 0)
+    assert got[("tollgate_async_pending", none)] == ("updown", 0)
+    assert got[("tollgate_async_refused_total", none)] == ("counter", 0)
     assert got[("tollgate_store_connection_failures_total", node)] == ("counter", 0)
     # The histogram as its count and sum, the same as the snapshot's.
     kind, count = got[("tollgate_store_round_trip_seconds_count", node)]

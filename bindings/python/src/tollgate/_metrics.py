@@ -57,6 +57,11 @@ SERIES: Dict[str, Tuple[MetricType, str]] = {
     "tollgate_memory_keys": ("gauge", "Keys the memory store holds"),
     "tollgate_memory_evictions_total": ("counter", "Keys evicted to stay within max_keys"),
     "tollgate_store_errors_total": ("counter", "Store calls that failed (each then answered by the failure mode)"),
+    "tollgate_async_pending": ("gauge", "Async checks waiting for the store (at most max_async)"),
+    "tollgate_async_refused_total": (
+        "counter",
+        "Async checks refused at once because max_async were already waiting (RL_E_BUSY)",
+    ),
     "tollgate_store_up": ("gauge", "1 while a connection to the node is ready, else 0"),
     "tollgate_store_primary": ("gauge", "1 if the node serves the limiter's keys (a primary), else 0"),
     "tollgate_store_in_flight": ("gauge", "Commands sent to the node and awaiting its reply"),
@@ -71,7 +76,7 @@ SERIES: Dict[str, Tuple[MetricType, str]] = {
 
 #: The gauges that count things (they add up across nodes and limiters):
 #: OpenTelemetry's up-down counters. The other gauges are states.
-ADDITIVE_GAUGES = frozenset(("tollgate_memory_keys", "tollgate_store_in_flight"))
+ADDITIVE_GAUGES = frozenset(("tollgate_memory_keys", "tollgate_store_in_flight", "tollgate_async_pending"))
 
 #: The label that tells limiters apart when an exporter is given a name or
 #: several limiters.

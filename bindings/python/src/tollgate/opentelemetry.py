@@ -12,7 +12,8 @@ the series' labels (``policy``, ``decision``, ``source``, ``node``, ...):
 
 - every counter (``tollgate_checks_total``, ...) as an observable counter;
 - the gauges that count things (``tollgate_memory_keys``,
-  ``tollgate_store_in_flight``) as observable up-down counters, the others
+  ``tollgate_store_in_flight``, ``tollgate_async_pending``) as observable
+  up-down counters, the others
   (``tollgate_store_up``, ...) as observable gauges;
 - the round-trip histogram (``tollgate_store_round_trip_seconds``, per Redis
   node) as two observable counters, ``tollgate_store_round_trip_seconds_count``
