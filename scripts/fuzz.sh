@@ -37,7 +37,9 @@ CC=clang CXX=clang++ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithD
   -DTOLLGATE_FUZZ=ON -DTOLLGATE_BUILD_TESTS=OFF -DTOLLGATE_BUILD_BENCH=OFF \
   -DTOLLGATE_BUILD_EXAMPLES=OFF -DTOLLGATE_BUILD_CLI=OFF \
   -DTOLLGATE_BUILD_SHARED=OFF >/dev/null
-cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
+cmake --build "$build" -j "$(nproc)"
+# Every input that once failed, and the seeds, replayed first.
+(cd "$build" && ctest --output-on-failure -R '_replay$')
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
