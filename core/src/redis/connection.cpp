@@ -223,6 +223,7 @@ void Connection::absorb_locked() {
     inflight.push_back(f);
   }
   ws.handed.clear();
+  ws.handed_deadline.store(INT64_MAX, std::memory_order_relaxed);
   ws.io_known.store(timed(), std::memory_order_relaxed);
 }
 

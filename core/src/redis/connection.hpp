@@ -88,10 +88,15 @@ struct WriteSide {
   std::vector<InFlight> handed;  // written by callers, not yet absorbed
   bool open = false;             // ready, plain TCP, owned by the I/O thread
   // Users' commands in inflight that the I/O thread times out, as of its
-  // last look: while there are any, it wakes by itself (a reply or their
-  // deadline, which comes before that of anything a caller adds) and then
-  // absorbs.
+  // last look: while there are any, it wakes by itself for a reply or a
+  // deadline, and then absorbs.
   std::atomic<uint32_t> io_known{0};
+  // The earliest deadline in `handed` (INT64_MAX: none), a timer of the
+  // I/O thread: the commands it knows may have a later deadline than a
+  // caller's (a ROLE check, a call with a longer timeout), or none left
+  // once they timed out, so a caller that hands commands over also makes
+  // sure the thread wakes for theirs (IoLoop::wake_before).
+  std::atomic<int64_t> handed_deadline{INT64_MAX};
 };
 
 // Who may touch a connection (Connection::owner). The I/O thread owns

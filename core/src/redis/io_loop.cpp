@@ -125,13 +125,29 @@ void IoLoop::note_lone_wait(int64_t waited_ns) {
   lone_wait_ns_.store(e + (x - e) / 8, std::memory_order_relaxed);
 }
 
-int IoLoop::timeout_ms(int64_t now) const {
+int64_t IoLoop::next_timer() const {
   int64_t next = ticker_ ? ticker_->next_tick() : INT64_MAX;
   for (const Pipeline *p : pipelines_) next = std::min(next, p->next_timer());
-  if (next == INT64_MAX) return 1000;
-  const int64_t wait = next - now;
-  if (wait <= 0) return 0;
-  return static_cast<int>(std::min<int64_t>((wait + kMs - 1) / kMs, 1000));
+  return next;
+}
+
+int IoLoop::sleep(epoll_event *evs, int max) {
+  int64_t until = next_timer();
+  sleep_until_.store(until);
+  // A caller that handed commands over before the store above is seen
+  // here; one after it sees sleep_until_ (wake_before).
+  until = std::min(until, next_timer());
+  int timeout = 1000;
+  if (until != INT64_MAX) {
+    const int64_t wait = until - monotonic_ns();
+    timeout =
+        wait <= 0
+            ? 0
+            : static_cast<int>(std::min<int64_t>((wait + kMs - 1) / kMs, 1000));
+  }
+  const int n = epoll_wait(ep_fd_, evs, max, timeout);
+  sleep_until_.store(kAwake);
+  return n;
 }
 
 void IoLoop::run() {
@@ -174,9 +190,9 @@ void IoLoop::run() {
         if (n != 0 || (t = monotonic_ns()) >= until) break;
         spin_pause(t - wait_from);
       }
-      if (n == 0) n = epoll_wait(ep_fd_, evs, 32, timeout_ms(monotonic_ns()));
+      if (n == 0) n = sleep(evs, 32);
     } else {
-      n = epoll_wait(ep_fd_, evs, 32, pending ? 0 : timeout_ms(monotonic_ns()));
+      n = pending ? epoll_wait(ep_fd_, evs, 32, 0) : sleep(evs, 32);
     }
     io_sleeping_.store(false);
     int64_t now = monotonic_ns();

@@ -5,6 +5,8 @@
 // spinning for a reply pays on this machine and network.
 #pragma once
 
+#include <sys/epoll.h>
+
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -57,6 +59,21 @@ class IoLoop {
     if (io_sleeping_.load() && io_sleeping_.exchange(false)) wake();
   }
   void set_awake() { io_sleeping_.store(false); }
+  // A caller wrote commands the thread does not know yet (their deadlines
+  // are in WriteSide::handed_deadline, which the thread reads before it
+  // sleeps): wakes it if it sleeps past `deadline`. With the thread's store
+  // of sleep_until_ before its read of the handed deadlines, and the
+  // caller's store of those before this read (all sequentially
+  // consistent), one of the two sees the other: the thread never sleeps
+  // past a deadline a caller handed it.
+  void wake_before(int64_t deadline) {
+    int64_t s = sleep_until_.load();
+    while (deadline < s)
+      if (sleep_until_.compare_exchange_weak(s, kAwake)) {
+        wake();
+        return;
+      }
+  }
 
   // The lone-wait heuristic. How long a lone reply kept its waiter waiting
   // (a blocking caller, or the I/O thread with one reply awaited),
@@ -78,7 +95,11 @@ class IoLoop {
  private:
   void run();
   void adopt(int64_t now);
-  int timeout_ms(int64_t now) const;
+  // When the thread wakes next by itself: the ticker's and the pipelines'
+  // timers (the deadlines of commands callers handed over included).
+  int64_t next_timer() const;
+  // Sleeps in epoll_wait until next_timer (at most 1 s); see wake_before.
+  int sleep(epoll_event *evs, int max);
 
   const int64_t spin_ns_;
   int wake_fd_ = -1;
@@ -88,6 +109,10 @@ class IoLoop {
   std::atomic<bool> stopping_{false};
   std::thread thread_;
   std::atomic<bool> io_sleeping_{false};  // in (or about to be in) epoll_wait
+  // While the thread sleeps: when it wakes by itself; kAwake otherwise
+  // (it looks at every timer again before it sleeps).
+  static constexpr int64_t kAwake = INT64_MIN;
+  std::atomic<int64_t> sleep_until_{kAwake};
   std::atomic<int64_t> lone_wait_ns_{0};
   std::atomic<uint64_t> spun_waits_{0};
 

@@ -250,7 +250,9 @@ bool Lender::caller_write() {
     std::string out;
     uint32_t parts = 0;
     const size_t before = w.handed.size();
+    int64_t earliest = INT64_MAX;
     for (Request &r : joined) {
+      earliest = std::min(earliest, r.deadline);
       materialize(r);
       if (r.asking) {
         out += kAskingCommand;
@@ -276,12 +278,16 @@ bool Lender::caller_write() {
     // the connection, answering these commands).
     const bool rest = off < out.size();
     if (rest) c.wbuf.append(out, off, std::string::npos);
+    if (earliest < w.handed_deadline.load(std::memory_order_relaxed))
+      w.handed_deadline.store(earliest);
     wlock.unlock();
     for (Request &r : expired)
       finish(r.done, r.ctx, Errc::timeout, kUnsentText);
     if (rest) {
       loop_.set_awake();
       loop_.wake();
+    } else {
+      loop_.wake_before(earliest);
     }
     return true;
   }

@@ -118,7 +118,8 @@ int64_t Pipeline::next_timer() const {
   // due): the I/O thread must not wake for it.
   if (!started_.load()) return INT64_MAX;
   int64_t next = std::min(next_deadline, next_ping);
-  for (const auto &c : conns) next = std::min(next, c->next_timer());
+  for (const auto &c : conns)
+    next = std::min({next, c->next_timer(), c->ws.handed_deadline.load()});
   return next;
 }
 
