@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The soak test: scripts/soak.sh <minutes>. C, Python and Node processes
-# check the same keys against one redis-server while it is frozen and
-# restarted on a schedule; tests/soak/soak.py says what it checks and fails
-# unless every call kept its deadline, the counts are exact and memory,
-# descriptors and threads stay flat (docs/reliability.md, "Soak").
+# check the same keys against one redis-server, then a Sentinel set, then a
+# Redis Cluster (a third of the time each), while they are frozen,
+# restarted and failed over on a schedule; tests/soak/soak.py says what it
+# checks and fails unless every call kept its deadline, the counts are
+# exact and memory, descriptors and threads stay flat (docs/reliability.md,
+# "Soak").
 #
 # It builds what it needs: the C worker (build/soak), the Python package
 # pip-installed in build/soak-venv, the Node package npm-installed (with
 # --install-links) in build/soak-node. CI passes its own through
 # TOLLGATE_SOAK_C_WORKER, TOLLGATE_SOAK_PYTHON and TOLLGATE_SOAK_NODE_PACKAGE.
-# The report, soak.json and soak.svg go to build/soak-report (or
-# TOLLGATE_SOAK_OUT).
+# The report, soak.json and soak{,-sentinel,-cluster}.svg, goes to
+# build/soak-report (or TOLLGATE_SOAK_OUT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD

@@ -2,7 +2,8 @@
 # Every test: a warnings-as-errors build with the full suite, then the same
 # suite under ASan+UBSan and under TSan, a short run of every fuzz target
 # (scripts/fuzz.sh), a formatting check, the Python and Node packages built
-# the way users install them with their suites, and a fast sample of
+# the way users install them with their suites, a one-minute soak
+# (scripts/soak.sh), and a fast sample of
 # mutation testing (docs/testing.md). After each suite,
 # tests/check_tests_ran.py checks that every test defined ran (nothing
 # filtered away, no file silently skipped).
@@ -115,6 +116,13 @@ node_tests() { # <timeout ms> <events file> <test files...>
   node_tests 900000 "$root/build/node-tests-slow.jsonl" $slow_files)
 cat build/node-tests-fast.jsonl build/node-tests-slow.jsonl >build/node-tests.jsonl
 python3 tests/check_tests_ran.py node build/node-tests.jsonl bindings/node/test
+
+step "soak: C, Python and Node on Redis, Sentinel and Cluster under faults, 1 minute"
+# The packages built above; docs/reliability.md has the 30-minute run.
+TOLLGATE_SOAK_C_WORKER="$root/build/ci/tests/tollgate-soak-worker" \
+TOLLGATE_SOAK_PYTHON="$root/build/pyvenv/bin/python" \
+TOLLGATE_SOAK_NODE_PACKAGE="$root/bindings/node" \
+  bash scripts/soak.sh 1
 
 step "mutation testing: a fixed sample of each part against its target"
 # universalmutator (C++ core, Lua), mutmut (Python), Stryker (Node); each

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """The soak test (scripts/soak.sh runs it): C, Python and Node processes
 check the same keys against Redis for a while, and Redis is frozen,
-restarted and failed over on a schedule meanwhile. The run has two halves:
+restarted and failed over on a schedule meanwhile. The run has three
+parts, a third of the time each:
 
   standalone  one redis-server, frozen (SIGSTOP, 3 s) and restarted
               (SIGTERM, started again on the same port and folder) once
@@ -9,7 +10,11 @@ restarted and failed over on a schedule meanwhile. The run has two halves:
   sentinel    a primary, a replica and 3 sentinels (tests/servers/
               topology.py), failed over once per cycle on purpose
               (SENTINEL FAILOVER) and once by freezing the primary for
-              3 s, past the sentinels' 1 s down-after-milliseconds.
+              3 s, past the sentinels' 1 s down-after-milliseconds;
+  cluster     3 primaries, each with a replica (topology.py), where the
+              primary owning the key being checked is failed over once per
+              cycle on purpose (CLUSTER FAILOVER on its replica) and once
+              by freezing it for 3 s, past the 1 s cluster-node-timeout.
 
     soak.py --minutes M --c-worker BIN --python PY --node-package DIR
             [--json OUT] [--svg OUT] [--cycle S]
@@ -17,7 +22,7 @@ restarted and failed over on a schedule meanwhile. The run has two halves:
 Every process checks "soak:<slot>" (a new key every 10 s) under one policy,
 "200/30d", failing closed, with a 300 ms deadline and no deny cache (every
 call reaches Redis). The standalone server keeps its data across restarts
-(appendonly, fsync always). A cycle is 60 s (or the half, if shorter).
+(appendonly, fsync always). A cycle is 60 s (or the part, if shorter).
 
 It samples each process's resident memory, open descriptors and threads
 every 2 s and fails (exit 1), saying why, unless:
@@ -110,11 +115,25 @@ class Redis:
 
 
 def resp_command(port: int, *args: str) -> bytes:
-    """One command to 127.0.0.1:port; the raw reply."""
+    """One command to 127.0.0.1:port; the raw reply (a bulk string whole)."""
     body = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
     with socket.create_connection(("127.0.0.1", port), 2) as c:
         c.sendall(body.encode())
-        return c.recv(4096)
+        reply = c.recv(4096)
+        if reply.startswith(b"$") and b"\r\n" in reply:
+            head, _, _ = reply.partition(b"\r\n")
+            want = len(head) + 2 + max(0, int(head[1:])) + 2
+            while len(reply) < want:
+                more = c.recv(65536)
+                if not more:
+                    break
+                reply += more
+        return reply
+
+
+def bulk_text(reply: bytes) -> str:
+    """The text of a bulk-string reply."""
+    return reply.partition(b"\r\n")[2].removesuffix(b"\r\n").decode()
 
 
 class Sentinels:
@@ -165,6 +184,99 @@ class Sentinels:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+
+
+class Cluster:
+    """tests/servers/topology.py's Redis Cluster: 3 primaries, each with a
+    replica (cluster-node-timeout 1 s); stopped (every process, by PID)
+    when its stdin closes. Its faults hit the primary that owns the key
+    the processes check at that moment."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, str(HERE.parent / "servers" / "topology.py"), "cluster"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout
+        info = json.loads(self.proc.stdout.readline())
+        self.url = info["url"]
+        self.pids = {n["port"]: n["pid"] for n in info["nodes"]}
+
+    def nodes(self) -> "list[dict[str, object]]":
+        """CLUSTER NODES as one node (not failed, not frozen) sees it."""
+        for port in self.pids:
+            try:
+                text = bulk_text(resp_command(port, "CLUSTER", "NODES"))
+            except (OSError, ValueError):
+                continue
+            out = []
+            for line in text.splitlines():
+                f = line.split()
+                if len(f) < 8:
+                    continue
+                slots = []
+                for r in f[8:]:
+                    if r.startswith("["):
+                        continue  # a slot being migrated
+                    a, _, b = r.partition("-")
+                    slots.append((int(a), int(b or a)))
+                out.append({"id": f[0], "port": int(f[1].split("@")[0].rsplit(":", 1)[1]),
+                            "flags": f[2].split(","), "primary": f[3], "slots": slots})
+            return out
+        raise RuntimeError("no cluster node answers CLUSTER NODES")
+
+    def owner(self, key: str) -> "dict[str, object]":
+        """The primary (not failed) that owns `key`'s slot."""
+        port = next(iter(self.pids))
+        slot = int(resp_command(port, "CLUSTER", "KEYSLOT", key)[1:].strip())
+        for n in self.nodes():
+            flags = n["flags"]
+            if "master" in flags and "fail" not in flags and any(  # type: ignore[operator]
+                    a <= slot <= b for a, b in n["slots"]):  # type: ignore[attr-defined]
+                return n
+        raise RuntimeError(f"no primary owns slot {slot}")
+
+    def linked_replica(self, primary: "dict[str, object]") -> int:
+        """A replica of `primary` whose link to it is up (waits up to 20 s)."""
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            for n in self.nodes():
+                if n["primary"] == primary["id"] and "slave" in n["flags"]:  # type: ignore[operator]
+                    info = bulk_text(resp_command(n["port"], "INFO", "replication"))  # type: ignore[arg-type]
+                    if "master_link_status:up" in info:
+                        return n["port"]  # type: ignore[return-value]
+            time.sleep(0.1)
+        raise RuntimeError(f"primary {primary['port']} has no linked replica")
+
+    def failover(self, key: str) -> None:
+        """CLUSTER FAILOVER on a replica of the owner of `key` (the primary
+        hands over once the replica has caught up); returns once the
+        replica owns the slot (at most 20 s)."""
+        old = self.owner(key)
+        replica = self.linked_replica(old)
+        resp_command(replica, "CLUSTER", "FAILOVER")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and self.owner(key)["port"] == old["port"]:
+            time.sleep(0.1)
+
+    def freeze_owner(self, key: str, seconds: float) -> str:
+        """Freezes the owner of `key` past cluster-node-timeout: its replica
+        takes over, and the old primary rejoins as a replica once thawed.
+        "failover" once the replica owns the slot (at most 20 s), else
+        "freeze"."""
+        old = self.owner(key)
+        self.linked_replica(old)
+        os.kill(self.pids[old["port"]], signal.SIGSTOP)  # type: ignore[index]
+        time.sleep(seconds)
+        os.kill(self.pids[old["port"]], signal.SIGCONT)  # type: ignore[index]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.owner(key)["port"] != old["port"]:
+                return "failover"
+            time.sleep(0.1)
+        return "freeze"
+
+    def stop(self) -> None:
+        Sentinels.stop(self)  # type: ignore[arg-type]
 
 
 def sample(pid: int) -> "dict[str, float] | None":
@@ -243,15 +355,22 @@ def svg_plot(samples: "dict[str, list[dict[str, float]]]", path: str) -> None:
 
 def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
               tmp: str) -> "dict[str, object]":
-    """One half of the run: the processes against one topology, faults on
+    """One part of the run: the processes against one topology, faults on
     schedule; what they saw, sampled, and the problems found."""
     if kind == "standalone":
-        store: "Redis | Sentinels" = Redis(os.path.join(tmp, "redis"))
+        store: "Redis | Sentinels | Cluster" = Redis(os.path.join(tmp, "redis"))
         url = f"redis://127.0.0.1:{store.port}"
-    else:
+    elif kind == "sentinel":
         store = Sentinels()
         url = store.url
+    else:
+        store = Cluster()
+        url = store.url
     prefix = f"soak-{kind}"
+
+    def current_key() -> str:
+        return f"{prefix}:{int(time.time()) // SLOT_S}"
+
     common = [url, prefix, POLICY, str(SLOT_S), str(TIMEOUT_MS), str(seconds)]
     env = dict(os.environ, TOLLGATE_SOAK_NODE_PACKAGE=args.node_package)
     outs = {lang: os.path.join(tmp, f"{kind}-{lang}.json") for lang in ("c", "python", "node")}
@@ -275,10 +394,11 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
                     samples[lang].append(s)
             stop.wait(SAMPLE_S)
 
-    def fault(name: str, action: "Callable[[], None]") -> None:
+    def fault(name: str, action: "Callable[[], object]") -> None:
+        """Runs `action`; a name it returns replaces `name`."""
         f0 = time.time()
-        action()
-        faults.append((name, f0, time.time()))
+        said = action()
+        faults.append((said if isinstance(said, str) else name, f0, time.time()))
 
     th = threading.Thread(target=sampler, daemon=True)
     th.start()
@@ -290,15 +410,19 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
             time.sleep(max(0.0, base + cycle * 0.33 - time.time()))
             if isinstance(store, Redis):
                 fault("freeze", lambda: store.freeze(3.0))
-            else:
+            elif isinstance(store, Sentinels):
                 fault("failover", store.failover)
+            else:
+                fault("failover", lambda: store.failover(current_key()))
             time.sleep(max(0.0, base + cycle * 0.73 - time.time()))
             if time.time() - t0 > seconds - 5:
                 break
             if isinstance(store, Redis):
                 fault("restart", store.restart)
-            else:
+            elif isinstance(store, Sentinels):
                 fault("failover", lambda: store.freeze_primary(3.0))
+            else:
+                fault("failover", lambda: store.freeze_owner(current_key(), 3.0))
             time.sleep(max(0.0, base + cycle - time.time()))
         rcs = {lang: p.wait(seconds + 120) for lang, p in procs.items()}
     finally:
@@ -393,17 +517,18 @@ def main() -> int:
     ap.add_argument("--node-package", required=True)
     ap.add_argument("--cycle", type=float, default=60.0)
     ap.add_argument("--json")
-    ap.add_argument("--svg", help="the standalone half's plot; the sentinel "
-                    "half's goes beside it (-sentinel.svg)")
+    ap.add_argument("--svg", help="the standalone part's plot; the sentinel "
+                    "and cluster parts' go beside it (-sentinel.svg, -cluster.svg)")
     args = ap.parse_args()
-    half = args.minutes * 60 / 2
-    cycle = min(args.cycle, half)
+    kinds = ("standalone", "sentinel", "cluster")
+    part = args.minutes * 60 / len(kinds)
+    cycle = min(args.cycle, part)
     load_start = os.getloadavg()[0]
     phases = []
     with tempfile.TemporaryDirectory(prefix="tollgate-soak-") as tmp:
         os.mkdir(os.path.join(tmp, "redis"))
-        for kind in ("standalone", "sentinel"):
-            phases.append(run_phase(kind, half, cycle, args, tmp))
+        for kind in kinds:
+            phases.append(run_phase(kind, part, cycle, args, tmp))
     load_end = os.getloadavg()[0]
     print(f"load {load_start:.2f} -> {load_end:.2f}")
     problems = [p for ph in phases for p in ph["problems"]]  # type: ignore[attr-defined]
@@ -412,9 +537,10 @@ def main() -> int:
             {"minutes": args.minutes, "load": [round(load_start, 2), round(load_end, 2)],
              "phases": phases}, indent=1) + "\n")
     if args.svg:
-        svg_plot(phases[0]["samples"], args.svg)  # type: ignore[arg-type]
-        svg_plot(phases[1]["samples"],  # type: ignore[arg-type]
-                 args.svg.removesuffix(".svg") + "-sentinel.svg")
+        for kind, ph in zip(kinds, phases):
+            path = args.svg if kind == "standalone" else (
+                args.svg.removesuffix(".svg") + f"-{kind}.svg")
+            svg_plot(ph["samples"], path)  # type: ignore[arg-type]
     for p in problems:
         print("FAIL:", p)
     return 1 if problems else 0
