@@ -100,7 +100,8 @@ void on_async_end(int status, const rl_decision *, const char *message,
 // or none left once it timed out: the I/O thread must still wake at the
 // handed command's own deadline. It used to sleep until the later one (up
 // to 1 s): async checks ended 800 ms late while Sentinel failed over
-// (docs/reliability.md, "Deadlines").
+// (docs/reliability.md, "Deadlines"). The same for a command left in the
+// queue behind two such commands.
 TEST_CASE(
     "redis deadlines: a check handed over behind a command with a later "
     "deadline still ends at its own, async and blocking",
@@ -154,8 +155,26 @@ TEST_CASE(
   CHECK(msg.find("127.0.0.1:" + std::to_string(server.port())) !=
         std::string::npos);
   CHECK(took < std::chrono::milliseconds(200 + 250));
+  // Two pings in flight: a check queued behind them is not due (the queue
+  // waits for as many replies as are in flight), yet it too ends at its
+  // own deadline, not theirs.
+  std::thread pinger2([&] { rl_ping(lim, &rtt); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  AsyncEnd queued;
+  const auto queued_at = std::chrono::steady_clock::now();
+  REQUIRE(rl_check_async(lim, "d", 1, &policy, 1, 1, on_async_end, &queued) ==
+          RL_OK);
+  {
+    std::unique_lock<std::mutex> lock(queued.mu);
+    queued.cv.wait_for(lock, std::chrono::seconds(8),
+                       [&] { return queued.done; });
+    REQUIRE(queued.done);
+    CHECK(queued.status == RL_E_TIMEOUT);
+    CHECK(queued.at - queued_at < std::chrono::milliseconds(200 + 250));
+  }
   server.cont();
   pinger.join();
+  pinger2.join();
   rl_policy_release(policy);
   rl_destroy(lim);
 }

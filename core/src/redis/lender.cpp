@@ -239,7 +239,7 @@ bool Lender::caller_write() {
     {
       std::lock_guard<std::mutex> lock(p_.mu);
       if (loop_.stopping()) return false;
-      batch.swap(p_.queue);
+      p_.take_queue(batch);
     }
     if (batch.empty()) return true;
     const int64_t now = monotonic_ns();

@@ -54,6 +54,7 @@ void Pipeline::submit(Request r) {
   }
   bool closed = false;
   size_t queued = 0;
+  const int64_t deadline = r.deadline;
   {
     std::lock_guard<std::mutex> lock(mu);
     if (!loop_.ensure_started()) {
@@ -61,6 +62,8 @@ void Pipeline::submit(Request r) {
     } else {
       queue.push_back(std::move(r));
       queued = queue.size();
+      if (deadline < queue_deadline.load(std::memory_order_relaxed))
+        queue_deadline.store(deadline);
     }
   }
   if (closed) {
@@ -77,7 +80,10 @@ void Pipeline::submit(Request r) {
   // other's answers, and saves a thread wake-up (on a VM as costly as a
   // round trip) per command. A queued command waits at most for the
   // replies in flight.
-  if (queued < io_waits.load()) return;
+  if (queued < io_waits.load()) {
+    loop_.wake_before(deadline);  // see queue_deadline
+    return;
+  }
   // The batch is due. While the I/O thread awaits replies on a plain
   // connection, this thread writes it (no wake-up); otherwise the I/O
   // thread is woken to send it.
@@ -97,7 +103,13 @@ void Pipeline::submit(Request r) {
 // waits at most for the replies in flight.
 bool Pipeline::due() {
   std::lock_guard<std::mutex> lock(mu);
-  return !queue.empty() && queue.size() >= io_waits.load();
+  return !queue.empty() && (queue.size() >= io_waits.load() ||
+                            queue_deadline.load() <= monotonic_ns());
+}
+
+void Pipeline::take_queue(std::vector<Request> &out) {
+  out.swap(queue);
+  queue_deadline.store(INT64_MAX, std::memory_order_relaxed);
 }
 
 void Pipeline::start(int64_t now) {
@@ -117,7 +129,7 @@ int64_t Pipeline::next_timer() const {
   // A lazy pipeline not yet started has nothing to time (its ping is not
   // due): the I/O thread must not wake for it.
   if (!started_.load()) return INT64_MAX;
-  int64_t next = std::min(next_deadline, next_ping);
+  int64_t next = std::min({next_deadline, next_ping, queue_deadline.load()});
   for (const auto &c : conns)
     next = std::min({next, c->next_timer(), c->ws.handed_deadline.load()});
   return next;
@@ -139,7 +151,9 @@ void Pipeline::send_due(int64_t now) {
   if (!waiting.empty()) redispatch_waiting(now);
   {
     std::lock_guard<std::mutex> lock(mu);
-    if (!queue.empty() && queue.size() >= io_waits.load()) batch_.swap(queue);
+    if (!queue.empty() &&
+        (queue.size() >= io_waits.load() || queue_deadline.load() <= now))
+      take_queue(batch_);
   }
   if (!started_.load() &&
       (!batch_.empty() || !waiting.empty() || start_wanted_.load()))
@@ -367,7 +381,7 @@ void Pipeline::fail_queue(Errc code, const std::string &msg) {
   std::vector<Request> left;
   {
     std::lock_guard<std::mutex> lock(mu);
-    left.swap(queue);
+    take_queue(left);
   }
   for (Request &r : left) finish(r.done, r.ctx, code, msg);
 }

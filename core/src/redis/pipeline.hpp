@@ -62,8 +62,9 @@ class Pipeline final : public ConnectionOwner {
   bool try_direct(Request &r, bool wait);
 
   // I/O thread, once per loop turn (see IoLoop::run).
-  void before_sleep();  // absorb what callers wrote
-  bool due();           // the queue is due (under mu)
+  void before_sleep();                         // absorb what callers wrote
+  bool due();                                  // the queue is due (under mu)
+  void take_queue(std::vector<Request> &out);  // under mu: the whole queue
   uint32_t awaited() const { return io_waits.load(); }
   int64_t next_timer() const;    // earliest deadline or connection timer
   void after_wake(int64_t now);  // take back lent connections
@@ -135,6 +136,12 @@ class Pipeline final : public ConnectionOwner {
   // Shared with submitters, under `mu`.
   mutable std::mutex mu;
   std::vector<Request> queue;
+  // The earliest deadline in `queue` (INT64_MAX: empty), a timer of the
+  // I/O thread: a queue that is not due yet waits for the replies in
+  // flight, but those may never come (a frozen server) and their deadlines
+  // may be later (a ROLE check, a ping), so it is also due at its own
+  // earliest deadline, which answers what has expired.
+  std::atomic<int64_t> queue_deadline{INT64_MAX};
   Errc down_code = Errc::connect;
   std::string down_message;
   TransportStats stats_;
