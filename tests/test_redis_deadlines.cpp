@@ -126,7 +126,10 @@ TEST_CASE(
   AsyncEnd first;
   REQUIRE(rl_check_async(lim, "a", 1, &policy, 1, 1, on_async_end, &first) ==
           RL_OK);
-  std::thread pinger([&] { rl_ping(lim, &rtt); });
+  std::thread pinger([lim] {
+    int64_t t = 0;
+    rl_ping(lim, &t);
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   {
     std::lock_guard<std::mutex> lock(first.mu);
@@ -158,7 +161,10 @@ TEST_CASE(
   // Two pings in flight: a check queued behind them is not due (the queue
   // waits for as many replies as are in flight), yet it too ends at its
   // own deadline, not theirs.
-  std::thread pinger2([&] { rl_ping(lim, &rtt); });
+  std::thread pinger2([lim] {
+    int64_t t = 0;
+    rl_ping(lim, &t);
+  });
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
   AsyncEnd queued;
   const auto queued_at = std::chrono::steady_clock::now();
