@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -13,18 +14,30 @@
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
-TEST_CASE("redis deadlines: option timeouts bound a ping to a frozen server",
-          "[redis][deadline]") {
-  tollgate_test::RedisServer server;
-  server.stop();
+namespace {
+
+// A limiter on `server` that answers errors (RL_FAIL_ERROR).
+rl_limiter *limiter_on(const tollgate_test::RedisServer &server,
+                       uint32_t timeout_ms, uint32_t connect_timeout_ms = 0) {
   rl_options o = RL_OPTIONS_INIT;
   const std::string url = server.url();
   o.url = url.c_str();
   o.failure_mode = RL_FAIL_ERROR;
-  o.connect_timeout_ms = 50;
-  o.timeout_ms = 50;
+  o.timeout_ms = timeout_ms;
+  o.connect_timeout_ms = connect_timeout_ms;
+  o.deny_cache = -1;
   rl_limiter *lim = nullptr;
   REQUIRE(rl_create(&lim, &o) == RL_OK);
+  return lim;
+}
+
+}  // namespace
+
+TEST_CASE("redis deadlines: option timeouts bound a ping to a frozen server",
+          "[redis][deadline]") {
+  tollgate_test::RedisServer server;
+  server.stop();
+  rl_limiter *lim = limiter_on(server, 50, 50);
   const auto start = std::chrono::steady_clock::now();
   int64_t rtt = 0;
   const int rc = rl_ping(lim, &rtt);
@@ -46,13 +59,7 @@ TEST_CASE(
     "transport's timeout, naming the server, not before the deadline",
     "[redis][deadline]") {
   tollgate_test::RedisServer server;
-  rl_options o = RL_OPTIONS_INIT;
-  const std::string url = server.url();
-  o.url = url.c_str();
-  o.failure_mode = RL_FAIL_ERROR;
-  o.timeout_ms = 200;
-  rl_limiter *lim = nullptr;
-  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_limiter *lim = limiter_on(server, 200);
   int64_t rtt = 0;
   REQUIRE(rl_ping(lim, &rtt) == RL_OK);  // connected
   server.stop();
@@ -71,24 +78,46 @@ TEST_CASE(
 
 namespace {
 
-struct AsyncEnd {
-  std::mutex mu;
-  std::condition_variable cv;
-  bool done = false;
-  int status = 0;
-  std::string message;
-  std::chrono::steady_clock::time_point at;
+// One async check to a frozen server: started at once, then `took` waits
+// for its callback, which must say RL_E_TIMEOUT, and says when it came.
+class TimedOut {
+ public:
+  TimedOut(rl_limiter *lim, const char *key, rl_policy *policy)
+      : start_(std::chrono::steady_clock::now()) {
+    REQUIRE(rl_check_async(lim, key, std::strlen(key), &policy, 1, 1, &done,
+                           this) == RL_OK);
+  }
+  std::chrono::nanoseconds took() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait_for(lock, std::chrono::seconds(8), [&] { return done_; });
+    REQUIRE(done_);
+    CHECK(status_ == RL_E_TIMEOUT);
+    return at_ - start_;
+  }
+
+ private:
+  static void done(int status, const rl_decision *, const char *, void *u) {
+    auto *t = static_cast<TimedOut *>(u);
+    std::lock_guard<std::mutex> lock(t->mu_);
+    t->done_ = true;
+    t->status_ = status;
+    t->at_ = std::chrono::steady_clock::now();
+    t->cv_.notify_all();
+  }
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  int status_ = 0;
+  std::chrono::steady_clock::time_point start_, at_;
 };
 
-void on_async_end(int status, const rl_decision *, const char *message,
-                  void *user) {
-  auto *e = static_cast<AsyncEnd *>(user);
-  std::lock_guard<std::mutex> lock(e->mu);
-  e->done = true;
-  e->status = status;
-  e->message = message;
-  e->at = std::chrono::steady_clock::now();
-  e->cv.notify_all();
+// A ping on its own thread (to a frozen server it waits connect_timeout_ms
+// + timeout_ms).
+std::thread pinger(rl_limiter *lim) {
+  return std::thread([lim] {
+    int64_t rtt = 0;
+    rl_ping(lim, &rtt);
+  });
 }
 
 }  // namespace
@@ -107,15 +136,7 @@ TEST_CASE(
     "deadline still ends at its own, async and blocking",
     "[redis][deadline]") {
   tollgate_test::RedisServer server;
-  rl_options o = RL_OPTIONS_INIT;
-  const std::string url = server.url();
-  o.url = url.c_str();
-  o.failure_mode = RL_FAIL_ERROR;
-  o.timeout_ms = 200;
-  o.connect_timeout_ms = 5000;
-  o.deny_cache = -1;
-  rl_limiter *lim = nullptr;
-  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  rl_limiter *lim = limiter_on(server, 200, 5000);
   rl_policy *policy = nullptr;
   REQUIRE(rl_policy_parse(&policy, "100/s", 5, nullptr) == RL_OK);
   int64_t rtt = 0;
@@ -123,29 +144,12 @@ TEST_CASE(
   server.stop();
   // A first check in flight, so that the ping below goes behind it, then
   // the ping (deadline 5.2 s), which outlives the check.
-  AsyncEnd first;
-  REQUIRE(rl_check_async(lim, "a", 1, &policy, 1, 1, on_async_end, &first) ==
-          RL_OK);
-  std::thread pinger([lim] {
-    int64_t t = 0;
-    rl_ping(lim, &t);
-  });
-  std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  {
-    std::lock_guard<std::mutex> lock(first.mu);
-    CHECK(first.done);
-  }
-  AsyncEnd e;
-  const auto start = std::chrono::steady_clock::now();
-  REQUIRE(rl_check_async(lim, "b", 1, &policy, 1, 1, on_async_end, &e) ==
-          RL_OK);
-  {
-    std::unique_lock<std::mutex> lock(e.mu);
-    e.cv.wait_for(lock, std::chrono::seconds(3), [&] { return e.done; });
-    REQUIRE(e.done);
-    CHECK(e.status == RL_E_TIMEOUT);
-    CHECK(e.at - start < std::chrono::milliseconds(200 + 250));
-  }
+  TimedOut first(lim, "a", policy);
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::thread ping = pinger(lim);
+  constexpr auto kBound = std::chrono::milliseconds(200 + 250);
+  CHECK(first.took() < kBound);
+  CHECK(TimedOut(lim, "b", policy).took() < kBound);
   // Blocking: it ends with the transport's own timeout, which names the
   // server, not with the caller giving up 50 ms later by itself.
   rl_decision d = RL_DECISION_INIT;
@@ -157,30 +161,16 @@ TEST_CASE(
   INFO(msg);
   CHECK(msg.find("127.0.0.1:" + std::to_string(server.port())) !=
         std::string::npos);
-  CHECK(took < std::chrono::milliseconds(200 + 250));
+  CHECK(took < kBound);
   // Two pings in flight: a check queued behind them is not due (the queue
   // waits for as many replies as are in flight), yet it too ends at its
   // own deadline, not theirs.
-  std::thread pinger2([lim] {
-    int64_t t = 0;
-    rl_ping(lim, &t);
-  });
+  std::thread ping2 = pinger(lim);
   std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  AsyncEnd queued;
-  const auto queued_at = std::chrono::steady_clock::now();
-  REQUIRE(rl_check_async(lim, "d", 1, &policy, 1, 1, on_async_end, &queued) ==
-          RL_OK);
-  {
-    std::unique_lock<std::mutex> lock(queued.mu);
-    queued.cv.wait_for(lock, std::chrono::seconds(8),
-                       [&] { return queued.done; });
-    REQUIRE(queued.done);
-    CHECK(queued.status == RL_E_TIMEOUT);
-    CHECK(queued.at - queued_at < std::chrono::milliseconds(200 + 250));
-  }
+  CHECK(TimedOut(lim, "d", policy).took() < kBound);
   server.cont();
-  pinger.join();
-  pinger2.join();
+  ping.join();
+  ping2.join();
   rl_policy_release(policy);
   rl_destroy(lim);
 }
