@@ -114,6 +114,16 @@ class Redis:
         self.start()
 
 
+def wait_until(condition: "Callable[[], object]", seconds: float = 20) -> bool:
+    """Polls `condition` every 0.1 s until it holds (True) or `seconds` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def resp_command(port: int, *args: str) -> bytes:
     """One command to 127.0.0.1:port; the raw reply (a bulk string whole)."""
     body = f"*{len(args)}\r\n" + "".join(f"${len(a)}\r\n{a}\r\n" for a in args)
@@ -165,9 +175,7 @@ class Sentinels:
     def failover(self) -> None:
         old = self.primary_port()
         resp_command(self.sentinel_ports[0], "SENTINEL", "FAILOVER", self.name)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.primary_port() == old:
-            time.sleep(0.1)
+        wait_until(lambda: self.primary_port() != old)
 
     def freeze_primary(self, seconds: float) -> None:
         pid = self.pids[self.primary_port()]
@@ -237,15 +245,20 @@ class Cluster:
 
     def linked_replica(self, primary: "dict[str, object]") -> int:
         """A replica of `primary` whose link to it is up (waits up to 20 s)."""
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
+        found: "list[int]" = []
+
+        def linked() -> bool:
             for n in self.nodes():
                 if n["primary"] == primary["id"] and "slave" in n["flags"]:  # type: ignore[operator]
                     info = bulk_text(resp_command(n["port"], "INFO", "replication"))  # type: ignore[arg-type]
                     if "master_link_status:up" in info:
-                        return n["port"]  # type: ignore[return-value]
-            time.sleep(0.1)
-        raise RuntimeError(f"primary {primary['port']} has no linked replica")
+                        found.append(n["port"])  # type: ignore[arg-type]
+                        return True
+            return False
+
+        if not wait_until(linked):
+            raise RuntimeError(f"primary {primary['port']} has no linked replica")
+        return found[0]
 
     def failover(self, key: str) -> None:
         """CLUSTER FAILOVER on a replica of the owner of `key` (the primary
@@ -254,9 +267,7 @@ class Cluster:
         old = self.owner(key)
         replica = self.linked_replica(old)
         resp_command(replica, "CLUSTER", "FAILOVER")
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and self.owner(key)["port"] == old["port"]:
-            time.sleep(0.1)
+        wait_until(lambda: self.owner(key)["port"] != old["port"])
 
     def freeze_owner(self, key: str, seconds: float) -> str:
         """Freezes the owner of `key` past cluster-node-timeout: its replica
@@ -268,12 +279,8 @@ class Cluster:
         os.kill(self.pids[old["port"]], signal.SIGSTOP)  # type: ignore[index]
         time.sleep(seconds)
         os.kill(self.pids[old["port"]], signal.SIGCONT)  # type: ignore[index]
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.owner(key)["port"] != old["port"]:
-                return "failover"
-            time.sleep(0.1)
-        return "freeze"
+        moved = wait_until(lambda: self.owner(key)["port"] != old["port"])
+        return "failover" if moved else "freeze"
 
     def stop(self) -> None:
         Sentinels.stop(self)  # type: ignore[arg-type]
