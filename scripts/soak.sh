@@ -9,7 +9,9 @@
 #
 # It builds what it needs: the C worker (build/soak), the Python package
 # pip-installed in build/soak-venv, the Node package npm-installed (with
-# --install-links) in build/soak-node. CI passes its own through
+# --install-links) in build/soak-node, built from these sources even where
+# scripts/package-node.sh left a prebuilt addon in bindings/node/prebuilds
+# (one made before a change would be tested instead of the change). CI passes its own through
 # TOLLGATE_SOAK_C_WORKER, TOLLGATE_SOAK_PYTHON and TOLLGATE_SOAK_NODE_PACKAGE.
 # The report, soak.json and soak{,-sentinel,-cluster}.svg, goes to
 # build/soak-report (or TOLLGATE_SOAK_OUT).
@@ -41,8 +43,8 @@ if [[ -z $node_package ]]; then
   mkdir -p build/soak-node
   (cd build/soak-node &&
     { [[ -f package.json ]] || npm init -y >/dev/null; } &&
-    npm install --install-links --no-audit --no-fund --loglevel=error \
-      "$root/bindings/node" >/dev/null)
+    TOLLGATE_BUILD_FROM_SOURCE=1 npm install --install-links --no-audit \
+      --no-fund --loglevel=error "$root/bindings/node" >/dev/null)
   node_package=$root/build/soak-node/node_modules/tollgate
 fi
 
