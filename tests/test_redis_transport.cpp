@@ -20,7 +20,6 @@
 #include <thread>
 #include <vector>
 
-#include "redis/io_loop.hpp"
 #include "support/fake_server.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate/redis/resp.hpp"
@@ -476,49 +475,6 @@ TEST_CASE(
     CHECK(o.code == Errc::ok);
   }
   CHECK(t->stats().lone_wait_us < slow.lone_wait_us);
-}
-
-TEST_CASE(
-    "transport: a lone wait spins only where the spin saves as much latency "
-    "as it burns CPU; one wait in kProbeEvery tries the other way",
-    "[redis][transport][spin]") {
-  using tollgate::redis::IoLoop;
-  const auto spins = [](IoLoop &loop) {
-    int n = 0;
-    for (uint64_t i = 0; i < 8 * IoLoop::kProbeEvery; ++i)
-      n += loop.plan_spin() ? 1 : 0;
-    return n;
-  };
-  const auto learn = [](IoLoop &loop, int64_t spun_us, int64_t slept_us) {
-    for (int i = 0; i < 100; ++i) {
-      loop.note_lone_wait(spun_us * 1000, true);
-      loop.note_lone_wait(slept_us * 1000, false);
-    }
-  };
-  IoLoop loop(200);
-  // Nothing learnt yet: spin.
-  CHECK(loop.spin_worth());
-  CHECK(loop.plan_spin());
-  // A spinner answered in 32 us, a sleeper in 90 (a standalone Redis on a
-  // VM): 58 us saved for 32 us of CPU. Every wait spins but the probes.
-  learn(loop, 32, 90);
-  CHECK(loop.spin_worth());
-  CHECK(spins(loop) == 8 * static_cast<int>(IoLoop::kProbeEvery) - 8);
-  // 65 us and 90 (a Redis Cluster on the same VM): 25 us saved for 65 us
-  // of CPU. Only the probes spin.
-  learn(loop, 65, 90);
-  CHECK_FALSE(loop.spin_worth());
-  CHECK(spins(loop) == 8);
-  // Back to fast spinners: spinning resumes.
-  learn(loop, 30, 100);
-  CHECK(spins(loop) == 8 * static_cast<int>(IoLoop::kProbeEvery) - 8);
-  // A round trip past spin_us: nobody spins, not even a probe.
-  learn(loop, 800, 800);
-  CHECK_FALSE(loop.spin_pays());
-  CHECK(spins(loop) == 0);
-  // spin_us 0: never.
-  IoLoop off(0);
-  CHECK(spins(off) == 0);
 }
 
 namespace {

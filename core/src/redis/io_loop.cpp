@@ -119,24 +119,10 @@ void IoLoop::spin_pause(int64_t spun_ns) {
   if (spun_ns >= kYieldAfterNs) sched_yield();
 }
 
-bool IoLoop::plan_spin() {
-  if (!spin_pays()) return false;
-  const uint64_t n = lone_waits_.fetch_add(1, std::memory_order_relaxed);
-  const bool worth = spin_worth();
-  const bool spin = n % kProbeEvery == kProbeEvery - 1 ? !worth : worth;
-  if (spin) spun_waits_.fetch_add(1, std::memory_order_relaxed);
-  return spin;
-}
-
-void IoLoop::note_lone_wait(int64_t waited_ns, bool spun) {
+void IoLoop::note_lone_wait(int64_t waited_ns) {
   const int64_t x = std::min(waited_ns, 4 * spin_ns_);
   const int64_t e = lone_wait_ns_.load(std::memory_order_relaxed);
   lone_wait_ns_.store(e + (x - e) / 8, std::memory_order_relaxed);
-  // The first sample of each is taken as it is (0 means none yet).
-  std::atomic<int64_t> &which = spun ? spun_wait_ns_ : slept_wait_ns_;
-  const int64_t w = which.load(std::memory_order_relaxed);
-  which.store(w == 0 ? std::max<int64_t>(x, 1) : w + (x - w) / 8,
-              std::memory_order_relaxed);
 }
 
 int64_t IoLoop::next_timer() const {
@@ -192,8 +178,8 @@ void IoLoop::run() {
     // sequential async check).
     const bool lone = !pending && spin_ns_ > 0 && awaited == 1;
     const int64_t wait_from = lone ? monotonic_ns() : 0;
-    const bool spin = lone && plan_spin();
-    if (spin) {
+    if (lone && spin_pays()) {
+      count_spin();
       // Poll for up to spin_us before sleeping, so that the reply does not
       // also wait for this thread's wake-up (on a VM as costly as the round
       // trip). A submitter still writes the eventfd (io_sleeping), which
@@ -213,7 +199,7 @@ void IoLoop::run() {
     if (lone)
       for (int i = 0; i < n; ++i)
         if (evs[i].data.u32 != 0) {  // a connection, not a submitter
-          note_lone_wait(now - wait_from, spin);
+          note_lone_wait(now - wait_from);
           break;
         }
     for (Pipeline *p : pipelines_) p->after_wake(now);

@@ -77,33 +77,18 @@ class IoLoop {
 
   // The lone-wait heuristic. How long a lone reply kept its waiter waiting
   // (a blocking caller, or the I/O thread with one reply awaited),
-  // smoothed (1/8 per sample, a sample at most 4 x spin_us): all waits,
-  // the waits that spun and the waits that slept. A lone wait spins
-  // (plan_spin) only while
-  //  - the round trip is within spin_us: on a network whose round trip is
-  //    longer the spin would not catch the reply;
-  //  - and the spin saves at least as much latency as it burns CPU: a
-  //    spinning waiter burns about its whole wait, and saves what sleeping
-  //    waits longer (the wake-up). On a 2-vCPU VM a standalone Redis
-  //    answers a spinner in about 32 us and a sleeper in about 90: it
-  //    pays; a Redis Cluster there in about 65 and 90: it does not.
-  // One lone wait in kProbeEvery goes the other way, so that both
-  // estimates stay current. Relaxed: a lost update only nudges a heuristic.
-  static constexpr uint64_t kProbeEvery = 128;
+  // smoothed (1/8 per sample, a sample at most 4 x spin_us). Waiters spin
+  // only while this is within spin_us: on a network whose round trip is
+  // longer the spin would not catch the reply, so nobody spins. Relaxed: a
+  // lost update only nudges a heuristic.
   int64_t spin_ns() const { return spin_ns_; }
   bool spin_pays() const {
     return spin_ns_ > 0 &&
            lone_wait_ns_.load(std::memory_order_relaxed) <= spin_ns_;
   }
-  bool spin_worth() const {
-    const int64_t spun = spun_wait_ns_.load(std::memory_order_relaxed);
-    const int64_t slept = slept_wait_ns_.load(std::memory_order_relaxed);
-    return spun == 0 || slept == 0 || slept - spun >= spun;
-  }
-  // Whether the lone wait starting now spins (counted in spun_waits).
-  bool plan_spin();
   static void spin_pause(int64_t spun_ns);
-  void note_lone_wait(int64_t waited_ns, bool spun);
+  void note_lone_wait(int64_t waited_ns);
+  void count_spin() { spun_waits_.fetch_add(1, std::memory_order_relaxed); }
   uint64_t spun_waits() const { return spun_waits_.load(); }
   int64_t lone_wait_us() const { return lone_wait_ns_.load() / 1000; }
 
@@ -129,9 +114,6 @@ class IoLoop {
   static constexpr int64_t kAwake = INT64_MIN;
   std::atomic<int64_t> sleep_until_{kAwake};
   std::atomic<int64_t> lone_wait_ns_{0};
-  std::atomic<int64_t> spun_wait_ns_{0};   // 0: no sample yet
-  std::atomic<int64_t> slept_wait_ns_{0};  // 0: no sample yet
-  std::atomic<uint64_t> lone_waits_{0};
   std::atomic<uint64_t> spun_waits_{0};
 
   // Under add_mu_: tokens handed out and pipelines not yet adopted.

@@ -174,8 +174,10 @@ bool Lender::direct(Connection &c, Request &r) {
                   got == 0 ? c.closed_text() : "read: " + errno_text(errno));
     if (wait_from < 0) {
       wait_from = monotonic_ns();
-      if (loop_.plan_spin())
+      if (loop_.spin_pays()) {
+        loop_.count_spin();
         spin_until = std::min(wait_from + spin_ns, r.deadline);
+      }
     }
     if (spin_until >= 0) {
       const int64_t t = monotonic_ns();
@@ -187,7 +189,7 @@ bool Lender::direct(Connection &c, Request &r) {
     if (!wait_fd(fd, POLLIN, r.deadline)) timed_out = true;
   }
   if (wait_from >= 0 && !timed_out && spin_ns > 0)
-    loop_.note_lone_wait(monotonic_ns() - wait_from, spin_until >= 0);
+    loop_.note_lone_wait(monotonic_ns() - wait_from);
   p_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   if (timed_out) {
     // The reply may still come: the I/O thread consumes and drops it.
