@@ -11,8 +11,9 @@
 # pip-installed in build/soak-venv, the Node package npm-installed (with
 # --install-links) in build/soak-node, built from these sources even where
 # scripts/package-node.sh left a prebuilt addon in bindings/node/prebuilds
-# (one made before a change would be tested instead of the change). CI passes its own through
-# TOLLGATE_SOAK_C_WORKER, TOLLGATE_SOAK_PYTHON and TOLLGATE_SOAK_NODE_PACKAGE.
+# (one made before a change would be tested instead of the change). CI
+# passes its own through TOLLGATE_SOAK_C_WORKER, TOLLGATE_SOAK_PYTHON and
+# TOLLGATE_SOAK_NODE_PACKAGE.
 # The report, soak.json and soak{,-sentinel,-cluster}.svg, goes to
 # build/soak-report (or TOLLGATE_SOAK_OUT).
 set -euo pipefail

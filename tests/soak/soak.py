@@ -308,6 +308,12 @@ def sample(pid: int) -> "dict[str, float] | None":
     }
 
 
+def span(series: "list[dict[str, float]]", key: str, fmt: str) -> str:
+    """The lowest and highest value of `key` in `series`, as "low-high"."""
+    values = [s[key] for s in series]
+    return f"{min(values):{fmt}}-{max(values):{fmt}}"
+
+
 def flat(series: "list[dict[str, float]]", seconds: float,
          memory: "tuple[str, ...]" = ("rss_mb",),
          counts: "tuple[tuple[str, int], ...]" = (("fds", 2), ("threads", 1))) -> "list[str]":
@@ -520,21 +526,14 @@ def run_phase(kind: str, seconds: float, cycle: float, args: argparse.Namespace,
         r = results.get(lang, {})
         if ss:
             warm = ss[len(ss) // 5:] or ss
-            heap = ""
             mem = r.get("memory", [])
             mem = mem[len(mem) // 5:]
-            if mem:
-                heap = (f", outside V8's heap {min(m['outside_v8_mb'] for m in mem):.1f}-"
-                        f"{max(m['outside_v8_mb'] for m in mem):.1f} MB, V8 live heap "
-                        f"{min(m['heap_live_mb'] for m in mem):.1f}-"
-                        f"{max(m['heap_live_mb'] for m in mem):.1f} MB")
+            heap = (f", outside V8's heap {span(mem, 'outside_v8_mb', '.1f')} MB, "
+                    f"V8 live heap {span(mem, 'heap_live_mb', '.1f')} MB") if mem else ""
             print(f"{lang}: {r.get('calls', 0)} calls, {r.get('errors', 0)} errors, "
                   f"{r.get('overruns', 0)} overran, longest {r.get('longest_ms', 0)} ms; "
-                  f"after warm-up RSS {min(s['rss_mb'] for s in warm):.1f}-"
-                  f"{max(s['rss_mb'] for s in warm):.1f} MB, fds "
-                  f"{min(s['fds'] for s in warm):.0f}-{max(s['fds'] for s in warm):.0f}, "
-                  f"threads {min(s['threads'] for s in warm):.0f}-"
-                  f"{max(s['threads'] for s in warm):.0f}{heap}")
+                  f"after warm-up RSS {span(warm, 'rss_mb', '.1f')} MB, "
+                  f"fds {span(warm, 'fds', '.0f')}, threads {span(warm, 'threads', '.0f')}{heap}")
     print(f"faults: {summary['faults']}; keys: {len(clean)} without a fault, "
           f"{len(clean) - len(short)} of them admitted exactly {LIMIT} times; "
           f"{len(faulted_whole)} with a fault, admitted "
