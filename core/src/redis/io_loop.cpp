@@ -29,7 +29,7 @@ constexpr int64_t kYieldAfterNs = 30000;
 }  // namespace
 
 IoLoop::IoLoop(uint32_t spin_us)
-    : spin_ns_(static_cast<int64_t>(spin_us) * 1000) {
+    : spin_ns_(static_cast<int64_t>(spin_us) * 1000), spin_rule_(spin_ns_) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ep_fd_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -119,12 +119,6 @@ void IoLoop::spin_pause(int64_t spun_ns) {
   if (spun_ns >= kYieldAfterNs) sched_yield();
 }
 
-void IoLoop::note_lone_wait(int64_t waited_ns) {
-  const int64_t x = std::min(waited_ns, 4 * spin_ns_);
-  const int64_t e = lone_wait_ns_.load(std::memory_order_relaxed);
-  lone_wait_ns_.store(e + (x - e) / 8, std::memory_order_relaxed);
-}
-
 int64_t IoLoop::next_timer() const {
   int64_t next = ticker_ ? ticker_->next_tick() : INT64_MAX;
   for (const Pipeline *p : pipelines_) next = std::min(next, p->next_timer());
@@ -177,9 +171,10 @@ void IoLoop::run() {
     // One reply awaited, nothing else to do: a lone caller waits for it (a
     // sequential async check).
     const bool lone = !pending && spin_ns_ > 0 && awaited == 1;
+    const SpinRule::Plan plan = lone ? spin_rule_.plan() : SpinRule::Plan{};
+    const int64_t cpu_from = plan.timed ? SpinRule::thread_cpu_ns() : -1;
     const int64_t wait_from = lone ? monotonic_ns() : 0;
-    if (lone && spin_pays()) {
-      count_spin();
+    if (plan.spin) {
       // Poll for up to spin_us before sleeping, so that the reply does not
       // also wait for this thread's wake-up (on a VM as costly as the round
       // trip). A submitter still writes the eventfd (io_sleeping), which
@@ -199,7 +194,9 @@ void IoLoop::run() {
     if (lone)
       for (int i = 0; i < n; ++i)
         if (evs[i].data.u32 != 0) {  // a connection, not a submitter
-          note_lone_wait(now - wait_from);
+          const int64_t cpu_to = plan.timed ? SpinRule::thread_cpu_ns() : -1;
+          spin_rule_.note(now - wait_from, plan.spin,
+                          cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
           break;
         }
     for (Pipeline *p : pipelines_) p->after_wake(now);

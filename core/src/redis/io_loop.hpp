@@ -14,6 +14,8 @@
 #include <utility>
 #include <vector>
 
+#include "spin_rule.hpp"
+
 namespace tollgate::redis {
 
 class Pipeline;
@@ -75,22 +77,12 @@ class IoLoop {
       }
   }
 
-  // The lone-wait heuristic. How long a lone reply kept its waiter waiting
-  // (a blocking caller, or the I/O thread with one reply awaited),
-  // smoothed (1/8 per sample, a sample at most 4 x spin_us). Waiters spin
-  // only while this is within spin_us: on a network whose round trip is
-  // longer the spin would not catch the reply, so nobody spins. Relaxed: a
-  // lost update only nudges a heuristic.
+  // Whether a lone wait spins (see spin_rule.hpp), shared by the I/O
+  // thread and blocking callers.
   int64_t spin_ns() const { return spin_ns_; }
-  bool spin_pays() const {
-    return spin_ns_ > 0 &&
-           lone_wait_ns_.load(std::memory_order_relaxed) <= spin_ns_;
-  }
+  SpinRule &spin_rule() { return spin_rule_; }
+  const SpinRule &spin_rule() const { return spin_rule_; }
   static void spin_pause(int64_t spun_ns);
-  void note_lone_wait(int64_t waited_ns);
-  void count_spin() { spun_waits_.fetch_add(1, std::memory_order_relaxed); }
-  uint64_t spun_waits() const { return spun_waits_.load(); }
-  int64_t lone_wait_us() const { return lone_wait_ns_.load() / 1000; }
 
  private:
   void run();
@@ -113,8 +105,7 @@ class IoLoop {
   // (it looks at every timer again before it sleeps).
   static constexpr int64_t kAwake = INT64_MIN;
   std::atomic<int64_t> sleep_until_{kAwake};
-  std::atomic<int64_t> lone_wait_ns_{0};
-  std::atomic<uint64_t> spun_waits_{0};
+  SpinRule spin_rule_;
 
   // Under add_mu_: tokens handed out and pipelines not yet adopted.
   std::mutex add_mu_;

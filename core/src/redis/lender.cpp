@@ -157,6 +157,8 @@ bool Lender::direct(Connection &c, Request &r) {
   const int64_t spin_ns = loop_.spin_ns();
   int64_t wait_from = -1;  // when the first read found nothing
   int64_t spin_until = -1;
+  SpinRule::Plan plan;
+  int64_t cpu_from = -1;
   while (!timed_out) {
     const Reader::Status st = c.reader->next(reply);
     if (st == Reader::Status::reply) break;
@@ -173,11 +175,10 @@ bool Lender::direct(Connection &c, Request &r) {
       return lost(Errc::connect,
                   got == 0 ? c.closed_text() : "read: " + errno_text(errno));
     if (wait_from < 0) {
+      plan = spin_ns > 0 ? loop_.spin_rule().plan() : SpinRule::Plan{};
+      if (plan.timed) cpu_from = SpinRule::thread_cpu_ns();
       wait_from = monotonic_ns();
-      if (loop_.spin_pays()) {
-        loop_.count_spin();
-        spin_until = std::min(wait_from + spin_ns, r.deadline);
-      }
+      if (plan.spin) spin_until = std::min(wait_from + spin_ns, r.deadline);
     }
     if (spin_until >= 0) {
       const int64_t t = monotonic_ns();
@@ -188,8 +189,12 @@ bool Lender::direct(Connection &c, Request &r) {
     }
     if (!wait_fd(fd, POLLIN, r.deadline)) timed_out = true;
   }
-  if (wait_from >= 0 && !timed_out && spin_ns > 0)
-    loop_.note_lone_wait(monotonic_ns() - wait_from);
+  if (wait_from >= 0 && !timed_out && spin_ns > 0) {
+    const int64_t cpu_to = plan.timed ? SpinRule::thread_cpu_ns() : -1;
+    loop_.spin_rule().note(
+        monotonic_ns() - wait_from, plan.spin,
+        cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
+  }
   p_.in_flight.fetch_sub(1, std::memory_order_relaxed);
   if (timed_out) {
     // The reply may still come: the I/O thread consumes and drops it.

@@ -468,8 +468,8 @@ TransportStats Pipeline::stats() const {
   out.in_flight = in_flight.load(std::memory_order_relaxed);
   out.caller_written = caller_written.load(std::memory_order_relaxed);
   out.failures = failures_.load(std::memory_order_relaxed);
-  out.spun_waits = loop_.spun_waits();
-  out.lone_wait_us = loop_.lone_wait_us();
+  out.spun_waits = loop_.spin_rule().spun_waits();
+  out.lone_wait_us = loop_.spin_rule().lone_wait_us();
   out.rtt = rtt.read();
   return out;
 }
