@@ -195,8 +195,9 @@ void IoLoop::run() {
       for (int i = 0; i < n; ++i)
         if (evs[i].data.u32 != 0) {  // a connection, not a submitter
           const int64_t cpu_to = plan.timed ? SpinRule::thread_cpu_ns() : -1;
-          spin_rule_.note(now - wait_from, plan.spin,
-                          cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
+          spin_rule_.note(
+              now - wait_from, plan.spin,
+              cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
           break;
         }
     for (Pipeline *p : pipelines_) p->after_wake(now);

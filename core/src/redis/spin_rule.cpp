@@ -8,11 +8,22 @@ namespace tollgate::redis {
 
 namespace {
 
-// Each sample counts 1/8; the first is taken as it is (0 means none yet).
-void smooth(std::atomic<int64_t> &e, int64_t x) {
+// Each sample counts 1/weight; the first is taken as it is (0 means none
+// yet).
+void smooth(std::atomic<int64_t> &e, int64_t x, int64_t weight) {
   const int64_t v = e.load(std::memory_order_relaxed);
-  e.store(v == 0 ? std::max<int64_t>(x, 1) : v + (x - v) / 8,
+  e.store(v == 0 ? std::max<int64_t>(x, 1) : v + (x - v) / weight,
           std::memory_order_relaxed);
+}
+
+// The same for the estimates of one kind, where a sample counts at most
+// twice the estimate: on a busy host one wait in a few dozen takes ten
+// times the usual, and these estimates compare the usual waits of two
+// kinds. (The estimate of all waits takes every sample whole: it must
+// notice at once when the round trip grows.)
+void smooth_capped(std::atomic<int64_t> &e, int64_t x) {
+  const int64_t v = e.load(std::memory_order_relaxed);
+  smooth(e, v == 0 ? x : std::min(x, 2 * v), SpinRule::kKindWeight);
 }
 
 }  // namespace
@@ -42,10 +53,10 @@ SpinRule::Plan SpinRule::plan() {
 
 void SpinRule::note(int64_t waited_ns, bool spun, int64_t cpu_ns) {
   const int64_t x = clip(waited_ns);
-  smooth(all_wait_ns_, x);
+  smooth(all_wait_ns_, x, kReachWeight);
   Kind &k = spun ? spun_ : slept_;
-  smooth(k.wait_ns, x);
-  if (cpu_ns >= 0) smooth(k.cpu_ns, clip(cpu_ns));
+  smooth_capped(k.wait_ns, x);
+  if (cpu_ns >= 0) smooth_capped(k.cpu_ns, clip(cpu_ns));
 }
 
 SpinRule::Estimates SpinRule::estimates() const {

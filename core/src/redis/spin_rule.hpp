@@ -12,9 +12,13 @@
 //    less the spinners') is at least the CPU it costs beyond a sleep (the
 //    spinners' smoothed thread CPU per wait less the sleepers').
 // One lone wait in kProbeEvery goes the other way, so that both kinds
-// keep current estimates. The thread CPU clock is a system call here, so
-// it is read around every probe and around one other wait in kTimeEvery.
-// Relaxed atomics: a lost update only nudges a heuristic.
+// keep current estimates. A wait's wall time varies several-fold from one
+// wait to the next on a busy host, so the estimates of each kind move by
+// 1/kKindWeight per sample (and a sample counts at most twice the
+// estimate); the estimate of all waits, which only has to notice a much
+// longer round trip, by 1/kReachWeight. The thread CPU clock is a system
+// call here, so it is read around every probe and around one other wait
+// in kTimeEvery. Relaxed atomics: a lost update only nudges a heuristic.
 #pragma once
 
 #include <atomic>
@@ -26,6 +30,8 @@ class SpinRule {
  public:
   static constexpr uint64_t kProbeEvery = 128;
   static constexpr uint64_t kTimeEvery = 8;
+  static constexpr int64_t kKindWeight = 32;
+  static constexpr int64_t kReachWeight = 8;
 
   explicit SpinRule(int64_t spin_ns) : spin_ns_(spin_ns) {}
 
@@ -41,7 +47,8 @@ class SpinRule {
 
   // The smoothed wait of all lone waits is within spin_us.
   bool in_reach() const {
-    return spin_ns_ > 0 && all_wait_ns_.load(std::memory_order_relaxed) <= spin_ns_;
+    return spin_ns_ > 0 &&
+           all_wait_ns_.load(std::memory_order_relaxed) <= spin_ns_;
   }
   // The spin saves at least the CPU it costs beyond a sleep (true until
   // both kinds have an estimate of both figures).
