@@ -480,8 +480,8 @@ TEST_CASE(
 
 TEST_CASE(
     "transport: a lone wait spins only where the latency it saves is at "
-    "least the CPU it costs beyond a sleep; one wait in kProbeEvery tries "
-    "the other way",
+    "least the CPU it costs beyond a sleep, and one wait in kProbeEvery "
+    "tries the other way",
     "[redis][transport][spin]") {
   using tollgate::redis::SpinRule;
   constexpr int kRounds = 8;
