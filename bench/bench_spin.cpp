@@ -1,0 +1,255 @@
+// What the lone-wait spin buys and costs: sequential checks against one
+// Redis with spin_us = 0 (never), 50 and 200 (the default), on both paths
+// a lone wait takes: a blocking rl_check (the caller spins) and an awaited
+// rl_check_async, one at a time (the I/O thread spins; what Node's and
+// Python's `await check()` do). Per figure: checks/s, p50/p99 latency, the
+// process's CPU per call (every thread, spinning included), context
+// switches per call (about 1 where the waiter slept, 0 where it caught the
+// reply spinning). The spin
+// values alternate within each round; medians of the rounds are printed.
+//
+//   tollgate-bench-spin [--json] [--label TEXT] redis://127.0.0.1:PORT
+//                       [seconds per figure] [rounds]
+//
+// bench/spin.sh runs it on an idle machine and again beside CPU burners
+// (docs/benchmarks.md, "The lone-wait spin"). It never fails on speed.
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "machine.hpp"
+#include "tollgate.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr int kSpins[] = {-1, 50, 200};  // -1: rl_options' "never"
+constexpr int kKeys = 10000;
+constexpr double kWarmupSecs = 0.3;
+
+struct Figure {
+  double rate = 0, p50 = 0, p99 = 0, cpu = 0, cs = 0;
+  long errors = 0;
+};
+
+double pct(std::vector<double> &v, int p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  return v[std::min(v.size() - 1, v.size() * p / 100)];
+}
+
+struct Usage {
+  double cpu_us, switches;
+};
+Usage usage() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+              ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
+          static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
+// One awaited async call at a time: the caller sleeps on a condition
+// variable until the completion (run by the I/O thread) signals it.
+struct Awaiter {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool done = false;
+  int status = 0;
+};
+
+void on_done(int status, const rl_decision *, const char *, void *u) {
+  auto *a = static_cast<Awaiter *>(u);
+  std::lock_guard<std::mutex> lock(a->mu);
+  a->status = status;
+  a->done = true;
+  a->cv.notify_one();
+}
+
+class Bench {
+ public:
+  Bench(std::string url, double secs) : url_(std::move(url)), secs_(secs) {
+    rl_policy_spec spec = RL_POLICY_SPEC_INIT;
+    spec.limit = 1000000000;  // never denies: every call writes
+    spec.period_ms = 3600 * 1000;
+    if (rl_policy_create(&policy_, &spec) != RL_OK) std::abort();
+    for (int i = 0; i < kKeys; ++i)
+      keys_.push_back("spin:" + std::to_string(i));
+  }
+  ~Bench() { rl_policy_release(policy_); }
+  Bench(const Bench &) = delete;
+  Bench &operator=(const Bench &) = delete;
+
+  bool run(int spin_us, bool async, Figure &out) {
+    rl_options o = RL_OPTIONS_INIT;
+    o.url = url_.c_str();
+    o.failure_mode = RL_FAIL_ERROR;
+    o.timeout_ms = 2000;
+    o.deny_cache = -1;
+    o.spin_us = spin_us;
+    rl_limiter *lim = nullptr;
+    if (rl_create(&lim, &o) != RL_OK) {
+      std::fprintf(stderr, "rl_create: %s\n", rl_last_error());
+      return false;
+    }
+    std::vector<double> lat;
+    Figure scratch;
+    loop(lim, async, kWarmupSecs, lat, scratch);  // connected, settled
+    lat.clear();
+    Figure f;
+    const Usage u0 = usage();
+    const auto t0 = Clock::now();
+    const long n = loop(lim, async, secs_, lat, f);
+    const double elapsed =
+        std::chrono::duration<double>(Clock::now() - t0).count();
+    const Usage u1 = usage();
+    rl_destroy(lim);
+    const double dn = static_cast<double>(std::max(n, 1L));
+    f.rate = static_cast<double>(n) / elapsed;
+    f.cpu = (u1.cpu_us - u0.cpu_us) / dn;
+    f.cs = (u1.switches - u0.switches) / dn;
+    f.p50 = pct(lat, 50);
+    f.p99 = pct(lat, 99);
+    out = f;
+    return true;
+  }
+
+ private:
+  long loop(rl_limiter *lim, bool async, double secs, std::vector<double> &lat,
+            Figure &f) {
+    const auto t0 = Clock::now();
+    uint64_t x = 88172645463325252ULL;
+    long n = 0;
+    for (;;) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      const std::string &k = keys_[x % kKeys];
+      const auto s = Clock::now();
+      int rc;
+      if (async) {
+        Awaiter a;
+        rc = rl_check_async(lim, k.data(), k.size(), &policy_, 1, 1, on_done,
+                            &a);
+        if (rc == RL_OK) {
+          std::unique_lock<std::mutex> lock(a.mu);
+          a.cv.wait(lock, [&] { return a.done; });
+          rc = a.status;
+        }
+      } else {
+        rl_decision d = RL_DECISION_INIT;
+        rc = rl_check(lim, &d, k.data(), k.size(), &policy_, 1, 1);
+      }
+      const auto e = Clock::now();
+      if (rc != RL_OK) {
+        ++f.errors;
+      } else {
+        ++n;
+        lat.push_back(std::chrono::duration<double, std::micro>(e - s).count());
+      }
+      if ((n & 15) == 0 &&
+          std::chrono::duration<double>(e - t0).count() >= secs)
+        return n;
+    }
+  }
+
+  std::string url_;
+  double secs_;
+  rl_policy *policy_ = nullptr;
+  std::vector<std::string> keys_;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0 : v[v.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char **argv) {
+  bool json = false;
+  std::string label = "idle";
+  int i = 1;
+  for (; i < argc && argv[i][0] == '-'; ++i) {
+    if (std::strcmp(argv[i], "--json") == 0) {
+      json = true;
+    } else if (std::strcmp(argv[i], "--label") == 0 && i + 1 < argc) {
+      label = argv[++i];
+    } else {
+      break;
+    }
+  }
+  if (i >= argc) {
+    std::fprintf(stderr,
+                 "usage: %s [--json] [--label TEXT] <redis url> [seconds per "
+                 "figure] [rounds]\n",
+                 argv[0]);
+    return 2;
+  }
+  const std::string url = argv[i];
+  const double secs = i + 1 < argc ? std::atof(argv[i + 1]) : 2.0;
+  const int rounds = i + 2 < argc ? std::max(1, std::atoi(argv[i + 2])) : 3;
+  Bench bench(url, secs);
+  const double load_before = tollgate_bench::load_average();
+
+  // [path][spin] -> one Figure per round
+  std::vector<Figure> figs[2][3];
+  for (int r = 0; r < rounds; ++r)
+    for (int path = 0; path < 2; ++path)
+      for (int s = 0; s < 3; ++s) {
+        Figure f;
+        if (!bench.run(kSpins[s], path == 1, f)) return 1;
+        figs[path][s].push_back(f);
+      }
+
+  const char *paths[2] = {"rl_check", "rl_check_async, awaited"};
+  long errors = 0;
+  if (json) {
+    std::printf(
+        "{\"bench\": \"spin\", \"label\": \"%s\", \"load_before\": "
+        "%.2f, \"load_after\": %.2f, \"rounds\": %d, \"rows\": [",
+        label.c_str(), load_before, tollgate_bench::load_average(), rounds);
+  } else {
+    std::printf("%s (load %.2f before)\n%-26s %8s %9s %9s %8s %7s %6s\n",
+                label.c_str(), load_before, "path", "spin_us", "checks/s",
+                "p50 us", "p99 us", "CPU us", "cs");
+  }
+  bool first = true;
+  for (int path = 0; path < 2; ++path)
+    for (int s = 0; s < 3; ++s) {
+      auto pick = [&](double Figure::*m) {
+        std::vector<double> v;
+        for (const Figure &f : figs[path][s]) v.push_back(f.*m);
+        return median(v);
+      };
+      for (const Figure &f : figs[path][s]) errors += f.errors;
+      const int spin = kSpins[s] < 0 ? 0 : kSpins[s];
+      if (json) {
+        std::printf(
+            "%s\n  {\"path\": \"%s\", \"spin_us\": %d, \"rate\": %.1f, "
+            "\"p50_us\": %.1f, \"p99_us\": %.1f, \"cpu_us\": %.2f, "
+            "\"cs\": %.2f}",
+            first ? "" : ",", paths[path], spin, pick(&Figure::rate),
+            pick(&Figure::p50), pick(&Figure::p99), pick(&Figure::cpu),
+            pick(&Figure::cs));
+        first = false;
+      } else {
+        std::printf("%-26s %8d %9.0f %9.1f %8.1f %7.2f %6.2f\n", paths[path],
+                    spin, pick(&Figure::rate), pick(&Figure::p50),
+                    pick(&Figure::p99), pick(&Figure::cpu), pick(&Figure::cs));
+      }
+    }
+  if (json)
+    std::printf("\n], \"errors\": %ld}\n", errors);
+  else
+    std::printf("errors: %ld; load %.2f after\n", errors,
+                tollgate_bench::load_average());
+  return errors == 0 ? 0 : 1;
+}
