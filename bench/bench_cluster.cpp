@@ -60,17 +60,8 @@ double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
 
-struct Usage {
-  double cpu_us;  // the whole process: every thread
-  double switches;
-};
-Usage usage() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-              ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
-          static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
-}
+using tollgate_bench::Usage;
+using tollgate_bench::usage;
 
 const double kTick = static_cast<double>(sysconf(_SC_CLK_TCK));
 

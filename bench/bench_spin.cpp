@@ -47,16 +47,8 @@ double pct(std::vector<double> &v, int p) {
   return v[std::min(v.size() - 1, v.size() * p / 100)];
 }
 
-struct Usage {
-  double cpu_us, switches;
-};
-Usage usage() {
-  rusage ru{};
-  getrusage(RUSAGE_SELF, &ru);
-  return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
-              ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
-          static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
-}
+using tollgate_bench::Usage;
+using tollgate_bench::usage;
 
 // One awaited async call at a time: the caller sleeps on a condition
 // variable until the completion (run by the I/O thread) signals it.

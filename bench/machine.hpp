@@ -1,8 +1,9 @@
 // What the benchmarks record about the machine beside their figures: the
 // 1-minute load average, the CPU model and the kernel (their --json output,
-// read by bench/plot.py).
+// read by bench/plot.py); and the process's own CPU use.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/utsname.h>
 
 #include <cstdio>
@@ -45,6 +46,20 @@ inline std::string kernel_release() {
   utsname u{};
   if (uname(&u) != 0) return "unknown";
   return std::string(u.sysname) + " " + u.release;
+}
+
+// This process's CPU time (every thread, user and system) in us, and its
+// context switches (voluntary and not), so far.
+struct Usage {
+  double cpu_us;
+  double switches;
+};
+inline Usage usage() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+              ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
+          static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
 }
 
 }  // namespace tollgate_bench

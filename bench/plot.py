@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-RESULTS = ("memory", "redis", "python", "node", "cluster")
+RESULTS = ("memory", "redis", "python", "node", "cluster", "spin")
 
 # ---------------------------------------------------------------------------
 # Number formats: one place, so the page and the plots agree.
@@ -342,12 +342,25 @@ def t_node_redis(data: Dict[str, dict]) -> str:
                   "sequential: p50 / p99 us", "CPU us per check", "p50, this / RateLimiterRedis"], rows)
 
 
+def t_spin(data: Dict[str, dict]) -> str:
+    # bench/spin.sh --json: a list of runs (idle, then busy), each with rows.
+    rows = []
+    for run in data["spin"]:
+        for r in run["rows"]:
+            rows.append([run["label"], "`%s`" % r["path"], "%d" % r["spin_us"],
+                         "%s / %s" % (f1(r["p50_us"]), f1(r["p99_us"])), f2(r["cpu_us"]),
+                         f2(r["cs"]), f_int(r["rate"])])
+    return table(["machine", "path", "`spin_us`", "p50 / p99 us", "CPU us per call",
+                  "context switches per call", "checks/s"], rows)
+
+
 TABLES = {
     "machine": t_machine,
     "runs": t_runs,
     "c-memory": t_c_memory,
     "c-redis": t_c_redis,
     "c-cluster": t_c_cluster,
+    "spin": t_spin,
     "python-memory": t_py_memory,
     "python-redis": t_py_redis,
     "python-asyncio": t_py_async,
