@@ -6,7 +6,8 @@ set -euo pipefail
 packages=(build-essential cmake ninja-build pkg-config git
           catch2 nlohmann-json3-dev clang-format python3
           libhiredis-dev libssl-dev openssl redis-server redis-tools
-          python3-dev python3-venv clang libfuzzer-14-dev)
+          python3-dev python3-venv clang libfuzzer-14-dev
+          libclang-rt-14-dev)
 
 missing=()
 for p in "${packages[@]}"; do
