@@ -95,6 +95,9 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_unblock)(rl_limiter *, const char *, size_t) = rl_unblock;
   int (*p_health)(rl_limiter *, rl_health_info *) = rl_health;
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
+  int (*p_loop_open)(rl_limiter *, int *) = rl_loop_open;
+  int (*p_loop_turn)(rl_limiter *, int64_t *) = rl_loop_turn;
+  int (*p_loop_close)(rl_limiter *) = rl_loop_close;
   int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
       rl_keys_open;
   int (*p_keys_match)(rl_limiter *, const char *, size_t, rl_policy *const *,
@@ -132,9 +135,10 @@ int tollgate_header_c99_uses_everything(void) {
 
   return (int)(policy.version + decision.version + options.version +
                health.version + key_info.version + headers.version) +
-         (p_ping != NULL) + (p_keys_open != NULL) + (p_keys_next != NULL) +
-         (p_keys_free != NULL) + (p_headers != NULL) + (limiter == NULL) +
-         (callback != NULL) + (p_version_number != NULL) +
+         (p_ping != NULL) + (p_loop_open != NULL) + (p_loop_turn != NULL) +
+         (p_loop_close != NULL) + (p_keys_open != NULL) +
+         (p_keys_next != NULL) + (p_keys_free != NULL) + (p_headers != NULL) +
+         (limiter == NULL) + (callback != NULL) + (p_version_number != NULL) +
          (p_version_string != NULL) + (p_strerror != NULL) +
          (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
          (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +

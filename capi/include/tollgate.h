@@ -462,6 +462,37 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
                           rl_policy *const *policies, size_t n_policies,
                           int64_t cost, rl_check_cb callback, void *user_data);
 
+/* ---- The Redis connection driven by the caller's event loop
+ * By default a Redis limiter reads its replies on tollgate's I/O thread,
+ * which runs rl_check_async callbacks there: a host with an event loop
+ * (libuv, asyncio, epoll) then needs a second hand-off to its own thread.
+ * Instead, one thread may drive the connection from its event loop: the
+ * replies are read, and rl_check_async callbacks run, on that thread,
+ * inside rl_loop_turn. Plain TCP only (a TLS connection stays on the I/O
+ * thread). Blocking calls keep working: from other threads the driver's
+ * loop carries their commands when it turns; on the driver's thread they
+ * turn the loop themselves while they wait (running other callbacks).
+ *
+ * rl_loop_open: the calling thread becomes the driver. *fd receives a
+ * descriptor to watch for readability; it stays the library's (never read,
+ * write or close it). RL_E_UNSUPPORTED: the memory store or TLS. RL_E_BUSY:
+ * the I/O thread has started already (a call ran before) or another
+ * thread drives. RL_OK again on the thread that drives. */
+RL_API int rl_loop_open(rl_limiter *limiter, int *fd);
+
+/* The driver's thread: call it when the descriptor is readable and when
+ * *next_us microseconds (written on RL_OK; -1: no timer, 0: at once) have
+ * passed since it returned; every call replaces the timer. It never waits.
+ * RL_E_CLOSED: this thread no longer drives (rl_loop_close, or a forked
+ * child): stop watching the descriptor. */
+RL_API int rl_loop_turn(rl_limiter *limiter, int64_t *next_us);
+
+/* The driver's thread: stops driving; the I/O thread takes over what is
+ * queued or in flight, and rl_loop_turn answers RL_E_CLOSED from then on.
+ * Stop watching the descriptor before rl_destroy (or call rl_destroy on
+ * the driver's thread, between turns). */
+RL_API int rl_loop_close(rl_limiter *limiter);
+
 /* Block `key` for duration_ms (1 .. 2^40; else RL_E_INVALID_ARG) from now
  * (the Redis server's clock): until then every check of it is denied,
  * whatever its policies, with retry_after_ms at least the time left. A

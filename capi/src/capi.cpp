@@ -1351,6 +1351,34 @@ int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
   });
 }
 
+int rl_loop_open(rl_limiter *limiter, int *fd) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    if (fd == nullptr) return tollgate::fail(Errc::invalid_arg, "fd: NULL");
+    return limiter->impl->loop_open(*fd);
+  });
+}
+
+int rl_loop_turn(rl_limiter *limiter, int64_t *next_us) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    int64_t next = -1;
+    const Errc rc = limiter->impl->loop_turn(next);
+    if (next_us) *next_us = next;
+    return rc;
+  });
+}
+
+int rl_loop_close(rl_limiter *limiter) {
+  return guarded([&]() -> Errc {
+    if (limiter == nullptr)
+      return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
+    return limiter->impl->loop_close();
+  });
+}
+
 int rl_keys_open(rl_limiter *limiter, rl_policy *const *policies,
                  size_t n_policies, rl_keys **out) {
   return rl_keys_open_match(limiter, nullptr, 0, policies, n_policies, out);

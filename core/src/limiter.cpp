@@ -699,8 +699,9 @@ Errc Limiter::check(std::string_view key, std::span<const Policy> policies,
   // The transport answers every check by its deadline (it owns the
   // timers); the extra bound below only guards against a stalled thread.
   std::unique_lock<std::mutex> lock(s->mu);
-  const bool answered = s->cv.wait_for(
-      lock, std::chrono::milliseconds(settings_->timeout_ms + kSyncSlackMs),
+  const bool answered = redis_->transport().wait(
+      lock, s->cv,
+      redis::monotonic_ns() + (settings_->timeout_ms + kSyncSlackMs) * 1000000,
       [&] { return s->done; });
   if (!answered) {
     lock.unlock();
@@ -945,8 +946,9 @@ Errc Limiter::check_keys(std::span<const KeyPolicies> items, int64_t cost,
     return rc;
   }
   std::unique_lock<std::mutex> lock(s->mu);
-  const bool answered = s->cv.wait_for(
-      lock, std::chrono::milliseconds(settings_->timeout_ms + kSyncSlackMs),
+  const bool answered = redis_->transport().wait(
+      lock, s->cv,
+      redis::monotonic_ns() + (settings_->timeout_ms + kSyncSlackMs) * 1000000,
       [&] { return s->done; });
   if (!answered) {
     lock.unlock();
@@ -1064,6 +1066,45 @@ Errc Limiter::ping(int64_t &rtt_us) {
                                                 settings_->timeout_ms) *
                                1000000;
   return redis_->ping(deadline, rtt_us);
+}
+
+Errc Limiter::loop_open(int &fd) {
+  fd = -1;
+  if (memory_)
+    return fail(Errc::unsupported,
+                "loop: the memory store has no connection to drive");
+  if (redis_->transport().tls())
+    return fail(Errc::unsupported,
+                "loop: a TLS connection stays on the I/O thread");
+  fd = redis_->transport().host_open();
+  if (fd < 0)
+    return fail(Errc::busy,
+                "loop: the I/O thread has started, or another thread drives "
+                "the connection");
+  return Errc::ok;
+}
+
+Errc Limiter::loop_turn(int64_t &next_us) {
+  next_us = -1;
+  if (memory_)
+    return fail(Errc::unsupported,
+                "loop: the memory store has no connection to drive");
+  const int64_t next = redis_->transport().host_turn();
+  if (next == redis::Transport::kHostGone)
+    return fail(Errc::closed,
+                "loop: this thread no longer drives the connection");
+  if (next == INT64_MAX) return Errc::ok;
+  const int64_t left = next - redis::monotonic_ns();
+  next_us = left <= 0 ? 0 : (left + 999) / 1000;
+  return Errc::ok;
+}
+
+Errc Limiter::loop_close() {
+  if (memory_)
+    return fail(Errc::unsupported,
+                "loop: the memory store has no connection to drive");
+  redis_->transport().host_close();
+  return Errc::ok;
 }
 
 Errc Limiter::open_keys(std::span<const Policy> policies,

@@ -185,6 +185,12 @@ class Limiter {
   Errc unblock(std::string_view key);
   Errc ping(int64_t &rtt_us);
 
+  // The Redis connection driven by the calling thread's event loop instead
+  // of the I/O thread (rl_loop_open, rl_loop_turn, rl_loop_close).
+  Errc loop_open(int &fd);
+  Errc loop_turn(int64_t &next_us);
+  Errc loop_close();
+
   // Concurrency leases (docs/leases.md). A lease is held by the store (the
   // memory store, or Redis), by the local failure mode's table, or nowhere
   // (granted by fail open).

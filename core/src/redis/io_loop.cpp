@@ -81,11 +81,31 @@ void IoLoop::adopt(int64_t now) {
 bool IoLoop::ensure_started() {
   std::lock_guard<std::mutex> lock(start_mu_);
   if (stopping_.load()) return false;
-  if (!started_) {
+  if (!started_ && !hosted()) {
     thread_ = std::thread([this] { run(); });
     started_ = true;
   }
   return true;
+}
+
+bool IoLoop::host_open() {
+  std::lock_guard<std::mutex> lock(start_mu_);
+  if (stopping_.load() || started_ || hosted()) return hosted_by_me();
+  host_.store(std::this_thread::get_id());
+  return true;
+}
+
+void IoLoop::host_close() {
+  {
+    std::lock_guard<std::mutex> drive(drive_mu_);
+    std::lock_guard<std::mutex> lock(start_mu_);
+    if (!hosted_by_me()) return;
+    host_.store(std::thread::id());
+    if (stopping_.load()) return;
+    // Whatever is queued or in flight is the thread's now.
+    thread_ = std::thread([this] { run(); });
+    started_ = true;
+  }
 }
 
 void IoLoop::stop() {
@@ -98,6 +118,13 @@ void IoLoop::stop() {
   if (join) {
     wake();
     thread_.join();
+  } else {
+    // Hosted (or never started): after the turn under way, if any, the
+    // connections close here; the host's next turn sees kHostGone.
+    std::lock_guard<std::mutex> drive(drive_mu_);
+    host_.store(std::thread::id());
+    if (has_pending_.load()) adopt(monotonic_ns());
+    for (Pipeline *p : pipelines_) p->close_all();
   }
   std::vector<Pipeline *> all;
   {
@@ -144,6 +171,79 @@ int IoLoop::sleep(epoll_event *evs, int max) {
   return n;
 }
 
+void IoLoop::handle(const epoll_event *evs, int n, int64_t now) {
+  for (Pipeline *p : pipelines_) p->after_wake(now);
+  for (int i = 0; i < n; ++i) {
+    const uint32_t token = evs[i].data.u32;
+    if (token == 0) {
+      uint64_t v;
+      while (read(wake_fd_, &v, sizeof v) > 0) {
+      }
+      continue;
+    }
+    const auto &[p, conn] = tokens_[token - 1];
+    p->on_io(conn, evs[i].events, now);
+  }
+}
+
+void IoLoop::work() {
+  const int64_t now = monotonic_ns();
+  if (ticker_) ticker_->tick(now);
+  for (Pipeline *p : pipelines_) p->send_due(now);
+  for (Pipeline *p : pipelines_) p->housekeeping(now);
+}
+
+bool IoLoop::before_sleep(uint32_t &awaited) {
+  if (has_pending_.load()) adopt(monotonic_ns());
+  // Announce the sleep, then look at the queues: a submitter that pushes
+  // after this look sees io_sleeping and wakes us (Pipeline::submit).
+  io_sleeping_.store(true);
+  bool pending = stopping_.load();
+  awaited = 0;
+  for (Pipeline *p : pipelines_) {
+    // What callers wrote meanwhile becomes ours (its deadlines count for
+    // the sleep below).
+    p->before_sleep();
+    pending = pending || p->due();
+    awaited += p->awaited();
+  }
+  return pending;
+}
+
+int64_t IoLoop::host_turn(int wait_ms) {
+  std::lock_guard<std::mutex> drive(drive_mu_);
+  if (!hosted_by_me() || stopping_.load()) return kHostGone;
+  io_sleeping_.store(false);
+  sleep_until_.store(kAwake);
+  if (has_pending_.load()) adopt(monotonic_ns());
+  epoll_event evs[32];
+  const int n = epoll_wait(ep_fd_, evs, 32, wait_ms);
+  handle(evs, n, monotonic_ns());
+  work();
+  uint32_t awaited;
+  if (before_sleep(awaited)) return monotonic_ns();  // a queue is due
+  // As sleep(): a caller that hands commands over after this store sees
+  // it (wake_before) and wakes the host through the eventfd.
+  int64_t until = next_timer();
+  sleep_until_.store(until);
+  return std::min(until, next_timer());
+}
+
+void IoLoop::pump(int64_t until_ns) {
+  int64_t next = until_ns;
+  {
+    std::lock_guard<std::mutex> drive(drive_mu_);
+    if (!hosted_by_me() || stopping_.load()) return;
+    if (has_pending_.load()) adopt(monotonic_ns());
+    next = std::min(next, next_timer());
+  }
+  const int64_t now = monotonic_ns();
+  const int wait_ms = next <= now ? 0
+                                  : static_cast<int>(std::min<int64_t>(
+                                        (next - now + kMs - 1) / kMs, 10));
+  host_turn(wait_ms);
+}
+
 void IoLoop::run() {
   // SIGPIPE from a write to a dead TLS connection stays pending on this
   // thread instead of killing the host process.
@@ -154,19 +254,8 @@ void IoLoop::run() {
 
   epoll_event evs[32];
   for (;;) {
-    if (has_pending_.load()) adopt(monotonic_ns());
-    // Announce the sleep, then look at the queues: a submitter that pushes
-    // after this look sees io_sleeping and wakes us (Pipeline::submit).
-    io_sleeping_.store(true);
-    bool pending = stopping_.load();
-    uint32_t awaited = 0;
-    for (Pipeline *p : pipelines_) {
-      // What callers wrote meanwhile becomes ours (its deadlines count for
-      // the sleep below).
-      p->before_sleep();
-      pending = pending || p->due();
-      awaited += p->awaited();
-    }
+    uint32_t awaited;
+    const bool pending = before_sleep(awaited);
     int n;
     // One reply awaited, nothing else to do: a lone caller waits for it (a
     // sequential async check).
@@ -190,7 +279,7 @@ void IoLoop::run() {
       n = pending ? epoll_wait(ep_fd_, evs, 32, 0) : sleep(evs, 32);
     }
     io_sleeping_.store(false);
-    int64_t now = monotonic_ns();
+    const int64_t now = monotonic_ns();
     if (lone)
       for (int i = 0; i < n; ++i)
         if (evs[i].data.u32 != 0) {  // a connection, not a submitter
@@ -200,26 +289,12 @@ void IoLoop::run() {
               cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
           break;
         }
-    for (Pipeline *p : pipelines_) p->after_wake(now);
-    for (int i = 0; i < n; ++i) {
-      const uint32_t token = evs[i].data.u32;
-      if (token == 0) {
-        uint64_t v;
-        while (read(wake_fd_, &v, sizeof v) > 0) {
-        }
-        continue;
-      }
-      const auto &[p, conn] = tokens_[token - 1];
-      p->on_io(conn, evs[i].events, now);
-    }
+    handle(evs, n, now);
     if (stopping_.load()) {
       for (Pipeline *p : pipelines_) p->close_all();
       return;
     }
-    now = monotonic_ns();
-    if (ticker_) ticker_->tick(now);
-    for (Pipeline *p : pipelines_) p->send_due(now);
-    for (Pipeline *p : pipelines_) p->housekeeping(now);
+    work();
   }
 }
 

@@ -1,8 +1,15 @@
-// The I/O thread of one transport (in one process): an epoll loop over the
+// The I/O loop of one transport (in one process): an epoll loop over the
 // connections of every pipeline, woken through an eventfd by submitters
-// that find it asleep. It starts on first use. It also keeps the lone-wait
-// heuristic that the I/O thread and blocking callers share: whether
-// spinning for a reply pays on this machine and network.
+// that find it asleep. Two drivers turn it, one at a time:
+//  - the I/O thread, which starts on first use;
+//  - a host's event loop (Node's libuv loop, Python's asyncio loop), which
+//    watches ep_fd() and calls host_turn when it is readable or when the
+//    time host_turn returned has come. Replies are then read, and async
+//    completions run, on the host's thread: no thread hand-off. A host
+//    takes the loop only before the I/O thread has started (host_open).
+// It also keeps the lone-wait heuristic that the I/O thread and blocking
+// callers share: whether spinning for a reply pays on this machine and
+// network.
 #pragma once
 
 #include <sys/epoll.h>
@@ -48,8 +55,33 @@ class IoLoop {
   void attach(Pipeline *p);
   void set_ticker(LoopTicker *t) { ticker_ = t; }  // before the thread runs
 
-  // Starts the thread unless it runs; false if the loop is stopping.
+  // Starts the thread unless it runs or a host drives the loop; false if
+  // the loop is stopping.
   bool ensure_started();
+
+  // ---- a host's event loop as the driver
+  // The calling thread becomes the driver, unless the I/O thread has
+  // started, another thread drives, or the loop stops (false).
+  bool host_open();
+  // The driver's thread: gives the loop back; the I/O thread starts to
+  // carry on with what is queued or in flight.
+  void host_close();
+  // The driver's thread (or a caller that waits on it, see pump): reads
+  // what is ready, runs completions, writes what is due, after waiting
+  // up to `wait_ms` for I/O (0: not at all). Returns when to turn again
+  // (monotonic ns; INT64_MAX: only once ep_fd() is readable), or
+  // kHostGone if the caller no longer drives (host_close, stop, another
+  // process): it stops watching.
+  static constexpr int64_t kHostGone = INT64_MIN;
+  int64_t host_turn(int wait_ms = 0);
+  bool hosted() const { return host_.load() != std::thread::id(); }
+  bool hosted_by_me() const {
+    return host_.load() == std::this_thread::get_id();
+  }
+  // A blocking caller on the driver's thread (the host loop cannot turn
+  // while it waits): turns the loop, waiting for I/O up to `until_ns`, and
+  // returns.
+  void pump(int64_t until_ns);
   bool stopping() const { return stopping_.load(); }
   // Stops the thread and waits for it; each pipeline then answers what is
   // left in its queue (closed).
@@ -87,6 +119,13 @@ class IoLoop {
  private:
   void run();
   void adopt(int64_t now);
+  // The parts of a turn both drivers share: take back lent connections and
+  // read what `evs` reports; then the tickers, the due queues and the
+  // timers; then announce the sleep and absorb what callers wrote (true:
+  // a queue is due already; `awaited`: the replies awaited).
+  void handle(const epoll_event *evs, int n, int64_t now);
+  void work();
+  bool before_sleep(uint32_t &awaited);
   // When the thread wakes next by itself: the ticker's and the pipelines'
   // timers (the deadlines of commands callers handed over included).
   int64_t next_timer() const;
@@ -100,6 +139,10 @@ class IoLoop {
   bool started_ = false;
   std::atomic<bool> stopping_{false};
   std::thread thread_;
+  // The host thread that drives the loop (none: the I/O thread, once
+  // started). drive_mu_ is held through every host turn.
+  std::atomic<std::thread::id> host_{};
+  std::mutex drive_mu_;
   std::atomic<bool> io_sleeping_{false};  // in (or about to be in) epoll_wait
   // While the thread sleeps: when it wakes by itself; kAwake otherwise
   // (it looks at every timer again before it sleeps).

@@ -49,18 +49,15 @@ void sync_done(void *ctx, CallResult &&r) {
 // own timeout answer before giving up by itself.
 constexpr int64_t kSlackNs = 50'000'000;
 
-CallResult wait_for(const std::shared_ptr<SyncCall> &call,
+CallResult wait_for(Transport &t, const std::shared_ptr<SyncCall> &call,
                     int64_t deadline_ns) {
   std::unique_lock<std::mutex> lock(call->mu);
-  while (!call->done) {
-    const int64_t left = deadline_ns + kSlackNs - monotonic_ns();
-    if (left <= 0) {
-      CallResult r;
-      r.code = Errc::timeout;
-      r.message = "timeout: the store did not answer before the deadline";
-      return r;
-    }
-    call->cv.wait_for(lock, std::chrono::nanoseconds(left));
+  if (!t.wait(lock, call->cv, deadline_ns + kSlackNs,
+              [&] { return call->done; })) {
+    CallResult r;
+    r.code = Errc::timeout;
+    r.message = "timeout: the store did not answer before the deadline";
+    return r;
   }
   return std::move(call->result);
 }
@@ -734,7 +731,7 @@ CallResult RedisStore::call(std::vector<std::string_view> argv,
     transport_->submit(std::move(cmd), deadline_ns, sync_done,
                        new std::shared_ptr<SyncCall>(call),
                        Transport::Mode::queued, slot);
-  return wait_for(call, deadline_ns);
+  return wait_for(*transport_, call, deadline_ns);
 }
 
 }  // namespace tollgate::redis

@@ -455,7 +455,8 @@ Errc RedisStore::scan_page(std::string &cursor, std::vector<KeyEntry> &out,
   {
     // The transport answers every check by its deadline, so this wait ends.
     std::unique_lock<std::mutex> lock(batch->mu);
-    batch->cv.wait(lock, [&] { return batch->left == 0; });
+    transport_->wait(lock, batch->cv, INT64_MAX,
+                     [&] { return batch->left == 0; });
   }
   for (size_t i = 0; i < entries.size(); ++i) {
     const StoreCheck &res = peeks[i]->result;

@@ -192,6 +192,32 @@ void Transport::note_ping(int64_t rtt_us) {
   core()->topology->note_ping(rtt_us);
 }
 
+int Transport::host_open() {
+  if (shared_->ssl_ctx != nullptr) return -1;
+  Core *c = core();
+  return c->loop.host_open() ? c->loop.ep_fd() : -1;
+}
+
+bool Transport::tls() const {
+  return shared_->ssl_ctx != nullptr;
+}
+
+void Transport::host_close() {
+  core()->loop.host_close();
+}
+
+int64_t Transport::host_turn() {
+  return core()->loop.host_turn();
+}
+
+bool Transport::hosted_here() {
+  return core()->loop.hosted_by_me();
+}
+
+void Transport::pump(int64_t until_ns) {
+  core()->loop.pump(until_ns);
+}
+
 TransportStats Transport::stats() const {
   return const_cast<Transport *>(this)->core()->topology->stats();
 }

@@ -92,6 +92,7 @@ class RedisStore {
                  int64_t now_us, int64_t deadline_ns);
 
   TransportStats stats() const { return transport_->stats(); }
+  Transport &transport() { return *transport_; }
   const Settings &settings() const { return settings_; }
 
   // Key format 2: `<prefix>v2:{<key>}` for the policy at `index` 0 without a

@@ -9,9 +9,13 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
+#include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -178,11 +182,50 @@ class Transport {
   // Records a round trip measured by a caller (rl_ping) as the last ping.
   void note_ping(int64_t rtt_us);
 
+  // ---- A host's event loop as the driver, instead of the I/O thread
+  // (io_loop.hpp). Plain TCP only: TLS stays on the I/O thread, which
+  // blocks SIGPIPE for its writes.
+  // The calling thread becomes the driver: it watches the returned
+  // descriptor for readability and calls host_turn then, and when the time
+  // host_turn returned comes. -1 if it cannot: TLS, the I/O thread has
+  // started, or another thread drives.
+  int host_open();
+  bool tls() const;
+  // The driver's thread: the I/O thread takes over.
+  void host_close();
+  // The driver's thread: see IoLoop::host_turn (kHostGone: stop watching).
+  int64_t host_turn();
+  static constexpr int64_t kHostGone = INT64_MIN;
+
+  // Waits until `done()` (under `lock`, which the completion notifies `cv`
+  // under) or `until_ns`; false at `until_ns`. On the thread that drives
+  // the loop (whose event loop cannot turn while it waits), it turns the
+  // loop itself instead of sleeping.
+  template <class Done>
+  bool wait(std::unique_lock<std::mutex> &lock, std::condition_variable &cv,
+            int64_t until_ns, Done done) {
+    while (!done()) {
+      const int64_t now = monotonic_ns();
+      if (now >= until_ns) return false;
+      if (hosted_here()) {
+        lock.unlock();
+        pump(until_ns);
+        lock.lock();
+      } else {
+        cv.wait_for(lock, std::chrono::nanoseconds(
+                              std::min<int64_t>(until_ns - now, 1000000000)));
+      }
+    }
+    return true;
+  }
+
  private:
   struct Core;
   struct Shared;
   explicit Transport(std::shared_ptr<Shared> shared);
   Core *core();
+  bool hosted_here();
+  void pump(int64_t until_ns);
   std::shared_ptr<Shared> shared_;
   std::atomic<Core *> core_{nullptr};
 };

@@ -1,0 +1,312 @@
+// The Redis connection driven by the caller's event loop (rl_loop_open,
+// rl_loop_turn, rl_loop_close) against a real redis-server: callbacks run
+// on the driving thread, deadlines fire from the loop's timers, blocking
+// calls work from the driver's thread and from others at once, and the I/O
+// thread takes over on rl_loop_close.
+#include <poll.h>
+
+#include <atomic>
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "support/policy_specs.hpp"
+#include "support/redis_server.hpp"
+#include "tollgate.h"
+
+namespace {
+
+rl_limiter *make(const std::string &url, uint32_t timeout_ms = 200) {
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = url.c_str();
+  o.failure_mode = RL_FAIL_ERROR;
+  o.timeout_ms = timeout_ms;
+  rl_limiter *lim = nullptr;
+  const int rc = rl_create(&lim, &o);
+  INFO("rl_create: " << rl_last_error());
+  REQUIRE(rc == RL_OK);
+  return lim;
+}
+
+struct Answer {
+  int status = 1;  // not yet
+  int allowed = -1;
+  std::thread::id thread;
+  std::string message;
+};
+
+void on_answer(int status, const rl_decision *d, const char *message,
+               void *user) {
+  auto *a = static_cast<Answer *>(user);
+  a->allowed = d ? d->allowed : -1;
+  a->thread = std::this_thread::get_id();
+  a->message = message;
+  reinterpret_cast<std::atomic<int> *>(&a->status)->store(status);
+}
+
+int status_of(const Answer &a) {
+  return reinterpret_cast<const std::atomic<int> *>(&a.status)->load();
+}
+
+// What a host's event loop does: poll the descriptor, turn on readiness
+// and when the timer comes, until `done` or `limit` passes. Returns the
+// number of turns.
+template <class Done>
+int drive(rl_limiter *lim, int fd, Done done,
+          std::chrono::milliseconds limit = std::chrono::seconds(5)) {
+  const auto end = std::chrono::steady_clock::now() + limit;
+  int64_t next_us = 0;
+  int turns = 0;
+  while (!done() && std::chrono::steady_clock::now() < end) {
+    pollfd p{fd, POLLIN, 0};
+    const int timeout =
+        next_us < 0 ? 50 : static_cast<int>((next_us + 999) / 1000);
+    poll(&p, 1, std::min(timeout, 50));
+    const int rc = rl_loop_turn(lim, &next_us);
+    INFO(rl_last_error());
+    REQUIRE(rc == RL_OK);
+    ++turns;
+  }
+  return turns;
+}
+
+}  // namespace
+
+TEST_CASE("loop: async checks complete on the driving thread",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  rl_limiter *lim = make(server.url());
+  int fd = -1;
+  REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+  REQUIRE(fd >= 0);
+  int fd2 = -1;
+  REQUIRE(rl_loop_open(lim, &fd2) == RL_OK);  // again on the same thread
+  REQUIRE(fd2 == fd);
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = 5;
+  p.period_ms = 3600 * 1000;
+  // Sequential (each awaited before the next) and then 8 at once.
+  int allowed = 0;
+  for (int i = 0; i < 3; ++i) {
+    Answer a;
+    REQUIRE(rl_check_async(lim, "seq", 3, &p, 1, 1, on_answer, &a) == RL_OK);
+    drive(lim, fd, [&] { return status_of(a) != 1; });
+    REQUIRE(status_of(a) == RL_OK);
+    REQUIRE(a.thread == std::this_thread::get_id());
+    allowed += a.allowed;
+  }
+  REQUIRE(allowed == 3);
+  std::vector<Answer> many(8);
+  for (Answer &a : many)
+    REQUIRE(rl_check_async(lim, "burst", 5, &p, 1, 1, on_answer, &a) == RL_OK);
+  drive(lim, fd, [&] {
+    for (const Answer &a : many)
+      if (status_of(a) == 1) return false;
+    return true;
+  });
+  allowed = 0;
+  for (const Answer &a : many) {
+    REQUIRE(status_of(a) == RL_OK);
+    REQUIRE(a.thread == std::this_thread::get_id());
+    allowed += a.allowed;
+  }
+  REQUIRE(allowed == 5);
+  // Nothing started the I/O thread: no reply was read anywhere else.
+  rl_health_info health = RL_HEALTH_INIT;
+  REQUIRE(rl_health(lim, &health) == RL_OK);
+  REQUIRE(health.connection == RL_CONN_READY);
+  rl_destroy(lim);
+}
+
+TEST_CASE("loop: a blocking check on the driving thread turns the loop itself",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  rl_limiter *lim = make(server.url());
+  int fd = -1;
+  REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = 2;
+  p.period_ms = 3600 * 1000;
+  // An async check in flight while the blocking ones wait: its callback
+  // runs inside the blocking call, on this thread.
+  Answer a;
+  REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+  rl_decision d = RL_DECISION_INIT;
+  REQUIRE(rl_check(lim, &d, "k", 1, &p, 1, 1) == RL_OK);
+  REQUIRE(d.allowed == 1);
+  REQUIRE(rl_check(lim, &d, "k", 1, &p, 1, 1) == RL_OK);
+  REQUIRE(d.allowed == 0);
+  REQUIRE(status_of(a) == RL_OK);
+  REQUIRE(a.thread == std::this_thread::get_id());
+  REQUIRE(rl_reset(lim, "k", 1) == RL_OK);
+  int64_t rtt = -1;
+  REQUIRE(rl_ping(lim, &rtt) == RL_OK);
+  REQUIRE(rtt >= 0);
+  rl_destroy(lim);
+}
+
+TEST_CASE("loop: other threads' blocking checks ride on the driver's loop",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  rl_limiter *lim = make(server.url(), 2000);
+  int fd = -1;
+  REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = 300;
+  p.period_ms = 3600 * 1000;
+  std::atomic<int> thread_allowed{0}, thread_errors{0}, running{4};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 50; ++i) {
+        rl_decision d = RL_DECISION_INIT;
+        if (rl_check(lim, &d, "shared", 6, &p, 1, 1) != RL_OK)
+          ++thread_errors;
+        else
+          thread_allowed += d.allowed;
+      }
+      --running;
+    });
+  // Meanwhile the driver checks asynchronously, 10 at a time.
+  int loop_allowed = 0;
+  for (int round = 0; round < 15; ++round) {
+    std::vector<Answer> batch(10);
+    for (Answer &a : batch)
+      REQUIRE(rl_check_async(lim, "shared", 6, &p, 1, 1, on_answer, &a) ==
+              RL_OK);
+    drive(lim, fd, [&] {
+      for (const Answer &a : batch)
+        if (status_of(a) == 1) return false;
+      return true;
+    });
+    for (const Answer &a : batch) {
+      INFO(a.message);
+      REQUIRE(status_of(a) == RL_OK);
+      REQUIRE(a.thread == std::this_thread::get_id());
+      loop_allowed += a.allowed;
+    }
+  }
+  drive(lim, fd, [&] { return running.load() == 0; });
+  for (std::thread &t : threads) t.join();
+  REQUIRE(thread_errors.load() == 0);
+  // 200 + 150 checks against a limit of 300, from both sides at once.
+  REQUIRE(thread_allowed.load() + loop_allowed == 300);
+  rl_destroy(lim);
+}
+
+TEST_CASE("loop: a frozen server's deadline fires from the loop's timer",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  rl_limiter *lim = make(server.url(), 150);
+  int fd = -1;
+  REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = 5;
+  p.period_ms = 60000;
+  Answer warm;
+  REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &warm) == RL_OK);
+  drive(lim, fd, [&] { return status_of(warm) != 1; });
+  REQUIRE(status_of(warm) == RL_OK);
+  server.stop();  // SIGSTOP: the socket stays open, nothing answers
+  Answer a;
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+  // Only the descriptor's readiness and the returned timer drive it.
+  drive(lim, fd, [&] { return status_of(a) != 1; });
+  const auto waited = std::chrono::steady_clock::now() - t0;
+  server.cont();
+  REQUIRE(status_of(a) == RL_E_TIMEOUT);
+  REQUIRE(a.thread == std::this_thread::get_id());
+  REQUIRE(waited >= std::chrono::milliseconds(140));
+  REQUIRE(waited < std::chrono::milliseconds(1500));
+  rl_destroy(lim);
+}
+
+TEST_CASE("loop: who may drive, and the hand-over to the I/O thread",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = 5;
+  p.period_ms = 60000;
+  int fd = -1;
+
+  SECTION("the memory store has nothing to drive") {
+    rl_options o = RL_OPTIONS_INIT;
+    rl_limiter *mem = nullptr;
+    REQUIRE(rl_create(&mem, &o) == RL_OK);
+    REQUIRE(rl_loop_open(mem, &fd) == RL_E_UNSUPPORTED);
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn(mem, &next) == RL_E_UNSUPPORTED);
+    rl_destroy(mem);
+  }
+  SECTION("bad arguments") {
+    REQUIRE(rl_loop_open(nullptr, &fd) == RL_E_INVALID_ARG);
+    rl_limiter *lim = make(server.url());
+    REQUIRE(rl_loop_open(lim, nullptr) == RL_E_INVALID_ARG);
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn(lim, &next) == RL_E_CLOSED);  // nobody opened it
+    rl_destroy(lim);
+  }
+  SECTION("once the I/O thread runs, it keeps the connection") {
+    rl_limiter *lim = make(server.url());
+    Answer a;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+    REQUIRE(rl_loop_open(lim, &fd) == RL_E_BUSY);
+    std::string err = rl_last_error();
+    REQUIRE(err.find("I/O thread") != std::string::npos);
+    while (status_of(a) == 1) std::this_thread::yield();
+    REQUIRE(status_of(a) == RL_OK);
+    REQUIRE(a.thread != std::this_thread::get_id());
+    rl_destroy(lim);
+  }
+  SECTION("another thread cannot drive while one does") {
+    rl_limiter *lim = make(server.url());
+    REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+    int other = 0;
+    std::thread([&] {
+      int fd_other = -1;
+      other = rl_loop_open(lim, &fd_other);
+      int64_t next = 0;
+      if (other == RL_E_BUSY && rl_loop_turn(lim, &next) != RL_E_CLOSED)
+        other = 99;
+    }).join();
+    REQUIRE(other == RL_E_BUSY);
+    rl_destroy(lim);
+  }
+  SECTION("rl_loop_close hands what is in flight to the I/O thread") {
+    rl_limiter *lim = make(server.url());
+    REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+    Answer first;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &first) == RL_OK);
+    drive(lim, fd, [&] { return status_of(first) != 1; });
+    REQUIRE(status_of(first) == RL_OK);
+    // In flight when the driver leaves: the I/O thread reads its reply.
+    std::vector<Answer> left(4);
+    for (Answer &a : left)
+      REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+    REQUIRE(rl_loop_close(lim) == RL_OK);
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn(lim, &next) == RL_E_CLOSED);
+    for (Answer &a : left) {
+      const auto end =
+          std::chrono::steady_clock::now() + std::chrono::seconds(5);
+      while (status_of(a) == 1 && std::chrono::steady_clock::now() < end)
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      REQUIRE(status_of(a) == RL_OK);
+      REQUIRE(a.thread != std::this_thread::get_id());
+    }
+    REQUIRE(rl_loop_open(lim, &fd) == RL_E_BUSY);
+    rl_destroy(lim);
+  }
+  SECTION("rl_destroy answers what the loop still awaits") {
+    rl_limiter *lim = make(server.url());
+    REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+    Answer a;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+    rl_destroy(lim);  // no turn ever read the reply
+    REQUIRE(status_of(a) == RL_E_CLOSED);
+  }
+}
