@@ -33,6 +33,17 @@ if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
     --no-install-recommends nodejs npm >/dev/null
 fi
+# libuv's header for the Node addon's loop driver: Node's own headers carry
+# it (nodesource's nodejs package); Debian's nodejs does not, libuv1-dev does.
+if [[ ! -f /usr/include/node/uv.h && ! -f /usr/local/include/node/uv.h &&
+      ! -f /usr/include/uv.h ]]; then
+  echo "deps: installing libuv1-dev"
+  sudo_cmd=()
+  [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq \
+    --no-install-recommends libuv1-dev >/dev/null
+fi
 node_major=$(node -p 'process.versions.node.split(".")[0]')
 if ((node_major < 18)); then
   echo "deps: Node.js $(node --version) is too old; tollgate needs >= 18" >&2

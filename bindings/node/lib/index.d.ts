@@ -208,6 +208,15 @@ export interface LimiterOptions {
    */
   spinUs?: number;
   /**
+   * Redis: who reads the replies and settles the promises. 'auto' (the
+   * default): this thread's event loop, through a libuv poll handle on the
+   * connection (no thread hand-off per check), unless the connection uses
+   * TLS, which stays on tollgate's I/O thread. 'loop': the event loop, or
+   * the constructor throws. 'thread': tollgate's I/O thread, which hands
+   * each answer to the event loop.
+   */
+  driver?: 'auto' | 'loop' | 'thread';
+  /**
    * Redis: back-pressure. At most this many check() and checkKeys() calls
    * (the async ones) wait for the store at once; beyond it a call rejects
    * at once with BusyError (RL_E_BUSY), queueing nothing. Default 65536;
@@ -477,6 +486,8 @@ export class Lease {
 export class Limiter {
   constructor(options?: LimiterOptions);
   readonly store: 'memory' | 'redis';
+  /** Who reads the Redis replies (see LimiterOptions.driver); 'none' for the memory store. */
+  readonly driver: 'loop' | 'thread' | 'none';
   readonly closed: boolean;
   /** Whether the limiter is in shadow mode (`new Limiter({ shadow: true })`). */
   readonly shadow: boolean;

@@ -571,7 +571,7 @@ const STRING_OPTIONS = [
 const BOOLEAN_OPTIONS = ['denyCache', 'tlsVerify', 'metrics'];
 const KNOWN_OPTIONS = new Set([
   ...NUMBER_OPTIONS, ...STRING_OPTIONS, ...BOOLEAN_OPTIONS, 'failureMode', 'clock', 'spinUs', 'maxAsync', 'shadow',
-  'allow', 'deny', 'onLog', 'logLevel',
+  'allow', 'deny', 'onLog', 'logLevel', 'driver',
 ]);
 const FAILURE_MODES = native.failureModes;
 
@@ -628,6 +628,14 @@ function nativeOptions(options) {
     if (!Number.isInteger(v) || v < 0 || v > 2147483647)
       throw new InvalidArgumentError('maxAsync: must be an integer 0 (no bound) .. 2147483647', 'RL_E_INVALID_ARG');
     out.maxAsync = v > 0 ? v : -1;
+  }
+  if (options.driver !== undefined) {
+    // Who reads the Redis replies (docs/architecture.md, "Drivers").
+    const v = options.driver;
+    if (typeof v !== 'string') throw typeError('driver', "'auto', 'loop' or 'thread'", v);
+    if (v !== 'auto' && v !== 'loop' && v !== 'thread')
+      throw new InvalidArgumentError(`driver: unknown '${v}' (expected 'auto', 'loop' or 'thread')`, 'RL_E_INVALID_ARG');
+    out.driver = v;
   }
   if (options.shadow !== undefined && options.shadow !== null) {
     // 1: the whole limiter in shadow mode; 0 (the C default): enforce.
@@ -950,6 +958,15 @@ class Limiter {
       handler({ level: LOG_LEVELS[level - 1] || 'debug', message });
     };
     return dispatch;
+  }
+
+  /**
+   * Who reads the Redis replies: 'loop' (this thread's event loop, the
+   * default for plain TCP), 'thread' (tollgate's I/O thread: TLS, or the
+   * driver option) or 'none' (the memory store).
+   */
+  get driver() {
+    return this.#native.driver();
   }
 
   /** 'memory' or 'redis'. */

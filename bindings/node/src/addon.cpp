@@ -10,11 +10,18 @@
 //   - The synchronous check (memory store) writes its decision into a
 //     Float64Array shared with JS and returns the status: no object is made
 //     here on the hot path.
-//   - Redis checks go through rl_check_async. The completion runs on
-//     tollgate's I/O thread: it queues the result under a mutex and, only
-//     when the queue was empty, pokes ONE thread-safe function per limiter
-//     (non-blocking). On the JS thread that function drains the whole queue
-//     and settles the promises. No libuv threadpool work per check.
+//   - Redis checks go through rl_check_async. By default (plain TCP) the
+//     limiter's JS thread drives the Redis connection from its own libuv
+//     loop (rl_loop_open): a uv_poll handle watches the descriptor the
+//     library gives, a uv_timer handle its timer, and each turn
+//     (rl_loop_turn) reads the replies, whose completions queue their
+//     results; the turn then settles the promises, inside a callback scope
+//     (microtasks run after it): no thread hand-off. Otherwise (TLS, or
+//     `driver: 'thread'`) the completion runs on tollgate's I/O thread: it
+//     queues the result under a mutex and, only when the queue was empty,
+//     pokes ONE thread-safe function per limiter (non-blocking). On the JS
+//     thread that function drains the whole queue and settles the promises.
+//     No libuv threadpool work per check.
 //   - checkKeys (several keys in one decision) goes through
 //     rl_check_keys_async the same way, on every store (the memory store
 //     answers inline, before the call returns).
@@ -41,6 +48,9 @@
 // Context-aware: all state hangs off the instance data (worker_threads each
 // load their own instance); no static JS handles.
 #include <napi.h>
+#if TOLLGATE_NODE_UV
+#include <uv.h>
+#endif
 
 #include <tollgate.h>
 
@@ -488,7 +498,11 @@ struct LimiterState : std::enable_shared_from_this<LimiterState> {
   std::atomic<int64_t> pinned_now{0};  // for a clock read off the JS thread
   napi_ref clock_error = nullptr;      // an exception thrown by the clock
 
-  // Async checks: results queued by the I/O thread.
+  // The libuv handles that drive the Redis connection (JS thread), or
+  // NULL: the I/O thread drives it.
+  struct LoopDriver *driver = nullptr;
+
+  // Async checks: results queued by the I/O thread (or by a loop turn).
   napi_threadsafe_function tsfn = nullptr;
   std::mutex queue_mu;
   std::vector<AsyncCall *> queue;
@@ -508,6 +522,7 @@ struct LimiterState : std::enable_shared_from_this<LimiterState> {
   std::shared_ptr<LogSink> log;
 
   void busy_changed();
+  void stop_driver();
   void destroy_now();
   void finish_close();
   void maybe_start_destroy();
@@ -642,6 +657,122 @@ void tsfn_finalize(napi_env, void *data, void *) {
   delete hold;
 }
 
+// ---- The Redis connection driven by the JS thread's libuv loop ----------
+
+#if TOLLGATE_NODE_UV
+struct LoopDriver {
+  uv_poll_t poll;
+  uv_timer_t timer;
+  LimiterState *st = nullptr;  // NULL once the limiter let go
+  napi_async_context async_ctx = nullptr;
+  napi_ref resource = nullptr;
+  int open_handles = 0;
+};
+
+void driver_turn(LoopDriver *d);
+
+void on_driver_poll(uv_poll_t *h, int, int) {
+  driver_turn(static_cast<LoopDriver *>(h->data));
+}
+
+void on_driver_timer(uv_timer_t *h) {
+  driver_turn(static_cast<LoopDriver *>(h->data));
+}
+
+void on_driver_handle_closed(uv_handle_t *h) {
+  auto *d = static_cast<LoopDriver *>(h->data);
+  if (--d->open_handles == 0) delete d;
+}
+
+// One turn: the replies that came are read and their completions queue
+// their results, which are then settled here. The callback scope makes
+// Node run the microtasks (the awaiting code) when it closes.
+void driver_turn(LoopDriver *d) {
+  LimiterState *st = d->st;
+  if (st == nullptr || st->lim == nullptr) return;
+  napi_env env = st->env;
+  napi_handle_scope hs;
+  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+  napi_value resource;
+  napi_callback_scope cs = nullptr;
+  if (napi_get_reference_value(env, d->resource, &resource) == napi_ok)
+    napi_open_callback_scope(env, resource, d->async_ctx, &cs);
+  int64_t next_us = -1;
+  const int rc = rl_loop_turn(st->lim, &next_us);
+  if (rc != RL_OK) {
+    // No longer ours (a forked child never reaches here: Node does not
+    // fork): the I/O thread's path takes over for later calls.
+    st->stop_driver();
+  } else if (next_us >= 0) {
+    uv_timer_start(&d->timer, on_driver_timer,
+                   static_cast<uint64_t>((next_us + 999) / 1000), 0);
+  } else {
+    uv_timer_stop(&d->timer);
+  }
+  drain(*st, env);
+  if (cs != nullptr) napi_close_callback_scope(env, cs);
+  napi_close_handle_scope(env, hs);
+}
+
+// JS thread, right after rl_create: the loop drives the connection unless
+// `mode` is "thread" or the library refuses (TLS, the memory store). The
+// handles are unreferenced: an idle limiter does not keep the process
+// alive (the thread-safe function's reference does while checks wait).
+// Returns the library's code (RL_OK when driving).
+int start_driver(LimiterState &st, napi_env env) {
+  int fd = -1;
+  const int rc = rl_loop_open(st.lim, &fd);
+  if (rc != RL_OK) return rc;
+  uv_loop_t *loop = nullptr;
+  if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)
+    return RL_E_INTERNAL;
+  auto *d = new LoopDriver();
+  d->st = &st;
+  napi_value resource, name;
+  napi_create_object(env, &resource);
+  napi_create_string_utf8(env, "tollgate:loop", NAPI_AUTO_LENGTH, &name);
+  napi_create_reference(env, resource, 1, &d->resource);
+  napi_async_init(env, resource, name, &d->async_ctx);
+  d->poll.data = d;
+  d->timer.data = d;
+  if (uv_poll_init(loop, &d->poll, fd) != 0) {
+    napi_async_destroy(env, d->async_ctx);
+    napi_delete_reference(env, d->resource);
+    delete d;
+    return RL_E_INTERNAL;
+  }
+  uv_timer_init(loop, &d->timer);
+  d->open_handles = 2;
+  uv_unref(reinterpret_cast<uv_handle_t *>(&d->poll));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&d->timer));
+  uv_poll_start(&d->poll, UV_READABLE, on_driver_poll);
+  st.driver = d;
+  return RL_OK;
+}
+
+// JS thread: the handles stop and close (freed once libuv has closed
+// them). Before rl_destroy: the descriptor is the library's.
+void LimiterState::stop_driver() {
+  LoopDriver *d = driver;
+  if (d == nullptr) return;
+  driver = nullptr;
+  d->st = nullptr;
+  uv_poll_stop(&d->poll);
+  uv_timer_stop(&d->timer);
+  napi_async_destroy(env, d->async_ctx);
+  napi_delete_reference(env, d->resource);
+  uv_close(reinterpret_cast<uv_handle_t *>(&d->poll), on_driver_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t *>(&d->timer), on_driver_handle_closed);
+}
+
+#else
+struct LoopDriver {};
+int start_driver(LimiterState &, napi_env) {
+  return RL_E_UNSUPPORTED;  // built without uv.h: the I/O thread drives
+}
+void LimiterState::stop_driver() {}
+#endif
+
 // Any thread (tollgate's I/O thread, or inline on the JS thread).
 void async_complete(int status, const rl_decision *d, const char *message,
                     void *user) {
@@ -651,8 +782,14 @@ void async_complete(int status, const rl_decision *d, const char *message,
   if (status != RL_OK)
     call->error = (message && *message) ? message : rl_strerror(status);
   LimiterState &st = *call->state;
-  if (call->submitting && std::this_thread::get_id() == st.js_thread) {
+  const bool js = std::this_thread::get_id() == st.js_thread;
+  if (call->submitting && js) {
     call->done_inline = true;  // answered before rl_check_async returned
+    return;
+  }
+  if (js) {  // a loop turn (driver_turn), which settles the queue next
+    std::lock_guard<std::mutex> lock(st.queue_mu);
+    st.queue.push_back(call);
     return;
   }
   // Under the lock: tsfn_finalize may clear st.tsfn (environment teardown).
@@ -791,6 +928,7 @@ void LimiterState::finish_close() {
 // the environment's teardown.
 void LimiterState::destroy_now() {
   destroy_started = true;
+  stop_driver();
   free_native(*this);
   finish_close();
 }
@@ -818,6 +956,7 @@ void LimiterState::maybe_start_destroy() {
     destroy_now();
     return;
   }
+  stop_driver();  // the descriptor is rl_destroy's from here
   auto *w = new DestroyWorker(Napi::Env(env), shared_from_this());
   ++active;  // keeps the JS limiter alive until it is done
   busy_changed();
@@ -833,6 +972,7 @@ void env_cleanup_hook(void *arg) {
   if (st->destroyed) return;
   st->closed = true;
   st->destroy_started = true;
+  st->stop_driver();
   free_native(*st);
   st->destroyed = true;
   // No JS may run now: queued results are dropped with the environment.
@@ -1019,6 +1159,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
          InstanceMethod<&Limiter::LeaseRenew>("leaseRenew"),
          InstanceMethod<&Limiter::LeaseRelease>("leaseRelease"),
          InstanceMethod<&Limiter::Close>("close"),
+         InstanceMethod<&Limiter::Driver>("driver"),
          InstanceAccessor<&Limiter::StoreKind>("storeKind"),
          InstanceAccessor<&Limiter::Handle>("handle")});
   }
@@ -1132,6 +1273,29 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     }
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
+    // Who drives the Redis connection: this thread's loop ("auto" where the
+    // library allows it, "loop" or an error), or the I/O thread ("thread").
+    Napi::Value drv = o.Get("driver");
+    const std::string mode =
+        drv.IsString() ? drv.As<Napi::String>().Utf8Value() : "auto";
+    if (mode != "auto" && mode != "loop" && mode != "thread") {
+      st_->lim = nullptr;
+      rl_destroy(lim);
+      st_->clock.Reset();
+      throw_code(env, RL_E_INVALID_ARG,
+                 "driver: expected 'auto', 'loop' or 'thread'");
+    }
+    if (st_->store_kind != RL_STORE_MEMORY && mode != "thread") {
+      const int drc = start_driver(*st_, env);
+      if (drc != RL_OK && mode == "loop") {
+        const std::string err = last_error_text(drc);
+        stop_log(*st_, true, napi_tsfn_abort);
+        st_->lim = nullptr;
+        rl_destroy(lim);
+        st_->clock.Reset();
+        throw_code(env, drc, "driver: " + err);
+      }
+    }
     Addon &a = addon(env);
     if (!a.free_handles.empty()) {
       st_->handle = a.free_handles.back();
@@ -1150,6 +1314,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     // Garbage collected (never while busy: busy_changed() holds a strong
     // reference) or torn down with the environment.
     LimiterState &st = *st_;
+    st.stop_driver();
     if (!st.destroyed && !st.destroy_started) {
       st.closed = true;
       st.destroy_started = true;
@@ -1191,6 +1356,14 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
  private:
   void ensure_open(Napi::Env env) {
     if (st_->closed) throw_code(env, RL_E_CLOSED, "the limiter is closed");
+  }
+
+  // driver() -> "loop" | "thread" | "none" (the memory store)
+  Napi::Value Driver(const Napi::CallbackInfo &info) {
+    const char *d = st_->store_kind == RL_STORE_MEMORY ? "none"
+                    : st_->driver != nullptr           ? "loop"
+                                                       : "thread";
+    return Napi::String::New(info.Env(), d);
   }
 
   Napi::Value Handle(const Napi::CallbackInfo &info) {
