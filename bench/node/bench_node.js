@@ -64,9 +64,9 @@ const cases = {
     const pol = { limit: BIG, period: '1h', algorithm };
     return { sync: (k) => lim.checkSync(k, pol).allowed, close: () => lim.close() };
   },
-  tollgateAsync: (url, algorithm) => async () => {
+  tollgateAsync: (url, algorithm, extra = {}) => async () => {
     // failureMode 'error': a Redis problem fails the run instead of timing fail-open answers.
-    const lim = new tollgate.Limiter(url ? { url, failureMode: 'error' } : {});
+    const lim = new tollgate.Limiter(url ? { url, failureMode: 'error', ...extra } : {});
     const pol = { limit: BIG, period: '1h', algorithm };
     return { async: async (k) => (await lim.check(k, pol)).allowed, close: () => lim.close() };
   },
@@ -88,6 +88,16 @@ const cases = {
         }
       },
       close: async () => {},
+    };
+  },
+  // The floor of any Redis limiter on ioredis: EVALSHA of a one-line INCR
+  // script, read on the event loop itself.
+  rawEvalsha: (url) => async () => {
+    const client = new Redis(url, { enableOfflineQueue: true, lazyConnect: false });
+    const sha = await client.script('LOAD', "return redis.call('INCR', KEYS[1])");
+    return {
+      async: async (k) => (await client.evalsha(sha, 1, k)) > 0,
+      close: () => client.quit(),
     };
   },
   rlfRedis: (url) => async () => {
@@ -259,8 +269,10 @@ function buildGroups(a) {
       redis: true,
       cases: [
         { name: 'tollgate await check(), GCRA', make: cases.tollgateAsync(a.redis, 'gcra'), kind: 'inflight', nkeys: a.redisKeys },
+        { name: 'tollgate await check(), GCRA, I/O thread', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'thread' }), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'tollgate await check(), fixed window', make: cases.tollgateAsync(a.redis, 'fixed_window'), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'RateLimiterRedis (ioredis) await consume()', make: cases.rlfRedis(a.redis), kind: 'inflight', nkeys: a.redisKeys },
+        { name: 'raw ioredis evalsha (INCR script)', make: cases.rawEvalsha(a.redis), kind: 'inflight', nkeys: a.redisKeys },
       ],
     });
     groups.push({
@@ -268,8 +280,10 @@ function buildGroups(a) {
       redis: true,
       cases: [
         { name: 'tollgate await check(), GCRA', make: cases.tollgateAsync(a.redis, 'gcra'), kind: 'latency', nkeys: a.redisKeys },
+        { name: 'tollgate await check(), GCRA, I/O thread', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'thread' }), kind: 'latency', nkeys: a.redisKeys },
         { name: 'tollgate await check(), fixed window', make: cases.tollgateAsync(a.redis, 'fixed_window'), kind: 'latency', nkeys: a.redisKeys },
         { name: 'RateLimiterRedis (ioredis) await consume()', make: cases.rlfRedis(a.redis), kind: 'latency', nkeys: a.redisKeys },
+        { name: 'raw ioredis evalsha (INCR script)', make: cases.rawEvalsha(a.redis), kind: 'latency', nkeys: a.redisKeys },
       ],
     });
   }

@@ -663,9 +663,11 @@ void tsfn_finalize(napi_env, void *data, void *) {
 struct LoopDriver {
   uv_poll_t poll;
   uv_timer_t timer;
+  uv_prepare_t prepare;  // a turn before the loop waits, after submissions
   LimiterState *st = nullptr;  // NULL once the limiter let go
   napi_async_context async_ctx = nullptr;
   napi_ref resource = nullptr;
+  bool want_turn = false;
   int open_handles = 0;
 };
 
@@ -679,39 +681,58 @@ void on_driver_timer(uv_timer_t *h) {
   driver_turn(static_cast<LoopDriver *>(h->data));
 }
 
+void on_driver_prepare(uv_prepare_t *h) {
+  driver_turn(static_cast<LoopDriver *>(h->data));
+}
+
 void on_driver_handle_closed(uv_handle_t *h) {
   auto *d = static_cast<LoopDriver *>(h->data);
   if (--d->open_handles == 0) delete d;
 }
 
+// JS thread, after a check was submitted: the library only queued it
+// (rl_loop_open); a turn sends it, with whatever else this tick queued,
+// before the loop waits for I/O (libuv's prepare phase).
+void driver_want_turn(LoopDriver *d) {
+  if (d->want_turn) return;
+  d->want_turn = true;
+  uv_prepare_start(&d->prepare, on_driver_prepare);
+}
+
 // One turn: the replies that came are read and their completions queue
 // their results, which are then settled here. The callback scope makes
-// Node run the microtasks (the awaiting code) when it closes.
+// Node run the microtasks (the awaiting code) when it closes; the checks
+// they submit are sent by another turn right away (a few times), so a
+// sequential caller's next check leaves within this callback.
 void driver_turn(LoopDriver *d) {
-  LimiterState *st = d->st;
-  if (st == nullptr || st->lim == nullptr) return;
-  napi_env env = st->env;
-  napi_handle_scope hs;
-  if (napi_open_handle_scope(env, &hs) != napi_ok) return;
-  napi_value resource;
-  napi_callback_scope cs = nullptr;
-  if (napi_get_reference_value(env, d->resource, &resource) == napi_ok)
-    napi_open_callback_scope(env, resource, d->async_ctx, &cs);
-  int64_t next_us = -1;
-  const int rc = rl_loop_turn(st->lim, &next_us);
-  if (rc != RL_OK) {
-    // No longer ours (a forked child never reaches here: Node does not
-    // fork): the I/O thread's path takes over for later calls.
-    st->stop_driver();
-  } else if (next_us >= 0) {
-    uv_timer_start(&d->timer, on_driver_timer,
-                   static_cast<uint64_t>((next_us + 999) / 1000), 0);
-  } else {
-    uv_timer_stop(&d->timer);
+  for (int round = 0; round < 4; ++round) {
+    LimiterState *st = d->st;
+    if (st == nullptr || st->lim == nullptr) return;
+    d->want_turn = false;
+    napi_env env = st->env;
+    napi_handle_scope hs;
+    if (napi_open_handle_scope(env, &hs) != napi_ok) return;
+    napi_value resource;
+    napi_callback_scope cs = nullptr;
+    if (napi_get_reference_value(env, d->resource, &resource) == napi_ok)
+      napi_open_callback_scope(env, resource, d->async_ctx, &cs);
+    int64_t next_us = -1;
+    const int rc = rl_loop_turn(st->lim, &next_us);
+    if (rc != RL_OK) {
+      // No longer ours: the I/O thread's path takes over for later calls.
+      st->stop_driver();
+    } else if (next_us >= 0) {
+      uv_timer_start(&d->timer, on_driver_timer,
+                     static_cast<uint64_t>((next_us + 999) / 1000), 0);
+    } else {
+      uv_timer_stop(&d->timer);
+    }
+    drain(*st, env);
+    if (cs != nullptr) napi_close_callback_scope(env, cs);  // microtasks
+    napi_close_handle_scope(env, hs);
+    if (!d->want_turn) break;
   }
-  drain(*st, env);
-  if (cs != nullptr) napi_close_callback_scope(env, cs);
-  napi_close_handle_scope(env, hs);
+  if (!d->want_turn) uv_prepare_stop(&d->prepare);
 }
 
 // JS thread, right after rl_create: the loop drives the connection unless
@@ -735,6 +756,7 @@ int start_driver(LimiterState &st, napi_env env) {
   napi_async_init(env, resource, name, &d->async_ctx);
   d->poll.data = d;
   d->timer.data = d;
+  d->prepare.data = d;
   if (uv_poll_init(loop, &d->poll, fd) != 0) {
     napi_async_destroy(env, d->async_ctx);
     napi_delete_reference(env, d->resource);
@@ -742,9 +764,11 @@ int start_driver(LimiterState &st, napi_env env) {
     return RL_E_INTERNAL;
   }
   uv_timer_init(loop, &d->timer);
-  d->open_handles = 2;
+  uv_prepare_init(loop, &d->prepare);
+  d->open_handles = 3;
   uv_unref(reinterpret_cast<uv_handle_t *>(&d->poll));
   uv_unref(reinterpret_cast<uv_handle_t *>(&d->timer));
+  uv_unref(reinterpret_cast<uv_handle_t *>(&d->prepare));
   uv_poll_start(&d->poll, UV_READABLE, on_driver_poll);
   st.driver = d;
   return RL_OK;
@@ -759,6 +783,7 @@ void LimiterState::stop_driver() {
   d->st = nullptr;
   uv_poll_stop(&d->poll);
   uv_timer_stop(&d->timer);
+  uv_prepare_stop(&d->prepare);
   napi_async_destroy(env, d->async_ctx);
   napi_delete_reference(env, d->resource);
   uv_close(reinterpret_cast<uv_handle_t *>(&d->poll), on_driver_handle_closed);
@@ -767,6 +792,7 @@ void LimiterState::stop_driver() {
 
 #else
 struct LoopDriver {};
+void driver_want_turn(LoopDriver *) {}
 int start_driver(LimiterState &, napi_env) {
   return RL_E_UNSUPPORTED;  // built without uv.h: the I/O thread drives
 }
@@ -1399,6 +1425,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       throw_code(env, rc, err);
     }
     AsyncCall *c = call.release();  // the completion owns it now
+    if (st_->driver != nullptr) driver_want_turn(st_->driver);
     if (c->done_inline) {
       settle_calls(env, {c});
       return env.Undefined();
@@ -1476,6 +1503,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       throw_code(env, rc, err);
     }
     AsyncCall *c = call.release();  // the completion owns it now
+    if (st_->driver != nullptr) driver_want_turn(st_->driver);
     if (c->done_inline) {
       // The memory store answers inline: a JS clock that threw is the
       // answer (as the synchronous check throws it).

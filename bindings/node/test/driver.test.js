@@ -73,9 +73,9 @@ test('driver: loop and thread limiters on the same keys make one count', { skip 
   const burst = uniqueKey();
   const all = await Promise.all(
     Array.from({ length: 128 }, (_, i) => (i % 2 ? thread : loop).check(burst, policy(50, '1h'))));
+  // (Which side gets them is a race: the loop's checks leave at the next
+  // turn, the thread's at once.)
   assert.equal(all.filter((d) => d.allowed).length, 50);
-  const fromLoop = all.filter((d, i) => i % 2 === 0 && d.allowed).length;
-  assert.ok(fromLoop > 0, 'the loop-driven limiter got none of the 50');
 });
 
 test('driver: a frozen server times out from the loop timer; the loop keeps turning', { skip }, async (t) => {

@@ -33,6 +33,9 @@ Pipeline::Pipeline(IoLoop &loop, ConnectionShared &shared, Address address,
 // --------------------------------------------------------------
 
 bool Pipeline::try_direct(Request &r, bool wait) {
+  // The driver's own async commands go through the queue: its next turn
+  // sends them, joined, on connections that stay its own.
+  if (!wait && loop_.hosted_by_me()) return false;
   return lender_.try_direct(r, wait);
 }
 
@@ -70,6 +73,9 @@ void Pipeline::submit(Request r) {
     finish(r.done, r.ctx, Errc::closed, kClosedText);
     return;
   }
+  // The host's thread turns the loop before its event loop waits
+  // (rl_loop_turn): nothing to wake.
+  if (loop_.hosted_by_me()) return;
   // Only a sleeping I/O thread is woken, once: commands queued while it is
   // busy ride along in its next write (auto-pipelining), and it looks at
   // the queue again before it sleeps. While it awaits replies, it is woken
