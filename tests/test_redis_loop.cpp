@@ -301,6 +301,32 @@ TEST_CASE("loop: who may drive, and the hand-over to the I/O thread",
     REQUIRE(rl_loop_open(lim, &fd) == RL_E_BUSY);
     rl_destroy(lim);
   }
+  SECTION("another thread takes the loop from a driver that stopped") {
+    rl_limiter *lim = make(server.url());
+    REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+    Answer queued;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &queued) ==
+            RL_OK);
+    // The driver never turns again; a plain thread's blocking check would
+    // wait for it, so that thread hands the loop to the I/O thread first.
+    int rc = 1, allowed = -1;
+    std::thread([&] {
+      if (rl_loop_close(lim) != RL_OK) return;
+      rl_decision d = RL_DECISION_INIT;
+      rc = rl_check(lim, &d, "k", 1, &p, 1, 1);
+      allowed = d.allowed;
+    }).join();
+    REQUIRE(rc == RL_OK);
+    REQUIRE(allowed == 1);
+    const auto end = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (status_of(queued) == 1 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(status_of(queued) == RL_OK);  // sent by the I/O thread
+    REQUIRE(queued.thread != std::this_thread::get_id());
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn(lim, &next) == RL_E_CLOSED);
+    rl_destroy(lim);
+  }
   SECTION("rl_destroy answers what the loop still awaits") {
     rl_limiter *lim = make(server.url());
     REQUIRE(rl_loop_open(lim, &fd) == RL_OK);

@@ -492,8 +492,10 @@ RL_API int rl_loop_open(rl_limiter *limiter, int *fd);
  * child): stop watching the descriptor. */
 RL_API int rl_loop_turn(rl_limiter *limiter, int64_t *next_us);
 
-/* The driver's thread: stops driving; the I/O thread takes over what is
- * queued or in flight, and rl_loop_turn answers RL_E_CLOSED from then on.
+/* Any thread: the driver stops driving (after its turn under way, if any);
+ * the I/O thread takes over what is queued or in flight, and rl_loop_turn
+ * answers RL_E_CLOSED from then on. Another thread calls it when the
+ * driver's loop has stopped for good or checks come from another loop.
  * Stop watching the descriptor before rl_destroy (or call rl_destroy on
  * the driver's thread, between turns). */
 RL_API int rl_loop_close(rl_limiter *limiter);

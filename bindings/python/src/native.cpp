@@ -930,6 +930,19 @@ struct Core : std::enable_shared_from_this<Core> {
   std::unordered_set<KeysState *> iterators;
   std::unique_ptr<LogBridge> log;  // a Redis limiter's log hook
 
+  // check_async's loop driver (rl_loop_open): the asyncio loop whose thread
+  // reads the Redis replies. With the GIL.
+  struct Driver {
+    int fd = -1;               // rl_loop_open's descriptor, read by `loop`
+    PyObject *loop = nullptr;  // strong reference
+    std::thread::id thread;    // the loop's thread
+    bool driving = false;      // false once the I/O thread took over
+    bool tried = false;        // rl_loop_open was tried
+    bool turn_soon = false;    // a call_soon(turn) is pending
+    PyObject *timer = nullptr;     // the TimerHandle of the next turn
+    double timer_when = 0;         // its time (loop.time())
+  } drv;
+
   Core() { live_cores().insert(this); }
   ~Core() { live_cores().erase(this); }
   Core(const Core &) = delete;
@@ -1016,6 +1029,23 @@ void after_fork_in_child() {
   raise_code(RL_E_CLOSED, "the limiter is closed");
 }
 
+// A call from a thread other than the loop driver's, whose loop has
+// stopped (asyncio.run() returned): nothing would read its replies, so the
+// I/O thread takes over (the old loop stops watching if it ever runs
+// again). With the GIL.
+void release_stale_driver(Core &core) {
+  Core::Driver &d = core.drv;
+  if (!d.driving || d.thread == std::this_thread::get_id()) return;
+  PyObject *running = PyObject_CallMethod(d.loop, "is_running", nullptr);
+  const int yes = running ? PyObject_IsTrue(running) : -1;
+  Py_XDECREF(running);
+  if (yes < 0) PyErr_Clear();
+  if (yes == 1) return;
+  d.driving = false;
+  rl_limiter *lim = core.lim;
+  without_gil([lim]() noexcept { rl_loop_close(lim); });
+}
+
 // Counts a call in progress; refuses a closed limiter. Constructed with the
 // GIL held.
 class CallGuard {
@@ -1031,6 +1061,7 @@ class CallGuard {
       core_.active.fetch_sub(1);
       raise_closed();
     }
+    if (core_.drv.driving) release_stale_driver(core_);
   }
   ~CallGuard() { core_.active.fetch_sub(1); }
   CallGuard(const CallGuard &) = delete;
@@ -1088,6 +1119,10 @@ struct AsyncCall {
   PyObject *loop;
 };
 
+// The bridge whose loop turn (rl_loop_turn) runs on this thread: its
+// completions need no wake-up, the turn drains them next.
+thread_local const AsyncBridge *t_turning = nullptr;
+
 void async_complete(int status, const rl_decision *d, const char *message,
                     void *user) {
   std::unique_ptr<AsyncCall> call(static_cast<AsyncCall *>(user));
@@ -1106,7 +1141,7 @@ void async_complete(int status, const rl_decision *d, const char *message,
   }
   // One wake-up per batch: the drain reads the eventfd before it takes the
   // queue, so a result queued behind a non-empty queue is always seen.
-  if (!was_empty) return;
+  if (!was_empty || t_turning == call->bridge.get()) return;
   const uint64_t one = 1;
   ssize_t n;
   do {
@@ -1306,6 +1341,7 @@ struct AsyncioRefs {
   PyObject *s_set_exception = nullptr;
   PyObject *s_is_closed = nullptr;
   PyObject *s_call_soon_threadsafe = nullptr;
+  PyObject *s_call_soon = nullptr;
 };
 
 // Never freed: the module lives until the process ends.
@@ -1326,6 +1362,7 @@ AsyncioRefs &asyncio_refs() {
     r->s_is_closed = PyUnicode_InternFromString("is_closed");
     r->s_call_soon_threadsafe =
         PyUnicode_InternFromString("call_soon_threadsafe");
+    r->s_call_soon = PyUnicode_InternFromString("call_soon");
     return r;
   }();
   return *refs;
@@ -1493,7 +1530,8 @@ class Limiter {
         "tls_server_name", "tls_verify",
         "clock",           "spin_us",
         "shadow",          "metrics",
-        "logger",          "max_async"};
+        "logger",          "max_async",
+        "driver"};
     for (auto item : opts) {
       if (!PyUnicode_Check(item.first.ptr()))
         raise_type_error("option names must be str");
@@ -1539,6 +1577,7 @@ class Limiter {
       o.spin_us = static_cast<int32_t>(to_int64(opts["spin_us"], "spin_us"));
     if (opts.contains("shadow"))
       o.shadow = static_cast<int32_t>(to_int64(opts["shadow"], "shadow"));
+    if (opts.contains("driver")) driver_mode_ = opts["driver"].cast<std::string>();
     if (opts.contains("max_async"))
       o.max_async =
           static_cast<int32_t>(to_int64(opts["max_async"], "max_async"));
@@ -2086,6 +2125,7 @@ class Limiter {
           PyWeakref_NewRef(loop.ptr(), nullptr));
       if (!last_loop_) throw py::error_already_set();
     }
+    if (store_kind_ != RL_STORE_MEMORY) drive_from(self, loop.ptr());
     py::object fut = py::reinterpret_steal<py::object>(
         PyObject_CallMethodNoArgs(loop.ptr(), refs.s_create_future));
     if (!fut) throw py::error_already_set();
@@ -2108,7 +2148,180 @@ class Limiter {
       raise_code(rc, err);
     }
     call.release();  // the completion owns it now
+    // Driven from this loop: the check waits in the queue for a turn, which
+    // sends it with whatever else this loop iteration queued.
+    Core::Driver &d = core_->drv;
+    if (d.driving && !d.turn_soon && d.loop == loop.ptr()) {
+      py::object cb = py::reinterpret_steal<py::object>(
+          PyObject_GetAttrString(self, "_loop_turn"));
+      if (!cb) throw py::error_already_set();
+      PyObject *h =
+          PyObject_CallMethodOneArg(loop.ptr(), refs.s_call_soon, cb.ptr());
+      if (h == nullptr) throw py::error_already_set();
+      Py_DECREF(h);
+      d.turn_soon = true;
+    }
     return fut.release().ptr();
+  }
+
+  // check_async on the running loop `loop`: the first one makes this
+  // loop's thread the driver of the Redis connection (rl_loop_open), unless
+  // the driver option says "thread", the connection uses TLS or the I/O
+  // thread runs already; a check from a loop on another thread hands the
+  // connection to the I/O thread for good (several loops in threads).
+  void drive_from(PyObject *self, PyObject *loop) {
+    Core::Driver &d = core_->drv;
+    const auto me = std::this_thread::get_id();
+    if (d.driving && d.thread == me) {
+      if (d.loop == loop) return;
+      // Another loop on the same thread (asyncio.run() again): it watches
+      // the descriptor now; the old one is not running.
+      stop_watching(false);
+      d.driving = true;
+      watch(self, loop);
+      return;
+    }
+    if (d.driving) {
+      d.driving = false;
+      rl_limiter *lim = core_->lim;
+      without_gil([lim]() noexcept { rl_loop_close(lim); });
+      return;
+    }
+    if (d.tried || driver_mode_ == "thread") return;
+    d.tried = true;
+    int fd = -1;
+    int rc = RL_OK;
+    rl_limiter *lim = core_->lim;
+    without_gil([&]() noexcept { rc = rl_loop_open(lim, &fd); });
+    if (rc != RL_OK) {
+      if (driver_mode_ == "loop") {
+        const std::string err = last_error_text(rc);
+        raise_code(rc, "driver: " + err);
+      }
+      return;
+    }
+    d.fd = fd;
+    d.thread = me;
+    d.driving = true;
+    watch(self, loop);
+  }
+
+  // The loop watches the descriptor (its reader holds the limiter, as the
+  // eventfd's does, until close() or the loop's end).
+  void watch(PyObject *self, PyObject *loop) {
+    Core::Driver &d = core_->drv;
+    Py_INCREF(loop);
+    d.loop = loop;
+    py::object cb = py::reinterpret_steal<py::object>(
+        PyObject_GetAttrString(self, "_loop_turn"));
+    if (!cb) throw py::error_already_set();
+    PyObject *r =
+        PyObject_CallMethod(loop, "add_reader", "iO", d.fd, cb.ptr());
+    if (r == nullptr) throw py::error_already_set();
+    Py_DECREF(r);
+  }
+
+  // The loop stops watching the descriptor and drops its timer (on the
+  // loop's thread; `threadsafe`: from another, through
+  // call_soon_threadsafe). With the GIL.
+  void stop_watching(bool threadsafe) {
+    Core::Driver &d = core_->drv;
+    d.driving = false;
+    d.turn_soon = false;
+    if (d.timer != nullptr) {
+      PyObject *r = PyObject_CallMethod(d.timer, "cancel", nullptr);
+      if (r == nullptr) PyErr_Clear();
+      Py_XDECREF(r);
+      Py_CLEAR(d.timer);
+    }
+    if (d.loop == nullptr) return;
+    PyObject *closed = PyObject_CallMethod(d.loop, "is_closed", nullptr);
+    const int is_closed = closed ? PyObject_IsTrue(closed) : 1;
+    Py_XDECREF(closed);
+    if (is_closed == 0) {
+      PyObject *r = nullptr;
+      if (threadsafe) {
+        PyObject *rm = PyObject_GetAttrString(d.loop, "remove_reader");
+        if (rm != nullptr)
+          r = PyObject_CallMethod(d.loop, "call_soon_threadsafe", "Oi", rm,
+                                  d.fd);
+        Py_XDECREF(rm);
+      } else {
+        r = PyObject_CallMethod(d.loop, "remove_reader", "i", d.fd);
+      }
+      if (r == nullptr) PyErr_Clear();
+      Py_XDECREF(r);
+    } else if (is_closed < 0) {
+      PyErr_Clear();
+    }
+    Py_CLEAR(d.loop);
+  }
+
+  // The loop's reader on the descriptor, and its call_soon after a check
+  // was queued: one turn (without the GIL: it may log), then the futures.
+  void loop_turn(PyObject *self) {
+    Core::Driver &d = core_->drv;
+    d.turn_soon = false;
+    if (d.loop == nullptr) return;
+    if (!d.driving || d.thread != std::this_thread::get_id()) {
+      stop_watching(false);  // the I/O thread took over
+      return;
+    }
+    core_->active.fetch_add(1);
+    if (core_->closed.load()) {
+      core_->active.fetch_sub(1);
+      return;
+    }
+    int64_t next_us = -1;
+    int rc = RL_OK;
+    rl_limiter *lim = core_->lim;
+    const AsyncBridge *bridge = bridge_.get();
+    without_gil([&]() noexcept {
+      t_turning = bridge;
+      rc = rl_loop_turn(lim, &next_us);
+      t_turning = nullptr;
+    });
+    core_->active.fetch_sub(1);
+    if (rc != RL_OK)
+      stop_watching(false);
+    else
+      set_timer(self, next_us);
+    async_drain();
+  }
+
+  void loop_timer(PyObject *self) {
+    Py_CLEAR(core_->drv.timer);
+    loop_turn(self);
+  }
+
+  // The loop turns again in `next_us` (-1: only on readiness): a pending
+  // timer that is due no later stays.
+  void set_timer(PyObject *self, int64_t next_us) {
+    Core::Driver &d = core_->drv;
+    if (next_us < 0) return;  // an early timer only costs a turn
+    PyObject *t = PyObject_CallMethod(d.loop, "time", nullptr);
+    if (t == nullptr) throw py::error_already_set();
+    const double when = PyFloat_AsDouble(t) + static_cast<double>(next_us) / 1e6;
+    Py_DECREF(t);
+    if (d.timer != nullptr && d.timer_when <= when + 0.0005) return;
+    if (d.timer != nullptr) {
+      PyObject *r = PyObject_CallMethod(d.timer, "cancel", nullptr);
+      Py_XDECREF(r);
+      Py_CLEAR(d.timer);
+    }
+    py::object cb = py::reinterpret_steal<py::object>(
+        PyObject_GetAttrString(self, "_loop_timer"));
+    if (!cb) throw py::error_already_set();
+    d.timer = PyObject_CallMethod(d.loop, "call_at", "dO", when, cb.ptr());
+    if (d.timer == nullptr) throw py::error_already_set();
+    d.timer_when = when;
+  }
+
+  // "loop" while a loop's thread drives the Redis connection, "thread"
+  // once tollgate's I/O thread does (or will), "none" for the memory store.
+  const char *driver() const {
+    if (store_kind_ == RL_STORE_MEMORY) return "none";
+    return core_->drv.driving ? "loop" : "thread";
   }
 
   // Resolves the futures of every completed check (the event loop's reader
@@ -2214,6 +2427,10 @@ class Limiter {
           "or filter of its logger)");
     if (core_->closed.exchange(true)) return;
     Core &core = *core_;
+    // The loop stops watching the descriptor rl_destroy closes.
+    if (core.drv.loop != nullptr)
+      stop_watching(core.drv.thread != std::this_thread::get_id());
+
     LogBridge *log = core.log.get();
     if (log != nullptr) log->on.store(false);  // nothing delivered from here
     without_gil([&core, log]() noexcept {
@@ -2265,6 +2482,7 @@ class Limiter {
   std::shared_ptr<AsyncBridge> bridge_;
   py::dict async_state_;
   py::object last_loop_;  // a weak reference to the last loop watched
+  std::string driver_mode_ = "auto";  // the driver option
 };
 
 // The policies of keys(): one tollgate.Policy or a list or tuple of 1 to
@@ -2907,6 +3125,13 @@ manager, or call close().
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_drain", &Limiter::async_drain)
+      .def("_loop_turn",
+           [](py::object self) { self.cast<Limiter &>().loop_turn(self.ptr()); })
+      .def("_loop_timer",
+           [](py::object self) {
+             self.cast<Limiter &>().loop_timer(self.ptr());
+           })
+      .def_property_readonly("driver", &Limiter::driver)
       .def("check_keys", &Limiter::check_keys, py::arg("pairs"), py::kw_only(),
            py::arg("cost") = 1,
            "check_keys(pairs, *, cost=1) -> Decision\n\n"

@@ -99,7 +99,7 @@ void IoLoop::host_close() {
   {
     std::lock_guard<std::mutex> drive(drive_mu_);
     std::lock_guard<std::mutex> lock(start_mu_);
-    if (!hosted_by_me()) return;
+    if (!hosted()) return;
     host_.store(std::thread::id());
     if (stopping_.load()) return;
     // Whatever is queued or in flight is the thread's now.

@@ -63,8 +63,9 @@ class IoLoop {
   // The calling thread becomes the driver, unless the I/O thread has
   // started, another thread drives, or the loop stops (false).
   bool host_open();
-  // The driver's thread: gives the loop back; the I/O thread starts to
-  // carry on with what is queued or in flight.
+  // Any thread (after the driver's turn under way, if any): the loop goes
+  // back to the I/O thread, which starts to carry on with what is queued
+  // or in flight; the driver's next host_turn answers kHostGone.
   void host_close();
   // The driver's thread (or a caller that waits on it, see pump): reads
   // what is ready, runs completions, writes what is due, after waiting

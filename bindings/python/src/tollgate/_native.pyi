@@ -269,6 +269,7 @@ class Limiter:
         clock: Optional[Callable[[], int]] = ...,
         spin_us: Optional[int] = ...,
         max_async: Optional[int] = ...,
+        driver: Optional[Literal["auto", "loop", "thread"]] = ...,
         shadow: Optional[bool] = ...,
         allow: Optional[Iterable[ListEntry]] = ...,
         deny: Optional[Iterable[ListEntry]] = ...,
@@ -345,6 +346,11 @@ class Limiter:
     def closed(self) -> bool: ...
     @property
     def store(self) -> Literal["memory", "redis"]: ...
+    @property
+    def driver(self) -> Literal["loop", "thread", "none"]:
+        """Who reads the Redis replies of check_async: "loop" (the running
+        asyncio loop's thread, through loop.add_reader), "thread" (tollgate's
+        I/O thread) or "none" (the memory store)."""
     @property
     def shadow(self) -> bool:
         """True if the whole limiter is in shadow mode (Limiter(shadow=True))."""

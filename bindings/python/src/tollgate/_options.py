@@ -31,7 +31,7 @@ _PATH_OPTIONS = ("tls_ca_file", "tls_ca_dir", "tls_cert_file", "tls_key_file")
 _BOOL_OPTIONS = ("deny_cache", "tls_verify", "metrics")
 _LIST_OPTIONS = ("allow", "deny")
 OPTIONS = frozenset(
-    ("max_keys", "failure_mode", "clock", "spin_us", "shadow", "logger", "max_async")
+    ("max_keys", "failure_mode", "clock", "spin_us", "shadow", "logger", "max_async", "driver")
     + _UINT32_OPTIONS
     + _STR_OPTIONS
     + _PATH_OPTIONS
@@ -124,6 +124,16 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
             if not 0 <= value <= 1000:
                 raise InvalidArgument("spin_us: must be between 0 and 1000 (got %d)" % value, "RL_E_INVALID_ARG")
             out[name] = value if value > 0 else -1
+        elif name == "driver":
+            # Who reads the Redis replies of check_async (docs/python.md).
+            if not isinstance(value, str):
+                raise TypeError("driver must be a str, not %s" % _type_name(value))
+            if value not in ("auto", "loop", "thread"):
+                raise InvalidArgument(
+                    "driver: unknown %r (expected 'auto', 'loop' or 'thread')" % value,
+                    "RL_E_INVALID_ARG",
+                )
+            out[name] = value
         elif name == "max_async":
             # 0 means "no bound" here (as in the URL's ?max_async=0); the C
             # field's 0 is "the default" and its -1 "no bound".

@@ -191,7 +191,7 @@ class Transport {
   // started, or another thread drives.
   int host_open();
   bool tls() const;
-  // The driver's thread: the I/O thread takes over.
+  // Any thread: the I/O thread takes over.
   void host_close();
   // The driver's thread: see IoLoop::host_turn (kHostGone: stop watching).
   int64_t host_turn();
