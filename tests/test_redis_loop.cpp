@@ -305,8 +305,7 @@ TEST_CASE("loop: who may drive, and the hand-over to the I/O thread",
     rl_limiter *lim = make(server.url());
     REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
     Answer queued;
-    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &queued) ==
-            RL_OK);
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &queued) == RL_OK);
     // The driver never turns again; a plain thread's blocking check would
     // wait for it, so that thread hands the loop to the I/O thread first.
     int rc = 1, allowed = -1;

@@ -91,6 +91,22 @@ def loop(chunks, seconds, clock):
                 return len(lat), denied, t1 - start, lat
 """
 
+_ASYNC_LATENCY_WORKER = """
+async def worker(keys, end, clock):
+    lat = []
+    ap = lat.append
+    denied = 0
+    for k in keys:
+        t0 = clock()
+        r = await {expr}
+        t1 = clock()
+        ap(t1 - t0)
+        if not r:
+            denied += 1
+        if t1 >= end:
+            return len(lat), denied, lat
+"""
+
 _ASYNC_WORKER = """
 async def worker(keys, end, clock):
     n = 0
@@ -153,7 +169,8 @@ def run_sync(case: Case, rep: int, keys: List[str], seconds: float, latency: boo
     return out
 
 
-def run_async(case: Case, rep: int, keys: List[str], seconds: float, concurrency: int) -> Dict[str, float]:
+def run_async(case: Case, rep: int, keys: List[str], seconds: float, concurrency: int,
+              latency: bool = False) -> Dict[str, float]:
     async def main() -> Dict[str, float]:
         expr, ns, close = await case.make(rep)
         try:
@@ -162,6 +179,8 @@ def run_async(case: Case, rep: int, keys: List[str], seconds: float, concurrency
             parts = [ks[i::concurrency] for i in range(concurrency)]
             # Warm-up: every key once, all tasks in flight (untimed).
             await asyncio.gather(*(worker(p, float("inf"), clock) for p in parts))
+            if latency:
+                worker = _compile(_ASYNC_LATENCY_WORKER, expr, ns, "worker")
             gc.collect()
             r0, c0 = server_cpu(), cpu_clock()
             start = clock()
@@ -175,8 +194,13 @@ def run_async(case: Case, rep: int, keys: List[str], seconds: float, concurrency
                 await r
         n = sum(r[0] for r in res)
         denied = sum(r[1] for r in res)
-        return {"rate": n / elapsed, "calls": n, "denied_share": denied / n,
-                "cpu_us": (c1 - c0) * 1e6 / n, "redis_cpu_us": (r1 - r0) * 1e6 / n}
+        out = {"rate": n / elapsed, "calls": n, "denied_share": denied / n,
+               "cpu_us": (c1 - c0) * 1e6 / n, "redis_cpu_us": (r1 - r0) * 1e6 / n}
+        if latency:
+            lat = sorted(x for r in res for x in r[2])
+            out["p50_us"] = lat[len(lat) // 2] * 1e6
+            out["p99_us"] = lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1e6
+        return out
 
     return asyncio.run(main())
 
@@ -200,13 +224,28 @@ def tollgate_case(url: Optional[str], algorithm: str, denied: bool = False, **op
     return make
 
 
-def tollgate_async_case(url: str, algorithm: str) -> Callable:
+def tollgate_async_case(url: str, algorithm: str, **options: Any) -> Callable:
     import tollgate
 
     async def make(rep: int):
-        lim = tollgate.Limiter(url)
+        lim = tollgate.Limiter(url, **options)
         pol = tollgate.Policy(BIG, "1h", algorithm)
         return "check_async(k, pol)", {"check_async": lim.check_async, "pol": pol}, lim.close
+
+    return make
+
+
+def raw_evalsha_async_case(url: str) -> Callable:
+    """The floor of any asyncio Redis limiter on redis-py: EVALSHA of a
+    one-line INCR script through redis.asyncio, read on the loop itself."""
+
+    async def make(rep: int):
+        import redis.asyncio as aredis
+
+        client = aredis.Redis.from_url(url)
+        sha = await client.script_load("return redis.call('INCR', KEYS[1])")
+        close = getattr(client, "aclose", None) or client.close
+        return "evalsha(sha, 1, k)", {"evalsha": client.evalsha, "sha": sha}, close
 
     return make
 
@@ -430,9 +469,17 @@ def _redis_groups(url: str) -> Dict[str, List[Case]]:
              limits_case(url, "FixedWindowRateLimiter", denied=True)),
     ]
     groups["redis"] = seq
+    groups["asyncio-seq"] = [
+        Case("aioseq", "tollgate check_async, GCRA", tollgate_async_case(url, "gcra")),
+        Case("aioseq", "tollgate check_async, GCRA, I/O thread",
+             tollgate_async_case(url, "gcra", driver="thread")),
+        Case("aioseq", "raw redis.asyncio evalsha (INCR script)", raw_evalsha_async_case(url)),
+    ]
     aio = []
     if hasattr(tollgate.Limiter, "check_async"):
         aio.append(Case("aio", "tollgate check_async, GCRA", tollgate_async_case(url, "gcra")))
+        aio.append(Case("aio", "tollgate check_async, GCRA, I/O thread",
+                        tollgate_async_case(url, "gcra", driver="thread")))
         aio.append(Case("aio", "tollgate check_async, fixed window", tollgate_async_case(url, "fixed_window")))
     else:
         c = Case("aio", "tollgate check_async", None)
@@ -446,6 +493,7 @@ def _redis_groups(url: str) -> Dict[str, List[Case]]:
         Case("aio", "limits.aio RedisStorage (redis-py asyncio), fixed window",
              limits_async_case(url, "FixedWindowRateLimiter", "redispy")),
         Case("aio", "pyrate-limiter async RedisStateStore (GCRA)", pyrate_async_case(url)),
+        Case("aio", "raw redis.asyncio evalsha (INCR script)", raw_evalsha_async_case(url)),
     ]
     groups["asyncio"] = aio
     return groups
@@ -481,7 +529,7 @@ def main() -> int:
     ap.add_argument("--keys", type=int, default=10000, help="distinct keys, memory (default 10000)")
     ap.add_argument("--redis-keys", type=int, default=1024, help="distinct keys, Redis (default 1024)")
     ap.add_argument("--concurrency", type=int, default=64, help="asyncio tasks (default 64)")
-    ap.add_argument("--only", choices=["memory", "redis", "asyncio"], action="append",
+    ap.add_argument("--only", choices=["memory", "redis", "asyncio-seq", "asyncio"], action="append",
                     help="run only this group (repeatable)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
     ap.add_argument("--quick", action="store_true", help="smoke run: 0.2 s, 1 repetition")
@@ -513,6 +561,8 @@ def main() -> int:
                         s = run_sync(case, rep, mem_keys, args.seconds, latency=False)
                     elif gname == "redis":
                         s = run_sync(case, rep, redis_keys, args.seconds, latency=True)
+                    elif gname == "asyncio-seq":
+                        s = run_async(case, rep, redis_keys, args.seconds, 1, latency=True)
                     else:
                         s = run_async(case, rep, redis_keys, args.seconds, args.concurrency)
                     case.samples.append(s)
@@ -582,6 +632,12 @@ def build_result(groups: Dict[str, List[Case]], noise_by_group: Dict[str, Dict[s
                                "what": "%s / %s" % (t, lname),
                                "value": ratio(get("redis", t, "p50_us"), get("redis", lname, "p50_us")),
                                "goal": 0.8, "higher_is_better": False})
+    if "asyncio-seq" in rows:
+        ratios.append({"target": "asyncio sequential p50 <= 0.6x a raw redis.asyncio EVALSHA",
+                       "what": "tollgate check_async, GCRA / raw redis.asyncio evalsha (INCR script)",
+                       "value": ratio(get("asyncio-seq", "tollgate check_async, GCRA", "p50_us"),
+                                      get("asyncio-seq", "raw redis.asyncio evalsha (INCR script)", "p50_us")),
+                       "goal": 0.6, "higher_is_better": False})
     if "asyncio" in rows:
         for t in ("tollgate check_async, GCRA", "tollgate check_async, fixed window"):
             for lname in ("limits.aio RedisStorage (coredis, default), fixed window",
@@ -631,6 +687,7 @@ def print_table(res: Dict[str, Any]) -> None:
           % (s["reps"], s["seconds"], s["keys"], s["redis_keys"], s["concurrency"]))
     titles = {"memory": "Memory, 1 thread (checks/s)",
               "redis": "Redis, sequential, 1 thread (checks/s, latency per call)",
+              "asyncio-seq": "Redis, asyncio, sequential awaits (checks/s, latency per call)",
               "asyncio": "Redis, asyncio, %d concurrent tasks (checks/s)" % s["concurrency"]}
     for g, rows in res["rows"].items():
         n = res["noise"].get(g, {})
@@ -638,19 +695,21 @@ def print_table(res: Dict[str, Any]) -> None:
         print("## " + titles[g])
         print("noise: other processes %.1f%% of the CPU time, steal %.1f%% (this process %.1f%%, redis-server %.1f%%)"
               % (100 * n.get("other", 0), 100 * n.get("steal", 0), 100 * n.get("own", 0), 100 * n.get("redis", 0)))
-        if g == "redis":
-            print("| case | checks/s | min-max | p50 us | p99 us | denied |")
-            print("|---|---|---|---|---|---|")
+        lat = g in ("redis", "asyncio-seq")
+        if lat:
+            print("| case | checks/s | min-max | p50 us | p99 us | CPU us/call | denied |")
+            print("|---|---|---|---|---|---|---|")
         else:
-            print("| case | checks/s | min-max | denied |")
-            print("|---|---|---|---|")
+            print("| case | checks/s | min-max | CPU us/call | denied |")
+            print("|---|---|---|---|---|")
         for r in rows:
             if "rate" not in r:
-                cells = [r["name"], r.get("error", "-")] + ["-"] * (4 if g == "redis" else 2)
+                cells = [r["name"], r.get("error", "-")] + ["-"] * (5 if lat else 3)
             else:
                 cells = [r["name"], fmt_rate(r["rate"]), "%s-%s" % (fmt_rate(r["rate_min"]), fmt_rate(r["rate_max"]))]
-                if g == "redis":
+                if lat:
                     cells += ["%.1f" % r["p50_us"], "%.1f" % r["p99_us"]]
+                cells.append("%.1f" % r["cpu_us"] if r.get("cpu_us") is not None else "-")
                 cells.append("%.1f%%" % (100 * r["denied_share"]))
             print("| " + " | ".join(cells) + " |")
     print()

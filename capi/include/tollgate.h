@@ -473,10 +473,12 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
  * loop carries their commands when it turns; on the driver's thread they
  * turn the loop themselves while they wait (running other callbacks).
  *
- * On the driver's thread, rl_check_async only queues the command: the next
- * rl_loop_turn sends it with whatever else was queued meanwhile (one write,
- * joined), so call rl_loop_turn before the event loop waits again (libuv's
- * prepare phase, asyncio's call_soon).
+ * On the driver's thread, rl_check_async queues the command and writes the
+ * queue at once when it is due (as many queued as awaited: a sequential
+ * check leaves at once, concurrent ones in joined batches); call
+ * rl_loop_turn before the event loop waits again (libuv's prepare phase,
+ * asyncio's call_soon): it sends what is left and arms the deadlines'
+ * timer.
  *
  * rl_loop_open: the calling thread becomes the driver. *fd receives a
  * descriptor to watch for readability; it stays the library's (never read,

@@ -522,7 +522,10 @@ struct LimiterState : std::enable_shared_from_this<LimiterState> {
   std::shared_ptr<LogSink> log;
 
   void busy_changed();
-  void stop_driver();
+  // JS thread. `teardown`: the environment is going away (its loop runs no
+  // more): the handles' close callbacks run here, or libuv would refuse to
+  // close a worker's loop with them open.
+  void stop_driver(bool teardown = false);
   void destroy_now();
   void finish_close();
   void maybe_start_destroy();
@@ -776,9 +779,11 @@ int start_driver(LimiterState &st, napi_env env) {
 
 // JS thread: the handles stop and close (freed once libuv has closed
 // them). Before rl_destroy: the descriptor is the library's.
-void LimiterState::stop_driver() {
+void LimiterState::stop_driver(bool teardown) {
   LoopDriver *d = driver;
   if (d == nullptr) return;
+  uv_loop_t *loop =
+      uv_handle_get_loop(reinterpret_cast<uv_handle_t *>(&d->poll));
   driver = nullptr;
   d->st = nullptr;
   uv_poll_stop(&d->poll);
@@ -788,6 +793,9 @@ void LimiterState::stop_driver() {
   napi_delete_reference(env, d->resource);
   uv_close(reinterpret_cast<uv_handle_t *>(&d->poll), on_driver_handle_closed);
   uv_close(reinterpret_cast<uv_handle_t *>(&d->timer), on_driver_handle_closed);
+  uv_close(reinterpret_cast<uv_handle_t *>(&d->prepare),
+           on_driver_handle_closed);
+  if (teardown) uv_run(loop, UV_RUN_NOWAIT);
 }
 
 #else
@@ -796,7 +804,7 @@ void driver_want_turn(LoopDriver *) {}
 int start_driver(LimiterState &, napi_env) {
   return RL_E_UNSUPPORTED;  // built without uv.h: the I/O thread drives
 }
-void LimiterState::stop_driver() {}
+void LimiterState::stop_driver(bool) {}
 #endif
 
 // Any thread (tollgate's I/O thread, or inline on the JS thread).
@@ -998,7 +1006,7 @@ void env_cleanup_hook(void *arg) {
   if (st->destroyed) return;
   st->closed = true;
   st->destroy_started = true;
-  st->stop_driver();
+  st->stop_driver(true);
   free_native(*st);
   st->destroyed = true;
   // No JS may run now: queued results are dropped with the environment.

@@ -933,14 +933,14 @@ struct Core : std::enable_shared_from_this<Core> {
   // check_async's loop driver (rl_loop_open): the asyncio loop whose thread
   // reads the Redis replies. With the GIL.
   struct Driver {
-    int fd = -1;               // rl_loop_open's descriptor, read by `loop`
-    PyObject *loop = nullptr;  // strong reference
-    std::thread::id thread;    // the loop's thread
-    bool driving = false;      // false once the I/O thread took over
-    bool tried = false;        // rl_loop_open was tried
-    bool turn_soon = false;    // a call_soon(turn) is pending
-    PyObject *timer = nullptr;     // the TimerHandle of the next turn
-    double timer_when = 0;         // its time (loop.time())
+    int fd = -1;                // rl_loop_open's descriptor, read by `loop`
+    PyObject *loop = nullptr;   // strong reference
+    std::thread::id thread;     // the loop's thread
+    bool driving = false;       // false once the I/O thread took over
+    bool tried = false;         // rl_loop_open was tried
+    bool turn_soon = false;     // a call_soon(turn) is pending
+    PyObject *timer = nullptr;  // the TimerHandle of the next turn
+    double timer_when = 0;      // its time (loop.time())
   } drv;
 
   Core() { live_cores().insert(this); }
@@ -1577,7 +1577,8 @@ class Limiter {
       o.spin_us = static_cast<int32_t>(to_int64(opts["spin_us"], "spin_us"));
     if (opts.contains("shadow"))
       o.shadow = static_cast<int32_t>(to_int64(opts["shadow"], "shadow"));
-    if (opts.contains("driver")) driver_mode_ = opts["driver"].cast<std::string>();
+    if (opts.contains("driver"))
+      driver_mode_ = opts["driver"].cast<std::string>();
     if (opts.contains("max_async"))
       o.max_async =
           static_cast<int32_t>(to_int64(opts["max_async"], "max_async"));
@@ -2215,8 +2216,7 @@ class Limiter {
     py::object cb = py::reinterpret_steal<py::object>(
         PyObject_GetAttrString(self, "_loop_turn"));
     if (!cb) throw py::error_already_set();
-    PyObject *r =
-        PyObject_CallMethod(loop, "add_reader", "iO", d.fd, cb.ptr());
+    PyObject *r = PyObject_CallMethod(loop, "add_reader", "iO", d.fd, cb.ptr());
     if (r == nullptr) throw py::error_already_set();
     Py_DECREF(r);
   }
@@ -2301,7 +2301,8 @@ class Limiter {
     if (next_us < 0) return;  // an early timer only costs a turn
     PyObject *t = PyObject_CallMethod(d.loop, "time", nullptr);
     if (t == nullptr) throw py::error_already_set();
-    const double when = PyFloat_AsDouble(t) + static_cast<double>(next_us) / 1e6;
+    const double when =
+        PyFloat_AsDouble(t) + static_cast<double>(next_us) / 1e6;
     Py_DECREF(t);
     if (d.timer != nullptr && d.timer_when <= when + 0.0005) return;
     if (d.timer != nullptr) {
@@ -3125,8 +3126,9 @@ manager, or call close().
       .def("_async_fd", &Limiter::async_fd)
       .def_property_readonly("_async_state", &Limiter::async_state)
       .def("_async_drain", &Limiter::async_drain)
-      .def("_loop_turn",
-           [](py::object self) { self.cast<Limiter &>().loop_turn(self.ptr()); })
+      .def(
+          "_loop_turn",
+          [](py::object self) { self.cast<Limiter &>().loop_turn(self.ptr()); })
       .def("_loop_timer",
            [](py::object self) {
              self.cast<Limiter &>().loop_timer(self.ptr());

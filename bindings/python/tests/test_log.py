@@ -325,7 +325,9 @@ def test_check_async_while_the_io_thread_waits_for_the_gil_in_a_handler(own_redi
         return sources
 
     try:
-        with limiter(own_redis.url) as lim:
+        # The I/O thread reads the replies (the loop driver would log on the
+        # loop's own thread: tests/test_driver.py).
+        with limiter(own_redis.url, driver="thread") as lim:
             sources = asyncio.run(asyncio.wait_for(run(lim), 30))
         assert set(sources) == {"fail_open"}, sources
         assert h.count(logging.WARNING, "the store cannot answer") == 1, h.text()

@@ -218,8 +218,10 @@ int64_t IoLoop::host_turn(int wait_ms) {
   if (has_pending_.load()) adopt(monotonic_ns());
   epoll_event evs[32];
   const int n = epoll_wait(ep_fd_, evs, 32, wait_ms);
+  in_turn_ = true;
   handle(evs, n, monotonic_ns());
   work();
+  in_turn_ = false;
   uint32_t awaited;
   if (before_sleep(awaited)) return monotonic_ns();  // a queue is due
   // As sleep(): a caller that hands commands over after this store sees
@@ -227,6 +229,15 @@ int64_t IoLoop::host_turn(int wait_ms) {
   int64_t until = next_timer();
   sleep_until_.store(until);
   return std::min(until, next_timer());
+}
+
+void IoLoop::host_flush(Pipeline &p) {
+  if (in_turn_) return;  // the turn sends it
+  std::lock_guard<std::mutex> drive(drive_mu_);
+  if (!hosted_by_me() || stopping_.load()) return;
+  const int64_t now = monotonic_ns();
+  if (has_pending_.load()) adopt(now);
+  p.send_due(now);
 }
 
 void IoLoop::pump(int64_t until_ns) {

@@ -79,6 +79,9 @@ class IoLoop {
   bool hosted_by_me() const {
     return host_.load() == std::this_thread::get_id();
   }
+  // The driver's thread, outside a turn: sends `p`'s due queue now (a
+  // submission that found it due).
+  void host_flush(Pipeline &p);
   // A blocking caller on the driver's thread (the host loop cannot turn
   // while it waits): turns the loop, waiting for I/O up to `until_ns`, and
   // returns.
@@ -144,6 +147,7 @@ class IoLoop {
   // started). drive_mu_ is held through every host turn.
   std::atomic<std::thread::id> host_{};
   std::mutex drive_mu_;
+  bool in_turn_ = false;                  // the driver's thread is in host_turn
   std::atomic<bool> io_sleeping_{false};  // in (or about to be in) epoll_wait
   // While the thread sleeps: when it wakes by itself; kAwake otherwise
   // (it looks at every timer again before it sleeps).

@@ -73,9 +73,15 @@ void Pipeline::submit(Request r) {
     finish(r.done, r.ctx, Errc::closed, kClosedText);
     return;
   }
-  // The host's thread turns the loop before its event loop waits
-  // (rl_loop_turn): nothing to wake.
-  if (loop_.hosted_by_me()) return;
+  // On the host's thread (the loop's driver): a due queue leaves now, as
+  // the I/O thread would send it; the host turns the loop before its event
+  // loop waits (rl_loop_turn), which arms the timers. Nothing to wake.
+  // While no connection is ready, the queue waits for the turn that sees
+  // one ready, which sends it joined (not one command at a time).
+  if (loop_.hosted_by_me()) {
+    if (queued >= io_waits.load() && ready_to_send()) loop_.host_flush(*this);
+    return;
+  }
   // Only a sleeping I/O thread is woken, once: commands queued while it is
   // busy ride along in its next write (auto-pipelining), and it looks at
   // the queue again before it sleeps. While it awaits replies, it is woken
@@ -95,6 +101,12 @@ void Pipeline::submit(Request r) {
   // thread is woken to send it.
   if (lender_.caller_write()) return;
   loop_.wake_if_sleeping();
+}
+
+bool Pipeline::ready_to_send() const {
+  for (const auto &c : conns)
+    if (c->ready() && c->owned()) return true;
+  return false;
 }
 
 // ---- the I/O thread's turn

@@ -110,6 +110,8 @@ class Pipeline final : public ConnectionOwner {
                  int64_t now, std::vector<void *> &parts,
                  std::vector<Request> *expired = nullptr);
   void dispatch(Request r, int64_t now);
+  // The driver's thread: a connection takes a command now.
+  bool ready_to_send() const;
   void send_on(Connection &c, Request r, int64_t now);
   void redispatch_waiting(int64_t now);
   void expire(int64_t now);
