@@ -256,11 +256,18 @@ PY_REDIS = (
 )
 PY_ASYNC = (
     ("tollgate check_async, GCRA", None),
+    ("tollgate check_async, GCRA, I/O thread", None),
     ("tollgate check_async, fixed window", None),
     ("limits.aio RedisStorage (coredis, default), fixed window", "tollgate check_async, fixed window"),
     ("limits.aio RedisStorage (coredis, default), moving window", "tollgate check_async, GCRA"),
     ("limits.aio RedisStorage (redis-py asyncio), fixed window", "tollgate check_async, fixed window"),
     ("pyrate-limiter async RedisStateStore (GCRA)", "tollgate check_async, GCRA"),
+    ("raw redis.asyncio evalsha (INCR script)", "tollgate check_async, GCRA"),
+)
+PY_ASYNC_SEQ = (
+    "tollgate check_async, GCRA",
+    "tollgate check_async, GCRA, I/O thread",
+    "raw redis.asyncio evalsha (INCR script)",
 )
 
 
@@ -303,6 +310,19 @@ def t_py_async(data: Dict[str, dict]) -> str:
                   "CPU us per check", "redis-server CPU us per check", "tollgate / this, checks/s"], rows)
 
 
+def t_py_async_seq(data: Dict[str, dict]) -> str:
+    rs = data["python"]["rows"]["asyncio-seq"]
+    raw = row(rs, PY_ASYNC_SEQ[-1])
+    rows = []
+    for name in PY_ASYNC_SEQ:
+        r = row(rs, name)
+        rows.append([_name(name), f_int(r["rate"]), "%s / %s" % (f1(r["p50_us"]), f1(r["p99_us"])),
+                     f1(r["cpu_us"]), f1(r["redis_cpu_us"]),
+                     "-" if r is raw else f_ratio(r["p50_us"] / raw["p50_us"])])
+    return table(["sequential `await`", "checks/s", "p50 / p99 us", "CPU us per check",
+                  "redis-server CPU us per check", "p50, this / raw EVALSHA"], rows)
+
+
 def t_node_memory(data: Dict[str, dict]) -> str:
     d = data["node"]
     rs = node_group(d, "memory")
@@ -326,7 +346,8 @@ def t_node_redis(data: Dict[str, dict]) -> str:
     peer = "RateLimiterRedis (ioredis) await consume()"
     rows = []
     bf, bs = row(fl, peer), row(sq, peer)
-    for name in ("tollgate await check(), GCRA", "tollgate await check(), fixed window", peer):
+    for name in ("tollgate await check(), GCRA", "tollgate await check(), GCRA, I/O thread",
+                 "tollgate await check(), fixed window", peer, "raw ioredis evalsha (INCR script)"):
         a, s = row(fl, name), row(sq, name)
         is_peer = name == peer
         label = name.replace("await check()", "`await check()`").replace("await consume()", "`await consume()`")
@@ -364,6 +385,7 @@ TABLES = {
     "python-memory": t_py_memory,
     "python-redis": t_py_redis,
     "python-asyncio": t_py_async,
+    "python-asyncio-seq": t_py_async_seq,
     "node-memory": t_node_memory,
     "node-redis": t_node_redis,
 }
