@@ -256,7 +256,7 @@ PY_REDIS = (
 )
 PY_ASYNC = (
     ("tollgate check_async, GCRA", None),
-    ("tollgate check_async, GCRA, I/O thread", None),
+    ("tollgate check_async, GCRA, loop driver", None),
     ("tollgate check_async, fixed window", None),
     ("limits.aio RedisStorage (coredis, default), fixed window", "tollgate check_async, fixed window"),
     ("limits.aio RedisStorage (coredis, default), moving window", "tollgate check_async, GCRA"),
@@ -266,7 +266,7 @@ PY_ASYNC = (
 )
 PY_ASYNC_SEQ = (
     "tollgate check_async, GCRA",
-    "tollgate check_async, GCRA, I/O thread",
+    "tollgate check_async, GCRA, loop driver",
     "raw redis.asyncio evalsha (INCR script)",
 )
 
@@ -346,7 +346,7 @@ def t_node_redis(data: Dict[str, dict]) -> str:
     peer = "RateLimiterRedis (ioredis) await consume()"
     rows = []
     bf, bs = row(fl, peer), row(sq, peer)
-    for name in ("tollgate await check(), GCRA", "tollgate await check(), GCRA, I/O thread",
+    for name in ("tollgate await check(), GCRA", "tollgate await check(), GCRA, loop driver",
                  "tollgate await check(), fixed window", peer, "raw ioredis evalsha (INCR script)"):
         a, s = row(fl, name), row(sq, name)
         is_peer = name == peer

@@ -22,7 +22,8 @@ fi
 cp bench/node/package.json bench/node/bench_node.js "$dir/"
 if [[ -z "${BENCH_SKIP_INSTALL:-}" ]]; then
   tarball=$(cd bindings/node && npm pack --silent --pack-destination "$dir" | tail -n 1)
-  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error && \
-    npm install --no-audit --no-fund --loglevel=error --no-save "./$tarball")
+  # npm's summary goes to stderr: stdout is the benchmark's (--json).
+  (cd "$dir" && npm install --no-audit --no-fund --loglevel=error >&2 && \
+    npm install --no-audit --no-fund --loglevel=error --no-save "./$tarball" >&2)
 fi
 tests/with_redis.sh node --expose-gc "$dir/bench_node.js" --redis @REDIS_URL@ "$@"

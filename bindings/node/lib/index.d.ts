@@ -208,12 +208,11 @@ export interface LimiterOptions {
    */
   spinUs?: number;
   /**
-   * Redis: who reads the replies and settles the promises. 'auto' (the
-   * default): this thread's event loop, through a libuv poll handle on the
-   * connection (no thread hand-off per check), unless the connection uses
-   * TLS, which stays on tollgate's I/O thread. 'loop': the event loop, or
-   * the constructor throws. 'thread': tollgate's I/O thread, which hands
-   * each answer to the event loop.
+   * Redis: who reads the replies and settles the promises. 'loop': this
+   * thread's event loop, through a libuv poll handle on the connection (no
+   * thread hand-off per check); the constructor throws for TLS, which stays
+   * on tollgate's I/O thread. 'thread', and for now 'auto' (the default):
+   * tollgate's I/O thread, which hands each answer to the event loop.
    */
   driver?: 'auto' | 'loop' | 'thread';
   /**

@@ -961,9 +961,9 @@ class Limiter {
   }
 
   /**
-   * Who reads the Redis replies: 'loop' (this thread's event loop, the
-   * default for plain TCP), 'thread' (tollgate's I/O thread: TLS, or the
-   * driver option) or 'none' (the memory store).
+   * Who reads the Redis replies: 'loop' (this thread's event loop, with
+   * the driver option 'loop'), 'thread' (tollgate's I/O thread, the
+   * default) or 'none' (the memory store).
    */
   get driver() {
     return this.#native.driver();

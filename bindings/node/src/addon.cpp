@@ -10,14 +10,14 @@
 //   - The synchronous check (memory store) writes its decision into a
 //     Float64Array shared with JS and returns the status: no object is made
 //     here on the hot path.
-//   - Redis checks go through rl_check_async. By default (plain TCP) the
+//   - Redis checks go through rl_check_async. With `driver: 'loop'` the
 //     limiter's JS thread drives the Redis connection from its own libuv
 //     loop (rl_loop_open): a uv_poll handle watches the descriptor the
 //     library gives, a uv_timer handle its timer, and each turn
 //     (rl_loop_turn) reads the replies, whose completions queue their
 //     results; the turn then settles the promises, inside a callback scope
-//     (microtasks run after it): no thread hand-off. Otherwise (TLS, or
-//     `driver: 'thread'`) the completion runs on tollgate's I/O thread: it
+//     (microtasks run after it): no thread hand-off. Otherwise (the
+//     default, and TLS) the completion runs on tollgate's I/O thread: it
 //     queues the result under a mutex and, only when the queue was empty,
 //     pokes ONE thread-safe function per limiter (non-blocking). On the JS
 //     thread that function drains the whole queue and settles the promises.
@@ -1307,8 +1307,9 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     }
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
-    // Who drives the Redis connection: this thread's loop ("auto" where the
-    // library allows it, "loop" or an error), or the I/O thread ("thread").
+    // Who drives the Redis connection: this thread's loop ("loop", or an
+    // error), or the I/O thread ("thread", and for now "auto": see
+    // docs/architecture.md, "Drivers").
     Napi::Value drv = o.Get("driver");
     const std::string mode =
         drv.IsString() ? drv.As<Napi::String>().Utf8Value() : "auto";
@@ -1319,7 +1320,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       throw_code(env, RL_E_INVALID_ARG,
                  "driver: expected 'auto', 'loop' or 'thread'");
     }
-    if (st_->store_kind != RL_STORE_MEMORY && mode != "thread") {
+    if (st_->store_kind != RL_STORE_MEMORY && mode == "loop") {
       const int drc = start_driver(*st_, env);
       if (drc != RL_OK && mode == "loop") {
         const std::string err = last_error_text(drc);

@@ -1,7 +1,7 @@
 'use strict';
 // Who reads the Redis replies: the JS thread's own event loop (a libuv poll
-// handle on the connection, the default for plain TCP) or tollgate's I/O
-// thread. Both on one real redis-server: the same decisions on the same
+// handle on the connection, `driver: 'loop'`) or tollgate's I/O thread
+// (the default). Both on one real redis-server: the same decisions on the same
 // keys, deadlines from the loop's timers, worker threads with their own
 // loops, and the option's validation.
 const test = require('node:test');
@@ -14,14 +14,14 @@ const { Limiter, InvalidArgumentError, UnsupportedError, TimeoutError, policy } 
 
 const skip = noRedis;
 
-test('driver: loop by default on plain TCP, thread on request, none in memory', { skip }, async (t) => {
+test('driver: the I/O thread by default, the loop on request, none in memory', { skip }, async (t) => {
   const server = await ownServer(t);
   const auto = new Limiter({ url: server.url });
   const forced = new Limiter({ url: server.url, driver: 'loop' });
   const thread = new Limiter({ url: server.url, driver: 'thread' });
   const memory = new Limiter();
   try {
-    assert.equal(auto.driver, 'loop');
+    assert.equal(auto.driver, 'thread');
     assert.equal(forced.driver, 'loop');
     assert.equal(thread.driver, 'thread');
     assert.equal(memory.driver, 'none');
@@ -60,7 +60,7 @@ test('driver: a bad value is an InvalidArgumentError', () => {
 test('driver: loop and thread limiters on the same keys make one count', { skip }, async (t) => {
   const server = await ownServer(t);
   const keyPrefix = prefix();
-  const loop = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000 });
+  const loop = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000, driver: 'loop' });
   const thread = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000, driver: 'thread' });
   t.after(() => Promise.all([loop.close(), thread.close()]));
   assert.equal(loop.driver, 'loop');
@@ -80,7 +80,7 @@ test('driver: loop and thread limiters on the same keys make one count', { skip 
 
 test('driver: a frozen server times out from the loop timer; the loop keeps turning', { skip }, async (t) => {
   const server = await ownServer(t);
-  const lim = new Limiter({ url: server.url, failureMode: 'error', timeoutMs: 150 });
+  const lim = new Limiter({ url: server.url, failureMode: 'error', timeoutMs: 150, driver: 'loop' });
   t.after(() => lim.close());
   assert.equal(lim.driver, 'loop');
   await lim.check(uniqueKey(), policy(5, '1s'));  // connected
@@ -112,7 +112,7 @@ test('driver: worker threads drive their own loops against the same key', { skip
     const pol = policy(150, '1h');
     (async () => {
       const lim = new Limiter({ url: workerData.url, keyPrefix: workerData.keyPrefix,
-                                failureMode: 'error', timeoutMs: 5000 });
+                                failureMode: 'error', timeoutMs: 5000, driver: 'loop' });
       let allowed = 0;
       for (let round = 0; round < 10; ++round) {
         const ds = await Promise.all(Array.from({ length: 10 }, () => lim.check(workerData.key, pol)));
@@ -128,7 +128,7 @@ test('driver: worker threads drive their own loops against the same key', { skip
     w.once('message', resolve);
     w.once('error', reject);
   });
-  const main = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000 });
+  const main = new Limiter({ url: server.url, keyPrefix, failureMode: 'error', timeoutMs: 5000, driver: 'loop' });
   t.after(() => main.close());
   const mainRun = (async () => {
     let allowed = 0;

@@ -2165,11 +2165,12 @@ class Limiter {
     return fut.release().ptr();
   }
 
-  // check_async on the running loop `loop`: the first one makes this
-  // loop's thread the driver of the Redis connection (rl_loop_open), unless
-  // the driver option says "thread", the connection uses TLS or the I/O
-  // thread runs already; a check from a loop on another thread hands the
-  // connection to the I/O thread for good (several loops in threads).
+  // check_async on the running loop `loop`: with driver="loop", the first
+  // one makes this loop's thread the driver of the Redis connection
+  // (rl_loop_open), unless the connection uses TLS or the I/O thread runs
+  // already; a check from a loop on another thread hands the connection to
+  // the I/O thread for good (several loops in threads). "auto" is the I/O
+  // thread for now (docs/architecture.md, "Drivers").
   void drive_from(PyObject *self, PyObject *loop) {
     Core::Driver &d = core_->drv;
     const auto me = std::this_thread::get_id();
@@ -2188,7 +2189,7 @@ class Limiter {
       without_gil([lim]() noexcept { rl_loop_close(lim); });
       return;
     }
-    if (d.tried || driver_mode_ == "thread") return;
+    if (d.tried || driver_mode_ != "loop") return;
     d.tried = true;
     int fd = -1;
     int rc = RL_OK;

@@ -1,6 +1,6 @@
 """Who reads the Redis replies of check_async: the running asyncio loop's
-own thread (loop.add_reader on the connection, the default) or tollgate's
-I/O thread. All on a real redis-server: same decisions as the I/O thread,
+own thread (loop.add_reader on the connection, driver="loop") or
+tollgate's I/O thread (the default). All on a real redis-server: same decisions as the I/O thread,
 deadlines from the loop's timers, loops in several threads, a limiter used
 from a loop and a plain thread at once, and the option's validation."""
 
@@ -17,8 +17,9 @@ import tollgate
 BIG = 1_000_000_000  # ms: nothing refills while a test runs
 
 
-def test_the_running_loop_drives_by_default(redis_server, prefix) -> None:
-    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
+def test_the_running_loop_drives_on_request(redis_server, prefix) -> None:
+    assert tollgate.Limiter(redis_server.url).driver == "thread"  # the default
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, driver="loop")
     assert lim.driver == "thread"  # nothing drives it yet
     threads_before = threading.active_count()
 
@@ -80,7 +81,7 @@ def test_driver_loop_is_refused_for_tls() -> None:
 
 
 def test_loop_and_thread_drivers_share_the_count(redis_server, prefix) -> None:
-    loop_lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
+    loop_lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, driver="loop")
     thread_lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, driver="thread")
     p = tollgate.Policy(10, BIG)
 
@@ -98,7 +99,7 @@ def test_loop_and_thread_drivers_share_the_count(redis_server, prefix) -> None:
 
 
 def test_a_frozen_server_times_out_from_the_loop_timer(own_redis) -> None:
-    lim = tollgate.Limiter(own_redis.url, failure_mode="error", timeout_ms=150)
+    lim = tollgate.Limiter(own_redis.url, failure_mode="error", timeout_ms=150, driver="loop")
 
     async def main() -> float:
         p = tollgate.Policy(5, "1s")
@@ -133,7 +134,7 @@ def test_a_frozen_server_times_out_from_the_loop_timer(own_redis) -> None:
 
 
 def test_blocking_check_on_the_loop_thread_and_from_a_plain_thread(redis_server, prefix) -> None:
-    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000)
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000, driver="loop")
     p = tollgate.Policy(300, BIG)
     from_thread = []
 
@@ -167,7 +168,7 @@ def test_blocking_check_on_the_loop_thread_and_from_a_plain_thread(redis_server,
 
 
 def test_loops_in_several_threads_hand_over_to_the_io_thread(redis_server, prefix) -> None:
-    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000)
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000, driver="loop")
     p = tollgate.Policy(300, BIG)
     allowed = []
     errors = []
@@ -197,7 +198,7 @@ def test_loops_in_several_threads_hand_over_to_the_io_thread(redis_server, prefi
 
 
 def test_a_stopped_loop_hands_over_to_a_plain_thread(redis_server, prefix) -> None:
-    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000)
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, timeout_ms=2000, driver="loop")
     p = tollgate.Policy(5, BIG)
     done = threading.Event()
 
@@ -223,7 +224,7 @@ def test_a_stopped_loop_hands_over_to_a_plain_thread(redis_server, prefix) -> No
 
 
 def test_close_while_the_loop_drives(own_redis) -> None:
-    lim = tollgate.Limiter(own_redis.url, failure_mode="error", timeout_ms=2000)
+    lim = tollgate.Limiter(own_redis.url, failure_mode="error", timeout_ms=2000, driver="loop")
 
     async def main() -> None:
         p = tollgate.Policy(5, "1s")

@@ -120,10 +120,10 @@ void IoLoop::stop() {
     thread_.join();
   } else {
     // Hosted (or never started): after the turn under way, if any, the
-    // connections close here; the host's next turn sees kHostGone.
+    // connections the host's turns opened close here (a pipeline no turn
+    // adopted has none); the host's next turn sees kHostGone.
     std::lock_guard<std::mutex> drive(drive_mu_);
     host_.store(std::thread::id());
-    if (has_pending_.load()) adopt(monotonic_ns());
     for (Pipeline *p : pipelines_) p->close_all();
   }
   std::vector<Pipeline *> all;
@@ -237,7 +237,11 @@ void IoLoop::host_flush(Pipeline &p) {
   if (!hosted_by_me() || stopping_.load()) return;
   const int64_t now = monotonic_ns();
   if (has_pending_.load()) adopt(now);
-  p.send_due(now);
+  // Idle connections lent to blocking callers come back first. While none
+  // is ready, the queue waits for the turn that sees one ready, which sends
+  // it joined (not one command at a time).
+  p.after_wake(now);
+  if (p.ready_to_send()) p.send_due(now);
 }
 
 void IoLoop::pump(int64_t until_ns) {

@@ -76,10 +76,8 @@ void Pipeline::submit(Request r) {
   // On the host's thread (the loop's driver): a due queue leaves now, as
   // the I/O thread would send it; the host turns the loop before its event
   // loop waits (rl_loop_turn), which arms the timers. Nothing to wake.
-  // While no connection is ready, the queue waits for the turn that sees
-  // one ready, which sends it joined (not one command at a time).
   if (loop_.hosted_by_me()) {
-    if (queued >= io_waits.load() && ready_to_send()) loop_.host_flush(*this);
+    if (queued >= io_waits.load()) loop_.host_flush(*this);
     return;
   }
   // Only a sleeping I/O thread is woken, once: commands queued while it is

@@ -68,6 +68,7 @@ class Pipeline final : public ConnectionOwner {
   uint32_t awaited() const { return io_waits.load(); }
   int64_t next_timer() const;    // earliest deadline or connection timer
   void after_wake(int64_t now);  // take back lent connections
+  bool ready_to_send() const;    // a ready connection of the loop's own
   void on_io(size_t conn, uint32_t events, int64_t now);
   void send_due(int64_t now);      // the queue, joined, onto connections
   void housekeeping(int64_t now);  // timers, flush, lend, publish
@@ -110,8 +111,6 @@ class Pipeline final : public ConnectionOwner {
                  int64_t now, std::vector<void *> &parts,
                  std::vector<Request> *expired = nullptr);
   void dispatch(Request r, int64_t now);
-  // The driver's thread: a connection takes a command now.
-  bool ready_to_send() const;
   void send_on(Connection &c, Request r, int64_t now);
   void redispatch_waiting(int64_t now);
   void expire(int64_t now);
