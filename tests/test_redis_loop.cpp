@@ -31,6 +31,13 @@ rl_limiter *make(const std::string &url, uint32_t timeout_ms = 200) {
   return lim;
 }
 
+rl_policy_spec spec(int64_t limit, int64_t period_ms) {
+  rl_policy_spec p = RL_POLICY_SPEC_INIT;
+  p.limit = limit;
+  p.period_ms = period_ms;
+  return p;
+}
+
 struct Answer {
   int status = 1;  // not yet
   int allowed = -1;
@@ -85,9 +92,7 @@ TEST_CASE("loop: async checks complete on the driving thread",
   int fd2 = -1;
   REQUIRE(rl_loop_open(lim, &fd2) == RL_OK);  // again on the same thread
   REQUIRE(fd2 == fd);
-  rl_policy_spec p = RL_POLICY_SPEC_INIT;
-  p.limit = 5;
-  p.period_ms = 3600 * 1000;
+  const rl_policy_spec p = spec(5, 3600 * 1000);
   // Sequential (each awaited before the next) and then 8 at once.
   int allowed = 0;
   for (int i = 0; i < 3; ++i) {
@@ -127,9 +132,7 @@ TEST_CASE("loop: a blocking check on the driving thread turns the loop itself",
   rl_limiter *lim = make(server.url());
   int fd = -1;
   REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
-  rl_policy_spec p = RL_POLICY_SPEC_INIT;
-  p.limit = 2;
-  p.period_ms = 3600 * 1000;
+  const rl_policy_spec p = spec(2, 3600 * 1000);
   // An async check in flight while the blocking ones wait: its callback
   // runs inside the blocking call, on this thread.
   Answer a;
@@ -154,9 +157,7 @@ TEST_CASE("loop: other threads' blocking checks ride on the driver's loop",
   rl_limiter *lim = make(server.url(), 2000);
   int fd = -1;
   REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
-  rl_policy_spec p = RL_POLICY_SPEC_INIT;
-  p.limit = 300;
-  p.period_ms = 3600 * 1000;
+  const rl_policy_spec p = spec(300, 3600 * 1000);
   std::atomic<int> thread_allowed{0}, thread_errors{0}, running{4};
   std::vector<std::thread> threads;
   for (int t = 0; t < 4; ++t)
@@ -203,9 +204,7 @@ TEST_CASE("loop: a frozen server's deadline fires from the loop's timer",
   rl_limiter *lim = make(server.url(), 150);
   int fd = -1;
   REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
-  rl_policy_spec p = RL_POLICY_SPEC_INIT;
-  p.limit = 5;
-  p.period_ms = 60000;
+  const rl_policy_spec p = spec(5, 60000);
   Answer warm;
   REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &warm) == RL_OK);
   drive(lim, fd, [&] { return status_of(warm) != 1; });
@@ -228,9 +227,7 @@ TEST_CASE("loop: a frozen server's deadline fires from the loop's timer",
 TEST_CASE("loop: who may drive, and the hand-over to the I/O thread",
           "[redis][loop]") {
   tollgate_test::RedisServer server;
-  rl_policy_spec p = RL_POLICY_SPEC_INIT;
-  p.limit = 5;
-  p.period_ms = 60000;
+  const rl_policy_spec p = spec(5, 60000);
   int fd = -1;
 
   SECTION("the memory store has nothing to drive") {
