@@ -459,7 +459,9 @@ TEST_CASE("slot: every policy key of one user key lands in one slot",
     policies[i] = RL_POLICY_SPEC_INIT;
     policies[i].algorithm = algs[i];
     policies[i].limit = 10 + i;
-    policies[i].period_ms = 1000 * (i + 1);
+    // Hours, not seconds: a state must not expire before KEYS lists it (a
+    // 10/s GCRA key lives about 100 ms, less than a slow ASan run takes).
+    policies[i].period_ms = 3600 * 1000 * (i + 1);
     if (algs[i] == RL_ALG_GCRA || algs[i] == RL_ALG_TOKEN_BUCKET)
       policies[i].burst = 20 + i;
   }
