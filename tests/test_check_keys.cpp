@@ -256,3 +256,29 @@ TEST_CASE("several keys on a cluster: one slot, or refused before sending",
   rl_policy_release(g);
   rl_policy_release(r);
 }
+
+TEST_CASE("several keys: the local failure mode charges every pair",
+          "[redis][limiter]") {
+  // Nothing listens on port 1: every call is answered by the failure mode,
+  // here the local limiter (each pair against its own policies, divisor 1).
+  rl_options o = RL_OPTIONS_INIT;
+  o.url = "redis://127.0.0.1:1";
+  o.failure_mode = RL_FAIL_LOCAL;
+  o.local_divisor = 1;
+  o.connect_timeout_ms = 200;
+  rl_limiter *lim = nullptr;
+  REQUIRE(rl_create(&lim, &o) == RL_OK);
+  Pairs p;
+  rl_decision d;
+  for (int i = 0; i < 2; ++i) {
+    REQUIRE(p.check(lim, d) == RL_OK);
+    CHECK(d.allowed == 1);
+    CHECK(d.source == RL_SOURCE_LOCAL);
+  }
+  // The route pair (2/h, the second) was charged twice: the third call is
+  // denied by it, as on the store.
+  REQUIRE(p.check(lim, d) == RL_OK);
+  CHECK(d.allowed == 0);
+  CHECK(d.policy_index == 1);
+  rl_destroy(lim);
+}
