@@ -11,7 +11,7 @@ namespace {
 constexpr int64_t kRefreshGapNs = 250 * kMs;
 // A parked command (-TRYAGAIN, a node down, no map yet) tries again after.
 constexpr int64_t kRetryNs = 25 * kMs;
-// Redirections one command follows before it fails.
+// Redirections one command follows before it waits for a new map.
 constexpr int kMaxHops = 5;
 
 bool starts_with(const std::string &s, std::string_view p) {
@@ -164,7 +164,18 @@ bool ClusterTopology::handled(Call *c, CallResult &r) {
   if (moved || parse_redirect(text, "ASK", slot, host, port)) {
     (moved ? moved_ : ask_).fetch_add(1, std::memory_order_relaxed);
     if (moved) want_refresh();
-    if (c->pinned >= 0 || ++c->hops > kMaxHops) return false;
+    if (c->pinned >= 0) return false;
+    if (++c->hops > kMaxHops) {
+      // Nodes that disagree send a command back and forth: during a
+      // migration the source may already name the target while the target
+      // does not yet own the slot. That settles within moments; the
+      // command waits for a new map, then tries again, until its deadline.
+      c->hops = 0;
+      c->ask_node = -1;
+      park(c, monotonic_ns() + kRetryNs, Errc::store,
+           "store: redirection loop: " + text);
+      return true;
+    }
     int node;
     {
       std::lock_guard<std::mutex> lock(mu_);
