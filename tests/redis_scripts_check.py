@@ -1042,6 +1042,8 @@ def bench(r, prod_sha, calls, batch=500):
     cases = [
         ("gcra script, 1 policy", "gcra", ["gcra"]),
         ("token_bucket script, 1 policy", "token_bucket", ["token_bucket"]),
+        ("fixed_window script, 1 policy", "fixed_window", ["fixed_window"]),
+        ("sliding_window script, 1 policy", "sliding_window", ["sliding_window"]),
         ("multi script, 1 gcra policy", "multi", ["gcra"]),
         ("multi script, 2 gcra policies", "multi", ["gcra", "gcra"]),
         ("multi script, 4 policies (one per algorithm)", "multi",
@@ -1050,7 +1052,13 @@ def bench(r, prod_sha, calls, batch=500):
     ]
     results = []
     noop = r.call("SCRIPT", "LOAD", "return 1").decode()
-    for label, script, algs in cases + [("baseline: EVALSHA of 'return 1'", None, [])]:
+    # The reference a fixed-window limiter written by hand would use.
+    incr = r.call("SCRIPT", "LOAD",
+                  "local n = redis.call('INCR', KEYS[1]) "
+                  "redis.call('PEXPIRE', KEYS[1], ARGV[1]) return n").decode()
+    extra = [("reference: EVALSHA of INCR + PEXPIRE", "incr", []),
+             ("baseline: EVALSHA of 'return 1'", None, [])]
+    for label, script, algs in cases + extra:
         pols = []
         for j, a in enumerate(algs):
             p = dict(big, algorithm=a, period_ms=1000 * (j + 1))
@@ -1059,6 +1067,10 @@ def bench(r, prod_sha, calls, batch=500):
         for k in range(1000):
             if script is None:
                 payloads.append(Redis.encode("EVALSHA", noop, 0))
+                continue
+            if script == "incr":
+                payloads.append(Redis.encode("EVALSHA", incr, 1, b"tgbench:k%d" % k,
+                                             b"60000"))
                 continue
             if script == "batch":
                 checks = [(1, [redis_key(b"tgbench:", "k%d" % ((32 * k + c) % 1000), p, i)
@@ -1171,10 +1183,13 @@ def main():
         if args.bench_calls > 0:
             print("cost per call (server side, INFO commandstats; %d pipelined "
                   "EVALSHA each, every call allowed and written):" % args.bench_calls)
-            for label, ncalls, usec, rate in bench(r, prod_sha, args.bench_calls):
+            rows = bench(r, prod_sha, args.bench_calls)
+            ref = [u for label, _, u, _ in rows if label.startswith("reference")][0]
+            for label, ncalls, usec, rate in rows:
                 per = "  (%.2f us per check)" % (usec / 32) if "32 checks" in label else ""
-                print("  %-46s %6.2f us/call  (%d calls, %.0f calls/s from "
-                      "this client)%s" % (label, usec, ncalls, rate, per))
+                print("  %-46s %6.2f us/call  %5.2fx reference  (%d calls, %.0f "
+                      "calls/s from this client)%s"
+                      % (label, usec, usec / ref, ncalls, rate, per))
         r.close()
     except Exception:
         print("redis-server log:\n" + server.log_text(), file=sys.stderr)
