@@ -2,7 +2,8 @@
 # Every test: a warnings-as-errors build with the full suite, then the same
 # suite under ASan+UBSan and under TSan, a short run of every fuzz target
 # (scripts/fuzz.sh), a formatting check, the Python and Node packages built
-# the way users install them with their suites, a one-minute soak
+# the way users install them with their suites (run twice: the I/O thread
+# and the event loop driving Redis), a one-minute soak
 # (scripts/soak.sh), and a fast sample of
 # mutation testing (docs/testing.md). After each suite,
 # tests/check_tests_ran.py checks that every test defined ran (nothing
@@ -88,6 +89,13 @@ TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   --junitxml build/pytest.xml
 python3 tests/check_tests_ran.py pytest build/pytest.xml bindings/python/tests
 
+step "Python suite again, the asyncio loop driving Redis (TOLLGATE_DRIVER=loop)"
+# Every limiter left at driver="auto" is driven by its running loop where
+# it can (docs/architecture.md, "Drivers"); the packaging tests skip here.
+TOLLGATE_DRIVER=loop \
+TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
+  build/pyvenv/bin/python -m pytest bindings/python/tests -q --timeout 60
+
 step "Node package: npm builds the addon from source, then node --test"
 # cmake-js compiles the addon offline (headers from node-api-headers) with
 # the pinned-clock scripts (shared vectors on Redis) and -Werror. The C
@@ -116,6 +124,13 @@ node_tests() { # <timeout ms> <events file> <test files...>
   node_tests 900000 "$root/build/node-tests-slow.jsonl" $slow_files)
 cat build/node-tests-fast.jsonl build/node-tests-slow.jsonl >build/node-tests.jsonl
 python3 tests/check_tests_ran.py node build/node-tests.jsonl bindings/node/test
+
+step "Node suite again, the event loop driving Redis (TOLLGATE_DRIVER=loop)"
+# As above without the packaging files: every limiter left at driver 'auto'
+# is driven by its own event loop where it can.
+(cd bindings/node && export TOLLGATE_DRIVER=loop &&
+  fast_files=$(ls test/*.test.js | grep -vxF -f <(tr ' ' '\n' <<<"$slow_files")) &&
+  node_tests 60000 "$root/build/node-tests-loop.jsonl" $fast_files)
 
 step "soak: C, Python and Node on Redis, Sentinel and Cluster under faults, 1 minute"
 # The packages built above; docs/reliability.md has the 30-minute run.

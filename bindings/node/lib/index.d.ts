@@ -213,6 +213,8 @@ export interface LimiterOptions {
    * thread hand-off per check); the constructor throws for TLS, which stays
    * on tollgate's I/O thread. 'thread', and for now 'auto' (the default):
    * tollgate's I/O thread, which hands each answer to the event loop.
+   * The environment variable TOLLGATE_DRIVER ('loop' or 'thread') says
+   * what 'auto' means ('loop': the loop where it can drive, not TLS).
    */
   driver?: 'auto' | 'loop' | 'thread';
   /**

@@ -637,6 +637,17 @@ function nativeOptions(options) {
       throw new InvalidArgumentError(`driver: unknown '${v}' (expected 'auto', 'loop' or 'thread')`, 'RL_E_INVALID_ARG');
     out.driver = v;
   }
+  if (out.driver === undefined || out.driver === 'auto') {
+    // The environment says what 'auto' means (docs/node.md): 'loop' there
+    // is the loop wherever it can drive (not TLS), without an error where
+    // it cannot. For a deployment, or a suite run both ways.
+    const env = process.env.TOLLGATE_DRIVER;
+    if (env) {
+      if (env !== 'auto' && env !== 'loop' && env !== 'thread')
+        throw new InvalidArgumentError(`TOLLGATE_DRIVER: unknown '${env}' (expected 'auto', 'loop' or 'thread')`, 'RL_E_INVALID_ARG');
+      out.driver = env === 'loop' ? 'auto-loop' : env;
+    }
+  }
   if (options.shadow !== undefined && options.shadow !== null) {
     // 1: the whole limiter in shadow mode; 0 (the C default): enforce.
     if (typeof options.shadow !== 'boolean') throw typeError('shadow', 'a boolean', options.shadow);

@@ -1309,18 +1309,22 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
     // Who drives the Redis connection: this thread's loop ("loop", or an
     // error), or the I/O thread ("thread", and for now "auto": see
-    // docs/architecture.md, "Drivers").
+    // docs/architecture.md, "Drivers"). "auto-loop" (from index.js: "auto"
+    // with TOLLGATE_DRIVER=loop) is the loop where it can drive, else the
+    // thread.
     Napi::Value drv = o.Get("driver");
     const std::string mode =
         drv.IsString() ? drv.As<Napi::String>().Utf8Value() : "auto";
-    if (mode != "auto" && mode != "loop" && mode != "thread") {
+    if (mode != "auto" && mode != "loop" && mode != "thread" &&
+        mode != "auto-loop") {
       st_->lim = nullptr;
       rl_destroy(lim);
       st_->clock.Reset();
       throw_code(env, RL_E_INVALID_ARG,
                  "driver: expected 'auto', 'loop' or 'thread'");
     }
-    if (st_->store_kind != RL_STORE_MEMORY && mode == "loop") {
+    if (st_->store_kind != RL_STORE_MEMORY &&
+        (mode == "loop" || mode == "auto-loop")) {
       const int drc = start_driver(*st_, env);
       if (drc != RL_OK && mode == "loop") {
         const std::string err = last_error_text(drc);

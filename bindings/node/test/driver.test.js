@@ -14,8 +14,25 @@ const { Limiter, InvalidArgumentError, UnsupportedError, TimeoutError, policy } 
 
 const skip = noRedis;
 
+// Runs `fn` with TOLLGATE_DRIVER set to `value` (undefined: unset).
+async function withDriverEnv(value, fn) {
+  const saved = process.env.TOLLGATE_DRIVER;
+  if (value === undefined) delete process.env.TOLLGATE_DRIVER;
+  else process.env.TOLLGATE_DRIVER = value;
+  try {
+    return await fn();
+  } finally {
+    if (saved === undefined) delete process.env.TOLLGATE_DRIVER;
+    else process.env.TOLLGATE_DRIVER = saved;
+  }
+}
+
 test('driver: the I/O thread by default, the loop on request, none in memory', { skip }, async (t) => {
   const server = await ownServer(t);
+  // The default, whatever the environment of this run says.
+  const saved = process.env.TOLLGATE_DRIVER;
+  delete process.env.TOLLGATE_DRIVER;
+  t.after(() => { if (saved !== undefined) process.env.TOLLGATE_DRIVER = saved; });
   const auto = new Limiter({ url: server.url });
   const forced = new Limiter({ url: server.url, driver: 'loop' });
   const thread = new Limiter({ url: server.url, driver: 'thread' });
@@ -43,6 +60,46 @@ test('driver: TLS stays on the I/O thread; forcing the loop on it throws', () =>
     assert.ok(e instanceof UnsupportedError, String(e));
     assert.match(e.message, /driver: .*TLS/);
     return true;
+  });
+});
+
+test('driver: TOLLGATE_DRIVER forces the driver where the code says auto', { skip }, async (t) => {
+  const server = await ownServer(t);
+  const make = (options) => new Limiter({ url: server.url, ...options });
+  const driverOf = (options) => {
+    const lim = make(options);
+    const d = lim.driver;
+    lim.close();
+    return d;
+  };
+  await withDriverEnv('loop', async () => {
+    assert.equal(driverOf({}), 'loop');
+    assert.equal(driverOf({ driver: 'auto' }), 'loop');
+    assert.equal(driverOf({ driver: 'thread' }), 'thread'); // the option wins
+    // Where the loop cannot drive (TLS), 'auto' stays on the thread, with
+    // no error (driver: 'loop' would throw).
+    const tls = new Limiter({ url: 'rediss://127.0.0.1:1', tlsVerify: false });
+    assert.equal(tls.driver, 'thread');
+    tls.close();
+    // It really drives: a check is answered on this loop.
+    const lim = make({ failureMode: 'error', timeoutMs: 5000 });
+    try {
+      assert.equal((await lim.check(uniqueKey(), policy(2, '1h'))).allowed, true);
+    } finally {
+      await lim.close();
+    }
+  });
+  await withDriverEnv('thread', async () => {
+    assert.equal(driverOf({}), 'thread');
+    assert.equal(driverOf({ driver: 'loop' }), 'loop');
+  });
+  await withDriverEnv('', async () => assert.equal(driverOf({}), 'thread')); // empty: unset
+  await withDriverEnv('uv', async () => {
+    assert.throws(() => make({}), (e) => {
+      assert.ok(e instanceof InvalidArgumentError, String(e));
+      assert.match(e.message, /^TOLLGATE_DRIVER: unknown 'uv'/);
+      return true;
+    });
   });
 });
 

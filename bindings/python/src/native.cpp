@@ -2189,7 +2189,10 @@ class Limiter {
       without_gil([lim]() noexcept { rl_loop_close(lim); });
       return;
     }
-    if (d.tried || driver_mode_ != "loop") return;
+    // "auto-loop" ("auto" with TOLLGATE_DRIVER=loop, _options.py): the
+    // loop where it can drive, else the I/O thread without an error.
+    if (d.tried || (driver_mode_ != "loop" && driver_mode_ != "auto-loop"))
+      return;
     d.tried = true;
     int fd = -1;
     int rc = RL_OK;

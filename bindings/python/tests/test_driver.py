@@ -57,6 +57,43 @@ def test_driver_option_validation() -> None:
         tollgate.Limiter(driver=1)  # type: ignore[arg-type]
 
 
+def test_the_environment_forces_the_driver_where_the_code_says_auto(
+    redis_server, prefix, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def drive(lim: tollgate.Limiter) -> str:
+        await lim.check_async("env", tollgate.Policy(3, BIG))
+        return lim.driver
+
+    monkeypatch.setenv("TOLLGATE_DRIVER", "loop")
+    for options in ({}, {"driver": "auto"}):
+        lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, **options)
+        assert asyncio.run(drive(lim)) == "loop"
+        lim.close()
+    # An option other than "auto" wins over the environment.
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, driver="thread")
+    assert asyncio.run(drive(lim)) == "thread"
+    lim.close()
+    # Where the loop cannot drive (TLS), "auto" stays on the thread, with
+    # no error (driver="loop" would raise).
+    tls = tollgate.Limiter("rediss://127.0.0.1:1", tls_verify=False, timeout_ms=50,
+                           connect_timeout_ms=50, failure_mode="open")
+    assert asyncio.run(drive(tls)) == "thread"
+    tls.close()
+    monkeypatch.setenv("TOLLGATE_DRIVER", "thread")
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix, driver="loop")
+    assert asyncio.run(drive(lim)) == "loop"
+    lim.close()
+    lim = tollgate.Limiter(redis_server.url, key_prefix=prefix)
+    assert asyncio.run(drive(lim)) == "thread"
+    lim.close()
+    monkeypatch.setenv("TOLLGATE_DRIVER", "uv")
+    with pytest.raises(tollgate.InvalidArgument, match="^TOLLGATE_DRIVER: unknown 'uv'"):
+        tollgate.Limiter(redis_server.url)
+    # Set but empty: as if unset.
+    monkeypatch.setenv("TOLLGATE_DRIVER", "")
+    assert tollgate.Limiter().driver == "none"
+
+
 def test_driver_loop_is_refused_for_tls() -> None:
     # The TLS context is made at creation; the refusal comes at the first
     # check_async, before anything is sent.

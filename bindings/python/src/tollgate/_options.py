@@ -161,4 +161,16 @@ def normalize(options: Dict[str, Any]) -> Dict[str, Any]:
             # Where a Redis limiter's log messages go (tollgate/_log.py);
             # None: the "tollgate" logger.
             out[name] = _log.check_logger(value)
+    if out.get("driver", "auto") == "auto":
+        # The environment says what "auto" means (docs/python.md): "loop"
+        # there is the loop wherever it can drive (not TLS), without an
+        # error where it cannot. For a deployment, or a suite run both ways.
+        env = os.environ.get("TOLLGATE_DRIVER", "")
+        if env:
+            if env not in ("auto", "loop", "thread"):
+                raise InvalidArgument(
+                    "TOLLGATE_DRIVER: unknown %r (expected 'auto', 'loop' or 'thread')" % env,
+                    "RL_E_INVALID_ARG",
+                )
+            out["driver"] = "auto-loop" if env == "loop" else env
     return out
