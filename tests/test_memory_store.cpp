@@ -2,6 +2,7 @@
 // binary-safe keys, multi-policy all-or-nothing, reset.
 #include <catch2/catch.hpp>
 
+#include <malloc.h>
 #include <cstdio>
 #include <fstream>
 #include <string>
@@ -201,6 +202,32 @@ TEST_CASE("a flood of 5 M unique keys stays within the bound",
     // Documented ceiling (README): 160 MB for the default 1 M keys.
     if (!kSanitized) REQUIRE(grown < 160ull * 1024 * 1024);
   }
+}
+
+TEST_CASE("a short key with one policy takes no heap memory beyond its slot",
+          "[memory]") {
+  // Its bytes and its state live in its 64-byte table entry (mapped, not
+  // malloc'd); only a long key or a second policy goes out of line.
+  if (kSanitized) return;  // the sanitizers' allocators keep no mallinfo
+  MemoryStore s({200000, 1});
+  const Policy p = make(Algorithm::gcra, 100, 3600 * 1000);
+  REQUIRE(hit(s, "warm", p, kT0));
+  const size_t before = mallinfo2().uordblks;
+  char key[32];
+  for (int i = 0; i < 100000; ++i) {
+    const int n = std::snprintf(key, sizeof key, "user:%d", i);
+    REQUIRE(hit(s, std::string_view(key, static_cast<size_t>(n)), p, kT0));
+  }
+  const size_t after = mallinfo2().uordblks;
+  INFO("heap growth " << after - before << " bytes for 100000 keys");
+  CHECK(after - before < 100000);  // under a byte per key
+  // A second policy moves a key's bytes and slots out of line.
+  const Policy q = make(Algorithm::fixed_window, 100, 60000);
+  for (int i = 0; i < 1000; ++i) {
+    const int n = std::snprintf(key, sizeof key, "user:%d", i);
+    REQUIRE(hit(s, std::string_view(key, static_cast<size_t>(n)), q, kT0));
+  }
+  CHECK(mallinfo2().uordblks - after >= 1000 * sizeof(void *));
 }
 
 TEST_CASE("at the key bound expired keys go before live ones, then the LRU",
