@@ -35,6 +35,7 @@ const path = require('node:path');
 
 const { PACKAGE_ROOT, REPO_ROOT } = require('./helpers');
 const { RedisServer, freePort } = require('./redis-server');
+const { track } = require('./children');
 
 const KEY = `${process.platform}-${process.arch}`;
 const inCheckout = fs.existsSync(path.join(REPO_ROOT, 'capi', 'include', 'tollgate.h')) &&
@@ -379,9 +380,9 @@ test('[slow] examples/node/next-app: `npm install` installs a copy, `next build`
   assert.ok(!fs.lstatSync(path.join(app, 'node_modules', 'tollgate')).isSymbolicLink());
   await run(process.execPath, [nextBin, 'build'], { cwd: app });
   const port = await freePort();
-  const server = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
+  const server = track(spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
     cwd: app, env: cleanEnv(), stdio: 'ignore', detached: true,
-  });
+  }), true);
   try {
     let r = null;
     const end = Date.now() + 60_000;

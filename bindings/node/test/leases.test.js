@@ -164,6 +164,7 @@ function defineTests() {
   const test = require('node:test');
   const assert = require('node:assert/strict');
   const { fork } = require('node:child_process');
+  const { track } = require('./children');
 
   const tollgate = require(INDEX);
   const {
@@ -198,7 +199,7 @@ function defineTests() {
   function forkWorker(role, args, execArgv = []) {
     const env = { ...process.env, TOLLGATE_LEASE_WORKER: role };
     delete env.NODE_TEST_CONTEXT;
-    const child = fork(__filename, args, { env, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] });
+    const child = track(fork(__filename, args, { env, execArgv, stdio: ['ignore', 'pipe', 'pipe', 'ipc'] }));
     child.stderrText = '';
     child.stderr.on('data', (d) => (child.stderrText += d));
     child.stdout.resume();

@@ -13,6 +13,7 @@
 // without a built addon. About a minute with a warm npm cache.
 
 const { freePort, RedisServer, REDIS_SERVER, redisCommand } = require('./redis-server');
+const { track } = require('./children');
 const { test } = require('node:test');
 const assert = require('node:assert/strict');
 const { spawn, spawnSync } = require('node:child_process');
@@ -65,12 +66,12 @@ async function waitFor(url, proc, ms) {
 async function startNext(app, env, onLog) {
   const nextBin = path.join(app, 'node_modules', 'next', 'dist', 'bin', 'next');
   const port = await freePort();
-  const proc = spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
+  const proc = track(spawn(process.execPath, [nextBin, 'start', '-p', String(port), '-H', '127.0.0.1'], {
     cwd: app,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: true,
-  });
+  }), true);
   proc.stdout.on('data', (d) => onLog(d));
   proc.stderr.on('data', (d) => onLog(d));
   const base = `http://127.0.0.1:${port}`;

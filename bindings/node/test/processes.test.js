@@ -12,6 +12,7 @@ const { Worker } = require('node:worker_threads');
 
 const { RedisServer, REDIS_SERVER, redisCommand, startTopology, topologySkip } = require('./redis-server');
 const { uniqueKey } = require('./helpers');
+const { track } = require('./children');
 
 const INDEX = require.resolve('..');
 const LIMIT = 150;
@@ -46,7 +47,7 @@ const NODE_CALLER = `
 
 function run(cmd, args) {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = track(spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] }));
     let out = '';
     let err = '';
     child.stdout.on('data', (d) => (out += d));

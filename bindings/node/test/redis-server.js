@@ -12,6 +12,7 @@ const os = require('node:os');
 const path = require('node:path');
 
 const { PACKAGE_ROOT, REPO_ROOT } = require('./helpers');
+const { track } = require('./children');
 
 function findExecutable(name) {
   for (const dir of (process.env.PATH || '').split(path.delimiter).concat(['/usr/bin', '/usr/local/bin'])) {
@@ -101,7 +102,7 @@ class RedisServer {
       if (this.password) args.push('--requirepass', this.password);
       args.push(...this.extra);
       this.exited = false;
-      this.proc = spawn(REDIS_SERVER, args, { stdio: 'ignore' });
+      this.proc = track(spawn(REDIS_SERVER, args, { stdio: 'ignore' }));
       this.proc.on('exit', () => {
         this.exited = true;
       });

@@ -19,6 +19,7 @@ const path = require('node:path');
 const { createRequire } = require('node:module');
 
 const { RedisServer, REDIS_SERVER, freePort } = require('./redis-server');
+const { track } = require('./children');
 
 const PKG = path.resolve(__dirname, '..');
 const { Limiter, UnsupportedError } = require(PKG);
@@ -980,7 +981,7 @@ describe('examples/node/express-app', () => {
     const port = await freePort();
     const env = { ...process.env, PORT: String(port), NODE_PATH: [mods, path.dirname(expressDir)].join(path.delimiter) };
     delete env.TOLLGATE_URL;
-    const proc = spawn(process.execPath, [path.join(example, 'server.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(spawn(process.execPath, [path.join(example, 'server.js')], { env, stdio: ['ignore', 'pipe', 'pipe'] }));
     let log = '';
     proc.stderr.on('data', (d) => (log += d));
     try {
