@@ -51,6 +51,7 @@ import random
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -286,10 +287,18 @@ def redis_key(prefix, user_key, p, index=0):
 
 
 def script_argv(cost, now_us, policies):
+    """ARGV of the multi script (docs/redis.md, "Calling convention")."""
     argv = [cost, now_us]
     for p in policies:
         argv += policy_values(p)
     return argv
+
+
+def single_argv(cost, now_us, p):
+    """ARGV of a one-policy script (single.lua): the cost and the policy's
+    values after its algorithm, packed as nine little-endian doubles, then
+    the pinned time."""
+    return [struct.pack("<9d", cost, *policy_values(p)[1:]), now_us]
 
 
 def batch_call(now_us, checks):
@@ -435,6 +444,8 @@ class Replay:
             try:
                 if mode == "batch":  # a batch of this one check
                     _, argv = batch_call(now, [(cost, keys, policies)])
+                elif mode == "single":
+                    argv = single_argv(cost, now, policies[0])
                 else:
                     argv = script_argv(cost, now, policies)
                 reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
@@ -695,9 +706,11 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
                                -((1 << 53) - 1)])
             single = len(s["pols"]) == 1 and rng.random() < 0.5
             sha = pinned_sha[s["pols"][0][1]["alg"] if single else "multi"]
+            pols = [d for _, d in s["pols"]]
+            argv = (single_argv(cost, s["now"], pols[0]) if single
+                    else script_argv(cost, s["now"], pols))
             payload.append(Redis.encode(
-                "EVALSHA", sha, len(s["keys"]), *s["keys"],
-                *script_argv(cost, s["now"], [d for _, d in s["pols"]])))
+                "EVALSHA", sha, len(s["keys"]), *s["keys"], *argv))
             plan.append((s, cost))
         replies = r.pipeline(b"".join(payload), len(payload), raise_errors=False)
         for (s, cost), reply in zip(plan, replies):
@@ -878,7 +891,7 @@ def check_production(r, prod_sha):
     r.call("DEL", key)
     # ARGV[2] carries a bogus time: the production script must ignore it.
     t0 = server_now_us(r)
-    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *script_argv(1, 1, [gcra]))
+    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *single_argv(1, 1, gcra))
     t1 = server_now_us(r)
     expect(reply == [1, 1, 9, 100000, 0], "gcra first call %r, want [1,1,9,100000,0]"
            % (reply,))
@@ -897,7 +910,7 @@ def check_production(r, prod_sha):
     # Bounds below come from TIME read around each call, never from how
     # close together two calls land (a loaded machine may take 100 ms).
     t0 = server_now_us(r)
-    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *script_argv(9, 1, [gcra]))
+    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *single_argv(9, 1, gcra))
     t1 = server_now_us(r)
     new_tat = int(r.call("GET", key))
     # new_tat = max(tat, now) + 9 T, T = 100 ms, burst 10.
@@ -911,7 +924,7 @@ def check_production(r, prod_sha):
            new_tat - t1 <= reply[3] <= new_tat - t0,  # the script answers in us
            "gcra 9 more at once: %r (tat %d, TIME %d .. %d)" % (reply, new_tat, t0, t1))
     t0 = server_now_us(r)
-    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *script_argv(1, 1, [gcra]))
+    reply = r.call("EVALSHA", prod_sha["gcra"], 1, key, *single_argv(1, 1, gcra))
     t1 = server_now_us(r)
     # Burst 10, T = 100 ms: the 11th unit is allowed at new_tat + T - 10 T.
     allow_at = new_tat + 100000 - 1000000
@@ -932,7 +945,7 @@ def check_production(r, prod_sha):
         r.call("DEL", wkey)
         for call in range(3):
             t0 = server_now_us(r)
-            r.call("EVALSHA", prod_sha[alg], 1, wkey, *script_argv(1, 1, [w]))
+            r.call("EVALSHA", prod_sha[alg], 1, wkey, *single_argv(1, 1, w))
             t1 = server_now_us(r)
             P = 60000 * 1000
             # The window end the state expires at (sliding: one window later).
@@ -960,7 +973,7 @@ def check_production(r, prod_sha):
         expect(pttl > 0, "production multi: key %r PTTL %d" % (k, pttl))
     # Every production script answers (and reads no time from ARGV[2]).
     for i, a in enumerate(ALGORITHMS):
-        reply = r.call("EVALSHA", prod_sha[a], 1, keys[i], *script_argv(0, 1, [pols[i]]))
+        reply = r.call("EVALSHA", prod_sha[a], 1, keys[i], *single_argv(0, 1, pols[i]))
         expect(reply[0] == 1 and reply[2] == 3,
                "%s production peek after cost 2: %r" % (a, reply))
     return errors
@@ -993,7 +1006,7 @@ def check_production_ttls(r, prod_sha):
                 t0 = server_now_us(r)
                 if entry == "single":
                     r.call("EVALSHA", prod_sha[p["alg"]], 1, key,
-                           *script_argv(3, 1, [p]))
+                           *single_argv(3, 1, p))
                 elif entry == "multi":
                     r.call("EVALSHA", prod_sha["multi"], 1, key, *script_argv(3, 1, [p]))
                 else:
@@ -1078,7 +1091,8 @@ def bench(r, prod_sha, calls, batch=500):
                 keys, argv = batch_call(0, checks)
             else:
                 keys = [redis_key(b"tgbench:", "k%d" % k, p, i) for i, p in enumerate(pols)]
-                argv = script_argv(1, 0, pols)
+                argv = (script_argv(1, 0, pols) if script in ("multi",)
+                        else single_argv(1, 0, pols[0]))
             payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys), *keys,
                                          *argv))
         r.call("FLUSHDB")

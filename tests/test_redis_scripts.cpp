@@ -3,6 +3,9 @@
 // well-formed one answers in the documented layout.
 #include <catch2/catch.hpp>
 
+#include <bit>
+#include <cmath>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -47,13 +50,26 @@ std::vector<std::string> cat(std::vector<std::string> a,
   return a;
 }
 
+// Numbers as single.lua reads them: little-endian doubles back to back.
+std::string packed(const std::vector<double> &numbers) {
+  std::string out;
+  for (const double v : numbers) {
+    const auto bits = std::bit_cast<uint64_t>(v);
+    for (int b = 0; b < 8; ++b) out += static_cast<char>(bits >> (8 * b));
+  }
+  return out;
+}
+
 }  // namespace
 
 TEST_CASE("redis scripts: the single-policy script refuses malformed calls",
           "[redis][scripts]") {
   RedisServer server;
   const std::string_view body = script_for(Algorithm::gcra, false)->body;
-  const std::vector<std::string> args = cat({"1", "0"}, kGcra);
+  // kGcra's values after the algorithm, with cost 1, packed as single.lua
+  // reads them.
+  const std::vector<double> numbers = {1, 10, 60000, 10, 6000000, 0, 0, 0, 0};
+  const std::vector<std::string> args = {packed(numbers), "0"};
   // Well formed: allowed, the layout of one policy, one key written.
   RespValue ok = eval(server, body, {"k"}, args);
   REQUIRE(ok.type == '*');
@@ -64,6 +80,11 @@ TEST_CASE("redis scripts: the single-policy script refuses malformed calls",
   CHECK(dbsize(server) == 1);
   REQUIRE(server.query({"FLUSHALL"}).type == '+');
 
+  const auto with = [&](size_t i, double v) {
+    std::vector<double> w = numbers;
+    w[i] = v;
+    return std::vector<std::string>{packed(w), "0"};
+  };
   struct Bad {
     const char *what;
     std::vector<std::string> keys, args;
@@ -71,14 +92,16 @@ TEST_CASE("redis scripts: the single-policy script refuses malformed calls",
   const Bad bad[] = {
       {"no key", {}, args},
       {"two keys", {"k", "k2"}, args},
-      {"9 arguments",
-       {"k"},
-       std::vector<std::string>(args.begin(), args.end() - 1)},
-      {"11 arguments", {"k"}, cat(args, {"1"})},
-      {"cost not a number", {"k"}, cat({"x", "0"}, kGcra)},
-      {"block not a number",
-       {"k"},
-       cat({"1", "0"}, {"0", "10", "60000", "10", "6000000", "x", "0", "0"})},
+      {"1 argument", {"k"}, {args[0]}},
+      {"3 arguments", {"k"}, cat(args, {"1"})},
+      {"the old layout, 11 arguments", {"k"}, cat({"1", "0"}, kGcra)},
+      {"71 bytes", {"k"}, {args[0].substr(0, 71), "0"}},
+      {"73 bytes", {"k"}, {args[0] + "x", "0"}},
+      {"a cost of 1.5", {"k"}, with(0, 1.5)},
+      {"a cost not a number", {"k"}, with(0, std::nan(""))},
+      {"an infinite limit", {"k"}, with(1, INFINITY)},
+      {"a block of -inf", {"k"}, with(5, -INFINITY)},
+      {"a fractional shadow", {"k"}, with(8, 0.25)},
   };
   for (const Bad &b : bad) {
     INFO(b.what);

@@ -1,8 +1,10 @@
 #include "tollgate/redis/redis_store.hpp"
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 
 #include "store_admin.hpp"
@@ -69,6 +71,10 @@ void put_int(std::string &out, size_t v) {
   append_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
 }
 
+// single.lua's packed numbers: the cost and eight policy values.
+constexpr size_t kPackedNumbers = 9;
+constexpr size_t kPackedBytes = 8 * kPackedNumbers;
+
 // State of one check in flight: what is needed to read the reply and, on
 // NOSCRIPT, to send the script body with EVAL. The script's arguments
 // (numkeys, the n state keys, cost, pinned time, then kPolicyArgs values
@@ -94,6 +100,26 @@ struct CheckCtx {
   // numkeys, keys, cost, time, m and m counts (many), the policies' values.
   uint32_t off[4 + MemoryStore::kMaxKeysPerCheck +
                (1 + kPolicyArgs) * kMaxPolicies + 1];
+  // A one-policy check: its own script takes the cost and the policy's
+  // values packed (single.lua); a joined call takes them as text from
+  // the arguments above.
+  bool packed = false;
+  char numbers[kPackedBytes];
+
+  // The cost and the policy's values after the algorithm, as single.lua
+  // reads them: little-endian doubles (each a whole number under 2^53).
+  void pack(int64_t cost_value, const Policy &p) {
+    const int64_t values[kPackedNumbers] = {
+        cost_value,      p.limit,    p.period_ms, p.capacity,
+        p.interval_us,   p.block_us, p.strikes,   p.strike_period_us,
+        p.shadow ? 1 : 0};
+    for (size_t i = 0; i < kPackedNumbers; ++i) {
+      const auto bits = std::bit_cast<uint64_t>(static_cast<double>(values[i]));
+      for (size_t b = 0; b < 8; ++b)
+        numbers[8 * i + b] = static_cast<char>(bits >> (8 * b));
+    }
+    packed = true;
+  }
 
   void push_arg(std::string_view a) {
     buf.append(a);
@@ -116,6 +142,17 @@ struct CheckCtx {
   // `verb` `first` and the arguments, as RESP.
   std::string command(std::string_view verb, std::string_view first) const {
     std::string cmd;
+    if (packed) {
+      cmd.reserve(buf.size() + first.size() + kPackedBytes + 64);
+      append_array_header(cmd, 6);
+      append_bulk(cmd, verb);
+      append_bulk(cmd, first);
+      append_bulk(cmd, "1");
+      append_bulk(cmd, key(0));
+      append_bulk(cmd, std::string_view(numbers, kPackedBytes));
+      append_bulk(cmd, pinned());
+      return cmd;
+    }
     cmd.reserve(buf.size() + 8 * argc + first.size() + 32);
     append_array_header(cmd, argc + 2);
     append_bulk(cmd, verb);
@@ -636,6 +673,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   c->slot = clustered_ ? hash_slot(c->key(0)) : kAnySlot;
   c->push_int(cost);
   c->push_int(pinned_ ? now_us : 0);
+  c->packed = false;
+  if (n == 1) c->pack(cost, policies[0]);
   for (const Policy &p : policies) {
     const PolicyText &t = policy_text(p);
     size_t at = 0;
@@ -683,6 +722,7 @@ void RedisStore::check_many(std::span<const MemoryStore::KeyPolicies> items,
   c->retried = false;
   c->rerouted = true;  // sent alone, through the topology's routing
   c->cluster_join = &cluster_join_;
+  c->packed = false;
   c->argc = 0;
   c->buf.clear();
   c->transport = transport_.get();
