@@ -35,6 +35,10 @@ namespace {
 using tollgate_bench::cpu_model;
 using tollgate_bench::kernel_release;
 using tollgate_bench::load_average;
+using tollgate_bench::machine_cpu;
+using tollgate_bench::MachineCpu;
+using tollgate_bench::Noise;
+using tollgate_bench::noise_between;
 
 using Clock = std::chrono::steady_clock;
 
@@ -225,12 +229,24 @@ int main(int argc, char **argv) {
   }
   char key[32];
   int key_n = 0;
+  // Each figure starts a probe: this process's CPU, redis-server's and the
+  // machine's, so that what other processes took meanwhile is known.
+  MachineCpu m0;
+  double c0 = 0;
+  const auto start_probe = [&] {
+    s0 = server_cpu_us(info);
+    c0 = cpu_us();
+    m0 = machine_cpu();
+  };
+  const auto noise = [&] {
+    const MachineCpu m1 = machine_cpu();
+    return noise_between(m0, m1, cpu_us() - c0, server_cpu_us(info) - s0);
+  };
 
   const double load_before = load_average();
   // 1. Sequential, one call after another.
   std::vector<double> lat;
-  s0 = server_cpu_us(info);
-  double c0 = cpu_us();
+  start_probe();
   auto t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     key_n = std::snprintf(key, sizeof key, "user:%d",
@@ -243,6 +259,7 @@ int main(int argc, char **argv) {
   }
   Stats seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
   seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
+  const Noise seq_noise = noise();
 
   // 2. 64 checks in flight from one thread (rl_check_async).
   struct Window {
@@ -259,8 +276,7 @@ int main(int argc, char **argv) {
     if (status != RL_OK) ++win->errors;
     win->cv.notify_one();
   };
-  s0 = server_cpu_us(info);
-  c0 = cpu_us();
+  start_probe();
   t0 = Clock::now();
   long issued = 0;
   while (seconds_since(t0) < secs) {
@@ -281,13 +297,13 @@ int main(int argc, char **argv) {
   const double async_rate = w.done / seconds_since(t0);
   const double async_cpu = (cpu_us() - c0) / w.done;
   const double async_server = (server_cpu_us(info) - s0) / w.done;
+  const Noise async_noise = noise();
 
   // 3. 8 threads calling the blocking rl_check at once (auto-pipelining).
   std::atomic<long> threaded{0};
   std::atomic<bool> stop{false};
   std::vector<std::thread> threads;
-  s0 = server_cpu_us(info);
-  c0 = cpu_us();
+  start_probe();
   t0 = Clock::now();
   for (int t = 0; t < 8; ++t)
     threads.emplace_back([&, t] {
@@ -306,6 +322,7 @@ int main(int argc, char **argv) {
   const double threaded_rate = threaded / seconds_since(t0);
   const double threaded_cpu = (cpu_us() - c0) / threaded.load();
   const double threaded_server = (server_cpu_us(info) - s0) / threaded.load();
+  const Noise threaded_noise = noise();
 
   // Baselines on the same server: a blocking client, one EVALSHA per round
   // trip, and the same client pipelining 64 at a time.
@@ -321,8 +338,7 @@ int main(int argc, char **argv) {
   const std::string sha = raw.buf.substr(raw.buf.find("\r\n") + 2, 40);
   raw.buf.clear();
   lat.clear();
-  s0 = server_cpu_us(info);
-  c0 = cpu_us();
+  start_probe();
   t0 = Clock::now();
   while (seconds_since(t0) < secs) {
     const std::string cmd = resp(
@@ -334,8 +350,8 @@ int main(int argc, char **argv) {
   }
   Stats raw_seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
   raw_seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
-  s0 = server_cpu_us(info);
-  c0 = cpu_us();
+  const Noise raw_seq_noise = noise();
+  start_probe();
   t0 = Clock::now();
   long raw_done = 0;
   while (seconds_since(t0) < secs) {
@@ -350,7 +366,30 @@ int main(int argc, char **argv) {
   const double raw_pipe_rate = raw_done / seconds_since(t0);
   const double raw_pipe_cpu = (cpu_us() - c0) / raw_done;
   const double raw_pipe_server = (server_cpu_us(info) - s0) / raw_done;
+  const Noise raw_pipe_noise = noise();
   const double load_after = load_average();
+
+  // Every figure, with what other processes took while it ran.
+  struct JRow {
+    const char *id, *name;
+    double rate, p50, p99, cpu, server;
+    Noise noise;
+  };
+  const JRow rows[] = {
+      {"seq", "tollgate rl_check, sequential, 1 thread", seq.per_sec,
+       seq.p50_us, seq.p99_us, seq.cpu_us, seq.server_cpu_us, seq_noise},
+      {"raw_seq", "baseline: blocking client, EVALSHA per round trip",
+       raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us, raw_seq.cpu_us,
+       raw_seq.server_cpu_us, raw_seq_noise},
+      {"async64", "tollgate rl_check_async, 64 in flight, 1 thread", async_rate,
+       -1, -1, async_cpu, async_server, async_noise},
+      {"threads8", "tollgate rl_check, 8 threads (auto-pipelined)",
+       threaded_rate, -1, -1, threaded_cpu, threaded_server, threaded_noise},
+      {"raw_pipe64", "baseline: raw client pipelining 64 EVALSHA",
+       raw_pipe_rate, -1, -1, raw_pipe_cpu, raw_pipe_server, raw_pipe_noise},
+  };
+  bool noisy = false;
+  for (const JRow &r : rows) noisy = noisy || r.noise.noisy();
 
   rl_health_info h = RL_HEALTH_INIT;
   rl_health(lim, &h);
@@ -365,23 +404,6 @@ int main(int argc, char **argv) {
         kernel_release().c_str(), load_before, load_after);
     std::printf("  \"seconds_per_figure\": %.2f,\n  \"errors\": %ld,\n", secs,
                 w.errors);
-    struct JRow {
-      const char *id, *name;
-      double rate, p50, p99, cpu, server;
-    };
-    const JRow rows[] = {
-        {"seq", "tollgate rl_check, sequential, 1 thread", seq.per_sec,
-         seq.p50_us, seq.p99_us, seq.cpu_us, seq.server_cpu_us},
-        {"raw_seq", "baseline: blocking client, EVALSHA per round trip",
-         raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us, raw_seq.cpu_us,
-         raw_seq.server_cpu_us},
-        {"async64", "tollgate rl_check_async, 64 in flight, 1 thread",
-         async_rate, -1, -1, async_cpu, async_server},
-        {"threads8", "tollgate rl_check, 8 threads (auto-pipelined)",
-         threaded_rate, -1, -1, threaded_cpu, threaded_server},
-        {"raw_pipe64", "baseline: raw client pipelining 64 EVALSHA",
-         raw_pipe_rate, -1, -1, raw_pipe_cpu, raw_pipe_server},
-    };
     std::printf("  \"rows\": [\n");
     for (size_t i = 0; i < std::size(rows); ++i) {
       const JRow &r = rows[i];
@@ -392,8 +414,11 @@ int main(int argc, char **argv) {
         std::printf(", \"p50_us\": %.1f, \"p99_us\": %.1f", r.p50, r.p99);
       std::printf(
           ", \"cpu_us_per_check\": %.2f, \"server_cpu_us_per_check\": "
-          "%.2f}%s\n",
-          r.cpu, r.server, i + 1 < std::size(rows) ? "," : "");
+          "%.2f, \"noise_other\": %.3f, \"noise_steal\": %.3f, "
+          "\"noisy\": %s}%s\n",
+          r.cpu, r.server, r.noise.other, r.noise.steal,
+          r.noise.noisy() ? "true" : "false",
+          i + 1 < std::size(rows) ? "," : "");
     }
     std::printf(
         "  ],\n  \"ratios\": {\"seq_p50_over_blocking\": %.3f, "
@@ -407,23 +432,21 @@ int main(int argc, char **argv) {
               rl_version_string(), h.server_version, secs);
   std::printf("load average (1 min): %.2f before, %.2f after\n", load_before,
               load_after);
-  std::printf("%-52s %10s %8s %8s %11s\n", "", "checks/s", "p50 us", "p99 us",
-              "CPU us/chk");
-  std::printf("%-52s %10.0f %8.1f %8.1f %11.2f\n",
-              "tollgate rl_check, sequential, 1 thread", seq.per_sec,
-              seq.p50_us, seq.p99_us, seq.cpu_us);
-  std::printf("%-52s %10.0f %8.1f %8.1f %11.2f\n",
-              "baseline: blocking client, EVALSHA per round trip",
-              raw_seq.per_sec, raw_seq.p50_us, raw_seq.p99_us, raw_seq.cpu_us);
-  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
-              "tollgate rl_check_async, 64 in flight, 1 thread", async_rate, "",
-              "", async_cpu);
-  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
-              "tollgate rl_check, 8 threads (auto-pipelined)", threaded_rate,
-              "", "", threaded_cpu);
-  std::printf("%-52s %10.0f %8s %8s %11.2f\n",
-              "baseline: raw client pipelining 64 EVALSHA", raw_pipe_rate, "",
-              "", raw_pipe_cpu);
+  std::printf("%-52s %10s %8s %8s %11s %8s %8s\n", "", "checks/s", "p50 us",
+              "p99 us", "CPU us/chk", "other %", "steal %");
+  for (const JRow &r : rows) {
+    if (r.p50 >= 0)
+      std::printf("%-52s %10.0f %8.1f %8.1f %11.2f", r.name, r.rate, r.p50,
+                  r.p99, r.cpu);
+    else
+      std::printf("%-52s %10.0f %8s %8s %11.2f", r.name, r.rate, "", "", r.cpu);
+    std::printf(" %8.1f %8.1f%s\n", 100 * r.noise.other, 100 * r.noise.steal,
+                r.noise.noisy() ? "  noisy" : "");
+  }
+  if (noisy)
+    std::printf(
+        "NOTE: other processes or the hypervisor took more than 5%% of the "
+        "CPU during a figure marked noisy: do not claim it\n");
   std::printf(
       "ratios: sequential p50 tollgate/baseline %.2fx; 64 in flight "
       "vs sequential %.1fx; async vs raw pipelined %.2fx\n",

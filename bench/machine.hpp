@@ -5,6 +5,7 @@
 
 #include <sys/resource.h>
 #include <sys/utsname.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
@@ -60,6 +61,47 @@ inline Usage usage() {
   return {(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
               ru.ru_utime.tv_usec + ru.ru_stime.tv_usec,
           static_cast<double>(ru.ru_nvcsw + ru.ru_nivcsw)};
+}
+
+// The machine's CPU time so far, from /proc/stat's first line, in CPU
+// seconds: busy (user, nice, system, irq, softirq), stolen by the
+// hypervisor, and every state together; zeros if it cannot be read.
+struct MachineCpu {
+  double busy = 0, steal = 0, total = 0;
+};
+inline MachineCpu machine_cpu() {
+  MachineCpu m;
+  unsigned long long v[8] = {};
+  if (FILE *f = std::fopen("/proc/stat", "r")) {
+    if (std::fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0],
+                    &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]) != 8)
+      std::memset(v, 0, sizeof v);
+    std::fclose(f);
+  }
+  const double hz = static_cast<double>(sysconf(_SC_CLK_TCK));
+  m.busy = static_cast<double>(v[0] + v[1] + v[2] + v[5] + v[6]) / hz;
+  m.steal = static_cast<double>(v[7]) / hz;
+  for (unsigned long long x : v) m.total += static_cast<double>(x) / hz;
+  return m;
+}
+
+// What other processes (and the hypervisor) took of the machine while a
+// figure ran: shares of all its CPU time. `own_us` and `server_us` are the
+// CPU this process and redis-server used meanwhile. More than 5% of either
+// makes the figure noisy: not one to claim (docs/benchmarks.md).
+struct Noise {
+  double other = 0, steal = 0;
+  bool noisy() const { return other > 0.05 || steal > 0.05; }
+};
+inline Noise noise_between(const MachineCpu &a, const MachineCpu &b,
+                           double own_us, double server_us) {
+  Noise n;
+  const double total = b.total - a.total;
+  if (total <= 0) return n;
+  const double other = (b.busy - a.busy) - (own_us + server_us) / 1e6;
+  n.other = other > 0 ? other / total : 0;
+  n.steal = (b.steal - a.steal) / total;
+  return n;
 }
 
 }  // namespace tollgate_bench
