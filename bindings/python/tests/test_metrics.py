@@ -142,6 +142,25 @@ def test_snapshot_after_known_traffic(traffic: Traffic) -> None:
     assert rtt.sum > 0
 
 
+def test_declared_series_match_what_the_library_reports(traffic: Traffic) -> None:
+    # An exporter declares a series from tollgate._metrics.SERIES before the
+    # library reports it: its type and description must be the library's.
+    from tollgate._metrics import SERIES
+
+    down = tollgate.Limiter(
+        "redis://127.0.0.1:1", timeout_ms=50, connect_timeout_ms=50, failure_mode="open"
+    )
+    try:
+        assert down.check("k", tollgate.Policy(5, "1m")).source == "fail_open"
+        samples = traffic.lim.metrics() + down.metrics()
+    finally:
+        down.close()
+    names = {s.name for s in samples}
+    assert {"tollgate_checks_total", "tollgate_store_errors_total"} <= names
+    for s in samples:
+        assert SERIES[s.name] == (s.type, s.help), s.name
+
+
 def test_metric_sample_is_a_frozen_value() -> None:
     s = MetricSample("counter", "tollgate_x_total", "help", {"a": "b"}, 1.0, [], 0, 0.0)
     assert s == MetricSample("counter", "tollgate_x_total", "help", {"a": "b"}, 1.0, [], 0, 0.0)

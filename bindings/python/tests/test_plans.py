@@ -26,6 +26,7 @@ from tollgate import Policy  # noqa: E402
 from tollgate.plans import (  # noqa: E402
     DEFAULT_PLANS,
     MAX_KEY_VALUE,
+    AddressList,
     Limits,
     Outcome,
     binding,
@@ -34,6 +35,7 @@ from tollgate.plans import (  # noqa: E402
     check_key_func,
     client_address,
     denied_body,
+    forwarded_for,
     header_key,
     headers_for,
     organization_key,
@@ -353,3 +355,22 @@ def test_denied_body() -> None:
 
 def test_default_plans() -> None:
     assert list(DEFAULT_PLANS) == ["FREE", "PRO", "ENTERPRISE"]
+
+
+def test_forwarded_quoted_values_keep_escaped_quotes_and_separators() -> None:
+    # Inside quotes a backslash escapes the next character, so neither the
+    # quote it escapes nor a ';' or ',' after it ends the value or the
+    # element.
+    assert forwarded_for(['for="a\\";b,c";proto=x, for=192.0.2.1']) == ['a";b,c', "192.0.2.1"]
+
+
+def test_address_list_reads_ascii_bytes_as_ranges_and_other_bytes_as_keys() -> None:
+    entries = AddressList([b"10.0.0.0/8", b"user:1", b"\xff"], "allow")
+    assert [str(n) for n in entries.networks] == ["10.0.0.0/8"]
+    assert entries.keys == frozenset({b"user:1", b"\xff"})
+
+
+def test_an_empty_trusted_proxies_list_is_an_invalid_argument_with_its_code() -> None:
+    with pytest.raises(tollgate.InvalidArgument, match="^trusted_proxies: empty") as e:
+        client_address(trust_forwarded=True, trusted_proxies=[])
+    assert e.value.code == "RL_E_INVALID_ARG"
