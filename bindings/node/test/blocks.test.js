@@ -80,6 +80,9 @@ test('blocks: bad policy options give a clear error', () => {
     [{ block: 2 ** 41 }, (e) => e instanceof InvalidArgumentError && e.code === 'RL_E_OVERFLOW'],
     [{ block: '1m', strikes: 2 ** 41, strikesPeriod: '1h' }, (e) => e instanceof InvalidArgumentError && e.code === 'RL_E_OVERFLOW'],
   ];
+  // The shortest block and strike window, 1 ms, are policies.
+  assert.equal(new Policy(5, '1m', { block: 1 }).block, 1);
+  assert.equal(new Policy(5, '1m', { block: 1, strikes: 2, strikesPeriod: 1 }).strikesPeriod, 1);
   for (const [opts, check] of cases) {
     assert.throws(() => new Policy(5, '1m', opts), check, JSON.stringify(opts));
     // the plain-object form is checked alike

@@ -504,7 +504,7 @@ function defineTests() {
       await invalid({ maxInFlight: 1000001, ttl: 1000 });
       await invalid({ maxInFlight: 1, ttl: 0 }, /ttl: must be 1 ms to 2\^40 ms \(got 0 ms\)/);
       await invalid({ maxInFlight: 1, ttl: -5 }, /got -5 ms/);
-      await invalid({ maxInFlight: 1, ttl: 2 ** 40 + 1 });
+      await invalid({ maxInFlight: 1, ttl: 2 ** 40 + 1 }, /ttl: must be 1 ms to 2\^40 ms \(got 1099511627777 ms\)/);
       await invalid({ maxInFlight: 1, ttl: 1.5 }, /not a whole number of milliseconds/);
       await invalid({ maxInFlight: 1, ttl: 'soon' }, /^ttl: /);
       for (const options of [undefined, null, 5, { ttl: 1000 }, { maxInFlight: '3', ttl: 1000 }, { maxInFlight: 1.5, ttl: 1000 },

@@ -89,7 +89,9 @@ function otel(t) {
       for (const sm of resourceMetrics.scopeMetrics)
         for (const m of sm.metrics) {
           const points = m.dataPoints.map((d) => [JSON.stringify(d.attributes), d.value]).sort();
-          out.set(m.descriptor.name, { type: m.descriptor.type, unit: m.descriptor.unit, points });
+          out.set(m.descriptor.name, {
+            type: m.descriptor.type, unit: m.descriptor.unit, description: m.descriptor.description, points,
+          });
         }
       return out;
     },
@@ -416,6 +418,12 @@ test('several limiters in one registry and on one meter, each by name', { skip: 
   ]);
   assert.deepEqual(c.get('tollgate_memory_keys').points, [[JSON.stringify({ limiter: 'mem' }), 1]]);
   assert.equal(c.get('tollgate_store_round_trip_seconds_count').points.length, 1);
+  // A histogram's two instruments say which half of it they carry.
+  const rtt = red.metrics().find((s) => s.name === 'tollgate_store_round_trip_seconds');
+  assert.ok(rtt.help);
+  assert.equal(c.get('tollgate_store_round_trip_seconds_count').description, `${rtt.help} (their number)`);
+  assert.equal(c.get('tollgate_store_round_trip_seconds_sum').description, `${rtt.help} (their sum)`);
+  assert.equal(c.get('tollgate_checks_total').description, red.metrics().find((s) => s.name === 'tollgate_checks_total').help);
 });
 
 // ---- the option, closed limiters, bad input -----------------------------------------

@@ -456,6 +456,12 @@ test('a bad maxWait is an InvalidArgumentError naming it (RL_E_INVALID_ARG); not
   assert.equal(e.message, 'maxWait: must be 0 to 2^40 ms (got -1 ms)');
   const f = await lim.checkWait('k', p, { maxWait: 1.5 }).catch((x) => x);
   assert.equal(f.message, 'maxWait: 1.5 is not a whole number of milliseconds');
+  // A zero period alone ('0s') has its own message; a zero followed by
+  // more is malformed period text, reported as such.
+  const z = await lim.checkWait('k', p, { maxWait: '0s' }).catch((x) => x);
+  assert.equal(z.message, 'maxWait: the period text has no zero; give 0 (a number) for one try');
+  const m = await lim.checkWait('k', p, { maxWait: '0s5' }).catch((x) => x);
+  assert.match(m.message, /^maxWait: must be at least 1 ms \(at byte 0\)/);
   assert.equal(lim.health().checks, 0);
   assert.equal(await inFlightNow(lim, 'k'), 0);
 });
