@@ -238,9 +238,16 @@ int main(int argc, char **argv) {
     c0 = cpu_us();
     m0 = machine_cpu();
   };
-  const auto noise = [&] {
-    const MachineCpu m1 = machine_cpu();
-    return noise_between(m0, m1, cpu_us() - c0, server_cpu_us(info) - s0);
+  // ... and ends it: the CPU this process and redis-server used, each read
+  // once, and what other processes took.
+  struct Spent {
+    double own_us, server_us;
+    Noise noise;
+  };
+  const auto end_probe = [&] {
+    Spent out{cpu_us() - c0, server_cpu_us(info) - s0, {}};
+    out.noise = noise_between(m0, machine_cpu(), out.own_us, out.server_us);
+    return out;
   };
 
   const double load_before = load_average();
@@ -257,9 +264,11 @@ int main(int argc, char **argv) {
       return 1;
     lat.push_back(seconds_since(s) * 1e6);
   }
-  Stats seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
-  seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
-  const Noise seq_noise = noise();
+  const double seq_wall = seconds_since(t0);
+  const Spent seq_spent = end_probe();
+  Stats seq = percentiles(lat, seq_wall, seq_spent.own_us);
+  seq.server_cpu_us = seq_spent.server_us / lat.size();
+  const Noise seq_noise = seq_spent.noise;
 
   // 2. 64 checks in flight from one thread (rl_check_async).
   struct Window {
@@ -295,9 +304,10 @@ int main(int argc, char **argv) {
     w.cv.wait(lock, [&] { return w.in_flight == 0; });
   }
   const double async_rate = w.done / seconds_since(t0);
-  const double async_cpu = (cpu_us() - c0) / w.done;
-  const double async_server = (server_cpu_us(info) - s0) / w.done;
-  const Noise async_noise = noise();
+  const Spent async_spent = end_probe();
+  const double async_cpu = async_spent.own_us / w.done;
+  const double async_server = async_spent.server_us / w.done;
+  const Noise async_noise = async_spent.noise;
 
   // 3. 8 threads calling the blocking rl_check at once (auto-pipelining).
   std::atomic<long> threaded{0};
@@ -320,9 +330,10 @@ int main(int argc, char **argv) {
   stop = true;
   for (auto &th : threads) th.join();
   const double threaded_rate = threaded / seconds_since(t0);
-  const double threaded_cpu = (cpu_us() - c0) / threaded.load();
-  const double threaded_server = (server_cpu_us(info) - s0) / threaded.load();
-  const Noise threaded_noise = noise();
+  const Spent threaded_spent = end_probe();
+  const double threaded_cpu = threaded_spent.own_us / threaded.load();
+  const double threaded_server = threaded_spent.server_us / threaded.load();
+  const Noise threaded_noise = threaded_spent.noise;
 
   // Baselines on the same server: a blocking client, one EVALSHA per round
   // trip, and the same client pipelining 64 at a time.
@@ -348,9 +359,11 @@ int main(int argc, char **argv) {
     raw.read_replies(1);
     lat.push_back(seconds_since(s) * 1e6);
   }
-  Stats raw_seq = percentiles(lat, seconds_since(t0), cpu_us() - c0);
-  raw_seq.server_cpu_us = (server_cpu_us(info) - s0) / lat.size();
-  const Noise raw_seq_noise = noise();
+  const double raw_seq_wall = seconds_since(t0);
+  const Spent raw_seq_spent = end_probe();
+  Stats raw_seq = percentiles(lat, raw_seq_wall, raw_seq_spent.own_us);
+  raw_seq.server_cpu_us = raw_seq_spent.server_us / lat.size();
+  const Noise raw_seq_noise = raw_seq_spent.noise;
   start_probe();
   t0 = Clock::now();
   long raw_done = 0;
@@ -364,9 +377,10 @@ int main(int argc, char **argv) {
     raw_done += 64;
   }
   const double raw_pipe_rate = raw_done / seconds_since(t0);
-  const double raw_pipe_cpu = (cpu_us() - c0) / raw_done;
-  const double raw_pipe_server = (server_cpu_us(info) - s0) / raw_done;
-  const Noise raw_pipe_noise = noise();
+  const Spent raw_pipe_spent = end_probe();
+  const double raw_pipe_cpu = raw_pipe_spent.own_us / raw_done;
+  const double raw_pipe_server = raw_pipe_spent.server_us / raw_done;
+  const Noise raw_pipe_noise = raw_pipe_spent.noise;
   const double load_after = load_average();
 
   // Every figure, with what other processes took while it ran.

@@ -1091,7 +1091,7 @@ def bench(r, prod_sha, calls, batch=500):
                 keys, argv = batch_call(0, checks)
             else:
                 keys = [redis_key(b"tgbench:", "k%d" % k, p, i) for i, p in enumerate(pols)]
-                argv = (script_argv(1, 0, pols) if script in ("multi",)
+                argv = (script_argv(1, 0, pols) if script == "multi"
                         else single_argv(1, 0, pols[0]))
             payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys), *keys,
                                          *argv))

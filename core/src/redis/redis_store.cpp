@@ -1,6 +1,7 @@
 #include "tollgate/redis/redis_store.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <charconv>
 #include <condition_variable>
@@ -71,8 +72,25 @@ void put_int(std::string &out, size_t v) {
   append_bulk(out, std::string_view(buf, static_cast<size_t>(r.ptr - buf)));
 }
 
-// single.lua's packed numbers: the cost and eight policy values.
-constexpr size_t kPackedNumbers = 9;
+// A policy's values as the scripts take them (docs/redis.md, "Calling
+// convention"): algorithm, limit, period_ms, capacity, interval_us,
+// block_us, strikes, strike_us, shadow.
+using PolicyValues = std::array<int64_t, kPolicyArgs>;
+PolicyValues policy_values(const Policy &p) {
+  return {static_cast<int64_t>(p.algorithm),
+          p.limit,
+          p.period_ms,
+          p.capacity,
+          p.interval_us,
+          p.block_us,
+          p.strikes,
+          p.strike_period_us,
+          p.shadow ? 1 : 0};
+}
+
+// single.lua's packed numbers: the cost, then the policy's values after
+// the algorithm (the script's own).
+constexpr size_t kPackedNumbers = kPolicyArgs;
 constexpr size_t kPackedBytes = 8 * kPackedNumbers;
 
 // State of one check in flight: what is needed to read the reply and, on
@@ -109,10 +127,8 @@ struct CheckCtx {
   // The cost and the policy's values after the algorithm, as single.lua
   // reads them: little-endian doubles (each a whole number under 2^53).
   void pack(int64_t cost_value, const Policy &p) {
-    const int64_t values[kPackedNumbers] = {
-        cost_value,      p.limit,    p.period_ms, p.capacity,
-        p.interval_us,   p.block_us, p.strikes,   p.strike_period_us,
-        p.shadow ? 1 : 0};
+    PolicyValues values = policy_values(p);
+    values[0] = cost_value;  // in the algorithm's place
     for (size_t i = 0; i < kPackedNumbers; ++i) {
       const auto bits = std::bit_cast<uint64_t>(static_cast<double>(values[i]));
       for (size_t b = 0; b < 8; ++b)
@@ -562,10 +578,7 @@ namespace {
 // policies used (a check formats the same few policies over and over).
 struct PolicyText {
   bool valid = false;
-  Algorithm algorithm{};
-  int64_t limit = 0, period_ms = 0, capacity = 0, interval_us = 0, block_us = 0,
-          strikes = 0, strike_period_us = 0;
-  bool shadow = false;
+  PolicyValues values{};
   std::string args;               // the values back to back
   uint8_t len[kPolicyArgs] = {};  // their lengths
 };
@@ -580,34 +593,13 @@ const PolicyText &policy_text(const Policy &p) {
   constexpr unsigned kSlots = 8;
   thread_local PolicyText cache[kSlots];
   thread_local unsigned next = 0;
+  const PolicyValues values = policy_values(p);
   for (const PolicyText &e : cache)
-    if (e.valid && e.algorithm == p.algorithm && e.limit == p.limit &&
-        e.period_ms == p.period_ms && e.capacity == p.capacity &&
-        e.interval_us == p.interval_us && e.block_us == p.block_us &&
-        e.strikes == p.strikes && e.strike_period_us == p.strike_period_us &&
-        e.shadow == p.shadow)
-      return e;
+    if (e.valid && e.values == values) return e;
   PolicyText &e = cache[next++ % kSlots];
   e.valid = true;
-  e.algorithm = p.algorithm;
-  e.limit = p.limit;
-  e.period_ms = p.period_ms;
-  e.capacity = p.capacity;
-  e.interval_us = p.interval_us;
-  e.block_us = p.block_us;
-  e.strikes = p.strikes;
-  e.strike_period_us = p.strike_period_us;
-  e.shadow = p.shadow;
+  e.values = values;
   e.args.clear();
-  const int64_t values[kPolicyArgs] = {static_cast<int64_t>(p.algorithm),
-                                       p.limit,
-                                       p.period_ms,
-                                       p.capacity,
-                                       p.interval_us,
-                                       p.block_us,
-                                       p.strikes,
-                                       p.strike_period_us,
-                                       p.shadow ? 1 : 0};
   for (size_t i = 0; i < kPolicyArgs; ++i) {
     const size_t before = e.args.size();
     append_int(e.args, values[i]);
