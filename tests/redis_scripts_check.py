@@ -16,12 +16,13 @@ port (stopped by its PID at the end, also on failure):
 
 1. SCRIPT LOAD every embedded script; the SHA1 Redis returns must equal the
    embedded one. The production scripts must not read the caller's time.
+   FUNCTION LOAD both function libraries (a second load is refused).
 2. Replay every case of tests/vectors/*.json through EVALSHA of the PINNED
    scripts (time in ARGV[2]), comparing every expected field exactly:
    decisions in ms are ceil(us / 1000) (except -1), and with several
    policies the reported one is chosen as in docs/algorithms.md
    "Multi-policy checks". Single-policy cases run through their
-   algorithm's script, and every case through the multi-policy script and
+   algorithm's script and its function (FCALL), and every case through the multi-policy script and
    through the batch script (a joined call of one check). A "reset" step
    DELs the case's keys. Steps that expect an error are input validation done
    by the C++ layer before any script runs; they are counted and skipped,
@@ -30,6 +31,8 @@ port (stopped by its PID at the end, also on failure):
    renew, release by the label's lease id).
    After every step: each existing key has a TTL (PTTL > 0), and a denied
    call or a peek changed no key.
+   The random steps below call the functions for half their one-policy
+   checks.
 3. Send random joined calls of the batch script (checks of many subjects,
    some twice, at one time per call) and compare every check with the
    model in tests/vectors/reference.py; malformed calls write nothing.
@@ -207,20 +210,32 @@ class RedisServer:
 # The embedded scripts.
 
 ENTRY = re.compile(
-    r'\{"(\w+)",\n\s*R"tollgate_lua\((.*?)\)tollgate_lua",\n\s*"([0-9a-f]{40})"\}',
+    r'\{"(\w+)",\n\s*R"tollgate_lua\((.*?)\)tollgate_lua",\n\s*"([0-9a-f]{40})",'
+    r'\n\s*"(\w*)"\}',
+    re.S)
+LIBRARY = re.compile(
+    r'const std::string_view (k\w+Library) =\n\s*R"tollgate_lua\((.*?)\)tollgate_lua";',
     re.S)
 
 
 def parse_embedded(path):
     """The production and (if present) pinned scripts of a generated
-    scripts_data.cpp: {name: (body, sha1)} each."""
+    scripts_data.cpp: {name: (body, sha1)} each; and their function
+    libraries: {"production" / "pinned": (code, {algorithm: function})}."""
     text = path.read_text()
     pinned_at = text.find("const Script kPinnedScripts[")
-    prod, pinned = {}, {}
+    prod, pinned, functions = {}, {}, {"production": {}, "pinned": {}}
     for m in ENTRY.finditer(text):
-        (pinned if 0 <= pinned_at < m.start() else prod)[m.group(1)] = (
+        is_pinned = 0 <= pinned_at < m.start()
+        (pinned if is_pinned else prod)[m.group(1)] = (
             m.group(2).encode(), m.group(3))
-    return prod, pinned
+        if m.group(4):
+            functions["pinned" if is_pinned else "production"][m.group(1)] = m.group(4)
+    libs = {}
+    for m in LIBRARY.finditer(text):
+        which = "pinned" if m.group(1) == "kPinnedLibrary" else "production"
+        libs[which] = (m.group(2).encode(), functions[which])
+    return prod, pinned, libs
 
 
 def load_embedded(build_dir):
@@ -231,14 +246,15 @@ def load_embedded(build_dir):
     lib = Path(build_dir) / "core" / "generated" / "scripts_data.cpp"
     if not lib.is_file():
         raise SystemExit("%s not found: configure %s first" % (lib, build_dir))
-    prod, pinned = parse_embedded(lib)
+    prod, pinned, libs = parse_embedded(lib)
     if not pinned:
         copy = Path(build_dir) / "tests" / "generated" / "scripts_pinned.cpp"
         if not copy.is_file():
             raise SystemExit("%s has no pinned scripts and %s is missing"
                              % (lib, copy))
-        copy_prod, pinned = parse_embedded(copy)
-        if copy_prod != prod:
+        copy_prod, pinned, copy_libs = parse_embedded(copy)
+        libs["pinned"] = copy_libs["pinned"]
+        if copy_prod != prod or copy_libs["production"] != libs["production"]:
             raise SystemExit("%s: production scripts differ from the library's "
                              "(%s): re-run CMake" % (copy, lib))
     for table, what in ((prod, "production"), (pinned, "pinned")):
@@ -249,7 +265,16 @@ def load_embedded(build_dir):
         if not table["batch_cluster"][0].startswith(CLUSTER_SHEBANG):
             raise SystemExit("%s: %s batch_cluster does not start with %r"
                              % (lib, what, CLUSTER_SHEBANG))
-    return prod, pinned
+    for what in ("production", "pinned"):
+        code, functions = libs.get(what, (b"", {}))
+        if sorted(functions) != sorted(SCRIPT_ORDER[:4]):
+            raise SystemExit("%s: %s library functions found: %s"
+                             % (lib, what, sorted(functions)))
+        for name in functions.values():
+            if b"redis.register_function('%s'" % name.encode() not in code:
+                raise SystemExit("%s: %s library does not register %s"
+                                 % (lib, what, name))
+    return prod, pinned, libs
 
 
 # --------------------------------------------------------------------------
@@ -368,9 +393,10 @@ def parse_reply(reply, n, refund=False, shadow=None):
 # Replay.
 
 class Replay:
-    def __init__(self, r, pinned_sha):
+    def __init__(self, r, pinned_sha, pinned_fn):
         self.r = r
         self.sha = pinned_sha
+        self.fn = pinned_fn
         self.failures = []
         self.steps_checked = 0
         self.steps_skipped = 0
@@ -383,7 +409,8 @@ class Replay:
 
     def run_case(self, fname, case, mode, run_id):
         """`mode`: "single" (each check through its algorithm's script; only
-        for cases whose every list holds one policy), "multi" or "batch"."""
+        for cases whose every list holds one policy), "function" (the same
+        through its function in the library, FCALL), "multi" or "batch"."""
         policies = [derive(p) for p in case["policies"]]
         prefix = b"tgcheck:%d:" % run_id
         self.runs += 1
@@ -438,17 +465,21 @@ class Replay:
             if "expect_error" in step and not nothing:
                 self.steps_skipped += 1
                 continue
-            sha = self.sha[mode] if mode != "single" else self.sha[policies[0]["alg"]]
+            alg = policies[0]["alg"]
+            sha = self.sha[mode] if mode not in ("single", "function") else self.sha[alg]
             cost = step["cost"]
             before = self.r.call("MGET", *keys)
             try:
                 if mode == "batch":  # a batch of this one check
                     _, argv = batch_call(now, [(cost, keys, policies)])
-                elif mode == "single":
+                elif mode in ("single", "function"):
                     argv = single_argv(cost, now, policies[0])
                 else:
                     argv = script_argv(cost, now, policies)
-                reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
+                if mode == "function":
+                    reply = self.r.call("FCALL", self.fn[alg], len(keys), *keys, *argv)
+                else:
+                    reply = self.r.call("EVALSHA", sha, len(keys), *keys, *argv)
                 allowed, outcomes = parse_reply(
                     reply, len(policies), cost < 0,
                     [p["shadow"] for p in policies])
@@ -581,8 +612,8 @@ class Replay:
                 self.fail(where, "key %r has PTTL %d" % (k, pttl))
 
 
-def replay_vectors(r, pinned_sha):
-    rep = Replay(r, pinned_sha)
+def replay_vectors(r, pinned_sha, pinned_fn):
+    rep = Replay(r, pinned_sha, pinned_fn)
     run_id = 0
     per_file = []
     for path in sorted(VECTORS_DIR.glob("*.json")):
@@ -592,7 +623,7 @@ def replay_vectors(r, pinned_sha):
             modes = ["multi", "batch"]
             if all(len(s.get("policies", case["policies"])) == 1
                    for s in [case] + case["steps"]):
-                modes.insert(0, "single")
+                modes[:0] = ["single", "function"]
             for mode in modes:
                 run_id += 1
                 rep.run_case(path.name, case, mode, run_id)
@@ -678,7 +709,7 @@ def random_subjects(ref, rng, count, prefix, policy_counts):
     return subs
 
 
-def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
+def fuzz(r, pinned_sha, pinned_fn, subjects=60, rounds=150, seed=2024):
     """Random policies (up to the bounds), times (up to 2^52 us, with small
     steps back), costs (0, 1, capacity, capacity + 1, 2^53 - 1, refunds down
     to -(2^53 - 1), ...): every
@@ -705,12 +736,16 @@ def fuzz(r, pinned_sha, subjects=60, rounds=150, seed=2024):
                                (1 << 53) - 1, -1, -rng.randint(1, cap + 1),
                                -((1 << 53) - 1)])
             single = len(s["pols"]) == 1 and rng.random() < 0.5
-            sha = pinned_sha[s["pols"][0][1]["alg"] if single else "multi"]
+            alg = s["pols"][0][1]["alg"]
+            sha = pinned_sha[alg if single else "multi"]
             pols = [d for _, d in s["pols"]]
             argv = (single_argv(cost, s["now"], pols[0]) if single
                     else script_argv(cost, s["now"], pols))
+            # Half the one-policy checks call the library's function.
+            verb, name = (("FCALL", pinned_fn[alg]) if single and rng.random() < 0.5
+                          else ("EVALSHA", sha))
             payload.append(Redis.encode(
-                "EVALSHA", sha, len(s["keys"]), *s["keys"], *argv))
+                verb, name, len(s["keys"]), *s["keys"], *argv))
             plan.append((s, cost))
         replies = r.pipeline(b"".join(payload), len(payload), raise_errors=False)
         for (s, cost), reply in zip(plan, replies):
@@ -990,15 +1025,15 @@ def state_expiry(p, state):
     return (f[0] + (1 if p["alg"] == "fixed_window" else 2)) * P
 
 
-def check_production_ttls(r, prod_sha):
+def check_production_ttls(r, prod_sha, prod_fn):
     """Every key every production script writes (single, multi, batch and
-    batch_cluster script, each algorithm) expires when its state stops mattering, and the
+    batch_cluster script, and the library's functions; each algorithm) expires when its state stops mattering, and the
     state holds the server's TIME, in microseconds. Bounds come from TIME
     read around each call, so a slow machine cannot make this fail."""
     errors = []
     pols = [derive({"algorithm": a, "limit": 10, "period_ms": 10000, "burst": 0})
             for a in ALGORITHMS]
-    for entry in ("single", "multi", "batch", "batch_cluster"):
+    for entry in ("single", "function", "multi", "batch", "batch_cluster"):
         for i, p in enumerate(pols):
             key = redis_key(b"tgcheck:ttl:", "%s-%d" % (entry, i), p)
             r.call("DEL", key)
@@ -1007,6 +1042,8 @@ def check_production_ttls(r, prod_sha):
                 if entry == "single":
                     r.call("EVALSHA", prod_sha[p["alg"]], 1, key,
                            *single_argv(3, 1, p))
+                elif entry == "function":
+                    r.call("FCALL", prod_fn[p["alg"]], 1, key, *single_argv(3, 1, p))
                 elif entry == "multi":
                     r.call("EVALSHA", prod_sha["multi"], 1, key, *script_argv(3, 1, [p]))
                 else:
@@ -1047,8 +1084,8 @@ def check_production_ttls(r, prod_sha):
 # --------------------------------------------------------------------------
 # Cost per call.
 
-def bench(r, prod_sha, calls, batch=500):
-    """Server-side usec per EVALSHA (INFO commandstats), pipelined calls on
+def bench(r, prod_sha, prod_fn, calls, batch=500):
+    """Server-side usec per EVALSHA or FCALL (INFO commandstats), pipelined calls on
     1000 rotating keys whose limits are never reached (every call allowed
     and written, the expensive path)."""
     big = {"limit": 1 << 40, "period_ms": 1000, "burst": 0}
@@ -1057,6 +1094,10 @@ def bench(r, prod_sha, calls, batch=500):
         ("token_bucket script, 1 policy", "token_bucket", ["token_bucket"]),
         ("fixed_window script, 1 policy", "fixed_window", ["fixed_window"]),
         ("sliding_window script, 1 policy", "sliding_window", ["sliding_window"]),
+        ("gcra function (FCALL), 1 policy", "fn:gcra", ["gcra"]),
+        ("token_bucket function, 1 policy", "fn:token_bucket", ["token_bucket"]),
+        ("fixed_window function, 1 policy", "fn:fixed_window", ["fixed_window"]),
+        ("sliding_window function, 1 policy", "fn:sliding_window", ["sliding_window"]),
         ("multi script, 1 gcra policy", "multi", ["gcra"]),
         ("multi script, 2 gcra policies", "multi", ["gcra", "gcra"]),
         ("multi script, 4 policies (one per algorithm)", "multi",
@@ -1093,8 +1134,12 @@ def bench(r, prod_sha, calls, batch=500):
                 keys = [redis_key(b"tgbench:", "k%d" % k, p, i) for i, p in enumerate(pols)]
                 argv = (script_argv(1, 0, pols) if script == "multi"
                         else single_argv(1, 0, pols[0]))
-            payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys), *keys,
-                                         *argv))
+            if script.startswith("fn:"):
+                payloads.append(Redis.encode("FCALL", prod_fn[script[3:]], len(keys),
+                                             *keys, *argv))
+            else:
+                payloads.append(Redis.encode("EVALSHA", prod_sha[script], len(keys),
+                                             *keys, *argv))
         r.call("FLUSHDB")
         r.call("CONFIG", "RESETSTAT")
         done = 0
@@ -1106,7 +1151,9 @@ def bench(r, prod_sha, calls, batch=500):
             done += n
         wall = time.perf_counter() - start
         info = r.call("INFO", "commandstats").decode()
-        m = re.search(r"cmdstat_evalsha:calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)", info)
+        verb = "fcall" if script and script.startswith("fn:") else "evalsha"
+        m = re.search(r"cmdstat_%s:calls=(\d+),usec=(\d+),usec_per_call=([\d.]+)" % verb,
+                      info)
         results.append((label, int(m.group(1)), float(m.group(3)), calls / wall))
     r.call("FLUSHDB")
     return results
@@ -1126,7 +1173,7 @@ def main():
         print("SKIP: redis-server not found (set REDIS_SERVER)")
         return SKIP
 
-    prod, pinned = load_embedded(args.build_dir)
+    prod, pinned, libs = load_embedded(args.build_dir)
     problems = []
     for name, (body, sha) in list(prod.items()) + list(pinned.items()):
         if hashlib.sha1(body).hexdigest() != sha:
@@ -1152,8 +1199,23 @@ def main():
                 if got != sha:
                     problems.append("%s: Redis SHA1 %s, embedded %s" % (name, got, sha))
                 shas[name] = sha
+        # The function libraries: FUNCTION LOAD answers with the name the
+        # functions start with; a second load of the same code is refused.
+        for what, (code, functions) in libs.items():
+            name = code.split(b"\n", 1)[0].split(b"name=", 1)[1]
+            got = r.call("FUNCTION", "LOAD", code)
+            if got != name or not all(f.encode().startswith(name + b"_")
+                                      for f in functions.values()):
+                problems.append("%s library: FUNCTION LOAD answered %r" % (what, got))
+            try:
+                r.call("FUNCTION", "LOAD", code)
+                problems.append("%s library loaded twice" % what)
+            except RedisError as e:
+                if "already exists" not in str(e):
+                    problems.append("%s library, loaded again: %s" % (what, e))
+        prod_fn, pinned_fn = libs["production"][1], libs["pinned"][1]
 
-        rep, per_file = replay_vectors(r, pinned_sha)
+        rep, per_file = replay_vectors(r, pinned_sha, pinned_fn)
         for fname, ncases, nsteps, nfail in per_file:
             print("  %-20s %3d cases, %4d checks, %d failures" % (fname, ncases, nsteps, nfail))
         print("vectors: %d case runs, %d checks passed of %d, %d resets, %d "
@@ -1167,7 +1229,7 @@ def main():
               % (npairs, "ok" if not helper_errors else "%d problems" % len(helper_errors)))
         problems += helper_errors
 
-        nsteps, fuzz_errors = fuzz(r, pinned_sha)
+        nsteps, fuzz_errors = fuzz(r, pinned_sha, pinned_fn)
         print("random steps against tests/vectors/reference.py: %d, %s"
               % (nsteps, "ok" if not fuzz_errors else "%d problems" % len(fuzz_errors)))
         problems += fuzz_errors
@@ -1185,9 +1247,9 @@ def main():
         problems += guard_errors
 
         prod_errors = check_production(r, prod_sha)
-        ttl_errors = check_production_ttls(r, prod_sha)
-        print("production scripts, TTL of every key (single, multi, batch, "
-              "batch_cluster x 4 algorithms): %s"
+        ttl_errors = check_production_ttls(r, prod_sha, prod_fn)
+        print("production scripts, TTL of every key (single, function, multi, "
+              "batch, batch_cluster x 4 algorithms): %s"
               % ("ok" if not ttl_errors else "%d problems" % len(ttl_errors)))
         prod_errors += ttl_errors
         print("production scripts against TIME: %s"
@@ -1197,7 +1259,7 @@ def main():
         if args.bench_calls > 0:
             print("cost per call (server side, INFO commandstats; %d pipelined "
                   "EVALSHA each, every call allowed and written):" % args.bench_calls)
-            rows = bench(r, prod_sha, args.bench_calls)
+            rows = bench(r, prod_sha, prod_fn, args.bench_calls)
             ref = [u for label, _, u, _ in rows if label.startswith("reference")][0]
             for label, ncalls, usec, rate in rows:
                 per = "  (%.2f us per check)" % (usec / 32) if "32 checks" in label else ""

@@ -616,12 +616,14 @@ TEST_CASE("redis: malformed and oversized replies are protocol errors",
   const std::string huge_bulk_then_data =
       "$999999999999\r\n" + std::string(9 * 1024 * 1024, 'x');
   // The handshake: INFO, then one SCRIPT LOAD per script (nine: four
-  // algorithms, multi, batch, block, many, lease).
+  // algorithms, multi, batch, block, many, lease), then FUNCTION LOAD (a
+  // server of 7.0 or later), answered with the library's name.
   auto after_handshake = [&](std::vector<FakeReply> rest) {
     std::vector<FakeReply> all = {FakeReply::send(info)};
     for (int i = 0; i < 9; ++i)
       all.push_back(
           FakeReply::send("$40\r\n" + std::string(40, 'a' + i) + "\r\n"));
+    all.push_back(FakeReply::send("$8\r\ntollgate\r\n"));
     all.insert(all.end(), rest.begin(), rest.end());
     return all;
   };
@@ -699,7 +701,10 @@ TEST_CASE("redis: a joined call's bad reply answers every check in it",
           return FakeReply::send(info);
         if (cmd.args.size() >= 2 && cmd.args[0] == "SCRIPT")
           return FakeReply::send("$40\r\n" + std::string(40, 'a') + "\r\n");
-        // EVALSHA <sha> <numkeys> ...: more than one key is a joined call.
+        if (cmd.args.size() >= 2 && cmd.args[0] == "FUNCTION")
+          return FakeReply::send("$8\r\ntollgate\r\n");
+        // EVALSHA or FCALL <name> <numkeys> ...: more than one key is a
+        // joined call.
         if (cmd.args.size() > 3 && cmd.args[2] != "1") ++joined;
         return FakeReply::send(c.reply);
       };

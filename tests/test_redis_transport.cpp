@@ -82,7 +82,7 @@ std::unique_ptr<Transport> make(
   s.reconnect_max_ms = 200;
   if (adjust) adjust(s);
   std::unique_ptr<Transport> t;
-  REQUIRE(Transport::create(s, {}, t) == Errc::ok);
+  REQUIRE(Transport::create(s, {}, {}, t) == Errc::ok);
   return t;
 }
 

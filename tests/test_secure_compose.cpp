@@ -462,8 +462,9 @@ OpsReport run_operations(rl_limiter *lim, const Ops &cfg) {
     }
   }
 
-  // NOSCRIPT: the scripts are flushed behind the limiter's back; EVALSHA
-  // fails and the store sends EVAL (single, multi and joined calls).
+  // NOSCRIPT: the scripts and the function library are flushed behind the
+  // limiter's back; FCALL and EVALSHA fail and the store sends EVALSHA,
+  // FUNCTION LOAD and EVAL (single, multi and joined calls).
   if (cfg.flush_scripts) {
     cfg.flush_scripts();
     const rl_policy_spec p = policy(RL_ALG_TOKEN_BUCKET, 7, 3600000);
@@ -606,6 +607,7 @@ TEST_CASE(
   Ops ops;
   ops.flush_scripts = [&] {
     REQUIRE(admin(srv, {"SCRIPT", "FLUSH"}).str == "OK");
+    REQUIRE(admin(srv, {"FUNCTION", "FLUSH"}).str == "OK");
   };
   const OpsReport rep = run_operations(lim.get(), ops);
   INFO("rules: " << join(rules) << "\nfailed:\n" << describe(rep));
@@ -636,6 +638,7 @@ TEST_CASE(
   Ops ops;
   ops.flush_scripts = [&] {
     REQUIRE(admin(srv, {"SCRIPT", "FLUSH"}).str == "OK");
+    REQUIRE(admin(srv, {"FUNCTION", "FLUSH"}).str == "OK");
   };
   std::string table;
   int variants = 0;
@@ -651,6 +654,7 @@ TEST_CASE(
     REQUIRE(admin(srv, setuser).str == "OK");
     REQUIRE(admin(srv, {"FLUSHALL"}).str == "OK");
     REQUIRE(admin(srv, {"SCRIPT", "FLUSH"}).str == "OK");
+    REQUIRE(admin(srv, {"FUNCTION", "FLUSH"}).str == "OK");
     REQUIRE(admin(srv, {"ACL", "LOG", "RESET"}).str == "OK");
 
     OpsReport rep;
@@ -684,7 +688,7 @@ TEST_CASE(
                rl_strerror(rep.failed[0].rc) + ": " + rep.failed[0].message +
                " |\n";
   }
-  CHECK(variants == 22);
+  CHECK(variants == 24);
   std::printf("production ACL, one rule dropped at a time:\n%s", table.c_str());
   std::fflush(stdout);
 }
@@ -715,6 +719,7 @@ TEST_CASE(
   Ops ops;
   ops.flush_scripts = [&] {
     REQUIRE(admin(srv, {"SCRIPT", "FLUSH"}).str == "OK");
+    REQUIRE(admin(srv, {"FUNCTION", "FLUSH"}).str == "OK");
   };
   const OpsReport rep = run_operations(lim.get(), ops);
   INFO("failed:\n" << describe(rep));
@@ -744,7 +749,12 @@ void set_user_everywhere(const Topology &t,
 std::function<void()> flush_everywhere(const Topology &t) {
   return [&t] {
     for (const auto &n : t.nodes())
-      if (n.pid > 0) REQUIRE(t.query(n.port, {"SCRIPT", "FLUSH"}).str == "OK");
+      if (n.pid > 0) {
+        REQUIRE(t.query(n.port, {"SCRIPT", "FLUSH"}).str == "OK");
+        // A replica refuses it (READONLY) and follows its primary's.
+        const std::string r = t.query(n.port, {"FUNCTION", "FLUSH"}).str;
+        REQUIRE((r == "OK" || r.rfind("READONLY", 0) == 0));
+      }
   };
 }
 

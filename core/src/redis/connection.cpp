@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 
 namespace tollgate::redis {
@@ -403,6 +404,16 @@ bool Connection::handshake_reply(const InFlight &f, const Reply &reply,
   if (f.kind == Kind::load) {
     // A failed load is not fatal: the store falls back to EVAL.
     if (is_error) owner_.conn_note(Errc::store, "SCRIPT LOAD: " + reply.str);
+  } else if (f.kind == Kind::load_functions) {
+    // Not fatal either: one-policy checks call their scripts instead.
+    FunctionLibrary &lib = shared_.functions;
+    if (FunctionLibrary::loaded(reply)) {
+      lib.usable.store(true);
+    } else {
+      const std::string why = "FUNCTION LOAD refused by " + where() +
+                              " (checks call EVALSHA): " + reply.str;
+      if (lib.refuse(why)) owner_.conn_note(Errc::store, why);
+    }
   } else if (is_error) {
     const std::string &text = reply.str;
     const bool auth = f.kind == Kind::auth || text.rfind("NOAUTH", 0) == 0 ||
@@ -418,9 +429,12 @@ bool Connection::handshake_reply(const InFlight &f, const Reply &reply,
   } else if (f.kind == Kind::info) {
     const std::string &text = reply.str;
     const auto pos = text.find("redis_version:");
+    int major = 0;
     if (pos != std::string::npos) {
       const auto end = text.find_first_of("\r\n", pos);
-      owner_.conn_version(text.substr(pos + 14, end - pos - 14));
+      std::string version = text.substr(pos + 14, end - pos - 14);
+      std::from_chars(version.data(), version.data() + version.size(), major);
+      owner_.conn_version(std::move(version));
     }
     // The session is authorised: SCRIPT LOAD once per connection; EVALSHA
     // after. (A later NOSCRIPT, e.g. after SCRIPT FLUSH, is answered by the
@@ -430,6 +444,19 @@ bool Connection::handshake_reply(const InFlight &f, const Reply &reply,
     for (const std::string &body : shared_.preload) {
       send_internal({"SCRIPT", "LOAD", body}, Kind::load, now);
       ++handshake_left_;
+    }
+    // Functions came with Redis 7.0. A library already there (this
+    // tollgate's, under the same name) is answered with an error, which
+    // is as good as loaded.
+    FunctionLibrary &lib = shared_.functions;
+    if (!lib.code.empty() && !lib.refused.load()) {
+      if (major >= 7) {
+        send_internal({"FUNCTION", "LOAD", lib.code}, Kind::load_functions,
+                      now);
+        ++handshake_left_;
+      } else {
+        lib.refuse("");  // not an error: nothing to report
+      }
     }
   }
   if (--handshake_left_ == 0) became_ready(now);

@@ -43,6 +43,7 @@ struct ConnectionShared {
   const Settings &settings;
   SSL_CTX *ssl_ctx;  // null without TLS
   const std::vector<std::string> &preload;
+  FunctionLibrary &functions;  // loaded after the scripts
   int ep_fd;
   int wake_fd;
   LookupThreads &lookups;  // the transport's host-name lookups

@@ -109,6 +109,8 @@ struct CheckCtx {
   const Script *script = nullptr;
   int slot = kAnySlot;  // cluster: the keys' slot
   bool retried = false;
+  // Sent as FCALL of the script's function (see call()).
+  mutable bool via_function = false;
   // Cluster: sent through the topology's routing (which follows
   // redirections and waits out failovers), not straight to a node.
   bool rerouted = false;
@@ -154,6 +156,15 @@ struct CheckCtx {
   std::string_view pinned() const { return arg(n + 2); }
   // Policy i's kPolicyArgs values start at argument policy(i).
   size_t policy(size_t i) const { return n + 3 + kPolicyArgs * i; }
+
+  // The command that runs the check: FCALL of its script's function where
+  // the library is loaded (a one-policy check), else EVALSHA of the script.
+  std::string call() const {
+    via_function = packed && !script->function.empty() &&
+                   transport->functions().callable();
+    if (via_function) return command("FCALL", script->function);
+    return command("EVALSHA", script->sha1);
+  }
 
   // `verb` `first` and the arguments, as RESP.
   std::string command(std::string_view verb, std::string_view first) const {
@@ -247,8 +258,46 @@ bool cluster_script_refused(const std::string &text) {
 // Sends a cluster check alone through the topology's routing.
 void resend_alone(CheckCtx *c) {
   c->rerouted = true;
+  c->transport->submit(c->call(), c->deadline, on_check_reply, c,
+                       Transport::Mode::queued, c->slot);
+}
+
+void on_functions_loaded(void *ctx, CallResult &&r) {
+  auto *lib = static_cast<FunctionLibrary *>(ctx);
+  if (r.code == Errc::ok && FunctionLibrary::loaded(*r.reply))
+    lib->usable.store(true);
+  lib->reloading.store(false);
+}
+
+// An FCALL the server could not run: its function is missing (FUNCTION
+// FLUSH, a server that lost it) or FCALL is refused (an ACL, a server
+// before 7.0 in a cluster of mixed versions). The check goes again as
+// EVALSHA, and so do the next ones: after a missing function until the
+// library is loaded again (sent now, to the same server), after a refusal
+// for good. False for any other reply (the function's own errors).
+bool function_fallback(CheckCtx *c, const std::string &text) {
+  if (!c->via_function) return false;
+  FunctionLibrary &lib = c->transport->functions();
+  if (starts_with(text, "ERR Function not found")) {
+    lib.usable.store(false);
+    if (!lib.reloading.exchange(true)) {
+      std::string cmd;
+      format_command({"FUNCTION", "LOAD", lib.code}, cmd);
+      c->transport->submit(std::move(cmd), c->deadline, on_functions_loaded,
+                           &lib, Transport::Mode::queued, c->slot);
+    }
+  } else if ((starts_with(text, "NOPERM") ||
+              text.find("unknown command") != std::string::npos) &&
+             (text.find("fcall") != std::string::npos ||
+              text.find("FCALL") != std::string::npos)) {
+    lib.refuse("FCALL refused (checks call EVALSHA): " + text);
+  } else {
+    return false;
+  }
+  c->via_function = false;
   c->transport->submit(c->command("EVALSHA", c->script->sha1), c->deadline,
                        on_check_reply, c, Transport::Mode::queued, c->slot);
+  return true;
 }
 
 // A cluster check that went straight to its slot's node (alone or
@@ -279,6 +328,7 @@ void on_check_reply(void *ctx, CallResult &&r) {
   }
   const Reply &reply = *r.reply;
   if (reply.type == Reply::Type::error) {
+    if (function_fallback(c, reply.str)) return;
     if (!c->retried && reply.str.rfind("NOSCRIPT", 0) == 0) {
       // Redis lost the script (restart, failover, SCRIPT FLUSH): send the
       // body once with EVAL, which also caches it for the next EVALSHA.
@@ -490,8 +540,7 @@ class CheckJoiner final : public Joiner {
       : batch_(batch), keys_in_argv_(keys_in_argv) {}
 
   void single(void *part, std::string &cmd) const override {
-    const auto *c = static_cast<const CheckCtx *>(part);
-    cmd = c->command("EVALSHA", c->script->sha1);
+    cmd = static_cast<const CheckCtx *>(part)->call();
   }
 
   size_t join(std::span<void *const> parts, std::string &cmd, Completion &done,
@@ -549,7 +598,10 @@ Errc RedisStore::create(const Settings &settings, bool pinned_clock,
   if (settings.topology == TopologyKind::cluster)
     preload.emplace_back(cluster_batch_script(pinned_clock)->body);
   std::unique_ptr<Transport> transport;
-  const Errc rc = Transport::create(settings, std::move(preload), transport);
+  const std::string_view library =
+      settings.functions ? function_library(pinned_clock) : std::string_view();
+  const Errc rc =
+      Transport::create(settings, std::move(preload), library, transport);
   if (rc != Errc::ok) return rc;
   out.reset(new RedisStore(settings, pinned_clock, std::move(transport)));
   return Errc::ok;
@@ -644,6 +696,7 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   c->pool = pool_.get();
   c->retried = false;
   c->rerouted = false;
+  c->via_function = false;
   c->cluster_join = &cluster_join_;
   c->argc = 0;
   c->buf.clear();
@@ -680,8 +733,8 @@ void RedisStore::check(std::string_view key, std::span<const Policy> policies,
   if (clustered_ && !cluster_join_.load(std::memory_order_relaxed)) {
     // Not joined: the topology routes the check alone.
     c->rerouted = true;
-    transport_->submit(c->command("EVALSHA", script->sha1), deadline_ns,
-                       on_check_reply, c, mode, c->slot);
+    transport_->submit(c->call(), deadline_ns, on_check_reply, c, mode,
+                       c->slot);
     return;
   }
   transport_->submit_joinable(&joiner_for(pinned_, clustered_), c, deadline_ns,
@@ -712,6 +765,7 @@ void RedisStore::check_many(std::span<const MemoryStore::KeyPolicies> items,
   CheckCtx *c = pool_->take();
   c->pool = pool_.get();
   c->retried = false;
+  c->via_function = false;
   c->rerouted = true;  // sent alone, through the topology's routing
   c->cluster_join = &cluster_join_;
   c->packed = false;

@@ -14,7 +14,16 @@ inline constexpr int64_t kMs = 1000000;  // ns
 
 // Why a command is on a connection. Users' commands carry a completion;
 // the others are the connection's own (handshake, keep-alive, redirects).
-enum class Kind : uint8_t { user, auth, select, info, load, ping, asking };
+enum class Kind : uint8_t {
+  user,
+  auth,
+  select,
+  info,
+  load,
+  load_functions,
+  ping,
+  asking
+};
 
 struct Request {
   std::string cmd;  // empty for a joinable command until it is sent

@@ -10,8 +10,10 @@ namespace detail {
 // batch_cluster, block, many, lease: the first four follow the Algorithm
 // enum.
 extern const Script kProductionScripts[10];
+extern const std::string_view kProductionLibrary;
 #if defined(TOLLGATE_TESTING)
 extern const Script kPinnedScripts[10];
+extern const std::string_view kPinnedLibrary;
 #endif
 
 }  // namespace detail
@@ -72,6 +74,15 @@ const Script *many_script(bool pinned_clock) {
 const Script *lease_script(bool pinned_clock) {
   const Script *all = scripts(pinned_clock);
   return all ? &all[kLeaseIndex] : nullptr;
+}
+
+std::string_view function_library(bool pinned_clock) {
+  if (!pinned_clock) return detail::kProductionLibrary;
+#if defined(TOLLGATE_TESTING)
+  return detail::kPinnedLibrary;
+#else
+  return {};
+#endif
 }
 
 bool has_pinned_clock_scripts() {

@@ -89,7 +89,8 @@ SentinelTopology::SentinelTopology(IoLoop &loop, ConnectionShared &shared)
       s_(shared.settings),
       sentinel_settings_(shared.settings),
       sentinel_shared_{sentinel_settings_, shared.ssl_ctx, no_scripts_,
-                       loop.ep_fd(),       loop.wake_fd(), shared.lookups},
+                       no_functions_,      loop.ep_fd(),   loop.wake_fd(),
+                       shared.lookups},
       nodes_(std::make_unique<std::atomic<Node *>[]>(kMaxNodes)) {
   sentinel_settings_.username = s_.sentinel_username;
   sentinel_settings_.password = s_.sentinel_password;

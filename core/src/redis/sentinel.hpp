@@ -79,6 +79,7 @@ class SentinelTopology final : public RoutedTopology, public PipelineHooks {
   // database, no scripts.
   Settings sentinel_settings_;
   std::vector<std::string> no_scripts_;
+  FunctionLibrary no_functions_;
   ConnectionShared sentinel_shared_;
   std::vector<std::unique_ptr<Pipeline>> queries_;      // one per sentinel
   std::vector<std::unique_ptr<Pipeline>> subscribers_;  // one per sentinel

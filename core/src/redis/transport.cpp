@@ -85,6 +85,7 @@ int64_t monotonic_ns() noexcept {
 struct Transport::Shared {
   Settings settings;
   std::vector<std::string> preload;
+  FunctionLibrary functions;
   SSL_CTX *ssl_ctx = nullptr;
   ~Shared() {
     if (ssl_ctx) SSL_CTX_free(ssl_ctx);
@@ -97,8 +98,10 @@ struct Transport::Core {
       : shared(std::move(sh)),
         generation(g_fork_generation.load()),
         loop(shared->settings.spin_us),
-        conn_shared{shared->settings, shared->ssl_ctx, shared->preload,
-                    loop.ep_fd(),     loop.wake_fd(),  lookups},
+        conn_shared{shared->settings, shared->ssl_ctx,
+                    shared->preload,  shared->functions,
+                    loop.ep_fd(),     loop.wake_fd(),
+                    lookups},
         topology(make_topology()) {}
 
   std::unique_ptr<Topology> make_topology() {
@@ -122,11 +125,13 @@ struct Transport::Core {
 
 Errc Transport::create(const Settings &settings,
                        std::vector<std::string> preload,
+                       std::string_view library,
                        std::unique_ptr<Transport> &out) {
   register_fork_handler();
   auto shared = std::make_shared<Shared>();
   shared->settings = settings;
   shared->preload = std::move(preload);
+  shared->functions.code = library;
   if (settings.tls.enabled) {
     const Errc rc = make_tls_context(settings.tls, shared->ssl_ctx);
     if (rc != Errc::ok) return rc;
@@ -218,8 +223,33 @@ void Transport::pump(int64_t until_ns) {
   core()->loop.pump(until_ns);
 }
 
+bool FunctionLibrary::loaded(const Reply &reply) {
+  if (reply.type != Reply::Type::error) return true;  // the library's name
+  return reply.str.find("already exists") != std::string::npos;
+}
+
+bool FunctionLibrary::refuse(const std::string &why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (refused.exchange(true)) return false;
+  refusal_ = why;
+  return true;
+}
+
+std::string FunctionLibrary::refusal() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return refusal_;
+}
+
+FunctionLibrary &Transport::functions() {
+  return shared_->functions;
+}
+
 TransportStats Transport::stats() const {
-  return const_cast<Transport *>(this)->core()->topology->stats();
+  TransportStats out = const_cast<Transport *>(this)->core()->topology->stats();
+  // A refused library is not an error of any connection; it is reported
+  // where nothing else is.
+  if (out.last_error.empty()) out.last_error = shared_->functions.refusal();
+  return out;
 }
 
 }  // namespace tollgate::redis

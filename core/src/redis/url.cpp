@@ -120,6 +120,8 @@ Errc apply_option(std::string_view key, const std::string &value, bool unix,
     s.local_divisor = static_cast<uint32_t>(n);
   } else if (key == "deny_cache") {
     rc = boolean(key, value, s.deny_cache);
+  } else if (key == "functions") {
+    rc = boolean(key, value, s.functions);
   } else if (key == "deny_cache_size") {
     rc = number(key, value, 1, 10000000, n);
     s.deny_cache_size = static_cast<uint32_t>(n);

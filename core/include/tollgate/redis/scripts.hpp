@@ -15,6 +15,9 @@ struct Script {
                           // "batch_cluster", "block", "many", "lease"
   std::string_view body;  // Lua source
   std::string_view sha1;  // hex SHA1 of body (what EVALSHA takes)
+  // The one-policy scripts: the same code's function in the library
+  // (what FCALL takes); empty for the others.
+  std::string_view function;
 };
 
 // The script for one policy of `algorithm`, or for several policies.
@@ -40,6 +43,11 @@ const Script *many_script(bool pinned_clock);
 
 // rl_lease_*: acquires, renews or releases one lease (docs/leases.md).
 const Script *lease_script(bool pinned_clock);
+
+// The one-policy checks as a Redis 7 function library (FUNCTION LOAD's
+// argument): its functions are the Script::function names of the same
+// clock. Empty if absent (pinned_clock in a build without the variants).
+std::string_view function_library(bool pinned_clock);
 
 // Whether this build carries the pinned-clock variants.
 bool has_pinned_clock_scripts();

@@ -131,14 +131,45 @@ using Resolver = int (*)(const std::string &host, uint16_t port,
 // synchronized with connections being opened.
 void set_resolver(Resolver resolver) noexcept;
 
+// Redis 7 functions (docs/redis.md, "Functions"): the library every
+// connection loads after the scripts, and whether one-policy checks call it
+// (FCALL) or their script (EVALSHA). Shared by every connection of a
+// transport, read by its callers.
+struct FunctionLibrary {
+  std::string code;  // FUNCTION LOAD's argument; empty: never loaded
+  // A connection loaded the library (or found it there); cleared when a
+  // server answers that a function is missing (FUNCTION FLUSH).
+  std::atomic<bool> usable{false};
+  // A server refused it (before Redis 7, an ACL without FUNCTION or
+  // FCALL): EVALSHA from then on.
+  std::atomic<bool> refused{false};
+  // A FUNCTION LOAD sent after a missing function is on its way.
+  std::atomic<bool> reloading{false};
+  bool callable() const {
+    return usable.load(std::memory_order_relaxed) &&
+           !refused.load(std::memory_order_relaxed);
+  }
+  // FUNCTION LOAD's answer: OK, or the library already there.
+  static bool loaded(const Reply &reply);
+  // Sets `refused`; the first time, keeps `why` for rl_health's
+  // last_error (Transport::stats) and returns true.
+  bool refuse(const std::string &why);
+  std::string refusal() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::string refusal_;  // under mu_
+};
+
 class Transport {
  public:
   // Validates the TLS material (CA, client certificate and key) so that a
   // bad file is an error at creation, not at the first call. `preload`:
   // scripts sent with SCRIPT LOAD on every (re)connect, before the
-  // connection is declared ready, so EVALSHA finds them.
+  // connection is declared ready, so EVALSHA finds them. `library`: then
+  // FUNCTION LOAD of it, on servers of Redis 7 or later (empty: none).
   static Errc create(const Settings &settings, std::vector<std::string> preload,
-                     std::unique_ptr<Transport> &out);
+                     std::string_view library, std::unique_ptr<Transport> &out);
   ~Transport();  // fails pending commands with Errc::closed
   Transport(const Transport &) = delete;
   Transport &operator=(const Transport &) = delete;
@@ -178,6 +209,9 @@ class Transport {
                  int64_t deadline_ns, Completion done, void *ctx);
 
   TransportStats stats() const;
+
+  // The function library and its state (see FunctionLibrary).
+  FunctionLibrary &functions();
 
   // Records a round trip measured by a caller (rl_ping) as the last ping.
   void note_ping(int64_t rtt_us);

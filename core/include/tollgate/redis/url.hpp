@@ -91,6 +91,10 @@ struct Settings {
   // checks/s), while a frozen server with a long timeout holds at most
   // ~220 MB of pending calls (~3.4 KB each, docs/api-c.md).
   uint32_t max_async = 65536;
+  // One-policy checks call the Redis 7 function library (FCALL) where the
+  // server lets every connection load it, EVALSHA otherwise (?functions=no:
+  // always EVALSHA, nothing loaded). docs/redis.md, "Functions".
+  bool functions = true;
   // The limiter's log hook (never null once the limiter made it); shared by
   // every copy of these settings.
   std::shared_ptr<LogSink> log;
