@@ -14,12 +14,15 @@
 #include <thread>
 #include <vector>
 
+#include "support/fake_server.hpp"
 #include "support/policy_specs.hpp"
 #include "support/redis_server.hpp"
 #include "tollgate.h"
 
 namespace {
 
+using tollgate_test::FakeCommand;
+using tollgate_test::FakeReply;
 using tollgate_test::RedisServer;
 using tollgate_test::RespValue;
 
@@ -275,5 +278,98 @@ TEST_CASE(
       CHECK(calls(server, "fcall") <= 1);
       CHECK(calls(server, "evalsha") >= 23);
     }
+  }
+}
+
+namespace {
+
+// A fake server of `version` that answers a check (FCALL or EVALSHA) with
+// `fcall` or an allowed one-policy decision; every other command as Redis
+// would in the handshake.
+tollgate_test::FakeScript fake_redis(const std::string &version,
+                                     std::string fcall) {
+  const std::string body = "# Server\r\nredis_version:" + version + "\r\n";
+  const std::string info =
+      "$" + std::to_string(body.size()) + "\r\n" + body + "\r\n";
+  tollgate_test::FakeScript script;
+  script.responder = [info, fcall](const FakeCommand &cmd) {
+    const std::string verb = cmd.args.empty() ? "" : cmd.args[0];
+    if (verb == "INFO") return FakeReply::send(info);
+    if (verb == "SCRIPT")
+      return FakeReply::send("$40\r\n" + std::string(40, 'a') + "\r\n");
+    if (verb == "FUNCTION") return FakeReply::send("$8\r\ntollgate\r\n");
+    if (verb == "FCALL") return FakeReply::send(fcall);
+    if (verb == "PING") return FakeReply::send("+PONG\r\n");
+    return FakeReply::send("*5\r\n:1\r\n:1\r\n:4\r\n:1000\r\n:0\r\n");
+  };
+  return script;
+}
+
+int count(const tollgate_test::FakeServer &fake, const std::string &verb) {
+  int n = 0;
+  for (const FakeCommand &c : fake.commands())
+    n += !c.args.empty() && c.args[0] == verb;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE(
+    "functions: a server before 7.0 is never sent FUNCTION LOAD or FCALL, "
+    "and that is no error",
+    "[redis][functions][protocol]") {
+  tollgate_test::FakeServer fake(fake_redis("6.2.14", "-ERR not expected\r\n"));
+  Lim lim(fake.url());
+  const rl_policy_spec p = spec(RL_ALG_GCRA, 5);
+  for (int i = 0; i < 3; ++i) CHECK(check(lim.p, "k", &p).allowed == 1);
+  CHECK(count(fake, "FUNCTION") == 0);
+  CHECK(count(fake, "FCALL") == 0);
+  CHECK(count(fake, "EVALSHA") == 3);
+  CHECK(last_error(lim.p).empty());
+}
+
+TEST_CASE(
+    "functions: FCALL refused as an unknown command (a cluster node of an "
+    "older version) goes again by EVALSHA, and so does every later check",
+    "[redis][functions][protocol]") {
+  // Redis 6.2 words it with backquotes, 7.0 with single quotes.
+  const char *refusals[] = {
+      "-ERR unknown command `FCALL`, with args beginning with: `x` \r\n",
+      "-ERR unknown command 'fcall', with args beginning with: 'x' \r\n"};
+  for (const char *refusal : refusals) {
+    INFO(refusal);
+    tollgate_test::FakeServer fake(fake_redis("9.9.9", refusal));
+    Lim lim(fake.url());
+    const rl_policy_spec p = spec(RL_ALG_SLIDING_WINDOW, 5);
+    for (int i = 0; i < 4; ++i) CHECK(check(lim.p, "k", &p).allowed == 1);
+    CHECK(count(fake, "FUNCTION") == 1);
+    CHECK(count(fake, "FCALL") == 1);
+    CHECK(count(fake, "EVALSHA") == 4);
+    CHECK(std::string(last_error(lim.p)).find("FCALL refused") !=
+          std::string::npos);
+  }
+}
+
+TEST_CASE(
+    "functions: the functions' own errors are the check's, not a reason to "
+    "call the script",
+    "[redis][functions][protocol]") {
+  // An error that names FCALL but is neither a refusal nor a missing
+  // function, and a plain script error.
+  const char *errors[] = {
+      "-ERR tollgate: the numbers must be integers\r\n",
+      "-ERR Error running script (call to f_x): FCALL went wrong\r\n"};
+  for (const char *error : errors) {
+    INFO(error);
+    tollgate_test::FakeServer fake(fake_redis("9.9.9", error));
+    Lim lim(fake.url());
+    const rl_policy_spec p = spec(RL_ALG_GCRA, 5);
+    rl_decision d = RL_DECISION_INIT;
+    CHECK(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_E_STORE);
+    CHECK(count(fake, "FCALL") == 1);
+    CHECK(count(fake, "EVALSHA") == 0);
+    // Still callable: the next check calls FCALL again.
+    CHECK(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_E_STORE);
+    CHECK(count(fake, "FCALL") == 2);
   }
 }
