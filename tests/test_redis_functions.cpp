@@ -287,17 +287,18 @@ namespace {
 // `fcall` or an allowed one-policy decision; every other command as Redis
 // would in the handshake.
 tollgate_test::FakeScript fake_redis(const std::string &version,
-                                     std::string fcall) {
+                                     std::string fcall,
+                                     std::string load = "$8\r\ntollgate\r\n") {
   const std::string body = "# Server\r\nredis_version:" + version + "\r\n";
   const std::string info =
       "$" + std::to_string(body.size()) + "\r\n" + body + "\r\n";
   tollgate_test::FakeScript script;
-  script.responder = [info, fcall](const FakeCommand &cmd) {
+  script.responder = [info, fcall, load](const FakeCommand &cmd) {
     const std::string verb = cmd.args.empty() ? "" : cmd.args[0];
     if (verb == "INFO") return FakeReply::send(info);
     if (verb == "SCRIPT")
       return FakeReply::send("$40\r\n" + std::string(40, 'a') + "\r\n");
-    if (verb == "FUNCTION") return FakeReply::send("$8\r\ntollgate\r\n");
+    if (verb == "FUNCTION") return FakeReply::send(load);
     if (verb == "FCALL") return FakeReply::send(fcall);
     if (verb == "PING") return FakeReply::send("+PONG\r\n");
     return FakeReply::send("*5\r\n:1\r\n:1\r\n:4\r\n:1000\r\n:0\r\n");
@@ -372,4 +373,36 @@ TEST_CASE(
     CHECK(rl_check(lim.p, &d, "k", 1, &p, 1, 1) == RL_E_STORE);
     CHECK(count(fake, "FCALL") == 2);
   }
+}
+
+TEST_CASE(
+    "functions: FUNCTION LOAD answered 'not now' (LOADING, BUSY, OOM, ...) is "
+    "no refusal and no error: checks call EVALSHA",
+    "[redis][functions][protocol]") {
+  const char *answers[] = {
+      "-LOADING Redis is loading the dataset in memory\r\n",
+      "-BUSY Redis is busy running a script.\r\n",
+      "-OOM command not allowed when used memory > 'maxmemory'.\r\n",
+      "-READONLY You can't write against a read only replica.\r\n"};
+  for (const char *answer : answers) {
+    INFO(answer);
+    tollgate_test::FakeServer fake(
+        fake_redis("9.9.9", "-ERR not expected\r\n", answer));
+    Lim lim(fake.url());
+    const rl_policy_spec p = spec(RL_ALG_GCRA, 5);
+    for (int i = 0; i < 2; ++i) CHECK(check(lim.p, "k", &p).allowed == 1);
+    CHECK(count(fake, "FUNCTION") == 1);
+    CHECK(count(fake, "FCALL") == 0);
+    CHECK(count(fake, "EVALSHA") == 2);
+    CHECK(last_error(lim.p).empty());
+  }
+  // A refusal for good is reported.
+  tollgate_test::FakeServer fake(fake_redis(
+      "9.9.9", "-ERR not expected\r\n",
+      "-ERR Error registering functions: @user_function: 1: bad\r\n"));
+  Lim lim(fake.url());
+  const rl_policy_spec p = spec(RL_ALG_GCRA, 5);
+  CHECK(check(lim.p, "k", &p).allowed == 1);
+  CHECK(count(fake, "EVALSHA") == 1);
+  CHECK(last_error(lim.p).find("FUNCTION LOAD refused by 127.0.0.1:") == 0);
 }

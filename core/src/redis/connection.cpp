@@ -14,6 +14,15 @@ namespace {
 constexpr int64_t kFirstBackoffNs = 50 * kMs;
 constexpr size_t kReadChunk = 64 * 1024;
 
+// An error reply that says "not now" (a server loading its data, busy with
+// a script, out of memory, or no primary at the moment), not "never".
+bool transient(const std::string &text) {
+  for (std::string_view p :
+       {"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "READONLY", "OOM"})
+    if (std::string_view(text).substr(0, p.size()) == p) return true;
+  return false;
+}
+
 }  // namespace
 
 std::string openssl_errors() {
@@ -409,6 +418,9 @@ bool Connection::handshake_reply(const InFlight &f, const Reply &reply,
     FunctionLibrary &lib = shared_.functions;
     if (FunctionLibrary::loaded(reply)) {
       lib.usable.store(true);
+    } else if (transient(reply.str)) {
+      // Checks call EVALSHA until a connection loads it (the next
+      // handshake, or FUNCTION LOAD after a missing function).
     } else {
       const std::string why = "FUNCTION LOAD refused by " + where() +
                               " (checks call EVALSHA): " + reply.str;
