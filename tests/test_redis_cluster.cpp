@@ -78,6 +78,18 @@ TEST_CASE(
     total += n;
   }
   CHECK(total == 60);
+  // Every primary's connections loaded the function library, and its
+  // checks called it (docs/redis.md, "Functions").
+  for (uint16_t port : primaries) {
+    INFO("primary " << port);
+    const tollgate_test::RespValue libs =
+        t.query(port, {"FUNCTION", "LIST", "LIBRARYNAME", "tollgate_*"});
+    CHECK(libs.elements.size() == 1);
+    // (A check sent before any connection was ready may have gone by
+    // EVALSHA.)
+    const std::string stats = t.query(port, {"INFO", "commandstats"}).str;
+    CHECK(stats.find("cmdstat_fcall:calls=") != std::string::npos);
+  }
 
   rl_health_info h = RL_HEALTH_INIT;
   REQUIRE(rl_health(a.p, &h) == RL_OK);
