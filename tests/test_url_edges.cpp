@@ -41,6 +41,7 @@ TEST_CASE("url: numeric options accept both ends of their range only",
       {"connections", "1", "64", "0", "65"},
       {"reconnect_max_ms", "10", "600000", "9", "600001"},
       {"spin_us", "0", "1000", "-1", "1001"},
+      {"max_async", "0", "2147483647", "-1", "2147483648"},
   };
   for (const Range &r : ranges) {
     const std::string base = std::string("redis://h?") + r.key + "=";
@@ -62,6 +63,16 @@ TEST_CASE("url: numeric options accept both ends of their range only",
   CHECK(s.connections == 64);
   CHECK(s.reconnect_max_ms == 10);
   CHECK(s.spin_us == 1000);
+  CHECK(parse_ok("redis://h?max_async=2147483647").max_async == 2147483647);
+  CHECK(parse_ok("redis://h?max_async=0").max_async == 0);
+  CHECK(parse_ok("redis://h").max_async == 65536);
+  // functions: a boolean, on by default.
+  CHECK(parse_ok("redis://h").functions);
+  CHECK_FALSE(parse_ok("redis://h?functions=off").functions);
+  CHECK_FALSE(parse_ok("redis://h?functions=0").functions);
+  CHECK(parse_ok("redis://h?functions=yes").functions);
+  CHECK(refused("redis://h?functions=maybe"));
+  CHECK(refused("redis://h?functions=on&functions=off"));
 
   CHECK(parse_ok("unix:///s?db=0").db == 0);
   CHECK(parse_ok("unix:///s?db=2147483647").db == 2147483647);
