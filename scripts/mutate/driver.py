@@ -280,8 +280,9 @@ def scripts_check(work, timeout):
 
 
 class LuaLoader:
-    """A private redis-server that SCRIPT LOADs the composed scripts, to tell
-    a Lua mutant that does not compile (invalid) from one the tests kill."""
+    """A private redis-server that loads the composed scripts and the
+    function library, to tell a Lua mutant that does not compile (invalid)
+    from one the tests kill."""
 
     def __init__(self):
         s = socket.socket()
@@ -304,8 +305,14 @@ class LuaLoader:
         self.rfile = self.sock.makefile("rb")
 
     def load(self, body):
+        """SCRIPT LOAD of a script; FUNCTION LOAD REPLACE of the function
+        library (its first line names it). None, or Redis's error."""
         data = body.encode()
-        cmd = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (len(data), data)
+        if data.startswith(b"#!lua name="):
+            cmd = (b"*4\r\n$8\r\nFUNCTION\r\n$4\r\nLOAD\r\n$7\r\nREPLACE\r\n"
+                   b"$%d\r\n%s\r\n" % (len(data), data))
+        else:
+            cmd = b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$%d\r\n%s\r\n" % (len(data), data)
         self.sock.sendall(cmd)
         line = self.rfile.readline()
         if line.startswith(b"$"):
