@@ -97,6 +97,8 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_ping)(rl_limiter *, int64_t *) = rl_ping;
   int (*p_loop_open)(rl_limiter *, int *) = rl_loop_open;
   int (*p_loop_turn)(rl_limiter *, int64_t *) = rl_loop_turn;
+  int (*p_loop_turn_idle)(rl_limiter *, int64_t *) = rl_loop_turn_idle;
+  int (*p_loop_open_auto)(rl_limiter *, int *) = rl_loop_open_auto;
   int (*p_loop_close)(rl_limiter *) = rl_loop_close;
   int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
       rl_keys_open;
@@ -136,6 +138,7 @@ int tollgate_header_c99_uses_everything(void) {
   return (int)(policy.version + decision.version + options.version +
                health.version + key_info.version + headers.version) +
          (p_ping != NULL) + (p_loop_open != NULL) + (p_loop_turn != NULL) +
+         (p_loop_turn_idle != NULL) + (p_loop_open_auto != NULL) +
          (p_loop_close != NULL) + (p_keys_open != NULL) +
          (p_keys_next != NULL) + (p_keys_free != NULL) + (p_headers != NULL) +
          (limiter == NULL) + (callback != NULL) + (p_version_number != NULL) +

@@ -226,6 +226,175 @@ TEST_CASE("loop: a frozen server's deadline fires from the loop's timer",
   rl_destroy(lim);
 }
 
+TEST_CASE("loop: an idle turn polls for a lone wait's reply", "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  const rl_policy_spec p = spec(1000, 60000);
+  // A limiter with spin_us `spin`, driven by this thread.
+  auto open = [&](int32_t spin, int &fd) {
+    rl_options o = RL_OPTIONS_INIT;
+    const std::string url = server.url();
+    o.url = url.c_str();
+    o.failure_mode = RL_FAIL_ERROR;
+    o.timeout_ms = 5000;
+    o.spin_us = spin;
+    rl_limiter *lim = nullptr;
+    REQUIRE(rl_create(&lim, &o) == RL_OK);
+    REQUIRE(rl_loop_open(lim, &fd) == RL_OK);
+    return lim;
+  };
+  int fd = -1;
+
+  SECTION("the reply is read, and the callback runs, inside the call") {
+    // 1000 us: a loopback round trip, even under a sanitizer, fits many
+    // times over. One idle turn right after each submission, never a poll
+    // of the descriptor: the replies caught there ran in the call.
+    rl_limiter *lim = open(1000, fd);
+    int caught = 0;
+    for (int i = 0; i < 20; ++i) {
+      Answer a;
+      REQUIRE(rl_check_async(lim, "idle", 4, &p, 1, 1, on_answer, &a) == RL_OK);
+      int64_t next_us = 0;
+      REQUIRE(rl_loop_turn_idle(lim, &next_us) == RL_OK);
+      if (status_of(a) != 1) ++caught;
+      drive(lim, fd, [&] { return status_of(a) != 1; });
+      REQUIRE(status_of(a) == RL_OK);
+      REQUIRE(a.allowed == 1);
+      REQUIRE(a.thread == std::this_thread::get_id());
+    }
+    INFO("replies caught inside rl_loop_turn_idle: " << caught);
+    REQUIRE(caught >= 1);
+    rl_destroy(lim);
+  }
+  SECTION("a frozen server: the idle turn returns after the spin at most") {
+    rl_limiter *lim = open(1000, fd);
+    Answer warm;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &warm) == RL_OK);
+    drive(lim, fd, [&] { return status_of(warm) != 1; });
+    server.stop();  // SIGSTOP: nothing answers
+    Answer a;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t next_us = -1;
+    REQUIRE(rl_loop_turn_idle(lim, &next_us) == RL_OK);
+    const auto took = std::chrono::steady_clock::now() - t0;
+    CHECK(status_of(a) == 1);  // still waiting: the call did not
+    CHECK(next_us > 0);        // the deadline's timer is armed
+    CHECK(took < std::chrono::milliseconds(500));
+    server.cont();
+    drive(lim, fd, [&] { return status_of(a) != 1; });
+    REQUIRE(status_of(a) == RL_OK);
+    rl_destroy(lim);
+  }
+  SECTION("spin_us 0 never polls, nor does a turn with two replies due") {
+    rl_limiter *lim = open(-1, fd);  // -1: no spin
+    Answer warm;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &warm) == RL_OK);
+    drive(lim, fd, [&] { return status_of(warm) != 1; });
+    server.stop();
+    Answer a;
+    REQUIRE(rl_check_async(lim, "k", 1, &p, 1, 1, on_answer, &a) == RL_OK);
+    int64_t next_us = -1;
+    REQUIRE(rl_loop_turn_idle(lim, &next_us) == RL_OK);
+    CHECK(status_of(a) == 1);
+    server.cont();
+    drive(lim, fd, [&] { return status_of(a) != 1; });
+    REQUIRE(status_of(a) == RL_OK);
+    rl_destroy(lim);
+  }
+  SECTION("bad arguments") {
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn_idle(nullptr, &next) == RL_E_INVALID_ARG);
+    rl_limiter *lim = open(200, fd);
+    REQUIRE(rl_loop_turn_idle(lim, nullptr) == RL_OK);
+    std::thread([&] { next = rl_loop_turn_idle(lim, nullptr); }).join();
+    REQUIRE(next == RL_E_CLOSED);  // not the driver's thread
+    rl_destroy(lim);
+  }
+}
+
+TEST_CASE("loop: rl_loop_open_auto keeps the loop while checks come few",
+          "[redis][loop]") {
+  tollgate_test::RedisServer server;
+  const rl_policy_spec p = spec(100000, 60000);
+  rl_limiter *lim = make(server.url());
+  struct Destroy {
+    rl_limiter *lim;
+    ~Destroy() { rl_destroy(lim); }
+  } destroy{lim};
+  int fd = -1;
+  REQUIRE(rl_loop_open_auto(lim, &fd) == RL_OK);
+
+  SECTION("one or two at a time: the host drives on") {
+    for (int i = 0; i < 100; ++i) {
+      Answer a, b;
+      REQUIRE(rl_check_async(lim, "few", 3, &p, 1, 1, on_answer, &a) == RL_OK);
+      if (i % 2 == 0)
+        REQUIRE(rl_check_async(lim, "few", 3, &p, 1, 1, on_answer, &b) ==
+                RL_OK);
+      drive(lim, fd, [&] {
+        return status_of(a) != 1 && (i % 2 != 0 || status_of(b) != 1);
+      });
+      REQUIRE(status_of(a) == RL_OK);
+      REQUIRE(a.thread == std::this_thread::get_id());
+    }
+    int64_t next = 0;
+    REQUIRE(rl_loop_turn(lim, &next) == RL_OK);
+  }
+  SECTION("many in flight, turn after turn: the I/O thread takes over") {
+    constexpr int kAtOnce = 32;
+    bool handed = false;
+    int on_host = 0, elsewhere = 0;
+    for (int round = 0; round < 100 && !handed; ++round) {
+      std::vector<Answer> many(kAtOnce);
+      for (Answer &a : many)
+        REQUIRE(rl_check_async(lim, "many", 4, &p, 1, 1, on_answer, &a) ==
+                RL_OK);
+      auto all_done = [&] {
+        for (const Answer &a : many)
+          if (status_of(a) == 1) return false;
+        return true;
+      };
+      const auto end =
+          std::chrono::steady_clock::now() + std::chrono::seconds(15);
+      while (!all_done() && std::chrono::steady_clock::now() < end) {
+        if (handed) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          continue;
+        }
+        pollfd pf{fd, POLLIN, 0};
+        poll(&pf, 1, 10);
+        int64_t next_us = 0;
+        const int rc = rl_loop_turn(lim, &next_us);
+        if (rc == RL_E_CLOSED)
+          handed = true;
+        else
+          REQUIRE(rc == RL_OK);
+      }
+      for (const Answer &a : many) {
+        INFO(a.message);
+        REQUIRE(status_of(a) == RL_OK);
+        REQUIRE(a.allowed == 1);
+        (a.thread == std::this_thread::get_id() ? on_host : elsewhere) += 1;
+      }
+    }
+    INFO("answers on the host: " << on_host
+                                 << ", on the I/O thread: " << elsewhere);
+    REQUIRE(handed);
+    REQUIRE(on_host > 0);
+    // For good: the I/O thread keeps the connection.
+    REQUIRE(rl_loop_open_auto(lim, &fd) == RL_E_BUSY);
+    Answer later;
+    REQUIRE(rl_check_async(lim, "many", 4, &p, 1, 1, on_answer, &later) ==
+            RL_OK);
+    const auto end =
+        std::chrono::steady_clock::now() + std::chrono::seconds(15);
+    while (status_of(later) == 1 && std::chrono::steady_clock::now() < end)
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    REQUIRE(status_of(later) == RL_OK);
+    REQUIRE(later.thread != std::this_thread::get_id());
+  }
+}
+
 TEST_CASE("loop: who may drive, and the hand-over to the I/O thread",
           "[redis][loop]") {
   tollgate_test::RedisServer server;

@@ -487,12 +487,33 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
  * thread drives. RL_OK again on the thread that drives. */
 RL_API int rl_loop_open(rl_limiter *limiter, int *fd);
 
+/* rl_loop_open for as long as checks come a few at a time. Once the replies
+ * awaited at the end of the driver's turns stay many (a moving average of
+ * 6 or more over about 32 turns), the loop goes back to the I/O thread for
+ * good, as after rl_loop_close, and rl_loop_turn answers RL_E_CLOSED: stop
+ * watching the descriptor. At one or a few checks in flight the host's own
+ * turns answer sooner and for less CPU; at many the I/O thread answers
+ * more per second, as it reads and writes while the host's thread runs the
+ * callers. What the Node and Python packages do with driver "auto". */
+RL_API int rl_loop_open_auto(rl_limiter *limiter, int *fd);
+
 /* The driver's thread: call it when the descriptor is readable and when
  * *next_us microseconds (written on RL_OK; -1: no timer, 0: at once) have
  * passed since it returned; every call replaces the timer. It never waits.
  * RL_E_CLOSED: this thread no longer drives (rl_loop_close, or a forked
  * child): stop watching the descriptor. */
 RL_API int rl_loop_turn(rl_limiter *limiter, int64_t *next_us);
+
+/* rl_loop_turn for a host loop that has nothing else ready to run
+ * (asyncio's ready queue empty; libuv about to poll with a timeout). When
+ * the turn leaves one reply awaited and nothing else due (a sequential
+ * check), it may poll for that reply up to the limiter's spin_us, as a
+ * blocking rl_check does, while the driver's own lone-wait rule finds that
+ * spinning pays (the latency it saves at least the CPU it costs beyond
+ * the loop's sleep and wake-up); a reply caught runs its callback in this
+ * call, so the host loop does not sleep and wake for it. With spin_us -1
+ * it is rl_loop_turn. */
+RL_API int rl_loop_turn_idle(rl_limiter *limiter, int64_t *next_us);
 
 /* Any thread: the driver stops driving (after its turn under way, if any);
  * the I/O thread takes over what is queued or in flight, and rl_loop_turn

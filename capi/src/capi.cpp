@@ -1351,24 +1351,48 @@ int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
   });
 }
 
-int rl_loop_open(rl_limiter *limiter, int *fd) {
+namespace {
+
+int loop_open(rl_limiter *limiter, int *fd, bool hand_over) {
   return guarded([&]() -> Errc {
     if (limiter == nullptr)
       return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
     if (fd == nullptr) return tollgate::fail(Errc::invalid_arg, "fd: NULL");
-    return limiter->impl->loop_open(*fd);
+    return limiter->impl->loop_open(*fd, hand_over);
   });
 }
 
-int rl_loop_turn(rl_limiter *limiter, int64_t *next_us) {
+}  // namespace
+
+int rl_loop_open(rl_limiter *limiter, int *fd) {
+  return loop_open(limiter, fd, false);
+}
+
+int rl_loop_open_auto(rl_limiter *limiter, int *fd) {
+  return loop_open(limiter, fd, true);
+}
+
+namespace {
+
+int loop_turn(rl_limiter *limiter, int64_t *next_us, bool idle) {
   return guarded([&]() -> Errc {
     if (limiter == nullptr)
       return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
     int64_t next = -1;
-    const Errc rc = limiter->impl->loop_turn(next);
+    const Errc rc = limiter->impl->loop_turn(next, idle);
     if (next_us) *next_us = next;
     return rc;
   });
+}
+
+}  // namespace
+
+int rl_loop_turn(rl_limiter *limiter, int64_t *next_us) {
+  return loop_turn(limiter, next_us, false);
+}
+
+int rl_loop_turn_idle(rl_limiter *limiter, int64_t *next_us) {
+  return loop_turn(limiter, next_us, true);
 }
 
 int rl_loop_close(rl_limiter *limiter) {

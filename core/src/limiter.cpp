@@ -1068,7 +1068,7 @@ Errc Limiter::ping(int64_t &rtt_us) {
   return redis_->ping(deadline, rtt_us);
 }
 
-Errc Limiter::loop_open(int &fd) {
+Errc Limiter::loop_open(int &fd, bool hand_over) {
   fd = -1;
   if (memory_)
     return fail(Errc::unsupported,
@@ -1076,7 +1076,7 @@ Errc Limiter::loop_open(int &fd) {
   if (redis_->transport().tls())
     return fail(Errc::unsupported,
                 "loop: a TLS connection stays on the I/O thread");
-  fd = redis_->transport().host_open();
+  fd = redis_->transport().host_open(hand_over);
   if (fd < 0)
     return fail(Errc::busy,
                 "loop: the I/O thread has started, or another thread drives "
@@ -1084,12 +1084,12 @@ Errc Limiter::loop_open(int &fd) {
   return Errc::ok;
 }
 
-Errc Limiter::loop_turn(int64_t &next_us) {
+Errc Limiter::loop_turn(int64_t &next_us, bool idle) {
   next_us = -1;
   if (memory_)
     return fail(Errc::unsupported,
                 "loop: the memory store has no connection to drive");
-  const int64_t next = redis_->transport().host_turn();
+  const int64_t next = redis_->transport().host_turn(idle);
   if (next == redis::Transport::kHostGone)
     return fail(Errc::closed,
                 "loop: this thread no longer drives the connection");

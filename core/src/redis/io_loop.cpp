@@ -29,7 +29,9 @@ constexpr int64_t kYieldAfterNs = 30000;
 }  // namespace
 
 IoLoop::IoLoop(uint32_t spin_us)
-    : spin_ns_(static_cast<int64_t>(spin_us) * 1000), spin_rule_(spin_ns_) {
+    : spin_ns_(static_cast<int64_t>(spin_us) * 1000),
+      spin_rule_(spin_ns_),
+      host_rule_(spin_ns_) {
   wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   ep_fd_ = epoll_create1(EPOLL_CLOEXEC);
   epoll_event ev{};
@@ -88,24 +90,28 @@ bool IoLoop::ensure_started() {
   return true;
 }
 
-bool IoLoop::host_open() {
+bool IoLoop::host_open(bool hand_over) {
   std::lock_guard<std::mutex> lock(start_mu_);
   if (stopping_.load() || started_ || hosted()) return hosted_by_me();
   host_.store(std::this_thread::get_id());
+  hand_over_ = hand_over;
+  host_load_ = 0;
   return true;
 }
 
+void IoLoop::hand_back() {
+  std::lock_guard<std::mutex> lock(start_mu_);
+  if (!hosted()) return;
+  host_.store(std::thread::id());
+  if (stopping_.load()) return;
+  // Whatever is queued or in flight is the thread's now.
+  thread_ = std::thread([this] { run(); });
+  started_ = true;
+}
+
 void IoLoop::host_close() {
-  {
-    std::lock_guard<std::mutex> drive(drive_mu_);
-    std::lock_guard<std::mutex> lock(start_mu_);
-    if (!hosted()) return;
-    host_.store(std::thread::id());
-    if (stopping_.load()) return;
-    // Whatever is queued or in flight is the thread's now.
-    thread_ = std::thread([this] { run(); });
-    started_ = true;
-  }
+  std::lock_guard<std::mutex> drive(drive_mu_);
+  hand_back();
 }
 
 void IoLoop::stop() {
@@ -210,20 +216,93 @@ bool IoLoop::before_sleep(uint32_t &awaited) {
   return pending;
 }
 
-int64_t IoLoop::host_turn(int wait_ms) {
+namespace {
+
+bool has_reply(const epoll_event *evs, int n) {
+  for (int i = 0; i < n; ++i)
+    if (evs[i].data.u32 != 0) return true;  // a connection, not a submitter
+  return false;
+}
+
+int64_t cpu_between(int64_t from, int64_t to) {
+  return from >= 0 && to >= 0 ? to - from : -1;
+}
+
+}  // namespace
+
+void IoLoop::note_host_wait(const epoll_event *evs, int n, int64_t now) {
+  if (host_wait_from_ == 0 || !has_reply(evs, n)) return;
+  const int64_t cpu_to = host_cpu_from_ >= 0 ? SpinRule::thread_cpu_ns() : -1;
+  host_rule_.note(now - host_wait_from_, host_spun_,
+                  cpu_between(host_cpu_from_, cpu_to));
+  host_wait_from_ = 0;
+}
+
+bool IoLoop::host_spin(epoll_event *evs, int &n) {
+  const SpinRule::Plan plan = host_rule_.plan();
+  const int64_t from = monotonic_ns();
+  const int64_t cpu_from = plan.timed ? SpinRule::thread_cpu_ns() : -1;
+  n = 0;
+  if (plan.spin) {
+    const int64_t until = from + spin_ns_;
+    for (int64_t t = from;;) {
+      n = epoll_wait(ep_fd_, evs, 32, 0);
+      if (n != 0 || (t = monotonic_ns()) >= until) break;
+      spin_pause(t - from);
+    }
+  }
+  // Nothing came (or no spin): the host sleeps through the rest of the
+  // wait, and the turn that reads the reply notes it.
+  host_wait_from_ = from;
+  host_cpu_from_ = cpu_from;
+  host_spun_ = plan.spin;
+  if (n <= 0) return false;
+  note_host_wait(evs, n, monotonic_ns());
+  host_wait_from_ = 0;  // a submitter's wake-up ended it
+  return true;
+}
+
+int64_t IoLoop::host_turn(int wait_ms, bool idle) {
   std::lock_guard<std::mutex> drive(drive_mu_);
   if (!hosted_by_me() || stopping_.load()) return kHostGone;
   io_sleeping_.store(false);
   sleep_until_.store(kAwake);
   if (has_pending_.load()) adopt(monotonic_ns());
   epoll_event evs[32];
-  const int n = epoll_wait(ep_fd_, evs, 32, wait_ms);
-  in_turn_ = true;
-  handle(evs, n, monotonic_ns());
-  work();
-  in_turn_ = false;
-  uint32_t awaited;
-  if (before_sleep(awaited)) return monotonic_ns();  // a queue is due
+  int n = epoll_wait(ep_fd_, evs, 32, wait_ms);
+  int64_t now = monotonic_ns();
+  note_host_wait(evs, n, now);
+  for (;;) {
+    in_turn_ = true;
+    handle(evs, n, now);
+    work();
+    in_turn_ = false;
+    uint32_t awaited;
+    const bool due = before_sleep(awaited);
+    if (hand_over_) {
+      // Many checks in flight turn after turn: the I/O thread reads and
+      // writes while the host's thread runs the callers, and answers more
+      // of them per second (docs/architecture.md, "Drivers").
+      host_load_ += (static_cast<int64_t>(awaited) * kLoadScale - host_load_) /
+                    kLoadWeight;
+      if (host_load_ >= kHandOverAt * kLoadScale) {
+        hand_back();
+        return kHostGone;
+      }
+    }
+    if (due) return monotonic_ns();  // a queue is due
+    // One reply awaited, nothing else to do here nor in the host: spin
+    // for it (once per turn), as the I/O thread would.
+    const bool lone = idle && spin_ns_ > 0 && awaited == 1;
+    idle = false;
+    if (!lone) {
+      host_wait_from_ = 0;  // other work: not a lone wait's sample
+      break;
+    }
+    if (!host_spin(evs, n)) break;
+    io_sleeping_.store(false);
+    now = monotonic_ns();
+  }
   // As sleep(): a caller that hands commands over after this store sees
   // it (wake_before) and wakes the host through the eventfd.
   int64_t until = next_timer();
@@ -241,7 +320,9 @@ void IoLoop::host_flush(Pipeline &p) {
   // is ready, the queue waits for the turn that sees one ready, which sends
   // it joined (not one command at a time).
   p.after_wake(now);
-  if (p.ready_to_send()) p.send_due(now);
+  if (!p.ready_to_send()) return;
+  p.send_due(now);
+  p.flush(now);  // on the wire now, not at the host's next turn
 }
 
 void IoLoop::pump(int64_t until_ns) {

@@ -62,7 +62,16 @@ class IoLoop {
   // ---- a host's event loop as the driver
   // The calling thread becomes the driver, unless the I/O thread has
   // started, another thread drives, or the loop stops (false).
-  bool host_open();
+  // `hand_over`: the loop goes back to the I/O thread by itself once the
+  // replies awaited at the end of the host's turns stay many (a moving
+  // average of kHandOverAt or more; see host_turn).
+  bool host_open(bool hand_over = false);
+  // The moving average of the replies awaited at the end of a host turn,
+  // in 1/kLoadScale, at which a driver opened with `hand_over` hands the
+  // loop to the I/O thread; each turn moves it by 1/kLoadWeight.
+  static constexpr int64_t kLoadScale = 256;
+  static constexpr int64_t kHandOverAt = 6;
+  static constexpr int64_t kLoadWeight = 32;
   // Any thread (after the driver's turn under way, if any): the loop goes
   // back to the I/O thread, which starts to carry on with what is queued
   // or in flight; the driver's next host_turn answers kHostGone.
@@ -73,8 +82,14 @@ class IoLoop {
   // (monotonic ns; INT64_MAX: only once ep_fd() is readable), or
   // kHostGone if the caller no longer drives (host_close, stop, another
   // process): it stops watching.
+  // `idle`: the host has nothing else ready to run. A lone wait left at
+  // the end of the turn (one reply awaited, nothing due) may then be
+  // spun for, up to spin_us, by the host's own lone-wait rule (a host's
+  // sleep is its event loop's poll and dispatch, which costs another
+  // figure than the I/O thread's epoll_wait); a reply caught runs its
+  // completion in this turn.
   static constexpr int64_t kHostGone = INT64_MIN;
-  int64_t host_turn(int wait_ms = 0);
+  int64_t host_turn(int wait_ms = 0, bool idle = false);
   bool hosted() const { return host_.load() != std::thread::id(); }
   bool hosted_by_me() const {
     return host_.load() == std::this_thread::get_id();
@@ -118,6 +133,7 @@ class IoLoop {
   int64_t spin_ns() const { return spin_ns_; }
   SpinRule &spin_rule() { return spin_rule_; }
   const SpinRule &spin_rule() const { return spin_rule_; }
+  const SpinRule &host_spin_rule() const { return host_rule_; }
   static void spin_pause(int64_t spun_ns);
 
  private:
@@ -154,6 +170,26 @@ class IoLoop {
   static constexpr int64_t kAwake = INT64_MIN;
   std::atomic<int64_t> sleep_until_{kAwake};
   SpinRule spin_rule_;
+  // The host driver's lone waits (host_turn with `idle`), under drive_mu_:
+  // their rule, and the lone wait the host sleeps through, if any (its
+  // start; the thread CPU then, or -1; whether it spun first), noted by
+  // the turn that reads a reply.
+  SpinRule host_rule_;
+  int64_t host_wait_from_ = 0;
+  int64_t host_cpu_from_ = -1;
+  bool host_spun_ = false;
+  // The host's turns' load (under drive_mu_) for the hand-over.
+  bool hand_over_ = false;
+  int64_t host_load_ = 0;
+  // Under drive_mu_: the loop goes back to the I/O thread (host_close).
+  void hand_back();
+  // A host turn: notes the lone wait the host slept through if `evs`
+  // holds a reply.
+  void note_host_wait(const epoll_event *evs, int n, int64_t now);
+  // The end of a host turn whose host is idle with a lone wait: spins for
+  // the reply if the host's rule says so (true: something came, in `evs`
+  // and `n`), else leaves the wait to be noted by a later turn.
+  bool host_spin(epoll_event *evs, int &n);
 
   // Under add_mu_: tokens handed out and pipelines not yet adopted.
   std::mutex add_mu_;

@@ -188,6 +188,11 @@ void Pipeline::send_due(int64_t now) {
   }
 }
 
+void Pipeline::flush(int64_t now) {
+  for (auto &c : conns)
+    if (c->owned()) c->flush(now);
+}
+
 void Pipeline::housekeeping(int64_t now) {
   if (!started_.load()) return;  // lazy: nothing opened, nothing to time
   for (auto &c : conns)
@@ -198,8 +203,7 @@ void Pipeline::housekeeping(int64_t now) {
       if (c->ready() && c->owned()) c->send_internal({"PING"}, Kind::ping, now);
   }
   if (now >= next_deadline) expire(now);
-  for (auto &c : conns)
-    if (c->owned()) c->flush(now);
+  flush(now);
   lender_.lend_idle();
   publish_state();
 }
@@ -484,7 +488,8 @@ TransportStats Pipeline::stats() const {
   out.in_flight = in_flight.load(std::memory_order_relaxed);
   out.caller_written = caller_written.load(std::memory_order_relaxed);
   out.failures = failures_.load(std::memory_order_relaxed);
-  out.spun_waits = loop_.spin_rule().spun_waits();
+  out.spun_waits =
+      loop_.spin_rule().spun_waits() + loop_.host_spin_rule().spun_waits();
   out.lone_wait_us = loop_.spin_rule().lone_wait_us();
   out.rtt = rtt.read();
   return out;

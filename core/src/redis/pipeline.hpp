@@ -72,6 +72,7 @@ class Pipeline final : public ConnectionOwner {
   void on_io(size_t conn, uint32_t events, int64_t now);
   void send_due(int64_t now);      // the queue, joined, onto connections
   void housekeeping(int64_t now);  // timers, flush, lend, publish
+  void flush(int64_t now);         // writes what the connections hold
   void start(int64_t now);         // first connections
   void close_all();                // I/O thread, at the end
   void fail_queue(Errc code, const std::string &msg);  // after the thread

@@ -197,10 +197,10 @@ void Transport::note_ping(int64_t rtt_us) {
   core()->topology->note_ping(rtt_us);
 }
 
-int Transport::host_open() {
+int Transport::host_open(bool hand_over) {
   if (shared_->ssl_ctx != nullptr) return -1;
   Core *c = core();
-  return c->loop.host_open() ? c->loop.ep_fd() : -1;
+  return c->loop.host_open(hand_over) ? c->loop.ep_fd() : -1;
 }
 
 bool Transport::tls() const {
@@ -211,8 +211,8 @@ void Transport::host_close() {
   core()->loop.host_close();
 }
 
-int64_t Transport::host_turn() {
-  return core()->loop.host_turn();
+int64_t Transport::host_turn(bool idle) {
+  return core()->loop.host_turn(0, idle);
 }
 
 bool Transport::hosted_here() {

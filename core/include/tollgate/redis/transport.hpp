@@ -222,13 +222,14 @@ class Transport {
   // The calling thread becomes the driver: it watches the returned
   // descriptor for readability and calls host_turn then, and when the time
   // host_turn returned comes. -1 if it cannot: TLS, the I/O thread has
-  // started, or another thread drives.
-  int host_open();
+  // started, or another thread drives. `hand_over`: see IoLoop::host_open.
+  int host_open(bool hand_over = false);
   bool tls() const;
   // Any thread: the I/O thread takes over.
   void host_close();
-  // The driver's thread: see IoLoop::host_turn (kHostGone: stop watching).
-  int64_t host_turn();
+  // The driver's thread: see IoLoop::host_turn (kHostGone: stop watching;
+  // `idle`: the host has nothing else ready, a lone wait may be spun for).
+  int64_t host_turn(bool idle = false);
   static constexpr int64_t kHostGone = INT64_MIN;
 
   // Waits until `done()` (under `lock`, which the completion notifies `cv`
