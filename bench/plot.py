@@ -257,6 +257,7 @@ PY_REDIS = (
 PY_ASYNC = (
     ("tollgate check_async, GCRA", None),
     ("tollgate check_async, GCRA, loop driver", None),
+    ("tollgate check_async, GCRA, I/O thread driver", None),
     ("tollgate check_async, fixed window", None),
     ("limits.aio RedisStorage (coredis, default), fixed window", "tollgate check_async, fixed window"),
     ("limits.aio RedisStorage (coredis, default), moving window", "tollgate check_async, GCRA"),
@@ -267,6 +268,7 @@ PY_ASYNC = (
 PY_ASYNC_SEQ = (
     "tollgate check_async, GCRA",
     "tollgate check_async, GCRA, loop driver",
+    "tollgate check_async, GCRA, I/O thread driver",
     "raw redis.asyncio evalsha (INCR script)",
 )
 
@@ -347,7 +349,7 @@ def t_node_redis(data: Dict[str, dict]) -> str:
     rows = []
     bf, bs = row(fl, peer), row(sq, peer)
     for name in ("tollgate await check(), GCRA", "tollgate await check(), GCRA, loop driver",
-                 "tollgate await check(), fixed window", peer, "raw ioredis evalsha (INCR script)"):
+                 "tollgate await check(), GCRA, I/O thread driver", "tollgate await check(), fixed window", peer, "raw ioredis evalsha (INCR script)"):
         a, s = row(fl, name), row(sq, name)
         is_peer = name == peer
         label = name.replace("await check()", "`await check()`").replace("await consume()", "`await consume()`")

@@ -89,10 +89,11 @@ TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   --junitxml build/pytest.xml
 python3 tests/check_tests_ran.py pytest build/pytest.xml bindings/python/tests
 
-step "Python suite again, the asyncio loop driving Redis (TOLLGATE_DRIVER=loop)"
-# Every limiter left at driver="auto" is driven by its running loop where
-# it can (docs/architecture.md, "Drivers"); the packaging tests skip here.
-TOLLGATE_DRIVER=loop \
+step "Python suite again, tollgate's I/O thread driving Redis (TOLLGATE_DRIVER=thread)"
+# Every limiter left at driver="auto" (the running loop where it can, until
+# many checks stay in flight: docs/architecture.md, "Drivers") is driven
+# by the I/O thread instead; the packaging tests skip here.
+TOLLGATE_DRIVER=thread \
 TOLLGATE_TEST_WORKER="$PWD/build/ci/tests/tollgate-test-worker" \
   build/pyvenv/bin/python -m pytest bindings/python/tests -q --timeout 60
 
@@ -125,12 +126,13 @@ node_tests() { # <timeout ms> <events file> <test files...>
 cat build/node-tests-fast.jsonl build/node-tests-slow.jsonl >build/node-tests.jsonl
 python3 tests/check_tests_ran.py node build/node-tests.jsonl bindings/node/test
 
-step "Node suite again, the event loop driving Redis (TOLLGATE_DRIVER=loop)"
+step "Node suite again, tollgate's I/O thread driving Redis (TOLLGATE_DRIVER=thread)"
 # As above without the packaging files: every limiter left at driver 'auto'
-# is driven by its own event loop where it can.
-(cd bindings/node && export TOLLGATE_DRIVER=loop &&
+# (its own event loop where it can, until many checks stay in flight) is
+# driven by the I/O thread instead.
+(cd bindings/node && export TOLLGATE_DRIVER=thread &&
   fast_files=$(ls test/*.test.js | grep -vxF -f <(tr ' ' '\n' <<<"$slow_files")) &&
-  node_tests 60000 "$root/build/node-tests-loop.jsonl" $fast_files)
+  node_tests 60000 "$root/build/node-tests-thread.jsonl" $fast_files)
 
 step "soak: C, Python and Node on Redis, Sentinel and Cluster under faults, 1 minute"
 # The packages built above; docs/reliability.md has the 30-minute run.

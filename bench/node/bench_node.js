@@ -270,6 +270,7 @@ function buildGroups(a) {
       cases: [
         { name: 'tollgate await check(), GCRA', make: cases.tollgateAsync(a.redis, 'gcra'), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'tollgate await check(), GCRA, loop driver', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'loop' }), kind: 'inflight', nkeys: a.redisKeys },
+        { name: 'tollgate await check(), GCRA, I/O thread driver', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'thread' }), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'tollgate await check(), fixed window', make: cases.tollgateAsync(a.redis, 'fixed_window'), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'RateLimiterRedis (ioredis) await consume()', make: cases.rlfRedis(a.redis), kind: 'inflight', nkeys: a.redisKeys },
         { name: 'raw ioredis evalsha (INCR script)', make: cases.rawEvalsha(a.redis), kind: 'inflight', nkeys: a.redisKeys },
@@ -281,6 +282,7 @@ function buildGroups(a) {
       cases: [
         { name: 'tollgate await check(), GCRA', make: cases.tollgateAsync(a.redis, 'gcra'), kind: 'latency', nkeys: a.redisKeys },
         { name: 'tollgate await check(), GCRA, loop driver', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'loop' }), kind: 'latency', nkeys: a.redisKeys },
+        { name: 'tollgate await check(), GCRA, I/O thread driver', make: cases.tollgateAsync(a.redis, 'gcra', { driver: 'thread' }), kind: 'latency', nkeys: a.redisKeys },
         { name: 'tollgate await check(), fixed window', make: cases.tollgateAsync(a.redis, 'fixed_window'), kind: 'latency', nkeys: a.redisKeys },
         { name: 'RateLimiterRedis (ioredis) await consume()', make: cases.rlfRedis(a.redis), kind: 'latency', nkeys: a.redisKeys },
         { name: 'raw ioredis evalsha (INCR script)', make: cases.rawEvalsha(a.redis), kind: 'latency', nkeys: a.redisKeys },

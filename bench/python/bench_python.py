@@ -473,6 +473,8 @@ def _redis_groups(url: str) -> Dict[str, List[Case]]:
         Case("aioseq", "tollgate check_async, GCRA", tollgate_async_case(url, "gcra")),
         Case("aioseq", "tollgate check_async, GCRA, loop driver",
              tollgate_async_case(url, "gcra", driver="loop")),
+        Case("aioseq", "tollgate check_async, GCRA, I/O thread driver",
+             tollgate_async_case(url, "gcra", driver="thread")),
         Case("aioseq", "raw redis.asyncio evalsha (INCR script)", raw_evalsha_async_case(url)),
     ]
     aio = []
@@ -480,6 +482,8 @@ def _redis_groups(url: str) -> Dict[str, List[Case]]:
         aio.append(Case("aio", "tollgate check_async, GCRA", tollgate_async_case(url, "gcra")))
         aio.append(Case("aio", "tollgate check_async, GCRA, loop driver",
                         tollgate_async_case(url, "gcra", driver="loop")))
+        aio.append(Case("aio", "tollgate check_async, GCRA, I/O thread driver",
+                        tollgate_async_case(url, "gcra", driver="thread")))
         aio.append(Case("aio", "tollgate check_async, fixed window", tollgate_async_case(url, "fixed_window")))
     else:
         c = Case("aio", "tollgate check_async", None)

@@ -203,18 +203,23 @@ export interface LimiterOptions {
   /**
    * Redis: how long (us, 0 .. 1000) tollgate's I/O thread polls for a lone
    * outstanding reply before it sleeps, while lone replies have been coming
-   * back within that time; default 200, 0 never. The event loop itself
-   * never waits.
+   * back within that time; default 200, 0 never. With the loop driver the
+   * event loop's own turn polls that way for a lone reply, only while
+   * libuv has nothing else to run.
    */
   spinUs?: number;
   /**
    * Redis: who reads the replies and settles the promises. 'loop': this
    * thread's event loop, through a libuv poll handle on the connection (no
    * thread hand-off per check); the constructor throws for TLS, which stays
-   * on tollgate's I/O thread. 'thread', and for now 'auto' (the default):
-   * tollgate's I/O thread, which hands each answer to the event loop.
-   * The environment variable TOLLGATE_DRIVER ('loop' or 'thread') says
-   * what 'auto' means ('loop': the loop where it can drive, not TLS).
+   * on tollgate's I/O thread. 'thread': tollgate's I/O thread, which hands
+   * each answer to the event loop. 'auto' (the default): the loop where it
+   * can drive (not TLS), until many checks stay in flight turn after turn
+   * (a moving average of 6 or more awaited), when the I/O thread takes
+   * over for good: it answers more checks per second there, the loop
+   * answers a few at a time sooner and for less CPU. The environment
+   * variable TOLLGATE_DRIVER ('loop' or 'thread') says what 'auto' means
+   * ('loop': the loop where it can drive, for good).
    */
   driver?: 'auto' | 'loop' | 'thread';
   /**

@@ -706,8 +706,14 @@ void driver_want_turn(LoopDriver *d) {
 // their results, which are then settled here. The callback scope makes
 // Node run the microtasks (the awaiting code) when it closes; the checks
 // they submit are sent by another turn right away (a few times), so a
-// sequential caller's next check leaves within this callback.
+// sequential caller's next check leaves within this callback. While libuv
+// has nothing else to run before it polls (no immediates, idle or pending
+// callbacks: uv_backend_timeout is not 0), a turn may poll for a lone
+// wait's reply (rl_loop_turn_idle) instead of the loop sleeping and
+// waking for it.
 void driver_turn(LoopDriver *d) {
+  uv_loop_t *loop =
+      uv_handle_get_loop(reinterpret_cast<uv_handle_t *>(&d->poll));
   for (int round = 0; round < 4; ++round) {
     LimiterState *st = d->st;
     if (st == nullptr || st->lim == nullptr) return;
@@ -720,7 +726,9 @@ void driver_turn(LoopDriver *d) {
     if (napi_get_reference_value(env, d->resource, &resource) == napi_ok)
       napi_open_callback_scope(env, resource, d->async_ctx, &cs);
     int64_t next_us = -1;
-    const int rc = rl_loop_turn(st->lim, &next_us);
+    const int rc = uv_backend_timeout(loop) != 0
+                       ? rl_loop_turn_idle(st->lim, &next_us)
+                       : rl_loop_turn(st->lim, &next_us);
     if (rc != RL_OK) {
       // No longer ours: the I/O thread's path takes over for later calls.
       st->stop_driver();
@@ -735,17 +743,29 @@ void driver_turn(LoopDriver *d) {
     napi_close_handle_scope(env, hs);
     if (!d->want_turn) break;
   }
-  if (!d->want_turn) uv_prepare_stop(&d->prepare);
+  if (!d->want_turn) {
+    uv_prepare_stop(&d->prepare);
+  } else if (d->st != nullptr) {
+    // Rounds used up with a turn still wanted (replies caught by idle
+    // turns, each answer's code checking again): the next turn must come
+    // before libuv waits for I/O, which it would not, called from the
+    // prepare phase. A due timer keeps this iteration's poll from waiting.
+    uv_timer_start(&d->timer, on_driver_timer, 0, 0);
+  }
 }
 
 // JS thread, right after rl_create: the loop drives the connection unless
-// `mode` is "thread" or the library refuses (TLS, the memory store). The
-// handles are unreferenced: an idle limiter does not keep the process
-// alive (the thread-safe function's reference does while checks wait).
-// Returns the library's code (RL_OK when driving).
-int start_driver(LimiterState &st, napi_env env) {
+// `mode` is "thread" or the library refuses (TLS, the memory store);
+// `hand_over` (the "auto" driver): until many checks stay in flight, when
+// the library hands the connection to its I/O thread (rl_loop_open_auto;
+// the turn then answers RL_E_CLOSED and the handles stop). The handles
+// are unreferenced: an idle limiter does not keep the process alive (the
+// thread-safe function's reference does while checks wait). Returns the
+// library's code (RL_OK when driving).
+int start_driver(LimiterState &st, napi_env env, bool hand_over) {
   int fd = -1;
-  const int rc = rl_loop_open(st.lim, &fd);
+  const int rc =
+      hand_over ? rl_loop_open_auto(st.lim, &fd) : rl_loop_open(st.lim, &fd);
   if (rc != RL_OK) return rc;
   uv_loop_t *loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)
@@ -801,7 +821,7 @@ void LimiterState::stop_driver(bool teardown) {
 #else
 struct LoopDriver {};
 void driver_want_turn(LoopDriver *) {}
-int start_driver(LimiterState &, napi_env) {
+int start_driver(LimiterState &, napi_env, bool) {
   return RL_E_UNSUPPORTED;  // built without uv.h: the I/O thread drives
 }
 void LimiterState::stop_driver(bool) {}
@@ -1307,11 +1327,11 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     }
     rl_health_info h = RL_HEALTH_INIT;
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
-    // Who drives the Redis connection: this thread's loop ("loop", or an
-    // error), or the I/O thread ("thread", and for now "auto": see
-    // docs/architecture.md, "Drivers"). "auto-loop" (from index.js: "auto"
-    // with TOLLGATE_DRIVER=loop) is the loop where it can drive, else the
-    // thread.
+    // Who drives the Redis connection (docs/architecture.md, "Drivers"):
+    // this thread's loop ("loop", or an error), the I/O thread ("thread"),
+    // or "auto": the loop where it can drive until many checks stay in
+    // flight, then the I/O thread. "auto-loop" (from index.js: "auto" with
+    // TOLLGATE_DRIVER=loop) is the loop where it can drive, for good.
     Napi::Value drv = o.Get("driver");
     const std::string mode =
         drv.IsString() ? drv.As<Napi::String>().Utf8Value() : "auto";
@@ -1323,9 +1343,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
       throw_code(env, RL_E_INVALID_ARG,
                  "driver: expected 'auto', 'loop' or 'thread'");
     }
-    if (st_->store_kind != RL_STORE_MEMORY &&
-        (mode == "loop" || mode == "auto-loop")) {
-      const int drc = start_driver(*st_, env);
+    if (st_->store_kind != RL_STORE_MEMORY && mode != "thread") {
+      const int drc = start_driver(*st_, env, mode == "auto");
       if (drc != RL_OK && mode == "loop") {
         const std::string err = last_error_text(drc);
         stop_log(*st_, true, napi_tsfn_abort);

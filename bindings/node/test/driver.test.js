@@ -1,7 +1,8 @@
 'use strict';
 // Who reads the Redis replies: the JS thread's own event loop (a libuv poll
-// handle on the connection, `driver: 'loop'`) or tollgate's I/O thread
-// (the default). Both on one real redis-server: the same decisions on the same
+// handle on the connection, `driver: 'loop'`), tollgate's I/O thread
+// (`driver: 'thread'`), or the loop until many checks come at once and then
+// the I/O thread (`driver: 'auto'`, the default). Both on one real redis-server: the same decisions on the same
 // keys, deadlines from the loop's timers, worker threads with their own
 // loops, and the option's validation.
 const test = require('node:test');
@@ -27,7 +28,7 @@ async function withDriverEnv(value, fn) {
   }
 }
 
-test('driver: the I/O thread by default, the loop on request, none in memory', { skip }, async (t) => {
+test('driver: the loop by default, either on request, none in memory', { skip }, async (t) => {
   const server = await ownServer(t);
   // The default, whatever the environment of this run says.
   const saved = process.env.TOLLGATE_DRIVER;
@@ -38,7 +39,7 @@ test('driver: the I/O thread by default, the loop on request, none in memory', {
   const thread = new Limiter({ url: server.url, driver: 'thread' });
   const memory = new Limiter();
   try {
-    assert.equal(auto.driver, 'thread');
+    assert.equal(auto.driver, 'loop');
     assert.equal(forced.driver, 'loop');
     assert.equal(thread.driver, 'thread');
     assert.equal(memory.driver, 'none');
@@ -93,7 +94,7 @@ test('driver: TOLLGATE_DRIVER forces the driver where the code says auto', { ski
     assert.equal(driverOf({}), 'thread');
     assert.equal(driverOf({ driver: 'loop' }), 'loop');
   });
-  await withDriverEnv('', async () => assert.equal(driverOf({}), 'thread')); // empty: unset
+  await withDriverEnv('', async () => assert.equal(driverOf({}), 'loop')); // empty: unset
   await withDriverEnv('uv', async () => {
     assert.throws(() => make({}), (e) => {
       assert.ok(e instanceof InvalidArgumentError, String(e));
@@ -101,6 +102,34 @@ test('driver: TOLLGATE_DRIVER forces the driver where the code says auto', { ski
       return true;
     });
   });
+});
+
+test('driver: auto drives from the loop until many checks come at once', { skip }, async (t) => {
+  const server = await ownServer(t);
+  const lim = await withDriverEnv(undefined, async () =>
+    new Limiter({ url: server.url, failureMode: 'error', timeoutMs: 5000 }));
+  t.after(() => lim.close());
+  assert.equal(lim.driver, 'loop');
+  // One at a time, as a request handler awaits its check: the loop, with
+  // the lone waits polled for (the event loop has nothing else to do).
+  const seqPolicy = policy(150, '1h');
+  const seq = [];
+  for (let i = 0; i < 200; ++i) seq.push((await lim.check('auto-seq', seqPolicy)).allowed);
+  assert.deepEqual(seq, [...Array(150).fill(true), ...Array(50).fill(false)]);
+  assert.equal(lim.driver, 'loop');
+  // 64 at once, round after round: the I/O thread takes over, and the count
+  // stays exact across the hand-over.
+  const manyPolicy = policy(1500, '1h');
+  let allowed = 0;
+  for (let round = 0; round < 40; ++round) {
+    const ds = await Promise.all(Array.from({ length: 64 }, () => lim.check('auto-many', manyPolicy)));
+    allowed += ds.filter((d) => d.allowed).length;
+  }
+  assert.equal(allowed, 1500); // of 2,560
+  assert.equal(lim.driver, 'thread');
+  // For good: one at a time again stays on the I/O thread.
+  assert.equal((await lim.check('auto-last', seqPolicy)).allowed, true);
+  assert.equal(lim.driver, 'thread');
 });
 
 test('driver: a bad value is an InvalidArgumentError', () => {

@@ -1342,6 +1342,7 @@ struct AsyncioRefs {
   PyObject *s_is_closed = nullptr;
   PyObject *s_call_soon_threadsafe = nullptr;
   PyObject *s_call_soon = nullptr;
+  PyObject *s_ready = nullptr;
 };
 
 // Never freed: the module lives until the process ends.
@@ -1363,6 +1364,7 @@ AsyncioRefs &asyncio_refs() {
     r->s_call_soon_threadsafe =
         PyUnicode_InternFromString("call_soon_threadsafe");
     r->s_call_soon = PyUnicode_InternFromString("call_soon");
+    r->s_ready = PyUnicode_InternFromString("_ready");
     return r;
   }();
   return *refs;
@@ -2169,8 +2171,11 @@ class Limiter {
   // one makes this loop's thread the driver of the Redis connection
   // (rl_loop_open), unless the connection uses TLS or the I/O thread runs
   // already; a check from a loop on another thread hands the connection to
-  // the I/O thread for good (several loops in threads). "auto" is the I/O
-  // thread for now (docs/architecture.md, "Drivers").
+  // the I/O thread for good (several loops in threads). "auto" is the loop
+  // where it can drive, until many checks stay in flight (the library then
+  // hands the connection to its I/O thread: rl_loop_open_auto); "auto-loop"
+  // ("auto" with TOLLGATE_DRIVER=loop, _options.py) the loop where it can
+  // drive, for good (docs/architecture.md, "Drivers").
   void drive_from(PyObject *self, PyObject *loop) {
     Core::Driver &d = core_->drv;
     const auto me = std::this_thread::get_id();
@@ -2189,15 +2194,17 @@ class Limiter {
       without_gil([lim]() noexcept { rl_loop_close(lim); });
       return;
     }
-    // "auto-loop" ("auto" with TOLLGATE_DRIVER=loop, _options.py): the
-    // loop where it can drive, else the I/O thread without an error.
-    if (d.tried || (driver_mode_ != "loop" && driver_mode_ != "auto-loop"))
-      return;
+    // "auto" and "auto-loop": the loop where it can drive, else the I/O
+    // thread without an error.
+    if (d.tried || driver_mode_ == "thread") return;
     d.tried = true;
     int fd = -1;
     int rc = RL_OK;
     rl_limiter *lim = core_->lim;
-    without_gil([&]() noexcept { rc = rl_loop_open(lim, &fd); });
+    const bool hand_over = driver_mode_ == "auto";
+    without_gil([&]() noexcept {
+      rc = hand_over ? rl_loop_open_auto(lim, &fd) : rl_loop_open(lim, &fd);
+    });
     if (rc != RL_OK) {
       if (driver_mode_ == "loop") {
         const std::string err = last_error_text(rc);
@@ -2280,9 +2287,11 @@ class Limiter {
     int rc = RL_OK;
     rl_limiter *lim = core_->lim;
     const AsyncBridge *bridge = bridge_.get();
+    const bool idle = loop_idle(d.loop);
     without_gil([&]() noexcept {
       t_turning = bridge;
-      rc = rl_loop_turn(lim, &next_us);
+      rc =
+          idle ? rl_loop_turn_idle(lim, &next_us) : rl_loop_turn(lim, &next_us);
       t_turning = nullptr;
     });
     core_->active.fetch_sub(1);
@@ -2291,6 +2300,23 @@ class Limiter {
     else
       set_timer(self, next_us);
     async_drain();
+  }
+
+  // Whether `loop` has nothing else ready to run: its ready queue (the
+  // `_ready` deque of asyncio's BaseEventLoop, which this turn's handle
+  // has left) is empty. Then a lone wait may be polled for in the turn
+  // (rl_loop_turn_idle) instead of the loop sleeping and waking for it.
+  // Another loop (uvloop has no such queue) never polls.
+  static bool loop_idle(PyObject *loop) {
+    PyObject *ready = PyObject_GetAttr(loop, asyncio_refs().s_ready);
+    if (ready == nullptr) {
+      PyErr_Clear();
+      return false;
+    }
+    const Py_ssize_t n = PyObject_Length(ready);
+    Py_DECREF(ready);
+    if (n < 0) PyErr_Clear();
+    return n == 0;
   }
 
   void loop_timer(PyObject *self) {

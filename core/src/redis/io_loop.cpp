@@ -277,20 +277,15 @@ int64_t IoLoop::host_turn(int wait_ms, bool idle) {
     handle(evs, n, now);
     work();
     in_turn_ = false;
-    uint32_t awaited;
-    const bool due = before_sleep(awaited);
-    if (hand_over_) {
-      // Many checks in flight turn after turn: the I/O thread reads and
-      // writes while the host's thread runs the callers, and answers more
-      // of them per second (docs/architecture.md, "Drivers").
-      host_load_ += (static_cast<int64_t>(awaited) * kLoadScale - host_load_) /
-                    kLoadWeight;
-      if (host_load_ >= kHandOverAt * kLoadScale) {
-        hand_back();
-        return kHostGone;
-      }
+    if (hand_over_ && host_load_ >= kHandOverAt * kLoadScale) {
+      // The checks come many at a time: the I/O thread reads and writes
+      // while the host's thread runs the callers, and answers more of
+      // them per second (docs/architecture.md, "Drivers").
+      hand_back();
+      return kHostGone;
     }
-    if (due) return monotonic_ns();  // a queue is due
+    uint32_t awaited;
+    if (before_sleep(awaited)) return monotonic_ns();  // a queue is due
     // One reply awaited, nothing else to do here nor in the host: spin
     // for it (once per turn), as the I/O thread would.
     const bool lone = idle && spin_ns_ > 0 && awaited == 1;
