@@ -1,8 +1,11 @@
 // What the lone-wait spin buys and costs: sequential checks against one
-// Redis with spin_us = 0 (never), 50 and 200 (the default), on both paths
-// a lone wait takes: a blocking rl_check (the caller spins) and an awaited
-// rl_check_async, one at a time (the I/O thread spins; what Node's and
-// Python's `await check()` do). Per figure: checks/s, p50/p99 latency, the
+// Redis with spin_us = 0 (never), 50 and 200 (the default), on the three
+// paths a lone wait takes: a blocking rl_check (the caller spins), an
+// awaited rl_check_async, one at a time (the I/O thread spins; Node's and
+// Python's `await check()` with driver "thread"), and the same driven by
+// the caller's own event loop (rl_loop_open: an epoll loop that turns with
+// rl_loop_turn_idle, which spins, when it has nothing else to do; Node's
+// and Python's default driver). Per figure: checks/s, p50/p99 latency, the
 // process's CPU per call (every thread, spinning included), context
 // switches per call (about 1 where the waiter slept, 0 where it caught the
 // reply spinning). The spin
@@ -13,7 +16,9 @@
 //
 // bench/spin.sh runs it on an idle machine and again beside CPU burners
 // (docs/benchmarks.md, "The lone-wait spin"). It never fails on speed.
+#include <sys/epoll.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -81,7 +86,9 @@ class Bench {
   Bench(const Bench &) = delete;
   Bench &operator=(const Bench &) = delete;
 
-  bool run(int spin_us, bool async, Figure &out) {
+  enum Path { kBlocking, kAwaited, kEventLoop };
+
+  bool run(int spin_us, Path path, Figure &out) {
     rl_options o = RL_OPTIONS_INIT;
     o.url = url_.c_str();
     o.failure_mode = RL_FAIL_ERROR;
@@ -93,18 +100,33 @@ class Bench {
       std::fprintf(stderr, "rl_create: %s\n", rl_last_error());
       return false;
     }
+    // The event loop: an epoll of the caller's own, watching the
+    // library's descriptor, as libuv and asyncio do.
+    int fd = -1;
+    if (path == kEventLoop) {
+      ep_ = epoll_create1(EPOLL_CLOEXEC);
+      epoll_event ev{};
+      ev.events = EPOLLIN;
+      if (ep_ < 0 || rl_loop_open(lim, &fd) != RL_OK ||
+          epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+        std::fprintf(stderr, "rl_loop_open: %s\n", rl_last_error());
+        return false;
+      }
+    }
     std::vector<double> lat;
     Figure scratch;
-    loop(lim, async, kWarmupSecs, lat, scratch);  // connected, settled
+    loop(lim, path, kWarmupSecs, lat, scratch);  // connected, settled
     lat.clear();
     Figure f;
     const Usage u0 = usage();
     const auto t0 = Clock::now();
-    const long n = loop(lim, async, secs_, lat, f);
+    const long n = loop(lim, path, secs_, lat, f);
     const double elapsed =
         std::chrono::duration<double>(Clock::now() - t0).count();
     const Usage u1 = usage();
     rl_destroy(lim);
+    if (ep_ >= 0) close(ep_);
+    ep_ = -1;
     const double dn = static_cast<double>(std::max(n, 1L));
     f.rate = static_cast<double>(n) / elapsed;
     f.cpu = (u1.cpu_us - u0.cpu_us) / dn;
@@ -116,7 +138,28 @@ class Bench {
   }
 
  private:
-  long loop(rl_limiter *lim, bool async, double secs, std::vector<double> &lat,
+  // One check on the event loop: submitted, then an idle turn (the loop
+  // has nothing else to do), then the loop waits for the descriptor or
+  // the turn's timer and turns again, until the callback ran.
+  int on_event_loop(rl_limiter *lim, const std::string &k) {
+    Awaiter a;
+    int rc =
+        rl_check_async(lim, k.data(), k.size(), &policy_, 1, 1, on_done, &a);
+    if (rc != RL_OK) return rc;
+    int64_t next_us = -1;
+    rc = rl_loop_turn_idle(lim, &next_us);
+    while (rc == RL_OK && !a.done) {
+      epoll_event ev;
+      const int ms = next_us < 0 ? 1000
+                                 : static_cast<int>(std::min<int64_t>(
+                                       (next_us + 999) / 1000, 1000));
+      epoll_wait(ep_, &ev, 1, ms);
+      rc = rl_loop_turn_idle(lim, &next_us);
+    }
+    return rc == RL_OK ? a.status : rc;
+  }
+
+  long loop(rl_limiter *lim, Path path, double secs, std::vector<double> &lat,
             Figure &f) {
     const auto t0 = Clock::now();
     uint64_t x = 88172645463325252ULL;
@@ -126,7 +169,9 @@ class Bench {
       const std::string &k = keys_[x % kKeys];
       const auto s = Clock::now();
       int rc;
-      if (async) {
+      if (path == kEventLoop) {
+        rc = on_event_loop(lim, k);
+      } else if (path == kAwaited) {
         Awaiter a;
         rc = rl_check_async(lim, k.data(), k.size(), &policy_, 1, 1, on_done,
                             &a);
@@ -154,6 +199,7 @@ class Bench {
 
   std::string url_;
   double secs_;
+  int ep_ = -1;
   rl_policy *policy_ = nullptr;
   std::vector<std::string> keys_;
 };
@@ -192,16 +238,18 @@ int main(int argc, char **argv) {
   const double load_before = tollgate_bench::load_average();
 
   // [path][spin] -> one Figure per round
-  std::vector<Figure> figs[2][3];
+  constexpr int kPaths = 3;
+  std::vector<Figure> figs[kPaths][3];
   for (int r = 0; r < rounds; ++r)
-    for (int path = 0; path < 2; ++path)
+    for (int path = 0; path < kPaths; ++path)
       for (int s = 0; s < 3; ++s) {
         Figure f;
-        if (!bench.run(kSpins[s], path == 1, f)) return 1;
+        if (!bench.run(kSpins[s], static_cast<Bench::Path>(path), f)) return 1;
         figs[path][s].push_back(f);
       }
 
-  const char *paths[2] = {"rl_check", "rl_check_async, awaited"};
+  const char *paths[kPaths] = {"rl_check", "rl_check_async, awaited",
+                               "rl_check_async, event loop"};
   long errors = 0;
   if (json) {
     std::printf(
@@ -214,7 +262,7 @@ int main(int argc, char **argv) {
                 "p50 us", "p99 us", "CPU us", "cs");
   }
   bool first = true;
-  for (int path = 0; path < 2; ++path)
+  for (int path = 0; path < kPaths; ++path)
     for (int s = 0; s < 3; ++s) {
       auto pick = [&](double Figure::*m) {
         std::vector<double> v;

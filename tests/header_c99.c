@@ -98,7 +98,6 @@ int tollgate_header_c99_uses_everything(void) {
   int (*p_loop_open)(rl_limiter *, int *) = rl_loop_open;
   int (*p_loop_turn)(rl_limiter *, int64_t *) = rl_loop_turn;
   int (*p_loop_turn_idle)(rl_limiter *, int64_t *) = rl_loop_turn_idle;
-  int (*p_loop_open_auto)(rl_limiter *, int *) = rl_loop_open_auto;
   int (*p_loop_close)(rl_limiter *) = rl_loop_close;
   int (*p_keys_open)(rl_limiter *, rl_policy *const *, size_t, rl_keys **) =
       rl_keys_open;
@@ -138,16 +137,16 @@ int tollgate_header_c99_uses_everything(void) {
   return (int)(policy.version + decision.version + options.version +
                health.version + key_info.version + headers.version) +
          (p_ping != NULL) + (p_loop_open != NULL) + (p_loop_turn != NULL) +
-         (p_loop_turn_idle != NULL) + (p_loop_open_auto != NULL) +
-         (p_loop_close != NULL) + (p_keys_open != NULL) +
-         (p_keys_next != NULL) + (p_keys_free != NULL) + (p_headers != NULL) +
-         (limiter == NULL) + (callback != NULL) + (p_version_number != NULL) +
-         (p_version_string != NULL) + (p_strerror != NULL) +
-         (p_error_name != NULL) + RL_MAX_POLICIES + (p_last_error != NULL) +
-         (p_create != NULL) + (p_destroy != NULL) + (p_check != NULL) +
-         (p_check_async != NULL) + (p_reset != NULL) + (p_block != NULL) +
-         (p_check_keys != NULL) + (p_check_keys_async != NULL) + RL_MAX_KEYS +
-         (p_unblock != NULL) + (p_health != NULL) + (options.clock != NULL) +
+         (p_loop_turn_idle != NULL) + (p_loop_close != NULL) +
+         (p_keys_open != NULL) + (p_keys_next != NULL) + (p_keys_free != NULL) +
+         (p_headers != NULL) + (limiter == NULL) + (callback != NULL) +
+         (p_version_number != NULL) + (p_version_string != NULL) +
+         (p_strerror != NULL) + (p_error_name != NULL) + RL_MAX_POLICIES +
+         (p_last_error != NULL) + (p_create != NULL) + (p_destroy != NULL) +
+         (p_check != NULL) + (p_check_async != NULL) + (p_reset != NULL) +
+         (p_block != NULL) + (p_check_keys != NULL) +
+         (p_check_keys_async != NULL) + RL_MAX_KEYS + (p_unblock != NULL) +
+         (p_health != NULL) + (options.clock != NULL) +
          (sizeof(RL_VERSION_STRING) > 1) + (p_policy_create != NULL) +
          (p_policy_parse != NULL) + (p_period_parse != NULL) +
          (p_policy_release != NULL) + (p_policy_get != NULL) +

@@ -487,18 +487,6 @@ RL_API int rl_check_async(rl_limiter *limiter, const char *key, size_t key_len,
  * thread drives. RL_OK again on the thread that drives. */
 RL_API int rl_loop_open(rl_limiter *limiter, int *fd);
 
-/* rl_loop_open for as long as checks come a few at a time. Once the driver's
- * thread submits its checks into many in flight (a moving average of 6 or
- * more commands in flight or queued at each submission, over about 32
- * submissions; 1 for checks one at a time), the loop goes back to the I/O
- * thread for good, as after rl_loop_close, at the driver's next turn,
- * which answers RL_E_CLOSED: stop watching the descriptor. At one or a few
- * checks in flight the host's own turns answer sooner and for less CPU; at many
- * the I/O thread answers more per second, as it reads and writes while the
- * host's thread runs the callers. What the Node and Python packages do with
- * driver "auto". */
-RL_API int rl_loop_open_auto(rl_limiter *limiter, int *fd);
-
 /* The driver's thread: call it when the descriptor is readable and when
  * *next_us microseconds (written on RL_OK; -1: no timer, 0: at once) have
  * passed since it returned; every call replaces the timer. It never waits.

@@ -1351,25 +1351,13 @@ int rl_ping(rl_limiter *limiter, int64_t *rtt_us) {
   });
 }
 
-namespace {
-
-int loop_open(rl_limiter *limiter, int *fd, bool hand_over) {
+int rl_loop_open(rl_limiter *limiter, int *fd) {
   return guarded([&]() -> Errc {
     if (limiter == nullptr)
       return tollgate::fail(Errc::invalid_arg, "limiter: NULL handle");
     if (fd == nullptr) return tollgate::fail(Errc::invalid_arg, "fd: NULL");
-    return limiter->impl->loop_open(*fd, hand_over);
+    return limiter->impl->loop_open(*fd);
   });
-}
-
-}  // namespace
-
-int rl_loop_open(rl_limiter *limiter, int *fd) {
-  return loop_open(limiter, fd, false);
-}
-
-int rl_loop_open_auto(rl_limiter *limiter, int *fd) {
-  return loop_open(limiter, fd, true);
 }
 
 namespace {

@@ -1068,7 +1068,7 @@ Errc Limiter::ping(int64_t &rtt_us) {
   return redis_->ping(deadline, rtt_us);
 }
 
-Errc Limiter::loop_open(int &fd, bool hand_over) {
+Errc Limiter::loop_open(int &fd) {
   fd = -1;
   if (memory_)
     return fail(Errc::unsupported,
@@ -1076,7 +1076,7 @@ Errc Limiter::loop_open(int &fd, bool hand_over) {
   if (redis_->transport().tls())
     return fail(Errc::unsupported,
                 "loop: a TLS connection stays on the I/O thread");
-  fd = redis_->transport().host_open(hand_over);
+  fd = redis_->transport().host_open();
   if (fd < 0)
     return fail(Errc::busy,
                 "loop: the I/O thread has started, or another thread drives "

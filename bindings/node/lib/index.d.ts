@@ -214,12 +214,9 @@ export interface LimiterOptions {
    * thread hand-off per check); the constructor throws for TLS, which stays
    * on tollgate's I/O thread. 'thread': tollgate's I/O thread, which hands
    * each answer to the event loop. 'auto' (the default): the loop where it
-   * can drive (not TLS), until many checks stay in flight turn after turn
-   * (a moving average of 6 or more awaited), when the I/O thread takes
-   * over for good: it answers more checks per second there, the loop
-   * answers a few at a time sooner and for less CPU. The environment
-   * variable TOLLGATE_DRIVER ('loop' or 'thread') says what 'auto' means
-   * ('loop': the loop where it can drive, for good).
+   * can drive (not TLS: no error there), else the I/O thread. The
+   * environment variable TOLLGATE_DRIVER ('loop' or 'thread') says what
+   * 'auto' means.
    */
   driver?: 'auto' | 'loop' | 'thread';
   /**

@@ -972,10 +972,9 @@ class Limiter {
   }
 
   /**
-   * Who reads the Redis replies now: 'loop' (this thread's event loop),
-   * 'thread' (tollgate's I/O thread: the driver option 'thread', TLS, or
-   * 'auto' once many checks stayed in flight) or 'none' (the memory
-   * store).
+   * Who reads the Redis replies: 'loop' (this thread's event loop: the
+   * default where it can), 'thread' (tollgate's I/O thread: the driver
+   * option 'thread', or TLS) or 'none' (the memory store).
    */
   get driver() {
     return this.#native.driver();

@@ -755,17 +755,13 @@ void driver_turn(LoopDriver *d) {
 }
 
 // JS thread, right after rl_create: the loop drives the connection unless
-// `mode` is "thread" or the library refuses (TLS, the memory store);
-// `hand_over` (the "auto" driver): until many checks stay in flight, when
-// the library hands the connection to its I/O thread (rl_loop_open_auto;
-// the turn then answers RL_E_CLOSED and the handles stop). The handles
-// are unreferenced: an idle limiter does not keep the process alive (the
-// thread-safe function's reference does while checks wait). Returns the
-// library's code (RL_OK when driving).
-int start_driver(LimiterState &st, napi_env env, bool hand_over) {
+// `mode` is "thread" or the library refuses (TLS, the memory store). The
+// handles are unreferenced: an idle limiter does not keep the process
+// alive (the thread-safe function's reference does while checks wait).
+// Returns the library's code (RL_OK when driving).
+int start_driver(LimiterState &st, napi_env env) {
   int fd = -1;
-  const int rc =
-      hand_over ? rl_loop_open_auto(st.lim, &fd) : rl_loop_open(st.lim, &fd);
+  const int rc = rl_loop_open(st.lim, &fd);
   if (rc != RL_OK) return rc;
   uv_loop_t *loop = nullptr;
   if (napi_get_uv_event_loop(env, &loop) != napi_ok || loop == nullptr)
@@ -821,7 +817,7 @@ void LimiterState::stop_driver(bool teardown) {
 #else
 struct LoopDriver {};
 void driver_want_turn(LoopDriver *) {}
-int start_driver(LimiterState &, napi_env, bool) {
+int start_driver(LimiterState &, napi_env) {
   return RL_E_UNSUPPORTED;  // built without uv.h: the I/O thread drives
 }
 void LimiterState::stop_driver(bool) {}
@@ -1329,9 +1325,8 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
     if (rl_health(lim, &h) == RL_OK) st_->store_kind = h.store_kind;
     // Who drives the Redis connection (docs/architecture.md, "Drivers"):
     // this thread's loop ("loop", or an error), the I/O thread ("thread"),
-    // or "auto": the loop where it can drive until many checks stay in
-    // flight, then the I/O thread. "auto-loop" (from index.js: "auto" with
-    // TOLLGATE_DRIVER=loop) is the loop where it can drive, for good.
+    // or "auto" (and "auto-loop", from index.js: "auto" with
+    // TOLLGATE_DRIVER=loop): the loop where it can drive, else the thread.
     Napi::Value drv = o.Get("driver");
     const std::string mode =
         drv.IsString() ? drv.As<Napi::String>().Utf8Value() : "auto";
@@ -1344,7 +1339,7 @@ class Limiter : public Napi::ObjectWrap<Limiter> {
                  "driver: expected 'auto', 'loop' or 'thread'");
     }
     if (st_->store_kind != RL_STORE_MEMORY && mode != "thread") {
-      const int drc = start_driver(*st_, env, mode == "auto");
+      const int drc = start_driver(*st_, env);
       if (drc != RL_OK && mode == "loop") {
         const std::string err = last_error_text(drc);
         stop_log(*st_, true, napi_tsfn_abort);

@@ -2171,11 +2171,9 @@ class Limiter {
   // one makes this loop's thread the driver of the Redis connection
   // (rl_loop_open), unless the connection uses TLS or the I/O thread runs
   // already; a check from a loop on another thread hands the connection to
-  // the I/O thread for good (several loops in threads). "auto" is the loop
-  // where it can drive, until many checks stay in flight (the library then
-  // hands the connection to its I/O thread: rl_loop_open_auto); "auto-loop"
-  // ("auto" with TOLLGATE_DRIVER=loop, _options.py) the loop where it can
-  // drive, for good (docs/architecture.md, "Drivers").
+  // the I/O thread for good (several loops in threads). "auto" (and
+  // "auto-loop": "auto" with TOLLGATE_DRIVER=loop, _options.py) is the loop
+  // where it can drive (docs/architecture.md, "Drivers").
   void drive_from(PyObject *self, PyObject *loop) {
     Core::Driver &d = core_->drv;
     const auto me = std::this_thread::get_id();
@@ -2201,10 +2199,7 @@ class Limiter {
     int fd = -1;
     int rc = RL_OK;
     rl_limiter *lim = core_->lim;
-    const bool hand_over = driver_mode_ == "auto";
-    without_gil([&]() noexcept {
-      rc = hand_over ? rl_loop_open_auto(lim, &fd) : rl_loop_open(lim, &fd);
-    });
+    without_gil([&]() noexcept { rc = rl_loop_open(lim, &fd); });
     if (rc != RL_OK) {
       if (driver_mode_ == "loop") {
         const std::string err = last_error_text(rc);

@@ -188,7 +188,7 @@ class Limiter {
   // The Redis connection driven by the calling thread's event loop instead
   // of the I/O thread (rl_loop_open, rl_loop_turn, rl_loop_turn_idle,
   // rl_loop_close).
-  Errc loop_open(int &fd, bool hand_over = false);
+  Errc loop_open(int &fd);
   Errc loop_turn(int64_t &next_us, bool idle = false);
   Errc loop_close();
 

@@ -26,6 +26,16 @@ namespace {
 // about 20 us at p50.
 constexpr int64_t kYieldAfterNs = 30000;
 
+bool has_reply(const epoll_event *evs, int n) {
+  for (int i = 0; i < n; ++i)
+    if (evs[i].data.u32 != 0) return true;  // a connection, not a submitter
+  return false;
+}
+
+int64_t cpu_between(int64_t from, int64_t to) {
+  return from >= 0 && to >= 0 ? to - from : -1;
+}
+
 }  // namespace
 
 IoLoop::IoLoop(uint32_t spin_us)
@@ -90,28 +100,24 @@ bool IoLoop::ensure_started() {
   return true;
 }
 
-bool IoLoop::host_open(bool hand_over) {
+bool IoLoop::host_open() {
   std::lock_guard<std::mutex> lock(start_mu_);
   if (stopping_.load() || started_ || hosted()) return hosted_by_me();
   host_.store(std::this_thread::get_id());
-  hand_over_ = hand_over;
-  host_load_ = 0;
   return true;
 }
 
-void IoLoop::hand_back() {
-  std::lock_guard<std::mutex> lock(start_mu_);
-  if (!hosted()) return;
-  host_.store(std::thread::id());
-  if (stopping_.load()) return;
-  // Whatever is queued or in flight is the thread's now.
-  thread_ = std::thread([this] { run(); });
-  started_ = true;
-}
-
 void IoLoop::host_close() {
-  std::lock_guard<std::mutex> drive(drive_mu_);
-  hand_back();
+  {
+    std::lock_guard<std::mutex> drive(drive_mu_);
+    std::lock_guard<std::mutex> lock(start_mu_);
+    if (!hosted()) return;
+    host_.store(std::thread::id());
+    if (stopping_.load()) return;
+    // Whatever is queued or in flight is the thread's now.
+    thread_ = std::thread([this] { run(); });
+    started_ = true;
+  }
 }
 
 void IoLoop::stop() {
@@ -216,20 +222,6 @@ bool IoLoop::before_sleep(uint32_t &awaited) {
   return pending;
 }
 
-namespace {
-
-bool has_reply(const epoll_event *evs, int n) {
-  for (int i = 0; i < n; ++i)
-    if (evs[i].data.u32 != 0) return true;  // a connection, not a submitter
-  return false;
-}
-
-int64_t cpu_between(int64_t from, int64_t to) {
-  return from >= 0 && to >= 0 ? to - from : -1;
-}
-
-}  // namespace
-
 void IoLoop::note_host_wait(const epoll_event *evs, int n, int64_t now) {
   if (host_wait_from_ == 0 || !has_reply(evs, n)) return;
   const int64_t cpu_to = host_cpu_from_ >= 0 ? SpinRule::thread_cpu_ns() : -1;
@@ -277,13 +269,6 @@ int64_t IoLoop::host_turn(int wait_ms, bool idle) {
     handle(evs, n, now);
     work();
     in_turn_ = false;
-    if (hand_over_ && host_load_ >= kHandOverAt * kLoadScale) {
-      // The checks come many at a time: the I/O thread reads and writes
-      // while the host's thread runs the callers, and answers more of
-      // them per second (docs/architecture.md, "Drivers").
-      hand_back();
-      return kHostGone;
-    }
     uint32_t awaited;
     if (before_sleep(awaited)) return monotonic_ns();  // a queue is due
     // One reply awaited, nothing else to do here nor in the host: spin
@@ -371,15 +356,11 @@ void IoLoop::run() {
     }
     io_sleeping_.store(false);
     const int64_t now = monotonic_ns();
-    if (lone)
-      for (int i = 0; i < n; ++i)
-        if (evs[i].data.u32 != 0) {  // a connection, not a submitter
-          const int64_t cpu_to = plan.timed ? SpinRule::thread_cpu_ns() : -1;
-          spin_rule_.note(
-              now - wait_from, plan.spin,
-              cpu_from >= 0 && cpu_to >= 0 ? cpu_to - cpu_from : -1);
-          break;
-        }
+    if (lone && has_reply(evs, n)) {
+      const int64_t cpu_to = plan.timed ? SpinRule::thread_cpu_ns() : -1;
+      spin_rule_.note(now - wait_from, plan.spin,
+                      cpu_between(cpu_from, cpu_to));
+    }
     handle(evs, n, now);
     if (stopping_.load()) {
       for (Pipeline *p : pipelines_) p->close_all();

@@ -14,7 +14,6 @@
 
 #include <sys/epoll.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <mutex>
@@ -63,27 +62,7 @@ class IoLoop {
   // ---- a host's event loop as the driver
   // The calling thread becomes the driver, unless the I/O thread has
   // started, another thread drives, or the loop stops (false).
-  // `hand_over`: the loop goes back to the I/O thread by itself (at the
-  // host's next turn) once the driver's checks come many at a time: the
-  // moving average of the commands in flight or queued when the driver's
-  // thread submits one (note_host_submit; 1 for checks one at a time)
-  // reaches kHandOverAt. Each submission moves it by 1/kLoadWeight: checks
-  // two or three at a time never reach it; a steady load of kHandOverAt
-  // or more in flight does, and so does a single burst of about 24 or more
-  // submitted at once.
-  bool host_open(bool hand_over = false);
-  static constexpr int64_t kLoadScale = 256;  // fixed point of the average
-  static constexpr int64_t kHandOverAt = 6;
-  static constexpr int64_t kLoadWeight = 32;
-  // The driver's thread, submitting a command: `in_flight` commands
-  // (itself included) are in flight or queued.
-  void note_host_submit(uint64_t in_flight) {
-    if (!hand_over_) return;
-    host_load_ += (static_cast<int64_t>(std::min<uint64_t>(in_flight, 1024)) *
-                       kLoadScale -
-                   host_load_) /
-                  kLoadWeight;
-  }
+  bool host_open();
   // Any thread (after the driver's turn under way, if any): the loop goes
   // back to the I/O thread, which starts to carry on with what is queued
   // or in flight; the driver's next host_turn answers kHostGone.
@@ -190,12 +169,6 @@ class IoLoop {
   int64_t host_wait_from_ = 0;
   int64_t host_cpu_from_ = -1;
   bool host_spun_ = false;
-  // The driver's submissions' load, for the hand-over (the driver's
-  // thread only).
-  bool hand_over_ = false;
-  int64_t host_load_ = 0;
-  // Under drive_mu_: the loop goes back to the I/O thread (host_close).
-  void hand_back();
   // A host turn: notes the lone wait the host slept through if `evs`
   // holds a reply.
   void note_host_wait(const epoll_event *evs, int n, int64_t now);

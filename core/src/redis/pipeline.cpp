@@ -77,7 +77,6 @@ void Pipeline::submit(Request r) {
   // the I/O thread would send it; the host turns the loop before its event
   // loop waits (rl_loop_turn), which arms the timers. Nothing to wake.
   if (loop_.hosted_by_me()) {
-    loop_.note_host_submit(queued + io_waits.load());
     if (queued >= io_waits.load()) loop_.host_flush(*this);
     return;
   }

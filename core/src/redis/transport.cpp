@@ -197,10 +197,10 @@ void Transport::note_ping(int64_t rtt_us) {
   core()->topology->note_ping(rtt_us);
 }
 
-int Transport::host_open(bool hand_over) {
+int Transport::host_open() {
   if (shared_->ssl_ctx != nullptr) return -1;
   Core *c = core();
-  return c->loop.host_open(hand_over) ? c->loop.ep_fd() : -1;
+  return c->loop.host_open() ? c->loop.ep_fd() : -1;
 }
 
 bool Transport::tls() const {

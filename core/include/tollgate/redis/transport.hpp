@@ -222,8 +222,8 @@ class Transport {
   // The calling thread becomes the driver: it watches the returned
   // descriptor for readability and calls host_turn then, and when the time
   // host_turn returned comes. -1 if it cannot: TLS, the I/O thread has
-  // started, or another thread drives. `hand_over`: see IoLoop::host_open.
-  int host_open(bool hand_over = false);
+  // started, or another thread drives.
+  int host_open();
   bool tls() const;
   // Any thread: the I/O thread takes over.
   void host_close();
