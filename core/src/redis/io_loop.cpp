@@ -158,6 +158,17 @@ void IoLoop::spin_pause(int64_t spun_ns) {
   if (spun_ns >= kYieldAfterNs) sched_yield();
 }
 
+int IoLoop::spin_poll(epoll_event *evs, int64_t from) {
+  const int64_t until = from + spin_ns_;
+  int n;
+  for (int64_t t = from;;) {
+    n = epoll_wait(ep_fd_, evs, 32, 0);
+    if (n != 0 || (t = monotonic_ns()) >= until) break;
+    spin_pause(t - from);
+  }
+  return n;
+}
+
 int64_t IoLoop::next_timer() const {
   int64_t next = ticker_ ? ticker_->next_tick() : INT64_MAX;
   for (const Pipeline *p : pipelines_) next = std::min(next, p->next_timer());
@@ -235,14 +246,7 @@ bool IoLoop::host_spin(epoll_event *evs, int &n) {
   const int64_t from = monotonic_ns();
   const int64_t cpu_from = plan.timed ? SpinRule::thread_cpu_ns() : -1;
   n = 0;
-  if (plan.spin) {
-    const int64_t until = from + spin_ns_;
-    for (int64_t t = from;;) {
-      n = epoll_wait(ep_fd_, evs, 32, 0);
-      if (n != 0 || (t = monotonic_ns()) >= until) break;
-      spin_pause(t - from);
-    }
-  }
+  if (plan.spin) n = spin_poll(evs, from);
   // Nothing came (or no spin): the host sleeps through the rest of the
   // wait, and the turn that reads the reply notes it.
   host_wait_from_ = from;
@@ -344,12 +348,7 @@ void IoLoop::run() {
       // also wait for this thread's wake-up (on a VM as costly as the round
       // trip). A submitter still writes the eventfd (io_sleeping), which
       // ends the spin.
-      const int64_t until = wait_from + spin_ns_;
-      for (int64_t t = wait_from;;) {
-        n = epoll_wait(ep_fd_, evs, 32, 0);
-        if (n != 0 || (t = monotonic_ns()) >= until) break;
-        spin_pause(t - wait_from);
-      }
+      n = spin_poll(evs, wait_from);
       if (n == 0) n = sleep(evs, 32);
     } else {
       n = pending ? epoll_wait(ep_fd_, evs, 32, 0) : sleep(evs, 32);

@@ -128,6 +128,9 @@ class IoLoop {
   static void spin_pause(int64_t spun_ns);
 
  private:
+  // Polls ep_fd() into `evs` (32 entries) until something is ready or
+  // spin_us has passed since `from`; returns epoll_wait's last count.
+  int spin_poll(epoll_event *evs, int64_t from);
   void run();
   void adopt(int64_t now);
   // The parts of a turn both drivers share: take back lent connections and
